@@ -1,0 +1,1 @@
+"""relaydesk agent_service."""

@@ -1,0 +1,19 @@
+"""agent_service process: owns routing decisions (skeleton until routing lands)."""
+
+import asyncio
+
+from relaydesk.bus import Bus
+from relaydesk.bus.topology import declare_command_queue
+from relaydesk.runtime import announce_ready
+from relaydesk.settings import Settings
+
+SERVICE = "agent"
+
+
+async def main(settings: Settings, stop: asyncio.Event) -> None:
+    bus = await Bus(settings.amqp_url, service=SERVICE).connect()
+    channel = await bus.channel()
+    await declare_command_queue(channel, SERVICE)
+    announce_ready(SERVICE)
+    await stop.wait()
+    await bus.close()

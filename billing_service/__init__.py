@@ -1,0 +1,1 @@
+"""relaydesk billing_service."""

@@ -1,0 +1,1 @@
+"""Event payload models, one module per family."""

@@ -1,0 +1,157 @@
+"""Administration events: tenants, agents, permission groups, canned responses, settings.
+
+Each change carries who did it (the envelope's actor) and, for edits, before/after.
+"""
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from contracts.base import Body, EventData, Id, ShortText
+
+Role = Literal["owner", "admin", "supervisor", "agent"]
+AgentStatus = Literal["online", "away", "offline"]
+
+
+class TenantCreated(EventData):
+    TYPE = "tenant.created"
+    tenant_id: Id
+    name: ShortText
+    mode: Literal["saas", "tool"]
+    owner_email: ShortText | None = None
+    plan: Id | None = None
+
+
+class TenantEmailConfirmed(EventData):
+    TYPE = "tenant.email_confirmed"
+    tenant_id: Id
+    email: ShortText
+
+
+class TenantSettingsChanged(EventData):
+    TYPE = "tenant.settings_changed"
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+class AgentCreated(EventData):
+    TYPE = "agent.created"
+    agent_id: Id
+    email: ShortText
+    name: ShortText
+    role: Role = "agent"
+    groups: tuple[Id, ...] = ()
+    max_chats: int = Field(default=5, ge=1, le=100)
+    password_hash: ShortText | None = None
+
+
+class AgentUpdated(EventData):
+    TYPE = "agent.updated"
+    agent_id: Id
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+class AgentRemoved(EventData):
+    TYPE = "agent.removed"
+    agent_id: Id
+
+
+class AgentStatusChanged(EventData):
+    TYPE = "agent.status_changed"
+    agent_id: Id
+    status: AgentStatus
+    max_chats: int | None = Field(default=None, ge=1, le=100)
+
+
+class PermissionGroupCreated(EventData):
+    TYPE = "permission_group.created"
+    group_id: Id
+    name: ShortText
+    permissions: tuple[Id, ...] = ()
+    departments: tuple[Id, ...] = ()
+    channels: tuple[Id, ...] = ()
+
+
+class PermissionGroupUpdated(EventData):
+    TYPE = "permission_group.updated"
+    group_id: Id
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+class PermissionGroupDeleted(EventData):
+    TYPE = "permission_group.deleted"
+    group_id: Id
+
+
+class CannedResponseCreated(EventData):
+    TYPE = "canned_response.created"
+    canned_id: Id
+    shortcut: ShortText
+    text: Body
+    scope: Literal["personal", "group", "tenant"] = "tenant"
+    owner_id: Id | None = None
+    group_id: Id | None = None
+    language: ShortText | None = None
+
+
+class CannedResponseUpdated(EventData):
+    TYPE = "canned_response.updated"
+    canned_id: Id
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+class CannedResponseDeleted(EventData):
+    TYPE = "canned_response.deleted"
+    canned_id: Id
+
+
+class CannedResponseUsed(EventData):
+    TYPE = "canned_response.used"
+    canned_id: Id
+    conversation_id: Id
+
+
+class WebhookSubscribed(EventData):
+    TYPE = "webhook.subscribed"
+    subscription_id: Id
+    url: str = Field(max_length=2000)
+    event_types: tuple[str, ...]
+
+
+class WebhookUnsubscribed(EventData):
+    TYPE = "webhook.unsubscribed"
+    subscription_id: Id
+
+
+class CommandRejected(EventData):
+    """A command's owner said no; ``reason`` is a stable code the client can show."""
+
+    TYPE = "command.rejected"
+    command_id: Id
+    command_type: ShortText
+    reason: Id
+    detail: ShortText | None = None
+
+
+MODELS = (
+    TenantCreated,
+    TenantEmailConfirmed,
+    TenantSettingsChanged,
+    AgentCreated,
+    AgentUpdated,
+    AgentRemoved,
+    AgentStatusChanged,
+    PermissionGroupCreated,
+    PermissionGroupUpdated,
+    PermissionGroupDeleted,
+    CannedResponseCreated,
+    CannedResponseUpdated,
+    CannedResponseDeleted,
+    CannedResponseUsed,
+    WebhookSubscribed,
+    WebhookUnsubscribed,
+    CommandRejected,
+)

@@ -1,0 +1,57 @@
+"""Connector events: configuration and the platform bridge in both directions."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from contracts.base import EventData, Id, ShortText
+
+Platform = Literal["telegram", "messenger", "wechat"]
+
+
+class ConnectorConfigured(EventData):
+    """Secrets are stored encrypted (``sealed_config``), never in clear on the log."""
+
+    TYPE = "connector.configured"
+    connector_id: Id
+    platform: Platform
+    public_config: dict[str, str] = Field(default_factory=dict)
+    sealed_config: str = Field(max_length=20000)
+
+
+class ConnectorRemoved(EventData):
+    TYPE = "connector.removed"
+    connector_id: Id
+
+
+class InboundReceived(EventData):
+    """A platform update was verified and accepted (dedupe key: platform_message_id)."""
+
+    TYPE = "connector.inbound_received"
+    connector_id: Id
+    platform: Platform
+    platform_message_id: ShortText
+    platform_user_id: ShortText
+    conversation_id: Id
+
+
+class OutboundSent(EventData):
+    TYPE = "connector.outbound_sent"
+    connector_id: Id
+    platform: Platform
+    conversation_id: Id
+    message_id: Id
+    platform_message_id: ShortText | None = None
+
+
+class OutboundFailed(EventData):
+    TYPE = "connector.outbound_failed"
+    connector_id: Id
+    platform: Platform
+    conversation_id: Id
+    message_id: Id
+    reason: ShortText
+    permanent: bool
+
+
+MODELS = (ConnectorConfigured, ConnectorRemoved, InboundReceived, OutboundSent, OutboundFailed)

@@ -1,0 +1,137 @@
+"""Conversation lifecycle events: request, queue, offer, accept, transfer, close."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.base import EventData, Id, ShortText
+
+Channel = Literal["web", "telegram", "messenger", "wechat", "api"]
+
+
+class VisitorInfo(BaseModel):
+    """What the customer told us (pre-chat form, platform profile)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: Id
+    name: ShortText | None = None
+    email: ShortText | None = None
+    page_url: str | None = Field(default=None, max_length=2000)
+    platform_user_id: ShortText | None = None
+
+
+class ConversationRequested(EventData):
+    """A customer opened a conversation; it waits for routing."""
+
+    TYPE = "conversation.requested"
+    conversation_id: Id
+    channel: Channel = "web"
+    visitor: VisitorInfo
+    department: Id | None = None
+    topic: ShortText | None = None
+
+
+class ConversationQueued(EventData):
+    """The conversation waits; ``position`` is its place in the tenant's queue (1-based)."""
+
+    TYPE = "conversation.queued"
+    conversation_id: Id
+    position: int = Field(ge=0)
+    reason: Literal["waiting", "declined", "offer_timeout", "agent_disconnected", "requeued"] = "waiting"
+
+
+class ConversationOffered(EventData):
+    """Routing offered the conversation to these agents (broadcast) or one (auto)."""
+
+    TYPE = "conversation.offered"
+    conversation_id: Id
+    agent_ids: tuple[Id, ...]
+    expires_in_s: int = Field(default=60, ge=1)
+    transfer_from: Id | None = None
+
+
+class OfferWithdrawn(EventData):
+    """Offers to these agents no longer stand (someone accepted, or the offer expired)."""
+
+    TYPE = "conversation.offer_withdrawn"
+    conversation_id: Id
+    agent_ids: tuple[Id, ...]
+    reason: Literal["accepted_by_other", "expired", "closed", "agent_offline"]
+
+
+class OfferDeclined(EventData):
+    TYPE = "conversation.offer_declined"
+    conversation_id: Id
+    agent_id: Id
+
+
+class ConversationAccepted(EventData):
+    """The first valid accept won: the conversation is engaged with this agent."""
+
+    TYPE = "conversation.accepted"
+    conversation_id: Id
+    agent_id: Id
+    agent_name: ShortText | None = None
+
+
+class TransferRequested(EventData):
+    TYPE = "conversation.transfer_requested"
+    conversation_id: Id
+    from_agent_id: Id
+    to_agent_id: Id | None = None
+    to_group: Id | None = None
+    note: ShortText | None = None
+
+
+class ConversationTransferred(EventData):
+    TYPE = "conversation.transferred"
+    conversation_id: Id
+    from_agent_id: Id
+    to_agent_id: Id
+
+
+class ConversationClosed(EventData):
+    TYPE = "conversation.closed"
+    conversation_id: Id
+    closed_by: Literal["customer", "agent", "system"]
+    reason: ShortText | None = None
+
+
+class ConversationMissed(EventData):
+    """No agent was available; the customer's messages stay for follow-up."""
+
+    TYPE = "conversation.missed"
+    conversation_id: Id
+    reason: Literal["no_agent_online", "outside_business_hours", "over_limit"] = "no_agent_online"
+
+
+class ConversationRated(EventData):
+    TYPE = "conversation.rated"
+    conversation_id: Id
+    score: int = Field(ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class AgentDisconnected(EventData):
+    """The engaged agent's last socket went away; grace period running."""
+
+    TYPE = "conversation.agent_disconnected"
+    conversation_id: Id
+    agent_id: Id
+    grace_s: int = Field(ge=0)
+
+
+MODELS = (
+    ConversationRequested,
+    ConversationQueued,
+    ConversationOffered,
+    OfferWithdrawn,
+    OfferDeclined,
+    ConversationAccepted,
+    TransferRequested,
+    ConversationTransferred,
+    ConversationClosed,
+    ConversationMissed,
+    ConversationRated,
+    AgentDisconnected,
+)

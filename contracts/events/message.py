@@ -1,0 +1,77 @@
+"""Chat content events: messages, attachments, system notes, typing, read receipts."""
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from contracts.base import Body, EventData, Id, ShortText
+
+
+class MessageSent(EventData):
+    """A participant's message was accepted into a conversation.
+
+    v2 added ``client_ts_ms`` (the sender's clock, used by the benchmark); v1 payloads
+    are upcast by :func:`upcast_message_sent_v1_v2`.
+    """
+
+    TYPE = "message.sent"
+    V = 2
+    conversation_id: Id
+    message_id: Id
+    body: Body
+    author_kind: Literal["customer", "agent", "system", "connector"]
+    author_id: Id
+    author_name: ShortText | None = None
+    canned_response_id: Id | None = None
+    client_ts_ms: int | None = None
+
+
+def upcast_message_sent_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 had no ``client_ts_ms``; it is simply absent."""
+    return {**data, "client_ts_ms": None}
+
+
+class AttachmentSent(EventData):
+    TYPE = "message.attachment_sent"
+    conversation_id: Id
+    message_id: Id
+    attachment_id: Id
+    filename: ShortText
+    content_type: ShortText
+    size: int = Field(ge=0)
+    author_kind: Literal["customer", "agent", "connector"]
+    author_id: Id
+
+
+class SystemNote(EventData):
+    """"X has entered the chat", "X left", transfer notes, closed."""
+
+    TYPE = "message.system"
+    conversation_id: Id
+    message_id: Id
+    kind: Literal["joined", "left", "transferred", "closed", "queued", "missed", "notice"]
+    text: ShortText
+
+
+class TypingChanged(EventData):
+    """Ephemeral: shown live, never stored as chat history."""
+
+    TYPE = "typing.changed"
+    conversation_id: Id
+    who_kind: Literal["customer", "agent"]
+    who_id: Id
+    typing: bool
+
+
+class MessageRead(EventData):
+    """Ephemeral read receipt: the reader has seen everything up to ``message_id``."""
+
+    TYPE = "message.read"
+    conversation_id: Id
+    message_id: Id
+    reader_kind: Literal["customer", "agent"]
+    reader_id: Id
+
+
+MODELS = (MessageSent, AttachmentSent, SystemNote, TypingChanged, MessageRead)
+UPCASTERS = {("message.sent", 1): upcast_message_sent_v1_v2}

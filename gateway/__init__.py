@@ -1,0 +1,1 @@
+"""relaydesk gateway: the only HTTP/websocket surface for browsers."""

@@ -1,0 +1,1 @@
+"""relaydesk history_service."""

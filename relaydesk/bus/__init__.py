@@ -1,0 +1,10 @@
+"""The bus client on aio-pika: topology, confirmed publishing, log reading, request/reply.
+
+See docs/bus.md for the guarantees each part gives and does not give.
+"""
+
+from relaydesk.bus.connection import Bus
+from relaydesk.bus.log_reader import LogReader
+from relaydesk.bus.rpc import CommandReply, RemoteError, RequestTimeout
+
+__all__ = ["Bus", "CommandReply", "LogReader", "RemoteError", "RequestTimeout"]

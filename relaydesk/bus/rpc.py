@@ -1,0 +1,186 @@
+"""Request/reply over RabbitMQ's direct reply-to, for queries and commands.
+
+Queries (design decision 4) go to ``relaydesk.queries`` → a shared queue per service.
+Commands (design decision 3) go to ``relaydesk.commands`` → a quorum queue with single
+active consumer per service; the handler decides, publishes its events, replies, and only
+then acks. A command that cannot be parsed is dead-lettered with a reason and answered
+with an error; a handler that crashes is redelivered up to the delivery limit.
+"""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aio_pika
+import orjson
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from contracts import topology as names
+from contracts.envelope import Envelope
+from contracts.errors import ContractError
+from relaydesk.bus.codec import decode_envelope, encode_envelope
+from relaydesk.bus.connection import Bus
+from relaydesk.bus.topology import declare_command_queue, declare_query_queue
+from relaydesk.logging import bind_correlation
+
+log = structlog.get_logger(__name__)
+
+REPLY_TO = "amq.rabbitmq.reply-to"
+
+
+class RequestTimeout(TimeoutError):
+    """No reply within the timeout: the owner is down or overloaded."""
+
+
+class RemoteError(RuntimeError):
+    """The owner answered with an error; ``code`` is stable for clients."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class CommandReply(BaseModel):
+    """What a command's owner answers: accepted with the events it emitted, or rejected."""
+
+    model_config = ConfigDict(frozen=True)
+    ok: bool
+    event_ids: tuple[str, ...] = ()
+    code: str | None = None
+    message: str | None = None
+    data: dict[str, Any] = {}
+
+
+QueryHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
+CommandHandler = Callable[[Envelope], Awaitable[CommandReply]]
+
+
+class RpcClient:
+    """Sends requests and awaits replies on the pseudo-queue ``amq.rabbitmq.reply-to``."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self._channel: AbstractChannel | None = None
+        self._waiting: dict[str, asyncio.Future[bytes]] = {}
+        self._lock = asyncio.Lock()
+
+    async def _ensure(self) -> AbstractChannel:
+        async with self._lock:
+            if self._channel is None or self._channel.is_closed:
+                self._channel = await self._bus.channel()
+                reply_queue = await self._channel.get_queue(REPLY_TO, ensure=False)
+                await reply_queue.consume(self._on_reply, no_ack=True)
+            return self._channel
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        future = self._waiting.pop(message.correlation_id or "", None)
+        if future is not None and not future.done():
+            future.set_result(message.body)
+
+    async def _call(self, exchange_name: str, routing_key: str, message: aio_pika.Message, timeout: float) -> bytes:
+        channel = await self._ensure()
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        assert message.correlation_id is not None
+        self._waiting[message.correlation_id] = future
+        try:
+            exchange = await channel.get_exchange(exchange_name, ensure=False)
+            await exchange.publish(message, routing_key=routing_key, mandatory=False)
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"no reply from {routing_key} within {timeout}s") from None
+        finally:
+            self._waiting.pop(message.correlation_id, None)
+
+    async def query(self, service: str, name: str, params: dict[str, Any], *, timeout: float = 5.0) -> Any:
+        """Ask ``service`` the query ``name``; returns its JSON answer or raises RemoteError."""
+        message = aio_pika.Message(
+            body=orjson.dumps({"name": name, "params": params}),
+            correlation_id=uuid.uuid4().hex,
+            reply_to=REPLY_TO,
+            content_type="application/json",
+            expiration=timeout,
+        )
+        answer = orjson.loads(await self._call(names.QUERIES_EXCHANGE, service, message, timeout))
+        if "error" in answer:
+            raise RemoteError(answer["error"]["code"], answer["error"]["message"])
+        return answer["result"]
+
+    async def command(self, service: str, envelope: Envelope, *, timeout: float = 5.0) -> CommandReply:
+        """Send a command to its single writer and wait for the decision."""
+        message = encode_envelope(envelope, reply_to=REPLY_TO)
+        message.correlation_id = uuid.uuid4().hex
+        return CommandReply.model_validate_json(await self._call(names.COMMANDS_EXCHANGE, service, message, timeout))
+
+
+async def _reply(channel: AbstractChannel, request: AbstractIncomingMessage, body: bytes) -> None:
+    if request.reply_to:
+        await channel.default_exchange.publish(
+            aio_pika.Message(body=body, correlation_id=request.correlation_id, content_type="application/json"),
+            routing_key=request.reply_to,
+        )
+
+
+async def serve_queries(bus: Bus, service: str, handler: QueryHandler, *, prefetch: int = 50) -> AbstractChannel:
+    """Answer queries for ``service``. Errors become ``{"error": {code, message}}`` replies."""
+    channel = await bus.channel(prefetch=prefetch)
+    queue = await declare_query_queue(channel, service)
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        async with message.process(ignore_processed=True):
+            try:
+                request = orjson.loads(message.body)
+                result = await handler(str(request["name"]), dict(request.get("params") or {}))
+                body = orjson.dumps({"result": result}, default=_json_default)
+            except RemoteError as exc:
+                body = orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
+            except (ContractError, ValidationError, KeyError, TypeError, ValueError) as exc:
+                body = orjson.dumps({"error": {"code": "bad_request", "message": str(exc)[:300]}})
+            except Exception as exc:  # answer instead of leaving the caller to time out
+                log.exception("query_failed", service=service)
+                body = orjson.dumps({"error": {"code": "internal", "message": type(exc).__name__}})
+            await _reply(channel, message, body)
+
+    await queue.consume(on_message)
+    return channel
+
+
+async def serve_commands(bus: Bus, service: str, handler: CommandHandler) -> AbstractChannel:
+    """Be the single active consumer deciding ``service``'s commands, one at a time."""
+    channel = await bus.channel(prefetch=1)  # one at a time: decisions must be serial
+    queue = await declare_command_queue(channel, service)
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        try:
+            envelope = decode_envelope(message.body)
+        except (ValueError, ValidationError) as exc:
+            await bus.dead_letter(message.body, reason=f"undecodable command: {exc}"[:500], source=service)
+            await _reply(channel, message, CommandReply(ok=False, code="invalid_payload", message=str(exc)[:300]).model_dump_json().encode())
+            await message.ack()
+            return
+        bind_correlation(envelope.correlation_id or envelope.id)
+        try:
+            reply = await handler(envelope)
+        except ContractError as exc:
+            await bus.dead_letter(message.body, reason=f"{exc.code}: {exc}"[:500], source=service)
+            reply = CommandReply(ok=False, code=exc.code, message=str(exc)[:300])
+        except Exception:
+            log.exception("command_failed", command_type=envelope.type)
+            await message.nack(requeue=True)  # redelivered until x-delivery-limit, then dead-lettered
+            return
+        await _reply(channel, message, reply.model_dump_json().encode())
+        await message.ack()
+
+    await queue.consume(on_message)
+    return channel
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,49 @@
+"""Declares every exchange and queue; idempotent, safe to run from every process."""
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractQueue
+
+from contracts import topology as names
+
+# The stream keeps the live log; the MongoDB archive keeps everything forever.
+LOG_MAX_AGE = "30D"
+LOG_SEGMENT_BYTES = 50_000_000
+
+
+async def declare_core(channel: AbstractChannel) -> None:
+    """Events exchange, the log stream bound ``#``, commands/queries exchanges, dead letters."""
+    events = await channel.declare_exchange(names.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    await channel.declare_exchange(names.COMMANDS_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
+    await channel.declare_exchange(names.QUERIES_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
+    dead = await channel.declare_exchange(names.DEAD_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True)
+    dead_queue = await channel.declare_queue(names.DEAD_QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
+    await dead_queue.bind(dead)
+    log = await channel.declare_queue(
+        names.LOG_STREAM,
+        durable=True,
+        arguments={"x-queue-type": "stream", "x-max-age": LOG_MAX_AGE, "x-stream-max-segment-size-bytes": LOG_SEGMENT_BYTES},
+    )
+    await log.bind(events, routing_key="#")
+
+
+async def declare_command_queue(channel: AbstractChannel, service: str) -> AbstractQueue:
+    """A quorum queue with single active consumer: exactly one process decides at a time."""
+    queue = await channel.declare_queue(
+        names.command_queue(service),
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-single-active-consumer": True,
+            "x-delivery-limit": names.COMMAND_DELIVERY_LIMIT,
+            "x-dead-letter-exchange": names.DEAD_EXCHANGE,
+        },
+    )
+    await queue.bind(names.COMMANDS_EXCHANGE, routing_key=service)
+    return queue
+
+
+async def declare_query_queue(channel: AbstractChannel, service: str) -> AbstractQueue:
+    """Queries may be answered by any instance, so many consumers share one queue."""
+    queue = await channel.declare_queue(names.query_queue(service), durable=True, arguments={"x-queue-type": "classic"})
+    await queue.bind(names.QUERIES_EXCHANGE, routing_key=service)
+    return queue

@@ -1,0 +1,1 @@
+"""Sub-commands of the relaydesk CLI (bench, replay, audit, admin, export)."""

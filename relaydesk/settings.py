@@ -1,0 +1,58 @@
+"""Configuration from the environment; every variable is listed in README.md.
+
+All variables use the ``RELAYDESK_`` prefix except ``MONGO_URL``, which follows the
+common convention so existing deployments can pass it unchanged.
+"""
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "RELAYDESK_"
+
+
+class Settings(BaseSettings):
+    """Run-time settings shared by every service. Construct once in ``bootstrap``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    mongo_url: str | None = Field(default=None, validation_alias=AliasChoices("MONGO_URL", "RELAYDESK_MONGO_URL"))
+    mongo_db: str = "relaydesk"
+    mode: Literal["saas", "tool"] = "tool"
+    data_dir: str = ".relaydesk"
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    jwt_secret: SecretStr = SecretStr("change-me-in-production-relaydesk-dev-secret")
+    visitor_secret: SecretStr = SecretStr("change-me-visitor-secret-relaydesk-dev")
+    secrets_key: SecretStr = SecretStr("change-me-connector-secrets-relaydesk-dev")
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 7 * 24 * 3600
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    public_url: str | None = None
+    connectors_host: str = "127.0.0.1"
+    connectors_port: int = 8090
+    health_port_base: int = 8100
+
+    ws_max_frame_bytes: int = 64 * 1024
+    ws_queue_limit: int = 1000
+    ws_rate_per_s: float = 20.0
+    ws_rate_burst: int = 40
+    resume_buffer_events: int = 50_000
+
+    publish_timeout_s: float = 5.0
+    request_timeout_s: float = 5.0
+    offer_timeout_s: int = 60
+    disconnect_grace_s: int = 30
+
+    smtp_url: str | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+    messenger_api_base: str = "https://graph.facebook.com/v21.0"
+    wechat_api_base: str = "https://api.weixin.qq.com"
+
+    def gateway_url(self) -> str:
+        return self.public_url or f"http://{self.gateway_host}:{self.gateway_port}"

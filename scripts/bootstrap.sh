@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what relaydesk needs on a fresh Debian/Ubuntu machine with Python 3.11:
+# RabbitMQ (apt, when missing), the virtual environment, and with --test Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WITH_TEST=0
+[[ "${1:-}" == "--test" ]] && WITH_TEST=1
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+apt_packages=()
+command -v rabbitmq-server >/dev/null 2>&1 || apt_packages+=(rabbitmq-server)
+if [[ $WITH_TEST -eq 1 ]] && [[ ! -x /usr/bin/chromium ]]; then apt_packages+=(chromium); fi
+python3 -m venv --help >/dev/null 2>&1 || apt_packages+=(python3-venv)
+if (( ${#apt_packages[@]} )); then
+  echo "[bootstrap] apt-get install ${apt_packages[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+# RabbitMQ: start it if it is not running, with the plugins relaydesk uses.
+if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+  echo "[bootstrap] starting RabbitMQ"
+  $SUDO rabbitmq-server -detached >/dev/null 2>&1 || true
+  for _ in $(seq 1 120); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 0.5; done
+  $SUDO rabbitmqctl await_startup --timeout 60 >/dev/null 2>&1 || true
+fi
+$SUDO rabbitmq-plugins enable rabbitmq_stream rabbitmq_management >/dev/null 2>&1 || true
+for _ in $(seq 1 120); do (exec 3<>/dev/tcp/127.0.0.1/15672) 2>/dev/null && break; sleep 0.5; done
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if [[ ! -x .venv/bin/python ]]; then
+  echo "[bootstrap] creating .venv"
+  "$PY" -m venv .venv
+fi
+extras="embedded"
+[[ $WITH_TEST -eq 1 ]] && extras="embedded,test,bench"
+stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)-${extras//,/_}"
+if [[ ! -f "$stamp" ]]; then
+  echo "[bootstrap] installing relaydesk[$extras] into .venv"
+  .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+  .venv/bin/pip install -q -e ".[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import relaydesk, aio_pika, pymongo" 
+  touch "$stamp"
+fi
