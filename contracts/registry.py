@@ -9,7 +9,7 @@ from contracts.base import Payload
 from contracts.commands import conversation as conversation_commands
 from contracts.envelope import Envelope
 from contracts.errors import InvalidPayload, UnknownType
-from contracts.events import admin, billing, connector, conversation, message
+from contracts.events import admin, billing, connector, conversation, message, system
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -73,7 +73,7 @@ class Registry:
 
 
 EVENTS = Registry(
-    (*conversation.MODELS, *message.MODELS, *admin.MODELS, *connector.MODELS, *billing.MODELS),
+    (*conversation.MODELS, *message.MODELS, *admin.MODELS, *connector.MODELS, *billing.MODELS, *system.MODELS),
     {**message.UPCASTERS},
 )
 COMMANDS = Registry((*conversation_commands.MODELS,), {})

@@ -148,3 +148,19 @@ async def test_command_round_trip_and_invalid_command_dead_lettered(bus: Bus) ->
     dead = await channel.declare_queue(names.DEAD_QUEUE, passive=True)
     message = await dead.get(timeout=5, fail=True)
     assert "invalid_payload" in message.headers["x-relaydesk-reason"]
+
+
+async def test_catch_up_folds_everything_published_before_start(bus: Bus) -> None:
+    from relaydesk.bus.catch_up import catch_up
+
+    before = [message_event(i) for i in range(30)]
+    await bus.publish_many(before)
+    folded: list[str] = []
+
+    async def apply(batch: list) -> None:
+        folded.extend(e.envelope.id for e in batch if e.envelope.type == "message.sent")
+
+    async with LogReader(bus, start="first") as reader:
+        position = await catch_up(bus, reader, apply, service="t")
+    assert folded == [e.id for e in before]
+    assert position >= 30
