@@ -7,9 +7,11 @@ from pydantic import ValidationError
 
 from contracts.base import Payload
 from contracts.commands import conversation as conversation_commands
+from contracts.commands import routing as routing_commands
 from contracts.envelope import Envelope
 from contracts.errors import InvalidPayload, UnknownType
 from contracts.events import admin, billing, connector, conversation, message, system
+from contracts.events import routing as routing_events
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -73,10 +75,10 @@ class Registry:
 
 
 EVENTS = Registry(
-    (*conversation.MODELS, *message.MODELS, *admin.MODELS, *connector.MODELS, *billing.MODELS, *system.MODELS),
+    (*conversation.MODELS, *message.MODELS, *admin.MODELS, *connector.MODELS, *billing.MODELS, *system.MODELS, *routing_events.MODELS),
     {**message.UPCASTERS},
 )
-COMMANDS = Registry((*conversation_commands.MODELS,), {})
+COMMANDS = Registry((*conversation_commands.MODELS, *routing_commands.MODELS), {})
 
 
 def parse_event_data(envelope: Envelope) -> Payload:

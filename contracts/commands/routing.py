@@ -1,0 +1,13 @@
+"""Commands agent_service sends to itself so timed decisions stay on the single-writer queue."""
+
+from contracts.base import CommandData, Id
+
+
+class ExpireAgentDisconnect(CommandData):
+    """The disconnect grace period of ``agent_id`` is over: requeue their chats unless they returned."""
+
+    TYPE = "agent.expire_disconnect"
+    agent_id: Id
+
+
+MODELS = (ExpireAgentDisconnect,)
