@@ -1,0 +1,71 @@
+"""Deciding agent commands: status changes, lost connections and the end of their grace period."""
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from agent_service.conversation_commands import EXPIRY_TOLERANCE, acting_for_someone_else
+from agent_service.decision import SYSTEM_ACTOR, Decision
+from agent_service.state import QUEUED
+from contracts.commands import conversation as commands
+from contracts.commands import routing as routing_commands
+
+Handler = Callable[[Decision, object], None]
+
+
+def _withdraw_offers_of(d: Decision, agent_id: str) -> None:
+    """Take back every offer standing for the agent; re-route chats nobody else holds."""
+    for conversation_id in sorted(d.tenant.agent(agent_id).offers):
+        conversation = d.tenant.conversations[conversation_id]
+        d.withdraw(conversation, (agent_id,), "agent_offline", actor=SYSTEM_ACTOR)
+        if conversation.status == QUEUED:
+            d.route(conversation, "requeued", actor=SYSTEM_ACTOR)
+
+
+def set_status(d: Decision, cmd: commands.SetAgentStatus) -> None:
+    if acting_for_someone_else(d, cmd.agent_id):
+        return d.reject("forbidden", "agents set their own status only")
+    data = cmd.model_dump(mode="json", exclude_none=True)
+    d.emit("agent.status_changed", data, stream=f"agent:{cmd.agent_id}")
+    if cmd.status == "online":
+        d.drain()
+    else:
+        _withdraw_offers_of(d, cmd.agent_id)
+    d.refresh_positions()
+    return None
+
+
+def connection_lost(d: Decision, cmd: commands.AgentConnectionLost) -> None:
+    """The agent's last socket closed: tell their customers, start the grace period."""
+    agent = d.tenant.agents.get(cmd.agent_id)
+    if agent is None or agent.disconnected_at is not None or agent.status == "offline":
+        return
+    d.emit("agent.disconnected", {"agent_id": cmd.agent_id, "grace_s": d.grace_s}, stream=f"agent:{cmd.agent_id}", actor=SYSTEM_ACTOR)
+    for conversation_id in sorted(agent.active):
+        d.emit("conversation.agent_disconnected", {"conversation_id": conversation_id, "agent_id": cmd.agent_id, "grace_s": d.grace_s}, actor=SYSTEM_ACTOR)
+        d.note(conversation_id, "notice", "Your agent lost their connection. Please hold on.")
+    _withdraw_offers_of(d, cmd.agent_id)
+    d.refresh_positions()
+
+
+def expire_disconnect(d: Decision, cmd: routing_commands.ExpireAgentDisconnect) -> None:
+    """Timer: the agent did not come back in time; their chats go back to the queue."""
+    agent = d.tenant.agents.get(cmd.agent_id)
+    if agent is None or agent.disconnected_at is None:
+        return  # they came back (or never left)
+    if d.now + EXPIRY_TOLERANCE < agent.disconnected_at + timedelta(seconds=agent.grace_s):
+        return
+    chats = [d.tenant.conversations[c] for c in sorted(agent.active)]
+    d.emit("agent.status_changed", {"agent_id": cmd.agent_id, "status": "offline"}, stream=f"agent:{cmd.agent_id}", actor=SYSTEM_ACTOR)
+    for conversation in chats:
+        d.queue(conversation, "agent_disconnected", actor=SYSTEM_ACTOR)
+        d.note(conversation.conversation_id, "notice", "We are finding another agent for you.")
+    for conversation in sorted(chats, key=lambda c: c.seq):
+        d.route(conversation, "agent_disconnected", actor=SYSTEM_ACTOR)
+    d.refresh_positions()
+
+
+HANDLERS: dict[str, Handler] = {
+    "agent.set_status": set_status,
+    "agent.connection_lost": connection_lost,
+    "agent.expire_disconnect": expire_disconnect,
+}

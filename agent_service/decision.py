@@ -1,0 +1,121 @@
+"""One command's decision in the making: emitted events are folded into the state at once.
+
+Folding each event as it is emitted lets the rest of the decision (routing after a
+decline, queue positions after an accept) see its effect, exactly as a replay of the
+log would. Event ids derive from the command id, so a redelivered command re-emits the
+same ids and every consumer's dedupe absorbs them.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from agent_service import routing
+from agent_service.fold import apply
+from agent_service.state import MISSED, QUEUED, Conversation, RoutingState, Tenant
+from contracts.envelope import Actor, Envelope
+from contracts.ids import derive_event_id
+from contracts.registry import EVENTS
+
+SYSTEM_ACTOR = Actor(kind="system", id="agent_service")
+
+
+class Decision:
+    """Collects the events one command causes.
+
+    Args:
+        state: the routing state; mutated as events are emitted.
+        command: the command envelope (its id seeds event ids, its actor signs events).
+        now: the decision time (``occurred_at`` of every event).
+        offer_timeout_s: the service default when the tenant sets none.
+        grace_s: the agent disconnect grace period.
+    """
+
+    def __init__(self, state: RoutingState, command: Envelope, *, now: datetime, offer_timeout_s: int, grace_s: int) -> None:
+        self.state = state
+        self.command = command
+        self.tenant: Tenant = state.tenant(command.tenant)
+        self.now = now
+        self.default_offer_timeout_s = offer_timeout_s
+        self.grace_s = grace_s
+        self.events: list[Envelope] = []
+
+    def emit(self, type_name: str, data: dict[str, Any], *, stream: str | None = None, actor: Actor | None = None) -> Envelope:
+        """Validate, fold and keep one event (raises ContractError on a bad payload)."""
+        model = EVENTS.model_for(type_name)
+        payload = EVENTS.parse(type_name, model.V, data).model_dump(mode="json")
+        envelope = Envelope(
+            id=derive_event_id(self.command.tenant, self.command.id, str(len(self.events))),
+            type=type_name,
+            v=model.V,
+            tenant=self.command.tenant,
+            stream=stream or f"conv:{data['conversation_id']}",
+            actor=actor or self.command.actor,
+            occurred_at=self.now,
+            correlation_id=self.command.correlation_id or self.command.id,
+            causation_id=self.command.id,
+            data=payload,
+        )
+        apply(self.state, envelope)
+        self.events.append(envelope)
+        return envelope
+
+    def reject(self, code: str, detail: str) -> None:
+        """Say no, on the log, so a redelivered command gets the same answer after a restart."""
+        conversation_id = self.command.data.get("conversation_id")
+        self.emit(
+            "command.rejected",
+            {"command_id": self.command.id, "command_type": self.command.type, "reason": code, "detail": detail[:200]},
+            stream=f"conv:{conversation_id}" if isinstance(conversation_id, str) else "tenant",
+        )
+
+    def note(self, conversation_id: str, kind: str, text: str) -> None:
+        """A system line in the chat ("X has entered the chat"), visible to both sides."""
+        message_id = derive_event_id(self.command.tenant, self.command.id, f"note-{len(self.events)}")
+        self.emit("message.system", {"conversation_id": conversation_id, "message_id": message_id, "kind": kind, "text": text[:200]}, actor=SYSTEM_ACTOR)
+
+    def setting(self, key: str) -> Any:
+        return self.tenant.settings.get(key)
+
+    def offer_timeout_s(self) -> int:
+        return max(1, int(self.setting("offer_timeout_s") or self.default_offer_timeout_s))
+
+    # --- routing steps shared by several commands ---
+
+    def offer(self, conversation: Conversation, agent_ids: tuple[str, ...], *, transfer_from: str | None = None, actor: Actor | None = None) -> None:
+        data: dict[str, Any] = {"conversation_id": conversation.conversation_id, "agent_ids": agent_ids, "expires_in_s": self.offer_timeout_s()}
+        if transfer_from:
+            data["transfer_from"] = transfer_from
+        self.emit("conversation.offered", data, actor=actor)
+
+    def withdraw(self, conversation: Conversation, agent_ids: set[str] | tuple[str, ...], reason: str, *, actor: Actor | None = None) -> None:
+        if agent_ids:
+            self.emit("conversation.offer_withdrawn", {"conversation_id": conversation.conversation_id, "agent_ids": tuple(sorted(agent_ids)), "reason": reason}, actor=actor)
+
+    def route(self, conversation: Conversation, reason: str = "waiting", *, actor: Actor | None = None) -> None:
+        """Offer to whoever routing picks; else keep it queued; else, nobody online, missed."""
+        targets = routing.choose(self.tenant, conversation)
+        if targets:
+            self.offer(conversation, targets, actor=actor)
+        elif routing.anyone_online_for(self.tenant, conversation):
+            if conversation.status != QUEUED or conversation.position is None:
+                self.queue(conversation, reason, actor=actor)
+        elif conversation.status != MISSED:
+            self.emit("conversation.missed", {"conversation_id": conversation.conversation_id, "reason": "no_agent_online"}, actor=actor)
+            self.note(conversation.conversation_id, "missed", str(self.setting("offline_text")))
+
+    def queue(self, conversation: Conversation, reason: str, *, actor: Actor | None = None) -> None:
+        position = 1 + sum(1 for c in self.tenant.queued() if c.seq < conversation.seq and c is not conversation)
+        self.emit("conversation.queued", {"conversation_id": conversation.conversation_id, "position": position, "reason": reason}, actor=actor)
+
+    def drain(self) -> None:
+        """Offer waiting conversations (queue order, then missed ones) to agents with room."""
+        for conversation in self.tenant.waiting():
+            targets = routing.choose(self.tenant, conversation)
+            if targets:
+                self.offer(conversation, targets, actor=SYSTEM_ACTOR)
+
+    def refresh_positions(self) -> None:
+        """Tell every queued customer whose place changed their new place."""
+        for index, conversation in enumerate(self.tenant.queued()):
+            if conversation.position != index + 1:
+                self.emit("conversation.queued", {"conversation_id": conversation.conversation_id, "position": index + 1, "reason": "waiting"}, actor=SYSTEM_ACTOR)

@@ -1,0 +1,269 @@
+"""The fold: how each logged event changes the routing state (pure, one function per type).
+
+Every decision agent_service makes is replayable: rebuilding the state means applying
+these functions to the log from the beginning, in log order. Events of types not listed
+here leave the state alone (apart from the "agent is back" rule in :func:`apply`).
+"""
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import structlog
+
+from agent_service.state import CLOSED, ENGAGED, MISSED, OFFERED, QUEUED, TRANSFER_PENDING, Conversation, Group, RoutingState, Tenant
+from contracts.base import Payload
+from contracts.envelope import Envelope
+from contracts.errors import ContractError
+from contracts.registry import EVENTS
+from relaydesk.bus.rpc import CommandReply
+
+log = structlog.get_logger(__name__)
+
+Folder = Callable[[Tenant, Envelope, Payload], None]
+FOLDERS: dict[str, Folder] = {}
+
+# Types agent_service emits as decisions: their causation ids are commands it answered.
+DECISION_TYPES = frozenset({
+    "conversation.requested", "conversation.queued", "conversation.offered", "conversation.offer_withdrawn",
+    "conversation.offer_declined", "conversation.accepted", "conversation.transfer_requested",
+    "conversation.transferred", "conversation.closed", "conversation.missed", "conversation.rated",
+    "conversation.agent_disconnected", "agent.status_changed", "agent.disconnected", "message.system",
+    "command.rejected",
+})
+# Events about an agent that do not show the agent is back.
+NOT_A_RETURN = frozenset({"agent.disconnected", "conversation.agent_disconnected"})
+
+
+def folds(type_name: str) -> Callable[[Folder], Folder]:
+    def register(function: Folder) -> Folder:
+        FOLDERS[type_name] = function
+        return function
+
+    return register
+
+
+def apply(state: RoutingState, envelope: Envelope) -> None:
+    """Fold one event into ``state``. Invalid payloads are skipped (and logged), never half-applied."""
+    folder = FOLDERS.get(envelope.type)
+    if folder is None and envelope.type not in DECISION_TYPES and envelope.actor.kind != "agent":
+        return
+    tenant = state.tenant(envelope.tenant)
+    if folder is not None:
+        try:
+            payload = EVENTS.parse_envelope(envelope)
+        except ContractError as exc:
+            log.warning("fold_skipped_invalid_event", event_id=envelope.id, event_type=envelope.type, code=exc.code)
+            return
+        folder(tenant, envelope, payload)
+    _note_agent_return(tenant, envelope)
+    _record_decision(state, envelope)
+
+
+def _note_agent_return(tenant: Tenant, envelope: Envelope) -> None:
+    if envelope.actor.kind == "agent" and envelope.type not in NOT_A_RETURN:
+        agent = tenant.agents.get(envelope.actor.id)
+        if agent is not None:
+            agent.disconnected_at = None
+
+
+def _record_decision(state: RoutingState, envelope: Envelope) -> None:
+    command_id = envelope.causation_id
+    if command_id is None or envelope.type not in DECISION_TYPES:
+        return
+    reply = state.replies.get(command_id) or CommandReply(ok=True)
+    if envelope.id in reply.event_ids:
+        return
+    update: dict = {"event_ids": (*reply.event_ids, envelope.id)}
+    if envelope.type == "command.rejected":
+        update.update(ok=False, code=envelope.data.get("reason"), message=envelope.data.get("detail"))
+    state.replies[command_id] = reply.model_copy(update=update)
+
+
+# --- tenants, agents, groups (published by the admin side and by agent_service) ---
+
+
+@folds("tenant.settings_changed")
+def _settings(tenant: Tenant, _: Envelope, event) -> None:
+    tenant.settings.update(event.after)
+
+
+@folds("agent.created")
+def _agent_created(tenant: Tenant, _: Envelope, event) -> None:
+    agent = tenant.agent(event.agent_id)
+    agent.name, agent.groups, agent.max_chats, agent.removed = event.name, tuple(event.groups), event.max_chats, False
+
+
+@folds("agent.updated")
+def _agent_updated(tenant: Tenant, _: Envelope, event) -> None:
+    agent = tenant.agent(event.agent_id)
+    after = event.after
+    if "name" in after:
+        agent.name = after["name"]
+    if "groups" in after:
+        agent.groups = tuple(after["groups"] or ())
+    if after.get("max_chats"):
+        agent.max_chats = int(after["max_chats"])
+
+
+@folds("agent.removed")
+def _agent_removed(tenant: Tenant, _: Envelope, event) -> None:
+    agent = tenant.agent(event.agent_id)
+    agent.removed, agent.status = True, "offline"
+
+
+@folds("agent.status_changed")
+def _agent_status(tenant: Tenant, _: Envelope, event) -> None:
+    agent = tenant.agent(event.agent_id)
+    agent.status = event.status
+    if event.max_chats:
+        agent.max_chats = event.max_chats
+    # A status decided after a disconnect (their return, or the grace expiry) ends it.
+    agent.disconnected_at = None
+
+
+@folds("agent.disconnected")
+def _agent_disconnected(tenant: Tenant, envelope: Envelope, event) -> None:
+    agent = tenant.agent(event.agent_id)
+    agent.disconnected_at, agent.grace_s = envelope.occurred_at, event.grace_s
+
+
+@folds("permission_group.created")
+def _group_created(tenant: Tenant, _: Envelope, event) -> None:
+    tenant.groups[event.group_id] = Group(event.group_id, tuple(event.departments), tuple(event.channels))
+
+
+@folds("permission_group.updated")
+def _group_updated(tenant: Tenant, _: Envelope, event) -> None:
+    group = tenant.groups.setdefault(event.group_id, Group(event.group_id))
+    if "departments" in event.after:
+        group.departments = tuple(event.after["departments"] or ())
+    if "channels" in event.after:
+        group.channels = tuple(event.after["channels"] or ())
+
+
+@folds("permission_group.deleted")
+def _group_deleted(tenant: Tenant, _: Envelope, event) -> None:
+    tenant.groups.pop(event.group_id, None)
+
+
+# --- conversations (agent_service's own decisions) ---
+
+
+@folds("conversation.requested")
+def _requested(tenant: Tenant, _: Envelope, event) -> None:
+    if event.conversation_id in tenant.conversations:
+        return
+    tenant.conversations[event.conversation_id] = Conversation(
+        event.conversation_id, event.visitor.id, event.channel, event.department, seq=tenant.next_seq
+    )
+    tenant.next_seq += 1
+
+
+def _drop_offers(tenant: Tenant, conversation: Conversation, agent_ids) -> None:
+    for agent_id in agent_ids:
+        conversation.offered_to.discard(agent_id)
+        tenant.agent(agent_id).offers.discard(conversation.conversation_id)
+    if conversation.offered_to:
+        return
+    if conversation.status == TRANSFER_PENDING:  # nobody left to take it: it stays with its agent
+        conversation.status, conversation.transfer_from = ENGAGED, None
+    elif conversation.status == OFFERED:
+        conversation.status = QUEUED
+
+
+def _release_agent(tenant: Tenant, conversation: Conversation) -> None:
+    if conversation.agent_id is not None:
+        tenant.agent(conversation.agent_id).active.discard(conversation.conversation_id)
+    conversation.agent_id = None
+
+
+def _conversation(tenant: Tenant, conversation_id: str) -> Conversation | None:
+    found = tenant.conversations.get(conversation_id)
+    if found is None:
+        log.warning("fold_unknown_conversation", tenant=tenant.tenant_id, conversation_id=conversation_id)
+    return found
+
+
+@folds("conversation.queued")
+def _queued(tenant: Tenant, _: Envelope, event) -> None:
+    if (conversation := _conversation(tenant, event.conversation_id)) is None:
+        return
+    _drop_offers(tenant, conversation, tuple(conversation.offered_to))
+    _release_agent(tenant, conversation)
+    conversation.status, conversation.position, conversation.transfer_from = QUEUED, event.position, None
+
+
+@folds("conversation.offered")
+def _offered(tenant: Tenant, envelope: Envelope, event) -> None:
+    if (conversation := _conversation(tenant, event.conversation_id)) is None:
+        return
+    for agent_id in event.agent_ids:
+        conversation.offered_to.add(agent_id)
+        tenant.agent(agent_id).offers.add(conversation.conversation_id)
+    conversation.offer_expires_at = envelope.occurred_at + timedelta(seconds=event.expires_in_s)
+    if event.transfer_from:
+        conversation.status, conversation.transfer_from = TRANSFER_PENDING, event.transfer_from
+        return
+    conversation.status, conversation.position = OFFERED, None
+    if len(event.agent_ids) == 1:
+        tenant.last_single_offer = event.agent_ids[0]
+
+
+@folds("conversation.offer_withdrawn")
+def _withdrawn(tenant: Tenant, _: Envelope, event) -> None:
+    if (conversation := _conversation(tenant, event.conversation_id)) is None:
+        return
+    if event.reason == "expired":
+        conversation.expired_for.update(event.agent_ids)
+    _drop_offers(tenant, conversation, event.agent_ids)
+
+
+@folds("conversation.offer_declined")
+def _declined(tenant: Tenant, _: Envelope, event) -> None:
+    if (conversation := _conversation(tenant, event.conversation_id)) is None:
+        return
+    conversation.declined_by.add(event.agent_id)
+    _drop_offers(tenant, conversation, (event.agent_id,))
+
+
+@folds("conversation.accepted")
+def _accepted(tenant: Tenant, _: Envelope, event) -> None:
+    if (conversation := _conversation(tenant, event.conversation_id)) is None:
+        return
+    _drop_offers(tenant, conversation, (event.agent_id,))
+    conversation.status, conversation.agent_id, conversation.position = ENGAGED, event.agent_id, None
+    tenant.agent(event.agent_id).active.add(conversation.conversation_id)
+
+
+@folds("conversation.transferred")
+def _transferred(tenant: Tenant, _: Envelope, event) -> None:
+    if (conversation := _conversation(tenant, event.conversation_id)) is None:
+        return
+    _release_agent(tenant, conversation)
+    _drop_offers(tenant, conversation, (event.to_agent_id,))
+    conversation.status, conversation.agent_id, conversation.transfer_from = ENGAGED, event.to_agent_id, None
+    tenant.agent(event.to_agent_id).active.add(conversation.conversation_id)
+
+
+@folds("conversation.closed")
+def _closed(tenant: Tenant, _: Envelope, event) -> None:
+    if (conversation := _conversation(tenant, event.conversation_id)) is None:
+        return
+    _drop_offers(tenant, conversation, tuple(conversation.offered_to))
+    if conversation.agent_id is not None:  # kept on the record: who handled it
+        tenant.agent(conversation.agent_id).active.discard(conversation.conversation_id)
+    conversation.status, conversation.position, conversation.transfer_from = CLOSED, None, None
+
+
+@folds("conversation.missed")
+def _missed(tenant: Tenant, _: Envelope, event) -> None:
+    if (conversation := _conversation(tenant, event.conversation_id)) is None:
+        return
+    _drop_offers(tenant, conversation, tuple(conversation.offered_to))
+    conversation.status, conversation.position = MISSED, None
+
+
+@folds("conversation.rated")
+def _rated(tenant: Tenant, _: Envelope, event) -> None:
+    if (conversation := _conversation(tenant, event.conversation_id)) is not None:
+        conversation.rated = True

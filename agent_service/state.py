@@ -1,0 +1,110 @@
+"""Routing state: what agent_service knows, folded from the log (see fold.py).
+
+Plain mutable dataclasses, owned by one task at a time (the fold loop and the command
+handler run on one event loop and never await while changing state).
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from relaydesk.bus.rpc import CommandReply
+
+DEFAULT_OFFLINE_TEXT = "No one is available right now. Leave a message and we will get back to you."
+
+TENANT_DEFAULTS: dict[str, Any] = {
+    "routing_mode": "broadcast",
+    "offer_timeout_s": None,  # None: the service's settings.offer_timeout_s
+    "max_chats_default": 5,
+    "offline_text": DEFAULT_OFFLINE_TEXT,
+}
+
+# Conversation statuses.
+QUEUED, OFFERED, ENGAGED, TRANSFER_PENDING, CLOSED, MISSED = (
+    "queued", "offered", "engaged", "transfer_pending", "closed", "missed",
+)
+WAITING = (QUEUED, MISSED)  # no agent has it and no offer stands
+
+
+@dataclass
+class Agent:
+    agent_id: str
+    name: str | None = None
+    status: str = "offline"
+    max_chats: int | None = None  # None: the tenant's max_chats_default
+    groups: tuple[str, ...] = ()
+    active: set[str] = field(default_factory=set)  # engaged conversation ids
+    offers: set[str] = field(default_factory=set)  # conversations offered to them now
+    disconnected_at: datetime | None = None
+    grace_s: int = 0
+    removed: bool = False
+
+
+@dataclass
+class Conversation:
+    conversation_id: str
+    visitor_id: str
+    channel: str
+    department: str | None
+    seq: int  # arrival order in the tenant: the queue order
+    status: str = QUEUED
+    agent_id: str | None = None
+    offered_to: set[str] = field(default_factory=set)
+    declined_by: set[str] = field(default_factory=set)
+    expired_for: set[str] = field(default_factory=set)  # offers that timed out unanswered
+    offer_expires_at: datetime | None = None
+    transfer_from: str | None = None
+    position: int | None = None
+    rated: bool = False
+
+
+@dataclass
+class Group:
+    group_id: str
+    departments: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+
+
+@dataclass
+class Tenant:
+    tenant_id: str
+    settings: dict[str, Any] = field(default_factory=lambda: dict(TENANT_DEFAULTS))
+    agents: dict[str, Agent] = field(default_factory=dict)
+    groups: dict[str, Group] = field(default_factory=dict)
+    conversations: dict[str, Conversation] = field(default_factory=dict)
+    next_seq: int = 0
+    last_single_offer: str | None = None  # round-robin cursor: last agent offered alone
+
+    def agent(self, agent_id: str) -> Agent:
+        """The agent, created on first sight (status events may precede admin events)."""
+        found = self.agents.get(agent_id)
+        if found is None:
+            found = self.agents[agent_id] = Agent(agent_id)
+        return found
+
+    def capacity(self, agent: Agent) -> int:
+        return agent.max_chats or int(self.settings.get("max_chats_default") or 5)
+
+    def queued(self) -> list[Conversation]:
+        """Conversations waiting in the queue, in arrival order."""
+        return sorted((c for c in self.conversations.values() if c.status == QUEUED), key=lambda c: c.seq)
+
+    def waiting(self) -> list[Conversation]:
+        """Queued first, then missed ones (they can still be picked up), each in arrival order."""
+        missed = sorted((c for c in self.conversations.values() if c.status == MISSED), key=lambda c: c.seq)
+        return self.queued() + missed
+
+
+@dataclass
+class RoutingState:
+    """Everything folded so far, plus the outcome of every command already decided."""
+
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+    replies: dict[str, CommandReply] = field(default_factory=dict)  # command id → outcome
+    position: int | None = None
+
+    def tenant(self, tenant_id: str) -> Tenant:
+        found = self.tenants.get(tenant_id)
+        if found is None:
+            found = self.tenants[tenant_id] = Tenant(tenant_id)
+        return found

@@ -1,0 +1,78 @@
+"""Timed decisions (offer expiry, disconnect grace) sent back through our own command queue.
+
+A timer never changes state itself: when it fires it sends a command to the ``agent``
+queue, so the decision is taken by the single writer, in order with every other
+command, and checked against the state at that moment (a stale timer is a no-op).
+"""
+
+import asyncio
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from agent_service.decision import SYSTEM_ACTOR
+from agent_service.state import RoutingState
+from contracts.envelope import Envelope
+from relaydesk.bus.rpc import RequestTimeout, RpcClient
+
+log = structlog.get_logger(__name__)
+
+SERVICE = "agent"
+
+
+class Timers:
+    """One pending task per (tenant, kind, subject); scheduling again replaces the old one."""
+
+    def __init__(self, rpc: RpcClient, *, request_timeout_s: float) -> None:
+        self._rpc = rpc
+        self._request_timeout_s = request_timeout_s
+        self._tasks: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+
+    def schedule(self, tenant: str, command_type: str, subject: dict[str, str], due: datetime) -> None:
+        key = (tenant, command_type, next(iter(subject.values())))
+        previous = self._tasks.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+        task = asyncio.create_task(self._fire(tenant, command_type, subject, due))
+        self._tasks[key] = task
+        task.add_done_callback(lambda done: self._tasks.pop(key, None) if self._tasks.get(key) is done else None)
+
+    async def _fire(self, tenant: str, command_type: str, subject: dict[str, str], due: datetime) -> None:
+        await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+        stream = f"conv:{subject['conversation_id']}" if "conversation_id" in subject else f"agent:{subject['agent_id']}"
+        command = Envelope(type=command_type, tenant=tenant, stream=stream, actor=SYSTEM_ACTOR, data=subject)
+        try:
+            await self._rpc.command(SERVICE, command, timeout=self._request_timeout_s)
+        except (RequestTimeout, ConnectionError, RuntimeError) as exc:
+            # The command may still be decided; if not, the state still shows the offer
+            # and the next start (or the next event) schedules it again.
+            log.warning("timer_command_failed", command_type=command_type, tenant=tenant, error=type(exc).__name__)
+
+    def after_events(self, events: Iterable[Envelope]) -> None:
+        """Schedule what the just-published events call for."""
+        for event in events:
+            if event.type == "conversation.offered":
+                due = event.occurred_at + timedelta(seconds=event.data["expires_in_s"])
+                self.schedule(event.tenant, "conversation.expire_offers", {"conversation_id": event.data["conversation_id"]}, due)
+            elif event.type == "agent.disconnected":
+                due = event.occurred_at + timedelta(seconds=event.data["grace_s"])
+                self.schedule(event.tenant, "agent.expire_disconnect", {"agent_id": event.data["agent_id"]}, due)
+
+    def from_state(self, state: RoutingState) -> None:
+        """After a (re)build: every standing offer and running grace period gets its timer."""
+        for tenant in state.tenants.values():
+            for conversation in tenant.conversations.values():
+                if conversation.offered_to and conversation.offer_expires_at is not None:
+                    self.schedule(tenant.tenant_id, "conversation.expire_offers", {"conversation_id": conversation.conversation_id}, conversation.offer_expires_at)
+            for agent in tenant.agents.values():
+                if agent.disconnected_at is not None:
+                    due = agent.disconnected_at + timedelta(seconds=agent.grace_s)
+                    self.schedule(tenant.tenant_id, "agent.expire_disconnect", {"agent_id": agent.agent_id}, due)
+
+    async def cancel_all(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
