@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from datetime import timedelta
 
-from agent_service.conversation_commands import EXPIRY_TOLERANCE, acting_for_someone_else
+from agent_service.conversation_commands import EXPIRY_TOLERANCE, acting_for_someone_else, from_our_timer
 from agent_service.decision import SYSTEM_ACTOR, Decision
 from agent_service.state import QUEUED
 from contracts.commands import conversation as commands
@@ -49,6 +49,8 @@ def connection_lost(d: Decision, cmd: commands.AgentConnectionLost) -> None:
 
 def expire_disconnect(d: Decision, cmd: routing_commands.ExpireAgentDisconnect) -> None:
     """Timer: the agent did not come back in time; their chats go back to the queue."""
+    if not from_our_timer(d):
+        return
     agent = d.tenant.agents.get(cmd.agent_id)
     if agent is None or agent.disconnected_at is None:
         return  # they came back (or never left)

@@ -111,8 +111,18 @@ def decline(d: Decision, cmd: commands.DeclineConversation) -> None:
     return None
 
 
+def from_our_timer(d: Decision) -> bool:
+    """Timer commands come from the service itself (or an operator); anyone else is refused."""
+    if d.command.actor.kind in ("system", "admin"):
+        return True
+    d.reject("forbidden", "only the routing service sends timer commands")
+    return False
+
+
 def expire_offers(d: Decision, cmd: commands.ExpireOffers) -> None:
     """Timer: offers still unanswered at their expiry are withdrawn and the chat re-offered."""
+    if not from_our_timer(d):
+        return
     conversation = d.tenant.conversations.get(cmd.conversation_id)
     if conversation is None or not conversation.offered_to or conversation.offer_expires_at is None:
         return

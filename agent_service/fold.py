@@ -156,6 +156,7 @@ def _requested(tenant: Tenant, _: Envelope, event) -> None:
     tenant.conversations[event.conversation_id] = Conversation(
         event.conversation_id, event.visitor.id, event.channel, event.department, seq=tenant.next_seq
     )
+    tenant.open_ids.add(event.conversation_id)
     tenant.next_seq += 1
 
 
@@ -253,6 +254,7 @@ def _closed(tenant: Tenant, _: Envelope, event) -> None:
     if conversation.agent_id is not None:  # kept on the record: who handled it
         tenant.agent(conversation.agent_id).active.discard(conversation.conversation_id)
     conversation.status, conversation.position, conversation.transfer_from = CLOSED, None, None
+    tenant.open_ids.discard(conversation.conversation_id)
 
 
 @folds("conversation.missed")

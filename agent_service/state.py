@@ -72,6 +72,7 @@ class Tenant:
     agents: dict[str, Agent] = field(default_factory=dict)
     groups: dict[str, Group] = field(default_factory=dict)
     conversations: dict[str, Conversation] = field(default_factory=dict)
+    open_ids: set[str] = field(default_factory=set)  # not closed: what queue scans look at
     next_seq: int = 0
     last_single_offer: str | None = None  # round-robin cursor: last agent offered alone
 
@@ -87,12 +88,15 @@ class Tenant:
 
     def queued(self) -> list[Conversation]:
         """Conversations waiting in the queue, in arrival order."""
-        return sorted((c for c in self.conversations.values() if c.status == QUEUED), key=lambda c: c.seq)
+        return self._open_with(QUEUED)
+
+    def _open_with(self, status: str) -> list[Conversation]:
+        found = (self.conversations[c] for c in self.open_ids)
+        return sorted((c for c in found if c.status == status), key=lambda c: c.seq)
 
     def waiting(self) -> list[Conversation]:
         """Queued first, then missed ones (they can still be picked up), each in arrival order."""
-        missed = sorted((c for c in self.conversations.values() if c.status == MISSED), key=lambda c: c.seq)
-        return self.queued() + missed
+        return self._open_with(QUEUED) + self._open_with(MISSED)
 
 
 @dataclass

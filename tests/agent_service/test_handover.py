@@ -1,0 +1,98 @@
+"""Transfers, agent disconnects with a grace period, and closing with offers outstanding."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from agent_service.service import AgentService
+from contracts import Actor
+from tests.agent_service.helpers import Desk, LogWatch, agent, customer, wait_until
+
+
+async def engaged(desk: Desk, conversation_id: str, agent_id: str) -> None:
+    await desk.request(conversation_id)
+    assert (await desk.accept(conversation_id, agent_id)).ok
+
+
+async def transfer(desk: Desk, conversation_id: str, from_agent: str, **target: str):
+    return await desk.do("conversation.transfer", {"conversation_id": conversation_id, "from_agent_id": from_agent, **target}, agent(from_agent))
+
+
+async def test_transfer_to_agent_accepted_moves_the_chat(desk: Desk, watch: LogWatch) -> None:
+    await desk.online("a1")
+    await engaged(desk, "c1", "a1")
+    await desk.online("a2")
+    reply = await transfer(desk, "c1", "a1", to_agent_id="a2", note="billing question")
+    assert reply.ok
+    state = await desk.state("c1")
+    assert (state["status"], state["agent_id"], state["offered_to"], state["transfer_from"]) == ("transfer_pending", "a1", ["a2"], "a1")
+    [offer] = await watch.wait_for("conversation.offered", "c1", transfer_from="a1")
+    assert offer.data["agent_ids"] == ["a2"]
+    assert (await desk.accept("c1", "a2")).ok
+    [moved] = await watch.wait_for("conversation.transferred", "c1")
+    assert (moved.data["from_agent_id"], moved.data["to_agent_id"]) == ("a1", "a2")
+    assert (await desk.state("c1"))["agent_id"] == "a2"
+    chats = {a["agent_id"]: a["active_chats"] for a in await desk.query("agents.status")}
+    assert chats == {"a1": 0, "a2": 1}
+
+
+async def test_transfer_declined_stays_with_the_original_agent(desk: Desk, service: AgentService) -> None:
+    await desk.online("a1")
+    await engaged(desk, "c1", "a1")
+    await desk.online("a2")
+    await desk.online("a3")
+    await desk.publish_admin("agent.updated", {"agent_id": "a2", "before": {}, "after": {"groups": ["g-billing"]}}, stream="agent:a2")
+    await desk.publish_admin("agent.updated", {"agent_id": "a3", "before": {}, "after": {"groups": ["g-billing"]}}, stream="agent:a3")
+    await wait_until(lambda: service.state.tenant("acme").agents["a3"].groups == ("g-billing",), what="groups folded")
+    assert (await transfer(desk, "c1", "a1", to_group="g-billing")).ok
+    assert (await desk.state("c1"))["offered_to"] == ["a2", "a3"]
+    assert (await transfer(desk, "c1", "a1", to_agent_id="a2")).code == "transfer_pending"
+    assert (await desk.decline("c1", "a2")).ok
+    assert (await desk.decline("c1", "a3")).ok
+    state = await desk.state("c1")
+    assert (state["status"], state["agent_id"], state["offered_to"]) == ("engaged", "a1", [])
+    assert (await transfer(desk, "c1", "a2", to_agent_id="a3")).code == "not_assigned"
+    assert (await transfer(desk, "c1", "a1", to_agent_id="nobody")).code == "unavailable"
+
+
+async def test_disconnected_agent_gets_chats_requeued_after_grace(desk: Desk, watch: LogWatch) -> None:
+    await desk.online("a1")
+    await engaged(desk, "c1", "a1")
+    await desk.online("a2", max_chats=1)
+    await desk.request("c2")
+    assert (await desk.accept("c2", "a2")).ok  # a2 is full for now
+    lost = await desk.do("agent.connection_lost", {"agent_id": "a1"}, agent("a1"))
+    assert lost.ok
+    [told] = await watch.wait_for("conversation.agent_disconnected", "c1")
+    assert told.data == {"conversation_id": "c1", "agent_id": "a1", "grace_s": 1}
+    [requeued] = await watch.wait_for("conversation.queued", "c1", reason="agent_disconnected")
+    assert requeued.data["position"] == 1
+    assert (await desk.close("c2", "a2")).ok  # a2 has room: the requeued chat goes to a2
+    assert (await desk.state("c1"))["offered_to"] == ["a2"]
+    assert [a["status"] for a in await desk.query("agents.status") if a["agent_id"] == "a1"] == ["offline"]
+
+
+async def test_agent_returning_within_grace_keeps_the_chat(desk: Desk, service: AgentService, watch: LogWatch) -> None:
+    await desk.online("a1")
+    await engaged(desk, "c1", "a1")
+    await desk.do("agent.connection_lost", {"agent_id": "a1"}, agent("a1"))
+    await watch.wait_for("conversation.agent_disconnected", "c1")
+    assert (await desk.online("a1")).ok  # back before the grace period ends
+    deadline = datetime.now(UTC) + timedelta(seconds=1.2)
+    await asyncio.sleep((deadline - datetime.now(UTC)).total_seconds())  # the grace period itself is what is tested
+    late = await desk.do("agent.expire_disconnect", {"agent_id": "a1"}, Actor(kind="system", id="test"))
+    assert late.ok and late.event_ids == ()
+    assert not watch.of("conversation.queued", "c1", reason="agent_disconnected")
+    forged = await desk.do("agent.expire_disconnect", {"agent_id": "a1"}, agent("a2"))
+    assert forged.code == "forbidden"
+    assert (await desk.state("c1"))["agent_id"] == "a1"
+
+
+async def test_close_withdraws_standing_offers(desk: Desk, watch: LogWatch) -> None:
+    await desk.online("a1")
+    await desk.online("a2")
+    await desk.request("c1")
+    assert (await desk.do("conversation.close", {"conversation_id": "c1", "closed_by": "customer"}, customer("someone-else"))).code == "forbidden"
+    assert (await desk.do("conversation.close", {"conversation_id": "c1", "closed_by": "customer"}, customer("v-c1"))).ok
+    [withdrawn] = await watch.wait_for("conversation.offer_withdrawn", "c1", reason="closed")
+    assert withdrawn.data["agent_ids"] == ["a1", "a2"]
+    assert {a["pending_offers"] for a in await desk.query("agents.status")} == {0}
