@@ -23,7 +23,7 @@ from contracts.envelope import Envelope, LoggedEvent
 from contracts.errors import UnknownType
 from contracts.registry import parse_command_data
 from relaydesk.bus import Bus, CommandReply, LogReader
-from relaydesk.bus.catch_up import catch_up
+from relaydesk.bus.catch_up import catch_up, marker_event
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
 from relaydesk.settings import Settings
 
@@ -32,6 +32,11 @@ log = structlog.get_logger(__name__)
 SERVICE = "agent"
 HANDLERS = {**conversation_commands.HANDLERS, **agent_commands.HANDLERS}
 RECENT_IDS = 100_000  # publisher retries land close together; older duplicates are not expected
+# After this long without deciding anything, fold up to "now" before the next decision: a
+# standby instance that just became the single active consumer must first see every
+# event its predecessor published.
+SYNC_AFTER_IDLE_S = 1.0
+SYNC_TIMEOUT_S = 10.0
 
 
 class SeenIds:
@@ -64,6 +69,8 @@ class AgentService:
         self._seen = SeenIds()
         self._timers: Timers | None = None
         self._stale = False  # a decision failed half-way: rebuild before the next one
+        self._last_decided = 0.0  # loop time of the last decision
+        self._markers: dict[str, asyncio.Future[None]] = {}
 
     async def start(self) -> None:
         self.bus = await Bus(self.settings.amqp_url, service=SERVICE, publish_timeout_s=self.settings.publish_timeout_s).connect()
@@ -92,6 +99,7 @@ class AgentService:
         self._reader = await LogReader(self.bus, start="first", name="agent-routing").open()
         await catch_up(self.bus, self._reader, self._fold_batch, service=SERVICE)
         self._follow_task = asyncio.create_task(self._follow(self._reader))
+        self._follow_task.add_done_callback(self._on_follow_end)
         await self._timers.cancel_all()
         self._timers.from_state(self.state)
         self._stale = False
@@ -109,9 +117,28 @@ class AgentService:
         async for batch in reader.batches():
             await self._fold_batch(batch)
 
+    def _on_follow_end(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            log.error("log_follow_ended", error=repr(task.exception()))
+            self._stale = True  # the state no longer follows the log: rebuild before deciding
+
+    async def _sync(self) -> None:
+        """Fold everything published before now (our own marker comes back through the follower)."""
+        assert self.bus is not None
+        marker = marker_event(SERVICE)
+        arrived = self._markers[marker.id] = asyncio.get_running_loop().create_future()
+        try:
+            await self.bus.publish(marker)
+            await asyncio.wait_for(arrived, SYNC_TIMEOUT_S)
+        finally:
+            self._markers.pop(marker.id, None)
+
     async def _fold_batch(self, batch: list[LoggedEvent]) -> None:
         for logged in batch:
             self.state.position = logged.position
+            waiting = self._markers.get(logged.envelope.id)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
             if logged.envelope.id in self._seen:
                 continue
             self._seen.add(logged.envelope.id)
@@ -121,6 +148,8 @@ class AgentService:
         """Decide one command: same answer for a redelivery, events published before replying."""
         if self._stale:
             await self._rebuild()
+        elif asyncio.get_running_loop().time() - self._last_decided > SYNC_AFTER_IDLE_S:
+            await self._sync()
         payload = parse_command_data(command)  # ContractError → rejected and dead-lettered by the bus
         handler = HANDLERS.get(command.type)
         if handler is None:
@@ -141,6 +170,7 @@ class AgentService:
             self._stale = True
             raise
         assert self._timers is not None
+        self._last_decided = asyncio.get_running_loop().time()
         self._timers.after_events(decision.events)
         reply = self.state.replies.get(command.id, CommandReply(ok=True))
         log.info("command_decided", command_type=command.type, ok=reply.ok, code=reply.code, events=len(decision.events))

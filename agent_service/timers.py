@@ -19,6 +19,7 @@ from relaydesk.bus.rpc import RequestTimeout, RpcClient
 log = structlog.get_logger(__name__)
 
 SERVICE = "agent"
+SEND_ATTEMPTS = 5
 
 
 class Timers:
@@ -42,12 +43,16 @@ class Timers:
         await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
         stream = f"conv:{subject['conversation_id']}" if "conversation_id" in subject else f"agent:{subject['agent_id']}"
         command = Envelope(type=command_type, tenant=tenant, stream=stream, actor=SYSTEM_ACTOR, data=subject)
-        try:
-            await self._rpc.command(SERVICE, command, timeout=self._request_timeout_s)
-        except (RequestTimeout, ConnectionError, RuntimeError) as exc:
-            # The command may still be decided; if not, the state still shows the offer
-            # and the next start (or the next event) schedules it again.
-            log.warning("timer_command_failed", command_type=command_type, tenant=tenant, error=type(exc).__name__)
+        for attempt in range(SEND_ATTEMPTS):
+            try:
+                await self._rpc.command(SERVICE, command, timeout=self._request_timeout_s)
+                return
+            except (RequestTimeout, ConnectionError, RuntimeError) as exc:
+                # Resending is safe: the same command id is answered once, and a timer
+                # command that finds nothing due changes nothing.
+                log.warning("timer_command_retry", command_type=command_type, tenant=tenant, attempt=attempt, error=type(exc).__name__)
+                await asyncio.sleep(min(2**attempt, 10))
+        log.error("timer_command_failed", command_type=command_type, tenant=tenant)
 
     def after_events(self, events: Iterable[Envelope]) -> None:
         """Schedule what the just-published events call for."""

@@ -74,3 +74,27 @@ async def test_offer_timers_survive_a_restart(routing_settings: Settings, bus: B
         await watch.wait_for("conversation.offered", "c1", count=2)  # re-offered by the new instance
     finally:
         await second.stop()
+
+
+async def test_standby_instance_takes_over_with_the_same_decisions(routing_settings: Settings, bus: Bus, watch: LogWatch) -> None:
+    routing_settings = routing_settings.model_copy(update={"offer_timeout_s": 60})
+    desk = Desk(bus)
+    active, standby = AgentService(routing_settings), AgentService(routing_settings)
+    await active.start()
+    await standby.start()  # single active consumer: it only folds until the active one goes
+    try:
+        await desk.online("a1")
+        await desk.online("a2")
+        await desk.request("c1")
+        accept = desk.command("conversation.accept", {"conversation_id": "c1", "agent_id": "a1"}, agent("a1"))
+        accepted = await desk.send(accept)
+        assert accepted.ok
+        await active.stop()
+        assert (await desk.accept("c1", "a2")).code == "already_assigned"
+        assert (await desk.send(accept)).event_ids == accepted.event_ids
+        await desk.request("c2")
+        assert (await desk.accept("c2", "a2")).ok
+        assert standby.state.tenant("acme").conversations["c2"].agent_id == "a2"  # the standby decided
+    finally:
+        await standby.stop()
+        await active.stop()  # stop() is idempotent
