@@ -76,8 +76,9 @@ class AgentService:
         self.bus = await Bus(self.settings.amqp_url, service=SERVICE, publish_timeout_s=self.settings.publish_timeout_s).connect()
         self._timers = Timers(RpcClient(self.bus), request_timeout_s=self.settings.request_timeout_s)
         await self._rebuild()
-        self._channels.append(await serve_queries(self.bus, SERVICE, Queries(lambda: self.state).handle))
+        # Commands first: once a query is answered, the command queue exists too.
         self._channels.append(await serve_commands(self.bus, SERVICE, self.handle_command))
+        self._channels.append(await serve_queries(self.bus, SERVICE, Queries(lambda: self.state).handle))
         log.info("agent_service_started", position=self.state.position, tenants=len(self.state.tenants))
 
     async def stop(self) -> None:
