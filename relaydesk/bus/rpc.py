@@ -121,6 +121,7 @@ async def _reply(channel: AbstractChannel, request: AbstractIncomingMessage, bod
         await channel.default_exchange.publish(
             aio_pika.Message(body=body, correlation_id=request.correlation_id, content_type="application/json"),
             routing_key=request.reply_to,
+            mandatory=False,  # RabbitMQ returns mandatory publishes to direct reply-to even when delivered
         )
 
 
