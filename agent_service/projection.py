@@ -1,0 +1,127 @@
+"""The routing state kept equal to the log: rebuild (snapshot + tail), follow live, sync to now.
+
+Our own decisions are folded before they reach the log (so the next command sees them);
+``expect`` marks their ids, and when they come back from the log they are skipped. A
+snapshot is taken only when none is still on its way back, so a snapshot is always
+exactly "the log up to its position".
+"""
+
+import asyncio
+
+import structlog
+
+from agent_service.fold import apply
+from agent_service.seen import SeenIds
+from agent_service.snapshot import Snapshotter
+from agent_service.state import RoutingState
+from contracts.envelope import LoggedEvent
+from relaydesk.bus import Bus, LogReader
+from relaydesk.bus.catch_up import catch_up, marker_event
+
+log = structlog.get_logger(__name__)
+
+SYNC_TIMEOUT_S = 10.0
+SNAPSHOT_SEEN_IDS = 10_000
+
+
+class Projection:
+    """Owns the state, its log reader and its snapshots.
+
+    Args:
+        bus: a connected bus.
+        service: marker and reader name.
+        snapshotter: optional; without it every start replays the whole log.
+    """
+
+    def __init__(self, bus: Bus, service: str, snapshotter: Snapshotter | None = None) -> None:
+        self._bus = bus
+        self._service = service
+        self._snapshotter = snapshotter
+        self.state = RoutingState()
+        self.restored_from: int | None = None  # snapshot position of the last rebuild
+        self.stale = False  # the state may differ from the log: rebuild before deciding
+        self._seen = SeenIds()
+        self._own_pending: set[str] = set()
+        self._markers: dict[str, asyncio.Future[None]] = {}
+        self._reader: LogReader | None = None
+        self._follow_task: asyncio.Task[None] | None = None
+
+    async def rebuild(self) -> None:
+        """Load the snapshot (if any), fold the log after it up to now, then follow live."""
+        await self._stop_following()
+        restored = await self._snapshotter.store.load() if self._snapshotter else None
+        if restored is None:
+            self.state, self._seen, start = RoutingState(), SeenIds(), "first"
+        else:
+            self.state, seen_ids = restored
+            self._seen, start = SeenIds(seen_ids), self.state.position + 1  # type: ignore[operator]
+        self.restored_from = None if restored is None else self.state.position
+        self._own_pending.clear()
+        self._reader = await LogReader(self._bus, start=start, name=f"{self._service}-routing").open()
+        await catch_up(self._bus, self._reader, self._fold_batch, service=self._service)
+        self._follow_task = asyncio.create_task(self._follow(self._reader))
+        self._follow_task.add_done_callback(self._on_follow_end)
+        self.stale = False
+        log.info("routing_state_rebuilt", snapshot=self.restored_from, position=self.state.position)
+
+    async def stop(self) -> None:
+        """Save a final snapshot when the state is settled, then stop following."""
+        if self._snapshotter is not None and not self.stale and self._follow_task is not None:
+            try:
+                await self.sync()
+                self._snapshotter.maybe_save(self.state, self._seen.latest(SNAPSHOT_SEEN_IDS), settled=not self._own_pending, force=True)
+            except (TimeoutError, RuntimeError, ConnectionError) as exc:
+                log.warning("final_snapshot_skipped", error=type(exc).__name__)
+            await self._snapshotter.wait()
+        await self._stop_following()
+
+    def expect(self, event_ids: list[str]) -> None:
+        """Our decision's events, already folded: skip them when the log hands them back."""
+        for event_id in event_ids:
+            self._seen.add(event_id)
+            self._own_pending.add(event_id)
+
+    async def sync(self) -> None:
+        """Fold everything published before now (our own marker comes back through the follower)."""
+        marker = marker_event(self._service)
+        arrived = self._markers[marker.id] = asyncio.get_running_loop().create_future()
+        try:
+            await self._bus.publish(marker)
+            await asyncio.wait_for(arrived, SYNC_TIMEOUT_S)
+        finally:
+            self._markers.pop(marker.id, None)
+
+    async def _stop_following(self) -> None:
+        if self._follow_task is not None:
+            self._follow_task.cancel()
+            await asyncio.gather(self._follow_task, return_exceptions=True)
+            self._follow_task = None
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+
+    async def _follow(self, reader: LogReader) -> None:
+        async for batch in reader.batches():
+            await self._fold_batch(batch)
+            if self._snapshotter is not None and not self.stale:
+                self._snapshotter.maybe_save(self.state, self._seen.latest(SNAPSHOT_SEEN_IDS), settled=not self._own_pending)
+
+    def _on_follow_end(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            log.error("log_follow_ended", error=repr(task.exception()))
+            self.stale = True
+
+    async def _fold_batch(self, batch: list[LoggedEvent]) -> None:
+        for logged in batch:
+            self.state.position = logged.position
+            event_id = logged.envelope.id
+            waiting = self._markers.get(event_id)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
+            self._own_pending.discard(event_id)
+            if event_id in self._seen:
+                continue
+            self._seen.add(event_id)
+            apply(self.state, logged.envelope)
+        if self._snapshotter is not None:
+            self._snapshotter.folded(len(batch))

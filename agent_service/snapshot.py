@@ -1,0 +1,152 @@
+"""Snapshots of the routing state in MongoDB, with the log position they stand for.
+
+A start then folds only the log after that position, and the state outlives the log
+stream's retention (30 days): agents, groups and settings created long ago stay known.
+
+Layout (collection ``agent_routing_snapshots``): the state as a flat list of records
+(tenant, agent, group, conversation, recent command outcome) split into chunk documents
+tagged with a generation, plus one ``_meta`` document naming the current generation and
+its position. A save writes the new chunks first and switches ``_meta`` last, so a crash
+mid-save leaves the previous snapshot intact.
+"""
+
+import asyncio
+import uuid
+from dataclasses import asdict, fields
+from typing import Any
+
+import structlog
+from pymongo.asynchronous.database import AsyncDatabase
+
+from agent_service.state import CLOSED, Agent, Conversation, Group, RoutingState, Tenant
+from relaydesk.bus.rpc import CommandReply
+from relaydesk.store import with_store_retry
+
+log = structlog.get_logger(__name__)
+
+COLLECTION = "agent_routing_snapshots"
+META_ID = "_meta"
+RECORDS_PER_CHUNK = 1000
+KEEP_REPLIES = 20_000  # redeliveries come within minutes; older outcomes are not needed
+SET_FIELDS = frozenset({"active", "offers", "offered_to", "declined_by", "expired_for"})
+TUPLE_FIELDS = frozenset({"groups", "departments", "channels"})
+
+
+def _record(kind: str, tenant_id: str, obj: Any) -> dict[str, Any]:
+    data = asdict(obj)
+    for name in SET_FIELDS & data.keys():
+        data[name] = sorted(data[name])
+    for name in TUPLE_FIELDS & data.keys():
+        data[name] = list(data[name])
+    return {"k": kind, "t": tenant_id, "d": data}
+
+
+def _restore(cls: type, data: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    values = {k: v for k, v in data.items() if k in known}
+    for name in SET_FIELDS & values.keys():
+        values[name] = set(values[name])
+    for name in TUPLE_FIELDS & values.keys():
+        values[name] = tuple(values[name])
+    return cls(**values)
+
+
+def to_records(state: RoutingState) -> list[dict[str, Any]]:
+    """The state as flat records (synchronous: call it while nothing else changes state)."""
+    records: list[dict[str, Any]] = []
+    for tenant in state.tenants.values():
+        header = {"settings": tenant.settings, "next_seq": tenant.next_seq, "last_single_offer": tenant.last_single_offer}
+        records.append({"k": "tenant", "t": tenant.tenant_id, "d": header})
+        records += [_record("agent", tenant.tenant_id, a) for a in tenant.agents.values()]
+        records += [_record("group", tenant.tenant_id, g) for g in tenant.groups.values()]
+        records += [_record("conv", tenant.tenant_id, c) for c in tenant.conversations.values()]
+    recent = list(state.replies.items())[-KEEP_REPLIES:]
+    records += [{"k": "reply", "t": command_id, "d": reply.model_dump(mode="json")} for command_id, reply in recent]
+    return records
+
+
+def from_records(records: list[dict[str, Any]], position: int) -> RoutingState:
+    state = RoutingState(position=position)
+    for record in records:
+        kind, key, data = record["k"], record["t"], record["d"]
+        if kind == "reply":
+            state.replies[key] = CommandReply.model_validate(data)
+            continue
+        tenant = state.tenant(key)
+        if kind == "tenant":
+            tenant.settings.update(data["settings"])
+            tenant.next_seq, tenant.last_single_offer = data["next_seq"], data["last_single_offer"]
+        elif kind == "agent":
+            tenant.agents[data["agent_id"]] = _restore(Agent, data)
+        elif kind == "group":
+            tenant.groups[data["group_id"]] = _restore(Group, data)
+        elif kind == "conv":
+            conversation = tenant.conversations[data["conversation_id"]] = _restore(Conversation, data)
+            if conversation.status != CLOSED:
+                tenant.open_ids.add(conversation.conversation_id)
+    return state
+
+
+class SnapshotStore:
+    """Saves and loads the routing state; a failed save only costs a longer next start."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._collection = db[COLLECTION]
+
+    async def save(self, records: list[dict[str, Any]], position: int, seen_ids: list[str]) -> None:
+        generation = uuid.uuid4().hex
+        chunks = [
+            {"_id": f"{generation}:{n}", "gen": generation, "records": records[i : i + RECORDS_PER_CHUNK]}
+            for n, i in enumerate(range(0, len(records), RECORDS_PER_CHUNK))
+        ]
+        if chunks:
+            await with_store_retry(lambda: self._collection.insert_many(chunks))
+        meta = {"gen": generation, "position": position, "chunks": len(chunks), "seen": seen_ids}
+        await with_store_retry(lambda: self._collection.replace_one({"_id": META_ID}, meta, upsert=True))
+        await with_store_retry(lambda: self._collection.delete_many({"_id": {"$ne": META_ID}, "gen": {"$ne": generation}}))
+        log.info("routing_snapshot_saved", position=position, records=len(records))
+
+    async def load(self) -> tuple[RoutingState, list[str]] | None:
+        meta = await with_store_retry(lambda: self._collection.find_one({"_id": META_ID}))
+        if meta is None:
+            return None
+        chunks = await with_store_retry(lambda: self._collection.find({"gen": meta["gen"], "_id": {"$ne": META_ID}}).to_list(None))
+        if len(chunks) != meta["chunks"]:
+            log.warning("routing_snapshot_incomplete", expected=meta["chunks"], found=len(chunks))
+            return None
+        chunks.sort(key=lambda c: int(c["_id"].rsplit(":", 1)[1]))
+        records = [record for chunk in chunks for record in chunk["records"]]
+        return from_records(records, int(meta["position"])), list(meta.get("seen", []))
+
+
+class Snapshotter:
+    """When to snapshot: every ``every`` folded events, at a moment when the state is exactly
+    the log up to its position (none of our own decisions still on their way back)."""
+
+    def __init__(self, store: SnapshotStore, every: int) -> None:
+        self.store = store
+        self._every = every
+        self._folded = 0
+        self._saving: asyncio.Task[None] | None = None
+
+    def folded(self, count: int) -> None:
+        self._folded += count
+
+    def maybe_save(self, state: RoutingState, seen_ids: list[str], *, settled: bool, force: bool = False) -> asyncio.Task[None] | None:
+        busy = self._saving is not None and not self._saving.done()
+        if busy or not settled or state.position is None or (self._folded < self._every and not force):
+            return None
+        records, position = to_records(state), state.position  # taken now, written in the background
+        self._folded = 0
+        self._saving = asyncio.create_task(self._save(records, position, seen_ids))
+        return self._saving
+
+    async def _save(self, records: list[dict[str, Any]], position: int, seen_ids: list[str]) -> None:
+        try:
+            await self.store.save(records, position, seen_ids)
+        except Exception as exc:  # an optimisation failed: the log still has everything
+            log.warning("routing_snapshot_failed", error=type(exc).__name__)
+
+    async def wait(self) -> None:
+        if self._saving is not None:
+            await asyncio.gather(self._saving, return_exceptions=True)
