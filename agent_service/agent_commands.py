@@ -36,15 +36,18 @@ def set_status(d: Decision, cmd: commands.SetAgentStatus) -> None:
 
 def connection_lost(d: Decision, cmd: commands.AgentConnectionLost) -> None:
     """The agent's last socket closed: tell their customers, start the grace period."""
+    if acting_for_someone_else(d, cmd.agent_id):
+        return d.reject("forbidden", "only the gateway or the agent reports a lost connection")
     agent = d.tenant.agents.get(cmd.agent_id)
     if agent is None or agent.disconnected_at is not None or agent.status == "offline":
-        return
+        return None
     d.emit("agent.disconnected", {"agent_id": cmd.agent_id, "grace_s": d.grace_s}, stream=f"agent:{cmd.agent_id}", actor=SYSTEM_ACTOR)
     for conversation_id in sorted(agent.active):
         d.emit("conversation.agent_disconnected", {"conversation_id": conversation_id, "agent_id": cmd.agent_id, "grace_s": d.grace_s}, actor=SYSTEM_ACTOR)
         d.note(conversation_id, "notice", "Your agent lost their connection. Please hold on.")
     _withdraw_offers_of(d, cmd.agent_id)
     d.refresh_positions()
+    return None
 
 
 def expire_disconnect(d: Decision, cmd: routing_commands.ExpireAgentDisconnect) -> None:

@@ -44,6 +44,14 @@ def _open_conversation(d: Decision, conversation_id: str) -> Conversation | None
     return conversation
 
 
+def _open_for_agent(d: Decision, conversation_id: str, agent_id: str) -> Conversation | None:
+    """The open conversation an agent acts on for themselves; otherwise rejects and returns None."""
+    if acting_for_someone_else(d, agent_id):
+        d.reject("forbidden", "agents act for themselves only")
+        return None
+    return _open_conversation(d, conversation_id)
+
+
 def request(d: Decision, cmd: commands.RequestConversation) -> None:
     existing = d.tenant.conversations.get(cmd.conversation_id)
     if existing is not None:  # a second start for the same conversation changes nothing
@@ -72,9 +80,7 @@ def _accept_refusal(d: Decision, conversation: Conversation, agent_id: str) -> t
 
 
 def accept(d: Decision, cmd: commands.AcceptConversation) -> None:
-    if acting_for_someone_else(d, cmd.agent_id):
-        return d.reject("forbidden", "agents accept for themselves only")
-    if (conversation := _open_conversation(d, cmd.conversation_id)) is None:
+    if (conversation := _open_for_agent(d, cmd.conversation_id, cmd.agent_id)) is None:
         return None
     if conversation.status == ENGAGED and conversation.agent_id == cmd.agent_id:
         return None  # already theirs: a second click changes nothing
@@ -97,9 +103,7 @@ def accept(d: Decision, cmd: commands.AcceptConversation) -> None:
 
 
 def decline(d: Decision, cmd: commands.DeclineConversation) -> None:
-    if acting_for_someone_else(d, cmd.agent_id):
-        return d.reject("forbidden", "agents decline for themselves only")
-    if (conversation := _open_conversation(d, cmd.conversation_id)) is None:
+    if (conversation := _open_for_agent(d, cmd.conversation_id, cmd.agent_id)) is None:
         return None
     if cmd.agent_id not in conversation.offered_to:
         return d.reject("not_offered", "the conversation is not offered to you")
@@ -136,9 +140,7 @@ def expire_offers(d: Decision, cmd: commands.ExpireOffers) -> None:
 
 
 def transfer(d: Decision, cmd: commands.TransferConversation) -> None:
-    if acting_for_someone_else(d, cmd.from_agent_id):
-        return d.reject("forbidden", "agents transfer their own conversations only")
-    if (conversation := _open_conversation(d, cmd.conversation_id)) is None:
+    if (conversation := _open_for_agent(d, cmd.conversation_id, cmd.from_agent_id)) is None:
         return None
     if not (cmd.to_agent_id or cmd.to_group):
         return d.reject("invalid_payload", "name to_agent_id or to_group")

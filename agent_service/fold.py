@@ -231,9 +231,14 @@ def _declined(tenant: Tenant, _: Envelope, event) -> None:
 def _accepted(tenant: Tenant, _: Envelope, event) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
-    _drop_offers(tenant, conversation, (event.agent_id,))
-    conversation.status, conversation.agent_id, conversation.position = ENGAGED, event.agent_id, None
-    tenant.agent(event.agent_id).active.add(conversation.conversation_id)
+    _engage(tenant, conversation, event.agent_id)
+
+
+def _engage(tenant: Tenant, conversation: Conversation, agent_id: str) -> None:
+    _drop_offers(tenant, conversation, (agent_id,))
+    conversation.status, conversation.agent_id = ENGAGED, agent_id
+    conversation.position, conversation.transfer_from = None, None
+    tenant.agent(agent_id).active.add(conversation.conversation_id)
 
 
 @folds("conversation.transferred")
@@ -241,9 +246,7 @@ def _transferred(tenant: Tenant, _: Envelope, event) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
     _release_agent(tenant, conversation)
-    _drop_offers(tenant, conversation, (event.to_agent_id,))
-    conversation.status, conversation.agent_id, conversation.transfer_from = ENGAGED, event.to_agent_id, None
-    tenant.agent(event.to_agent_id).active.add(conversation.conversation_id)
+    _engage(tenant, conversation, event.to_agent_id)
 
 
 @folds("conversation.closed")
