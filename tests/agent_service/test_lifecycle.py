@@ -79,3 +79,12 @@ async def test_accept_refusals_are_specific(desk: Desk) -> None:
     impostor = await desk.do("conversation.accept", {"conversation_id": "c2", "agent_id": "a2"}, customer("v-c2"))
     assert impostor.code == "forbidden"
     assert (await desk.state("c2"))["status"] == "offered"
+
+
+async def test_bad_commands_get_clear_errors_and_the_service_keeps_serving(desk: Desk) -> None:
+    bad = await desk.do("conversation.accept", {"conversation_id": "c1"}, customer("v1"))
+    assert (bad.ok, bad.code) == (False, "invalid_payload")
+    unknown = await desk.do("conversation.explode", {"conversation_id": "c1"}, customer("v1"))
+    assert (unknown.ok, unknown.code) == (False, "unknown_type")
+    assert (await desk.online("a1")).ok
+    assert (await desk.request("c1")).data["status"] == "offered"
