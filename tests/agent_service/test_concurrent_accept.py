@@ -27,3 +27,4 @@ async def test_simultaneous_accepts_have_exactly_one_winner(desk: Desk, watch: L
     assert len(accepted) == ROUNDS
     assert len({e.data["conversation_id"] for e in accepted}) == ROUNDS
     assert sum(winners.values()) == ROUNDS
+    assert len(watch.of("command.rejected", reason="already_assigned")) == ROUNDS  # every loser, audited

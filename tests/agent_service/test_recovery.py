@@ -98,3 +98,26 @@ async def test_standby_instance_takes_over_with_the_same_decisions(routing_setti
     finally:
         await standby.stop()
         await active.stop()  # stop() is idempotent
+
+
+async def test_crash_after_publish_before_ack_redelivers_with_the_same_events(service: AgentService, desk: Desk, watch: LogWatch) -> None:
+    await desk.online("a1")
+    await desk.online("a2")
+    await desk.request("c1")
+    assert service.bus is not None
+    real_publish = service.bus.publish_many
+    crashes = []
+
+    async def publish_then_crash(events):  # the process "dies" after the broker confirmed
+        await real_publish(events)
+        if not crashes:
+            crashes.append([e.id for e in events])
+            raise RuntimeError("crash between publish and ack")
+
+    service.bus.publish_many = publish_then_crash  # type: ignore[method-assign]
+    reply = await desk.accept("c1", "a1")  # answered by the redelivery
+    assert reply.ok and list(reply.event_ids) == crashes[0]
+    assert (await desk.accept("c1", "a2")).code == "already_assigned"
+    await watch.wait_for("command.rejected", reason="already_assigned")
+    assert len(watch.of("conversation.accepted", "c1")) == 1
+    assert len([e for e in watch.events if e.id == crashes[0][0]]) == 1
