@@ -20,6 +20,7 @@ log = structlog.get_logger(__name__)
 
 SERVICE = "agent"
 SEND_ATTEMPTS = 5
+SETTLED = frozenset({"conversation.accepted", "conversation.transferred", "conversation.closed"})
 
 
 class Timers:
@@ -32,12 +33,15 @@ class Timers:
 
     def schedule(self, tenant: str, command_type: str, subject: dict[str, str], due: datetime) -> None:
         key = (tenant, command_type, next(iter(subject.values())))
-        previous = self._tasks.pop(key, None)
-        if previous is not None:
-            previous.cancel()
+        self.cancel(key)
         task = asyncio.create_task(self._fire(tenant, command_type, subject, due))
         self._tasks[key] = task
         task.add_done_callback(lambda done: self._tasks.pop(key, None) if self._tasks.get(key) is done else None)
+
+    def cancel(self, key: tuple[str, str, str]) -> None:
+        previous = self._tasks.pop(key, None)
+        if previous is not None:
+            previous.cancel()
 
     async def _fire(self, tenant: str, command_type: str, subject: dict[str, str], due: datetime) -> None:
         await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
@@ -60,6 +64,8 @@ class Timers:
             if event.type == "conversation.offered":
                 due = event.occurred_at + timedelta(seconds=event.data["expires_in_s"])
                 self.schedule(event.tenant, "conversation.expire_offers", {"conversation_id": event.data["conversation_id"]}, due)
+            elif event.type in SETTLED:  # no offer stands any more: nothing to expire
+                self.cancel((event.tenant, "conversation.expire_offers", event.data["conversation_id"]))
             elif event.type == "agent.disconnected":
                 due = event.occurred_at + timedelta(seconds=event.data["grace_s"])
                 self.schedule(event.tenant, "agent.expire_disconnect", {"agent_id": event.data["agent_id"]}, due)

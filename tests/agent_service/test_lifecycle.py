@@ -88,3 +88,12 @@ async def test_bad_commands_get_clear_errors_and_the_service_keeps_serving(desk:
     assert (unknown.ok, unknown.code) == (False, "unknown_type")
     assert (await desk.online("a1")).ok
     assert (await desk.request("c1")).data["status"] == "offered"
+
+
+async def test_tenants_never_share_agents_or_conversations(desk: Desk) -> None:
+    other = Desk(desk.bus, tenant="globex")
+    await desk.online("a1")
+    assert (await other.request("c1")).data["status"] == "missed"  # acme's agent is not globex's
+    assert (await desk.request("c1")).data["status"] == "offered"  # same id, another tenant
+    assert (await other.accept("c1", "a1")).code == "not_offered"
+    assert await other.query("agents.status") == []
