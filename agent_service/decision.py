@@ -9,7 +9,7 @@ same ids and every consumer's dedupe absorbs them.
 from datetime import datetime
 from typing import Any
 
-from agent_service import routing
+from agent_service import hours, routing
 from agent_service.fold import apply
 from agent_service.state import MISSED, QUEUED, Conversation, RoutingState, Tenant
 from contracts.envelope import Actor, Envelope
@@ -100,7 +100,9 @@ class Decision:
             if conversation.status != QUEUED or conversation.position is None:
                 self.queue(conversation, reason, actor=actor)
         elif conversation.status != MISSED:
-            self.emit("conversation.missed", {"conversation_id": conversation.conversation_id, "reason": "no_agent_online"}, actor=actor)
+            open_now = hours.is_open(self.setting("business_hours"), self.setting("timezone"), self.now)
+            reason = "no_agent_online" if open_now else "outside_business_hours"
+            self.emit("conversation.missed", {"conversation_id": conversation.conversation_id, "reason": reason}, actor=actor)
             self.note(conversation.conversation_id, "missed", str(self.setting("offline_text")))
 
     def queue(self, conversation: Conversation, reason: str, *, actor: Actor | None = None) -> None:

@@ -97,3 +97,9 @@ async def test_tenants_never_share_agents_or_conversations(desk: Desk) -> None:
     assert (await desk.request("c1")).data["status"] == "offered"  # same id, another tenant
     assert (await other.accept("c1", "a1")).code == "not_offered"
     assert await other.query("agents.status") == []
+
+
+async def test_outside_business_hours_the_miss_says_so(desk: Desk, watch: LogWatch, service: AgentService) -> None:
+    await set_tenant_settings(desk, service, business_hours={"sun": []}, timezone="UTC")  # never open
+    assert (await desk.request("c1")).data["status"] == "missed"
+    await watch.wait_for("conversation.missed", "c1", reason="outside_business_hours")

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from agent_service import routing
+from agent_service import hours, routing
 from agent_service.state import Conversation, Group, Tenant
 
 
@@ -60,3 +60,15 @@ def test_round_robin_wraps_after_the_last_id() -> None:
     assert routing.next_after(["a1", "a2", "a3"], "a2") == "a3"
     assert routing.next_after(["a1", "a2", "a3"], "a3") == "a1"
     assert routing.next_after(["a1", "a3"], "a2") == "a3"  # a2 went offline: the next one after it
+
+
+def test_business_hours_in_the_tenant_timezone() -> None:
+    week = {"mon": [["09:00", "17:00"]], "sat": []}
+    monday_noon_berlin = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)  # 12:00 in Berlin
+    monday_evening_berlin = datetime(2026, 11, 23, 16, 30, tzinfo=UTC)  # 17:30 in Berlin
+    assert hours.is_open(week, "Europe/Berlin", monday_noon_berlin)
+    assert not hours.is_open(week, "Europe/Berlin", monday_evening_berlin)
+    assert hours.is_open(week, "UTC", monday_evening_berlin)  # 16:30 UTC
+    assert not hours.is_open(week, "UTC", datetime(2026, 11, 28, 12, 0, tzinfo=UTC))  # a Saturday
+    assert hours.is_open(None, "UTC", monday_evening_berlin)
+    assert hours.is_open({"mon": "nonsense"}, "UTC", monday_noon_berlin)  # unreadable: open
