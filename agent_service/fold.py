@@ -5,21 +5,24 @@ these functions to the log from the beginning, in log order. Events of types not
 here leave the state alone (apart from the "agent is back" rule in :func:`apply`).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
+from typing import Any
 
 import structlog
 
 from agent_service.state import CLOSED, ENGAGED, MISSED, OFFERED, QUEUED, TRANSFER_PENDING, Conversation, Group, RoutingState, Tenant
-from contracts.base import Payload
 from contracts.envelope import Envelope
 from contracts.errors import ContractError
+from contracts.events import admin
+from contracts.events import conversation as conv_events
+from contracts.events import routing as routing_events
 from contracts.registry import EVENTS
 from relaydesk.bus.rpc import CommandReply
 
 log = structlog.get_logger(__name__)
 
-Folder = Callable[[Tenant, Envelope, Payload], None]
+Folder = Callable[[Tenant, Envelope, Any], None]
 FOLDERS: dict[str, Folder] = {}
 
 # Types agent_service emits as decisions: their causation ids are commands it answered.
@@ -83,18 +86,18 @@ def _record_decision(state: RoutingState, envelope: Envelope) -> None:
 
 
 @folds("tenant.settings_changed")
-def _settings(tenant: Tenant, _: Envelope, event) -> None:
+def _settings(tenant: Tenant, _: Envelope, event: admin.TenantSettingsChanged) -> None:
     tenant.settings.update(event.after)
 
 
 @folds("agent.created")
-def _agent_created(tenant: Tenant, _: Envelope, event) -> None:
+def _agent_created(tenant: Tenant, _: Envelope, event: admin.AgentCreated) -> None:
     agent = tenant.agent(event.agent_id)
     agent.name, agent.groups, agent.max_chats, agent.removed = event.name, tuple(event.groups), event.max_chats, False
 
 
 @folds("agent.updated")
-def _agent_updated(tenant: Tenant, _: Envelope, event) -> None:
+def _agent_updated(tenant: Tenant, _: Envelope, event: admin.AgentUpdated) -> None:
     agent = tenant.agent(event.agent_id)
     after = event.after
     if "name" in after:
@@ -106,13 +109,13 @@ def _agent_updated(tenant: Tenant, _: Envelope, event) -> None:
 
 
 @folds("agent.removed")
-def _agent_removed(tenant: Tenant, _: Envelope, event) -> None:
+def _agent_removed(tenant: Tenant, _: Envelope, event: admin.AgentRemoved) -> None:
     agent = tenant.agent(event.agent_id)
     agent.removed, agent.status = True, "offline"
 
 
 @folds("agent.status_changed")
-def _agent_status(tenant: Tenant, _: Envelope, event) -> None:
+def _agent_status(tenant: Tenant, _: Envelope, event: admin.AgentStatusChanged) -> None:
     agent = tenant.agent(event.agent_id)
     agent.status = event.status
     if event.max_chats:
@@ -122,18 +125,18 @@ def _agent_status(tenant: Tenant, _: Envelope, event) -> None:
 
 
 @folds("agent.disconnected")
-def _agent_disconnected(tenant: Tenant, envelope: Envelope, event) -> None:
+def _agent_disconnected(tenant: Tenant, envelope: Envelope, event: routing_events.AgentConnectionLost) -> None:
     agent = tenant.agent(event.agent_id)
     agent.disconnected_at, agent.grace_s = envelope.occurred_at, event.grace_s
 
 
 @folds("permission_group.created")
-def _group_created(tenant: Tenant, _: Envelope, event) -> None:
+def _group_created(tenant: Tenant, _: Envelope, event: admin.PermissionGroupCreated) -> None:
     tenant.groups[event.group_id] = Group(event.group_id, tuple(event.departments), tuple(event.channels))
 
 
 @folds("permission_group.updated")
-def _group_updated(tenant: Tenant, _: Envelope, event) -> None:
+def _group_updated(tenant: Tenant, _: Envelope, event: admin.PermissionGroupUpdated) -> None:
     group = tenant.groups.setdefault(event.group_id, Group(event.group_id))
     if "departments" in event.after:
         group.departments = tuple(event.after["departments"] or ())
@@ -142,7 +145,7 @@ def _group_updated(tenant: Tenant, _: Envelope, event) -> None:
 
 
 @folds("permission_group.deleted")
-def _group_deleted(tenant: Tenant, _: Envelope, event) -> None:
+def _group_deleted(tenant: Tenant, _: Envelope, event: admin.PermissionGroupDeleted) -> None:
     tenant.groups.pop(event.group_id, None)
 
 
@@ -150,7 +153,7 @@ def _group_deleted(tenant: Tenant, _: Envelope, event) -> None:
 
 
 @folds("conversation.requested")
-def _requested(tenant: Tenant, _: Envelope, event) -> None:
+def _requested(tenant: Tenant, _: Envelope, event: conv_events.ConversationRequested) -> None:
     if event.conversation_id in tenant.conversations:
         return
     tenant.conversations[event.conversation_id] = Conversation(
@@ -160,7 +163,7 @@ def _requested(tenant: Tenant, _: Envelope, event) -> None:
     tenant.next_seq += 1
 
 
-def _drop_offers(tenant: Tenant, conversation: Conversation, agent_ids) -> None:
+def _drop_offers(tenant: Tenant, conversation: Conversation, agent_ids: Iterable[str]) -> None:
     for agent_id in agent_ids:
         conversation.offered_to.discard(agent_id)
         tenant.agent(agent_id).offers.discard(conversation.conversation_id)
@@ -186,7 +189,7 @@ def _conversation(tenant: Tenant, conversation_id: str) -> Conversation | None:
 
 
 @folds("conversation.queued")
-def _queued(tenant: Tenant, _: Envelope, event) -> None:
+def _queued(tenant: Tenant, _: Envelope, event: conv_events.ConversationQueued) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
     _drop_offers(tenant, conversation, tuple(conversation.offered_to))
@@ -195,7 +198,7 @@ def _queued(tenant: Tenant, _: Envelope, event) -> None:
 
 
 @folds("conversation.offered")
-def _offered(tenant: Tenant, envelope: Envelope, event) -> None:
+def _offered(tenant: Tenant, envelope: Envelope, event: conv_events.ConversationOffered) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
     for agent_id in event.agent_ids:
@@ -211,7 +214,7 @@ def _offered(tenant: Tenant, envelope: Envelope, event) -> None:
 
 
 @folds("conversation.offer_withdrawn")
-def _withdrawn(tenant: Tenant, _: Envelope, event) -> None:
+def _withdrawn(tenant: Tenant, _: Envelope, event: conv_events.OfferWithdrawn) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
     if event.reason == "expired":
@@ -220,7 +223,7 @@ def _withdrawn(tenant: Tenant, _: Envelope, event) -> None:
 
 
 @folds("conversation.offer_declined")
-def _declined(tenant: Tenant, _: Envelope, event) -> None:
+def _declined(tenant: Tenant, _: Envelope, event: conv_events.OfferDeclined) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
     conversation.declined_by.add(event.agent_id)
@@ -228,7 +231,7 @@ def _declined(tenant: Tenant, _: Envelope, event) -> None:
 
 
 @folds("conversation.accepted")
-def _accepted(tenant: Tenant, _: Envelope, event) -> None:
+def _accepted(tenant: Tenant, _: Envelope, event: conv_events.ConversationAccepted) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
     _engage(tenant, conversation, event.agent_id)
@@ -242,7 +245,7 @@ def _engage(tenant: Tenant, conversation: Conversation, agent_id: str) -> None:
 
 
 @folds("conversation.transferred")
-def _transferred(tenant: Tenant, _: Envelope, event) -> None:
+def _transferred(tenant: Tenant, _: Envelope, event: conv_events.ConversationTransferred) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
     _release_agent(tenant, conversation)
@@ -250,7 +253,7 @@ def _transferred(tenant: Tenant, _: Envelope, event) -> None:
 
 
 @folds("conversation.closed")
-def _closed(tenant: Tenant, _: Envelope, event) -> None:
+def _closed(tenant: Tenant, _: Envelope, event: conv_events.ConversationClosed) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
     _drop_offers(tenant, conversation, tuple(conversation.offered_to))
@@ -261,7 +264,7 @@ def _closed(tenant: Tenant, _: Envelope, event) -> None:
 
 
 @folds("conversation.missed")
-def _missed(tenant: Tenant, _: Envelope, event) -> None:
+def _missed(tenant: Tenant, _: Envelope, event: conv_events.ConversationMissed) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
     _drop_offers(tenant, conversation, tuple(conversation.offered_to))
@@ -269,6 +272,6 @@ def _missed(tenant: Tenant, _: Envelope, event) -> None:
 
 
 @folds("conversation.rated")
-def _rated(tenant: Tenant, _: Envelope, event) -> None:
+def _rated(tenant: Tenant, _: Envelope, event: conv_events.ConversationRated) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is not None:
         conversation.rated = True
