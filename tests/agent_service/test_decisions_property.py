@@ -21,20 +21,11 @@ PRELUDE = [("online", "c1", "a1"), ("online", "c1", "a2")]  # start where decisi
 
 agent_ids = st.sampled_from(AGENTS)
 conversation_ids = st.sampled_from(CONVERSATIONS)
-steps = st.one_of(
-    st.tuples(st.just("conversation.request"), conversation_ids, agent_ids),
-    st.tuples(st.just("conversation.accept"), conversation_ids, agent_ids),
-    st.tuples(st.just("accept_offer"), conversation_ids, agent_ids),
-    st.tuples(st.just("accept_offer"), conversation_ids, agent_ids),
-    st.tuples(st.just("decline_offer"), conversation_ids, agent_ids),
-    st.tuples(st.just("conversation.transfer"), conversation_ids, agent_ids),
-    st.tuples(st.just("conversation.close"), conversation_ids, agent_ids),
-    st.tuples(st.just("online"), conversation_ids, agent_ids),
-    st.tuples(st.just("away"), conversation_ids, agent_ids),
-    st.tuples(st.just("agent.connection_lost"), conversation_ids, agent_ids),
-    st.tuples(st.just("tick"), conversation_ids, agent_ids),
-    st.tuples(st.just("grace"), conversation_ids, agent_ids),
+STEP_KINDS = (  # repeated kinds are drawn more often
+    "conversation.request", "conversation.accept", "accept_offer", "accept_offer", "decline_offer",
+    "conversation.transfer", "conversation.close", "online", "away", "agent.connection_lost", "tick", "grace",
 )
+steps = st.tuples(st.sampled_from(STEP_KINDS), conversation_ids, agent_ids)
 
 
 def command_for(step: tuple[str, str, str], state: RoutingState) -> Envelope:
