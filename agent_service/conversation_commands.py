@@ -67,6 +67,8 @@ def request(d: Decision, cmd: commands.RequestConversation) -> None:
 
 def _accept_refusal(d: Decision, conversation: Conversation, agent_id: str) -> tuple[str, str] | None:
     agent = d.tenant.agents.get(agent_id)
+    if agent is not None and agent.removed:
+        return ("forbidden", "the agent account was removed")
     if conversation.status == ENGAGED or (conversation.status == TRANSFER_PENDING and agent_id not in conversation.offered_to):
         return ("already_assigned", "another agent already has this conversation")
     if conversation.status == OFFERED and agent_id not in conversation.offered_to:

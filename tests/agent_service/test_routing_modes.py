@@ -1,7 +1,7 @@
 """Who gets offered what: broadcast, round robin, least busy, declines, timeouts, departments."""
 
 from agent_service.service import AgentService
-from tests.agent_service.helpers import Desk, LogWatch, agent, set_tenant_settings
+from tests.agent_service.helpers import Desk, LogWatch, agent, set_tenant_settings, wait_until
 
 
 async def test_broadcast_decline_keeps_it_offered_to_the_others_then_queued(desk: Desk, watch: LogWatch) -> None:
@@ -88,3 +88,15 @@ async def test_going_offline_withdraws_offers_and_reroutes(desk: Desk, watch: Lo
     assert (await desk.state("c1"))["status"] == "missed"  # nobody else is online
     await desk.online("a2")
     assert (await desk.state("c1"))["offered_to"] == ["a2"]
+
+
+async def test_removed_agent_is_never_offered_and_cannot_accept(desk: Desk, service: AgentService) -> None:
+    await desk.online("a1")
+    await desk.online("a2")
+    await desk.request("c1")
+    await desk.publish_admin("agent.removed", {"agent_id": "a1"}, stream="agent:a1")
+    await wait_until(lambda: service.state.tenant("acme").agents["a1"].removed, what="removal folded")
+    assert (await desk.accept("c1", "a1")).code == "forbidden"
+    await desk.request("c2")
+    assert (await desk.state("c2"))["offered_to"] == ["a2"]
+    assert [a["agent_id"] for a in await desk.query("agents.status")] == ["a2"]
