@@ -6,7 +6,7 @@ here leave the state alone (apart from the "agent is back" rule in :func:`apply`
 """
 
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -33,6 +33,10 @@ DECISION_TYPES = frozenset({
     "conversation.agent_disconnected", "agent.status_changed", "agent.disconnected", "message.system",
     "command.rejected",
 })
+# Memory bounds, applied in log order so every replay forgets the same things.
+MAX_REPLIES = 200_000
+CLOSED_MEMORY = timedelta(days=30)  # after that an accept or rating answers not_found
+PRUNE_EVERY_REQUESTS = 1000
 # Events about an agent that do not show the agent is back.
 NOT_A_RETURN = frozenset({"agent.disconnected", "conversation.agent_disconnected"})
 
@@ -80,6 +84,8 @@ def _record_decision(state: RoutingState, envelope: Envelope) -> None:
     if envelope.type == "command.rejected":
         update.update(ok=False, code=envelope.data.get("reason"), message=envelope.data.get("detail"))
     state.replies[command_id] = reply.model_copy(update=update)
+    if len(state.replies) > MAX_REPLIES:  # redeliveries come within minutes: forget the oldest
+        del state.replies[next(iter(state.replies))]
 
 
 # --- tenants, agents, groups (published by the admin side and by agent_service) ---
@@ -153,7 +159,7 @@ def _group_deleted(tenant: Tenant, _: Envelope, event: admin.PermissionGroupDele
 
 
 @folds("conversation.requested")
-def _requested(tenant: Tenant, _: Envelope, event: conv_events.ConversationRequested) -> None:
+def _requested(tenant: Tenant, envelope: Envelope, event: conv_events.ConversationRequested) -> None:
     if event.conversation_id in tenant.conversations:
         return
     tenant.conversations[event.conversation_id] = Conversation(
@@ -161,6 +167,16 @@ def _requested(tenant: Tenant, _: Envelope, event: conv_events.ConversationReque
     )
     tenant.open_ids.add(event.conversation_id)
     tenant.next_seq += 1
+    if tenant.next_seq % PRUNE_EVERY_REQUESTS == 0:
+        _forget_old_closed(tenant, envelope.occurred_at - CLOSED_MEMORY)
+
+
+def _forget_old_closed(tenant: Tenant, before: datetime) -> None:
+    """Bound memory: long-closed conversations leave the state (driven by log time, so a
+    replay forgets exactly the same ones)."""
+    old = [c.conversation_id for c in tenant.conversations.values() if c.closed_at is not None and c.closed_at < before]
+    for conversation_id in old:
+        del tenant.conversations[conversation_id]
 
 
 def _drop_offers(tenant: Tenant, conversation: Conversation, agent_ids: Iterable[str]) -> None:
@@ -253,13 +269,14 @@ def _transferred(tenant: Tenant, _: Envelope, event: conv_events.ConversationTra
 
 
 @folds("conversation.closed")
-def _closed(tenant: Tenant, _: Envelope, event: conv_events.ConversationClosed) -> None:
+def _closed(tenant: Tenant, envelope: Envelope, event: conv_events.ConversationClosed) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
     _drop_offers(tenant, conversation, tuple(conversation.offered_to))
     if conversation.agent_id is not None:  # kept on the record: who handled it
         tenant.agent(conversation.agent_id).active.discard(conversation.conversation_id)
     conversation.status, conversation.position, conversation.transfer_from = CLOSED, None, None
+    conversation.closed_at = envelope.occurred_at
     tenant.open_ids.discard(conversation.conversation_id)
 
 

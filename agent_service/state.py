@@ -56,6 +56,7 @@ class Conversation:
     transfer_from: str | None = None
     position: int | None = None
     rated: bool = False
+    closed_at: datetime | None = None
 
 
 @dataclass
