@@ -1,6 +1,7 @@
 """Deciding agent commands: status changes, lost connections and the end of their grace period."""
 
 from collections.abc import Callable
+from typing import Any
 from datetime import timedelta
 
 from agent_service.conversation_commands import EXPIRY_TOLERANCE, acting_for_someone_else, from_our_timer
@@ -9,7 +10,7 @@ from agent_service.state import QUEUED
 from contracts.commands import conversation as commands
 from contracts.commands import routing as routing_commands
 
-Handler = Callable[[Decision, object], None]
+Handler = Callable[[Decision, Any], None]
 
 
 def _withdraw_offers_of(d: Decision, agent_id: str) -> None:

@@ -8,6 +8,7 @@ Each handler checks the state, then emits events (or a rejection) through the
 """
 
 from collections.abc import Callable
+from typing import Any
 from datetime import timedelta
 
 from agent_service import routing
@@ -19,7 +20,7 @@ from contracts.commands import conversation as commands
 EXPIRY_TOLERANCE = timedelta(milliseconds=100)
 DEFAULT_GREETING = "Thanks for reaching out. An agent will be with you shortly."
 
-Handler = Callable[[Decision, object], None]
+Handler = Callable[[Decision, Any], None]
 
 
 def _agent_name(d: Decision, agent_id: str) -> str:

@@ -12,11 +12,11 @@ from typing import Any
 from agent_service import hours, routing
 from agent_service.fold import apply
 from agent_service.state import MISSED, QUEUED, Conversation, RoutingState, Tenant
-from contracts.envelope import Actor, Envelope
+from contracts.envelope import Actor, ActorKind, Envelope
 from contracts.ids import derive_event_id
 from contracts.registry import EVENTS
 
-SYSTEM_ACTOR = Actor(kind="system", id="agent_service")
+SYSTEM_ACTOR = Actor(kind=ActorKind.system, id="agent_service")
 
 
 class Decision:

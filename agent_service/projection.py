@@ -16,6 +16,7 @@ from agent_service.snapshot import Snapshotter
 from agent_service.state import RoutingState
 from contracts.envelope import LoggedEvent
 from relaydesk.bus import Bus, LogReader
+from relaydesk.bus.log_reader import Start
 from relaydesk.bus.catch_up import catch_up, marker_event
 
 log = structlog.get_logger(__name__)
@@ -50,11 +51,13 @@ class Projection:
         """Load the snapshot (if any), fold the log after it up to now, then follow live."""
         await self._stop_following()
         restored = await self._snapshotter.store.load() if self._snapshotter else None
+        start: Start = "first"
         if restored is None:
-            self.state, self._seen, start = RoutingState(), SeenIds(), "first"
+            self.state, self._seen = RoutingState(), SeenIds()
         else:
             self.state, seen_ids = restored
-            self._seen, start = SeenIds(seen_ids), self.state.position + 1  # type: ignore[operator]
+            self._seen = SeenIds(seen_ids)
+            start = (self.state.position or 0) + 1
         self.restored_from = None if restored is None else self.state.position
         self._own_pending.clear()
         self._reader = await LogReader(self._bus, start=start, name=f"{self._service}-routing").open()

@@ -4,7 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent_service import routing
-from agent_service.state import Conversation, RoutingState
+from agent_service.state import Conversation, RoutingState, Tenant
 from relaydesk.bus.rpc import RemoteError
 
 
@@ -34,7 +34,7 @@ class Queries:
             raise RemoteError("unknown_query", f"agent has no query {name!r}")
         return answer(params)
 
-    def _tenant(self, params: dict[str, Any]):
+    def _tenant(self, params: dict[str, Any]) -> Tenant | None:
         tenant = params["tenant"]
         if not isinstance(tenant, str):
             raise ValueError("tenant must be a string")

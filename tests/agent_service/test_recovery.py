@@ -106,7 +106,7 @@ async def test_crash_after_publish_before_ack_redelivers_with_the_same_events(se
     await desk.request("c1")
     assert service.bus is not None
     real_publish = service.bus.publish_many
-    crashes = []
+    crashes: list[list[str]] = []
 
     async def publish_then_crash(events):  # the process "dies" after the broker confirmed
         await real_publish(events)
