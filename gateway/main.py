@@ -1,31 +1,32 @@
-"""gateway process (skeleton: serves /healthz until the websocket gateway lands)."""
+"""gateway process: uvicorn serving :func:`gateway.app.create_app`."""
 
 import asyncio
 
 import uvicorn
-from fastapi import FastAPI
 
+from gateway.app import create_app
 from relaydesk.runtime import announce_ready
 from relaydesk.settings import Settings
 
 SERVICE = "gateway"
 
 
-def create_app(settings: Settings) -> FastAPI:
-    app = FastAPI(title="relaydesk gateway")
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    return app
+def server_for(settings: Settings) -> uvicorn.Server:
+    config = uvicorn.Config(
+        create_app(settings), host=settings.gateway_host, port=settings.gateway_port, log_config=None,
+        ws_max_size=settings.ws_max_frame_bytes, ws_ping_interval=20, ws_ping_timeout=20, lifespan="on",
+    )
+    return uvicorn.Server(config)
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
-    config = uvicorn.Config(create_app(settings), host=settings.gateway_host, port=settings.gateway_port, log_config=None, ws_max_size=settings.ws_max_frame_bytes)
-    server = uvicorn.Server(config)
+    server = server_for(settings)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # runtime owns signals
     task = asyncio.create_task(server.serve())
     while not server.started:
+        if task.done():
+            await task
+            return
         await asyncio.sleep(0.05)
     announce_ready(SERVICE, url=settings.gateway_url())
     await stop.wait()

@@ -39,7 +39,7 @@ async def with_store_retry(operation: Callable[[], Awaitable[T]], *, max_s: floa
     """Run ``operation`` until it succeeds or ``max_s`` passes, backing off on outages."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(TRANSIENT),
-        wait=wait_exponential_jitter(initial=0.1, max=2.0),
+        wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
         stop=stop_after_delay(max_s),
         reraise=True,
     ):

@@ -1,0 +1,88 @@
+"""The gateway application: HTTP API, websocket endpoint, static web assets."""
+
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from gateway.deps import GatewayDeps
+from gateway.routes import ROUTER_MODULES
+from gateway.ws import websocket_endpoint
+from relaydesk.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+PAGES = {"/demo": "demo.html", "/console": "console.html", "/admin": "admin.html"}
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        deps = await GatewayDeps.start(settings)
+        app.state.deps = deps
+        _include_routers(app, deps)
+        yield
+        await deps.stop()
+
+    app = FastAPI(title="relaydesk gateway", version="1", lifespan=lifespan)
+    _install_error_handlers(app)
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> dict[str, object]:
+        deps = request.app.state.deps
+        return {"status": "ok", "sockets": len(deps.sessions), "log_position": deps.tailer.head}
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket_endpoint(websocket, websocket.app.state.deps)
+
+    for path, page in PAGES.items():
+        app.add_api_route(path, _page(page), methods=["GET"], include_in_schema=False)
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _page(name: str):  # type: ignore[no-untyped-def]
+    async def serve() -> FileResponse:
+        path = STATIC_DIR / name
+        if not path.exists():
+            raise HTTPException(404, detail={"code": "not_found", "message": f"{name} is not installed"})
+        return FileResponse(path, media_type="text/html")
+
+    return serve
+
+
+def _include_routers(app: FastAPI, deps: GatewayDeps) -> None:
+    for module_name in ROUTER_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            log.warning("router_missing", module=module_name, missing=exc.name)
+            continue
+        app.include_router(module.build_router(deps))
+    app.openapi_schema = None  # routers arrive in the lifespan: rebuild the schema lazily
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, dict) else {"code": _code_for(exc.status_code), "message": str(exc.detail)}
+        return JSONResponse({"error": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": []}
+        message = f"{first.get('msg')} at {'.'.join(str(p) for p in first.get('loc', []))}"
+        return JSONResponse({"error": {"code": "invalid_payload", "message": message}}, status_code=400)
+
+
+def _code_for(status: int) -> str:
+    return {400: "invalid_payload", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "too_large", 429: "rate_limited"}.get(status, "error")

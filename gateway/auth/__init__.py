@@ -1,0 +1,1 @@
+"""Authentication (tokens) and authorisation (permissions) for the gateway."""

@@ -1,0 +1,57 @@
+"""FastAPI dependencies: who is calling, and may they do this.
+
+Errors are JSON ``{"error": {"code", "message"}}`` with 401 (no/invalid token) or 403.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Depends, HTTPException, Request
+
+from gateway.auth.tokens import AgentPrincipal, InvalidToken, Principal
+
+
+class ApiError(HTTPException):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code=status, detail={"code": code, "message": message}, headers=headers)
+
+
+def get_deps(request: Request) -> Any:
+    return request.app.state.deps
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", "missing bearer token")
+    return token.strip()
+
+
+def require_principal() -> Callable[..., Principal]:
+    """Either an agent access token or a visitor token."""
+
+    def dependency(request: Request) -> Principal:
+        deps = get_deps(request)
+        try:
+            principal = deps.tokens.verify_any(_bearer(request))
+        except InvalidToken as exc:
+            raise ApiError(401, "unauthorized", exc.reason) from None
+        if deps.revocations.is_revoked(principal):
+            raise ApiError(401, "unauthorized", "token revoked")
+        return principal
+
+    return dependency
+
+
+def require_agent(permission: str | None = None) -> Callable[..., AgentPrincipal]:
+    """An agent access token, optionally with ``permission``."""
+
+    def dependency(principal: Principal = Depends(require_principal())) -> AgentPrincipal:
+        if not isinstance(principal, AgentPrincipal):
+            raise ApiError(403, "forbidden", "agents only")
+        if permission is not None and not principal.can(permission):
+            raise ApiError(403, "forbidden", f"missing permission {permission}")
+        return principal
+
+    return dependency

@@ -1,0 +1,70 @@
+"""Everything the gateway's routes need, built once in the app's lifespan."""
+
+from dataclasses import dataclass, field
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from contracts.envelope import Envelope
+from gateway.auth.revocation import RevocationList
+from gateway.auth.tokens import TokenService
+from gateway.directory import ConversationDirectory
+from gateway.ops import Operations
+from gateway.origins import OriginPolicy
+from gateway.sessions import CLOSE_TOKEN_EXPIRED, SessionRegistry
+from gateway.tailer import Tailer
+from relaydesk.bus import Bus
+from relaydesk.bus.rpc import RpcClient
+from relaydesk.settings import Settings
+from relaydesk.store import database, make_client
+
+
+@dataclass
+class GatewayDeps:
+    settings: Settings
+    bus: Bus
+    rpc: RpcClient
+    tokens: TokenService
+    tailer: Tailer
+    sessions: SessionRegistry
+    operations: Operations
+    origins: OriginPolicy
+    revocations: RevocationList
+    mongo: AsyncMongoClient | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def db(self) -> AsyncDatabase | None:
+        return database(self.mongo, self.settings.mongo_db) if self.mongo is not None else None
+
+    @classmethod
+    async def start(cls, settings: Settings) -> "GatewayDeps":
+        bus = await Bus(settings.amqp_url, service="gateway", publish_timeout_s=settings.publish_timeout_s).connect()
+        rpc = RpcClient(bus)
+        directory, sessions = ConversationDirectory(), SessionRegistry()
+        tailer = Tailer(bus, directory, sessions, buffer_size=settings.resume_buffer_events)
+        deps = cls(
+            settings=settings, bus=bus, rpc=rpc, tokens=TokenService(settings), tailer=tailer, sessions=sessions,
+            operations=Operations(bus, rpc, directory, request_timeout_s=settings.request_timeout_s),
+            origins=OriginPolicy(rpc, settings.gateway_url()), revocations=RevocationList(),
+            mongo=make_client(settings.mongo_url) if settings.mongo_url else None,
+        )
+        tailer.listeners.append(deps._on_event)
+        await tailer.start()
+        return deps
+
+    def _on_event(self, event: Envelope) -> None:
+        if event.type == "tenant.settings_changed":
+            self.origins.forget(event.tenant)
+        revoked = self.revocations.apply(event)
+        if revoked is not None:
+            for session in self.sessions.agent_sessions(*revoked):
+                session.close(CLOSE_TOKEN_EXPIRED)
+
+    async def stop(self) -> None:
+        for session in self.sessions.all():
+            session.close(1012)
+        await self.tailer.stop()
+        await self.bus.close()
+        if self.mongo is not None:
+            await self.mongo.close()

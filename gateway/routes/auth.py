@@ -1,0 +1,107 @@
+"""Login, refresh and widget visitor sessions."""
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.auth.http import ApiError, get_deps
+from gateway.auth.permissions import effective_permissions
+from gateway.auth.tokens import AgentPrincipal, InvalidToken
+from relaydesk.bus import RemoteError, RequestTimeout
+
+TENANT_PATTERN = r"^[A-Za-z0-9_.:\-@]{1,128}$"
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenant: str = Field(pattern=TENANT_PATTERN)
+    email: str = Field(min_length=3, max_length=200)
+    password: str = Field(min_length=1, max_length=500)
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: str = Field(max_length=4096)
+
+
+class VisitorRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenant: str = Field(pattern=TENANT_PATTERN)
+    visitor_token: str | None = Field(default=None, max_length=4096)
+
+
+def _principal(tenant: str, agent: dict[str, Any]) -> AgentPrincipal:
+    role = str(agent.get("role", "agent"))
+    return AgentPrincipal(
+        tenant=tenant, agent_id=str(agent["agent_id"]), role=role, name=str(agent.get("name", "")),
+        permissions=effective_permissions(role, tuple(agent.get("permissions") or ())),
+        groups=tuple(agent.get("groups") or ()), token_version=int(agent.get("token_version", 0)),
+    )
+
+
+def _tokens(deps: Any, principal: AgentPrincipal) -> dict[str, Any]:
+    return {
+        "access_token": deps.tokens.issue_access(principal),
+        "refresh_token": deps.tokens.issue_refresh(principal),
+        "expires_in": deps.settings.access_token_ttl_s,
+        "agent": {"id": principal.agent_id, "name": principal.name, "role": principal.role, "tenant": principal.tenant, "permissions": sorted(principal.permissions)},
+    }
+
+
+async def _ask_admin(deps: Any, name: str, params: dict[str, Any]) -> Any:
+    try:
+        return await deps.rpc.query("admin", name, params, timeout=deps.settings.request_timeout_s)
+    except RequestTimeout:
+        raise ApiError(503, "unavailable", "the account service did not answer") from None
+
+
+def build_router(deps: Any) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["auth"])
+
+    @router.post("/auth/login")
+    async def login(body: LoginRequest, deps: Any = Depends(get_deps)) -> dict[str, Any]:
+        try:
+            agent = await _ask_admin(deps, "auth.check_password", body.model_dump())
+        except RemoteError as exc:
+            if exc.code == "locked":
+                raise ApiError(429, "locked", exc.message, headers={"Retry-After": "60"}) from None
+            raise ApiError(401, "invalid_credentials", "wrong tenant, email or password") from None
+        return _tokens(deps, _principal(body.tenant, agent))
+
+    @router.post("/auth/refresh")
+    async def refresh(body: RefreshRequest, deps: Any = Depends(get_deps)) -> dict[str, Any]:
+        try:
+            claims = deps.tokens.decode(body.refresh_token, "refresh")
+        except InvalidToken as exc:
+            raise ApiError(401, "unauthorized", exc.reason) from None
+        try:
+            agent = await _ask_admin(deps, "agent.get", {"tenant": claims["tenant"], "agent_id": claims["sub"]})
+        except RemoteError:
+            raise ApiError(401, "unauthorized", "agent no longer exists") from None
+        principal = _principal(claims["tenant"], agent)
+        if principal.token_version != int(claims.get("ver", 0)) or deps.revocations.is_revoked(principal):
+            raise ApiError(401, "unauthorized", "token revoked")
+        return _tokens(deps, principal)
+
+    @router.post("/visitor/session")
+    async def visitor_session(body: VisitorRequest, deps: Any = Depends(get_deps)) -> dict[str, Any]:
+        visitor_id = None
+        if body.visitor_token:
+            try:
+                known = deps.tokens.verify_visitor(body.visitor_token)
+                if known.tenant == body.tenant:
+                    visitor_id = known.visitor_id
+            except InvalidToken:
+                visitor_id = None  # a stale token just starts a new visitor
+        visitor_id = visitor_id or "v" + uuid.uuid4().hex[:20]
+        conversation_id = None
+        try:
+            open_ones = await deps.rpc.query("history", "conversations.list", {"tenant": body.tenant, "view": "all", "visitor_id": visitor_id, "limit": 5}, timeout=deps.settings.request_timeout_s)
+            conversation_id = next((c.get("conversation_id") or c.get("id") for c in open_ones if c.get("status") not in ("closed",)), None)
+        except (RemoteError, RequestTimeout):
+            conversation_id = None
+        return {"visitor_token": deps.tokens.issue_visitor(body.tenant, visitor_id), "visitor_id": visitor_id, "conversation_id": conversation_id}
+
+    return router

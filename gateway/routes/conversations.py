@@ -1,0 +1,71 @@
+"""Conversation reads for the console and the widget, answered by history_service."""
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+
+from gateway.auth.http import ApiError, get_deps, require_agent, require_principal
+from gateway.auth.permissions import SEE_ALL
+from gateway.auth.tokens import AgentPrincipal, Principal
+from gateway.ops import OpError
+from gateway.visibility import may_read_conversation
+from relaydesk.bus import RemoteError, RequestTimeout
+
+VIEWS = ("mine", "queued", "all", "missed", "closed")
+MAX_LIMIT = 500
+
+
+async def ask_history(deps: Any, name: str, params: dict[str, Any]) -> Any:
+    try:
+        return await deps.rpc.query("history", name, params, timeout=deps.settings.request_timeout_s)
+    except RemoteError as exc:
+        raise ApiError(404 if exc.code == "not_found" else 400, exc.code, exc.message) from None
+    except RequestTimeout:
+        raise ApiError(503, "unavailable", "the history service did not answer") from None
+
+
+async def readable_conversation(deps: Any, principal: Principal, conversation_id: str) -> None:
+    """Raise 404/403 unless ``principal`` may read this conversation."""
+    try:
+        info = await deps.operations.conversation(principal, conversation_id)
+    except OpError as exc:
+        raise ApiError(503 if exc.code == "unavailable" else 404, exc.code, exc.message) from None
+    if isinstance(principal, AgentPrincipal):
+        allowed = may_read_conversation(principal, info) or info.tenant == principal.tenant and principal.can("see_history")
+    else:
+        allowed = info.tenant == principal.tenant and info.visitor_id == principal.visitor_id
+    if not allowed:
+        raise ApiError(403, "forbidden", "you may not read this conversation")
+
+
+def build_router(deps: Any) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["conversations"])
+
+    @router.get("/conversations")
+    async def list_conversations(
+        view: str = Query("mine"), limit: int = Query(100, ge=1, le=MAX_LIMIT),
+        agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps),
+    ) -> Any:
+        if view not in VIEWS:
+            raise ApiError(400, "invalid_payload", f"view must be one of {', '.join(VIEWS)}")
+        if view in ("all", "closed", "missed") and not agent.can(SEE_ALL):
+            raise ApiError(403, "forbidden", f"missing permission {SEE_ALL}")
+        return await ask_history(deps, "conversations.list", {"tenant": agent.tenant, "view": view, "agent_id": agent.agent_id, "limit": limit})
+
+    @router.get("/conversations/{conversation_id}/messages")
+    async def messages(
+        conversation_id: str, limit: int | None = Query(None, ge=1, le=MAX_LIMIT), before: int | None = Query(None, ge=0),
+        principal: Principal = Depends(require_principal()), deps: Any = Depends(get_deps),
+    ) -> Any:
+        await readable_conversation(deps, principal, conversation_id)
+        params: dict[str, Any] = {"tenant": principal.tenant, "conversation_id": conversation_id, "limit": limit or 50}
+        if before is not None:
+            params["before_position"] = before
+        return await ask_history(deps, "messages.last", params)
+
+    @router.get("/conversations/{conversation_id}/transcript")
+    async def transcript(conversation_id: str, principal: Principal = Depends(require_principal()), deps: Any = Depends(get_deps)) -> Any:
+        await readable_conversation(deps, principal, conversation_id)
+        return await ask_history(deps, "transcript", {"tenant": principal.tenant, "conversation_id": conversation_id})
+
+    return router

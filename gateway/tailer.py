@@ -1,0 +1,131 @@
+"""The gateway's one reader of the log: dedupe, resume buffer, fan-out to sockets.
+
+Each gateway process tails the log once. For every event (deduped by id, so a publisher
+retry that landed twice is delivered once) it updates the conversation directory, keeps
+the event in a bounded ring buffer for reconnect-and-resume, and hands it to every
+session of the tenant that may see it. ``attach`` replays the buffer and registers the
+session with no await in between, so a resuming client gets no gap and no duplicate.
+
+The tail starts ``START_BACK_S`` before the gateway's start (an ``x-stream-offset``
+timestamp), so clients that were connected to a gateway that died can resume here.
+"""
+
+import asyncio
+from collections import OrderedDict, deque
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from contracts.envelope import Envelope, LoggedEvent
+from gateway.directory import ConversationDirectory
+from gateway.sessions import Session, SessionRegistry
+from gateway.visibility import visible
+from relaydesk.bus import Bus, LogReader
+from relaydesk.bus.catch_up import marker_event
+
+log = structlog.get_logger(__name__)
+
+START_BACK_S = 15 * 60
+SEEN_IDS = 200_000  # dedupe window: publisher retries land within seconds of each other
+
+
+class Tailer:
+    def __init__(self, bus: Bus, directory: ConversationDirectory, sessions: SessionRegistry, *, buffer_size: int) -> None:
+        self._bus = bus
+        self.directory = directory
+        self.sessions = sessions
+        self._buffer: deque[tuple[int, Envelope, dict]] = deque(maxlen=buffer_size)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._reader: LogReader | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.first_position: int | None = None
+        self.head = -1
+        self.listeners: list = []  # callables(event) for in-process reactions (caches)
+        self.progress = asyncio.Condition()
+        self._marker_id: str | None = None
+        self._marker_seen = False
+
+    async def start(self, start_back_s: int = START_BACK_S) -> None:
+        since = datetime.now(UTC) - timedelta(seconds=start_back_s)
+        self._reader = await LogReader(self._bus, start=since, name="gateway-tail").open()  # type: ignore[arg-type]
+        self._task = asyncio.create_task(self._run())
+        # Serve only once everything published before our start is in the buffer, so a
+        # resuming client can never fall into a gap between the tail's start and now.
+        marker = marker_event("gateway")
+        await self._bus.publish(marker)
+        self._marker_id = marker.id
+        async with self.progress:
+            await asyncio.wait_for(self.progress.wait_for(lambda: self._marker_seen), 60)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        if self._reader:
+            await self._reader.close()
+
+    async def _run(self) -> None:
+        assert self._reader is not None
+        async for batch in self._reader.batches():
+            for logged in batch:
+                self._dispatch(logged)
+            async with self.progress:
+                self.progress.notify_all()
+
+    async def wait_for_position(self, position: int, timeout: float) -> bool:
+        async with self.progress:
+            try:
+                await asyncio.wait_for(self.progress.wait_for(lambda: self.head >= position), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    def _is_duplicate(self, event_id: str) -> bool:
+        if event_id in self._seen:
+            return True
+        self._seen[event_id] = None
+        if len(self._seen) > SEEN_IDS:
+            self._seen.popitem(last=False)
+        return False
+
+    def _missing_before_buffer(self, resume_from: int) -> bool:
+        if self.first_position is None:
+            return False  # nothing read yet: everything after resume_from is still to come
+        if resume_from + 1 < self.first_position:
+            return True
+        evicted = len(self._buffer) == self._buffer.maxlen
+        return evicted and resume_from + 1 < self._buffer[0][0]
+
+    def _dispatch(self, logged: LoggedEvent) -> None:
+        event, position = logged.envelope, logged.position
+        self.head = position
+        if self.first_position is None:
+            self.first_position = position
+        if self._is_duplicate(event.id):
+            return
+        if event.id == self._marker_id:
+            self._marker_seen = True
+        conversation = self.directory.apply(event)
+        for listener in self.listeners:
+            listener(event)
+        wire = event.model_dump(mode="json")
+        self._buffer.append((position, event, wire))
+        for session in self.sessions.of_tenant(event.tenant):
+            if visible(session.principal, event, conversation):
+                session.send_event(position, wire)
+
+    def attach(self, session: Session, resume_from: int | None) -> bool:
+        """Register ``session``; with ``resume_from`` first queue what it missed.
+
+        Returns False when ``resume_from`` is older than the buffer (the client must resync).
+        """
+        if resume_from is not None:
+            if self._missing_before_buffer(resume_from):
+                return False
+            session.last_position = resume_from
+            for position, event, wire in self._buffer:
+                if position > resume_from and visible(session.principal, event, self.directory.get(event.tenant, event.data.get("conversation_id", ""))):
+                    session.send_event(position, wire)
+        else:
+            session.last_position = self.head
+        self.sessions.add(session)
+        return True

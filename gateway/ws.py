@@ -1,0 +1,132 @@
+"""The websocket endpoint: handshake checks, then a read loop dispatching client ops.
+
+Handshake (before accept; a refusal is an HTTP 403): token verified (agent access or
+visitor), Origin allowed. Then ``hello``, the missed events when ``resume_from`` is
+given, and live events. Malformed, oversized or unknown frames get an ``error`` frame
+and the connection keeps serving; repeated rate-limit violations close with 4429.
+"""
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import WebSocket, WebSocketDisconnect
+
+from gateway.auth.tokens import AgentPrincipal, InvalidToken, Principal
+from gateway.deps import GatewayDeps
+from gateway.ops import OpError
+from gateway.ratelimit import TokenBucket
+from gateway.sessions import CLOSE_RATE_LIMITED, CLOSE_TOKEN_EXPIRED, Session
+
+log = structlog.get_logger(__name__)
+
+RATE_VIOLATIONS_BEFORE_CLOSE = 50
+PROTOCOL_VERSION = 1
+
+
+async def websocket_endpoint(websocket: WebSocket, deps: GatewayDeps) -> None:
+    principal = await _authenticate(websocket, deps)
+    if principal is None:
+        return
+    resume_from = _int_or_none(websocket.query_params.get("resume_from"))
+    await websocket.accept()
+    session = Session(websocket, principal, deps.settings.ws_queue_limit)
+    writer = asyncio.create_task(session.write_loop())
+    expiry = asyncio.get_running_loop().call_later(max(0.0, principal.expires_at - time.time()), session.close, CLOSE_TOKEN_EXPIRED)
+    session.send({"t": "hello", "protocol": PROTOCOL_VERSION, "position": deps.tailer.head, "session": {"kind": principal.kind, "id": principal.actor_id, "tenant": principal.tenant}})
+    if not deps.tailer.attach(session, resume_from):
+        session.send({"t": "resync", "reason": "too_far_behind"})
+        deps.tailer.attach(session, None)
+    log.info("ws_opened", kind=principal.kind, tenant=principal.tenant, resumed=resume_from is not None)
+    try:
+        await _read_loop(websocket, session, deps)
+    finally:
+        expiry.cancel()
+        deps.sessions.remove(session)
+        session.close(session.close_code or 1000)
+        await asyncio.wait({writer}, timeout=2)
+        log.info("ws_closed", kind=principal.kind, tenant=principal.tenant, code=session.close_code)
+        if isinstance(principal, AgentPrincipal) and not deps.sessions.agent_sessions(principal.tenant, principal.agent_id):
+            asyncio.create_task(deps.operations.connection_lost(principal))
+
+
+async def _authenticate(websocket: WebSocket, deps: GatewayDeps) -> Principal | None:
+    token = websocket.query_params.get("token", "")
+    try:
+        principal = deps.tokens.verify_any(token)
+    except InvalidToken as exc:
+        log.info("ws_refused", reason=exc.reason)
+        await websocket.close(code=1008)
+        return None
+    if deps.revocations.is_revoked(principal):
+        log.info("ws_refused", reason="revoked")
+        await websocket.close(code=1008)
+        return None
+    origin = websocket.headers.get("origin")
+    if not await deps.origins.allowed(principal, origin, websocket.headers.get("host", "")):
+        log.info("ws_refused", reason="origin", tenant=principal.tenant)
+        await websocket.close(code=1008)
+        return None
+    return principal
+
+
+async def _read_loop(websocket: WebSocket, session: Session, deps: GatewayDeps) -> None:
+    bucket = TokenBucket(deps.settings.ws_rate_per_s, deps.settings.ws_rate_burst)
+    receive = asyncio.create_task(websocket.receive())
+    closed = asyncio.create_task(session.closed.wait())
+    try:
+        while True:
+            done, _ = await asyncio.wait({receive, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if closed in done:
+                return
+            message = receive.result()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None and message.get("bytes") is not None:
+                text = message["bytes"].decode("utf-8", "replace")
+            receive = asyncio.create_task(websocket.receive())
+            if not bucket.take():
+                session.send({"t": "error", "code": "rate_limited", "message": "slow down"})
+                if bucket.refusals > RATE_VIOLATIONS_BEFORE_CLOSE:
+                    session.close(CLOSE_RATE_LIMITED)
+                continue
+            asyncio.create_task(_handle_frame(text or "", session, deps))
+    except WebSocketDisconnect:
+        return
+    finally:
+        receive.cancel()
+        closed.cancel()
+
+
+async def _handle_frame(text: str, session: Session, deps: GatewayDeps) -> None:
+    frame_id = None
+    try:
+        if len(text) > deps.settings.ws_max_frame_bytes:
+            raise OpError("too_large", f"frames are limited to {deps.settings.ws_max_frame_bytes} bytes")
+        try:
+            frame: Any = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise OpError("bad_frame", "frames must be JSON objects") from None
+        if not isinstance(frame, dict):
+            raise OpError("bad_frame", "frames must be JSON objects")
+        frame_id = frame.get("id") if isinstance(frame.get("id"), str) else None
+        if frame.get("op") == "ping":
+            session.send({"t": "pong", "id": frame_id})
+            return
+        result = await deps.operations.handle(session.principal, frame)
+        session.send({"t": "ack", "id": frame_id, **result})
+    except OpError as exc:
+        session.send({"t": "error", "id": frame_id, "code": exc.code, "message": exc.message})
+    except Exception:
+        log.exception("ws_op_failed")
+        session.send({"t": "error", "id": frame_id, "code": "internal", "message": "internal error"})
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None

@@ -1,0 +1,55 @@
+"""The gateway end to end with the real agent service: request, accept, chat, close."""
+
+from tests.gateway.wsclient import Client
+from tests.system import RunningSystem
+
+
+async def test_customer_and_agent_chat_through_the_gateway(system: RunningSystem) -> None:
+    agent = await Client.connect(system.gateway.ws_url, system.agent_token("acme", "ann", name="Ann"))
+    assert (await agent.op("status", status="online"))["t"] == "ack"
+    customer = await Client.connect(system.gateway.ws_url, system.visitor_token("acme", "v1"))
+    started = await customer.op("start", visitor={"name": "Vic"})
+    assert started["t"] == "ack", started
+    conversation_id = started["conversation_id"]
+    await agent.wait_event("conversation.offered", conversation_id=conversation_id)
+    accepted = await agent.op("accept", conversation_id=conversation_id)
+    assert accepted["t"] == "ack", accepted
+    await customer.wait_event("conversation.accepted", conversation_id=conversation_id)
+    sent = await customer.op("send", conversation_id=conversation_id, body="hello, I need help")
+    assert sent["t"] == "ack"
+    got = await agent.wait_event("message.sent", conversation_id=conversation_id)
+    assert got["event"]["data"]["body"] == "hello, I need help"
+    assert got["event"]["id"] == sent["event_id"]
+    reply = await agent.op("send", conversation_id=conversation_id, body="happy to help")
+    assert reply["t"] == "ack"
+    mine = await customer.wait_event("message.sent", author_kind="agent")
+    assert mine["event"]["data"]["body"] == "happy to help"
+    closed = await customer.op("close", conversation_id=conversation_id)
+    assert closed["t"] == "ack", closed
+    await agent.wait_event("conversation.closed", conversation_id=conversation_id)
+    after = await customer.op("send", conversation_id=conversation_id, body="too late")
+    assert after["t"] == "error" and after["code"] == "conversation_closed"
+    await agent.close()
+    await customer.close()
+
+
+async def test_two_agents_accepting_at_once_exactly_one_wins(system: RunningSystem) -> None:
+    import asyncio
+
+    ann = await Client.connect(system.gateway.ws_url, system.agent_token("acme", "ann"))
+    bob = await Client.connect(system.gateway.ws_url, system.agent_token("acme", "bob"))
+    for agent in (ann, bob):
+        assert (await agent.op("status", status="online"))["t"] == "ack"
+    customer = await Client.connect(system.gateway.ws_url, system.visitor_token("acme", "v2"))
+    for round_no in range(5):
+        started = await customer.op("start", visitor={"name": f"round {round_no}"})
+        conversation_id = started["conversation_id"]
+        await ann.wait_event("conversation.offered", conversation_id=conversation_id)
+        await bob.wait_event("conversation.offered", conversation_id=conversation_id)
+        results = await asyncio.gather(ann.op("accept", conversation_id=conversation_id), bob.op("accept", conversation_id=conversation_id))
+        outcomes = sorted(r["t"] for r in results)
+        assert outcomes == ["ack", "error"], results
+        loser = next(r for r in results if r["t"] == "error")
+        assert loser["code"] == "already_assigned"
+        winner = ann if results[0]["t"] == "ack" else bob
+        assert (await winner.op("close", conversation_id=conversation_id))["t"] == "ack"

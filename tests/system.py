@@ -1,0 +1,96 @@
+"""Start the real system in-process for tests: agent + history services and a gateway.
+
+Each piece is the production class on the test's own vhost and database; the gateway
+is a real uvicorn server on a free port, so clients are real websocket/HTTP clients.
+"""
+
+import asyncio
+import contextlib
+import importlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.auth.permissions import effective_permissions
+from gateway.auth.tokens import AgentPrincipal, TokenService
+from relaydesk.embedded import free_port
+from relaydesk.settings import Settings
+
+
+@dataclass
+class RunningGateway:
+    settings: Settings
+    server: uvicorn.Server
+    task: asyncio.Task
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.gateway_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.settings.gateway_port}/ws"
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await asyncio.wait_for(self.task, 20)
+
+
+async def start_gateway(settings: Settings, port: int | None = None) -> RunningGateway:
+    settings = settings.model_copy(update={"gateway_port": port or free_port()})
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.gateway_port, log_config=None, ws_max_size=settings.ws_max_frame_bytes, lifespan="on")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(30):
+        while not server.started:
+            if task.done():
+                await task
+                raise RuntimeError("gateway exited during start")
+            await asyncio.sleep(0.02)
+    return RunningGateway(settings, server, task)
+
+
+def _optional_service(module: str, name: str, settings: Settings) -> Any | None:
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ModuleNotFoundError, AttributeError):
+        return None
+    return cls(settings)
+
+
+@dataclass
+class RunningSystem:
+    settings: Settings
+    gateway: RunningGateway
+    services: list[Any] = field(default_factory=list)
+
+    def agent_token(self, tenant: str, agent_id: str, role: str = "agent", name: str = "", extra: tuple[str, ...] = ()) -> str:
+        principal = AgentPrincipal(tenant=tenant, agent_id=agent_id, role=role, name=name or agent_id, permissions=effective_permissions(role, extra))
+        return TokenService(self.settings).issue_access(principal)
+
+    def visitor_token(self, tenant: str, visitor_id: str) -> str:
+        return TokenService(self.settings).issue_visitor(tenant, visitor_id)
+
+
+@contextlib.asynccontextmanager
+async def running_system(settings: Settings, *, with_history: bool = True) -> AsyncIterator[RunningSystem]:
+    services: list[Any] = []
+    candidates = [("agent_service.service", "AgentService")]
+    if with_history:
+        candidates.append(("history_service.service", "HistoryService"))
+    for module, name in candidates:
+        service = _optional_service(module, name, settings)
+        if service is not None:
+            await service.start()
+            services.append(service)
+    gateway = await start_gateway(settings)
+    try:
+        yield RunningSystem(gateway.settings, gateway, services)
+    finally:
+        await gateway.stop()
+        for service in reversed(services):
+            await service.stop()
