@@ -52,8 +52,8 @@ class Tailer:
         # Serve only once everything published before our start is in the buffer, so a
         # resuming client can never fall into a gap between the tail's start and now.
         marker = marker_event("gateway")
+        self._marker_id = marker.id  # before publishing: the tail may see it before publish returns
         await self._bus.publish(marker)
-        self._marker_id = marker.id
         async with self.progress:
             await asyncio.wait_for(self.progress.wait_for(lambda: self._marker_seen), 60)
 
@@ -67,7 +67,10 @@ class Tailer:
         assert self._reader is not None
         async for batch in self._reader.batches():
             for logged in batch:
-                self._dispatch(logged)
+                try:
+                    self._dispatch(logged)
+                except Exception:  # one bad event must not stop fan-out for everyone
+                    log.exception("tail_dispatch_failed", position=logged.position, event_type=logged.envelope.type)
             async with self.progress:
                 self.progress.notify_all()
 

@@ -79,7 +79,7 @@ class RunningSystem:
 @contextlib.asynccontextmanager
 async def running_system(settings: Settings, *, with_history: bool = True) -> AsyncIterator[RunningSystem]:
     services: list[Any] = []
-    candidates = [("agent_service.service", "AgentService")]
+    candidates = [("agent_service.admin.service", "AdminService"), ("agent_service.service", "AgentService")]
     if with_history:
         candidates.append(("history_service.service", "HistoryService"))
     for module, name in candidates:

@@ -7,4 +7,5 @@ features can land independently.
 ROUTER_MODULES: tuple[str, ...] = (
     "gateway.routes.auth",
     "gateway.routes.conversations",
+    "gateway.routes.admin",
 )

@@ -1,0 +1,1 @@
+"""Administration: the single writer for tenants, agents, groups, canned responses, settings."""

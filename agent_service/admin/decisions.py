@@ -1,0 +1,153 @@
+"""Admin command handlers: check against the folded state, return the events to emit.
+
+Each handler returns a list of ``(event_type, data)`` or raises :class:`Rejected`.
+Edits carry before/after so the audit view shows exactly what changed.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from agent_service.admin.state import SETTING_KEYS, AdminState, TenantAdmin
+from contracts.base import Payload
+from contracts.commands import admin as c
+
+Emitted = list[tuple[str, dict[str, Any]]]
+AGENT_EDITABLE = frozenset({"name", "role", "groups", "max_chats", "password_hash"})
+GROUP_EDITABLE = frozenset({"name", "permissions", "departments", "channels"})
+CANNED_EDITABLE = frozenset({"shortcut", "text", "language", "scope", "group_id"})
+
+
+class Rejected(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _existing_tenant(state: AdminState, tenant: str) -> TenantAdmin:
+    t = state.tenants.get(tenant)
+    if t is None or not t.exists:
+        raise Rejected("not_found", f"no tenant {tenant!r}")
+    return t
+
+
+def _edit(current: dict[str, Any], changes: dict[str, Any], editable: frozenset[str]) -> tuple[dict, dict]:
+    unknown = set(changes) - editable
+    if unknown:
+        raise Rejected("invalid_payload", f"cannot change {', '.join(sorted(unknown))}")
+    before = {k: current.get(k) for k in changes}
+    after = {k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()}
+    return before, after
+
+
+def create_tenant(state: AdminState, tenant: str, cmd: c.CreateTenant) -> Emitted:
+    if cmd.tenant_id != tenant:
+        raise Rejected("forbidden", "a tenant is created in its own name")
+    if tenant in state.tenants and state.tenants[tenant].exists:
+        raise Rejected("already_exists", f"tenant {tenant!r} exists")
+    return [("tenant.created", cmd.model_dump(exclude_none=True))]
+
+
+def create_agent(state: AdminState, tenant: str, cmd: c.CreateAgent) -> Emitted:
+    t = _existing_tenant(state, tenant)
+    if cmd.agent_id in t.agents and not t.agents[cmd.agent_id].removed:
+        raise Rejected("already_exists", "agent id taken")
+    if t.agent_by_email(cmd.email):
+        raise Rejected("already_exists", "email taken")
+    unknown_groups = set(cmd.groups) - set(t.groups)
+    if unknown_groups:
+        raise Rejected("not_found", f"no group {sorted(unknown_groups)[0]!r}")
+    data = cmd.model_dump()
+    data["email"] = cmd.email.strip().lower()
+    data["groups"] = list(cmd.groups)
+    return [("agent.created", data)]
+
+
+def update_agent(state: AdminState, tenant: str, cmd: c.UpdateAgent) -> Emitted:
+    t = _existing_tenant(state, tenant)
+    agent = t.agents.get(cmd.agent_id)
+    if agent is None or agent.removed:
+        raise Rejected("not_found", "no such agent")
+    before, after = _edit({**agent.public(), "password_hash": agent.password_hash}, cmd.changes, AGENT_EDITABLE)
+    if any(k in after for k in ("role", "groups", "password_hash")):
+        after["token_version"] = agent.token_version + 1  # old tokens stop working everywhere
+        before["token_version"] = agent.token_version
+    if "password_hash" in after:  # keep hashes out of before/after diffs shown in audits
+        before["password_hash"], after["password_hash"] = "(old)", after["password_hash"]
+    return [("agent.updated", {"agent_id": cmd.agent_id, "before": before, "after": after})]
+
+
+def remove_agent(state: AdminState, tenant: str, cmd: c.RemoveAgent) -> Emitted:
+    t = _existing_tenant(state, tenant)
+    if cmd.agent_id not in t.agents or t.agents[cmd.agent_id].removed:
+        raise Rejected("not_found", "no such agent")
+    return [("agent.removed", {"agent_id": cmd.agent_id})]
+
+
+def update_settings(state: AdminState, tenant: str, cmd: c.UpdateSettings) -> Emitted:
+    t = _existing_tenant(state, tenant)
+    before, after = _edit(t.settings, cmd.changes, SETTING_KEYS)
+    if after.get("routing_mode", "broadcast") not in ("broadcast", "round_robin", "least_busy"):
+        raise Rejected("invalid_payload", "routing_mode must be broadcast, round_robin or least_busy")
+    return [("tenant.settings_changed", {"before": before, "after": after})]
+
+
+def create_group(state: AdminState, tenant: str, cmd: c.CreateGroup) -> Emitted:
+    t = _existing_tenant(state, tenant)
+    if cmd.group_id in t.groups:
+        raise Rejected("already_exists", "group id taken")
+    return [("permission_group.created", cmd.model_dump())]
+
+
+def update_group(state: AdminState, tenant: str, cmd: c.UpdateGroup) -> Emitted:
+    t = _existing_tenant(state, tenant)
+    if cmd.group_id not in t.groups:
+        raise Rejected("not_found", "no such group")
+    before, after = _edit(t.groups[cmd.group_id], cmd.changes, GROUP_EDITABLE)
+    return [("permission_group.updated", {"group_id": cmd.group_id, "before": before, "after": after})]
+
+
+def delete_group(state: AdminState, tenant: str, cmd: c.DeleteGroup) -> Emitted:
+    if cmd.group_id not in _existing_tenant(state, tenant).groups:
+        raise Rejected("not_found", "no such group")
+    return [("permission_group.deleted", {"group_id": cmd.group_id})]
+
+
+def create_canned(state: AdminState, tenant: str, cmd: c.CreateCanned) -> Emitted:
+    t = _existing_tenant(state, tenant)
+    if cmd.canned_id in t.canned:
+        raise Rejected("already_exists", "canned response id taken")
+    return [("canned_response.created", cmd.model_dump(exclude_none=True))]
+
+
+def update_canned(state: AdminState, tenant: str, cmd: c.UpdateCanned) -> Emitted:
+    t = _existing_tenant(state, tenant)
+    if cmd.canned_id not in t.canned:
+        raise Rejected("not_found", "no such canned response")
+    before, after = _edit(t.canned[cmd.canned_id], cmd.changes, CANNED_EDITABLE)
+    return [("canned_response.updated", {"canned_id": cmd.canned_id, "before": before, "after": after})]
+
+
+def delete_canned(state: AdminState, tenant: str, cmd: c.DeleteCanned) -> Emitted:
+    if cmd.canned_id not in _existing_tenant(state, tenant).canned:
+        raise Rejected("not_found", "no such canned response")
+    return [("canned_response.deleted", {"canned_id": cmd.canned_id})]
+
+
+HANDLERS: dict[str, Callable[[AdminState, str, Any], Emitted]] = {
+    "tenant.create": create_tenant,
+    "agent.create": create_agent,
+    "agent.update": update_agent,
+    "agent.remove": remove_agent,
+    "tenant.update_settings": update_settings,
+    "permission_group.create": create_group,
+    "permission_group.update": update_group,
+    "permission_group.delete": delete_group,
+    "canned_response.create": create_canned,
+    "canned_response.update": update_canned,
+    "canned_response.delete": delete_canned,
+}
+
+
+def decide(state: AdminState, tenant: str, command: Payload) -> Emitted:
+    return HANDLERS[command.TYPE](state, tenant, command)

@@ -1,0 +1,162 @@
+"""The admin state: a fold of the log (tenants, agents, groups, canned responses, settings)."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts.envelope import Envelope
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "routing_mode": "broadcast",
+    "offer_timeout_s": 60,
+    "max_chats_default": 5,
+    "messages_on_enter": 50,
+    "allowed_origins": [],
+    "business_hours": None,
+    "timezone": "UTC",
+    "greeting": "Hi! How can we help?",
+    "offline_text": "We are offline right now. Leave a message and we will get back to you.",
+    "retention_days": None,
+    "attachment_max_bytes": 10 * 1024 * 1024,
+    "attachment_types": ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"],
+}
+SETTING_KEYS = frozenset(DEFAULT_SETTINGS)
+
+
+@dataclass
+class AgentRecord:
+    agent_id: str
+    email: str
+    name: str
+    role: str
+    password_hash: str | None
+    groups: tuple[str, ...] = ()
+    max_chats: int = 5
+    token_version: int = 0
+    removed: bool = False
+
+    def public(self) -> dict[str, Any]:
+        return {"agent_id": self.agent_id, "email": self.email, "name": self.name, "role": self.role, "groups": list(self.groups), "max_chats": self.max_chats, "token_version": self.token_version}
+
+
+@dataclass
+class TenantAdmin:
+    tenant_id: str
+    name: str = ""
+    mode: str = "tool"
+    exists: bool = False
+    settings: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
+    agents: dict[str, AgentRecord] = field(default_factory=dict)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    canned: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def agent_by_email(self, email: str) -> AgentRecord | None:
+        email = email.strip().lower()
+        return next((a for a in self.agents.values() if a.email == email and not a.removed), None)
+
+    def permissions_of(self, agent: AgentRecord) -> list[str]:
+        granted: set[str] = set()
+        for group_id in agent.groups:
+            granted |= set(self.groups.get(group_id, {}).get("permissions", ()))
+        return sorted(granted)
+
+
+class AdminState:
+    def __init__(self) -> None:
+        self.tenants: dict[str, TenantAdmin] = {}
+        self.position = -1
+        self.seen: set[str] = set()
+        self.decided: dict[str, list[str]] = {}  # command id -> event ids it caused
+
+    def tenant(self, tenant_id: str) -> TenantAdmin:
+        if tenant_id not in self.tenants:
+            self.tenants[tenant_id] = TenantAdmin(tenant_id)
+        return self.tenants[tenant_id]
+
+    def apply(self, event: Envelope, position: int | None = None) -> None:
+        if position is not None:
+            self.position = max(self.position, position)
+        if event.id in self.seen:
+            return
+        if event.causation_id:
+            self.decided.setdefault(event.causation_id, []).append(event.id)
+        fold = _FOLDS.get(event.type)
+        if fold is not None:
+            self.seen.add(event.id)
+            fold(self.tenant(event.tenant), event.data)
+
+
+def _tenant_created(t: TenantAdmin, d: dict) -> None:
+    t.exists, t.name, t.mode = True, d["name"], d.get("mode", "tool")
+
+
+def _settings(t: TenantAdmin, d: dict) -> None:
+    t.settings.update({k: v for k, v in (d.get("after") or {}).items() if k in SETTING_KEYS})
+
+
+def _agent_created(t: TenantAdmin, d: dict) -> None:
+    t.agents[d["agent_id"]] = AgentRecord(
+        agent_id=d["agent_id"], email=d["email"].strip().lower(), name=d["name"], role=d.get("role", "agent"),
+        password_hash=d.get("password_hash"), groups=tuple(d.get("groups") or ()), max_chats=d.get("max_chats", 5),
+    )
+
+
+def _agent_updated(t: TenantAdmin, d: dict) -> None:
+    agent = t.agents.get(d["agent_id"])
+    if agent is None:
+        return
+    for key, value in (d.get("after") or {}).items():
+        if key == "groups":
+            value = tuple(value or ())
+        if hasattr(agent, key):
+            setattr(agent, key, value)
+
+
+def _agent_removed(t: TenantAdmin, d: dict) -> None:
+    agent = t.agents.get(d["agent_id"])
+    if agent is not None:
+        agent.removed = True
+        agent.token_version += 1
+
+
+def _group_created(t: TenantAdmin, d: dict) -> None:
+    t.groups[d["group_id"]] = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in d.items()}
+
+
+def _group_updated(t: TenantAdmin, d: dict) -> None:
+    if d["group_id"] in t.groups:
+        t.groups[d["group_id"]].update(d.get("after") or {})
+
+
+def _canned_created(t: TenantAdmin, d: dict) -> None:
+    t.canned[d["canned_id"]] = {**d, "uses": 0}
+
+
+def _canned_updated(t: TenantAdmin, d: dict) -> None:
+    if d["canned_id"] in t.canned:
+        t.canned[d["canned_id"]].update(d.get("after") or {})
+
+
+def _canned_used(t: TenantAdmin, d: dict) -> None:
+    if d.get("canned_id") in t.canned:
+        t.canned[d["canned_id"]]["uses"] += 1
+
+
+def _message_sent(t: TenantAdmin, d: dict) -> None:
+    if d.get("canned_response_id"):
+        _canned_used(t, {"canned_id": d["canned_response_id"]})
+
+
+_FOLDS = {
+    "tenant.created": _tenant_created,
+    "tenant.settings_changed": _settings,
+    "agent.created": _agent_created,
+    "agent.updated": _agent_updated,
+    "agent.removed": _agent_removed,
+    "permission_group.created": _group_created,
+    "permission_group.updated": _group_updated,
+    "permission_group.deleted": lambda t, d: t.groups.pop(d["group_id"], None),
+    "canned_response.created": _canned_created,
+    "canned_response.updated": _canned_updated,
+    "canned_response.deleted": lambda t, d: t.canned.pop(d["canned_id"], None),
+    "message.sent": _message_sent,
+}

@@ -1,0 +1,96 @@
+"""Commands owned by the admin single writer (queue ``admin``, inside agent_service).
+
+Passwords never travel in clear on the bus: the sender hashes them (``password_hash``).
+"""
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from contracts.base import Body, CommandData, Id, ShortText
+
+Role = Literal["owner", "admin", "supervisor", "agent"]
+
+
+class CreateTenant(CommandData):
+    TYPE = "tenant.create"
+    tenant_id: Id
+    name: ShortText
+    mode: Literal["saas", "tool"] = "tool"
+    owner_email: ShortText | None = None
+    plan: Id | None = None
+
+
+class CreateAgent(CommandData):
+    TYPE = "agent.create"
+    agent_id: Id
+    email: ShortText
+    name: ShortText
+    role: Role = "agent"
+    groups: tuple[Id, ...] = ()
+    max_chats: int = Field(default=5, ge=1, le=100)
+    password_hash: ShortText
+
+
+class UpdateAgent(CommandData):
+    TYPE = "agent.update"
+    agent_id: Id
+    changes: dict[str, Any]
+
+
+class RemoveAgent(CommandData):
+    TYPE = "agent.remove"
+    agent_id: Id
+
+
+class UpdateSettings(CommandData):
+    TYPE = "tenant.update_settings"
+    changes: dict[str, Any]
+
+
+class CreateGroup(CommandData):
+    TYPE = "permission_group.create"
+    group_id: Id
+    name: ShortText
+    permissions: tuple[Id, ...] = ()
+    departments: tuple[Id, ...] = ()
+    channels: tuple[Id, ...] = ()
+
+
+class UpdateGroup(CommandData):
+    TYPE = "permission_group.update"
+    group_id: Id
+    changes: dict[str, Any]
+
+
+class DeleteGroup(CommandData):
+    TYPE = "permission_group.delete"
+    group_id: Id
+
+
+class CreateCanned(CommandData):
+    TYPE = "canned_response.create"
+    canned_id: Id
+    shortcut: ShortText
+    text: Body
+    scope: Literal["personal", "group", "tenant"] = "tenant"
+    owner_id: Id | None = None
+    group_id: Id | None = None
+    language: ShortText | None = None
+
+
+class UpdateCanned(CommandData):
+    TYPE = "canned_response.update"
+    canned_id: Id
+    changes: dict[str, Any]
+
+
+class DeleteCanned(CommandData):
+    TYPE = "canned_response.delete"
+    canned_id: Id
+
+
+MODELS = (
+    CreateTenant, CreateAgent, UpdateAgent, RemoveAgent, UpdateSettings,
+    CreateGroup, UpdateGroup, DeleteGroup, CreateCanned, UpdateCanned, DeleteCanned,
+)

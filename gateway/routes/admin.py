@@ -1,0 +1,174 @@
+"""Administration API: agents, permission groups, canned responses, tenant settings.
+
+Every route takes the tenant from the caller's token (never from the request) and checks
+a permission; changes are commands to the admin single writer, so every edit is an event
+with who/before/after on the log.
+"""
+
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent_service.admin.passwords import hash_password
+from contracts import Actor, Envelope, derive_event_id
+from gateway.auth.http import ApiError, get_deps, require_agent
+from gateway.auth.permissions import EDIT_SHARED_CANNED, MANAGE_AGENTS, MANAGE_SETTINGS
+from gateway.auth.tokens import AgentPrincipal
+from relaydesk.bus import RemoteError, RequestTimeout
+
+Role = Literal["owner", "admin", "supervisor", "agent"]
+ERROR_STATUS = {"not_found": 404, "already_exists": 409, "forbidden": 403, "invalid_payload": 400}
+
+
+class NewAgent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(min_length=3, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    role: Role = "agent"
+    password: str = Field(min_length=8, max_length=500)
+    groups: list[str] = []
+    max_chats: int = Field(default=5, ge=1, le=100)
+
+
+class AgentChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=200)
+    role: Role | None = None
+    groups: list[str] | None = None
+    max_chats: int | None = Field(default=None, ge=1, le=100)
+    password: str | None = Field(default=None, min_length=8, max_length=500)
+
+
+class NewGroup(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    permissions: list[str] = []
+    departments: list[str] = []
+    channels: list[str] = []
+
+
+class NewCanned(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shortcut: str = Field(min_length=1, max_length=64, pattern=r"^[\w\-]+$")
+    text: str = Field(min_length=1, max_length=8000)
+    scope: Literal["personal", "group", "tenant"] = "tenant"
+    group_id: str | None = None
+    language: str | None = Field(default=None, max_length=16)
+
+
+class CannedChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shortcut: str | None = Field(default=None, max_length=64, pattern=r"^[\w\-]+$")
+    text: str | None = Field(default=None, max_length=8000)
+    language: str | None = Field(default=None, max_length=16)
+
+
+async def admin_command(deps: Any, agent: AgentPrincipal, type_name: str, stream: str, data: dict[str, Any]) -> dict[str, Any]:
+    envelope = Envelope(id=derive_event_id(agent.tenant, agent.agent_id, uuid.uuid4().hex), type=type_name, tenant=agent.tenant, stream=stream, actor=Actor(kind="admin" if agent.role in ("owner", "admin") else "agent", id=agent.agent_id), data=data)
+    try:
+        reply = await deps.rpc.command("admin", envelope, timeout=deps.settings.request_timeout_s)
+    except RequestTimeout:
+        raise ApiError(503, "unavailable", "the admin service did not answer") from None
+    if not reply.ok:
+        raise ApiError(ERROR_STATUS.get(reply.code or "", 400), reply.code or "rejected", reply.message or "rejected")
+    return {"ok": True, "event_ids": list(reply.event_ids)}
+
+
+async def admin_query(deps: Any, name: str, params: dict[str, Any]) -> Any:
+    try:
+        return await deps.rpc.query("admin", name, params, timeout=deps.settings.request_timeout_s)
+    except RemoteError as exc:
+        raise ApiError(ERROR_STATUS.get(exc.code, 400), exc.code, exc.message) from None
+    except RequestTimeout:
+        raise ApiError(503, "unavailable", "the admin service did not answer") from None
+
+
+def _no_escalation(agent: AgentPrincipal, role: str | None) -> None:
+    if role in ("owner", "admin") and agent.role not in ("owner", "admin") or role == "owner" and agent.role != "owner":
+        raise ApiError(403, "forbidden", f"a {agent.role} cannot grant the {role} role")
+
+
+def build_router(deps: Any) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["admin"])
+    managers = require_agent(MANAGE_AGENTS)
+
+    @router.get("/admin/agents")
+    async def list_agents(agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+        return await admin_query(deps, "agents.list", {"tenant": agent.tenant})
+
+    @router.post("/admin/agents", status_code=201)
+    async def create_agent(body: NewAgent, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+        _no_escalation(agent, body.role)
+        agent_id = "a" + uuid.uuid4().hex[:16]
+        data = {**body.model_dump(exclude={"password"}), "agent_id": agent_id, "password_hash": hash_password(body.password)}
+        return {**await admin_command(deps, agent, "agent.create", f"agent:{agent_id}", data), "agent_id": agent_id}
+
+    @router.patch("/admin/agents/{agent_id}")
+    async def update_agent(agent_id: str, body: AgentChanges, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+        _no_escalation(agent, body.role)
+        changes = body.model_dump(exclude_none=True, exclude={"password"})
+        if body.password:
+            changes["password_hash"] = hash_password(body.password)
+        if not changes:
+            raise ApiError(400, "invalid_payload", "nothing to change")
+        return await admin_command(deps, agent, "agent.update", f"agent:{agent_id}", {"agent_id": agent_id, "changes": changes})
+
+    @router.delete("/admin/agents/{agent_id}")
+    async def remove_agent(agent_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+        return await admin_command(deps, agent, "agent.remove", f"agent:{agent_id}", {"agent_id": agent_id})
+
+    @router.get("/admin/agents/status")
+    async def agents_status(agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)) -> Any:
+        try:
+            return await deps.rpc.query("agent", "agents.status", {"tenant": agent.tenant}, timeout=deps.settings.request_timeout_s)
+        except (RemoteError, RequestTimeout):
+            raise ApiError(503, "unavailable", "the routing service did not answer") from None
+
+    @router.get("/admin/groups")
+    async def list_groups(agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+        return await admin_query(deps, "groups.list", {"tenant": agent.tenant})
+
+    @router.post("/admin/groups", status_code=201)
+    async def create_group(body: NewGroup, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+        group_id = "g" + uuid.uuid4().hex[:12]
+        return {**await admin_command(deps, agent, "permission_group.create", f"group:{group_id}", {**body.model_dump(), "group_id": group_id}), "group_id": group_id}
+
+    @router.patch("/admin/groups/{group_id}")
+    async def update_group(group_id: str, body: NewGroup, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+        return await admin_command(deps, agent, "permission_group.update", f"group:{group_id}", {"group_id": group_id, "changes": body.model_dump(exclude_unset=True)})
+
+    @router.delete("/admin/groups/{group_id}")
+    async def delete_group(group_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+        return await admin_command(deps, agent, "permission_group.delete", f"group:{group_id}", {"group_id": group_id})
+
+    @router.get("/admin/settings")
+    async def get_settings(agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)), deps: Any = Depends(get_deps)) -> Any:
+        return await admin_query(deps, "tenant.settings", {"tenant": agent.tenant})
+
+    @router.patch("/admin/settings")
+    async def patch_settings(changes: dict[str, Any], agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)), deps: Any = Depends(get_deps)) -> Any:
+        return await admin_command(deps, agent, "tenant.update_settings", "tenant", {"changes": changes})
+
+    @router.get("/canned")
+    async def search_canned(q: str = Query("", max_length=100), agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)) -> Any:
+        return await admin_query(deps, "canned.search", {"tenant": agent.tenant, "q": q, "agent_id": agent.agent_id, "groups": list(agent.groups)})
+
+    @router.post("/canned", status_code=201)
+    async def create_canned(body: NewCanned, agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)) -> Any:
+        if body.scope != "personal" and not agent.can(EDIT_SHARED_CANNED):
+            raise ApiError(403, "forbidden", f"missing permission {EDIT_SHARED_CANNED}")
+        canned_id = "r" + uuid.uuid4().hex[:12]
+        data = {**body.model_dump(exclude_none=True), "canned_id": canned_id, "owner_id": agent.agent_id}
+        return {**await admin_command(deps, agent, "canned_response.create", f"canned:{canned_id}", data), "canned_id": canned_id}
+
+    @router.patch("/canned/{canned_id}")
+    async def update_canned(canned_id: str, body: CannedChanges, agent: AgentPrincipal = Depends(require_agent(EDIT_SHARED_CANNED)), deps: Any = Depends(get_deps)) -> Any:
+        return await admin_command(deps, agent, "canned_response.update", f"canned:{canned_id}", {"canned_id": canned_id, "changes": body.model_dump(exclude_none=True)})
+
+    @router.delete("/canned/{canned_id}")
+    async def delete_canned(canned_id: str, agent: AgentPrincipal = Depends(require_agent(EDIT_SHARED_CANNED)), deps: Any = Depends(get_deps)) -> Any:
+        return await admin_command(deps, agent, "canned_response.delete", f"canned:{canned_id}", {"canned_id": canned_id})
+
+    return router

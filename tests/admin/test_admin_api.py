@@ -1,0 +1,111 @@
+"""Administration over the real system: CLI, login, permissions both ways, isolation, revocation."""
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from relaydesk.settings import Settings
+from tests.gateway.wsclient import Client
+from tests.system import RunningSystem, running_system
+
+
+def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RELAYDESK_AMQP_URL": settings.amqp_url}
+    return subprocess.run([sys.executable, "-m", "relaydesk.cli", "admin", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+async def system(settings: Settings) -> AsyncIterator[RunningSystem]:
+    async with running_system(settings, with_history=False) as running:
+        yield running
+
+
+async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(run_cli, settings, *args)
+
+
+async def login(http: httpx.AsyncClient, tenant: str, email: str, password: str) -> httpx.Response:
+    return await http.post("/api/auth/login", json={"tenant": tenant, "email": email, "password": password})
+
+
+async def owner_session(system: RunningSystem, http: httpx.AsyncClient, tenant: str) -> dict[str, str]:
+    assert (await cli(system.settings, "create-tenant", "--tenant", tenant, "--name", tenant.title())).returncode == 0
+    done = await cli(system.settings, "create-agent", "--tenant", tenant, "--email", f"boss@{tenant}.test", "--name", "Boss", "--role", "owner", "--password", "correct horse")
+    assert done.returncode == 0, done.stderr
+    response = await login(http, tenant, f"boss@{tenant}.test", "correct horse")
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def test_cli_created_owner_logs_in_and_wrong_password_is_refused(system: RunningSystem) -> None:
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        await owner_session(system, http, "acme")
+        wrong = await login(http, "acme", "boss@acme.test", "nope")
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_credentials"
+        other_tenant = await login(http, "globex", "boss@acme.test", "correct horse")
+        assert other_tenant.status_code == 401
+
+
+async def test_permissions_are_enforced_both_ways(system: RunningSystem) -> None:
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        owner = await owner_session(system, http, "acme")
+        created = await http.post("/api/admin/agents", headers=owner, json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"})
+        assert created.status_code == 201, created.text
+        ann = {"Authorization": f"Bearer {(await login(http, 'acme', 'ann@acme.test', 'ann-password')).json()['access_token']}"}
+        for method, path, body in [
+            ("GET", "/api/admin/agents", None), ("POST", "/api/admin/agents", {"email": "x@y.z", "name": "X", "password": "password1"}),
+            ("GET", "/api/admin/settings", None), ("PATCH", "/api/admin/settings", {"routing_mode": "round_robin"}),
+            ("POST", "/api/canned", {"shortcut": "hi", "text": "Hello!", "scope": "tenant"}),
+            ("GET", "/api/admin/groups", None),
+        ]:
+            refused = await http.request(method, path, headers=ann, json=body)
+            assert refused.status_code == 403, (path, refused.text)
+            assert refused.json()["error"]["code"] == "forbidden"
+            allowed = await http.request(method, path, headers=owner, json=body)
+            assert allowed.status_code in (200, 201), (path, allowed.text)
+        personal = await http.post("/api/canned", headers=ann, json={"shortcut": "mine", "text": "Ann's own", "scope": "personal"})
+        assert personal.status_code == 201
+        found = await http.get("/api/canned", headers=ann, params={"q": "hi"})
+        assert [c["shortcut"] for c in found.json()] == ["hi"]
+        assert [c["shortcut"] for c in (await http.get("/api/canned", headers=owner, params={"q": "mine"})).json()] == []
+        settings = (await http.get("/api/admin/settings", headers=owner)).json()
+        assert settings["routing_mode"] == "round_robin"
+
+
+async def test_a_tenant_cannot_touch_another_tenants_data(system: RunningSystem) -> None:
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        acme = await owner_session(system, http, "acme")
+        globex = await owner_session(system, http, "globex")
+        created = await http.post("/api/admin/agents", headers=acme, json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"})
+        ann_id = created.json()["agent_id"]
+        assert (await http.delete(f"/api/admin/agents/{ann_id}", headers=globex)).status_code == 404
+        assert (await http.patch(f"/api/admin/agents/{ann_id}", headers=globex, json={"role": "admin"})).status_code == 404
+        names = [a["email"] for a in (await http.get("/api/admin/agents", headers=globex)).json()]
+        assert "ann@acme.test" not in names
+        assert (await login(http, "acme", "ann@acme.test", "ann-password")).status_code == 200
+
+
+async def test_repeated_failed_logins_lock_the_account(system: RunningSystem) -> None:
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        await owner_session(system, http, "acme")
+        codes = [(await login(http, "acme", "boss@acme.test", f"guess-{i}")).status_code for i in range(6)]
+        assert codes[:5] == [401] * 5 and codes[5] == 429
+        locked = await login(http, "acme", "boss@acme.test", "correct horse")
+        assert locked.status_code == 429 and locked.json()["error"]["code"] == "locked"
+
+
+async def test_removing_an_agent_revokes_their_token_and_closes_their_socket(system: RunningSystem) -> None:
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        owner = await owner_session(system, http, "acme")
+        created = await http.post("/api/admin/agents", headers=owner, json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"})
+        token = (await login(http, "acme", "ann@acme.test", "ann-password")).json()["access_token"]
+        socket = await Client.connect(system.gateway.ws_url, token)
+        assert (await http.delete(f"/api/admin/agents/{created.json()['agent_id']}", headers=owner)).status_code == 200
+        assert await socket.wait_closed() == 4401
+        refused = await http.get("/api/canned", headers={"Authorization": f"Bearer {token}"})
+        assert refused.status_code == 401
