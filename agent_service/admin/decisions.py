@@ -24,7 +24,7 @@ class Rejected(Exception):
         self.message = message
 
 
-def _existing_tenant(state: AdminState, tenant: str) -> TenantAdmin:
+def existing_tenant(state: AdminState, tenant: str) -> TenantAdmin:
     t = state.tenants.get(tenant)
     if t is None or not t.exists:
         raise Rejected("not_found", f"no tenant {tenant!r}")
@@ -43,13 +43,13 @@ def _edit(current: dict[str, Any], changes: dict[str, Any], editable: frozenset[
 def create_tenant(state: AdminState, tenant: str, cmd: c.CreateTenant) -> Emitted:
     if cmd.tenant_id != tenant:
         raise Rejected("forbidden", "a tenant is created in its own name")
-    if tenant in state.tenants and state.tenants[tenant].exists:
+    if tenant in state.tenants and (state.tenants[tenant].exists or state.tenants[tenant].pending):
         raise Rejected("already_exists", f"tenant {tenant!r} exists")
     return [("tenant.created", cmd.model_dump(exclude_none=True))]
 
 
 def create_agent(state: AdminState, tenant: str, cmd: c.CreateAgent) -> Emitted:
-    t = _existing_tenant(state, tenant)
+    t = existing_tenant(state, tenant)
     if cmd.agent_id in t.agents and not t.agents[cmd.agent_id].removed:
         raise Rejected("already_exists", "agent id taken")
     if t.agent_by_email(cmd.email):
@@ -64,7 +64,7 @@ def create_agent(state: AdminState, tenant: str, cmd: c.CreateAgent) -> Emitted:
 
 
 def update_agent(state: AdminState, tenant: str, cmd: c.UpdateAgent) -> Emitted:
-    t = _existing_tenant(state, tenant)
+    t = existing_tenant(state, tenant)
     agent = t.agents.get(cmd.agent_id)
     if agent is None or agent.removed:
         raise Rejected("not_found", "no such agent")
@@ -78,14 +78,14 @@ def update_agent(state: AdminState, tenant: str, cmd: c.UpdateAgent) -> Emitted:
 
 
 def remove_agent(state: AdminState, tenant: str, cmd: c.RemoveAgent) -> Emitted:
-    t = _existing_tenant(state, tenant)
+    t = existing_tenant(state, tenant)
     if cmd.agent_id not in t.agents or t.agents[cmd.agent_id].removed:
         raise Rejected("not_found", "no such agent")
     return [("agent.removed", {"agent_id": cmd.agent_id})]
 
 
 def update_settings(state: AdminState, tenant: str, cmd: c.UpdateSettings) -> Emitted:
-    t = _existing_tenant(state, tenant)
+    t = existing_tenant(state, tenant)
     before, after = _edit(t.settings, cmd.changes, SETTING_KEYS)
     if after.get("routing_mode", "broadcast") not in ("broadcast", "round_robin", "least_busy"):
         raise Rejected("invalid_payload", "routing_mode must be broadcast, round_robin or least_busy")
@@ -93,14 +93,14 @@ def update_settings(state: AdminState, tenant: str, cmd: c.UpdateSettings) -> Em
 
 
 def create_group(state: AdminState, tenant: str, cmd: c.CreateGroup) -> Emitted:
-    t = _existing_tenant(state, tenant)
+    t = existing_tenant(state, tenant)
     if cmd.group_id in t.groups:
         raise Rejected("already_exists", "group id taken")
     return [("permission_group.created", cmd.model_dump())]
 
 
 def update_group(state: AdminState, tenant: str, cmd: c.UpdateGroup) -> Emitted:
-    t = _existing_tenant(state, tenant)
+    t = existing_tenant(state, tenant)
     if cmd.group_id not in t.groups:
         raise Rejected("not_found", "no such group")
     before, after = _edit(t.groups[cmd.group_id], cmd.changes, GROUP_EDITABLE)
@@ -108,20 +108,20 @@ def update_group(state: AdminState, tenant: str, cmd: c.UpdateGroup) -> Emitted:
 
 
 def delete_group(state: AdminState, tenant: str, cmd: c.DeleteGroup) -> Emitted:
-    if cmd.group_id not in _existing_tenant(state, tenant).groups:
+    if cmd.group_id not in existing_tenant(state, tenant).groups:
         raise Rejected("not_found", "no such group")
     return [("permission_group.deleted", {"group_id": cmd.group_id})]
 
 
 def create_canned(state: AdminState, tenant: str, cmd: c.CreateCanned) -> Emitted:
-    t = _existing_tenant(state, tenant)
+    t = existing_tenant(state, tenant)
     if cmd.canned_id in t.canned:
         raise Rejected("already_exists", "canned response id taken")
     return [("canned_response.created", cmd.model_dump(exclude_none=True))]
 
 
 def update_canned(state: AdminState, tenant: str, cmd: c.UpdateCanned) -> Emitted:
-    t = _existing_tenant(state, tenant)
+    t = existing_tenant(state, tenant)
     if cmd.canned_id not in t.canned:
         raise Rejected("not_found", "no such canned response")
     before, after = _edit(t.canned[cmd.canned_id], cmd.changes, CANNED_EDITABLE)
@@ -129,7 +129,7 @@ def update_canned(state: AdminState, tenant: str, cmd: c.UpdateCanned) -> Emitte
 
 
 def delete_canned(state: AdminState, tenant: str, cmd: c.DeleteCanned) -> Emitted:
-    if cmd.canned_id not in _existing_tenant(state, tenant).canned:
+    if cmd.canned_id not in existing_tenant(state, tenant).canned:
         raise Rejected("not_found", "no such canned response")
     return [("canned_response.deleted", {"canned_id": cmd.canned_id})]
 

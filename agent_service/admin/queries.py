@@ -1,20 +1,24 @@
 """Admin queries: login check, agent lookups, settings, groups, canned search."""
 
+import inspect
 from typing import Any
 
 from agent_service.admin.passwords import Lockout, verify_password
 from agent_service.admin.state import AdminState, TenantAdmin
 from relaydesk.bus.rpc import RemoteError
+from relaydesk.webhooks.dispatcher import WebhookDispatcher
 
 
 class AdminQueries:
-    def __init__(self, state: AdminState, lockout: Lockout) -> None:
+    def __init__(self, state: AdminState, lockout: Lockout, webhooks: WebhookDispatcher | None = None) -> None:
         self._state = state
         self._lockout = lockout
+        self._webhooks = webhooks
         self._answers = {
             "auth.check_password": self.check_password, "agent.get": self.agent_get, "tenant.settings": self.settings,
             "tenant.get": self.tenant_get, "agents.list": self.agents_list, "groups.list": self.groups_list,
-            "canned.search": self.canned_search,
+            "canned.search": self.canned_search, "webhooks.list": self.webhooks_list,
+            "webhooks.deliveries": self.webhook_deliveries,
         }
 
     async def handle(self, name: str, params: dict[str, Any]) -> Any:
@@ -24,7 +28,8 @@ class AdminQueries:
         tenant = params.get("tenant")
         if not isinstance(tenant, str):
             raise RemoteError("bad_request", "tenant is required")
-        return answer(self._state.tenants.get(tenant), params)
+        result = answer(self._state.tenants.get(tenant), params)
+        return await result if inspect.isawaitable(result) else result
 
     def check_password(self, tenant: TenantAdmin | None, params: dict[str, Any]) -> dict[str, Any]:
         email, password = str(params.get("email", "")), str(params.get("password", ""))
@@ -76,3 +81,15 @@ class AdminQueries:
                 continue
             found.append(canned)
         return sorted(found, key=lambda c: (not c["shortcut"].lower().startswith(q), c["shortcut"]))[:50]
+
+    def webhooks_list(self, tenant: TenantAdmin | None, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return sorted(tenant.webhooks.values(), key=lambda s: s["subscription_id"]) if tenant else []
+
+    async def webhook_deliveries(self, tenant: TenantAdmin | None, params: dict[str, Any]) -> list[dict[str, Any]]:
+        subscription_id = str(params.get("subscription_id"))
+        if tenant is None or subscription_id not in tenant.webhooks:
+            raise RemoteError("not_found", "no such subscription")
+        if self._webhooks is None:
+            raise RemoteError("unavailable", "webhooks need MongoDB for their delivery log")
+        limit = min(max(int(params.get("limit") or 100), 1), 500)
+        return await self._webhooks.deliveries(tenant.tenant_id, subscription_id, limit)

@@ -4,8 +4,10 @@ import asyncio
 
 import structlog
 from aio_pika.abc import AbstractChannel
+from pymongo import AsyncMongoClient
 
-from agent_service.admin.decisions import Rejected, decide
+from agent_service.admin import accounts, decisions
+from agent_service.admin.decisions import Emitted, Rejected
 from agent_service.admin.passwords import Lockout
 from agent_service.admin.queries import AdminQueries
 from agent_service.admin.state import AdminState
@@ -16,11 +18,15 @@ from relaydesk.bus import Bus, CommandReply, LogReader
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import serve_commands, serve_queries
 from relaydesk.settings import Settings
+from relaydesk.store import database, make_client
+from relaydesk.webhooks.dispatcher import WebhookDispatcher
+from relaydesk.webhooks.worker import RetryPolicy
 
 log = structlog.get_logger(__name__)
 
 SERVICE = "admin"
-STREAM_KEYS = ("agent_id", "group_id", "canned_id")
+STREAM_KEYS = ("agent_id", "group_id", "canned_id", "subscription_id")
+HANDLERS = {**decisions.HANDLERS, **accounts.HANDLERS}
 
 
 def stream_for(data: dict) -> str:
@@ -31,8 +37,15 @@ def stream_for(data: dict) -> str:
 
 
 class AdminService:
-    def __init__(self, settings: Settings) -> None:
+    """Args:
+    webhook_policy: delivery timeouts and backoff (tests shorten them).
+    """
+
+    def __init__(self, settings: Settings, webhook_policy: RetryPolicy | None = None) -> None:
         self.settings = settings
+        self._webhook_policy = webhook_policy
+        self.webhooks: WebhookDispatcher | None = None
+        self._mongo: AsyncMongoClient | None = None
         self.state = AdminState()
         self.bus: Bus | None = None
         self._reader: LogReader | None = None
@@ -42,22 +55,48 @@ class AdminService:
 
     async def start(self) -> None:
         self.bus = await Bus(self.settings.amqp_url, service=SERVICE, publish_timeout_s=self.settings.publish_timeout_s).connect()
+        self._start_webhooks()
         self._reader = await LogReader(self.bus, start="first", name="admin").open()
         await catch_up(self.bus, self._reader, self._fold, service=SERVICE)
         self._task = asyncio.create_task(self._follow())
         self._channels.append(await serve_commands(self.bus, SERVICE, self.handle_command))
-        self._channels.append(await serve_queries(self.bus, SERVICE, AdminQueries(self.state, Lockout()).handle))
+        self._channels.append(await serve_queries(self.bus, SERVICE, AdminQueries(self.state, Lockout(), self.webhooks).handle))
         log.info("admin_service_started", tenants=len(self.state.tenants))
+
+    def _start_webhooks(self) -> None:
+        assert self.bus is not None
+        if not self.settings.mongo_url:
+            log.warning("webhooks_disabled", reason="no MongoDB configured for the delivery log and positions")
+            return
+        self._mongo = make_client(self.settings.mongo_url)
+        db = database(self._mongo, self.settings.mongo_db)
+        self.webhooks = WebhookDispatcher(self.bus, db, self.settings.secrets_key.get_secret_value(), self._webhook_policy)
 
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
+        if self.webhooks:
+            await self.webhooks.stop()
+        if self._mongo is not None:
+            await self._mongo.close()
         if self.bus:
             await self.bus.close()
 
     async def _fold(self, batch: list[LoggedEvent]) -> None:
+        before = self.state.position
         for logged in batch:
             self.state.apply(logged.envelope, logged.position)
+        self._sync_webhooks(before)
+
+    def _sync_webhooks(self, start_hint: int) -> None:
+        if self.webhooks is not None:
+            self.webhooks.sync(self.state.webhook_subscriptions(), start_hint)
+
+    def _decide(self, command: Envelope) -> Emitted:
+        payload = parse_command_data(command)
+        if command.type in accounts.SAAS_ONLY and self.settings.mode != "saas":
+            raise Rejected("forbidden", "sign-up is only open in SaaS mode")
+        return HANDLERS[payload.TYPE](self.state, command.tenant, payload)
 
     async def _follow(self) -> None:
         assert self._reader is not None
@@ -66,12 +105,11 @@ class AdminService:
                 await self._fold(batch)
 
     async def handle_command(self, command: Envelope) -> CommandReply:
-        payload = parse_command_data(command)
         async with self._lock:
             if command.id in self.state.decided:  # a redelivery: same answer, nothing new
                 return CommandReply(ok=True, event_ids=tuple(self.state.decided[command.id]))
             try:
-                emitted = decide(self.state, command.tenant, payload)
+                emitted = self._decide(command)
             except Rejected as exc:
                 return CommandReply(ok=False, code=exc.code, message=exc.message)
             events = [
@@ -86,7 +124,9 @@ class AdminService:
                 EVENTS.parse_envelope(event)
             assert self.bus is not None
             await self.bus.publish_many(events)
+            before = self.state.position
             for event in events:
                 self.state.apply(event)  # decide the next command on the new state at once
+            self._sync_webhooks(before)
         log.info("admin_command_decided", command_type=command.type, events=len(events))
         return CommandReply(ok=True, event_ids=tuple(e.id for e in events), data={"ids": [e.data.get(k) for e in events for k in STREAM_KEYS if k in e.data][:1]})

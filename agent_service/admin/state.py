@@ -1,6 +1,6 @@
 """The admin state: a fold of the log (tenants, agents, groups, canned responses, settings)."""
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from contracts.envelope import Envelope
@@ -48,6 +48,8 @@ class TenantAdmin:
     agents: dict[str, AgentRecord] = field(default_factory=dict)
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     canned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pending: dict[str, Any] | None = None  # a SaaS sign-up waiting for its e-mail confirmation
 
     def agent_by_email(self, email: str) -> AgentRecord | None:
         email = email.strip().lower()
@@ -72,6 +74,13 @@ class AdminState:
             self.tenants[tenant_id] = TenantAdmin(tenant_id)
         return self.tenants[tenant_id]
 
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the fold decided, as plain data: rebuilding from the log must give the same."""
+        return {tid: {**asdict(t), "agents": {aid: asdict(a) for aid, a in t.agents.items()}} for tid, t in sorted(self.tenants.items())}
+
+    def webhook_subscriptions(self) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(tid, sid): sub for tid, t in self.tenants.items() for sid, sub in t.webhooks.items()}
+
     def apply(self, event: Envelope, position: int | None = None) -> None:
         if position is not None:
             self.position = max(self.position, position)
@@ -86,7 +95,12 @@ class AdminState:
 
 
 def _tenant_created(t: TenantAdmin, d: dict) -> None:
-    t.exists, t.name, t.mode = True, d["name"], d.get("mode", "tool")
+    t.exists, t.name, t.mode, t.pending = True, d["name"], d.get("mode", "tool"), None
+
+
+def _signed_up(t: TenantAdmin, d: dict) -> None:
+    if not t.exists:
+        t.name, t.mode, t.pending = d["name"], "saas", dict(d)
 
 
 def _settings(t: TenantAdmin, d: dict) -> None:
@@ -159,4 +173,7 @@ _FOLDS = {
     "canned_response.updated": _canned_updated,
     "canned_response.deleted": lambda t, d: t.canned.pop(d["canned_id"], None),
     "message.sent": _message_sent,
+    "tenant.signed_up": _signed_up,
+    "webhook.subscribed": lambda t, d: t.webhooks.__setitem__(d["subscription_id"], {**d, "event_types": list(d["event_types"])}),
+    "webhook.unsubscribed": lambda t, d: t.webhooks.pop(d["subscription_id"], None),
 }

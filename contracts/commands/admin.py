@@ -90,7 +90,40 @@ class DeleteCanned(CommandData):
     canned_id: Id
 
 
+class SignUp(CommandData):
+    """SaaS sign-up: a pending tenant until the owner confirms the e-mail link.
+
+    Only the token's SHA-256 travels: the link itself is a credential.
+    """
+
+    TYPE = "tenant.sign_up"
+    tenant_id: Id
+    name: ShortText
+    owner_email: ShortText
+    owner_name: ShortText
+    password_hash: ShortText
+    token_hash: Id
+
+
+class ConfirmSignUp(CommandData):
+    TYPE = "tenant.confirm_sign_up"
+    token_hash: Id
+
+
+class SubscribeWebhook(CommandData):
+    TYPE = "webhook.subscribe"
+    subscription_id: Id
+    url: str = Field(max_length=2000)
+    event_types: tuple[ShortText, ...] = Field(min_length=1)
+
+
+class UnsubscribeWebhook(CommandData):
+    TYPE = "webhook.unsubscribe"
+    subscription_id: Id
+
+
 MODELS = (
     CreateTenant, CreateAgent, UpdateAgent, RemoveAgent, UpdateSettings,
     CreateGroup, UpdateGroup, DeleteGroup, CreateCanned, UpdateCanned, DeleteCanned,
+    SignUp, ConfirmSignUp, SubscribeWebhook, UnsubscribeWebhook,
 )

@@ -8,4 +8,5 @@ ROUTER_MODULES: tuple[str, ...] = (
     "gateway.routes.auth",
     "gateway.routes.conversations",
     "gateway.routes.admin",
+    "gateway.routes.signup",
 )

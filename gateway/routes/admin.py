@@ -17,9 +17,10 @@ from gateway.auth.http import ApiError, get_deps, require_agent
 from gateway.auth.permissions import EDIT_SHARED_CANNED, MANAGE_AGENTS, MANAGE_SETTINGS
 from gateway.auth.tokens import AgentPrincipal
 from relaydesk.bus import RemoteError, RequestTimeout
+from relaydesk.webhooks.signing import subscription_secret
 
 Role = Literal["owner", "admin", "supervisor", "agent"]
-ERROR_STATUS = {"not_found": 404, "already_exists": 409, "forbidden": 403, "invalid_payload": 400}
+ERROR_STATUS = {"not_found": 404, "already_exists": 409, "forbidden": 403, "invalid_payload": 400, "invalid_token": 400, "unavailable": 503}
 
 
 class NewAgent(BaseModel):
@@ -58,6 +59,12 @@ class NewCanned(BaseModel):
     language: str | None = Field(default=None, max_length=16)
 
 
+class NewWebhook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=8, max_length=2000)
+    event_types: list[str] = Field(min_length=1, max_length=100)
+
+
 class CannedChanges(BaseModel):
     model_config = ConfigDict(extra="forbid")
     shortcut: str | None = Field(default=None, max_length=64, pattern=r"^[\w\-]+$")
@@ -67,6 +74,11 @@ class CannedChanges(BaseModel):
 
 async def admin_command(deps: Any, agent: AgentPrincipal, type_name: str, stream: str, data: dict[str, Any]) -> dict[str, Any]:
     envelope = Envelope(id=derive_event_id(agent.tenant, agent.agent_id, uuid.uuid4().hex), type=type_name, tenant=agent.tenant, stream=stream, actor=Actor(kind="admin" if agent.role in ("owner", "admin") else "agent", id=agent.agent_id), data=data)
+    return await send_admin_command(deps, envelope)
+
+
+async def send_admin_command(deps: Any, envelope: Envelope) -> dict[str, Any]:
+    """Send a command to the admin single writer; its rejection becomes the HTTP error."""
     try:
         reply = await deps.rpc.command("admin", envelope, timeout=deps.settings.request_timeout_s)
     except RequestTimeout:
@@ -171,4 +183,30 @@ def build_router(deps: Any) -> APIRouter:
     async def delete_canned(canned_id: str, agent: AgentPrincipal = Depends(require_agent(EDIT_SHARED_CANNED)), deps: Any = Depends(get_deps)) -> Any:
         return await admin_command(deps, agent, "canned_response.delete", f"canned:{canned_id}", {"canned_id": canned_id})
 
+    _webhook_routes(router)
     return router
+
+
+def _webhook_routes(router: APIRouter) -> None:
+    settings_managers = require_agent(MANAGE_SETTINGS)
+
+    @router.get("/admin/webhooks")
+    async def list_webhooks(agent: AgentPrincipal = Depends(settings_managers), deps: Any = Depends(get_deps)) -> Any:
+        return await admin_query(deps, "webhooks.list", {"tenant": agent.tenant})
+
+    @router.post("/admin/webhooks", status_code=201)
+    async def subscribe(body: NewWebhook, agent: AgentPrincipal = Depends(settings_managers), deps: Any = Depends(get_deps)) -> Any:
+        subscription_id = "w" + uuid.uuid4().hex[:12]
+        data = {"subscription_id": subscription_id, "url": body.url, "event_types": body.event_types}
+        done = await admin_command(deps, agent, "webhook.subscribe", f"subscription:{subscription_id}", data)
+        # The secret is derived, never stored: shown here so the receiver can verify signatures.
+        secret = subscription_secret(deps.settings.secrets_key.get_secret_value(), agent.tenant, subscription_id)
+        return {**done, "subscription_id": subscription_id, "secret": secret}
+
+    @router.delete("/admin/webhooks/{subscription_id}")
+    async def unsubscribe(subscription_id: str, agent: AgentPrincipal = Depends(settings_managers), deps: Any = Depends(get_deps)) -> Any:
+        return await admin_command(deps, agent, "webhook.unsubscribe", f"subscription:{subscription_id}", {"subscription_id": subscription_id})
+
+    @router.get("/admin/webhooks/{subscription_id}/deliveries")
+    async def deliveries(subscription_id: str, limit: int = Query(100, ge=1, le=500), agent: AgentPrincipal = Depends(settings_managers), deps: Any = Depends(get_deps)) -> Any:
+        return await admin_query(deps, "webhooks.deliveries", {"tenant": agent.tenant, "subscription_id": subscription_id, "limit": limit})

@@ -1,0 +1,79 @@
+"""Admin decisions for SaaS sign-up and outbound webhook subscriptions.
+
+Handlers have the shape of :mod:`agent_service.admin.decisions`: check the folded
+state, return ``(event_type, data)`` pairs or raise :class:`Rejected`.
+"""
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from agent_service.admin.decisions import Emitted, Rejected, existing_tenant
+from agent_service.admin.state import AdminState
+from contracts.commands import admin as c
+from contracts.registry import EVENTS
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+OWNER_AGENT_ID = "owner"
+
+
+def sign_up(state: AdminState, tenant: str, cmd: c.SignUp) -> Emitted:
+    if cmd.tenant_id != tenant:
+        raise Rejected("forbidden", "a tenant signs up in its own name")
+    existing = state.tenants.get(tenant)
+    if existing is not None and (existing.exists or existing.pending):
+        raise Rejected("already_exists", f"tenant {tenant!r} is taken")
+    data = cmd.model_dump()
+    data["owner_email"] = cmd.owner_email.strip().lower()
+    return [("tenant.signed_up", data)]
+
+
+def confirm_sign_up(state: AdminState, tenant: str, cmd: c.ConfirmSignUp) -> Emitted:
+    t = state.tenants.get(tenant)
+    pending = t.pending if t is not None else None
+    if pending is None or pending["token_hash"] != cmd.token_hash:
+        raise Rejected("invalid_token", "unknown or already used confirmation link")
+    email = pending["owner_email"]
+    owner = {"agent_id": OWNER_AGENT_ID, "email": email, "name": pending["owner_name"], "role": "owner",
+             "groups": [], "max_chats": 5, "password_hash": pending["password_hash"]}
+    return [
+        ("tenant.created", {"tenant_id": tenant, "name": pending["name"], "mode": "saas", "owner_email": email}),
+        ("tenant.email_confirmed", {"tenant_id": tenant, "email": email}),
+        ("agent.created", owner),
+    ]
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    # HTTPS only, except loopback for local development and tests.
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
+        return
+    raise Rejected("invalid_payload", "the webhook URL must be https://")
+
+
+def subscribe_webhook(state: AdminState, tenant: str, cmd: c.SubscribeWebhook) -> Emitted:
+    t = existing_tenant(state, tenant)
+    if cmd.subscription_id in t.webhooks:
+        raise Rejected("already_exists", "subscription id taken")
+    _check_url(cmd.url)
+    unknown = [name for name in cmd.event_types if name != "*" and name not in EVENTS]
+    if unknown:
+        raise Rejected("invalid_payload", f"unknown event type {unknown[0]!r}")
+    return [("webhook.subscribed", {"subscription_id": cmd.subscription_id, "url": cmd.url, "event_types": list(cmd.event_types)})]
+
+
+def unsubscribe_webhook(state: AdminState, tenant: str, cmd: c.UnsubscribeWebhook) -> Emitted:
+    if cmd.subscription_id not in existing_tenant(state, tenant).webhooks:
+        raise Rejected("not_found", "no such subscription")
+    return [("webhook.unsubscribed", {"subscription_id": cmd.subscription_id})]
+
+
+HANDLERS: dict[str, Callable[[AdminState, str, Any], Emitted]] = {
+    "tenant.sign_up": sign_up,
+    "tenant.confirm_sign_up": confirm_sign_up,
+    "webhook.subscribe": subscribe_webhook,
+    "webhook.unsubscribe": unsubscribe_webhook,
+}
+SAAS_ONLY = frozenset({"tenant.sign_up", "tenant.confirm_sign_up"})

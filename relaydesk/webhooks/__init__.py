@@ -1,0 +1,1 @@
+"""Outbound webhooks: each subscription reads the log from its own stored position."""
