@@ -1,45 +1,10 @@
 """Administration over the real system: CLI, login, permissions both ways, isolation, revocation."""
 
-import asyncio
-import os
-import subprocess
-import sys
-from collections.abc import AsyncIterator
-
 import httpx
-import pytest
 
-from relaydesk.settings import Settings
+from tests.admin.helpers import login, owner_session
 from tests.gateway.wsclient import Client
-from tests.system import RunningSystem, running_system
-
-
-def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RELAYDESK_AMQP_URL": settings.amqp_url}
-    return subprocess.run([sys.executable, "-m", "relaydesk.cli", "admin", *args], env=env, capture_output=True, text=True, timeout=60)
-
-
-@pytest.fixture
-async def system(settings: Settings) -> AsyncIterator[RunningSystem]:
-    async with running_system(settings, with_history=False) as running:
-        yield running
-
-
-async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(run_cli, settings, *args)
-
-
-async def login(http: httpx.AsyncClient, tenant: str, email: str, password: str) -> httpx.Response:
-    return await http.post("/api/auth/login", json={"tenant": tenant, "email": email, "password": password})
-
-
-async def owner_session(system: RunningSystem, http: httpx.AsyncClient, tenant: str) -> dict[str, str]:
-    assert (await cli(system.settings, "create-tenant", "--tenant", tenant, "--name", tenant.title())).returncode == 0
-    done = await cli(system.settings, "create-agent", "--tenant", tenant, "--email", f"boss@{tenant}.test", "--name", "Boss", "--role", "owner", "--password", "correct horse")
-    assert done.returncode == 0, done.stderr
-    response = await login(http, tenant, f"boss@{tenant}.test", "correct horse")
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+from tests.system import RunningSystem
 
 
 async def test_cli_created_owner_logs_in_and_wrong_password_is_refused(system: RunningSystem) -> None:

@@ -1,0 +1,63 @@
+"""Shared steps for the admin tests: the CLI as a real subprocess, logins over real HTTP."""
+
+import asyncio
+import inspect
+import os
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from relaydesk.settings import Settings
+from tests.system import RunningSystem
+
+
+def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RELAYDESK_AMQP_URL": settings.amqp_url}
+    return subprocess.run([sys.executable, "-m", "relaydesk.cli", "admin", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(run_cli, settings, *args)
+
+
+async def login(http: httpx.AsyncClient, tenant: str, email: str, password: str) -> httpx.Response:
+    return await http.post("/api/auth/login", json={"tenant": tenant, "email": email, "password": password})
+
+
+async def bearer(http: httpx.AsyncClient, tenant: str, email: str, password: str) -> dict[str, str]:
+    response = await login(http, tenant, email, password)
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def owner_session(system: RunningSystem, http: httpx.AsyncClient, tenant: str) -> dict[str, str]:
+    """A tenant made by the CLI (tool mode), its owner logged in."""
+    assert (await cli(system.settings, "create-tenant", "--tenant", tenant, "--name", tenant.title())).returncode == 0
+    done = await cli(system.settings, "create-agent", "--tenant", tenant, "--email", f"boss@{tenant}.test", "--name", "Boss", "--role", "owner", "--password", "correct horse")
+    assert done.returncode == 0, done.stderr
+    return await bearer(http, tenant, f"boss@{tenant}.test", "correct horse")
+
+
+async def new_agent(http: httpx.AsyncClient, owner: dict[str, str], tenant: str, name: str, **extra: object) -> tuple[str, dict[str, str]]:
+    """Create an agent through the API and log them in; returns (agent_id, auth header)."""
+    email = f"{name}@{tenant}.test"
+    created = await http.post("/api/admin/agents", headers=owner, json={"email": email, "name": name.title(), "password": f"{name}-password", **extra})
+    assert created.status_code == 201, created.text
+    return created.json()["agent_id"], await bearer(http, tenant, email, f"{name}-password")
+
+
+async def eventually(check: Callable[[], Any | Awaitable[Any]], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll ``check()`` (plain or async) until it returns something truthy, or fail after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
