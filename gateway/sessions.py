@@ -5,7 +5,7 @@ when it overflows the session is closed with 4409 (resumable with ``resume_from`
 """
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import orjson
 import structlog
@@ -29,6 +29,8 @@ class Session:
         self.closed = asyncio.Event()
         self.close_code: int | None = None
         self.last_position = -1
+        self.writer: asyncio.Task[None] | None = None
+        self._sending = False
 
     def send(self, frame: dict) -> None:
         """Queue a frame without waiting; on overflow close the socket as a slow consumer."""
@@ -54,6 +56,11 @@ class Session:
             self._queue.put_nowait(None)
         except asyncio.QueueFull:
             pass
+        if self._sending and self.writer is not None:
+            # The peer stopped reading and the kernel buffer is full: a close frame cannot
+            # get through either, so give up on this socket now (the client sees the
+            # connection drop and resumes with resume_from).
+            self.writer.cancel()
 
     async def write_loop(self) -> None:
         """Drain the queue to the socket until closed; then close the socket with our code."""
@@ -62,15 +69,17 @@ class Session:
                 frame = await self._queue.get()
                 if frame is None:
                     break
+                self._sending = True
                 await self.websocket.send_text(frame.decode())
+                self._sending = False
         except Exception as exc:  # the peer went away; the reader notices too
             log.debug("ws_write_ended", error=type(exc).__name__)
         finally:
             self.closed.set()
-            if self.close_code is not None and self.websocket.application_state == WebSocketState.CONNECTED:
+            if self.close_code is not None and self.websocket.application_state == WebSocketState.CONNECTED and not self._sending:
                 try:
-                    await self.websocket.close(code=self.close_code)
-                except Exception:  # already closing
+                    await asyncio.wait_for(self.websocket.close(code=self.close_code), 2)
+                except Exception:  # already closing, or the peer is stuck
                     pass
 
 
@@ -79,11 +88,13 @@ class SessionRegistry:
 
     def __init__(self) -> None:
         self._by_tenant: dict[str, set[Session]] = defaultdict(set)
+        self.close_codes: Counter[int] = Counter()  # for health and tests: why sockets ended
 
     def add(self, session: Session) -> None:
         self._by_tenant[session.principal.tenant].add(session)
 
     def remove(self, session: Session) -> None:
+        self.close_codes[session.close_code or 1000] += 1
         sessions = self._by_tenant.get(session.principal.tenant)
         if sessions is not None:
             sessions.discard(session)

@@ -33,7 +33,7 @@ async def websocket_endpoint(websocket: WebSocket, deps: GatewayDeps) -> None:
     resume_from = _int_or_none(websocket.query_params.get("resume_from"))
     await websocket.accept()
     session = Session(websocket, principal, deps.settings.ws_queue_limit)
-    writer = asyncio.create_task(session.write_loop())
+    writer = session.writer = asyncio.create_task(session.write_loop())
     expiry = asyncio.get_running_loop().call_later(max(0.0, principal.expires_at - time.time()), session.close, CLOSE_TOKEN_EXPIRED)
     session.send({"t": "hello", "protocol": PROTOCOL_VERSION, "position": deps.tailer.head, "session": {"kind": principal.kind, "id": principal.actor_id, "tenant": principal.tenant}})
     if not deps.tailer.attach(session, resume_from):
@@ -89,7 +89,7 @@ async def _read_loop(websocket: WebSocket, session: Session, deps: GatewayDeps) 
                 text = message["bytes"].decode("utf-8", "replace")
             receive = asyncio.create_task(websocket.receive())
             if not bucket.take():
-                session.send({"t": "error", "code": "rate_limited", "message": "slow down"})
+                session.send({"t": "error", "id": _frame_id(text), "code": "rate_limited", "message": "slow down; resend later with the same id"})
                 if bucket.refusals > RATE_VIOLATIONS_BEFORE_CLOSE:
                     session.close(CLOSE_RATE_LIMITED)
                 continue
@@ -123,6 +123,14 @@ async def _handle_frame(text: str, session: Session, deps: GatewayDeps) -> None:
     except Exception:
         log.exception("ws_op_failed")
         session.send({"t": "error", "id": frame_id, "code": "internal", "message": "internal error"})
+
+
+def _frame_id(text: str | None) -> str | None:
+    try:
+        frame = orjson.loads(text or "")
+    except orjson.JSONDecodeError:
+        return None
+    return frame.get("id") if isinstance(frame, dict) and isinstance(frame.get("id"), str) else None
 
 
 def _int_or_none(value: str | None) -> int | None:
