@@ -117,20 +117,31 @@ def create_canned(state: AdminState, tenant: str, cmd: c.CreateCanned) -> Emitte
     t = existing_tenant(state, tenant)
     if cmd.canned_id in t.canned:
         raise Rejected("already_exists", "canned response id taken")
+    if cmd.scope == "group" and cmd.group_id not in t.groups:
+        raise Rejected("not_found", "a group canned response needs an existing group_id")
+    if cmd.scope == "personal" and not cmd.owner_id:
+        raise Rejected("invalid_payload", "a personal canned response needs its owner_id")
     return [("canned_response.created", cmd.model_dump(exclude_none=True))]
 
 
-def update_canned(state: AdminState, tenant: str, cmd: c.UpdateCanned) -> Emitted:
+def _editable_canned(state: AdminState, tenant: str, cmd: c.UpdateCanned | c.DeleteCanned) -> TenantAdmin:
     t = existing_tenant(state, tenant)
-    if cmd.canned_id not in t.canned:
-        raise Rejected("not_found", "no such canned response")
+    canned = t.canned.get(cmd.canned_id)
+    if canned is None or canned.get("scope") == "personal" and cmd.acting_agent and canned.get("owner_id") != cmd.acting_agent:
+        raise Rejected("not_found", "no such canned response")  # someone else's personal one is invisible
+    if canned.get("scope") != "personal" and not cmd.may_edit_shared:
+        raise Rejected("forbidden", "missing permission edit_shared_canned")
+    return t
+
+
+def update_canned(state: AdminState, tenant: str, cmd: c.UpdateCanned) -> Emitted:
+    t = _editable_canned(state, tenant, cmd)
     before, after = _edit(t.canned[cmd.canned_id], cmd.changes, CANNED_EDITABLE)
     return [("canned_response.updated", {"canned_id": cmd.canned_id, "before": before, "after": after})]
 
 
 def delete_canned(state: AdminState, tenant: str, cmd: c.DeleteCanned) -> Emitted:
-    if cmd.canned_id not in existing_tenant(state, tenant).canned:
-        raise Rejected("not_found", "no such canned response")
+    _editable_canned(state, tenant, cmd)
     return [("canned_response.deleted", {"canned_id": cmd.canned_id})]
 
 

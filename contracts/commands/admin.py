@@ -83,11 +83,17 @@ class UpdateCanned(CommandData):
     TYPE = "canned_response.update"
     canned_id: Id
     changes: dict[str, Any]
+    # Who asks, and may they edit shared responses: personal ones belong to their owner only.
+    acting_agent: Id | None = None
+    may_edit_shared: bool = True
 
 
 class DeleteCanned(CommandData):
     TYPE = "canned_response.delete"
     canned_id: Id
+    # Who asks, and may they edit shared responses: personal ones belong to their owner only.
+    acting_agent: Id | None = None
+    may_edit_shared: bool = True
 
 
 class SignUp(CommandData):

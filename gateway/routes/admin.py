@@ -175,13 +175,18 @@ def build_router(deps: Any) -> APIRouter:
         data = {**body.model_dump(exclude_none=True), "canned_id": canned_id, "owner_id": agent.agent_id}
         return {**await admin_command(deps, agent, "canned_response.create", f"canned:{canned_id}", data), "canned_id": canned_id}
 
+    def who_edits(agent: AgentPrincipal) -> dict[str, Any]:
+        # The admin service decides with its state: personal responses only by their owner, shared ones with the permission.
+        return {"acting_agent": agent.agent_id, "may_edit_shared": agent.can(EDIT_SHARED_CANNED)}
+
     @router.patch("/canned/{canned_id}")
-    async def update_canned(canned_id: str, body: CannedChanges, agent: AgentPrincipal = Depends(require_agent(EDIT_SHARED_CANNED)), deps: Any = Depends(get_deps)) -> Any:
-        return await admin_command(deps, agent, "canned_response.update", f"canned:{canned_id}", {"canned_id": canned_id, "changes": body.model_dump(exclude_none=True)})
+    async def update_canned(canned_id: str, body: CannedChanges, agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)) -> Any:
+        data = {"canned_id": canned_id, "changes": body.model_dump(exclude_none=True), **who_edits(agent)}
+        return await admin_command(deps, agent, "canned_response.update", f"canned:{canned_id}", data)
 
     @router.delete("/canned/{canned_id}")
-    async def delete_canned(canned_id: str, agent: AgentPrincipal = Depends(require_agent(EDIT_SHARED_CANNED)), deps: Any = Depends(get_deps)) -> Any:
-        return await admin_command(deps, agent, "canned_response.delete", f"canned:{canned_id}", {"canned_id": canned_id})
+    async def delete_canned(canned_id: str, agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)) -> Any:
+        return await admin_command(deps, agent, "canned_response.delete", f"canned:{canned_id}", {"canned_id": canned_id, **who_edits(agent)})
 
     _webhook_routes(router)
     return router

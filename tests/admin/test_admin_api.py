@@ -74,3 +74,29 @@ async def test_removing_an_agent_revokes_their_token_and_closes_their_socket(sys
         assert await socket.wait_closed() == 4401
         refused = await http.get("/api/canned", headers={"Authorization": f"Bearer {token}"})
         assert refused.status_code == 401
+
+
+async def test_a_role_change_revokes_old_tokens_and_a_new_login_carries_the_new_role(system: RunningSystem) -> None:
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        owner = await owner_session(system, http, "acme")
+        created = await http.post("/api/admin/agents", headers=owner, json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"})
+        old = {"Authorization": f"Bearer {(await login(http, 'acme', 'ann@acme.test', 'ann-password')).json()['access_token']}"}
+        assert (await http.get("/api/canned", headers=old)).status_code == 200
+        changed = await http.patch(f"/api/admin/agents/{created.json()['agent_id']}", headers=owner, json={"role": "admin"})
+        assert changed.status_code == 200
+        assert (await http.get("/api/canned", headers=old)).status_code == 401
+        fresh = await login(http, "acme", "ann@acme.test", "ann-password")
+        assert fresh.json()["agent"]["role"] == "admin"
+        assert (await http.get("/api/admin/agents", headers={"Authorization": f"Bearer {fresh.json()['access_token']}"})).status_code == 200
+
+
+async def test_a_supervisor_cannot_hand_out_the_admin_role(system: RunningSystem) -> None:
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        owner = await owner_session(system, http, "acme")
+        group = (await http.post("/api/admin/groups", headers=owner, json={"name": "Team leads", "permissions": ["manage_agents"]})).json()["group_id"]
+        await http.post("/api/admin/agents", headers=owner, json={"email": "sue@acme.test", "name": "Sue", "role": "supervisor", "password": "sue-password", "groups": [group]})
+        sue = {"Authorization": f"Bearer {(await login(http, 'acme', 'sue@acme.test', 'sue-password')).json()['access_token']}"}
+        refused = await http.post("/api/admin/agents", headers=sue, json={"email": "eve@acme.test", "name": "Eve", "role": "admin", "password": "eve-password"})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+        allowed = await http.post("/api/admin/agents", headers=sue, json={"email": "eve@acme.test", "name": "Eve", "role": "agent", "password": "eve-password"})
+        assert allowed.status_code == 201
