@@ -1,0 +1,49 @@
+"""`relaydesk up` brings the whole system up on embedded defaults and stops cleanly."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from relaydesk.embedded import free_port
+
+READY_LINE = "relaydesk is up."
+
+
+def test_up_starts_every_service_prints_urls_and_stops_on_ctrl_c(amqp_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "RELAYDESK_AMQP_URL": amqp_url, "RELAYDESK_DATA_DIR": str(tmp_path), "RELAYDESK_GATEWAY_PORT": str(port), "RELAYDESK_CONNECTORS_PORT": str(free_port())}
+    env.pop("MONGO_URL", None)
+    process = subprocess.Popen([sys.executable, "-m", "relaydesk.cli", "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if READY_LINE in line:
+                break
+        output = "".join(lines)
+        assert READY_LINE in output, output[-3000:]
+        for _ in range(4):  # the URL block follows the ready line
+            lines.append(process.stdout.readline())
+        output = "".join(lines)
+        assert f"http://127.0.0.1:{port}/demo" in output and f"http://127.0.0.1:{port}/console" in output
+        assert "embedded MongoDB-protocol server" in output
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    assert process.returncode == 0
