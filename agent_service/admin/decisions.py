@@ -48,15 +48,19 @@ def create_tenant(state: AdminState, tenant: str, cmd: c.CreateTenant) -> Emitte
     return [("tenant.created", cmd.model_dump(exclude_none=True))]
 
 
+def _check_groups(t: TenantAdmin, groups: Any) -> None:
+    unknown = set(groups or ()) - set(t.groups)
+    if unknown:
+        raise Rejected("not_found", f"no group {min(unknown)!r}")
+
+
 def create_agent(state: AdminState, tenant: str, cmd: c.CreateAgent) -> Emitted:
     t = existing_tenant(state, tenant)
     if cmd.agent_id in t.agents and not t.agents[cmd.agent_id].removed:
         raise Rejected("already_exists", "agent id taken")
     if t.agent_by_email(cmd.email):
         raise Rejected("already_exists", "email taken")
-    unknown_groups = set(cmd.groups) - set(t.groups)
-    if unknown_groups:
-        raise Rejected("not_found", f"no group {sorted(unknown_groups)[0]!r}")
+    _check_groups(t, cmd.groups)
     data = cmd.model_dump()
     data["email"] = cmd.email.strip().lower()
     data["groups"] = list(cmd.groups)
@@ -69,6 +73,7 @@ def update_agent(state: AdminState, tenant: str, cmd: c.UpdateAgent) -> Emitted:
     if agent is None or agent.removed:
         raise Rejected("not_found", "no such agent")
     before, after = _edit({**agent.public(), "password_hash": agent.password_hash}, cmd.changes, AGENT_EDITABLE)
+    _check_groups(t, after.get("groups"))
     if any(k in after for k in ("role", "groups", "password_hash")):
         after["token_version"] = agent.token_version + 1  # old tokens stop working everywhere
         before["token_version"] = agent.token_version

@@ -97,9 +97,25 @@ async def admin_query(deps: Any, name: str, params: dict[str, Any]) -> Any:
         raise ApiError(503, "unavailable", "the admin service did not answer") from None
 
 
+RANK = {"agent": 0, "supervisor": 1, "admin": 2, "owner": 3}
+
+
 def _no_escalation(agent: AgentPrincipal, role: str | None) -> None:
     if role in ("owner", "admin") and agent.role not in ("owner", "admin") or role == "owner" and agent.role != "owner":
         raise ApiError(403, "forbidden", f"a {agent.role} cannot grant the {role} role")
+
+
+async def _may_manage(deps: Any, agent: AgentPrincipal, target_id: str | None, groups: list[str] | None) -> None:
+    """Nobody edits someone ranked above them, or hands out permissions they lack themselves."""
+    if target_id is not None:
+        target = await admin_query(deps, "agent.get", {"tenant": agent.tenant, "agent_id": target_id})
+        if RANK.get(target["role"], 0) > RANK.get(agent.role, 0) or target["role"] == "owner" and agent.role != "owner":
+            raise ApiError(403, "forbidden", f"a {agent.role} cannot change a {target['role']}")
+    if groups and agent.role not in ("owner", "admin"):
+        chosen = [g for g in await admin_query(deps, "groups.list", {"tenant": agent.tenant}) if g["group_id"] in groups]
+        extra = {p for g in chosen for p in g.get("permissions", ())} - set(agent.permissions)
+        if extra:
+            raise ApiError(403, "forbidden", f"cannot grant permissions you do not have: {', '.join(sorted(extra))}")
 
 
 def build_router(deps: Any) -> APIRouter:
@@ -113,6 +129,7 @@ def build_router(deps: Any) -> APIRouter:
     @router.post("/admin/agents", status_code=201)
     async def create_agent(body: NewAgent, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
         _no_escalation(agent, body.role)
+        await _may_manage(deps, agent, None, body.groups)
         agent_id = "a" + uuid.uuid4().hex[:16]
         data = {**body.model_dump(exclude={"password"}), "agent_id": agent_id, "password_hash": hash_password(body.password)}
         return {**await admin_command(deps, agent, "agent.create", f"agent:{agent_id}", data), "agent_id": agent_id}
@@ -120,6 +137,7 @@ def build_router(deps: Any) -> APIRouter:
     @router.patch("/admin/agents/{agent_id}")
     async def update_agent(agent_id: str, body: AgentChanges, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
         _no_escalation(agent, body.role)
+        await _may_manage(deps, agent, agent_id, body.groups)
         changes = body.model_dump(exclude_none=True, exclude={"password"})
         if body.password:
             changes["password_hash"] = hash_password(body.password)
@@ -129,6 +147,7 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.delete("/admin/agents/{agent_id}")
     async def remove_agent(agent_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+        await _may_manage(deps, agent, agent_id, None)
         return await admin_command(deps, agent, "agent.remove", f"agent:{agent_id}", {"agent_id": agent_id})
 
     @router.get("/admin/agents/status")

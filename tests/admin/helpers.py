@@ -16,7 +16,7 @@ from tests.system import RunningSystem
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RELAYDESK_AMQP_URL": settings.amqp_url}
-    return subprocess.run([sys.executable, "-m", "relaydesk.cli", "admin", *args], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "relaydesk.cli", "admin", *args], check=False, env=env, capture_output=True, text=True, timeout=60)
 
 
 async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -90,7 +90,7 @@ async def test_a_role_change_revokes_old_tokens_and_a_new_login_carries_the_new_
         assert (await http.get("/api/admin/agents", headers={"Authorization": f"Bearer {fresh.json()['access_token']}"})).status_code == 200
 
 
-async def test_a_supervisor_cannot_hand_out_the_admin_role(system: RunningSystem) -> None:
+async def test_nobody_grants_more_than_they_have_or_touches_someone_above_them(system: RunningSystem) -> None:
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         owner = await owner_session(system, http, "acme")
         group = (await http.post("/api/admin/groups", headers=owner, json={"name": "Team leads", "permissions": ["manage_agents"]})).json()["group_id"]
@@ -100,3 +100,10 @@ async def test_a_supervisor_cannot_hand_out_the_admin_role(system: RunningSystem
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
         allowed = await http.post("/api/admin/agents", headers=sue, json={"email": "eve@acme.test", "name": "Eve", "role": "agent", "password": "eve-password"})
         assert allowed.status_code == 201
+        admins = (await http.post("/api/admin/groups", headers=owner, json={"name": "Admins", "permissions": ["manage_settings"]})).json()["group_id"]
+        eve_id = allowed.json()["agent_id"]
+        assert (await http.patch(f"/api/admin/agents/{eve_id}", headers=sue, json={"groups": [admins]})).status_code == 403
+        assert (await http.patch(f"/api/admin/agents/{eve_id}", headers=sue, json={"groups": [group]})).status_code == 200
+        boss_id = next(a["agent_id"] for a in (await http.get("/api/admin/agents", headers=owner)).json() if a["role"] == "owner")
+        assert (await http.delete(f"/api/admin/agents/{boss_id}", headers=sue)).status_code == 403
+        assert (await http.patch(f"/api/admin/agents/{eve_id}", headers=owner, json={"groups": ["no-such-group"]})).status_code == 404
