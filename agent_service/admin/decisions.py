@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 from agent_service.admin.state import SETTING_KEYS, AdminState, TenantAdmin
-from contracts.base import Payload
 from contracts.commands import admin as c
 
 Emitted = list[tuple[str, dict[str, Any]]]
@@ -164,6 +163,3 @@ HANDLERS: dict[str, Callable[[AdminState, str, Any], Emitted]] = {
     "canned_response.delete": delete_canned,
 }
 
-
-def decide(state: AdminState, tenant: str, command: Payload) -> Emitted:
-    return HANDLERS[command.TYPE](state, tenant, command)

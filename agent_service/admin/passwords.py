@@ -7,7 +7,7 @@ queries each counts separately (documented in docs/admin.md).
 import time
 from collections import defaultdict, deque
 
-from passlib.context import CryptContext
+from passlib.context import CryptContext  # type: ignore[import-untyped]
 
 HASHER = CryptContext(schemes=["argon2"], deprecated="auto")
 MAX_FAILURES = 5

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent_service.admin.passwords import hash_password
 from contracts import Actor, Envelope, derive_event_id
+from contracts.envelope import ActorKind
 from gateway.auth.http import ApiError, get_deps, require_agent
 from gateway.auth.permissions import EDIT_SHARED_CANNED, MANAGE_AGENTS, MANAGE_SETTINGS
 from gateway.auth.tokens import AgentPrincipal
@@ -73,7 +74,7 @@ class CannedChanges(BaseModel):
 
 
 async def admin_command(deps: Any, agent: AgentPrincipal, type_name: str, stream: str, data: dict[str, Any]) -> dict[str, Any]:
-    envelope = Envelope(id=derive_event_id(agent.tenant, agent.agent_id, uuid.uuid4().hex), type=type_name, tenant=agent.tenant, stream=stream, actor=Actor(kind="admin" if agent.role in ("owner", "admin") else "agent", id=agent.agent_id), data=data)
+    envelope = Envelope(id=derive_event_id(agent.tenant, agent.agent_id, uuid.uuid4().hex), type=type_name, tenant=agent.tenant, stream=stream, actor=Actor(kind=ActorKind.admin if agent.role in ("owner", "admin") else ActorKind.agent, id=agent.agent_id), data=data)
     return await send_admin_command(deps, envelope)
 
 

@@ -20,13 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent_service.admin.passwords import hash_password
 from contracts import Actor, Envelope, derive_event_id
+from contracts.envelope import ActorKind
 from gateway.auth.http import ApiError, get_deps
 from gateway.routes.admin import send_admin_command
 from relaydesk.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-SIGNUP_ACTOR = Actor(kind="system", id="signup")
+SIGNUP_ACTOR = Actor(kind=ActorKind.system, id="signup")
 
 
 class SignUpRequest(BaseModel):

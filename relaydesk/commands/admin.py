@@ -9,11 +9,12 @@ from collections.abc import Sequence
 
 from agent_service.admin.passwords import hash_password
 from contracts import Actor, Envelope, new_event_id
+from contracts.envelope import ActorKind
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.settings import Settings
 
-CLI_ACTOR = Actor(kind="admin", id="cli")
+CLI_ACTOR = Actor(kind=ActorKind.admin, id="cli")
 
 
 def _parser() -> argparse.ArgumentParser:
