@@ -7,6 +7,7 @@ Edits carry before/after so the audit view shows exactly what changed.
 from collections.abc import Callable
 from typing import Any
 
+from agent_service.admin.settings_check import settings_problem
 from agent_service.admin.state import SETTING_KEYS, AdminState, TenantAdmin
 from contracts.commands import admin as c
 
@@ -91,8 +92,9 @@ def remove_agent(state: AdminState, tenant: str, cmd: c.RemoveAgent) -> Emitted:
 def update_settings(state: AdminState, tenant: str, cmd: c.UpdateSettings) -> Emitted:
     t = existing_tenant(state, tenant)
     before, after = _edit(t.settings, cmd.changes, SETTING_KEYS)
-    if after.get("routing_mode", "broadcast") not in ("broadcast", "round_robin", "least_busy"):
-        raise Rejected("invalid_payload", "routing_mode must be broadcast, round_robin or least_busy")
+    problem = settings_problem({**t.settings, **after})
+    if problem:
+        raise Rejected("invalid_payload", problem)
     return [("tenant.settings_changed", {"before": before, "after": after})]
 
 

@@ -3,10 +3,14 @@
 import inspect
 from typing import Any
 
+import structlog
+
 from agent_service.admin.passwords import Lockout, verify_password
 from agent_service.admin.state import AdminState, TenantAdmin
 from relaydesk.bus.rpc import RemoteError
 from relaydesk.webhooks.dispatcher import WebhookDispatcher
+
+log = structlog.get_logger(__name__)
 
 
 class AdminQueries:
@@ -36,10 +40,12 @@ class AdminQueries:
         tenant_id = str(params["tenant"])
         wait = self._lockout.locked_for(tenant_id, email)
         if wait > 0:
+            log.warning("login_locked", tenant=tenant_id, retry_after_s=int(wait) + 1)
             raise RemoteError("locked", f"too many failed logins; retry in {int(wait) + 1}s")
         agent = tenant.agent_by_email(email) if tenant and tenant.exists else None
         if not verify_password(password, agent.password_hash if agent else None) or agent is None or tenant is None:
             self._lockout.failed(tenant_id, email)
+            log.info("login_failed", tenant=tenant_id, known_account=agent is not None)  # never the password
             raise RemoteError("invalid_credentials", "wrong tenant, email or password")
         self._lockout.succeeded(tenant_id, email)
         return {**agent.public(), "permissions": tenant.permissions_of(agent)}

@@ -1,6 +1,7 @@
 """Administration over the real system: CLI, login, permissions both ways, isolation, revocation."""
 
 import httpx
+from structlog.testing import capture_logs
 
 from tests.admin.helpers import login, owner_session
 from tests.gateway.wsclient import Client
@@ -58,7 +59,10 @@ async def test_a_tenant_cannot_touch_another_tenants_data(system: RunningSystem)
 async def test_repeated_failed_logins_lock_the_account(system: RunningSystem) -> None:
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         await owner_session(system, http, "acme")
-        codes = [(await login(http, "acme", "boss@acme.test", f"guess-{i}")).status_code for i in range(6)]
+        with capture_logs() as logs:
+            codes = [(await login(http, "acme", "boss@acme.test", f"guess-{i}")).status_code for i in range(6)]
+        assert [e["event"] for e in logs if e["event"].startswith("login_")] == ["login_failed"] * 5 + ["login_locked"]
+        assert not [e for e in logs if "guess-" in repr(e)]  # passwords are never logged
         assert codes[:5] == [401] * 5 and codes[5] == 429
         locked = await login(http, "acme", "boss@acme.test", "correct horse")
         assert locked.status_code == 429 and locked.json()["error"]["code"] == "locked"
@@ -107,3 +111,22 @@ async def test_nobody_grants_more_than_they_have_or_touches_someone_above_them(s
         boss_id = next(a["agent_id"] for a in (await http.get("/api/admin/agents", headers=owner)).json() if a["role"] == "owner")
         assert (await http.delete(f"/api/admin/agents/{boss_id}", headers=sue)).status_code == 403
         assert (await http.patch(f"/api/admin/agents/{eve_id}", headers=owner, json={"groups": ["no-such-group"]})).status_code == 404
+
+
+async def test_bad_settings_and_webhooks_are_refused_with_a_clear_error(system: RunningSystem) -> None:
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        owner = await owner_session(system, http, "acme")
+        for change, field in [({"timezone": "Mars/Olympus"}, "timezone"), ({"offer_timeout_s": "soon"}, "offer_timeout_s"),
+                              ({"business_hours": {"mon": [["18:00", "09:00"]]}}, "business_hours"), ({"colour": "red"}, "colour"),
+                              ({"routing_mode": "random"}, "routing_mode")]:
+            refused = await http.patch("/api/admin/settings", headers=owner, json=change)
+            assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_payload", refused.text
+            assert field in refused.json()["error"]["message"]
+        good = {"timezone": "Europe/Paris", "business_hours": {"mon": [["09:00", "17:30"]]}, "retention_days": 30}
+        assert (await http.patch("/api/admin/settings", headers=owner, json=good)).status_code == 200
+        current = (await http.get("/api/admin/settings", headers=owner)).json()
+        assert current["timezone"] == "Europe/Paris" and current["retention_days"] == 30
+        for hook in [{"url": "http://hooks.example.com/x", "event_types": ["message.sent"]}, {"url": "https://hooks.example.com/x", "event_types": ["no.such"]}]:
+            refused = await http.post("/api/admin/webhooks", headers=owner, json=hook)
+            assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_payload", refused.text
+        assert (await http.get("/api/admin/webhooks", headers=owner)).json() == []
