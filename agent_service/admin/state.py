@@ -84,14 +84,14 @@ class AdminState:
     def apply(self, event: Envelope, position: int | None = None) -> None:
         if position is not None:
             self.position = max(self.position, position)
-        if event.id in self.seen:
-            return
-        if event.causation_id:
-            self.decided.setdefault(event.causation_id, []).append(event.id)
         fold = _FOLDS.get(event.type)
-        if fold is not None:
-            self.seen.add(event.id)
-            fold(self.tenant(event.tenant), event.data)
+        # Only what changes admin state is remembered: the log also carries every chat event.
+        if fold is None or event.id in self.seen or event.type == "message.sent" and not event.data.get("canned_response_id"):
+            return
+        self.seen.add(event.id)
+        if event.causation_id and event.type != "message.sent":
+            self.decided.setdefault(event.causation_id, []).append(event.id)
+        fold(self.tenant(event.tenant), event.data)
 
 
 def _tenant_created(t: TenantAdmin, d: dict) -> None:

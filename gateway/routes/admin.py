@@ -15,7 +15,7 @@ from agent_service.admin.passwords import hash_password
 from contracts import Actor, Envelope, derive_event_id
 from contracts.envelope import ActorKind
 from gateway.auth.http import ApiError, get_deps, require_agent
-from gateway.auth.permissions import EDIT_SHARED_CANNED, MANAGE_AGENTS, MANAGE_SETTINGS
+from gateway.auth.permissions import ALL_PERMISSIONS, EDIT_SHARED_CANNED, MANAGE_AGENTS, MANAGE_SETTINGS
 from gateway.auth.tokens import AgentPrincipal
 from relaydesk.bus import RemoteError, RequestTimeout
 from relaydesk.webhooks.signing import subscription_secret
@@ -49,6 +49,14 @@ class NewGroup(BaseModel):
     permissions: list[str] = []
     departments: list[str] = []
     channels: list[str] = []
+
+
+class GroupChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    permissions: list[str] | None = None
+    departments: list[str] | None = None
+    channels: list[str] | None = None
 
 
 class NewCanned(BaseModel):
@@ -114,9 +122,16 @@ async def _may_manage(deps: Any, agent: AgentPrincipal, target_id: str | None, g
             raise ApiError(403, "forbidden", f"a {agent.role} cannot change a {target['role']}")
     if groups and agent.role not in ("owner", "admin"):
         chosen = [g for g in await admin_query(deps, "groups.list", {"tenant": agent.tenant}) if g["group_id"] in groups]
-        extra = {p for g in chosen for p in g.get("permissions", ())} - set(agent.permissions)
-        if extra:
-            raise ApiError(403, "forbidden", f"cannot grant permissions you do not have: {', '.join(sorted(extra))}")
+        _may_grant(agent, [p for g in chosen for p in g.get("permissions", ())])
+
+
+def _may_grant(agent: AgentPrincipal, permissions: list[str] | None) -> None:
+    unknown = set(permissions or ()) - ALL_PERMISSIONS
+    if unknown:
+        raise ApiError(400, "invalid_payload", f"unknown permission {min(unknown)!r}")
+    extra = set(permissions or ()) - set(agent.permissions)
+    if extra and agent.role not in ("owner", "admin"):
+        raise ApiError(403, "forbidden", f"cannot grant permissions you do not have: {', '.join(sorted(extra))}")
 
 
 def build_router(deps: Any) -> APIRouter:
@@ -164,12 +179,17 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.post("/admin/groups", status_code=201)
     async def create_group(body: NewGroup, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+        _may_grant(agent, body.permissions)
         group_id = "g" + uuid.uuid4().hex[:12]
         return {**await admin_command(deps, agent, "permission_group.create", f"group:{group_id}", {**body.model_dump(), "group_id": group_id}), "group_id": group_id}
 
     @router.patch("/admin/groups/{group_id}")
-    async def update_group(group_id: str, body: NewGroup, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
-        return await admin_command(deps, agent, "permission_group.update", f"group:{group_id}", {"group_id": group_id, "changes": body.model_dump(exclude_unset=True)})
+    async def update_group(group_id: str, body: GroupChanges, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+        changes = body.model_dump(exclude_none=True)
+        if not changes:
+            raise ApiError(400, "invalid_payload", "nothing to change")
+        _may_grant(agent, changes.get("permissions"))
+        return await admin_command(deps, agent, "permission_group.update", f"group:{group_id}", {"group_id": group_id, "changes": changes})
 
     @router.delete("/admin/groups/{group_id}")
     async def delete_group(group_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:

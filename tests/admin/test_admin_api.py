@@ -108,6 +108,9 @@ async def test_nobody_grants_more_than_they_have_or_touches_someone_above_them(s
         eve_id = allowed.json()["agent_id"]
         assert (await http.patch(f"/api/admin/agents/{eve_id}", headers=sue, json={"groups": [admins]})).status_code == 403
         assert (await http.patch(f"/api/admin/agents/{eve_id}", headers=sue, json={"groups": [group]})).status_code == 200
+        assert (await http.patch(f"/api/admin/groups/{group}", headers=sue, json={"permissions": ["manage_agents", "manage_settings"]})).status_code == 403
+        assert (await http.post("/api/admin/groups", headers=sue, json={"name": "Mine", "permissions": ["view_billing"]})).status_code == 403
+        assert (await http.post("/api/admin/groups", headers=owner, json={"name": "Typo", "permissions": ["manage_everything"]})).status_code == 400
         boss_id = next(a["agent_id"] for a in (await http.get("/api/admin/agents", headers=owner)).json() if a["role"] == "owner")
         assert (await http.delete(f"/api/admin/agents/{boss_id}", headers=sue)).status_code == 403
         assert (await http.patch(f"/api/admin/agents/{eve_id}", headers=owner, json={"groups": ["no-such-group"]})).status_code == 404

@@ -38,15 +38,16 @@ async def test_rebuilding_from_the_log_gives_the_same_state(system: RunningSyste
         ann_id, _ = await new_agent(http, owner, "acme", "ann")
         bob_id, _ = await new_agent(http, owner, "acme", "bob")
         group = (await http.post("/api/admin/groups", headers=owner, json={"name": "Sales", "permissions": ["view_audit"]})).json()["group_id"]
-        await http.patch(f"/api/admin/groups/{group}", headers=owner, json={"channels": ["telegram"]})
-        await http.patch(f"/api/admin/agents/{ann_id}", headers=owner, json={"role": "supervisor", "groups": [group]})
-        await http.delete(f"/api/admin/agents/{bob_id}", headers=owner)
+        changes = [await http.patch(f"/api/admin/groups/{group}", headers=owner, json={"channels": ["telegram"]}),
+                   await http.patch(f"/api/admin/agents/{ann_id}", headers=owner, json={"role": "supervisor", "groups": [group]}),
+                   await http.delete(f"/api/admin/agents/{bob_id}", headers=owner)]
         canned = (await http.post("/api/canned", headers=owner, json={"shortcut": "hi", "text": "Hello", "language": "en"})).json()["canned_id"]
         gone = (await http.post("/api/canned", headers=owner, json={"shortcut": "old", "text": "Old"})).json()["canned_id"]
-        await http.delete(f"/api/canned/{gone}", headers=owner)
-        await http.patch("/api/admin/settings", headers=owner, json={"timezone": "Europe/Berlin", "business_hours": {"mon": ["09:00", "17:00"]}})
+        changes.append(await http.delete(f"/api/canned/{gone}", headers=owner))
+        changes.append(await http.patch("/api/admin/settings", headers=owner, json={"timezone": "Europe/Berlin", "business_hours": {"mon": [["09:00", "17:00"]]}}))
         hook = (await http.post("/api/admin/webhooks", headers=owner, json={"url": "https://hooks.acme.test/x", "event_types": ["webhook.unsubscribed"]})).json()
-        await http.delete(f"/api/admin/webhooks/{hook['subscription_id']}", headers=owner)
+        changes.append(await http.delete(f"/api/admin/webhooks/{hook['subscription_id']}", headers=owner))
+        assert [r.status_code for r in changes] == [200] * len(changes), [r.text for r in changes]
     await bus.publish_many([used("acme", canned), used("acme", canned), used("globex", canned)])
     live = next(s for s in system.services if isinstance(s, AdminService)).state
     await eventually(lambda: live.tenants["acme"].canned[canned]["uses"] == 2, what="usage counted")
