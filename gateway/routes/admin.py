@@ -15,7 +15,12 @@ from agent_service.admin.passwords import hash_password
 from contracts import Actor, Envelope, derive_event_id
 from contracts.envelope import ActorKind
 from gateway.auth.http import ApiError, get_deps, require_agent
-from gateway.auth.permissions import ALL_PERMISSIONS, EDIT_SHARED_CANNED, MANAGE_AGENTS, MANAGE_SETTINGS
+from gateway.auth.permissions import (
+    ALL_PERMISSIONS,
+    EDIT_SHARED_CANNED,
+    MANAGE_AGENTS,
+    MANAGE_SETTINGS,
+)
 from gateway.auth.tokens import AgentPrincipal
 from relaydesk.bus import RemoteError, RequestTimeout
 from relaydesk.webhooks.signing import subscription_secret
