@@ -12,8 +12,8 @@ from contracts.commands import routing as routing_commands
 from contracts.envelope import Envelope
 from contracts.errors import InvalidPayload, UnknownType
 from contracts.events import admin, billing, connector, conversation, message, system
-from contracts.events import signup as signup_events
 from contracts.events import routing as routing_events
+from contracts.events import signup as signup_events
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
