@@ -1,4 +1,8 @@
-"""``relaydesk admin``: tool-mode administration over the bus (create tenants and agents)."""
+"""``relaydesk admin``: tool-mode administration over the bus (tenants, agents, passwords).
+
+Every change is a command to the admin single writer (queue ``admin``), so it is decided
+and recorded on the log exactly like an edit made in the web console.
+"""
 
 import argparse
 import asyncio
@@ -6,11 +10,12 @@ import getpass
 import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from agent_service.admin.passwords import hash_password
 from contracts import Actor, Envelope, new_event_id
 from contracts.envelope import ActorKind
-from relaydesk.bus import Bus
+from relaydesk.bus import Bus, RemoteError
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.settings import Settings
 
@@ -31,6 +36,15 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--role", choices=["owner", "admin", "supervisor", "agent"], default="agent")
     agent.add_argument("--password", help="prompted for when omitted")
     agent.add_argument("--max-chats", type=int, default=5)
+    password = sub.add_parser("set-password", help="set an agent's password (their open sessions end)")
+    password.add_argument("--tenant", required=True)
+    password.add_argument("--email", required=True)
+    password.add_argument("--password", help="prompted for when omitted")
+    remove = sub.add_parser("remove-agent", help="remove an agent (their tokens stop working)")
+    remove.add_argument("--tenant", required=True)
+    remove.add_argument("--email", required=True)
+    listing = sub.add_parser("list-agents", help="list a tenant's agents")
+    listing.add_argument("--tenant", required=True)
     return parser
 
 
@@ -38,34 +52,64 @@ def _agent_id(email: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "-", email.split("@")[0])[:40] + "-" + new_event_id()[-6:]
 
 
-async def _send(settings: Settings, envelope: Envelope) -> int:
-    bus = await Bus(settings.amqp_url, service="admin-cli").connect()
-    try:
-        reply = await RpcClient(bus).command("admin", envelope, timeout=settings.request_timeout_s)
-    finally:
-        await bus.close()
+def _command(tenant: str, type_name: str, stream: str, data: dict[str, Any]) -> Envelope:
+    return Envelope(type=type_name, tenant=tenant, stream=stream, actor=CLI_ACTOR, data=data)
+
+
+async def _send(rpc: RpcClient, settings: Settings, envelope: Envelope, done: str) -> int:
+    reply = await rpc.command("admin", envelope, timeout=settings.request_timeout_s)
     if not reply.ok:
         print(f"refused: {reply.code}: {reply.message}", file=sys.stderr)
         return 1
-    print(f"done: {envelope.type} ({len(reply.event_ids)} event(s) on the log)")
+    print(f"done: {done} ({len(reply.event_ids)} event(s) on the log)")
     return 0
+
+
+async def _agent_id_by_email(rpc: RpcClient, settings: Settings, tenant: str, email: str) -> str | None:
+    agents = await rpc.query("admin", "agents.list", {"tenant": tenant}, timeout=settings.request_timeout_s)
+    return next((a["agent_id"] for a in agents if a["email"] == email.strip().lower()), None)
+
+
+async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> int:
+    if args.action == "create-tenant":
+        data = {"tenant_id": args.tenant, "name": args.name, "mode": args.mode}
+        return await _send(rpc, settings, _command(args.tenant, "tenant.create", "tenant", data), f"tenant {args.tenant} created")
+    if args.action == "create-agent":
+        password = args.password or getpass.getpass("password: ")
+        data = {"agent_id": _agent_id(args.email), "email": args.email, "name": args.name, "role": args.role,
+                "max_chats": args.max_chats, "password_hash": hash_password(password)}
+        envelope = _command(args.tenant, "agent.create", f"agent:{data['agent_id']}", data)
+        return await _send(rpc, settings, envelope, f"{args.role} {args.email} created in {args.tenant} as {data['agent_id']}")
+    if args.action == "list-agents":
+        for agent in await rpc.query("admin", "agents.list", {"tenant": args.tenant}, timeout=settings.request_timeout_s):
+            print(f"{agent['agent_id']}\t{agent['email']}\t{agent['role']}\t{agent['name']}")
+        return 0
+    agent_id = await _agent_id_by_email(rpc, settings, args.tenant, args.email)
+    if agent_id is None:
+        print(f"refused: not_found: no agent {args.email} in {args.tenant}", file=sys.stderr)
+        return 1
+    if args.action == "remove-agent":
+        return await _send(rpc, settings, _command(args.tenant, "agent.remove", f"agent:{agent_id}", {"agent_id": agent_id}), f"{args.email} removed")
+    changes = {"password_hash": hash_password(args.password or getpass.getpass("new password: "))}
+    envelope = _command(args.tenant, "agent.update", f"agent:{agent_id}", {"agent_id": agent_id, "changes": changes})
+    return await _send(rpc, settings, envelope, f"password of {args.email} changed")
+
+
+async def _connected(args: argparse.Namespace, settings: Settings) -> int:
+    bus = await Bus(settings.amqp_url, service="admin-cli").connect()
+    try:
+        return await _run(args, settings, RpcClient(bus))
+    except RemoteError as exc:
+        print(f"refused: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await bus.close()
 
 
 def main(argv: Sequence[str], settings: Settings | None = None) -> int:
     args = _parser().parse_args(list(argv))
-    settings = settings or Settings()
-    if args.action == "create-tenant":
-        data = {"tenant_id": args.tenant, "name": args.name, "mode": args.mode}
-        envelope = Envelope(type="tenant.create", tenant=args.tenant, stream="tenant", actor=CLI_ACTOR, data=data)
-    else:
-        password = args.password or getpass.getpass("password: ")
-        data = {
-            "agent_id": _agent_id(args.email), "email": args.email, "name": args.name, "role": args.role,
-            "max_chats": args.max_chats, "password_hash": hash_password(password),
-        }
-        envelope = Envelope(type="agent.create", tenant=args.tenant, stream=f"agent:{data['agent_id']}", actor=CLI_ACTOR, data=data)
     try:
-        return asyncio.run(_send(settings, envelope))
+        return asyncio.run(_connected(args, settings or Settings()))
     except TimeoutError:
         print("the admin service did not answer: is `relaydesk up` (or `relaydesk agent`) running?", file=sys.stderr)
         return 2
