@@ -1,15 +1,20 @@
 """SaaS sign-up with e-mail confirmation; refused in tool mode."""
 
+import re
 from collections.abc import AsyncIterator
+from email import message_from_string, policy
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from structlog.testing import capture_logs
 
 from contracts import Actor, Envelope
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient
+from relaydesk.embedded import free_port
 from relaydesk.settings import Settings
 from tests.admin.helpers import login
 from tests.system import RunningSystem, running_system
@@ -73,3 +78,34 @@ async def test_tool_mode_has_no_sign_up(system: RunningSystem, bus: Bus) -> None
     command = Envelope(type="tenant.sign_up", tenant="initech", stream="tenant", actor=Actor(kind="system", id="test"), data=data)
     reply = await RpcClient(bus).command("admin", command, timeout=10)
     assert not reply.ok and reply.code == "forbidden"
+
+
+class Mailbox:
+    """What a real SMTP server (aiosmtpd) received."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], str]] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        self.messages.append((list(envelope.rcpt_tos), envelope.content.decode()))
+        return "250 OK"
+
+
+async def test_with_a_mail_server_the_link_is_mailed_and_not_logged(settings: Settings) -> None:
+    mailbox, port = Mailbox(), free_port()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        saas = settings.model_copy(update={"mode": "saas", "smtp_url": f"smtp://127.0.0.1:{port}"})
+        async with running_system(saas, with_history=False) as system, httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+            response, logs = await sign_up(http)
+            assert response.status_code == 202, response.text
+            assert not [e for e in logs if e["event"] == "signup_confirmation_link"]
+            [(recipients, content)] = mailbox.messages
+            assert recipients == ["Peter@Initech.test"]
+            text = message_from_string(content, policy=policy.default).get_content()  # type: ignore[attr-defined]
+            link = urlsplit(re.search(r"https?://\S+", text).group(0))  # type: ignore[union-attr]
+            assert (await http.get(f"{link.path}?{link.query}")).status_code == 200
+            assert (await login(http, "initech", "peter@initech.test", SIGNUP["password"])).status_code == 200
+    finally:
+        smtp.stop()
