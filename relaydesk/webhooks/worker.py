@@ -8,6 +8,7 @@ delivered one (at-least-once: receivers dedupe by ``X-Relaydesk-Event-Id``).
 """
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -26,6 +27,7 @@ log = structlog.get_logger(__name__)
 
 POSITIONS = "webhook_positions"
 DELIVERIES = "webhook_deliveries"
+RECENT_IDS = 10_000
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class WebhookWorker:
         self._policy, self._start_hint = policy, start_hint
         self._checkpoints = Checkpoints(db, POSITIONS)
         self._active = False
+        # A client's resend can put the same event id on the log twice: send it once.
+        self._recent: OrderedDict[str, None] = OrderedDict()
 
     async def run(self) -> None:
         sub = self.subscription
@@ -95,9 +99,17 @@ class WebhookWorker:
         if not self._active:  # before the subscription existed: not ours to send
             self._active = self.subscription.is_its_creation(logged.envelope)
             return
-        if self.subscription.wants(logged.envelope):
+        if self.subscription.wants(logged.envelope) and not self._seen(logged.envelope.id):
             await self._deliver(logged)
             await self._save(logged.position)
+
+    def _seen(self, event_id: str) -> bool:
+        if event_id in self._recent:
+            return True
+        self._recent[event_id] = None
+        if len(self._recent) > RECENT_IDS:
+            self._recent.popitem(last=False)
+        return False
 
     async def _save(self, position: int) -> None:
         await with_store_retry(lambda: self._checkpoints.save(self.subscription.consumer, position))
