@@ -38,7 +38,7 @@ def stream_for(data: dict) -> str:
 
 class AdminService:
     """Args:
-    webhook_policy: delivery timeouts and backoff (tests shorten them).
+    webhook_policy: delivery timeout and retry backoff (default: ``RetryPolicy()``, 0.25 s doubling to 60 s).
     """
 
     def __init__(self, settings: Settings, webhook_policy: RetryPolicy | None = None) -> None:
