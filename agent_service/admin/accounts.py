@@ -5,6 +5,7 @@ state, return ``(event_type, data)`` pairs or raise :class:`Rejected`.
 """
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,23 +16,30 @@ from contracts.registry import EVENTS
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 OWNER_AGENT_ID = "owner"
+PENDING_TTL = timedelta(hours=48)
 
 
-def sign_up(state: AdminState, tenant: str, cmd: c.SignUp) -> Emitted:
+def _expired(pending: dict[str, Any], now: datetime) -> bool:
+    # An unconfirmed sign-up does not hold its name for ever (nor its link: a new sign-up replaces it).
+    return bool(pending.get("signed_up_at")) and now - pending["signed_up_at"] > PENDING_TTL
+
+
+def sign_up(state: AdminState, tenant: str, cmd: c.SignUp, now: datetime | None = None) -> Emitted:
+    now = now or datetime.now(UTC)
     if cmd.tenant_id != tenant:
         raise Rejected("forbidden", "a tenant signs up in its own name")
     existing = state.tenants.get(tenant)
-    if existing is not None and (existing.exists or existing.pending):
+    if existing is not None and (existing.exists or existing.pending and not _expired(existing.pending, now)):
         raise Rejected("already_exists", f"tenant {tenant!r} is taken")
     data = cmd.model_dump()
     data["owner_email"] = cmd.owner_email.strip().lower()
     return [("tenant.signed_up", data)]
 
 
-def confirm_sign_up(state: AdminState, tenant: str, cmd: c.ConfirmSignUp) -> Emitted:
+def confirm_sign_up(state: AdminState, tenant: str, cmd: c.ConfirmSignUp, now: datetime | None = None) -> Emitted:
     t = state.tenants.get(tenant)
     pending = t.pending if t is not None else None
-    if pending is None or pending["token_hash"] != cmd.token_hash:
+    if pending is None or pending["token_hash"] != cmd.token_hash or _expired(pending, now or datetime.now(UTC)):
         raise Rejected("invalid_token", "unknown or already used confirmation link")
     email = pending["owner_email"]
     owner = {"agent_id": OWNER_AGENT_ID, "email": email, "name": pending["owner_name"], "role": "owner",

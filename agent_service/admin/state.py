@@ -91,7 +91,8 @@ class AdminState:
         self.seen.add(event.id)
         if event.causation_id and event.type != "message.sent":
             self.decided.setdefault(event.causation_id, []).append(event.id)
-        fold(self.tenant(event.tenant), event.data)
+        data = {**event.data, "signed_up_at": event.occurred_at} if event.type == "tenant.signed_up" else event.data
+        fold(self.tenant(event.tenant), data)
 
 
 def _tenant_created(t: TenantAdmin, d: dict) -> None:
