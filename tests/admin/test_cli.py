@@ -2,7 +2,7 @@
 
 import httpx
 
-from tests.admin.helpers import cli, login, owner_session
+from tests.admin.helpers import cli, eventually, login, owner_session
 from tests.system import RunningSystem
 
 
@@ -18,7 +18,11 @@ async def test_cli_manages_agents_and_logins_follow(system: RunningSystem) -> No
         assert changed.returncode == 0, changed.stderr
         assert (await login(http, "acme", "ann@acme.test", "first-password")).status_code == 401
         assert (await login(http, "acme", "ann@acme.test", "second-password")).status_code == 200
-        assert (await http.get("/api/canned", headers={"Authorization": f"Bearer {old_token}"})).status_code == 401
+
+        async def old_token_refused() -> bool:
+            return (await http.get("/api/canned", headers={"Authorization": f"Bearer {old_token}"})).status_code == 401
+
+        await eventually(old_token_refused, timeout=5, what="old token refused")
         removed = await cli(system.settings, "remove-agent", "--tenant", "acme", "--email", "ann@acme.test")
         assert removed.returncode == 0
         assert (await login(http, "acme", "ann@acme.test", "second-password")).status_code == 401
