@@ -1,0 +1,27 @@
+"""A circuit breaker per connector: a platform that keeps failing is left alone for a while."""
+
+import time
+
+
+class CircuitBreaker:
+    def __init__(self, *, failures_to_open: int = 3, open_s: float = 5.0) -> None:
+        self._failures_to_open = failures_to_open
+        self._open_s = open_s
+        self._failures = 0
+        self._open_until = 0.0
+
+    def allows(self) -> bool:
+        return time.monotonic() >= self._open_until  # after open_s one trial call goes through (half-open)
+
+    def succeeded(self) -> None:
+        self._failures = 0
+        self._open_until = 0.0
+
+    def failed(self) -> None:
+        self._failures += 1
+        if self._failures >= self._failures_to_open:
+            self._open_until = time.monotonic() + self._open_s
+
+    @property
+    def open_for(self) -> float:
+        return max(0.0, self._open_until - time.monotonic())

@@ -1,0 +1,82 @@
+"""Follows the log: folds connector configuration, queues agent replies, mirrors typing."""
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+
+from connectors.config import ConnectorDirectory
+from connectors.deliverer import Deliverer, PlatformClient
+from connectors.delivery import DeliveryError
+from contracts.envelope import LoggedEvent
+from connectors.store import ConnectorStore
+from relaydesk.store import Checkpoints
+
+log = structlog.get_logger(__name__)
+
+CHECKPOINT = "connectors.outbound"
+
+
+class LogFollower:
+    """Configuration is folded from the whole log; replies only after the stored position."""
+
+    def __init__(self, directory: ConnectorDirectory, store: ConnectorStore, checkpoints: Checkpoints, deliverer: Deliverer, clients: dict[str, PlatformClient]) -> None:
+        self._directory = directory
+        self._store = store
+        self._checkpoints = checkpoints
+        self._deliverer = deliverer
+        self._clients = clients
+        self._position: int | None = None
+        self._typing: set[asyncio.Task[None]] = set()
+
+    async def load(self) -> None:
+        self._position = await self._checkpoints.load(CHECKPOINT)
+
+    async def apply(self, batch: list[LoggedEvent]) -> None:
+        queued = False
+        for event in batch:
+            self._directory.apply(event)
+            if self._position is not None and event.position <= self._position:
+                continue  # already handled before a restart
+            queued = await self._handle(event) or queued
+        self._position = batch[-1].position
+        await self._checkpoints.save(CHECKPOINT, self._position)
+        if queued:
+            self._deliverer.wake()
+
+    async def _handle(self, event: LoggedEvent) -> bool:
+        env, data = event.envelope, event.envelope.data
+        if env.type == "message.sent" and data.get("author_kind") == "agent":
+            return await self._queue_reply(env.tenant, data)
+        if env.type == "connector.outbound_sent":
+            await self._store.finish(str(data.get("message_id")))  # a reply already delivered is never sent again
+        elif env.type == "conversation.closed":
+            await self._store.mark_closed(env.tenant, str(data.get("conversation_id")))
+        elif env.type == "typing.changed" and data.get("who_kind") == "agent" and data.get("typing"):
+            await self._start_typing(env.tenant, str(data.get("conversation_id")))
+        return False
+
+    async def _queue_reply(self, tenant: str, data: dict) -> bool:
+        conv = await self._store.by_conversation_id(tenant, str(data.get("conversation_id")))
+        if conv is None:
+            return False  # a web conversation: not ours
+        item = {"tenant": tenant, "connector_id": conv.connector_id, "platform": conv.platform, "conversation_id": conv.conversation_id,
+                "chat_ref": conv.chat_ref, "body": data["body"], "queued_at": time.time(), "last_inbound": await self._store.last_inbound(conv)}
+        await self._store.enqueue(str(data["message_id"]), item)
+        return True
+
+    async def _start_typing(self, tenant: str, conversation_id: str) -> None:
+        conv = await self._store.by_conversation_id(tenant, conversation_id)
+        connector = None if conv is None else self._directory.get(conv.connector_id, conv.platform)
+        if conv is None or connector is None:
+            return
+        task = asyncio.create_task(self._send_typing(connector, conv.chat_ref))  # best effort, never holds the log
+        self._typing.add(task)
+        task.add_done_callback(self._typing.discard)
+
+    async def _send_typing(self, connector, chat_ref: str) -> None:  # type: ignore[no-untyped-def]
+        try:
+            await self._clients[connector.platform].send_typing(connector, chat_ref)
+        except DeliveryError as exc:
+            log.info("connector_typing_not_sent", connector_id=connector.connector_id, reason=exc.reason)

@@ -1,0 +1,82 @@
+"""Messenger Platform: verification handshake, X-Hub-Signature-256, Send API."""
+
+import hashlib
+import hmac
+import time
+from typing import Any
+
+import httpx
+
+from connectors.config import Connector
+from connectors.delivery import DeliveryError
+from connectors.inbound import InboundMessage
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+WINDOW_S = 24 * 3600
+TRANSIENT_CODES = {1200, 2, 4, 613}  # Meta: temporary failure, unexpected, app/API rate limits
+
+
+def signature_ok(connector: Connector, raw_body: bytes, header_value: str | None) -> bool:
+    """HMAC-SHA256 of the raw bytes (Meta signs its escaped wire form; never re-serialize)."""
+    secret = connector.secrets.get("app_secret", "")
+    if not secret or not header_value or not header_value.startswith("sha256="):
+        return False
+    expected = hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header_value.removeprefix("sha256="))
+
+
+def verify_token_ok(connector: Connector, mode: str | None, token: str | None) -> bool:
+    expected = connector.secrets.get("verify_token", "")
+    return mode == "subscribe" and bool(expected) and token is not None and hmac.compare_digest(expected.encode(), token.encode())
+
+
+def parse_notification(body: dict[str, Any]) -> list[InboundMessage]:
+    """Every text message in every entry; echoes of our own sends are dropped (no loops)."""
+    if body.get("object") != "page":
+        return []
+    found = []
+    for entry in body.get("entry") or []:
+        for event in (entry or {}).get("messaging") or []:
+            message = event.get("message") or {}
+            sender = (event.get("sender") or {}).get("id")
+            if message.get("is_echo") or not isinstance(message.get("text"), str) or not message.get("mid") or not sender:
+                continue
+            found.append(InboundMessage(str(message["mid"]), str(sender), str(sender), message["text"]))
+    return found
+
+
+class MessengerClient:
+    def __init__(self, http: httpx.AsyncClient, api_base: str) -> None:
+        self._http = http
+        self._base = api_base.rstrip("/")
+
+    async def send_text(self, connector: Connector, psid: str, text: str, *, last_inbound: float | None = None) -> str:
+        payload: dict[str, Any] = {"recipient": {"id": psid}, "message": {"text": text[:2000]}}
+        if last_inbound is not None and time.time() - last_inbound < WINDOW_S:
+            payload["messaging_type"] = "RESPONSE"
+        else:  # outside the standard window a human agent may still answer for 7 days
+            payload.update(messaging_type="MESSAGE_TAG", tag="HUMAN_AGENT")
+        result = await self._post(connector, payload)
+        return str(result.get("message_id", ""))
+
+    async def send_typing(self, connector: Connector, psid: str) -> None:
+        await self._post(connector, {"recipient": {"id": psid}, "sender_action": "typing_on"})
+
+    async def _post(self, connector: Connector, payload: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self._base}/{connector.public.get('page_id', 'me')}/messages"
+        try:
+            response = await self._http.post(url, params={"access_token": connector.secrets["page_token"]}, json=payload, timeout=10.0)
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"network: {type(exc).__name__}", permanent=False) from None
+        try:
+            body = response.json()
+        except ValueError:
+            raise DeliveryError(f"http {response.status_code}", permanent=False) from None
+        error = body.get("error") if isinstance(body, dict) else None
+        if response.status_code < 400 and not error:
+            return body
+        if not isinstance(error, dict):
+            raise DeliveryError(f"http {response.status_code}", permanent=response.status_code < 500)
+        code = int(error.get("code", 0))
+        reason = f"{code}/{error.get('error_subcode', '')} {str(error.get('message', ''))[:150]}"
+        raise DeliveryError(reason, permanent=code not in TRANSIENT_CODES and response.status_code < 500)

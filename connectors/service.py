@@ -1,0 +1,133 @@
+"""ConnectorsService: webhook endpoint, log follower, outbound deliverer, commands, queries."""
+
+import asyncio
+import contextlib
+from typing import Any
+
+import httpx
+import structlog
+import uvicorn
+from aio_pika.abc import AbstractChannel
+from pymongo import AsyncMongoClient
+
+from connectors.commands import ConnectorCommands
+from connectors.config import ConnectorDirectory
+from connectors.deliverer import Deliverer, PlatformClient
+from connectors.follower import LogFollower
+from connectors.inbound import InboundBridge
+from connectors.messenger import MessengerClient
+from connectors.poller import TelegramPoller
+from connectors.sealing import SecretBox
+from connectors.store import ConnectorStore
+from connectors.telegram import TelegramClient
+from connectors.webhooks import build_app
+from connectors.wechat import WeChatClient
+from relaydesk.bus import Bus
+from relaydesk.bus.catch_up import catch_up
+from relaydesk.bus.log_reader import LogReader
+from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
+from relaydesk.settings import Settings
+from relaydesk.store import Checkpoints, database, make_client
+
+log = structlog.get_logger(__name__)
+
+SERVICE = "connectors"
+
+
+class ConnectorsService:
+    """Start it with ``await start()``; ``port`` is the bound webhook port (useful with port 0)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.box = SecretBox(settings.secrets_key.get_secret_value())
+        self.directory = ConnectorDirectory(self.box)
+        self.port: int | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._channels: list[AbstractChannel] = []
+        self._bus: Bus | None = None
+        self._mongo: AsyncMongoClient | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._server: uvicorn.Server | None = None
+        self._server_task: asyncio.Task[None] | None = None
+        self._reader: LogReader | None = None
+        self._deliverer: Deliverer | None = None
+        self._poller: TelegramPoller | None = None
+
+    async def start(self) -> None:
+        assert self.settings.mongo_url, "connectors need MongoDB"
+        self._bus = bus = await Bus(self.settings.amqp_url, service=SERVICE, publish_timeout_s=self.settings.publish_timeout_s).connect()
+        self._mongo = make_client(self.settings.mongo_url)
+        db = database(self._mongo, self.settings.mongo_db)
+        store = ConnectorStore(db)
+        await store.ensure_indexes()
+        self._http = httpx.AsyncClient()
+        clients: dict[str, PlatformClient] = {
+            "telegram": TelegramClient(self._http, self.settings.telegram_api_base),
+            "messenger": MessengerClient(self._http, self.settings.messenger_api_base),
+            "wechat": WeChatClient(self._http, self.settings.wechat_api_base),
+        }
+        self._deliverer = Deliverer(bus, store, clients, self.directory.find)
+        follower = LogFollower(self.directory, store, Checkpoints(db), self._deliverer, clients)
+        await follower.load()
+        self._reader = await LogReader(bus, start="first", name=SERVICE).open()
+        await catch_up(bus, self._reader, follower.apply, service=SERVICE)
+        self._tasks.append(asyncio.create_task(self._follow(follower)))
+        self._tasks.append(asyncio.create_task(self._deliverer.run()))
+        bridge = InboundBridge(bus, RpcClient(bus), store, request_timeout_s=self.settings.request_timeout_s)
+        self._poller = TelegramPoller(clients["telegram"], bridge, self.directory)  # type: ignore[arg-type]
+        self._tasks.append(asyncio.create_task(self._poller.run()))
+        self._channels.append(await serve_commands(bus, SERVICE, ConnectorCommands(bus, self.directory, self.box).handle))
+        self._channels.append(await serve_queries(bus, SERVICE, self._query))
+        await self._serve_http(build_app(self.directory, bridge))
+        log.info("connectors_started", port=self.port, connectors=len(self.directory.all()))
+
+    async def _follow(self, follower: LogFollower) -> None:
+        assert self._reader is not None
+        async for batch in self._reader.batches():
+            try:
+                await follower.apply(batch)
+            except Exception:
+                log.exception("connectors_follow_failed")  # position not saved: replayed after restart
+
+    async def _query(self, name: str, params: dict[str, Any]) -> Any:
+        if name == "connectors.list":
+            return self.directory.public_view(str(params.get("tenant", "")))
+        raise ValueError(f"unknown query {name!r}")
+
+    async def _serve_http(self, app: Any) -> None:
+        config = uvicorn.Config(app, host=self.settings.connectors_host, port=self.settings.connectors_port, log_config=None, access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._server_task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._server_task.done():
+                self._server_task.result()  # bind failed: raise it here
+                raise RuntimeError("webhook server stopped while starting")
+            await asyncio.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None and self._server_task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(Exception):
+                await self._server_task
+        if self._poller is not None:
+            await self._poller.stop()
+        if self._deliverer is not None:
+            await self._deliverer.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for channel in self._channels:
+            if not channel.is_closed:
+                await channel.close()
+        if self._reader is not None:
+            await self._reader.close()
+        if self._http is not None:
+            await self._http.aclose()
+        if self._bus is not None:
+            await self._bus.close()
+        if self._mongo is not None:
+            await self._mongo.close()

@@ -1,0 +1,67 @@
+"""Telegram Bot API: webhook parsing, sendMessage / sendChatAction, error mapping."""
+
+import hmac
+from typing import Any
+
+import httpx
+
+from connectors.config import Connector
+from connectors.delivery import DeliveryError
+from connectors.inbound import InboundMessage
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+def secret_token_ok(connector: Connector, header_value: str | None) -> bool:
+    expected = connector.secrets.get("webhook_secret", "")
+    return bool(expected) and header_value is not None and hmac.compare_digest(expected.encode(), header_value.encode())
+
+
+def parse_update(update: dict[str, Any]) -> InboundMessage | None:
+    """A private text message → an inbound message; anything else is acknowledged and ignored."""
+    message = update.get("message")
+    if not isinstance(message, dict) or not isinstance(message.get("text"), str) or not isinstance(update.get("update_id"), int):
+        return None
+    chat = message.get("chat") or {}
+    sender = message.get("from") or {}
+    user_id = sender.get("id", chat.get("id"))
+    if user_id is None or chat.get("id") is None:
+        return None
+    return InboundMessage(str(update["update_id"]), str(user_id), str(chat["id"]), message["text"], sender.get("first_name"))
+
+
+class TelegramClient:
+    def __init__(self, http: httpx.AsyncClient, api_base: str) -> None:
+        self._http = http
+        self._base = api_base.rstrip("/")
+
+    async def call(self, connector: Connector, method: str, params: dict[str, Any], *, timeout: float = 10.0) -> Any:
+        url = f"{self._base}/bot{connector.secrets['bot_token']}/{method}"
+        try:
+            response = await self._http.post(url, json=params, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"network: {type(exc).__name__}", permanent=False) from None
+        return _result(response)
+
+    async def send_text(self, connector: Connector, chat_id: str, text: str, **_: Any) -> str:
+        result = await self.call(connector, "sendMessage", {"chat_id": int(chat_id), "text": text[:4096]})
+        return str(result.get("message_id", ""))
+
+    async def send_typing(self, connector: Connector, chat_id: str) -> None:
+        await self.call(connector, "sendChatAction", {"chat_id": int(chat_id), "action": "typing"})
+
+
+def _result(response: httpx.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        raise DeliveryError(f"http {response.status_code}", permanent=False) from None
+    if body.get("ok"):
+        return body.get("result")
+    code = int(body.get("error_code", response.status_code))
+    description = str(body.get("description", ""))[:150]
+    retry_after = (body.get("parameters") or {}).get("retry_after")
+    if code == 429:
+        raise DeliveryError(f"429 {description}", permanent=False, retry_after=float(retry_after or 1))
+    # 5xx are transient; 400/401/403/404 (blocked, bad chat, revoked token) will not heal by retrying.
+    raise DeliveryError(f"{code} {description}", permanent=code < 500 and code != 409)

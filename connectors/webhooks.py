@@ -1,0 +1,146 @@
+"""The webhook HTTP endpoint: verify first, publish durably, then answer the platform."""
+
+import asyncio
+import json
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from connectors import messenger, telegram, wechat
+from connectors.config import Connector, ConnectorDirectory
+from connectors.inbound import InboundBridge, InboundMessage
+from connectors.wechat_crypto import WeChatCipher, WeChatCryptoError, signature_ok
+
+log = structlog.get_logger(__name__)
+
+MAX_BODY_BYTES = 256 * 1024
+WECHAT_ANSWER_WITHIN_S = 4.0  # WeChat gives up at 5 s and shows the user an error
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_capped(request: Request) -> bytes:
+    """Refuse oversized bodies while reading, before they are buffered whole."""
+    if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def build_app(directory: ConnectorDirectory, bridge: InboundBridge) -> FastAPI:
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    background: set[asyncio.Task[bool]] = set()
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(_: Request, __: BodyTooLarge) -> Response:
+        return JSONResponse({"error": "body too large"}, status_code=413)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    async def publish_all(connector: Connector, messages: list[InboundMessage]) -> Response:
+        try:
+            for message in messages:
+                await bridge.accept(connector, message)
+        except Exception:
+            log.exception("connector_inbound_failed", connector_id=connector.connector_id)
+            return JSONResponse({"error": "temporarily unavailable"}, status_code=503)  # the platform retries
+        return JSONResponse({"ok": True})
+
+    @app.post("/webhooks/telegram/{connector_id}")
+    async def telegram_update(connector_id: str, request: Request) -> Response:
+        connector = directory.get(connector_id, "telegram")
+        if connector is None or not telegram.secret_token_ok(connector, request.headers.get(telegram.SECRET_HEADER)):
+            log.warning("connector_webhook_rejected", platform="telegram", connector_id=connector_id[:64])
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        try:
+            update = json.loads(await read_capped(request))
+        except ValueError:
+            return JSONResponse({"error": "invalid json"}, status_code=400)
+        message = telegram.parse_update(update) if isinstance(update, dict) else None
+        return await publish_all(connector, [message] if message else [])
+
+    @app.get("/webhooks/messenger/{connector_id}")
+    async def messenger_verify(connector_id: str, request: Request) -> Response:
+        connector = directory.get(connector_id, "messenger")
+        q = request.query_params
+        if connector is None or not messenger.verify_token_ok(connector, q.get("hub.mode"), q.get("hub.verify_token")):
+            return PlainTextResponse("forbidden", status_code=403)
+        return PlainTextResponse(q.get("hub.challenge", ""))
+
+    @app.post("/webhooks/messenger/{connector_id}")
+    async def messenger_event(connector_id: str, request: Request) -> Response:
+        connector = directory.get(connector_id, "messenger")
+        raw = await read_capped(request)
+        if connector is None or not messenger.signature_ok(connector, raw, request.headers.get(messenger.SIGNATURE_HEADER)):
+            log.warning("connector_webhook_rejected", platform="messenger", connector_id=connector_id[:64])
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return JSONResponse({"error": "invalid json"}, status_code=400)
+        return await publish_all(connector, messenger.parse_notification(body) if isinstance(body, dict) else [])
+
+    @app.get("/webhooks/wechat/{connector_id}")
+    async def wechat_verify(connector_id: str, request: Request) -> Response:
+        connector = directory.get(connector_id, "wechat")
+        q = request.query_params
+        if connector is None or not signature_ok(q.get("signature"), connector.secrets.get("token", ""), q.get("timestamp", ""), q.get("nonce", "")):
+            return PlainTextResponse("forbidden", status_code=403)
+        return PlainTextResponse(q.get("echostr", ""))
+
+    @app.post("/webhooks/wechat/{connector_id}")
+    async def wechat_message(connector_id: str, request: Request) -> Response:
+        connector = directory.get(connector_id, "wechat")
+        raw = await read_capped(request)
+        message = _wechat_inbound(connector, dict(request.query_params), raw) if connector else None
+        if message is False:
+            log.warning("connector_webhook_rejected", platform="wechat", connector_id=connector_id[:64])
+            return PlainTextResponse("forbidden", status_code=403)
+        if connector is not None and message:
+            task = asyncio.create_task(bridge.accept(connector, message))
+            background.add(task)
+            task.add_done_callback(_log_background_failure(background, connector_id))
+            # shield: after 4 s we answer anyway and the publish finishes in the background
+            await asyncio.wait([task], timeout=WECHAT_ANSWER_WITHIN_S)
+        return PlainTextResponse("success")
+
+    return app
+
+
+def _log_background_failure(tasks: set, connector_id: str):  # type: ignore[no-untyped-def,type-arg]
+    def done(task: asyncio.Task) -> None:  # type: ignore[type-arg]
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("connector_inbound_failed", platform="wechat", connector_id=connector_id, error=type(task.exception()).__name__)
+
+    return done
+
+
+def _wechat_inbound(connector: Connector, query: dict[str, str], raw: bytes) -> InboundMessage | None | bool:
+    """The message, None for nothing to publish, False for a forged or undecryptable request."""
+    token, timestamp, nonce = connector.secrets.get("token", ""), query.get("timestamp", ""), query.get("nonce", "")
+    if not signature_ok(query.get("signature"), token, timestamp, nonce):
+        return False
+    try:
+        fields = wechat.parse_xml(raw)
+        if query.get("encrypt_type") == "aes":
+            encrypted = fields.get("Encrypt", "")
+            if not signature_ok(query.get("msg_signature"), token, timestamp, nonce, encrypted):
+                return False
+            cipher = WeChatCipher(connector.secrets["encoding_aes_key"], connector.public["app_id"])
+            fields = wechat.parse_xml(cipher.decrypt(encrypted).encode())
+        elif connector.public.get("plaintext_allowed") != "true":
+            return False  # plain mode leaves the body unsigned: only when the admin chose it
+    except (WeChatCryptoError, KeyError, ValueError, SyntaxError):
+        return False
+    return wechat.to_inbound(fields)
