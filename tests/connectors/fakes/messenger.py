@@ -1,0 +1,74 @@
+"""Fake Meta Graph API Send endpoint and webhook sender (Messenger Platform).
+
+Webhook bodies are serialized the way Meta does (ASCII with ``\\uXXXX`` escapes, ``/`` as
+``\\/``) and signed ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>``.
+Errors use the Graph error object ``{"error":{"message","type","code","error_subcode","fbtrace_id"}}``.
+"""
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tests.connectors.fakes.server import FakeServer
+
+
+def meta_body(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=True).replace("/", "\\/").encode()
+
+
+def meta_signature(app_secret: str, raw: bytes) -> str:
+    return "sha256=" + hmac.new(app_secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+class FakeMessenger(FakeServer):
+    def __init__(self, page_id: str, page_token: str, app_secret: str) -> None:
+        self.page_id, self.page_token, self.app_secret = page_id, page_token, app_secret
+        self.sent: list[dict[str, Any]] = []
+        self.down = False  # answer 500 with code 2 "unexpected error, retry later"
+        self._mid = 0
+        app = FastAPI()
+        app.add_api_route("/{page_id}/messages", self._send, methods=["POST"])
+        super().__init__(app)
+
+    def notification(self, psid: str, text: str, *, mid: str | None = None, echo: bool = False) -> dict[str, Any]:
+        self._mid += 1
+        message: dict[str, Any] = {"mid": mid or f"m_{self._mid}_{time.time_ns()}", "text": text}
+        sender, recipient = (self.page_id, psid) if echo else (psid, self.page_id)
+        if echo:
+            message.update(is_echo=True, app_id=1234)
+        now = int(time.time() * 1000)
+        return {"object": "page", "entry": [{"id": self.page_id, "time": now, "messaging": [
+            {"sender": {"id": sender}, "recipient": {"id": recipient}, "timestamp": now, "message": message}]}]}
+
+    async def post_webhook(self, url: str, payload: dict[str, Any], *, secret: str | None = None) -> httpx.Response:
+        raw = meta_body(payload)
+        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": meta_signature(secret or self.app_secret, raw)}
+        async with httpx.AsyncClient() as client:
+            return await client.post(url, content=raw, headers=headers)
+
+    async def _send(self, page_id: str, request: Request) -> JSONResponse:
+        if request.query_params.get("access_token") != self.page_token:
+            return _error(190, "Invalid OAuth access token.", "OAuthException", status=400)
+        if self.down:
+            return _error(2, "An unexpected error has occurred. Please retry your request later.", "OAuthException", status=500)
+        body = await request.json()
+        if body.get("messaging_type") not in {"RESPONSE", "UPDATE", "MESSAGE_TAG", None}:
+            return _error(100, "(#100) Invalid messaging_type", "OAuthException", status=400)
+        if body.get("messaging_type") == "MESSAGE_TAG" and body.get("tag") != "HUMAN_AGENT":
+            return _error(10, "This message is sent outside of allowed window.", "OAuthException", status=400, subcode=2018278)
+        self.sent.append(body)
+        self._mid += 1
+        return JSONResponse({"recipient_id": body["recipient"]["id"], "message_id": f"m_out_{self._mid}"})
+
+
+def _error(code: int, message: str, kind: str, *, status: int, subcode: int | None = None) -> JSONResponse:
+    error: dict[str, Any] = {"message": message, "type": kind, "code": code, "fbtrace_id": "AbCdEf123"}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    return JSONResponse({"error": error}, status_code=status)

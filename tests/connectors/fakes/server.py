@@ -1,0 +1,49 @@
+"""A real loopback HTTP server for a fake platform: uvicorn in this event loop, on a free port.
+
+``cut()`` closes the listener (a network cut: connections are refused); ``restore()`` listens
+again on the same port.
+"""
+
+import asyncio
+import socket
+
+import uvicorn
+from fastapi import FastAPI
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FakeServer:
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.port = free_port()
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=0)
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        deadline = asyncio.get_running_loop().time() + 5
+        while not self._server.started:
+            if self._task.done() or asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError("fake server did not start")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            self._server.force_exit = True
+            await self._task
+            self._server = None
+
+    cut = stop
+    restore = start

@@ -1,0 +1,70 @@
+"""Fake WeChat Official Account API and push sender.
+
+API: ``POST /cgi-bin/stable_token`` → ``{"access_token","expires_in"}``; ``POST
+/cgi-bin/message/custom/send?access_token=`` → ``{"errcode":0,"errmsg":"ok"}`` or 40001 /
+42001 for unknown / expired tokens. Pushes are signed ``sha1(sorted(token, timestamp, nonce))``;
+safe mode adds ``encrypt_type=aes`` and ``msg_signature`` over the encrypted body.
+"""
+
+import secrets
+import time
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from connectors.wechat_crypto import WeChatCipher, signature
+from tests.connectors.fakes.server import FakeServer
+
+
+def text_xml(to: str, openid: str, content: str, msg_id: int) -> str:
+    return (f"<xml><ToUserName><![CDATA[{to}]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+            f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>")
+
+
+class FakeWeChat(FakeServer):
+    def __init__(self, app_id: str, app_secret: str, token: str, aes_key: str) -> None:
+        self.app_id, self.app_secret, self.token, self.aes_key = app_id, app_secret, token, aes_key
+        self.sent: list[dict[str, Any]] = []
+        self.valid_tokens: set[str] = set()
+        self.expired_tokens: set[str] = set()
+        self.token_fetches = 0
+        app = FastAPI()
+        app.add_api_route("/cgi-bin/stable_token", self._stable_token, methods=["POST"])
+        app.add_api_route("/cgi-bin/message/custom/send", self._custom_send, methods=["POST"])
+        super().__init__(app)
+
+    def expire_tokens(self) -> None:
+        self.expired_tokens |= self.valid_tokens
+        self.valid_tokens.clear()
+
+    async def push(self, url: str, xml: str, *, safe: bool = True, token: str | None = None) -> httpx.Response:
+        timestamp, nonce = str(int(time.time())), secrets.token_hex(5)
+        params = {"signature": signature(token or self.token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce, "openid": "x"}
+        body = xml
+        if safe:
+            encrypted = WeChatCipher(self.aes_key, self.app_id).encrypt(xml)
+            params.update(encrypt_type="aes", msg_signature=signature(token or self.token, timestamp, nonce, encrypted))
+            body = f"<xml><ToUserName><![CDATA[gh_fake]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+        async with httpx.AsyncClient(timeout=5.0) as client:  # WeChat gives up after 5 s
+            return await client.post(url, params=params, content=body.encode(), headers={"Content-Type": "text/xml"})
+
+    async def _stable_token(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        if body.get("appid") != self.app_id or body.get("secret") != self.app_secret:
+            return JSONResponse({"errcode": 40013, "errmsg": "invalid appid"})
+        self.token_fetches += 1
+        token = secrets.token_urlsafe(24)
+        self.valid_tokens.add(token)
+        return JSONResponse({"access_token": token, "expires_in": 7200})
+
+    async def _custom_send(self, request: Request) -> JSONResponse:
+        token = request.query_params.get("access_token", "")
+        if token in self.expired_tokens:
+            return JSONResponse({"errcode": 42001, "errmsg": "access_token expired"})
+        if token not in self.valid_tokens:
+            return JSONResponse({"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"})
+        self.sent.append(await request.json())
+        return JSONResponse({"errcode": 0, "errmsg": "ok"})

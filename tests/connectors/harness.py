@@ -1,0 +1,113 @@
+"""Per-platform drivers for the shared connector contract suite."""
+
+from typing import Any
+
+import httpx
+
+from connectors.service import ConnectorsService
+from contracts.envelope import Actor, Envelope
+from relaydesk.bus import Bus
+from relaydesk.bus.rpc import CommandReply, RpcClient
+from tests.connectors.fakes.messenger import FakeMessenger
+from tests.connectors.fakes.telegram import FakeTelegram
+from tests.connectors.fakes.wechat import FakeWeChat, text_xml
+
+
+async def configure(bus: Bus, service: ConnectorsService, tenant: str, connector_id: str, platform: str, public: dict[str, str], secrets: dict[str, str]) -> CommandReply:
+    """What the admin API does: seal the secrets, send ``connector.configure`` to its owner."""
+    command = Envelope(type="connector.configure", tenant=tenant, stream=f"connector:{connector_id}", actor=Actor(kind="admin", id="owner-1"),
+                       data={"connector_id": connector_id, "platform": platform, "public_config": public, "sealed_secrets": service.box.seal(secrets)})
+    return await RpcClient(bus).command("connectors", command)
+
+
+class TelegramDriver:
+    platform = "telegram"
+    secret = "tg-webhook-secret_1"
+
+    def __init__(self, fake: FakeTelegram, service: ConnectorsService) -> None:
+        self.fake, self.service = fake, service
+        self.url = f"http://127.0.0.1:{service.port}/webhooks/telegram/tg1"
+        self._last: dict[str, Any] | None = None
+
+    async def setup(self, bus: Bus, tenant: str) -> CommandReply:
+        return await configure(bus, self.service, tenant, "tg1", "telegram", {"mode": "webhook"}, {"bot_token": self.fake.token, "webhook_secret": self.secret})
+
+    async def send(self, user: str, text: str) -> httpx.Response:
+        self._last = self.fake.update(int(user), text)
+        return await self.fake.post_webhook(self.url, self._last, self.secret)
+
+    async def resend_last(self) -> httpx.Response:
+        assert self._last is not None
+        return await self.fake.post_webhook(self.url, self._last, self.secret)
+
+    async def forge(self, user: str, text: str) -> httpx.Response:
+        return await self.fake.post_webhook(self.url, self.fake.update(int(user), text), "wrong-secret")
+
+    def delivered(self) -> list[str]:
+        return [m["text"] for m in self.fake.sent]
+
+    async def set_down(self, down: bool) -> None:
+        self.fake.down = down
+
+
+class MessengerDriver:
+    platform = "messenger"
+
+    def __init__(self, fake: FakeMessenger, service: ConnectorsService) -> None:
+        self.fake, self.service = fake, service
+        self.url = f"http://127.0.0.1:{service.port}/webhooks/messenger/fb1"
+        self._last: dict[str, Any] | None = None
+
+    async def setup(self, bus: Bus, tenant: str) -> CommandReply:
+        secrets = {"app_secret": self.fake.app_secret, "page_token": self.fake.page_token, "verify_token": "verify-me"}
+        return await configure(bus, self.service, tenant, "fb1", "messenger", {"page_id": self.fake.page_id}, secrets)
+
+    async def send(self, user: str, text: str) -> httpx.Response:
+        self._last = self.fake.notification(user, text)
+        return await self.fake.post_webhook(self.url, self._last)
+
+    async def resend_last(self) -> httpx.Response:
+        assert self._last is not None
+        return await self.fake.post_webhook(self.url, self._last)
+
+    async def forge(self, user: str, text: str) -> httpx.Response:
+        return await self.fake.post_webhook(self.url, self.fake.notification(user, text), secret="not-the-app-secret")
+
+    def delivered(self) -> list[str]:
+        return [m["message"]["text"] for m in self.fake.sent if "message" in m]
+
+    async def set_down(self, down: bool) -> None:
+        self.fake.down = down
+
+
+class WeChatDriver:
+    platform = "wechat"
+
+    def __init__(self, fake: FakeWeChat, service: ConnectorsService) -> None:
+        self.fake, self.service = fake, service
+        self.url = f"http://127.0.0.1:{service.port}/webhooks/wechat/wx1"
+        self._last: str | None = None
+        self._msg_id = 6349323426230210995
+
+    async def setup(self, bus: Bus, tenant: str) -> CommandReply:
+        secrets = {"app_secret": self.fake.app_secret, "token": self.fake.token, "encoding_aes_key": self.fake.aes_key}
+        return await configure(bus, self.service, tenant, "wx1", "wechat", {"app_id": self.fake.app_id}, secrets)
+
+    async def send(self, user: str, text: str) -> httpx.Response:
+        self._msg_id += 1
+        self._last = text_xml("gh_fake", f"openid_{user}", text, self._msg_id)
+        return await self.fake.push(self.url, self._last)
+
+    async def resend_last(self) -> httpx.Response:
+        assert self._last is not None
+        return await self.fake.push(self.url, self._last)
+
+    async def forge(self, user: str, text: str) -> httpx.Response:
+        return await self.fake.push(self.url, text_xml("gh_fake", f"openid_{user}", text, 1), token="guessed-token")
+
+    def delivered(self) -> list[str]:
+        return [m["text"]["content"] for m in self.fake.sent]
+
+    async def set_down(self, down: bool) -> None:
+        # WeChat "down": the API host stops listening (connections refused)
+        await (self.fake.cut() if down else self.fake.restore())
