@@ -9,4 +9,5 @@ ROUTER_MODULES: tuple[str, ...] = (
     "gateway.routes.conversations",
     "gateway.routes.admin",
     "gateway.routes.signup",
+    "gateway.routes.connectors",
 )

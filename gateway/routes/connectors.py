@@ -1,0 +1,66 @@
+"""Connector administration: ``/api/admin/connectors`` (permission ``manage_connectors``).
+
+Secrets are sealed here, before they leave the gateway, and never come back: GET shows the
+public fields and which secrets are set.
+"""
+
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.sealing import SecretBox
+from contracts import Actor, Envelope, derive_event_id
+from contracts.envelope import ActorKind
+from gateway.auth.http import ApiError, get_deps, require_agent
+from gateway.auth.permissions import MANAGE_CONNECTORS
+from gateway.auth.tokens import AgentPrincipal
+from relaydesk.bus import RemoteError, RequestTimeout
+
+ERROR_STATUS = {"not_found": 404, "conflict": 409, "invalid_payload": 400}
+
+
+class ConnectorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    platform: Literal["telegram", "messenger", "wechat"]
+    public_config: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict, repr=False)
+
+
+async def _command(deps: Any, agent: AgentPrincipal, type_name: str, connector_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    envelope = Envelope(id=derive_event_id(agent.tenant, agent.agent_id, uuid.uuid4().hex), type=type_name, tenant=agent.tenant,
+                        stream=f"connector:{connector_id}", actor=Actor(kind=ActorKind.admin, id=agent.agent_id), data={"connector_id": connector_id, **data})
+    try:
+        reply = await deps.rpc.command("connectors", envelope, timeout=deps.settings.request_timeout_s)
+    except RequestTimeout:
+        raise ApiError(503, "unavailable", "the connectors service did not answer") from None
+    if not reply.ok:
+        raise ApiError(ERROR_STATUS.get(reply.code or "", 400), reply.code or "rejected", reply.message or "rejected")
+    return {"ok": True, "event_ids": list(reply.event_ids)}
+
+
+def build_router(deps: Any) -> APIRouter:
+    router = APIRouter(prefix="/api/admin", tags=["connectors"])
+    managers = require_agent(MANAGE_CONNECTORS)
+
+    @router.get("/connectors")
+    async def list_connectors(agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+        try:
+            return await deps.rpc.query("connectors", "connectors.list", {"tenant": agent.tenant}, timeout=deps.settings.request_timeout_s)
+        except RemoteError as exc:
+            raise ApiError(400, exc.code, exc.message) from None
+        except RequestTimeout:
+            raise ApiError(503, "unavailable", "the connectors service did not answer") from None
+
+    @router.put("/connectors/{connector_id}")
+    async def put_connector(connector_id: str, body: ConnectorConfig, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+        sealed = SecretBox(deps.settings.secrets_key.get_secret_value()).seal(body.secrets) if body.secrets else None
+        data = {"platform": body.platform, "public_config": body.public_config, "sealed_secrets": sealed}
+        return await _command(deps, agent, "connector.configure", connector_id, data)
+
+    @router.delete("/connectors/{connector_id}")
+    async def delete_connector(connector_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+        return await _command(deps, agent, "connector.remove", connector_id, {})
+
+    return router
