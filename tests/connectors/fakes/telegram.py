@@ -28,6 +28,7 @@ class FakeTelegram(FakeServer):
         self.down = False  # answer 502 Bad Gateway
         self.rate_limited: list[int] = []  # retry_after values for the next sendMessage calls
         self.getupdates_calls = 0
+        self.token_revoked = False  # answer 401 Unauthorized from now on
         self._new_update = asyncio.Condition()
         app = FastAPI()
         app.add_api_route("/bot{token}/{method}", self._handle, methods=["GET", "POST"])
@@ -68,7 +69,7 @@ class FakeTelegram(FakeServer):
         return params
 
     async def _handle(self, token: str, method: str, request: Request) -> JSONResponse:
-        if token != self.token:
+        if token != self.token or self.token_revoked:
             return _error(401, "Unauthorized")
         if self.down:
             return _error(502, "Bad Gateway")
