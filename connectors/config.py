@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass, field
 
-from contracts.envelope import LoggedEvent
 from connectors.sealing import SecretBox
+from contracts.envelope import LoggedEvent
 
 
 @dataclass(frozen=True)

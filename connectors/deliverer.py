@@ -18,7 +18,7 @@ from connectors.breaker import CircuitBreaker
 from connectors.config import Connector
 from connectors.delivery import DeliveryError
 from connectors.store import ConnectorStore
-from contracts.envelope import Actor, Envelope
+from contracts.envelope import Actor, ActorKind, Envelope
 from contracts.ids import derive_event_id
 from relaydesk.bus import Bus
 
@@ -29,7 +29,7 @@ IDLE_RECHECK_S = 1.0
 
 
 class PlatformClient(Protocol):
-    async def send_text(self, connector: Connector, chat_ref: str, text: str, *, last_inbound: float | None = None) -> str: ...
+    async def send_text(self, connector: Connector, chat_ref: str, text: str, *, last_inbound: float | None = None) -> str: ...  # noqa: E704
     async def send_typing(self, connector: Connector, chat_ref: str) -> None: ...
 
 
@@ -131,7 +131,7 @@ class Deliverer:
         suffix = kind if finish else kind + ":transient"
         await self._bus.publish(Envelope(
             id=derive_event_id(item["tenant"], item["connector_id"], f"{suffix}:{item['_id']}"), type=kind, tenant=item["tenant"],
-            stream=f"conv:{item['conversation_id']}", actor=Actor(kind="connector", id=item["connector_id"]), data=data,
+            stream=f"conv:{item['conversation_id']}", actor=Actor(kind=ActorKind.connector, id=item["connector_id"]), data=data,
         ))
         if finish:
             await self._store.finish(item["_id"])

@@ -2,15 +2,14 @@
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import structlog
 
 from connectors.config import ConnectorDirectory
 from connectors.deliverer import Deliverer, PlatformClient
 from connectors.delivery import DeliveryError
-from contracts.envelope import LoggedEvent
 from connectors.store import ConnectorStore
+from contracts.envelope import LoggedEvent
 from relaydesk.store import Checkpoints
 
 log = structlog.get_logger(__name__)

@@ -6,7 +6,7 @@ import structlog
 
 from connectors.config import Connector
 from connectors.store import ConnectorStore, PlatformConversation
-from contracts.envelope import Actor, Envelope
+from contracts.envelope import Actor, ActorKind, Envelope
 from contracts.ids import derive_event_id
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient
@@ -60,19 +60,20 @@ class InboundBridge:
         command = Envelope(
             id=derive_event_id(connector.tenant, user_key, "request:" + conversation_id),
             type="conversation.request", tenant=connector.tenant, stream=f"conv:{conversation_id}",
-            actor=Actor(kind="connector", id=connector.connector_id),
+            actor=Actor(kind=ActorKind.connector, id=connector.connector_id),
             data={"conversation_id": conversation_id, "channel": connector.platform, "visitor": visitor},
         )
+        # Stored first: an agent reply can then always be routed back to the platform.
+        await self._store.save_conversation(conv)
         reply = await self._rpc.command("agent", command, timeout=self._timeout)
         if not reply.ok:
             raise RuntimeError(f"conversation.request refused: {reply.code}")
-        await self._store.save_conversation(conv)
         return conv
 
     async def _publish(self, connector: Connector, conv: PlatformConversation, message: InboundMessage) -> None:
         tenant, key = connector.tenant, f"{connector.connector_id}:{message.platform_message_id}"
         user_key = _user_key(connector, message.platform_user_id)
-        actor = Actor(kind="customer", id=user_key)
+        actor = Actor(kind=ActorKind.customer, id=user_key)
         message_id = derive_event_id(tenant, connector.connector_id, "msg:" + key)
         sent = Envelope(
             id=derive_event_id(tenant, connector.connector_id, "sent:" + key), type="message.sent", v=2, tenant=tenant,
@@ -81,7 +82,7 @@ class InboundBridge:
         )
         received = Envelope(
             id=derive_event_id(tenant, connector.connector_id, "inbound:" + key), type="connector.inbound_received", tenant=tenant,
-            stream=f"conv:{conv.conversation_id}", actor=Actor(kind="connector", id=connector.connector_id),
+            stream=f"conv:{conv.conversation_id}", actor=Actor(kind=ActorKind.connector, id=connector.connector_id),
             data={"connector_id": connector.connector_id, "platform": connector.platform, "platform_message_id": message.platform_message_id[:200],
                   "platform_user_id": message.platform_user_id[:200], "conversation_id": conv.conversation_id},
         )

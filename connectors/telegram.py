@@ -43,7 +43,7 @@ class TelegramClient:
             raise DeliveryError(f"network: {type(exc).__name__}", permanent=False) from None
         return _result(response)
 
-    async def send_text(self, connector: Connector, chat_id: str, text: str, **_: Any) -> str:
+    async def send_text(self, connector: Connector, chat_id: str, text: str, *, last_inbound: float | None = None) -> str:
         result = await self.call(connector, "sendMessage", {"chat_id": int(chat_id), "text": text[:4096]})
         return str(result.get("message_id", ""))
 

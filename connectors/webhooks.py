@@ -106,7 +106,7 @@ def build_app(directory: ConnectorDirectory, bridge: InboundBridge) -> FastAPI:
         if message is False:
             log.warning("connector_webhook_rejected", platform="wechat", connector_id=connector_id[:64])
             return PlainTextResponse("forbidden", status_code=403)
-        if connector is not None and message:
+        if connector is not None and isinstance(message, InboundMessage):
             task = asyncio.create_task(bridge.accept(connector, message))
             background.add(task)
             task.add_done_callback(_log_background_failure(background, connector_id))

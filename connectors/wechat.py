@@ -5,7 +5,7 @@ import time
 from typing import Any
 
 import httpx
-from defusedxml import ElementTree
+from defusedxml import ElementTree  # type: ignore[import-untyped]
 
 from connectors.config import Connector
 from connectors.delivery import DeliveryError
@@ -36,7 +36,7 @@ class WeChatClient:
         self._tokens: dict[str, tuple[str, float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def send_text(self, connector: Connector, openid: str, text: str, **_: Any) -> str:
+    async def send_text(self, connector: Connector, openid: str, text: str, *, last_inbound: float | None = None) -> str:
         await self._api(connector, "message/custom/send", {"touser": openid, "msgtype": "text", "text": {"content": text}})
         return ""
 

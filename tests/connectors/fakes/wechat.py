@@ -28,12 +28,14 @@ class FakeWeChat(FakeServer):
     def __init__(self, app_id: str, app_secret: str, token: str, aes_key: str) -> None:
         self.app_id, self.app_secret, self.token, self.aes_key = app_id, app_secret, token, aes_key
         self.sent: list[dict[str, Any]] = []
+        self.typing: list[dict[str, Any]] = []
         self.valid_tokens: set[str] = set()
         self.expired_tokens: set[str] = set()
         self.token_fetches = 0
         app = FastAPI()
         app.add_api_route("/cgi-bin/stable_token", self._stable_token, methods=["POST"])
         app.add_api_route("/cgi-bin/message/custom/send", self._custom_send, methods=["POST"])
+        app.add_api_route("/cgi-bin/message/custom/typing", self._typing, methods=["POST"])
         super().__init__(app)
 
     def expire_tokens(self) -> None:
@@ -60,11 +62,25 @@ class FakeWeChat(FakeServer):
         self.valid_tokens.add(token)
         return JSONResponse({"access_token": token, "expires_in": 7200})
 
-    async def _custom_send(self, request: Request) -> JSONResponse:
+    def _token_error(self, request: Request) -> JSONResponse | None:
         token = request.query_params.get("access_token", "")
         if token in self.expired_tokens:
             return JSONResponse({"errcode": 42001, "errmsg": "access_token expired"})
         if token not in self.valid_tokens:
             return JSONResponse({"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"})
+        return None
+
+    async def _custom_send(self, request: Request) -> JSONResponse:
+        if (error := self._token_error(request)) is not None:
+            return error
         self.sent.append(await request.json())
+        return JSONResponse({"errcode": 0, "errmsg": "ok"})
+
+    async def _typing(self, request: Request) -> JSONResponse:
+        if (error := self._token_error(request)) is not None:
+            return error
+        body = await request.json()
+        if body.get("command") not in {"Typing", "CancelTyping"}:
+            return JSONResponse({"errcode": 44002, "errmsg": "empty post data"})
+        self.typing.append(body)
         return JSONResponse({"errcode": 0, "errmsg": "ok"})
