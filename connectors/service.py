@@ -8,6 +8,7 @@ import httpx
 import structlog
 import uvicorn
 from aio_pika.abc import AbstractChannel
+from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
 from connectors.commands import ConnectorCommands
@@ -49,6 +50,7 @@ class ConnectorsService:
         self._http: httpx.AsyncClient | None = None
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Task[None] | None = None
+        self._app: FastAPI | None = None
         self._reader: LogReader | None = None
         self._deliverer: Deliverer | None = None
         self._poller: TelegramPoller | None = None
@@ -78,7 +80,8 @@ class ConnectorsService:
         self._tasks.append(asyncio.create_task(self._poller.run()))
         self._channels.append(await serve_commands(bus, SERVICE, ConnectorCommands(bus, self.directory, self.box).handle))
         self._channels.append(await serve_queries(bus, SERVICE, self._query))
-        await self._serve_http(build_app(self.directory, bridge))
+        self._app = build_app(self.directory, bridge)
+        await self._serve_http(self._app)
         log.info("connectors_started", port=self.port, connectors=len(self.directory.all()))
 
     async def _follow(self, follower: LogFollower) -> None:
@@ -110,6 +113,7 @@ class ConnectorsService:
             self._server.should_exit = True
             with contextlib.suppress(Exception):
                 await self._server_task
+            self._tasks.extend(self._app.state.background if self._app is not None else ())
         if self._poller is not None:
             await self._poller.stop()
         if self._deliverer is not None:

@@ -6,6 +6,7 @@ import json
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from tenacity import AsyncRetrying, stop_after_delay, wait_exponential_jitter
 
 from connectors import messenger, telegram, wechat
 from connectors.config import Connector, ConnectorDirectory
@@ -16,6 +17,7 @@ log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
 WECHAT_ANSWER_WITHIN_S = 4.0  # WeChat gives up at 5 s and shows the user an error
+WECHAT_RETRY_FOR_S = 120.0
 
 
 class BodyTooLarge(Exception):
@@ -38,6 +40,7 @@ async def read_capped(request: Request) -> bytes:
 def build_app(directory: ConnectorDirectory, bridge: InboundBridge) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     background: set[asyncio.Task[bool]] = set()
+    app.state.background = background  # the service cancels these on stop
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(_: Request, __: BodyTooLarge) -> Response:
@@ -107,7 +110,7 @@ def build_app(directory: ConnectorDirectory, bridge: InboundBridge) -> FastAPI:
             log.warning("connector_webhook_rejected", platform="wechat", connector_id=connector_id[:64])
             return PlainTextResponse("forbidden", status_code=403)
         if connector is not None and isinstance(message, InboundMessage):
-            task = asyncio.create_task(bridge.accept(connector, message))
+            task = asyncio.create_task(_accept_with_retries(bridge, connector, message))
             background.add(task)
             task.add_done_callback(_log_background_failure(background, connector_id))
             # shield: after 4 s we answer anyway and the publish finishes in the background
@@ -115,6 +118,14 @@ def build_app(directory: ConnectorDirectory, bridge: InboundBridge) -> FastAPI:
         return PlainTextResponse("success")
 
     return app
+
+
+async def _accept_with_retries(bridge: InboundBridge, connector: Connector, message: InboundMessage) -> bool:
+    """WeChat never resends after our ``success``, so we keep trying ourselves for a while."""
+    async for attempt in AsyncRetrying(wait=wait_exponential_jitter(multiplier=0.5, max=10), stop=stop_after_delay(WECHAT_RETRY_FOR_S), reraise=True):
+        with attempt:
+            return await bridge.accept(connector, message)
+    raise AssertionError("unreachable")
 
 
 def _log_background_failure(tasks: set, connector_id: str):  # type: ignore[no-untyped-def,type-arg]

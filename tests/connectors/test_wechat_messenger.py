@@ -1,5 +1,6 @@
 """WeChat and Messenger specifics: handshakes, token refresh, echoes, safe mode, body cap."""
 
+import asyncio
 import hashlib
 import time
 
@@ -88,3 +89,22 @@ async def test_unknown_connector_is_rejected(connectors: ConnectorsService, bus:
     assert response.status_code == 403
     reply = await configure(bus, connectors, TENANT, "bad", "wechat", {"app_id": "wx"}, {"app_secret": "s", "token": "t"})
     assert not reply.ok and reply.code == "invalid_payload" and "encoding_aes_key" in (reply.message or "")
+
+
+async def test_wechat_gets_success_within_5s_even_when_routing_is_down(connector_settings, agent_service, fake_wechat: FakeWeChat, connectors: ConnectorsService, bus: Bus, watch: LogWatch) -> None:  # type: ignore[no-untyped-def]
+    from agent_service.service import AgentService
+
+    driver = WeChatDriver(fake_wechat, connectors)
+    assert (await driver.setup(bus, TENANT)).ok
+    await agent_service.stop()  # conversation.request cannot be answered now
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    response = await driver.send("u9", "anyone there?")
+    assert response.text == "success" and loop.time() - started < 5.0
+    replacement = AgentService(connector_settings)
+    await replacement.start()
+    try:
+        await watch.wait_for("message.sent", body="anyone there?", timeout=30)  # published once routing is back
+        assert len(watch.of("message.sent", body="anyone there?")) == 1
+    finally:
+        await replacement.stop()
