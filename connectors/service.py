@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import itertools
 from typing import Any
 
 import httpx
@@ -87,10 +88,14 @@ class ConnectorsService:
     async def _follow(self, follower: LogFollower) -> None:
         assert self._reader is not None
         async for batch in self._reader.batches():
-            try:
-                await follower.apply(batch)
-            except Exception:
-                log.exception("connectors_follow_failed")  # position not saved: replayed after restart
+            # A batch is applied before the next is read: skipping one would lose its replies.
+            for attempt in itertools.count(1):
+                try:
+                    await follower.apply(batch)
+                    break
+                except Exception:
+                    log.exception("connectors_follow_failed", attempt=attempt, position=batch[-1].position)
+                    await asyncio.sleep(min(10.0, 0.2 * 2 ** min(attempt, 6)))
 
     async def _query(self, name: str, params: dict[str, Any]) -> Any:
         if name == "connectors.list":
