@@ -1,7 +1,7 @@
 """Log watching and small waits for connector tests (conditions with deadlines, no sleeps)."""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from contracts.envelope import Actor, Envelope
@@ -19,6 +19,15 @@ async def eventually(condition: Callable[[], Any], *, timeout: float = 10.0, wha
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def eventually_async(fetch: Callable[[], Awaitable[Any]], accept: Callable[[Any], bool], *, timeout: float = 10.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not accept(value := await fetch()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out; last value {value!r}")
+        await asyncio.sleep(0.02)
+    return value
 
 
 class LogWatch:
