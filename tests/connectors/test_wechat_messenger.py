@@ -5,7 +5,11 @@ import hashlib
 import time
 
 import httpx
+import pytest
 
+from connectors.config import Connector
+from connectors.delivery import DeliveryError
+from connectors.messenger import MessengerClient
 from connectors.service import ConnectorsService
 from connectors.wechat_crypto import signature
 from relaydesk.bus import Bus
@@ -108,3 +112,16 @@ async def test_wechat_gets_success_within_5s_even_when_routing_is_down(connector
         assert len(watch.of("message.sent", body="anyone there?")) == 1
     finally:
         await replacement.stop()
+
+
+async def test_messenger_outside_24h_window_uses_human_agent_tag(fake_messenger: FakeMessenger) -> None:
+    connector = Connector("acme", "fb1", "messenger", {"page_id": fake_messenger.page_id}, {"page_token": fake_messenger.page_token})
+    async with httpx.AsyncClient() as http:
+        client = MessengerClient(http, fake_messenger.base_url)
+        await client.send_text(connector, "psid-3", "late answer", last_inbound=time.time() - 25 * 3600)
+        await client.send_text(connector, "psid-3", "no inbound known", last_inbound=None)
+        revoked = Connector("acme", "fb1", "messenger", {"page_id": fake_messenger.page_id}, {"page_token": "revoked"})
+        with pytest.raises(DeliveryError) as failure:
+            await client.send_text(revoked, "psid-3", "x", last_inbound=time.time())
+        assert failure.value.permanent and failure.value.reason.startswith("190/")
+    assert [(m["messaging_type"], m.get("tag")) for m in fake_messenger.sent] == [("MESSAGE_TAG", "HUMAN_AGENT")] * 2
