@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -37,10 +38,12 @@ async def read_capped(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+Publisher = Callable[[Connector, list[InboundMessage]], Awaitable[Response]]
+
+
 def build_app(directory: ConnectorDirectory, bridge: InboundBridge) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    background: set[asyncio.Task[bool]] = set()
-    app.state.background = background  # the service cancels these on stop
+    app.state.background = set()  # WeChat publishes still running; the service cancels them on stop
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(_: Request, __: BodyTooLarge) -> Response:
@@ -59,12 +62,23 @@ def build_app(directory: ConnectorDirectory, bridge: InboundBridge) -> FastAPI:
             return JSONResponse({"error": "temporarily unavailable"}, status_code=503)  # the platform retries
         return JSONResponse({"ok": True})
 
+    _add_telegram(app, directory, publish_all)
+    _add_messenger(app, directory, publish_all)
+    _add_wechat(app, directory, bridge)
+    return app
+
+
+def _forbidden(platform: str, connector_id: str) -> Response:
+    log.warning("connector_webhook_rejected", platform=platform, connector_id=connector_id[:64])
+    return JSONResponse({"error": "forbidden"}, status_code=403)
+
+
+def _add_telegram(app: FastAPI, directory: ConnectorDirectory, publish_all: Publisher) -> None:
     @app.post("/webhooks/telegram/{connector_id}")
     async def telegram_update(connector_id: str, request: Request) -> Response:
         connector = directory.get(connector_id, "telegram")
         if connector is None or not telegram.secret_token_ok(connector, request.headers.get(telegram.SECRET_HEADER)):
-            log.warning("connector_webhook_rejected", platform="telegram", connector_id=connector_id[:64])
-            return JSONResponse({"error": "forbidden"}, status_code=403)
+            return _forbidden("telegram", connector_id)
         try:
             update = json.loads(await read_capped(request))
         except ValueError:
@@ -72,6 +86,8 @@ def build_app(directory: ConnectorDirectory, bridge: InboundBridge) -> FastAPI:
         message = telegram.parse_update(update) if isinstance(update, dict) else None
         return await publish_all(connector, [message] if message else [])
 
+
+def _add_messenger(app: FastAPI, directory: ConnectorDirectory, publish_all: Publisher) -> None:
     @app.get("/webhooks/messenger/{connector_id}")
     async def messenger_verify(connector_id: str, request: Request) -> Response:
         connector = directory.get(connector_id, "messenger")
@@ -83,16 +99,17 @@ def build_app(directory: ConnectorDirectory, bridge: InboundBridge) -> FastAPI:
     @app.post("/webhooks/messenger/{connector_id}")
     async def messenger_event(connector_id: str, request: Request) -> Response:
         connector = directory.get(connector_id, "messenger")
-        raw = await read_capped(request)
+        raw = await read_capped(request)  # verified over these exact bytes, before parsing
         if connector is None or not messenger.signature_ok(connector, raw, request.headers.get(messenger.SIGNATURE_HEADER)):
-            log.warning("connector_webhook_rejected", platform="messenger", connector_id=connector_id[:64])
-            return JSONResponse({"error": "forbidden"}, status_code=403)
+            return _forbidden("messenger", connector_id)
         try:
             body = json.loads(raw)
         except ValueError:
             return JSONResponse({"error": "invalid json"}, status_code=400)
         return await publish_all(connector, messenger.parse_notification(body) if isinstance(body, dict) else [])
 
+
+def _add_wechat(app: FastAPI, directory: ConnectorDirectory, bridge: InboundBridge) -> None:
     @app.get("/webhooks/wechat/{connector_id}")
     async def wechat_verify(connector_id: str, request: Request) -> Response:
         connector = directory.get(connector_id, "wechat")
@@ -105,19 +122,17 @@ def build_app(directory: ConnectorDirectory, bridge: InboundBridge) -> FastAPI:
     async def wechat_message(connector_id: str, request: Request) -> Response:
         connector = directory.get(connector_id, "wechat")
         raw = await read_capped(request)
-        message = _wechat_inbound(connector, dict(request.query_params), raw) if connector else None
-        if message is False:
-            log.warning("connector_webhook_rejected", platform="wechat", connector_id=connector_id[:64])
-            return PlainTextResponse("forbidden", status_code=403)
-        if connector is not None and isinstance(message, InboundMessage):
+        message = _wechat_inbound(connector, dict(request.query_params), raw) if connector else False
+        if connector is None or message is False:
+            return _forbidden("wechat", connector_id)
+        if isinstance(message, InboundMessage):
+            background: set[asyncio.Task[bool]] = app.state.background
             task = asyncio.create_task(_accept_with_retries(bridge, connector, message))
             background.add(task)
             task.add_done_callback(_log_background_failure(background, connector_id))
-            # shield: after 4 s we answer anyway and the publish finishes in the background
+            # after 4 s we answer anyway and the publish goes on in the background
             await asyncio.wait([task], timeout=WECHAT_ANSWER_WITHIN_S)
         return PlainTextResponse("success")
-
-    return app
 
 
 async def _accept_with_retries(bridge: InboundBridge, connector: Connector, message: InboundMessage) -> bool:
