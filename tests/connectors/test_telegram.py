@@ -2,6 +2,8 @@
 
 import asyncio
 
+import structlog.testing
+
 from connectors.service import ConnectorsService
 from relaydesk.bus import Bus
 from tests.connectors.contract import TENANT
@@ -71,3 +73,14 @@ async def test_permanent_error_is_reported_not_retried(fake_telegram: FakeTelegr
     failed_id = await agent_reply(bus, TENANT, conversation_id, "never arrives")
     failed = await watch.wait_for("connector.outbound_failed", message_id=failed_id)
     assert failed[0].data["permanent"] is True and failed[0].data["reason"].startswith("401")
+
+
+async def test_polling_conflict_is_explained_and_polling_resumes(fake_telegram: FakeTelegram, connectors: ConnectorsService, bus: Bus, watch: LogWatch) -> None:
+    fake_telegram.other_poller = True
+    with structlog.testing.capture_logs() as logs:
+        assert (await configure(bus, connectors, TENANT, "tgpoll2", "telegram", {"mode": "polling"}, {"bot_token": fake_telegram.token})).ok
+        conflict = await eventually(lambda: [e for e in logs if e["event"] == "telegram_poll_conflict"], what="conflict log event")
+    assert "only one" in conflict[0]["explanation"] or "one poller" in conflict[0]["explanation"]
+    fake_telegram.other_poller = False
+    await fake_telegram.queue_update(fake_telegram.update(7002, "after the conflict"))
+    await watch.wait_for("message.sent", body="after the conflict", timeout=15)

@@ -29,6 +29,7 @@ class FakeTelegram(FakeServer):
         self.rate_limited: list[int] = []  # retry_after values for the next sendMessage calls
         self.getupdates_calls = 0
         self.token_revoked = False  # answer 401 Unauthorized from now on
+        self.other_poller = False  # getUpdates answers 409 as when a second bot instance polls
         self._new_update = asyncio.Condition()
         app = FastAPI()
         app.add_api_route("/bot{token}/{method}", self._handle, methods=["GET", "POST"])
@@ -98,6 +99,8 @@ class FakeTelegram(FakeServer):
 
     async def _get_updates(self, params: dict[str, Any]) -> JSONResponse:
         self.getupdates_calls += 1
+        if self.other_poller:
+            return _error(409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running")
         offset = int(params.get("offset", 0))
         if offset:
             self.updates = [u for u in self.updates if u["update_id"] >= offset]  # confirmed
