@@ -1,9 +1,8 @@
-"""history_service process (skeleton: connects, declares its queues, reports ready)."""
+"""history_service process: archive + read models + queries."""
 
 import asyncio
 
-from relaydesk.bus import Bus
-from relaydesk.bus.topology import declare_query_queue
+from history_service.service import HistoryService
 from relaydesk.runtime import announce_ready
 from relaydesk.settings import Settings
 
@@ -11,9 +10,8 @@ SERVICE = "history"
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
-    bus = await Bus(settings.amqp_url, service=SERVICE).connect()
-    channel = await bus.channel()
-    await declare_query_queue(channel, SERVICE)
+    service = HistoryService(settings)
+    await service.start()
     announce_ready(SERVICE)
     await stop.wait()
-    await bus.close()
+    await service.stop()

@@ -1,5 +1,9 @@
 """The gateway end to end with the real agent service: request, accept, chat, close."""
 
+import asyncio
+
+import httpx
+
 from tests.gateway.wsclient import Client
 from tests.system import RunningSystem
 
@@ -24,6 +28,14 @@ async def test_customer_and_agent_chat_through_the_gateway(system: RunningSystem
     assert reply["t"] == "ack"
     mine = await customer.wait_event("message.sent", author_kind="agent")
     assert mine["event"]["data"]["body"] == "happy to help"
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        headers = {"Authorization": f"Bearer {system.visitor_token('acme', 'v1')}"}
+        async with asyncio.timeout(10):  # history archives asynchronously: poll until it has both
+            while len(bodies := [m["event"]["data"].get("body") for m in (await http.get(f"/api/conversations/{conversation_id}/messages", headers=headers)).json() if m["event"]["type"] == "message.sent"]) < 2:
+                await asyncio.sleep(0.05)
+        assert bodies == ["hello, I need help", "happy to help"]
+        session = (await http.post("/api/visitor/session", json={"tenant": "acme", "visitor_token": system.visitor_token("acme", "v1")})).json()
+        assert session["visitor_id"] == "v1" and session["conversation_id"] == conversation_id
     closed = await customer.op("close", conversation_id=conversation_id)
     assert closed["t"] == "ack", closed
     await agent.wait_event("conversation.closed", conversation_id=conversation_id)

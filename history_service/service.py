@@ -1,0 +1,80 @@
+"""HistoryService: archives the log into MongoDB and keeps the read models; answers queries.
+
+Its checkpoint is saved after each batch's archive and read-model writes, and both are
+idempotent, so a restart (clean or not) neither loses nor repeats anything.
+"""
+
+import asyncio
+
+import structlog
+from aio_pika.abc import AbstractChannel
+from pymongo import AsyncMongoClient
+
+from contracts.envelope import LoggedEvent
+from history_service.archive import Archive
+from history_service.queries import HistoryQueries
+from history_service.read_models import ReadModels
+from relaydesk.bus import Bus, LogReader
+from relaydesk.bus.rpc import serve_queries
+from relaydesk.settings import Settings
+from relaydesk.store import Checkpoints, database, make_client, with_store_retry
+
+log = structlog.get_logger(__name__)
+
+SERVICE = "history"
+
+
+class HistoryService:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.mongo_url:
+            raise ValueError("history_service needs MONGO_URL (relaydesk up starts an embedded server)")
+        self.settings = settings
+        self.bus: Bus | None = None
+        self._mongo: AsyncMongoClient | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._channel: AbstractChannel | None = None
+        self.position: int | None = None
+        self.caught_up = asyncio.Condition()
+
+    async def start(self) -> None:
+        self._mongo = make_client(self.settings.mongo_url or "")
+        db = database(self._mongo, self.settings.mongo_db)
+        self._archive, self._models, self._checkpoints = Archive(db), ReadModels(db), Checkpoints(db)
+        await self._archive.ensure_indexes()
+        await self._models.ensure_indexes()
+        self.position = await self._checkpoints.load(SERVICE)
+        self.bus = await Bus(self.settings.amqp_url, service=SERVICE).connect()
+        reader = await LogReader(self.bus, start="first" if self.position is None else self.position + 1, name=SERVICE).open()
+        self._task = asyncio.create_task(self._follow(reader))
+        self._channel = await serve_queries(self.bus, SERVICE, HistoryQueries(db).handle)
+        log.info("history_service_started", position=self.position)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.bus:
+            await self.bus.close()
+        if self._mongo:
+            await self._mongo.close()
+
+    async def _follow(self, reader: LogReader) -> None:
+        async for batch in reader.batches(max_batch=500):
+            await with_store_retry(lambda: self._apply(batch))
+            self.position = batch[-1].position
+            async with self.caught_up:
+                self.caught_up.notify_all()
+
+    async def _apply(self, batch: list[LoggedEvent]) -> None:
+        # Read models first, archive second: after a crash between the two the events
+        # are still "unseen" and are applied again, which the position guards absorb.
+        fresh = await self._archive.unseen(batch)
+        for logged in fresh:
+            if logged.envelope.type != "system.marker":
+                await self._models.apply(logged)
+        await self._archive.write(fresh)
+        await self._checkpoints.save(SERVICE, batch[-1].position)
+
+    async def wait_for_position(self, position: int, timeout: float = 10) -> None:
+        async with self.caught_up:
+            await asyncio.wait_for(self.caught_up.wait_for(lambda: (self.position or -1) >= position), timeout)
