@@ -1,19 +1,26 @@
 """Archive a batch of log events into ``events`` with the hash chain (idempotent)."""
 
+from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from contracts.envelope import LoggedEvent
-from history_service.hash_chain import GENESIS, link_hash
+from history_service.hash_chain import GENESIS, chain_key, envelope_of, link_hash
 
 DUPLICATE_KEY = 11000
 
 
 def archive_document(logged: LoggedEvent) -> dict[str, Any]:
+    """The stored form: the envelope in JSON mode (what the hash covers) plus position.
+
+    ``ts`` repeats ``occurred_at`` as a BSON date for time-range queries; the string form
+    is kept because it is exactly what was hashed (BSON dates drop microseconds).
+    """
     env = logged.envelope.model_dump(mode="json")
-    return {"_id": env.pop("id"), "position": logged.position, **env}
+    ts: datetime = logged.envelope.occurred_at
+    return {"_id": env.pop("id"), "position": logged.position, **env, "ts": ts}
 
 
 class Archive:
@@ -24,9 +31,9 @@ class Archive:
     async def ensure_indexes(self) -> None:
         await self._events.create_index("position")
         await self._events.create_index([("tenant", 1), ("stream", 1), ("position", 1)])
+        await self._events.create_index([("tenant", 1), ("ts", 1)])
 
-    async def _previous(self, tenant: str, stream: str) -> str:
-        key = f"{tenant}|{stream}"
+    async def _previous(self, key: str, tenant: str, stream: str) -> str:
         if key not in self._last_hash:
             last = await self._events.find_one({"tenant": tenant, "stream": stream}, sort=[("position", -1)])
             self._last_hash[key] = last["hash"] if last else GENESIS
@@ -49,16 +56,32 @@ class Archive:
 
     async def write(self, fresh: list[LoggedEvent]) -> None:
         """Archive events returned by :meth:`unseen`, chaining each stream's hashes."""
-        documents = []
-        for logged in fresh:
-            doc = archive_document(logged)
-            prev = await self._previous(doc["tenant"], doc["stream"])
-            doc["prev_hash"], doc["hash"] = prev, link_hash(prev, doc)
-            self._last_hash[f"{doc['tenant']}|{doc['stream']}"] = doc["hash"]
-            documents.append(doc)
-        if documents:
-            try:
-                await self._events.insert_many(documents, ordered=False)
-            except BulkWriteError as exc:
-                if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                    raise
+        documents, heads = await self._chain([archive_document(logged) for logged in fresh])
+        if not documents:
+            return
+        try:
+            await self._events.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            # Another writer (or an earlier attempt) stored some ids already: same events.
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                self._forget(heads)
+                raise
+        except Exception:
+            self._forget(heads)  # reload the heads from Mongo on the retry
+            raise
+        self._last_hash.update(heads)
+
+    async def _chain(self, documents: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        # New heads are kept aside until the insert succeeded, so a failed write that is
+        # retried does not chain onto hashes that never reached the store.
+        heads: dict[str, str] = {}
+        for doc in documents:
+            key = chain_key(doc)
+            prev = heads.get(key) or await self._previous(key, doc["tenant"], doc["stream"])
+            doc["prev_hash"], doc["hash"] = prev, link_hash(prev, envelope_of(doc))
+            heads[key] = doc["hash"]
+        return documents, heads
+
+    def _forget(self, heads: dict[str, str]) -> None:
+        for key in heads:
+            self._last_hash.pop(key, None)

@@ -1,7 +1,9 @@
 """The per-stream hash chain of the archive: tamper evidence for audits.
 
-``hash = sha256(prev_hash + canonical JSON of the event)``, chained per ``stream`` in
-log order. Changing, removing or reordering an archived event breaks every later link.
+``hash = sha256(prev_hash + canonical JSON of the event)``, chained per ``(tenant, stream)``
+in log order. The canonical JSON is the envelope dumped in JSON mode, serialised by orjson
+with sorted keys, so anyone holding the event can recompute it. Changing, removing or
+reordering an archived event breaks its link (and, by ``prev_hash``, every later one).
 """
 
 import hashlib
@@ -11,16 +13,29 @@ import orjson
 from pymongo.asynchronous.database import AsyncDatabase
 
 GENESIS = "0" * 64
-HASHED_FIELDS = ("_id", "type", "v", "tenant", "stream", "actor", "occurred_at", "correlation_id", "causation_id", "data")
+ENVELOPE_FIELDS = ("type", "v", "tenant", "stream", "actor", "occurred_at", "correlation_id", "causation_id", "data")
 
 
-def link_hash(prev_hash: str, document: dict[str, Any]) -> str:
-    canonical = orjson.dumps({k: document.get(k) for k in HASHED_FIELDS}, option=orjson.OPT_SORT_KEYS, default=str)
+def envelope_of(document: dict[str, Any]) -> dict[str, Any]:
+    """The envelope (JSON mode) an archive document was made from."""
+    return {"id": document.get("_id"), **{k: document.get(k) for k in ENVELOPE_FIELDS}}
+
+
+def link_hash(prev_hash: str, envelope_json: dict[str, Any]) -> str:
+    canonical = orjson.dumps(envelope_json, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(prev_hash.encode() + canonical).hexdigest()
 
 
+def chain_key(document: dict[str, Any]) -> str:
+    return f"{document['tenant']}|{document['stream']}"
+
+
 async def verify_chain(db: AsyncDatabase, tenant: str | None = None, stream: str | None = None) -> dict[str, Any]:
-    """Walk every chain (optionally one tenant or stream); report the first broken link."""
+    """Walk every chain (optionally one tenant or stream) in log order.
+
+    Returns ``{"ok": True, "checked": n}`` or the first broken link:
+    ``{"ok": False, "tenant", "stream", "event_id", "position", "expected_hash", "found_hash", ...}``.
+    """
     query: dict[str, Any] = {}
     if tenant:
         query["tenant"] = tenant
@@ -29,11 +44,14 @@ async def verify_chain(db: AsyncDatabase, tenant: str | None = None, stream: str
     last: dict[str, str] = {}
     checked = 0
     async for doc in db["events"].find(query).sort("position", 1):
-        key = f"{doc['tenant']}|{doc['stream']}"
-        expected_prev = last.get(key, GENESIS)
-        expected = link_hash(expected_prev, doc)
+        expected_prev = last.get(chain_key(doc), GENESIS)
+        expected = link_hash(expected_prev, envelope_of(doc))
         if doc.get("prev_hash") != expected_prev or doc.get("hash") != expected:
-            return {"ok": False, "checked": checked, "stream": doc["stream"], "tenant": doc["tenant"], "event_id": doc["_id"], "position": doc["position"], "expected_hash": expected, "found_hash": doc.get("hash")}
-        last[key] = expected
+            return {
+                "ok": False, "checked": checked, "tenant": doc["tenant"], "stream": doc["stream"], "event_id": doc["_id"],
+                "position": doc["position"], "expected_hash": expected, "found_hash": doc.get("hash"),
+                "expected_prev_hash": expected_prev, "found_prev_hash": doc.get("prev_hash"),
+            }
+        last[chain_key(doc)] = expected
         checked += 1
     return {"ok": True, "checked": checked}

@@ -1,9 +1,12 @@
 """History queries over request/reply; every one is scoped by tenant."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from history_service.hash_chain import envelope_of
+from history_service.read_models import message_event
 from relaydesk.bus.rpc import RemoteError
 
 MAX_LIMIT = 500
@@ -13,6 +16,19 @@ VIEW_FILTERS: dict[str, dict[str, Any]] = {
     "closed": {"status": "closed"},
     "all": {},
 }
+
+
+def _entry(doc: dict[str, Any]) -> dict[str, Any]:
+    """An archive entry as answered: the envelope plus its position and chain links."""
+    return {**envelope_of(doc), "position": doc["position"], "prev_hash": doc.get("prev_hash"), "hash": doc.get("hash")}
+
+
+def _timestamp(value: Any, name: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise RemoteError("bad_request", f"{name} must be an ISO 8601 timestamp") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _clean(doc: dict[str, Any]) -> dict[str, Any]:
@@ -40,9 +56,9 @@ class HistoryQueries:
         query: dict[str, Any] = {"tenant": p["tenant"], "conversation_id": str(p["conversation_id"])}
         if isinstance(p.get("before_position"), int):
             query["position"] = {"$lt": p["before_position"]}
-        limit = min(int(p.get("limit") or 50), MAX_LIMIT)
+        limit = max(1, min(int(p.get("limit") or 50), MAX_LIMIT))
         docs = [d async for d in self._db["messages"].find(query).sort("position", -1).limit(limit)]
-        return [{"position": d["position"], "event": d["event"]} for d in reversed(docs)]
+        return [{"position": d["position"], "event": message_event(d)} for d in reversed(docs)]
 
     async def conversations_list(self, p: dict[str, Any]) -> list[dict[str, Any]]:
         view = str(p.get("view") or "all")
@@ -55,8 +71,8 @@ class HistoryQueries:
             raise RemoteError("bad_request", f"unknown view {view!r}")
         if isinstance(p.get("visitor_id"), str):
             query["visitor.id"] = p["visitor_id"]
-        limit = min(int(p.get("limit") or 100), MAX_LIMIT)
-        return [_clean(d) async for d in self._db["conversations"].find(query).sort("updated_position", -1).limit(limit)]
+        limit = max(1, min(int(p.get("limit") or 100), MAX_LIMIT))
+        return [_clean(d) async for d in self._db["conversations"].find(query).sort("last_position", -1).limit(limit)]
 
     async def conversation_get(self, p: dict[str, Any]) -> dict[str, Any]:
         doc = await self._db["conversations"].find_one({"_id": f"{p['tenant']}|{p['conversation_id']}"})
@@ -66,15 +82,15 @@ class HistoryQueries:
 
     async def transcript(self, p: dict[str, Any]) -> dict[str, Any]:
         conversation = await self.conversation_get(p)
-        events = [_clean(d) | {"id": d["_id"]} async for d in self._db["events"].find({"tenant": p["tenant"], "stream": f"conv:{p['conversation_id']}"}).sort("position", 1)]
+        events = [_entry(d) async for d in self._db["events"].find({"tenant": p["tenant"], "stream": f"conv:{p['conversation_id']}"}).sort("position", 1)]
         return {"conversation": conversation, "events": events}
 
     async def events_range(self, p: dict[str, Any]) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"tenant": p["tenant"]}
         if isinstance(p.get("conversation_id"), str):
             query["stream"] = f"conv:{p['conversation_id']}"
-        span = {k: v for k, v in (("$gte", p.get("from_ts")), ("$lte", p.get("to_ts"))) if isinstance(v, str)}
+        span = {op: _timestamp(p[name], name) for op, name in (("$gte", "from_ts"), ("$lte", "to_ts")) if p.get(name)}
         if span:
-            query["occurred_at"] = span
-        limit = min(int(p.get("limit") or 1000), 10_000)
-        return [_clean(d) | {"id": d["_id"]} async for d in self._db["events"].find(query).sort("position", 1).limit(limit)]
+            query["ts"] = span
+        limit = max(1, min(int(p.get("limit") or 1000), 10_000))
+        return [_entry(d) async for d in self._db["events"].find(query).sort("position", 1).limit(limit)]

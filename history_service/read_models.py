@@ -7,16 +7,43 @@ replaying a batch after a crash changes nothing.
 
 from typing import Any
 
+import structlog
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from contracts.envelope import LoggedEvent
+from contracts.envelope import Envelope, LoggedEvent
+from contracts.errors import ContractError
+from contracts.registry import parse_event_data
+
+log = structlog.get_logger(__name__)
 
 MESSAGE_TYPES = frozenset({"message.sent", "message.attachment_sent", "message.system"})
+COUNTED_MESSAGES = frozenset({"message.sent", "message.attachment_sent"})
 STATUS_BY_TYPE = {
     "conversation.queued": "queued", "conversation.offered": "offered", "conversation.accepted": "engaged",
     "conversation.transferred": "engaged", "conversation.closed": "closed", "conversation.missed": "missed",
 }
+VISITOR_FIELDS = ("id", "name", "email", "page_url")
+MESSAGE_FIELDS = ("type", "v", "tenant", "stream", "actor", "occurred_at", "correlation_id", "causation_id", "data")
+
+
+def message_document(event: Envelope, position: int, conversation_id: str) -> dict[str, Any]:
+    env = event.model_dump(mode="json")
+    return {"_id": event.id, "event_id": event.id, "position": position, "conversation_id": conversation_id, **{k: env[k] for k in MESSAGE_FIELDS}}
+
+
+def message_event(document: dict[str, Any]) -> dict[str, Any]:
+    """The envelope (JSON mode) a ``messages`` document was made from."""
+    return {"id": document["event_id"], **{k: document.get(k) for k in MESSAGE_FIELDS}}
+
+
+def valid_data(event: Envelope) -> dict[str, Any] | None:
+    """The event's data validated (and upcast) by the registry, or None with a warning."""
+    try:
+        return parse_event_data(event).model_dump(mode="json")
+    except ContractError as exc:
+        log.warning("history_event_skipped", event_id=event.id, event_type=event.type, v=event.v, reason=exc.code)
+        return None
 
 
 class ReadModels:
@@ -26,57 +53,55 @@ class ReadModels:
 
     async def ensure_indexes(self) -> None:
         await self._messages.create_index([("tenant", 1), ("conversation_id", 1), ("position", -1)])
-        await self._conversations.create_index([("tenant", 1), ("status", 1), ("updated_position", -1)])
+        await self._conversations.create_index([("tenant", 1), ("status", 1), ("last_position", -1)])
         await self._conversations.create_index([("tenant", 1), ("visitor.id", 1)])
 
     async def apply(self, logged: LoggedEvent) -> None:
+        """Fold one event; unknown types and invalid payloads are skipped (they stay archived)."""
         event, position = logged.envelope, logged.position
-        conversation_id = event.data.get("conversation_id")
-        if not isinstance(conversation_id, str):
+        data = valid_data(event)
+        conversation_id = (data or {}).get("conversation_id")
+        if data is None or not isinstance(conversation_id, str):
             return
         key = f"{event.tenant}|{conversation_id}"
         if event.type == "conversation.requested":
-            await self._conversations.update_one(
-                {"_id": key},
-                {"$setOnInsert": {
-                    "conversation_id": conversation_id, "tenant": event.tenant, "status": "queued",
-                    "channel": event.data.get("channel", "web"), "visitor": event.data.get("visitor"),
-                    "department": event.data.get("department"), "topic": event.data.get("topic"),
-                    "created_at": event.occurred_at, "agent_id": None, "message_count": 0,
-                    "last_position": position, "updated_position": position,
-                }},
-                upsert=True,
-            )
+            await self._conversations.update_one({"_id": key}, {"$setOnInsert": self._new_conversation(event, data, position)}, upsert=True)
             return
-        update = self._conversation_update(logged)
+        update = self._conversation_update(event, data)
         if update:
-            update.setdefault("$set", {}).update({"last_position": position, "updated_position": position})
+            update.setdefault("$set", {})["last_position"] = position
             await self._conversations.update_one({"_id": key, "last_position": {"$lt": position}}, update)
         if event.type in MESSAGE_TYPES:
-            document = {
-                "_id": event.id, "tenant": event.tenant, "conversation_id": conversation_id, "position": position,
-                "event": {**event.model_dump(mode="json")},
-            }
             try:
-                await self._messages.insert_one(document)
+                await self._messages.insert_one(message_document(event, position, conversation_id))
             except DuplicateKeyError:
-                pass
+                pass  # replayed after a crash: already stored
 
     @staticmethod
-    def _conversation_update(logged: LoggedEvent) -> dict[str, Any]:
-        event = logged.envelope
-        data, at = event.data, event.occurred_at
-        update: dict[str, Any] = {}
-        if event.type in STATUS_BY_TYPE:
-            update["$set"] = {"status": STATUS_BY_TYPE[event.type]}
+    def _new_conversation(event: Envelope, data: dict[str, Any], position: int) -> dict[str, Any]:
+        visitor = data.get("visitor") or {}
+        return {
+            "conversation_id": data["conversation_id"], "tenant": event.tenant, "status": "queued",
+            "channel": data.get("channel", "web"), "visitor": {k: visitor.get(k) for k in VISITOR_FIELDS},
+            "department": data.get("department"), "topic": data.get("topic"), "agent_id": None,
+            "created_at": event.occurred_at, "accepted_at": None, "closed_at": None, "last_message_at": None,
+            "message_count": 0, "rating": None, "last_position": position,
+        }
+
+    @staticmethod
+    def _conversation_update(event: Envelope, data: dict[str, Any]) -> dict[str, Any]:
+        at = event.occurred_at
+        if event.type in COUNTED_MESSAGES:
+            return {"$set": {"last_message_at": at}, "$inc": {"message_count": 1}}
+        if event.type == "conversation.rated":
+            return {"$set": {"rating": {"score": data.get("score"), "comment": data.get("comment")}}}
+        if event.type not in STATUS_BY_TYPE:
+            return {}
+        fields: dict[str, Any] = {"status": STATUS_BY_TYPE[event.type]}
         if event.type == "conversation.accepted":
-            update["$set"].update(agent_id=data.get("agent_id"), accepted_at=at)
+            fields.update(agent_id=data.get("agent_id"), accepted_at=at)
         elif event.type == "conversation.transferred":
-            update["$set"]["agent_id"] = data.get("to_agent_id")
+            fields["agent_id"] = data.get("to_agent_id")
         elif event.type == "conversation.closed":
-            update["$set"]["closed_at"] = at
-        elif event.type == "conversation.rated":
-            update["$set"] = {"rating": {"score": data.get("score"), "comment": data.get("comment")}}
-        elif event.type in ("message.sent", "message.attachment_sent"):
-            update = {"$set": {"last_message_at": at}, "$inc": {"message_count": 1}}
-        return update
+            fields["closed_at"] = at
+        return {"$set": fields}

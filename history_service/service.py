@@ -46,6 +46,7 @@ class HistoryService:
         self.bus = await Bus(self.settings.amqp_url, service=SERVICE).connect()
         reader = await LogReader(self.bus, start="first" if self.position is None else self.position + 1, name=SERVICE).open()
         self._task = asyncio.create_task(self._follow(reader))
+        self._task.add_done_callback(self._report_end)
         self._channel = await serve_queries(self.bus, SERVICE, HistoryQueries(db).handle)
         log.info("history_service_started", position=self.position)
 
@@ -64,6 +65,11 @@ class HistoryService:
             self.position = batch[-1].position
             async with self.caught_up:
                 self.caught_up.notify_all()
+
+    @staticmethod
+    def _report_end(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("history_follow_failed", error=repr(task.exception()))
 
     async def _apply(self, batch: list[LoggedEvent]) -> None:
         # Read models first, archive second: after a crash between the two the events
