@@ -5,6 +5,7 @@ idempotent, so a restart (clean or not) neither loses nor repeats anything.
 """
 
 import asyncio
+import functools
 
 import structlog
 from aio_pika.abc import AbstractChannel
@@ -22,13 +23,15 @@ from relaydesk.store import Checkpoints, database, make_client, with_store_retry
 log = structlog.get_logger(__name__)
 
 SERVICE = "history"
+MAX_BATCH = 500  # events archived per insert_many and per checkpoint
 
 
 class HistoryService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, batch_size: int = MAX_BATCH) -> None:
         if not settings.mongo_url:
             raise ValueError("history_service needs MONGO_URL (relaydesk up starts an embedded server)")
         self.settings = settings
+        self._batch_size = batch_size
         self.bus: Bus | None = None
         self._mongo: AsyncMongoClient | None = None
         self._task: asyncio.Task[None] | None = None
@@ -60,8 +63,8 @@ class HistoryService:
             await self._mongo.close()
 
     async def _follow(self, reader: LogReader) -> None:
-        async for batch in reader.batches(max_batch=500):
-            await with_store_retry(lambda: self._apply(batch))
+        async for batch in reader.batches(max_batch=self._batch_size):
+            await with_store_retry(functools.partial(self._apply, batch))
             self.position = batch[-1].position
             async with self.caught_up:
                 self.caught_up.notify_all()
