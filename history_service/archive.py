@@ -3,6 +3,7 @@
 from datetime import datetime
 from typing import Any
 
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -21,6 +22,15 @@ def archive_document(logged: LoggedEvent) -> dict[str, Any]:
     env = logged.envelope.model_dump(mode="json")
     ts: datetime = logged.envelope.occurred_at
     return {"_id": env.pop("id"), "position": logged.position, **env, "ts": ts}
+
+
+async def insert_ignoring_duplicates(collection: AsyncCollection, documents: list[dict[str, Any]]) -> None:
+    """One unordered insert; ids stored already (a replay, a racing writer) are not errors."""
+    try:
+        await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+            raise
 
 
 class Archive:
@@ -60,12 +70,7 @@ class Archive:
         if not documents:
             return
         try:
-            await self._events.insert_many(documents, ordered=False)
-        except BulkWriteError as exc:
-            # Another writer (or an earlier attempt) stored some ids already: same events.
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                self._forget(heads)
-                raise
+            await insert_ignoring_duplicates(self._events, documents)
         except Exception:
             self._forget(heads)  # reload the heads from Mongo on the retry
             raise

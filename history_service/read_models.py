@@ -8,12 +8,13 @@ replaying a batch after a crash changes nothing.
 from typing import Any
 
 import structlog
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from contracts.envelope import Envelope, LoggedEvent
 from contracts.errors import ContractError
 from contracts.registry import parse_event_data
+from history_service.archive import insert_ignoring_duplicates
 
 log = structlog.get_logger(__name__)
 
@@ -56,8 +57,23 @@ class ReadModels:
         await self._conversations.create_index([("tenant", 1), ("status", 1), ("last_position", -1)])
         await self._conversations.create_index([("tenant", 1), ("visitor.id", 1)])
 
-    async def apply(self, logged: LoggedEvent) -> None:
-        """Fold one event; unknown types and invalid payloads are skipped (they stay archived)."""
+    async def apply(self, batch: list[LoggedEvent]) -> None:
+        """Fold a batch in log order with two round trips; unknown or invalid events are skipped.
+
+        Conversation updates go in one *ordered* bulk write so each sees the previous
+        one's ``last_position``; messages in one unordered insert that ignores ids
+        already stored.
+        """
+        updates: list[UpdateOne] = []
+        messages: list[dict[str, Any]] = []
+        for logged in batch:
+            self._fold(logged, updates, messages)
+        if updates:
+            await self._conversations.bulk_write(updates, ordered=True)
+        if messages:
+            await insert_ignoring_duplicates(self._messages, messages)
+
+    def _fold(self, logged: LoggedEvent, updates: list[UpdateOne], messages: list[dict[str, Any]]) -> None:
         event, position = logged.envelope, logged.position
         data = valid_data(event)
         conversation_id = (data or {}).get("conversation_id")
@@ -65,17 +81,14 @@ class ReadModels:
             return
         key = f"{event.tenant}|{conversation_id}"
         if event.type == "conversation.requested":
-            await self._conversations.update_one({"_id": key}, {"$setOnInsert": self._new_conversation(event, data, position)}, upsert=True)
+            updates.append(UpdateOne({"_id": key}, {"$setOnInsert": self._new_conversation(event, data, position)}, upsert=True))
             return
         update = self._conversation_update(event, data)
         if update:
             update.setdefault("$set", {})["last_position"] = position
-            await self._conversations.update_one({"_id": key, "last_position": {"$lt": position}}, update)
+            updates.append(UpdateOne({"_id": key, "last_position": {"$lt": position}}, update))
         if event.type in MESSAGE_TYPES:
-            try:
-                await self._messages.insert_one(message_document(event, position, conversation_id))
-            except DuplicateKeyError:
-                pass  # replayed after a crash: already stored
+            messages.append(message_document(event, position, conversation_id))
 
     @staticmethod
     def _new_conversation(event: Envelope, data: dict[str, Any], position: int) -> dict[str, Any]:

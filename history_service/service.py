@@ -78,9 +78,7 @@ class HistoryService:
         # Read models first, archive second: after a crash between the two the events
         # are still "unseen" and are applied again, which the position guards absorb.
         fresh = await self._archive.unseen(batch)
-        for logged in fresh:
-            if logged.envelope.type != "system.marker":
-                await self._models.apply(logged)
+        await self._models.apply([e for e in fresh if e.envelope.type != "system.marker"])
         await self._archive.write(fresh)
         await self._checkpoints.save(SERVICE, batch[-1].position)
 
