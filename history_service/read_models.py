@@ -1,14 +1,15 @@
 """Read models for the console and the widget: ``conversations`` and ``messages``.
 
-Idempotent by construction: messages are keyed by event id; a conversation update
-applies only when its position is newer than the conversation's ``last_position``, so
-replaying a batch after a crash changes nothing.
+Idempotent by construction: messages are keyed by event id; an event changes a
+conversation only when its position is newer than the conversation's ``last_position``,
+so replaying a batch after a crash changes nothing. One writer (the history consumer)
+owns these collections.
 """
 
 from typing import Any
 
 import structlog
-from pymongo import UpdateOne
+from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope, LoggedEvent
@@ -38,6 +39,10 @@ def message_event(document: dict[str, Any]) -> dict[str, Any]:
     return {"id": document["event_id"], **{k: document.get(k) for k in MESSAGE_FIELDS}}
 
 
+def conversation_key(tenant: str, data: dict[str, Any]) -> str:
+    return f"{tenant}|{data['conversation_id']}"
+
+
 def valid_data(event: Envelope) -> dict[str, Any] | None:
     """The event's data validated (and upcast) by the registry, or None with a warning."""
     try:
@@ -58,37 +63,45 @@ class ReadModels:
         await self._conversations.create_index([("tenant", 1), ("visitor.id", 1)])
 
     async def apply(self, batch: list[LoggedEvent]) -> None:
-        """Fold a batch in log order with two round trips; unknown or invalid events are skipped.
+        """Fold a batch in log order; unknown or invalid events are skipped.
 
-        Conversation updates go in one *ordered* bulk write so each sees the previous
-        one's ``last_position``; messages in one unordered insert that ignores ids
-        already stored.
+        The batch's conversations are loaded in one query, folded in memory (an event at
+        or below a conversation's ``last_position`` was applied before a crash and is
+        skipped) and written back in one bulk write; messages go in one unordered insert
+        that ignores ids already stored. Three round trips per batch, whatever its size.
         """
-        updates: list[UpdateOne] = []
+        folded = [(logged, data) for logged in batch if (data := valid_data(logged.envelope)) is not None and isinstance(data.get("conversation_id"), str)]
+        keys = list({conversation_key(logged.envelope.tenant, data) for logged, data in folded})
+        conversations = {d["_id"]: d async for d in self._conversations.find({"_id": {"$in": keys}})} if keys else {}
+        touched: set[str] = set()
         messages: list[dict[str, Any]] = []
-        for logged in batch:
-            self._fold(logged, updates, messages)
-        if updates:
-            await self._conversations.bulk_write(updates, ordered=True)
+        for logged, data in folded:
+            if self._fold(logged, data, conversations):
+                touched.add(conversation_key(logged.envelope.tenant, data))
+            if logged.envelope.type in MESSAGE_TYPES:
+                messages.append(message_document(logged.envelope, logged.position, data["conversation_id"]))
+        if touched:
+            await self._conversations.bulk_write([ReplaceOne({"_id": k}, conversations[k], upsert=True) for k in touched], ordered=False)
         if messages:
             await insert_ignoring_duplicates(self._messages, messages)
 
-    def _fold(self, logged: LoggedEvent, updates: list[UpdateOne], messages: list[dict[str, Any]]) -> None:
+    def _fold(self, logged: LoggedEvent, data: dict[str, Any], conversations: dict[str, dict[str, Any]]) -> bool:
+        """Apply one event to its conversation in memory; True when it changed it."""
         event, position = logged.envelope, logged.position
-        data = valid_data(event)
-        conversation_id = (data or {}).get("conversation_id")
-        if data is None or not isinstance(conversation_id, str):
-            return
-        key = f"{event.tenant}|{conversation_id}"
+        key = conversation_key(event.tenant, data)
+        current = conversations.get(key)
         if event.type == "conversation.requested":
-            updates.append(UpdateOne({"_id": key}, {"$setOnInsert": self._new_conversation(event, data, position)}, upsert=True))
-            return
-        update = self._conversation_update(event, data)
-        if update:
-            update.setdefault("$set", {})["last_position"] = position
-            updates.append(UpdateOne({"_id": key, "last_position": {"$lt": position}}, update))
-        if event.type in MESSAGE_TYPES:
-            messages.append(message_document(event, position, conversation_id))
+            if current is not None:
+                return False  # replayed: created already
+            conversations[key] = {"_id": key, **self._new_conversation(event, data, position)}
+            return True
+        changes = self._conversation_changes(event, data)
+        if current is None or not changes or position <= current["last_position"]:
+            return False
+        if event.type in COUNTED_MESSAGES:
+            current["message_count"] += 1
+        current.update(changes, last_position=position)
+        return True
 
     @staticmethod
     def _new_conversation(event: Envelope, data: dict[str, Any], position: int) -> dict[str, Any]:
@@ -102,12 +115,13 @@ class ReadModels:
         }
 
     @staticmethod
-    def _conversation_update(event: Envelope, data: dict[str, Any]) -> dict[str, Any]:
+    def _conversation_changes(event: Envelope, data: dict[str, Any]) -> dict[str, Any]:
+        """The fields an event sets on its conversation ({} = none)."""
         at = event.occurred_at
         if event.type in COUNTED_MESSAGES:
-            return {"$set": {"last_message_at": at}, "$inc": {"message_count": 1}}
+            return {"last_message_at": at}
         if event.type == "conversation.rated":
-            return {"$set": {"rating": {"score": data.get("score"), "comment": data.get("comment")}}}
+            return {"rating": {"score": data.get("score"), "comment": data.get("comment")}}
         if event.type not in STATUS_BY_TYPE:
             return {}
         fields: dict[str, Any] = {"status": STATUS_BY_TYPE[event.type]}
@@ -117,4 +131,4 @@ class ReadModels:
             fields["agent_id"] = data.get("to_agent_id")
         elif event.type == "conversation.closed":
             fields["closed_at"] = at
-        return {"$set": fields}
+        return fields
