@@ -23,6 +23,7 @@ from relaydesk.store import Checkpoints, database, make_client, with_store_retry
 log = structlog.get_logger(__name__)
 
 SERVICE = "history"
+RETRY_MIN_S, RETRY_MAX_S = 0.5, 30.0
 MAX_BATCH = 500  # events archived per insert_many and per checkpoint
 
 
@@ -64,10 +65,24 @@ class HistoryService:
 
     async def _follow(self, reader: LogReader) -> None:
         async for batch in reader.batches(max_batch=self._batch_size):
-            await with_store_retry(functools.partial(self._apply, batch))
+            await self._apply_until_done(batch)
             self.position = batch[-1].position
             async with self.caught_up:
                 self.caught_up.notify_all()
+
+    async def _apply_until_done(self, batch: list[LoggedEvent]) -> None:
+        # Never skip a batch (that would lose history) and never let the follower die:
+        # a long store outage or an unexpected error is retried with backoff, which is
+        # safe because applying a batch is idempotent.
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                await with_store_retry(functools.partial(self._apply, batch))
+                return
+            except Exception as exc:  # noqa: BLE001 - logged and retried, see above
+                log.error("history_batch_failed", first=batch[0].position, last=batch[-1].position, error=type(exc).__name__, retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
 
     @staticmethod
     def _report_end(task: asyncio.Task[None]) -> None:
