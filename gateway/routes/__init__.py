@@ -10,4 +10,8 @@ ROUTER_MODULES: tuple[str, ...] = (
     "gateway.routes.admin",
     "gateway.routes.signup",
     "gateway.routes.connectors",
+    "gateway.routes.attachments",
+    "gateway.routes.billing",
+    "gateway.routes.audit",
+    "gateway.routes.reports",
 )
