@@ -73,6 +73,21 @@ class Operations:
         except RequestTimeout:
             raise OpError("unavailable", "the deciding service did not answer; resend with the same id") from None
 
+    async def writable(self, principal: Principal, conversation_id: Any) -> ConversationInfo:
+        """The conversation, if ``principal`` may write into it (HTTP uploads use this)."""
+        return await self._writable(principal, {"conversation_id": conversation_id})
+
+    async def publish_attachment(self, principal: Principal, key: str, info: ConversationInfo, attachment: dict[str, Any]) -> dict[str, Any]:
+        """Publish ``message.attachment_sent`` for a file already stored; ids derive from ``key``."""
+        data = {
+            "conversation_id": info.conversation_id, "message_id": derive_event_id(principal.tenant, principal.actor_id, key),
+            "author_kind": "agent" if principal.kind == "agent" else "customer", "author_id": principal.actor_id, **attachment,
+        }
+        try:
+            return {**await self._publish_event(principal, key, "message.attachment_sent", 1, info.conversation_id, data), "message_id": data["message_id"]}
+        except PublishFailed:
+            raise OpError("unavailable", "the event log did not confirm; resend with the same key") from None
+
     # --- helpers -------------------------------------------------------------------
 
     @staticmethod

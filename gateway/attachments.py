@@ -1,0 +1,120 @@
+"""Attachment files: GridFS storage, content checks, and short-lived signed links.
+
+The file is stored before its ``message.attachment_sent`` event is published, so an
+event never points at a missing file; a retry with the same idempotency key finds the
+file already stored (its GridFS id is derived from the key) and republishes the same
+event id, so an upload is never half-applied nor duplicated.
+"""
+
+import base64
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gridfs import AsyncGridFSBucket
+from gridfs.errors import FileExists, NoFile
+from pymongo.asynchronous.database import AsyncDatabase
+
+BUCKET = "attachments"
+LINK_TTL_S = 300
+
+# Magic numbers of the binary types we accept: a declared type must match its bytes,
+# so an HTML page cannot be uploaded as "image/png" and served back to a browser.
+SIGNATURES: dict[str, tuple[bytes, ...]] = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "application/pdf": (b"%PDF-",),
+}
+
+
+class AttachmentRejected(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def check_content(content_type: str, head: bytes, allowed_types: list[str]) -> None:
+    """Raise :class:`AttachmentRejected` unless the type is allowed and the bytes agree."""
+    if content_type not in allowed_types:
+        raise AttachmentRejected(415, "unsupported_type", f"{content_type or 'unknown type'} is not allowed here; allowed: {', '.join(allowed_types)}")
+    if content_type == "image/webp":
+        matches = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    elif content_type in SIGNATURES:
+        matches = head.startswith(SIGNATURES[content_type])
+    elif content_type.startswith("text/"):
+        try:
+            head.decode("utf-8")
+            matches = True
+        except UnicodeDecodeError as exc:  # a cut multi-byte character at the end is fine
+            matches = exc.start >= len(head) - 3
+    else:
+        matches = True
+    if not matches:
+        raise AttachmentRejected(415, "type_mismatch", f"the file's content is not {content_type}")
+
+
+@dataclass(frozen=True)
+class StoredAttachment:
+    attachment_id: str
+    tenant: str
+    conversation_id: str
+    filename: str
+    content_type: str
+    size: int
+
+
+class AttachmentStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._bucket = AsyncGridFSBucket(db, bucket_name=BUCKET)
+        self._files = db[f"{BUCKET}.files"]
+
+    async def save(self, attachment: StoredAttachment, content: bytes) -> None:
+        metadata = {"tenant": attachment.tenant, "conversation_id": attachment.conversation_id, "content_type": attachment.content_type}
+        try:
+            await self._bucket.upload_from_stream_with_id(attachment.attachment_id, attachment.filename, content, metadata=metadata)
+        except FileExists:
+            pass  # the same key uploaded before: the first copy stands
+        except Exception as exc:
+            if "duplicate key" not in str(exc).lower():
+                raise
+
+    async def find(self, attachment_id: str) -> StoredAttachment | None:
+        doc = await self._files.find_one({"_id": attachment_id})
+        if doc is None:
+            return None
+        meta = doc.get("metadata") or {}
+        return StoredAttachment(attachment_id, meta.get("tenant", ""), meta.get("conversation_id", ""), doc.get("filename", "file"), meta.get("content_type", "application/octet-stream"), int(doc.get("length", 0)))
+
+    async def read(self, attachment_id: str) -> bytes:
+        try:
+            stream = await self._bucket.open_download_stream(attachment_id)
+        except NoFile:
+            raise AttachmentRejected(404, "not_found", "no such attachment") from None
+        return await stream.read()
+
+
+class LinkSigner:
+    """HMAC-signed, expiring download links: possession of a link is the permission."""
+
+    def __init__(self, secret: bytes, ttl_s: int = LINK_TTL_S) -> None:
+        # a key of its own, derived from the gateway secret, so a link signature can never
+        # be replayed as any other kind of token
+        self._key = hashlib.sha256(b"relaydesk-attachment-links\x00" + secret).digest()
+        self._ttl_s = ttl_s
+
+    def _signature(self, attachment_id: str, expires: int) -> str:
+        mac = hmac.new(self._key, f"{attachment_id}\x00{expires}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    def link(self, attachment_id: str, now: float | None = None) -> dict[str, Any]:
+        expires = int((now if now is not None else time.time()) + self._ttl_s)
+        return {"url": f"/api/attachments/{attachment_id}?exp={expires}&sig={self._signature(attachment_id, expires)}", "expires_at": expires}
+
+    def verify(self, attachment_id: str, expires: int, signature: str, now: float | None = None) -> None:
+        if not hmac.compare_digest(self._signature(attachment_id, expires), signature):
+            raise AttachmentRejected(403, "forbidden", "invalid link signature")
+        if expires < (now if now is not None else time.time()):
+            raise AttachmentRejected(403, "link_expired", "this link has expired; ask for a new one")
