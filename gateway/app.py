@@ -8,6 +8,7 @@ from pathlib import Path
 import structlog
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -32,6 +33,13 @@ def create_app(settings: Settings) -> FastAPI:
         await deps.stop()
 
     app = FastAPI(title="relaydesk gateway", version="1", lifespan=lifespan)
+    # The widget runs on customers' sites and calls the API cross-origin. Credentials are
+    # bearer tokens in headers, never cookies, so a wildcard origin grants nothing ambient;
+    # websockets are checked against the tenant's allowed sites separately (gateway/origins.py).
+    app.add_middleware(
+        CORSMiddleware, allow_origins=["*"], allow_credentials=False, allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"], max_age=600,
+    )
     _install_error_handlers(app)
 
     @app.get("/healthz")

@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 
 from gateway.auth.http import ApiError, get_deps, require_agent, require_principal
-from gateway.auth.permissions import SEE_ALL
+from gateway.auth.permissions import SEE_ALL, SEE_HISTORY
 from gateway.auth.tokens import AgentPrincipal, Principal
 from gateway.ops import OpError
 from gateway.visibility import may_read_conversation
@@ -44,13 +44,26 @@ def build_router(deps: Any) -> APIRouter:
     @router.get("/conversations")
     async def list_conversations(
         view: str = Query("mine"), limit: int = Query(100, ge=1, le=MAX_LIMIT),
+        visitor_id: str | None = Query(None, max_length=128, pattern=r"^[\w.:@\-]+$"),
         agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps),
     ) -> Any:
         if view not in VIEWS:
             raise ApiError(400, "invalid_payload", f"view must be one of {', '.join(VIEWS)}")
-        if view in ("all", "closed", "missed") and not agent.can(SEE_ALL):
+        if view in ("all", "closed", "missed") and not agent.can(SEE_ALL) and not (visitor_id and agent.can(SEE_HISTORY)):
             raise ApiError(403, "forbidden", f"missing permission {SEE_ALL}")
-        return await ask_history(deps, "conversations.list", {"tenant": agent.tenant, "view": view, "agent_id": agent.agent_id, "limit": limit})
+        params: dict[str, Any] = {"tenant": agent.tenant, "view": view, "agent_id": agent.agent_id, "limit": limit}
+        if visitor_id:
+            params["visitor_id"] = visitor_id  # a visitor's previous conversations, for the console's visitor panel
+        return await ask_history(deps, "conversations.list", params)
+
+    @router.get("/queue")
+    async def queue(agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)) -> Any:
+        """Waiting conversations in order, marking those offered to the caller (the console's requests list)."""
+        try:
+            waiting = await deps.rpc.query("agent", "queue", {"tenant": agent.tenant}, timeout=deps.settings.request_timeout_s)
+        except (RemoteError, RequestTimeout):
+            raise ApiError(503, "unavailable", "the routing service did not answer") from None
+        return [{**item, "offered_to_me": agent.agent_id in item.get("offered_to", ())} for item in waiting]
 
     @router.get("/conversations/{conversation_id}/messages")
     async def messages(

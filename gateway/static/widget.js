@@ -1,0 +1,470 @@
+// The relaydesk chat widget: one script tag on any site.
+//
+//   <script src="https://support.example.com/static/widget.js" data-tenant="acme" async></script>
+//
+// Optional attributes: data-title, data-topics="Sales,Billing,Support" (adds a topic
+// select to the pre-chat form), data-prechat="off", data-open="true".
+// The UI lives in a shadow root so the host page's CSS cannot reach it, every text is
+// set with textContent (never HTML), and the socket resumes from the last log position.
+(function () {
+  "use strict";
+  const script = document.currentScript;
+  if (!script || window.__relaydeskWidget) return;
+  window.__relaydeskWidget = true;
+  const base = new URL(script.src, location.href).origin;
+  const config = {
+    tenant: script.dataset.tenant,
+    title: script.dataset.title || "Chat with us",
+    topics: (script.dataset.topics || "").split(",").map((s) => s.trim()).filter(Boolean),
+    prechat: script.dataset.prechat !== "off",
+    open: script.dataset.open === "true",
+  };
+  if (!config.tenant) {
+    console.error("relaydesk widget: data-tenant is required");
+    return;
+  }
+  import(base + "/static/js/socket.js").then((lib) => new Widget(base, config, lib).mount());
+
+  const STYLE = `
+    :host { all: initial; }
+    /* The host element itself can be styled by the page (its rules beat :host), so the font is set on our own boxes. */
+    .bubble, .panel { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1c2330; text-align: left; }
+    * { box-sizing: border-box; }
+    .bubble { position: fixed; right: 20px; bottom: 20px; width: 56px; height: 56px; border-radius: 50%; border: 0;
+      background: #2f5bea; color: #fff; cursor: pointer; box-shadow: 0 6px 20px rgba(20,40,90,.3); z-index: 2147483000; }
+    .bubble:focus-visible, button:focus-visible, textarea:focus-visible, input:focus-visible, select:focus-visible { outline: 3px solid #9db4ff; outline-offset: 2px; }
+    .bubble svg { width: 26px; height: 26px; fill: currentColor; }
+    .badge { position: absolute; top: -2px; right: -2px; min-width: 20px; height: 20px; border-radius: 10px; background: #e5484d; font-size: 12px; line-height: 20px; }
+    .panel { position: fixed; right: 20px; bottom: 88px; width: 360px; max-width: calc(100vw - 24px); height: 540px; max-height: calc(100vh - 110px);
+      background: #fff; border-radius: 14px; box-shadow: 0 12px 40px rgba(20,40,90,.25); display: flex; flex-direction: column; overflow: hidden; z-index: 2147483000; }
+    .panel[hidden] { display: none; }
+    header { background: #2f5bea; color: #fff; padding: 14px 16px; display: flex; align-items: center; gap: 8px; }
+    header h2 { font-size: 16px; margin: 0; flex: 1; }
+    header .status { font-size: 12px; opacity: .85; display: block; font-weight: 400; }
+    header button { background: rgba(255,255,255,.15); color: #fff; border: 0; border-radius: 6px; padding: 5px 9px; cursor: pointer; font: inherit; font-size: 12px; }
+    .log { flex: 1; overflow-y: auto; padding: 14px; display: flex; flex-direction: column; gap: 6px; background: #f6f8fc; }
+    .msg { max-width: 80%; padding: 8px 11px; border-radius: 12px; white-space: pre-wrap; word-wrap: break-word; }
+    .msg.customer { align-self: flex-end; background: #2f5bea; color: #fff; border-bottom-right-radius: 4px; }
+    .msg.agent, .msg.connector { align-self: flex-start; background: #fff; border: 1px solid #e3e8f2; border-bottom-left-radius: 4px; }
+    .msg .who { display: block; font-size: 11px; opacity: .7; margin-bottom: 2px; }
+    .msg.pending { opacity: .6; }
+    .system { align-self: center; font-size: 12px; color: #5b6578; text-align: center; padding: 2px 8px; }
+    .receipt { align-self: flex-end; font-size: 11px; color: #5b6578; }
+    .typing { font-size: 12px; color: #5b6578; padding: 0 16px 4px; min-height: 18px; }
+    .notice { background: #fff7e6; border-top: 1px solid #f3e1b5; padding: 10px 14px; font-size: 13px; }
+    .composer { display: flex; gap: 8px; border-top: 1px solid #e3e8f2; padding: 10px; }
+    .composer textarea { flex: 1; resize: none; border: 1px solid #cfd6e4; border-radius: 8px; padding: 8px; font: inherit; height: 40px; }
+    .primary { background: #2f5bea; color: #fff; border: 0; border-radius: 8px; padding: 8px 14px; cursor: pointer; font: inherit; }
+    .primary:disabled { opacity: .5; cursor: default; }
+    form.card { padding: 16px; display: flex; flex-direction: column; gap: 10px; overflow-y: auto; }
+    form.card label { display: flex; flex-direction: column; gap: 4px; font-size: 13px; color: #39445a; }
+    form.card input, form.card select, form.card textarea { border: 1px solid #cfd6e4; border-radius: 8px; padding: 8px; font: inherit; }
+    .stars { display: flex; gap: 4px; }
+    .stars button { font-size: 24px; background: none; border: 0; cursor: pointer; color: #c5cbd8; padding: 0 2px; }
+    .stars button[aria-pressed="true"] { color: #f5a524; }
+    [hidden] { display: none !important; }
+  `;
+
+  class Widget {
+    constructor(base, config, lib) {
+      this.base = base;
+      this.config = config;
+      this.lib = lib;
+      this.storageKey = `relaydesk:${config.tenant}`;
+      this.shown = new Set(); // message ids already on screen: history and live events meet here
+      this.conversationId = null;
+      this.status = "new";
+      this.unread = 0;
+      this.lastOwnMessage = null;
+    }
+
+    mount() {
+      const host = document.createElement("div");
+      host.id = "relaydesk-widget";
+      document.body.appendChild(host);
+      this.root = host.attachShadow({ mode: "open" });
+      this.root.innerHTML = this.template();
+      const $ = (sel) => this.root.querySelector(sel);
+      this.el = {
+        bubble: $(".bubble"), badge: $(".badge"), panel: $(".panel"), status: $(".status"), end: $(".end"), minimize: $(".minimize"),
+        log: $(".log"), typing: $(".typing"), notice: $(".notice"), prechat: $(".prechat"), rating: $(".rating"),
+        composer: $(".composer"), input: $(".composer textarea"), send: $(".composer .primary"), stars: $(".stars"),
+      };
+      this.bind();
+      if (this.config.open) this.toggle(true);
+      this.startSession().catch((error) => this.setStatus(`Chat unavailable: ${error.message}`));
+    }
+
+    template() {
+      const topics = this.config.topics.length
+        ? `<label>Topic<select name="topic">${this.config.topics.map(() => "<option></option>").join("")}</select></label>` : "";
+      return `<style>${STYLE}</style>
+        <button class="bubble" aria-label="Open chat" aria-expanded="false">
+          <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z"/></svg>
+          <span class="badge" hidden></span></button>
+        <section class="panel" role="dialog" aria-label="Chat" hidden>
+          <header><h2><span class="title"></span><span class="status" role="status"></span></h2>
+            <button class="end" type="button" hidden>End chat</button>
+            <button class="minimize" type="button" aria-label="Minimize chat">&#x2212;</button></header>
+          <form class="card prechat" hidden>
+            <p>Hi! Tell us who you are and we will connect you with an agent.</p>
+            <label>Name<input name="name" autocomplete="name" maxlength="200" required></label>
+            <label>Email<input name="email" type="email" autocomplete="email" maxlength="200"></label>
+            ${topics}
+            <button class="primary" type="submit">Start chat</button></form>
+          <div class="log" role="log" aria-live="polite" aria-label="Messages"></div>
+          <div class="typing" aria-live="polite"></div>
+          <div class="notice" hidden></div>
+          <form class="card rating" hidden>
+            <p>How did we do?</p>
+            <div class="stars" role="group" aria-label="Rating">${[1, 2, 3, 4, 5].map((n) => `<button type="button" data-score="${n}" aria-label="${n} star${n > 1 ? "s" : ""}" aria-pressed="false">&#9733;</button>`).join("")}</div>
+            <label>Comment<textarea name="comment" maxlength="2000" rows="2"></textarea></label>
+            <button class="primary" type="submit" disabled>Send rating</button>
+            <button class="primary new-chat" type="button">Start a new chat</button></form>
+          <form class="composer" hidden>
+            <textarea aria-label="Your message" placeholder="Type a message…" maxlength="8000"></textarea>
+            <button class="primary" type="submit">Send</button></form>
+        </section>`;
+    }
+
+    bind() {
+      this.root.querySelector(".title").textContent = this.config.title;
+      this.config.topics.forEach((topic, i) => { this.root.querySelectorAll("select[name=topic] option")[i].textContent = topic; });
+      this.el.bubble.addEventListener("click", () => this.toggle());
+      this.el.minimize.addEventListener("click", () => this.toggle(false));
+      this.el.end.addEventListener("click", () => this.endChat());
+      this.el.prechat.addEventListener("submit", (e) => { e.preventDefault(); this.start(new FormData(this.el.prechat)); });
+      this.el.composer.addEventListener("submit", (e) => { e.preventDefault(); this.sendMessage(); });
+      this.el.input.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); this.sendMessage(); }
+      });
+      this.el.input.addEventListener("input", () => this.typing());
+      this.el.stars.addEventListener("click", (e) => this.pickScore(e.target.closest("button")));
+      this.el.rating.addEventListener("submit", (e) => { e.preventDefault(); this.rate(); });
+      this.el.rating.querySelector(".new-chat").addEventListener("click", () => this.newChat());
+    }
+
+    toggle(open = this.el.panel.hidden) {
+      this.el.panel.hidden = !open;
+      this.el.bubble.setAttribute("aria-expanded", String(open));
+      this.el.bubble.setAttribute("aria-label", open ? "Close chat" : "Open chat");
+      if (open) {
+        this.unread = 0;
+        this.renderBadge();
+        this.markRead();
+        (this.el.composer.hidden ? this.el.prechat.querySelector("input") : this.el.input)?.focus();
+      }
+    }
+
+    store(name, value) {
+      if (value === undefined) return localStorage.getItem(`${this.storageKey}:${name}`);
+      if (value === null) localStorage.removeItem(`${this.storageKey}:${name}`);
+      else localStorage.setItem(`${this.storageKey}:${name}`, value);
+    }
+
+    async startSession() {
+      const session = await this.lib.api(this.base, "/api/visitor/session", { method: "POST", body: { tenant: this.config.tenant, visitor_token: this.store("token") } });
+      this.token = session.visitor_token;
+      this.store("token", this.token);
+      this.conversationId = session.conversation_id || null;
+      this.socket = new this.lib.RelaySocket({
+        url: this.base.replace(/^http/, "ws") + "/ws", token: () => this.token, storage: localStorage, storageKey: this.storageKey,
+        onEvent: (event) => this.onEvent(event), onState: (state, detail) => this.onSocketState(state, detail), onResync: () => this.loadHistory(),
+      }).start();
+      if (this.conversationId) {
+        this.showConversation();
+        await this.loadHistory();
+      } else if (this.config.prechat) {
+        this.showPrechat();
+      } else {
+        this.start(new FormData());
+      }
+      for (const frame of this.socket.pendingFrames()) if (frame.op === "send") this.renderMessage({ message_id: frame.id, body: frame.body, author_kind: "customer", client_ts_ms: frame.client_ts_ms }, true);
+    }
+
+    async loadHistory() {
+      if (!this.conversationId) return;
+      const items = await this.lib.api(this.base, `/api/conversations/${encodeURIComponent(this.conversationId)}/messages`, { token: this.token });
+      for (const item of items) this.onEvent(item.event, true);
+    }
+
+    showPrechat() {
+      this.el.prechat.hidden = false;
+      this.el.composer.hidden = true;
+      this.el.rating.hidden = true;
+      this.el.end.hidden = true;
+      this.setStatus("We typically reply in a few minutes");
+    }
+
+    showConversation() {
+      this.el.prechat.hidden = true;
+      this.el.composer.hidden = false;
+      this.el.rating.hidden = true;
+      this.el.end.hidden = false;
+    }
+
+    async start(form) {
+      const visitor = { page_url: location.href.slice(0, 2000) };
+      for (const field of ["name", "email"]) if (form.get(field)) visitor[field] = String(form.get(field));
+      const topic = form.get("topic");
+      this.el.prechat.querySelector("button").disabled = true;
+      try {
+        const ack = await this.socket.command("start", { visitor, ...(topic ? { topic: String(topic) } : {}) });
+        this.conversationId = ack.conversation_id;
+        this.status = "queued";
+        this.showConversation();
+        this.setStatus("Connecting you with an agent…");
+        this.el.input.focus();
+      } catch (error) {
+        this.setStatus(`Could not start the chat: ${error.message}`);
+      } finally {
+        this.el.prechat.querySelector("button").disabled = false;
+      }
+    }
+
+    sendMessage() {
+      const body = this.el.input.value.trim();
+      if (!body || !this.conversationId) return;
+      this.el.input.value = "";
+      const id = this.lib.newKey();
+      // Shown at once (pending); the id is the idempotency key, so a resend after a
+      // reconnect is the same message and the server's event replaces this bubble.
+      const sentAt = Date.now();
+      this.renderMessage({ message_id: id, body, author_kind: "customer", client_ts_ms: sentAt }, true);
+      this.stopTyping();
+      this.socket.command("send", { conversation_id: this.conversationId, body, client_ts_ms: sentAt }, { persist: true, id })
+        .then((ack) => this.confirm(id, ack.message_id))
+        .catch((error) => this.failed(id, error));
+    }
+
+    confirm(key, messageId) {
+      const pending = this.root.querySelector(`[data-key="${key}"]`);
+      this.shown.add(messageId);
+      if (!pending) return;
+      pending.classList.remove("pending");
+      pending.dataset.id = messageId;
+    }
+
+    failed(key, error) {
+      const pending = this.root.querySelector(`[data-key="${key}"]`);
+      if (pending) pending.remove();
+      this.showNotice(`Your message was not sent: ${error.message}`);
+    }
+
+    typing() {
+      if (!this.conversationId || !this.socket.connected) return;
+      const now = Date.now();
+      if (!this.typingSince || now - this.typingSince > 3000) {
+        this.typingSince = now;
+        this.socket.transient("typing", { conversation_id: this.conversationId, typing: true });
+      }
+      clearTimeout(this.typingTimer);
+      this.typingTimer = setTimeout(() => this.stopTyping(), 4000);
+    }
+
+    stopTyping() {
+      clearTimeout(this.typingTimer);
+      if (this.typingSince && this.conversationId) this.socket.transient("typing", { conversation_id: this.conversationId, typing: false });
+      this.typingSince = null;
+    }
+
+    onEvent(event, fromHistory = false) {
+      const data = event.data || {};
+      if (data.conversation_id && this.conversationId && data.conversation_id !== this.conversationId) return;
+      switch (event.type) {
+        case "message.sent":
+          return this.renderMessage(data, false, fromHistory);
+        case "message.attachment_sent":
+          return this.renderMessage({ ...data, body: `📎 ${data.filename}` }, false, fromHistory);
+        case "message.system":
+          if (!this.shown.has(data.message_id)) { this.shown.add(data.message_id); this.renderSystem(data.text); }
+          return;
+        case "conversation.requested":
+          if (!this.conversationId) this.conversationId = data.conversation_id;
+          return;
+        case "conversation.queued":
+          this.status = "queued";
+          return this.setStatus(data.position > 0 ? `You are number ${data.position} in the queue` : "Connecting you with an agent…");
+        case "conversation.accepted":
+        case "conversation.transferred":
+          this.status = "engaged";
+          this.hideNotice();
+          return this.setStatus(`${data.agent_name || "An agent"} is here to help`);
+        case "conversation.agent_disconnected":
+          return this.setStatus("The agent lost connection; please hold on");
+        case "conversation.missed":
+          this.status = "missed";
+          this.setStatus("No agent available");
+          return this.showNotice("No agent is available right now. Leave us a message and we will get back to you by email.");
+        case "conversation.closed":
+          this.status = "closed";
+          return this.showRating();
+        case "conversation.rated":
+          return this.thankForRating();
+        case "typing.changed":
+          this.el.typing.textContent = data.typing ? "Agent is typing…" : "";
+          return;
+        case "message.read":
+          if (data.reader_kind === "agent") this.renderReceipt();
+          return;
+        default:
+          return;
+      }
+    }
+
+    renderMessage(data, pending = false, fromHistory = false) {
+      if (!pending) {
+        if (this.shown.has(data.message_id)) return;
+        this.shown.add(data.message_id);
+        // Our own message, shown as pending when typed: the event (which may come before
+        // the ack) adopts that bubble, matched by the client timestamp it carries.
+        const mine = data.client_ts_ms && this.root.querySelector(`.pending[data-ts="${Number(data.client_ts_ms)}"]`);
+        if (mine) {
+          mine.classList.remove("pending");
+          mine.dataset.id = data.message_id;
+          return;
+        }
+      }
+      const bubble = document.createElement("div");
+      bubble.className = `msg ${data.author_kind}` + (pending ? " pending" : "");
+      if (pending) {
+        bubble.dataset.key = data.message_id;
+        bubble.dataset.ts = String(data.client_ts_ms);
+      } else {
+        bubble.dataset.id = data.message_id;
+      }
+      if (data.author_kind !== "customer") {
+        const who = document.createElement("span");
+        who.className = "who";
+        who.textContent = data.author_name || "Agent";
+        bubble.appendChild(who);
+      }
+      bubble.appendChild(document.createTextNode(data.body)); // text, never HTML
+      this.append(bubble);
+      if (data.author_kind === "customer") this.lastOwnMessage = bubble;
+      else {
+        this.el.typing.textContent = "";
+        this.lastAgentMessageId = data.message_id;
+        if (!fromHistory) this.notifyIncoming();
+      }
+    }
+
+    renderSystem(text) {
+      const line = document.createElement("div");
+      line.className = "system";
+      line.textContent = text;
+      this.append(line);
+    }
+
+    renderReceipt() {
+      this.root.querySelectorAll(".receipt").forEach((r) => r.remove());
+      if (!this.lastOwnMessage) return;
+      const receipt = document.createElement("div");
+      receipt.className = "receipt";
+      receipt.textContent = "Read";
+      this.lastOwnMessage.after(receipt);
+    }
+
+    append(node) {
+      const log = this.el.log;
+      const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+      log.appendChild(node);
+      if (atBottom || node.classList.contains("customer")) log.scrollTop = log.scrollHeight;
+    }
+
+    notifyIncoming() {
+      if (this.el.panel.hidden) {
+        this.unread += 1;
+        this.renderBadge();
+      } else {
+        this.markRead();
+      }
+    }
+
+    markRead() {
+      if (!this.lastAgentMessageId || !this.conversationId || this.readUpTo === this.lastAgentMessageId) return;
+      this.readUpTo = this.lastAgentMessageId;
+      this.socket.transient("read", { conversation_id: this.conversationId, message_id: this.lastAgentMessageId });
+    }
+
+    renderBadge() {
+      this.el.badge.hidden = this.unread === 0;
+      this.el.badge.textContent = String(this.unread);
+    }
+
+    setStatus(text) {
+      this.el.status.textContent = text;
+    }
+
+    showNotice(text) {
+      this.el.notice.textContent = text;
+      this.el.notice.hidden = false;
+    }
+
+    hideNotice() {
+      this.el.notice.hidden = true;
+    }
+
+    onSocketState(state) {
+      if (state === "reconnecting") this.showNotice("Connection lost, reconnecting… Messages you send now will be delivered when we are back.");
+      else if (state === "online" && this.status !== "missed") this.hideNotice();
+      else if (state === "refused") this.showNotice("This chat is not available on this site.");
+    }
+
+    async endChat() {
+      if (!this.conversationId || this.status === "closed") return;
+      try {
+        await this.socket.command("close", { conversation_id: this.conversationId });
+      } catch (error) {
+        this.showNotice(`Could not end the chat: ${error.message}`);
+      }
+    }
+
+    showRating() {
+      this.stopTyping();
+      this.el.composer.hidden = true;
+      this.el.end.hidden = true;
+      this.el.rating.hidden = false;
+      this.el.typing.textContent = "";
+      this.setStatus("Chat ended");
+    }
+
+    pickScore(button) {
+      if (!button) return;
+      this.score = Number(button.dataset.score);
+      this.el.stars.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", String(Number(b.dataset.score) <= this.score)));
+      this.el.rating.querySelector("[type=submit]").disabled = false;
+    }
+
+    async rate() {
+      const comment = this.el.rating.querySelector("textarea").value.trim();
+      try {
+        await this.socket.command("rate", { conversation_id: this.conversationId, score: this.score, ...(comment ? { comment } : {}) });
+        this.thankForRating();
+      } catch (error) {
+        if (error.code === "already_rated") this.thankForRating();
+        else this.showNotice(`Could not send the rating: ${error.message}`);
+      }
+    }
+
+    thankForRating() {
+      this.el.rating.querySelector("p").textContent = "Thank you for your feedback!";
+      this.el.stars.hidden = true;
+      this.el.rating.querySelector("label").hidden = true;
+      this.el.rating.querySelector("[type=submit]").hidden = true;
+    }
+
+    newChat() {
+      this.conversationId = null;
+      this.status = "new";
+      this.shown.clear();
+      this.el.log.replaceChildren();
+      this.el.stars.hidden = false;
+      this.el.rating.querySelector("label").hidden = false;
+      this.el.rating.querySelector("[type=submit]").hidden = false;
+      this.el.rating.querySelector("p").textContent = "How did we do?";
+      this.hideNotice();
+      this.showPrechat();
+    }
+  }
+})();

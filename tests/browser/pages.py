@@ -1,0 +1,78 @@
+"""Page steps shared by the browser tests: a customer on the demo page, an agent in the console.
+
+Locators follow what a person sees (roles, labels, text) so the tests also check that the
+pages are labelled for assistive technology.
+"""
+
+from typing import Any
+
+import httpx
+
+from tests.admin.helpers import cli
+from tests.system import RunningSystem
+
+TIMEOUT_MS = 15_000
+
+
+async def make_tenant(system: RunningSystem, tenant: str, *agents: str) -> dict[str, str]:
+    """A tool-mode tenant with one owner and the named agents; returns name -> password."""
+    assert (await cli(system.settings, "create-tenant", "--tenant", tenant, "--name", tenant.title())).returncode == 0
+    passwords = {}
+    for name in ("boss", *agents):
+        role = "owner" if name == "boss" else "agent"
+        done = await cli(system.settings, "create-agent", "--tenant", tenant, "--email", f"{name}@{tenant}.test", "--name", name.title(), "--role", role, "--password", f"{name}-secret-pw")
+        assert done.returncode == 0, done.stderr
+        passwords[name] = f"{name}-secret-pw"
+    return passwords
+
+
+async def add_canned(system: RunningSystem, tenant: str, shortcut: str, text: str) -> None:
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        login = await http.post("/api/auth/login", json={"tenant": tenant, "email": f"boss@{tenant}.test", "password": "boss-secret-pw"})
+        token = login.json()["access_token"]
+        created = await http.post("/api/canned", headers={"Authorization": f"Bearer {token}"}, json={"shortcut": shortcut, "text": text, "scope": "tenant"})
+        assert created.status_code == 201, created.text
+
+
+async def console_login(context: Any, system: RunningSystem, tenant: str, name: str) -> Any:
+    page = await context.new_page()
+    await page.goto(f"{system.gateway.base_url}/console?tenant={tenant}")
+    await page.get_by_label("Email").fill(f"{name}@{tenant}.test")
+    await page.get_by_label("Password").fill(f"{name}-secret-pw")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("status").filter(has_text="connected").wait_for(timeout=TIMEOUT_MS)
+    return page
+
+
+def widget(page: Any) -> Any:
+    """The widget's shadow root (Playwright's CSS locators pierce open shadow roots)."""
+    return page.locator("#relaydesk-widget")
+
+
+async def open_demo(context: Any, system: RunningSystem, tenant: str) -> Any:
+    page = await context.new_page()
+    await page.goto(f"{system.gateway.base_url}/demo?tenant={tenant}")
+    await widget(page).get_by_role("button", name="Open chat").click()
+    return page
+
+
+async def start_chat(page: Any, name: str, topic: str | None = None, email: str = "customer@example.com") -> None:
+    root = widget(page)
+    await root.get_by_label("Name").fill(name)
+    await root.get_by_label("Email").fill(email)
+    if topic:
+        await root.get_by_label("Topic").select_option(topic)
+    await root.get_by_role("button", name="Start chat").click()
+    await root.get_by_label("Your message").wait_for(timeout=TIMEOUT_MS)
+
+
+async def customer_says(page: Any, text: str) -> None:
+    box = widget(page).get_by_label("Your message")
+    await box.fill(text)
+    await box.press("Enter")
+
+
+async def agent_says(page: Any, text: str) -> None:
+    box = page.get_by_label("Reply")
+    await box.fill(text)
+    await box.press("Enter")
