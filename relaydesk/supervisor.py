@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from relaydesk.demo import ensure_demo_workspace
 from relaydesk.embedded import EmbeddedMongo, ensure_rabbitmq
 from relaydesk.settings import Settings
 
@@ -79,7 +80,8 @@ async def up(settings: Settings, services: tuple[str, ...] = SERVICES, ready_tim
             mongo.stop()
         return 1
     base = settings.gateway_url()
-    print(f"\n  relaydesk is up.\n  Widget demo:   {base}/demo\n  Agent console: {base}/console\n  Admin:         {base}/admin\n  Ctrl-C stops everything.\n", flush=True)
+    demo = await ensure_demo_workspace(env, settings.data_dir) if "agent" in services else ""
+    print(f"\n  relaydesk is up.\n  Widget demo:   {base}/demo\n  Agent console: {base}/console?tenant=demo\n  Admin:         {base}/admin?tenant=demo\n{demo}\n  Ctrl-C stops everything.\n", flush=True)
     exited = [asyncio.create_task(c.process.wait()) for c in children]
     await asyncio.wait([asyncio.create_task(stop.wait()), *exited], return_when=asyncio.FIRST_COMPLETED)
     await _stop(children)

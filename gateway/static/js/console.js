@@ -18,11 +18,13 @@ const state = {
   lastCustomerMessage: null,
 };
 
-if (session.signedIn) start();
+if (session.signedIn) {
+  $("login").remove();
+  start();
+}
 else {
   $("login").hidden = false;
   signIn(session, $("login"), () => {
-    $("login").hidden = true;
     start();
   });
 }

@@ -65,7 +65,7 @@ export function signIn(session, form, onDone) {
     error.textContent = "";
     try {
       await session.login(form.tenant.value.trim(), form.email.value.trim(), form.password.value);
-      form.password.value = "";
+      form.remove(); // gone, not hidden: no second "Email" field for screen readers
       onDone();
     } catch (failure) {
       error.textContent = failure.code === "locked" ? "Too many attempts; wait a minute and try again." : failure.message;

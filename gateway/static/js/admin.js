@@ -1,0 +1,230 @@
+// Admin pages: each section is a function that reads over the HTTP API and renders with
+// textContent-only DOM helpers. Sections appear only when the agent's permissions allow.
+import { AgentSession, signIn, el, toast } from "./session.js";
+
+const $ = (id) => document.getElementById(id);
+const session = new AgentSession();
+const PERMISSIONS = ["see_all_conversations", "see_history", "transfer", "edit_shared_canned", "manage_agents", "manage_settings", "manage_connectors", "view_billing", "view_audit", "view_reports"];
+
+const SECTIONS = [
+  { id: "agents", title: "Agents", permission: "manage_agents", render: agentsSection },
+  { id: "groups", title: "Permission groups", permission: "manage_agents", render: groupsSection },
+  { id: "canned", title: "Canned responses", permission: null, render: cannedSection },
+  { id: "settings", title: "Settings", permission: "manage_settings", render: settingsSection },
+  { id: "connectors", title: "Connectors", permission: "manage_connectors", render: connectorsSection },
+  { id: "billing", title: "Billing", permission: "view_billing", render: billingSection },
+  { id: "reports", title: "Reports", permission: "view_reports", render: reportsSection },
+  { id: "audit", title: "Audit", permission: "view_audit", render: auditSection },
+];
+
+if (session.signedIn) {
+  $("login").remove();
+  start();
+}
+else {
+  $("login").hidden = false;
+  signIn(session, $("login"), start);
+}
+
+function start() {
+  $("app").hidden = false;
+  $("me").textContent = `${session.agent.name} · ${session.agent.role}`;
+  $("logout").addEventListener("click", () => { session.logout(); location.reload(); });
+  const allowed = SECTIONS.filter((s) => !s.permission || session.can(s.permission));
+  $("sections").replaceChildren(...allowed.map((s) => el("button", { type: "button", "data-section": s.id, onclick: () => show(s) }, s.title)));
+  const wanted = allowed.find((s) => s.id === location.hash.slice(1)) || allowed[0];
+  show(wanted);
+}
+
+async function show(section) {
+  history.replaceState(null, "", `#${section.id}`);
+  document.querySelectorAll("#sections button").forEach((b) => (b.dataset.section === section.id ? b.setAttribute("aria-current", "page") : b.removeAttribute("aria-current")));
+  const main = $("main");
+  main.replaceChildren(el("h1", {}, section.title), el("p", { class: "muted" }, "Loading…"));
+  try {
+    const body = await section.render(() => show(section));
+    main.replaceChildren(el("h1", {}, section.title), ...[body].flat());
+  } catch (error) {
+    const text = error.status === 404 ? "Not available on this installation." : `Could not load: ${error.message}`;
+    main.replaceChildren(el("h1", {}, section.title), el("p", { class: "error", role: "alert" }, text));
+  }
+}
+
+function table(headers, rows) {
+  return el("table", {}, el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, rows.length ? rows.map((cells) => el("tr", {}, cells.map((c) => el("td", {}, c)))) : [el("tr", {}, el("td", { colspan: String(headers.length), class: "muted" }, "Nothing yet."))]));
+}
+
+function form(fields, submitLabel, onSubmit) {
+  const node = el("form", { class: "card form-grid" }, fields, el("button", { class: "btn primary", type: "submit" }, submitLabel));
+  node.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await onSubmit(new FormData(node), node);
+    } catch (error) {
+      toast(error.message);
+    }
+  });
+  return node;
+}
+
+const field = (label, name, attributes = {}) => el("label", {}, label, el("input", { name, ...attributes }));
+const select = (label, name, options, value) => el("label", {}, label, el("select", { name }, options.map((o) => el("option", { value: o, selected: o === value }, o))));
+
+async function act(promise, message, reload) {
+  await promise;
+  toast(message);
+  reload();
+}
+
+// --- sections ----------------------------------------------------------------------
+
+async function agentsSection(reload) {
+  const [agents, status] = await Promise.all([session.call("/api/admin/agents"), session.call("/api/admin/agents/status").catch(() => [])]);
+  const live = new Map(status.map((s) => [s.agent_id, s]));
+  return [
+    form([field("Name", "name", { required: true }), field("Email", "email", { type: "email", required: true }), field("Password", "password", { type: "password", minlength: "8", required: true }),
+      select("Role", "role", ["agent", "supervisor", "admin"], "agent"), field("Max chats", "max_chats", { type: "number", min: "1", max: "100", value: "5" })],
+    "Add agent", (data, node) => act(session.call("/api/admin/agents", { method: "POST", body: { name: data.get("name"), email: data.get("email"), password: data.get("password"), role: data.get("role"), max_chats: Number(data.get("max_chats")) } }).then(() => node.reset()), "Agent added", reload)),
+    table(["Name", "Email", "Role", "Groups", "Status", ""], agents.map((a) => [a.name, a.email, a.role, (a.groups || []).join(", "), live.get(a.agent_id)?.status || "offline",
+      a.role === "owner" ? "" : el("button", { class: "btn small danger", type: "button", onclick: () => confirm(`Remove ${a.name}?`) && act(session.call(`/api/admin/agents/${a.agent_id}`, { method: "DELETE" }), "Agent removed", reload) }, "Remove")])),
+  ];
+}
+
+async function groupsSection(reload) {
+  const groups = await session.call("/api/admin/groups");
+  const boxes = el("fieldset", { class: "card", style: "grid-column:1/-1" }, el("legend", {}, "Permissions"),
+    PERMISSIONS.map((p) => el("label", { style: "flex-direction:row;align-items:center;display:inline-flex;margin-right:14px" }, el("input", { type: "checkbox", name: "permissions", value: p }), p)));
+  return [
+    form([field("Group name", "name", { required: true }), boxes], "Create group",
+      (data, node) => act(session.call("/api/admin/groups", { method: "POST", body: { name: data.get("name"), permissions: data.getAll("permissions") } }).then(() => node.reset()), "Group created", reload)),
+    table(["Name", "Permissions", ""], groups.map((g) => [g.name, (g.permissions || []).join(", ") || "—",
+      el("button", { class: "btn small danger", type: "button", onclick: () => act(session.call(`/api/admin/groups/${g.group_id}`, { method: "DELETE" }), "Group deleted", reload) }, "Delete")])),
+  ];
+}
+
+async function cannedSection(reload) {
+  const canned = await session.call("/api/canned");
+  const scopes = session.can("edit_shared_canned") ? ["tenant", "personal"] : ["personal"];
+  return [
+    form([field("Shortcut", "shortcut", { required: true, pattern: "[\\w\\-]+", placeholder: "thanks" }), el("label", { style: "grid-column:span 2" }, "Text", el("textarea", { name: "text", required: true, rows: "2", maxlength: "8000" })), select("Shared with", "scope", scopes, scopes[0])],
+      "Add response", (data, node) => act(session.call("/api/canned", { method: "POST", body: { shortcut: data.get("shortcut"), text: data.get("text"), scope: data.get("scope") } }).then(() => node.reset()), "Canned response added", reload)),
+    table(["Shortcut", "Text", "Scope", ""], canned.map((c) => [`/${c.shortcut}`, c.text, c.scope,
+      el("button", { class: "btn small danger", type: "button", onclick: () => act(session.call(`/api/canned/${c.canned_id}`, { method: "DELETE" }), "Deleted", reload) }, "Delete")])),
+  ];
+}
+
+async function settingsSection(reload) {
+  const s = await session.call("/api/admin/settings");
+  return form([
+    select("Routing mode", "routing_mode", ["broadcast", "round_robin", "least_busy"], s.routing_mode),
+    field("Messages loaded on entering", "messages_on_enter", { type: "number", min: "1", max: "500", value: String(s.messages_on_enter) }),
+    field("Offer timeout (s)", "offer_timeout_s", { type: "number", min: "5", value: String(s.offer_timeout_s) }),
+    field("Default max chats", "max_chats_default", { type: "number", min: "1", value: String(s.max_chats_default) }),
+    field("Allowed sites (comma separated origins)", "allowed_origins", { value: (s.allowed_origins || []).join(", "), placeholder: "https://www.example.com" }),
+    field("Time zone", "timezone", { value: s.timezone || "UTC" }),
+    el("label", { style: "grid-column:1/-1" }, "Business hours (JSON, e.g. {\"mon\": [[\"09:00\",\"17:00\"]]}; empty = always open)",
+      el("textarea", { name: "business_hours", rows: "3" }, s.business_hours ? JSON.stringify(s.business_hours) : "")),
+    el("label", { style: "grid-column:1/-1" }, "Greeting", el("input", { name: "greeting", value: s.greeting || "" })),
+    el("label", { style: "grid-column:1/-1" }, "Offline text", el("input", { name: "offline_text", value: s.offline_text || "" })),
+  ], "Save settings", async (data) => {
+    const hours = String(data.get("business_hours") || "").trim();
+    const changes = {
+      routing_mode: data.get("routing_mode"), messages_on_enter: Number(data.get("messages_on_enter")), offer_timeout_s: Number(data.get("offer_timeout_s")),
+      max_chats_default: Number(data.get("max_chats_default")), timezone: data.get("timezone"), greeting: data.get("greeting"), offline_text: data.get("offline_text"),
+      allowed_origins: String(data.get("allowed_origins")).split(",").map((o) => o.trim()).filter(Boolean),
+      business_hours: hours ? JSON.parse(hours) : null,
+    };
+    await act(session.call("/api/admin/settings", { method: "PATCH", body: changes }), "Settings saved", reload);
+  });
+}
+
+const CONNECTOR_FIELDS = {
+  telegram: { public: [], secrets: ["bot_token", "webhook_secret"] },
+  messenger: { public: ["page_id"], secrets: ["page_token", "app_secret", "verify_token"] },
+  wechat: { public: ["app_id"], secrets: ["app_secret", "token", "encoding_aes_key"] },
+};
+
+async function connectorsSection(reload) {
+  const connectors = await session.call("/api/admin/connectors");
+  const platform = el("select", { name: "platform" }, Object.keys(CONNECTOR_FIELDS).map((p) => el("option", { value: p }, p)));
+  const extra = el("div", { style: "display:contents" });
+  const paint = () => {
+    const spec = CONNECTOR_FIELDS[platform.value];
+    extra.replaceChildren(...spec.public.map((f) => field(f, `public:${f}`, { required: true })), ...spec.secrets.map((f) => field(`${f} (secret)`, `secret:${f}`, { type: "password", autocomplete: "off" })));
+  };
+  platform.addEventListener("change", paint);
+  paint();
+  return [
+    form([field("Connector id", "connector_id", { required: true, pattern: "[\\w\\-]+", placeholder: "telegram-main" }), el("label", {}, "Platform", platform), extra], "Save connector", (data, node) => {
+      const body = { platform: data.get("platform"), public_config: {}, secrets: {} };
+      for (const [key, value] of data.entries()) {
+        const [kind, name] = key.split(":");
+        if (kind === "public" && value) body.public_config[name] = String(value);
+        if (kind === "secret" && value) body.secrets[name] = String(value);
+      }
+      return act(session.call(`/api/admin/connectors/${encodeURIComponent(data.get("connector_id"))}`, { method: "PUT", body }).then(() => node.reset()), "Connector saved", reload);
+    }),
+    table(["Id", "Platform", "Settings", "Secrets set", "Status", ""], connectors.map((c) => [c.connector_id, c.platform, JSON.stringify(c.public_config || {}), (c.secrets_set || []).join(", ") || "—", c.status || "",
+      el("button", { class: "btn small danger", type: "button", onclick: () => act(session.call(`/api/admin/connectors/${c.connector_id}`, { method: "DELETE" }), "Connector removed", reload) }, "Remove")])),
+  ];
+}
+
+const money = (cents, currency = "EUR") => new Intl.NumberFormat(undefined, { style: "currency", currency }).format((cents || 0) / 100);
+
+async function billingSection() {
+  const account = await session.call("/api/billing/account");
+  const usage = account.usage || {};
+  return [
+    el("div", { class: "card" }, el("h2", {}, `Plan: ${account.plan.name}`), el("p", { class: "muted" }, `${money(account.plan.price_cents, account.plan.currency)} per month · period ${account.period}`),
+      table(["Metric", "Used", "Limit"], Object.entries(account.plan.limits || {}).map(([metric, limit]) => [metric.replaceAll("_", " "), String(usage[metric] ?? 0), limit === null ? "unlimited" : String(limit)])),
+      account.blocked ? el("p", { class: "error", role: "alert" }, account.blocked) : null),
+    el("div", { class: "card" }, el("h2", {}, "Invoices"), el("p", {}, `Balance due: ${money(account.balance_cents, account.plan.currency)}${account.overdue ? " (overdue)" : ""}`),
+      table(["Number", "Period", "Total", "Status", ""], (account.invoices || []).map((i) => [i.number, i.period, money(i.total_cents, i.currency), i.status,
+        el("a", { href: `/api/billing/invoices/${encodeURIComponent(i.number)}.html`, target: "_blank" }, "Open")]))),
+  ];
+}
+
+async function reportsSection() {
+  const report = await session.call("/api/reports/summary?group_by=day");
+  const rows = report.rows || [];
+  const peak = Math.max(1, ...rows.map((r) => r.conversations || 0));
+  return [
+    el("div", { class: "card" }, el("h2", {}, "Conversations per day"),
+      el("div", { class: "bars", role: "img", "aria-label": "Conversations per day" }, rows.map((r) => el("div", { style: `height:${Math.round((100 * (r.conversations || 0)) / peak)}%`, title: `${r.key}: ${r.conversations}` }, el("span", {}, String(r.key).slice(5))))),
+      el("p", {}, el("a", { href: "#", onclick: (e) => { e.preventDefault(); download("/api/reports/summary.csv?group_by=day", "report.csv"); } }, "Export CSV"))),
+    table(["Day", "Conversations", "Missed", "Messages", "First response (s)", "Wait (s)", "Handle (s)", "CSAT"], rows.map((r) =>
+      [r.key, String(r.conversations), String(r.missed), String(r.messages), fmt(r.first_response_s), fmt(r.wait_s), fmt(r.handle_s), fmt(r.csat)])),
+  ];
+}
+
+const fmt = (value) => (value === null || value === undefined ? "—" : Number(value).toFixed(1));
+
+async function download(path, name) {
+  const response = await fetch(path, { headers: { Authorization: `Bearer ${session.token}` } });
+  const link = el("a", { href: URL.createObjectURL(await response.blob()), download: name });
+  link.click();
+}
+
+async function auditSection() {
+  const output = el("div");
+  const search = form([field("Conversation id", "conversation_id", { required: true })], "Show timeline", async (data) => {
+    const id = String(data.get("conversation_id")).trim();
+    const timeline = await session.call(`/api/audit/conversations/${encodeURIComponent(id)}/timeline`);
+    output.replaceChildren(timelineView(id, timeline));
+  });
+  return [search, output];
+}
+
+function timelineView(id, timeline) {
+  const state = el("pre", { "aria-label": "State at the chosen moment" }, "Pick an event to see the conversation as it was then.");
+  const verdict = el("p", { class: timeline.chain_ok ? "muted" : "error" }, timeline.chain_ok ? "Hash chain intact." : `Hash chain broken at position ${timeline.broken_at}.`);
+  const items = timeline.events.map((event) => el("li", {},
+    el("button", { class: "btn small", type: "button", onclick: async () => {
+      const at = await session.call(`/api/audit/conversations/${encodeURIComponent(id)}/state?at=${encodeURIComponent(event.occurred_at)}`);
+      state.textContent = JSON.stringify(at, null, 2);
+    } }, "State here"), " ",
+    el("strong", {}, event.type), " ", el("span", { class: "muted" }, `#${event.position} · ${new Date(event.occurred_at).toLocaleString()} · ${event.actor.kind}:${event.actor.id}`),
+    event.data.body ? el("div", {}, event.data.body) : event.data.text ? el("div", { class: "muted" }, event.data.text) : null));
+  return el("div", { class: "card" }, verdict, el("ol", { class: "timeline", "aria-label": "Event timeline" }, items), el("h2", {}, "State"), state);
+}

@@ -1,0 +1,82 @@
+"""Two agents racing for one request; the gateway restarting under a live conversation."""
+
+import asyncio
+
+import pytest
+
+from tests.admin.helpers import eventually
+from tests.browser.pages import TIMEOUT_MS, agent_says, console_login, customer_says, make_tenant, open_demo, start_chat, widget
+from tests.system import start_gateway
+
+pytestmark = pytest.mark.browser
+
+
+async def test_two_agents_race_to_accept_and_exactly_one_wins(system, browser, artifacts) -> None:
+    await make_tenant(system, "race", "alice", "bob")
+    consoles = [await console_login(await browser.new_context(), system, "race", name) for name in ("alice", "bob")]
+    demo = await open_demo(await browser.new_context(), system, "race")
+    await start_chat(demo, "Riley")
+    requests = [page.locator(".request").filter(has_text="Riley") for page in consoles]
+    for request in requests:
+        await request.wait_for(timeout=TIMEOUT_MS)
+    await consoles[0].screenshot(path=str(artifacts / "console-incoming-request.png"))
+
+    # Take both buttons first, then press them together: whichever card the first accept
+    # withdraws, the second press still reaches the server (a handler on a detached node runs).
+    buttons = [await request.get_by_role("button", name="Accept").element_handle() for request in requests]
+    await asyncio.gather(*(button.evaluate("button => button.click()") for button in buttons))
+
+    for request in requests:
+        await request.wait_for(state="detached", timeout=TIMEOUT_MS)
+    await widget(demo).get_by_text("has entered the chat").wait_for(timeout=TIMEOUT_MS)
+    winner = await eventually(lambda: first_showing(consoles, "#chat-title", "Riley"), what="the winner's open conversation")
+    loser = consoles[1 - consoles.index(winner)]
+    assert await winner.get_by_label("Reply").is_visible()
+    await loser.get_by_role("tab", name="Mine").click()
+    await loser.get_by_text("Nothing here yet.").wait_for(timeout=TIMEOUT_MS)
+    assert await loser.locator("#conversations button").filter(has_text="Riley").count() == 0
+    assert await widget(demo).locator(".system").filter(has_text="has entered the chat").count() == 1
+
+
+async def first_showing(pages, selector: str, text: str):  # type: ignore[no-untyped-def]
+    for page in pages:
+        if text in await page.locator(selector).inner_text():
+            return page
+    return None
+
+
+async def test_widget_survives_a_gateway_restart_without_losing_or_repeating(system, browser) -> None:
+    await make_tenant(system, "restart", "alice")
+    console = await console_login(await browser.new_context(), system, "restart", "alice")
+    demo = await open_demo(await browser.new_context(), system, "restart")
+    chat = widget(demo)
+    await start_chat(demo, "Sam")
+    await console.locator(".request").get_by_role("button", name="Accept").click()
+    await customer_says(demo, "before the restart")
+    log = console.get_by_role("log", name="Messages")
+    await log.get_by_text("before the restart").wait_for(timeout=TIMEOUT_MS)
+
+    port = system.gateway.settings.gateway_port
+    await system.gateway.stop()
+    await chat.get_by_text("Connection lost").wait_for(timeout=TIMEOUT_MS)
+    await customer_says(demo, "typed while the gateway was down")
+    assert await chat.locator(".msg.pending").count() == 1
+
+    replacement = await start_gateway(system.settings, port=port)
+    try:
+        await log.get_by_text("typed while the gateway was down").wait_for(timeout=30_000)
+        await chat.locator(".msg.pending").wait_for(state="detached", timeout=TIMEOUT_MS)
+        await console.get_by_role("status").filter(has_text="connected").wait_for(timeout=30_000)
+        await agent_says(console, "after the restart")
+        await chat.get_by_text("after the restart").wait_for(timeout=TIMEOUT_MS)
+        for text in ("before the restart", "typed while the gateway was down", "after the restart"):
+            assert await chat.locator(".msg").filter(has_text=text).count() == 1, text
+            assert await log.locator(".msg").filter(has_text=text).count() == 1, text
+        # A reload is a returning visitor: the same conversation, each message once.
+        await demo.reload()
+        await chat.get_by_role("button", name="Open chat").click()
+        await chat.get_by_text("after the restart").wait_for(timeout=TIMEOUT_MS)
+        for text in ("before the restart", "typed while the gateway was down", "after the restart"):
+            assert await chat.locator(".msg").filter(has_text=text).count() == 1, text
+    finally:
+        await replacement.stop()
