@@ -80,13 +80,15 @@ async function act(promise, message, reload) {
 // --- sections ----------------------------------------------------------------------
 
 async function agentsSection(reload) {
-  const [agents, status] = await Promise.all([session.call("/api/admin/agents"), session.call("/api/admin/agents/status").catch(() => [])]);
+  const [agents, status, groups] = await Promise.all([session.call("/api/admin/agents"), session.call("/api/admin/agents/status").catch(() => []), session.call("/api/admin/groups").catch(() => [])]);
   const live = new Map(status.map((s) => [s.agent_id, s]));
+  const groupNames = new Map(groups.map((g) => [g.group_id, g.name]));
+  const groupPicker = el("label", {}, "Groups", el("select", { name: "groups", multiple: true, size: String(Math.min(4, Math.max(2, groups.length))) }, groups.map((g) => el("option", { value: g.group_id }, g.name))));
   return [
     form([field("Name", "name", { required: true }), field("Email", "email", { type: "email", required: true }), field("Password", "password", { type: "password", minlength: "8", required: true }),
-      select("Role", "role", ["agent", "supervisor", "admin"], "agent"), field("Max chats", "max_chats", { type: "number", min: "1", max: "100", value: "5" })],
-    "Add agent", (data, node) => act(session.call("/api/admin/agents", { method: "POST", body: { name: data.get("name"), email: data.get("email"), password: data.get("password"), role: data.get("role"), max_chats: Number(data.get("max_chats")) } }).then(() => node.reset()), "Agent added", reload)),
-    table(["Name", "Email", "Role", "Groups", "Status", ""], agents.map((a) => [a.name, a.email, a.role, (a.groups || []).join(", "), live.get(a.agent_id)?.status || "offline",
+      select("Role", "role", ["agent", "supervisor", "admin"], "agent"), field("Max chats", "max_chats", { type: "number", min: "1", max: "100", value: "5" }), groupPicker],
+    "Add agent", (data, node) => act(session.call("/api/admin/agents", { method: "POST", body: { name: data.get("name"), email: data.get("email"), password: data.get("password"), role: data.get("role"), max_chats: Number(data.get("max_chats")), groups: data.getAll("groups") } }).then(() => node.reset()), "Agent added", reload)),
+    table(["Name", "Email", "Role", "Groups", "Status", ""], agents.map((a) => [a.name, a.email, a.role, (a.groups || []).map((g) => groupNames.get(g) || g).join(", "), live.get(a.agent_id)?.status || "offline",
       a.role === "owner" ? "" : el("button", { class: "btn small danger", type: "button", onclick: () => confirm(`Remove ${a.name}?`) && act(session.call(`/api/admin/agents/${a.agent_id}`, { method: "DELETE" }), "Agent removed", reload) }, "Remove")])),
   ];
 }
