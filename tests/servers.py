@@ -7,12 +7,9 @@ RabbitMQ; SecantusDB started for the session).
 
 import os
 import subprocess
-import urllib.parse
-import uuid
-
-import httpx
 
 from relaydesk.embedded import EmbeddedMongo, ensure_rabbitmq
+from relaydesk.vhosts import RabbitVhosts
 
 
 def docker_engine_available() -> bool:
@@ -20,34 +17,6 @@ def docker_engine_available() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
-
-
-class RabbitVhosts:
-    """Creates and deletes throwaway vhosts through the management API (rabbitmqctl as fallback)."""
-
-    def __init__(self, base_url: str, management_url: str) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.management_url = management_url.rstrip("/")
-        parsed = urllib.parse.urlparse(base_url)
-        self.user = urllib.parse.unquote(parsed.username or "guest")
-        self.password = urllib.parse.unquote(parsed.password or "guest")
-        self.http = httpx.Client(auth=(self.user, self.password), timeout=30)
-
-    def create(self) -> str:
-        name = f"test-{uuid.uuid4().hex[:12]}"
-        quoted = urllib.parse.quote(name, safe="")
-        self.http.put(f"{self.management_url}/api/vhosts/{quoted}").raise_for_status()
-        self.http.put(
-            f"{self.management_url}/api/permissions/{quoted}/{self.user}",
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-        ).raise_for_status()
-        return name
-
-    def url_for(self, vhost: str) -> str:
-        return f"{self.base_url}/{urllib.parse.quote(vhost, safe='')}"
-
-    def delete(self, vhost: str) -> None:
-        self.http.delete(f"{self.management_url}/api/vhosts/{urllib.parse.quote(vhost, safe='')}")
 
 
 def rabbit_vhosts() -> RabbitVhosts:
