@@ -15,6 +15,7 @@ from agent_service import routing
 from agent_service.decision import SYSTEM_ACTOR, Decision
 from agent_service.state import CLOSED, ENGAGED, MISSED, OFFERED, QUEUED, TRANSFER_PENDING, Conversation
 from contracts.commands import conversation as commands
+from relaydesk.plans import period_of
 
 # A timer may wake a little early; an offer this close to expiry counts as expired.
 EXPIRY_TOLERANCE = timedelta(milliseconds=100)
@@ -59,11 +60,27 @@ def request(d: Decision, cmd: commands.RequestConversation) -> None:
         if existing.status == CLOSED:
             d.reject("conversation_closed", "the conversation is closed")
         return
+    over_limit = _conversation_limit_reached(d)
     d.emit("conversation.requested", cmd.model_dump(mode="json"))
     conversation = d.tenant.conversations[cmd.conversation_id]
+    if over_limit is not None:
+        # Recorded, never dropped: the visitor is told, the admin's billing page says why.
+        d.emit("conversation.missed", {"conversation_id": cmd.conversation_id, "reason": "over_limit"})
+        d.note(cmd.conversation_id, "missed", "This chat is unavailable right now. Please try again later or contact us another way.")
+        return
     d.note(cmd.conversation_id, "notice", str(d.setting("greeting") or DEFAULT_GREETING))
     d.route(conversation)
     d.refresh_positions()
+
+
+def _conversation_limit_reached(d: Decision) -> int | None:
+    """The plan's monthly conversation limit when a SaaS tenant has used it up, else None."""
+    if d.tenant.mode != "saas":
+        return None
+    limit = d.plans.get(d.tenant.plan).limit("conversations_per_month")
+    if limit is None or d.tenant.requests_by_period.get(period_of(d.now), 0) < limit:
+        return None
+    return limit
 
 
 def _accept_refusal(d: Decision, conversation: Conversation, agent_id: str) -> tuple[str, str] | None:

@@ -15,6 +15,7 @@ from agent_service.state import MISSED, QUEUED, Conversation, RoutingState, Tena
 from contracts.envelope import Actor, ActorKind, Envelope
 from contracts.ids import derive_event_id
 from contracts.registry import EVENTS
+from relaydesk.plans import PlanCatalogue
 
 SYSTEM_ACTOR = Actor(kind=ActorKind.system, id="agent_service")
 
@@ -30,13 +31,14 @@ class Decision:
         grace_s: the agent disconnect grace period.
     """
 
-    def __init__(self, state: RoutingState, command: Envelope, *, now: datetime, offer_timeout_s: int, grace_s: int) -> None:
+    def __init__(self, state: RoutingState, command: Envelope, *, now: datetime, offer_timeout_s: int, grace_s: int, plans: PlanCatalogue | None = None) -> None:
         self.state = state
         self.command = command
         self.tenant: Tenant = state.tenant(command.tenant)
         self.now = now
         self.default_offer_timeout_s = offer_timeout_s
         self.grace_s = grace_s
+        self.plans = plans or PlanCatalogue.load()
         self.events: list[Envelope] = []
 
     def emit(self, type_name: str, data: dict[str, Any], *, stream: str | None = None, actor: Actor | None = None) -> Envelope:

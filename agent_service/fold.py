@@ -15,10 +15,12 @@ from agent_service.state import CLOSED, ENGAGED, MISSED, OFFERED, QUEUED, TRANSF
 from contracts.envelope import Envelope
 from contracts.errors import ContractError
 from contracts.events import admin
+from contracts.events import billing as billing_events
 from contracts.events import conversation as conv_events
 from contracts.events import routing as routing_events
 from contracts.registry import EVENTS
 from relaydesk.bus.rpc import CommandReply
+from relaydesk.plans import period_of
 
 log = structlog.get_logger(__name__)
 
@@ -155,6 +157,19 @@ def _group_deleted(tenant: Tenant, _: Envelope, event: admin.PermissionGroupDele
     tenant.groups.pop(event.group_id, None)
 
 
+# --- plans (SaaS): what the conversation limit is checked against ---
+
+
+@folds("tenant.created")
+def _tenant_created(tenant: Tenant, _: Envelope, event: admin.TenantCreated) -> None:
+    tenant.mode, tenant.plan = event.mode, event.plan or tenant.plan
+
+
+@folds("billing.subscription_changed")
+def _subscription_changed(tenant: Tenant, _: Envelope, event: billing_events.SubscriptionChanged) -> None:
+    tenant.plan = event.plan
+
+
 # --- conversations (agent_service's own decisions) ---
 
 
@@ -167,6 +182,8 @@ def _requested(tenant: Tenant, envelope: Envelope, event: conv_events.Conversati
     )
     tenant.open_ids.add(event.conversation_id)
     tenant.next_seq += 1
+    period = period_of(envelope.occurred_at)
+    tenant.requests_by_period[period] = tenant.requests_by_period.get(period, 0) + 1
     if tenant.next_seq % PRUNE_EVERY_REQUESTS == 0:
         _forget_old_closed(tenant, envelope.occurred_at - CLOSED_MEMORY)
 
@@ -286,6 +303,8 @@ def _missed(tenant: Tenant, _: Envelope, event: conv_events.ConversationMissed) 
         return
     _drop_offers(tenant, conversation, tuple(conversation.offered_to))
     conversation.status, conversation.position = MISSED, None
+    if event.reason == "over_limit":
+        tenant.open_ids.discard(conversation.conversation_id)  # over the plan: never routed later
 
 
 @folds("conversation.rated")

@@ -25,6 +25,7 @@ from contracts.errors import UnknownType
 from contracts.registry import parse_command_data
 from relaydesk.bus import Bus, CommandReply
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
+from relaydesk.plans import PlanCatalogue
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 
@@ -57,6 +58,7 @@ class AgentService:
         self._channels: list[AbstractChannel] = []
         self._timers: Timers | None = None
         self._last_decided = 0.0  # loop time of the last decision
+        self.plans = PlanCatalogue.load(settings.plans_file)
 
     @property
     def state(self) -> RoutingState:
@@ -115,7 +117,7 @@ class AgentService:
         if known is not None:
             log.info("command_redelivered", command_type=command.type, command_id=command.id)
             return self._with_data(known, command)
-        decision = Decision(self.state, command, now=datetime.now(UTC), offer_timeout_s=self.settings.offer_timeout_s, grace_s=self.settings.disconnect_grace_s)
+        decision = Decision(self.state, command, now=datetime.now(UTC), offer_timeout_s=self.settings.offer_timeout_s, grace_s=self.settings.disconnect_grace_s, plans=self.plans)
         try:
             handler(decision, payload)
             self.projection.expect([event.id for event in decision.events])

@@ -55,7 +55,10 @@ def to_records(state: RoutingState) -> list[dict[str, Any]]:
     """The state as flat records (synchronous: call it while nothing else changes state)."""
     records: list[dict[str, Any]] = []
     for tenant in state.tenants.values():
-        header = {"settings": tenant.settings, "next_seq": tenant.next_seq, "last_single_offer": tenant.last_single_offer}
+        header = {
+            "settings": tenant.settings, "next_seq": tenant.next_seq, "last_single_offer": tenant.last_single_offer,
+            "mode": tenant.mode, "plan": tenant.plan, "requests_by_period": tenant.requests_by_period,
+        }
         records.append({"k": "tenant", "t": tenant.tenant_id, "d": header})
         records += [_record("agent", tenant.tenant_id, a) for a in tenant.agents.values()]
         records += [_record("group", tenant.tenant_id, g) for g in tenant.groups.values()]
@@ -76,6 +79,8 @@ def from_records(records: list[dict[str, Any]], position: int) -> RoutingState:
         if kind == "tenant":
             tenant.settings.update(data["settings"])
             tenant.next_seq, tenant.last_single_offer = data["next_seq"], data["last_single_offer"]
+            tenant.mode, tenant.plan = data.get("mode", "tool"), data.get("plan")
+            tenant.requests_by_period = dict(data.get("requests_by_period") or {})
         elif kind == "agent":
             tenant.agents[data["agent_id"]] = _restore(Agent, data)
         elif kind == "group":

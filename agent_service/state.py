@@ -76,6 +76,9 @@ class Tenant:
     open_ids: set[str] = field(default_factory=set)  # not closed: what queue scans look at
     next_seq: int = 0
     last_single_offer: str | None = None  # round-robin cursor: last agent offered alone
+    mode: str = "tool"  # "saas" tenants have a plan whose conversation limit routing enforces
+    plan: str | None = None
+    requests_by_period: dict[str, int] = field(default_factory=dict)  # "YYYY-MM" -> conversations requested
 
     def agent(self, agent_id: str) -> Agent:
         """The agent, created on first sight (status events may precede admin events)."""

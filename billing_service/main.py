@@ -1,9 +1,8 @@
-"""billing_service process (skeleton: connects, declares its queues, reports ready)."""
+"""billing_service process: the billing ledger folded from the log, period close, invoices."""
 
 import asyncio
 
-from relaydesk.bus import Bus
-from relaydesk.bus.topology import declare_query_queue
+from billing_service.service import BillingService
 from relaydesk.runtime import announce_ready
 from relaydesk.settings import Settings
 
@@ -11,9 +10,8 @@ SERVICE = "billing"
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
-    bus = await Bus(settings.amqp_url, service=SERVICE).connect()
-    channel = await bus.channel()
-    await declare_query_queue(channel, SERVICE)
+    service = BillingService(settings)
+    await service.start()
     announce_ready(SERVICE)
     await stop.wait()
-    await bus.close()
+    await service.stop()

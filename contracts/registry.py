@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from contracts.base import Payload
 from contracts.commands import admin as admin_commands
+from contracts.commands import billing as billing_commands
 from contracts.commands import connector as connector_commands
 from contracts.commands import conversation as conversation_commands
 from contracts.commands import routing as routing_commands
@@ -81,7 +82,7 @@ EVENTS = Registry(
     (*conversation.MODELS, *message.MODELS, *admin.MODELS, *connector.MODELS, *billing.MODELS, *system.MODELS, *routing_events.MODELS, *signup_events.MODELS),
     {**message.UPCASTERS},
 )
-COMMANDS = Registry((*conversation_commands.MODELS, *routing_commands.MODELS, *admin_commands.MODELS, *connector_commands.MODELS), {})
+COMMANDS = Registry((*conversation_commands.MODELS, *routing_commands.MODELS, *admin_commands.MODELS, *connector_commands.MODELS, *billing_commands.MODELS), {})
 
 
 def parse_event_data(envelope: Envelope) -> Payload:

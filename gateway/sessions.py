@@ -11,7 +11,7 @@ import orjson
 import structlog
 from starlette.websockets import WebSocket, WebSocketState
 
-from gateway.auth.tokens import Principal
+from gateway.auth.tokens import AgentPrincipal, Principal
 
 log = structlog.get_logger(__name__)
 
@@ -34,19 +34,23 @@ class Session:
 
     def send(self, frame: dict) -> None:
         """Queue a frame without waiting; on overflow close the socket as a slow consumer."""
+        self.send_bytes(orjson.dumps(frame))
+
+    def send_bytes(self, data: bytes) -> None:
         if self.closed.is_set():
             return
         try:
-            self._queue.put_nowait(orjson.dumps(frame))
+            self._queue.put_nowait(data)
         except asyncio.QueueFull:
             log.warning("ws_slow_consumer_closed", kind=self.principal.kind, tenant=self.principal.tenant)
             self.close(CLOSE_SLOW_CONSUMER)
 
-    def send_event(self, position: int, event: dict) -> None:
+    def send_event(self, position: int, event: dict, encoded: bytes | None = None) -> None:
+        """Queue an event frame; ``encoded`` is the frame already serialised (shared by a fan-out)."""
         if position <= self.last_position:
             return  # already delivered (resume buffer and live fan-out overlap)
         self.last_position = position
-        self.send({"t": "event", "position": position, "event": event})
+        self.send_bytes(encoded if encoded is not None else orjson.dumps({"t": "event", "position": position, "event": event}))
 
     def close(self, code: int) -> None:
         if self.close_code is None:
@@ -84,31 +88,57 @@ class Session:
 
 
 class SessionRegistry:
-    """Sessions by tenant, so fan-out looks only at sockets of the event's tenant."""
+    """Sessions indexed for fan-out: agents by tenant, customers by (tenant, visitor).
+
+    A customer only ever sees their own conversations, so an event is offered to the
+    tenant's agents and to the sockets of that conversation's visitor, never to every
+    socket of the tenant (10,000 idle widgets must not cost 10,000 checks per event).
+    """
 
     def __init__(self) -> None:
-        self._by_tenant: dict[str, set[Session]] = defaultdict(set)
+        self._agents: dict[str, set[Session]] = defaultdict(set)
+        self._customers: dict[tuple[str, str], set[Session]] = defaultdict(set)
+        self._count = 0
         self.close_codes: Counter[int] = Counter()  # for health and tests: why sockets ended
 
+    def _bucket(self, session: Session) -> tuple[dict, object]:
+        principal = session.principal
+        if isinstance(principal, AgentPrincipal):
+            return self._agents, principal.tenant
+        return self._customers, (principal.tenant, principal.actor_id)
+
     def add(self, session: Session) -> None:
-        self._by_tenant[session.principal.tenant].add(session)
+        index, key = self._bucket(session)
+        if session not in index[key]:
+            index[key].add(session)
+            self._count += 1
 
     def remove(self, session: Session) -> None:
         self.close_codes[session.close_code or 1000] += 1
-        sessions = self._by_tenant.get(session.principal.tenant)
-        if sessions is not None:
+        index, key = self._bucket(session)
+        sessions = index.get(key)
+        if sessions is not None and session in sessions:
             sessions.discard(session)
+            self._count -= 1
             if not sessions:
-                del self._by_tenant[session.principal.tenant]
+                del index[key]
+
+    def candidates(self, tenant: str, visitor_id: str | None) -> list[Session]:
+        """Sockets that may see an event of ``tenant`` about ``visitor_id``'s conversation."""
+        found = list(self._agents.get(tenant, ()))
+        if visitor_id:
+            found.extend(self._customers.get((tenant, visitor_id), ()))
+        return found
 
     def of_tenant(self, tenant: str) -> tuple[Session, ...]:
-        return tuple(self._by_tenant.get(tenant, ()))
+        customers = (s for (t, _), sessions in self._customers.items() if t == tenant for s in sessions)
+        return (*self._agents.get(tenant, ()), *customers)
 
     def agent_sessions(self, tenant: str, agent_id: str) -> list[Session]:
-        return [s for s in self.of_tenant(tenant) if s.principal.kind == "agent" and s.principal.actor_id == agent_id]
+        return [s for s in self._agents.get(tenant, ()) if s.principal.actor_id == agent_id]
 
     def all(self) -> list[Session]:
-        return [s for sessions in self._by_tenant.values() for s in sessions]
+        return [s for sessions in (*self._agents.values(), *self._customers.values()) for s in sessions]
 
     def __len__(self) -> int:
-        return sum(len(s) for s in self._by_tenant.values())
+        return self._count

@@ -14,6 +14,7 @@ import asyncio
 from collections import OrderedDict, deque
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import structlog
 
 from contracts.envelope import Envelope, LoggedEvent
@@ -112,9 +113,12 @@ class Tailer:
             listener(event)
         wire = event.model_dump(mode="json")
         self._buffer.append((position, event, wire))
-        for session in self.sessions.of_tenant(event.tenant):
+        encoded = None  # serialised once, only if some socket may see it
+        for session in self.sessions.candidates(event.tenant, conversation.visitor_id if conversation else None):
             if visible(session.principal, event, conversation):
-                session.send_event(position, wire)
+                if encoded is None:
+                    encoded = orjson.dumps({"t": "event", "position": position, "event": wire})
+                session.send_event(position, wire, encoded)
 
     def attach(self, session: Session, resume_from: int | None) -> bool:
         """Register ``session``; with ``resume_from`` first queue what it missed.

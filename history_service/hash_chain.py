@@ -7,6 +7,7 @@ reordering an archived event breaks its link (and, by ``prev_hash``, every later
 """
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -30,7 +31,9 @@ def chain_key(document: dict[str, Any]) -> str:
     return f"{document['tenant']}|{document['stream']}"
 
 
-async def verify_chain(db: AsyncDatabase, tenant: str | None = None, stream: str | None = None) -> dict[str, Any]:
+async def verify_chain(
+    db: AsyncDatabase, tenant: str | None = None, stream: str | None = None, on_progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
     """Walk every chain (optionally one tenant or stream) in log order.
 
     Returns ``{"ok": True, "checked": n}`` or the first broken link:
@@ -54,4 +57,6 @@ async def verify_chain(db: AsyncDatabase, tenant: str | None = None, stream: str
             }
         last[chain_key(doc)] = expected
         checked += 1
+        if on_progress is not None and checked % 1000 == 0:
+            on_progress(checked)
     return {"ok": True, "checked": checked}

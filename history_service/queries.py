@@ -5,8 +5,10 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from history_service.hash_chain import envelope_of
-from history_service.read_models import message_event
+from history_service.hash_chain import envelope_of, verify_chain
+from contracts.envelope import Envelope, LoggedEvent
+from history_service import reports
+from history_service.read_models import MESSAGE_TYPES, conversation_key, fold_conversation, message_event, valid_data
 from relaydesk.bus.rpc import RemoteError
 
 MAX_LIMIT = 500
@@ -45,6 +47,8 @@ class HistoryQueries:
         handler = {
             "messages.last": self.messages_last, "conversations.list": self.conversations_list,
             "conversation.get": self.conversation_get, "transcript": self.transcript, "events.range": self.events_range,
+            "reports.summary": self.reports_summary, "conversation.at": self.conversation_at, "settings.at": self.settings_at,
+            "audit.verify": self.audit_verify,
         }.get(name)
         if handler is None:
             raise RemoteError("unknown_query", f"history has no query {name!r}")
@@ -94,3 +98,55 @@ class HistoryQueries:
             query["ts"] = span
         limit = max(1, min(int(p.get("limit") or 1000), 10_000))
         return [_entry(d) async for d in self._db["events"].find(query).sort("position", 1).limit(limit)]
+
+    async def reports_summary(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Metrics folded from the archive now (so a changed definition applies to the past too)."""
+        group_by = str(p.get("group_by") or "day")
+        if group_by not in reports.GROUPINGS:
+            raise RemoteError("bad_request", f"group_by must be one of {', '.join(reports.GROUPINGS)}")
+        cursor = self._db["events"].find({"tenant": p["tenant"], "type": {"$in": sorted(reports.REPORT_TYPES)}}).sort("position", 1).batch_size(1000)
+        facts = reports.fold([envelope_of(d) async for d in cursor]).values()
+        since = _timestamp(p["since"], "since") if p.get("since") else None
+        until = _timestamp(p["until"], "until") if p.get("until") else None
+        chosen = [f for f in facts if (since is None or f.requested_at >= since) and (until is None or f.requested_at <= until)]
+        rows = reports.summarize(chosen, group_by)
+        return {"group_by": group_by, "rows": rows, "definitions": reports.DEFINITIONS, "csv": reports.to_csv(rows)}
+
+    async def conversation_at(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Time travel: the conversation and its messages as they were at ``at``, refolded from the archive."""
+        at = _timestamp(p.get("at"), "at")
+        conversations: dict[str, dict[str, Any]] = {}
+        messages: list[dict[str, Any]] = []
+        last_position = None
+        query = {"tenant": p["tenant"], "stream": f"conv:{p['conversation_id']}", "ts": {"$lte": at}}
+        async for doc in self._db["events"].find(query).sort("position", 1):
+            envelope = Envelope.model_validate(envelope_of(doc))
+            data = valid_data(envelope)
+            if data is None or not isinstance(data.get("conversation_id"), str):
+                continue
+            fold_conversation(LoggedEvent(position=doc["position"], envelope=envelope), data, conversations)
+            if envelope.type in MESSAGE_TYPES:
+                messages.append({"position": doc["position"], "event": envelope.model_dump(mode="json")})
+            last_position = doc["position"]
+        state = conversations.get(conversation_key(p["tenant"], {"conversation_id": p["conversation_id"]}))
+        if state is None:
+            raise RemoteError("not_found", "the conversation did not exist at that moment")
+        return {"at": at.isoformat(), "position": last_position, "conversation": _clean(state), "messages": messages}
+
+    async def settings_at(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Time travel for tenant settings: every change up to ``at`` applied in log order.
+
+        Only values that were changed appear; the caller fills in the defaults.
+        """
+        at = _timestamp(p.get("at"), "at")
+        folded: dict[str, Any] = {}
+        changes = 0
+        async for doc in self._db["events"].find({"tenant": p["tenant"], "type": "tenant.settings_changed", "ts": {"$lte": at}}).sort("position", 1):
+            folded.update((doc.get("data") or {}).get("after") or {})
+            changes += 1
+        return {"at": at.isoformat(), "changed": folded, "changes": changes}
+
+    async def audit_verify(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Check the hash chain of a tenant (or one conversation); the first broken link if any."""
+        stream = f"conv:{p['conversation_id']}" if isinstance(p.get("conversation_id"), str) else None
+        return await verify_chain(self._db, p["tenant"], stream)

@@ -76,7 +76,7 @@ class ReadModels:
         touched: set[str] = set()
         messages: list[dict[str, Any]] = []
         for logged, data in folded:
-            if self._fold(logged, data, conversations):
+            if fold_conversation(logged, data, conversations):
                 touched.add(conversation_key(logged.envelope.tenant, data))
             if logged.envelope.type in MESSAGE_TYPES:
                 messages.append(message_document(logged.envelope, logged.position, data["conversation_id"]))
@@ -85,50 +85,49 @@ class ReadModels:
         if messages:
             await insert_ignoring_duplicates(self._messages, messages)
 
-    def _fold(self, logged: LoggedEvent, data: dict[str, Any], conversations: dict[str, dict[str, Any]]) -> bool:
-        """Apply one event to its conversation in memory; True when it changed it."""
-        event, position = logged.envelope, logged.position
-        key = conversation_key(event.tenant, data)
-        current = conversations.get(key)
-        if event.type == "conversation.requested":
-            if current is not None:
-                return False  # replayed: created already
-            conversations[key] = {"_id": key, **self._new_conversation(event, data, position)}
-            return True
-        changes = self._conversation_changes(event, data)
-        if current is None or not changes or position <= current["last_position"]:
-            return False
-        if event.type in COUNTED_MESSAGES:
-            current["message_count"] += 1
-        current.update(changes, last_position=position)
+
+def fold_conversation(logged: LoggedEvent, data: dict[str, Any], conversations: dict[str, dict[str, Any]]) -> bool:
+    """Apply one event to its conversation in memory; True when it changed it."""
+    event, position = logged.envelope, logged.position
+    key = conversation_key(event.tenant, data)
+    current = conversations.get(key)
+    if event.type == "conversation.requested":
+        if current is not None:
+            return False  # replayed: created already
+        conversations[key] = {"_id": key, **new_conversation(event, data, position)}
         return True
+    changes = conversation_changes(event, data)
+    if current is None or not changes or position <= current["last_position"]:
+        return False
+    if event.type in COUNTED_MESSAGES:
+        current["message_count"] += 1
+    current.update(changes, last_position=position)
+    return True
 
-    @staticmethod
-    def _new_conversation(event: Envelope, data: dict[str, Any], position: int) -> dict[str, Any]:
-        visitor = data.get("visitor") or {}
-        return {
-            "conversation_id": data["conversation_id"], "tenant": event.tenant, "status": "queued",
-            "channel": data.get("channel", "web"), "visitor": {k: visitor.get(k) for k in VISITOR_FIELDS},
-            "department": data.get("department"), "topic": data.get("topic"), "agent_id": None,
-            "created_at": event.occurred_at, "accepted_at": None, "closed_at": None, "last_message_at": None,
-            "message_count": 0, "rating": None, "last_position": position,
-        }
+def new_conversation(event: Envelope, data: dict[str, Any], position: int) -> dict[str, Any]:
+    visitor = data.get("visitor") or {}
+    return {
+        "conversation_id": data["conversation_id"], "tenant": event.tenant, "status": "queued",
+        "channel": data.get("channel", "web"), "visitor": {k: visitor.get(k) for k in VISITOR_FIELDS},
+        "department": data.get("department"), "topic": data.get("topic"), "agent_id": None,
+        "created_at": event.occurred_at, "accepted_at": None, "closed_at": None, "last_message_at": None,
+        "message_count": 0, "rating": None, "last_position": position,
+    }
 
-    @staticmethod
-    def _conversation_changes(event: Envelope, data: dict[str, Any]) -> dict[str, Any]:
-        """The fields an event sets on its conversation ({} = none)."""
-        at = event.occurred_at
-        if event.type in COUNTED_MESSAGES:
-            return {"last_message_at": at}
-        if event.type == "conversation.rated":
-            return {"rating": {"score": data.get("score"), "comment": data.get("comment")}}
-        if event.type not in STATUS_BY_TYPE:
-            return {}
-        fields: dict[str, Any] = {"status": STATUS_BY_TYPE[event.type]}
-        if event.type == "conversation.accepted":
-            fields.update(agent_id=data.get("agent_id"), accepted_at=at)
-        elif event.type == "conversation.transferred":
-            fields["agent_id"] = data.get("to_agent_id")
-        elif event.type == "conversation.closed":
-            fields["closed_at"] = at
-        return fields
+def conversation_changes(event: Envelope, data: dict[str, Any]) -> dict[str, Any]:
+    """The fields an event sets on its conversation ({} = none)."""
+    at = event.occurred_at
+    if event.type in COUNTED_MESSAGES:
+        return {"last_message_at": at}
+    if event.type == "conversation.rated":
+        return {"rating": {"score": data.get("score"), "comment": data.get("comment")}}
+    if event.type not in STATUS_BY_TYPE:
+        return {}
+    fields: dict[str, Any] = {"status": STATUS_BY_TYPE[event.type]}
+    if event.type == "conversation.accepted":
+        fields.update(agent_id=data.get("agent_id"), accepted_at=at)
+    elif event.type == "conversation.transferred":
+        fields["agent_id"] = data.get("to_agent_id")
+    elif event.type == "conversation.closed":
+        fields["closed_at"] = at
+    return fields

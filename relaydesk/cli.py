@@ -25,6 +25,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "audit": "relaydesk.commands.audit:main",
     "admin": "relaydesk.commands.admin:main",
     "export": "relaydesk.commands.export:main",
+    "import": "relaydesk.commands.export:import_main",
 }
 
 
@@ -52,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = importlib.import_module(SERVICE_MODULES[command])
         run_service(command, module.main)
         return 0
+    from relaydesk.logging import configure_logging
+
+    # Command-line tools print their results on stdout; their logs go to stderr, warnings only.
+    configure_logging(level="WARNING", fmt="console", service=command)
     try:
         return int(_load(EXTRA_COMMANDS[command])(argv[1:]) or 0)
     except ModuleNotFoundError as exc:

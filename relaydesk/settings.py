@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     mongo_url: str | None = Field(default=None, validation_alias=AliasChoices("MONGO_URL", "RELAYDESK_MONGO_URL"))
     mongo_db: str = "relaydesk"
     mode: Literal["saas", "tool"] = "tool"
+    plans_file: str | None = None
     data_dir: str = ".relaydesk"
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"

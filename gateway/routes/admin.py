@@ -22,6 +22,7 @@ from gateway.auth.permissions import (
     MANAGE_SETTINGS,
 )
 from gateway.auth.tokens import AgentPrincipal
+from gateway.queries import ask
 from relaydesk.bus import RemoteError, RequestTimeout
 from relaydesk.webhooks.signing import subscription_secret
 
@@ -103,12 +104,7 @@ async def send_admin_command(deps: Any, envelope: Envelope) -> dict[str, Any]:
 
 
 async def admin_query(deps: Any, name: str, params: dict[str, Any]) -> Any:
-    try:
-        return await deps.rpc.query("admin", name, params, timeout=deps.settings.request_timeout_s)
-    except RemoteError as exc:
-        raise ApiError(ERROR_STATUS.get(exc.code, 400), exc.code, exc.message) from None
-    except RequestTimeout:
-        raise ApiError(503, "unavailable", "the admin service did not answer") from None
+    return await ask(deps, "admin", name, params, ERROR_STATUS)
 
 
 RANK = {"agent": 0, "supervisor": 1, "admin": 2, "owner": 3}

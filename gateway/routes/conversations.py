@@ -8,6 +8,7 @@ from gateway.auth.http import ApiError, get_deps, require_agent, require_princip
 from gateway.auth.permissions import SEE_ALL, SEE_HISTORY
 from gateway.auth.tokens import AgentPrincipal, Principal
 from gateway.ops import OpError
+from gateway.queries import ask
 from gateway.visibility import may_read_conversation
 from relaydesk.bus import RemoteError, RequestTimeout
 
@@ -16,12 +17,7 @@ MAX_LIMIT = 500
 
 
 async def ask_history(deps: Any, name: str, params: dict[str, Any]) -> Any:
-    try:
-        return await deps.rpc.query("history", name, params, timeout=deps.settings.request_timeout_s)
-    except RemoteError as exc:
-        raise ApiError(404 if exc.code == "not_found" else 400, exc.code, exc.message) from None
-    except RequestTimeout:
-        raise ApiError(503, "unavailable", "the history service did not answer") from None
+    return await ask(deps, "history", name, params, {"not_found": 404})
 
 
 async def readable_conversation(deps: Any, principal: Principal, conversation_id: str) -> None:

@@ -294,6 +294,11 @@
           return this.setStatus("The agent lost connection; please hold on");
         case "conversation.missed":
           this.status = "missed";
+          if (data.reason === "over_limit") {
+            this.el.composer.hidden = true;
+            this.setStatus("Chat unavailable");
+            return this.showNotice("This chat is unavailable right now. Please try again later or contact us another way.");
+          }
           this.setStatus("No agent available");
           return this.showNotice("No agent is available right now. Leave us a message and we will get back to you by email.");
         case "conversation.closed":

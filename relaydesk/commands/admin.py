@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     tenant.add_argument("--tenant", required=True, help="tenant id, e.g. acme")
     tenant.add_argument("--name", required=True)
     tenant.add_argument("--mode", choices=["tool", "saas"], default="tool")
+    tenant.add_argument("--plan", help="SaaS: the starting plan (default: the catalogue's default)")
     agent = sub.add_parser("create-agent", help="create an agent or admin in a tenant")
     agent.add_argument("--tenant", required=True)
     agent.add_argument("--email", required=True)
@@ -45,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     remove.add_argument("--email", required=True)
     listing = sub.add_parser("list-agents", help="list a tenant's agents")
     listing.add_argument("--tenant", required=True)
+    close = sub.add_parser("close-period", help="SaaS: close a billing month now and issue its invoice (the scheduler does this on the 1st)")
+    close.add_argument("--tenant", required=True)
+    close.add_argument("--period", required=True, help="YYYY-MM")
+    payment = sub.add_parser("record-payment", help="SaaS: record a manual payment against an invoice")
+    payment.add_argument("--tenant", required=True)
+    payment.add_argument("--invoice", required=True, help="invoice number, e.g. ACME-0001")
+    payment.add_argument("--amount-cents", type=int, required=True)
+    payment.add_argument("--reference", help="bank transfer reference or similar")
     return parser
 
 
@@ -56,8 +65,8 @@ def _command(tenant: str, type_name: str, stream: str, data: dict[str, Any]) -> 
     return Envelope(type=type_name, tenant=tenant, stream=stream, actor=CLI_ACTOR, data=data)
 
 
-async def _send(rpc: RpcClient, settings: Settings, envelope: Envelope, done: str) -> int:
-    reply = await rpc.command("admin", envelope, timeout=settings.request_timeout_s)
+async def _send(rpc: RpcClient, settings: Settings, envelope: Envelope, done: str, service: str = "admin") -> int:
+    reply = await rpc.command(service, envelope, timeout=settings.request_timeout_s)
     if not reply.ok:
         print(f"refused: {reply.code}: {reply.message}", file=sys.stderr)
         return 1
@@ -72,7 +81,7 @@ async def _agent_id_by_email(rpc: RpcClient, settings: Settings, tenant: str, em
 
 async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> int:
     if args.action == "create-tenant":
-        data = {"tenant_id": args.tenant, "name": args.name, "mode": args.mode}
+        data = {"tenant_id": args.tenant, "name": args.name, "mode": args.mode, **({"plan": args.plan} if args.plan else {})}
         return await _send(rpc, settings, _command(args.tenant, "tenant.create", "tenant", data), f"tenant {args.tenant} created")
     if args.action == "create-agent":
         password = args.password or getpass.getpass("password: ")
@@ -80,6 +89,13 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
                 "max_chats": args.max_chats, "password_hash": hash_password(password)}
         envelope = _command(args.tenant, "agent.create", f"agent:{data['agent_id']}", data)
         return await _send(rpc, settings, envelope, f"{args.role} {args.email} created in {args.tenant} as {data['agent_id']}")
+    if args.action == "close-period":
+        envelope = _command(args.tenant, "billing.close_period", f"billing:{args.tenant}", {"period": args.period})
+        return await _send(rpc, settings, envelope, f"{args.period} closed for {args.tenant}", service="billing")
+    if args.action == "record-payment":
+        data = {"number": args.invoice, "amount_cents": args.amount_cents, "method": "manual", **({"reference": args.reference} if args.reference else {})}
+        envelope = _command(args.tenant, "billing.record_payment", f"billing:{args.tenant}", data)
+        return await _send(rpc, settings, envelope, f"payment of {args.amount_cents} cents recorded on {args.invoice}", service="billing")
     if args.action == "list-agents":
         for agent in await rpc.query("admin", "agents.list", {"tenant": args.tenant}, timeout=settings.request_timeout_s):
             print(f"{agent['agent_id']}\t{agent['email']}\t{agent['role']}\t{agent['name']}")

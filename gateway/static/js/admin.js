@@ -174,29 +174,50 @@ async function connectorsSection(reload) {
 
 const money = (cents, currency = "EUR") => new Intl.NumberFormat(undefined, { style: "currency", currency }).format((cents || 0) / 100);
 
-async function billingSection() {
-  const account = await session.call("/api/billing/account");
+const USAGE_OF_LIMIT = { agent_seats: "agent_seats", conversations_per_month: "conversations", connectors: "connectors" };
+
+async function billingSection(reload) {
+  const [account, plans] = await Promise.all([session.call("/api/billing/account"), session.call("/api/billing/plans")]);
   const usage = account.usage || {};
+  const currency = account.plan.currency;
+  const change = session.can("manage_settings")
+    ? form([select("Plan", "plan", plans.map((p) => p.plan_id), account.plan.plan_id), field("Effective from", "effective", { type: "date" })], "Change plan",
+      (data) => act(session.call("/api/billing/plan", { method: "POST", body: { plan: data.get("plan"), ...(data.get("effective") ? { effective: data.get("effective") } : {}) } }), "Plan changed (prorated by day)", reload))
+    : null;
   return [
-    el("div", { class: "card" }, el("h2", {}, `Plan: ${account.plan.name}`), el("p", { class: "muted" }, `${money(account.plan.price_cents, account.plan.currency)} per month · period ${account.period}`),
-      table(["Metric", "Used", "Limit"], Object.entries(account.plan.limits || {}).map(([metric, limit]) => [metric.replaceAll("_", " "), String(usage[metric] ?? 0), limit === null ? "unlimited" : String(limit)])),
+    el("div", { class: "card" }, el("h2", {}, `Plan: ${account.plan.name}`), el("p", { class: "muted" }, `${money(account.plan.price_cents, currency)} per month · period ${account.period}`),
+      table(["Usage this period", "Used", "Limit"], Object.entries(account.plan.limits || {}).map(([limit, value]) => [limit.replaceAll("_", " "), String(usage[USAGE_OF_LIMIT[limit]] ?? 0), value === null ? "unlimited" : String(value)])
+        .concat([["messages", String(usage.messages ?? 0), "—"], ["connector messages", String(usage.connector_messages ?? 0), "—"]])),
       account.blocked ? el("p", { class: "error", role: "alert" }, account.blocked) : null),
-    el("div", { class: "card" }, el("h2", {}, "Invoices"), el("p", {}, `Balance due: ${money(account.balance_cents, account.plan.currency)}${account.overdue ? " (overdue)" : ""}`),
-      table(["Number", "Period", "Total", "Status", ""], (account.invoices || []).map((i) => [i.number, i.period, money(i.total_cents, i.currency), i.status,
-        el("a", { href: `/api/billing/invoices/${encodeURIComponent(i.number)}.html`, target: "_blank" }, "Open")]))),
+    change,
+    el("div", { class: "card" }, el("h2", {}, "Invoices"), el("p", {}, `Balance due: ${money(account.balance_cents, currency)}${account.overdue ? " (overdue)" : ""}`),
+      table(["Number", "Period", "Total", "Due", "Status", ""], (account.invoices || []).map((i) => [i.number, i.period, money(i.total_cents, i.currency), i.due_date, i.status,
+        el("span", {}, el("button", { class: "btn small", type: "button", onclick: () => openInvoice(i.number) }, "Print"), " ",
+          el("button", { class: "btn small", type: "button", onclick: () => download(`/api/billing/invoices/${encodeURIComponent(i.number)}.json`, `${i.number}.json`) }, "JSON"))]))),
   ];
 }
 
-async function reportsSection() {
-  const report = await session.call("/api/reports/summary?group_by=day");
+async function openInvoice(number) {
+  // The page needs the bearer token, so it is fetched here and shown from a blob.
+  const response = await fetch(`/api/billing/invoices/${encodeURIComponent(number)}.html`, { headers: { Authorization: `Bearer ${session.token}` } });
+  window.open(URL.createObjectURL(new Blob([await response.text()], { type: "text/html" })), "_blank", "noopener");
+}
+
+let reportGrouping = "day";
+
+async function reportsSection(reload) {
+  const report = await session.call(`/api/reports/summary?group_by=${reportGrouping}`);
   const rows = report.rows || [];
   const peak = Math.max(1, ...rows.map((r) => r.conversations || 0));
+  const grouping = el("select", { "aria-label": "Group by", onchange: (e) => { reportGrouping = e.target.value; reload(); } },
+    ["day", "agent", "group", "channel"].map((g) => el("option", { value: g, selected: g === reportGrouping }, `per ${g}`)));
   return [
-    el("div", { class: "card" }, el("h2", {}, "Conversations per day"),
-      el("div", { class: "bars", role: "img", "aria-label": "Conversations per day" }, rows.map((r) => el("div", { style: `height:${Math.round((100 * (r.conversations || 0)) / peak)}%`, title: `${r.key}: ${r.conversations}` }, el("span", {}, String(r.key).slice(5))))),
-      el("p", {}, el("a", { href: "#", onclick: (e) => { e.preventDefault(); download("/api/reports/summary.csv?group_by=day", "report.csv"); } }, "Export CSV"))),
-    table(["Day", "Conversations", "Missed", "Messages", "First response (s)", "Wait (s)", "Handle (s)", "CSAT"], rows.map((r) =>
+    el("div", { class: "card" }, el("h2", {}, "Conversations ", grouping),
+      el("div", { class: "bars", role: "img", "aria-label": `Conversations per ${reportGrouping}` }, rows.map((r) => el("div", { style: `height:${Math.round((100 * (r.conversations || 0)) / peak)}%`, title: `${r.key}: ${r.conversations}` }, el("span", {}, reportGrouping === "day" ? String(r.key).slice(5) : String(r.key).slice(0, 10))))),
+      el("p", { style: "margin-top:26px" }, el("button", { class: "btn small", type: "button", onclick: () => download(`/api/reports/summary.csv?group_by=${reportGrouping}`, `relaydesk-${reportGrouping}.csv`) }, "Export CSV"))),
+    table([reportGrouping, "Conversations", "Missed", "Messages", "First response (s)", "Wait (s)", "Handle (s)", "CSAT"], rows.map((r) =>
       [r.key, String(r.conversations), String(r.missed), String(r.messages), fmt(r.first_response_s), fmt(r.wait_s), fmt(r.handle_s), fmt(r.csat)])),
+    el("details", { class: "card" }, el("summary", {}, "How each metric is computed"), el("dl", {}, Object.entries(report.definitions || {}).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]))),
   ];
 }
 
@@ -215,7 +236,13 @@ async function auditSection() {
     const timeline = await session.call(`/api/audit/conversations/${encodeURIComponent(id)}/timeline`);
     output.replaceChildren(timelineView(id, timeline));
   });
-  return [search, output];
+  const settingsOutput = el("pre", { "aria-label": "Settings at that moment" });
+  const settingsForm = form([field("Tenant settings as they were at", "at", { type: "datetime-local", required: true })], "Show settings", async (data) => {
+    const at = new Date(String(data.get("at"))).toISOString();
+    const found = await session.call(`/api/audit/settings?at=${encodeURIComponent(at)}`);
+    settingsOutput.textContent = JSON.stringify(found, null, 2);
+  });
+  return [search, output, settingsForm, settingsOutput];
 }
 
 function timelineView(id, timeline) {

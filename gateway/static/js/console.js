@@ -34,6 +34,7 @@ function start() {
   $("me").textContent = session.agent.name || session.agent.id;
   $("admin-link").hidden = !["manage_agents", "manage_settings", "manage_connectors", "view_billing", "view_audit", "view_reports"].some((p) => session.can(p));
   $("tab-all").hidden = !session.can("see_all_conversations");
+  $("reports-link").hidden = !session.can("view_reports");
   $("status").value = sessionStorage.getItem("relaydesk:status") || "online";
   paintStatus();
   bindControls();

@@ -1,0 +1,181 @@
+"""BillingService: folds the log into the ledger, closes periods, issues invoices, answers.
+
+The ledger lives in memory and is rebuilt from the log on every start (the log is the
+record; nothing else is needed to bill). Invoices are computed by the fold when a
+``billing.period_closed`` event is applied and published with an id derived from tenant and
+period, so issuing twice (a crash between compute and publish) is one invoice.
+"""
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+import structlog
+from aio_pika.abc import AbstractChannel
+
+from billing_service.invoices import due_date, invoice_html
+from billing_service.ledger import Ledger, TenantBilling
+from contracts import Actor, Envelope, derive_event_id
+from contracts.envelope import ActorKind, LoggedEvent
+from contracts.errors import ContractError
+from contracts.registry import COMMANDS
+from relaydesk.bus import Bus, LogReader
+from relaydesk.bus.catch_up import catch_up
+from relaydesk.bus.rpc import CommandReply, RemoteError, serve_commands, serve_queries
+from relaydesk.plans import PlanCatalogue, period_of
+from relaydesk.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+SERVICE = "billing"
+BILLING_ACTOR = Actor(kind=ActorKind.system, id="billing")
+Clock = Callable[[], datetime]
+
+
+def _previous_periods(since: date, today: date) -> list[str]:
+    """Every month from ``since``'s up to (not including) today's."""
+    periods, year, month = [], since.year, since.month
+    while (year, month) < (today.year, today.month):
+        periods.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return periods
+
+
+class BillingService:
+    def __init__(self, settings: Settings, *, clock: Clock = lambda: datetime.now(UTC), close_check_s: float = 60.0) -> None:
+        self.settings = settings
+        self.catalogue = PlanCatalogue.load(settings.plans_file)
+        self.ledger = Ledger(self.catalogue)
+        self._clock = clock
+        self._close_check_s = close_check_s
+        self.bus: Bus | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._channels: list[AbstractChannel] = []
+        self._issuing = asyncio.Lock()
+
+    async def start(self) -> None:
+        self.bus = await Bus(self.settings.amqp_url, service=SERVICE).connect()
+        reader = await LogReader(self.bus, start="first", name=SERVICE).open()
+        position = await catch_up(self.bus, reader, self._apply, service=SERVICE)
+        await self._issue_pending()
+        self._tasks = [asyncio.create_task(self._follow(reader)), asyncio.create_task(self._close_periods_forever())]
+        self._channels = [await serve_commands(self.bus, SERVICE, self._decide), await serve_queries(self.bus, SERVICE, self._answer)]
+        log.info("billing_service_started", position=position, tenants=len(self.ledger.tenants))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.bus:
+            await self.bus.close()
+
+    async def _apply(self, batch: list[LoggedEvent]) -> None:
+        for event in batch:
+            self.ledger.apply(event.envelope, event.position)
+
+    async def _follow(self, reader: LogReader) -> None:
+        async for batch in reader.batches():
+            await self._apply(batch)
+            if any(e.envelope.type == "billing.period_closed" for e in batch):
+                await self._issue_pending()
+
+    async def _publish(self, tenant: str, type_name: str, data: dict[str, Any], *, event_id: str | None = None) -> Envelope:
+        assert self.bus is not None
+        kwargs = {"id": event_id} if event_id else {}
+        envelope = Envelope(type=type_name, tenant=tenant, stream=f"billing:{tenant}", actor=BILLING_ACTOR, data=data, **kwargs)
+        await self.bus.publish(envelope)
+        return envelope
+
+    async def _issue_pending(self) -> None:
+        async with self._issuing:
+            for tenant, invoice in self.ledger.unissued():
+                await self._publish(tenant, "billing.invoice_issued", invoice, event_id=invoice["invoice_id"])
+                log.info("invoice_issued", tenant=tenant, number=invoice["number"], period=invoice["period"], total_cents=invoice["total_cents"])
+
+    async def close_finished_periods(self) -> None:
+        """Publish ``billing.period_closed`` for every ended month of every SaaS tenant."""
+        today = self._clock().date()
+        for state in list(self.ledger.tenants.values()):
+            if state.mode != "saas" or state.created is None:
+                continue
+            for period in _previous_periods(state.created, today):
+                if period not in state.closed:
+                    await self._publish(state.tenant, "billing.period_closed", {"period": period}, event_id=derive_event_id(state.tenant, "billing", f"close:{period}"))
+
+    async def _close_periods_forever(self) -> None:
+        while True:
+            try:
+                await self.close_finished_periods()
+            except Exception as exc:  # noqa: BLE001 - the next round retries; closing is idempotent
+                log.error("period_close_failed", error=type(exc).__name__)
+            await asyncio.sleep(self._close_check_s)
+
+    # --- commands (this service is their single writer) ----------------------------------
+
+    async def _decide(self, command: Envelope) -> CommandReply:
+        payload = COMMANDS.parse_envelope(command)
+        state = self.ledger.tenants.get(command.tenant)
+        if state is None or state.mode != "saas":
+            return CommandReply(ok=False, code="not_found", message="billing applies to SaaS accounts only")
+        if command.type == "billing.change_plan":
+            if payload.plan not in self.catalogue.plans:
+                return CommandReply(ok=False, code="invalid_payload", message=f"unknown plan {payload.plan!r}")
+            effective = payload.effective or self._clock().date()
+            previous = state.plan_on(effective, self.catalogue)
+            data = {"plan": payload.plan, "previous_plan": previous, "effective": effective.isoformat()}
+            event = await self._publish(command.tenant, "billing.subscription_changed", data, event_id=derive_event_id(command.tenant, command.actor.id, command.id))
+        elif command.type == "billing.close_period":
+            if payload.period in state.closed:
+                return CommandReply(ok=True, data={"already_closed": True})
+            event = await self._publish(command.tenant, "billing.period_closed", {"period": payload.period}, event_id=derive_event_id(command.tenant, "billing", f"close:{payload.period}"))
+        elif command.type == "billing.record_payment":
+            invoice = state.invoices.get(payload.number)
+            if invoice is None:
+                return CommandReply(ok=False, code="not_found", message=f"no invoice {payload.number}")
+            outstanding = invoice["total_cents"] - invoice["paid_cents"]
+            if payload.amount_cents > outstanding:
+                return CommandReply(ok=False, code="invalid_payload", message=f"only {outstanding} cents are outstanding on {payload.number}")
+            data = {"invoice_id": invoice["invoice_id"], "amount_cents": payload.amount_cents, "method": payload.method, "reference": payload.reference}
+            event = await self._publish(command.tenant, "billing.payment_recorded", data, event_id=derive_event_id(command.tenant, command.actor.id, command.id))
+        else:
+            raise ContractError(f"billing does not decide {command.type}")
+        return CommandReply(ok=True, event_ids=(event.id,))
+
+    # --- queries ------------------------------------------------------------------
+
+    async def _answer(self, name: str, params: dict[str, Any]) -> Any:
+        tenant = params.get("tenant")
+        if name == "billing.plans":
+            return [plan.public() for plan in self.catalogue.plans.values()]
+        if name == "billing.recompute":
+            return {"differences": self.ledger.differences(), "position": self.ledger.position}
+        state = self.ledger.tenants.get(tenant) if isinstance(tenant, str) else None
+        if state is None or state.mode != "saas":
+            raise RemoteError("not_found", "billing applies to SaaS accounts only")
+        if name == "billing.account":
+            return self.account(state)
+        if name == "billing.invoice":
+            invoice = state.invoices.get(str(params.get("number")))
+            if invoice is None:
+                raise RemoteError("not_found", "no such invoice")
+            return {**invoice, "due_date": due_date(invoice).isoformat(), "html": invoice_html(state.tenant, invoice)}
+        raise RemoteError("unknown_query", f"billing has no query {name!r}")
+
+    def account(self, state: TenantBilling) -> dict[str, Any]:
+        now = self._clock()
+        period = period_of(now)
+        plan = self.catalogue.get(state.plan_on(now.date(), self.catalogue))
+        usage = state.usage.get(period)
+        used = usage.public() if usage else {"conversations": 0, "messages": 0, "connector_messages": 0, "agent_seats": 0}
+        used["connectors"] = len(state.connectors)
+        limit = plan.limit("conversations_per_month")
+        blocked = None
+        if limit is not None and used["conversations"] >= limit:
+            blocked = f"The {plan.name} plan's limit of {limit} conversations in {period} is reached: new visitors are told the chat is unavailable. Change the plan to lift it."
+        today = now.date()
+        invoices = [{**i, "due_date": due_date(i).isoformat(), "status": "paid" if i["paid_cents"] >= i["total_cents"] else ("overdue" if due_date(i) < today else "open")} for i in state.invoices.values()]
+        return {
+            "tenant": state.tenant, "period": period, "plan": plan.public(), "usage": used, "blocked": blocked,
+            "invoices": invoices, "balance_cents": state.balance_cents(), "overdue": any(i["status"] == "overdue" for i in invoices),
+        }

@@ -1,0 +1,40 @@
+"""Audit for permitted agents (``view_audit``): a conversation's event timeline with its
+hash-chain verdict, and time travel — a conversation or the tenant's settings as they were
+at any moment, refolded from the archived log by history_service."""
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+
+from agent_service.admin.state import DEFAULT_SETTINGS
+from gateway.auth.http import get_deps, require_agent
+from gateway.auth.permissions import VIEW_AUDIT
+from gateway.auth.tokens import AgentPrincipal
+from gateway.routes.conversations import ask_history
+
+
+def build_router(deps: Any) -> APIRouter:
+    router = APIRouter(prefix="/api/audit", tags=["audit"])
+    auditors = require_agent(VIEW_AUDIT)
+
+    @router.get("/conversations/{conversation_id}/timeline")
+    async def timeline(conversation_id: str, agent: AgentPrincipal = Depends(auditors), deps: Any = Depends(get_deps)) -> Any:
+        params = {"tenant": agent.tenant, "conversation_id": conversation_id}
+        transcript = await ask_history(deps, "transcript", params)
+        verdict = await ask_history(deps, "audit.verify", params)
+        return {
+            "conversation": transcript["conversation"], "events": transcript["events"], "chain_ok": verdict["ok"],
+            "broken_at": None if verdict["ok"] else verdict["position"], "checked": verdict["checked"],
+        }
+
+    @router.get("/conversations/{conversation_id}/state")
+    async def state_at(conversation_id: str, at: datetime = Query(...), agent: AgentPrincipal = Depends(auditors), deps: Any = Depends(get_deps)) -> Any:
+        return await ask_history(deps, "conversation.at", {"tenant": agent.tenant, "conversation_id": conversation_id, "at": at.isoformat()})
+
+    @router.get("/settings")
+    async def settings_at(at: datetime = Query(...), agent: AgentPrincipal = Depends(auditors), deps: Any = Depends(get_deps)) -> Any:
+        found = await ask_history(deps, "settings.at", {"tenant": agent.tenant, "at": at.isoformat()})
+        return {"at": found["at"], "settings": {**DEFAULT_SETTINGS, **found["changed"]}, "changes": found["changes"]}
+
+    return router

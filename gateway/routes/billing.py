@@ -1,0 +1,75 @@
+"""Billing for a tenant's admins (SaaS mode): plan, usage and limits, invoices, plan changes.
+
+Answers come from billing_service; in tool mode (or for a tool-mode tenant) every route
+answers 404 ``not_found`` — there are no bills. Payments are recorded by a system admin
+(`relaydesk admin record-payment`), not from the tenant's side.
+"""
+
+import uuid
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts import Actor, Envelope, derive_event_id
+from contracts.envelope import ActorKind
+from gateway.auth.http import ApiError, get_deps, require_agent
+from gateway.auth.permissions import MANAGE_SETTINGS, VIEW_BILLING
+from gateway.auth.tokens import AgentPrincipal
+from gateway.queries import ask
+from relaydesk.bus import RequestTimeout
+
+STATUS = {"not_found": 404, "invalid_payload": 400}
+
+
+class PlanChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan: str = Field(min_length=1, max_length=64)
+    effective: date | None = None
+
+
+async def ask_billing(deps: Any, name: str, params: dict[str, Any]) -> Any:
+    return await ask(deps, "billing", name, params, STATUS)
+
+
+def build_router(deps: Any) -> APIRouter:
+    router = APIRouter(prefix="/api/billing", tags=["billing"])
+    viewers = require_agent(VIEW_BILLING)
+
+    @router.get("/plans")
+    async def plans(agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)) -> Any:
+        return await ask_billing(deps, "billing.plans", {"tenant": agent.tenant})
+
+    @router.get("/account")
+    async def account(agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)) -> Any:
+        return await ask_billing(deps, "billing.account", {"tenant": agent.tenant})
+
+    @router.get("/invoices/{number}.json")
+    async def invoice_json(number: str, agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)) -> Any:
+        invoice = await ask_billing(deps, "billing.invoice", {"tenant": agent.tenant, "number": number})
+        invoice.pop("html", None)
+        return invoice
+
+    @router.get("/invoices/{number}.html", response_class=HTMLResponse)
+    async def invoice_page(number: str, agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)) -> HTMLResponse:
+        invoice = await ask_billing(deps, "billing.invoice", {"tenant": agent.tenant, "number": number})
+        return HTMLResponse(invoice["html"], headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
+
+    @router.post("/plan")
+    async def change_plan(body: PlanChange, agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)), deps: Any = Depends(get_deps)) -> Any:
+        key = uuid.uuid4().hex
+        envelope = Envelope(
+            id=derive_event_id(agent.tenant, agent.agent_id, key), type="billing.change_plan", tenant=agent.tenant, stream=f"billing:{agent.tenant}",
+            actor=Actor(kind=ActorKind.agent, id=agent.agent_id), data=body.model_dump(mode="json", exclude_none=True),
+        )
+        try:
+            reply = await deps.rpc.command("billing", envelope, timeout=deps.settings.request_timeout_s)
+        except RequestTimeout:
+            raise ApiError(503, "unavailable", "the billing service did not answer") from None
+        if not reply.ok:
+            raise ApiError(STATUS.get(reply.code or "", 400), reply.code or "rejected", reply.message or "rejected")
+        return {"ok": True, "event_ids": list(reply.event_ids)}
+
+    return router

@@ -1,0 +1,47 @@
+"""Reports for permitted agents (``view_reports``): support metrics folded from the log by
+history_service, as JSON (for the charts) or CSV."""
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from gateway.auth.http import get_deps, require_agent
+from gateway.auth.permissions import VIEW_REPORTS
+from gateway.auth.tokens import AgentPrincipal
+from gateway.routes.conversations import ask_history
+
+GROUP_BY = "^(day|agent|group|channel)$"
+
+
+def build_router(deps: Any) -> APIRouter:
+    router = APIRouter(prefix="/api/reports", tags=["reports"])
+    viewers = require_agent(VIEW_REPORTS)
+
+    async def summary_of(agent: AgentPrincipal, deps: Any, group_by: str, since: datetime | None, until: datetime | None) -> Any:
+        params: dict[str, Any] = {"tenant": agent.tenant, "group_by": group_by}
+        if since:
+            params["since"] = since.isoformat()
+        if until:
+            params["until"] = until.isoformat()
+        return await ask_history(deps, "reports.summary", params)
+
+    @router.get("/summary")
+    async def summary(
+        group_by: str = Query("day", pattern=GROUP_BY), since: datetime | None = None, until: datetime | None = None,
+        agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps),
+    ) -> Any:
+        found = await summary_of(agent, deps, group_by, since, until)
+        found.pop("csv", None)
+        return found
+
+    @router.get("/summary.csv")
+    async def summary_csv(
+        group_by: str = Query("day", pattern=GROUP_BY), since: datetime | None = None, until: datetime | None = None,
+        agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps),
+    ) -> Response:
+        found = await summary_of(agent, deps, group_by, since, until)
+        return Response(found["csv"], media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="relaydesk-{group_by}.csv"'})
+
+    return router

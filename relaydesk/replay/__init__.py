@@ -1,0 +1,1 @@
+"""Replay of the event log: read a slice (stream or archive), rebuild projections, compare."""
