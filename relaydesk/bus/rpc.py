@@ -8,6 +8,7 @@ with an error; a handler that crashes is redelivered up to the delivery limit.
 """
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -82,18 +83,29 @@ class RpcClient:
             future.set_result(message.body)
 
     async def _call(self, exchange_name: str, routing_key: str, message: aio_pika.Message, timeout: float) -> bytes:
-        channel = await self._ensure()
+        # One deadline for everything: a channel being restored after a broker outage must
+        # not hang the caller (an HTTP request) past its timeout.
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         assert message.correlation_id is not None
         self._waiting[message.correlation_id] = future
         try:
-            exchange = await channel.get_exchange(exchange_name, ensure=False)
-            await exchange.publish(message, routing_key=routing_key, mandatory=False)
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                channel = await self._ensure()
+                exchange = await channel.get_exchange(exchange_name, ensure=False)
+                await exchange.publish(message, routing_key=routing_key, mandatory=False)
+                return await future
         except TimeoutError:
+            await self._reset()  # the reply consumer may not have survived a reconnect: start afresh
             raise RequestTimeout(f"no reply from {routing_key} within {timeout}s") from None
         finally:
             self._waiting.pop(message.correlation_id, None)
+
+    async def _reset(self) -> None:
+        async with self._lock:
+            channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.close(), 2)
 
     async def query(self, service: str, name: str, params: dict[str, Any], *, timeout: float = 5.0) -> Any:
         """Ask ``service`` the query ``name``; returns its JSON answer or raises RemoteError."""
