@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import orjson
 import structlog
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
@@ -84,6 +85,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, dict) else {"code": _code_for(exc.status_code), "message": str(exc.detail)}
         return JSONResponse({"error": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(orjson.JSONEncodeError)
+    async def unencodable(request: Request, exc: orjson.JSONEncodeError) -> JSONResponse:
+        # JSON with lone surrogates parses in Python but cannot be put on the log: refused
+        # before anything is published, so nothing is half-applied.
+        return JSONResponse({"error": {"code": "invalid_payload", "message": "text must be valid Unicode (no lone surrogates)"}}, status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -114,7 +114,8 @@ class LinkSigner:
         return {"url": f"/api/attachments/{attachment_id}?exp={expires}&sig={self._signature(attachment_id, expires)}", "expires_at": expires}
 
     def verify(self, attachment_id: str, expires: int, signature: str, now: float | None = None) -> None:
-        if not hmac.compare_digest(self._signature(attachment_id, expires), signature):
+        # compare_digest refuses non-ASCII str: compare bytes, so a hostile sig is just wrong.
+        if not hmac.compare_digest(self._signature(attachment_id, expires).encode(), signature.encode("utf-8", "surrogatepass")):
             raise AttachmentRejected(403, "forbidden", "invalid link signature")
         if expires < (now if now is not None else time.time()):
             raise AttachmentRejected(403, "link_expired", "this link has expired; ask for a new one")

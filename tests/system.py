@@ -82,6 +82,7 @@ async def running_system(settings: Settings, *, with_history: bool = True) -> As
     candidates = [("agent_service.admin.service", "AdminService"), ("agent_service.service", "AgentService")]
     if with_history:
         candidates.append(("history_service.service", "HistoryService"))
+    candidates.append(("billing_service.service", "BillingService"))
     for module, name in candidates:
         service = _optional_service(module, name, settings)
         if service is not None:

@@ -18,6 +18,19 @@ def _b64(data: dict) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
 
 
+def _rsa_private_pem() -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def _swap_alg(token: str, alg: str) -> str:
+    _, payload, signature = token.split(".")
+    return _b64({"alg": alg, "typ": "JWT"}) + "." + payload + "." + signature
+
+
 def forged_tokens(system: RunningSystem) -> dict[str, str]:
     now = int(time.time())
     claims = {"sub": "ann", "tenant": "acme", "role": "owner", "perms": ["see_all_conversations"], "typ": "access", "iss": ISSUER, "aud": AUDIENCES["access"], "iat": now, "exp": now + 600}
@@ -29,6 +42,10 @@ def forged_tokens(system: RunningSystem) -> dict[str, str]:
         "hs512_substitution": jwt.encode(claims, secret * 2, algorithm="HS512"),
         "refresh_as_access": jwt.encode({**claims, "typ": "refresh", "aud": AUDIENCES["refresh"]}, secret, algorithm="HS256"),
         "visitor_key_for_agent": jwt.encode(claims, system.settings.visitor_secret.get_secret_value(), algorithm="HS256"),
+        # Algorithm confusion: an RS256 token signed with the attacker's own key pair, and one
+        # claiming RS256 while HMAC-signed with our secret (the classic HS/RS swap).
+        "rs256_own_key": jwt.encode(claims, _rsa_private_pem(), algorithm="RS256"),
+        "rs256_header_hmac_body": _swap_alg(jwt.encode(claims, secret, algorithm="HS256"), "RS256"),
         "garbage": "abc.def.ghi",
         "empty": "",
     }
