@@ -72,7 +72,7 @@ class Projection:
         if self._snapshotter is not None and not self.stale and self._follow_task is not None:
             try:
                 await self.sync()
-                self._snapshotter.maybe_save(self.state, self._seen.latest(SNAPSHOT_SEEN_IDS), settled=not self._own_pending, force=True)
+                self._snapshotter.maybe_save(self.state, lambda: self._seen.latest(SNAPSHOT_SEEN_IDS), settled=not self._own_pending, force=True)
             except (TimeoutError, RuntimeError, ConnectionError) as exc:
                 log.warning("final_snapshot_skipped", error=type(exc).__name__)
             await self._snapshotter.wait()
@@ -107,7 +107,7 @@ class Projection:
         async for batch in reader.batches():
             await self._fold_batch(batch)
             if self._snapshotter is not None and not self.stale:
-                self._snapshotter.maybe_save(self.state, self._seen.latest(SNAPSHOT_SEEN_IDS), settled=not self._own_pending)
+                self._snapshotter.maybe_save(self.state, lambda: self._seen.latest(SNAPSHOT_SEEN_IDS), settled=not self._own_pending)
 
     def _on_follow_end(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled():

@@ -2,6 +2,7 @@
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from itertools import islice
 
 RECENT_IDS = 100_000  # publisher retries land close together; older duplicates are not expected
 
@@ -23,4 +24,7 @@ class SeenIds:
         return event_id in self._recent
 
     def latest(self, count: int) -> list[str]:
-        return list(self._recent)[-count:]
+        """The newest ``count`` ids, oldest first (walks only those, not all 100,000)."""
+        newest = list(islice(reversed(self._recent), count))
+        newest.reverse()
+        return newest

@@ -12,6 +12,7 @@ mid-save leaves the previous snapshot intact.
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -137,13 +138,14 @@ class Snapshotter:
     def folded(self, count: int) -> None:
         self._folded += count
 
-    def maybe_save(self, state: RoutingState, seen_ids: list[str], *, settled: bool, force: bool = False) -> asyncio.Task[None] | None:
+    def maybe_save(self, state: RoutingState, seen_ids: Callable[[], list[str]], *, settled: bool, force: bool = False) -> asyncio.Task[None] | None:
+        """``seen_ids`` is called only when a snapshot is due (it copies thousands of ids)."""
         busy = self._saving is not None and not self._saving.done()
         if busy or not settled or state.position is None or (self._folded < self._every and not force):
             return None
         records, position = to_records(state), state.position  # taken now, written in the background
         self._folded = 0
-        self._saving = asyncio.create_task(self._save(records, position, seen_ids))
+        self._saving = asyncio.create_task(self._save(records, position, seen_ids()))
         return self._saving
 
     async def _save(self, records: list[dict[str, Any]], position: int, seen_ids: list[str]) -> None:

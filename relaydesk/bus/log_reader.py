@@ -24,6 +24,8 @@ from relaydesk.bus.connection import Bus
 log = structlog.get_logger(__name__)
 
 Start = int | Literal["first", "last", "next"]
+ACK_EVERY = 200  # deliveries per ack (bounded by half the prefetch)
+ACK_IDLE_S = 0.2  # ack what is pending after this much quiet
 
 
 class LogReader:
@@ -47,6 +49,8 @@ class LogReader:
         self._tag: str | None = None
         self.last_position: int | None = None
         self.poison_count = 0
+        self._pending_ack: AbstractIncomingMessage | None = None
+        self._unacked = 0
 
     async def open(self) -> "LogReader":
         self._channel = await self._bus.channel(prefetch=self._prefetch)
@@ -66,6 +70,7 @@ class LogReader:
         # re-attach after the last position we handed out.
         while not self._inbox.empty():
             self._inbox.get_nowait()
+        self._pending_ack, self._unacked = None, 0
         log.info("log_reader_resubscribe", reader=self._name, after=self.last_position)
         await self._subscribe()
 
@@ -80,15 +85,26 @@ class LogReader:
         await self.close()
 
     async def batches(self, max_batch: int = 500, idle_timeout: float | None = None) -> AsyncIterator[list[LoggedEvent]]:
-        """Yield lists of events; the reader acks a batch when the caller asks for the next.
+        """Yield lists of events in log order.
 
-        ``idle_timeout`` ends iteration when no event arrives for that many seconds
-        (used by replay to detect the end of the log).
+        Acks are batched: a stream ack only returns credit (positions are ours to track), so
+        the reader acks every ``ACK_EVERY`` deliveries or after ``ACK_IDLE_S`` of quiet
+        instead of once per batch — at a few events per batch that was one socket write
+        per event in every consumer. ``idle_timeout`` ends iteration when no event arrives
+        for that many seconds (used by replay to detect the end of the log).
         """
+        loop = asyncio.get_running_loop()
+        deadline = None if idle_timeout is None else loop.time() + idle_timeout
         while True:
+            wait = None if deadline is None else max(0.0, deadline - loop.time())
+            if self._pending_ack is not None:
+                wait = ACK_IDLE_S if wait is None else min(wait, ACK_IDLE_S)
             try:
-                first = await asyncio.wait_for(self._inbox.get(), idle_timeout)
+                first = await asyncio.wait_for(self._inbox.get(), wait)
             except TimeoutError:
+                if self._pending_ack is not None:
+                    await self._flush_ack()
+                    continue
                 return
             raw = [first]
             while len(raw) < max_batch and not self._inbox.empty():
@@ -96,7 +112,16 @@ class LogReader:
             batch = [event for message in raw if (event := await self._decode(message)) is not None]
             if batch:
                 yield batch
-            await self._ack(raw[-1])
+            deadline = None if idle_timeout is None else loop.time() + idle_timeout
+            self._pending_ack = raw[-1]
+            self._unacked += len(raw)
+            if self._unacked >= min(ACK_EVERY, self._prefetch // 2 or 1):
+                await self._flush_ack()
+
+    async def _flush_ack(self) -> None:
+        message, self._pending_ack, self._unacked = self._pending_ack, None, 0
+        if message is not None:
+            await self._ack(message)
 
     async def events(self, idle_timeout: float | None = None) -> AsyncIterator[LoggedEvent]:
         async for batch in self.batches(idle_timeout=idle_timeout):
