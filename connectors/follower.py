@@ -15,6 +15,7 @@ from relaydesk.store import Checkpoints
 log = structlog.get_logger(__name__)
 
 CHECKPOINT = "connectors.outbound"
+CHECKPOINT_EVERY_S = 2.0  # when batches have no effect, still move the checkpoint this often
 
 
 class LogFollower:
@@ -28,23 +29,31 @@ class LogFollower:
         self._clients = clients
         self._position: int | None = None
         self._typing: set[asyncio.Task[None]] = set()
+        self._saved_at = 0.0
 
     async def load(self) -> None:
         self._position = await self._checkpoints.load(CHECKPOINT)
 
     async def apply(self, batch: list[LoggedEvent]) -> None:
-        queued = False
+        queued = acted = False
         for event in batch:
             self._directory.apply(event)
             if self._position is not None and event.position <= self._position:
                 continue  # already handled before a restart
-            queued = await self._handle(event) or queued
+            outcome = await self._handle(event)
+            queued = queued or outcome is True
+            acted = acted or outcome is not None
         self._position = batch[-1].position
-        await self._checkpoints.save(CHECKPOINT, self._position)
+        # Every effect is idempotent by message id, so a batch with none needs no checkpoint
+        # of its own (at worst a restart re-reads it); a web-only log costs no write per event.
+        if acted or time.monotonic() - self._saved_at >= CHECKPOINT_EVERY_S:
+            await self._checkpoints.save(CHECKPOINT, self._position)
+            self._saved_at = time.monotonic()
         if queued:
             self._deliverer.wake()
 
-    async def _handle(self, event: LoggedEvent) -> bool:
+    async def _handle(self, event: LoggedEvent) -> bool | None:
+        """True: a reply was queued; False: something else was done; None: nothing to do."""
         env, data = event.envelope, event.envelope.data
         if env.type == "message.sent" and data.get("author_kind") == "agent":
             return await self._queue_reply(env.tenant, data)
@@ -54,12 +63,14 @@ class LogFollower:
             await self._store.mark_closed(env.tenant, str(data.get("conversation_id")))
         elif env.type == "typing.changed" and data.get("who_kind") == "agent" and data.get("typing"):
             await self._start_typing(env.tenant, str(data.get("conversation_id")))
+        else:
+            return None
         return False
 
-    async def _queue_reply(self, tenant: str, data: dict) -> bool:
+    async def _queue_reply(self, tenant: str, data: dict) -> bool | None:
         conv = await self._store.by_conversation_id(tenant, str(data.get("conversation_id")))
         if conv is None:
-            return False  # a web conversation: not ours
+            return None  # a web conversation: not ours
         item = {"tenant": tenant, "connector_id": conv.connector_id, "platform": conv.platform, "conversation_id": conv.conversation_id,
                 "chat_ref": conv.chat_ref, "body": data["body"], "queued_at": time.time(), "last_inbound": await self._store.last_inbound(conv)}
         await self._store.enqueue(str(data["message_id"]), item)

@@ -23,6 +23,8 @@ class ProcessMeter:
                 continue
             if "relaydesk.cli" in cmdline and cmdline.index("relaydesk.cli") + 1 < len(cmdline):
                 self._processes[cmdline[cmdline.index("relaydesk.cli") + 1]] = child
+            elif any("secantusd" in part for part in cmdline):
+                self._processes["mongodb"] = child  # the embedded server does real work per event too
         for process in psutil.process_iter(["name"]):
             if process.info["name"] in ("beam.smp", "beam"):
                 self._processes["rabbitmq"] = process
