@@ -97,7 +97,7 @@ async def stream_echo(amqp_url: str, rate: float, seconds: float) -> dict[str, A
                 await unacked[-1].ack(multiple=True)
                 unacked.clear()
 
-        await queue.consume(on_message, arguments={"x-stream-offset": "next"})
+        tag = await queue.consume(on_message, arguments={"x-stream-offset": "next"})
 
         async def send(sequence: int, scheduled: int) -> None:
             body = f"bench {sequence} {scheduled}".encode()
@@ -107,6 +107,7 @@ async def stream_echo(amqp_url: str, rate: float, seconds: float) -> dict[str, A
         sent = await _open_loop(rate, seconds, send)
         await asyncio.gather(*pending)
         await _collect(sent, latencies)
+        await queue.cancel(tag)  # before the delete, so the broker has no consumer to cancel
         await consume_channel.queue_delete(queue_name)
         return {"sent": sent, "received": len(latencies), "latency": summarize(latencies)}
     finally:

@@ -111,7 +111,7 @@ async function cannedSection(reload) {
   return [
     form([field("Shortcut", "shortcut", { required: true, pattern: "[\\w\\-]+", placeholder: "thanks" }), el("label", { style: "grid-column:span 2" }, "Text", el("textarea", { name: "text", required: true, rows: "2", maxlength: "8000" })), select("Shared with", "scope", scopes, scopes[0])],
       "Add response", (data, node) => act(session.call("/api/canned", { method: "POST", body: { shortcut: data.get("shortcut"), text: data.get("text"), scope: data.get("scope") } }).then(() => node.reset()), "Canned response added", reload)),
-    table(["Shortcut", "Text", "Scope", ""], canned.map((c) => [`/${c.shortcut}`, c.text, c.scope,
+    table(["Shortcut", "Text", "Scope", "Used", ""], canned.map((c) => [`/${c.shortcut}`, c.text, c.scope, String(c.uses ?? 0),
       el("button", { class: "btn small danger", type: "button", onclick: () => act(session.call(`/api/canned/${c.canned_id}`, { method: "DELETE" }), "Deleted", reload) }, "Delete")])),
   ];
 }

@@ -271,7 +271,9 @@ function render(event, prepend) {
   if (event.type === "message.system") {
     node = el("div", { class: "system-line" }, data.text);
   } else {
-    const body = event.type === "message.attachment_sent" ? `📎 ${data.filename}` : data.body;
+    const body = event.type === "message.attachment_sent"
+      ? el("button", { class: "btn small", type: "button", onclick: () => openAttachment(data) }, `📎 ${data.filename}`)
+      : data.body;
     const who = data.author_kind === "agent" ? (data.author_name || "Agent") : data.author_kind === "customer" ? "Visitor" : data.author_kind;
     node = el("div", { class: `msg ${data.author_kind}`, "data-id": id }, el("span", { class: "meta" }, who), body);
     if (data.author_kind === "customer") state.lastCustomerMessage = id;
@@ -279,6 +281,16 @@ function render(event, prepend) {
   const box = $("messages");
   if (prepend) $("earlier").after(node);
   else box.append(node);
+}
+
+async function openAttachment(data) {
+  // Links are signed and short-lived: ask for a fresh one at the moment of opening.
+  try {
+    const link = await session.call(`/api/conversations/${encodeURIComponent(data.conversation_id)}/attachments/${encodeURIComponent(data.attachment_id)}`);
+    window.open(link.url, "_blank", "noopener");
+  } catch (error) {
+    toast(`Could not open the file: ${error.message}`);
+  }
 }
 
 function scrollToEnd() {
