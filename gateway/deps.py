@@ -13,6 +13,7 @@ from gateway.ops import Operations
 from gateway.origins import OriginPolicy
 from gateway.sessions import CLOSE_TOKEN_EXPIRED, SessionRegistry
 from gateway.tailer import Tailer
+from gateway.tenant_settings import TenantSettingsCache
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.settings import Settings
@@ -29,6 +30,7 @@ class GatewayDeps:
     sessions: SessionRegistry
     operations: Operations
     origins: OriginPolicy
+    tenant_settings: TenantSettingsCache
     revocations: RevocationList
     mongo: AsyncMongoClient | None = None
     extras: dict = field(default_factory=dict)
@@ -43,10 +45,11 @@ class GatewayDeps:
         rpc = RpcClient(bus)
         directory, sessions = ConversationDirectory(), SessionRegistry()
         tailer = Tailer(bus, directory, sessions, buffer_size=settings.resume_buffer_events)
+        tenant_settings = TenantSettingsCache(rpc)
         deps = cls(
             settings=settings, bus=bus, rpc=rpc, tokens=TokenService(settings), tailer=tailer, sessions=sessions,
             operations=Operations(bus, rpc, directory, request_timeout_s=settings.request_timeout_s),
-            origins=OriginPolicy(rpc, settings.gateway_url()), revocations=RevocationList(),
+            origins=OriginPolicy(tenant_settings, settings.gateway_url()), tenant_settings=tenant_settings, revocations=RevocationList(),
             mongo=make_client(settings.mongo_url) if settings.mongo_url else None,
         )
         tailer.listeners.append(deps._on_event)
@@ -55,7 +58,7 @@ class GatewayDeps:
 
     def _on_event(self, event: Envelope) -> None:
         if event.type == "tenant.settings_changed":
-            self.origins.forget(event.tenant)
+            self.tenant_settings.forget(event.tenant)
         revoked = self.revocations.apply(event)
         if revoked is not None:
             for session in self.sessions.agent_sessions(*revoked):

@@ -202,7 +202,10 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.patch("/admin/settings")
     async def patch_settings(changes: dict[str, Any], agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)), deps: Any = Depends(get_deps)) -> Any:
-        return await admin_command(deps, agent, "tenant.update_settings", "tenant", {"changes": changes})
+        result = await admin_command(deps, agent, "tenant.update_settings", "tenant", {"changes": changes})
+        # The log will tell every gateway; this one forgets at once so its next read is fresh.
+        deps.tenant_settings.forget(agent.tenant)
+        return result
 
     @router.get("/canned")
     async def search_canned(q: str = Query("", max_length=100), agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)) -> Any:

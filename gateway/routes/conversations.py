@@ -4,6 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
+from agent_service.admin.state import DEFAULT_SETTINGS
 from gateway.auth.http import ApiError, get_deps, require_agent, require_principal
 from gateway.auth.permissions import SEE_ALL, SEE_HISTORY
 from gateway.auth.tokens import AgentPrincipal, Principal
@@ -14,10 +15,23 @@ from relaydesk.bus import RemoteError, RequestTimeout
 
 VIEWS = ("mine", "queued", "all", "missed", "closed")
 MAX_LIMIT = 500
+DEFAULT_MESSAGES_ON_ENTER = DEFAULT_SETTINGS["messages_on_enter"]
 
 
 async def ask_history(deps: Any, name: str, params: dict[str, Any]) -> Any:
     return await ask(deps, "history", name, params, {"not_found": 404})
+
+
+async def messages_on_enter(deps: Any, tenant: str) -> int:
+    """How many messages a conversation opens with: the tenant's ``messages_on_enter``.
+
+    The setting allows 0..1000 while a read returns 1..MAX_LIMIT, so it is clamped; with
+    the admin service unreachable the read still works, with the default.
+    """
+    settings = await deps.tenant_settings.get(tenant)
+    configured = (settings or {}).get("messages_on_enter")
+    wanted = configured if isinstance(configured, int) else DEFAULT_MESSAGES_ON_ENTER
+    return max(1, min(wanted, MAX_LIMIT))
 
 
 async def readable_conversation(deps: Any, principal: Principal, conversation_id: str) -> None:
@@ -67,7 +81,8 @@ def build_router(deps: Any) -> APIRouter:
         principal: Principal = Depends(require_principal()), deps: Any = Depends(get_deps),
     ) -> Any:
         await readable_conversation(deps, principal, conversation_id)
-        params: dict[str, Any] = {"tenant": principal.tenant, "conversation_id": conversation_id, "limit": limit or 50}
+        page = limit or await messages_on_enter(deps, principal.tenant)
+        params: dict[str, Any] = {"tenant": principal.tenant, "conversation_id": conversation_id, "limit": page}
         if before is not None:
             params["before_position"] = before
         return await ask_history(deps, "messages.last", params)

@@ -255,7 +255,8 @@ async function loadEarlier() {
   if (state.oldestPosition === null) return;
   const box = $("messages");
   const before = box.scrollHeight;
-  const items = await session.call(`/api/conversations/${encodeURIComponent(state.openId)}/messages?limit=50&before=${state.oldestPosition}`);
+  // no limit: the server pages by the tenant's messages_on_enter, like the first read
+  const items = await session.call(`/api/conversations/${encodeURIComponent(state.openId)}/messages?before=${state.oldestPosition}`);
   if (!items.length) { $("earlier").hidden = true; return; }
   state.oldestPosition = items[0].position;
   for (const item of items.reverse()) render(item.event, true);

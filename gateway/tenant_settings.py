@@ -1,0 +1,63 @@
+"""A tenant's settings as the gateway sees them: asked of the admin service, cached briefly.
+
+Websocket origin checks and message reads need settings on every connect and every
+conversation opened; a bus round trip each time would sit on the request path. An entry
+is dropped as soon as the log shows the tenant's ``tenant.settings_changed`` (see
+``GatewayDeps._on_event``) and after ``CACHE_S`` anyway, so a missed event costs at most
+that much staleness.
+"""
+
+import time
+from typing import Any
+
+import structlog
+
+from agent_service.admin.state import DEFAULT_SETTINGS
+from relaydesk.bus import RemoteError
+from relaydesk.bus.rpc import RpcClient
+
+log = structlog.get_logger(__name__)
+
+CACHE_S = 30.0
+LOOKUP_TIMEOUT_S = 1.5
+
+
+class TenantSettingsCache:
+    def __init__(self, rpc: RpcClient, *, cache_s: float = CACHE_S, timeout_s: float = LOOKUP_TIMEOUT_S) -> None:
+        self._rpc = rpc
+        self._cache_s = cache_s
+        self._timeout_s = timeout_s
+        self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        # Bumped by forget(): a lookup that started before a change must not store the old answer.
+        self._generation: dict[str, int] = {}
+
+    def forget(self, tenant: str) -> None:
+        self._cache.pop(tenant, None)
+        self._generation[tenant] = self._generation.get(tenant, 0) + 1
+
+    async def get(self, tenant: str) -> dict[str, Any] | None:
+        """The tenant's settings (the defaults for a tenant without a record); None when unavailable."""
+        cached = self._cache.get(tenant)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        generation = self._generation.get(tenant, 0)
+        try:
+            settings = {**DEFAULT_SETTINGS, **await self._rpc.query("admin", "tenant.settings", {"tenant": tenant}, timeout=self._timeout_s)}
+        except RemoteError as exc:
+            if exc.code != "not_found":
+                return self._unavailable(tenant, generation, exc.code)
+            settings = dict(DEFAULT_SETTINGS)
+        except Exception as exc:
+            return self._unavailable(tenant, generation, type(exc).__name__)
+        self._store(tenant, generation, settings)
+        return settings
+
+    def _unavailable(self, tenant: str, generation: int, error: str) -> None:
+        # Callers decide what "unknown" means for them (origins: allow; reads: the default).
+        # Remembered too, so an admin outage does not cost every request a lookup timeout.
+        log.warning("tenant_settings_unavailable", tenant=tenant, error=error)
+        self._store(tenant, generation, None)
+
+    def _store(self, tenant: str, generation: int, settings: dict[str, Any] | None) -> None:
+        if self._generation.get(tenant, 0) == generation:
+            self._cache[tenant] = (time.monotonic() + self._cache_s, settings)
