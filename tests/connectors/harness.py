@@ -1,5 +1,7 @@
 """Per-platform drivers for the shared connector contract suite."""
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -8,9 +10,11 @@ from connectors.service import ConnectorsService
 from contracts.envelope import Actor, Envelope
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import CommandReply, RpcClient
+from relaydesk.settings import Settings
 from tests.connectors.fakes.messenger import FakeMessenger
 from tests.connectors.fakes.telegram import FakeTelegram
 from tests.connectors.fakes.wechat import FakeWeChat, text_xml
+from tests.system import RunningSystem, running_system
 
 
 async def configure(bus: Bus, service: ConnectorsService, tenant: str, connector_id: str, platform: str, public: dict[str, str], secrets: dict[str, str]) -> CommandReply:
@@ -18,6 +22,18 @@ async def configure(bus: Bus, service: ConnectorsService, tenant: str, connector
     command = Envelope(type="connector.configure", tenant=tenant, stream=f"connector:{connector_id}", actor=Actor(kind="admin", id="owner-1"),
                        data={"connector_id": connector_id, "platform": platform, "public_config": public, "sealed_secrets": service.box.seal(secrets)})
     return await RpcClient(bus).command("connectors", command)
+
+
+@contextlib.asynccontextmanager
+async def system_with_connectors(settings: Settings) -> AsyncIterator[tuple[RunningSystem, ConnectorsService]]:
+    """The whole system (gateway included) plus the connectors service, on ``settings``."""
+    async with running_system(settings) as system:
+        service = ConnectorsService(settings)
+        await service.start()
+        try:
+            yield system, service
+        finally:
+            await service.stop()
 
 
 class TelegramDriver:

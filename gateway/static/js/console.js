@@ -16,7 +16,10 @@ const state = {
   oldestPosition: null,
   cannedPick: null,
   lastCustomerMessage: null,
+  delivery: new Map(), // message id -> {sent, text}: connector delivery results, which may arrive before the message is shown
 };
+
+const PLATFORM_NAMES = { telegram: "Telegram", messenger: "Messenger", wechat: "WeChat" };
 
 if (session.signedIn) {
   $("login").remove();
@@ -279,9 +282,32 @@ function render(event, prepend) {
     node = el("div", { class: `msg ${data.author_kind}`, "data-id": id }, el("span", { class: "meta" }, who), body);
     if (data.author_kind === "customer") state.lastCustomerMessage = id;
   }
+  if (state.delivery.has(id)) paintDelivery(node, state.delivery.get(id));
   const box = $("messages");
   if (prepend) $("earlier").after(node);
   else box.append(node);
+}
+
+// --- connector delivery results ------------------------------------------------------
+
+function noteDelivery(event) {
+  const data = event.data;
+  const known = state.delivery.get(data.message_id);
+  if (known && known.sent) return; // delivered is final: a late report of an earlier failed try changes nothing
+  const platform = PLATFORM_NAMES[data.platform] || data.platform;
+  const result = event.type === "connector.outbound_sent"
+    ? { sent: true, text: `sent via ${platform}` }
+    : { sent: false, text: data.permanent ? `failed: ${data.reason}` : `not delivered yet: ${data.reason} (retrying)` };
+  state.delivery.set(data.message_id, result);
+  const node = [...$("messages").querySelectorAll(".msg")].find((m) => m.dataset.id === data.message_id);
+  if (node) paintDelivery(node, result);
+}
+
+function paintDelivery(node, result) {
+  let line = node.querySelector(".delivery");
+  if (!line) node.append(line = el("span", { class: "delivery", role: "status" }));
+  line.classList.toggle("failed", !result.sent);
+  line.textContent = result.text; // the reason comes from the platform: text, never HTML
 }
 
 async function openAttachment(data) {
@@ -494,6 +520,10 @@ function onEvent(event) {
           if (document.hasFocus()) markRead();
         }
       }
+      break;
+    case "connector.outbound_sent":
+    case "connector.outbound_failed":
+      noteDelivery(event);
       break;
     case "typing.changed":
       if (data.conversation_id === state.openId && data.who_kind === "customer") $("typing").textContent = data.typing ? "Visitor is typing…" : "";
