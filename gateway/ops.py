@@ -14,6 +14,7 @@ import structlog
 
 from contracts import Actor, Envelope, InvalidPayload, UnknownType, derive_event_id
 from contracts.registry import COMMANDS, EVENTS
+from gateway.auth.permissions import TRANSFER
 from gateway.auth.tokens import AgentPrincipal, Principal, VisitorPrincipal
 from gateway.directory import ConversationDirectory, ConversationInfo
 from gateway.visibility import may_read_conversation, may_write_conversation
@@ -49,6 +50,7 @@ class Operations:
             "read": ("any", self._read),
             "close": ("any", self._close),
             "rate": ("customer", self._rate),
+            "contact": ("customer", self._contact),
             "status": ("agent", self._status),
             "accept": ("agent", self._accept),
             "decline": ("agent", self._decline),
@@ -192,6 +194,12 @@ class Operations:
         data = {"conversation_id": info.conversation_id, "score": frame.get("score"), "comment": frame.get("comment")}
         return await self._command(principal, key, "conversation.rate", f"conv:{info.conversation_id}", data)
 
+    async def _contact(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
+        """The customer's email for a conversation nobody could take (the widget's offline form)."""
+        info = await self._writable(principal, frame)
+        data = {"conversation_id": info.conversation_id, "email": frame.get("email")}
+        return await self._publish_event(principal, key, "conversation.contact_provided", 1, info.conversation_id, data)
+
     async def _status(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
         data = {"agent_id": principal.actor_id, "status": frame.get("status")}
         if frame.get("max_chats") is not None:
@@ -208,6 +216,9 @@ class Operations:
 
     async def _transfer(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
         info = await self._writable(principal, frame)
+        # Checked after the lookup so another tenant's id still answers not_found, not forbidden.
+        if not principal.can(TRANSFER):
+            raise OpError("forbidden", f"missing permission {TRANSFER}")
         data: dict[str, Any] = {"conversation_id": info.conversation_id, "from_agent_id": principal.actor_id}
         for optional in ("to_agent_id", "to_group", "note"):
             if isinstance(frame.get(optional), str):

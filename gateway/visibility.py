@@ -8,7 +8,7 @@ sent to any socket.
 """
 
 from contracts.envelope import Envelope
-from gateway.auth.permissions import SEE_ALL
+from gateway.auth.permissions import SEE_ALL, SEE_HISTORY
 from gateway.auth.tokens import AgentPrincipal, Principal
 from gateway.directory import ConversationInfo
 
@@ -61,6 +61,19 @@ def may_read_conversation(agent: AgentPrincipal, conversation: ConversationInfo 
     if conversation is None or conversation.tenant != agent.tenant:
         return False
     return agent.can(SEE_ALL) or conversation.agent_id == agent.agent_id or agent.agent_id in conversation.offered_to
+
+
+HISTORY_STATUSES = frozenset({"closed", "missed"})
+
+
+def may_read_history(agent: AgentPrincipal, conversation: ConversationInfo | None) -> bool:
+    """``see_history`` opens conversations that are over, or waiting unassigned in the queue
+    (anyone may pick those up). A live conversation of another agent needs
+    ``see_all_conversations``: HTTP must not show what the websocket fan-out hides."""
+    if conversation is None or conversation.tenant != agent.tenant or not agent.can(SEE_HISTORY):
+        return False
+    waiting = conversation.status == "queued" and conversation.agent_id is None and not conversation.offered_to
+    return conversation.status in HISTORY_STATUSES or waiting
 
 
 def may_write_conversation(principal: Principal, conversation: ConversationInfo | None) -> bool:

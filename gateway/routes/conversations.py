@@ -10,7 +10,7 @@ from gateway.auth.permissions import SEE_ALL, SEE_HISTORY
 from gateway.auth.tokens import AgentPrincipal, Principal
 from gateway.ops import OpError
 from gateway.queries import ask
-from gateway.visibility import may_read_conversation
+from gateway.visibility import may_read_conversation, may_read_history
 from relaydesk.bus import RemoteError, RequestTimeout
 
 VIEWS = ("mine", "queued", "all", "missed", "closed")
@@ -41,7 +41,7 @@ async def readable_conversation(deps: Any, principal: Principal, conversation_id
     except OpError as exc:
         raise ApiError(503 if exc.code == "unavailable" else 404, exc.code, exc.message) from None
     if isinstance(principal, AgentPrincipal):
-        allowed = may_read_conversation(principal, info) or info.tenant == principal.tenant and principal.can("see_history")
+        allowed = may_read_conversation(principal, info) or may_read_history(principal, info)
     else:
         allowed = info.tenant == principal.tenant and info.visitor_id == principal.visitor_id
     if not allowed:

@@ -1,0 +1,29 @@
+"""One running system shared by every test of a module, for suites of many small checks.
+
+The per-test ``system`` fixtures start services and a gateway for each test; a module of
+twenty permission checks would spend most of its time starting and stopping. This builds
+the same production system once, on its own vhost and database, from the session's
+servers. Tests sharing it must use their own tenants (names unique to the test).
+"""
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from relaydesk.settings import Settings
+from tests.servers import MongoServer, RabbitVhosts
+from tests.system import RunningSystem, running_system
+
+
+@contextlib.asynccontextmanager
+async def shared_system(vhosts: RabbitVhosts, mongo_server: MongoServer, **overrides: Any) -> AsyncIterator[RunningSystem]:
+    vhost = vhosts.create()
+    try:
+        settings = Settings(
+            amqp_url=vhosts.url_for(vhost), mongo_url=mongo_server.url, mongo_db=f"t_{uuid.uuid4().hex[:12]}", publish_timeout_s=5.0, **overrides,
+        )
+        async with running_system(settings) as running:
+            yield running
+    finally:
+        vhosts.delete(vhost)
