@@ -19,7 +19,7 @@ from gateway.auth.permissions import (
     MANAGE_CONNECTORS, SEE_ALL, SEE_HISTORY, TRANSFER, VIEW_AUDIT, VIEW_BILLING, VIEW_REPORTS, effective_permissions,
 )
 from gateway.auth.tokens import AgentPrincipal, TokenService
-from tests.admin.helpers import bearer, cli, eventually, new_agent
+from tests.admin.helpers import eventually, new_agent, owner_session
 from tests.gateway.wsclient import Client
 from tests.servers import MongoServer, RabbitVhosts
 from tests.shared_system import shared_system
@@ -67,10 +67,7 @@ async def world(vhosts: RabbitVhosts, mongo_server: MongoServer) -> AsyncIterato
         connectors = ConnectorsService(system.settings)
         await connectors.start()
         try:
-            assert (await cli(system.settings, "create-tenant", "--tenant", TENANT, "--name", "Perm", "--mode", "saas")).returncode == 0
-            made = await cli(system.settings, "create-agent", "--tenant", TENANT, "--email", "boss@perm.test", "--name", "Boss", "--role", "owner", "--password", "correct horse")
-            assert made.returncode == 0, made.stderr
-            owner = await bearer(http, TENANT, "boss@perm.test", "correct horse")
+            owner = await owner_session(system, http, TENANT, "saas")
             _, plain = await new_agent(http, owner, TENANT, "plain")
             ann_id, ann_auth = await new_agent(http, owner, TENANT, "ann")
             ann = await Client.connect(system.gateway.ws_url, ann_auth["Authorization"].split()[1])
