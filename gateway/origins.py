@@ -3,18 +3,30 @@
 Visitors: the page's Origin must be in the tenant's ``allowed_origins`` (empty = any).
 Agents: the console is served by the gateway itself, so a browser Origin must be ours.
 Clients without an Origin header are not browsers and cannot be cross-site hijacked.
+
+When the admin service does not answer, a tenant whose sites this gateway has learnt keeps
+being checked against the last list it learnt (fail closed: an outage must not open a
+restricted widget to every site). Only a tenant never learnt since the gateway started is
+let through, logged, rather than refusing every widget of every tenant during an outage.
 """
 
 from urllib.parse import urlparse
 
+import structlog
+
 from gateway.auth.tokens import AgentPrincipal, Principal
 from gateway.tenant_settings import TenantSettingsCache
+
+
+log = structlog.get_logger(__name__)
 
 
 class OriginPolicy:
     def __init__(self, tenant_settings: TenantSettingsCache, public_url: str) -> None:
         self._tenant_settings = tenant_settings
         self._public_host = urlparse(public_url).netloc
+        # Outlives the settings cache on purpose: it is what an outage falls back to.
+        self._last_known: dict[str, tuple[str, ...]] = {}
 
     async def allowed(self, principal: Principal, origin: str | None, host: str) -> bool:
         if not origin:
@@ -22,10 +34,19 @@ class OriginPolicy:
         origin_host = urlparse(origin).netloc
         if isinstance(principal, AgentPrincipal):
             return origin_host in (host, self._public_host)
-        settings = await self._tenant_settings.get(principal.tenant)
-        # LIMIT: without the admin service we cannot know the tenant's sites; we allow
-        # rather than lock every widget out (the cache logs that settings were unavailable).
-        allowed = tuple(o.rstrip("/") for o in (settings or {}).get("allowed_origins") or ())
+        allowed = await self._allowed_origins(principal.tenant)
         if not allowed:
             return True
         return origin.rstrip("/") in allowed or origin_host == host
+
+    async def _allowed_origins(self, tenant: str) -> tuple[str, ...]:
+        settings = await self._tenant_settings.get(tenant)
+        if settings is not None:
+            allowed = tuple(o.rstrip("/") for o in settings.get("allowed_origins") or ())
+            self._last_known[tenant] = allowed
+            return allowed
+        if tenant in self._last_known:
+            return self._last_known[tenant]
+        # LIMIT: never learnt and unavailable: allowed (see the module docstring).
+        log.warning("origin_unknown_allowed", tenant=tenant)
+        return ()
