@@ -4,7 +4,7 @@ from collections.abc import Callable
 from typing import Any
 from datetime import timedelta
 
-from agent_service.conversation_commands import EXPIRY_TOLERANCE, acting_for_someone_else, from_our_timer
+from agent_service.conversation_commands import EXPIRY_TOLERANCE, acting_for_someone_else, agent_name, from_our_timer
 from agent_service.decision import SYSTEM_ACTOR, Decision
 from agent_service.state import QUEUED
 from contracts.commands import conversation as commands
@@ -62,8 +62,10 @@ def expire_disconnect(d: Decision, cmd: routing_commands.ExpireAgentDisconnect) 
         return
     chats = [d.tenant.conversations[c] for c in sorted(agent.active)]
     d.emit("agent.status_changed", {"agent_id": cmd.agent_id, "status": "offline"}, stream=f"agent:{cmd.agent_id}", actor=SYSTEM_ACTOR)
+    name = agent_name(d, cmd.agent_id)
     for conversation in chats:
         d.queue(conversation, "agent_disconnected", actor=SYSTEM_ACTOR)
+        d.note(conversation.conversation_id, "left", f"{name} left the chat")
         d.note(conversation.conversation_id, "notice", "We are finding another agent for you.")
     for conversation in sorted(chats, key=lambda c: c.seq):
         d.route(conversation, "agent_disconnected", actor=SYSTEM_ACTOR)

@@ -24,7 +24,7 @@ DEFAULT_GREETING = "Thanks for reaching out. An agent will be with you shortly."
 Handler = Callable[[Decision, Any], None]
 
 
-def _agent_name(d: Decision, agent_id: str) -> str:
+def agent_name(d: Decision, agent_id: str) -> str:
     agent = d.tenant.agents.get(agent_id)
     return (agent.name if agent else None) or agent_id
 
@@ -107,12 +107,16 @@ def accept(d: Decision, cmd: commands.AcceptConversation) -> None:
     if (refusal := _accept_refusal(d, conversation, cmd.agent_id)) is not None:
         return d.reject(*refusal)
     others = conversation.offered_to - {cmd.agent_id}
-    name = _agent_name(d, cmd.agent_id)
+    name = agent_name(d, cmd.agent_id)
     if conversation.status == TRANSFER_PENDING:
         from_agent = conversation.agent_id or conversation.transfer_from or cmd.agent_id
+        note = conversation.transfer_note  # read before the transfer folds it away
         d.emit("conversation.transferred", {"conversation_id": conversation.conversation_id, "from_agent_id": from_agent, "to_agent_id": cmd.agent_id})
         d.withdraw(conversation, others, "accepted_by_other")
-        d.note(conversation.conversation_id, "transferred", f"{name} has entered the chat")
+        from_name = agent_name(d, from_agent)
+        d.note(conversation.conversation_id, "transferred", f"{from_name} transferred the chat to {name}" + (f": {note}" if note else ""))
+        d.note(conversation.conversation_id, "left", f"{from_name} left the chat")
+        d.note(conversation.conversation_id, "joined", f"{name} has entered the chat")
         d.drain()  # the previous agent has room again
     else:
         d.emit("conversation.accepted", {"conversation_id": conversation.conversation_id, "agent_id": cmd.agent_id, "agent_name": name})
@@ -184,6 +188,8 @@ def close(d: Decision, cmd: commands.CloseConversation) -> None:
         return d.reject("forbidden", "customers close their own conversations only")
     d.withdraw(conversation, conversation.offered_to, "closed")
     d.emit("conversation.closed", cmd.model_dump(mode="json", exclude_none=True))
+    if cmd.closed_by == "customer":
+        d.note(conversation.conversation_id, "left", f"{conversation.visitor_name or 'The visitor'} left the chat")
     d.note(conversation.conversation_id, "closed", f"The conversation was closed by the {cmd.closed_by}")
     d.drain()  # the agent has room again
     d.refresh_positions()

@@ -178,7 +178,7 @@ def _requested(tenant: Tenant, envelope: Envelope, event: conv_events.Conversati
     if event.conversation_id in tenant.conversations:
         return
     tenant.conversations[event.conversation_id] = Conversation(
-        event.conversation_id, event.visitor.id, event.channel, event.department, seq=tenant.next_seq
+        event.conversation_id, event.visitor.id, event.channel, event.department, seq=tenant.next_seq, visitor_name=event.visitor.name
     )
     tenant.open_ids.add(event.conversation_id)
     tenant.next_seq += 1
@@ -277,10 +277,17 @@ def _engage(tenant: Tenant, conversation: Conversation, agent_id: str) -> None:
     tenant.agent(agent_id).active.add(conversation.conversation_id)
 
 
+@folds("conversation.transfer_requested")
+def _transfer_requested(tenant: Tenant, _: Envelope, event: conv_events.TransferRequested) -> None:
+    if (conversation := _conversation(tenant, event.conversation_id)) is not None:
+        conversation.transfer_note = event.note  # every request sets it, so a declined transfer's note never leaks into the next
+
+
 @folds("conversation.transferred")
 def _transferred(tenant: Tenant, _: Envelope, event: conv_events.ConversationTransferred) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
+    conversation.transfer_note = None
     _release_agent(tenant, conversation)
     _engage(tenant, conversation, event.to_agent_id)
 

@@ -54,6 +54,8 @@ class Conversation:
     expired_for: set[str] = field(default_factory=set)  # offers that timed out unanswered
     offer_expires_at: datetime | None = None
     transfer_from: str | None = None
+    transfer_note: str | None = None  # the transferring agent's note, told in the chat when the transfer is accepted
+    visitor_name: str | None = None  # for "X left the chat" when the customer ends it
     position: int | None = None
     rated: bool = False
     closed_at: datetime | None = None

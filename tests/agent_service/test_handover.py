@@ -96,3 +96,61 @@ async def test_close_withdraws_standing_offers(desk: Desk, watch: LogWatch) -> N
     [withdrawn] = await watch.wait_for("conversation.offer_withdrawn", "c1", reason="closed")
     assert withdrawn.data["agent_ids"] == ["a1", "a2"]
     assert {a["pending_offers"] for a in await desk.query("agents.status")} == {0}
+
+
+def notes(watch: LogWatch, conversation_id: str) -> list[tuple[str, str]]:
+    return [(e.data["kind"], e.data["text"]) for e in watch.of("message.system", conversation_id)]
+
+
+async def test_accepted_transfer_tells_the_chat_who_handed_over_with_the_note(desk: Desk, watch: LogWatch) -> None:
+    await desk.publish_admin("agent.created", {"agent_id": "a1", "email": "ann@acme.test", "name": "Ann"}, stream="agent:a1")
+    await desk.publish_admin("agent.created", {"agent_id": "a2", "email": "bob@acme.test", "name": "Bob"}, stream="agent:a2")
+    await desk.online("a1")
+    await engaged(desk, "c1", "a1")
+    await desk.online("a2")
+    assert (await transfer(desk, "c1", "a1", to_agent_id="a2", note="wants a refund")).ok
+    accept = desk.command("conversation.accept", {"conversation_id": "c1", "agent_id": "a2"}, agent("a2"))
+    accepted = await desk.send(accept)
+    assert accepted.ok
+    await watch.wait_for("message.system", "c1", kind="joined", count=2)
+    assert notes(watch, "c1")[-3:] == [
+        ("transferred", "Ann transferred the chat to Bob: wants a refund"), ("left", "Ann left the chat"), ("joined", "Bob has entered the chat"),
+    ]
+    # the notes' ids come from the command: a redelivery answers with the same ids and adds nothing
+    handover = [e for e in watch.caused_by(accept.id) if e.type == "message.system"]
+    assert len(handover) == 3 and all(e.id in accepted.event_ids for e in handover)
+    redelivered = await desk.send(accept)
+    assert redelivered.event_ids == accepted.event_ids
+
+    # a later transfer without a note says just who handed over (no stale note)
+    assert (await transfer(desk, "c1", "a2", to_agent_id="a1")).ok
+    assert (await desk.accept("c1", "a1")).ok
+    await watch.wait_for("message.system", "c1", kind="joined", count=3)
+    assert notes(watch, "c1")[-3:] == [("transferred", "Bob transferred the chat to Ann"), ("left", "Bob left the chat"), ("joined", "Ann has entered the chat")]
+    assert [text for kind, text in notes(watch, "c1") if kind == "left"] == ["Ann left the chat", "Bob left the chat"]  # the redelivery added none
+
+
+async def test_agent_who_does_not_return_in_time_left_the_chat(desk: Desk, watch: LogWatch) -> None:
+    await desk.online("a1")
+    await engaged(desk, "c1", "a1")
+    assert (await desk.do("agent.connection_lost", {"agent_id": "a1"}, agent("a1"))).ok
+    await watch.wait_for("conversation.queued", "c1", reason="agent_disconnected")
+    [left] = await watch.wait_for("message.system", "c1", kind="left")
+    assert left.data["text"] == "a1 left the chat"  # an agent without a name is shown by id
+    said = notes(watch, "c1")
+    assert said[said.index(("left", "a1 left the chat")) + 1] == ("notice", "We are finding another agent for you.")
+
+
+async def test_customer_ending_the_chat_left_it_and_an_agent_closing_does_not_say_so(desk: Desk, watch: LogWatch) -> None:
+    await desk.online("a1")
+    await desk.request("c1", visitor={"id": "v-c1", "name": "Vera"})
+    assert (await desk.accept("c1", "a1")).ok
+    assert (await desk.do("conversation.close", {"conversation_id": "c1", "closed_by": "customer"}, customer("v-c1"))).ok
+    await watch.wait_for("message.system", "c1", kind="closed")
+    assert notes(watch, "c1")[-2:] == [("left", "Vera left the chat"), ("closed", "The conversation was closed by the customer")]
+
+    await desk.request("c2")
+    assert (await desk.accept("c2", "a1")).ok
+    assert (await desk.close("c2", "a1")).ok
+    await watch.wait_for("message.system", "c2", kind="closed")
+    assert not watch.of("message.system", "c2", kind="left")
