@@ -96,8 +96,10 @@ def fold_conversation(logged: LoggedEvent, data: dict[str, Any], conversations: 
             return False  # replayed: created already
         conversations[key] = {"_id": key, **new_conversation(event, data, position)}
         return True
-    changes = conversation_changes(event, data)
-    if current is None or not changes or position <= current["last_position"]:
+    if current is None or position <= current["last_position"]:
+        return False
+    changes = conversation_changes(event, data, current)
+    if not changes:
         return False
     if event.type in COUNTED_MESSAGES:
         current["message_count"] += 1
@@ -114,11 +116,13 @@ def new_conversation(event: Envelope, data: dict[str, Any], position: int) -> di
         "message_count": 0, "rating": None, "last_position": position,
     }
 
-def conversation_changes(event: Envelope, data: dict[str, Any]) -> dict[str, Any]:
-    """The fields an event sets on its conversation ({} = none)."""
+def conversation_changes(event: Envelope, data: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """The fields an event sets on its conversation ``current`` ({} = none)."""
     at = event.occurred_at
     if event.type in COUNTED_MESSAGES:
         return {"last_message_at": at}
+    if event.type == "conversation.contact_provided":
+        return {"visitor": {**current["visitor"], "email": data["email"]}}  # the offline form's email, kept with what the visitor said before
     if event.type == "conversation.rated":
         return {"rating": {"score": data.get("score"), "comment": data.get("comment")}}
     if event.type not in STATUS_BY_TYPE:

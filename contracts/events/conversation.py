@@ -1,8 +1,8 @@
 """Conversation lifecycle events: request, queue, offer, accept, transfer, close."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from contracts.base import EventData, Id, ShortText
 
@@ -112,6 +112,15 @@ class ConversationRated(EventData):
     comment: str | None = Field(default=None, max_length=2000)
 
 
+class ContactProvided(EventData):
+    """The customer left a way to reach them (the widget's offline form): a missed
+    conversation can be answered by email after the customer is gone."""
+
+    TYPE = "conversation.contact_provided"
+    conversation_id: Id
+    email: Annotated[str, StringConstraints(max_length=200, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+
+
 class AgentDisconnected(EventData):
     """The engaged agent's last socket went away; grace period running."""
 
@@ -134,4 +143,5 @@ MODELS = (
     ConversationMissed,
     ConversationRated,
     AgentDisconnected,
+    ContactProvided,
 )

@@ -74,6 +74,7 @@
       this.shown = new Set(); // message ids already on screen: history and live events meet here
       this.conversationId = null;
       this.status = "new";
+      this.visitorEmail = null; // from the pre-chat form: the offline form asks only when we have none
       this.unread = 0;
       this.lastOwnMessage = null;
     }
@@ -87,7 +88,7 @@
       const $ = (sel) => this.root.querySelector(sel);
       this.el = {
         bubble: $(".bubble"), badge: $(".badge"), panel: $(".panel"), status: $(".status"), end: $(".end"), minimize: $(".minimize"),
-        log: $(".log"), typing: $(".typing"), notice: $(".notice"), prechat: $(".prechat"), rating: $(".rating"),
+        log: $(".log"), typing: $(".typing"), notice: $(".notice"), prechat: $(".prechat"), rating: $(".rating"), offline: $(".offline"),
         composer: $(".composer"), input: $(".composer textarea"), send: $(".composer .primary"), stars: $(".stars"),
       };
       this.bind();
@@ -115,6 +116,10 @@
           <div class="log" role="log" aria-live="polite" aria-label="Messages"></div>
           <div class="typing" aria-live="polite"></div>
           <div class="notice" hidden></div>
+          <form class="card offline" hidden>
+            <label class="offline-email">Where can we reach you?<input name="email" type="email" autocomplete="email" maxlength="200"></label>
+            <label>Message for us<textarea name="message" maxlength="8000" rows="3" required></textarea></label>
+            <button class="primary" type="submit">Leave message</button></form>
           <form class="card rating" hidden>
             <p>How did we do?</p>
             <div class="stars" role="group" aria-label="Rating">${[1, 2, 3, 4, 5].map((n) => `<button type="button" data-score="${n}" aria-label="${n} star${n > 1 ? "s" : ""}" aria-pressed="false">&#9733;</button>`).join("")}</div>
@@ -141,6 +146,7 @@
       this.el.input.addEventListener("input", () => this.typing());
       this.el.stars.addEventListener("click", (e) => this.pickScore(e.target.closest("button")));
       this.el.rating.addEventListener("submit", (e) => { e.preventDefault(); this.rate(); });
+      this.el.offline.addEventListener("submit", (e) => { e.preventDefault(); this.leaveMessage(); });
       this.el.rating.querySelector(".new-chat").addEventListener("click", () => this.newChat());
     }
 
@@ -189,6 +195,7 @@
     }
 
     showPrechat() {
+      this.el.offline.hidden = true;
       this.el.prechat.hidden = false;
       this.el.composer.hidden = true;
       this.el.rating.hidden = true;
@@ -198,7 +205,7 @@
 
     showConversation() {
       this.el.prechat.hidden = true;
-      this.el.composer.hidden = false;
+      this.el.composer.hidden = this.status === "missed"; // a missed chat has the offline form (or, over the limit, nothing) instead
       this.el.rating.hidden = true;
       this.el.end.hidden = false;
     }
@@ -206,14 +213,18 @@
     async start(form) {
       const visitor = { page_url: location.href.slice(0, 2000) };
       for (const field of ["name", "email"]) if (form.get(field)) visitor[field] = String(form.get(field));
+      this.visitorEmail = visitor.email || null;
       const topic = form.get("topic");
       this.el.prechat.querySelector("button").disabled = true;
       try {
         const ack = await this.socket.command("start", { visitor, ...(topic ? { topic: String(topic) } : {}) });
         this.conversationId = ack.conversation_id;
-        this.status = "queued";
         this.showConversation();
-        this.setStatus("Connecting you with an agent…");
+        // The decision's events may arrive before its ack: never overwrite what they said.
+        if (this.status === "new") {
+          this.status = "queued";
+          this.setStatus("Connecting you with an agent…");
+        }
         this.el.input.focus();
       } catch (error) {
         this.setStatus(`Could not start the chat: ${error.message}`);
@@ -226,6 +237,10 @@
       const body = this.el.input.value.trim();
       if (!body || !this.conversationId) return;
       this.el.input.value = "";
+      this.sendBody(body);
+    }
+
+    sendBody(body) {
       const id = this.lib.newKey();
       // Shown at once (pending); the id is the idempotency key, so a resend after a
       // reconnect is the same message and the server's event replaces this bubble.
@@ -289,6 +304,7 @@
         case "conversation.transferred":
           this.status = "engaged";
           this.hideNotice();
+          if (!this.el.offline.hidden) { this.el.offline.hidden = true; this.el.composer.hidden = false; } // picked up after all
           return this.setStatus(`${data.agent_name || "An agent"} is here to help`);
         case "conversation.agent_disconnected":
           return this.setStatus("The agent lost connection; please hold on");
@@ -300,7 +316,8 @@
             return this.showNotice("This chat is unavailable right now. Please try again later or contact us another way.");
           }
           this.setStatus("No agent available");
-          return this.showNotice("No agent is available right now. Leave us a message and we will get back to you by email.");
+          this.showNotice("No agent is available right now. Leave us a message and we will get back to you by email.");
+          return this.showOfflineForm();
         case "conversation.closed":
           this.status = "closed";
           return this.showRating();
@@ -425,7 +442,41 @@
       }
     }
 
+    showOfflineForm() {
+      // The chat stays a missed conversation: what is left here is answered later, by email.
+      const askEmail = !this.visitorEmail;
+      this.el.offline.querySelector(".offline-email").hidden = !askEmail;
+      this.el.offline.querySelector("input[name=email]").required = askEmail;
+      this.el.composer.hidden = true;
+      this.el.offline.hidden = false;
+    }
+
+    async leaveMessage() {
+      const form = new FormData(this.el.offline);
+      const body = String(form.get("message") || "").trim();
+      if (!body || !this.conversationId) return;
+      const button = this.el.offline.querySelector("button");
+      button.disabled = true;
+      try {
+        if (!this.visitorEmail) {
+          const email = String(form.get("email") || "").trim();
+          await this.socket.command("contact", { conversation_id: this.conversationId, email });
+          this.visitorEmail = email;
+        }
+        this.sendBody(body);
+        this.el.offline.reset();
+        this.el.offline.hidden = true;
+        this.el.composer.hidden = false; // more can still be added to the same conversation
+        this.showNotice(`Thanks! We will get back to you at ${this.visitorEmail}.`); // textContent: shown as text
+      } catch (error) {
+        this.showNotice(`Your message was not sent: ${error.message}`);
+      } finally {
+        button.disabled = false;
+      }
+    }
+
     showRating() {
+      this.el.offline.hidden = true;
       this.stopTyping();
       this.el.composer.hidden = true;
       this.el.end.hidden = true;
