@@ -1,4 +1,4 @@
-"""A token bucket per connection: ``rate`` tokens a second, at most ``burst`` saved."""
+"""A token bucket: ``rate`` tokens a second, at most ``burst`` saved (per connection, per address)."""
 
 import time
 
@@ -20,3 +20,8 @@ class TokenBucket:
             return True
         self.refusals += 1
         return False
+
+    def retry_after(self) -> float:
+        """Seconds until the next token (0 when one is there now)."""
+        missing = 1 - min(self.burst, self._tokens + (time.monotonic() - self._at) * self.rate)
+        return max(0.0, missing / self.rate) if self.rate > 0 else float("inf")

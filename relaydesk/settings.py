@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     secrets_key: SecretStr = SecretStr("change-me-connector-secrets-relaydesk-dev")
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 7 * 24 * 3600
+    # Per client address, shared by login, refresh and sign-up (gateway/auth/throttle.py).
+    auth_rate_per_min: float = 20.0
+    auth_rate_burst: int = 20
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.auth.http import ApiError, get_deps
 from gateway.auth.permissions import effective_permissions
+from gateway.auth.throttle import limit_credential_attempts
 from gateway.auth.tokens import AgentPrincipal, InvalidToken
 from relaydesk.bus import RemoteError, RequestTimeout
 
@@ -60,7 +61,7 @@ async def _ask_admin(deps: Any, name: str, params: dict[str, Any]) -> Any:
 def build_router(deps: Any) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["auth"])
 
-    @router.post("/auth/login")
+    @router.post("/auth/login", dependencies=[Depends(limit_credential_attempts)])
     async def login(body: LoginRequest, deps: Any = Depends(get_deps)) -> dict[str, Any]:
         try:
             agent = await _ask_admin(deps, "auth.check_password", body.model_dump())
@@ -70,7 +71,7 @@ def build_router(deps: Any) -> APIRouter:
             raise ApiError(401, "invalid_credentials", "wrong tenant, email or password") from None
         return _tokens(deps, _principal(body.tenant, agent))
 
-    @router.post("/auth/refresh")
+    @router.post("/auth/refresh", dependencies=[Depends(limit_credential_attempts)])
     async def refresh(body: RefreshRequest, deps: Any = Depends(get_deps)) -> dict[str, Any]:
         try:
             claims = deps.tokens.decode(body.refresh_token, "refresh")

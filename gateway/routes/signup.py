@@ -22,6 +22,7 @@ from agent_service.admin.passwords import hash_password
 from contracts import Actor, Envelope, derive_event_id
 from contracts.envelope import ActorKind
 from gateway.auth.http import ApiError, get_deps
+from gateway.auth.throttle import limit_credential_attempts
 from gateway.routes.admin import send_admin_command
 from relaydesk.settings import Settings
 
@@ -83,7 +84,7 @@ def _saas_only(deps: Any) -> None:
 def build_router(deps: Any) -> APIRouter:
     router = APIRouter(prefix="/api/signup", tags=["signup"])
 
-    @router.post("", status_code=202)
+    @router.post("", status_code=202, dependencies=[Depends(limit_credential_attempts)])
     async def sign_up(body: SignUpRequest, deps: Any = Depends(get_deps)) -> Any:
         _saas_only(deps)
         token = f"{body.tenant}.{secrets.token_urlsafe(32)}"
