@@ -66,7 +66,7 @@ class AgentService:
         return self.projection.state
 
     async def start(self) -> None:
-        self.bus = await Bus(self.settings.amqp_url, service=SERVICE, publish_timeout_s=self.settings.publish_timeout_s).connect()
+        self.bus = await Bus(self.settings.amqp_url, service=SERVICE, publish_timeout_s=self.settings.publish_timeout_s, stream_url=self.settings.stream_url).connect()
         self._timers = Timers(RpcClient(self.bus), request_timeout_s=self.settings.request_timeout_s)
         self.projection = Projection(self.bus, SERVICE, self._snapshotter())
         await self._rebuild()

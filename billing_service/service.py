@@ -55,7 +55,7 @@ class BillingService:
         self._issuing = asyncio.Lock()
 
     async def start(self) -> None:
-        self.bus = await Bus(self.settings.amqp_url, service=SERVICE).connect()
+        self.bus = await Bus(self.settings.amqp_url, service=SERVICE, stream_url=self.settings.stream_url).connect()
         reader = await LogReader(self.bus, start="first", name=SERVICE).open()
         position = await catch_up(self.bus, reader, self._apply, service=SERVICE)
         await self._issue_pending()

@@ -68,3 +68,6 @@ class LoggedEvent(BaseModel):
     model_config = ConfigDict(frozen=True)
     position: int
     envelope: Envelope
+    # The envelope's JSON exactly as it stands in the log, when read from it: fan-out
+    # forwards it to sockets without serialising the event again.
+    body: bytes | None = Field(default=None, exclude=True, repr=False)

@@ -45,12 +45,12 @@ class Session:
             log.warning("ws_slow_consumer_closed", kind=self.principal.kind, tenant=self.principal.tenant)
             self.close(CLOSE_SLOW_CONSUMER)
 
-    def send_event(self, position: int, event: dict, encoded: bytes | None = None) -> None:
-        """Queue an event frame; ``encoded`` is the frame already serialised (shared by a fan-out)."""
+    def send_event(self, position: int, frame: bytes) -> None:
+        """Queue an event frame, already serialised (one encoding shared by a whole fan-out)."""
         if position <= self.last_position:
             return  # already delivered (resume buffer and live fan-out overlap)
         self.last_position = position
-        self.send_bytes(encoded if encoded is not None else orjson.dumps({"t": "event", "position": position, "event": event}))
+        self.send_bytes(frame)
 
     def close(self, code: int) -> None:
         if self.close_code is None:

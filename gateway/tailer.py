@@ -14,7 +14,6 @@ import asyncio
 from collections import OrderedDict, deque
 from datetime import UTC, datetime, timedelta
 
-import orjson
 import structlog
 
 from contracts.envelope import Envelope, LoggedEvent
@@ -30,12 +29,22 @@ START_BACK_S = 15 * 60
 SEEN_IDS = 200_000  # dedupe window: publisher retries land within seconds of each other
 
 
+def event_frame(logged: LoggedEvent) -> bytes:
+    """The ``event`` frame of a log entry, built once and shared by every socket that sees it.
+
+    The envelope's JSON is forwarded as the log holds it (no second serialisation on the
+    hot path); an event not read from the log is serialised here.
+    """
+    body = logged.body if logged.body is not None else logged.envelope.model_dump_json().encode()
+    return b'{"t":"event","position":%d,"event":%b}' % (logged.position, body)
+
+
 class Tailer:
     def __init__(self, bus: Bus, directory: ConversationDirectory, sessions: SessionRegistry, *, buffer_size: int) -> None:
         self._bus = bus
         self.directory = directory
         self.sessions = sessions
-        self._buffer: deque[tuple[int, Envelope, dict]] = deque(maxlen=buffer_size)
+        self._buffer: deque[tuple[int, Envelope, bytes]] = deque(maxlen=buffer_size)  # (position, event, frame)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._reader: LogReader | None = None
         self._task: asyncio.Task[None] | None = None
@@ -111,14 +120,11 @@ class Tailer:
         conversation = self.directory.apply(event)
         for listener in self.listeners:
             listener(event)
-        wire = event.model_dump(mode="json")
-        self._buffer.append((position, event, wire))
-        encoded = None  # serialised once, only if some socket may see it
+        frame = event_frame(logged)
+        self._buffer.append((position, event, frame))
         for session in self.sessions.candidates(event.tenant, conversation.visitor_id if conversation else None):
             if visible(session.principal, event, conversation):
-                if encoded is None:
-                    encoded = orjson.dumps({"t": "event", "position": position, "event": wire})
-                session.send_event(position, wire, encoded)
+                session.send_event(position, frame)
 
     def attach(self, session: Session, resume_from: int | None) -> bool:
         """Register ``session``; with ``resume_from`` first queue what it missed.
@@ -129,9 +135,9 @@ class Tailer:
             if self._missing_before_buffer(resume_from):
                 return False
             session.last_position = resume_from
-            for position, event, wire in self._buffer:
+            for position, event, frame in self._buffer:
                 if position > resume_from and visible(session.principal, event, self.directory.get(event.tenant, event.data.get("conversation_id", ""))):
-                    session.send_event(position, wire)
+                    session.send_event(position, frame)
         else:
             session.last_position = self.head
         self.sessions.add(session)

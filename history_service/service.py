@@ -47,7 +47,7 @@ class HistoryService:
         await self._archive.ensure_indexes()
         await self._models.ensure_indexes()
         self.position = await self._checkpoints.load(SERVICE)
-        self.bus = await Bus(self.settings.amqp_url, service=SERVICE).connect()
+        self.bus = await Bus(self.settings.amqp_url, service=SERVICE, stream_url=self.settings.stream_url).connect()
         reader = await LogReader(self.bus, start="first" if self.position is None else self.position + 1, name=SERVICE).open()
         self._task = asyncio.create_task(self._follow(reader))
         self._task.add_done_callback(self._report_end)

@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    stream_url: str | None = None  # log readers' stream-protocol endpoint; unset: the AMQP host on port 5552
     mongo_url: str | None = Field(default=None, validation_alias=AliasChoices("MONGO_URL", "RELAYDESK_MONGO_URL"))
     mongo_db: str = "relaydesk"
     mode: Literal["saas", "tool"] = "tool"

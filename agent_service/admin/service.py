@@ -54,7 +54,7 @@ class AdminService:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self.bus = await Bus(self.settings.amqp_url, service=SERVICE, publish_timeout_s=self.settings.publish_timeout_s).connect()
+        self.bus = await Bus(self.settings.amqp_url, service=SERVICE, publish_timeout_s=self.settings.publish_timeout_s, stream_url=self.settings.stream_url).connect()
         self._start_webhooks()
         self._reader = await LogReader(self.bus, start="first", name="admin").open()
         await catch_up(self.bus, self._reader, self._fold, service=SERVICE)

@@ -112,7 +112,7 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
 
 
 async def _connected(args: argparse.Namespace, settings: Settings) -> int:
-    bus = await Bus(settings.amqp_url, service="admin-cli").connect()
+    bus = await Bus(settings.amqp_url, service="admin-cli", stream_url=settings.stream_url).connect()
     try:
         return await _run(args, settings, RpcClient(bus))
     except RemoteError as exc:

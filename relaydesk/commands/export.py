@@ -80,7 +80,7 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
     except (OSError, ValueError) as exc:
         print(f"relaydesk import: nothing imported: {exc}", file=sys.stderr)
         return 1
-    bus = await Bus(settings.amqp_url, service="import", publish_timeout_s=60).connect()
+    bus = await Bus(settings.amqp_url, service="import", publish_timeout_s=60, stream_url=settings.stream_url).connect()
     try:
         for start in range(0, len(envelopes), BATCH):
             await bus.publish_many(envelopes[start : start + BATCH])  # in order, confirmed

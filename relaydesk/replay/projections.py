@@ -76,7 +76,7 @@ async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
         for event in batch:
             ledger.apply(event.envelope, event.position)
     differences = ledger.differences()
-    bus = await Bus(settings.amqp_url, service="replay").connect()
+    bus = await Bus(settings.amqp_url, service="replay", stream_url=settings.stream_url).connect()
     try:
         rpc = RpcClient(bus)
         for state in ledger.tenants.values():
@@ -100,7 +100,7 @@ async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
 
 
 async def _ask_each(settings: Settings, service: str, query: str, state: RoutingState, view: Callable[[str, Any], dict[str, Any]]) -> list[str]:
-    bus = await Bus(settings.amqp_url, service="replay").connect()
+    bus = await Bus(settings.amqp_url, service="replay", stream_url=settings.stream_url).connect()
     differences = []
     try:
         rpc = RpcClient(bus)

@@ -42,7 +42,7 @@ async def test_overflowing_session_is_closed_4409_and_its_writer_released() -> N
         registry.add(session)
     for position in range(10):
         for session in registry.of_tenant("acme"):
-            session.send_event(position, {"n": position})
+            session.send_event(position, b'{"t":"event","position":%d}' % position)
         await asyncio.sleep(0)  # let writers run between events, as the tailer does between batches
     assert slow.close_code == CLOSE_SLOW_CONSUMER
     done, _ = await asyncio.wait({slow.writer}, timeout=2)
@@ -57,7 +57,7 @@ async def test_duplicate_positions_are_not_sent_twice() -> None:
     session = Session(peer, VisitorPrincipal(tenant="acme", visitor_id="v1"), queue_limit=10)  # type: ignore[arg-type]
     session.writer = asyncio.create_task(session.write_loop())
     for position in (1, 2, 2, 1, 3):
-        session.send_event(position, {"p": position})
+        session.send_event(position, b'{"t":"event","position":%d}' % position)
     session.close(1000)
     await asyncio.wait_for(session.writer, 2)
     assert [t.count('"position":') for t in peer.sent] == [1, 1, 1]
