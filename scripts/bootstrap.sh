@@ -40,7 +40,12 @@ stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)-${extras//,/_}"
 if [[ ! -f "$stamp" ]]; then
   echo "[bootstrap] installing relaydesk[$extras] into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/pip install -q -e ".[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
+  # grep only filters pip's noisy location warning; with pipefail the pipeline's status is
+  # pip's, so a failed install stops here instead of leaving a half-installed .venv stamped.
+  if ! .venv/bin/pip install -q -e ".[$extras]" 2>&1 | { grep -v "^WARNING: Location" || true; }; then
+    echo "[bootstrap] ERROR: pip could not install relaydesk[$extras] into .venv (see pip's output above); fix it and run this script again" >&2
+    exit 1
+  fi
   .venv/bin/python -c "import relaydesk, aio_pika, pymongo" 
   touch "$stamp"
 fi
