@@ -7,12 +7,19 @@ import pytest
 
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
-from tests.servers import MongoServer, RabbitVhosts, rabbit_vhosts
+from tests.servers import MongoServer, RabbitServer, RabbitVhosts, stream_override
 
 
 @pytest.fixture(scope="session")
-def vhosts() -> Iterator[RabbitVhosts]:
-    yield rabbit_vhosts()
+def broker() -> Iterator[RabbitServer]:
+    server = RabbitServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def vhosts(broker: RabbitServer) -> RabbitVhosts:
+    return broker.vhosts
 
 
 @pytest.fixture(scope="session")
@@ -23,10 +30,15 @@ def mongo_server() -> Iterator[MongoServer]:
 
 
 @pytest.fixture
-def amqp_url(vhosts: RabbitVhosts) -> Iterator[str]:
-    vhost = vhosts.create()
-    yield vhosts.url_for(vhost)
-    vhosts.delete(vhost)
+def vhost(vhosts: RabbitVhosts) -> Iterator[str]:
+    name = vhosts.create()
+    yield name
+    vhosts.delete(name)
+
+
+@pytest.fixture
+def amqp_url(vhosts: RabbitVhosts, vhost: str) -> str:
+    return vhosts.url_for(vhost)
 
 
 @pytest.fixture
@@ -40,12 +52,12 @@ def mongo_db_name() -> str:
 
 
 @pytest.fixture
-def settings(amqp_url: str, mongo_url: str, mongo_db_name: str) -> Settings:
-    return Settings(amqp_url=amqp_url, mongo_url=mongo_url, mongo_db=mongo_db_name, publish_timeout_s=5.0)
+def settings(amqp_url: str, vhosts: RabbitVhosts, vhost: str, mongo_url: str, mongo_db_name: str) -> Settings:
+    return Settings(amqp_url=amqp_url, mongo_url=mongo_url, mongo_db=mongo_db_name, publish_timeout_s=5.0, **stream_override(vhosts, vhost))
 
 
 @pytest.fixture
 async def bus(settings: Settings) -> AsyncIterator[Bus]:
-    connected = await Bus(settings.amqp_url, service="test").connect()
+    connected = await Bus(settings.amqp_url, service="test", stream_url=settings.stream_url).connect()
     yield connected
     await connected.close()

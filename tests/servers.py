@@ -1,12 +1,14 @@
 """Real servers for tests: RabbitMQ vhosts and MongoDB databases, isolated per test.
 
 Order of preference: a URL from the environment (RELAYDESK_TEST_AMQP_URL, MONGO_URL),
-then testcontainers when a Docker engine answers, then the local servers (system
-RabbitMQ; SecantusDB started for the session).
+then testcontainers when a Docker engine answers (``rabbitmq:3.13-management`` with the
+stream plugin, ``mongo:7``), then the local servers (system RabbitMQ; SecantusDB started
+for the session). Without Docker the local path is exactly what it always was.
 """
 
 import os
 import subprocess
+from pathlib import Path
 
 from relaydesk.embedded import EmbeddedMongo, ensure_rabbitmq
 from relaydesk.vhosts import RabbitVhosts
@@ -19,12 +21,64 @@ def docker_engine_available() -> bool:
         return False
 
 
-def rabbit_vhosts() -> RabbitVhosts:
-    url = os.environ.get("RELAYDESK_TEST_AMQP_URL")
-    if url:
-        return RabbitVhosts(url, os.environ.get("RELAYDESK_TEST_RABBIT_MANAGEMENT", "http://127.0.0.1:15672"))
-    ensure_rabbitmq()
-    return RabbitVhosts("amqp://guest:guest@127.0.0.1:5672", "http://127.0.0.1:15672")
+PLUGINS_FILE = Path(__file__).resolve().parents[1] / "docker" / "rabbitmq-enabled-plugins"  # management + stream, as deployed
+
+
+class RabbitServer:
+    """The session's RabbitMQ: env URL, a container, or the system broker (the default here).
+
+    ``vhosts`` hands out throwaway vhosts; ``ctl`` runs ``rabbitmqctl`` where the broker
+    lives, so fault tests stop and start whichever broker the session uses.
+    """
+
+    def __init__(self) -> None:
+        self._container = None
+        url = os.environ.get("RELAYDESK_TEST_AMQP_URL")
+        if url:
+            self.vhosts = RabbitVhosts(url, os.environ.get("RELAYDESK_TEST_RABBIT_MANAGEMENT", "http://127.0.0.1:15672"))
+        elif docker_engine_available():
+            self.vhosts = self._start_container()
+        else:
+            ensure_rabbitmq()
+            self.vhosts = RabbitVhosts("amqp://guest:guest@127.0.0.1:5672", "http://127.0.0.1:15672")
+
+    def _start_container(self) -> RabbitVhosts:
+        from testcontainers.core.container import DockerContainer
+        from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+        # The stream port is mapped to a random host port: readers are told it through the
+        # stream URL, and rstream's load-balancer mode accepts the node's own advertised name.
+        container = (
+            DockerContainer("rabbitmq:3.13-management")
+            .with_exposed_ports(5672, 5552, 15672)
+            .with_volume_mapping(str(PLUGINS_FILE), "/etc/rabbitmq/enabled_plugins", "ro")
+            .waiting_for(LogMessageWaitStrategy("Server startup complete").with_startup_timeout(120))
+        )
+        self._container = container.start()
+        host = container.get_container_host_ip()
+        return RabbitVhosts(
+            f"amqp://guest:guest@{host}:{container.get_exposed_port(5672)}",
+            f"http://{host}:{container.get_exposed_port(15672)}",
+            stream_base_url=f"rabbitmq-stream://guest:guest@{host}:{container.get_exposed_port(5552)}",
+        )
+
+    def ctl(self, *args: str) -> None:
+        if self._container is not None:
+            result = self._container.exec(["rabbitmqctl", *args])
+            if result.exit_code != 0:
+                raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed in the container: {result.output!r}")
+            return
+        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+    def stop(self) -> None:
+        if self._container is not None:
+            self._container.stop()
+
+
+def stream_override(vhosts: RabbitVhosts, vhost: str) -> dict[str, str]:
+    """Settings fields for a container's mapped stream port; the local broker keeps the default (5552)."""
+    stream_url = vhosts.stream_url_for(vhost)
+    return {"stream_url": stream_url} if stream_url else {}
 
 
 class MongoServer:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from relaydesk.settings import Settings
-from tests.servers import MongoServer, RabbitVhosts
+from tests.servers import MongoServer, RabbitVhosts, stream_override
 from tests.system import RunningSystem, running_system
 
 
@@ -21,7 +21,7 @@ async def shared_system(vhosts: RabbitVhosts, mongo_server: MongoServer, **overr
     vhost = vhosts.create()
     try:
         settings = Settings(
-            amqp_url=vhosts.url_for(vhost), mongo_url=mongo_server.url, mongo_db=f"t_{uuid.uuid4().hex[:12]}", publish_timeout_s=5.0, **overrides,
+            amqp_url=vhosts.url_for(vhost), mongo_url=mongo_server.url, mongo_db=f"t_{uuid.uuid4().hex[:12]}", publish_timeout_s=5.0, **stream_override(vhosts, vhost), **overrides,
         )
         async with running_system(settings) as running:
             yield running

@@ -170,7 +170,7 @@ async def _settled(http: httpx.AsyncClient, owner: dict[str, str]) -> dict[str, 
 
 
 async def _recompute_differences(settings: Settings) -> list[str]:
-    bus = await Bus(settings.amqp_url, service="test").connect()
+    bus = await Bus(settings.amqp_url, service="test", stream_url=settings.stream_url).connect()
     try:
         answer = await RpcClient(bus).query("billing", "billing.recompute", {}, timeout=10)
     finally:

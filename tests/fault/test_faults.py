@@ -23,6 +23,7 @@ from relaydesk.embedded import EmbeddedMongo, free_port
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually, new_agent, owner_session
 from tests.fault.driver import ResilientClient, tally
+from tests.servers import RabbitServer, RabbitVhosts
 from tests.system import running_system
 
 pytestmark = pytest.mark.fault
@@ -67,22 +68,18 @@ async def settle(system: Any, http: httpx.AsyncClient, owner: dict[str, str], cu
     assert history.lost == 0 and history.duplicated == 0, history
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
-
-
-async def test_rabbitmq_stopped_and_restarted_mid_conversation(settings: Settings) -> None:
+async def test_rabbitmq_stopped_and_restarted_mid_conversation(settings: Settings, broker: RabbitServer) -> None:
     async with running_system(settings) as system, httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http:
         customer, agent, conversation_id, owner = await engaged(system, http, [system.gateway.ws_url])
         sent: list[str] = []
         try:
             await chat(customer, conversation_id, [f"before-{i}" for i in range(5)], sent)
-            await asyncio.to_thread(rabbitmqctl, "stop_app")
+            await asyncio.to_thread(broker.ctl, "stop_app")
             during = asyncio.create_task(chat(customer, conversation_id, [f"during-{i}" for i in range(5)], sent))
             await asyncio.sleep(2)  # the outage lasts a while (a fault, not a wait for a condition)
         finally:
-            await asyncio.to_thread(rabbitmqctl, "start_app")
-            await asyncio.to_thread(rabbitmqctl, "await_startup")
+            await asyncio.to_thread(broker.ctl, "start_app")
+            await asyncio.to_thread(broker.ctl, "await_startup")
         await during
         await chat(customer, conversation_id, [f"after-{i}" for i in range(5)], sent)
         await settle(system, http, owner, customer, agent, conversation_id, sent, "rabbitmq restart")
@@ -90,13 +87,13 @@ async def test_rabbitmq_stopped_and_restarted_mid_conversation(settings: Setting
         await agent.stop()
 
 
-async def test_broker_connections_cut_mid_conversation(settings: Settings) -> None:
+async def test_broker_connections_cut_mid_conversation(settings: Settings, vhosts: RabbitVhosts) -> None:
     vhost = urllib.parse.unquote(settings.amqp_url.rsplit("/", 1)[1])
     async with running_system(settings) as system, httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http:
         customer, agent, conversation_id, owner = await engaged(system, http, [system.gateway.ws_url])
         sent: list[str] = []
         await chat(customer, conversation_id, [f"before-{i}" for i in range(5)], sent)
-        async with httpx.AsyncClient(base_url="http://127.0.0.1:15672", auth=("guest", "guest")) as management:
+        async with httpx.AsyncClient(base_url=vhosts.management_url, auth=(vhosts.user, vhosts.password)) as management:
             async def listed() -> list[dict[str, Any]]:
                 # The management API learns of connections with its stats interval: poll.
                 return [c for c in (await management.get("/api/connections")).json() if c.get("vhost") == vhost]
@@ -118,6 +115,8 @@ def gateway_process(settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "RELAYDESK_AMQP_URL": settings.amqp_url, "MONGO_URL": settings.mongo_url or "", "RELAYDESK_MONGO_DB": settings.mongo_db,
            "RELAYDESK_GATEWAY_PORT": str(port), "RELAYDESK_HEALTH_PORT_BASE": str(free_port()), "RELAYDESK_PUBLIC_URL": PUBLIC_URL}
+    if settings.stream_url:  # a container's mapped stream port
+        env["RELAYDESK_STREAM_URL"] = settings.stream_url
     process = subprocess.Popen([sys.executable, "-m", "relaydesk.cli", "gateway"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return process, f"http://127.0.0.1:{port}"
 

@@ -1,0 +1,34 @@
+"""Which RabbitMQ the tests use: the local broker by default, a container only when Docker answers."""
+
+import pytest
+
+from relaydesk.vhosts import RabbitVhosts
+from tests import servers
+
+
+def test_without_docker_the_local_broker_serves_on_its_default_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RELAYDESK_TEST_AMQP_URL", raising=False)
+    monkeypatch.setattr(servers, "docker_engine_available", lambda: False)
+    server = servers.RabbitServer()
+    assert server.vhosts.base_url == "amqp://guest:guest@127.0.0.1:5672"
+    vhost = server.vhosts.create()
+    try:
+        # No stream override: readers keep the AMQP host on 5552, exactly as before.
+        assert servers.stream_override(server.vhosts, vhost) == {}
+    finally:
+        server.vhosts.delete(vhost)
+
+
+def test_when_docker_answers_a_container_is_started_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RELAYDESK_TEST_AMQP_URL", raising=False)
+    monkeypatch.setattr(servers, "docker_engine_available", lambda: True)
+    mapped = RabbitVhosts("amqp://guest:guest@127.0.0.1:32771", "http://127.0.0.1:32772", stream_base_url="rabbitmq-stream://guest:guest@127.0.0.1:32773")
+    monkeypatch.setattr(servers.RabbitServer, "_start_container", lambda self: mapped)
+    monkeypatch.setattr(servers, "ensure_rabbitmq", lambda: pytest.fail("the local broker must not be touched"))
+    server = servers.RabbitServer()
+    assert server.vhosts is mapped
+    assert servers.stream_override(server.vhosts, "test-a b") == {"stream_url": "rabbitmq-stream://guest:guest@127.0.0.1:32773/test-a%20b"}
+
+
+def test_the_container_enables_the_plugins_the_deployment_enables() -> None:
+    assert "rabbitmq_stream" in servers.PLUGINS_FILE.read_text() and "rabbitmq_management" in servers.PLUGINS_FILE.read_text()
