@@ -23,7 +23,8 @@ from contracts.registry import COMMANDS
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import CommandReply, RemoteError, serve_commands, serve_queries
-from relaydesk.plans import PlanCatalogue, period_of
+from relaydesk.plan_limits import reason
+from relaydesk.plans import LIMIT_KEYS, PlanCatalogue, period_of
 from relaydesk.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -40,6 +41,20 @@ def _previous_periods(since: date, today: date) -> list[str]:
         periods.append(f"{year:04d}-{month:02d}")
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return periods
+
+
+# What each limit is measured against: the count its owner checks when it refuses.
+USED_FOR_LIMIT = {"agent_seats": "agents", "conversations_per_month": "conversations", "connectors": "connectors"}
+
+
+def _limits(plan: Any, used: dict[str, int]) -> list[dict[str, Any]]:
+    """Limit vs used for the admin's billing page, with the refusal's reason once a limit is reached."""
+    rows = []
+    for key in LIMIT_KEYS:
+        limit, count = plan.limit(key), used.get(USED_FOR_LIMIT[key], 0)
+        reached = limit is not None and count >= limit
+        rows.append({"limit": key, "value": limit, "used": count, "reached": reached, "reason": reason(plan, key, limit) if reached and limit is not None else None})
+    return rows
 
 
 class BillingService:
@@ -169,6 +184,7 @@ class BillingService:
         usage = state.usage.get(period)
         used = usage.public() if usage else {"conversations": 0, "messages": 0, "connector_messages": 0, "agent_seats": 0}
         used["connectors"] = len(state.connectors)
+        used["agents"] = len(state.agents)  # seats taken now (agent_seats above: agents online this period, billed)
         limit = plan.limit("conversations_per_month")
         blocked = None
         if limit is not None and used["conversations"] >= limit:
@@ -176,6 +192,6 @@ class BillingService:
         today = now.date()
         invoices = [{**i, "due_date": due_date(i).isoformat(), "status": "paid" if i["paid_cents"] >= i["total_cents"] else ("overdue" if due_date(i) < today else "open")} for i in state.invoices.values()]
         return {
-            "tenant": state.tenant, "period": period, "plan": plan.public(), "usage": used, "blocked": blocked,
+            "tenant": state.tenant, "period": period, "plan": plan.public(), "usage": used, "blocked": blocked, "limits": _limits(plan, used),
             "invoices": invoices, "balance_cents": state.balance_cents(), "overdue": any(i["status"] == "overdue" for i in invoices),
         }

@@ -1,5 +1,8 @@
 """Decides ``connector.configure`` / ``connector.remove`` (this service is their single writer)."""
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+
 from cryptography.fernet import InvalidToken
 
 from connectors.config import ConnectorDirectory
@@ -9,6 +12,9 @@ from contracts.envelope import Envelope, LoggedEvent
 from contracts.registry import parse_command_data
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import CommandReply
+from relaydesk.plan_limits import LIMIT_CODE, refusal
+from relaydesk.plans import PlanCatalogue
+from connectors.plans import TenantPlans
 
 REQUIRED_SECRETS = {
     "telegram": ("bot_token",),
@@ -19,10 +25,22 @@ REQUIRED_PUBLIC = {"telegram": (), "messenger": ("page_id",), "wechat": ("app_id
 
 
 class ConnectorCommands:
-    def __init__(self, bus: Bus, directory: ConnectorDirectory, box: SecretBox) -> None:
+    """Args:
+    plans, catalogue: the tenants' plans (folded from the log by the follower) whose
+        ``connectors`` limit bites here, where connectors are configured.
+    clock: today's date for plan changes with an effective date.
+    """
+
+    def __init__(
+        self, bus: Bus, directory: ConnectorDirectory, box: SecretBox, plans: TenantPlans | None = None,
+        catalogue: PlanCatalogue | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._bus = bus
         self._directory = directory
         self._box = box
+        self._plans = plans or TenantPlans()
+        self._catalogue = catalogue or PlanCatalogue.load()
+        self._clock = clock
 
     async def handle(self, command: Envelope) -> CommandReply:
         payload = parse_command_data(command)
@@ -36,6 +54,11 @@ class ConnectorCommands:
         existing = self._directory.find(cmd.connector_id)
         if existing is not None and (existing.tenant != command.tenant or existing.platform != cmd.platform):
             return CommandReply(ok=False, code="conflict", message="this connector id is taken")
+        if existing is None:  # reconfiguring a connector never counts as another one
+            used = len(self._directory.ids_of(command.tenant))
+            why = refusal(self._plans.get(command.tenant), self._catalogue, "connectors", used, self._clock().date())
+            if why is not None:
+                return CommandReply(ok=False, code=LIMIT_CODE, message=why)
         try:
             given = self._box.open(cmd.sealed_secrets) if cmd.sealed_secrets else {}
         except (InvalidToken, ValueError):

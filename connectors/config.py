@@ -47,5 +47,8 @@ class ConnectorDirectory:
             for c in self._by_id.values() if c.tenant == tenant
         ]
 
+    def ids_of(self, tenant: str) -> set[str]:
+        return {c.connector_id for c in self._by_id.values() if c.tenant == tenant}
+
     def all(self) -> list[Connector]:
         return list(self._by_id.values())

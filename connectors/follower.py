@@ -8,6 +8,7 @@ import structlog
 from connectors.config import ConnectorDirectory
 from connectors.deliverer import Deliverer, PlatformClient
 from connectors.delivery import DeliveryError
+from connectors.plans import TenantPlans
 from connectors.store import ConnectorStore
 from contracts.envelope import LoggedEvent
 from relaydesk.store import Checkpoints
@@ -21,8 +22,12 @@ CHECKPOINT_EVERY_S = 2.0  # when batches have no effect, still move the checkpoi
 class LogFollower:
     """Configuration is folded from the whole log; replies only after the stored position."""
 
-    def __init__(self, directory: ConnectorDirectory, store: ConnectorStore, checkpoints: Checkpoints, deliverer: Deliverer, clients: dict[str, PlatformClient]) -> None:
+    def __init__(
+        self, directory: ConnectorDirectory, store: ConnectorStore, checkpoints: Checkpoints, deliverer: Deliverer,
+        clients: dict[str, PlatformClient], plans: TenantPlans | None = None,
+    ) -> None:
         self._directory = directory
+        self._plans = plans
         self._store = store
         self._checkpoints = checkpoints
         self._deliverer = deliverer
@@ -38,6 +43,8 @@ class LogFollower:
         queued = acted = False
         for event in batch:
             self._directory.apply(event)
+            if self._plans is not None:
+                self._plans.apply(event)
             if self._position is not None and event.position <= self._position:
                 continue  # already handled before a restart
             outcome = await self._handle(event)

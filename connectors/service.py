@@ -18,6 +18,7 @@ from connectors.deliverer import Deliverer, PlatformClient
 from connectors.follower import LogFollower
 from connectors.inbound import InboundBridge
 from connectors.messenger import MessengerClient
+from connectors.plans import TenantPlans
 from connectors.poller import TelegramPoller
 from connectors.sealing import SecretBox
 from connectors.store import ConnectorStore
@@ -28,6 +29,7 @@ from relaydesk.bus import Bus
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.log_reader import LogReader
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
+from relaydesk.plans import PlanCatalogue
 from relaydesk.settings import Settings
 from relaydesk.store import Checkpoints, database, make_client
 
@@ -43,6 +45,7 @@ class ConnectorsService:
         self.settings = settings
         self.box = SecretBox(settings.secrets_key.get_secret_value())
         self.directory = ConnectorDirectory(self.box)
+        self.plans = TenantPlans()  # for the plan's connectors limit
         self.port: int | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._channels: list[AbstractChannel] = []
@@ -70,7 +73,7 @@ class ConnectorsService:
             "wechat": WeChatClient(self._http, self.settings.wechat_api_base),
         }
         self._deliverer = Deliverer(bus, store, clients, self.directory.find)
-        follower = LogFollower(self.directory, store, Checkpoints(db), self._deliverer, clients)
+        follower = LogFollower(self.directory, store, Checkpoints(db), self._deliverer, clients, self.plans)
         await follower.load()
         self._reader = await LogReader(bus, start="first", name=SERVICE).open()
         await catch_up(bus, self._reader, follower.apply, service=SERVICE)
@@ -79,7 +82,7 @@ class ConnectorsService:
         bridge = InboundBridge(bus, RpcClient(bus), store, request_timeout_s=self.settings.request_timeout_s)
         self._poller = TelegramPoller(clients["telegram"], bridge, self.directory)  # type: ignore[arg-type]
         self._tasks.append(asyncio.create_task(self._poller.run()))
-        self._channels.append(await serve_commands(bus, SERVICE, ConnectorCommands(bus, self.directory, self.box).handle))
+        self._channels.append(await serve_commands(bus, SERVICE, ConnectorCommands(bus, self.directory, self.box, self.plans, PlanCatalogue.load(self.settings.plans_file)).handle))
         self._channels.append(await serve_queries(bus, SERVICE, self._query))
         self._app = build_app(self.directory, bridge)
         await self._serve_http(self._app)

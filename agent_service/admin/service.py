@@ -1,6 +1,8 @@
 """AdminService: folds the log, decides admin commands (queue ``admin``), answers queries."""
 
 import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import structlog
 from aio_pika.abc import AbstractChannel
@@ -10,6 +12,7 @@ from agent_service.admin import accounts, decisions
 from agent_service.admin.decisions import Emitted, Rejected
 from agent_service.admin.passwords import Lockout
 from agent_service.admin.queries import AdminQueries
+from agent_service.admin.seats import check_seats
 from agent_service.admin.state import AdminState
 from contracts import Envelope, derive_event_id
 from contracts.envelope import LoggedEvent
@@ -17,6 +20,7 @@ from contracts.registry import EVENTS, parse_command_data
 from relaydesk.bus import Bus, CommandReply, LogReader
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import serve_commands, serve_queries
+from relaydesk.plans import PlanCatalogue
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 from relaydesk.webhooks.dispatcher import WebhookDispatcher
@@ -39,10 +43,17 @@ def stream_for(data: dict) -> str:
 class AdminService:
     """Args:
     webhook_policy: delivery timeout and retry backoff (default: ``RetryPolicy()``, 0.25 s doubling to 60 s).
+    catalogue: the plans whose ``agent_seats`` limit is enforced (default: ``settings.plans_file``).
+    clock: today's date for plan changes with an effective date (default: now, UTC).
     """
 
-    def __init__(self, settings: Settings, webhook_policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, settings: Settings, webhook_policy: RetryPolicy | None = None, *, catalogue: PlanCatalogue | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.settings = settings
+        self.catalogue = catalogue or PlanCatalogue.load(settings.plans_file)
+        self._clock = clock
         self._webhook_policy = webhook_policy
         self.webhooks: WebhookDispatcher | None = None
         self._mongo: AsyncMongoClient | None = None
@@ -96,7 +107,9 @@ class AdminService:
         payload = parse_command_data(command)
         if command.type in accounts.SAAS_ONLY and self.settings.mode != "saas":
             raise Rejected("forbidden", "sign-up is only open in SaaS mode")
-        return HANDLERS[payload.TYPE](self.state, command.tenant, payload)
+        emitted = HANDLERS[payload.TYPE](self.state, command.tenant, payload)
+        check_seats(self.state, command.tenant, emitted, self.catalogue, self._clock().date())
+        return emitted
 
     async def _follow(self) -> None:
         assert self._reader is not None

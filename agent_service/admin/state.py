@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from contracts.envelope import Envelope
+from relaydesk.plan_limits import TenantPlan
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "routing_mode": "broadcast",
@@ -50,6 +51,10 @@ class TenantAdmin:
     canned: dict[str, dict[str, Any]] = field(default_factory=dict)
     webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)
     pending: dict[str, Any] | None = None  # a SaaS sign-up waiting for its e-mail confirmation
+    plan: TenantPlan = field(default_factory=TenantPlan)  # SaaS: the plan whose agent_seats this service enforces
+
+    def active_agents(self) -> int:
+        return sum(1 for a in self.agents.values() if not a.removed)
 
     def agent_by_email(self, email: str) -> AgentRecord | None:
         email = email.strip().lower()
@@ -97,6 +102,7 @@ class AdminState:
 
 def _tenant_created(t: TenantAdmin, d: dict) -> None:
     t.exists, t.name, t.mode, t.pending = True, d["name"], d.get("mode", "tool"), None
+    t.plan.apply("tenant.created", d)
 
 
 def _signed_up(t: TenantAdmin, d: dict) -> None:
@@ -175,6 +181,7 @@ _FOLDS = {
     "canned_response.deleted": lambda t, d: t.canned.pop(d["canned_id"], None),
     "message.sent": _message_sent,
     "tenant.signed_up": _signed_up,
+    "billing.subscription_changed": lambda t, d: t.plan.apply("billing.subscription_changed", d),
     "webhook.subscribed": lambda t, d: t.webhooks.__setitem__(d["subscription_id"], {**d, "event_types": list(d["event_types"])}),
     "webhook.unsubscribed": lambda t, d: t.webhooks.pop(d["subscription_id"], None),
 }

@@ -27,7 +27,7 @@ from relaydesk.bus import RemoteError, RequestTimeout
 from relaydesk.webhooks.signing import subscription_secret
 
 Role = Literal["owner", "admin", "supervisor", "agent"]
-ERROR_STATUS = {"not_found": 404, "already_exists": 409, "forbidden": 403, "invalid_payload": 400, "invalid_token": 400, "unavailable": 503}
+ERROR_STATUS = {"not_found": 404, "already_exists": 409, "forbidden": 403, "invalid_payload": 400, "invalid_token": 400, "unavailable": 503, "plan_limit": 402}
 
 
 class NewAgent(BaseModel):

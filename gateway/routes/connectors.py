@@ -18,7 +18,7 @@ from gateway.auth.permissions import MANAGE_CONNECTORS
 from gateway.auth.tokens import AgentPrincipal
 from relaydesk.bus import RemoteError, RequestTimeout
 
-ERROR_STATUS = {"not_found": 404, "conflict": 409, "invalid_payload": 400}
+ERROR_STATUS = {"not_found": 404, "conflict": 409, "invalid_payload": 400, "plan_limit": 402}
 
 
 class ConnectorConfig(BaseModel):

@@ -174,8 +174,6 @@ async function connectorsSection(reload) {
 
 const money = (cents, currency = "EUR") => new Intl.NumberFormat(undefined, { style: "currency", currency }).format((cents || 0) / 100);
 
-const USAGE_OF_LIMIT = { agent_seats: "agent_seats", conversations_per_month: "conversations", connectors: "connectors" };
-
 async function billingSection(reload) {
   const [account, plans] = await Promise.all([session.call("/api/billing/account"), session.call("/api/billing/plans")]);
   const usage = account.usage || {};
@@ -186,9 +184,11 @@ async function billingSection(reload) {
     : null;
   return [
     el("div", { class: "card" }, el("h2", {}, `Plan: ${account.plan.name}`), el("p", { class: "muted" }, `${money(account.plan.price_cents, currency)} per month · period ${account.period}`),
-      table(["Usage this period", "Used", "Limit"], Object.entries(account.plan.limits || {}).map(([limit, value]) => [limit.replaceAll("_", " "), String(usage[USAGE_OF_LIMIT[limit]] ?? 0), value === null ? "unlimited" : String(value)])
-        .concat([["messages", String(usage.messages ?? 0), "—"], ["connector messages", String(usage.connector_messages ?? 0), "—"]])),
-      account.blocked ? el("p", { class: "error", role: "alert" }, account.blocked) : null),
+      // Limit vs used as the owner of each decision counts it; a reached limit says what is refused.
+      table(["Plan limit", "Used", "Limit"], (account.limits || []).map((l) => [l.limit.replaceAll("_", " "), String(l.used), l.value === null ? "unlimited" : String(l.value)])
+        .concat([["agents online this period (billed seats)", String(usage.agent_seats ?? 0), "—"], ["messages", String(usage.messages ?? 0), "—"], ["connector messages", String(usage.connector_messages ?? 0), "—"]])),
+      account.blocked ? el("p", { class: "error", role: "alert" }, account.blocked) : null,
+      ...(account.limits || []).filter((l) => l.reached && l.limit !== "conversations_per_month").map((l) => el("p", { class: "error", role: "alert" }, l.reason))),
     change,
     el("div", { class: "card" }, el("h2", {}, "Invoices"), el("p", {}, `Balance due: ${money(account.balance_cents, currency)}${account.overdue ? " (overdue)" : ""}`),
       table(["Number", "Period", "Total", "Due", "Status", ""], (account.invoices || []).map((i) => [i.number, i.period, money(i.total_cents, i.currency), i.due_date, i.status,
