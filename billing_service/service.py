@@ -7,7 +7,7 @@ period, so issuing twice (a crash between compute and publish) is one invoice.
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractChannel
 
 from billing_service.invoices import due_date, invoice_html
 from billing_service.ledger import Ledger, TenantBilling
+from billing_service.payments import ManualProvider, PaymentProvider, PaymentRefused
 from contracts import Actor, Envelope, derive_event_id
 from contracts.envelope import ActorKind, LoggedEvent
 from contracts.errors import ContractError
@@ -58,8 +59,18 @@ def _limits(plan: Any, used: dict[str, int]) -> list[dict[str, Any]]:
 
 
 class BillingService:
-    def __init__(self, settings: Settings, *, clock: Clock = lambda: datetime.now(UTC), close_check_s: float = 60.0) -> None:
+    """Args:
+    clock: now (UTC), for period closes, due dates and plan changes.
+    close_check_s: how often ended months are looked for.
+    payments: the payment providers, by their ``method`` (default: the manual one only).
+    """
+
+    def __init__(
+        self, settings: Settings, *, clock: Clock = lambda: datetime.now(UTC), close_check_s: float = 60.0,
+        payments: Sequence[PaymentProvider] = (ManualProvider(),),
+    ) -> None:
         self.settings = settings
+        self._payments = {provider.method: provider for provider in payments}
         self.catalogue = PlanCatalogue.load(settings.plans_file)
         self.ledger = Ledger(self.catalogue)
         self._clock = clock
@@ -145,16 +156,28 @@ class BillingService:
                 return CommandReply(ok=True, data={"already_closed": True})
             event = await self._publish(command.tenant, "billing.period_closed", {"period": payload.period}, event_id=derive_event_id(command.tenant, "billing", f"close:{payload.period}"))
         elif command.type == "billing.record_payment":
-            invoice = state.invoices.get(payload.number)
-            if invoice is None:
-                return CommandReply(ok=False, code="not_found", message=f"no invoice {payload.number}")
-            outstanding = invoice["total_cents"] - invoice["paid_cents"]
-            if payload.amount_cents > outstanding:
-                return CommandReply(ok=False, code="invalid_payload", message=f"only {outstanding} cents are outstanding on {payload.number}")
-            data = {"invoice_id": invoice["invoice_id"], "amount_cents": payload.amount_cents, "method": payload.method, "reference": payload.reference}
-            event = await self._publish(command.tenant, "billing.payment_recorded", data, event_id=derive_event_id(command.tenant, command.actor.id, command.id))
+            return await self._record_payment(command, state, payload)
         else:
             raise ContractError(f"billing does not decide {command.type}")
+        return CommandReply(ok=True, event_ids=(event.id,))
+
+    async def _record_payment(self, command: Envelope, state: TenantBilling, request: Any) -> CommandReply:
+        invoice = state.invoices.get(request.number)
+        if invoice is None:
+            return CommandReply(ok=False, code="not_found", message=f"no invoice {request.number}")
+        provider = self._payments.get(request.method)
+        if provider is None:
+            return CommandReply(ok=False, code="invalid_payload", message=f"no payment provider {request.method!r}")
+        try:
+            payment = await provider.confirm(request, command.actor, invoice)
+        except PaymentRefused as exc:
+            return CommandReply(ok=False, code=exc.code, message=exc.message)
+        outstanding = invoice["total_cents"] - invoice["paid_cents"]
+        if payment.amount_cents > outstanding:  # checked on what the provider confirmed, not on what was asked
+            return CommandReply(ok=False, code="invalid_payload", message=f"only {outstanding} cents are outstanding on {request.number}")
+        data = {"invoice_id": invoice["invoice_id"], "amount_cents": payment.amount_cents, "method": payment.method, "reference": payment.reference}
+        event = await self._publish(command.tenant, "billing.payment_recorded", data, event_id=derive_event_id(command.tenant, command.actor.id, command.id))
+        log.info("payment_recorded", tenant=command.tenant, number=request.number, method=payment.method, amount_cents=payment.amount_cents)
         return CommandReply(ok=True, event_ids=(event.id,))
 
     # --- queries ------------------------------------------------------------------
