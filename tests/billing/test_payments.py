@@ -39,18 +39,16 @@ class VoucherProvider:
 
 
 @pytest.fixture
-async def billing(settings: Settings) -> AsyncIterator[BillingService]:
+async def billing(settings: Settings, bus: Bus) -> AsyncIterator[tuple[BillingService, LogWatch]]:
+    """billing_service with a second provider injected, and a watch on the whole log."""
     service = BillingService(settings, close_check_s=3600, payments=(ManualProvider(), VoucherProvider({"V-3": 3})))
     await service.start()
-    yield service
-    await service.stop()
-
-
-@pytest.fixture
-async def watch(bus: Bus) -> AsyncIterator[LogWatch]:
-    started = await LogWatch(bus).start()
-    yield started
-    await started.stop()
+    watch = await LogWatch(bus).start()
+    try:
+        yield service, watch
+    finally:
+        await watch.stop()
+        await service.stop()
 
 
 async def send(bus: Bus, tenant: str, type_name: str, data: dict[str, Any], actor: Actor = OPERATOR) -> CommandReply:
@@ -62,10 +60,11 @@ async def account(bus: Bus, tenant: str) -> dict[str, Any]:
     return await RpcClient(bus).query("billing", "billing.account", {"tenant": tenant}, timeout=10)
 
 
-async def test_manual_and_injected_providers_record_payments_on_the_log_and_change_the_balance(billing: BillingService, bus: Bus, watch: LogWatch) -> None:
+async def test_manual_and_injected_providers_record_payments_on_the_log_and_change_the_balance(billing: tuple[BillingService, LogWatch], bus: Bus) -> None:
+    service, watch = billing
     await bus.publish(Envelope(type="tenant.created", tenant="payer", stream="tenant", actor=OPERATOR, data={"tenant_id": "payer", "name": "Payer", "mode": "saas", "plan": "team"}))
     period = f"{datetime.now(UTC):%Y-%m}"
-    await eventually(lambda: "payer" in billing.ledger.tenants and billing.ledger.tenants["payer"].mode == "saas", what="the tenant in the ledger")
+    await eventually(lambda: "payer" in service.ledger.tenants and service.ledger.tenants["payer"].mode == "saas", what="the tenant in the ledger")
     assert (await send(bus, "payer", "billing.close_period", {"period": period})).ok
     opened = await eventually(lambda: _with_invoice(bus), what="the invoice")
     invoice = opened["invoices"][0]
