@@ -7,7 +7,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from history_service.hash_chain import envelope_of, verify_chain
 from contracts.envelope import Envelope, LoggedEvent
-from history_service import reports
+from history_service import admin_audit, reports
 from history_service.read_models import MESSAGE_TYPES, conversation_key, fold_conversation, message_event, valid_data
 from relaydesk.bus.rpc import RemoteError
 
@@ -48,7 +48,7 @@ class HistoryQueries:
             "messages.last": self.messages_last, "conversations.list": self.conversations_list,
             "conversation.get": self.conversation_get, "transcript": self.transcript, "events.range": self.events_range,
             "reports.summary": self.reports_summary, "conversation.at": self.conversation_at, "settings.at": self.settings_at,
-            "audit.verify": self.audit_verify,
+            "audit.verify": self.audit_verify, "audit.admin_events": self.audit_admin_events,
         }.get(name)
         if handler is None:
             raise RemoteError("unknown_query", f"history has no query {name!r}")
@@ -150,3 +150,12 @@ class HistoryQueries:
         """Check the hash chain of a tenant (or one conversation); the first broken link if any."""
         stream = f"conv:{p['conversation_id']}" if isinstance(p.get("conversation_id"), str) else None
         return await verify_chain(self._db, p["tenant"], stream)
+
+    async def audit_admin_events(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+        """The tenant's administrative changes (who, what, before/after), newest first."""
+        kind = p.get("kind") or None
+        if kind is not None and kind not in admin_audit.KIND_PREFIXES:
+            raise RemoteError("bad_request", f"kind must be one of {', '.join(admin_audit.KIND_PREFIXES)}")
+        since = _timestamp(p["since"], "since") if p.get("since") else None
+        until = _timestamp(p["until"], "until") if p.get("until") else None
+        return await admin_audit.admin_events(self._db, p["tenant"], kind, since, until, p.get("limit"))

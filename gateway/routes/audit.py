@@ -1,6 +1,7 @@
 """Audit for permitted agents (``view_audit``): a conversation's event timeline with its
-hash-chain verdict, and time travel — a conversation or the tenant's settings as they were
-at any moment, refolded from the archived log by history_service."""
+hash-chain verdict, time travel — a conversation or the tenant's settings as they were
+at any moment, refolded from the archived log by history_service — and the listing of the
+tenant's administrative changes over a time range."""
 
 from datetime import datetime
 from typing import Any
@@ -36,5 +37,14 @@ def build_router(deps: Any) -> APIRouter:
     async def settings_at(at: datetime = Query(...), agent: AgentPrincipal = Depends(auditors), deps: Any = Depends(get_deps)) -> Any:
         found = await ask_history(deps, "settings.at", {"tenant": agent.tenant, "at": at.isoformat()})
         return {"at": found["at"], "settings": {**DEFAULT_SETTINGS, **found["changed"]}, "changes": found["changes"]}
+
+    @router.get("/admin-events")
+    async def admin_events(
+        since: datetime | None = None, until: datetime | None = None, kind: str | None = None, limit: int = Query(200, ge=1, le=1000),
+        agent: AgentPrincipal = Depends(auditors), deps: Any = Depends(get_deps),
+    ) -> Any:
+        params: dict[str, Any] = {"tenant": agent.tenant, "kind": kind, "limit": limit}
+        params.update({name: moment.isoformat() for name, moment in (("since", since), ("until", until)) if moment is not None})
+        return {"events": await ask_history(deps, "audit.admin_events", params)}
 
     return router

@@ -33,9 +33,10 @@ async def bearer(http: httpx.AsyncClient, tenant: str, email: str, password: str
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
-async def owner_session(system: RunningSystem, http: httpx.AsyncClient, tenant: str, mode: str = "tool") -> dict[str, str]:
-    """A tenant made by the CLI (tool mode unless ``mode="saas"``), its owner logged in."""
-    assert (await cli(system.settings, "create-tenant", "--tenant", tenant, "--name", tenant.title(), "--mode", mode)).returncode == 0
+async def owner_session(system: RunningSystem, http: httpx.AsyncClient, tenant: str, mode: str = "tool", plan: str | None = None) -> dict[str, str]:
+    """A tenant made by the CLI (tool mode unless ``mode="saas"``, on ``plan`` if given), its owner logged in."""
+    chosen = ("--plan", plan) if plan else ()
+    assert (await cli(system.settings, "create-tenant", "--tenant", tenant, "--name", tenant.title(), "--mode", mode, *chosen)).returncode == 0
     done = await cli(system.settings, "create-agent", "--tenant", tenant, "--email", f"boss@{tenant}.test", "--name", "Boss", "--role", "owner", "--password", "correct horse")
     assert done.returncode == 0, done.stderr
     return await bearer(http, tenant, f"boss@{tenant}.test", "correct horse")

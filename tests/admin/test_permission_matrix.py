@@ -67,7 +67,7 @@ async def world(vhosts: RabbitVhosts, mongo_server: MongoServer) -> AsyncIterato
         connectors = ConnectorsService(system.settings)
         await connectors.start()
         try:
-            owner = await owner_session(system, http, TENANT, "saas")
+            owner = await owner_session(system, http, TENANT, "saas", plan="business")  # seats for every role and group tested
             _, plain = await new_agent(http, owner, TENANT, "plain")
             ann_id, ann_auth = await new_agent(http, owner, TENANT, "ann")
             ann = await Client.connect(system.gateway.ws_url, ann_auth["Authorization"].split()[1])
@@ -161,7 +161,7 @@ async def test_manage_connectors_view_billing_view_audit_and_view_reports(world:
         MANAGE_CONNECTORS: [("/api/admin/connectors", {})],
         VIEW_BILLING: [("/api/billing/account", {}), ("/api/billing/plans", {})],
         VIEW_AUDIT: [(f"/api/audit/conversations/{world.closed_id}/timeline", {}), (f"/api/audit/conversations/{world.closed_id}/state", {"at": now}),
-                     ("/api/audit/settings", {"at": now})],
+                     ("/api/audit/settings", {"at": now}), ("/api/audit/admin-events", {})],
         VIEW_REPORTS: [("/api/reports/summary", {}), ("/api/reports/summary.csv", {"group_by": "agent"})],
     }
     answers: dict[str, httpx.Response] = {}
@@ -174,4 +174,5 @@ async def test_manage_connectors_view_billing_view_audit_and_view_reports(world:
     assert answers["/api/billing/account"].json()["plan"]["plan_id"]
     timeline = answers[f"/api/audit/conversations/{world.closed_id}/timeline"].json()
     assert timeline["chain_ok"] is True and "closed secret" in str(timeline["events"])
+    assert all(e["kind"] for e in answers["/api/audit/admin-events"].json()["events"])
     assert answers["/api/reports/summary.csv"].headers["content-type"].startswith("text/csv")

@@ -242,7 +242,25 @@ async function auditSection() {
     const found = await session.call(`/api/audit/settings?at=${encodeURIComponent(at)}`);
     settingsOutput.textContent = JSON.stringify(found, null, 2);
   });
-  return [search, output, settingsForm, settingsOutput];
+  return [search, output, settingsForm, settingsOutput, adminChangesView()];
+}
+
+const ADMIN_KINDS = ["", "agents", "groups", "canned", "settings", "webhooks", "connectors", "plan"];
+const asJson = (value) => (value === null || value === undefined ? "—" : el("pre", {}, JSON.stringify(value, null, 1)));
+
+// Who changed what in the administration, with before/after, over a time range (newest first).
+function adminChangesView() {
+  const output = el("div");
+  const search = form([field("Changes since", "since", { type: "datetime-local" }), field("until", "until", { type: "datetime-local" }),
+    el("label", {}, "What", el("select", { name: "kind" }, ADMIN_KINDS.map((k) => el("option", { value: k }, k || "everything"))))], "Show admin changes", async (data) => {
+    const query = new URLSearchParams();
+    for (const name of ["since", "until"]) if (data.get(name)) query.set(name, new Date(String(data.get(name))).toISOString());
+    if (data.get("kind")) query.set("kind", String(data.get("kind")));
+    const found = await session.call(`/api/audit/admin-events?${query}`);
+    output.replaceChildren(table(["When", "Who", "What", "Subject", "Before", "After"], found.events.map((e) =>
+      [new Date(e.occurred_at).toLocaleString(), `${e.actor.kind}:${e.actor.id}`, e.type, e.subject || "—", asJson(e.before), asJson(e.after)])));
+  });
+  return el("div", { class: "card" }, el("h2", {}, "Administrative changes"), search, output);
 }
 
 function timelineView(id, timeline) {
