@@ -13,7 +13,7 @@ from contracts.commands import conversation as conversation_commands
 from contracts.commands import routing as routing_commands
 from contracts.envelope import Envelope
 from contracts.errors import InvalidPayload, UnknownType
-from contracts.events import admin, billing, connector, conversation, message, system
+from contracts.events import admin, billing, connector, conversation, history, message, system
 from contracts.events import routing as routing_events
 from contracts.events import signup as signup_events
 
@@ -79,7 +79,7 @@ class Registry:
 
 
 EVENTS = Registry(
-    (*conversation.MODELS, *message.MODELS, *admin.MODELS, *connector.MODELS, *billing.MODELS, *system.MODELS, *routing_events.MODELS, *signup_events.MODELS),
+    (*conversation.MODELS, *message.MODELS, *admin.MODELS, *connector.MODELS, *billing.MODELS, *history.MODELS, *system.MODELS, *routing_events.MODELS, *signup_events.MODELS),
     {**message.UPCASTERS},
 )
 COMMANDS = Registry((*conversation_commands.MODELS, *routing_commands.MODELS, *admin_commands.MODELS, *connector_commands.MODELS, *billing_commands.MODELS), {})

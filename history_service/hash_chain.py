@@ -4,6 +4,12 @@
 in log order. The canonical JSON is the envelope dumped in JSON mode, serialised by orjson
 with sorted keys, so anyone holding the event can recompute it. Changing, removing or
 reordering an archived event breaks its link (and, by ``prev_hash``, every later one).
+
+Retention (``history_service/retention.py``) redacts message contents in place: such an
+event keeps its original ``hash`` (the chain links on), and its ``redacted.hash`` is
+checked instead — the hash of the redacted envelope over the same ``prev_hash`` — and
+its conversation must be named by the ``history.retention_applied`` record ``redacted.by``.
+So content can only go away on the record, and what remains cannot be edited unseen.
 """
 
 import hashlib
@@ -46,9 +52,17 @@ async def verify_chain(
         query["stream"] = stream
     last: dict[str, str] = {}
     checked = 0
+    retained = await _retention_records(db, tenant)
     async for doc in db["events"].find(query).sort("position", 1):
         expected_prev = last.get(chain_key(doc), GENESIS)
-        expected = link_hash(expected_prev, envelope_of(doc))
+        computed = link_hash(expected_prev, envelope_of(doc))
+        redaction = doc.get("redacted")
+        if redaction is not None:
+            # The original content is gone: its hash is taken as stored, the rest is checked.
+            on_record = f"{doc['tenant']}|{doc['stream'].removeprefix('conv:')}" in retained.get(redaction.get("by"), ())
+            expected = doc.get("hash") if on_record and redaction.get("hash") == computed else computed
+        else:
+            expected = computed
         if doc.get("prev_hash") != expected_prev or doc.get("hash") != expected:
             return {
                 "ok": False, "checked": checked, "tenant": doc["tenant"], "stream": doc["stream"], "event_id": doc["_id"],
@@ -60,3 +74,9 @@ async def verify_chain(
         if on_progress is not None and checked % 1000 == 0:
             on_progress(checked)
     return {"ok": True, "checked": checked}
+
+
+async def _retention_records(db: AsyncDatabase, tenant: str | None) -> dict[str, set[str]]:
+    """Archived retention records: event id → ``tenant|conversation id`` of what it purged."""
+    query: dict[str, Any] = {"type": "history.retention_applied", **({"tenant": tenant} if tenant else {})}
+    return {doc["_id"]: {f"{doc['tenant']}|{c}" for c in (doc.get("data") or {}).get("conversation_ids") or ()} async for doc in db["events"].find(query)}

@@ -125,6 +125,8 @@ async function settingsSection(reload) {
     field("Default max chats", "max_chats_default", { type: "number", min: "1", value: String(s.max_chats_default) }),
     field("Allowed sites (comma separated origins)", "allowed_origins", { value: (s.allowed_origins || []).join(", "), placeholder: "https://www.example.com" }),
     field("Time zone", "timezone", { value: s.timezone || "UTC" }),
+    // Empty keeps messages for ever; otherwise closed conversations lose their message contents after this many days.
+    field("Keep messages of closed conversations (days; empty = for ever)", "retention_days", { type: "number", min: "1", max: "36500", value: s.retention_days ? String(s.retention_days) : "" }),
     el("label", { style: "grid-column:1/-1" }, "Business hours (JSON, e.g. {\"mon\": [[\"09:00\",\"17:00\"]]}; empty = always open)",
       el("textarea", { name: "business_hours", rows: "3" }, s.business_hours ? JSON.stringify(s.business_hours) : "")),
     el("label", { style: "grid-column:1/-1" }, "Greeting", el("input", { name: "greeting", value: s.greeting || "" })),
@@ -136,6 +138,7 @@ async function settingsSection(reload) {
       max_chats_default: Number(data.get("max_chats_default")), timezone: data.get("timezone"), greeting: data.get("greeting"), offline_text: data.get("offline_text"),
       allowed_origins: String(data.get("allowed_origins")).split(",").map((o) => o.trim()).filter(Boolean),
       business_hours: hours ? JSON.parse(hours) : null,
+      retention_days: data.get("retention_days") ? Number(data.get("retention_days")) : null,
     };
     await act(session.call("/api/admin/settings", { method: "PATCH", body: changes }), "Settings saved", reload);
   });
