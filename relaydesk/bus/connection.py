@@ -1,61 +1,34 @@
-"""The Bus: one robust AMQP connection per process, with channels for each job.
+"""The Bus: one robust AMQP connection per process for commands, queries and dead
+letters, and one stream-protocol producer that appends events to the log.
 
 Guarantees (docs/bus.md):
-- ``publish`` returns only after the broker confirmed the message durable *and* routed
-  (persistent + publisher confirms + mandatory with ``on_return_raises``). On a broken
-  connection it retries with the same event id until ``publish_timeout_s``; consumers
-  dedupe by id, so a retry that did land twice is harmless.
+- ``publish`` returns only after the broker confirmed every event durable in the log
+  stream (publisher confirms of the stream protocol). On a broken connection it retries
+  with the same event id until ``publish_timeout_s``; consumers dedupe by id, so a retry
+  that did land twice is harmless. A refusal (the stream is missing, access denied)
+  raises at once.
 - Nothing here is auto-acked.
 """
 
 import asyncio
-import urllib.parse
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
-import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from contracts import topology as names
 from contracts.envelope import Envelope
-from relaydesk.bus.codec import Outgoing, outgoing
+from relaydesk.bus.codec import envelope_body
+from relaydesk.bus.endpoint import StreamEndpoint
+from relaydesk.bus.stream_publisher import PublishRefused, StreamPublisher
 from relaydesk.bus.topology import declare_core
 
 log = structlog.get_logger(__name__)
 
 RETRYABLE = (AMQPError, ChannelInvalidStateError, ConnectionError, asyncio.TimeoutError, RuntimeError)
-
-
-@dataclass(frozen=True)
-class StreamEndpoint:
-    """Where log readers connect: the same broker, user and vhost, on the stream protocol port."""
-
-    host: str
-    port: int
-    username: str
-    password: str
-    vhost: str
-    heartbeat_s: int = 10
-
-    @classmethod
-    def from_urls(cls, amqp_url: str, stream_url: str | None = None) -> "StreamEndpoint":
-        """``stream_url`` (``rabbitmq-stream://user:pass@host:5552/vhost``) wins; else the AMQP URL on port 5552."""
-        parsed = urllib.parse.urlsplit(stream_url or amqp_url)
-        path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
-        return cls(
-            host=parsed.hostname or "127.0.0.1",
-            port=(parsed.port or DEFAULT_STREAM_PORT) if stream_url else DEFAULT_STREAM_PORT,
-            username=urllib.parse.unquote(parsed.username or "guest"),
-            password=urllib.parse.unquote(parsed.password or "guest"),
-            vhost=urllib.parse.unquote(path) or "/",
-        )
-
-
-DEFAULT_STREAM_PORT = 5552
 
 
 class PublishFailed(RuntimeError):
@@ -69,7 +42,7 @@ class Bus:
         amqp_url: broker URL including the vhost.
         service: name used in the connection name and logs.
         publish_timeout_s: how long ``publish`` keeps retrying before it gives up.
-        stream_url: where log readers connect (default: the AMQP host on port 5552).
+        stream_url: where the log is read and appended (default: the AMQP host on port 5552).
     """
 
     def __init__(self, amqp_url: str, *, service: str, publish_timeout_s: float = 5.0, stream_url: str | None = None) -> None:
@@ -80,6 +53,7 @@ class Bus:
         self.connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._publish_lock = asyncio.Lock()
+        self._log: StreamPublisher | None = None
 
     async def connect(self) -> "Bus":
         self.connection = await aio_pika.connect_robust(
@@ -92,6 +66,16 @@ class Bus:
         await declare_core(setup)
         await setup.close()
         await self._open_publisher()
+        self._log = StreamPublisher(self.stream_endpoint, names.LOG_STREAM, name=self.service)
+        try:
+            await self._log.start()
+        except Exception as exc:
+            await self.connection.close()
+            endpoint = self.stream_endpoint
+            raise ConnectionError(
+                f"cannot reach RabbitMQ's stream protocol at {endpoint.host}:{endpoint.port} "
+                f"(is the rabbitmq_stream plugin enabled?): {type(exc).__name__}: {exc}"
+            ) from exc
         log.info("bus_connected", service=self.service)
         return self
 
@@ -100,6 +84,8 @@ class Bus:
         self._publish_channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
 
     async def close(self) -> None:
+        if self._log is not None:
+            await self._log.close()
         if self.connection is not None and not self.connection.is_closed:
             await self.connection.close()
 
@@ -116,60 +102,29 @@ class Bus:
         await self.publish_many((envelope,))
 
     async def publish_many(self, envelopes: Iterable[Envelope]) -> None:
-        """Publish events with pipelined confirms; returns when every one is confirmed."""
-        messages = [outgoing(e) for e in envelopes]
-        deadline = asyncio.get_running_loop().time() + self.publish_timeout_s
-        pending = messages
+        """Publish events (one frame per batch, pipelined confirms); returns when every one is confirmed."""
+        assert self._log is not None, "connect() first"
+        pending = [(envelope_body(e), e.id) for e in envelopes]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_timeout_s
         while pending:
-            remaining = deadline - asyncio.get_running_loop().time()
+            remaining = deadline - loop.time()
             if remaining <= 0:
                 raise PublishFailed(f"{len(pending)} event(s) not confirmed within {self.publish_timeout_s}s")
-            pending = await self._try_publish(pending, remaining)
-
-    async def _try_publish(self, messages: list[Outgoing], timeout: float) -> list[Outgoing]:
-        channel = self._publish_channel
-        if channel is None or channel.is_closed:
-            await self._reopen_publisher(timeout)
-            return messages
-        try:
-            underlay = await asyncio.wait_for(channel.get_underlay_channel(), timeout)
-        except RETRYABLE as exc:
-            log.warning("publish_retry", error=type(exc).__name__, events=len(messages))
-            await asyncio.sleep(0.2)
-            return messages
-        # The chat hot path publishes one event at a time: no gather, no extra task.
-        if len(messages) == 1:
-            results = [await self._publish_one(underlay, messages[0], timeout)]
-        else:
-            results = await asyncio.gather(*(self._publish_one(underlay, m, timeout) for m in messages))
-        failed = []
-        for message, result in zip(messages, results, strict=True):
-            if isinstance(result, (PublishError, DeliveryError)):
-                raise PublishFailed(f"broker refused {message.event_type}: {result}") from result
-            if result is not None:
-                log.warning("publish_retry", error=type(result).__name__, event_type=message.event_type)
-                failed.append(message)
-        if failed:
-            await asyncio.sleep(0.2)  # LIMIT: fixed back-off while the robust connection reconnects
-        return failed
-
-    @staticmethod
-    async def _publish_one(underlay: aiormq.abc.AbstractChannel, message: Outgoing, timeout: float) -> Exception | None:
-        """Publish straight through aiormq, without waiting for a socket drain per message.
-
-        aio-pika's ``Exchange.publish`` holds the channel lock until the writer has flushed
-        each message; under load that serialises every publish behind the socket. The
-        confirm is what makes a message durable, and that we still await.
-        """
-        try:
-            async with asyncio.timeout(timeout):
-                await underlay.basic_publish(
-                    message.body, exchange=names.EVENTS_EXCHANGE, routing_key=message.routing_key,
-                    properties=message.properties, mandatory=True, wait=False,
-                )
-        except Exception as exc:  # returned to the caller: refusals raise, the rest is retried
-            return exc
-        return None
+            try:
+                outcomes = await asyncio.wait_for(self._log.publish(pending), remaining)
+            except TimeoutError:
+                continue  # the deadline check above reports it
+            retry = []
+            for entry, outcome in zip(pending, outcomes, strict=True):
+                if isinstance(outcome, PublishRefused):
+                    raise PublishFailed(f"the log refused event {entry[1]}: {outcome}") from outcome
+                if outcome is not None:
+                    retry.append(entry)
+            if retry:
+                log.warning("publish_retry", events=len(retry), error=type(next(o for o in outcomes if o is not None)).__name__)
+                await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
+            pending = retry
 
     async def _reopen_publisher(self, timeout: float) -> None:
         async with self._publish_lock:

@@ -153,13 +153,16 @@ class LogReader:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
-    async def batches(self, max_batch: int = 500, idle_timeout: float | None = None) -> AsyncIterator[list[LoggedEvent]]:
+    async def batches(self, max_batch: int = 500, idle_timeout: float | None = None, linger_s: float = 0.0) -> AsyncIterator[list[LoggedEvent]]:
         """Yield lists of events in log order.
 
         ``idle_timeout`` ends iteration when no event arrives for that many seconds
-        (replay uses it to find the end of the log).
+        (replay uses it to find the end of the log). ``linger_s`` lets a batch fill for
+        up to that long after its first event: a reader whose cost is per batch (a
+        database round trip) trades that much latency for fewer, larger writes.
         """
         inbox = self._inbox
+        loop = asyncio.get_running_loop()
         while True:
             if idle_timeout is None:
                 first = await inbox.get()
@@ -170,8 +173,19 @@ class LogReader:
                 except TimeoutError:
                     return
             raw = [first]
-            while len(raw) < max_batch and not inbox.empty():
-                raw.append(inbox.get_nowait())
+            until = loop.time() + linger_s
+            while len(raw) < max_batch:
+                if not inbox.empty():
+                    raw.append(inbox.get_nowait())
+                    continue
+                wait = until - loop.time()
+                if wait <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(wait):
+                        raw.append(await inbox.get())
+                except TimeoutError:
+                    break
             batch = [event for entry in raw if (event := await self._decode(entry)) is not None]
             if batch:
                 yield batch

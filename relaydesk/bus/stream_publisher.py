@@ -1,0 +1,198 @@
+"""Appends events to the log over the stream protocol, with publisher confirms.
+
+Why not AMQP 0-9-1 through the topic exchange: every entry then passes a channel
+process, exchange routing and a 0-9-1 → 1.0 conversion in the broker, and three frames
+plus a drain in the client. Publishing straight to the stream measured about half the
+broker's CPU per event here and a third less of ours (docs/performance.md).
+
+Batching without waiting: the first event goes out at once; whatever arrives while a
+batch is on its way to its confirm is sent as the next batch, one frame. At low load
+nothing waits, at high load batches grow by themselves (larger chunks are cheaper for
+the broker and for every reader).
+
+Guarantee: ``publish`` resolves each body as confirmed (durable in the stream), refused
+(the broker said no: the caller must not retry) or failed (connection trouble: the
+caller retries with the same event id; readers dedupe by id).
+"""
+
+import asyncio
+import itertools
+import random
+
+import structlog
+from rstream import Producer
+from rstream.producer import ConfirmationStatus
+from rstream.recovery import BackOffRecoveryStrategy
+from rstream.utils import RawMessage
+
+from relaydesk.bus.amqp10 import encode_message
+from relaydesk.bus.endpoint import StreamEndpoint
+
+log = structlog.get_logger(__name__)
+
+MAX_BATCH = 500
+CONNECT_TIMEOUT_S = 5.0
+CONFIRM_TIMEOUT_S = 5.0  # a batch still unconfirmed after this is failed and the connection renewed
+RECONNECT_MAX_S = 2.0
+LOST = -1  # our "response code" for a confirm that cannot come any more
+
+
+class PublishRefused(Exception):
+    """The broker refused the entry (the stream is missing, access denied, ...)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"stream refused the entry (response code {code})")
+        self.code = code
+
+
+class StreamPublisher:
+    """One producer connection per process; ``publish`` may be called from any task.
+
+    Args:
+        endpoint: where the broker's stream protocol listens.
+        stream: the stream to append to.
+        name: the connection name (shows in the broker's management UI).
+    """
+
+    def __init__(self, endpoint: StreamEndpoint, stream: str, *, name: str) -> None:
+        self._endpoint = endpoint
+        self._stream = stream
+        self._name = name
+        self._producer: Producer | None = None
+        self._queue: list[tuple[bytes, str, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._ids = itertools.count(1)
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+        self.batches_sent = 0
+        self.entries_sent = 0
+
+    async def start(self) -> None:
+        """Connect now, so a missing stream plugin is reported at start, not at the first message."""
+        await self._connect()
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        self._fail_all(ConnectionError("publisher closed"))
+        await self._drop_producer()
+
+    async def publish(self, entries: list[tuple[bytes, str]]) -> list[BaseException | None]:
+        """Append ``(body, message id)`` entries; one outcome per entry, ``None`` = confirmed."""
+        if self._closed:
+            raise ConnectionError("publisher closed")
+        loop = asyncio.get_running_loop()
+        futures = []
+        for body, message_id in entries:
+            future: asyncio.Future[None] = loop.create_future()
+            self._queue.append((body, message_id, future))
+            futures.append(future)
+        self._wake.set()
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
+    # --- connection ---------------------------------------------------------------
+
+    async def _connect(self) -> Producer:
+        endpoint = self._endpoint
+        producer = Producer(
+            endpoint.host, endpoint.port, username=endpoint.username, password=endpoint.password, vhost=endpoint.vhost,
+            load_balancer_mode=True, heartbeat=endpoint.heartbeat_s, connection_name=f"relaydesk-{self._name}",
+            on_close_handler=self._on_connection_closed,
+            recovery_strategy=BackOffRecoveryStrategy(False),  # a new producer per outage, see _flush_forever
+        )
+        try:
+            await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT_S)
+        except BaseException:
+            await self._close_quietly(producer)
+            raise
+        self._producer = producer
+        return producer
+
+    async def _on_connection_closed(self, info: object) -> None:
+        if self._closed:
+            return
+        log.warning("stream_publisher_connection_lost", reason=str(getattr(info, "reason", ""))[:100], unconfirmed=len(self._pending))
+        # No confirm can arrive for what was in flight: hand it back to the callers now.
+        self._fail_pending(ConnectionError("stream connection lost before the confirm"))
+        await self._drop_producer()
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await self._close_quietly(producer)
+
+    @staticmethod
+    async def _close_quietly(producer: Producer) -> None:
+        try:
+            await asyncio.wait_for(producer.close(), 2)
+        except Exception as exc:  # a dead connection cannot be closed politely
+            log.debug("stream_producer_close_failed", error=type(exc).__name__)
+
+    # --- flushing -----------------------------------------------------------------
+
+    async def _flush_forever(self) -> None:
+        delay = 0.1
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            try:
+                producer = self._producer or await self._connect()
+                await self._send(producer, batch)
+                delay = 0.1
+            except Exception as exc:  # connection trouble: these callers retry, we reconnect
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(ConnectionError(f"stream publish failed: {type(exc).__name__}"))
+                await self._drop_producer()
+                await asyncio.sleep(random.uniform(0, delay))
+                delay = min(RECONNECT_MAX_S, delay * 2)
+
+    async def _send(self, producer: Producer, batch: list[tuple[bytes, str, asyncio.Future[None]]]) -> None:
+        batch = [entry for entry in batch if not entry[2].done()]  # callers that gave up are not sent
+        if not batch:
+            return
+        messages = []
+        for body, message_id, future in batch:
+            publishing_id = next(self._ids)
+            self._pending[publishing_id] = future
+            future.add_done_callback(lambda _, pid=publishing_id: self._pending.pop(pid, None))
+            messages.append(RawMessage(encode_message(body, message_id), publishing_id=publishing_id))
+        await producer.send_batch(self._stream, messages, on_publish_confirm=self._on_confirm)
+        self.batches_sent += 1
+        self.entries_sent += len(messages)
+        # Wait for this batch's confirms before sending the next: what arrives meanwhile
+        # becomes one larger batch. A confirm that never comes is failed by the caller's
+        # deadline or by the connection-lost handler.
+        _, unconfirmed = await asyncio.wait([future for _, _, future in batch], timeout=CONFIRM_TIMEOUT_S)
+        if unconfirmed:
+            raise TimeoutError(f"{len(unconfirmed)} entries unconfirmed after {CONFIRM_TIMEOUT_S}s")
+
+    def _on_confirm(self, status: ConfirmationStatus) -> None:
+        future = self._pending.pop(status.message_id, None)
+        if future is None or future.done():
+            return
+        if status.is_confirmed:
+            future.set_result(None)
+        elif status.response_code == LOST:
+            future.set_exception(ConnectionError("stream connection lost before the confirm"))
+        else:
+            future.set_exception(PublishRefused(status.response_code))
+
+    def _fail_pending(self, error: BaseException) -> None:
+        for future in list(self._pending.values()):
+            if not future.done():
+                future.set_exception(error)
+        self._pending.clear()
+
+    def _fail_all(self, error: BaseException) -> None:
+        self._fail_pending(error)
+        for _, _, future in self._queue:
+            if not future.done():
+                future.set_exception(error)
+        self._queue.clear()
