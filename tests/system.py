@@ -77,9 +77,10 @@ class RunningSystem:
 
 
 @contextlib.asynccontextmanager
-async def running_system(settings: Settings, *, with_history: bool = True) -> AsyncIterator[RunningSystem]:
+async def running_system(settings: Settings, *, with_history: bool = True, with_agent: bool = True) -> AsyncIterator[RunningSystem]:
+    """``with_history`` / ``with_agent`` False leave that service out, e.g. for a test that runs it as its own process."""
     services: list[Any] = []
-    candidates = [("agent_service.admin.service", "AdminService"), ("agent_service.service", "AgentService")]
+    candidates = [("agent_service.admin.service", "AdminService"), ("agent_service.service", "AgentService")] if with_agent else []
     if with_history:
         candidates.append(("history_service.service", "HistoryService"))
     candidates.append(("billing_service.service", "BillingService"))

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,8 @@ class ResilientClient:
         self._url_index = 0
         self._task: asyncio.Task[None] | None = None
         self._keys = itertools.count()
+        # Called with each event frame as it arrives: a fault test can strike at that exact moment.
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
 
     async def start(self) -> "ResilientClient":
         self._task = asyncio.create_task(self._run())
@@ -68,6 +71,8 @@ class ResilientClient:
         elif kind == "event":
             self.deliveries.append(frame)
             self.position = max(self.position or -1, frame["position"])
+            if self.on_event is not None:
+                self.on_event(frame)
         elif kind == "resync":
             self.resyncs += 1
         elif kind in ("ack", "error") and frame.get("id") in self._replies:

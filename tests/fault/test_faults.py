@@ -7,11 +7,9 @@ history exactly once.
 """
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
-from collections import Counter
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -21,51 +19,13 @@ import pytest
 
 from relaydesk.embedded import EmbeddedMongo, free_port
 from relaydesk.settings import Settings
-from tests.admin.helpers import eventually, new_agent, owner_session
-from tests.fault.driver import ResilientClient, tally
+from tests.admin.helpers import eventually
+from tests.fault.conversation import chat, engaged, settle
+from tests.fault.processes import service_env
 from tests.servers import RabbitServer, RabbitVhosts
 from tests.system import running_system
 
 pytestmark = pytest.mark.fault
-
-
-async def engaged(system: Any, http: httpx.AsyncClient, urls: list[str], console_origin: str | None = None) -> tuple[ResilientClient, ResilientClient, str, dict[str, str]]:
-    owner = await owner_session(system, http, "fault")
-    _, agent_auth = await new_agent(http, owner, "fault", "alice")
-    agent = await ResilientClient(urls, agent_auth["Authorization"].split()[1], console_origin or system.gateway.base_url).start()
-    assert (await agent.op("status", status="online"))["t"] == "ack"
-    customer = await ResilientClient(urls, system.visitor_token("fault", "visitor-1"), "https://shop.example").start()
-    conversation_id = (await customer.op("start", visitor={"name": "Faye"}))["conversation_id"]
-    await agent.wait_event("conversation.offered", conversation_id=conversation_id)
-    assert (await agent.op("accept", conversation_id=conversation_id))["t"] == "ack"
-    return customer, agent, conversation_id, owner
-
-
-async def chat(customer: ResilientClient, conversation_id: str, bodies: list[str], sent: list[str]) -> None:
-    for body in bodies:
-        reply = await customer.op("send", key=f"send-{body}", conversation_id=conversation_id, body=body)
-        assert reply["t"] == "ack", reply
-        sent.append(body)
-
-
-async def settle(system: Any, http: httpx.AsyncClient, owner: dict[str, str], customer: ResilientClient, agent: ResilientClient, conversation_id: str, sent: list[str], scenario: str) -> None:
-    """Wait for everything acked to arrive, then count: nothing lost, nothing twice, anywhere."""
-    await eventually(lambda: all(agent.bodies("customer")[b] for b in sent), timeout=90, what="the agent to receive every message")
-    report = tally(scenario, sent, agent.bodies("customer"), agent.recovered + customer.recovered)
-    assert report.lost == 0 and report.duplicated == 0, report
-    echo = tally(f"{scenario} (customer's own copy)", sent, customer.bodies("customer"), customer.recovered)
-    assert echo.lost == 0 and echo.duplicated == 0, echo
-
-    async def archived() -> list[str] | None:
-        response = await http.get(f"/api/conversations/{conversation_id}/transcript", headers=owner)
-        if response.status_code != 200:
-            return None
-        bodies = [e["data"]["body"] for e in response.json()["events"] if e["type"] == "message.sent"]
-        return bodies if set(sent) <= set(bodies) else None
-
-    stored = await eventually(archived, timeout=90, what="history to archive every message")
-    history = tally(f"{scenario} (history)", sent, Counter(stored), 0)
-    assert history.lost == 0 and history.duplicated == 0, history
 
 
 async def test_rabbitmq_stopped_and_restarted_mid_conversation(settings: Settings, broker: RabbitServer) -> None:
@@ -113,10 +73,7 @@ PUBLIC_URL = "https://support.example"  # both gateways sit behind one public na
 def gateway_process(settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
     """A real gateway process (`relaydesk gateway`) that can be SIGKILLed like a crashed host."""
     port = free_port()
-    env = {**os.environ, "RELAYDESK_AMQP_URL": settings.amqp_url, "MONGO_URL": settings.mongo_url or "", "RELAYDESK_MONGO_DB": settings.mongo_db,
-           "RELAYDESK_GATEWAY_PORT": str(port), "RELAYDESK_HEALTH_PORT_BASE": str(free_port()), "RELAYDESK_PUBLIC_URL": PUBLIC_URL}
-    if settings.stream_url:  # a container's mapped stream port
-        env["RELAYDESK_STREAM_URL"] = settings.stream_url
+    env = service_env(settings, RELAYDESK_GATEWAY_PORT=str(port), RELAYDESK_PUBLIC_URL=PUBLIC_URL)
     process = subprocess.Popen([sys.executable, "-m", "relaydesk.cli", "gateway"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return process, f"http://127.0.0.1:{port}"
 
