@@ -19,6 +19,8 @@ import websockets
 from relaydesk.bench.stats import summarize
 
 TENANT = "demo"
+RESEND_CODES = frozenset({"unavailable", "rate_limited"})
+RESEND_AFTER_S = 0.2
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Tally:
     duplicates: int = 0
     acks: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    resent: int = 0
     measuring: bool = False
 
 
@@ -53,6 +56,10 @@ class ChatFleet:
         self._readers: list[asyncio.Task] = []
         self._accepted: asyncio.Queue[str] = asyncio.Queue()
         self.owner_token = ""
+        # Sends not acknowledged yet, by idempotency key: like the widget's outbox, a send
+        # the gateway answers "unavailable" (or "rate_limited") is resent with the same
+        # key, so the count of lost messages means "acknowledged and never delivered".
+        self._unacked: dict[str, tuple[Any, str]] = {}
 
     async def open(self) -> None:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as http:
@@ -137,8 +144,14 @@ class ChatFleet:
             kind = frame.get("t")
             if kind == "ack":
                 tally.acks += 1
+                self._unacked.pop(frame.get("id"), None)
             elif kind == "error":
-                tally.errors[frame.get("code", "?")] = tally.errors.get(frame.get("code", "?"), 0) + 1
+                code = frame.get("code", "?")
+                tally.errors[code] = tally.errors.get(code, 0) + 1
+                unacked = self._unacked.get(frame.get("id"))
+                if unacked is not None and code in RESEND_CODES:
+                    tally.resent += 1
+                    asyncio.get_running_loop().call_later(RESEND_AFTER_S, lambda u=unacked: asyncio.ensure_future(u[0].send(u[1])))
             elif kind == "event" and frame["event"]["type"] == "message.sent" and tally.measuring:
                 _, scheduled = _parse(frame["event"]["data"]["body"])
                 if scheduled is not None:
@@ -149,6 +162,8 @@ class ChatFleet:
         tally = self.tally
         tally.latencies_ns.clear()
         tally.echo_ns.clear()
+        tally.errors.clear()
+        tally.resent = 0
         tally.measuring = measure
         total = int(rate * seconds)
         interval = int(1e9 / rate)
@@ -164,7 +179,9 @@ class ChatFleet:
                 behind_max = max(behind_max, -delay)
             conversation = self.conversations[sequence % len(self.conversations)]
             frame = {"op": "send", "id": f"m{sequence}", "conversation_id": conversation.conversation_id, "body": f"bench {sequence} {scheduled}"}
-            await conversation.customer.send(orjson.dumps(frame).decode())
+            text = orjson.dumps(frame).decode()
+            self._unacked[frame["id"]] = (conversation.customer, text)
+            await conversation.customer.send(text)
         deadline = time.monotonic() + drain_s
         received = 0
         while time.monotonic() < deadline:
@@ -175,7 +192,8 @@ class ChatFleet:
         return {
             "rate": rate, "seconds": seconds, "sent": total, "received": received, "lost": total - received, "duplicates": tally.duplicates,
             "customer_to_agent": summarize(tally.latencies_ns), "sender_echo": summarize(tally.echo_ns),
-            "generator_behind_max_ms": round(behind_max / 1e6, 2), "errors": dict(tally.errors),
+            "generator_behind_max_ms": round(behind_max / 1e6, 2), "errors": dict(tally.errors), "resent": tally.resent,
+            "unacknowledged": sum(1 for s in sequences if f"m{s}" in self._unacked),
         }
 
     async def archived_messages(self) -> int:
