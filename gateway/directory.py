@@ -53,6 +53,17 @@ class ConversationDirectory:
             )
         )
 
+    def accepted(self, info: ConversationInfo, decision: dict) -> None:
+        """Take an accept's reply as known before its event comes back through the tail.
+
+        The agent who was just told "you have it" sends at once, and the log can trail
+        the reply by a few milliseconds; without this their first message was refused.
+        Only a conversation still waiting for an agent changes: anything later that the
+        tail already applied (a transfer, a close) wins.
+        """
+        if decision.get("status") == "engaged" and decision.get("agent_id") and info.agent_id is None and info.status in ("queued", "offered"):
+            _accepted(info, {"agent_id": decision["agent_id"]})
+
     def apply(self, event: Envelope) -> ConversationInfo | None:
         """Fold one event; returns the conversation it concerns, if any."""
         conversation_id = event.data.get("conversation_id")

@@ -208,7 +208,9 @@ class Operations:
 
     async def _accept(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
         info = await self.conversation(principal, frame.get("conversation_id"))
-        return await self._command(principal, key, "conversation.accept", f"conv:{info.conversation_id}", {"conversation_id": info.conversation_id, "agent_id": principal.actor_id})
+        result = await self._command(principal, key, "conversation.accept", f"conv:{info.conversation_id}", {"conversation_id": info.conversation_id, "agent_id": principal.actor_id})
+        self._directory.accepted(info, result.get("data") or {})
+        return result
 
     async def _decline(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
         info = await self.conversation(principal, frame.get("conversation_id"))

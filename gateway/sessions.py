@@ -5,7 +5,7 @@ when it overflows the session is closed with 4409 (resumable with ``resume_from`
 """
 
 import asyncio
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 
 import orjson
 import structlog
@@ -19,24 +19,26 @@ CLOSE_SLOW_CONSUMER = 4409
 CLOSE_TOKEN_EXPIRED = 4401
 CLOSE_RATE_LIMITED = 4429
 CLOSE_GOING_AWAY = 1012
+_REPLAY = object()  # queue marker: send the replayed backlog here, in order, before what follows
 
 
 class Session:
     def __init__(self, websocket: WebSocket, principal: Principal, queue_limit: int) -> None:
         self.websocket = websocket
         self.principal = principal
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=queue_limit)
+        self._queue: asyncio.Queue[bytes | object | None] = asyncio.Queue(maxsize=queue_limit)
         self.closed = asyncio.Event()
         self.close_code: int | None = None
         self.last_position = -1
         self.writer: asyncio.Task[None] | None = None
         self._sending = False
+        self._backlog: deque[bytes] = deque()
 
     def send(self, frame: dict) -> None:
         """Queue a frame without waiting; on overflow close the socket as a slow consumer."""
         self.send_bytes(orjson.dumps(frame))
 
-    def send_bytes(self, data: bytes) -> None:
+    def send_bytes(self, data: bytes | object) -> None:
         if self.closed.is_set():
             return
         try:
@@ -52,6 +54,20 @@ class Session:
         self.last_position = position
         self.send_bytes(frame)
 
+    def replay(self, frames: list[tuple[int, bytes]]) -> None:
+        """Queue what a resuming client missed, whatever its length.
+
+        The backlog does not count against the live queue's bound: it is bounded by the
+        resume buffer already, and counting it made a client that missed more than the
+        queue holds overflow again at once and resume over and over, one queue at a time.
+        """
+        fresh = [frame for position, frame in frames if position > self.last_position]
+        if frames:
+            self.last_position = max(self.last_position, frames[-1][0])
+        if fresh:
+            self._backlog.extend(fresh)
+            self.send_bytes(_REPLAY)
+
     def close(self, code: int) -> None:
         if self.close_code is None:
             self.close_code = code
@@ -66,6 +82,10 @@ class Session:
             # connection drop and resumes with resume_from).
             self.writer.cancel()
 
+    def _drain_backlog(self):  # type: ignore[no-untyped-def]
+        while self._backlog:
+            yield self._backlog.popleft()
+
     async def write_loop(self) -> None:
         """Drain the queue to the socket until closed; then close the socket with our code."""
         try:
@@ -73,9 +93,10 @@ class Session:
                 frame = await self._queue.get()
                 if frame is None:
                     break
-                self._sending = True
-                await self.websocket.send_text(frame.decode())
-                self._sending = False
+                for text in self._drain_backlog() if frame is _REPLAY else (frame,):  # type: ignore[union-attr]
+                    self._sending = True
+                    await self.websocket.send_text(text.decode())
+                    self._sending = False
         except Exception as exc:  # the peer went away; the reader notices too
             log.debug("ws_write_ended", error=type(exc).__name__)
         finally:

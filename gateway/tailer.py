@@ -135,9 +135,10 @@ class Tailer:
             if self._missing_before_buffer(resume_from):
                 return False
             session.last_position = resume_from
-            for position, event, frame in self._buffer:
-                if position > resume_from and visible(session.principal, event, self.directory.get(event.tenant, event.data.get("conversation_id", ""))):
-                    session.send_event(position, frame)
+            session.replay([
+                (position, frame) for position, event, frame in self._buffer
+                if position > resume_from and visible(session.principal, event, self.directory.get(event.tenant, event.data.get("conversation_id", "")))
+            ])
         else:
             session.last_position = self.head
         self.sessions.add(session)

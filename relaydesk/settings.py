@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     mode: Literal["saas", "tool"] = "tool"
     plans_file: str | None = None
     data_dir: str = ".relaydesk"
+    background_nice: int = Field(default=5, ge=0, le=19)  # `relaydesk up`: priority drop for history, billing, connectors, embedded store
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
 

@@ -113,3 +113,31 @@ async def replay_from_archive(mongo_url: str, database: str = "relaydesk") -> di
     finally:
         await client.close()
     return {"events": count, "events_per_s": round(count / elapsed, 1) if elapsed and count else None}
+
+
+async def raw_insert_rates(mongo_url: str, documents: int = 5000) -> dict[str, Any]:
+    """The store's own floor, same server, same run: archive-shaped documents written raw.
+
+    History's archive rate means little on its own against an embedded, Python-written
+    server; as a ratio to what raw PyMongo gets from the same server it says how much the
+    archive (hash chain, read models, checkpoint: about three documents per event) costs.
+    """
+    client: AsyncMongoClient = AsyncMongoClient(mongo_url)
+    scratch = client["bench_raw_inserts"]
+    try:
+        def doc(i: int) -> dict[str, Any]:
+            return {"_id": new_event_id(), "position": i, "tenant": TENANT, "stream": "conv:raw", "type": "message.sent", "data": {"body": f"raw {i}"}}
+
+        started = time.perf_counter()
+        for chunk in range(0, documents, 500):
+            await scratch["many"].insert_many([doc(i) for i in range(chunk, min(documents, chunk + 500))], ordered=False)
+        many = documents / (time.perf_counter() - started)
+        single = max(1, documents // 10)
+        started = time.perf_counter()
+        for i in range(single):
+            await scratch["one"].insert_one(doc(i))
+        one = single / (time.perf_counter() - started)
+    finally:
+        await client.drop_database("bench_raw_inserts")
+        await client.close()
+    return {"insert_many_docs_per_s": round(many, 1), "insert_one_docs_per_s": round(one, 1), "many_over_one": round(many / one, 2)}

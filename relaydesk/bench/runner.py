@@ -71,6 +71,8 @@ async def run(options: Options) -> dict[str, Any]:
             await asyncio.gather(*(socket.close() for socket in held), return_exceptions=True)
         progress(f"history archive rate ({options.archive_events} events)")
         report["archive"] = await capacity.archive_rate(running.amqp_url, fleet, options.archive_events)
+        report["archive"]["raw_store"] = raw = await capacity.raw_insert_rates(running.mongo_url)
+        report["archive"]["vs_raw_insert_many"] = round(report["archive"]["archived_per_s"] / raw["insert_many_docs_per_s"], 3)
         progress("replay from the stream and from the MongoDB archive")
         report["replay_stream"] = await capacity.replay_from_stream(running.amqp_url)
         report["replay_archive"] = await capacity.replay_from_archive(running.mongo_url)
@@ -208,7 +210,8 @@ def table(report: dict[str, Any]) -> str:
     idle = report.get("idle_sockets", {})
     lines.append(f"idle sockets: {idle.get('held')} held, {idle.get('kib_per_socket')} KiB each, {idle.get('connects_per_s')} connects/s")
     archive = report.get("archive", {})
-    lines.append(f"history archive: {archive.get('archived_per_s')} events/s; replay: stream {report.get('replay_stream', {}).get('events_per_s')}/s, MongoDB {report.get('replay_archive', {}).get('events_per_s')}/s")
+    raw = archive.get("raw_store", {})
+    lines.append(f"history archive: {archive.get('archived_per_s')} events/s (raw insert_many on the same server {raw.get('insert_many_docs_per_s')} docs/s, insert_one {raw.get('insert_one_docs_per_s')}/s); replay: stream {report.get('replay_stream', {}).get('events_per_s')}/s, MongoDB {report.get('replay_archive', {}).get('events_per_s')}/s")
     lines.append("-" * 78)
     for key, verdict in report.get("verdict", {}).items():
         mark = {True: "met", False: "MISSED", None: "n/a"}[verdict["met"]]
