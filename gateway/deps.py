@@ -1,5 +1,6 @@
 """Everything the gateway's routes need, built once in the app's lifespan."""
 
+import asyncio
 from dataclasses import dataclass, field
 
 from pymongo import AsyncMongoClient
@@ -67,7 +68,6 @@ class GatewayDeps:
     async def stop(self) -> None:
         for session in self.sessions.all():
             session.close(1012)
-        await self.tailer.stop()
-        await self.bus.close()
+        await asyncio.gather(self.tailer.stop(), self.bus.close())  # separate connections: close them together
         if self.mongo is not None:
             await self.mongo.close()

@@ -25,9 +25,9 @@ log = structlog.get_logger(__name__)
 SERVICE = "history"
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 30.0
 MAX_BATCH = 1000  # events archived per insert_many and per checkpoint
-# A batch fills for up to this long: the store's cost is mostly per round trip (five per
-# batch), so at a few hundred events/s this cuts its work several times over, for a read
-# model that trails the log by at most this much more.
+# Under load a batch fills for up to this long: the store's cost is mostly per round trip
+# (five per batch), so at several hundred events/s this cuts its work several times over.
+# A quiet log is archived at once (LogReader lingers only while batches come in full).
 BATCH_LINGER_S = 0.1
 
 

@@ -84,10 +84,12 @@ class Bus:
         self._publish_channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
 
     async def close(self) -> None:
+        closing = []
         if self._log is not None:
-            await self._log.close()
+            closing.append(self._log.close())
         if self.connection is not None and not self.connection.is_closed:
-            await self.connection.close()
+            closing.append(self.connection.close())
+        await asyncio.gather(*closing)
 
     async def channel(self, *, prefetch: int | None = None, confirms: bool = False) -> AbstractChannel:
         """A fresh channel for a consumer (each consumer gets its own so flow control is separate)."""

@@ -153,16 +153,20 @@ class LogReader:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
-    async def batches(self, max_batch: int = 500, idle_timeout: float | None = None, linger_s: float = 0.0) -> AsyncIterator[list[LoggedEvent]]:
+    async def batches(self, max_batch: int = 500, idle_timeout: float | None = None, linger_s: float = 0.0, linger_after: int = 50) -> AsyncIterator[list[LoggedEvent]]:
         """Yield lists of events in log order.
 
         ``idle_timeout`` ends iteration when no event arrives for that many seconds
         (replay uses it to find the end of the log). ``linger_s`` lets a batch fill for
-        up to that long after its first event: a reader whose cost is per batch (a
-        database round trip) trades that much latency for fewer, larger writes.
+        up to that long after its first event, but only while the reader is busy (its
+        previous batch held at least ``linger_after`` events): a reader whose cost is per
+        batch (a database round trip) then makes fewer, larger writes under load, and
+        adds no delay when the log is quiet (a console reading right after an event
+        must find it).
         """
         inbox = self._inbox
         loop = asyncio.get_running_loop()
+        busy = False
         while True:
             if idle_timeout is None:
                 first = await inbox.get()
@@ -173,7 +177,7 @@ class LogReader:
                 except TimeoutError:
                     return
             raw = [first]
-            until = loop.time() + linger_s
+            until = loop.time() + (linger_s if busy else 0.0)
             while len(raw) < max_batch:
                 if not inbox.empty():
                     raw.append(inbox.get_nowait())
@@ -186,6 +190,7 @@ class LogReader:
                         raw.append(await inbox.get())
                 except TimeoutError:
                     break
+            busy = len(raw) >= linger_after
             batch = [event for entry in raw if (event := await self._decode(entry)) is not None]
             if batch:
                 yield batch
