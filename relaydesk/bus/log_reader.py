@@ -153,20 +153,20 @@ class LogReader:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
-    async def batches(self, max_batch: int = 500, idle_timeout: float | None = None, linger_s: float = 0.0, linger_after: int = 50) -> AsyncIterator[list[LoggedEvent]]:
+    async def batches(self, max_batch: int = 500, idle_timeout: float | None = None, linger_s: float = 0.0, busy_per_s: int = 50) -> AsyncIterator[list[LoggedEvent]]:
         """Yield lists of events in log order.
 
         ``idle_timeout`` ends iteration when no event arrives for that many seconds
         (replay uses it to find the end of the log). ``linger_s`` lets a batch fill for
-        up to that long after its first event, but only while the reader is busy (its
-        previous batch held at least ``linger_after`` events): a reader whose cost is per
-        batch (a database round trip) then makes fewer, larger writes under load, and
-        adds no delay when the log is quiet (a console reading right after an event
+        up to that long after its first event, but only while the log is busy (at least
+        ``busy_per_s`` events in the current or the previous second): a reader whose cost
+        is per batch (a database round trip) then makes fewer, larger writes under load,
+        and adds no delay when the log is quiet (a console reading right after an event
         must find it).
         """
         inbox = self._inbox
         loop = asyncio.get_running_loop()
-        busy = False
+        busy, window_start, window_count = False, loop.time(), 0
         while True:
             if idle_timeout is None:
                 first = await inbox.get()
@@ -190,7 +190,11 @@ class LogReader:
                         raw.append(await inbox.get())
                 except TimeoutError:
                     break
-            busy = len(raw) >= linger_after
+            now, window_count = loop.time(), window_count + len(raw)
+            if now - window_start >= 1.0:
+                busy, window_start, window_count = window_count >= busy_per_s, now, 0
+            elif window_count >= busy_per_s:
+                busy = True
             batch = [event for entry in raw if (event := await self._decode(entry)) is not None]
             if batch:
                 yield batch
