@@ -1,6 +1,13 @@
-"""A circuit breaker per connector: a platform that keeps failing is left alone for a while."""
+"""A circuit breaker per connector: a platform that keeps failing is left alone for a while.
+
+closed → (``failures_to_open`` failed rounds in a row) → open: nothing is sent for ``open_s``
+→ half-open: one trial round goes through; success closes it, a failure opens it again at once.
+"""
 
 import time
+from typing import Literal
+
+State = Literal["closed", "open", "half_open"]
 
 
 class CircuitBreaker:
@@ -10,8 +17,14 @@ class CircuitBreaker:
         self._failures = 0
         self._open_until = 0.0
 
+    @property
+    def state(self) -> State:
+        if self._failures < self._failures_to_open:
+            return "closed"
+        return "open" if time.monotonic() < self._open_until else "half_open"
+
     def allows(self) -> bool:
-        return time.monotonic() >= self._open_until  # after open_s one trial call goes through (half-open)
+        return self.state != "open"  # after open_s one trial round goes through (half-open)
 
     def succeeded(self) -> None:
         self._failures = 0

@@ -42,8 +42,13 @@ def _wait(retry_state: Any) -> float:
 
 
 class Deliverer:
-    def __init__(self, bus: Bus, store: ConnectorStore, clients: dict[str, PlatformClient], lookup: Callable[[str], Connector | None]) -> None:
+    def __init__(
+        self, bus: Bus, store: ConnectorStore, clients: dict[str, PlatformClient], lookup: Callable[[str], Connector | None],
+        *, breaker_failures: int = 3, breaker_open_s: float = 5.0,
+    ) -> None:
         self._bus = bus
+        self._breaker_failures = breaker_failures
+        self._breaker_open_s = breaker_open_s
         self._store = store
         self._clients = clients
         self._lookup = lookup
@@ -53,6 +58,15 @@ class Deliverer:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def breaker_state(self, connector_id: str) -> str:
+        """``closed``, ``open`` (nothing is sent to that platform now) or ``half_open``."""
+        return self._breaker(connector_id).state
+
+    def _breaker(self, connector_id: str) -> CircuitBreaker:
+        if connector_id not in self._breakers:
+            self._breakers[connector_id] = CircuitBreaker(failures_to_open=self._breaker_failures, open_s=self._breaker_open_s)
+        return self._breakers[connector_id]
 
     async def run(self) -> None:
         while True:
@@ -81,12 +95,18 @@ class Deliverer:
             log.exception("connector_drain_failed", connector_id=connector_id)
 
     async def _drain_once(self, connector_id: str) -> None:
-        breaker = self._breakers.setdefault(connector_id, CircuitBreaker())
-        if not breaker.allows():
-            return
-        for item in await self._store.pending(connector_id):
-            if not await self._deliver(item, breaker):
-                return  # keep order: later replies wait behind the one that failed
+        breaker = self._breaker(connector_id)
+        # Until the outbox is empty: a reply queued while this worker was busy goes out now,
+        # not at the next idle rescan.
+        while breaker.allows():
+            items = await self._store.pending(connector_id)
+            if not items:
+                return
+            if breaker.state == "half_open":
+                log.info("connector_breaker_half_open", connector_id=connector_id)
+            for item in items:
+                if not await self._deliver(item, breaker):
+                    return  # keep order: later replies wait behind the one that failed
 
     async def _deliver(self, item: dict[str, Any], breaker: CircuitBreaker) -> bool:
         connector = self._lookup(item["connector_id"])
@@ -98,18 +118,26 @@ class Deliverer:
                 item["platform_message_id"] = await self._send(connector, item)
             except DeliveryError as exc:
                 if exc.permanent:
-                    breaker.succeeded()  # the platform answered; only this message is bad
+                    self._succeeded(breaker, connector)  # the platform answered; only this message is bad
                     await self._report(item, connector, exc)
                     return True
                 breaker.failed()
                 log.warning("connector_send_deferred", connector_id=connector.connector_id, reason=exc.reason, open_for=breaker.open_for)
+                if breaker.state == "open":
+                    log.warning("connector_breaker_opened", connector_id=connector.connector_id, open_for=breaker.open_for)
                 if not item.get("failure_reported"):
                     await self._report(item, connector, exc, finish=False)
                 return False
-            breaker.succeeded()
+            self._succeeded(breaker, connector)
             await self._store.mark(item["_id"], platform_message_id=item["platform_message_id"])
         await self._report(item, connector, None)
         return True
+
+    @staticmethod
+    def _succeeded(breaker: CircuitBreaker, connector: Connector) -> None:
+        if breaker.state != "closed":
+            log.info("connector_breaker_closed", connector_id=connector.connector_id)
+        breaker.succeeded()
 
     async def _send(self, connector: Connector, item: dict[str, Any]) -> str:
         client = self._clients[connector.platform]

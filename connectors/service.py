@@ -72,7 +72,8 @@ class ConnectorsService:
             "messenger": MessengerClient(self._http, self.settings.messenger_api_base),
             "wechat": WeChatClient(self._http, self.settings.wechat_api_base),
         }
-        self._deliverer = Deliverer(bus, store, clients, self.directory.find)
+        self._deliverer = Deliverer(bus, store, clients, self.directory.find, breaker_failures=self.settings.connector_breaker_failures,
+                                    breaker_open_s=self.settings.connector_breaker_open_s)
         follower = LogFollower(self.directory, store, Checkpoints(db), self._deliverer, clients, self.plans)
         await follower.load()
         self._reader = await LogReader(bus, start="first", name=SERVICE).open()
@@ -87,6 +88,11 @@ class ConnectorsService:
         self._app = build_app(self.directory, bridge)
         await self._serve_http(self._app)
         log.info("connectors_started", port=self.port, connectors=len(self.directory.all()))
+
+    def breaker_state(self, connector_id: str) -> str:
+        """The connector's circuit breaker: ``closed``, ``open`` or ``half_open``."""
+        assert self._deliverer is not None, "not started"
+        return self._deliverer.breaker_state(connector_id)
 
     async def _follow(self, follower: LogFollower) -> None:
         assert self._reader is not None

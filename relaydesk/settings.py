@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     telegram_api_base: str = "https://api.telegram.org"
     messenger_api_base: str = "https://graph.facebook.com/v21.0"
     wechat_api_base: str = "https://api.weixin.qq.com"
+    connector_breaker_failures: int = Field(default=3, ge=1)  # failed send rounds in a row that open a connector's breaker
+    connector_breaker_open_s: float = Field(default=5.0, gt=0)  # how long an open breaker sends nothing before one trial
 
     def gateway_url(self) -> str:
         return self.public_url or f"http://{self.gateway_host}:{self.gateway_port}"

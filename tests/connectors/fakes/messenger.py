@@ -3,6 +3,9 @@
 Webhook bodies are serialized the way Meta does (ASCII with ``\\uXXXX`` escapes, ``/`` as
 ``\\/``) and signed ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>``.
 Errors use the Graph error object ``{"error":{"message","type","code","error_subcode","fbtrace_id"}}``.
+``fail_next`` scripts the answers to the next Send API calls: a key of ``GRAPH_ERRORS`` (the
+documented Send API errors) or ``"html 502"`` (a proxy's non-JSON 502). ``calls`` holds the
+``time.monotonic()`` of every Send API request received, failed ones included.
 """
 
 import hashlib
@@ -13,9 +16,21 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from tests.connectors.fakes.server import FakeServer
+
+
+# (code, message, type, HTTP status, error_subcode) as the Send API answers them
+# (https://developers.facebook.com/docs/messenger-platform/reference/send-api/error-codes)
+GRAPH_ERRORS: dict[str, tuple[int, str, str, int, int | None]] = {
+    "1200 temporary": (1200, "(#1200) Temporary send message failure. Please try again later.", "OAuthException", 400, 2018024),
+    "2 unexpected": (2, "An unexpected error has occurred. Please retry your request later.", "OAuthException", 500, None),
+    "613 rate limit": (613, "(#613) Calls to this API have exceeded the rate limit.", "OAuthException", 400, None),
+    "100 invalid parameter": (100, "(#100) No matching user found", "OAuthException", 400, 2018001),
+    "551 unavailable": (551, "(#551) This person isn't available right now.", "OAuthException", 400, 1545041),
+    "10 outside window": (10, "(#10) This message is sent outside of allowed window.", "OAuthException", 400, 2018278),
+}
 
 
 def meta_body(payload: dict[str, Any]) -> bytes:
@@ -31,6 +46,8 @@ class FakeMessenger(FakeServer):
         self.page_id, self.page_token, self.app_secret = page_id, page_token, app_secret
         self.sent: list[dict[str, Any]] = []
         self.down = False  # answer 500 with code 2 "unexpected error, retry later"
+        self.fail_next: list[str] = []
+        self.calls: list[float] = []
         self._mid = 0
         app = FastAPI()
         app.add_api_route("/{page_id}/messages", self._send, methods=["POST"])
@@ -52,7 +69,13 @@ class FakeMessenger(FakeServer):
         async with httpx.AsyncClient() as client:
             return await client.post(url, content=raw, headers=headers)
 
-    async def _send(self, page_id: str, request: Request) -> JSONResponse:
+    async def _send(self, page_id: str, request: Request) -> Response:
+        self.calls.append(time.monotonic())
+        if self.fail_next:
+            scripted = self.fail_next.pop(0)
+            if scripted == "html 502":
+                return Response("<html><body>502 Bad Gateway</body></html>", status_code=502, media_type="text/html")
+            return _error(*GRAPH_ERRORS[scripted][:3], status=GRAPH_ERRORS[scripted][3], subcode=GRAPH_ERRORS[scripted][4])
         if request.query_params.get("access_token") != self.page_token:
             return _error(190, "Invalid OAuth access token.", "OAuthException", status=400)
         if self.down:
