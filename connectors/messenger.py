@@ -30,13 +30,37 @@ def verify_token_ok(connector: Connector, mode: str | None, token: str | None) -
     return mode == "subscribe" and bool(expected) and token is not None and hmac.compare_digest(expected.encode(), token.encode())
 
 
-def parse_notification(body: dict[str, Any]) -> list[InboundMessage]:
-    """Every text message in every entry; echoes of our own sends are dropped (no loops)."""
+class MalformedNotification(ValueError):
+    """Signed, but not the documented ``{"object", "entry": [{"messaging": [{..}]}]}`` shape."""
+
+
+def _objects(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+
+
+def _check_shape(body: Any) -> None:
+    if not isinstance(body, dict) or not isinstance(body.get("object"), str) or not _objects(body.get("entry")):
+        raise MalformedNotification("expected an object with 'object' and a list of 'entry' objects")
+    for entry in body["entry"]:
+        if not _objects(entry.get("messaging", [])):
+            raise MalformedNotification("'messaging' must be a list of objects")
+        for event in entry.get("messaging", []):
+            if any(key in event and not isinstance(event[key], dict) for key in ("sender", "recipient", "message")):
+                raise MalformedNotification("'sender', 'recipient' and 'message' must be objects")
+
+
+def parse_notification(body: Any) -> list[InboundMessage]:
+    """Every text message in every entry; echoes of our own sends are dropped (no loops).
+
+    Raises ``MalformedNotification`` for a body that is not the documented shape: a type the
+    code would trip over is refused as a whole (400), never half published.
+    """
+    _check_shape(body)
     if body.get("object") != "page":
         return []
     found = []
-    for entry in body.get("entry") or []:
-        for event in (entry or {}).get("messaging") or []:
+    for entry in body["entry"]:
+        for event in entry.get("messaging", []):
             message = event.get("message") or {}
             sender = (event.get("sender") or {}).get("id")
             if message.get("is_echo") or not isinstance(message.get("text"), str) or not message.get("mid") or not sender:

@@ -68,6 +68,12 @@ def build_app(directory: ConnectorDirectory, bridge: InboundBridge) -> FastAPI:
     return app
 
 
+def _malformed(platform: str, connector_id: str, error: str) -> Response:
+    """Authentic but unreadable: 400, nothing published (the body is not logged)."""
+    log.warning("connector_webhook_malformed", platform=platform, connector_id=connector_id[:64], error=error)
+    return JSONResponse({"error": error}, status_code=400)
+
+
 def _forbidden(platform: str, connector_id: str) -> Response:
     log.warning("connector_webhook_rejected", platform=platform, connector_id=connector_id[:64])
     return JSONResponse({"error": "forbidden"}, status_code=403)
@@ -103,10 +109,12 @@ def _add_messenger(app: FastAPI, directory: ConnectorDirectory, publish_all: Pub
         if connector is None or not messenger.signature_ok(connector, raw, request.headers.get(messenger.SIGNATURE_HEADER)):
             return _forbidden("messenger", connector_id)
         try:
-            body = json.loads(raw)
+            messages = messenger.parse_notification(json.loads(raw))
+        except messenger.MalformedNotification as exc:
+            return _malformed("messenger", connector_id, str(exc))
         except ValueError:
-            return JSONResponse({"error": "invalid json"}, status_code=400)
-        return await publish_all(connector, messenger.parse_notification(body) if isinstance(body, dict) else [])
+            return _malformed("messenger", connector_id, "invalid json")
+        return await publish_all(connector, messages)
 
 
 def _add_wechat(app: FastAPI, directory: ConnectorDirectory, bridge: InboundBridge) -> None:
@@ -122,7 +130,10 @@ def _add_wechat(app: FastAPI, directory: ConnectorDirectory, bridge: InboundBrid
     async def wechat_message(connector_id: str, request: Request) -> Response:
         connector = directory.get(connector_id, "wechat")
         raw = await read_capped(request)
-        message = _wechat_inbound(connector, dict(request.query_params), raw) if connector else False
+        try:
+            message = _wechat_inbound(connector, dict(request.query_params), raw) if connector else False
+        except MalformedXml:
+            return _malformed("wechat", connector_id, "malformed xml")
         if connector is None or message is False:
             return _forbidden("wechat", connector_id)
         if isinstance(message, InboundMessage):
@@ -152,21 +163,36 @@ def _log_background_failure(tasks: set, connector_id: str):  # type: ignore[no-u
     return done
 
 
+class MalformedXml(Exception):
+    """The request's signatures are right but its XML (outer or decrypted) does not parse."""
+
+
 def _wechat_inbound(connector: Connector, query: dict[str, str], raw: bytes) -> InboundMessage | None | bool:
-    """The message, None for nothing to publish, False for a forged or undecryptable request."""
+    """The message, None for nothing to publish, False for a forged or undecryptable request.
+
+    Raises ``MalformedXml`` for a correctly signed request whose XML is broken.
+    """
     token, timestamp, nonce = connector.secrets.get("token", ""), query.get("timestamp", ""), query.get("nonce", "")
     if not signature_ok(query.get("signature"), token, timestamp, nonce):
         return False
-    try:
-        fields = wechat.parse_xml(raw)
-        if query.get("encrypt_type") == "aes":
-            encrypted = fields.get("Encrypt", "")
-            if not signature_ok(query.get("msg_signature"), token, timestamp, nonce, encrypted):
-                return False
-            cipher = WeChatCipher(connector.secrets["encoding_aes_key"], connector.public["app_id"])
-            fields = wechat.parse_xml(cipher.decrypt(encrypted).encode())
-        elif connector.public.get("plaintext_allowed") != "true":
-            return False  # plain mode leaves the body unsigned: only when the admin chose it
-    except (WeChatCryptoError, KeyError, ValueError, SyntaxError):
-        return False
+    safe = query.get("encrypt_type") == "aes"
+    if not safe and connector.public.get("plaintext_allowed") != "true":
+        return False  # plain mode leaves the body unsigned: only when the admin chose it
+    fields = _xml(raw)
+    if safe:
+        encrypted = fields.get("Encrypt", "")
+        if not signature_ok(query.get("msg_signature"), token, timestamp, nonce, encrypted):
+            return False
+        try:
+            decrypted = WeChatCipher(connector.secrets["encoding_aes_key"], connector.public["app_id"]).decrypt(encrypted)
+        except (WeChatCryptoError, KeyError):
+            return False
+        fields = _xml(decrypted.encode())
     return wechat.to_inbound(fields)
+
+
+def _xml(raw: bytes) -> dict[str, str]:
+    try:
+        return wechat.parse_xml(raw)
+    except (ValueError, SyntaxError):  # ParseError is a SyntaxError; defusedxml's refusals are ValueErrors
+        raise MalformedXml from None

@@ -50,8 +50,13 @@ class WeChatCipher:
         if not 1 <= pad <= BLOCK:
             raise WeChatCryptoError("bad padding")
         plain = padded[:-pad]
+        if len(plain) < 20:  # shorter than random(16) + length(4): struct.unpack would raise
+            raise WeChatCryptoError("truncated")
         (length,) = struct.unpack(">I", plain[16:20])
         message, app_id = plain[20 : 20 + length], plain[20 + length :]
         if not hmac.compare_digest(app_id, self._app_id):
             raise WeChatCryptoError("message for another AppId")
-        return message.decode()
+        try:
+            return message.decode()
+        except UnicodeDecodeError as exc:
+            raise WeChatCryptoError("not UTF-8") from exc

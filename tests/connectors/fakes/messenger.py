@@ -64,7 +64,10 @@ class FakeMessenger(FakeServer):
             {"sender": {"id": sender}, "recipient": {"id": recipient}, "timestamp": now, "message": message}]}]}
 
     async def post_webhook(self, url: str, payload: dict[str, Any], *, secret: str | None = None) -> httpx.Response:
-        raw = meta_body(payload)
+        return await self.post_signed(url, meta_body(payload), secret=secret)
+
+    async def post_signed(self, url: str, raw: bytes, *, secret: str | None = None) -> httpx.Response:
+        """These exact bytes, signed as Meta signs (any body: the signature is over the bytes)."""
         headers = {"Content-Type": "application/json", "X-Hub-Signature-256": meta_signature(secret or self.app_secret, raw)}
         async with httpx.AsyncClient() as client:
             return await client.post(url, content=raw, headers=headers)

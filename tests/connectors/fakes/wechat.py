@@ -42,14 +42,18 @@ class FakeWeChat(FakeServer):
         self.expired_tokens |= self.valid_tokens
         self.valid_tokens.clear()
 
-    async def push(self, url: str, xml: str, *, safe: bool = True, token: str | None = None) -> httpx.Response:
+    async def push(self, url: str, xml: str, *, safe: bool = True, token: str | None = None, cut_envelope: bool = False, encrypted: str | None = None) -> httpx.Response:
+        """``cut_envelope``: the safe-mode envelope loses its closing tags, every signature stays right;
+        ``encrypted``: this ``Encrypt`` value instead of ``xml`` encrypted (signed all the same)."""
         timestamp, nonce = str(int(time.time())), secrets.token_hex(5)
         params = {"signature": signature(token or self.token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce, "openid": "x"}
         body = xml
         if safe:
-            encrypted = WeChatCipher(self.aes_key, self.app_id).encrypt(xml)
+            encrypted = encrypted if encrypted is not None else WeChatCipher(self.aes_key, self.app_id).encrypt(xml)
             params.update(encrypt_type="aes", msg_signature=signature(token or self.token, timestamp, nonce, encrypted))
             body = f"<xml><ToUserName><![CDATA[gh_fake]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+            if cut_envelope:
+                body = body.removesuffix("]]></Encrypt></xml>")
         async with httpx.AsyncClient(timeout=5.0) as client:  # WeChat gives up after 5 s
             return await client.post(url, params=params, content=body.encode(), headers={"Content-Type": "text/xml"})
 
