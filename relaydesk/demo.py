@@ -33,7 +33,7 @@ async def ensure_demo_workspace(env: dict[str, str], data_dir: str) -> str:
         created, output = await _admin(env, "create-tenant", "--tenant", DEMO_TENANT, "--name", "Demo")
         if created != 0 and "exist" not in output:
             return f"  (demo workspace not created: {output.strip().splitlines()[-1] if output.strip() else created})"
-        done, output = await _admin(env, "create-agent", "--tenant", DEMO_TENANT, "--email", DEMO_EMAIL, "--name", "Demo Owner", "--role", "owner", "--password", password)
+        done, output = await _admin(env, "create-agent", "--tenant", DEMO_TENANT, "--email", DEMO_EMAIL, "--name", "Demo Owner", "--role", "owner", f"--password={password}")
         if done != 0:
             return f"  (demo owner not created: {output.strip().splitlines()[-1] if output.strip() else done})"
         credentials.parent.mkdir(parents=True, exist_ok=True)

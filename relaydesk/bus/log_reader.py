@@ -139,13 +139,14 @@ class LogReader:
             log.debug("log_reader_close_failed", error=type(exc).__name__)
 
     async def close(self) -> None:
+        """Stop delivering at once; the connection finishes closing with the bus."""
         self._closed = True
         if self._reconnecting is not None:
             self._reconnecting.cancel()
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             self._generation += 1
-            await self._close_consumer(consumer)
+            self._bus.close_later(self._close_consumer(consumer))
 
     async def __aenter__(self) -> "LogReader":
         return await self.open()
