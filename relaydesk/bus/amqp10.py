@@ -1,10 +1,11 @@
-"""The body of a log entry as RabbitMQ stores it: an AMQP 1.0 message.
+"""A log entry as RabbitMQ stores it: an AMQP 1.0 message.
 
-A message published over AMQP 0-9-1 lands in a stream as AMQP 1.0 sections (header,
-annotations, properties, application properties, then our JSON envelope as a ``data``
-section). Readers need only the body, so instead of decoding every section into Python
-objects (rstream's general decoder costs about 15 µs a message here) we walk the
-section headers, which carry their own sizes, and slice the data section out.
+relaydesk appends entries as a properties section (the event id) and a ``data`` section
+(the envelope's JSON); a message a tool published over AMQP 0-9-1 through the exchange
+lands as more sections (header, annotations, properties, application properties, data).
+Readers need only the body, so instead of decoding every section into Python objects
+(rstream's general decoder costs about 15 µs a message here) we walk the section
+headers, which carry their own sizes, and slice the data section out.
 """
 
 import struct

@@ -17,7 +17,6 @@ from typing import Any
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from contracts import topology as names
 from contracts.envelope import Envelope
@@ -27,9 +26,6 @@ from relaydesk.bus.stream_publisher import PublishRefused, StreamPublisher
 from relaydesk.bus.topology import declare_core
 
 log = structlog.get_logger(__name__)
-
-RETRYABLE = (AMQPError, ChannelInvalidStateError, ConnectionError, asyncio.TimeoutError, RuntimeError)
-
 
 class PublishFailed(RuntimeError):
     """The broker did not confirm within the timeout; the caller must not ack its client."""
@@ -52,7 +48,6 @@ class Bus:
         self.publish_timeout_s = publish_timeout_s
         self.connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
-        self._publish_lock = asyncio.Lock()
         self._log: StreamPublisher | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -138,16 +133,6 @@ class Bus:
                 log.warning("publish_retry", events=len(retry), error=type(next(o for o in outcomes if o is not None)).__name__)
                 await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
             pending = retry
-
-    async def _reopen_publisher(self, timeout: float) -> None:
-        async with self._publish_lock:
-            if self._publish_channel is not None and not self._publish_channel.is_closed:
-                return
-            try:
-                await asyncio.wait_for(self._open_publisher(), timeout)
-            except RETRYABLE as exc:
-                log.warning("publisher_reopen_failed", error=type(exc).__name__)
-                await asyncio.sleep(0.2)
 
     async def dead_letter(self, body: bytes, *, reason: str, source: str, headers: dict[str, Any] | None = None) -> None:
         """Park something we cannot process, with a reason, on the dead-letter exchange."""

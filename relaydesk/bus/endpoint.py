@@ -1,7 +1,16 @@
-"""Where log readers and the log publisher connect: the broker's stream-protocol port."""
+"""Where log readers and the log publisher connect (the broker's stream-protocol port),
+and what both do alike with their rstream clients: how they are opened and closed."""
 
+import asyncio
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from rstream.recovery import BackOffRecoveryStrategy
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,4 +38,28 @@ class StreamEndpoint:
         )
 
 
+    def client_options(self, connection_name: str, on_close: Callable[[Any], Awaitable[None]]) -> dict[str, Any]:
+        """Keyword arguments for an rstream ``Consumer`` or ``Producer`` on this endpoint."""
+        return {
+            "username": self.username, "password": self.password, "vhost": self.vhost,
+            "load_balancer_mode": True,  # connect where we were told; a single node advertises its own name
+            "heartbeat": self.heartbeat_s, "connection_name": connection_name, "on_close_handler": on_close,
+            # rstream's own recovery resubscribes from its idea of the offset and republishes
+            # nothing; ours resubscribes after the last position handed out and retries by id.
+            "recovery_strategy": BackOffRecoveryStrategy(False),
+        }
+
+
 DEFAULT_STREAM_PORT = 5552
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+async def close_quietly(client: _Closable, timeout: float) -> None:
+    """Close an rstream client; a dead connection cannot be closed politely, and need not be."""
+    try:
+        await asyncio.wait_for(client.close(), timeout)
+    except Exception as exc:
+        log.debug("stream_client_close_failed", error=type(exc).__name__)

@@ -26,13 +26,13 @@ from typing import Literal
 import structlog
 from pydantic import ValidationError
 from rstream import Consumer, ConsumerOffsetSpecification, MessageContext, OffsetType
-from rstream.recovery import BackOffRecoveryStrategy
 
 from contracts import topology as names
 from contracts.envelope import LoggedEvent
 from relaydesk.bus.amqp10 import NotAMessage, message_body
 from relaydesk.bus.codec import decode_envelope
 from relaydesk.bus.connection import Bus
+from relaydesk.bus.endpoint import close_quietly
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +65,6 @@ class LogReader:
         self._closed = False
         self.last_position: int | None = None
         self.poison_count = 0
-        self.reconnects = 0
 
     async def open(self) -> "LogReader":
         await self._subscribe()
@@ -85,14 +84,7 @@ class LogReader:
         endpoint = self._bus.stream_endpoint
         self._generation += 1
         generation = self._generation
-        consumer = Consumer(
-            endpoint.host, endpoint.port, username=endpoint.username, password=endpoint.password, vhost=endpoint.vhost,
-            load_balancer_mode=True,  # connect where we were told; a single node advertises its own name
-            heartbeat=endpoint.heartbeat_s,
-            on_close_handler=self._on_connection_closed,
-            recovery_strategy=BackOffRecoveryStrategy(False),  # we resubscribe ourselves, after our own position
-            connection_name=f"relaydesk-{self._bus.service}-{self._name}",
-        )
+        consumer = Consumer(endpoint.host, endpoint.port, **endpoint.client_options(f"relaydesk-{self._bus.service}-{self._name}", self._on_connection_closed))
 
         async def deliver(raw: bytes, context: MessageContext) -> None:
             if generation == self._generation:
@@ -102,7 +94,7 @@ class LogReader:
             await consumer.start()
             await consumer.subscribe(names.LOG_STREAM, deliver, offset_specification=self._offset(), initial_credit=INITIAL_CREDIT)
         except BaseException:
-            await self._close_consumer(consumer)
+            await close_quietly(consumer, CLOSE_TIMEOUT_S)
             raise
         self._consumer = consumer
 
@@ -118,25 +110,17 @@ class LogReader:
         while not self._inbox.empty():
             self._inbox.get_nowait()
         if old is not None:
-            await self._close_consumer(old)
+            await close_quietly(old, CLOSE_TIMEOUT_S)
         delay = RECONNECT_MIN_S
         while not self._closed:
             try:
                 await self._subscribe()
-                self.reconnects += 1
                 log.info("log_reader_resubscribed", reader=self._name, after=self.last_position)
                 return
             except Exception as exc:  # broker still down: keep trying, the log waits for us
                 log.warning("log_reader_resubscribe_failed", reader=self._name, error=type(exc).__name__)
                 await asyncio.sleep(random.uniform(0, delay))  # full jitter: readers do not reconnect in lockstep
                 delay = min(RECONNECT_MAX_S, delay * 2)
-
-    @staticmethod
-    async def _close_consumer(consumer: Consumer) -> None:
-        try:
-            await asyncio.wait_for(consumer.close(), CLOSE_TIMEOUT_S)
-        except Exception as exc:  # a dead connection cannot unsubscribe politely; dropping it is enough
-            log.debug("log_reader_close_failed", error=type(exc).__name__)
 
     async def close(self) -> None:
         """Stop delivering at once; the connection finishes closing with the bus."""
@@ -146,7 +130,7 @@ class LogReader:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             self._generation += 1
-            self._bus.close_later(self._close_consumer(consumer))
+            self._bus.close_later(close_quietly(consumer, CLOSE_TIMEOUT_S))
 
     async def __aenter__(self) -> "LogReader":
         return await self.open()

@@ -22,16 +22,16 @@ import random
 import structlog
 from rstream import Producer
 from rstream.producer import ConfirmationStatus
-from rstream.recovery import BackOffRecoveryStrategy
 from rstream.utils import RawMessage
 
 from relaydesk.bus.amqp10 import encode_message
-from relaydesk.bus.endpoint import StreamEndpoint
+from relaydesk.bus.endpoint import StreamEndpoint, close_quietly
 
 log = structlog.get_logger(__name__)
 
 MAX_BATCH = 500
 CONNECT_TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 2.0
 CONFIRM_TIMEOUT_S = 5.0  # a batch still unconfirmed after this is failed and the connection renewed
 RECONNECT_MAX_S = 2.0
 LOST = -1  # our "response code" for a confirm that cannot come any more
@@ -65,8 +65,6 @@ class StreamPublisher:
         self._ids = itertools.count(1)
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
-        self.batches_sent = 0
-        self.entries_sent = 0
 
     async def start(self) -> None:
         """Connect now, so a missing stream plugin is reported at start, not at the first message."""
@@ -98,16 +96,12 @@ class StreamPublisher:
 
     async def _connect(self) -> Producer:
         endpoint = self._endpoint
-        producer = Producer(
-            endpoint.host, endpoint.port, username=endpoint.username, password=endpoint.password, vhost=endpoint.vhost,
-            load_balancer_mode=True, heartbeat=endpoint.heartbeat_s, connection_name=f"relaydesk-{self._name}",
-            on_close_handler=self._on_connection_closed,
-            recovery_strategy=BackOffRecoveryStrategy(False),  # a new producer per outage, see _flush_forever
-        )
+        # A new producer per outage (see _flush_forever), not rstream's own recovery.
+        producer = Producer(endpoint.host, endpoint.port, **endpoint.client_options(f"relaydesk-{self._name}", self._on_connection_closed))
         try:
             await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT_S)
         except BaseException:
-            await self._close_quietly(producer)
+            await close_quietly(producer, CLOSE_TIMEOUT_S)
             raise
         self._producer = producer
         return producer
@@ -123,14 +117,7 @@ class StreamPublisher:
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            await self._close_quietly(producer)
-
-    @staticmethod
-    async def _close_quietly(producer: Producer) -> None:
-        try:
-            await asyncio.wait_for(producer.close(), 2)
-        except Exception as exc:  # a dead connection cannot be closed politely
-            log.debug("stream_producer_close_failed", error=type(exc).__name__)
+            await close_quietly(producer, CLOSE_TIMEOUT_S)
 
     # --- flushing -----------------------------------------------------------------
 
@@ -164,8 +151,6 @@ class StreamPublisher:
             future.add_done_callback(lambda _, pid=publishing_id: self._pending.pop(pid, None))
             messages.append(RawMessage(encode_message(body, message_id), publishing_id=publishing_id))
         await producer.send_batch(self._stream, messages, on_publish_confirm=self._on_confirm)
-        self.batches_sent += 1
-        self.entries_sent += len(messages)
         # Wait for this batch's confirms before sending the next: what arrives meanwhile
         # becomes one larger batch. A confirm that never comes is failed by the caller's
         # deadline or by the connection-lost handler.
