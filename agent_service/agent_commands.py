@@ -1,10 +1,15 @@
 """Deciding agent commands: status changes, lost connections and the end of their grace period."""
 
 from collections.abc import Callable
-from typing import Any
 from datetime import timedelta
+from typing import Any
 
-from agent_service.conversation_commands import EXPIRY_TOLERANCE, acting_for_someone_else, agent_name, from_our_timer
+from agent_service.conversation_commands import (
+    EXPIRY_TOLERANCE,
+    acting_for_someone_else,
+    agent_name,
+    from_our_timer,
+)
 from agent_service.decision import SYSTEM_ACTOR, Decision
 from agent_service.state import QUEUED
 from contracts.commands import conversation as commands
@@ -42,9 +47,18 @@ def connection_lost(d: Decision, cmd: commands.AgentConnectionLost) -> None:
     agent = d.tenant.agents.get(cmd.agent_id)
     if agent is None or agent.disconnected_at is not None or agent.status == "offline":
         return None
-    d.emit("agent.disconnected", {"agent_id": cmd.agent_id, "grace_s": d.grace_s}, stream=f"agent:{cmd.agent_id}", actor=SYSTEM_ACTOR)
+    d.emit(
+        "agent.disconnected",
+        {"agent_id": cmd.agent_id, "grace_s": d.grace_s},
+        stream=f"agent:{cmd.agent_id}",
+        actor=SYSTEM_ACTOR,
+    )
     for conversation_id in sorted(agent.active):
-        d.emit("conversation.agent_disconnected", {"conversation_id": conversation_id, "agent_id": cmd.agent_id, "grace_s": d.grace_s}, actor=SYSTEM_ACTOR)
+        d.emit(
+            "conversation.agent_disconnected",
+            {"conversation_id": conversation_id, "agent_id": cmd.agent_id, "grace_s": d.grace_s},
+            actor=SYSTEM_ACTOR,
+        )
         d.note(conversation_id, "notice", "Your agent lost their connection. Please hold on.")
     _withdraw_offers_of(d, cmd.agent_id)
     d.refresh_positions()
@@ -61,7 +75,12 @@ def expire_disconnect(d: Decision, cmd: routing_commands.ExpireAgentDisconnect) 
     if d.now + EXPIRY_TOLERANCE < agent.disconnected_at + timedelta(seconds=agent.grace_s):
         return
     chats = [d.tenant.conversations[c] for c in sorted(agent.active)]
-    d.emit("agent.status_changed", {"agent_id": cmd.agent_id, "status": "offline"}, stream=f"agent:{cmd.agent_id}", actor=SYSTEM_ACTOR)
+    d.emit(
+        "agent.status_changed",
+        {"agent_id": cmd.agent_id, "status": "offline"},
+        stream=f"agent:{cmd.agent_id}",
+        actor=SYSTEM_ACTOR,
+    )
     name = agent_name(d, cmd.agent_id)
     for conversation in chats:
         d.queue(conversation, "agent_disconnected", actor=SYSTEM_ACTOR)

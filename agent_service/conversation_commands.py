@@ -8,14 +8,22 @@ Each handler checks the state, then emits events (or a rejection) through the
 """
 
 from collections.abc import Callable
-from typing import Any
 from datetime import timedelta
+from typing import Any
 
 from agent_service import routing
 from agent_service.decision import SYSTEM_ACTOR, Decision
-from agent_service.state import CLOSED, ENGAGED, MISSED, OFFERED, QUEUED, TRANSFER_PENDING, Conversation
+from agent_service.state import (
+    CLOSED,
+    ENGAGED,
+    MISSED,
+    OFFERED,
+    QUEUED,
+    TRANSFER_PENDING,
+    Conversation,
+)
 from contracts.commands import conversation as commands
-from relaydesk.plans import period_of
+from contracts.plans import period_of
 
 # A timer may wake a little early; an offer this close to expiry counts as expired.
 EXPIRY_TOLERANCE = timedelta(milliseconds=100)
@@ -32,7 +40,9 @@ def agent_name(d: Decision, agent_id: str) -> str:
 def acting_for_someone_else(d: Decision, agent_id: str) -> bool:
     """An agent may only act for themselves, customers never; admins and the system for anyone."""
     actor = d.command.actor
-    return actor.kind in ("customer", "connector") or (actor.kind == "agent" and actor.id != agent_id)
+    return actor.kind in ("customer", "connector") or (
+        actor.kind == "agent" and actor.id != agent_id
+    )
 
 
 def _open_conversation(d: Decision, conversation_id: str) -> Conversation | None:
@@ -65,8 +75,14 @@ def request(d: Decision, cmd: commands.RequestConversation) -> None:
     conversation = d.tenant.conversations[cmd.conversation_id]
     if over_limit is not None:
         # Recorded, never dropped: the visitor is told, the admin's billing page says why.
-        d.emit("conversation.missed", {"conversation_id": cmd.conversation_id, "reason": "over_limit"})
-        d.note(cmd.conversation_id, "missed", "This chat is unavailable right now. Please try again later or contact us another way.")
+        d.emit(
+            "conversation.missed", {"conversation_id": cmd.conversation_id, "reason": "over_limit"}
+        )
+        d.note(
+            cmd.conversation_id,
+            "missed",
+            "This chat is unavailable right now. Please try again later or contact us another way.",
+        )
         return
     d.note(cmd.conversation_id, "notice", str(d.setting("greeting") or DEFAULT_GREETING))
     d.route(conversation)
@@ -83,16 +99,23 @@ def _conversation_limit_reached(d: Decision) -> int | None:
     return limit
 
 
-def _accept_refusal(d: Decision, conversation: Conversation, agent_id: str) -> tuple[str, str] | None:
+def _accept_refusal(
+    d: Decision, conversation: Conversation, agent_id: str
+) -> tuple[str, str] | None:
     agent = d.tenant.agents.get(agent_id)
     if agent is not None and agent.removed:
         return ("forbidden", "the agent account was removed")
-    if conversation.status == ENGAGED or (conversation.status == TRANSFER_PENDING and agent_id not in conversation.offered_to):
+    if conversation.status == ENGAGED or (
+        conversation.status == TRANSFER_PENDING and agent_id not in conversation.offered_to
+    ):
         return ("already_assigned", "another agent already has this conversation")
     if conversation.status == OFFERED and agent_id not in conversation.offered_to:
         return ("not_offered", "the conversation was not offered to you")
     picking_up = conversation.status in (QUEUED, MISSED)
-    if agent is None or (picking_up and not (routing.is_available(agent) and routing.covers(d.tenant, agent, conversation))):
+    if agent is None or (
+        picking_up
+        and not (routing.is_available(agent) and routing.covers(d.tenant, agent, conversation))
+    ):
         return ("not_offered", "the conversation was not offered to you")
     if len(agent.active) >= d.tenant.capacity(agent):
         return ("no_capacity", "you are at your chat limit")
@@ -111,15 +134,33 @@ def accept(d: Decision, cmd: commands.AcceptConversation) -> None:
     if conversation.status == TRANSFER_PENDING:
         from_agent = conversation.agent_id or conversation.transfer_from or cmd.agent_id
         note = conversation.transfer_note  # read before the transfer folds it away
-        d.emit("conversation.transferred", {"conversation_id": conversation.conversation_id, "from_agent_id": from_agent, "to_agent_id": cmd.agent_id})
+        d.emit(
+            "conversation.transferred",
+            {
+                "conversation_id": conversation.conversation_id,
+                "from_agent_id": from_agent,
+                "to_agent_id": cmd.agent_id,
+            },
+        )
         d.withdraw(conversation, others, "accepted_by_other")
         from_name = agent_name(d, from_agent)
-        d.note(conversation.conversation_id, "transferred", f"{from_name} transferred the chat to {name}" + (f": {note}" if note else ""))
+        d.note(
+            conversation.conversation_id,
+            "transferred",
+            f"{from_name} transferred the chat to {name}" + (f": {note}" if note else ""),
+        )
         d.note(conversation.conversation_id, "left", f"{from_name} left the chat")
         d.note(conversation.conversation_id, "joined", f"{name} has entered the chat")
         d.drain()  # the previous agent has room again
     else:
-        d.emit("conversation.accepted", {"conversation_id": conversation.conversation_id, "agent_id": cmd.agent_id, "agent_name": name})
+        d.emit(
+            "conversation.accepted",
+            {
+                "conversation_id": conversation.conversation_id,
+                "agent_id": cmd.agent_id,
+                "agent_name": name,
+            },
+        )
         d.withdraw(conversation, others, "accepted_by_other")
         d.note(conversation.conversation_id, "joined", f"{name} has entered the chat")
     d.refresh_positions()
@@ -131,7 +172,10 @@ def decline(d: Decision, cmd: commands.DeclineConversation) -> None:
         return None
     if cmd.agent_id not in conversation.offered_to:
         return d.reject("not_offered", "the conversation is not offered to you")
-    d.emit("conversation.offer_declined", {"conversation_id": conversation.conversation_id, "agent_id": cmd.agent_id})
+    d.emit(
+        "conversation.offer_declined",
+        {"conversation_id": conversation.conversation_id, "agent_id": cmd.agent_id},
+    )
     if conversation.status == QUEUED:  # nobody else holds an offer: find someone else
         d.route(conversation, "declined")
     d.drain()  # the decliner has room for something else
@@ -171,7 +215,9 @@ def transfer(d: Decision, cmd: commands.TransferConversation) -> None:
     if conversation.status == TRANSFER_PENDING:
         return d.reject("transfer_pending", "a transfer of this conversation is already pending")
     if conversation.status != ENGAGED or conversation.agent_id != cmd.from_agent_id:
-        return d.reject("not_assigned", "the conversation is not assigned to the transferring agent")
+        return d.reject(
+            "not_assigned", "the conversation is not assigned to the transferring agent"
+        )
     targets = routing.transfer_targets(d.tenant, conversation, cmd.to_agent_id, cmd.to_group)
     if not targets:
         return d.reject("unavailable", "no online agent with room to transfer to")
@@ -189,8 +235,16 @@ def close(d: Decision, cmd: commands.CloseConversation) -> None:
     d.withdraw(conversation, conversation.offered_to, "closed")
     d.emit("conversation.closed", cmd.model_dump(mode="json", exclude_none=True))
     if cmd.closed_by == "customer":
-        d.note(conversation.conversation_id, "left", f"{conversation.visitor_name or 'The visitor'} left the chat")
-    d.note(conversation.conversation_id, "closed", f"The conversation was closed by the {cmd.closed_by}")
+        d.note(
+            conversation.conversation_id,
+            "left",
+            f"{conversation.visitor_name or 'The visitor'} left the chat",
+        )
+    d.note(
+        conversation.conversation_id,
+        "closed",
+        f"The conversation was closed by the {cmd.closed_by}",
+    )
     d.drain()  # the agent has room again
     d.refresh_positions()
     return None

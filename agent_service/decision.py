@@ -14,8 +14,8 @@ from agent_service.fold import apply
 from agent_service.state import MISSED, QUEUED, Conversation, RoutingState, Tenant
 from contracts.envelope import Actor, ActorKind, Envelope
 from contracts.ids import derive_event_id
+from contracts.plans import PlanCatalogue
 from contracts.registry import EVENTS
-from relaydesk.plans import PlanCatalogue
 
 SYSTEM_ACTOR = Actor(kind=ActorKind.system, id="agent_service")
 
@@ -31,7 +31,16 @@ class Decision:
         grace_s: the agent disconnect grace period.
     """
 
-    def __init__(self, state: RoutingState, command: Envelope, *, now: datetime, offer_timeout_s: int, grace_s: int, plans: PlanCatalogue | None = None) -> None:
+    def __init__(
+        self,
+        state: RoutingState,
+        command: Envelope,
+        *,
+        now: datetime,
+        offer_timeout_s: int,
+        grace_s: int,
+        plans: PlanCatalogue | None = None,
+    ) -> None:
         self.state = state
         self.command = command
         self.tenant: Tenant = state.tenant(command.tenant)
@@ -41,7 +50,14 @@ class Decision:
         self.plans = plans or PlanCatalogue.load()
         self.events: list[Envelope] = []
 
-    def emit(self, type_name: str, data: dict[str, Any], *, stream: str | None = None, actor: Actor | None = None) -> Envelope:
+    def emit(
+        self,
+        type_name: str,
+        data: dict[str, Any],
+        *,
+        stream: str | None = None,
+        actor: Actor | None = None,
+    ) -> Envelope:
         """Validate, fold and keep one event (raises ContractError on a bad payload)."""
         model = EVENTS.model_for(type_name)
         payload = EVENTS.parse(type_name, model.V, data).model_dump(mode="json")
@@ -66,14 +82,30 @@ class Decision:
         conversation_id = self.command.data.get("conversation_id")
         self.emit(
             "command.rejected",
-            {"command_id": self.command.id, "command_type": self.command.type, "reason": code, "detail": detail[:200]},
+            {
+                "command_id": self.command.id,
+                "command_type": self.command.type,
+                "reason": code,
+                "detail": detail[:200],
+            },
             stream=f"conv:{conversation_id}" if isinstance(conversation_id, str) else "tenant",
         )
 
     def note(self, conversation_id: str, kind: str, text: str) -> None:
         """A system line in the chat ("X has entered the chat"), visible to both sides."""
-        message_id = derive_event_id(self.command.tenant, self.command.id, f"note-{len(self.events)}")
-        self.emit("message.system", {"conversation_id": conversation_id, "message_id": message_id, "kind": kind, "text": text[:200]}, actor=SYSTEM_ACTOR)
+        message_id = derive_event_id(
+            self.command.tenant, self.command.id, f"note-{len(self.events)}"
+        )
+        self.emit(
+            "message.system",
+            {
+                "conversation_id": conversation_id,
+                "message_id": message_id,
+                "kind": kind,
+                "text": text[:200],
+            },
+            actor=SYSTEM_ACTOR,
+        )
 
     def setting(self, key: str) -> Any:
         return self.tenant.settings.get(key)
@@ -83,17 +115,45 @@ class Decision:
 
     # --- routing steps shared by several commands ---
 
-    def offer(self, conversation: Conversation, agent_ids: tuple[str, ...], *, transfer_from: str | None = None, actor: Actor | None = None) -> None:
-        data: dict[str, Any] = {"conversation_id": conversation.conversation_id, "agent_ids": agent_ids, "expires_in_s": self.offer_timeout_s()}
+    def offer(
+        self,
+        conversation: Conversation,
+        agent_ids: tuple[str, ...],
+        *,
+        transfer_from: str | None = None,
+        actor: Actor | None = None,
+    ) -> None:
+        data: dict[str, Any] = {
+            "conversation_id": conversation.conversation_id,
+            "agent_ids": agent_ids,
+            "expires_in_s": self.offer_timeout_s(),
+        }
         if transfer_from:
             data["transfer_from"] = transfer_from
         self.emit("conversation.offered", data, actor=actor)
 
-    def withdraw(self, conversation: Conversation, agent_ids: set[str] | tuple[str, ...], reason: str, *, actor: Actor | None = None) -> None:
+    def withdraw(
+        self,
+        conversation: Conversation,
+        agent_ids: set[str] | tuple[str, ...],
+        reason: str,
+        *,
+        actor: Actor | None = None,
+    ) -> None:
         if agent_ids:
-            self.emit("conversation.offer_withdrawn", {"conversation_id": conversation.conversation_id, "agent_ids": tuple(sorted(agent_ids)), "reason": reason}, actor=actor)
+            self.emit(
+                "conversation.offer_withdrawn",
+                {
+                    "conversation_id": conversation.conversation_id,
+                    "agent_ids": tuple(sorted(agent_ids)),
+                    "reason": reason,
+                },
+                actor=actor,
+            )
 
-    def route(self, conversation: Conversation, reason: str = "waiting", *, actor: Actor | None = None) -> None:
+    def route(
+        self, conversation: Conversation, reason: str = "waiting", *, actor: Actor | None = None
+    ) -> None:
         """Offer to whoever routing picks; else keep it queued; else, nobody online, missed."""
         targets = routing.choose(self.tenant, conversation)
         if targets:
@@ -102,14 +162,30 @@ class Decision:
             if conversation.status != QUEUED or conversation.position is None:
                 self.queue(conversation, reason, actor=actor)
         elif conversation.status != MISSED:
-            open_now = hours.is_open(self.setting("business_hours"), self.setting("timezone"), self.now)
+            open_now = hours.is_open(
+                self.setting("business_hours"), self.setting("timezone"), self.now
+            )
             reason = "no_agent_online" if open_now else "outside_business_hours"
-            self.emit("conversation.missed", {"conversation_id": conversation.conversation_id, "reason": reason}, actor=actor)
+            self.emit(
+                "conversation.missed",
+                {"conversation_id": conversation.conversation_id, "reason": reason},
+                actor=actor,
+            )
             self.note(conversation.conversation_id, "missed", str(self.setting("offline_text")))
 
     def queue(self, conversation: Conversation, reason: str, *, actor: Actor | None = None) -> None:
-        position = 1 + sum(1 for c in self.tenant.queued() if c.seq < conversation.seq and c is not conversation)
-        self.emit("conversation.queued", {"conversation_id": conversation.conversation_id, "position": position, "reason": reason}, actor=actor)
+        position = 1 + sum(
+            1 for c in self.tenant.queued() if c.seq < conversation.seq and c is not conversation
+        )
+        self.emit(
+            "conversation.queued",
+            {
+                "conversation_id": conversation.conversation_id,
+                "position": position,
+                "reason": reason,
+            },
+            actor=actor,
+        )
 
     def drain(self) -> None:
         """Offer waiting conversations (queue order, then missed ones) to agents with room."""
@@ -122,4 +198,12 @@ class Decision:
         """Tell every queued customer whose place changed their new place."""
         for index, conversation in enumerate(self.tenant.queued()):
             if conversation.position != index + 1:
-                self.emit("conversation.queued", {"conversation_id": conversation.conversation_id, "position": index + 1, "reason": "waiting"}, actor=SYSTEM_ACTOR)
+                self.emit(
+                    "conversation.queued",
+                    {
+                        "conversation_id": conversation.conversation_id,
+                        "position": index + 1,
+                        "reason": "waiting",
+                    },
+                    actor=SYSTEM_ACTOR,
+                )

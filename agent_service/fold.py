@@ -11,16 +11,27 @@ from typing import Any
 
 import structlog
 
-from agent_service.state import CLOSED, ENGAGED, MISSED, OFFERED, QUEUED, TRANSFER_PENDING, Conversation, Group, RoutingState, Tenant
+from agent_service.state import (
+    CLOSED,
+    ENGAGED,
+    MISSED,
+    OFFERED,
+    QUEUED,
+    TRANSFER_PENDING,
+    Conversation,
+    Group,
+    RoutingState,
+    Tenant,
+)
 from contracts.envelope import Envelope
 from contracts.errors import ContractError
 from contracts.events import admin
 from contracts.events import billing as billing_events
 from contracts.events import conversation as conv_events
 from contracts.events import routing as routing_events
+from contracts.plans import period_of
 from contracts.registry import EVENTS
-from relaydesk.bus.rpc import CommandReply
-from relaydesk.plans import period_of
+from contracts.replies import CommandReply
 
 log = structlog.get_logger(__name__)
 
@@ -28,13 +39,26 @@ Folder = Callable[[Tenant, Envelope, Any], None]
 FOLDERS: dict[str, Folder] = {}
 
 # Types agent_service emits as decisions: their causation ids are commands it answered.
-DECISION_TYPES = frozenset({
-    "conversation.requested", "conversation.queued", "conversation.offered", "conversation.offer_withdrawn",
-    "conversation.offer_declined", "conversation.accepted", "conversation.transfer_requested",
-    "conversation.transferred", "conversation.closed", "conversation.missed", "conversation.rated",
-    "conversation.agent_disconnected", "agent.status_changed", "agent.disconnected", "message.system",
-    "command.rejected",
-})
+DECISION_TYPES = frozenset(
+    {
+        "conversation.requested",
+        "conversation.queued",
+        "conversation.offered",
+        "conversation.offer_withdrawn",
+        "conversation.offer_declined",
+        "conversation.accepted",
+        "conversation.transfer_requested",
+        "conversation.transferred",
+        "conversation.closed",
+        "conversation.missed",
+        "conversation.rated",
+        "conversation.agent_disconnected",
+        "agent.status_changed",
+        "agent.disconnected",
+        "message.system",
+        "command.rejected",
+    }
+)
 # Memory bounds, applied in log order so every replay forgets the same things.
 MAX_REPLIES = 200_000
 CLOSED_MEMORY = timedelta(days=30)  # after that an accept or rating answers not_found
@@ -61,7 +85,12 @@ def apply(state: RoutingState, envelope: Envelope) -> None:
         try:
             payload = EVENTS.parse_envelope(envelope)
         except ContractError as exc:
-            log.warning("fold_skipped_invalid_event", event_id=envelope.id, event_type=envelope.type, code=exc.code)
+            log.warning(
+                "fold_skipped_invalid_event",
+                event_id=envelope.id,
+                event_type=envelope.type,
+                code=exc.code,
+            )
             return
         folder(tenant, envelope, payload)
     _note_agent_return(tenant, envelope)
@@ -84,7 +113,9 @@ def _record_decision(state: RoutingState, envelope: Envelope) -> None:
         return
     update: dict = {"event_ids": (*reply.event_ids, envelope.id)}
     if envelope.type == "command.rejected":
-        update.update(ok=False, code=envelope.data.get("reason"), message=envelope.data.get("detail"))
+        update.update(
+            ok=False, code=envelope.data.get("reason"), message=envelope.data.get("detail")
+        )
     state.replies[command_id] = reply.model_copy(update=update)
     if len(state.replies) > MAX_REPLIES:  # redeliveries come within minutes: forget the oldest
         del state.replies[next(iter(state.replies))]
@@ -101,7 +132,12 @@ def _settings(tenant: Tenant, _: Envelope, event: admin.TenantSettingsChanged) -
 @folds("agent.created")
 def _agent_created(tenant: Tenant, _: Envelope, event: admin.AgentCreated) -> None:
     agent = tenant.agent(event.agent_id)
-    agent.name, agent.groups, agent.max_chats, agent.removed = event.name, tuple(event.groups), event.max_chats, False
+    agent.name, agent.groups, agent.max_chats, agent.removed = (
+        event.name,
+        tuple(event.groups),
+        event.max_chats,
+        False,
+    )
 
 
 @folds("agent.updated")
@@ -133,14 +169,18 @@ def _agent_status(tenant: Tenant, _: Envelope, event: admin.AgentStatusChanged) 
 
 
 @folds("agent.disconnected")
-def _agent_disconnected(tenant: Tenant, envelope: Envelope, event: routing_events.AgentConnectionLost) -> None:
+def _agent_disconnected(
+    tenant: Tenant, envelope: Envelope, event: routing_events.AgentConnectionLost
+) -> None:
     agent = tenant.agent(event.agent_id)
     agent.disconnected_at, agent.grace_s = envelope.occurred_at, event.grace_s
 
 
 @folds("permission_group.created")
 def _group_created(tenant: Tenant, _: Envelope, event: admin.PermissionGroupCreated) -> None:
-    tenant.groups[event.group_id] = Group(event.group_id, tuple(event.departments), tuple(event.channels))
+    tenant.groups[event.group_id] = Group(
+        event.group_id, tuple(event.departments), tuple(event.channels)
+    )
 
 
 @folds("permission_group.updated")
@@ -166,7 +206,9 @@ def _tenant_created(tenant: Tenant, _: Envelope, event: admin.TenantCreated) -> 
 
 
 @folds("billing.subscription_changed")
-def _subscription_changed(tenant: Tenant, _: Envelope, event: billing_events.SubscriptionChanged) -> None:
+def _subscription_changed(
+    tenant: Tenant, _: Envelope, event: billing_events.SubscriptionChanged
+) -> None:
     tenant.plan = event.plan
 
 
@@ -174,11 +216,18 @@ def _subscription_changed(tenant: Tenant, _: Envelope, event: billing_events.Sub
 
 
 @folds("conversation.requested")
-def _requested(tenant: Tenant, envelope: Envelope, event: conv_events.ConversationRequested) -> None:
+def _requested(
+    tenant: Tenant, envelope: Envelope, event: conv_events.ConversationRequested
+) -> None:
     if event.conversation_id in tenant.conversations:
         return
     tenant.conversations[event.conversation_id] = Conversation(
-        event.conversation_id, event.visitor.id, event.channel, event.department, seq=tenant.next_seq, visitor_name=event.visitor.name
+        event.conversation_id,
+        event.visitor.id,
+        event.channel,
+        event.department,
+        seq=tenant.next_seq,
+        visitor_name=event.visitor.name,
     )
     tenant.open_ids.add(event.conversation_id)
     tenant.next_seq += 1
@@ -191,7 +240,11 @@ def _requested(tenant: Tenant, envelope: Envelope, event: conv_events.Conversati
 def _forget_old_closed(tenant: Tenant, before: datetime) -> None:
     """Bound memory: long-closed conversations leave the state (driven by log time, so a
     replay forgets exactly the same ones)."""
-    old = [c.conversation_id for c in tenant.conversations.values() if c.closed_at is not None and c.closed_at < before]
+    old = [
+        c.conversation_id
+        for c in tenant.conversations.values()
+        if c.closed_at is not None and c.closed_at < before
+    ]
     for conversation_id in old:
         del tenant.conversations[conversation_id]
 
@@ -217,7 +270,9 @@ def _release_agent(tenant: Tenant, conversation: Conversation) -> None:
 def _conversation(tenant: Tenant, conversation_id: str) -> Conversation | None:
     found = tenant.conversations.get(conversation_id)
     if found is None:
-        log.warning("fold_unknown_conversation", tenant=tenant.tenant_id, conversation_id=conversation_id)
+        log.warning(
+            "fold_unknown_conversation", tenant=tenant.tenant_id, conversation_id=conversation_id
+        )
     return found
 
 
@@ -227,7 +282,11 @@ def _queued(tenant: Tenant, _: Envelope, event: conv_events.ConversationQueued) 
         return
     _drop_offers(tenant, conversation, tuple(conversation.offered_to))
     _release_agent(tenant, conversation)
-    conversation.status, conversation.position, conversation.transfer_from = QUEUED, event.position, None
+    conversation.status, conversation.position, conversation.transfer_from = (
+        QUEUED,
+        event.position,
+        None,
+    )
 
 
 @folds("conversation.offered")
@@ -280,7 +339,9 @@ def _engage(tenant: Tenant, conversation: Conversation, agent_id: str) -> None:
 @folds("conversation.transfer_requested")
 def _transfer_requested(tenant: Tenant, _: Envelope, event: conv_events.TransferRequested) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is not None:
-        conversation.transfer_note = event.note  # every request sets it, so a declined transfer's note never leaks into the next
+        conversation.transfer_note = (
+            event.note
+        )  # every request sets it, so a declined transfer's note never leaks into the next
 
 
 @folds("conversation.transferred")

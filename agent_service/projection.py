@@ -16,8 +16,8 @@ from agent_service.snapshot import Snapshotter
 from agent_service.state import RoutingState
 from contracts.envelope import LoggedEvent
 from relaydesk.bus import Bus, LogReader
-from relaydesk.bus.log_reader import Start
 from relaydesk.bus.catch_up import catch_up, marker_event
+from relaydesk.bus.log_reader import Start
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +60,9 @@ class Projection:
             start = (self.state.position or 0) + 1
         self.restored_from = None if restored is None else self.state.position
         self._own_pending.clear()
-        self._reader = await LogReader(self._bus, start=start, name=f"{self._service}-routing").open()
+        self._reader = await LogReader(
+            self._bus, start=start, name=f"{self._service}-routing"
+        ).open()
         await catch_up(self._bus, self._reader, self._fold_batch, service=self._service)
         self._follow_task = asyncio.create_task(self._follow(self._reader))
         self._follow_task.add_done_callback(self._on_follow_end)
@@ -72,7 +74,12 @@ class Projection:
         if self._snapshotter is not None and not self.stale and self._follow_task is not None:
             try:
                 await self.sync()
-                self._snapshotter.maybe_save(self.state, lambda: self._seen.latest(SNAPSHOT_SEEN_IDS), settled=not self._own_pending, force=True)
+                self._snapshotter.maybe_save(
+                    self.state,
+                    lambda: self._seen.latest(SNAPSHOT_SEEN_IDS),
+                    settled=not self._own_pending,
+                    force=True,
+                )
             except (TimeoutError, RuntimeError, ConnectionError) as exc:
                 log.warning("final_snapshot_skipped", error=type(exc).__name__)
             await self._snapshotter.wait()
@@ -107,7 +114,11 @@ class Projection:
         async for batch in reader.batches():
             await self._fold_batch(batch)
             if self._snapshotter is not None and not self.stale:
-                self._snapshotter.maybe_save(self.state, lambda: self._seen.latest(SNAPSHOT_SEEN_IDS), settled=not self._own_pending)
+                self._snapshotter.maybe_save(
+                    self.state,
+                    lambda: self._seen.latest(SNAPSHOT_SEEN_IDS),
+                    settled=not self._own_pending,
+                )
 
     def _on_follow_end(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled():

@@ -29,7 +29,11 @@ class Queries:
         self._state = state  # a getter: the state object is replaced on a rebuild
 
     async def handle(self, name: str, params: dict[str, Any]) -> Any:
-        answer = {"conversation.state": self.conversation_state, "queue": self.queue, "agents.status": self.agents_status}.get(name)
+        answer = {
+            "conversation.state": self.conversation_state,
+            "queue": self.queue,
+            "agents.status": self.agents_status,
+        }.get(name)
         if answer is None:
             raise RemoteError("unknown_query", f"agent has no query {name!r}")
         return answer(params)

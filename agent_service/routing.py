@@ -43,7 +43,9 @@ def covers_channel(tenant: Tenant, agent: Agent, channel: str) -> bool:
 
 
 def covers(tenant: Tenant, agent: Agent, conversation: Conversation) -> bool:
-    return covers_department(tenant, agent, conversation.department) and covers_channel(tenant, agent, conversation.channel)
+    return covers_department(tenant, agent, conversation.department) and covers_channel(
+        tenant, agent, conversation.channel
+    )
 
 
 def anyone_online_for(tenant: Tenant, conversation: Conversation) -> bool:
@@ -53,8 +55,12 @@ def anyone_online_for(tenant: Tenant, conversation: Conversation) -> bool:
 def candidates(tenant: Tenant, conversation: Conversation, exclude: set[str]) -> list[Agent]:
     """Eligible agents with room, sorted by id."""
     found = [
-        agent for agent in tenant.agents.values()
-        if agent.agent_id not in exclude and is_available(agent) and has_room(tenant, agent) and covers(tenant, agent, conversation)
+        agent
+        for agent in tenant.agents.values()
+        if agent.agent_id not in exclude
+        and is_available(agent)
+        and has_room(tenant, agent)
+        and covers(tenant, agent, conversation)
     ]
     return sorted(found, key=lambda a: a.agent_id)
 
@@ -84,15 +90,20 @@ def choose(tenant: Tenant, conversation: Conversation) -> tuple[str, ...]:
     return tuple(a.agent_id for a in pool)
 
 
-def transfer_targets(tenant: Tenant, conversation: Conversation, to_agent_id: str | None, to_group: str | None) -> tuple[str, ...]:
+def transfer_targets(
+    tenant: Tenant, conversation: Conversation, to_agent_id: str | None, to_group: str | None
+) -> tuple[str, ...]:
     """Available agents with room for a transfer: the named agent, or a group's members.
 
     The department check is skipped on purpose: moving a chat to another department's
     agents is what a transfer is for.
     """
     pool = [
-        agent for agent in tenant.agents.values()
-        if agent.agent_id != conversation.agent_id and is_available(agent) and has_room(tenant, agent)
+        agent
+        for agent in tenant.agents.values()
+        if agent.agent_id != conversation.agent_id
+        and is_available(agent)
+        and has_room(tenant, agent)
         and (agent.agent_id == to_agent_id or _in_group(tenant, agent, to_group))
     ]
     return tuple(sorted(a.agent_id for a in pool))

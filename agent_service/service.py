@@ -22,10 +22,11 @@ from agent_service.state import RoutingState
 from agent_service.timers import Timers
 from contracts.envelope import Envelope
 from contracts.errors import UnknownType
+from contracts.plans import PlanCatalogue
 from contracts.registry import parse_command_data
-from relaydesk.bus import Bus, CommandReply
+from contracts.replies import CommandReply
+from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
-from relaydesk.plans import PlanCatalogue
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 
@@ -66,20 +67,33 @@ class AgentService:
         return self.projection.state
 
     async def start(self) -> None:
-        self.bus = await Bus(self.settings.amqp_url, service=SERVICE, publish_timeout_s=self.settings.publish_timeout_s, stream_url=self.settings.stream_url).connect()
-        self._timers = Timers(RpcClient(self.bus), request_timeout_s=self.settings.request_timeout_s)
+        self.bus = await Bus(
+            self.settings.amqp_url,
+            service=SERVICE,
+            publish_timeout_s=self.settings.publish_timeout_s,
+            stream_url=self.settings.stream_url,
+        ).connect()
+        self._timers = Timers(
+            RpcClient(self.bus), request_timeout_s=self.settings.request_timeout_s
+        )
         self.projection = Projection(self.bus, SERVICE, self._snapshotter())
         await self._rebuild()
         # Commands first: once a query is answered, the command queue exists too.
         self._channels.append(await serve_commands(self.bus, SERVICE, self.handle_command))
-        self._channels.append(await serve_queries(self.bus, SERVICE, Queries(lambda: self.state).handle))
-        log.info("agent_service_started", position=self.state.position, tenants=len(self.state.tenants))
+        self._channels.append(
+            await serve_queries(self.bus, SERVICE, Queries(lambda: self.state).handle)
+        )
+        log.info(
+            "agent_service_started", position=self.state.position, tenants=len(self.state.tenants)
+        )
 
     def _snapshotter(self) -> Snapshotter | None:
         if not self.settings.mongo_url:
             return None
         self._mongo = make_client(self.settings.mongo_url)
-        return Snapshotter(SnapshotStore(database(self._mongo, self.settings.mongo_db)), self._snapshot_every)
+        return Snapshotter(
+            SnapshotStore(database(self._mongo, self.settings.mongo_db)), self._snapshot_every
+        )
 
     async def stop(self) -> None:
         for channel in self._channels:
@@ -100,7 +114,9 @@ class AgentService:
         assert self.projection is not None and self._timers is not None
         await self._timers.cancel_all()
         await self.projection.rebuild()
-        self._timers.from_state(self.state)  # standing offers and grace periods get their timers again
+        self._timers.from_state(
+            self.state
+        )  # standing offers and grace periods get their timers again
 
     async def handle_command(self, command: Envelope) -> CommandReply:
         """Decide one command: same answer for a redelivery, events published before replying."""
@@ -109,7 +125,9 @@ class AgentService:
             await self._rebuild()
         elif asyncio.get_running_loop().time() - self._last_decided > SYNC_AFTER_IDLE_S:
             await self.projection.sync()
-        payload = parse_command_data(command)  # ContractError → rejected and dead-lettered by the bus
+        payload = parse_command_data(
+            command
+        )  # ContractError → rejected and dead-lettered by the bus
         handler = HANDLERS.get(command.type)
         if handler is None:
             raise UnknownType(f"agent does not decide {command.type!r}", type_name=command.type)
@@ -117,7 +135,14 @@ class AgentService:
         if known is not None:
             log.info("command_redelivered", command_type=command.type, command_id=command.id)
             return self._with_data(known, command)
-        decision = Decision(self.state, command, now=datetime.now(UTC), offer_timeout_s=self.settings.offer_timeout_s, grace_s=self.settings.disconnect_grace_s, plans=self.plans)
+        decision = Decision(
+            self.state,
+            command,
+            now=datetime.now(UTC),
+            offer_timeout_s=self.settings.offer_timeout_s,
+            grace_s=self.settings.disconnect_grace_s,
+            plans=self.plans,
+        )
         try:
             handler(decision, payload)
             self.projection.expect([event.id for event in decision.events])
@@ -129,14 +154,32 @@ class AgentService:
         self._last_decided = asyncio.get_running_loop().time()
         self._timers.after_events(decision.events)
         reply = self.state.replies.get(command.id, CommandReply(ok=True))
-        log.info("command_decided", command_type=command.type, ok=reply.ok, code=reply.code, events=len(decision.events))
+        log.info(
+            "command_decided",
+            command_type=command.type,
+            ok=reply.ok,
+            code=reply.code,
+            events=len(decision.events),
+        )
         return self._with_data(reply, command)
 
     def _with_data(self, reply: CommandReply, command: Envelope) -> CommandReply:
         """Attach the conversation's current routing state, handy for the caller."""
         conversation_id = command.data.get("conversation_id")
         tenant = self.state.tenants.get(command.tenant)
-        conversation = tenant.conversations.get(conversation_id) if tenant and isinstance(conversation_id, str) else None
+        conversation = (
+            tenant.conversations.get(conversation_id)
+            if tenant and isinstance(conversation_id, str)
+            else None
+        )
         if conversation is None:
             return reply
-        return reply.model_copy(update={"data": {"status": conversation.status, "agent_id": conversation.agent_id, "queue_position": conversation.position}})
+        return reply.model_copy(
+            update={
+                "data": {
+                    "status": conversation.status,
+                    "agent_id": conversation.agent_id,
+                    "queue_position": conversation.position,
+                }
+            }
+        )

@@ -19,8 +19,8 @@ from typing import Any
 import structlog
 from pymongo.asynchronous.database import AsyncDatabase
 
-from agent_service.state import CLOSED, Agent, Conversation, Group, RoutingState, Tenant
-from relaydesk.bus.rpc import CommandReply
+from agent_service.state import CLOSED, Agent, Conversation, Group, RoutingState
+from contracts.replies import CommandReply
 from relaydesk.store import with_store_retry
 
 log = structlog.get_logger(__name__)
@@ -57,15 +57,22 @@ def to_records(state: RoutingState) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for tenant in state.tenants.values():
         header = {
-            "settings": tenant.settings, "next_seq": tenant.next_seq, "last_single_offer": tenant.last_single_offer,
-            "mode": tenant.mode, "plan": tenant.plan, "requests_by_period": tenant.requests_by_period,
+            "settings": tenant.settings,
+            "next_seq": tenant.next_seq,
+            "last_single_offer": tenant.last_single_offer,
+            "mode": tenant.mode,
+            "plan": tenant.plan,
+            "requests_by_period": tenant.requests_by_period,
         }
         records.append({"k": "tenant", "t": tenant.tenant_id, "d": header})
         records += [_record("agent", tenant.tenant_id, a) for a in tenant.agents.values()]
         records += [_record("group", tenant.tenant_id, g) for g in tenant.groups.values()]
         records += [_record("conv", tenant.tenant_id, c) for c in tenant.conversations.values()]
     recent = list(state.replies.items())[-KEEP_REPLIES:]
-    records += [{"k": "reply", "t": command_id, "d": reply.model_dump(mode="json")} for command_id, reply in recent]
+    records += [
+        {"k": "reply", "t": command_id, "d": reply.model_dump(mode="json")}
+        for command_id, reply in recent
+    ]
     return records
 
 
@@ -87,7 +94,9 @@ def from_records(records: list[dict[str, Any]], position: int) -> RoutingState:
         elif kind == "group":
             tenant.groups[data["group_id"]] = _restore(Group, data)
         elif kind == "conv":
-            conversation = tenant.conversations[data["conversation_id"]] = _restore(Conversation, data)
+            conversation = tenant.conversations[data["conversation_id"]] = _restore(
+                Conversation, data
+            )
             if conversation.status != CLOSED:
                 tenant.open_ids.add(conversation.conversation_id)
     return state
@@ -102,21 +111,35 @@ class SnapshotStore:
     async def save(self, records: list[dict[str, Any]], position: int, seen_ids: list[str]) -> None:
         generation = uuid.uuid4().hex
         chunks = [
-            {"_id": f"{generation}:{n}", "gen": generation, "records": records[i : i + RECORDS_PER_CHUNK]}
+            {
+                "_id": f"{generation}:{n}",
+                "gen": generation,
+                "records": records[i : i + RECORDS_PER_CHUNK],
+            }
             for n, i in enumerate(range(0, len(records), RECORDS_PER_CHUNK))
         ]
         if chunks:
             await with_store_retry(lambda: self._collection.insert_many(chunks))
         meta = {"gen": generation, "position": position, "chunks": len(chunks), "seen": seen_ids}
-        await with_store_retry(lambda: self._collection.replace_one({"_id": META_ID}, meta, upsert=True))
-        await with_store_retry(lambda: self._collection.delete_many({"_id": {"$ne": META_ID}, "gen": {"$ne": generation}}))
+        await with_store_retry(
+            lambda: self._collection.replace_one({"_id": META_ID}, meta, upsert=True)
+        )
+        await with_store_retry(
+            lambda: self._collection.delete_many(
+                {"_id": {"$ne": META_ID}, "gen": {"$ne": generation}}
+            )
+        )
         log.info("routing_snapshot_saved", position=position, records=len(records))
 
     async def load(self) -> tuple[RoutingState, list[str]] | None:
         meta = await with_store_retry(lambda: self._collection.find_one({"_id": META_ID}))
         if meta is None:
             return None
-        chunks = await with_store_retry(lambda: self._collection.find({"gen": meta["gen"], "_id": {"$ne": META_ID}}).to_list(None))
+        chunks = await with_store_retry(
+            lambda: self._collection.find({"gen": meta["gen"], "_id": {"$ne": META_ID}}).to_list(
+                None
+            )
+        )
         if len(chunks) != meta["chunks"]:
             log.warning("routing_snapshot_incomplete", expected=meta["chunks"], found=len(chunks))
             return None
@@ -138,17 +161,34 @@ class Snapshotter:
     def folded(self, count: int) -> None:
         self._folded += count
 
-    def maybe_save(self, state: RoutingState, seen_ids: Callable[[], list[str]], *, settled: bool, force: bool = False) -> asyncio.Task[None] | None:
+    def maybe_save(
+        self,
+        state: RoutingState,
+        seen_ids: Callable[[], list[str]],
+        *,
+        settled: bool,
+        force: bool = False,
+    ) -> asyncio.Task[None] | None:
         """``seen_ids`` is called only when a snapshot is due (it copies thousands of ids)."""
         busy = self._saving is not None and not self._saving.done()
-        if busy or not settled or state.position is None or (self._folded < self._every and not force):
+        if (
+            busy
+            or not settled
+            or state.position is None
+            or (self._folded < self._every and not force)
+        ):
             return None
-        records, position = to_records(state), state.position  # taken now, written in the background
+        records, position = (
+            to_records(state),
+            state.position,
+        )  # taken now, written in the background
         self._folded = 0
         self._saving = asyncio.create_task(self._save(records, position, seen_ids()))
         return self._saving
 
-    async def _save(self, records: list[dict[str, Any]], position: int, seen_ids: list[str]) -> None:
+    async def _save(
+        self, records: list[dict[str, Any]], position: int, seen_ids: list[str]
+    ) -> None:
         try:
             await self.store.save(records, position, seen_ids)
         except Exception as exc:  # an optimisation failed: the log still has everything

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from relaydesk.bus.rpc import CommandReply
+from contracts.replies import CommandReply
 
 DEFAULT_OFFLINE_TEXT = "No one is available right now. Leave a message and we will get back to you."
 
@@ -21,7 +21,12 @@ TENANT_DEFAULTS: dict[str, Any] = {
 
 # Conversation statuses.
 QUEUED, OFFERED, ENGAGED, TRANSFER_PENDING, CLOSED, MISSED = (
-    "queued", "offered", "engaged", "transfer_pending", "closed", "missed",
+    "queued",
+    "offered",
+    "engaged",
+    "transfer_pending",
+    "closed",
+    "missed",
 )
 WAITING = (QUEUED, MISSED)  # no agent has it and no offer stands
 
@@ -54,7 +59,9 @@ class Conversation:
     expired_for: set[str] = field(default_factory=set)  # offers that timed out unanswered
     offer_expires_at: datetime | None = None
     transfer_from: str | None = None
-    transfer_note: str | None = None  # the transferring agent's note, told in the chat when the transfer is accepted
+    transfer_note: str | None = (
+        None  # the transferring agent's note, told in the chat when the transfer is accepted
+    )
     visitor_name: str | None = None  # for "X left the chat" when the customer ends it
     position: int | None = None
     rated: bool = False
@@ -80,7 +87,9 @@ class Tenant:
     last_single_offer: str | None = None  # round-robin cursor: last agent offered alone
     mode: str = "tool"  # "saas" tenants have a plan whose conversation limit routing enforces
     plan: str | None = None
-    requests_by_period: dict[str, int] = field(default_factory=dict)  # "YYYY-MM" -> conversations requested
+    requests_by_period: dict[str, int] = field(
+        default_factory=dict
+    )  # "YYYY-MM" -> conversations requested
 
     def agent(self, agent_id: str) -> Agent:
         """The agent, created on first sight (status events may precede admin events)."""

@@ -31,22 +31,34 @@ class Timers:
         self._request_timeout_s = request_timeout_s
         self._tasks: dict[tuple[str, str, str], asyncio.Task[None]] = {}
 
-    def schedule(self, tenant: str, command_type: str, subject: dict[str, str], due: datetime) -> None:
+    def schedule(
+        self, tenant: str, command_type: str, subject: dict[str, str], due: datetime
+    ) -> None:
         key = (tenant, command_type, next(iter(subject.values())))
         self.cancel(key)
         task = asyncio.create_task(self._fire(tenant, command_type, subject, due))
         self._tasks[key] = task
-        task.add_done_callback(lambda done: self._tasks.pop(key, None) if self._tasks.get(key) is done else None)
+        task.add_done_callback(
+            lambda done: self._tasks.pop(key, None) if self._tasks.get(key) is done else None
+        )
 
     def cancel(self, key: tuple[str, str, str]) -> None:
         previous = self._tasks.pop(key, None)
         if previous is not None:
             previous.cancel()
 
-    async def _fire(self, tenant: str, command_type: str, subject: dict[str, str], due: datetime) -> None:
+    async def _fire(
+        self, tenant: str, command_type: str, subject: dict[str, str], due: datetime
+    ) -> None:
         await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
-        stream = f"conv:{subject['conversation_id']}" if "conversation_id" in subject else f"agent:{subject['agent_id']}"
-        command = Envelope(type=command_type, tenant=tenant, stream=stream, actor=SYSTEM_ACTOR, data=subject)
+        stream = (
+            f"conv:{subject['conversation_id']}"
+            if "conversation_id" in subject
+            else f"agent:{subject['agent_id']}"
+        )
+        command = Envelope(
+            type=command_type, tenant=tenant, stream=stream, actor=SYSTEM_ACTOR, data=subject
+        )
         for attempt in range(SEND_ATTEMPTS):
             try:
                 await self._rpc.command(SERVICE, command, timeout=self._request_timeout_s)
@@ -54,7 +66,13 @@ class Timers:
             except (RequestTimeout, ConnectionError, RuntimeError) as exc:
                 # Resending is safe: the same command id is answered once, and a timer
                 # command that finds nothing due changes nothing.
-                log.warning("timer_command_retry", command_type=command_type, tenant=tenant, attempt=attempt, error=type(exc).__name__)
+                log.warning(
+                    "timer_command_retry",
+                    command_type=command_type,
+                    tenant=tenant,
+                    attempt=attempt,
+                    error=type(exc).__name__,
+                )
                 await asyncio.sleep(min(2**attempt, 10))
         log.error("timer_command_failed", command_type=command_type, tenant=tenant)
 
@@ -63,23 +81,45 @@ class Timers:
         for event in events:
             if event.type == "conversation.offered":
                 due = event.occurred_at + timedelta(seconds=event.data["expires_in_s"])
-                self.schedule(event.tenant, "conversation.expire_offers", {"conversation_id": event.data["conversation_id"]}, due)
+                self.schedule(
+                    event.tenant,
+                    "conversation.expire_offers",
+                    {"conversation_id": event.data["conversation_id"]},
+                    due,
+                )
             elif event.type in SETTLED:  # no offer stands any more: nothing to expire
-                self.cancel((event.tenant, "conversation.expire_offers", event.data["conversation_id"]))
+                self.cancel(
+                    (event.tenant, "conversation.expire_offers", event.data["conversation_id"])
+                )
             elif event.type == "agent.disconnected":
                 due = event.occurred_at + timedelta(seconds=event.data["grace_s"])
-                self.schedule(event.tenant, "agent.expire_disconnect", {"agent_id": event.data["agent_id"]}, due)
+                self.schedule(
+                    event.tenant,
+                    "agent.expire_disconnect",
+                    {"agent_id": event.data["agent_id"]},
+                    due,
+                )
 
     def from_state(self, state: RoutingState) -> None:
         """After a (re)build: every standing offer and running grace period gets its timer."""
         for tenant in state.tenants.values():
             for conversation in tenant.conversations.values():
                 if conversation.offered_to and conversation.offer_expires_at is not None:
-                    self.schedule(tenant.tenant_id, "conversation.expire_offers", {"conversation_id": conversation.conversation_id}, conversation.offer_expires_at)
+                    self.schedule(
+                        tenant.tenant_id,
+                        "conversation.expire_offers",
+                        {"conversation_id": conversation.conversation_id},
+                        conversation.offer_expires_at,
+                    )
             for agent in tenant.agents.values():
                 if agent.disconnected_at is not None:
                     due = agent.disconnected_at + timedelta(seconds=agent.grace_s)
-                    self.schedule(tenant.tenant_id, "agent.expire_disconnect", {"agent_id": agent.agent_id}, due)
+                    self.schedule(
+                        tenant.tenant_id,
+                        "agent.expire_disconnect",
+                        {"agent_id": agent.agent_id},
+                        due,
+                    )
 
     async def cancel_all(self) -> None:
         tasks = list(self._tasks.values())

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from contracts import derive_event_id
-from relaydesk.plans import PlanCatalogue
+from contracts.plans import PlanCatalogue
 
 if TYPE_CHECKING:
     from billing_service.ledger import TenantBilling
@@ -24,7 +24,9 @@ def _days(period: str) -> list[date]:
     return [date(year, month, day) for day in range(1, calendar.monthrange(year, month)[1] + 1)]
 
 
-def compute_invoice(state: "TenantBilling", period: str, catalogue: PlanCatalogue, *, sequence: int) -> dict[str, Any]:
+def compute_invoice(
+    state: "TenantBilling", period: str, catalogue: PlanCatalogue, *, sequence: int
+) -> dict[str, Any]:
     """The invoice for ``period`` from the ledger as it is now: plan days prorated, extra seats, usage."""
     days = [d for d in _days(period) if state.created is None or d >= state.created]
     month_length = len(_days(period))
@@ -39,17 +41,42 @@ def compute_invoice(state: "TenantBilling", period: str, catalogue: PlanCatalogu
     for plan_id, span in segments:
         plan = catalogue.get(plan_id)
         description = f"{plan.name} plan, {span[0]:%b %d} – {span[-1]:%b %d} ({len(span)}/{month_length} days)"
-        lines.append({"description": description, "quantity": len(span), "unit_cents": plan.price_cents, "amount_cents": prorate(plan.price_cents, len(span), month_length)})
+        lines.append(
+            {
+                "description": description,
+                "quantity": len(span),
+                "unit_cents": plan.price_cents,
+                "amount_cents": prorate(plan.price_cents, len(span), month_length),
+            }
+        )
     final = catalogue.get(state.plan_on(_days(period)[-1], catalogue))
     usage = state.usage.get(period)
     seats = len(usage.active_agents) if usage else 0
     included = final.limit("agent_seats")
     if included is not None and seats > included and final.extra_seat_cents:
         extra = seats - included
-        lines.append({"description": f"Extra agent seats beyond {included}", "quantity": extra, "unit_cents": final.extra_seat_cents, "amount_cents": extra * final.extra_seat_cents})
+        lines.append(
+            {
+                "description": f"Extra agent seats beyond {included}",
+                "quantity": extra,
+                "unit_cents": final.extra_seat_cents,
+                "amount_cents": extra * final.extra_seat_cents,
+            }
+        )
     if usage:
-        for label, count in (("Conversations", usage.conversations), ("Messages", usage.messages), ("Connector messages", usage.connector_messages)):
-            lines.append({"description": f"{label} (included)", "quantity": count, "unit_cents": 0, "amount_cents": 0})
+        for label, count in (
+            ("Conversations", usage.conversations),
+            ("Messages", usage.messages),
+            ("Connector messages", usage.connector_messages),
+        ):
+            lines.append(
+                {
+                    "description": f"{label} (included)",
+                    "quantity": count,
+                    "unit_cents": 0,
+                    "amount_cents": 0,
+                }
+            )
     return {
         "invoice_id": derive_event_id(state.tenant, "billing", f"invoice:{period}"),
         "number": f"{state.tenant.upper()}-{sequence:04d}",
@@ -77,12 +104,12 @@ def invoice_html(tenant: str, invoice: dict[str, Any]) -> str:
         for line in invoice["lines"]
     )
     paid = invoice.get("paid_cents", 0)
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Invoice {e(invoice['number'])}</title>
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Invoice {e(invoice["number"])}</title>
 <style>body{{font:14px/1.5 system-ui,sans-serif;max-width:760px;margin:40px auto;color:#1c2330}}table{{width:100%;border-collapse:collapse}}
 td,th{{padding:8px;border-bottom:1px solid #e3e8f2;text-align:left}}.n{{text-align:right}}h1{{margin-bottom:0}}@media print{{body{{margin:0}}}}</style></head>
-<body><h1>Invoice {e(invoice['number'])}</h1><p>relaydesk · account <strong>{e(tenant)}</strong> · period {e(invoice['period'])}<br>
-Issued {e(invoice.get('issued_at', '')[:10])} · due {e(str(due_date(invoice)) if invoice.get('issued_at') else '')}</p>
+<body><h1>Invoice {e(invoice["number"])}</h1><p>relaydesk · account <strong>{e(tenant)}</strong> · period {e(invoice["period"])}<br>
+Issued {e(invoice.get("issued_at", "")[:10])} · due {e(str(due_date(invoice)) if invoice.get("issued_at") else "")}</p>
 <table><thead><tr><th>Item</th><th class=n>Qty</th><th class=n>Unit</th><th class=n>Amount</th></tr></thead><tbody>{rows}</tbody>
-<tfoot><tr><th colspan=3>Total</th><th class=n>{e(money(invoice['total_cents'], invoice['currency']))}</th></tr>
-<tr><td colspan=3>Paid</td><td class=n>{e(money(paid, invoice['currency']))}</td></tr>
-<tr><th colspan=3>Balance due</th><th class=n>{e(money(invoice['total_cents'] - paid, invoice['currency']))}</th></tr></tfoot></table></body></html>"""
+<tfoot><tr><th colspan=3>Total</th><th class=n>{e(money(invoice["total_cents"], invoice["currency"]))}</th></tr>
+<tr><td colspan=3>Paid</td><td class=n>{e(money(paid, invoice["currency"]))}</td></tr>
+<tr><th colspan=3>Balance due</th><th class=n>{e(money(invoice["total_cents"] - paid, invoice["currency"]))}</th></tr></tfoot></table></body></html>"""

@@ -18,8 +18,8 @@ import structlog
 from billing_service.invoices import compute_invoice
 from contracts.envelope import Envelope
 from contracts.errors import ContractError
+from contracts.plans import PlanCatalogue, period_of
 from contracts.registry import EVENTS
-from relaydesk.plans import PlanCatalogue, period_of
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +35,12 @@ class PeriodUsage:
     active_agents: set[str] = field(default_factory=set)
 
     def public(self) -> dict[str, int]:
-        return {"conversations": self.conversations, "messages": self.messages, "connector_messages": self.connector_messages, "agent_seats": len(self.active_agents)}
+        return {
+            "conversations": self.conversations,
+            "messages": self.messages,
+            "connector_messages": self.connector_messages,
+            "agent_seats": len(self.active_agents),
+        }
 
 
 @dataclass
@@ -43,20 +48,29 @@ class TenantBilling:
     tenant: str
     mode: str = "tool"
     created: date | None = None
-    subscriptions: list[tuple[date, str]] = field(default_factory=list)  # (effective, plan) in log order
+    subscriptions: list[tuple[date, str]] = field(
+        default_factory=list
+    )  # (effective, plan) in log order
     usage: dict[str, PeriodUsage] = field(default_factory=dict)
     agents: set[str] = field(default_factory=set)
     connectors: set[str] = field(default_factory=set)
     closed: list[str] = field(default_factory=list)
-    computed: dict[str, dict[str, Any]] = field(default_factory=dict)  # period -> invoice computed at its close
-    invoices: dict[str, dict[str, Any]] = field(default_factory=dict)  # number -> issued invoice (+ paid_cents)
+    computed: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # period -> invoice computed at its close
+    invoices: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # number -> issued invoice (+ paid_cents)
 
     def period_usage(self, period: str) -> PeriodUsage:
         return self.usage.setdefault(period, PeriodUsage())
 
     def plan_on(self, day: date, catalogue: PlanCatalogue) -> str:
         current = catalogue.default
-        for effective, plan in self.subscriptions:  # log order: a later change for the same day wins
+        for (
+            effective,
+            plan,
+        ) in self.subscriptions:  # log order: a later change for the same day wins
             if effective <= day:
                 current = plan
         return current
@@ -77,10 +91,18 @@ class Ledger:
         self._seen: set[str] = set()
         self.position = -1
         self._handlers: dict[str, Handler] = {
-            "tenant.created": self._tenant_created, "billing.subscription_changed": self._subscription_changed,
-            "conversation.requested": self._conversation, "conversation.missed": self._missed, "agent.created": self._agent_created, "agent.removed": self._agent_removed,
-            "agent.status_changed": self._agent_status, "connector.configured": self._connector_configured, "connector.removed": self._connector_removed,
-            "billing.period_closed": self._period_closed, "billing.invoice_issued": self._invoice_issued, "billing.payment_recorded": self._payment_recorded,
+            "tenant.created": self._tenant_created,
+            "billing.subscription_changed": self._subscription_changed,
+            "conversation.requested": self._conversation,
+            "conversation.missed": self._missed,
+            "agent.created": self._agent_created,
+            "agent.removed": self._agent_removed,
+            "agent.status_changed": self._agent_status,
+            "connector.configured": self._connector_configured,
+            "connector.removed": self._connector_removed,
+            "billing.period_closed": self._period_closed,
+            "billing.invoice_issued": self._invoice_issued,
+            "billing.payment_recorded": self._payment_recorded,
         }
 
     def tenant(self, tenant_id: str) -> TenantBilling:
@@ -107,7 +129,12 @@ class Ledger:
         try:
             payload = EVENTS.parse_envelope(envelope)
         except ContractError as exc:
-            log.warning("billing_event_skipped", event_id=envelope.id, event_type=envelope.type, code=exc.code)
+            log.warning(
+                "billing_event_skipped",
+                event_id=envelope.id,
+                event_type=envelope.type,
+                code=exc.code,
+            )
             return
         assert handler is not None
         handler(state, envelope, payload)
@@ -151,14 +178,22 @@ class Ledger:
         if event.period in state.closed or state.mode != "saas":
             return
         state.closed.append(event.period)
-        state.computed[event.period] = compute_invoice(state, event.period, self.catalogue, sequence=len(state.computed) + 1)
+        state.computed[event.period] = compute_invoice(
+            state, event.period, self.catalogue, sequence=len(state.computed) + 1
+        )
 
     def _invoice_issued(self, state: TenantBilling, envelope: Envelope, event: Any) -> None:
         issued = event.model_dump(mode="json")
-        state.invoices[event.number] = {**issued, "issued_at": envelope.occurred_at.isoformat(), "paid_cents": 0}
+        state.invoices[event.number] = {
+            **issued,
+            "issued_at": envelope.occurred_at.isoformat(),
+            "paid_cents": 0,
+        }
 
     def _payment_recorded(self, state: TenantBilling, _: Envelope, event: Any) -> None:
-        invoice = next((i for i in state.invoices.values() if i["invoice_id"] == event.invoice_id), None)
+        invoice = next(
+            (i for i in state.invoices.values() if i["invoice_id"] == event.invoice_id), None
+        )
         if invoice is not None:
             invoice["paid_cents"] += event.amount_cents
 
@@ -166,7 +201,12 @@ class Ledger:
 
     def unissued(self) -> list[tuple[str, dict[str, Any]]]:
         """Invoices computed at a period close but not (yet) on the log as issued."""
-        return [(state.tenant, invoice) for state in self.tenants.values() for period, invoice in state.computed.items() if invoice["number"] not in state.invoices]
+        return [
+            (state.tenant, invoice)
+            for state in self.tenants.values()
+            for period, invoice in state.computed.items()
+            if invoice["number"] not in state.invoices
+        ]
 
     def differences(self) -> list[str]:
         """Issued invoices that differ from what the log recomputes (should be none)."""
@@ -175,9 +215,13 @@ class Ledger:
             for period, computed in state.computed.items():
                 issued = state.invoices.get(computed["number"])
                 if issued is None:
-                    found.append(f"{state.tenant} {period}: computed {computed['number']} was never issued")
+                    found.append(
+                        f"{state.tenant} {period}: computed {computed['number']} was never issued"
+                    )
                     continue
                 for key in ("period", "lines", "total_cents", "currency", "invoice_id"):
                     if issued[key] != computed[key]:
-                        found.append(f"{state.tenant} {computed['number']}: {key} issued {issued[key]!r} != recomputed {computed[key]!r}")
+                        found.append(
+                            f"{state.tenant} {computed['number']}: {key} issued {issued[key]!r} != recomputed {computed[key]!r}"
+                        )
         return found

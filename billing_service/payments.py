@@ -40,7 +40,9 @@ class Payment:
 class PaymentProvider(Protocol):
     method: str  # the ``method`` commands name it by, recorded on the event
 
-    async def confirm(self, request: RecordPayment, actor: Actor, invoice: dict[str, Any]) -> Payment:
+    async def confirm(
+        self, request: RecordPayment, actor: Actor, invoice: dict[str, Any]
+    ) -> Payment:
         """The payment as the provider confirms it, or raise :class:`PaymentRefused`."""
         ...
 
@@ -50,7 +52,9 @@ class ManualProvider:
 
     method = "manual"
 
-    async def confirm(self, request: RecordPayment, actor: Actor, invoice: dict[str, Any]) -> Payment:
+    async def confirm(
+        self, request: RecordPayment, actor: Actor, invoice: dict[str, Any]
+    ) -> Payment:
         if actor.kind not in TRUSTED_KINDS:
             raise PaymentRefused("forbidden", "manual payments are recorded by a system admin")
         return Payment(request.amount_cents, self.method, request.reference)

@@ -20,12 +20,13 @@ from billing_service.payments import ManualProvider, PaymentProvider, PaymentRef
 from contracts import Actor, Envelope, derive_event_id
 from contracts.envelope import ActorKind, LoggedEvent
 from contracts.errors import ContractError
+from contracts.plan_limits import reason
+from contracts.plans import LIMIT_KEYS, PlanCatalogue, period_of
 from contracts.registry import COMMANDS
+from contracts.replies import CommandReply
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
-from relaydesk.bus.rpc import CommandReply, RemoteError, serve_commands, serve_queries
-from relaydesk.plan_limits import reason
-from relaydesk.plans import LIMIT_KEYS, PlanCatalogue, period_of
+from relaydesk.bus.rpc import RemoteError, serve_commands, serve_queries
 from relaydesk.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -45,7 +46,11 @@ def _previous_periods(since: date, today: date) -> list[str]:
 
 
 # What each limit is measured against: the count its owner checks when it refuses.
-USED_FOR_LIMIT = {"agent_seats": "agents", "conversations_per_month": "conversations", "connectors": "connectors"}
+USED_FOR_LIMIT = {
+    "agent_seats": "agents",
+    "conversations_per_month": "conversations",
+    "connectors": "connectors",
+}
 
 
 def _limits(plan: Any, used: dict[str, int]) -> list[dict[str, Any]]:
@@ -54,7 +59,15 @@ def _limits(plan: Any, used: dict[str, int]) -> list[dict[str, Any]]:
     for key in LIMIT_KEYS:
         limit, count = plan.limit(key), used.get(USED_FOR_LIMIT[key], 0)
         reached = limit is not None and count >= limit
-        rows.append({"limit": key, "value": limit, "used": count, "reached": reached, "reason": reason(plan, key, limit) if reached and limit is not None else None})
+        rows.append(
+            {
+                "limit": key,
+                "value": limit,
+                "used": count,
+                "reached": reached,
+                "reason": reason(plan, key, limit) if reached and limit is not None else None,
+            }
+        )
     return rows
 
 
@@ -66,7 +79,11 @@ class BillingService:
     """
 
     def __init__(
-        self, settings: Settings, *, clock: Clock = lambda: datetime.now(UTC), close_check_s: float = 60.0,
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = lambda: datetime.now(UTC),
+        close_check_s: float = 60.0,
         payments: Sequence[PaymentProvider] = (ManualProvider(),),
     ) -> None:
         self.settings = settings
@@ -81,12 +98,20 @@ class BillingService:
         self._issuing = asyncio.Lock()
 
     async def start(self) -> None:
-        self.bus = await Bus(self.settings.amqp_url, service=SERVICE, stream_url=self.settings.stream_url).connect()
+        self.bus = await Bus(
+            self.settings.amqp_url, service=SERVICE, stream_url=self.settings.stream_url
+        ).connect()
         reader = await LogReader(self.bus, start="first", name=SERVICE).open()
         position = await catch_up(self.bus, reader, self._apply, service=SERVICE)
         await self._issue_pending()
-        self._tasks = [asyncio.create_task(self._follow(reader)), asyncio.create_task(self._close_periods_forever())]
-        self._channels = [await serve_commands(self.bus, SERVICE, self._decide), await serve_queries(self.bus, SERVICE, self._answer)]
+        self._tasks = [
+            asyncio.create_task(self._follow(reader)),
+            asyncio.create_task(self._close_periods_forever()),
+        ]
+        self._channels = [
+            await serve_commands(self.bus, SERVICE, self._decide),
+            await serve_queries(self.bus, SERVICE, self._answer),
+        ]
         log.info("billing_service_started", position=position, tenants=len(self.ledger.tenants))
 
     async def stop(self) -> None:
@@ -106,18 +131,35 @@ class BillingService:
             if any(e.envelope.type == "billing.period_closed" for e in batch):
                 await self._issue_pending()
 
-    async def _publish(self, tenant: str, type_name: str, data: dict[str, Any], *, event_id: str | None = None) -> Envelope:
+    async def _publish(
+        self, tenant: str, type_name: str, data: dict[str, Any], *, event_id: str | None = None
+    ) -> Envelope:
         assert self.bus is not None
         kwargs = {"id": event_id} if event_id else {}
-        envelope = Envelope(type=type_name, tenant=tenant, stream=f"billing:{tenant}", actor=BILLING_ACTOR, data=data, **kwargs)
+        envelope = Envelope(
+            type=type_name,
+            tenant=tenant,
+            stream=f"billing:{tenant}",
+            actor=BILLING_ACTOR,
+            data=data,
+            **kwargs,
+        )
         await self.bus.publish(envelope)
         return envelope
 
     async def _issue_pending(self) -> None:
         async with self._issuing:
             for tenant, invoice in self.ledger.unissued():
-                await self._publish(tenant, "billing.invoice_issued", invoice, event_id=invoice["invoice_id"])
-                log.info("invoice_issued", tenant=tenant, number=invoice["number"], period=invoice["period"], total_cents=invoice["total_cents"])
+                await self._publish(
+                    tenant, "billing.invoice_issued", invoice, event_id=invoice["invoice_id"]
+                )
+                log.info(
+                    "invoice_issued",
+                    tenant=tenant,
+                    number=invoice["number"],
+                    period=invoice["period"],
+                    total_cents=invoice["total_cents"],
+                )
 
     async def close_finished_periods(self) -> None:
         """Publish ``billing.period_closed`` for every ended month of every SaaS tenant."""
@@ -127,7 +169,12 @@ class BillingService:
                 continue
             for period in _previous_periods(state.created, today):
                 if period not in state.closed:
-                    await self._publish(state.tenant, "billing.period_closed", {"period": period}, event_id=derive_event_id(state.tenant, "billing", f"close:{period}"))
+                    await self._publish(
+                        state.tenant,
+                        "billing.period_closed",
+                        {"period": period},
+                        event_id=derive_event_id(state.tenant, "billing", f"close:{period}"),
+                    )
 
     async def _close_periods_forever(self) -> None:
         while True:
@@ -143,41 +190,85 @@ class BillingService:
         payload = COMMANDS.parse_envelope(command)
         state = self.ledger.tenants.get(command.tenant)
         if state is None or state.mode != "saas":
-            return CommandReply(ok=False, code="not_found", message="billing applies to SaaS accounts only")
+            return CommandReply(
+                ok=False, code="not_found", message="billing applies to SaaS accounts only"
+            )
         if command.type == "billing.change_plan":
             if payload.plan not in self.catalogue.plans:
-                return CommandReply(ok=False, code="invalid_payload", message=f"unknown plan {payload.plan!r}")
+                return CommandReply(
+                    ok=False, code="invalid_payload", message=f"unknown plan {payload.plan!r}"
+                )
             effective = payload.effective or self._clock().date()
             previous = state.plan_on(effective, self.catalogue)
-            data = {"plan": payload.plan, "previous_plan": previous, "effective": effective.isoformat()}
-            event = await self._publish(command.tenant, "billing.subscription_changed", data, event_id=derive_event_id(command.tenant, command.actor.id, command.id))
+            data = {
+                "plan": payload.plan,
+                "previous_plan": previous,
+                "effective": effective.isoformat(),
+            }
+            event = await self._publish(
+                command.tenant,
+                "billing.subscription_changed",
+                data,
+                event_id=derive_event_id(command.tenant, command.actor.id, command.id),
+            )
         elif command.type == "billing.close_period":
             if payload.period in state.closed:
                 return CommandReply(ok=True, data={"already_closed": True})
-            event = await self._publish(command.tenant, "billing.period_closed", {"period": payload.period}, event_id=derive_event_id(command.tenant, "billing", f"close:{payload.period}"))
+            event = await self._publish(
+                command.tenant,
+                "billing.period_closed",
+                {"period": payload.period},
+                event_id=derive_event_id(command.tenant, "billing", f"close:{payload.period}"),
+            )
         elif command.type == "billing.record_payment":
             return await self._record_payment(command, state, payload)
         else:
             raise ContractError(f"billing does not decide {command.type}")
         return CommandReply(ok=True, event_ids=(event.id,))
 
-    async def _record_payment(self, command: Envelope, state: TenantBilling, request: Any) -> CommandReply:
+    async def _record_payment(
+        self, command: Envelope, state: TenantBilling, request: Any
+    ) -> CommandReply:
         invoice = state.invoices.get(request.number)
         if invoice is None:
             return CommandReply(ok=False, code="not_found", message=f"no invoice {request.number}")
         provider = self._payments.get(request.method)
         if provider is None:
-            return CommandReply(ok=False, code="invalid_payload", message=f"no payment provider {request.method!r}")
+            return CommandReply(
+                ok=False, code="invalid_payload", message=f"no payment provider {request.method!r}"
+            )
         try:
             payment = await provider.confirm(request, command.actor, invoice)
         except PaymentRefused as exc:
             return CommandReply(ok=False, code=exc.code, message=exc.message)
         outstanding = invoice["total_cents"] - invoice["paid_cents"]
-        if payment.amount_cents > outstanding:  # checked on what the provider confirmed, not on what was asked
-            return CommandReply(ok=False, code="invalid_payload", message=f"only {outstanding} cents are outstanding on {request.number}")
-        data = {"invoice_id": invoice["invoice_id"], "amount_cents": payment.amount_cents, "method": payment.method, "reference": payment.reference}
-        event = await self._publish(command.tenant, "billing.payment_recorded", data, event_id=derive_event_id(command.tenant, command.actor.id, command.id))
-        log.info("payment_recorded", tenant=command.tenant, number=request.number, method=payment.method, amount_cents=payment.amount_cents)
+        if (
+            payment.amount_cents > outstanding
+        ):  # checked on what the provider confirmed, not on what was asked
+            return CommandReply(
+                ok=False,
+                code="invalid_payload",
+                message=f"only {outstanding} cents are outstanding on {request.number}",
+            )
+        data = {
+            "invoice_id": invoice["invoice_id"],
+            "amount_cents": payment.amount_cents,
+            "method": payment.method,
+            "reference": payment.reference,
+        }
+        event = await self._publish(
+            command.tenant,
+            "billing.payment_recorded",
+            data,
+            event_id=derive_event_id(command.tenant, command.actor.id, command.id),
+        )
+        log.info(
+            "payment_recorded",
+            tenant=command.tenant,
+            number=request.number,
+            method=payment.method,
+            amount_cents=payment.amount_cents,
+        )
         return CommandReply(ok=True, event_ids=(event.id,))
 
     # --- queries ------------------------------------------------------------------
@@ -197,7 +288,11 @@ class BillingService:
             invoice = state.invoices.get(str(params.get("number")))
             if invoice is None:
                 raise RemoteError("not_found", "no such invoice")
-            return {**invoice, "due_date": due_date(invoice).isoformat(), "html": invoice_html(state.tenant, invoice)}
+            return {
+                **invoice,
+                "due_date": due_date(invoice).isoformat(),
+                "html": invoice_html(state.tenant, invoice),
+            }
         raise RemoteError("unknown_query", f"billing has no query {name!r}")
 
     def account(self, state: TenantBilling) -> dict[str, Any]:
@@ -205,16 +300,38 @@ class BillingService:
         period = period_of(now)
         plan = self.catalogue.get(state.plan_on(now.date(), self.catalogue))
         usage = state.usage.get(period)
-        used = usage.public() if usage else {"conversations": 0, "messages": 0, "connector_messages": 0, "agent_seats": 0}
+        used = (
+            usage.public()
+            if usage
+            else {"conversations": 0, "messages": 0, "connector_messages": 0, "agent_seats": 0}
+        )
         used["connectors"] = len(state.connectors)
-        used["agents"] = len(state.agents)  # seats taken now (agent_seats above: agents online this period, billed)
+        used["agents"] = len(
+            state.agents
+        )  # seats taken now (agent_seats above: agents online this period, billed)
         limit = plan.limit("conversations_per_month")
         blocked = None
         if limit is not None and used["conversations"] >= limit:
             blocked = f"The {plan.name} plan's limit of {limit} conversations in {period} is reached: new visitors are told the chat is unavailable. Change the plan to lift it."
         today = now.date()
-        invoices = [{**i, "due_date": due_date(i).isoformat(), "status": "paid" if i["paid_cents"] >= i["total_cents"] else ("overdue" if due_date(i) < today else "open")} for i in state.invoices.values()]
+        invoices = [
+            {
+                **i,
+                "due_date": due_date(i).isoformat(),
+                "status": "paid"
+                if i["paid_cents"] >= i["total_cents"]
+                else ("overdue" if due_date(i) < today else "open"),
+            }
+            for i in state.invoices.values()
+        ]
         return {
-            "tenant": state.tenant, "period": period, "plan": plan.public(), "usage": used, "blocked": blocked, "limits": _limits(plan, used),
-            "invoices": invoices, "balance_cents": state.balance_cents(), "overdue": any(i["status"] == "overdue" for i in invoices),
+            "tenant": state.tenant,
+            "period": period,
+            "plan": plan.public(),
+            "usage": used,
+            "blocked": blocked,
+            "limits": _limits(plan, used),
+            "invoices": invoices,
+            "balance_cents": state.balance_cents(),
+            "overdue": any(i["status"] == "overdue" for i in invoices),
         }

@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass, field
 
-from connectors.sealing import SecretBox
 from contracts.envelope import LoggedEvent
+from relaydesk.sealing import SecretBox
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,13 @@ class ConnectorDirectory:
         env = event.envelope
         if env.type == "connector.configured":
             data = env.data
-            connector = Connector(env.tenant, data["connector_id"], data["platform"], dict(data.get("public_config", {})), self._box.open(data["sealed_config"]))
+            connector = Connector(
+                env.tenant,
+                data["connector_id"],
+                data["platform"],
+                dict(data.get("public_config", {})),
+                self._box.open(data["sealed_config"]),
+            )
             self._by_id[connector.connector_id] = connector
         elif env.type == "connector.removed":
             existing = self._by_id.get(env.data["connector_id"])
@@ -43,8 +49,14 @@ class ConnectorDirectory:
     def public_view(self, tenant: str) -> list[dict[str, object]]:
         """What an admin may see: public fields and which secrets are set, never their values."""
         return [
-            {"connector_id": c.connector_id, "platform": c.platform, "public_config": c.public, "secrets_set": sorted(k for k, v in c.secrets.items() if v)}
-            for c in self._by_id.values() if c.tenant == tenant
+            {
+                "connector_id": c.connector_id,
+                "platform": c.platform,
+                "public_config": c.public,
+                "secrets_set": sorted(k for k, v in c.secrets.items() if v),
+            }
+            for c in self._by_id.values()
+            if c.tenant == tenant
         ]
 
     def ids_of(self, tenant: str) -> set[str]:

@@ -29,7 +29,9 @@ IDLE_RECHECK_S = 1.0
 
 
 class PlatformClient(Protocol):
-    async def send_text(self, connector: Connector, chat_ref: str, text: str, *, last_inbound: float | None = None) -> str: ...  # noqa: E704
+    async def send_text(
+        self, connector: Connector, chat_ref: str, text: str, *, last_inbound: float | None = None
+    ) -> str: ...  # noqa: E704
     async def send_typing(self, connector: Connector, chat_ref: str) -> None: ...
 
 
@@ -38,13 +40,19 @@ def _wait(retry_state: Any) -> float:
     exc = retry_state.outcome.exception() if retry_state.outcome else None
     if isinstance(exc, DeliveryError) and exc.retry_after is not None:
         return exc.retry_after
-    return min(2.0, 0.1 * 2 ** retry_state.attempt_number) * (0.5 + random.random() / 2)
+    return min(2.0, 0.1 * 2**retry_state.attempt_number) * (0.5 + random.random() / 2)
 
 
 class Deliverer:
     def __init__(
-        self, bus: Bus, store: ConnectorStore, clients: dict[str, PlatformClient], lookup: Callable[[str], Connector | None],
-        *, breaker_failures: int = 3, breaker_open_s: float = 5.0,
+        self,
+        bus: Bus,
+        store: ConnectorStore,
+        clients: dict[str, PlatformClient],
+        lookup: Callable[[str], Connector | None],
+        *,
+        breaker_failures: int = 3,
+        breaker_open_s: float = 5.0,
     ) -> None:
         self._bus = bus
         self._breaker_failures = breaker_failures
@@ -65,7 +73,9 @@ class Deliverer:
 
     def _breaker(self, connector_id: str) -> CircuitBreaker:
         if connector_id not in self._breakers:
-            self._breakers[connector_id] = CircuitBreaker(failures_to_open=self._breaker_failures, open_s=self._breaker_open_s)
+            self._breakers[connector_id] = CircuitBreaker(
+                failures_to_open=self._breaker_failures, open_s=self._breaker_open_s
+            )
         return self._breakers[connector_id]
 
     async def run(self) -> None:
@@ -118,13 +128,24 @@ class Deliverer:
                 item["platform_message_id"] = await self._send(connector, item)
             except DeliveryError as exc:
                 if exc.permanent:
-                    self._succeeded(breaker, connector)  # the platform answered; only this message is bad
+                    self._succeeded(
+                        breaker, connector
+                    )  # the platform answered; only this message is bad
                     await self._report(item, connector, exc)
                     return True
                 breaker.failed()
-                log.warning("connector_send_deferred", connector_id=connector.connector_id, reason=exc.reason, open_for=breaker.open_for)
+                log.warning(
+                    "connector_send_deferred",
+                    connector_id=connector.connector_id,
+                    reason=exc.reason,
+                    open_for=breaker.open_for,
+                )
                 if breaker.state == "open":
-                    log.warning("connector_breaker_opened", connector_id=connector.connector_id, open_for=breaker.open_for)
+                    log.warning(
+                        "connector_breaker_opened",
+                        connector_id=connector.connector_id,
+                        open_for=breaker.open_for,
+                    )
                 if not item.get("failure_reported"):
                     await self._report(item, connector, exc, finish=False)
                 return False
@@ -143,26 +164,56 @@ class Deliverer:
         client = self._clients[connector.platform]
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, DeliveryError) and not e.permanent),
-            wait=_wait, stop=stop_after_attempt(ATTEMPTS_PER_ROUND), reraise=True,
+            wait=_wait,
+            stop=stop_after_attempt(ATTEMPTS_PER_ROUND),
+            reraise=True,
         ):
             with attempt:
-                return await client.send_text(connector, item["chat_ref"], item["body"], last_inbound=item.get("last_inbound"))
+                return await client.send_text(
+                    connector, item["chat_ref"], item["body"], last_inbound=item.get("last_inbound")
+                )
         raise AssertionError("unreachable")
 
-    async def _report(self, item: dict[str, Any], connector: Connector | None, error: DeliveryError | None, *, finish: bool = True) -> None:
-        data: dict[str, Any] = {"connector_id": item["connector_id"], "platform": item["platform"], "conversation_id": item["conversation_id"], "message_id": item["_id"]}
+    async def _report(
+        self,
+        item: dict[str, Any],
+        connector: Connector | None,
+        error: DeliveryError | None,
+        *,
+        finish: bool = True,
+    ) -> None:
+        data: dict[str, Any] = {
+            "connector_id": item["connector_id"],
+            "platform": item["platform"],
+            "conversation_id": item["conversation_id"],
+            "message_id": item["_id"],
+        }
         if error is None:
-            kind, data["platform_message_id"] = "connector.outbound_sent", (item.get("platform_message_id") or None)
+            kind, data["platform_message_id"] = (
+                "connector.outbound_sent",
+                (item.get("platform_message_id") or None),
+            )
         else:
             kind = "connector.outbound_failed"
             data.update(reason=error.reason, permanent=error.permanent)
         suffix = kind if finish else kind + ":transient"
-        await self._bus.publish(Envelope(
-            id=derive_event_id(item["tenant"], item["connector_id"], f"{suffix}:{item['_id']}"), type=kind, tenant=item["tenant"],
-            stream=f"conv:{item['conversation_id']}", actor=Actor(kind=ActorKind.connector, id=item["connector_id"]), data=data,
-        ))
+        await self._bus.publish(
+            Envelope(
+                id=derive_event_id(item["tenant"], item["connector_id"], f"{suffix}:{item['_id']}"),
+                type=kind,
+                tenant=item["tenant"],
+                stream=f"conv:{item['conversation_id']}",
+                actor=Actor(kind=ActorKind.connector, id=item["connector_id"]),
+                data=data,
+            )
+        )
         if finish:
             await self._store.finish(item["_id"])
         else:
             await self._store.mark(item["_id"], failure_reported=True)
-        log.info("connector_outbound_result", connector_id=item["connector_id"], result=kind, permanent=error.permanent if error else None)
+        log.info(
+            "connector_outbound_result",
+            connector_id=item["connector_id"],
+            result=kind,
+            permanent=error.permanent if error else None,
+        )

@@ -23,8 +23,13 @@ class LogFollower:
     """Configuration is folded from the whole log; replies only after the stored position."""
 
     def __init__(
-        self, directory: ConnectorDirectory, store: ConnectorStore, checkpoints: Checkpoints, deliverer: Deliverer,
-        clients: dict[str, PlatformClient], plans: TenantPlans | None = None,
+        self,
+        directory: ConnectorDirectory,
+        store: ConnectorStore,
+        checkpoints: Checkpoints,
+        deliverer: Deliverer,
+        clients: dict[str, PlatformClient],
+        plans: TenantPlans | None = None,
     ) -> None:
         self._directory = directory
         self._plans = plans
@@ -65,10 +70,14 @@ class LogFollower:
         if env.type == "message.sent" and data.get("author_kind") == "agent":
             return await self._queue_reply(env.tenant, data)
         if env.type == "connector.outbound_sent":
-            await self._store.finish(str(data.get("message_id")))  # a reply already delivered is never sent again
+            await self._store.finish(
+                str(data.get("message_id"))
+            )  # a reply already delivered is never sent again
         elif env.type == "conversation.closed":
             await self._store.mark_closed(env.tenant, str(data.get("conversation_id")))
-        elif env.type == "typing.changed" and data.get("who_kind") == "agent" and data.get("typing"):
+        elif (
+            env.type == "typing.changed" and data.get("who_kind") == "agent" and data.get("typing")
+        ):
             await self._start_typing(env.tenant, str(data.get("conversation_id")))
         else:
             return None
@@ -78,8 +87,16 @@ class LogFollower:
         conv = await self._store.by_conversation_id(tenant, str(data.get("conversation_id")))
         if conv is None:
             return None  # a web conversation: not ours
-        item = {"tenant": tenant, "connector_id": conv.connector_id, "platform": conv.platform, "conversation_id": conv.conversation_id,
-                "chat_ref": conv.chat_ref, "body": data["body"], "queued_at": time.time(), "last_inbound": await self._store.last_inbound(conv)}
+        item = {
+            "tenant": tenant,
+            "connector_id": conv.connector_id,
+            "platform": conv.platform,
+            "conversation_id": conv.conversation_id,
+            "chat_ref": conv.chat_ref,
+            "body": data["body"],
+            "queued_at": time.time(),
+            "last_inbound": await self._store.last_inbound(conv),
+        }
         await self._store.enqueue(str(data["message_id"]), item)
         return True
 
@@ -88,7 +105,9 @@ class LogFollower:
         connector = None if conv is None else self._directory.get(conv.connector_id, conv.platform)
         if conv is None or connector is None:
             return
-        task = asyncio.create_task(self._send_typing(connector, conv.chat_ref))  # best effort, never holds the log
+        task = asyncio.create_task(
+            self._send_typing(connector, conv.chat_ref)
+        )  # best effort, never holds the log
         self._typing.add(task)
         task.add_done_callback(self._typing.discard)
 
@@ -96,4 +115,6 @@ class LogFollower:
         try:
             await self._clients[connector.platform].send_typing(connector, chat_ref)
         except DeliveryError as exc:
-            log.info("connector_typing_not_sent", connector_id=connector.connector_id, reason=exc.reason)
+            log.info(
+                "connector_typing_not_sent", connector_id=connector.connector_id, reason=exc.reason
+            )

@@ -24,7 +24,9 @@ class InboundMessage:
 
 
 class InboundBridge:
-    def __init__(self, bus: Bus, rpc: RpcClient, store: ConnectorStore, *, request_timeout_s: float) -> None:
+    def __init__(
+        self, bus: Bus, rpc: RpcClient, store: ConnectorStore, *, request_timeout_s: float
+    ) -> None:
         self._bus = bus
         self._rpc = rpc
         self._store = store
@@ -38,7 +40,11 @@ class InboundBridge:
         """
         seen_key = f"{connector.tenant}|{connector.connector_id}|{message.platform_message_id}"
         if await self._store.seen(seen_key):
-            log.info("connector_inbound_duplicate", connector_id=connector.connector_id, platform=connector.platform)
+            log.info(
+                "connector_inbound_duplicate",
+                connector_id=connector.connector_id,
+                platform=connector.platform,
+            )
             return False
         conv = await self._conversation(connector, message)
         await self._publish(connector, conv, message)
@@ -46,22 +52,47 @@ class InboundBridge:
         await self._store.remember(seen_key)
         return True
 
-    async def _conversation(self, connector: Connector, message: InboundMessage) -> PlatformConversation:
-        conv = await self._store.conversation_for_user(connector.tenant, connector.platform, message.platform_user_id)
+    async def _conversation(
+        self, connector: Connector, message: InboundMessage
+    ) -> PlatformConversation:
+        conv = await self._store.conversation_for_user(
+            connector.tenant, connector.platform, message.platform_user_id
+        )
         if conv is not None and conv.connector_id == connector.connector_id and not conv.closed:
             return conv
-        generation = 0 if conv is None else conv.generation + 1  # a closed chat: the user starts a new one
+        generation = (
+            0 if conv is None else conv.generation + 1
+        )  # a closed chat: the user starts a new one
         user_key = _user_key(connector, message.platform_user_id)
-        conversation_id = "c" + derive_event_id(connector.tenant, user_key, f"conv:{connector.connector_id}:{generation}")[1:25]
-        conv = PlatformConversation(connector.tenant, connector.connector_id, connector.platform, message.platform_user_id, conversation_id, message.chat_ref, generation)
+        conversation_id = (
+            "c"
+            + derive_event_id(
+                connector.tenant, user_key, f"conv:{connector.connector_id}:{generation}"
+            )[1:25]
+        )
+        conv = PlatformConversation(
+            connector.tenant,
+            connector.connector_id,
+            connector.platform,
+            message.platform_user_id,
+            conversation_id,
+            message.chat_ref,
+            generation,
+        )
         visitor = {"id": user_key, "platform_user_id": message.platform_user_id[:200]}
         if message.user_name:
             visitor["name"] = message.user_name[:200]
         command = Envelope(
             id=derive_event_id(connector.tenant, user_key, "request:" + conversation_id),
-            type="conversation.request", tenant=connector.tenant, stream=f"conv:{conversation_id}",
+            type="conversation.request",
+            tenant=connector.tenant,
+            stream=f"conv:{conversation_id}",
             actor=Actor(kind=ActorKind.connector, id=connector.connector_id),
-            data={"conversation_id": conversation_id, "channel": connector.platform, "visitor": visitor},
+            data={
+                "conversation_id": conversation_id,
+                "channel": connector.platform,
+                "visitor": visitor,
+            },
         )
         # Stored first: an agent reply can then always be routed back to the platform.
         await self._store.save_conversation(conv)
@@ -70,21 +101,41 @@ class InboundBridge:
             raise RuntimeError(f"conversation.request refused: {reply.code}")
         return conv
 
-    async def _publish(self, connector: Connector, conv: PlatformConversation, message: InboundMessage) -> None:
+    async def _publish(
+        self, connector: Connector, conv: PlatformConversation, message: InboundMessage
+    ) -> None:
         tenant, key = connector.tenant, f"{connector.connector_id}:{message.platform_message_id}"
         user_key = _user_key(connector, message.platform_user_id)
         actor = Actor(kind=ActorKind.customer, id=user_key)
         message_id = derive_event_id(tenant, connector.connector_id, "msg:" + key)
         sent = Envelope(
-            id=derive_event_id(tenant, connector.connector_id, "sent:" + key), type="message.sent", v=2, tenant=tenant,
-            stream=f"conv:{conv.conversation_id}", actor=actor,
-            data={"conversation_id": conv.conversation_id, "message_id": message_id, "body": message.text[:8000], "author_kind": "customer", "author_id": user_key},
+            id=derive_event_id(tenant, connector.connector_id, "sent:" + key),
+            type="message.sent",
+            v=2,
+            tenant=tenant,
+            stream=f"conv:{conv.conversation_id}",
+            actor=actor,
+            data={
+                "conversation_id": conv.conversation_id,
+                "message_id": message_id,
+                "body": message.text[:8000],
+                "author_kind": "customer",
+                "author_id": user_key,
+            },
         )
         received = Envelope(
-            id=derive_event_id(tenant, connector.connector_id, "inbound:" + key), type="connector.inbound_received", tenant=tenant,
-            stream=f"conv:{conv.conversation_id}", actor=Actor(kind=ActorKind.connector, id=connector.connector_id),
-            data={"connector_id": connector.connector_id, "platform": connector.platform, "platform_message_id": message.platform_message_id[:200],
-                  "platform_user_id": message.platform_user_id[:200], "conversation_id": conv.conversation_id},
+            id=derive_event_id(tenant, connector.connector_id, "inbound:" + key),
+            type="connector.inbound_received",
+            tenant=tenant,
+            stream=f"conv:{conv.conversation_id}",
+            actor=Actor(kind=ActorKind.connector, id=connector.connector_id),
+            data={
+                "connector_id": connector.connector_id,
+                "platform": connector.platform,
+                "platform_message_id": message.platform_message_id[:200],
+                "platform_user_id": message.platform_user_id[:200],
+                "conversation_id": conv.conversation_id,
+            },
         )
         await self._bus.publish_many([sent, received])
 

@@ -27,7 +27,12 @@ def signature_ok(connector: Connector, raw_body: bytes, header_value: str | None
 
 def verify_token_ok(connector: Connector, mode: str | None, token: str | None) -> bool:
     expected = connector.secrets.get("verify_token", "")
-    return mode == "subscribe" and bool(expected) and token is not None and hmac.compare_digest(expected.encode(), token.encode())
+    return (
+        mode == "subscribe"
+        and bool(expected)
+        and token is not None
+        and hmac.compare_digest(expected.encode(), token.encode())
+    )
 
 
 class MalformedNotification(ValueError):
@@ -39,13 +44,22 @@ def _objects(value: Any) -> bool:
 
 
 def _check_shape(body: Any) -> None:
-    if not isinstance(body, dict) or not isinstance(body.get("object"), str) or not _objects(body.get("entry")):
-        raise MalformedNotification("expected an object with 'object' and a list of 'entry' objects")
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("object"), str)
+        or not _objects(body.get("entry"))
+    ):
+        raise MalformedNotification(
+            "expected an object with 'object' and a list of 'entry' objects"
+        )
     for entry in body["entry"]:
         if not _objects(entry.get("messaging", [])):
             raise MalformedNotification("'messaging' must be a list of objects")
         for event in entry.get("messaging", []):
-            if any(key in event and not isinstance(event[key], dict) for key in ("sender", "recipient", "message")):
+            if any(
+                key in event and not isinstance(event[key], dict)
+                for key in ("sender", "recipient", "message")
+            ):
                 raise MalformedNotification("'sender', 'recipient' and 'message' must be objects")
 
 
@@ -63,9 +77,16 @@ def parse_notification(body: Any) -> list[InboundMessage]:
         for event in entry.get("messaging", []):
             message = event.get("message") or {}
             sender = (event.get("sender") or {}).get("id")
-            if message.get("is_echo") or not isinstance(message.get("text"), str) or not message.get("mid") or not sender:
+            if (
+                message.get("is_echo")
+                or not isinstance(message.get("text"), str)
+                or not message.get("mid")
+                or not sender
+            ):
                 continue
-            found.append(InboundMessage(str(message["mid"]), str(sender), str(sender), message["text"]))
+            found.append(
+                InboundMessage(str(message["mid"]), str(sender), str(sender), message["text"])
+            )
     return found
 
 
@@ -74,7 +95,9 @@ class MessengerClient:
         self._http = http
         self._base = api_base.rstrip("/")
 
-    async def send_text(self, connector: Connector, psid: str, text: str, *, last_inbound: float | None = None) -> str:
+    async def send_text(
+        self, connector: Connector, psid: str, text: str, *, last_inbound: float | None = None
+    ) -> str:
         payload: dict[str, Any] = {"recipient": {"id": psid}, "message": {"text": text[:2000]}}
         if last_inbound is not None and time.time() - last_inbound < WINDOW_S:
             payload["messaging_type"] = "RESPONSE"
@@ -89,7 +112,12 @@ class MessengerClient:
     async def _post(self, connector: Connector, payload: dict[str, Any]) -> dict[str, Any]:
         url = f"{self._base}/{connector.public.get('page_id', 'me')}/messages"
         try:
-            response = await self._http.post(url, params={"access_token": connector.secrets["page_token"]}, json=payload, timeout=10.0)
+            response = await self._http.post(
+                url,
+                params={"access_token": connector.secrets["page_token"]},
+                json=payload,
+                timeout=10.0,
+            )
         except httpx.HTTPError as exc:
             raise DeliveryError(f"network: {type(exc).__name__}", permanent=False) from None
         try:
@@ -100,7 +128,11 @@ class MessengerClient:
         if response.status_code < 400 and not error:
             return body
         if not isinstance(error, dict):
-            raise DeliveryError(f"http {response.status_code}", permanent=response.status_code < 500)
+            raise DeliveryError(
+                f"http {response.status_code}", permanent=response.status_code < 500
+            )
         code = int(error.get("code", 0))
         reason = f"{code}/{error.get('error_subcode', '')} {str(error.get('message', ''))[:150]}"
-        raise DeliveryError(reason, permanent=code not in TRANSIENT_CODES and response.status_code < 500)
+        raise DeliveryError(
+            reason, permanent=code not in TRANSIENT_CODES and response.status_code < 500
+        )

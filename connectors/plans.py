@@ -5,7 +5,7 @@ This service is the single writer of ``connector.configured``, so the plan's
 """
 
 from contracts.envelope import LoggedEvent
-from relaydesk.plan_limits import PLAN_EVENTS, TenantPlan
+from contracts.plan_limits import PLAN_EVENTS, TenantPlan
 
 
 class TenantPlans:

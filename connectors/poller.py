@@ -24,7 +24,14 @@ MAX_BACKOFF_S = 30.0
 class TelegramPoller:
     """One polling task per connector in polling mode; started and stopped as config changes."""
 
-    def __init__(self, client: TelegramClient, bridge: InboundBridge, directory: ConnectorDirectory, *, poll_timeout_s: int = POLL_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        client: TelegramClient,
+        bridge: InboundBridge,
+        directory: ConnectorDirectory,
+        *,
+        poll_timeout_s: int = POLL_TIMEOUT_S,
+    ) -> None:
         self._client = client
         self._bridge = bridge
         self._directory = directory
@@ -34,14 +41,21 @@ class TelegramPoller:
 
     async def run(self) -> None:
         while not self._stopping.is_set():
-            wanted = {c.connector_id: c for c in self._directory.all() if c.platform == "telegram" and c.public.get("mode") == "polling"}
+            wanted = {
+                c.connector_id: c
+                for c in self._directory.all()
+                if c.platform == "telegram" and c.public.get("mode") == "polling"
+            }
             for connector_id, (connector, task) in list(self._tasks.items()):
                 if wanted.get(connector_id) != connector or task.done():
                     task.cancel()
                     del self._tasks[connector_id]
             for connector_id, connector in wanted.items():
                 if connector_id not in self._tasks:
-                    self._tasks[connector_id] = (connector, asyncio.create_task(self._poll(connector)))
+                    self._tasks[connector_id] = (
+                        connector,
+                        asyncio.create_task(self._poll(connector)),
+                    )
             try:
                 await asyncio.wait_for(self._stopping.wait(), RESCAN_S)
             except TimeoutError:
@@ -62,20 +76,32 @@ class TelegramPoller:
                 params = {"timeout": self._poll_timeout_s, "allowed_updates": ["message"]}
                 if offset is not None:
                     params["offset"] = offset
-                updates = await self._client.call(connector, "getUpdates", params, timeout=self._poll_timeout_s + 10)
+                updates = await self._client.call(
+                    connector, "getUpdates", params, timeout=self._poll_timeout_s + 10
+                )
                 for update in updates:
                     message = parse_update(update)
                     if message is not None:
                         await self._bridge.accept(connector, message)
-                    offset = max(offset or 0, int(update["update_id"]) + 1)  # only after the durable publish
+                    offset = max(
+                        offset or 0, int(update["update_id"]) + 1
+                    )  # only after the durable publish
                 failures = 0
             except DeliveryError as exc:
                 failures += 1
                 if exc.reason.startswith("409"):
-                    log.error("telegram_poll_conflict", connector_id=connector.connector_id,
-                              explanation="another getUpdates poller uses this bot token, or a webhook is set; run one poller per token")
+                    log.error(
+                        "telegram_poll_conflict",
+                        connector_id=connector.connector_id,
+                        explanation="another getUpdates poller uses this bot token, or a webhook is set; run one poller per token",
+                    )
                 else:
-                    log.warning("telegram_poll_failed", connector_id=connector.connector_id, reason=exc.reason, failures=failures)
+                    log.warning(
+                        "telegram_poll_failed",
+                        connector_id=connector.connector_id,
+                        reason=exc.reason,
+                        failures=failures,
+                    )
                 await asyncio.sleep(exc.retry_after or _backoff(failures))
             except Exception:
                 failures += 1  # RabbitMQ or the agent service away: offset stays, the batch is fetched again
@@ -86,7 +112,11 @@ class TelegramPoller:
         try:
             await self._client.call(connector, "deleteWebhook", {"drop_pending_updates": False})
         except DeliveryError as exc:
-            log.warning("telegram_delete_webhook_failed", connector_id=connector.connector_id, reason=exc.reason)
+            log.warning(
+                "telegram_delete_webhook_failed",
+                connector_id=connector.connector_id,
+                reason=exc.reason,
+            )
 
 
 def _backoff(failures: int) -> float:

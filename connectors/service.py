@@ -20,16 +20,16 @@ from connectors.inbound import InboundBridge
 from connectors.messenger import MessengerClient
 from connectors.plans import TenantPlans
 from connectors.poller import TelegramPoller
-from connectors.sealing import SecretBox
 from connectors.store import ConnectorStore
 from connectors.telegram import TelegramClient
 from connectors.webhooks import build_app
 from connectors.wechat import WeChatClient
+from contracts.plans import PlanCatalogue
 from relaydesk.bus import Bus
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.log_reader import LogReader
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
-from relaydesk.plans import PlanCatalogue
+from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
 from relaydesk.store import Checkpoints, database, make_client
 
@@ -61,7 +61,12 @@ class ConnectorsService:
 
     async def start(self) -> None:
         assert self.settings.mongo_url, "connectors need MongoDB"
-        self._bus = bus = await Bus(self.settings.amqp_url, service=SERVICE, publish_timeout_s=self.settings.publish_timeout_s, stream_url=self.settings.stream_url).connect()
+        self._bus = bus = await Bus(
+            self.settings.amqp_url,
+            service=SERVICE,
+            publish_timeout_s=self.settings.publish_timeout_s,
+            stream_url=self.settings.stream_url,
+        ).connect()
         self._mongo = make_client(self.settings.mongo_url)
         db = database(self._mongo, self.settings.mongo_db)
         store = ConnectorStore(db)
@@ -72,18 +77,40 @@ class ConnectorsService:
             "messenger": MessengerClient(self._http, self.settings.messenger_api_base),
             "wechat": WeChatClient(self._http, self.settings.wechat_api_base),
         }
-        self._deliverer = Deliverer(bus, store, clients, self.directory.find, breaker_failures=self.settings.connector_breaker_failures,
-                                    breaker_open_s=self.settings.connector_breaker_open_s)
-        follower = LogFollower(self.directory, store, Checkpoints(db), self._deliverer, clients, self.plans)
+        self._deliverer = Deliverer(
+            bus,
+            store,
+            clients,
+            self.directory.find,
+            breaker_failures=self.settings.connector_breaker_failures,
+            breaker_open_s=self.settings.connector_breaker_open_s,
+        )
+        follower = LogFollower(
+            self.directory, store, Checkpoints(db), self._deliverer, clients, self.plans
+        )
         await follower.load()
         self._reader = await LogReader(bus, start="first", name=SERVICE).open()
         await catch_up(bus, self._reader, follower.apply, service=SERVICE)
         self._tasks.append(asyncio.create_task(self._follow(follower)))
         self._tasks.append(asyncio.create_task(self._deliverer.run()))
-        bridge = InboundBridge(bus, RpcClient(bus), store, request_timeout_s=self.settings.request_timeout_s)
+        bridge = InboundBridge(
+            bus, RpcClient(bus), store, request_timeout_s=self.settings.request_timeout_s
+        )
         self._poller = TelegramPoller(clients["telegram"], bridge, self.directory)  # type: ignore[arg-type]
         self._tasks.append(asyncio.create_task(self._poller.run()))
-        self._channels.append(await serve_commands(bus, SERVICE, ConnectorCommands(bus, self.directory, self.box, self.plans, PlanCatalogue.load(self.settings.plans_file)).handle))
+        self._channels.append(
+            await serve_commands(
+                bus,
+                SERVICE,
+                ConnectorCommands(
+                    bus,
+                    self.directory,
+                    self.box,
+                    self.plans,
+                    PlanCatalogue.load(self.settings.plans_file),
+                ).handle,
+            )
+        )
         self._channels.append(await serve_queries(bus, SERVICE, self._query))
         self._app = build_app(self.directory, bridge)
         await self._serve_http(self._app)
@@ -103,7 +130,9 @@ class ConnectorsService:
                     await follower.apply(batch)
                     break
                 except Exception:
-                    log.exception("connectors_follow_failed", attempt=attempt, position=batch[-1].position)
+                    log.exception(
+                        "connectors_follow_failed", attempt=attempt, position=batch[-1].position
+                    )
                     await asyncio.sleep(min(10.0, 0.2 * 2 ** min(attempt, 6)))
 
     async def _query(self, name: str, params: dict[str, Any]) -> Any:
@@ -112,7 +141,14 @@ class ConnectorsService:
         raise ValueError(f"unknown query {name!r}")
 
     async def _serve_http(self, app: Any) -> None:
-        config = uvicorn.Config(app, host=self.settings.connectors_host, port=self.settings.connectors_port, log_config=None, access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            app,
+            host=self.settings.connectors_host,
+            port=self.settings.connectors_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
         self._server = uvicorn.Server(config)
         self._server_task = asyncio.create_task(self._server.serve())
         while not self._server.started:

@@ -34,19 +34,31 @@ class ConnectorStore:
         await self._outbox.create_index("connector_id")
 
     # --- conversations ---------------------------------------------------------
-    async def conversation_for_user(self, tenant: str, platform: str, user: str) -> PlatformConversation | None:
+    async def conversation_for_user(
+        self, tenant: str, platform: str, user: str
+    ) -> PlatformConversation | None:
         doc = await self._conversations.find_one({"_id": f"{tenant}|{platform}|{user}"})
         return None if doc is None else _conversation(doc)
 
     async def save_conversation(self, conv: PlatformConversation) -> None:
         key = f"{conv.tenant}|{conv.platform}|{conv.platform_user_id}"
-        await self._conversations.update_one({"_id": key}, {"$set": {**conv.__dict__, "closed": False, "at": time.time()}}, upsert=True)
+        await self._conversations.update_one(
+            {"_id": key},
+            {"$set": {**conv.__dict__, "closed": False, "at": time.time()}},
+            upsert=True,
+        )
 
     async def mark_closed(self, tenant: str, conversation_id: str) -> None:
-        await self._conversations.update_one({"tenant": tenant, "conversation_id": conversation_id}, {"$set": {"closed": True}})
+        await self._conversations.update_one(
+            {"tenant": tenant, "conversation_id": conversation_id}, {"$set": {"closed": True}}
+        )
 
-    async def by_conversation_id(self, tenant: str, conversation_id: str) -> PlatformConversation | None:
-        doc = await self._conversations.find_one({"tenant": tenant, "conversation_id": conversation_id})
+    async def by_conversation_id(
+        self, tenant: str, conversation_id: str
+    ) -> PlatformConversation | None:
+        doc = await self._conversations.find_one(
+            {"tenant": tenant, "conversation_id": conversation_id}
+        )
         return None if doc is None else _conversation(doc)
 
     async def touch(self, conv: PlatformConversation) -> None:
@@ -55,7 +67,9 @@ class ConnectorStore:
         await self._conversations.update_one({"_id": key}, {"$set": {"last_inbound": time.time()}})
 
     async def last_inbound(self, conv: PlatformConversation) -> float | None:
-        doc = await self._conversations.find_one({"_id": f"{conv.tenant}|{conv.platform}|{conv.platform_user_id}"})
+        doc = await self._conversations.find_one(
+            {"_id": f"{conv.tenant}|{conv.platform}|{conv.platform_user_id}"}
+        )
         return None if doc is None else doc.get("last_inbound")
 
     # --- dedupe of platform ids (a TTL set, not a high-water mark) ---------------
@@ -71,7 +85,9 @@ class ConnectorStore:
     # --- outbox ----------------------------------------------------------------
     async def enqueue(self, message_id: str, item: dict[str, Any]) -> None:
         """Keyed by message id: replaying the log never queues a reply twice."""
-        await self._outbox.update_one({"_id": message_id}, {"$setOnInsert": {**item, "attempts": 0}}, upsert=True)
+        await self._outbox.update_one(
+            {"_id": message_id}, {"$setOnInsert": {**item, "attempts": 0}}, upsert=True
+        )
 
     async def pending_connectors(self) -> list[str]:
         return list(await self._outbox.distinct("connector_id", {"done": {"$ne": True}}))
@@ -91,7 +107,16 @@ class ConnectorStore:
 
 
 def _conversation(doc: dict[str, Any]) -> PlatformConversation:
-    return PlatformConversation(doc["tenant"], doc["connector_id"], doc["platform"], doc["platform_user_id"], doc["conversation_id"], doc["chat_ref"], doc.get("generation", 0), doc.get("closed", False))
+    return PlatformConversation(
+        doc["tenant"],
+        doc["connector_id"],
+        doc["platform"],
+        doc["platform_user_id"],
+        doc["conversation_id"],
+        doc["chat_ref"],
+        doc.get("generation", 0),
+        doc.get("closed", False),
+    )
 
 
 def _now_dt() -> Any:

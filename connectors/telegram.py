@@ -14,20 +14,34 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 def secret_token_ok(connector: Connector, header_value: str | None) -> bool:
     expected = connector.secrets.get("webhook_secret", "")
-    return bool(expected) and header_value is not None and hmac.compare_digest(expected.encode(), header_value.encode())
+    return (
+        bool(expected)
+        and header_value is not None
+        and hmac.compare_digest(expected.encode(), header_value.encode())
+    )
 
 
 def parse_update(update: dict[str, Any]) -> InboundMessage | None:
     """A private text message → an inbound message; anything else is acknowledged and ignored."""
     message = update.get("message")
-    if not isinstance(message, dict) or not isinstance(message.get("text"), str) or not isinstance(update.get("update_id"), int):
+    if (
+        not isinstance(message, dict)
+        or not isinstance(message.get("text"), str)
+        or not isinstance(update.get("update_id"), int)
+    ):
         return None
     chat = message.get("chat") or {}
     sender = message.get("from") or {}
     user_id = sender.get("id", chat.get("id"))
     if user_id is None or chat.get("id") is None:
         return None
-    return InboundMessage(str(update["update_id"]), str(user_id), str(chat["id"]), message["text"], sender.get("first_name"))
+    return InboundMessage(
+        str(update["update_id"]),
+        str(user_id),
+        str(chat["id"]),
+        message["text"],
+        sender.get("first_name"),
+    )
 
 
 class TelegramClient:
@@ -35,7 +49,9 @@ class TelegramClient:
         self._http = http
         self._base = api_base.rstrip("/")
 
-    async def call(self, connector: Connector, method: str, params: dict[str, Any], *, timeout: float = 10.0) -> Any:
+    async def call(
+        self, connector: Connector, method: str, params: dict[str, Any], *, timeout: float = 10.0
+    ) -> Any:
         url = f"{self._base}/bot{connector.secrets['bot_token']}/{method}"
         try:
             response = await self._http.post(url, json=params, timeout=timeout)
@@ -43,8 +59,12 @@ class TelegramClient:
             raise DeliveryError(f"network: {type(exc).__name__}", permanent=False) from None
         return _result(response)
 
-    async def send_text(self, connector: Connector, chat_id: str, text: str, *, last_inbound: float | None = None) -> str:
-        result = await self.call(connector, "sendMessage", {"chat_id": int(chat_id), "text": text[:4096]})
+    async def send_text(
+        self, connector: Connector, chat_id: str, text: str, *, last_inbound: float | None = None
+    ) -> str:
+        result = await self.call(
+            connector, "sendMessage", {"chat_id": int(chat_id), "text": text[:4096]}
+        )
         return str(result.get("message_id", ""))
 
     async def send_typing(self, connector: Connector, chat_id: str) -> None:
@@ -62,6 +82,8 @@ def _result(response: httpx.Response) -> Any:
     description = str(body.get("description", ""))[:150]
     retry_after = (body.get("parameters") or {}).get("retry_after")
     if code == 429:
-        raise DeliveryError(f"429 {description}", permanent=False, retry_after=float(retry_after or 1))
+        raise DeliveryError(
+            f"429 {description}", permanent=False, retry_after=float(retry_after or 1)
+        )
     # 5xx are transient; 400/401/403/404 (blocked, bad chat, revoked token) will not heal by retrying.
     raise DeliveryError(f"{code} {description}", permanent=code < 500 and code != 409)

@@ -59,7 +59,9 @@ def build_app(directory: ConnectorDirectory, bridge: InboundBridge) -> FastAPI:
                 await bridge.accept(connector, message)
         except Exception:
             log.exception("connector_inbound_failed", connector_id=connector.connector_id)
-            return JSONResponse({"error": "temporarily unavailable"}, status_code=503)  # the platform retries
+            return JSONResponse(
+                {"error": "temporarily unavailable"}, status_code=503
+            )  # the platform retries
         return JSONResponse({"ok": True})
 
     _add_telegram(app, directory, publish_all)
@@ -70,7 +72,12 @@ def build_app(directory: ConnectorDirectory, bridge: InboundBridge) -> FastAPI:
 
 def _malformed(platform: str, connector_id: str, error: str) -> Response:
     """Authentic but unreadable: 400, nothing published (the body is not logged)."""
-    log.warning("connector_webhook_malformed", platform=platform, connector_id=connector_id[:64], error=error)
+    log.warning(
+        "connector_webhook_malformed",
+        platform=platform,
+        connector_id=connector_id[:64],
+        error=error,
+    )
     return JSONResponse({"error": error}, status_code=400)
 
 
@@ -83,7 +90,9 @@ def _add_telegram(app: FastAPI, directory: ConnectorDirectory, publish_all: Publ
     @app.post("/webhooks/telegram/{connector_id}")
     async def telegram_update(connector_id: str, request: Request) -> Response:
         connector = directory.get(connector_id, "telegram")
-        if connector is None or not telegram.secret_token_ok(connector, request.headers.get(telegram.SECRET_HEADER)):
+        if connector is None or not telegram.secret_token_ok(
+            connector, request.headers.get(telegram.SECRET_HEADER)
+        ):
             return _forbidden("telegram", connector_id)
         try:
             update = json.loads(await read_capped(request))
@@ -98,7 +107,9 @@ def _add_messenger(app: FastAPI, directory: ConnectorDirectory, publish_all: Pub
     async def messenger_verify(connector_id: str, request: Request) -> Response:
         connector = directory.get(connector_id, "messenger")
         q = request.query_params
-        if connector is None or not messenger.verify_token_ok(connector, q.get("hub.mode"), q.get("hub.verify_token")):
+        if connector is None or not messenger.verify_token_ok(
+            connector, q.get("hub.mode"), q.get("hub.verify_token")
+        ):
             return PlainTextResponse("forbidden", status_code=403)
         return PlainTextResponse(q.get("hub.challenge", ""))
 
@@ -106,7 +117,9 @@ def _add_messenger(app: FastAPI, directory: ConnectorDirectory, publish_all: Pub
     async def messenger_event(connector_id: str, request: Request) -> Response:
         connector = directory.get(connector_id, "messenger")
         raw = await read_capped(request)  # verified over these exact bytes, before parsing
-        if connector is None or not messenger.signature_ok(connector, raw, request.headers.get(messenger.SIGNATURE_HEADER)):
+        if connector is None or not messenger.signature_ok(
+            connector, raw, request.headers.get(messenger.SIGNATURE_HEADER)
+        ):
             return _forbidden("messenger", connector_id)
         try:
             messages = messenger.parse_notification(json.loads(raw))
@@ -122,7 +135,12 @@ def _add_wechat(app: FastAPI, directory: ConnectorDirectory, bridge: InboundBrid
     async def wechat_verify(connector_id: str, request: Request) -> Response:
         connector = directory.get(connector_id, "wechat")
         q = request.query_params
-        if connector is None or not signature_ok(q.get("signature"), connector.secrets.get("token", ""), q.get("timestamp", ""), q.get("nonce", "")):
+        if connector is None or not signature_ok(
+            q.get("signature"),
+            connector.secrets.get("token", ""),
+            q.get("timestamp", ""),
+            q.get("nonce", ""),
+        ):
             return PlainTextResponse("forbidden", status_code=403)
         return PlainTextResponse(q.get("echostr", ""))
 
@@ -131,7 +149,9 @@ def _add_wechat(app: FastAPI, directory: ConnectorDirectory, bridge: InboundBrid
         connector = directory.get(connector_id, "wechat")
         raw = await read_capped(request)
         try:
-            message = _wechat_inbound(connector, dict(request.query_params), raw) if connector else False
+            message = (
+                _wechat_inbound(connector, dict(request.query_params), raw) if connector else False
+            )
         except MalformedXml:
             return _malformed("wechat", connector_id, "malformed xml")
         if connector is None or message is False:
@@ -146,9 +166,15 @@ def _add_wechat(app: FastAPI, directory: ConnectorDirectory, bridge: InboundBrid
         return PlainTextResponse("success")
 
 
-async def _accept_with_retries(bridge: InboundBridge, connector: Connector, message: InboundMessage) -> bool:
+async def _accept_with_retries(
+    bridge: InboundBridge, connector: Connector, message: InboundMessage
+) -> bool:
     """WeChat never resends after our ``success``, so we keep trying ourselves for a while."""
-    async for attempt in AsyncRetrying(wait=wait_exponential_jitter(multiplier=0.5, max=10), stop=stop_after_delay(WECHAT_RETRY_FOR_S), reraise=True):
+    async for attempt in AsyncRetrying(
+        wait=wait_exponential_jitter(multiplier=0.5, max=10),
+        stop=stop_after_delay(WECHAT_RETRY_FOR_S),
+        reraise=True,
+    ):
         with attempt:
             return await bridge.accept(connector, message)
     raise AssertionError("unreachable")
@@ -158,7 +184,12 @@ def _log_background_failure(tasks: set, connector_id: str):  # type: ignore[no-u
     def done(task: asyncio.Task) -> None:  # type: ignore[type-arg]
         tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("connector_inbound_failed", platform="wechat", connector_id=connector_id, error=type(task.exception()).__name__)
+            log.error(
+                "connector_inbound_failed",
+                platform="wechat",
+                connector_id=connector_id,
+                error=type(task.exception()).__name__,
+            )
 
     return done
 
@@ -167,12 +198,18 @@ class MalformedXml(Exception):
     """The request's signatures are right but its XML (outer or decrypted) does not parse."""
 
 
-def _wechat_inbound(connector: Connector, query: dict[str, str], raw: bytes) -> InboundMessage | None | bool:
+def _wechat_inbound(
+    connector: Connector, query: dict[str, str], raw: bytes
+) -> InboundMessage | None | bool:
     """The message, None for nothing to publish, False for a forged or undecryptable request.
 
     Raises ``MalformedXml`` for a correctly signed request whose XML is broken.
     """
-    token, timestamp, nonce = connector.secrets.get("token", ""), query.get("timestamp", ""), query.get("nonce", "")
+    token, timestamp, nonce = (
+        connector.secrets.get("token", ""),
+        query.get("timestamp", ""),
+        query.get("nonce", ""),
+    )
     if not signature_ok(query.get("signature"), token, timestamp, nonce):
         return False
     safe = query.get("encrypt_type") == "aes"
@@ -184,7 +221,9 @@ def _wechat_inbound(connector: Connector, query: dict[str, str], raw: bytes) -> 
         if not signature_ok(query.get("msg_signature"), token, timestamp, nonce, encrypted):
             return False
         try:
-            decrypted = WeChatCipher(connector.secrets["encoding_aes_key"], connector.public["app_id"]).decrypt(encrypted)
+            decrypted = WeChatCipher(
+                connector.secrets["encoding_aes_key"], connector.public["app_id"]
+            ).decrypt(encrypted)
         except (WeChatCryptoError, KeyError):
             return False
         fields = _xml(decrypted.encode())
@@ -194,5 +233,8 @@ def _wechat_inbound(connector: Connector, query: dict[str, str], raw: bytes) -> 
 def _xml(raw: bytes) -> dict[str, str]:
     try:
         return wechat.parse_xml(raw)
-    except (ValueError, SyntaxError):  # ParseError is a SyntaxError; defusedxml's refusals are ValueErrors
+    except (
+        ValueError,
+        SyntaxError,
+    ):  # ParseError is a SyntaxError; defusedxml's refusals are ValueErrors
         raise MalformedXml from None

@@ -24,7 +24,9 @@ def parse_xml(raw: bytes) -> dict[str, str]:
 def to_inbound(fields: dict[str, str]) -> InboundMessage | None:
     if fields.get("MsgType") != "text" or not fields.get("MsgId") or not fields.get("FromUserName"):
         return None
-    return InboundMessage(fields["MsgId"], fields["FromUserName"], fields["FromUserName"], fields.get("Content", ""))
+    return InboundMessage(
+        fields["MsgId"], fields["FromUserName"], fields["FromUserName"], fields.get("Content", "")
+    )
 
 
 class WeChatClient:
@@ -36,23 +38,35 @@ class WeChatClient:
         self._tokens: dict[str, tuple[str, float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def send_text(self, connector: Connector, openid: str, text: str, *, last_inbound: float | None = None) -> str:
-        await self._api(connector, "message/custom/send", {"touser": openid, "msgtype": "text", "text": {"content": text}})
+    async def send_text(
+        self, connector: Connector, openid: str, text: str, *, last_inbound: float | None = None
+    ) -> str:
+        await self._api(
+            connector,
+            "message/custom/send",
+            {"touser": openid, "msgtype": "text", "text": {"content": text}},
+        )
         return ""
 
     async def send_typing(self, connector: Connector, openid: str) -> None:
         await self._api(connector, "message/custom/typing", {"touser": openid, "command": "Typing"})
 
-    async def _api(self, connector: Connector, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _api(
+        self, connector: Connector, path: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
         for attempt in range(2):
             token = await self._token(connector, force=attempt > 0)
-            body = await self._post(f"{self._base}/cgi-bin/{path}", {"access_token": token}, payload)
+            body = await self._post(
+                f"{self._base}/cgi-bin/{path}", {"access_token": token}, payload
+            )
             code = int(body.get("errcode", 0))
             if code == 0:
                 return body
             if code in TOKEN_ERRORS and attempt == 0:
                 continue
-            raise DeliveryError(f"{code} {str(body.get('errmsg', ''))[:150]}", permanent=code not in TRANSIENT_CODES)
+            raise DeliveryError(
+                f"{code} {str(body.get('errmsg', ''))[:150]}", permanent=code not in TRANSIENT_CODES
+            )
         raise AssertionError("unreachable")
 
     async def _token(self, connector: Connector, *, force: bool) -> str:
@@ -63,16 +77,28 @@ class WeChatClient:
             cached = self._tokens.get(app_id)
             if cached and cached[1] > time.monotonic() and not (force and cached == stale):
                 return cached[0]
-            payload = {"grant_type": "client_credential", "appid": app_id, "secret": connector.secrets["app_secret"], "force_refresh": force}
+            payload = {
+                "grant_type": "client_credential",
+                "appid": app_id,
+                "secret": connector.secrets["app_secret"],
+                "force_refresh": force,
+            }
             body = await self._post(f"{self._base}/cgi-bin/stable_token", {}, payload)
             if "access_token" not in body:
                 code = int(body.get("errcode", 0))
-                raise DeliveryError(f"token {code} {str(body.get('errmsg', ''))[:150]}", permanent=code not in TRANSIENT_CODES)
-            expires = time.monotonic() + max(int(body.get("expires_in", 7200)) - REFRESH_MARGIN_S, 1)
+                raise DeliveryError(
+                    f"token {code} {str(body.get('errmsg', ''))[:150]}",
+                    permanent=code not in TRANSIENT_CODES,
+                )
+            expires = time.monotonic() + max(
+                int(body.get("expires_in", 7200)) - REFRESH_MARGIN_S, 1
+            )
             self._tokens[app_id] = (body["access_token"], expires)
             return body["access_token"]
 
-    async def _post(self, url: str, params: dict[str, str], payload: dict[str, Any]) -> dict[str, Any]:
+    async def _post(
+        self, url: str, params: dict[str, str], payload: dict[str, Any]
+    ) -> dict[str, Any]:
         try:
             response = await self._http.post(url, params=params, json=payload, timeout=10.0)
         except httpx.HTTPError as exc:

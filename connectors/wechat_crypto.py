@@ -38,7 +38,9 @@ class WeChatCipher:
         plain = os.urandom(16) + struct.pack(">I", len(body)) + body + self._app_id
         pad = BLOCK - len(plain) % BLOCK
         encryptor = self._cipher().encryptor()
-        return base64.b64encode(encryptor.update(plain + bytes([pad]) * pad) + encryptor.finalize()).decode()
+        return base64.b64encode(
+            encryptor.update(plain + bytes([pad]) * pad) + encryptor.finalize()
+        ).decode()
 
     def decrypt(self, encrypted: str) -> str:
         try:

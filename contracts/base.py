@@ -4,7 +4,9 @@ from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-@]+$")]
+Id = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-@]+$")
+]
 ShortText = Annotated[str, StringConstraints(max_length=200)]
 Body = Annotated[str, StringConstraints(max_length=8000)]
 

@@ -8,8 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from contracts.ids import new_event_id
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-@]+$")]
-TypeName = Annotated[str, StringConstraints(min_length=3, max_length=64, pattern=r"^[a-z_]+(\.[a-z_]+)+$")]
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-@]+$")
+]
+TypeName = Annotated[
+    str, StringConstraints(min_length=3, max_length=64, pattern=r"^[a-z_]+(\.[a-z_]+)+$")
+]
 
 
 class ActorKind(StrEnum):
@@ -46,7 +50,9 @@ class Envelope(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    id: Annotated[str, StringConstraints(min_length=8, max_length=64)] = Field(default_factory=new_event_id)
+    id: Annotated[str, StringConstraints(min_length=8, max_length=64)] = Field(
+        default_factory=new_event_id
+    )
     type: TypeName
     v: Annotated[int, Field(ge=1, le=1000)] = 1
     tenant: Name

@@ -22,6 +22,8 @@ class InvalidPayload(ContractError):
 
     code = "invalid_payload"
 
-    def __init__(self, message: str, *, type_name: str | None = None, errors: list | None = None) -> None:
+    def __init__(
+        self, message: str, *, type_name: str | None = None, errors: list | None = None
+    ) -> None:
         super().__init__(message, type_name=type_name)
         self.errors = errors or []

@@ -29,7 +29,9 @@ class Registry:
             ``from_v + 1``. Chains run until the model's current version.
     """
 
-    def __init__(self, models: Iterable[type[Payload]], upcasters: Mapping[tuple[str, int], Upcaster]) -> None:
+    def __init__(
+        self, models: Iterable[type[Payload]], upcasters: Mapping[tuple[str, int], Upcaster]
+    ) -> None:
         self._models: dict[str, type[Payload]] = {}
         for model in models:
             if model.TYPE in self._models:
@@ -58,7 +60,9 @@ class Registry:
         """
         model = self.model_for(type_name)
         if v > model.V:
-            raise UnknownType(f"{type_name} v{v} is newer than supported v{model.V}", type_name=type_name)
+            raise UnknownType(
+                f"{type_name} v{v} is newer than supported v{model.V}", type_name=type_name
+            )
         payload = dict(data)
         for from_v in range(v, model.V):
             upcast = self._upcasters.get((type_name, from_v))
@@ -69,20 +73,46 @@ class Registry:
             return model.model_validate(payload)
         except ValidationError as exc:
             errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-            raise InvalidPayload(f"invalid {type_name}: {errors[0]['msg']} at {errors[0]['loc']}", type_name=type_name, errors=errors) from None
+            raise InvalidPayload(
+                f"invalid {type_name}: {errors[0]['msg']} at {errors[0]['loc']}",
+                type_name=type_name,
+                errors=errors,
+            ) from None
 
     def parse_envelope(self, envelope: Envelope) -> Payload:
         return self.parse(envelope.type, envelope.v, envelope.data)
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:
-        return {name: {"v": m.V, "schema": m.model_json_schema()} for name, m in sorted(self._models.items())}
+        return {
+            name: {"v": m.V, "schema": m.model_json_schema()}
+            for name, m in sorted(self._models.items())
+        }
 
 
 EVENTS = Registry(
-    (*conversation.MODELS, *message.MODELS, *admin.MODELS, *connector.MODELS, *billing.MODELS, *history.MODELS, *system.MODELS, *routing_events.MODELS, *signup_events.MODELS),
+    (
+        *conversation.MODELS,
+        *message.MODELS,
+        *admin.MODELS,
+        *connector.MODELS,
+        *billing.MODELS,
+        *history.MODELS,
+        *system.MODELS,
+        *routing_events.MODELS,
+        *signup_events.MODELS,
+    ),
     {**message.UPCASTERS},
 )
-COMMANDS = Registry((*conversation_commands.MODELS, *routing_commands.MODELS, *admin_commands.MODELS, *connector_commands.MODELS, *billing_commands.MODELS), {})
+COMMANDS = Registry(
+    (
+        *conversation_commands.MODELS,
+        *routing_commands.MODELS,
+        *admin_commands.MODELS,
+        *connector_commands.MODELS,
+        *billing_commands.MODELS,
+    ),
+    {},
+)
 
 
 def parse_event_data(envelope: Envelope) -> Payload:

@@ -21,7 +21,9 @@ def render() -> dict[str, str]:
         "events.json": EVENTS.json_schemas(),
         "commands.json": COMMANDS.json_schemas(),
     }
-    return {name: json.dumps(schema, indent=2, sort_keys=True) + "\n" for name, schema in files.items()}
+    return {
+        name: json.dumps(schema, indent=2, sort_keys=True) + "\n" for name, schema in files.items()
+    }
 
 
 def write(directory: Path = DEFAULT_DIR) -> list[Path]:

@@ -38,8 +38,12 @@ def create_app(settings: Settings) -> FastAPI:
     # bearer tokens in headers, never cookies, so a wildcard origin grants nothing ambient;
     # websockets are checked against the tenant's allowed sites separately (gateway/origins.py).
     app.add_middleware(
-        CORSMiddleware, allow_origins=["*"], allow_credentials=False, allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"], max_age=600,
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_credentials=False,
+        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        max_age=600,
     )
     _install_error_handlers(app)
 
@@ -63,7 +67,9 @@ def _page(name: str):  # type: ignore[no-untyped-def]
     async def serve() -> FileResponse:
         path = STATIC_DIR / name
         if not path.exists():
-            raise HTTPException(404, detail={"code": "not_found", "message": f"{name} is not installed"})
+            raise HTTPException(
+                404, detail={"code": "not_found", "message": f"{name} is not installed"}
+            )
         return FileResponse(path, media_type="text/html")
 
     return serve
@@ -83,21 +89,46 @@ def _include_routers(app: FastAPI, deps: GatewayDeps) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        detail = exc.detail if isinstance(exc.detail, dict) else {"code": _code_for(exc.status_code), "message": str(exc.detail)}
-        return JSONResponse({"error": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        detail = (
+            exc.detail
+            if isinstance(exc.detail, dict)
+            else {"code": _code_for(exc.status_code), "message": str(exc.detail)}
+        )
+        return JSONResponse(
+            {"error": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(orjson.JSONEncodeError)
     async def unencodable(request: Request, exc: orjson.JSONEncodeError) -> JSONResponse:
         # JSON with lone surrogates parses in Python but cannot be put on the log: refused
         # before anything is published, so nothing is half-applied.
-        return JSONResponse({"error": {"code": "invalid_payload", "message": "text must be valid Unicode (no lone surrogates)"}}, status_code=400)
+        return JSONResponse(
+            {
+                "error": {
+                    "code": "invalid_payload",
+                    "message": "text must be valid Unicode (no lone surrogates)",
+                }
+            },
+            status_code=400,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": []}
         message = f"{first.get('msg')} at {'.'.join(str(p) for p in first.get('loc', []))}"
-        return JSONResponse({"error": {"code": "invalid_payload", "message": message}}, status_code=400)
+        return JSONResponse(
+            {"error": {"code": "invalid_payload", "message": message}}, status_code=400
+        )
 
 
 def _code_for(status: int) -> str:
-    return {400: "invalid_payload", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "too_large", 429: "rate_limited"}.get(status, "error")
+    return {
+        400: "invalid_payload",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        409: "conflict",
+        413: "too_large",
+        429: "rate_limited",
+    }.get(status, "error")

@@ -39,7 +39,11 @@ class AttachmentRejected(Exception):
 def check_content(content_type: str, head: bytes, allowed_types: list[str]) -> None:
     """Raise :class:`AttachmentRejected` unless the type is allowed and the bytes agree."""
     if content_type not in allowed_types:
-        raise AttachmentRejected(415, "unsupported_type", f"{content_type or 'unknown type'} is not allowed here; allowed: {', '.join(allowed_types)}")
+        raise AttachmentRejected(
+            415,
+            "unsupported_type",
+            f"{content_type or 'unknown type'} is not allowed here; allowed: {', '.join(allowed_types)}",
+        )
     if content_type == "image/webp":
         matches = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
     elif content_type in SIGNATURES:
@@ -72,9 +76,15 @@ class AttachmentStore:
         self._files = db[f"{BUCKET}.files"]
 
     async def save(self, attachment: StoredAttachment, content: bytes) -> None:
-        metadata = {"tenant": attachment.tenant, "conversation_id": attachment.conversation_id, "content_type": attachment.content_type}
+        metadata = {
+            "tenant": attachment.tenant,
+            "conversation_id": attachment.conversation_id,
+            "content_type": attachment.content_type,
+        }
         try:
-            await self._bucket.upload_from_stream_with_id(attachment.attachment_id, attachment.filename, content, metadata=metadata)
+            await self._bucket.upload_from_stream_with_id(
+                attachment.attachment_id, attachment.filename, content, metadata=metadata
+            )
         except FileExists:
             pass  # the same key uploaded before: the first copy stands
         except Exception as exc:
@@ -86,7 +96,14 @@ class AttachmentStore:
         if doc is None:
             return None
         meta = doc.get("metadata") or {}
-        return StoredAttachment(attachment_id, meta.get("tenant", ""), meta.get("conversation_id", ""), doc.get("filename", "file"), meta.get("content_type", "application/octet-stream"), int(doc.get("length", 0)))
+        return StoredAttachment(
+            attachment_id,
+            meta.get("tenant", ""),
+            meta.get("conversation_id", ""),
+            doc.get("filename", "file"),
+            meta.get("content_type", "application/octet-stream"),
+            int(doc.get("length", 0)),
+        )
 
     async def read(self, attachment_id: str) -> bytes:
         try:
@@ -111,11 +128,21 @@ class LinkSigner:
 
     def link(self, attachment_id: str, now: float | None = None) -> dict[str, Any]:
         expires = int((now if now is not None else time.time()) + self._ttl_s)
-        return {"url": f"/api/attachments/{attachment_id}?exp={expires}&sig={self._signature(attachment_id, expires)}", "expires_at": expires}
+        return {
+            "url": f"/api/attachments/{attachment_id}?exp={expires}&sig={self._signature(attachment_id, expires)}",
+            "expires_at": expires,
+        }
 
-    def verify(self, attachment_id: str, expires: int, signature: str, now: float | None = None) -> None:
+    def verify(
+        self, attachment_id: str, expires: int, signature: str, now: float | None = None
+    ) -> None:
         # compare_digest refuses non-ASCII str: compare bytes, so a hostile sig is just wrong.
-        if not hmac.compare_digest(self._signature(attachment_id, expires).encode(), signature.encode("utf-8", "surrogatepass")):
+        if not hmac.compare_digest(
+            self._signature(attachment_id, expires).encode(),
+            signature.encode("utf-8", "surrogatepass"),
+        ):
             raise AttachmentRejected(403, "forbidden", "invalid link signature")
         if expires < (now if now is not None else time.time()):
-            raise AttachmentRejected(403, "link_expired", "this link has expired; ask for a new one")
+            raise AttachmentRejected(
+                403, "link_expired", "this link has expired; ask for a new one"
+            )

@@ -42,15 +42,29 @@ class GatewayDeps:
 
     @classmethod
     async def start(cls, settings: Settings) -> "GatewayDeps":
-        bus = await Bus(settings.amqp_url, service="gateway", publish_timeout_s=settings.publish_timeout_s, stream_url=settings.stream_url).connect()
+        bus = await Bus(
+            settings.amqp_url,
+            service="gateway",
+            publish_timeout_s=settings.publish_timeout_s,
+            stream_url=settings.stream_url,
+        ).connect()
         rpc = RpcClient(bus)
         directory, sessions = ConversationDirectory(), SessionRegistry()
         tailer = Tailer(bus, directory, sessions, buffer_size=settings.resume_buffer_events)
         tenant_settings = TenantSettingsCache(rpc)
         deps = cls(
-            settings=settings, bus=bus, rpc=rpc, tokens=TokenService(settings), tailer=tailer, sessions=sessions,
-            operations=Operations(bus, rpc, directory, request_timeout_s=settings.request_timeout_s),
-            origins=OriginPolicy(tenant_settings, settings.gateway_url()), tenant_settings=tenant_settings, revocations=RevocationList(),
+            settings=settings,
+            bus=bus,
+            rpc=rpc,
+            tokens=TokenService(settings),
+            tailer=tailer,
+            sessions=sessions,
+            operations=Operations(
+                bus, rpc, directory, request_timeout_s=settings.request_timeout_s
+            ),
+            origins=OriginPolicy(tenant_settings, settings.gateway_url()),
+            tenant_settings=tenant_settings,
+            revocations=RevocationList(),
             mongo=make_client(settings.mongo_url) if settings.mongo_url else None,
         )
         tailer.listeners.append(deps._on_event)
@@ -68,6 +82,8 @@ class GatewayDeps:
     async def stop(self) -> None:
         for session in self.sessions.all():
             session.close(1012)
-        await asyncio.gather(self.tailer.stop(), self.bus.close())  # separate connections: close them together
+        await asyncio.gather(
+            self.tailer.stop(), self.bus.close()
+        )  # separate connections: close them together
         if self.mongo is not None:
             await self.mongo.close()

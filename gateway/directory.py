@@ -47,9 +47,13 @@ class ConversationDirectory:
         """Cache an answer of agent_service's ``conversation.state`` query."""
         return self.put(
             ConversationInfo(
-                tenant=tenant, conversation_id=state["conversation_id"], visitor_id=state.get("visitor_id"),
-                agent_id=state.get("agent_id"), offered_to=set(state.get("offered_to") or ()),
-                status=state.get("status") or "queued", channel=state.get("channel") or "web",
+                tenant=tenant,
+                conversation_id=state["conversation_id"],
+                visitor_id=state.get("visitor_id"),
+                agent_id=state.get("agent_id"),
+                offered_to=set(state.get("offered_to") or ()),
+                status=state.get("status") or "queued",
+                channel=state.get("channel") or "web",
             )
         )
 
@@ -61,7 +65,12 @@ class ConversationDirectory:
         Only a conversation still waiting for an agent changes: anything later that the
         tail already applied (a transfer, a close) wins.
         """
-        if decision.get("status") == "engaged" and decision.get("agent_id") and info.agent_id is None and info.status in ("queued", "offered"):
+        if (
+            decision.get("status") == "engaged"
+            and decision.get("agent_id")
+            and info.agent_id is None
+            and info.status in ("queued", "offered")
+        ):
             _accepted(info, {"agent_id": decision["agent_id"]})
 
     def apply(self, event: Envelope) -> ConversationInfo | None:

@@ -13,8 +13,14 @@ SERVICE = "gateway"
 
 def server_for(settings: Settings) -> uvicorn.Server:
     config = uvicorn.Config(
-        create_app(settings), host=settings.gateway_host, port=settings.gateway_port, log_config=None,
-        ws_max_size=settings.ws_max_frame_bytes, ws_ping_interval=20, ws_ping_timeout=20, lifespan="on",
+        create_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        log_config=None,
+        ws_max_size=settings.ws_max_frame_bytes,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        lifespan="on",
     )
     return uvicorn.Server(config)
 

@@ -38,7 +38,14 @@ Handler = Callable[[Principal, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class Operations:
-    def __init__(self, bus: Bus, rpc: RpcClient, directory: ConversationDirectory, *, request_timeout_s: float) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        rpc: RpcClient,
+        directory: ConversationDirectory,
+        *,
+        request_timeout_s: float,
+    ) -> None:
         self._bus = bus
         self._rpc = rpc
         self._directory = directory
@@ -71,38 +78,66 @@ class Operations:
         except (InvalidPayload, UnknownType) as exc:
             raise OpError(exc.code, str(exc)) from None
         except PublishFailed:
-            raise OpError("unavailable", "the event log did not confirm; resend with the same id") from None
+            raise OpError(
+                "unavailable", "the event log did not confirm; resend with the same id"
+            ) from None
         except RequestTimeout:
-            raise OpError("unavailable", "the deciding service did not answer; resend with the same id") from None
+            raise OpError(
+                "unavailable", "the deciding service did not answer; resend with the same id"
+            ) from None
 
     async def writable(self, principal: Principal, conversation_id: Any) -> ConversationInfo:
         """The conversation, if ``principal`` may write into it (HTTP uploads use this)."""
         return await self._writable(principal, {"conversation_id": conversation_id})
 
-    async def publish_attachment(self, principal: Principal, key: str, info: ConversationInfo, attachment: dict[str, Any]) -> dict[str, Any]:
+    async def publish_attachment(
+        self, principal: Principal, key: str, info: ConversationInfo, attachment: dict[str, Any]
+    ) -> dict[str, Any]:
         """Publish ``message.attachment_sent`` for a file already stored; ids derive from ``key``."""
         data = {
-            "conversation_id": info.conversation_id, "message_id": derive_event_id(principal.tenant, principal.actor_id, key),
-            "author_kind": "agent" if principal.kind == "agent" else "customer", "author_id": principal.actor_id, **attachment,
+            "conversation_id": info.conversation_id,
+            "message_id": derive_event_id(principal.tenant, principal.actor_id, key),
+            "author_kind": "agent" if principal.kind == "agent" else "customer",
+            "author_id": principal.actor_id,
+            **attachment,
         }
         try:
-            return {**await self._publish_event(principal, key, "message.attachment_sent", 1, info.conversation_id, data), "message_id": data["message_id"]}
+            return {
+                **await self._publish_event(
+                    principal, key, "message.attachment_sent", 1, info.conversation_id, data
+                ),
+                "message_id": data["message_id"],
+            }
         except PublishFailed:
-            raise OpError("unavailable", "the event log did not confirm; resend with the same key") from None
+            raise OpError(
+                "unavailable", "the event log did not confirm; resend with the same key"
+            ) from None
 
     # --- helpers -------------------------------------------------------------------
 
     @staticmethod
     def _actor(principal: Principal) -> Actor:
-        return Actor(kind="agent" if isinstance(principal, AgentPrincipal) else "customer", id=principal.actor_id)
+        return Actor(
+            kind="agent" if isinstance(principal, AgentPrincipal) else "customer",
+            id=principal.actor_id,
+        )
 
     async def conversation(self, principal: Principal, conversation_id: Any) -> ConversationInfo:
-        if not isinstance(conversation_id, str) or not conversation_id or len(conversation_id) > 128:
+        if (
+            not isinstance(conversation_id, str)
+            or not conversation_id
+            or len(conversation_id) > 128
+        ):
             raise OpError("invalid_payload", "conversation_id is required")
         info = self._directory.get(principal.tenant, conversation_id)
         if info is None:
             try:
-                state = await self._rpc.query("agent", "conversation.state", {"tenant": principal.tenant, "conversation_id": conversation_id}, timeout=self._timeout)
+                state = await self._rpc.query(
+                    "agent",
+                    "conversation.state",
+                    {"tenant": principal.tenant, "conversation_id": conversation_id},
+                    timeout=self._timeout,
+                )
             except RemoteError:
                 raise OpError("not_found", "no such conversation") from None
             except RequestTimeout:
@@ -110,21 +145,51 @@ class Operations:
             info = self._directory.from_state(principal.tenant, state)
         return info
 
-    async def _publish_event(self, principal: Principal, key: str, type_name: str, v: int, conversation_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    async def _publish_event(
+        self,
+        principal: Principal,
+        key: str,
+        type_name: str,
+        v: int,
+        conversation_id: str,
+        data: dict[str, Any],
+    ) -> dict[str, Any]:
         event_id = derive_event_id(principal.tenant, principal.actor_id, key)
-        envelope = Envelope(id=event_id, type=type_name, v=v, tenant=principal.tenant, stream=f"conv:{conversation_id}", actor=self._actor(principal), correlation_id=event_id, data=data)
+        envelope = Envelope(
+            id=event_id,
+            type=type_name,
+            v=v,
+            tenant=principal.tenant,
+            stream=f"conv:{conversation_id}",
+            actor=self._actor(principal),
+            correlation_id=event_id,
+            data=data,
+        )
         EVENTS.parse_envelope(envelope)  # validate before anything reaches the log
         await self._bus.publish(envelope)
         return {"event_id": event_id}
 
-    async def _command(self, principal: Principal, key: str, type_name: str, stream: str, data: dict[str, Any]) -> dict[str, Any]:
+    async def _command(
+        self, principal: Principal, key: str, type_name: str, stream: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
         command_id = derive_event_id(principal.tenant, principal.actor_id, key)
-        envelope = Envelope(id=command_id, type=type_name, tenant=principal.tenant, stream=stream, actor=self._actor(principal), correlation_id=command_id, data=data)
+        envelope = Envelope(
+            id=command_id,
+            type=type_name,
+            tenant=principal.tenant,
+            stream=stream,
+            actor=self._actor(principal),
+            correlation_id=command_id,
+            data=data,
+        )
         COMMANDS.parse_envelope(envelope)
         reply = await self._rpc.command("agent", envelope, timeout=self._timeout)
         if not reply.ok:
             raise OpError(reply.code or "rejected", reply.message or "rejected")
-        return {"event_id": reply.event_ids[0] if reply.event_ids else command_id, "data": reply.data}
+        return {
+            "event_id": reply.event_ids[0] if reply.event_ids else command_id,
+            "data": reply.data,
+        }
 
     async def _writable(self, principal: Principal, frame: dict[str, Any]) -> ConversationInfo:
         info = await self.conversation(principal, frame.get("conversation_id"))
@@ -138,15 +203,24 @@ class Operations:
 
     async def _start(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
         assert isinstance(principal, VisitorPrincipal)
-        conversation_id = "c" + derive_event_id(principal.tenant, principal.visitor_id, "start:" + key)[1:25]
+        conversation_id = (
+            "c" + derive_event_id(principal.tenant, principal.visitor_id, "start:" + key)[1:25]
+        )
         given = frame.get("visitor") if isinstance(frame.get("visitor"), dict) else {}
-        visitor = {"id": principal.visitor_id, **{k: given[k] for k in ("name", "email", "page_url") if isinstance(given.get(k), str)}}
+        visitor = {
+            "id": principal.visitor_id,
+            **{k: given[k] for k in ("name", "email", "page_url") if isinstance(given.get(k), str)},
+        }
         data = {"conversation_id": conversation_id, "channel": "web", "visitor": visitor}
         for optional in ("department", "topic"):
             if isinstance(frame.get(optional), str):
                 data[optional] = frame[optional]
-        self._directory.put(ConversationInfo(principal.tenant, conversation_id, visitor_id=principal.visitor_id))
-        result = await self._command(principal, key, "conversation.request", f"conv:{conversation_id}", data)
+        self._directory.put(
+            ConversationInfo(principal.tenant, conversation_id, visitor_id=principal.visitor_id)
+        )
+        result = await self._command(
+            principal, key, "conversation.request", f"conv:{conversation_id}", data
+        )
         return {**result, "conversation_id": conversation_id}
 
     async def _send(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
@@ -156,8 +230,11 @@ class Operations:
             raise OpError("invalid_payload", "body must be non-empty text")
         message_id = derive_event_id(principal.tenant, principal.actor_id, key)
         data: dict[str, Any] = {
-            "conversation_id": info.conversation_id, "message_id": message_id, "body": body,
-            "author_kind": "agent" if principal.kind == "agent" else "customer", "author_id": principal.actor_id,
+            "conversation_id": info.conversation_id,
+            "message_id": message_id,
+            "body": body,
+            "author_kind": "agent" if principal.kind == "agent" else "customer",
+            "author_id": principal.actor_id,
         }
         if isinstance(principal, AgentPrincipal) and principal.name:
             data["author_name"] = principal.name[:200]
@@ -165,72 +242,147 @@ class Operations:
             data["client_ts_ms"] = frame["client_ts_ms"]
         if principal.kind == "agent" and isinstance(frame.get("canned_response_id"), str):
             data["canned_response_id"] = frame["canned_response_id"]
-        return {**await self._publish_event(principal, key, "message.sent", 2, info.conversation_id, data), "message_id": message_id}
+        return {
+            **await self._publish_event(
+                principal, key, "message.sent", 2, info.conversation_id, data
+            ),
+            "message_id": message_id,
+        }
 
-    async def _typing(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
+    async def _typing(
+        self, principal: Principal, key: str, frame: dict[str, Any]
+    ) -> dict[str, Any]:
         info = await self._writable(principal, frame)
-        data = {"conversation_id": info.conversation_id, "who_kind": principal.kind, "who_id": principal.actor_id, "typing": bool(frame.get("typing"))}
-        return await self._publish_event(principal, key, "typing.changed", 1, info.conversation_id, data)
+        data = {
+            "conversation_id": info.conversation_id,
+            "who_kind": principal.kind,
+            "who_id": principal.actor_id,
+            "typing": bool(frame.get("typing")),
+        }
+        return await self._publish_event(
+            principal, key, "typing.changed", 1, info.conversation_id, data
+        )
 
     async def _read(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
         info = await self.conversation(principal, frame.get("conversation_id"))
-        allowed = may_read_conversation(principal, info) if isinstance(principal, AgentPrincipal) else info.visitor_id == principal.actor_id
+        allowed = (
+            may_read_conversation(principal, info)
+            if isinstance(principal, AgentPrincipal)
+            else info.visitor_id == principal.actor_id
+        )
         if not allowed:
             raise OpError("forbidden", "you may not read this conversation")
-        data = {"conversation_id": info.conversation_id, "message_id": frame.get("message_id"), "reader_kind": principal.kind, "reader_id": principal.actor_id}
-        return await self._publish_event(principal, key, "message.read", 1, info.conversation_id, data)
+        data = {
+            "conversation_id": info.conversation_id,
+            "message_id": frame.get("message_id"),
+            "reader_kind": principal.kind,
+            "reader_id": principal.actor_id,
+        }
+        return await self._publish_event(
+            principal, key, "message.read", 1, info.conversation_id, data
+        )
 
     async def _close(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
         info = await self._writable(principal, frame)
-        data: dict[str, Any] = {"conversation_id": info.conversation_id, "closed_by": "agent" if principal.kind == "agent" else "customer"}
+        data: dict[str, Any] = {
+            "conversation_id": info.conversation_id,
+            "closed_by": "agent" if principal.kind == "agent" else "customer",
+        }
         if isinstance(frame.get("reason"), str):
             data["reason"] = frame["reason"]
-        return await self._command(principal, key, "conversation.close", f"conv:{info.conversation_id}", data)
+        return await self._command(
+            principal, key, "conversation.close", f"conv:{info.conversation_id}", data
+        )
 
     async def _rate(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
         info = await self.conversation(principal, frame.get("conversation_id"))
         if info.visitor_id != principal.actor_id:
             raise OpError("forbidden", "you may only rate your own conversation")
-        data = {"conversation_id": info.conversation_id, "score": frame.get("score"), "comment": frame.get("comment")}
-        return await self._command(principal, key, "conversation.rate", f"conv:{info.conversation_id}", data)
+        data = {
+            "conversation_id": info.conversation_id,
+            "score": frame.get("score"),
+            "comment": frame.get("comment"),
+        }
+        return await self._command(
+            principal, key, "conversation.rate", f"conv:{info.conversation_id}", data
+        )
 
-    async def _contact(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
+    async def _contact(
+        self, principal: Principal, key: str, frame: dict[str, Any]
+    ) -> dict[str, Any]:
         """The customer's email for a conversation nobody could take (the widget's offline form)."""
         info = await self._writable(principal, frame)
         data = {"conversation_id": info.conversation_id, "email": frame.get("email")}
-        return await self._publish_event(principal, key, "conversation.contact_provided", 1, info.conversation_id, data)
+        return await self._publish_event(
+            principal, key, "conversation.contact_provided", 1, info.conversation_id, data
+        )
 
-    async def _status(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
+    async def _status(
+        self, principal: Principal, key: str, frame: dict[str, Any]
+    ) -> dict[str, Any]:
         data = {"agent_id": principal.actor_id, "status": frame.get("status")}
         if frame.get("max_chats") is not None:
             data["max_chats"] = frame["max_chats"]
-        return await self._command(principal, key, "agent.set_status", f"agent:{principal.actor_id}", data)
+        return await self._command(
+            principal, key, "agent.set_status", f"agent:{principal.actor_id}", data
+        )
 
-    async def _accept(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
+    async def _accept(
+        self, principal: Principal, key: str, frame: dict[str, Any]
+    ) -> dict[str, Any]:
         info = await self.conversation(principal, frame.get("conversation_id"))
-        result = await self._command(principal, key, "conversation.accept", f"conv:{info.conversation_id}", {"conversation_id": info.conversation_id, "agent_id": principal.actor_id})
+        result = await self._command(
+            principal,
+            key,
+            "conversation.accept",
+            f"conv:{info.conversation_id}",
+            {"conversation_id": info.conversation_id, "agent_id": principal.actor_id},
+        )
         self._directory.accepted(info, result.get("data") or {})
         return result
 
-    async def _decline(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
+    async def _decline(
+        self, principal: Principal, key: str, frame: dict[str, Any]
+    ) -> dict[str, Any]:
         info = await self.conversation(principal, frame.get("conversation_id"))
-        return await self._command(principal, key, "conversation.decline", f"conv:{info.conversation_id}", {"conversation_id": info.conversation_id, "agent_id": principal.actor_id})
+        return await self._command(
+            principal,
+            key,
+            "conversation.decline",
+            f"conv:{info.conversation_id}",
+            {"conversation_id": info.conversation_id, "agent_id": principal.actor_id},
+        )
 
-    async def _transfer(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
+    async def _transfer(
+        self, principal: Principal, key: str, frame: dict[str, Any]
+    ) -> dict[str, Any]:
         info = await self._writable(principal, frame)
         # Checked after the lookup so another tenant's id still answers not_found, not forbidden.
         if not principal.can(TRANSFER):
             raise OpError("forbidden", f"missing permission {TRANSFER}")
-        data: dict[str, Any] = {"conversation_id": info.conversation_id, "from_agent_id": principal.actor_id}
+        data: dict[str, Any] = {
+            "conversation_id": info.conversation_id,
+            "from_agent_id": principal.actor_id,
+        }
         for optional in ("to_agent_id", "to_group", "note"):
             if isinstance(frame.get(optional), str):
                 data[optional] = frame[optional]
-        return await self._command(principal, key, "conversation.transfer", f"conv:{info.conversation_id}", data)
+        return await self._command(
+            principal, key, "conversation.transfer", f"conv:{info.conversation_id}", data
+        )
 
     async def connection_lost(self, agent: AgentPrincipal) -> None:
         """The agent's last socket on this gateway closed: tell the owner (best effort)."""
-        envelope = Envelope(type="agent.connection_lost", tenant=agent.tenant, stream=f"agent:{agent.agent_id}", actor=Actor(kind="system", id="gateway"), data={"agent_id": agent.agent_id})
+        envelope = Envelope(
+            type="agent.connection_lost",
+            tenant=agent.tenant,
+            stream=f"agent:{agent.agent_id}",
+            actor=Actor(kind="system", id="gateway"),
+            data={"agent_id": agent.agent_id},
+        )
         try:
             await self._rpc.command("agent", envelope, timeout=self._timeout)
-        except Exception as exc:  # the agent service folds presence again on the agent's next action
+        except (
+            Exception
+        ) as exc:  # the agent service folds presence again on the agent's next action
             log.warning("connection_lost_not_sent", error=type(exc).__name__)

@@ -17,7 +17,6 @@ import structlog
 from gateway.auth.tokens import AgentPrincipal, Principal
 from gateway.tenant_settings import TenantSettingsCache
 
-
 log = structlog.get_logger(__name__)
 
 

@@ -6,7 +6,13 @@ from gateway.auth.http import ApiError
 from relaydesk.bus import RemoteError, RequestTimeout
 
 
-async def ask(deps: Any, service: str, name: str, params: dict[str, Any], statuses: dict[str, int] | None = None) -> Any:
+async def ask(
+    deps: Any,
+    service: str,
+    name: str,
+    params: dict[str, Any],
+    statuses: dict[str, int] | None = None,
+) -> Any:
     """The answer; a remote error becomes its HTTP status (400 unless mapped), a timeout 503."""
     try:
         return await deps.rpc.query(service, name, params, timeout=deps.settings.request_timeout_s)

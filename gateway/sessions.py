@@ -44,7 +44,9 @@ class Session:
         try:
             self._queue.put_nowait(data)
         except asyncio.QueueFull:
-            log.warning("ws_slow_consumer_closed", kind=self.principal.kind, tenant=self.principal.tenant)
+            log.warning(
+                "ws_slow_consumer_closed", kind=self.principal.kind, tenant=self.principal.tenant
+            )
             self.close(CLOSE_SLOW_CONSUMER)
 
     def send_event(self, position: int, frame: bytes) -> None:
@@ -101,7 +103,11 @@ class Session:
             log.debug("ws_write_ended", error=type(exc).__name__)
         finally:
             self.closed.set()
-            if self.close_code is not None and self.websocket.application_state == WebSocketState.CONNECTED and not self._sending:
+            if (
+                self.close_code is not None
+                and self.websocket.application_state == WebSocketState.CONNECTED
+                and not self._sending
+            ):
                 try:
                     await asyncio.wait_for(self.websocket.close(code=self.close_code), 2)
                 except Exception:  # already closing, or the peer is stuck
@@ -152,14 +158,18 @@ class SessionRegistry:
         return found
 
     def of_tenant(self, tenant: str) -> tuple[Session, ...]:
-        customers = (s for (t, _), sessions in self._customers.items() if t == tenant for s in sessions)
+        customers = (
+            s for (t, _), sessions in self._customers.items() if t == tenant for s in sessions
+        )
         return (*self._agents.get(tenant, ()), *customers)
 
     def agent_sessions(self, tenant: str, agent_id: str) -> list[Session]:
         return [s for s in self._agents.get(tenant, ()) if s.principal.actor_id == agent_id]
 
     def all(self) -> list[Session]:
-        return [s for sessions in (*self._agents.values(), *self._customers.values()) for s in sessions]
+        return [
+            s for sessions in (*self._agents.values(), *self._customers.values()) for s in sessions
+        ]
 
     def __len__(self) -> int:
         return self._count

@@ -40,11 +40,20 @@ def event_frame(logged: LoggedEvent) -> bytes:
 
 
 class Tailer:
-    def __init__(self, bus: Bus, directory: ConversationDirectory, sessions: SessionRegistry, *, buffer_size: int) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        directory: ConversationDirectory,
+        sessions: SessionRegistry,
+        *,
+        buffer_size: int,
+    ) -> None:
         self._bus = bus
         self.directory = directory
         self.sessions = sessions
-        self._buffer: deque[tuple[int, Envelope, bytes]] = deque(maxlen=buffer_size)  # (position, event, frame)
+        self._buffer: deque[tuple[int, Envelope, bytes]] = deque(
+            maxlen=buffer_size
+        )  # (position, event, frame)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._reader: LogReader | None = None
         self._task: asyncio.Task[None] | None = None
@@ -80,14 +89,20 @@ class Tailer:
                 try:
                     self._dispatch(logged)
                 except Exception:  # one bad event must not stop fan-out for everyone
-                    log.exception("tail_dispatch_failed", position=logged.position, event_type=logged.envelope.type)
+                    log.exception(
+                        "tail_dispatch_failed",
+                        position=logged.position,
+                        event_type=logged.envelope.type,
+                    )
             async with self.progress:
                 self.progress.notify_all()
 
     async def wait_for_position(self, position: int, timeout: float) -> bool:
         async with self.progress:
             try:
-                await asyncio.wait_for(self.progress.wait_for(lambda: self.head >= position), timeout)
+                await asyncio.wait_for(
+                    self.progress.wait_for(lambda: self.head >= position), timeout
+                )
             except TimeoutError:
                 return False
         return True
@@ -122,7 +137,9 @@ class Tailer:
             listener(event)
         frame = event_frame(logged)
         self._buffer.append((position, event, frame))
-        for session in self.sessions.candidates(event.tenant, conversation.visitor_id if conversation else None):
+        for session in self.sessions.candidates(
+            event.tenant, conversation.visitor_id if conversation else None
+        ):
             if visible(session.principal, event, conversation):
                 session.send_event(position, frame)
 
@@ -135,10 +152,18 @@ class Tailer:
             if self._missing_before_buffer(resume_from):
                 return False
             session.last_position = resume_from
-            session.replay([
-                (position, frame) for position, event, frame in self._buffer
-                if position > resume_from and visible(session.principal, event, self.directory.get(event.tenant, event.data.get("conversation_id", "")))
-            ])
+            session.replay(
+                [
+                    (position, frame)
+                    for position, event, frame in self._buffer
+                    if position > resume_from
+                    and visible(
+                        session.principal,
+                        event,
+                        self.directory.get(event.tenant, event.data.get("conversation_id", "")),
+                    )
+                ]
+            )
         else:
             session.last_position = self.head
         self.sessions.add(session)

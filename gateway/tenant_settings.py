@@ -23,7 +23,9 @@ LOOKUP_TIMEOUT_S = 1.5
 
 
 class TenantSettingsCache:
-    def __init__(self, rpc: RpcClient, *, cache_s: float = CACHE_S, timeout_s: float = LOOKUP_TIMEOUT_S) -> None:
+    def __init__(
+        self, rpc: RpcClient, *, cache_s: float = CACHE_S, timeout_s: float = LOOKUP_TIMEOUT_S
+    ) -> None:
         self._rpc = rpc
         self._cache_s = cache_s
         self._timeout_s = timeout_s
@@ -42,7 +44,12 @@ class TenantSettingsCache:
             return cached[1]
         generation = self._generation.get(tenant, 0)
         try:
-            settings = {**DEFAULT_SETTINGS, **await self._rpc.query("admin", "tenant.settings", {"tenant": tenant}, timeout=self._timeout_s)}
+            settings = {
+                **DEFAULT_SETTINGS,
+                **await self._rpc.query(
+                    "admin", "tenant.settings", {"tenant": tenant}, timeout=self._timeout_s
+                ),
+            }
         except RemoteError as exc:
             if exc.code != "not_found":
                 return self._unavailable(tenant, generation, exc.code)

@@ -14,23 +14,58 @@ from gateway.directory import ConversationInfo
 
 CUSTOMER_TYPES = frozenset(
     {
-        "conversation.requested", "conversation.queued", "conversation.accepted", "conversation.transferred",
-        "conversation.closed", "conversation.missed", "conversation.rated", "conversation.agent_disconnected",
-        "message.sent", "message.attachment_sent", "message.system", "typing.changed", "message.read",
+        "conversation.requested",
+        "conversation.queued",
+        "conversation.accepted",
+        "conversation.transferred",
+        "conversation.closed",
+        "conversation.missed",
+        "conversation.rated",
+        "conversation.agent_disconnected",
+        "message.sent",
+        "message.attachment_sent",
+        "message.system",
+        "typing.changed",
+        "message.read",
         "connector.outbound_failed",
     }
 )
-CONTENT_TYPES = frozenset({"message.sent", "message.attachment_sent", "message.system", "typing.changed", "message.read", "connector.outbound_sent", "connector.outbound_failed"})
+CONTENT_TYPES = frozenset(
+    {
+        "message.sent",
+        "message.attachment_sent",
+        "message.system",
+        "typing.changed",
+        "message.read",
+        "connector.outbound_sent",
+        "connector.outbound_failed",
+    }
+)
 AGENT_LIFECYCLE_TYPES = frozenset(
     {
-        "conversation.requested", "conversation.queued", "conversation.offered", "conversation.offer_withdrawn",
-        "conversation.offer_declined", "conversation.accepted", "conversation.transfer_requested",
-        "conversation.transferred", "conversation.closed", "conversation.missed", "conversation.rated",
+        "conversation.requested",
+        "conversation.queued",
+        "conversation.offered",
+        "conversation.offer_withdrawn",
+        "conversation.offer_declined",
+        "conversation.accepted",
+        "conversation.transfer_requested",
+        "conversation.transferred",
+        "conversation.closed",
+        "conversation.missed",
+        "conversation.rated",
         "conversation.agent_disconnected",
     }
 )
 AGENT_TENANT_TYPES = frozenset(
-    {"agent.status_changed", "agent.disconnected", "canned_response.created", "canned_response.updated", "canned_response.deleted", "tenant.settings_changed"}
+    {
+        "agent.status_changed",
+        "agent.disconnected",
+        "canned_response.created",
+        "canned_response.updated",
+        "canned_response.deleted",
+        "tenant.settings_changed",
+    }
 )
 
 
@@ -47,7 +82,9 @@ def visible(principal: Principal, event: Envelope, conversation: ConversationInf
     )
 
 
-def _agent_sees(agent: AgentPrincipal, event: Envelope, conversation: ConversationInfo | None) -> bool:
+def _agent_sees(
+    agent: AgentPrincipal, event: Envelope, conversation: ConversationInfo | None
+) -> bool:
     if event.type in AGENT_TENANT_TYPES:
         return True
     if event.type in AGENT_LIFECYCLE_TYPES:
@@ -60,7 +97,11 @@ def _agent_sees(agent: AgentPrincipal, event: Envelope, conversation: Conversati
 def may_read_conversation(agent: AgentPrincipal, conversation: ConversationInfo | None) -> bool:
     if conversation is None or conversation.tenant != agent.tenant:
         return False
-    return agent.can(SEE_ALL) or conversation.agent_id == agent.agent_id or agent.agent_id in conversation.offered_to
+    return (
+        agent.can(SEE_ALL)
+        or conversation.agent_id == agent.agent_id
+        or agent.agent_id in conversation.offered_to
+    )
 
 
 HISTORY_STATUSES = frozenset({"closed", "missed"})
@@ -72,13 +113,21 @@ def may_read_history(agent: AgentPrincipal, conversation: ConversationInfo | Non
     ``see_all_conversations``: HTTP must not show what the websocket fan-out hides."""
     if conversation is None or conversation.tenant != agent.tenant or not agent.can(SEE_HISTORY):
         return False
-    waiting = conversation.status == "queued" and conversation.agent_id is None and not conversation.offered_to
+    waiting = (
+        conversation.status == "queued"
+        and conversation.agent_id is None
+        and not conversation.offered_to
+    )
     return conversation.status in HISTORY_STATUSES or waiting
 
 
 def may_write_conversation(principal: Principal, conversation: ConversationInfo | None) -> bool:
     """Customers write into their own open conversation; agents into the one assigned to them."""
-    if conversation is None or conversation.tenant != principal.tenant or conversation.status == "closed":
+    if (
+        conversation is None
+        or conversation.tenant != principal.tenant
+        or conversation.status == "closed"
+    ):
         return False
     if isinstance(principal, AgentPrincipal):
         return conversation.agent_id == principal.agent_id

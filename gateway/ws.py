@@ -34,12 +34,27 @@ async def websocket_endpoint(websocket: WebSocket, deps: GatewayDeps) -> None:
     await websocket.accept()
     session = Session(websocket, principal, deps.settings.ws_queue_limit)
     writer = session.writer = asyncio.create_task(session.write_loop())
-    expiry = asyncio.get_running_loop().call_later(max(0.0, principal.expires_at - time.time()), session.close, CLOSE_TOKEN_EXPIRED)
-    session.send({"t": "hello", "protocol": PROTOCOL_VERSION, "position": deps.tailer.head, "session": {"kind": principal.kind, "id": principal.actor_id, "tenant": principal.tenant}})
+    expiry = asyncio.get_running_loop().call_later(
+        max(0.0, principal.expires_at - time.time()), session.close, CLOSE_TOKEN_EXPIRED
+    )
+    session.send(
+        {
+            "t": "hello",
+            "protocol": PROTOCOL_VERSION,
+            "position": deps.tailer.head,
+            "session": {
+                "kind": principal.kind,
+                "id": principal.actor_id,
+                "tenant": principal.tenant,
+            },
+        }
+    )
     if not deps.tailer.attach(session, resume_from):
         session.send({"t": "resync", "reason": "too_far_behind"})
         deps.tailer.attach(session, None)
-    log.info("ws_opened", kind=principal.kind, tenant=principal.tenant, resumed=resume_from is not None)
+    log.info(
+        "ws_opened", kind=principal.kind, tenant=principal.tenant, resumed=resume_from is not None
+    )
     try:
         await _read_loop(websocket, session, deps)
     finally:
@@ -48,7 +63,9 @@ async def websocket_endpoint(websocket: WebSocket, deps: GatewayDeps) -> None:
         session.close(session.close_code or 1000)
         await asyncio.wait({writer}, timeout=2)
         log.info("ws_closed", kind=principal.kind, tenant=principal.tenant, code=session.close_code)
-        if isinstance(principal, AgentPrincipal) and not deps.sessions.agent_sessions(principal.tenant, principal.agent_id):
+        if isinstance(principal, AgentPrincipal) and not deps.sessions.agent_sessions(
+            principal.tenant, principal.agent_id
+        ):
             asyncio.create_task(deps.operations.connection_lost(principal))
 
 
@@ -89,7 +106,14 @@ async def _read_loop(websocket: WebSocket, session: Session, deps: GatewayDeps) 
                 text = message["bytes"].decode("utf-8", "replace")
             receive = asyncio.create_task(websocket.receive())
             if not bucket.take():
-                session.send({"t": "error", "id": _frame_id(text), "code": "rate_limited", "message": "slow down; resend later with the same id"})
+                session.send(
+                    {
+                        "t": "error",
+                        "id": _frame_id(text),
+                        "code": "rate_limited",
+                        "message": "slow down; resend later with the same id",
+                    }
+                )
                 if bucket.refusals > RATE_VIOLATIONS_BEFORE_CLOSE:
                     session.close(CLOSE_RATE_LIMITED)
                 continue
@@ -105,7 +129,9 @@ async def _handle_frame(text: str, session: Session, deps: GatewayDeps) -> None:
     frame_id = None
     try:
         if len(text) > deps.settings.ws_max_frame_bytes:
-            raise OpError("too_large", f"frames are limited to {deps.settings.ws_max_frame_bytes} bytes")
+            raise OpError(
+                "too_large", f"frames are limited to {deps.settings.ws_max_frame_bytes} bytes"
+            )
         try:
             frame: Any = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -122,7 +148,9 @@ async def _handle_frame(text: str, session: Session, deps: GatewayDeps) -> None:
         session.send({"t": "error", "id": frame_id, "code": exc.code, "message": exc.message})
     except Exception:
         log.exception("ws_op_failed")
-        session.send({"t": "error", "id": frame_id, "code": "internal", "message": "internal error"})
+        session.send(
+            {"t": "error", "id": frame_id, "code": "internal", "message": "internal error"}
+        )
 
 
 def _frame_id(text: str | None) -> str | None:

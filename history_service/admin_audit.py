@@ -16,20 +16,49 @@ from contracts.registry import EVENTS
 
 # What an auditor picks from, by type prefix (the admin single writers' event families).
 KIND_PREFIXES = {
-    "agents": "agent.", "groups": "permission_group.", "canned": "canned_response.", "settings": "tenant.settings_changed",
-    "webhooks": "webhook.", "connectors": "connector.", "plan": "billing.subscription_changed",
+    "agents": "agent.",
+    "groups": "permission_group.",
+    "canned": "canned_response.",
+    "settings": "tenant.settings_changed",
+    "webhooks": "webhook.",
+    "connectors": "connector.",
+    "plan": "billing.subscription_changed",
 }
 # Same prefixes, but chat activity rather than changes an administrator made.
-NOT_ADMIN = frozenset({"agent.status_changed", "agent.disconnected", "canned_response.used", "connector.inbound_received", "connector.outbound_sent", "connector.outbound_failed"})
+NOT_ADMIN = frozenset(
+    {
+        "agent.status_changed",
+        "agent.disconnected",
+        "canned_response.used",
+        "connector.inbound_received",
+        "connector.outbound_sent",
+        "connector.outbound_failed",
+    }
+)
 SUBJECT_KEYS = ("agent_id", "group_id", "canned_id", "subscription_id", "connector_id", "plan")
-HIDDEN = {"password_hash": "(hidden)", "sealed_config": "(sealed)", "sealed_secrets": "(sealed)", "token_hash": "(hidden)"}
+HIDDEN = {
+    "password_hash": "(hidden)",
+    "sealed_config": "(sealed)",
+    "sealed_secrets": "(sealed)",
+    "token_hash": "(hidden)",
+}
 MAX_LIMIT, DEFAULT_LIMIT = 1000, 200
 
 
 def types_of(kind: str | None) -> list[str]:
     """The registered admin event types of one kind (all kinds when None); [] for an unknown kind."""
-    prefixes = list(KIND_PREFIXES.values()) if kind is None else [KIND_PREFIXES[kind]] if kind in KIND_PREFIXES else []
-    return sorted(name for name in EVENTS.names() if name not in NOT_ADMIN and any(name.startswith(p) for p in prefixes))
+    prefixes = (
+        list(KIND_PREFIXES.values())
+        if kind is None
+        else [KIND_PREFIXES[kind]]
+        if kind in KIND_PREFIXES
+        else []
+    )
+    return sorted(
+        name
+        for name in EVENTS.names()
+        if name not in NOT_ADMIN and any(name.startswith(p) for p in prefixes)
+    )
 
 
 def kind_of(type_name: str) -> str:
@@ -38,7 +67,10 @@ def kind_of(type_name: str) -> str:
 
 def hide_secrets(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: (HIDDEN[k] if k in HIDDEN and v is not None else hide_secrets(v)) for k, v in value.items()}
+        return {
+            k: (HIDDEN[k] if k in HIDDEN and v is not None else hide_secrets(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [hide_secrets(v) for v in value]
     return value
@@ -48,10 +80,15 @@ def _before_after(type_name: str, data: dict[str, Any]) -> tuple[Any, Any]:
     if "before" in data or "after" in data:  # an edit says both itself
         return data.get("before"), data.get("after")
     if type_name == "billing.subscription_changed":
-        return {"plan": data.get("previous_plan")}, {"plan": data.get("plan"), "effective": data.get("effective")}
+        return {"plan": data.get("previous_plan")}, {
+            "plan": data.get("plan"),
+            "effective": data.get("effective"),
+        }
     if type_name.endswith((".removed", ".deleted", ".unsubscribed")):
         return None, None
-    return None, {k: v for k, v in data.items() if k not in SUBJECT_KEYS}  # a creation: the object made
+    return None, {
+        k: v for k, v in data.items() if k not in SUBJECT_KEYS
+    }  # a creation: the object made
 
 
 def entry(doc: dict[str, Any]) -> dict[str, Any]:
@@ -59,12 +96,25 @@ def entry(doc: dict[str, Any]) -> dict[str, Any]:
     subject = next((str(data[k]) for k in SUBJECT_KEYS if isinstance(data.get(k), str)), None)
     before, after = _before_after(doc["type"], data)
     return {
-        "position": doc["position"], "occurred_at": doc["occurred_at"], "type": doc["type"], "kind": kind_of(doc["type"]),
-        "actor": doc.get("actor"), "subject": subject, "before": before, "after": after,
+        "position": doc["position"],
+        "occurred_at": doc["occurred_at"],
+        "type": doc["type"],
+        "kind": kind_of(doc["type"]),
+        "actor": doc.get("actor"),
+        "subject": subject,
+        "before": before,
+        "after": after,
     }
 
 
-async def admin_events(db: AsyncDatabase, tenant: str, kind: str | None, since: datetime | None, until: datetime | None, limit: int | None) -> list[dict[str, Any]]:
+async def admin_events(
+    db: AsyncDatabase,
+    tenant: str,
+    kind: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int | None,
+) -> list[dict[str, Any]]:
     query: dict[str, Any] = {"tenant": tenant, "type": {"$in": types_of(kind)}}
     span = {op: moment for op, moment in (("$gte", since), ("$lte", until)) if moment is not None}
     if span:

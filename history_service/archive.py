@@ -24,7 +24,9 @@ def archive_document(logged: LoggedEvent) -> dict[str, Any]:
     return {"_id": env.pop("id"), "position": logged.position, **env, "ts": ts}
 
 
-async def insert_ignoring_duplicates(collection: AsyncCollection, documents: list[dict[str, Any]]) -> None:
+async def insert_ignoring_duplicates(
+    collection: AsyncCollection, documents: list[dict[str, Any]]
+) -> None:
     """One unordered insert; ids stored already (a replay, a racing writer) are not errors."""
     try:
         await collection.insert_many(documents, ordered=False)
@@ -45,7 +47,9 @@ class Archive:
 
     async def _previous(self, key: str, tenant: str, stream: str) -> str:
         if key not in self._last_hash:
-            last = await self._events.find_one({"tenant": tenant, "stream": stream}, sort=[("position", -1)])
+            last = await self._events.find_one(
+                {"tenant": tenant, "stream": stream}, sort=[("position", -1)]
+            )
             self._last_hash[key] = last["hash"] if last else GENESIS
         return self._last_hash[key]
 
@@ -76,7 +80,9 @@ class Archive:
             raise
         self._last_hash.update(heads)
 
-    async def _chain(self, documents: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    async def _chain(
+        self, documents: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
         # New heads are kept aside until the insert succeeded, so a failed write that is
         # retried does not chain onto hashes that never reached the store.
         heads: dict[str, str] = {}

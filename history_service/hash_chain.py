@@ -20,7 +20,17 @@ import orjson
 from pymongo.asynchronous.database import AsyncDatabase
 
 GENESIS = "0" * 64
-ENVELOPE_FIELDS = ("type", "v", "tenant", "stream", "actor", "occurred_at", "correlation_id", "causation_id", "data")
+ENVELOPE_FIELDS = (
+    "type",
+    "v",
+    "tenant",
+    "stream",
+    "actor",
+    "occurred_at",
+    "correlation_id",
+    "causation_id",
+    "data",
+)
 
 
 def envelope_of(document: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +48,10 @@ def chain_key(document: dict[str, Any]) -> str:
 
 
 async def verify_chain(
-    db: AsyncDatabase, tenant: str | None = None, stream: str | None = None, on_progress: Callable[[int], None] | None = None
+    db: AsyncDatabase,
+    tenant: str | None = None,
+    stream: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Walk every chain (optionally one tenant or stream) in log order.
 
@@ -59,15 +72,26 @@ async def verify_chain(
         redaction = doc.get("redacted")
         if redaction is not None:
             # The original content is gone: its hash is taken as stored, the rest is checked.
-            on_record = f"{doc['tenant']}|{doc['stream'].removeprefix('conv:')}" in retained.get(redaction.get("by"), ())
-            expected = doc.get("hash") if on_record and redaction.get("hash") == computed else computed
+            on_record = f"{doc['tenant']}|{doc['stream'].removeprefix('conv:')}" in retained.get(
+                redaction.get("by"), ()
+            )
+            expected = (
+                doc.get("hash") if on_record and redaction.get("hash") == computed else computed
+            )
         else:
             expected = computed
         if doc.get("prev_hash") != expected_prev or doc.get("hash") != expected:
             return {
-                "ok": False, "checked": checked, "tenant": doc["tenant"], "stream": doc["stream"], "event_id": doc["_id"],
-                "position": doc["position"], "expected_hash": expected, "found_hash": doc.get("hash"),
-                "expected_prev_hash": expected_prev, "found_prev_hash": doc.get("prev_hash"),
+                "ok": False,
+                "checked": checked,
+                "tenant": doc["tenant"],
+                "stream": doc["stream"],
+                "event_id": doc["_id"],
+                "position": doc["position"],
+                "expected_hash": expected,
+                "found_hash": doc.get("hash"),
+                "expected_prev_hash": expected_prev,
+                "found_prev_hash": doc.get("prev_hash"),
             }
         last[chain_key(doc)] = expected
         checked += 1
@@ -78,5 +102,13 @@ async def verify_chain(
 
 async def _retention_records(db: AsyncDatabase, tenant: str | None) -> dict[str, set[str]]:
     """Archived retention records: event id → ``tenant|conversation id`` of what it purged."""
-    query: dict[str, Any] = {"type": "history.retention_applied", **({"tenant": tenant} if tenant else {})}
-    return {doc["_id"]: {f"{doc['tenant']}|{c}" for c in (doc.get("data") or {}).get("conversation_ids") or ()} async for doc in db["events"].find(query)}
+    query: dict[str, Any] = {
+        "type": "history.retention_applied",
+        **({"tenant": tenant} if tenant else {}),
+    }
+    return {
+        doc["_id"]: {
+            f"{doc['tenant']}|{c}" for c in (doc.get("data") or {}).get("conversation_ids") or ()
+        }
+        async for doc in db["events"].find(query)
+    }

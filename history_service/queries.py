@@ -5,10 +5,16 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from history_service.hash_chain import envelope_of, verify_chain
 from contracts.envelope import Envelope, LoggedEvent
 from history_service import admin_audit, reports
-from history_service.read_models import MESSAGE_TYPES, conversation_key, fold_conversation, message_event, valid_data
+from history_service.hash_chain import envelope_of, verify_chain
+from history_service.read_models import (
+    MESSAGE_TYPES,
+    conversation_key,
+    fold_conversation,
+    message_event,
+    valid_data,
+)
 from relaydesk.bus.rpc import RemoteError
 
 MAX_LIMIT = 500
@@ -22,7 +28,12 @@ VIEW_FILTERS: dict[str, dict[str, Any]] = {
 
 def _entry(doc: dict[str, Any]) -> dict[str, Any]:
     """An archive entry as answered: the envelope plus its position and chain links."""
-    return {**envelope_of(doc), "position": doc["position"], "prev_hash": doc.get("prev_hash"), "hash": doc.get("hash")}
+    return {
+        **envelope_of(doc),
+        "position": doc["position"],
+        "prev_hash": doc.get("prev_hash"),
+        "hash": doc.get("hash"),
+    }
 
 
 def _timestamp(value: Any, name: str) -> datetime:
@@ -45,10 +56,16 @@ class HistoryQueries:
 
     async def handle(self, name: str, params: dict[str, Any]) -> Any:
         handler = {
-            "messages.last": self.messages_last, "conversations.list": self.conversations_list,
-            "conversation.get": self.conversation_get, "transcript": self.transcript, "events.range": self.events_range,
-            "reports.summary": self.reports_summary, "conversation.at": self.conversation_at, "settings.at": self.settings_at,
-            "audit.verify": self.audit_verify, "audit.admin_events": self.audit_admin_events,
+            "messages.last": self.messages_last,
+            "conversations.list": self.conversations_list,
+            "conversation.get": self.conversation_get,
+            "transcript": self.transcript,
+            "events.range": self.events_range,
+            "reports.summary": self.reports_summary,
+            "conversation.at": self.conversation_at,
+            "settings.at": self.settings_at,
+            "audit.verify": self.audit_verify,
+            "audit.admin_events": self.audit_admin_events,
         }.get(name)
         if handler is None:
             raise RemoteError("unknown_query", f"history has no query {name!r}")
@@ -57,7 +74,10 @@ class HistoryQueries:
         return await handler(params)
 
     async def messages_last(self, p: dict[str, Any]) -> list[dict[str, Any]]:
-        query: dict[str, Any] = {"tenant": p["tenant"], "conversation_id": str(p["conversation_id"])}
+        query: dict[str, Any] = {
+            "tenant": p["tenant"],
+            "conversation_id": str(p["conversation_id"]),
+        }
         if isinstance(p.get("before_position"), int):
             query["position"] = {"$lt": p["before_position"]}
         limit = max(1, min(int(p.get("limit") or 50), MAX_LIMIT))
@@ -76,41 +96,77 @@ class HistoryQueries:
         if isinstance(p.get("visitor_id"), str):
             query["visitor.id"] = p["visitor_id"]
         limit = max(1, min(int(p.get("limit") or 100), MAX_LIMIT))
-        return [_clean(d) async for d in self._db["conversations"].find(query).sort("last_position", -1).limit(limit)]
+        return [
+            _clean(d)
+            async for d in self._db["conversations"]
+            .find(query)
+            .sort("last_position", -1)
+            .limit(limit)
+        ]
 
     async def conversation_get(self, p: dict[str, Any]) -> dict[str, Any]:
-        doc = await self._db["conversations"].find_one({"_id": f"{p['tenant']}|{p['conversation_id']}"})
+        doc = await self._db["conversations"].find_one(
+            {"_id": f"{p['tenant']}|{p['conversation_id']}"}
+        )
         if doc is None:
             raise RemoteError("not_found", "no such conversation")
         return _clean(doc)
 
     async def transcript(self, p: dict[str, Any]) -> dict[str, Any]:
         conversation = await self.conversation_get(p)
-        events = [_entry(d) async for d in self._db["events"].find({"tenant": p["tenant"], "stream": f"conv:{p['conversation_id']}"}).sort("position", 1)]
+        events = [
+            _entry(d)
+            async for d in self._db["events"]
+            .find({"tenant": p["tenant"], "stream": f"conv:{p['conversation_id']}"})
+            .sort("position", 1)
+        ]
         return {"conversation": conversation, "events": events}
 
     async def events_range(self, p: dict[str, Any]) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"tenant": p["tenant"]}
         if isinstance(p.get("conversation_id"), str):
             query["stream"] = f"conv:{p['conversation_id']}"
-        span = {op: _timestamp(p[name], name) for op, name in (("$gte", "from_ts"), ("$lte", "to_ts")) if p.get(name)}
+        span = {
+            op: _timestamp(p[name], name)
+            for op, name in (("$gte", "from_ts"), ("$lte", "to_ts"))
+            if p.get(name)
+        }
         if span:
             query["ts"] = span
         limit = max(1, min(int(p.get("limit") or 1000), 10_000))
-        return [_entry(d) async for d in self._db["events"].find(query).sort("position", 1).limit(limit)]
+        return [
+            _entry(d) async for d in self._db["events"].find(query).sort("position", 1).limit(limit)
+        ]
 
     async def reports_summary(self, p: dict[str, Any]) -> dict[str, Any]:
         """Metrics folded from the archive now (so a changed definition applies to the past too)."""
         group_by = str(p.get("group_by") or "day")
         if group_by not in reports.GROUPINGS:
-            raise RemoteError("bad_request", f"group_by must be one of {', '.join(reports.GROUPINGS)}")
-        cursor = self._db["events"].find({"tenant": p["tenant"], "type": {"$in": sorted(reports.REPORT_TYPES)}}).sort("position", 1).batch_size(1000)
+            raise RemoteError(
+                "bad_request", f"group_by must be one of {', '.join(reports.GROUPINGS)}"
+            )
+        cursor = (
+            self._db["events"]
+            .find({"tenant": p["tenant"], "type": {"$in": sorted(reports.REPORT_TYPES)}})
+            .sort("position", 1)
+            .batch_size(1000)
+        )
         facts = reports.fold([envelope_of(d) async for d in cursor]).values()
         since = _timestamp(p["since"], "since") if p.get("since") else None
         until = _timestamp(p["until"], "until") if p.get("until") else None
-        chosen = [f for f in facts if (since is None or f.requested_at >= since) and (until is None or f.requested_at <= until)]
+        chosen = [
+            f
+            for f in facts
+            if (since is None or f.requested_at >= since)
+            and (until is None or f.requested_at <= until)
+        ]
         rows = reports.summarize(chosen, group_by)
-        return {"group_by": group_by, "rows": rows, "definitions": reports.DEFINITIONS, "csv": reports.to_csv(rows)}
+        return {
+            "group_by": group_by,
+            "rows": rows,
+            "definitions": reports.DEFINITIONS,
+            "csv": reports.to_csv(rows),
+        }
 
     async def conversation_at(self, p: dict[str, Any]) -> dict[str, Any]:
         """Time travel: the conversation and its messages as they were at ``at``, refolded from the archive."""
@@ -118,20 +174,35 @@ class HistoryQueries:
         conversations: dict[str, dict[str, Any]] = {}
         messages: list[dict[str, Any]] = []
         last_position = None
-        query = {"tenant": p["tenant"], "stream": f"conv:{p['conversation_id']}", "ts": {"$lte": at}}
+        query = {
+            "tenant": p["tenant"],
+            "stream": f"conv:{p['conversation_id']}",
+            "ts": {"$lte": at},
+        }
         async for doc in self._db["events"].find(query).sort("position", 1):
             envelope = Envelope.model_validate(envelope_of(doc))
             data = valid_data(envelope)
             if data is None or not isinstance(data.get("conversation_id"), str):
                 continue
-            fold_conversation(LoggedEvent(position=doc["position"], envelope=envelope), data, conversations)
+            fold_conversation(
+                LoggedEvent(position=doc["position"], envelope=envelope), data, conversations
+            )
             if envelope.type in MESSAGE_TYPES:
-                messages.append({"position": doc["position"], "event": envelope.model_dump(mode="json")})
+                messages.append(
+                    {"position": doc["position"], "event": envelope.model_dump(mode="json")}
+                )
             last_position = doc["position"]
-        state = conversations.get(conversation_key(p["tenant"], {"conversation_id": p["conversation_id"]}))
+        state = conversations.get(
+            conversation_key(p["tenant"], {"conversation_id": p["conversation_id"]})
+        )
         if state is None:
             raise RemoteError("not_found", "the conversation did not exist at that moment")
-        return {"at": at.isoformat(), "position": last_position, "conversation": _clean(state), "messages": messages}
+        return {
+            "at": at.isoformat(),
+            "position": last_position,
+            "conversation": _clean(state),
+            "messages": messages,
+        }
 
     async def settings_at(self, p: dict[str, Any]) -> dict[str, Any]:
         """Time travel for tenant settings: every change up to ``at`` applied in log order.
@@ -141,21 +212,31 @@ class HistoryQueries:
         at = _timestamp(p.get("at"), "at")
         folded: dict[str, Any] = {}
         changes = 0
-        async for doc in self._db["events"].find({"tenant": p["tenant"], "type": "tenant.settings_changed", "ts": {"$lte": at}}).sort("position", 1):
+        async for doc in (
+            self._db["events"]
+            .find({"tenant": p["tenant"], "type": "tenant.settings_changed", "ts": {"$lte": at}})
+            .sort("position", 1)
+        ):
             folded.update((doc.get("data") or {}).get("after") or {})
             changes += 1
         return {"at": at.isoformat(), "changed": folded, "changes": changes}
 
     async def audit_verify(self, p: dict[str, Any]) -> dict[str, Any]:
         """Check the hash chain of a tenant (or one conversation); the first broken link if any."""
-        stream = f"conv:{p['conversation_id']}" if isinstance(p.get("conversation_id"), str) else None
+        stream = (
+            f"conv:{p['conversation_id']}" if isinstance(p.get("conversation_id"), str) else None
+        )
         return await verify_chain(self._db, p["tenant"], stream)
 
     async def audit_admin_events(self, p: dict[str, Any]) -> list[dict[str, Any]]:
         """The tenant's administrative changes (who, what, before/after), newest first."""
         kind = p.get("kind") or None
         if kind is not None and kind not in admin_audit.KIND_PREFIXES:
-            raise RemoteError("bad_request", f"kind must be one of {', '.join(admin_audit.KIND_PREFIXES)}")
+            raise RemoteError(
+                "bad_request", f"kind must be one of {', '.join(admin_audit.KIND_PREFIXES)}"
+            )
         since = _timestamp(p["since"], "since") if p.get("since") else None
         until = _timestamp(p["until"], "until") if p.get("until") else None
-        return await admin_audit.admin_events(self._db, p["tenant"], kind, since, until, p.get("limit"))
+        return await admin_audit.admin_events(
+            self._db, p["tenant"], kind, since, until, p.get("limit")
+        )

@@ -22,16 +22,36 @@ log = structlog.get_logger(__name__)
 MESSAGE_TYPES = frozenset({"message.sent", "message.attachment_sent", "message.system"})
 COUNTED_MESSAGES = frozenset({"message.sent", "message.attachment_sent"})
 STATUS_BY_TYPE = {
-    "conversation.queued": "queued", "conversation.offered": "offered", "conversation.accepted": "engaged",
-    "conversation.transferred": "engaged", "conversation.closed": "closed", "conversation.missed": "missed",
+    "conversation.queued": "queued",
+    "conversation.offered": "offered",
+    "conversation.accepted": "engaged",
+    "conversation.transferred": "engaged",
+    "conversation.closed": "closed",
+    "conversation.missed": "missed",
 }
 VISITOR_FIELDS = ("id", "name", "email", "page_url")
-MESSAGE_FIELDS = ("type", "v", "tenant", "stream", "actor", "occurred_at", "correlation_id", "causation_id", "data")
+MESSAGE_FIELDS = (
+    "type",
+    "v",
+    "tenant",
+    "stream",
+    "actor",
+    "occurred_at",
+    "correlation_id",
+    "causation_id",
+    "data",
+)
 
 
 def message_document(event: Envelope, position: int, conversation_id: str) -> dict[str, Any]:
     env = event.model_dump(mode="json")
-    return {"_id": event.id, "event_id": event.id, "position": position, "conversation_id": conversation_id, **{k: env[k] for k in MESSAGE_FIELDS}}
+    return {
+        "_id": event.id,
+        "event_id": event.id,
+        "position": position,
+        "conversation_id": conversation_id,
+        **{k: env[k] for k in MESSAGE_FIELDS},
+    }
 
 
 def message_event(document: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +68,13 @@ def valid_data(event: Envelope) -> dict[str, Any] | None:
     try:
         return parse_event_data(event).model_dump(mode="json")
     except ContractError as exc:
-        log.warning("history_event_skipped", event_id=event.id, event_type=event.type, v=event.v, reason=exc.code)
+        log.warning(
+            "history_event_skipped",
+            event_id=event.id,
+            event_type=event.type,
+            v=event.v,
+            reason=exc.code,
+        )
         return None
 
 
@@ -59,7 +85,9 @@ class ReadModels:
 
     async def ensure_indexes(self) -> None:
         await self._messages.create_index([("tenant", 1), ("conversation_id", 1), ("position", -1)])
-        await self._conversations.create_index([("tenant", 1), ("status", 1), ("last_position", -1)])
+        await self._conversations.create_index(
+            [("tenant", 1), ("status", 1), ("last_position", -1)]
+        )
         await self._conversations.create_index([("tenant", 1), ("visitor.id", 1)])
 
     async def apply(self, batch: list[LoggedEvent]) -> None:
@@ -70,23 +98,39 @@ class ReadModels:
         skipped) and written back in one bulk write; messages go in one unordered insert
         that ignores ids already stored. Three round trips per batch, whatever its size.
         """
-        folded = [(logged, data) for logged in batch if (data := valid_data(logged.envelope)) is not None and isinstance(data.get("conversation_id"), str)]
+        folded = [
+            (logged, data)
+            for logged in batch
+            if (data := valid_data(logged.envelope)) is not None
+            and isinstance(data.get("conversation_id"), str)
+        ]
         keys = list({conversation_key(logged.envelope.tenant, data) for logged, data in folded})
-        conversations = {d["_id"]: d async for d in self._conversations.find({"_id": {"$in": keys}})} if keys else {}
+        conversations = (
+            {d["_id"]: d async for d in self._conversations.find({"_id": {"$in": keys}})}
+            if keys
+            else {}
+        )
         touched: set[str] = set()
         messages: list[dict[str, Any]] = []
         for logged, data in folded:
             if fold_conversation(logged, data, conversations):
                 touched.add(conversation_key(logged.envelope.tenant, data))
             if logged.envelope.type in MESSAGE_TYPES:
-                messages.append(message_document(logged.envelope, logged.position, data["conversation_id"]))
+                messages.append(
+                    message_document(logged.envelope, logged.position, data["conversation_id"])
+                )
         if touched:
-            await self._conversations.bulk_write([ReplaceOne({"_id": k}, conversations[k], upsert=True) for k in touched], ordered=False)
+            await self._conversations.bulk_write(
+                [ReplaceOne({"_id": k}, conversations[k], upsert=True) for k in touched],
+                ordered=False,
+            )
         if messages:
             await insert_ignoring_duplicates(self._messages, messages)
 
 
-def fold_conversation(logged: LoggedEvent, data: dict[str, Any], conversations: dict[str, dict[str, Any]]) -> bool:
+def fold_conversation(
+    logged: LoggedEvent, data: dict[str, Any], conversations: dict[str, dict[str, Any]]
+) -> bool:
     """Apply one event to its conversation in memory; True when it changed it."""
     event, position = logged.envelope, logged.position
     key = conversation_key(event.tenant, data)
@@ -106,23 +150,39 @@ def fold_conversation(logged: LoggedEvent, data: dict[str, Any], conversations: 
     current.update(changes, last_position=position)
     return True
 
+
 def new_conversation(event: Envelope, data: dict[str, Any], position: int) -> dict[str, Any]:
     visitor = data.get("visitor") or {}
     return {
-        "conversation_id": data["conversation_id"], "tenant": event.tenant, "status": "queued",
-        "channel": data.get("channel", "web"), "visitor": {k: visitor.get(k) for k in VISITOR_FIELDS},
-        "department": data.get("department"), "topic": data.get("topic"), "agent_id": None,
-        "created_at": event.occurred_at, "accepted_at": None, "closed_at": None, "last_message_at": None,
-        "message_count": 0, "rating": None, "last_position": position,
+        "conversation_id": data["conversation_id"],
+        "tenant": event.tenant,
+        "status": "queued",
+        "channel": data.get("channel", "web"),
+        "visitor": {k: visitor.get(k) for k in VISITOR_FIELDS},
+        "department": data.get("department"),
+        "topic": data.get("topic"),
+        "agent_id": None,
+        "created_at": event.occurred_at,
+        "accepted_at": None,
+        "closed_at": None,
+        "last_message_at": None,
+        "message_count": 0,
+        "rating": None,
+        "last_position": position,
     }
 
-def conversation_changes(event: Envelope, data: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+
+def conversation_changes(
+    event: Envelope, data: dict[str, Any], current: dict[str, Any]
+) -> dict[str, Any]:
     """The fields an event sets on its conversation ``current`` ({} = none)."""
     at = event.occurred_at
     if event.type in COUNTED_MESSAGES:
         return {"last_message_at": at}
     if event.type == "conversation.contact_provided":
-        return {"visitor": {**current["visitor"], "email": data["email"]}}  # the offline form's email, kept with what the visitor said before
+        return {
+            "visitor": {**current["visitor"], "email": data["email"]}
+        }  # the offline form's email, kept with what the visitor said before
     if event.type == "conversation.rated":
         return {"rating": {"score": data.get("score"), "comment": data.get("comment")}}
     if event.type not in STATUS_BY_TYPE:

@@ -24,10 +24,18 @@ DEFINITIONS = {
     "csat": "v1: mean rating, 1-5, of rated conversations",
 }
 GROUPINGS = ("day", "agent", "group", "channel")
-REPORT_TYPES = frozenset({
-    "conversation.requested", "conversation.accepted", "conversation.closed", "conversation.missed", "conversation.rated",
-    "conversation.transferred", "message.sent", "message.attachment_sent",
-})
+REPORT_TYPES = frozenset(
+    {
+        "conversation.requested",
+        "conversation.accepted",
+        "conversation.closed",
+        "conversation.missed",
+        "conversation.rated",
+        "conversation.transferred",
+        "message.sent",
+        "message.attachment_sent",
+    }
+)
 
 
 @dataclass
@@ -65,7 +73,10 @@ def fold(events: Iterable[dict[str, Any]]) -> dict[str, Facts]:
         at = _moment(event["occurred_at"])
         conversation_id = data.get("conversation_id")
         if kind == "conversation.requested":
-            facts.setdefault(conversation_id, Facts(conversation_id, at, data.get("channel", "web"), data.get("department")))
+            facts.setdefault(
+                conversation_id,
+                Facts(conversation_id, at, data.get("channel", "web"), data.get("department")),
+            )
             continue
         found = facts.get(conversation_id)
         if found is None:
@@ -102,15 +113,23 @@ def summarize(facts: Iterable[Facts], group_by: str) -> list[dict[str, Any]]:
         if item.accepted_at:
             row.waits.append((item.accepted_at - item.requested_at).total_seconds())
         if item.first_agent_message_at:
-            row.first_responses.append((item.first_agent_message_at - item.requested_at).total_seconds())
+            row.first_responses.append(
+                (item.first_agent_message_at - item.requested_at).total_seconds()
+            )
         if item.accepted_at and item.closed_at:
             row.handles.append((item.closed_at - item.accepted_at).total_seconds())
         if item.rating is not None:
             row.ratings.append(item.rating)
     return [
         {
-            "key": key, "conversations": row.conversations, "missed": row.missed, "messages": row.messages,
-            "wait_s": _mean(row.waits), "first_response_s": _mean(row.first_responses), "handle_s": _mean(row.handles), "csat": _mean(row.ratings),
+            "key": key,
+            "conversations": row.conversations,
+            "missed": row.missed,
+            "messages": row.messages,
+            "wait_s": _mean(row.waits),
+            "first_response_s": _mean(row.first_responses),
+            "handle_s": _mean(row.handles),
+            "csat": _mean(row.ratings),
         }
         for key, row in sorted(rows.items())
     ]
@@ -118,7 +137,16 @@ def summarize(facts: Iterable[Facts], group_by: str) -> list[dict[str, Any]]:
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
-    columns = ["key", "conversations", "missed", "messages", "wait_s", "first_response_s", "handle_s", "csat"]
+    columns = [
+        "key",
+        "conversations",
+        "missed",
+        "messages",
+        "wait_s",
+        "first_response_s",
+        "handle_s",
+        "csat",
+    ]
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:

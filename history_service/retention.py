@@ -44,7 +44,10 @@ Clock = Callable[[], datetime]
 
 
 def redacted_data(type_name: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {**data, **{name: REDACTED for name in CONTENT_FIELDS.get(type_name, ()) if name in data}}
+    return {
+        **data,
+        **{name: REDACTED for name in CONTENT_FIELDS.get(type_name, ()) if name in data},
+    }
 
 
 class RetentionJob:
@@ -54,7 +57,9 @@ class RetentionJob:
     clock: now, UTC (tests pass a fixed one).
     """
 
-    def __init__(self, db: AsyncDatabase, publish: Publish, clock: Clock, group_size: int = MAX_CONVERSATIONS) -> None:
+    def __init__(
+        self, db: AsyncDatabase, publish: Publish, clock: Clock, group_size: int = MAX_CONVERSATIONS
+    ) -> None:
         self._db = db
         self._publish = publish
         self._clock = clock
@@ -62,7 +67,9 @@ class RetentionJob:
 
     async def retention_by_tenant(self) -> dict[str, int]:
         days: dict[str, int | None] = {}
-        async for doc in self._db["events"].find({"type": "tenant.settings_changed"}).sort("position", 1):
+        async for doc in (
+            self._db["events"].find({"type": "tenant.settings_changed"}).sort("position", 1)
+        ):
             after = (doc.get("data") or {}).get("after") or {}
             if "retention_days" in after:
                 days[doc["tenant"]] = after["retention_days"]
@@ -80,29 +87,89 @@ class RetentionJob:
 
     async def _due(self, tenant: str, cutoff: datetime) -> list[str]:
         query = {"tenant": tenant, "status": "closed", "closed_at": {"$lt": cutoff}}
-        closed = [d["conversation_id"] async for d in self._db["conversations"].find(query, {"conversation_id": 1}).sort("closed_at", 1)]
-        done = {d["_id"] async for d in self._db["retention"].find({"_id": {"$in": [f"{tenant}|{c}" for c in closed]}}, {"_id": 1})} if closed else set()
+        closed = [
+            d["conversation_id"]
+            async for d in self._db["conversations"]
+            .find(query, {"conversation_id": 1})
+            .sort("closed_at", 1)
+        ]
+        done = (
+            {
+                d["_id"]
+                async for d in self._db["retention"].find(
+                    {"_id": {"$in": [f"{tenant}|{c}" for c in closed]}}, {"_id": 1}
+                )
+            }
+            if closed
+            else set()
+        )
         return [c for c in closed if f"{tenant}|{c}" not in done][: self._group_size]
 
-    async def _purge(self, tenant: str, days: int, cutoff: datetime, conversation_ids: list[str]) -> Envelope:
+    async def _purge(
+        self, tenant: str, days: int, cutoff: datetime, conversation_ids: list[str]
+    ) -> Envelope:
         streams = [f"conv:{c}" for c in conversation_ids]
-        archived = [d async for d in self._db["events"].find({"tenant": tenant, "stream": {"$in": streams}, "type": {"$in": sorted(CONTENT_FIELDS)}})]
+        archived = [
+            d
+            async for d in self._db["events"].find(
+                {
+                    "tenant": tenant,
+                    "stream": {"$in": streams},
+                    "type": {"$in": sorted(CONTENT_FIELDS)},
+                }
+            )
+        ]
         group_key = hashlib.sha256("\n".join(sorted(conversation_ids)).encode()).hexdigest()[:32]
         record = Envelope(
-            id=derive_event_id(tenant, "history.retention", group_key), type="history.retention_applied", tenant=tenant, stream="history:retention",
-            actor=HISTORY_ACTOR, data={"retention_days": days, "cutoff": cutoff.isoformat(), "conversation_ids": conversation_ids, "messages": len(archived)},
+            id=derive_event_id(tenant, "history.retention", group_key),
+            type="history.retention_applied",
+            tenant=tenant,
+            stream="history:retention",
+            actor=HISTORY_ACTOR,
+            data={
+                "retention_days": days,
+                "cutoff": cutoff.isoformat(),
+                "conversation_ids": conversation_ids,
+                "messages": len(archived),
+            },
         )
         await self._publish(record)  # first: whatever is redacted below has its record
         archive_updates, message_updates = [], []
         for doc in archived:
             data = redacted_data(doc["type"], doc.get("data") or {})
             envelope = {**envelope_of(doc), "data": data}
-            archive_updates.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"data": data, "redacted": {"by": record.id, "hash": link_hash(doc["prev_hash"], envelope)}}}))
+            archive_updates.append(
+                UpdateOne(
+                    {"_id": doc["_id"]},
+                    {
+                        "$set": {
+                            "data": data,
+                            "redacted": {
+                                "by": record.id,
+                                "hash": link_hash(doc["prev_hash"], envelope),
+                            },
+                        }
+                    },
+                )
+            )
             message_updates.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"data": data}}))
         if archive_updates:
             await self._db["events"].bulk_write(archive_updates, ordered=False)
             await self._db["messages"].bulk_write(message_updates, ordered=False)
-        done = [UpdateOne({"_id": f"{tenant}|{c}"}, {"$set": {"tenant": tenant, "by": record.id, "at": self._clock()}}, upsert=True) for c in conversation_ids]
+        done = [
+            UpdateOne(
+                {"_id": f"{tenant}|{c}"},
+                {"$set": {"tenant": tenant, "by": record.id, "at": self._clock()}},
+                upsert=True,
+            )
+            for c in conversation_ids
+        ]
         await self._db["retention"].bulk_write(done, ordered=False)
-        log.info("retention_applied", tenant=tenant, retention_days=days, conversations=len(conversation_ids), messages=len(archived))
+        log.info(
+            "retention_applied",
+            tenant=tenant,
+            retention_days=days,
+            conversations=len(conversation_ids),
+            messages=len(archived),
+        )
         return record

@@ -22,7 +22,13 @@ EVERY_S = 3600.0  # retention is counted in days: hourly is prompt enough
 
 
 class RetentionRunner:
-    def __init__(self, settings: Settings, *, every_s: float = EVERY_S, clock: Clock = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        every_s: float = EVERY_S,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
         self._settings = settings
         self._every_s = every_s
         self._clock = clock
@@ -31,9 +37,15 @@ class RetentionRunner:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._bus = await Bus(self._settings.amqp_url, service="history-retention", stream_url=self._settings.stream_url).connect()
+        self._bus = await Bus(
+            self._settings.amqp_url,
+            service="history-retention",
+            stream_url=self._settings.stream_url,
+        ).connect()
         self._mongo = make_client(self._settings.mongo_url or "")
-        job = RetentionJob(database(self._mongo, self._settings.mongo_db), self._bus.publish, self._clock)
+        job = RetentionJob(
+            database(self._mongo, self._settings.mongo_db), self._bus.publish, self._clock
+        )
         self._task = asyncio.create_task(self._forever(job))
 
     async def _forever(self, job: RetentionJob) -> None:

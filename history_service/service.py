@@ -35,7 +35,9 @@ BATCH_LINGER_S = 0.05
 class HistoryService:
     def __init__(self, settings: Settings, *, batch_size: int = MAX_BATCH) -> None:
         if not settings.mongo_url:
-            raise ValueError("history_service needs MONGO_URL (relaydesk up starts an embedded server)")
+            raise ValueError(
+                "history_service needs MONGO_URL (relaydesk up starts an embedded server)"
+            )
         self.settings = settings
         self._batch_size = batch_size
         self.bus: Bus | None = None
@@ -48,12 +50,20 @@ class HistoryService:
     async def start(self) -> None:
         self._mongo = make_client(self.settings.mongo_url or "")
         db = database(self._mongo, self.settings.mongo_db)
-        self._archive, self._models, self._checkpoints = Archive(db), ReadModels(db), Checkpoints(db)
+        self._archive, self._models, self._checkpoints = (
+            Archive(db),
+            ReadModels(db),
+            Checkpoints(db),
+        )
         await self._archive.ensure_indexes()
         await self._models.ensure_indexes()
         self.position = await self._checkpoints.load(SERVICE)
-        self.bus = await Bus(self.settings.amqp_url, service=SERVICE, stream_url=self.settings.stream_url).connect()
-        reader = await LogReader(self.bus, start="first" if self.position is None else self.position + 1, name=SERVICE).open()
+        self.bus = await Bus(
+            self.settings.amqp_url, service=SERVICE, stream_url=self.settings.stream_url
+        ).connect()
+        reader = await LogReader(
+            self.bus, start="first" if self.position is None else self.position + 1, name=SERVICE
+        ).open()
         self._task = asyncio.create_task(self._follow(reader))
         self._task.add_done_callback(self._report_end)
         self._channel = await serve_queries(self.bus, SERVICE, HistoryQueries(db).handle)
@@ -85,7 +95,13 @@ class HistoryService:
                 await with_store_retry(functools.partial(self._apply, batch))
                 return
             except Exception as exc:  # noqa: BLE001 - logged and retried, see above
-                log.error("history_batch_failed", first=batch[0].position, last=batch[-1].position, error=type(exc).__name__, retry_in_s=delay)
+                log.error(
+                    "history_batch_failed",
+                    first=batch[0].position,
+                    last=batch[-1].position,
+                    error=type(exc).__name__,
+                    retry_in_s=delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
@@ -104,4 +120,6 @@ class HistoryService:
 
     async def wait_for_position(self, position: int, timeout: float = 10) -> None:
         async with self.caught_up:
-            await asyncio.wait_for(self.caught_up.wait_for(lambda: (self.position or -1) >= position), timeout)
+            await asyncio.wait_for(
+                self.caught_up.wait_for(lambda: (self.position or -1) >= position), timeout
+            )

@@ -13,22 +13,45 @@ from typing import Any
 import structlog
 
 REDACTED_KEYS = frozenset(
-    {"body", "text", "password", "password_hash", "token", "access_token", "refresh_token",
-     "secret", "app_secret", "bot_token", "page_token", "authorization", "jwt", "sealed_config",
-     "encoding_aes_key", "comment"}
+    {
+        "body",
+        "text",
+        "password",
+        "password_hash",
+        "token",
+        "access_token",
+        "refresh_token",
+        "secret",
+        "app_secret",
+        "bot_token",
+        "page_token",
+        "authorization",
+        "jwt",
+        "sealed_config",
+        "encoding_aes_key",
+        "comment",
+    }
 )
 
 
-def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def redact_secrets(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key in list(event_dict):
         if key.lower() in REDACTED_KEYS:
             event_dict[key] = "[redacted]"
     return event_dict
 
 
-def configure_logging(*, level: str = "INFO", fmt: str = "json", service: str | None = None) -> None:
+def configure_logging(
+    *, level: str = "INFO", fmt: str = "json", service: str | None = None
+) -> None:
     """Configure structlog once per process; ``service`` is bound to every line."""
-    renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

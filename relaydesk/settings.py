@@ -18,13 +18,19 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    stream_url: str | None = None  # log readers' stream-protocol endpoint; unset: the AMQP host on port 5552
-    mongo_url: str | None = Field(default=None, validation_alias=AliasChoices("MONGO_URL", "RELAYDESK_MONGO_URL"))
+    stream_url: str | None = (
+        None  # log readers' stream-protocol endpoint; unset: the AMQP host on port 5552
+    )
+    mongo_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("MONGO_URL", "RELAYDESK_MONGO_URL")
+    )
     mongo_db: str = "relaydesk"
     mode: Literal["saas", "tool"] = "tool"
     plans_file: str | None = None
     data_dir: str = ".relaydesk"
-    background_nice: int = Field(default=5, ge=0, le=19)  # `relaydesk up`: priority drop for history, billing, connectors, embedded store
+    background_nice: int = Field(
+        default=5, ge=0, le=19
+    )  # `relaydesk up`: priority drop for history, billing, connectors, embedded store
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -59,8 +65,12 @@ class Settings(BaseSettings):
     telegram_api_base: str = "https://api.telegram.org"
     messenger_api_base: str = "https://graph.facebook.com/v21.0"
     wechat_api_base: str = "https://api.weixin.qq.com"
-    connector_breaker_failures: int = Field(default=3, ge=1)  # failed send rounds in a row that open a connector's breaker
-    connector_breaker_open_s: float = Field(default=5.0, gt=0)  # how long an open breaker sends nothing before one trial
+    connector_breaker_failures: int = Field(
+        default=3, ge=1
+    )  # failed send rounds in a row that open a connector's breaker
+    connector_breaker_open_s: float = Field(
+        default=5.0, gt=0
+    )  # how long an open breaker sends nothing before one trial
 
     def gateway_url(self) -> str:
         return self.public_url or f"http://{self.gateway_host}:{self.gateway_port}"

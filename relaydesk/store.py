@@ -12,7 +12,12 @@ import structlog
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -21,7 +26,9 @@ TRANSIENT = (AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError)
 
 
 def make_client(mongo_url: str) -> AsyncMongoClient:
-    return AsyncMongoClient(mongo_url, serverSelectionTimeoutMS=3000, retryWrites=True, retryReads=True, tz_aware=True)
+    return AsyncMongoClient(
+        mongo_url, serverSelectionTimeoutMS=3000, retryWrites=True, retryReads=True, tz_aware=True
+    )
 
 
 def database(client: AsyncMongoClient, name: str) -> AsyncDatabase:
@@ -61,4 +68,6 @@ class Checkpoints:
         return None if doc is None else int(doc["position"])
 
     async def save(self, consumer: str, position: int, session: Any = None) -> None:
-        await self._collection.update_one({"_id": consumer}, {"$max": {"position": position}}, upsert=True, session=session)
+        await self._collection.update_one(
+            {"_id": consumer}, {"$max": {"position": position}}, upsert=True, session=session
+        )

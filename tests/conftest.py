@@ -52,12 +52,22 @@ def mongo_db_name() -> str:
 
 
 @pytest.fixture
-def settings(amqp_url: str, vhosts: RabbitVhosts, vhost: str, mongo_url: str, mongo_db_name: str) -> Settings:
-    return Settings(amqp_url=amqp_url, mongo_url=mongo_url, mongo_db=mongo_db_name, publish_timeout_s=5.0, **stream_override(vhosts, vhost))
+def settings(
+    amqp_url: str, vhosts: RabbitVhosts, vhost: str, mongo_url: str, mongo_db_name: str
+) -> Settings:
+    return Settings(
+        amqp_url=amqp_url,
+        mongo_url=mongo_url,
+        mongo_db=mongo_db_name,
+        publish_timeout_s=5.0,
+        **stream_override(vhosts, vhost),
+    )
 
 
 @pytest.fixture
 async def bus(settings: Settings) -> AsyncIterator[Bus]:
-    connected = await Bus(settings.amqp_url, service="test", stream_url=settings.stream_url).connect()
+    connected = await Bus(
+        settings.amqp_url, service="test", stream_url=settings.stream_url
+    ).connect()
     yield connected
     await connected.close()

@@ -10,8 +10,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from relaydesk.embedded import EmbeddedMongo, ensure_rabbitmq
-from relaydesk.vhosts import RabbitVhosts
+from tools.embedded import EmbeddedMongo, ensure_rabbitmq
+from tools.vhosts import RabbitVhosts
 
 
 def docker_engine_available() -> bool:
@@ -21,7 +21,9 @@ def docker_engine_available() -> bool:
         return False
 
 
-PLUGINS_FILE = Path(__file__).resolve().parents[1] / "docker" / "rabbitmq-enabled-plugins"  # management + stream, as deployed
+PLUGINS_FILE = (
+    Path(__file__).resolve().parents[1] / "docker" / "rabbitmq-enabled-plugins"
+)  # management + stream, as deployed
 
 
 class RabbitServer:
@@ -35,12 +37,16 @@ class RabbitServer:
         self._container = None
         url = os.environ.get("RELAYDESK_TEST_AMQP_URL")
         if url:
-            self.vhosts = RabbitVhosts(url, os.environ.get("RELAYDESK_TEST_RABBIT_MANAGEMENT", "http://127.0.0.1:15672"))
+            self.vhosts = RabbitVhosts(
+                url, os.environ.get("RELAYDESK_TEST_RABBIT_MANAGEMENT", "http://127.0.0.1:15672")
+            )
         elif docker_engine_available():
             self.vhosts = self._start_container()
         else:
             ensure_rabbitmq()
-            self.vhosts = RabbitVhosts("amqp://guest:guest@127.0.0.1:5672", "http://127.0.0.1:15672")
+            self.vhosts = RabbitVhosts(
+                "amqp://guest:guest@127.0.0.1:5672", "http://127.0.0.1:15672"
+            )
 
     def _start_container(self) -> RabbitVhosts:
         from testcontainers.core.container import DockerContainer
@@ -52,7 +58,9 @@ class RabbitServer:
             DockerContainer("rabbitmq:3.13-management")
             .with_exposed_ports(5672, 5552, 15672)
             .with_volume_mapping(str(PLUGINS_FILE), "/etc/rabbitmq/enabled_plugins", "ro")
-            .waiting_for(LogMessageWaitStrategy("Server startup complete").with_startup_timeout(120))
+            .waiting_for(
+                LogMessageWaitStrategy("Server startup complete").with_startup_timeout(120)
+            )
         )
         self._container = container.start()
         host = container.get_container_host_ip()
@@ -66,7 +74,9 @@ class RabbitServer:
         if self._container is not None:
             result = self._container.exec(["rabbitmqctl", *args])
             if result.exit_code != 0:
-                raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed in the container: {result.output!r}")
+                raise RuntimeError(
+                    f"rabbitmqctl {' '.join(args)} failed in the container: {result.output!r}"
+                )
             return
         subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 

@@ -17,11 +17,18 @@ from tests.system import RunningSystem, running_system
 
 
 @contextlib.asynccontextmanager
-async def shared_system(vhosts: RabbitVhosts, mongo_server: MongoServer, **overrides: Any) -> AsyncIterator[RunningSystem]:
+async def shared_system(
+    vhosts: RabbitVhosts, mongo_server: MongoServer, **overrides: Any
+) -> AsyncIterator[RunningSystem]:
     vhost = vhosts.create()
     try:
         settings = Settings(
-            amqp_url=vhosts.url_for(vhost), mongo_url=mongo_server.url, mongo_db=f"t_{uuid.uuid4().hex[:12]}", publish_timeout_s=5.0, **stream_override(vhosts, vhost), **overrides,
+            amqp_url=vhosts.url_for(vhost),
+            mongo_url=mongo_server.url,
+            mongo_db=f"t_{uuid.uuid4().hex[:12]}",
+            publish_timeout_s=5.0,
+            **stream_override(vhosts, vhost),
+            **overrides,
         )
         async with running_system(settings) as running:
             yield running

@@ -16,8 +16,8 @@ import uvicorn
 from gateway.app import create_app
 from gateway.auth.permissions import effective_permissions
 from gateway.auth.tokens import AgentPrincipal, TokenService
-from relaydesk.embedded import free_port
 from relaydesk.settings import Settings
+from tools.embedded import free_port
 
 
 @dataclass
@@ -41,7 +41,14 @@ class RunningGateway:
 
 async def start_gateway(settings: Settings, port: int | None = None) -> RunningGateway:
     settings = settings.model_copy(update={"gateway_port": port or free_port()})
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.gateway_port, log_config=None, ws_max_size=settings.ws_max_frame_bytes, lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=settings.gateway_port,
+        log_config=None,
+        ws_max_size=settings.ws_max_frame_bytes,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
@@ -68,8 +75,21 @@ class RunningSystem:
     gateway: RunningGateway
     services: list[Any] = field(default_factory=list)
 
-    def agent_token(self, tenant: str, agent_id: str, role: str = "agent", name: str = "", extra: tuple[str, ...] = ()) -> str:
-        principal = AgentPrincipal(tenant=tenant, agent_id=agent_id, role=role, name=name or agent_id, permissions=effective_permissions(role, extra))
+    def agent_token(
+        self,
+        tenant: str,
+        agent_id: str,
+        role: str = "agent",
+        name: str = "",
+        extra: tuple[str, ...] = (),
+    ) -> str:
+        principal = AgentPrincipal(
+            tenant=tenant,
+            agent_id=agent_id,
+            role=role,
+            name=name or agent_id,
+            permissions=effective_permissions(role, extra),
+        )
         return TokenService(self.settings).issue_access(principal)
 
     def visitor_token(self, tenant: str, visitor_id: str) -> str:
@@ -77,10 +97,16 @@ class RunningSystem:
 
 
 @contextlib.asynccontextmanager
-async def running_system(settings: Settings, *, with_history: bool = True, with_agent: bool = True) -> AsyncIterator[RunningSystem]:
+async def running_system(
+    settings: Settings, *, with_history: bool = True, with_agent: bool = True
+) -> AsyncIterator[RunningSystem]:
     """``with_history`` / ``with_agent`` False leave that service out, e.g. for a test that runs it as its own process."""
     services: list[Any] = []
-    candidates = [("agent_service.admin.service", "AdminService"), ("agent_service.service", "AgentService")] if with_agent else []
+    candidates = (
+        [("agent_service.admin.service", "AdminService"), ("agent_service.service", "AgentService")]
+        if with_agent
+        else []
+    )
     if with_history:
         candidates.append(("history_service.service", "HistoryService"))
     candidates.append(("billing_service.service", "BillingService"))

@@ -29,23 +29,41 @@ def sign_up(state: AdminState, tenant: str, cmd: c.SignUp, now: datetime | None 
     if cmd.tenant_id != tenant:
         raise Rejected("forbidden", "a tenant signs up in its own name")
     existing = state.tenants.get(tenant)
-    if existing is not None and (existing.exists or existing.pending and not _expired(existing.pending, now)):
+    if existing is not None and (
+        existing.exists or existing.pending and not _expired(existing.pending, now)
+    ):
         raise Rejected("already_exists", f"tenant {tenant!r} is taken")
     data = cmd.model_dump()
     data["owner_email"] = cmd.owner_email.strip().lower()
     return [("tenant.signed_up", data)]
 
 
-def confirm_sign_up(state: AdminState, tenant: str, cmd: c.ConfirmSignUp, now: datetime | None = None) -> Emitted:
+def confirm_sign_up(
+    state: AdminState, tenant: str, cmd: c.ConfirmSignUp, now: datetime | None = None
+) -> Emitted:
     t = state.tenants.get(tenant)
     pending = t.pending if t is not None else None
-    if pending is None or pending["token_hash"] != cmd.token_hash or _expired(pending, now or datetime.now(UTC)):
+    if (
+        pending is None
+        or pending["token_hash"] != cmd.token_hash
+        or _expired(pending, now or datetime.now(UTC))
+    ):
         raise Rejected("invalid_token", "unknown or already used confirmation link")
     email = pending["owner_email"]
-    owner = {"agent_id": OWNER_AGENT_ID, "email": email, "name": pending["owner_name"], "role": "owner",
-             "groups": [], "max_chats": 5, "password_hash": pending["password_hash"]}
+    owner = {
+        "agent_id": OWNER_AGENT_ID,
+        "email": email,
+        "name": pending["owner_name"],
+        "role": "owner",
+        "groups": [],
+        "max_chats": 5,
+        "password_hash": pending["password_hash"],
+    }
     return [
-        ("tenant.created", {"tenant_id": tenant, "name": pending["name"], "mode": "saas", "owner_email": email}),
+        (
+            "tenant.created",
+            {"tenant_id": tenant, "name": pending["name"], "mode": "saas", "owner_email": email},
+        ),
         ("tenant.email_confirmed", {"tenant_id": tenant, "email": email}),
         ("agent.created", owner),
     ]
@@ -69,7 +87,16 @@ def subscribe_webhook(state: AdminState, tenant: str, cmd: c.SubscribeWebhook) -
     unknown = [name for name in cmd.event_types if name != "*" and name not in EVENTS]
     if unknown:
         raise Rejected("invalid_payload", f"unknown event type {unknown[0]!r}")
-    return [("webhook.subscribed", {"subscription_id": cmd.subscription_id, "url": cmd.url, "event_types": list(cmd.event_types)})]
+    return [
+        (
+            "webhook.subscribed",
+            {
+                "subscription_id": cmd.subscription_id,
+                "url": cmd.url,
+                "event_types": list(cmd.event_types),
+            },
+        )
+    ]
 
 
 def unsubscribe_webhook(state: AdminState, tenant: str, cmd: c.UnsubscribeWebhook) -> Emitted:

@@ -31,7 +31,9 @@ def existing_tenant(state: AdminState, tenant: str) -> TenantAdmin:
     return t
 
 
-def _edit(current: dict[str, Any], changes: dict[str, Any], editable: frozenset[str]) -> tuple[dict, dict]:
+def _edit(
+    current: dict[str, Any], changes: dict[str, Any], editable: frozenset[str]
+) -> tuple[dict, dict]:
     unknown = set(changes) - editable
     if unknown:
         raise Rejected("invalid_payload", f"cannot change {', '.join(sorted(unknown))}")
@@ -72,7 +74,9 @@ def update_agent(state: AdminState, tenant: str, cmd: c.UpdateAgent) -> Emitted:
     agent = t.agents.get(cmd.agent_id)
     if agent is None or agent.removed:
         raise Rejected("not_found", "no such agent")
-    before, after = _edit({**agent.public(), "password_hash": agent.password_hash}, cmd.changes, AGENT_EDITABLE)
+    before, after = _edit(
+        {**agent.public(), "password_hash": agent.password_hash}, cmd.changes, AGENT_EDITABLE
+    )
     _check_groups(t, after.get("groups"))
     if any(k in after for k in ("role", "groups", "password_hash")):
         after["token_version"] = agent.token_version + 1  # old tokens stop working everywhere
@@ -110,7 +114,9 @@ def update_group(state: AdminState, tenant: str, cmd: c.UpdateGroup) -> Emitted:
     if cmd.group_id not in t.groups:
         raise Rejected("not_found", "no such group")
     before, after = _edit(t.groups[cmd.group_id], cmd.changes, GROUP_EDITABLE)
-    return [("permission_group.updated", {"group_id": cmd.group_id, "before": before, "after": after})]
+    return [
+        ("permission_group.updated", {"group_id": cmd.group_id, "before": before, "after": after})
+    ]
 
 
 def delete_group(state: AdminState, tenant: str, cmd: c.DeleteGroup) -> Emitted:
@@ -130,11 +136,20 @@ def create_canned(state: AdminState, tenant: str, cmd: c.CreateCanned) -> Emitte
     return [("canned_response.created", cmd.model_dump(exclude_none=True))]
 
 
-def _editable_canned(state: AdminState, tenant: str, cmd: c.UpdateCanned | c.DeleteCanned) -> TenantAdmin:
+def _editable_canned(
+    state: AdminState, tenant: str, cmd: c.UpdateCanned | c.DeleteCanned
+) -> TenantAdmin:
     t = existing_tenant(state, tenant)
     canned = t.canned.get(cmd.canned_id)
-    if canned is None or canned.get("scope") == "personal" and cmd.acting_agent and canned.get("owner_id") != cmd.acting_agent:
-        raise Rejected("not_found", "no such canned response")  # someone else's personal one is invisible
+    if (
+        canned is None
+        or canned.get("scope") == "personal"
+        and cmd.acting_agent
+        and canned.get("owner_id") != cmd.acting_agent
+    ):
+        raise Rejected(
+            "not_found", "no such canned response"
+        )  # someone else's personal one is invisible
     if canned.get("scope") != "personal" and not cmd.may_edit_shared:
         raise Rejected("forbidden", "missing permission edit_shared_canned")
     return t
@@ -143,7 +158,9 @@ def _editable_canned(state: AdminState, tenant: str, cmd: c.UpdateCanned | c.Del
 def update_canned(state: AdminState, tenant: str, cmd: c.UpdateCanned) -> Emitted:
     t = _editable_canned(state, tenant, cmd)
     before, after = _edit(t.canned[cmd.canned_id], cmd.changes, CANNED_EDITABLE)
-    return [("canned_response.updated", {"canned_id": cmd.canned_id, "before": before, "after": after})]
+    return [
+        ("canned_response.updated", {"canned_id": cmd.canned_id, "before": before, "after": after})
+    ]
 
 
 def delete_canned(state: AdminState, tenant: str, cmd: c.DeleteCanned) -> Emitted:
@@ -164,4 +181,3 @@ HANDLERS: dict[str, Callable[[AdminState, str, Any], Emitted]] = {
     "canned_response.update": update_canned,
     "canned_response.delete": delete_canned,
 }
-

@@ -5,23 +5,31 @@ from typing import Any
 
 import structlog
 
-from agent_service.admin.passwords import Lockout, verify_password
+from agent_service.admin.lockout import Lockout
 from agent_service.admin.state import AdminState, TenantAdmin
+from outbound_webhooks.dispatcher import WebhookDispatcher
 from relaydesk.bus.rpc import RemoteError
-from relaydesk.webhooks.dispatcher import WebhookDispatcher
+from relaydesk.passwords import verify_password
 
 log = structlog.get_logger(__name__)
 
 
 class AdminQueries:
-    def __init__(self, state: AdminState, lockout: Lockout, webhooks: WebhookDispatcher | None = None) -> None:
+    def __init__(
+        self, state: AdminState, lockout: Lockout, webhooks: WebhookDispatcher | None = None
+    ) -> None:
         self._state = state
         self._lockout = lockout
         self._webhooks = webhooks
         self._answers = {
-            "auth.check_password": self.check_password, "agent.get": self.agent_get, "tenant.settings": self.settings,
-            "tenant.get": self.tenant_get, "agents.list": self.agents_list, "groups.list": self.groups_list,
-            "canned.search": self.canned_search, "webhooks.list": self.webhooks_list,
+            "auth.check_password": self.check_password,
+            "agent.get": self.agent_get,
+            "tenant.settings": self.settings,
+            "tenant.get": self.tenant_get,
+            "agents.list": self.agents_list,
+            "groups.list": self.groups_list,
+            "canned.search": self.canned_search,
+            "webhooks.list": self.webhooks_list,
             "webhooks.deliveries": self.webhook_deliveries,
         }
 
@@ -43,9 +51,15 @@ class AdminQueries:
             log.warning("login_locked", tenant=tenant_id, retry_after_s=int(wait) + 1)
             raise RemoteError("locked", f"too many failed logins; retry in {int(wait) + 1}s")
         agent = tenant.agent_by_email(email) if tenant and tenant.exists else None
-        if not verify_password(password, agent.password_hash if agent else None) or agent is None or tenant is None:
+        if (
+            not verify_password(password, agent.password_hash if agent else None)
+            or agent is None
+            or tenant is None
+        ):
             self._lockout.failed(tenant_id, email)
-            log.info("login_failed", tenant=tenant_id, known_account=agent is not None)  # never the password
+            log.info(
+                "login_failed", tenant=tenant_id, known_account=agent is not None
+            )  # never the password
             raise RemoteError("invalid_credentials", "wrong tenant, email or password")
         self._lockout.succeeded(tenant_id, email)
         return {**agent.public(), "permissions": tenant.permissions_of(agent)}
@@ -66,13 +80,19 @@ class AdminQueries:
             raise RemoteError("not_found", "no such tenant")
         return {"tenant_id": tenant.tenant_id, "name": tenant.name, "mode": tenant.mode}
 
-    def agents_list(self, tenant: TenantAdmin | None, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def agents_list(
+        self, tenant: TenantAdmin | None, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         return [a.public() for a in tenant.agents.values() if not a.removed] if tenant else []
 
-    def groups_list(self, tenant: TenantAdmin | None, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def groups_list(
+        self, tenant: TenantAdmin | None, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         return list(tenant.groups.values()) if tenant else []
 
-    def canned_search(self, tenant: TenantAdmin | None, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def canned_search(
+        self, tenant: TenantAdmin | None, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         if tenant is None:
             return []
         q = str(params.get("q") or "").lower().lstrip("/")
@@ -86,12 +106,20 @@ class AdminQueries:
             if q and q not in canned["shortcut"].lower() and q not in canned["text"].lower():
                 continue
             found.append(canned)
-        return sorted(found, key=lambda c: (not c["shortcut"].lower().startswith(q), c["shortcut"]))[:50]
+        return sorted(
+            found, key=lambda c: (not c["shortcut"].lower().startswith(q), c["shortcut"])
+        )[:50]
 
-    def webhooks_list(self, tenant: TenantAdmin | None, params: dict[str, Any]) -> list[dict[str, Any]]:
-        return sorted(tenant.webhooks.values(), key=lambda s: s["subscription_id"]) if tenant else []
+    def webhooks_list(
+        self, tenant: TenantAdmin | None, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        return (
+            sorted(tenant.webhooks.values(), key=lambda s: s["subscription_id"]) if tenant else []
+        )
 
-    async def webhook_deliveries(self, tenant: TenantAdmin | None, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def webhook_deliveries(
+        self, tenant: TenantAdmin | None, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         subscription_id = str(params.get("subscription_id"))
         if tenant is None or subscription_id not in tenant.webhooks:
             raise RemoteError("not_found", "no such subscription")

@@ -10,11 +10,13 @@ from datetime import date
 
 from agent_service.admin.decisions import Emitted, Rejected
 from agent_service.admin.state import AdminState
-from relaydesk.plan_limits import LIMIT_CODE, refusal
-from relaydesk.plans import PlanCatalogue
+from contracts.plan_limits import LIMIT_CODE, refusal
+from contracts.plans import PlanCatalogue
 
 
-def check_seats(state: AdminState, tenant: str, emitted: Emitted, catalogue: PlanCatalogue, today: date) -> None:
+def check_seats(
+    state: AdminState, tenant: str, emitted: Emitted, catalogue: PlanCatalogue, today: date
+) -> None:
     """Raise :class:`Rejected` (``plan_limit``) when ``emitted`` would seat more agents than the plan allows."""
     t = state.tenants.get(tenant)
     if t is None or not t.exists:

@@ -10,21 +10,22 @@ from pymongo import AsyncMongoClient
 
 from agent_service.admin import accounts, decisions
 from agent_service.admin.decisions import Emitted, Rejected
-from agent_service.admin.passwords import Lockout
+from agent_service.admin.lockout import Lockout
 from agent_service.admin.queries import AdminQueries
 from agent_service.admin.seats import check_seats
 from agent_service.admin.state import AdminState
 from contracts import Envelope, derive_event_id
 from contracts.envelope import LoggedEvent
+from contracts.plans import PlanCatalogue
 from contracts.registry import EVENTS, parse_command_data
-from relaydesk.bus import Bus, CommandReply, LogReader
+from contracts.replies import CommandReply
+from outbound_webhooks.dispatcher import WebhookDispatcher
+from outbound_webhooks.worker import RetryPolicy
+from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import serve_commands, serve_queries
-from relaydesk.plans import PlanCatalogue
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
-from relaydesk.webhooks.dispatcher import WebhookDispatcher
-from relaydesk.webhooks.worker import RetryPolicy
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +49,11 @@ class AdminService:
     """
 
     def __init__(
-        self, settings: Settings, webhook_policy: RetryPolicy | None = None, *, catalogue: PlanCatalogue | None = None,
+        self,
+        settings: Settings,
+        webhook_policy: RetryPolicy | None = None,
+        *,
+        catalogue: PlanCatalogue | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
@@ -65,23 +70,37 @@ class AdminService:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self.bus = await Bus(self.settings.amqp_url, service=SERVICE, publish_timeout_s=self.settings.publish_timeout_s, stream_url=self.settings.stream_url).connect()
+        self.bus = await Bus(
+            self.settings.amqp_url,
+            service=SERVICE,
+            publish_timeout_s=self.settings.publish_timeout_s,
+            stream_url=self.settings.stream_url,
+        ).connect()
         self._start_webhooks()
         self._reader = await LogReader(self.bus, start="first", name="admin").open()
         await catch_up(self.bus, self._reader, self._fold, service=SERVICE)
         self._task = asyncio.create_task(self._follow())
         self._channels.append(await serve_commands(self.bus, SERVICE, self.handle_command))
-        self._channels.append(await serve_queries(self.bus, SERVICE, AdminQueries(self.state, Lockout(), self.webhooks).handle))
+        self._channels.append(
+            await serve_queries(
+                self.bus, SERVICE, AdminQueries(self.state, Lockout(), self.webhooks).handle
+            )
+        )
         log.info("admin_service_started", tenants=len(self.state.tenants))
 
     def _start_webhooks(self) -> None:
         assert self.bus is not None
         if not self.settings.mongo_url:
-            log.warning("webhooks_disabled", reason="no MongoDB configured for the delivery log and positions")
+            log.warning(
+                "webhooks_disabled",
+                reason="no MongoDB configured for the delivery log and positions",
+            )
             return
         self._mongo = make_client(self.settings.mongo_url)
         db = database(self._mongo, self.settings.mongo_db)
-        self.webhooks = WebhookDispatcher(self.bus, db, self.settings.secrets_key.get_secret_value(), self._webhook_policy)
+        self.webhooks = WebhookDispatcher(
+            self.bus, db, self.settings.secrets_key.get_secret_value(), self._webhook_policy
+        )
 
     async def stop(self) -> None:
         if self._task:
@@ -127,9 +146,14 @@ class AdminService:
                 return CommandReply(ok=False, code=exc.code, message=exc.message)
             events = [
                 Envelope(
-                    id=derive_event_id(command.tenant, command.id, str(i)), type=type_name, tenant=command.tenant,
-                    stream=stream_for(data), actor=command.actor, correlation_id=command.correlation_id or command.id,
-                    causation_id=command.id, data=data,
+                    id=derive_event_id(command.tenant, command.id, str(i)),
+                    type=type_name,
+                    tenant=command.tenant,
+                    stream=stream_for(data),
+                    actor=command.actor,
+                    correlation_id=command.correlation_id or command.id,
+                    causation_id=command.id,
+                    data=data,
                 )
                 for i, (type_name, data) in enumerate(emitted)
             ]
@@ -142,4 +166,8 @@ class AdminService:
                 self.state.apply(event)  # decide the next command on the new state at once
             self._sync_webhooks(before)
         log.info("admin_command_decided", command_type=command.type, events=len(events))
-        return CommandReply(ok=True, event_ids=tuple(e.id for e in events), data={"ids": [e.data.get(k) for e in events for k in STREAM_KEYS if k in e.data][:1]})
+        return CommandReply(
+            ok=True,
+            event_ids=tuple(e.id for e in events),
+            data={"ids": [e.data.get(k) for e in events for k in STREAM_KEYS if k in e.data][:1]},
+        )

@@ -15,7 +15,9 @@ Text = Annotated[str, Field(max_length=2000)]
 
 
 class TenantSettings(BaseModel):
-    model_config = ConfigDict(extra="allow")  # which keys exist is decided by state.DEFAULT_SETTINGS
+    model_config = ConfigDict(
+        extra="allow"
+    )  # which keys exist is decided by state.DEFAULT_SETTINGS
     routing_mode: Literal["broadcast", "round_robin", "least_busy"]
     offer_timeout_s: int = Field(ge=5, le=3600)
     max_chats_default: int = Field(ge=1, le=100)
@@ -40,12 +42,16 @@ class TenantSettings(BaseModel):
 
     @field_validator("business_hours")
     @classmethod
-    def _hours(cls, value: dict[str, list[tuple[str, str]]] | None) -> dict[str, list[tuple[str, str]]] | None:
+    def _hours(
+        cls, value: dict[str, list[tuple[str, str]]] | None
+    ) -> dict[str, list[tuple[str, str]]] | None:
         for day, ranges in (value or {}).items():
             if day not in WEEKDAYS:
                 raise ValueError(f"business_hours days are {', '.join(WEEKDAYS)}")
             for start, end in ranges:
-                if time.fromisoformat(start) >= time.fromisoformat(end):  # ValueError on a bad "HH:MM" too
+                if time.fromisoformat(start) >= time.fromisoformat(
+                    end
+                ):  # ValueError on a bad "HH:MM" too
                     raise ValueError(f"{day}: {start} is not before {end}")
         return value
 

@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from contracts.envelope import Envelope
-from relaydesk.plan_limits import TenantPlan
+from contracts.plan_limits import TenantPlan
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "routing_mode": "broadcast",
@@ -18,7 +18,14 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "offline_text": "We are offline right now. Leave a message and we will get back to you.",
     "retention_days": None,
     "attachment_max_bytes": 10 * 1024 * 1024,
-    "attachment_types": ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"],
+    "attachment_types": [
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "application/pdf",
+        "text/plain",
+    ],
 }
 SETTING_KEYS = frozenset(DEFAULT_SETTINGS)
 
@@ -36,7 +43,15 @@ class AgentRecord:
     removed: bool = False
 
     def public(self) -> dict[str, Any]:
-        return {"agent_id": self.agent_id, "email": self.email, "name": self.name, "role": self.role, "groups": list(self.groups), "max_chats": self.max_chats, "token_version": self.token_version}
+        return {
+            "agent_id": self.agent_id,
+            "email": self.email,
+            "name": self.name,
+            "role": self.role,
+            "groups": list(self.groups),
+            "max_chats": self.max_chats,
+            "token_version": self.token_version,
+        }
 
 
 @dataclass
@@ -51,7 +66,9 @@ class TenantAdmin:
     canned: dict[str, dict[str, Any]] = field(default_factory=dict)
     webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)
     pending: dict[str, Any] | None = None  # a SaaS sign-up waiting for its e-mail confirmation
-    plan: TenantPlan = field(default_factory=TenantPlan)  # SaaS: the plan whose agent_seats this service enforces
+    plan: TenantPlan = field(
+        default_factory=TenantPlan
+    )  # SaaS: the plan whose agent_seats this service enforces
 
     def active_agents(self) -> int:
         return sum(1 for a in self.agents.values() if not a.removed)
@@ -81,22 +98,36 @@ class AdminState:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the fold decided, as plain data: rebuilding from the log must give the same."""
-        return {tid: {**asdict(t), "agents": {aid: asdict(a) for aid, a in t.agents.items()}} for tid, t in sorted(self.tenants.items())}
+        return {
+            tid: {**asdict(t), "agents": {aid: asdict(a) for aid, a in t.agents.items()}}
+            for tid, t in sorted(self.tenants.items())
+        }
 
     def webhook_subscriptions(self) -> dict[tuple[str, str], dict[str, Any]]:
-        return {(tid, sid): sub for tid, t in self.tenants.items() for sid, sub in t.webhooks.items()}
+        return {
+            (tid, sid): sub for tid, t in self.tenants.items() for sid, sub in t.webhooks.items()
+        }
 
     def apply(self, event: Envelope, position: int | None = None) -> None:
         if position is not None:
             self.position = max(self.position, position)
         fold = _FOLDS.get(event.type)
         # Only what changes admin state is remembered: the log also carries every chat event.
-        if fold is None or event.id in self.seen or event.type == "message.sent" and not event.data.get("canned_response_id"):
+        if (
+            fold is None
+            or event.id in self.seen
+            or event.type == "message.sent"
+            and not event.data.get("canned_response_id")
+        ):
             return
         self.seen.add(event.id)
         if event.causation_id and event.type != "message.sent":
             self.decided.setdefault(event.causation_id, []).append(event.id)
-        data = {**event.data, "signed_up_at": event.occurred_at} if event.type == "tenant.signed_up" else event.data
+        data = (
+            {**event.data, "signed_up_at": event.occurred_at}
+            if event.type == "tenant.signed_up"
+            else event.data
+        )
         fold(self.tenant(event.tenant), data)
 
 
@@ -116,8 +147,13 @@ def _settings(t: TenantAdmin, d: dict) -> None:
 
 def _agent_created(t: TenantAdmin, d: dict) -> None:
     t.agents[d["agent_id"]] = AgentRecord(
-        agent_id=d["agent_id"], email=d["email"].strip().lower(), name=d["name"], role=d.get("role", "agent"),
-        password_hash=d.get("password_hash"), groups=tuple(d.get("groups") or ()), max_chats=d.get("max_chats", 5),
+        agent_id=d["agent_id"],
+        email=d["email"].strip().lower(),
+        name=d["name"],
+        role=d.get("role", "agent"),
+        password_hash=d.get("password_hash"),
+        groups=tuple(d.get("groups") or ()),
+        max_chats=d.get("max_chats", 5),
     )
 
 
@@ -140,7 +176,9 @@ def _agent_removed(t: TenantAdmin, d: dict) -> None:
 
 
 def _group_created(t: TenantAdmin, d: dict) -> None:
-    t.groups[d["group_id"]] = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in d.items()}
+    t.groups[d["group_id"]] = {
+        k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in d.items()
+    }
 
 
 def _group_updated(t: TenantAdmin, d: dict) -> None:
@@ -182,6 +220,8 @@ _FOLDS = {
     "message.sent": _message_sent,
     "tenant.signed_up": _signed_up,
     "billing.subscription_changed": lambda t, d: t.plan.apply("billing.subscription_changed", d),
-    "webhook.subscribed": lambda t, d: t.webhooks.__setitem__(d["subscription_id"], {**d, "event_types": list(d["event_types"])}),
+    "webhook.subscribed": lambda t, d: t.webhooks.__setitem__(
+        d["subscription_id"], {**d, "event_types": list(d["event_types"])}
+    ),
     "webhook.unsubscribed": lambda t, d: t.webhooks.pop(d["subscription_id"], None),
 }

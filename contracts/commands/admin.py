@@ -129,7 +129,19 @@ class UnsubscribeWebhook(CommandData):
 
 
 MODELS = (
-    CreateTenant, CreateAgent, UpdateAgent, RemoveAgent, UpdateSettings,
-    CreateGroup, UpdateGroup, DeleteGroup, CreateCanned, UpdateCanned, DeleteCanned,
-    SignUp, ConfirmSignUp, SubscribeWebhook, UnsubscribeWebhook,
+    CreateTenant,
+    CreateAgent,
+    UpdateAgent,
+    RemoveAgent,
+    UpdateSettings,
+    CreateGroup,
+    UpdateGroup,
+    DeleteGroup,
+    CreateCanned,
+    UpdateCanned,
+    DeleteCanned,
+    SignUp,
+    ConfirmSignUp,
+    SubscribeWebhook,
+    UnsubscribeWebhook,
 )

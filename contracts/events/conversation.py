@@ -37,7 +37,9 @@ class ConversationQueued(EventData):
     TYPE = "conversation.queued"
     conversation_id: Id
     position: int = Field(ge=0)
-    reason: Literal["waiting", "declined", "offer_timeout", "agent_disconnected", "requeued"] = "waiting"
+    reason: Literal["waiting", "declined", "offer_timeout", "agent_disconnected", "requeued"] = (
+        "waiting"
+    )
 
 
 class ConversationOffered(EventData):

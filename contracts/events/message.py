@@ -44,7 +44,7 @@ class AttachmentSent(EventData):
 
 
 class SystemNote(EventData):
-    """"X has entered the chat", "X left", transfer notes, closed."""
+    """ "X has entered the chat", "X left", transfer notes, closed."""
 
     TYPE = "message.system"
     conversation_id: Id

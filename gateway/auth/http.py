@@ -12,8 +12,12 @@ from gateway.auth.tokens import AgentPrincipal, InvalidToken, Principal
 
 
 class ApiError(HTTPException):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status_code=status, detail={"code": code, "message": message}, headers=headers)
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(
+            status_code=status, detail={"code": code, "message": message}, headers=headers
+        )
 
 
 def get_deps(request: Request) -> Any:

@@ -15,13 +15,26 @@ VIEW_AUDIT = "view_audit"
 VIEW_REPORTS = "view_reports"
 
 ALL_PERMISSIONS = frozenset(
-    {SEE_ALL, SEE_HISTORY, TRANSFER, EDIT_SHARED_CANNED, MANAGE_AGENTS, MANAGE_SETTINGS, MANAGE_CONNECTORS, VIEW_BILLING, VIEW_AUDIT, VIEW_REPORTS}
+    {
+        SEE_ALL,
+        SEE_HISTORY,
+        TRANSFER,
+        EDIT_SHARED_CANNED,
+        MANAGE_AGENTS,
+        MANAGE_SETTINGS,
+        MANAGE_CONNECTORS,
+        VIEW_BILLING,
+        VIEW_AUDIT,
+        VIEW_REPORTS,
+    }
 )
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "owner": ALL_PERMISSIONS,
     "admin": ALL_PERMISSIONS,
-    "supervisor": frozenset({SEE_ALL, SEE_HISTORY, TRANSFER, EDIT_SHARED_CANNED, VIEW_REPORTS, VIEW_AUDIT}),
+    "supervisor": frozenset(
+        {SEE_ALL, SEE_HISTORY, TRANSFER, EDIT_SHARED_CANNED, VIEW_REPORTS, VIEW_AUDIT}
+    ),
     "agent": frozenset({SEE_HISTORY, TRANSFER}),
 }
 

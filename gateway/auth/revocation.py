@@ -32,7 +32,9 @@ class RevocationList:
             before, after = event.data.get("before") or {}, event.data.get("after") or {}
             if any(before.get(f) != after.get(f) for f in SECURITY_FIELDS if f in after):
                 version = after.get("token_version")
-                self._min_version[key] = int(version) if isinstance(version, int) else self._min_version.get(key, 0) + 1
+                self._min_version[key] = (
+                    int(version) if isinstance(version, int) else self._min_version.get(key, 0) + 1
+                )
                 return key
         return None
 

@@ -47,7 +47,9 @@ class AddressThrottle:
 def _throttle(deps: Any) -> AddressThrottle:
     # One instance per gateway, shared by the auth and sign-up routers.
     if EXTRAS_KEY not in deps.extras:
-        deps.extras[EXTRAS_KEY] = AddressThrottle(deps.settings.auth_rate_per_min / 60.0, deps.settings.auth_rate_burst)
+        deps.extras[EXTRAS_KEY] = AddressThrottle(
+            deps.settings.auth_rate_per_min / 60.0, deps.settings.auth_rate_burst
+        )
     return deps.extras[EXTRAS_KEY]
 
 
@@ -57,4 +59,9 @@ async def limit_credential_attempts(request: Request) -> None:
     wait = _throttle(get_deps(request)).retry_after(address)
     if wait is not None:
         log.info("credential_rate_limited", path=request.url.path, address=address)
-        raise ApiError(429, "rate_limited", "too many sign-in attempts from this address; retry later", headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        raise ApiError(
+            429,
+            "rate_limited",
+            "too many sign-in attempts from this address; retry later",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )

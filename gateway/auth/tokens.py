@@ -16,7 +16,11 @@ from relaydesk.settings import Settings
 
 ALGORITHM = "HS256"
 ISSUER = "relaydesk"
-AUDIENCES = {"access": "relaydesk:agent", "refresh": "relaydesk:refresh", "visitor": "relaydesk:visitor"}
+AUDIENCES = {
+    "access": "relaydesk:agent",
+    "refresh": "relaydesk:refresh",
+    "visitor": "relaydesk:visitor",
+}
 VISITOR_TTL_S = 180 * 24 * 3600  # a returning visitor keeps their conversation for months
 LEEWAY_S = 5
 
@@ -75,21 +79,47 @@ class TokenService:
     def __init__(self, settings: Settings) -> None:
         self._agent_key = settings.jwt_secret.get_secret_value()
         self._visitor_key = settings.visitor_secret.get_secret_value()
-        self._ttl = {"access": settings.access_token_ttl_s, "refresh": settings.refresh_token_ttl_s, "visitor": VISITOR_TTL_S}
+        self._ttl = {
+            "access": settings.access_token_ttl_s,
+            "refresh": settings.refresh_token_ttl_s,
+            "visitor": VISITOR_TTL_S,
+        }
 
     def _key(self, kind: TokenKind) -> str:
         return self._visitor_key if kind == "visitor" else self._agent_key
 
     def _issue(self, kind: TokenKind, subject: str, claims: dict[str, Any]) -> str:
         now = int(time.time())
-        payload = {**claims, "sub": subject, "typ": kind, "iss": ISSUER, "aud": AUDIENCES[kind], "iat": now, "exp": now + self._ttl[kind], "jti": uuid.uuid4().hex}
+        payload = {
+            **claims,
+            "sub": subject,
+            "typ": kind,
+            "iss": ISSUER,
+            "aud": AUDIENCES[kind],
+            "iat": now,
+            "exp": now + self._ttl[kind],
+            "jti": uuid.uuid4().hex,
+        }
         return jwt.encode(payload, self._key(kind), algorithm=ALGORITHM, headers={"typ": "JWT"})
 
     def issue_access(self, agent: AgentPrincipal) -> str:
-        return self._issue("access", agent.agent_id, {"tenant": agent.tenant, "role": agent.role, "perms": sorted(agent.permissions), "groups": list(agent.groups), "name": agent.name, "ver": agent.token_version})
+        return self._issue(
+            "access",
+            agent.agent_id,
+            {
+                "tenant": agent.tenant,
+                "role": agent.role,
+                "perms": sorted(agent.permissions),
+                "groups": list(agent.groups),
+                "name": agent.name,
+                "ver": agent.token_version,
+            },
+        )
 
     def issue_refresh(self, agent: AgentPrincipal) -> str:
-        return self._issue("refresh", agent.agent_id, {"tenant": agent.tenant, "ver": agent.token_version})
+        return self._issue(
+            "refresh", agent.agent_id, {"tenant": agent.tenant, "ver": agent.token_version}
+        )
 
     def issue_visitor(self, tenant: str, visitor_id: str) -> str:
         return self._issue("visitor", visitor_id, {"tenant": tenant})
@@ -118,14 +148,21 @@ class TokenService:
     def verify_access(self, token: str) -> AgentPrincipal:
         claims = self.decode(token, "access")
         return AgentPrincipal(
-            tenant=claims["tenant"], agent_id=claims["sub"], role=str(claims.get("role", "agent")),
-            permissions=frozenset(claims.get("perms", [])), name=str(claims.get("name", "")),
-            groups=tuple(claims.get("groups", [])), token_version=int(claims.get("ver", 0)), expires_at=float(claims["exp"]),
+            tenant=claims["tenant"],
+            agent_id=claims["sub"],
+            role=str(claims.get("role", "agent")),
+            permissions=frozenset(claims.get("perms", [])),
+            name=str(claims.get("name", "")),
+            groups=tuple(claims.get("groups", [])),
+            token_version=int(claims.get("ver", 0)),
+            expires_at=float(claims["exp"]),
         )
 
     def verify_visitor(self, token: str) -> VisitorPrincipal:
         claims = self.decode(token, "visitor")
-        return VisitorPrincipal(tenant=claims["tenant"], visitor_id=claims["sub"], expires_at=float(claims["exp"]))
+        return VisitorPrincipal(
+            tenant=claims["tenant"], visitor_id=claims["sub"], expires_at=float(claims["exp"])
+        )
 
     def verify_any(self, token: str) -> Principal:
         """An agent access token or a visitor token, whichever verifies."""

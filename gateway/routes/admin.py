@@ -11,7 +11,6 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_service.admin.passwords import hash_password
 from contracts import Actor, Envelope, derive_event_id
 from contracts.envelope import ActorKind
 from gateway.auth.http import ApiError, get_deps, require_agent
@@ -23,11 +22,20 @@ from gateway.auth.permissions import (
 )
 from gateway.auth.tokens import AgentPrincipal
 from gateway.queries import ask
+from outbound_webhooks.signing import subscription_secret
 from relaydesk.bus import RemoteError, RequestTimeout
-from relaydesk.webhooks.signing import subscription_secret
+from relaydesk.passwords import hash_password
 
 Role = Literal["owner", "admin", "supervisor", "agent"]
-ERROR_STATUS = {"not_found": 404, "already_exists": 409, "forbidden": 403, "invalid_payload": 400, "invalid_token": 400, "unavailable": 503, "plan_limit": 402}
+ERROR_STATUS = {
+    "not_found": 404,
+    "already_exists": 409,
+    "forbidden": 403,
+    "invalid_payload": 400,
+    "invalid_token": 400,
+    "unavailable": 503,
+    "plan_limit": 402,
+}
 
 
 class NewAgent(BaseModel):
@@ -87,8 +95,20 @@ class CannedChanges(BaseModel):
     language: str | None = Field(default=None, max_length=16)
 
 
-async def admin_command(deps: Any, agent: AgentPrincipal, type_name: str, stream: str, data: dict[str, Any]) -> dict[str, Any]:
-    envelope = Envelope(id=derive_event_id(agent.tenant, agent.agent_id, uuid.uuid4().hex), type=type_name, tenant=agent.tenant, stream=stream, actor=Actor(kind=ActorKind.admin if agent.role in ("owner", "admin") else ActorKind.agent, id=agent.agent_id), data=data)
+async def admin_command(
+    deps: Any, agent: AgentPrincipal, type_name: str, stream: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    envelope = Envelope(
+        id=derive_event_id(agent.tenant, agent.agent_id, uuid.uuid4().hex),
+        type=type_name,
+        tenant=agent.tenant,
+        stream=stream,
+        actor=Actor(
+            kind=ActorKind.admin if agent.role in ("owner", "admin") else ActorKind.agent,
+            id=agent.agent_id,
+        ),
+        data=data,
+    )
     return await send_admin_command(deps, envelope)
 
 
@@ -99,7 +119,11 @@ async def send_admin_command(deps: Any, envelope: Envelope) -> dict[str, Any]:
     except RequestTimeout:
         raise ApiError(503, "unavailable", "the admin service did not answer") from None
     if not reply.ok:
-        raise ApiError(ERROR_STATUS.get(reply.code or "", 400), reply.code or "rejected", reply.message or "rejected")
+        raise ApiError(
+            ERROR_STATUS.get(reply.code or "", 400),
+            reply.code or "rejected",
+            reply.message or "rejected",
+        )
     return {"ok": True, "event_ids": list(reply.event_ids)}
 
 
@@ -111,18 +135,35 @@ RANK = {"agent": 0, "supervisor": 1, "admin": 2, "owner": 3}
 
 
 def _no_escalation(agent: AgentPrincipal, role: str | None) -> None:
-    if role in ("owner", "admin") and agent.role not in ("owner", "admin") or role == "owner" and agent.role != "owner":
+    if (
+        role in ("owner", "admin")
+        and agent.role not in ("owner", "admin")
+        or role == "owner"
+        and agent.role != "owner"
+    ):
         raise ApiError(403, "forbidden", f"a {agent.role} cannot grant the {role} role")
 
 
-async def _may_manage(deps: Any, agent: AgentPrincipal, target_id: str | None, groups: list[str] | None) -> None:
+async def _may_manage(
+    deps: Any, agent: AgentPrincipal, target_id: str | None, groups: list[str] | None
+) -> None:
     """Nobody edits someone ranked above them, or hands out permissions they lack themselves."""
     if target_id is not None:
-        target = await admin_query(deps, "agent.get", {"tenant": agent.tenant, "agent_id": target_id})
-        if RANK.get(target["role"], 0) > RANK.get(agent.role, 0) or target["role"] == "owner" and agent.role != "owner":
+        target = await admin_query(
+            deps, "agent.get", {"tenant": agent.tenant, "agent_id": target_id}
+        )
+        if (
+            RANK.get(target["role"], 0) > RANK.get(agent.role, 0)
+            or target["role"] == "owner"
+            and agent.role != "owner"
+        ):
             raise ApiError(403, "forbidden", f"a {agent.role} cannot change a {target['role']}")
     if groups and agent.role not in ("owner", "admin"):
-        chosen = [g for g in await admin_query(deps, "groups.list", {"tenant": agent.tenant}) if g["group_id"] in groups]
+        chosen = [
+            g
+            for g in await admin_query(deps, "groups.list", {"tenant": agent.tenant})
+            if g["group_id"] in groups
+        ]
         _may_grant(agent, [p for g in chosen for p in g.get("permissions", ())])
 
 
@@ -132,7 +173,11 @@ def _may_grant(agent: AgentPrincipal, permissions: list[str] | None) -> None:
         raise ApiError(400, "invalid_payload", f"unknown permission {min(unknown)!r}")
     extra = set(permissions or ()) - set(agent.permissions)
     if extra and agent.role not in ("owner", "admin"):
-        raise ApiError(403, "forbidden", f"cannot grant permissions you do not have: {', '.join(sorted(extra))}")
+        raise ApiError(
+            403,
+            "forbidden",
+            f"cannot grant permissions you do not have: {', '.join(sorted(extra))}",
+        )
 
 
 def build_router(deps: Any) -> APIRouter:
@@ -140,19 +185,35 @@ def build_router(deps: Any) -> APIRouter:
     managers = require_agent(MANAGE_AGENTS)
 
     @router.get("/admin/agents")
-    async def list_agents(agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+    async def list_agents(
+        agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+    ) -> Any:
         return await admin_query(deps, "agents.list", {"tenant": agent.tenant})
 
     @router.post("/admin/agents", status_code=201)
-    async def create_agent(body: NewAgent, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+    async def create_agent(
+        body: NewAgent, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+    ) -> Any:
         _no_escalation(agent, body.role)
         await _may_manage(deps, agent, None, body.groups)
         agent_id = "a" + uuid.uuid4().hex[:16]
-        data = {**body.model_dump(exclude={"password"}), "agent_id": agent_id, "password_hash": hash_password(body.password)}
-        return {**await admin_command(deps, agent, "agent.create", f"agent:{agent_id}", data), "agent_id": agent_id}
+        data = {
+            **body.model_dump(exclude={"password"}),
+            "agent_id": agent_id,
+            "password_hash": hash_password(body.password),
+        }
+        return {
+            **await admin_command(deps, agent, "agent.create", f"agent:{agent_id}", data),
+            "agent_id": agent_id,
+        }
 
     @router.patch("/admin/agents/{agent_id}")
-    async def update_agent(agent_id: str, body: AgentChanges, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+    async def update_agent(
+        agent_id: str,
+        body: AgentChanges,
+        agent: AgentPrincipal = Depends(managers),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
         _no_escalation(agent, body.role)
         await _may_manage(deps, agent, agent_id, body.groups)
         changes = body.model_dump(exclude_none=True, exclude={"password"})
@@ -160,77 +221,178 @@ def build_router(deps: Any) -> APIRouter:
             changes["password_hash"] = hash_password(body.password)
         if not changes:
             raise ApiError(400, "invalid_payload", "nothing to change")
-        return await admin_command(deps, agent, "agent.update", f"agent:{agent_id}", {"agent_id": agent_id, "changes": changes})
+        return await admin_command(
+            deps,
+            agent,
+            "agent.update",
+            f"agent:{agent_id}",
+            {"agent_id": agent_id, "changes": changes},
+        )
 
     @router.delete("/admin/agents/{agent_id}")
-    async def remove_agent(agent_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+    async def remove_agent(
+        agent_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+    ) -> Any:
         await _may_manage(deps, agent, agent_id, None)
-        return await admin_command(deps, agent, "agent.remove", f"agent:{agent_id}", {"agent_id": agent_id})
+        return await admin_command(
+            deps, agent, "agent.remove", f"agent:{agent_id}", {"agent_id": agent_id}
+        )
 
     @router.get("/admin/agents/status")
-    async def agents_status(agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)) -> Any:
+    async def agents_status(
+        agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)
+    ) -> Any:
         try:
-            return await deps.rpc.query("agent", "agents.status", {"tenant": agent.tenant}, timeout=deps.settings.request_timeout_s)
+            return await deps.rpc.query(
+                "agent",
+                "agents.status",
+                {"tenant": agent.tenant},
+                timeout=deps.settings.request_timeout_s,
+            )
         except (RemoteError, RequestTimeout):
             raise ApiError(503, "unavailable", "the routing service did not answer") from None
 
     @router.get("/admin/groups")
-    async def list_groups(agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+    async def list_groups(
+        agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+    ) -> Any:
         return await admin_query(deps, "groups.list", {"tenant": agent.tenant})
 
     @router.post("/admin/groups", status_code=201)
-    async def create_group(body: NewGroup, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+    async def create_group(
+        body: NewGroup, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+    ) -> Any:
         _may_grant(agent, body.permissions)
         group_id = "g" + uuid.uuid4().hex[:12]
-        return {**await admin_command(deps, agent, "permission_group.create", f"group:{group_id}", {**body.model_dump(), "group_id": group_id}), "group_id": group_id}
+        return {
+            **await admin_command(
+                deps,
+                agent,
+                "permission_group.create",
+                f"group:{group_id}",
+                {**body.model_dump(), "group_id": group_id},
+            ),
+            "group_id": group_id,
+        }
 
     @router.patch("/admin/groups/{group_id}")
-    async def update_group(group_id: str, body: GroupChanges, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+    async def update_group(
+        group_id: str,
+        body: GroupChanges,
+        agent: AgentPrincipal = Depends(managers),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
         changes = body.model_dump(exclude_none=True)
         if not changes:
             raise ApiError(400, "invalid_payload", "nothing to change")
         _may_grant(agent, changes.get("permissions"))
-        return await admin_command(deps, agent, "permission_group.update", f"group:{group_id}", {"group_id": group_id, "changes": changes})
+        return await admin_command(
+            deps,
+            agent,
+            "permission_group.update",
+            f"group:{group_id}",
+            {"group_id": group_id, "changes": changes},
+        )
 
     @router.delete("/admin/groups/{group_id}")
-    async def delete_group(group_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
-        return await admin_command(deps, agent, "permission_group.delete", f"group:{group_id}", {"group_id": group_id})
+    async def delete_group(
+        group_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+    ) -> Any:
+        return await admin_command(
+            deps, agent, "permission_group.delete", f"group:{group_id}", {"group_id": group_id}
+        )
 
     @router.get("/admin/settings")
-    async def get_settings(agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)), deps: Any = Depends(get_deps)) -> Any:
+    async def get_settings(
+        agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
         return await admin_query(deps, "tenant.settings", {"tenant": agent.tenant})
 
     @router.patch("/admin/settings")
-    async def patch_settings(changes: dict[str, Any], agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)), deps: Any = Depends(get_deps)) -> Any:
-        result = await admin_command(deps, agent, "tenant.update_settings", "tenant", {"changes": changes})
+    async def patch_settings(
+        changes: dict[str, Any],
+        agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
+        result = await admin_command(
+            deps, agent, "tenant.update_settings", "tenant", {"changes": changes}
+        )
         # The log will tell every gateway; this one forgets at once so its next read is fresh.
         deps.tenant_settings.forget(agent.tenant)
         return result
 
     @router.get("/canned")
-    async def search_canned(q: str = Query("", max_length=100), agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)) -> Any:
-        return await admin_query(deps, "canned.search", {"tenant": agent.tenant, "q": q, "agent_id": agent.agent_id, "groups": list(agent.groups)})
+    async def search_canned(
+        q: str = Query("", max_length=100),
+        agent: AgentPrincipal = Depends(require_agent()),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
+        return await admin_query(
+            deps,
+            "canned.search",
+            {
+                "tenant": agent.tenant,
+                "q": q,
+                "agent_id": agent.agent_id,
+                "groups": list(agent.groups),
+            },
+        )
 
     @router.post("/canned", status_code=201)
-    async def create_canned(body: NewCanned, agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)) -> Any:
+    async def create_canned(
+        body: NewCanned,
+        agent: AgentPrincipal = Depends(require_agent()),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
         if body.scope != "personal" and not agent.can(EDIT_SHARED_CANNED):
             raise ApiError(403, "forbidden", f"missing permission {EDIT_SHARED_CANNED}")
         canned_id = "r" + uuid.uuid4().hex[:12]
-        data = {**body.model_dump(exclude_none=True), "canned_id": canned_id, "owner_id": agent.agent_id}
-        return {**await admin_command(deps, agent, "canned_response.create", f"canned:{canned_id}", data), "canned_id": canned_id}
+        data = {
+            **body.model_dump(exclude_none=True),
+            "canned_id": canned_id,
+            "owner_id": agent.agent_id,
+        }
+        return {
+            **await admin_command(
+                deps, agent, "canned_response.create", f"canned:{canned_id}", data
+            ),
+            "canned_id": canned_id,
+        }
 
     def who_edits(agent: AgentPrincipal) -> dict[str, Any]:
         # The admin service decides with its state: personal responses only by their owner, shared ones with the permission.
         return {"acting_agent": agent.agent_id, "may_edit_shared": agent.can(EDIT_SHARED_CANNED)}
 
     @router.patch("/canned/{canned_id}")
-    async def update_canned(canned_id: str, body: CannedChanges, agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)) -> Any:
-        data = {"canned_id": canned_id, "changes": body.model_dump(exclude_none=True), **who_edits(agent)}
-        return await admin_command(deps, agent, "canned_response.update", f"canned:{canned_id}", data)
+    async def update_canned(
+        canned_id: str,
+        body: CannedChanges,
+        agent: AgentPrincipal = Depends(require_agent()),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
+        data = {
+            "canned_id": canned_id,
+            "changes": body.model_dump(exclude_none=True),
+            **who_edits(agent),
+        }
+        return await admin_command(
+            deps, agent, "canned_response.update", f"canned:{canned_id}", data
+        )
 
     @router.delete("/canned/{canned_id}")
-    async def delete_canned(canned_id: str, agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)) -> Any:
-        return await admin_command(deps, agent, "canned_response.delete", f"canned:{canned_id}", {"canned_id": canned_id, **who_edits(agent)})
+    async def delete_canned(
+        canned_id: str,
+        agent: AgentPrincipal = Depends(require_agent()),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
+        return await admin_command(
+            deps,
+            agent,
+            "canned_response.delete",
+            f"canned:{canned_id}",
+            {"canned_id": canned_id, **who_edits(agent)},
+        )
 
     _webhook_routes(router)
     return router
@@ -240,22 +402,55 @@ def _webhook_routes(router: APIRouter) -> None:
     settings_managers = require_agent(MANAGE_SETTINGS)
 
     @router.get("/admin/webhooks")
-    async def list_webhooks(agent: AgentPrincipal = Depends(settings_managers), deps: Any = Depends(get_deps)) -> Any:
+    async def list_webhooks(
+        agent: AgentPrincipal = Depends(settings_managers), deps: Any = Depends(get_deps)
+    ) -> Any:
         return await admin_query(deps, "webhooks.list", {"tenant": agent.tenant})
 
     @router.post("/admin/webhooks", status_code=201)
-    async def subscribe(body: NewWebhook, agent: AgentPrincipal = Depends(settings_managers), deps: Any = Depends(get_deps)) -> Any:
+    async def subscribe(
+        body: NewWebhook,
+        agent: AgentPrincipal = Depends(settings_managers),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
         subscription_id = "w" + uuid.uuid4().hex[:12]
-        data = {"subscription_id": subscription_id, "url": body.url, "event_types": body.event_types}
-        done = await admin_command(deps, agent, "webhook.subscribe", f"subscription:{subscription_id}", data)
+        data = {
+            "subscription_id": subscription_id,
+            "url": body.url,
+            "event_types": body.event_types,
+        }
+        done = await admin_command(
+            deps, agent, "webhook.subscribe", f"subscription:{subscription_id}", data
+        )
         # The secret is derived, never stored: shown here so the receiver can verify signatures.
-        secret = subscription_secret(deps.settings.secrets_key.get_secret_value(), agent.tenant, subscription_id)
+        secret = subscription_secret(
+            deps.settings.secrets_key.get_secret_value(), agent.tenant, subscription_id
+        )
         return {**done, "subscription_id": subscription_id, "secret": secret}
 
     @router.delete("/admin/webhooks/{subscription_id}")
-    async def unsubscribe(subscription_id: str, agent: AgentPrincipal = Depends(settings_managers), deps: Any = Depends(get_deps)) -> Any:
-        return await admin_command(deps, agent, "webhook.unsubscribe", f"subscription:{subscription_id}", {"subscription_id": subscription_id})
+    async def unsubscribe(
+        subscription_id: str,
+        agent: AgentPrincipal = Depends(settings_managers),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
+        return await admin_command(
+            deps,
+            agent,
+            "webhook.unsubscribe",
+            f"subscription:{subscription_id}",
+            {"subscription_id": subscription_id},
+        )
 
     @router.get("/admin/webhooks/{subscription_id}/deliveries")
-    async def deliveries(subscription_id: str, limit: int = Query(100, ge=1, le=500), agent: AgentPrincipal = Depends(settings_managers), deps: Any = Depends(get_deps)) -> Any:
-        return await admin_query(deps, "webhooks.deliveries", {"tenant": agent.tenant, "subscription_id": subscription_id, "limit": limit})
+    async def deliveries(
+        subscription_id: str,
+        limit: int = Query(100, ge=1, le=500),
+        agent: AgentPrincipal = Depends(settings_managers),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
+        return await admin_query(
+            deps,
+            "webhooks.deliveries",
+            {"tenant": agent.tenant, "subscription_id": subscription_id, "limit": limit},
+        )

@@ -14,8 +14,14 @@ from fastapi.responses import Response
 
 from agent_service.admin.state import DEFAULT_SETTINGS
 from contracts import derive_event_id
-from gateway.attachments import AttachmentRejected, AttachmentStore, LinkSigner, StoredAttachment, check_content
-from gateway.auth.http import ApiError, get_deps, require_principal
+from gateway.attachments import (
+    AttachmentRejected,
+    AttachmentStore,
+    LinkSigner,
+    StoredAttachment,
+    check_content,
+)
+from gateway.auth.http import ApiError, require_principal
 from gateway.auth.tokens import Principal
 from gateway.ops import MAX_KEY_LENGTH, OpError
 from gateway.routes.conversations import readable_conversation
@@ -35,14 +41,18 @@ def safe_filename(name: str | None) -> str:
 
 async def tenant_limits(deps: Any, tenant: str) -> tuple[int, list[str]]:
     try:
-        settings = await deps.rpc.query("admin", "tenant.settings", {"tenant": tenant}, timeout=deps.settings.request_timeout_s)
+        settings = await deps.rpc.query(
+            "admin", "tenant.settings", {"tenant": tenant}, timeout=deps.settings.request_timeout_s
+        )
     except RemoteError as exc:
         if exc.code != "not_found":
             raise ApiError(503, "unavailable", "tenant settings are unavailable") from None
         settings = DEFAULT_SETTINGS  # a tenant with no settings record uses the defaults
     except RequestTimeout:
         raise ApiError(503, "unavailable", "tenant settings did not answer") from None
-    return int(settings.get("attachment_max_bytes") or DEFAULT_SETTINGS["attachment_max_bytes"]), list(settings.get("attachment_types") or [])
+    return int(
+        settings.get("attachment_max_bytes") or DEFAULT_SETTINGS["attachment_max_bytes"]
+    ), list(settings.get("attachment_types") or [])
 
 
 async def read_limited(upload: UploadFile, max_bytes: int) -> bytes:
@@ -68,14 +78,20 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.post("/conversations/{conversation_id}/attachments", status_code=201)
     async def upload(
-        conversation_id: str, request: Request, file: UploadFile = File(...),
-        idempotency_key: str = Header(..., alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH),
+        conversation_id: str,
+        request: Request,
+        file: UploadFile = File(...),
+        idempotency_key: str = Header(
+            ..., alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH
+        ),
         principal: Principal = Depends(require_principal()),
     ) -> dict[str, Any]:
         try:
             info = await deps.operations.writable(principal, conversation_id)
         except OpError as exc:
-            status = {"not_found": 404, "unavailable": 503, "conversation_closed": 409}.get(exc.code, 403)
+            status = {"not_found": 404, "unavailable": 503, "conversation_closed": 409}.get(
+                exc.code, 403
+            )
             raise ApiError(status, exc.code, exc.message) from None
         max_bytes, allowed_types = await tenant_limits(deps, principal.tenant)
         declared = int(request.headers.get("content-length") or 0)
@@ -87,27 +103,63 @@ def build_router(deps: Any) -> APIRouter:
             check_content(content_type, content[:64], allowed_types)
         except AttachmentRejected as exc:
             raise ApiError(exc.status, exc.code, exc.message) from None
-        attachment_id = "a" + derive_event_id(principal.tenant, principal.actor_id, "attachment:" + idempotency_key)[1:]
-        stored = StoredAttachment(attachment_id, principal.tenant, info.conversation_id, safe_filename(file.filename), content_type, len(content))
+        attachment_id = (
+            "a"
+            + derive_event_id(
+                principal.tenant, principal.actor_id, "attachment:" + idempotency_key
+            )[1:]
+        )
+        stored = StoredAttachment(
+            attachment_id,
+            principal.tenant,
+            info.conversation_id,
+            safe_filename(file.filename),
+            content_type,
+            len(content),
+        )
         await store().save(stored, content)
         try:
-            published = await deps.operations.publish_attachment(principal, "attachment:" + idempotency_key, info, {
-                "attachment_id": attachment_id, "filename": stored.filename, "content_type": content_type, "size": stored.size,
-            })
+            published = await deps.operations.publish_attachment(
+                principal,
+                "attachment:" + idempotency_key,
+                info,
+                {
+                    "attachment_id": attachment_id,
+                    "filename": stored.filename,
+                    "content_type": content_type,
+                    "size": stored.size,
+                },
+            )
         except OpError as exc:
             raise ApiError(503, exc.code, exc.message) from None
         return {**published, "attachment_id": attachment_id, **signer.link(attachment_id)}
 
     @router.get("/conversations/{conversation_id}/attachments/{attachment_id}")
-    async def link(conversation_id: str, attachment_id: str, principal: Principal = Depends(require_principal())) -> dict[str, Any]:
+    async def link(
+        conversation_id: str,
+        attachment_id: str,
+        principal: Principal = Depends(require_principal()),
+    ) -> dict[str, Any]:
         await readable_conversation(deps, principal, conversation_id)
         found = await store().find(attachment_id)
-        if found is None or found.tenant != principal.tenant or found.conversation_id != conversation_id:
+        if (
+            found is None
+            or found.tenant != principal.tenant
+            or found.conversation_id != conversation_id
+        ):
             raise ApiError(404, "not_found", "no such attachment in this conversation")
-        return {"attachment_id": attachment_id, "filename": found.filename, "content_type": found.content_type, "size": found.size, **signer.link(attachment_id)}
+        return {
+            "attachment_id": attachment_id,
+            "filename": found.filename,
+            "content_type": found.content_type,
+            "size": found.size,
+            **signer.link(attachment_id),
+        }
 
     @router.get("/attachments/{attachment_id}")
-    async def download(attachment_id: str, exp: int = Query(...), sig: str = Query(..., max_length=100)) -> Response:
+    async def download(
+        attachment_id: str, exp: int = Query(...), sig: str = Query(..., max_length=100)
+    ) -> Response:
         try:
             signer.verify(attachment_id, exp, sig)
             found = await store().find(attachment_id)
@@ -117,12 +169,16 @@ def build_router(deps: Any) -> APIRouter:
         except AttachmentRejected as exc:
             raise ApiError(exc.status, exc.code, exc.message) from None
         disposition = "inline" if found.content_type in INLINE_TYPES else "attachment"
-        return Response(content, media_type=found.content_type, headers={
-            # RFC 6266/5987: the UTF-8 name percent-encoded; headers themselves stay ASCII
-            "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(found.filename, safe='')}",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
-            "Cache-Control": "private, max-age=300",
-        })
+        return Response(
+            content,
+            media_type=found.content_type,
+            headers={
+                # RFC 6266/5987: the UTF-8 name percent-encoded; headers themselves stay ASCII
+                "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(found.filename, safe='')}",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'; sandbox",
+                "Cache-Control": "private, max-age=300",
+            },
+        )
 
     return router

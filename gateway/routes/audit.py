@@ -20,31 +20,67 @@ def build_router(deps: Any) -> APIRouter:
     auditors = require_agent(VIEW_AUDIT)
 
     @router.get("/conversations/{conversation_id}/timeline")
-    async def timeline(conversation_id: str, agent: AgentPrincipal = Depends(auditors), deps: Any = Depends(get_deps)) -> Any:
+    async def timeline(
+        conversation_id: str,
+        agent: AgentPrincipal = Depends(auditors),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
         params = {"tenant": agent.tenant, "conversation_id": conversation_id}
         transcript = await ask_history(deps, "transcript", params)
         verdict = await ask_history(deps, "audit.verify", params)
         return {
-            "conversation": transcript["conversation"], "events": transcript["events"], "chain_ok": verdict["ok"],
-            "broken_at": None if verdict["ok"] else verdict["position"], "checked": verdict["checked"],
+            "conversation": transcript["conversation"],
+            "events": transcript["events"],
+            "chain_ok": verdict["ok"],
+            "broken_at": None if verdict["ok"] else verdict["position"],
+            "checked": verdict["checked"],
         }
 
     @router.get("/conversations/{conversation_id}/state")
-    async def state_at(conversation_id: str, at: datetime = Query(...), agent: AgentPrincipal = Depends(auditors), deps: Any = Depends(get_deps)) -> Any:
-        return await ask_history(deps, "conversation.at", {"tenant": agent.tenant, "conversation_id": conversation_id, "at": at.isoformat()})
+    async def state_at(
+        conversation_id: str,
+        at: datetime = Query(...),
+        agent: AgentPrincipal = Depends(auditors),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
+        return await ask_history(
+            deps,
+            "conversation.at",
+            {"tenant": agent.tenant, "conversation_id": conversation_id, "at": at.isoformat()},
+        )
 
     @router.get("/settings")
-    async def settings_at(at: datetime = Query(...), agent: AgentPrincipal = Depends(auditors), deps: Any = Depends(get_deps)) -> Any:
-        found = await ask_history(deps, "settings.at", {"tenant": agent.tenant, "at": at.isoformat()})
-        return {"at": found["at"], "settings": {**DEFAULT_SETTINGS, **found["changed"]}, "changes": found["changes"]}
+    async def settings_at(
+        at: datetime = Query(...),
+        agent: AgentPrincipal = Depends(auditors),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
+        found = await ask_history(
+            deps, "settings.at", {"tenant": agent.tenant, "at": at.isoformat()}
+        )
+        return {
+            "at": found["at"],
+            "settings": {**DEFAULT_SETTINGS, **found["changed"]},
+            "changes": found["changes"],
+        }
 
     @router.get("/admin-events")
     async def admin_events(
-        since: datetime | None = None, until: datetime | None = None, kind: str | None = None, limit: int = Query(200, ge=1, le=1000),
-        agent: AgentPrincipal = Depends(auditors), deps: Any = Depends(get_deps),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        kind: str | None = None,
+        limit: int = Query(200, ge=1, le=1000),
+        agent: AgentPrincipal = Depends(auditors),
+        deps: Any = Depends(get_deps),
     ) -> Any:
         params: dict[str, Any] = {"tenant": agent.tenant, "kind": kind, "limit": limit}
-        params.update({name: moment.isoformat() for name, moment in (("since", since), ("until", until)) if moment is not None})
+        params.update(
+            {
+                name: moment.isoformat()
+                for name, moment in (("since", since), ("until", until))
+                if moment is not None
+            }
+        )
         return {"events": await ask_history(deps, "audit.admin_events", params)}
 
     return router

@@ -36,9 +36,13 @@ class VisitorRequest(BaseModel):
 def _principal(tenant: str, agent: dict[str, Any]) -> AgentPrincipal:
     role = str(agent.get("role", "agent"))
     return AgentPrincipal(
-        tenant=tenant, agent_id=str(agent["agent_id"]), role=role, name=str(agent.get("name", "")),
+        tenant=tenant,
+        agent_id=str(agent["agent_id"]),
+        role=role,
+        name=str(agent.get("name", "")),
         permissions=effective_permissions(role, tuple(agent.get("permissions") or ())),
-        groups=tuple(agent.get("groups") or ()), token_version=int(agent.get("token_version", 0)),
+        groups=tuple(agent.get("groups") or ()),
+        token_version=int(agent.get("token_version", 0)),
     )
 
 
@@ -47,7 +51,13 @@ def _tokens(deps: Any, principal: AgentPrincipal) -> dict[str, Any]:
         "access_token": deps.tokens.issue_access(principal),
         "refresh_token": deps.tokens.issue_refresh(principal),
         "expires_in": deps.settings.access_token_ttl_s,
-        "agent": {"id": principal.agent_id, "name": principal.name, "role": principal.role, "tenant": principal.tenant, "permissions": sorted(principal.permissions)},
+        "agent": {
+            "id": principal.agent_id,
+            "name": principal.name,
+            "role": principal.role,
+            "tenant": principal.tenant,
+            "permissions": sorted(principal.permissions),
+        },
     }
 
 
@@ -78,16 +88,22 @@ def build_router(deps: Any) -> APIRouter:
         except InvalidToken as exc:
             raise ApiError(401, "unauthorized", exc.reason) from None
         try:
-            agent = await _ask_admin(deps, "agent.get", {"tenant": claims["tenant"], "agent_id": claims["sub"]})
+            agent = await _ask_admin(
+                deps, "agent.get", {"tenant": claims["tenant"], "agent_id": claims["sub"]}
+            )
         except RemoteError:
             raise ApiError(401, "unauthorized", "agent no longer exists") from None
         principal = _principal(claims["tenant"], agent)
-        if principal.token_version != int(claims.get("ver", 0)) or deps.revocations.is_revoked(principal):
+        if principal.token_version != int(claims.get("ver", 0)) or deps.revocations.is_revoked(
+            principal
+        ):
             raise ApiError(401, "unauthorized", "token revoked")
         return _tokens(deps, principal)
 
     @router.post("/visitor/session")
-    async def visitor_session(body: VisitorRequest, deps: Any = Depends(get_deps)) -> dict[str, Any]:
+    async def visitor_session(
+        body: VisitorRequest, deps: Any = Depends(get_deps)
+    ) -> dict[str, Any]:
         visitor_id = None
         if body.visitor_token:
             try:
@@ -99,10 +115,26 @@ def build_router(deps: Any) -> APIRouter:
         visitor_id = visitor_id or "v" + uuid.uuid4().hex[:20]
         conversation_id = None
         try:
-            open_ones = await deps.rpc.query("history", "conversations.list", {"tenant": body.tenant, "view": "all", "visitor_id": visitor_id, "limit": 5}, timeout=deps.settings.request_timeout_s)
-            conversation_id = next((c.get("conversation_id") or c.get("id") for c in open_ones if c.get("status") not in ("closed",)), None)
+            open_ones = await deps.rpc.query(
+                "history",
+                "conversations.list",
+                {"tenant": body.tenant, "view": "all", "visitor_id": visitor_id, "limit": 5},
+                timeout=deps.settings.request_timeout_s,
+            )
+            conversation_id = next(
+                (
+                    c.get("conversation_id") or c.get("id")
+                    for c in open_ones
+                    if c.get("status") not in ("closed",)
+                ),
+                None,
+            )
         except (RemoteError, RequestTimeout):
             conversation_id = None
-        return {"visitor_token": deps.tokens.issue_visitor(body.tenant, visitor_id), "visitor_id": visitor_id, "conversation_id": conversation_id}
+        return {
+            "visitor_token": deps.tokens.issue_visitor(body.tenant, visitor_id),
+            "visitor_id": visitor_id,
+            "conversation_id": conversation_id,
+        }
 
     return router

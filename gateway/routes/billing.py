@@ -43,33 +43,60 @@ def build_router(deps: Any) -> APIRouter:
         return await ask_billing(deps, "billing.plans", {"tenant": agent.tenant})
 
     @router.get("/account")
-    async def account(agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)) -> Any:
+    async def account(
+        agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)
+    ) -> Any:
         return await ask_billing(deps, "billing.account", {"tenant": agent.tenant})
 
     @router.get("/invoices/{number}.json")
-    async def invoice_json(number: str, agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)) -> Any:
-        invoice = await ask_billing(deps, "billing.invoice", {"tenant": agent.tenant, "number": number})
+    async def invoice_json(
+        number: str, agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)
+    ) -> Any:
+        invoice = await ask_billing(
+            deps, "billing.invoice", {"tenant": agent.tenant, "number": number}
+        )
         invoice.pop("html", None)
         return invoice
 
     @router.get("/invoices/{number}.html", response_class=HTMLResponse)
-    async def invoice_page(number: str, agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)) -> HTMLResponse:
-        invoice = await ask_billing(deps, "billing.invoice", {"tenant": agent.tenant, "number": number})
-        return HTMLResponse(invoice["html"], headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
+    async def invoice_page(
+        number: str, agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)
+    ) -> HTMLResponse:
+        invoice = await ask_billing(
+            deps, "billing.invoice", {"tenant": agent.tenant, "number": number}
+        )
+        return HTMLResponse(
+            invoice["html"],
+            headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+        )
 
     @router.post("/plan")
-    async def change_plan(body: PlanChange, agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)), deps: Any = Depends(get_deps)) -> Any:
+    async def change_plan(
+        body: PlanChange,
+        agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
         key = uuid.uuid4().hex
         envelope = Envelope(
-            id=derive_event_id(agent.tenant, agent.agent_id, key), type="billing.change_plan", tenant=agent.tenant, stream=f"billing:{agent.tenant}",
-            actor=Actor(kind=ActorKind.agent, id=agent.agent_id), data=body.model_dump(mode="json", exclude_none=True),
+            id=derive_event_id(agent.tenant, agent.agent_id, key),
+            type="billing.change_plan",
+            tenant=agent.tenant,
+            stream=f"billing:{agent.tenant}",
+            actor=Actor(kind=ActorKind.agent, id=agent.agent_id),
+            data=body.model_dump(mode="json", exclude_none=True),
         )
         try:
-            reply = await deps.rpc.command("billing", envelope, timeout=deps.settings.request_timeout_s)
+            reply = await deps.rpc.command(
+                "billing", envelope, timeout=deps.settings.request_timeout_s
+            )
         except RequestTimeout:
             raise ApiError(503, "unavailable", "the billing service did not answer") from None
         if not reply.ok:
-            raise ApiError(STATUS.get(reply.code or "", 400), reply.code or "rejected", reply.message or "rejected")
+            raise ApiError(
+                STATUS.get(reply.code or "", 400),
+                reply.code or "rejected",
+                reply.message or "rejected",
+            )
         return {"ok": True, "event_ids": list(reply.event_ids)}
 
     return router

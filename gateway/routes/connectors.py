@@ -10,13 +10,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.sealing import SecretBox
 from contracts import Actor, Envelope, derive_event_id
 from contracts.envelope import ActorKind
 from gateway.auth.http import ApiError, get_deps, require_agent
 from gateway.auth.permissions import MANAGE_CONNECTORS
 from gateway.auth.tokens import AgentPrincipal
 from relaydesk.bus import RemoteError, RequestTimeout
+from relaydesk.sealing import SecretBox
 
 ERROR_STATUS = {"not_found": 404, "conflict": 409, "invalid_payload": 400, "plan_limit": 402}
 
@@ -28,15 +28,29 @@ class ConnectorConfig(BaseModel):
     secrets: dict[str, str] = Field(default_factory=dict, repr=False)
 
 
-async def _command(deps: Any, agent: AgentPrincipal, type_name: str, connector_id: str, data: dict[str, Any]) -> dict[str, Any]:
-    envelope = Envelope(id=derive_event_id(agent.tenant, agent.agent_id, uuid.uuid4().hex), type=type_name, tenant=agent.tenant,
-                        stream=f"connector:{connector_id}", actor=Actor(kind=ActorKind.admin, id=agent.agent_id), data={"connector_id": connector_id, **data})
+async def _command(
+    deps: Any, agent: AgentPrincipal, type_name: str, connector_id: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    envelope = Envelope(
+        id=derive_event_id(agent.tenant, agent.agent_id, uuid.uuid4().hex),
+        type=type_name,
+        tenant=agent.tenant,
+        stream=f"connector:{connector_id}",
+        actor=Actor(kind=ActorKind.admin, id=agent.agent_id),
+        data={"connector_id": connector_id, **data},
+    )
     try:
-        reply = await deps.rpc.command("connectors", envelope, timeout=deps.settings.request_timeout_s)
+        reply = await deps.rpc.command(
+            "connectors", envelope, timeout=deps.settings.request_timeout_s
+        )
     except RequestTimeout:
         raise ApiError(503, "unavailable", "the connectors service did not answer") from None
     if not reply.ok:
-        raise ApiError(ERROR_STATUS.get(reply.code or "", 400), reply.code or "rejected", reply.message or "rejected")
+        raise ApiError(
+            ERROR_STATUS.get(reply.code or "", 400),
+            reply.code or "rejected",
+            reply.message or "rejected",
+        )
     return {"ok": True, "event_ids": list(reply.event_ids)}
 
 
@@ -45,22 +59,44 @@ def build_router(deps: Any) -> APIRouter:
     managers = require_agent(MANAGE_CONNECTORS)
 
     @router.get("/connectors")
-    async def list_connectors(agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+    async def list_connectors(
+        agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+    ) -> Any:
         try:
-            return await deps.rpc.query("connectors", "connectors.list", {"tenant": agent.tenant}, timeout=deps.settings.request_timeout_s)
+            return await deps.rpc.query(
+                "connectors",
+                "connectors.list",
+                {"tenant": agent.tenant},
+                timeout=deps.settings.request_timeout_s,
+            )
         except RemoteError as exc:
             raise ApiError(400, exc.code, exc.message) from None
         except RequestTimeout:
             raise ApiError(503, "unavailable", "the connectors service did not answer") from None
 
     @router.put("/connectors/{connector_id}")
-    async def put_connector(connector_id: str, body: ConnectorConfig, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
-        sealed = SecretBox(deps.settings.secrets_key.get_secret_value()).seal(body.secrets) if body.secrets else None
-        data = {"platform": body.platform, "public_config": body.public_config, "sealed_secrets": sealed}
+    async def put_connector(
+        connector_id: str,
+        body: ConnectorConfig,
+        agent: AgentPrincipal = Depends(managers),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
+        sealed = (
+            SecretBox(deps.settings.secrets_key.get_secret_value()).seal(body.secrets)
+            if body.secrets
+            else None
+        )
+        data = {
+            "platform": body.platform,
+            "public_config": body.public_config,
+            "sealed_secrets": sealed,
+        }
         return await _command(deps, agent, "connector.configure", connector_id, data)
 
     @router.delete("/connectors/{connector_id}")
-    async def delete_connector(connector_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)) -> Any:
+    async def delete_connector(
+        connector_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+    ) -> Any:
         return await _command(deps, agent, "connector.remove", connector_id, {})
 
     return router

@@ -53,43 +53,76 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.get("/conversations")
     async def list_conversations(
-        view: str = Query("mine"), limit: int = Query(100, ge=1, le=MAX_LIMIT),
+        view: str = Query("mine"),
+        limit: int = Query(100, ge=1, le=MAX_LIMIT),
         visitor_id: str | None = Query(None, max_length=128, pattern=r"^[\w.:@\-]+$"),
-        agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps),
+        agent: AgentPrincipal = Depends(require_agent()),
+        deps: Any = Depends(get_deps),
     ) -> Any:
         if view not in VIEWS:
             raise ApiError(400, "invalid_payload", f"view must be one of {', '.join(VIEWS)}")
-        if view in ("all", "closed", "missed") and not agent.can(SEE_ALL) and not (visitor_id and agent.can(SEE_HISTORY)):
+        if (
+            view in ("all", "closed", "missed")
+            and not agent.can(SEE_ALL)
+            and not (visitor_id and agent.can(SEE_HISTORY))
+        ):
             raise ApiError(403, "forbidden", f"missing permission {SEE_ALL}")
-        params: dict[str, Any] = {"tenant": agent.tenant, "view": view, "agent_id": agent.agent_id, "limit": limit}
+        params: dict[str, Any] = {
+            "tenant": agent.tenant,
+            "view": view,
+            "agent_id": agent.agent_id,
+            "limit": limit,
+        }
         if visitor_id:
-            params["visitor_id"] = visitor_id  # a visitor's previous conversations, for the console's visitor panel
+            params["visitor_id"] = (
+                visitor_id  # a visitor's previous conversations, for the console's visitor panel
+            )
         return await ask_history(deps, "conversations.list", params)
 
     @router.get("/queue")
-    async def queue(agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)) -> Any:
+    async def queue(
+        agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)
+    ) -> Any:
         """Waiting conversations in order, marking those offered to the caller (the console's requests list)."""
         try:
-            waiting = await deps.rpc.query("agent", "queue", {"tenant": agent.tenant}, timeout=deps.settings.request_timeout_s)
+            waiting = await deps.rpc.query(
+                "agent", "queue", {"tenant": agent.tenant}, timeout=deps.settings.request_timeout_s
+            )
         except (RemoteError, RequestTimeout):
             raise ApiError(503, "unavailable", "the routing service did not answer") from None
-        return [{**item, "offered_to_me": agent.agent_id in item.get("offered_to", ())} for item in waiting]
+        return [
+            {**item, "offered_to_me": agent.agent_id in item.get("offered_to", ())}
+            for item in waiting
+        ]
 
     @router.get("/conversations/{conversation_id}/messages")
     async def messages(
-        conversation_id: str, limit: int | None = Query(None, ge=1, le=MAX_LIMIT), before: int | None = Query(None, ge=0),
-        principal: Principal = Depends(require_principal()), deps: Any = Depends(get_deps),
+        conversation_id: str,
+        limit: int | None = Query(None, ge=1, le=MAX_LIMIT),
+        before: int | None = Query(None, ge=0),
+        principal: Principal = Depends(require_principal()),
+        deps: Any = Depends(get_deps),
     ) -> Any:
         await readable_conversation(deps, principal, conversation_id)
         page = limit or await messages_on_enter(deps, principal.tenant)
-        params: dict[str, Any] = {"tenant": principal.tenant, "conversation_id": conversation_id, "limit": page}
+        params: dict[str, Any] = {
+            "tenant": principal.tenant,
+            "conversation_id": conversation_id,
+            "limit": page,
+        }
         if before is not None:
             params["before_position"] = before
         return await ask_history(deps, "messages.last", params)
 
     @router.get("/conversations/{conversation_id}/transcript")
-    async def transcript(conversation_id: str, principal: Principal = Depends(require_principal()), deps: Any = Depends(get_deps)) -> Any:
+    async def transcript(
+        conversation_id: str,
+        principal: Principal = Depends(require_principal()),
+        deps: Any = Depends(get_deps),
+    ) -> Any:
         await readable_conversation(deps, principal, conversation_id)
-        return await ask_history(deps, "transcript", {"tenant": principal.tenant, "conversation_id": conversation_id})
+        return await ask_history(
+            deps, "transcript", {"tenant": principal.tenant, "conversation_id": conversation_id}
+        )
 
     return router

@@ -19,7 +19,13 @@ def build_router(deps: Any) -> APIRouter:
     router = APIRouter(prefix="/api/reports", tags=["reports"])
     viewers = require_agent(VIEW_REPORTS)
 
-    async def summary_of(agent: AgentPrincipal, deps: Any, group_by: str, since: datetime | None, until: datetime | None) -> Any:
+    async def summary_of(
+        agent: AgentPrincipal,
+        deps: Any,
+        group_by: str,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> Any:
         params: dict[str, Any] = {"tenant": agent.tenant, "group_by": group_by}
         if since:
             params["since"] = since.isoformat()
@@ -29,8 +35,11 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.get("/summary")
     async def summary(
-        group_by: str = Query("day", pattern=GROUP_BY), since: datetime | None = None, until: datetime | None = None,
-        agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps),
+        group_by: str = Query("day", pattern=GROUP_BY),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        agent: AgentPrincipal = Depends(viewers),
+        deps: Any = Depends(get_deps),
     ) -> Any:
         found = await summary_of(agent, deps, group_by, since, until)
         found.pop("csv", None)
@@ -38,10 +47,17 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.get("/summary.csv")
     async def summary_csv(
-        group_by: str = Query("day", pattern=GROUP_BY), since: datetime | None = None, until: datetime | None = None,
-        agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps),
+        group_by: str = Query("day", pattern=GROUP_BY),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        agent: AgentPrincipal = Depends(viewers),
+        deps: Any = Depends(get_deps),
     ) -> Response:
         found = await summary_of(agent, deps, group_by, since, until)
-        return Response(found["csv"], media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="relaydesk-{group_by}.csv"'})
+        return Response(
+            found["csv"],
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="relaydesk-{group_by}.csv"'},
+        )
 
     return router

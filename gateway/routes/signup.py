@@ -18,12 +18,12 @@ import structlog
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_service.admin.passwords import hash_password
 from contracts import Actor, Envelope, derive_event_id
 from contracts.envelope import ActorKind
 from gateway.auth.http import ApiError, get_deps
 from gateway.auth.throttle import limit_credential_attempts
 from gateway.routes.admin import send_admin_command
+from relaydesk.passwords import hash_password
 from relaydesk.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -33,7 +33,9 @@ SIGNUP_ACTOR = Actor(kind=ActorKind.system, id="signup")
 
 class SignUpRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{2,63}$", description="the account's id, e.g. acme")
+    tenant: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9\-]{2,63}$", description="the account's id, e.g. acme"
+    )
     name: str = Field(min_length=1, max_length=200)
     email: str = Field(min_length=3, max_length=200, pattern=r"^[^@\s]+@[^@\s]+$")
     owner_name: str = Field(min_length=1, max_length=200)
@@ -56,10 +58,18 @@ def send_mail(smtp_url: str, to: str, subject: str, text: str) -> None:
     """Blocking: run in a thread. ``smtp://[user:pass@]host[:port]`` (STARTTLS when offered) or ``smtps://``."""
     parts = urlsplit(smtp_url)
     message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = f"relaydesk <no-reply@{parts.hostname}>", to, subject
+    message["From"], message["To"], message["Subject"] = (
+        f"relaydesk <no-reply@{parts.hostname}>",
+        to,
+        subject,
+    )
     message.set_content(text)
     smtp_class = smtplib.SMTP_SSL if parts.scheme == "smtps" else smtplib.SMTP
-    with smtp_class(parts.hostname or "localhost", parts.port or (465 if parts.scheme == "smtps" else 25), timeout=10) as smtp:
+    with smtp_class(
+        parts.hostname or "localhost",
+        parts.port or (465 if parts.scheme == "smtps" else 25),
+        timeout=10,
+    ) as smtp:
         if parts.scheme == "smtp" and smtp.has_extn("starttls"):
             smtp.starttls()
         if parts.username:
@@ -70,7 +80,9 @@ def send_mail(smtp_url: str, to: str, subject: str, text: str) -> None:
 async def deliver_link(settings: Settings, tenant: str, email: str, link: str) -> None:
     if settings.smtp_url:
         text = f"Confirm your relaydesk account {tenant}: {link}\n"
-        await asyncio.to_thread(send_mail, settings.smtp_url, email, "Confirm your relaydesk account", text)
+        await asyncio.to_thread(
+            send_mail, settings.smtp_url, email, "Confirm your relaydesk account", text
+        )
         log.info("signup_confirmation_mailed", tenant=tenant)
     else:  # no mail server: the operator reads the link from the log (documented in docs/admin.md)
         log.info("signup_confirmation_link", tenant=tenant, link=link)
@@ -78,7 +90,9 @@ async def deliver_link(settings: Settings, tenant: str, email: str, link: str) -
 
 def _saas_only(deps: Any) -> None:
     if deps.settings.mode != "saas":
-        raise ApiError(404, "not_found", "sign-up is not available: accounts are created by an administrator")
+        raise ApiError(
+            404, "not_found", "sign-up is not available: accounts are created by an administrator"
+        )
 
 
 def build_router(deps: Any) -> APIRouter:
@@ -88,21 +102,45 @@ def build_router(deps: Any) -> APIRouter:
     async def sign_up(body: SignUpRequest, deps: Any = Depends(get_deps)) -> Any:
         _saas_only(deps)
         token = f"{body.tenant}.{secrets.token_urlsafe(32)}"
-        data = {"tenant_id": body.tenant, "name": body.name, "owner_email": body.email, "owner_name": body.owner_name,
-                "password_hash": hash_password(body.password), "token_hash": token_hash(token)}
-        envelope = Envelope(id=derive_event_id(body.tenant, "signup", data["token_hash"]), type="tenant.sign_up",
-                            tenant=body.tenant, stream="tenant", actor=SIGNUP_ACTOR, data=data)
+        data = {
+            "tenant_id": body.tenant,
+            "name": body.name,
+            "owner_email": body.email,
+            "owner_name": body.owner_name,
+            "password_hash": hash_password(body.password),
+            "token_hash": token_hash(token),
+        }
+        envelope = Envelope(
+            id=derive_event_id(body.tenant, "signup", data["token_hash"]),
+            type="tenant.sign_up",
+            tenant=body.tenant,
+            stream="tenant",
+            actor=SIGNUP_ACTOR,
+            data=data,
+        )
         await send_admin_command(deps, envelope)
         link = f"{deps.settings.gateway_url()}/api/signup/confirm?token={token}"
         await deliver_link(deps.settings, body.tenant, body.email, link)
-        return {"status": "pending", "tenant": body.tenant, "message": "check your e-mail to confirm the account"}
+        return {
+            "status": "pending",
+            "tenant": body.tenant,
+            "message": "check your e-mail to confirm the account",
+        }
 
     @router.get("/confirm")
-    async def confirm(token: str = Query(min_length=10, max_length=300), deps: Any = Depends(get_deps)) -> Any:
+    async def confirm(
+        token: str = Query(min_length=10, max_length=300), deps: Any = Depends(get_deps)
+    ) -> Any:
         _saas_only(deps)
         tenant, digest = _tenant_of(token), token_hash(token)
-        envelope = Envelope(id=derive_event_id(tenant, "confirm", digest), type="tenant.confirm_sign_up", tenant=tenant,
-                            stream="tenant", actor=SIGNUP_ACTOR, data={"token_hash": digest})
+        envelope = Envelope(
+            id=derive_event_id(tenant, "confirm", digest),
+            type="tenant.confirm_sign_up",
+            tenant=tenant,
+            stream="tenant",
+            actor=SIGNUP_ACTOR,
+            data={"token_hash": digest},
+        )
         await send_admin_command(deps, envelope)
         return {"status": "confirmed", "tenant": tenant}
 

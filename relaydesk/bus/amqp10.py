@@ -29,7 +29,11 @@ def encode_message(body: bytes, message_id: str) -> bytes:
         raise ValueError("message ids are at most 250 bytes")
     properties = b"\x00\x53\x73\xc0" + bytes((len(mid) + 3, 1, 0xA1, len(mid))) + mid
     size = len(body)
-    data = (b"\x00\x53\x75\xa0" + bytes((size,))) if size < 256 else (b"\x00\x53\x75\xb0" + _U32.pack(size))
+    data = (
+        (b"\x00\x53\x75\xa0" + bytes((size,)))
+        if size < 256
+        else (b"\x00\x53\x75\xb0" + _U32.pack(size))
+    )
     return properties + data + body
 
 

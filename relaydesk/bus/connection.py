@@ -27,6 +27,7 @@ from relaydesk.bus.topology import declare_core
 
 log = structlog.get_logger(__name__)
 
+
 class PublishFailed(RuntimeError):
     """The broker did not confirm within the timeout; the caller must not ack its client."""
 
@@ -41,7 +42,14 @@ class Bus:
         stream_url: where the log is read and appended (default: the AMQP host on port 5552).
     """
 
-    def __init__(self, amqp_url: str, *, service: str, publish_timeout_s: float = 5.0, stream_url: str | None = None) -> None:
+    def __init__(
+        self,
+        amqp_url: str,
+        *,
+        service: str,
+        publish_timeout_s: float = 5.0,
+        stream_url: str | None = None,
+    ) -> None:
         self.amqp_url = amqp_url
         self.stream_endpoint = StreamEndpoint.from_urls(amqp_url, stream_url)
         self.service = service
@@ -77,7 +85,9 @@ class Bus:
 
     async def _open_publisher(self) -> None:
         assert self.connection is not None
-        self._publish_channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._publish_channel = await self.connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
 
     def close_later(self, closing: Coroutine[Any, Any, None]) -> None:
         """Finish closing a reader's connection in the background; ``close()`` waits for it.
@@ -97,10 +107,14 @@ class Bus:
             closing.append(self.connection.close())
         await asyncio.gather(*closing)
 
-    async def channel(self, *, prefetch: int | None = None, confirms: bool = False) -> AbstractChannel:
+    async def channel(
+        self, *, prefetch: int | None = None, confirms: bool = False
+    ) -> AbstractChannel:
         """A fresh channel for a consumer (each consumer gets its own so flow control is separate)."""
         assert self.connection is not None, "connect() first"
-        channel = await self.connection.channel(publisher_confirms=confirms, on_return_raises=confirms)
+        channel = await self.connection.channel(
+            publisher_confirms=confirms, on_return_raises=confirms
+        )
         if prefetch is not None:
             await channel.set_qos(prefetch_count=prefetch)
         return channel
@@ -118,7 +132,9 @@ class Bus:
         while pending:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise PublishFailed(f"{len(pending)} event(s) not confirmed within {self.publish_timeout_s}s")
+                raise PublishFailed(
+                    f"{len(pending)} event(s) not confirmed within {self.publish_timeout_s}s"
+                )
             try:
                 outcomes = await asyncio.wait_for(self._log.publish(pending), remaining)
             except TimeoutError:
@@ -130,16 +146,26 @@ class Bus:
                 if outcome is not None:
                     retry.append(entry)
             if retry:
-                log.warning("publish_retry", events=len(retry), error=type(next(o for o in outcomes if o is not None)).__name__)
+                log.warning(
+                    "publish_retry",
+                    events=len(retry),
+                    error=type(next(o for o in outcomes if o is not None)).__name__,
+                )
                 await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
             pending = retry
 
-    async def dead_letter(self, body: bytes, *, reason: str, source: str, headers: dict[str, Any] | None = None) -> None:
+    async def dead_letter(
+        self, body: bytes, *, reason: str, source: str, headers: dict[str, Any] | None = None
+    ) -> None:
         """Park something we cannot process, with a reason, on the dead-letter exchange."""
         message = aio_pika.Message(
             body=body,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            headers={**(headers or {}), "x-relaydesk-reason": reason[:500], "x-relaydesk-source": source},
+            headers={
+                **(headers or {}),
+                "x-relaydesk-reason": reason[:500],
+                "x-relaydesk-source": source,
+            },
         )
         assert self._publish_channel is not None
         dead = await self._publish_channel.get_exchange(names.DEAD_EXCHANGE)

@@ -37,13 +37,18 @@ class StreamEndpoint:
             vhost=urllib.parse.unquote(path) or "/",
         )
 
-
-    def client_options(self, connection_name: str, on_close: Callable[[Any], Awaitable[None]]) -> dict[str, Any]:
+    def client_options(
+        self, connection_name: str, on_close: Callable[[Any], Awaitable[None]]
+    ) -> dict[str, Any]:
         """Keyword arguments for an rstream ``Consumer`` or ``Producer`` on this endpoint."""
         return {
-            "username": self.username, "password": self.password, "vhost": self.vhost,
+            "username": self.username,
+            "password": self.password,
+            "vhost": self.vhost,
             "load_balancer_mode": True,  # connect where we were told; a single node advertises its own name
-            "heartbeat": self.heartbeat_s, "connection_name": connection_name, "on_close_handler": on_close,
+            "heartbeat": self.heartbeat_s,
+            "connection_name": connection_name,
+            "on_close_handler": on_close,
             # rstream's own recovery resubscribes from its idea of the offset and republishes
             # nothing; ours resubscribes after the last position handed out and retries by id.
             "recovery_strategy": BackOffRecoveryStrategy(False),

@@ -52,7 +52,9 @@ class LogReader:
         name: for logs, the connection name and the dead-letter source header.
     """
 
-    def __init__(self, bus: Bus, *, start: Start = "first", prefetch: int = 2000, name: str = "reader") -> None:
+    def __init__(
+        self, bus: Bus, *, start: Start = "first", prefetch: int = 2000, name: str = "reader"
+    ) -> None:
         self._bus = bus
         self._start = start
         self._name = name
@@ -78,13 +80,22 @@ class LogReader:
             return ConsumerOffsetSpecification(OffsetType.TIMESTAMP, int(start.timestamp() * 1000))
         if isinstance(start, int):
             return ConsumerOffsetSpecification(OffsetType.OFFSET, start)
-        return ConsumerOffsetSpecification({"first": OffsetType.FIRST, "last": OffsetType.LAST, "next": OffsetType.NEXT}[start], None)
+        return ConsumerOffsetSpecification(
+            {"first": OffsetType.FIRST, "last": OffsetType.LAST, "next": OffsetType.NEXT}[start],
+            None,
+        )
 
     async def _subscribe(self) -> None:
         endpoint = self._bus.stream_endpoint
         self._generation += 1
         generation = self._generation
-        consumer = Consumer(endpoint.host, endpoint.port, **endpoint.client_options(f"relaydesk-{self._bus.service}-{self._name}", self._on_connection_closed))
+        consumer = Consumer(
+            endpoint.host,
+            endpoint.port,
+            **endpoint.client_options(
+                f"relaydesk-{self._bus.service}-{self._name}", self._on_connection_closed
+            ),
+        )
 
         async def deliver(raw: bytes, context: MessageContext) -> None:
             if generation == self._generation:
@@ -92,7 +103,12 @@ class LogReader:
 
         try:
             await consumer.start()
-            await consumer.subscribe(names.LOG_STREAM, deliver, offset_specification=self._offset(), initial_credit=INITIAL_CREDIT)
+            await consumer.subscribe(
+                names.LOG_STREAM,
+                deliver,
+                offset_specification=self._offset(),
+                initial_credit=INITIAL_CREDIT,
+            )
         except BaseException:
             await close_quietly(consumer, CLOSE_TIMEOUT_S)
             raise
@@ -101,7 +117,12 @@ class LogReader:
     async def _on_connection_closed(self, info: object) -> None:
         if self._closed or (self._reconnecting is not None and not self._reconnecting.done()):
             return
-        log.info("log_reader_connection_lost", reader=self._name, after=self.last_position, reason=str(getattr(info, "reason", ""))[:100])
+        log.info(
+            "log_reader_connection_lost",
+            reader=self._name,
+            after=self.last_position,
+            reason=str(getattr(info, "reason", ""))[:100],
+        )
         self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
@@ -118,8 +139,12 @@ class LogReader:
                 log.info("log_reader_resubscribed", reader=self._name, after=self.last_position)
                 return
             except Exception as exc:  # broker still down: keep trying, the log waits for us
-                log.warning("log_reader_resubscribe_failed", reader=self._name, error=type(exc).__name__)
-                await asyncio.sleep(random.uniform(0, delay))  # full jitter: readers do not reconnect in lockstep
+                log.warning(
+                    "log_reader_resubscribe_failed", reader=self._name, error=type(exc).__name__
+                )
+                await asyncio.sleep(
+                    random.uniform(0, delay)
+                )  # full jitter: readers do not reconnect in lockstep
                 delay = min(RECONNECT_MAX_S, delay * 2)
 
     async def close(self) -> None:
@@ -138,7 +163,13 @@ class LogReader:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
-    async def batches(self, max_batch: int = 500, idle_timeout: float | None = None, linger_s: float = 0.0, busy_per_s: int = 50) -> AsyncIterator[list[LoggedEvent]]:
+    async def batches(
+        self,
+        max_batch: int = 500,
+        idle_timeout: float | None = None,
+        linger_s: float = 0.0,
+        busy_per_s: int = 50,
+    ) -> AsyncIterator[list[LoggedEvent]]:
         """Yield lists of events in log order.
 
         ``idle_timeout`` ends iteration when no event arrives for that many seconds
@@ -207,5 +238,10 @@ class LogReader:
 
     async def _poison(self, body: bytes, position: int, reason: str) -> None:
         self.poison_count += 1
-        await self._bus.dead_letter(body, reason=f"undecodable log entry at {position}: {reason}"[:500], source=self._name, headers={"position": position})
+        await self._bus.dead_letter(
+            body,
+            reason=f"undecodable log entry at {position}: {reason}"[:500],
+            source=self._name,
+            headers={"position": position},
+        )
         return None

@@ -1,7 +1,7 @@
 """Request/reply over RabbitMQ's direct reply-to, for queries and commands.
 
 Queries (design decision 4) go to ``relaydesk.queries`` → a shared queue per service.
-Commands (design decision 3) go to ``relaydesk.commands`` → a quorum queue with single
+Commands (design decision 3) go to ``tools.commands`` → a quorum queue with single
 active consumer per service; the handler decides, publishes its events, replies, and only
 then acks. A command that cannot be parsed is dead-lettered with a reason and answered
 with an error; a handler that crashes is redelivered up to the delivery limit.
@@ -17,11 +17,12 @@ import aio_pika
 import orjson
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from contracts import topology as names
 from contracts.envelope import Envelope
 from contracts.errors import ContractError
+from contracts.replies import CommandReply
 from relaydesk.bus.codec import decode_envelope, encode_envelope
 from relaydesk.bus.connection import Bus
 from relaydesk.bus.topology import declare_command_queue, declare_query_queue
@@ -43,17 +44,6 @@ class RemoteError(RuntimeError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-
-
-class CommandReply(BaseModel):
-    """What a command's owner answers: accepted with the events it emitted, or rejected."""
-
-    model_config = ConfigDict(frozen=True)
-    ok: bool
-    event_ids: tuple[str, ...] = ()
-    code: str | None = None
-    message: str | None = None
-    data: dict[str, Any] = {}
 
 
 QueryHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -82,7 +72,9 @@ class RpcClient:
         if future is not None and not future.done():
             future.set_result(message.body)
 
-    async def _call(self, exchange_name: str, routing_key: str, message: aio_pika.Message, timeout: float) -> bytes:
+    async def _call(
+        self, exchange_name: str, routing_key: str, message: aio_pika.Message, timeout: float
+    ) -> bytes:
         # One deadline for everything: a channel being restored after a broker outage must
         # not hang the caller (an HTTP request) past its timeout.
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
@@ -95,7 +87,9 @@ class RpcClient:
                 await exchange.publish(message, routing_key=routing_key, mandatory=False)
                 return await future
         except TimeoutError:
-            await self._reset()  # the reply consumer may not have survived a reconnect: start afresh
+            await (
+                self._reset()
+            )  # the reply consumer may not have survived a reconnect: start afresh
             raise RequestTimeout(f"no reply from {routing_key} within {timeout}s") from None
         finally:
             self._waiting.pop(message.correlation_id, None)
@@ -107,7 +101,9 @@ class RpcClient:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(channel.close(), 2)
 
-    async def query(self, service: str, name: str, params: dict[str, Any], *, timeout: float = 5.0) -> Any:
+    async def query(
+        self, service: str, name: str, params: dict[str, Any], *, timeout: float = 5.0
+    ) -> Any:
         """Ask ``service`` the query ``name``; returns its JSON answer or raises RemoteError."""
         message = aio_pika.Message(
             body=orjson.dumps({"name": name, "params": params}),
@@ -121,23 +117,31 @@ class RpcClient:
             raise RemoteError(answer["error"]["code"], answer["error"]["message"])
         return answer["result"]
 
-    async def command(self, service: str, envelope: Envelope, *, timeout: float = 5.0) -> CommandReply:
+    async def command(
+        self, service: str, envelope: Envelope, *, timeout: float = 5.0
+    ) -> CommandReply:
         """Send a command to its single writer and wait for the decision."""
         message = encode_envelope(envelope, reply_to=REPLY_TO)
         message.correlation_id = uuid.uuid4().hex
-        return CommandReply.model_validate_json(await self._call(names.COMMANDS_EXCHANGE, service, message, timeout))
+        return CommandReply.model_validate_json(
+            await self._call(names.COMMANDS_EXCHANGE, service, message, timeout)
+        )
 
 
 async def _reply(channel: AbstractChannel, request: AbstractIncomingMessage, body: bytes) -> None:
     if request.reply_to:
         await channel.default_exchange.publish(
-            aio_pika.Message(body=body, correlation_id=request.correlation_id, content_type="application/json"),
+            aio_pika.Message(
+                body=body, correlation_id=request.correlation_id, content_type="application/json"
+            ),
             routing_key=request.reply_to,
             mandatory=False,  # RabbitMQ returns mandatory publishes to direct reply-to even when delivered
         )
 
 
-async def serve_queries(bus: Bus, service: str, handler: QueryHandler, *, prefetch: int = 50) -> AbstractChannel:
+async def serve_queries(
+    bus: Bus, service: str, handler: QueryHandler, *, prefetch: int = 50
+) -> AbstractChannel:
     """Answer queries for ``service``. Errors become ``{"error": {code, message}}`` replies."""
     channel = await bus.channel(prefetch=prefetch)
     queue = await declare_query_queue(channel, service)
@@ -170,8 +174,16 @@ async def serve_commands(bus: Bus, service: str, handler: CommandHandler) -> Abs
         try:
             envelope = decode_envelope(message.body)
         except (ValueError, ValidationError) as exc:
-            await bus.dead_letter(message.body, reason=f"undecodable command: {exc}"[:500], source=service)
-            await _reply(channel, message, CommandReply(ok=False, code="invalid_payload", message=str(exc)[:300]).model_dump_json().encode())
+            await bus.dead_letter(
+                message.body, reason=f"undecodable command: {exc}"[:500], source=service
+            )
+            await _reply(
+                channel,
+                message,
+                CommandReply(ok=False, code="invalid_payload", message=str(exc)[:300])
+                .model_dump_json()
+                .encode(),
+            )
             await message.ack()
             return
         bind_correlation(envelope.correlation_id or envelope.id)
@@ -182,7 +194,9 @@ async def serve_commands(bus: Bus, service: str, handler: CommandHandler) -> Abs
             reply = CommandReply(ok=False, code=exc.code, message=str(exc)[:300])
         except Exception:
             log.exception("command_failed", command_type=envelope.type)
-            await message.nack(requeue=True)  # redelivered until x-delivery-limit, then dead-lettered
+            await message.nack(
+                requeue=True
+            )  # redelivered until x-delivery-limit, then dead-lettered
             return
         await _reply(channel, message, reply.model_dump_json().encode())
         await message.ack()

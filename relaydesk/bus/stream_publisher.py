@@ -97,7 +97,11 @@ class StreamPublisher:
     async def _connect(self) -> Producer:
         endpoint = self._endpoint
         # A new producer per outage (see _flush_forever), not rstream's own recovery.
-        producer = Producer(endpoint.host, endpoint.port, **endpoint.client_options(f"relaydesk-{self._name}", self._on_connection_closed))
+        producer = Producer(
+            endpoint.host,
+            endpoint.port,
+            **endpoint.client_options(f"relaydesk-{self._name}", self._on_connection_closed),
+        )
         try:
             await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT_S)
         except BaseException:
@@ -109,7 +113,11 @@ class StreamPublisher:
     async def _on_connection_closed(self, info: object) -> None:
         if self._closed:
             return
-        log.warning("stream_publisher_connection_lost", reason=str(getattr(info, "reason", ""))[:100], unconfirmed=len(self._pending))
+        log.warning(
+            "stream_publisher_connection_lost",
+            reason=str(getattr(info, "reason", ""))[:100],
+            unconfirmed=len(self._pending),
+        )
         # No confirm can arrive for what was in flight: hand it back to the callers now.
         self._fail_pending(ConnectionError("stream connection lost before the confirm"))
         await self._drop_producer()
@@ -135,13 +143,19 @@ class StreamPublisher:
             except Exception as exc:  # connection trouble: these callers retry, we reconnect
                 for _, _, future in batch:
                     if not future.done():
-                        future.set_exception(ConnectionError(f"stream publish failed: {type(exc).__name__}"))
+                        future.set_exception(
+                            ConnectionError(f"stream publish failed: {type(exc).__name__}")
+                        )
                 await self._drop_producer()
                 await asyncio.sleep(random.uniform(0, delay))
                 delay = min(RECONNECT_MAX_S, delay * 2)
 
-    async def _send(self, producer: Producer, batch: list[tuple[bytes, str, asyncio.Future[None]]]) -> None:
-        batch = [entry for entry in batch if not entry[2].done()]  # callers that gave up are not sent
+    async def _send(
+        self, producer: Producer, batch: list[tuple[bytes, str, asyncio.Future[None]]]
+    ) -> None:
+        batch = [
+            entry for entry in batch if not entry[2].done()
+        ]  # callers that gave up are not sent
         if not batch:
             return
         messages = []
@@ -149,12 +163,16 @@ class StreamPublisher:
             publishing_id = next(self._ids)
             self._pending[publishing_id] = future
             future.add_done_callback(lambda _, pid=publishing_id: self._pending.pop(pid, None))
-            messages.append(RawMessage(encode_message(body, message_id), publishing_id=publishing_id))
+            messages.append(
+                RawMessage(encode_message(body, message_id), publishing_id=publishing_id)
+            )
         await producer.send_batch(self._stream, messages, on_publish_confirm=self._on_confirm)
         # Wait for this batch's confirms before sending the next: what arrives meanwhile
         # becomes one larger batch. A confirm that never comes is failed by the caller's
         # deadline or by the connection-lost handler.
-        _, unconfirmed = await asyncio.wait([future for _, _, future in batch], timeout=CONFIRM_TIMEOUT_S)
+        _, unconfirmed = await asyncio.wait(
+            [future for _, _, future in batch], timeout=CONFIRM_TIMEOUT_S
+        )
         if unconfirmed:
             raise TimeoutError(f"{len(unconfirmed)} entries unconfirmed after {CONFIRM_TIMEOUT_S}s")
 

@@ -12,16 +12,30 @@ LOG_SEGMENT_BYTES = 50_000_000
 
 async def declare_core(channel: AbstractChannel) -> None:
     """Events exchange, the log stream bound ``#``, commands/queries exchanges, dead letters."""
-    events = await channel.declare_exchange(names.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-    await channel.declare_exchange(names.COMMANDS_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
-    await channel.declare_exchange(names.QUERIES_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
-    dead = await channel.declare_exchange(names.DEAD_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True)
-    dead_queue = await channel.declare_queue(names.DEAD_QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
+    events = await channel.declare_exchange(
+        names.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    await channel.declare_exchange(
+        names.COMMANDS_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+    )
+    await channel.declare_exchange(
+        names.QUERIES_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+    )
+    dead = await channel.declare_exchange(
+        names.DEAD_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    dead_queue = await channel.declare_queue(
+        names.DEAD_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
+    )
     await dead_queue.bind(dead)
     log = await channel.declare_queue(
         names.LOG_STREAM,
         durable=True,
-        arguments={"x-queue-type": "stream", "x-max-age": LOG_MAX_AGE, "x-stream-max-segment-size-bytes": LOG_SEGMENT_BYTES},
+        arguments={
+            "x-queue-type": "stream",
+            "x-max-age": LOG_MAX_AGE,
+            "x-stream-max-segment-size-bytes": LOG_SEGMENT_BYTES,
+        },
     )
     await log.bind(events, routing_key="#")
 
@@ -44,6 +58,8 @@ async def declare_command_queue(channel: AbstractChannel, service: str) -> Abstr
 
 async def declare_query_queue(channel: AbstractChannel, service: str) -> AbstractQueue:
     """Queries may be answered by any instance, so many consumers share one queue."""
-    queue = await channel.declare_queue(names.query_queue(service), durable=True, arguments={"x-queue-type": "classic"})
+    queue = await channel.declare_queue(
+        names.query_queue(service), durable=True, arguments={"x-queue-type": "classic"}
+    )
     await queue.bind(names.QUERIES_EXCHANGE, routing_key=service)
     return queue

@@ -16,7 +16,14 @@ from tests.system import RunningSystem
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RELAYDESK_AMQP_URL": settings.amqp_url}
-    return subprocess.run([sys.executable, "-m", "relaydesk.cli", "admin", *args], check=False, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tools.cli", "admin", *args],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -24,7 +31,9 @@ async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
 
 
 async def login(http: httpx.AsyncClient, tenant: str, email: str, password: str) -> httpx.Response:
-    return await http.post("/api/auth/login", json={"tenant": tenant, "email": email, "password": password})
+    return await http.post(
+        "/api/auth/login", json={"tenant": tenant, "email": email, "password": password}
+    )
 
 
 async def bearer(http: httpx.AsyncClient, tenant: str, email: str, password: str) -> dict[str, str]:
@@ -33,24 +42,63 @@ async def bearer(http: httpx.AsyncClient, tenant: str, email: str, password: str
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
-async def owner_session(system: RunningSystem, http: httpx.AsyncClient, tenant: str, mode: str = "tool", plan: str | None = None) -> dict[str, str]:
+async def owner_session(
+    system: RunningSystem,
+    http: httpx.AsyncClient,
+    tenant: str,
+    mode: str = "tool",
+    plan: str | None = None,
+) -> dict[str, str]:
     """A tenant made by the CLI (tool mode unless ``mode="saas"``, on ``plan`` if given), its owner logged in."""
     chosen = ("--plan", plan) if plan else ()
-    assert (await cli(system.settings, "create-tenant", "--tenant", tenant, "--name", tenant.title(), "--mode", mode, *chosen)).returncode == 0
-    done = await cli(system.settings, "create-agent", "--tenant", tenant, "--email", f"boss@{tenant}.test", "--name", "Boss", "--role", "owner", "--password", "correct horse")
+    assert (
+        await cli(
+            system.settings,
+            "create-tenant",
+            "--tenant",
+            tenant,
+            "--name",
+            tenant.title(),
+            "--mode",
+            mode,
+            *chosen,
+        )
+    ).returncode == 0
+    done = await cli(
+        system.settings,
+        "create-agent",
+        "--tenant",
+        tenant,
+        "--email",
+        f"boss@{tenant}.test",
+        "--name",
+        "Boss",
+        "--role",
+        "owner",
+        "--password",
+        "correct horse",
+    )
     assert done.returncode == 0, done.stderr
     return await bearer(http, tenant, f"boss@{tenant}.test", "correct horse")
 
 
-async def new_agent(http: httpx.AsyncClient, owner: dict[str, str], tenant: str, name: str, **extra: object) -> tuple[str, dict[str, str]]:
+async def new_agent(
+    http: httpx.AsyncClient, owner: dict[str, str], tenant: str, name: str, **extra: object
+) -> tuple[str, dict[str, str]]:
     """Create an agent through the API and log them in; returns (agent_id, auth header)."""
     email = f"{name}@{tenant}.test"
-    created = await http.post("/api/admin/agents", headers=owner, json={"email": email, "name": name.title(), "password": f"{name}-password", **extra})
+    created = await http.post(
+        "/api/admin/agents",
+        headers=owner,
+        json={"email": email, "name": name.title(), "password": f"{name}-password", **extra},
+    )
     assert created.status_code == 201, created.text
     return created.json()["agent_id"], await bearer(http, tenant, email, f"{name}-password")
 
 
-async def eventually(check: Callable[[], Any | Awaitable[Any]], timeout: float = 15.0, what: str = "condition") -> Any:
+async def eventually(
+    check: Callable[[], Any | Awaitable[Any]], timeout: float = 15.0, what: str = "condition"
+) -> Any:
     """Poll ``check()`` (plain or async) until it returns something truthy, or fail after ``timeout``."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

@@ -26,11 +26,19 @@ class Receiver:
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         self.received.append((headers, body))
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"ok"})
 
     async def start(self) -> "Receiver":
-        config = uvicorn.Config(self, host="127.0.0.1", port=self.port, log_config=None, lifespan="off")
+        config = uvicorn.Config(
+            self, host="127.0.0.1", port=self.port, log_config=None, lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._task = asyncio.create_task(self._server.serve())

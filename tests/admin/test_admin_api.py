@@ -8,7 +8,9 @@ from tests.gateway.wsclient import Client
 from tests.system import RunningSystem
 
 
-async def test_cli_created_owner_logs_in_and_wrong_password_is_refused(system: RunningSystem) -> None:
+async def test_cli_created_owner_logs_in_and_wrong_password_is_refused(
+    system: RunningSystem,
+) -> None:
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         await owner_session(system, http, "acme")
         wrong = await login(http, "acme", "boss@acme.test", "nope")
@@ -20,12 +22,20 @@ async def test_cli_created_owner_logs_in_and_wrong_password_is_refused(system: R
 async def test_permissions_are_enforced_both_ways(system: RunningSystem) -> None:
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         owner = await owner_session(system, http, "acme")
-        created = await http.post("/api/admin/agents", headers=owner, json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"})
+        created = await http.post(
+            "/api/admin/agents",
+            headers=owner,
+            json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"},
+        )
         assert created.status_code == 201, created.text
-        ann = {"Authorization": f"Bearer {(await login(http, 'acme', 'ann@acme.test', 'ann-password')).json()['access_token']}"}
+        ann = {
+            "Authorization": f"Bearer {(await login(http, 'acme', 'ann@acme.test', 'ann-password')).json()['access_token']}"
+        }
         for method, path, body in [
-            ("GET", "/api/admin/agents", None), ("POST", "/api/admin/agents", {"email": "x@y.z", "name": "X", "password": "password1"}),
-            ("GET", "/api/admin/settings", None), ("PATCH", "/api/admin/settings", {"routing_mode": "round_robin"}),
+            ("GET", "/api/admin/agents", None),
+            ("POST", "/api/admin/agents", {"email": "x@y.z", "name": "X", "password": "password1"}),
+            ("GET", "/api/admin/settings", None),
+            ("PATCH", "/api/admin/settings", {"routing_mode": "round_robin"}),
             ("POST", "/api/canned", {"shortcut": "hi", "text": "Hello!", "scope": "tenant"}),
             ("GET", "/api/admin/groups", None),
         ]:
@@ -34,11 +44,18 @@ async def test_permissions_are_enforced_both_ways(system: RunningSystem) -> None
             assert refused.json()["error"]["code"] == "forbidden"
             allowed = await http.request(method, path, headers=owner, json=body)
             assert allowed.status_code in (200, 201), (path, allowed.text)
-        personal = await http.post("/api/canned", headers=ann, json={"shortcut": "mine", "text": "Ann's own", "scope": "personal"})
+        personal = await http.post(
+            "/api/canned",
+            headers=ann,
+            json={"shortcut": "mine", "text": "Ann's own", "scope": "personal"},
+        )
         assert personal.status_code == 201
         found = await http.get("/api/canned", headers=ann, params={"q": "hi"})
         assert [c["shortcut"] for c in found.json()] == ["hi"]
-        assert [c["shortcut"] for c in (await http.get("/api/canned", headers=owner, params={"q": "mine"})).json()] == []
+        assert [
+            c["shortcut"]
+            for c in (await http.get("/api/canned", headers=owner, params={"q": "mine"})).json()
+        ] == []
         settings = (await http.get("/api/admin/settings", headers=owner)).json()
         assert settings["routing_mode"] == "round_robin"
 
@@ -47,10 +64,16 @@ async def test_a_tenant_cannot_touch_another_tenants_data(system: RunningSystem)
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         acme = await owner_session(system, http, "acme")
         globex = await owner_session(system, http, "globex")
-        created = await http.post("/api/admin/agents", headers=acme, json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"})
+        created = await http.post(
+            "/api/admin/agents",
+            headers=acme,
+            json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"},
+        )
         ann_id = created.json()["agent_id"]
         assert (await http.delete(f"/api/admin/agents/{ann_id}", headers=globex)).status_code == 404
-        assert (await http.patch(f"/api/admin/agents/{ann_id}", headers=globex, json={"role": "admin"})).status_code == 404
+        assert (
+            await http.patch(f"/api/admin/agents/{ann_id}", headers=globex, json={"role": "admin"})
+        ).status_code == 404
         names = [a["email"] for a in (await http.get("/api/admin/agents", headers=globex)).json()]
         assert "ann@acme.test" not in names
         assert (await login(http, "acme", "ann@acme.test", "ann-password")).status_code == 200
@@ -60,34 +83,58 @@ async def test_repeated_failed_logins_lock_the_account(system: RunningSystem) ->
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         await owner_session(system, http, "acme")
         with capture_logs() as logs:
-            codes = [(await login(http, "acme", "boss@acme.test", f"guess-{i}")).status_code for i in range(6)]
-        assert [e["event"] for e in logs if e["event"].startswith("login_")] == ["login_failed"] * 5 + ["login_locked"]
+            codes = [
+                (await login(http, "acme", "boss@acme.test", f"guess-{i}")).status_code
+                for i in range(6)
+            ]
+        assert [e["event"] for e in logs if e["event"].startswith("login_")] == [
+            "login_failed"
+        ] * 5 + ["login_locked"]
         assert not [e for e in logs if "guess-" in repr(e)]  # passwords are never logged
         assert codes[:5] == [401] * 5 and codes[5] == 429
         locked = await login(http, "acme", "boss@acme.test", "correct horse")
         assert locked.status_code == 429 and locked.json()["error"]["code"] == "locked"
 
 
-async def test_removing_an_agent_revokes_their_token_and_closes_their_socket(system: RunningSystem) -> None:
+async def test_removing_an_agent_revokes_their_token_and_closes_their_socket(
+    system: RunningSystem,
+) -> None:
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         owner = await owner_session(system, http, "acme")
-        created = await http.post("/api/admin/agents", headers=owner, json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"})
+        created = await http.post(
+            "/api/admin/agents",
+            headers=owner,
+            json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"},
+        )
         token = (await login(http, "acme", "ann@acme.test", "ann-password")).json()["access_token"]
         socket = await Client.connect(system.gateway.ws_url, token)
-        assert (await http.delete(f"/api/admin/agents/{created.json()['agent_id']}", headers=owner)).status_code == 200
+        assert (
+            await http.delete(f"/api/admin/agents/{created.json()['agent_id']}", headers=owner)
+        ).status_code == 200
         assert await socket.wait_closed() == 4401
         refused = await http.get("/api/canned", headers={"Authorization": f"Bearer {token}"})
         assert refused.status_code == 401
 
 
-async def test_a_role_change_revokes_old_tokens_and_a_new_login_carries_the_new_role(system: RunningSystem) -> None:
+async def test_a_role_change_revokes_old_tokens_and_a_new_login_carries_the_new_role(
+    system: RunningSystem,
+) -> None:
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         owner = await owner_session(system, http, "acme")
-        created = await http.post("/api/admin/agents", headers=owner, json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"})
-        old = {"Authorization": f"Bearer {(await login(http, 'acme', 'ann@acme.test', 'ann-password')).json()['access_token']}"}
+        created = await http.post(
+            "/api/admin/agents",
+            headers=owner,
+            json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"},
+        )
+        old = {
+            "Authorization": f"Bearer {(await login(http, 'acme', 'ann@acme.test', 'ann-password')).json()['access_token']}"
+        }
         assert (await http.get("/api/canned", headers=old)).status_code == 200
-        changed = await http.patch(f"/api/admin/agents/{created.json()['agent_id']}", headers=owner, json={"role": "admin"})
+        changed = await http.patch(
+            f"/api/admin/agents/{created.json()['agent_id']}", headers=owner, json={"role": "admin"}
+        )
         assert changed.status_code == 200
+
         # Each gateway learns the change from its log tailer: revoked as soon as the event reaches it.
         async def refused() -> bool:
             return (await http.get("/api/canned", headers=old)).status_code == 401
@@ -95,45 +142,143 @@ async def test_a_role_change_revokes_old_tokens_and_a_new_login_carries_the_new_
         await eventually(refused, timeout=5, what="old token refused")
         fresh = await login(http, "acme", "ann@acme.test", "ann-password")
         assert fresh.json()["agent"]["role"] == "admin"
-        assert (await http.get("/api/admin/agents", headers={"Authorization": f"Bearer {fresh.json()['access_token']}"})).status_code == 200
+        assert (
+            await http.get(
+                "/api/admin/agents",
+                headers={"Authorization": f"Bearer {fresh.json()['access_token']}"},
+            )
+        ).status_code == 200
 
 
-async def test_nobody_grants_more_than_they_have_or_touches_someone_above_them(system: RunningSystem) -> None:
+async def test_nobody_grants_more_than_they_have_or_touches_someone_above_them(
+    system: RunningSystem,
+) -> None:
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         owner = await owner_session(system, http, "acme")
-        group = (await http.post("/api/admin/groups", headers=owner, json={"name": "Team leads", "permissions": ["manage_agents"]})).json()["group_id"]
-        await http.post("/api/admin/agents", headers=owner, json={"email": "sue@acme.test", "name": "Sue", "role": "supervisor", "password": "sue-password", "groups": [group]})
-        sue = {"Authorization": f"Bearer {(await login(http, 'acme', 'sue@acme.test', 'sue-password')).json()['access_token']}"}
-        refused = await http.post("/api/admin/agents", headers=sue, json={"email": "eve@acme.test", "name": "Eve", "role": "admin", "password": "eve-password"})
+        group = (
+            await http.post(
+                "/api/admin/groups",
+                headers=owner,
+                json={"name": "Team leads", "permissions": ["manage_agents"]},
+            )
+        ).json()["group_id"]
+        await http.post(
+            "/api/admin/agents",
+            headers=owner,
+            json={
+                "email": "sue@acme.test",
+                "name": "Sue",
+                "role": "supervisor",
+                "password": "sue-password",
+                "groups": [group],
+            },
+        )
+        sue = {
+            "Authorization": f"Bearer {(await login(http, 'acme', 'sue@acme.test', 'sue-password')).json()['access_token']}"
+        }
+        refused = await http.post(
+            "/api/admin/agents",
+            headers=sue,
+            json={
+                "email": "eve@acme.test",
+                "name": "Eve",
+                "role": "admin",
+                "password": "eve-password",
+            },
+        )
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
-        allowed = await http.post("/api/admin/agents", headers=sue, json={"email": "eve@acme.test", "name": "Eve", "role": "agent", "password": "eve-password"})
+        allowed = await http.post(
+            "/api/admin/agents",
+            headers=sue,
+            json={
+                "email": "eve@acme.test",
+                "name": "Eve",
+                "role": "agent",
+                "password": "eve-password",
+            },
+        )
         assert allowed.status_code == 201
-        admins = (await http.post("/api/admin/groups", headers=owner, json={"name": "Admins", "permissions": ["manage_settings"]})).json()["group_id"]
+        admins = (
+            await http.post(
+                "/api/admin/groups",
+                headers=owner,
+                json={"name": "Admins", "permissions": ["manage_settings"]},
+            )
+        ).json()["group_id"]
         eve_id = allowed.json()["agent_id"]
-        assert (await http.patch(f"/api/admin/agents/{eve_id}", headers=sue, json={"groups": [admins]})).status_code == 403
-        assert (await http.patch(f"/api/admin/agents/{eve_id}", headers=sue, json={"groups": [group]})).status_code == 200
-        assert (await http.patch(f"/api/admin/groups/{group}", headers=sue, json={"permissions": ["manage_agents", "manage_settings"]})).status_code == 403
-        assert (await http.post("/api/admin/groups", headers=sue, json={"name": "Mine", "permissions": ["view_billing"]})).status_code == 403
-        assert (await http.post("/api/admin/groups", headers=owner, json={"name": "Typo", "permissions": ["manage_everything"]})).status_code == 400
-        boss_id = next(a["agent_id"] for a in (await http.get("/api/admin/agents", headers=owner)).json() if a["role"] == "owner")
+        assert (
+            await http.patch(f"/api/admin/agents/{eve_id}", headers=sue, json={"groups": [admins]})
+        ).status_code == 403
+        assert (
+            await http.patch(f"/api/admin/agents/{eve_id}", headers=sue, json={"groups": [group]})
+        ).status_code == 200
+        assert (
+            await http.patch(
+                f"/api/admin/groups/{group}",
+                headers=sue,
+                json={"permissions": ["manage_agents", "manage_settings"]},
+            )
+        ).status_code == 403
+        assert (
+            await http.post(
+                "/api/admin/groups",
+                headers=sue,
+                json={"name": "Mine", "permissions": ["view_billing"]},
+            )
+        ).status_code == 403
+        assert (
+            await http.post(
+                "/api/admin/groups",
+                headers=owner,
+                json={"name": "Typo", "permissions": ["manage_everything"]},
+            )
+        ).status_code == 400
+        boss_id = next(
+            a["agent_id"]
+            for a in (await http.get("/api/admin/agents", headers=owner)).json()
+            if a["role"] == "owner"
+        )
         assert (await http.delete(f"/api/admin/agents/{boss_id}", headers=sue)).status_code == 403
-        assert (await http.patch(f"/api/admin/agents/{eve_id}", headers=owner, json={"groups": ["no-such-group"]})).status_code == 404
+        assert (
+            await http.patch(
+                f"/api/admin/agents/{eve_id}", headers=owner, json={"groups": ["no-such-group"]}
+            )
+        ).status_code == 404
 
 
-async def test_bad_settings_and_webhooks_are_refused_with_a_clear_error(system: RunningSystem) -> None:
+async def test_bad_settings_and_webhooks_are_refused_with_a_clear_error(
+    system: RunningSystem,
+) -> None:
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         owner = await owner_session(system, http, "acme")
-        for change, field in [({"timezone": "Mars/Olympus"}, "timezone"), ({"offer_timeout_s": "soon"}, "offer_timeout_s"),
-                              ({"business_hours": {"mon": [["18:00", "09:00"]]}}, "business_hours"), ({"colour": "red"}, "colour"),
-                              ({"routing_mode": "random"}, "routing_mode")]:
+        for change, field in [
+            ({"timezone": "Mars/Olympus"}, "timezone"),
+            ({"offer_timeout_s": "soon"}, "offer_timeout_s"),
+            ({"business_hours": {"mon": [["18:00", "09:00"]]}}, "business_hours"),
+            ({"colour": "red"}, "colour"),
+            ({"routing_mode": "random"}, "routing_mode"),
+        ]:
             refused = await http.patch("/api/admin/settings", headers=owner, json=change)
-            assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_payload", refused.text
+            assert (
+                refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_payload"
+            ), refused.text
             assert field in refused.json()["error"]["message"]
-        good = {"timezone": "Europe/Paris", "business_hours": {"mon": [["09:00", "17:30"]]}, "retention_days": 30}
-        assert (await http.patch("/api/admin/settings", headers=owner, json=good)).status_code == 200
+        good = {
+            "timezone": "Europe/Paris",
+            "business_hours": {"mon": [["09:00", "17:30"]]},
+            "retention_days": 30,
+        }
+        assert (
+            await http.patch("/api/admin/settings", headers=owner, json=good)
+        ).status_code == 200
         current = (await http.get("/api/admin/settings", headers=owner)).json()
         assert current["timezone"] == "Europe/Paris" and current["retention_days"] == 30
-        for hook in [{"url": "http://hooks.example.com/x", "event_types": ["message.sent"]}, {"url": "https://hooks.example.com/x", "event_types": ["no.such"]}]:
+        for hook in [
+            {"url": "http://hooks.example.com/x", "event_types": ["message.sent"]},
+            {"url": "https://hooks.example.com/x", "event_types": ["no.such"]},
+        ]:
             refused = await http.post("/api/admin/webhooks", headers=owner, json=hook)
-            assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_payload", refused.text
+            assert (
+                refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_payload"
+            ), refused.text
         assert (await http.get("/api/admin/webhooks", headers=owner)).json() == []

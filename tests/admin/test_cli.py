@@ -9,30 +9,77 @@ from tests.system import RunningSystem
 async def test_cli_manages_agents_and_logins_follow(system: RunningSystem) -> None:
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         await owner_session(system, http, "acme")
-        created = await cli(system.settings, "create-agent", "--tenant", "acme", "--email", "Ann@Acme.test", "--name", "Ann", "--password", "first-password")
-        assert created.returncode == 0 and "agent ann@acme.test created in acme" in created.stdout.lower()
+        created = await cli(
+            system.settings,
+            "create-agent",
+            "--tenant",
+            "acme",
+            "--email",
+            "Ann@Acme.test",
+            "--name",
+            "Ann",
+            "--password",
+            "first-password",
+        )
+        assert (
+            created.returncode == 0
+            and "agent ann@acme.test created in acme" in created.stdout.lower()
+        )
         listed = await cli(system.settings, "list-agents", "--tenant", "acme")
-        assert "ann@acme.test\tagent\tAnn" in listed.stdout and "boss@acme.test\towner" in listed.stdout
-        old_token = (await login(http, "acme", "ann@acme.test", "first-password")).json()["access_token"]
-        changed = await cli(system.settings, "set-password", "--tenant", "acme", "--email", "ann@acme.test", "--password", "second-password")
+        assert (
+            "ann@acme.test\tagent\tAnn" in listed.stdout
+            and "boss@acme.test\towner" in listed.stdout
+        )
+        old_token = (await login(http, "acme", "ann@acme.test", "first-password")).json()[
+            "access_token"
+        ]
+        changed = await cli(
+            system.settings,
+            "set-password",
+            "--tenant",
+            "acme",
+            "--email",
+            "ann@acme.test",
+            "--password",
+            "second-password",
+        )
         assert changed.returncode == 0, changed.stderr
         assert (await login(http, "acme", "ann@acme.test", "first-password")).status_code == 401
         assert (await login(http, "acme", "ann@acme.test", "second-password")).status_code == 200
 
         async def old_token_refused() -> bool:
-            return (await http.get("/api/canned", headers={"Authorization": f"Bearer {old_token}"})).status_code == 401
+            return (
+                await http.get("/api/canned", headers={"Authorization": f"Bearer {old_token}"})
+            ).status_code == 401
 
         await eventually(old_token_refused, timeout=5, what="old token refused")
-        removed = await cli(system.settings, "remove-agent", "--tenant", "acme", "--email", "ann@acme.test")
+        removed = await cli(
+            system.settings, "remove-agent", "--tenant", "acme", "--email", "ann@acme.test"
+        )
         assert removed.returncode == 0
         assert (await login(http, "acme", "ann@acme.test", "second-password")).status_code == 401
 
 
 async def test_cli_refusals_are_reported_with_their_reason(system: RunningSystem) -> None:
-    assert (await cli(system.settings, "create-tenant", "--tenant", "acme", "--name", "Acme")).returncode == 0
+    assert (
+        await cli(system.settings, "create-tenant", "--tenant", "acme", "--name", "Acme")
+    ).returncode == 0
     again = await cli(system.settings, "create-tenant", "--tenant", "acme", "--name", "Acme")
     assert again.returncode == 1 and "already_exists" in again.stderr
-    nowhere = await cli(system.settings, "create-agent", "--tenant", "nowhere", "--email", "a@b.c", "--name", "A", "--password", "password1")
+    nowhere = await cli(
+        system.settings,
+        "create-agent",
+        "--tenant",
+        "nowhere",
+        "--email",
+        "a@b.c",
+        "--name",
+        "A",
+        "--password",
+        "password1",
+    )
     assert nowhere.returncode == 1 and "not_found" in nowhere.stderr
-    unknown = await cli(system.settings, "remove-agent", "--tenant", "acme", "--email", "ghost@acme.test")
+    unknown = await cli(
+        system.settings, "remove-agent", "--tenant", "acme", "--email", "ghost@acme.test"
+    )
     assert unknown.returncode == 1 and "not_found" in unknown.stderr

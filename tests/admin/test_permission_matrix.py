@@ -16,7 +16,14 @@ import pytest_asyncio
 
 from connectors.service import ConnectorsService
 from gateway.auth.permissions import (
-    MANAGE_CONNECTORS, SEE_ALL, SEE_HISTORY, TRANSFER, VIEW_AUDIT, VIEW_BILLING, VIEW_REPORTS, effective_permissions,
+    MANAGE_CONNECTORS,
+    SEE_ALL,
+    SEE_HISTORY,
+    TRANSFER,
+    VIEW_AUDIT,
+    VIEW_BILLING,
+    VIEW_REPORTS,
+    effective_permissions,
 )
 from gateway.auth.tokens import AgentPrincipal, TokenService
 from tests.admin.helpers import eventually, new_agent, owner_session
@@ -47,7 +54,13 @@ def auth(token: str) -> dict[str, str]:
 
 
 def token_without(system: RunningSystem, agent_id: str, permission: str) -> str:
-    principal = AgentPrincipal(tenant=TENANT, agent_id=agent_id, role="agent", name=agent_id, permissions=effective_permissions("agent") - {permission})
+    principal = AgentPrincipal(
+        tenant=TENANT,
+        agent_id=agent_id,
+        role="agent",
+        name=agent_id,
+        permissions=effective_permissions("agent") - {permission},
+    )
     return TokenService(system.settings).issue_access(principal)
 
 
@@ -63,11 +76,16 @@ async def served(system: RunningSystem, ann: Client, visitor: str, body: str) ->
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(vhosts: RabbitVhosts, mongo_server: MongoServer) -> AsyncIterator[World]:
-    async with shared_system(vhosts, mongo_server, connectors_port=0) as system, httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+    async with (
+        shared_system(vhosts, mongo_server, connectors_port=0) as system,
+        httpx.AsyncClient(base_url=system.gateway.base_url) as http,
+    ):
         connectors = ConnectorsService(system.settings)
         await connectors.start()
         try:
-            owner = await owner_session(system, http, TENANT, "saas", plan="business")  # seats for every role and group tested
+            owner = await owner_session(
+                system, http, TENANT, "saas", plan="business"
+            )  # seats for every role and group tested
             _, plain = await new_agent(http, owner, TENANT, "plain")
             ann_id, ann_auth = await new_agent(http, owner, TENANT, "ann")
             ann = await Client.connect(system.gateway.ws_url, ann_auth["Authorization"].split()[1])
@@ -80,7 +98,11 @@ async def world(vhosts: RabbitVhosts, mongo_server: MongoServer) -> AsyncIterato
             async def archived() -> bool:
                 closed = await http.get(f"/api/conversations/{closed_id}/transcript", headers=owner)
                 live = await http.get(f"/api/conversations/{live_id}/messages", headers=owner)
-                return closed.status_code == 200 and closed.json()["conversation"]["status"] == "closed" and "live secret" in live.text
+                return (
+                    closed.status_code == 200
+                    and closed.json()["conversation"]["status"] == "closed"
+                    and "live secret" in live.text
+                )
 
             await eventually(archived, what="both conversations archived")
             yield world
@@ -91,13 +113,25 @@ async def world(vhosts: RabbitVhosts, mongo_server: MongoServer) -> AsyncIterato
 
 async def granted(world: World, permission: str) -> dict[str, str]:
     """A fresh agent whose only extra is a permission group granting ``permission``."""
-    group = await world.http.post("/api/admin/groups", headers=world.owner, json={"name": f"grants {permission}", "permissions": [permission]})
+    group = await world.http.post(
+        "/api/admin/groups",
+        headers=world.owner,
+        json={"name": f"grants {permission}", "permissions": [permission]},
+    )
     assert group.status_code == 201, group.text
-    _, headers = await new_agent(world.http, world.owner, TENANT, permission.replace("_", "-"), groups=[group.json()["group_id"]])
+    _, headers = await new_agent(
+        world.http,
+        world.owner,
+        TENANT,
+        permission.replace("_", "-"),
+        groups=[group.json()["group_id"]],
+    )
     return headers
 
 
-async def refused(world: World, headers: dict[str, str], path: str, permission: str | None, **params: str) -> None:
+async def refused(
+    world: World, headers: dict[str, str], path: str, permission: str | None, **params: str
+) -> None:
     response = await world.http.get(path, headers=headers, params=params)
     assert response.status_code == 403, (path, response.text)
     assert response.json()["error"]["code"] == "forbidden"
@@ -106,29 +140,50 @@ async def refused(world: World, headers: dict[str, str], path: str, permission: 
     assert "secret" not in response.text
 
 
-async def allowed(world: World, headers: dict[str, str], path: str, **params: str) -> httpx.Response:
+async def allowed(
+    world: World, headers: dict[str, str], path: str, **params: str
+) -> httpx.Response:
     response = await world.http.get(path, headers=headers, params=params)
     assert response.status_code == 200, (path, response.text)
     return response
 
 
-async def test_see_all_conversations_lists_all_and_reads_another_agents_live_conversation(world: World) -> None:
+async def test_see_all_conversations_lists_all_and_reads_another_agents_live_conversation(
+    world: World,
+) -> None:
     see_all = await granted(world, SEE_ALL)
     await refused(world, world.plain, "/api/conversations", SEE_ALL, view="all")
     listed = await allowed(world, see_all, "/api/conversations", view="all")
     assert {world.live_id, world.closed_id} <= {c.get("conversation_id") for c in listed.json()}
-    for path in (f"/api/conversations/{world.live_id}/messages", f"/api/conversations/{world.live_id}/transcript"):
+    for path in (
+        f"/api/conversations/{world.live_id}/messages",
+        f"/api/conversations/{world.live_id}/transcript",
+    ):
         # The plain agent has see_history, which must not open a live chat of someone else.
         await refused(world, world.plain, path, None)
         assert "live secret for Ann" in (await allowed(world, see_all, path)).text
 
 
-async def test_see_history_opens_past_conversations_and_a_visitors_previous_ones(world: World) -> None:
+async def test_see_history_opens_past_conversations_and_a_visitors_previous_ones(
+    world: World,
+) -> None:
     no_history = auth(token_without(world.system, "plain", SEE_HISTORY))
-    await refused(world, no_history, "/api/conversations", SEE_ALL, view="all", visitor_id=world.closed_visitor)
-    listed = await allowed(world, world.plain, "/api/conversations", view="all", visitor_id=world.closed_visitor)
+    await refused(
+        world,
+        no_history,
+        "/api/conversations",
+        SEE_ALL,
+        view="all",
+        visitor_id=world.closed_visitor,
+    )
+    listed = await allowed(
+        world, world.plain, "/api/conversations", view="all", visitor_id=world.closed_visitor
+    )
     assert [c["conversation_id"] for c in listed.json()] == [world.closed_id]
-    for path in (f"/api/conversations/{world.closed_id}/messages", f"/api/conversations/{world.closed_id}/transcript"):
+    for path in (
+        f"/api/conversations/{world.closed_id}/messages",
+        f"/api/conversations/{world.closed_id}/transcript",
+    ):
         await refused(world, no_history, path, None)
         assert "closed secret" in (await allowed(world, world.plain, path)).text
 
@@ -137,7 +192,9 @@ async def test_transfer_over_the_websocket_needs_the_transfer_permission(world: 
     bob_id, bob_auth = await new_agent(world.http, world.owner, TENANT, "bob")
     bob = await Client.connect(world.system.gateway.ws_url, bob_auth["Authorization"].split()[1])
     assert (await bob.op("status", status="online"))["t"] == "ack"
-    narrow = await Client.connect(world.system.gateway.ws_url, token_without(world.system, world.ann_id, TRANSFER))
+    narrow = await Client.connect(
+        world.system.gateway.ws_url, token_without(world.system, world.ann_id, TRANSFER)
+    )
     ann = world.ann
     try:
         no = await narrow.op("transfer", conversation_id=world.live_id, to_agent_id=bob_id)
@@ -146,10 +203,21 @@ async def test_transfer_over_the_websocket_needs_the_transfer_permission(world: 
         assert yes["t"] == "ack", yes
         offered = await bob.wait_event("conversation.offered", conversation_id=world.live_id)
         assert bob_id in offered["event"]["data"]["agent_ids"]
-        requested = await ann.wait_event("conversation.transfer_requested", conversation_id=world.live_id)
+        requested = await ann.wait_event(
+            "conversation.transfer_requested", conversation_id=world.live_id
+        )
         assert requested["event"]["actor"]["id"] == world.ann_id
         # The refused attempt put nothing on the log: exactly one request, the permitted one.
-        assert len([f for f in ann.events("conversation.transfer_requested") if f["event"]["data"]["conversation_id"] == world.live_id]) == 1
+        assert (
+            len(
+                [
+                    f
+                    for f in ann.events("conversation.transfer_requested")
+                    if f["event"]["data"]["conversation_id"] == world.live_id
+                ]
+            )
+            == 1
+        )
     finally:
         for client in (bob, narrow):
             await client.close()
@@ -160,9 +228,16 @@ async def test_manage_connectors_view_billing_view_audit_and_view_reports(world:
     routes = {
         MANAGE_CONNECTORS: [("/api/admin/connectors", {})],
         VIEW_BILLING: [("/api/billing/account", {}), ("/api/billing/plans", {})],
-        VIEW_AUDIT: [(f"/api/audit/conversations/{world.closed_id}/timeline", {}), (f"/api/audit/conversations/{world.closed_id}/state", {"at": now}),
-                     ("/api/audit/settings", {"at": now}), ("/api/audit/admin-events", {})],
-        VIEW_REPORTS: [("/api/reports/summary", {}), ("/api/reports/summary.csv", {"group_by": "agent"})],
+        VIEW_AUDIT: [
+            (f"/api/audit/conversations/{world.closed_id}/timeline", {}),
+            (f"/api/audit/conversations/{world.closed_id}/state", {"at": now}),
+            ("/api/audit/settings", {"at": now}),
+            ("/api/audit/admin-events", {}),
+        ],
+        VIEW_REPORTS: [
+            ("/api/reports/summary", {}),
+            ("/api/reports/summary.csv", {"group_by": "agent"}),
+        ],
     }
     answers: dict[str, httpx.Response] = {}
     for permission, paths in routes.items():

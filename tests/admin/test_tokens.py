@@ -39,10 +39,14 @@ async def refresh(http: httpx.AsyncClient, token: str) -> httpx.Response:
 
 def assert_refused(response: httpx.Response) -> None:
     assert response.status_code == 401, response.text
-    assert response.json()["error"]["code"] == "unauthorized" and "access_token" not in response.json()
+    assert (
+        response.json()["error"]["code"] == "unauthorized" and "access_token" not in response.json()
+    )
 
 
-async def test_an_open_socket_is_closed_with_4401_when_its_access_token_expires(system: RunningSystem, http: httpx.AsyncClient) -> None:
+async def test_an_open_socket_is_closed_with_4401_when_its_access_token_expires(
+    system: RunningSystem, http: httpx.AsyncClient
+) -> None:
     await owner_session(system, http, "expiry")
     issued = time.time()
     tokens = (await login(http, "expiry", "boss@expiry.test", "correct horse")).json()
@@ -53,7 +57,9 @@ async def test_an_open_socket_is_closed_with_4401_when_its_access_token_expires(
     assert time.time() - issued >= TTL_S - 1  # closed by the expiry, not at once
 
 
-async def test_refresh_gives_a_working_access_token(system: RunningSystem, http: httpx.AsyncClient) -> None:
+async def test_refresh_gives_a_working_access_token(
+    system: RunningSystem, http: httpx.AsyncClient
+) -> None:
     await owner_session(system, http, "renew")
     first = (await login(http, "renew", "boss@renew.test", "correct horse")).json()
     renewed = await refresh(http, first["refresh_token"])
@@ -65,25 +71,36 @@ async def test_refresh_gives_a_working_access_token(system: RunningSystem, http:
     socket = await Client.connect(system.gateway.ws_url, body["access_token"])
     assert socket.frames[0]["session"]["tenant"] == "renew"
     await socket.close()
-    assert (await refresh(http, body["refresh_token"])).status_code == 200  # the new refresh token works too
+    assert (
+        await refresh(http, body["refresh_token"])
+    ).status_code == 200  # the new refresh token works too
 
 
-async def test_refresh_is_refused_after_removal_or_a_role_change(system: RunningSystem, http: httpx.AsyncClient) -> None:
+async def test_refresh_is_refused_after_removal_or_a_role_change(
+    system: RunningSystem, http: httpx.AsyncClient
+) -> None:
     owner = await owner_session(system, http, "revoke")
     ann_id, _ = await new_agent(http, owner, "revoke", "ann")
     bob_id, _ = await new_agent(http, owner, "revoke", "bob")
     ann = (await login(http, "revoke", "ann@revoke.test", "ann-password")).json()["refresh_token"]
     bob = (await login(http, "revoke", "bob@revoke.test", "bob-password")).json()["refresh_token"]
     assert (await http.delete(f"/api/admin/agents/{ann_id}", headers=owner)).status_code == 200
-    assert (await http.patch(f"/api/admin/agents/{bob_id}", headers=owner, json={"role": "supervisor"})).status_code == 200
+    assert (
+        await http.patch(f"/api/admin/agents/{bob_id}", headers=owner, json={"role": "supervisor"})
+    ).status_code == 200
     # Straight after the admin's answer: the refresh asks the admin service, which has decided.
     assert_refused(await refresh(http, ann))
     assert_refused(await refresh(http, bob))
     fresh = (await login(http, "revoke", "bob@revoke.test", "bob-password")).json()
-    assert fresh["agent"]["role"] == "supervisor" and (await refresh(http, fresh["refresh_token"])).status_code == 200
+    assert (
+        fresh["agent"]["role"] == "supervisor"
+        and (await refresh(http, fresh["refresh_token"])).status_code == 200
+    )
 
 
-async def test_forged_expired_and_wrong_kind_refresh_tokens_are_refused(system: RunningSystem, http: httpx.AsyncClient) -> None:
+async def test_forged_expired_and_wrong_kind_refresh_tokens_are_refused(
+    system: RunningSystem, http: httpx.AsyncClient
+) -> None:
     await owner_session(system, http, "forge")
     real = (await login(http, "forge", "boss@forge.test", "correct horse")).json()
     claims = jwt.decode(real["refresh_token"], options={"verify_signature": False})
@@ -91,9 +108,13 @@ async def test_forged_expired_and_wrong_kind_refresh_tokens_are_refused(system: 
     now = int(time.time())
     for name, token in {
         "wrong_key": jwt.encode(claims, "an-attacker-key-an-attacker-key-xx", algorithm="HS256"),
-        "expired": jwt.encode({**claims, "iat": now - 7200, "exp": now - 3600}, secret, algorithm="HS256"),
+        "expired": jwt.encode(
+            {**claims, "iat": now - 7200, "exp": now - 3600}, secret, algorithm="HS256"
+        ),
         "access_as_refresh": real["access_token"],
-        "refresh_audience_access_typ": jwt.encode({**claims, "typ": "access"}, secret, algorithm="HS256"),
+        "refresh_audience_access_typ": jwt.encode(
+            {**claims, "typ": "access"}, secret, algorithm="HS256"
+        ),
         "garbage": "abc.def.ghi",
     }.items():
         response = await refresh(http, token)

@@ -6,66 +6,118 @@ import httpx
 
 from agent_service.admin.service import AdminService
 from contracts import Actor, Envelope
+from outbound_webhooks.signing import SIGNATURE_HEADER, verify
 from relaydesk.bus import Bus
-from relaydesk.embedded import free_port
-from relaydesk.webhooks.signing import SIGNATURE_HEADER, verify
 from tests.admin.helpers import eventually, owner_session
 from tests.admin.receiver import Receiver
 from tests.system import RunningSystem
+from tools.embedded import free_port
 
 
 def delivered(receiver: Receiver) -> list[dict]:
     return [json.loads(body) for _, body in receiver.received]
 
 
-async def subscribe(http: httpx.AsyncClient, owner: dict[str, str], url: str, types: list[str]) -> dict:
-    response = await http.post("/api/admin/webhooks", headers=owner, json={"url": url, "event_types": types})
+async def subscribe(
+    http: httpx.AsyncClient, owner: dict[str, str], url: str, types: list[str]
+) -> dict:
+    response = await http.post(
+        "/api/admin/webhooks", headers=owner, json={"url": url, "event_types": types}
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
 
-async def test_an_endpoint_that_was_down_gets_every_event_signed_and_in_order(system: RunningSystem) -> None:
+async def test_an_endpoint_that_was_down_gets_every_event_signed_and_in_order(
+    system: RunningSystem,
+) -> None:
     receiver = Receiver(free_port())  # not started yet: the endpoint is down
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        acme, globex = await owner_session(system, http, "acme"), await owner_session(system, http, "globex")
-        hook = await subscribe(http, acme, receiver.url, ["canned_response.created", "tenant.settings_changed"])
+        acme, globex = (
+            await owner_session(system, http, "acme"),
+            await owner_session(system, http, "globex"),
+        )
+        hook = await subscribe(
+            http, acme, receiver.url, ["canned_response.created", "tenant.settings_changed"]
+        )
         expected = []
         for i in range(3):
-            made = await http.post("/api/canned", headers=acme, json={"shortcut": f"s{i}", "text": f"text {i}"})
+            made = await http.post(
+                "/api/canned", headers=acme, json={"shortcut": f"s{i}", "text": f"text {i}"}
+            )
             expected += made.json()["event_ids"]
-        await http.post("/api/admin/agents", headers=acme, json={"email": "x@acme.test", "name": "X", "password": "password1"})
-        expected += (await http.patch("/api/admin/settings", headers=acme, json={"greeting": "Hello"})).json()["event_ids"]
-        await http.post("/api/canned", headers=globex, json={"shortcut": "other", "text": "another tenant"})
+        await http.post(
+            "/api/admin/agents",
+            headers=acme,
+            json={"email": "x@acme.test", "name": "X", "password": "password1"},
+        )
+        expected += (
+            await http.patch("/api/admin/settings", headers=acme, json={"greeting": "Hello"})
+        ).json()["event_ids"]
+        await http.post(
+            "/api/canned", headers=globex, json={"shortcut": "other", "text": "another tenant"}
+        )
 
         async def failures() -> bool:
-            log = (await http.get(f"/api/admin/webhooks/{hook['subscription_id']}/deliveries", headers=acme)).json()
+            log = (
+                await http.get(
+                    f"/api/admin/webhooks/{hook['subscription_id']}/deliveries", headers=acme
+                )
+            ).json()
             return sum(not d["ok"] for d in log) >= 2
 
         await eventually(failures, what="failed attempts in the delivery log")
         await receiver.start()
         try:
-            await eventually(lambda: len(receiver.received) >= len(expected), what="catch-up deliveries")
+            await eventually(
+                lambda: len(receiver.received) >= len(expected), what="catch-up deliveries"
+            )
         finally:
             await receiver.stop()
     bodies = delivered(receiver)
-    assert [b["event"]["id"] for b in bodies] == expected  # in log order, nothing dropped, nothing extra
+    assert [
+        b["event"]["id"] for b in bodies
+    ] == expected  # in log order, nothing dropped, nothing extra
     assert [b["position"] for b in bodies] == sorted(b["position"] for b in bodies)
     assert {b["event"]["tenant"] for b in bodies} == {"acme"}
     for headers, body in receiver.received:
         assert verify(hook["secret"], body, headers[SIGNATURE_HEADER.lower()])
         assert not verify("wrong-secret", body, headers[SIGNATURE_HEADER.lower()])
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        log = (await http.get(f"/api/admin/webhooks/{hook['subscription_id']}/deliveries", headers=acme)).json()
+        log = (
+            await http.get(
+                f"/api/admin/webhooks/{hook['subscription_id']}/deliveries", headers=acme
+            )
+        ).json()
         assert {d["event_id"] for d in log if d["ok"]} == set(expected)
-        assert (await http.get(f"/api/admin/webhooks/{hook['subscription_id']}/deliveries", headers=globex)).status_code == 404
+        assert (
+            await http.get(
+                f"/api/admin/webhooks/{hook['subscription_id']}/deliveries", headers=globex
+            )
+        ).status_code == 404
 
 
 def chat_message(tenant: str, n: int) -> Envelope:
-    data = {"conversation_id": "c1", "message_id": f"m{n}", "body": f"hello {n}", "author_kind": "customer", "author_id": "v1"}
-    return Envelope(type="message.sent", v=2, tenant=tenant, stream="conversation:c1", actor=Actor(kind="customer", id="v1"), data=data)
+    data = {
+        "conversation_id": "c1",
+        "message_id": f"m{n}",
+        "body": f"hello {n}",
+        "author_kind": "customer",
+        "author_id": "v1",
+    }
+    return Envelope(
+        type="message.sent",
+        v=2,
+        tenant=tenant,
+        stream="conversation:c1",
+        actor=Actor(kind="customer", id="v1"),
+        data=data,
+    )
 
 
-async def test_deliveries_resume_from_the_stored_position_after_a_restart_without_duplicates(system: RunningSystem, bus: Bus) -> None:
+async def test_deliveries_resume_from_the_stored_position_after_a_restart_without_duplicates(
+    system: RunningSystem, bus: Bus
+) -> None:
     receiver = await Receiver(free_port()).start()
     try:
         async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
@@ -80,7 +132,10 @@ async def test_deliveries_resume_from_the_stored_position_after_a_restart_withou
         restarted = AdminService(system.settings)
         await restarted.start()
         try:
-            await eventually(lambda: any(b["event"]["data"]["message_id"] == "m4" for b in delivered(receiver)), what="deliveries after restart")
+            await eventually(
+                lambda: any(b["event"]["data"]["message_id"] == "m4" for b in delivered(receiver)),
+                what="deliveries after restart",
+            )
         finally:
             await restarted.stop()
             system.services.remove(admin)

@@ -6,13 +6,16 @@ from typing import Any
 
 from agent_service.service import AgentService
 from contracts import Actor, Envelope
-from relaydesk.bus import Bus, CommandReply, LogReader
+from contracts.replies import CommandReply
+from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.rpc import RpcClient
 
 TENANT = "acme"
 
 
-async def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+async def wait_until(
+    condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
+) -> Any:
     """Poll ``condition`` until it returns something truthy, or fail after ``timeout``."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -47,15 +50,28 @@ class LogWatch:
             await asyncio.gather(self._task, return_exceptions=True)
         await self._reader.close()
 
-    def of(self, type_name: str, conversation_id: str | None = None, **fields: Any) -> list[Envelope]:
+    def of(
+        self, type_name: str, conversation_id: str | None = None, **fields: Any
+    ) -> list[Envelope]:
         return [
-            e for e in self.events
-            if e.type == type_name and (conversation_id is None or e.data.get("conversation_id") == conversation_id)
+            e
+            for e in self.events
+            if e.type == type_name
+            and (conversation_id is None or e.data.get("conversation_id") == conversation_id)
             and all(e.data.get(k) == v for k, v in fields.items())
         ]
 
-    async def wait_for(self, type_name: str, conversation_id: str | None = None, count: int = 1, **fields: Any) -> list[Envelope]:
-        return await wait_until(lambda: (found := self.of(type_name, conversation_id, **fields)) and len(found) >= count and found, what=f"{count}x {type_name} {fields}")
+    async def wait_for(
+        self, type_name: str, conversation_id: str | None = None, count: int = 1, **fields: Any
+    ) -> list[Envelope]:
+        return await wait_until(
+            lambda: (
+                (found := self.of(type_name, conversation_id, **fields))
+                and len(found) >= count
+                and found
+            ),
+            what=f"{count}x {type_name} {fields}",
+        )
 
     def caused_by(self, command_id: str) -> list[Envelope]:
         return [e for e in self.events if e.causation_id == command_id]
@@ -69,8 +85,16 @@ class Desk:
         self.tenant = tenant
         self.rpc = RpcClient(bus)
 
-    def command(self, type_name: str, data: dict[str, Any], actor: Actor, *, command_id: str | None = None) -> Envelope:
-        fields: dict[str, Any] = {"type": type_name, "tenant": self.tenant, "stream": f"conv:{data.get('conversation_id', 'x')}", "actor": actor, "data": data}
+    def command(
+        self, type_name: str, data: dict[str, Any], actor: Actor, *, command_id: str | None = None
+    ) -> Envelope:
+        fields: dict[str, Any] = {
+            "type": type_name,
+            "tenant": self.tenant,
+            "stream": f"conv:{data.get('conversation_id', 'x')}",
+            "actor": actor,
+            "data": data,
+        }
         if command_id is not None:
             fields["id"] = command_id
         return Envelope(**fields)
@@ -81,9 +105,19 @@ class Desk:
     async def do(self, type_name: str, data: dict[str, Any], actor: Actor) -> CommandReply:
         return await self.send(self.command(type_name, data, actor))
 
-    async def publish_admin(self, type_name: str, data: dict[str, Any], stream: str = "tenant") -> None:
+    async def publish_admin(
+        self, type_name: str, data: dict[str, Any], stream: str = "tenant"
+    ) -> None:
         """Events the admin side would publish (agents, groups, tenant settings)."""
-        await self.bus.publish(Envelope(type=type_name, tenant=self.tenant, stream=stream, actor=Actor(kind="admin", id="root"), data=data))
+        await self.bus.publish(
+            Envelope(
+                type=type_name,
+                tenant=self.tenant,
+                stream=stream,
+                actor=Actor(kind="admin", id="root"),
+                data=data,
+            )
+        )
 
     async def online(self, agent_id: str, max_chats: int | None = None) -> CommandReply:
         data: dict[str, Any] = {"agent_id": agent_id, "status": "online"}
@@ -91,19 +125,33 @@ class Desk:
             data["max_chats"] = max_chats
         return await self.do("agent.set_status", data, agent(agent_id))
 
-    async def request(self, conversation_id: str, visitor_id: str | None = None, **extra: Any) -> CommandReply:
+    async def request(
+        self, conversation_id: str, visitor_id: str | None = None, **extra: Any
+    ) -> CommandReply:
         visitor = visitor_id or f"v-{conversation_id}"
         data = {"conversation_id": conversation_id, "visitor": {"id": visitor}, **extra}
         return await self.do("conversation.request", data, customer(visitor))
 
     async def accept(self, conversation_id: str, agent_id: str) -> CommandReply:
-        return await self.do("conversation.accept", {"conversation_id": conversation_id, "agent_id": agent_id}, agent(agent_id))
+        return await self.do(
+            "conversation.accept",
+            {"conversation_id": conversation_id, "agent_id": agent_id},
+            agent(agent_id),
+        )
 
     async def decline(self, conversation_id: str, agent_id: str) -> CommandReply:
-        return await self.do("conversation.decline", {"conversation_id": conversation_id, "agent_id": agent_id}, agent(agent_id))
+        return await self.do(
+            "conversation.decline",
+            {"conversation_id": conversation_id, "agent_id": agent_id},
+            agent(agent_id),
+        )
 
     async def close(self, conversation_id: str, agent_id: str) -> CommandReply:
-        return await self.do("conversation.close", {"conversation_id": conversation_id, "closed_by": "agent"}, agent(agent_id))
+        return await self.do(
+            "conversation.close",
+            {"conversation_id": conversation_id, "closed_by": "agent"},
+            agent(agent_id),
+        )
 
     async def query(self, name: str, **params: Any) -> Any:
         return await self.rpc.query("agent", name, {"tenant": self.tenant, **params})
@@ -123,4 +171,9 @@ def customer(visitor_id: str) -> Actor:
 async def set_tenant_settings(desk: Desk, service: AgentService, **after: Any) -> None:
     """Publish a settings change as the admin side does, and wait until routing folded it."""
     await desk.publish_admin("tenant.settings_changed", {"before": {}, "after": after})
-    await wait_until(lambda: all(service.state.tenant(desk.tenant).settings.get(k) == v for k, v in after.items()), what=f"settings {after} folded")
+    await wait_until(
+        lambda: all(
+            service.state.tenant(desk.tenant).settings.get(k) == v for k, v in after.items()
+        ),
+        what=f"settings {after} folded",
+    )

@@ -14,7 +14,9 @@ async def test_simultaneous_accepts_have_exactly_one_winner(desk: Desk, watch: L
     for n in range(ROUNDS):
         conversation_id = f"race-{n}"
         await desk.request(conversation_id)
-        one, two = await asyncio.gather(desk.accept(conversation_id, "a1"), desk.accept(conversation_id, "a2"))
+        one, two = await asyncio.gather(
+            desk.accept(conversation_id, "a1"), desk.accept(conversation_id, "a2")
+        )
         assert [one.ok, two.ok].count(True) == 1, (n, one, two)
         loser = two if one.ok else one
         assert loser.code == "already_assigned"
@@ -27,4 +29,6 @@ async def test_simultaneous_accepts_have_exactly_one_winner(desk: Desk, watch: L
     assert len(accepted) == ROUNDS
     assert len({e.data["conversation_id"] for e in accepted}) == ROUNDS
     assert sum(winners.values()) == ROUNDS
-    assert len(watch.of("command.rejected", reason="already_assigned")) == ROUNDS  # every loser, audited
+    assert (
+        len(watch.of("command.rejected", reason="already_assigned")) == ROUNDS
+    )  # every loser, audited

@@ -22,15 +22,28 @@ PRELUDE = [("online", "c1", "a1"), ("online", "c1", "a2")]  # start where decisi
 agent_ids = st.sampled_from(AGENTS)
 conversation_ids = st.sampled_from(CONVERSATIONS)
 STEP_KINDS = (  # repeated kinds are drawn more often
-    "conversation.request", "conversation.accept", "accept_offer", "accept_offer", "decline_offer",
-    "conversation.transfer", "conversation.close", "online", "away", "agent.connection_lost", "tick", "grace",
+    "conversation.request",
+    "conversation.accept",
+    "accept_offer",
+    "accept_offer",
+    "decline_offer",
+    "conversation.transfer",
+    "conversation.close",
+    "online",
+    "away",
+    "agent.connection_lost",
+    "tick",
+    "grace",
 )
 steps = st.tuples(st.sampled_from(STEP_KINDS), conversation_ids, agent_ids)
 
 
 def command_for(step: tuple[str, str, str], state: RoutingState) -> Envelope:
     kind, conversation_id, agent_id = step
-    if kind in ("accept_offer", "decline_offer"):  # an agent answering an offer they hold (when any)
+    if kind in (
+        "accept_offer",
+        "decline_offer",
+    ):  # an agent answering an offer they hold (when any)
         current = state.tenant("acme").conversations.get(conversation_id)
         offered = sorted(current.offered_to) if current else []
         agent_id = offered[AGENTS.index(agent_id) % len(offered)] if offered else agent_id
@@ -38,7 +51,10 @@ def command_for(step: tuple[str, str, str], state: RoutingState) -> Envelope:
     actor = Actor(kind="agent", id=agent_id)
     data: dict[str, Any] = {"conversation_id": conversation_id, "agent_id": agent_id}
     if kind == "conversation.request":
-        actor, data = Actor(kind="customer", id=f"v-{conversation_id}"), {"conversation_id": conversation_id, "visitor": {"id": f"v-{conversation_id}"}}
+        actor, data = (
+            Actor(kind="customer", id=f"v-{conversation_id}"),
+            {"conversation_id": conversation_id, "visitor": {"id": f"v-{conversation_id}"}},
+        )
     elif kind in ("online", "away"):
         kind, data = "agent.set_status", {"agent_id": agent_id, "status": kind, "max_chats": 2}
     elif kind == "agent.connection_lost":
@@ -46,14 +62,27 @@ def command_for(step: tuple[str, str, str], state: RoutingState) -> Envelope:
     elif kind == "conversation.transfer":
         current = state.tenant("acme").conversations.get(conversation_id)
         sender = (current.agent_id if current else None) or agent_id
-        actor, data = Actor(kind="agent", id=sender), {"conversation_id": conversation_id, "from_agent_id": sender, "to_agent_id": agent_id}
+        actor, data = (
+            Actor(kind="agent", id=sender),
+            {"conversation_id": conversation_id, "from_agent_id": sender, "to_agent_id": agent_id},
+        )
     elif kind == "conversation.close":
         data = {"conversation_id": conversation_id, "closed_by": "agent"}
     elif kind == "tick":  # the timers fire
-        kind, actor, data = "conversation.expire_offers", Actor(kind="system", id="t"), {"conversation_id": conversation_id}
+        kind, actor, data = (
+            "conversation.expire_offers",
+            Actor(kind="system", id="t"),
+            {"conversation_id": conversation_id},
+        )
     elif kind == "grace":
-        kind, actor, data = "agent.expire_disconnect", Actor(kind="system", id="t"), {"agent_id": agent_id}
-    return Envelope(type=kind, tenant="acme", stream=f"conv:{conversation_id}", actor=actor, data=data)
+        kind, actor, data = (
+            "agent.expire_disconnect",
+            Actor(kind="system", id="t"),
+            {"agent_id": agent_id},
+        )
+    return Envelope(
+        type=kind, tenant="acme", stream=f"conv:{conversation_id}", actor=actor, data=data
+    )
 
 
 def check_invariants(state: RoutingState) -> None:
@@ -80,7 +109,9 @@ def check_invariants(state: RoutingState) -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(mode=st.sampled_from(MODES), script=st.lists(steps, min_size=10, max_size=60))
-def test_any_command_sequence_keeps_invariants_and_replays_to_the_same_state(mode: str, script: list) -> None:
+def test_any_command_sequence_keeps_invariants_and_replays_to_the_same_state(
+    mode: str, script: list
+) -> None:
     live = RoutingState()
     live.tenant("acme").settings["routing_mode"] = mode
     emitted: list[Envelope] = []

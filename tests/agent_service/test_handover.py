@@ -14,7 +14,11 @@ async def engaged(desk: Desk, conversation_id: str, agent_id: str) -> None:
 
 
 async def transfer(desk: Desk, conversation_id: str, from_agent: str, **target: str):
-    return await desk.do("conversation.transfer", {"conversation_id": conversation_id, "from_agent_id": from_agent, **target}, agent(from_agent))
+    return await desk.do(
+        "conversation.transfer",
+        {"conversation_id": conversation_id, "from_agent_id": from_agent, **target},
+        agent(from_agent),
+    )
 
 
 async def test_transfer_to_agent_accepted_moves_the_chat(desk: Desk, watch: LogWatch) -> None:
@@ -24,7 +28,12 @@ async def test_transfer_to_agent_accepted_moves_the_chat(desk: Desk, watch: LogW
     reply = await transfer(desk, "c1", "a1", to_agent_id="a2", note="billing question")
     assert reply.ok
     state = await desk.state("c1")
-    assert (state["status"], state["agent_id"], state["offered_to"], state["transfer_from"]) == ("transfer_pending", "a1", ["a2"], "a1")
+    assert (state["status"], state["agent_id"], state["offered_to"], state["transfer_from"]) == (
+        "transfer_pending",
+        "a1",
+        ["a2"],
+        "a1",
+    )
     [offer] = await watch.wait_for("conversation.offered", "c1", transfer_from="a1")
     assert offer.data["agent_ids"] == ["a2"]
     assert (await desk.accept("c1", "a2")).ok
@@ -35,14 +44,27 @@ async def test_transfer_to_agent_accepted_moves_the_chat(desk: Desk, watch: LogW
     assert chats == {"a1": 0, "a2": 1}
 
 
-async def test_transfer_declined_stays_with_the_original_agent(desk: Desk, service: AgentService) -> None:
+async def test_transfer_declined_stays_with_the_original_agent(
+    desk: Desk, service: AgentService
+) -> None:
     await desk.online("a1")
     await engaged(desk, "c1", "a1")
     await desk.online("a2")
     await desk.online("a3")
-    await desk.publish_admin("agent.updated", {"agent_id": "a2", "before": {}, "after": {"groups": ["g-billing"]}}, stream="agent:a2")
-    await desk.publish_admin("agent.updated", {"agent_id": "a3", "before": {}, "after": {"groups": ["g-billing"]}}, stream="agent:a3")
-    await wait_until(lambda: service.state.tenant("acme").agents["a3"].groups == ("g-billing",), what="groups folded")
+    await desk.publish_admin(
+        "agent.updated",
+        {"agent_id": "a2", "before": {}, "after": {"groups": ["g-billing"]}},
+        stream="agent:a2",
+    )
+    await desk.publish_admin(
+        "agent.updated",
+        {"agent_id": "a3", "before": {}, "after": {"groups": ["g-billing"]}},
+        stream="agent:a3",
+    )
+    await wait_until(
+        lambda: service.state.tenant("acme").agents["a3"].groups == ("g-billing",),
+        what="groups folded",
+    )
     assert (await transfer(desk, "c1", "a1", to_group="g-billing")).ok
     assert (await desk.state("c1"))["offered_to"] == ["a2", "a3"]
     assert (await transfer(desk, "c1", "a1", to_agent_id="a2")).code == "transfer_pending"
@@ -54,7 +76,9 @@ async def test_transfer_declined_stays_with_the_original_agent(desk: Desk, servi
     assert (await transfer(desk, "c1", "a1", to_agent_id="nobody")).code == "unavailable"
 
 
-async def test_disconnected_agent_gets_chats_requeued_after_grace(desk: Desk, watch: LogWatch) -> None:
+async def test_disconnected_agent_gets_chats_requeued_after_grace(
+    desk: Desk, watch: LogWatch
+) -> None:
     await desk.online("a1")
     await engaged(desk, "c1", "a1")
     await desk.online("a2", max_chats=1)
@@ -68,18 +92,26 @@ async def test_disconnected_agent_gets_chats_requeued_after_grace(desk: Desk, wa
     assert requeued.data["position"] == 1
     assert (await desk.close("c2", "a2")).ok  # a2 has room: the requeued chat goes to a2
     assert (await desk.state("c1"))["offered_to"] == ["a2"]
-    assert [a["status"] for a in await desk.query("agents.status") if a["agent_id"] == "a1"] == ["offline"]
+    assert [a["status"] for a in await desk.query("agents.status") if a["agent_id"] == "a1"] == [
+        "offline"
+    ]
 
 
-async def test_agent_returning_within_grace_keeps_the_chat(desk: Desk, service: AgentService, watch: LogWatch) -> None:
+async def test_agent_returning_within_grace_keeps_the_chat(
+    desk: Desk, service: AgentService, watch: LogWatch
+) -> None:
     await desk.online("a1")
     await engaged(desk, "c1", "a1")
     await desk.do("agent.connection_lost", {"agent_id": "a1"}, agent("a1"))
     await watch.wait_for("conversation.agent_disconnected", "c1")
     assert (await desk.online("a1")).ok  # back before the grace period ends
     deadline = datetime.now(UTC) + timedelta(seconds=1.2)
-    await asyncio.sleep((deadline - datetime.now(UTC)).total_seconds())  # the grace period itself is what is tested
-    late = await desk.do("agent.expire_disconnect", {"agent_id": "a1"}, Actor(kind="system", id="test"))
+    await asyncio.sleep(
+        (deadline - datetime.now(UTC)).total_seconds()
+    )  # the grace period itself is what is tested
+    late = await desk.do(
+        "agent.expire_disconnect", {"agent_id": "a1"}, Actor(kind="system", id="test")
+    )
     assert late.ok and late.event_ids == ()
     assert not watch.of("conversation.queued", "c1", reason="agent_disconnected")
     forged = await desk.do("agent.expire_disconnect", {"agent_id": "a1"}, agent("a2"))
@@ -91,8 +123,20 @@ async def test_close_withdraws_standing_offers(desk: Desk, watch: LogWatch) -> N
     await desk.online("a1")
     await desk.online("a2")
     await desk.request("c1")
-    assert (await desk.do("conversation.close", {"conversation_id": "c1", "closed_by": "customer"}, customer("someone-else"))).code == "forbidden"
-    assert (await desk.do("conversation.close", {"conversation_id": "c1", "closed_by": "customer"}, customer("v-c1"))).ok
+    assert (
+        await desk.do(
+            "conversation.close",
+            {"conversation_id": "c1", "closed_by": "customer"},
+            customer("someone-else"),
+        )
+    ).code == "forbidden"
+    assert (
+        await desk.do(
+            "conversation.close",
+            {"conversation_id": "c1", "closed_by": "customer"},
+            customer("v-c1"),
+        )
+    ).ok
     [withdrawn] = await watch.wait_for("conversation.offer_withdrawn", "c1", reason="closed")
     assert withdrawn.data["agent_ids"] == ["a1", "a2"]
     assert {a["pending_offers"] for a in await desk.query("agents.status")} == {0}
@@ -102,19 +146,33 @@ def notes(watch: LogWatch, conversation_id: str) -> list[tuple[str, str]]:
     return [(e.data["kind"], e.data["text"]) for e in watch.of("message.system", conversation_id)]
 
 
-async def test_accepted_transfer_tells_the_chat_who_handed_over_with_the_note(desk: Desk, watch: LogWatch) -> None:
-    await desk.publish_admin("agent.created", {"agent_id": "a1", "email": "ann@acme.test", "name": "Ann"}, stream="agent:a1")
-    await desk.publish_admin("agent.created", {"agent_id": "a2", "email": "bob@acme.test", "name": "Bob"}, stream="agent:a2")
+async def test_accepted_transfer_tells_the_chat_who_handed_over_with_the_note(
+    desk: Desk, watch: LogWatch
+) -> None:
+    await desk.publish_admin(
+        "agent.created",
+        {"agent_id": "a1", "email": "ann@acme.test", "name": "Ann"},
+        stream="agent:a1",
+    )
+    await desk.publish_admin(
+        "agent.created",
+        {"agent_id": "a2", "email": "bob@acme.test", "name": "Bob"},
+        stream="agent:a2",
+    )
     await desk.online("a1")
     await engaged(desk, "c1", "a1")
     await desk.online("a2")
     assert (await transfer(desk, "c1", "a1", to_agent_id="a2", note="wants a refund")).ok
-    accept = desk.command("conversation.accept", {"conversation_id": "c1", "agent_id": "a2"}, agent("a2"))
+    accept = desk.command(
+        "conversation.accept", {"conversation_id": "c1", "agent_id": "a2"}, agent("a2")
+    )
     accepted = await desk.send(accept)
     assert accepted.ok
     await watch.wait_for("message.system", "c1", kind="joined", count=2)
     assert notes(watch, "c1")[-3:] == [
-        ("transferred", "Ann transferred the chat to Bob: wants a refund"), ("left", "Ann left the chat"), ("joined", "Bob has entered the chat"),
+        ("transferred", "Ann transferred the chat to Bob: wants a refund"),
+        ("left", "Ann left the chat"),
+        ("joined", "Bob has entered the chat"),
     ]
     # the notes' ids come from the command: a redelivery answers with the same ids and adds nothing
     handover = [e for e in watch.caused_by(accept.id) if e.type == "message.system"]
@@ -126,8 +184,15 @@ async def test_accepted_transfer_tells_the_chat_who_handed_over_with_the_note(de
     assert (await transfer(desk, "c1", "a2", to_agent_id="a1")).ok
     assert (await desk.accept("c1", "a1")).ok
     await watch.wait_for("message.system", "c1", kind="joined", count=3)
-    assert notes(watch, "c1")[-3:] == [("transferred", "Bob transferred the chat to Ann"), ("left", "Bob left the chat"), ("joined", "Ann has entered the chat")]
-    assert [text for kind, text in notes(watch, "c1") if kind == "left"] == ["Ann left the chat", "Bob left the chat"]  # the redelivery added none
+    assert notes(watch, "c1")[-3:] == [
+        ("transferred", "Bob transferred the chat to Ann"),
+        ("left", "Bob left the chat"),
+        ("joined", "Ann has entered the chat"),
+    ]
+    assert [text for kind, text in notes(watch, "c1") if kind == "left"] == [
+        "Ann left the chat",
+        "Bob left the chat",
+    ]  # the redelivery added none
 
 
 async def test_agent_who_does_not_return_in_time_left_the_chat(desk: Desk, watch: LogWatch) -> None:
@@ -138,16 +203,30 @@ async def test_agent_who_does_not_return_in_time_left_the_chat(desk: Desk, watch
     [left] = await watch.wait_for("message.system", "c1", kind="left")
     assert left.data["text"] == "a1 left the chat"  # an agent without a name is shown by id
     said = notes(watch, "c1")
-    assert said[said.index(("left", "a1 left the chat")) + 1] == ("notice", "We are finding another agent for you.")
+    assert said[said.index(("left", "a1 left the chat")) + 1] == (
+        "notice",
+        "We are finding another agent for you.",
+    )
 
 
-async def test_customer_ending_the_chat_left_it_and_an_agent_closing_does_not_say_so(desk: Desk, watch: LogWatch) -> None:
+async def test_customer_ending_the_chat_left_it_and_an_agent_closing_does_not_say_so(
+    desk: Desk, watch: LogWatch
+) -> None:
     await desk.online("a1")
     await desk.request("c1", visitor={"id": "v-c1", "name": "Vera"})
     assert (await desk.accept("c1", "a1")).ok
-    assert (await desk.do("conversation.close", {"conversation_id": "c1", "closed_by": "customer"}, customer("v-c1"))).ok
+    assert (
+        await desk.do(
+            "conversation.close",
+            {"conversation_id": "c1", "closed_by": "customer"},
+            customer("v-c1"),
+        )
+    ).ok
     await watch.wait_for("message.system", "c1", kind="closed")
-    assert notes(watch, "c1")[-2:] == [("left", "Vera left the chat"), ("closed", "The conversation was closed by the customer")]
+    assert notes(watch, "c1")[-2:] == [
+        ("left", "Vera left the chat"),
+        ("closed", "The conversation was closed by the customer"),
+    ]
 
     await desk.request("c2")
     assert (await desk.accept("c2", "a1")).ok

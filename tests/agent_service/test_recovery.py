@@ -9,25 +9,41 @@ from tests.agent_service.helpers import Desk, LogWatch, agent, wait_until
 async def test_same_command_twice_gives_one_set_of_events(desk: Desk, watch: LogWatch) -> None:
     await desk.online("a1")
     await desk.online("a2")
-    request = desk.command("conversation.request", {"conversation_id": "c1", "visitor": {"id": "v1"}}, agent("a1"))
+    request = desk.command(
+        "conversation.request", {"conversation_id": "c1", "visitor": {"id": "v1"}}, agent("a1")
+    )
     first = await desk.send(request)
     second = await desk.send(request)
     assert first.ok and second.event_ids == first.event_ids and len(first.event_ids) == 3
-    accept = desk.command("conversation.accept", {"conversation_id": "c1", "agent_id": "a2"}, agent("a2"))
+    accept = desk.command(
+        "conversation.accept", {"conversation_id": "c1", "agent_id": "a2"}, agent("a2")
+    )
     accepted, again = await desk.send(accept), await desk.send(accept)
     assert accepted.ok and again.ok and again.event_ids == accepted.event_ids
-    rejected = desk.command("conversation.accept", {"conversation_id": "c1", "agent_id": "a1"}, agent("a1"))
+    rejected = desk.command(
+        "conversation.accept", {"conversation_id": "c1", "agent_id": "a1"}, agent("a1")
+    )
     no, still_no = await desk.send(rejected), await desk.send(rejected)
-    assert (no.code, still_no.code, still_no.event_ids) == ("already_assigned", "already_assigned", no.event_ids)
-    await desk.close("c1", "a2")  # a later decision: once it is in the log, everything before it is too
+    assert (no.code, still_no.code, still_no.event_ids) == (
+        "already_assigned",
+        "already_assigned",
+        no.event_ids,
+    )
+    await desk.close(
+        "c1", "a2"
+    )  # a later decision: once it is in the log, everything before it is too
     await watch.wait_for("conversation.closed", "c1")
     assert [e.id for e in watch.caused_by(request.id)] == list(first.event_ids)
     assert [e.id for e in watch.caused_by(accept.id)] == list(accepted.event_ids)
     assert len(watch.of("conversation.requested", "c1")) == 1
 
 
-async def test_restart_rebuilds_state_and_decisions_stay_consistent(routing_settings: Settings, bus: Bus, watch: LogWatch) -> None:
-    routing_settings = routing_settings.model_copy(update={"offer_timeout_s": 60})  # no expiry mid-comparison
+async def test_restart_rebuilds_state_and_decisions_stay_consistent(
+    routing_settings: Settings, bus: Bus, watch: LogWatch
+) -> None:
+    routing_settings = routing_settings.model_copy(
+        update={"offer_timeout_s": 60}
+    )  # no expiry mid-comparison
     desk = Desk(bus)
     first = AgentService(routing_settings)
     await first.start()
@@ -35,7 +51,9 @@ async def test_restart_rebuilds_state_and_decisions_stay_consistent(routing_sett
         await desk.online("a1")
         await desk.online("a2", max_chats=1)
         await desk.request("c1")
-        accept = desk.command("conversation.accept", {"conversation_id": "c1", "agent_id": "a1"}, agent("a1"))
+        accept = desk.command(
+            "conversation.accept", {"conversation_id": "c1", "agent_id": "a1"}, agent("a1")
+        )
         accepted = await desk.send(accept)
         assert accepted.ok
         await desk.request("c2")
@@ -60,7 +78,9 @@ async def test_restart_rebuilds_state_and_decisions_stay_consistent(routing_sett
         await second.stop()
 
 
-async def test_offer_timers_survive_a_restart(routing_settings: Settings, bus: Bus, watch: LogWatch) -> None:
+async def test_offer_timers_survive_a_restart(
+    routing_settings: Settings, bus: Bus, watch: LogWatch
+) -> None:
     desk = Desk(bus)
     first = AgentService(routing_settings)
     await first.start()
@@ -71,12 +91,16 @@ async def test_offer_timers_survive_a_restart(routing_settings: Settings, bus: B
     await second.start()
     try:
         await watch.wait_for("conversation.offer_withdrawn", "c1", reason="expired")
-        await watch.wait_for("conversation.offered", "c1", count=2)  # re-offered by the new instance
+        await watch.wait_for(
+            "conversation.offered", "c1", count=2
+        )  # re-offered by the new instance
     finally:
         await second.stop()
 
 
-async def test_standby_instance_takes_over_with_the_same_decisions(routing_settings: Settings, bus: Bus, watch: LogWatch) -> None:
+async def test_standby_instance_takes_over_with_the_same_decisions(
+    routing_settings: Settings, bus: Bus, watch: LogWatch
+) -> None:
     routing_settings = routing_settings.model_copy(update={"offer_timeout_s": 60})
     desk = Desk(bus)
     active, standby = AgentService(routing_settings), AgentService(routing_settings)
@@ -86,7 +110,9 @@ async def test_standby_instance_takes_over_with_the_same_decisions(routing_setti
         await desk.online("a1")
         await desk.online("a2")
         await desk.request("c1")
-        accept = desk.command("conversation.accept", {"conversation_id": "c1", "agent_id": "a1"}, agent("a1"))
+        accept = desk.command(
+            "conversation.accept", {"conversation_id": "c1", "agent_id": "a1"}, agent("a1")
+        )
         accepted = await desk.send(accept)
         assert accepted.ok
         await active.stop()
@@ -94,13 +120,17 @@ async def test_standby_instance_takes_over_with_the_same_decisions(routing_setti
         assert (await desk.send(accept)).event_ids == accepted.event_ids
         await desk.request("c2")
         assert (await desk.accept("c2", "a2")).ok
-        assert standby.state.tenant("acme").conversations["c2"].agent_id == "a2"  # the standby decided
+        assert (
+            standby.state.tenant("acme").conversations["c2"].agent_id == "a2"
+        )  # the standby decided
     finally:
         await standby.stop()
         await active.stop()  # stop() is idempotent
 
 
-async def test_crash_after_publish_before_ack_redelivers_with_the_same_events(service: AgentService, desk: Desk, watch: LogWatch) -> None:
+async def test_crash_after_publish_before_ack_redelivers_with_the_same_events(
+    service: AgentService, desk: Desk, watch: LogWatch
+) -> None:
     await desk.online("a1")
     await desk.online("a2")
     await desk.request("c1")

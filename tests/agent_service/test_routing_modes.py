@@ -4,7 +4,9 @@ from agent_service.service import AgentService
 from tests.agent_service.helpers import Desk, LogWatch, agent, set_tenant_settings, wait_until
 
 
-async def test_broadcast_decline_keeps_it_offered_to_the_others_then_queued(desk: Desk, watch: LogWatch) -> None:
+async def test_broadcast_decline_keeps_it_offered_to_the_others_then_queued(
+    desk: Desk, watch: LogWatch
+) -> None:
     await desk.online("a1")
     await desk.online("a2")
     await desk.request("c1")
@@ -21,7 +23,9 @@ async def test_broadcast_decline_keeps_it_offered_to_the_others_then_queued(desk
     assert (await desk.state("c1"))["offered_to"] == ["a3"]
 
 
-async def test_round_robin_takes_turns_and_decline_passes_it_on(desk: Desk, service: AgentService) -> None:
+async def test_round_robin_takes_turns_and_decline_passes_it_on(
+    desk: Desk, service: AgentService
+) -> None:
     await set_tenant_settings(desk, service, routing_mode="round_robin")
     for agent_id in ("a1", "a2", "a3"):
         await desk.online(agent_id, max_chats=10)
@@ -34,7 +38,9 @@ async def test_round_robin_takes_turns_and_decline_passes_it_on(desk: Desk, serv
     assert (await desk.state("c0"))["offered_to"] == ["a2"]
 
 
-async def test_least_busy_offers_to_the_agent_with_fewest_chats(desk: Desk, service: AgentService) -> None:
+async def test_least_busy_offers_to_the_agent_with_fewest_chats(
+    desk: Desk, service: AgentService
+) -> None:
     await set_tenant_settings(desk, service, routing_mode="least_busy")
     await desk.online("a1", max_chats=10)
     for n in range(3):  # a1 alone takes three chats
@@ -49,11 +55,16 @@ async def test_least_busy_offers_to_the_agent_with_fewest_chats(desk: Desk, serv
     assert (await desk.state("x2"))["offered_to"] == ["a3"]  # a3 has 0, a2 has 1, a1 has 3
     await desk.request("x3")  # a3 now holds an offer: a2 and a3 are equally loaded, ties by id
     assert (await desk.state("x3"))["offered_to"] == ["a2"]
-    status = {a["agent_id"]: (a["active_chats"], a["pending_offers"]) for a in await desk.query("agents.status")}
+    status = {
+        a["agent_id"]: (a["active_chats"], a["pending_offers"])
+        for a in await desk.query("agents.status")
+    }
     assert status == {"a1": (3, 0), "a2": (1, 1), "a3": (0, 1)}
 
 
-async def test_offer_timeout_reoffers_to_the_next_agent(desk: Desk, watch: LogWatch, service: AgentService) -> None:
+async def test_offer_timeout_reoffers_to_the_next_agent(
+    desk: Desk, watch: LogWatch, service: AgentService
+) -> None:
     await set_tenant_settings(desk, service, routing_mode="round_robin")
     await desk.online("a1")
     await desk.online("a2")
@@ -68,9 +79,20 @@ async def test_offer_timeout_reoffers_to_the_next_agent(desk: Desk, watch: LogWa
 
 
 async def test_department_limits_offers_to_its_groups(desk: Desk, service: AgentService) -> None:
-    await desk.publish_admin("permission_group.created", {"group_id": "g-sales", "name": "Sales", "departments": ["sales"]})
-    await desk.publish_admin("agent.created", {"agent_id": "a1", "email": "a1@acme.test", "name": "A1", "groups": ["g-sales"]}, stream="agent:a1")
-    await desk.publish_admin("agent.created", {"agent_id": "a2", "email": "a2@acme.test", "name": "A2"}, stream="agent:a2")
+    await desk.publish_admin(
+        "permission_group.created",
+        {"group_id": "g-sales", "name": "Sales", "departments": ["sales"]},
+    )
+    await desk.publish_admin(
+        "agent.created",
+        {"agent_id": "a1", "email": "a1@acme.test", "name": "A1", "groups": ["g-sales"]},
+        stream="agent:a1",
+    )
+    await desk.publish_admin(
+        "agent.created",
+        {"agent_id": "a2", "email": "a2@acme.test", "name": "A2"},
+        stream="agent:a2",
+    )
     await desk.online("a1")
     await desk.online("a2")
     await desk.request("c-sales", department="sales")
@@ -90,12 +112,16 @@ async def test_going_offline_withdraws_offers_and_reroutes(desk: Desk, watch: Lo
     assert (await desk.state("c1"))["offered_to"] == ["a2"]
 
 
-async def test_removed_agent_is_never_offered_and_cannot_accept(desk: Desk, service: AgentService) -> None:
+async def test_removed_agent_is_never_offered_and_cannot_accept(
+    desk: Desk, service: AgentService
+) -> None:
     await desk.online("a1")
     await desk.online("a2")
     await desk.request("c1")
     await desk.publish_admin("agent.removed", {"agent_id": "a1"}, stream="agent:a1")
-    await wait_until(lambda: service.state.tenant("acme").agents["a1"].removed, what="removal folded")
+    await wait_until(
+        lambda: service.state.tenant("acme").agents["a1"].removed, what="removal folded"
+    )
     assert (await desk.accept("c1", "a1")).code == "forbidden"
     await desk.request("c2")
     assert (await desk.state("c2"))["offered_to"] == ["a2"]

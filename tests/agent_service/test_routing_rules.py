@@ -14,7 +14,9 @@ def tenant_with(*agent_ids: str, mode: str = "broadcast") -> Tenant:
     return tenant
 
 
-def chat(conversation_id: str = "c1", channel: str = "web", department: str | None = None) -> Conversation:
+def chat(
+    conversation_id: str = "c1", channel: str = "web", department: str | None = None
+) -> Conversation:
     return Conversation(conversation_id, "v1", channel, department, seq=0)
 
 

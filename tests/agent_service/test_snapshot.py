@@ -24,8 +24,15 @@ def comparable(state: RoutingState) -> list[str]:
 
 async def busy_morning(desk: Desk, service: AgentService) -> None:
     await set_tenant_settings(desk, service, routing_mode="least_busy", offline_text="closed")
-    await desk.publish_admin("permission_group.created", {"group_id": "g1", "name": "G1", "departments": ["sales"], "channels": ["web"]})
-    await desk.publish_admin("agent.created", {"agent_id": "a1", "email": "a1@x.test", "name": "Ann", "groups": ["g1"], "max_chats": 3}, stream="agent:a1")
+    await desk.publish_admin(
+        "permission_group.created",
+        {"group_id": "g1", "name": "G1", "departments": ["sales"], "channels": ["web"]},
+    )
+    await desk.publish_admin(
+        "agent.created",
+        {"agent_id": "a1", "email": "a1@x.test", "name": "Ann", "groups": ["g1"], "max_chats": 3},
+        stream="agent:a1",
+    )
     await desk.online("a1")
     await desk.online("a2", max_chats=2)
     for n in range(6):
@@ -35,7 +42,9 @@ async def busy_morning(desk: Desk, service: AgentService) -> None:
     await desk.close("c0", "a2")
 
 
-async def test_restart_from_snapshot_equals_full_replay(routing_settings: Settings, bus: Bus) -> None:
+async def test_restart_from_snapshot_equals_full_replay(
+    routing_settings: Settings, bus: Bus
+) -> None:
     routing_settings = routing_settings.model_copy(update={"offer_timeout_s": 60})
     desk = Desk(bus)
     first = AgentService(routing_settings, snapshot_every=5)
@@ -56,7 +65,10 @@ async def test_restart_from_snapshot_equals_full_replay(routing_settings: Settin
     await from_snapshot.start()
     await replayed.start()
     try:
-        assert from_snapshot.projection is not None and from_snapshot.projection.restored_from == meta["position"]
+        assert (
+            from_snapshot.projection is not None
+            and from_snapshot.projection.restored_from == meta["position"]
+        )
         assert replayed.projection is not None and replayed.projection.restored_from is None
         # both folded the two markers published since; the routing state is otherwise equal
         assert comparable(from_snapshot.state) == comparable(replayed.state) == expected

@@ -14,8 +14,20 @@ from pathlib import Path
 def test_quick_bench_runs_every_step_and_loses_nothing(tmp_path: Path) -> None:
     output = tmp_path / "report.json"
     done = subprocess.run(
-        [sys.executable, "-m", "relaydesk.cli", "bench", "--quick", "--no-peer", "--output", str(output)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "RELAYDESK_DATA_DIR": str(tmp_path / "data")},
+        [
+            sys.executable,
+            "-m",
+            "tools.cli",
+            "bench",
+            "--quick",
+            "--no-peer",
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "RELAYDESK_DATA_DIR": str(tmp_path / "data")},
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(output.read_text())
@@ -25,7 +37,11 @@ def test_quick_bench_runs_every_step_and_loses_nothing(tmp_path: Path) -> None:
     assert measured["customer_to_agent"]["count"] == 1000
     assert report["history"]["archived"] == report["history"]["sent"] > 1000
     for baseline in ("ws_relay", "stream_echo"):
-        assert report["rounds"][0][baseline]["received"] == report["rounds"][0][baseline]["sent"] == 1000
+        assert (
+            report["rounds"][0][baseline]["received"]
+            == report["rounds"][0][baseline]["sent"]
+            == 1000
+        )
     assert report["idle_sockets"]["held"] == report["idle_sockets"]["requested"] > 0
     assert report["archive"]["events"] == 2000 and report["archive"]["archived_per_s"] > 0
     assert report["replay_stream"]["events"] >= report["history"]["sent"]

@@ -25,14 +25,29 @@ from tests.system import running_system
 PLANS = {
     "default": "tiny",
     "plans": [
-        {"plan_id": "tiny", "name": "Tiny", "price_cents": 3001, "currency": "EUR", "limits": {"agent_seats": 1, "conversations_per_month": 2, "connectors": 1}, "extra_seat_cents": 500},
-        {"plan_id": "big", "name": "Big", "price_cents": 6007, "currency": "EUR", "limits": {"agent_seats": 10, "conversations_per_month": None, "connectors": None}},
+        {
+            "plan_id": "tiny",
+            "name": "Tiny",
+            "price_cents": 3001,
+            "currency": "EUR",
+            "limits": {"agent_seats": 1, "conversations_per_month": 2, "connectors": 1},
+            "extra_seat_cents": 500,
+        },
+        {
+            "plan_id": "big",
+            "name": "Big",
+            "price_cents": 6007,
+            "currency": "EUR",
+            "limits": {"agent_seats": 10, "conversations_per_month": None, "connectors": None},
+        },
     ],
 }
 
 
 def expected_amount(price_cents: int, days: int, month_days: int) -> int:
-    return int((Decimal(price_cents) * days / month_days).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return int(
+        (Decimal(price_cents) * days / month_days).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    )
 
 
 @pytest.fixture
@@ -49,22 +64,59 @@ async def account(http: httpx.AsyncClient, owner: dict[str, str]) -> dict[str, A
 
 
 async def new_visitor(system: Any, tenant: str, name: str) -> tuple[Client, dict[str, Any]]:
-    customer = await Client.connect(system.gateway.ws_url, system.visitor_token(tenant, name), origin="https://shop.example")
+    customer = await Client.connect(
+        system.gateway.ws_url, system.visitor_token(tenant, name), origin="https://shop.example"
+    )
     return customer, await customer.op("start", visitor={"name": name})
 
 
-async def test_plan_change_limit_invoice_payment_and_identical_recompute_after_restarts(billing_settings: Settings) -> None:
+async def test_plan_change_limit_invoice_payment_and_identical_recompute_after_restarts(
+    billing_settings: Settings,
+) -> None:
     billing = BillingService(billing_settings, close_check_s=3600)
-    async with running_system(billing_settings) as system, httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+    async with (
+        running_system(billing_settings) as system,
+        httpx.AsyncClient(base_url=system.gateway.base_url) as http,
+    ):
         await billing.start()
         try:
             created = datetime.now(UTC).date()
-            assert (await cli(system.settings, "create-tenant", "--tenant", "paid", "--name", "Paid", "--mode", "saas", "--plan", "tiny")).returncode == 0
-            done = await cli(system.settings, "create-agent", "--tenant", "paid", "--email", "boss@paid.test", "--name", "Boss", "--role", "owner", "--password", "correct horse")
+            assert (
+                await cli(
+                    system.settings,
+                    "create-tenant",
+                    "--tenant",
+                    "paid",
+                    "--name",
+                    "Paid",
+                    "--mode",
+                    "saas",
+                    "--plan",
+                    "tiny",
+                )
+            ).returncode == 0
+            done = await cli(
+                system.settings,
+                "create-agent",
+                "--tenant",
+                "paid",
+                "--email",
+                "boss@paid.test",
+                "--name",
+                "Boss",
+                "--role",
+                "owner",
+                "--password",
+                "correct horse",
+            )
             assert done.returncode == 0, done.stderr
             owner = await bearer(http, "paid", "boss@paid.test", "correct horse")
             start = await eventually(lambda: account(http, owner), what="the billing account")
-            assert start["plan"]["plan_id"] == "tiny" and start["usage"]["conversations"] == 0 and start["blocked"] is None
+            assert (
+                start["plan"]["plan_id"] == "tiny"
+                and start["usage"]["conversations"] == 0
+                and start["blocked"] is None
+            )
 
             # Two conversations fit the plan; the third visitor is turned away, on the record.
             for name in ("v1", "v2"):
@@ -72,27 +124,40 @@ async def test_plan_change_limit_invoice_payment_and_identical_recompute_after_r
                 assert ack["t"] == "ack"
             third, ack = await new_visitor(system, "paid", "v3")
             assert ack["t"] == "ack"
-            missed = await third.wait_event("conversation.missed", conversation_id=ack["conversation_id"])
+            missed = await third.wait_event(
+                "conversation.missed", conversation_id=ack["conversation_id"]
+            )
             assert missed["event"]["data"]["reason"] == "over_limit"
             note = await third.wait_event("message.system", kind="missed")
             assert "unavailable" in note["event"]["data"]["text"]
             blocked = await eventually(lambda: _blocked(http, owner), what="the limit to show")
-            assert "limit of 2 conversations" in blocked["blocked"] and blocked["usage"]["conversations"] == 2
+            assert (
+                "limit of 2 conversations" in blocked["blocked"]
+                and blocked["usage"]["conversations"] == 2
+            )
 
             # Upgrade mid-period (effective a few days after the account was opened).
             month_days = calendar.monthrange(created.year, created.month)[1]
             last_day = date(created.year, created.month, month_days)
             effective = min(created + timedelta(days=3), last_day)
-            changed = await http.post("/api/billing/plan", headers=owner, json={"plan": "big", "effective": effective.isoformat()})
+            changed = await http.post(
+                "/api/billing/plan",
+                headers=owner,
+                json={"plan": "big", "effective": effective.isoformat()},
+            )
             assert changed.status_code == 200, changed.text
-            assert (await http.post("/api/billing/plan", headers=owner, json={"plan": "gold"})).status_code == 400
+            assert (
+                await http.post("/api/billing/plan", headers=owner, json={"plan": "gold"})
+            ).status_code == 400
 
             # billing_service crashes mid-period and comes back: it rebuilds from the log.
             await billing.stop()
             billing = BillingService(billing_settings, close_check_s=3600)
             await billing.start()
             period = f"{created:%Y-%m}"
-            closed = await cli(system.settings, "close-period", "--tenant", "paid", "--period", period)
+            closed = await cli(
+                system.settings, "close-period", "--tenant", "paid", "--period", period
+            )
             assert closed.returncode == 0, closed.stderr
             issued = await eventually(lambda: _with_invoice(http, owner), what="the invoice")
             invoice = issued["invoices"][0]
@@ -103,11 +168,19 @@ async def test_plan_change_limit_invoice_payment_and_identical_recompute_after_r
             if tiny_days:
                 expected_lines.append(expected_amount(3001, tiny_days, month_days))
             expected_lines.append(expected_amount(6007, big_days, month_days))
-            plan_lines = [line for line in invoice["lines"] if line["amount_cents"] or "plan" in line["description"]]
+            plan_lines = [
+                line
+                for line in invoice["lines"]
+                if line["amount_cents"] or "plan" in line["description"]
+            ]
             assert [line["amount_cents"] for line in plan_lines] == expected_lines
             assert invoice["total_cents"] == sum(expected_lines) and invoice["currency"] == "EUR"
             assert invoice["number"] == "PAID-0001" and invoice["period"] == period
-            usage_lines = {line["description"]: line["quantity"] for line in invoice["lines"] if not line["amount_cents"] and "plan" not in line["description"]}
+            usage_lines = {
+                line["description"]: line["quantity"]
+                for line in invoice["lines"]
+                if not line["amount_cents"] and "plan" not in line["description"]
+            }
             assert usage_lines["Conversations (included)"] == 2
 
             # Recomputed from the log after another restart: identical to the cent.
@@ -118,29 +191,75 @@ async def test_plan_change_limit_invoice_payment_and_identical_recompute_after_r
             assert again["invoices"] == issued["invoices"]
             assert await _recompute_differences(system.settings) == []
             replayed = await asyncio.to_thread(_replay_billing, system.settings)
-            assert replayed.returncode == 0 and "identical to the live projection" in replayed.stdout, replayed.stdout + replayed.stderr
+            assert (
+                replayed.returncode == 0 and "identical to the live projection" in replayed.stdout
+            ), replayed.stdout + replayed.stderr
 
             page = await http.get(f"/api/billing/invoices/{invoice['number']}.html", headers=owner)
             assert page.status_code == 200 and invoice["number"] in page.text and "EUR" in page.text
 
             # A manual payment by a system admin settles it; paying more than is owed is refused.
-            too_much = await cli(system.settings, "record-payment", "--tenant", "paid", "--invoice", invoice["number"], "--amount-cents", str(invoice["total_cents"] + 1))
+            too_much = await cli(
+                system.settings,
+                "record-payment",
+                "--tenant",
+                "paid",
+                "--invoice",
+                invoice["number"],
+                "--amount-cents",
+                str(invoice["total_cents"] + 1),
+            )
             assert too_much.returncode == 1 and "outstanding" in too_much.stderr
-            paid = await cli(system.settings, "record-payment", "--tenant", "paid", "--invoice", invoice["number"], "--amount-cents", str(invoice["total_cents"]), "--reference", "bank-123")
+            paid = await cli(
+                system.settings,
+                "record-payment",
+                "--tenant",
+                "paid",
+                "--invoice",
+                invoice["number"],
+                "--amount-cents",
+                str(invoice["total_cents"]),
+                "--reference",
+                "bank-123",
+            )
             assert paid.returncode == 0, paid.stderr
             settled = await eventually(lambda: _settled(http, owner), what="the payment")
-            assert settled["balance_cents"] == 0 and settled["invoices"][0]["status"] == "paid" and settled["overdue"] is False
+            assert (
+                settled["balance_cents"] == 0
+                and settled["invoices"][0]["status"] == "paid"
+                and settled["overdue"] is False
+            )
         finally:
             await billing.stop()
 
 
 async def test_tool_mode_tenants_have_no_billing(billing_settings: Settings) -> None:
     billing = BillingService(billing_settings, close_check_s=3600)
-    async with running_system(billing_settings) as system, httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+    async with (
+        running_system(billing_settings) as system,
+        httpx.AsyncClient(base_url=system.gateway.base_url) as http,
+    ):
         await billing.start()
         try:
-            assert (await cli(system.settings, "create-tenant", "--tenant", "tooly", "--name", "Tooly")).returncode == 0
-            assert (await cli(system.settings, "create-agent", "--tenant", "tooly", "--email", "boss@tooly.test", "--name", "Boss", "--role", "owner", "--password", "correct horse")).returncode == 0
+            assert (
+                await cli(system.settings, "create-tenant", "--tenant", "tooly", "--name", "Tooly")
+            ).returncode == 0
+            assert (
+                await cli(
+                    system.settings,
+                    "create-agent",
+                    "--tenant",
+                    "tooly",
+                    "--email",
+                    "boss@tooly.test",
+                    "--name",
+                    "Boss",
+                    "--role",
+                    "owner",
+                    "--password",
+                    "correct horse",
+                )
+            ).returncode == 0
             owner = await bearer(http, "tooly", "boss@tooly.test", "correct horse")
             response = await http.get("/api/billing/account", headers=owner)
             assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
@@ -148,8 +267,13 @@ async def test_tool_mode_tenants_have_no_billing(billing_settings: Settings) -> 
             for index in range(4):
                 customer, ack = await new_visitor(system, "tooly", f"t{index}")
                 assert ack["t"] == "ack"
-                await customer.wait_event("conversation.missed", conversation_id=ack["conversation_id"])  # nobody online
-                assert all(e["event"]["data"]["reason"] == "no_agent_online" for e in customer.events("conversation.missed"))
+                await customer.wait_event(
+                    "conversation.missed", conversation_id=ack["conversation_id"]
+                )  # nobody online
+                assert all(
+                    e["event"]["data"]["reason"] == "no_agent_online"
+                    for e in customer.events("conversation.missed")
+                )
         finally:
             await billing.stop()
 
@@ -179,5 +303,17 @@ async def _recompute_differences(settings: Settings) -> list[str]:
 
 
 def _replay_billing(settings: Settings) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RELAYDESK_AMQP_URL": settings.amqp_url, "MONGO_URL": settings.mongo_url or "", "RELAYDESK_MONGO_DB": settings.mongo_db, "RELAYDESK_PLANS_FILE": settings.plans_file or ""}
-    return subprocess.run([sys.executable, "-m", "relaydesk.cli", "replay", "--projection", "billing"], capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        **os.environ,
+        "RELAYDESK_AMQP_URL": settings.amqp_url,
+        "MONGO_URL": settings.mongo_url or "",
+        "RELAYDESK_MONGO_DB": settings.mongo_db,
+        "RELAYDESK_PLANS_FILE": settings.plans_file or "",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "tools.cli", "replay", "--projection", "billing"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )

@@ -14,8 +14,9 @@ from billing_service.payments import ManualProvider, Payment, PaymentRefused
 from billing_service.service import BillingService
 from contracts import Actor, Envelope
 from contracts.commands.billing import RecordPayment
+from contracts.replies import CommandReply
 from relaydesk.bus import Bus
-from relaydesk.bus.rpc import CommandReply, RpcClient
+from relaydesk.bus.rpc import RpcClient
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
 from tests.connectors.helpers import LogWatch
@@ -31,7 +32,9 @@ class VoucherProvider:
     def __init__(self, vouchers: dict[str, int]) -> None:
         self._vouchers = vouchers
 
-    async def confirm(self, request: RecordPayment, actor: Actor, invoice: dict[str, Any]) -> Payment:
+    async def confirm(
+        self, request: RecordPayment, actor: Actor, invoice: dict[str, Any]
+    ) -> Payment:
         value = self._vouchers.get(request.reference or "")
         if value is None:
             raise PaymentRefused("invalid_payload", "unknown voucher")
@@ -41,7 +44,9 @@ class VoucherProvider:
 @pytest.fixture
 async def billing(settings: Settings, bus: Bus) -> AsyncIterator[tuple[BillingService, LogWatch]]:
     """billing_service with a second provider injected, and a watch on the whole log."""
-    service = BillingService(settings, close_check_s=3600, payments=(ManualProvider(), VoucherProvider({"V-3": 3})))
+    service = BillingService(
+        settings, close_check_s=3600, payments=(ManualProvider(), VoucherProvider({"V-3": 3}))
+    )
     await service.start()
     watch = await LogWatch(bus).start()
     try:
@@ -51,8 +56,12 @@ async def billing(settings: Settings, bus: Bus) -> AsyncIterator[tuple[BillingSe
         await service.stop()
 
 
-async def send(bus: Bus, tenant: str, type_name: str, data: dict[str, Any], actor: Actor = OPERATOR) -> CommandReply:
-    envelope = Envelope(type=type_name, tenant=tenant, stream=f"billing:{tenant}", actor=actor, data=data)
+async def send(
+    bus: Bus, tenant: str, type_name: str, data: dict[str, Any], actor: Actor = OPERATOR
+) -> CommandReply:
+    envelope = Envelope(
+        type=type_name, tenant=tenant, stream=f"billing:{tenant}", actor=actor, data=data
+    )
     return await RpcClient(bus).command("billing", envelope, timeout=10)
 
 
@@ -60,11 +69,26 @@ async def account(bus: Bus, tenant: str) -> dict[str, Any]:
     return await RpcClient(bus).query("billing", "billing.account", {"tenant": tenant}, timeout=10)
 
 
-async def test_manual_and_injected_providers_record_payments_on_the_log_and_change_the_balance(billing: tuple[BillingService, LogWatch], bus: Bus) -> None:
+async def test_manual_and_injected_providers_record_payments_on_the_log_and_change_the_balance(
+    billing: tuple[BillingService, LogWatch], bus: Bus
+) -> None:
     service, watch = billing
-    await bus.publish(Envelope(type="tenant.created", tenant="payer", stream="tenant", actor=OPERATOR, data={"tenant_id": "payer", "name": "Payer", "mode": "saas", "plan": "team"}))
+    await bus.publish(
+        Envelope(
+            type="tenant.created",
+            tenant="payer",
+            stream="tenant",
+            actor=OPERATOR,
+            data={"tenant_id": "payer", "name": "Payer", "mode": "saas", "plan": "team"},
+        )
+    )
     period = f"{datetime.now(UTC):%Y-%m}"
-    await eventually(lambda: "payer" in service.ledger.tenants and service.ledger.tenants["payer"].mode == "saas", what="the tenant in the ledger")
+    await eventually(
+        lambda: (
+            "payer" in service.ledger.tenants and service.ledger.tenants["payer"].mode == "saas"
+        ),
+        what="the tenant in the ledger",
+    )
     assert (await send(bus, "payer", "billing.close_period", {"period": period})).ok
     opened = await eventually(lambda: _with_invoice(bus), what="the invoice")
     invoice = opened["invoices"][0]
@@ -73,29 +97,78 @@ async def test_manual_and_injected_providers_record_payments_on_the_log_and_chan
 
     # Manual: an operator's payment lands as an event and lowers the balance.
     manual = total - 10  # the plan is prorated by the days left: keep the amounts below any total
-    paid = await send(bus, "payer", "billing.record_payment", {"number": invoice["number"], "amount_cents": manual, "method": "manual", "reference": "bank-1"})
+    paid = await send(
+        bus,
+        "payer",
+        "billing.record_payment",
+        {
+            "number": invoice["number"],
+            "amount_cents": manual,
+            "method": "manual",
+            "reference": "bank-1",
+        },
+    )
     assert paid.ok, paid.message
     [event] = await watch.wait_for("billing.payment_recorded", method="manual")
-    assert event.id == paid.event_ids[0] and event.data == {"invoice_id": invoice["invoice_id"], "amount_cents": manual, "method": "manual", "reference": "bank-1"}
+    assert event.id == paid.event_ids[0] and event.data == {
+        "invoice_id": invoice["invoice_id"],
+        "amount_cents": manual,
+        "method": "manual",
+        "reference": "bank-1",
+    }
     assert (await eventually(lambda: _balance_below(bus, total), what="the balance")) == 10
 
     # Manual payments come from operators only: a tenant's agent is refused, nothing recorded.
-    agent = await send(bus, "payer", "billing.record_payment", {"number": invoice["number"], "amount_cents": 1, "method": "manual"}, actor=Actor(kind="agent", id="boss"))
+    agent = await send(
+        bus,
+        "payer",
+        "billing.record_payment",
+        {"number": invoice["number"], "amount_cents": 1, "method": "manual"},
+        actor=Actor(kind="agent", id="boss"),
+    )
     assert not agent.ok and agent.code == "forbidden"
 
     # The injected provider decides the amount (its voucher's value, not what was asked).
-    voucher = await send(bus, "payer", "billing.record_payment", {"number": invoice["number"], "amount_cents": 5, "method": "voucher", "reference": "V-3"})
+    voucher = await send(
+        bus,
+        "payer",
+        "billing.record_payment",
+        {"number": invoice["number"], "amount_cents": 5, "method": "voucher", "reference": "V-3"},
+    )
     assert voucher.ok, voucher.message
     [by_voucher] = await watch.wait_for("billing.payment_recorded", method="voucher")
     assert by_voucher.data["amount_cents"] == 3
     assert (await eventually(lambda: _balance_below(bus, 10), what="the second payment")) == 7
-    unknown = await send(bus, "payer", "billing.record_payment", {"number": invoice["number"], "amount_cents": 5, "method": "voucher", "reference": "forged"})
+    unknown = await send(
+        bus,
+        "payer",
+        "billing.record_payment",
+        {
+            "number": invoice["number"],
+            "amount_cents": 5,
+            "method": "voucher",
+            "reference": "forged",
+        },
+    )
     assert not unknown.ok and unknown.code == "invalid_payload"
-    nobody = await send(bus, "payer", "billing.record_payment", {"number": invoice["number"], "amount_cents": 5, "method": "card"})
+    nobody = await send(
+        bus,
+        "payer",
+        "billing.record_payment",
+        {"number": invoice["number"], "amount_cents": 5, "method": "card"},
+    )
     assert not nobody.ok and "no payment provider" in (nobody.message or "")
-    too_much = await send(bus, "payer", "billing.record_payment", {"number": invoice["number"], "amount_cents": 8, "method": "manual"})
+    too_much = await send(
+        bus,
+        "payer",
+        "billing.record_payment",
+        {"number": invoice["number"], "amount_cents": 8, "method": "manual"},
+    )
     assert not too_much.ok and "outstanding" in (too_much.message or "")
-    assert len(watch.of("billing.payment_recorded")) == 2 and (await account(bus, "payer"))["balance_cents"] == 7
+    assert (
+        len(watch.of("billing.payment_recorded")) == 2
+        and (await account(bus, "payer"))["balance_cents"] == 7
+    )
 
 
 async def _with_invoice(bus: Bus) -> dict[str, Any] | None:

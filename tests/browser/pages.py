@@ -16,11 +16,26 @@ TIMEOUT_MS = 15_000
 
 async def make_tenant(system: RunningSystem, tenant: str, *agents: str) -> dict[str, str]:
     """A tool-mode tenant with one owner and the named agents; returns name -> password."""
-    assert (await cli(system.settings, "create-tenant", "--tenant", tenant, "--name", tenant.title())).returncode == 0
+    assert (
+        await cli(system.settings, "create-tenant", "--tenant", tenant, "--name", tenant.title())
+    ).returncode == 0
     passwords = {}
     for name in ("boss", *agents):
         role = "owner" if name == "boss" else "agent"
-        done = await cli(system.settings, "create-agent", "--tenant", tenant, "--email", f"{name}@{tenant}.test", "--name", name.title(), "--role", role, "--password", f"{name}-secret-pw")
+        done = await cli(
+            system.settings,
+            "create-agent",
+            "--tenant",
+            tenant,
+            "--email",
+            f"{name}@{tenant}.test",
+            "--name",
+            name.title(),
+            "--role",
+            role,
+            "--password",
+            f"{name}-secret-pw",
+        )
         assert done.returncode == 0, done.stderr
         passwords[name] = f"{name}-secret-pw"
     return passwords
@@ -28,9 +43,16 @@ async def make_tenant(system: RunningSystem, tenant: str, *agents: str) -> dict[
 
 async def add_canned(system: RunningSystem, tenant: str, shortcut: str, text: str) -> None:
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        login = await http.post("/api/auth/login", json={"tenant": tenant, "email": f"boss@{tenant}.test", "password": "boss-secret-pw"})
+        login = await http.post(
+            "/api/auth/login",
+            json={"tenant": tenant, "email": f"boss@{tenant}.test", "password": "boss-secret-pw"},
+        )
         token = login.json()["access_token"]
-        created = await http.post("/api/canned", headers={"Authorization": f"Bearer {token}"}, json={"shortcut": shortcut, "text": text, "scope": "tenant"})
+        created = await http.post(
+            "/api/canned",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"shortcut": shortcut, "text": text, "scope": "tenant"},
+        )
         assert created.status_code == 201, created.text
 
 
@@ -56,7 +78,9 @@ async def open_demo(context: Any, system: RunningSystem, tenant: str) -> Any:
     return page
 
 
-async def start_chat(page: Any, name: str, topic: str | None = None, email: str = "customer@example.com") -> None:
+async def start_chat(
+    page: Any, name: str, topic: str | None = None, email: str = "customer@example.com"
+) -> None:
     root = widget(page)
     await root.get_by_label("Name").fill(name)
     await root.get_by_label("Email").fill(email)

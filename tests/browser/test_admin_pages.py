@@ -18,7 +18,9 @@ async def admin_login(context, system, tenant: str, name: str):  # type: ignore[
     return page
 
 
-async def test_owner_adds_an_agent_a_canned_response_and_changes_settings(system, browser, artifacts) -> None:
+async def test_owner_adds_an_agent_a_canned_response_and_changes_settings(
+    system, browser, artifacts
+) -> None:
     await make_tenant(system, "adm")
     page = await admin_login(await browser.new_context(), system, "adm", "boss")
 
@@ -42,8 +44,17 @@ async def test_owner_adds_an_agent_a_canned_response_and_changes_settings(system
     await page.get_by_role("status").filter(has_text="Settings saved").wait_for(timeout=TIMEOUT_MS)
 
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        token = (await http.post("/api/auth/login", json={"tenant": "adm", "email": "carol@adm.test", "password": "carol-secret-pw"})).json()["access_token"]
-        canned = (await http.get("/api/canned", params={"q": "hours"}, headers={"Authorization": f"Bearer {token}"})).json()
+        token = (
+            await http.post(
+                "/api/auth/login",
+                json={"tenant": "adm", "email": "carol@adm.test", "password": "carol-secret-pw"},
+            )
+        ).json()["access_token"]
+        canned = (
+            await http.get(
+                "/api/canned", params={"q": "hours"}, headers={"Authorization": f"Bearer {token}"}
+            )
+        ).json()
     assert [c["text"] for c in canned] == ["We are open 9 to 5, Monday to Friday."]
     await page.reload()
     await page.get_by_label("Messages loaded on entering").wait_for(timeout=TIMEOUT_MS)
@@ -58,7 +69,11 @@ async def test_owner_adds_an_agent_a_canned_response_and_changes_settings(system
 async def test_a_plain_agent_sees_only_what_their_permissions_allow(system, browser) -> None:
     await make_tenant(system, "perm", "dave")
     page = await admin_login(await browser.new_context(), system, "perm", "dave")
-    sections = await page.get_by_role("navigation", name="Admin sections").get_by_role("button").all_inner_texts()
+    sections = (
+        await page.get_by_role("navigation", name="Admin sections")
+        .get_by_role("button")
+        .all_inner_texts()
+    )
     assert sections == ["Canned responses"]
     await page.goto(f"{system.gateway.base_url}/admin#agents")
     await page.get_by_role("heading", name="Canned responses").wait_for(timeout=TIMEOUT_MS)

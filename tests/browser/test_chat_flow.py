@@ -2,7 +2,17 @@
 
 import pytest
 
-from tests.browser.pages import TIMEOUT_MS, add_canned, agent_says, console_login, customer_says, make_tenant, open_demo, start_chat, widget
+from tests.browser.pages import (
+    TIMEOUT_MS,
+    add_canned,
+    agent_says,
+    console_login,
+    customer_says,
+    make_tenant,
+    open_demo,
+    start_chat,
+    widget,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -36,7 +46,11 @@ async def test_whole_conversation_from_request_to_rating(system, browser, artifa
     await reply.press("Enter")
     assert await reply.input_value() == "Thanks for reaching out! Happy to help."
     await reply.press("Enter")
-    await chat.get_by_role("log").get_by_text("Thanks for reaching out! Happy to help.").wait_for(timeout=TIMEOUT_MS)
+    await (
+        chat.get_by_role("log")
+        .get_by_text("Thanks for reaching out! Happy to help.")
+        .wait_for(timeout=TIMEOUT_MS)
+    )
 
     await agent_says(console, "Which model is it?")
     await chat.get_by_text("Which model is it?").wait_for(timeout=TIMEOUT_MS)
@@ -55,7 +69,12 @@ async def test_whole_conversation_from_request_to_rating(system, browser, artifa
     await chat.get_by_text("Thank you for your feedback!").wait_for(timeout=TIMEOUT_MS)
 
     # Every message appears exactly once on both sides.
-    for text in ("Hello, my tent pole snapped", "Which model is it?", "The Alpine 2", "Thanks for reaching out! Happy to help."):
+    for text in (
+        "Hello, my tent pole snapped",
+        "Which model is it?",
+        "The Alpine 2",
+        "Thanks for reaching out! Happy to help.",
+    ):
         assert await chat.locator(".msg").filter(has_text=text).count() == 1
         assert await log.locator(".msg").filter(has_text=text).count() == 1
     await demo.screenshot(path=str(artifacts / "widget-rating.png"))

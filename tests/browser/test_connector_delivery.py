@@ -11,11 +11,15 @@ pytestmark = pytest.mark.browser
 TELEGRAM_TOKEN = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
 
 
-async def test_console_shows_sent_via_telegram_and_the_failure_reason(settings, bus: Bus, browser, artifacts) -> None:
+async def test_console_shows_sent_via_telegram_and_the_failure_reason(
+    settings, bus: Bus, browser, artifacts
+) -> None:
     fake = FakeTelegram(TELEGRAM_TOKEN)
     await fake.start()
     try:
-        connected = settings.model_copy(update={"connectors_port": 0, "telegram_api_base": fake.base_url})
+        connected = settings.model_copy(
+            update={"connectors_port": 0, "telegram_api_base": fake.base_url}
+        )
         async with system_with_connectors(connected) as (system, connectors):
             await make_tenant(system, "tg", "alice")
             driver = TelegramDriver(fake, connectors)
@@ -28,11 +32,19 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(settings, 
 
             await agent_says(console, "On its way <b>today</b>")
             delivered = log.locator(".msg.agent").filter(has_text="On its way")
-            await delivered.locator(".delivery").filter(has_text="sent via Telegram").wait_for(timeout=TIMEOUT_MS)
+            await (
+                delivered.locator(".delivery")
+                .filter(has_text="sent via Telegram")
+                .wait_for(timeout=TIMEOUT_MS)
+            )
 
             fake.token_revoked = True  # Telegram answers 401 from now on: a permanent failure
             await agent_says(console, "Tracking number follows")
-            refused = log.locator(".msg.agent").filter(has_text="Tracking number follows").locator(".delivery.failed")
+            refused = (
+                log.locator(".msg.agent")
+                .filter(has_text="Tracking number follows")
+                .locator(".delivery.failed")
+            )
             await refused.filter(has_text="failed: 401").wait_for(timeout=TIMEOUT_MS)
             # each result sits under its own message only
             assert await delivered.locator(".delivery").inner_text() == "sent via Telegram"

@@ -5,7 +5,16 @@ import asyncio
 import pytest
 
 from tests.admin.helpers import eventually
-from tests.browser.pages import TIMEOUT_MS, agent_says, console_login, customer_says, make_tenant, open_demo, start_chat, widget
+from tests.browser.pages import (
+    TIMEOUT_MS,
+    agent_says,
+    console_login,
+    customer_says,
+    make_tenant,
+    open_demo,
+    start_chat,
+    widget,
+)
 from tests.system import start_gateway
 
 pytestmark = pytest.mark.browser
@@ -13,7 +22,10 @@ pytestmark = pytest.mark.browser
 
 async def test_two_agents_race_to_accept_and_exactly_one_wins(system, browser, artifacts) -> None:
     await make_tenant(system, "race", "alice", "bob")
-    consoles = [await console_login(await browser.new_context(), system, "race", name) for name in ("alice", "bob")]
+    consoles = [
+        await console_login(await browser.new_context(), system, "race", name)
+        for name in ("alice", "bob")
+    ]
     demo = await open_demo(await browser.new_context(), system, "race")
     await start_chat(demo, "Riley")
     requests = [page.locator(".request").filter(has_text="Riley") for page in consoles]
@@ -23,19 +35,26 @@ async def test_two_agents_race_to_accept_and_exactly_one_wins(system, browser, a
 
     # Take both buttons first, then press them together: whichever card the first accept
     # withdraws, the second press still reaches the server (a handler on a detached node runs).
-    buttons = [await request.get_by_role("button", name="Accept").element_handle() for request in requests]
+    buttons = [
+        await request.get_by_role("button", name="Accept").element_handle() for request in requests
+    ]
     await asyncio.gather(*(button.evaluate("button => button.click()") for button in buttons))
 
     for request in requests:
         await request.wait_for(state="detached", timeout=TIMEOUT_MS)
     await widget(demo).get_by_text("has entered the chat").wait_for(timeout=TIMEOUT_MS)
-    winner = await eventually(lambda: first_showing(consoles, "#chat-title", "Riley"), what="the winner's open conversation")
+    winner = await eventually(
+        lambda: first_showing(consoles, "#chat-title", "Riley"),
+        what="the winner's open conversation",
+    )
     loser = consoles[1 - consoles.index(winner)]
     assert await winner.get_by_label("Reply").is_visible()
     await loser.get_by_role("tab", name="Mine").click()
     await loser.get_by_text("Nothing here yet.").wait_for(timeout=TIMEOUT_MS)
     assert await loser.locator("#conversations button").filter(has_text="Riley").count() == 0
-    assert await widget(demo).locator(".system").filter(has_text="has entered the chat").count() == 1
+    assert (
+        await widget(demo).locator(".system").filter(has_text="has entered the chat").count() == 1
+    )
 
 
 async def first_showing(pages, selector: str, text: str):  # type: ignore[no-untyped-def]
@@ -45,7 +64,9 @@ async def first_showing(pages, selector: str, text: str):  # type: ignore[no-unt
     return None
 
 
-async def test_widget_survives_a_gateway_restart_without_losing_or_repeating(system, browser) -> None:
+async def test_widget_survives_a_gateway_restart_without_losing_or_repeating(
+    system, browser
+) -> None:
     await make_tenant(system, "restart", "alice")
     console = await console_login(await browser.new_context(), system, "restart", "alice")
     demo = await open_demo(await browser.new_context(), system, "restart")

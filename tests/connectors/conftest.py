@@ -44,11 +44,20 @@ async def fake_wechat() -> AsyncIterator[FakeWeChat]:
 
 
 @pytest.fixture
-def connector_settings(settings: Settings, fake_telegram: FakeTelegram, fake_messenger: FakeMessenger, fake_wechat: FakeWeChat) -> Settings:
-    return settings.model_copy(update={
-        "connectors_port": 0, "telegram_api_base": fake_telegram.base_url, "messenger_api_base": fake_messenger.base_url,
-        "wechat_api_base": fake_wechat.base_url,
-    })
+def connector_settings(
+    settings: Settings,
+    fake_telegram: FakeTelegram,
+    fake_messenger: FakeMessenger,
+    fake_wechat: FakeWeChat,
+) -> Settings:
+    return settings.model_copy(
+        update={
+            "connectors_port": 0,
+            "telegram_api_base": fake_telegram.base_url,
+            "messenger_api_base": fake_messenger.base_url,
+            "wechat_api_base": fake_wechat.base_url,
+        }
+    )
 
 
 @pytest.fixture
@@ -60,7 +69,9 @@ async def agent_service(connector_settings: Settings) -> AsyncIterator[AgentServ
 
 
 @pytest.fixture
-async def connectors(connector_settings: Settings, agent_service: AgentService) -> AsyncIterator[ConnectorsService]:
+async def connectors(
+    connector_settings: Settings, agent_service: AgentService
+) -> AsyncIterator[ConnectorsService]:
     service = ConnectorsService(connector_settings)
     await service.start()
     yield service

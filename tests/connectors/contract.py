@@ -21,12 +21,16 @@ class ConnectorContract:
         conversation_id = await self._open_conversation(driver, watch)
         requested = await watch.wait_for("conversation.requested", conversation_id=conversation_id)
         assert requested[0].data["channel"] == driver.platform
-        customer = await watch.wait_for("message.sent", conversation_id=conversation_id, author_kind="customer")
+        customer = await watch.wait_for(
+            "message.sent", conversation_id=conversation_id, author_kind="customer"
+        )
         assert customer[0].data["body"] == "hello from the platform ä/✓"
         assert customer[0].data["author_id"].startswith(f"{driver.platform}:")
 
         message_id = await agent_reply(bus, TENANT, conversation_id, "hi, how can I help?")
-        await eventually(lambda: "hi, how can I help?" in driver.delivered(), what="platform received the reply")
+        await eventually(
+            lambda: "hi, how can I help?" in driver.delivered(), what="platform received the reply"
+        )
         sent = await watch.wait_for("connector.outbound_sent", message_id=message_id)
         assert sent[0].data["conversation_id"] == conversation_id
 
@@ -39,7 +43,9 @@ class ConnectorContract:
         assert len({e.id for e in first}) == 1 and len(first) == 1
         assert len(watch.of("conversation.requested", conversation_id=conversation_id)) == 1
 
-    async def test_forged_signature_rejected_and_nothing_published(self, driver, watch: LogWatch) -> None:  # type: ignore[no-untyped-def]
+    async def test_forged_signature_rejected_and_nothing_published(
+        self, driver, watch: LogWatch
+    ) -> None:  # type: ignore[no-untyped-def]
         assert (await driver.setup(watch._bus, TENANT)).ok
         response = await driver.forge("666", "forged text")
         assert response.status_code == 403
@@ -48,7 +54,9 @@ class ConnectorContract:
         assert watch.of("message.sent", body="forged text") == []
         assert len(watch.of("connector.inbound_received")) == 1
 
-    async def test_platform_down_then_back_delivers_queued_replies_once(self, driver, watch: LogWatch, bus) -> None:  # type: ignore[no-untyped-def]
+    async def test_platform_down_then_back_delivers_queued_replies_once(
+        self, driver, watch: LogWatch, bus
+    ) -> None:  # type: ignore[no-untyped-def]
         conversation_id = await self._open_conversation(driver, watch)
         await driver.set_down(True)
         first = await agent_reply(bus, TENANT, conversation_id, "queued one")

@@ -8,8 +8,9 @@ import httpx
 
 from connectors.service import ConnectorsService
 from contracts.envelope import Actor, Envelope
+from contracts.replies import CommandReply
 from relaydesk.bus import Bus
-from relaydesk.bus.rpc import CommandReply, RpcClient
+from relaydesk.bus.rpc import RpcClient
 from relaydesk.settings import Settings
 from tests.connectors.fakes.messenger import FakeMessenger
 from tests.connectors.fakes.telegram import FakeTelegram
@@ -17,15 +18,35 @@ from tests.connectors.fakes.wechat import FakeWeChat, text_xml
 from tests.system import RunningSystem, running_system
 
 
-async def configure(bus: Bus, service: ConnectorsService, tenant: str, connector_id: str, platform: str, public: dict[str, str], secrets: dict[str, str]) -> CommandReply:
+async def configure(
+    bus: Bus,
+    service: ConnectorsService,
+    tenant: str,
+    connector_id: str,
+    platform: str,
+    public: dict[str, str],
+    secrets: dict[str, str],
+) -> CommandReply:
     """What the admin API does: seal the secrets, send ``connector.configure`` to its owner."""
-    command = Envelope(type="connector.configure", tenant=tenant, stream=f"connector:{connector_id}", actor=Actor(kind="admin", id="owner-1"),
-                       data={"connector_id": connector_id, "platform": platform, "public_config": public, "sealed_secrets": service.box.seal(secrets)})
+    command = Envelope(
+        type="connector.configure",
+        tenant=tenant,
+        stream=f"connector:{connector_id}",
+        actor=Actor(kind="admin", id="owner-1"),
+        data={
+            "connector_id": connector_id,
+            "platform": platform,
+            "public_config": public,
+            "sealed_secrets": service.box.seal(secrets),
+        },
+    )
     return await RpcClient(bus).command("connectors", command)
 
 
 @contextlib.asynccontextmanager
-async def system_with_connectors(settings: Settings) -> AsyncIterator[tuple[RunningSystem, ConnectorsService]]:
+async def system_with_connectors(
+    settings: Settings,
+) -> AsyncIterator[tuple[RunningSystem, ConnectorsService]]:
     """The whole system (gateway included) plus the connectors service, on ``settings``."""
     async with running_system(settings) as system:
         service = ConnectorsService(settings)
@@ -46,7 +67,15 @@ class TelegramDriver:
         self._last: dict[str, Any] | None = None
 
     async def setup(self, bus: Bus, tenant: str) -> CommandReply:
-        return await configure(bus, self.service, tenant, "tg1", "telegram", {"mode": "webhook"}, {"bot_token": self.fake.token, "webhook_secret": self.secret})
+        return await configure(
+            bus,
+            self.service,
+            tenant,
+            "tg1",
+            "telegram",
+            {"mode": "webhook"},
+            {"bot_token": self.fake.token, "webhook_secret": self.secret},
+        )
 
     async def send(self, user: str, text: str) -> httpx.Response:
         self._last = self.fake.update(int(user), text)
@@ -57,7 +86,9 @@ class TelegramDriver:
         return await self.fake.post_webhook(self.url, self._last, self.secret)
 
     async def forge(self, user: str, text: str) -> httpx.Response:
-        return await self.fake.post_webhook(self.url, self.fake.update(int(user), text), "wrong-secret")
+        return await self.fake.post_webhook(
+            self.url, self.fake.update(int(user), text), "wrong-secret"
+        )
 
     def delivered(self) -> list[str]:
         return [m["text"] for m in self.fake.sent]
@@ -75,8 +106,14 @@ class MessengerDriver:
         self._last: dict[str, Any] | None = None
 
     async def setup(self, bus: Bus, tenant: str) -> CommandReply:
-        secrets = {"app_secret": self.fake.app_secret, "page_token": self.fake.page_token, "verify_token": "verify-me"}
-        return await configure(bus, self.service, tenant, "fb1", "messenger", {"page_id": self.fake.page_id}, secrets)
+        secrets = {
+            "app_secret": self.fake.app_secret,
+            "page_token": self.fake.page_token,
+            "verify_token": "verify-me",
+        }
+        return await configure(
+            bus, self.service, tenant, "fb1", "messenger", {"page_id": self.fake.page_id}, secrets
+        )
 
     async def send(self, user: str, text: str) -> httpx.Response:
         self._last = self.fake.notification(user, text)
@@ -87,7 +124,9 @@ class MessengerDriver:
         return await self.fake.post_webhook(self.url, self._last)
 
     async def forge(self, user: str, text: str) -> httpx.Response:
-        return await self.fake.post_webhook(self.url, self.fake.notification(user, text), secret="not-the-app-secret")
+        return await self.fake.post_webhook(
+            self.url, self.fake.notification(user, text), secret="not-the-app-secret"
+        )
 
     def delivered(self) -> list[str]:
         return [m["message"]["text"] for m in self.fake.sent if "message" in m]
@@ -106,8 +145,14 @@ class WeChatDriver:
         self._msg_id = 6349323426230210995
 
     async def setup(self, bus: Bus, tenant: str) -> CommandReply:
-        secrets = {"app_secret": self.fake.app_secret, "token": self.fake.token, "encoding_aes_key": self.fake.aes_key}
-        return await configure(bus, self.service, tenant, "wx1", "wechat", {"app_id": self.fake.app_id}, secrets)
+        secrets = {
+            "app_secret": self.fake.app_secret,
+            "token": self.fake.token,
+            "encoding_aes_key": self.fake.aes_key,
+        }
+        return await configure(
+            bus, self.service, tenant, "wx1", "wechat", {"app_id": self.fake.app_id}, secrets
+        )
 
     async def send(self, user: str, text: str) -> httpx.Response:
         self._msg_id += 1
@@ -119,7 +164,9 @@ class WeChatDriver:
         return await self.fake.push(self.url, self._last)
 
     async def forge(self, user: str, text: str) -> httpx.Response:
-        return await self.fake.push(self.url, text_xml("gh_fake", f"openid_{user}", text, 1), token="guessed-token")
+        return await self.fake.push(
+            self.url, text_xml("gh_fake", f"openid_{user}", text, 1), token="guessed-token"
+        )
 
     def delivered(self) -> list[str]:
         return [m["text"]["content"] for m in self.fake.sent]

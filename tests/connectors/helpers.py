@@ -10,7 +10,9 @@ from relaydesk.bus import Bus
 from relaydesk.bus.log_reader import LogReader
 
 
-async def eventually(condition: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition") -> Any:
+async def eventually(
+    condition: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition"
+) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         value = condition()
@@ -21,7 +23,9 @@ async def eventually(condition: Callable[[], Any], *, timeout: float = 10.0, wha
         await asyncio.sleep(0.02)
 
 
-async def eventually_async(fetch: Callable[[], Awaitable[Any]], accept: Callable[[Any], bool], *, timeout: float = 10.0) -> Any:
+async def eventually_async(
+    fetch: Callable[[], Awaitable[Any]], accept: Callable[[Any], bool], *, timeout: float = 10.0
+) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
     while not accept(value := await fetch()):
         if asyncio.get_running_loop().time() > deadline:
@@ -57,15 +61,39 @@ class LogWatch:
             await self._reader.close()
 
     def of(self, type_name: str, **match: Any) -> list[Envelope]:
-        return [e for e in self.events if e.type == type_name and all(e.data.get(k) == v for k, v in match.items())]
+        return [
+            e
+            for e in self.events
+            if e.type == type_name and all(e.data.get(k) == v for k, v in match.items())
+        ]
 
-    async def wait_for(self, type_name: str, count: int = 1, timeout: float = 10.0, **match: Any) -> list[Envelope]:
-        return await eventually(lambda: (found if len(found := self.of(type_name, **match)) >= count else None), timeout=timeout, what=f"{count}× {type_name} {match}")
+    async def wait_for(
+        self, type_name: str, count: int = 1, timeout: float = 10.0, **match: Any
+    ) -> list[Envelope]:
+        return await eventually(
+            lambda: found if len(found := self.of(type_name, **match)) >= count else None,
+            timeout=timeout,
+            what=f"{count}× {type_name} {match}",
+        )
 
 
 async def agent_reply(bus: Bus, tenant: str, conversation_id: str, body: str) -> str:
     """Publish what the gateway publishes when an agent sends a message."""
     message_id = new_event_id()
-    await bus.publish(Envelope(type="message.sent", v=2, tenant=tenant, stream=f"conv:{conversation_id}", actor=Actor(kind="agent", id="agent-1"),
-                               data={"conversation_id": conversation_id, "message_id": message_id, "body": body, "author_kind": "agent", "author_id": "agent-1"}))
+    await bus.publish(
+        Envelope(
+            type="message.sent",
+            v=2,
+            tenant=tenant,
+            stream=f"conv:{conversation_id}",
+            actor=Actor(kind="agent", id="agent-1"),
+            data={
+                "conversation_id": conversation_id,
+                "message_id": message_id,
+                "body": body,
+                "author_kind": "agent",
+                "author_id": "agent-1",
+            },
+        )
+    )
     return message_id

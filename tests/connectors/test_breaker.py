@@ -23,15 +23,21 @@ PROMPT_S = 1.5  # a healthy platform's reply goes out within this, whatever the 
 
 
 @pytest.fixture
-async def service(connector_settings: Settings, agent_service: AgentService) -> AsyncIterator[ConnectorsService]:
-    fast = connector_settings.model_copy(update={"connector_breaker_failures": FAILURES_TO_OPEN, "connector_breaker_open_s": OPEN_S})
+async def service(
+    connector_settings: Settings, agent_service: AgentService
+) -> AsyncIterator[ConnectorsService]:
+    fast = connector_settings.model_copy(
+        update={"connector_breaker_failures": FAILURES_TO_OPEN, "connector_breaker_open_s": OPEN_S}
+    )
     started = ConnectorsService(fast)
     await started.start()
     yield started
     await started.stop()
 
 
-async def _conversation(driver: TelegramDriver | MessengerDriver, user: str, watch: LogWatch) -> str:
+async def _conversation(
+    driver: TelegramDriver | MessengerDriver, user: str, watch: LogWatch
+) -> str:
     assert (await driver.send(user, f"hello from {driver.platform}")).status_code == 200
     received = await watch.wait_for("connector.inbound_received", platform=driver.platform)
     return str(received[0].data["conversation_id"])
@@ -50,9 +56,16 @@ async def _reply_promptly(bus: Bus, watch: LogWatch, conversation_id: str, body:
 
 
 async def test_failing_platform_opens_its_breaker_blocks_nobody_and_gets_its_replies_once(
-    fake_telegram: FakeTelegram, fake_messenger: FakeMessenger, service: ConnectorsService, bus: Bus, watch: LogWatch,
+    fake_telegram: FakeTelegram,
+    fake_messenger: FakeMessenger,
+    service: ConnectorsService,
+    bus: Bus,
+    watch: LogWatch,
 ) -> None:
-    telegram, messenger = TelegramDriver(fake_telegram, service), MessengerDriver(fake_messenger, service)
+    telegram, messenger = (
+        TelegramDriver(fake_telegram, service),
+        MessengerDriver(fake_messenger, service),
+    )
     assert (await telegram.setup(bus, TENANT)).ok and (await messenger.setup(bus, TENANT)).ok
     tg_conv = await _conversation(telegram, "501", watch)
     fb_conv = await _conversation(messenger, "psid-b", watch)
@@ -62,23 +75,48 @@ async def test_failing_platform_opens_its_breaker_blocks_nobody_and_gets_its_rep
         fb_ids = [await agent_reply(bus, TENANT, fb_conv, f"fb-{i}") for i in (1, 2)]
         await _reply_promptly(bus, watch, tg_conv, "tg-1")  # while Messenger's worker retries
 
-        await eventually(lambda: service.breaker_state("fb1") == "open", timeout=10, what="Messenger's breaker open")
-        assert len(fake_messenger.calls) == FAILURES_TO_OPEN * ATTEMPTS_PER_ROUND  # the rounds that opened it, nothing more
+        await eventually(
+            lambda: service.breaker_state("fb1") == "open",
+            timeout=10,
+            what="Messenger's breaker open",
+        )
+        assert (
+            len(fake_messenger.calls) == FAILURES_TO_OPEN * ATTEMPTS_PER_ROUND
+        )  # the rounds that opened it, nothing more
         assert service.breaker_state("tg1") == "closed"
         fb_ids.append(await agent_reply(bus, TENANT, fb_conv, "fb-3"))
         await _reply_promptly(bus, watch, tg_conv, "tg-2")  # while Messenger's breaker is open
 
         # Half-open after OPEN_S: one trial round, still failing, so the breaker opens again at once.
         opening_rounds = FAILURES_TO_OPEN * ATTEMPTS_PER_ROUND
-        await eventually(lambda: len(fake_messenger.calls) == opening_rounds + ATTEMPTS_PER_ROUND and service.breaker_state("fb1") == "open",
-                         timeout=5, what="a failed half-open trial")
-        assert fake_messenger.calls[opening_rounds] - fake_messenger.calls[opening_rounds - 1] >= OPEN_S  # nothing was sent while open
-        assert _count(logs, "connector_breaker_half_open") == 1 and _count(logs, "connector_breaker_opened") == 2
+        await eventually(
+            lambda: (
+                len(fake_messenger.calls) == opening_rounds + ATTEMPTS_PER_ROUND
+                and service.breaker_state("fb1") == "open"
+            ),
+            timeout=5,
+            what="a failed half-open trial",
+        )
+        assert (
+            fake_messenger.calls[opening_rounds] - fake_messenger.calls[opening_rounds - 1]
+            >= OPEN_S
+        )  # nothing was sent while open
+        assert (
+            _count(logs, "connector_breaker_half_open") == 1
+            and _count(logs, "connector_breaker_opened") == 2
+        )
 
         # The next trial finds the platform refusing connections: open again, and the fake saw no request.
         await fake_messenger.cut()
-        await eventually(lambda: _count(logs, "connector_breaker_opened") == 3, timeout=5, what="a trial against refused connections")
-        assert service.breaker_state("fb1") == "open" and len(fake_messenger.calls) == opening_rounds + ATTEMPTS_PER_ROUND
+        await eventually(
+            lambda: _count(logs, "connector_breaker_opened") == 3,
+            timeout=5,
+            what="a trial against refused connections",
+        )
+        assert (
+            service.breaker_state("fb1") == "open"
+            and len(fake_messenger.calls) == opening_rounds + ATTEMPTS_PER_ROUND
+        )
         await _reply_promptly(bus, watch, tg_conv, "tg-3")
 
         fake_messenger.down = False
@@ -95,5 +133,9 @@ async def test_failing_platform_opens_its_breaker_blocks_nobody_and_gets_its_rep
     failed = watch.of("connector.outbound_failed")
     assert [(e.data["message_id"], e.data["permanent"]) for e in failed] == [(fb_ids[0], False)]
     assert failed[0].data["reason"].startswith("2/")
-    assert all(e["connector_id"] == "fb1" for e in logs if e["event"].startswith("connector_breaker_"))
-    assert [e["event"] for e in logs if e["event"].startswith("connector_breaker_")][-1] == "connector_breaker_closed"
+    assert all(
+        e["connector_id"] == "fb1" for e in logs if e["event"].startswith("connector_breaker_")
+    )
+    assert [e["event"] for e in logs if e["event"].startswith("connector_breaker_")][
+        -1
+    ] == "connector_breaker_closed"

@@ -20,12 +20,18 @@ pytestmark = pytest.mark.fault
 
 
 async def test_replies_queued_before_a_broker_outage_reach_the_platform_exactly_once(
-    broker: RabbitServer, fake_messenger: FakeMessenger, connectors: ConnectorsService, bus: Bus, watch: LogWatch,
+    broker: RabbitServer,
+    fake_messenger: FakeMessenger,
+    connectors: ConnectorsService,
+    bus: Bus,
+    watch: LogWatch,
 ) -> None:
     driver = MessengerDriver(fake_messenger, connectors)
     assert (await driver.setup(bus, TENANT)).ok
     assert (await driver.send("psid-o", "hello")).status_code == 200
-    conversation_id = (await watch.wait_for("connector.inbound_received"))[0].data["conversation_id"]
+    conversation_id = (await watch.wait_for("connector.inbound_received"))[0].data[
+        "conversation_id"
+    ]
 
     fake_messenger.down = True  # both replies are queued in the outbox; the first one is attempted
     first = await agent_reply(bus, TENANT, conversation_id, "sent during the outage")
@@ -36,7 +42,11 @@ async def test_replies_queued_before_a_broker_outage_reach_the_platform_exactly_
     try:
         fake_messenger.down = False
         # the platform gets the head of the queue while nothing can be published
-        await eventually(lambda: driver.delivered() == ["sent during the outage"], timeout=10, what="a send during the outage")
+        await eventually(
+            lambda: driver.delivered() == ["sent during the outage"],
+            timeout=10,
+            what="a send during the outage",
+        )
         attempts_during_outage = len(fake_messenger.calls)
     finally:
         await asyncio.to_thread(broker.ctl, "start_app")
@@ -46,8 +56,14 @@ async def test_replies_queued_before_a_broker_outage_reach_the_platform_exactly_
     after = await agent_reply(bus, TENANT, conversation_id, "after the outage")
     await watch.wait_for("connector.outbound_sent", message_id=after, timeout=15)
 
-    assert driver.delivered() == ["sent during the outage", "queued behind it", "after the outage"]  # each exactly once, in order
-    assert len(fake_messenger.calls) == attempts_during_outage + 2  # the reply sent during the outage was never retried
+    assert driver.delivered() == [
+        "sent during the outage",
+        "queued behind it",
+        "after the outage",
+    ]  # each exactly once, in order
+    assert (
+        len(fake_messenger.calls) == attempts_during_outage + 2
+    )  # the reply sent during the outage was never retried
     for message_id in (first, second, after):
         assert len(watch.of("connector.outbound_sent", message_id=message_id)) == 1
     assert [e.data["message_id"] for e in watch.of("connector.outbound_failed")] == [first]

@@ -8,34 +8,52 @@ from tests.connectors.harness import MessengerDriver
 from tests.connectors.helpers import LogWatch, agent_reply
 
 
-async def _conversation(fake: FakeMessenger, service: ConnectorsService, bus: Bus, watch: LogWatch) -> tuple[MessengerDriver, str]:
+async def _conversation(
+    fake: FakeMessenger, service: ConnectorsService, bus: Bus, watch: LogWatch
+) -> tuple[MessengerDriver, str]:
     driver = MessengerDriver(fake, service)
     assert (await driver.setup(bus, TENANT)).ok
     assert (await driver.send("psid-e", "hello")).status_code == 200
-    return driver, str((await watch.wait_for("connector.inbound_received"))[0].data["conversation_id"])
+    return driver, str(
+        (await watch.wait_for("connector.inbound_received"))[0].data["conversation_id"]
+    )
 
 
-async def test_transient_errors_are_retried_then_delivered_once(fake_messenger: FakeMessenger, connectors: ConnectorsService, bus: Bus, watch: LogWatch) -> None:
+async def test_transient_errors_are_retried_then_delivered_once(
+    fake_messenger: FakeMessenger, connectors: ConnectorsService, bus: Bus, watch: LogWatch
+) -> None:
     driver, conversation_id = await _conversation(fake_messenger, connectors, bus, watch)
-    fake_messenger.fail_next = ["1200 temporary", "2 unexpected"]  # HTTP 400 code 1200, then HTTP 500 code 2
+    fake_messenger.fail_next = [
+        "1200 temporary",
+        "2 unexpected",
+    ]  # HTTP 400 code 1200, then HTTP 500 code 2
     first = await agent_reply(bus, TENANT, conversation_id, "after two temporary failures")
     await watch.wait_for("connector.outbound_sent", message_id=first)
     assert len(fake_messenger.calls) == 3
-    fake_messenger.fail_next = ["html 502", "613 rate limit"]  # a proxy's non-JSON 502, then throttling
+    fake_messenger.fail_next = [
+        "html 502",
+        "613 rate limit",
+    ]  # a proxy's non-JSON 502, then throttling
     second = await agent_reply(bus, TENANT, conversation_id, "after a 502 and a rate limit")
     await watch.wait_for("connector.outbound_sent", message_id=second)
     assert len(fake_messenger.calls) == 6
     assert driver.delivered() == ["after two temporary failures", "after a 502 and a rate limit"]
-    assert watch.of("connector.outbound_failed") == []  # recovered within the round: nothing to report
+    assert (
+        watch.of("connector.outbound_failed") == []
+    )  # recovered within the round: nothing to report
     assert len(watch.of("connector.outbound_sent", message_id=first)) == 1
     assert connectors.breaker_state("fb1") == "closed"
 
 
-async def test_permanent_errors_are_reported_once_with_the_reason_and_not_retried(fake_messenger: FakeMessenger, connectors: ConnectorsService, bus: Bus, watch: LogWatch) -> None:
+async def test_permanent_errors_are_reported_once_with_the_reason_and_not_retried(
+    fake_messenger: FakeMessenger, connectors: ConnectorsService, bus: Bus, watch: LogWatch
+) -> None:
     driver, conversation_id = await _conversation(fake_messenger, connectors, bus, watch)
     permanent = ["100 invalid parameter", "551 unavailable", "10 outside window"]
     fake_messenger.fail_next = list(permanent)
-    failed_ids = [await agent_reply(bus, TENANT, conversation_id, f"refused: {name}") for name in permanent]
+    failed_ids = [
+        await agent_reply(bus, TENANT, conversation_id, f"refused: {name}") for name in permanent
+    ]
     after = await agent_reply(bus, TENANT, conversation_id, "the queue goes on")
     await watch.wait_for("connector.outbound_sent", message_id=after)
 
@@ -47,6 +65,11 @@ async def test_permanent_errors_are_reported_once_with_the_reason_and_not_retrie
         assert len(reports) == 1, name
         assert reports[0].data["permanent"] is True
         assert reports[0].data["reason"] == f"{code}/{subcode} {message}"
-        assert reports[0].data["platform"] == "messenger" and reports[0].data["conversation_id"] == conversation_id
+        assert (
+            reports[0].data["platform"] == "messenger"
+            and reports[0].data["conversation_id"] == conversation_id
+        )
         assert watch.of("connector.outbound_sent", message_id=message_id) == []
-    assert connectors.breaker_state("fb1") == "closed"  # the platform answered: not a platform failure
+    assert (
+        connectors.breaker_state("fb1") == "closed"
+    )  # the platform answered: not a platform failure

@@ -18,7 +18,9 @@ class TestTelegram(ConnectorContract):
 
 class TestMessenger(ConnectorContract):
     @pytest.fixture
-    def driver(self, fake_messenger: FakeMessenger, connectors: ConnectorsService) -> MessengerDriver:
+    def driver(
+        self, fake_messenger: FakeMessenger, connectors: ConnectorsService
+    ) -> MessengerDriver:
         return MessengerDriver(fake_messenger, connectors)
 
 

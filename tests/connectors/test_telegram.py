@@ -12,8 +12,18 @@ from tests.connectors.harness import TelegramDriver, configure
 from tests.connectors.helpers import LogWatch, agent_reply, eventually
 
 
-async def test_long_polling_survives_a_network_cut_and_loses_nothing(fake_telegram: FakeTelegram, connectors: ConnectorsService, bus: Bus, watch: LogWatch) -> None:
-    reply = await configure(bus, connectors, TENANT, "tgpoll", "telegram", {"mode": "polling"}, {"bot_token": fake_telegram.token})
+async def test_long_polling_survives_a_network_cut_and_loses_nothing(
+    fake_telegram: FakeTelegram, connectors: ConnectorsService, bus: Bus, watch: LogWatch
+) -> None:
+    reply = await configure(
+        bus,
+        connectors,
+        TENANT,
+        "tgpoll",
+        "telegram",
+        {"mode": "polling"},
+        {"bot_token": fake_telegram.token},
+    )
     assert reply.ok
     await fake_telegram.queue_update(fake_telegram.update(7001, "before the cut"))
     await watch.wait_for("message.sent", body="before the cut")
@@ -30,14 +40,20 @@ async def test_long_polling_survives_a_network_cut_and_loses_nothing(fake_telegr
     bodies = [e.data["body"] for e in watch.of("message.sent", author_kind="customer")]
     assert bodies == ["before the cut", "during the cut 0", "during the cut 1", "during the cut 2"]
     # confirmed only after the publish: the next poll drops them from the server's queue
-    await eventually(lambda: fake_telegram.updates == [], what="updates confirmed by the next offset")
+    await eventually(
+        lambda: fake_telegram.updates == [], what="updates confirmed by the next offset"
+    )
 
 
-async def test_rate_limit_retry_after_is_honoured(fake_telegram: FakeTelegram, connectors: ConnectorsService, bus: Bus, watch: LogWatch) -> None:
+async def test_rate_limit_retry_after_is_honoured(
+    fake_telegram: FakeTelegram, connectors: ConnectorsService, bus: Bus, watch: LogWatch
+) -> None:
     driver = TelegramDriver(fake_telegram, connectors)
     assert (await driver.setup(bus, TENANT)).ok
     assert (await driver.send("55", "hi")).status_code == 200
-    conversation_id = (await watch.wait_for("connector.inbound_received"))[0].data["conversation_id"]
+    conversation_id = (await watch.wait_for("connector.inbound_received"))[0].data[
+        "conversation_id"
+    ]
     fake_telegram.rate_limited = [1]
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -48,23 +64,45 @@ async def test_rate_limit_retry_after_is_honoured(fake_telegram: FakeTelegram, c
     assert watch.of("connector.outbound_failed") == []
 
 
-async def test_agent_typing_becomes_send_chat_action(fake_telegram: FakeTelegram, connectors: ConnectorsService, bus: Bus, watch: LogWatch) -> None:
+async def test_agent_typing_becomes_send_chat_action(
+    fake_telegram: FakeTelegram, connectors: ConnectorsService, bus: Bus, watch: LogWatch
+) -> None:
     from contracts.envelope import Actor, Envelope
 
     driver = TelegramDriver(fake_telegram, connectors)
     assert (await driver.setup(bus, TENANT)).ok
     assert (await driver.send("56", "hi")).status_code == 200
-    conversation_id = (await watch.wait_for("connector.inbound_received"))[0].data["conversation_id"]
-    await bus.publish(Envelope(type="typing.changed", tenant=TENANT, stream=f"conv:{conversation_id}", actor=Actor(kind="agent", id="agent-1"),
-                               data={"conversation_id": conversation_id, "who_kind": "agent", "who_id": "agent-1", "typing": True}))
-    await eventually(lambda: fake_telegram.actions == [{"chat_id": 56, "action": "typing"}], what="typing action")
+    conversation_id = (await watch.wait_for("connector.inbound_received"))[0].data[
+        "conversation_id"
+    ]
+    await bus.publish(
+        Envelope(
+            type="typing.changed",
+            tenant=TENANT,
+            stream=f"conv:{conversation_id}",
+            actor=Actor(kind="agent", id="agent-1"),
+            data={
+                "conversation_id": conversation_id,
+                "who_kind": "agent",
+                "who_id": "agent-1",
+                "typing": True,
+            },
+        )
+    )
+    await eventually(
+        lambda: fake_telegram.actions == [{"chat_id": 56, "action": "typing"}], what="typing action"
+    )
 
 
-async def test_permanent_error_is_reported_not_retried(fake_telegram: FakeTelegram, connectors: ConnectorsService, bus: Bus, watch: LogWatch) -> None:
+async def test_permanent_error_is_reported_not_retried(
+    fake_telegram: FakeTelegram, connectors: ConnectorsService, bus: Bus, watch: LogWatch
+) -> None:
     driver = TelegramDriver(fake_telegram, connectors)
     assert (await driver.setup(bus, TENANT)).ok
     assert (await driver.send("57", "hi")).status_code == 200
-    conversation_id = (await watch.wait_for("connector.inbound_received"))[0].data["conversation_id"]
+    conversation_id = (await watch.wait_for("connector.inbound_received"))[0].data[
+        "conversation_id"
+    ]
     too_long = "x" * 5000  # Telegram refuses > 4096 characters; we cut it, so this one goes through
     ok_id = await agent_reply(bus, TENANT, conversation_id, too_long)
     await watch.wait_for("connector.outbound_sent", message_id=ok_id)
@@ -75,11 +113,26 @@ async def test_permanent_error_is_reported_not_retried(fake_telegram: FakeTelegr
     assert failed[0].data["permanent"] is True and failed[0].data["reason"].startswith("401")
 
 
-async def test_polling_conflict_is_explained_and_polling_resumes(fake_telegram: FakeTelegram, connectors: ConnectorsService, bus: Bus, watch: LogWatch) -> None:
+async def test_polling_conflict_is_explained_and_polling_resumes(
+    fake_telegram: FakeTelegram, connectors: ConnectorsService, bus: Bus, watch: LogWatch
+) -> None:
     fake_telegram.other_poller = True
     with structlog.testing.capture_logs() as logs:
-        assert (await configure(bus, connectors, TENANT, "tgpoll2", "telegram", {"mode": "polling"}, {"bot_token": fake_telegram.token})).ok
-        conflict = await eventually(lambda: [e for e in logs if e["event"] == "telegram_poll_conflict"], what="conflict log event")
+        assert (
+            await configure(
+                bus,
+                connectors,
+                TENANT,
+                "tgpoll2",
+                "telegram",
+                {"mode": "polling"},
+                {"bot_token": fake_telegram.token},
+            )
+        ).ok
+        conflict = await eventually(
+            lambda: [e for e in logs if e["event"] == "telegram_poll_conflict"],
+            what="conflict log event",
+        )
     assert "only one" in conflict[0]["explanation"] or "one poller" in conflict[0]["explanation"]
     fake_telegram.other_poller = False
     await fake_telegram.queue_update(fake_telegram.update(7002, "after the conflict"))

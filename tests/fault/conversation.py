@@ -13,38 +13,69 @@ from tests.admin.helpers import eventually, new_agent, owner_session
 from tests.fault.driver import ResilientClient, tally
 
 
-async def engaged(system: Any, http: httpx.AsyncClient, urls: list[str], console_origin: str | None = None, **agent_fields: Any) -> tuple[ResilientClient, ResilientClient, str, dict[str, str]]:
+async def engaged(
+    system: Any,
+    http: httpx.AsyncClient,
+    urls: list[str],
+    console_origin: str | None = None,
+    **agent_fields: Any,
+) -> tuple[ResilientClient, ResilientClient, str, dict[str, str]]:
     owner = await owner_session(system, http, "fault")
     _, agent_auth = await new_agent(http, owner, "fault", "alice", **agent_fields)
-    agent = await ResilientClient(urls, agent_auth["Authorization"].split()[1], console_origin or system.gateway.base_url).start()
+    agent = await ResilientClient(
+        urls, agent_auth["Authorization"].split()[1], console_origin or system.gateway.base_url
+    ).start()
     assert (await agent.op("status", status="online"))["t"] == "ack"
-    customer = await ResilientClient(urls, system.visitor_token("fault", "visitor-1"), "https://shop.example").start()
+    customer = await ResilientClient(
+        urls, system.visitor_token("fault", "visitor-1"), "https://shop.example"
+    ).start()
     conversation_id = (await customer.op("start", visitor={"name": "Faye"}))["conversation_id"]
     await agent.wait_event("conversation.offered", conversation_id=conversation_id)
     assert (await agent.op("accept", conversation_id=conversation_id))["t"] == "ack"
     return customer, agent, conversation_id, owner
 
 
-async def chat(customer: ResilientClient, conversation_id: str, bodies: list[str], sent: list[str]) -> None:
+async def chat(
+    customer: ResilientClient, conversation_id: str, bodies: list[str], sent: list[str]
+) -> None:
     for body in bodies:
-        reply = await customer.op("send", key=f"send-{body}", conversation_id=conversation_id, body=body)
+        reply = await customer.op(
+            "send", key=f"send-{body}", conversation_id=conversation_id, body=body
+        )
         assert reply["t"] == "ack", reply
         sent.append(body)
 
 
-async def settle(system: Any, http: httpx.AsyncClient, owner: dict[str, str], customer: ResilientClient, agent: ResilientClient, conversation_id: str, sent: list[str], scenario: str) -> None:
+async def settle(
+    system: Any,
+    http: httpx.AsyncClient,
+    owner: dict[str, str],
+    customer: ResilientClient,
+    agent: ResilientClient,
+    conversation_id: str,
+    sent: list[str],
+    scenario: str,
+) -> None:
     """Wait for everything acked to arrive, then count: nothing lost, nothing twice, anywhere."""
-    await eventually(lambda: all(agent.bodies("customer")[b] for b in sent), timeout=90, what="the agent to receive every message")
+    await eventually(
+        lambda: all(agent.bodies("customer")[b] for b in sent),
+        timeout=90,
+        what="the agent to receive every message",
+    )
     report = tally(scenario, sent, agent.bodies("customer"), agent.recovered + customer.recovered)
     assert report.lost == 0 and report.duplicated == 0, report
-    echo = tally(f"{scenario} (customer's own copy)", sent, customer.bodies("customer"), customer.recovered)
+    echo = tally(
+        f"{scenario} (customer's own copy)", sent, customer.bodies("customer"), customer.recovered
+    )
     assert echo.lost == 0 and echo.duplicated == 0, echo
 
     async def archived() -> list[str] | None:
         response = await http.get(f"/api/conversations/{conversation_id}/transcript", headers=owner)
         if response.status_code != 200:
             return None
-        bodies = [e["data"]["body"] for e in response.json()["events"] if e["type"] == "message.sent"]
+        bodies = [
+            e["data"]["body"] for e in response.json()["events"] if e["type"] == "message.sent"
+        ]
         return bodies if set(sent) <= set(bodies) else None
 
     stored = await eventually(archived, timeout=90, what="history to archive every message")

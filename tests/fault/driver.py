@@ -24,7 +24,9 @@ class ResilientClient:
     def __init__(self, urls: list[str], token: str, origin: str) -> None:
         self.urls, self.token, self.origin = urls, token, origin
         self.position: int | None = None
-        self.deliveries: list[dict[str, Any]] = []  # every event frame received, duplicates included
+        self.deliveries: list[
+            dict[str, Any]
+        ] = []  # every event frame received, duplicates included
         self.reconnects = 0
         self.retries = 0  # commands resent (same key) after a timeout, a drop or a retryable error
         self.resyncs = 0
@@ -46,9 +48,13 @@ class ResilientClient:
         first = True
         while True:
             url = self.urls[self._url_index % len(self.urls)]
-            query = f"?token={self.token}" + (f"&resume_from={self.position}" if self.position is not None else "")
+            query = f"?token={self.token}" + (
+                f"&resume_from={self.position}" if self.position is not None else ""
+            )
             try:
-                async with websockets.connect(url + query, origin=self.origin, open_timeout=5, max_size=2**22) as socket:
+                async with websockets.connect(
+                    url + query, origin=self.origin, open_timeout=5, max_size=2**22
+                ) as socket:
                     self._socket = socket
                     if not first:
                         self.reconnects += 1
@@ -80,7 +86,9 @@ class ResilientClient:
             if not future.done():
                 future.set_result(frame)
 
-    async def op(self, op: str, key: str | None = None, deadline_s: float = 90, **fields: Any) -> dict[str, Any]:
+    async def op(
+        self, op: str, key: str | None = None, deadline_s: float = 90, **fields: Any
+    ) -> dict[str, Any]:
         """Send until acked (same key every time); a non-retryable error is returned as is."""
         key = key or f"k{next(self._keys)}-{id(self)}"
         loop = asyncio.get_running_loop()
@@ -114,13 +122,20 @@ class ResilientClient:
             while True:
                 for frame in self.deliveries:
                     event = frame["event"]
-                    if event["type"] == type_name and all(event["data"].get(k) == v for k, v in data.items()):
+                    if event["type"] == type_name and all(
+                        event["data"].get(k) == v for k, v in data.items()
+                    ):
                         return frame
                 await asyncio.sleep(0.05)
 
     def bodies(self, author_kind: str) -> Counter[str]:
         """How many times each message body was delivered (a duplicate shows as 2)."""
-        return Counter(f["event"]["data"]["body"] for f in self.deliveries if f["event"]["type"] == "message.sent" and f["event"]["data"]["author_kind"] == author_kind)
+        return Counter(
+            f["event"]["data"]["body"]
+            for f in self.deliveries
+            if f["event"]["type"] == "message.sent"
+            and f["event"]["data"]["author_kind"] == author_kind
+        )
 
     @property
     def recovered(self) -> int:
@@ -145,6 +160,12 @@ class FaultReport:
 
 
 def tally(scenario: str, sent: list[str], seen: Counter[str], recovered: int) -> FaultReport:
-    report = FaultReport(scenario, len(sent), sum(1 for body in sent if seen[body] == 0), sum(n - 1 for n in seen.values() if n > 1), recovered)
+    report = FaultReport(
+        scenario,
+        len(sent),
+        sum(1 for body in sent if seen[body] == 0),
+        sum(n - 1 for n in seen.values() if n > 1),
+        recovered,
+    )
     print(report)
     return report

@@ -11,15 +11,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-from relaydesk.embedded import free_port
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
+from tools.embedded import free_port
 
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment a ``relaydesk`` child needs to join the test's vhost and database."""
-    env = {**os.environ, "RELAYDESK_AMQP_URL": settings.amqp_url, "MONGO_URL": settings.mongo_url or "", "RELAYDESK_MONGO_DB": settings.mongo_db,
-           "RELAYDESK_HEALTH_PORT_BASE": str(free_port()), "RELAYDESK_LOG_FORMAT": "json", **extra}
+    env = {
+        **os.environ,
+        "RELAYDESK_AMQP_URL": settings.amqp_url,
+        "MONGO_URL": settings.mongo_url or "",
+        "RELAYDESK_MONGO_DB": settings.mongo_db,
+        "RELAYDESK_HEALTH_PORT_BASE": str(free_port()),
+        "RELAYDESK_LOG_FORMAT": "json",
+        **extra,
+    }
     if settings.stream_url:  # a container's mapped stream port
         env["RELAYDESK_STREAM_URL"] = settings.stream_url
     return env
@@ -40,12 +47,23 @@ class ServiceProcess:
     async def start(self) -> "ServiceProcess":
         self.starts += 1
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "relaydesk.cli", self.command], env=service_env(self.settings), stdout=log, stderr=subprocess.STDOUT)
-        await eventually(self._ready, timeout=60, what=f"relaydesk {self.command} (start {self.starts}) to log service_ready")
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tools.cli", self.command],
+                env=service_env(self.settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        await eventually(
+            self._ready,
+            timeout=60,
+            what=f"relaydesk {self.command} (start {self.starts}) to log service_ready",
+        )
         return self
 
     def _ready(self) -> bool:
-        assert self.process is not None and self.process.poll() is None, f"relaydesk {self.command} exited: {self.log_path.read_text()[-2000:]}"
+        assert self.process is not None and self.process.poll() is None, (
+            f"relaydesk {self.command} exited: {self.log_path.read_text()[-2000:]}"
+        )
         return b"service_ready" in self.log_path.read_bytes()
 
     @property

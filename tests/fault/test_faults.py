@@ -17,52 +17,91 @@ from typing import Any
 import httpx
 import pytest
 
-from relaydesk.embedded import EmbeddedMongo, free_port
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
 from tests.fault.conversation import chat, engaged, settle
 from tests.fault.processes import service_env
 from tests.servers import RabbitServer, RabbitVhosts
 from tests.system import running_system
+from tools.embedded import EmbeddedMongo, free_port
 
 pytestmark = pytest.mark.fault
 
 
-async def test_rabbitmq_stopped_and_restarted_mid_conversation(settings: Settings, broker: RabbitServer) -> None:
-    async with running_system(settings) as system, httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http:
-        customer, agent, conversation_id, owner = await engaged(system, http, [system.gateway.ws_url])
+async def test_rabbitmq_stopped_and_restarted_mid_conversation(
+    settings: Settings, broker: RabbitServer
+) -> None:
+    async with (
+        running_system(settings) as system,
+        httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+    ):
+        customer, agent, conversation_id, owner = await engaged(
+            system, http, [system.gateway.ws_url]
+        )
         sent: list[str] = []
         try:
             await chat(customer, conversation_id, [f"before-{i}" for i in range(5)], sent)
             await asyncio.to_thread(broker.ctl, "stop_app")
-            during = asyncio.create_task(chat(customer, conversation_id, [f"during-{i}" for i in range(5)], sent))
+            during = asyncio.create_task(
+                chat(customer, conversation_id, [f"during-{i}" for i in range(5)], sent)
+            )
             await asyncio.sleep(2)  # the outage lasts a while (a fault, not a wait for a condition)
         finally:
             await asyncio.to_thread(broker.ctl, "start_app")
             await asyncio.to_thread(broker.ctl, "await_startup")
         await during
         await chat(customer, conversation_id, [f"after-{i}" for i in range(5)], sent)
-        await settle(system, http, owner, customer, agent, conversation_id, sent, "rabbitmq restart")
+        await settle(
+            system, http, owner, customer, agent, conversation_id, sent, "rabbitmq restart"
+        )
         await customer.stop()
         await agent.stop()
 
 
-async def test_broker_connections_cut_mid_conversation(settings: Settings, vhosts: RabbitVhosts) -> None:
+async def test_broker_connections_cut_mid_conversation(
+    settings: Settings, vhosts: RabbitVhosts
+) -> None:
     vhost = urllib.parse.unquote(settings.amqp_url.rsplit("/", 1)[1])
-    async with running_system(settings) as system, httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http:
-        customer, agent, conversation_id, owner = await engaged(system, http, [system.gateway.ws_url])
+    async with (
+        running_system(settings) as system,
+        httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+    ):
+        customer, agent, conversation_id, owner = await engaged(
+            system, http, [system.gateway.ws_url]
+        )
         sent: list[str] = []
         await chat(customer, conversation_id, [f"before-{i}" for i in range(5)], sent)
-        async with httpx.AsyncClient(base_url=vhosts.management_url, auth=(vhosts.user, vhosts.password)) as management:
+        async with httpx.AsyncClient(
+            base_url=vhosts.management_url, auth=(vhosts.user, vhosts.password)
+        ) as management:
+
             async def listed() -> list[dict[str, Any]]:
                 # The management API learns of connections with its stats interval: poll.
-                return [c for c in (await management.get("/api/connections")).json() if c.get("vhost") == vhost]
+                return [
+                    c
+                    for c in (await management.get("/api/connections")).json()
+                    if c.get("vhost") == vhost
+                ]
 
-            connections = await eventually(listed, timeout=30, what="the services' connections in the management API")
+            connections = await eventually(
+                listed, timeout=30, what="the services' connections in the management API"
+            )
             for connection in connections:
-                await management.delete(f"/api/connections/{urllib.parse.quote(connection['name'], safe='')}", headers={"X-Reason": "fault test"})
+                await management.delete(
+                    f"/api/connections/{urllib.parse.quote(connection['name'], safe='')}",
+                    headers={"X-Reason": "fault test"},
+                )
         await chat(customer, conversation_id, [f"after-{i}" for i in range(10)], sent)
-        await settle(system, http, owner, customer, agent, conversation_id, sent, f"{len(connections)} broker connections cut")
+        await settle(
+            system,
+            http,
+            owner,
+            customer,
+            agent,
+            conversation_id,
+            sent,
+            f"{len(connections)} broker connections cut",
+        )
         await customer.stop()
         await agent.stop()
 
@@ -74,7 +113,12 @@ def gateway_process(settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
     """A real gateway process (`relaydesk gateway`) that can be SIGKILLed like a crashed host."""
     port = free_port()
     env = service_env(settings, RELAYDESK_GATEWAY_PORT=str(port), RELAYDESK_PUBLIC_URL=PUBLIC_URL)
-    process = subprocess.Popen([sys.executable, "-m", "relaydesk.cli", "gateway"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tools.cli", "gateway"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return process, f"http://127.0.0.1:{port}"
 
 
@@ -86,21 +130,40 @@ async def healthy(base_url: str) -> bool:
         return False
 
 
-async def test_a_gateway_killed_under_its_clients_they_resume_on_another(settings: Settings) -> None:
-    async with running_system(settings) as system, httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http:
+async def test_a_gateway_killed_under_its_clients_they_resume_on_another(
+    settings: Settings,
+) -> None:
+    async with (
+        running_system(settings) as system,
+        httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+    ):
         doomed, doomed_url = gateway_process(system.settings)
         survivor, survivor_url = gateway_process(system.settings)
         try:
             for url in (doomed_url, survivor_url):
                 await eventually(lambda url=url: healthy(url), timeout=60, what=f"gateway {url}")
-            urls = [doomed_url.replace("http", "ws") + "/ws", survivor_url.replace("http", "ws") + "/ws"]
-            customer, agent, conversation_id, owner = await engaged(system, http, urls, console_origin=PUBLIC_URL)
+            urls = [
+                doomed_url.replace("http", "ws") + "/ws",
+                survivor_url.replace("http", "ws") + "/ws",
+            ]
+            customer, agent, conversation_id, owner = await engaged(
+                system, http, urls, console_origin=PUBLIC_URL
+            )
             sent: list[str] = []
             await chat(customer, conversation_id, [f"before-{i}" for i in range(5)], sent)
             doomed.send_signal(signal.SIGKILL)  # the host dies: no close frames, sockets reset
             doomed.wait(10)
             await chat(customer, conversation_id, [f"after-{i}" for i in range(10)], sent)
-            await settle(system, http, owner, customer, agent, conversation_id, sent, "gateway killed (SIGKILL)")
+            await settle(
+                system,
+                http,
+                owner,
+                customer,
+                agent,
+                conversation_id,
+                sent,
+                "gateway killed (SIGKILL)",
+            )
             assert customer.reconnects >= 1 and agent.reconnects >= 1
             await customer.stop()
             await agent.stop()
@@ -115,17 +178,27 @@ async def test_mongodb_unavailable_then_back(settings: Settings, tmp_path: Path)
     mongo = EmbeddedMongo(str(tmp_path / "mongo")).start()
     try:
         local = settings.model_copy(update={"mongo_url": mongo.url})
-        async with running_system(local) as system, httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http:
-            customer, agent, conversation_id, owner = await engaged(system, http, [system.gateway.ws_url])
+        async with (
+            running_system(local) as system,
+            httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+        ):
+            customer, agent, conversation_id, owner = await engaged(
+                system, http, [system.gateway.ws_url]
+            )
             sent: list[str] = []
             await chat(customer, conversation_id, [f"before-{i}" for i in range(5)], sent)
             mongo.stop()
             # Chat goes on without the database: the log is the record, history catches up later.
             await chat(customer, conversation_id, [f"during-{i}" for i in range(5)], sent)
-            await eventually(lambda: all(agent.bodies("customer")[b] for b in sent), what="live delivery during the outage")
+            await eventually(
+                lambda: all(agent.bodies("customer")[b] for b in sent),
+                what="live delivery during the outage",
+            )
             await asyncio.to_thread(mongo.start)
             await chat(customer, conversation_id, [f"after-{i}" for i in range(5)], sent)
-            await settle(system, http, owner, customer, agent, conversation_id, sent, "mongodb outage")
+            await settle(
+                system, http, owner, customer, agent, conversation_id, sent, "mongodb outage"
+            )
             await customer.stop()
             await agent.stop()
     finally:
@@ -137,18 +210,37 @@ async def test_a_poison_event_on_the_log_does_not_stop_anyone(settings: Settings
 
     from contracts import topology as names
 
-    async with running_system(settings) as system, httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http:
-        customer, agent, conversation_id, owner = await engaged(system, http, [system.gateway.ws_url])
+    async with (
+        running_system(settings) as system,
+        httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+    ):
+        customer, agent, conversation_id, owner = await engaged(
+            system, http, [system.gateway.ws_url]
+        )
         sent: list[str] = []
         await chat(customer, conversation_id, [f"before-{i}" for i in range(3)], sent)
         connection = await aio_pika.connect(system.settings.amqp_url)
         try:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await channel.get_exchange(names.EVENTS_EXCHANGE)
-            await exchange.publish(aio_pika.Message(body=b"\x00not an envelope"), routing_key="fault.poison")
-            await exchange.publish(aio_pika.Message(body=b'{"id":"x","type":"no.such_type","v":1}'), routing_key="fault.poison")
+            await exchange.publish(
+                aio_pika.Message(body=b"\x00not an envelope"), routing_key="fault.poison"
+            )
+            await exchange.publish(
+                aio_pika.Message(body=b'{"id":"x","type":"no.such_type","v":1}'),
+                routing_key="fault.poison",
+            )
             await chat(customer, conversation_id, [f"after-{i}" for i in range(5)], sent)
-            await settle(system, http, owner, customer, agent, conversation_id, sent, "poison events on the log")
+            await settle(
+                system,
+                http,
+                owner,
+                customer,
+                agent,
+                conversation_id,
+                sent,
+                "poison events on the log",
+            )
             dead = await channel.declare_queue(names.DEAD_QUEUE, passive=True)
             reasons = []
             while (message := await dead.get(timeout=5, fail=False)) is not None:

@@ -24,15 +24,26 @@ from tests.fault.processes import ServiceProcess, service_env
 from tests.system import running_system
 
 pytestmark = pytest.mark.fault
-NEWCOMERS = 8  # visitors who start a conversation as agent_service dies (alice gets room for all of them)
+NEWCOMERS = (
+    8  # visitors who start a conversation as agent_service dies (alice gets room for all of them)
+)
 
 
 async def relaydesk_tool(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """``relaydesk replay`` / ``audit`` as an operator would run them against this system."""
-    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "relaydesk.cli", *args], env=service_env(settings), capture_output=True, text=True, timeout=120)
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tools.cli", *args],
+        env=service_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-async def chat_until(stop: asyncio.Event, customer: ResilientClient, conversation_id: str, sent: list[str]) -> None:
+async def chat_until(
+    stop: asyncio.Event, customer: ResilientClient, conversation_id: str, sent: list[str]
+) -> None:
     """Keep the conversation going (one acked message after another) until ``stop`` is set."""
     count = 0
     while not stop.is_set():
@@ -56,32 +67,67 @@ async def kill_and_restart(service: ServiceProcess, sent: list[str]) -> None:
 
 def duplicated_events(client: ResilientClient) -> int:
     """Deliveries of an event id already delivered: a re-emitted decision shows up here."""
-    return sum(n - 1 for n in Counter(f["event"]["id"] for f in client.deliveries).values() if n > 1)
+    return sum(
+        n - 1 for n in Counter(f["event"]["id"] for f in client.deliveries).values() if n > 1
+    )
 
 
-async def test_history_service_killed_twice_mid_batch_every_message_archived_once(settings: Settings, tmp_path: Path) -> None:
-    async with running_system(settings, with_history=False) as system, httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http:
+async def test_history_service_killed_twice_mid_batch_every_message_archived_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with (
+        running_system(settings, with_history=False) as system,
+        httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+    ):
         history = await ServiceProcess("history", system.settings, tmp_path).start()
         try:
-            customer, agent, conversation_id, owner = await engaged(system, http, [system.gateway.ws_url])
+            customer, agent, conversation_id, owner = await engaged(
+                system, http, [system.gateway.ws_url]
+            )
             sent: list[str] = []
             stop = asyncio.Event()
             flowing = asyncio.create_task(chat_until(stop, customer, conversation_id, sent))
             await kill_and_restart(history, sent)
-            await kill_and_restart(history, sent)  # the second kill lands while it catches up and archives live
+            await kill_and_restart(
+                history, sent
+            )  # the second kill lands while it catches up and archives live
             stop.set()
             await flowing
-            await settle(system, http, owner, customer, agent, conversation_id, sent, "history_service killed twice (SIGKILL)")
+            await settle(
+                system,
+                http,
+                owner,
+                customer,
+                agent,
+                conversation_id,
+                sent,
+                "history_service killed twice (SIGKILL)",
+            )
 
             # The read models the console reads, not only the archive: each message once, the count right.
-            page = await http.get(f"/api/conversations/{conversation_id}/messages", params={"limit": 200}, headers=owner)
+            page = await http.get(
+                f"/api/conversations/{conversation_id}/messages",
+                params={"limit": 200},
+                headers=owner,
+            )
             assert page.status_code == 200, page.text
-            chat_messages = [m["event"]["data"] for m in page.json() if m["event"]["type"] == "message.sent"]
-            read_model = tally("history_service killed (messages read model)", sent, Counter(m["body"] for m in chat_messages if m["author_kind"] == "customer"), 0)
+            chat_messages = [
+                m["event"]["data"] for m in page.json() if m["event"]["type"] == "message.sent"
+            ]
+            read_model = tally(
+                "history_service killed (messages read model)",
+                sent,
+                Counter(m["body"] for m in chat_messages if m["author_kind"] == "customer"),
+                0,
+            )
             assert read_model.lost == 0 and read_model.duplicated == 0, read_model
             listed = await http.get("/api/conversations", params={"view": "all"}, headers=owner)
             row = next(c for c in listed.json() if c["conversation_id"] == conversation_id)
-            assert row["message_count"] == len(chat_messages) == len(sent), (row["message_count"], len(chat_messages), len(sent))
+            assert row["message_count"] == len(chat_messages) == len(sent), (
+                row["message_count"],
+                len(chat_messages),
+                len(sent),
+            )
 
             # Rebuilt from the archive, the read models are identical; the hash chain has no gap or repeat.
             replayed = await relaydesk_tool(system.settings, "replay", "--projection", "history")
@@ -94,29 +140,49 @@ async def test_history_service_killed_twice_mid_batch_every_message_archived_onc
             history.stop()
 
 
-async def test_agent_service_killed_while_routing_state_intact_after_restart(settings: Settings, tmp_path: Path) -> None:
-    async with running_system(settings, with_agent=False) as system, httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http:
+async def test_agent_service_killed_while_routing_state_intact_after_restart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with (
+        running_system(settings, with_agent=False) as system,
+        httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+    ):
         routing = await ServiceProcess("agent", system.settings, tmp_path).start()
         newcomers: list[ResilientClient] = []
         try:
-            customer, agent, conversation_id, owner = await engaged(system, http, [system.gateway.ws_url], max_chats=NEWCOMERS + 2)
+            customer, agent, conversation_id, owner = await engaged(
+                system, http, [system.gateway.ws_url], max_chats=NEWCOMERS + 2
+            )
             sent: list[str] = []
             stop = asyncio.Event()
             flowing = asyncio.create_task(chat_until(stop, customer, conversation_id, sent))
             await acked_more(sent, 5)
             for k in range(NEWCOMERS):
-                newcomers.append(await ResilientClient([system.gateway.ws_url], system.visitor_token("fault", f"newcomer-{k}"), "https://shop.example").start())
+                newcomers.append(
+                    await ResilientClient(
+                        [system.gateway.ws_url],
+                        system.visitor_token("fault", f"newcomer-{k}"),
+                        "https://shop.example",
+                    ).start()
+                )
             # Killed the moment the first newcomer's offer reaches alice: the rest of the burst is being
             # decided, published or acked right then, or still queued; all go to the new process.
             first_chat = conversation_id
 
             def strike(frame: dict[str, Any]) -> None:
                 event = frame["event"]
-                if event["type"] == "conversation.offered" and event["data"]["conversation_id"] != first_chat and routing.alive:
+                if (
+                    event["type"] == "conversation.offered"
+                    and event["data"]["conversation_id"] != first_chat
+                    and routing.alive
+                ):
                     routing.kill(wait=False)
 
             agent.on_event = strike
-            starts = [asyncio.create_task(c.op("start", key=f"start-{k}", visitor={"name": f"New {k}"})) for k, c in enumerate(newcomers)]
+            starts = [
+                asyncio.create_task(c.op("start", key=f"start-{k}", visitor={"name": f"New {k}"}))
+                for k, c in enumerate(newcomers)
+            ]
             await eventually(lambda: not routing.alive, timeout=60, what="the kill")
             agent.on_event = None
             await acked_more(sent, 5)  # customer messages do not wait for routing
@@ -130,26 +196,58 @@ async def test_agent_service_killed_while_routing_state_intact_after_restart(set
             # holds the first chat (her reply reaches its customer); nothing was decided twice.
             for k, (client, new_id) in enumerate(zip(newcomers, started)):
                 await agent.wait_event("conversation.offered", conversation_id=new_id)
-                assert (await agent.op("accept", key=f"accept-{k}", conversation_id=new_id))["t"] == "ack"
+                assert (await agent.op("accept", key=f"accept-{k}", conversation_id=new_id))[
+                    "t"
+                ] == "ack"
                 # The gateway learns of the accept from the log, a moment after the ack (see the report:
                 # a send right after the ack can be refused 'forbidden'); the console waits for it too.
                 await agent.wait_event("conversation.accepted", conversation_id=new_id)
-                replied = await agent.op("send", key=f"reply-{k}", conversation_id=new_id, body=f"hello newcomer {k}")
+                replied = await agent.op(
+                    "send", key=f"reply-{k}", conversation_id=new_id, body=f"hello newcomer {k}"
+                )
                 assert replied["t"] == "ack", replied
                 await client.wait_event("message.sent", body=f"hello newcomer {k}")
-            assert (await agent.op("send", key="reply-first", conversation_id=conversation_id, body="still here"))["t"] == "ack"
+            assert (
+                await agent.op(
+                    "send", key="reply-first", conversation_id=conversation_id, body="still here"
+                )
+            )["t"] == "ack"
             await customer.wait_event("message.sent", body="still here")
-            await settle(system, http, owner, customer, agent, conversation_id, sent, "agent_service killed (SIGKILL)")
-            routed = tally("agent_service killed (conversations started across it)", started, Counter(f["event"]["data"]["conversation_id"] for f in agent.deliveries if f["event"]["type"] == "conversation.offered" and f["event"]["data"]["conversation_id"] in started),
-                           sum(c.recovered for c in newcomers))
+            await settle(
+                system,
+                http,
+                owner,
+                customer,
+                agent,
+                conversation_id,
+                sent,
+                "agent_service killed (SIGKILL)",
+            )
+            routed = tally(
+                "agent_service killed (conversations started across it)",
+                started,
+                Counter(
+                    f["event"]["data"]["conversation_id"]
+                    for f in agent.deliveries
+                    if f["event"]["type"] == "conversation.offered"
+                    and f["event"]["data"]["conversation_id"] in started
+                ),
+                sum(c.recovered for c in newcomers),
+            )
             assert routed.lost == 0 and routed.duplicated == 0, routed
-            for who, client in (("agent", agent), ("customer", customer), *((f"newcomer {k}", c) for k, c in enumerate(newcomers))):
+            for who, client in (
+                ("agent", agent),
+                ("customer", customer),
+                *((f"newcomer {k}", c) for k, c in enumerate(newcomers)),
+            ):
                 assert duplicated_events(client) == 0, f"{who} got an event twice"
             for k, client in enumerate(newcomers):
                 assert client.bodies("agent")[f"hello newcomer {k}"] == 1
 
             # agent_service's live answer for every conversation equals the fold of the log.
-            replayed = await relaydesk_tool(system.settings, "replay", "--projection", "agent", "--source", "stream")
+            replayed = await relaydesk_tool(
+                system.settings, "replay", "--projection", "agent", "--source", "stream"
+            )
             assert replayed.returncode == 0, replayed.stdout + replayed.stderr
             assert "identical to the live projection" in replayed.stdout
             await customer.stop()

@@ -54,14 +54,24 @@ class StalledReader:
     async def open(self, token: str, resume_from: int | None = None) -> dict[str, Any]:
         parsed = urllib.parse.urlsplit(self.url)
         raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window stays small
+        raw.setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVBUF, 4096
+        )  # before connect: the window stays small
         raw.setblocking(False)
         await asyncio.get_running_loop().sock_connect(raw, (parsed.hostname, parsed.port))
-        self._reader, self._writer = await asyncio.open_connection(sock=raw, limit=4096)  # pauses the transport past 8 KiB
-        query = f"token={token}" + (f"&resume_from={resume_from}" if resume_from is not None else "")
+        self._reader, self._writer = await asyncio.open_connection(
+            sock=raw, limit=4096
+        )  # pauses the transport past 8 KiB
+        query = f"token={token}" + (
+            f"&resume_from={resume_from}" if resume_from is not None else ""
+        )
         key = base64.b64encode(os.urandom(16)).decode()
-        self._writer.write((f"GET {parsed.path}?{query} HTTP/1.1\r\nHost: {parsed.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {self.origin}\r\n\r\n").encode())
+        self._writer.write(
+            (
+                f"GET {parsed.path}?{query} HTTP/1.1\r\nHost: {parsed.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {self.origin}\r\n\r\n"
+            ).encode()
+        )
         await self._writer.drain()
         status = await self._reader.readuntil(b"\r\n\r\n")
         assert status.startswith(b"HTTP/1.1 101"), status
@@ -104,7 +114,11 @@ class StalledReader:
         return True
 
     def bodies_seen(self) -> Counter[str]:
-        return Counter(f["event"]["data"]["body"] for f in self.frames if f.get("t") == "event" and f["event"]["type"] == "message.sent")
+        return Counter(
+            f["event"]["data"]["body"]
+            for f in self.frames
+            if f.get("t") == "event" and f["event"]["type"] == "message.sent"
+        )
 
     @property
     def last_position(self) -> int:
@@ -115,11 +129,20 @@ class StalledReader:
             self._writer.close()
 
 
-async def test_a_stalled_socket_is_closed_4409_resumes_exactly_once_and_others_keep_their_latency(settings: Settings) -> None:
+async def test_a_stalled_socket_is_closed_4409_resumes_exactly_once_and_others_keep_their_latency(
+    settings: Settings,
+) -> None:
     # The customer sends as fast as acks come back: no per-socket rate limit in the way.
-    slow_gateway = settings.model_copy(update={"ws_queue_limit": QUEUE_LIMIT, "ws_rate_per_s": 10_000.0, "ws_rate_burst": 10_000})
-    async with running_system(slow_gateway) as system, httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http:
-        customer, agent, conversation_id, owner = await engaged(system, http, [system.gateway.ws_url])
+    slow_gateway = settings.model_copy(
+        update={"ws_queue_limit": QUEUE_LIMIT, "ws_rate_per_s": 10_000.0, "ws_rate_burst": 10_000}
+    )
+    async with (
+        running_system(slow_gateway) as system,
+        httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+    ):
+        customer, agent, conversation_id, owner = await engaged(
+            system, http, [system.gateway.ws_url]
+        )
         owner_token = owner["Authorization"].split()[1]
         stalled = StalledReader(system.gateway.ws_url, system.gateway.base_url)
         await stalled.open(owner_token)
@@ -137,29 +160,57 @@ async def test_a_stalled_socket_is_closed_4409_resumes_exactly_once_and_others_k
         agent.on_event = note_arrival
         # Chat until the gateway gives up on the stalled socket, then a little more (missed by it).
         while close_codes[CLOSE_SLOW_CONSUMER] == 0:
-            assert len(sent) < MAX_MESSAGES, "the stalled socket was never closed as a slow consumer"
+            assert len(sent) < MAX_MESSAGES, (
+                "the stalled socket was never closed as a slow consumer"
+            )
             body = f"m-{len(sent)}-{BODY}"
-            assert (await customer.op("send", key=f"send-{len(sent)}", conversation_id=conversation_id, body=body))["t"] == "ack"
+            assert (
+                await customer.op(
+                    "send", key=f"send-{len(sent)}", conversation_id=conversation_id, body=body
+                )
+            )["t"] == "ack"
             acked_at[body] = time.monotonic()
             sent.append(body)
         for _ in range(5):
             body = f"m-{len(sent)}-after"
-            assert (await customer.op("send", key=f"send-{len(sent)}", conversation_id=conversation_id, body=body))["t"] == "ack"
+            assert (
+                await customer.op(
+                    "send", key=f"send-{len(sent)}", conversation_id=conversation_id, body=body
+                )
+            )["t"] == "ack"
             acked_at[body] = time.monotonic()
             sent.append(body)
 
         # The others: everything, once, and promptly while the socket was stuck.
-        await eventually(lambda: all(b in received_at for b in sent), timeout=30, what="the agent to receive every message")
-        others = tally("slow consumer (the agent, meanwhile)", sent, agent.bodies("customer"), agent.recovered + customer.recovered)
+        await eventually(
+            lambda: all(b in received_at for b in sent),
+            timeout=30,
+            what="the agent to receive every message",
+        )
+        others = tally(
+            "slow consumer (the agent, meanwhile)",
+            sent,
+            agent.bodies("customer"),
+            agent.recovered + customer.recovered,
+        )
         assert others.lost == 0 and others.duplicated == 0, others
-        echo = tally("slow consumer (the customer's own copy)", sent, customer.bodies("customer"), customer.recovered)
+        echo = tally(
+            "slow consumer (the customer's own copy)",
+            sent,
+            customer.bodies("customer"),
+            customer.recovered,
+        )
         assert echo.lost == 0 and echo.duplicated == 0, echo
         worst = max(received_at[b] - acked_at[b] for b in sent)
-        assert worst < SLOW_ALLOWED_S, f"a message took {worst:.2f}s to reach the agent while one socket was stalled"
+        assert worst < SLOW_ALLOWED_S, (
+            f"a message took {worst:.2f}s to reach the agent while one socket was stalled"
+        )
 
         # The stalled client reads again: what was buffered, then the close (4409, resumable).
         close_code = await asyncio.wait_for(stalled.read_until_closed(), 30)
-        assert close_codes[CLOSE_SLOW_CONSUMER] == 1  # the gateway classified it as a slow consumer, and only it
+        assert (
+            close_codes[CLOSE_SLOW_CONSUMER] == 1
+        )  # the gateway classified it as a slow consumer, and only it
         # Resume like the widget: reconnect from the last position until caught up. The missed
         # events are replayed whatever their number (the backlog does not count against the live
         # queue's bound), so one resume is enough; across all rounds every event comes once.
@@ -176,13 +227,17 @@ async def test_a_stalled_socket_is_closed_4409_resumes_exactly_once_and_others_k
             await resumed.open(owner_token, resume_from=position)
             if not await resumed.read_until(caught_up):
                 assert resumed.close_code == CLOSE_SLOW_CONSUMER, resumed.close_code
-            position = max([position] + [f["position"] for f in resumed.frames if f.get("t") == "event"])
+            position = max(
+                [position] + [f["position"] for f in resumed.frames if f.get("t") == "event"]
+            )
             await resumed.close()
         assert len(readers) == 2, f"catching up took {len(readers) - 1} resumes, not one"
         seen = sum((r.bodies_seen() for r in readers), Counter())
         report = tally("slow consumer closed and resumed", sent, seen, len(readers) - 1)
         assert report.lost == 0 and report.duplicated == 0, report
-        all_events = Counter(f["event"]["id"] for r in readers for f in r.frames if f.get("t") == "event")
+        all_events = Counter(
+            f["event"]["id"] for r in readers for f in r.frames if f.get("t") == "event"
+        )
         assert max(all_events.values()) == 1, "an event was delivered twice across the resumes"
         await customer.stop()
         await agent.stop()

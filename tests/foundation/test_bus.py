@@ -7,8 +7,9 @@ import pytest
 
 from contracts import Actor, Envelope
 from contracts import topology as names
+from contracts.replies import CommandReply
 from relaydesk.bus import Bus, LogReader, RemoteError, RequestTimeout
-from relaydesk.bus.rpc import CommandReply, RpcClient, serve_commands, serve_queries
+from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
 from relaydesk.bus.topology import declare_command_queue, declare_core
 
 
@@ -19,7 +20,13 @@ def message_event(n: int, tenant: str = "acme") -> Envelope:
         tenant=tenant,
         stream="conv:c1",
         actor=Actor(kind="customer", id="v1"),
-        data={"conversation_id": "c1", "message_id": f"m{n}", "body": f"hello {n}", "author_kind": "customer", "author_id": "v1"},
+        data={
+            "conversation_id": "c1",
+            "message_id": f"m{n}",
+            "body": f"hello {n}",
+            "author_kind": "customer",
+            "author_id": "v1",
+        },
     )
 
 
@@ -56,7 +63,9 @@ async def test_confirmed_publish_then_replay_from_zero_returns_all_in_order(bus:
     assert positions == sorted(positions) and len(set(positions)) == 50
 
 
-async def test_restarted_reader_resumes_from_stored_offset_without_gaps_or_repeats(bus: Bus) -> None:
+async def test_restarted_reader_resumes_from_stored_offset_without_gaps_or_repeats(
+    bus: Bus,
+) -> None:
     sent = [message_event(i) for i in range(40)]
     await bus.publish_many(sent)
     async with LogReader(bus, start="first", name="t") as reader:
@@ -138,10 +147,22 @@ async def test_command_round_trip_and_invalid_command_dead_lettered(bus: Bus) ->
 
     await serve_commands(bus, "agent", decide)
     client = RpcClient(bus)
-    good = Envelope(type="conversation.accept", tenant="acme", stream="conv:c1", actor=Actor(kind="agent", id="a1"), data={"conversation_id": "c1", "agent_id": "a1"})
+    good = Envelope(
+        type="conversation.accept",
+        tenant="acme",
+        stream="conv:c1",
+        actor=Actor(kind="agent", id="a1"),
+        data={"conversation_id": "c1", "agent_id": "a1"},
+    )
     reply = await client.command("agent", good)
     assert reply.ok and seen == [good.id]
-    bad = Envelope(type="conversation.accept", tenant="acme", stream="conv:c1", actor=Actor(kind="agent", id="a1"), data={"conversation_id": "c1"})
+    bad = Envelope(
+        type="conversation.accept",
+        tenant="acme",
+        stream="conv:c1",
+        actor=Actor(kind="agent", id="a1"),
+        data={"conversation_id": "c1"},
+    )
     reply = await client.command("agent", bad)
     assert not reply.ok and reply.code == "invalid_payload"
     channel = await bus.channel()

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from relaydesk.cli import SERVICE_MODULES
 from relaydesk.settings import ENV_PREFIX, Settings
+from tools.cli import SERVICE_MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_SETTINGS = {"jwt_secret", "visitor_secret", "secrets_key"}
@@ -26,13 +26,21 @@ def compose() -> dict[str, Any]:
 
 
 def relaydesk_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: spec for name, spec in compose["services"].items() if spec.get("image", "").startswith("relaydesk")}
+    return {
+        name: spec
+        for name, spec in compose["services"].items()
+        if spec.get("image", "").startswith("relaydesk")
+    }
 
 
 def test_every_service_command_runs_a_real_relaydesk_service(compose: dict[str, Any]) -> None:
     commands = {spec["command"][0] for spec in relaydesk_services(compose).values()}
-    assert commands == set(SERVICE_MODULES), "compose must run each service the CLI knows, and only those"
-    gateways = [name for name, spec in relaydesk_services(compose).items() if spec["command"] == ["gateway"]]
+    assert commands == set(SERVICE_MODULES), (
+        "compose must run each service the CLI knows, and only those"
+    )
+    gateways = [
+        name for name, spec in relaydesk_services(compose).items() if spec["command"] == ["gateway"]
+    ]
     assert len(gateways) >= 2, "the deployment shows horizontal gateways"
 
 
@@ -42,11 +50,15 @@ def test_environment_names_are_settings_the_code_reads(compose: dict[str, Any]) 
         for variable, value in spec["environment"].items():
             if variable == "MONGO_URL":
                 continue
-            assert variable.startswith(ENV_PREFIX), f"{name}: {variable} lacks the {ENV_PREFIX} prefix"
+            assert variable.startswith(ENV_PREFIX), (
+                f"{name}: {variable} lacks the {ENV_PREFIX} prefix"
+            )
             field = variable.removeprefix(ENV_PREFIX).lower()
             assert field in fields, f"{name}: {variable} is not a setting"
             if field in SECRET_SETTINGS:
-                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", str(value)), f"{variable} must be required, never defaulted"
+                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", str(value)), (
+                    f"{variable} must be required, never defaulted"
+                )
 
 
 def test_mounted_files_exist_and_mongo_is_a_replica_set(compose: dict[str, Any]) -> None:
@@ -62,17 +74,25 @@ def test_mounted_files_exist_and_mongo_is_a_replica_set(compose: dict[str, Any])
 
 
 def test_dockerfile_copies_every_installed_package() -> None:
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
-    copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "docker/Dockerfile").read_text(), re.MULTILINE))
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+    copied = set(
+        re.findall(r"^COPY (\w+) \./\1$", (ROOT / "docker/Dockerfile").read_text(), re.MULTILINE)
+    )
     assert {p.rstrip("*") for p in packages} == copied
 
 
-def test_nginx_routes_to_the_compose_gateways_and_upgrades_websockets(compose: dict[str, Any]) -> None:
+def test_nginx_routes_to_the_compose_gateways_and_upgrades_websockets(
+    compose: dict[str, Any],
+) -> None:
     nginx = (ROOT / "docker/nginx.conf").read_text()
     upstream = re.search(r"upstream gateways \{(.*?)\}", nginx, re.S)
     assert upstream is not None
     targets = re.findall(r"server ([\w-]+):(\d+)", upstream.group(1))
-    gateways = {name for name, spec in relaydesk_services(compose).items() if spec["command"] == ["gateway"]}
+    gateways = {
+        name for name, spec in relaydesk_services(compose).items() if spec["command"] == ["gateway"]
+    }
     assert {name for name, _ in targets} == gateways
     assert {int(port) for _, port in targets} == {Settings.model_fields["gateway_port"].default}
     assert "proxy_set_header Upgrade $http_upgrade" in nginx

@@ -19,7 +19,13 @@ def make_envelope(**overrides: object) -> Envelope:
         "tenant": "acme",
         "stream": "conv:c1",
         "actor": Actor(kind="customer", id="v1"),
-        "data": {"conversation_id": "c1", "message_id": "m1", "body": "hi", "author_kind": "customer", "author_id": "v1"},
+        "data": {
+            "conversation_id": "c1",
+            "message_id": "m1",
+            "body": "hi",
+            "author_kind": "customer",
+            "author_id": "v1",
+        },
         "correlation_id": "corr-1",
     }
     fields.update(overrides)
@@ -79,7 +85,13 @@ def test_oversized_body_is_invalid() -> None:
 
 
 def test_v1_message_is_upcast_to_current_version() -> None:
-    v1 = {"conversation_id": "c1", "message_id": "m1", "body": "hi", "author_kind": "agent", "author_id": "a1"}
+    v1 = {
+        "conversation_id": "c1",
+        "message_id": "m1",
+        "body": "hi",
+        "author_kind": "agent",
+        "author_id": "a1",
+    }
     parsed = EVENTS.parse("message.sent", 1, v1)
     assert parsed.V == 2 and parsed.client_ts_ms is None  # type: ignore[attr-defined]
 

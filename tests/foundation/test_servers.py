@@ -2,11 +2,13 @@
 
 import pytest
 
-from relaydesk.vhosts import RabbitVhosts
 from tests import servers
+from tools.vhosts import RabbitVhosts
 
 
-def test_without_docker_the_local_broker_serves_on_its_default_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_docker_the_local_broker_serves_on_its_default_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("RELAYDESK_TEST_AMQP_URL", raising=False)
     monkeypatch.setattr(servers, "docker_engine_available", lambda: False)
     server = servers.RabbitServer()
@@ -19,16 +21,29 @@ def test_without_docker_the_local_broker_serves_on_its_default_ports(monkeypatch
         server.vhosts.delete(vhost)
 
 
-def test_when_docker_answers_a_container_is_started_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_when_docker_answers_a_container_is_started_instead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("RELAYDESK_TEST_AMQP_URL", raising=False)
     monkeypatch.setattr(servers, "docker_engine_available", lambda: True)
-    mapped = RabbitVhosts("amqp://guest:guest@127.0.0.1:32771", "http://127.0.0.1:32772", stream_base_url="rabbitmq-stream://guest:guest@127.0.0.1:32773")
+    mapped = RabbitVhosts(
+        "amqp://guest:guest@127.0.0.1:32771",
+        "http://127.0.0.1:32772",
+        stream_base_url="rabbitmq-stream://guest:guest@127.0.0.1:32773",
+    )
     monkeypatch.setattr(servers.RabbitServer, "_start_container", lambda self: mapped)
-    monkeypatch.setattr(servers, "ensure_rabbitmq", lambda: pytest.fail("the local broker must not be touched"))
+    monkeypatch.setattr(
+        servers, "ensure_rabbitmq", lambda: pytest.fail("the local broker must not be touched")
+    )
     server = servers.RabbitServer()
     assert server.vhosts is mapped
-    assert servers.stream_override(server.vhosts, "test-a b") == {"stream_url": "rabbitmq-stream://guest:guest@127.0.0.1:32773/test-a%20b"}
+    assert servers.stream_override(server.vhosts, "test-a b") == {
+        "stream_url": "rabbitmq-stream://guest:guest@127.0.0.1:32773/test-a%20b"
+    }
 
 
 def test_the_container_enables_the_plugins_the_deployment_enables() -> None:
-    assert "rabbitmq_stream" in servers.PLUGINS_FILE.read_text() and "rabbitmq_management" in servers.PLUGINS_FILE.read_text()
+    assert (
+        "rabbitmq_stream" in servers.PLUGINS_FILE.read_text()
+        and "rabbitmq_management" in servers.PLUGINS_FILE.read_text()
+    )

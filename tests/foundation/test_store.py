@@ -3,8 +3,8 @@
 import asyncio
 from pathlib import Path
 
-from relaydesk.embedded import EmbeddedMongo
 from relaydesk.store import Checkpoints, database, make_client, with_store_retry
+from tools.embedded import EmbeddedMongo
 
 
 async def test_one_client_keeps_working_across_a_server_restart(tmp_path: Path) -> None:
@@ -17,7 +17,9 @@ async def test_one_client_keeps_working_across_a_server_restart(tmp_path: Path) 
         await db.items.insert_one({"_id": "before"})
 
         server.stop()  # the server goes away under a live client ...
-        outage = asyncio.create_task(with_store_retry(lambda: db.items.insert_one({"_id": "during"}), max_s=60))
+        outage = asyncio.create_task(
+            with_store_retry(lambda: db.items.insert_one({"_id": "during"}), max_s=60)
+        )
         await asyncio.to_thread(server.start)  # ... and comes back on the same port and data
 
         await outage  # the write issued during the outage lands once the server is back

@@ -12,8 +12,12 @@ from tests.system import RunningSystem
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
 
 
-async def engaged_conversation(system: RunningSystem, tenant: str, visitor: str) -> tuple[Client, Client, str]:
-    agent = await Client.connect(system.gateway.ws_url, system.agent_token(tenant, "ann", name="Ann"))
+async def engaged_conversation(
+    system: RunningSystem, tenant: str, visitor: str
+) -> tuple[Client, Client, str]:
+    agent = await Client.connect(
+        system.gateway.ws_url, system.agent_token(tenant, "ann", name="Ann")
+    )
     assert (await agent.op("status", status="online"))["t"] == "ack"
     customer = await Client.connect(system.gateway.ws_url, system.visitor_token(tenant, visitor))
     conversation_id = (await customer.op("start", visitor={"name": "Vic"}))["conversation_id"]
@@ -30,26 +34,49 @@ def auth(token: str, key: str | None = None) -> dict[str, str]:
     return headers
 
 
-async def upload(http: httpx.AsyncClient, token: str, conversation_id: str, key: str, content: bytes, content_type: str = "image/png", name: str = "screen.png") -> httpx.Response:
-    return await http.post(f"/api/conversations/{conversation_id}/attachments", headers=auth(token, key), files={"file": (name, content, content_type)})
+async def upload(
+    http: httpx.AsyncClient,
+    token: str,
+    conversation_id: str,
+    key: str,
+    content: bytes,
+    content_type: str = "image/png",
+    name: str = "screen.png",
+) -> httpx.Response:
+    return await http.post(
+        f"/api/conversations/{conversation_id}/attachments",
+        headers=auth(token, key),
+        files={"file": (name, content, content_type)},
+    )
 
 
-async def test_customer_uploads_agent_sees_the_event_and_downloads_the_same_bytes(system: RunningSystem) -> None:
+async def test_customer_uploads_agent_sees_the_event_and_downloads_the_same_bytes(
+    system: RunningSystem,
+) -> None:
     agent, customer, conversation_id = await engaged_conversation(system, "acme", "v-att")
     visitor = system.visitor_token("acme", "v-att")
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        first = await upload(http, visitor, conversation_id, "up-1", PNG, name="../../etc/screen shot é.png")
+        first = await upload(
+            http, visitor, conversation_id, "up-1", PNG, name="../../etc/screen shot é.png"
+        )
         assert first.status_code == 201, first.text
-        again = await upload(http, visitor, conversation_id, "up-1", PNG, name="../../etc/screen shot é.png")
+        again = await upload(
+            http, visitor, conversation_id, "up-1", PNG, name="../../etc/screen shot é.png"
+        )
         assert again.status_code == 201
-        assert again.json()["event_id"] == first.json()["event_id"]  # a retried upload is the same message
+        assert (
+            again.json()["event_id"] == first.json()["event_id"]
+        )  # a retried upload is the same message
         attachment_id = first.json()["attachment_id"]
         seen = await agent.wait_event("message.attachment_sent", conversation_id=conversation_id)
         assert seen["event"]["id"] == first.json()["event_id"]
         assert seen["event"]["data"]["filename"] == "screen shot é.png"  # path parts stripped
         assert seen["event"]["data"]["size"] == len(PNG)
 
-        link = await http.get(f"/api/conversations/{conversation_id}/attachments/{attachment_id}", headers=auth(system.agent_token("acme", "ann")))
+        link = await http.get(
+            f"/api/conversations/{conversation_id}/attachments/{attachment_id}",
+            headers=auth(system.agent_token("acme", "ann")),
+        )
         assert link.status_code == 200, link.text
         downloaded = await http.get(link.json()["url"])
         assert downloaded.status_code == 200
@@ -59,7 +86,11 @@ async def test_customer_uploads_agent_sees_the_event_and_downloads_the_same_byte
         assert "sandbox" in downloaded.headers["content-security-policy"]
 
         async def attachments_in_history() -> list[Any]:
-            rows = (await http.get(f"/api/conversations/{conversation_id}/messages", headers=auth(visitor))).json()
+            rows = (
+                await http.get(
+                    f"/api/conversations/{conversation_id}/messages", headers=auth(visitor)
+                )
+            ).json()
             return [r for r in rows if r["event"]["type"] == "message.attachment_sent"]
 
         archived = await eventually(attachments_in_history, what="the attachment in history")
@@ -69,22 +100,36 @@ async def test_customer_uploads_agent_sees_the_event_and_downloads_the_same_byte
     await customer.close()
 
 
-async def test_links_are_only_for_participants_and_cannot_be_forged_or_reused_late(system: RunningSystem) -> None:
+async def test_links_are_only_for_participants_and_cannot_be_forged_or_reused_late(
+    system: RunningSystem,
+) -> None:
     agent, customer, conversation_id = await engaged_conversation(system, "acme", "v-owner")
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        stored = await upload(http, system.visitor_token("acme", "v-owner"), conversation_id, "k", PNG)
+        stored = await upload(
+            http, system.visitor_token("acme", "v-owner"), conversation_id, "k", PNG
+        )
         attachment_id = stored.json()["attachment_id"]
         stranger = system.visitor_token("acme", "v-stranger")
-        assert (await http.get(f"/api/conversations/{conversation_id}/attachments/{attachment_id}", headers=auth(stranger))).status_code == 403
+        assert (
+            await http.get(
+                f"/api/conversations/{conversation_id}/attachments/{attachment_id}",
+                headers=auth(stranger),
+            )
+        ).status_code == 403
         assert (await upload(http, stranger, conversation_id, "k2", PNG)).status_code == 403
         other_tenant = system.agent_token("globex", "ann", role="admin")
-        denied = await http.get(f"/api/conversations/{conversation_id}/attachments/{attachment_id}", headers=auth(other_tenant))
+        denied = await http.get(
+            f"/api/conversations/{conversation_id}/attachments/{attachment_id}",
+            headers=auth(other_tenant),
+        )
         assert denied.status_code in (403, 404)
 
         url = stored.json()["url"]
         forged = url[: url.index("sig=") + 4] + "A" * 43
         assert (await http.get(forged)).json()["error"]["code"] == "forbidden"
-        expired = LinkSigner(system.settings.jwt_secret.get_secret_value().encode()).link(attachment_id, now=0)
+        expired = LinkSigner(system.settings.jwt_secret.get_secret_value().encode()).link(
+            attachment_id, now=0
+        )
         late = await http.get(expired["url"])
         assert late.status_code == 403 and late.json()["error"]["code"] == "link_expired"
         assert (await http.get(url)).content == PNG  # the genuine link still works
@@ -92,29 +137,67 @@ async def test_links_are_only_for_participants_and_cannot_be_forged_or_reused_la
     await customer.close()
 
 
-async def test_tenant_limits_reject_oversized_and_disguised_files_with_nothing_published(system: RunningSystem) -> None:
+async def test_tenant_limits_reject_oversized_and_disguised_files_with_nothing_published(
+    system: RunningSystem,
+) -> None:
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         owner = await owner_session(system, http, "initech")
-        changed = await http.patch("/api/admin/settings", headers=owner, json={"attachment_max_bytes": 2048, "attachment_types": ["image/png", "text/plain"]})
+        changed = await http.patch(
+            "/api/admin/settings",
+            headers=owner,
+            json={"attachment_max_bytes": 2048, "attachment_types": ["image/png", "text/plain"]},
+        )
         assert changed.status_code == 200, changed.text
         agent, customer, conversation_id = await engaged_conversation(system, "initech", "v-lim")
         visitor = system.visitor_token("initech", "v-lim")
 
         async def limit_applies() -> bool:
-            return (await upload(http, visitor, conversation_id, "big", PNG + bytes(4096))).status_code == 413
+            return (
+                await upload(http, visitor, conversation_id, "big", PNG + bytes(4096))
+            ).status_code == 413
 
         await eventually(limit_applies, what="the tenant's 2 KiB limit")
-        html_as_png = await upload(http, visitor, conversation_id, "fake", b"<html><script>alert(1)</script>", name="x.png")
-        assert html_as_png.status_code == 415 and html_as_png.json()["error"]["code"] == "type_mismatch"
-        pdf = await upload(http, visitor, conversation_id, "pdf", b"%PDF-1.7 ...", content_type="application/pdf", name="a.pdf")
+        html_as_png = await upload(
+            http, visitor, conversation_id, "fake", b"<html><script>alert(1)</script>", name="x.png"
+        )
+        assert (
+            html_as_png.status_code == 415
+            and html_as_png.json()["error"]["code"] == "type_mismatch"
+        )
+        pdf = await upload(
+            http,
+            visitor,
+            conversation_id,
+            "pdf",
+            b"%PDF-1.7 ...",
+            content_type="application/pdf",
+            name="a.pdf",
+        )
         assert pdf.status_code == 415 and pdf.json()["error"]["code"] == "unsupported_type"
-        text = await upload(http, visitor, conversation_id, "txt", "order #42 — receipt".encode(), content_type="text/plain", name="r.txt")
+        text = await upload(
+            http,
+            visitor,
+            conversation_id,
+            "txt",
+            "order #42 — receipt".encode(),
+            content_type="text/plain",
+            name="r.txt",
+        )
         assert text.status_code == 201, text.text
         seen = await agent.wait_event("message.attachment_sent", conversation_id=conversation_id)
         assert seen["event"]["id"] == text.json()["event_id"]
-        assert [e["event"]["data"]["filename"] for e in agent.events("message.attachment_sent")] == ["r.txt"]  # rejected ones published nothing
+        assert [
+            e["event"]["data"]["filename"] for e in agent.events("message.attachment_sent")
+        ] == ["r.txt"]  # rejected ones published nothing
         assert (await upload(http, visitor, conversation_id, "nokey", PNG)).status_code == 201
-        missing_key = await http.post(f"/api/conversations/{conversation_id}/attachments", headers=auth(visitor), files={"file": ("a.png", PNG, "image/png")})
-        assert missing_key.status_code == 400 and missing_key.json()["error"]["code"] == "invalid_payload"
+        missing_key = await http.post(
+            f"/api/conversations/{conversation_id}/attachments",
+            headers=auth(visitor),
+            files={"file": ("a.png", PNG, "image/png")},
+        )
+        assert (
+            missing_key.status_code == 400
+            and missing_key.json()["error"]["code"] == "invalid_payload"
+        )
     await agent.close()
     await customer.close()

@@ -9,7 +9,9 @@ from tests.system import RunningSystem
 
 
 async def test_customer_and_agent_chat_through_the_gateway(system: RunningSystem) -> None:
-    agent = await Client.connect(system.gateway.ws_url, system.agent_token("acme", "ann", name="Ann"))
+    agent = await Client.connect(
+        system.gateway.ws_url, system.agent_token("acme", "ann", name="Ann")
+    )
     assert (await agent.op("status", status="online"))["t"] == "ack"
     customer = await Client.connect(system.gateway.ws_url, system.visitor_token("acme", "v1"))
     started = await customer.op("start", visitor={"name": "Vic"})
@@ -31,10 +33,28 @@ async def test_customer_and_agent_chat_through_the_gateway(system: RunningSystem
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         headers = {"Authorization": f"Bearer {system.visitor_token('acme', 'v1')}"}
         async with asyncio.timeout(10):  # history archives asynchronously: poll until it has both
-            while len(bodies := [m["event"]["data"].get("body") for m in (await http.get(f"/api/conversations/{conversation_id}/messages", headers=headers)).json() if m["event"]["type"] == "message.sent"]) < 2:
+            while (
+                len(
+                    bodies := [
+                        m["event"]["data"].get("body")
+                        for m in (
+                            await http.get(
+                                f"/api/conversations/{conversation_id}/messages", headers=headers
+                            )
+                        ).json()
+                        if m["event"]["type"] == "message.sent"
+                    ]
+                )
+                < 2
+            ):
                 await asyncio.sleep(0.05)
         assert bodies == ["hello, I need help", "happy to help"]
-        session = (await http.post("/api/visitor/session", json={"tenant": "acme", "visitor_token": system.visitor_token("acme", "v1")})).json()
+        session = (
+            await http.post(
+                "/api/visitor/session",
+                json={"tenant": "acme", "visitor_token": system.visitor_token("acme", "v1")},
+            )
+        ).json()
         assert session["visitor_id"] == "v1" and session["conversation_id"] == conversation_id
     closed = await customer.op("close", conversation_id=conversation_id)
     assert closed["t"] == "ack", closed
@@ -58,7 +78,10 @@ async def test_two_agents_accepting_at_once_exactly_one_wins(system: RunningSyst
         conversation_id = started["conversation_id"]
         await ann.wait_event("conversation.offered", conversation_id=conversation_id)
         await bob.wait_event("conversation.offered", conversation_id=conversation_id)
-        results = await asyncio.gather(ann.op("accept", conversation_id=conversation_id), bob.op("accept", conversation_id=conversation_id))
+        results = await asyncio.gather(
+            ann.op("accept", conversation_id=conversation_id),
+            bob.op("accept", conversation_id=conversation_id),
+        )
         outcomes = sorted(r["t"] for r in results)
         assert outcomes == ["ack", "error"], results
         loser = next(r for r in results if r["t"] == "error")

@@ -15,20 +15,29 @@ EVIL = "https://evil.example"
 
 async def refused(system: RunningSystem, tenant: str, origin: str) -> None:
     with pytest.raises(websockets.InvalidStatus) as answer:
-        await websockets.connect(f"{system.gateway.ws_url}?token={system.visitor_token(tenant, 'v1')}", additional_headers={"Origin": origin})
+        await websockets.connect(
+            f"{system.gateway.ws_url}?token={system.visitor_token(tenant, 'v1')}",
+            additional_headers={"Origin": origin},
+        )
     assert answer.value.response.status_code == 403
 
 
 async def accepted(system: RunningSystem, tenant: str, origin: str) -> None:
-    client = await Client.connect(system.gateway.ws_url, system.visitor_token(tenant, "v1"), origin=origin)
+    client = await Client.connect(
+        system.gateway.ws_url, system.visitor_token(tenant, "v1"), origin=origin
+    )
     assert client.frames[0]["session"] == {"kind": "customer", "id": "v1", "tenant": tenant}
     await client.close()
 
 
-async def test_visitor_origin_is_checked_and_stays_checked_while_the_admin_service_is_down(system: RunningSystem) -> None:
+async def test_visitor_origin_is_checked_and_stays_checked_while_the_admin_service_is_down(
+    system: RunningSystem,
+) -> None:
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         owner = await owner_session(system, http, "acme")
-        changed = await http.patch("/api/admin/settings", headers=owner, json={"allowed_origins": [SHOP + "/"]})
+        changed = await http.patch(
+            "/api/admin/settings", headers=owner, json={"allowed_origins": [SHOP + "/"]}
+        )
         assert changed.status_code == 200, changed.text
     await refused(system, "acme", EVIL)
     await refused(system, "acme", "https://shop.acme.test.evil.example")

@@ -3,11 +3,7 @@
 import asyncio
 
 import orjson
-
-from contracts import Actor, Envelope
-from relaydesk.bus import Bus
 import pytest
-import websockets
 
 from relaydesk.settings import Settings
 from tests.gateway.wsclient import Client
@@ -15,7 +11,9 @@ from tests.system import RunningSystem, running_system
 
 
 async def engaged_pair(system: RunningSystem, tenant: str = "acme") -> tuple[Client, Client, str]:
-    agent = await Client.connect(system.gateway.ws_url, system.agent_token(tenant, "ann", name="Ann"))
+    agent = await Client.connect(
+        system.gateway.ws_url, system.agent_token(tenant, "ann", name="Ann")
+    )
     await agent.op("status", status="online")
     customer = await Client.connect(system.gateway.ws_url, system.visitor_token(tenant, "v-pair"))
     conversation_id = (await customer.op("start", visitor={"name": "Vic"}))["conversation_id"]
@@ -27,10 +25,16 @@ async def engaged_pair(system: RunningSystem, tenant: str = "acme") -> tuple[Cli
 
 async def test_resend_after_a_lost_ack_yields_one_message(system: RunningSystem) -> None:
     agent, customer, conversation_id = await engaged_pair(system)
-    first = await customer.op("send", key="same-key", conversation_id=conversation_id, body="only once")
-    await customer.close()  # the ack "was lost": the client reconnects and resends with the same key
+    first = await customer.op(
+        "send", key="same-key", conversation_id=conversation_id, body="only once"
+    )
+    await (
+        customer.close()
+    )  # the ack "was lost": the client reconnects and resends with the same key
     again = await Client.connect(system.gateway.ws_url, system.visitor_token("acme", "v-pair"))
-    second = await again.op("send", key="same-key", conversation_id=conversation_id, body="only once")
+    second = await again.op(
+        "send", key="same-key", conversation_id=conversation_id, body="only once"
+    )
     assert first["event_id"] == second["event_id"]
     marker = await again.op("send", conversation_id=conversation_id, body="after")
     await agent.wait_for(lambda f: f["t"] == "event" and f["event"]["id"] == marker["event_id"])
@@ -38,15 +42,24 @@ async def test_resend_after_a_lost_ack_yields_one_message(system: RunningSystem)
     assert bodies.count("only once") == 1
 
 
-async def test_reconnect_from_a_position_gets_exactly_the_missed_events(system: RunningSystem) -> None:
+async def test_reconnect_from_a_position_gets_exactly_the_missed_events(
+    system: RunningSystem,
+) -> None:
     agent, customer, conversation_id = await engaged_pair(system)
     seen = await customer.op("send", conversation_id=conversation_id, body="before drop")
-    got = await customer.wait_for(lambda f: f["t"] == "event" and f["event"]["id"] == seen["event_id"])
+    got = await customer.wait_for(
+        lambda f: f["t"] == "event" and f["event"]["id"] == seen["event_id"]
+    )
     last_position = got["position"]
     await customer.close()
-    missed = [(await agent.op("send", conversation_id=conversation_id, body=f"missed {i}"))["event_id"] for i in range(5)]
+    missed = [
+        (await agent.op("send", conversation_id=conversation_id, body=f"missed {i}"))["event_id"]
+        for i in range(5)
+    ]
     await agent.wait_for(lambda f: f["t"] == "event" and f["event"]["id"] == missed[-1])
-    back = await Client.connect(system.gateway.ws_url, system.visitor_token("acme", "v-pair"), resume_from=last_position)
+    back = await Client.connect(
+        system.gateway.ws_url, system.visitor_token("acme", "v-pair"), resume_from=last_position
+    )
     live = await agent.op("send", conversation_id=conversation_id, body="live")
     await back.wait_for(lambda f: f["t"] == "event" and f["event"]["id"] == live["event_id"])
     replayed = [f for f in back.events() if f["event"]["type"] == "message.sent"]
@@ -57,11 +70,15 @@ async def test_reconnect_from_a_position_gets_exactly_the_missed_events(system: 
 
 
 async def test_resume_from_before_the_gateway_buffer_asks_for_resync(system: RunningSystem) -> None:
-    customer = await Client.connect(system.gateway.ws_url, system.visitor_token("acme", "v9"), resume_from=-5)
+    customer = await Client.connect(
+        system.gateway.ws_url, system.visitor_token("acme", "v9"), resume_from=-5
+    )
     await customer.wait_for(lambda f: f["t"] == "resync" and f["reason"] == "too_far_behind")
 
 
-async def test_bad_frames_get_clear_errors_and_the_socket_keeps_serving(system: RunningSystem) -> None:
+async def test_bad_frames_get_clear_errors_and_the_socket_keeps_serving(
+    system: RunningSystem,
+) -> None:
     agent, customer, conversation_id = await engaged_pair(system)
     await customer.connection.send("{not json")
     await customer.wait_for(lambda f: f["t"] == "error" and f["code"] == "bad_frame")
@@ -80,10 +97,14 @@ async def test_bad_frames_get_clear_errors_and_the_socket_keeps_serving(system: 
 
 async def test_oversized_frame_closes_only_that_socket(system: RunningSystem) -> None:
     agent, customer, conversation_id = await engaged_pair(system)
-    big = orjson.dumps({"op": "send", "id": "big", "conversation_id": conversation_id, "body": "x" * 100_000}).decode()
+    big = orjson.dumps(
+        {"op": "send", "id": "big", "conversation_id": conversation_id, "body": "x" * 100_000}
+    ).decode()
     await customer.connection.send(big)
     assert await customer.wait_closed() == 1009
-    assert (await agent.op("send", conversation_id=conversation_id, body="agent unaffected"))["t"] == "ack"
+    assert (await agent.op("send", conversation_id=conversation_id, body="agent unaffected"))[
+        "t"
+    ] == "ack"
 
 
 async def test_script_tags_travel_as_plain_text(system: RunningSystem) -> None:
@@ -96,13 +117,19 @@ async def test_script_tags_travel_as_plain_text(system: RunningSystem) -> None:
 
 @pytest.fixture
 async def tight_system(settings: Settings):  # type: ignore[no-untyped-def]
-    tight = settings.model_copy(update={"ws_queue_limit": 600, "ws_rate_per_s": 2.0, "ws_rate_burst": 3})
+    tight = settings.model_copy(
+        update={"ws_queue_limit": 600, "ws_rate_per_s": 2.0, "ws_rate_burst": 3}
+    )
     async with running_system(tight, with_history=False) as running:
         yield running
 
 
-async def test_rate_limit_answers_rate_limited_and_keeps_serving(tight_system: RunningSystem) -> None:
-    agent = await Client.connect(tight_system.gateway.ws_url, tight_system.agent_token("acme", "ann"))
+async def test_rate_limit_answers_rate_limited_and_keeps_serving(
+    tight_system: RunningSystem,
+) -> None:
+    agent = await Client.connect(
+        tight_system.gateway.ws_url, tight_system.agent_token("acme", "ann")
+    )
     results = await asyncio.gather(*(agent.op("status", status="online") for _ in range(8)))
     codes = sorted(r.get("code") or r["t"] for r in results)
     assert "ack" in codes and "rate_limited" in codes, codes

@@ -23,7 +23,9 @@ def _rsa_private_pem() -> bytes:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _swap_alg(token: str, alg: str) -> str:
@@ -33,15 +35,31 @@ def _swap_alg(token: str, alg: str) -> str:
 
 def forged_tokens(system: RunningSystem) -> dict[str, str]:
     now = int(time.time())
-    claims = {"sub": "ann", "tenant": "acme", "role": "owner", "perms": ["see_all_conversations"], "typ": "access", "iss": ISSUER, "aud": AUDIENCES["access"], "iat": now, "exp": now + 600}
+    claims = {
+        "sub": "ann",
+        "tenant": "acme",
+        "role": "owner",
+        "perms": ["see_all_conversations"],
+        "typ": "access",
+        "iss": ISSUER,
+        "aud": AUDIENCES["access"],
+        "iat": now,
+        "exp": now + 600,
+    }
     secret = system.settings.jwt_secret.get_secret_value()
     return {
         "alg_none": _b64({"alg": "none", "typ": "JWT"}) + "." + _b64(claims) + ".",
         "wrong_key": jwt.encode(claims, "not-the-secret-at-all-not-the-secret", algorithm="HS256"),
-        "expired": jwt.encode({**claims, "iat": now - 7200, "exp": now - 3600}, secret, algorithm="HS256"),
+        "expired": jwt.encode(
+            {**claims, "iat": now - 7200, "exp": now - 3600}, secret, algorithm="HS256"
+        ),
         "hs512_substitution": jwt.encode(claims, secret * 2, algorithm="HS512"),
-        "refresh_as_access": jwt.encode({**claims, "typ": "refresh", "aud": AUDIENCES["refresh"]}, secret, algorithm="HS256"),
-        "visitor_key_for_agent": jwt.encode(claims, system.settings.visitor_secret.get_secret_value(), algorithm="HS256"),
+        "refresh_as_access": jwt.encode(
+            {**claims, "typ": "refresh", "aud": AUDIENCES["refresh"]}, secret, algorithm="HS256"
+        ),
+        "visitor_key_for_agent": jwt.encode(
+            claims, system.settings.visitor_secret.get_secret_value(), algorithm="HS256"
+        ),
         # Algorithm confusion: an RS256 token signed with the attacker's own key pair, and one
         # claiming RS256 while HMAC-signed with our secret (the classic HS/RS swap).
         "rs256_own_key": jwt.encode(claims, _rsa_private_pem(), algorithm="RS256"),
@@ -51,7 +69,9 @@ def forged_tokens(system: RunningSystem) -> dict[str, str]:
     }
 
 
-async def test_forged_expired_and_wrong_kind_tokens_are_refused_at_the_handshake(system: RunningSystem) -> None:
+async def test_forged_expired_and_wrong_kind_tokens_are_refused_at_the_handshake(
+    system: RunningSystem,
+) -> None:
     for name, token in forged_tokens(system).items():
         with pytest.raises(websockets.InvalidStatus) as refused:
             await websockets.connect(f"{system.gateway.ws_url}?token={token}")
@@ -60,7 +80,9 @@ async def test_forged_expired_and_wrong_kind_tokens_are_refused_at_the_handshake
         for name, token in forged_tokens(system).items():
             if not token:
                 continue  # an empty header value is refused by the HTTP client itself
-            response = await http.get("/api/conversations", headers={"Authorization": f"Bearer {token}"})
+            response = await http.get(
+                "/api/conversations", headers={"Authorization": f"Bearer {token}"}
+            )
             assert response.status_code == 401, name
             assert response.json()["error"]["code"] == "unauthorized"
 
@@ -68,7 +90,10 @@ async def test_forged_expired_and_wrong_kind_tokens_are_refused_at_the_handshake
 async def test_agent_socket_from_a_foreign_site_is_refused(system: RunningSystem) -> None:
     token = system.agent_token("acme", "ann")
     with pytest.raises(websockets.InvalidStatus):
-        await websockets.connect(f"{system.gateway.ws_url}?token={token}", additional_headers={"Origin": "https://evil.example"})
+        await websockets.connect(
+            f"{system.gateway.ws_url}?token={token}",
+            additional_headers={"Origin": "https://evil.example"},
+        )
     ok = await Client.connect(system.gateway.ws_url, token, origin=system.gateway.base_url)
     await ok.close()
 
@@ -82,9 +107,17 @@ async def test_cross_tenant_access_is_refused_everywhere(system: RunningSystem) 
     await ann.op("accept", conversation_id=conversation_id)
     await customer.op("send", conversation_id=conversation_id, body="acme secret")
 
-    intruder = await Client.connect(system.gateway.ws_url, system.agent_token("globex", "gus", role="owner"))
+    intruder = await Client.connect(
+        system.gateway.ws_url, system.agent_token("globex", "gus", role="owner")
+    )
     outsider = await Client.connect(system.gateway.ws_url, system.visitor_token("acme", "v-other"))
-    for op, fields in [("send", {"body": "hi"}), ("accept", {}), ("close", {}), ("typing", {"typing": True}), ("transfer", {"to_agent_id": "gus"})]:
+    for op, fields in [
+        ("send", {"body": "hi"}),
+        ("accept", {}),
+        ("close", {}),
+        ("typing", {"typing": True}),
+        ("transfer", {"to_agent_id": "gus"}),
+    ]:
         answer = await intruder.op(op, conversation_id=conversation_id, **fields)
         assert answer["t"] == "error" and answer["code"] in ("not_found", "forbidden"), (op, answer)
     for op, fields in [("send", {"body": "hi"}), ("close", {}), ("rate", {"score": 1})]:
@@ -92,11 +125,21 @@ async def test_cross_tenant_access_is_refused_everywhere(system: RunningSystem) 
         assert answer["t"] == "error" and answer["code"] in ("not_found", "forbidden"), (op, answer)
     marker = await customer.op("send", conversation_id=conversation_id, body="after the attempts")
     await ann.wait_for(lambda f: f["t"] == "event" and f["event"]["id"] == marker["event_id"])
-    leaked = [f for f in intruder.frames + outsider.frames if f["t"] == "event" and f["event"]["data"].get("conversation_id") == conversation_id]
+    leaked = [
+        f
+        for f in intruder.frames + outsider.frames
+        if f["t"] == "event" and f["event"]["data"].get("conversation_id") == conversation_id
+    ]
     assert leaked == []
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        for token in (system.agent_token("globex", "gus", role="owner"), system.visitor_token("acme", "v-other")):
-            response = await http.get(f"/api/conversations/{conversation_id}/messages", headers={"Authorization": f"Bearer {token}"})
+        for token in (
+            system.agent_token("globex", "gus", role="owner"),
+            system.visitor_token("acme", "v-other"),
+        ):
+            response = await http.get(
+                f"/api/conversations/{conversation_id}/messages",
+                headers={"Authorization": f"Bearer {token}"},
+            )
             assert response.status_code in (403, 404), response.text
 
 

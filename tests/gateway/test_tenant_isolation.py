@@ -37,8 +37,14 @@ class Acme:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def acme(vhosts: RabbitVhosts, mongo_server: MongoServer) -> AsyncIterator[Acme]:
-    async with shared_system(vhosts, mongo_server) as system, httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        owner, globex = await owner_session(system, http, "acme", "saas"), await owner_session(system, http, "globex", "saas")
+    async with (
+        shared_system(vhosts, mongo_server) as system,
+        httpx.AsyncClient(base_url=system.gateway.base_url) as http,
+    ):
+        owner, globex = (
+            await owner_session(system, http, "acme", "saas"),
+            await owner_session(system, http, "globex", "saas"),
+        )
         ann_id, ann_auth = await new_agent(http, owner, "acme", "ann")
         ann = await Client.connect(system.gateway.ws_url, ann_auth["Authorization"].split()[1])
         assert (await ann.op("status", status="online"))["t"] == "ack"
@@ -46,16 +52,33 @@ async def acme(vhosts: RabbitVhosts, mongo_server: MongoServer) -> AsyncIterator
         conversation_id = (await customer.op("start"))["conversation_id"]
         await ann.wait_event("conversation.offered", conversation_id=conversation_id)
         assert (await ann.op("accept", conversation_id=conversation_id))["t"] == "ack"
-        message_id = (await customer.op("send", conversation_id=conversation_id, body=SECRET))["message_id"]
+        message_id = (await customer.op("send", conversation_id=conversation_id, body=SECRET))[
+            "message_id"
+        ]
         assert (await ann.op("close", conversation_id=conversation_id))["t"] == "ack"
         await customer.close()
-        closed = await cli(system.settings, "close-period", "--tenant", "acme", "--period", f"{datetime.now(UTC):%Y-%m}")
+        closed = await cli(
+            system.settings,
+            "close-period",
+            "--tenant",
+            "acme",
+            "--period",
+            f"{datetime.now(UTC):%Y-%m}",
+        )
         assert closed.returncode == 0, closed.stderr
 
         async def ready() -> str | None:
-            invoices = (await http.get("/api/billing/account", headers=owner)).json().get("invoices") or []
-            timeline = await http.get(f"/api/audit/conversations/{conversation_id}/timeline", headers=owner)
-            return invoices[0]["number"] if invoices and timeline.status_code == 200 and SECRET in timeline.text else None
+            invoices = (await http.get("/api/billing/account", headers=owner)).json().get(
+                "invoices"
+            ) or []
+            timeline = await http.get(
+                f"/api/audit/conversations/{conversation_id}/timeline", headers=owner
+            )
+            return (
+                invoices[0]["number"]
+                if invoices and timeline.status_code == 200 and SECRET in timeline.text
+                else None
+            )
 
         invoice = await eventually(ready, what="acme's invoice and archived conversation")
         yield Acme(system, http, owner, globex, ann, ann_id, conversation_id, message_id, invoice)
@@ -73,38 +96,69 @@ async def test_audit_billing_and_transcript_routes_refuse_another_tenants_ids(ac
     now = datetime.now(UTC).isoformat()
     cid, http = acme.conversation_id, acme.http
     # The owner of acme sees each of them: the ids are real, the refusals below are isolation.
-    for path, params in [(f"/api/audit/conversations/{cid}/timeline", {}), (f"/api/audit/conversations/{cid}/state", {"at": now}),
-                         (f"/api/billing/invoices/{acme.invoice}.json", {}), (f"/api/billing/invoices/{acme.invoice}.html", {}),
-                         (f"/api/conversations/{cid}/transcript", {})]:
+    for path, params in [
+        (f"/api/audit/conversations/{cid}/timeline", {}),
+        (f"/api/audit/conversations/{cid}/state", {"at": now}),
+        (f"/api/billing/invoices/{acme.invoice}.json", {}),
+        (f"/api/billing/invoices/{acme.invoice}.html", {}),
+        (f"/api/conversations/{cid}/transcript", {}),
+    ]:
         assert (await http.get(path, headers=acme.owner, params=params)).status_code == 200, path
         answer = await http.get(path, headers=acme.globex, params=params)
         assert answer.status_code == 404, (path, answer.text)
         refused_cleanly(answer, acme.ann_id, acme.message_id)
     # Acme's own visitors may only read their own conversation.
     stranger = {"Authorization": f"Bearer {acme.system.visitor_token('acme', 'v-other')}"}
-    refused_cleanly(await http.get(f"/api/conversations/{cid}/transcript", headers=stranger), acme.message_id)
-    globex_visitor = {"Authorization": f"Bearer {acme.system.visitor_token('globex', 'v1')}"}  # same visitor id, other tenant
-    refused_cleanly(await http.get(f"/api/conversations/{cid}/transcript", headers=globex_visitor), acme.message_id)
+    refused_cleanly(
+        await http.get(f"/api/conversations/{cid}/transcript", headers=stranger), acme.message_id
+    )
+    globex_visitor = {
+        "Authorization": f"Bearer {acme.system.visitor_token('globex', 'v1')}"
+    }  # same visitor id, other tenant
+    refused_cleanly(
+        await http.get(f"/api/conversations/{cid}/transcript", headers=globex_visitor),
+        acme.message_id,
+    )
 
 
 async def test_read_decline_and_status_ops_with_another_tenants_ids(acme: Acme) -> None:
     gus = await Client.connect(acme.system.gateway.ws_url, acme.globex["Authorization"].split()[1])
-    visitor = await Client.connect(acme.system.gateway.ws_url, acme.system.visitor_token("globex", "v1"))
+    visitor = await Client.connect(
+        acme.system.gateway.ws_url, acme.system.visitor_token("globex", "v1")
+    )
     try:
-        for client, op, fields in [(gus, "read", {"message_id": acme.message_id}), (gus, "decline", {}), (visitor, "read", {"message_id": acme.message_id})]:
+        for client, op, fields in [
+            (gus, "read", {"message_id": acme.message_id}),
+            (gus, "decline", {}),
+            (visitor, "read", {"message_id": acme.message_id}),
+        ]:
             answer = await client.op(op, conversation_id=acme.conversation_id, **fields)
             assert answer["t"] == "error" and answer["code"] == "not_found", (op, answer)
         # status takes no conversation; an agent_id smuggled into it is ignored: Gus sets his own.
         status = await gus.op("status", status="away", agent_id=acme.ann_id)
         assert status["t"] == "ack", status
-        mine = await gus.wait_for(lambda f: f["t"] == "event" and f["event"]["id"] == status["event_id"])
-        assert mine["event"]["tenant"] == "globex" and mine["event"]["data"]["agent_id"] != acme.ann_id
+        mine = await gus.wait_for(
+            lambda f: f["t"] == "event" and f["event"]["id"] == status["event_id"]
+        )
+        assert (
+            mine["event"]["tenant"] == "globex" and mine["event"]["data"]["agent_id"] != acme.ann_id
+        )
         # A marker on acme's side, then nothing of acme's reached globex and nothing of globex reached acme.
         marker = await acme.ann.op("status", status="online")
-        await acme.ann.wait_for(lambda f: f["t"] == "event" and f["event"]["id"] == marker["event_id"])
-        assert not [f for f in acme.ann.frames if f["t"] == "event" and f["event"]["id"] == status["event_id"]]
+        await acme.ann.wait_for(
+            lambda f: f["t"] == "event" and f["event"]["id"] == marker["event_id"]
+        )
+        assert not [
+            f
+            for f in acme.ann.frames
+            if f["t"] == "event" and f["event"]["id"] == status["event_id"]
+        ]
         for frame in gus.frames + visitor.frames:
-            assert acme.conversation_id not in str(frame) and SECRET not in str(frame) and acme.ann_id not in str(frame), frame
+            assert (
+                acme.conversation_id not in str(frame)
+                and SECRET not in str(frame)
+                and acme.ann_id not in str(frame)
+            ), frame
     finally:
         await gus.close()
         await visitor.close()

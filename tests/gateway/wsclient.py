@@ -18,10 +18,16 @@ class Client:
         self.closed_code: int | None = None
 
     @classmethod
-    async def connect(cls, url: str, token: str, resume_from: int | None = None, origin: str | None = None) -> "Client":
-        query = f"?token={token}" + (f"&resume_from={resume_from}" if resume_from is not None else "")
+    async def connect(
+        cls, url: str, token: str, resume_from: int | None = None, origin: str | None = None
+    ) -> "Client":
+        query = f"?token={token}" + (
+            f"&resume_from={resume_from}" if resume_from is not None else ""
+        )
         headers = {"Origin": origin} if origin else None
-        connection = await websockets.connect(url + query, additional_headers=headers, max_size=2**22)
+        connection = await websockets.connect(
+            url + query, additional_headers=headers, max_size=2**22
+        )
         client = cls(connection)
         await client.wait_for(lambda f: f["t"] == "hello")
         return client
@@ -59,10 +65,21 @@ class Client:
         return await self.wait_for(lambda f: f.get("id") == key and f["t"] in ("ack", "error"))
 
     def events(self, type_name: str | None = None) -> list[dict[str, Any]]:
-        return [f for f in self.frames if f["t"] == "event" and (type_name is None or f["event"]["type"] == type_name)]
+        return [
+            f
+            for f in self.frames
+            if f["t"] == "event" and (type_name is None or f["event"]["type"] == type_name)
+        ]
 
     async def wait_event(self, type_name: str, timeout: float = 10, **data: Any) -> dict[str, Any]:
-        return await self.wait_for(lambda f: f["t"] == "event" and f["event"]["type"] == type_name and all(f["event"]["data"].get(k) == v for k, v in data.items()), timeout)
+        return await self.wait_for(
+            lambda f: (
+                f["t"] == "event"
+                and f["event"]["type"] == type_name
+                and all(f["event"]["data"].get(k) == v for k, v in data.items())
+            ),
+            timeout,
+        )
 
     async def close(self) -> None:
         await self.connection.close()

@@ -18,30 +18,73 @@ AGENT = Actor(kind="agent", id="ann")
 SYSTEM = Actor(kind="system", id="agent_service")
 
 
-def event(tenant: str, cid: str, type_: str, data: dict[str, Any], actor: Actor = SYSTEM, v: int = 1) -> Envelope:
-    return Envelope(type=type_, v=v, tenant=tenant, stream=f"conv:{cid}", actor=actor, data={"conversation_id": cid, **data})
+def event(
+    tenant: str, cid: str, type_: str, data: dict[str, Any], actor: Actor = SYSTEM, v: int = 1
+) -> Envelope:
+    return Envelope(
+        type=type_,
+        v=v,
+        tenant=tenant,
+        stream=f"conv:{cid}",
+        actor=actor,
+        data={"conversation_id": cid, **data},
+    )
 
 
 def requested(tenant: str, cid: str, visitor_id: str = "v1") -> Envelope:
-    visitor = {"id": visitor_id, "name": "Vic", "email": "vic@example.com", "page_url": "https://shop.example/cart"}
-    return event(tenant, cid, "conversation.requested", {"visitor": visitor, "channel": "web", "department": "sales"}, CUSTOMER)
+    visitor = {
+        "id": visitor_id,
+        "name": "Vic",
+        "email": "vic@example.com",
+        "page_url": "https://shop.example/cart",
+    }
+    return event(
+        tenant,
+        cid,
+        "conversation.requested",
+        {"visitor": visitor, "channel": "web", "department": "sales"},
+        CUSTOMER,
+    )
 
 
 def accepted(tenant: str, cid: str, agent_id: str = "ann") -> Envelope:
-    return event(tenant, cid, "conversation.accepted", {"agent_id": agent_id}, Actor(kind="agent", id=agent_id))
+    return event(
+        tenant,
+        cid,
+        "conversation.accepted",
+        {"agent_id": agent_id},
+        Actor(kind="agent", id=agent_id),
+    )
 
 
 def message(tenant: str, cid: str, i: int) -> Envelope:
     author = CUSTOMER if i % 2 == 0 else AGENT
-    data = {"message_id": f"{cid}-m{i}", "body": f"message {i}", "author_kind": author.kind.value, "author_id": author.id}
+    data = {
+        "message_id": f"{cid}-m{i}",
+        "body": f"message {i}",
+        "author_kind": author.kind.value,
+        "author_id": author.id,
+    }
     return event(tenant, cid, "message.sent", data, author, v=2)
 
 
 def conversation(tenant: str, cid: str, messages: int) -> list[Envelope]:
     """requested → accepted → N messages (+ a typing event) → closed."""
-    typing = event(tenant, cid, "typing.changed", {"who_kind": "customer", "who_id": "v1", "typing": True}, CUSTOMER)
+    typing = event(
+        tenant,
+        cid,
+        "typing.changed",
+        {"who_kind": "customer", "who_id": "v1", "typing": True},
+        CUSTOMER,
+    )
     closed = event(tenant, cid, "conversation.closed", {"closed_by": "agent"}, AGENT)
-    return [requested(tenant, cid), accepted(tenant, cid), *(message(tenant, cid, i) for i in range(messages)), typing, closed]
+    return [
+        requested(tenant, cid),
+        accepted(tenant, cid),
+        *(message(tenant, cid, i) for i in range(messages)),
+        typing,
+        closed,
+    ]
 
 
 async def settle(service: HistoryService, bus: Bus, db: AsyncDatabase, timeout: float = 20) -> int:

@@ -11,7 +11,9 @@ from relaydesk.bus import Bus
 from tests.history_service.helpers import SYSTEM, conversation, event, settle
 
 
-async def test_every_event_archived_once_with_position_and_envelope(history: HistoryService, bus: Bus, db: AsyncDatabase) -> None:
+async def test_every_event_archived_once_with_position_and_envelope(
+    history: HistoryService, bus: Bus, db: AsyncDatabase
+) -> None:
     events = [e for cid in ("c1", "c2", "c3") for e in conversation("acme", cid, 6)]
     await bus.publish_many(events)
     await bus.publish_many(events[5:9])  # publisher retries that landed twice
@@ -21,12 +23,18 @@ async def test_every_event_archived_once_with_position_and_envelope(history: His
     positions = [d["position"] for d in stored]
     assert positions == sorted(set(positions))
     first = stored[0]
-    assert first["type"] == "conversation.requested" and first["stream"] == "conv:c1" and first["prev_hash"] == GENESIS
+    assert (
+        first["type"] == "conversation.requested"
+        and first["stream"] == "conv:c1"
+        and first["prev_hash"] == GENESIS
+    )
     assert first["data"] == events[0].data and first["actor"] == {"kind": "customer", "id": "v1"}
     assert {"v", "occurred_at", "correlation_id", "causation_id", "hash"} <= set(first)
 
 
-async def test_chain_verifies_and_first_tampered_link_is_reported(history: HistoryService, bus: Bus, db: AsyncDatabase) -> None:
+async def test_chain_verifies_and_first_tampered_link_is_reported(
+    history: HistoryService, bus: Bus, db: AsyncDatabase
+) -> None:
     events = conversation("acme", "c1", 5) + conversation("acme", "c2", 3)
     await bus.publish_many(events)
     await settle(history, bus, db)
@@ -41,11 +49,16 @@ async def test_chain_verifies_and_first_tampered_link_is_reported(history: Histo
     broken = await verify_chain(db, tenant="acme")
     original = next(d for d in links if d["_id"] == tampered.id)
     assert not broken["ok"] and broken["event_id"] == tampered.id and broken["stream"] == "conv:c1"
-    assert broken["position"] == original["position"] and broken["found_hash"] == original["hash"] != broken["expected_hash"]
+    assert (
+        broken["position"] == original["position"]
+        and broken["found_hash"] == original["hash"] != broken["expected_hash"]
+    )
     assert (await verify_chain(db, stream="conv:c2"))["ok"]  # other chains are unaffected
 
 
-async def test_a_removed_event_breaks_the_next_link(history: HistoryService, bus: Bus, db: AsyncDatabase) -> None:
+async def test_a_removed_event_breaks_the_next_link(
+    history: HistoryService, bus: Bus, db: AsyncDatabase
+) -> None:
     events = conversation("acme", "c1", 4)
     await bus.publish_many(events)
     await settle(history, bus, db)
@@ -54,13 +67,25 @@ async def test_a_removed_event_breaks_the_next_link(history: HistoryService, bus
     assert not broken["ok"] and broken["event_id"] == events[3].id
 
 
-async def test_unknown_and_invalid_events_are_archived_but_not_folded(history: HistoryService, bus: Bus, db: AsyncDatabase) -> None:
+async def test_unknown_and_invalid_events_are_archived_but_not_folded(
+    history: HistoryService, bus: Bus, db: AsyncDatabase
+) -> None:
     unknown = event("acme", "c1", "conversation.teleported", {"where": "mars"}, SYSTEM)
     invalid = event("acme", "c1", "conversation.rated", {"score": 99}, SYSTEM)
-    newer = Envelope(**{**event("acme", "c1", "conversation.closed", {"closed_by": "agent"}).model_dump(), "v": 9})
+    newer = Envelope(
+        **{
+            **event("acme", "c1", "conversation.closed", {"closed_by": "agent"}).model_dump(),
+            "v": 9,
+        }
+    )
     events = conversation("acme", "c1", 2)
     await bus.publish_many([*events[:-1], unknown, invalid, newer, events[-1]])
     await settle(history, bus, db)
-    assert await db["events"].count_documents({"_id": {"$in": [unknown.id, invalid.id, newer.id]}}) == 3
+    assert (
+        await db["events"].count_documents({"_id": {"$in": [unknown.id, invalid.id, newer.id]}})
+        == 3
+    )
     conv = await db["conversations"].find_one({"conversation_id": "c1"})
-    assert conv is not None and conv["status"] == "closed" and conv["rating"] is None  # later events still applied
+    assert (
+        conv is not None and conv["status"] == "closed" and conv["rating"] is None
+    )  # later events still applied

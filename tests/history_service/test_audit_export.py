@@ -18,8 +18,19 @@ from tests.system import running_system
 
 
 def command(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RELAYDESK_AMQP_URL": settings.amqp_url, "MONGO_URL": settings.mongo_url or "", "RELAYDESK_MONGO_DB": settings.mongo_db}
-    return subprocess.run([sys.executable, "-m", "relaydesk.cli", *args], capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        **os.environ,
+        "RELAYDESK_AMQP_URL": settings.amqp_url,
+        "MONGO_URL": settings.mongo_url or "",
+        "RELAYDESK_MONGO_DB": settings.mongo_db,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "tools.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 async def rated(http: httpx.AsyncClient, auth: dict[str, str], conversation_id: str) -> dict | None:
@@ -31,62 +42,128 @@ async def rated(http: httpx.AsyncClient, auth: dict[str, str], conversation_id: 
 
 
 async def test_audit_verify_reports_the_first_tampered_event(settings: Settings) -> None:
-    async with running_system(settings) as system, httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+    async with (
+        running_system(settings) as system,
+        httpx.AsyncClient(base_url=system.gateway.base_url) as http,
+    ):
         owner = await owner_session(system, http, "rep")
         _, conversation_id = await served_conversation(system, http, owner)
-        transcript = await eventually(lambda: rated(http, owner, conversation_id), what="the archived conversation")
+        transcript = await eventually(
+            lambda: rated(http, owner, conversation_id), what="the archived conversation"
+        )
 
-        intact = await asyncio.to_thread(command, system.settings, "audit", "verify", "--tenant", "rep")
+        intact = await asyncio.to_thread(
+            command, system.settings, "audit", "verify", "--tenant", "rep"
+        )
         assert intact.returncode == 0 and "intact" in intact.stdout, intact.stdout + intact.stderr
 
         victim = next(e for e in transcript["events"] if e["type"] == "message.sent")
         client = make_client(system.settings.mongo_url or "")
         try:
-            await database(client, system.settings.mongo_db)["events"].update_one({"_id": victim["id"]}, {"$set": {"data.body": "I never said that"}})
+            await database(client, system.settings.mongo_db)["events"].update_one(
+                {"_id": victim["id"]}, {"$set": {"data.body": "I never said that"}}
+            )
         finally:
             await client.close()
-        broken = await asyncio.to_thread(command, system.settings, "audit", "verify", "--tenant", "rep", "--conversation", conversation_id)
+        broken = await asyncio.to_thread(
+            command,
+            system.settings,
+            "audit",
+            "verify",
+            "--tenant",
+            "rep",
+            "--conversation",
+            conversation_id,
+        )
         assert broken.returncode == 1
-        assert f"at position {victim['position']}" in broken.stdout and victim["id"] in broken.stdout
-        timeline = (await http.get(f"/api/audit/conversations/{conversation_id}/timeline", headers=owner)).json()
+        assert (
+            f"at position {victim['position']}" in broken.stdout and victim["id"] in broken.stdout
+        )
+        timeline = (
+            await http.get(f"/api/audit/conversations/{conversation_id}/timeline", headers=owner)
+        ).json()
         assert timeline["chain_ok"] is False and timeline["broken_at"] == victim["position"]
-        usage = await asyncio.to_thread(command, system.settings, "audit", "verify", "--conversation", conversation_id)
+        usage = await asyncio.to_thread(
+            command, system.settings, "audit", "verify", "--conversation", conversation_id
+        )
         assert usage.returncode == 2 and "--tenant" in usage.stderr
 
 
-async def test_export_then_import_into_a_fresh_system_yields_the_same_read_models(settings: Settings, vhosts, tmp_path: Path) -> None:
+async def test_export_then_import_into_a_fresh_system_yields_the_same_read_models(
+    settings: Settings, vhosts, tmp_path: Path
+) -> None:
     exported = tmp_path / "rep.jsonl"
-    async with running_system(settings) as system, httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+    async with (
+        running_system(settings) as system,
+        httpx.AsyncClient(base_url=system.gateway.base_url) as http,
+    ):
         owner = await owner_session(system, http, "rep")
         _, conversation_id = await served_conversation(system, http, owner)
-        original = await eventually(lambda: rated(http, owner, conversation_id), what="the archived conversation")
-        done = await asyncio.to_thread(command, system.settings, "export", "--tenant", "rep", "--output", str(exported))
+        original = await eventually(
+            lambda: rated(http, owner, conversation_id), what="the archived conversation"
+        )
+        done = await asyncio.to_thread(
+            command, system.settings, "export", "--tenant", "rep", "--output", str(exported)
+        )
         assert done.returncode == 0, done.stderr
-        messages = (await http.get(f"/api/conversations/{conversation_id}/messages", headers=owner)).json()
+        messages = (
+            await http.get(f"/api/conversations/{conversation_id}/messages", headers=owner)
+        ).json()
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
     conversation_lines = [line for line in lines if line["stream"] == f"conv:{conversation_id}"]
-    assert [line["id"] for line in conversation_lines] == [event["id"] for event in original["events"]]
+    assert [line["id"] for line in conversation_lines] == [
+        event["id"] for event in original["events"]
+    ]
 
     vhost = vhosts.create()
-    fresh_settings = settings.model_copy(update={"amqp_url": vhosts.url_for(vhost), "mongo_db": f"t_{uuid.uuid4().hex[:12]}"})
+    fresh_settings = settings.model_copy(
+        update={"amqp_url": vhosts.url_for(vhost), "mongo_db": f"t_{uuid.uuid4().hex[:12]}"}
+    )
     try:
-        async with running_system(fresh_settings) as fresh, httpx.AsyncClient(base_url=fresh.gateway.base_url) as http:
-            imported = await asyncio.to_thread(command, fresh.settings, "import", "--input", str(exported))
+        async with (
+            running_system(fresh_settings) as fresh,
+            httpx.AsyncClient(base_url=fresh.gateway.base_url) as http,
+        ):
+            imported = await asyncio.to_thread(
+                command, fresh.settings, "import", "--input", str(exported)
+            )
             assert imported.returncode == 0, imported.stderr
             # The accounts came along with the log: the same owner signs in on the fresh system.
-            login = await http.post("/api/auth/login", json={"tenant": "rep", "email": "boss@rep.test", "password": "correct horse"})
+            login = await http.post(
+                "/api/auth/login",
+                json={"tenant": "rep", "email": "boss@rep.test", "password": "correct horse"},
+            )
             assert login.status_code == 200, login.text
             auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
-            copy = await eventually(lambda: rated(http, auth, conversation_id), what="the imported conversation")
-            for field in ("status", "agent_id", "message_count", "rating", "channel", "visitor", "created_at", "closed_at"):
+            copy = await eventually(
+                lambda: rated(http, auth, conversation_id), what="the imported conversation"
+            )
+            for field in (
+                "status",
+                "agent_id",
+                "message_count",
+                "rating",
+                "channel",
+                "visitor",
+                "created_at",
+                "closed_at",
+            ):
                 assert copy["conversation"][field] == original["conversation"][field], field
             assert [e["id"] for e in copy["events"]] == [e["id"] for e in original["events"]]
-            copied = (await http.get(f"/api/conversations/{conversation_id}/messages", headers=auth)).json()
-            assert [m["event"] for m in copied] == [m["event"] for m in messages]  # positions are the new log's
+            copied = (
+                await http.get(f"/api/conversations/{conversation_id}/messages", headers=auth)
+            ).json()
+            assert [m["event"] for m in copied] == [
+                m["event"] for m in messages
+            ]  # positions are the new log's
 
         bad = tmp_path / "bad.jsonl"
-        bad.write_text(exported.read_text().splitlines()[0] + "\n{\"type\": \"nonsense\"}\n")
+        bad.write_text(exported.read_text().splitlines()[0] + '\n{"type": "nonsense"}\n')
         refused = await asyncio.to_thread(command, fresh_settings, "import", "--input", str(bad))
-        assert refused.returncode == 1 and "line 2" in refused.stderr and "nothing imported" in refused.stderr
+        assert (
+            refused.returncode == 1
+            and "line 2" in refused.stderr
+            and "nothing imported" in refused.stderr
+        )
     finally:
         vhosts.delete(vhost)

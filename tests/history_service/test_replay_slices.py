@@ -17,7 +17,17 @@ from tests.history_service.test_replay import replay
 from tests.servers import RabbitVhosts, stream_override
 from tests.system import running_system
 
-COMPARED = ("status", "agent_id", "message_count", "rating", "channel", "visitor", "created_at", "accepted_at", "closed_at")
+COMPARED = (
+    "status",
+    "agent_id",
+    "message_count",
+    "rating",
+    "channel",
+    "visitor",
+    "created_at",
+    "accepted_at",
+    "closed_at",
+)
 
 
 def json_lines(done: Any) -> list[dict]:
@@ -25,67 +35,160 @@ def json_lines(done: Any) -> list[dict]:
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
-async def test_replay_of_a_tenant_and_of_a_time_range_from_archive_and_stream(settings: Settings) -> None:
-    async with running_system(settings) as system, httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+async def test_replay_of_a_tenant_and_of_a_time_range_from_archive_and_stream(
+    settings: Settings,
+) -> None:
+    async with (
+        running_system(settings) as system,
+        httpx.AsyncClient(base_url=system.gateway.base_url) as http,
+    ):
         owner = await owner_session(system, http, "rep")
         _, conversation_id = await served_conversation(system, http, owner)
         await owner_session(system, http, "other")  # another tenant's events must stay out
-        await eventually(lambda: rated(http, owner, conversation_id), what="the archived conversation")
+        await eventually(
+            lambda: rated(http, owner, conversation_id), what="the archived conversation"
+        )
 
-        tenant = json_lines(await asyncio.to_thread(replay, system.settings, "--tenant", "rep", "--json"))
+        tenant = json_lines(
+            await asyncio.to_thread(replay, system.settings, "--tenant", "rep", "--json")
+        )
         assert {e["tenant"] for e in tenant} == {"rep"}
-        assert {"tenant.created", "agent.created", "conversation.requested", "conversation.rated"} <= {e["type"] for e in tenant}
-        assert [e["position"] for e in tenant] == sorted({e["position"] for e in tenant})  # log order, each once
-        streamed = json_lines(await asyncio.to_thread(replay, system.settings, "--tenant", "rep", "--json", "--source", "stream"))
+        assert {
+            "tenant.created",
+            "agent.created",
+            "conversation.requested",
+            "conversation.rated",
+        } <= {e["type"] for e in tenant}
+        assert [e["position"] for e in tenant] == sorted(
+            {e["position"] for e in tenant}
+        )  # log order, each once
+        streamed = json_lines(
+            await asyncio.to_thread(
+                replay, system.settings, "--tenant", "rep", "--json", "--source", "stream"
+            )
+        )
         assert [e["id"] for e in streamed] == [e["id"] for e in tenant]
 
         # A window cut out of the middle: bounds inclusive, nothing outside, nothing inside missed.
         since, until = tenant[2]["occurred_at"], tenant[-3]["occurred_at"]
-        expected = [e["id"] for e in tenant if datetime.fromisoformat(since) <= datetime.fromisoformat(e["occurred_at"]) <= datetime.fromisoformat(until)]
+        expected = [
+            e["id"]
+            for e in tenant
+            if datetime.fromisoformat(since)
+            <= datetime.fromisoformat(e["occurred_at"])
+            <= datetime.fromisoformat(until)
+        ]
         assert 0 < len(expected) < len(tenant)
         for source in ("archive", "stream"):
-            window = json_lines(await asyncio.to_thread(replay, system.settings, "--tenant", "rep", "--since", since, "--until", until, "--json", "--source", source))
+            window = json_lines(
+                await asyncio.to_thread(
+                    replay,
+                    system.settings,
+                    "--tenant",
+                    "rep",
+                    "--since",
+                    since,
+                    "--until",
+                    until,
+                    "--json",
+                    "--source",
+                    source,
+                )
+            )
             assert [e["id"] for e in window] == expected, source
 
-        empty = await asyncio.to_thread(replay, system.settings, "--tenant", "rep", "--since", "2001-01-01", "--until", "2001-01-02")
-        assert empty.returncode == 1 and empty.stdout == ""  # nothing matched: said by the exit code
+        empty = await asyncio.to_thread(
+            replay,
+            system.settings,
+            "--tenant",
+            "rep",
+            "--since",
+            "2001-01-01",
+            "--until",
+            "2001-01-02",
+        )
+        assert (
+            empty.returncode == 1 and empty.stdout == ""
+        )  # nothing matched: said by the exit code
 
 
-async def test_one_conversation_exported_and_imported_into_a_fresh_system_gives_the_same_read_models(settings: Settings, vhosts: RabbitVhosts, tmp_path: Path) -> None:
+async def test_one_conversation_exported_and_imported_into_a_fresh_system_gives_the_same_read_models(
+    settings: Settings, vhosts: RabbitVhosts, tmp_path: Path
+) -> None:
     exported = tmp_path / "conversation.jsonl"
-    async with running_system(settings) as system, httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+    async with (
+        running_system(settings) as system,
+        httpx.AsyncClient(base_url=system.gateway.base_url) as http,
+    ):
         owner = await owner_session(system, http, "rep")
         _, conversation_id = await served_conversation(system, http, owner)
-        await eventually(lambda: rated(http, owner, conversation_id), what="the archived conversation")
+        await eventually(
+            lambda: rated(http, owner, conversation_id), what="the archived conversation"
+        )
 
         async def exported_as_archived() -> dict[str, Any] | None:
             # Sockets closing at the end of the flow still add notes to the conversation: an
             # export is compared with the archive as it stands right after it was written.
-            done = await asyncio.to_thread(command, system.settings, "export", "--tenant", "rep", "--conversation", conversation_id, "--output", str(exported))
+            done = await asyncio.to_thread(
+                command,
+                system.settings,
+                "export",
+                "--tenant",
+                "rep",
+                "--conversation",
+                conversation_id,
+                "--output",
+                str(exported),
+            )
             assert done.returncode == 0, done.stderr
-            transcript = (await http.get(f"/api/conversations/{conversation_id}/transcript", headers=owner)).json()
+            transcript = (
+                await http.get(f"/api/conversations/{conversation_id}/transcript", headers=owner)
+            ).json()
             ids = [json.loads(line)["id"] for line in exported.read_text().splitlines()]
             return transcript if ids == [event["id"] for event in transcript["events"]] else None
 
-        original = await eventually(exported_as_archived, what="an export equal to the archived conversation")
-        messages = (await http.get(f"/api/conversations/{conversation_id}/messages", headers=owner)).json()
+        original = await eventually(
+            exported_as_archived, what="an export equal to the archived conversation"
+        )
+        messages = (
+            await http.get(f"/api/conversations/{conversation_id}/messages", headers=owner)
+        ).json()
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
-    assert {line["stream"] for line in lines} == {f"conv:{conversation_id}"}  # that conversation only
+    assert {line["stream"] for line in lines} == {
+        f"conv:{conversation_id}"
+    }  # that conversation only
 
     vhost = vhosts.create()
-    fresh_settings = settings.model_copy(update={"amqp_url": vhosts.url_for(vhost), "mongo_db": f"t_{uuid.uuid4().hex[:12]}", **stream_override(vhosts, vhost)})
+    fresh_settings = settings.model_copy(
+        update={
+            "amqp_url": vhosts.url_for(vhost),
+            "mongo_db": f"t_{uuid.uuid4().hex[:12]}",
+            **stream_override(vhosts, vhost),
+        }
+    )
     try:
-        async with running_system(fresh_settings) as fresh, httpx.AsyncClient(base_url=fresh.gateway.base_url) as http:
-            imported = await asyncio.to_thread(command, fresh.settings, "import", "--input", str(exported))
+        async with (
+            running_system(fresh_settings) as fresh,
+            httpx.AsyncClient(base_url=fresh.gateway.base_url) as http,
+        ):
+            imported = await asyncio.to_thread(
+                command, fresh.settings, "import", "--input", str(exported)
+            )
             assert imported.returncode == 0, imported.stderr
             auth = {"Authorization": f"Bearer {fresh.agent_token('rep', 'auditor', role='owner')}"}
-            copy = await eventually(lambda: rated(http, auth, conversation_id), what="the imported conversation")
+            copy = await eventually(
+                lambda: rated(http, auth, conversation_id), what="the imported conversation"
+            )
             for field in COMPARED:
                 assert copy["conversation"][field] == original["conversation"][field], field
             assert [e["id"] for e in copy["events"]] == [e["id"] for e in original["events"]]
-            copied = (await http.get(f"/api/conversations/{conversation_id}/messages", headers=auth)).json()
+            copied = (
+                await http.get(f"/api/conversations/{conversation_id}/messages", headers=auth)
+            ).json()
             assert [m["event"] for m in copied] == [m["event"] for m in messages]
-            again = await asyncio.to_thread(command, fresh.settings, "replay", "--projection", "history")
+            again = await asyncio.to_thread(
+                command, fresh.settings, "replay", "--projection", "history"
+            )
             assert again.returncode == 0, again.stdout + again.stderr
     finally:
         vhosts.delete(vhost)

@@ -16,9 +16,14 @@ VOLATILE = {"_id": 0}
 
 async def snapshot(db: AsyncDatabase) -> tuple[list, list, list]:
     """Read models and archive minus nothing that should differ between two runs."""
-    conversations = [d async for d in db["conversations"].find({}, VOLATILE).sort("conversation_id", 1)]
+    conversations = [
+        d async for d in db["conversations"].find({}, VOLATILE).sort("conversation_id", 1)
+    ]
     messages = [d async for d in db["messages"].find({}).sort("position", 1)]
-    archive = [(d["_id"], d["position"], d["hash"]) async for d in db["events"].find({"tenant": "acme"}).sort("position", 1)]
+    archive = [
+        (d["_id"], d["position"], d["hash"])
+        async for d in db["events"].find({"tenant": "acme"}).sort("position", 1)
+    ]
     return conversations, messages, archive
 
 
@@ -43,7 +48,9 @@ async def crash(service: HistoryService) -> None:
     await service.stop()  # only releases the connections
 
 
-async def test_abrupt_stop_mid_stream_then_restart(settings: Settings, bus: Bus, db: AsyncDatabase) -> None:
+async def test_abrupt_stop_mid_stream_then_restart(
+    settings: Settings, bus: Bus, db: AsyncDatabase
+) -> None:
     events = [e for i in range(8) for e in conversation("acme", f"c{i}", 5)]
     interrupted = HistoryService(settings, batch_size=3)  # many batches: the crash lands mid-stream
     await interrupted.start()
@@ -62,7 +69,9 @@ async def test_abrupt_stop_mid_stream_then_restart(settings: Settings, bus: Bus,
     assert (await verify_chain(db))["ok"]
 
 
-async def test_crash_after_read_models_before_archive_is_idempotent(settings: Settings, bus: Bus, db: AsyncDatabase) -> None:
+async def test_crash_after_read_models_before_archive_is_idempotent(
+    settings: Settings, bus: Bus, db: AsyncDatabase
+) -> None:
     events = [e for i in range(4) for e in conversation("acme", f"c{i}", 4)]
     await bus.publish_many(events)
     async with running(settings) as first:

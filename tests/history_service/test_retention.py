@@ -48,53 +48,79 @@ async def bodies(queries: HistoryQueries, tenant: str, conversation_id: str) -> 
     return [m["event"]["data"]["body"] for m in found if m["event"]["type"] == "message.sent"]
 
 
-async def test_retention_redacts_old_closed_conversations_on_the_record_and_the_chain_verifies(system: RunningSystem, db: Any, bus: Bus) -> None:
+async def test_retention_redacts_old_closed_conversations_on_the_record_and_the_chain_verifies(
+    system: RunningSystem, db: Any, bus: Bus
+) -> None:
     queries = HistoryQueries(db)
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         owner = await owner_session(system, http, "keeper")
         await owner_session(system, http, "forever")  # no retention set: kept for ever
-        assert (await http.patch("/api/admin/settings", headers=owner, json={"retention_days": 7})).status_code == 200
+        assert (
+            await http.patch("/api/admin/settings", headers=owner, json={"retention_days": 7})
+        ).status_code == 200
     closed = await chat(system, "keeper", "v-old", "my card is 4242", close=True)
     still_open = await chat(system, "keeper", "v-open", "still talking", close=False)
     kept = await chat(system, "forever", "v-kept", "keep me", close=True)
     for tenant, conversation_id in (("keeper", closed), ("forever", kept)):
-        await eventually(lambda t=tenant, c=conversation_id: _closed(queries, t, c), what="the closes in the read model")
+        await eventually(
+            lambda t=tenant, c=conversation_id: _closed(queries, t, c),
+            what="the closes in the read model",
+        )
     now = datetime.now(UTC)
 
     # Not old enough yet: nothing happens.
-    assert await RetentionJob(db, bus.publish, clock=lambda: now + timedelta(days=6)).run_once() == []
+    assert (
+        await RetentionJob(db, bus.publish, clock=lambda: now + timedelta(days=6)).run_once() == []
+    )
     assert await bodies(queries, "keeper", closed) == ["my card is 4242"]
 
     later = RetentionJob(db, bus.publish, clock=lambda: now + timedelta(days=8))
     [record] = await later.run_once()
-    assert record.type == "history.retention_applied" and record.data["conversation_ids"] == [closed] and record.data["messages"] == 1
+    assert (
+        record.type == "history.retention_applied"
+        and record.data["conversation_ids"] == [closed]
+        and record.data["messages"] == 1
+    )
     assert record.data["retention_days"] == 7
     assert await bodies(queries, "keeper", closed) == [REDACTED]  # the read model
     assert await bodies(queries, "keeper", still_open) == ["still talking"]  # open: untouched
     assert await bodies(queries, "forever", kept) == ["keep me"]  # other tenant, no retention
     archived = await queries.transcript({"tenant": "keeper", "conversation_id": closed})
-    assert "4242" not in str(archived) and archived["conversation"]["message_count"] == 1  # the conversation itself stays
+    assert (
+        "4242" not in str(archived) and archived["conversation"]["message_count"] == 1
+    )  # the conversation itself stays
     assert await later.run_once() == []  # done once
 
     # The record is on the log and archived; the chain verifies with the redaction.
-    await eventually(lambda: db["events"].find_one({"_id": record.id}), what="the retention record in the archive")
+    await eventually(
+        lambda: db["events"].find_one({"_id": record.id}),
+        what="the retention record in the archive",
+    )
     verdict = await verify_chain(db, "keeper")
     assert verdict["ok"] is True, verdict
     assert (await verify_chain(db))["ok"] is True
 
     # What remains is still tamper-evident.
-    redacted = await db["events"].find_one({"tenant": "keeper", "stream": f"conv:{closed}", "type": "message.sent"})
-    await db["events"].update_one({"_id": redacted["_id"]}, {"$set": {"data.body": "something else"}})
+    redacted = await db["events"].find_one(
+        {"tenant": "keeper", "stream": f"conv:{closed}", "type": "message.sent"}
+    )
+    await db["events"].update_one(
+        {"_id": redacted["_id"]}, {"$set": {"data.body": "something else"}}
+    )
     broken = await verify_chain(db, "keeper")
     assert broken["ok"] is False and broken["event_id"] == redacted["_id"]
     # ...and redaction without a record is caught too.
-    await db["events"].update_one({"_id": redacted["_id"]}, {"$set": {"data.body": REDACTED, "redacted.by": "no-such-record"}})
+    await db["events"].update_one(
+        {"_id": redacted["_id"]}, {"$set": {"data.body": REDACTED, "redacted.by": "no-such-record"}}
+    )
     assert (await verify_chain(db, "keeper"))["ok"] is False
 
 
 async def _closed(queries: HistoryQueries, tenant: str, conversation_id: str) -> bool:
     try:
-        conversation = await queries.conversation_get({"tenant": tenant, "conversation_id": conversation_id})
+        conversation = await queries.conversation_get(
+            {"tenant": tenant, "conversation_id": conversation_id}
+        )
     except RemoteError:  # not folded yet
         return False
     return conversation["status"] == "closed"

@@ -20,16 +20,45 @@ from fastapi.responses import JSONResponse, Response
 
 from tests.connectors.fakes.server import FakeServer
 
-
 # (code, message, type, HTTP status, error_subcode) as the Send API answers them
 # (https://developers.facebook.com/docs/messenger-platform/reference/send-api/error-codes)
 GRAPH_ERRORS: dict[str, tuple[int, str, str, int, int | None]] = {
-    "1200 temporary": (1200, "(#1200) Temporary send message failure. Please try again later.", "OAuthException", 400, 2018024),
-    "2 unexpected": (2, "An unexpected error has occurred. Please retry your request later.", "OAuthException", 500, None),
-    "613 rate limit": (613, "(#613) Calls to this API have exceeded the rate limit.", "OAuthException", 400, None),
+    "1200 temporary": (
+        1200,
+        "(#1200) Temporary send message failure. Please try again later.",
+        "OAuthException",
+        400,
+        2018024,
+    ),
+    "2 unexpected": (
+        2,
+        "An unexpected error has occurred. Please retry your request later.",
+        "OAuthException",
+        500,
+        None,
+    ),
+    "613 rate limit": (
+        613,
+        "(#613) Calls to this API have exceeded the rate limit.",
+        "OAuthException",
+        400,
+        None,
+    ),
     "100 invalid parameter": (100, "(#100) No matching user found", "OAuthException", 400, 2018001),
-    "551 unavailable": (551, "(#551) This person isn't available right now.", "OAuthException", 400, 1545041),
-    "10 outside window": (10, "(#10) This message is sent outside of allowed window.", "OAuthException", 400, 2018278),
+    "551 unavailable": (
+        551,
+        "(#551) This person isn't available right now.",
+        "OAuthException",
+        400,
+        1545041,
+    ),
+    "10 outside window": (
+        10,
+        "(#10) This message is sent outside of allowed window.",
+        "OAuthException",
+        400,
+        2018278,
+    ),
 }
 
 
@@ -53,22 +82,46 @@ class FakeMessenger(FakeServer):
         app.add_api_route("/{page_id}/messages", self._send, methods=["POST"])
         super().__init__(app)
 
-    def notification(self, psid: str, text: str, *, mid: str | None = None, echo: bool = False) -> dict[str, Any]:
+    def notification(
+        self, psid: str, text: str, *, mid: str | None = None, echo: bool = False
+    ) -> dict[str, Any]:
         self._mid += 1
         message: dict[str, Any] = {"mid": mid or f"m_{self._mid}_{time.time_ns()}", "text": text}
         sender, recipient = (self.page_id, psid) if echo else (psid, self.page_id)
         if echo:
             message.update(is_echo=True, app_id=1234)
         now = int(time.time() * 1000)
-        return {"object": "page", "entry": [{"id": self.page_id, "time": now, "messaging": [
-            {"sender": {"id": sender}, "recipient": {"id": recipient}, "timestamp": now, "message": message}]}]}
+        return {
+            "object": "page",
+            "entry": [
+                {
+                    "id": self.page_id,
+                    "time": now,
+                    "messaging": [
+                        {
+                            "sender": {"id": sender},
+                            "recipient": {"id": recipient},
+                            "timestamp": now,
+                            "message": message,
+                        }
+                    ],
+                }
+            ],
+        }
 
-    async def post_webhook(self, url: str, payload: dict[str, Any], *, secret: str | None = None) -> httpx.Response:
+    async def post_webhook(
+        self, url: str, payload: dict[str, Any], *, secret: str | None = None
+    ) -> httpx.Response:
         return await self.post_signed(url, meta_body(payload), secret=secret)
 
-    async def post_signed(self, url: str, raw: bytes, *, secret: str | None = None) -> httpx.Response:
+    async def post_signed(
+        self, url: str, raw: bytes, *, secret: str | None = None
+    ) -> httpx.Response:
         """These exact bytes, signed as Meta signs (any body: the signature is over the bytes)."""
-        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": meta_signature(secret or self.app_secret, raw)}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": meta_signature(secret or self.app_secret, raw),
+        }
         async with httpx.AsyncClient() as client:
             return await client.post(url, content=raw, headers=headers)
 
@@ -77,24 +130,52 @@ class FakeMessenger(FakeServer):
         if self.fail_next:
             scripted = self.fail_next.pop(0)
             if scripted == "html 502":
-                return Response("<html><body>502 Bad Gateway</body></html>", status_code=502, media_type="text/html")
-            return _error(*GRAPH_ERRORS[scripted][:3], status=GRAPH_ERRORS[scripted][3], subcode=GRAPH_ERRORS[scripted][4])
+                return Response(
+                    "<html><body>502 Bad Gateway</body></html>",
+                    status_code=502,
+                    media_type="text/html",
+                )
+            return _error(
+                *GRAPH_ERRORS[scripted][:3],
+                status=GRAPH_ERRORS[scripted][3],
+                subcode=GRAPH_ERRORS[scripted][4],
+            )
         if request.query_params.get("access_token") != self.page_token:
             return _error(190, "Invalid OAuth access token.", "OAuthException", status=400)
         if self.down:
-            return _error(2, "An unexpected error has occurred. Please retry your request later.", "OAuthException", status=500)
+            return _error(
+                2,
+                "An unexpected error has occurred. Please retry your request later.",
+                "OAuthException",
+                status=500,
+            )
         body = await request.json()
         if body.get("messaging_type") not in {"RESPONSE", "UPDATE", "MESSAGE_TAG", None}:
             return _error(100, "(#100) Invalid messaging_type", "OAuthException", status=400)
         if body.get("messaging_type") == "MESSAGE_TAG" and body.get("tag") != "HUMAN_AGENT":
-            return _error(10, "This message is sent outside of allowed window.", "OAuthException", status=400, subcode=2018278)
+            return _error(
+                10,
+                "This message is sent outside of allowed window.",
+                "OAuthException",
+                status=400,
+                subcode=2018278,
+            )
         self.sent.append(body)
         self._mid += 1
-        return JSONResponse({"recipient_id": body["recipient"]["id"], "message_id": f"m_out_{self._mid}"})
+        return JSONResponse(
+            {"recipient_id": body["recipient"]["id"], "message_id": f"m_out_{self._mid}"}
+        )
 
 
-def _error(code: int, message: str, kind: str, *, status: int, subcode: int | None = None) -> JSONResponse:
-    error: dict[str, Any] = {"message": message, "type": kind, "code": code, "fbtrace_id": "AbCdEf123"}
+def _error(
+    code: int, message: str, kind: str, *, status: int, subcode: int | None = None
+) -> JSONResponse:
+    error: dict[str, Any] = {
+        "message": message,
+        "type": kind,
+        "code": code,
+        "fbtrace_id": "AbCdEf123",
+    }
     if subcode is not None:
         error["error_subcode"] = subcode
     return JSONResponse({"error": error}, status_code=status)

@@ -39,10 +39,16 @@ class FakeTelegram(FakeServer):
         return self.base_url
 
     def update(self, user_id: int, text: str, *, first_name: str = "Ann") -> dict[str, Any]:
-        update = {"update_id": self.next_update_id, "message": {
-            "message_id": self.next_update_id, "date": int(time.time()), "text": text,
-            "chat": {"id": user_id, "type": "private", "first_name": first_name},
-            "from": {"id": user_id, "is_bot": False, "first_name": first_name}}}
+        update = {
+            "update_id": self.next_update_id,
+            "message": {
+                "message_id": self.next_update_id,
+                "date": int(time.time()),
+                "text": text,
+                "chat": {"id": user_id, "type": "private", "first_name": first_name},
+                "from": {"id": user_id, "is_bot": False, "first_name": first_name},
+            },
+        }
         self.next_update_id += 1
         return update
 
@@ -51,7 +57,9 @@ class FakeTelegram(FakeServer):
             self.updates.append(update)
             self._new_update.notify_all()
 
-    async def post_webhook(self, url: str, update: dict[str, Any], secret: str | None) -> httpx.Response:
+    async def post_webhook(
+        self, url: str, update: dict[str, Any], secret: str | None
+    ) -> httpx.Response:
         headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret is not None else {}
         async with httpx.AsyncClient() as client:
             return await client.post(url, json=update, headers=headers)
@@ -75,8 +83,13 @@ class FakeTelegram(FakeServer):
         if self.down:
             return _error(502, "Bad Gateway")
         params = await self._params(request)
-        handler = {"sendmessage": self._send_message, "sendchataction": self._chat_action, "getupdates": self._get_updates,
-                   "deletewebhook": self._ok_true, "getme": self._get_me}.get(method.lower())
+        handler = {
+            "sendmessage": self._send_message,
+            "sendchataction": self._chat_action,
+            "getupdates": self._get_updates,
+            "deletewebhook": self._ok_true,
+            "getme": self._get_me,
+        }.get(method.lower())
         if handler is None:
             return _error(404, "Not Found")
         return await handler(params)
@@ -84,14 +97,26 @@ class FakeTelegram(FakeServer):
     async def _send_message(self, params: dict[str, Any]) -> JSONResponse:
         if self.rate_limited:
             retry_after = self.rate_limited.pop(0)
-            return _error(429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after)
+            return _error(
+                429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after
+            )
         text = params.get("text")
         if not isinstance(text, str) or not text:
             return _error(400, "Bad Request: message text is empty")
         if len(text) > 4096:
             return _error(400, "Bad Request: message is too long")
         self.sent.append({"chat_id": int(params["chat_id"]), "text": text})
-        return JSONResponse({"ok": True, "result": {"message_id": len(self.sent), "date": int(time.time()), "chat": {"id": int(params["chat_id"]), "type": "private"}, "text": text}})
+        return JSONResponse(
+            {
+                "ok": True,
+                "result": {
+                    "message_id": len(self.sent),
+                    "date": int(time.time()),
+                    "chat": {"id": int(params["chat_id"]), "type": "private"},
+                    "text": text,
+                },
+            }
+        )
 
     async def _chat_action(self, params: dict[str, Any]) -> JSONResponse:
         self.actions.append({"chat_id": int(params["chat_id"]), "action": params.get("action")})
@@ -100,7 +125,10 @@ class FakeTelegram(FakeServer):
     async def _get_updates(self, params: dict[str, Any]) -> JSONResponse:
         self.getupdates_calls += 1
         if self.other_poller:
-            return _error(409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running")
+            return _error(
+                409,
+                "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+            )
         offset = int(params.get("offset", 0))
         if offset:
             self.updates = [u for u in self.updates if u["update_id"] >= offset]  # confirmed
@@ -111,13 +139,24 @@ class FakeTelegram(FakeServer):
                     await asyncio.wait_for(self._new_update.wait(), timeout)
                 except TimeoutError:
                     pass
-        return JSONResponse({"ok": True, "result": list(self.updates[:int(params.get("limit", 100))])})
+        return JSONResponse(
+            {"ok": True, "result": list(self.updates[: int(params.get("limit", 100))])}
+        )
 
     async def _ok_true(self, _: dict[str, Any]) -> JSONResponse:
         return JSONResponse({"ok": True, "result": True})
 
     async def _get_me(self, _: dict[str, Any]) -> JSONResponse:
-        return JSONResponse({"ok": True, "result": {"id": int(self.token.split(":")[0]), "is_bot": True, "first_name": "relaydesk"}})
+        return JSONResponse(
+            {
+                "ok": True,
+                "result": {
+                    "id": int(self.token.split(":")[0]),
+                    "is_bot": True,
+                    "first_name": "relaydesk",
+                },
+            }
+        )
 
 
 def _error(code: int, description: str, *, retry_after: int | None = None) -> JSONResponse:

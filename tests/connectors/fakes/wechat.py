@@ -19,9 +19,11 @@ from tests.connectors.fakes.server import FakeServer
 
 
 def text_xml(to: str, openid: str, content: str, msg_id: int) -> str:
-    return (f"<xml><ToUserName><![CDATA[{to}]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
-            f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-            f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>")
+    return (
+        f"<xml><ToUserName><![CDATA[{to}]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>"
+    )
 
 
 class FakeWeChat(FakeServer):
@@ -42,20 +44,43 @@ class FakeWeChat(FakeServer):
         self.expired_tokens |= self.valid_tokens
         self.valid_tokens.clear()
 
-    async def push(self, url: str, xml: str, *, safe: bool = True, token: str | None = None, cut_envelope: bool = False, encrypted: str | None = None) -> httpx.Response:
+    async def push(
+        self,
+        url: str,
+        xml: str,
+        *,
+        safe: bool = True,
+        token: str | None = None,
+        cut_envelope: bool = False,
+        encrypted: str | None = None,
+    ) -> httpx.Response:
         """``cut_envelope``: the safe-mode envelope loses its closing tags, every signature stays right;
         ``encrypted``: this ``Encrypt`` value instead of ``xml`` encrypted (signed all the same)."""
         timestamp, nonce = str(int(time.time())), secrets.token_hex(5)
-        params = {"signature": signature(token or self.token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce, "openid": "x"}
+        params = {
+            "signature": signature(token or self.token, timestamp, nonce),
+            "timestamp": timestamp,
+            "nonce": nonce,
+            "openid": "x",
+        }
         body = xml
         if safe:
-            encrypted = encrypted if encrypted is not None else WeChatCipher(self.aes_key, self.app_id).encrypt(xml)
-            params.update(encrypt_type="aes", msg_signature=signature(token or self.token, timestamp, nonce, encrypted))
+            encrypted = (
+                encrypted
+                if encrypted is not None
+                else WeChatCipher(self.aes_key, self.app_id).encrypt(xml)
+            )
+            params.update(
+                encrypt_type="aes",
+                msg_signature=signature(token or self.token, timestamp, nonce, encrypted),
+            )
             body = f"<xml><ToUserName><![CDATA[gh_fake]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
             if cut_envelope:
                 body = body.removesuffix("]]></Encrypt></xml>")
         async with httpx.AsyncClient(timeout=5.0) as client:  # WeChat gives up after 5 s
-            return await client.post(url, params=params, content=body.encode(), headers={"Content-Type": "text/xml"})
+            return await client.post(
+                url, params=params, content=body.encode(), headers={"Content-Type": "text/xml"}
+            )
 
     async def _stable_token(self, request: Request) -> JSONResponse:
         body = await request.json()
@@ -71,7 +96,12 @@ class FakeWeChat(FakeServer):
         if token in self.expired_tokens:
             return JSONResponse({"errcode": 42001, "errmsg": "access_token expired"})
         if token not in self.valid_tokens:
-            return JSONResponse({"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"})
+            return JSONResponse(
+                {
+                    "errcode": 40001,
+                    "errmsg": "invalid credential, access_token is invalid or not latest",
+                }
+            )
         return None
 
     async def _custom_send(self, request: Request) -> JSONResponse:

@@ -1,0 +1,77 @@
+"""Keeps one delivery worker running per webhook subscription in the admin state."""
+
+import asyncio
+from typing import Any
+
+import httpx
+import structlog
+from pymongo import DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+
+from outbound_webhooks.signing import subscription_secret
+from outbound_webhooks.worker import DELIVERIES, RetryPolicy, Subscription, WebhookWorker
+from relaydesk.bus import Bus
+
+log = structlog.get_logger(__name__)
+
+RESTART_DELAY_S = 1.0
+Key = tuple[str, str]
+
+
+class WebhookDispatcher:
+    def __init__(
+        self, bus: Bus, db: AsyncDatabase, secrets_key: str, policy: RetryPolicy | None = None
+    ) -> None:
+        self._bus, self._db, self._secrets_key = bus, db, secrets_key
+        self._policy = policy or RetryPolicy()
+        self._http = httpx.AsyncClient(timeout=self._policy.timeout_s)
+        self._tasks: dict[Key, asyncio.Task[None]] = {}
+
+    def sync(self, subscriptions: dict[Key, dict[str, Any]], start_hint: int | None = None) -> None:
+        """Start workers for new subscriptions, stop those of removed ones."""
+        for key in set(self._tasks) - set(subscriptions):
+            self._tasks.pop(key).cancel()
+            log.info("webhook_worker_stopped", tenant=key[0], subscription_id=key[1])
+        for key, sub in subscriptions.items():
+            if key not in self._tasks:
+                subscription = Subscription(
+                    tenant=key[0],
+                    subscription_id=key[1],
+                    url=sub["url"],
+                    event_types=frozenset(sub["event_types"]),
+                    secret=subscription_secret(self._secrets_key, *key),
+                )
+                worker = WebhookWorker(
+                    self._bus, self._db, subscription, self._http, self._policy, start_hint
+                )
+                self._tasks[key] = asyncio.create_task(self._keep_running(worker))
+
+    async def _keep_running(self, worker: WebhookWorker) -> None:
+        while True:
+            try:
+                await worker.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the broker or store went away for longer than the retries: start again from the stored position
+                log.exception(
+                    "webhook_worker_crashed", subscription_id=worker.subscription.subscription_id
+                )
+                await asyncio.sleep(RESTART_DELAY_S)
+
+    async def deliveries(
+        self, tenant: str, subscription_id: str, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        cursor = (
+            self._db[DELIVERIES]
+            .find({"tenant": tenant, "subscription_id": subscription_id}, {"_id": 0})
+            .sort([("position", DESCENDING), ("attempt", DESCENDING)])
+            .limit(limit)
+        )
+        return [{**doc, "at": doc["at"].isoformat()} async for doc in cursor]
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        await self._http.aclose()

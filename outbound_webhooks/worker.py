@@ -1,0 +1,192 @@
+"""One subscription's delivery loop: read the log from its stored position, post matching events in order.
+
+Guarantees: events are delivered one at a time in log order; a failed delivery is
+retried with exponential backoff until it succeeds (nothing is skipped, so an endpoint
+that was down catches up in order); every attempt is written to the delivery log;
+the position is stored after each delivered event, so a restart resumes after the last
+delivered one (at-least-once: receivers dedupe by ``X-Relaydesk-Event-Id``).
+"""
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import httpx
+import structlog
+from pymongo.asynchronous.database import AsyncDatabase
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from contracts.envelope import Envelope, LoggedEvent
+from outbound_webhooks.signing import SIGNATURE_HEADER, sign
+from relaydesk.bus import Bus, LogReader
+from relaydesk.store import Checkpoints, with_store_retry
+
+log = structlog.get_logger(__name__)
+
+POSITIONS = "webhook_positions"
+DELIVERIES = "webhook_deliveries"
+RECENT_IDS = 10_000
+
+
+@dataclass(frozen=True)
+class Subscription:
+    tenant: str
+    subscription_id: str
+    url: str
+    event_types: frozenset[str]
+    secret: str
+
+    @property
+    def consumer(self) -> str:
+        return f"webhook:{self.tenant}:{self.subscription_id}"
+
+    def wants(self, event: Envelope) -> bool:
+        return event.tenant == self.tenant and (
+            "*" in self.event_types or event.type in self.event_types
+        )
+
+    def is_its_creation(self, event: Envelope) -> bool:
+        return (
+            event.type == "webhook.subscribed"
+            and event.tenant == self.tenant
+            and event.data.get("subscription_id") == self.subscription_id
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    initial_s: float = 0.25
+    max_s: float = 60.0
+    timeout_s: float = 10.0
+
+
+class DeliveryFailed(Exception):
+    pass
+
+
+class WebhookWorker:
+    """Args:
+    start_hint: a log position at or before the subscription's creation, used only
+        when no position is stored yet (events before the creation are skipped).
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        db: AsyncDatabase,
+        subscription: Subscription,
+        http: httpx.AsyncClient,
+        policy: RetryPolicy,
+        start_hint: int | None = None,
+    ) -> None:
+        self._bus, self._db, self.subscription, self._http = bus, db, subscription, http
+        self._policy, self._start_hint = policy, start_hint
+        self._checkpoints = Checkpoints(db, POSITIONS)
+        self._active = False
+        # A client's resend can put the same event id on the log twice: send it once.
+        self._recent: OrderedDict[str, None] = OrderedDict()
+
+    async def run(self) -> None:
+        sub = self.subscription
+        stored = await with_store_retry(lambda: self._checkpoints.load(sub.consumer))
+        self._active = stored is not None
+        start = self._start(stored)
+        log.info(
+            "webhook_worker_started",
+            tenant=sub.tenant,
+            subscription_id=sub.subscription_id,
+            start=start,
+        )
+        async with LogReader(self._bus, start=start, prefetch=200, name=sub.consumer) as reader:
+            async for batch in reader.batches(max_batch=200):
+                for logged in batch:
+                    await self._handle(logged)
+                if self._active:
+                    await self._save(batch[-1].position)
+
+    def _start(self, stored: int | None) -> int | Literal["first"]:
+        if stored is not None:
+            return stored + 1
+        if self._start_hint is not None and self._start_hint >= 0:
+            return self._start_hint
+        return "first"
+
+    async def _handle(self, logged: LoggedEvent) -> None:
+        if not self._active:  # before the subscription existed: not ours to send
+            self._active = self.subscription.is_its_creation(logged.envelope)
+            return
+        if self.subscription.wants(logged.envelope) and not self._seen(logged.envelope.id):
+            await self._deliver(logged)
+            await self._save(logged.position)
+
+    def _seen(self, event_id: str) -> bool:
+        if event_id in self._recent:
+            return True
+        self._recent[event_id] = None
+        if len(self._recent) > RECENT_IDS:
+            self._recent.popitem(last=False)
+        return False
+
+    async def _save(self, position: int) -> None:
+        await with_store_retry(lambda: self._checkpoints.save(self.subscription.consumer, position))
+
+    async def _deliver(self, logged: LoggedEvent) -> None:
+        policy = self._policy
+        # No stop condition on purpose: an event is never dropped, the endpoint catches up when back.
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential(multiplier=policy.initial_s, max=policy.max_s),
+            retry=retry_if_exception_type(DeliveryFailed),
+        ):
+            with attempt:
+                await self._attempt(logged, attempt.retry_state.attempt_number)
+
+    async def _attempt(self, logged: LoggedEvent, number: int) -> None:
+        event, sub = logged.envelope, self.subscription
+        body = json.dumps(
+            {"position": logged.position, "event": event.model_dump(mode="json")},
+            separators=(",", ":"),
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(sub.secret, body),
+            "X-Relaydesk-Event-Id": event.id,
+            "X-Relaydesk-Event-Type": event.type,
+        }
+        status, error = None, None
+        try:
+            response = await self._http.post(sub.url, content=body, headers=headers)
+            status = response.status_code
+        except httpx.HTTPError as exc:
+            error = type(exc).__name__
+        ok = status is not None and 200 <= status < 300
+        await self._record(logged, number, ok, status, error)
+        if not ok:
+            log.warning(
+                "webhook_delivery_failed",
+                subscription_id=sub.subscription_id,
+                event_id=event.id,
+                attempt=number,
+                status=status,
+                error=error,
+            )
+            raise DeliveryFailed(error or f"HTTP {status}")
+
+    async def _record(
+        self, logged: LoggedEvent, attempt: int, ok: bool, status: int | None, error: str | None
+    ) -> None:
+        sub, event = self.subscription, logged.envelope
+        doc = {
+            "tenant": sub.tenant,
+            "subscription_id": sub.subscription_id,
+            "event_id": event.id,
+            "event_type": event.type,
+            "position": logged.position,
+            "attempt": attempt,
+            "ok": ok,
+            "status": status,
+            "error": error,
+            "at": datetime.now(UTC),
+        }
+        await with_store_retry(lambda: self._db[DELIVERIES].insert_one(dict(doc)))

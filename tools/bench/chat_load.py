@@ -1,0 +1,307 @@
+"""Open-loop chat load over the real system: customers send, agents receive.
+
+Each conversation is one customer websocket and an agent's websocket (an agent holds up
+to ``chats_per_agent`` conversations, like a console). Messages are scheduled at a fixed
+rate and the latency is measured from the *scheduled* send time, so a stalled generator
+or server shows up as latency instead of hiding it (no coordinated omission). Every
+message carries its sequence number; the agents' side counts lost and duplicated ones.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import websockets
+
+from tools.bench.stats import summarize
+
+TENANT = "demo"
+RESEND_CODES = frozenset({"unavailable", "rate_limited"})
+RESEND_AFTER_S = 0.2
+
+
+@dataclass
+class Conversation:
+    customer: Any
+    conversation_id: str
+
+
+@dataclass
+class Tally:
+    latencies_ns: list[int] = field(default_factory=list)
+    echo_ns: list[int] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)
+    duplicates: int = 0
+    acks: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    resent: int = 0
+    measuring: bool = False
+
+
+class ChatFleet:
+    """Agents and customers connected to one gateway, with engaged conversations."""
+
+    def __init__(
+        self, base_url: str, owner_password: str, *, conversations: int, chats_per_agent: int = 20
+    ) -> None:
+        self.base_url = base_url
+        self.ws_url = base_url.replace("http", "ws", 1) + "/ws"
+        self.owner_password = owner_password
+        self.size = conversations
+        self.chats_per_agent = chats_per_agent
+        self.conversations: list[Conversation] = []
+        self.sockets: list[Any] = []
+        self.tally = Tally()
+        self._readers: list[asyncio.Task] = []
+        self._accepted: asyncio.Queue[str] = asyncio.Queue()
+        self.owner_token = ""
+        # Sends not acknowledged yet, by idempotency key: like the widget's outbox, a send
+        # the gateway answers "unavailable" (or "rate_limited") is resent with the same
+        # key, so the count of lost messages means "acknowledged and never delivered".
+        self._unacked: dict[str, tuple[Any, str]] = {}
+
+    async def open(self) -> None:
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as http:
+            self.owner_token = await self._login(http, "owner@demo.local", self.owner_password)
+            owner = {"Authorization": f"Bearer {self.owner_token}"}
+            # One agent per offer, offers that never time out during the run.
+            changed = await http.patch(
+                "/api/admin/settings",
+                headers=owner,
+                json={
+                    "routing_mode": "least_busy",
+                    "offer_timeout_s": 3600,
+                    "max_chats_default": self.chats_per_agent,
+                },
+            )
+            changed.raise_for_status()
+            agents = -(-self.size // self.chats_per_agent)
+            tokens = []
+            for index in range(agents):
+                email = f"bench-agent-{index}@demo.local"
+                created = await http.post(
+                    "/api/admin/agents",
+                    headers=owner,
+                    json={
+                        "email": email,
+                        "name": f"Bench {index}",
+                        "password": "bench-password",
+                        "max_chats": self.chats_per_agent,
+                    },
+                )
+                created.raise_for_status()
+                tokens.append(await self._login(http, email, "bench-password"))
+            for token in tokens:
+                agent = await websockets.connect(
+                    f"{self.ws_url}?token={token}",
+                    origin=self.base_url,
+                    max_queue=None,
+                    compression=None,
+                )
+                hello = orjson.loads(await agent.recv())
+                self.sockets.append(agent)
+                self._readers.append(
+                    asyncio.create_task(self._agent_reader(agent, hello["session"]["id"]))
+                )
+                await agent.send(
+                    orjson.dumps(
+                        {
+                            "op": "status",
+                            "id": f"status-{token[-12:]}",
+                            "status": "online",
+                            "max_chats": self.chats_per_agent,
+                        }
+                    ).decode()
+                )
+            customers = []
+            for _ in range(self.size):
+                session = (await http.post("/api/visitor/session", json={"tenant": TENANT})).json()
+                customer = await websockets.connect(
+                    f"{self.ws_url}?token={session['visitor_token']}",
+                    origin="https://shop.example",
+                    max_queue=None,
+                    compression=None,
+                )
+                await customer.recv()
+                customers.append(customer)
+        started = await asyncio.gather(
+            *(self._start(customer, index) for index, customer in enumerate(customers))
+        )
+        self.conversations = [
+            Conversation(customer, conversation_id)
+            for customer, conversation_id in zip(customers, started, strict=True)
+        ]
+        self.sockets.extend(customers)
+        async with asyncio.timeout(60):
+            accepted = set()
+            while len(accepted) < self.size:
+                accepted.add(await self._accepted.get())
+        for conversation in self.conversations:
+            self._readers.append(asyncio.create_task(self._customer_reader(conversation.customer)))
+
+    async def _login(self, http: httpx.AsyncClient, email: str, password: str) -> str:
+        response = await http.post(
+            "/api/auth/login", json={"tenant": TENANT, "email": email, "password": password}
+        )
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+    async def _start(self, customer: Any, index: int) -> str:
+        await customer.send(
+            orjson.dumps(
+                {"op": "start", "id": f"start-{index}", "visitor": {"name": f"Customer {index}"}}
+            ).decode()
+        )
+        while True:
+            frame = orjson.loads(await customer.recv())
+            if frame.get("t") == "ack" and frame.get("id") == f"start-{index}":
+                return str(frame["conversation_id"])
+            if frame.get("t") == "error" and frame.get("id") == f"start-{index}":
+                raise RuntimeError(f"start refused: {frame}")
+
+    async def _agent_reader(self, agent: Any, agent_id: str) -> None:
+        tally = self.tally
+        async for raw in agent:
+            received = time.perf_counter_ns()
+            frame = orjson.loads(raw)
+            if frame.get("t") != "event":
+                continue
+            event = frame["event"]
+            kind, data = event["type"], event["data"]
+            if kind == "message.sent" and data.get("author_kind") == "customer":
+                sequence, scheduled = _parse(data["body"])
+                if sequence is None:
+                    continue
+                if sequence in tally.seen:
+                    tally.duplicates += 1
+                    continue
+                tally.seen.add(sequence)
+                if tally.measuring:
+                    tally.latencies_ns.append(received - scheduled)
+            elif kind == "conversation.offered":
+                if agent_id in data["agent_ids"]:
+                    await agent.send(
+                        orjson.dumps(
+                            {
+                                "op": "accept",
+                                "id": f"accept-{data['conversation_id']}",
+                                "conversation_id": data["conversation_id"],
+                            }
+                        ).decode()
+                    )
+            elif kind == "conversation.accepted":
+                self._accepted.put_nowait(data["conversation_id"])
+
+    async def _customer_reader(self, customer: Any) -> None:
+        tally = self.tally
+        async for raw in customer:
+            received = time.perf_counter_ns()
+            frame = orjson.loads(raw)
+            kind = frame.get("t")
+            if kind == "ack":
+                tally.acks += 1
+                self._unacked.pop(frame.get("id"), None)
+            elif kind == "error":
+                code = frame.get("code", "?")
+                tally.errors[code] = tally.errors.get(code, 0) + 1
+                unacked = self._unacked.get(frame.get("id"))
+                if unacked is not None and code in RESEND_CODES:
+                    tally.resent += 1
+                    asyncio.get_running_loop().call_later(
+                        RESEND_AFTER_S, lambda u=unacked: asyncio.ensure_future(u[0].send(u[1]))
+                    )
+            elif kind == "event" and frame["event"]["type"] == "message.sent" and tally.measuring:
+                _, scheduled = _parse(frame["event"]["data"]["body"])
+                if scheduled is not None:
+                    tally.echo_ns.append(received - scheduled)
+
+    async def run(
+        self,
+        rate: float,
+        seconds: float,
+        first_sequence: int,
+        *,
+        measure: bool = True,
+        drain_s: float = 15.0,
+    ) -> dict[str, Any]:
+        """Send ``rate`` msg/s for ``seconds``; wait for every message; summarize."""
+        tally = self.tally
+        tally.latencies_ns.clear()
+        tally.echo_ns.clear()
+        tally.errors.clear()
+        tally.resent = 0
+        tally.measuring = measure
+        total = int(rate * seconds)
+        interval = int(1e9 / rate)
+        sequences = range(first_sequence, first_sequence + total)
+        start = time.perf_counter_ns() + 50_000_000
+        behind_max = 0
+        for offset, sequence in enumerate(sequences):
+            scheduled = start + offset * interval
+            delay = scheduled - time.perf_counter_ns()
+            if delay > 0:
+                await asyncio.sleep(delay / 1e9)
+            else:
+                behind_max = max(behind_max, -delay)
+            conversation = self.conversations[sequence % len(self.conversations)]
+            frame = {
+                "op": "send",
+                "id": f"m{sequence}",
+                "conversation_id": conversation.conversation_id,
+                "body": f"bench {sequence} {scheduled}",
+            }
+            text = orjson.dumps(frame).decode()
+            self._unacked[frame["id"]] = (conversation.customer, text)
+            await conversation.customer.send(text)
+        deadline = time.monotonic() + drain_s
+        received = 0
+        while time.monotonic() < deadline:
+            received = sum(1 for s in sequences if s in tally.seen)
+            if received == total:
+                break
+            await asyncio.sleep(0.05)
+        return {
+            "rate": rate,
+            "seconds": seconds,
+            "sent": total,
+            "received": received,
+            "lost": total - received,
+            "duplicates": tally.duplicates,
+            "customer_to_agent": summarize(tally.latencies_ns),
+            "sender_echo": summarize(tally.echo_ns),
+            "generator_behind_max_ms": round(behind_max / 1e6, 2),
+            "errors": dict(tally.errors),
+            "resent": tally.resent,
+            "unacknowledged": sum(1 for s in sequences if f"m{s}" in self._unacked),
+        }
+
+    async def archived_messages(self) -> int:
+        """Messages history holds for the fleet's conversations (its read model)."""
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as http:
+            listed = await http.get(
+                "/api/conversations",
+                params={"view": "all", "limit": 500},
+                headers={"Authorization": f"Bearer {self.owner_token}"},
+            )
+            listed.raise_for_status()
+            mine = {c.conversation_id for c in self.conversations}
+            return sum(
+                int(c.get("message_count", 0))
+                for c in listed.json()
+                if c["conversation_id"] in mine
+            )
+
+    async def close(self) -> None:
+        for reader in self._readers:
+            reader.cancel()
+        await asyncio.gather(*(socket.close() for socket in self.sockets), return_exceptions=True)
+
+
+def _parse(body: str) -> tuple[int | None, int | None]:
+    parts = body.split(" ")
+    if len(parts) != 3 or parts[0] != "bench":
+        return None, None
+    return int(parts[1]), int(parts[2])

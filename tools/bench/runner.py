@@ -1,0 +1,316 @@
+"""Runs the benchmark protocol of docs/performance.md and writes the JSON report."""
+
+import asyncio
+import platform
+import random
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tools.bench import baselines, capacity
+from tools.bench.chat_load import ChatFleet
+from tools.bench.processes import ProcessMeter
+from tools.bench.stats import median_ratio
+from tools.bench.sut import SystemUnderTest
+
+TARGETS = {
+    "p50_ms_at_200": 3.0,
+    "p99_ms_at_200": 10.0,
+    "p99_ms_at_1000": 40.0,
+    "sustained_msgs_per_s": 1500,
+    "kib_per_idle_socket": 30.0,
+    "replay_stream_per_s": 5000,
+    "replay_archive_per_s": 20000,
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    rates: tuple[float, ...] = (200.0, 1000.0)
+    seconds: float = 20.0
+    warmup_s: float = 5.0
+    rounds: int = 3
+    conversations: int = 200
+    idle_sockets: int = 10_000
+    archive_events: int = 20_000
+    sustained: bool = True
+    sustained_start: float = 500.0
+    sustained_max: float = 3000.0
+    peer: bool = True
+
+
+def progress(text: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {text}", flush=True)
+
+
+async def run(options: Options) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(),
+        "machine": _machine(),
+        "options": options.__dict__,
+        "targets": TARGETS,
+    }
+    sut = SystemUnderTest()
+    progress("starting relaydesk (relaydesk up on a scratch vhost and data directory)")
+    running = await sut.start()
+    fleet = ChatFleet(running.base_url, running.owner_password, conversations=options.conversations)
+    try:
+        meter = ProcessMeter(running.process.pid)
+        report["processes"] = meter.names
+        progress(f"opening {options.conversations} conversations (customer + agent sockets)")
+        await fleet.open()
+        sequence = 0
+        warm = await fleet.run(options.rates[0], options.warmup_s, sequence, measure=False)
+        sequence += warm["sent"]
+        peer_dir = await asyncio.to_thread(baselines.prepare_peer) if options.peer else None
+        report["peer_available"] = peer_dir is not None
+        report["rounds"], sequence = await _rounds(
+            options, fleet, meter, running.amqp_url, peer_dir, sequence
+        )
+        report["ratios"] = _ratios(report["rounds"], options.rates)
+        report["history"] = await _history_check(fleet, sequence)
+        if options.sustained:
+            report["sustained"], sequence = await _sustained(options, fleet, sequence)
+        progress(f"opening {options.idle_sockets} idle sockets on the gateway")
+        report["idle_sockets"], held = await capacity.idle_sockets(
+            running.base_url, meter, options.idle_sockets
+        )
+        try:
+            while_held = await fleet.run(200, min(options.seconds, 10), sequence)
+            sequence += while_held["sent"]
+            report["idle_sockets"]["latency_at_200_while_held"] = while_held["customer_to_agent"]
+        finally:
+            await asyncio.gather(*(socket.close() for socket in held), return_exceptions=True)
+        progress(f"history archive rate ({options.archive_events} events)")
+        report["archive"] = await capacity.archive_rate(
+            running.amqp_url, fleet, options.archive_events
+        )
+        report["archive"]["raw_store"] = raw = await capacity.raw_insert_rates(running.mongo_url)
+        report["archive"]["vs_raw_insert_many"] = round(
+            report["archive"]["archived_per_s"] / raw["insert_many_docs_per_s"], 3
+        )
+        progress("replay from the stream and from the MongoDB archive")
+        report["replay_stream"] = await capacity.replay_from_stream(running.amqp_url)
+        report["replay_archive"] = await capacity.replay_from_archive(running.mongo_url)
+        report["verdict"] = _verdict(report)
+    finally:
+        await fleet.close()
+        await sut.stop()
+    report["finished_at"] = datetime.now(UTC).isoformat()
+    return report
+
+
+async def _rounds(
+    options: Options,
+    fleet: ChatFleet,
+    meter: ProcessMeter,
+    amqp_url: str,
+    peer_dir: Any,
+    sequence: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """Each round runs relaydesk and every baseline at each rate, in a shuffled order."""
+    rounds = []
+    for number in range(1, options.rounds + 1):
+        for rate in options.rates:
+            order = ["relaydesk", "ws_relay", "stream_echo"] + (
+                ["chat_service"] if peer_dir else []
+            )
+            random.shuffle(order)
+            result: dict[str, Any] = {"round": number, "rate": rate, "order": order}
+            for name in order:
+                progress(f"round {number}/{options.rounds} · {rate:.0f} msg/s · {name}")
+                if name == "relaydesk":
+                    before = meter.sample()
+                    outcome = await fleet.run(rate, options.seconds, sequence)
+                    outcome["cpu_us_per_message"] = meter.cpu_us_per(
+                        before, meter.sample(), outcome["received"]
+                    )
+                    sequence += outcome["sent"]
+                elif name == "ws_relay":
+                    outcome = await baselines.ws_relay(
+                        rate, options.seconds, pairs=min(options.conversations, 200)
+                    )
+                elif name == "stream_echo":
+                    outcome = await baselines.stream_echo(amqp_url, rate, options.seconds)
+                else:
+                    outcome = await baselines.chat_service(peer_dir, rate, options.seconds)
+                result[name] = outcome
+            rounds.append(result)
+    return rounds, sequence
+
+
+def _latency(result: dict[str, Any], name: str, percentile: str) -> float | None:
+    outcome = result.get(name) or {}
+    latency = outcome.get("customer_to_agent") if name == "relaydesk" else outcome.get("latency")
+    return (latency or {}).get(percentile)
+
+
+def _ratios(rounds: list[dict[str, Any]], rates: tuple[float, ...]) -> dict[str, Any]:
+    ratios: dict[str, Any] = {}
+    for rate in rates:
+        at_rate = [r for r in rounds if r["rate"] == rate]
+        ratios[f"{rate:.0f}"] = {
+            f"vs_{baseline}_{percentile}": median_ratio(
+                [
+                    (_latency(r, "relaydesk", percentile), _latency(r, baseline, percentile))
+                    for r in at_rate
+                ]
+            )
+            for baseline in ("ws_relay", "stream_echo", "chat_service")
+            for percentile in ("p50_ms", "p99_ms")
+        }
+    return ratios
+
+
+async def _history_check(fleet: ChatFleet, sent: int, timeout: float = 60) -> dict[str, Any]:
+    """Every message the generator sent is in history's read model, once."""
+    started = time.monotonic()
+    archived = await fleet.archived_messages()
+    while archived < sent and time.monotonic() - started < timeout:
+        await asyncio.sleep(0.2)
+        archived = await fleet.archived_messages()
+    return {
+        "sent": sent,
+        "archived": archived,
+        "caught_up_after_s": round(time.monotonic() - started, 2),
+    }
+
+
+async def _sustained(
+    options: Options, fleet: ChatFleet, sequence: int
+) -> tuple[dict[str, Any], int]:
+    """Raise the rate in steps of 250 msg/s until p99 > 50 ms, a loss, or history falls behind."""
+    steps, best = [], None
+    rate = options.sustained_start
+    while rate <= options.sustained_max:
+        progress(f"sustained: {rate:.0f} msg/s")
+        outcome = await fleet.run(rate, options.seconds, sequence)
+        sequence += outcome["sent"]
+        history = await _history_check(fleet, sequence, timeout=10)
+        p99 = outcome["customer_to_agent"].get("p99_ms")
+        ok = (
+            outcome["lost"] == 0
+            and outcome["duplicates"] == 0
+            and p99 is not None
+            and p99 <= 50
+            and history["archived"] >= sequence
+        )
+        steps.append(
+            {
+                "rate": rate,
+                "ok": ok,
+                "p99_ms": p99,
+                "lost": outcome["lost"],
+                "history_behind": sequence - history["archived"],
+                "generator_behind_max_ms": outcome["generator_behind_max_ms"],
+            }
+        )
+        if not ok:
+            break
+        best = rate
+        rate += 250
+    return {"max_msgs_per_s": best, "steps": steps}, sequence
+
+
+def _verdict(report: dict[str, Any]) -> dict[str, Any]:
+    def median_of(rate: str, percentile: str) -> float | None:
+        values = sorted(
+            v
+            for r in report["rounds"]
+            if f"{r['rate']:.0f}" == rate
+            and (v := _latency(r, "relaydesk", percentile)) is not None
+        )
+        return values[len(values) // 2] if values else None
+
+    measured = {
+        "p50_ms_at_200": median_of("200", "p50_ms"),
+        "p99_ms_at_200": median_of("200", "p99_ms"),
+        "p99_ms_at_1000": median_of("1000", "p99_ms"),
+        "sustained_msgs_per_s": (report.get("sustained") or {}).get("max_msgs_per_s"),
+        "kib_per_idle_socket": report["idle_sockets"].get("kib_per_socket"),
+        "replay_stream_per_s": report["replay_stream"].get("events_per_s"),
+        "replay_archive_per_s": report["replay_archive"].get("events_per_s"),
+    }
+    higher_is_better = {"sustained_msgs_per_s", "replay_stream_per_s", "replay_archive_per_s"}
+    verdict = {}
+    for key, target in TARGETS.items():
+        value = measured.get(key)
+        met = (
+            None
+            if value is None
+            else (value >= target if key in higher_is_better else value <= target)
+        )
+        verdict[key] = {"measured": value, "target": target, "met": met}
+    lost = sum((r["relaydesk"]["lost"] + r["relaydesk"]["duplicates"]) for r in report["rounds"])
+    verdict["nothing_lost_or_duplicated"] = {
+        "measured": lost,
+        "target": 0,
+        "met": lost == 0 and report["history"]["archived"] == report["history"]["sent"],
+    }
+    return verdict
+
+
+def _machine() -> dict[str, Any]:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except OSError:
+        sha = ""
+    import os
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "git_sha": sha,
+    }
+
+
+def table(report: dict[str, Any]) -> str:
+    """A readable summary of the report."""
+    lines = ["", "relaydesk bench", "=" * 78]
+    for result in report.get("rounds", []):
+        cells = []
+        for name in ("relaydesk", "ws_relay", "stream_echo", "chat_service"):
+            p50, p99 = _latency(result, name, "p50_ms"), _latency(result, name, "p99_ms")
+            if p50 is not None:
+                cells.append(f"{name} {p50:.2f}/{p99:.2f}")
+        lost = result["relaydesk"]["lost"]
+        lines.append(
+            f"round {result['round']} @ {result['rate']:>6.0f} msg/s  p50/p99 ms: "
+            + "  ".join(cells)
+            + f"  lost {lost}"
+        )
+    lines.append("-" * 78)
+    for rate, ratios in report.get("ratios", {}).items():
+        shown = ", ".join(
+            f"{k.replace('vs_', '/')}={v['median']}"
+            for k, v in ratios.items()
+            if v["median"] is not None
+        )
+        lines.append(f"ratios @ {rate} msg/s (median over rounds): {shown}")
+    history = report.get("history", {})
+    lines.append(f"history: sent {history.get('sent')} archived {history.get('archived')}")
+    if report.get("sustained"):
+        lines.append(
+            f"sustained end to end: {report['sustained']['max_msgs_per_s']} msg/s (steps: {[(s['rate'], s['ok']) for s in report['sustained']['steps']]})"
+        )
+    idle = report.get("idle_sockets", {})
+    lines.append(
+        f"idle sockets: {idle.get('held')} held, {idle.get('kib_per_socket')} KiB each, {idle.get('connects_per_s')} connects/s"
+    )
+    archive = report.get("archive", {})
+    raw = archive.get("raw_store", {})
+    lines.append(
+        f"history archive: {archive.get('archived_per_s')} events/s (raw insert_many on the same server {raw.get('insert_many_docs_per_s')} docs/s, insert_one {raw.get('insert_one_docs_per_s')}/s); replay: stream {report.get('replay_stream', {}).get('events_per_s')}/s, MongoDB {report.get('replay_archive', {}).get('events_per_s')}/s"
+    )
+    lines.append("-" * 78)
+    for key, verdict in report.get("verdict", {}).items():
+        mark = {True: "met", False: "MISSED", None: "n/a"}[verdict["met"]]
+        lines.append(
+            f"{key:<28} {str(verdict['measured']):>10}  target {verdict['target']:<8} {mark}"
+        )
+    return "\n".join(lines)

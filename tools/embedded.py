@@ -1,0 +1,118 @@
+"""Embedded defaults for one machine: the system RabbitMQ and the SecantusDB server.
+
+``relaydesk up`` and the test fixtures both use these, so a newcomer needs no Docker.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class EmbeddedError(RuntimeError):
+    """An embedded dependency is missing or would not start; the message says what to do."""
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return
+        time.sleep(0.1)
+    raise EmbeddedError(f"{what} did not open {host}:{port} within {timeout:.0f}s")
+
+
+def ensure_rabbitmq(host: str = "127.0.0.1", port: int = 5672) -> None:
+    """Start the system's RabbitMQ if it is installed and not running; enable the plugins we use."""
+    if port_open(host, port):
+        return
+    if shutil.which("rabbitmq-server") is None:
+        raise EmbeddedError(
+            "RabbitMQ is not installed: run scripts/bootstrap.sh (apt-get install rabbitmq-server)"
+        )
+    log.info("rabbitmq_starting")
+    subprocess.run(["rabbitmq-server", "-detached"], check=False, capture_output=True)
+    wait_for_port(host, port, 60, "RabbitMQ")
+    subprocess.run(
+        ["rabbitmqctl", "await_startup", "--timeout", "60"], check=False, capture_output=True
+    )
+    subprocess.run(
+        ["rabbitmq-plugins", "enable", "rabbitmq_stream", "rabbitmq_management"],
+        check=False,
+        capture_output=True,
+    )
+
+
+class EmbeddedMongo:
+    """A SecantusDB server (MongoDB wire protocol over WiredTiger) as a child process."""
+
+    def __init__(self, storage_path: str, port: int | None = None) -> None:
+        self.storage_path = storage_path
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def start(self, timeout: float = 60) -> "EmbeddedMongo":
+        binary = Path(sys.executable).with_name("secantusd-py")
+        if not binary.exists():
+            raise EmbeddedError(
+                "SecantusDB is not installed: pip install 'relaydesk[embedded]' or set MONGO_URL"
+            )
+        if self.storage_path != ":memory:":
+            os.makedirs(self.storage_path, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                str(binary),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--storage-path",
+                self.storage_path,
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for_port("127.0.0.1", self.port, timeout, "SecantusDB")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

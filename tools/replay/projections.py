@@ -1,0 +1,177 @@
+"""Rebuild a projection from replayed events and compare it with the live one.
+
+Each function takes the replayed events (log order) and returns the differences found,
+as readable lines; an empty list means the live projection is exactly what the log says.
+"""
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from agent_service import fold as routing_fold
+from agent_service.state import RoutingState
+from billing_service.ledger import Ledger
+from contracts.envelope import LoggedEvent
+from contracts.plans import PlanCatalogue
+from history_service.read_models import ReadModels
+from relaydesk.bus import Bus, RemoteError, RequestTimeout
+from relaydesk.bus.rpc import RpcClient
+from relaydesk.settings import Settings
+from relaydesk.store import database, make_client
+
+COMPARED_CONVERSATION_FIELDS = (
+    "status",
+    "agent_id",
+    "channel",
+    "message_count",
+    "rating",
+    "last_position",
+    "closed_at",
+    "accepted_at",
+)
+BATCH = 500
+
+
+async def _batches(events: AsyncIterator[LoggedEvent]) -> AsyncIterator[list[LoggedEvent]]:
+    batch: list[LoggedEvent] = []
+    async for event in events:
+        if event.envelope.type == "system.marker":
+            continue
+        batch.append(event)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def history(
+    settings: Settings, events: AsyncIterator[LoggedEvent], scratch_db: str, *, keep: bool = False
+) -> list[str]:
+    """Fold into read models in a scratch database; compare conversations with the live ones."""
+    client = make_client(settings.mongo_url or "")
+    try:
+        scratch, live = database(client, scratch_db), database(client, settings.mongo_db)
+        models = ReadModels(scratch)
+        await models.ensure_indexes()
+        async for batch in _batches(events):
+            await models.apply(batch)
+        differences = []
+        async for rebuilt in scratch["conversations"].find({}):
+            current = await live["conversations"].find_one({"_id": rebuilt["_id"]})
+            if current is None:
+                differences.append(
+                    f"conversation {rebuilt['_id']}: in the log, missing from the live read model"
+                )
+                continue
+            for name in COMPARED_CONVERSATION_FIELDS:
+                if _normal(current.get(name)) != _normal(rebuilt.get(name)):
+                    differences.append(
+                        f"conversation {rebuilt['_id']}: {name} live {current.get(name)!r} != replayed {rebuilt.get(name)!r}"
+                    )
+        return differences
+    finally:
+        if not keep:
+            await client.drop_database(scratch_db)
+        await client.close()
+
+
+async def routing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> list[str]:
+    """Fold the routing state from the log; compare each conversation with agent_service's answer."""
+    state = RoutingState()
+    async for batch in _batches(events):
+        for event in batch:
+            routing_fold.apply(state, event.envelope)
+    return await _ask_each(
+        settings,
+        "agent",
+        "conversation.state",
+        state,
+        lambda tenant, c: {"status": c.status, "agent_id": c.agent_id},
+    )
+
+
+async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> list[str]:
+    """Fold the billing ledger from the log; compare usage and invoices with billing_service's."""
+    ledger = Ledger(PlanCatalogue.load(settings.plans_file))
+    async for batch in _batches(events):
+        for event in batch:
+            ledger.apply(event.envelope, event.position)
+    differences = ledger.differences()
+    bus = await Bus(settings.amqp_url, service="replay", stream_url=settings.stream_url).connect()
+    try:
+        rpc = RpcClient(bus)
+        for state in ledger.tenants.values():
+            if state.mode != "saas":
+                continue
+            try:
+                live = await rpc.query(
+                    "billing",
+                    "billing.account",
+                    {"tenant": state.tenant},
+                    timeout=settings.request_timeout_s,
+                )
+            except (RemoteError, RequestTimeout) as exc:
+                differences.append(f"{state.tenant}: live billing unavailable ({exc})")
+                continue
+            replayed = {
+                i["number"]: (i["total_cents"], i["lines"]) for i in state.invoices.values()
+            }
+            current = {i["number"]: (i["total_cents"], i["lines"]) for i in live["invoices"]}
+            if replayed != current:
+                differences.append(
+                    f"{state.tenant}: invoices live {sorted(current)} != replayed {sorted(replayed)} (or their lines differ)"
+                )
+            usage = state.usage.get(live["period"])
+            if (
+                usage is not None
+                and usage.public()["conversations"] != live["usage"]["conversations"]
+            ):
+                differences.append(
+                    f"{state.tenant}: conversations this period live {live['usage']['conversations']} != replayed {usage.public()['conversations']}"
+                )
+    finally:
+        await bus.close()
+    return differences
+
+
+async def _ask_each(
+    settings: Settings,
+    service: str,
+    query: str,
+    state: RoutingState,
+    view: Callable[[str, Any], dict[str, Any]],
+) -> list[str]:
+    bus = await Bus(settings.amqp_url, service="replay", stream_url=settings.stream_url).connect()
+    differences = []
+    try:
+        rpc = RpcClient(bus)
+        for tenant in state.tenants.values():
+            for conversation in tenant.conversations.values():
+                expected = view(tenant.tenant_id, conversation)
+                try:
+                    live = await rpc.query(
+                        service,
+                        query,
+                        {
+                            "tenant": tenant.tenant_id,
+                            "conversation_id": conversation.conversation_id,
+                        },
+                        timeout=settings.request_timeout_s,
+                    )
+                except RemoteError as exc:
+                    differences.append(
+                        f"{tenant.tenant_id}/{conversation.conversation_id}: live {service} says {exc.code}"
+                    )
+                    continue
+                for name, value in expected.items():
+                    if live.get(name) != value:
+                        differences.append(
+                            f"{tenant.tenant_id}/{conversation.conversation_id}: {name} live {live.get(name)!r} != replayed {value!r}"
+                        )
+    finally:
+        await bus.close()
+    return differences
+
+
+def _normal(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
