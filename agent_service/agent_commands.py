@@ -14,6 +14,11 @@ from agent_service.decision import SYSTEM_ACTOR, Decision
 from agent_service.state import QUEUED
 from contracts.commands import conversation as commands
 from contracts.commands import routing as routing_commands
+from contracts.commands.conversation import ReportAgentConnectionLost, SetAgentStatus
+from contracts.commands.routing import ExpireAgentDisconnect
+from contracts.events.admin import AgentStatusChanged
+from contracts.events.conversation import AgentDisconnected
+from contracts.events.routing import AgentConnectionLost
 
 Handler = Callable[[Decision, Any], None]
 
@@ -31,7 +36,7 @@ def set_status(d: Decision, cmd: commands.SetAgentStatus) -> None:
     if acting_for_someone_else(d, cmd.agent_id):
         return d.reject("forbidden", "agents set their own status only")
     data = cmd.model_dump(mode="json", exclude_none=True)
-    d.emit("agent.status_changed", data, stream=f"agent:{cmd.agent_id}")
+    d.emit(AgentStatusChanged.TYPE, data, stream=f"agent:{cmd.agent_id}")
     if cmd.status == "online":
         d.drain()
     else:
@@ -40,7 +45,7 @@ def set_status(d: Decision, cmd: commands.SetAgentStatus) -> None:
     return None
 
 
-def connection_lost(d: Decision, cmd: commands.AgentConnectionLost) -> None:
+def connection_lost(d: Decision, cmd: commands.ReportAgentConnectionLost) -> None:
     """The agent's last socket closed: tell their customers, start the grace period."""
     if acting_for_someone_else(d, cmd.agent_id):
         return d.reject("forbidden", "only the gateway or the agent reports a lost connection")
@@ -48,14 +53,14 @@ def connection_lost(d: Decision, cmd: commands.AgentConnectionLost) -> None:
     if agent is None or agent.disconnected_at is not None or agent.status == "offline":
         return None
     d.emit(
-        "agent.disconnected",
+        AgentConnectionLost.TYPE,
         {"agent_id": cmd.agent_id, "grace_s": d.grace_s},
         stream=f"agent:{cmd.agent_id}",
         actor=SYSTEM_ACTOR,
     )
     for conversation_id in sorted(agent.active):
         d.emit(
-            "conversation.agent_disconnected",
+            AgentDisconnected.TYPE,
             {"conversation_id": conversation_id, "agent_id": cmd.agent_id, "grace_s": d.grace_s},
             actor=SYSTEM_ACTOR,
         )
@@ -76,7 +81,7 @@ def expire_disconnect(d: Decision, cmd: routing_commands.ExpireAgentDisconnect) 
         return
     chats = [d.tenant.conversations[c] for c in sorted(agent.active)]
     d.emit(
-        "agent.status_changed",
+        AgentStatusChanged.TYPE,
         {"agent_id": cmd.agent_id, "status": "offline"},
         stream=f"agent:{cmd.agent_id}",
         actor=SYSTEM_ACTOR,
@@ -92,7 +97,7 @@ def expire_disconnect(d: Decision, cmd: routing_commands.ExpireAgentDisconnect) 
 
 
 HANDLERS: dict[str, Handler] = {
-    "agent.set_status": set_status,
-    "agent.connection_lost": connection_lost,
-    "agent.expire_disconnect": expire_disconnect,
+    SetAgentStatus.TYPE: set_status,
+    ReportAgentConnectionLost.TYPE: connection_lost,
+    ExpireAgentDisconnect.TYPE: expire_disconnect,
 }

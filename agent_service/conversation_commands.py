@@ -23,6 +23,25 @@ from agent_service.state import (
     Conversation,
 )
 from contracts.commands import conversation as commands
+from contracts.commands.conversation import (
+    AcceptConversation,
+    CloseConversation,
+    DeclineConversation,
+    ExpireOffers,
+    RateConversation,
+    RequestConversation,
+    TransferConversation,
+)
+from contracts.events.conversation import (
+    ConversationAccepted,
+    ConversationClosed,
+    ConversationMissed,
+    ConversationRated,
+    ConversationRequested,
+    ConversationTransferred,
+    OfferDeclined,
+    TransferRequested,
+)
 from contracts.plans import period_of
 
 # A timer may wake a little early; an offer this close to expiry counts as expired.
@@ -71,12 +90,13 @@ def request(d: Decision, cmd: commands.RequestConversation) -> None:
             d.reject("conversation_closed", "the conversation is closed")
         return
     over_limit = _conversation_limit_reached(d)
-    d.emit("conversation.requested", cmd.model_dump(mode="json"))
+    d.emit(ConversationRequested.TYPE, cmd.model_dump(mode="json"))
     conversation = d.tenant.conversations[cmd.conversation_id]
     if over_limit is not None:
         # Recorded, never dropped: the visitor is told, the admin's billing page says why.
         d.emit(
-            "conversation.missed", {"conversation_id": cmd.conversation_id, "reason": "over_limit"}
+            ConversationMissed.TYPE,
+            {"conversation_id": cmd.conversation_id, "reason": "over_limit"},
         )
         d.note(
             cmd.conversation_id,
@@ -135,7 +155,7 @@ def accept(d: Decision, cmd: commands.AcceptConversation) -> None:
         from_agent = conversation.agent_id or conversation.transfer_from or cmd.agent_id
         note = conversation.transfer_note  # read before the transfer folds it away
         d.emit(
-            "conversation.transferred",
+            ConversationTransferred.TYPE,
             {
                 "conversation_id": conversation.conversation_id,
                 "from_agent_id": from_agent,
@@ -154,7 +174,7 @@ def accept(d: Decision, cmd: commands.AcceptConversation) -> None:
         d.drain()  # the previous agent has room again
     else:
         d.emit(
-            "conversation.accepted",
+            ConversationAccepted.TYPE,
             {
                 "conversation_id": conversation.conversation_id,
                 "agent_id": cmd.agent_id,
@@ -173,7 +193,7 @@ def decline(d: Decision, cmd: commands.DeclineConversation) -> None:
     if cmd.agent_id not in conversation.offered_to:
         return d.reject("not_offered", "the conversation is not offered to you")
     d.emit(
-        "conversation.offer_declined",
+        OfferDeclined.TYPE,
         {"conversation_id": conversation.conversation_id, "agent_id": cmd.agent_id},
     )
     if conversation.status == QUEUED:  # nobody else holds an offer: find someone else
@@ -221,7 +241,7 @@ def transfer(d: Decision, cmd: commands.TransferConversation) -> None:
     targets = routing.transfer_targets(d.tenant, conversation, cmd.to_agent_id, cmd.to_group)
     if not targets:
         return d.reject("unavailable", "no online agent with room to transfer to")
-    d.emit("conversation.transfer_requested", cmd.model_dump(mode="json", exclude_none=True))
+    d.emit(TransferRequested.TYPE, cmd.model_dump(mode="json", exclude_none=True))
     d.offer(conversation, targets, transfer_from=cmd.from_agent_id)
     return None
 
@@ -233,7 +253,7 @@ def close(d: Decision, cmd: commands.CloseConversation) -> None:
     if actor.kind == "customer" and actor.id != conversation.visitor_id:
         return d.reject("forbidden", "customers close their own conversations only")
     d.withdraw(conversation, conversation.offered_to, "closed")
-    d.emit("conversation.closed", cmd.model_dump(mode="json", exclude_none=True))
+    d.emit(ConversationClosed.TYPE, cmd.model_dump(mode="json", exclude_none=True))
     if cmd.closed_by == "customer":
         d.note(
             conversation.conversation_id,
@@ -260,16 +280,16 @@ def rate(d: Decision, cmd: commands.RateConversation) -> None:
         return d.reject("not_closed", "a conversation is rated after it is closed")
     if conversation.rated:
         return d.reject("already_rated", "this conversation was already rated")
-    d.emit("conversation.rated", cmd.model_dump(mode="json", exclude_none=True))
+    d.emit(ConversationRated.TYPE, cmd.model_dump(mode="json", exclude_none=True))
     return None
 
 
 HANDLERS: dict[str, Handler] = {
-    "conversation.request": request,
-    "conversation.accept": accept,
-    "conversation.decline": decline,
-    "conversation.expire_offers": expire_offers,
-    "conversation.transfer": transfer,
-    "conversation.close": close,
-    "conversation.rate": rate,
+    RequestConversation.TYPE: request,
+    AcceptConversation.TYPE: accept,
+    DeclineConversation.TYPE: decline,
+    ExpireOffers.TYPE: expire_offers,
+    TransferConversation.TYPE: transfer,
+    CloseConversation.TYPE: close,
+    RateConversation.TYPE: rate,
 }

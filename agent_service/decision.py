@@ -13,6 +13,14 @@ from agent_service import hours, routing
 from agent_service.fold import apply
 from agent_service.state import MISSED, QUEUED, Conversation, RoutingState, Tenant
 from contracts.envelope import Actor, ActorKind, Envelope
+from contracts.events.admin import CommandRejected
+from contracts.events.conversation import (
+    ConversationMissed,
+    ConversationOffered,
+    ConversationQueued,
+    OfferWithdrawn,
+)
+from contracts.events.message import SystemNote
 from contracts.ids import derive_event_id
 from contracts.plans import PlanCatalogue
 from contracts.registry import EVENTS
@@ -81,7 +89,7 @@ class Decision:
         """Say no, on the log, so a redelivered command gets the same answer after a restart."""
         conversation_id = self.command.data.get("conversation_id")
         self.emit(
-            "command.rejected",
+            CommandRejected.TYPE,
             {
                 "command_id": self.command.id,
                 "command_type": self.command.type,
@@ -97,7 +105,7 @@ class Decision:
             self.command.tenant, self.command.id, f"note-{len(self.events)}"
         )
         self.emit(
-            "message.system",
+            SystemNote.TYPE,
             {
                 "conversation_id": conversation_id,
                 "message_id": message_id,
@@ -130,7 +138,7 @@ class Decision:
         }
         if transfer_from:
             data["transfer_from"] = transfer_from
-        self.emit("conversation.offered", data, actor=actor)
+        self.emit(ConversationOffered.TYPE, data, actor=actor)
 
     def withdraw(
         self,
@@ -142,7 +150,7 @@ class Decision:
     ) -> None:
         if agent_ids:
             self.emit(
-                "conversation.offer_withdrawn",
+                OfferWithdrawn.TYPE,
                 {
                     "conversation_id": conversation.conversation_id,
                     "agent_ids": tuple(sorted(agent_ids)),
@@ -167,7 +175,7 @@ class Decision:
             )
             reason = "no_agent_online" if open_now else "outside_business_hours"
             self.emit(
-                "conversation.missed",
+                ConversationMissed.TYPE,
                 {"conversation_id": conversation.conversation_id, "reason": reason},
                 actor=actor,
             )
@@ -178,7 +186,7 @@ class Decision:
             1 for c in self.tenant.queued() if c.seq < conversation.seq and c is not conversation
         )
         self.emit(
-            "conversation.queued",
+            ConversationQueued.TYPE,
             {
                 "conversation_id": conversation.conversation_id,
                 "position": position,
@@ -199,7 +207,7 @@ class Decision:
         for index, conversation in enumerate(self.tenant.queued()):
             if conversation.position != index + 1:
                 self.emit(
-                    "conversation.queued",
+                    ConversationQueued.TYPE,
                     {
                         "conversation_id": conversation.conversation_id,
                         "position": index + 1,

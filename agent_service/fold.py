@@ -29,6 +29,35 @@ from contracts.events import admin
 from contracts.events import billing as billing_events
 from contracts.events import conversation as conv_events
 from contracts.events import routing as routing_events
+from contracts.events.admin import (
+    AgentCreated,
+    AgentRemoved,
+    AgentStatusChanged,
+    AgentUpdated,
+    CommandRejected,
+    PermissionGroupCreated,
+    PermissionGroupDeleted,
+    PermissionGroupUpdated,
+    TenantCreated,
+    TenantSettingsChanged,
+)
+from contracts.events.billing import SubscriptionChanged
+from contracts.events.conversation import (
+    AgentDisconnected,
+    ConversationAccepted,
+    ConversationClosed,
+    ConversationMissed,
+    ConversationOffered,
+    ConversationQueued,
+    ConversationRated,
+    ConversationRequested,
+    ConversationTransferred,
+    OfferDeclined,
+    OfferWithdrawn,
+    TransferRequested,
+)
+from contracts.events.message import SystemNote
+from contracts.events.routing import AgentConnectionLost
 from contracts.plans import period_of
 from contracts.registry import EVENTS
 from contracts.replies import CommandReply
@@ -41,22 +70,22 @@ FOLDERS: dict[str, Folder] = {}
 # Types agent_service emits as decisions: their causation ids are commands it answered.
 DECISION_TYPES = frozenset(
     {
-        "conversation.requested",
-        "conversation.queued",
-        "conversation.offered",
-        "conversation.offer_withdrawn",
-        "conversation.offer_declined",
-        "conversation.accepted",
-        "conversation.transfer_requested",
-        "conversation.transferred",
-        "conversation.closed",
-        "conversation.missed",
-        "conversation.rated",
-        "conversation.agent_disconnected",
-        "agent.status_changed",
-        "agent.disconnected",
-        "message.system",
-        "command.rejected",
+        ConversationRequested.TYPE,
+        ConversationQueued.TYPE,
+        ConversationOffered.TYPE,
+        OfferWithdrawn.TYPE,
+        OfferDeclined.TYPE,
+        ConversationAccepted.TYPE,
+        TransferRequested.TYPE,
+        ConversationTransferred.TYPE,
+        ConversationClosed.TYPE,
+        ConversationMissed.TYPE,
+        ConversationRated.TYPE,
+        AgentDisconnected.TYPE,
+        AgentStatusChanged.TYPE,
+        AgentConnectionLost.TYPE,
+        SystemNote.TYPE,
+        CommandRejected.TYPE,
     }
 )
 # Memory bounds, applied in log order so every replay forgets the same things.
@@ -64,7 +93,7 @@ MAX_REPLIES = 200_000
 CLOSED_MEMORY = timedelta(days=30)  # after that an accept or rating answers not_found
 PRUNE_EVERY_REQUESTS = 1000
 # Events about an agent that do not show the agent is back.
-NOT_A_RETURN = frozenset({"agent.disconnected", "conversation.agent_disconnected"})
+NOT_A_RETURN = frozenset({AgentConnectionLost.TYPE, AgentDisconnected.TYPE})
 
 
 def folds(type_name: str) -> Callable[[Folder], Folder]:
@@ -112,7 +141,7 @@ def _record_decision(state: RoutingState, envelope: Envelope) -> None:
     if envelope.id in reply.event_ids:
         return
     update: dict = {"event_ids": (*reply.event_ids, envelope.id)}
-    if envelope.type == "command.rejected":
+    if envelope.type == CommandRejected.TYPE:
         update.update(
             ok=False, code=envelope.data.get("reason"), message=envelope.data.get("detail")
         )
@@ -124,12 +153,12 @@ def _record_decision(state: RoutingState, envelope: Envelope) -> None:
 # --- tenants, agents, groups (published by the admin side and by agent_service) ---
 
 
-@folds("tenant.settings_changed")
+@folds(TenantSettingsChanged.TYPE)
 def _settings(tenant: Tenant, _: Envelope, event: admin.TenantSettingsChanged) -> None:
     tenant.settings.update(event.after)
 
 
-@folds("agent.created")
+@folds(AgentCreated.TYPE)
 def _agent_created(tenant: Tenant, _: Envelope, event: admin.AgentCreated) -> None:
     agent = tenant.agent(event.agent_id)
     agent.name, agent.groups, agent.max_chats, agent.removed = (
@@ -140,7 +169,7 @@ def _agent_created(tenant: Tenant, _: Envelope, event: admin.AgentCreated) -> No
     )
 
 
-@folds("agent.updated")
+@folds(AgentUpdated.TYPE)
 def _agent_updated(tenant: Tenant, _: Envelope, event: admin.AgentUpdated) -> None:
     agent = tenant.agent(event.agent_id)
     after = event.after
@@ -152,13 +181,13 @@ def _agent_updated(tenant: Tenant, _: Envelope, event: admin.AgentUpdated) -> No
         agent.max_chats = int(after["max_chats"])
 
 
-@folds("agent.removed")
+@folds(AgentRemoved.TYPE)
 def _agent_removed(tenant: Tenant, _: Envelope, event: admin.AgentRemoved) -> None:
     agent = tenant.agent(event.agent_id)
     agent.removed, agent.status = True, "offline"
 
 
-@folds("agent.status_changed")
+@folds(AgentStatusChanged.TYPE)
 def _agent_status(tenant: Tenant, _: Envelope, event: admin.AgentStatusChanged) -> None:
     agent = tenant.agent(event.agent_id)
     agent.status = event.status
@@ -168,7 +197,7 @@ def _agent_status(tenant: Tenant, _: Envelope, event: admin.AgentStatusChanged) 
     agent.disconnected_at = None
 
 
-@folds("agent.disconnected")
+@folds(AgentConnectionLost.TYPE)
 def _agent_disconnected(
     tenant: Tenant, envelope: Envelope, event: routing_events.AgentConnectionLost
 ) -> None:
@@ -176,14 +205,14 @@ def _agent_disconnected(
     agent.disconnected_at, agent.grace_s = envelope.occurred_at, event.grace_s
 
 
-@folds("permission_group.created")
+@folds(PermissionGroupCreated.TYPE)
 def _group_created(tenant: Tenant, _: Envelope, event: admin.PermissionGroupCreated) -> None:
     tenant.groups[event.group_id] = Group(
         event.group_id, tuple(event.departments), tuple(event.channels)
     )
 
 
-@folds("permission_group.updated")
+@folds(PermissionGroupUpdated.TYPE)
 def _group_updated(tenant: Tenant, _: Envelope, event: admin.PermissionGroupUpdated) -> None:
     group = tenant.groups.setdefault(event.group_id, Group(event.group_id))
     if "departments" in event.after:
@@ -192,7 +221,7 @@ def _group_updated(tenant: Tenant, _: Envelope, event: admin.PermissionGroupUpda
         group.channels = tuple(event.after["channels"] or ())
 
 
-@folds("permission_group.deleted")
+@folds(PermissionGroupDeleted.TYPE)
 def _group_deleted(tenant: Tenant, _: Envelope, event: admin.PermissionGroupDeleted) -> None:
     tenant.groups.pop(event.group_id, None)
 
@@ -200,12 +229,12 @@ def _group_deleted(tenant: Tenant, _: Envelope, event: admin.PermissionGroupDele
 # --- plans (SaaS): what the conversation limit is checked against ---
 
 
-@folds("tenant.created")
+@folds(TenantCreated.TYPE)
 def _tenant_created(tenant: Tenant, _: Envelope, event: admin.TenantCreated) -> None:
     tenant.mode, tenant.plan = event.mode, event.plan or tenant.plan
 
 
-@folds("billing.subscription_changed")
+@folds(SubscriptionChanged.TYPE)
 def _subscription_changed(
     tenant: Tenant, _: Envelope, event: billing_events.SubscriptionChanged
 ) -> None:
@@ -215,7 +244,7 @@ def _subscription_changed(
 # --- conversations (agent_service's own decisions) ---
 
 
-@folds("conversation.requested")
+@folds(ConversationRequested.TYPE)
 def _requested(
     tenant: Tenant, envelope: Envelope, event: conv_events.ConversationRequested
 ) -> None:
@@ -276,7 +305,7 @@ def _conversation(tenant: Tenant, conversation_id: str) -> Conversation | None:
     return found
 
 
-@folds("conversation.queued")
+@folds(ConversationQueued.TYPE)
 def _queued(tenant: Tenant, _: Envelope, event: conv_events.ConversationQueued) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
@@ -289,7 +318,7 @@ def _queued(tenant: Tenant, _: Envelope, event: conv_events.ConversationQueued) 
     )
 
 
-@folds("conversation.offered")
+@folds(ConversationOffered.TYPE)
 def _offered(tenant: Tenant, envelope: Envelope, event: conv_events.ConversationOffered) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
@@ -305,7 +334,7 @@ def _offered(tenant: Tenant, envelope: Envelope, event: conv_events.Conversation
         tenant.last_single_offer = event.agent_ids[0]
 
 
-@folds("conversation.offer_withdrawn")
+@folds(OfferWithdrawn.TYPE)
 def _withdrawn(tenant: Tenant, _: Envelope, event: conv_events.OfferWithdrawn) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
@@ -314,7 +343,7 @@ def _withdrawn(tenant: Tenant, _: Envelope, event: conv_events.OfferWithdrawn) -
     _drop_offers(tenant, conversation, event.agent_ids)
 
 
-@folds("conversation.offer_declined")
+@folds(OfferDeclined.TYPE)
 def _declined(tenant: Tenant, _: Envelope, event: conv_events.OfferDeclined) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
@@ -322,7 +351,7 @@ def _declined(tenant: Tenant, _: Envelope, event: conv_events.OfferDeclined) -> 
     _drop_offers(tenant, conversation, (event.agent_id,))
 
 
-@folds("conversation.accepted")
+@folds(ConversationAccepted.TYPE)
 def _accepted(tenant: Tenant, _: Envelope, event: conv_events.ConversationAccepted) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
@@ -336,7 +365,7 @@ def _engage(tenant: Tenant, conversation: Conversation, agent_id: str) -> None:
     tenant.agent(agent_id).active.add(conversation.conversation_id)
 
 
-@folds("conversation.transfer_requested")
+@folds(TransferRequested.TYPE)
 def _transfer_requested(tenant: Tenant, _: Envelope, event: conv_events.TransferRequested) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is not None:
         conversation.transfer_note = (
@@ -344,7 +373,7 @@ def _transfer_requested(tenant: Tenant, _: Envelope, event: conv_events.Transfer
         )  # every request sets it, so a declined transfer's note never leaks into the next
 
 
-@folds("conversation.transferred")
+@folds(ConversationTransferred.TYPE)
 def _transferred(tenant: Tenant, _: Envelope, event: conv_events.ConversationTransferred) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
@@ -353,7 +382,7 @@ def _transferred(tenant: Tenant, _: Envelope, event: conv_events.ConversationTra
     _engage(tenant, conversation, event.to_agent_id)
 
 
-@folds("conversation.closed")
+@folds(ConversationClosed.TYPE)
 def _closed(tenant: Tenant, envelope: Envelope, event: conv_events.ConversationClosed) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
@@ -365,7 +394,7 @@ def _closed(tenant: Tenant, envelope: Envelope, event: conv_events.ConversationC
     tenant.open_ids.discard(conversation.conversation_id)
 
 
-@folds("conversation.missed")
+@folds(ConversationMissed.TYPE)
 def _missed(tenant: Tenant, _: Envelope, event: conv_events.ConversationMissed) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
@@ -375,7 +404,7 @@ def _missed(tenant: Tenant, _: Envelope, event: conv_events.ConversationMissed) 
         tenant.open_ids.discard(conversation.conversation_id)  # over the plan: never routed later
 
 
-@folds("conversation.rated")
+@folds(ConversationRated.TYPE)
 def _rated(tenant: Tenant, _: Envelope, event: conv_events.ConversationRated) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is not None:
         conversation.rated = True

@@ -13,14 +13,25 @@ import structlog
 
 from agent_service.decision import SYSTEM_ACTOR
 from agent_service.state import RoutingState
+from contracts.commands.conversation import ExpireOffers
+from contracts.commands.routing import ExpireAgentDisconnect
 from contracts.envelope import Envelope
+from contracts.events.conversation import (
+    ConversationAccepted,
+    ConversationClosed,
+    ConversationOffered,
+    ConversationTransferred,
+)
+from contracts.events.routing import AgentConnectionLost
 from relaydesk.bus.rpc import RequestTimeout, RpcClient
 
 log = structlog.get_logger(__name__)
 
 SERVICE = "agent"
 SEND_ATTEMPTS = 5
-SETTLED = frozenset({"conversation.accepted", "conversation.transferred", "conversation.closed"})
+SETTLED = frozenset(
+    {ConversationAccepted.TYPE, ConversationTransferred.TYPE, ConversationClosed.TYPE}
+)
 
 
 class Timers:
@@ -79,23 +90,21 @@ class Timers:
     def after_events(self, events: Iterable[Envelope]) -> None:
         """Schedule what the just-published events call for."""
         for event in events:
-            if event.type == "conversation.offered":
+            if event.type == ConversationOffered.TYPE:
                 due = event.occurred_at + timedelta(seconds=event.data["expires_in_s"])
                 self.schedule(
                     event.tenant,
-                    "conversation.expire_offers",
+                    ExpireOffers.TYPE,
                     {"conversation_id": event.data["conversation_id"]},
                     due,
                 )
             elif event.type in SETTLED:  # no offer stands any more: nothing to expire
-                self.cancel(
-                    (event.tenant, "conversation.expire_offers", event.data["conversation_id"])
-                )
-            elif event.type == "agent.disconnected":
+                self.cancel((event.tenant, ExpireOffers.TYPE, event.data["conversation_id"]))
+            elif event.type == AgentConnectionLost.TYPE:
                 due = event.occurred_at + timedelta(seconds=event.data["grace_s"])
                 self.schedule(
                     event.tenant,
-                    "agent.expire_disconnect",
+                    ExpireAgentDisconnect.TYPE,
                     {"agent_id": event.data["agent_id"]},
                     due,
                 )
@@ -107,7 +116,7 @@ class Timers:
                 if conversation.offered_to and conversation.offer_expires_at is not None:
                     self.schedule(
                         tenant.tenant_id,
-                        "conversation.expire_offers",
+                        ExpireOffers.TYPE,
                         {"conversation_id": conversation.conversation_id},
                         conversation.offer_expires_at,
                     )
@@ -116,7 +125,7 @@ class Timers:
                     due = agent.disconnected_at + timedelta(seconds=agent.grace_s)
                     self.schedule(
                         tenant.tenant_id,
-                        "agent.expire_disconnect",
+                        ExpireAgentDisconnect.TYPE,
                         {"agent_id": agent.agent_id},
                         due,
                     )

@@ -18,13 +18,28 @@ import structlog
 from billing_service.invoices import compute_invoice
 from contracts.envelope import Envelope
 from contracts.errors import ContractError
+from contracts.events.admin import AgentCreated, AgentRemoved, AgentStatusChanged, TenantCreated
+from contracts.events.billing import (
+    InvoiceIssued,
+    PaymentRecorded,
+    PeriodClosed,
+    SubscriptionChanged,
+)
+from contracts.events.connector import (
+    ConnectorConfigured,
+    ConnectorRemoved,
+    InboundReceived,
+    OutboundSent,
+)
+from contracts.events.conversation import ConversationMissed, ConversationRequested
+from contracts.events.message import AttachmentSent, MessageSent
 from contracts.plans import PlanCatalogue, period_of
 from contracts.registry import EVENTS
 
 log = structlog.get_logger(__name__)
 
-MESSAGE_TYPES = frozenset({"message.sent", "message.attachment_sent"})
-CONNECTOR_TYPES = frozenset({"connector.inbound_received", "connector.outbound_sent"})
+MESSAGE_TYPES = frozenset({MessageSent.TYPE, AttachmentSent.TYPE})
+CONNECTOR_TYPES = frozenset({InboundReceived.TYPE, OutboundSent.TYPE})
 
 
 @dataclass
@@ -91,18 +106,18 @@ class Ledger:
         self._seen: set[str] = set()
         self.position = -1
         self._handlers: dict[str, Handler] = {
-            "tenant.created": self._tenant_created,
-            "billing.subscription_changed": self._subscription_changed,
-            "conversation.requested": self._conversation,
-            "conversation.missed": self._missed,
-            "agent.created": self._agent_created,
-            "agent.removed": self._agent_removed,
-            "agent.status_changed": self._agent_status,
-            "connector.configured": self._connector_configured,
-            "connector.removed": self._connector_removed,
-            "billing.period_closed": self._period_closed,
-            "billing.invoice_issued": self._invoice_issued,
-            "billing.payment_recorded": self._payment_recorded,
+            TenantCreated.TYPE: self._tenant_created,
+            SubscriptionChanged.TYPE: self._subscription_changed,
+            ConversationRequested.TYPE: self._conversation,
+            ConversationMissed.TYPE: self._missed,
+            AgentCreated.TYPE: self._agent_created,
+            AgentRemoved.TYPE: self._agent_removed,
+            AgentStatusChanged.TYPE: self._agent_status,
+            ConnectorConfigured.TYPE: self._connector_configured,
+            ConnectorRemoved.TYPE: self._connector_removed,
+            PeriodClosed.TYPE: self._period_closed,
+            InvoiceIssued.TYPE: self._invoice_issued,
+            PaymentRecorded.TYPE: self._payment_recorded,
         }
 
     def tenant(self, tenant_id: str) -> TenantBilling:

@@ -18,8 +18,15 @@ from billing_service.invoices import due_date, invoice_html
 from billing_service.ledger import Ledger, TenantBilling
 from billing_service.payments import ManualProvider, PaymentProvider, PaymentRefused
 from contracts import Actor, Envelope, derive_event_id
+from contracts.commands.billing import ChangePlan, ClosePeriod, RecordPayment
 from contracts.envelope import ActorKind, LoggedEvent
 from contracts.errors import ContractError
+from contracts.events.billing import (
+    InvoiceIssued,
+    PaymentRecorded,
+    PeriodClosed,
+    SubscriptionChanged,
+)
 from contracts.plan_limits import reason
 from contracts.plans import LIMIT_KEYS, PlanCatalogue, period_of
 from contracts.registry import COMMANDS
@@ -128,7 +135,7 @@ class BillingService:
     async def _follow(self, reader: LogReader) -> None:
         async for batch in reader.batches():
             await self._apply(batch)
-            if any(e.envelope.type == "billing.period_closed" for e in batch):
+            if any(e.envelope.type == PeriodClosed.TYPE for e in batch):
                 await self._issue_pending()
 
     async def _publish(
@@ -151,7 +158,7 @@ class BillingService:
         async with self._issuing:
             for tenant, invoice in self.ledger.unissued():
                 await self._publish(
-                    tenant, "billing.invoice_issued", invoice, event_id=invoice["invoice_id"]
+                    tenant, InvoiceIssued.TYPE, invoice, event_id=invoice["invoice_id"]
                 )
                 log.info(
                     "invoice_issued",
@@ -171,7 +178,7 @@ class BillingService:
                 if period not in state.closed:
                     await self._publish(
                         state.tenant,
-                        "billing.period_closed",
+                        PeriodClosed.TYPE,
                         {"period": period},
                         event_id=derive_event_id(state.tenant, "billing", f"close:{period}"),
                     )
@@ -193,7 +200,7 @@ class BillingService:
             return CommandReply(
                 ok=False, code="not_found", message="billing applies to SaaS accounts only"
             )
-        if command.type == "billing.change_plan":
+        if command.type == ChangePlan.TYPE:
             if payload.plan not in self.catalogue.plans:
                 return CommandReply(
                     ok=False, code="invalid_payload", message=f"unknown plan {payload.plan!r}"
@@ -207,20 +214,20 @@ class BillingService:
             }
             event = await self._publish(
                 command.tenant,
-                "billing.subscription_changed",
+                SubscriptionChanged.TYPE,
                 data,
                 event_id=derive_event_id(command.tenant, command.actor.id, command.id),
             )
-        elif command.type == "billing.close_period":
+        elif command.type == ClosePeriod.TYPE:
             if payload.period in state.closed:
                 return CommandReply(ok=True, data={"already_closed": True})
             event = await self._publish(
                 command.tenant,
-                "billing.period_closed",
+                PeriodClosed.TYPE,
                 {"period": payload.period},
                 event_id=derive_event_id(command.tenant, "billing", f"close:{payload.period}"),
             )
-        elif command.type == "billing.record_payment":
+        elif command.type == RecordPayment.TYPE:
             return await self._record_payment(command, state, payload)
         else:
             raise ContractError(f"billing does not decide {command.type}")
@@ -258,7 +265,7 @@ class BillingService:
         }
         event = await self._publish(
             command.tenant,
-            "billing.payment_recorded",
+            PaymentRecorded.TYPE,
             data,
             event_id=derive_event_id(command.tenant, command.actor.id, command.id),
         )

@@ -9,6 +9,7 @@ from connectors.config import ConnectorDirectory
 from connectors.plans import TenantPlans
 from contracts.commands.connector import ConfigureConnector, RemoveConnector
 from contracts.envelope import Envelope, LoggedEvent
+from contracts.events.connector import ConnectorConfigured, ConnectorRemoved
 from contracts.plan_limits import LIMIT_CODE, refusal
 from contracts.plans import PlanCatalogue
 from contracts.registry import parse_command_data
@@ -100,13 +101,13 @@ class ConnectorCommands:
             "public_config": cmd.public_config,
             "sealed_config": self._box.seal(secrets),
         }
-        return await self._emit(command, "connector.configured", data)
+        return await self._emit(command, ConnectorConfigured.TYPE, data)
 
     async def _remove(self, command: Envelope, cmd: RemoveConnector) -> CommandReply:
         existing = self._directory.find(cmd.connector_id)
         if existing is None or existing.tenant != command.tenant:
             return CommandReply(ok=False, code="not_found", message="no such connector")
-        return await self._emit(command, "connector.removed", {"connector_id": cmd.connector_id})
+        return await self._emit(command, ConnectorRemoved.TYPE, {"connector_id": cmd.connector_id})
 
     async def _emit(self, command: Envelope, kind: str, data: dict) -> CommandReply:  # type: ignore[type-arg]
         event = Envelope(

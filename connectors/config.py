@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from contracts.envelope import LoggedEvent
+from contracts.events.connector import ConnectorConfigured, ConnectorRemoved
 from relaydesk.sealing import SecretBox
 
 
@@ -24,7 +25,7 @@ class ConnectorDirectory:
 
     def apply(self, event: LoggedEvent) -> None:
         env = event.envelope
-        if env.type == "connector.configured":
+        if env.type == ConnectorConfigured.TYPE:
             data = env.data
             connector = Connector(
                 env.tenant,
@@ -34,7 +35,7 @@ class ConnectorDirectory:
                 self._box.open(data["sealed_config"]),
             )
             self._by_id[connector.connector_id] = connector
-        elif env.type == "connector.removed":
+        elif env.type == ConnectorRemoved.TYPE:
             existing = self._by_id.get(env.data["connector_id"])
             if existing is not None and existing.tenant == env.tenant:
                 del self._by_id[existing.connector_id]

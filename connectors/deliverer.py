@@ -19,6 +19,7 @@ from connectors.config import Connector
 from connectors.delivery import DeliveryError
 from connectors.store import ConnectorStore
 from contracts.envelope import Actor, ActorKind, Envelope
+from contracts.events.connector import OutboundFailed, OutboundSent
 from contracts.ids import derive_event_id
 from relaydesk.bus import Bus
 
@@ -190,11 +191,11 @@ class Deliverer:
         }
         if error is None:
             kind, data["platform_message_id"] = (
-                "connector.outbound_sent",
+                OutboundSent.TYPE,
                 (item.get("platform_message_id") or None),
             )
         else:
-            kind = "connector.outbound_failed"
+            kind = OutboundFailed.TYPE
             data.update(reason=error.reason, permanent=error.permanent)
         suffix = kind if finish else kind + ":transient"
         await self._bus.publish(

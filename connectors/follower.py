@@ -11,6 +11,9 @@ from connectors.delivery import DeliveryError
 from connectors.plans import TenantPlans
 from connectors.store import ConnectorStore
 from contracts.envelope import LoggedEvent
+from contracts.events.connector import OutboundSent
+from contracts.events.conversation import ConversationClosed
+from contracts.events.message import MessageSent, TypingChanged
 from relaydesk.store import Checkpoints
 
 log = structlog.get_logger(__name__)
@@ -67,16 +70,18 @@ class LogFollower:
     async def _handle(self, event: LoggedEvent) -> bool | None:
         """True: a reply was queued; False: something else was done; None: nothing to do."""
         env, data = event.envelope, event.envelope.data
-        if env.type == "message.sent" and data.get("author_kind") == "agent":
+        if env.type == MessageSent.TYPE and data.get("author_kind") == "agent":
             return await self._queue_reply(env.tenant, data)
-        if env.type == "connector.outbound_sent":
+        if env.type == OutboundSent.TYPE:
             await self._store.finish(
                 str(data.get("message_id"))
             )  # a reply already delivered is never sent again
-        elif env.type == "conversation.closed":
+        elif env.type == ConversationClosed.TYPE:
             await self._store.mark_closed(env.tenant, str(data.get("conversation_id")))
         elif (
-            env.type == "typing.changed" and data.get("who_kind") == "agent" and data.get("typing")
+            env.type == TypingChanged.TYPE
+            and data.get("who_kind") == "agent"
+            and data.get("typing")
         ):
             await self._start_typing(env.tenant, str(data.get("conversation_id")))
         else:

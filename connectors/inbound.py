@@ -6,7 +6,10 @@ import structlog
 
 from connectors.config import Connector
 from connectors.store import ConnectorStore, PlatformConversation
+from contracts.commands.conversation import RequestConversation
 from contracts.envelope import Actor, ActorKind, Envelope
+from contracts.events.connector import InboundReceived
+from contracts.events.message import MessageSent
 from contracts.ids import derive_event_id
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient
@@ -84,7 +87,7 @@ class InboundBridge:
             visitor["name"] = message.user_name[:200]
         command = Envelope(
             id=derive_event_id(connector.tenant, user_key, "request:" + conversation_id),
-            type="conversation.request",
+            type=RequestConversation.TYPE,
             tenant=connector.tenant,
             stream=f"conv:{conversation_id}",
             actor=Actor(kind=ActorKind.connector, id=connector.connector_id),
@@ -110,7 +113,7 @@ class InboundBridge:
         message_id = derive_event_id(tenant, connector.connector_id, "msg:" + key)
         sent = Envelope(
             id=derive_event_id(tenant, connector.connector_id, "sent:" + key),
-            type="message.sent",
+            type=MessageSent.TYPE,
             v=2,
             tenant=tenant,
             stream=f"conv:{conv.conversation_id}",
@@ -125,7 +128,7 @@ class InboundBridge:
         )
         received = Envelope(
             id=derive_event_id(tenant, connector.connector_id, "inbound:" + key),
-            type="connector.inbound_received",
+            type=InboundReceived.TYPE,
             tenant=tenant,
             stream=f"conv:{conv.conversation_id}",
             actor=Actor(kind=ActorKind.connector, id=connector.connector_id),

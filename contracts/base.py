@@ -4,6 +4,8 @@ from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from contracts.audience import Audience
+
 Id = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-@]+$")
 ]
@@ -20,8 +22,23 @@ class Payload(BaseModel):
 
 
 class EventData(Payload):
-    """Something that happened (past tense type name)."""
+    """Something that happened (past tense type name).
+
+    ``DECIDED_BY`` names the service whose command decisions emit this type: declaring it
+    is what makes that service record the event as the answer to the command that caused
+    it, so a redelivered command is answered from the log instead of decided again (see
+    relaydesk/decider.py). ``AUDIENCE`` says who may receive it on a websocket.
+    """
+
+    DECIDED_BY: ClassVar[str | None] = None
+    AUDIENCE: ClassVar[frozenset[Audience]] = frozenset()
 
 
 class CommandData(Payload):
-    """Something asked of the single writer that owns the decision (imperative)."""
+    """Something asked of the single writer that owns the decision (imperative).
+
+    ``SERVICE`` is that writer: the command queue it goes to and the service whose log
+    records answer it.
+    """
+
+    SERVICE: ClassVar[str]

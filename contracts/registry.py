@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from contracts.audience import Audience
 from contracts.base import Payload
 from contracts.commands import admin as admin_commands
 from contracts.commands import billing as billing_commands
@@ -81,6 +82,11 @@ class Registry:
 
     def parse_envelope(self, envelope: Envelope) -> Payload:
         return self.parse(envelope.type, envelope.v, envelope.data)
+
+    def audience(self, type_name: str) -> frozenset[Audience]:
+        """Who may receive events of this type on a socket; nobody for unknown types."""
+        model = self._models.get(type_name)
+        return getattr(model, "AUDIENCE", frozenset()) if model is not None else frozenset()
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:
         return {

@@ -7,6 +7,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope
+from contracts.events.admin import TenantSettingsChanged
 from gateway.auth.revocation import RevocationList
 from gateway.auth.tokens import TokenService
 from gateway.directory import ConversationDirectory
@@ -72,7 +73,7 @@ class GatewayDeps:
         return deps
 
     def _on_event(self, event: Envelope) -> None:
-        if event.type == "tenant.settings_changed":
+        if event.type == TenantSettingsChanged.TYPE:
             self.tenant_settings.forget(event.tenant)
         revoked = self.revocations.apply(event)
         if revoked is not None:

@@ -9,6 +9,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from contracts.envelope import Envelope
+from contracts.events.conversation import (
+    ConversationAccepted,
+    ConversationClosed,
+    ConversationMissed,
+    ConversationOffered,
+    ConversationQueued,
+    ConversationRequested,
+    ConversationTransferred,
+    OfferWithdrawn,
+)
 
 MAX_CONVERSATIONS = 200_000  # LIMIT: least recently touched entries are forgotten, then re-fetched
 
@@ -79,7 +89,7 @@ class ConversationDirectory:
         if not isinstance(conversation_id, str):
             return None
         info = self.get(event.tenant, conversation_id)
-        if event.type == "conversation.requested":
+        if event.type == ConversationRequested.TYPE:
             visitor = event.data.get("visitor") or {}
             info = info or ConversationInfo(event.tenant, conversation_id)
             info.visitor_id = visitor.get("id")
@@ -132,11 +142,11 @@ def _set_status(status: str):  # type: ignore[no-untyped-def]
 
 
 _FOLDS = {
-    "conversation.offered": _offered,
-    "conversation.offer_withdrawn": _withdrawn,
-    "conversation.accepted": _accepted,
-    "conversation.transferred": _transferred,
-    "conversation.queued": _queued,
-    "conversation.closed": _set_status("closed"),
-    "conversation.missed": _set_status("missed"),
+    ConversationOffered.TYPE: _offered,
+    OfferWithdrawn.TYPE: _withdrawn,
+    ConversationAccepted.TYPE: _accepted,
+    ConversationTransferred.TYPE: _transferred,
+    ConversationQueued.TYPE: _queued,
+    ConversationClosed.TYPE: _set_status("closed"),
+    ConversationMissed.TYPE: _set_status("missed"),
 }

@@ -13,6 +13,18 @@ from typing import Any
 import structlog
 
 from contracts import Actor, Envelope, InvalidPayload, UnknownType, derive_event_id
+from contracts.commands.conversation import (
+    AcceptConversation,
+    CloseConversation,
+    DeclineConversation,
+    RateConversation,
+    ReportAgentConnectionLost,
+    RequestConversation,
+    SetAgentStatus,
+    TransferConversation,
+)
+from contracts.events.conversation import ContactProvided
+from contracts.events.message import AttachmentSent, MessageRead, MessageSent, TypingChanged
 from contracts.registry import COMMANDS, EVENTS
 from gateway.auth.permissions import TRANSFER
 from gateway.auth.tokens import AgentPrincipal, Principal, VisitorPrincipal
@@ -104,7 +116,7 @@ class Operations:
         try:
             return {
                 **await self._publish_event(
-                    principal, key, "message.attachment_sent", 1, info.conversation_id, data
+                    principal, key, AttachmentSent.TYPE, 1, info.conversation_id, data
                 ),
                 "message_id": data["message_id"],
             }
@@ -219,7 +231,7 @@ class Operations:
             ConversationInfo(principal.tenant, conversation_id, visitor_id=principal.visitor_id)
         )
         result = await self._command(
-            principal, key, "conversation.request", f"conv:{conversation_id}", data
+            principal, key, RequestConversation.TYPE, f"conv:{conversation_id}", data
         )
         return {**result, "conversation_id": conversation_id}
 
@@ -244,7 +256,7 @@ class Operations:
             data["canned_response_id"] = frame["canned_response_id"]
         return {
             **await self._publish_event(
-                principal, key, "message.sent", 2, info.conversation_id, data
+                principal, key, MessageSent.TYPE, 2, info.conversation_id, data
             ),
             "message_id": message_id,
         }
@@ -260,7 +272,7 @@ class Operations:
             "typing": bool(frame.get("typing")),
         }
         return await self._publish_event(
-            principal, key, "typing.changed", 1, info.conversation_id, data
+            principal, key, TypingChanged.TYPE, 1, info.conversation_id, data
         )
 
     async def _read(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
@@ -279,7 +291,7 @@ class Operations:
             "reader_id": principal.actor_id,
         }
         return await self._publish_event(
-            principal, key, "message.read", 1, info.conversation_id, data
+            principal, key, MessageRead.TYPE, 1, info.conversation_id, data
         )
 
     async def _close(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
@@ -291,7 +303,7 @@ class Operations:
         if isinstance(frame.get("reason"), str):
             data["reason"] = frame["reason"]
         return await self._command(
-            principal, key, "conversation.close", f"conv:{info.conversation_id}", data
+            principal, key, CloseConversation.TYPE, f"conv:{info.conversation_id}", data
         )
 
     async def _rate(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
@@ -304,7 +316,7 @@ class Operations:
             "comment": frame.get("comment"),
         }
         return await self._command(
-            principal, key, "conversation.rate", f"conv:{info.conversation_id}", data
+            principal, key, RateConversation.TYPE, f"conv:{info.conversation_id}", data
         )
 
     async def _contact(
@@ -314,7 +326,7 @@ class Operations:
         info = await self._writable(principal, frame)
         data = {"conversation_id": info.conversation_id, "email": frame.get("email")}
         return await self._publish_event(
-            principal, key, "conversation.contact_provided", 1, info.conversation_id, data
+            principal, key, ContactProvided.TYPE, 1, info.conversation_id, data
         )
 
     async def _status(
@@ -324,7 +336,7 @@ class Operations:
         if frame.get("max_chats") is not None:
             data["max_chats"] = frame["max_chats"]
         return await self._command(
-            principal, key, "agent.set_status", f"agent:{principal.actor_id}", data
+            principal, key, SetAgentStatus.TYPE, f"agent:{principal.actor_id}", data
         )
 
     async def _accept(
@@ -334,7 +346,7 @@ class Operations:
         result = await self._command(
             principal,
             key,
-            "conversation.accept",
+            AcceptConversation.TYPE,
             f"conv:{info.conversation_id}",
             {"conversation_id": info.conversation_id, "agent_id": principal.actor_id},
         )
@@ -348,7 +360,7 @@ class Operations:
         return await self._command(
             principal,
             key,
-            "conversation.decline",
+            DeclineConversation.TYPE,
             f"conv:{info.conversation_id}",
             {"conversation_id": info.conversation_id, "agent_id": principal.actor_id},
         )
@@ -368,13 +380,13 @@ class Operations:
             if isinstance(frame.get(optional), str):
                 data[optional] = frame[optional]
         return await self._command(
-            principal, key, "conversation.transfer", f"conv:{info.conversation_id}", data
+            principal, key, TransferConversation.TYPE, f"conv:{info.conversation_id}", data
         )
 
     async def connection_lost(self, agent: AgentPrincipal) -> None:
         """The agent's last socket on this gateway closed: tell the owner (best effort)."""
         envelope = Envelope(
-            type="agent.connection_lost",
+            type=ReportAgentConnectionLost.TYPE,
             tenant=agent.tenant,
             stream=f"agent:{agent.agent_id}",
             actor=Actor(kind="system", id="gateway"),

@@ -1,97 +1,40 @@
 """Who may see which event: the fan-out filter (pure functions, unit-testable).
 
-Customers see only their own conversations' customer-facing events. Agents see their
-tenant's queue and lifecycle, and message content for conversations assigned or offered
-to them (or all, with ``see_all_conversations``). Events carrying secrets
-(``agent.created`` has a password hash, ``connector.configured`` sealed secrets) are never
-sent to any socket.
+Each event type declares its audience in contracts/ (``AUDIENCE``); this module only
+applies it to a principal. Customers see only their own conversations' events; agents see
+what is declared for every agent of the tenant, and conversation content where they are
+assigned or offered (or all, with ``see_all_conversations``). Types that declare no
+audience (``agent.created`` has a password hash, ``connector.configured`` sealed secrets)
+are never sent to any socket.
 """
 
+from contracts.audience import Audience
 from contracts.envelope import Envelope
+from contracts.events.message import TypingChanged
+from contracts.registry import EVENTS
 from gateway.auth.permissions import SEE_ALL, SEE_HISTORY
 from gateway.auth.tokens import AgentPrincipal, Principal
 from gateway.directory import ConversationInfo
 
-CUSTOMER_TYPES = frozenset(
-    {
-        "conversation.requested",
-        "conversation.queued",
-        "conversation.accepted",
-        "conversation.transferred",
-        "conversation.closed",
-        "conversation.missed",
-        "conversation.rated",
-        "conversation.agent_disconnected",
-        "message.sent",
-        "message.attachment_sent",
-        "message.system",
-        "typing.changed",
-        "message.read",
-        "connector.outbound_failed",
-    }
-)
-CONTENT_TYPES = frozenset(
-    {
-        "message.sent",
-        "message.attachment_sent",
-        "message.system",
-        "typing.changed",
-        "message.read",
-        "connector.outbound_sent",
-        "connector.outbound_failed",
-    }
-)
-AGENT_LIFECYCLE_TYPES = frozenset(
-    {
-        "conversation.requested",
-        "conversation.queued",
-        "conversation.offered",
-        "conversation.offer_withdrawn",
-        "conversation.offer_declined",
-        "conversation.accepted",
-        "conversation.transfer_requested",
-        "conversation.transferred",
-        "conversation.closed",
-        "conversation.missed",
-        "conversation.rated",
-        "conversation.agent_disconnected",
-    }
-)
-AGENT_TENANT_TYPES = frozenset(
-    {
-        "agent.status_changed",
-        "agent.disconnected",
-        "canned_response.created",
-        "canned_response.updated",
-        "canned_response.deleted",
-        "tenant.settings_changed",
-    }
-)
-
 
 def visible(principal: Principal, event: Envelope, conversation: ConversationInfo | None) -> bool:
+    """Whether ``principal``'s socket receives ``event``: the event type's declared audience
+    (contracts/audience.py), narrowed to the principal's tenant and conversations."""
     if event.tenant != principal.tenant:
         return False
+    audience = EVENTS.audience(event.type)
     if isinstance(principal, AgentPrincipal):
-        return _agent_sees(principal, event, conversation)
+        if Audience.TENANT_AGENTS in audience:
+            return True
+        return Audience.CONVERSATION_AGENTS in audience and may_read_conversation(
+            principal, conversation
+        )
     return (
-        event.type in CUSTOMER_TYPES
+        Audience.VISITOR in audience
         and conversation is not None
         and conversation.visitor_id == principal.visitor_id
-        and not (event.type == "typing.changed" and event.data.get("who_kind") == "customer")
+        and not (event.type == TypingChanged.TYPE and event.data.get("who_kind") == "customer")
     )
-
-
-def _agent_sees(
-    agent: AgentPrincipal, event: Envelope, conversation: ConversationInfo | None
-) -> bool:
-    if event.type in AGENT_TENANT_TYPES:
-        return True
-    if event.type in AGENT_LIFECYCLE_TYPES:
-        return True
-    if event.type in CONTENT_TYPES:
-        return may_read_conversation(agent, conversation)
-    return False
 
 
 def may_read_conversation(agent: AgentPrincipal, conversation: ConversationInfo | None) -> bool:

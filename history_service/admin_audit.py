@@ -12,6 +12,10 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from contracts.events.admin import AgentStatusChanged, CannedResponseUsed, TenantSettingsChanged
+from contracts.events.billing import SubscriptionChanged
+from contracts.events.connector import InboundReceived, OutboundFailed, OutboundSent
+from contracts.events.routing import AgentConnectionLost
 from contracts.registry import EVENTS
 
 # What an auditor picks from, by type prefix (the admin single writers' event families).
@@ -19,20 +23,20 @@ KIND_PREFIXES = {
     "agents": "agent.",
     "groups": "permission_group.",
     "canned": "canned_response.",
-    "settings": "tenant.settings_changed",
+    "settings": TenantSettingsChanged.TYPE,
     "webhooks": "webhook.",
     "connectors": "connector.",
-    "plan": "billing.subscription_changed",
+    "plan": SubscriptionChanged.TYPE,
 }
 # Same prefixes, but chat activity rather than changes an administrator made.
 NOT_ADMIN = frozenset(
     {
-        "agent.status_changed",
-        "agent.disconnected",
-        "canned_response.used",
-        "connector.inbound_received",
-        "connector.outbound_sent",
-        "connector.outbound_failed",
+        AgentStatusChanged.TYPE,
+        AgentConnectionLost.TYPE,
+        CannedResponseUsed.TYPE,
+        InboundReceived.TYPE,
+        OutboundSent.TYPE,
+        OutboundFailed.TYPE,
     }
 )
 SUBJECT_KEYS = ("agent_id", "group_id", "canned_id", "subscription_id", "connector_id", "plan")
@@ -79,7 +83,7 @@ def hide_secrets(value: Any) -> Any:
 def _before_after(type_name: str, data: dict[str, Any]) -> tuple[Any, Any]:
     if "before" in data or "after" in data:  # an edit says both itself
         return data.get("before"), data.get("after")
-    if type_name == "billing.subscription_changed":
+    if type_name == SubscriptionChanged.TYPE:
         return {"plan": data.get("previous_plan")}, {
             "plan": data.get("plan"),
             "effective": data.get("effective"),

@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 from pymongo.asynchronous.database import AsyncDatabase
 
+from contracts.events.history import RetentionApplied
+
 GENESIS = "0" * 64
 ENVELOPE_FIELDS = (
     "type",
@@ -103,7 +105,7 @@ async def verify_chain(
 async def _retention_records(db: AsyncDatabase, tenant: str | None) -> dict[str, set[str]]:
     """Archived retention records: event id → ``tenant|conversation id`` of what it purged."""
     query: dict[str, Any] = {
-        "type": "history.retention_applied",
+        "type": RetentionApplied.TYPE,
         **({"tenant": tenant} if tenant else {}),
     }
     return {

@@ -6,6 +6,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope, LoggedEvent
+from contracts.events.admin import TenantSettingsChanged
 from history_service import admin_audit, reports
 from history_service.hash_chain import envelope_of, verify_chain
 from history_service.read_models import (
@@ -214,7 +215,7 @@ class HistoryQueries:
         changes = 0
         async for doc in (
             self._db["events"]
-            .find({"tenant": p["tenant"], "type": "tenant.settings_changed", "ts": {"$lte": at}})
+            .find({"tenant": p["tenant"], "type": TenantSettingsChanged.TYPE, "ts": {"$lte": at}})
             .sort("position", 1)
         ):
             folded.update((doc.get("data") or {}).get("after") or {})

@@ -14,20 +14,32 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope, LoggedEvent
 from contracts.errors import ContractError
+from contracts.events.conversation import (
+    ContactProvided,
+    ConversationAccepted,
+    ConversationClosed,
+    ConversationMissed,
+    ConversationOffered,
+    ConversationQueued,
+    ConversationRated,
+    ConversationRequested,
+    ConversationTransferred,
+)
+from contracts.events.message import AttachmentSent, MessageSent, SystemNote
 from contracts.registry import parse_event_data
 from history_service.archive import insert_ignoring_duplicates
 
 log = structlog.get_logger(__name__)
 
-MESSAGE_TYPES = frozenset({"message.sent", "message.attachment_sent", "message.system"})
-COUNTED_MESSAGES = frozenset({"message.sent", "message.attachment_sent"})
+MESSAGE_TYPES = frozenset({MessageSent.TYPE, AttachmentSent.TYPE, SystemNote.TYPE})
+COUNTED_MESSAGES = frozenset({MessageSent.TYPE, AttachmentSent.TYPE})
 STATUS_BY_TYPE = {
-    "conversation.queued": "queued",
-    "conversation.offered": "offered",
-    "conversation.accepted": "engaged",
-    "conversation.transferred": "engaged",
-    "conversation.closed": "closed",
-    "conversation.missed": "missed",
+    ConversationQueued.TYPE: "queued",
+    ConversationOffered.TYPE: "offered",
+    ConversationAccepted.TYPE: "engaged",
+    ConversationTransferred.TYPE: "engaged",
+    ConversationClosed.TYPE: "closed",
+    ConversationMissed.TYPE: "missed",
 }
 VISITOR_FIELDS = ("id", "name", "email", "page_url")
 MESSAGE_FIELDS = (
@@ -135,7 +147,7 @@ def fold_conversation(
     event, position = logged.envelope, logged.position
     key = conversation_key(event.tenant, data)
     current = conversations.get(key)
-    if event.type == "conversation.requested":
+    if event.type == ConversationRequested.TYPE:
         if current is not None:
             return False  # replayed: created already
         conversations[key] = {"_id": key, **new_conversation(event, data, position)}
@@ -179,19 +191,19 @@ def conversation_changes(
     at = event.occurred_at
     if event.type in COUNTED_MESSAGES:
         return {"last_message_at": at}
-    if event.type == "conversation.contact_provided":
+    if event.type == ContactProvided.TYPE:
         return {
             "visitor": {**current["visitor"], "email": data["email"]}
         }  # the offline form's email, kept with what the visitor said before
-    if event.type == "conversation.rated":
+    if event.type == ConversationRated.TYPE:
         return {"rating": {"score": data.get("score"), "comment": data.get("comment")}}
     if event.type not in STATUS_BY_TYPE:
         return {}
     fields: dict[str, Any] = {"status": STATUS_BY_TYPE[event.type]}
-    if event.type == "conversation.accepted":
+    if event.type == ConversationAccepted.TYPE:
         fields.update(agent_id=data.get("agent_id"), accepted_at=at)
-    elif event.type == "conversation.transferred":
+    elif event.type == ConversationTransferred.TYPE:
         fields["agent_id"] = data.get("to_agent_id")
-    elif event.type == "conversation.closed":
+    elif event.type == ConversationClosed.TYPE:
         fields["closed_at"] = at
     return fields

@@ -14,6 +14,16 @@ from datetime import datetime
 from statistics import mean
 from typing import Any
 
+from contracts.events.conversation import (
+    ConversationAccepted,
+    ConversationClosed,
+    ConversationMissed,
+    ConversationRated,
+    ConversationRequested,
+    ConversationTransferred,
+)
+from contracts.events.message import AttachmentSent, MessageSent
+
 DEFINITIONS = {
     "conversations": "v1: conversations requested (visitors turned away over a plan limit excluded)",
     "missed": "v1: conversations that were missed (no agent online, outside hours)",
@@ -26,14 +36,14 @@ DEFINITIONS = {
 GROUPINGS = ("day", "agent", "group", "channel")
 REPORT_TYPES = frozenset(
     {
-        "conversation.requested",
-        "conversation.accepted",
-        "conversation.closed",
-        "conversation.missed",
-        "conversation.rated",
-        "conversation.transferred",
-        "message.sent",
-        "message.attachment_sent",
+        ConversationRequested.TYPE,
+        ConversationAccepted.TYPE,
+        ConversationClosed.TYPE,
+        ConversationMissed.TYPE,
+        ConversationRated.TYPE,
+        ConversationTransferred.TYPE,
+        MessageSent.TYPE,
+        AttachmentSent.TYPE,
     }
 )
 
@@ -72,7 +82,7 @@ def fold(events: Iterable[dict[str, Any]]) -> dict[str, Facts]:
         data, kind = event["data"], event["type"]
         at = _moment(event["occurred_at"])
         conversation_id = data.get("conversation_id")
-        if kind == "conversation.requested":
+        if kind == ConversationRequested.TYPE:
             facts.setdefault(
                 conversation_id,
                 Facts(conversation_id, at, data.get("channel", "web"), data.get("department")),
@@ -81,18 +91,18 @@ def fold(events: Iterable[dict[str, Any]]) -> dict[str, Facts]:
         found = facts.get(conversation_id)
         if found is None:
             continue
-        if kind == "conversation.accepted" and found.accepted_at is None:
+        if kind == ConversationAccepted.TYPE and found.accepted_at is None:
             found.accepted_at, found.agent_id = at, data.get("agent_id")
-        elif kind == "conversation.transferred":
+        elif kind == ConversationTransferred.TYPE:
             found.agent_id = data.get("to_agent_id")
-        elif kind == "conversation.missed":
+        elif kind == ConversationMissed.TYPE:
             found.missed = True
             found.over_limit = found.over_limit or data.get("reason") == "over_limit"
-        elif kind == "conversation.closed":
+        elif kind == ConversationClosed.TYPE:
             found.closed_at = at
-        elif kind == "conversation.rated":
+        elif kind == ConversationRated.TYPE:
             found.rating = data.get("score")
-        elif kind in ("message.sent", "message.attachment_sent"):
+        elif kind in (MessageSent.TYPE, AttachmentSent.TYPE):
             found.messages += 1
             if data.get("author_kind") == "agent" and found.first_agent_message_at is None:
                 found.first_agent_message_at = at

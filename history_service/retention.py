@@ -31,13 +31,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import Actor, Envelope, derive_event_id
 from contracts.envelope import ActorKind
-from contracts.events.history import MAX_CONVERSATIONS
+from contracts.events.admin import TenantSettingsChanged
+from contracts.events.history import MAX_CONVERSATIONS, RetentionApplied
+from contracts.events.message import AttachmentSent, MessageSent
 from history_service.hash_chain import envelope_of, link_hash
 
 log = structlog.get_logger(__name__)
 
 REDACTED = "[removed under the retention policy]"
-CONTENT_FIELDS = {"message.sent": ("body",), "message.attachment_sent": ("filename",)}
+CONTENT_FIELDS = {MessageSent.TYPE: ("body",), AttachmentSent.TYPE: ("filename",)}
 HISTORY_ACTOR = Actor(kind=ActorKind.system, id="history")
 Publish = Callable[[Envelope], Awaitable[Any]]
 Clock = Callable[[], datetime]
@@ -68,7 +70,7 @@ class RetentionJob:
     async def retention_by_tenant(self) -> dict[str, int]:
         days: dict[str, int | None] = {}
         async for doc in (
-            self._db["events"].find({"type": "tenant.settings_changed"}).sort("position", 1)
+            self._db["events"].find({"type": TenantSettingsChanged.TYPE}).sort("position", 1)
         ):
             after = (doc.get("data") or {}).get("after") or {}
             if "retention_days" in after:
@@ -122,7 +124,7 @@ class RetentionJob:
         group_key = hashlib.sha256("\n".join(sorted(conversation_ids)).encode()).hexdigest()[:32]
         record = Envelope(
             id=derive_event_id(tenant, "history.retention", group_key),
-            type="history.retention_applied",
+            type=RetentionApplied.TYPE,
             tenant=tenant,
             stream="history:retention",
             actor=HISTORY_ACTOR,

@@ -12,6 +12,7 @@ from aio_pika.abc import AbstractChannel
 from pymongo import AsyncMongoClient
 
 from contracts.envelope import LoggedEvent
+from contracts.events.system import LogMarker
 from history_service.archive import Archive
 from history_service.queries import HistoryQueries
 from history_service.read_models import ReadModels
@@ -114,7 +115,7 @@ class HistoryService:
         # Read models first, archive second: after a crash between the two the events
         # are still "unseen" and are applied again, which the position guards absorb.
         fresh = await self._archive.unseen(batch)
-        await self._models.apply([e for e in fresh if e.envelope.type != "system.marker"])
+        await self._models.apply([e for e in fresh if e.envelope.type != LogMarker.TYPE])
         await self._archive.write(fresh)
         await self._checkpoints.save(SERVICE, batch[-1].position)
 

@@ -19,6 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from contracts.envelope import Envelope, LoggedEvent
+from contracts.events.admin import WebhookSubscribed
 from outbound_webhooks.signing import SIGNATURE_HEADER, sign
 from relaydesk.bus import Bus, LogReader
 from relaydesk.store import Checkpoints, with_store_retry
@@ -49,7 +50,7 @@ class Subscription:
 
     def is_its_creation(self, event: Envelope) -> bool:
         return (
-            event.type == "webhook.subscribed"
+            event.type == WebhookSubscribed.TYPE
             and event.tenant == self.tenant
             and event.data.get("subscription_id") == self.subscription_id
         )

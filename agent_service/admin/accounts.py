@@ -12,6 +12,15 @@ from urllib.parse import urlsplit
 from agent_service.admin.decisions import Emitted, Rejected, existing_tenant
 from agent_service.admin.state import AdminState
 from contracts.commands import admin as c
+from contracts.commands.admin import ConfirmSignUp, SignUp, SubscribeWebhook, UnsubscribeWebhook
+from contracts.events.admin import (
+    AgentCreated,
+    TenantCreated,
+    TenantEmailConfirmed,
+    WebhookSubscribed,
+    WebhookUnsubscribed,
+)
+from contracts.events.signup import TenantSignedUp
 from contracts.registry import EVENTS
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -35,7 +44,7 @@ def sign_up(state: AdminState, tenant: str, cmd: c.SignUp, now: datetime | None 
         raise Rejected("already_exists", f"tenant {tenant!r} is taken")
     data = cmd.model_dump()
     data["owner_email"] = cmd.owner_email.strip().lower()
-    return [("tenant.signed_up", data)]
+    return [(TenantSignedUp.TYPE, data)]
 
 
 def confirm_sign_up(
@@ -61,11 +70,11 @@ def confirm_sign_up(
     }
     return [
         (
-            "tenant.created",
+            TenantCreated.TYPE,
             {"tenant_id": tenant, "name": pending["name"], "mode": "saas", "owner_email": email},
         ),
-        ("tenant.email_confirmed", {"tenant_id": tenant, "email": email}),
-        ("agent.created", owner),
+        (TenantEmailConfirmed.TYPE, {"tenant_id": tenant, "email": email}),
+        (AgentCreated.TYPE, owner),
     ]
 
 
@@ -89,7 +98,7 @@ def subscribe_webhook(state: AdminState, tenant: str, cmd: c.SubscribeWebhook) -
         raise Rejected("invalid_payload", f"unknown event type {unknown[0]!r}")
     return [
         (
-            "webhook.subscribed",
+            WebhookSubscribed.TYPE,
             {
                 "subscription_id": cmd.subscription_id,
                 "url": cmd.url,
@@ -102,13 +111,13 @@ def subscribe_webhook(state: AdminState, tenant: str, cmd: c.SubscribeWebhook) -
 def unsubscribe_webhook(state: AdminState, tenant: str, cmd: c.UnsubscribeWebhook) -> Emitted:
     if cmd.subscription_id not in existing_tenant(state, tenant).webhooks:
         raise Rejected("not_found", "no such subscription")
-    return [("webhook.unsubscribed", {"subscription_id": cmd.subscription_id})]
+    return [(WebhookUnsubscribed.TYPE, {"subscription_id": cmd.subscription_id})]
 
 
 HANDLERS: dict[str, Callable[[AdminState, str, Any], Emitted]] = {
-    "tenant.sign_up": sign_up,
-    "tenant.confirm_sign_up": confirm_sign_up,
-    "webhook.subscribe": subscribe_webhook,
-    "webhook.unsubscribe": unsubscribe_webhook,
+    SignUp.TYPE: sign_up,
+    ConfirmSignUp.TYPE: confirm_sign_up,
+    SubscribeWebhook.TYPE: subscribe_webhook,
+    UnsubscribeWebhook.TYPE: unsubscribe_webhook,
 }
-SAAS_ONLY = frozenset({"tenant.sign_up", "tenant.confirm_sign_up"})
+SAAS_ONLY = frozenset({SignUp.TYPE, ConfirmSignUp.TYPE})

@@ -10,6 +10,32 @@ from typing import Any
 from agent_service.admin.settings_check import settings_problem
 from agent_service.admin.state import SETTING_KEYS, AdminState, TenantAdmin
 from contracts.commands import admin as c
+from contracts.commands.admin import (
+    CreateAgent,
+    CreateCanned,
+    CreateGroup,
+    CreateTenant,
+    DeleteCanned,
+    DeleteGroup,
+    RemoveAgent,
+    UpdateAgent,
+    UpdateCanned,
+    UpdateGroup,
+    UpdateSettings,
+)
+from contracts.events.admin import (
+    AgentCreated,
+    AgentRemoved,
+    AgentUpdated,
+    CannedResponseCreated,
+    CannedResponseDeleted,
+    CannedResponseUpdated,
+    PermissionGroupCreated,
+    PermissionGroupDeleted,
+    PermissionGroupUpdated,
+    TenantCreated,
+    TenantSettingsChanged,
+)
 
 Emitted = list[tuple[str, dict[str, Any]]]
 AGENT_EDITABLE = frozenset({"name", "role", "groups", "max_chats", "password_hash"})
@@ -47,7 +73,7 @@ def create_tenant(state: AdminState, tenant: str, cmd: c.CreateTenant) -> Emitte
         raise Rejected("forbidden", "a tenant is created in its own name")
     if tenant in state.tenants and (state.tenants[tenant].exists or state.tenants[tenant].pending):
         raise Rejected("already_exists", f"tenant {tenant!r} exists")
-    return [("tenant.created", cmd.model_dump(exclude_none=True))]
+    return [(TenantCreated.TYPE, cmd.model_dump(exclude_none=True))]
 
 
 def _check_groups(t: TenantAdmin, groups: Any) -> None:
@@ -66,7 +92,7 @@ def create_agent(state: AdminState, tenant: str, cmd: c.CreateAgent) -> Emitted:
     data = cmd.model_dump()
     data["email"] = cmd.email.strip().lower()
     data["groups"] = list(cmd.groups)
-    return [("agent.created", data)]
+    return [(AgentCreated.TYPE, data)]
 
 
 def update_agent(state: AdminState, tenant: str, cmd: c.UpdateAgent) -> Emitted:
@@ -83,14 +109,14 @@ def update_agent(state: AdminState, tenant: str, cmd: c.UpdateAgent) -> Emitted:
         before["token_version"] = agent.token_version
     if "password_hash" in after:  # keep hashes out of before/after diffs shown in audits
         before["password_hash"], after["password_hash"] = "(old)", after["password_hash"]
-    return [("agent.updated", {"agent_id": cmd.agent_id, "before": before, "after": after})]
+    return [(AgentUpdated.TYPE, {"agent_id": cmd.agent_id, "before": before, "after": after})]
 
 
 def remove_agent(state: AdminState, tenant: str, cmd: c.RemoveAgent) -> Emitted:
     t = existing_tenant(state, tenant)
     if cmd.agent_id not in t.agents or t.agents[cmd.agent_id].removed:
         raise Rejected("not_found", "no such agent")
-    return [("agent.removed", {"agent_id": cmd.agent_id})]
+    return [(AgentRemoved.TYPE, {"agent_id": cmd.agent_id})]
 
 
 def update_settings(state: AdminState, tenant: str, cmd: c.UpdateSettings) -> Emitted:
@@ -99,14 +125,14 @@ def update_settings(state: AdminState, tenant: str, cmd: c.UpdateSettings) -> Em
     problem = settings_problem({**t.settings, **after})
     if problem:
         raise Rejected("invalid_payload", problem)
-    return [("tenant.settings_changed", {"before": before, "after": after})]
+    return [(TenantSettingsChanged.TYPE, {"before": before, "after": after})]
 
 
 def create_group(state: AdminState, tenant: str, cmd: c.CreateGroup) -> Emitted:
     t = existing_tenant(state, tenant)
     if cmd.group_id in t.groups:
         raise Rejected("already_exists", "group id taken")
-    return [("permission_group.created", cmd.model_dump())]
+    return [(PermissionGroupCreated.TYPE, cmd.model_dump())]
 
 
 def update_group(state: AdminState, tenant: str, cmd: c.UpdateGroup) -> Emitted:
@@ -115,14 +141,14 @@ def update_group(state: AdminState, tenant: str, cmd: c.UpdateGroup) -> Emitted:
         raise Rejected("not_found", "no such group")
     before, after = _edit(t.groups[cmd.group_id], cmd.changes, GROUP_EDITABLE)
     return [
-        ("permission_group.updated", {"group_id": cmd.group_id, "before": before, "after": after})
+        (PermissionGroupUpdated.TYPE, {"group_id": cmd.group_id, "before": before, "after": after})
     ]
 
 
 def delete_group(state: AdminState, tenant: str, cmd: c.DeleteGroup) -> Emitted:
     if cmd.group_id not in existing_tenant(state, tenant).groups:
         raise Rejected("not_found", "no such group")
-    return [("permission_group.deleted", {"group_id": cmd.group_id})]
+    return [(PermissionGroupDeleted.TYPE, {"group_id": cmd.group_id})]
 
 
 def create_canned(state: AdminState, tenant: str, cmd: c.CreateCanned) -> Emitted:
@@ -133,7 +159,7 @@ def create_canned(state: AdminState, tenant: str, cmd: c.CreateCanned) -> Emitte
         raise Rejected("not_found", "a group canned response needs an existing group_id")
     if cmd.scope == "personal" and not cmd.owner_id:
         raise Rejected("invalid_payload", "a personal canned response needs its owner_id")
-    return [("canned_response.created", cmd.model_dump(exclude_none=True))]
+    return [(CannedResponseCreated.TYPE, cmd.model_dump(exclude_none=True))]
 
 
 def _editable_canned(
@@ -159,25 +185,25 @@ def update_canned(state: AdminState, tenant: str, cmd: c.UpdateCanned) -> Emitte
     t = _editable_canned(state, tenant, cmd)
     before, after = _edit(t.canned[cmd.canned_id], cmd.changes, CANNED_EDITABLE)
     return [
-        ("canned_response.updated", {"canned_id": cmd.canned_id, "before": before, "after": after})
+        (CannedResponseUpdated.TYPE, {"canned_id": cmd.canned_id, "before": before, "after": after})
     ]
 
 
 def delete_canned(state: AdminState, tenant: str, cmd: c.DeleteCanned) -> Emitted:
     _editable_canned(state, tenant, cmd)
-    return [("canned_response.deleted", {"canned_id": cmd.canned_id})]
+    return [(CannedResponseDeleted.TYPE, {"canned_id": cmd.canned_id})]
 
 
 HANDLERS: dict[str, Callable[[AdminState, str, Any], Emitted]] = {
-    "tenant.create": create_tenant,
-    "agent.create": create_agent,
-    "agent.update": update_agent,
-    "agent.remove": remove_agent,
-    "tenant.update_settings": update_settings,
-    "permission_group.create": create_group,
-    "permission_group.update": update_group,
-    "permission_group.delete": delete_group,
-    "canned_response.create": create_canned,
-    "canned_response.update": update_canned,
-    "canned_response.delete": delete_canned,
+    CreateTenant.TYPE: create_tenant,
+    CreateAgent.TYPE: create_agent,
+    UpdateAgent.TYPE: update_agent,
+    RemoveAgent.TYPE: remove_agent,
+    UpdateSettings.TYPE: update_settings,
+    CreateGroup.TYPE: create_group,
+    UpdateGroup.TYPE: update_group,
+    DeleteGroup.TYPE: delete_group,
+    CreateCanned.TYPE: create_canned,
+    UpdateCanned.TYPE: update_canned,
+    DeleteCanned.TYPE: delete_canned,
 }

@@ -10,6 +10,7 @@ from datetime import date
 
 from agent_service.admin.decisions import Emitted, Rejected
 from agent_service.admin.state import AdminState
+from contracts.events.admin import AgentCreated
 from contracts.plan_limits import LIMIT_CODE, refusal
 from contracts.plans import PlanCatalogue
 
@@ -22,7 +23,7 @@ def check_seats(
     if t is None or not t.exists:
         return  # a tenant being created (a sign-up's owner) starts with no agents
     active = {agent_id for agent_id, agent in t.agents.items() if not agent.removed}
-    adding = {str(data["agent_id"]) for kind, data in emitted if kind == "agent.created"} - active
+    adding = {str(data["agent_id"]) for kind, data in emitted if kind == AgentCreated.TYPE} - active
     why = refusal(t.plan, catalogue, "agent_seats", len(active), today, adding=len(adding))
     if why is not None:
         raise Rejected(LIMIT_CODE, why)

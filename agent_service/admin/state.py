@@ -4,6 +4,24 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from contracts.envelope import Envelope
+from contracts.events.admin import (
+    AgentCreated,
+    AgentRemoved,
+    AgentUpdated,
+    CannedResponseCreated,
+    CannedResponseDeleted,
+    CannedResponseUpdated,
+    PermissionGroupCreated,
+    PermissionGroupDeleted,
+    PermissionGroupUpdated,
+    TenantCreated,
+    TenantSettingsChanged,
+    WebhookSubscribed,
+    WebhookUnsubscribed,
+)
+from contracts.events.billing import SubscriptionChanged
+from contracts.events.message import MessageSent
+from contracts.events.signup import TenantSignedUp
 from contracts.plan_limits import TenantPlan
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -116,16 +134,16 @@ class AdminState:
         if (
             fold is None
             or event.id in self.seen
-            or event.type == "message.sent"
+            or event.type == MessageSent.TYPE
             and not event.data.get("canned_response_id")
         ):
             return
         self.seen.add(event.id)
-        if event.causation_id and event.type != "message.sent":
+        if event.causation_id and event.type != MessageSent.TYPE:
             self.decided.setdefault(event.causation_id, []).append(event.id)
         data = (
             {**event.data, "signed_up_at": event.occurred_at}
-            if event.type == "tenant.signed_up"
+            if event.type == TenantSignedUp.TYPE
             else event.data
         )
         fold(self.tenant(event.tenant), data)
@@ -133,7 +151,7 @@ class AdminState:
 
 def _tenant_created(t: TenantAdmin, d: dict) -> None:
     t.exists, t.name, t.mode, t.pending = True, d["name"], d.get("mode", "tool"), None
-    t.plan.apply("tenant.created", d)
+    t.plan.apply(TenantCreated.TYPE, d)
 
 
 def _signed_up(t: TenantAdmin, d: dict) -> None:
@@ -206,22 +224,22 @@ def _message_sent(t: TenantAdmin, d: dict) -> None:
 
 
 _FOLDS = {
-    "tenant.created": _tenant_created,
-    "tenant.settings_changed": _settings,
-    "agent.created": _agent_created,
-    "agent.updated": _agent_updated,
-    "agent.removed": _agent_removed,
-    "permission_group.created": _group_created,
-    "permission_group.updated": _group_updated,
-    "permission_group.deleted": lambda t, d: t.groups.pop(d["group_id"], None),
-    "canned_response.created": _canned_created,
-    "canned_response.updated": _canned_updated,
-    "canned_response.deleted": lambda t, d: t.canned.pop(d["canned_id"], None),
-    "message.sent": _message_sent,
-    "tenant.signed_up": _signed_up,
-    "billing.subscription_changed": lambda t, d: t.plan.apply("billing.subscription_changed", d),
-    "webhook.subscribed": lambda t, d: t.webhooks.__setitem__(
+    TenantCreated.TYPE: _tenant_created,
+    TenantSettingsChanged.TYPE: _settings,
+    AgentCreated.TYPE: _agent_created,
+    AgentUpdated.TYPE: _agent_updated,
+    AgentRemoved.TYPE: _agent_removed,
+    PermissionGroupCreated.TYPE: _group_created,
+    PermissionGroupUpdated.TYPE: _group_updated,
+    PermissionGroupDeleted.TYPE: lambda t, d: t.groups.pop(d["group_id"], None),
+    CannedResponseCreated.TYPE: _canned_created,
+    CannedResponseUpdated.TYPE: _canned_updated,
+    CannedResponseDeleted.TYPE: lambda t, d: t.canned.pop(d["canned_id"], None),
+    MessageSent.TYPE: _message_sent,
+    TenantSignedUp.TYPE: _signed_up,
+    SubscriptionChanged.TYPE: lambda t, d: t.plan.apply(SubscriptionChanged.TYPE, d),
+    WebhookSubscribed.TYPE: lambda t, d: t.webhooks.__setitem__(
         d["subscription_id"], {**d, "event_types": list(d["event_types"])}
     ),
-    "webhook.unsubscribed": lambda t, d: t.webhooks.pop(d["subscription_id"], None),
+    WebhookUnsubscribed.TYPE: lambda t, d: t.webhooks.pop(d["subscription_id"], None),
 }

@@ -14,6 +14,7 @@ Role = Literal["owner", "admin", "supervisor", "agent"]
 
 class CreateTenant(CommandData):
     TYPE = "tenant.create"
+    SERVICE = "admin"
     tenant_id: Id
     name: ShortText
     mode: Literal["saas", "tool"] = "tool"
@@ -23,6 +24,7 @@ class CreateTenant(CommandData):
 
 class CreateAgent(CommandData):
     TYPE = "agent.create"
+    SERVICE = "admin"
     agent_id: Id
     email: ShortText
     name: ShortText
@@ -34,22 +36,26 @@ class CreateAgent(CommandData):
 
 class UpdateAgent(CommandData):
     TYPE = "agent.update"
+    SERVICE = "admin"
     agent_id: Id
     changes: dict[str, Any]
 
 
 class RemoveAgent(CommandData):
     TYPE = "agent.remove"
+    SERVICE = "admin"
     agent_id: Id
 
 
 class UpdateSettings(CommandData):
     TYPE = "tenant.update_settings"
+    SERVICE = "admin"
     changes: dict[str, Any]
 
 
 class CreateGroup(CommandData):
     TYPE = "permission_group.create"
+    SERVICE = "admin"
     group_id: Id
     name: ShortText
     permissions: tuple[Id, ...] = ()
@@ -59,17 +65,20 @@ class CreateGroup(CommandData):
 
 class UpdateGroup(CommandData):
     TYPE = "permission_group.update"
+    SERVICE = "admin"
     group_id: Id
     changes: dict[str, Any]
 
 
 class DeleteGroup(CommandData):
     TYPE = "permission_group.delete"
+    SERVICE = "admin"
     group_id: Id
 
 
 class CreateCanned(CommandData):
     TYPE = "canned_response.create"
+    SERVICE = "admin"
     canned_id: Id
     shortcut: ShortText
     text: Body
@@ -81,6 +90,7 @@ class CreateCanned(CommandData):
 
 class UpdateCanned(CommandData):
     TYPE = "canned_response.update"
+    SERVICE = "admin"
     canned_id: Id
     changes: dict[str, Any]
     # Who asks, and may they edit shared responses: personal ones belong to their owner only.
@@ -90,6 +100,7 @@ class UpdateCanned(CommandData):
 
 class DeleteCanned(CommandData):
     TYPE = "canned_response.delete"
+    SERVICE = "admin"
     canned_id: Id
     # Who asks, and may they edit shared responses: personal ones belong to their owner only.
     acting_agent: Id | None = None
@@ -103,6 +114,7 @@ class SignUp(CommandData):
     """
 
     TYPE = "tenant.sign_up"
+    SERVICE = "admin"
     tenant_id: Id
     name: ShortText
     owner_email: ShortText
@@ -113,11 +125,13 @@ class SignUp(CommandData):
 
 class ConfirmSignUp(CommandData):
     TYPE = "tenant.confirm_sign_up"
+    SERVICE = "admin"
     token_hash: Id
 
 
 class SubscribeWebhook(CommandData):
     TYPE = "webhook.subscribe"
+    SERVICE = "admin"
     subscription_id: Id
     url: str = Field(max_length=2000)
     event_types: tuple[ShortText, ...] = Field(min_length=1)
@@ -125,6 +139,7 @@ class SubscribeWebhook(CommandData):
 
 class UnsubscribeWebhook(CommandData):
     TYPE = "webhook.unsubscribe"
+    SERVICE = "admin"
     subscription_id: Id
 
 

@@ -9,6 +9,7 @@ from contracts.base import CommandData, Id, ShortText
 
 class ChangePlan(CommandData):
     TYPE = "billing.change_plan"
+    SERVICE = "billing"
     plan: Id
     effective: date | None = None  # default: today (UTC)
 
@@ -17,11 +18,13 @@ class ClosePeriod(CommandData):
     """Close a month now (the scheduler does this on the 1st; operators may close by hand)."""
 
     TYPE = "billing.close_period"
+    SERVICE = "billing"
     period: ShortText = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 class RecordPayment(CommandData):
     TYPE = "billing.record_payment"
+    SERVICE = "billing"
     number: ShortText
     amount_cents: int = Field(gt=0)
     method: ShortText = "manual"

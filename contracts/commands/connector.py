@@ -12,6 +12,7 @@ from contracts.events.connector import Platform
 
 class ConfigureConnector(CommandData):
     TYPE = "connector.configure"
+    SERVICE = "connectors"
     connector_id: Id
     platform: Platform
     public_config: dict[str, str] = Field(default_factory=dict)
@@ -20,6 +21,7 @@ class ConfigureConnector(CommandData):
 
 class RemoveConnector(CommandData):
     TYPE = "connector.remove"
+    SERVICE = "connectors"
     connector_id: Id
 
 

@@ -10,6 +10,7 @@ from contracts.events.conversation import Channel, VisitorInfo
 
 class RequestConversation(CommandData):
     TYPE = "conversation.request"
+    SERVICE = "agent"
     conversation_id: Id
     channel: Channel = "web"
     visitor: VisitorInfo
@@ -19,18 +20,21 @@ class RequestConversation(CommandData):
 
 class AcceptConversation(CommandData):
     TYPE = "conversation.accept"
+    SERVICE = "agent"
     conversation_id: Id
     agent_id: Id
 
 
 class DeclineConversation(CommandData):
     TYPE = "conversation.decline"
+    SERVICE = "agent"
     conversation_id: Id
     agent_id: Id
 
 
 class TransferConversation(CommandData):
     TYPE = "conversation.transfer"
+    SERVICE = "agent"
     conversation_id: Id
     from_agent_id: Id
     to_agent_id: Id | None = None
@@ -40,6 +44,7 @@ class TransferConversation(CommandData):
 
 class CloseConversation(CommandData):
     TYPE = "conversation.close"
+    SERVICE = "agent"
     conversation_id: Id
     closed_by: Literal["customer", "agent", "system"]
     reason: ShortText | None = None
@@ -47,6 +52,7 @@ class CloseConversation(CommandData):
 
 class RateConversation(CommandData):
     TYPE = "conversation.rate"
+    SERVICE = "agent"
     conversation_id: Id
     score: int = Field(ge=1, le=5)
     comment: str | None = Field(default=None, max_length=2000)
@@ -54,6 +60,7 @@ class RateConversation(CommandData):
 
 class SetAgentStatus(CommandData):
     TYPE = "agent.set_status"
+    SERVICE = "agent"
     agent_id: Id
     status: Literal["online", "away", "offline"]
     max_chats: int | None = Field(default=None, ge=1, le=100)
@@ -63,11 +70,13 @@ class ExpireOffers(CommandData):
     """Sent by agent_service's own timer; kept on the queue so the decision stays single-writer."""
 
     TYPE = "conversation.expire_offers"
+    SERVICE = "agent"
     conversation_id: Id
 
 
-class AgentConnectionLost(CommandData):
+class ReportAgentConnectionLost(CommandData):
     TYPE = "agent.connection_lost"
+    SERVICE = "agent"
     agent_id: Id
 
 
@@ -80,5 +89,5 @@ MODELS = (
     RateConversation,
     SetAgentStatus,
     ExpireOffers,
-    AgentConnectionLost,
+    ReportAgentConnectionLost,
 )

@@ -7,6 +7,7 @@ class ExpireAgentDisconnect(CommandData):
     """The disconnect grace period of ``agent_id`` is over: requeue their chats unless they returned."""
 
     TYPE = "agent.expire_disconnect"
+    SERVICE = "agent"
     agent_id: Id
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from contracts.audience import Audience
 from contracts.base import Body, EventData, Id, ShortText
 
 Role = Literal["owner", "admin", "supervisor", "agent"]
@@ -15,6 +16,7 @@ AgentStatus = Literal["online", "away", "offline"]
 
 class TenantCreated(EventData):
     TYPE = "tenant.created"
+    DECIDED_BY = "admin"
     tenant_id: Id
     name: ShortText
     mode: Literal["saas", "tool"]
@@ -24,18 +26,22 @@ class TenantCreated(EventData):
 
 class TenantEmailConfirmed(EventData):
     TYPE = "tenant.email_confirmed"
+    DECIDED_BY = "admin"
     tenant_id: Id
     email: ShortText
 
 
 class TenantSettingsChanged(EventData):
     TYPE = "tenant.settings_changed"
+    DECIDED_BY = "admin"
+    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
     before: dict[str, Any]
     after: dict[str, Any]
 
 
 class AgentCreated(EventData):
     TYPE = "agent.created"
+    DECIDED_BY = "admin"
     agent_id: Id
     email: ShortText
     name: ShortText
@@ -47,6 +53,7 @@ class AgentCreated(EventData):
 
 class AgentUpdated(EventData):
     TYPE = "agent.updated"
+    DECIDED_BY = "admin"
     agent_id: Id
     before: dict[str, Any]
     after: dict[str, Any]
@@ -54,11 +61,14 @@ class AgentUpdated(EventData):
 
 class AgentRemoved(EventData):
     TYPE = "agent.removed"
+    DECIDED_BY = "admin"
     agent_id: Id
 
 
 class AgentStatusChanged(EventData):
     TYPE = "agent.status_changed"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
     agent_id: Id
     status: AgentStatus
     max_chats: int | None = Field(default=None, ge=1, le=100)
@@ -66,6 +76,7 @@ class AgentStatusChanged(EventData):
 
 class PermissionGroupCreated(EventData):
     TYPE = "permission_group.created"
+    DECIDED_BY = "admin"
     group_id: Id
     name: ShortText
     permissions: tuple[Id, ...] = ()
@@ -75,6 +86,7 @@ class PermissionGroupCreated(EventData):
 
 class PermissionGroupUpdated(EventData):
     TYPE = "permission_group.updated"
+    DECIDED_BY = "admin"
     group_id: Id
     before: dict[str, Any]
     after: dict[str, Any]
@@ -82,11 +94,14 @@ class PermissionGroupUpdated(EventData):
 
 class PermissionGroupDeleted(EventData):
     TYPE = "permission_group.deleted"
+    DECIDED_BY = "admin"
     group_id: Id
 
 
 class CannedResponseCreated(EventData):
     TYPE = "canned_response.created"
+    DECIDED_BY = "admin"
+    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
     canned_id: Id
     shortcut: ShortText
     text: Body
@@ -98,6 +113,8 @@ class CannedResponseCreated(EventData):
 
 class CannedResponseUpdated(EventData):
     TYPE = "canned_response.updated"
+    DECIDED_BY = "admin"
+    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
     canned_id: Id
     before: dict[str, Any]
     after: dict[str, Any]
@@ -105,6 +122,8 @@ class CannedResponseUpdated(EventData):
 
 class CannedResponseDeleted(EventData):
     TYPE = "canned_response.deleted"
+    DECIDED_BY = "admin"
+    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
     canned_id: Id
 
 
@@ -116,6 +135,7 @@ class CannedResponseUsed(EventData):
 
 class WebhookSubscribed(EventData):
     TYPE = "webhook.subscribed"
+    DECIDED_BY = "admin"
     subscription_id: Id
     url: str = Field(max_length=2000)
     event_types: tuple[str, ...]
@@ -123,6 +143,7 @@ class WebhookSubscribed(EventData):
 
 class WebhookUnsubscribed(EventData):
     TYPE = "webhook.unsubscribed"
+    DECIDED_BY = "admin"
     subscription_id: Id
 
 

@@ -9,6 +9,7 @@ from contracts.base import EventData, Id, ShortText
 
 class SubscriptionChanged(EventData):
     TYPE = "billing.subscription_changed"
+    DECIDED_BY = "billing"
     plan: Id
     previous_plan: Id | None = None
     effective: date
@@ -18,6 +19,7 @@ class PeriodClosed(EventData):
     """Scheduled: the month ``period`` (YYYY-MM) is over for this tenant."""
 
     TYPE = "billing.period_closed"
+    DECIDED_BY = "billing"
     period: ShortText
 
 
@@ -41,6 +43,7 @@ class InvoiceIssued(EventData):
 
 class PaymentRecorded(EventData):
     TYPE = "billing.payment_recorded"
+    DECIDED_BY = "billing"
     invoice_id: Id
     amount_cents: int = Field(gt=0)
     method: ShortText = "manual"

@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from contracts.audience import Audience
 from contracts.base import EventData, Id, ShortText
 
 Platform = Literal["telegram", "messenger", "wechat"]
@@ -13,6 +14,7 @@ class ConnectorConfigured(EventData):
     """Secrets are stored encrypted (``sealed_config``), never in clear on the log."""
 
     TYPE = "connector.configured"
+    DECIDED_BY = "connectors"
     connector_id: Id
     platform: Platform
     public_config: dict[str, str] = Field(default_factory=dict)
@@ -21,6 +23,7 @@ class ConnectorConfigured(EventData):
 
 class ConnectorRemoved(EventData):
     TYPE = "connector.removed"
+    DECIDED_BY = "connectors"
     connector_id: Id
 
 
@@ -37,6 +40,7 @@ class InboundReceived(EventData):
 
 class OutboundSent(EventData):
     TYPE = "connector.outbound_sent"
+    AUDIENCE = frozenset({Audience.CONVERSATION_AGENTS})
     connector_id: Id
     platform: Platform
     conversation_id: Id
@@ -46,6 +50,7 @@ class OutboundSent(EventData):
 
 class OutboundFailed(EventData):
     TYPE = "connector.outbound_failed"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS})
     connector_id: Id
     platform: Platform
     conversation_id: Id

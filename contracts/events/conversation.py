@@ -4,6 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from contracts.audience import Audience
 from contracts.base import EventData, Id, ShortText
 
 Channel = Literal["web", "telegram", "messenger", "wechat", "api"]
@@ -24,6 +25,8 @@ class ConversationRequested(EventData):
     """A customer opened a conversation; it waits for routing."""
 
     TYPE = "conversation.requested"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.TENANT_AGENTS})
     conversation_id: Id
     channel: Channel = "web"
     visitor: VisitorInfo
@@ -35,6 +38,8 @@ class ConversationQueued(EventData):
     """The conversation waits; ``position`` is its place in the tenant's queue (1-based)."""
 
     TYPE = "conversation.queued"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.TENANT_AGENTS})
     conversation_id: Id
     position: int = Field(ge=0)
     reason: Literal["waiting", "declined", "offer_timeout", "agent_disconnected", "requeued"] = (
@@ -46,6 +51,8 @@ class ConversationOffered(EventData):
     """Routing offered the conversation to these agents (broadcast) or one (auto)."""
 
     TYPE = "conversation.offered"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
     conversation_id: Id
     agent_ids: tuple[Id, ...]
     expires_in_s: int = Field(default=60, ge=1)
@@ -56,6 +63,8 @@ class OfferWithdrawn(EventData):
     """Offers to these agents no longer stand (someone accepted, or the offer expired)."""
 
     TYPE = "conversation.offer_withdrawn"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
     conversation_id: Id
     agent_ids: tuple[Id, ...]
     reason: Literal["accepted_by_other", "expired", "closed", "agent_offline"]
@@ -63,6 +72,8 @@ class OfferWithdrawn(EventData):
 
 class OfferDeclined(EventData):
     TYPE = "conversation.offer_declined"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
     conversation_id: Id
     agent_id: Id
 
@@ -71,6 +82,8 @@ class ConversationAccepted(EventData):
     """The first valid accept won: the conversation is engaged with this agent."""
 
     TYPE = "conversation.accepted"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.TENANT_AGENTS})
     conversation_id: Id
     agent_id: Id
     agent_name: ShortText | None = None
@@ -78,6 +91,8 @@ class ConversationAccepted(EventData):
 
 class TransferRequested(EventData):
     TYPE = "conversation.transfer_requested"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
     conversation_id: Id
     from_agent_id: Id
     to_agent_id: Id | None = None
@@ -87,6 +102,8 @@ class TransferRequested(EventData):
 
 class ConversationTransferred(EventData):
     TYPE = "conversation.transferred"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.TENANT_AGENTS})
     conversation_id: Id
     from_agent_id: Id
     to_agent_id: Id
@@ -94,6 +111,8 @@ class ConversationTransferred(EventData):
 
 class ConversationClosed(EventData):
     TYPE = "conversation.closed"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.TENANT_AGENTS})
     conversation_id: Id
     closed_by: Literal["customer", "agent", "system"]
     reason: ShortText | None = None
@@ -103,12 +122,16 @@ class ConversationMissed(EventData):
     """No agent was available; the customer's messages stay for follow-up."""
 
     TYPE = "conversation.missed"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.TENANT_AGENTS})
     conversation_id: Id
     reason: Literal["no_agent_online", "outside_business_hours", "over_limit"] = "no_agent_online"
 
 
 class ConversationRated(EventData):
     TYPE = "conversation.rated"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.TENANT_AGENTS})
     conversation_id: Id
     score: int = Field(ge=1, le=5)
     comment: str | None = Field(default=None, max_length=2000)
@@ -127,6 +150,8 @@ class AgentDisconnected(EventData):
     """The engaged agent's last socket went away; grace period running."""
 
     TYPE = "conversation.agent_disconnected"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.TENANT_AGENTS})
     conversation_id: Id
     agent_id: Id
     grace_s: int = Field(ge=0)

@@ -4,6 +4,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from contracts.audience import Audience
 from contracts.base import Body, EventData, Id, ShortText
 
 
@@ -15,6 +16,7 @@ class MessageSent(EventData):
     """
 
     TYPE = "message.sent"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS})
     V = 2
     conversation_id: Id
     message_id: Id
@@ -33,6 +35,7 @@ def upcast_message_sent_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 class AttachmentSent(EventData):
     TYPE = "message.attachment_sent"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS})
     conversation_id: Id
     message_id: Id
     attachment_id: Id
@@ -47,6 +50,8 @@ class SystemNote(EventData):
     """ "X has entered the chat", "X left", transfer notes, closed."""
 
     TYPE = "message.system"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS})
     conversation_id: Id
     message_id: Id
     kind: Literal["joined", "left", "transferred", "closed", "queued", "missed", "notice"]
@@ -57,6 +62,7 @@ class TypingChanged(EventData):
     """Ephemeral: shown live, never stored as chat history."""
 
     TYPE = "typing.changed"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS})
     conversation_id: Id
     who_kind: Literal["customer", "agent"]
     who_id: Id
@@ -67,6 +73,7 @@ class MessageRead(EventData):
     """Ephemeral read receipt: the reader has seen everything up to ``message_id``."""
 
     TYPE = "message.read"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS})
     conversation_id: Id
     message_id: Id
     reader_kind: Literal["customer", "agent"]

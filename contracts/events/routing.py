@@ -2,6 +2,7 @@
 
 from pydantic import Field
 
+from contracts.audience import Audience
 from contracts.base import EventData, Id
 
 
@@ -13,6 +14,8 @@ class AgentConnectionLost(EventData):
     """
 
     TYPE = "agent.disconnected"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
     agent_id: Id
     grace_s: int = Field(ge=0)
 

@@ -9,6 +9,7 @@ from contracts.base import EventData, Id, ShortText
 
 class TenantSignedUp(EventData):
     TYPE = "tenant.signed_up"
+    DECIDED_BY = "admin"
     tenant_id: Id
     name: ShortText
     owner_email: ShortText

@@ -6,6 +6,7 @@ once, and open sockets of that agent are closed — every gateway sees the same 
 """
 
 from contracts.envelope import Envelope
+from contracts.events.admin import AgentCreated, AgentRemoved, AgentUpdated
 from gateway.auth.tokens import AgentPrincipal, Principal
 
 SECURITY_FIELDS = ("role", "groups", "permissions", "password_hash", "token_version")
@@ -22,13 +23,13 @@ class RevocationList:
         if not isinstance(agent_id, str):
             return None
         key = (event.tenant, agent_id)
-        if event.type == "agent.removed":
+        if event.type == AgentRemoved.TYPE:
             self._removed.add(key)
             return key
-        if event.type == "agent.created":
+        if event.type == AgentCreated.TYPE:
             self._removed.discard(key)
             return None
-        if event.type == "agent.updated":
+        if event.type == AgentUpdated.TYPE:
             before, after = event.data.get("before") or {}, event.data.get("after") or {}
             if any(before.get(f) != after.get(f) for f in SECURITY_FIELDS if f in after):
                 version = after.get("token_version")

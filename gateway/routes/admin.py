@@ -12,6 +12,20 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import Actor, Envelope, derive_event_id
+from contracts.commands.admin import (
+    CreateAgent,
+    CreateCanned,
+    CreateGroup,
+    DeleteCanned,
+    DeleteGroup,
+    RemoveAgent,
+    SubscribeWebhook,
+    UnsubscribeWebhook,
+    UpdateAgent,
+    UpdateCanned,
+    UpdateGroup,
+    UpdateSettings,
+)
 from contracts.envelope import ActorKind
 from gateway.auth.http import ApiError, get_deps, require_agent
 from gateway.auth.permissions import (
@@ -203,7 +217,7 @@ def build_router(deps: Any) -> APIRouter:
             "password_hash": hash_password(body.password),
         }
         return {
-            **await admin_command(deps, agent, "agent.create", f"agent:{agent_id}", data),
+            **await admin_command(deps, agent, CreateAgent.TYPE, f"agent:{agent_id}", data),
             "agent_id": agent_id,
         }
 
@@ -224,7 +238,7 @@ def build_router(deps: Any) -> APIRouter:
         return await admin_command(
             deps,
             agent,
-            "agent.update",
+            UpdateAgent.TYPE,
             f"agent:{agent_id}",
             {"agent_id": agent_id, "changes": changes},
         )
@@ -235,7 +249,7 @@ def build_router(deps: Any) -> APIRouter:
     ) -> Any:
         await _may_manage(deps, agent, agent_id, None)
         return await admin_command(
-            deps, agent, "agent.remove", f"agent:{agent_id}", {"agent_id": agent_id}
+            deps, agent, RemoveAgent.TYPE, f"agent:{agent_id}", {"agent_id": agent_id}
         )
 
     @router.get("/admin/agents/status")
@@ -268,7 +282,7 @@ def build_router(deps: Any) -> APIRouter:
             **await admin_command(
                 deps,
                 agent,
-                "permission_group.create",
+                CreateGroup.TYPE,
                 f"group:{group_id}",
                 {**body.model_dump(), "group_id": group_id},
             ),
@@ -289,7 +303,7 @@ def build_router(deps: Any) -> APIRouter:
         return await admin_command(
             deps,
             agent,
-            "permission_group.update",
+            UpdateGroup.TYPE,
             f"group:{group_id}",
             {"group_id": group_id, "changes": changes},
         )
@@ -299,7 +313,7 @@ def build_router(deps: Any) -> APIRouter:
         group_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
     ) -> Any:
         return await admin_command(
-            deps, agent, "permission_group.delete", f"group:{group_id}", {"group_id": group_id}
+            deps, agent, DeleteGroup.TYPE, f"group:{group_id}", {"group_id": group_id}
         )
 
     @router.get("/admin/settings")
@@ -316,7 +330,7 @@ def build_router(deps: Any) -> APIRouter:
         deps: Any = Depends(get_deps),
     ) -> Any:
         result = await admin_command(
-            deps, agent, "tenant.update_settings", "tenant", {"changes": changes}
+            deps, agent, UpdateSettings.TYPE, "tenant", {"changes": changes}
         )
         # The log will tell every gateway; this one forgets at once so its next read is fresh.
         deps.tenant_settings.forget(agent.tenant)
@@ -354,9 +368,7 @@ def build_router(deps: Any) -> APIRouter:
             "owner_id": agent.agent_id,
         }
         return {
-            **await admin_command(
-                deps, agent, "canned_response.create", f"canned:{canned_id}", data
-            ),
+            **await admin_command(deps, agent, CreateCanned.TYPE, f"canned:{canned_id}", data),
             "canned_id": canned_id,
         }
 
@@ -376,9 +388,7 @@ def build_router(deps: Any) -> APIRouter:
             "changes": body.model_dump(exclude_none=True),
             **who_edits(agent),
         }
-        return await admin_command(
-            deps, agent, "canned_response.update", f"canned:{canned_id}", data
-        )
+        return await admin_command(deps, agent, UpdateCanned.TYPE, f"canned:{canned_id}", data)
 
     @router.delete("/canned/{canned_id}")
     async def delete_canned(
@@ -389,7 +399,7 @@ def build_router(deps: Any) -> APIRouter:
         return await admin_command(
             deps,
             agent,
-            "canned_response.delete",
+            DeleteCanned.TYPE,
             f"canned:{canned_id}",
             {"canned_id": canned_id, **who_edits(agent)},
         )
@@ -420,7 +430,7 @@ def _webhook_routes(router: APIRouter) -> None:
             "event_types": body.event_types,
         }
         done = await admin_command(
-            deps, agent, "webhook.subscribe", f"subscription:{subscription_id}", data
+            deps, agent, SubscribeWebhook.TYPE, f"subscription:{subscription_id}", data
         )
         # The secret is derived, never stored: shown here so the receiver can verify signatures.
         secret = subscription_secret(
@@ -437,7 +447,7 @@ def _webhook_routes(router: APIRouter) -> None:
         return await admin_command(
             deps,
             agent,
-            "webhook.unsubscribe",
+            UnsubscribeWebhook.TYPE,
             f"subscription:{subscription_id}",
             {"subscription_id": subscription_id},
         )

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import Actor, Envelope, derive_event_id
+from contracts.commands.billing import ChangePlan
 from contracts.envelope import ActorKind
 from gateway.auth.http import ApiError, get_deps, require_agent
 from gateway.auth.permissions import MANAGE_SETTINGS, VIEW_BILLING
@@ -79,7 +80,7 @@ def build_router(deps: Any) -> APIRouter:
         key = uuid.uuid4().hex
         envelope = Envelope(
             id=derive_event_id(agent.tenant, agent.agent_id, key),
-            type="billing.change_plan",
+            type=ChangePlan.TYPE,
             tenant=agent.tenant,
             stream=f"billing:{agent.tenant}",
             actor=Actor(kind=ActorKind.agent, id=agent.agent_id),

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import Actor, Envelope, derive_event_id
+from contracts.commands.connector import ConfigureConnector, RemoveConnector
 from contracts.envelope import ActorKind
 from gateway.auth.http import ApiError, get_deps, require_agent
 from gateway.auth.permissions import MANAGE_CONNECTORS
@@ -91,12 +92,12 @@ def build_router(deps: Any) -> APIRouter:
             "public_config": body.public_config,
             "sealed_secrets": sealed,
         }
-        return await _command(deps, agent, "connector.configure", connector_id, data)
+        return await _command(deps, agent, ConfigureConnector.TYPE, connector_id, data)
 
     @router.delete("/connectors/{connector_id}")
     async def delete_connector(
         connector_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
     ) -> Any:
-        return await _command(deps, agent, "connector.remove", connector_id, {})
+        return await _command(deps, agent, RemoveConnector.TYPE, connector_id, {})
 
     return router

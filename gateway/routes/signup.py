@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import Actor, Envelope, derive_event_id
+from contracts.commands.admin import ConfirmSignUp, SignUp
 from contracts.envelope import ActorKind
 from gateway.auth.http import ApiError, get_deps
 from gateway.auth.throttle import limit_credential_attempts
@@ -112,7 +113,7 @@ def build_router(deps: Any) -> APIRouter:
         }
         envelope = Envelope(
             id=derive_event_id(body.tenant, "signup", data["token_hash"]),
-            type="tenant.sign_up",
+            type=SignUp.TYPE,
             tenant=body.tenant,
             stream="tenant",
             actor=SIGNUP_ACTOR,
@@ -135,7 +136,7 @@ def build_router(deps: Any) -> APIRouter:
         tenant, digest = _tenant_of(token), token_hash(token)
         envelope = Envelope(
             id=derive_event_id(tenant, "confirm", digest),
-            type="tenant.confirm_sign_up",
+            type=ConfirmSignUp.TYPE,
             tenant=tenant,
             stream="tenant",
             actor=SIGNUP_ACTOR,

@@ -4,7 +4,7 @@ import os
 from collections.abc import Awaitable, Callable
 
 from contracts.envelope import Actor, Envelope, LoggedEvent
-from contracts.events.system import SYSTEM_TENANT
+from contracts.events.system import SYSTEM_TENANT, LogMarker
 from relaydesk.bus.connection import Bus
 from relaydesk.bus.log_reader import LogReader
 
@@ -13,7 +13,7 @@ BatchHandler = Callable[[list[LoggedEvent]], Awaitable[None]]
 
 def marker_event(service: str) -> Envelope:
     return Envelope(
-        type="system.marker",
+        type=LogMarker.TYPE,
         tenant=SYSTEM_TENANT,
         stream=f"service:{service}",
         actor=Actor(kind="system", id=service),

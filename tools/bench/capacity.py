@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient
 
 from contracts import Actor, Envelope, new_event_id
 from contracts.envelope import ActorKind
+from contracts.events.message import MessageSent
 from history_service.hash_chain import envelope_of
 from relaydesk.bus import Bus
 from relaydesk.bus.log_reader import LogReader
@@ -78,7 +79,7 @@ async def archive_rate(amqp_url: str, fleet: ChatFleet, events: int) -> dict[str
     envelopes = [
         Envelope(
             id=(event_id := new_event_id()),
-            type="message.sent",
+            type=MessageSent.TYPE,
             v=2,
             tenant=TENANT,
             stream=f"conv:{conversation}",
@@ -169,7 +170,7 @@ async def raw_insert_rates(mongo_url: str, documents: int = 5000) -> dict[str, A
                 "position": i,
                 "tenant": TENANT,
                 "stream": "conv:raw",
-                "type": "message.sent",
+                "type": MessageSent.TYPE,
                 "data": {"body": f"raw {i}"},
             }
 

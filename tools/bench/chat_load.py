@@ -16,6 +16,8 @@ import httpx
 import orjson
 import websockets
 
+from contracts.events.conversation import ConversationAccepted, ConversationOffered
+from contracts.events.message import MessageSent
 from tools.bench.stats import summarize
 
 TENANT = "demo"
@@ -171,7 +173,7 @@ class ChatFleet:
                 continue
             event = frame["event"]
             kind, data = event["type"], event["data"]
-            if kind == "message.sent" and data.get("author_kind") == "customer":
+            if kind == MessageSent.TYPE and data.get("author_kind") == "customer":
                 sequence, scheduled = _parse(data["body"])
                 if sequence is None:
                     continue
@@ -181,7 +183,7 @@ class ChatFleet:
                 tally.seen.add(sequence)
                 if tally.measuring:
                     tally.latencies_ns.append(received - scheduled)
-            elif kind == "conversation.offered":
+            elif kind == ConversationOffered.TYPE:
                 if agent_id in data["agent_ids"]:
                     await agent.send(
                         orjson.dumps(
@@ -192,7 +194,7 @@ class ChatFleet:
                             }
                         ).decode()
                     )
-            elif kind == "conversation.accepted":
+            elif kind == ConversationAccepted.TYPE:
                 self._accepted.put_nowait(data["conversation_id"])
 
     async def _customer_reader(self, customer: Any) -> None:
@@ -213,7 +215,7 @@ class ChatFleet:
                     asyncio.get_running_loop().call_later(
                         RESEND_AFTER_S, lambda u=unacked: asyncio.ensure_future(u[0].send(u[1]))
                     )
-            elif kind == "event" and frame["event"]["type"] == "message.sent" and tally.measuring:
+            elif kind == "event" and frame["event"]["type"] == MessageSent.TYPE and tally.measuring:
                 _, scheduled = _parse(frame["event"]["data"]["body"])
                 if scheduled is not None:
                     tally.echo_ns.append(received - scheduled)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from contracts import Actor, Envelope, new_event_id
+from contracts.commands.admin import CreateAgent, CreateTenant, RemoveAgent, UpdateAgent
+from contracts.commands.billing import ClosePeriod, RecordPayment
 from contracts.envelope import ActorKind
 from relaydesk.bus import Bus, RemoteError
 from relaydesk.bus.rpc import RpcClient
@@ -106,7 +108,7 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
         return await _send(
             rpc,
             settings,
-            _command(args.tenant, "tenant.create", "tenant", data),
+            _command(args.tenant, CreateTenant.TYPE, "tenant", data),
             f"tenant {args.tenant} created",
         )
     if args.action == "create-agent":
@@ -119,7 +121,7 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
             "max_chats": args.max_chats,
             "password_hash": hash_password(password),
         }
-        envelope = _command(args.tenant, "agent.create", f"agent:{data['agent_id']}", data)
+        envelope = _command(args.tenant, CreateAgent.TYPE, f"agent:{data['agent_id']}", data)
         return await _send(
             rpc,
             settings,
@@ -128,7 +130,7 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
         )
     if args.action == "close-period":
         envelope = _command(
-            args.tenant, "billing.close_period", f"billing:{args.tenant}", {"period": args.period}
+            args.tenant, ClosePeriod.TYPE, f"billing:{args.tenant}", {"period": args.period}
         )
         return await _send(
             rpc, settings, envelope, f"{args.period} closed for {args.tenant}", service="billing"
@@ -140,7 +142,7 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
             "method": "manual",
             **({"reference": args.reference} if args.reference else {}),
         }
-        envelope = _command(args.tenant, "billing.record_payment", f"billing:{args.tenant}", data)
+        envelope = _command(args.tenant, RecordPayment.TYPE, f"billing:{args.tenant}", data)
         return await _send(
             rpc,
             settings,
@@ -162,12 +164,15 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
         return await _send(
             rpc,
             settings,
-            _command(args.tenant, "agent.remove", f"agent:{agent_id}", {"agent_id": agent_id}),
+            _command(args.tenant, RemoveAgent.TYPE, f"agent:{agent_id}", {"agent_id": agent_id}),
             f"{args.email} removed",
         )
     changes = {"password_hash": hash_password(args.password or getpass.getpass("new password: "))}
     envelope = _command(
-        args.tenant, "agent.update", f"agent:{agent_id}", {"agent_id": agent_id, "changes": changes}
+        args.tenant,
+        UpdateAgent.TYPE,
+        f"agent:{agent_id}",
+        {"agent_id": agent_id, "changes": changes},
     )
     return await _send(rpc, settings, envelope, f"password of {args.email} changed")
 

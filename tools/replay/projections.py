@@ -11,6 +11,7 @@ from agent_service import fold as routing_fold
 from agent_service.state import RoutingState
 from billing_service.ledger import Ledger
 from contracts.envelope import LoggedEvent
+from contracts.events.system import LogMarker
 from contracts.plans import PlanCatalogue
 from history_service.read_models import ReadModels
 from relaydesk.bus import Bus, RemoteError, RequestTimeout
@@ -34,7 +35,7 @@ BATCH = 500
 async def _batches(events: AsyncIterator[LoggedEvent]) -> AsyncIterator[list[LoggedEvent]]:
     batch: list[LoggedEvent] = []
     async for event in events:
-        if event.envelope.type == "system.marker":
+        if event.envelope.type == LogMarker.TYPE:
             continue
         batch.append(event)
         if len(batch) >= BATCH:

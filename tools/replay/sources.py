@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from contracts.envelope import Envelope, LoggedEvent
+from contracts.events.system import LogMarker
 from history_service.hash_chain import envelope_of
 from relaydesk.bus import Bus, LogReader
 from relaydesk.store import database, make_client
@@ -106,7 +107,7 @@ async def from_stream(
         async with LogReader(bus, start="first", prefetch=2000, name="replay") as reader:
             async for batch in reader.batches(max_batch=1000, idle_timeout=idle_timeout):
                 for event in batch:
-                    matched = event.envelope.type != "system.marker" and selection.holds(
+                    matched = event.envelope.type != LogMarker.TYPE and selection.holds(
                         event.envelope
                     )
                     progress.tick(matched)
