@@ -105,7 +105,7 @@ class Operations:
     async def publish_attachment(
         self, principal: Principal, key: str, info: ConversationInfo, attachment: dict[str, Any]
     ) -> dict[str, Any]:
-        """Publish ``message.attachment_sent`` for a file already stored; ids derive from ``key``."""
+        """Publish ``message.attachment_sent`` for a file already stored; ids come from ``key``."""
         data = {
             "conversation_id": info.conversation_id,
             "message_id": derive_event_id(principal.tenant, principal.actor_id, key),
@@ -394,7 +394,5 @@ class Operations:
         )
         try:
             await self._rpc.command("agent", envelope, timeout=self._timeout)
-        except (
-            Exception
-        ) as exc:  # the agent service folds presence again on the agent's next action
+        except Exception as exc:  # noqa: BLE001 - presence is folded again on the agent's next action
             log.warning("connection_lost_not_sent", error=type(exc).__name__)

@@ -1,4 +1,4 @@
-"""A token bucket: ``rate`` tokens a second, at most ``burst`` saved (per connection, per address)."""
+"""A token bucket: ``rate`` tokens a second, at most ``burst`` saved (per connection or address)."""
 
 import time
 

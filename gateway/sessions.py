@@ -99,7 +99,7 @@ class Session:
                     self._sending = True
                     await self.websocket.send_text(text.decode())
                     self._sending = False
-        except Exception as exc:  # the peer went away; the reader notices too
+        except Exception as exc:  # noqa: BLE001 - the peer went away; the reader notices too
             log.debug("ws_write_ended", error=type(exc).__name__)
         finally:
             self.closed.set()
@@ -110,7 +110,7 @@ class Session:
             ):
                 try:
                     await asyncio.wait_for(self.websocket.close(code=self.close_code), 2)
-                except Exception:  # already closing, or the peer is stuck
+                except Exception:  # noqa: BLE001 - already closing, or the peer is stuck
                     pass
 
 

@@ -100,7 +100,8 @@ class RunningSystem:
 async def running_system(
     settings: Settings, *, with_history: bool = True, with_agent: bool = True
 ) -> AsyncIterator[RunningSystem]:
-    """``with_history`` / ``with_agent`` False leave that service out, e.g. for a test that runs it as its own process."""
+    """``with_history`` / ``with_agent`` False leave that service out, e.g. for a test that runs it
+    as its own process."""
     services: list[Any] = []
     candidates = (
         [("agent_service.admin.service", "AdminService"), ("agent_service.service", "AgentService")]

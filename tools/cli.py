@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0
-    args, rest = parser.parse_known_args(argv[:1])
+    args, _ = parser.parse_known_args(argv[:1])
     command = args.command
     if command == "up":
         from tools.supervisor import up

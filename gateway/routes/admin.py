@@ -149,11 +149,8 @@ RANK = {"agent": 0, "supervisor": 1, "admin": 2, "owner": 3}
 
 
 def _no_escalation(agent: AgentPrincipal, role: str | None) -> None:
-    if (
-        role in ("owner", "admin")
-        and agent.role not in ("owner", "admin")
-        or role == "owner"
-        and agent.role != "owner"
+    if (role in ("owner", "admin") and agent.role not in ("owner", "admin")) or (
+        role == "owner" and agent.role != "owner"
     ):
         raise ApiError(403, "forbidden", f"a {agent.role} cannot grant the {role} role")
 
@@ -166,10 +163,8 @@ async def _may_manage(
         target = await admin_query(
             deps, "agent.get", {"tenant": agent.tenant, "agent_id": target_id}
         )
-        if (
-            RANK.get(target["role"], 0) > RANK.get(agent.role, 0)
-            or target["role"] == "owner"
-            and agent.role != "owner"
+        if RANK.get(target["role"], 0) > RANK.get(agent.role, 0) or (
+            target["role"] == "owner" and agent.role != "owner"
         ):
             raise ApiError(403, "forbidden", f"a {agent.role} cannot change a {target['role']}")
     if groups and agent.role not in ("owner", "admin"):
@@ -373,7 +368,8 @@ def build_router(deps: Any) -> APIRouter:
         }
 
     def who_edits(agent: AgentPrincipal) -> dict[str, Any]:
-        # The admin service decides with its state: personal responses only by their owner, shared ones with the permission.
+        # The admin service decides with its state: personal responses only by their owner, shared
+        # ones with the permission.
         return {"acting_agent": agent.agent_id, "may_edit_shared": agent.can(EDIT_SHARED_CANNED)}
 
     @router.patch("/canned/{canned_id}")

@@ -174,7 +174,9 @@ def build_router(deps: Any) -> APIRouter:
             media_type=found.content_type,
             headers={
                 # RFC 6266/5987: the UTF-8 name percent-encoded; headers themselves stay ASCII
-                "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(found.filename, safe='')}",
+                "Content-Disposition": (
+                    f"{disposition}; filename*=UTF-8''{quote(found.filename, safe='')}"
+                ),
                 "X-Content-Type-Options": "nosniff",
                 "Content-Security-Policy": "default-src 'none'; sandbox",
                 "Cache-Control": "private, max-age=300",

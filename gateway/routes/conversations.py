@@ -83,7 +83,7 @@ def build_router(deps: Any) -> APIRouter:
     async def queue(
         agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)
     ) -> Any:
-        """Waiting conversations in order, marking those offered to the caller (the console's requests list)."""
+        """Waiting conversations in order, those offered to the caller marked (requests list)."""
         try:
             waiting = await deps.rpc.query(
                 "agent", "queue", {"tenant": agent.tenant}, timeout=deps.settings.request_timeout_s

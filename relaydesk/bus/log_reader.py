@@ -138,7 +138,7 @@ class LogReader:
                 await self._subscribe()
                 log.info("log_reader_resubscribed", reader=self._name, after=self.last_position)
                 return
-            except Exception as exc:  # broker still down: keep trying, the log waits for us
+            except Exception as exc:  # noqa: BLE001 - broker still down: keep trying, the log waits
                 log.warning(
                     "log_reader_resubscribe_failed", reader=self._name, error=type(exc).__name__
                 )

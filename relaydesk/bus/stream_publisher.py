@@ -67,7 +67,7 @@ class StreamPublisher:
         self._closed = False
 
     async def start(self) -> None:
-        """Connect now, so a missing stream plugin is reported at start, not at the first message."""
+        """Connect now: a missing stream plugin is reported at start, not at the first message."""
         await self._connect()
         self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
@@ -140,7 +140,7 @@ class StreamPublisher:
                 producer = self._producer or await self._connect()
                 await self._send(producer, batch)
                 delay = 0.1
-            except Exception as exc:  # connection trouble: these callers retry, we reconnect
+            except Exception as exc:  # noqa: BLE001 - connection trouble: callers retry, we reconnect
                 for _, _, future in batch:
                     if not future.done():
                         future.set_exception(
