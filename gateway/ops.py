@@ -98,7 +98,7 @@ class Operations:
                 "unavailable", "the deciding service did not answer; resend with the same id"
             ) from None
 
-    async def writable(self, principal: Principal, conversation_id: Any) -> ConversationInfo:
+    async def writable(self, principal: Principal, conversation_id: object) -> ConversationInfo:
         """The conversation, if ``principal`` may write into it (HTTP uploads use this)."""
         return await self._writable(principal, {"conversation_id": conversation_id})
 
@@ -134,7 +134,7 @@ class Operations:
             id=principal.actor_id,
         )
 
-    async def conversation(self, principal: Principal, conversation_id: Any) -> ConversationInfo:
+    async def conversation(self, principal: Principal, conversation_id: object) -> ConversationInfo:
         if (
             not isinstance(conversation_id, str)
             or not conversation_id

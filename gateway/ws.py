@@ -143,7 +143,7 @@ async def _handle_frame(text: str, session: Session, deps: GatewayDeps) -> None:
                 "too_large", f"frames are limited to {deps.settings.ws_max_frame_bytes} bytes"
             )
         try:
-            frame: Any = orjson.loads(text)
+            frame: object = orjson.loads(text)
         except orjson.JSONDecodeError:
             raise OpError("bad_frame", "frames must be JSON objects") from None
         if not isinstance(frame, dict):

@@ -35,6 +35,7 @@ from gateway.auth.permissions import (
     MANAGE_SETTINGS,
 )
 from gateway.auth.tokens import AgentPrincipal
+from gateway.deps import GatewayDeps
 from gateway.queries import ask
 from outbound_webhooks.signing import subscription_secret
 from relaydesk.bus import RemoteError, RequestTimeout
@@ -110,7 +111,7 @@ class CannedChanges(BaseModel):
 
 
 async def admin_command(
-    deps: Any, agent: AgentPrincipal, type_name: str, stream: str, data: dict[str, Any]
+    deps: GatewayDeps, agent: AgentPrincipal, type_name: str, stream: str, data: dict[str, Any]
 ) -> dict[str, Any]:
     envelope = Envelope(
         id=derive_event_id(agent.tenant, agent.agent_id, uuid.uuid4().hex),
@@ -126,7 +127,7 @@ async def admin_command(
     return await send_admin_command(deps, envelope)
 
 
-async def send_admin_command(deps: Any, envelope: Envelope) -> dict[str, Any]:
+async def send_admin_command(deps: GatewayDeps, envelope: Envelope) -> dict[str, Any]:
     """Send a command to the admin single writer; its rejection becomes the HTTP error."""
     try:
         reply = await deps.rpc.command("admin", envelope, timeout=deps.settings.request_timeout_s)
@@ -141,7 +142,7 @@ async def send_admin_command(deps: Any, envelope: Envelope) -> dict[str, Any]:
     return {"ok": True, "event_ids": list(reply.event_ids)}
 
 
-async def admin_query(deps: Any, name: str, params: dict[str, Any]) -> Any:
+async def admin_query(deps: GatewayDeps, name: str, params: dict[str, Any]) -> Any:
     return await ask(deps, "admin", name, params, ERROR_STATUS)
 
 
@@ -156,7 +157,7 @@ def _no_escalation(agent: AgentPrincipal, role: str | None) -> None:
 
 
 async def _may_manage(
-    deps: Any, agent: AgentPrincipal, target_id: str | None, groups: list[str] | None
+    deps: GatewayDeps, agent: AgentPrincipal, target_id: str | None, groups: list[str] | None
 ) -> None:
     """Nobody edits someone ranked above them, or hands out permissions they lack themselves."""
     if target_id is not None:
@@ -189,19 +190,21 @@ def _may_grant(agent: AgentPrincipal, permissions: list[str] | None) -> None:
         )
 
 
-def build_router(deps: Any) -> APIRouter:
+def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["admin"])
     managers = require_agent(MANAGE_AGENTS)
 
     @router.get("/admin/agents")
     async def list_agents(
-        agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+        agent: AgentPrincipal = Depends(managers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         return await admin_query(deps, "agents.list", {"tenant": agent.tenant})
 
     @router.post("/admin/agents", status_code=201)
     async def create_agent(
-        body: NewAgent, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+        body: NewAgent,
+        agent: AgentPrincipal = Depends(managers),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         _no_escalation(agent, body.role)
         await _may_manage(deps, agent, None, body.groups)
@@ -221,7 +224,7 @@ def build_router(deps: Any) -> APIRouter:
         agent_id: str,
         body: AgentChanges,
         agent: AgentPrincipal = Depends(managers),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         _no_escalation(agent, body.role)
         await _may_manage(deps, agent, agent_id, body.groups)
@@ -240,7 +243,9 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.delete("/admin/agents/{agent_id}")
     async def remove_agent(
-        agent_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+        agent_id: str,
+        agent: AgentPrincipal = Depends(managers),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         await _may_manage(deps, agent, agent_id, None)
         return await admin_command(
@@ -249,7 +254,7 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.get("/admin/agents/status")
     async def agents_status(
-        agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)
+        agent: AgentPrincipal = Depends(require_agent()), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         try:
             return await deps.rpc.query(
@@ -263,13 +268,15 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.get("/admin/groups")
     async def list_groups(
-        agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+        agent: AgentPrincipal = Depends(managers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         return await admin_query(deps, "groups.list", {"tenant": agent.tenant})
 
     @router.post("/admin/groups", status_code=201)
     async def create_group(
-        body: NewGroup, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+        body: NewGroup,
+        agent: AgentPrincipal = Depends(managers),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         _may_grant(agent, body.permissions)
         group_id = "g" + uuid.uuid4().hex[:12]
@@ -289,7 +296,7 @@ def build_router(deps: Any) -> APIRouter:
         group_id: str,
         body: GroupChanges,
         agent: AgentPrincipal = Depends(managers),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         changes = body.model_dump(exclude_none=True)
         if not changes:
@@ -305,7 +312,9 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.delete("/admin/groups/{group_id}")
     async def delete_group(
-        group_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+        group_id: str,
+        agent: AgentPrincipal = Depends(managers),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await admin_command(
             deps, agent, DeleteGroup.TYPE, f"group:{group_id}", {"group_id": group_id}
@@ -314,7 +323,7 @@ def build_router(deps: Any) -> APIRouter:
     @router.get("/admin/settings")
     async def get_settings(
         agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await admin_query(deps, "tenant.settings", {"tenant": agent.tenant})
 
@@ -322,7 +331,7 @@ def build_router(deps: Any) -> APIRouter:
     async def patch_settings(
         changes: dict[str, Any],
         agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         result = await admin_command(
             deps, agent, UpdateSettings.TYPE, "tenant", {"changes": changes}
@@ -335,7 +344,7 @@ def build_router(deps: Any) -> APIRouter:
     async def search_canned(
         q: str = Query("", max_length=100),
         agent: AgentPrincipal = Depends(require_agent()),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await admin_query(
             deps,
@@ -352,7 +361,7 @@ def build_router(deps: Any) -> APIRouter:
     async def create_canned(
         body: NewCanned,
         agent: AgentPrincipal = Depends(require_agent()),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         if body.scope != "personal" and not agent.can(EDIT_SHARED_CANNED):
             raise ApiError(403, "forbidden", f"missing permission {EDIT_SHARED_CANNED}")
@@ -377,7 +386,7 @@ def build_router(deps: Any) -> APIRouter:
         canned_id: str,
         body: CannedChanges,
         agent: AgentPrincipal = Depends(require_agent()),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         data = {
             "canned_id": canned_id,
@@ -390,7 +399,7 @@ def build_router(deps: Any) -> APIRouter:
     async def delete_canned(
         canned_id: str,
         agent: AgentPrincipal = Depends(require_agent()),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await admin_command(
             deps,
@@ -409,7 +418,7 @@ def _webhook_routes(router: APIRouter) -> None:
 
     @router.get("/admin/webhooks")
     async def list_webhooks(
-        agent: AgentPrincipal = Depends(settings_managers), deps: Any = Depends(get_deps)
+        agent: AgentPrincipal = Depends(settings_managers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         return await admin_query(deps, "webhooks.list", {"tenant": agent.tenant})
 
@@ -417,7 +426,7 @@ def _webhook_routes(router: APIRouter) -> None:
     async def subscribe(
         body: NewWebhook,
         agent: AgentPrincipal = Depends(settings_managers),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         subscription_id = "w" + uuid.uuid4().hex[:12]
         data = {
@@ -438,7 +447,7 @@ def _webhook_routes(router: APIRouter) -> None:
     async def unsubscribe(
         subscription_id: str,
         agent: AgentPrincipal = Depends(settings_managers),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await admin_command(
             deps,
@@ -453,7 +462,7 @@ def _webhook_routes(router: APIRouter) -> None:
         subscription_id: str,
         limit: int = Query(100, ge=1, le=500),
         agent: AgentPrincipal = Depends(settings_managers),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await admin_query(
             deps,
