@@ -218,7 +218,9 @@ class Operations:
         conversation_id = (
             "c" + derive_event_id(principal.tenant, principal.visitor_id, "start:" + key)[1:25]
         )
-        given = frame.get("visitor") if isinstance(frame.get("visitor"), dict) else {}
+        given = frame.get("visitor")
+        if not isinstance(given, dict):
+            given = {}
         visitor = {
             "id": principal.visitor_id,
             **{k: given[k] for k in ("name", "email", "page_url") if isinstance(given.get(k), str)},

@@ -52,10 +52,12 @@ class TenantSettingsCache:
             }
         except RemoteError as exc:
             if exc.code != "not_found":
-                return self._unavailable(tenant, generation, exc.code)
+                self._unavailable(tenant, generation, exc.code)
+                return None
             settings = dict(DEFAULT_SETTINGS)
         except Exception as exc:  # noqa: BLE001 - admin unreachable: None, the caller says so
-            return self._unavailable(tenant, generation, type(exc).__name__)
+            self._unavailable(tenant, generation, type(exc).__name__)
+            return None
         self._store(tenant, generation, settings)
         return settings
 

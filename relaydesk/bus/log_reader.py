@@ -230,11 +230,13 @@ class LogReader:
         try:
             body = message_body(raw)
         except NotAMessage as exc:
-            return await self._poison(raw, position, str(exc))
+            await self._poison(raw, position, str(exc))
+            return None
         try:
             return LoggedEvent(position=position, envelope=decode_envelope(body), body=body)
         except (ValueError, ValidationError) as exc:
-            return await self._poison(body, position, str(exc))
+            await self._poison(body, position, str(exc))
+            return None
 
     async def _poison(self, body: bytes, position: int, reason: str) -> None:
         self.poison_count += 1
