@@ -8,9 +8,9 @@ import structlog
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from outbound_webhooks.signing import subscription_secret
 from outbound_webhooks.worker import DELIVERIES, RetryPolicy, Subscription, WebhookWorker
 from relaydesk.bus import Bus
+from relaydesk.sealing import subscription_secret
 
 log = structlog.get_logger(__name__)
 

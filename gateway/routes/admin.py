@@ -37,9 +37,9 @@ from gateway.auth.permissions import (
 from gateway.auth.tokens import AgentPrincipal
 from gateway.deps import GatewayDeps
 from gateway.queries import ask
-from outbound_webhooks.signing import subscription_secret
 from relaydesk.bus import RemoteError, RequestTimeout
 from relaydesk.passwords import hash_password
+from relaydesk.sealing import subscription_secret
 
 Role = Literal["owner", "admin", "supervisor", "agent"]
 ERROR_STATUS = {
