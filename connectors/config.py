@@ -1,10 +1,16 @@
 """Connector configuration folded from ``connector.configured`` / ``connector.removed`` events."""
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+import structlog
+from cryptography.fernet import InvalidToken
 
 from contracts.envelope import LoggedEvent
 from contracts.events.connector import ConnectorConfigured, ConnectorRemoved
 from relaydesk.sealing import SecretBox
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -14,6 +20,10 @@ class Connector:
     platform: str
     public: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict, repr=False)  # repr=False: never in logs
+    # Which of this service's keys sealed the secrets: "current"; "previous" (re-seal them:
+    # `relaydesk admin reseal-connectors`); "unknown", a key no longer configured: the secrets
+    # are lost and must be entered again.
+    sealed_with: Literal["current", "previous", "unknown"] = "current"
 
 
 class ConnectorDirectory:
@@ -27,12 +37,28 @@ class ConnectorDirectory:
         env = event.envelope
         if env.type == ConnectorConfigured.TYPE:
             data = env.data
+            sealed = data["sealed_config"]
+            key: Literal["current", "previous", "unknown"]
+            try:
+                secrets = self._box.open(sealed)
+                key = "current" if self._box.sealed_under_current_key(sealed) else "previous"
+            except InvalidToken:
+                # A later event sealed under a current key (reconfiguration, re-sealing) takes
+                # its place; until then the connector has no secrets and cannot deliver.
+                secrets, key = {}, "unknown"
+                log.warning(
+                    "connector_secrets_unreadable",
+                    tenant=env.tenant,
+                    connector_id=data["connector_id"],
+                    position=event.position,
+                )
             connector = Connector(
                 env.tenant,
                 data["connector_id"],
                 data["platform"],
                 dict(data.get("public_config", {})),
-                self._box.open(data["sealed_config"]),
+                secrets,
+                key,
             )
             self._by_id[connector.connector_id] = connector
         elif env.type == ConnectorRemoved.TYPE:
@@ -41,11 +67,18 @@ class ConnectorDirectory:
                 del self._by_id[existing.connector_id]
 
     def get(self, connector_id: str, platform: str) -> Connector | None:
-        connector = self._by_id.get(connector_id)
+        """A connector that can verify and send: never one whose secrets are unreadable (an
+        empty secret would make its webhook signatures forgeable)."""
+        connector = self.usable(connector_id)
         return connector if connector is not None and connector.platform == platform else None
 
     def find(self, connector_id: str) -> Connector | None:
+        """Any configured connector, readable secrets or not (commands decide on it)."""
         return self._by_id.get(connector_id)
+
+    def usable(self, connector_id: str) -> Connector | None:
+        connector = self._by_id.get(connector_id)
+        return connector if connector is not None and connector.sealed_with != "unknown" else None
 
     def public_view(self, tenant: str) -> list[dict[str, object]]:
         """What an admin may see: public fields and which secrets are set, never their values."""
@@ -60,8 +93,22 @@ class ConnectorDirectory:
             if c.tenant == tenant
         ]
 
+    def operator_view(self) -> list[dict[str, object]]:
+        """Every tenant's connectors, public fields only: what re-sealing needs to send."""
+        return [
+            {
+                "tenant": c.tenant,
+                "connector_id": c.connector_id,
+                "platform": c.platform,
+                "public_config": c.public,
+                "sealed_with": c.sealed_with,
+            }
+            for c in self._by_id.values()
+        ]
+
     def ids_of(self, tenant: str) -> set[str]:
         return {c.connector_id for c in self._by_id.values() if c.tenant == tenant}
 
     def all(self) -> list[Connector]:
-        return list(self._by_id.values())
+        """The usable connectors (see ``get``)."""
+        return [c for c in self._by_id.values() if c.sealed_with != "unknown"]

@@ -43,7 +43,7 @@ class ConnectorsService:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.box = SecretBox(settings.secrets_key.get_secret_value())
+        self.box = SecretBox.from_settings(settings)
         self.directory = ConnectorDirectory(self.box)
         self.plans = TenantPlans()  # for the plan's connectors limit
         self.port: int | None = None
@@ -81,7 +81,7 @@ class ConnectorsService:
             bus,
             store,
             clients,
-            self.directory.find,
+            self.directory.usable,
             breaker_failures=self.settings.connector_breaker_failures,
             breaker_open_s=self.settings.connector_breaker_open_s,
         )
@@ -138,6 +138,8 @@ class ConnectorsService:
     async def _query(self, name: str, params: dict[str, Any]) -> Any:
         if name == "connectors.list":
             return self.directory.public_view(str(params.get("tenant", "")))
+        if name == "connectors.all":  # operators only (`relaydesk admin reseal-connectors`)
+            return self.directory.operator_view()
         raise ValueError(f"unknown query {name!r}")
 
     async def _serve_http(self, app: Any) -> None:

@@ -6,17 +6,23 @@ Every service prints the structured log event ``service_ready`` once it serves;
 
 import asyncio
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import structlog
+from pydantic import ValidationError
 
+from relaydesk.keys import SERVICE_SECRETS, refusal, variable
 from relaydesk.logging import configure_logging
 from relaydesk.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+
+# sysexits.h EX_CONFIG: a supervisor (systemd RestartPreventExitStatus=78) need not retry.
+EXIT_CONFIG = 78
 
 ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
 
@@ -26,8 +32,19 @@ def announce_ready(service: str, **fields: object) -> None:
 
 
 def run_service(name: str, main: ServiceMain, settings: Settings | None = None) -> None:
-    """Run ``main(settings, stop)`` on uvloop until SIGINT/SIGTERM sets ``stop``."""
-    settings = settings or Settings()
+    """Run ``main(settings, stop)`` on uvloop until SIGINT/SIGTERM sets ``stop``.
+
+    A setting that cannot be read, or a secret the service needs that is missing or weak,
+    ends the process before anything starts: one line on stderr, exit code 78, no traceback.
+    """
+    try:
+        settings = settings or Settings()
+    except ValidationError as exc:
+        fields = ", ".join(sorted({variable(str(error["loc"][0])) for error in exc.errors()}))
+        _refuse(f"relaydesk {name}: invalid setting {fields} ({exc.errors()[0]['msg']})")
+    why = refusal(name, settings, SERVICE_SECRETS.get(name, ()))
+    if why is not None:
+        _refuse(why)
     configure_logging(level=settings.log_level, fmt=settings.log_format, service=name)
 
     async def runner() -> None:
@@ -39,6 +56,11 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
         log.info("service_stopped", service=name)
 
     run_loop(runner())
+
+
+def _refuse(line: str) -> NoReturn:
+    print(line, file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_CONFIG)
 
 
 def run_loop(work: Coroutine[Any, Any, T]) -> T:

@@ -4,12 +4,16 @@ All variables use the ``RELAYDESK_`` prefix except ``MONGO_URL``, which follows 
 common convention so existing deployments can pass it unchanged.
 """
 
-from typing import Literal
+import json
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "RELAYDESK_"
+
+# Taken from the environment as written (NoDecode): a comma-separated list or a JSON list.
+PreviousKeys = Annotated[tuple[SecretStr, ...], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -34,9 +38,16 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
 
-    jwt_secret: SecretStr = SecretStr("change-me-in-production-relaydesk-dev-secret")
-    visitor_secret: SecretStr = SecretStr("change-me-visitor-secret-relaydesk-dev")
-    secrets_key: SecretStr = SecretStr("change-me-connector-secrets-relaydesk-dev")
+    # No secret has a built-in value: a service refuses to start without the ones it needs
+    # (relaydesk/keys.py), `relaydesk up` generates them into its data directory. The previous
+    # keys (comma-separated or a JSON list) still verify or open what they signed or sealed,
+    # and never sign or seal anything new: key rotation (docs/security.md).
+    jwt_secret: SecretStr | None = None
+    jwt_previous_secrets: PreviousKeys = ()
+    visitor_secret: SecretStr | None = None
+    visitor_previous_secrets: PreviousKeys = ()
+    secrets_key: SecretStr | None = None
+    secrets_previous_keys: PreviousKeys = ()
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 7 * 24 * 3600
     # Per client address, shared by login, refresh and sign-up (gateway/auth/throttle.py).
@@ -71,6 +82,19 @@ class Settings(BaseSettings):
     connector_breaker_open_s: float = Field(
         default=5.0, gt=0
     )  # how long an open breaker sends nothing before one trial
+
+    @field_validator(
+        "jwt_previous_secrets", "visitor_previous_secrets", "secrets_previous_keys", mode="before"
+    )
+    @classmethod
+    def _key_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        items = json.loads(text) if text.startswith("[") else text.split(",")
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise ValueError("a comma-separated list or a JSON list of strings")
+        return tuple(item.strip() for item in items if item.strip())
 
     def gateway_url(self) -> str:
         return self.public_url or f"http://{self.gateway_host}:{self.gateway_port}"

@@ -7,6 +7,7 @@ import pytest
 
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
+from tests.keys import test_secrets
 from tests.servers import MongoServer, RabbitServer, RabbitVhosts, stream_override
 
 
@@ -61,6 +62,7 @@ def settings(
         mongo_db=mongo_db_name,
         publish_timeout_s=5.0,
         **stream_override(vhosts, vhost),
+        **test_secrets(),
     )
 
 

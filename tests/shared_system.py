@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from relaydesk.settings import Settings
+from tests.keys import test_secrets
 from tests.servers import MongoServer, RabbitVhosts, stream_override
 from tests.system import RunningSystem, running_system
 
@@ -28,7 +29,7 @@ async def shared_system(
             mongo_db=f"t_{uuid.uuid4().hex[:12]}",
             publish_timeout_s=5.0,
             **stream_override(vhosts, vhost),
-            **overrides,
+            **{**test_secrets(), **overrides},
         )
         async with running_system(settings) as running:
             yield running

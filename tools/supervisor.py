@@ -1,7 +1,8 @@
 """``relaydesk up``: the whole system on one machine, each service its own process.
 
 Starts RabbitMQ (system package) if needed and the embedded MongoDB-protocol server when
-no MONGO_URL is set, then every service; prefixes their logs; waits until each printed
+no MONGO_URL is set, then every service, with the secrets it generated on the first start
+(``tools.up_secrets``; the environment wins); prefixes their logs; waits until each printed
 ``service_ready``; prints where to open the widget demo and the console; on Ctrl-C stops
 children in reverse order.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from relaydesk.settings import Settings
 from tools.demo import ensure_demo_workspace
 from tools.embedded import EmbeddedMongo, ensure_rabbitmq
+from tools.up_secrets import SecretsFileError, secrets_path, up_secrets
 
 SERVICES = ("history", "agent", "billing", "connectors", "gateway")
 READY_MARK = '"service_ready"'
@@ -84,6 +86,14 @@ async def up(
     settings: Settings, services: tuple[str, ...] = SERVICES, ready_timeout: float = 90
 ) -> int:
     env = dict(os.environ)
+    try:
+        generated = up_secrets(settings.data_dir, env)
+    except SecretsFileError as exc:
+        print(f"[relaydesk] {exc}", flush=True)
+        return 1
+    if generated:
+        print(f"[relaydesk] secrets from {secrets_path(settings.data_dir)}", flush=True)
+    env.update(generated)  # the children read them from their environment
     ensure_rabbitmq()
     mongo: EmbeddedMongo | None = None
     if not settings.mongo_url:

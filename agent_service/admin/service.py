@@ -24,6 +24,7 @@ from outbound_webhooks.worker import RetryPolicy
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import serve_commands, serve_queries
+from relaydesk.keys import key_ring
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 
@@ -99,7 +100,7 @@ class AdminService:
         self._mongo = make_client(self.settings.mongo_url)
         db = database(self._mongo, self.settings.mongo_db)
         self.webhooks = WebhookDispatcher(
-            self.bus, db, self.settings.secrets_key.get_secret_value(), self._webhook_policy
+            self.bus, db, key_ring(self.settings, "secrets_key").current, self._webhook_policy
         )
 
     async def stop(self) -> None:

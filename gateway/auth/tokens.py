@@ -3,6 +3,11 @@
 RFC 8725 rules applied: the verifier picks the algorithm (never the token), one
 algorithm per kind, separate keys for agents and visitors, a ``typ`` claim so an access
 token never validates as a refresh or visitor token, required exp/iat/sub/aud/iss.
+
+Key rotation: every token names its key in the header (``kid``, a hash of the key). The
+current key signs; a previous key (``RELAYDESK_JWT_PREVIOUS_SECRETS``,
+``RELAYDESK_VISITOR_PREVIOUS_SECRETS``) still verifies the tokens it signed while it is
+configured. A token without ``kid`` (issued before key ids) is tried against each key.
 """
 
 import time
@@ -12,6 +17,7 @@ from typing import Any, Literal
 
 import jwt
 
+from relaydesk.keys import KeyRing, key_ring
 from relaydesk.settings import Settings
 
 ALGORITHM = "HS256"
@@ -77,16 +83,31 @@ class TokenService:
     """Issues and verifies every token kind. Keys come from settings, injected once."""
 
     def __init__(self, settings: Settings) -> None:
-        self._agent_key = settings.jwt_secret.get_secret_value()
-        self._visitor_key = settings.visitor_secret.get_secret_value()
+        # key_ring refuses a missing, short or published secret: no token on a guessable key
+        self._agent_keys = key_ring(settings, "jwt_secret")
+        self._visitor_keys = key_ring(settings, "visitor_secret")
         self._ttl = {
             "access": settings.access_token_ttl_s,
             "refresh": settings.refresh_token_ttl_s,
             "visitor": VISITOR_TTL_S,
         }
 
-    def _key(self, kind: TokenKind) -> str:
-        return self._visitor_key if kind == "visitor" else self._agent_key
+    def _keys(self, kind: TokenKind) -> KeyRing:
+        return self._visitor_keys if kind == "visitor" else self._agent_keys
+
+    def _verification_keys(self, token: str, kind: TokenKind) -> tuple[str, ...]:
+        """The key the token names, or every key for a token without a key id."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError:
+            raise InvalidToken("invalid token") from None
+        keys = self._keys(kind)
+        if kid is None:
+            return keys.all
+        key = keys.by_id(kid) if isinstance(kid, str) else None
+        if key is None:  # signed with a key this server does not hold (any more)
+            raise InvalidToken("invalid token")
+        return (key,)
 
     def _issue(self, kind: TokenKind, subject: str, claims: dict[str, Any]) -> str:
         now = int(time.time())
@@ -100,7 +121,13 @@ class TokenService:
             "exp": now + self._ttl[kind],
             "jti": uuid.uuid4().hex,
         }
-        return jwt.encode(payload, self._key(kind), algorithm=ALGORITHM, headers={"typ": "JWT"})
+        keys = self._keys(kind)
+        return jwt.encode(
+            payload,
+            keys.current,
+            algorithm=ALGORITHM,
+            headers={"typ": "JWT", "kid": keys.current_id},
+        )
 
     def issue_access(self, agent: AgentPrincipal) -> str:
         return self._issue(
@@ -127,20 +154,27 @@ class TokenService:
     def decode(self, token: str, kind: TokenKind) -> dict[str, Any]:
         if not token or len(token) > 4096:
             raise InvalidToken("missing or oversized token")
-        try:
-            claims = jwt.decode(
-                token,
-                self._key(kind),
-                algorithms=[ALGORITHM],
-                audience=AUDIENCES[kind],
-                issuer=ISSUER,
-                leeway=LEEWAY_S,
-                options={"require": ["exp", "iat", "sub", "aud", "iss", "typ"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("token expired") from None
-        except jwt.PyJWTError:
-            raise InvalidToken("invalid token") from None
+        claims: dict[str, Any] | None = None
+        for key in self._verification_keys(token, kind):
+            try:
+                claims = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[ALGORITHM],
+                    audience=AUDIENCES[kind],
+                    issuer=ISSUER,
+                    leeway=LEEWAY_S,
+                    options={"require": ["exp", "iat", "sub", "aud", "iss", "typ"]},
+                )
+                break
+            except jwt.InvalidSignatureError:
+                continue  # a token without kid: try the next key
+            except jwt.ExpiredSignatureError:
+                raise InvalidToken("token expired") from None
+            except jwt.PyJWTError:
+                raise InvalidToken("invalid token") from None
+        if claims is None:
+            raise InvalidToken("invalid token")
         if claims.get("typ") != kind or not isinstance(claims.get("tenant"), str):
             raise InvalidToken("wrong token kind")
         return claims

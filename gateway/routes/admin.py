@@ -38,6 +38,7 @@ from gateway.auth.tokens import AgentPrincipal
 from gateway.deps import GatewayDeps
 from gateway.queries import ask
 from relaydesk.bus import RemoteError, RequestTimeout
+from relaydesk.keys import key_ring
 from relaydesk.passwords import hash_password
 from relaydesk.sealing import subscription_secret
 
@@ -439,7 +440,7 @@ def _webhook_routes(router: APIRouter) -> None:
         )
         # The secret is derived, never stored: shown here so the receiver can verify signatures.
         secret = subscription_secret(
-            deps.settings.secrets_key.get_secret_value(), agent.tenant, subscription_id
+            key_ring(deps.settings, "secrets_key").current, agent.tenant, subscription_id
         )
         return {**done, "subscription_id": subscription_id, "secret": secret}
 

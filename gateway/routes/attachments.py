@@ -27,6 +27,7 @@ from gateway.deps import GatewayDeps
 from gateway.ops import MAX_KEY_LENGTH, OpError
 from gateway.routes.conversations import readable_conversation
 from relaydesk.bus import RemoteError, RequestTimeout
+from relaydesk.keys import key_ring
 
 READ_CHUNK = 256 * 1024
 MULTIPART_OVERHEAD = 16 * 1024
@@ -70,7 +71,8 @@ async def read_limited(upload: UploadFile, max_bytes: int) -> bytes:
 
 def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["attachments"])
-    signer = LinkSigner(deps.settings.jwt_secret.get_secret_value().encode())
+    keys = key_ring(deps.settings, "jwt_secret")
+    signer = LinkSigner(keys.current.encode(), previous=[key.encode() for key in keys.previous])
 
     def store() -> AttachmentStore:
         if deps.db is None:

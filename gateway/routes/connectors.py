@@ -63,6 +63,7 @@ async def _command(
 def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api/admin", tags=["connectors"])
     managers = require_agent(MANAGE_CONNECTORS)
+    box = SecretBox.from_settings(deps.settings)  # seals under the current secrets_key
 
     @router.get("/connectors")
     async def list_connectors(
@@ -87,11 +88,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(managers),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        sealed = (
-            SecretBox(deps.settings.secrets_key.get_secret_value()).seal(body.secrets)
-            if body.secrets
-            else None
-        )
+        sealed = box.seal(body.secrets) if body.secrets else None
         data = {
             "platform": body.platform,
             "public_config": body.public_config,

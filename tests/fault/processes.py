@@ -13,6 +13,7 @@ from pathlib import Path
 
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
+from tests.keys import secret_env
 from tools.embedded import free_port
 
 
@@ -25,6 +26,7 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         "RELAYDESK_MONGO_DB": settings.mongo_db,
         "RELAYDESK_HEALTH_PORT_BASE": str(free_port()),
         "RELAYDESK_LOG_FORMAT": "json",
+        **secret_env(settings),
         **extra,
     }
     if settings.stream_url:  # a container's mapped stream port

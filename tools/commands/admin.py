@@ -1,4 +1,5 @@
-"""``relaydesk admin``: tool-mode administration over the bus (tenants, agents, passwords).
+"""``relaydesk admin``: tool-mode administration over the bus (tenants, agents, passwords,
+re-sealing connector secrets after a key rotation).
 
 Every change is a command to the admin single writer (queue ``admin``), so it is decided
 and recorded on the log exactly like an edit made in the web console.
@@ -15,6 +16,7 @@ from typing import Any
 from contracts import Actor, Envelope, new_event_id
 from contracts.commands.admin import CreateAgent, CreateTenant, RemoveAgent, UpdateAgent
 from contracts.commands.billing import ClosePeriod, RecordPayment
+from contracts.commands.connector import ConfigureConnector
 from contracts.envelope import ActorKind
 from relaydesk.bus import Bus, RemoteError
 from relaydesk.bus.rpc import RpcClient
@@ -69,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     payment.add_argument("--invoice", required=True, help="invoice number, e.g. ACME-0001")
     payment.add_argument("--amount-cents", type=int, required=True)
     payment.add_argument("--reference", help="bank transfer reference or similar")
+    sub.add_parser(
+        "reseal-connectors",
+        help=(
+            "after a RELAYDESK_SECRETS_KEY rotation: seal every connector's secrets again under"
+            " the current key (then the previous key can be removed)"
+        ),
+    )
     return parser
 
 
@@ -153,6 +162,8 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
             f"payment of {args.amount_cents} cents recorded on {args.invoice}",
             service="billing",
         )
+    if args.action == "reseal-connectors":
+        return await _reseal_connectors(rpc, settings)
     if args.action == "list-agents":
         for agent in await rpc.query(
             "admin", "agents.list", {"tenant": args.tenant}, timeout=settings.request_timeout_s
@@ -178,6 +189,60 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
         {"agent_id": agent_id, "changes": changes},
     )
     return await _send(rpc, settings, envelope, f"password of {args.email} changed")
+
+
+async def _reseal_connectors(rpc: RpcClient, settings: Settings) -> int:
+    """Re-seal under the current key every connector a previous key sealed.
+
+    A ``connector.configure`` with the connector's own platform and public fields and no new
+    secrets: the connectors service (their single writer, holding the keys) opens the secrets
+    with whichever key sealed them and seals them under its current key, and the log records
+    the change like any reconfiguration. No secret passes through this command.
+    """
+    connectors = await rpc.query(
+        "connectors", "connectors.all", {}, timeout=settings.request_timeout_s
+    )
+    resealed = lost = failed = 0
+    for connector in connectors:
+        name = f"{connector['tenant']}/{connector['connector_id']}"
+        if connector["sealed_with"] == "unknown":
+            lost += 1
+            print(
+                f"cannot re-seal {name}: its secrets were sealed under a key no longer configured;"
+                " add that key to RELAYDESK_SECRETS_PREVIOUS_KEYS or enter the secrets again",
+                file=sys.stderr,
+            )
+            continue
+        if connector["sealed_with"] == "current":
+            continue
+        data = {
+            "connector_id": connector["connector_id"],
+            "platform": connector["platform"],
+            "public_config": connector["public_config"],
+            "sealed_secrets": None,  # keep the secrets: sealed again under the current key
+        }
+        envelope = _command(
+            connector["tenant"],
+            ConfigureConnector.TYPE,
+            f"connector:{connector['connector_id']}",
+            data,
+        )
+        reply = await rpc.command("connectors", envelope, timeout=settings.request_timeout_s)
+        if reply.ok:
+            resealed += 1
+            print(f"re-sealed {name}")
+        else:
+            failed += 1
+            print(f"refused: {name}: {reply.code}: {reply.message}", file=sys.stderr)
+    current = len(connectors) - resealed - lost - failed
+    print(
+        f"done: {resealed} re-sealed, {current} already under the current key, "
+        f"{lost + failed} not re-sealed"
+    )
+    if lost or failed:
+        return 1
+    print("every connector is sealed under the current key: the previous keys can be removed")
+    return 0
 
 
 async def _connected(args: argparse.Namespace, settings: Settings) -> int:
