@@ -3,12 +3,13 @@ strong random ones of its own (merged into its Settings in one place: tests/conf
 tests/shared_system.py) and hands them to the child processes it starts."""
 
 import secrets
+from typing import Any
 
 from relaydesk.keys import PREVIOUS, variable
 from relaydesk.settings import Settings
 
 
-def test_secrets() -> dict[str, str]:
+def test_secrets() -> dict[str, Any]:
     """Settings keyword arguments: a fresh strong value for every secret."""
     return {name: secrets.token_urlsafe(48) for name in PREVIOUS}
 

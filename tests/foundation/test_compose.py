@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
+from relaydesk.keys import PREVIOUS
 from relaydesk.settings import ENV_PREFIX, Settings
 from tools.cli import SERVICE_MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET_SETTINGS = {"jwt_secret", "visitor_secret", "secrets_key"}
+SECRET_SETTINGS = set(PREVIOUS)  # jwt_secret, visitor_secret, secrets_key
+PREVIOUS_KEY_SETTINGS = set(PREVIOUS.values())
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,10 @@ def test_environment_names_are_settings_the_code_reads(compose: dict[str, Any]) 
             if field in SECRET_SETTINGS:
                 assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", str(value)), (
                     f"{variable} must be required, never defaulted"
+                )
+            if field in PREVIOUS_KEY_SETTINGS:
+                assert str(value) == f"${{{variable}:-}}", (
+                    f"{variable} comes from the environment or is empty, never a literal"
                 )
 
 

@@ -1,7 +1,9 @@
 """`relaydesk up` brings the whole system up on embedded defaults and stops cleanly."""
 
+import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -26,6 +28,8 @@ def test_up_starts_every_service_prints_urls_and_stops_on_ctrl_c(
         "RELAYDESK_CONNECTORS_PORT": str(free_port()),
     }
     env.pop("MONGO_URL", None)
+    for secret in ("RELAYDESK_JWT_SECRET", "RELAYDESK_VISITOR_SECRET", "RELAYDESK_SECRETS_KEY"):
+        env.pop(secret, None)  # `up` provides them
     process = subprocess.Popen(
         [sys.executable, "-m", "tools.cli", "up"],
         env=env,
@@ -72,6 +76,14 @@ def test_up_starts_every_service_prints_urls_and_stops_on_ctrl_c(
         assert login.status_code == 200, login.text
         for page in ("demo", "console", "admin", "static/widget.js"):
             assert httpx.get(f"http://127.0.0.1:{port}/{page}", timeout=10).status_code == 200, page
+        # No secret ships with the code: `up` generated the services' own, readable by us only.
+        secrets_file = tmp_path / "secrets.json"
+        assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+        assert set(json.loads(secrets_file.read_text())) == {
+            "RELAYDESK_JWT_SECRET",
+            "RELAYDESK_VISITOR_SECRET",
+            "RELAYDESK_SECRETS_KEY",
+        }
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:
