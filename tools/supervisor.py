@@ -13,6 +13,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from relaydesk.settings import Settings
 from tools.demo import ensure_demo_workspace
@@ -109,11 +110,28 @@ async def up(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in children)), ready_timeout)
-    except TimeoutError:
-        late = [c.name for c in children if not c.ready.is_set()]
-        print(f"[relaydesk] not ready after {ready_timeout:.0f}s: {', '.join(late)}", flush=True)
+    exits: dict[asyncio.Future[Any], Child] = {
+        asyncio.create_task(c.process.wait()): c for c in children
+    }
+    all_ready: asyncio.Future[Any] = asyncio.gather(*(c.ready.wait() for c in children))
+    # A child that exits while starting (e.g. it refused a missing secret, in one line its
+    # pump has printed) ends the wait at once rather than after the whole timeout.
+    done, _ = await asyncio.wait(
+        [all_ready, *exits], timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED
+    )
+    if all_ready not in done:
+        all_ready.cancel()
+        failed = [exits[task] for task in done if task in exits]
+        for child in failed:
+            if child.pump is not None:  # its last lines first
+                await asyncio.wait([child.pump], timeout=5)
+            code = child.process.returncode
+            print(f"[relaydesk] {child.name} exited (code {code}) before it was ready", flush=True)
+        if not failed:
+            late = [c.name for c in children if not c.ready.is_set()]
+            print(
+                f"[relaydesk] not ready after {ready_timeout:.0f}s: {', '.join(late)}", flush=True
+            )
         await _stop(children)
         if mongo:
             mongo.stop()
@@ -126,9 +144,8 @@ async def up(
         f"  Admin:         {base}/admin?tenant=demo\n{demo}\n  Ctrl-C stops everything.\n",
         flush=True,
     )
-    exited = [asyncio.create_task(c.process.wait()) for c in children]
     await asyncio.wait(
-        [asyncio.create_task(stop.wait()), *exited], return_when=asyncio.FIRST_COMPLETED
+        [asyncio.create_task(stop.wait()), *exits], return_when=asyncio.FIRST_COMPLETED
     )
     await _stop(children)
     if mongo:

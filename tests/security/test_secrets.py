@@ -37,6 +37,7 @@ from tests.connectors.harness import TelegramDriver
 from tests.connectors.helpers import LogWatch
 from tests.system import RunningSystem, running_system, start_gateway
 from tools.cli import SERVICE_MODULES
+from tools.embedded import free_port
 from tools.up_secrets import SecretsFileError, secrets_path, up_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -469,3 +470,31 @@ def test_up_refuses_a_malformed_secrets_file(tmp_path: Path) -> None:
     secrets_path(tmp_path).write_text('{"RELAYDESK_AMQP_URL": "amqp://elsewhere"}')
     with pytest.raises(SecretsFileError, match="unknown"):
         up_secrets(tmp_path, {})
+
+
+def test_up_stops_at_once_when_a_service_refuses_the_secret_it_was_given(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    """The environment wins over the generated file, and is checked like any other value."""
+    env = {
+        **os.environ,
+        "RELAYDESK_AMQP_URL": amqp_url,
+        "RELAYDESK_DATA_DIR": str(tmp_path),
+        "RELAYDESK_GATEWAY_PORT": str(free_port()),
+        "RELAYDESK_CONNECTORS_PORT": str(free_port()),
+        "RELAYDESK_JWT_SECRET": "chosen-by-hand",
+    }
+    env.pop("MONGO_URL", None)
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.cli", "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert "RELAYDESK_JWT_SECRET is too short" in done.stdout
+    assert "gateway exited (code 78) before it was ready" in done.stdout
+    assert "chosen-by-hand" not in done.stdout + done.stderr
+    assert time.monotonic() - started < 90, "up noticed the exit, not its ready timeout"
