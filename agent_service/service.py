@@ -76,7 +76,10 @@ class AgentService:
         self._timers = Timers(
             RpcClient(self.bus), request_timeout_s=self.settings.request_timeout_s
         )
-        self.projection = Projection(self.bus, SERVICE, self._snapshotter())
+        snapshotter = self._snapshotter()
+        if snapshotter is not None:
+            await snapshotter.store.bind()  # init_beanie for routing's documents, once
+        self.projection = Projection(self.bus, SERVICE, snapshotter)
         await self._rebuild()
         # Commands first: once a query is answered, the command queue exists too.
         self._channels.append(await serve_commands(self.bus, SERVICE, self.handle_command))

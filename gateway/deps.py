@@ -35,11 +35,10 @@ class GatewayDeps:
     tenant_settings: TenantSettingsCache
     revocations: RevocationList
     mongo: AsyncMongoClient | None = None
+    # One database object for the gateway's life: its beanie documents are bound to it
+    # (on first use, so the gateway starts while MongoDB is away; see relaydesk/store.py).
+    db: AsyncDatabase | None = None
     extras: dict = field(default_factory=dict)
-
-    @property
-    def db(self) -> AsyncDatabase | None:
-        return database(self.mongo, self.settings.mongo_db) if self.mongo is not None else None
 
     @classmethod
     async def start(cls, settings: Settings) -> "GatewayDeps":
@@ -53,6 +52,7 @@ class GatewayDeps:
         directory, sessions = ConversationDirectory(), SessionRegistry()
         tailer = Tailer(bus, directory, sessions, buffer_size=settings.resume_buffer_events)
         tenant_settings = TenantSettingsCache(rpc)
+        mongo = make_client(settings.mongo_url) if settings.mongo_url else None
         deps = cls(
             settings=settings,
             bus=bus,
@@ -66,7 +66,8 @@ class GatewayDeps:
             origins=OriginPolicy(tenant_settings, settings.gateway_url()),
             tenant_settings=tenant_settings,
             revocations=RevocationList(),
-            mongo=make_client(settings.mongo_url) if settings.mongo_url else None,
+            mongo=mongo,
+            db=database(mongo, settings.mongo_db) if mongo is not None else None,
         )
         tailer.listeners.append(deps._on_event)
         await tailer.start()

@@ -62,17 +62,16 @@ MESSAGE_FIELDS = (
 )
 
 
-def message_document(
-    model: type[MessageView], event: Envelope, position: int, conversation_id: str
-) -> MessageView:
+def message_document(event: Envelope, position: int, conversation_id: str) -> dict[str, Any]:
+    """The stored form of a :class:`MessageView`, built as a plain dict (see ReadModels)."""
     env = event.model_dump(mode="json")
-    return model(
-        id=event.id,
-        event_id=event.id,
-        position=position,
-        conversation_id=conversation_id,
+    return {
+        "_id": event.id,
+        "event_id": event.id,
+        "position": position,
+        "conversation_id": conversation_id,
         **{k: env[k] for k in MESSAGE_FIELDS},
-    )
+    }
 
 
 def message_event(message: MessageView) -> dict[str, Any]:
@@ -112,6 +111,11 @@ class ReadModels:
         or below a conversation's ``last_position`` was applied before a crash and is
         skipped) and written back in one bulk write; messages go in one unordered insert
         that ignores ids already stored. Three round trips per batch, whatever its size.
+
+        Messages are inserted as plain documents with PyMongo, like the archive's events in
+        the same batch: beanie's ``insert_many`` costs five times the client CPU per event
+        (docs/performance.md, "beanie on history's write path"); they are read back through
+        the :class:`MessageView` model.
         """
         conversation_model = await bound(self._db, ConversationView)
         message_model = await bound(self._db, MessageView)
@@ -128,22 +132,21 @@ class ReadModels:
             else {}
         )
         touched: set[str] = set()
-        messages: list[MessageView] = []
+        messages: list[dict[str, Any]] = []
         for logged, data in folded:
             if fold_conversation(logged, data, conversations, conversation_model):
                 touched.add(conversation_key(logged.envelope.tenant, data))
             if logged.envelope.type in MESSAGE_TYPES:
                 messages.append(
-                    message_document(
-                        message_model, logged.envelope, logged.position, data["conversation_id"]
-                    )
+                    message_document(logged.envelope, logged.position, data["conversation_id"])
                 )
         if touched:
             async with BulkWriter(ordered=False, object_class=conversation_model) as writer:
                 for key in touched:
                     await conversations[key].save(bulk_writer=writer)
         if messages:
-            await ignoring_duplicates(message_model.insert_many(messages, ordered=False))
+            rows = message_model.get_pymongo_collection()
+            await ignoring_duplicates(rows.insert_many(messages, ordered=False))
 
 
 def fold_conversation(
