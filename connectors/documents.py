@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import ClassVar
 
-from beanie import Document, Indexed
+from beanie import Document
 from pymongo import ASCENDING, IndexModel
 
 SEEN_TTL_S = 48 * 3600  # ≥ Telegram's 24 h retention; Meta retries for less
@@ -17,7 +17,7 @@ class PlatformConversationDocument(Document):
     connector_id: str
     platform: str
     platform_user_id: str
-    conversation_id: Indexed(str)  # type: ignore[valid-type]  # outbound replies find it by this
+    conversation_id: str
     chat_ref: str
     generation: int = 0
     closed: bool = False
@@ -26,6 +26,8 @@ class PlatformConversationDocument(Document):
 
     class Settings:
         name = "connector_conversations"
+        # outbound replies and closes find the mapping by its conversation
+        indexes: ClassVar[list[IndexModel]] = [IndexModel([("conversation_id", ASCENDING)])]
 
 
 class SeenPlatformId(Document):
@@ -51,7 +53,7 @@ class OutboxItem(Document):
 
     id: str  # type: ignore[assignment]
     tenant: str | None = None
-    connector_id: Indexed(str | None) = None  # type: ignore[valid-type]
+    connector_id: str | None = None
     platform: str | None = None
     conversation_id: str | None = None
     chat_ref: str | None = None
@@ -65,6 +67,7 @@ class OutboxItem(Document):
 
     class Settings:
         name = "connector_outbox"
+        indexes: ClassVar[list[IndexModel]] = [IndexModel([("connector_id", ASCENDING)])]
 
 
 CONNECTOR_DOCUMENTS: tuple[type[Document], ...] = (

@@ -90,7 +90,11 @@ class ConnectorStore:
     async def enqueue(self, message_id: str, item: dict[str, Any]) -> None:
         """Keyed by message id: replaying the log never queues a reply twice."""
         outbox = await self._outbox()
-        queued = outbox(id=message_id, **item).model_dump(exclude={"id", "revision_id", "done"})
+        # Only the fields given (and attempts): the deliverer reads a missing
+        # platform_message_id as "not sent yet".
+        queued = outbox(id=message_id, attempts=0, **item).model_dump(
+            exclude_unset=True, exclude={"id"}
+        )
         await outbox.find_one(outbox.id == message_id).update(SetOnInsert(queued), upsert=True)
 
     async def pending_connectors(self) -> list[str]:
@@ -100,8 +104,8 @@ class ConnectorStore:
     async def pending(self, connector_id: str, limit: int = 50) -> list[dict[str, Any]]:
         outbox = await self._outbox()
         query = outbox.find(outbox.connector_id == connector_id, NE(outbox.done, True))
-        return [
-            item.model_dump(by_alias=True, exclude={"revision_id"})
+        return [  # the stored fields only, as above
+            item.model_dump(by_alias=True, exclude_unset=True, exclude={"revision_id"})
             async for item in query.sort(ascending(outbox.queued_at)).limit(limit)
         ]
 
