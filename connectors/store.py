@@ -99,7 +99,7 @@ class ConnectorStore:
 
     async def pending_connectors(self) -> list[str]:
         outbox = await self._outbox()
-        return list(await outbox.distinct(outbox.connector_id, NE(outbox.done, True)))
+        return list(await outbox.distinct(str(outbox.connector_id), NE(outbox.done, True)))
 
     async def pending(self, connector_id: str, limit: int = 50) -> list[dict[str, Any]]:
         outbox = await self._outbox()

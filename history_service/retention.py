@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 from beanie import BulkWriter
-from beanie.operators import In, Set
+from beanie.operators import LT, In, Set
 from pydantic import BaseModel, Field
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -104,7 +104,7 @@ class RetentionJob:
 
     async def _due(self, tenant: str, cutoff: datetime) -> list[str]:
         c = await bound(self._db, ConversationView)
-        query = c.find(c.tenant == tenant, c.status == "closed", c.closed_at < cutoff)
+        query = c.find(c.tenant == tenant, c.status == "closed", LT(c.closed_at, cutoff))
         closed = [
             d.conversation_id
             async for d in query.sort(ascending(c.closed_at)).project(ClosedConversation)

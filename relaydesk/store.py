@@ -58,7 +58,7 @@ def database(client: AsyncMongoClient, name: str) -> AsyncDatabase:
 _BINDINGS: dict[int, dict[type[Document], type[Document]]] = {}
 
 
-def _bindings_of(db: AsyncDatabase) -> dict[type[Document], type[Document]]:
+def _bindings_of(db: AsyncDatabase[Any]) -> dict[type[Document], type[Document]]:
     key = id(db)
     if key not in _BINDINGS:
         _BINDINGS[key] = {}
@@ -66,7 +66,7 @@ def _bindings_of(db: AsyncDatabase) -> dict[type[Document], type[Document]]:
     return _BINDINGS[key]
 
 
-async def bind_documents(db: AsyncDatabase, models: Iterable[type[Document]]) -> None:
+async def bind_documents(db: AsyncDatabase[Any], models: Iterable[type[Document]]) -> None:
     """Bind ``models`` to ``db`` (``init_beanie``: creates their declared indexes).
 
     Call once at a service's start with the models the service owns; a model bound to
@@ -90,12 +90,13 @@ async def bind_documents(db: AsyncDatabase, models: Iterable[type[Document]]) ->
         bindings.setdefault(model, subclass)
 
 
-async def bound(db: AsyncDatabase, model: type[D]) -> type[D]:
+async def bound(db: AsyncDatabase[Any], model: type[D]) -> type[D]:
     """``model`` bound to ``db``: queries and writes through it go to that database."""
     bindings = _bindings_of(db)
     if model not in bindings:
         await bind_documents(db, [model])
-    return bindings[model]  # type: ignore[return-value]
+    subclass: type[D] = bindings[model]  # the model's own subclass: keyed by the model
+    return subclass
 
 
 def ascending(field: object) -> tuple[str, SortDirection]:
@@ -113,7 +114,9 @@ async def stored_rows(query: FindMany[Any]) -> AsyncIterator[dict[str, Any]]:
     For reads that must see exactly what is stored (the hash-chained archive) or that
     scan so much that a model per document would be the cost (whole-archive folds).
     """
-    async for row in await query.get_cursor():
+    cursor = await query.get_cursor()
+    assert cursor is not None  # None only for queries with links, which we do not declare
+    async for row in cursor:
         yield row
 
 
@@ -149,7 +152,7 @@ class Checkpoints:
     ``Settings.name`` keeps another family of offsets apart (the webhook workers').
     """
 
-    def __init__(self, db: AsyncDatabase, document: type[Checkpoint] = Checkpoint) -> None:
+    def __init__(self, db: AsyncDatabase[Any], document: type[Checkpoint] = Checkpoint) -> None:
         self._db, self._document = db, document
 
     async def load(self, consumer: str) -> int | None:
@@ -160,5 +163,7 @@ class Checkpoints:
         model = await bound(self._db, self._document)
         # $max with upsert: a stale save never moves an offset back, and the first creates it.
         await model.find_one(model.id == consumer).update(
-            Max({model.position: position}), upsert=True, session=session
+            Max({model.position: position}),  # type: ignore[no-untyped-call]
+            upsert=True,
+            session=session,
         )

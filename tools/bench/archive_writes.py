@@ -142,7 +142,7 @@ WAYS: dict[str, Write] = {
 
 async def measure(
     client: AsyncMongoClient, server: psutil.Process | None, way: Write, events: list[LoggedEvent]
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     db = client[f"bench_writes_{uuid.uuid4().hex[:8]}"]
     try:
         await bind_documents(db, HISTORY_DOCUMENTS)  # the indexes as in production
@@ -169,10 +169,10 @@ def _cpu(process: psutil.Process | None) -> float:
     return float(times.user + times.system)
 
 
-def _summary(samples: list[dict[str, float]]) -> dict[str, Any]:
+def _summary(samples: list[dict[str, float | None]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for key in samples[0]:
-        values = [s[key] for s in samples if s[key] is not None]
+        values = [v for s in samples if (v := s[key]) is not None]
         summary[key] = (
             {"median": round(statistics.median(values), 3), "min": min(values), "max": max(values)}
             if values
@@ -184,7 +184,7 @@ def _summary(samples: list[dict[str, float]]) -> dict[str, Any]:
 async def run(mongo_url: str, server: psutil.Process | None, events: int, rounds: int) -> Any:
     log = chat_events(events)
     client = make_client(mongo_url)
-    samples: dict[str, list[dict[str, float]]] = {name: [] for name in WAYS}
+    samples: dict[str, list[dict[str, float | None]]] = {name: [] for name in WAYS}
     try:
         await measure(client, server, archive_raw, log[:BATCH])  # warm up: connections, imports
         for _ in range(rounds):
@@ -192,7 +192,7 @@ async def run(mongo_url: str, server: psutil.Process | None, events: int, rounds
                 samples[name].append(await measure(client, server, WAYS[name], log))
     finally:
         await client.close()
-    results = {name: _summary(values) for name, values in samples.items()}
+    results: dict[str, Any] = {name: _summary(values) for name, values in samples.items()}
     for what in ("archive", "messages"):
         raw = results[f"{what}_raw"]["client_cpu_s"]["median"]
         orm = results[f"{what}_beanie"]["client_cpu_s"]["median"]
