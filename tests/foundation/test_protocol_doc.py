@@ -91,6 +91,7 @@ def _op_error_codes(path: Path) -> set[str]:
         and getattr(node.func, "id", None) == "OpError"
         and node.args
         and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
     }
 
 

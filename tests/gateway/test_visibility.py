@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from contracts.audience import Audience, fields_withheld, without
-from contracts.envelope import Actor, Envelope, LoggedEvent
+from contracts.envelope import Actor, ActorKind, Envelope, LoggedEvent
 from contracts.events.admin import AgentCreated
 from contracts.events.conversation import (
     ConversationAccepted,
@@ -65,7 +65,7 @@ def event(type_name: str, **data: Any) -> Envelope:
         type=type_name,
         tenant="acme",
         stream="conv:c1",
-        actor=Actor(kind="system", id="test"),
+        actor=Actor(kind=ActorKind.system, id="test"),
         data={"conversation_id": "c1", **data},
     )
 
@@ -130,7 +130,7 @@ def test_an_undeclared_type_reaches_nobody_not_even_an_owner() -> None:
         type=AgentCreated.TYPE,
         tenant="acme",
         stream="agent:a9",
-        actor=Actor(kind="admin", id="boss"),
+        actor=Actor(kind=ActorKind.admin, id="boss"),
         data={"agent_id": "a9", "email": "a@b.c", "name": "A", "password_hash": "$argon2$x"},
     )
     assert {n for n, p in EVERYONE.items() if visible(p, created, None)} == set()
@@ -164,7 +164,7 @@ def test_withheld_fields_are_those_every_audience_of_the_recipient_withholds() -
 
 
 def test_without_removes_nested_paths_and_ignores_absent_ones() -> None:
-    data = {"visitor": {"id": "v1", "email": "e"}, "topic": "t"}
+    data: dict[str, Any] = {"visitor": {"id": "v1", "email": "e"}, "topic": "t"}
     assert without(data, ["visitor.email", "visitor.page_url", "missing.x", "topic"]) == {
         "visitor": {"id": "v1"}
     }
