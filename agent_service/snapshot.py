@@ -3,11 +3,11 @@
 A start then folds only the log after that position, and the state outlives the log
 stream's retention (30 days): agents, groups and settings created long ago stay known.
 
-Layout (collection ``agent_routing_snapshots``, models in agent_service/documents.py): the state as a flat list of records
-(tenant, agent, group, conversation, recent command outcome) split into chunk documents
-tagged with a generation, plus one ``_meta`` document naming the current generation and
-its position. A save writes the new chunks first and switches ``_meta`` last, so a crash
-mid-save leaves the previous snapshot intact.
+Layout (collection ``agent_routing_snapshots``, models in agent_service/documents.py): the
+state as a flat list of records (tenant, agent, group, conversation, recent command outcome)
+split into chunk documents tagged with a generation, plus one ``_meta`` document naming the
+current generation and its position. A save writes the new chunks first and switches
+``_meta`` last, so a crash mid-save leaves the previous snapshot intact.
 """
 
 import asyncio
@@ -202,7 +202,7 @@ class Snapshotter:
     ) -> None:
         try:
             await self.store.save(records, position, seen_ids)
-        except Exception as exc:  # an optimisation failed: the log still has everything
+        except Exception as exc:  # noqa: BLE001 - an optimisation failed: the log has everything
             log.warning("routing_snapshot_failed", error=type(exc).__name__)
 
     async def wait(self) -> None:

@@ -59,8 +59,8 @@ async def verify_chain(
 ) -> dict[str, Any]:
     """Walk every chain (optionally one tenant or stream) in log order.
 
-    Returns ``{"ok": True, "checked": n}`` or the first broken link:
-    ``{"ok": False, "tenant", "stream", "event_id", "position", "expected_hash", "found_hash", ...}``.
+    Returns ``{"ok": True, "checked": n}`` or the first broken link: ``{"ok": False, "tenant",
+    "stream", "event_id", "position", "expected_hash", "found_hash", ...}``.
     """
     e = await bound(db, ArchivedEvent)
     query = e.find(batch_size=1000)
@@ -81,7 +81,8 @@ async def verify_chain(
                 redaction.get("by"), ()
             )
             expected = (
-                doc.get("hash") if on_record and redaction.get("hash") == computed else computed
+                # "" when missing: an event without its hash is a broken link, reported
+                doc.get("hash", "") if on_record and redaction.get("hash") == computed else computed
             )
         else:
             expected = computed

@@ -38,17 +38,18 @@ from tenacity import (
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 D = TypeVar("D", bound=Document)
+Row = dict[str, Any]  # a MongoDB document as PyMongo returns it
 
 TRANSIENT = (AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError)
 
 
-def make_client(mongo_url: str) -> AsyncMongoClient:
+def make_client(mongo_url: str) -> AsyncMongoClient[Row]:
     return AsyncMongoClient(
         mongo_url, serverSelectionTimeoutMS=3000, retryWrites=True, retryReads=True, tz_aware=True
     )
 
 
-def database(client: AsyncMongoClient, name: str) -> AsyncDatabase:
+def database(client: AsyncMongoClient[Row], name: str) -> AsyncDatabase[Row]:
     return client[name]
 
 
@@ -58,7 +59,7 @@ def database(client: AsyncMongoClient, name: str) -> AsyncDatabase:
 _BINDINGS: dict[int, dict[type[Document], type[Document]]] = {}
 
 
-def _bindings_of(db: AsyncDatabase[Any]) -> dict[type[Document], type[Document]]:
+def _bindings_of(db: AsyncDatabase[Row]) -> dict[type[Document], type[Document]]:
     key = id(db)
     if key not in _BINDINGS:
         _BINDINGS[key] = {}
@@ -66,7 +67,7 @@ def _bindings_of(db: AsyncDatabase[Any]) -> dict[type[Document], type[Document]]
     return _BINDINGS[key]
 
 
-async def bind_documents(db: AsyncDatabase[Any], models: Iterable[type[Document]]) -> None:
+async def bind_documents(db: AsyncDatabase[Row], models: Iterable[type[Document]]) -> None:
     """Bind ``models`` to ``db`` (``init_beanie``: creates their declared indexes).
 
     Call once at a service's start with the models the service owns; a model bound to
@@ -90,7 +91,7 @@ async def bind_documents(db: AsyncDatabase[Any], models: Iterable[type[Document]
         bindings.setdefault(model, subclass)
 
 
-async def bound(db: AsyncDatabase[Any], model: type[D]) -> type[D]:
+async def bound(db: AsyncDatabase[Row], model: type[D]) -> type[D]:
     """``model`` bound to ``db``: queries and writes through it go to that database."""
     bindings = _bindings_of(db)
     if model not in bindings:
@@ -108,7 +109,7 @@ def descending(field: object) -> tuple[str, SortDirection]:
     return str(field), SortDirection.DESCENDING
 
 
-async def stored_rows(query: FindMany[Any]) -> AsyncIterator[dict[str, Any]]:
+async def stored_rows(query: FindMany[Any]) -> AsyncIterator[Row]:
     """The stored documents a typed query finds, as PyMongo returns them (no model parse).
 
     For reads that must see exactly what is stored (the hash-chained archive) or that
@@ -152,7 +153,7 @@ class Checkpoints:
     ``Settings.name`` keeps another family of offsets apart (the webhook workers').
     """
 
-    def __init__(self, db: AsyncDatabase[Any], document: type[Checkpoint] = Checkpoint) -> None:
+    def __init__(self, db: AsyncDatabase[Row], document: type[Checkpoint] = Checkpoint) -> None:
         self._db, self._document = db, document
 
     async def load(self, consumer: str) -> int | None:

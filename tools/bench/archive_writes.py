@@ -1,6 +1,6 @@
 """CPU per event of history's writes, raw PyMongo against beanie, on the same server.
 
-    python -m tools.bench.archive_writes                  # embedded SecantusDB, 10k events, 3 rounds
+    python -m tools.bench.archive_writes         # embedded SecantusDB, 10k events, 3 rounds
     python -m tools.bench.archive_writes --events 20000 --rounds 5 --output report.json
     MONGO_URL=mongodb://… python -m tools.bench.archive_writes   # another server
 
@@ -11,9 +11,10 @@ the archive (``events``: ``archive_document`` then one unordered ``insert_many``
 inserts the plain dicts with PyMongo; "beanie" builds the documents' models and inserts
 them with ``Document.insert_many`` (validation, then beanie's encoder). "read_models" is
 history's whole read-model step as shipped (``ReadModels.apply``: conversations loaded,
-folded and saved through beanie, messages inserted raw). CPU is this process's user + system time (``time.process_time``),
-reported as seconds per 10,000 events; the server's CPU is reported beside it (psutil, when
-the server is the embedded one this command started). Each round writes into fresh
+folded and saved through beanie, messages inserted raw). CPU is this process's user +
+system time (``time.process_time``), reported as seconds per 10,000 events; the server's
+CPU is reported beside it (psutil, when the server is the embedded one this command
+started). Each round writes into fresh
 databases, ways in a shuffled order; the report gives the median and the range over rounds.
 """
 
