@@ -8,17 +8,18 @@ an agent comes into being (the API, the CLI, a sign-up's owner) is counted alike
 
 from datetime import date
 
-from agent_service.admin.decisions import Emitted, Rejected
+from agent_service.admin.decisions import Emitted
 from agent_service.admin.state import AdminState
 from contracts.events.admin import AgentCreated
 from contracts.plan_limits import LIMIT_CODE, refusal
 from contracts.plans import PlanCatalogue
+from relaydesk.decider import Rejected
 
 
 def check_seats(
     state: AdminState, tenant: str, emitted: Emitted, catalogue: PlanCatalogue, today: date
 ) -> None:
-    """Raise :class:`Rejected` (``plan_limit``) when ``emitted`` would seat more agents than the plan allows."""
+    """Raise :class:`relaydesk.decider.Rejected` (``plan_limit``) when ``emitted`` would seat more agents than the plan allows."""
     t = state.tenants.get(tenant)
     if t is None or not t.exists:
         return  # a tenant being created (a sign-up's owner) starts with no agents
