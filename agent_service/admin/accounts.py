@@ -122,3 +122,4 @@ HANDLERS: dict[str, Callable[[AdminState, str, Any], Emitted]] = {
     UnsubscribeWebhook.TYPE: unsubscribe_webhook,
 }
 SAAS_ONLY = frozenset({SignUp.TYPE, ConfirmSignUp.TYPE})
+CLOCKED = frozenset({SignUp.TYPE, ConfirmSignUp.TYPE})  # read the time: pending sign-ups expire

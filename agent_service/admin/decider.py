@@ -59,7 +59,10 @@ class AdminDecider(Decider[AdminDecision]):
         self._on_folded = on_folded
         self.handlers: dict[str, Handler[AdminDecision]] = {
             **{name: self._emitting(h) for name, h in decisions.HANDLERS.items()},
-            **{name: self._emitting(h, clocked=True) for name, h in accounts.HANDLERS.items()},
+            **{
+                name: self._emitting(h, clocked=name in accounts.CLOCKED)
+                for name, h in accounts.HANDLERS.items()
+            },
         }
 
     def _emitting(
