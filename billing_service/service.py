@@ -140,17 +140,17 @@ class BillingService:
         await self.bus.publish_many(events)
 
     async def _publish(
-        self, tenant: str, type_name: str, data: dict[str, Any], *, event_id: str | None = None
+        self, tenant: str, type_name: str, data: dict[str, Any], *, event_id: str
     ) -> Envelope:
+        """Billing's own events outside commands (invoices, periodic closes): ids derived."""
         assert self.bus is not None
-        kwargs = {"id": event_id} if event_id else {}
         envelope = Envelope(
+            id=event_id,
             type=type_name,
             tenant=tenant,
             stream=f"billing:{tenant}",
             actor=BILLING_ACTOR,
             data=data,
-            **kwargs,
         )
         await self.bus.publish(envelope)
         return envelope
