@@ -84,7 +84,7 @@ def folds(type_name: str) -> Callable[[Folder], Folder]:
 
 
 def apply(state: RoutingState, envelope: Envelope) -> None:
-    """Fold one event into ``state``. Invalid payloads are skipped (and logged), never half-applied.
+    """Fold one event into ``state``. Invalid payloads are skipped (logged), never half-applied.
 
     Every event that answers one of our commands (declared ``DECIDED_BY = "agent"`` on its
     class, or a rejection of an ``agent`` command) is recorded as that command's reply.

@@ -1,4 +1,4 @@
-"""Read-only answers from the routing state: ``conversation.state``, ``queue``, ``agents.status``."""
+"""Read-only answers from routing state: ``conversation.state``, ``queue``, ``agents.status``."""
 
 from collections.abc import Callable
 from typing import Any

@@ -13,7 +13,7 @@ from contracts.commands import connector as connector_commands
 from contracts.commands import conversation as conversation_commands
 from contracts.commands import routing as routing_commands
 from contracts.envelope import Envelope
-from contracts.errors import InvalidPayload, UnknownType
+from contracts.errors import FieldError, InvalidPayload, UnknownType
 from contracts.events import admin, billing, connector, conversation, history, message, system
 from contracts.events import routing as routing_events
 from contracts.events import signup as signup_events
@@ -73,7 +73,7 @@ class Registry:
         try:
             return model.model_validate(payload)
         except ValidationError as exc:
-            errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+            errors = [FieldError(loc=list(e["loc"]), msg=e["msg"]) for e in exc.errors()]
             raise InvalidPayload(
                 f"invalid {type_name}: {errors[0]['msg']} at {errors[0]['loc']}",
                 type_name=type_name,

@@ -3,11 +3,12 @@
 from typing import Any
 
 from gateway.auth.http import ApiError
+from gateway.deps import GatewayDeps
 from relaydesk.bus import RemoteError, RequestTimeout
 
 
 async def ask(
-    deps: Any,
+    deps: GatewayDeps,
     service: str,
     name: str,
     params: dict[str, Any],

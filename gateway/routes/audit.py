@@ -12,10 +12,11 @@ from agent_service.admin.state import DEFAULT_SETTINGS
 from gateway.auth.http import get_deps, require_agent
 from gateway.auth.permissions import VIEW_AUDIT
 from gateway.auth.tokens import AgentPrincipal
+from gateway.deps import GatewayDeps
 from gateway.routes.conversations import ask_history
 
 
-def build_router(deps: Any) -> APIRouter:
+def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api/audit", tags=["audit"])
     auditors = require_agent(VIEW_AUDIT)
 
@@ -23,7 +24,7 @@ def build_router(deps: Any) -> APIRouter:
     async def timeline(
         conversation_id: str,
         agent: AgentPrincipal = Depends(auditors),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         params = {"tenant": agent.tenant, "conversation_id": conversation_id}
         transcript = await ask_history(deps, "transcript", params)
@@ -41,7 +42,7 @@ def build_router(deps: Any) -> APIRouter:
         conversation_id: str,
         at: datetime = Query(...),
         agent: AgentPrincipal = Depends(auditors),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await ask_history(
             deps,
@@ -53,7 +54,7 @@ def build_router(deps: Any) -> APIRouter:
     async def settings_at(
         at: datetime = Query(...),
         agent: AgentPrincipal = Depends(auditors),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         found = await ask_history(
             deps, "settings.at", {"tenant": agent.tenant, "at": at.isoformat()}
@@ -71,7 +72,7 @@ def build_router(deps: Any) -> APIRouter:
         kind: str | None = None,
         limit: int = Query(200, ge=1, le=1000),
         agent: AgentPrincipal = Depends(auditors),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         params: dict[str, Any] = {"tenant": agent.tenant, "kind": kind, "limit": limit}
         params.update(

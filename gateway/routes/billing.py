@@ -19,6 +19,7 @@ from contracts.envelope import ActorKind
 from gateway.auth.http import ApiError, get_deps, require_agent
 from gateway.auth.permissions import MANAGE_SETTINGS, VIEW_BILLING
 from gateway.auth.tokens import AgentPrincipal
+from gateway.deps import GatewayDeps
 from gateway.queries import ask
 from relaydesk.bus import RequestTimeout
 
@@ -31,27 +32,29 @@ class PlanChange(BaseModel):
     effective: date | None = None
 
 
-async def ask_billing(deps: Any, name: str, params: dict[str, Any]) -> Any:
+async def ask_billing(deps: GatewayDeps, name: str, params: dict[str, Any]) -> Any:
     return await ask(deps, "billing", name, params, STATUS)
 
 
-def build_router(deps: Any) -> APIRouter:
+def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api/billing", tags=["billing"])
     viewers = require_agent(VIEW_BILLING)
 
     @router.get("/plans")
-    async def plans(agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)) -> Any:
+    async def plans(
+        agent: AgentPrincipal = Depends(viewers), deps: GatewayDeps = Depends(get_deps)
+    ) -> Any:
         return await ask_billing(deps, "billing.plans", {"tenant": agent.tenant})
 
     @router.get("/account")
     async def account(
-        agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)
+        agent: AgentPrincipal = Depends(viewers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         return await ask_billing(deps, "billing.account", {"tenant": agent.tenant})
 
     @router.get("/invoices/{number}.json")
     async def invoice_json(
-        number: str, agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)
+        number: str, agent: AgentPrincipal = Depends(viewers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         invoice = await ask_billing(
             deps, "billing.invoice", {"tenant": agent.tenant, "number": number}
@@ -61,7 +64,7 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.get("/invoices/{number}.html", response_class=HTMLResponse)
     async def invoice_page(
-        number: str, agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)
+        number: str, agent: AgentPrincipal = Depends(viewers), deps: GatewayDeps = Depends(get_deps)
     ) -> HTMLResponse:
         invoice = await ask_billing(
             deps, "billing.invoice", {"tenant": agent.tenant, "number": number}
@@ -75,7 +78,7 @@ def build_router(deps: Any) -> APIRouter:
     async def change_plan(
         body: PlanChange,
         agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         key = uuid.uuid4().hex
         envelope = Envelope(

@@ -8,6 +8,7 @@ from agent_service.admin.state import DEFAULT_SETTINGS
 from gateway.auth.http import ApiError, get_deps, require_agent, require_principal
 from gateway.auth.permissions import SEE_ALL, SEE_HISTORY
 from gateway.auth.tokens import AgentPrincipal, Principal
+from gateway.deps import GatewayDeps
 from gateway.ops import OpError
 from gateway.queries import ask
 from gateway.visibility import may_read_conversation, may_read_history
@@ -18,11 +19,11 @@ MAX_LIMIT = 500
 DEFAULT_MESSAGES_ON_ENTER = DEFAULT_SETTINGS["messages_on_enter"]
 
 
-async def ask_history(deps: Any, name: str, params: dict[str, Any]) -> Any:
+async def ask_history(deps: GatewayDeps, name: str, params: dict[str, Any]) -> Any:
     return await ask(deps, "history", name, params, {"not_found": 404})
 
 
-async def messages_on_enter(deps: Any, tenant: str) -> int:
+async def messages_on_enter(deps: GatewayDeps, tenant: str) -> int:
     """How many messages a conversation opens with: the tenant's ``messages_on_enter``.
 
     The setting allows 0..1000 while a read returns 1..MAX_LIMIT, so it is clamped; with
@@ -34,7 +35,9 @@ async def messages_on_enter(deps: Any, tenant: str) -> int:
     return max(1, min(wanted, MAX_LIMIT))
 
 
-async def readable_conversation(deps: Any, principal: Principal, conversation_id: str) -> None:
+async def readable_conversation(
+    deps: GatewayDeps, principal: Principal, conversation_id: str
+) -> None:
     """Raise 404/403 unless ``principal`` may read this conversation."""
     try:
         info = await deps.operations.conversation(principal, conversation_id)
@@ -48,7 +51,7 @@ async def readable_conversation(deps: Any, principal: Principal, conversation_id
         raise ApiError(403, "forbidden", "you may not read this conversation")
 
 
-def build_router(deps: Any) -> APIRouter:
+def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["conversations"])
 
     @router.get("/conversations")
@@ -57,7 +60,7 @@ def build_router(deps: Any) -> APIRouter:
         limit: int = Query(100, ge=1, le=MAX_LIMIT),
         visitor_id: str | None = Query(None, max_length=128, pattern=r"^[\w.:@\-]+$"),
         agent: AgentPrincipal = Depends(require_agent()),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         if view not in VIEWS:
             raise ApiError(400, "invalid_payload", f"view must be one of {', '.join(VIEWS)}")
@@ -81,9 +84,9 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.get("/queue")
     async def queue(
-        agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)
+        agent: AgentPrincipal = Depends(require_agent()), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
-        """Waiting conversations in order, marking those offered to the caller (the console's requests list)."""
+        """Waiting conversations in order, those offered to the caller marked (requests list)."""
         try:
             waiting = await deps.rpc.query(
                 "agent", "queue", {"tenant": agent.tenant}, timeout=deps.settings.request_timeout_s
@@ -101,7 +104,7 @@ def build_router(deps: Any) -> APIRouter:
         limit: int | None = Query(None, ge=1, le=MAX_LIMIT),
         before: int | None = Query(None, ge=0),
         principal: Principal = Depends(require_principal()),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         await readable_conversation(deps, principal, conversation_id)
         page = limit or await messages_on_enter(deps, principal.tenant)
@@ -118,7 +121,7 @@ def build_router(deps: Any) -> APIRouter:
     async def transcript(
         conversation_id: str,
         principal: Principal = Depends(require_principal()),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         await readable_conversation(deps, principal, conversation_id)
         return await ask_history(

@@ -67,7 +67,8 @@ async def history(
             for name in COMPARED_CONVERSATION_FIELDS:
                 if _normal(current.get(name)) != _normal(rebuilt.get(name)):
                     differences.append(
-                        f"conversation {rebuilt['_id']}: {name} live {current.get(name)!r} != replayed {rebuilt.get(name)!r}"
+                        f"conversation {rebuilt['_id']}: {name} live {current.get(name)!r}"
+                        f" != replayed {rebuilt.get(name)!r}"
                     )
         return differences
     finally:
@@ -77,7 +78,7 @@ async def history(
 
 
 async def routing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> list[str]:
-    """Fold the routing state from the log; compare each conversation with agent_service's answer."""
+    """Fold the routing state from the log; compare each conversation with agent_service's."""
     state = RoutingState()
     async for batch in _batches(events):
         for event in batch:
@@ -120,7 +121,8 @@ async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
             current = {i["number"]: (i["total_cents"], i["lines"]) for i in live["invoices"]}
             if replayed != current:
                 differences.append(
-                    f"{state.tenant}: invoices live {sorted(current)} != replayed {sorted(replayed)} (or their lines differ)"
+                    f"{state.tenant}: invoices live {sorted(current)}"
+                    f" != replayed {sorted(replayed)} (or their lines differ)"
                 )
             usage = state.usage.get(live["period"])
             if (
@@ -128,7 +130,9 @@ async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
                 and usage.public()["conversations"] != live["usage"]["conversations"]
             ):
                 differences.append(
-                    f"{state.tenant}: conversations this period live {live['usage']['conversations']} != replayed {usage.public()['conversations']}"
+                    f"{state.tenant}: conversations this period"
+                    f" live {live['usage']['conversations']}"
+                    f" != replayed {usage.public()['conversations']}"
                 )
     finally:
         await bus.close()
@@ -161,13 +165,15 @@ async def _ask_each(
                     )
                 except RemoteError as exc:
                     differences.append(
-                        f"{tenant.tenant_id}/{conversation.conversation_id}: live {service} says {exc.code}"
+                        f"{tenant.tenant_id}/{conversation.conversation_id}:"
+                        f" live {service} says {exc.code}"
                     )
                     continue
                 for name, value in expected.items():
                     if live.get(name) != value:
                         differences.append(
-                            f"{tenant.tenant_id}/{conversation.conversation_id}: {name} live {live.get(name)!r} != replayed {value!r}"
+                            f"{tenant.tenant_id}/{conversation.conversation_id}: {name}"
+                            f" live {live.get(name)!r} != replayed {value!r}"
                         )
     finally:
         await bus.close()
