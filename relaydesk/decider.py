@@ -295,7 +295,7 @@ class DeciderRuntime(Generic[D]):
         return self.decider.service
 
     async def handle(self, command: Envelope) -> CommandReply:
-        """Decide ``command``: the same answer for a redelivery, events published before replying."""
+        """Decide ``command``: a redelivery gets the same answer; events are published first."""
         decider = self.decider
         await decider.refresh()
         payload = parse_command_data(command)

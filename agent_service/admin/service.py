@@ -33,10 +33,15 @@ log = structlog.get_logger(__name__)
 
 
 class AdminService:
-    """Args:
-    webhook_policy: delivery timeout and retry backoff (default: ``RetryPolicy()``, 0.25 s doubling to 60 s).
-    catalogue: the plans whose ``agent_seats`` limit is enforced (default: ``settings.plans_file``).
-    clock: today's date for plan changes with an effective date (default: now, UTC).
+    """The ``admin`` single writer, its queries and the outbound webhook workers.
+
+    Args:
+        webhook_policy: delivery timeout and retry backoff (default: ``RetryPolicy()``,
+            0.25 s doubling to 60 s).
+        catalogue: the plans whose ``agent_seats`` limit is enforced (default:
+            ``settings.plans_file``).
+        clock: the decision time: sign-up expiry, plan changes with an effective date
+            (default: now, UTC).
     """
 
     def __init__(

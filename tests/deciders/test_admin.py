@@ -1,4 +1,4 @@
-"""Administration decisions, pure: given events on the log, when a command, then events or a rejection."""
+"""Administration decisions, pure: given events on the log, when a command, then the outcome."""
 
 from typing import Any
 

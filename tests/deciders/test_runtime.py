@@ -1,5 +1,6 @@
 """The decider runtime's own rules, the same for every service."""
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,7 +54,7 @@ async def test_emitting_an_undeclared_decision_type_raises(service: str) -> None
         d.emit(type_name, {})
 
     desk.decider.handlers = {redelivered.type: emit_not_ours}
-    with pytest.raises(UndeclaredDecision, match=type_name):
+    with pytest.raises(UndeclaredDecision, match=re.escape(type_name)):
         await desk.when(redelivered)
     assert desk.published.events == [] and redelivered.id not in desk.decider.replies
 
@@ -103,7 +104,7 @@ async def test_a_rejection_after_events_is_a_broken_decision_and_nothing_is_publ
 def test_a_runtime_refuses_handlers_for_another_services_commands() -> None:
     desk = billing_desk()
     desk.decider.handlers = {"conversation.accept": lambda d, p: None}
-    with pytest.raises(ValueError, match="conversation.accept"):
+    with pytest.raises(ValueError, match=r"conversation\.accept"):
         DeciderRuntime(desk.decider, Published())
 
 
