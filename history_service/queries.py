@@ -155,7 +155,10 @@ class HistoryQueries:
         }
 
     async def conversation_at(self, p: dict[str, Any]) -> dict[str, Any]:
-        """Time travel: the conversation and its messages as they were at ``at``, refolded from the archive."""
+        """Time travel: the conversation and its messages as they were at ``at``.
+
+        Refolded from the archive.
+        """
         at = _timestamp(p.get("at"), "at")
         conversations: dict[str, ConversationView] = {}
         messages: list[dict[str, Any]] = []
