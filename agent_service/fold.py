@@ -61,6 +61,7 @@ from contracts.events.routing import AgentConnectionLost
 from contracts.plans import period_of
 from contracts.registry import EVENTS
 from contracts.replies import CommandReply
+from contracts.settings import accepted_changes
 
 log = structlog.get_logger(__name__)
 
@@ -155,7 +156,7 @@ def _record_decision(state: RoutingState, envelope: Envelope) -> None:
 
 @folds(TenantSettingsChanged.TYPE)
 def _settings(tenant: Tenant, _: Envelope, event: admin.TenantSettingsChanged) -> None:
-    tenant.settings.update(event.after)
+    tenant.settings.update(accepted_changes(event.after))
 
 
 @folds(AgentCreated.TYPE)

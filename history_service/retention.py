@@ -34,6 +34,7 @@ from contracts.envelope import ActorKind
 from contracts.events.admin import TenantSettingsChanged
 from contracts.events.history import MAX_CONVERSATIONS, RetentionApplied
 from contracts.events.message import AttachmentSent, MessageSent
+from contracts.settings import accepted_changes
 from history_service.hash_chain import envelope_of, link_hash
 
 log = structlog.get_logger(__name__)
@@ -72,7 +73,7 @@ class RetentionJob:
         async for doc in (
             self._db["events"].find({"type": TenantSettingsChanged.TYPE}).sort("position", 1)
         ):
-            after = (doc.get("data") or {}).get("after") or {}
+            after = accepted_changes((doc.get("data") or {}).get("after") or {})
             if "retention_days" in after:
                 days[doc["tenant"]] = after["retention_days"]
         return {tenant: int(value) for tenant, value in days.items() if value}
