@@ -106,7 +106,7 @@ def folds(type_name: str) -> Callable[[Folder], Folder]:
 
 
 def apply(state: RoutingState, envelope: Envelope) -> None:
-    """Fold one event into ``state``. Invalid payloads are skipped (and logged), never half-applied."""
+    """Fold one event into ``state``. Invalid payloads are skipped (logged), never half-applied."""
     folder = FOLDERS.get(envelope.type)
     if folder is None and envelope.type not in DECISION_TYPES and envelope.actor.kind != "agent":
         return

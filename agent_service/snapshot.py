@@ -192,7 +192,7 @@ class Snapshotter:
     ) -> None:
         try:
             await self.store.save(records, position, seen_ids)
-        except Exception as exc:  # an optimisation failed: the log still has everything
+        except Exception as exc:  # noqa: BLE001 - an optimisation failed: the log has everything
             log.warning("routing_snapshot_failed", error=type(exc).__name__)
 
     async def wait(self) -> None:

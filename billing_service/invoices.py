@@ -27,7 +27,7 @@ def _days(period: str) -> list[date]:
 def compute_invoice(
     state: "TenantBilling", period: str, catalogue: PlanCatalogue, *, sequence: int
 ) -> dict[str, Any]:
-    """The invoice for ``period`` from the ledger as it is now: plan days prorated, extra seats, usage."""
+    """The invoice for ``period`` from the ledger now: plan days prorated, extra seats, usage."""
     days = [d for d in _days(period) if state.created is None or d >= state.created]
     month_length = len(_days(period))
     segments: list[tuple[str, list[date]]] = []
@@ -40,7 +40,8 @@ def compute_invoice(
     lines = []
     for plan_id, span in segments:
         plan = catalogue.get(plan_id)
-        description = f"{plan.name} plan, {span[0]:%b %d} – {span[-1]:%b %d} ({len(span)}/{month_length} days)"
+        dates = f"{span[0]:%b %d} – {span[-1]:%b %d}"
+        description = f"{plan.name} plan, {dates} ({len(span)}/{month_length} days)"
         lines.append(
             {
                 "description": description,
@@ -96,20 +97,39 @@ def money(cents: int, currency: str) -> str:
     return f"{currency} {sign}{abs(cents) // 100:,}.{abs(cents) % 100:02d}"
 
 
+STYLE = (
+    "body{font:14px/1.5 system-ui,sans-serif;max-width:760px;margin:40px auto;color:#1c2330}"
+    "table{width:100%;border-collapse:collapse}"
+    "td,th{padding:8px;border-bottom:1px solid #e3e8f2;text-align:left}"
+    ".n{text-align:right}h1{margin-bottom:0}@media print{body{margin:0}}"
+)
+
+
 def invoice_html(tenant: str, invoice: dict[str, Any]) -> str:
     """A printable invoice page; every value is escaped."""
     e = html.escape
+    currency = invoice["currency"]
+
+    def amount(cents: int) -> str:
+        return e(money(cents, currency))
+
     rows = "".join(
-        f"<tr><td>{e(line['description'])}</td><td class=n>{line['quantity']}</td><td class=n>{e(money(line['unit_cents'], invoice['currency']))}</td><td class=n>{e(money(line['amount_cents'], invoice['currency']))}</td></tr>"
+        f"<tr><td>{e(line['description'])}</td><td class=n>{line['quantity']}</td>"
+        f"<td class=n>{amount(line['unit_cents'])}</td>"
+        f"<td class=n>{amount(line['amount_cents'])}</td></tr>"
         for line in invoice["lines"]
     )
-    paid = invoice.get("paid_cents", 0)
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Invoice {e(invoice["number"])}</title>
-<style>body{{font:14px/1.5 system-ui,sans-serif;max-width:760px;margin:40px auto;color:#1c2330}}table{{width:100%;border-collapse:collapse}}
-td,th{{padding:8px;border-bottom:1px solid #e3e8f2;text-align:left}}.n{{text-align:right}}h1{{margin-bottom:0}}@media print{{body{{margin:0}}}}</style></head>
-<body><h1>Invoice {e(invoice["number"])}</h1><p>relaydesk · account <strong>{e(tenant)}</strong> · period {e(invoice["period"])}<br>
-Issued {e(invoice.get("issued_at", "")[:10])} · due {e(str(due_date(invoice)) if invoice.get("issued_at") else "")}</p>
-<table><thead><tr><th>Item</th><th class=n>Qty</th><th class=n>Unit</th><th class=n>Amount</th></tr></thead><tbody>{rows}</tbody>
-<tfoot><tr><th colspan=3>Total</th><th class=n>{e(money(invoice["total_cents"], invoice["currency"]))}</th></tr>
-<tr><td colspan=3>Paid</td><td class=n>{e(money(paid, invoice["currency"]))}</td></tr>
-<tr><th colspan=3>Balance due</th><th class=n>{e(money(invoice["total_cents"] - paid, invoice["currency"]))}</th></tr></tfoot></table></body></html>"""
+    number, total, paid = e(invoice["number"]), invoice["total_cents"], invoice.get("paid_cents", 0)
+    issued = invoice.get("issued_at", "")[:10]
+    due = str(due_date(invoice)) if invoice.get("issued_at") else ""
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Invoice {number}</title><style>{STYLE}</style></head>
+<body><h1>Invoice {number}</h1>
+<p>relaydesk · account <strong>{e(tenant)}</strong> · period {e(invoice["period"])}<br>
+Issued {e(issued)} · due {e(due)}</p>
+<table><thead><tr><th>Item</th><th class=n>Qty</th><th class=n>Unit</th><th class=n>Amount</th>
+</tr></thead><tbody>{rows}</tbody>
+<tfoot><tr><th colspan=3>Total</th><th class=n>{amount(total)}</th></tr>
+<tr><td colspan=3>Paid</td><td class=n>{amount(paid)}</td></tr>
+<tr><th colspan=3>Balance due</th><th class=n>{amount(total - paid)}</th></tr></tfoot></table>
+</body></html>"""

@@ -237,6 +237,7 @@ class Ledger:
                 for key in ("period", "lines", "total_cents", "currency", "invoice_id"):
                     if issued[key] != computed[key]:
                         found.append(
-                            f"{state.tenant} {computed['number']}: {key} issued {issued[key]!r} != recomputed {computed[key]!r}"
+                            f"{state.tenant} {computed['number']}: {key} issued {issued[key]!r}"
+                            f" != recomputed {computed[key]!r}"
                         )
         return found

@@ -33,7 +33,7 @@ USED_FOR_LIMIT = {
 
 
 def _limits(plan: Plan, used: dict[str, int]) -> list[LimitUse]:
-    """Limit vs used for the admin's billing page, with the refusal's reason once a limit is reached."""
+    """Limit vs used for the admin's billing page, with the refusal's reason once reached."""
     rows = []
     for key in LIMIT_KEYS:
         limit, count = plan.limit(key), used.get(USED_FOR_LIMIT[key], 0)
@@ -108,7 +108,10 @@ class BillingQueries:
         limit = plan.limit("conversations_per_month")
         blocked = None
         if limit is not None and used["conversations"] >= limit:
-            blocked = f"The {plan.name} plan's limit of {limit} conversations in {period} is reached: new visitors are told the chat is unavailable. Change the plan to lift it."
+            blocked = (
+                f"The {plan.name} plan's limit of {limit} conversations in {period} is reached:"
+                " new visitors are told the chat is unavailable. Change the plan to lift it."
+            )
         today = now.date()
         invoices = [
             AccountInvoice(

@@ -32,7 +32,7 @@ IDLE_RECHECK_S = 1.0
 class PlatformClient(Protocol):
     async def send_text(
         self, connector: Connector, chat_ref: str, text: str, *, last_inbound: float | None = None
-    ) -> str: ...  # noqa: E704
+    ) -> str: ...
     async def send_typing(self, connector: Connector, chat_ref: str) -> None: ...
 
 

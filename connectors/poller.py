@@ -93,7 +93,10 @@ class TelegramPoller:
                     log.error(
                         "telegram_poll_conflict",
                         connector_id=connector.connector_id,
-                        explanation="another getUpdates poller uses this bot token, or a webhook is set; run one poller per token",
+                        explanation=(
+                            "another getUpdates poller uses this bot token, or a webhook is set;"
+                            " run one poller per token"
+                        ),
                     )
                 else:
                     log.warning(
@@ -104,7 +107,8 @@ class TelegramPoller:
                     )
                 await asyncio.sleep(exc.retry_after or _backoff(failures))
             except Exception:
-                failures += 1  # RabbitMQ or the agent service away: offset stays, the batch is fetched again
+                # RabbitMQ or the agent service away: offset stays, the batch is fetched again
+                failures += 1
                 log.exception("telegram_poll_publish_failed", connector_id=connector.connector_id)
                 await asyncio.sleep(_backoff(failures))
 

@@ -85,5 +85,5 @@ def _result(response: httpx.Response) -> Any:
         raise DeliveryError(
             f"429 {description}", permanent=False, retry_after=float(retry_after or 1)
         )
-    # 5xx are transient; 400/401/403/404 (blocked, bad chat, revoked token) will not heal by retrying.
+    # 5xx are transient; 400/401/403/404 (blocked, bad chat, revoked token) do not heal by retrying.
     raise DeliveryError(f"{code} {description}", permanent=code < 500 and code != 409)

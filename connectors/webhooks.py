@@ -200,7 +200,7 @@ class MalformedXml(Exception):
 
 def _wechat_inbound(
     connector: Connector, query: dict[str, str], raw: bytes
-) -> InboundMessage | None | bool:
+) -> InboundMessage | bool | None:
     """The message, None for nothing to publish, False for a forged or undecryptable request.
 
     Raises ``MalformedXml`` for a correctly signed request whose XML is broken.

@@ -5,7 +5,7 @@ import time
 from typing import Any
 
 import httpx
-from defusedxml import ElementTree  # type: ignore[import-untyped]
+from defusedxml import ElementTree
 
 from connectors.config import Connector
 from connectors.delivery import DeliveryError

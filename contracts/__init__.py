@@ -16,11 +16,11 @@ from contracts.registry import (
 )
 
 __all__ = [
+    "COMMANDS",
+    "EVENTS",
     "Actor",
     "ActorKind",
-    "COMMANDS",
     "ContractError",
-    "EVENTS",
     "Envelope",
     "InvalidPayload",
     "LoggedEvent",

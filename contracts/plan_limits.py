@@ -65,7 +65,10 @@ class TenantPlan:
 
 def reason(plan: Plan, key: str, limit: int) -> str:
     """What an admin reads when ``key`` is used up (also shown on the billing page)."""
-    return f"The {plan.name} plan's limit {key} is {limit} {NOUNS.get(key, key)}: {WHAT_IS_REFUSED.get(key, 'more')} is refused. Change the plan to raise it."
+    return (
+        f"The {plan.name} plan's limit {key} is {limit} {NOUNS.get(key, key)}:"
+        f" {WHAT_IS_REFUSED.get(key, 'more')} is refused. Change the plan to raise it."
+    )
 
 
 def refusal(

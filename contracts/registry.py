@@ -13,7 +13,7 @@ from contracts.commands import connector as connector_commands
 from contracts.commands import conversation as conversation_commands
 from contracts.commands import routing as routing_commands
 from contracts.envelope import Envelope
-from contracts.errors import InvalidPayload, UnknownType
+from contracts.errors import FieldError, InvalidPayload, UnknownType
 from contracts.events import admin, billing, connector, conversation, history, message, system
 from contracts.events import routing as routing_events
 from contracts.events import signup as signup_events
@@ -73,7 +73,7 @@ class Registry:
         try:
             return model.model_validate(payload)
         except ValidationError as exc:
-            errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+            errors = [FieldError(loc=list(e["loc"]), msg=e["msg"]) for e in exc.errors()]
             raise InvalidPayload(
                 f"invalid {type_name}: {errors[0]['msg']} at {errors[0]['loc']}",
                 type_name=type_name,
@@ -85,8 +85,15 @@ class Registry:
 
     def audience(self, type_name: str) -> frozenset[Audience]:
         """Who may receive events of this type on a socket; nobody for unknown types."""
-        model = self._models.get(type_name)
-        return getattr(model, "AUDIENCE", frozenset()) if model is not None else frozenset()
+        return getattr(self._models.get(type_name), "AUDIENCE", frozenset())
+
+    def named_agent_fields(self, type_name: str) -> tuple[str, ...]:
+        """The fields naming the agents of ``Audience.NAMED_AGENTS`` for this type."""
+        return getattr(self._models.get(type_name), "NAMED_AGENT_FIELDS", ())
+
+    def withheld_from(self, type_name: str) -> Mapping[Audience, frozenset[str]]:
+        """The fields each audience does not receive of this type (contracts/audience.py)."""
+        return getattr(self._models.get(type_name), "WITHHELD_FROM", {})
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:
         return {

@@ -1,20 +1,30 @@
 """The gateway application: HTTP API, websocket endpoint, static web assets."""
 
-import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import orjson
 import structlog
-from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi import APIRouter, FastAPI, HTTPException, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from gateway.auth.http import get_deps
 from gateway.deps import GatewayDeps
-from gateway.routes import ROUTER_MODULES
+from gateway.routes import (
+    admin,
+    attachments,
+    audit,
+    auth,
+    billing,
+    connectors,
+    conversations,
+    reports,
+    signup,
+)
 from gateway.ws import websocket_endpoint
 from relaydesk.settings import Settings
 
@@ -22,6 +32,19 @@ log = structlog.get_logger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGES = {"/demo": "demo.html", "/console": "console.html", "/admin": "admin.html"}
+
+# Every HTTP router, in the order they are included.
+ROUTER_BUILDERS: tuple[Callable[[GatewayDeps], APIRouter], ...] = (
+    auth.build_router,
+    conversations.build_router,
+    admin.build_router,
+    signup.build_router,
+    connectors.build_router,
+    attachments.build_router,
+    billing.build_router,
+    audit.build_router,
+    reports.build_router,
+)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -49,12 +72,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz(request: Request) -> dict[str, object]:
-        deps = request.app.state.deps
+        deps = get_deps(request)
         return {"status": "ok", "sockets": len(deps.sessions), "log_position": deps.tailer.head}
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
-        await websocket_endpoint(websocket, websocket.app.state.deps)
+        deps: GatewayDeps = websocket.app.state.deps
+        await websocket_endpoint(websocket, deps)
 
     for path, page in PAGES.items():
         app.add_api_route(path, _page(page), methods=["GET"], include_in_schema=False)
@@ -63,7 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _page(name: str):  # type: ignore[no-untyped-def]
+def _page(name: str) -> Callable[[], Awaitable[FileResponse]]:
     async def serve() -> FileResponse:
         path = STATIC_DIR / name
         if not path.exists():
@@ -76,13 +100,8 @@ def _page(name: str):  # type: ignore[no-untyped-def]
 
 
 def _include_routers(app: FastAPI, deps: GatewayDeps) -> None:
-    for module_name in ROUTER_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            log.warning("router_missing", module=module_name, missing=exc.name)
-            continue
-        app.include_router(module.build_router(deps))
+    for build_router in ROUTER_BUILDERS:
+        app.include_router(build_router(deps))
     app.openapi_schema = None  # routers arrive in the lifespan: rebuild the schema lazily
 
 

@@ -42,7 +42,8 @@ def check_content(content_type: str, head: bytes, allowed_types: list[str]) -> N
         raise AttachmentRejected(
             415,
             "unsupported_type",
-            f"{content_type or 'unknown type'} is not allowed here; allowed: {', '.join(allowed_types)}",
+            f"{content_type or 'unknown type'} is not allowed here;"
+            f" allowed: {', '.join(allowed_types)}",
         )
     if content_type == "image/webp":
         matches = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
@@ -128,8 +129,9 @@ class LinkSigner:
 
     def link(self, attachment_id: str, now: float | None = None) -> dict[str, Any]:
         expires = int((now if now is not None else time.time()) + self._ttl_s)
+        signature = self._signature(attachment_id, expires)
         return {
-            "url": f"/api/attachments/{attachment_id}?exp={expires}&sig={self._signature(attachment_id, expires)}",
+            "url": f"/api/attachments/{attachment_id}?exp={expires}&sig={signature}",
             "expires_at": expires,
         }
 

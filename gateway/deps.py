@@ -1,7 +1,7 @@
 """Everything the gateway's routes need, built once in the app's lifespan."""
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -13,6 +13,7 @@ from gateway.auth.tokens import TokenService
 from gateway.directory import ConversationDirectory
 from gateway.ops import Operations
 from gateway.origins import OriginPolicy
+from gateway.ratelimit import AddressThrottle
 from gateway.sessions import CLOSE_TOKEN_EXPIRED, SessionRegistry
 from gateway.tailer import Tailer
 from gateway.tenant_settings import TenantSettingsCache
@@ -34,8 +35,9 @@ class GatewayDeps:
     origins: OriginPolicy
     tenant_settings: TenantSettingsCache
     revocations: RevocationList
+    # One per gateway, shared by the auth and sign-up routers (gateway/auth/throttle.py).
+    credential_throttle: AddressThrottle
     mongo: AsyncMongoClient | None = None
-    extras: dict = field(default_factory=dict)
 
     @property
     def db(self) -> AsyncDatabase | None:
@@ -66,6 +68,9 @@ class GatewayDeps:
             origins=OriginPolicy(tenant_settings, settings.gateway_url()),
             tenant_settings=tenant_settings,
             revocations=RevocationList(),
+            credential_throttle=AddressThrottle(
+                settings.auth_rate_per_min / 60.0, settings.auth_rate_burst
+            ),
             mongo=make_client(settings.mongo_url) if settings.mongo_url else None,
         )
         tailer.listeners.append(deps._on_event)

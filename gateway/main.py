@@ -1,6 +1,8 @@
 """gateway process: uvicorn serving :func:`gateway.app.create_app`."""
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -9,6 +11,15 @@ from relaydesk.runtime import announce_ready
 from relaydesk.settings import Settings
 
 SERVICE = "gateway"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own SIGINT/SIGTERM handlers: the runtime owns the signals
+    (``relaydesk.runtime.run_service`` sets ``stop``; ``main`` then asks uvicorn to exit)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def server_for(settings: Settings) -> uvicorn.Server:
@@ -22,12 +33,11 @@ def server_for(settings: Settings) -> uvicorn.Server:
         ws_ping_timeout=20,
         lifespan="on",
     )
-    return uvicorn.Server(config)
+    return _Server(config)
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
     server = server_for(settings)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # runtime owns signals
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

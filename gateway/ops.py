@@ -77,6 +77,11 @@ class Operations:
             "transfer": ("agent", self._transfer),
         }
 
+    @property
+    def table(self) -> dict[str, str]:
+        """Each op and who may send it: ``customer``, ``agent`` or ``any`` (docs/protocol.md)."""
+        return {op: who for op, (who, _) in self._handlers.items()}
+
     async def handle(self, principal: Principal, frame: dict[str, Any]) -> dict[str, Any]:
         op, key = frame.get("op"), frame.get("id")
         if op not in self._handlers:
@@ -99,14 +104,14 @@ class Operations:
                 "unavailable", "the deciding service did not answer; resend with the same id"
             ) from None
 
-    async def writable(self, principal: Principal, conversation_id: Any) -> ConversationInfo:
+    async def writable(self, principal: Principal, conversation_id: object) -> ConversationInfo:
         """The conversation, if ``principal`` may write into it (HTTP uploads use this)."""
         return await self._writable(principal, {"conversation_id": conversation_id})
 
     async def publish_attachment(
         self, principal: Principal, key: str, info: ConversationInfo, attachment: dict[str, Any]
     ) -> dict[str, Any]:
-        """Publish ``message.attachment_sent`` for a file already stored; ids derive from ``key``."""
+        """Publish ``message.attachment_sent`` for a file already stored; ids come from ``key``."""
         data = {
             "conversation_id": info.conversation_id,
             "message_id": derive_event_id(principal.tenant, principal.actor_id, key),
@@ -135,7 +140,7 @@ class Operations:
             id=principal.actor_id,
         )
 
-    async def conversation(self, principal: Principal, conversation_id: Any) -> ConversationInfo:
+    async def conversation(self, principal: Principal, conversation_id: object) -> ConversationInfo:
         if (
             not isinstance(conversation_id, str)
             or not conversation_id
@@ -219,7 +224,9 @@ class Operations:
         conversation_id = (
             "c" + derive_event_id(principal.tenant, principal.visitor_id, "start:" + key)[1:25]
         )
-        given = frame.get("visitor") if isinstance(frame.get("visitor"), dict) else {}
+        given = frame.get("visitor")
+        if not isinstance(given, dict):
+            given = {}
         visitor = {
             "id": principal.visitor_id,
             **{k: given[k] for k in ("name", "email", "page_url") if isinstance(given.get(k), str)},
@@ -395,7 +402,5 @@ class Operations:
         )
         try:
             await self._rpc.command("agent", envelope, timeout=self._timeout)
-        except (
-            Exception
-        ) as exc:  # the agent service folds presence again on the agent's next action
+        except Exception as exc:  # noqa: BLE001 - presence is folded again on the agent's next action
             log.warning("connection_lost_not_sent", error=type(exc).__name__)

@@ -1,15 +1,16 @@
 """Asking a service a question over the bus from an HTTP route, with the API's error shape."""
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from contracts.queries import Query
 from gateway.auth.http import ApiError
+from gateway.deps import GatewayDeps
 from relaydesk.bus import RemoteError, RequestTimeout
 
 R = TypeVar("R")
 
 
-async def ask(deps: Any, query: Query[R], statuses: dict[str, int] | None = None) -> R:
+async def ask(deps: GatewayDeps, query: Query[R], statuses: dict[str, int] | None = None) -> R:
     """The typed answer; a remote error becomes its HTTP status (400 unless mapped), a
     timeout 503."""
     try:

@@ -6,6 +6,8 @@ when it overflows the session is closed with 4409 (resumable with ``resume_from`
 
 import asyncio
 from collections import Counter, defaultdict, deque
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import structlog
@@ -19,14 +21,20 @@ CLOSE_SLOW_CONSUMER = 4409
 CLOSE_TOKEN_EXPIRED = 4401
 CLOSE_RATE_LIMITED = 4429
 CLOSE_GOING_AWAY = 1012
-_REPLAY = object()  # queue marker: send the replayed backlog here, in order, before what follows
+
+
+class _Replay:
+    """Queue marker: send the replayed backlog here, in order, before what follows."""
+
+
+_REPLAY = _Replay()
 
 
 class Session:
     def __init__(self, websocket: WebSocket, principal: Principal, queue_limit: int) -> None:
         self.websocket = websocket
         self.principal = principal
-        self._queue: asyncio.Queue[bytes | object | None] = asyncio.Queue(maxsize=queue_limit)
+        self._queue: asyncio.Queue[bytes | _Replay | None] = asyncio.Queue(maxsize=queue_limit)
         self.closed = asyncio.Event()
         self.close_code: int | None = None
         self.last_position = -1
@@ -34,11 +42,11 @@ class Session:
         self._sending = False
         self._backlog: deque[bytes] = deque()
 
-    def send(self, frame: dict) -> None:
+    def send(self, frame: dict[str, Any]) -> None:
         """Queue a frame without waiting; on overflow close the socket as a slow consumer."""
         self.send_bytes(orjson.dumps(frame))
 
-    def send_bytes(self, data: bytes | object) -> None:
+    def send_bytes(self, data: bytes | _Replay) -> None:
         if self.closed.is_set():
             return
         try:
@@ -84,7 +92,7 @@ class Session:
             # connection drop and resumes with resume_from).
             self.writer.cancel()
 
-    def _drain_backlog(self):  # type: ignore[no-untyped-def]
+    def _drain_backlog(self) -> Iterator[bytes]:
         while self._backlog:
             yield self._backlog.popleft()
 
@@ -95,11 +103,11 @@ class Session:
                 frame = await self._queue.get()
                 if frame is None:
                     break
-                for text in self._drain_backlog() if frame is _REPLAY else (frame,):  # type: ignore[union-attr]
+                for text in self._drain_backlog() if isinstance(frame, _Replay) else (frame,):
                     self._sending = True
                     await self.websocket.send_text(text.decode())
                     self._sending = False
-        except Exception as exc:  # the peer went away; the reader notices too
+        except Exception as exc:  # noqa: BLE001 - the peer went away; the reader notices too
             log.debug("ws_write_ended", error=type(exc).__name__)
         finally:
             self.closed.set()
@@ -110,7 +118,7 @@ class Session:
             ):
                 try:
                     await asyncio.wait_for(self.websocket.close(code=self.close_code), 2)
-                except Exception:  # already closing, or the peer is stuck
+                except Exception:  # noqa: BLE001 - already closing, or the peer is stuck
                     pass
 
 

@@ -38,8 +38,7 @@ class TenantSettingsCache:
         self._generation[tenant] = self._generation.get(tenant, 0) + 1
 
     async def get(self, tenant: str) -> TenantSettings | None:
-        """The tenant's settings (the defaults for a tenant without a record); None when
-        unavailable."""
+        """The tenant's settings (defaults for a tenant without a record); None when unavailable."""
         cached = self._cache.get(tenant)
         if cached and cached[0] > time.monotonic():
             return cached[1]
@@ -50,10 +49,12 @@ class TenantSettingsCache:
             )
         except RemoteError as exc:
             if exc.code != "not_found":
-                return self._unavailable(tenant, generation, exc.code)
+                self._unavailable(tenant, generation, exc.code)
+                return None
             settings = DEFAULTS
-        except Exception as exc:
-            return self._unavailable(tenant, generation, type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - admin unreachable: None, the caller says so
+            self._unavailable(tenant, generation, type(exc).__name__)
+            return None
         self._store(tenant, generation, settings)
         return settings
 

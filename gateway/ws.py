@@ -8,6 +8,7 @@ and the connection keeps serving; repeated rate-limit violations close with 4429
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -24,6 +25,15 @@ log = structlog.get_logger(__name__)
 
 RATE_VIOLATIONS_BEFORE_CLOSE = 50
 PROTOCOL_VERSION = 1
+
+# The event loop holds tasks only weakly: keep each fire-and-forget task until it is done.
+_background: set[asyncio.Task[None]] = set()
+
+
+def _in_background(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 async def websocket_endpoint(websocket: WebSocket, deps: GatewayDeps) -> None:
@@ -66,7 +76,7 @@ async def websocket_endpoint(websocket: WebSocket, deps: GatewayDeps) -> None:
         if isinstance(principal, AgentPrincipal) and not deps.sessions.agent_sessions(
             principal.tenant, principal.agent_id
         ):
-            asyncio.create_task(deps.operations.connection_lost(principal))
+            _in_background(deps.operations.connection_lost(principal))
 
 
 async def _authenticate(websocket: WebSocket, deps: GatewayDeps) -> Principal | None:
@@ -117,7 +127,7 @@ async def _read_loop(websocket: WebSocket, session: Session, deps: GatewayDeps) 
                 if bucket.refusals > RATE_VIOLATIONS_BEFORE_CLOSE:
                     session.close(CLOSE_RATE_LIMITED)
                 continue
-            asyncio.create_task(_handle_frame(text or "", session, deps))
+            _in_background(_handle_frame(text or "", session, deps))
     except WebSocketDisconnect:
         return
     finally:
@@ -133,7 +143,7 @@ async def _handle_frame(text: str, session: Session, deps: GatewayDeps) -> None:
                 "too_large", f"frames are limited to {deps.settings.ws_max_frame_bytes} bytes"
             )
         try:
-            frame: Any = orjson.loads(text)
+            frame: object = orjson.loads(text)
         except orjson.JSONDecodeError:
             raise OpError("bad_frame", "frames must be JSON objects") from None
         if not isinstance(frame, dict):

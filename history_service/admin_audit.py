@@ -50,7 +50,7 @@ MAX_LIMIT, DEFAULT_LIMIT = 1000, 200
 
 
 def types_of(kind: str | None) -> list[str]:
-    """The registered admin event types of one kind (all kinds when None); [] for an unknown kind."""
+    """The registered admin event types of one kind (all when None); [] for an unknown kind."""
     prefixes = (
         list(KIND_PREFIXES.values())
         if kind is None

@@ -57,8 +57,8 @@ async def verify_chain(
 ) -> dict[str, Any]:
     """Walk every chain (optionally one tenant or stream) in log order.
 
-    Returns ``{"ok": True, "checked": n}`` or the first broken link:
-    ``{"ok": False, "tenant", "stream", "event_id", "position", "expected_hash", "found_hash", ...}``.
+    Returns ``{"ok": True, "checked": n}`` or the first broken link: ``{"ok": False, "tenant",
+    "stream", "event_id", "position", "expected_hash", "found_hash", ...}``.
     """
     query: dict[str, Any] = {}
     if tenant:

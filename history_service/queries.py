@@ -166,7 +166,8 @@ class HistoryQueries:
 
     @answers(ConversationAtQuery)
     async def conversation_at(self, p: ConversationAtQuery) -> ConversationAt:
-        """Time travel: the conversation and its messages as they were at ``at``, refolded from the archive."""
+        """Time travel: the conversation and its messages as they were at ``at``, refolded from
+        the archive."""
         conversations: dict[str, dict[str, Any]] = {}
         messages: list[MessageEntry] = []
         last_position = None

@@ -25,7 +25,9 @@ from contracts.events.conversation import (
 from contracts.events.message import AttachmentSent, MessageSent
 
 DEFINITIONS = {
-    "conversations": "v1: conversations requested (visitors turned away over a plan limit excluded)",
+    "conversations": (
+        "v1: conversations requested (visitors turned away over a plan limit excluded)"
+    ),
     "missed": "v1: conversations that were missed (no agent online, outside hours)",
     "wait_s": "v1: seconds from request to the first accept",
     "first_response_s": "v1: seconds from request to the first agent message",

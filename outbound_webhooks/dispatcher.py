@@ -8,9 +8,9 @@ import structlog
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from outbound_webhooks.signing import subscription_secret
 from outbound_webhooks.worker import DELIVERIES, RetryPolicy, Subscription, WebhookWorker
 from relaydesk.bus import Bus
+from relaydesk.sealing import subscription_secret
 
 log = structlog.get_logger(__name__)
 
@@ -52,7 +52,8 @@ class WebhookDispatcher:
                 await worker.run()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the broker or store went away for longer than the retries: start again from the stored position
+            except Exception:
+                # broker or store away longer than the retries: start again at the stored position
                 log.exception(
                     "webhook_worker_crashed", subscription_id=worker.subscription.subscription_id
                 )

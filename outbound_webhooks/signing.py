@@ -1,19 +1,9 @@
-"""Webhook secrets and signatures.
-
-A subscription's secret is derived (HMAC of the server's ``secrets_key``), so it never
-has to be written to the log, and the gateway can show it to the subscriber once.
-"""
+"""Webhook signatures (the secret each subscription signs with: ``relaydesk.sealing``)."""
 
 import hashlib
 import hmac
 
 SIGNATURE_HEADER = "X-Relaydesk-Signature"
-
-
-def subscription_secret(secrets_key: str, tenant: str, subscription_id: str) -> str:
-    return hmac.new(
-        secrets_key.encode(), f"webhook:{tenant}:{subscription_id}".encode(), hashlib.sha256
-    ).hexdigest()
 
 
 def sign(secret: str, body: bytes) -> str:

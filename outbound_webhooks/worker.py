@@ -1,4 +1,4 @@
-"""One subscription's delivery loop: read the log from its stored position, post matching events in order.
+"""One subscription's delivery loop: from its stored position on, post matching events in order.
 
 Guarantees: events are delivered one at a time in log order; a failed delivery is
 retried with exponential backoff until it succeeds (nothing is skipped, so an endpoint
@@ -135,7 +135,7 @@ class WebhookWorker:
 
     async def _deliver(self, logged: LoggedEvent) -> None:
         policy = self._policy
-        # No stop condition on purpose: an event is never dropped, the endpoint catches up when back.
+        # No stop condition on purpose: an event is never dropped, the endpoint catches up later.
         async for attempt in AsyncRetrying(
             wait=wait_exponential(multiplier=policy.initial_s, max=policy.max_s),
             retry=retry_if_exception_type(DeliveryFailed),

@@ -6,7 +6,8 @@ Every service prints the structured log event ``service_ready`` once it serves;
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import structlog
 
@@ -14,6 +15,8 @@ from relaydesk.logging import configure_logging
 from relaydesk.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
 
@@ -35,9 +38,16 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
         await main(settings, stop)
         log.info("service_stopped", service=name)
 
+    run_loop(runner())
+
+
+def run_loop(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` on uvloop where it is installed, else on asyncio's own loop.
+
+    Only the import is guarded: an ImportError raised while ``work`` runs propagates.
+    """
     try:
         import uvloop
-
-        uvloop.run(runner())
-    except ImportError:  # uvloop is optional on platforms without it
-        asyncio.run(runner())
+    except ImportError:  # uvloop is optional (not installed on Windows)
+        return asyncio.run(work)
+    return uvloop.run(work)

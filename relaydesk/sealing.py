@@ -1,7 +1,9 @@
-"""Seal connector secrets with Fernet so they never sit in clear on the log."""
+"""Secrets that never sit in clear on the log: connector secrets sealed with Fernet, webhook
+subscription secrets derived from the server's ``secrets_key``."""
 
 import base64
 import hashlib
+import hmac
 import json
 
 from cryptography.fernet import Fernet
@@ -19,3 +21,12 @@ class SecretBox:
 
     def open(self, sealed: str) -> dict[str, str]:
         return dict(json.loads(self._fernet.decrypt(sealed.encode())))
+
+
+def subscription_secret(secrets_key: str, tenant: str, subscription_id: str) -> str:
+    """A webhook subscription's signing secret: an HMAC of ``secrets_key``, so it never has to be
+    written to the log; the gateway shows it to the subscriber once, the dispatcher signs with it.
+    """
+    return hmac.new(
+        secrets_key.encode(), f"webhook:{tenant}:{subscription_id}".encode(), hashlib.sha256
+    ).hexdigest()

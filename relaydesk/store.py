@@ -21,21 +21,22 @@ from tenacity import (
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+Document = dict[str, Any]  # a MongoDB document as PyMongo returns it
 
 TRANSIENT = (AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError)
 
 
-def make_client(mongo_url: str) -> AsyncMongoClient:
+def make_client(mongo_url: str) -> AsyncMongoClient[Document]:
     return AsyncMongoClient(
         mongo_url, serverSelectionTimeoutMS=3000, retryWrites=True, retryReads=True, tz_aware=True
     )
 
 
-def database(client: AsyncMongoClient, name: str) -> AsyncDatabase:
+def database(client: AsyncMongoClient[Document], name: str) -> AsyncDatabase[Document]:
     return client[name]
 
 
-async def init_beanie_models(db: AsyncDatabase, models: Iterable[type]) -> None:
+async def init_beanie_models(db: AsyncDatabase[Document], models: Iterable[type]) -> None:
     """Register beanie documents on ``db`` (creates their indexes)."""
     from beanie import init_beanie
 
@@ -60,7 +61,7 @@ async def with_store_retry(operation: Callable[[], Awaitable[T]], *, max_s: floa
 class Checkpoints:
     """Each log consumer's stored offset, kept beside the state it derives (design decision 1)."""
 
-    def __init__(self, db: AsyncDatabase, collection: str = "checkpoints") -> None:
+    def __init__(self, db: AsyncDatabase[Document], collection: str = "checkpoints") -> None:
         self._collection = db[collection]
 
     async def load(self, consumer: str) -> int | None:

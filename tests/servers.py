@@ -86,7 +86,7 @@ class RabbitServer:
 
 
 def stream_override(vhosts: RabbitVhosts, vhost: str) -> dict[str, str]:
-    """Settings fields for a container's mapped stream port; the local broker keeps the default (5552)."""
+    """Settings fields for a container's mapped stream port; the local broker keeps 5552."""
     stream_url = vhosts.stream_url_for(vhost)
     return {"stream_url": stream_url} if stream_url else {}
 

@@ -6,16 +6,19 @@ is a real uvicorn server on a free port, so clients are real websocket/HTTP clie
 
 import asyncio
 import contextlib
-import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 
+from agent_service.admin.service import AdminService
+from agent_service.service import AgentService
+from billing_service.service import BillingService
 from gateway.app import create_app
 from gateway.auth.permissions import effective_permissions
 from gateway.auth.tokens import AgentPrincipal, TokenService
+from history_service.service import HistoryService
 from relaydesk.settings import Settings
 from tools.embedded import free_port
 
@@ -61,14 +64,6 @@ async def start_gateway(settings: Settings, port: int | None = None) -> RunningG
     return RunningGateway(settings, server, task)
 
 
-def _optional_service(module: str, name: str, settings: Settings) -> Any | None:
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ModuleNotFoundError, AttributeError):
-        return None
-    return cls(settings)
-
-
 @dataclass
 class RunningSystem:
     settings: Settings
@@ -100,21 +95,18 @@ class RunningSystem:
 async def running_system(
     settings: Settings, *, with_history: bool = True, with_agent: bool = True
 ) -> AsyncIterator[RunningSystem]:
-    """``with_history`` / ``with_agent`` False leave that service out, e.g. for a test that runs it as its own process."""
+    """``with_history`` / ``with_agent`` False leave that service out, e.g. for a test that runs it
+    as its own process."""
     services: list[Any] = []
-    candidates = (
-        [("agent_service.admin.service", "AdminService"), ("agent_service.service", "AgentService")]
-        if with_agent
-        else []
-    )
+    # admin first: routing folds what admin publishes
+    candidates: list[Any] = [AdminService, AgentService] if with_agent else []
     if with_history:
-        candidates.append(("history_service.service", "HistoryService"))
-    candidates.append(("billing_service.service", "BillingService"))
-    for module, name in candidates:
-        service = _optional_service(module, name, settings)
-        if service is not None:
-            await service.start()
-            services.append(service)
+        candidates.append(HistoryService)
+    candidates.append(BillingService)
+    for service_class in candidates:
+        service = service_class(settings)
+        await service.start()
+        services.append(service)
     gateway = await start_gateway(settings)
     try:
         yield RunningSystem(gateway.settings, gateway, services)

@@ -17,8 +17,7 @@ SERVICE_MODULES = {
     "connectors": "connectors.main",
 }
 
-# extra command name -> "module:function" taking (argv) and returning an exit code;
-# later features register here (bench, replay, audit, admin).
+# extra command name -> "module:function" taking (argv) and returning an exit code.
 EXTRA_COMMANDS: dict[str, str] = {
     "bench": "tools.commands.bench:main",
     "replay": "tools.commands.replay:main",
@@ -31,7 +30,8 @@ EXTRA_COMMANDS: dict[str, str] = {
 
 def _load(target: str) -> Callable[[Sequence[str]], int]:
     module_name, _, func = target.partition(":")
-    return getattr(importlib.import_module(module_name), func)  # type: ignore[no-any-return]
+    command: Callable[[Sequence[str]], int] = getattr(importlib.import_module(module_name), func)
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0
-    args, rest = parser.parse_known_args(argv[:1])
+    args, _ = parser.parse_known_args(argv[:1])
     command = args.command
     if command == "up":
         from tools.supervisor import up
@@ -61,11 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Command-line tools print their results on stdout; their logs go to stderr, warnings only.
     configure_logging(level="WARNING", fmt="console", service=command)
-    try:
-        return int(_load(EXTRA_COMMANDS[command])(argv[1:]) or 0)
-    except ModuleNotFoundError as exc:
-        print(f"relaydesk {command}: not available in this build ({exc.name})", file=sys.stderr)
-        return 2
+    # No fallback for a module that cannot be imported: the traceback names it (a command's
+    # optional extra, e.g. relaydesk[bench], or a broken install).
+    return int(_load(EXTRA_COMMANDS[command])(argv[1:]) or 0)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ async def _admin(env: dict[str, str], *args: str) -> tuple[int, str]:
     return process.returncode or 0, output.decode(errors="replace")
 
 
+def _last_line(output: str) -> str:
+    return output.strip().splitlines()[-1] if output.strip() else ""
+
+
 async def ensure_demo_workspace(env: dict[str, str], data_dir: str) -> str:
     """Create the demo tenant and owner once; return the lines to print."""
     credentials = Path(data_dir) / "demo-credentials"
@@ -41,7 +45,7 @@ async def ensure_demo_workspace(env: dict[str, str], data_dir: str) -> str:
             env, "create-tenant", "--tenant", DEMO_TENANT, "--name", "Demo"
         )
         if created != 0 and "exist" not in output:
-            return f"  (demo workspace not created: {output.strip().splitlines()[-1] if output.strip() else created})"
+            return f"  (demo workspace not created: {_last_line(output) or created})"
         done, output = await _admin(
             env,
             "create-agent",
@@ -56,7 +60,7 @@ async def ensure_demo_workspace(env: dict[str, str], data_dir: str) -> str:
             f"--password={password}",
         )
         if done != 0:
-            return f"  (demo owner not created: {output.strip().splitlines()[-1] if output.strip() else done})"
+            return f"  (demo owner not created: {_last_line(output) or done})"
         credentials.parent.mkdir(parents=True, exist_ok=True)
         credentials.write_text(password + "\n")
         os.chmod(credentials, 0o600)

@@ -32,6 +32,7 @@ class Child:
     name: str
     process: asyncio.subprocess.Process
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    pump: asyncio.Task[None] | None = None  # held here: the loop keeps tasks only weakly
 
 
 async def _pump(child: Child, stream: asyncio.StreamReader) -> None:
@@ -56,7 +57,7 @@ async def _spawn(name: str, env: dict[str, str], niceness: int) -> Child:
         _lower_priority(process.pid, niceness)
     child = Child(name, process)
     assert process.stdout is not None
-    asyncio.create_task(_pump(child, process.stdout))
+    child.pump = asyncio.create_task(_pump(child, process.stdout))
     return child
 
 
@@ -110,7 +111,9 @@ async def up(
     base = settings.gateway_url()
     demo = await ensure_demo_workspace(env, settings.data_dir) if "agent" in services else ""
     print(
-        f"\n  relaydesk is up.\n  Widget demo:   {base}/demo\n  Agent console: {base}/console?tenant=demo\n  Admin:         {base}/admin?tenant=demo\n{demo}\n  Ctrl-C stops everything.\n",
+        f"\n  relaydesk is up.\n  Widget demo:   {base}/demo\n"
+        f"  Agent console: {base}/console?tenant=demo\n"
+        f"  Admin:         {base}/admin?tenant=demo\n{demo}\n  Ctrl-C stops everything.\n",
         flush=True,
     )
     exited = [asyncio.create_task(c.process.wait()) for c in children]

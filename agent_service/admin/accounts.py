@@ -29,7 +29,7 @@ PENDING_TTL = timedelta(hours=48)
 
 
 def _expired(pending: dict[str, Any], now: datetime) -> bool:
-    # An unconfirmed sign-up does not hold its name for ever (nor its link: a new sign-up replaces it).
+    # An unconfirmed sign-up does not hold its name for ever (nor its link: a new one replaces it).
     return bool(pending.get("signed_up_at")) and now - pending["signed_up_at"] > PENDING_TTL
 
 
@@ -39,7 +39,7 @@ def sign_up(state: AdminState, tenant: str, cmd: c.SignUp, now: datetime | None 
         raise Rejected("forbidden", "a tenant signs up in its own name")
     existing = state.tenants.get(tenant)
     if existing is not None and (
-        existing.exists or existing.pending and not _expired(existing.pending, now)
+        existing.exists or (existing.pending and not _expired(existing.pending, now))
     ):
         raise Rejected("already_exists", f"tenant {tenant!r} is taken")
     data = cmd.model_dump()

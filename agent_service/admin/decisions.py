@@ -167,9 +167,8 @@ def _editable_canned(
 ) -> TenantAdmin:
     t = existing_tenant(state, tenant)
     canned = t.canned.get(cmd.canned_id)
-    if (
-        canned is None
-        or canned.get("scope") == "personal"
+    if canned is None or (
+        canned.get("scope") == "personal"
         and cmd.acting_agent
         and canned.get("owner_id") != cmd.acting_agent
     ):

@@ -18,7 +18,7 @@ from contracts.plans import PlanCatalogue
 def check_seats(
     state: AdminState, tenant: str, emitted: Emitted, catalogue: PlanCatalogue, today: date
 ) -> None:
-    """Raise :class:`Rejected` (``plan_limit``) when ``emitted`` would seat more agents than the plan allows."""
+    """Raise :class:`Rejected` (``plan_limit``) if ``emitted`` seats more agents than allowed."""
     t = state.tenants.get(tenant)
     if t is None or not t.exists:
         return  # a tenant being created (a sign-up's owner) starts with no agents

@@ -94,7 +94,7 @@ class AdminState:
         return self.tenants[tenant_id]
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything the fold decided, as plain data: rebuilding from the log must give the same."""
+        """Everything the fold decided, as plain data: a rebuild from the log must give the same."""
         return {
             tid: {**asdict(t), "agents": {aid: asdict(a) for aid, a in t.agents.items()}}
             for tid, t in sorted(self.tenants.items())
@@ -113,8 +113,7 @@ class AdminState:
         if (
             fold is None
             or event.id in self.seen
-            or event.type == MessageSent.TYPE
-            and not event.data.get("canned_response_id")
+            or (event.type == MessageSent.TYPE and not event.data.get("canned_response_id"))
         ):
             return
         self.seen.add(event.id)

@@ -4,7 +4,7 @@ from contracts.base import CommandData, Id
 
 
 class ExpireAgentDisconnect(CommandData):
-    """The disconnect grace period of ``agent_id`` is over: requeue their chats unless they returned."""
+    """The disconnect grace of ``agent_id`` is over: requeue their chats unless they came back."""
 
     TYPE = "agent.expire_disconnect"
     SERVICE = "agent"

@@ -33,9 +33,9 @@ class TenantInfo(Answer):
 class PermissionGroup(Answer):
     group_id: str
     name: str
-    permissions: list[str] = []
-    departments: list[str] = []
-    channels: list[str] = []
+    permissions: list[str] = Field(default_factory=list)
+    departments: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
 
 
 class CannedResponse(Answer):
@@ -118,7 +118,7 @@ class CannedSearchQuery(TenantQuery[list[CannedResponse]]):
     SERVICE = SERVICE
     q: str = ""
     agent_id: str | None = None
-    groups: list[str] = []
+    groups: list[str] = Field(default_factory=list)
 
 
 class WebhooksListQuery(TenantQuery[list[WebhookSubscription]]):

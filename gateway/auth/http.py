@@ -4,11 +4,11 @@ Errors are JSON ``{"error": {"code", "message"}}`` with 401 (no/invalid token) o
 """
 
 from collections.abc import Callable
-from typing import Any
 
 from fastapi import Depends, HTTPException, Request
 
 from gateway.auth.tokens import AgentPrincipal, InvalidToken, Principal
+from gateway.deps import GatewayDeps
 
 
 class ApiError(HTTPException):
@@ -20,8 +20,10 @@ class ApiError(HTTPException):
         )
 
 
-def get_deps(request: Request) -> Any:
-    return request.app.state.deps
+def get_deps(request: Request) -> GatewayDeps:
+    """What the app's lifespan built (``gateway/app.py``)."""
+    deps: GatewayDeps = request.app.state.deps
+    return deps
 
 
 def _bearer(request: Request) -> str:

@@ -1,17 +1,5 @@
-"""HTTP routers. Each module listed exposes ``build_router(deps) -> APIRouter``.
+"""HTTP routers: each module's ``build_router(deps)`` returns its ``APIRouter``.
 
-Modules are imported when the app starts; a missing one is skipped with a log line so
-features can land independently.
+The app includes every one of them (``gateway/app.py``, ``ROUTER_BUILDERS``), imported
+explicitly: a router that cannot be imported stops the gateway at start, it is never skipped.
 """
-
-ROUTER_MODULES: tuple[str, ...] = (
-    "gateway.routes.auth",
-    "gateway.routes.conversations",
-    "gateway.routes.admin",
-    "gateway.routes.signup",
-    "gateway.routes.connectors",
-    "gateway.routes.attachments",
-    "gateway.routes.billing",
-    "gateway.routes.audit",
-    "gateway.routes.reports",
-)

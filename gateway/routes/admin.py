@@ -46,10 +46,11 @@ from gateway.auth.permissions import (
     MANAGE_SETTINGS,
 )
 from gateway.auth.tokens import AgentPrincipal
+from gateway.deps import GatewayDeps
 from gateway.queries import ask
-from outbound_webhooks.signing import subscription_secret
 from relaydesk.bus import RemoteError, RequestTimeout
 from relaydesk.passwords import hash_password
+from relaydesk.sealing import subscription_secret
 
 R = TypeVar("R")
 Role = Literal["owner", "admin", "supervisor", "agent"]
@@ -122,7 +123,7 @@ class CannedChanges(BaseModel):
 
 
 async def admin_command(
-    deps: Any, agent: AgentPrincipal, type_name: str, stream: str, data: dict[str, Any]
+    deps: GatewayDeps, agent: AgentPrincipal, type_name: str, stream: str, data: dict[str, Any]
 ) -> dict[str, Any]:
     envelope = Envelope(
         id=derive_event_id(agent.tenant, agent.agent_id, uuid.uuid4().hex),
@@ -138,7 +139,7 @@ async def admin_command(
     return await send_admin_command(deps, envelope)
 
 
-async def send_admin_command(deps: Any, envelope: Envelope) -> dict[str, Any]:
+async def send_admin_command(deps: GatewayDeps, envelope: Envelope) -> dict[str, Any]:
     """Send a command to the admin single writer; its rejection becomes the HTTP error."""
     try:
         reply = await deps.rpc.command("admin", envelope, timeout=deps.settings.request_timeout_s)
@@ -153,7 +154,7 @@ async def send_admin_command(deps: Any, envelope: Envelope) -> dict[str, Any]:
     return {"ok": True, "event_ids": list(reply.event_ids)}
 
 
-async def admin_query(deps: Any, query: BusQuery[R]) -> R:
+async def admin_query(deps: GatewayDeps, query: BusQuery[R]) -> R:
     return await ask(deps, query, ERROR_STATUS)
 
 
@@ -161,25 +162,20 @@ RANK = {"agent": 0, "supervisor": 1, "admin": 2, "owner": 3}
 
 
 def _no_escalation(agent: AgentPrincipal, role: str | None) -> None:
-    if (
-        role in ("owner", "admin")
-        and agent.role not in ("owner", "admin")
-        or role == "owner"
-        and agent.role != "owner"
+    if (role in ("owner", "admin") and agent.role not in ("owner", "admin")) or (
+        role == "owner" and agent.role != "owner"
     ):
         raise ApiError(403, "forbidden", f"a {agent.role} cannot grant the {role} role")
 
 
 async def _may_manage(
-    deps: Any, agent: AgentPrincipal, target_id: str | None, groups: list[str] | None
+    deps: GatewayDeps, agent: AgentPrincipal, target_id: str | None, groups: list[str] | None
 ) -> None:
     """Nobody edits someone ranked above them, or hands out permissions they lack themselves."""
     if target_id is not None:
         target = await admin_query(deps, AgentGetQuery(tenant=agent.tenant, agent_id=target_id))
-        if (
-            RANK.get(target.role, 0) > RANK.get(agent.role, 0)
-            or target.role == "owner"
-            and agent.role != "owner"
+        if RANK.get(target.role, 0) > RANK.get(agent.role, 0) or (
+            target.role == "owner" and agent.role != "owner"
         ):
             raise ApiError(403, "forbidden", f"a {agent.role} cannot change a {target.role}")
     if groups and agent.role not in ("owner", "admin"):
@@ -204,19 +200,21 @@ def _may_grant(agent: AgentPrincipal, permissions: list[str] | None) -> None:
         )
 
 
-def build_router(deps: Any) -> APIRouter:
+def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["admin"])
     managers = require_agent(MANAGE_AGENTS)
 
     @router.get("/admin/agents")
     async def list_agents(
-        agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+        agent: AgentPrincipal = Depends(managers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         return await admin_query(deps, AgentsListQuery(tenant=agent.tenant))
 
     @router.post("/admin/agents", status_code=201)
     async def create_agent(
-        body: NewAgent, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+        body: NewAgent,
+        agent: AgentPrincipal = Depends(managers),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         _no_escalation(agent, body.role)
         await _may_manage(deps, agent, None, body.groups)
@@ -236,7 +234,7 @@ def build_router(deps: Any) -> APIRouter:
         agent_id: str,
         body: AgentChanges,
         agent: AgentPrincipal = Depends(managers),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         _no_escalation(agent, body.role)
         await _may_manage(deps, agent, agent_id, body.groups)
@@ -255,7 +253,9 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.delete("/admin/agents/{agent_id}")
     async def remove_agent(
-        agent_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+        agent_id: str,
+        agent: AgentPrincipal = Depends(managers),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         await _may_manage(deps, agent, agent_id, None)
         return await admin_command(
@@ -264,7 +264,7 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.get("/admin/agents/status")
     async def agents_status(
-        agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)
+        agent: AgentPrincipal = Depends(require_agent()), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         try:
             return await deps.rpc.ask(
@@ -275,13 +275,15 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.get("/admin/groups")
     async def list_groups(
-        agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+        agent: AgentPrincipal = Depends(managers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         return await admin_query(deps, GroupsListQuery(tenant=agent.tenant))
 
     @router.post("/admin/groups", status_code=201)
     async def create_group(
-        body: NewGroup, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+        body: NewGroup,
+        agent: AgentPrincipal = Depends(managers),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         _may_grant(agent, body.permissions)
         group_id = "g" + uuid.uuid4().hex[:12]
@@ -301,7 +303,7 @@ def build_router(deps: Any) -> APIRouter:
         group_id: str,
         body: GroupChanges,
         agent: AgentPrincipal = Depends(managers),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         changes = body.model_dump(exclude_none=True)
         if not changes:
@@ -317,7 +319,9 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.delete("/admin/groups/{group_id}")
     async def delete_group(
-        group_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+        group_id: str,
+        agent: AgentPrincipal = Depends(managers),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await admin_command(
             deps, agent, DeleteGroup.TYPE, f"group:{group_id}", {"group_id": group_id}
@@ -326,7 +330,7 @@ def build_router(deps: Any) -> APIRouter:
     @router.get("/admin/settings")
     async def get_settings(
         agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await admin_query(deps, TenantSettingsQuery(tenant=agent.tenant))
 
@@ -334,7 +338,7 @@ def build_router(deps: Any) -> APIRouter:
     async def patch_settings(
         changes: dict[str, Any],
         agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         result = await admin_command(
             deps, agent, UpdateSettings.TYPE, "tenant", {"changes": changes}
@@ -347,7 +351,7 @@ def build_router(deps: Any) -> APIRouter:
     async def search_canned(
         q: str = Query("", max_length=100),
         agent: AgentPrincipal = Depends(require_agent()),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await admin_query(
             deps,
@@ -360,7 +364,7 @@ def build_router(deps: Any) -> APIRouter:
     async def create_canned(
         body: NewCanned,
         agent: AgentPrincipal = Depends(require_agent()),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         if body.scope != "personal" and not agent.can(EDIT_SHARED_CANNED):
             raise ApiError(403, "forbidden", f"missing permission {EDIT_SHARED_CANNED}")
@@ -376,7 +380,8 @@ def build_router(deps: Any) -> APIRouter:
         }
 
     def who_edits(agent: AgentPrincipal) -> dict[str, Any]:
-        # The admin service decides with its state: personal responses only by their owner, shared ones with the permission.
+        # The admin service decides with its state: personal responses only by their owner, shared
+        # ones with the permission.
         return {"acting_agent": agent.agent_id, "may_edit_shared": agent.can(EDIT_SHARED_CANNED)}
 
     @router.patch("/canned/{canned_id}")
@@ -384,7 +389,7 @@ def build_router(deps: Any) -> APIRouter:
         canned_id: str,
         body: CannedChanges,
         agent: AgentPrincipal = Depends(require_agent()),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         data = {
             "canned_id": canned_id,
@@ -397,7 +402,7 @@ def build_router(deps: Any) -> APIRouter:
     async def delete_canned(
         canned_id: str,
         agent: AgentPrincipal = Depends(require_agent()),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await admin_command(
             deps,
@@ -416,7 +421,7 @@ def _webhook_routes(router: APIRouter) -> None:
 
     @router.get("/admin/webhooks")
     async def list_webhooks(
-        agent: AgentPrincipal = Depends(settings_managers), deps: Any = Depends(get_deps)
+        agent: AgentPrincipal = Depends(settings_managers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         return await admin_query(deps, WebhooksListQuery(tenant=agent.tenant))
 
@@ -424,7 +429,7 @@ def _webhook_routes(router: APIRouter) -> None:
     async def subscribe(
         body: NewWebhook,
         agent: AgentPrincipal = Depends(settings_managers),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         subscription_id = "w" + uuid.uuid4().hex[:12]
         data = {
@@ -445,7 +450,7 @@ def _webhook_routes(router: APIRouter) -> None:
     async def unsubscribe(
         subscription_id: str,
         agent: AgentPrincipal = Depends(settings_managers),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await admin_command(
             deps,
@@ -460,7 +465,7 @@ def _webhook_routes(router: APIRouter) -> None:
         subscription_id: str,
         limit: int = Query(100, ge=1, le=500),
         agent: AgentPrincipal = Depends(settings_managers),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await admin_query(
             deps,

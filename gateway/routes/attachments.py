@@ -24,6 +24,7 @@ from gateway.attachments import (
 )
 from gateway.auth.http import ApiError, require_principal
 from gateway.auth.tokens import Principal
+from gateway.deps import GatewayDeps
 from gateway.ops import MAX_KEY_LENGTH, OpError
 from gateway.routes.conversations import readable_conversation
 from relaydesk.bus import RemoteError, RequestTimeout
@@ -40,7 +41,7 @@ def safe_filename(name: str | None) -> str:
     return (cleaned or "file")[:200]
 
 
-async def tenant_limits(deps: Any, tenant: str) -> tuple[int, list[str]]:
+async def tenant_limits(deps: GatewayDeps, tenant: str) -> tuple[int, list[str]]:
     try:
         settings = await deps.rpc.ask(
             TenantSettingsQuery(tenant=tenant), timeout=deps.settings.request_timeout_s
@@ -66,7 +67,7 @@ async def read_limited(upload: UploadFile, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def build_router(deps: Any) -> APIRouter:
+def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["attachments"])
     signer = LinkSigner(deps.settings.jwt_secret.get_secret_value().encode())
 
@@ -173,7 +174,9 @@ def build_router(deps: Any) -> APIRouter:
             media_type=found.content_type,
             headers={
                 # RFC 6266/5987: the UTF-8 name percent-encoded; headers themselves stay ASCII
-                "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(found.filename, safe='')}",
+                "Content-Disposition": (
+                    f"{disposition}; filename*=UTF-8''{quote(found.filename, safe='')}"
+                ),
                 "X-Content-Type-Options": "nosniff",
                 "Content-Security-Policy": "default-src 'none'; sandbox",
                 "Cache-Control": "private, max-age=300",

@@ -19,10 +19,11 @@ from contracts.settings import TenantSettings
 from gateway.auth.http import get_deps, require_agent
 from gateway.auth.permissions import VIEW_AUDIT
 from gateway.auth.tokens import AgentPrincipal
+from gateway.deps import GatewayDeps
 from gateway.routes.conversations import ask_history
 
 
-def build_router(deps: Any) -> APIRouter:
+def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api/audit", tags=["audit"])
     auditors = require_agent(VIEW_AUDIT)
 
@@ -30,7 +31,7 @@ def build_router(deps: Any) -> APIRouter:
     async def timeline(
         conversation_id: str,
         agent: AgentPrincipal = Depends(auditors),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         transcript = await ask_history(
             deps, TranscriptQuery(tenant=agent.tenant, conversation_id=conversation_id)
@@ -51,7 +52,7 @@ def build_router(deps: Any) -> APIRouter:
         conversation_id: str,
         at: datetime = Query(...),
         agent: AgentPrincipal = Depends(auditors),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await ask_history(
             deps, ConversationAtQuery(tenant=agent.tenant, conversation_id=conversation_id, at=at)
@@ -61,7 +62,7 @@ def build_router(deps: Any) -> APIRouter:
     async def settings_at(
         at: datetime = Query(...),
         agent: AgentPrincipal = Depends(auditors),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         found = await ask_history(deps, SettingsAtQuery(tenant=agent.tenant, at=at))
         return {
@@ -77,7 +78,7 @@ def build_router(deps: Any) -> APIRouter:
         kind: str | None = None,
         limit: int = Query(200, ge=1, le=1000),
         agent: AgentPrincipal = Depends(auditors),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         query = AuditAdminEventsQuery(
             tenant=agent.tenant, kind=kind, since=since, until=until, limit=limit

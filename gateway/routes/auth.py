@@ -12,6 +12,7 @@ from gateway.auth.http import ApiError, get_deps
 from gateway.auth.permissions import effective_permissions
 from gateway.auth.throttle import limit_credential_attempts
 from gateway.auth.tokens import AgentPrincipal, InvalidToken
+from gateway.deps import GatewayDeps
 from relaydesk.bus import RemoteError, RequestTimeout
 
 TENANT_PATTERN = r"^[A-Za-z0-9_.:\-@]{1,128}$"
@@ -47,7 +48,7 @@ def _principal(tenant: str, agent: AgentAccount) -> AgentPrincipal:
     )
 
 
-def _tokens(deps: Any, principal: AgentPrincipal) -> dict[str, Any]:
+def _tokens(deps: GatewayDeps, principal: AgentPrincipal) -> dict[str, Any]:
     return {
         "access_token": deps.tokens.issue_access(principal),
         "refresh_token": deps.tokens.issue_refresh(principal),
@@ -62,18 +63,18 @@ def _tokens(deps: Any, principal: AgentPrincipal) -> dict[str, Any]:
     }
 
 
-async def _ask_admin(deps: Any, query: CheckPasswordQuery | AgentGetQuery) -> AgentAccount:
+async def _ask_admin(deps: GatewayDeps, query: CheckPasswordQuery | AgentGetQuery) -> AgentAccount:
     try:
         return await deps.rpc.ask(query, timeout=deps.settings.request_timeout_s)
     except RequestTimeout:
         raise ApiError(503, "unavailable", "the account service did not answer") from None
 
 
-def build_router(deps: Any) -> APIRouter:
+def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["auth"])
 
     @router.post("/auth/login", dependencies=[Depends(limit_credential_attempts)])
-    async def login(body: LoginRequest, deps: Any = Depends(get_deps)) -> dict[str, Any]:
+    async def login(body: LoginRequest, deps: GatewayDeps = Depends(get_deps)) -> dict[str, Any]:
         try:
             agent = await _ask_admin(deps, CheckPasswordQuery(**body.model_dump()))
         except RemoteError as exc:
@@ -83,7 +84,9 @@ def build_router(deps: Any) -> APIRouter:
         return _tokens(deps, _principal(body.tenant, agent))
 
     @router.post("/auth/refresh", dependencies=[Depends(limit_credential_attempts)])
-    async def refresh(body: RefreshRequest, deps: Any = Depends(get_deps)) -> dict[str, Any]:
+    async def refresh(
+        body: RefreshRequest, deps: GatewayDeps = Depends(get_deps)
+    ) -> dict[str, Any]:
         try:
             claims = deps.tokens.decode(body.refresh_token, "refresh")
         except InvalidToken as exc:
@@ -103,7 +106,7 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.post("/visitor/session")
     async def visitor_session(
-        body: VisitorRequest, deps: Any = Depends(get_deps)
+        body: VisitorRequest, deps: GatewayDeps = Depends(get_deps)
     ) -> dict[str, Any]:
         visitor_id = None
         if body.visitor_token:

@@ -21,6 +21,7 @@ from contracts.queries.billing import AccountQuery, InvoiceQuery, PlansQuery
 from gateway.auth.http import ApiError, get_deps, require_agent
 from gateway.auth.permissions import MANAGE_SETTINGS, VIEW_BILLING
 from gateway.auth.tokens import AgentPrincipal
+from gateway.deps import GatewayDeps
 from gateway.queries import ask
 from relaydesk.bus import RequestTimeout
 
@@ -34,34 +35,36 @@ class PlanChange(BaseModel):
     effective: date | None = None
 
 
-async def ask_billing(deps: Any, query: Query[R]) -> R:
+async def ask_billing(deps: GatewayDeps, query: Query[R]) -> R:
     return await ask(deps, query, STATUS)
 
 
-def build_router(deps: Any) -> APIRouter:
+def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api/billing", tags=["billing"])
     viewers = require_agent(VIEW_BILLING)
 
     @router.get("/plans")
-    async def plans(agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)) -> Any:
+    async def plans(
+        agent: AgentPrincipal = Depends(viewers), deps: GatewayDeps = Depends(get_deps)
+    ) -> Any:
         return await ask_billing(deps, PlansQuery())
 
     @router.get("/account")
     async def account(
-        agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)
+        agent: AgentPrincipal = Depends(viewers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         return await ask_billing(deps, AccountQuery(tenant=agent.tenant))
 
     @router.get("/invoices/{number}.json")
     async def invoice_json(
-        number: str, agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)
+        number: str, agent: AgentPrincipal = Depends(viewers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         invoice = await ask_billing(deps, InvoiceQuery(tenant=agent.tenant, number=number))
         return invoice.model_dump(mode="json", exclude={"html"})
 
     @router.get("/invoices/{number}.html", response_class=HTMLResponse)
     async def invoice_page(
-        number: str, agent: AgentPrincipal = Depends(viewers), deps: Any = Depends(get_deps)
+        number: str, agent: AgentPrincipal = Depends(viewers), deps: GatewayDeps = Depends(get_deps)
     ) -> HTMLResponse:
         invoice = await ask_billing(deps, InvoiceQuery(tenant=agent.tenant, number=number))
         return HTMLResponse(
@@ -73,7 +76,7 @@ def build_router(deps: Any) -> APIRouter:
     async def change_plan(
         body: PlanChange,
         agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         key = uuid.uuid4().hex
         envelope = Envelope(

@@ -17,6 +17,7 @@ from contracts.queries.connectors import ConnectorsListQuery
 from gateway.auth.http import ApiError, get_deps, require_agent
 from gateway.auth.permissions import MANAGE_CONNECTORS
 from gateway.auth.tokens import AgentPrincipal
+from gateway.deps import GatewayDeps
 from relaydesk.bus import RemoteError, RequestTimeout
 from relaydesk.sealing import SecretBox
 
@@ -31,7 +32,11 @@ class ConnectorConfig(BaseModel):
 
 
 async def _command(
-    deps: Any, agent: AgentPrincipal, type_name: str, connector_id: str, data: dict[str, Any]
+    deps: GatewayDeps,
+    agent: AgentPrincipal,
+    type_name: str,
+    connector_id: str,
+    data: dict[str, Any],
 ) -> dict[str, Any]:
     envelope = Envelope(
         id=derive_event_id(agent.tenant, agent.agent_id, uuid.uuid4().hex),
@@ -56,13 +61,13 @@ async def _command(
     return {"ok": True, "event_ids": list(reply.event_ids)}
 
 
-def build_router(deps: Any) -> APIRouter:
+def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api/admin", tags=["connectors"])
     managers = require_agent(MANAGE_CONNECTORS)
 
     @router.get("/connectors")
     async def list_connectors(
-        agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+        agent: AgentPrincipal = Depends(managers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         try:
             return await deps.rpc.ask(
@@ -78,7 +83,7 @@ def build_router(deps: Any) -> APIRouter:
         connector_id: str,
         body: ConnectorConfig,
         agent: AgentPrincipal = Depends(managers),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         sealed = (
             SecretBox(deps.settings.secrets_key.get_secret_value()).seal(body.secrets)
@@ -94,7 +99,9 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.delete("/connectors/{connector_id}")
     async def delete_connector(
-        connector_id: str, agent: AgentPrincipal = Depends(managers), deps: Any = Depends(get_deps)
+        connector_id: str,
+        agent: AgentPrincipal = Depends(managers),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await _command(deps, agent, RemoveConnector.TYPE, connector_id, {})
 

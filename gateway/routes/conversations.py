@@ -16,9 +16,15 @@ from contracts.settings import DEFAULTS
 from gateway.auth.http import ApiError, get_deps, require_agent, require_principal
 from gateway.auth.permissions import SEE_ALL, SEE_HISTORY
 from gateway.auth.tokens import AgentPrincipal, Principal
+from gateway.deps import GatewayDeps
 from gateway.ops import OpError
 from gateway.queries import ask
-from gateway.visibility import may_read_conversation, may_read_history
+from gateway.visibility import (
+    listed_conversation,
+    listed_queue_item,
+    may_read_conversation,
+    may_read_history,
+)
 from relaydesk.bus import RemoteError, RequestTimeout
 
 R = TypeVar("R")
@@ -26,11 +32,11 @@ VIEWS = ("mine", "queued", "all", "missed", "closed")
 MAX_LIMIT = 500
 
 
-async def ask_history(deps: Any, query: BusQuery[R]) -> R:
+async def ask_history(deps: GatewayDeps, query: BusQuery[R]) -> R:
     return await ask(deps, query, {"not_found": 404})
 
 
-async def messages_on_enter(deps: Any, tenant: str) -> int:
+async def messages_on_enter(deps: GatewayDeps, tenant: str) -> int:
     """How many messages a conversation opens with: the tenant's ``messages_on_enter``.
 
     The setting allows 0..1000 while a read returns 1..MAX_LIMIT, so it is clamped; with
@@ -40,7 +46,9 @@ async def messages_on_enter(deps: Any, tenant: str) -> int:
     return max(1, min(settings.messages_on_enter, MAX_LIMIT))
 
 
-async def readable_conversation(deps: Any, principal: Principal, conversation_id: str) -> None:
+async def readable_conversation(
+    deps: GatewayDeps, principal: Principal, conversation_id: str
+) -> None:
     """Raise 404/403 unless ``principal`` may read this conversation."""
     try:
         info = await deps.operations.conversation(principal, conversation_id)
@@ -54,7 +62,7 @@ async def readable_conversation(deps: Any, principal: Principal, conversation_id
         raise ApiError(403, "forbidden", "you may not read this conversation")
 
 
-def build_router(deps: Any) -> APIRouter:
+def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["conversations"])
 
     @router.get("/conversations")
@@ -63,7 +71,7 @@ def build_router(deps: Any) -> APIRouter:
         limit: int = Query(100, ge=1, le=MAX_LIMIT),
         visitor_id: str | None = Query(None, max_length=128, pattern=r"^[\w.:@\-]+$"),
         agent: AgentPrincipal = Depends(require_agent()),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         if view not in VIEWS:
             raise ApiError(400, "invalid_payload", f"view must be one of {', '.join(VIEWS)}")
@@ -81,23 +89,23 @@ def build_router(deps: Any) -> APIRouter:
             # a visitor's previous conversations, for the console's visitor panel
             visitor_id=visitor_id or None,
         )
-        return await ask_history(deps, query)
+        return [
+            listed_conversation(agent, document.model_dump(mode="json"))
+            for document in await ask_history(deps, query)
+        ]
 
     @router.get("/queue")
     async def queue(
-        agent: AgentPrincipal = Depends(require_agent()), deps: Any = Depends(get_deps)
+        agent: AgentPrincipal = Depends(require_agent()), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
-        """Waiting conversations in order, marking those offered to the caller (the console's requests list)."""
+        """Waiting conversations in order, those offered to the caller marked (requests list)."""
         try:
             waiting = await deps.rpc.ask(
                 QueueQuery(tenant=agent.tenant), timeout=deps.settings.request_timeout_s
             )
         except (RemoteError, RequestTimeout):
             raise ApiError(503, "unavailable", "the routing service did not answer") from None
-        return [
-            {**item.model_dump(mode="json"), "offered_to_me": agent.agent_id in item.offered_to}
-            for item in waiting
-        ]
+        return [listed_queue_item(agent, item.model_dump(mode="json")) for item in waiting]
 
     @router.get("/conversations/{conversation_id}/messages")
     async def messages(
@@ -105,7 +113,7 @@ def build_router(deps: Any) -> APIRouter:
         limit: int | None = Query(None, ge=1, le=MAX_LIMIT),
         before: int | None = Query(None, ge=0),
         principal: Principal = Depends(require_principal()),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         await readable_conversation(deps, principal, conversation_id)
         page = limit or await messages_on_enter(deps, principal.tenant)
@@ -123,7 +131,7 @@ def build_router(deps: Any) -> APIRouter:
     async def transcript(
         conversation_id: str,
         principal: Principal = Depends(require_principal()),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         await readable_conversation(deps, principal, conversation_id)
         return await ask_history(

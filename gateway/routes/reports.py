@@ -11,18 +11,19 @@ from contracts.queries.history import GroupBy, Report, ReportsSummaryQuery
 from gateway.auth.http import get_deps, require_agent
 from gateway.auth.permissions import VIEW_REPORTS
 from gateway.auth.tokens import AgentPrincipal
+from gateway.deps import GatewayDeps
 from gateway.routes.conversations import ask_history
 
 GROUP_BY = "^(day|agent|group|channel)$"
 
 
-def build_router(deps: Any) -> APIRouter:
+def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api/reports", tags=["reports"])
     viewers = require_agent(VIEW_REPORTS)
 
     async def summary_of(
         agent: AgentPrincipal,
-        deps: Any,
+        deps: GatewayDeps,
         group_by: str,
         since: datetime | None,
         until: datetime | None,
@@ -38,7 +39,7 @@ def build_router(deps: Any) -> APIRouter:
         since: datetime | None = None,
         until: datetime | None = None,
         agent: AgentPrincipal = Depends(viewers),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         found = await summary_of(agent, deps, group_by, since, until)
         return found.model_dump(mode="json", exclude={"csv"})
@@ -49,7 +50,7 @@ def build_router(deps: Any) -> APIRouter:
         since: datetime | None = None,
         until: datetime | None = None,
         agent: AgentPrincipal = Depends(viewers),
-        deps: Any = Depends(get_deps),
+        deps: GatewayDeps = Depends(get_deps),
     ) -> Response:
         found = await summary_of(agent, deps, group_by, since, until)
         return Response(

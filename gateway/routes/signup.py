@@ -23,6 +23,7 @@ from contracts.commands.admin import ConfirmSignUp, SignUp
 from contracts.envelope import ActorKind
 from gateway.auth.http import ApiError, get_deps
 from gateway.auth.throttle import limit_credential_attempts
+from gateway.deps import GatewayDeps
 from gateway.routes.admin import send_admin_command
 from relaydesk.passwords import hash_password
 from relaydesk.settings import Settings
@@ -89,18 +90,18 @@ async def deliver_link(settings: Settings, tenant: str, email: str, link: str) -
         log.info("signup_confirmation_link", tenant=tenant, link=link)
 
 
-def _saas_only(deps: Any) -> None:
+def _saas_only(deps: GatewayDeps) -> None:
     if deps.settings.mode != "saas":
         raise ApiError(
             404, "not_found", "sign-up is not available: accounts are created by an administrator"
         )
 
 
-def build_router(deps: Any) -> APIRouter:
+def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api/signup", tags=["signup"])
 
     @router.post("", status_code=202, dependencies=[Depends(limit_credential_attempts)])
-    async def sign_up(body: SignUpRequest, deps: Any = Depends(get_deps)) -> Any:
+    async def sign_up(body: SignUpRequest, deps: GatewayDeps = Depends(get_deps)) -> Any:
         _saas_only(deps)
         token = f"{body.tenant}.{secrets.token_urlsafe(32)}"
         data = {
@@ -130,7 +131,7 @@ def build_router(deps: Any) -> APIRouter:
 
     @router.get("/confirm")
     async def confirm(
-        token: str = Query(min_length=10, max_length=300), deps: Any = Depends(get_deps)
+        token: str = Query(min_length=10, max_length=300), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         _saas_only(deps)
         tenant, digest = _tenant_of(token), token_hash(token)

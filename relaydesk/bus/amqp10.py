@@ -67,7 +67,7 @@ def message_body(raw: bytes) -> bytes:
 
 
 def _value_size(view: memoryview, index: int) -> tuple[int, int]:
-    """(payload size, header size) of the encoded value at ``index``; the header includes the type code."""
+    """(payload size, header size) of the encoded value at ``index``; header has the type code."""
     code = view[index]
     if code in (0xA0, 0xA1, 0xA3, 0xC0, 0xC1):  # vbin8, str8, sym8, list8, map8: one size byte
         return view[index + 1], 2
@@ -81,7 +81,7 @@ def _value_size(view: memoryview, index: int) -> tuple[int, int]:
 def _decoded_body(raw: bytes) -> bytes:
     try:
         body = amqp_decoder(raw).body
-    except Exception as exc:  # the general decoder raises many kinds; all mean "not a message"
+    except Exception as exc:  # noqa: BLE001 - the decoder raises many kinds, all "not a message"
         raise NotAMessage(f"undecodable AMQP 1.0 message: {type(exc).__name__}") from None
     if isinstance(body, (bytes, bytearray)):
         return bytes(body)

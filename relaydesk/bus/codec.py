@@ -1,4 +1,4 @@
-"""Envelope <-> AMQP message. Bodies are the envelope as JSON (written and read by pydantic-core)."""
+"""Envelope <-> AMQP message. Bodies are the envelope as JSON (written, read by pydantic-core)."""
 
 from typing import Any
 

@@ -110,7 +110,7 @@ class Bus:
     async def channel(
         self, *, prefetch: int | None = None, confirms: bool = False
     ) -> AbstractChannel:
-        """A fresh channel for a consumer (each consumer gets its own so flow control is separate)."""
+        """A fresh channel for a consumer (one per consumer, so flow control is separate)."""
         assert self.connection is not None, "connect() first"
         channel = await self.connection.channel(
             publisher_confirms=confirms, on_return_raises=confirms
@@ -124,7 +124,7 @@ class Bus:
         await self.publish_many((envelope,))
 
     async def publish_many(self, envelopes: Iterable[Envelope]) -> None:
-        """Publish events (one frame per batch, pipelined confirms); returns when every one is confirmed."""
+        """Publish events (one frame per batch, pipelined confirms); all confirmed on return."""
         assert self._log is not None, "connect() first"
         pending = [(envelope_body(e), e.id) for e in envelopes]
         loop = asyncio.get_running_loop()

@@ -26,7 +26,8 @@ class StreamEndpoint:
 
     @classmethod
     def from_urls(cls, amqp_url: str, stream_url: str | None = None) -> "StreamEndpoint":
-        """``stream_url`` (``rabbitmq-stream://user:pass@host:5552/vhost``) wins; else the AMQP URL on port 5552."""
+        """``stream_url`` (``rabbitmq-stream://user:pass@host:5552/vhost``) wins; else the AMQP URL
+        on port 5552."""
         parsed = urllib.parse.urlsplit(stream_url or amqp_url)
         path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
         return cls(
@@ -45,7 +46,8 @@ class StreamEndpoint:
             "username": self.username,
             "password": self.password,
             "vhost": self.vhost,
-            "load_balancer_mode": True,  # connect where we were told; a single node advertises its own name
+            # connect where we were told; a single node advertises its own name
+            "load_balancer_mode": True,
             "heartbeat": self.heartbeat_s,
             "connection_name": connection_name,
             "on_close_handler": on_close,
@@ -66,5 +68,5 @@ async def close_quietly(client: _Closable, timeout: float) -> None:
     """Close an rstream client; a dead connection cannot be closed politely, and need not be."""
     try:
         await asyncio.wait_for(client.close(), timeout)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - see the docstring
         log.debug("stream_client_close_failed", error=type(exc).__name__)

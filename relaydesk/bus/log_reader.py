@@ -138,7 +138,7 @@ class LogReader:
                 await self._subscribe()
                 log.info("log_reader_resubscribed", reader=self._name, after=self.last_position)
                 return
-            except Exception as exc:  # broker still down: keep trying, the log waits for us
+            except Exception as exc:  # noqa: BLE001 - broker still down: keep trying, the log waits
                 log.warning(
                     "log_reader_resubscribe_failed", reader=self._name, error=type(exc).__name__
                 )
@@ -230,11 +230,13 @@ class LogReader:
         try:
             body = message_body(raw)
         except NotAMessage as exc:
-            return await self._poison(raw, position, str(exc))
+            await self._poison(raw, position, str(exc))
+            return None
         try:
             return LoggedEvent(position=position, envelope=decode_envelope(body), body=body)
         except (ValueError, ValidationError) as exc:
-            return await self._poison(body, position, str(exc))
+            await self._poison(body, position, str(exc))
+            return None
 
     async def _poison(self, body: bytes, position: int, reason: str) -> None:
         self.poison_count += 1

@@ -147,7 +147,8 @@ async def _reply(channel: AbstractChannel, request: AbstractIncomingMessage, bod
                 body=body, correlation_id=request.correlation_id, content_type="application/json"
             ),
             routing_key=request.reply_to,
-            mandatory=False,  # RabbitMQ returns mandatory publishes to direct reply-to even when delivered
+            # RabbitMQ returns mandatory publishes to direct reply-to even when delivered
+            mandatory=False,
         )
 
 

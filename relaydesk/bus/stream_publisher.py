@@ -16,6 +16,7 @@ caller retries with the same event id; readers dedupe by id).
 """
 
 import asyncio
+import functools
 import itertools
 import random
 
@@ -67,7 +68,7 @@ class StreamPublisher:
         self._closed = False
 
     async def start(self) -> None:
-        """Connect now, so a missing stream plugin is reported at start, not at the first message."""
+        """Connect now: a missing stream plugin is reported at start, not at the first message."""
         await self._connect()
         self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
@@ -140,7 +141,7 @@ class StreamPublisher:
                 producer = self._producer or await self._connect()
                 await self._send(producer, batch)
                 delay = 0.1
-            except Exception as exc:  # connection trouble: these callers retry, we reconnect
+            except Exception as exc:  # noqa: BLE001 - connection trouble: callers retry, we reconnect
                 for _, _, future in batch:
                     if not future.done():
                         future.set_exception(
@@ -150,19 +151,20 @@ class StreamPublisher:
                 await asyncio.sleep(random.uniform(0, delay))
                 delay = min(RECONNECT_MAX_S, delay * 2)
 
+    def _forget(self, publishing_id: int, _: asyncio.Future[None]) -> None:
+        self._pending.pop(publishing_id, None)
+
     async def _send(
         self, producer: Producer, batch: list[tuple[bytes, str, asyncio.Future[None]]]
     ) -> None:
-        batch = [
-            entry for entry in batch if not entry[2].done()
-        ]  # callers that gave up are not sent
+        batch = [entry for entry in batch if not entry[2].done()]  # callers that gave up: not sent
         if not batch:
             return
         messages = []
         for body, message_id, future in batch:
             publishing_id = next(self._ids)
             self._pending[publishing_id] = future
-            future.add_done_callback(lambda _, pid=publishing_id: self._pending.pop(pid, None))
+            future.add_done_callback(functools.partial(self._forget, publishing_id))
             messages.append(
                 RawMessage(encode_message(body, message_id), publishing_id=publishing_id)
             )

@@ -49,7 +49,7 @@ async def owner_session(
     mode: str = "tool",
     plan: str | None = None,
 ) -> dict[str, str]:
-    """A tenant made by the CLI (tool mode unless ``mode="saas"``, on ``plan`` if given), its owner logged in."""
+    """A tenant made by the CLI (tool mode unless ``mode="saas"``, ``plan`` if given), owner in."""
     chosen = ("--plan", plan) if plan else ()
     assert (
         await cli(
@@ -99,7 +99,7 @@ async def new_agent(
 async def eventually(
     check: Callable[[], Any | Awaitable[Any]], timeout: float = 15.0, what: str = "condition"
 ) -> Any:
-    """Poll ``check()`` (plain or async) until it returns something truthy, or fail after ``timeout``."""
+    """Poll ``check()`` (plain or async) until it returns truthy; fail after ``timeout``."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         result = check()

@@ -29,7 +29,8 @@ async def test_permissions_are_enforced_both_ways(system: RunningSystem) -> None
         )
         assert created.status_code == 201, created.text
         ann = {
-            "Authorization": f"Bearer {(await login(http, 'acme', 'ann@acme.test', 'ann-password')).json()['access_token']}"
+            "Authorization": "Bearer "
+            + (await login(http, "acme", "ann@acme.test", "ann-password")).json()["access_token"]
         }
         for method, path, body in [
             ("GET", "/api/admin/agents", None),
@@ -127,7 +128,8 @@ async def test_a_role_change_revokes_old_tokens_and_a_new_login_carries_the_new_
             json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"},
         )
         old = {
-            "Authorization": f"Bearer {(await login(http, 'acme', 'ann@acme.test', 'ann-password')).json()['access_token']}"
+            "Authorization": "Bearer "
+            + (await login(http, "acme", "ann@acme.test", "ann-password")).json()["access_token"]
         }
         assert (await http.get("/api/canned", headers=old)).status_code == 200
         changed = await http.patch(
@@ -135,7 +137,7 @@ async def test_a_role_change_revokes_old_tokens_and_a_new_login_carries_the_new_
         )
         assert changed.status_code == 200
 
-        # Each gateway learns the change from its log tailer: revoked as soon as the event reaches it.
+        # Each gateway learns the change from its log tailer: revoked once the event reaches it.
         async def refused() -> bool:
             return (await http.get("/api/canned", headers=old)).status_code == 401
 
@@ -174,7 +176,8 @@ async def test_nobody_grants_more_than_they_have_or_touches_someone_above_them(
             },
         )
         sue = {
-            "Authorization": f"Bearer {(await login(http, 'acme', 'sue@acme.test', 'sue-password')).json()['access_token']}"
+            "Authorization": "Bearer "
+            + (await login(http, "acme", "sue@acme.test", "sue-password")).json()["access_token"]
         }
         refused = await http.post(
             "/api/admin/agents",

@@ -1,4 +1,4 @@
-"""Every admin route checked both ways, permissions granted by groups, and tenant isolation by id."""
+"""Every admin route checked both ways, permissions granted by groups, tenant isolation by id."""
 
 import httpx
 

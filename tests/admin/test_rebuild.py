@@ -1,4 +1,4 @@
-"""The admin state is a fold of the log: rebuilding it gives the same state; edits carry before/after."""
+"""The admin state is a fold of the log: a rebuild gives the same; edits carry before/after."""
 
 import httpx
 

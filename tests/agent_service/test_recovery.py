@@ -1,4 +1,4 @@
-"""Redelivered commands and restarts: the same answers, no new events, state rebuilt from the log."""
+"""Redelivered commands and restarts: same answers, no new events, state rebuilt from the log."""
 
 from agent_service.service import AgentService
 from relaydesk.bus import Bus

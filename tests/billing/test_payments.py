@@ -25,7 +25,7 @@ OPERATOR = Actor(kind="admin", id="cli")
 
 
 class VoucherProvider:
-    """A second provider, as an adapter would be: it confirms only vouchers it issued, for their value."""
+    """A second provider, like an adapter: confirms only vouchers it issued, for their value."""
 
     method = "voucher"
 

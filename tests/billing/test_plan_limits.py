@@ -1,4 +1,4 @@
-"""Plan limits beyond conversations: agent seats (admin service) and connectors (connectors service).
+"""Plan limits beyond conversations: agent seats (admin service), connectors (connectors service).
 
 Each limit bites in the single writer of the decision it limits, against the plan that
 writer folded from the log; tool-mode tenants have no limits at all.

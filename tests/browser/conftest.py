@@ -35,9 +35,10 @@ async def system(settings: Settings) -> AsyncIterator[RunningSystem]:
 async def browser() -> AsyncIterator[object]:
     from playwright.async_api import async_playwright
 
-    if not Path(CHROMIUM).exists():
+    if not Path(CHROMIUM).exists():  # noqa: ASYNC240 - one stat, before anything runs
         pytest.fail(
-            f"{CHROMIUM} is missing: run `bash scripts/bootstrap.sh --test` (installs Debian's chromium)"
+            f"{CHROMIUM} is missing: run `bash scripts/bootstrap.sh --test`"
+            " (installs Debian's chromium)"
         )
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(

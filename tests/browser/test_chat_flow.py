@@ -56,7 +56,8 @@ async def test_whole_conversation_from_request_to_rating(system, browser, artifa
     await chat.get_by_text("Which model is it?").wait_for(timeout=TIMEOUT_MS)
     await customer_says(demo, "The Alpine 2")
     await log.get_by_text("The Alpine 2").wait_for(timeout=TIMEOUT_MS)
-    # The widget had the panel open, so the agent's messages were read: the customer's own show "Read" after the agent reads.
+    # The widget had the panel open, so the agent's messages were read: the customer's own show
+    # "Read" after the agent reads.
     await chat.locator(".receipt").wait_for(timeout=TIMEOUT_MS)
 
     await demo.screenshot(path=str(artifacts / "widget-conversation.png"))

@@ -87,7 +87,7 @@ async def test_failing_platform_opens_its_breaker_blocks_nobody_and_gets_its_rep
         fb_ids.append(await agent_reply(bus, TENANT, fb_conv, "fb-3"))
         await _reply_promptly(bus, watch, tg_conv, "tg-2")  # while Messenger's breaker is open
 
-        # Half-open after OPEN_S: one trial round, still failing, so the breaker opens again at once.
+        # Half-open after OPEN_S: one trial round, still failing, so the breaker opens again now.
         opening_rounds = FAILURES_TO_OPEN * ATTEMPTS_PER_ROUND
         await eventually(
             lambda: (
@@ -106,7 +106,7 @@ async def test_failing_platform_opens_its_breaker_blocks_nobody_and_gets_its_rep
             and _count(logs, "connector_breaker_opened") == 2
         )
 
-        # The next trial finds the platform refusing connections: open again, and the fake saw no request.
+        # The next trial finds the platform refusing connections: open again, no request seen.
         await fake_messenger.cut()
         await eventually(
             lambda: _count(logs, "connector_breaker_opened") == 3,

@@ -1,4 +1,4 @@
-"""Outbound replies across a RabbitMQ outage (stopped the way tests/fault does: rabbitmqctl stop_app).
+"""Outbound replies across a RabbitMQ outage (stopped as tests/fault does: rabbitmqctl stop_app).
 
 The platform's answer is written to the outbox before ``connector.outbound_sent`` is published,
 so a reply sent while the broker is away is reported once it is back, never sent again.

@@ -1,4 +1,4 @@
-"""A platform user keeps one conversation until it is closed; then the next message opens a new one."""
+"""A platform user keeps one conversation until it is closed; the next message opens another."""
 
 from connectors.service import ConnectorsService
 from connectors.store import ConnectorStore

@@ -1,4 +1,4 @@
-"""An agent answering a Telegram chat over the gateway hears back whether the reply was delivered."""
+"""An agent answering a Telegram chat over the gateway hears whether the reply was delivered."""
 
 from collections.abc import AsyncIterator
 

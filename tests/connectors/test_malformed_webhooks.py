@@ -67,7 +67,7 @@ async def test_messenger_signed_but_malformed_bodies_get_400_and_publish_nothing
         response = await fake_messenger.post_signed(driver.url, raw)
         assert response.status_code == 400, (case, response.status_code, response.text)
         assert response.json()["error"], case
-    # documented shapes with nothing to publish are still acknowledged (Meta would retry a 400 forever)
+    # documented shapes with nothing to publish are still acknowledged (Meta retries a 400 forever)
     delivery = _event(sender={"id": "psid-x"}, recipient={"id": PAGE}, delivery={"watermark": NOW})
     assert (await fake_messenger.post_signed(driver.url, delivery)).status_code == 200
     assert (

@@ -1,4 +1,4 @@
-"""Send API errors in the documented Graph shapes: transient ones retried, permanent ones reported once."""
+"""Send API errors in the documented Graph shapes: transient retried, permanent reported once."""
 
 from connectors.service import ConnectorsService
 from relaydesk.bus import Bus

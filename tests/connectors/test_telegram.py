@@ -1,4 +1,4 @@
-"""Telegram specifics: long polling through a network cut, 429 retry_after, typing, webhook secret."""
+"""Telegram: long polling through a network cut, 429 retry_after, typing, the webhook secret."""
 
 import asyncio
 

@@ -156,7 +156,10 @@ class FaultReport:
     recovered: int
 
     def __str__(self) -> str:
-        return f"FAULT {self.scenario}: sent={self.sent} lost={self.lost} duplicated={self.duplicated} recovered={self.recovered}"
+        return (
+            f"FAULT {self.scenario}: sent={self.sent} lost={self.lost}"
+            f" duplicated={self.duplicated} recovered={self.recovered}"
+        )
 
 
 def tally(scenario: str, sent: list[str], seen: Counter[str], recovered: int) -> FaultReport:

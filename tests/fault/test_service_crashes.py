@@ -57,7 +57,7 @@ async def acked_more(sent: list[str], more: int) -> None:
 
 
 async def kill_and_restart(service: ServiceProcess, sent: list[str]) -> None:
-    """SIGKILL with messages flowing, start it again, and let it work a while before anything else."""
+    """SIGKILL with messages flowing, start it again, let it work a while before anything else."""
     await acked_more(sent, 8)
     service.kill()
     await acked_more(sent, 5)  # the chat goes on while it is down
@@ -104,7 +104,7 @@ async def test_history_service_killed_twice_mid_batch_every_message_archived_onc
                 "history_service killed twice (SIGKILL)",
             )
 
-            # The read models the console reads, not only the archive: each message once, the count right.
+            # The console's read models, not only the archive: each message once, the count right.
             page = await http.get(
                 f"/api/conversations/{conversation_id}/messages",
                 params={"limit": 200},
@@ -129,7 +129,8 @@ async def test_history_service_killed_twice_mid_batch_every_message_archived_onc
                 len(sent),
             )
 
-            # Rebuilt from the archive, the read models are identical; the hash chain has no gap or repeat.
+            # Rebuilt from the archive, the read models are identical; the hash chain has no gap or
+            # repeat.
             replayed = await relaydesk_tool(system.settings, "replay", "--projection", "history")
             assert replayed.returncode == 0, replayed.stdout + replayed.stderr
             verified = await relaydesk_tool(system.settings, "audit", "verify", "--tenant", "fault")
@@ -165,8 +166,8 @@ async def test_agent_service_killed_while_routing_state_intact_after_restart(
                         "https://shop.example",
                     ).start()
                 )
-            # Killed the moment the first newcomer's offer reaches alice: the rest of the burst is being
-            # decided, published or acked right then, or still queued; all go to the new process.
+            # Killed the moment the first newcomer's offer reaches alice: the rest of the burst is
+            # being decided, published or acked then, or still queued; all go to the new process.
             first_chat = conversation_id
 
             def strike(frame: dict[str, Any]) -> None:
@@ -194,13 +195,14 @@ async def test_agent_service_killed_while_routing_state_intact_after_restart(
 
             # The state survived: alice is still online (each newcomer is offered to her) and still
             # holds the first chat (her reply reaches its customer); nothing was decided twice.
-            for k, (client, new_id) in enumerate(zip(newcomers, started)):
+            for k, (client, new_id) in enumerate(zip(newcomers, started, strict=True)):
                 await agent.wait_event("conversation.offered", conversation_id=new_id)
                 assert (await agent.op("accept", key=f"accept-{k}", conversation_id=new_id))[
                     "t"
                 ] == "ack"
-                # The gateway learns of the accept from the log, a moment after the ack (see the report:
-                # a send right after the ack can be refused 'forbidden'); the console waits for it too.
+                # The gateway learns of the accept from the log, a moment after the ack (see the
+                # report: a send right after the ack can be refused 'forbidden'); the console
+                # waits for it too.
                 await agent.wait_event("conversation.accepted", conversation_id=new_id)
                 replied = await agent.op(
                     "send", key=f"reply-{k}", conversation_id=new_id, body=f"hello newcomer {k}"

@@ -68,8 +68,10 @@ class StalledReader:
         key = base64.b64encode(os.urandom(16)).decode()
         self._writer.write(
             (
-                f"GET {parsed.path}?{query} HTTP/1.1\r\nHost: {parsed.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {self.origin}\r\n\r\n"
+                f"GET {parsed.path}?{query} HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                f"Origin: {self.origin}\r\n\r\n"
             ).encode()
         )
         await self._writer.drain()
@@ -95,7 +97,7 @@ class StalledReader:
         return orjson.loads(payload) if opcode == 0x1 else {"t": "control"}
 
     async def read_until_closed(self) -> int | None:
-        """Read what was buffered, then the close: returns the close code the gateway sent (1006: none)."""
+        """Read what was buffered, then the close: the close code the gateway sent (1006: none)."""
         try:
             while (frame := await self._frame()) is not None:
                 self.frames.append(frame)

@@ -1,4 +1,4 @@
-"""Which RabbitMQ the tests use: the local broker by default, a container only when Docker answers."""
+"""Which RabbitMQ the tests use: the local broker by default, a container only if Docker answers."""
 
 import pytest
 

@@ -79,7 +79,7 @@ async def test_resume_from_before_the_gateway_buffer_asks_for_resync(system: Run
 async def test_bad_frames_get_clear_errors_and_the_socket_keeps_serving(
     system: RunningSystem,
 ) -> None:
-    agent, customer, conversation_id = await engaged_pair(system)
+    _agent, customer, conversation_id = await engaged_pair(system)
     await customer.connection.send("{not json")
     await customer.wait_for(lambda f: f["t"] == "error" and f["code"] == "bad_frame")
     await customer.connection.send(orjson.dumps([1, 2]).decode())

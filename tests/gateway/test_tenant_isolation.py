@@ -143,7 +143,7 @@ async def test_read_decline_and_status_ops_with_another_tenants_ids(acme: Acme) 
         assert (
             mine["event"]["tenant"] == "globex" and mine["event"]["data"]["agent_id"] != acme.ann_id
         )
-        # A marker on acme's side, then nothing of acme's reached globex and nothing of globex reached acme.
+        # A marker on acme's side, then nothing of acme's reached globex nor globex's reached acme.
         marker = await acme.ann.op("status", status="online")
         await acme.ann.wait_for(
             lambda f: f["t"] == "event" and f["event"]["id"] == marker["event_id"]

@@ -1,4 +1,4 @@
-"""`relaydesk replay` of a whole tenant and of a time range; one conversation exported and re-imported."""
+"""`relaydesk replay` of a whole tenant and of a time range; one conversation exported, imported."""
 
 import asyncio
 import json
@@ -112,7 +112,7 @@ async def test_replay_of_a_tenant_and_of_a_time_range_from_archive_and_stream(
         )  # nothing matched: said by the exit code
 
 
-async def test_one_conversation_exported_and_imported_into_a_fresh_system_gives_the_same_read_models(
+async def test_one_conversation_exported_and_imported_into_a_fresh_system_gives_the_same_read_models(  # noqa: E501 - a test's name says what it proves
     settings: Settings, vhosts: RabbitVhosts, tmp_path: Path
 ) -> None:
     exported = tmp_path / "conversation.jsonl"

@@ -42,7 +42,7 @@ async def _open_loop(rate: float, seconds: float, send: Any) -> int:
 
 async def _collect(expected: int, received: list[int], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
-    while len(received) < expected and time.monotonic() < deadline:
+    while len(received) < expected and time.monotonic() < deadline:  # noqa: ASYNC110 - a count
         await asyncio.sleep(0.05)
 
 
@@ -164,7 +164,8 @@ def prepare_peer() -> Path | None:
         )
         if done.returncode != 0:
             print(
-                f"[bench] chat-service peer unavailable: npm install failed: {done.stderr.strip()[-300:]}",
+                "[bench] chat-service peer unavailable: npm install failed:",
+                done.stderr.strip()[-300:],
                 flush=True,
             )
             return None

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import websockets
 from pymongo import AsyncMongoClient
+from websockets.typing import Origin
 
 from contracts import Actor, Envelope, new_event_id
 from contracts.envelope import ActorKind
@@ -47,7 +48,7 @@ async def idle_sockets(
             try:
                 socket = await websockets.connect(
                     f"{ws_url}?token={tokens[index % len(tokens)]}",
-                    origin="https://shop.example",
+                    origin=Origin("https://shop.example"),
                     compression=None,
                     open_timeout=30,
                 )

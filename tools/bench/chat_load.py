@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import orjson
 import websockets
+from websockets.typing import Origin
 
 from contracts.events.conversation import ConversationAccepted, ConversationOffered
 from contracts.events.message import MessageSent
@@ -64,6 +65,7 @@ class ChatFleet:
         # the gateway answers "unavailable" (or "rate_limited") is resent with the same
         # key, so the count of lost messages means "acknowledged and never delivered".
         self._unacked: dict[str, tuple[Any, str]] = {}
+        self._resends: set[asyncio.Task[None]] = set()  # held: the loop keeps tasks weakly
 
     async def open(self) -> None:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as http:
@@ -99,7 +101,7 @@ class ChatFleet:
             for token in tokens:
                 agent = await websockets.connect(
                     f"{self.ws_url}?token={token}",
-                    origin=self.base_url,
+                    origin=Origin(self.base_url),
                     max_queue=None,
                     compression=None,
                 )
@@ -123,7 +125,7 @@ class ChatFleet:
                 session = (await http.post("/api/visitor/session", json={"tenant": TENANT})).json()
                 customer = await websockets.connect(
                     f"{self.ws_url}?token={session['visitor_token']}",
-                    origin="https://shop.example",
+                    origin=Origin("https://shop.example"),
                     max_queue=None,
                     compression=None,
                 )
@@ -138,7 +140,7 @@ class ChatFleet:
         ]
         self.sockets.extend(customers)
         async with asyncio.timeout(60):
-            accepted = set()
+            accepted: set[str] = set()
             while len(accepted) < self.size:
                 accepted.add(await self._accepted.get())
         for conversation in self.conversations:
@@ -181,7 +183,7 @@ class ChatFleet:
                     tally.duplicates += 1
                     continue
                 tally.seen.add(sequence)
-                if tally.measuring:
+                if tally.measuring and scheduled is not None:
                     tally.latencies_ns.append(received - scheduled)
             elif kind == ConversationOffered.TYPE:
                 if agent_id in data["agent_ids"]:
@@ -196,6 +198,11 @@ class ChatFleet:
                     )
             elif kind == ConversationAccepted.TYPE:
                 self._accepted.put_nowait(data["conversation_id"])
+
+    def _resend(self, socket: Any, text: str) -> None:
+        task = asyncio.create_task(socket.send(text))
+        self._resends.add(task)
+        task.add_done_callback(self._resends.discard)
 
     async def _customer_reader(self, customer: Any) -> None:
         tally = self.tally
@@ -212,9 +219,7 @@ class ChatFleet:
                 unacked = self._unacked.get(frame.get("id"))
                 if unacked is not None and code in RESEND_CODES:
                     tally.resent += 1
-                    asyncio.get_running_loop().call_later(
-                        RESEND_AFTER_S, lambda u=unacked: asyncio.ensure_future(u[0].send(u[1]))
-                    )
+                    asyncio.get_running_loop().call_later(RESEND_AFTER_S, self._resend, *unacked)
             elif kind == "event" and frame["event"]["type"] == MessageSent.TYPE and tally.measuring:
                 _, scheduled = _parse(frame["event"]["data"]["body"])
                 if scheduled is not None:

@@ -9,6 +9,8 @@ import sys
 
 import websockets
 
+from relaydesk.runtime import run_loop
+
 
 async def serve(port: int) -> None:
     receivers: dict[str, object] = {}
@@ -32,9 +34,4 @@ async def serve(port: int) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        import uvloop
-
-        uvloop.run(serve(int(sys.argv[1])))
-    except ImportError:
-        asyncio.run(serve(int(sys.argv[1])))
+    run_loop(serve(int(sys.argv[1])))

@@ -295,22 +295,26 @@ def table(report: dict[str, Any]) -> str:
     history = report.get("history", {})
     lines.append(f"history: sent {history.get('sent')} archived {history.get('archived')}")
     if report.get("sustained"):
-        lines.append(
-            f"sustained end to end: {report['sustained']['max_msgs_per_s']} msg/s (steps: {[(s['rate'], s['ok']) for s in report['sustained']['steps']]})"
-        )
+        sustained = report["sustained"]
+        steps = [(s["rate"], s["ok"]) for s in sustained["steps"]]
+        lines.append(f"sustained end to end: {sustained['max_msgs_per_s']} msg/s (steps: {steps})")
     idle = report.get("idle_sockets", {})
     lines.append(
-        f"idle sockets: {idle.get('held')} held, {idle.get('kib_per_socket')} KiB each, {idle.get('connects_per_s')} connects/s"
+        f"idle sockets: {idle.get('held')} held, {idle.get('kib_per_socket')} KiB each,"
+        f" {idle.get('connects_per_s')} connects/s"
     )
     archive = report.get("archive", {})
     raw = archive.get("raw_store", {})
+    replay_stream = report.get("replay_stream", {}).get("events_per_s")
+    replay_archive = report.get("replay_archive", {}).get("events_per_s")
     lines.append(
-        f"history archive: {archive.get('archived_per_s')} events/s (raw insert_many on the same server {raw.get('insert_many_docs_per_s')} docs/s, insert_one {raw.get('insert_one_docs_per_s')}/s); replay: stream {report.get('replay_stream', {}).get('events_per_s')}/s, MongoDB {report.get('replay_archive', {}).get('events_per_s')}/s"
+        f"history archive: {archive.get('archived_per_s')} events/s (raw insert_many on the same"
+        f" server {raw.get('insert_many_docs_per_s')} docs/s,"
+        f" insert_one {raw.get('insert_one_docs_per_s')}/s);"
+        f" replay: stream {replay_stream}/s, MongoDB {replay_archive}/s"
     )
     lines.append("-" * 78)
     for key, verdict in report.get("verdict", {}).items():
         mark = {True: "met", False: "MISSED", None: "n/a"}[verdict["met"]]
-        lines.append(
-            f"{key:<28} {str(verdict['measured']):>10}  target {verdict['target']:<8} {mark}"
-        )
+        lines.append(f"{key:<28} {verdict['measured']!s:>10}  target {verdict['target']:<8} {mark}")
     return "\n".join(lines)

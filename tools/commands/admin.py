@@ -56,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--tenant", required=True)
     close = sub.add_parser(
         "close-period",
-        help="SaaS: close a billing month now and issue its invoice (the scheduler does this on the 1st)",
+        help=(
+            "SaaS: close a billing month now and issue its invoice"
+            " (the scheduler does this on the 1st)"
+        ),
     )
     close.add_argument("--tenant", required=True)
     close.add_argument("--period", required=True, help="YYYY-MM")

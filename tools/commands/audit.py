@@ -47,9 +47,11 @@ async def _verify(args: argparse.Namespace, settings: Settings) -> int:
         print(f"intact: {result['checked']:,} events, every hash chain verifies")
         return 0
     print(
-        f"BROKEN: tenant {result['tenant']} stream {result['stream']} at position {result['position']} (event {result['event_id']})\n"
+        f"BROKEN: tenant {result['tenant']} stream {result['stream']}"
+        f" at position {result['position']} (event {result['event_id']})\n"
         f"  expected hash {result['expected_hash']}\n  stored hash   {result['found_hash']}\n"
-        f"  expected prev {result['expected_prev_hash']}\n  stored prev   {result['found_prev_hash']}\n"
+        f"  expected prev {result['expected_prev_hash']}\n"
+        f"  stored prev   {result['found_prev_hash']}\n"
         f"  {result['checked']:,} events verified before it"
     )
     return 1
@@ -63,7 +65,8 @@ def main(argv: Sequence[str], settings: Settings | None = None) -> int:
         return 2
     if not settings.mongo_url:
         print(
-            "relaydesk audit verify: set MONGO_URL to the archive's MongoDB (relaydesk up prints it)",
+            "relaydesk audit verify: set MONGO_URL to the archive's MongoDB"
+            " (relaydesk up prints it)",
             file=sys.stderr,
         )
         return 2

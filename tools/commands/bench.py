@@ -5,13 +5,13 @@ relaydesk bench --quick         # a short smoke run (about a minute): same steps
 """
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from relaydesk.runtime import run_loop
 from tools.bench.runner import Options, run, table
 
 
@@ -93,12 +93,7 @@ def options_from(args: argparse.Namespace) -> Options:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     options = options_from(args)
-    try:
-        import uvloop
-
-        report = uvloop.run(run(options))
-    except ImportError:
-        report = asyncio.run(run(options))
+    report = run_loop(run(options))
     output = (
         args.output
         or Path("benchmarks/results")

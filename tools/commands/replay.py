@@ -88,7 +88,9 @@ async def _print(events: AsyncIterator[LoggedEvent], as_json: bool) -> int:
                 else ""
             )
             print(
-                f"{event.position:>10}  {envelope.occurred_at:%Y-%m-%d %H:%M:%S}  {envelope.type:<32} {envelope.actor.kind}:{envelope.actor.id}  {envelope.stream}  {detail}"
+                f"{event.position:>10}  {envelope.occurred_at:%Y-%m-%d %H:%M:%S}"
+                f"  {envelope.type:<32} {envelope.actor.kind}:{envelope.actor.id}"
+                f"  {envelope.stream}  {detail}"
             )
     return count
 
@@ -110,9 +112,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     progress.done()
     for line in differences:
         print(f"difference: {line}")
-    print(
-        f"{args.projection}: {'identical to the live projection' if not differences else f'{len(differences)} difference(s)'} ({progress.matched:,} events replayed)"
+    verdict = (
+        f"{len(differences)} difference(s)" if differences else "identical to the live projection"
     )
+    print(f"{args.projection}: {verdict} ({progress.matched:,} events replayed)")
     return 1 if differences else 0
 
 

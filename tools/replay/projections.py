@@ -69,7 +69,8 @@ async def history(
             for name in COMPARED_CONVERSATION_FIELDS:
                 if _normal(current.get(name)) != _normal(rebuilt.get(name)):
                     differences.append(
-                        f"conversation {rebuilt['_id']}: {name} live {current.get(name)!r} != replayed {rebuilt.get(name)!r}"
+                        f"conversation {rebuilt['_id']}: {name} live {current.get(name)!r}"
+                        f" != replayed {rebuilt.get(name)!r}"
                     )
         return differences
     finally:
@@ -79,7 +80,7 @@ async def history(
 
 
 async def routing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> list[str]:
-    """Fold the routing state from the log; compare each conversation with agent_service's answer."""
+    """Fold the routing state from the log; compare each conversation with agent_service's."""
     state = RoutingState()
     async for batch in _batches(events):
         for event in batch:
@@ -118,12 +119,15 @@ async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
             }
             if replayed != current:
                 differences.append(
-                    f"{state.tenant}: invoices live {sorted(current)} != replayed {sorted(replayed)} (or their lines differ)"
+                    f"{state.tenant}: invoices live {sorted(current)}"
+                    f" != replayed {sorted(replayed)} (or their lines differ)"
                 )
             usage = state.usage.get(live.period)
             if usage is not None and usage.public()["conversations"] != live.usage.conversations:
                 differences.append(
-                    f"{state.tenant}: conversations this period live {live.usage.conversations} != replayed {usage.public()['conversations']}"
+                    f"{state.tenant}: conversations this period"
+                    f" live {live.usage.conversations}"
+                    f" != replayed {usage.public()['conversations']}"
                 )
     finally:
         await bus.close()
@@ -133,7 +137,7 @@ async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
 async def _ask_each(
     settings: Settings, state: RoutingState, view: Callable[[str, Any], dict[str, Any]]
 ) -> list[str]:
-    """Each replayed conversation's ``view`` compared with agent_service's ``conversation.state``."""
+    """Each replayed conversation's ``view`` against agent_service's ``conversation.state``."""
     bus = await Bus(settings.amqp_url, service="replay", stream_url=settings.stream_url).connect()
     differences = []
     try:
@@ -150,14 +154,16 @@ async def _ask_each(
                     )
                 except RemoteError as exc:
                     differences.append(
-                        f"{tenant.tenant_id}/{conversation.conversation_id}: live agent says {exc.code}"
+                        f"{tenant.tenant_id}/{conversation.conversation_id}:"
+                        f" live agent says {exc.code}"
                     )
                     continue
                 live = answer.model_dump()
                 for name, value in expected.items():
                     if live.get(name) != value:
                         differences.append(
-                            f"{tenant.tenant_id}/{conversation.conversation_id}: {name} live {live.get(name)!r} != replayed {value!r}"
+                            f"{tenant.tenant_id}/{conversation.conversation_id}: {name}"
+                            f" live {live.get(name)!r} != replayed {value!r}"
                         )
     finally:
         await bus.close()

@@ -62,7 +62,8 @@ class Progress:
         if now - self._shown >= self.every_s:
             self._shown = now
             self.out.write(
-                f"\r[replay] {self.label}: {self.read:,} read, {self.matched:,} matched, {self.rate:,.0f} events/s "
+                f"\r[replay] {self.label}: {self.read:,} read, {self.matched:,} matched,"
+                f" {self.rate:,.0f} events/s "
             )
             self.out.flush()
 
@@ -73,7 +74,8 @@ class Progress:
 
     def done(self) -> None:
         self.out.write(
-            f"\r[replay] {self.label}: {self.read:,} read, {self.matched:,} matched, {self.rate:,.0f} events/s, {time.perf_counter() - self.started:.1f}s\n"
+            f"\r[replay] {self.label}: {self.read:,} read, {self.matched:,} matched,"
+            f" {self.rate:,.0f} events/s, {time.perf_counter() - self.started:.1f}s\n"
         )
         self.out.flush()
 
@@ -101,7 +103,7 @@ async def from_archive(
 async def from_stream(
     amqp_url: str, selection: Slice, progress: Progress, idle_timeout: float = 2.0
 ) -> AsyncIterator[LoggedEvent]:
-    """Read the stream from its first retained offset until it has been quiet for ``idle_timeout``."""
+    """Read the stream from its first retained offset until it is quiet for ``idle_timeout``."""
     bus = await Bus(amqp_url, service="replay").connect()
     try:
         async with LogReader(bus, start="first", prefetch=2000, name="replay") as reader:

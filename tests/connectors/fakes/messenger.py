@@ -2,7 +2,8 @@
 
 Webhook bodies are serialized the way Meta does (ASCII with ``\\uXXXX`` escapes, ``/`` as
 ``\\/``) and signed ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>``.
-Errors use the Graph error object ``{"error":{"message","type","code","error_subcode","fbtrace_id"}}``.
+Errors use the Graph error object
+``{"error":{"message","type","code","error_subcode","fbtrace_id"}}``.
 ``fail_next`` scripts the answers to the next Send API calls: a key of ``GRAPH_ERRORS`` (the
 documented Send API errors) or ``"html 502"`` (a proxy's non-JSON 502). ``calls`` holds the
 ``time.monotonic()`` of every Send API request received, failed ones included.

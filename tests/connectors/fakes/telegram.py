@@ -127,7 +127,8 @@ class FakeTelegram(FakeServer):
         if self.other_poller:
             return _error(
                 409,
-                "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+                "Conflict: terminated by other getUpdates request;"
+                " make sure that only one bot instance is running",
             )
         offset = int(params.get("offset", 0))
         if offset:

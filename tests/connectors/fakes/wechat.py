@@ -54,7 +54,7 @@ class FakeWeChat(FakeServer):
         cut_envelope: bool = False,
         encrypted: str | None = None,
     ) -> httpx.Response:
-        """``cut_envelope``: the safe-mode envelope loses its closing tags, every signature stays right;
+        """``cut_envelope``: the safe-mode envelope loses its closing tags, every signature right;
         ``encrypted``: this ``Encrypt`` value instead of ``xml`` encrypted (signed all the same)."""
         timestamp, nonce = str(int(time.time())), secrets.token_hex(5)
         params = {
@@ -74,7 +74,10 @@ class FakeWeChat(FakeServer):
                 encrypt_type="aes",
                 msg_signature=signature(token or self.token, timestamp, nonce, encrypted),
             )
-            body = f"<xml><ToUserName><![CDATA[gh_fake]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+            body = (
+                "<xml><ToUserName><![CDATA[gh_fake]]></ToUserName>"
+                f"<Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+            )
             if cut_envelope:
                 body = body.removesuffix("]]></Encrypt></xml>")
         async with httpx.AsyncClient(timeout=5.0) as client:  # WeChat gives up after 5 s
