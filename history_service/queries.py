@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from beanie.operators import In
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope, LoggedEvent
@@ -30,6 +31,7 @@ from contracts.queries.history import (
     TranscriptQuery,
 )
 from history_service import admin_audit, reports
+from history_service.documents import ArchivedEvent, ConversationView, MessageView
 from history_service.hash_chain import envelope_of, verify_chain
 from history_service.read_models import (
     MESSAGE_TYPES,
@@ -40,12 +42,13 @@ from history_service.read_models import (
 )
 from relaydesk.bus.rpc import RemoteError
 from relaydesk.queries import answers
+from relaydesk.store import ascending, bound, descending, stored_rows
 
-VIEW_FILTERS: dict[str, dict[str, Any]] = {
-    "queued": {"status": {"$in": ["queued", "offered"]}},
-    "missed": {"status": "missed"},
-    "closed": {"status": "closed"},
-    "all": {},
+VIEW_STATUSES: dict[str, list[str] | None] = {
+    "queued": ["queued", "offered"],
+    "missed": ["missed"],
+    "closed": ["closed"],
+    "all": None,
 }
 
 
@@ -59,102 +62,88 @@ def _entry(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _clean(doc: dict[str, Any]) -> dict[str, Any]:
-    doc = dict(doc)
-    doc.pop("_id", None)
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in doc.items()}
-
-
 class HistoryQueries:
     """Answers the ``history`` queries; a method called with a plain dict validates it into
-    its request model first (relaydesk.queries.answers)."""
+    its request model first and answers JSON (relaydesk.queries.answers)."""
 
     def __init__(self, db: AsyncDatabase) -> None:
         self._db = db
 
     @answers(MessagesLastQuery)
     async def messages_last(self, p: MessagesLastQuery) -> list[MessageEntry]:
-        query: dict[str, Any] = {"tenant": p.tenant, "conversation_id": p.conversation_id}
+        m = await bound(self._db, MessageView)
+        query = m.find(m.tenant == p.tenant, m.conversation_id == p.conversation_id)
         if p.before_position is not None:
-            query["position"] = {"$lt": p.before_position}
-        docs = [
-            d async for d in self._db["messages"].find(query).sort("position", -1).limit(p.limit)
-        ]
+            query = query.find(m.position < p.before_position)
+        docs = await query.sort(descending(m.position)).limit(p.limit).to_list()
         return [
-            MessageEntry(position=d["position"], event=EventJson(**message_event(d)))
+            MessageEntry(position=d.position, event=EventJson(**message_event(d)))
             for d in reversed(docs)
         ]
 
     @answers(ConversationsListQuery)
     async def conversations_list(self, p: ConversationsListQuery) -> list[ConversationRecord]:
-        query: dict[str, Any] = {"tenant": p.tenant}
+        c = await bound(self._db, ConversationView)
+        query = c.find(c.tenant == p.tenant)
         if p.view == "mine":
-            query.update(agent_id=str(p.agent_id), status="engaged")
-        else:
-            query.update(VIEW_FILTERS[p.view])
+            query = query.find(c.agent_id == str(p.agent_id), c.status == "engaged")
+        elif statuses := VIEW_STATUSES[p.view]:
+            query = query.find(In(c.status, statuses))
         if p.visitor_id is not None:
-            query["visitor.id"] = p.visitor_id
+            query = query.find(c.visitor.id == p.visitor_id)
         return [
-            ConversationRecord(**_clean(d))
-            async for d in self._db["conversations"]
-            .find(query)
-            .sort("last_position", -1)
-            .limit(p.limit)
+            ConversationRecord(**d.public())
+            async for d in query.sort(descending(c.last_position)).limit(p.limit)
         ]
 
     @answers(ConversationGetQuery)
     async def conversation_get(self, p: ConversationGetQuery) -> ConversationRecord:
-        doc = await self._db["conversations"].find_one({"_id": f"{p.tenant}|{p.conversation_id}"})
+        doc = await (await bound(self._db, ConversationView)).get(f"{p.tenant}|{p.conversation_id}")
         if doc is None:
             raise RemoteError("not_found", "no such conversation")
-        return ConversationRecord(**_clean(doc))
+        return ConversationRecord(**doc.public())
 
     @answers(TranscriptQuery)
     async def transcript(self, p: TranscriptQuery) -> Transcript:
         conversation = await self.conversation_get(
             ConversationGetQuery(tenant=p.tenant, conversation_id=p.conversation_id)
         )
+        e = await bound(self._db, ArchivedEvent)
+        query = e.find(e.tenant == p.tenant, e.stream == f"conv:{p.conversation_id}")
         events = [
-            ArchiveEntry(**_entry(d))
-            async for d in self._db["events"]
-            .find({"tenant": p.tenant, "stream": f"conv:{p.conversation_id}"})
-            .sort("position", 1)
+            ArchiveEntry(**_entry(d)) async for d in stored_rows(query.sort(ascending(e.position)))
         ]
         return Transcript(conversation=conversation, events=events)
 
     @answers(EventsRangeQuery)
     async def events_range(self, p: EventsRangeQuery) -> list[ArchiveEntry]:
-        query: dict[str, Any] = {"tenant": p.tenant}
+        e = await bound(self._db, ArchivedEvent)
+        query = e.find(e.tenant == p.tenant)
         if p.conversation_id is not None:
-            query["stream"] = f"conv:{p.conversation_id}"
-        span = {
-            op: moment
-            for op, moment in (("$gte", p.from_ts), ("$lte", p.to_ts))
-            if moment is not None
-        }
-        if span:
-            query["ts"] = span
+            query = query.find(e.stream == f"conv:{p.conversation_id}")
+        if p.from_ts is not None:
+            query = query.find(e.ts >= p.from_ts)
+        if p.to_ts is not None:
+            query = query.find(e.ts <= p.to_ts)
         return [
             ArchiveEntry(**_entry(d))
-            async for d in self._db["events"].find(query).sort("position", 1).limit(p.limit)
+            async for d in stored_rows(query.sort(ascending(e.position)).limit(p.limit))
         ]
 
     @answers(ReportsSummaryQuery)
     async def reports_summary(self, p: ReportsSummaryQuery) -> Report:
         """Metrics folded from the archive now (so a changed definition applies to the past too)."""
-        cursor = (
-            self._db["events"]
-            .find({"tenant": p.tenant, "type": {"$in": sorted(reports.REPORT_TYPES)}})
-            .sort("position", 1)
-            .batch_size(1000)
+        e = await bound(self._db, ArchivedEvent)
+        query = e.find(
+            e.tenant == p.tenant, In(e.type, sorted(reports.REPORT_TYPES)), batch_size=1000
         )
+        cursor = stored_rows(query.sort(ascending(e.position)))
         facts = reports.fold([envelope_of(d) async for d in cursor]).values()
-        since, until = p.since, p.until
         chosen = [
             f
             for f in facts
-            if (since is None or f.requested_at >= since)
-            and (until is None or f.requested_at <= until)
+            if (p.since is None or f.requested_at >= p.since)
+            and (p.until is None or f.requested_at <= p.until)
         ]
         rows = reports.summarize(chosen, p.group_by)
         return Report(
@@ -166,31 +155,30 @@ class HistoryQueries:
 
     @answers(ConversationAtQuery)
     async def conversation_at(self, p: ConversationAtQuery) -> ConversationAt:
-        """Time travel: the conversation and its messages as they were at ``at``, refolded from
-        the archive."""
-        conversations: dict[str, dict[str, Any]] = {}
+        """Time travel: the conversation and its messages as they were at ``at``.
+
+        Refolded from the archive.
+        """
+        conversations: dict[str, ConversationView] = {}
         messages: list[MessageEntry] = []
         last_position = None
-        query = {
-            "tenant": p.tenant,
-            "stream": f"conv:{p.conversation_id}",
-            "ts": {"$lte": p.at},
-        }
-        async for doc in self._db["events"].find(query).sort("position", 1):
+        e = await bound(self._db, ArchivedEvent)
+        model = await bound(self._db, ConversationView)
+        query = e.find(e.tenant == p.tenant, e.stream == f"conv:{p.conversation_id}", e.ts <= p.at)
+        async for doc in stored_rows(query.sort(ascending(e.position))):
             envelope = Envelope.model_validate(envelope_of(doc))
             data = valid_data(envelope)
             if data is None or not isinstance(data.get("conversation_id"), str):
                 continue
             fold_conversation(
-                LoggedEvent(position=doc["position"], envelope=envelope), data, conversations
+                LoggedEvent(position=doc["position"], envelope=envelope),
+                data,
+                conversations,
+                model,
             )
             if envelope.type in MESSAGE_TYPES:
-                messages.append(
-                    MessageEntry(
-                        position=doc["position"],
-                        event=EventJson(**envelope.model_dump(mode="json")),
-                    )
-                )
+                event = EventJson(**envelope.model_dump(mode="json"))
+                messages.append(MessageEntry(position=doc["position"], event=event))
             last_position = doc["position"]
         state = conversations.get(
             conversation_key(p.tenant, {"conversation_id": p.conversation_id})
@@ -200,7 +188,7 @@ class HistoryQueries:
         return ConversationAt(
             at=p.at.isoformat(),
             position=last_position,
-            conversation=ConversationRecord(**_clean(state)),
+            conversation=ConversationRecord(**state.public()),
             messages=messages,
         )
 
@@ -213,11 +201,9 @@ class HistoryQueries:
         """
         folded: dict[str, Any] = {}
         changes = 0
-        async for doc in (
-            self._db["events"]
-            .find({"tenant": p.tenant, "type": TenantSettingsChanged.TYPE, "ts": {"$lte": p.at}})
-            .sort("position", 1)
-        ):
+        e = await bound(self._db, ArchivedEvent)
+        query = e.find(e.tenant == p.tenant, e.type == TenantSettingsChanged.TYPE, e.ts <= p.at)
+        async for doc in stored_rows(query.sort(ascending(e.position))):
             folded.update((doc.get("data") or {}).get("after") or {})
             changes += 1
         return SettingsAt(at=p.at.isoformat(), changed=folded, changes=changes)
