@@ -104,18 +104,9 @@ class ConnectorDirectory:
             if c.tenant == tenant
         ]
 
-    def operator_view(self) -> list[dict[str, object]]:
-        """Every tenant's connectors, public fields only: what re-sealing needs to send."""
-        return [
-            {
-                "tenant": c.tenant,
-                "connector_id": c.connector_id,
-                "platform": c.platform,
-                "public_config": c.public,
-                "sealed_with": c.sealed_with,
-            }
-            for c in self._by_id.values()
-        ]
+    def configured(self) -> list[Connector]:
+        """Every configured connector, whether its secrets open or not (re-sealing)."""
+        return list(self._by_id.values())
 
     def ids_of(self, tenant: str) -> set[str]:
         return {c.connector_id for c in self._by_id.values() if c.tenant == tenant}

@@ -5,6 +5,7 @@ environment, a real gateway for tokens, the real connectors service and the real
 `relaydesk admin reseal-connectors` for connector secrets.
 """
 
+import asyncio
 import os
 import secrets
 import stat
@@ -31,10 +32,11 @@ from relaydesk.keys import PUBLISHED, SERVICE_SECRETS, SecretNotUsable, key_id
 from relaydesk.runtime import EXIT_CONFIG
 from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
-from tests.admin.helpers import cli, owner_session
+from tests.admin.helpers import owner_session
 from tests.connectors.fakes.telegram import FakeTelegram
 from tests.connectors.harness import TelegramDriver
 from tests.connectors.helpers import LogWatch
+from tests.keys import secret_env
 from tests.system import RunningSystem, running_system, start_gateway
 from tools.cli import SERVICE_MODULES
 from tools.embedded import free_port
@@ -378,17 +380,20 @@ async def test_reseal_connectors_lets_the_previous_secrets_key_go(
             async with ConnectorsRunning(after) as service:
                 driver = TelegramDriver(fake, service)
                 assert (await driver.send("4242", "before re-sealing")).status_code == 403
-                lost = await cli(after, "reseal-connectors")
+                lost = await reseal(after)
                 assert lost.returncode == 1 and "acme/tg1" in lost.stderr, lost.stderr
             # Both keys configured: the re-seal records a new connector.configured for tg1.
             async with ConnectorsRunning(during):
-                done = await cli(during, "reseal-connectors")
+                done = await reseal(during)
                 assert done.returncode == 0, done.stderr
                 assert "re-sealed acme/tg1" in done.stdout
                 configured = await watch.wait_for(ConnectorConfigured.TYPE, 2, connector_id="tg1")
                 assert configured[0].data["sealed_config"] != configured[1].data["sealed_config"]
-                again = await cli(during, "reseal-connectors")
+                again = await reseal(during)
                 assert again.returncode == 0 and "0 re-sealed, 1 already" in again.stdout
+                keyless = await reseal(rotated(during, secrets_key=None))
+                assert keyless.returncode == EXIT_CONFIG, keyless.stdout
+                assert "RELAYDESK_SECRETS_KEY is not set" in keyless.stderr
             # The previous key is gone and the connector still works.
             async with ConnectorsRunning(after) as service:
                 driver = TelegramDriver(fake, service)
@@ -399,6 +404,21 @@ async def test_reseal_connectors_lets_the_previous_secrets_key_go(
     finally:
         await watch.stop()
         await fake.stop()
+
+
+async def reseal(settings: Settings) -> subprocess.CompletedProcess[str]:
+    """`relaydesk admin reseal-connectors` as the operator runs it: with the connectors' keys."""
+    env = {**os.environ, "RELAYDESK_AMQP_URL": settings.amqp_url, **secret_env(settings)}
+    if settings.stream_url:
+        env["RELAYDESK_STREAM_URL"] = settings.stream_url
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tools.cli", "admin", "reseal-connectors"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 async def configure_telegram(system: RunningSystem, settings: Settings, bus: Bus) -> None:

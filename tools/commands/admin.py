@@ -16,12 +16,13 @@ from typing import Any
 from contracts import Actor, Envelope, new_event_id
 from contracts.commands.admin import CreateAgent, CreateTenant, RemoveAgent, UpdateAgent
 from contracts.commands.billing import ClosePeriod, RecordPayment
-from contracts.commands.connector import ConfigureConnector
 from contracts.envelope import ActorKind
+from contracts.queries.admin import AgentsListQuery
 from relaydesk.bus import Bus, RemoteError
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.passwords import hash_password
 from relaydesk.settings import Settings
+from tools.commands.reseal import reseal_connectors
 
 CLI_ACTOR = Actor(kind=ActorKind.admin, id="cli")
 
@@ -75,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
         "reseal-connectors",
         help=(
             "after a RELAYDESK_SECRETS_KEY rotation: seal every connector's secrets again under"
-            " the current key (then the previous key can be removed)"
+            " the current key (then the previous key can be removed); needs the connectors"
+            " service's RELAYDESK_SECRETS_KEY and RELAYDESK_SECRETS_PREVIOUS_KEYS"
         ),
     )
     return parser
@@ -103,10 +105,8 @@ async def _send(
 async def _agent_id_by_email(
     rpc: RpcClient, settings: Settings, tenant: str, email: str
 ) -> str | None:
-    agents = await rpc.query(
-        "admin", "agents.list", {"tenant": tenant}, timeout=settings.request_timeout_s
-    )
-    return next((a["agent_id"] for a in agents if a["email"] == email.strip().lower()), None)
+    agents = await rpc.ask(AgentsListQuery(tenant=tenant), timeout=settings.request_timeout_s)
+    return next((a.agent_id for a in agents if a.email == email.strip().lower()), None)
 
 
 async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> int:
@@ -162,13 +162,11 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
             f"payment of {args.amount_cents} cents recorded on {args.invoice}",
             service="billing",
         )
-    if args.action == "reseal-connectors":
-        return await _reseal_connectors(rpc, settings)
     if args.action == "list-agents":
-        for agent in await rpc.query(
-            "admin", "agents.list", {"tenant": args.tenant}, timeout=settings.request_timeout_s
+        for agent in await rpc.ask(
+            AgentsListQuery(tenant=args.tenant), timeout=settings.request_timeout_s
         ):
-            print(f"{agent['agent_id']}\t{agent['email']}\t{agent['role']}\t{agent['name']}")
+            print(f"{agent.agent_id}\t{agent.email}\t{agent.role}\t{agent.name}")
         return 0
     agent_id = await _agent_id_by_email(rpc, settings, args.tenant, args.email)
     if agent_id is None:
@@ -191,65 +189,13 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
     return await _send(rpc, settings, envelope, f"password of {args.email} changed")
 
 
-async def _reseal_connectors(rpc: RpcClient, settings: Settings) -> int:
-    """Re-seal under the current key every connector a previous key sealed.
-
-    A ``connector.configure`` with the connector's own platform and public fields and no new
-    secrets: the connectors service (their single writer, holding the keys) opens the secrets
-    with whichever key sealed them and seals them under its current key, and the log records
-    the change like any reconfiguration. No secret passes through this command.
-    """
-    connectors = await rpc.query(
-        "connectors", "connectors.all", {}, timeout=settings.request_timeout_s
-    )
-    resealed = lost = failed = 0
-    for connector in connectors:
-        name = f"{connector['tenant']}/{connector['connector_id']}"
-        if connector["sealed_with"] == "unknown":
-            lost += 1
-            print(
-                f"cannot re-seal {name}: its secrets were sealed under a key no longer configured;"
-                " add that key to RELAYDESK_SECRETS_PREVIOUS_KEYS or enter the secrets again",
-                file=sys.stderr,
-            )
-            continue
-        if connector["sealed_with"] == "current":
-            continue
-        data = {
-            "connector_id": connector["connector_id"],
-            "platform": connector["platform"],
-            "public_config": connector["public_config"],
-            "sealed_secrets": None,  # keep the secrets: sealed again under the current key
-        }
-        envelope = _command(
-            connector["tenant"],
-            ConfigureConnector.TYPE,
-            f"connector:{connector['connector_id']}",
-            data,
-        )
-        reply = await rpc.command("connectors", envelope, timeout=settings.request_timeout_s)
-        if reply.ok:
-            resealed += 1
-            print(f"re-sealed {name}")
-        else:
-            failed += 1
-            print(f"refused: {name}: {reply.code}: {reply.message}", file=sys.stderr)
-    current = len(connectors) - resealed - lost - failed
-    print(
-        f"done: {resealed} re-sealed, {current} already under the current key, "
-        f"{lost + failed} not re-sealed"
-    )
-    if lost or failed:
-        return 1
-    print("every connector is sealed under the current key: the previous keys can be removed")
-    return 0
-
-
 async def _connected(args: argparse.Namespace, settings: Settings) -> int:
     bus = await Bus(
         settings.amqp_url, service="admin-cli", stream_url=settings.stream_url
     ).connect()
     try:
+        if args.action == "reseal-connectors":
+            return await reseal_connectors(bus, settings)
         return await _run(args, settings, RpcClient(bus))
     except RemoteError as exc:
         print(f"refused: {exc.code}: {exc.message}", file=sys.stderr)
