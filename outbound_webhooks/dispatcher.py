@@ -8,8 +8,16 @@ import structlog
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from outbound_webhooks.worker import DELIVERIES, RetryPolicy, Subscription, WebhookWorker
+from outbound_webhooks.worker import (
+    DELIVERIES,
+    FAILED,
+    REFUSED,
+    RetryPolicy,
+    Subscription,
+    WebhookWorker,
+)
 from relaydesk.bus import Bus
+from relaydesk.net_guard import GuardedTransport, TargetPolicy
 from relaydesk.sealing import subscription_secret
 
 log = structlog.get_logger(__name__)
@@ -19,12 +27,28 @@ Key = tuple[str, str]
 
 
 class WebhookDispatcher:
+    """Args:
+    policy: delivery timeout and retry backoff.
+    targets: which addresses deliveries may reach (default: public ones only, https).
+    """
+
     def __init__(
-        self, bus: Bus, db: AsyncDatabase, secrets_key: str, policy: RetryPolicy | None = None
+        self,
+        bus: Bus,
+        db: AsyncDatabase,
+        secrets_key: str,
+        policy: RetryPolicy | None = None,
+        targets: TargetPolicy | None = None,
     ) -> None:
         self._bus, self._db, self._secrets_key = bus, db, secrets_key
         self._policy = policy or RetryPolicy()
-        self._http = httpx.AsyncClient(timeout=self._policy.timeout_s)
+        # Every connection goes through the address check, to the address checked; redirects
+        # are not followed (a 3xx is a failed delivery, not a hop to wherever it points).
+        self._http = httpx.AsyncClient(
+            timeout=self._policy.timeout_s,
+            transport=GuardedTransport(targets or TargetPolicy()),
+            follow_redirects=False,
+        )
         self._tasks: dict[Key, asyncio.Task[None]] = {}
 
     def sync(self, subscriptions: dict[Key, dict[str, Any]], start_hint: int | None = None) -> None:
@@ -68,7 +92,7 @@ class WebhookDispatcher:
             .sort([("position", DESCENDING), ("attempt", DESCENDING)])
             .limit(limit)
         )
-        return [{**doc, "at": doc["at"].isoformat()} async for doc in cursor]
+        return [{**doc, "at": doc["at"].isoformat(), "error": _shown(doc)} async for doc in cursor]
 
     async def stop(self) -> None:
         for task in self._tasks.values():
@@ -76,3 +100,9 @@ class WebhookDispatcher:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
         await self._http.aclose()
+
+
+def _shown(doc: dict[str, Any]) -> str | None:
+    """The error as the tenant sees it (entries written before the rule named the exception)."""
+    error = doc.get("error")
+    return error if error in (None, REFUSED, FAILED) else FAILED

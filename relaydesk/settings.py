@@ -6,8 +6,10 @@ common convention so existing deployments can pass it unchanged.
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from relaydesk.net_guard import parse_networks
 
 ENV_PREFIX = "RELAYDESK_"
 
@@ -61,6 +63,10 @@ class Settings(BaseSettings):
     offer_timeout_s: int = 60
     disconnect_grace_s: int = 30
 
+    # Internal networks (comma-separated CIDRs) that tenants' outbound webhooks may reach,
+    # e.g. an on-premises receiver; none by default: only public addresses (docs/security.md).
+    webhook_allowed_networks: str = ""
+
     smtp_url: str | None = None
     telegram_api_base: str = "https://api.telegram.org"
     messenger_api_base: str = "https://graph.facebook.com/v21.0"
@@ -71,6 +77,12 @@ class Settings(BaseSettings):
     connector_breaker_open_s: float = Field(
         default=5.0, gt=0
     )  # how long an open breaker sends nothing before one trial
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        # a typo must stop the start, not silently allow nothing (or everything)
+        return ",".join(str(net) for net in parse_networks(value))
 
     def gateway_url(self) -> str:
         return self.public_url or f"http://{self.gateway_host}:{self.gateway_port}"

@@ -7,7 +7,6 @@ state, return ``(event_type, data)`` pairs or raise :class:`Rejected`.
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from agent_service.admin.decisions import Emitted, Rejected, existing_tenant
 from agent_service.admin.state import AdminState
@@ -22,8 +21,8 @@ from contracts.events.admin import (
 )
 from contracts.events.signup import TenantSignedUp
 from contracts.registry import EVENTS
+from relaydesk.net_guard import RefusedTarget, url_form
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 OWNER_AGENT_ID = "owner"
 PENDING_TTL = timedelta(hours=48)
 
@@ -79,13 +78,13 @@ def confirm_sign_up(
 
 
 def _check_url(url: str) -> None:
-    parts = urlsplit(url)
-    # HTTPS only, except loopback for local development and tests.
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
-        return
-    raise Rejected("invalid_payload", "the webhook URL must be https://")
+    # The address rules (public addresses only, the operator's allowed networks, https in SaaS
+    # mode) need the operator's settings and a DNS lookup: the service checks them before
+    # deciding (AdminService, relaydesk/net_guard.py); the form holds whatever they say.
+    try:
+        url_form(url)
+    except RefusedTarget as exc:
+        raise Rejected("invalid_payload", f"webhook URL refused: {exc}") from None
 
 
 def subscribe_webhook(state: AdminState, tenant: str, cmd: c.SubscribeWebhook) -> Emitted:

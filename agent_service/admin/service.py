@@ -15,6 +15,7 @@ from agent_service.admin.queries import AdminQueries
 from agent_service.admin.seats import check_seats
 from agent_service.admin.state import AdminState
 from contracts import Envelope, derive_event_id
+from contracts.commands.admin import SubscribeWebhook
 from contracts.envelope import LoggedEvent
 from contracts.plans import PlanCatalogue
 from contracts.registry import EVENTS, parse_command_data
@@ -24,6 +25,7 @@ from outbound_webhooks.worker import RetryPolicy
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import serve_commands, serve_queries
+from relaydesk.net_guard import RefusedTarget, TargetPolicy
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 
@@ -43,9 +45,12 @@ def stream_for(data: dict) -> str:
 
 class AdminService:
     """Args:
-    webhook_policy: delivery timeout and retry backoff (default: ``RetryPolicy()``, 0.25 s doubling to 60 s).
+    webhook_policy: delivery timeout and retry backoff (default: ``RetryPolicy()``, 0.25 s
+        doubling to 60 s).
     catalogue: the plans whose ``agent_seats`` limit is enforced (default: ``settings.plans_file``).
     clock: today's date for plan changes with an effective date (default: now, UTC).
+    targets: where webhooks may go (default: from the settings: public addresses, and the
+        operator's ``webhook_allowed_networks``).
     """
 
     def __init__(
@@ -55,8 +60,10 @@ class AdminService:
         *,
         catalogue: PlanCatalogue | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        targets: TargetPolicy | None = None,
     ) -> None:
         self.settings = settings
+        self._targets = targets or TargetPolicy.from_settings(settings)
         self.catalogue = catalogue or PlanCatalogue.load(settings.plans_file)
         self._clock = clock
         self._webhook_policy = webhook_policy
@@ -99,7 +106,11 @@ class AdminService:
         self._mongo = make_client(self.settings.mongo_url)
         db = database(self._mongo, self.settings.mongo_db)
         self.webhooks = WebhookDispatcher(
-            self.bus, db, self.settings.secrets_key.get_secret_value(), self._webhook_policy
+            self.bus,
+            db,
+            self.settings.secrets_key.get_secret_value(),
+            self._webhook_policy,
+            self._targets,
         )
 
     async def stop(self) -> None:
@@ -122,6 +133,14 @@ class AdminService:
         if self.webhooks is not None:
             self.webhooks.sync(self.state.webhook_subscriptions(), start_hint)
 
+    async def _prepare(self, command: Envelope) -> None:
+        """The checks that need I/O, before the pure decision: a webhook URL's addresses."""
+        if command.type == SubscribeWebhook.TYPE:
+            try:
+                await self._targets.check(str(command.data.get("url")), unresolvable_ok=True)
+            except RefusedTarget as exc:
+                raise Rejected("invalid_payload", f"webhook URL refused: {exc}") from None
+
     def _decide(self, command: Envelope) -> Emitted:
         payload = parse_command_data(command)
         if command.type in accounts.SAAS_ONLY and self.settings.mode != "saas":
@@ -141,6 +160,7 @@ class AdminService:
             if command.id in self.state.decided:  # a redelivery: same answer, nothing new
                 return CommandReply(ok=True, event_ids=tuple(self.state.decided[command.id]))
             try:
+                await self._prepare(command)
                 emitted = self._decide(command)
             except Rejected as exc:
                 return CommandReply(ok=False, code=exc.code, message=exc.message)
