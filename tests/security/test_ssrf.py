@@ -63,6 +63,7 @@ NOT_PUBLIC = [
     "https://localhost/hook",  # an internal name: resolves to loopback
     "https://localhost:5672/hook",
     "https://2130706433/hook",  # 127.0.0.1 as one decimal number
+    "https://0x7f.1/hook",  # and in hex, shortened
 ]
 
 
