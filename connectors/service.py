@@ -103,7 +103,9 @@ class ConnectorsService:
         runtime = DeciderRuntime(decider, bus.publish_many)
         self._channels.append(await serve_commands(bus, SERVICE, runtime.handle))
         self._channels.append(await serve_queries(bus, SERVICE, self._query))
-        self._app = build_app(self.directory, bridge)
+        self._app = build_app(
+            self.directory, bridge, wechat_window_s=self.settings.wechat_timestamp_window_s
+        )
         await self._serve_http(self._app)
         log.info("connectors_started", port=self.port, connectors=len(self.directory.all()))
 

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     telegram_api_base: str = "https://api.telegram.org"
     messenger_api_base: str = "https://graph.facebook.com/v21.0"
     wechat_api_base: str = "https://api.weixin.qq.com"
+    wechat_timestamp_window_s: int = Field(
+        default=300, ge=1
+    )  # a WeChat request stamped further from now is refused (403): bounds replays
     connector_breaker_failures: int = Field(
         default=3, ge=1
     )  # failed send rounds in a row that open a connector's breaker
