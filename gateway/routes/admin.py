@@ -38,7 +38,7 @@ from gateway.auth.tokens import AgentPrincipal
 from gateway.deps import GatewayDeps
 from gateway.queries import ask
 from relaydesk.bus import RemoteError, RequestTimeout
-from relaydesk.passwords import hash_password
+from relaydesk.passwords import hash_password, password_problem
 from relaydesk.sealing import subscription_secret
 
 Role = Literal["owner", "admin", "supervisor", "agent"]
@@ -58,7 +58,7 @@ class NewAgent(BaseModel):
     email: str = Field(min_length=3, max_length=200)
     name: str = Field(min_length=1, max_length=200)
     role: Role = "agent"
-    password: str = Field(min_length=8, max_length=500)
+    password: str = Field(description="checked by relaydesk.passwords.password_problem")
     groups: list[str] = []
     max_chats: int = Field(default=5, ge=1, le=100)
 
@@ -69,7 +69,9 @@ class AgentChanges(BaseModel):
     role: Role | None = None
     groups: list[str] | None = None
     max_chats: int | None = Field(default=None, ge=1, le=100)
-    password: str | None = Field(default=None, min_length=8, max_length=500)
+    password: str | None = Field(
+        default=None, description="checked by relaydesk.passwords.password_problem"
+    )
 
 
 class NewGroup(BaseModel):
@@ -149,6 +151,14 @@ async def admin_query(deps: GatewayDeps, name: str, params: dict[str, Any]) -> A
 RANK = {"agent": 0, "supervisor": 1, "admin": 2, "owner": 3}
 
 
+def allowed_password(password: str, *context: str) -> str:
+    """``password`` when the password rule (docs/security.md, 10) allows it, else a 400."""
+    problem = password_problem(password, context=context)
+    if problem is not None:
+        raise ApiError(400, "invalid_payload", problem)
+    return password
+
+
 def _no_escalation(agent: AgentPrincipal, role: str | None) -> None:
     if (role in ("owner", "admin") and agent.role not in ("owner", "admin")) or (
         role == "owner" and agent.role != "owner"
@@ -208,11 +218,12 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     ) -> Any:
         _no_escalation(agent, body.role)
         await _may_manage(deps, agent, None, body.groups)
+        password = allowed_password(body.password, body.email, body.name, agent.tenant)
         agent_id = "a" + uuid.uuid4().hex[:16]
         data = {
             **body.model_dump(exclude={"password"}),
             "agent_id": agent_id,
-            "password_hash": hash_password(body.password),
+            "password_hash": hash_password(password),
         }
         return {
             **await admin_command(deps, agent, CreateAgent.TYPE, f"agent:{agent_id}", data),
@@ -229,8 +240,14 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         _no_escalation(agent, body.role)
         await _may_manage(deps, agent, agent_id, body.groups)
         changes = body.model_dump(exclude_none=True, exclude={"password"})
-        if body.password:
-            changes["password_hash"] = hash_password(body.password)
+        if body.password is not None:
+            target = await admin_query(
+                deps, "agent.get", {"tenant": agent.tenant, "agent_id": agent_id}
+            )
+            password = allowed_password(
+                body.password, target["email"], target["name"], agent.tenant
+            )
+            changes["password_hash"] = hash_password(password)
         if not changes:
             raise ApiError(400, "invalid_payload", "nothing to change")
         return await admin_command(

@@ -57,7 +57,7 @@ async def test_an_endpoint_that_was_down_gets_every_event_signed_and_in_order(
         await http.post(
             "/api/admin/agents",
             headers=acme,
-            json={"email": "x@acme.test", "name": "X", "password": "password1"},
+            json={"email": "x@acme.test", "name": "X", "password": "a-strong-pass-1"},
         )
         expected += (
             await http.patch("/api/admin/settings", headers=acme, json={"greeting": "Hello"})
