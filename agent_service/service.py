@@ -69,7 +69,10 @@ class AgentService:
         self._timers = Timers(
             RpcClient(self.bus), request_timeout_s=self.settings.request_timeout_s
         )
-        self.projection = Projection(self.bus, SERVICE, self._snapshotter())
+        snapshotter = self._snapshotter()
+        if snapshotter is not None:
+            await snapshotter.store.bind()  # init_beanie for routing's documents, once
+        self.projection = Projection(self.bus, SERVICE, snapshotter)
         decider = RoutingDecider(
             lambda: self.state,
             offer_timeout_s=self.settings.offer_timeout_s,

@@ -15,6 +15,7 @@ from pymongo import AsyncMongoClient
 from connectors.config import SERVICE, ConnectorDirectory
 from connectors.decider import ConnectorsDecider
 from connectors.deliverer import Deliverer, PlatformClient
+from connectors.documents import CONNECTOR_DOCUMENTS
 from connectors.follower import LogFollower
 from connectors.inbound import InboundBridge
 from connectors.messenger import MessengerClient
@@ -32,7 +33,7 @@ from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
 from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
-from relaydesk.store import Checkpoints, database, make_client
+from relaydesk.store import Checkpoint, Checkpoints, bind_documents, database, make_client
 
 log = structlog.get_logger(__name__)
 
@@ -68,8 +69,8 @@ class ConnectorsService:
         ).connect()
         self._mongo = make_client(self.settings.mongo_url)
         db = database(self._mongo, self.settings.mongo_db)
+        await bind_documents(db, (*CONNECTOR_DOCUMENTS, Checkpoint))  # creates their indexes
         store = ConnectorStore(db)
-        await store.ensure_indexes()
         self._http = httpx.AsyncClient()
         clients: dict[str, PlatformClient] = {
             "telegram": TelegramClient(self._http, self.settings.telegram_api_base),

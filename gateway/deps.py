@@ -38,10 +38,9 @@ class GatewayDeps:
     # One per gateway, shared by the auth and sign-up routers (gateway/auth/throttle.py).
     credential_throttle: AddressThrottle
     mongo: AsyncMongoClient | None = None
-
-    @property
-    def db(self) -> AsyncDatabase | None:
-        return database(self.mongo, self.settings.mongo_db) if self.mongo is not None else None
+    # One database object for the gateway's life: its beanie documents are bound to it
+    # (on first use, so the gateway starts while MongoDB is away; see relaydesk/store.py).
+    db: AsyncDatabase | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> "GatewayDeps":
@@ -55,6 +54,7 @@ class GatewayDeps:
         directory, sessions = ConversationDirectory(), SessionRegistry()
         tailer = Tailer(bus, directory, sessions, buffer_size=settings.resume_buffer_events)
         tenant_settings = TenantSettingsCache(rpc)
+        mongo = make_client(settings.mongo_url) if settings.mongo_url else None
         deps = cls(
             settings=settings,
             bus=bus,
@@ -71,7 +71,8 @@ class GatewayDeps:
             credential_throttle=AddressThrottle(
                 settings.auth_rate_per_min / 60.0, settings.auth_rate_burst
             ),
-            mongo=make_client(settings.mongo_url) if settings.mongo_url else None,
+            mongo=mongo,
+            db=database(mongo, settings.mongo_db) if mongo is not None else None,
         )
         tailer.listeners.append(deps._on_event)
         await tailer.start()

@@ -5,20 +5,14 @@ from typing import Any
 
 import httpx
 import structlog
-from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from outbound_webhooks.worker import (
-    DELIVERIES,
-    FAILED,
-    REFUSED,
-    RetryPolicy,
-    Subscription,
-    WebhookWorker,
-)
+from outbound_webhooks.documents import WEBHOOK_DOCUMENTS, WebhookDelivery
+from outbound_webhooks.worker import FAILED, REFUSED, RetryPolicy, Subscription, WebhookWorker
 from relaydesk.bus import Bus
 from relaydesk.net_guard import GuardedTransport, TargetPolicy
 from relaydesk.sealing import subscription_secret
+from relaydesk.store import bind_documents, bound, descending, with_store_retry
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +44,10 @@ class WebhookDispatcher:
             follow_redirects=False,
         )
         self._tasks: dict[Key, asyncio.Task[None]] = {}
+
+    async def bind(self) -> None:
+        """Bind the delivery log and positions to the database (at the service's start)."""
+        await with_store_retry(lambda: bind_documents(self._db, WEBHOOK_DOCUMENTS))
 
     def sync(self, subscriptions: dict[Key, dict[str, Any]], start_hint: int | None = None) -> None:
         """Start workers for new subscriptions, stop those of removed ones."""
@@ -86,13 +84,12 @@ class WebhookDispatcher:
     async def deliveries(
         self, tenant: str, subscription_id: str, limit: int = 100
     ) -> list[dict[str, Any]]:
-        cursor = (
-            self._db[DELIVERIES]
-            .find({"tenant": tenant, "subscription_id": subscription_id}, {"_id": 0})
-            .sort([("position", DESCENDING), ("attempt", DESCENDING)])
-            .limit(limit)
-        )
-        return [{**doc, "at": doc["at"].isoformat(), "error": _shown(doc)} async for doc in cursor]
+        d = await bound(self._db, WebhookDelivery)
+        query = d.find(d.tenant == tenant, d.subscription_id == subscription_id)
+        ordered = query.sort(descending(d.position), descending(d.attempt)).limit(limit)
+        return [
+            {**delivery.public(), "error": _shown(delivery.error)} async for delivery in ordered
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks.values():
@@ -102,7 +99,6 @@ class WebhookDispatcher:
         await self._http.aclose()
 
 
-def _shown(doc: dict[str, Any]) -> str | None:
+def _shown(error: str | None) -> str | None:
     """The error as the tenant sees it (entries written before the rule named the exception)."""
-    error = doc.get("error")
     return error if error in (None, REFUSED, FAILED) else FAILED

@@ -86,6 +86,8 @@ class AdminService:
             stream_url=self.settings.stream_url,
         ).connect()
         self._start_webhooks()
+        if self.webhooks is not None:
+            await self.webhooks.bind()  # init_beanie for the webhook documents, once
         self._runtime = DeciderRuntime(self.decider, self._publish)
         self._reader = await LogReader(self.bus, start="first", name="admin").open()
         await catch_up(self.bus, self._reader, self._fold, service=SERVICE)
