@@ -22,6 +22,7 @@ from contracts.events.admin import (
 from contracts.events.signup import TenantSignedUp
 from contracts.registry import EVENTS
 from relaydesk.decider import Rejected
+from relaydesk.emails import normalize_email
 from relaydesk.net_guard import RefusedTarget, url_form
 
 OWNER_AGENT_ID = "owner"
@@ -43,7 +44,7 @@ def sign_up(state: AdminState, tenant: str, cmd: c.SignUp, now: datetime | None 
     ):
         raise Rejected("already_exists", f"tenant {tenant!r} is taken")
     data = cmd.model_dump()
-    data["owner_email"] = cmd.owner_email.strip().lower()
+    data["owner_email"] = normalize_email(cmd.owner_email)
     return [(TenantSignedUp.TYPE, data)]
 
 

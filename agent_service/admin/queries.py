@@ -9,6 +9,7 @@ from agent_service.admin.lockout import Lockout
 from agent_service.admin.state import AdminState, TenantAdmin
 from outbound_webhooks.dispatcher import WebhookDispatcher
 from relaydesk.bus.rpc import RemoteError
+from relaydesk.emails import normalize_email
 from relaydesk.passwords import verify_password
 
 log = structlog.get_logger(__name__)
@@ -43,10 +44,13 @@ class AdminQueries:
         result = answer(self._state.tenants.get(tenant), params)
         return await result if inspect.isawaitable(result) else result
 
-    def check_password(self, tenant: TenantAdmin | None, params: dict[str, Any]) -> dict[str, Any]:
-        email, password = str(params.get("email", "")), str(params.get("password", ""))
-        tenant_id = str(params["tenant"])
-        wait = self._lockout.locked_for(tenant_id, email)
+    async def check_password(
+        self, tenant: TenantAdmin | None, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        # one form of the address for the lookup and the lockout alike (docs/security.md, 3)
+        email = normalize_email(str(params.get("email", "")))
+        password, tenant_id = str(params.get("password", "")), str(params["tenant"])
+        wait = await self._lockout.locked_for(tenant_id, email)
         if wait > 0:
             log.warning("login_locked", tenant=tenant_id, retry_after_s=int(wait) + 1)
             raise RemoteError("locked", f"too many failed logins; retry in {int(wait) + 1}s")
@@ -56,12 +60,12 @@ class AdminQueries:
             or agent is None
             or tenant is None
         ):
-            self._lockout.failed(tenant_id, email)
+            await self._lockout.failed(tenant_id, email)
             log.info(
                 "login_failed", tenant=tenant_id, known_account=agent is not None
             )  # never the password
             raise RemoteError("invalid_credentials", "wrong tenant, email or password")
-        self._lockout.succeeded(tenant_id, email)
+        await self._lockout.succeeded(tenant_id, email)
         return {**agent.public(), "permissions": tenant.permissions_of(agent)}
 
     def agent_get(self, tenant: TenantAdmin | None, params: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from aio_pika.abc import AbstractChannel
 from pymongo import AsyncMongoClient
 
 from agent_service.admin.decider import AdminDecider
-from agent_service.admin.lockout import Lockout
+from agent_service.admin.lockout import Lockout, LoginFailures, MemoryLockout, StoredLockout
 from agent_service.admin.queries import AdminQueries
 from agent_service.admin.state import SERVICE, AdminState
 from contracts import Envelope
@@ -28,7 +28,7 @@ from relaydesk.bus.rpc import serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
 from relaydesk.net_guard import TargetPolicy
 from relaydesk.settings import Settings
-from relaydesk.store import database, make_client
+from relaydesk.store import bind_documents, database, make_client, with_store_retry
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +77,7 @@ class AdminService:
             on_folded=lambda: self._sync_webhooks(self.state.position),
         )
         self._runtime: DeciderRuntime | None = None
+        self.lockout: Lockout | None = None
 
     async def start(self) -> None:
         self.bus = await Bus(
@@ -93,9 +94,10 @@ class AdminService:
         await catch_up(self.bus, self._reader, self._fold, service=SERVICE)
         self._task = asyncio.create_task(self._follow())
         self._channels.append(await serve_commands(self.bus, SERVICE, self.handle_command))
+        self.lockout = await self._start_lockout()
         self._channels.append(
             await serve_queries(
-                self.bus, SERVICE, AdminQueries(self.state, Lockout(), self.webhooks).handle
+                self.bus, SERVICE, AdminQueries(self.state, self.lockout, self.webhooks).handle
             )
         )
         log.info("admin_service_started", tenants=len(self.state.tenants))
@@ -117,6 +119,18 @@ class AdminService:
             self._webhook_policy,
             self._targets,
         )
+
+    async def _start_lockout(self) -> Lockout:
+        """Shared by every admin instance through MongoDB; without it, this process's own."""
+        if self._mongo is None:
+            log.warning(
+                "login_lockout_per_process",
+                reason="no MongoDB configured: run one admin instance only",
+            )
+            return MemoryLockout()
+        db = database(self._mongo, self.settings.mongo_db)
+        await with_store_retry(lambda: bind_documents(db, [LoginFailures]))
+        return StoredLockout(db)
 
     async def stop(self) -> None:
         if self._task:

@@ -18,6 +18,7 @@ from contracts.commands.billing import ClosePeriod, RecordPayment
 from contracts.envelope import ActorKind
 from relaydesk.bus import Bus, RemoteError
 from relaydesk.bus.rpc import RpcClient
+from relaydesk.emails import normalize_email
 from relaydesk.passwords import hash_password, password_problem
 from relaydesk.settings import Settings
 
@@ -105,7 +106,7 @@ async def _agent_id_by_email(
     agents = await rpc.query(
         "admin", "agents.list", {"tenant": tenant}, timeout=settings.request_timeout_s
     )
-    return next((a["agent_id"] for a in agents if a["email"] == email.strip().lower()), None)
+    return next((a["agent_id"] for a in agents if a["email"] == normalize_email(email)), None)
 
 
 async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> int:
