@@ -1,8 +1,9 @@
 """Administration's decider: the admin handler tables over the admin state.
 
 The handlers (``decisions.py``, ``accounts.py``) are pure functions returning
-``(event_type, data)`` pairs; here each is wrapped so that what it returns passes the
-plan's seat check and is emitted through the runtime's decision. Sign-up commands are
+``(event_type, data)`` pairs; here each is wrapped so that the acting agent's grants are
+checked first (``grants.py``: roles and permissions), and what it returns passes the plan's
+seat check and is emitted through the runtime's decision. Sign-up commands are
 refused outside SaaS mode before anything is decided. Events are folded once published.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from agent_service.admin import accounts, decisions
 from agent_service.admin.decisions import Emitted
+from agent_service.admin.grants import check_grants
 from agent_service.admin.seats import check_seats
 from agent_service.admin.state import SERVICE, AdminState
 from contracts.commands.admin import SubscribeWebhook
@@ -76,6 +78,7 @@ class AdminDecider(Decider[AdminDecision]):
     ) -> Handler[AdminDecision]:
         def decide(d: AdminDecision, command: Any) -> None:
             tenant = d.command.tenant
+            check_grants(d.state, tenant, d.command.actor, command)  # roles, permissions
             emitted = (
                 handler(d.state, tenant, command, now=d.now)
                 if clocked
