@@ -27,6 +27,7 @@ from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
 from relaydesk.net_guard import TargetPolicy
+from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
 from relaydesk.store import bind_documents, database, make_client, with_store_retry
 
@@ -97,7 +98,9 @@ class AdminService:
         self.lockout = await self._start_lockout()
         self._channels.append(
             await serve_queries(
-                self.bus, SERVICE, AdminQueries(self.state, self.lockout, self.webhooks).handle
+                self.bus,
+                SERVICE,
+                QueryAnswers(SERVICE, AdminQueries(self.state, self.lockout, self.webhooks)).handle,
             )
         )
         log.info("admin_service_started", tenants=len(self.state.tenants))
