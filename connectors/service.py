@@ -110,7 +110,9 @@ class ConnectorsService:
                 bus, SERVICE, QueryAnswers(SERVICE, ConnectorQueries(self.directory)).handle
             )
         )
-        self._app = build_app(self.directory, bridge)
+        self._app = build_app(
+            self.directory, bridge, wechat_window_s=self.settings.wechat_timestamp_window_s
+        )
         await self._serve_http(self._app)
         log.info("connectors_started", port=self.port, connectors=len(self.directory.all()))
 

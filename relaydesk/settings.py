@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from relaydesk.net_guard import parse_networks
+
 ENV_PREFIX = "RELAYDESK_"
 
 # Taken from the environment as written (NoDecode): a comma-separated list or a JSON list.
@@ -72,10 +74,17 @@ class Settings(BaseSettings):
     offer_timeout_s: int = 60
     disconnect_grace_s: int = 30
 
+    # Internal networks (comma-separated CIDRs) that tenants' outbound webhooks may reach,
+    # e.g. an on-premises receiver; none by default: only public addresses (docs/security.md).
+    webhook_allowed_networks: str = ""
+
     smtp_url: str | None = None
     telegram_api_base: str = "https://api.telegram.org"
     messenger_api_base: str = "https://graph.facebook.com/v21.0"
     wechat_api_base: str = "https://api.weixin.qq.com"
+    wechat_timestamp_window_s: int = Field(
+        default=300, ge=1
+    )  # a WeChat request stamped further from now is refused (403): bounds replays
     connector_breaker_failures: int = Field(
         default=3, ge=1
     )  # failed send rounds in a row that open a connector's breaker
@@ -95,6 +104,12 @@ class Settings(BaseSettings):
         if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
             raise ValueError("a comma-separated list or a JSON list of strings")
         return tuple(item.strip() for item in items if item.strip())
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        # a typo must stop the start, not silently allow nothing (or everything)
+        return ",".join(str(net) for net in parse_networks(value))
 
     def gateway_url(self) -> str:
         return self.public_url or f"http://{self.gateway_host}:{self.gateway_port}"

@@ -1,8 +1,9 @@
 """Administration's decider: the admin handler tables over the admin state.
 
 The handlers (``decisions.py``, ``accounts.py``) are pure functions returning
-``(event_type, data)`` pairs; here each is wrapped so that what it returns passes the
-plan's seat check and is emitted through the runtime's decision. Sign-up commands are
+``(event_type, data)`` pairs; here each is wrapped so that the acting agent's grants are
+checked first (``grants.py``: roles and permissions), and what it returns passes the plan's
+seat check and is emitted through the runtime's decision. Sign-up commands are
 refused outside SaaS mode before anything is decided. Events are folded once published.
 """
 
@@ -12,12 +13,15 @@ from typing import Any
 
 from agent_service.admin import accounts, decisions
 from agent_service.admin.decisions import Emitted
+from agent_service.admin.grants import check_grants
 from agent_service.admin.seats import check_seats
 from agent_service.admin.state import SERVICE, AdminState
+from contracts.commands.admin import SubscribeWebhook
 from contracts.envelope import Envelope
 from contracts.plans import PlanCatalogue
 from contracts.replies import CommandReply
 from relaydesk.decider import Decider, Decision, Handler, Rejected, utc_now
+from relaydesk.net_guard import RefusedTarget, TargetPolicy
 
 STREAM_KEYS = ("agent_id", "group_id", "canned_id", "subscription_id")
 AdminDecision = Decision[AdminState]
@@ -38,6 +42,8 @@ class AdminDecider(Decider[AdminDecision]):
         mode: the deployment's mode; sign-ups are only decided in ``saas``.
         catalogue: the plans whose ``agent_seats`` limit is enforced.
         clock: the decision time (sign-up expiry, plan changes with an effective date).
+        targets: where a webhook may point (prepare checks a subscription's URL with a
+            lookup; default: public addresses only, https).
         on_folded: called once a decision's events are folded (webhook workers follow).
     """
 
@@ -50,12 +56,14 @@ class AdminDecider(Decider[AdminDecision]):
         mode: str,
         catalogue: PlanCatalogue,
         clock: Callable[[], datetime] = utc_now,
+        targets: TargetPolicy | None = None,
         on_folded: Callable[[], None] = lambda: None,
     ) -> None:
         self.state = state
         self._mode = mode
         self._catalogue = catalogue
         self._clock = clock
+        self._targets = targets or TargetPolicy()
         self._on_folded = on_folded
         self.handlers: dict[str, Handler[AdminDecision]] = {
             **{name: self._emitting(h) for name, h in decisions.HANDLERS.items()},
@@ -70,6 +78,7 @@ class AdminDecider(Decider[AdminDecision]):
     ) -> Handler[AdminDecision]:
         def decide(d: AdminDecision, command: Any) -> None:
             tenant = d.command.tenant
+            check_grants(d.state, tenant, d.command.actor, command)  # roles, permissions
             emitted = (
                 handler(d.state, tenant, command, now=d.now)
                 if clocked
@@ -96,6 +105,13 @@ class AdminDecider(Decider[AdminDecision]):
     async def prepare(self, command: Envelope, payload: Any) -> object:
         if command.type in accounts.SAAS_ONLY and self._mode != "saas":
             raise Rejected("forbidden", "sign-up is only open in SaaS mode")
+        if isinstance(payload, SubscribeWebhook):
+            # the address rules need the operator's settings and a DNS lookup: here, not in the
+            # pure handler (which checks the URL's form); every delivery checks again
+            try:
+                await self._targets.check(payload.url, unresolvable_ok=True)
+            except RefusedTarget as exc:
+                raise Rejected("invalid_payload", f"webhook URL refused: {exc}") from None
         return None
 
     async def after(self, events: Sequence[Envelope]) -> None:

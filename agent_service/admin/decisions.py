@@ -38,6 +38,7 @@ from contracts.events.admin import (
 )
 from contracts.settings import SettingsRefused, edit_settings
 from relaydesk.decider import Rejected
+from relaydesk.emails import normalize_email
 
 Emitted = list[tuple[str, dict[str, Any]]]
 AGENT_EDITABLE = frozenset({"name", "role", "groups", "max_chats", "password_hash"})
@@ -85,7 +86,7 @@ def create_agent(state: AdminState, tenant: str, cmd: c.CreateAgent) -> Emitted:
         raise Rejected("already_exists", "email taken")
     _check_groups(t, cmd.groups)
     data = cmd.model_dump()
-    data["email"] = cmd.email.strip().lower()
+    data["email"] = normalize_email(cmd.email)  # the form lookup and lockout use
     data["groups"] = list(cmd.groups)
     return [(AgentCreated.TYPE, data)]
 

@@ -26,6 +26,7 @@ from contracts.queries.base import TenantQuery
 from contracts.settings import TenantSettings
 from outbound_webhooks.dispatcher import WebhookDispatcher
 from relaydesk.bus.rpc import RemoteError
+from relaydesk.emails import normalize_email
 from relaydesk.passwords import verify_password
 from relaydesk.queries import answers
 
@@ -54,9 +55,10 @@ class AdminQueries:
         return tenant
 
     @answers(CheckPasswordQuery)
-    def check_password(self, query: CheckPasswordQuery) -> AgentAccount:
-        tenant, email = self._tenant(query), query.email
-        wait = self._lockout.locked_for(query.tenant, email)
+    async def check_password(self, query: CheckPasswordQuery) -> AgentAccount:
+        # one form of the address for the lookup and the lockout alike (docs/security.md, 3)
+        tenant, email = self._tenant(query), normalize_email(query.email)
+        wait = await self._lockout.locked_for(query.tenant, email)
         if wait > 0:
             log.warning("login_locked", tenant=query.tenant, retry_after_s=int(wait) + 1)
             raise RemoteError("locked", f"too many failed logins; retry in {int(wait) + 1}s")
@@ -66,12 +68,12 @@ class AdminQueries:
             or agent is None
             or tenant is None
         ):
-            self._lockout.failed(query.tenant, email)
+            await self._lockout.failed(query.tenant, email)
             log.info(
                 "login_failed", tenant=query.tenant, known_account=agent is not None
             )  # never the password
             raise RemoteError("invalid_credentials", "wrong tenant, email or password")
-        self._lockout.succeeded(query.tenant, email)
+        await self._lockout.succeeded(query.tenant, email)
         return _account(tenant, agent)
 
     @answers(AgentGetQuery)

@@ -13,7 +13,7 @@ from aio_pika.abc import AbstractChannel
 from pymongo import AsyncMongoClient
 
 from agent_service.admin.decider import AdminDecider
-from agent_service.admin.lockout import Lockout
+from agent_service.admin.lockout import Lockout, LoginFailures, MemoryLockout, StoredLockout
 from agent_service.admin.queries import AdminQueries
 from agent_service.admin.state import SERVICE, AdminState
 from contracts import Envelope
@@ -27,9 +27,10 @@ from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
 from relaydesk.keys import key_ring
+from relaydesk.net_guard import TargetPolicy
 from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
-from relaydesk.store import database, make_client
+from relaydesk.store import bind_documents, database, make_client, with_store_retry
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +45,8 @@ class AdminService:
             ``settings.plans_file``).
         clock: the decision time: sign-up expiry, plan changes with an effective date
             (default: now, UTC).
+        targets: where webhooks may go (default: from the settings: public addresses, and
+            the operator's ``webhook_allowed_networks``).
     """
 
     def __init__(
@@ -53,8 +56,10 @@ class AdminService:
         *,
         catalogue: PlanCatalogue | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        targets: TargetPolicy | None = None,
     ) -> None:
         self.settings = settings
+        self._targets = targets or TargetPolicy.from_settings(settings)
         self.catalogue = catalogue or PlanCatalogue.load(settings.plans_file)
         self._webhook_policy = webhook_policy
         self.webhooks: WebhookDispatcher | None = None
@@ -70,9 +75,11 @@ class AdminService:
             mode=settings.mode,
             catalogue=self.catalogue,
             clock=clock,
+            targets=self._targets,
             on_folded=lambda: self._sync_webhooks(self.state.position),
         )
         self._runtime: DeciderRuntime | None = None
+        self.lockout: Lockout | None = None
 
     async def start(self) -> None:
         self.bus = await Bus(
@@ -89,11 +96,12 @@ class AdminService:
         await catch_up(self.bus, self._reader, self._fold, service=SERVICE)
         self._task = asyncio.create_task(self._follow())
         self._channels.append(await serve_commands(self.bus, SERVICE, self.handle_command))
+        self.lockout = await self._start_lockout()
         self._channels.append(
             await serve_queries(
                 self.bus,
                 SERVICE,
-                QueryAnswers(SERVICE, AdminQueries(self.state, Lockout(), self.webhooks)).handle,
+                QueryAnswers(SERVICE, AdminQueries(self.state, self.lockout, self.webhooks)).handle,
             )
         )
         log.info("admin_service_started", tenants=len(self.state.tenants))
@@ -109,8 +117,24 @@ class AdminService:
         self._mongo = make_client(self.settings.mongo_url)
         db = database(self._mongo, self.settings.mongo_db)
         self.webhooks = WebhookDispatcher(
-            self.bus, db, key_ring(self.settings, "secrets_key").current, self._webhook_policy
+            self.bus,
+            db,
+            key_ring(self.settings, "secrets_key").current,
+            self._webhook_policy,
+            self._targets,
         )
+
+    async def _start_lockout(self) -> Lockout:
+        """Shared by every admin instance through MongoDB; without it, this process's own."""
+        if self._mongo is None:
+            log.warning(
+                "login_lockout_per_process",
+                reason="no MongoDB configured: run one admin instance only",
+            )
+            return MemoryLockout()
+        db = database(self._mongo, self.settings.mongo_db)
+        await with_store_retry(lambda: bind_documents(db, [LoginFailures]))
+        return StoredLockout(db)
 
     async def stop(self) -> None:
         if self._task:

@@ -31,6 +31,7 @@ from contracts.plan_limits import TenantPlan
 from contracts.replies import CommandReply
 from contracts.settings import accepted_changes, default_settings
 from relaydesk.decider import record_answer
+from relaydesk.emails import normalize_email
 
 SERVICE = "admin"
 
@@ -80,7 +81,7 @@ class TenantAdmin:
         return sum(1 for a in self.agents.values() if not a.removed)
 
     def agent_by_email(self, email: str) -> AgentRecord | None:
-        email = email.strip().lower()
+        email = normalize_email(email)
         return next((a for a in self.agents.values() if a.email == email and not a.removed), None)
 
     def permissions_of(self, agent: AgentRecord) -> list[str]:
@@ -152,7 +153,7 @@ def _settings(t: TenantAdmin, d: dict) -> None:
 def _agent_created(t: TenantAdmin, d: dict) -> None:
     t.agents[d["agent_id"]] = AgentRecord(
         agent_id=d["agent_id"],
-        email=d["email"].strip().lower(),
+        email=normalize_email(d["email"]),
         name=d["name"],
         role=d.get("role", "agent"),
         password_hash=d.get("password_hash"),

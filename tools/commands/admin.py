@@ -20,7 +20,8 @@ from contracts.envelope import ActorKind
 from contracts.queries.admin import AgentsListQuery
 from relaydesk.bus import Bus, RemoteError
 from relaydesk.bus.rpc import RpcClient
-from relaydesk.passwords import hash_password
+from relaydesk.emails import normalize_email
+from relaydesk.passwords import hash_password, password_problem
 from relaydesk.settings import Settings
 from tools.commands.reseal import reseal_connectors
 
@@ -102,11 +103,19 @@ async def _send(
     return 0
 
 
+def _password_refused(password: str, *context: str) -> bool:
+    """The API's password rule (docs/security.md, 10); prints the reason when it is broken."""
+    problem = password_problem(password, context=context)
+    if problem is not None:
+        print(f"refused: invalid_payload: {problem}", file=sys.stderr)
+    return problem is not None
+
+
 async def _agent_id_by_email(
     rpc: RpcClient, settings: Settings, tenant: str, email: str
 ) -> str | None:
     agents = await rpc.ask(AgentsListQuery(tenant=tenant), timeout=settings.request_timeout_s)
-    return next((a.agent_id for a in agents if a.email == email.strip().lower()), None)
+    return next((a.agent_id for a in agents if a.email == normalize_email(email)), None)
 
 
 async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> int:
@@ -125,6 +134,8 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
         )
     if args.action == "create-agent":
         password = args.password or getpass.getpass("password: ")
+        if _password_refused(password, args.email, args.name, args.tenant):
+            return 1
         data = {
             "agent_id": _agent_id(args.email),
             "email": args.email,
@@ -179,7 +190,10 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
             _command(args.tenant, RemoveAgent.TYPE, f"agent:{agent_id}", {"agent_id": agent_id}),
             f"{args.email} removed",
         )
-    changes = {"password_hash": hash_password(args.password or getpass.getpass("new password: "))}
+    password = args.password or getpass.getpass("new password: ")
+    if _password_refused(password, args.email, args.tenant):
+        return 1
+    changes = {"password_hash": hash_password(password)}
     envelope = _command(
         args.tenant,
         UpdateAgent.TYPE,
