@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 
 import orjson
-from starlette.exceptions import HTTPException
+from fastapi import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 

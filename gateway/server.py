@@ -110,8 +110,9 @@ def guarded_protocol(guard: ConnectionGuard) -> type[HttpToolsProtocol]:
             super().on_headers_complete()
 
         def on_response_complete(self) -> None:
+            pipelined = bool(self.pipeline)  # a request already read is started by super()
             super().on_response_complete()
-            if not self.transport.is_closing() and not self.pipeline:
+            if not pipelined and not self.transport.is_closing():
                 self._await_request()  # a keep-alive connection: the next request's headers
 
         def _await_request(self) -> None:
