@@ -12,9 +12,10 @@ from aio_pika.abc import AbstractChannel
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
-from connectors.commands import ConnectorCommands
-from connectors.config import ConnectorDirectory
+from connectors.config import SERVICE, ConnectorDirectory
+from connectors.decider import ConnectorsDecider
 from connectors.deliverer import Deliverer, PlatformClient
+from connectors.documents import CONNECTOR_DOCUMENTS
 from connectors.follower import LogFollower
 from connectors.inbound import InboundBridge
 from connectors.messenger import MessengerClient
@@ -29,13 +30,12 @@ from relaydesk.bus import Bus
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.log_reader import LogReader
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
+from relaydesk.decider import DeciderRuntime
 from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
-from relaydesk.store import Checkpoints, database, make_client
+from relaydesk.store import Checkpoint, Checkpoints, bind_documents, database, make_client
 
 log = structlog.get_logger(__name__)
-
-SERVICE = "connectors"
 
 
 class ConnectorsService:
@@ -69,8 +69,8 @@ class ConnectorsService:
         ).connect()
         self._mongo = make_client(self.settings.mongo_url)
         db = database(self._mongo, self.settings.mongo_db)
+        await bind_documents(db, (*CONNECTOR_DOCUMENTS, Checkpoint))  # creates their indexes
         store = ConnectorStore(db)
-        await store.ensure_indexes()
         self._http = httpx.AsyncClient()
         clients: dict[str, PlatformClient] = {
             "telegram": TelegramClient(self._http, self.settings.telegram_api_base),
@@ -98,19 +98,11 @@ class ConnectorsService:
         )
         self._poller = TelegramPoller(clients["telegram"], bridge, self.directory)  # type: ignore[arg-type]
         self._tasks.append(asyncio.create_task(self._poller.run()))
-        self._channels.append(
-            await serve_commands(
-                bus,
-                SERVICE,
-                ConnectorCommands(
-                    bus,
-                    self.directory,
-                    self.box,
-                    self.plans,
-                    PlanCatalogue.load(self.settings.plans_file),
-                ).handle,
-            )
+        decider = ConnectorsDecider(
+            self.directory, self.box, self.plans, PlanCatalogue.load(self.settings.plans_file)
         )
+        runtime = DeciderRuntime(decider, bus.publish_many)
+        self._channels.append(await serve_commands(bus, SERVICE, runtime.handle))
         self._channels.append(await serve_queries(bus, SERVICE, self._query))
         self._app = build_app(self.directory, bridge)
         await self._serve_http(self._app)

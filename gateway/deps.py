@@ -52,10 +52,9 @@ class GatewayDeps:
     refresh_families: RefreshFamilies
     messages: MessageIndex
     mongo: AsyncMongoClient | None = None
-
-    @property
-    def db(self) -> AsyncDatabase | None:
-        return database(self.mongo, self.settings.mongo_db) if self.mongo is not None else None
+    # One database object for the gateway's life: its beanie documents are bound to it
+    # (on first use, so the gateway starts while MongoDB is away; see relaydesk/store.py).
+    db: AsyncDatabase | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> "GatewayDeps":
@@ -71,6 +70,7 @@ class GatewayDeps:
         tenant_settings = TenantSettingsCache(rpc)
         messages = MessageIndex(rpc, timeout_s=settings.request_timeout_s)
         mongo = make_client(settings.mongo_url) if settings.mongo_url else None
+        db = database(mongo, settings.mongo_db) if mongo is not None else None
         deps = cls(
             settings=settings,
             bus=bus,
@@ -91,12 +91,11 @@ class GatewayDeps:
             tenants=TenantDirectory(rpc),
             group_permissions=GroupPermissions(rpc),
             refresh_families=(
-                MongoRefreshFamilies(database(mongo, settings.mongo_db))
-                if mongo is not None
-                else MemoryRefreshFamilies()
+                MongoRefreshFamilies(db) if db is not None else MemoryRefreshFamilies()
             ),
             messages=messages,
             mongo=mongo,
+            db=db,
         )
         tailer.listeners.append(deps._on_event)
         await tailer.start()

@@ -97,6 +97,11 @@ class Operations:
             "transfer": ("agent", self._transfer),
         }
 
+    @property
+    def table(self) -> dict[str, str]:
+        """Each op and who may send it: ``customer``, ``agent`` or ``any`` (docs/protocol.md)."""
+        return {op: who for op, (who, _) in self._handlers.items()}
+
     async def handle(self, principal: Principal, frame: dict[str, Any]) -> dict[str, Any]:
         op, key = frame.get("op"), frame.get("id")
         if op not in self._handlers:

@@ -3,11 +3,13 @@
 from datetime import UTC, datetime
 from typing import Any
 
+from beanie.operators import In
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope, LoggedEvent
 from contracts.events.admin import TenantSettingsChanged
 from history_service import admin_audit, reports
+from history_service.documents import ArchivedEvent, ConversationView, MessageView
 from history_service.hash_chain import envelope_of, verify_chain
 from history_service.read_models import (
     MESSAGE_TYPES,
@@ -17,13 +19,14 @@ from history_service.read_models import (
     valid_data,
 )
 from relaydesk.bus.rpc import RemoteError
+from relaydesk.store import ascending, bound, descending, stored_rows
 
 MAX_LIMIT = 500
-VIEW_FILTERS: dict[str, dict[str, Any]] = {
-    "queued": {"status": {"$in": ["queued", "offered"]}},
-    "missed": {"status": "missed"},
-    "closed": {"status": "closed"},
-    "all": {},
+VIEW_STATUSES: dict[str, list[str] | None] = {
+    "queued": ["queued", "offered"],
+    "missed": ["missed"],
+    "closed": ["closed"],
+    "all": None,
 }
 
 
@@ -43,12 +46,6 @@ def _timestamp(value: Any, name: str) -> datetime:
     except ValueError:
         raise RemoteError("bad_request", f"{name} must be an ISO 8601 timestamp") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _clean(doc: dict[str, Any]) -> dict[str, Any]:
-    doc = dict(doc)
-    doc.pop("_id", None)
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in doc.items()}
 
 
 class HistoryQueries:
@@ -75,68 +72,57 @@ class HistoryQueries:
         return await handler(params)
 
     async def messages_last(self, p: dict[str, Any]) -> list[dict[str, Any]]:
-        query: dict[str, Any] = {
-            "tenant": p["tenant"],
-            "conversation_id": str(p["conversation_id"]),
-        }
+        m = await bound(self._db, MessageView)
+        query = m.find(m.tenant == p["tenant"], m.conversation_id == str(p["conversation_id"]))
         if isinstance(p.get("before_position"), int):
-            query["position"] = {"$lt": p["before_position"]}
+            query = query.find(m.position < p["before_position"])
         limit = max(1, min(int(p.get("limit") or 50), MAX_LIMIT))
-        docs = [d async for d in self._db["messages"].find(query).sort("position", -1).limit(limit)]
-        return [{"position": d["position"], "event": message_event(d)} for d in reversed(docs)]
+        docs = await query.sort(descending(m.position)).limit(limit).to_list()
+        return [{"position": d.position, "event": message_event(d)} for d in reversed(docs)]
 
     async def conversations_list(self, p: dict[str, Any]) -> list[dict[str, Any]]:
         view = str(p.get("view") or "all")
-        query: dict[str, Any] = {"tenant": p["tenant"]}
+        c = await bound(self._db, ConversationView)
+        query = c.find(c.tenant == p["tenant"])
         if view == "mine":
-            query.update(agent_id=str(p.get("agent_id")), status="engaged")
-        elif view in VIEW_FILTERS:
-            query.update(VIEW_FILTERS[view])
+            query = query.find(c.agent_id == str(p.get("agent_id")), c.status == "engaged")
+        elif view in VIEW_STATUSES:
+            statuses = VIEW_STATUSES[view]
+            query = query.find(In(c.status, statuses)) if statuses else query
         else:
             raise RemoteError("bad_request", f"unknown view {view!r}")
         if isinstance(p.get("visitor_id"), str):
-            query["visitor.id"] = p["visitor_id"]
+            query = query.find(c.visitor.id == p["visitor_id"])
         limit = max(1, min(int(p.get("limit") or 100), MAX_LIMIT))
-        return [
-            _clean(d)
-            async for d in self._db["conversations"]
-            .find(query)
-            .sort("last_position", -1)
-            .limit(limit)
-        ]
+        return [d.public() async for d in query.sort(descending(c.last_position)).limit(limit)]
 
     async def conversation_get(self, p: dict[str, Any]) -> dict[str, Any]:
-        doc = await self._db["conversations"].find_one(
-            {"_id": f"{p['tenant']}|{p['conversation_id']}"}
+        doc = await (await bound(self._db, ConversationView)).get(
+            f"{p['tenant']}|{p['conversation_id']}"
         )
         if doc is None:
             raise RemoteError("not_found", "no such conversation")
-        return _clean(doc)
+        return doc.public()
 
     async def transcript(self, p: dict[str, Any]) -> dict[str, Any]:
         conversation = await self.conversation_get(p)
-        events = [
-            _entry(d)
-            async for d in self._db["events"]
-            .find({"tenant": p["tenant"], "stream": f"conv:{p['conversation_id']}"})
-            .sort("position", 1)
-        ]
+        e = await bound(self._db, ArchivedEvent)
+        query = e.find(e.tenant == p["tenant"], e.stream == f"conv:{p['conversation_id']}")
+        events = [_entry(d) async for d in stored_rows(query.sort(ascending(e.position)))]
         return {"conversation": conversation, "events": events}
 
     async def events_range(self, p: dict[str, Any]) -> list[dict[str, Any]]:
-        query: dict[str, Any] = {"tenant": p["tenant"]}
+        e = await bound(self._db, ArchivedEvent)
+        query = e.find(e.tenant == p["tenant"])
         if isinstance(p.get("conversation_id"), str):
-            query["stream"] = f"conv:{p['conversation_id']}"
-        span = {
-            op: _timestamp(p[name], name)
-            for op, name in (("$gte", "from_ts"), ("$lte", "to_ts"))
-            if p.get(name)
-        }
-        if span:
-            query["ts"] = span
+            query = query.find(e.stream == f"conv:{p['conversation_id']}")
+        if p.get("from_ts"):
+            query = query.find(e.ts >= _timestamp(p["from_ts"], "from_ts"))
+        if p.get("to_ts"):
+            query = query.find(e.ts <= _timestamp(p["to_ts"], "to_ts"))
         limit = max(1, min(int(p.get("limit") or 1000), 10_000))
         return [
-            _entry(d) async for d in self._db["events"].find(query).sort("position", 1).limit(limit)
+            _entry(d) async for d in stored_rows(query.sort(ascending(e.position)).limit(limit))
         ]
 
     async def reports_summary(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -146,12 +132,11 @@ class HistoryQueries:
             raise RemoteError(
                 "bad_request", f"group_by must be one of {', '.join(reports.GROUPINGS)}"
             )
-        cursor = (
-            self._db["events"]
-            .find({"tenant": p["tenant"], "type": {"$in": sorted(reports.REPORT_TYPES)}})
-            .sort("position", 1)
-            .batch_size(1000)
+        e = await bound(self._db, ArchivedEvent)
+        query = e.find(
+            e.tenant == p["tenant"], In(e.type, sorted(reports.REPORT_TYPES)), batch_size=1000
         )
+        cursor = stored_rows(query.sort(ascending(e.position)))
         facts = reports.fold([envelope_of(d) async for d in cursor]).values()
         since = _timestamp(p["since"], "since") if p.get("since") else None
         until = _timestamp(p["until"], "until") if p.get("until") else None
@@ -170,23 +155,29 @@ class HistoryQueries:
         }
 
     async def conversation_at(self, p: dict[str, Any]) -> dict[str, Any]:
-        """Time travel: the conversation and its messages as they were at ``at``, refolded from the archive."""
+        """Time travel: the conversation and its messages as they were at ``at``.
+
+        Refolded from the archive.
+        """
         at = _timestamp(p.get("at"), "at")
-        conversations: dict[str, dict[str, Any]] = {}
+        conversations: dict[str, ConversationView] = {}
         messages: list[dict[str, Any]] = []
         last_position = None
-        query = {
-            "tenant": p["tenant"],
-            "stream": f"conv:{p['conversation_id']}",
-            "ts": {"$lte": at},
-        }
-        async for doc in self._db["events"].find(query).sort("position", 1):
+        e = await bound(self._db, ArchivedEvent)
+        model = await bound(self._db, ConversationView)
+        query = e.find(
+            e.tenant == p["tenant"], e.stream == f"conv:{p['conversation_id']}", e.ts <= at
+        )
+        async for doc in stored_rows(query.sort(ascending(e.position))):
             envelope = Envelope.model_validate(envelope_of(doc))
             data = valid_data(envelope)
             if data is None or not isinstance(data.get("conversation_id"), str):
                 continue
             fold_conversation(
-                LoggedEvent(position=doc["position"], envelope=envelope), data, conversations
+                LoggedEvent(position=doc["position"], envelope=envelope),
+                data,
+                conversations,
+                model,
             )
             if envelope.type in MESSAGE_TYPES:
                 messages.append(
@@ -201,7 +192,7 @@ class HistoryQueries:
         return {
             "at": at.isoformat(),
             "position": last_position,
-            "conversation": _clean(state),
+            "conversation": state.public(),
             "messages": messages,
         }
 
@@ -213,11 +204,9 @@ class HistoryQueries:
         at = _timestamp(p.get("at"), "at")
         folded: dict[str, Any] = {}
         changes = 0
-        async for doc in (
-            self._db["events"]
-            .find({"tenant": p["tenant"], "type": TenantSettingsChanged.TYPE, "ts": {"$lte": at}})
-            .sort("position", 1)
-        ):
+        e = await bound(self._db, ArchivedEvent)
+        query = e.find(e.tenant == p["tenant"], e.type == TenantSettingsChanged.TYPE, e.ts <= at)
+        async for doc in stored_rows(query.sort(ascending(e.position))):
             folded.update((doc.get("data") or {}).get("after") or {})
             changes += 1
         return {"at": at.isoformat(), "changed": folded, "changes": changes}

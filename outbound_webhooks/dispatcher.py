@@ -5,12 +5,13 @@ from typing import Any
 
 import httpx
 import structlog
-from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from outbound_webhooks.worker import DELIVERIES, RetryPolicy, Subscription, WebhookWorker
+from outbound_webhooks.documents import WEBHOOK_DOCUMENTS, WebhookDelivery
+from outbound_webhooks.worker import RetryPolicy, Subscription, WebhookWorker
 from relaydesk.bus import Bus
 from relaydesk.sealing import subscription_secret
+from relaydesk.store import bind_documents, bound, descending, with_store_retry
 
 log = structlog.get_logger(__name__)
 
@@ -26,6 +27,10 @@ class WebhookDispatcher:
         self._policy = policy or RetryPolicy()
         self._http = httpx.AsyncClient(timeout=self._policy.timeout_s)
         self._tasks: dict[Key, asyncio.Task[None]] = {}
+
+    async def bind(self) -> None:
+        """Bind the delivery log and positions to the database (at the service's start)."""
+        await with_store_retry(lambda: bind_documents(self._db, WEBHOOK_DOCUMENTS))
 
     def sync(self, subscriptions: dict[Key, dict[str, Any]], start_hint: int | None = None) -> None:
         """Start workers for new subscriptions, stop those of removed ones."""
@@ -62,13 +67,10 @@ class WebhookDispatcher:
     async def deliveries(
         self, tenant: str, subscription_id: str, limit: int = 100
     ) -> list[dict[str, Any]]:
-        cursor = (
-            self._db[DELIVERIES]
-            .find({"tenant": tenant, "subscription_id": subscription_id}, {"_id": 0})
-            .sort([("position", DESCENDING), ("attempt", DESCENDING)])
-            .limit(limit)
-        )
-        return [{**doc, "at": doc["at"].isoformat()} async for doc in cursor]
+        d = await bound(self._db, WebhookDelivery)
+        query = d.find(d.tenant == tenant, d.subscription_id == subscription_id)
+        ordered = query.sort(descending(d.position), descending(d.attempt)).limit(limit)
+        return [delivery.public() async for delivery in ordered]
 
     async def stop(self) -> None:
         for task in self._tasks.values():

@@ -20,14 +20,13 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from contracts.envelope import Envelope, LoggedEvent
 from contracts.events.admin import WebhookSubscribed
+from outbound_webhooks.documents import WebhookDelivery, WebhookPosition
 from outbound_webhooks.signing import SIGNATURE_HEADER, sign
 from relaydesk.bus import Bus, LogReader
-from relaydesk.store import Checkpoints, with_store_retry
+from relaydesk.store import Checkpoints, bound, with_store_retry
 
 log = structlog.get_logger(__name__)
 
-POSITIONS = "webhook_positions"
-DELIVERIES = "webhook_deliveries"
 RECENT_IDS = 10_000
 
 
@@ -84,7 +83,7 @@ class WebhookWorker:
     ) -> None:
         self._bus, self._db, self.subscription, self._http = bus, db, subscription, http
         self._policy, self._start_hint = policy, start_hint
-        self._checkpoints = Checkpoints(db, POSITIONS)
+        self._checkpoints = Checkpoints(db, WebhookPosition)
         self._active = False
         # A client's resend can put the same event id on the log twice: send it once.
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -178,16 +177,17 @@ class WebhookWorker:
         self, logged: LoggedEvent, attempt: int, ok: bool, status: int | None, error: str | None
     ) -> None:
         sub, event = self.subscription, logged.envelope
-        doc = {
-            "tenant": sub.tenant,
-            "subscription_id": sub.subscription_id,
-            "event_id": event.id,
-            "event_type": event.type,
-            "position": logged.position,
-            "attempt": attempt,
-            "ok": ok,
-            "status": status,
-            "error": error,
-            "at": datetime.now(UTC),
-        }
-        await with_store_retry(lambda: self._db[DELIVERIES].insert_one(dict(doc)))
+        deliveries = await bound(self._db, WebhookDelivery)
+        delivery = deliveries(
+            tenant=sub.tenant,
+            subscription_id=sub.subscription_id,
+            event_id=event.id,
+            event_type=event.type,
+            position=logged.position,
+            attempt=attempt,
+            ok=ok,
+            status=status,
+            error=error,
+            at=datetime.now(UTC),
+        )
+        await with_store_retry(delivery.insert)

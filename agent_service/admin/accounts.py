@@ -1,7 +1,7 @@
 """Admin decisions for SaaS sign-up and outbound webhook subscriptions.
 
 Handlers have the shape of :mod:`agent_service.admin.decisions`: check the folded
-state, return ``(event_type, data)`` pairs or raise :class:`Rejected`.
+state, return ``(event_type, data)`` pairs or raise :class:`relaydesk.decider.Rejected`.
 """
 
 from collections.abc import Callable
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent_service.admin.decisions import Emitted, Rejected, existing_tenant
+from agent_service.admin.decisions import Emitted, existing_tenant
 from agent_service.admin.state import AdminState
 from contracts.commands import admin as c
 from contracts.commands.admin import ConfirmSignUp, SignUp, SubscribeWebhook, UnsubscribeWebhook
@@ -22,6 +22,7 @@ from contracts.events.admin import (
 )
 from contracts.events.signup import TenantSignedUp
 from contracts.registry import EVENTS
+from relaydesk.decider import Rejected
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 OWNER_AGENT_ID = "owner"
@@ -121,3 +122,4 @@ HANDLERS: dict[str, Callable[[AdminState, str, Any], Emitted]] = {
     UnsubscribeWebhook.TYPE: unsubscribe_webhook,
 }
 SAAS_ONLY = frozenset({SignUp.TYPE, ConfirmSignUp.TYPE})
+CLOCKED = frozenset({SignUp.TYPE, ConfirmSignUp.TYPE})  # read the time: pending sign-ups expire

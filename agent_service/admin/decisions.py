@@ -1,6 +1,7 @@
 """Admin command handlers: check against the folded state, return the events to emit.
 
-Each handler returns a list of ``(event_type, data)`` or raises :class:`Rejected`.
+Each handler is pure: it returns a list of ``(event_type, data)`` or raises
+:class:`relaydesk.decider.Rejected`; the admin decider (``decider.py``) emits them.
 Edits carry before/after so the audit view shows exactly what changed.
 """
 
@@ -36,18 +37,12 @@ from contracts.events.admin import (
     TenantCreated,
     TenantSettingsChanged,
 )
+from relaydesk.decider import Rejected
 
 Emitted = list[tuple[str, dict[str, Any]]]
 AGENT_EDITABLE = frozenset({"name", "role", "groups", "max_chats", "password_hash"})
 GROUP_EDITABLE = frozenset({"name", "permissions", "departments", "channels"})
 CANNED_EDITABLE = frozenset({"shortcut", "text", "language", "scope", "group_id"})
-
-
-class Rejected(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def existing_tenant(state: AdminState, tenant: str) -> TenantAdmin:

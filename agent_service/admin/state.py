@@ -1,4 +1,9 @@
-"""The admin state: a fold of the log (tenants, agents, groups, canned responses, settings)."""
+"""The admin state: a fold of the log (tenants, agents, groups, canned responses, settings).
+
+It also records, for every admin command already decided, the reply the log gives it
+(:func:`relaydesk.decider.record_answer`), so a redelivered command is answered, not
+decided again.
+"""
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -23,6 +28,10 @@ from contracts.events.billing import SubscriptionChanged
 from contracts.events.message import MessageSent
 from contracts.events.signup import TenantSignedUp
 from contracts.plan_limits import TenantPlan
+from contracts.replies import CommandReply
+from relaydesk.decider import record_answer
+
+SERVICE = "admin"
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "routing_mode": "broadcast",
@@ -107,7 +116,7 @@ class AdminState:
         self.tenants: dict[str, TenantAdmin] = {}
         self.position = -1
         self.seen: set[str] = set()
-        self.decided: dict[str, list[str]] = {}  # command id -> event ids it caused
+        self.replies: dict[str, CommandReply] = {}  # command id -> the reply the log gives
 
     def tenant(self, tenant_id: str) -> TenantAdmin:
         if tenant_id not in self.tenants:
@@ -129,6 +138,7 @@ class AdminState:
     def apply(self, event: Envelope, position: int | None = None) -> None:
         if position is not None:
             self.position = max(self.position, position)
+        record_answer(self.replies, event, SERVICE)
         fold = _FOLDS.get(event.type)
         # Only what changes admin state is remembered: the log also carries every chat event.
         if (
@@ -138,8 +148,6 @@ class AdminState:
         ):
             return
         self.seen.add(event.id)
-        if event.causation_id and event.type != MessageSent.TYPE:
-            self.decided.setdefault(event.causation_id, []).append(event.id)
         data = (
             {**event.data, "signed_up_at": event.occurred_at}
             if event.type == TenantSignedUp.TYPE

@@ -11,7 +11,12 @@ from gateway.auth.tokens import AgentPrincipal, Principal
 from gateway.deps import GatewayDeps
 from gateway.ops import OpError
 from gateway.queries import ask
-from gateway.visibility import may_read_conversation, may_read_history
+from gateway.visibility import (
+    listed_conversation,
+    listed_queue_item,
+    may_read_conversation,
+    may_read_history,
+)
 from relaydesk.bus import RemoteError, RequestTimeout
 
 VIEWS = ("mine", "queued", "all", "missed", "closed")
@@ -80,7 +85,10 @@ def build_router(deps: GatewayDeps) -> APIRouter:
             params["visitor_id"] = (
                 visitor_id  # a visitor's previous conversations, for the console's visitor panel
             )
-        return await ask_history(deps, "conversations.list", params)
+        return [
+            listed_conversation(agent, document)
+            for document in await ask_history(deps, "conversations.list", params)
+        ]
 
     @router.get("/queue")
     async def queue(
@@ -93,10 +101,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
             )
         except (RemoteError, RequestTimeout):
             raise ApiError(503, "unavailable", "the routing service did not answer") from None
-        return [
-            {**item, "offered_to_me": agent.agent_id in item.get("offered_to", ())}
-            for item in waiting
-        ]
+        return [listed_queue_item(agent, item) for item in waiting]
 
     @router.get("/conversations/{conversation_id}/messages")
     async def messages(

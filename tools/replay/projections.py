@@ -13,11 +13,12 @@ from billing_service.ledger import Ledger
 from contracts.envelope import LoggedEvent
 from contracts.events.system import LogMarker
 from contracts.plans import PlanCatalogue
+from history_service.documents import HISTORY_DOCUMENTS, ConversationView
 from history_service.read_models import ReadModels
 from relaydesk.bus import Bus, RemoteError, RequestTimeout
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.settings import Settings
-from relaydesk.store import database, make_client
+from relaydesk.store import bind_documents, bound, database, make_client
 
 COMPARED_CONVERSATION_FIELDS = (
     "status",
@@ -52,23 +53,24 @@ async def history(
     client = make_client(settings.mongo_url or "")
     try:
         scratch, live = database(client, scratch_db), database(client, settings.mongo_db)
+        await bind_documents(scratch, HISTORY_DOCUMENTS)
         models = ReadModels(scratch)
-        await models.ensure_indexes()
         async for batch in _batches(events):
             await models.apply(batch)
         differences = []
-        async for rebuilt in scratch["conversations"].find({}):
-            current = await live["conversations"].find_one({"_id": rebuilt["_id"]})
+        live_conversations = await bound(live, ConversationView)
+        async for rebuilt in (await bound(scratch, ConversationView)).find_all():
+            current = await live_conversations.get(rebuilt.id)
             if current is None:
                 differences.append(
-                    f"conversation {rebuilt['_id']}: in the log, missing from the live read model"
+                    f"conversation {rebuilt.id}: in the log, missing from the live read model"
                 )
                 continue
             for name in COMPARED_CONVERSATION_FIELDS:
-                if _normal(current.get(name)) != _normal(rebuilt.get(name)):
+                now, replayed = getattr(current, name), getattr(rebuilt, name)
+                if _normal(now) != _normal(replayed):
                     differences.append(
-                        f"conversation {rebuilt['_id']}: {name} live {current.get(name)!r}"
-                        f" != replayed {rebuilt.get(name)!r}"
+                        f"conversation {rebuilt.id}: {name} live {now!r} != replayed {replayed!r}"
                     )
         return differences
     finally:
