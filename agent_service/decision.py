@@ -152,7 +152,8 @@ class Decision(RuntimeDecision[RoutingState]):
                 {"conversation_id": conversation.conversation_id, "reason": reason},
                 actor=actor,
             )
-            self.note(conversation.conversation_id, "missed", str(self.setting("offline_text")))
+            if self.setting("offline_text"):  # the tenant's (contracts.settings); emptied: none
+                self.note(conversation.conversation_id, "missed", str(self.setting("offline_text")))
 
     def queue(self, conversation: Conversation, reason: str, *, actor: Actor | None = None) -> None:
         position = 1 + sum(

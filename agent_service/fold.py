@@ -58,6 +58,7 @@ from contracts.events.conversation import (
 from contracts.events.routing import AgentConnectionLost
 from contracts.plans import period_of
 from contracts.registry import EVENTS
+from contracts.settings import accepted_changes
 from relaydesk.decider import MAX_REPLIES as RUNTIME_MAX_REPLIES
 from relaydesk.decider import record_answer
 
@@ -123,7 +124,7 @@ def _note_agent_return(tenant: Tenant, envelope: Envelope) -> None:
 
 @folds(TenantSettingsChanged.TYPE)
 def _settings(tenant: Tenant, _: Envelope, event: admin.TenantSettingsChanged) -> None:
-    tenant.settings.update(event.after)
+    tenant.settings.update(accepted_changes(event.after))
 
 
 @folds(AgentCreated.TYPE)

@@ -26,6 +26,7 @@ from contracts.replies import CommandReply
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
+from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 
@@ -86,7 +87,9 @@ class AgentService:
         # Commands first: once a query is answered, the command queue exists too.
         self._channels.append(await serve_commands(self.bus, SERVICE, self.handle_command))
         self._channels.append(
-            await serve_queries(self.bus, SERVICE, Queries(lambda: self.state).handle)
+            await serve_queries(
+                self.bus, SERVICE, QueryAnswers(SERVICE, Queries(lambda: self.state)).handle
+            )
         )
         log.info(
             "agent_service_started", position=self.state.position, tenants=len(self.state.tenants)

@@ -29,6 +29,7 @@ from agent_service.documents import (
 )
 from agent_service.state import CLOSED, Agent, Conversation, Group, RoutingState
 from contracts.replies import CommandReply
+from contracts.settings import accepted_changes
 from relaydesk.store import bind_documents, bound, with_store_retry
 
 log = structlog.get_logger(__name__)
@@ -92,7 +93,7 @@ def from_records(records: list[dict[str, Any]], position: int) -> RoutingState:
             continue
         tenant = state.tenant(key)
         if kind == "tenant":
-            tenant.settings.update(data["settings"])
+            tenant.settings.update(accepted_changes(data["settings"]))
             tenant.next_seq, tenant.last_single_offer = data["next_seq"], data["last_single_offer"]
             tenant.mode, tenant.plan = data.get("mode", "tool"), data.get("plan")
             tenant.requests_by_period = dict(data.get("requests_by_period") or {})

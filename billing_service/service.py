@@ -17,19 +17,19 @@ import structlog
 from aio_pika.abc import AbstractChannel
 
 from billing_service.decider import BILLING_ACTOR, SERVICE, BillingDecider, period_close_id
-from billing_service.invoices import due_date, invoice_html
-from billing_service.ledger import Ledger, TenantBilling
+from billing_service.ledger import Ledger
 from billing_service.payments import ManualProvider, PaymentProvider
+from billing_service.queries import BillingQueries
 from contracts import Envelope
 from contracts.envelope import LoggedEvent
 from contracts.events.billing import InvoiceIssued, PeriodClosed
-from contracts.plan_limits import reason
-from contracts.plans import LIMIT_KEYS, PlanCatalogue, period_of
+from contracts.plans import PlanCatalogue
 from contracts.replies import CommandReply
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
-from relaydesk.bus.rpc import RemoteError, serve_commands, serve_queries
+from relaydesk.bus.rpc import serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
+from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -44,32 +44,6 @@ def _previous_periods(since: date, today: date) -> list[str]:
         periods.append(f"{year:04d}-{month:02d}")
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return periods
-
-
-# What each limit is measured against: the count its owner checks when it refuses.
-USED_FOR_LIMIT = {
-    "agent_seats": "agents",
-    "conversations_per_month": "conversations",
-    "connectors": "connectors",
-}
-
-
-def _limits(plan: Any, used: dict[str, int]) -> list[dict[str, Any]]:
-    """Limit vs used for the admin's billing page, with the refusal's reason once reached."""
-    rows = []
-    for key in LIMIT_KEYS:
-        limit, count = plan.limit(key), used.get(USED_FOR_LIMIT[key], 0)
-        reached = limit is not None and count >= limit
-        rows.append(
-            {
-                "limit": key,
-                "value": limit,
-                "used": count,
-                "reached": reached,
-                "reason": reason(plan, key, limit) if reached and limit is not None else None,
-            }
-        )
-    return rows
 
 
 class BillingService:
@@ -114,7 +88,13 @@ class BillingService:
         ]
         self._channels = [
             await serve_commands(self.bus, SERVICE, self.handle_command),
-            await serve_queries(self.bus, SERVICE, self._answer),
+            await serve_queries(
+                self.bus,
+                SERVICE,
+                QueryAnswers(
+                    SERVICE, BillingQueries(self.ledger, self.catalogue, self._clock)
+                ).handle,
+            ),
         ]
         log.info("billing_service_started", position=position, tenants=len(self.ledger.tenants))
 
@@ -196,71 +176,3 @@ class BillingService:
 
     async def handle_command(self, command: Envelope) -> CommandReply:
         return await self._runtime.handle(command)
-
-    # --- queries ------------------------------------------------------------------
-
-    async def _answer(self, name: str, params: dict[str, Any]) -> Any:
-        tenant = params.get("tenant")
-        if name == "billing.plans":
-            return [plan.public() for plan in self.catalogue.plans.values()]
-        if name == "billing.recompute":
-            return {"differences": self.ledger.differences(), "position": self.ledger.position}
-        state = self.ledger.tenants.get(tenant) if isinstance(tenant, str) else None
-        if state is None or state.mode != "saas":
-            raise RemoteError("not_found", "billing applies to SaaS accounts only")
-        if name == "billing.account":
-            return self.account(state)
-        if name == "billing.invoice":
-            invoice = state.invoices.get(str(params.get("number")))
-            if invoice is None:
-                raise RemoteError("not_found", "no such invoice")
-            return {
-                **invoice,
-                "due_date": due_date(invoice).isoformat(),
-                "html": invoice_html(state.tenant, invoice),
-            }
-        raise RemoteError("unknown_query", f"billing has no query {name!r}")
-
-    def account(self, state: TenantBilling) -> dict[str, Any]:
-        now = self._clock()
-        period = period_of(now)
-        plan = self.catalogue.get(state.plan_on(now.date(), self.catalogue))
-        usage = state.usage.get(period)
-        used = (
-            usage.public()
-            if usage
-            else {"conversations": 0, "messages": 0, "connector_messages": 0, "agent_seats": 0}
-        )
-        used["connectors"] = len(state.connectors)
-        used["agents"] = len(
-            state.agents
-        )  # seats taken now (agent_seats above: agents online this period, billed)
-        limit = plan.limit("conversations_per_month")
-        blocked = None
-        if limit is not None and used["conversations"] >= limit:
-            blocked = (
-                f"The {plan.name} plan's limit of {limit} conversations in {period} is reached:"
-                " new visitors are told the chat is unavailable. Change the plan to lift it."
-            )
-        today = now.date()
-        invoices = [
-            {
-                **i,
-                "due_date": due_date(i).isoformat(),
-                "status": "paid"
-                if i["paid_cents"] >= i["total_cents"]
-                else ("overdue" if due_date(i) < today else "open"),
-            }
-            for i in state.invoices.values()
-        ]
-        return {
-            "tenant": state.tenant,
-            "period": period,
-            "plan": plan.public(),
-            "usage": used,
-            "blocked": blocked,
-            "limits": _limits(plan, used),
-            "invoices": invoices,
-            "balance_cents": state.balance_cents(),
-            "overdue": any(i["status"] == "overdue" for i in invoices),
-        }

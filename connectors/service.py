@@ -21,6 +21,7 @@ from connectors.inbound import InboundBridge
 from connectors.messenger import MessengerClient
 from connectors.plans import TenantPlans
 from connectors.poller import TelegramPoller
+from connectors.queries import ConnectorQueries
 from connectors.store import ConnectorStore
 from connectors.telegram import TelegramClient
 from connectors.webhooks import build_app
@@ -31,6 +32,7 @@ from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.log_reader import LogReader
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
+from relaydesk.queries import QueryAnswers
 from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
 from relaydesk.store import Checkpoint, Checkpoints, bind_documents, database, make_client
@@ -103,7 +105,11 @@ class ConnectorsService:
         )
         runtime = DeciderRuntime(decider, bus.publish_many)
         self._channels.append(await serve_commands(bus, SERVICE, runtime.handle))
-        self._channels.append(await serve_queries(bus, SERVICE, self._query))
+        self._channels.append(
+            await serve_queries(
+                bus, SERVICE, QueryAnswers(SERVICE, ConnectorQueries(self.directory)).handle
+            )
+        )
         self._app = build_app(self.directory, bridge)
         await self._serve_http(self._app)
         log.info("connectors_started", port=self.port, connectors=len(self.directory.all()))
@@ -126,11 +132,6 @@ class ConnectorsService:
                         "connectors_follow_failed", attempt=attempt, position=batch[-1].position
                     )
                     await asyncio.sleep(min(10.0, 0.2 * 2 ** min(attempt, 6)))
-
-    async def _query(self, name: str, params: dict[str, Any]) -> Any:
-        if name == "connectors.list":
-            return self.directory.public_view(str(params.get("tenant", "")))
-        raise ValueError(f"unknown query {name!r}")
 
     async def _serve_http(self, app: Any) -> None:
         config = uvicorn.Config(

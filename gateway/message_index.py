@@ -7,10 +7,10 @@ conversation — a read receipt for anything older says nothing useful.
 """
 
 from collections import OrderedDict
-from typing import Any
 
 from contracts.envelope import Envelope
 from contracts.events.message import AttachmentSent, MessageSent, SystemNote
+from contracts.queries.history import MessagesLastQuery
 from relaydesk.bus.rpc import RpcClient
 
 MESSAGE_TYPES = frozenset({MessageSent.TYPE, AttachmentSent.TYPE, SystemNote.TYPE})
@@ -41,13 +41,10 @@ class MessageIndex:
         """Raises the bus's RemoteError/RequestTimeout when history cannot say."""
         if (tenant, conversation_id, message_id) in self._ids:
             return True
-        recent: list[dict[str, Any]] = await self._rpc.query(
-            "history",
-            "messages.last",
-            {"tenant": tenant, "conversation_id": conversation_id, "limit": HISTORY_LOOKBACK},
+        recent = await self._rpc.ask(
+            MessagesLastQuery(
+                tenant=tenant, conversation_id=conversation_id, limit=HISTORY_LOOKBACK
+            ),
             timeout=self._timeout_s,
         )
-        return any(
-            (entry.get("event") or {}).get("data", {}).get("message_id") == message_id
-            for entry in recent
-        )
+        return any(entry.event.data.get("message_id") == message_id for entry in recent)

@@ -25,6 +25,7 @@ from contracts.commands.conversation import (
 )
 from contracts.events.conversation import ContactProvided
 from contracts.events.message import AttachmentSent, MessageRead, MessageSent, TypingChanged
+from contracts.queries.agent import ConversationStateQuery
 from contracts.registry import COMMANDS, EVENTS
 from gateway.auth.permissions import TRANSFER
 from gateway.auth.tokens import AgentPrincipal, Principal, VisitorPrincipal
@@ -174,10 +175,10 @@ class Operations:
         info = self._directory.get(principal.tenant, conversation_id)
         if info is None:
             try:
-                state = await self._rpc.query(
-                    "agent",
-                    "conversation.state",
-                    {"tenant": principal.tenant, "conversation_id": conversation_id},
+                state = await self._rpc.ask(
+                    ConversationStateQuery(
+                        tenant=principal.tenant, conversation_id=conversation_id
+                    ),
                     timeout=self._timeout,
                 )
             except RemoteError:

@@ -43,7 +43,7 @@ class OriginPolicy:
     async def _allowed_origins(self, tenant: str) -> tuple[str, ...]:
         settings = await self._tenant_settings.get(tenant)
         if settings is not None:
-            allowed = tuple(o.rstrip("/") for o in settings.get("allowed_origins") or ())
+            allowed = tuple(o.rstrip("/") for o in settings.allowed_origins)
             self._last_known[tenant] = allowed
             return allowed
         if tenant in self._last_known:

@@ -13,6 +13,7 @@ from collections import OrderedDict
 
 import structlog
 
+from contracts.queries.admin import TenantGetQuery
 from relaydesk.bus import RemoteError
 from relaydesk.bus.rpc import RpcClient
 
@@ -43,9 +44,7 @@ class TenantDirectory:
         if self._unknown_until.get(tenant, 0.0) > time.monotonic():
             return False
         try:
-            await self._rpc.query(
-                "admin", "tenant.get", {"tenant": tenant}, timeout=self._timeout_s
-            )
+            await self._rpc.ask(TenantGetQuery(tenant=tenant), timeout=self._timeout_s)
         except RemoteError as exc:
             if exc.code != "not_found":
                 log.warning("tenant_lookup_failed", tenant=tenant, error=exc.code)

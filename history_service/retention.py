@@ -37,6 +37,7 @@ from contracts.envelope import ActorKind
 from contracts.events.admin import TenantSettingsChanged
 from contracts.events.history import MAX_CONVERSATIONS, RetentionApplied
 from contracts.events.message import AttachmentSent, MessageSent
+from contracts.settings import accepted_changes
 from history_service.documents import ArchivedEvent, ConversationView, MessageView, RetentionMark
 from history_service.hash_chain import envelope_of, link_hash
 from relaydesk.store import ascending, bound, stored_rows
@@ -87,7 +88,7 @@ class RetentionJob:
         e = await bound(self._db, ArchivedEvent)
         query = e.find(e.type == TenantSettingsChanged.TYPE).sort(ascending(e.position))
         async for doc in stored_rows(query):
-            after = (doc.get("data") or {}).get("after") or {}
+            after = accepted_changes((doc.get("data") or {}).get("after") or {})
             if "retention_days" in after:
                 days[doc["tenant"]] = after["retention_days"]
         return {tenant: int(value) for tenant, value in days.items() if value}

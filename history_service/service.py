@@ -19,6 +19,7 @@ from history_service.queries import HistoryQueries
 from history_service.read_models import ReadModels
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.rpc import serve_queries
+from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
 from relaydesk.store import (
     Checkpoint,
@@ -74,7 +75,9 @@ class HistoryService:
         ).open()
         self._task = asyncio.create_task(self._follow(reader))
         self._task.add_done_callback(self._report_end)
-        self._channel = await serve_queries(self.bus, SERVICE, HistoryQueries(db).handle)
+        self._channel = await serve_queries(
+            self.bus, SERVICE, QueryAnswers(SERVICE, HistoryQueries(db)).handle
+        )
         log.info("history_service_started", position=self.position)
 
     async def stop(self) -> None:

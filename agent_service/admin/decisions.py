@@ -8,8 +8,7 @@ Edits carry before/after so the audit view shows exactly what changed.
 from collections.abc import Callable
 from typing import Any
 
-from agent_service.admin.settings_check import settings_problem
-from agent_service.admin.state import SETTING_KEYS, AdminState, TenantAdmin
+from agent_service.admin.state import AdminState, TenantAdmin
 from contracts.commands import admin as c
 from contracts.commands.admin import (
     CreateAgent,
@@ -37,6 +36,7 @@ from contracts.events.admin import (
     TenantCreated,
     TenantSettingsChanged,
 )
+from contracts.settings import SettingsRefused, edit_settings
 from relaydesk.decider import Rejected
 
 Emitted = list[tuple[str, dict[str, Any]]]
@@ -116,10 +116,10 @@ def remove_agent(state: AdminState, tenant: str, cmd: c.RemoveAgent) -> Emitted:
 
 def update_settings(state: AdminState, tenant: str, cmd: c.UpdateSettings) -> Emitted:
     t = existing_tenant(state, tenant)
-    before, after = _edit(t.settings, cmd.changes, SETTING_KEYS)
-    problem = settings_problem({**t.settings, **after})
-    if problem:
-        raise Rejected("invalid_payload", problem)
+    try:
+        before, after = edit_settings(t.settings, cmd.changes)
+    except SettingsRefused as refused:
+        raise Rejected("invalid_payload", str(refused)) from None
     return [(TenantSettingsChanged.TYPE, {"before": before, "after": after})]
 
 

@@ -26,6 +26,7 @@ from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
+from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 
@@ -89,7 +90,9 @@ class AdminService:
         self._channels.append(await serve_commands(self.bus, SERVICE, self.handle_command))
         self._channels.append(
             await serve_queries(
-                self.bus, SERVICE, AdminQueries(self.state, Lockout(), self.webhooks).handle
+                self.bus,
+                SERVICE,
+                QueryAnswers(SERVICE, AdminQueries(self.state, Lockout(), self.webhooks)).handle,
             )
         )
         log.info("admin_service_started", tenants=len(self.state.tenants))

@@ -29,32 +29,10 @@ from contracts.events.message import MessageSent
 from contracts.events.signup import TenantSignedUp
 from contracts.plan_limits import TenantPlan
 from contracts.replies import CommandReply
+from contracts.settings import accepted_changes, default_settings
 from relaydesk.decider import record_answer
 
 SERVICE = "admin"
-
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "routing_mode": "broadcast",
-    "offer_timeout_s": 60,
-    "max_chats_default": 5,
-    "messages_on_enter": 50,
-    "allowed_origins": [],
-    "business_hours": None,
-    "timezone": "UTC",
-    "greeting": "Hi! How can we help?",
-    "offline_text": "We are offline right now. Leave a message and we will get back to you.",
-    "retention_days": None,
-    "attachment_max_bytes": 10 * 1024 * 1024,
-    "attachment_types": [
-        "image/png",
-        "image/jpeg",
-        "image/gif",
-        "image/webp",
-        "application/pdf",
-        "text/plain",
-    ],
-}
-SETTING_KEYS = frozenset(DEFAULT_SETTINGS)
 
 
 @dataclass
@@ -87,7 +65,8 @@ class TenantAdmin:
     name: str = ""
     mode: str = "tool"
     exists: bool = False
-    settings: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
+    # contracts.settings.TenantSettings as JSON values: the defaults, changes folded over them
+    settings: dict[str, Any] = field(default_factory=default_settings)
     agents: dict[str, AgentRecord] = field(default_factory=dict)
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     canned: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -167,7 +146,7 @@ def _signed_up(t: TenantAdmin, d: dict) -> None:
 
 
 def _settings(t: TenantAdmin, d: dict) -> None:
-    t.settings.update({k: v for k, v in (d.get("after") or {}).items() if k in SETTING_KEYS})
+    t.settings.update(accepted_changes(d.get("after") or {}))
 
 
 def _agent_created(t: TenantAdmin, d: dict) -> None:

@@ -32,6 +32,7 @@ from contracts.events.admin import (
     PermissionGroupDeleted,
     PermissionGroupUpdated,
 )
+from contracts.queries.admin import GroupsListQuery
 from gateway.auth.permissions import effective_permissions
 from gateway.auth.tokens import AgentPrincipal
 from relaydesk.bus.rpc import RpcClient
@@ -101,17 +102,11 @@ class GroupPermissions:
             return cached[1]
         generation = self._generation.get(tenant, 0)
         try:
-            listed = await self._rpc.query(
-                "admin", "groups.list", {"tenant": tenant}, timeout=self._timeout_s
-            )
+            listed = await self._rpc.ask(GroupsListQuery(tenant=tenant), timeout=self._timeout_s)
         except Exception as exc:  # noqa: BLE001 - unknown now: the role's permissions only
             log.warning("group_permissions_unavailable", tenant=tenant, error=type(exc).__name__)
             return None
-        groups = {
-            str(group["group_id"]): frozenset(group.get("permissions") or ())
-            for group in listed
-            if isinstance(group, dict) and "group_id" in group
-        }
+        groups = {group.group_id: frozenset(group.permissions) for group in listed}
         if self._generation.get(tenant, 0) == generation:
             self._groups[tenant] = (time.monotonic() + CACHE_S, groups)
         return groups

@@ -6,7 +6,7 @@ with who/before/after on the log.
 """
 
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +27,17 @@ from contracts.commands.admin import (
     UpdateSettings,
 )
 from contracts.envelope import ActorKind
+from contracts.queries import Query as BusQuery
+from contracts.queries.admin import (
+    AgentGetQuery,
+    AgentsListQuery,
+    CannedSearchQuery,
+    GroupsListQuery,
+    TenantSettingsQuery,
+    WebhookDeliveriesQuery,
+    WebhooksListQuery,
+)
+from contracts.queries.agent import AgentsStatusQuery
 from gateway.auth.http import ApiError, get_deps, require_agent
 from gateway.auth.permissions import (
     ALL_PERMISSIONS,
@@ -41,6 +52,7 @@ from relaydesk.bus import RemoteError, RequestTimeout
 from relaydesk.passwords import hash_password
 from relaydesk.sealing import subscription_secret
 
+R = TypeVar("R")
 Role = Literal["owner", "admin", "supervisor", "agent"]
 ERROR_STATUS = {
     "not_found": 404,
@@ -142,8 +154,8 @@ async def send_admin_command(deps: GatewayDeps, envelope: Envelope) -> dict[str,
     return {"ok": True, "event_ids": list(reply.event_ids)}
 
 
-async def admin_query(deps: GatewayDeps, name: str, params: dict[str, Any]) -> Any:
-    return await ask(deps, "admin", name, params, ERROR_STATUS)
+async def admin_query(deps: GatewayDeps, query: BusQuery[R]) -> R:
+    return await ask(deps, query, ERROR_STATUS)
 
 
 RANK = {"agent": 0, "supervisor": 1, "admin": 2, "owner": 3}
@@ -161,20 +173,18 @@ async def _may_manage(
 ) -> None:
     """Nobody edits someone ranked above them, or hands out permissions they lack themselves."""
     if target_id is not None:
-        target = await admin_query(
-            deps, "agent.get", {"tenant": agent.tenant, "agent_id": target_id}
-        )
-        if RANK.get(target["role"], 0) > RANK.get(agent.role, 0) or (
-            target["role"] == "owner" and agent.role != "owner"
+        target = await admin_query(deps, AgentGetQuery(tenant=agent.tenant, agent_id=target_id))
+        if RANK.get(target.role, 0) > RANK.get(agent.role, 0) or (
+            target.role == "owner" and agent.role != "owner"
         ):
-            raise ApiError(403, "forbidden", f"a {agent.role} cannot change a {target['role']}")
+            raise ApiError(403, "forbidden", f"a {agent.role} cannot change a {target.role}")
     if groups and agent.role not in ("owner", "admin"):
         chosen = [
             g
-            for g in await admin_query(deps, "groups.list", {"tenant": agent.tenant})
-            if g["group_id"] in groups
+            for g in await admin_query(deps, GroupsListQuery(tenant=agent.tenant))
+            if g.group_id in groups
         ]
-        _may_grant(agent, [p for g in chosen for p in g.get("permissions", ())])
+        _may_grant(agent, [p for g in chosen for p in g.permissions])
 
 
 def _may_grant(agent: AgentPrincipal, permissions: list[str] | None) -> None:
@@ -198,7 +208,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     async def list_agents(
         agent: AgentPrincipal = Depends(managers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
-        return await admin_query(deps, "agents.list", {"tenant": agent.tenant})
+        return await admin_query(deps, AgentsListQuery(tenant=agent.tenant))
 
     @router.post("/admin/agents", status_code=201)
     async def create_agent(
@@ -257,11 +267,8 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(require_agent()), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         try:
-            return await deps.rpc.query(
-                "agent",
-                "agents.status",
-                {"tenant": agent.tenant},
-                timeout=deps.settings.request_timeout_s,
+            return await deps.rpc.ask(
+                AgentsStatusQuery(tenant=agent.tenant), timeout=deps.settings.request_timeout_s
             )
         except (RemoteError, RequestTimeout):
             raise ApiError(503, "unavailable", "the routing service did not answer") from None
@@ -270,7 +277,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     async def list_groups(
         agent: AgentPrincipal = Depends(managers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
-        return await admin_query(deps, "groups.list", {"tenant": agent.tenant})
+        return await admin_query(deps, GroupsListQuery(tenant=agent.tenant))
 
     @router.post("/admin/groups", status_code=201)
     async def create_group(
@@ -332,7 +339,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        return await admin_query(deps, "tenant.settings", {"tenant": agent.tenant})
+        return await admin_query(deps, TenantSettingsQuery(tenant=agent.tenant))
 
     @router.patch("/admin/settings")
     async def patch_settings(
@@ -355,13 +362,9 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     ) -> Any:
         return await admin_query(
             deps,
-            "canned.search",
-            {
-                "tenant": agent.tenant,
-                "q": q,
-                "agent_id": agent.agent_id,
-                "groups": list(agent.groups),
-            },
+            CannedSearchQuery(
+                tenant=agent.tenant, q=q, agent_id=agent.agent_id, groups=list(agent.groups)
+            ),
         )
 
     @router.post("/canned", status_code=201)
@@ -427,7 +430,7 @@ def _webhook_routes(router: APIRouter) -> None:
     async def list_webhooks(
         agent: AgentPrincipal = Depends(settings_managers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
-        return await admin_query(deps, "webhooks.list", {"tenant": agent.tenant})
+        return await admin_query(deps, WebhooksListQuery(tenant=agent.tenant))
 
     @router.post("/admin/webhooks", status_code=201)
     async def subscribe(
@@ -473,6 +476,7 @@ def _webhook_routes(router: APIRouter) -> None:
     ) -> Any:
         return await admin_query(
             deps,
-            "webhooks.deliveries",
-            {"tenant": agent.tenant, "subscription_id": subscription_id, "limit": limit},
+            WebhookDeliveriesQuery(
+                tenant=agent.tenant, subscription_id=subscription_id, limit=limit
+            ),
         )

@@ -19,8 +19,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
-from agent_service.admin.state import DEFAULT_SETTINGS
 from contracts import derive_event_id
+from contracts.queries.admin import TenantSettingsQuery
+from contracts.settings import DEFAULTS
 from gateway.attachments import (
     AttachmentRejected,
     AttachmentStore,
@@ -64,18 +65,16 @@ def safe_filename(name: str | None) -> str:
 
 async def tenant_limits(deps: GatewayDeps, tenant: str) -> tuple[int, list[str]]:
     try:
-        settings = await deps.rpc.query(
-            "admin", "tenant.settings", {"tenant": tenant}, timeout=deps.settings.request_timeout_s
+        settings = await deps.rpc.ask(
+            TenantSettingsQuery(tenant=tenant), timeout=deps.settings.request_timeout_s
         )
     except RemoteError as exc:
         if exc.code != "not_found":
             raise ApiError(503, "unavailable", "tenant settings are unavailable") from None
-        settings = DEFAULT_SETTINGS  # a tenant with no settings record uses the defaults
+        settings = DEFAULTS  # a tenant with no settings record uses the defaults
     except RequestTimeout:
         raise ApiError(503, "unavailable", "tenant settings did not answer") from None
-    return int(
-        settings.get("attachment_max_bytes") or DEFAULT_SETTINGS["attachment_max_bytes"]
-    ), list(settings.get("attachment_types") or [])
+    return settings.attachment_max_bytes, list(settings.attachment_types)
 
 
 async def read_limited(upload: UploadFile, max_bytes: int) -> bytes:

@@ -13,6 +13,8 @@ import structlog
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.queries.admin import AgentAccount, AgentGetQuery, CheckPasswordQuery
+from contracts.queries.history import ConversationsListQuery
 from gateway.auth.http import ApiError, get_deps
 from gateway.auth.permissions import effective_permissions
 from gateway.auth.refresh_families import Rotation
@@ -49,16 +51,15 @@ class VisitorRequest(BaseModel):
     visitor_token: str | None = Field(default=None, max_length=4096)
 
 
-def _principal(tenant: str, agent: dict[str, Any]) -> AgentPrincipal:
-    role = str(agent.get("role", "agent"))
+def _principal(tenant: str, agent: AgentAccount) -> AgentPrincipal:
     return AgentPrincipal(
         tenant=tenant,
-        agent_id=str(agent["agent_id"]),
-        role=role,
-        name=str(agent.get("name", "")),
-        permissions=effective_permissions(role, tuple(agent.get("permissions") or ())),
-        groups=tuple(agent.get("groups") or ()),
-        token_version=int(agent.get("token_version", 0)),
+        agent_id=agent.agent_id,
+        role=agent.role,
+        name=agent.name,
+        permissions=effective_permissions(agent.role, tuple(agent.permissions)),
+        groups=tuple(agent.groups),
+        token_version=agent.token_version,
     )
 
 
@@ -97,9 +98,9 @@ def _refresh_claims(deps: GatewayDeps, token: str) -> dict[str, Any]:
     return claims
 
 
-async def _ask_admin(deps: GatewayDeps, name: str, params: dict[str, Any]) -> Any:
+async def _ask_admin(deps: GatewayDeps, query: CheckPasswordQuery | AgentGetQuery) -> AgentAccount:
     try:
-        return await deps.rpc.query("admin", name, params, timeout=deps.settings.request_timeout_s)
+        return await deps.rpc.ask(query, timeout=deps.settings.request_timeout_s)
     except RequestTimeout:
         raise ApiError(503, "unavailable", "the account service did not answer") from None
 
@@ -110,7 +111,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     @router.post("/auth/login", dependencies=[Depends(limit_credential_attempts)])
     async def login(body: LoginRequest, deps: GatewayDeps = Depends(get_deps)) -> dict[str, Any]:
         try:
-            agent = await _ask_admin(deps, "auth.check_password", body.model_dump())
+            agent = await _ask_admin(deps, CheckPasswordQuery(**body.model_dump()))
         except RemoteError as exc:
             if exc.code == "locked":
                 raise ApiError(429, "locked", exc.message, headers={"Retry-After": "60"}) from None
@@ -129,7 +130,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         claims = _refresh_claims(deps, body.refresh_token)
         try:
             agent = await _ask_admin(
-                deps, "agent.get", {"tenant": claims["tenant"], "agent_id": claims["sub"]}
+                deps, AgentGetQuery(tenant=claims["tenant"], agent_id=claims["sub"])
             )
         except RemoteError:
             raise ApiError(401, "unauthorized", "agent no longer exists") from None
@@ -178,19 +179,14 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         visitor_id = visitor_id or "v" + uuid.uuid4().hex[:20]
         conversation_id = None
         try:
-            open_ones = await deps.rpc.query(
-                "history",
-                "conversations.list",
-                {"tenant": body.tenant, "view": "all", "visitor_id": visitor_id, "limit": 5},
+            recent = await deps.rpc.ask(
+                ConversationsListQuery(
+                    tenant=body.tenant, view="all", visitor_id=visitor_id, limit=5
+                ),
                 timeout=deps.settings.request_timeout_s,
             )
             conversation_id = next(
-                (
-                    c.get("conversation_id") or c.get("id")
-                    for c in open_ones
-                    if c.get("status") not in ("closed",)
-                ),
-                None,
+                (c.conversation_id for c in recent if c.status != "closed"), None
             )
         except (RemoteError, RequestTimeout):
             conversation_id = None

@@ -175,7 +175,8 @@ class TestSettings:
     async def test_an_unknown_setting_is_refused(self) -> None:
         desk = admin_desk().given(tenant_created())
         reply = await desk.when(command("tenant.update_settings", {"changes": {"colour": "red"}}))
-        assert desk.types == ["command.rejected"] and reply.message == "cannot change colour"
+        assert desk.types == ["command.rejected"]
+        assert (reply.message or "").startswith("cannot change colour")
 
     async def test_settings_of_a_tenant_that_does_not_exist_are_not_found(self) -> None:
         desk = admin_desk()

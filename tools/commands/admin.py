@@ -16,6 +16,7 @@ from contracts import Actor, Envelope, new_event_id
 from contracts.commands.admin import CreateAgent, CreateTenant, RemoveAgent, UpdateAgent
 from contracts.commands.billing import ClosePeriod, RecordPayment
 from contracts.envelope import ActorKind
+from contracts.queries.admin import AgentsListQuery
 from relaydesk.bus import Bus, RemoteError
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.passwords import hash_password
@@ -94,10 +95,8 @@ async def _send(
 async def _agent_id_by_email(
     rpc: RpcClient, settings: Settings, tenant: str, email: str
 ) -> str | None:
-    agents = await rpc.query(
-        "admin", "agents.list", {"tenant": tenant}, timeout=settings.request_timeout_s
-    )
-    return next((a["agent_id"] for a in agents if a["email"] == email.strip().lower()), None)
+    agents = await rpc.ask(AgentsListQuery(tenant=tenant), timeout=settings.request_timeout_s)
+    return next((a.agent_id for a in agents if a.email == email.strip().lower()), None)
 
 
 async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> int:
@@ -154,10 +153,10 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
             service="billing",
         )
     if args.action == "list-agents":
-        for agent in await rpc.query(
-            "admin", "agents.list", {"tenant": args.tenant}, timeout=settings.request_timeout_s
+        for agent in await rpc.ask(
+            AgentsListQuery(tenant=args.tenant), timeout=settings.request_timeout_s
         ):
-            print(f"{agent['agent_id']}\t{agent['email']}\t{agent['role']}\t{agent['name']}")
+            print(f"{agent.agent_id}\t{agent.email}\t{agent.role}\t{agent.name}")
         return 0
     agent_id = await _agent_id_by_email(rpc, settings, args.tenant, args.email)
     if agent_id is None:

@@ -13,6 +13,8 @@ from billing_service.ledger import Ledger
 from contracts.envelope import LoggedEvent
 from contracts.events.system import LogMarker
 from contracts.plans import PlanCatalogue
+from contracts.queries.agent import ConversationStateQuery
+from contracts.queries.billing import AccountQuery
 from history_service.documents import HISTORY_DOCUMENTS, ConversationView
 from history_service.read_models import ReadModels
 from relaydesk.bus import Bus, RemoteError, RequestTimeout
@@ -86,11 +88,7 @@ async def routing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
         for event in batch:
             routing_fold.apply(state, event.envelope)
     return await _ask_each(
-        settings,
-        "agent",
-        "conversation.state",
-        state,
-        lambda tenant, c: {"status": c.status, "agent_id": c.agent_id},
+        settings, state, lambda tenant, c: {"status": c.status, "agent_id": c.agent_id}
     )
 
 
@@ -108,11 +106,8 @@ async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
             if state.mode != "saas":
                 continue
             try:
-                live = await rpc.query(
-                    "billing",
-                    "billing.account",
-                    {"tenant": state.tenant},
-                    timeout=settings.request_timeout_s,
+                live = await rpc.ask(
+                    AccountQuery(tenant=state.tenant), timeout=settings.request_timeout_s
                 )
             except (RemoteError, RequestTimeout) as exc:
                 differences.append(f"{state.tenant}: live billing unavailable ({exc})")
@@ -120,20 +115,20 @@ async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
             replayed = {
                 i["number"]: (i["total_cents"], i["lines"]) for i in state.invoices.values()
             }
-            current = {i["number"]: (i["total_cents"], i["lines"]) for i in live["invoices"]}
+            current = {
+                i.number: (i.total_cents, [line.model_dump() for line in i.lines])
+                for i in live.invoices
+            }
             if replayed != current:
                 differences.append(
                     f"{state.tenant}: invoices live {sorted(current)}"
                     f" != replayed {sorted(replayed)} (or their lines differ)"
                 )
-            usage = state.usage.get(live["period"])
-            if (
-                usage is not None
-                and usage.public()["conversations"] != live["usage"]["conversations"]
-            ):
+            usage = state.usage.get(live.period)
+            if usage is not None and usage.public()["conversations"] != live.usage.conversations:
                 differences.append(
                     f"{state.tenant}: conversations this period"
-                    f" live {live['usage']['conversations']}"
+                    f" live {live.usage.conversations}"
                     f" != replayed {usage.public()['conversations']}"
                 )
     finally:
@@ -142,12 +137,9 @@ async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
 
 
 async def _ask_each(
-    settings: Settings,
-    service: str,
-    query: str,
-    state: RoutingState,
-    view: Callable[[str, Any], dict[str, Any]],
+    settings: Settings, state: RoutingState, view: Callable[[str, Any], dict[str, Any]]
 ) -> list[str]:
+    """Each replayed conversation's ``view`` against agent_service's ``conversation.state``."""
     bus = await Bus(settings.amqp_url, service="replay", stream_url=settings.stream_url).connect()
     differences = []
     try:
@@ -156,21 +148,19 @@ async def _ask_each(
             for conversation in tenant.conversations.values():
                 expected = view(tenant.tenant_id, conversation)
                 try:
-                    live = await rpc.query(
-                        service,
-                        query,
-                        {
-                            "tenant": tenant.tenant_id,
-                            "conversation_id": conversation.conversation_id,
-                        },
+                    answer = await rpc.ask(
+                        ConversationStateQuery(
+                            tenant=tenant.tenant_id, conversation_id=conversation.conversation_id
+                        ),
                         timeout=settings.request_timeout_s,
                     )
                 except RemoteError as exc:
                     differences.append(
                         f"{tenant.tenant_id}/{conversation.conversation_id}:"
-                        f" live {service} says {exc.code}"
+                        f" live agent says {exc.code}"
                     )
                     continue
+                live = answer.model_dump()
                 for name, value in expected.items():
                     if live.get(name) != value:
                         differences.append(
