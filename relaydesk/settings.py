@@ -4,6 +4,7 @@ All variables use the ``RELAYDESK_`` prefix except ``MONGO_URL``, which follows 
 common convention so existing deployments can pass it unchanged.
 """
 
+import ipaddress
 import json
 from typing import Annotated, Any, Literal
 
@@ -63,6 +64,23 @@ class Settings(BaseSettings):
     connectors_port: int = 8090
     health_port_base: int = 8100
 
+    # Work done before authentication, client addresses, health details (docs/security.md).
+    # Proxies whose X-Forwarded-For/-Proto are believed: comma-separated addresses or networks.
+    # Empty: nobody's (the peer address is the client), whatever uvicorn's defaults say.
+    trusted_proxies: str = ""
+    http_body_max_bytes: int = Field(default=1024 * 1024, ge=1)  # JSON bodies in general
+    http_auth_body_max_bytes: int = Field(default=16 * 1024, ge=1)  # login, refresh, sign-up...
+    upload_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1)  # ceiling above tenant limits
+    http_header_timeout_s: float = Field(default=10.0, gt=0)  # a request's headers, once begun
+    http_header_max_bytes: int = Field(default=64 * 1024, ge=1024)
+    http_body_timeout_s: float = Field(default=15.0, gt=0)  # silence while a body is unfinished
+    http_keepalive_timeout_s: int = Field(default=5, ge=1)
+    http_pending_per_address: int = Field(default=256, ge=1)  # connections awaiting headers
+    ws_max_per_address: int = Field(default=100, ge=1)
+    ws_connect_rate_per_min: float = Field(default=120.0, gt=0)
+    ws_connect_burst: int = Field(default=60, ge=1)
+    health_token: SecretStr | None = None  # unset: /healthz details for loopback clients only
+
     ws_max_frame_bytes: int = 64 * 1024
     ws_queue_limit: int = 1000
     ws_rate_per_s: float = 20.0
@@ -111,5 +129,20 @@ class Settings(BaseSettings):
         # a typo must stop the start, not silently allow nothing (or everything)
         return ",".join(str(net) for net in parse_networks(value))
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses_or_networks(cls, value: str) -> str:
+        # uvicorn takes a mistyped entry as a literal that never matches: fail loudly instead.
+        for entry in _entries(value):
+            ipaddress.ip_network(entry, strict=False)
+        return value
+
+    def trusted_proxy_list(self) -> list[str]:
+        return _entries(self.trusted_proxies)
+
     def gateway_url(self) -> str:
         return self.public_url or f"http://{self.gateway_host}:{self.gateway_port}"
+
+
+def _entries(value: str) -> list[str]:
+    return [entry.strip() for entry in value.split(",") if entry.strip()]

@@ -51,6 +51,7 @@ class AgentPrincipal:
     groups: tuple[str, ...] = ()
     token_version: int = 0
     expires_at: float = 0.0
+    issued_at: float = 0.0
     kind: str = field(default="agent", init=False)
 
     @property
@@ -109,7 +110,13 @@ class TokenService:
             raise InvalidToken("invalid token")
         return (key,)
 
-    def _issue(self, kind: TokenKind, subject: str, claims: dict[str, Any]) -> str:
+    @property
+    def refresh_ttl_s(self) -> int:
+        return self._ttl["refresh"]
+
+    def _issue(
+        self, kind: TokenKind, subject: str, claims: dict[str, Any], jti: str | None = None
+    ) -> str:
         now = int(time.time())
         payload = {
             **claims,
@@ -119,7 +126,7 @@ class TokenService:
             "aud": AUDIENCES[kind],
             "iat": now,
             "exp": now + self._ttl[kind],
-            "jti": uuid.uuid4().hex,
+            "jti": jti or uuid.uuid4().hex,
         }
         keys = self._keys(kind)
         return jwt.encode(
@@ -143,9 +150,13 @@ class TokenService:
             },
         )
 
-    def issue_refresh(self, agent: AgentPrincipal) -> str:
+    def issue_refresh(self, agent: AgentPrincipal, family: str, jti: str) -> str:
+        """A refresh token of ``family`` (gateway/auth/refresh_families.py), id ``jti``."""
         return self._issue(
-            "refresh", agent.agent_id, {"tenant": agent.tenant, "ver": agent.token_version}
+            "refresh",
+            agent.agent_id,
+            {"tenant": agent.tenant, "ver": agent.token_version, "fam": family},
+            jti=jti,
         )
 
     def issue_visitor(self, tenant: str, visitor_id: str) -> str:
@@ -190,6 +201,7 @@ class TokenService:
             groups=tuple(claims.get("groups", [])),
             token_version=int(claims.get("ver", 0)),
             expires_at=float(claims["exp"]),
+            issued_at=float(claims["iat"]),
         )
 
     def verify_visitor(self, token: str) -> VisitorPrincipal:

@@ -278,13 +278,18 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         changes = body.model_dump(exclude_none=True)
         if not changes:
             raise ApiError(400, "invalid_payload", "nothing to change")
-        return await admin_command(
+        done = await admin_command(
             deps,
             agent,
             UpdateGroup.TYPE,
             f"group:{group_id}",
             {"group_id": group_id, "changes": changes},
         )
+        if "permissions" in changes:
+            # Before answering: the caller's next request must not meet the old permissions
+            # here, even if this gateway's tail has not reached the event yet.
+            deps.group_permissions.changed(agent.tenant, group_id)
+        return done
 
     @router.delete("/admin/groups/{group_id}")
     async def delete_group(
@@ -292,9 +297,11 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(managers),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        return await admin_command(
+        done = await admin_command(
             deps, agent, DeleteGroup.TYPE, f"group:{group_id}", {"group_id": group_id}
         )
+        deps.group_permissions.changed(agent.tenant, group_id)  # as in update_group
+        return done
 
     @router.get("/admin/settings")
     async def get_settings(

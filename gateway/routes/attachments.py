@@ -3,14 +3,21 @@
 Upload needs an ``Idempotency-Key`` header (like a websocket command's ``id``): the
 attachment id, message id and event id all derive from it, so a retried upload is the
 same message. Limits (size, types) are the tenant's settings.
+
+The upload's body is read last: the caller is authenticated, the conversation found
+writable and the tenant's size limit applied (a larger declared length refused at once,
+a chunked body counted as it arrives — ``gateway/body_limits.py``) before one byte of the
+file is read or spooled. The route therefore takes the form from the request itself
+rather than as a FastAPI ``File`` parameter, which FastAPI would read before any check.
 """
 
 import re
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
+from starlette.datastructures import UploadFile
 
 from contracts import derive_event_id
 from contracts.queries.admin import TenantSettingsQuery
@@ -24,6 +31,7 @@ from gateway.attachments import (
 )
 from gateway.auth.http import ApiError, require_principal
 from gateway.auth.tokens import Principal
+from gateway.body_limits import MULTIPART_OVERHEAD, lower_body_limit
 from gateway.deps import GatewayDeps
 from gateway.ops import MAX_KEY_LENGTH, OpError
 from gateway.routes.conversations import readable_conversation
@@ -31,7 +39,21 @@ from relaydesk.bus import RemoteError, RequestTimeout
 from relaydesk.keys import key_ring
 
 READ_CHUNK = 256 * 1024
-MULTIPART_OVERHEAD = 16 * 1024
+# The form as the OpenAPI document shows it (the route reads it itself, see above).
+UPLOAD_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
@@ -78,11 +100,12 @@ def build_router(deps: GatewayDeps) -> APIRouter:
             raise ApiError(503, "unavailable", "attachments need MongoDB (set MONGO_URL)")
         return AttachmentStore(deps.db)
 
-    @router.post("/conversations/{conversation_id}/attachments", status_code=201)
+    @router.post(
+        "/conversations/{conversation_id}/attachments", status_code=201, openapi_extra=UPLOAD_FORM
+    )
     async def upload(
         conversation_id: str,
         request: Request,
-        file: UploadFile = File(...),
         idempotency_key: str = Header(
             ..., alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH
         ),
@@ -96,10 +119,13 @@ def build_router(deps: GatewayDeps) -> APIRouter:
             )
             raise ApiError(status, exc.code, exc.message) from None
         max_bytes, allowed_types = await tenant_limits(deps, principal.tenant)
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > max_bytes + MULTIPART_OVERHEAD:
-            raise ApiError(413, "too_large", f"files may be at most {max_bytes} bytes")
-        content = await read_limited(file, max_bytes)
+        too_large = f"files may be at most {max_bytes} bytes"
+        lower_body_limit(request, max_bytes + MULTIPART_OVERHEAD, too_large)
+        async with request.form(max_files=1, max_fields=4) as form:
+            file = form.get("file")
+            if not isinstance(file, UploadFile):
+                raise ApiError(400, "invalid_payload", "a multipart field 'file' is required")
+            content = await read_limited(file, max_bytes)
         content_type = (file.content_type or "").split(";")[0].strip().lower()
         try:
             check_content(content_type, content[:64], allowed_types)

@@ -1,8 +1,15 @@
-"""Login, refresh and widget visitor sessions."""
+"""Login, refresh, logout and widget visitor sessions.
 
+Refresh tokens rotate: each is good for one refresh, and one used twice revokes its whole
+family (``gateway/auth/refresh_families.py``); logout revokes the family of the refresh
+token it is given.
+"""
+
+import time
 import uuid
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -10,10 +17,13 @@ from contracts.queries.admin import AgentAccount, AgentGetQuery, CheckPasswordQu
 from contracts.queries.history import ConversationsListQuery
 from gateway.auth.http import ApiError, get_deps
 from gateway.auth.permissions import effective_permissions
+from gateway.auth.refresh_families import Rotation
 from gateway.auth.throttle import limit_credential_attempts
 from gateway.auth.tokens import AgentPrincipal, InvalidToken
 from gateway.deps import GatewayDeps
 from relaydesk.bus import RemoteError, RequestTimeout
+
+log = structlog.get_logger(__name__)
 
 TENANT_PATTERN = r"^[A-Za-z0-9_.:\-@]{1,128}$"
 
@@ -26,6 +36,11 @@ class LoginRequest(BaseModel):
 
 
 class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: str = Field(max_length=4096)
+
+
+class LogoutRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     refresh_token: str = Field(max_length=4096)
 
@@ -48,10 +63,18 @@ def _principal(tenant: str, agent: AgentAccount) -> AgentPrincipal:
     )
 
 
-def _tokens(deps: GatewayDeps, principal: AgentPrincipal) -> dict[str, Any]:
+def _new_jti() -> str:
+    return uuid.uuid4().hex
+
+
+def _family_expiry(deps: GatewayDeps) -> float:
+    return time.time() + deps.tokens.refresh_ttl_s
+
+
+def _tokens(deps: GatewayDeps, principal: AgentPrincipal, family: str, jti: str) -> dict[str, Any]:
     return {
         "access_token": deps.tokens.issue_access(principal),
-        "refresh_token": deps.tokens.issue_refresh(principal),
+        "refresh_token": deps.tokens.issue_refresh(principal, family, jti),
         "expires_in": deps.settings.access_token_ttl_s,
         "agent": {
             "id": principal.agent_id,
@@ -61,6 +84,18 @@ def _tokens(deps: GatewayDeps, principal: AgentPrincipal) -> dict[str, Any]:
             "permissions": sorted(principal.permissions),
         },
     }
+
+
+def _refresh_claims(deps: GatewayDeps, token: str) -> dict[str, Any]:
+    """A refresh token's claims; it must belong to a family (tokens from before families
+    were introduced are refused: their holders sign in again)."""
+    try:
+        claims = deps.tokens.decode(token, "refresh")
+    except InvalidToken as exc:
+        raise ApiError(401, "unauthorized", exc.reason) from None
+    if not isinstance(claims.get("fam"), str) or not isinstance(claims.get("jti"), str):
+        raise ApiError(401, "unauthorized", "session ended: sign in again")
+    return claims
 
 
 async def _ask_admin(deps: GatewayDeps, query: CheckPasswordQuery | AgentGetQuery) -> AgentAccount:
@@ -81,16 +116,18 @@ def build_router(deps: GatewayDeps) -> APIRouter:
             if exc.code == "locked":
                 raise ApiError(429, "locked", exc.message, headers={"Retry-After": "60"}) from None
             raise ApiError(401, "invalid_credentials", "wrong tenant, email or password") from None
-        return _tokens(deps, _principal(body.tenant, agent))
+        principal = _principal(body.tenant, agent)
+        family, jti = uuid.uuid4().hex, _new_jti()
+        await deps.refresh_families.start(
+            family, principal.tenant, principal.agent_id, jti, _family_expiry(deps)
+        )
+        return _tokens(deps, principal, family, jti)
 
     @router.post("/auth/refresh", dependencies=[Depends(limit_credential_attempts)])
     async def refresh(
         body: RefreshRequest, deps: GatewayDeps = Depends(get_deps)
     ) -> dict[str, Any]:
-        try:
-            claims = deps.tokens.decode(body.refresh_token, "refresh")
-        except InvalidToken as exc:
-            raise ApiError(401, "unauthorized", exc.reason) from None
+        claims = _refresh_claims(deps, body.refresh_token)
         try:
             agent = await _ask_admin(
                 deps, AgentGetQuery(tenant=claims["tenant"], agent_id=claims["sub"])
@@ -102,12 +139,35 @@ def build_router(deps: GatewayDeps) -> APIRouter:
             principal
         ):
             raise ApiError(401, "unauthorized", "token revoked")
-        return _tokens(deps, principal)
+        jti = _new_jti()
+        rotation = await deps.refresh_families.rotate(
+            claims["fam"], claims["jti"], jti, _family_expiry(deps)
+        )
+        if rotation is Rotation.REUSED:
+            log.warning(
+                "refresh_token_reused", tenant=principal.tenant, agent_id=principal.agent_id
+            )
+            raise ApiError(401, "unauthorized", "refresh token used twice: sign in again")
+        if rotation is not Rotation.ROTATED:
+            raise ApiError(401, "unauthorized", "session ended: sign in again")
+        return _tokens(deps, principal, claims["fam"], jti)
+
+    @router.post("/auth/logout")
+    async def logout(body: LogoutRequest, deps: GatewayDeps = Depends(get_deps)) -> dict[str, Any]:
+        claims = _refresh_claims(deps, body.refresh_token)
+        ended = await deps.refresh_families.revoke(claims["fam"], "logout")
+        log.info("logged_out", tenant=claims["tenant"], agent_id=claims["sub"], ended=ended)
+        return {"ok": True}
 
     @router.post("/visitor/session")
     async def visitor_session(
         body: VisitorRequest, deps: GatewayDeps = Depends(get_deps)
     ) -> dict[str, Any]:
+        exists = await deps.tenants.exists(body.tenant)
+        if exists is None:
+            raise ApiError(503, "unavailable", "the account service did not answer; retry")
+        if not exists:
+            raise ApiError(404, "not_found", "no such workspace")
         visitor_id = None
         if body.visitor_token:
             try:

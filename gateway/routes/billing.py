@@ -27,6 +27,21 @@ from relaydesk.bus import RequestTimeout
 
 R = TypeVar("R")
 STATUS = {"not_found": 404, "invalid_payload": 400}
+# The invoice is a document of its own: no script at all, its own inline style, nothing
+# loaded, not framed. Sent as a header, and inside the page too: the admin page fetches it
+# and opens it as a blob document, which no response header reaches.
+INVOICE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+INVOICE_CSP_META = f'<meta http-equiv="Content-Security-Policy" content="{INVOICE_CSP}">'
+
+
+def with_policy_inside(page: str) -> str:
+    """``page`` with the invoice CSP as the first element of its head (before any content
+    it could apply to); a page without a head gets one."""
+    head = page.lower().find("<head>")
+    if head < 0:
+        return f"<head>{INVOICE_CSP_META}</head>{page}"
+    at = head + len("<head>")
+    return page[:at] + INVOICE_CSP_META + page[at:]
 
 
 class PlanChange(BaseModel):
@@ -68,8 +83,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     ) -> HTMLResponse:
         invoice = await ask_billing(deps, InvoiceQuery(tenant=agent.tenant, number=number))
         return HTMLResponse(
-            invoice.html,
-            headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+            with_policy_inside(invoice.html), headers={"Content-Security-Policy": INVOICE_CSP}
         )
 
     @router.post("/plan")

@@ -29,7 +29,7 @@ else {
 function start() {
   $("app").hidden = false;
   $("me").textContent = `${session.agent.name} · ${session.agent.role}`;
-  $("logout").addEventListener("click", () => { session.logout(); location.reload(); });
+  $("logout").addEventListener("click", async () => { await session.logout(); location.reload(); });
   const allowed = SECTIONS.filter((s) => !s.permission || session.can(s.permission));
   $("sections").replaceChildren(...allowed.map((s) => el("button", { type: "button", "data-section": s.id, onclick: () => show(s) }, s.title)));
   const wanted = allowed.find((s) => s.id === location.hash.slice(1)) || allowed[0];

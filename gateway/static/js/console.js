@@ -56,7 +56,7 @@ function start() {
 function bindControls() {
   $("logout").addEventListener("click", async () => {
     await state.socket.command("status", { status: "offline" }).catch(() => {});
-    session.logout();
+    await session.logout();
     location.reload();
   });
   $("status").addEventListener("change", () => {

@@ -21,6 +21,9 @@ const NOT_RESUMABLE = new Set([4403, 1008]);
 // Errors that mean "not now": the command stays in the outbox and is resent, same id.
 const RETRYABLE = new Set(["rate_limited", "unavailable"]);
 const AUTH_EXPIRED = 4401;
+// resume_from was refused (not a position of this log, e.g. after the system was reset):
+// forget it, reload state as on a resync, and reconnect for live events.
+const BAD_RESUME_FROM = 4400;
 
 export class RelaySocket {
   /**
@@ -149,6 +152,10 @@ export class RelaySocket {
     this.session = null;
     if (this.stopped) return this._state("stopped");
     if (NOT_RESUMABLE.has(code)) return this._state("refused", { code });
+    if (code === BAD_RESUME_FROM) {
+      this._setPosition(null);
+      if (this.options.onResync) this.options.onResync();
+    }
     if (code === AUTH_EXPIRED && this.options.onAuthExpired) {
       const renewed = await this.options.onAuthExpired();
       if (!renewed) return this._state("refused", { code });
