@@ -4,10 +4,36 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from passlib.context import CryptContext  # type: ignore[import-untyped]
 
+from relaydesk import passwords
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
 from tests.servers import MongoServer, RabbitServer, RabbitVhosts, stream_override
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """argon2id at its lowest cost for passwords hashed and checked in the test process.
+
+    Production's cost (64 MiB, 3 passes, 4 lanes) takes ~0.2 s of CPU per hash or check, on
+    the event loop; the suite logs in and creates accounts hundreds of times. Same algorithm
+    and format, so hashes made by the CLI's subprocesses at full cost still verify here (the
+    cost is read from the hash). No test is about the cost itself.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            passwords,
+            "HASHER",
+            CryptContext(
+                schemes=["argon2"],
+                deprecated="auto",
+                argon2__memory_cost=64,
+                argon2__rounds=1,
+                argon2__parallelism=1,
+            ),
+        )
+        yield
 
 
 @pytest.fixture(scope="session")
