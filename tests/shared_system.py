@@ -17,12 +17,14 @@ from tests.system import RunningSystem, running_system
 
 
 @contextlib.asynccontextmanager
-async def shared_system(
+async def throwaway_settings(
     vhosts: RabbitVhosts, mongo_server: MongoServer, **overrides: Any
-) -> AsyncIterator[RunningSystem]:
+) -> AsyncIterator[Settings]:
+    """Settings on a vhost and database of their own, from the session's servers; the vhost
+    is deleted afterwards."""
     vhost = vhosts.create()
     try:
-        settings = Settings(
+        yield Settings(
             amqp_url=vhosts.url_for(vhost),
             mongo_url=mongo_server.url,
             mongo_db=f"t_{uuid.uuid4().hex[:12]}",
@@ -30,7 +32,16 @@ async def shared_system(
             **stream_override(vhosts, vhost),
             **overrides,
         )
-        async with running_system(settings) as running:
-            yield running
     finally:
         vhosts.delete(vhost)
+
+
+@contextlib.asynccontextmanager
+async def shared_system(
+    vhosts: RabbitVhosts, mongo_server: MongoServer, **overrides: Any
+) -> AsyncIterator[RunningSystem]:
+    async with (
+        throwaway_settings(vhosts, mongo_server, **overrides) as settings,
+        running_system(settings) as running,
+    ):
+        yield running
