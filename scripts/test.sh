@@ -31,7 +31,7 @@ phase() { "${PYTEST[@]}" "$@" || { status=$?; [[ $status == 5 ]] || return $stat
 
 echo "[test] phase 1: tests not marked alone, $workers workers in parallel"
 parallel=0
-phase -n "$workers" --dist loadscope -m "not alone" "$@" || parallel=$?
+phase -n "$workers" --dist loadscope --no-loadscope-reorder -m "not alone" "$@" || parallel=$?
 echo "[test] phase 2: tests marked alone, one at a time"
 alone=0
 phase -p no:xdist -m alone "$@" || alone=$?
