@@ -46,7 +46,6 @@ from contracts.plans import period_of
 
 # A timer may wake a little early; an offer this close to expiry counts as expired.
 EXPIRY_TOLERANCE = timedelta(milliseconds=100)
-DEFAULT_GREETING = "Thanks for reaching out. An agent will be with you shortly."
 
 Handler = Callable[[Decision, Any], None]
 
@@ -104,7 +103,8 @@ def request(d: Decision, cmd: commands.RequestConversation) -> None:
             "This chat is unavailable right now. Please try again later or contact us another way.",
         )
         return
-    d.note(cmd.conversation_id, "notice", str(d.setting("greeting") or DEFAULT_GREETING))
+    if d.setting("greeting"):  # the tenant's (contracts.settings); emptied: no greeting
+        d.note(cmd.conversation_id, "notice", str(d.setting("greeting")))
     d.route(conversation)
     d.refresh_positions()
 

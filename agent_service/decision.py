@@ -1,19 +1,21 @@
-"""One command's decision in the making: emitted events are folded into the state at once.
+"""One routing decision in the making: the runtime's Decision plus routing's own steps.
 
-Folding each event as it is emitted lets the rest of the decision (routing after a
-decline, queue positions after an accept) see its effect, exactly as a replay of the
-log would. Event ids derive from the command id, so a redelivered command re-emits the
-same ids and every consumer's dedupe absorbs them.
+Every emitted event is folded into the state at once, so the rest of the decision
+(routing after a decline, queue positions after an accept) sees its effect, exactly as a
+replay of the log would. Building, checking and id-ing the events is the runtime's
+(relaydesk/decider.py): ids derive from the command id, so a redelivered command re-emits
+the same ids and every consumer's dedupe absorbs them.
 """
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from agent_service import hours, routing
-from agent_service.fold import apply
+from agent_service.fold import SERVICE, apply
 from agent_service.state import MISSED, QUEUED, Conversation, RoutingState, Tenant
 from contracts.envelope import Actor, ActorKind, Envelope
-from contracts.events.admin import CommandRejected
 from contracts.events.conversation import (
     ConversationMissed,
     ConversationOffered,
@@ -23,13 +25,17 @@ from contracts.events.conversation import (
 from contracts.events.message import SystemNote
 from contracts.ids import derive_event_id
 from contracts.plans import PlanCatalogue
-from contracts.registry import EVENTS
+from relaydesk.decider import Decision as RuntimeDecision
 
 SYSTEM_ACTOR = Actor(kind=ActorKind.system, id="agent_service")
 
 
-class Decision:
-    """Collects the events one command causes.
+def conversation_stream(data: Mapping[str, Any]) -> str:
+    return f"conv:{data['conversation_id']}"
+
+
+class Decision(RuntimeDecision[RoutingState]):
+    """Collects the events one routing command causes, folding each into the state.
 
     Args:
         state: the routing state; mutated as events are emitted.
@@ -37,6 +43,9 @@ class Decision:
         now: the decision time (``occurred_at`` of every event).
         offer_timeout_s: the service default when the tenant sets none.
         grace_s: the agent disconnect grace period.
+        plans: the plan catalogue whose conversation limit applies to SaaS tenants.
+        fold: how an emitted event is folded (default: :func:`agent_service.fold.apply`
+            on ``state``; the service also marks it as its own for the log follower).
     """
 
     def __init__(
@@ -48,56 +57,20 @@ class Decision:
         offer_timeout_s: int,
         grace_s: int,
         plans: PlanCatalogue | None = None,
+        fold: Callable[[Envelope], None] | None = None,
     ) -> None:
-        self.state = state
-        self.command = command
+        super().__init__(
+            SERVICE,
+            state,
+            command,
+            now=now,
+            fold=fold or partial(apply, state),
+            stream=conversation_stream,
+        )
         self.tenant: Tenant = state.tenant(command.tenant)
-        self.now = now
         self.default_offer_timeout_s = offer_timeout_s
         self.grace_s = grace_s
         self.plans = plans or PlanCatalogue.load()
-        self.events: list[Envelope] = []
-
-    def emit(
-        self,
-        type_name: str,
-        data: dict[str, Any],
-        *,
-        stream: str | None = None,
-        actor: Actor | None = None,
-    ) -> Envelope:
-        """Validate, fold and keep one event (raises ContractError on a bad payload)."""
-        model = EVENTS.model_for(type_name)
-        payload = EVENTS.parse(type_name, model.V, data).model_dump(mode="json")
-        envelope = Envelope(
-            id=derive_event_id(self.command.tenant, self.command.id, str(len(self.events))),
-            type=type_name,
-            v=model.V,
-            tenant=self.command.tenant,
-            stream=stream or f"conv:{data['conversation_id']}",
-            actor=actor or self.command.actor,
-            occurred_at=self.now,
-            correlation_id=self.command.correlation_id or self.command.id,
-            causation_id=self.command.id,
-            data=payload,
-        )
-        apply(self.state, envelope)
-        self.events.append(envelope)
-        return envelope
-
-    def reject(self, code: str, detail: str) -> None:
-        """Say no, on the log, so a redelivered command gets the same answer after a restart."""
-        conversation_id = self.command.data.get("conversation_id")
-        self.emit(
-            CommandRejected.TYPE,
-            {
-                "command_id": self.command.id,
-                "command_type": self.command.type,
-                "reason": code,
-                "detail": detail[:200],
-            },
-            stream=f"conv:{conversation_id}" if isinstance(conversation_id, str) else "tenant",
-        )
 
     def note(self, conversation_id: str, kind: str, text: str) -> None:
         """A system line in the chat ("X has entered the chat"), visible to both sides."""
@@ -179,7 +152,8 @@ class Decision:
                 {"conversation_id": conversation.conversation_id, "reason": reason},
                 actor=actor,
             )
-            self.note(conversation.conversation_id, "missed", str(self.setting("offline_text")))
+            if self.setting("offline_text"):  # the tenant's (contracts.settings); emptied: none
+                self.note(conversation.conversation_id, "missed", str(self.setting("offline_text")))
 
     def queue(self, conversation: Conversation, reason: str, *, actor: Actor | None = None) -> None:
         position = 1 + sum(

@@ -34,7 +34,6 @@ from contracts.events.admin import (
     AgentRemoved,
     AgentStatusChanged,
     AgentUpdated,
-    CommandRejected,
     PermissionGroupCreated,
     PermissionGroupDeleted,
     PermissionGroupUpdated,
@@ -56,40 +55,21 @@ from contracts.events.conversation import (
     OfferWithdrawn,
     TransferRequested,
 )
-from contracts.events.message import SystemNote
 from contracts.events.routing import AgentConnectionLost
 from contracts.plans import period_of
 from contracts.registry import EVENTS
-from contracts.replies import CommandReply
+from contracts.settings import accepted_changes
+from relaydesk.decider import MAX_REPLIES as RUNTIME_MAX_REPLIES
+from relaydesk.decider import record_answer
 
 log = structlog.get_logger(__name__)
 
 Folder = Callable[[Tenant, Envelope, Any], None]
 FOLDERS: dict[str, Folder] = {}
 
-# Types agent_service emits as decisions: their causation ids are commands it answered.
-DECISION_TYPES = frozenset(
-    {
-        ConversationRequested.TYPE,
-        ConversationQueued.TYPE,
-        ConversationOffered.TYPE,
-        OfferWithdrawn.TYPE,
-        OfferDeclined.TYPE,
-        ConversationAccepted.TYPE,
-        TransferRequested.TYPE,
-        ConversationTransferred.TYPE,
-        ConversationClosed.TYPE,
-        ConversationMissed.TYPE,
-        ConversationRated.TYPE,
-        AgentDisconnected.TYPE,
-        AgentStatusChanged.TYPE,
-        AgentConnectionLost.TYPE,
-        SystemNote.TYPE,
-        CommandRejected.TYPE,
-    }
-)
+SERVICE = "agent"  # whose command answers this fold records (contracts/decisions.py)
 # Memory bounds, applied in log order so every replay forgets the same things.
-MAX_REPLIES = 200_000
+MAX_REPLIES = RUNTIME_MAX_REPLIES
 CLOSED_MEMORY = timedelta(days=30)  # after that an accept or rating answers not_found
 PRUNE_EVERY_REQUESTS = 1000
 # Events about an agent that do not show the agent is back.
@@ -105,11 +85,18 @@ def folds(type_name: str) -> Callable[[Folder], Folder]:
 
 
 def apply(state: RoutingState, envelope: Envelope) -> None:
-    """Fold one event into ``state``. Invalid payloads are skipped (logged), never half-applied."""
+    """Fold one event into ``state``. Invalid payloads are skipped (logged), never half-applied.
+
+    Every event that answers one of our commands (declared ``DECIDED_BY = "agent"`` on its
+    class, or a rejection of an ``agent`` command) is recorded as that command's reply.
+    """
     folder = FOLDERS.get(envelope.type)
-    if folder is None and envelope.type not in DECISION_TYPES and envelope.actor.kind != "agent":
-        return
-    tenant = state.tenant(envelope.tenant)
+    if folder is not None or envelope.actor.kind == "agent":
+        _fold(state.tenant(envelope.tenant), folder, envelope)
+    record_answer(state.replies, envelope, SERVICE, limit=MAX_REPLIES)
+
+
+def _fold(tenant: Tenant, folder: Folder | None, envelope: Envelope) -> None:
     if folder is not None:
         try:
             payload = EVENTS.parse_envelope(envelope)
@@ -123,7 +110,6 @@ def apply(state: RoutingState, envelope: Envelope) -> None:
             return
         folder(tenant, envelope, payload)
     _note_agent_return(tenant, envelope)
-    _record_decision(state, envelope)
 
 
 def _note_agent_return(tenant: Tenant, envelope: Envelope) -> None:
@@ -133,29 +119,12 @@ def _note_agent_return(tenant: Tenant, envelope: Envelope) -> None:
             agent.disconnected_at = None
 
 
-def _record_decision(state: RoutingState, envelope: Envelope) -> None:
-    command_id = envelope.causation_id
-    if command_id is None or envelope.type not in DECISION_TYPES:
-        return
-    reply = state.replies.get(command_id) or CommandReply(ok=True)
-    if envelope.id in reply.event_ids:
-        return
-    update: dict = {"event_ids": (*reply.event_ids, envelope.id)}
-    if envelope.type == CommandRejected.TYPE:
-        update.update(
-            ok=False, code=envelope.data.get("reason"), message=envelope.data.get("detail")
-        )
-    state.replies[command_id] = reply.model_copy(update=update)
-    if len(state.replies) > MAX_REPLIES:  # redeliveries come within minutes: forget the oldest
-        del state.replies[next(iter(state.replies))]
-
-
 # --- tenants, agents, groups (published by the admin side and by agent_service) ---
 
 
 @folds(TenantSettingsChanged.TYPE)
 def _settings(tenant: Tenant, _: Envelope, event: admin.TenantSettingsChanged) -> None:
-    tenant.settings.update(event.after)
+    tenant.settings.update(accepted_changes(event.after))
 
 
 @folds(AgentCreated.TYPE)

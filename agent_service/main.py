@@ -1,7 +1,13 @@
-"""agent_service process: routing (``agent`` queue) and, when present, administration (``admin``)."""
+"""agent_service process: routing (``agent`` queue) and administration (``admin`` queue).
+
+Both always start: a missing or broken module is an error at start, never a routing-only
+process that silently leaves every admin command unanswered.
+"""
 
 import asyncio
+from typing import Protocol
 
+from agent_service.admin.service import AdminService
 from agent_service.service import AgentService
 from relaydesk.runtime import announce_ready
 from relaydesk.settings import Settings
@@ -9,14 +15,15 @@ from relaydesk.settings import Settings
 SERVICE = "agent"
 
 
-def services(settings: Settings) -> list:
-    """Routing always; the admin service when its package is installed."""
-    found: list = [AgentService(settings)]
-    try:
-        from agent_service.admin.service import AdminService
-    except ImportError:
-        return found
-    return [AdminService(settings), *found]  # admin first: routing folds what admin publishes
+class Service(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def services(settings: Settings) -> list[Service]:
+    """Administration first: routing folds what administration publishes."""
+    return [AdminService(settings), AgentService(settings)]
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:

@@ -1,25 +1,33 @@
-"""Read-only answers from routing state: ``conversation.state``, ``queue``, ``agents.status``."""
+"""Read-only answers from the routing state (contracts/queries/agent.py)."""
 
 from collections.abc import Callable
-from typing import Any
 
 from agent_service import routing
 from agent_service.state import Conversation, RoutingState, Tenant
+from contracts.queries.agent import (
+    AgentsStatusQuery,
+    AgentStatus,
+    ConversationState,
+    ConversationStateQuery,
+    QueueQuery,
+)
+from contracts.queries.base import TenantQuery
 from relaydesk.bus.rpc import RemoteError
+from relaydesk.queries import answers
 
 
-def conversation_view(conversation: Conversation) -> dict[str, Any]:
-    return {
-        "conversation_id": conversation.conversation_id,
-        "status": conversation.status,
-        "agent_id": conversation.agent_id,
-        "offered_to": sorted(conversation.offered_to),
-        "visitor_id": conversation.visitor_id,
-        "channel": conversation.channel,
-        "department": conversation.department,
-        "queue_position": conversation.position,
-        "transfer_from": conversation.transfer_from,
-    }
+def conversation_view(conversation: Conversation) -> ConversationState:
+    return ConversationState(
+        conversation_id=conversation.conversation_id,
+        status=conversation.status,  # type: ignore[arg-type]  # one of state.py's statuses
+        agent_id=conversation.agent_id,
+        offered_to=sorted(conversation.offered_to),
+        visitor_id=conversation.visitor_id,
+        channel=conversation.channel,
+        department=conversation.department,
+        queue_position=conversation.position,
+        transfer_from=conversation.transfer_from,
+    )
 
 
 class Queries:
@@ -28,49 +36,38 @@ class Queries:
     def __init__(self, state: Callable[[], RoutingState]) -> None:
         self._state = state  # a getter: the state object is replaced on a rebuild
 
-    async def handle(self, name: str, params: dict[str, Any]) -> Any:
-        answer = {
-            "conversation.state": self.conversation_state,
-            "queue": self.queue,
-            "agents.status": self.agents_status,
-        }.get(name)
-        if answer is None:
-            raise RemoteError("unknown_query", f"agent has no query {name!r}")
-        return answer(params)
+    def _tenant(self, query: TenantQuery) -> Tenant | None:
+        return self._state().tenants.get(query.tenant)
 
-    def _tenant(self, params: dict[str, Any]) -> Tenant | None:
-        tenant = params["tenant"]
-        if not isinstance(tenant, str):
-            raise ValueError("tenant must be a string")
-        return self._state().tenants.get(tenant)
-
-    def conversation_state(self, params: dict[str, Any]) -> dict[str, Any]:
-        tenant = self._tenant(params)
-        conversation = tenant.conversations.get(params["conversation_id"]) if tenant else None
+    @answers(ConversationStateQuery)
+    def conversation_state(self, query: ConversationStateQuery) -> ConversationState:
+        tenant = self._tenant(query)
+        conversation = tenant.conversations.get(query.conversation_id) if tenant else None
         if conversation is None:
             raise RemoteError("not_found", "no such conversation")
         return conversation_view(conversation)
 
-    def queue(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """Queued conversations in order with their positions, then missed ones (position null)."""
-        tenant = self._tenant(params)
+    @answers(QueueQuery)
+    def queue(self, query: QueueQuery) -> list[ConversationState]:
+        tenant = self._tenant(query)
         return [conversation_view(c) for c in tenant.waiting()] if tenant else []
 
-    def agents_status(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        tenant = self._tenant(params)
+    @answers(AgentsStatusQuery)
+    def agents_status(self, query: AgentsStatusQuery) -> list[AgentStatus]:
+        tenant = self._tenant(query)
         if tenant is None:
             return []
         return [
-            {
-                "agent_id": agent.agent_id,
-                "name": agent.name,
-                "status": agent.status,
-                "connected": agent.disconnected_at is None,
-                "active_chats": len(agent.active),
-                "pending_offers": len(agent.offers),
-                "max_chats": tenant.capacity(agent),
-                "available": routing.is_available(agent) and routing.has_room(tenant, agent),
-            }
+            AgentStatus(
+                agent_id=agent.agent_id,
+                name=agent.name,
+                status=agent.status,
+                connected=agent.disconnected_at is None,
+                active_chats=len(agent.active),
+                pending_offers=len(agent.offers),
+                max_chats=tenant.capacity(agent),
+                available=routing.is_available(agent) and routing.has_room(tenant, agent),
+            )
             for agent in sorted(tenant.agents.values(), key=lambda a: a.agent_id)
             if not agent.removed
         ]

@@ -82,7 +82,7 @@ def choose(tenant: Tenant, conversation: Conversation) -> tuple[str, ...]:
         pool = candidates(tenant, conversation, conversation.declined_by)
     if not pool:
         return ()
-    mode = tenant.settings.get("routing_mode", "broadcast")
+    mode = tenant.settings["routing_mode"]
     if mode == "round_robin":
         return (next_after([a.agent_id for a in pool], tenant.last_single_offer),)
     if mode == "least_busy":

@@ -1,43 +1,37 @@
 """AgentService: folds the log, then decides routing commands as their single writer.
 
 Start: rebuild the state (snapshot, then the log after it, up to a marker), then serve
-commands and queries while the projection keeps folding live events. A decision folds
-its own events at once (so the next command sees them) and publishes them, confirmed,
-before replying.
+commands and queries while the projection keeps folding live events. Commands are decided
+by the decider runtime (relaydesk/decider.py) with routing's decider
+(agent_service/decider.py): a decision folds its own events at once (so the next command
+sees them) and publishes them, confirmed, before replying.
 """
 
-import asyncio
-from datetime import UTC, datetime
+from collections.abc import Sequence
 
 import structlog
 from aio_pika.abc import AbstractChannel
 from pymongo import AsyncMongoClient
 
-from agent_service import agent_commands, conversation_commands
-from agent_service.decision import Decision
+from agent_service.decider import RoutingDecider
+from agent_service.fold import SERVICE
 from agent_service.projection import Projection
 from agent_service.queries import Queries
 from agent_service.snapshot import SnapshotStore, Snapshotter
 from agent_service.state import RoutingState
 from agent_service.timers import Timers
 from contracts.envelope import Envelope
-from contracts.errors import UnknownType
 from contracts.plans import PlanCatalogue
-from contracts.registry import parse_command_data
 from contracts.replies import CommandReply
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
+from relaydesk.decider import DeciderRuntime
+from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 
 log = structlog.get_logger(__name__)
 
-SERVICE = "agent"
-HANDLERS = {**conversation_commands.HANDLERS, **agent_commands.HANDLERS}
-# After this long without deciding anything, fold up to "now" before the next decision: a
-# standby instance that just became the single active consumer must first see every
-# event its predecessor published.
-SYNC_AFTER_IDLE_S = 1.0
 SNAPSHOT_EVERY = 1000  # events folded between snapshots
 
 
@@ -58,7 +52,7 @@ class AgentService:
         self._mongo: AsyncMongoClient | None = None
         self._channels: list[AbstractChannel] = []
         self._timers: Timers | None = None
-        self._last_decided = 0.0  # loop time of the last decision
+        self._runtime: DeciderRuntime | None = None
         self.plans = PlanCatalogue.load(settings.plans_file)
 
     @property
@@ -76,12 +70,26 @@ class AgentService:
         self._timers = Timers(
             RpcClient(self.bus), request_timeout_s=self.settings.request_timeout_s
         )
-        self.projection = Projection(self.bus, SERVICE, self._snapshotter())
-        await self._rebuild()
+        snapshotter = self._snapshotter()
+        if snapshotter is not None:
+            await snapshotter.store.bind()  # init_beanie for routing's documents, once
+        self.projection = Projection(self.bus, SERVICE, snapshotter)
+        decider = RoutingDecider(
+            lambda: self.state,
+            offer_timeout_s=self.settings.offer_timeout_s,
+            grace_s=self.settings.disconnect_grace_s,
+            plans=self.plans,
+            projection=self.projection,
+            timers=self._timers,
+        )
+        self._runtime = DeciderRuntime(decider, self._publish)
+        await decider.rebuild()
         # Commands first: once a query is answered, the command queue exists too.
         self._channels.append(await serve_commands(self.bus, SERVICE, self.handle_command))
         self._channels.append(
-            await serve_queries(self.bus, SERVICE, Queries(lambda: self.state).handle)
+            await serve_queries(
+                self.bus, SERVICE, QueryAnswers(SERVICE, Queries(lambda: self.state)).handle
+            )
         )
         log.info(
             "agent_service_started", position=self.state.position, tenants=len(self.state.tenants)
@@ -110,76 +118,11 @@ class AgentService:
             await self._mongo.close()
             self._mongo = None
 
-    async def _rebuild(self) -> None:
-        assert self.projection is not None and self._timers is not None
-        await self._timers.cancel_all()
-        await self.projection.rebuild()
-        self._timers.from_state(
-            self.state
-        )  # standing offers and grace periods get their timers again
+    async def _publish(self, events: Sequence[Envelope]) -> None:
+        assert self.bus is not None, "start() first"
+        await self.bus.publish_many(events)
 
     async def handle_command(self, command: Envelope) -> CommandReply:
         """Decide one command: same answer for a redelivery, events published before replying."""
-        assert self.projection is not None and self._timers is not None and self.bus is not None
-        if self.projection.stale:
-            await self._rebuild()
-        elif asyncio.get_running_loop().time() - self._last_decided > SYNC_AFTER_IDLE_S:
-            await self.projection.sync()
-        payload = parse_command_data(
-            command
-        )  # ContractError → rejected and dead-lettered by the bus
-        handler = HANDLERS.get(command.type)
-        if handler is None:
-            raise UnknownType(f"agent does not decide {command.type!r}", type_name=command.type)
-        known = self.state.replies.get(command.id)
-        if known is not None:
-            log.info("command_redelivered", command_type=command.type, command_id=command.id)
-            return self._with_data(known, command)
-        decision = Decision(
-            self.state,
-            command,
-            now=datetime.now(UTC),
-            offer_timeout_s=self.settings.offer_timeout_s,
-            grace_s=self.settings.disconnect_grace_s,
-            plans=self.plans,
-        )
-        try:
-            handler(decision, payload)
-            self.projection.expect([event.id for event in decision.events])
-            if decision.events:
-                await self.bus.publish_many(decision.events)
-        except BaseException:
-            self.projection.stale = True  # the state may hold events the log does not
-            raise
-        self._last_decided = asyncio.get_running_loop().time()
-        self._timers.after_events(decision.events)
-        reply = self.state.replies.get(command.id, CommandReply(ok=True))
-        log.info(
-            "command_decided",
-            command_type=command.type,
-            ok=reply.ok,
-            code=reply.code,
-            events=len(decision.events),
-        )
-        return self._with_data(reply, command)
-
-    def _with_data(self, reply: CommandReply, command: Envelope) -> CommandReply:
-        """Attach the conversation's current routing state, handy for the caller."""
-        conversation_id = command.data.get("conversation_id")
-        tenant = self.state.tenants.get(command.tenant)
-        conversation = (
-            tenant.conversations.get(conversation_id)
-            if tenant and isinstance(conversation_id, str)
-            else None
-        )
-        if conversation is None:
-            return reply
-        return reply.model_copy(
-            update={
-                "data": {
-                    "status": conversation.status,
-                    "agent_id": conversation.agent_id,
-                    "queue_position": conversation.position,
-                }
-            }
-        )
+        assert self._runtime is not None, "start() first"
+        return await self._runtime.handle(command)

@@ -3,11 +3,11 @@
 A start then folds only the log after that position, and the state outlives the log
 stream's retention (30 days): agents, groups and settings created long ago stay known.
 
-Layout (collection ``agent_routing_snapshots``): the state as a flat list of records
-(tenant, agent, group, conversation, recent command outcome) split into chunk documents
-tagged with a generation, plus one ``_meta`` document naming the current generation and
-its position. A save writes the new chunks first and switches ``_meta`` last, so a crash
-mid-save leaves the previous snapshot intact.
+Layout (collection ``agent_routing_snapshots``, models in agent_service/documents.py): the
+state as a flat list of records (tenant, agent, group, conversation, recent command outcome)
+split into chunk documents tagged with a generation, plus one ``_meta`` document naming the
+current generation and its position. A save writes the new chunks first and switches
+``_meta`` last, so a crash mid-save leaves the previous snapshot intact.
 """
 
 import asyncio
@@ -17,16 +17,24 @@ from dataclasses import asdict, fields
 from typing import Any
 
 import structlog
+from beanie.operators import NE
 from pymongo.asynchronous.database import AsyncDatabase
 
+from agent_service.documents import (
+    META_ID,
+    ROUTING_DOCUMENTS,
+    SNAPSHOTS,
+    RoutingSnapshotChunk,
+    RoutingSnapshotMeta,
+)
 from agent_service.state import CLOSED, Agent, Conversation, Group, RoutingState
 from contracts.replies import CommandReply
-from relaydesk.store import with_store_retry
+from contracts.settings import accepted_changes
+from relaydesk.store import bind_documents, bound, with_store_retry
 
 log = structlog.get_logger(__name__)
 
-COLLECTION = "agent_routing_snapshots"
-META_ID = "_meta"
+COLLECTION = SNAPSHOTS
 RECORDS_PER_CHUNK = 1000
 KEEP_REPLIES = 20_000  # redeliveries come within minutes; older outcomes are not needed
 SET_FIELDS = frozenset({"active", "offers", "offered_to", "declined_by", "expired_for"})
@@ -85,7 +93,7 @@ def from_records(records: list[dict[str, Any]], position: int) -> RoutingState:
             continue
         tenant = state.tenant(key)
         if kind == "tenant":
-            tenant.settings.update(data["settings"])
+            tenant.settings.update(accepted_changes(data["settings"]))
             tenant.next_seq, tenant.last_single_offer = data["next_seq"], data["last_single_offer"]
             tenant.mode, tenant.plan = data.get("mode", "tool"), data.get("plan")
             tenant.requests_by_period = dict(data.get("requests_by_period") or {})
@@ -106,46 +114,50 @@ class SnapshotStore:
     """Saves and loads the routing state; a failed save only costs a longer next start."""
 
     def __init__(self, db: AsyncDatabase) -> None:
-        self._collection = db[COLLECTION]
+        self._db = db
+
+    async def bind(self) -> None:
+        """Bind the snapshot documents to the database (at the service's start)."""
+        await with_store_retry(lambda: bind_documents(self._db, ROUTING_DOCUMENTS))
 
     async def save(self, records: list[dict[str, Any]], position: int, seen_ids: list[str]) -> None:
+        chunk, meta = (
+            await bound(self._db, RoutingSnapshotChunk),
+            await bound(self._db, RoutingSnapshotMeta),
+        )
         generation = uuid.uuid4().hex
         chunks = [
-            {
-                "_id": f"{generation}:{n}",
-                "gen": generation,
-                "records": records[i : i + RECORDS_PER_CHUNK],
-            }
+            chunk(
+                id=f"{generation}:{n}", gen=generation, records=records[i : i + RECORDS_PER_CHUNK]
+            )
             for n, i in enumerate(range(0, len(records), RECORDS_PER_CHUNK))
         ]
         if chunks:
-            await with_store_retry(lambda: self._collection.insert_many(chunks))
-        meta = {"gen": generation, "position": position, "chunks": len(chunks), "seen": seen_ids}
+            await with_store_retry(lambda: chunk.insert_many(chunks))
+        current = meta(gen=generation, position=position, chunks=len(chunks), seen=seen_ids)
+        await with_store_retry(current.save)
         await with_store_retry(
-            lambda: self._collection.replace_one({"_id": META_ID}, meta, upsert=True)
-        )
-        await with_store_retry(
-            lambda: self._collection.delete_many(
-                {"_id": {"$ne": META_ID}, "gen": {"$ne": generation}}
-            )
+            lambda: chunk.find(NE(chunk.id, META_ID), NE(chunk.gen, generation)).delete()
         )
         log.info("routing_snapshot_saved", position=position, records=len(records))
 
     async def load(self) -> tuple[RoutingState, list[str]] | None:
-        meta = await with_store_retry(lambda: self._collection.find_one({"_id": META_ID}))
-        if meta is None:
+        chunk, meta = (
+            await bound(self._db, RoutingSnapshotChunk),
+            await bound(self._db, RoutingSnapshotMeta),
+        )
+        current = await with_store_retry(lambda: meta.get(META_ID))
+        if current is None:
             return None
         chunks = await with_store_retry(
-            lambda: self._collection.find({"gen": meta["gen"], "_id": {"$ne": META_ID}}).to_list(
-                None
-            )
+            lambda: chunk.find(chunk.gen == current.gen, NE(chunk.id, META_ID)).to_list()
         )
-        if len(chunks) != meta["chunks"]:
-            log.warning("routing_snapshot_incomplete", expected=meta["chunks"], found=len(chunks))
+        if len(chunks) != current.chunks:
+            log.warning("routing_snapshot_incomplete", expected=current.chunks, found=len(chunks))
             return None
-        chunks.sort(key=lambda c: int(c["_id"].rsplit(":", 1)[1]))
-        records = [record for chunk in chunks for record in chunk["records"]]
-        return from_records(records, int(meta["position"])), list(meta.get("seen", []))
+        chunks.sort(key=lambda c: int(c.id.rsplit(":", 1)[1]))
+        records = [record for c in chunks for record in c.records]
+        return from_records(records, current.position), list(current.seen)
 
 
 class Snapshotter:

@@ -9,15 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from contracts.replies import CommandReply
-
-DEFAULT_OFFLINE_TEXT = "No one is available right now. Leave a message and we will get back to you."
-
-TENANT_DEFAULTS: dict[str, Any] = {
-    "routing_mode": "broadcast",
-    "offer_timeout_s": None,  # None: the service's settings.offer_timeout_s
-    "max_chats_default": 5,
-    "offline_text": DEFAULT_OFFLINE_TEXT,
-}
+from contracts.settings import default_settings
 
 # Conversation statuses.
 QUEUED, OFFERED, ENGAGED, TRANSFER_PENDING, CLOSED, MISSED = (
@@ -78,7 +70,8 @@ class Group:
 @dataclass
 class Tenant:
     tenant_id: str
-    settings: dict[str, Any] = field(default_factory=lambda: dict(TENANT_DEFAULTS))
+    # contracts.settings.TenantSettings as JSON values: the defaults, changes folded over them
+    settings: dict[str, Any] = field(default_factory=default_settings)
     agents: dict[str, Agent] = field(default_factory=dict)
     groups: dict[str, Group] = field(default_factory=dict)
     conversations: dict[str, Conversation] = field(default_factory=dict)
@@ -99,7 +92,7 @@ class Tenant:
         return found
 
     def capacity(self, agent: Agent) -> int:
-        return agent.max_chats or int(self.settings.get("max_chats_default") or 5)
+        return agent.max_chats or int(self.settings["max_chats_default"])
 
     def queued(self) -> list[Conversation]:
         """Conversations waiting in the queue, in arrival order."""

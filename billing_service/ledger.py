@@ -35,8 +35,12 @@ from contracts.events.conversation import ConversationMissed, ConversationReques
 from contracts.events.message import AttachmentSent, MessageSent
 from contracts.plans import PlanCatalogue, period_of
 from contracts.registry import EVENTS
+from contracts.replies import CommandReply
+from relaydesk.decider import record_answer
 
 log = structlog.get_logger(__name__)
+
+SERVICE = "billing"  # whose command answers the ledger records (contracts/decisions.py)
 
 MESSAGE_TYPES = frozenset({MessageSent.TYPE, AttachmentSent.TYPE})
 CONNECTOR_TYPES = frozenset({InboundReceived.TYPE, OutboundSent.TYPE})
@@ -105,6 +109,7 @@ class Ledger:
         self.tenants: dict[str, TenantBilling] = {}
         self._seen: set[str] = set()
         self.position = -1
+        self.replies: dict[str, CommandReply] = {}  # billing command id -> its reply
         self._handlers: dict[str, Handler] = {
             TenantCreated.TYPE: self._tenant_created,
             SubscriptionChanged.TYPE: self._subscription_changed,
@@ -126,6 +131,7 @@ class Ledger:
     def apply(self, envelope: Envelope, position: int) -> None:
         """Fold one event; a repeated event id (a publisher's retry) is counted once."""
         self.position = max(self.position, position)
+        record_answer(self.replies, envelope, SERVICE)
         if envelope.id in self._seen:
             return
         handler = self._handlers.get(envelope.type)

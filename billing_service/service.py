@@ -3,7 +3,9 @@
 The ledger lives in memory and is rebuilt from the log on every start (the log is the
 record; nothing else is needed to bill). Invoices are computed by the fold when a
 ``billing.period_closed`` event is applied and published with an id derived from tenant and
-period, so issuing twice (a crash between compute and publish) is one invoice.
+period, so issuing twice (a crash between compute and publish) is one invoice. Commands
+are decided by the decider runtime (relaydesk/decider.py) with billing's decider
+(``decider.py``).
 """
 
 import asyncio
@@ -14,32 +16,24 @@ from typing import Any
 import structlog
 from aio_pika.abc import AbstractChannel
 
-from billing_service.invoices import due_date, invoice_html
-from billing_service.ledger import Ledger, TenantBilling
-from billing_service.payments import ManualProvider, PaymentProvider, PaymentRefused
-from contracts import Actor, Envelope, derive_event_id
-from contracts.commands.billing import ChangePlan, ClosePeriod, RecordPayment
-from contracts.envelope import ActorKind, LoggedEvent
-from contracts.errors import ContractError
-from contracts.events.billing import (
-    InvoiceIssued,
-    PaymentRecorded,
-    PeriodClosed,
-    SubscriptionChanged,
-)
-from contracts.plan_limits import reason
-from contracts.plans import LIMIT_KEYS, PlanCatalogue, period_of
-from contracts.registry import COMMANDS
+from billing_service.decider import BILLING_ACTOR, SERVICE, BillingDecider, period_close_id
+from billing_service.ledger import Ledger
+from billing_service.payments import ManualProvider, PaymentProvider
+from billing_service.queries import BillingQueries
+from contracts import Envelope
+from contracts.envelope import LoggedEvent
+from contracts.events.billing import InvoiceIssued, PeriodClosed
+from contracts.plans import PlanCatalogue
 from contracts.replies import CommandReply
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
-from relaydesk.bus.rpc import RemoteError, serve_commands, serve_queries
+from relaydesk.bus.rpc import serve_commands, serve_queries
+from relaydesk.decider import DeciderRuntime
+from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-SERVICE = "billing"
-BILLING_ACTOR = Actor(kind=ActorKind.system, id="billing")
 Clock = Callable[[], datetime]
 
 
@@ -50,32 +44,6 @@ def _previous_periods(since: date, today: date) -> list[str]:
         periods.append(f"{year:04d}-{month:02d}")
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return periods
-
-
-# What each limit is measured against: the count its owner checks when it refuses.
-USED_FOR_LIMIT = {
-    "agent_seats": "agents",
-    "conversations_per_month": "conversations",
-    "connectors": "connectors",
-}
-
-
-def _limits(plan: Any, used: dict[str, int]) -> list[dict[str, Any]]:
-    """Limit vs used for the admin's billing page, with the refusal's reason once a limit is reached."""
-    rows = []
-    for key in LIMIT_KEYS:
-        limit, count = plan.limit(key), used.get(USED_FOR_LIMIT[key], 0)
-        reached = limit is not None and count >= limit
-        rows.append(
-            {
-                "limit": key,
-                "value": limit,
-                "used": count,
-                "reached": reached,
-                "reason": reason(plan, key, limit) if reached and limit is not None else None,
-            }
-        )
-    return rows
 
 
 class BillingService:
@@ -94,10 +62,13 @@ class BillingService:
         payments: Sequence[PaymentProvider] = (ManualProvider(),),
     ) -> None:
         self.settings = settings
-        self._payments = {provider.method: provider for provider in payments}
         self.catalogue = PlanCatalogue.load(settings.plans_file)
         self.ledger = Ledger(self.catalogue)
         self._clock = clock
+        self.decider = BillingDecider(
+            self.ledger, {provider.method: provider for provider in payments}, clock=clock
+        )
+        self._runtime = DeciderRuntime(self.decider, self._publish_decision)
         self._close_check_s = close_check_s
         self.bus: Bus | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -116,8 +87,14 @@ class BillingService:
             asyncio.create_task(self._close_periods_forever()),
         ]
         self._channels = [
-            await serve_commands(self.bus, SERVICE, self._decide),
-            await serve_queries(self.bus, SERVICE, self._answer),
+            await serve_commands(self.bus, SERVICE, self.handle_command),
+            await serve_queries(
+                self.bus,
+                SERVICE,
+                QueryAnswers(
+                    SERVICE, BillingQueries(self.ledger, self.catalogue, self._clock)
+                ).handle,
+            ),
         ]
         log.info("billing_service_started", position=position, tenants=len(self.ledger.tenants))
 
@@ -138,18 +115,22 @@ class BillingService:
             if any(e.envelope.type == PeriodClosed.TYPE for e in batch):
                 await self._issue_pending()
 
+    async def _publish_decision(self, events: Sequence[Envelope]) -> None:
+        assert self.bus is not None, "start() first"
+        await self.bus.publish_many(events)
+
     async def _publish(
-        self, tenant: str, type_name: str, data: dict[str, Any], *, event_id: str | None = None
+        self, tenant: str, type_name: str, data: dict[str, Any], *, event_id: str
     ) -> Envelope:
+        """Billing's own events outside commands (invoices, periodic closes): ids derived."""
         assert self.bus is not None
-        kwargs = {"id": event_id} if event_id else {}
         envelope = Envelope(
+            id=event_id,
             type=type_name,
             tenant=tenant,
             stream=f"billing:{tenant}",
             actor=BILLING_ACTOR,
             data=data,
-            **kwargs,
         )
         await self.bus.publish(envelope)
         return envelope
@@ -180,7 +161,7 @@ class BillingService:
                         state.tenant,
                         PeriodClosed.TYPE,
                         {"period": period},
-                        event_id=derive_event_id(state.tenant, "billing", f"close:{period}"),
+                        event_id=period_close_id(state.tenant, period),
                     )
 
     async def _close_periods_forever(self) -> None:
@@ -191,154 +172,7 @@ class BillingService:
                 log.error("period_close_failed", error=type(exc).__name__)
             await asyncio.sleep(self._close_check_s)
 
-    # --- commands (this service is their single writer) ----------------------------------
+    # --- commands (this service is their single writer: see decider.py) ---------------
 
-    async def _decide(self, command: Envelope) -> CommandReply:
-        payload = COMMANDS.parse_envelope(command)
-        state = self.ledger.tenants.get(command.tenant)
-        if state is None or state.mode != "saas":
-            return CommandReply(
-                ok=False, code="not_found", message="billing applies to SaaS accounts only"
-            )
-        if command.type == ChangePlan.TYPE:
-            if payload.plan not in self.catalogue.plans:
-                return CommandReply(
-                    ok=False, code="invalid_payload", message=f"unknown plan {payload.plan!r}"
-                )
-            effective = payload.effective or self._clock().date()
-            previous = state.plan_on(effective, self.catalogue)
-            data = {
-                "plan": payload.plan,
-                "previous_plan": previous,
-                "effective": effective.isoformat(),
-            }
-            event = await self._publish(
-                command.tenant,
-                SubscriptionChanged.TYPE,
-                data,
-                event_id=derive_event_id(command.tenant, command.actor.id, command.id),
-            )
-        elif command.type == ClosePeriod.TYPE:
-            if payload.period in state.closed:
-                return CommandReply(ok=True, data={"already_closed": True})
-            event = await self._publish(
-                command.tenant,
-                PeriodClosed.TYPE,
-                {"period": payload.period},
-                event_id=derive_event_id(command.tenant, "billing", f"close:{payload.period}"),
-            )
-        elif command.type == RecordPayment.TYPE:
-            return await self._record_payment(command, state, payload)
-        else:
-            raise ContractError(f"billing does not decide {command.type}")
-        return CommandReply(ok=True, event_ids=(event.id,))
-
-    async def _record_payment(
-        self, command: Envelope, state: TenantBilling, request: Any
-    ) -> CommandReply:
-        invoice = state.invoices.get(request.number)
-        if invoice is None:
-            return CommandReply(ok=False, code="not_found", message=f"no invoice {request.number}")
-        provider = self._payments.get(request.method)
-        if provider is None:
-            return CommandReply(
-                ok=False, code="invalid_payload", message=f"no payment provider {request.method!r}"
-            )
-        try:
-            payment = await provider.confirm(request, command.actor, invoice)
-        except PaymentRefused as exc:
-            return CommandReply(ok=False, code=exc.code, message=exc.message)
-        outstanding = invoice["total_cents"] - invoice["paid_cents"]
-        if (
-            payment.amount_cents > outstanding
-        ):  # checked on what the provider confirmed, not on what was asked
-            return CommandReply(
-                ok=False,
-                code="invalid_payload",
-                message=f"only {outstanding} cents are outstanding on {request.number}",
-            )
-        data = {
-            "invoice_id": invoice["invoice_id"],
-            "amount_cents": payment.amount_cents,
-            "method": payment.method,
-            "reference": payment.reference,
-        }
-        event = await self._publish(
-            command.tenant,
-            PaymentRecorded.TYPE,
-            data,
-            event_id=derive_event_id(command.tenant, command.actor.id, command.id),
-        )
-        log.info(
-            "payment_recorded",
-            tenant=command.tenant,
-            number=request.number,
-            method=payment.method,
-            amount_cents=payment.amount_cents,
-        )
-        return CommandReply(ok=True, event_ids=(event.id,))
-
-    # --- queries ------------------------------------------------------------------
-
-    async def _answer(self, name: str, params: dict[str, Any]) -> Any:
-        tenant = params.get("tenant")
-        if name == "billing.plans":
-            return [plan.public() for plan in self.catalogue.plans.values()]
-        if name == "billing.recompute":
-            return {"differences": self.ledger.differences(), "position": self.ledger.position}
-        state = self.ledger.tenants.get(tenant) if isinstance(tenant, str) else None
-        if state is None or state.mode != "saas":
-            raise RemoteError("not_found", "billing applies to SaaS accounts only")
-        if name == "billing.account":
-            return self.account(state)
-        if name == "billing.invoice":
-            invoice = state.invoices.get(str(params.get("number")))
-            if invoice is None:
-                raise RemoteError("not_found", "no such invoice")
-            return {
-                **invoice,
-                "due_date": due_date(invoice).isoformat(),
-                "html": invoice_html(state.tenant, invoice),
-            }
-        raise RemoteError("unknown_query", f"billing has no query {name!r}")
-
-    def account(self, state: TenantBilling) -> dict[str, Any]:
-        now = self._clock()
-        period = period_of(now)
-        plan = self.catalogue.get(state.plan_on(now.date(), self.catalogue))
-        usage = state.usage.get(period)
-        used = (
-            usage.public()
-            if usage
-            else {"conversations": 0, "messages": 0, "connector_messages": 0, "agent_seats": 0}
-        )
-        used["connectors"] = len(state.connectors)
-        used["agents"] = len(
-            state.agents
-        )  # seats taken now (agent_seats above: agents online this period, billed)
-        limit = plan.limit("conversations_per_month")
-        blocked = None
-        if limit is not None and used["conversations"] >= limit:
-            blocked = f"The {plan.name} plan's limit of {limit} conversations in {period} is reached: new visitors are told the chat is unavailable. Change the plan to lift it."
-        today = now.date()
-        invoices = [
-            {
-                **i,
-                "due_date": due_date(i).isoformat(),
-                "status": "paid"
-                if i["paid_cents"] >= i["total_cents"]
-                else ("overdue" if due_date(i) < today else "open"),
-            }
-            for i in state.invoices.values()
-        ]
-        return {
-            "tenant": state.tenant,
-            "period": period,
-            "plan": plan.public(),
-            "usage": used,
-            "blocked": blocked,
-            "limits": _limits(plan, used),
-            "invoices": invoices,
-            "balance_cents": state.balance_cents(),
-            "overdue": any(i["status"] == "overdue" for i in invoices),
-        }
+    async def handle_command(self, command: Envelope) -> CommandReply:
+        return await self._runtime.handle(command)

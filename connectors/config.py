@@ -1,10 +1,19 @@
-"""Connector configuration folded from ``connector.configured`` / ``connector.removed`` events."""
+"""Connector configuration folded from ``connector.configured`` / ``connector.removed`` events.
+
+The fold also records the replies to the connectors' own commands (``connector.configure``,
+``connector.remove``) found on the log, so a redelivered command is answered, not decided
+again (relaydesk/decider.py).
+"""
 
 from dataclasses import dataclass, field
 
 from contracts.envelope import LoggedEvent
 from contracts.events.connector import ConnectorConfigured, ConnectorRemoved
+from contracts.replies import CommandReply
+from relaydesk.decider import record_answer
 from relaydesk.sealing import SecretBox
+
+SERVICE = "connectors"
 
 
 @dataclass(frozen=True)
@@ -22,9 +31,11 @@ class ConnectorDirectory:
     def __init__(self, box: SecretBox) -> None:
         self._box = box
         self._by_id: dict[str, Connector] = {}
+        self.replies: dict[str, CommandReply] = {}  # connectors command id -> its reply
 
     def apply(self, event: LoggedEvent) -> None:
         env = event.envelope
+        record_answer(self.replies, env, SERVICE)
         if env.type == ConnectorConfigured.TYPE:
             data = env.data
             connector = Connector(

@@ -10,6 +10,7 @@ import httpx
 from connectors.config import Connector
 from connectors.delivery import DeliveryError
 from connectors.inbound import InboundMessage
+from connectors.secret_compare import matches
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 WINDOW_S = 24 * 3600
@@ -22,17 +23,11 @@ def signature_ok(connector: Connector, raw_body: bytes, header_value: str | None
     if not secret or not header_value or not header_value.startswith("sha256="):
         return False
     expected = hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header_value.removeprefix("sha256="))
+    return matches(expected, header_value.removeprefix("sha256="))
 
 
 def verify_token_ok(connector: Connector, mode: str | None, token: str | None) -> bool:
-    expected = connector.secrets.get("verify_token", "")
-    return (
-        mode == "subscribe"
-        and bool(expected)
-        and token is not None
-        and hmac.compare_digest(expected.encode(), token.encode())
-    )
+    return mode == "subscribe" and matches(connector.secrets.get("verify_token", ""), token)
 
 
 class MalformedNotification(ValueError):

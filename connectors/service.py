@@ -12,14 +12,16 @@ from aio_pika.abc import AbstractChannel
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
-from connectors.commands import ConnectorCommands
-from connectors.config import ConnectorDirectory
+from connectors.config import SERVICE, ConnectorDirectory
+from connectors.decider import ConnectorsDecider
 from connectors.deliverer import Deliverer, PlatformClient
+from connectors.documents import CONNECTOR_DOCUMENTS
 from connectors.follower import LogFollower
 from connectors.inbound import InboundBridge
 from connectors.messenger import MessengerClient
 from connectors.plans import TenantPlans
 from connectors.poller import TelegramPoller
+from connectors.queries import ConnectorQueries
 from connectors.store import ConnectorStore
 from connectors.telegram import TelegramClient
 from connectors.webhooks import build_app
@@ -29,13 +31,13 @@ from relaydesk.bus import Bus
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.log_reader import LogReader
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
+from relaydesk.decider import DeciderRuntime
+from relaydesk.queries import QueryAnswers
 from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
-from relaydesk.store import Checkpoints, database, make_client
+from relaydesk.store import Checkpoint, Checkpoints, bind_documents, database, make_client
 
 log = structlog.get_logger(__name__)
-
-SERVICE = "connectors"
 
 
 class ConnectorsService:
@@ -69,8 +71,8 @@ class ConnectorsService:
         ).connect()
         self._mongo = make_client(self.settings.mongo_url)
         db = database(self._mongo, self.settings.mongo_db)
+        await bind_documents(db, (*CONNECTOR_DOCUMENTS, Checkpoint))  # creates their indexes
         store = ConnectorStore(db)
-        await store.ensure_indexes()
         self._http = httpx.AsyncClient()
         clients: dict[str, PlatformClient] = {
             "telegram": TelegramClient(self._http, self.settings.telegram_api_base),
@@ -98,21 +100,19 @@ class ConnectorsService:
         )
         self._poller = TelegramPoller(clients["telegram"], bridge, self.directory)  # type: ignore[arg-type]
         self._tasks.append(asyncio.create_task(self._poller.run()))
+        decider = ConnectorsDecider(
+            self.directory, self.box, self.plans, PlanCatalogue.load(self.settings.plans_file)
+        )
+        runtime = DeciderRuntime(decider, bus.publish_many)
+        self._channels.append(await serve_commands(bus, SERVICE, runtime.handle))
         self._channels.append(
-            await serve_commands(
-                bus,
-                SERVICE,
-                ConnectorCommands(
-                    bus,
-                    self.directory,
-                    self.box,
-                    self.plans,
-                    PlanCatalogue.load(self.settings.plans_file),
-                ).handle,
+            await serve_queries(
+                bus, SERVICE, QueryAnswers(SERVICE, ConnectorQueries(self.directory)).handle
             )
         )
-        self._channels.append(await serve_queries(bus, SERVICE, self._query))
-        self._app = build_app(self.directory, bridge)
+        self._app = build_app(
+            self.directory, bridge, wechat_window_s=self.settings.wechat_timestamp_window_s
+        )
         await self._serve_http(self._app)
         log.info("connectors_started", port=self.port, connectors=len(self.directory.all()))
 
@@ -134,11 +134,6 @@ class ConnectorsService:
                         "connectors_follow_failed", attempt=attempt, position=batch[-1].position
                     )
                     await asyncio.sleep(min(10.0, 0.2 * 2 ** min(attempt, 6)))
-
-    async def _query(self, name: str, params: dict[str, Any]) -> Any:
-        if name == "connectors.list":
-            return self.directory.public_view(str(params.get("tenant", "")))
-        raise ValueError(f"unknown query {name!r}")
 
     async def _serve_http(self, app: Any) -> None:
         config = uvicorn.Config(

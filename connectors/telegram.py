@@ -1,6 +1,5 @@
 """Telegram Bot API: webhook parsing, sendMessage / sendChatAction, error mapping."""
 
-import hmac
 from typing import Any
 
 import httpx
@@ -8,17 +7,13 @@ import httpx
 from connectors.config import Connector
 from connectors.delivery import DeliveryError
 from connectors.inbound import InboundMessage
+from connectors.secret_compare import matches
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
 def secret_token_ok(connector: Connector, header_value: str | None) -> bool:
-    expected = connector.secrets.get("webhook_secret", "")
-    return (
-        bool(expected)
-        and header_value is not None
-        and hmac.compare_digest(expected.encode(), header_value.encode())
-    )
+    return matches(connector.secrets.get("webhook_secret", ""), header_value)
 
 
 def parse_update(update: dict[str, Any]) -> InboundMessage | None:

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -17,6 +18,8 @@ from connectors.wechat_crypto import WeChatCipher, WeChatCryptoError, signature_
 log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
+WECHAT_WINDOW_S = 300  # default of RELAYDESK_WECHAT_TIMESTAMP_WINDOW_S
+TIMESTAMP_DIGITS = 12  # seconds since 1970, for the next 30,000 years
 WECHAT_ANSWER_WITHIN_S = 4.0  # WeChat gives up at 5 s and shows the user an error
 WECHAT_RETRY_FOR_S = 120.0
 
@@ -41,7 +44,17 @@ async def read_capped(request: Request) -> bytes:
 Publisher = Callable[[Connector, list[InboundMessage]], Awaitable[Response]]
 
 
-def build_app(directory: ConnectorDirectory, bridge: InboundBridge) -> FastAPI:
+def build_app(
+    directory: ConnectorDirectory,
+    bridge: InboundBridge,
+    *,
+    wechat_window_s: float = WECHAT_WINDOW_S,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """Args:
+    wechat_window_s: how far a WeChat request's signed ``timestamp`` may be from now.
+    clock: now, in seconds since 1970.
+    """
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.background = set()  # WeChat publishes still running; the service cancels them on stop
 
@@ -66,7 +79,7 @@ def build_app(directory: ConnectorDirectory, bridge: InboundBridge) -> FastAPI:
 
     _add_telegram(app, directory, publish_all)
     _add_messenger(app, directory, publish_all)
-    _add_wechat(app, directory, bridge)
+    _add_wechat(app, directory, bridge, WeChatClock(wechat_window_s, clock))
     return app
 
 
@@ -130,18 +143,42 @@ def _add_messenger(app: FastAPI, directory: ConnectorDirectory, publish_all: Pub
         return await publish_all(connector, messages)
 
 
-def _add_wechat(app: FastAPI, directory: ConnectorDirectory, bridge: InboundBridge) -> None:
+class WeChatClock:
+    """WeChat signs ``timestamp`` with each request but nothing else bounds a replay: a request
+    captured once (a URL verification, a plain-mode push) would be good for ever. Requests
+    stamped further than ``window_s`` from now are refused; within the window, replays of a
+    message are absorbed by the MsgId dedupe (48 h)."""
+
+    def __init__(self, window_s: float, clock: Callable[[], float]) -> None:
+        self.window_s, self._clock = window_s, clock
+
+    def fresh(self, timestamp: str | None) -> bool:
+        # ASCII digits only: int() also reads spaces, signs, underscores and other scripts' digits
+        if not timestamp or len(timestamp) > TIMESTAMP_DIGITS:
+            return False
+        if not (timestamp.isascii() and timestamp.isdigit()):
+            return False
+        return abs(self._clock() - int(timestamp)) <= self.window_s
+
+
+def _add_wechat(
+    app: FastAPI, directory: ConnectorDirectory, bridge: InboundBridge, clock: WeChatClock
+) -> None:
     @app.get("/webhooks/wechat/{connector_id}")
     async def wechat_verify(connector_id: str, request: Request) -> Response:
         connector = directory.get(connector_id, "wechat")
         q = request.query_params
-        if connector is None or not signature_ok(
-            q.get("signature"),
-            connector.secrets.get("token", ""),
-            q.get("timestamp", ""),
-            q.get("nonce", ""),
+        if (
+            connector is None
+            or not clock.fresh(q.get("timestamp"))
+            or not signature_ok(
+                q.get("signature"),
+                connector.secrets.get("token", ""),
+                q.get("timestamp", ""),
+                q.get("nonce", ""),
+            )
         ):
-            return PlainTextResponse("forbidden", status_code=403)
+            return _forbidden("wechat", connector_id)
         return PlainTextResponse(q.get("echostr", ""))
 
     @app.post("/webhooks/wechat/{connector_id}")
@@ -149,8 +186,11 @@ def _add_wechat(app: FastAPI, directory: ConnectorDirectory, bridge: InboundBrid
         connector = directory.get(connector_id, "wechat")
         raw = await read_capped(request)
         try:
+            query = dict(request.query_params)
             message = (
-                _wechat_inbound(connector, dict(request.query_params), raw) if connector else False
+                _wechat_inbound(connector, query, raw)
+                if connector and clock.fresh(query.get("timestamp"))
+                else False
             )
         except MalformedXml:
             return _malformed("wechat", connector_id, "malformed xml")

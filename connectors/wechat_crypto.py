@@ -8,6 +8,8 @@ import struct
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from connectors.secret_compare import matches
+
 BLOCK = 32  # WeChat pads to 32 bytes, not AES's 16
 
 
@@ -19,8 +21,8 @@ def signature(*parts: str) -> str:
     return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
 
 
-def signature_ok(expected: str | None, *parts: str) -> bool:
-    return expected is not None and hmac.compare_digest(signature(*parts), expected)
+def signature_ok(given: str | None, *parts: str) -> bool:
+    return matches(signature(*parts), given)
 
 
 class WeChatCipher:

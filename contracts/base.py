@@ -1,5 +1,7 @@
 """Base classes for payloads: frozen, strict, with a type name and a version."""
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
@@ -27,11 +29,15 @@ class EventData(Payload):
     ``DECIDED_BY`` names the service whose command decisions emit this type: declaring it
     is what makes that service record the event as the answer to the command that caused
     it, so a redelivered command is answered from the log instead of decided again (see
-    relaydesk/decider.py). ``AUDIENCE`` says who may receive it on a websocket.
+    relaydesk/decider.py). ``AUDIENCE`` says who may receive it on a websocket,
+    ``NAMED_AGENT_FIELDS`` which fields name the agents of ``Audience.NAMED_AGENTS``, and
+    ``WITHHELD_FROM`` which fields an audience does not get (contracts/audience.py).
     """
 
     DECIDED_BY: ClassVar[str | None] = None
     AUDIENCE: ClassVar[frozenset[Audience]] = frozenset()
+    NAMED_AGENT_FIELDS: ClassVar[tuple[str, ...]] = ()
+    WITHHELD_FROM: ClassVar[Mapping[Audience, frozenset[str]]] = MappingProxyType({})
 
 
 class CommandData(Payload):

@@ -85,8 +85,15 @@ class Registry:
 
     def audience(self, type_name: str) -> frozenset[Audience]:
         """Who may receive events of this type on a socket; nobody for unknown types."""
-        model = self._models.get(type_name)
-        return getattr(model, "AUDIENCE", frozenset()) if model is not None else frozenset()
+        return getattr(self._models.get(type_name), "AUDIENCE", frozenset())
+
+    def named_agent_fields(self, type_name: str) -> tuple[str, ...]:
+        """The fields naming the agents of ``Audience.NAMED_AGENTS`` for this type."""
+        return getattr(self._models.get(type_name), "NAMED_AGENT_FIELDS", ())
+
+    def withheld_from(self, type_name: str) -> Mapping[Audience, frozenset[str]]:
+        """The fields each audience does not receive of this type (contracts/audience.py)."""
+        return getattr(self._models.get(type_name), "WITHHELD_FROM", {})
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:
         return {

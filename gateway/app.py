@@ -1,5 +1,7 @@
 """The gateway application: HTTP API, websocket endpoint, static web assets."""
 
+import hmac
+import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,8 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.auth.http import get_deps
+from gateway.body_limits import BodyLimitMiddleware
 from gateway.deps import GatewayDeps
 from gateway.routes import (
     admin,
@@ -25,6 +29,7 @@ from gateway.routes import (
     reports,
     signup,
 )
+from gateway.security_headers import SecurityHeadersMiddleware
 from gateway.ws import websocket_endpoint
 from relaydesk.settings import Settings
 
@@ -57,6 +62,9 @@ def create_app(settings: Settings) -> FastAPI:
         await deps.stop()
 
     app = FastAPI(title="relaydesk gateway", version="1", lifespan=lifespan)
+    # Innermost first: bodies are limited before any route reads them (gateway/body_limits.py);
+    # CORS and the security headers then apply to every answer, refusals included.
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
     # The widget runs on customers' sites and calls the API cross-origin. Credentials are
     # bearer tokens in headers, never cookies, so a wildcard origin grants nothing ambient;
     # websockets are checked against the tenant's allowed sites separately (gateway/origins.py).
@@ -68,11 +76,16 @@ def create_app(settings: Settings) -> FastAPI:
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         max_age=600,
     )
+    app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     _install_error_handlers(app)
 
     @app.get("/healthz")
     async def healthz(request: Request) -> dict[str, object]:
+        """Up or not, for anyone; the details only for loopback clients (the real client
+        address: proxies only when trusted) or with ``RELAYDESK_HEALTH_TOKEN``."""
         deps = get_deps(request)
+        if not _may_see_health_details(request, settings):
+            return {"status": "ok"}
         return {"status": "ok", "sockets": len(deps.sessions), "log_position": deps.tailer.head}
 
     @app.websocket("/ws")
@@ -85,6 +98,22 @@ def create_app(settings: Settings) -> FastAPI:
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _may_see_health_details(request: Request, settings: Settings) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return True
+    except ValueError:
+        pass
+    token = settings.health_token.get_secret_value() if settings.health_token else ""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return (
+        bool(token)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.strip().encode(), token.encode())
+    )
 
 
 def _page(name: str) -> Callable[[], Awaitable[FileResponse]]:
@@ -106,8 +135,12 @@ def _include_routers(app: FastAPI, deps: GatewayDeps) -> None:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Every error answers ``{"error": {"code", "message"}}`` (docs/protocol.md), whoever
+    raised it: our routes, FastAPI's body parsing (e.g. JSON nested too deep), Starlette's
+    routing (404, 405), or a bug (500)."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = (
             exc.detail
             if isinstance(exc.detail, dict)
@@ -139,6 +172,13 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"error": {"code": "invalid_payload", "message": message}}, status_code=400
         )
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("http_request_failed", path=request.url.path)
+        return JSONResponse(
+            {"error": {"code": "internal", "message": "internal error"}}, status_code=500
+        )
+
 
 def _code_for(status: int) -> str:
     return {
@@ -147,6 +187,7 @@ def _code_for(status: int) -> str:
         403: "forbidden",
         404: "not_found",
         405: "method_not_allowed",
+        408: "timeout",
         409: "conflict",
         413: "too_large",
         429: "rate_limited",

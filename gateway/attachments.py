@@ -13,9 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from beanie import Document
 from gridfs import AsyncGridFSBucket
 from gridfs.errors import FileExists, NoFile
+from pydantic import BaseModel, ConfigDict
 from pymongo.asynchronous.database import AsyncDatabase
+
+from relaydesk.store import bound
 
 BUCKET = "attachments"
 LINK_TTL_S = 300
@@ -71,10 +75,31 @@ class StoredAttachment:
     size: int
 
 
+class AttachmentMetadata(BaseModel):
+    tenant: str = ""
+    conversation_id: str = ""
+    content_type: str = "application/octet-stream"
+
+
+class AttachmentFile(Document):
+    """A stored file's GridFS entry (collection ``attachments.files``), read for its
+    metadata; GridFS writes it (``upload_from_stream_with_id``), never this model."""
+
+    model_config = ConfigDict(extra="allow")  # GridFS's own fields (chunkSize, uploadDate…)
+
+    id: str  # type: ignore[assignment]  # derived from the upload's idempotency key
+    filename: str = "file"
+    length: int = 0
+    metadata: AttachmentMetadata = AttachmentMetadata()
+
+    class Settings:
+        name = f"{BUCKET}.files"
+
+
 class AttachmentStore:
     def __init__(self, db: AsyncDatabase) -> None:
+        self._db = db
         self._bucket = AsyncGridFSBucket(db, bucket_name=BUCKET)
-        self._files = db[f"{BUCKET}.files"]
 
     async def save(self, attachment: StoredAttachment, content: bytes) -> None:
         metadata = {
@@ -93,17 +118,16 @@ class AttachmentStore:
                 raise
 
     async def find(self, attachment_id: str) -> StoredAttachment | None:
-        doc = await self._files.find_one({"_id": attachment_id})
+        doc = await (await bound(self._db, AttachmentFile)).get(attachment_id)
         if doc is None:
             return None
-        meta = doc.get("metadata") or {}
         return StoredAttachment(
             attachment_id,
-            meta.get("tenant", ""),
-            meta.get("conversation_id", ""),
-            doc.get("filename", "file"),
-            meta.get("content_type", "application/octet-stream"),
-            int(doc.get("length", 0)),
+            doc.metadata.tenant,
+            doc.metadata.conversation_id,
+            doc.filename,
+            doc.metadata.content_type,
+            doc.length,
         )
 
     async def read(self, attachment_id: str) -> bytes:

@@ -7,16 +7,25 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope
-from contracts.events.admin import TenantSettingsChanged
+from contracts.events.admin import TenantCreated, TenantSettingsChanged
+from gateway.auth.group_permissions import GroupPermissions
+from gateway.auth.refresh_families import (
+    MemoryRefreshFamilies,
+    MongoRefreshFamilies,
+    RefreshFamilies,
+)
 from gateway.auth.revocation import RevocationList
 from gateway.auth.tokens import TokenService
 from gateway.directory import ConversationDirectory
+from gateway.message_index import MessageIndex
 from gateway.ops import Operations
 from gateway.origins import OriginPolicy
 from gateway.ratelimit import AddressThrottle
 from gateway.sessions import CLOSE_TOKEN_EXPIRED, SessionRegistry
 from gateway.tailer import Tailer
 from gateway.tenant_settings import TenantSettingsCache
+from gateway.tenants import TenantDirectory
+from gateway.ws_limits import WebsocketLimits
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.settings import Settings
@@ -37,11 +46,15 @@ class GatewayDeps:
     revocations: RevocationList
     # One per gateway, shared by the auth and sign-up routers (gateway/auth/throttle.py).
     credential_throttle: AddressThrottle
+    ws_limits: WebsocketLimits
+    tenants: TenantDirectory
+    group_permissions: GroupPermissions
+    refresh_families: RefreshFamilies
+    messages: MessageIndex
     mongo: AsyncMongoClient | None = None
-
-    @property
-    def db(self) -> AsyncDatabase | None:
-        return database(self.mongo, self.settings.mongo_db) if self.mongo is not None else None
+    # One database object for the gateway's life: its beanie documents are bound to it
+    # (on first use, so the gateway starts while MongoDB is away; see relaydesk/store.py).
+    db: AsyncDatabase | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> "GatewayDeps":
@@ -55,6 +68,9 @@ class GatewayDeps:
         directory, sessions = ConversationDirectory(), SessionRegistry()
         tailer = Tailer(bus, directory, sessions, buffer_size=settings.resume_buffer_events)
         tenant_settings = TenantSettingsCache(rpc)
+        messages = MessageIndex(rpc, timeout_s=settings.request_timeout_s)
+        mongo = make_client(settings.mongo_url) if settings.mongo_url else None
+        db = database(mongo, settings.mongo_db) if mongo is not None else None
         deps = cls(
             settings=settings,
             bus=bus,
@@ -63,7 +79,7 @@ class GatewayDeps:
             tailer=tailer,
             sessions=sessions,
             operations=Operations(
-                bus, rpc, directory, request_timeout_s=settings.request_timeout_s
+                bus, rpc, directory, request_timeout_s=settings.request_timeout_s, messages=messages
             ),
             origins=OriginPolicy(tenant_settings, settings.gateway_url()),
             tenant_settings=tenant_settings,
@@ -71,7 +87,15 @@ class GatewayDeps:
             credential_throttle=AddressThrottle(
                 settings.auth_rate_per_min / 60.0, settings.auth_rate_burst
             ),
-            mongo=make_client(settings.mongo_url) if settings.mongo_url else None,
+            ws_limits=WebsocketLimits(settings),
+            tenants=TenantDirectory(rpc),
+            group_permissions=GroupPermissions(rpc),
+            refresh_families=(
+                MongoRefreshFamilies(db) if db is not None else MemoryRefreshFamilies()
+            ),
+            messages=messages,
+            mongo=mongo,
+            db=db,
         )
         tailer.listeners.append(deps._on_event)
         await tailer.start()
@@ -80,10 +104,18 @@ class GatewayDeps:
     def _on_event(self, event: Envelope) -> None:
         if event.type == TenantSettingsChanged.TYPE:
             self.tenant_settings.forget(event.tenant)
+        elif event.type == TenantCreated.TYPE:
+            self.tenants.created(event.tenant)
+        self.messages.apply(event)
         revoked = self.revocations.apply(event)
         if revoked is not None:
             for session in self.sessions.agent_sessions(*revoked):
                 session.close(CLOSE_TOKEN_EXPIRED)
+        regrouped = self.group_permissions.apply(event)
+        if regrouped is not None:
+            tenant, group_id = regrouped
+            for session in self.sessions.group_sessions(tenant, group_id):
+                session.close(CLOSE_TOKEN_EXPIRED)  # reconnects with a refreshed token
 
     async def stop(self) -> None:
         for session in self.sessions.all():

@@ -19,6 +19,7 @@ from contracts.events.conversation import (
     ConversationTransferred,
     OfferWithdrawn,
 )
+from contracts.queries.agent import ConversationState
 
 MAX_CONVERSATIONS = 200_000  # LIMIT: least recently touched entries are forgotten, then re-fetched
 
@@ -53,17 +54,17 @@ class ConversationDirectory:
             self._entries.popitem(last=False)
         return info
 
-    def from_state(self, tenant: str, state: dict) -> ConversationInfo:
+    def from_state(self, tenant: str, state: ConversationState) -> ConversationInfo:
         """Cache an answer of agent_service's ``conversation.state`` query."""
         return self.put(
             ConversationInfo(
                 tenant=tenant,
-                conversation_id=state["conversation_id"],
-                visitor_id=state.get("visitor_id"),
-                agent_id=state.get("agent_id"),
-                offered_to=set(state.get("offered_to") or ()),
-                status=state.get("status") or "queued",
-                channel=state.get("channel") or "web",
+                conversation_id=state.conversation_id,
+                visitor_id=state.visitor_id,
+                agent_id=state.agent_id,
+                offered_to=set(state.offered_to),
+                status=state.status,
+                channel=state.channel,
             )
         )
 

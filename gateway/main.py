@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from gateway.app import create_app
+from gateway.server import server_config
 from relaydesk.runtime import announce_ready
 from relaydesk.settings import Settings
 
@@ -23,17 +24,7 @@ class _Server(uvicorn.Server):
 
 
 def server_for(settings: Settings) -> uvicorn.Server:
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        log_config=None,
-        ws_max_size=settings.ws_max_frame_bytes,
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
-        lifespan="on",
-    )
-    return _Server(config)
+    return _Server(server_config(settings, create_app(settings)))
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:

@@ -25,10 +25,27 @@ from contracts.commands.conversation import (
 )
 from contracts.events.conversation import ContactProvided
 from contracts.events.message import AttachmentSent, MessageRead, MessageSent, TypingChanged
+from contracts.queries.agent import ConversationStateQuery
 from contracts.registry import COMMANDS, EVENTS
 from gateway.auth.permissions import TRANSFER
 from gateway.auth.tokens import AgentPrincipal, Principal, VisitorPrincipal
 from gateway.directory import ConversationDirectory, ConversationInfo
+from gateway.frames import (
+    MAX_KEY_LENGTH,
+    CloseFrame,
+    ContactFrame,
+    ConversationFrame,
+    FrameError,
+    RateFrame,
+    ReadFrame,
+    SendFrame,
+    StartFrame,
+    StatusFrame,
+    TransferFrame,
+    TypingFrame,
+    parse_frame,
+)
+from gateway.message_index import MessageIndex
 from gateway.visibility import may_read_conversation, may_write_conversation
 from relaydesk.bus import Bus, RemoteError, RequestTimeout
 from relaydesk.bus.connection import PublishFailed
@@ -36,17 +53,20 @@ from relaydesk.bus.rpc import RpcClient
 
 log = structlog.get_logger(__name__)
 
-MAX_KEY_LENGTH = 64
+__all__ = ["MAX_KEY_LENGTH", "OpError", "Operations"]
 
 
 class OpError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    """A refused op; ``field`` names the frame's field at fault, when one is."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.field = field
 
 
-Handler = Callable[[Principal, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+Handler = Callable[[Principal, str, Any], Awaitable[dict[str, Any]]]
 
 
 class Operations:
@@ -57,11 +77,13 @@ class Operations:
         directory: ConversationDirectory,
         *,
         request_timeout_s: float,
+        messages: MessageIndex | None = None,
     ) -> None:
         self._bus = bus
         self._rpc = rpc
         self._directory = directory
         self._timeout = request_timeout_s
+        self._messages = messages or MessageIndex(rpc, timeout_s=request_timeout_s)
         self._handlers: dict[str, tuple[str, Handler]] = {
             "start": ("customer", self._start),
             "send": ("any", self._send),
@@ -76,6 +98,11 @@ class Operations:
             "transfer": ("agent", self._transfer),
         }
 
+    @property
+    def table(self) -> dict[str, str]:
+        """Each op and who may send it: ``customer``, ``agent`` or ``any`` (docs/protocol.md)."""
+        return {op: who for op, (who, _) in self._handlers.items()}
+
     async def handle(self, principal: Principal, frame: dict[str, Any]) -> dict[str, Any]:
         op, key = frame.get("op"), frame.get("id")
         if op not in self._handlers:
@@ -86,7 +113,11 @@ class Operations:
         if who != "any" and principal.kind != who:
             raise OpError("forbidden", f"{op!r} is not allowed for a {principal.kind}")
         try:
-            return await handler(principal, key, frame)
+            parsed = parse_frame(op, frame)
+        except FrameError as exc:
+            raise OpError("invalid_payload", exc.message, exc.field) from None
+        try:
+            return await handler(principal, key, parsed)
         except (InvalidPayload, UnknownType) as exc:
             raise OpError(exc.code, str(exc)) from None
         except PublishFailed:
@@ -100,7 +131,7 @@ class Operations:
 
     async def writable(self, principal: Principal, conversation_id: object) -> ConversationInfo:
         """The conversation, if ``principal`` may write into it (HTTP uploads use this)."""
-        return await self._writable(principal, {"conversation_id": conversation_id})
+        return await self._writable(principal, conversation_id)
 
     async def publish_attachment(
         self, principal: Principal, key: str, info: ConversationInfo, attachment: dict[str, Any]
@@ -144,10 +175,10 @@ class Operations:
         info = self._directory.get(principal.tenant, conversation_id)
         if info is None:
             try:
-                state = await self._rpc.query(
-                    "agent",
-                    "conversation.state",
-                    {"tenant": principal.tenant, "conversation_id": conversation_id},
+                state = await self._rpc.ask(
+                    ConversationStateQuery(
+                        tenant=principal.tenant, conversation_id=conversation_id
+                    ),
                     timeout=self._timeout,
                 )
             except RemoteError:
@@ -203,8 +234,8 @@ class Operations:
             "data": reply.data,
         }
 
-    async def _writable(self, principal: Principal, frame: dict[str, Any]) -> ConversationInfo:
-        info = await self.conversation(principal, frame.get("conversation_id"))
+    async def _writable(self, principal: Principal, conversation_id: object) -> ConversationInfo:
+        info = await self.conversation(principal, conversation_id)
         if not may_write_conversation(principal, info):
             if info.tenant == principal.tenant and info.status == "closed":
                 raise OpError("conversation_closed", "the conversation is closed")
@@ -213,22 +244,22 @@ class Operations:
 
     # --- ops -----------------------------------------------------------------------
 
-    async def _start(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
+    async def _start(self, principal: Principal, key: str, frame: StartFrame) -> dict[str, Any]:
         assert isinstance(principal, VisitorPrincipal)
         conversation_id = (
             "c" + derive_event_id(principal.tenant, principal.visitor_id, "start:" + key)[1:25]
         )
-        given = frame.get("visitor")
-        if not isinstance(given, dict):
-            given = {}
-        visitor = {
-            "id": principal.visitor_id,
-            **{k: given[k] for k in ("name", "email", "page_url") if isinstance(given.get(k), str)},
+        given = frame.visitor.model_dump(exclude_none=True) if frame.visitor else {}
+        visitor = {"id": principal.visitor_id, **given}
+        data: dict[str, Any] = {
+            "conversation_id": conversation_id,
+            "channel": "web",
+            "visitor": visitor,
         }
-        data = {"conversation_id": conversation_id, "channel": "web", "visitor": visitor}
-        for optional in ("department", "topic"):
-            if isinstance(frame.get(optional), str):
-                data[optional] = frame[optional]
+        if frame.department is not None:
+            data["department"] = frame.department
+        if frame.topic is not None:
+            data["topic"] = frame.topic
         self._directory.put(
             ConversationInfo(principal.tenant, conversation_id, visitor_id=principal.visitor_id)
         )
@@ -237,25 +268,24 @@ class Operations:
         )
         return {**result, "conversation_id": conversation_id}
 
-    async def _send(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
-        info = await self._writable(principal, frame)
-        body = frame.get("body")
-        if not isinstance(body, str) or not body.strip():
-            raise OpError("invalid_payload", "body must be non-empty text")
+    async def _send(self, principal: Principal, key: str, frame: SendFrame) -> dict[str, Any]:
+        info = await self._writable(principal, frame.conversation_id)
+        if not frame.body.strip():
+            raise OpError("invalid_payload", "body must be non-empty text", "body")
         message_id = derive_event_id(principal.tenant, principal.actor_id, key)
         data: dict[str, Any] = {
             "conversation_id": info.conversation_id,
             "message_id": message_id,
-            "body": body,
+            "body": frame.body,
             "author_kind": "agent" if principal.kind == "agent" else "customer",
             "author_id": principal.actor_id,
         }
         if isinstance(principal, AgentPrincipal) and principal.name:
             data["author_name"] = principal.name[:200]
-        if isinstance(frame.get("client_ts_ms"), int):
-            data["client_ts_ms"] = frame["client_ts_ms"]
-        if principal.kind == "agent" and isinstance(frame.get("canned_response_id"), str):
-            data["canned_response_id"] = frame["canned_response_id"]
+        if frame.client_ts_ms is not None:
+            data["client_ts_ms"] = frame.client_ts_ms
+        if principal.kind == "agent" and frame.canned_response_id is not None:
+            data["canned_response_id"] = frame.canned_response_id
         return {
             **await self._publish_event(
                 principal, key, MessageSent.TYPE, 2, info.conversation_id, data
@@ -263,22 +293,20 @@ class Operations:
             "message_id": message_id,
         }
 
-    async def _typing(
-        self, principal: Principal, key: str, frame: dict[str, Any]
-    ) -> dict[str, Any]:
-        info = await self._writable(principal, frame)
+    async def _typing(self, principal: Principal, key: str, frame: TypingFrame) -> dict[str, Any]:
+        info = await self._writable(principal, frame.conversation_id)
         data = {
             "conversation_id": info.conversation_id,
             "who_kind": principal.kind,
             "who_id": principal.actor_id,
-            "typing": bool(frame.get("typing")),
+            "typing": frame.typing,
         }
         return await self._publish_event(
             principal, key, TypingChanged.TYPE, 1, info.conversation_id, data
         )
 
-    async def _read(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
-        info = await self.conversation(principal, frame.get("conversation_id"))
+    async def _read(self, principal: Principal, key: str, frame: ReadFrame) -> dict[str, Any]:
+        info = await self.conversation(principal, frame.conversation_id)
         allowed = (
             may_read_conversation(principal, info)
             if isinstance(principal, AgentPrincipal)
@@ -286,9 +314,17 @@ class Operations:
         )
         if not allowed:
             raise OpError("forbidden", "you may not read this conversation")
+        try:
+            known = await self._messages.exists(
+                principal.tenant, info.conversation_id, frame.message_id
+            )
+        except (RemoteError, RequestTimeout):
+            raise OpError("unavailable", "the message could not be looked up; resend") from None
+        if not known:
+            raise OpError("not_found", "no message with this id in the conversation", "message_id")
         data = {
             "conversation_id": info.conversation_id,
-            "message_id": frame.get("message_id"),
+            "message_id": frame.message_id,
             "reader_kind": principal.kind,
             "reader_id": principal.actor_id,
         }
@@ -296,55 +332,51 @@ class Operations:
             principal, key, MessageRead.TYPE, 1, info.conversation_id, data
         )
 
-    async def _close(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
-        info = await self._writable(principal, frame)
+    async def _close(self, principal: Principal, key: str, frame: CloseFrame) -> dict[str, Any]:
+        info = await self._writable(principal, frame.conversation_id)
         data: dict[str, Any] = {
             "conversation_id": info.conversation_id,
             "closed_by": "agent" if principal.kind == "agent" else "customer",
         }
-        if isinstance(frame.get("reason"), str):
-            data["reason"] = frame["reason"]
+        if frame.reason is not None:
+            data["reason"] = frame.reason
         return await self._command(
             principal, key, CloseConversation.TYPE, f"conv:{info.conversation_id}", data
         )
 
-    async def _rate(self, principal: Principal, key: str, frame: dict[str, Any]) -> dict[str, Any]:
-        info = await self.conversation(principal, frame.get("conversation_id"))
+    async def _rate(self, principal: Principal, key: str, frame: RateFrame) -> dict[str, Any]:
+        info = await self.conversation(principal, frame.conversation_id)
         if info.visitor_id != principal.actor_id:
             raise OpError("forbidden", "you may only rate your own conversation")
         data = {
             "conversation_id": info.conversation_id,
-            "score": frame.get("score"),
-            "comment": frame.get("comment"),
+            "score": frame.score,
+            "comment": frame.comment,
         }
         return await self._command(
             principal, key, RateConversation.TYPE, f"conv:{info.conversation_id}", data
         )
 
-    async def _contact(
-        self, principal: Principal, key: str, frame: dict[str, Any]
-    ) -> dict[str, Any]:
+    async def _contact(self, principal: Principal, key: str, frame: ContactFrame) -> dict[str, Any]:
         """The customer's email for a conversation nobody could take (the widget's offline form)."""
-        info = await self._writable(principal, frame)
-        data = {"conversation_id": info.conversation_id, "email": frame.get("email")}
+        info = await self._writable(principal, frame.conversation_id)
+        data = {"conversation_id": info.conversation_id, "email": frame.email}
         return await self._publish_event(
             principal, key, ContactProvided.TYPE, 1, info.conversation_id, data
         )
 
-    async def _status(
-        self, principal: Principal, key: str, frame: dict[str, Any]
-    ) -> dict[str, Any]:
-        data = {"agent_id": principal.actor_id, "status": frame.get("status")}
-        if frame.get("max_chats") is not None:
-            data["max_chats"] = frame["max_chats"]
+    async def _status(self, principal: Principal, key: str, frame: StatusFrame) -> dict[str, Any]:
+        data: dict[str, Any] = {"agent_id": principal.actor_id, "status": frame.status}
+        if frame.max_chats is not None:
+            data["max_chats"] = frame.max_chats
         return await self._command(
             principal, key, SetAgentStatus.TYPE, f"agent:{principal.actor_id}", data
         )
 
     async def _accept(
-        self, principal: Principal, key: str, frame: dict[str, Any]
+        self, principal: Principal, key: str, frame: ConversationFrame
     ) -> dict[str, Any]:
-        info = await self.conversation(principal, frame.get("conversation_id"))
+        info = await self.conversation(principal, frame.conversation_id)
         result = await self._command(
             principal,
             key,
@@ -356,9 +388,9 @@ class Operations:
         return result
 
     async def _decline(
-        self, principal: Principal, key: str, frame: dict[str, Any]
+        self, principal: Principal, key: str, frame: ConversationFrame
     ) -> dict[str, Any]:
-        info = await self.conversation(principal, frame.get("conversation_id"))
+        info = await self.conversation(principal, frame.conversation_id)
         return await self._command(
             principal,
             key,
@@ -368,9 +400,9 @@ class Operations:
         )
 
     async def _transfer(
-        self, principal: Principal, key: str, frame: dict[str, Any]
+        self, principal: Principal, key: str, frame: TransferFrame
     ) -> dict[str, Any]:
-        info = await self._writable(principal, frame)
+        info = await self._writable(principal, frame.conversation_id)
         # Checked after the lookup so another tenant's id still answers not_found, not forbidden.
         if not principal.can(TRANSFER):
             raise OpError("forbidden", f"missing permission {TRANSFER}")
@@ -379,8 +411,9 @@ class Operations:
             "from_agent_id": principal.actor_id,
         }
         for optional in ("to_agent_id", "to_group", "note"):
-            if isinstance(frame.get(optional), str):
-                data[optional] = frame[optional]
+            value = getattr(frame, optional)
+            if value is not None:
+                data[optional] = value
         return await self._command(
             principal, key, TransferConversation.TYPE, f"conv:{info.conversation_id}", data
         )

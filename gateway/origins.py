@@ -1,8 +1,10 @@
 """Origin checks for websockets (CORS does not cover them; see OWASP WebSocket cheat sheet).
 
-Visitors: the page's Origin must be in the tenant's ``allowed_origins`` (empty = any).
-Agents: the console is served by the gateway itself, so a browser Origin must be ours.
-Clients without an Origin header are not browsers and cannot be cross-site hijacked.
+Visitors: the page's Origin must be in the tenant's ``allowed_origins`` (empty = any); once
+sites are named, a socket without an Origin header is refused too (it names no allowed site,
+and a non-browser client could otherwise stand in for any page).
+Agents: the console is served by the gateway itself, so a browser Origin must be ours;
+an agent client without an Origin header is not a browser and cannot be cross-site hijacked.
 
 When the admin service does not answer, a tenant whose sites this gateway has learnt keeps
 being checked against the last list it learnt (fail closed: an outage must not open a
@@ -28,20 +30,20 @@ class OriginPolicy:
         self._last_known: dict[str, tuple[str, ...]] = {}
 
     async def allowed(self, principal: Principal, origin: str | None, host: str) -> bool:
-        if not origin:
-            return True
-        origin_host = urlparse(origin).netloc
         if isinstance(principal, AgentPrincipal):
-            return origin_host in (host, self._public_host)
+            return not origin or urlparse(origin).netloc in (host, self._public_host)
         allowed = await self._allowed_origins(principal.tenant)
         if not allowed:
             return True
-        return origin.rstrip("/") in allowed or origin_host == host
+        if not origin:
+            # Restricted to named sites: a socket that names no site is not one of them.
+            return False
+        return origin.rstrip("/") in allowed or urlparse(origin).netloc == host
 
     async def _allowed_origins(self, tenant: str) -> tuple[str, ...]:
         settings = await self._tenant_settings.get(tenant)
         if settings is not None:
-            allowed = tuple(o.rstrip("/") for o in settings.get("allowed_origins") or ())
+            allowed = tuple(o.rstrip("/") for o in settings.allowed_origins)
             self._last_known[tenant] = allowed
             return allowed
         if tenant in self._last_known:

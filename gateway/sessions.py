@@ -21,6 +21,8 @@ CLOSE_SLOW_CONSUMER = 4409
 CLOSE_TOKEN_EXPIRED = 4401
 CLOSE_RATE_LIMITED = 4429
 CLOSE_GOING_AWAY = 1012
+CLOSE_UNSUPPORTED_DATA = 1003  # a binary frame: the protocol is JSON text
+CLOSE_BAD_RESUME_FROM = 4400  # resume_from is not a position of this log
 
 
 class _Replay:
@@ -173,6 +175,14 @@ class SessionRegistry:
 
     def agent_sessions(self, tenant: str, agent_id: str) -> list[Session]:
         return [s for s in self._agents.get(tenant, ()) if s.principal.actor_id == agent_id]
+
+    def group_sessions(self, tenant: str, group_id: str) -> list[Session]:
+        """Sockets of agents whose token names ``group_id`` among their groups."""
+        return [
+            s
+            for s in self._agents.get(tenant, ())
+            if isinstance(s.principal, AgentPrincipal) and group_id in s.principal.groups
+        ]
 
     def all(self) -> list[Session]:
         return [

@@ -12,14 +12,16 @@ timestamp), so clients that were connected to a gateway that died can resume her
 
 import asyncio
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import structlog
 
+from contracts.audience import without
 from contracts.envelope import Envelope, LoggedEvent
 from gateway.directory import ConversationDirectory
 from gateway.sessions import Session, SessionRegistry
-from gateway.visibility import visible
+from gateway.visibility import WHOLE, delivery
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import marker_event
 
@@ -37,6 +39,16 @@ def event_frame(logged: LoggedEvent) -> bytes:
     """
     body = logged.body if logged.body is not None else logged.envelope.model_dump_json().encode()
     return b'{"t":"event","position":%d,"event":%b}' % (logged.position, body)
+
+
+def partial_frame(position: int, event: Envelope, withheld: frozenset[str]) -> bytes:
+    """The ``event`` frame without the ``withheld`` fields of its data (a declared audience
+    that gets less than the whole event, contracts/audience.py)."""
+    partial = event.model_copy(update={"data": without(event.data, withheld)})
+    return b'{"t":"event","position":%d,"event":%b}' % (
+        position,
+        partial.model_dump_json().encode(),
+    )
 
 
 class Tailer:
@@ -137,11 +149,16 @@ class Tailer:
             listener(event)
         frame = event_frame(logged)
         self._buffer.append((position, event, frame))
+        frames = {WHOLE: frame}  # one encoding per distinct part delivered
         for session in self.sessions.candidates(
             event.tenant, conversation.visitor_id if conversation else None
         ):
-            if visible(session.principal, event, conversation):
-                session.send_event(position, frame)
+            withheld = delivery(session.principal, event, conversation)
+            if withheld is None:
+                continue
+            if withheld not in frames:
+                frames[withheld] = partial_frame(position, event, withheld)
+            session.send_event(position, frames[withheld])
 
     def attach(self, session: Session, resume_from: int | None) -> bool:
         """Register ``session``; with ``resume_from`` first queue what it missed.
@@ -152,19 +169,24 @@ class Tailer:
             if self._missing_before_buffer(resume_from):
                 return False
             session.last_position = resume_from
-            session.replay(
-                [
-                    (position, frame)
-                    for position, event, frame in self._buffer
-                    if position > resume_from
-                    and visible(
-                        session.principal,
-                        event,
-                        self.directory.get(event.tenant, event.data.get("conversation_id", "")),
-                    )
-                ]
-            )
+            session.replay(list(self._missed(session, resume_from)))
         else:
             session.last_position = self.head
         self.sessions.add(session)
         return True
+
+    def _missed(self, session: Session, resume_from: int) -> Iterator[tuple[int, bytes]]:
+        """The buffered frames after ``resume_from`` that ``session`` may see, as it may see
+        them (judged by what the directory knows now)."""
+        for position, event, frame in self._buffer:
+            if position <= resume_from:
+                continue
+            conversation_id = event.data.get("conversation_id")
+            conversation = (
+                self.directory.get(event.tenant, conversation_id)
+                if isinstance(conversation_id, str)
+                else None
+            )
+            withheld = delivery(session.principal, event, conversation)
+            if withheld is not None:
+                yield position, frame if not withheld else partial_frame(position, event, withheld)

@@ -8,11 +8,11 @@ that much staleness.
 """
 
 import time
-from typing import Any
 
 import structlog
 
-from agent_service.admin.state import DEFAULT_SETTINGS
+from contracts.queries.admin import TenantSettingsQuery
+from contracts.settings import DEFAULTS, TenantSettings
 from relaydesk.bus import RemoteError
 from relaydesk.bus.rpc import RpcClient
 
@@ -29,7 +29,7 @@ class TenantSettingsCache:
         self._rpc = rpc
         self._cache_s = cache_s
         self._timeout_s = timeout_s
-        self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._cache: dict[str, tuple[float, TenantSettings | None]] = {}
         # Bumped by forget(): a lookup that started before a change must not store the old answer.
         self._generation: dict[str, int] = {}
 
@@ -37,24 +37,21 @@ class TenantSettingsCache:
         self._cache.pop(tenant, None)
         self._generation[tenant] = self._generation.get(tenant, 0) + 1
 
-    async def get(self, tenant: str) -> dict[str, Any] | None:
+    async def get(self, tenant: str) -> TenantSettings | None:
         """The tenant's settings (defaults for a tenant without a record); None when unavailable."""
         cached = self._cache.get(tenant)
         if cached and cached[0] > time.monotonic():
             return cached[1]
         generation = self._generation.get(tenant, 0)
         try:
-            settings = {
-                **DEFAULT_SETTINGS,
-                **await self._rpc.query(
-                    "admin", "tenant.settings", {"tenant": tenant}, timeout=self._timeout_s
-                ),
-            }
+            settings = await self._rpc.ask(
+                TenantSettingsQuery(tenant=tenant), timeout=self._timeout_s
+            )
         except RemoteError as exc:
             if exc.code != "not_found":
                 self._unavailable(tenant, generation, exc.code)
                 return None
-            settings = dict(DEFAULT_SETTINGS)
+            settings = DEFAULTS
         except Exception as exc:  # noqa: BLE001 - admin unreachable: None, the caller says so
             self._unavailable(tenant, generation, type(exc).__name__)
             return None
@@ -67,6 +64,6 @@ class TenantSettingsCache:
         log.warning("tenant_settings_unavailable", tenant=tenant, error=error)
         self._store(tenant, generation, None)
 
-    def _store(self, tenant: str, generation: int, settings: dict[str, Any] | None) -> None:
+    def _store(self, tenant: str, generation: int, settings: TenantSettings | None) -> None:
         if self._generation.get(tenant, 0) == generation:
             self._cache[tenant] = (time.monotonic() + self._cache_s, settings)

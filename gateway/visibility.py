@@ -1,50 +1,109 @@
 """Who may see which event: the fan-out filter (pure functions, unit-testable).
 
-Each event type declares its audience in contracts/ (``AUDIENCE``); this module only
-applies it to a principal. Customers see only their own conversations' events; agents see
-what is declared for every agent of the tenant, and conversation content where they are
-assigned or offered (or all, with ``see_all_conversations``). Types that declare no
-audience (``agent.created`` has a password hash, ``connector.configured`` sealed secrets)
-are never sent to any socket.
+Each event type declares its audience in contracts/ (``AUDIENCE``, ``NAMED_AGENT_FIELDS``,
+``WITHHELD_FROM``; contracts/audience.py); this module only says which of those audiences a
+principal belongs to for one event. Customers see only their own conversations' events;
+agents what is declared for every agent of the tenant, for the agents an event names, for
+the agents of a conversation (assigned or offered), and for supervisors
+(``see_all_conversations``). Types that declare no audience (``agent.created`` has a
+password hash, ``connector.configured`` sealed secrets) are never sent to any socket.
 """
 
-from contracts.audience import Audience
+from collections.abc import Iterator
+from typing import Any
+
+from contracts.audience import Audience, fields_withheld, without
 from contracts.envelope import Envelope
+from contracts.events.conversation import ConversationRequested
 from contracts.events.message import TypingChanged
 from contracts.registry import EVENTS
 from gateway.auth.permissions import SEE_ALL, SEE_HISTORY
 from gateway.auth.tokens import AgentPrincipal, Principal
 from gateway.directory import ConversationInfo
 
+WHOLE = frozenset[str]()  # nothing withheld
+# How to reach the visitor outside the chat: what conversation.requested withholds from the
+# tenant's agents; conversation documents keep the same ``visitor`` fields.
+CONTACT_DETAILS = ConversationRequested.WITHHELD_FROM[Audience.TENANT_AGENTS]
+
+
+def delivery(
+    principal: Principal, event: Envelope, conversation: ConversationInfo | None
+) -> frozenset[str] | None:
+    """What ``principal``'s socket receives of ``event``: None (nothing), or the fields
+    withheld from it (``WHOLE``: the event as it is on the log)."""
+    if event.tenant != principal.tenant:
+        return None
+    return fields_withheld(
+        EVENTS.withheld_from(event.type), memberships(principal, event, conversation)
+    )
+
 
 def visible(principal: Principal, event: Envelope, conversation: ConversationInfo | None) -> bool:
-    """Whether ``principal``'s socket receives ``event``: the event type's declared audience
-    (contracts/audience.py), narrowed to the principal's tenant and conversations."""
-    if event.tenant != principal.tenant:
-        return False
-    audience = EVENTS.audience(event.type)
-    if isinstance(principal, AgentPrincipal):
-        if Audience.TENANT_AGENTS in audience:
-            return True
-        return Audience.CONVERSATION_AGENTS in audience and may_read_conversation(
-            principal, conversation
+    """Whether ``principal``'s socket receives ``event`` at all (whole or in part)."""
+    return delivery(principal, event, conversation) is not None
+
+
+def memberships(
+    principal: Principal, event: Envelope, conversation: ConversationInfo | None
+) -> Iterator[Audience]:
+    """The audiences declared for ``event``'s type that ``principal`` belongs to."""
+    for audience in EVENTS.audience(event.type):
+        if _belongs(audience, principal, event, conversation):
+            yield audience
+
+
+def _belongs(
+    audience: Audience,
+    principal: Principal,
+    event: Envelope,
+    conversation: ConversationInfo | None,
+) -> bool:
+    if not isinstance(principal, AgentPrincipal):
+        return (
+            audience is Audience.VISITOR
+            and conversation is not None
+            and conversation.visitor_id == principal.visitor_id
+            # the widget shows the agent typing; its own typing coming back is noise
+            and not (event.type == TypingChanged.TYPE and event.data.get("who_kind") == "customer")
         )
+    if audience is Audience.TENANT_AGENTS:
+        return True
+    if audience is Audience.SUPERVISORS:
+        return principal.can(SEE_ALL)
+    if audience is Audience.CONVERSATION_AGENTS:
+        return is_conversation_agent(principal, conversation)
+    if audience is Audience.NAMED_AGENTS:
+        return principal.agent_id in named_agents(event)
+    return False
+
+
+def named_agents(event: Envelope) -> set[str]:
+    """The agent ids in the fields the event's type declares as naming its agents."""
+    named: set[str] = set()
+    for name in EVENTS.named_agent_fields(event.type):
+        value = event.data.get(name)
+        if isinstance(value, str):
+            named.add(value)
+        elif isinstance(value, list | tuple):
+            named.update(v for v in value if isinstance(v, str))
+    return named
+
+
+def is_conversation_agent(agent: AgentPrincipal, conversation: ConversationInfo | None) -> bool:
+    """The conversation is assigned to ``agent`` or offered to them now."""
     return (
-        Audience.VISITOR in audience
-        and conversation is not None
-        and conversation.visitor_id == principal.visitor_id
-        and not (event.type == TypingChanged.TYPE and event.data.get("who_kind") == "customer")
+        conversation is not None
+        and conversation.tenant == agent.tenant
+        and (conversation.agent_id == agent.agent_id or agent.agent_id in conversation.offered_to)
     )
 
 
 def may_read_conversation(agent: AgentPrincipal, conversation: ConversationInfo | None) -> bool:
+    """Its agents (assigned or offered) and supervisors read a conversation live."""
     if conversation is None or conversation.tenant != agent.tenant:
         return False
-    return (
-        agent.can(SEE_ALL)
-        or conversation.agent_id == agent.agent_id
-        or agent.agent_id in conversation.offered_to
-    )
+    return agent.can(SEE_ALL) or is_conversation_agent(agent, conversation)
 
 
 HISTORY_STATUSES = frozenset({"closed", "missed"})
@@ -75,3 +134,22 @@ def may_write_conversation(principal: Principal, conversation: ConversationInfo 
     if isinstance(principal, AgentPrincipal):
         return conversation.agent_id == principal.agent_id
     return conversation.visitor_id == principal.visitor_id
+
+
+def listed_conversation(agent: AgentPrincipal, document: dict[str, Any]) -> dict[str, Any]:
+    """A conversation document in a listing, as ``agent`` may see it.
+
+    A listing tells no more than the fan-out: the visitor's contact details only to the
+    agent the conversation is assigned to and to supervisors (opening one conversation's
+    messages or transcript is a read of its own, checked by ``may_read_*``).
+    """
+    if agent.can(SEE_ALL) or document.get("agent_id") == agent.agent_id:
+        return document
+    return without(document, CONTACT_DETAILS)
+
+
+def listed_queue_item(agent: AgentPrincipal, item: dict[str, Any]) -> dict[str, Any]:
+    """A routing-queue entry as ``agent`` may see it: whether it is offered to them, and to
+    whom else only for supervisors (offers go to the agents they are made to)."""
+    mine = {**item, "offered_to_me": agent.agent_id in item.get("offered_to", ())}
+    return mine if agent.can(SEE_ALL) else without(mine, ("offered_to",))

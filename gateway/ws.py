@@ -1,12 +1,17 @@
 """The websocket endpoint: handshake checks, then a read loop dispatching client ops.
 
-Handshake (before accept; a refusal is an HTTP 403): token verified (agent access or
-visitor), Origin allowed. Then ``hello``, the missed events when ``resume_from`` is
-given, and live events. Malformed, oversized or unknown frames get an ``error`` frame
-and the connection keeps serving; repeated rate-limit violations close with 4429.
+Handshake (before accept): the client address under its socket limits (else HTTP 429,
+``gateway/ws_limits.py``), token verified (agent access or visitor) and Origin allowed
+(else HTTP 403). Then ``hello``, the missed events when ``resume_from`` is given (a value
+that is not a position of the log: an ``error`` frame and close 4400), and live events.
+Malformed, oversized or unknown text frames get an ``error`` frame and the connection
+keeps serving; a binary frame closes it with 1003 (the protocol is JSON text); repeated
+rate-limit violations close with 4429.
 """
 
 import asyncio
+import math
+import re
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -14,17 +19,29 @@ from typing import Any
 import orjson
 import structlog
 from fastapi import WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 
 from gateway.auth.tokens import AgentPrincipal, InvalidToken, Principal
 from gateway.deps import GatewayDeps
 from gateway.ops import OpError
 from gateway.ratelimit import TokenBucket
-from gateway.sessions import CLOSE_RATE_LIMITED, CLOSE_TOKEN_EXPIRED, Session
+from gateway.sessions import (
+    CLOSE_BAD_RESUME_FROM,
+    CLOSE_RATE_LIMITED,
+    CLOSE_TOKEN_EXPIRED,
+    CLOSE_UNSUPPORTED_DATA,
+    Session,
+)
+from gateway.ws_limits import Refused
 
 log = structlog.get_logger(__name__)
 
 RATE_VIOLATIONS_BEFORE_CLOSE = 50
 PROTOCOL_VERSION = 1
+# A position a little ahead of this gateway's tail may come from another gateway that read
+# further: wait this long for the tail to get there before calling it past the end.
+RESUME_AHEAD_WAIT_S = 2.0
+POSITION = re.compile(r"[0-9]{1,18}")
 
 # The event loop holds tasks only weakly: keep each fire-and-forget task until it is done.
 _background: set[asyncio.Task[None]] = set()
@@ -37,11 +54,35 @@ def _in_background(work: Coroutine[Any, Any, None]) -> None:
 
 
 async def websocket_endpoint(websocket: WebSocket, deps: GatewayDeps) -> None:
+    address = websocket.client.host if websocket.client else ""
+    try:
+        deps.ws_limits.opening(address)
+    except Refused as refused:
+        log.info("ws_refused", reason="address_limit", address=address)
+        await websocket.send_denial_response(
+            JSONResponse(
+                {"error": {"code": "rate_limited", "message": refused.message}},
+                status_code=429,
+                headers={"Retry-After": str(max(1, math.ceil(refused.retry_after_s)))},
+            )
+        )
+        return
+    try:
+        await _serve(websocket, deps)
+    finally:
+        deps.ws_limits.closed(address)
+
+
+async def _serve(websocket: WebSocket, deps: GatewayDeps) -> None:
     principal = await _authenticate(websocket, deps)
     if principal is None:
         return
-    resume_from = _int_or_none(websocket.query_params.get("resume_from"))
+    raw_resume = websocket.query_params.get("resume_from")
+    resume_from = await _resume_position(raw_resume, deps)
     await websocket.accept()
+    if raw_resume not in (None, "") and resume_from is None:
+        await _refuse_resume(websocket, raw_resume, deps)
+        return
     session = Session(websocket, principal, deps.settings.ws_queue_limit)
     writer = session.writer = asyncio.create_task(session.write_loop())
     expiry = asyncio.get_running_loop().call_later(
@@ -91,6 +132,8 @@ async def _authenticate(websocket: WebSocket, deps: GatewayDeps) -> Principal | 
         log.info("ws_refused", reason="revoked")
         await websocket.close(code=1008)
         return None
+    if isinstance(principal, AgentPrincipal):  # what its groups grant now, as over HTTP
+        principal = await deps.group_permissions.current(principal)
     origin = websocket.headers.get("origin")
     if not await deps.origins.allowed(principal, origin, websocket.headers.get("host", "")):
         log.info("ws_refused", reason="origin", tenant=principal.tenant)
@@ -112,8 +155,11 @@ async def _read_loop(websocket: WebSocket, session: Session, deps: GatewayDeps) 
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
-            if text is None and message.get("bytes") is not None:
-                text = message["bytes"].decode("utf-8", "replace")
+            if text is None:
+                # JSON text frames only (docs/protocol.md): a binary frame is not executed.
+                log.info("ws_binary_frame_closed", tenant=session.principal.tenant)
+                session.close(CLOSE_UNSUPPORTED_DATA)
+                return
             receive = asyncio.create_task(websocket.receive())
             if not bucket.take():
                 session.send(
@@ -155,7 +201,15 @@ async def _handle_frame(text: str, session: Session, deps: GatewayDeps) -> None:
         result = await deps.operations.handle(session.principal, frame)
         session.send({"t": "ack", "id": frame_id, **result})
     except OpError as exc:
-        session.send({"t": "error", "id": frame_id, "code": exc.code, "message": exc.message})
+        error: dict[str, object] = {
+            "t": "error",
+            "id": frame_id,
+            "code": exc.code,
+            "message": exc.message,
+        }
+        if exc.field is not None:
+            error["field"] = exc.field
+        session.send(error)
     except Exception:
         log.exception("ws_op_failed")
         session.send(
@@ -171,8 +225,30 @@ def _frame_id(text: str | None) -> str | None:
     return frame.get("id") if isinstance(frame, dict) and isinstance(frame.get("id"), str) else None
 
 
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
+async def _resume_position(raw: str | None, deps: GatewayDeps) -> int | None:
+    """``resume_from`` as a position of the log, or None (absent, or not one)."""
+    if raw in (None, "") or not POSITION.fullmatch(raw or ""):
         return None
+    position = int(raw or "")
+    if position > deps.tailer.head and not await deps.tailer.wait_for_position(
+        position, RESUME_AHEAD_WAIT_S
+    ):
+        return None  # past the end of the log
+    return position
+
+
+async def _refuse_resume(websocket: WebSocket, raw: str, deps: GatewayDeps) -> None:
+    log.info("ws_refused", reason="resume_from")
+    await websocket.send_text(
+        orjson.dumps(
+            {
+                "t": "error",
+                "id": None,
+                "code": "invalid_payload",
+                "field": "resume_from",
+                "message": f"resume_from must be a position of the log, 0 to {deps.tailer.head}"
+                f" (got {raw[:40]!r}); reconnect without it and reload",
+            }
+        ).decode()
+    )
+    await websocket.close(CLOSE_BAD_RESUME_FROM, reason="bad resume_from")

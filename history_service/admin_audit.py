@@ -10,6 +10,7 @@ the answer: an auditor learns that they changed, not what they are.
 from datetime import datetime
 from typing import Any
 
+from beanie.operators import In
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.events.admin import AgentStatusChanged, CannedResponseUsed, TenantSettingsChanged
@@ -17,6 +18,8 @@ from contracts.events.billing import SubscriptionChanged
 from contracts.events.connector import InboundReceived, OutboundFailed, OutboundSent
 from contracts.events.routing import AgentConnectionLost
 from contracts.registry import EVENTS
+from history_service.documents import ArchivedEvent
+from relaydesk.store import bound, descending, stored_rows
 
 # What an auditor picks from, by type prefix (the admin single writers' event families).
 KIND_PREFIXES = {
@@ -119,9 +122,13 @@ async def admin_events(
     until: datetime | None,
     limit: int | None,
 ) -> list[dict[str, Any]]:
-    query: dict[str, Any] = {"tenant": tenant, "type": {"$in": types_of(kind)}}
-    span = {op: moment for op, moment in (("$gte", since), ("$lte", until)) if moment is not None}
-    if span:
-        query["ts"] = span
+    e = await bound(db, ArchivedEvent)
+    query = e.find(e.tenant == tenant, In(e.type, types_of(kind)))
+    if since is not None:
+        query = query.find(e.ts >= since)
+    if until is not None:
+        query = query.find(e.ts <= until)
     count = max(1, min(int(limit or DEFAULT_LIMIT), MAX_LIMIT))
-    return [entry(doc) async for doc in db["events"].find(query).sort("position", -1).limit(count)]
+    return [
+        entry(doc) async for doc in stored_rows(query.sort(descending(e.position)).limit(count))
+    ]

@@ -1,16 +1,34 @@
-"""Archive a batch of log events into ``events`` with the hash chain (idempotent)."""
+"""Archive a batch of log events into ``events`` with the hash chain (idempotent).
 
+The writes are raw PyMongo bulk inserts of plain documents, not beanie ``insert_many``:
+on this path beanie's per-document validation and encoding cost more CPU per event than
+the insert itself (both measured in docs/performance.md, ``python -m
+tools.bench.archive_writes``). The collection, its fields and its indexes are still the
+:class:`~history_service.documents.ArchivedEvent` model's.
+"""
+
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
 
+from beanie.operators import In
+from pydantic import BaseModel, Field
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from contracts.envelope import LoggedEvent
+from history_service.documents import ArchivedEvent
 from history_service.hash_chain import GENESIS, chain_key, envelope_of, link_hash
+from relaydesk.store import bound, descending, stored_rows
 
 DUPLICATE_KEY = 11000
+
+
+class EventId(BaseModel):
+    """Projection of an archived event to its id (which ids of a batch are stored)."""
+
+    id: str = Field(alias="_id")
 
 
 def archive_document(logged: LoggedEvent) -> dict[str, Any]:
@@ -24,33 +42,31 @@ def archive_document(logged: LoggedEvent) -> dict[str, Any]:
     return {"_id": env.pop("id"), "position": logged.position, **env, "ts": ts}
 
 
-async def insert_ignoring_duplicates(
-    collection: AsyncCollection, documents: list[dict[str, Any]]
-) -> None:
-    """One unordered insert; ids stored already (a replay, a racing writer) are not errors."""
+async def ignoring_duplicates(insert: Awaitable[Any]) -> None:
+    """Await one unordered insert; ids stored already (a replay, a racing writer) are not errors."""
     try:
-        await collection.insert_many(documents, ordered=False)
+        await insert
     except BulkWriteError as exc:
         if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
             raise
 
 
+async def archive_collection(db: AsyncDatabase) -> AsyncCollection:
+    """The ``events`` collection as the bound :class:`ArchivedEvent` model has it."""
+    return (await bound(db, ArchivedEvent)).get_pymongo_collection()
+
+
 class Archive:
     def __init__(self, db: AsyncDatabase) -> None:
-        self._events = db["events"]
+        self._db = db
         self._last_hash: dict[str, str] = {}
-
-    async def ensure_indexes(self) -> None:
-        await self._events.create_index("position")
-        await self._events.create_index([("tenant", 1), ("stream", 1), ("position", 1)])
-        await self._events.create_index([("tenant", 1), ("ts", 1)])
 
     async def _previous(self, key: str, tenant: str, stream: str) -> str:
         if key not in self._last_hash:
-            last = await self._events.find_one(
-                {"tenant": tenant, "stream": stream}, sort=[("position", -1)]
-            )
-            self._last_hash[key] = last["hash"] if last else GENESIS
+            model = await bound(self._db, ArchivedEvent)
+            query = model.find(model.tenant == tenant, model.stream == stream)
+            last = [r async for r in stored_rows(query.sort(descending(model.position)).limit(1))]
+            self._last_hash[key] = last[0]["hash"] if last else GENESIS
         return self._last_hash[key]
 
     async def unseen(self, batch: list[LoggedEvent]) -> list[LoggedEvent]:
@@ -60,7 +76,10 @@ class Archive:
         dropped here, so read models see every event id exactly once.
         """
         ids = [e.envelope.id for e in batch]
-        known = {d["_id"] async for d in self._events.find({"_id": {"$in": ids}}, {"_id": 1})}
+        model = await bound(self._db, ArchivedEvent)
+        known = {
+            d["_id"] async for d in stored_rows(model.find(In(model.id, ids)).project(EventId))
+        }
         fresh = []
         for logged in batch:
             if logged.envelope.id not in known:
@@ -74,7 +93,8 @@ class Archive:
         if not documents:
             return
         try:
-            await insert_ignoring_duplicates(self._events, documents)
+            events = await archive_collection(self._db)
+            await ignoring_duplicates(events.insert_many(documents, ordered=False))
         except Exception:
             self._forget(heads)  # reload the heads from Mongo on the retry
             raise

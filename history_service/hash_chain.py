@@ -20,6 +20,8 @@ import orjson
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.events.history import RetentionApplied
+from history_service.documents import ArchivedEvent
+from relaydesk.store import ascending, bound, stored_rows
 
 GENESIS = "0" * 64
 ENVELOPE_FIELDS = (
@@ -60,15 +62,16 @@ async def verify_chain(
     Returns ``{"ok": True, "checked": n}`` or the first broken link: ``{"ok": False, "tenant",
     "stream", "event_id", "position", "expected_hash", "found_hash", ...}``.
     """
-    query: dict[str, Any] = {}
+    e = await bound(db, ArchivedEvent)
+    query = e.find(batch_size=1000)
     if tenant:
-        query["tenant"] = tenant
+        query = query.find(e.tenant == tenant)
     if stream:
-        query["stream"] = stream
+        query = query.find(e.stream == stream)
     last: dict[str, str] = {}
     checked = 0
     retained = await _retention_records(db, tenant)
-    async for doc in db["events"].find(query).sort("position", 1):
+    async for doc in stored_rows(query.sort(ascending(e.position))):
         expected_prev = last.get(chain_key(doc), GENESIS)
         computed = link_hash(expected_prev, envelope_of(doc))
         redaction = doc.get("redacted")
@@ -78,7 +81,8 @@ async def verify_chain(
                 redaction.get("by"), ()
             )
             expected = (
-                doc.get("hash") if on_record and redaction.get("hash") == computed else computed
+                # "" when missing: an event without its hash is a broken link, reported
+                doc.get("hash", "") if on_record and redaction.get("hash") == computed else computed
             )
         else:
             expected = computed
@@ -104,13 +108,13 @@ async def verify_chain(
 
 async def _retention_records(db: AsyncDatabase, tenant: str | None) -> dict[str, set[str]]:
     """Archived retention records: event id → ``tenant|conversation id`` of what it purged."""
-    query: dict[str, Any] = {
-        "type": RetentionApplied.TYPE,
-        **({"tenant": tenant} if tenant else {}),
-    }
+    e = await bound(db, ArchivedEvent)
+    query = e.find(e.type == RetentionApplied.TYPE)
+    if tenant:
+        query = query.find(e.tenant == tenant)
     return {
         doc["_id"]: {
             f"{doc['tenant']}|{c}" for c in (doc.get("data") or {}).get("conversation_ids") or ()
         }
-        async for doc in db["events"].find(query)
+        async for doc in stored_rows(query)
     }

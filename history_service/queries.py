@@ -1,13 +1,37 @@
-"""History queries over request/reply; every one is scoped by tenant."""
+"""History queries (contracts/queries/history.py); every one is scoped by tenant."""
 
-from datetime import UTC, datetime
 from typing import Any
 
+from beanie.operators import In
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope, LoggedEvent
 from contracts.events.admin import TenantSettingsChanged
+from contracts.queries.history import (
+    AdminChange,
+    ArchiveEntry,
+    AuditAdminEventsQuery,
+    AuditVerifyQuery,
+    ChainVerdict,
+    ConversationAt,
+    ConversationAtQuery,
+    ConversationGetQuery,
+    ConversationRecord,
+    ConversationsListQuery,
+    EventJson,
+    EventsRangeQuery,
+    MessageEntry,
+    MessagesLastQuery,
+    Report,
+    ReportRow,
+    ReportsSummaryQuery,
+    SettingsAt,
+    SettingsAtQuery,
+    Transcript,
+    TranscriptQuery,
+)
 from history_service import admin_audit, reports
+from history_service.documents import ArchivedEvent, ConversationView, MessageView
 from history_service.hash_chain import envelope_of, verify_chain
 from history_service.read_models import (
     MESSAGE_TYPES,
@@ -17,13 +41,14 @@ from history_service.read_models import (
     valid_data,
 )
 from relaydesk.bus.rpc import RemoteError
+from relaydesk.queries import answers
+from relaydesk.store import ascending, bound, descending, stored_rows
 
-MAX_LIMIT = 500
-VIEW_FILTERS: dict[str, dict[str, Any]] = {
-    "queued": {"status": {"$in": ["queued", "offered"]}},
-    "missed": {"status": "missed"},
-    "closed": {"status": "closed"},
-    "all": {},
+VIEW_STATUSES: dict[str, list[str] | None] = {
+    "queued": ["queued", "offered"],
+    "missed": ["missed"],
+    "closed": ["closed"],
+    "all": None,
 }
 
 
@@ -37,207 +62,165 @@ def _entry(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _timestamp(value: Any, name: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise RemoteError("bad_request", f"{name} must be an ISO 8601 timestamp") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _clean(doc: dict[str, Any]) -> dict[str, Any]:
-    doc = dict(doc)
-    doc.pop("_id", None)
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in doc.items()}
-
-
 class HistoryQueries:
+    """Answers the ``history`` queries; a method called with a plain dict validates it into
+    its request model first and answers JSON (relaydesk.queries.answers)."""
+
     def __init__(self, db: AsyncDatabase) -> None:
         self._db = db
 
-    async def handle(self, name: str, params: dict[str, Any]) -> Any:
-        handler = {
-            "messages.last": self.messages_last,
-            "conversations.list": self.conversations_list,
-            "conversation.get": self.conversation_get,
-            "transcript": self.transcript,
-            "events.range": self.events_range,
-            "reports.summary": self.reports_summary,
-            "conversation.at": self.conversation_at,
-            "settings.at": self.settings_at,
-            "audit.verify": self.audit_verify,
-            "audit.admin_events": self.audit_admin_events,
-        }.get(name)
-        if handler is None:
-            raise RemoteError("unknown_query", f"history has no query {name!r}")
-        if not isinstance(params.get("tenant"), str):
-            raise RemoteError("bad_request", "tenant is required")
-        return await handler(params)
-
-    async def messages_last(self, p: dict[str, Any]) -> list[dict[str, Any]]:
-        query: dict[str, Any] = {
-            "tenant": p["tenant"],
-            "conversation_id": str(p["conversation_id"]),
-        }
-        if isinstance(p.get("before_position"), int):
-            query["position"] = {"$lt": p["before_position"]}
-        limit = max(1, min(int(p.get("limit") or 50), MAX_LIMIT))
-        docs = [d async for d in self._db["messages"].find(query).sort("position", -1).limit(limit)]
-        return [{"position": d["position"], "event": message_event(d)} for d in reversed(docs)]
-
-    async def conversations_list(self, p: dict[str, Any]) -> list[dict[str, Any]]:
-        view = str(p.get("view") or "all")
-        query: dict[str, Any] = {"tenant": p["tenant"]}
-        if view == "mine":
-            query.update(agent_id=str(p.get("agent_id")), status="engaged")
-        elif view in VIEW_FILTERS:
-            query.update(VIEW_FILTERS[view])
-        else:
-            raise RemoteError("bad_request", f"unknown view {view!r}")
-        if isinstance(p.get("visitor_id"), str):
-            query["visitor.id"] = p["visitor_id"]
-        limit = max(1, min(int(p.get("limit") or 100), MAX_LIMIT))
+    @answers(MessagesLastQuery)
+    async def messages_last(self, p: MessagesLastQuery) -> list[MessageEntry]:
+        m = await bound(self._db, MessageView)
+        query = m.find(m.tenant == p.tenant, m.conversation_id == p.conversation_id)
+        if p.before_position is not None:
+            query = query.find(m.position < p.before_position)
+        docs = await query.sort(descending(m.position)).limit(p.limit).to_list()
         return [
-            _clean(d)
-            async for d in self._db["conversations"]
-            .find(query)
-            .sort("last_position", -1)
-            .limit(limit)
+            MessageEntry(position=d.position, event=EventJson(**message_event(d)))
+            for d in reversed(docs)
         ]
 
-    async def conversation_get(self, p: dict[str, Any]) -> dict[str, Any]:
-        doc = await self._db["conversations"].find_one(
-            {"_id": f"{p['tenant']}|{p['conversation_id']}"}
-        )
+    @answers(ConversationsListQuery)
+    async def conversations_list(self, p: ConversationsListQuery) -> list[ConversationRecord]:
+        c = await bound(self._db, ConversationView)
+        query = c.find(c.tenant == p.tenant)
+        if p.view == "mine":
+            query = query.find(c.agent_id == str(p.agent_id), c.status == "engaged")
+        elif statuses := VIEW_STATUSES[p.view]:
+            query = query.find(In(c.status, statuses))
+        if p.visitor_id is not None:
+            query = query.find(c.visitor.id == p.visitor_id)
+        return [
+            ConversationRecord(**d.public())
+            async for d in query.sort(descending(c.last_position)).limit(p.limit)
+        ]
+
+    @answers(ConversationGetQuery)
+    async def conversation_get(self, p: ConversationGetQuery) -> ConversationRecord:
+        doc = await (await bound(self._db, ConversationView)).get(f"{p.tenant}|{p.conversation_id}")
         if doc is None:
             raise RemoteError("not_found", "no such conversation")
-        return _clean(doc)
+        return ConversationRecord(**doc.public())
 
-    async def transcript(self, p: dict[str, Any]) -> dict[str, Any]:
-        conversation = await self.conversation_get(p)
-        events = [
-            _entry(d)
-            async for d in self._db["events"]
-            .find({"tenant": p["tenant"], "stream": f"conv:{p['conversation_id']}"})
-            .sort("position", 1)
-        ]
-        return {"conversation": conversation, "events": events}
-
-    async def events_range(self, p: dict[str, Any]) -> list[dict[str, Any]]:
-        query: dict[str, Any] = {"tenant": p["tenant"]}
-        if isinstance(p.get("conversation_id"), str):
-            query["stream"] = f"conv:{p['conversation_id']}"
-        span = {
-            op: _timestamp(p[name], name)
-            for op, name in (("$gte", "from_ts"), ("$lte", "to_ts"))
-            if p.get(name)
-        }
-        if span:
-            query["ts"] = span
-        limit = max(1, min(int(p.get("limit") or 1000), 10_000))
-        return [
-            _entry(d) async for d in self._db["events"].find(query).sort("position", 1).limit(limit)
-        ]
-
-    async def reports_summary(self, p: dict[str, Any]) -> dict[str, Any]:
-        """Metrics folded from the archive now (so a changed definition applies to the past too)."""
-        group_by = str(p.get("group_by") or "day")
-        if group_by not in reports.GROUPINGS:
-            raise RemoteError(
-                "bad_request", f"group_by must be one of {', '.join(reports.GROUPINGS)}"
-            )
-        cursor = (
-            self._db["events"]
-            .find({"tenant": p["tenant"], "type": {"$in": sorted(reports.REPORT_TYPES)}})
-            .sort("position", 1)
-            .batch_size(1000)
+    @answers(TranscriptQuery)
+    async def transcript(self, p: TranscriptQuery) -> Transcript:
+        conversation = await self.conversation_get(
+            ConversationGetQuery(tenant=p.tenant, conversation_id=p.conversation_id)
         )
+        e = await bound(self._db, ArchivedEvent)
+        query = e.find(e.tenant == p.tenant, e.stream == f"conv:{p.conversation_id}")
+        events = [
+            ArchiveEntry(**_entry(d)) async for d in stored_rows(query.sort(ascending(e.position)))
+        ]
+        return Transcript(conversation=conversation, events=events)
+
+    @answers(EventsRangeQuery)
+    async def events_range(self, p: EventsRangeQuery) -> list[ArchiveEntry]:
+        e = await bound(self._db, ArchivedEvent)
+        query = e.find(e.tenant == p.tenant)
+        if p.conversation_id is not None:
+            query = query.find(e.stream == f"conv:{p.conversation_id}")
+        if p.from_ts is not None:
+            query = query.find(e.ts >= p.from_ts)
+        if p.to_ts is not None:
+            query = query.find(e.ts <= p.to_ts)
+        return [
+            ArchiveEntry(**_entry(d))
+            async for d in stored_rows(query.sort(ascending(e.position)).limit(p.limit))
+        ]
+
+    @answers(ReportsSummaryQuery)
+    async def reports_summary(self, p: ReportsSummaryQuery) -> Report:
+        """Metrics folded from the archive now (so a changed definition applies to the past too)."""
+        e = await bound(self._db, ArchivedEvent)
+        query = e.find(
+            e.tenant == p.tenant, In(e.type, sorted(reports.REPORT_TYPES)), batch_size=1000
+        )
+        cursor = stored_rows(query.sort(ascending(e.position)))
         facts = reports.fold([envelope_of(d) async for d in cursor]).values()
-        since = _timestamp(p["since"], "since") if p.get("since") else None
-        until = _timestamp(p["until"], "until") if p.get("until") else None
         chosen = [
             f
             for f in facts
-            if (since is None or f.requested_at >= since)
-            and (until is None or f.requested_at <= until)
+            if (p.since is None or f.requested_at >= p.since)
+            and (p.until is None or f.requested_at <= p.until)
         ]
-        rows = reports.summarize(chosen, group_by)
-        return {
-            "group_by": group_by,
-            "rows": rows,
-            "definitions": reports.DEFINITIONS,
-            "csv": reports.to_csv(rows),
-        }
+        rows = reports.summarize(chosen, p.group_by)
+        return Report(
+            group_by=p.group_by,
+            rows=[ReportRow(**row) for row in rows],
+            definitions=reports.DEFINITIONS,
+            csv=reports.to_csv(rows),
+        )
 
-    async def conversation_at(self, p: dict[str, Any]) -> dict[str, Any]:
-        """Time travel: the conversation and its messages as they were at ``at``, refolded from the archive."""
-        at = _timestamp(p.get("at"), "at")
-        conversations: dict[str, dict[str, Any]] = {}
-        messages: list[dict[str, Any]] = []
+    @answers(ConversationAtQuery)
+    async def conversation_at(self, p: ConversationAtQuery) -> ConversationAt:
+        """Time travel: the conversation and its messages as they were at ``at``.
+
+        Refolded from the archive.
+        """
+        conversations: dict[str, ConversationView] = {}
+        messages: list[MessageEntry] = []
         last_position = None
-        query = {
-            "tenant": p["tenant"],
-            "stream": f"conv:{p['conversation_id']}",
-            "ts": {"$lte": at},
-        }
-        async for doc in self._db["events"].find(query).sort("position", 1):
+        e = await bound(self._db, ArchivedEvent)
+        model = await bound(self._db, ConversationView)
+        query = e.find(e.tenant == p.tenant, e.stream == f"conv:{p.conversation_id}", e.ts <= p.at)
+        async for doc in stored_rows(query.sort(ascending(e.position))):
             envelope = Envelope.model_validate(envelope_of(doc))
             data = valid_data(envelope)
             if data is None or not isinstance(data.get("conversation_id"), str):
                 continue
             fold_conversation(
-                LoggedEvent(position=doc["position"], envelope=envelope), data, conversations
+                LoggedEvent(position=doc["position"], envelope=envelope),
+                data,
+                conversations,
+                model,
             )
             if envelope.type in MESSAGE_TYPES:
-                messages.append(
-                    {"position": doc["position"], "event": envelope.model_dump(mode="json")}
-                )
+                event = EventJson(**envelope.model_dump(mode="json"))
+                messages.append(MessageEntry(position=doc["position"], event=event))
             last_position = doc["position"]
         state = conversations.get(
-            conversation_key(p["tenant"], {"conversation_id": p["conversation_id"]})
+            conversation_key(p.tenant, {"conversation_id": p.conversation_id})
         )
         if state is None:
             raise RemoteError("not_found", "the conversation did not exist at that moment")
-        return {
-            "at": at.isoformat(),
-            "position": last_position,
-            "conversation": _clean(state),
-            "messages": messages,
-        }
+        return ConversationAt(
+            at=p.at.isoformat(),
+            position=last_position,
+            conversation=ConversationRecord(**state.public()),
+            messages=messages,
+        )
 
-    async def settings_at(self, p: dict[str, Any]) -> dict[str, Any]:
+    @answers(SettingsAtQuery)
+    async def settings_at(self, p: SettingsAtQuery) -> SettingsAt:
         """Time travel for tenant settings: every change up to ``at`` applied in log order.
 
-        Only values that were changed appear; the caller fills in the defaults.
+        Only values that were changed appear; the caller fills in the defaults
+        (contracts.settings.TenantSettings.from_saved).
         """
-        at = _timestamp(p.get("at"), "at")
         folded: dict[str, Any] = {}
         changes = 0
-        async for doc in (
-            self._db["events"]
-            .find({"tenant": p["tenant"], "type": TenantSettingsChanged.TYPE, "ts": {"$lte": at}})
-            .sort("position", 1)
-        ):
+        e = await bound(self._db, ArchivedEvent)
+        query = e.find(e.tenant == p.tenant, e.type == TenantSettingsChanged.TYPE, e.ts <= p.at)
+        async for doc in stored_rows(query.sort(ascending(e.position))):
             folded.update((doc.get("data") or {}).get("after") or {})
             changes += 1
-        return {"at": at.isoformat(), "changed": folded, "changes": changes}
+        return SettingsAt(at=p.at.isoformat(), changed=folded, changes=changes)
 
-    async def audit_verify(self, p: dict[str, Any]) -> dict[str, Any]:
+    @answers(AuditVerifyQuery)
+    async def audit_verify(self, p: AuditVerifyQuery) -> ChainVerdict:
         """Check the hash chain of a tenant (or one conversation); the first broken link if any."""
-        stream = (
-            f"conv:{p['conversation_id']}" if isinstance(p.get("conversation_id"), str) else None
-        )
-        return await verify_chain(self._db, p["tenant"], stream)
+        stream = f"conv:{p.conversation_id}" if p.conversation_id is not None else None
+        return ChainVerdict(**await verify_chain(self._db, p.tenant, stream))
 
-    async def audit_admin_events(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+    @answers(AuditAdminEventsQuery)
+    async def audit_admin_events(self, p: AuditAdminEventsQuery) -> list[AdminChange]:
         """The tenant's administrative changes (who, what, before/after), newest first."""
-        kind = p.get("kind") or None
+        kind = p.kind or None
         if kind is not None and kind not in admin_audit.KIND_PREFIXES:
             raise RemoteError(
                 "bad_request", f"kind must be one of {', '.join(admin_audit.KIND_PREFIXES)}"
             )
-        since = _timestamp(p["since"], "since") if p.get("since") else None
-        until = _timestamp(p["until"], "until") if p.get("until") else None
-        return await admin_audit.admin_events(
-            self._db, p["tenant"], kind, since, until, p.get("limit")
-        )
+        found = await admin_audit.admin_events(self._db, p.tenant, kind, p.since, p.until, p.limit)
+        return [AdminChange(**change) for change in found]

@@ -9,7 +9,8 @@ owns these collections.
 from typing import Any
 
 import structlog
-from pymongo import ReplaceOne
+from beanie import BulkWriter
+from beanie.operators import In
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope, LoggedEvent
@@ -27,7 +28,14 @@ from contracts.events.conversation import (
 )
 from contracts.events.message import AttachmentSent, MessageSent, SystemNote
 from contracts.registry import parse_event_data
-from history_service.archive import insert_ignoring_duplicates
+from history_service.archive import ignoring_duplicates
+from history_service.documents import (
+    ConversationRating,
+    ConversationView,
+    ConversationVisitor,
+    MessageView,
+)
+from relaydesk.store import bound
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +49,6 @@ STATUS_BY_TYPE = {
     ConversationClosed.TYPE: "closed",
     ConversationMissed.TYPE: "missed",
 }
-VISITOR_FIELDS = ("id", "name", "email", "page_url")
 MESSAGE_FIELDS = (
     "type",
     "v",
@@ -56,6 +63,7 @@ MESSAGE_FIELDS = (
 
 
 def message_document(event: Envelope, position: int, conversation_id: str) -> dict[str, Any]:
+    """The stored form of a :class:`MessageView`, built as a plain dict (see ReadModels)."""
     env = event.model_dump(mode="json")
     return {
         "_id": event.id,
@@ -66,9 +74,9 @@ def message_document(event: Envelope, position: int, conversation_id: str) -> di
     }
 
 
-def message_event(document: dict[str, Any]) -> dict[str, Any]:
+def message_event(message: MessageView) -> dict[str, Any]:
     """The envelope (JSON mode) a ``messages`` document was made from."""
-    return {"id": document["event_id"], **{k: document.get(k) for k in MESSAGE_FIELDS}}
+    return {"id": message.event_id, **{k: getattr(message, k) for k in MESSAGE_FIELDS}}
 
 
 def conversation_key(tenant: str, data: dict[str, Any]) -> str:
@@ -91,16 +99,10 @@ def valid_data(event: Envelope) -> dict[str, Any] | None:
 
 
 class ReadModels:
-    def __init__(self, db: AsyncDatabase) -> None:
-        self._conversations = db["conversations"]
-        self._messages = db["messages"]
+    """The history consumer's writes to ``conversations`` and ``messages``."""
 
-    async def ensure_indexes(self) -> None:
-        await self._messages.create_index([("tenant", 1), ("conversation_id", 1), ("position", -1)])
-        await self._conversations.create_index(
-            [("tenant", 1), ("status", 1), ("last_position", -1)]
-        )
-        await self._conversations.create_index([("tenant", 1), ("visitor.id", 1)])
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._db = db
 
     async def apply(self, batch: list[LoggedEvent]) -> None:
         """Fold a batch in log order; unknown or invalid events are skipped.
@@ -109,7 +111,14 @@ class ReadModels:
         or below a conversation's ``last_position`` was applied before a crash and is
         skipped) and written back in one bulk write; messages go in one unordered insert
         that ignores ids already stored. Three round trips per batch, whatever its size.
+
+        Messages are inserted as plain documents with PyMongo, like the archive's events in
+        the same batch: beanie's ``insert_many`` costs five times the client CPU per event
+        (docs/performance.md, "beanie on history's write path"); they are read back through
+        the :class:`MessageView` model.
         """
+        conversation_model = await bound(self._db, ConversationView)
+        message_model = await bound(self._db, MessageView)
         folded = [
             (logged, data)
             for logged in batch
@@ -118,74 +127,81 @@ class ReadModels:
         ]
         keys = list({conversation_key(logged.envelope.tenant, data) for logged, data in folded})
         conversations = (
-            {d["_id"]: d async for d in self._conversations.find({"_id": {"$in": keys}})}
+            {c.id: c async for c in conversation_model.find(In(conversation_model.id, keys))}
             if keys
             else {}
         )
         touched: set[str] = set()
         messages: list[dict[str, Any]] = []
         for logged, data in folded:
-            if fold_conversation(logged, data, conversations):
+            if fold_conversation(logged, data, conversations, conversation_model):
                 touched.add(conversation_key(logged.envelope.tenant, data))
             if logged.envelope.type in MESSAGE_TYPES:
                 messages.append(
                     message_document(logged.envelope, logged.position, data["conversation_id"])
                 )
         if touched:
-            await self._conversations.bulk_write(
-                [ReplaceOne({"_id": k}, conversations[k], upsert=True) for k in touched],
-                ordered=False,
-            )
+            async with BulkWriter(ordered=False, object_class=conversation_model) as writer:
+                for key in touched:
+                    await conversations[key].save(bulk_writer=writer)
         if messages:
-            await insert_ignoring_duplicates(self._messages, messages)
+            rows = message_model.get_pymongo_collection()
+            await ignoring_duplicates(rows.insert_many(messages, ordered=False))
 
 
 def fold_conversation(
-    logged: LoggedEvent, data: dict[str, Any], conversations: dict[str, dict[str, Any]]
+    logged: LoggedEvent,
+    data: dict[str, Any],
+    conversations: dict[str, ConversationView],
+    model: type[ConversationView],
 ) -> bool:
-    """Apply one event to its conversation in memory; True when it changed it."""
+    """Apply one event to its conversation in memory; True when it changed it.
+
+    ``model`` is the bound document class new conversations are made of.
+    """
     event, position = logged.envelope, logged.position
     key = conversation_key(event.tenant, data)
     current = conversations.get(key)
     if event.type == ConversationRequested.TYPE:
         if current is not None:
             return False  # replayed: created already
-        conversations[key] = {"_id": key, **new_conversation(event, data, position)}
+        conversations[key] = new_conversation(model, key, event, data, position)
         return True
-    if current is None or position <= current["last_position"]:
+    if current is None or position <= current.last_position:
         return False
     changes = conversation_changes(event, data, current)
     if not changes:
         return False
     if event.type in COUNTED_MESSAGES:
-        current["message_count"] += 1
-    current.update(changes, last_position=position)
+        current.message_count += 1
+    for name, value in changes.items():
+        setattr(current, name, value)
+    current.last_position = position
     return True
 
 
-def new_conversation(event: Envelope, data: dict[str, Any], position: int) -> dict[str, Any]:
+def new_conversation(
+    model: type[ConversationView], key: str, event: Envelope, data: dict[str, Any], position: int
+) -> ConversationView:
     visitor = data.get("visitor") or {}
-    return {
-        "conversation_id": data["conversation_id"],
-        "tenant": event.tenant,
-        "status": "queued",
-        "channel": data.get("channel", "web"),
-        "visitor": {k: visitor.get(k) for k in VISITOR_FIELDS},
-        "department": data.get("department"),
-        "topic": data.get("topic"),
-        "agent_id": None,
-        "created_at": event.occurred_at,
-        "accepted_at": None,
-        "closed_at": None,
-        "last_message_at": None,
-        "message_count": 0,
-        "rating": None,
-        "last_position": position,
-    }
+    return model(
+        id=key,
+        conversation_id=data["conversation_id"],
+        tenant=event.tenant,
+        status="queued",
+        channel=data.get("channel", "web"),
+        visitor=ConversationVisitor(
+            **{k: visitor.get(k) for k in ConversationVisitor.model_fields}
+        ),
+        department=data.get("department"),
+        topic=data.get("topic"),
+        created_at=event.occurred_at,
+        last_position=position,
+    )
 
 
 def conversation_changes(
-    event: Envelope, data: dict[str, Any], current: dict[str, Any]
+    event: Envelope, data: dict[str, Any], current: ConversationView
 ) -> dict[str, Any]:
     """The fields an event sets on its conversation ``current`` ({} = none)."""
     at = event.occurred_at
@@ -193,10 +209,10 @@ def conversation_changes(
         return {"last_message_at": at}
     if event.type == ContactProvided.TYPE:
         return {
-            "visitor": {**current["visitor"], "email": data["email"]}
+            "visitor": current.visitor.model_copy(update={"email": data["email"]})
         }  # the offline form's email, kept with what the visitor said before
     if event.type == ConversationRated.TYPE:
-        return {"rating": {"score": data.get("score"), "comment": data.get("comment")}}
+        return {"rating": ConversationRating(score=data.get("score"), comment=data.get("comment"))}
     if event.type not in STATUS_BY_TYPE:
         return {}
     fields: dict[str, Any] = {"status": STATUS_BY_TYPE[event.type]}

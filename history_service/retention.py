@@ -26,6 +26,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from beanie import BulkWriter
+from beanie.operators import LT, In, Set
+from pydantic import BaseModel, Field
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -34,7 +37,10 @@ from contracts.envelope import ActorKind
 from contracts.events.admin import TenantSettingsChanged
 from contracts.events.history import MAX_CONVERSATIONS, RetentionApplied
 from contracts.events.message import AttachmentSent, MessageSent
+from contracts.settings import accepted_changes
+from history_service.documents import ArchivedEvent, ConversationView, MessageView, RetentionMark
 from history_service.hash_chain import envelope_of, link_hash
+from relaydesk.store import ascending, bound, stored_rows
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +49,16 @@ CONTENT_FIELDS = {MessageSent.TYPE: ("body",), AttachmentSent.TYPE: ("filename",
 HISTORY_ACTOR = Actor(kind=ActorKind.system, id="history")
 Publish = Callable[[Envelope], Awaitable[Any]]
 Clock = Callable[[], datetime]
+
+
+class ClosedConversation(BaseModel):
+    """Projection: the id of a conversation due for retention."""
+
+    conversation_id: str
+
+
+class MarkId(BaseModel):
+    id: str = Field(alias="_id")
 
 
 def redacted_data(type_name: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -69,10 +85,10 @@ class RetentionJob:
 
     async def retention_by_tenant(self) -> dict[str, int]:
         days: dict[str, int | None] = {}
-        async for doc in (
-            self._db["events"].find({"type": TenantSettingsChanged.TYPE}).sort("position", 1)
-        ):
-            after = (doc.get("data") or {}).get("after") or {}
+        e = await bound(self._db, ArchivedEvent)
+        query = e.find(e.type == TenantSettingsChanged.TYPE).sort(ascending(e.position))
+        async for doc in stored_rows(query):
+            after = accepted_changes((doc.get("data") or {}).get("after") or {})
             if "retention_days" in after:
                 days[doc["tenant"]] = after["retention_days"]
         return {tenant: int(value) for tenant, value in days.items() if value}
@@ -88,18 +104,18 @@ class RetentionJob:
         return published
 
     async def _due(self, tenant: str, cutoff: datetime) -> list[str]:
-        query = {"tenant": tenant, "status": "closed", "closed_at": {"$lt": cutoff}}
+        c = await bound(self._db, ConversationView)
+        query = c.find(c.tenant == tenant, c.status == "closed", LT(c.closed_at, cutoff))
         closed = [
-            d["conversation_id"]
-            async for d in self._db["conversations"]
-            .find(query, {"conversation_id": 1})
-            .sort("closed_at", 1)
+            d.conversation_id
+            async for d in query.sort(ascending(c.closed_at)).project(ClosedConversation)
         ]
+        marks = await bound(self._db, RetentionMark)
         done = (
             {
-                d["_id"]
-                async for d in self._db["retention"].find(
-                    {"_id": {"$in": [f"{tenant}|{c}" for c in closed]}}, {"_id": 1}
+                d.id
+                async for d in marks.find(In(marks.id, [f"{tenant}|{c}" for c in closed])).project(
+                    MarkId
                 )
             }
             if closed
@@ -111,14 +127,13 @@ class RetentionJob:
         self, tenant: str, days: int, cutoff: datetime, conversation_ids: list[str]
     ) -> Envelope:
         streams = [f"conv:{c}" for c in conversation_ids]
+        e = await bound(self._db, ArchivedEvent)
         archived = [
             d
-            async for d in self._db["events"].find(
-                {
-                    "tenant": tenant,
-                    "stream": {"$in": streams},
-                    "type": {"$in": sorted(CONTENT_FIELDS)},
-                }
+            async for d in stored_rows(
+                e.find(
+                    e.tenant == tenant, In(e.stream, streams), In(e.type, sorted(CONTENT_FIELDS))
+                )
             )
         ]
         group_key = hashlib.sha256("\n".join(sorted(conversation_ids)).encode()).hexdigest()[:32]
@@ -136,7 +151,9 @@ class RetentionJob:
             },
         )
         await self._publish(record)  # first: whatever is redacted below has its record
-        archive_updates, message_updates = [], []
+        archive_updates: list[UpdateOne] = []
+        messages = await bound(self._db, MessageView)
+        message_updates = BulkWriter(ordered=False, object_class=messages)
         for doc in archived:
             data = redacted_data(doc["type"], doc.get("data") or {})
             envelope = {**envelope_of(doc), "data": data}
@@ -154,19 +171,19 @@ class RetentionJob:
                     },
                 )
             )
-            message_updates.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"data": data}}))
-        if archive_updates:
-            await self._db["events"].bulk_write(archive_updates, ordered=False)
-            await self._db["messages"].bulk_write(message_updates, ordered=False)
-        done = [
-            UpdateOne(
-                {"_id": f"{tenant}|{c}"},
-                {"$set": {"tenant": tenant, "by": record.id, "at": self._clock()}},
-                upsert=True,
+            await messages.find_one(messages.id == doc["_id"]).update(
+                Set({messages.data: data}), bulk_writer=message_updates
             )
-            for c in conversation_ids
-        ]
-        await self._db["retention"].bulk_write(done, ordered=False)
+        if archive_updates:
+            # The archive is written raw, like everywhere (see archive.py): the redaction
+            # sets exactly the fields the chain verification reads back.
+            await e.get_pymongo_collection().bulk_write(archive_updates, ordered=False)
+            await message_updates.commit()
+        marks = await bound(self._db, RetentionMark)
+        async with BulkWriter(ordered=False, object_class=marks) as done:
+            for c in conversation_ids:
+                mark = marks(id=f"{tenant}|{c}", tenant=tenant, by=record.id, at=self._clock())
+                await mark.save(bulk_writer=done)
         log.info(
             "retention_applied",
             tenant=tenant,

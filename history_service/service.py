@@ -14,12 +14,21 @@ from pymongo import AsyncMongoClient
 from contracts.envelope import LoggedEvent
 from contracts.events.system import LogMarker
 from history_service.archive import Archive
+from history_service.documents import HISTORY_DOCUMENTS
 from history_service.queries import HistoryQueries
 from history_service.read_models import ReadModels
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.rpc import serve_queries
+from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
-from relaydesk.store import Checkpoints, database, make_client, with_store_retry
+from relaydesk.store import (
+    Checkpoint,
+    Checkpoints,
+    bind_documents,
+    database,
+    make_client,
+    with_store_retry,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -56,8 +65,7 @@ class HistoryService:
             ReadModels(db),
             Checkpoints(db),
         )
-        await self._archive.ensure_indexes()
-        await self._models.ensure_indexes()
+        await bind_documents(db, (*HISTORY_DOCUMENTS, Checkpoint))  # creates their indexes
         self.position = await self._checkpoints.load(SERVICE)
         self.bus = await Bus(
             self.settings.amqp_url, service=SERVICE, stream_url=self.settings.stream_url
@@ -67,7 +75,9 @@ class HistoryService:
         ).open()
         self._task = asyncio.create_task(self._follow(reader))
         self._task.add_done_callback(self._report_end)
-        self._channel = await serve_queries(self.bus, SERVICE, HistoryQueries(db).handle)
+        self._channel = await serve_queries(
+            self.bus, SERVICE, QueryAnswers(SERVICE, HistoryQueries(db)).handle
+        )
         log.info("history_service_started", position=self.position)
 
     async def stop(self) -> None:

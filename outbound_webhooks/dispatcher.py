@@ -5,12 +5,14 @@ from typing import Any
 
 import httpx
 import structlog
-from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from outbound_webhooks.worker import DELIVERIES, RetryPolicy, Subscription, WebhookWorker
+from outbound_webhooks.documents import WEBHOOK_DOCUMENTS, WebhookDelivery
+from outbound_webhooks.worker import FAILED, REFUSED, RetryPolicy, Subscription, WebhookWorker
 from relaydesk.bus import Bus
+from relaydesk.net_guard import GuardedTransport, TargetPolicy
 from relaydesk.sealing import subscription_secret
+from relaydesk.store import bind_documents, bound, descending, with_store_retry
 
 log = structlog.get_logger(__name__)
 
@@ -19,13 +21,33 @@ Key = tuple[str, str]
 
 
 class WebhookDispatcher:
+    """Args:
+    policy: delivery timeout and retry backoff.
+    targets: which addresses deliveries may reach (default: public ones only, https).
+    """
+
     def __init__(
-        self, bus: Bus, db: AsyncDatabase, secrets_key: str, policy: RetryPolicy | None = None
+        self,
+        bus: Bus,
+        db: AsyncDatabase,
+        secrets_key: str,
+        policy: RetryPolicy | None = None,
+        targets: TargetPolicy | None = None,
     ) -> None:
         self._bus, self._db, self._secrets_key = bus, db, secrets_key
         self._policy = policy or RetryPolicy()
-        self._http = httpx.AsyncClient(timeout=self._policy.timeout_s)
+        # Every connection goes through the address check, to the address checked; redirects
+        # are not followed (a 3xx is a failed delivery, not a hop to wherever it points).
+        self._http = httpx.AsyncClient(
+            timeout=self._policy.timeout_s,
+            transport=GuardedTransport(targets or TargetPolicy()),
+            follow_redirects=False,
+        )
         self._tasks: dict[Key, asyncio.Task[None]] = {}
+
+    async def bind(self) -> None:
+        """Bind the delivery log and positions to the database (at the service's start)."""
+        await with_store_retry(lambda: bind_documents(self._db, WEBHOOK_DOCUMENTS))
 
     def sync(self, subscriptions: dict[Key, dict[str, Any]], start_hint: int | None = None) -> None:
         """Start workers for new subscriptions, stop those of removed ones."""
@@ -62,13 +84,12 @@ class WebhookDispatcher:
     async def deliveries(
         self, tenant: str, subscription_id: str, limit: int = 100
     ) -> list[dict[str, Any]]:
-        cursor = (
-            self._db[DELIVERIES]
-            .find({"tenant": tenant, "subscription_id": subscription_id}, {"_id": 0})
-            .sort([("position", DESCENDING), ("attempt", DESCENDING)])
-            .limit(limit)
-        )
-        return [{**doc, "at": doc["at"].isoformat()} async for doc in cursor]
+        d = await bound(self._db, WebhookDelivery)
+        query = d.find(d.tenant == tenant, d.subscription_id == subscription_id)
+        ordered = query.sort(descending(d.position), descending(d.attempt)).limit(limit)
+        return [
+            {**delivery.public(), "error": _shown(delivery.error)} async for delivery in ordered
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks.values():
@@ -76,3 +97,8 @@ class WebhookDispatcher:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
         await self._http.aclose()
+
+
+def _shown(error: str | None) -> str | None:
+    """The error as the tenant sees it (entries written before the rule named the exception)."""
+    return error if error in (None, REFUSED, FAILED) else FAILED

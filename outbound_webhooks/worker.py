@@ -2,7 +2,8 @@
 
 Guarantees: events are delivered one at a time in log order; a failed delivery is
 retried with exponential backoff until it succeeds (nothing is skipped, so an endpoint
-that was down catches up in order); every attempt is written to the delivery log;
+that was down catches up in order); every attempt is written to the delivery log (its
+status, or only "refused"/"failed" when no answer came);
 the position is stored after each delivered event, so a restart resumes after the last
 delivered one (at-least-once: receivers dedupe by ``X-Relaydesk-Event-Id``).
 """
@@ -20,15 +21,19 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from contracts.envelope import Envelope, LoggedEvent
 from contracts.events.admin import WebhookSubscribed
+from outbound_webhooks.documents import WebhookDelivery, WebhookPosition
 from outbound_webhooks.signing import SIGNATURE_HEADER, sign
 from relaydesk.bus import Bus, LogReader
-from relaydesk.store import Checkpoints, with_store_retry
+from relaydesk.net_guard import RefusedTarget
+from relaydesk.store import Checkpoints, bound, with_store_retry
 
 log = structlog.get_logger(__name__)
 
-POSITIONS = "webhook_positions"
-DELIVERIES = "webhook_deliveries"
 RECENT_IDS = 10_000
+# What the tenant's delivery log says when no HTTP answer came: never which exception or port,
+# which would make the delivery log a scanner of whatever the URL points at.
+REFUSED = "refused"  # the address is not one a tenant may reach (net_guard)
+FAILED = "failed"  # no connection, timeout, broken answer
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ class WebhookWorker:
     ) -> None:
         self._bus, self._db, self.subscription, self._http = bus, db, subscription, http
         self._policy, self._start_hint = policy, start_hint
-        self._checkpoints = Checkpoints(db, POSITIONS)
+        self._checkpoints = Checkpoints(db, WebhookPosition)
         self._active = False
         # A client's resend can put the same event id on the log twice: send it once.
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -155,15 +160,21 @@ class WebhookWorker:
             "X-Relaydesk-Event-Id": event.id,
             "X-Relaydesk-Event-Type": event.type,
         }
-        status, error = None, None
+        status, error, why = None, None, None
         try:
-            response = await self._http.post(sub.url, content=body, headers=headers)
-            status = response.status_code
+            # the status is all we need: the receiver's body is not read
+            async with self._http.stream(
+                "POST", sub.url, content=body, headers=headers
+            ) as response:
+                status = response.status_code
+        except RefusedTarget as exc:  # not a public address (any more: DNS may have changed)
+            error, why = REFUSED, str(exc)
         except httpx.HTTPError as exc:
-            error = type(exc).__name__
+            error, why = FAILED, type(exc).__name__
         ok = status is not None and 200 <= status < 300
         await self._record(logged, number, ok, status, error)
         if not ok:
+            # the operator's log says why; the tenant's delivery log only "refused"/"failed"
             log.warning(
                 "webhook_delivery_failed",
                 subscription_id=sub.subscription_id,
@@ -171,6 +182,7 @@ class WebhookWorker:
                 attempt=number,
                 status=status,
                 error=error,
+                why=why,
             )
             raise DeliveryFailed(error or f"HTTP {status}")
 
@@ -178,16 +190,17 @@ class WebhookWorker:
         self, logged: LoggedEvent, attempt: int, ok: bool, status: int | None, error: str | None
     ) -> None:
         sub, event = self.subscription, logged.envelope
-        doc = {
-            "tenant": sub.tenant,
-            "subscription_id": sub.subscription_id,
-            "event_id": event.id,
-            "event_type": event.type,
-            "position": logged.position,
-            "attempt": attempt,
-            "ok": ok,
-            "status": status,
-            "error": error,
-            "at": datetime.now(UTC),
-        }
-        await with_store_retry(lambda: self._db[DELIVERIES].insert_one(dict(doc)))
+        deliveries = await bound(self._db, WebhookDelivery)
+        delivery = deliveries(
+            tenant=sub.tenant,
+            subscription_id=sub.subscription_id,
+            event_id=event.id,
+            event_type=event.type,
+            position=logged.position,
+            attempt=attempt,
+            ok=ok,
+            status=status,
+            error=error,
+            at=datetime.now(UTC),
+        )
+        await with_store_retry(delivery.insert)

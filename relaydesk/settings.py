@@ -4,10 +4,13 @@ All variables use the ``RELAYDESK_`` prefix except ``MONGO_URL``, which follows 
 common convention so existing deployments can pass it unchanged.
 """
 
+import ipaddress
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from relaydesk.net_guard import parse_networks
 
 ENV_PREFIX = "RELAYDESK_"
 
@@ -50,6 +53,23 @@ class Settings(BaseSettings):
     connectors_port: int = 8090
     health_port_base: int = 8100
 
+    # Work done before authentication, client addresses, health details (docs/security.md).
+    # Proxies whose X-Forwarded-For/-Proto are believed: comma-separated addresses or networks.
+    # Empty: nobody's (the peer address is the client), whatever uvicorn's defaults say.
+    trusted_proxies: str = ""
+    http_body_max_bytes: int = Field(default=1024 * 1024, ge=1)  # JSON bodies in general
+    http_auth_body_max_bytes: int = Field(default=16 * 1024, ge=1)  # login, refresh, sign-up...
+    upload_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1)  # ceiling above tenant limits
+    http_header_timeout_s: float = Field(default=10.0, gt=0)  # a request's headers, once begun
+    http_header_max_bytes: int = Field(default=64 * 1024, ge=1024)
+    http_body_timeout_s: float = Field(default=15.0, gt=0)  # silence while a body is unfinished
+    http_keepalive_timeout_s: int = Field(default=5, ge=1)
+    http_pending_per_address: int = Field(default=256, ge=1)  # connections awaiting headers
+    ws_max_per_address: int = Field(default=100, ge=1)
+    ws_connect_rate_per_min: float = Field(default=120.0, gt=0)
+    ws_connect_burst: int = Field(default=60, ge=1)
+    health_token: SecretStr | None = None  # unset: /healthz details for loopback clients only
+
     ws_max_frame_bytes: int = 64 * 1024
     ws_queue_limit: int = 1000
     ws_rate_per_s: float = 20.0
@@ -61,10 +81,17 @@ class Settings(BaseSettings):
     offer_timeout_s: int = 60
     disconnect_grace_s: int = 30
 
+    # Internal networks (comma-separated CIDRs) that tenants' outbound webhooks may reach,
+    # e.g. an on-premises receiver; none by default: only public addresses (docs/security.md).
+    webhook_allowed_networks: str = ""
+
     smtp_url: str | None = None
     telegram_api_base: str = "https://api.telegram.org"
     messenger_api_base: str = "https://graph.facebook.com/v21.0"
     wechat_api_base: str = "https://api.weixin.qq.com"
+    wechat_timestamp_window_s: int = Field(
+        default=300, ge=1
+    )  # a WeChat request stamped further from now is refused (403): bounds replays
     connector_breaker_failures: int = Field(
         default=3, ge=1
     )  # failed send rounds in a row that open a connector's breaker
@@ -72,5 +99,26 @@ class Settings(BaseSettings):
         default=5.0, gt=0
     )  # how long an open breaker sends nothing before one trial
 
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        # a typo must stop the start, not silently allow nothing (or everything)
+        return ",".join(str(net) for net in parse_networks(value))
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses_or_networks(cls, value: str) -> str:
+        # uvicorn takes a mistyped entry as a literal that never matches: fail loudly instead.
+        for entry in _entries(value):
+            ipaddress.ip_network(entry, strict=False)
+        return value
+
+    def trusted_proxy_list(self) -> list[str]:
+        return _entries(self.trusted_proxies)
+
     def gateway_url(self) -> str:
         return self.public_url or f"http://{self.gateway_host}:{self.gateway_port}"
+
+
+def _entries(value: str) -> list[str]:
+    return [entry.strip() for entry in value.split(",") if entry.strip()]

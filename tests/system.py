@@ -15,9 +15,9 @@ import uvicorn
 from agent_service.admin.service import AdminService
 from agent_service.service import AgentService
 from billing_service.service import BillingService
-from gateway.app import create_app
 from gateway.auth.permissions import effective_permissions
 from gateway.auth.tokens import AgentPrincipal, TokenService
+from gateway.main import server_for
 from history_service.service import HistoryService
 from relaydesk.settings import Settings
 from tools.embedded import free_port
@@ -44,16 +44,7 @@ class RunningGateway:
 
 async def start_gateway(settings: Settings, port: int | None = None) -> RunningGateway:
     settings = settings.model_copy(update={"gateway_port": port or free_port()})
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=settings.gateway_port,
-        log_config=None,
-        ws_max_size=settings.ws_max_frame_bytes,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = server_for(settings)  # the production server: same limits, proxies, timeouts
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(30):
         while not server.started:

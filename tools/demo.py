@@ -7,9 +7,10 @@ production accounts come from `relaydesk admin` or SaaS sign-up.
 
 import asyncio
 import os
-import secrets
 import sys
 from pathlib import Path
+
+from relaydesk.passwords import generate_password
 
 DEMO_TENANT = "demo"
 DEMO_EMAIL = "owner@demo.local"
@@ -40,7 +41,7 @@ async def ensure_demo_workspace(env: dict[str, str], data_dir: str) -> str:
     if credentials.exists():
         password = credentials.read_text().strip()
     else:
-        password = secrets.token_urlsafe(12)
+        password = generate_password()
         created, output = await _admin(
             env, "create-tenant", "--tenant", DEMO_TENANT, "--name", "Demo"
         )

@@ -1,15 +1,14 @@
 """Admin decisions for SaaS sign-up and outbound webhook subscriptions.
 
 Handlers have the shape of :mod:`agent_service.admin.decisions`: check the folded
-state, return ``(event_type, data)`` pairs or raise :class:`Rejected`.
+state, return ``(event_type, data)`` pairs or raise :class:`relaydesk.decider.Rejected`.
 """
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-from agent_service.admin.decisions import Emitted, Rejected, existing_tenant
+from agent_service.admin.decisions import Emitted, existing_tenant
 from agent_service.admin.state import AdminState
 from contracts.commands import admin as c
 from contracts.commands.admin import ConfirmSignUp, SignUp, SubscribeWebhook, UnsubscribeWebhook
@@ -22,8 +21,10 @@ from contracts.events.admin import (
 )
 from contracts.events.signup import TenantSignedUp
 from contracts.registry import EVENTS
+from relaydesk.decider import Rejected
+from relaydesk.emails import normalize_email
+from relaydesk.net_guard import RefusedTarget, url_form
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 OWNER_AGENT_ID = "owner"
 PENDING_TTL = timedelta(hours=48)
 
@@ -43,7 +44,7 @@ def sign_up(state: AdminState, tenant: str, cmd: c.SignUp, now: datetime | None 
     ):
         raise Rejected("already_exists", f"tenant {tenant!r} is taken")
     data = cmd.model_dump()
-    data["owner_email"] = cmd.owner_email.strip().lower()
+    data["owner_email"] = normalize_email(cmd.owner_email)
     return [(TenantSignedUp.TYPE, data)]
 
 
@@ -79,13 +80,13 @@ def confirm_sign_up(
 
 
 def _check_url(url: str) -> None:
-    parts = urlsplit(url)
-    # HTTPS only, except loopback for local development and tests.
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
-        return
-    raise Rejected("invalid_payload", "the webhook URL must be https://")
+    # The address rules (public addresses only, the operator's allowed networks, https in SaaS
+    # mode) need the operator's settings and a DNS lookup: the service checks them before
+    # deciding (AdminService, relaydesk/net_guard.py); the form holds whatever they say.
+    try:
+        url_form(url)
+    except RefusedTarget as exc:
+        raise Rejected("invalid_payload", f"webhook URL refused: {exc}") from None
 
 
 def subscribe_webhook(state: AdminState, tenant: str, cmd: c.SubscribeWebhook) -> Emitted:
@@ -121,3 +122,4 @@ HANDLERS: dict[str, Callable[[AdminState, str, Any], Emitted]] = {
     UnsubscribeWebhook.TYPE: unsubscribe_webhook,
 }
 SAAS_ONLY = frozenset({SignUp.TYPE, ConfirmSignUp.TYPE})
+CLOCKED = frozenset({SignUp.TYPE, ConfirmSignUp.TYPE})  # read the time: pending sign-ups expire

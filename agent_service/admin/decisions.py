@@ -1,14 +1,14 @@
 """Admin command handlers: check against the folded state, return the events to emit.
 
-Each handler returns a list of ``(event_type, data)`` or raises :class:`Rejected`.
+Each handler is pure: it returns a list of ``(event_type, data)`` or raises
+:class:`relaydesk.decider.Rejected`; the admin decider (``decider.py``) emits them.
 Edits carry before/after so the audit view shows exactly what changed.
 """
 
 from collections.abc import Callable
 from typing import Any
 
-from agent_service.admin.settings_check import settings_problem
-from agent_service.admin.state import SETTING_KEYS, AdminState, TenantAdmin
+from agent_service.admin.state import AdminState, TenantAdmin
 from contracts.commands import admin as c
 from contracts.commands.admin import (
     CreateAgent,
@@ -36,18 +36,14 @@ from contracts.events.admin import (
     TenantCreated,
     TenantSettingsChanged,
 )
+from contracts.settings import SettingsRefused, edit_settings
+from relaydesk.decider import Rejected
+from relaydesk.emails import normalize_email
 
 Emitted = list[tuple[str, dict[str, Any]]]
 AGENT_EDITABLE = frozenset({"name", "role", "groups", "max_chats", "password_hash"})
 GROUP_EDITABLE = frozenset({"name", "permissions", "departments", "channels"})
 CANNED_EDITABLE = frozenset({"shortcut", "text", "language", "scope", "group_id"})
-
-
-class Rejected(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def existing_tenant(state: AdminState, tenant: str) -> TenantAdmin:
@@ -90,7 +86,7 @@ def create_agent(state: AdminState, tenant: str, cmd: c.CreateAgent) -> Emitted:
         raise Rejected("already_exists", "email taken")
     _check_groups(t, cmd.groups)
     data = cmd.model_dump()
-    data["email"] = cmd.email.strip().lower()
+    data["email"] = normalize_email(cmd.email)  # the form lookup and lockout use
     data["groups"] = list(cmd.groups)
     return [(AgentCreated.TYPE, data)]
 
@@ -121,10 +117,10 @@ def remove_agent(state: AdminState, tenant: str, cmd: c.RemoveAgent) -> Emitted:
 
 def update_settings(state: AdminState, tenant: str, cmd: c.UpdateSettings) -> Emitted:
     t = existing_tenant(state, tenant)
-    before, after = _edit(t.settings, cmd.changes, SETTING_KEYS)
-    problem = settings_problem({**t.settings, **after})
-    if problem:
-        raise Rejected("invalid_payload", problem)
+    try:
+        before, after = edit_settings(t.settings, cmd.changes)
+    except SettingsRefused as refused:
+        raise Rejected("invalid_payload", str(refused)) from None
     return [(TenantSettingsChanged.TYPE, {"before": before, "after": after})]
 
 

@@ -8,11 +8,12 @@ an agent comes into being (the API, the CLI, a sign-up's owner) is counted alike
 
 from datetime import date
 
-from agent_service.admin.decisions import Emitted, Rejected
+from agent_service.admin.decisions import Emitted
 from agent_service.admin.state import AdminState
 from contracts.events.admin import AgentCreated
 from contracts.plan_limits import LIMIT_CODE, refusal
 from contracts.plans import PlanCatalogue
+from relaydesk.decider import Rejected
 
 
 def check_seats(

@@ -1,51 +1,51 @@
-"""AdminService: folds the log, decides admin commands (queue ``admin``), answers queries."""
+"""AdminService: folds the log, decides admin commands (queue ``admin``), answers queries.
+
+Commands are decided by the decider runtime (relaydesk/decider.py) with the admin decider
+(``decider.py``); a lock keeps the log follower's folds out of a decision in progress.
+"""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import structlog
 from aio_pika.abc import AbstractChannel
 from pymongo import AsyncMongoClient
 
-from agent_service.admin import accounts, decisions
-from agent_service.admin.decisions import Emitted, Rejected
-from agent_service.admin.lockout import Lockout
+from agent_service.admin.decider import AdminDecider
+from agent_service.admin.lockout import Lockout, LoginFailures, MemoryLockout, StoredLockout
 from agent_service.admin.queries import AdminQueries
-from agent_service.admin.seats import check_seats
-from agent_service.admin.state import AdminState
-from contracts import Envelope, derive_event_id
+from agent_service.admin.state import SERVICE, AdminState
+from contracts import Envelope
 from contracts.envelope import LoggedEvent
 from contracts.plans import PlanCatalogue
-from contracts.registry import EVENTS, parse_command_data
 from contracts.replies import CommandReply
 from outbound_webhooks.dispatcher import WebhookDispatcher
 from outbound_webhooks.worker import RetryPolicy
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import serve_commands, serve_queries
+from relaydesk.decider import DeciderRuntime
+from relaydesk.net_guard import TargetPolicy
+from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
-from relaydesk.store import database, make_client
+from relaydesk.store import bind_documents, database, make_client, with_store_retry
 
 log = structlog.get_logger(__name__)
 
-SERVICE = "admin"
-STREAM_KEYS = ("agent_id", "group_id", "canned_id", "subscription_id")
-HANDLERS = {**decisions.HANDLERS, **accounts.HANDLERS}
-
-
-def stream_for(data: dict) -> str:
-    for key in STREAM_KEYS:
-        if isinstance(data.get(key), str):
-            return f"{key.removesuffix('_id')}:{data[key]}"
-    return "tenant"
-
 
 class AdminService:
-    """Args:
-    webhook_policy: delivery timeout and retry backoff (default: ``RetryPolicy()``, 0.25 s doubling to 60 s).
-    catalogue: the plans whose ``agent_seats`` limit is enforced (default: ``settings.plans_file``).
-    clock: today's date for plan changes with an effective date (default: now, UTC).
+    """The ``admin`` single writer, its queries and the outbound webhook workers.
+
+    Args:
+        webhook_policy: delivery timeout and retry backoff (default: ``RetryPolicy()``,
+            0.25 s doubling to 60 s).
+        catalogue: the plans whose ``agent_seats`` limit is enforced (default:
+            ``settings.plans_file``).
+        clock: the decision time: sign-up expiry, plan changes with an effective date
+            (default: now, UTC).
+        targets: where webhooks may go (default: from the settings: public addresses, and
+            the operator's ``webhook_allowed_networks``).
     """
 
     def __init__(
@@ -55,10 +55,11 @@ class AdminService:
         *,
         catalogue: PlanCatalogue | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        targets: TargetPolicy | None = None,
     ) -> None:
         self.settings = settings
+        self._targets = targets or TargetPolicy.from_settings(settings)
         self.catalogue = catalogue or PlanCatalogue.load(settings.plans_file)
-        self._clock = clock
         self._webhook_policy = webhook_policy
         self.webhooks: WebhookDispatcher | None = None
         self._mongo: AsyncMongoClient | None = None
@@ -68,6 +69,16 @@ class AdminService:
         self._task: asyncio.Task[None] | None = None
         self._channels: list[AbstractChannel] = []
         self._lock = asyncio.Lock()
+        self.decider = AdminDecider(
+            self.state,
+            mode=settings.mode,
+            catalogue=self.catalogue,
+            clock=clock,
+            targets=self._targets,
+            on_folded=lambda: self._sync_webhooks(self.state.position),
+        )
+        self._runtime: DeciderRuntime | None = None
+        self.lockout: Lockout | None = None
 
     async def start(self) -> None:
         self.bus = await Bus(
@@ -77,13 +88,19 @@ class AdminService:
             stream_url=self.settings.stream_url,
         ).connect()
         self._start_webhooks()
+        if self.webhooks is not None:
+            await self.webhooks.bind()  # init_beanie for the webhook documents, once
+        self._runtime = DeciderRuntime(self.decider, self._publish)
         self._reader = await LogReader(self.bus, start="first", name="admin").open()
         await catch_up(self.bus, self._reader, self._fold, service=SERVICE)
         self._task = asyncio.create_task(self._follow())
         self._channels.append(await serve_commands(self.bus, SERVICE, self.handle_command))
+        self.lockout = await self._start_lockout()
         self._channels.append(
             await serve_queries(
-                self.bus, SERVICE, AdminQueries(self.state, Lockout(), self.webhooks).handle
+                self.bus,
+                SERVICE,
+                QueryAnswers(SERVICE, AdminQueries(self.state, self.lockout, self.webhooks)).handle,
             )
         )
         log.info("admin_service_started", tenants=len(self.state.tenants))
@@ -99,8 +116,24 @@ class AdminService:
         self._mongo = make_client(self.settings.mongo_url)
         db = database(self._mongo, self.settings.mongo_db)
         self.webhooks = WebhookDispatcher(
-            self.bus, db, self.settings.secrets_key.get_secret_value(), self._webhook_policy
+            self.bus,
+            db,
+            self.settings.secrets_key.get_secret_value(),
+            self._webhook_policy,
+            self._targets,
         )
+
+    async def _start_lockout(self) -> Lockout:
+        """Shared by every admin instance through MongoDB; without it, this process's own."""
+        if self._mongo is None:
+            log.warning(
+                "login_lockout_per_process",
+                reason="no MongoDB configured: run one admin instance only",
+            )
+            return MemoryLockout()
+        db = database(self._mongo, self.settings.mongo_db)
+        await with_store_retry(lambda: bind_documents(db, [LoginFailures]))
+        return StoredLockout(db)
 
     async def stop(self) -> None:
         if self._task:
@@ -122,52 +155,17 @@ class AdminService:
         if self.webhooks is not None:
             self.webhooks.sync(self.state.webhook_subscriptions(), start_hint)
 
-    def _decide(self, command: Envelope) -> Emitted:
-        payload = parse_command_data(command)
-        if command.type in accounts.SAAS_ONLY and self.settings.mode != "saas":
-            raise Rejected("forbidden", "sign-up is only open in SaaS mode")
-        emitted = HANDLERS[payload.TYPE](self.state, command.tenant, payload)
-        check_seats(self.state, command.tenant, emitted, self.catalogue, self._clock().date())
-        return emitted
-
     async def _follow(self) -> None:
         assert self._reader is not None
         async for batch in self._reader.batches():
             async with self._lock:
                 await self._fold(batch)
 
+    async def _publish(self, events: Sequence[Envelope]) -> None:
+        assert self.bus is not None, "start() first"
+        await self.bus.publish_many(events)
+
     async def handle_command(self, command: Envelope) -> CommandReply:
+        assert self._runtime is not None, "start() first"
         async with self._lock:
-            if command.id in self.state.decided:  # a redelivery: same answer, nothing new
-                return CommandReply(ok=True, event_ids=tuple(self.state.decided[command.id]))
-            try:
-                emitted = self._decide(command)
-            except Rejected as exc:
-                return CommandReply(ok=False, code=exc.code, message=exc.message)
-            events = [
-                Envelope(
-                    id=derive_event_id(command.tenant, command.id, str(i)),
-                    type=type_name,
-                    tenant=command.tenant,
-                    stream=stream_for(data),
-                    actor=command.actor,
-                    correlation_id=command.correlation_id or command.id,
-                    causation_id=command.id,
-                    data=data,
-                )
-                for i, (type_name, data) in enumerate(emitted)
-            ]
-            for event in events:
-                EVENTS.parse_envelope(event)
-            assert self.bus is not None
-            await self.bus.publish_many(events)
-            before = self.state.position
-            for event in events:
-                self.state.apply(event)  # decide the next command on the new state at once
-            self._sync_webhooks(before)
-        log.info("admin_command_decided", command_type=command.type, events=len(events))
-        return CommandReply(
-            ok=True,
-            event_ids=tuple(e.id for e in events),
-            data={"ids": [e.data.get(k) for e in events for k in STREAM_KEYS if k in e.data][:1]},
-        )
+            return await self._runtime.handle(command)

@@ -1,4 +1,9 @@
-"""The admin state: a fold of the log (tenants, agents, groups, canned responses, settings)."""
+"""The admin state: a fold of the log (tenants, agents, groups, canned responses, settings).
+
+It also records, for every admin command already decided, the reply the log gives it
+(:func:`relaydesk.decider.record_answer`), so a redelivered command is answered, not
+decided again.
+"""
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -23,29 +28,12 @@ from contracts.events.billing import SubscriptionChanged
 from contracts.events.message import MessageSent
 from contracts.events.signup import TenantSignedUp
 from contracts.plan_limits import TenantPlan
+from contracts.replies import CommandReply
+from contracts.settings import accepted_changes, default_settings
+from relaydesk.decider import record_answer
+from relaydesk.emails import normalize_email
 
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "routing_mode": "broadcast",
-    "offer_timeout_s": 60,
-    "max_chats_default": 5,
-    "messages_on_enter": 50,
-    "allowed_origins": [],
-    "business_hours": None,
-    "timezone": "UTC",
-    "greeting": "Hi! How can we help?",
-    "offline_text": "We are offline right now. Leave a message and we will get back to you.",
-    "retention_days": None,
-    "attachment_max_bytes": 10 * 1024 * 1024,
-    "attachment_types": [
-        "image/png",
-        "image/jpeg",
-        "image/gif",
-        "image/webp",
-        "application/pdf",
-        "text/plain",
-    ],
-}
-SETTING_KEYS = frozenset(DEFAULT_SETTINGS)
+SERVICE = "admin"
 
 
 @dataclass
@@ -78,7 +66,8 @@ class TenantAdmin:
     name: str = ""
     mode: str = "tool"
     exists: bool = False
-    settings: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
+    # contracts.settings.TenantSettings as JSON values: the defaults, changes folded over them
+    settings: dict[str, Any] = field(default_factory=default_settings)
     agents: dict[str, AgentRecord] = field(default_factory=dict)
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     canned: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -92,7 +81,7 @@ class TenantAdmin:
         return sum(1 for a in self.agents.values() if not a.removed)
 
     def agent_by_email(self, email: str) -> AgentRecord | None:
-        email = email.strip().lower()
+        email = normalize_email(email)
         return next((a for a in self.agents.values() if a.email == email and not a.removed), None)
 
     def permissions_of(self, agent: AgentRecord) -> list[str]:
@@ -107,7 +96,7 @@ class AdminState:
         self.tenants: dict[str, TenantAdmin] = {}
         self.position = -1
         self.seen: set[str] = set()
-        self.decided: dict[str, list[str]] = {}  # command id -> event ids it caused
+        self.replies: dict[str, CommandReply] = {}  # command id -> the reply the log gives
 
     def tenant(self, tenant_id: str) -> TenantAdmin:
         if tenant_id not in self.tenants:
@@ -129,6 +118,7 @@ class AdminState:
     def apply(self, event: Envelope, position: int | None = None) -> None:
         if position is not None:
             self.position = max(self.position, position)
+        record_answer(self.replies, event, SERVICE)
         fold = _FOLDS.get(event.type)
         # Only what changes admin state is remembered: the log also carries every chat event.
         if (
@@ -138,8 +128,6 @@ class AdminState:
         ):
             return
         self.seen.add(event.id)
-        if event.causation_id and event.type != MessageSent.TYPE:
-            self.decided.setdefault(event.causation_id, []).append(event.id)
         data = (
             {**event.data, "signed_up_at": event.occurred_at}
             if event.type == TenantSignedUp.TYPE
@@ -159,13 +147,13 @@ def _signed_up(t: TenantAdmin, d: dict) -> None:
 
 
 def _settings(t: TenantAdmin, d: dict) -> None:
-    t.settings.update({k: v for k, v in (d.get("after") or {}).items() if k in SETTING_KEYS})
+    t.settings.update(accepted_changes(d.get("after") or {}))
 
 
 def _agent_created(t: TenantAdmin, d: dict) -> None:
     t.agents[d["agent_id"]] = AgentRecord(
         agent_id=d["agent_id"],
-        email=d["email"].strip().lower(),
+        email=normalize_email(d["email"]),
         name=d["name"],
         role=d.get("role", "agent"),
         password_hash=d.get("password_hash"),

@@ -99,9 +99,11 @@ class PermissionGroupDeleted(EventData):
 
 
 class CannedResponseCreated(EventData):
+    """No socket receives canned-response events: a personal one is its owner's alone (HTTP
+    answers 404 to others) and the console searches ``GET /api/canned`` as the agent types."""
+
     TYPE = "canned_response.created"
     DECIDED_BY = "admin"
-    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
     canned_id: Id
     shortcut: ShortText
     text: Body
@@ -114,7 +116,6 @@ class CannedResponseCreated(EventData):
 class CannedResponseUpdated(EventData):
     TYPE = "canned_response.updated"
     DECIDED_BY = "admin"
-    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
     canned_id: Id
     before: dict[str, Any]
     after: dict[str, Any]
@@ -123,7 +124,6 @@ class CannedResponseUpdated(EventData):
 class CannedResponseDeleted(EventData):
     TYPE = "canned_response.deleted"
     DECIDED_BY = "admin"
-    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
     canned_id: Id
 
 

@@ -40,7 +40,7 @@ class InboundReceived(EventData):
 
 class OutboundSent(EventData):
     TYPE = "connector.outbound_sent"
-    AUDIENCE = frozenset({Audience.CONVERSATION_AGENTS})
+    AUDIENCE = frozenset({Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
     connector_id: Id
     platform: Platform
     conversation_id: Id
@@ -50,7 +50,7 @@ class OutboundSent(EventData):
 
 class OutboundFailed(EventData):
     TYPE = "connector.outbound_failed"
-    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS})
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
     connector_id: Id
     platform: Platform
     conversation_id: Id

@@ -1,5 +1,6 @@
 """Conversation lifecycle events: request, queue, offer, accept, transfer, close."""
 
+from types import MappingProxyType
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -26,7 +27,24 @@ class ConversationRequested(EventData):
 
     TYPE = "conversation.requested"
     DECIDED_BY = "agent"
-    AUDIENCE = frozenset({Audience.VISITOR, Audience.TENANT_AGENTS})
+    # Every agent learns that someone waits (queue views refresh on it) with the name the
+    # visitor gave, topic, channel and department; how to reach the visitor outside the chat
+    # is for the agent handling the conversation and supervisors only.
+    AUDIENCE = frozenset(
+        {
+            Audience.VISITOR,
+            Audience.CONVERSATION_AGENTS,
+            Audience.SUPERVISORS,
+            Audience.TENANT_AGENTS,
+        }
+    )
+    WITHHELD_FROM = MappingProxyType(
+        {
+            Audience.TENANT_AGENTS: frozenset(
+                {"visitor.email", "visitor.page_url", "visitor.platform_user_id"}
+            )
+        }
+    )
     conversation_id: Id
     channel: Channel = "web"
     visitor: VisitorInfo
@@ -52,7 +70,9 @@ class ConversationOffered(EventData):
 
     TYPE = "conversation.offered"
     DECIDED_BY = "agent"
-    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
+    # An offer is between routing and the agents it is made to (and the transferring agent).
+    AUDIENCE = frozenset({Audience.NAMED_AGENTS, Audience.SUPERVISORS})
+    NAMED_AGENT_FIELDS = ("agent_ids", "transfer_from")
     conversation_id: Id
     agent_ids: tuple[Id, ...]
     expires_in_s: int = Field(default=60, ge=1)
@@ -64,7 +84,8 @@ class OfferWithdrawn(EventData):
 
     TYPE = "conversation.offer_withdrawn"
     DECIDED_BY = "agent"
-    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
+    AUDIENCE = frozenset({Audience.NAMED_AGENTS, Audience.SUPERVISORS})
+    NAMED_AGENT_FIELDS = ("agent_ids",)
     conversation_id: Id
     agent_ids: tuple[Id, ...]
     reason: Literal["accepted_by_other", "expired", "closed", "agent_offline"]
@@ -73,7 +94,8 @@ class OfferWithdrawn(EventData):
 class OfferDeclined(EventData):
     TYPE = "conversation.offer_declined"
     DECIDED_BY = "agent"
-    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
+    AUDIENCE = frozenset({Audience.NAMED_AGENTS, Audience.SUPERVISORS})
+    NAMED_AGENT_FIELDS = ("agent_id",)
     conversation_id: Id
     agent_id: Id
 
@@ -92,7 +114,9 @@ class ConversationAccepted(EventData):
 class TransferRequested(EventData):
     TYPE = "conversation.transfer_requested"
     DECIDED_BY = "agent"
-    AUDIENCE = frozenset({Audience.TENANT_AGENTS})
+    # The note is for the colleague taking over (and supervisors), not the whole team.
+    AUDIENCE = frozenset({Audience.NAMED_AGENTS, Audience.SUPERVISORS})
+    NAMED_AGENT_FIELDS = ("from_agent_id", "to_agent_id")
     conversation_id: Id
     from_agent_id: Id
     to_agent_id: Id | None = None
@@ -131,7 +155,8 @@ class ConversationMissed(EventData):
 class ConversationRated(EventData):
     TYPE = "conversation.rated"
     DECIDED_BY = "agent"
-    AUDIENCE = frozenset({Audience.VISITOR, Audience.TENANT_AGENTS})
+    # Feedback on one agent's work: for that agent and supervisors, not their colleagues.
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
     conversation_id: Id
     score: int = Field(ge=1, le=5)
     comment: str | None = Field(default=None, max_length=2000)
@@ -151,7 +176,7 @@ class AgentDisconnected(EventData):
 
     TYPE = "conversation.agent_disconnected"
     DECIDED_BY = "agent"
-    AUDIENCE = frozenset({Audience.VISITOR, Audience.TENANT_AGENTS})
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
     conversation_id: Id
     agent_id: Id
     grace_s: int = Field(ge=0)

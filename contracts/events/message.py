@@ -16,7 +16,7 @@ class MessageSent(EventData):
     """
 
     TYPE = "message.sent"
-    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS})
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
     V = 2
     conversation_id: Id
     message_id: Id
@@ -35,7 +35,7 @@ def upcast_message_sent_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 class AttachmentSent(EventData):
     TYPE = "message.attachment_sent"
-    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS})
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
     conversation_id: Id
     message_id: Id
     attachment_id: Id
@@ -51,7 +51,7 @@ class SystemNote(EventData):
 
     TYPE = "message.system"
     DECIDED_BY = "agent"
-    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS})
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
     conversation_id: Id
     message_id: Id
     kind: Literal["joined", "left", "transferred", "closed", "queued", "missed", "notice"]
@@ -62,7 +62,7 @@ class TypingChanged(EventData):
     """Ephemeral: shown live, never stored as chat history."""
 
     TYPE = "typing.changed"
-    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS})
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
     conversation_id: Id
     who_kind: Literal["customer", "agent"]
     who_id: Id
@@ -73,7 +73,7 @@ class MessageRead(EventData):
     """Ephemeral read receipt: the reader has seen everything up to ``message_id``."""
 
     TYPE = "message.read"
-    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS})
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
     conversation_id: Id
     message_id: Id
     reader_kind: Literal["customer", "agent"]

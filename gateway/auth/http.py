@@ -3,7 +3,7 @@
 Errors are JSON ``{"error": {"code", "message"}}`` with 401 (no/invalid token) or 403.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, HTTPException, Request
 
@@ -34,10 +34,15 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def require_principal() -> Callable[..., Principal]:
-    """Either an agent access token or a visitor token."""
+def require_principal() -> Callable[..., Awaitable[Principal]]:
+    """Either an agent access token or a visitor token.
 
-    def dependency(request: Request) -> Principal:
+    An agent's permissions are those the token lists *and* its role and groups still grant
+    (``gateway/auth/group_permissions.py``): a group that lost a permission takes it from
+    the next request.
+    """
+
+    async def dependency(request: Request) -> Principal:
         deps = get_deps(request)
         try:
             principal = deps.tokens.verify_any(_bearer(request))
@@ -45,6 +50,8 @@ def require_principal() -> Callable[..., Principal]:
             raise ApiError(401, "unauthorized", exc.reason) from None
         if deps.revocations.is_revoked(principal):
             raise ApiError(401, "unauthorized", "token revoked")
+        if isinstance(principal, AgentPrincipal):
+            return await deps.group_permissions.current(principal)
         return principal
 
     return dependency

@@ -1,44 +1,38 @@
-"""Built-in roles and the permissions they grant; permission groups add to these.
+"""Built-in roles and the permissions they grant (defined in ``contracts.permissions``, the
+shared language, because the admin decisions check grants with them too)."""
 
-Permission names are stable strings checked by HTTP routes and websocket ops.
-"""
-
-SEE_ALL = "see_all_conversations"
-SEE_HISTORY = "see_history"
-TRANSFER = "transfer"
-EDIT_SHARED_CANNED = "edit_shared_canned"
-MANAGE_AGENTS = "manage_agents"
-MANAGE_SETTINGS = "manage_settings"
-MANAGE_CONNECTORS = "manage_connectors"
-VIEW_BILLING = "view_billing"
-VIEW_AUDIT = "view_audit"
-VIEW_REPORTS = "view_reports"
-
-ALL_PERMISSIONS = frozenset(
-    {
-        SEE_ALL,
-        SEE_HISTORY,
-        TRANSFER,
-        EDIT_SHARED_CANNED,
-        MANAGE_AGENTS,
-        MANAGE_SETTINGS,
-        MANAGE_CONNECTORS,
-        VIEW_BILLING,
-        VIEW_AUDIT,
-        VIEW_REPORTS,
-    }
+from contracts.permissions import (
+    ALL_PERMISSIONS,
+    EDIT_SHARED_CANNED,
+    MANAGE_AGENTS,
+    MANAGE_CONNECTORS,
+    MANAGE_SETTINGS,
+    OWNERS_ONLY,
+    RANK,
+    ROLE_PERMISSIONS,
+    SEE_ALL,
+    SEE_HISTORY,
+    TRANSFER,
+    VIEW_AUDIT,
+    VIEW_BILLING,
+    VIEW_REPORTS,
+    effective_permissions,
 )
 
-ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "owner": ALL_PERMISSIONS,
-    "admin": ALL_PERMISSIONS,
-    "supervisor": frozenset(
-        {SEE_ALL, SEE_HISTORY, TRANSFER, EDIT_SHARED_CANNED, VIEW_REPORTS, VIEW_AUDIT}
-    ),
-    "agent": frozenset({SEE_HISTORY, TRANSFER}),
-}
-
-
-def effective_permissions(role: str, granted: list[str] | tuple[str, ...] = ()) -> frozenset[str]:
-    """The role's permissions plus those granted by permission groups (unknown names dropped)."""
-    return ROLE_PERMISSIONS.get(role, frozenset()) | (frozenset(granted) & ALL_PERMISSIONS)
+__all__ = [
+    "ALL_PERMISSIONS",
+    "EDIT_SHARED_CANNED",
+    "MANAGE_AGENTS",
+    "MANAGE_CONNECTORS",
+    "MANAGE_SETTINGS",
+    "OWNERS_ONLY",
+    "RANK",
+    "ROLE_PERMISSIONS",
+    "SEE_ALL",
+    "SEE_HISTORY",
+    "TRANSFER",
+    "VIEW_AUDIT",
+    "VIEW_BILLING",
+    "VIEW_REPORTS",
+    "effective_permissions",
+]

@@ -7,7 +7,8 @@ shared by the three endpoints so that alternating between them buys nothing. Ref
 with ``429 rate_limited`` and ``Retry-After``.
 
 The address is the one uvicorn reports: the peer, or the client named by
-``X-Forwarded-For`` when the peer is a proxy listed in ``--forwarded-allow-ips``.
+``X-Forwarded-For`` when the peer is one of ``RELAYDESK_TRUSTED_PROXIES``
+(``gateway/server.py``; none by default).
 LIMIT: counters live in each gateway process; N gateways allow N times the rate, and
 many people behind one NAT share one budget (raise RELAYDESK_AUTH_RATE_* for them).
 """

@@ -45,6 +45,7 @@ class AgentPrincipal:
     groups: tuple[str, ...] = ()
     token_version: int = 0
     expires_at: float = 0.0
+    issued_at: float = 0.0
     kind: str = field(default="agent", init=False)
 
     @property
@@ -88,7 +89,13 @@ class TokenService:
     def _key(self, kind: TokenKind) -> str:
         return self._visitor_key if kind == "visitor" else self._agent_key
 
-    def _issue(self, kind: TokenKind, subject: str, claims: dict[str, Any]) -> str:
+    @property
+    def refresh_ttl_s(self) -> int:
+        return self._ttl["refresh"]
+
+    def _issue(
+        self, kind: TokenKind, subject: str, claims: dict[str, Any], jti: str | None = None
+    ) -> str:
         now = int(time.time())
         payload = {
             **claims,
@@ -98,7 +105,7 @@ class TokenService:
             "aud": AUDIENCES[kind],
             "iat": now,
             "exp": now + self._ttl[kind],
-            "jti": uuid.uuid4().hex,
+            "jti": jti or uuid.uuid4().hex,
         }
         return jwt.encode(payload, self._key(kind), algorithm=ALGORITHM, headers={"typ": "JWT"})
 
@@ -116,9 +123,13 @@ class TokenService:
             },
         )
 
-    def issue_refresh(self, agent: AgentPrincipal) -> str:
+    def issue_refresh(self, agent: AgentPrincipal, family: str, jti: str) -> str:
+        """A refresh token of ``family`` (gateway/auth/refresh_families.py), id ``jti``."""
         return self._issue(
-            "refresh", agent.agent_id, {"tenant": agent.tenant, "ver": agent.token_version}
+            "refresh",
+            agent.agent_id,
+            {"tenant": agent.tenant, "ver": agent.token_version, "fam": family},
+            jti=jti,
         )
 
     def issue_visitor(self, tenant: str, visitor_id: str) -> str:
@@ -156,6 +167,7 @@ class TokenService:
             groups=tuple(claims.get("groups", [])),
             token_version=int(claims.get("ver", 0)),
             expires_at=float(claims["exp"]),
+            issued_at=float(claims["iat"]),
         )
 
     def verify_visitor(self, token: str) -> VisitorPrincipal:

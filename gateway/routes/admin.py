@@ -6,7 +6,7 @@ with who/before/after on the log.
 """
 
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,9 +27,19 @@ from contracts.commands.admin import (
     UpdateSettings,
 )
 from contracts.envelope import ActorKind
+from contracts.queries import Query as BusQuery
+from contracts.queries.admin import (
+    AgentGetQuery,
+    AgentsListQuery,
+    CannedSearchQuery,
+    GroupsListQuery,
+    TenantSettingsQuery,
+    WebhookDeliveriesQuery,
+    WebhooksListQuery,
+)
+from contracts.queries.agent import AgentsStatusQuery
 from gateway.auth.http import ApiError, get_deps, require_agent
 from gateway.auth.permissions import (
-    ALL_PERMISSIONS,
     EDIT_SHARED_CANNED,
     MANAGE_AGENTS,
     MANAGE_SETTINGS,
@@ -38,9 +48,10 @@ from gateway.auth.tokens import AgentPrincipal
 from gateway.deps import GatewayDeps
 from gateway.queries import ask
 from relaydesk.bus import RemoteError, RequestTimeout
-from relaydesk.passwords import hash_password
+from relaydesk.passwords import hash_password, password_problem
 from relaydesk.sealing import subscription_secret
 
+R = TypeVar("R")
 Role = Literal["owner", "admin", "supervisor", "agent"]
 ERROR_STATUS = {
     "not_found": 404,
@@ -58,7 +69,7 @@ class NewAgent(BaseModel):
     email: str = Field(min_length=3, max_length=200)
     name: str = Field(min_length=1, max_length=200)
     role: Role = "agent"
-    password: str = Field(min_length=8, max_length=500)
+    password: str = Field(description="checked by relaydesk.passwords.password_problem")
     groups: list[str] = []
     max_chats: int = Field(default=5, ge=1, le=100)
 
@@ -69,7 +80,9 @@ class AgentChanges(BaseModel):
     role: Role | None = None
     groups: list[str] | None = None
     max_chats: int | None = Field(default=None, ge=1, le=100)
-    password: str | None = Field(default=None, min_length=8, max_length=500)
+    password: str | None = Field(
+        default=None, description="checked by relaydesk.passwords.password_problem"
+    )
 
 
 class NewGroup(BaseModel):
@@ -142,52 +155,21 @@ async def send_admin_command(deps: GatewayDeps, envelope: Envelope) -> dict[str,
     return {"ok": True, "event_ids": list(reply.event_ids)}
 
 
-async def admin_query(deps: GatewayDeps, name: str, params: dict[str, Any]) -> Any:
-    return await ask(deps, "admin", name, params, ERROR_STATUS)
+async def admin_query(deps: GatewayDeps, query: BusQuery[R]) -> R:
+    return await ask(deps, query, ERROR_STATUS)
 
 
-RANK = {"agent": 0, "supervisor": 1, "admin": 2, "owner": 3}
+def allowed_password(password: str, *context: str) -> str:
+    """``password`` when the password rule (docs/security.md, 10) allows it, else a 400."""
+    problem = password_problem(password, context=context)
+    if problem is not None:
+        raise ApiError(400, "invalid_payload", problem)
+    return password
 
 
-def _no_escalation(agent: AgentPrincipal, role: str | None) -> None:
-    if (role in ("owner", "admin") and agent.role not in ("owner", "admin")) or (
-        role == "owner" and agent.role != "owner"
-    ):
-        raise ApiError(403, "forbidden", f"a {agent.role} cannot grant the {role} role")
-
-
-async def _may_manage(
-    deps: GatewayDeps, agent: AgentPrincipal, target_id: str | None, groups: list[str] | None
-) -> None:
-    """Nobody edits someone ranked above them, or hands out permissions they lack themselves."""
-    if target_id is not None:
-        target = await admin_query(
-            deps, "agent.get", {"tenant": agent.tenant, "agent_id": target_id}
-        )
-        if RANK.get(target["role"], 0) > RANK.get(agent.role, 0) or (
-            target["role"] == "owner" and agent.role != "owner"
-        ):
-            raise ApiError(403, "forbidden", f"a {agent.role} cannot change a {target['role']}")
-    if groups and agent.role not in ("owner", "admin"):
-        chosen = [
-            g
-            for g in await admin_query(deps, "groups.list", {"tenant": agent.tenant})
-            if g["group_id"] in groups
-        ]
-        _may_grant(agent, [p for g in chosen for p in g.get("permissions", ())])
-
-
-def _may_grant(agent: AgentPrincipal, permissions: list[str] | None) -> None:
-    unknown = set(permissions or ()) - ALL_PERMISSIONS
-    if unknown:
-        raise ApiError(400, "invalid_payload", f"unknown permission {min(unknown)!r}")
-    extra = set(permissions or ()) - set(agent.permissions)
-    if extra and agent.role not in ("owner", "admin"):
-        raise ApiError(
-            403,
-            "forbidden",
-            f"cannot grant permissions you do not have: {', '.join(sorted(extra))}",
-        )
+# Who may grant which role or permission, and change whom, is decided by the admin service
+# with the acting agent's current role and groups (agent_service/admin/grants.py): a route
+# only checks that the caller may use it at all.
 
 
 def build_router(deps: GatewayDeps) -> APIRouter:
@@ -198,7 +180,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     async def list_agents(
         agent: AgentPrincipal = Depends(managers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
-        return await admin_query(deps, "agents.list", {"tenant": agent.tenant})
+        return await admin_query(deps, AgentsListQuery(tenant=agent.tenant))
 
     @router.post("/admin/agents", status_code=201)
     async def create_agent(
@@ -206,13 +188,12 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(managers),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        _no_escalation(agent, body.role)
-        await _may_manage(deps, agent, None, body.groups)
+        password = allowed_password(body.password, body.email, body.name, agent.tenant)
         agent_id = "a" + uuid.uuid4().hex[:16]
         data = {
             **body.model_dump(exclude={"password"}),
             "agent_id": agent_id,
-            "password_hash": hash_password(body.password),
+            "password_hash": hash_password(password),
         }
         return {
             **await admin_command(deps, agent, CreateAgent.TYPE, f"agent:{agent_id}", data),
@@ -226,11 +207,11 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(managers),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        _no_escalation(agent, body.role)
-        await _may_manage(deps, agent, agent_id, body.groups)
         changes = body.model_dump(exclude_none=True, exclude={"password"})
-        if body.password:
-            changes["password_hash"] = hash_password(body.password)
+        if body.password is not None:
+            target = await admin_query(deps, AgentGetQuery(tenant=agent.tenant, agent_id=agent_id))
+            password = allowed_password(body.password, target.email, target.name, agent.tenant)
+            changes["password_hash"] = hash_password(password)
         if not changes:
             raise ApiError(400, "invalid_payload", "nothing to change")
         return await admin_command(
@@ -247,7 +228,6 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(managers),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        await _may_manage(deps, agent, agent_id, None)
         return await admin_command(
             deps, agent, RemoveAgent.TYPE, f"agent:{agent_id}", {"agent_id": agent_id}
         )
@@ -257,11 +237,8 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(require_agent()), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         try:
-            return await deps.rpc.query(
-                "agent",
-                "agents.status",
-                {"tenant": agent.tenant},
-                timeout=deps.settings.request_timeout_s,
+            return await deps.rpc.ask(
+                AgentsStatusQuery(tenant=agent.tenant), timeout=deps.settings.request_timeout_s
             )
         except (RemoteError, RequestTimeout):
             raise ApiError(503, "unavailable", "the routing service did not answer") from None
@@ -270,7 +247,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     async def list_groups(
         agent: AgentPrincipal = Depends(managers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
-        return await admin_query(deps, "groups.list", {"tenant": agent.tenant})
+        return await admin_query(deps, GroupsListQuery(tenant=agent.tenant))
 
     @router.post("/admin/groups", status_code=201)
     async def create_group(
@@ -278,7 +255,6 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(managers),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        _may_grant(agent, body.permissions)
         group_id = "g" + uuid.uuid4().hex[:12]
         return {
             **await admin_command(
@@ -301,14 +277,18 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         changes = body.model_dump(exclude_none=True)
         if not changes:
             raise ApiError(400, "invalid_payload", "nothing to change")
-        _may_grant(agent, changes.get("permissions"))
-        return await admin_command(
+        done = await admin_command(
             deps,
             agent,
             UpdateGroup.TYPE,
             f"group:{group_id}",
             {"group_id": group_id, "changes": changes},
         )
+        if "permissions" in changes:
+            # Before answering: the caller's next request must not meet the old permissions
+            # here, even if this gateway's tail has not reached the event yet.
+            deps.group_permissions.changed(agent.tenant, group_id)
+        return done
 
     @router.delete("/admin/groups/{group_id}")
     async def delete_group(
@@ -316,16 +296,18 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(managers),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        return await admin_command(
+        done = await admin_command(
             deps, agent, DeleteGroup.TYPE, f"group:{group_id}", {"group_id": group_id}
         )
+        deps.group_permissions.changed(agent.tenant, group_id)  # as in update_group
+        return done
 
     @router.get("/admin/settings")
     async def get_settings(
         agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        return await admin_query(deps, "tenant.settings", {"tenant": agent.tenant})
+        return await admin_query(deps, TenantSettingsQuery(tenant=agent.tenant))
 
     @router.patch("/admin/settings")
     async def patch_settings(
@@ -348,13 +330,9 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     ) -> Any:
         return await admin_query(
             deps,
-            "canned.search",
-            {
-                "tenant": agent.tenant,
-                "q": q,
-                "agent_id": agent.agent_id,
-                "groups": list(agent.groups),
-            },
+            CannedSearchQuery(
+                tenant=agent.tenant, q=q, agent_id=agent.agent_id, groups=list(agent.groups)
+            ),
         )
 
     @router.post("/canned", status_code=201)
@@ -420,7 +398,7 @@ def _webhook_routes(router: APIRouter) -> None:
     async def list_webhooks(
         agent: AgentPrincipal = Depends(settings_managers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
-        return await admin_query(deps, "webhooks.list", {"tenant": agent.tenant})
+        return await admin_query(deps, WebhooksListQuery(tenant=agent.tenant))
 
     @router.post("/admin/webhooks", status_code=201)
     async def subscribe(
@@ -466,6 +444,7 @@ def _webhook_routes(router: APIRouter) -> None:
     ) -> Any:
         return await admin_query(
             deps,
-            "webhooks.deliveries",
-            {"tenant": agent.tenant, "subscription_id": subscription_id, "limit": limit},
+            WebhookDeliveriesQuery(
+                tenant=agent.tenant, subscription_id=subscription_id, limit=limit
+            ),
         )

@@ -3,17 +3,25 @@
 Upload needs an ``Idempotency-Key`` header (like a websocket command's ``id``): the
 attachment id, message id and event id all derive from it, so a retried upload is the
 same message. Limits (size, types) are the tenant's settings.
+
+The upload's body is read last: the caller is authenticated, the conversation found
+writable and the tenant's size limit applied (a larger declared length refused at once,
+a chunked body counted as it arrives — ``gateway/body_limits.py``) before one byte of the
+file is read or spooled. The route therefore takes the form from the request itself
+rather than as a FastAPI ``File`` parameter, which FastAPI would read before any check.
 """
 
 import re
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
+from starlette.datastructures import UploadFile
 
-from agent_service.admin.state import DEFAULT_SETTINGS
 from contracts import derive_event_id
+from contracts.queries.admin import TenantSettingsQuery
+from contracts.settings import DEFAULTS
 from gateway.attachments import (
     AttachmentRejected,
     AttachmentStore,
@@ -23,13 +31,28 @@ from gateway.attachments import (
 )
 from gateway.auth.http import ApiError, require_principal
 from gateway.auth.tokens import Principal
+from gateway.body_limits import MULTIPART_OVERHEAD, lower_body_limit
 from gateway.deps import GatewayDeps
 from gateway.ops import MAX_KEY_LENGTH, OpError
 from gateway.routes.conversations import readable_conversation
 from relaydesk.bus import RemoteError, RequestTimeout
 
 READ_CHUNK = 256 * 1024
-MULTIPART_OVERHEAD = 16 * 1024
+# The form as the OpenAPI document shows it (the route reads it itself, see above).
+UPLOAD_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
@@ -42,18 +65,16 @@ def safe_filename(name: str | None) -> str:
 
 async def tenant_limits(deps: GatewayDeps, tenant: str) -> tuple[int, list[str]]:
     try:
-        settings = await deps.rpc.query(
-            "admin", "tenant.settings", {"tenant": tenant}, timeout=deps.settings.request_timeout_s
+        settings = await deps.rpc.ask(
+            TenantSettingsQuery(tenant=tenant), timeout=deps.settings.request_timeout_s
         )
     except RemoteError as exc:
         if exc.code != "not_found":
             raise ApiError(503, "unavailable", "tenant settings are unavailable") from None
-        settings = DEFAULT_SETTINGS  # a tenant with no settings record uses the defaults
+        settings = DEFAULTS  # a tenant with no settings record uses the defaults
     except RequestTimeout:
         raise ApiError(503, "unavailable", "tenant settings did not answer") from None
-    return int(
-        settings.get("attachment_max_bytes") or DEFAULT_SETTINGS["attachment_max_bytes"]
-    ), list(settings.get("attachment_types") or [])
+    return settings.attachment_max_bytes, list(settings.attachment_types)
 
 
 async def read_limited(upload: UploadFile, max_bytes: int) -> bytes:
@@ -77,11 +98,12 @@ def build_router(deps: GatewayDeps) -> APIRouter:
             raise ApiError(503, "unavailable", "attachments need MongoDB (set MONGO_URL)")
         return AttachmentStore(deps.db)
 
-    @router.post("/conversations/{conversation_id}/attachments", status_code=201)
+    @router.post(
+        "/conversations/{conversation_id}/attachments", status_code=201, openapi_extra=UPLOAD_FORM
+    )
     async def upload(
         conversation_id: str,
         request: Request,
-        file: UploadFile = File(...),
         idempotency_key: str = Header(
             ..., alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH
         ),
@@ -95,10 +117,13 @@ def build_router(deps: GatewayDeps) -> APIRouter:
             )
             raise ApiError(status, exc.code, exc.message) from None
         max_bytes, allowed_types = await tenant_limits(deps, principal.tenant)
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > max_bytes + MULTIPART_OVERHEAD:
-            raise ApiError(413, "too_large", f"files may be at most {max_bytes} bytes")
-        content = await read_limited(file, max_bytes)
+        too_large = f"files may be at most {max_bytes} bytes"
+        lower_body_limit(request, max_bytes + MULTIPART_OVERHEAD, too_large)
+        async with request.form(max_files=1, max_fields=4) as form:
+            file = form.get("file")
+            if not isinstance(file, UploadFile):
+                raise ApiError(400, "invalid_payload", "a multipart field 'file' is required")
+            content = await read_limited(file, max_bytes)
         content_type = (file.content_type or "").split(";")[0].strip().lower()
         try:
             check_content(content_type, content[:64], allowed_types)

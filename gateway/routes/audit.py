@@ -8,7 +8,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from agent_service.admin.state import DEFAULT_SETTINGS
+from contracts.queries.history import (
+    AuditAdminEventsQuery,
+    AuditVerifyQuery,
+    ConversationAtQuery,
+    SettingsAtQuery,
+    TranscriptQuery,
+)
+from contracts.settings import TenantSettings
 from gateway.auth.http import get_deps, require_agent
 from gateway.auth.permissions import VIEW_AUDIT
 from gateway.auth.tokens import AgentPrincipal
@@ -26,15 +33,18 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(auditors),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        params = {"tenant": agent.tenant, "conversation_id": conversation_id}
-        transcript = await ask_history(deps, "transcript", params)
-        verdict = await ask_history(deps, "audit.verify", params)
+        transcript = await ask_history(
+            deps, TranscriptQuery(tenant=agent.tenant, conversation_id=conversation_id)
+        )
+        verdict = await ask_history(
+            deps, AuditVerifyQuery(tenant=agent.tenant, conversation_id=conversation_id)
+        )
         return {
-            "conversation": transcript["conversation"],
-            "events": transcript["events"],
-            "chain_ok": verdict["ok"],
-            "broken_at": None if verdict["ok"] else verdict["position"],
-            "checked": verdict["checked"],
+            "conversation": transcript.conversation,
+            "events": transcript.events,
+            "chain_ok": verdict.ok,
+            "broken_at": None if verdict.ok else verdict.position,
+            "checked": verdict.checked,
         }
 
     @router.get("/conversations/{conversation_id}/state")
@@ -45,9 +55,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         return await ask_history(
-            deps,
-            "conversation.at",
-            {"tenant": agent.tenant, "conversation_id": conversation_id, "at": at.isoformat()},
+            deps, ConversationAtQuery(tenant=agent.tenant, conversation_id=conversation_id, at=at)
         )
 
     @router.get("/settings")
@@ -56,13 +64,11 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(auditors),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        found = await ask_history(
-            deps, "settings.at", {"tenant": agent.tenant, "at": at.isoformat()}
-        )
+        found = await ask_history(deps, SettingsAtQuery(tenant=agent.tenant, at=at))
         return {
-            "at": found["at"],
-            "settings": {**DEFAULT_SETTINGS, **found["changed"]},
-            "changes": found["changes"],
+            "at": found.at,
+            "settings": TenantSettings.from_saved(found.changed),
+            "changes": found.changes,
         }
 
     @router.get("/admin-events")
@@ -74,14 +80,9 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(auditors),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        params: dict[str, Any] = {"tenant": agent.tenant, "kind": kind, "limit": limit}
-        params.update(
-            {
-                name: moment.isoformat()
-                for name, moment in (("since", since), ("until", until))
-                if moment is not None
-            }
+        query = AuditAdminEventsQuery(
+            tenant=agent.tenant, kind=kind, since=since, until=until, limit=limit
         )
-        return {"events": await ask_history(deps, "audit.admin_events", params)}
+        return {"events": await ask_history(deps, query)}
 
     return router

@@ -1,17 +1,29 @@
-"""Login, refresh and widget visitor sessions."""
+"""Login, refresh, logout and widget visitor sessions.
 
+Refresh tokens rotate: each is good for one refresh, and one used twice revokes its whole
+family (``gateway/auth/refresh_families.py``); logout revokes the family of the refresh
+token it is given.
+"""
+
+import time
 import uuid
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.queries.admin import AgentAccount, AgentGetQuery, CheckPasswordQuery
+from contracts.queries.history import ConversationsListQuery
 from gateway.auth.http import ApiError, get_deps
 from gateway.auth.permissions import effective_permissions
+from gateway.auth.refresh_families import Rotation
 from gateway.auth.throttle import limit_credential_attempts
 from gateway.auth.tokens import AgentPrincipal, InvalidToken
 from gateway.deps import GatewayDeps
 from relaydesk.bus import RemoteError, RequestTimeout
+
+log = structlog.get_logger(__name__)
 
 TENANT_PATTERN = r"^[A-Za-z0-9_.:\-@]{1,128}$"
 
@@ -28,29 +40,41 @@ class RefreshRequest(BaseModel):
     refresh_token: str = Field(max_length=4096)
 
 
+class LogoutRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: str = Field(max_length=4096)
+
+
 class VisitorRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tenant: str = Field(pattern=TENANT_PATTERN)
     visitor_token: str | None = Field(default=None, max_length=4096)
 
 
-def _principal(tenant: str, agent: dict[str, Any]) -> AgentPrincipal:
-    role = str(agent.get("role", "agent"))
+def _principal(tenant: str, agent: AgentAccount) -> AgentPrincipal:
     return AgentPrincipal(
         tenant=tenant,
-        agent_id=str(agent["agent_id"]),
-        role=role,
-        name=str(agent.get("name", "")),
-        permissions=effective_permissions(role, tuple(agent.get("permissions") or ())),
-        groups=tuple(agent.get("groups") or ()),
-        token_version=int(agent.get("token_version", 0)),
+        agent_id=agent.agent_id,
+        role=agent.role,
+        name=agent.name,
+        permissions=effective_permissions(agent.role, tuple(agent.permissions)),
+        groups=tuple(agent.groups),
+        token_version=agent.token_version,
     )
 
 
-def _tokens(deps: GatewayDeps, principal: AgentPrincipal) -> dict[str, Any]:
+def _new_jti() -> str:
+    return uuid.uuid4().hex
+
+
+def _family_expiry(deps: GatewayDeps) -> float:
+    return time.time() + deps.tokens.refresh_ttl_s
+
+
+def _tokens(deps: GatewayDeps, principal: AgentPrincipal, family: str, jti: str) -> dict[str, Any]:
     return {
         "access_token": deps.tokens.issue_access(principal),
-        "refresh_token": deps.tokens.issue_refresh(principal),
+        "refresh_token": deps.tokens.issue_refresh(principal, family, jti),
         "expires_in": deps.settings.access_token_ttl_s,
         "agent": {
             "id": principal.agent_id,
@@ -62,9 +86,21 @@ def _tokens(deps: GatewayDeps, principal: AgentPrincipal) -> dict[str, Any]:
     }
 
 
-async def _ask_admin(deps: GatewayDeps, name: str, params: dict[str, Any]) -> Any:
+def _refresh_claims(deps: GatewayDeps, token: str) -> dict[str, Any]:
+    """A refresh token's claims; it must belong to a family (tokens from before families
+    were introduced are refused: their holders sign in again)."""
     try:
-        return await deps.rpc.query("admin", name, params, timeout=deps.settings.request_timeout_s)
+        claims = deps.tokens.decode(token, "refresh")
+    except InvalidToken as exc:
+        raise ApiError(401, "unauthorized", exc.reason) from None
+    if not isinstance(claims.get("fam"), str) or not isinstance(claims.get("jti"), str):
+        raise ApiError(401, "unauthorized", "session ended: sign in again")
+    return claims
+
+
+async def _ask_admin(deps: GatewayDeps, query: CheckPasswordQuery | AgentGetQuery) -> AgentAccount:
+    try:
+        return await deps.rpc.ask(query, timeout=deps.settings.request_timeout_s)
     except RequestTimeout:
         raise ApiError(503, "unavailable", "the account service did not answer") from None
 
@@ -75,24 +111,26 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     @router.post("/auth/login", dependencies=[Depends(limit_credential_attempts)])
     async def login(body: LoginRequest, deps: GatewayDeps = Depends(get_deps)) -> dict[str, Any]:
         try:
-            agent = await _ask_admin(deps, "auth.check_password", body.model_dump())
+            agent = await _ask_admin(deps, CheckPasswordQuery(**body.model_dump()))
         except RemoteError as exc:
             if exc.code == "locked":
                 raise ApiError(429, "locked", exc.message, headers={"Retry-After": "60"}) from None
             raise ApiError(401, "invalid_credentials", "wrong tenant, email or password") from None
-        return _tokens(deps, _principal(body.tenant, agent))
+        principal = _principal(body.tenant, agent)
+        family, jti = uuid.uuid4().hex, _new_jti()
+        await deps.refresh_families.start(
+            family, principal.tenant, principal.agent_id, jti, _family_expiry(deps)
+        )
+        return _tokens(deps, principal, family, jti)
 
     @router.post("/auth/refresh", dependencies=[Depends(limit_credential_attempts)])
     async def refresh(
         body: RefreshRequest, deps: GatewayDeps = Depends(get_deps)
     ) -> dict[str, Any]:
-        try:
-            claims = deps.tokens.decode(body.refresh_token, "refresh")
-        except InvalidToken as exc:
-            raise ApiError(401, "unauthorized", exc.reason) from None
+        claims = _refresh_claims(deps, body.refresh_token)
         try:
             agent = await _ask_admin(
-                deps, "agent.get", {"tenant": claims["tenant"], "agent_id": claims["sub"]}
+                deps, AgentGetQuery(tenant=claims["tenant"], agent_id=claims["sub"])
             )
         except RemoteError:
             raise ApiError(401, "unauthorized", "agent no longer exists") from None
@@ -101,12 +139,35 @@ def build_router(deps: GatewayDeps) -> APIRouter:
             principal
         ):
             raise ApiError(401, "unauthorized", "token revoked")
-        return _tokens(deps, principal)
+        jti = _new_jti()
+        rotation = await deps.refresh_families.rotate(
+            claims["fam"], claims["jti"], jti, _family_expiry(deps)
+        )
+        if rotation is Rotation.REUSED:
+            log.warning(
+                "refresh_token_reused", tenant=principal.tenant, agent_id=principal.agent_id
+            )
+            raise ApiError(401, "unauthorized", "refresh token used twice: sign in again")
+        if rotation is not Rotation.ROTATED:
+            raise ApiError(401, "unauthorized", "session ended: sign in again")
+        return _tokens(deps, principal, claims["fam"], jti)
+
+    @router.post("/auth/logout")
+    async def logout(body: LogoutRequest, deps: GatewayDeps = Depends(get_deps)) -> dict[str, Any]:
+        claims = _refresh_claims(deps, body.refresh_token)
+        ended = await deps.refresh_families.revoke(claims["fam"], "logout")
+        log.info("logged_out", tenant=claims["tenant"], agent_id=claims["sub"], ended=ended)
+        return {"ok": True}
 
     @router.post("/visitor/session")
     async def visitor_session(
         body: VisitorRequest, deps: GatewayDeps = Depends(get_deps)
     ) -> dict[str, Any]:
+        exists = await deps.tenants.exists(body.tenant)
+        if exists is None:
+            raise ApiError(503, "unavailable", "the account service did not answer; retry")
+        if not exists:
+            raise ApiError(404, "not_found", "no such workspace")
         visitor_id = None
         if body.visitor_token:
             try:
@@ -118,19 +179,14 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         visitor_id = visitor_id or "v" + uuid.uuid4().hex[:20]
         conversation_id = None
         try:
-            open_ones = await deps.rpc.query(
-                "history",
-                "conversations.list",
-                {"tenant": body.tenant, "view": "all", "visitor_id": visitor_id, "limit": 5},
+            recent = await deps.rpc.ask(
+                ConversationsListQuery(
+                    tenant=body.tenant, view="all", visitor_id=visitor_id, limit=5
+                ),
                 timeout=deps.settings.request_timeout_s,
             )
             conversation_id = next(
-                (
-                    c.get("conversation_id") or c.get("id")
-                    for c in open_ones
-                    if c.get("status") not in ("closed",)
-                ),
-                None,
+                (c.conversation_id for c in recent if c.status != "closed"), None
             )
         except (RemoteError, RequestTimeout):
             conversation_id = None

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts import Actor, Envelope, derive_event_id
 from contracts.commands.connector import ConfigureConnector, RemoveConnector
 from contracts.envelope import ActorKind
+from contracts.queries.connectors import ConnectorsListQuery
 from gateway.auth.http import ApiError, get_deps, require_agent
 from gateway.auth.permissions import MANAGE_CONNECTORS
 from gateway.auth.tokens import AgentPrincipal
@@ -69,11 +70,8 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(managers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
         try:
-            return await deps.rpc.query(
-                "connectors",
-                "connectors.list",
-                {"tenant": agent.tenant},
-                timeout=deps.settings.request_timeout_s,
+            return await deps.rpc.ask(
+                ConnectorsListQuery(tenant=agent.tenant), timeout=deps.settings.request_timeout_s
             )
         except RemoteError as exc:
             raise ApiError(400, exc.code, exc.message) from None

@@ -1,26 +1,39 @@
 """Conversation reads for the console and the widget, answered by history_service."""
 
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from fastapi import APIRouter, Depends, Query
 
-from agent_service.admin.state import DEFAULT_SETTINGS
+from contracts.queries import Query as BusQuery
+from contracts.queries.agent import QueueQuery
+from contracts.queries.history import (
+    ConversationsListQuery,
+    MessagesLastQuery,
+    TranscriptQuery,
+    View,
+)
+from contracts.settings import DEFAULTS
 from gateway.auth.http import ApiError, get_deps, require_agent, require_principal
 from gateway.auth.permissions import SEE_ALL, SEE_HISTORY
 from gateway.auth.tokens import AgentPrincipal, Principal
 from gateway.deps import GatewayDeps
 from gateway.ops import OpError
 from gateway.queries import ask
-from gateway.visibility import may_read_conversation, may_read_history
+from gateway.visibility import (
+    listed_conversation,
+    listed_queue_item,
+    may_read_conversation,
+    may_read_history,
+)
 from relaydesk.bus import RemoteError, RequestTimeout
 
+R = TypeVar("R")
 VIEWS = ("mine", "queued", "all", "missed", "closed")
 MAX_LIMIT = 500
-DEFAULT_MESSAGES_ON_ENTER = DEFAULT_SETTINGS["messages_on_enter"]
 
 
-async def ask_history(deps: GatewayDeps, name: str, params: dict[str, Any]) -> Any:
-    return await ask(deps, "history", name, params, {"not_found": 404})
+async def ask_history(deps: GatewayDeps, query: BusQuery[R]) -> R:
+    return await ask(deps, query, {"not_found": 404})
 
 
 async def messages_on_enter(deps: GatewayDeps, tenant: str) -> int:
@@ -29,10 +42,8 @@ async def messages_on_enter(deps: GatewayDeps, tenant: str) -> int:
     The setting allows 0..1000 while a read returns 1..MAX_LIMIT, so it is clamped; with
     the admin service unreachable the read still works, with the default.
     """
-    settings = await deps.tenant_settings.get(tenant)
-    configured = (settings or {}).get("messages_on_enter")
-    wanted = configured if isinstance(configured, int) else DEFAULT_MESSAGES_ON_ENTER
-    return max(1, min(wanted, MAX_LIMIT))
+    settings = await deps.tenant_settings.get(tenant) or DEFAULTS
+    return max(1, min(settings.messages_on_enter, MAX_LIMIT))
 
 
 async def readable_conversation(
@@ -70,17 +81,18 @@ def build_router(deps: GatewayDeps) -> APIRouter:
             and not (visitor_id and agent.can(SEE_HISTORY))
         ):
             raise ApiError(403, "forbidden", f"missing permission {SEE_ALL}")
-        params: dict[str, Any] = {
-            "tenant": agent.tenant,
-            "view": view,
-            "agent_id": agent.agent_id,
-            "limit": limit,
-        }
-        if visitor_id:
-            params["visitor_id"] = (
-                visitor_id  # a visitor's previous conversations, for the console's visitor panel
-            )
-        return await ask_history(deps, "conversations.list", params)
+        query = ConversationsListQuery(
+            tenant=agent.tenant,
+            view=cast(View, view),
+            agent_id=agent.agent_id,
+            limit=limit,
+            # a visitor's previous conversations, for the console's visitor panel
+            visitor_id=visitor_id or None,
+        )
+        return [
+            listed_conversation(agent, document.model_dump(mode="json"))
+            for document in await ask_history(deps, query)
+        ]
 
     @router.get("/queue")
     async def queue(
@@ -88,15 +100,12 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     ) -> Any:
         """Waiting conversations in order, those offered to the caller marked (requests list)."""
         try:
-            waiting = await deps.rpc.query(
-                "agent", "queue", {"tenant": agent.tenant}, timeout=deps.settings.request_timeout_s
+            waiting = await deps.rpc.ask(
+                QueueQuery(tenant=agent.tenant), timeout=deps.settings.request_timeout_s
             )
         except (RemoteError, RequestTimeout):
             raise ApiError(503, "unavailable", "the routing service did not answer") from None
-        return [
-            {**item, "offered_to_me": agent.agent_id in item.get("offered_to", ())}
-            for item in waiting
-        ]
+        return [listed_queue_item(agent, item.model_dump(mode="json")) for item in waiting]
 
     @router.get("/conversations/{conversation_id}/messages")
     async def messages(
@@ -108,14 +117,15 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     ) -> Any:
         await readable_conversation(deps, principal, conversation_id)
         page = limit or await messages_on_enter(deps, principal.tenant)
-        params: dict[str, Any] = {
-            "tenant": principal.tenant,
-            "conversation_id": conversation_id,
-            "limit": page,
-        }
-        if before is not None:
-            params["before_position"] = before
-        return await ask_history(deps, "messages.last", params)
+        return await ask_history(
+            deps,
+            MessagesLastQuery(
+                tenant=principal.tenant,
+                conversation_id=conversation_id,
+                limit=page,
+                before_position=before,
+            ),
+        )
 
     @router.get("/conversations/{conversation_id}/transcript")
     async def transcript(
@@ -125,7 +135,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     ) -> Any:
         await readable_conversation(deps, principal, conversation_id)
         return await ask_history(
-            deps, "transcript", {"tenant": principal.tenant, "conversation_id": conversation_id}
+            deps, TranscriptQuery(tenant=principal.tenant, conversation_id=conversation_id)
         )
 
     return router

@@ -2,11 +2,12 @@
 history_service, as JSON (for the charts) or CSV."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
+from contracts.queries.history import GroupBy, Report, ReportsSummaryQuery
 from gateway.auth.http import get_deps, require_agent
 from gateway.auth.permissions import VIEW_REPORTS
 from gateway.auth.tokens import AgentPrincipal
@@ -26,13 +27,11 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         group_by: str,
         since: datetime | None,
         until: datetime | None,
-    ) -> Any:
-        params: dict[str, Any] = {"tenant": agent.tenant, "group_by": group_by}
-        if since:
-            params["since"] = since.isoformat()
-        if until:
-            params["until"] = until.isoformat()
-        return await ask_history(deps, "reports.summary", params)
+    ) -> Report:
+        query = ReportsSummaryQuery(
+            tenant=agent.tenant, group_by=cast(GroupBy, group_by), since=since, until=until
+        )
+        return await ask_history(deps, query)
 
     @router.get("/summary")
     async def summary(
@@ -43,8 +42,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         found = await summary_of(agent, deps, group_by, since, until)
-        found.pop("csv", None)
-        return found
+        return found.model_dump(mode="json", exclude={"csv"})
 
     @router.get("/summary.csv")
     async def summary_csv(
@@ -56,7 +54,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     ) -> Response:
         found = await summary_of(agent, deps, group_by, since, until)
         return Response(
-            found["csv"],
+            found.csv,
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="relaydesk-{group_by}.csv"'},
         )

@@ -24,7 +24,7 @@ from contracts.envelope import ActorKind
 from gateway.auth.http import ApiError, get_deps
 from gateway.auth.throttle import limit_credential_attempts
 from gateway.deps import GatewayDeps
-from gateway.routes.admin import send_admin_command
+from gateway.routes.admin import allowed_password, send_admin_command
 from relaydesk.passwords import hash_password
 from relaydesk.settings import Settings
 
@@ -41,7 +41,7 @@ class SignUpRequest(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     email: str = Field(min_length=3, max_length=200, pattern=r"^[^@\s]+@[^@\s]+$")
     owner_name: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=8, max_length=500)
+    password: str = Field(description="checked by relaydesk.passwords.password_problem")
 
 
 def token_hash(token: str) -> str:
@@ -103,13 +103,16 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     @router.post("", status_code=202, dependencies=[Depends(limit_credential_attempts)])
     async def sign_up(body: SignUpRequest, deps: GatewayDeps = Depends(get_deps)) -> Any:
         _saas_only(deps)
+        password = allowed_password(
+            body.password, body.email, body.owner_name, body.tenant, body.name
+        )
         token = f"{body.tenant}.{secrets.token_urlsafe(32)}"
         data = {
             "tenant_id": body.tenant,
             "name": body.name,
             "owner_email": body.email,
             "owner_name": body.owner_name,
-            "password_hash": hash_password(body.password),
+            "password_hash": hash_password(password),
             "token_hash": token_hash(token),
         }
         envelope = Envelope(

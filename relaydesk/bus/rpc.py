@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aio_pika
 import orjson
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from contracts import topology as names
 from contracts.envelope import Envelope
 from contracts.errors import ContractError
+from contracts.queries import Query
 from contracts.replies import CommandReply
 from relaydesk.bus.codec import decode_envelope, encode_envelope
 from relaydesk.bus.connection import Bus
@@ -31,6 +32,7 @@ from relaydesk.logging import bind_correlation
 log = structlog.get_logger(__name__)
 
 REPLY_TO = "amq.rabbitmq.reply-to"
+R = TypeVar("R")
 
 
 class RequestTimeout(TimeoutError):
@@ -116,6 +118,16 @@ class RpcClient:
         if "error" in answer:
             raise RemoteError(answer["error"]["code"], answer["error"]["message"])
         return answer["result"]
+
+    async def ask(self, query: Query[R], *, timeout: float = 5.0) -> R:
+        """Ask ``query`` of its service; its answer validated into the query's answer type.
+
+        Raises RemoteError when the service refuses (``not_found``, ``bad_request``, …),
+        RequestTimeout when nobody answers, and pydantic's ValidationError when the answer
+        does not fit the contract (a bug on one side, never the caller's input).
+        """
+        answer = await self.query(query.SERVICE, query.NAME, query.params(), timeout=timeout)
+        return cast(R, type(query).parse_answer(answer))
 
     async def command(
         self, service: str, envelope: Envelope, *, timeout: float = 5.0

@@ -7,15 +7,18 @@ import uvicorn
 
 
 class Receiver:
-    def __init__(self, port: int) -> None:
+    """``certfile``/``keyfile``: serve https with this certificate (PEM files)."""
+
+    def __init__(self, port: int, certfile: str | None = None, keyfile: str | None = None) -> None:
         self.port = port
+        self._tls = (certfile, keyfile) if certfile else None
         self.received: list[tuple[dict[str, str], bytes]] = []
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}/hook"
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = b""
@@ -36,8 +39,15 @@ class Receiver:
         await send({"type": "http.response.body", "body": b"ok"})
 
     async def start(self) -> "Receiver":
+        certfile, keyfile = self._tls or (None, None)
         config = uvicorn.Config(
-            self, host="127.0.0.1", port=self.port, log_config=None, lifespan="off"
+            self,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            lifespan="off",
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
         )
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

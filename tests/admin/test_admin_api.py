@@ -34,7 +34,11 @@ async def test_permissions_are_enforced_both_ways(system: RunningSystem) -> None
         }
         for method, path, body in [
             ("GET", "/api/admin/agents", None),
-            ("POST", "/api/admin/agents", {"email": "x@y.z", "name": "X", "password": "password1"}),
+            (
+                "POST",
+                "/api/admin/agents",
+                {"email": "x@y.z", "name": "X", "password": "a-strong-pass-1"},
+            ),
             ("GET", "/api/admin/settings", None),
             ("PATCH", "/api/admin/settings", {"routing_mode": "round_robin"}),
             ("POST", "/api/canned", {"shortcut": "hi", "text": "Hello!", "scope": "tenant"}),

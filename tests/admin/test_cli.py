@@ -76,7 +76,7 @@ async def test_cli_refusals_are_reported_with_their_reason(system: RunningSystem
         "--name",
         "A",
         "--password",
-        "password1",
+        "a-strong-pass-1",
     )
     assert nowhere.returncode == 1 and "not_found" in nowhere.stderr
     unknown = await cli(

@@ -15,7 +15,7 @@ ROUTES = [
         MANAGE_AGENTS,
         "POST",
         "/api/admin/agents",
-        {"email": "new@acme.test", "name": "New", "password": "password1"},
+        {"email": "new@acme.test", "name": "New", "password": "a-strong-pass-1"},
     ),
     (MANAGE_AGENTS, "GET", "/api/admin/groups", None),
     (MANAGE_AGENTS, "POST", "/api/admin/groups", {"name": "Night shift", "departments": ["sales"]}),

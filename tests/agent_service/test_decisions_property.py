@@ -7,9 +7,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent_service.decider import HANDLERS
 from agent_service.decision import Decision
 from agent_service.fold import apply
-from agent_service.service import HANDLERS
 from agent_service.snapshot import to_records
 from agent_service.state import CLOSED, ENGAGED, OFFERED, TRANSFER_PENDING, RoutingState
 from contracts import Actor, Envelope, parse_command_data

@@ -155,24 +155,9 @@ def _service_may_import(src: str, dst: str) -> bool:
     return dst in {CONTRACTS, RUNTIME, src} or (src, dst) in SERVICE_LIBRARIES
 
 
-# Until the tenant settings and their one set of defaults live in contracts/ (issue 13, point 1),
-# the gateway reads the admin service's DEFAULT_SETTINGS: exactly these imports are expected.
-# Once one is gone the test fails until it is struck from here, so the rule then holds for the
-# gateway as for every service.
-EXPECTED_SERVICE_IMPORTS = {
-    ("gateway.routes.attachments", "agent_service.admin.state"),
-    ("gateway.routes.audit", "agent_service.admin.state"),
-    ("gateway.routes.conversations", "agent_service.admin.state"),
-    ("gateway.tenant_settings", "agent_service.admin.state"),
-}
-
-
 def test_no_service_imports_another_services_modules() -> None:
     crossing = [e for e in _graph() if not _service_may_import(_top(e.importer), _top(e.imported))]
-    expected = EXPECTED_SERVICE_IMPORTS
-    assert [str(e) for e in crossing if (e.importer, e.imported) not in expected] == []
-    gone = expected - {(e.importer, e.imported) for e in crossing}
-    assert sorted(gone) == [], "no longer imported: strike these from EXPECTED_SERVICE_IMPORTS"
+    assert [str(e) for e in crossing] == []
 
 
 def test_only_tools_and_tests_import_tools() -> None:

@@ -1,9 +1,19 @@
-"""The MongoDB client helper survives a server restart: one client, writes before and after."""
+"""The MongoDB client helper survives a server restart; documents are bound per database."""
 
 import asyncio
+import uuid
 from pathlib import Path
 
-from relaydesk.store import Checkpoints, database, make_client, with_store_retry
+from history_service.documents import ConversationView
+from relaydesk.store import (
+    Checkpoint,
+    Checkpoints,
+    bind_documents,
+    bound,
+    database,
+    make_client,
+    with_store_retry,
+)
 from tools.embedded import EmbeddedMongo
 
 
@@ -29,3 +39,46 @@ async def test_one_client_keeps_working_across_a_server_restart(tmp_path: Path) 
     finally:
         await client.close()
         server.stop()
+
+
+async def test_documents_bound_to_two_databases_at_once_stay_apart(mongo_url: str) -> None:
+    """beanie binds a class process-wide; relaydesk binds one subclass per database object,
+    so two systems in one process (tests, replay's scratch database) never share a collection."""
+    client = make_client(mongo_url)
+    names = [f"t_bind_{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    try:
+        first, second = (database(client, name) for name in names)
+        await Checkpoints(first).save("history", 7)
+        await Checkpoints(second).save("history", 9)
+        await Checkpoints(second).save("history", 8)  # $max: never backwards
+
+        assert await Checkpoints(first).load("history") == 7
+        assert await Checkpoints(second).load("history") == 9
+        assert await first.checkpoints.find_one({"_id": "history"}) == {
+            "_id": "history",
+            "position": 7,
+        }
+        assert (await bound(first, Checkpoint)) is not (await bound(second, Checkpoint))
+        assert (await bound(first, Checkpoint)) is (await bound(first, Checkpoint))
+        # the model itself is never bound, so it can be bound again for the next database
+        assert Checkpoint.__dict__.get("_document_settings") is None
+    finally:
+        for name in names:
+            await client.drop_database(name)
+        await client.close()
+
+
+async def test_a_model_binding_creates_the_indexes_it_declares(mongo_url: str) -> None:
+    client = make_client(mongo_url)
+    name = f"t_bind_{uuid.uuid4().hex[:8]}"
+    try:
+        db = database(client, name)
+        await bind_documents(db, [ConversationView])
+        indexes = {
+            tuple(index["key"]) for index in (await db.conversations.index_information()).values()
+        }
+        assert (("tenant", 1), ("status", 1), ("last_position", -1)) in indexes
+        assert (("tenant", 1), ("visitor.id", 1)) in indexes
+    finally:
+        await client.drop_database(name)
+        await client.close()

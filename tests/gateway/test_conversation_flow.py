@@ -4,11 +4,15 @@ import asyncio
 
 import httpx
 
+from tests.admin.helpers import cli
 from tests.gateway.wsclient import Client
 from tests.system import RunningSystem
 
 
 async def test_customer_and_agent_chat_through_the_gateway(system: RunningSystem) -> None:
+    # Visitor sessions are only for tenants that exist (issue 14, item 11).
+    created = await cli(system.settings, "create-tenant", "--tenant", "acme", "--name", "Acme")
+    assert created.returncode == 0, created.stderr
     agent = await Client.connect(
         system.gateway.ws_url, system.agent_token("acme", "ann", name="Ann")
     )

@@ -134,8 +134,11 @@ async def test_read_decline_and_status_ops_with_another_tenants_ids(acme: Acme) 
         ]:
             answer = await client.op(op, conversation_id=acme.conversation_id, **fields)
             assert answer["t"] == "error" and answer["code"] == "not_found", (op, answer)
-        # status takes no conversation; an agent_id smuggled into it is ignored: Gus sets his own.
-        status = await gus.op("status", status="away", agent_id=acme.ann_id)
+        # status takes no conversation; an agent_id smuggled into it is refused (unknown fields
+        # are, since issue 14), and Gus can only ever set his own.
+        smuggled = await gus.op("status", status="away", agent_id=acme.ann_id)
+        assert smuggled["code"] == "invalid_payload" and smuggled["field"] == "agent_id", smuggled
+        status = await gus.op("status", status="away")
         assert status["t"] == "ack", status
         mine = await gus.wait_for(
             lambda f: f["t"] == "event" and f["event"]["id"] == status["event_id"]

@@ -35,18 +35,19 @@ def command(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def rated(http: httpx.AsyncClient, auth: dict[str, str], conversation_id: str) -> dict | None:
-    """The transcript once the rating is in the read model *and* its event in the archive.
-
-    The history service writes a batch's read models before its archive: the rating can
-    show while the batch that carried it (closed, the closing note, rated) is not yet in the
-    transcript's events. A test comparing with this transcript must see it settled.
-    """
     response = await http.get(f"/api/conversations/{conversation_id}/transcript", headers=auth)
     if response.status_code != 200:
         return None
     found = response.json()
-    archived_rating = any(event["type"] == ConversationRated.TYPE for event in found["events"])
-    return found if found["conversation"].get("rating") and archived_rating else None
+    # History writes a batch's read models first and its archive second: a transcript read in
+    # between shows the rating without the events of the same batch. It is whole once the
+    # rating's own event is archived, and with it everything before it on the log.
+    archived = {event["type"] for event in found["events"]}
+    return (
+        found
+        if found["conversation"].get("rating") and ConversationRated.TYPE in archived
+        else None
+    )
 
 
 async def test_audit_verify_reports_the_first_tampered_event(settings: Settings) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import aio_pika
 import websockets
 
-from tools.bench.stats import summarize
+from tools.bench.stats import Latencies
 from tools.embedded import free_port
 
 PEER_CACHE = Path.home() / ".cache" / "relaydesk" / "peer-chat-service"
@@ -40,7 +40,7 @@ async def _open_loop(rate: float, seconds: float, send: Any) -> int:
     return total
 
 
-async def _collect(expected: int, received: list[int], timeout: float = 15.0) -> None:
+async def _collect(expected: int, received: Latencies, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while len(received) < expected and time.monotonic() < deadline:  # noqa: ASYNC110 - a count
         await asyncio.sleep(0.05)
@@ -54,7 +54,7 @@ async def ws_relay(rate: float, seconds: float, pairs: int) -> dict[str, Any]:
     try:
         assert server.stdout is not None
         await asyncio.wait_for(server.stdout.readline(), 20)
-        latencies: list[int] = []
+        latencies = Latencies()
         receivers = [
             await websockets.connect(
                 f"ws://127.0.0.1:{port}/recv/{i}", compression=None, max_queue=None
@@ -70,7 +70,7 @@ async def ws_relay(rate: float, seconds: float, pairs: int) -> dict[str, Any]:
 
         async def read(socket: Any) -> None:
             async for frame in socket:
-                latencies.append(time.perf_counter_ns() - int(frame.split(" ")[2]))
+                latencies.record_ns(time.perf_counter_ns() - int(frame.split(" ")[2]))
 
         readers = [asyncio.create_task(read(r)) for r in receivers]
         await asyncio.sleep(0)
@@ -84,7 +84,7 @@ async def ws_relay(rate: float, seconds: float, pairs: int) -> dict[str, Any]:
             reader.cancel()
         for socket in receivers + senders:
             await socket.close()
-        return {"sent": sent, "received": len(latencies), "latency": summarize(latencies)}
+        return {"sent": sent, "received": len(latencies), "latency": latencies.summary()}
     finally:
         server.terminate()
         await server.wait()
@@ -100,12 +100,12 @@ async def stream_echo(amqp_url: str, rate: float, seconds: float) -> dict[str, A
         queue = await consume_channel.declare_queue(
             queue_name, durable=True, arguments={"x-queue-type": "stream"}
         )
-        latencies: list[int] = []
+        latencies = Latencies()
         pending: list[Any] = []
         unacked: list[Any] = []
 
         async def on_message(message: Any) -> None:
-            latencies.append(time.perf_counter_ns() - int(message.body.split(b" ")[2]))
+            latencies.record_ns(time.perf_counter_ns() - int(message.body.split(b" ")[2]))
             unacked.append(message)
             if len(unacked) >= 100:
                 await unacked[-1].ack(multiple=True)
@@ -130,7 +130,7 @@ async def stream_echo(amqp_url: str, rate: float, seconds: float) -> dict[str, A
         await _collect(sent, latencies)
         await queue.cancel(tag)  # before the delete, so the broker has no consumer to cancel
         await consume_channel.queue_delete(queue_name)
-        return {"sent": sent, "received": len(latencies), "latency": summarize(latencies)}
+        return {"sent": sent, "received": len(latencies), "latency": latencies.summary()}
     finally:
         await connection.close()
 
@@ -157,6 +157,7 @@ def prepare_peer() -> Path | None:
     if not (PEER_CACHE / "node_modules" / "chat-service").exists():
         done = subprocess.run(
             ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+            check=False,
             cwd=PEER_CACHE,
             capture_output=True,
             text=True,

@@ -19,7 +19,7 @@ from websockets.typing import Origin
 
 from contracts.events.conversation import ConversationAccepted, ConversationOffered
 from contracts.events.message import MessageSent
-from tools.bench.stats import summarize
+from tools.bench.stats import Latencies
 
 TENANT = "demo"
 RESEND_CODES = frozenset({"unavailable", "rate_limited"})
@@ -34,8 +34,8 @@ class Conversation:
 
 @dataclass
 class Tally:
-    latencies_ns: list[int] = field(default_factory=list)
-    echo_ns: list[int] = field(default_factory=list)
+    latencies: Latencies = field(default_factory=Latencies)
+    echo: Latencies = field(default_factory=Latencies)
     seen: set[int] = field(default_factory=set)
     duplicates: int = 0
     acks: int = 0
@@ -184,7 +184,7 @@ class ChatFleet:
                     continue
                 tally.seen.add(sequence)
                 if tally.measuring and scheduled is not None:
-                    tally.latencies_ns.append(received - scheduled)
+                    tally.latencies.record_ns(received - scheduled)
             elif kind == ConversationOffered.TYPE:
                 if agent_id in data["agent_ids"]:
                     await agent.send(
@@ -223,7 +223,7 @@ class ChatFleet:
             elif kind == "event" and frame["event"]["type"] == MessageSent.TYPE and tally.measuring:
                 _, scheduled = _parse(frame["event"]["data"]["body"])
                 if scheduled is not None:
-                    tally.echo_ns.append(received - scheduled)
+                    tally.echo.record_ns(received - scheduled)
 
     async def run(
         self,
@@ -236,8 +236,8 @@ class ChatFleet:
     ) -> dict[str, Any]:
         """Send ``rate`` msg/s for ``seconds``; wait for every message; summarize."""
         tally = self.tally
-        tally.latencies_ns.clear()
-        tally.echo_ns.clear()
+        tally.latencies.clear()
+        tally.echo.clear()
         tally.errors.clear()
         tally.resent = 0
         tally.measuring = measure
@@ -277,8 +277,8 @@ class ChatFleet:
             "received": received,
             "lost": total - received,
             "duplicates": tally.duplicates,
-            "customer_to_agent": summarize(tally.latencies_ns),
-            "sender_echo": summarize(tally.echo_ns),
+            "customer_to_agent": tally.latencies.summary(),
+            "sender_echo": tally.echo.summary(),
             "generator_behind_max_ms": round(behind_max / 1e6, 2),
             "errors": dict(tally.errors),
             "resent": tally.resent,

@@ -56,6 +56,12 @@ class SystemUnderTest:
             "RELAYDESK_GATEWAY_PORT": str(port),
             "RELAYDESK_CONNECTORS_PORT": str(free_port()),
             "RELAYDESK_HEALTH_PORT_BASE": str(random.randint(20000, 29000)),
+            # Thousands of simulated clients share this machine's one address: the
+            # per-address limits (docs/security.md) would stop the load at its first step.
+            "RELAYDESK_WS_MAX_PER_ADDRESS": "1000000",
+            "RELAYDESK_WS_CONNECT_RATE_PER_MIN": "6000000",
+            "RELAYDESK_WS_CONNECT_BURST": "1000000",
+            "RELAYDESK_HTTP_PENDING_PER_ADDRESS": "1000000",
             **(extra_env or {}),
         }
         env.pop("MONGO_URL", None)

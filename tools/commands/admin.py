@@ -16,9 +16,11 @@ from contracts import Actor, Envelope, new_event_id
 from contracts.commands.admin import CreateAgent, CreateTenant, RemoveAgent, UpdateAgent
 from contracts.commands.billing import ClosePeriod, RecordPayment
 from contracts.envelope import ActorKind
+from contracts.queries.admin import AgentsListQuery
 from relaydesk.bus import Bus, RemoteError
 from relaydesk.bus.rpc import RpcClient
-from relaydesk.passwords import hash_password
+from relaydesk.emails import normalize_email
+from relaydesk.passwords import hash_password, password_problem
 from relaydesk.settings import Settings
 
 CLI_ACTOR = Actor(kind=ActorKind.admin, id="cli")
@@ -91,13 +93,19 @@ async def _send(
     return 0
 
 
+def _password_refused(password: str, *context: str) -> bool:
+    """The API's password rule (docs/security.md, 10); prints the reason when it is broken."""
+    problem = password_problem(password, context=context)
+    if problem is not None:
+        print(f"refused: invalid_payload: {problem}", file=sys.stderr)
+    return problem is not None
+
+
 async def _agent_id_by_email(
     rpc: RpcClient, settings: Settings, tenant: str, email: str
 ) -> str | None:
-    agents = await rpc.query(
-        "admin", "agents.list", {"tenant": tenant}, timeout=settings.request_timeout_s
-    )
-    return next((a["agent_id"] for a in agents if a["email"] == email.strip().lower()), None)
+    agents = await rpc.ask(AgentsListQuery(tenant=tenant), timeout=settings.request_timeout_s)
+    return next((a.agent_id for a in agents if a.email == normalize_email(email)), None)
 
 
 async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> int:
@@ -116,6 +124,8 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
         )
     if args.action == "create-agent":
         password = args.password or getpass.getpass("password: ")
+        if _password_refused(password, args.email, args.name, args.tenant):
+            return 1
         data = {
             "agent_id": _agent_id(args.email),
             "email": args.email,
@@ -154,10 +164,10 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
             service="billing",
         )
     if args.action == "list-agents":
-        for agent in await rpc.query(
-            "admin", "agents.list", {"tenant": args.tenant}, timeout=settings.request_timeout_s
+        for agent in await rpc.ask(
+            AgentsListQuery(tenant=args.tenant), timeout=settings.request_timeout_s
         ):
-            print(f"{agent['agent_id']}\t{agent['email']}\t{agent['role']}\t{agent['name']}")
+            print(f"{agent.agent_id}\t{agent.email}\t{agent.role}\t{agent.name}")
         return 0
     agent_id = await _agent_id_by_email(rpc, settings, args.tenant, args.email)
     if agent_id is None:
@@ -170,7 +180,10 @@ async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> 
             _command(args.tenant, RemoveAgent.TYPE, f"agent:{agent_id}", {"agent_id": agent_id}),
             f"{args.email} removed",
         )
-    changes = {"password_hash": hash_password(args.password or getpass.getpass("new password: "))}
+    password = args.password or getpass.getpass("new password: ")
+    if _password_refused(password, args.email, args.tenant):
+        return 1
+    changes = {"password_hash": hash_password(password)}
     envelope = _command(
         args.tenant,
         UpdateAgent.TYPE,

@@ -19,10 +19,11 @@ from pathlib import Path
 from contracts.envelope import Envelope
 from contracts.errors import ContractError
 from contracts.registry import EVENTS
+from history_service.documents import ArchivedEvent
 from history_service.hash_chain import envelope_of
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
-from relaydesk.store import database, make_client
+from relaydesk.store import ascending, bound, database, make_client, stored_rows
 
 BATCH = 500
 
@@ -46,20 +47,15 @@ def _import_parser() -> argparse.ArgumentParser:
 
 
 async def _export(args: argparse.Namespace, settings: Settings) -> int:
-    query = {
-        "tenant": args.tenant,
-        **({"stream": f"conv:{args.conversation}"} if args.conversation else {}),
-    }
     client = make_client(settings.mongo_url or "")
     out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
     count = 0
     try:
-        async for document in (
-            database(client, settings.mongo_db)["events"]
-            .find(query)
-            .sort("position", 1)
-            .batch_size(1000)
-        ):
+        e = await bound(database(client, settings.mongo_db), ArchivedEvent)
+        query = e.find(e.tenant == args.tenant, batch_size=1000)
+        if args.conversation:
+            query = query.find(e.stream == f"conv:{args.conversation}")
+        async for document in stored_rows(query.sort(ascending(e.position))):
             envelope = Envelope.model_validate(envelope_of(document))
             out.write(json.dumps(envelope.model_dump(mode="json"), ensure_ascii=False) + "\n")
             count += 1

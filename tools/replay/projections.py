@@ -13,11 +13,14 @@ from billing_service.ledger import Ledger
 from contracts.envelope import LoggedEvent
 from contracts.events.system import LogMarker
 from contracts.plans import PlanCatalogue
+from contracts.queries.agent import ConversationStateQuery
+from contracts.queries.billing import AccountQuery
+from history_service.documents import HISTORY_DOCUMENTS, ConversationView
 from history_service.read_models import ReadModels
 from relaydesk.bus import Bus, RemoteError, RequestTimeout
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.settings import Settings
-from relaydesk.store import database, make_client
+from relaydesk.store import bind_documents, bound, database, make_client
 
 COMPARED_CONVERSATION_FIELDS = (
     "status",
@@ -52,23 +55,24 @@ async def history(
     client = make_client(settings.mongo_url or "")
     try:
         scratch, live = database(client, scratch_db), database(client, settings.mongo_db)
+        await bind_documents(scratch, HISTORY_DOCUMENTS)
         models = ReadModels(scratch)
-        await models.ensure_indexes()
         async for batch in _batches(events):
             await models.apply(batch)
         differences = []
-        async for rebuilt in scratch["conversations"].find({}):
-            current = await live["conversations"].find_one({"_id": rebuilt["_id"]})
+        live_conversations = await bound(live, ConversationView)
+        async for rebuilt in (await bound(scratch, ConversationView)).find_all():
+            current = await live_conversations.get(rebuilt.id)
             if current is None:
                 differences.append(
-                    f"conversation {rebuilt['_id']}: in the log, missing from the live read model"
+                    f"conversation {rebuilt.id}: in the log, missing from the live read model"
                 )
                 continue
             for name in COMPARED_CONVERSATION_FIELDS:
-                if _normal(current.get(name)) != _normal(rebuilt.get(name)):
+                now, replayed = getattr(current, name), getattr(rebuilt, name)
+                if _normal(now) != _normal(replayed):
                     differences.append(
-                        f"conversation {rebuilt['_id']}: {name} live {current.get(name)!r}"
-                        f" != replayed {rebuilt.get(name)!r}"
+                        f"conversation {rebuilt.id}: {name} live {now!r} != replayed {replayed!r}"
                     )
         return differences
     finally:
@@ -84,11 +88,7 @@ async def routing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
         for event in batch:
             routing_fold.apply(state, event.envelope)
     return await _ask_each(
-        settings,
-        "agent",
-        "conversation.state",
-        state,
-        lambda tenant, c: {"status": c.status, "agent_id": c.agent_id},
+        settings, state, lambda tenant, c: {"status": c.status, "agent_id": c.agent_id}
     )
 
 
@@ -106,11 +106,8 @@ async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
             if state.mode != "saas":
                 continue
             try:
-                live = await rpc.query(
-                    "billing",
-                    "billing.account",
-                    {"tenant": state.tenant},
-                    timeout=settings.request_timeout_s,
+                live = await rpc.ask(
+                    AccountQuery(tenant=state.tenant), timeout=settings.request_timeout_s
                 )
             except (RemoteError, RequestTimeout) as exc:
                 differences.append(f"{state.tenant}: live billing unavailable ({exc})")
@@ -118,20 +115,20 @@ async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
             replayed = {
                 i["number"]: (i["total_cents"], i["lines"]) for i in state.invoices.values()
             }
-            current = {i["number"]: (i["total_cents"], i["lines"]) for i in live["invoices"]}
+            current = {
+                i.number: (i.total_cents, [line.model_dump() for line in i.lines])
+                for i in live.invoices
+            }
             if replayed != current:
                 differences.append(
                     f"{state.tenant}: invoices live {sorted(current)}"
                     f" != replayed {sorted(replayed)} (or their lines differ)"
                 )
-            usage = state.usage.get(live["period"])
-            if (
-                usage is not None
-                and usage.public()["conversations"] != live["usage"]["conversations"]
-            ):
+            usage = state.usage.get(live.period)
+            if usage is not None and usage.public()["conversations"] != live.usage.conversations:
                 differences.append(
                     f"{state.tenant}: conversations this period"
-                    f" live {live['usage']['conversations']}"
+                    f" live {live.usage.conversations}"
                     f" != replayed {usage.public()['conversations']}"
                 )
     finally:
@@ -140,12 +137,9 @@ async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
 
 
 async def _ask_each(
-    settings: Settings,
-    service: str,
-    query: str,
-    state: RoutingState,
-    view: Callable[[str, Any], dict[str, Any]],
+    settings: Settings, state: RoutingState, view: Callable[[str, Any], dict[str, Any]]
 ) -> list[str]:
+    """Each replayed conversation's ``view`` against agent_service's ``conversation.state``."""
     bus = await Bus(settings.amqp_url, service="replay", stream_url=settings.stream_url).connect()
     differences = []
     try:
@@ -154,21 +148,19 @@ async def _ask_each(
             for conversation in tenant.conversations.values():
                 expected = view(tenant.tenant_id, conversation)
                 try:
-                    live = await rpc.query(
-                        service,
-                        query,
-                        {
-                            "tenant": tenant.tenant_id,
-                            "conversation_id": conversation.conversation_id,
-                        },
+                    answer = await rpc.ask(
+                        ConversationStateQuery(
+                            tenant=tenant.tenant_id, conversation_id=conversation.conversation_id
+                        ),
                         timeout=settings.request_timeout_s,
                     )
                 except RemoteError as exc:
                     differences.append(
                         f"{tenant.tenant_id}/{conversation.conversation_id}:"
-                        f" live {service} says {exc.code}"
+                        f" live agent says {exc.code}"
                     )
                     continue
+                live = answer.model_dump()
                 for name, value in expected.items():
                     if live.get(name) != value:
                         differences.append(

@@ -10,13 +10,16 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TextIO
+
+from beanie.odm.queries.find import FindMany
 
 from contracts.envelope import Envelope, LoggedEvent
 from contracts.events.system import LogMarker
+from history_service.documents import ArchivedEvent
 from history_service.hash_chain import envelope_of
 from relaydesk.bus import Bus, LogReader
-from relaydesk.store import database, make_client
+from relaydesk.store import ascending, bound, database, make_client, stored_rows
 
 
 @dataclass(frozen=True)
@@ -35,16 +38,18 @@ class Slice:
             return False
         return not (self.until and envelope.occurred_at > self.until)
 
-    def archive_query(self) -> dict[str, Any]:
-        query: dict[str, Any] = {}
+    def archive_query(self, e: type[ArchivedEvent]) -> FindMany[ArchivedEvent]:
+        """The slice as a query of the archive (``e``: the model bound to its database)."""
+        query = e.find(batch_size=1000)
         if self.tenant:
-            query["tenant"] = self.tenant
+            query = query.find(e.tenant == self.tenant)
         if self.conversation:
-            query["stream"] = f"conv:{self.conversation}"
-        span = {op: moment for op, moment in (("$gte", self.since), ("$lte", self.until)) if moment}
-        if span:
-            query["ts"] = span
-        return query
+            query = query.find(e.stream == f"conv:{self.conversation}")
+        if self.since:
+            query = query.find(e.ts >= self.since)
+        if self.until:
+            query = query.find(e.ts <= self.until)
+        return query.sort(ascending(e.position))
 
 
 class Progress:
@@ -85,12 +90,8 @@ async def from_archive(
 ) -> AsyncIterator[LoggedEvent]:
     client = make_client(mongo_url)
     try:
-        async for document in (
-            database(client, db_name)["events"]
-            .find(selection.archive_query())
-            .sort("position", 1)
-            .batch_size(1000)
-        ):
+        archive = await bound(database(client, db_name), ArchivedEvent)
+        async for document in stored_rows(selection.archive_query(archive)):
             progress.tick(True)
             yield LoggedEvent(
                 position=document["position"],

@@ -29,7 +29,7 @@ else {
 function start() {
   $("app").hidden = false;
   $("me").textContent = `${session.agent.name} · ${session.agent.role}`;
-  $("logout").addEventListener("click", () => { session.logout(); location.reload(); });
+  $("logout").addEventListener("click", async () => { await session.logout(); location.reload(); });
   const allowed = SECTIONS.filter((s) => !s.permission || session.can(s.permission));
   $("sections").replaceChildren(...allowed.map((s) => el("button", { type: "button", "data-section": s.id, onclick: () => show(s) }, s.title)));
   const wanted = allowed.find((s) => s.id === location.hash.slice(1)) || allowed[0];
@@ -121,20 +121,23 @@ async function settingsSection(reload) {
   return form([
     select("Routing mode", "routing_mode", ["broadcast", "round_robin", "least_busy"], s.routing_mode),
     field("Messages loaded on entering", "messages_on_enter", { type: "number", min: "1", max: "500", value: String(s.messages_on_enter) }),
-    field("Offer timeout (s)", "offer_timeout_s", { type: "number", min: "5", value: String(s.offer_timeout_s) }),
+    // Empty: the installation's default offer timeout (RELAYDESK_OFFER_TIMEOUT_S).
+    field("Offer timeout (s; empty = installation default)", "offer_timeout_s", { type: "number", min: "5", max: "3600", value: s.offer_timeout_s ? String(s.offer_timeout_s) : "" }),
     field("Default max chats", "max_chats_default", { type: "number", min: "1", value: String(s.max_chats_default) }),
     field("Allowed sites (comma separated origins)", "allowed_origins", { value: (s.allowed_origins || []).join(", "), placeholder: "https://www.example.com" }),
-    field("Time zone", "timezone", { value: s.timezone || "UTC" }),
+    field("Time zone", "timezone", { value: s.timezone }),
     // Empty keeps messages for ever; otherwise closed conversations lose their message contents after this many days.
     field("Keep messages of closed conversations (days; empty = for ever)", "retention_days", { type: "number", min: "1", max: "36500", value: s.retention_days ? String(s.retention_days) : "" }),
     el("label", { style: "grid-column:1/-1" }, "Business hours (JSON, e.g. {\"mon\": [[\"09:00\",\"17:00\"]]}; empty = always open)",
       el("textarea", { name: "business_hours", rows: "3" }, s.business_hours ? JSON.stringify(s.business_hours) : "")),
-    el("label", { style: "grid-column:1/-1" }, "Greeting", el("input", { name: "greeting", value: s.greeting || "" })),
-    el("label", { style: "grid-column:1/-1" }, "Offline text", el("input", { name: "offline_text", value: s.offline_text || "" })),
+    // Both are shown to customers as chat notes (at most 200 characters); empty: no note.
+    el("label", { style: "grid-column:1/-1" }, "Greeting", el("input", { name: "greeting", maxlength: "200", value: s.greeting })),
+    el("label", { style: "grid-column:1/-1" }, "Offline text", el("input", { name: "offline_text", maxlength: "200", value: s.offline_text })),
   ], "Save settings", async (data) => {
     const hours = String(data.get("business_hours") || "").trim();
     const changes = {
-      routing_mode: data.get("routing_mode"), messages_on_enter: Number(data.get("messages_on_enter")), offer_timeout_s: Number(data.get("offer_timeout_s")),
+      routing_mode: data.get("routing_mode"), messages_on_enter: Number(data.get("messages_on_enter")),
+      offer_timeout_s: data.get("offer_timeout_s") ? Number(data.get("offer_timeout_s")) : null,
       max_chats_default: Number(data.get("max_chats_default")), timezone: data.get("timezone"), greeting: data.get("greeting"), offline_text: data.get("offline_text"),
       allowed_origins: String(data.get("allowed_origins")).split(",").map((o) => o.trim()).filter(Boolean),
       business_hours: hours ? JSON.parse(hours) : null,

@@ -56,7 +56,7 @@ function start() {
 function bindControls() {
   $("logout").addEventListener("click", async () => {
     await state.socket.command("status", { status: "offline" }).catch(() => {});
-    session.logout();
+    await session.logout();
     location.reload();
   });
   $("status").addEventListener("change", () => {
@@ -470,7 +470,7 @@ async function openTransfer() {
     else return toast("Choose an agent or a group");
     if (form.note.value.trim()) fields.note = form.note.value.trim();
     try {
-      await state.socket.command("transfer", fields);
+      await state.socket.command("transfer", fields, { retry: false });
       toast("Transfer requested");
     } catch (error) {
       toast(`Transfer failed: ${error.message}`);

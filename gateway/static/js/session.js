@@ -19,7 +19,14 @@ export class AgentSession {
     this._store(await api(this.base, "/api/auth/login", { method: "POST", body: { tenant, email, password } }));
   }
 
-  async refresh() {
+  /** One refresh at a time: a refresh token is good once (using it twice ends the
+   * session), and the timer, a 401 and a socket's 4401 can all ask at the same moment. */
+  refresh() {
+    if (!this.refreshing) this.refreshing = this._refresh().finally(() => { this.refreshing = null; });
+    return this.refreshing;
+  }
+
+  async _refresh() {
     if (!this.data) return false;
     try {
       this._store(await api(this.base, "/api/auth/refresh", { method: "POST", body: { refresh_token: this.data.refresh_token } }));
@@ -30,10 +37,14 @@ export class AgentSession {
     }
   }
 
+  /** Forget the session here and end it on the server (its refresh tokens stop working). */
   logout() {
+    const ending = this.data && this.data.refresh_token;
     this.data = null;
     sessionStorage.removeItem(KEY);
     clearTimeout(this.timer);
+    if (ending) return api(this.base, "/api/auth/logout", { method: "POST", body: { refresh_token: ending } }).catch(() => {});
+    return Promise.resolve();
   }
 
   /** HTTP call as this agent; one refresh and retry on 401. */
@@ -79,6 +90,8 @@ export function el(tag, attributes = {}, ...children) {
   for (const [name, value] of Object.entries(attributes)) {
     if (value === undefined || value === null || value === false) continue;
     if (name === "class") node.className = value;
+    // Through the CSSOM: pages whose CSP allows no inline style attributes still apply it.
+    else if (name === "style") node.style.cssText = value;
     else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
     else node.setAttribute(name, value === true ? "" : value);
   }

@@ -21,6 +21,9 @@ const NOT_RESUMABLE = new Set([4403, 1008]);
 // Errors that mean "not now": the command stays in the outbox and is resent, same id.
 const RETRYABLE = new Set(["rate_limited", "unavailable"]);
 const AUTH_EXPIRED = 4401;
+// resume_from was refused (not a position of this log, e.g. after the system was reset):
+// forget it, reload state as on a resync, and reconnect for live events.
+const BAD_RESUME_FROM = 4400;
 
 export class RelaySocket {
   /**
@@ -63,11 +66,16 @@ export class RelaySocket {
     return Boolean(this.ws && this.ws.readyState === WebSocket.OPEN && this.session);
   }
 
-  /** Send a command; resolves with the ack once the server made it durable. */
-  command(op, fields = {}, { persist = false, id = newKey() } = {}) {
+  /**
+   * Send a command; resolves with the ack once the server made it durable.
+   * `retry: false` rejects on `rate_limited` / `unavailable` instead of resending: for a
+   * person waiting on a dialog, and for `transfer`, whose `unavailable` means "nobody can
+   * take it" and gets the same answer however often the same key is sent.
+   */
+  command(op, fields = {}, { persist = false, id = newKey(), retry = true } = {}) {
     const frame = { op, id, ...fields };
     return new Promise((resolve, reject) => {
-      this.outbox.set(id, { frame, resolve, reject, persist });
+      this.outbox.set(id, { frame, resolve, reject, persist, retry });
       if (persist) this._saveOutbox();
       if (this.connected) this.ws.send(JSON.stringify(frame));
     });
@@ -113,7 +121,7 @@ export class RelaySocket {
     } else if (frame.t === "ack") {
       this._settle(frame.id, (entry) => entry.resolve && entry.resolve(frame));
     } else if (frame.t === "error") {
-      if (frame.id && RETRYABLE.has(frame.code)) this._retryLater(frame.id);
+      if (frame.id && RETRYABLE.has(frame.code) && this.outbox.get(frame.id)?.retry !== false) this._retryLater(frame.id);
       else if (frame.id) this._settle(frame.id, (entry) => entry.reject && entry.reject(Object.assign(new Error(frame.message), { code: frame.code })));
       else this._state("error", frame);
     } else if (frame.t === "resync") {
@@ -144,6 +152,10 @@ export class RelaySocket {
     this.session = null;
     if (this.stopped) return this._state("stopped");
     if (NOT_RESUMABLE.has(code)) return this._state("refused", { code });
+    if (code === BAD_RESUME_FROM) {
+      this._setPosition(null);
+      if (this.options.onResync) this.options.onResync();
+    }
     if (code === AUTH_EXPIRED && this.options.onAuthExpired) {
       const renewed = await this.options.onAuthExpired();
       if (!renewed) return this._state("refused", { code });

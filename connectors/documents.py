@@ -1,0 +1,77 @@
+"""The connectors' MongoDB documents: platform conversations, seen platform ids, the outbox."""
+
+from datetime import datetime
+from typing import ClassVar
+
+from beanie import Document
+from pymongo import ASCENDING, IndexModel
+
+SEEN_TTL_S = 48 * 3600  # ≥ Telegram's 24 h retention; Meta retries for less
+
+
+class PlatformConversationDocument(Document):
+    """Which conversation a platform user is in (``_id`` = ``tenant|platform|user``)."""
+
+    id: str  # type: ignore[assignment]
+    tenant: str
+    connector_id: str
+    platform: str
+    platform_user_id: str
+    conversation_id: str
+    chat_ref: str
+    generation: int = 0
+    closed: bool = False
+    at: float | None = None  # when the mapping was last (re)opened, epoch seconds
+    last_inbound: float | None = None  # the user's last message (Messenger's 24-hour window)
+
+    class Settings:
+        name = "connector_conversations"
+        # outbound replies and closes find the mapping by its conversation
+        indexes: ClassVar[list[IndexModel]] = [IndexModel([("conversation_id", ASCENDING)])]
+
+
+class SeenPlatformId(Document):
+    """A platform update id already taken in; forgotten after :data:`SEEN_TTL_S`."""
+
+    id: str  # type: ignore[assignment]
+    at: datetime
+
+    class Settings:
+        name = "connector_seen"
+        indexes: ClassVar[list[IndexModel]] = [
+            IndexModel([("at", ASCENDING)], expireAfterSeconds=SEEN_TTL_S)
+        ]
+
+
+class OutboxItem(Document):
+    """A reply to send to a platform (``_id`` = the message id: queued once per message).
+
+    Every field but ``done`` is optional: a reply whose ``connector.outbound_sent`` is read
+    before its ``message.sent`` (a replay) is finished before it was queued, and that leaves
+    a document with ``done`` only, which keeps it from ever being queued and sent again.
+    """
+
+    id: str  # type: ignore[assignment]
+    tenant: str | None = None
+    connector_id: str | None = None
+    platform: str | None = None
+    conversation_id: str | None = None
+    chat_ref: str | None = None
+    body: str | None = None
+    queued_at: float | None = None
+    last_inbound: float | None = None
+    attempts: int = 0
+    platform_message_id: str | None = None
+    failure_reported: bool = False
+    done: bool = False
+
+    class Settings:
+        name = "connector_outbox"
+        indexes: ClassVar[list[IndexModel]] = [IndexModel([("connector_id", ASCENDING)])]
+
+
+CONNECTOR_DOCUMENTS: tuple[type[Document], ...] = (
+    PlatformConversationDocument,
+    SeenPlatformId,
+    OutboxItem,
+)

@@ -1,0 +1,166 @@
+"""A tenant's settings: every setting, its one default, and what a valid value is.
+
+Every reader takes its defaults from here — routing (greeting, offline text, routing mode,
+offer timeout, business hours), administration (the settings page and its edits), the
+gateway (origins, attachments, messages on entering, the audit view) — so the admin's
+Settings page for a tenant that never saved anything shows exactly what its customers get.
+
+Saved settings are the ``after`` dicts of ``tenant.settings_changed`` events, merged in log
+order over the defaults. A change is validated when it is decided (:func:`edit_settings`);
+folding a logged change (:func:`accepted_changes`) keeps what this model accepts and skips
+the rest, so a log written under older rules stays readable.
+"""
+
+from collections.abc import Mapping
+from datetime import time
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+RoutingMode = Literal["broadcast", "round_robin", "least_busy"]
+# Greeting and offline text reach the chat as system notes, whose text is at most 200
+# characters (contracts.events.message.SystemNote): a longer one would be cut there.
+NoteText = Annotated[str, Field(max_length=200)]
+Origin = Annotated[str, Field(max_length=300)]
+MediaType = Annotated[str, Field(max_length=100)]
+Range = tuple[str, str]
+
+DEFAULT_ATTACHMENT_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+)
+
+
+class SettingsRefused(ValueError):
+    """A settings change that cannot be saved; the message names the setting and why."""
+
+
+class TenantSettings(BaseModel):
+    """Attributes:
+    routing_mode: who is offered a new conversation: everyone eligible (``broadcast``),
+        one agent in turn (``round_robin``) or the least loaded one (``least_busy``).
+    offer_timeout_s: seconds an offer stands before it goes to someone else; ``None``:
+        the deployment's ``RELAYDESK_OFFER_TIMEOUT_S`` (60 unless configured).
+    max_chats_default: conversations an agent without their own ``max_chats`` may hold.
+    messages_on_enter: how many messages a conversation opens with in the console/widget.
+    allowed_origins: sites the widget may run on (empty: any).
+    business_hours: weekday (``mon`` … ``sun``) → ``[["HH:MM", "HH:MM"], …]`` opening
+        ranges in ``timezone``; a missing day is closed; ``None``: always open.
+    timezone: IANA zone the business hours are in.
+    greeting: the system note a customer sees when their chat starts (empty: none).
+    offline_text: the system note when nobody can take the chat (empty: none).
+    retention_days: closed conversations lose their message contents after this many
+        days; ``None``: kept for ever.
+    attachment_max_bytes / attachment_types: what may be uploaded into a conversation.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    routing_mode: RoutingMode = "broadcast"
+    offer_timeout_s: int | None = Field(default=None, ge=5, le=3600)
+    max_chats_default: int = Field(default=5, ge=1, le=100)
+    messages_on_enter: int = Field(default=50, ge=0, le=1000)
+    allowed_origins: tuple[Origin, ...] = Field(default=(), max_length=100)
+    business_hours: dict[str, tuple[Range, ...]] | None = None
+    timezone: str = "UTC"
+    greeting: NoteText = "Hi! How can we help?"
+    offline_text: NoteText = (
+        "We are offline right now. Leave a message and we will get back to you."
+    )
+    retention_days: int | None = Field(default=None, ge=1, le=36500)
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=100 * 1024 * 1024)
+    attachment_types: tuple[MediaType, ...] = Field(
+        default=DEFAULT_ATTACHMENT_TYPES, max_length=100
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("business_hours")
+    @classmethod
+    def _hours(
+        cls, value: dict[str, tuple[Range, ...]] | None
+    ) -> dict[str, tuple[Range, ...]] | None:
+        for day, ranges in (value or {}).items():
+            if day not in WEEKDAYS:
+                raise ValueError(f"business_hours days are {', '.join(WEEKDAYS)}")
+            for start, end in ranges:
+                # time.fromisoformat raises ValueError on a bad "HH:MM" too
+                if time.fromisoformat(start) >= time.fromisoformat(end):
+                    raise ValueError(f"{day}: {start} is not before {end}")
+        return value
+
+    def as_json(self) -> dict[str, Any]:
+        """The settings as JSON values (lists, not tuples): what the bus and the log carry."""
+        return self.model_dump(mode="json")
+
+    def with_changes(self, after: Mapping[str, Any]) -> "TenantSettings":
+        """These settings with a logged change applied (see :func:`accepted_changes`)."""
+        return TenantSettings.model_validate({**self.as_json(), **accepted_changes(after)})
+
+    @classmethod
+    def from_saved(cls, saved: Mapping[str, Any]) -> "TenantSettings":
+        """Saved values (all of them, or only the changed ones) over the defaults."""
+        return DEFAULTS.with_changes(saved)
+
+
+SETTING_KEYS = frozenset(TenantSettings.model_fields)
+DEFAULTS = TenantSettings()
+
+
+def default_settings() -> dict[str, Any]:
+    """A fresh copy of the defaults as JSON values (for state kept as a plain dict)."""
+    return DEFAULTS.as_json()
+
+
+def accepted_changes(after: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a logged change this model accepts, as JSON values.
+
+    Keys that are not settings, and values the model refuses (each judged on its own: no
+    setting depends on another), are left out: the change was validated when it was
+    decided, so only a log written under older rules has any.
+    """
+    accepted: dict[str, Any] = {}
+    for key, value in after.items():
+        if key not in SETTING_KEYS:
+            continue
+        try:
+            accepted[key] = TenantSettings.model_validate({key: value}).as_json()[key]
+        except ValidationError:
+            continue
+    return accepted
+
+
+def edit_settings(
+    current: Mapping[str, Any], changes: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(before, after)`` of a change to ``current``; raises SettingsRefused when it is bad.
+
+    ``after`` holds the changed settings as the model reads them (``"60"`` becomes ``60``),
+    so what reaches the log is what every reader understands.
+    """
+    unknown = sorted(set(changes) - SETTING_KEYS)
+    if unknown:
+        known = ", ".join(sorted(SETTING_KEYS))
+        raise SettingsRefused(f"cannot change {', '.join(unknown)}: the settings are {known}")
+    saved = {k: v for k, v in current.items() if k in SETTING_KEYS}
+    try:
+        merged = TenantSettings.model_validate({**saved, **changes}).as_json()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        reason = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsRefused(f"{where}: {reason}") from None
+    return {k: current.get(k) for k in changes}, {k: merged[k] for k in changes}

@@ -1,0 +1,67 @@
+"""Transfer from the console: the request card reaches the colleague it is offered to, the
+note shows in the chat once they accept, and a transfer nobody can take says so."""
+
+import pytest
+
+from tests.browser.pages import (
+    TIMEOUT_MS,
+    console_login,
+    customer_says,
+    make_tenant,
+    open_demo,
+    start_chat,
+)
+
+pytestmark = pytest.mark.browser
+
+
+async def transfer(console, colleague: str, note: str) -> None:  # type: ignore[no-untyped-def]
+    await console.get_by_role("button", name="Transfer", exact=True).click()
+    dialog = console.get_by_role("dialog", name="Transfer conversation")
+    option = dialog.locator("option").filter(has_text=colleague)
+    await option.wait_for(state="attached", timeout=TIMEOUT_MS)
+    await dialog.get_by_label("To agent").select_option(await option.get_attribute("value"))
+    await dialog.get_by_label("Note for the receiver").fill(note)
+    await dialog.get_by_role("button", name="Transfer").click()
+
+
+async def test_transfer_to_a_colleague_and_to_nobody_available(system, browser) -> None:
+    await make_tenant(system, "outfit", "alice", "bob", "carol")
+    alice, bob, carol = [
+        await console_login(await browser.new_context(), system, "outfit", name)
+        for name in ("alice", "bob", "carol")
+    ]
+    demo = await open_demo(await browser.new_context(), system, "outfit")
+    await start_chat(demo, "Dana")
+    await customer_says(demo, "My order never arrived")
+
+    # Broadcast routing offers the chat to all three; Alice takes it, the others' cards go.
+    for console in (alice, bob, carol):
+        await console.locator(".request").filter(has_text="Dana").wait_for(timeout=TIMEOUT_MS)
+    await alice.locator(".request").get_by_role("button", name="Accept").click()
+    for console in (bob, carol):
+        await console.locator(".request").wait_for(state="detached", timeout=TIMEOUT_MS)
+    log = alice.get_by_role("log", name="Messages")
+    await log.get_by_text("My order never arrived").wait_for(timeout=TIMEOUT_MS)
+
+    # Carol steps away: a transfer to her cannot be taken, and the console says so at once.
+    await carol.get_by_label("Your status").select_option("away")
+    await transfer(alice, "Carol", "she knows the courier")
+    await (
+        alice.get_by_role("status").filter(has_text="Transfer failed").wait_for(timeout=TIMEOUT_MS)
+    )
+
+    await transfer(alice, "Bob", "refund approved, please confirm")
+    await (
+        alice.get_by_role("status")
+        .filter(has_text="Transfer requested")
+        .wait_for(timeout=TIMEOUT_MS)
+    )
+    card = bob.locator(".request")
+    await card.wait_for(timeout=TIMEOUT_MS)
+    assert await carol.locator(".request").count() == 0
+    await card.get_by_role("button", name="Accept").click()
+    bobs_log = bob.get_by_role("log", name="Messages")
+    await bobs_log.get_by_text("My order never arrived").wait_for(timeout=TIMEOUT_MS)
+    await bobs_log.get_by_text("refund approved, please confirm").wait_for(timeout=TIMEOUT_MS)
+    await bob.get_by_label("Reply").wait_for(timeout=TIMEOUT_MS)

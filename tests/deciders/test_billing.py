@@ -1,0 +1,100 @@
+"""Billing decisions, pure: given events on the log, when a command, then events or a rejection."""
+
+from contracts import Actor, Envelope, derive_event_id
+from tests.deciders.harness import NOW, billing_desk, command, event
+
+
+def tenant_created(mode: str = "saas", plan: str = "team") -> Envelope:
+    data = {"tenant_id": "acme", "name": "Acme", "mode": mode, "plan": plan}
+    return event("tenant.created", data)
+
+
+def period_closed(period: str) -> Envelope:
+    return event("billing.period_closed", {"period": period}, stream="billing:acme")
+
+
+def invoice_issued(total_cents: int = 4900) -> Envelope:
+    data = {
+        "invoice_id": "inv-1",
+        "number": "ACME-0001",
+        "period": "2026-02",
+        "lines": [],
+        "total_cents": total_cents,
+    }
+    return event("billing.invoice_issued", data, stream="billing:acme")
+
+
+def pay(amount_cents: int, *, actor: Actor | None = None, number: str = "ACME-0001") -> Envelope:
+    data = {"number": number, "amount_cents": amount_cents, "method": "manual", "reference": "b1"}
+    return command("billing.record_payment", data, actor=actor or Actor(kind="admin", id="ops"))
+
+
+class TestChangePlan:
+    async def test_a_plan_change_names_the_plan_it_replaces(self) -> None:
+        desk = billing_desk().given(tenant_created(plan="team"))
+        reply = await desk.when(command("billing.change_plan", {"plan": "business"}))
+        assert desk.of("billing.subscription_changed") == [
+            {"plan": "business", "previous_plan": "team", "effective": NOW.date().isoformat()}
+        ]
+        [changed] = desk.published.events
+        assert changed.stream == "billing:acme" and changed.actor.id == "billing"
+        assert reply.ok and reply.event_ids == (changed.id,)
+
+    async def test_an_unknown_plan_is_refused(self) -> None:
+        desk = billing_desk().given(tenant_created())
+        reply = await desk.when(command("billing.change_plan", {"plan": "gold"}))
+        assert desk.types == ["command.rejected"] and reply.code == "invalid_payload"
+
+    async def test_a_tool_mode_tenant_has_no_billing(self) -> None:
+        desk = billing_desk().given(tenant_created(mode="tool"))
+        reply = await desk.when(command("billing.change_plan", {"plan": "business"}))
+        assert desk.types == ["command.rejected"] and reply.code == "not_found"
+
+
+class TestClosePeriod:
+    async def test_closing_a_period_uses_the_id_the_periodic_closer_uses(self) -> None:
+        desk = billing_desk().given(tenant_created())
+        reply = await desk.when(command("billing.close_period", {"period": "2026-02"}))
+        [closed] = desk.published.events
+        assert closed.type == "billing.period_closed" and closed.data == {"period": "2026-02"}
+        assert closed.id == derive_event_id("acme", "billing", "close:2026-02")
+        assert reply.ok and "already_closed" not in reply.data
+
+    async def test_closing_a_closed_period_again_changes_nothing(self) -> None:
+        desk = billing_desk().given(tenant_created(), period_closed("2026-02"))
+        reply = await desk.when(command("billing.close_period", {"period": "2026-02"}))
+        assert desk.types == [] and reply.ok and reply.data == {"already_closed": True}
+
+
+class TestRecordPayment:
+    async def test_a_payment_within_what_is_outstanding_is_recorded(self) -> None:
+        desk = billing_desk().given(tenant_created(), period_closed("2026-02"), invoice_issued())
+        reply = await desk.when(pay(4900))
+        assert desk.of("billing.payment_recorded") == [
+            {"invoice_id": "inv-1", "amount_cents": 4900, "method": "manual", "reference": "b1"}
+        ]
+        assert reply.ok
+
+    async def test_a_payment_over_what_is_outstanding_is_rejected_on_the_log(self) -> None:
+        desk = billing_desk().given(tenant_created(), period_closed("2026-02"), invoice_issued())
+        desk.given(
+            event(
+                "billing.payment_recorded",
+                {"invoice_id": "inv-1", "amount_cents": 4000},
+                stream="billing:acme",
+            )
+        )
+        reply = await desk.when(pay(901))
+        assert desk.types == ["command.rejected"]
+        assert desk.of("command.rejected")[0]["reason"] == "invalid_payload"
+        assert reply.message == "only 900 cents are outstanding on ACME-0001"
+
+    async def test_a_manual_payment_from_a_tenants_agent_is_refused(self) -> None:
+        desk = billing_desk().given(tenant_created(), period_closed("2026-02"), invoice_issued())
+        reply = await desk.when(pay(100, actor=Actor(kind="agent", id="boss")))
+        assert desk.types == ["command.rejected"] and reply.code == "forbidden"
+
+    async def test_a_payment_of_an_unknown_invoice_is_not_found(self) -> None:
+        desk = billing_desk().given(tenant_created())
+        reply = await desk.when(pay(100, number="ACME-0009"))
+        assert desk.types == ["command.rejected"] and reply.code == "not_found"
