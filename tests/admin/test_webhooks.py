@@ -7,8 +7,8 @@ import pytest
 
 from agent_service.admin.service import AdminService
 from contracts import Actor, Envelope
+from outbound_webhooks.documents import WebhookPosition
 from outbound_webhooks.signing import SIGNATURE_HEADER, verify
-from outbound_webhooks.worker import POSITIONS
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
@@ -33,9 +33,8 @@ async def position_stored(system: RunningSystem, position: int) -> bool:
     before that resends the delivery (at least once). The restart test waits for it."""
     client = make_client(system.settings.mongo_url or "")
     try:
-        found = await database(client, system.settings.mongo_db)[POSITIONS].find_one(
-            {"position": {"$gte": position}}
-        )
+        positions = database(client, system.settings.mongo_db)[WebhookPosition.Settings.name]
+        found = await positions.find_one({"position": {"$gte": position}})
     finally:
         await client.close()
     return found is not None
