@@ -4,11 +4,37 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from passlib.context import CryptContext  # type: ignore[import-untyped]
 
+from relaydesk import passwords
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
 from tests.keys import test_secrets
 from tests.servers import MongoServer, RabbitServer, RabbitVhosts, stream_override
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """argon2id at its lowest cost for passwords hashed and checked in the test process.
+
+    Production's cost (64 MiB, 3 passes, 4 lanes) takes ~0.2 s of CPU per hash or check, on
+    the event loop; the suite logs in and creates accounts hundreds of times. Same algorithm
+    and format, so hashes made by the CLI's subprocesses at full cost still verify here (the
+    cost is read from the hash). No test is about the cost itself.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            passwords,
+            "HASHER",
+            CryptContext(
+                schemes=["argon2"],
+                deprecated="auto",
+                argon2__memory_cost=64,
+                argon2__rounds=1,
+                argon2__parallelism=1,
+            ),
+        )
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +99,27 @@ async def bus(settings: Settings) -> AsyncIterator[Bus]:
     ).connect()
     yield connected
     await connected.close()
+
+
+# Modules that take longest (seconds of wall time each, on 2 cores): started first, so that
+# scripts/test.sh's parallel phase does not end with the other workers idle, waiting on one
+# of them. Order within a module is kept; xdist is told not to reorder (--no-loadscope-reorder).
+LONGEST_FIRST = (
+    "tests/bench/test_bench_smoke.py",
+    "tests/security/test_fuzz.py",
+    "tests/billing/test_billing.py",
+    "tests/history_service/test_replay_slices.py",
+    "tests/history_service/test_audit_export.py",
+    "tests/foundation/test_up.py",
+    "tests/history_service/test_replay.py",
+    "tests/admin/test_cli.py",
+    "tests/fault/test_faults.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order

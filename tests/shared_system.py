@@ -18,12 +18,14 @@ from tests.system import RunningSystem, running_system
 
 
 @contextlib.asynccontextmanager
-async def shared_system(
+async def throwaway_settings(
     vhosts: RabbitVhosts, mongo_server: MongoServer, **overrides: Any
-) -> AsyncIterator[RunningSystem]:
+) -> AsyncIterator[Settings]:
+    """Settings on a vhost and database of their own, from the session's servers; the vhost
+    is deleted afterwards."""
     vhost = vhosts.create()
     try:
-        settings = Settings(
+        yield Settings(
             amqp_url=vhosts.url_for(vhost),
             mongo_url=mongo_server.url,
             mongo_db=f"t_{uuid.uuid4().hex[:12]}",
@@ -31,7 +33,23 @@ async def shared_system(
             **stream_override(vhosts, vhost),
             **{**test_secrets(), **overrides},
         )
-        async with running_system(settings) as running:
-            yield running
     finally:
         vhosts.delete(vhost)
+
+
+# Every test sharing a system signs in from 127.0.0.1, which the gateway's per-address limit on
+# credential attempts (20 at once) counts as one client: the module's tests, run back to
+# back, would share one test's budget. A test of the limit itself sets its own.
+SHARED_AUTH_BURST = 200
+
+
+@contextlib.asynccontextmanager
+async def shared_system(
+    vhosts: RabbitVhosts, mongo_server: MongoServer, **overrides: Any
+) -> AsyncIterator[RunningSystem]:
+    overrides = {"auth_rate_burst": SHARED_AUTH_BURST, **overrides}
+    async with (
+        throwaway_settings(vhosts, mongo_server, **overrides) as settings,
+        running_system(settings) as running,
+    ):
+        yield running

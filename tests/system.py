@@ -88,16 +88,23 @@ async def running_system(
 ) -> AsyncIterator[RunningSystem]:
     """``with_history`` / ``with_agent`` False leave that service out, e.g. for a test that runs it
     as its own process."""
-    services: list[Any] = []
-    # admin first: routing folds what admin publishes
     candidates: list[Any] = [AdminService, AgentService] if with_agent else []
     if with_history:
         candidates.append(HistoryService)
     candidates.append(BillingService)
-    for service_class in candidates:
-        service = service_class(settings)
-        await service.start()
-        services.append(service)
+    services = [service_class(settings) for service_class in candidates]
+    # The services start together: each folds the log up to its own marker and serves,
+    # none needs another to start (they meet on the log and over requests). Mostly round
+    # trips, so together they take about as long as the slowest. The gateway comes last:
+    # a client's first request must find every service serving.
+    started = await asyncio.gather(
+        *(service.start() for service in services), return_exceptions=True
+    )
+    failed = [outcome for outcome in started if isinstance(outcome, BaseException)]
+    if failed:
+        # stop() undoes what a start() got done, whether it finished or not
+        await asyncio.gather(*(service.stop() for service in services), return_exceptions=True)
+        raise failed[0]
     gateway = await start_gateway(settings)
     try:
         yield RunningSystem(gateway.settings, gateway, services)

@@ -12,7 +12,7 @@ Guarantees (docs/bus.md):
 
 import asyncio
 from collections.abc import Coroutine, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import aio_pika
 import structlog
@@ -26,6 +26,10 @@ from relaydesk.bus.stream_publisher import PublishRefused, StreamPublisher
 from relaydesk.bus.topology import declare_core
 
 log = structlog.get_logger(__name__)
+
+
+class _Reader(Protocol):
+    async def close(self) -> None: ...
 
 
 class PublishFailed(RuntimeError):
@@ -58,6 +62,7 @@ class Bus:
         self._publish_channel: AbstractChannel | None = None
         self._log: StreamPublisher | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._readers: set[_Reader] = set()  # open log readers on this bus; closed with it
 
     async def connect(self) -> "Bus":
         self.connection = await aio_pika.connect_robust(
@@ -99,7 +104,17 @@ class Bus:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    def reader_opened(self, reader: _Reader) -> None:
+        self._readers.add(reader)
+
+    def reader_closed(self, reader: _Reader) -> None:
+        self._readers.discard(reader)
+
     async def close(self) -> None:
+        # A reader its owner left open would keep its own connection, and reconnect forever
+        # once the broker drops it (its vhost deleted): the bus it reads through closes it.
+        for reader in list(self._readers):
+            await reader.close()
         closing: list[Any] = list(self._closing)
         if self._log is not None:
             closing.append(self._log.close())

@@ -70,6 +70,7 @@ class LogReader:
 
     async def open(self) -> "LogReader":
         await self._subscribe()
+        self._bus.reader_opened(self)
         return self
 
     def _offset(self) -> ConsumerOffsetSpecification:
@@ -150,6 +151,7 @@ class LogReader:
     async def close(self) -> None:
         """Stop delivering at once; the connection finishes closing with the bus."""
         self._closed = True
+        self._bus.reader_closed(self)
         if self._reconnecting is not None:
             self._reconnecting.cancel()
         if self._consumer is not None:

@@ -7,9 +7,11 @@ import pytest
 
 from agent_service.admin.service import AdminService
 from contracts import Actor, Envelope
+from outbound_webhooks.documents import WebhookPosition
 from outbound_webhooks.signing import SIGNATURE_HEADER, verify
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
+from relaydesk.store import database, make_client
 from tests.admin.helpers import eventually, owner_session
 from tests.admin.receiver import Receiver
 from tests.system import RunningSystem
@@ -24,6 +26,18 @@ def settings(settings: Settings) -> Settings:
 
 def delivered(receiver: Receiver) -> list[dict]:
     return [json.loads(body) for _, body in receiver.received]
+
+
+async def position_stored(system: RunningSystem, position: int) -> bool:
+    """The worker stores its position after a delivery was answered and recorded: a restart
+    before that resends the delivery (at least once). The restart test waits for it."""
+    client = make_client(system.settings.mongo_url or "")
+    try:
+        positions = database(client, system.settings.mongo_db)[WebhookPosition.Settings.name]
+        found = await positions.find_one({"position": {"$gte": position}})
+    finally:
+        await client.close()
+    return found is not None
 
 
 async def subscribe(
@@ -133,6 +147,10 @@ async def test_deliveries_resume_from_the_stored_position_after_a_restart_withou
             await subscribe(http, acme, receiver.url, ["message.sent"])
         await bus.publish(chat_message("acme", 1))
         await eventually(lambda: len(receiver.received) == 1, what="first delivery")
+        await eventually(
+            lambda: position_stored(system, delivered(receiver)[0]["position"]),
+            what="the first delivery's position stored",
+        )
         admin = next(s for s in system.services if isinstance(s, AdminService))
         await admin.stop()
         resent = chat_message("acme", 2)

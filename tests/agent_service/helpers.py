@@ -28,10 +28,15 @@ async def wait_until(
 
 
 class LogWatch:
-    """Collects every event of the log in the background, for assertions."""
+    """Collects every event of the log in the background, for assertions.
 
-    def __init__(self, bus: Bus) -> None:
+    ``tenant`` keeps only that tenant's events: on a log shared by several tests, each
+    test's watch sees its own tenant, as if the log were its own.
+    """
+
+    def __init__(self, bus: Bus, tenant: str | None = None) -> None:
         self._reader = LogReader(bus, start="first", name="test-watch")
+        self._tenant = tenant
         self.events: list[Envelope] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -42,7 +47,8 @@ class LogWatch:
 
     async def _collect(self) -> None:
         async for event in self._reader.events():
-            self.events.append(event.envelope)
+            if self._tenant is None or event.envelope.tenant == self._tenant:
+                self.events.append(event.envelope)
 
     async def stop(self) -> None:
         if self._task is not None:

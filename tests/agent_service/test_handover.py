@@ -3,9 +3,13 @@
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from agent_service.service import AgentService
 from contracts import Actor
 from tests.agent_service.helpers import Desk, LogWatch, agent, customer, wait_until
+
+pytestmark = pytest.mark.shared_service
 
 
 async def engaged(desk: Desk, conversation_id: str, agent_id: str) -> None:
@@ -44,6 +48,7 @@ async def test_transfer_to_agent_accepted_moves_the_chat(desk: Desk, watch: LogW
     assert chats == {"a1": 0, "a2": 1}
 
 
+@pytest.mark.own_service  # names tenant "acme" in its body
 async def test_transfer_declined_stays_with_the_original_agent(
     desk: Desk, service: AgentService
 ) -> None:

@@ -1,7 +1,11 @@
 """A conversation's life at command level: request, offer, accept, close, rate; missed; queue."""
 
+import pytest
+
 from agent_service.service import AgentService
 from tests.agent_service.helpers import Desk, LogWatch, customer, set_tenant_settings
+
+pytestmark = pytest.mark.shared_service
 
 
 async def test_request_accept_close_rate(desk: Desk, watch: LogWatch) -> None:

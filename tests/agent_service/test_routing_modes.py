@@ -1,7 +1,11 @@
 """Who gets offered what: broadcast, round robin, least busy, declines, timeouts, departments."""
 
+import pytest
+
 from agent_service.service import AgentService
 from tests.agent_service.helpers import Desk, LogWatch, agent, set_tenant_settings, wait_until
+
+pytestmark = pytest.mark.shared_service
 
 
 async def test_broadcast_decline_keeps_it_offered_to_the_others_then_queued(
@@ -112,6 +116,7 @@ async def test_going_offline_withdraws_offers_and_reroutes(desk: Desk, watch: Lo
     assert (await desk.state("c1"))["offered_to"] == ["a2"]
 
 
+@pytest.mark.own_service  # names tenant "acme" in its body
 async def test_removed_agent_is_never_offered_and_cannot_accept(
     desk: Desk, service: AgentService
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.admin.helpers import cli
+from tests.admin.helpers import admin_command
 from tests.system import RunningSystem
 
 TIMEOUT_MS = 15_000
@@ -17,12 +17,14 @@ TIMEOUT_MS = 15_000
 async def make_tenant(system: RunningSystem, tenant: str, *agents: str) -> dict[str, str]:
     """A tool-mode tenant with one owner and the named agents; returns name -> password."""
     assert (
-        await cli(system.settings, "create-tenant", "--tenant", tenant, "--name", tenant.title())
-    ).returncode == 0
+        await admin_command(
+            system.settings, "create-tenant", "--tenant", tenant, "--name", tenant.title()
+        )
+    ) == 0
     passwords = {}
     for name in ("boss", *agents):
         role = "owner" if name == "boss" else "agent"
-        done = await cli(
+        done = await admin_command(
             system.settings,
             "create-agent",
             "--tenant",
@@ -36,7 +38,7 @@ async def make_tenant(system: RunningSystem, tenant: str, *agents: str) -> dict[
             "--password",
             f"{name}-secret-pw",
         )
-        assert done.returncode == 0, done.stderr
+        assert done == 0, "relaydesk admin create-agent failed (its output is captured above)"
         passwords[name] = f"{name}-secret-pw"
     return passwords
 

@@ -73,6 +73,10 @@ async def test_widget_survives_a_gateway_restart_without_losing_or_repeating(
     chat = widget(demo)
     await start_chat(demo, "Sam")
     await console.locator(".request").get_by_role("button", name="Accept").click()
+    # The console has opened the accepted chat (its reply box shows): what the customer says
+    # from now on is shown live. Said earlier, it could land while the console is still
+    # opening the chat, before the history has it (the console's own race, not this test's).
+    await console.get_by_label("Reply").wait_for(timeout=TIMEOUT_MS)
     await customer_says(demo, "before the restart")
     log = console.get_by_role("log", name="Messages")
     await log.get_by_text("before the restart").wait_for(timeout=TIMEOUT_MS)

@@ -1,7 +1,9 @@
 """Connector tests: real RabbitMQ, real MongoDB protocol server, the real agent service, and
 fake platforms that are real HTTP servers on loopback ports."""
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -19,28 +21,40 @@ TELEGRAM_TOKEN = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 
-@pytest.fixture
-async def fake_telegram() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram(TELEGRAM_TOKEN)
-    await fake.start()
-    yield fake
-    await fake.stop()
+@dataclass
+class FakePlatforms:
+    telegram: FakeTelegram
+    messenger: FakeMessenger
+    wechat: FakeWeChat
 
 
 @pytest.fixture
-async def fake_messenger() -> AsyncIterator[FakeMessenger]:
-    fake = FakeMessenger("1122334455", "page-token-secret", "app-secret-äbc")
-    await fake.start()
-    yield fake
-    await fake.stop()
+async def fake_platforms() -> AsyncIterator[FakePlatforms]:
+    """The three fake platforms, started and stopped together (each stop waits a server tick)."""
+    fakes = FakePlatforms(
+        FakeTelegram(TELEGRAM_TOKEN),
+        FakeMessenger("1122334455", "page-token-secret", "app-secret-äbc"),
+        FakeWeChat("wx1234567890", "wechat-app-secret", "AAAAA", AES_KEY),
+    )
+    servers = (fakes.telegram, fakes.messenger, fakes.wechat)
+    await asyncio.gather(*(fake.start() for fake in servers))
+    yield fakes
+    await asyncio.gather(*(fake.stop() for fake in servers))
 
 
 @pytest.fixture
-async def fake_wechat() -> AsyncIterator[FakeWeChat]:
-    fake = FakeWeChat("wx1234567890", "wechat-app-secret", "AAAAA", AES_KEY)
-    await fake.start()
-    yield fake
-    await fake.stop()
+def fake_telegram(fake_platforms: FakePlatforms) -> FakeTelegram:
+    return fake_platforms.telegram
+
+
+@pytest.fixture
+def fake_messenger(fake_platforms: FakePlatforms) -> FakeMessenger:
+    return fake_platforms.messenger
+
+
+@pytest.fixture
+def fake_wechat(fake_platforms: FakePlatforms) -> FakeWeChat:
+    return fake_platforms.wechat
 
 
 @pytest.fixture

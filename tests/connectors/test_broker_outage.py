@@ -16,7 +16,7 @@ from tests.connectors.harness import MessengerDriver
 from tests.connectors.helpers import LogWatch, agent_reply, eventually
 from tests.servers import RabbitServer
 
-pytestmark = pytest.mark.fault
+pytestmark = [pytest.mark.fault, pytest.mark.alone]  # stops the broker every test shares
 
 
 async def test_replies_queued_before_a_broker_outage_reach_the_platform_exactly_once(

@@ -28,6 +28,7 @@ from tools.embedded import EmbeddedMongo, free_port
 pytestmark = pytest.mark.fault
 
 
+@pytest.mark.alone  # stops the broker every test shares
 async def test_rabbitmq_stopped_and_restarted_mid_conversation(
     settings: Settings, broker: RabbitServer
 ) -> None:

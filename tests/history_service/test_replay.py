@@ -8,6 +8,7 @@ import sys
 
 import httpx
 
+from contracts.events.conversation import ConversationRated
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 from tests.admin.helpers import eventually, owner_session
@@ -48,9 +49,13 @@ async def test_replay_prints_a_conversation_and_rebuilt_projections_match_until_
             if answer.status_code == 404:
                 return False  # history has not archived the conversation yet
             answer.raise_for_status()
-            return answer.json()["conversation"].get("rating") is not None
+            # The read models are written before the archive: wait for the rated event itself.
+            found = answer.json()
+            return found["conversation"].get("rating") is not None and any(
+                event["type"] == ConversationRated.TYPE for event in found["events"]
+            )
 
-        await eventually(archived_and_rated, what="the rating in the read model")
+        await eventually(archived_and_rated, what="the rating in the read model and the archive")
 
         timeline = await asyncio.to_thread(
             replay, system.settings, "--tenant", "rep", "--conversation", conversation_id
