@@ -10,7 +10,9 @@ const session = new AgentSession();
 const state = {
   view: "mine",
   conversations: new Map(), // id -> history conversation document (+ unread)
-  requests: new Map(), // id -> {conversation_id, since, visitor, topic}
+  requests: new Map(), // id -> {conversation_id, since, visitor, topic, channel, seenAt}
+  requested: new Map(), // id -> the conversation.requested details (name, topic, channel): the request card's text
+  withdrawnAt: new Map(), // id -> when a live event took its card away (a slower queue load must not bring it back)
   openId: null,
   shown: new Set(),
   oldestPosition: null,
@@ -99,19 +101,29 @@ async function reloadAll() {
 // --- requests -------------------------------------------------------------------
 
 async function loadRequests() {
+  // Offers keep arriving on the socket while the queue loads; the load must neither wipe a
+  // card a live event added meanwhile nor bring back one a live event took away.
+  const startedAt = performance.now();
   try {
     const [queue, queued] = await Promise.all([session.call("/api/queue"), session.call("/api/conversations?view=queued")]);
     const docs = new Map(queued.map((c) => [c.conversation_id, c]));
-    state.requests.clear();
+    for (const [id, request] of state.requests) if (!(request.seenAt >= startedAt)) state.requests.delete(id);
     for (const item of queue) {
-      if (!item.offered_to_me) continue;
-      const doc = docs.get(item.conversation_id) || {};
-      state.requests.set(item.conversation_id, { conversation_id: item.conversation_id, since: doc.created_at || new Date().toISOString(), visitor: doc.visitor || {}, topic: doc.topic, channel: item.channel });
+      const id = item.conversation_id;
+      if (!item.offered_to_me || state.requests.has(id) || state.withdrawnAt.get(id) >= startedAt) continue;
+      const doc = docs.get(id) || {};
+      const told = state.requested.get(id) || {};
+      state.requests.set(id, { conversation_id: id, since: doc.created_at || told.since || new Date().toISOString(), visitor: doc.visitor || told.visitor || {}, topic: doc.topic || told.topic, channel: item.channel, seenAt: startedAt });
     }
     paintRequests();
   } catch (error) {
     toast(`Could not load the queue: ${error.message}`);
   }
+}
+
+function dropRequest(id) {
+  state.withdrawnAt.set(id, performance.now());
+  if (state.requests.delete(id)) paintRequests();
 }
 
 function paintRequests() {
@@ -133,11 +145,15 @@ function paintRequests() {
 
 function addRequest(event) {
   const id = event.data.conversation_id;
+  // The request event came just before the offer: its details name the card at once, even
+  // while the history read model (the conversation list) has not caught up yet.
+  const told = state.requested.get(id) || {};
   const known = state.conversations.get(id) || {};
-  state.requests.set(id, { conversation_id: id, since: event.occurred_at, visitor: known.visitor || {}, topic: known.topic, channel: known.channel });
+  state.withdrawnAt.delete(id);
+  state.requests.set(id, { conversation_id: id, since: told.since || event.occurred_at, visitor: known.visitor || told.visitor || {}, topic: known.topic || told.topic, channel: known.channel || told.channel, seenAt: performance.now() });
   paintRequests();
   ring();
-  if (!known.visitor) session.call(`/api/conversations?view=queued`).then((list) => {
+  if (!known.visitor && !told.visitor) session.call(`/api/conversations?view=queued`).then((list) => {
     const doc = list.find((c) => c.conversation_id === id);
     const request = state.requests.get(id);
     if (doc && request) Object.assign(request, { visitor: doc.visitor || {}, topic: doc.topic, channel: doc.channel, since: doc.created_at || request.since });
@@ -488,12 +504,12 @@ function onEvent(event) {
       if (data.agent_ids.includes(me)) addRequest(event);
       break;
     case "conversation.offer_withdrawn":
-      if (data.agent_ids.includes(me) && state.requests.delete(data.conversation_id)) paintRequests();
+      if (data.agent_ids.includes(me)) dropRequest(data.conversation_id);
       break;
     case "conversation.accepted":
     case "conversation.transferred": {
       const agentId = data.agent_id || data.to_agent_id;
-      if (state.requests.delete(data.conversation_id)) paintRequests();
+      dropRequest(data.conversation_id);
       const known = state.conversations.get(data.conversation_id);
       if (known) known.agent_id = agentId;
       if (agentId === me || known) loadList();
@@ -501,12 +517,16 @@ function onEvent(event) {
       break;
     }
     case "conversation.requested":
+      state.requested.set(data.conversation_id, { visitor: data.visitor || {}, topic: data.topic, channel: data.channel, since: event.occurred_at });
+      if (state.view !== "mine") loadList();
+      break;
     case "conversation.queued":
     case "conversation.missed":
       if (state.view !== "mine") loadList();
       break;
     case "conversation.closed":
-      if (state.requests.delete(data.conversation_id)) paintRequests();
+      dropRequest(data.conversation_id);
+      state.requested.delete(data.conversation_id);
       if (data.conversation_id === state.openId) paintChatStatus("closed");
       break;
     case "message.sent":
