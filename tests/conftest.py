@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from passlib.context import CryptContext  # type: ignore[import-untyped]
@@ -106,6 +107,7 @@ async def bus(settings: Settings) -> AsyncIterator[Bus]:
 # of them. Order within a module is kept; xdist is told not to reorder (--no-loadscope-reorder).
 LONGEST_FIRST = (
     "tests/bench/test_bench_smoke.py",
+    "tests/browser/",
     "tests/security/test_fuzz.py",
     "tests/billing/test_billing.py",
     "tests/history_service/test_replay_slices.py",
@@ -120,6 +122,31 @@ LONGEST_FIRST = (
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         path = item.nodeid.split("::", 1)[0]
-        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+        first = [i for i, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)]
+        return first[0] if first else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the rest keep their order
+
+
+# Directories whose modules run one after another on one worker (the unit xdist hands out),
+# never two at a time: each browser test drives a Chromium with several pages, and two of
+# them at once on 2 cores starve the pages' timers past the tests' 15 s waits.
+ONE_WORKER = ("tests/browser/",)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesTogether(LoadScopeScheduling):
+        """xdist's loadscope (a module's tests on one worker), with ``ONE_WORKER`` as one unit."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            for directory in ONE_WORKER:
+                if nodeid.startswith(directory):
+                    return directory
+            return str(super()._split_scope(nodeid))
+
+    return ModulesTogether(config, log)
