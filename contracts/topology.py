@@ -2,7 +2,7 @@
 
 EVENTS_EXCHANGE = "relaydesk.events"  # topic, routing key "{tenant}.{type}"
 LOG_STREAM = "relaydesk.log"  # stream queue bound "#": the event log
-COMMANDS_EXCHANGE = "tools.commands"  # direct, routing key = owning service
+COMMANDS_EXCHANGE = "relaydesk.commands"  # direct, routing key = owning service
 QUERIES_EXCHANGE = "relaydesk.queries"  # direct, routing key = owning service
 DEAD_EXCHANGE = "relaydesk.dead"  # fanout
 DEAD_QUEUE = "relaydesk.dead"
@@ -13,7 +13,7 @@ COMMAND_DELIVERY_LIMIT = 5
 
 
 def command_queue(service: str) -> str:
-    return f"tools.commands.{service}"
+    return f"relaydesk.commands.{service}"
 
 
 def query_queue(service: str) -> str:

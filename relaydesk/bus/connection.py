@@ -15,13 +15,15 @@ from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol
 
 import aio_pika
+import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from contracts import topology as names
 from contracts.envelope import Envelope
 from relaydesk.bus.codec import envelope_body
-from relaydesk.bus.endpoint import StreamEndpoint
+from relaydesk.bus.endpoint import StreamEndpoint, split_urls
+from relaydesk.bus.failover import FailoverConnection
 from relaydesk.bus.stream_publisher import PublishRefused, StreamPublisher
 from relaydesk.bus.topology import declare_core
 
@@ -65,12 +67,7 @@ class Bus:
         self._readers: set[_Reader] = set()  # open log readers on this bus; closed with it
 
     async def connect(self) -> "Bus":
-        self.connection = await aio_pika.connect_robust(
-            self.amqp_url,
-            client_properties={"connection_name": f"relaydesk-{self.service}"},
-            reconnect_interval=1,
-            timeout=10,
-        )
+        self.connection = await self._connect_any_node()
         setup = await self.connection.channel()
         await declare_core(setup)
         await setup.close()
@@ -87,6 +84,26 @@ class Bus:
             ) from exc
         log.info("bus_connected", service=self.service)
         return self
+
+    async def _connect_any_node(self) -> AbstractRobustConnection:
+        """The first node of the list that answers; later reconnects move on by themselves."""
+        urls = split_urls(self.amqp_url)
+        for node in range(len(urls)):
+            connection = FailoverConnection(
+                urls,
+                first=node,
+                client_properties={"connection_name": f"relaydesk-{self.service}"},
+                reconnect_interval=1,
+            )
+            try:
+                await connection.connect(timeout=10)
+                return connection
+            except (ConnectionError, OSError, aiormq.exceptions.AMQPConnectionError) as exc:
+                await connection.close()
+                if node == len(urls) - 1:
+                    raise
+                log.warning("broker_node_unreachable", node=node, error=type(exc).__name__)
+        raise AssertionError("unreachable: split_urls returns at least one URL")
 
     async def _open_publisher(self) -> None:
         assert self.connection is not None

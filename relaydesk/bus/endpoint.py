@@ -15,26 +15,54 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class StreamEndpoint:
-    """Where log readers connect: the same broker, user and vhost, on the stream protocol port."""
+    """Where log readers and the publisher connect: the same broker (or cluster), user and
+    vhost, on the stream protocol port.
 
-    host: str
-    port: int
+    ``addresses`` lists every node given (host, port); a client that loses its connection
+    or cannot open one tries the next (``address(attempt)``). With one address the client
+    connects where it was told (``load_balancer_mode``: a single node, or a load balancer,
+    may advertise a name we cannot reach); with several it asks the node it reached where
+    the stream's leader and replicas are and connects to them by their advertised
+    addresses, so a cluster's nodes must advertise addresses the clients can reach
+    (``stream.advertised_host`` / ``stream.advertised_port``).
+    """
+
+    addresses: tuple[tuple[str, int], ...]
     username: str
     password: str
     vhost: str
     heartbeat_s: int = 10
 
+    @property
+    def host(self) -> str:
+        return self.addresses[0][0]
+
+    @property
+    def port(self) -> int:
+        return self.addresses[0][1]
+
+    def address(self, attempt: int) -> tuple[str, int]:
+        """The node to try on this attempt: round robin over the nodes given."""
+        return self.addresses[attempt % len(self.addresses)]
+
     @classmethod
     def from_urls(cls, amqp_url: str, stream_url: str | None = None) -> "StreamEndpoint":
-        """``stream_url`` (``rabbitmq-stream://user:pass@host:5552/vhost``) wins; else the AMQP URL
-        on port 5552."""
-        parsed = urllib.parse.urlsplit(stream_url or amqp_url)
-        path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
+        """``stream_url`` (``rabbitmq-stream://user:pass@host:5552/vhost``, or several separated
+        by commas, one per node) wins; else every AMQP URL's host on port 5552."""
+        urls = split_urls(stream_url or amqp_url)
+        parsed = [urllib.parse.urlsplit(url) for url in urls]
+        first = parsed[0]
+        path = first.path[1:] if first.path.startswith("/") else first.path
         return cls(
-            host=parsed.hostname or "127.0.0.1",
-            port=(parsed.port or DEFAULT_STREAM_PORT) if stream_url else DEFAULT_STREAM_PORT,
-            username=urllib.parse.unquote(parsed.username or "guest"),
-            password=urllib.parse.unquote(parsed.password or "guest"),
+            addresses=tuple(
+                (
+                    node.hostname or "127.0.0.1",
+                    (node.port or DEFAULT_STREAM_PORT) if stream_url else DEFAULT_STREAM_PORT,
+                )
+                for node in parsed
+            ),
+            username=urllib.parse.unquote(first.username or "guest"),
+            password=urllib.parse.unquote(first.password or "guest"),
             vhost=urllib.parse.unquote(path) or "/",
         )
 
@@ -46,8 +74,7 @@ class StreamEndpoint:
             "username": self.username,
             "password": self.password,
             "vhost": self.vhost,
-            # connect where we were told; a single node advertises its own name
-            "load_balancer_mode": True,
+            "load_balancer_mode": len(self.addresses) == 1,
             "heartbeat": self.heartbeat_s,
             "connection_name": connection_name,
             "on_close_handler": on_close,
@@ -55,6 +82,14 @@ class StreamEndpoint:
             # nothing; ours resubscribes after the last position handed out and retries by id.
             "recovery_strategy": BackOffRecoveryStrategy(False),
         }
+
+
+def split_urls(urls: str) -> list[str]:
+    """A broker URL, or one per cluster node separated by commas."""
+    listed = [url.strip() for url in urls.split(",") if url.strip()]
+    if not listed:
+        raise ValueError("no broker URL given")
+    return listed
 
 
 DEFAULT_STREAM_PORT = 5552

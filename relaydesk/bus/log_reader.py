@@ -62,6 +62,7 @@ class LogReader:
         # entry the old subscription still had in hand must not be taken for a new one.
         self._inbox: asyncio.Queue[tuple[int, int, bytes]] = asyncio.Queue(maxsize=prefetch)
         self._generation = 0
+        self._subscriptions = 0  # attempts so far, successful or not: picks the node
         self._consumer: Consumer | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._closed = False
@@ -90,9 +91,13 @@ class LogReader:
         endpoint = self._bus.stream_endpoint
         self._generation += 1
         generation = self._generation
+        # Each new subscription asks the next node: the one this reader last used may be
+        # the one that went down.
+        host, port = endpoint.address(self._subscriptions)
+        self._subscriptions += 1
         consumer = Consumer(
-            endpoint.host,
-            endpoint.port,
+            host,
+            port,
             **endpoint.client_options(
                 f"relaydesk-{self._bus.service}-{self._name}", self._on_connection_closed
             ),

@@ -1,7 +1,7 @@
 """Request/reply over RabbitMQ's direct reply-to, for queries and commands.
 
 Queries (design decision 4) go to ``relaydesk.queries`` → a shared queue per service.
-Commands (design decision 3) go to ``tools.commands`` → a quorum queue with single
+Commands (design decision 3) go to ``relaydesk.commands`` → a quorum queue with single
 active consumer per service; the handler decides, publishes its events, replies, and only
 then acks. A command that cannot be parsed is dead-lettered with a reason and answered
 with an error; a handler that crashes is redelivered up to the delivery limit.

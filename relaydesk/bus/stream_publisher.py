@@ -66,6 +66,7 @@ class StreamPublisher:
         self._ids = itertools.count(1)
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        self._connects = 0
 
     async def start(self) -> None:
         """Connect now: a missing stream plugin is reported at start, not at the first message."""
@@ -97,10 +98,13 @@ class StreamPublisher:
 
     async def _connect(self) -> Producer:
         endpoint = self._endpoint
-        # A new producer per outage (see _flush_forever), not rstream's own recovery.
+        # A new producer per outage (see _flush_forever), not rstream's own recovery; each
+        # asks the next node, as the one it last used may be the one that went down.
+        host, port = endpoint.address(self._connects)
+        self._connects += 1
         producer = Producer(
-            endpoint.host,
-            endpoint.port,
+            host,
+            port,
             **endpoint.client_options(f"relaydesk-{self._name}", self._on_connection_closed),
         )
         try:

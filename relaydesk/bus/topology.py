@@ -1,9 +1,15 @@
 """Declares every exchange and queue; idempotent, safe to run from every process."""
 
+from typing import Any
+
 import aio_pika
+import aiormq
+import structlog
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from contracts import topology as names
+
+log = structlog.get_logger(__name__)
 
 # The stream keeps the live log; the MongoDB archive keeps everything forever.
 LOG_MAX_AGE = "30D"
@@ -57,9 +63,30 @@ async def declare_command_queue(channel: AbstractChannel, service: str) -> Abstr
 
 
 async def declare_query_queue(channel: AbstractChannel, service: str) -> AbstractQueue:
-    """Queries may be answered by any instance, so many consumers share one queue."""
-    queue = await channel.declare_queue(
-        names.query_queue(service), durable=True, arguments={"x-queue-type": "classic"}
-    )
+    """Queries may be answered by any instance, so many consumers share one queue.
+
+    A quorum queue, like the command queues: on a cluster a classic queue lives on one node
+    and every query of the service times out while that node is down. A classic query queue
+    left by an older version is replaced (it only ever holds requests in flight, which their
+    askers time out and ask again).
+    """
+    arguments: dict[str, Any] = {"x-queue-type": "quorum"}
+    try:
+        queue = await channel.declare_queue(
+            names.query_queue(service), durable=True, arguments=arguments
+        )
+    except aiormq.exceptions.ChannelPreconditionFailed:
+        log.warning("query_queue_replaced", queue=names.query_queue(service), was="classic")
+        channel = await _reopened(channel)
+        await channel.queue_delete(names.query_queue(service))
+        queue = await channel.declare_queue(
+            names.query_queue(service), durable=True, arguments=arguments
+        )
     await queue.bind(names.QUERIES_EXCHANGE, routing_key=service)
     return queue
+
+
+async def _reopened(channel: AbstractChannel) -> AbstractChannel:
+    """The broker closes a channel on a failed declaration; the same channel object reopens."""
+    await channel.reopen()
+    return channel

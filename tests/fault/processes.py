@@ -5,11 +5,17 @@ a child process dies like a crashed host: no ``finally``, no acks, no checkpoint
 its broker connections reset.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
@@ -88,3 +94,65 @@ class ServiceProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+PUBLIC_URL = "https://support.example"  # both gateways sit behind one public name, as with nginx
+
+
+def gateway_process(settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
+    """A real gateway process (`relaydesk gateway`) that can be SIGKILLed like a crashed host."""
+    port = free_port()
+    env = service_env(settings, RELAYDESK_GATEWAY_PORT=str(port), RELAYDESK_PUBLIC_URL=PUBLIC_URL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tools.cli", "gateway"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+async def healthy(base_url: str) -> bool:
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=2) as http:
+            return (await http.get("/healthz")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass
+class GatewayPair:
+    """Two gateway processes behind one public name; clients list ``ws_urls`` in that order."""
+
+    doomed: subprocess.Popen[bytes]  # the one the clients reach first
+    survivor: subprocess.Popen[bytes]
+    doomed_url: str
+    survivor_url: str
+
+    @property
+    def ws_urls(self) -> list[str]:
+        return [url.replace("http", "ws") + "/ws" for url in (self.doomed_url, self.survivor_url)]
+
+    def kill_doomed(self) -> float:
+        """SIGKILL the first gateway (its host dies: no close frames, sockets reset); returns the
+        ``time.monotonic()`` of the signal."""
+        killed_at = time.monotonic()
+        self.doomed.send_signal(signal.SIGKILL)
+        self.doomed.wait(10)
+        return killed_at
+
+
+@contextlib.asynccontextmanager
+async def gateway_pair(settings: Settings) -> AsyncIterator[GatewayPair]:
+    """Two healthy ``relaydesk gateway`` processes; both killed on the way out."""
+    doomed, doomed_url = gateway_process(settings)
+    survivor, survivor_url = gateway_process(settings)
+    try:
+        for url in (doomed_url, survivor_url):
+            await eventually(lambda url=url: healthy(url), timeout=60, what=f"gateway {url}")
+        yield GatewayPair(doomed, survivor, doomed_url, survivor_url)
+    finally:
+        for process in (doomed, survivor):
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)

@@ -7,9 +7,6 @@ history exactly once.
 """
 
 import asyncio
-import signal
-import subprocess
-import sys
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -20,10 +17,10 @@ import pytest
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
 from tests.fault.conversation import chat, engaged, settle
-from tests.fault.processes import service_env
+from tests.fault.processes import PUBLIC_URL, gateway_pair
 from tests.servers import RabbitServer, RabbitVhosts
 from tests.system import running_system
-from tools.embedded import EmbeddedMongo, free_port
+from tools.embedded import EmbeddedMongo
 
 pytestmark = pytest.mark.fault
 
@@ -107,30 +104,6 @@ async def test_broker_connections_cut_mid_conversation(
         await agent.stop()
 
 
-PUBLIC_URL = "https://support.example"  # both gateways sit behind one public name, as with nginx
-
-
-def gateway_process(settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
-    """A real gateway process (`relaydesk gateway`) that can be SIGKILLed like a crashed host."""
-    port = free_port()
-    env = service_env(settings, RELAYDESK_GATEWAY_PORT=str(port), RELAYDESK_PUBLIC_URL=PUBLIC_URL)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tools.cli", "gateway"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return process, f"http://127.0.0.1:{port}"
-
-
-async def healthy(base_url: str) -> bool:
-    try:
-        async with httpx.AsyncClient(base_url=base_url, timeout=2) as http:
-            return (await http.get("/healthz")).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 async def test_a_gateway_killed_under_its_clients_they_resume_on_another(
     settings: Settings,
 ) -> None:
@@ -138,22 +111,13 @@ async def test_a_gateway_killed_under_its_clients_they_resume_on_another(
         running_system(settings) as system,
         httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
     ):
-        doomed, doomed_url = gateway_process(system.settings)
-        survivor, survivor_url = gateway_process(system.settings)
-        try:
-            for url in (doomed_url, survivor_url):
-                await eventually(lambda url=url: healthy(url), timeout=60, what=f"gateway {url}")
-            urls = [
-                doomed_url.replace("http", "ws") + "/ws",
-                survivor_url.replace("http", "ws") + "/ws",
-            ]
+        async with gateway_pair(system.settings) as gateways:
             customer, agent, conversation_id, owner = await engaged(
-                system, http, urls, console_origin=PUBLIC_URL
+                system, http, gateways.ws_urls, console_origin=PUBLIC_URL
             )
             sent: list[str] = []
             await chat(customer, conversation_id, [f"before-{i}" for i in range(5)], sent)
-            doomed.send_signal(signal.SIGKILL)  # the host dies: no close frames, sockets reset
-            doomed.wait(10)
+            gateways.kill_doomed()
             await chat(customer, conversation_id, [f"after-{i}" for i in range(10)], sent)
             await settle(
                 system,
@@ -168,11 +132,6 @@ async def test_a_gateway_killed_under_its_clients_they_resume_on_another(
             assert customer.reconnects >= 1 and agent.reconnects >= 1
             await customer.stop()
             await agent.stop()
-        finally:
-            for process in (doomed, survivor):
-                if process.poll() is None:
-                    process.kill()
-                    process.wait(10)
 
 
 async def test_mongodb_unavailable_then_back(settings: Settings, tmp_path: Path) -> None:
