@@ -111,6 +111,11 @@ class Bus:
             publisher_confirms=True, on_return_raises=True
         )
 
+    @property
+    def clustered(self) -> bool:
+        """Given several broker nodes: what the bus declares is replicated across them."""
+        return len(split_urls(self.amqp_url)) > 1
+
     def close_later(self, closing: Coroutine[Any, Any, None]) -> None:
         """Finish closing a reader's connection in the background; ``close()`` waits for it.
 

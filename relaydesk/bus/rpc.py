@@ -157,7 +157,7 @@ async def serve_queries(
 ) -> AbstractChannel:
     """Answer queries for ``service``. Errors become ``{"error": {code, message}}`` replies."""
     channel = await bus.channel(prefetch=prefetch)
-    queue = await declare_query_queue(channel, service)
+    queue = await declare_query_queue(channel, service, replicated=bus.clustered)
 
     async def on_message(message: AbstractIncomingMessage) -> None:
         async with message.process(ignore_processed=True):

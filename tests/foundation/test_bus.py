@@ -3,14 +3,17 @@
 import asyncio
 
 import aio_pika
+import httpx
 import pytest
 
 from contracts import Actor, Envelope
 from contracts import topology as names
 from contracts.replies import CommandReply
 from relaydesk.bus import Bus, LogReader, RemoteError, RequestTimeout
+from relaydesk.bus.endpoint import StreamEndpoint
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
-from relaydesk.bus.topology import declare_command_queue, declare_core
+from relaydesk.bus.topology import declare_command_queue, declare_core, declare_query_queue
+from tests.servers import RabbitVhosts
 
 
 def message_event(n: int, tenant: str = "acme") -> Envelope:
@@ -185,3 +188,47 @@ async def test_catch_up_folds_everything_published_before_start(bus: Bus) -> Non
         position = await catch_up(bus, reader, apply, service="t")
     assert folded == [e.id for e in before]
     assert position >= 30
+
+
+async def test_query_queue_of_the_other_setup_is_replaced_and_queries_flow(
+    bus: Bus, vhosts: RabbitVhosts
+) -> None:
+    # A system that moves from one node to a cluster (or back) finds the other queue type.
+    channel = await bus.channel()
+    await declare_query_queue(channel, "moved", replicated=False)
+    await declare_query_queue(channel, "moved", replicated=True)
+    arguments = await _queue_arguments(vhosts, bus, names.query_queue("moved"))
+    assert arguments["x-queue-type"] == "quorum"
+
+    async def handler(name: str, params: dict[str, object]) -> dict[str, object]:
+        return {"echo": params}
+
+    await serve_queries(bus, "moved", handler)
+    assert await RpcClient(bus).query("moved", "q", {"a": 1}) == {"echo": {"a": 1}}
+
+
+def test_broker_urls_name_every_node_in_order() -> None:
+    endpoint = StreamEndpoint.from_urls(
+        "amqp://u:p@a:5672/v,amqp://u:p@b:5672/v",
+        "rabbitmq-stream://u:p@a:5552/v, rabbitmq-stream://u:p@b:5553/v",
+    )
+    assert endpoint.addresses == (("a", 5552), ("b", 5553))
+    assert [endpoint.address(n) for n in range(3)] == [("a", 5552), ("b", 5553), ("a", 5552)]
+    assert (endpoint.username, endpoint.password, endpoint.vhost) == ("u", "p", "v")
+    single = StreamEndpoint.from_urls("amqp://u:p@a:5672/v")
+    assert single.addresses == (("a", 5552),)
+    assert single.client_options("n", _never_closed)["load_balancer_mode"] is True
+    assert endpoint.client_options("n", _never_closed)["load_balancer_mode"] is False
+
+
+async def _never_closed(_: object) -> None:
+    raise AssertionError("not connected in this test")
+
+
+async def _queue_arguments(vhosts: RabbitVhosts, bus: Bus, queue: str) -> dict[str, object]:
+    """The queue's arguments, from the management API of the test's broker."""
+    vhost = bus.amqp_url.rsplit("/", 1)[1]  # already quoted in the URL
+    async with httpx.AsyncClient(auth=(vhosts.user, vhosts.password)) as http:
+        response = await http.get(f"{vhosts.management_url}/api/queues/{vhost}/{queue}")
+    response.raise_for_status()
+    return dict(response.json()["arguments"])
