@@ -20,6 +20,7 @@ from typing import Any
 import aio_pika
 import websockets
 
+from relaydesk.bus.endpoint import split_urls
 from tools.bench.stats import Latencies
 from tools.embedded import free_port
 
@@ -91,7 +92,7 @@ async def ws_relay(rate: float, seconds: float, pairs: int) -> dict[str, Any]:
 
 
 async def stream_echo(amqp_url: str, rate: float, seconds: float) -> dict[str, Any]:
-    connection = await aio_pika.connect_robust(amqp_url)
+    connection = await aio_pika.connect_robust(split_urls(amqp_url)[0])
     queue_name = f"bench.echo.{uuid.uuid4().hex[:8]}"
     try:
         publish_channel = await connection.channel(publisher_confirms=True)

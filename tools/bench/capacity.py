@@ -73,7 +73,9 @@ async def idle_sockets(
     }, sockets
 
 
-async def archive_rate(amqp_url: str, fleet: ChatFleet, events: int) -> dict[str, Any]:
+async def archive_rate(
+    amqp_url: str, fleet: ChatFleet, events: int, stream_url: str | None = None
+) -> dict[str, Any]:
     """Publish ``events`` messages straight onto the log; time until history has them all."""
     conversation = fleet.conversations[0].conversation_id
     baseline = await fleet.archived_messages()
@@ -95,7 +97,9 @@ async def archive_rate(amqp_url: str, fleet: ChatFleet, events: int) -> dict[str
         )
         for i in range(events)
     ]
-    bus = await Bus(amqp_url, service="bench", publish_timeout_s=60).connect()
+    bus = await Bus(
+        amqp_url, service="bench", publish_timeout_s=60, stream_url=stream_url
+    ).connect()
     try:
         started = time.perf_counter()
         for chunk in range(0, events, 500):
@@ -117,9 +121,9 @@ async def archive_rate(amqp_url: str, fleet: ChatFleet, events: int) -> dict[str
     }
 
 
-async def replay_from_stream(amqp_url: str) -> dict[str, Any]:
+async def replay_from_stream(amqp_url: str, stream_url: str | None = None) -> dict[str, Any]:
     """Read the whole log from the first offset, decoding and validating every envelope."""
-    bus = await Bus(amqp_url, service="bench-replay").connect()
+    bus = await Bus(amqp_url, service="bench-replay", stream_url=stream_url).connect()
     count, first, last = 0, None, None
     try:
         async with LogReader(bus, start="first", prefetch=2000, name="bench-replay") as reader:

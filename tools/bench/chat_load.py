@@ -45,13 +45,26 @@ class Tally:
 
 
 class ChatFleet:
-    """Agents and customers connected to one gateway, with engaged conversations."""
+    """Agents and customers connected to the gateways, with engaged conversations.
+
+    With several gateways (``gateway_urls``), sockets are spread over them in turn, so a
+    customer and her agent are mostly on different gateways and meet through the log.
+    """
 
     def __init__(
-        self, base_url: str, owner_password: str, *, conversations: int, chats_per_agent: int = 20
+        self,
+        base_url: str,
+        owner_password: str,
+        *,
+        conversations: int,
+        chats_per_agent: int = 20,
+        gateway_urls: list[str] | None = None,
     ) -> None:
         self.base_url = base_url
-        self.ws_url = base_url.replace("http", "ws", 1) + "/ws"
+        self._ws_urls = [
+            url.replace("http", "ws", 1) + "/ws" for url in (gateway_urls or [base_url])
+        ]
+        self._next_gateway = 0
         self.owner_password = owner_password
         self.size = conversations
         self.chats_per_agent = chats_per_agent
@@ -100,7 +113,7 @@ class ChatFleet:
                 tokens.append(await self._login(http, email, "bench-password"))
             for token in tokens:
                 agent = await websockets.connect(
-                    f"{self.ws_url}?token={token}",
+                    f"{self._ws_url()}?token={token}",
                     origin=Origin(self.base_url),
                     max_queue=None,
                     compression=None,
@@ -124,7 +137,7 @@ class ChatFleet:
             for _ in range(self.size):
                 session = (await http.post("/api/visitor/session", json={"tenant": TENANT})).json()
                 customer = await websockets.connect(
-                    f"{self.ws_url}?token={session['visitor_token']}",
+                    f"{self._ws_url()}?token={session['visitor_token']}",
                     origin=Origin("https://shop.example"),
                     max_queue=None,
                     compression=None,
@@ -145,6 +158,11 @@ class ChatFleet:
                 accepted.add(await self._accepted.get())
         for conversation in self.conversations:
             self._readers.append(asyncio.create_task(self._customer_reader(conversation.customer)))
+
+    def _ws_url(self) -> str:
+        url = self._ws_urls[self._next_gateway % len(self._ws_urls)]
+        self._next_gateway += 1
+        return url
 
     async def _login(self, http: httpx.AsyncClient, email: str, password: str) -> str:
         response = await http.post(

@@ -14,6 +14,9 @@ from tools.bench.chat_load import ChatFleet
 from tools.bench.processes import ProcessMeter
 from tools.bench.stats import median_ratio
 from tools.bench.sut import SystemUnderTest
+from tools.cluster import LocalRabbitCluster
+
+CLUSTER_BASE_PORT = 5760  # tools/cluster.py's port layout; the cluster tests search their own
 
 TARGETS = {
     "p50_ms_at_200": 3.0,
@@ -39,6 +42,8 @@ class Options:
     sustained_start: float = 500.0
     sustained_max: float = 3000.0
     peer: bool = True
+    cluster: int = 0  # RabbitMQ nodes of a local cluster (tools/cluster.py); 0: the system broker
+    gateways: int = 1
 
 
 def progress(text: str) -> None:
@@ -52,10 +57,24 @@ async def run(options: Options) -> dict[str, Any]:
         "options": options.__dict__,
         "targets": TARGETS,
     }
-    sut = SystemUnderTest()
-    progress("starting relaydesk (relaydesk up on a scratch vhost and data directory)")
+    cluster = None
+    if options.cluster:
+        progress(f"starting a local RabbitMQ cluster of {options.cluster} nodes")
+        cluster = await asyncio.to_thread(
+            LocalRabbitCluster(options.cluster, base_port=CLUSTER_BASE_PORT).start
+        )
+    sut = SystemUnderTest(cluster=cluster, gateways=options.gateways)
+    progress(
+        f"starting relaydesk (relaydesk up on a scratch vhost and data directory, "
+        f"{options.gateways} gateway(s), {options.cluster or 'the system'} broker node(s))"
+    )
     running = await sut.start()
-    fleet = ChatFleet(running.base_url, running.owner_password, conversations=options.conversations)
+    fleet = ChatFleet(
+        running.base_url,
+        running.owner_password,
+        conversations=options.conversations,
+        gateway_urls=running.gateway_urls,
+    )
     try:
         meter = ProcessMeter(running.process.pid)
         report["processes"] = meter.names
@@ -85,21 +104,51 @@ async def run(options: Options) -> dict[str, Any]:
             await asyncio.gather(*(socket.close() for socket in held), return_exceptions=True)
         progress(f"history archive rate ({options.archive_events} events)")
         report["archive"] = await capacity.archive_rate(
-            running.amqp_url, fleet, options.archive_events
+            running.amqp_url, fleet, options.archive_events, running.stream_url
         )
         report["archive"]["raw_store"] = raw = await capacity.raw_insert_rates(running.mongo_url)
         report["archive"]["vs_raw_insert_many"] = round(
             report["archive"]["archived_per_s"] / raw["insert_many_docs_per_s"], 3
         )
         progress("replay from the stream and from the MongoDB archive")
-        report["replay_stream"] = await capacity.replay_from_stream(running.amqp_url)
+        report["replay_stream"] = await capacity.replay_from_stream(
+            running.amqp_url, running.stream_url
+        )
         report["replay_archive"] = await capacity.replay_from_archive(running.mongo_url)
         report["verdict"] = _verdict(report)
     finally:
         await fleet.close()
         await sut.stop()
+        if cluster is not None:
+            await asyncio.to_thread(cluster.stop)
+    if (options.cluster or options.gateways > 1) and options.sustained:
+        report["scaling"] = await _scaling(options, report)
     report["finished_at"] = datetime.now(UTC).isoformat()
     return report
+
+
+async def _scaling(options: Options, report: dict[str, Any]) -> dict[str, Any]:
+    """The sustained rate on one node and one gateway, on the same machine, for the ratio."""
+    progress("scaling: the sustained search again on one broker node and one gateway")
+    sut = SystemUnderTest()
+    running = await sut.start()
+    fleet = ChatFleet(running.base_url, running.owner_password, conversations=options.conversations)
+    try:
+        await fleet.open()
+        single, _ = await _sustained(options, fleet, 0)
+    finally:
+        await fleet.close()
+        await sut.stop()
+    scaled = (report.get("sustained") or {}).get("max_msgs_per_s")
+    baseline = single.get("max_msgs_per_s")
+    return {
+        "nodes": options.cluster or 1,
+        "gateways": options.gateways,
+        "sustained_msgs_per_s": scaled,
+        "single_node_single_gateway_msgs_per_s": baseline,
+        "ratio": round(scaled / baseline, 3) if scaled and baseline else None,
+        "single_steps": single["steps"],
+    }
 
 
 async def _rounds(
@@ -313,6 +362,13 @@ def table(report: dict[str, Any]) -> str:
         f" insert_one {raw.get('insert_one_docs_per_s')}/s);"
         f" replay: stream {replay_stream}/s, MongoDB {replay_archive}/s"
     )
+    scaling = report.get("scaling")
+    if scaling:
+        lines.append(
+            f"scaling: {scaling['nodes']} broker node(s), {scaling['gateways']} gateway(s)"
+            f" sustained {scaling['sustained_msgs_per_s']} msg/s; one node, one gateway"
+            f" {scaling['single_node_single_gateway_msgs_per_s']} msg/s; ratio {scaling['ratio']}"
+        )
     lines.append("-" * 78)
     for key, verdict in report.get("verdict", {}).items():
         mark = {True: "met", False: "MISSED", None: "n/a"}[verdict["met"]]

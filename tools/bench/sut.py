@@ -9,7 +9,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
+from tools.cluster import LocalRabbitCluster
 from tools.embedded import ensure_rabbitmq, free_port
+from tools.up_secrets import up_secrets
 from tools.vhosts import RabbitVhosts
 
 READY_LINE = "relaydesk is up."
@@ -23,6 +27,8 @@ class RunningSut:
     owner_password: str
     process: asyncio.subprocess.Process
     output: list[str] = field(default_factory=list)
+    gateway_urls: list[str] = field(default_factory=list)  # base_url first, then the extra ones
+    stream_url: str | None = None
 
     @property
     def ws_url(self) -> str:
@@ -30,15 +36,31 @@ class RunningSut:
 
 
 class SystemUnderTest:
-    """Starts and stops the whole system; nothing it does touches a real deployment."""
+    """Starts and stops the whole system; nothing it does touches a real deployment.
+
+    Args:
+        cluster: a running local RabbitMQ cluster to use instead of the system broker.
+        gateways: how many gateway processes (``relaydesk up``'s own, plus ``relaydesk
+            gateway`` processes on the same vhost, data and secrets).
+    """
 
     def __init__(
         self,
         amqp_base: str = "amqp://guest:guest@127.0.0.1:5672",
         management_url: str = "http://127.0.0.1:15672",
+        *,
+        cluster: LocalRabbitCluster | None = None,
+        gateways: int = 1,
     ) -> None:
+        self._cluster = cluster
+        if cluster is not None:
+            first = cluster.nodes[0]
+            amqp_base = f"amqp://guest:guest@127.0.0.1:{first.amqp_port}"
+            management_url = cluster.management_url()
         self._vhosts = RabbitVhosts(amqp_base, management_url, prefix="bench")
         self._vhost: str | None = None
+        self._gateways = gateways
+        self._extra_gateways: list[asyncio.subprocess.Process] = []
         self._data = tempfile.TemporaryDirectory(prefix="relaydesk-bench-")
         self.running: RunningSut | None = None
 
@@ -48,9 +70,14 @@ class SystemUnderTest:
         ensure_rabbitmq()
         self._vhost = self._vhosts.create()
         amqp_url = self._vhosts.url_for(self._vhost)
+        stream_url = None
+        if self._cluster is not None:
+            amqp_url = self._cluster.amqp_url(self._vhost)
+            stream_url = self._cluster.stream_url(self._vhost)
         port = free_port()
         env = {
             **os.environ,
+            **({"RELAYDESK_STREAM_URL": stream_url} if stream_url else {}),
             "RELAYDESK_AMQP_URL": amqp_url,
             "RELAYDESK_DATA_DIR": self._data.name,
             "RELAYDESK_GATEWAY_PORT": str(port),
@@ -100,10 +127,52 @@ class SystemUnderTest:
             line.rsplit("password ", 1)[1].strip() for line in lines if "Demo sign-in" in line
         )
         asyncio.get_running_loop().create_task(self._drain(process))
+        base_url = f"http://127.0.0.1:{port}"
         self.running = RunningSut(
-            f"http://127.0.0.1:{port}", amqp_url, mongo, password, process, lines
+            base_url,
+            amqp_url,
+            mongo,
+            password,
+            process,
+            lines,
+            gateway_urls=[base_url],
+            stream_url=stream_url,
         )
+        for _ in range(self._gateways - 1):
+            self.running.gateway_urls.append(await self._extra_gateway(env, mongo, timeout))
         return self.running
+
+    async def _extra_gateway(self, env: dict[str, str], mongo_url: str, timeout: float) -> str:
+        """One more ``relaydesk gateway`` on the same vhost, store and secrets as ``up``'s."""
+        port = free_port()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tools.cli",
+            "gateway",
+            env={
+                **env,
+                **up_secrets(self._data.name, env),
+                "MONGO_URL": mongo_url,
+                "RELAYDESK_GATEWAY_PORT": str(port),
+                "RELAYDESK_HEALTH_PORT_BASE": str(random.randint(30000, 39000)),
+            },
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._extra_gateways.append(process)
+        url = f"http://127.0.0.1:{port}"
+        async with asyncio.timeout(timeout), httpx.AsyncClient(timeout=2) as http:
+            while True:
+                if process.returncode is not None:
+                    raise RuntimeError(f"an extra gateway exited with {process.returncode}")
+                try:
+                    if (await http.get(f"{url}/healthz")).status_code == 200:
+                        return url
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)  # polling the gateway's health until it answers
 
     @staticmethod
     async def _drain(process: asyncio.subprocess.Process) -> None:
@@ -113,6 +182,10 @@ class SystemUnderTest:
             pass
 
     async def stop(self) -> None:
+        for gateway in self._extra_gateways:
+            if gateway.returncode is None:
+                gateway.kill()
+                await gateway.wait()
         if self.running and self.running.process.returncode is None:
             os.killpg(self.running.process.pid, signal.SIGINT)
             try:

@@ -54,6 +54,16 @@ def _parser() -> argparse.ArgumentParser:
         "--no-peer", action="store_true", help="skip the chat-service peer (needs node and npm)"
     )
     parser.add_argument(
+        "--cluster",
+        type=int,
+        default=None,
+        help="run on a local RabbitMQ cluster of N nodes (tools/cluster.py) and report the"
+        " throughput ratio to one node and one gateway",
+    )
+    parser.add_argument(
+        "--gateways", type=int, default=None, help="gateway processes sharing the load (default 1)"
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=None,
@@ -80,7 +90,15 @@ def options_from(args: argparse.Namespace) -> Options:
     changes: dict[str, object] = {}
     if args.rates:
         changes["rates"] = tuple(float(r) for r in args.rates.split(","))
-    for name in ("seconds", "rounds", "conversations", "idle_sockets", "archive_events"):
+    for name in (
+        "seconds",
+        "rounds",
+        "conversations",
+        "idle_sockets",
+        "archive_events",
+        "cluster",
+        "gateways",
+    ):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     if args.no_sustained:
