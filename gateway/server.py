@@ -30,6 +30,7 @@ import structlog
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.ws import websocket_asgi
 from relaydesk.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -164,10 +165,31 @@ def guarded_protocol(guard: ConnectionGuard) -> type[HttpToolsProtocol]:
     return GuardedHttpToolsProtocol
 
 
+class WebsocketShortcut:
+    """Sends ``/ws`` straight to its endpoint; everything else through the app's stack.
+
+    FastAPI's middleware stack (error and exception handlers, an AsyncExitStack for
+    dependencies, CORS, our HTTP-only middleware) stays on a socket's call stack for the
+    socket's whole life, ~5 KiB per idle socket, and does nothing for ``/ws``: the
+    endpoint handles its own errors and uses no dependencies. Measured with
+    ``python -m tools.bench.socket_memory`` (docs/performance.md).
+    """
+
+    def __init__(self, app: Any, path: str, endpoint: Any) -> None:
+        self._app, self._path, self._endpoint = app, path, endpoint
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and scope["path"] == self._path:
+            scope["app"] = self._app  # what the endpoint reads its dependencies from
+            await self._endpoint(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
+
+
 def server_config(settings: Settings, app: Any) -> uvicorn.Config:
     trusted = settings.trusted_proxy_list()
     return uvicorn.Config(
-        app,
+        WebsocketShortcut(app, "/ws", websocket_asgi),
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_config=None,

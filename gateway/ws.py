@@ -20,6 +20,7 @@ import orjson
 import structlog
 from fastapi import WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from gateway.auth.tokens import AgentPrincipal, InvalidToken, Principal
 from gateway.deps import GatewayDeps
@@ -71,6 +72,12 @@ async def websocket_endpoint(websocket: WebSocket, deps: GatewayDeps) -> None:
         await _serve(websocket, deps)
     finally:
         deps.ws_limits.closed(address)
+
+
+async def websocket_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+    """``/ws`` as a bare ASGI app (gateway/server.py routes it past the HTTP middleware)."""
+    websocket = WebSocket(scope, receive, send)
+    await websocket_endpoint(websocket, websocket.app.state.deps)
 
 
 async def _serve(websocket: WebSocket, deps: GatewayDeps) -> None:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from relaydesk.keys import SERVICE_SECRETS, refusal, variable
 from relaydesk.logging import configure_logging
+from relaydesk.memory_snapshots import dump_on_signal
 from relaydesk.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -52,6 +53,7 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        dump_on_signal(loop, name, settings.data_dir)
         await main(settings, stop)
         log.info("service_stopped", service=name)
 

@@ -188,8 +188,8 @@ class _Socket:
 
 def _queued(session: Session) -> list[dict[str, Any]]:
     frames = []
-    while not session._queue.empty():
-        frames.append(orjson.loads(session._queue.get_nowait()))  # type: ignore[arg-type]
+    while session._queue:
+        frames.append(orjson.loads(session._queue.popleft()))  # type: ignore[arg-type]
     return frames
 
 

@@ -27,6 +27,27 @@ async def idle_sockets(
 
     Returns the sockets too, so the caller can measure latency while they are held.
     """
+    before = meter.sample()
+    started = time.perf_counter()
+    sockets, failures = await open_idle_sockets(base_url, count, concurrency)
+    elapsed = time.perf_counter() - started
+    after = meter.sample()
+    held = len(sockets)
+    grown = after.rss_bytes.get("gateway", 0) - before.rss_bytes.get("gateway", 0)
+    return {
+        "requested": count,
+        "held": held,
+        "failed": failures,
+        "connects_per_s": round(held / elapsed, 1) if elapsed else None,
+        "gateway_rss_mib": round(after.rss_bytes.get("gateway", 0) / 2**20, 1),
+        "kib_per_socket": round(grown / 1024 / held, 2) if held else None,
+    }, sockets
+
+
+async def open_idle_sockets(
+    base_url: str, count: int, concurrency: int = 100
+) -> tuple[list[Any], int]:
+    """``count`` authenticated customer sockets that say nothing; and how many failed."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     count = min(count, max(0, soft - 1000))  # the generator holds one fd per socket too
     ws_url = base_url.replace("http", "ws", 1) + "/ws"
@@ -37,7 +58,6 @@ async def idle_sockets(
             ]
             for _ in range(50)
         ]
-    before = meter.sample()
     sockets: list[Any] = []
     failures = 0
     gate = asyncio.Semaphore(concurrency)
@@ -57,20 +77,8 @@ async def idle_sockets(
             except (OSError, websockets.WebSocketException, TimeoutError):
                 failures += 1
 
-    started = time.perf_counter()
     await asyncio.gather(*(connect(i) for i in range(count)))
-    elapsed = time.perf_counter() - started
-    after = meter.sample()
-    held = len(sockets)
-    grown = after.rss_bytes.get("gateway", 0) - before.rss_bytes.get("gateway", 0)
-    return {
-        "requested": count,
-        "held": held,
-        "failed": failures,
-        "connects_per_s": round(held / elapsed, 1) if elapsed else None,
-        "gateway_rss_mib": round(after.rss_bytes.get("gateway", 0) / 2**20, 1),
-        "kib_per_socket": round(grown / 1024 / held, 2) if held else None,
-    }, sockets
+    return sockets, failures
 
 
 async def archive_rate(

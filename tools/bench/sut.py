@@ -61,6 +61,7 @@ class SystemUnderTest:
         self._vhost: str | None = None
         self._gateways = gateways
         self._extra_gateways: list[asyncio.subprocess.Process] = []
+        self._env: dict[str, str] = {}
         self._data = tempfile.TemporaryDirectory(prefix="relaydesk-bench-")
         self.running: RunningSut | None = None
 
@@ -138,12 +139,19 @@ class SystemUnderTest:
             gateway_urls=[base_url],
             stream_url=stream_url,
         )
+        self._env = env
         for _ in range(self._gateways - 1):
-            self.running.gateway_urls.append(await self._extra_gateway(env, mongo, timeout))
+            url, _pid = await self.add_gateway()
+            self.running.gateway_urls.append(url)
         return self.running
 
-    async def _extra_gateway(self, env: dict[str, str], mongo_url: str, timeout: float) -> str:
-        """One more ``relaydesk gateway`` on the same vhost, store and secrets as ``up``'s."""
+    async def add_gateway(
+        self, extra_env: dict[str, str] | None = None, timeout: float = 120
+    ) -> tuple[str, int]:
+        """One more ``relaydesk gateway`` on the same vhost, store and secrets as ``up``'s;
+        its base URL and process id, once it answers."""
+        assert self.running is not None, "start() first"
+        env, mongo_url = self._env, self.running.mongo_url
         port = free_port()
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -156,6 +164,7 @@ class SystemUnderTest:
                 "MONGO_URL": mongo_url,
                 "RELAYDESK_GATEWAY_PORT": str(port),
                 "RELAYDESK_HEALTH_PORT_BASE": str(random.randint(30000, 39000)),
+                **(extra_env or {}),
             },
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
@@ -169,7 +178,7 @@ class SystemUnderTest:
                     raise RuntimeError(f"an extra gateway exited with {process.returncode}")
                 try:
                     if (await http.get(f"{url}/healthz")).status_code == 200:
-                        return url
+                        return url, process.pid
                 except httpx.HTTPError:
                     pass
                 await asyncio.sleep(0.2)  # polling the gateway's health until it answers

@@ -1,0 +1,115 @@
+"""Where a gateway's memory per idle socket goes: tracemalloc at thousands of sockets.
+
+    python -m tools.bench.socket_memory --sockets 3000 [--frames 12] [--top 25]
+
+Starts the system (`relaydesk up` on a scratch vhost) and one more gateway traced with
+``PYTHONTRACEMALLOC``; opens a few sockets to warm it up (caches, first-use imports), takes a
+snapshot (SIGUSR2, relaydesk/memory_snapshots.py), opens ``--sockets`` more idle customer
+sockets, takes another, and prints what grew, grouped by the allocating line and by the
+first frame inside the project or a named library, in bytes per socket. The process's RSS
+growth per socket is printed alongside: what tracemalloc does not see (C allocations of
+uvloop and the kernel's socket buffers are not in it) is the difference.
+"""
+
+import argparse
+import asyncio
+import signal
+import tracemalloc
+from collections import defaultdict
+from pathlib import Path
+
+import psutil
+
+from tools.bench.capacity import open_idle_sockets
+from tools.bench.sut import SystemUnderTest
+
+WARM_UP_SOCKETS = 100
+
+
+async def attribute(sockets: int, frames: int, top: int) -> str:
+    sut = SystemUnderTest()
+    running = await sut.start()
+    try:
+        url, pid = await sut.add_gateway({"PYTHONTRACEMALLOC": str(frames)})
+        process = psutil.Process(pid)
+        warm, _ = await open_idle_sockets(url, WARM_UP_SOCKETS)
+        before_rss = process.memory_info().rss
+        before = await _snapshot(pid, sut.data_dir)
+        held, failed = await open_idle_sockets(url, sockets)
+        after = await _snapshot(pid, sut.data_dir)
+        rss_per_socket = (process.memory_info().rss - before_rss) / max(1, len(held))
+        report = _report(before, after, len(held), frames, top)
+        await asyncio.gather(*(s.close() for s in held + warm), return_exceptions=True)
+        return (
+            f"{len(held)} idle sockets held ({failed} failed); gateway RSS grew "
+            f"{rss_per_socket / 1024:.1f} KiB per socket\n{report}"
+        )
+    finally:
+        del running
+        await sut.stop()
+
+
+async def _snapshot(pid: int, data_dir: Path) -> tracemalloc.Snapshot:
+    directory = data_dir / "memory"
+    known = set(directory.glob("*.tracemalloc")) if directory.exists() else set()
+    psutil.Process(pid).send_signal(signal.SIGUSR2)
+    async with asyncio.timeout(60):
+        while True:
+            written = set(directory.glob("*.tracemalloc")) - known if directory.exists() else set()
+            if written:
+                path = written.pop()
+                # the dump is complete once its size stops changing
+                size = -1
+                while path.stat().st_size != size:
+                    size = path.stat().st_size
+                    await asyncio.sleep(0.5)
+                return tracemalloc.Snapshot.load(str(path))
+            await asyncio.sleep(0.2)
+
+
+def _report(
+    before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, sockets: int, frames: int, top: int
+) -> str:
+    lines = []
+    grown = after.compare_to(before, "traceback")
+    total = sum(stat.size_diff for stat in grown)
+    lines.append(
+        f"tracemalloc sees {total / sockets / 1024:.1f} KiB per socket "
+        f"(traced with {frames} frames)\n"
+    )
+    by_owner: dict[str, int] = defaultdict(int)
+    for stat in grown:
+        by_owner[_owner(stat.traceback)] += stat.size_diff
+    lines.append("by the first frame in relaydesk's code or a library (bytes per socket):")
+    for owner, size in sorted(by_owner.items(), key=lambda item: -item[1])[:top]:
+        lines.append(f"  {size / sockets:>9.0f}  {owner}")
+    lines.append("\nby allocating line (bytes per socket):")
+    by_line = after.compare_to(before, "lineno")
+    for stat in by_line[:top]:
+        frame = stat.traceback[0]
+        lines.append(f"  {stat.size_diff / sockets:>9.0f}  {frame.filename}:{frame.lineno}")
+    return "\n".join(lines)
+
+
+def _owner(traceback: tracemalloc.Traceback) -> str:
+    """The innermost frame in our code, else the innermost frame's library."""
+    for frame in traceback:  # innermost first
+        name = frame.filename
+        if "/site-packages/" not in name and "/lib/python3" not in name:
+            return f"{name}:{frame.lineno}"
+    frame = traceback[0]
+    library = frame.filename.split("/site-packages/")[-1].split("/lib/python3.11/")[-1]
+    return f"{library}:{frame.lineno}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sockets", type=int, default=3000)
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    print(asyncio.run(attribute(args.sockets, args.frames, args.top)))
+
+
+if __name__ == "__main__":
+    main()
