@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts.events.audit import AuditCheckpoint
 from contracts.events.conversation import ConversationRated
+from gateway.attachments import AttachmentStore
 from history_service.hash_chain import envelope_of, link_hash
 from history_service.verification import ArchiveVerifier, Finding, compare_with_log
 from relaydesk.keys import key_ring
@@ -30,11 +31,13 @@ from relaydesk.settings import Settings
 from relaydesk.signing import Signer, keys_by_id, private_key, public_text
 from relaydesk.store import database, make_client
 from tests.admin.helpers import eventually, new_agent, owner_session
+from tests.gateway.test_attachments import PNG, upload
 from tests.gateway.wsclient import Client
 from tests.history_service.flows import served_conversation
-from tests.history_service.test_audit_export import command
-from tests.servers import MongoServer, RabbitVhosts
+from tests.servers import MongoServer, RabbitVhosts, stream_override
 from tests.shared_system import shared_system
+from tools.commands import audit
+from tools.commands import export as export_command
 from tools.replay import projections
 from tools.replay.export_file import read_export
 from tools.replay.sources import Progress, Slice, from_archive, from_stream
@@ -68,6 +71,8 @@ async def resent_conversation(system: Any, http: httpx.AsyncClient, owner: dict[
     for _ in range(2):
         sent = await customer.op("send", key="resent", conversation_id=conversation_id, body="hi")
         assert sent["t"] == "ack"
+    visitor = system.visitor_token(TENANT, "v-2")
+    assert (await upload(http, visitor, conversation_id, "file-1", PNG)).status_code == 201
     assert (await agent.op("close", conversation_id=conversation_id))["t"] == "ack"
     await agent.close()
     await customer.close()
@@ -121,10 +126,8 @@ async def archived(
         docs = [d for d in await archive_of(settings) if d["position"] <= up_to]
         log = await read_log(settings, up_to, TENANT)
         export = tmp_path_factory.mktemp("export") / "rep.jsonl"
-        done = await asyncio.to_thread(
-            command, settings, "export", "--tenant", TENANT, "--output", str(export)
-        )
-        assert done.returncode == 0, done.stderr
+        exported = ["--tenant", TENANT, "--output", str(export)]
+        assert await asyncio.to_thread(export_command.main, exported, settings) == 0
         keys = Signer(key_ring(settings, "audit_signing_key")).public_keys
         message = next(
             d for d in docs if d["stream"] == f"conv:{resent}" and d["type"] == "message.sent"
@@ -355,7 +358,7 @@ async def test_deleting_a_tail_from_the_live_archive_is_reported_by_verify(
 
 
 async def test_an_export_verifies_offline_and_its_tampered_copies_do_not(
-    archived: Archived, tmp_path: Path
+    archived: Archived, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     key = public_text(next(iter(archived.keys.values())))
     export = read_export(archived.export)
@@ -367,25 +370,14 @@ async def test_an_export_verifies_offline_and_its_tampered_copies_do_not(
     )
     cut = tmp_path / "cut.jsonl"
     cut.write_text("\n".join(lines[:rated] + lines[rated + 1 :]) + "\n")
-    clean, tampered_file = await asyncio.gather(
-        asyncio.to_thread(
-            command,
-            Settings(),
-            "audit",
-            "verify",
-            "--file",
-            str(archived.export),
-            "--public-key",
-            key,
-        ),
-        asyncio.to_thread(
-            command, Settings(), "audit", "verify", "--file", str(cut), "--public-key", key
-        ),
-    )
-    assert clean.returncode == 0 and "intact" in clean.stdout, clean.stdout + clean.stderr
-    assert tampered_file.returncode == 1, tampered_file.stdout + tampered_file.stderr
-    assert "checkpoint_mismatch" in tampered_file.stdout
-    assert f"conv:{archived.conversation}" in tampered_file.stdout
+    # No system: nothing but the file and the public key (no database, no broker, no secret).
+    offline = Settings(mongo_url=None, amqp_url="amqp://nobody@192.0.2.1:1/")
+    args = ["verify", "--public-key", key, "--file"]
+    assert await asyncio.to_thread(audit.main, [*args, str(archived.export)], offline) == 0
+    assert "intact" in capsys.readouterr().out
+    assert await asyncio.to_thread(audit.main, [*args, str(cut)], offline) == 1
+    out = capsys.readouterr().out
+    assert "checkpoint_mismatch" in out and f"conv:{archived.conversation}" in out
 
 
 @pytest.mark.parametrize("how", ["a body edited, later hashes recomputed", "a conversation added"])
@@ -420,3 +412,44 @@ async def test_replay_from_either_source_equals_every_live_projection(archived: 
         ]
     differences = await asyncio.gather(*runs)
     assert differences == [[]] * 6, differences
+
+
+async def test_attachment_files_travel_with_their_hashes_checked_on_import(
+    archived: Archived, vhosts: RabbitVhosts, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (attachment,) = read_export(archived.export).attachments
+    assert attachment.content == PNG and attachment.tenant == TENANT
+    lines = archived.export.read_text().splitlines()
+    swapped = [
+        json.dumps({"attachment": {**json.loads(line)["attachment"], "content": "AAAA"}})
+        if line.startswith('{"attachment"')
+        else line
+        for line in lines
+    ]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(swapped) + "\n")
+    vhost = vhosts.create()
+    target = archived.settings.model_copy(
+        update={
+            "amqp_url": vhosts.url_for(vhost),
+            "mongo_db": f"t_{uuid.uuid4().hex[:12]}",
+            **stream_override(vhosts, vhost),
+        }
+    )
+    client = make_client(target.mongo_url or "")
+    try:
+        refused = await asyncio.to_thread(export_command.import_main, ["--input", str(bad)], target)
+        err = capsys.readouterr().err
+        assert refused == 1 and "nothing imported" in err and "sha256" in err
+        done = ["--input", str(archived.export)]
+        assert await asyncio.to_thread(export_command.import_main, done, target) == 0
+        # the file is on the target system before its event: its link will not answer 404
+        store = AttachmentStore(database(client, target.mongo_db))
+        stored = await store.find(attachment.id)
+        assert stored is not None and stored.tenant == TENANT
+        assert stored.conversation_id == attachment.conversation_id
+        assert await store.read(attachment.id) == PNG
+    finally:
+        await client.drop_database(target.mongo_db)
+        await client.close()
+        vhosts.delete(vhost)
