@@ -11,13 +11,13 @@ import asyncio
 import structlog
 
 from agent_service.fold import apply
-from agent_service.seen import SeenIds
 from agent_service.snapshot import Snapshotter
 from agent_service.state import RoutingState
 from contracts.envelope import LoggedEvent
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up, marker_event
 from relaydesk.bus.log_reader import Start
+from relaydesk.dedupe import SeenIds
 
 log = structlog.get_logger(__name__)
 
@@ -133,9 +133,8 @@ class Projection:
             if waiting is not None and not waiting.done():
                 waiting.set_result(None)
             self._own_pending.discard(event_id)
-            if event_id in self._seen:
+            if not self._seen.first(event_id):
                 continue
-            self._seen.add(event_id)
             apply(self.state, logged.envelope)
         if self._snapshotter is not None:
             self._snapshotter.folded(len(batch))

@@ -37,6 +37,7 @@ from contracts.plans import PlanCatalogue, period_of
 from contracts.registry import EVENTS
 from contracts.replies import CommandReply
 from relaydesk.decider import record_answer
+from relaydesk.dedupe import SeenIds
 
 log = structlog.get_logger(__name__)
 
@@ -107,7 +108,7 @@ class Ledger:
     def __init__(self, catalogue: PlanCatalogue) -> None:
         self.catalogue = catalogue
         self.tenants: dict[str, TenantBilling] = {}
-        self._seen: set[str] = set()
+        self._seen = SeenIds(limit=None)  # billing folds the whole log: every id
         self.position = -1
         self.replies: dict[str, CommandReply] = {}  # billing command id -> its reply
         self._handlers: dict[str, Handler] = {

@@ -14,7 +14,16 @@ from contracts.commands import conversation as conversation_commands
 from contracts.commands import routing as routing_commands
 from contracts.envelope import Envelope
 from contracts.errors import FieldError, InvalidPayload, UnknownType
-from contracts.events import admin, billing, connector, conversation, history, message, system
+from contracts.events import (
+    admin,
+    audit,
+    billing,
+    connector,
+    conversation,
+    history,
+    message,
+    system,
+)
 from contracts.events import routing as routing_events
 from contracts.events import signup as signup_events
 
@@ -110,6 +119,7 @@ EVENTS = Registry(
         *connector.MODELS,
         *billing.MODELS,
         *history.MODELS,
+        *audit.MODELS,
         *system.MODELS,
         *routing_events.MODELS,
         *signup_events.MODELS,

@@ -11,7 +11,7 @@ timestamp), so clients that were connected to a gateway that died can resume her
 """
 
 import asyncio
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +24,7 @@ from gateway.sessions import Session, SessionRegistry
 from gateway.visibility import WHOLE, delivery
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import marker_event
+from relaydesk.dedupe import SeenIds
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +67,7 @@ class Tailer:
         self._buffer: deque[tuple[int, Envelope, bytes]] = deque(
             maxlen=buffer_size
         )  # (position, event, frame)
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen = SeenIds(limit=SEEN_IDS)
         self._reader: LogReader | None = None
         self._task: asyncio.Task[None] | None = None
         self.first_position: int | None = None
@@ -119,14 +120,6 @@ class Tailer:
                 return False
         return True
 
-    def _is_duplicate(self, event_id: str) -> bool:
-        if event_id in self._seen:
-            return True
-        self._seen[event_id] = None
-        if len(self._seen) > SEEN_IDS:
-            self._seen.popitem(last=False)
-        return False
-
     def _missing_before_buffer(self, resume_from: int) -> bool:
         if self.first_position is None:
             return False  # nothing read yet: everything after resume_from is still to come
@@ -140,7 +133,7 @@ class Tailer:
         self.head = position
         if self.first_position is None:
             self.first_position = position
-        if self._is_duplicate(event.id):
+        if not self._seen.first(event.id):
             return
         if event.id == self._marker_id:
             self._marker_seen = True

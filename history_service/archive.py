@@ -56,24 +56,32 @@ async def archive_collection(db: AsyncDatabase) -> AsyncCollection:
     return (await bound(db, ArchivedEvent)).get_pymongo_collection()
 
 
+Head = tuple[str, int]  # a chain's last hash and its number of events
+
+
 class Archive:
     def __init__(self, db: AsyncDatabase) -> None:
         self._db = db
-        self._last_hash: dict[str, str] = {}
+        self._heads: dict[str, Head] = {}
 
-    async def _previous(self, key: str, tenant: str, stream: str) -> str:
-        if key not in self._last_hash:
+    async def head(self, tenant: str, stream: str) -> Head:
+        """The chain's last hash and length as archived (loaded once, then kept in memory)."""
+        key = f"{tenant}|{stream}"
+        if key not in self._heads:
             model = await bound(self._db, ArchivedEvent)
-            query = model.find(model.tenant == tenant, model.stream == stream)
-            last = [r async for r in stored_rows(query.sort(descending(model.position)).limit(1))]
-            self._last_hash[key] = last[0]["hash"] if last else GENESIS
-        return self._last_hash[key]
+            chain = (model.tenant == tenant, model.stream == stream)
+            newest = model.find(*chain).sort(descending(model.position)).limit(1)
+            last = [r async for r in stored_rows(newest)]
+            count = await model.find(*chain).count() if last else 0
+            self._heads[key] = (last[0]["hash"], count) if last else (GENESIS, 0)
+        return self._heads[key]
 
     async def unseen(self, batch: list[LoggedEvent]) -> list[LoggedEvent]:
         """The events of ``batch`` not archived yet, first copy of each id only.
 
         A publisher retry that landed twice, or a batch replayed after a crash, is
-        dropped here, so read models see every event id exactly once.
+        dropped here, so read models see every event id exactly once (the rule of
+        ``relaydesk.dedupe``, held against the archive, which keeps every first copy).
         """
         ids = [e.envelope.id for e in batch]
         model = await bound(self._db, ArchivedEvent)
@@ -87,32 +95,37 @@ class Archive:
                 fresh.append(logged)
         return fresh
 
-    async def write(self, fresh: list[LoggedEvent]) -> None:
-        """Archive events returned by :meth:`unseen`, chaining each stream's hashes."""
+    async def write(self, fresh: list[LoggedEvent]) -> dict[str, Head]:
+        """Archive events returned by :meth:`unseen`, chaining each stream's hashes.
+
+        Returns the heads of the chains it extended (``tenant|stream`` → hash, length):
+        what the audit checkpoints sign, from this writer's memory, not a read of the store.
+        """
         documents, heads = await self._chain([archive_document(logged) for logged in fresh])
         if not documents:
-            return
+            return {}
         try:
             events = await archive_collection(self._db)
             await ignoring_duplicates(events.insert_many(documents, ordered=False))
         except Exception:
             self._forget(heads)  # reload the heads from Mongo on the retry
             raise
-        self._last_hash.update(heads)
+        self._heads.update(heads)
+        return heads
 
     async def _chain(
         self, documents: list[dict[str, Any]]
-    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    ) -> tuple[list[dict[str, Any]], dict[str, Head]]:
         # New heads are kept aside until the insert succeeded, so a failed write that is
         # retried does not chain onto hashes that never reached the store.
-        heads: dict[str, str] = {}
+        heads: dict[str, Head] = {}
         for doc in documents:
             key = chain_key(doc)
-            prev = heads.get(key) or await self._previous(key, doc["tenant"], doc["stream"])
+            prev, count = heads.get(key) or await self.head(doc["tenant"], doc["stream"])
             doc["prev_hash"], doc["hash"] = prev, link_hash(prev, envelope_of(doc))
-            heads[key] = doc["hash"]
+            heads[key] = (doc["hash"], count + 1)
         return documents, heads
 
-    def _forget(self, heads: dict[str, str]) -> None:
+    def _forget(self, heads: dict[str, Head]) -> None:
         for key in heads:
-            self._last_hash.pop(key, None)
+            self._heads.pop(key, None)

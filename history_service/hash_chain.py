@@ -70,22 +70,10 @@ async def verify_chain(
         query = query.find(e.stream == stream)
     last: dict[str, str] = {}
     checked = 0
-    retained = await _retention_records(db, tenant)
+    retained = await retention_records(db, tenant)
     async for doc in stored_rows(query.sort(ascending(e.position))):
         expected_prev = last.get(chain_key(doc), GENESIS)
-        computed = link_hash(expected_prev, envelope_of(doc))
-        redaction = doc.get("redacted")
-        if redaction is not None:
-            # The original content is gone: its hash is taken as stored, the rest is checked.
-            on_record = f"{doc['tenant']}|{doc['stream'].removeprefix('conv:')}" in retained.get(
-                redaction.get("by"), ()
-            )
-            expected = (
-                # "" when missing: an event without its hash is a broken link, reported
-                doc.get("hash", "") if on_record and redaction.get("hash") == computed else computed
-            )
-        else:
-            expected = computed
+        expected = expected_hash(doc, expected_prev, retained)
         if doc.get("prev_hash") != expected_prev or doc.get("hash") != expected:
             return {
                 "ok": False,
@@ -106,15 +94,32 @@ async def verify_chain(
     return {"ok": True, "checked": checked}
 
 
-async def _retention_records(db: AsyncDatabase, tenant: str | None) -> dict[str, set[str]]:
+def expected_hash(doc: dict[str, Any], expected_prev: str, retained: dict[str, set[str]]) -> str:
+    """The hash an archived event must carry after ``expected_prev`` (pure).
+
+    ``retained``: retention records, event id → ``tenant|conversation id`` they purged.
+    """
+    computed = link_hash(expected_prev, envelope_of(doc))
+    redaction = doc.get("redacted")
+    if redaction is None:
+        return computed
+    # The original content is gone: its hash is taken as stored, the rest is checked.
+    on_record = f"{doc['tenant']}|{doc['stream'].removeprefix('conv:')}" in retained.get(
+        redaction.get("by"), ()
+    )
+    # "" when missing: an event without its hash is a broken link, reported
+    return doc.get("hash", "") if on_record and redaction.get("hash") == computed else computed
+
+
+def retention_record(doc: dict[str, Any]) -> set[str]:
+    """What one archived ``history.retention_applied`` record purged: ``tenant|conversation``."""
+    return {f"{doc['tenant']}|{c}" for c in (doc.get("data") or {}).get("conversation_ids") or ()}
+
+
+async def retention_records(db: AsyncDatabase, tenant: str | None) -> dict[str, set[str]]:
     """Archived retention records: event id → ``tenant|conversation id`` of what it purged."""
     e = await bound(db, ArchivedEvent)
     query = e.find(e.type == RetentionApplied.TYPE)
     if tenant:
         query = query.find(e.tenant == tenant)
-    return {
-        doc["_id"]: {
-            f"{doc['tenant']}|{c}" for c in (doc.get("data") or {}).get("conversation_ids") or ()
-        }
-        async for doc in stored_rows(query)
-    }
+    return {doc["_id"]: retention_record(doc) async for doc in stored_rows(query)}

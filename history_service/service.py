@@ -13,14 +13,17 @@ from pymongo import AsyncMongoClient
 
 from contracts.envelope import LoggedEvent
 from contracts.events.system import LogMarker
+from history_service.anchors import Anchoring
 from history_service.archive import Archive
 from history_service.documents import HISTORY_DOCUMENTS
 from history_service.queries import HistoryQueries
 from history_service.read_models import ReadModels
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.rpc import serve_queries
+from relaydesk.keys import key_ring
 from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
+from relaydesk.signing import Signer
 from relaydesk.store import (
     Checkpoint,
     Checkpoints,
@@ -49,10 +52,13 @@ class HistoryService:
                 "history_service needs MONGO_URL (relaydesk up starts an embedded server)"
             )
         self.settings = settings
+        # No key, no start: an archive without signed checkpoints could be rewritten unseen.
+        self._signer = Signer(key_ring(settings, "audit_signing_key"))
         self._batch_size = batch_size
         self.bus: Bus | None = None
         self._mongo: AsyncMongoClient | None = None
         self._task: asyncio.Task[None] | None = None
+        self._anchor_task: asyncio.Task[None] | None = None
         self._channel: AbstractChannel | None = None
         self.position: int | None = None
         self.caught_up = asyncio.Condition()
@@ -65,6 +71,7 @@ class HistoryService:
             ReadModels(db),
             Checkpoints(db),
         )
+        self._anchoring = Anchoring(self._signer, self._archive, db)
         await bind_documents(db, (*HISTORY_DOCUMENTS, Checkpoint))  # creates their indexes
         self.position = await self._checkpoints.load(SERVICE)
         self.bus = await Bus(
@@ -75,15 +82,17 @@ class HistoryService:
         ).open()
         self._task = asyncio.create_task(self._follow(reader))
         self._task.add_done_callback(self._report_end)
+        self._anchor_task = asyncio.create_task(self._anchor_at_intervals())
         self._channel = await serve_queries(
             self.bus, SERVICE, QueryAnswers(SERVICE, HistoryQueries(db)).handle
         )
         log.info("history_service_started", position=self.position)
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._anchor_task, self._task):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.bus:
             await self.bus.close()
         if self._mongo:
@@ -93,6 +102,7 @@ class HistoryService:
         async for batch in reader.batches(max_batch=self._batch_size, linger_s=BATCH_LINGER_S):
             await self._apply_until_done(batch)
             self.position = batch[-1].position
+            await self._anchor(everyone=False)  # a conversation closed: sign its end now
             async with self.caught_up:
                 self.caught_up.notify_all()
 
@@ -106,6 +116,7 @@ class HistoryService:
                 await with_store_retry(functools.partial(self._apply, batch))
                 return
             except Exception as exc:  # noqa: BLE001 - logged and retried, see above
+                self._anchoring.resync()
                 log.error(
                     "history_batch_failed",
                     first=batch[0].position,
@@ -116,6 +127,22 @@ class HistoryService:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
+    async def _anchor_at_intervals(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.audit_checkpoint_interval_s)
+            await self._anchor(everyone=True)
+
+    async def _anchor(self, *, everyone: bool) -> None:
+        """Publish the checkpoints due; one that fails is made again next time."""
+        envelopes = self._anchoring.due(everyone=everyone)
+        if not envelopes or self.bus is None:
+            return
+        try:
+            await self.bus.publish_many(envelopes)
+        except Exception as exc:  # noqa: BLE001 - the chains stay pending, the next round signs them
+            self._anchoring.failed(envelopes)
+            log.warning("audit_checkpoint_not_published", error=type(exc).__name__)
+
     @staticmethod
     def _report_end(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -125,8 +152,10 @@ class HistoryService:
         # Read models first, archive second: after a crash between the two the events
         # are still "unseen" and are applied again, which the position guards absorb.
         fresh = await self._archive.unseen(batch)
+        await self._anchoring.seed(e.envelope.tenant for e in fresh)
         await self._models.apply([e for e in fresh if e.envelope.type != LogMarker.TYPE])
-        await self._archive.write(fresh)
+        heads = await self._archive.write(fresh)
+        self._anchoring.archived(fresh, heads, batch[-1].position)
         await self._checkpoints.save(SERVICE, batch[-1].position)
 
     async def wait_for_position(self, position: int, timeout: float = 10) -> None:

@@ -9,7 +9,6 @@ delivered one (at-least-once: receivers dedupe by ``X-Relaydesk-Event-Id``).
 """
 
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -24,6 +23,7 @@ from contracts.events.admin import WebhookSubscribed
 from outbound_webhooks.documents import WebhookDelivery, WebhookPosition
 from outbound_webhooks.signing import SIGNATURE_HEADER, sign
 from relaydesk.bus import Bus, LogReader
+from relaydesk.dedupe import SeenIds
 from relaydesk.net_guard import RefusedTarget
 from relaydesk.store import Checkpoints, bound, with_store_retry
 
@@ -92,7 +92,7 @@ class WebhookWorker:
         self._checkpoints = Checkpoints(db, WebhookPosition)
         self._active = False
         # A client's resend can put the same event id on the log twice: send it once.
-        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._recent = SeenIds(limit=RECENT_IDS)
 
     async def run(self) -> None:
         sub = self.subscription
@@ -123,17 +123,9 @@ class WebhookWorker:
         if not self._active:  # before the subscription existed: not ours to send
             self._active = self.subscription.is_its_creation(logged.envelope)
             return
-        if self.subscription.wants(logged.envelope) and not self._seen(logged.envelope.id):
+        if self.subscription.wants(logged.envelope) and self._recent.first(logged.envelope.id):
             await self._deliver(logged)
             await self._save(logged.position)
-
-    def _seen(self, event_id: str) -> bool:
-        if event_id in self._recent:
-            return True
-        self._recent[event_id] = None
-        if len(self._recent) > RECENT_IDS:
-            self._recent.popitem(last=False)
-        return False
 
     async def _save(self, position: int) -> None:
         await with_store_retry(lambda: self._checkpoints.save(self.subscription.consumer, position))

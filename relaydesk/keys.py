@@ -17,13 +17,14 @@ from typing import Literal
 
 from relaydesk.settings import ENV_PREFIX, Settings
 
-SecretName = Literal["jwt_secret", "visitor_secret", "secrets_key"]
+SecretName = Literal["jwt_secret", "visitor_secret", "secrets_key", "audit_signing_key"]
 
 # The settings field holding each secret's previous values.
 PREVIOUS: dict[SecretName, str] = {
     "jwt_secret": "jwt_previous_secrets",
     "visitor_secret": "visitor_previous_secrets",
     "secrets_key": "secrets_previous_keys",
+    "audit_signing_key": "audit_signing_previous_keys",
 }
 
 # What each service started on its own (`relaydesk <service>`) signs, verifies, seals or opens.
@@ -35,7 +36,8 @@ SERVICE_SECRETS: dict[str, tuple[SecretName, ...]] = {
     "agent": ("secrets_key",),
     # opens connector secrets, seals them again on reconfiguration
     "connectors": ("secrets_key",),
-    "history": (),
+    # signs the archive's checkpoints (Ed25519 key derived from it, relaydesk/signing.py)
+    "history": ("audit_signing_key",),
     "billing": (),
 }
 

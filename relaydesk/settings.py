@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     visitor_previous_secrets: PreviousKeys = ()
     secrets_key: SecretStr | None = None
     secrets_previous_keys: PreviousKeys = ()
+    # history signs its audit checkpoints with an Ed25519 key derived from this secret: kept
+    # outside MongoDB, so whoever can rewrite the archive cannot re-sign it (docs/audit.md)
+    audit_signing_key: SecretStr | None = None
+    audit_signing_previous_keys: PreviousKeys = ()
+    audit_checkpoint_interval_s: float = Field(default=60.0, gt=0)
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 7 * 24 * 3600
     # Per client address, shared by login, refresh and sign-up (gateway/auth/throttle.py).
@@ -111,7 +116,11 @@ class Settings(BaseSettings):
     )  # how long an open breaker sends nothing before one trial
 
     @field_validator(
-        "jwt_previous_secrets", "visitor_previous_secrets", "secrets_previous_keys", mode="before"
+        "jwt_previous_secrets",
+        "visitor_previous_secrets",
+        "secrets_previous_keys",
+        "audit_signing_previous_keys",
+        mode="before",
     )
     @classmethod
     def _key_list(cls, value: Any) -> Any:

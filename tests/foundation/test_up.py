@@ -83,6 +83,7 @@ def test_up_starts_every_service_prints_urls_and_stops_on_ctrl_c(
             "RELAYDESK_JWT_SECRET",
             "RELAYDESK_VISITOR_SECRET",
             "RELAYDESK_SECRETS_KEY",
+            "RELAYDESK_AUDIT_SIGNING_KEY",
         }
     finally:
         os.killpg(process.pid, signal.SIGINT)

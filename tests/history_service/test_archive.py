@@ -5,6 +5,7 @@ from itertools import pairwise
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import Envelope
+from contracts.events.audit import AuditCheckpoint
 from history_service.hash_chain import GENESIS, verify_chain
 from history_service.service import HistoryService
 from relaydesk.bus import Bus
@@ -18,7 +19,8 @@ async def test_every_event_archived_once_with_position_and_envelope(
     await bus.publish_many(events)
     await bus.publish_many(events[5:9])  # publisher retries that landed twice
     await settle(history, bus, db)
-    stored = [d async for d in db["events"].find({"tenant": "acme"}).sort("position", 1)]
+    chats = {"tenant": "acme", "type": {"$ne": AuditCheckpoint.TYPE}}  # history's own aside
+    stored = [d async for d in db["events"].find(chats).sort("position", 1)]
     assert [d["_id"] for d in stored] == [e.id for e in events]  # log order, duplicates stored once
     positions = [d["position"] for d in stored]
     assert positions == sorted(set(positions))
@@ -38,8 +40,11 @@ async def test_chain_verifies_and_first_tampered_link_is_reported(
     events = conversation("acme", "c1", 5) + conversation("acme", "c2", 3)
     await bus.publish_many(events)
     await settle(history, bus, db)
+    await settle(history, bus, db)  # the checkpoints signed after the closes are archived too
     whole = await verify_chain(db)
-    assert whole["ok"] and whole["checked"] == len(events) + 1  # + the settle marker
+    signed = await db["events"].count_documents({"type": AuditCheckpoint.TYPE})
+    assert signed >= 1
+    assert whole["ok"] and whole["checked"] == len(events) + 2 + signed  # + the settle markers
     links = [d async for d in db["events"].find({"stream": "conv:c1"}).sort("position", 1)]
     assert all(later["prev_hash"] == earlier["hash"] for earlier, later in pairwise(links))
 

@@ -1,7 +1,6 @@
 """`relaydesk audit verify` finds tampering; `export` + `import` rebuild the same read models."""
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,9 @@ from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 from tests.admin.helpers import eventually, owner_session
 from tests.history_service.flows import served_conversation
+from tests.keys import secret_env
 from tests.system import running_system
+from tools.replay.export_file import read_export
 
 
 def command(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -24,6 +25,7 @@ def command(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         "RELAYDESK_AMQP_URL": settings.amqp_url,
         "MONGO_URL": settings.mongo_url or "",
         "RELAYDESK_MONGO_DB": settings.mongo_db,
+        **secret_env(settings),  # the audit signing key: verify checks the signed checkpoints
     }
     return subprocess.run(
         [sys.executable, "-m", "tools.cli", *args],
@@ -118,9 +120,9 @@ async def test_export_then_import_into_a_fresh_system_yields_the_same_read_model
         messages = (
             await http.get(f"/api/conversations/{conversation_id}/messages", headers=owner)
         ).json()
-    lines = [json.loads(line) for line in exported.read_text().splitlines()]
-    conversation_lines = [line for line in lines if line["stream"] == f"conv:{conversation_id}"]
-    assert [line["id"] for line in conversation_lines] == [
+    records = read_export(exported).records
+    conversation_lines = [r for r in records if r["stream"] == f"conv:{conversation_id}"]
+    assert [line["_id"] for line in conversation_lines] == [
         event["id"] for event in original["events"]
     ]
 
@@ -167,11 +169,12 @@ async def test_export_then_import_into_a_fresh_system_yields_the_same_read_model
             ]  # positions are the new log's
 
         bad = tmp_path / "bad.jsonl"
-        bad.write_text(exported.read_text().splitlines()[0] + '\n{"type": "nonsense"}\n')
+        header_and_first = exported.read_text().splitlines()[:2]
+        bad.write_text("\n".join(header_and_first) + '\n{"type": "nonsense"}\n')
         refused = await asyncio.to_thread(command, fresh_settings, "import", "--input", str(bad))
         assert (
             refused.returncode == 1
-            and "line 2" in refused.stderr
+            and "line 3" in refused.stderr
             and "nothing imported" in refused.stderr
         )
     finally:

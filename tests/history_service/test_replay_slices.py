@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from contracts.events.audit import CHECKPOINT_STREAM
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually, owner_session
 from tests.history_service.flows import served_conversation
@@ -16,6 +17,7 @@ from tests.history_service.test_audit_export import command, rated
 from tests.history_service.test_replay import replay
 from tests.servers import RabbitVhosts, stream_override
 from tests.system import running_system
+from tools.replay.export_file import read_export
 
 COMPARED = (
     "status",
@@ -144,7 +146,11 @@ async def test_one_conversation_exported_and_imported_into_a_fresh_system_gives_
             transcript = (
                 await http.get(f"/api/conversations/{conversation_id}/transcript", headers=owner)
             ).json()
-            ids = [json.loads(line)["id"] for line in exported.read_text().splitlines()]
+            ids = [
+                r["_id"]
+                for r in read_export(exported).records
+                if r["stream"] == f"conv:{conversation_id}"
+            ]
             return transcript if ids == [event["id"] for event in transcript["events"]] else None
 
         original = await eventually(
@@ -153,10 +159,10 @@ async def test_one_conversation_exported_and_imported_into_a_fresh_system_gives_
         messages = (
             await http.get(f"/api/conversations/{conversation_id}/messages", headers=owner)
         ).json()
-    lines = [json.loads(line) for line in exported.read_text().splitlines()]
-    assert {line["stream"] for line in lines} == {
-        f"conv:{conversation_id}"
-    }  # that conversation only
+    records = read_export(exported).records
+    # that conversation only, with what verifies it: the tenant's signed checkpoints
+    streams = {r["stream"] for r in records}
+    assert f"conv:{conversation_id}" in streams <= {f"conv:{conversation_id}", CHECKPOINT_STREAM}
 
     vhost = vhosts.create()
     fresh_settings = settings.model_copy(

@@ -113,6 +113,7 @@ def test_every_service_declares_the_secrets_it_needs() -> None:
     assert set(SERVICE_SECRETS["gateway"]) == {"jwt_secret", "visitor_secret", "secrets_key"}
     assert SERVICE_SECRETS["agent"] == ("secrets_key",)  # outbound webhook signatures
     assert SERVICE_SECRETS["connectors"] == ("secrets_key",)
+    assert SERVICE_SECRETS["history"] == ("audit_signing_key",)  # signs the audit checkpoints
 
 
 # --- a service started on its own ------------------------------------------------------------
@@ -133,6 +134,8 @@ def test_a_saas_gateway_with_an_https_url_and_no_secrets_refuses_to_start() -> N
     [
         ("agent", {}, "RELAYDESK_SECRETS_KEY", "not set"),
         ("connectors", {}, "RELAYDESK_SECRETS_KEY", "not set"),
+        # without its signing key the archive would have no anchor outside MongoDB
+        ("history", {}, "RELAYDESK_AUDIT_SIGNING_KEY", "not set"),
         (
             "gateway",
             {
@@ -449,8 +452,8 @@ def test_up_generates_strong_secrets_once_into_a_private_file_and_reuses_them(
 ) -> None:
     data_dir = tmp_path / "data"
     first = up_secrets(data_dir, {})
-    assert set(first) == set(SECRET_VARIABLES)
-    assert len(set(first.values())) == 3 and all(len(v) >= 48 for v in first.values())
+    assert set(first) == {*SECRET_VARIABLES, "RELAYDESK_AUDIT_SIGNING_KEY"}
+    assert len(set(first.values())) == 4 and all(len(v) >= 48 for v in first.values())
     path = secrets_path(data_dir)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700

@@ -19,6 +19,7 @@ from contracts.events.system import LogMarker
 from history_service.documents import ArchivedEvent
 from history_service.hash_chain import envelope_of
 from relaydesk.bus import Bus, LogReader
+from relaydesk.dedupe import SeenIds, first_copies
 from relaydesk.store import ascending, bound, database, make_client, stored_rows
 
 
@@ -104,12 +105,18 @@ async def from_archive(
 async def from_stream(
     amqp_url: str, selection: Slice, progress: Progress, idle_timeout: float = 2.0
 ) -> AsyncIterator[LoggedEvent]:
-    """Read the stream from its first retained offset until it is quiet for ``idle_timeout``."""
+    """Read the stream from its first retained offset until it is quiet for ``idle_timeout``.
+
+    Second copies of an event id are dropped by the rule every live reader applies
+    (``relaydesk.dedupe``): the archive holds first copies only, so both sources replay
+    the same events, and so does every live projection.
+    """
     bus = await Bus(amqp_url, service="replay").connect()
+    seen = SeenIds(limit=None)
     try:
         async with LogReader(bus, start="first", prefetch=2000, name="replay") as reader:
             async for batch in reader.batches(max_batch=1000, idle_timeout=idle_timeout):
-                for event in batch:
+                for event in first_copies(batch, seen):
                     matched = event.envelope.type != LogMarker.TYPE and selection.holds(
                         event.envelope
                     )
