@@ -40,7 +40,7 @@ async def test_same_user_same_conversation_until_closed(
     try:
         mapping = ConnectorStore(database(mongo, connectors.settings.mongo_db))
         await eventually_async(
-            lambda: mapping.conversation_for_user(TENANT, "telegram", "81"),
+            lambda: mapping.conversation_for_chat(TENANT, "tg1", "telegram", "81"),
             lambda c: c is not None and c.closed,
         )
     finally:

@@ -48,14 +48,23 @@ async def test_transient_errors_are_retried_then_delivered_once(
 async def test_permanent_errors_are_reported_once_with_the_reason_and_not_retried(
     fake_messenger: FakeMessenger, connectors: ConnectorsService, bus: Bus, watch: LogWatch
 ) -> None:
+    """Each refused reply is parked (kept for the agent's retry) with the replies behind it in
+    its conversation; other conversations go on."""
     driver, conversation_id = await _conversation(fake_messenger, connectors, bus, watch)
     permanent = ["100 invalid parameter", "551 unavailable", "10 outside window"]
+    ids = {}
+    for n, name in enumerate(permanent):
+        assert (await driver.send(f"psid-p{n}", f"hello {n}")).status_code == 200
+        opened = (await watch.wait_for("message.sent", body=f"hello {n}"))[0]
+        ids[name] = opened.data["conversation_id"]
     fake_messenger.fail_next = list(permanent)
     failed_ids = [
-        await agent_reply(bus, TENANT, conversation_id, f"refused: {name}") for name in permanent
+        await agent_reply(bus, TENANT, ids[name], f"refused: {name}") for name in permanent
     ]
+    held = await agent_reply(bus, TENANT, ids[permanent[0]], "waits behind the refused one")
     after = await agent_reply(bus, TENANT, conversation_id, "the queue goes on")
     await watch.wait_for("connector.outbound_sent", message_id=after)
+    held_report = await watch.wait_for("connector.outbound_failed", message_id=held)
 
     assert len(fake_messenger.calls) == len(permanent) + 1  # one call each: none was retried
     assert driver.delivered() == ["the queue goes on"]
@@ -63,13 +72,16 @@ async def test_permanent_errors_are_reported_once_with_the_reason_and_not_retrie
         code, message, _, _, subcode = GRAPH_ERRORS[name]
         reports = watch.of("connector.outbound_failed", message_id=message_id)
         assert len(reports) == 1, name
-        assert reports[0].data["permanent"] is True
+        assert reports[0].data["permanent"] is True and reports[0].data["parked"] is True
         assert reports[0].data["reason"] == f"{code}/{subcode} {message}"
         assert (
             reports[0].data["platform"] == "messenger"
-            and reports[0].data["conversation_id"] == conversation_id
+            and reports[0].data["conversation_id"] == ids[name]
         )
         assert watch.of("connector.outbound_sent", message_id=message_id) == []
+    assert held_report[0].data["parked"] is True and held_report[0].data["reason"].startswith(
+        "held"
+    )
     assert (
         connectors.breaker_state("fb1") == "closed"
     )  # the platform answered: not a platform failure

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from connectors.decider import TELEGRAM_SECRET
 from contracts import Envelope
 from tests.deciders.harness import BOX, command, connectors_desk, event
 
@@ -36,7 +37,8 @@ class TestConfigure:
         reply = await desk.when(configure("tg1", sealed_secrets=sealed(bot_token="123:abc")))
         [made] = desk.published.events
         assert made.type == "connector.configured" and made.stream == "connector:tg1"
-        assert BOX.open(made.data["sealed_config"]) == {"bot_token": "123:abc"}
+        opened = BOX.open(made.data["sealed_config"])
+        assert opened["bot_token"] == "123:abc" and set(opened) == {"bot_token", "webhook_secret"}
         assert "123:abc" not in made.model_dump_json()
         assert reply.ok and reply.event_ids == (made.id,)
 
@@ -59,7 +61,7 @@ class TestConfigure:
         reply = await desk.when(configure("tg1", public_config={"greeting": "hi"}))
         assert reply.ok
         [made] = desk.published.events
-        assert BOX.open(made.data["sealed_config"]) == {"bot_token": "keep"}
+        assert BOX.open(made.data["sealed_config"])["bot_token"] == "keep"
 
     async def test_another_tenants_connector_id_is_taken(self) -> None:
         desk = connectors_desk().given(configured("tg1", tenant="globex"))
@@ -95,3 +97,90 @@ class TestRemove:
         desk = connectors_desk().given(configured("tg1", tenant="globex"))
         reply = await desk.when(command("connector.remove", {"connector_id": "tg1"}))
         assert desk.types == ["command.rejected"] and reply.code == "not_found"
+
+
+def configured_as(
+    connector_id: str, platform: str, public: dict[str, str], **secrets: str
+) -> Envelope:
+    data = {
+        "connector_id": connector_id,
+        "platform": platform,
+        "public_config": public,
+        "sealed_config": BOX.seal(secrets),
+    }
+    return event("connector.configured", data, stream=f"connector:{connector_id}", tenant="globex")
+
+
+class TestWebhookSecret:
+    async def test_webhook_mode_without_a_secret_gets_one_generated(self) -> None:
+        desk = connectors_desk().given(tenant_created())
+        reply = await desk.when(configure("tg1", sealed_secrets=sealed(bot_token="1:a")))
+        assert reply.ok
+        secret = BOX.open(desk.published.events[0].data["sealed_config"])["webhook_secret"]
+        assert TELEGRAM_SECRET.fullmatch(secret) and len(secret) >= 32
+
+    async def test_polling_mode_needs_no_secret(self) -> None:
+        desk = connectors_desk().given(tenant_created())
+        polling = configure(
+            "tg1", public_config={"mode": "polling"}, sealed_secrets=sealed(bot_token="1:a")
+        )
+        assert (await desk.when(polling)).ok
+        assert BOX.open(desk.published.events[0].data["sealed_config"]) == {"bot_token": "1:a"}
+
+    async def test_a_secret_telegram_would_refuse_is_refused(self) -> None:
+        desk = connectors_desk().given(tenant_created())
+        bad = sealed(bot_token="1:a", webhook_secret="has spaces/and slashes")
+        reply = await desk.when(configure("tg1", sealed_secrets=bad))
+        assert desk.types == ["command.rejected"] and reply.code == "invalid_payload"
+        assert reply.message is not None and reply.message.startswith("webhook_secret:")
+
+    async def test_an_unknown_mode_is_refused(self) -> None:
+        desk = connectors_desk().given(tenant_created())
+        odd = configure(
+            "tg1", public_config={"mode": "push"}, sealed_secrets=sealed(bot_token="1:a")
+        )
+        reply = await desk.when(odd)
+        assert desk.types == ["command.rejected"] and reply.message == "mode: webhook or polling"
+
+
+class TestDuplicateCredentials:
+    async def test_a_bot_already_connected_elsewhere_is_refused_even_with_a_new_token(
+        self,
+    ) -> None:
+        desk = connectors_desk().given(
+            tenant_created(), configured_as("tgx", "telegram", {}, bot_token="777:old")
+        )
+        for token in ("777:old", "777:regenerated"):
+            reply = await desk.when(configure("tg1", sealed_secrets=sealed(bot_token=token)))
+            assert reply.code == "conflict" and reply.message == "this bot is already connected"
+            assert desk.types == ["command.rejected"]
+
+    async def test_another_bot_and_the_same_connector_again_are_fine(self) -> None:
+        desk = connectors_desk().given(
+            tenant_created(plan="business"), configured("tg1", bot_token="1:a")
+        )
+        assert (await desk.when(configure("tg1", sealed_secrets=sealed(bot_token="1:b")))).ok
+        assert (await desk.when(configure("tg2", sealed_secrets=sealed(bot_token="2:a")))).ok
+
+    async def test_a_page_or_an_account_already_connected_is_refused(self) -> None:
+        desk = connectors_desk().given(
+            tenant_created(),
+            configured_as("fbx", "messenger", {"page_id": "55"}, page_token="t"),
+            configured_as("wxx", "wechat", {"app_id": "wx9"}, app_secret="s"),
+        )
+        page = configure(
+            "fb1",
+            "messenger",
+            public_config={"page_id": "55"},
+            sealed_secrets=sealed(app_secret="s", page_token="p", verify_token="v"),
+        )
+        account = configure(
+            "wx1",
+            "wechat",
+            public_config={"app_id": "wx9", "plaintext_allowed": "true"},
+            sealed_secrets=sealed(app_secret="s", token="t"),
+        )
+        assert (await desk.when(page)).message == "this page is already connected"
+        assert desk.types == ["command.rejected"]
+        assert (await desk.when(account)).message == "this account (app_id) is already connected"
+        assert desk.types == ["command.rejected"]
