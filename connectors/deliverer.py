@@ -1,9 +1,13 @@
 """Sends queued agent replies, one worker per connector so a down platform blocks nobody else.
 
-Guarantee: each outbox item reaches the platform at least once and — unless the process dies
-between the platform's answer and the Mongo write — exactly once; its result is one
-``connector.outbound_sent`` / ``connector.outbound_failed`` event with an id derived from the
-message id, so a republish is absorbed by consumers.
+Guarantee: each part of each reply reaches the platform at least once, in order. It arrives
+twice in two cases only, which no Send API lets a sender prevent (none takes an idempotency
+key): the process dies between the platform's answer and the Mongo write, or the answer is
+lost after the platform processed the call (the retry is then a second copy; the rate equals
+the rate of such losses, measured in docs/connectors.md). A reply's result is one
+``connector.outbound_sent`` / ``connector.outbound_failed`` event per round with an id derived
+from the message id, so a republish is absorbed by consumers. A permanent failure parks the
+reply (and its conversation's later ones) instead of dropping it.
 """
 
 import asyncio
@@ -194,13 +198,16 @@ class Deliverer:
         so a restart resumes at the first part not yet sent (the body splits the same way)."""
         parts = split_text(item["body"], LIMITS[connector.platform])
         sent: list[str] = list(item.get("parts_sent") or [])
+        if len(sent) >= len(parts):  # every part went out before a restart
+            await self._store.mark(item["_id"], platform_message_id=sent[0])
         last_inbound = await self._store.last_inbound(item["tenant"], item["conversation_id"])
         for part in parts[len(sent) :]:
             sent.append(await self._send(connector, item, part, last_inbound))
-            await self._store.mark(item["_id"], parts_sent=sent)
+            # the last part's write also marks the reply sent: one write, not two
+            done = {"platform_message_id": sent[0]} if len(sent) == len(parts) else {}
+            await self._store.mark(item["_id"], parts_sent=sent, **done)
         item["parts_sent"] = sent
-        item["platform_message_id"] = sent[0] if sent else ""
-        await self._store.mark(item["_id"], platform_message_id=item["platform_message_id"])
+        item["platform_message_id"] = sent[0]
 
     async def _park(self, item: dict[str, Any], connector: Connector, why: DeliveryError) -> None:
         """Kept, not dropped: reported once, then it waits (docs/connectors.md, "Parked")."""

@@ -105,7 +105,8 @@ class ConnectorsService:
         self._registrar = TelegramWebhookRegistrar(
             clients["telegram"],  # type: ignore[arg-type]
             self.directory,
-            self.settings.connectors_public_url,
+            # the bundled nginx routes /webhooks/ from the public address to this service
+            self.settings.connectors_public_url or self.settings.public_url,
         )
         self._tasks.append(asyncio.create_task(self._registrar.run()))
         decider = ConnectorsDecider(

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     connectors_port: int = 8090
     # The https address platforms reach the connectors' webhooks at (behind the proxy):
     # Telegram webhooks are registered with setWebhook under it (docs/connectors.md).
+    # Unset: public_url (the bundled nginx routes /webhooks/ from it to this service).
     connectors_public_url: str | None = None
     health_port_base: int = 8100
 

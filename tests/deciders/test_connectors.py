@@ -1,8 +1,17 @@
 """Connector decisions, pure: given events on the log, when a command, then the outcome."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
+from connectors.config import Connector
 from connectors.decider import TELEGRAM_SECRET
+from connectors.deliverer import hold_reason
+from connectors.delivery import DeliveryError
+from connectors.messenger import messaging
+from connectors.splitting import LIMITS, split_text, utf8_bytes, utf16_units
+from connectors.wechat import ForcedRefreshBudget, until_quota_reset
 from contracts import Envelope
 from tests.deciders.harness import BOX, command, connectors_desk, event
 
@@ -184,3 +193,69 @@ class TestDuplicateCredentials:
         assert desk.types == ["command.rejected"]
         assert (await desk.when(account)).message == "this account (app_id) is already connected"
         assert desk.types == ["command.rejected"]
+
+
+class TestSplitting:
+    def test_a_reply_within_the_limit_is_one_part(self) -> None:
+        assert split_text("short", LIMITS["telegram"]) == ["short"]
+        assert split_text("", LIMITS["telegram"]) == [""]
+
+    def test_parts_break_between_words_and_keep_every_word_in_order(self) -> None:
+        text = " ".join(f"w{i}" for i in range(2000))
+        parts = split_text(text, LIMITS["messenger"])
+        assert len(parts) == 6 and " ".join(parts) == text
+        assert all(utf16_units(p) <= 2000 and not p.startswith(" ") for p in parts)
+
+    def test_a_paragraph_or_line_break_is_preferred_to_a_space(self) -> None:
+        text = "a" * 3000 + "\n\n" + "b " * 600
+        assert split_text(text, LIMITS["telegram"])[0] == "a" * 3000
+
+    def test_a_word_longer_than_the_limit_is_cut_inside(self) -> None:
+        assert split_text("x" * 5000, LIMITS["telegram"]) == ["x" * 4096, "x" * 904]
+
+    def test_limits_are_counted_the_way_each_platform_counts(self) -> None:
+        emoji = "😀" * 3000  # 6,000 UTF-16 units, 12,000 UTF-8 bytes
+        assert [utf16_units(p) for p in split_text(emoji, LIMITS["telegram"])] == [4096, 1904]
+        chinese = "你" * 1000  # 3,000 bytes
+        assert [utf8_bytes(p) for p in split_text(chinese, LIMITS["wechat"])] == [2046, 954]
+
+
+class TestHolding:
+    def test_a_conversation_behind_a_refused_reply_waits_and_others_go_on(self) -> None:
+        parked = {"c1": "message"}
+        held = hold_reason(parked, "c1")
+        assert held is not None and held.permanent and not held.credentials
+        assert hold_reason(parked, "c2") is None
+
+    def test_refused_credentials_hold_every_conversation_of_the_connector(self) -> None:
+        held = hold_reason({"c1": "credentials"}, "c2")
+        assert held is not None and held.credentials
+
+
+class TestPlatformRules:
+    def test_messenger_answers_within_24_hours_and_tags_only_when_enabled(self) -> None:
+        plain = Connector("acme", "fb1", "messenger", {"page_id": "1"})
+        tagged = Connector("acme", "fb1", "messenger", {"page_id": "1", "human_agent_tag": "true"})
+        now = 1_000_000.0
+        assert messaging(plain, now - 3600, now) == {"messaging_type": "RESPONSE"}
+        assert messaging(tagged, now - 25 * 3600, now)["tag"] == "HUMAN_AGENT"
+        with pytest.raises(DeliveryError) as refused:
+            messaging(plain, now - 25 * 3600, now)
+        assert refused.value.permanent and not refused.value.credentials
+
+    def test_wechat_quotas_reset_at_midnight_beijing_time(self) -> None:
+        assert until_quota_reset(datetime(2026, 12, 2, 15, 30, tzinfo=UTC)) == 30 * 60
+        assert until_quota_reset(datetime(2026, 12, 2, 16, 0, tzinfo=UTC)) == 24 * 3600
+
+    def test_wechat_forced_refreshes_are_rationed_30_s_apart_and_20_a_day(self) -> None:
+        now = [datetime(2026, 12, 2, 1, 0, tzinfo=UTC)]
+        budget = ForcedRefreshBudget(clock=lambda: now[0])
+        assert budget.take("wx1") and not budget.take("wx1")
+        assert budget.take("wx2")  # per account
+        granted = 1
+        for _ in range(40):
+            now[0] += timedelta(seconds=31)
+            granted += budget.take("wx1")
+        assert granted == 20
+        now[0] = datetime(2026, 12, 2, 16, 0, 1, tzinfo=UTC)  # the next day in Beijing
+        assert budget.take("wx1")

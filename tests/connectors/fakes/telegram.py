@@ -12,6 +12,7 @@ can be served at once (``add_bot``): a user's private chat with each has the use
 
 import asyncio
 import json
+import random
 import re
 import time
 from typing import Any
@@ -40,6 +41,16 @@ class FakeTelegram(FakeServer):
         self.getupdates_calls = 0
         self.token_revoked = False  # answer 401 Unauthorized from now on
         self.other_poller = False  # getUpdates answers 409 as when a second bot instance polls
+        # hold_send = n: the n-th sendMessage from now waits, unprocessed, until release()
+        self.hold_send: int | None = None
+        self.holding = False
+        self._release = asyncio.Event()
+        self._process_held = False
+        # The share of sendMessage answers lost after Telegram processed the call (a proxy in
+        # between answers 502 instead): the sender cannot tell it from a failed call.
+        self.lose_answers = 0.0
+        self.lost_answers = 0
+        self._losses = random.Random(17)  # seeded: the same run every time
         self._new_update = asyncio.Condition()
         app = FastAPI()
         app.add_api_route("/bot{token}/{method}", self._handle, methods=["GET", "POST"])
@@ -170,7 +181,22 @@ class FakeTelegram(FakeServer):
         }
         return JSONResponse({"ok": True, "result": True, "description": "Webhook was set"})
 
+    def release(self, *, process: bool) -> None:
+        """Let the held sendMessage go on: processed (its answer then goes to whoever still
+        listens) or dropped unprocessed (as when the request never reached Telegram)."""
+        self._process_held = process
+        self._release.set()
+
     async def _send_message(self, params: dict[str, Any], bot: int = 0) -> JSONResponse:
+        if self.hold_send is not None:
+            self.hold_send -= 1
+            if self.hold_send == 0:
+                self.hold_send, self.holding = None, True
+                await self._release.wait()
+                self.holding = False
+                self._release.clear()
+                if not self._process_held:
+                    return _error(502, "Bad Gateway")
         if self.rate_limited:
             retry_after = self.rate_limited.pop(0)
             return _error(
@@ -183,6 +209,9 @@ class FakeTelegram(FakeServer):
             return _error(400, "Bad Request: message is too long")
         self.sent.append({"chat_id": int(params["chat_id"]), "text": text})
         self.sent_by_bot.setdefault(bot, []).append(self.sent[-1])
+        if self.lose_answers and self._losses.random() < self.lose_answers:
+            self.lost_answers += 1
+            return _error(502, "Bad Gateway")
         return JSONResponse(
             {
                 "ok": True,
