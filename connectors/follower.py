@@ -11,7 +11,7 @@ from connectors.delivery import DeliveryError
 from connectors.plans import TenantPlans
 from connectors.store import ConnectorStore
 from contracts.envelope import LoggedEvent
-from contracts.events.connector import OutboundSent
+from contracts.events.connector import ConnectorConfigured, OutboundRetryRequested, OutboundSent
 from contracts.events.conversation import ConversationClosed
 from contracts.events.message import MessageSent, TypingChanged
 from relaydesk.store import Checkpoints
@@ -72,6 +72,16 @@ class LogFollower:
         env, data = event.envelope, event.envelope.data
         if env.type == MessageSent.TYPE and data.get("author_kind") == "agent":
             return await self._queue_reply(env.tenant, data)
+        if env.type == ConnectorConfigured.TYPE:
+            # New credentials: what the old ones had parked goes out again, in order.
+            connector_id = str(data.get("connector_id"))
+            if await self._store.unpark_connector(connector_id):
+                log.info("connector_outbox_resumed", connector_id=connector_id)
+            self._deliverer.resume(connector_id)
+            return True
+        if env.type == OutboundRetryRequested.TYPE:
+            await self._store.unpark_conversation(env.tenant, str(data.get("conversation_id")))
+            return True
         if env.type == OutboundSent.TYPE:
             await self._store.finish(
                 str(data.get("message_id"))
@@ -100,7 +110,6 @@ class LogFollower:
             "chat_ref": conv.chat_ref,
             "body": data["body"],
             "queued_at": time.time(),
-            "last_inbound": await self._store.last_inbound(conv),
         }
         await self._store.enqueue(str(data["message_id"]), item)
         return True

@@ -58,19 +58,23 @@ class InboundBridge:
     async def _conversation(
         self, connector: Connector, message: InboundMessage
     ) -> PlatformConversation:
-        conv = await self._store.conversation_for_user(
-            connector.tenant, connector.platform, message.platform_user_id
+        conv = await self._store.conversation_for_chat(
+            connector.tenant, connector.connector_id, connector.platform, message.chat_ref
         )
-        if conv is not None and conv.connector_id == connector.connector_id and not conv.closed:
+        if conv is not None and not conv.closed:
             return conv
         generation = (
             0 if conv is None else conv.generation + 1
         )  # a closed chat: the user starts a new one
         user_key = _user_key(connector, message.platform_user_id)
+        # Derived from the chat (for a private chat, its id is the user's: the ids conversations
+        # had when they were keyed by user stay the same).
         conversation_id = (
             "c"
             + derive_event_id(
-                connector.tenant, user_key, f"conv:{connector.connector_id}:{generation}"
+                connector.tenant,
+                _user_key(connector, message.chat_ref),
+                f"conv:{connector.connector_id}:{generation}",
             )[1:25]
         )
         conv = PlatformConversation(

@@ -15,6 +15,9 @@ from connectors.secret_compare import matches
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 WINDOW_S = 24 * 3600
 TRANSIENT_CODES = {1200, 2, 4, 613}  # Meta: temporary failure, unexpected, app/API rate limits
+# The page itself is refused: 190 invalid/expired access token, 200 missing permission
+# (pages_messaging), 10 with no subcode (the app lacks the permission).
+CREDENTIAL_CODES = {190, 200}
 
 
 def signature_ok(connector: Connector, raw_body: bytes, header_value: str | None) -> bool:
@@ -85,6 +88,21 @@ def parse_notification(body: Any) -> list[InboundMessage]:
     return found
 
 
+def messaging(connector: Connector, last_inbound: float | None, now: float) -> dict[str, str]:
+    """``messaging_type`` (and tag) for a reply: ``RESPONSE`` within 24 h of the user's last
+    message; after that only the ``HUMAN_AGENT`` tag, which Meta allows for pages approved for
+    it (7 days) — so only when the connector's ``human_agent_tag`` is ``"true"``; otherwise the
+    reply fails at once (the platform would refuse it: 10/2018278) and waits for the user."""
+    if last_inbound is not None and now - last_inbound < WINDOW_S:
+        return {"messaging_type": "RESPONSE"}
+    if connector.public.get("human_agent_tag") == "true":
+        return {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
+    raise DeliveryError(
+        "outside Messenger's 24-hour window (the HUMAN_AGENT tag is not enabled for this page)",
+        permanent=True,
+    )
+
+
 class MessengerClient:
     def __init__(self, http: httpx.AsyncClient, api_base: str) -> None:
         self._http = http
@@ -93,11 +111,9 @@ class MessengerClient:
     async def send_text(
         self, connector: Connector, psid: str, text: str, *, last_inbound: float | None = None
     ) -> str:
-        payload: dict[str, Any] = {"recipient": {"id": psid}, "message": {"text": text[:2000]}}
-        if last_inbound is not None and time.time() - last_inbound < WINDOW_S:
-            payload["messaging_type"] = "RESPONSE"
-        else:  # outside the standard window a human agent may still answer for 7 days
-            payload.update(messaging_type="MESSAGE_TAG", tag="HUMAN_AGENT")
+        # at most 2000 characters: the deliverer splits longer replies (connectors/splitting.py)
+        payload: dict[str, Any] = {"recipient": {"id": psid}, "message": {"text": text}}
+        payload.update(messaging(connector, last_inbound, time.time()))
         result = await self._post(connector, payload)
         return str(result.get("message_id", ""))
 
@@ -129,5 +145,7 @@ class MessengerClient:
         code = int(error.get("code", 0))
         reason = f"{code}/{error.get('error_subcode', '')} {str(error.get('message', ''))[:150]}"
         raise DeliveryError(
-            reason, permanent=code not in TRANSIENT_CODES and response.status_code < 500
+            reason,
+            permanent=code not in TRANSIENT_CODES and response.status_code < 500,
+            credentials=code in CREDENTIAL_CODES,
         )

@@ -1,9 +1,14 @@
 """Fake WeChat Official Account API and push sender.
 
-API: ``POST /cgi-bin/stable_token`` → ``{"access_token","expires_in"}``; ``POST
-/cgi-bin/message/custom/send?access_token=`` → ``{"errcode":0,"errmsg":"ok"}`` or 40001 /
-42001 for unknown / expired tokens. Pushes are signed ``sha1(sorted(token, timestamp, nonce))``;
-safe mode adds ``encrypt_type=aes`` and ``msg_signature`` over the encrypted body.
+API: ``POST /cgi-bin/stable_token`` (getStableAccessToken) → ``{"access_token","expires_in"}``:
+the normal mode returns the current token while it is valid (a new one once it expired); the
+forced mode (``force_refresh``) invalidates it and issues another, at most 20 times a day and
+30 s apart (45009 / 45011 beyond); a wrong AppID or AppSecret gets 40013 / 40125.
+``POST /cgi-bin/message/custom/send?access_token=`` → ``{"errcode":0,"errmsg":"ok"}``, or 42001
+for an expired token, 40001 for one that is invalid or not the latest, 45002 for text over
+2048 bytes, 45009 once the daily quota (``daily_quota``) is used up. Pushes are signed
+``sha1(sorted(token, timestamp, nonce))``; safe mode adds ``encrypt_type=aes`` and
+``msg_signature`` over the encrypted body.
 """
 
 import secrets
@@ -34,6 +39,11 @@ class FakeWeChat(FakeServer):
         self.valid_tokens: set[str] = set()
         self.expired_tokens: set[str] = set()
         self.token_fetches = 0
+        self.forced_refreshes: list[float] = []  # time.monotonic() of each granted one
+        self.forced_refused = 0
+        self.daily_quota: int | None = None  # custom/send calls left today; None: unlimited
+        self.send_calls = 0
+        self._current: str | None = None
         app = FastAPI()
         app.add_api_route("/cgi-bin/stable_token", self._stable_token, methods=["POST"])
         app.add_api_route("/cgi-bin/message/custom/send", self._custom_send, methods=["POST"])
@@ -43,6 +53,12 @@ class FakeWeChat(FakeServer):
     def expire_tokens(self) -> None:
         self.expired_tokens |= self.valid_tokens
         self.valid_tokens.clear()
+        self._current = None
+
+    def refresh_elsewhere(self) -> None:
+        """Another client of the same app forced a refresh: our token is no longer the latest."""
+        self.valid_tokens.clear()
+        self._current = None
 
     async def push(
         self,
@@ -87,12 +103,26 @@ class FakeWeChat(FakeServer):
 
     async def _stable_token(self, request: Request) -> JSONResponse:
         body = await request.json()
-        if body.get("appid") != self.app_id or body.get("secret") != self.app_secret:
+        if body.get("appid") != self.app_id:
             return JSONResponse({"errcode": 40013, "errmsg": "invalid appid"})
+        if body.get("secret") != self.app_secret:
+            return JSONResponse({"errcode": 40125, "errmsg": "invalid appsecret"})
         self.token_fetches += 1
-        token = secrets.token_urlsafe(24)
-        self.valid_tokens.add(token)
-        return JSONResponse({"access_token": token, "expires_in": 7200})
+        if body.get("force_refresh") is True:
+            now = time.monotonic()
+            if self.forced_refreshes and now - self.forced_refreshes[-1] < 30:
+                self.forced_refused += 1
+                return JSONResponse({"errcode": 45011, "errmsg": "api minute-quota reach limit"})
+            if len(self.forced_refreshes) >= 20:
+                self.forced_refused += 1
+                return JSONResponse({"errcode": 45009, "errmsg": "reach max api daily quota limit"})
+            self.forced_refreshes.append(now)
+            self.valid_tokens.clear()
+            self._current = None
+        if self._current is None or self._current not in self.valid_tokens:
+            self._current = secrets.token_urlsafe(24)
+            self.valid_tokens.add(self._current)
+        return JSONResponse({"access_token": self._current, "expires_in": 7200})
 
     def _token_error(self, request: Request) -> JSONResponse | None:
         token = request.query_params.get("access_token", "")
@@ -108,9 +138,17 @@ class FakeWeChat(FakeServer):
         return None
 
     async def _custom_send(self, request: Request) -> JSONResponse:
+        self.send_calls += 1
         if (error := self._token_error(request)) is not None:
             return error
-        self.sent.append(await request.json())
+        if self.daily_quota is not None:
+            if self.daily_quota <= 0:
+                return JSONResponse({"errcode": 45009, "errmsg": "reach max api daily quota limit"})
+            self.daily_quota -= 1
+        body = await request.json()
+        if len(str((body.get("text") or {}).get("content", "")).encode()) > 2048:
+            return JSONResponse({"errcode": 45002, "errmsg": "content size out of limit"})
+        self.sent.append(body)
         return JSONResponse({"errcode": 0, "errmsg": "ok"})
 
     async def _typing(self, request: Request) -> JSONResponse:
