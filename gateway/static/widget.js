@@ -40,8 +40,9 @@
     .panel[hidden] { display: none; }
     header { background: #2f5bea; color: #fff; padding: 14px 16px; display: flex; align-items: center; gap: 8px; }
     header h2 { font-size: 16px; margin: 0; flex: 1; }
-    header .status { font-size: 12px; opacity: .85; display: block; font-weight: 400; }
-    header button { background: rgba(255,255,255,.15); color: #fff; border: 0; border-radius: 6px; padding: 5px 9px; cursor: pointer; font: inherit; font-size: 12px; }
+    /* Full white on the header blue (5.5:1): 12px text needs 4.5:1, which translucent text or buttons lose. */
+    header .status { font-size: 12px; display: block; font-weight: 400; }
+    header button { background: rgba(0,0,0,.2); color: #fff; border: 0; border-radius: 6px; padding: 5px 9px; cursor: pointer; font: inherit; font-size: 12px; }
     .log { flex: 1; overflow-y: auto; padding: 14px; display: flex; flex-direction: column; gap: 6px; background: #f6f8fc; }
     .msg { max-width: 80%; padding: 8px 11px; border-radius: 12px; white-space: pre-wrap; word-wrap: break-word; }
     .msg.customer { align-self: flex-end; background: #2f5bea; color: #fff; border-bottom-right-radius: 4px; }
@@ -113,7 +114,7 @@
             <label>Email<input name="email" type="email" autocomplete="email" maxlength="200"></label>
             ${topics}
             <button class="primary" type="submit">Start chat</button></form>
-          <div class="log" role="log" aria-live="polite" aria-label="Messages"></div>
+          <div class="log" role="log" aria-live="polite" aria-label="Messages" tabindex="0"></div>
           <div class="typing" aria-live="polite"></div>
           <div class="notice" hidden></div>
           <form class="card offline" hidden>
@@ -246,8 +247,10 @@
       // reconnect is the same message and the server's event replaces this bubble.
       const sentAt = Date.now();
       this.renderMessage({ message_id: id, body, author_kind: "customer", client_ts_ms: sentAt }, true);
-      this.stopTyping();
-      this.socket.command("send", { conversation_id: this.conversationId, body, client_ts_ms: sentAt }, { persist: true, id })
+      this.stopTyping(false); // the message itself ends "typing…" on the agent's side
+      // Ordered: one message in flight, the next once it is acked, so the conversation
+      // keeps the order they were typed in, rate-limit refusals and reconnects included.
+      this.socket.command("send", { conversation_id: this.conversationId, body, client_ts_ms: sentAt }, { persist: true, ordered: true, id })
         .then((ack) => this.confirm(id, ack.message_id))
         .catch((error) => this.failed(id, error));
     }
@@ -269,18 +272,23 @@
     typing() {
       if (!this.conversationId || !this.socket.connected) return;
       const now = Date.now();
-      if (!this.typingSince || now - this.typingSince > 3000) {
-        this.typingSince = now;
+      // "Still typing" every 3 s while it shows; after a message ended it, again at most once
+      // a second: a customer sending message after message stays well inside the gateway's
+      // typing budget (5 a second), and signals never cost a message its place.
+      const since = now - (this.typingSentAt || 0);
+      if ((this.typingShown && since > 3000) || (!this.typingShown && since > 1000)) {
+        this.typingSentAt = now;
+        this.typingShown = true;
         this.socket.transient("typing", { conversation_id: this.conversationId, typing: true });
       }
       clearTimeout(this.typingTimer);
       this.typingTimer = setTimeout(() => this.stopTyping(), 4000);
     }
 
-    stopTyping() {
+    stopTyping(signal = true) {
       clearTimeout(this.typingTimer);
-      if (this.typingSince && this.conversationId) this.socket.transient("typing", { conversation_id: this.conversationId, typing: false });
-      this.typingSince = null;
+      if (signal && this.typingShown && this.conversationId) this.socket.transient("typing", { conversation_id: this.conversationId, typing: false });
+      this.typingShown = false;
     }
 
     onEvent(event, fromHistory = false) {

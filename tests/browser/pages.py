@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from tests.admin.helpers import admin_command
+from tests.gateway.wsclient import Client
 from tests.system import RunningSystem
 
 TIMEOUT_MS = 15_000
@@ -73,8 +74,11 @@ def widget(page: Any) -> Any:
     return page.locator("#relaydesk-widget")
 
 
-async def open_demo(context: Any, system: RunningSystem, tenant: str) -> Any:
+async def open_demo(context: Any, system: RunningSystem, tenant: str, on_socket: Any = None) -> Any:
+    """The demo shop with the widget open; ``on_socket`` sees its websockets from the start."""
     page = await context.new_page()
+    if on_socket is not None:
+        page.on("websocket", on_socket)
     await page.goto(f"{system.gateway.base_url}/demo?tenant={tenant}")
     await widget(page).get_by_role("button", name="Open chat").click()
     return page
@@ -102,3 +106,38 @@ async def agent_says(page: Any, text: str) -> None:
     box = page.get_by_label("Reply")
     await box.fill(text)
     await box.press("Enter")
+
+
+async def online_agent(system: RunningSystem, tenant: str, name: str = "Ann") -> Client:
+    """An agent online over the protocol (no console page: cheaper where the test watches the
+    widget only)."""
+    agent = await Client.connect(
+        system.gateway.ws_url, system.agent_token(tenant, name.lower(), name=name)
+    )
+    assert (await agent.op("status", status="online"))["t"] == "ack"
+    return agent
+
+
+async def accept_next(agent: Client) -> str:
+    """The agent accepts the conversation offered to them; returns its id."""
+    offered = await agent.wait_event("conversation.offered", timeout=TIMEOUT_MS / 1000)
+    conversation_id: str = offered["event"]["data"]["conversation_id"]
+    assert (await agent.op("accept", conversation_id=conversation_id))["t"] == "ack"
+    return conversation_id
+
+
+async def visitor_history(page: Any, system: RunningSystem, tenant: str) -> list[dict[str, Any]]:
+    """The stored messages of the widget's conversation, as the history query answers them."""
+    token = await page.evaluate(f"() => localStorage.getItem('relaydesk:{tenant}:token')")
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        session = await http.post(
+            "/api/visitor/session", json={"tenant": tenant, "visitor_token": token}
+        )
+        conversation_id = session.json()["conversation_id"]
+        answer = await http.get(
+            f"/api/conversations/{conversation_id}/messages",
+            params={"limit": 500},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert answer.status_code == 200, answer.text
+    return [item["event"] for item in answer.json()]
