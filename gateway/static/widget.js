@@ -78,6 +78,7 @@
       this.visitorEmail = null; // from the pre-chat form: the offline form asks only when we have none
       this.unread = 0;
       this.lastOwnMessage = null;
+      this.failedConnects = 0;
     }
 
     mount() {
@@ -94,7 +95,7 @@
       };
       this.bind();
       if (this.config.open) this.toggle(true);
-      this.startSession().catch((error) => this.setStatus(`Chat unavailable: ${error.message}`));
+      this.startSession().catch((error) => (error.status === 403 ? this.showBlocked() : this.setStatus(`Chat unavailable: ${error.message}`)));
     }
 
     template() {
@@ -436,9 +437,32 @@
     }
 
     onSocketState(state) {
-      if (state === "reconnecting") this.showNotice("Connection lost, reconnecting… Messages you send now will be delivered when we are back.");
-      else if (state === "online" && this.status !== "missed") this.hideNotice();
-      else if (state === "refused") this.showNotice("This chat is not available on this site.");
+      if (state === "reconnecting") {
+        this.showNotice("Connection lost, reconnecting… Messages you send now will be delivered when we are back.");
+        // A browser reports a refused upgrade (this site no longer allowed) as a dropped
+        // connection: after a few in a row, ask the session endpoint, which says so.
+        if (++this.failedConnects === 3) this.checkSite();
+      } else if (state === "online") {
+        this.failedConnects = 0;
+        if (this.status !== "missed") this.hideNotice();
+      } else if (state === "refused") this.showBlocked();
+    }
+
+    async checkSite() {
+      try {
+        await this.lib.api(this.base, "/api/visitor/session", { method: "POST", body: { tenant: this.config.tenant, visitor_token: this.token } });
+      } catch (error) {
+        if (error.status === 403) this.showBlocked();
+      }
+    }
+
+    showBlocked() {
+      // The tenant's allowed sites do not include this page: nothing here can work, so no
+      // form and no reconnecting, just the reason (docs/browser.md).
+      if (this.socket) this.socket.stop();
+      for (const part of [this.el.prechat, this.el.composer, this.el.offline, this.el.rating, this.el.end]) part.hidden = true;
+      this.setStatus("Chat unavailable");
+      this.showNotice("This chat is not available on this site.");
     }
 
     async endChat() {

@@ -44,19 +44,32 @@ async def make_tenant(system: RunningSystem, tenant: str, *agents: str) -> dict[
     return passwords
 
 
-async def add_canned(system: RunningSystem, tenant: str, shortcut: str, text: str) -> None:
+async def as_boss(
+    system: RunningSystem, tenant: str, method: str, path: str, body: Any, expect: int = 200
+) -> Any:
+    """One API call as the tenant's owner (made by ``make_tenant``); returns the answer's JSON."""
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         login = await http.post(
             "/api/auth/login",
             json={"tenant": tenant, "email": f"boss@{tenant}.test", "password": "boss-secret-pw"},
         )
         token = login.json()["access_token"]
-        created = await http.post(
-            "/api/canned",
-            headers={"Authorization": f"Bearer {token}"},
-            json={"shortcut": shortcut, "text": text, "scope": "tenant"},
+        answer = await http.request(
+            method, path, headers={"Authorization": f"Bearer {token}"}, json=body
         )
-        assert created.status_code == 201, created.text
+        assert answer.status_code == expect, answer.text
+        return answer.json()
+
+
+async def add_canned(system: RunningSystem, tenant: str, shortcut: str, text: str) -> None:
+    await as_boss(
+        system,
+        tenant,
+        "POST",
+        "/api/canned",
+        {"shortcut": shortcut, "text": text, "scope": "tenant"},
+        expect=201,
+    )
 
 
 async def console_login(context: Any, system: RunningSystem, tenant: str, name: str) -> Any:

@@ -18,6 +18,7 @@ from tests.browser.pages import (
     accept_next,
     add_canned,
     agent_says,
+    as_boss,
     console_login,
     customer_says,
     make_tenant,
@@ -28,6 +29,7 @@ from tests.browser.pages import (
     widget,
 )
 from tests.system import RunningSystem, running_system
+from tools.embedded import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
@@ -238,3 +240,40 @@ async def test_messages_typed_faster_than_the_rate_limit_are_stored_in_typed_ord
     assert shown == typed
     assert stored == typed
     await agent.close()
+
+
+# A customer's shop on another origin, embedding the widget as docs/browser.md says.
+SHOP_PAGE = """<!doctype html><html lang="en"><head><title>Shop</title></head><body><main>
+<h1>Shop</h1><script src="{gateway}/static/widget.js" data-tenant="{tenant}" async></script>
+</main></body></html>"""
+
+
+async def test_a_site_the_tenant_did_not_allow_is_told_so_and_never_retried(
+    system, browser
+) -> None:
+    """Used to show the pre-chat form and "Connection lost, reconnecting…" for ever (the
+    refused upgrade reaches the page as a dropped connection)."""
+    await make_tenant(system, "fenced")
+    await as_boss(
+        system, "fenced", "PATCH", "/api/admin/settings", {"allowed_origins": ["https://a.example"]}
+    )
+    # Another origin than the gateway's (its own pages are always allowed): a port nobody
+    # listens on, its page served by Playwright. Chromium counts such a page as public and
+    # asks before it reaches loopback (Local Network Access): granted, as for a real shop
+    # whose widget is served from the internet.
+    shop = f"http://127.0.0.1:{free_port()}"
+    context = await browser.new_context(permissions=["local-network-access"])
+    page_html = SHOP_PAGE.format(gateway=system.gateway.base_url, tenant="fenced")
+    await context.route(
+        f"{shop}/**", lambda route: route.fulfill(content_type="text/html", body=page_html)
+    )
+    page = await context.new_page()
+    sockets: list[Any] = []
+    page.on("websocket", lambda socket: sockets.append(socket))
+    await page.goto(f"{shop}/")
+    chat = widget(page)
+    await chat.get_by_role("button", name="Open chat").click()
+    await chat.get_by_text("This chat is not available on this site.").wait_for(timeout=TIMEOUT_MS)
+    assert await chat.get_by_role("button", name="Start chat").is_hidden()
+    assert await chat.get_by_text("reconnecting").count() == 0
+    assert sockets == [], "the widget opened a socket the gateway refuses"
