@@ -66,6 +66,8 @@
     [hidden] { display: none !important; }
   `;
 
+  const STATE_EVENTS = new Set(["conversation.queued", "conversation.accepted", "conversation.transferred", "conversation.agent_disconnected", "conversation.missed", "conversation.closed"]);
+
   class Widget {
     constructor(base, config, lib) {
       this.base = base;
@@ -150,6 +152,13 @@
       this.el.rating.addEventListener("submit", (e) => { e.preventDefault(); this.rate(); });
       this.el.offline.addEventListener("submit", (e) => { e.preventDefault(); this.leaveMessage(); });
       this.el.rating.querySelector(".new-chat").addEventListener("click", () => this.newChat());
+      // Escape closes the chat panel, as it does any dialog, and gives focus back to the bubble.
+      this.el.panel.addEventListener("keydown", (e) => {
+        if (e.key !== "Escape") return;
+        e.stopPropagation();
+        this.toggle(false);
+        this.el.bubble.focus();
+      });
     }
 
     toggle(open = this.el.panel.hidden) {
@@ -181,6 +190,7 @@
       }).start();
       if (this.conversationId) {
         this.showConversation();
+        this.restoreState();
         await this.loadHistory();
       } else if (this.config.prechat) {
         this.showPrechat();
@@ -292,9 +302,27 @@
       this.typingShown = false;
     }
 
+    // The conversation's last state event (queued, accepted, …) is kept next to the log
+    // position the socket resumes from: a reload shows the status it had (history holds
+    // messages only), and the events after that position, replayed on resume, update it.
+    rememberState(event) {
+      const { conversation_id, position, agent_name, reason } = event.data || {};
+      this.store("state", JSON.stringify({ type: event.type, data: { conversation_id, position, agent_name, reason } }));
+    }
+
+    restoreState() {
+      try {
+        const saved = JSON.parse(this.store("state") || "null");
+        if (saved && saved.data.conversation_id === this.conversationId) this.onEvent(saved, true);
+      } catch {
+        // Unreadable (another version's format): the next state event sets it again.
+      }
+    }
+
     onEvent(event, fromHistory = false) {
       const data = event.data || {};
       if (data.conversation_id && this.conversationId && data.conversation_id !== this.conversationId) return;
+      if (STATE_EVENTS.has(event.type) && data.conversation_id) this.rememberState(event);
       switch (event.type) {
         case "message.sent":
           return this.renderMessage(data, false, fromHistory);
@@ -513,6 +541,8 @@
       this.el.composer.hidden = true;
       this.el.end.hidden = true;
       this.el.rating.hidden = false;
+      // The card takes room from the log: keep its end (the agent's last words) in view.
+      this.el.log.scrollTop = this.el.log.scrollHeight;
       this.el.typing.textContent = "";
       this.setStatus("Chat ended");
     }
@@ -544,6 +574,7 @@
 
     newChat() {
       this.conversationId = null;
+      this.store("state", null);
       this.status = "new";
       this.shown.clear();
       this.el.log.replaceChildren();

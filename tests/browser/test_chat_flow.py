@@ -277,3 +277,51 @@ async def test_a_site_the_tenant_did_not_allow_is_told_so_and_never_retried(
     assert await chat.get_by_role("button", name="Start chat").is_hidden()
     assert await chat.get_by_text("reconnecting").count() == 0
     assert sockets == [], "the widget opened a socket the gateway refuses"
+
+
+async def test_after_a_reload_the_widget_shows_its_status_and_escape_closes_it(
+    system, browser
+) -> None:
+    """The header status was blank after a reload (history holds messages, not the state),
+    and Escape did nothing."""
+    await make_tenant(system, "reload")
+    agent = await online_agent(system, "reload", "Rita")
+    demo = await open_demo(await browser.new_context(), system, "reload")
+    chat = widget(demo)
+    await start_chat(demo, "Ola")
+    await accept_next(agent)
+    status = chat.get_by_role("status")
+    await status.filter(has_text="Rita is here to help").wait_for(timeout=TIMEOUT_MS)
+
+    await demo.reload()
+    await chat.get_by_role("button", name="Open chat").click()
+    await chat.get_by_label("Your message").wait_for(timeout=TIMEOUT_MS)
+    await status.filter(has_text="Rita is here to help").wait_for(timeout=TIMEOUT_MS)
+
+    await chat.get_by_label("Your message").press("Escape")
+    await chat.get_by_role("dialog", name="Chat").wait_for(state="hidden", timeout=TIMEOUT_MS)
+    open_button = chat.get_by_role("button", name="Open chat")
+    assert await open_button.evaluate("button => button.getRootNode().activeElement === button")
+    await agent.close()
+
+
+async def test_the_rating_card_keeps_the_agents_last_message_in_view(system, browser) -> None:
+    """The card appearing under a full log pushed the agent's last words out of view."""
+    await make_tenant(system, "rating")
+    agent = await online_agent(system, "rating")
+    demo = await open_demo(await browser.new_context(), system, "rating")
+    chat = widget(demo)
+    await start_chat(demo, "Pia")
+    conversation_id = await accept_next(agent)
+    for n in range(1, 13):  # more than the log shows at once
+        await agent.op("send", conversation_id=conversation_id, body=f"Step {n} of the fix")
+    await agent.op("send", conversation_id=conversation_id, body="Anything else I can do?")
+    last = chat.locator(".msg.agent").filter(has_text="Anything else I can do?")
+    await last.wait_for(timeout=TIMEOUT_MS)
+    await agent.op("close", conversation_id=conversation_id)
+    await chat.get_by_role("button", name="Send rating").wait_for(timeout=TIMEOUT_MS)
+
+    log, message = await chat.get_by_role("log").bounding_box(), await last.bounding_box()
+    assert log["y"] <= message["y"], (log, message)
+    assert message["y"] + message["height"] <= log["y"] + log["height"], (log, message)
+    await agent.close()
