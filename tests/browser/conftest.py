@@ -3,9 +3,9 @@
 By default each test gets the whole system (agent, history services and a real uvicorn
 gateway on its own vhost and database) and a headless Chromium. A module whose tests leave
 the system running as they found it (each with its own tenants) shares one system and one
-Chromium instead (``shared_module``: a system start and a browser launch per module, not per
-test); each test still gets fresh browser contexts, closed when it ends. Screenshots go to
-``test-artifacts/screenshots`` (kept by CI as artifacts).
+Chromium instead (it sets ``SHARES_ONE_SYSTEM = True``: a system start and a browser launch
+per module, not per test); each test still gets fresh browser contexts, closed when it
+ends. Screenshots go to ``test-artifacts/screenshots`` (kept by CI as artifacts).
 """
 
 import contextlib
@@ -34,9 +34,17 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-async def system(settings: Settings) -> AsyncIterator[RunningSystem]:
+async def own_system(settings: Settings) -> AsyncIterator[RunningSystem]:
     async with running_system(settings) as running:
         yield running
+
+
+@pytest.fixture
+def system(request: pytest.FixtureRequest) -> RunningSystem:
+    """The test's own system, or its module's when the module sets ``SHARES_ONE_SYSTEM``."""
+    shared = getattr(request.module, "SHARES_ONE_SYSTEM", False)
+    running: RunningSystem = request.getfixturevalue("module_system" if shared else "own_system")
+    return running
 
 
 @contextlib.asynccontextmanager
@@ -59,9 +67,17 @@ async def chromium() -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[object]:
+async def own_browser() -> AsyncIterator[object]:
     async with chromium() as launched:
         yield launched
+
+
+@pytest.fixture
+def browser(request: pytest.FixtureRequest) -> Any:
+    """A Chromium of the test's own, or its module's (``SHARES_ONE_SYSTEM``: contexts closed
+    after each test)."""
+    shared = getattr(request.module, "SHARES_ONE_SYSTEM", False)
+    return request.getfixturevalue("module_browser" if shared else "own_browser")
 
 
 class ContextsOfOneTest:

@@ -154,3 +154,37 @@ async def visitor_history(page: Any, system: RunningSystem, tenant: str) -> list
         )
     assert answer.status_code == 200, answer.text
     return [item["event"] for item in answer.json()]
+
+
+async def served_conversation(system: RunningSystem, tenant: str, agent: str) -> str:
+    """A conversation of ``tenant`` that the named agent (made by ``make_tenant``) accepted,
+    answered and closed, driven over the protocol; returns its id."""
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        login = await http.post(
+            "/api/auth/login",
+            json={
+                "tenant": tenant,
+                "email": f"{agent}@{tenant}.test",
+                "password": f"{agent}-secret-pw",
+            },
+        )
+    ws_url = system.gateway.ws_url
+    agent_socket = await Client.connect(ws_url, login.json()["access_token"])
+    customer = await Client.connect(ws_url, system.visitor_token(tenant, f"v-{agent}"))
+    try:
+        assert (await agent_socket.op("status", status="online"))["t"] == "ack"
+        conversation_id: str = (await customer.op("start", visitor={"name": "Cleo"}))[
+            "conversation_id"
+        ]
+        await agent_socket.wait_event("conversation.offered", conversation_id=conversation_id)
+        for op, fields in (
+            ("accept", {}),
+            ("send", {"body": "Hello, how can I help?"}),
+            ("close", {}),
+        ):
+            done = await agent_socket.op(op, conversation_id=conversation_id, **fields)
+            assert done["t"] == "ack", done
+    finally:
+        await agent_socket.close()
+        await customer.close()
+    return conversation_id

@@ -31,17 +31,10 @@ from tests.browser.pages import (
 from tests.system import RunningSystem, running_system
 from tools.embedded import free_port
 
-pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def system(module_system: RunningSystem) -> RunningSystem:
-    return module_system
-
-
-@pytest.fixture
-def browser(module_browser: Any) -> Any:
-    return module_browser
+SHARES_ONE_SYSTEM = True  # tests/browser/conftest.py
 
 
 async def test_whole_conversation_from_request_to_rating(system, browser, artifacts) -> None:
