@@ -242,7 +242,7 @@ SHOP_PAGE = """<!doctype html><html lang="en"><head><title>Shop</title></head><b
 
 
 async def test_a_site_the_tenant_did_not_allow_is_told_so_and_never_retried(
-    system, browser
+    system, browser, artifacts
 ) -> None:
     """Used to show the pre-chat form and "Connection lost, reconnecting…" for ever (the
     refused upgrade reaches the page as a dropped connection)."""
@@ -270,6 +270,7 @@ async def test_a_site_the_tenant_did_not_allow_is_told_so_and_never_retried(
     assert await chat.get_by_role("button", name="Start chat").is_hidden()
     assert await chat.get_by_text("reconnecting").count() == 0
     assert sockets == [], "the widget opened a socket the gateway refuses"
+    await page.screenshot(path=str(artifacts / "widget-blocked-site.png"))
 
 
 async def test_after_a_reload_the_widget_shows_its_status_and_escape_closes_it(
