@@ -32,7 +32,14 @@ class OriginPolicy:
     async def allowed(self, principal: Principal, origin: str | None, host: str) -> bool:
         if isinstance(principal, AgentPrincipal):
             return not origin or urlparse(origin).netloc in (host, self._public_host)
-        allowed = await self._allowed_origins(principal.tenant)
+        return await self.site_allowed(principal.tenant, origin, host)
+
+    async def site_allowed(self, tenant: str, origin: str | None, host: str) -> bool:
+        """May the tenant's widget run on the page of ``origin``? Asked for the visitor's
+        socket, and before that by ``POST /api/visitor/session``: a browser reports a refused
+        socket upgrade only as a dropped connection, so the widget learns "not on this site"
+        from the session answer instead of reconnecting for ever."""
+        allowed = await self._allowed_origins(tenant)
         if not allowed:
             return True
         if not origin:

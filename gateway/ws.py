@@ -6,7 +6,8 @@ Handshake (before accept): the client address under its socket limits (else HTTP
 that is not a position of the log: an ``error`` frame and close 4400), and live events.
 Malformed, oversized or unknown text frames get an ``error`` frame and the connection
 keeps serving; a binary frame closes it with 1003 (the protocol is JSON text); repeated
-rate-limit violations close with 4429.
+rate-limit violations close with 4429 (typing signals have a budget of their own,
+``gateway/frame_budget.py``).
 """
 
 import asyncio
@@ -24,8 +25,8 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.auth.tokens import AgentPrincipal, InvalidToken, Principal
 from gateway.deps import GatewayDeps
+from gateway.frame_budget import FrameBudget
 from gateway.ops import OpError
-from gateway.ratelimit import TokenBucket
 from gateway.sessions import (
     CLOSE_BAD_RESUME_FROM,
     CLOSE_RATE_LIMITED,
@@ -150,7 +151,7 @@ async def _authenticate(websocket: WebSocket, deps: GatewayDeps) -> Principal | 
 
 
 async def _read_loop(websocket: WebSocket, session: Session, deps: GatewayDeps) -> None:
-    bucket = TokenBucket(deps.settings.ws_rate_per_s, deps.settings.ws_rate_burst)
+    budget = FrameBudget(deps.settings)
     receive = asyncio.create_task(websocket.receive())
     closed = asyncio.create_task(session.closed.wait())
     try:
@@ -168,19 +169,25 @@ async def _read_loop(websocket: WebSocket, session: Session, deps: GatewayDeps) 
                 session.close(CLOSE_UNSUPPORTED_DATA)
                 return
             receive = asyncio.create_task(websocket.receive())
-            if not bucket.take():
+            frame = _decode(text, deps.settings.ws_max_frame_bytes)
+            fields = frame if isinstance(frame, dict) else {}
+            wait_s = budget.take(fields.get("op"))
+            if wait_s is not None:
                 session.send(
                     {
                         "t": "error",
-                        "id": _frame_id(text),
+                        "id": _frame_id(fields),
                         "code": "rate_limited",
                         "message": "slow down; resend later with the same id",
+                        # When a resend can succeed: a client that waits this long resends
+                        # once, in order, instead of guessing (and being refused again).
+                        "retry_after_ms": math.ceil(wait_s * 1000),
                     }
                 )
-                if bucket.refusals > RATE_VIOLATIONS_BEFORE_CLOSE:
+                if budget.refusals > RATE_VIOLATIONS_BEFORE_CLOSE:
                     session.close(CLOSE_RATE_LIMITED)
                 continue
-            _in_background(_handle_frame(text or "", session, deps))
+            _in_background(_handle_frame(frame, session, deps))
     except WebSocketDisconnect:
         return
     finally:
@@ -188,20 +195,28 @@ async def _read_loop(websocket: WebSocket, session: Session, deps: GatewayDeps) 
         closed.cancel()
 
 
-async def _handle_frame(text: str, session: Session, deps: GatewayDeps) -> None:
+def _decode(text: str, max_bytes: int) -> dict[str, Any] | OpError:
+    """The frame as a JSON object, or the error that answers it (parsed once, before the
+    budget: typing frames are counted apart)."""
+    if len(text) > max_bytes:
+        return OpError("too_large", f"frames are limited to {max_bytes} bytes")
+    try:
+        frame: object = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return OpError("bad_frame", "frames must be JSON objects")
+    if not isinstance(frame, dict):
+        return OpError("bad_frame", "frames must be JSON objects")
+    return frame
+
+
+async def _handle_frame(
+    frame: dict[str, Any] | OpError, session: Session, deps: GatewayDeps
+) -> None:
     frame_id = None
     try:
-        if len(text) > deps.settings.ws_max_frame_bytes:
-            raise OpError(
-                "too_large", f"frames are limited to {deps.settings.ws_max_frame_bytes} bytes"
-            )
-        try:
-            frame: object = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            raise OpError("bad_frame", "frames must be JSON objects") from None
-        if not isinstance(frame, dict):
-            raise OpError("bad_frame", "frames must be JSON objects")
-        frame_id = frame.get("id") if isinstance(frame.get("id"), str) else None
+        if isinstance(frame, OpError):
+            raise frame
+        frame_id = _frame_id(frame)
         if frame.get("op") == "ping":
             session.send({"t": "pong", "id": frame_id})
             return
@@ -224,12 +239,8 @@ async def _handle_frame(text: str, session: Session, deps: GatewayDeps) -> None:
         )
 
 
-def _frame_id(text: str | None) -> str | None:
-    try:
-        frame = orjson.loads(text or "")
-    except orjson.JSONDecodeError:
-        return None
-    return frame.get("id") if isinstance(frame, dict) and isinstance(frame.get("id"), str) else None
+def _frame_id(frame: dict[str, Any]) -> str | None:
+    return frame.get("id") if isinstance(frame.get("id"), str) else None
 
 
 async def _resume_position(raw: str | None, deps: GatewayDeps) -> int | None:

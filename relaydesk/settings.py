@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     ws_queue_limit: int = 1000
     ws_rate_per_s: float = 20.0
     ws_rate_burst: int = 40
+    # Typing signals have their own budget (gateway/frame_budget.py): they never use up the ops'.
+    ws_typing_rate_per_s: float = 5.0
+    ws_typing_burst: int = 10
     resume_buffer_events: int = 50_000
 
     publish_timeout_s: float = 5.0

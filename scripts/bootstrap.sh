@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what relaydesk needs on a fresh Debian/Ubuntu machine with Python 3.11:
-# RabbitMQ (apt, when missing), the virtual environment, and with --test Chromium.
+# RabbitMQ (apt, when missing), the virtual environment, and with --test Chromium and the
+# browser tests' JavaScript (axe-core, from tests/browser/package-lock.json, with npm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WITH_TEST=0
@@ -11,6 +12,7 @@ if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 apt_packages=()
 command -v rabbitmq-server >/dev/null 2>&1 || apt_packages+=(rabbitmq-server)
 if [[ $WITH_TEST -eq 1 ]] && [[ ! -x /usr/bin/chromium ]]; then apt_packages+=(chromium); fi
+if [[ $WITH_TEST -eq 1 ]] && ! command -v npm >/dev/null 2>&1; then apt_packages+=(npm); fi
 python3 -m venv --help >/dev/null 2>&1 || apt_packages+=(python3-venv)
 if (( ${#apt_packages[@]} )); then
   echo "[bootstrap] apt-get install ${apt_packages[*]}"
@@ -48,4 +50,17 @@ if [[ ! -f "$stamp" ]]; then
   fi
   .venv/bin/python -c "import relaydesk, aio_pika, pymongo" 
   touch "$stamp"
+fi
+
+# The browser tests' axe-core: the exact versions of the lock file, into tests/browser only.
+if [[ $WITH_TEST -eq 1 ]]; then
+  npm_stamp="tests/browser/node_modules/.installed-$(sha1sum tests/browser/package-lock.json | cut -c1-12)"
+  if [[ ! -f "$npm_stamp" ]]; then
+    echo "[bootstrap] npm ci in tests/browser (axe-core)"
+    if ! npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error >/dev/null; then
+      echo "[bootstrap] ERROR: npm could not install tests/browser's packages (axe-core); fix it and run this script again" >&2
+      exit 1
+    fi
+    touch "$npm_stamp"
+  fi
 fi

@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.queries.admin import AgentAccount, AgentGetQuery, CheckPasswordQuery
@@ -161,13 +161,19 @@ def build_router(deps: GatewayDeps) -> APIRouter:
 
     @router.post("/visitor/session")
     async def visitor_session(
-        body: VisitorRequest, deps: GatewayDeps = Depends(get_deps)
+        body: VisitorRequest, request: Request, deps: GatewayDeps = Depends(get_deps)
     ) -> dict[str, Any]:
         exists = await deps.tenants.exists(body.tenant)
         if exists is None:
             raise ApiError(503, "unavailable", "the account service did not answer; retry")
         if not exists:
             raise ApiError(404, "not_found", "no such workspace")
+        # The socket would be refused on this page anyway (gateway/origins.py): say so now,
+        # in an answer the widget can read, and issue no token for it.
+        origin, host = request.headers.get("origin"), request.headers.get("host", "")
+        if not await deps.origins.site_allowed(body.tenant, origin, host):
+            log.info("visitor_session_refused", reason="origin", tenant=body.tenant)
+            raise ApiError(403, "forbidden", "this chat is not available on this site")
         visitor_id = None
         if body.visitor_token:
             try:

@@ -40,8 +40,9 @@
     .panel[hidden] { display: none; }
     header { background: #2f5bea; color: #fff; padding: 14px 16px; display: flex; align-items: center; gap: 8px; }
     header h2 { font-size: 16px; margin: 0; flex: 1; }
-    header .status { font-size: 12px; opacity: .85; display: block; font-weight: 400; }
-    header button { background: rgba(255,255,255,.15); color: #fff; border: 0; border-radius: 6px; padding: 5px 9px; cursor: pointer; font: inherit; font-size: 12px; }
+    /* Full white on the header blue (5.5:1): 12px text needs 4.5:1, which translucent text or buttons lose. */
+    header .status { font-size: 12px; display: block; font-weight: 400; }
+    header button { background: rgba(0,0,0,.2); color: #fff; border: 0; border-radius: 6px; padding: 5px 9px; cursor: pointer; font: inherit; font-size: 12px; }
     .log { flex: 1; overflow-y: auto; padding: 14px; display: flex; flex-direction: column; gap: 6px; background: #f6f8fc; }
     .msg { max-width: 80%; padding: 8px 11px; border-radius: 12px; white-space: pre-wrap; word-wrap: break-word; }
     .msg.customer { align-self: flex-end; background: #2f5bea; color: #fff; border-bottom-right-radius: 4px; }
@@ -65,6 +66,8 @@
     [hidden] { display: none !important; }
   `;
 
+  const STATE_EVENTS = new Set(["conversation.queued", "conversation.accepted", "conversation.transferred", "conversation.agent_disconnected", "conversation.missed", "conversation.closed"]);
+
   class Widget {
     constructor(base, config, lib) {
       this.base = base;
@@ -77,6 +80,7 @@
       this.visitorEmail = null; // from the pre-chat form: the offline form asks only when we have none
       this.unread = 0;
       this.lastOwnMessage = null;
+      this.failedConnects = 0;
     }
 
     mount() {
@@ -93,7 +97,7 @@
       };
       this.bind();
       if (this.config.open) this.toggle(true);
-      this.startSession().catch((error) => this.setStatus(`Chat unavailable: ${error.message}`));
+      this.startSession().catch((error) => (error.status === 403 ? this.showBlocked() : this.setStatus(`Chat unavailable: ${error.message}`)));
     }
 
     template() {
@@ -113,7 +117,7 @@
             <label>Email<input name="email" type="email" autocomplete="email" maxlength="200"></label>
             ${topics}
             <button class="primary" type="submit">Start chat</button></form>
-          <div class="log" role="log" aria-live="polite" aria-label="Messages"></div>
+          <div class="log" role="log" aria-live="polite" aria-label="Messages" tabindex="0"></div>
           <div class="typing" aria-live="polite"></div>
           <div class="notice" hidden></div>
           <form class="card offline" hidden>
@@ -148,6 +152,13 @@
       this.el.rating.addEventListener("submit", (e) => { e.preventDefault(); this.rate(); });
       this.el.offline.addEventListener("submit", (e) => { e.preventDefault(); this.leaveMessage(); });
       this.el.rating.querySelector(".new-chat").addEventListener("click", () => this.newChat());
+      // Escape closes the chat panel, as it does any dialog, and gives focus back to the bubble.
+      this.el.panel.addEventListener("keydown", (e) => {
+        if (e.key !== "Escape") return;
+        e.stopPropagation();
+        this.toggle(false);
+        this.el.bubble.focus();
+      });
     }
 
     toggle(open = this.el.panel.hidden) {
@@ -179,6 +190,7 @@
       }).start();
       if (this.conversationId) {
         this.showConversation();
+        this.restoreState();
         await this.loadHistory();
       } else if (this.config.prechat) {
         this.showPrechat();
@@ -246,8 +258,10 @@
       // reconnect is the same message and the server's event replaces this bubble.
       const sentAt = Date.now();
       this.renderMessage({ message_id: id, body, author_kind: "customer", client_ts_ms: sentAt }, true);
-      this.stopTyping();
-      this.socket.command("send", { conversation_id: this.conversationId, body, client_ts_ms: sentAt }, { persist: true, id })
+      this.stopTyping(false); // the message itself ends "typing…" on the agent's side
+      // Ordered: one message in flight, the next once it is acked, so the conversation
+      // keeps the order they were typed in, rate-limit refusals and reconnects included.
+      this.socket.command("send", { conversation_id: this.conversationId, body, client_ts_ms: sentAt }, { persist: true, ordered: true, id })
         .then((ack) => this.confirm(id, ack.message_id))
         .catch((error) => this.failed(id, error));
     }
@@ -269,23 +283,46 @@
     typing() {
       if (!this.conversationId || !this.socket.connected) return;
       const now = Date.now();
-      if (!this.typingSince || now - this.typingSince > 3000) {
-        this.typingSince = now;
+      // "Still typing" every 3 s while it shows; after a message ended it, again at most once
+      // a second: a customer sending message after message stays well inside the gateway's
+      // typing budget (5 a second), and signals never cost a message its place.
+      const since = now - (this.typingSentAt || 0);
+      if ((this.typingShown && since > 3000) || (!this.typingShown && since > 1000)) {
+        this.typingSentAt = now;
+        this.typingShown = true;
         this.socket.transient("typing", { conversation_id: this.conversationId, typing: true });
       }
       clearTimeout(this.typingTimer);
       this.typingTimer = setTimeout(() => this.stopTyping(), 4000);
     }
 
-    stopTyping() {
+    stopTyping(signal = true) {
       clearTimeout(this.typingTimer);
-      if (this.typingSince && this.conversationId) this.socket.transient("typing", { conversation_id: this.conversationId, typing: false });
-      this.typingSince = null;
+      if (signal && this.typingShown && this.conversationId) this.socket.transient("typing", { conversation_id: this.conversationId, typing: false });
+      this.typingShown = false;
+    }
+
+    // The conversation's last state event (queued, accepted, …) is kept next to the log
+    // position the socket resumes from: a reload shows the status it had (history holds
+    // messages only), and the events after that position, replayed on resume, update it.
+    rememberState(event) {
+      const { conversation_id, position, agent_name, reason } = event.data || {};
+      this.store("state", JSON.stringify({ type: event.type, data: { conversation_id, position, agent_name, reason } }));
+    }
+
+    restoreState() {
+      try {
+        const saved = JSON.parse(this.store("state") || "null");
+        if (saved && saved.data.conversation_id === this.conversationId) this.onEvent(saved, true);
+      } catch {
+        // Unreadable (another version's format): the next state event sets it again.
+      }
     }
 
     onEvent(event, fromHistory = false) {
       const data = event.data || {};
       if (data.conversation_id && this.conversationId && data.conversation_id !== this.conversationId) return;
+      if (STATE_EVENTS.has(event.type) && data.conversation_id) this.rememberState(event);
       switch (event.type) {
         case "message.sent":
           return this.renderMessage(data, false, fromHistory);
@@ -428,9 +465,32 @@
     }
 
     onSocketState(state) {
-      if (state === "reconnecting") this.showNotice("Connection lost, reconnecting… Messages you send now will be delivered when we are back.");
-      else if (state === "online" && this.status !== "missed") this.hideNotice();
-      else if (state === "refused") this.showNotice("This chat is not available on this site.");
+      if (state === "reconnecting") {
+        this.showNotice("Connection lost, reconnecting… Messages you send now will be delivered when we are back.");
+        // A browser reports a refused upgrade (this site no longer allowed) as a dropped
+        // connection: after a few in a row, ask the session endpoint, which says so.
+        if (++this.failedConnects === 3) this.checkSite();
+      } else if (state === "online") {
+        this.failedConnects = 0;
+        if (this.status !== "missed") this.hideNotice();
+      } else if (state === "refused") this.showBlocked();
+    }
+
+    async checkSite() {
+      try {
+        await this.lib.api(this.base, "/api/visitor/session", { method: "POST", body: { tenant: this.config.tenant, visitor_token: this.token } });
+      } catch (error) {
+        if (error.status === 403) this.showBlocked();
+      }
+    }
+
+    showBlocked() {
+      // The tenant's allowed sites do not include this page: nothing here can work, so no
+      // form and no reconnecting, just the reason (docs/browser.md).
+      if (this.socket) this.socket.stop();
+      for (const part of [this.el.prechat, this.el.composer, this.el.offline, this.el.rating, this.el.end]) part.hidden = true;
+      this.setStatus("Chat unavailable");
+      this.showNotice("This chat is not available on this site.");
     }
 
     async endChat() {
@@ -481,6 +541,8 @@
       this.el.composer.hidden = true;
       this.el.end.hidden = true;
       this.el.rating.hidden = false;
+      // The card takes room from the log: keep its end (the agent's last words) in view.
+      this.el.log.scrollTop = this.el.log.scrollHeight;
       this.el.typing.textContent = "";
       this.setStatus("Chat ended");
     }
@@ -512,6 +574,7 @@
 
     newChat() {
       this.conversationId = null;
+      this.store("state", null);
       this.status = "new";
       this.shown.clear();
       this.el.log.replaceChildren();

@@ -1,16 +1,24 @@
 """Browser fixtures: Debian's Chromium driven by Playwright against the real system.
 
-Each test gets the whole system (agent, history services and a real uvicorn gateway on
-its own vhost and database) and a headless Chromium. Screenshots go to
-``test-artifacts/screenshots`` (kept by CI as artifacts).
+By default each test gets the whole system (agent, history services and a real uvicorn
+gateway on its own vhost and database) and a headless Chromium. A module whose tests leave
+the system running as they found it (each with its own tenants) shares one system and one
+Chromium instead (it sets ``SHARES_ONE_SYSTEM = True``: a system start and a browser launch
+per module, not per test); each test still gets fresh browser contexts, closed when it
+ends. Screenshots go to ``test-artifacts/screenshots`` (kept by CI as artifacts).
 """
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from relaydesk.settings import Settings
+from tests.servers import MongoServer, RabbitVhosts
+from tests.shared_system import shared_system
 from tests.system import RunningSystem, running_system
 
 CHROMIUM = "/usr/bin/chromium"
@@ -26,13 +34,21 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-async def system(settings: Settings) -> AsyncIterator[RunningSystem]:
+async def own_system(settings: Settings) -> AsyncIterator[RunningSystem]:
     async with running_system(settings) as running:
         yield running
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[object]:
+def system(request: pytest.FixtureRequest) -> RunningSystem:
+    """The test's own system, or its module's when the module sets ``SHARES_ONE_SYSTEM``."""
+    shared = getattr(request.module, "SHARES_ONE_SYSTEM", False)
+    running: RunningSystem = request.getfixturevalue("module_system" if shared else "own_system")
+    return running
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     if not Path(CHROMIUM).exists():  # noqa: ASYNC240 - one stat, before anything runs
@@ -48,6 +64,57 @@ async def browser() -> AsyncIterator[object]:
             yield launched
         finally:
             await launched.close()
+
+
+@pytest.fixture
+async def own_browser() -> AsyncIterator[object]:
+    async with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def browser(request: pytest.FixtureRequest) -> Any:
+    """A Chromium of the test's own, or its module's (``SHARES_ONE_SYSTEM``: contexts closed
+    after each test)."""
+    shared = getattr(request.module, "SHARES_ONE_SYSTEM", False)
+    return request.getfixturevalue("module_browser" if shared else "own_browser")
+
+
+class ContextsOfOneTest:
+    """A shared Chromium as one test sees it: the contexts it opens are closed when it ends
+    (pages left open would keep their sockets and timers running into the next test)."""
+
+    def __init__(self, browser: Any) -> None:
+        self._browser = browser
+        self._contexts: list[Any] = []
+
+    async def new_context(self, **options: Any) -> Any:
+        context = await self._browser.new_context(**options)
+        self._contexts.append(context)
+        return context
+
+    async def close(self) -> None:
+        for context in self._contexts:
+            await context.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_system(vhosts: RabbitVhosts, mongo_server: MongoServer) -> AsyncIterator[Any]:
+    async with shared_system(vhosts, mongo_server) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_chromium() -> AsyncIterator[Any]:
+    async with chromium() as launched:
+        yield launched
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def module_browser(module_chromium: Any) -> AsyncIterator[ContextsOfOneTest]:
+    contexts = ContextsOfOneTest(module_chromium)
+    yield contexts
+    await contexts.close()
 
 
 @pytest.fixture

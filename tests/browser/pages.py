@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from tests.admin.helpers import admin_command
+from tests.gateway.wsclient import Client
 from tests.system import RunningSystem
 
 TIMEOUT_MS = 15_000
@@ -43,19 +44,32 @@ async def make_tenant(system: RunningSystem, tenant: str, *agents: str) -> dict[
     return passwords
 
 
-async def add_canned(system: RunningSystem, tenant: str, shortcut: str, text: str) -> None:
+async def as_boss(
+    system: RunningSystem, tenant: str, method: str, path: str, body: Any, expect: int = 200
+) -> Any:
+    """One API call as the tenant's owner (made by ``make_tenant``); returns the answer's JSON."""
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         login = await http.post(
             "/api/auth/login",
             json={"tenant": tenant, "email": f"boss@{tenant}.test", "password": "boss-secret-pw"},
         )
         token = login.json()["access_token"]
-        created = await http.post(
-            "/api/canned",
-            headers={"Authorization": f"Bearer {token}"},
-            json={"shortcut": shortcut, "text": text, "scope": "tenant"},
+        answer = await http.request(
+            method, path, headers={"Authorization": f"Bearer {token}"}, json=body
         )
-        assert created.status_code == 201, created.text
+        assert answer.status_code == expect, answer.text
+        return answer.json()
+
+
+async def add_canned(system: RunningSystem, tenant: str, shortcut: str, text: str) -> None:
+    await as_boss(
+        system,
+        tenant,
+        "POST",
+        "/api/canned",
+        {"shortcut": shortcut, "text": text, "scope": "tenant"},
+        expect=201,
+    )
 
 
 async def console_login(context: Any, system: RunningSystem, tenant: str, name: str) -> Any:
@@ -73,8 +87,11 @@ def widget(page: Any) -> Any:
     return page.locator("#relaydesk-widget")
 
 
-async def open_demo(context: Any, system: RunningSystem, tenant: str) -> Any:
+async def open_demo(context: Any, system: RunningSystem, tenant: str, on_socket: Any = None) -> Any:
+    """The demo shop with the widget open; ``on_socket`` sees its websockets from the start."""
     page = await context.new_page()
+    if on_socket is not None:
+        page.on("websocket", on_socket)
     await page.goto(f"{system.gateway.base_url}/demo?tenant={tenant}")
     await widget(page).get_by_role("button", name="Open chat").click()
     return page
@@ -102,3 +119,72 @@ async def agent_says(page: Any, text: str) -> None:
     box = page.get_by_label("Reply")
     await box.fill(text)
     await box.press("Enter")
+
+
+async def online_agent(system: RunningSystem, tenant: str, name: str = "Ann") -> Client:
+    """An agent online over the protocol (no console page: cheaper where the test watches the
+    widget only)."""
+    agent = await Client.connect(
+        system.gateway.ws_url, system.agent_token(tenant, name.lower(), name=name)
+    )
+    assert (await agent.op("status", status="online"))["t"] == "ack"
+    return agent
+
+
+async def accept_next(agent: Client) -> str:
+    """The agent accepts the conversation offered to them; returns its id."""
+    offered = await agent.wait_event("conversation.offered", timeout=TIMEOUT_MS / 1000)
+    conversation_id: str = offered["event"]["data"]["conversation_id"]
+    assert (await agent.op("accept", conversation_id=conversation_id))["t"] == "ack"
+    return conversation_id
+
+
+async def visitor_history(page: Any, system: RunningSystem, tenant: str) -> list[dict[str, Any]]:
+    """The stored messages of the widget's conversation, as the history query answers them."""
+    token = await page.evaluate(f"() => localStorage.getItem('relaydesk:{tenant}:token')")
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        session = await http.post(
+            "/api/visitor/session", json={"tenant": tenant, "visitor_token": token}
+        )
+        conversation_id = session.json()["conversation_id"]
+        answer = await http.get(
+            f"/api/conversations/{conversation_id}/messages",
+            params={"limit": 500},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert answer.status_code == 200, answer.text
+    return [item["event"] for item in answer.json()]
+
+
+async def served_conversation(system: RunningSystem, tenant: str, agent: str) -> str:
+    """A conversation of ``tenant`` that the named agent (made by ``make_tenant``) accepted,
+    answered and closed, driven over the protocol; returns its id."""
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        login = await http.post(
+            "/api/auth/login",
+            json={
+                "tenant": tenant,
+                "email": f"{agent}@{tenant}.test",
+                "password": f"{agent}-secret-pw",
+            },
+        )
+    ws_url = system.gateway.ws_url
+    agent_socket = await Client.connect(ws_url, login.json()["access_token"])
+    customer = await Client.connect(ws_url, system.visitor_token(tenant, f"v-{agent}"))
+    try:
+        assert (await agent_socket.op("status", status="online"))["t"] == "ack"
+        conversation_id: str = (await customer.op("start", visitor={"name": "Cleo"}))[
+            "conversation_id"
+        ]
+        await agent_socket.wait_event("conversation.offered", conversation_id=conversation_id)
+        for op, fields in (
+            ("accept", {}),
+            ("send", {"body": "Hello, how can I help?"}),
+            ("close", {}),
+        ):
+            done = await agent_socket.op(op, conversation_id=conversation_id, **fields)
+            assert done["t"] == "ack", done
+    finally:
+        await agent_socket.close()
+        await customer.close()
+    return conversation_id

@@ -1,11 +1,29 @@
-"""The admin pages in a real browser: what an owner manages, what a plain agent may not see."""
+"""The admin pages in a real browser: what an owner manages, what a plain agent may not see.
+
+The module shares one system and one Chromium (tests/browser/conftest.py); each test has
+its own tenant.
+"""
+
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.browser.pages import TIMEOUT_MS, console_login, make_tenant
+from tests.admin.helpers import eventually
+from tests.browser.axe import audit_context, describe, serious_violations
+from tests.browser.pages import (
+    TIMEOUT_MS,
+    add_canned,
+    as_boss,
+    console_login,
+    make_tenant,
+    served_conversation,
+)
+from tests.system import RunningSystem
 
 pytestmark = pytest.mark.browser
+
+SHARES_ONE_SYSTEM = True  # tests/browser/conftest.py
 
 
 async def admin_login(context, system, tenant: str, name: str):  # type: ignore[no-untyped-def]
@@ -77,3 +95,111 @@ async def test_a_plain_agent_sees_only_what_their_permissions_allow(system, brow
     assert sections == ["Canned responses"]
     await page.goto(f"{system.gateway.base_url}/admin#agents")
     await page.get_by_role("heading", name="Canned responses").wait_for(timeout=TIMEOUT_MS)
+
+
+async def test_business_hours_in_the_wrong_form_get_a_clear_error(system, browser) -> None:
+    """Used to toast JSON.parse's "Unexpected token 'm', "mon 9-17" is not valid JSON"."""
+    await make_tenant(system, "hours")
+    page = await admin_login(await browser.new_context(), system, "hours", "boss")
+    await page.get_by_role("button", name="Settings").click()
+    hours = page.get_by_label("Business hours")
+    await hours.fill("mon 9-17")
+    await page.get_by_role("button", name="Save settings").click()
+    error = page.get_by_role("alert").filter(has_text="Business hours")
+    await error.wait_for(timeout=TIMEOUT_MS)
+    text = await error.inner_text()
+    assert "not in the expected form" in text and '{"mon": [["09:00", "17:00"]]' in text, text
+    assert "JSON" not in text and "token" not in text, text
+    assert await hours.get_attribute("aria-invalid") == "true"
+    settings = await as_boss(system, "hours", "GET", "/api/admin/settings", None)
+    assert settings["business_hours"] is None  # nothing was sent
+
+
+async def test_an_agent_is_offered_delete_only_where_they_may_delete(system, browser) -> None:
+    """A plain agent saw Delete on shared responses too, and got 403 for pressing it."""
+    await make_tenant(system, "shared", "dave")
+    await add_canned(system, "shared", "hours", "We are open 9 to 5.")
+    page = await admin_login(await browser.new_context(), system, "shared", "dave")
+    await page.get_by_label("Shortcut").fill("mine")
+    await page.get_by_label("Text").fill("My own words.")
+    await page.get_by_role("button", name="Add response").click()
+    mine = page.get_by_role("row").filter(has_text="/mine")
+    await mine.wait_for(timeout=TIMEOUT_MS)
+    assert await mine.get_by_role("button", name="Delete").is_visible()
+    shared = page.get_by_role("row").filter(has_text="/hours")
+    assert await shared.get_by_role("button").count() == 0
+
+
+async def test_reports_per_agent_name_the_agents(system, browser) -> None:
+    """Rows per agent were labelled with agent ids ("alice-8a97cd")."""
+    await make_tenant(system, "named", "alice")
+    await served_conversation(system, "named", "alice")
+    report = await eventually(
+        lambda: rows_per_agent(system, "named"), what="the served conversation in the report"
+    )
+    [alice_id] = [row["key"] for row in report]
+    page = await admin_login(await browser.new_context(), system, "named", "boss")
+    await page.get_by_role("button", name="Reports").click()
+    await page.get_by_label("Group by").select_option("agent")
+    await page.get_by_role("cell", name="Alice", exact=True).wait_for(timeout=TIMEOUT_MS)
+    assert await page.get_by_role("cell", name=alice_id).count() == 0
+
+
+async def rows_per_agent(system: RunningSystem, tenant: str) -> list[dict[str, Any]]:
+    path = "/api/reports/summary?group_by=agent"
+    rows: list[dict[str, Any]] = (await as_boss(system, tenant, "GET", path, None))["rows"]
+    return rows
+
+
+async def test_the_admin_changes_table_fits_its_card(system, browser) -> None:
+    """A long setting (a greeting, the allowed sites) widened the table past its card."""
+    await make_tenant(system, "wide")
+    sites = [f"https://shop-{n}.very-long-subdomain-name.example.com" for n in range(6)]
+    await as_boss(
+        system,
+        "wide",
+        "PATCH",
+        "/api/admin/settings",
+        {"greeting": "Hi" * 100, "allowed_origins": sites},
+    )
+    page = await admin_login(await browser.new_context(), system, "wide", "boss")
+    await page.get_by_role("button", name="Audit").click()
+    await page.get_by_role("button", name="Show admin changes").click()
+    card = page.locator(".card").filter(
+        has=page.get_by_role("heading", name="Administrative changes")
+    )
+    await card.get_by_role("cell", name="tenant.settings_changed").wait_for(timeout=TIMEOUT_MS)
+    widths = await card.evaluate(
+        "card => ({ card: card.clientWidth, table: card.querySelector('table').offsetWidth })"
+    )
+    assert widths["table"] <= widths["card"], widths
+
+
+# Connectors left out: the shared system runs no connectors service, so the section waits
+# for its request to time out (5 s) and shows an error paragraph, the same as others' errors.
+ADMIN_SECTIONS = ("Agents", "Permission groups", "Canned responses", "Settings", "Reports")
+
+
+async def test_the_admin_pages_have_no_serious_accessibility_violations(system, browser) -> None:
+    """axe-core on every section an owner sees, the audit with a timeline and its outputs
+    (an aria-label on <pre> failed before)."""
+    await make_tenant(system, "axeadmin", "alice")
+    conversation_id = await served_conversation(system, "axeadmin", "alice")
+    page = await admin_login(await audit_context(browser), system, "axeadmin", "boss")
+    found = {}
+    for section in ADMIN_SECTIONS:
+        await page.get_by_role("button", name=section, exact=True).click()
+        await page.get_by_role("heading", name=section, exact=True).wait_for(timeout=TIMEOUT_MS)
+        await page.get_by_text("Loading…").wait_for(state="detached", timeout=TIMEOUT_MS)
+        found[section] = await serious_violations(page)
+    await page.get_by_role("button", name="Audit", exact=True).click()
+    await page.get_by_label("Conversation id").fill(conversation_id)
+    await page.get_by_role("button", name="Show timeline").click()
+    await page.get_by_role("button", name="State here").first.click()
+    await page.get_by_text('"position"').first.wait_for(timeout=TIMEOUT_MS)
+    await page.get_by_role("button", name="Show admin changes").click()
+    await page.get_by_role("cell", name="agent.created").first.wait_for(timeout=TIMEOUT_MS)
+    found["Audit"] = await serious_violations(page)
+    assert not any(found.values()), "\n".join(
+        f"{section}:\n{describe(violations)}" for section, violations in found.items() if violations
+    )

@@ -1,20 +1,40 @@
-"""A customer in the widget and an agent in the console, in two browser contexts."""
+"""A customer in the widget and an agent in the console, in two browser contexts.
+
+The module shares one system and one Chromium (tests/browser/conftest.py); each test has
+its own tenants. The ordering test builds its own system: it needs a tighter rate limit.
+"""
+
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+import pytest_asyncio
 
+from relaydesk.settings import Settings
+from tests.admin.helpers import eventually
+from tests.browser.axe import audit_context, describe, serious_violations
 from tests.browser.pages import (
     TIMEOUT_MS,
+    accept_next,
     add_canned,
     agent_says,
+    as_boss,
     console_login,
     customer_says,
     make_tenant,
+    online_agent,
     open_demo,
     start_chat,
+    visitor_history,
     widget,
 )
+from tests.system import RunningSystem, running_system
+from tools.embedded import free_port
 
 pytestmark = pytest.mark.browser
+
+
+SHARES_ONE_SYSTEM = True  # tests/browser/conftest.py
 
 
 async def test_whole_conversation_from_request_to_rating(system, browser, artifacts) -> None:
@@ -100,3 +120,202 @@ async def test_script_in_a_message_shows_as_text(system, browser) -> None:
     assert await widget(demo).locator(".log script, .log b").count() == 0
     assert "<img src=x onerror=alert(1)>" in await console.locator("#chat-title").inner_text()
     assert alarms == []
+
+
+async def test_the_widget_has_no_serious_accessibility_violations(system, browser) -> None:
+    """axe-core on the widget before, during and after a chat (contrast of the header status
+    and End chat failed before)."""
+    await make_tenant(system, "axewidget")
+    agent = await online_agent(system, "axewidget")
+    demo = await open_demo(await audit_context(browser), system, "axewidget")
+    chat = widget(demo)
+    await chat.get_by_role("button", name="Start chat").wait_for(timeout=TIMEOUT_MS)
+    found = {"pre-chat form": await serious_violations(demo)}
+    await start_chat(demo, "Ada")
+    conversation_id = await accept_next(agent)
+    await agent.op("send", conversation_id=conversation_id, body="How can I help?")
+    await chat.get_by_text("How can I help?").wait_for(timeout=TIMEOUT_MS)
+    await customer_says(demo, "My order is late")
+    await chat.locator(".msg.customer:not(.pending)").wait_for(timeout=TIMEOUT_MS)
+    found["conversation"] = await serious_violations(demo)
+    await agent.op("close", conversation_id=conversation_id)
+    await chat.get_by_role("button", name="Send rating").wait_for(timeout=TIMEOUT_MS)
+    found["rating"] = await serious_violations(demo)
+    await agent.close()
+    assert not any(found.values()), "\n".join(
+        f"{step}:\n{describe(violations)}" for step, violations in found.items() if violations
+    )
+
+
+async def test_the_console_has_no_serious_accessibility_violations(system, browser) -> None:
+    """axe-core on the console with a request waiting and a chat open (status pills' contrast
+    and list items outside a list failed before)."""
+    await make_tenant(system, "axeconsole", "alice")
+    console = await console_login(await audit_context(browser), system, "axeconsole", "alice")
+    demo = await open_demo(await browser.new_context(), system, "axeconsole")
+    await start_chat(demo, "Ben")
+    await customer_says(demo, "Is the tent in stock?")
+    request = console.locator(".request").filter(has_text="Ben")
+    await request.wait_for(timeout=TIMEOUT_MS)
+    found = {"request waiting": await serious_violations(console)}
+    await request.get_by_role("button", name="Accept").click()
+    await agent_says(console, "Let me check")
+    log = console.get_by_role("log", name="Messages")
+    await log.locator(".msg.agent:not(.pending)").wait_for(timeout=TIMEOUT_MS)
+    await (
+        console.locator("#conversations button").filter(has_text="Ben").wait_for(timeout=TIMEOUT_MS)
+    )
+    found["chat open"] = await serious_violations(console)
+    assert not any(found.values()), "\n".join(
+        f"{step}:\n{describe(violations)}" for step, violations in found.items() if violations
+    )
+
+
+# A tight op budget so that the messages below are certain to run into it: 5 at once, then 10
+# a second (the default 40 / 20 a second would take 200 messages to show the same thing).
+TIGHT = {"ws_rate_per_s": 10.0, "ws_rate_burst": 5}
+# Typed in one go, as fast as a script can: each one a keystroke (a typing signal) and Enter.
+TYPE_ALL = """(texts) => {
+  const root = document.querySelector("#relaydesk-widget").shadowRoot;
+  const box = root.querySelector(".composer textarea");
+  for (const text of texts) {
+    box.value = text;
+    box.dispatchEvent(new Event("input"));
+    box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+  }
+}"""
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def tight_system(settings: Settings) -> AsyncIterator[RunningSystem]:
+    async with running_system(settings.model_copy(update=TIGHT)) as running:
+        yield running
+
+
+async def test_messages_typed_faster_than_the_rate_limit_are_stored_in_typed_order(
+    tight_system, browser
+) -> None:
+    """Refused sends used to be retried one by one after random delays (and typing signals
+    used up the budget too): history held 4, 7, 5, 12… while the widget showed 1, 2, 3."""
+    system = tight_system
+    await make_tenant(system, "burst")
+    agent = await online_agent(system, "burst")
+    refusals: list[str] = []
+    demo = await open_demo(
+        await browser.new_context(),
+        system,
+        "burst",
+        on_socket=lambda socket: socket.on(
+            "framereceived",
+            lambda payload: refusals.append(payload) if "rate_limited" in str(payload) else None,
+        ),
+    )
+    await start_chat(demo, "Tess")
+    await accept_next(agent)
+    typed = [f"message {n:02d}" for n in range(1, 41)]
+    await demo.evaluate(TYPE_ALL, typed)
+
+    chat = widget(demo)
+    await eventually(
+        lambda: chat.locator(".msg.customer:not(.pending)").count(),
+        what="the first message to be confirmed",
+    )
+    await chat.locator(".msg.customer.pending").first.wait_for(
+        state="detached", timeout=4 * TIMEOUT_MS
+    )
+    shown = await chat.locator(".msg.customer").all_inner_texts()
+    stored = [
+        e["data"]["body"]
+        for e in await visitor_history(demo, system, "burst")
+        if e["type"] == "message.sent" and e["data"]["author_kind"] == "customer"
+    ]
+    assert refusals, "the rate limit was never hit: the test did not test the refusal path"
+    assert shown == typed
+    assert stored == typed
+    await agent.close()
+
+
+# A customer's shop on another origin, embedding the widget as docs/browser.md says.
+SHOP_PAGE = """<!doctype html><html lang="en"><head><title>Shop</title></head><body><main>
+<h1>Shop</h1><script src="{gateway}/static/widget.js" data-tenant="{tenant}" async></script>
+</main></body></html>"""
+
+
+async def test_a_site_the_tenant_did_not_allow_is_told_so_and_never_retried(
+    system, browser, artifacts
+) -> None:
+    """Used to show the pre-chat form and "Connection lost, reconnecting…" for ever (the
+    refused upgrade reaches the page as a dropped connection)."""
+    await make_tenant(system, "fenced")
+    await as_boss(
+        system, "fenced", "PATCH", "/api/admin/settings", {"allowed_origins": ["https://a.example"]}
+    )
+    # Another origin than the gateway's (its own pages are always allowed): a port nobody
+    # listens on, its page served by Playwright. Chromium counts such a page as public and
+    # asks before it reaches loopback (Local Network Access): granted, as for a real shop
+    # whose widget is served from the internet.
+    shop = f"http://127.0.0.1:{free_port()}"
+    context = await browser.new_context(permissions=["local-network-access"])
+    page_html = SHOP_PAGE.format(gateway=system.gateway.base_url, tenant="fenced")
+    await context.route(
+        f"{shop}/**", lambda route: route.fulfill(content_type="text/html", body=page_html)
+    )
+    page = await context.new_page()
+    sockets: list[Any] = []
+    page.on("websocket", lambda socket: sockets.append(socket))
+    await page.goto(f"{shop}/")
+    chat = widget(page)
+    await chat.get_by_role("button", name="Open chat").click()
+    await chat.get_by_text("This chat is not available on this site.").wait_for(timeout=TIMEOUT_MS)
+    assert await chat.get_by_role("button", name="Start chat").is_hidden()
+    assert await chat.get_by_text("reconnecting").count() == 0
+    assert sockets == [], "the widget opened a socket the gateway refuses"
+    await page.screenshot(path=str(artifacts / "widget-blocked-site.png"))
+
+
+async def test_after_a_reload_the_widget_shows_its_status_and_escape_closes_it(
+    system, browser
+) -> None:
+    """The header status was blank after a reload (history holds messages, not the state),
+    and Escape did nothing."""
+    await make_tenant(system, "reload")
+    agent = await online_agent(system, "reload", "Rita")
+    demo = await open_demo(await browser.new_context(), system, "reload")
+    chat = widget(demo)
+    await start_chat(demo, "Ola")
+    await accept_next(agent)
+    status = chat.get_by_role("status")
+    await status.filter(has_text="Rita is here to help").wait_for(timeout=TIMEOUT_MS)
+
+    await demo.reload()
+    await chat.get_by_role("button", name="Open chat").click()
+    await chat.get_by_label("Your message").wait_for(timeout=TIMEOUT_MS)
+    await status.filter(has_text="Rita is here to help").wait_for(timeout=TIMEOUT_MS)
+
+    await chat.get_by_label("Your message").press("Escape")
+    await chat.get_by_role("dialog", name="Chat").wait_for(state="hidden", timeout=TIMEOUT_MS)
+    open_button = chat.get_by_role("button", name="Open chat")
+    assert await open_button.evaluate("button => button.getRootNode().activeElement === button")
+    await agent.close()
+
+
+async def test_the_rating_card_keeps_the_agents_last_message_in_view(system, browser) -> None:
+    """The card appearing under a full log pushed the agent's last words out of view."""
+    await make_tenant(system, "rating")
+    agent = await online_agent(system, "rating")
+    demo = await open_demo(await browser.new_context(), system, "rating")
+    chat = widget(demo)
+    await start_chat(demo, "Pia")
+    conversation_id = await accept_next(agent)
+    for n in range(1, 13):  # more than the log shows at once
+        await agent.op("send", conversation_id=conversation_id, body=f"Step {n} of the fix")
+    await agent.op("send", conversation_id=conversation_id, body="Anything else I can do?")
+    last = chat.locator(".msg.agent").filter(has_text="Anything else I can do?")
+    await last.wait_for(timeout=TIMEOUT_MS)
+    await agent.op("close", conversation_id=conversation_id)
+    await chat.get_by_role("button", name="Send rating").wait_for(timeout=TIMEOUT_MS)
+
+    log, message = await chat.get_by_role("log").bounding_box(), await last.bounding_box()
+    assert log["y"] <= message["y"], (log, message)
+    assert message["y"] + message["height"] <= log["y"] + log["height"], (log, message)
+    await agent.close()

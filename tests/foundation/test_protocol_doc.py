@@ -175,6 +175,10 @@ def test_limits_state_the_defaults() -> None:
             defaults["ws_rate_per_s"].default,
             defaults["ws_rate_burst"].default,
         ],
+        "RELAYDESK_WS_TYPING_RATE_PER_S": [
+            defaults["ws_typing_rate_per_s"].default,
+            defaults["ws_typing_burst"].default,
+        ],
         "RELAYDESK_WS_QUEUE_LIMIT": [defaults["ws_queue_limit"].default],
         "RELAYDESK_RESUME_BUFFER_EVENTS": [defaults["resume_buffer_events"].default],
         "RATE_VIOLATIONS_BEFORE_CLOSE": [ws.RATE_VIOLATIONS_BEFORE_CLOSE],

@@ -43,6 +43,16 @@ async def test_visitor_origin_is_checked_and_stays_checked_while_the_admin_servi
     await refused(system, "acme", "https://shop.acme.test.evil.example")
     await accepted(system, "acme", SHOP)
     await accepted(system, "globex", EVIL)  # no sites configured: any site
+    # The widget's session answers the same, so the widget can say "not on this site" (a
+    # browser sees a refused upgrade only as a dropped connection).
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        for origin, status in ((EVIL, 403), (None, 403), (SHOP, 200)):
+            headers = {"Origin": origin} if origin else {}
+            session = await http.post(
+                "/api/visitor/session", json={"tenant": "acme"}, headers=headers
+            )
+            assert session.status_code == status, (origin, session.text)
+        assert session.json()["visitor_token"]
 
     admin = next(s for s in system.services if isinstance(s, AdminService))
     await admin.stop()

@@ -149,3 +149,19 @@ async def test_rate_limit_answers_rate_limited_and_keeps_serving(
     results = await asyncio.gather(*(agent.op("status", status="online") for _ in range(8)))
     codes = sorted(r.get("code") or r["t"] for r in results)
     assert "ack" in codes and "rate_limited" in codes, codes
+    # A refusal says when a resend can be taken, so an ordered client waits once, not blindly.
+    assert all(r["retry_after_ms"] > 0 for r in results if r.get("code") == "rate_limited")
+
+
+async def test_typing_signals_do_not_use_up_the_message_budget(
+    tight_system: RunningSystem,
+) -> None:
+    """The customer's ops may burst 3 frames; ``start`` took one. Typing next to each message
+    used to draw on the same budget, and the message after three signals was refused."""
+    _, customer, conversation_id = await engaged_pair(tight_system)
+    signals = await asyncio.gather(
+        *(customer.op("typing", conversation_id=conversation_id, typing=True) for _ in range(3))
+    )
+    assert [s["t"] for s in signals] == ["ack"] * 3, signals
+    sent = await customer.op("send", conversation_id=conversation_id, body="after typing")
+    assert sent["t"] == "ack", sent

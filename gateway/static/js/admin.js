@@ -51,18 +51,37 @@ async function show(section) {
 }
 
 function table(headers, rows) {
-  return el("table", {}, el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
-    el("tbody", {}, rows.length ? rows.map((cells) => el("tr", {}, cells.map((c) => el("td", {}, c)))) : [el("tr", {}, el("td", { colspan: String(headers.length), class: "muted" }, "Nothing yet."))]));
+  // In its own scrolling box: a wide table scrolls inside its card instead of pushing the page sideways.
+  return el("div", { class: "table-scroll" }, el("table", {}, el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, rows.length ? rows.map((cells) => el("tr", {}, cells.map((c) => el("td", {}, c)))) : [el("tr", {}, el("td", { colspan: String(headers.length), class: "muted" }, "Nothing yet."))])));
+}
+
+/** A field's value refused before anything is sent: the message says what to write instead. */
+class FieldError extends Error {
+  constructor(name, message) {
+    super(message);
+    this.field = name;
+  }
 }
 
 function form(fields, submitLabel, onSubmit) {
-  const node = el("form", { class: "card form-grid" }, fields, el("button", { class: "btn primary", type: "submit" }, submitLabel));
+  // Errors stay in the form (an alert next to the button, the field marked invalid) until the
+  // next try, rather than in a toast that is gone before it is read.
+  const problem = el("p", { class: "error form-error", role: "alert" });
+  const node = el("form", { class: "card form-grid" }, fields, el("button", { class: "btn primary", type: "submit" }, submitLabel), problem);
   node.addEventListener("submit", async (event) => {
     event.preventDefault();
+    problem.textContent = "";
+    node.querySelectorAll("[aria-invalid]").forEach((f) => f.removeAttribute("aria-invalid"));
     try {
       await onSubmit(new FormData(node), node);
     } catch (error) {
-      toast(error.message);
+      problem.textContent = error.message;
+      const culprit = error.field && node.elements.namedItem(error.field);
+      if (culprit) {
+        culprit.setAttribute("aria-invalid", "true");
+        culprit.focus();
+      }
     }
   });
   return node;
@@ -111,8 +130,12 @@ async function cannedSection(reload) {
   return [
     form([field("Shortcut", "shortcut", { required: true, pattern: "[\\w\\-]+", placeholder: "thanks" }), el("label", { style: "grid-column:span 2" }, "Text", el("textarea", { name: "text", required: true, rows: "2", maxlength: "8000" })), select("Shared with", "scope", scopes, scopes[0])],
       "Add response", (data, node) => act(session.call("/api/canned", { method: "POST", body: { shortcut: data.get("shortcut"), text: data.get("text"), scope: data.get("scope") } }).then(() => node.reset()), "Canned response added", reload)),
+    // Delete only where the server allows it: your personal responses (the only personal ones
+    // listed), shared ones with edit_shared_canned.
     table(["Shortcut", "Text", "Scope", "Used", ""], canned.map((c) => [`/${c.shortcut}`, c.text, c.scope, String(c.uses ?? 0),
-      el("button", { class: "btn small danger", type: "button", onclick: () => act(session.call(`/api/canned/${c.canned_id}`, { method: "DELETE" }), "Deleted", reload) }, "Delete")])),
+      c.scope === "personal" || session.can("edit_shared_canned")
+        ? el("button", { class: "btn small danger", type: "button", onclick: () => act(session.call(`/api/canned/${c.canned_id}`, { method: "DELETE" }), "Deleted", reload) }, "Delete")
+        : ""])),
   ];
 }
 
@@ -129,7 +152,8 @@ async function settingsSection(reload) {
     // Empty keeps messages for ever; otherwise closed conversations lose their message contents after this many days.
     field("Keep messages of closed conversations (days; empty = for ever)", "retention_days", { type: "number", min: "1", max: "36500", value: s.retention_days ? String(s.retention_days) : "" }),
     el("label", { style: "grid-column:1/-1" }, "Business hours (JSON, e.g. {\"mon\": [[\"09:00\",\"17:00\"]]}; empty = always open)",
-      el("textarea", { name: "business_hours", rows: "3" }, s.business_hours ? JSON.stringify(s.business_hours) : "")),
+      el("textarea", { name: "business_hours", rows: "3", "aria-describedby": "hours-help" }, s.business_hours ? JSON.stringify(s.business_hours) : "")),
+    el("p", { id: "hours-help", class: "muted", style: "grid-column:1/-1;margin:0" }, "Days mon … sun, each a list of [opening, closing] times in the time zone above; a day left out is closed."),
     // Both are shown to customers as chat notes (at most 200 characters); empty: no note.
     el("label", { style: "grid-column:1/-1" }, "Greeting", el("input", { name: "greeting", maxlength: "200", value: s.greeting })),
     el("label", { style: "grid-column:1/-1" }, "Offline text", el("input", { name: "offline_text", maxlength: "200", value: s.offline_text })),
@@ -140,11 +164,29 @@ async function settingsSection(reload) {
       offer_timeout_s: data.get("offer_timeout_s") ? Number(data.get("offer_timeout_s")) : null,
       max_chats_default: Number(data.get("max_chats_default")), timezone: data.get("timezone"), greeting: data.get("greeting"), offline_text: data.get("offline_text"),
       allowed_origins: String(data.get("allowed_origins")).split(",").map((o) => o.trim()).filter(Boolean),
-      business_hours: hours ? JSON.parse(hours) : null,
+      business_hours: parseHours(hours),
       retention_days: data.get("retention_days") ? Number(data.get("retention_days")) : null,
     };
     await act(session.call("/api/admin/settings", { method: "PATCH", body: changes }), "Settings saved", reload);
   });
+}
+
+const HOURS_EXAMPLE = '{"mon": [["09:00", "17:00"]], "tue": [["09:00", "12:00"], ["13:00", "17:00"]]}';
+
+/** The business-hours field as the API wants it, or a FieldError that says how to write it
+ * (JSON.parse's own message, "Unexpected token m…", means nothing to an administrator). */
+function parseHours(text) {
+  if (!text) return null;
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = undefined;
+  }
+  if (!value || typeof value !== "object" || Array.isArray(value)) {
+    throw new FieldError("business_hours", `Business hours are not in the expected form. Write each open day with its opening and closing times, e.g. ${HOURS_EXAMPLE}, or leave the field empty for always open.`);
+  }
+  return value;
 }
 
 const CONNECTOR_FIELDS = {
@@ -211,9 +253,16 @@ async function openInvoice(number) {
 
 let reportGrouping = "day";
 
+/** agent id → name, for labels (any agent may list colleagues; removed ones keep their id). */
+async function agentNames() {
+  const agents = await session.call("/api/admin/agents/status").catch(() => []);
+  return new Map(agents.filter((a) => a.name).map((a) => [a.agent_id, a.name]));
+}
+
 async function reportsSection(reload) {
-  const report = await session.call(`/api/reports/summary?group_by=${reportGrouping}`);
-  const rows = report.rows || [];
+  const [report, names] = await Promise.all([session.call(`/api/reports/summary?group_by=${reportGrouping}`), reportGrouping === "agent" ? agentNames() : new Map()]);
+  // Rows per agent are keyed by agent id: show the name (the id stays in the CSV export).
+  const rows = (report.rows || []).map((r) => ({ ...r, key: names.get(r.key) || r.key }));
   const peak = Math.max(1, ...rows.map((r) => r.conversations || 0));
   const grouping = el("select", { "aria-label": "Group by", onchange: (e) => { reportGrouping = e.target.value; reload(); } },
     ["day", "agent", "group", "channel"].map((g) => el("option", { value: g, selected: g === reportGrouping }, `per ${g}`)));
@@ -242,13 +291,14 @@ async function auditSection() {
     const timeline = await session.call(`/api/audit/conversations/${encodeURIComponent(id)}/timeline`);
     output.replaceChildren(timelineView(id, timeline));
   });
-  const settingsOutput = el("pre", { "aria-label": "Settings at that moment" });
+  // A <pre> may not carry a name (axe: aria-prohibited-attr); the figure around it does.
+  const settingsOutput = el("pre");
   const settingsForm = form([field("Tenant settings as they were at", "at", { type: "datetime-local", required: true })], "Show settings", async (data) => {
     const at = new Date(String(data.get("at"))).toISOString();
     const found = await session.call(`/api/audit/settings?at=${encodeURIComponent(at)}`);
     settingsOutput.textContent = JSON.stringify(found, null, 2);
   });
-  return [search, output, settingsForm, settingsOutput, adminChangesView()];
+  return [search, output, settingsForm, el("figure", { "aria-label": "Settings at that moment" }, settingsOutput), adminChangesView()];
 }
 
 const ADMIN_KINDS = ["", "agents", "groups", "canned", "settings", "webhooks", "connectors", "plan"];
@@ -262,15 +312,16 @@ function adminChangesView() {
     const query = new URLSearchParams();
     for (const name of ["since", "until"]) if (data.get(name)) query.set(name, new Date(String(data.get(name))).toISOString());
     if (data.get("kind")) query.set("kind", String(data.get("kind")));
-    const found = await session.call(`/api/audit/admin-events?${query}`);
+    const [found, names] = await Promise.all([session.call(`/api/audit/admin-events?${query}`), agentNames()]);
     output.replaceChildren(table(["When", "Who", "What", "Subject", "Before", "After"], found.events.map((e) =>
-      [new Date(e.occurred_at).toLocaleString(), `${e.actor.kind}:${e.actor.id}`, e.type, e.subject || "—", asJson(e.before), asJson(e.after)])));
+      [new Date(e.occurred_at).toLocaleString(), e.actor.kind === "agent" && names.has(e.actor.id) ? `${names.get(e.actor.id)} (${e.actor.id})` : `${e.actor.kind}:${e.actor.id}`,
+        e.type, e.subject || "—", asJson(e.before), asJson(e.after)])));
   });
   return el("div", { class: "card" }, el("h2", {}, "Administrative changes"), search, output);
 }
 
 function timelineView(id, timeline) {
-  const state = el("pre", { "aria-label": "State at the chosen moment" }, "Pick an event to see the conversation as it was then.");
+  const state = el("pre", {}, "Pick an event to see the conversation as it was then.");
   const verdict = el("p", { class: timeline.chain_ok ? "muted" : "error" }, timeline.chain_ok ? "Hash chain intact." : `Hash chain broken at position ${timeline.broken_at}.`);
   const items = timeline.events.map((event) => el("li", {},
     el("button", { class: "btn small", type: "button", onclick: async () => {
@@ -279,5 +330,5 @@ function timelineView(id, timeline) {
     } }, "State here"), " ",
     el("strong", {}, event.type), " ", el("span", { class: "muted" }, `#${event.position} · ${new Date(event.occurred_at).toLocaleString()} · ${event.actor.kind}:${event.actor.id}`),
     event.data.body ? el("div", {}, event.data.body) : event.data.text ? el("div", { class: "muted" }, event.data.text) : null));
-  return el("div", { class: "card" }, verdict, el("ol", { class: "timeline", "aria-label": "Event timeline" }, items), el("h2", {}, "State"), state);
+  return el("div", { class: "card" }, verdict, el("ol", { class: "timeline", "aria-label": "Event timeline" }, items), el("h2", {}, "State"), el("figure", { "aria-label": "State at the chosen moment" }, state));
 }

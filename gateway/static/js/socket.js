@@ -4,7 +4,10 @@
 // reconnects with full-jitter backoff, resuming from that position, so a dropped
 // connection or a gateway restart neither loses nor repeats events. Commands carry a
 // client-chosen idempotency key and stay in an outbox until the server acks them, so a
-// message typed while offline is sent once when the connection is back.
+// message typed while offline is sent once when the connection is back. Ordered commands
+// (a customer's messages) go one at a time, oldest first: the server executes frames as
+// they arrive, so two in flight may reach the log in either order (docs/protocol.md,
+// "Keeping the order of messages").
 
 export function fullJitterDelay(attempt, baseMs = 300, capMs = 10000) {
   // AWS "Exponential Backoff And Jitter": sleep = random(0, min(cap, base * 2^attempt)).
@@ -42,8 +45,13 @@ export class RelaySocket {
     this.storage = options.storage || null;
     this.key = options.storageKey || "relaydesk";
     this.position = this._load("pos", null);
-    this.outbox = new Map(); // id -> {frame, resolve, reject, persist}
-    for (const frame of this._load("outbox", [])) this.outbox.set(frame.id, { frame, persist: true });
+    // id -> {frame, resolve, reject, persist, retry, ordered, sent, waiting}; a Map keeps the
+    // order commands were made in, which is the order ordered ones are sent in.
+    this.outbox = new Map();
+    for (const saved of this._load("outbox", [])) {
+      const [frame, ordered] = saved.frame ? [saved.frame, saved.ordered] : [saved, false]; // older pages saved bare frames
+      this.outbox.set(frame.id, { frame, persist: true, ordered: Boolean(ordered) });
+    }
     this.attempt = 0;
     this.ws = null;
     this.stopped = false;
@@ -71,13 +79,15 @@ export class RelaySocket {
    * `retry: false` rejects on `rate_limited` / `unavailable` instead of resending: for a
    * person waiting on a dialog, and for `transfer`, whose `unavailable` means "nobody can
    * take it" and gets the same answer however often the same key is sent.
+   * `ordered: true` queues it behind the earlier ordered commands: it is sent once they are
+   * settled, so the log holds them in the order they were made, refusals and resends included.
    */
-  command(op, fields = {}, { persist = false, id = newKey(), retry = true } = {}) {
+  command(op, fields = {}, { persist = false, id = newKey(), retry = true, ordered = false } = {}) {
     const frame = { op, id, ...fields };
     return new Promise((resolve, reject) => {
-      this.outbox.set(id, { frame, resolve, reject, persist, retry });
+      this.outbox.set(id, { frame, resolve, reject, persist, retry, ordered });
       if (persist) this._saveOutbox();
-      if (this.connected) this.ws.send(JSON.stringify(frame));
+      this._flush();
     });
   }
 
@@ -113,7 +123,8 @@ export class RelaySocket {
       this.attempt = 0;
       if (this.position === null || this.position === undefined) this._setPosition(frame.position);
       this._state("online", frame.session);
-      for (const entry of this.outbox.values()) this.ws.send(JSON.stringify(entry.frame));
+      for (const entry of this.outbox.values()) entry.sent = false; // a new connection: all unsent
+      this._flush();
     } else if (frame.t === "event") {
       if (this.position !== null && frame.position <= this.position) return; // seen already
       this._setPosition(frame.position);
@@ -121,7 +132,7 @@ export class RelaySocket {
     } else if (frame.t === "ack") {
       this._settle(frame.id, (entry) => entry.resolve && entry.resolve(frame));
     } else if (frame.t === "error") {
-      if (frame.id && RETRYABLE.has(frame.code) && this.outbox.get(frame.id)?.retry !== false) this._retryLater(frame.id);
+      if (frame.id && RETRYABLE.has(frame.code) && this.outbox.get(frame.id)?.retry !== false) this._retryLater(frame.id, frame.retry_after_ms);
       else if (frame.id) this._settle(frame.id, (entry) => entry.reject && entry.reject(Object.assign(new Error(frame.message), { code: frame.code })));
       else this._state("error", frame);
     } else if (frame.t === "resync") {
@@ -130,13 +141,34 @@ export class RelaySocket {
     }
   }
 
-  _retryLater(id) {
+  /** Send what may go now: every unordered command not sent on this connection, and the
+   * oldest ordered one once nothing ordered is in flight or waiting to be resent. */
+  _flush() {
+    if (!this.connected) return;
+    let orderedBusy = false;
+    for (const entry of this.outbox.values()) {
+      if (entry.ordered) {
+        if (orderedBusy) continue;
+        orderedBusy = true; // the oldest ordered entry: sent, in flight or waiting, it blocks the rest
+      }
+      if (entry.sent || entry.waiting) continue;
+      entry.sent = true;
+      this.ws.send(JSON.stringify(entry.frame));
+    }
+  }
+
+  _retryLater(id, retryAfterMs) {
     const entry = this.outbox.get(id);
     if (!entry) return;
     entry.retries = (entry.retries || 0) + 1;
+    entry.sent = false;
+    entry.waiting = true;
+    // The server says when a resend can be taken (a rate limit); otherwise back off.
+    const delay = retryAfterMs > 0 ? retryAfterMs + Math.random() * 50 : fullJitterDelay(entry.retries, 500, 8000);
     setTimeout(() => {
-      if (this.connected && this.outbox.has(id)) this.ws.send(JSON.stringify(entry.frame));
-    }, fullJitterDelay(entry.retries, 500, 8000));
+      entry.waiting = false;
+      this._flush();
+    }, delay);
   }
 
   _settle(id, callback) {
@@ -145,6 +177,7 @@ export class RelaySocket {
     this.outbox.delete(id);
     if (entry.persist) this._saveOutbox();
     callback(entry);
+    this._flush(); // the next ordered command may go
   }
 
   async _closed(ws, code) {
@@ -175,7 +208,7 @@ export class RelaySocket {
   }
 
   _saveOutbox() {
-    this._save("outbox", [...this.outbox.values()].filter((e) => e.persist).map((e) => e.frame));
+    this._save("outbox", [...this.outbox.values()].filter((e) => e.persist).map((e) => ({ frame: e.frame, ordered: Boolean(e.ordered) })));
   }
 
   _load(name, fallback) {
