@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.access_log import AccessLogMiddleware
 from gateway.auth.http import get_deps
 from gateway.body_limits import BodyLimitMiddleware
 from gateway.deps import GatewayDeps
@@ -77,6 +78,8 @@ def create_app(settings: Settings) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
+    # Outermost: one access line per request, whoever answered it (gateway/access_log.py).
+    app.add_middleware(AccessLogMiddleware)
     _install_error_handlers(app)
 
     @app.get("/healthz")

@@ -19,6 +19,7 @@ from history_service.queries import HistoryQueries
 from history_service.read_models import ReadModels
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.rpc import serve_queries
+from relaydesk.metrics import HISTORY_BATCH_EVENTS
 from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
 from relaydesk.store import (
@@ -92,6 +93,7 @@ class HistoryService:
     async def _follow(self, reader: LogReader) -> None:
         async for batch in reader.batches(max_batch=self._batch_size, linger_s=BATCH_LINGER_S):
             await self._apply_until_done(batch)
+            HISTORY_BATCH_EVENTS.observe(len(batch))
             self.position = batch[-1].position
             async with self.caught_up:
                 self.caught_up.notify_all()

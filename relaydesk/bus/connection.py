@@ -24,6 +24,7 @@ from relaydesk.bus.codec import envelope_body
 from relaydesk.bus.endpoint import StreamEndpoint
 from relaydesk.bus.stream_publisher import PublishRefused, StreamPublisher
 from relaydesk.bus.topology import declare_core
+from relaydesk.metrics import EVENTS_PUBLISHED, PUBLISH_CONFIRM_SECONDS, PUBLISH_FAILURES
 
 log = structlog.get_logger(__name__)
 
@@ -142,8 +143,22 @@ class Bus:
         """Publish events (one frame per batch, pipelined confirms); all confirmed on return."""
         assert self._log is not None, "connect() first"
         pending = [(envelope_body(e), e.id) for e in envelopes]
+        if not pending:
+            return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.publish_timeout_s
+        started = loop.time()
+        try:
+            await self._append(pending, deadline=started + self.publish_timeout_s)
+        except PublishFailed:
+            PUBLISH_FAILURES.labels(self.service).inc()
+            raise
+        PUBLISH_CONFIRM_SECONDS.labels(self.service).observe(loop.time() - started)
+        EVENTS_PUBLISHED.labels(self.service).inc(len(pending))
+
+    async def _append(self, pending: list[tuple[bytes, str]], *, deadline: float) -> None:
+        """Retry what was not confirmed, with the same ids, until ``deadline``."""
+        assert self._log is not None, "connect() first"
+        loop = asyncio.get_running_loop()
         while pending:
             remaining = deadline - loop.time()
             if remaining <= 0:

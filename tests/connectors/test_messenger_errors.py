@@ -1,4 +1,9 @@
-"""Send API errors in the documented Graph shapes: transient retried, permanent reported once."""
+"""Send API errors in the documented Graph shapes: transient retried, permanent reported once.
+
+Each send's outcome is counted on relaydesk_connector_sends_total (relaydesk/metrics.py).
+"""
+
+from prometheus_client import REGISTRY
 
 from connectors.service import ConnectorsService
 from relaydesk.bus import Bus
@@ -6,6 +11,11 @@ from tests.connectors.contract import TENANT
 from tests.connectors.fakes.messenger import GRAPH_ERRORS, FakeMessenger
 from tests.connectors.harness import MessengerDriver
 from tests.connectors.helpers import LogWatch, agent_reply
+
+
+def sends(outcome: str) -> float:
+    labels = {"platform": "messenger", "outcome": outcome}
+    return REGISTRY.get_sample_value("relaydesk_connector_sends_total", labels) or 0.0
 
 
 async def _conversation(
@@ -23,6 +33,7 @@ async def test_transient_errors_are_retried_then_delivered_once(
     fake_messenger: FakeMessenger, connectors: ConnectorsService, bus: Bus, watch: LogWatch
 ) -> None:
     driver, conversation_id = await _conversation(fake_messenger, connectors, bus, watch)
+    counted = {outcome: sends(outcome) for outcome in ("sent", "failed", "deferred")}
     fake_messenger.fail_next = [
         "1200 temporary",
         "2 unexpected",
@@ -43,6 +54,12 @@ async def test_transient_errors_are_retried_then_delivered_once(
     )  # recovered within the round: nothing to report
     assert len(watch.of("connector.outbound_sent", message_id=first)) == 1
     assert connectors.breaker_state("fb1") == "closed"
+    # retries within a round are one send: two sent, nothing failed or deferred
+    assert {outcome: sends(outcome) - n for outcome, n in counted.items()} == {
+        "sent": 2,
+        "failed": 0,
+        "deferred": 0,
+    }
 
 
 async def test_permanent_errors_are_reported_once_with_the_reason_and_not_retried(
@@ -50,6 +67,7 @@ async def test_permanent_errors_are_reported_once_with_the_reason_and_not_retrie
 ) -> None:
     driver, conversation_id = await _conversation(fake_messenger, connectors, bus, watch)
     permanent = ["100 invalid parameter", "551 unavailable", "10 outside window"]
+    counted = {outcome: sends(outcome) for outcome in ("sent", "failed")}
     fake_messenger.fail_next = list(permanent)
     failed_ids = [
         await agent_reply(bus, TENANT, conversation_id, f"refused: {name}") for name in permanent
@@ -73,3 +91,7 @@ async def test_permanent_errors_are_reported_once_with_the_reason_and_not_retrie
     assert (
         connectors.breaker_state("fb1") == "closed"
     )  # the platform answered: not a platform failure
+    assert {outcome: sends(outcome) - n for outcome, n in counted.items()} == {
+        "sent": 1,
+        "failed": len(permanent),
+    }
