@@ -23,6 +23,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relaydesk.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
+from relaydesk.tracing import span
 
 log = structlog.get_logger("gateway.access")
 
@@ -56,11 +57,19 @@ class AccessLogMiddleware:
                 message = {**message, "headers": [*message.get("headers", []), echoed]}
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
+        with (
+            structlog.contextvars.bound_contextvars(correlation_id=correlation_id),
+            span(
+                "HTTP", kind="server", attributes={"relaydesk.correlation_id": correlation_id}
+            ) as traced,
+        ):
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
                 self._record(scope, status, time.perf_counter() - started, correlation_id)
+                if traced is not None:  # tracing on: the span is named once the route is known
+                    traced.update_name(f"{scope['method']} {_route(scope)}")
+                    traced.set_attribute("http.response.status_code", status)
 
     @staticmethod
     def _record(scope: Scope, status: int, seconds: float, correlation_id: str) -> None:

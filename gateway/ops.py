@@ -51,6 +51,7 @@ from relaydesk.bus import Bus, RemoteError, RequestTimeout
 from relaydesk.bus.connection import PublishFailed
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.metrics import MESSAGES
+from relaydesk.tracing import span
 
 log = structlog.get_logger(__name__)
 
@@ -118,7 +119,8 @@ class Operations:
         except FrameError as exc:
             raise OpError("invalid_payload", exc.message, exc.field) from None
         try:
-            return await handler(principal, key, parsed)
+            with span(f"ws {op}", kind="server", attributes={"relaydesk.tenant": principal.tenant}):
+                return await handler(principal, key, parsed)
         except (InvalidPayload, UnknownType) as exc:
             raise OpError(exc.code, str(exc)) from None
         except PublishFailed:

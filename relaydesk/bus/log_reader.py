@@ -29,7 +29,7 @@ from rstream import Consumer, ConsumerOffsetSpecification, MessageContext, Offse
 
 from contracts import topology as names
 from contracts.envelope import LoggedEvent
-from relaydesk.bus.amqp10 import NotAMessage, message_body
+from relaydesk.bus.amqp10 import NotAMessage, message_parts
 from relaydesk.bus.codec import decode_envelope
 from relaydesk.bus.connection import Bus
 from relaydesk.bus.endpoint import close_quietly
@@ -254,12 +254,17 @@ class LogReader:
             return None  # re-delivered after a reconnect: already handed out
         self.last_position = position
         try:
-            body = message_body(raw)
+            body, traceparent = message_parts(raw)
         except NotAMessage as exc:
             await self._poison(raw, position, str(exc))
             return None
         try:
-            return LoggedEvent(position=position, envelope=decode_envelope(body), body=body)
+            return LoggedEvent(
+                position=position,
+                envelope=decode_envelope(body),
+                body=body,
+                traceparent=traceparent,
+            )
         except (ValueError, ValidationError) as exc:
             await self._poison(body, position, str(exc))
             return None

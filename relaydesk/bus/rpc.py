@@ -29,6 +29,7 @@ from relaydesk.bus.connection import Bus
 from relaydesk.bus.topology import declare_command_queue, declare_query_queue
 from relaydesk.logging import bind_correlation
 from relaydesk.metrics import REQUEST_SECONDS, REQUESTS
+from relaydesk.tracing import inject, span
 
 log = structlog.get_logger(__name__)
 
@@ -132,6 +133,7 @@ class RpcClient:
             reply_to=REPLY_TO,
             content_type="application/json",
             expiration=timeout,
+            headers=_traced({}),
         )
         raw, took = await self._timed_call(
             "query", name, names.QUERIES_EXCHANGE, service, message, timeout
@@ -158,6 +160,7 @@ class RpcClient:
         """Send a command to its single writer and wait for the decision."""
         message = encode_envelope(envelope, reply_to=REPLY_TO)
         message.correlation_id = uuid.uuid4().hex
+        _traced(message.headers)
         raw, took = await self._timed_call(
             "command", envelope.type, names.COMMANDS_EXCHANGE, service, message, timeout
         )
@@ -194,7 +197,9 @@ async def serve_queries(
         async with message.process(ignore_processed=True):
             try:
                 request = orjson.loads(message.body)
-                result = await handler(str(request["name"]), dict(request.get("params") or {}))
+                name = str(request["name"])
+                with span(f"query {name}", parent=message.headers, kind="server"):
+                    result = await handler(name, dict(request.get("params") or {}))
                 body = orjson.dumps({"result": result}, default=_json_default)
             except RemoteError as exc:
                 body = orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
@@ -232,7 +237,13 @@ async def serve_commands(bus: Bus, service: str, handler: CommandHandler) -> Abs
             return
         bind_correlation(envelope.correlation_id or envelope.id)
         try:
-            reply = await handler(envelope)
+            with span(
+                f"command {envelope.type}",
+                parent=message.headers,
+                kind="server",
+                attributes={"relaydesk.correlation_id": envelope.correlation_id or envelope.id},
+            ):
+                reply = await handler(envelope)
         except ContractError as exc:
             await bus.dead_letter(message.body, reason=f"{exc.code}: {exc}"[:500], source=service)
             reply = CommandReply(ok=False, code=exc.code, message=str(exc)[:300])
@@ -247,6 +258,12 @@ async def serve_commands(bus: Bus, service: str, handler: CommandHandler) -> Abs
 
     await queue.consume(on_message)
     return channel
+
+
+def _traced(headers: dict[str, Any]) -> dict[str, Any]:
+    """``headers`` with the current trace context (nothing added while tracing is off)."""
+    inject(headers)
+    return headers
 
 
 def _json_default(value: Any) -> Any:

@@ -1,8 +1,9 @@
-"""Metrics and access logs, read off a real conversation on one shared running system.
+"""Metrics, access logs and traces, read off a real conversation on one shared running system.
 
 The metrics are read from prometheus_client's registry in this process (where the gateway
 and the services run); a delta is compared with what the conversation put on the log, as
-seen by a supervisor's socket. The access log is captured as structured events.
+seen by a supervisor's socket. The access log is captured as structured events; traces go
+to OpenTelemetry's in-memory exporter while one test runs.
 """
 
 from collections import Counter
@@ -12,10 +13,13 @@ from dataclasses import dataclass
 import httpx
 import pytest
 import pytest_asyncio
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from history_service.service import HistoryService
+from relaydesk.tracing import disable_tracing, enable_tracing, tracing_enabled
 from tests.admin.helpers import eventually
 from tests.gateway.wsclient import Client
 from tests.servers import MongoServer, RabbitVhosts
@@ -176,6 +180,13 @@ async def test_a_query_is_timed_on_both_sides_and_logged_without_its_token(
     token = system.visitor_token("logs", "v9")
     customer = await Client.connect(system.gateway.ws_url, token)
     conversation_id = (await customer.op("start"))["conversation_id"]
+    path = f"/api/conversations/{conversation_id}/transcript"
+    auth = {"Authorization": f"Bearer {token}"}
+
+    async def archived() -> bool:
+        return (await http.get(path, headers=auth)).status_code == 200
+
+    await eventually(archived, what="the conversation in history")
     asked = {"kind": "query", "target": "history", "name": "transcript"}
     sent = value("relaydesk_request_seconds_count", **asked)
     answered = value("relaydesk_query_answer_seconds_count", service="history", query="transcript")
@@ -184,8 +195,8 @@ async def test_a_query_is_timed_on_both_sides_and_logged_without_its_token(
 
     with capture_logs() as logs:
         answer = await http.get(
-            f"/api/conversations/{conversation_id}/transcript",
-            headers={"Authorization": f"Bearer {token}", "X-Request-Id": "req-42"},
+            path,
+            headers={**auth, "X-Request-Id": "req-42"},
             params={"token": token},  # a token in the query string must not reach the log
         )
         missing = await http.get(f"/no/such/{conversation_id}")
@@ -221,3 +232,39 @@ async def test_a_query_is_timed_on_both_sides_and_logged_without_its_token(
     )
     assert "relaydesk_http_request_seconds_bucket" in str(snapshot())
     await customer.close()
+
+
+async def test_one_chat_message_is_one_trace_from_the_gateway_through_the_services(
+    shared: Shared,
+) -> None:
+    exporter = InMemorySpanExporter()
+    enable_tracing("tests", exporter, batch=False)
+    try:
+        customer = await Client.connect(
+            shared.system.gateway.ws_url, shared.system.visitor_token("traced", "v1")
+        )
+        conversation_id = (await customer.op("start"))["conversation_id"]
+        sent = await customer.op("send", conversation_id=conversation_id, body="hi")
+        assert sent["t"] == "ack", sent
+
+        def spans(name: str) -> list[ReadableSpan]:
+            return [s for s in exporter.get_finished_spans() if s.name == name]
+
+        [start] = spans("ws start")
+        [send] = spans("ws send")
+        assert start.context.trace_id != send.context.trace_id  # two actions, two traces
+        # the command the gateway sent is decided in the agent service, inside its trace
+        [decided] = spans("command conversation.request")
+        assert decided.context.trace_id == start.context.trace_id
+        assert decided.parent is not None
+        # the message the gateway appended to the log is archived by history, inside its trace
+        await eventually(
+            lambda: any(
+                s.context.trace_id == send.context.trace_id for s in spans("history archive")
+            ),
+            what="history's span in the message's trace",
+        )
+        await customer.close()
+    finally:
+        disable_tracing()
+    assert not tracing_enabled()
