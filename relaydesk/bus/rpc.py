@@ -133,7 +133,7 @@ class RpcClient:
             reply_to=REPLY_TO,
             content_type="application/json",
             expiration=timeout,
-            headers=_traced({}),
+            headers=_traced({}) or None,  # no header table at all while tracing is off
         )
         raw, took = await self._timed_call(
             "query", name, names.QUERIES_EXCHANGE, service, message, timeout
