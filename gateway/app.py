@@ -74,7 +74,8 @@ def create_app(settings: Settings) -> FastAPI:
         allow_origins=["*"],
         allow_credentials=False,
         allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"],
+        expose_headers=["X-Request-Id"],  # the request's correlation id (gateway/access_log.py)
         max_age=600,
     )
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
