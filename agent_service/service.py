@@ -21,16 +21,37 @@ from agent_service.snapshot import SnapshotStore, Snapshotter
 from agent_service.state import RoutingState
 from agent_service.timers import Timers
 from contracts.envelope import Envelope
+from contracts.events.conversation import (
+    ConversationAccepted,
+    ConversationMissed,
+    ConversationOffered,
+    ConversationQueued,
+    ConversationTransferred,
+    OfferDeclined,
+    OfferWithdrawn,
+)
 from contracts.plans import PlanCatalogue
 from contracts.replies import CommandReply
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
+from relaydesk.metrics import ROUTING_DECISIONS
 from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 
 log = structlog.get_logger(__name__)
+
+# Routing events counted on relaydesk_routing_decisions_total, by its ``decision`` label.
+ROUTING_DECISION = {
+    ConversationOffered.TYPE: "offered",
+    OfferDeclined.TYPE: "offer_declined",
+    OfferWithdrawn.TYPE: "offer_withdrawn",
+    ConversationAccepted.TYPE: "accepted",
+    ConversationTransferred.TYPE: "transferred",
+    ConversationQueued.TYPE: "queued",
+    ConversationMissed.TYPE: "missed",
+}
 
 SNAPSHOT_EVERY = 1000  # events folded between snapshots
 
@@ -121,6 +142,10 @@ class AgentService:
     async def _publish(self, events: Sequence[Envelope]) -> None:
         assert self.bus is not None, "start() first"
         await self.bus.publish_many(events)
+        for event in events:
+            decision = ROUTING_DECISION.get(event.type)
+            if decision is not None:
+                ROUTING_DECISIONS.labels(decision).inc()
 
     async def handle_command(self, command: Envelope) -> CommandReply:
         """Decide one command: same answer for a redelivery, events published before replying."""

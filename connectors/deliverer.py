@@ -28,6 +28,7 @@ from contracts.envelope import Actor, ActorKind, Envelope
 from contracts.events.connector import OutboundFailed, OutboundSent
 from contracts.ids import derive_event_id
 from relaydesk.bus import Bus
+from relaydesk.metrics import CONNECTOR_SENDS
 
 log = structlog.get_logger(__name__)
 
@@ -153,6 +154,9 @@ class Deliverer:
             try:
                 await self._send_parts(connector, item)
             except DeliveryError as exc:
+                CONNECTOR_SENDS.labels(
+                    connector.platform, "failed" if exc.permanent else "deferred"
+                ).inc()
                 if exc.permanent:
                     self._succeeded(breaker, connector)  # the platform answered
                     kind = "credentials" if exc.credentials else "message"
@@ -163,6 +167,7 @@ class Deliverer:
                 if not item.get("failure_reported"):
                     await self._report(item, connector, exc, finish=False)
                 return False
+            CONNECTOR_SENDS.labels(connector.platform, "sent").inc()
             self._succeeded(breaker, connector)
         await self._report(item, connector, None)
         return True

@@ -13,6 +13,7 @@ from contracts.events.message import MessageSent
 from contracts.ids import derive_event_id
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient
+from relaydesk.metrics import MESSAGES
 
 log = structlog.get_logger(__name__)
 
@@ -145,6 +146,7 @@ class InboundBridge:
             },
         )
         await self._bus.publish_many([sent, received])
+        MESSAGES.labels(connector.platform, "in").inc()
 
 
 def _user_key(connector: Connector, platform_user_id: str) -> str:

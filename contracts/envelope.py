@@ -77,3 +77,6 @@ class LoggedEvent(BaseModel):
     # The envelope's JSON exactly as it stands in the log, when read from it: fan-out
     # forwards it to sockets without serialising the event again.
     body: bytes | None = Field(default=None, exclude=True, repr=False)
+    # The W3C trace context its publisher was in, when tracing is on (relaydesk/tracing.py);
+    # not part of the event: never serialised, never sent to clients.
+    traceparent: str | None = Field(default=None, exclude=True, repr=False)

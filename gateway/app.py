@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.access_log import AccessLogMiddleware
 from gateway.auth.http import get_deps
 from gateway.body_limits import BodyLimitMiddleware
 from gateway.deps import GatewayDeps
@@ -73,10 +74,13 @@ def create_app(settings: Settings) -> FastAPI:
         allow_origins=["*"],
         allow_credentials=False,
         allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"],
+        expose_headers=["X-Request-Id"],  # the request's correlation id (gateway/access_log.py)
         max_age=600,
     )
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
+    # Outermost: one access line per request, whoever answered it (gateway/access_log.py).
+    app.add_middleware(AccessLogMiddleware)
     _install_error_handlers(app)
 
     @app.get("/healthz")

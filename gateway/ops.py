@@ -52,6 +52,8 @@ from gateway.visibility import may_read_conversation, may_write_conversation
 from relaydesk.bus import Bus, RemoteError, RequestTimeout
 from relaydesk.bus.connection import PublishFailed
 from relaydesk.bus.rpc import RpcClient
+from relaydesk.metrics import MESSAGES
+from relaydesk.tracing import span
 
 log = structlog.get_logger(__name__)
 
@@ -120,7 +122,8 @@ class Operations:
         except FrameError as exc:
             raise OpError("invalid_payload", exc.message, exc.field) from None
         try:
-            return await handler(principal, key, parsed)
+            with span(f"ws {op}", kind="server", attributes={"relaydesk.tenant": principal.tenant}):
+                return await handler(principal, key, parsed)
         except (InvalidPayload, UnknownType) as exc:
             raise OpError(exc.code, str(exc)) from None
         except PublishFailed:
@@ -148,16 +151,15 @@ class Operations:
             **attachment,
         }
         try:
-            return {
-                **await self._publish_event(
-                    principal, key, AttachmentSent.TYPE, 1, info.conversation_id, data
-                ),
-                "message_id": data["message_id"],
-            }
+            published = await self._publish_event(
+                principal, key, AttachmentSent.TYPE, 1, info.conversation_id, data
+            )
         except PublishFailed:
             raise OpError(
                 "unavailable", "the event log did not confirm; resend with the same key"
             ) from None
+        _count_message(principal, info)
+        return {**published, "message_id": data["message_id"]}
 
     # --- helpers -------------------------------------------------------------------
 
@@ -289,12 +291,11 @@ class Operations:
             data["client_ts_ms"] = frame.client_ts_ms
         if principal.kind == "agent" and frame.canned_response_id is not None:
             data["canned_response_id"] = frame.canned_response_id
-        return {
-            **await self._publish_event(
-                principal, key, MessageSent.TYPE, 2, info.conversation_id, data
-            ),
-            "message_id": message_id,
-        }
+        published = await self._publish_event(
+            principal, key, MessageSent.TYPE, 2, info.conversation_id, data
+        )
+        _count_message(principal, info)
+        return {**published, "message_id": message_id}
 
     async def _typing(self, principal: Principal, key: str, frame: TypingFrame) -> dict[str, Any]:
         info = await self._writable(principal, frame.conversation_id)
@@ -445,3 +446,9 @@ class Operations:
             await self._rpc.command("agent", envelope, timeout=self._timeout)
         except Exception as exc:  # noqa: BLE001 - presence is folded again on the agent's next action
             log.warning("connection_lost_not_sent", error=type(exc).__name__)
+
+
+def _count_message(principal: Principal, info: ConversationInfo) -> None:
+    """A message on the log: ``in`` from the customer, ``out`` from an agent (a resend with the
+    same key counts again: the metric counts publishes, the log dedupes them)."""
+    MESSAGES.labels(info.channel, "out" if principal.kind == "agent" else "in").inc()

@@ -35,6 +35,7 @@ from gateway.sessions import (
     Session,
 )
 from gateway.ws_limits import Refused
+from relaydesk.metrics import WEBSOCKET_CONNECTIONS
 
 log = structlog.get_logger(__name__)
 
@@ -114,9 +115,12 @@ async def _serve(websocket: WebSocket, deps: GatewayDeps) -> None:
     log.info(
         "ws_opened", kind=principal.kind, tenant=principal.tenant, resumed=resume_from is not None
     )
+    connections = WEBSOCKET_CONNECTIONS.labels(principal.kind)
+    connections.inc()
     try:
         await _read_loop(websocket, session, deps)
     finally:
+        connections.dec()
         expiry.cancel()
         deps.sessions.remove(session)
         session.close(session.close_code or 1000)

@@ -21,6 +21,7 @@ from history_service.read_models import ReadModels
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.rpc import serve_queries
 from relaydesk.keys import key_ring
+from relaydesk.metrics import HISTORY_BATCH_EVENTS
 from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
 from relaydesk.signing import Signer
@@ -32,6 +33,7 @@ from relaydesk.store import (
     make_client,
     with_store_retry,
 )
+from relaydesk.tracing import TRACEPARENT, span, tracing_enabled
 
 log = structlog.get_logger(__name__)
 
@@ -100,7 +102,14 @@ class HistoryService:
 
     async def _follow(self, reader: LogReader) -> None:
         async for batch in reader.batches(max_batch=self._batch_size, linger_s=BATCH_LINGER_S):
-            await self._apply_until_done(batch)
+            with span(
+                "history archive",
+                parent=_trace_of(batch),
+                kind="consumer",
+                attributes={"relaydesk.events": len(batch)},
+            ):
+                await self._apply_until_done(batch)
+            HISTORY_BATCH_EVENTS.observe(len(batch))
             self.position = batch[-1].position
             await self._anchor(everyone=False)  # a conversation closed: sign its end now
             async with self.caught_up:
@@ -163,3 +172,13 @@ class HistoryService:
             await asyncio.wait_for(
                 self.caught_up.wait_for(lambda: (self.position or -1) >= position), timeout
             )
+
+
+def _trace_of(batch: list[LoggedEvent]) -> dict[str, str] | None:
+    """The trace of the batch's latest traced event: archiving continues that action's trace
+    (under load a batch holds many actions; a span has one parent). Nothing is looked at
+    while tracing is off."""
+    if not tracing_enabled():
+        return None
+    traceparent = next((e.traceparent for e in reversed(batch) if e.traceparent), None)
+    return {TRACEPARENT: traceparent} if traceparent else None

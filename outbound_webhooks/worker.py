@@ -24,6 +24,7 @@ from outbound_webhooks.documents import WebhookDelivery, WebhookPosition
 from outbound_webhooks.signing import SIGNATURE_HEADER, sign
 from relaydesk.bus import Bus, LogReader
 from relaydesk.dedupe import SeenIds
+from relaydesk.metrics import WEBHOOK_DELIVERIES
 from relaydesk.net_guard import RefusedTarget
 from relaydesk.store import Checkpoints, bound, with_store_retry
 
@@ -105,7 +106,11 @@ class WebhookWorker:
             subscription_id=sub.subscription_id,
             start=start,
         )
-        async with LogReader(self._bus, start=start, prefetch=200, name=sub.consumer) as reader:
+        # Not measured: one reader per subscription would be a metric series per tenant's
+        # subscription (docs/observability.md); their positions are in the delivery log.
+        async with LogReader(
+            self._bus, start=start, prefetch=200, name=sub.consumer, measured=False
+        ) as reader:
             async for batch in reader.batches(max_batch=200):
                 for logged in batch:
                     await self._handle(logged)
@@ -164,6 +169,7 @@ class WebhookWorker:
         except httpx.HTTPError as exc:
             error, why = FAILED, type(exc).__name__
         ok = status is not None and 200 <= status < 300
+        WEBHOOK_DELIVERIES.labels(_outcome(ok, status, error)).inc()
         await self._record(logged, number, ok, status, error)
         if not ok:
             # the operator's log says why; the tenant's delivery log only "refused"/"failed"
@@ -196,3 +202,12 @@ class WebhookWorker:
             at=datetime.now(UTC),
         )
         await with_store_retry(delivery.insert)
+
+
+def _outcome(ok: bool, status: int | None, error: str | None) -> str:
+    """The delivery's ``outcome`` label (relaydesk/metrics.py)."""
+    if ok:
+        return "delivered"
+    if status is not None:
+        return "rejected"
+    return REFUSED if error == REFUSED else FAILED

@@ -16,6 +16,7 @@ bus would deliver.
 
 import functools
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 
 from contracts.queries import Query, describe
 from relaydesk.bus.rpc import RemoteError
+from relaydesk.metrics import QUERY_ANSWER_SECONDS
 
 T = TypeVar("T")
 MARK = "__answers_query__"
@@ -92,5 +94,9 @@ class QueryAnswers:
         if found is None:
             raise RemoteError("unknown_query", f"{self.service} has no query {name!r}")
         _, method = found
-        result = method(params)  # plain params: validated, answered as JSON
-        return await result if inspect.isawaitable(result) else result
+        started = time.perf_counter()
+        try:
+            result = method(params)  # plain params: validated, answered as JSON
+            return await result if inspect.isawaitable(result) else result
+        finally:
+            QUERY_ANSWER_SECONDS.labels(self.service, name).observe(time.perf_counter() - started)

@@ -17,6 +17,7 @@ from relaydesk.keys import SERVICE_SECRETS, refusal, variable
 from relaydesk.logging import configure_logging
 from relaydesk.memory_snapshots import dump_on_signal
 from relaydesk.settings import Settings
+from relaydesk.tracing import configure_tracing
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +48,7 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
     if why is not None:
         _refuse(why)
     configure_logging(level=settings.log_level, fmt=settings.log_format, service=name)
+    configure_tracing(settings.otlp_endpoint, name)
 
     async def runner() -> None:
         stop = asyncio.Event()

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     )  # `relaydesk up`: priority drop for history, billing, connectors, embedded store
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
+    # OTLP/HTTP traces endpoint (e.g. http://otel-collector:4318/v1/traces); unset: tracing off,
+    # and nothing of OpenTelemetry is imported (relaydesk/tracing.py, docs/observability.md).
+    otlp_endpoint: str | None = None
 
     # No secret has a built-in value: a service refuses to start without the ones it needs
     # (relaydesk/keys.py), `relaydesk up` generates them into its data directory. The previous

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, HTTPException, Request
 
+from gateway.access_log import note_tenant
 from gateway.auth.tokens import AgentPrincipal, InvalidToken, Principal
 from gateway.deps import GatewayDeps
 
@@ -50,6 +51,7 @@ def require_principal() -> Callable[..., Awaitable[Principal]]:
             raise ApiError(401, "unauthorized", exc.reason) from None
         if deps.revocations.is_revoked(principal):
             raise ApiError(401, "unauthorized", "token revoked")
+        note_tenant(request.scope, principal.tenant)
         if isinstance(principal, AgentPrincipal):
             return await deps.group_permissions.current(principal)
         return principal

@@ -13,21 +13,26 @@ import struct
 from rstream.amqp import amqp_decoder
 
 DATA_SECTION = 0x75
+APPLICATION_PROPERTIES_SECTION = 0x74
+TRACEPARENT = "traceparent"
 _DESCRIBED = 0x00
 _SMALL_ULONG = 0x53
 _U32 = struct.Struct(">I")
 
 
-def encode_message(body: bytes, message_id: str) -> bytes:
+def encode_message(body: bytes, message_id: str, traceparent: str | None = None) -> bytes:
     """An AMQP 1.0 message: a properties section holding the message id, then ``body`` as data.
 
     The id lets an operator inspecting the stream see which event an entry is; nothing
-    else is needed (the envelope carries the rest).
+    else is needed (the envelope carries the rest). With tracing on (relaydesk/tracing.py)
+    an application-properties section carries the W3C ``traceparent`` between the two.
     """
     mid = message_id.encode()
     if len(mid) > 250:
         raise ValueError("message ids are at most 250 bytes")
     properties = b"\x00\x53\x73\xc0" + bytes((len(mid) + 3, 1, 0xA1, len(mid))) + mid
+    if traceparent is not None:
+        properties += _application_properties({TRACEPARENT: traceparent})
     size = len(body)
     data = (
         (b"\x00\x53\x75\xa0" + bytes((size,)))
@@ -37,33 +42,71 @@ def encode_message(body: bytes, message_id: str) -> bytes:
     return properties + data + body
 
 
+def _application_properties(values: dict[str, str]) -> bytes:
+    """A map8 of str8 keys and values (short ASCII strings: a traceparent is 55 bytes)."""
+    items = b"".join(
+        bytes((0xA1, len(k))) + k + bytes((0xA1, len(v))) + v
+        for k, v in ((k.encode(), v.encode()) for k, v in values.items())
+    )
+    if len(items) > 250:
+        raise ValueError("application properties too long for a map8")
+    return (
+        bytes((_DESCRIBED, _SMALL_ULONG, APPLICATION_PROPERTIES_SECTION, 0xC1, len(items) + 1))
+        + bytes((2 * len(values),))
+        + items
+    )
+
+
 class NotAMessage(ValueError):
     """The bytes are not an AMQP 1.0 message with a data section."""
 
 
 def message_body(raw: bytes) -> bytes:
-    """The concatenated ``data`` sections of an AMQP 1.0 message.
+    """The concatenated ``data`` sections of an AMQP 1.0 message."""
+    return message_parts(raw)[0]
+
+
+def message_parts(raw: bytes) -> tuple[bytes, str | None]:
+    """The concatenated ``data`` sections of an AMQP 1.0 message, and the ``traceparent``
+    application property when there is one.
 
     Falls back to the full decoder for encodings RabbitMQ does not produce for us
     (symbolic descriptors); raises :class:`NotAMessage` for anything else.
     """
     view = memoryview(raw)
-    index, end, parts = 0, len(raw), []
+    index, end, parts, traceparent = 0, len(raw), [], None
     try:
         while index < end:
             if view[index] != _DESCRIBED or view[index + 1] != _SMALL_ULONG:
-                return _decoded_body(raw)
+                return _decoded_body(raw), None
             section = view[index + 2]
             index += 3
             size, header = _value_size(view, index)
             if section == DATA_SECTION:
                 parts.append(bytes(view[index + header : index + header + size]))
+            elif section == APPLICATION_PROPERTIES_SECTION:
+                traceparent = _traceparent(view, index, header, size)
             index += header + size
     except IndexError:
         raise NotAMessage("truncated AMQP 1.0 message") from None
     if index != end or not parts:
         raise NotAMessage("no data section in the log entry")
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+    return (parts[0] if len(parts) == 1 else b"".join(parts)), traceparent
+
+
+def _traceparent(view: memoryview, index: int, header: int, size: int) -> str | None:
+    """The ``traceparent`` of an application-properties map, if it leads with it as we write
+    it (str8 key, str8 value); maps written by other publishers are not traces of ours."""
+    if view[index] != 0xC1:  # only the map8 we write
+        return None
+    at, stop = index + header + 1, index + header + size  # after the element count
+    if at + 2 > stop or view[at] != 0xA1:
+        return None
+    key_end = at + 2 + view[at + 1]
+    if bytes(view[at + 2 : key_end]) != TRACEPARENT.encode() or view[key_end] != 0xA1:
+        return None
+    value_end = key_end + 2 + view[key_end + 1]
+    return bytes(view[key_end + 2 : value_end]).decode("ascii", "replace")
 
 
 def _value_size(view: memoryview, index: int) -> tuple[int, int]:

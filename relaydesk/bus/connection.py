@@ -24,8 +24,10 @@ from contracts.envelope import Envelope
 from relaydesk.bus.codec import envelope_body
 from relaydesk.bus.endpoint import StreamEndpoint, split_urls
 from relaydesk.bus.failover import FailoverConnection
-from relaydesk.bus.stream_publisher import PublishRefused, StreamPublisher
+from relaydesk.bus.stream_publisher import Entry, PublishRefused, StreamPublisher
 from relaydesk.bus.topology import declare_core
+from relaydesk.metrics import EVENTS_PUBLISHED, PUBLISH_CONFIRM_SECONDS, PUBLISH_FAILURES
+from relaydesk.tracing import current_traceparent
 
 log = structlog.get_logger(__name__)
 
@@ -163,9 +165,24 @@ class Bus:
     async def publish_many(self, envelopes: Iterable[Envelope]) -> None:
         """Publish events (one frame per batch, pipelined confirms); all confirmed on return."""
         assert self._log is not None, "connect() first"
-        pending = [(envelope_body(e), e.id) for e in envelopes]
+        traceparent = current_traceparent()  # None unless tracing is on (relaydesk/tracing.py)
+        pending = [(envelope_body(e), e.id, traceparent) for e in envelopes]
+        if not pending:
+            return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.publish_timeout_s
+        started = loop.time()
+        try:
+            await self._append(pending, deadline=started + self.publish_timeout_s)
+        except PublishFailed:
+            PUBLISH_FAILURES.labels(self.service).inc()
+            raise
+        PUBLISH_CONFIRM_SECONDS.labels(self.service).observe(loop.time() - started)
+        EVENTS_PUBLISHED.labels(self.service).inc(len(pending))
+
+    async def _append(self, pending: list[Entry], *, deadline: float) -> None:
+        """Retry what was not confirmed, with the same ids, until ``deadline``."""
+        assert self._log is not None, "connect() first"
+        loop = asyncio.get_running_loop()
         while pending:
             remaining = deadline - loop.time()
             if remaining <= 0:

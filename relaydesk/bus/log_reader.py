@@ -20,7 +20,7 @@ holds the broker back instead of buffering the whole log in memory.
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 import structlog
@@ -29,10 +29,11 @@ from rstream import Consumer, ConsumerOffsetSpecification, MessageContext, Offse
 
 from contracts import topology as names
 from contracts.envelope import LoggedEvent
-from relaydesk.bus.amqp10 import NotAMessage, message_body
+from relaydesk.bus.amqp10 import NotAMessage, message_parts
 from relaydesk.bus.codec import decode_envelope
 from relaydesk.bus.connection import Bus
 from relaydesk.bus.endpoint import close_quietly
+from relaydesk.metrics import LOG_READER_BUFFERED, LOG_READER_LAG_SECONDS, LOG_READER_POSITION
 
 log = structlog.get_logger(__name__)
 
@@ -49,15 +50,25 @@ class LogReader:
         bus: a connected :class:`Bus` (its stream endpoint is used; dead letters go through it).
         start: a position (resume *at* it), a moment, or ``"first"`` / ``"last"`` / ``"next"``.
         prefetch: entries buffered ahead of the caller.
-        name: for logs, the connection name and the dead-letter source header.
+        name: for logs, the connection name, the dead-letter source header and the
+            ``reader`` label of its metrics.
+        measured: export the reader's position and lag (relaydesk/metrics.py); off for
+            readers whose names are not a fixed few (one per webhook subscription).
     """
 
     def __init__(
-        self, bus: Bus, *, start: Start = "first", prefetch: int = 2000, name: str = "reader"
+        self,
+        bus: Bus,
+        *,
+        start: Start = "first",
+        prefetch: int = 2000,
+        name: str = "reader",
+        measured: bool = True,
     ) -> None:
         self._bus = bus
         self._start = start
         self._name = name
+        self._measured = measured
         # Entries carry the subscription generation they came from: after a reconnect, an
         # entry the old subscription still had in hand must not be taken for a new one.
         self._inbox: asyncio.Queue[tuple[int, int, bytes]] = asyncio.Queue(maxsize=prefetch)
@@ -220,7 +231,20 @@ class LogReader:
                 busy = True
             batch = [event for entry in raw if (event := await self._decode(entry)) is not None]
             if batch:
+                self._measure(batch[-1])
                 yield batch
+
+    def _measure(self, last: LoggedEvent) -> None:
+        if not self._measured:
+            return
+        labels = (self._bus.service, self._name)
+        LOG_READER_POSITION.labels(*labels).set(last.position)
+        occurred = last.envelope.occurred_at
+        if occurred.tzinfo is None:  # a tool that published a naive time meant UTC
+            occurred = occurred.replace(tzinfo=UTC)
+        lag = (datetime.now(UTC) - occurred).total_seconds()
+        LOG_READER_LAG_SECONDS.labels(*labels).set(max(0.0, lag))
+        LOG_READER_BUFFERED.labels(*labels).set(self._inbox.qsize())
 
     async def events(self, idle_timeout: float | None = None) -> AsyncIterator[LoggedEvent]:
         async for batch in self.batches(idle_timeout=idle_timeout):
@@ -235,12 +259,17 @@ class LogReader:
             return None  # re-delivered after a reconnect: already handed out
         self.last_position = position
         try:
-            body = message_body(raw)
+            body, traceparent = message_parts(raw)
         except NotAMessage as exc:
             await self._poison(raw, position, str(exc))
             return None
         try:
-            return LoggedEvent(position=position, envelope=decode_envelope(body), body=body)
+            return LoggedEvent(
+                position=position,
+                envelope=decode_envelope(body),
+                body=body,
+                traceparent=traceparent,
+            )
         except (ValueError, ValidationError) as exc:
             await self._poison(body, position, str(exc))
             return None

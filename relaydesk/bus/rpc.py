@@ -28,6 +28,8 @@ from relaydesk.bus.codec import decode_envelope, encode_envelope
 from relaydesk.bus.connection import Bus
 from relaydesk.bus.topology import declare_command_queue, declare_query_queue
 from relaydesk.logging import bind_correlation
+from relaydesk.metrics import REQUEST_SECONDS, REQUESTS
+from relaydesk.tracing import inject, span
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +76,24 @@ class RpcClient:
         if future is not None and not future.done():
             future.set_result(message.body)
 
+    async def _timed_call(
+        self,
+        kind: str,
+        name: str,
+        exchange_name: str,
+        routing_key: str,
+        message: aio_pika.Message,
+        timeout: float,
+    ) -> tuple[bytes, float]:
+        """``_call``, and how long it took; a timeout is counted here (relaydesk/metrics.py)."""
+        started = asyncio.get_running_loop().time()
+        try:
+            body = await self._call(exchange_name, routing_key, message, timeout)
+        except RequestTimeout:
+            REQUESTS.labels(kind, routing_key, name, "timeout").inc()
+            raise
+        return body, asyncio.get_running_loop().time() - started
+
     async def _call(
         self, exchange_name: str, routing_key: str, message: aio_pika.Message, timeout: float
     ) -> bytes:
@@ -113,8 +133,13 @@ class RpcClient:
             reply_to=REPLY_TO,
             content_type="application/json",
             expiration=timeout,
+            headers=_traced({}) or None,  # no header table at all while tracing is off
         )
-        answer = orjson.loads(await self._call(names.QUERIES_EXCHANGE, service, message, timeout))
+        raw, took = await self._timed_call(
+            "query", name, names.QUERIES_EXCHANGE, service, message, timeout
+        )
+        answer = orjson.loads(raw)
+        _measured("query", service, name, took, "error" if "error" in answer else "ok")
         if "error" in answer:
             raise RemoteError(answer["error"]["code"], answer["error"]["message"])
         return answer["result"]
@@ -135,9 +160,18 @@ class RpcClient:
         """Send a command to its single writer and wait for the decision."""
         message = encode_envelope(envelope, reply_to=REPLY_TO)
         message.correlation_id = uuid.uuid4().hex
-        return CommandReply.model_validate_json(
-            await self._call(names.COMMANDS_EXCHANGE, service, message, timeout)
+        _traced(message.headers)
+        raw, took = await self._timed_call(
+            "command", envelope.type, names.COMMANDS_EXCHANGE, service, message, timeout
         )
+        reply = CommandReply.model_validate_json(raw)
+        _measured("command", service, envelope.type, took, "ok" if reply.ok else "rejected")
+        return reply
+
+
+def _measured(kind: str, target: str, name: str, took: float, outcome: str) -> None:
+    REQUEST_SECONDS.labels(kind, target, name).observe(took)
+    REQUESTS.labels(kind, target, name, outcome).inc()
 
 
 async def _reply(channel: AbstractChannel, request: AbstractIncomingMessage, body: bytes) -> None:
@@ -163,7 +197,9 @@ async def serve_queries(
         async with message.process(ignore_processed=True):
             try:
                 request = orjson.loads(message.body)
-                result = await handler(str(request["name"]), dict(request.get("params") or {}))
+                name = str(request["name"])
+                with span(f"query {name}", parent=message.headers, kind="server"):
+                    result = await handler(name, dict(request.get("params") or {}))
                 body = orjson.dumps({"result": result}, default=_json_default)
             except RemoteError as exc:
                 body = orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
@@ -201,7 +237,13 @@ async def serve_commands(bus: Bus, service: str, handler: CommandHandler) -> Abs
             return
         bind_correlation(envelope.correlation_id or envelope.id)
         try:
-            reply = await handler(envelope)
+            with span(
+                f"command {envelope.type}",
+                parent=message.headers,
+                kind="server",
+                attributes={"relaydesk.correlation_id": envelope.correlation_id or envelope.id},
+            ):
+                reply = await handler(envelope)
         except ContractError as exc:
             await bus.dead_letter(message.body, reason=f"{exc.code}: {exc}"[:500], source=service)
             reply = CommandReply(ok=False, code=exc.code, message=str(exc)[:300])
@@ -216,6 +258,12 @@ async def serve_commands(bus: Bus, service: str, handler: CommandHandler) -> Abs
 
     await queue.consume(on_message)
     return channel
+
+
+def _traced(headers: dict[str, Any]) -> dict[str, Any]:
+    """``headers`` with the current trace context (nothing added while tracing is off)."""
+    inject(headers)
+    return headers
 
 
 def _json_default(value: Any) -> Any:

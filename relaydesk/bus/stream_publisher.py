@@ -37,6 +37,9 @@ CONFIRM_TIMEOUT_S = 5.0  # a batch still unconfirmed after this is failed and th
 RECONNECT_MAX_S = 2.0
 LOST = -1  # our "response code" for a confirm that cannot come any more
 
+# One log entry to append: the envelope's JSON, the event id, the W3C traceparent (tracing on).
+Entry = tuple[bytes, str, str | None]
+
 
 class PublishRefused(Exception):
     """The broker refused the entry (the stream is missing, access denied, ...)."""
@@ -60,7 +63,7 @@ class StreamPublisher:
         self._stream = stream
         self._name = name
         self._producer: Producer | None = None
-        self._queue: list[tuple[bytes, str, asyncio.Future[None]]] = []
+        self._queue: list[tuple[Entry, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._ids = itertools.count(1)
@@ -81,15 +84,16 @@ class StreamPublisher:
         self._fail_all(ConnectionError("publisher closed"))
         await self._drop_producer()
 
-    async def publish(self, entries: list[tuple[bytes, str]]) -> list[BaseException | None]:
-        """Append ``(body, message id)`` entries; one outcome per entry, ``None`` = confirmed."""
+    async def publish(self, entries: list[Entry]) -> list[BaseException | None]:
+        """Append ``(body, message id, traceparent)`` entries; one outcome per entry, ``None`` =
+        confirmed."""
         if self._closed:
             raise ConnectionError("publisher closed")
         loop = asyncio.get_running_loop()
         futures = []
-        for body, message_id in entries:
+        for entry in entries:
             future: asyncio.Future[None] = loop.create_future()
-            self._queue.append((body, message_id, future))
+            self._queue.append((entry, future))
             futures.append(future)
         self._wake.set()
         return list(await asyncio.gather(*futures, return_exceptions=True))
@@ -146,7 +150,7 @@ class StreamPublisher:
                 await self._send(producer, batch)
                 delay = 0.1
             except Exception as exc:  # noqa: BLE001 - connection trouble: callers retry, we reconnect
-                for _, _, future in batch:
+                for _, future in batch:
                     if not future.done():
                         future.set_exception(
                             ConnectionError(f"stream publish failed: {type(exc).__name__}")
@@ -159,25 +163,27 @@ class StreamPublisher:
         self._pending.pop(publishing_id, None)
 
     async def _send(
-        self, producer: Producer, batch: list[tuple[bytes, str, asyncio.Future[None]]]
+        self, producer: Producer, batch: list[tuple[Entry, asyncio.Future[None]]]
     ) -> None:
-        batch = [entry for entry in batch if not entry[2].done()]  # callers that gave up: not sent
+        batch = [item for item in batch if not item[1].done()]  # callers that gave up: not sent
         if not batch:
             return
         messages = []
-        for body, message_id, future in batch:
+        for (body, message_id, traceparent), future in batch:
             publishing_id = next(self._ids)
             self._pending[publishing_id] = future
             future.add_done_callback(functools.partial(self._forget, publishing_id))
             messages.append(
-                RawMessage(encode_message(body, message_id), publishing_id=publishing_id)
+                RawMessage(
+                    encode_message(body, message_id, traceparent), publishing_id=publishing_id
+                )
             )
         await producer.send_batch(self._stream, messages, on_publish_confirm=self._on_confirm)
         # Wait for this batch's confirms before sending the next: what arrives meanwhile
         # becomes one larger batch. A confirm that never comes is failed by the caller's
         # deadline or by the connection-lost handler.
         _, unconfirmed = await asyncio.wait(
-            [future for _, _, future in batch], timeout=CONFIRM_TIMEOUT_S
+            [future for _, future in batch], timeout=CONFIRM_TIMEOUT_S
         )
         if unconfirmed:
             raise TimeoutError(f"{len(unconfirmed)} entries unconfirmed after {CONFIRM_TIMEOUT_S}s")
@@ -201,7 +207,7 @@ class StreamPublisher:
 
     def _fail_all(self, error: BaseException) -> None:
         self._fail_pending(error)
-        for _, _, future in self._queue:
+        for _, future in self._queue:
             if not future.done():
                 future.set_exception(error)
         self._queue.clear()

@@ -4,6 +4,7 @@ import json
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from agent_service.admin.service import AdminService
 from contracts import Actor, Envelope
@@ -54,6 +55,7 @@ async def test_an_endpoint_that_was_down_gets_every_event_signed_and_in_order(
     system: RunningSystem,
 ) -> None:
     receiver = Receiver(free_port())  # not started yet: the endpoint is down
+    counted = {outcome: deliveries(outcome) for outcome in ("delivered", "failed")}
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         acme, globex = (
             await owner_session(system, http, "acme"),
@@ -112,11 +114,20 @@ async def test_an_endpoint_that_was_down_gets_every_event_signed_and_in_order(
             )
         ).json()
         assert {d["event_id"] for d in log if d["ok"]} == set(expected)
+        # every attempt in the delivery log was counted once, by its outcome
+        assert deliveries("delivered") - counted["delivered"] == sum(d["ok"] for d in log)
+        assert deliveries("failed") - counted["failed"] == sum(not d["ok"] for d in log)
         assert (
             await http.get(
                 f"/api/admin/webhooks/{hook['subscription_id']}/deliveries", headers=globex
             )
         ).status_code == 404
+
+
+def deliveries(outcome: str) -> float:
+    return (
+        REGISTRY.get_sample_value("relaydesk_webhook_deliveries_total", {"outcome": outcome}) or 0.0
+    )
 
 
 def chat_message(tenant: str, n: int) -> Envelope:
