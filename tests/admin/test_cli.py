@@ -65,7 +65,7 @@ async def test_cli_refusals_are_reported_with_their_reason(system: RunningSystem
         await cli(system.settings, "create-tenant", "--tenant", "acme", "--name", "Acme")
     ).returncode == 0
     again = await cli(system.settings, "create-tenant", "--tenant", "acme", "--name", "Acme")
-    assert again.returncode == 1 and "already_exists" in again.stderr
+    assert again.returncode == 2 and "already_exists" in again.stderr
     nowhere = await cli(
         system.settings,
         "create-agent",
@@ -78,8 +78,8 @@ async def test_cli_refusals_are_reported_with_their_reason(system: RunningSystem
         "--password",
         "a-strong-pass-1",
     )
-    assert nowhere.returncode == 1 and "not_found" in nowhere.stderr
+    assert nowhere.returncode == 2 and "not_found" in nowhere.stderr
     unknown = await cli(
         system.settings, "remove-agent", "--tenant", "acme", "--email", "ghost@acme.test"
     )
-    assert unknown.returncode == 1 and "not_found" in unknown.stderr
+    assert unknown.returncode == 2 and "not_found" in unknown.stderr

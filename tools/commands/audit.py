@@ -4,31 +4,53 @@
     relaydesk audit verify --tenant acme                # one tenant
     relaydesk audit verify --tenant acme --conversation c123
 
-Exit code 0: every chain intact; 1: a broken link (printed); 2: usage or connection error.
+Exit code 0: every chain intact; 1: a broken link (printed); 2: usage, configuration, or the
+archive cannot be reached (one line).
 """
 
-import argparse
-import asyncio
 import sys
-from collections.abc import Sequence
+
+import click
 
 from history_service.hash_chain import verify_chain
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
+from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="relaydesk audit", description="tamper evidence for the event archive"
-    )
-    sub = parser.add_subparsers(dest="action", required=True)
-    verify = sub.add_parser("verify", help="walk the per-conversation hash chains in log order")
-    verify.add_argument("--tenant")
-    verify.add_argument("--conversation", help="needs --tenant")
-    return parser
+def archive_settings(ctx: click.Context) -> Settings:
+    """The settings of a command reading the MongoDB archive: MONGO_URL must be set."""
+    settings = settings_of(ctx)
+    if not settings.mongo_url:
+        raise CommandFailed(
+            "configuration: MONGO_URL: not set; point it at the archive's MongoDB"
+            " (relaydesk up prints it)"
+        )
+    return settings
 
 
-async def _verify(args: argparse.Namespace, settings: Settings) -> int:
+@click.group()
+def audit() -> None:
+    """Tamper evidence for the event archive."""
+
+
+@audit.command()
+@click.option("--tenant", help="one tenant (default: every tenant)")
+@click.option("--conversation", help="one conversation (needs --tenant)")
+@click.pass_context
+def verify(ctx: click.Context, tenant: str | None, conversation: str | None) -> int:
+    """Walk the per-conversation hash chains in log order; report the first broken link.
+
+    Exit 0: every chain intact; 1: a broken link (printed).
+    """
+    if conversation and not tenant:
+        raise click.UsageError("--conversation needs --tenant")
+    settings = archive_settings(ctx)
+    tool_logging("audit")
+    return run_async(_verify(settings, tenant, conversation), settings)
+
+
+async def _verify(settings: Settings, tenant: str | None, conversation: str | None) -> int:
     client = make_client(settings.mongo_url or "")
     try:
 
@@ -36,9 +58,9 @@ async def _verify(args: argparse.Namespace, settings: Settings) -> int:
             sys.stderr.write(f"\r[audit] {checked:,} events checked")
             sys.stderr.flush()
 
-        stream = f"conv:{args.conversation}" if args.conversation else None
+        stream = f"conv:{conversation}" if conversation else None
         result = await verify_chain(
-            database(client, settings.mongo_db), args.tenant, stream, on_progress=progress
+            database(client, settings.mongo_db), tenant, stream, on_progress=progress
         )
     finally:
         await client.close()
@@ -55,23 +77,3 @@ async def _verify(args: argparse.Namespace, settings: Settings) -> int:
         f"  {result['checked']:,} events verified before it"
     )
     return 1
-
-
-def main(argv: Sequence[str], settings: Settings | None = None) -> int:
-    args = _parser().parse_args(list(argv))
-    settings = settings or Settings()
-    if args.conversation and not args.tenant:
-        print("relaydesk audit verify: --conversation needs --tenant", file=sys.stderr)
-        return 2
-    if not settings.mongo_url:
-        print(
-            "relaydesk audit verify: set MONGO_URL to the archive's MongoDB"
-            " (relaydesk up prints it)",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        return asyncio.run(_verify(args, settings))
-    except Exception as exc:  # noqa: BLE001 - a CLI reports any connection problem plainly
-        print(f"relaydesk audit verify: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2

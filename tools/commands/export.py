@@ -9,12 +9,12 @@ if one is bad), then publishes them in order onto the target system's log, where
 consumer folds them like live events: the read models come out the same.
 """
 
-import argparse
-import asyncio
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
+
+import click
 
 from contracts.envelope import Envelope
 from contracts.errors import ContractError
@@ -24,43 +24,66 @@ from history_service.hash_chain import envelope_of
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
 from relaydesk.store import ascending, bound, database, make_client, stored_rows
+from tools.commands.audit import archive_settings
+from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
 
 BATCH = 500
 
 
-def _export_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="relaydesk export", description="export archived events as JSON Lines"
-    )
-    parser.add_argument("--tenant", required=True)
-    parser.add_argument("--conversation")
-    parser.add_argument("--output", type=Path, help="file to write (default: stdout)")
-    return parser
+@click.command()
+@click.option("--tenant", required=True, help="the tenant whose events to export")
+@click.option("--conversation", help="only this conversation")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="file to write (default: stdout)",
+)
+@click.pass_context
+def export(ctx: click.Context, tenant: str, conversation: str | None, output: Path | None) -> int:
+    """Export archived events as JSON Lines, in log order (exit 1: none matched)."""
+    settings = archive_settings(ctx)
+    tool_logging("export")
+    return run_async(_export(settings, tenant, conversation, output), settings)
 
 
-def _import_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="relaydesk import", description="publish exported JSON Lines onto this system's log"
-    )
-    parser.add_argument("--input", type=Path, required=True)
-    return parser
+@click.command("import")
+@click.option(
+    "--input",
+    "source",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="a file written by relaydesk export",
+)
+@click.pass_context
+def import_(ctx: click.Context, source: Path) -> int:
+    """Publish exported JSON Lines onto this system's log; nothing is published if one line is
+    bad."""
+    try:
+        envelopes = read_envelopes(source)
+    except (OSError, ValueError) as exc:
+        raise CommandFailed(f"nothing imported: {exc}") from None
+    settings = settings_of(ctx)
+    tool_logging("import")
+    return run_async(_import(settings, envelopes), settings)
 
 
-async def _export(args: argparse.Namespace, settings: Settings) -> int:
+async def _export(
+    settings: Settings, tenant: str, conversation: str | None, output: Path | None
+) -> int:
     client = make_client(settings.mongo_url or "")
-    out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
+    out: TextIO = output.open("w", encoding="utf-8") if output else sys.stdout
     count = 0
     try:
         e = await bound(database(client, settings.mongo_db), ArchivedEvent)
-        query = e.find(e.tenant == args.tenant, batch_size=1000)
-        if args.conversation:
-            query = query.find(e.stream == f"conv:{args.conversation}")
+        query = e.find(e.tenant == tenant, batch_size=1000)
+        if conversation:
+            query = query.find(e.stream == f"conv:{conversation}")
         async for document in stored_rows(query.sort(ascending(e.position))):
             envelope = Envelope.model_validate(envelope_of(document))
             out.write(json.dumps(envelope.model_dump(mode="json"), ensure_ascii=False) + "\n")
             count += 1
     finally:
-        if args.output:
+        if output:
             out.close()
         await client.close()
     print(f"[export] {count:,} events", file=sys.stderr)
@@ -82,12 +105,7 @@ def read_envelopes(path: Path) -> list[Envelope]:
     return envelopes
 
 
-async def _import(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        envelopes = read_envelopes(args.input)
-    except (OSError, ValueError) as exc:
-        print(f"relaydesk import: nothing imported: {exc}", file=sys.stderr)
-        return 1
+async def _import(settings: Settings, envelopes: list[Envelope]) -> int:
     bus = await Bus(
         settings.amqp_url, service="import", publish_timeout_s=60, stream_url=settings.stream_url
     ).connect()
@@ -103,19 +121,3 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
         await bus.close()
     print(f"\n[import] {len(envelopes):,} events published", file=sys.stderr)
     return 0
-
-
-def main(argv: Sequence[str], settings: Settings | None = None) -> int:
-    args = _export_parser().parse_args(list(argv))
-    settings = settings or Settings()
-    if not settings.mongo_url:
-        print(
-            "relaydesk export: set MONGO_URL to the archive's MongoDB (relaydesk up prints it)",
-            file=sys.stderr,
-        )
-        return 2
-    return asyncio.run(_export(args, settings))
-
-
-def import_main(argv: Sequence[str], settings: Settings | None = None) -> int:
-    return asyncio.run(_import(_import_parser().parse_args(list(argv)), settings or Settings()))

@@ -102,10 +102,14 @@ async def from_archive(
 
 
 async def from_stream(
-    amqp_url: str, selection: Slice, progress: Progress, idle_timeout: float = 2.0
+    amqp_url: str,
+    selection: Slice,
+    progress: Progress,
+    stream_url: str | None = None,
+    idle_timeout: float = 2.0,
 ) -> AsyncIterator[LoggedEvent]:
     """Read the stream from its first retained offset until it is quiet for ``idle_timeout``."""
-    bus = await Bus(amqp_url, service="replay").connect()
+    bus = await Bus(amqp_url, service="replay", stream_url=stream_url).connect()
     try:
         async with LogReader(bus, start="first", prefetch=2000, name="replay") as reader:
             async for batch in reader.batches(max_batch=1000, idle_timeout=idle_timeout):
