@@ -77,7 +77,7 @@ async def _agent_id_by_email(rpc: RpcClient, settings: Settings, tenant: str, em
 def _connected(ctx: click.Context, action: Action) -> int:
     """Run ``action`` with a bus connection; a refusal or an unreachable broker is one line."""
     settings = settings_of(ctx)
-    tool_logging("admin")
+    tool_logging(ctx, "admin")
 
     async def run() -> int:
         bus = await Bus(

@@ -46,7 +46,7 @@ def verify(ctx: click.Context, tenant: str | None, conversation: str | None) -> 
     if conversation and not tenant:
         raise click.UsageError("--conversation needs --tenant")
     settings = archive_settings(ctx)
-    tool_logging("audit")
+    tool_logging(ctx, "audit")
     return run_async(_verify(settings, tenant, conversation), settings)
 
 

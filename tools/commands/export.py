@@ -42,7 +42,7 @@ BATCH = 500
 def export(ctx: click.Context, tenant: str, conversation: str | None, output: Path | None) -> int:
     """Export archived events as JSON Lines, in log order (exit 1: none matched)."""
     settings = archive_settings(ctx)
-    tool_logging("export")
+    tool_logging(ctx, "export")
     return run_async(_export(settings, tenant, conversation, output), settings)
 
 
@@ -63,7 +63,7 @@ def import_(ctx: click.Context, source: Path) -> int:
     except (OSError, ValueError) as exc:
         raise CommandFailed(f"nothing imported: {exc}") from None
     settings = settings_of(ctx)
-    tool_logging("import")
+    tool_logging(ctx, "import")
     return run_async(_import(settings, envelopes), settings)
 
 

@@ -67,8 +67,12 @@ def settings_of(ctx: click.Context) -> Settings:
     return ctx.obj
 
 
-def tool_logging(name: str) -> None:
-    """Tools print their results on stdout; their logs go to stderr, warnings only."""
+def tool_logging(ctx: click.Context, name: str) -> None:
+    """Tools print their results on stdout; their logs go to stderr, warnings only.
+
+    Run in-process with settings handed in (tests), the host process keeps its own logging."""
+    if isinstance(ctx.find_root().obj, Settings):
+        return
     configure_logging(level="WARNING", fmt="console", service=name)
     # aiormq logs every failed connection attempt at ERROR before raising it; the command
     # reports the same failure in its one line.

@@ -94,7 +94,7 @@ def replay(
             "configuration: MONGO_URL: not set; --source archive reads the MongoDB archive"
             " (or use --source stream)"
         )
-    tool_logging("replay")
+    tool_logging(ctx, "replay")
     request = Request(
         Slice(tenant, conversation, since, until), source, projection, scratch_db, keep, as_json
     )
