@@ -77,7 +77,10 @@ class RelaydeskGroup(click.Group):
         return int(result or 0)
 
 
-@click.group(cls=RelaydeskGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=RelaydeskGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 def cli() -> None:
     """relaydesk live chat: the services and the tools around them.
 

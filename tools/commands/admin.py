@@ -104,7 +104,7 @@ def _password_option(prompt: str) -> Callable[[Callable[..., Any]], Callable[...
     )
 
 
-@click.group()
+@click.group(short_help="tenants, agents, passwords, SaaS billing, key rotation")
 def admin() -> None:
     """Administration: tenants, agents, passwords, SaaS billing, re-sealing connector secrets.
 
@@ -114,7 +114,7 @@ def admin() -> None:
     """
 
 
-@admin.command("create-tenant")
+@admin.command("create-tenant", short_help="create an account")
 @TENANT
 @click.option("--name", required=True, help="the account's display name")
 @click.option("--mode", type=click.Choice(["tool", "saas"]), default="tool", show_default=True)
@@ -131,7 +131,7 @@ def create_tenant(ctx: click.Context, tenant: str, name: str, mode: str, plan: s
     return _connected(ctx, action)
 
 
-@admin.command("create-agent")
+@admin.command("create-agent", short_help="create an agent, supervisor, admin or owner")
 @TENANT
 @EMAIL
 @click.option("--name", required=True, help="the agent's display name")
@@ -172,7 +172,7 @@ def create_agent(
     return _connected(ctx, action)
 
 
-@admin.command("set-password")
+@admin.command("set-password", short_help="set an agent's password (sessions end)")
 @TENANT
 @EMAIL
 @_password_option("new password")
@@ -191,7 +191,7 @@ def set_password(ctx: click.Context, tenant: str, email: str, password: str) -> 
     return _connected(ctx, action)
 
 
-@admin.command("remove-agent")
+@admin.command("remove-agent", short_help="remove an agent (tokens stop working)")
 @TENANT
 @EMAIL
 @click.pass_context
@@ -207,7 +207,7 @@ def remove_agent(ctx: click.Context, tenant: str, email: str) -> int:
     return _connected(ctx, action)
 
 
-@admin.command("list-agents")
+@admin.command("list-agents", short_help="list a tenant's agents")
 @TENANT
 @click.pass_context
 def list_agents(ctx: click.Context, tenant: str) -> int:
@@ -223,7 +223,7 @@ def list_agents(ctx: click.Context, tenant: str) -> int:
     return _connected(ctx, action)
 
 
-@admin.command("close-period")
+@admin.command("close-period", short_help="SaaS: close a month now, issue its invoice")
 @TENANT
 @click.option("--period", required=True, help="the month, YYYY-MM")
 @click.pass_context
@@ -239,7 +239,7 @@ def close_period(ctx: click.Context, tenant: str, period: str) -> int:
     return _connected(ctx, action)
 
 
-@admin.command("record-payment")
+@admin.command("record-payment", short_help="SaaS: record a manual payment")
 @TENANT
 @click.option("--invoice", required=True, help="invoice number, e.g. ACME-0001")
 @click.option("--amount-cents", type=int, required=True)
@@ -264,7 +264,7 @@ def record_payment(
     return _connected(ctx, action)
 
 
-@admin.command("reseal-connectors")
+@admin.command("reseal-connectors", short_help="re-seal connector secrets after a key rotation")
 @click.pass_context
 def reseal(ctx: click.Context) -> int:
     """After a RELAYDESK_SECRETS_KEY rotation: seal every connector's secrets again under the

@@ -29,12 +29,12 @@ def archive_settings(ctx: click.Context) -> Settings:
     return settings
 
 
-@click.group()
+@click.group(short_help="tamper evidence: audit verify")
 def audit() -> None:
     """Tamper evidence for the event archive."""
 
 
-@audit.command()
+@audit.command(short_help="check the archive's hash chains")
 @click.option("--tenant", help="one tenant (default: every tenant)")
 @click.option("--conversation", help="one conversation (needs --tenant)")
 @click.pass_context

@@ -20,7 +20,7 @@ def _rates(text: str | None) -> tuple[float, ...] | None:
         raise click.BadParameter(f"{text!r}: comma-separated numbers, e.g. 200,1000") from None
 
 
-@click.command()
+@click.command(short_help="benchmark the whole system (extra: bench)")
 @click.option(
     "--quick",
     is_flag=True,

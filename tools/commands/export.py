@@ -30,7 +30,7 @@ from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_
 BATCH = 500
 
 
-@click.command()
+@click.command(short_help="archived events as JSON Lines")
 @click.option("--tenant", required=True, help="the tenant whose events to export")
 @click.option("--conversation", help="only this conversation")
 @click.option(
@@ -46,7 +46,7 @@ def export(ctx: click.Context, tenant: str, conversation: str | None, output: Pa
     return run_async(_export(settings, tenant, conversation, output), settings)
 
 
-@click.command("import")
+@click.command("import", short_help="publish exported JSON Lines onto this log")
 @click.option(
     "--input",
     "source",

@@ -44,7 +44,7 @@ class Moment(click.ParamType):
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-@click.command()
+@click.command(short_help="replay the log; rebuild and compare projections")
 @click.option("--tenant", help="only this tenant")
 @click.option("--conversation", help="only this conversation")
 @click.option("--since", type=Moment(), help="ISO 8601 start (inclusive)")

@@ -12,26 +12,13 @@ import click
 from relaydesk.settings import Settings
 from tools.commands.outcomes import settings_of
 
-# service name -> (module with ``main(settings, stop)``, what it does)
+# service name -> (module with ``main(settings, stop)``, what it serves)
 SERVICE_MODULES: dict[str, tuple[str, str]] = {
-    "gateway": (
-        "gateway.main",
-        "The gateway: HTTP API, websockets, the widget, console and admin pages.",
-    ),
-    "agent": (
-        "agent_service.main",
-        "The agent service: routing (who gets a conversation) and administration (the admin"
-        " queue).",
-    ),
-    "history": ("history_service.main", "The history service: the archive and read models."),
-    "billing": (
-        "billing_service.main",
-        "The billing service: the ledger, period close, invoices (SaaS mode).",
-    ),
-    "connectors": (
-        "connectors.main",
-        "The connectors: Telegram, Messenger and WeChat webhooks and sends.",
-    ),
+    "gateway": ("gateway.main", "HTTP API, websockets, the pages"),
+    "agent": ("agent_service.main", "routing and administration"),
+    "history": ("history_service.main", "the archive and read models"),
+    "billing": ("billing_service.main", "ledger, period close, invoices"),
+    "connectors": ("connectors.main", "Telegram, Messenger and WeChat"),
 }
 
 _SERVICE_EPILOG = (
@@ -49,13 +36,18 @@ def _service(name: str, module_name: str, summary: str) -> click.Command:
         run_service(name, importlib.import_module(module_name).main, given)
         return 0
 
-    return click.Command(name, callback=run, help=f"{summary}\n\n{_SERVICE_EPILOG}")
+    return click.Command(
+        name,
+        callback=run,
+        short_help=f"run the {name} service: {summary}",
+        help=f"Run the {name} service: {summary}.\n\n{_SERVICE_EPILOG}",
+    )
 
 
 SERVICES = [_service(name, module, summary) for name, (module, summary) in SERVICE_MODULES.items()]
 
 
-@click.command()
+@click.command(short_help="the whole system on one machine")
 @click.pass_context
 def up(ctx: click.Context) -> int:
     """The whole system on one machine: RabbitMQ (started if needed), an embedded MongoDB-
