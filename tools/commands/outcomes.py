@@ -98,6 +98,8 @@ def run_async(work: Coroutine[Any, Any, int], settings: Settings) -> int:
         raise CommandFailed(
             f"{exc}: is `relaydesk up` (or that service) running on this broker?"
         ) from None
+    except TimeoutError:  # the broker accepted the connection but did not finish opening it
+        raise _rabbitmq(settings, "no answer within the connection timeout") from None
 
 
 def _rabbitmq(settings: Settings, why: str) -> CommandFailed:
