@@ -282,6 +282,22 @@ def test_reseal_without_its_key_is_a_configuration_error_before_connecting(
         (("replay", "--since", "yesterday"), "relaydesk replay: Invalid value for '--since'"),
         (("audit", "verify", "--conversation", "c1"), "relaydesk audit verify: --conversation"),
         (("import", "--input", "/nonexistent.jsonl"), "relaydesk import: Invalid value for"),
+        (("bench", "--rates", "fast"), "relaydesk bench: Invalid value for '--rates'"),
+        (
+            (
+                "admin",
+                "create-agent",
+                "--tenant",
+                "a",
+                "--email",
+                "e",
+                "--name",
+                "n",
+                "--password",
+                "short",
+            ),
+            "relaydesk admin create-agent: refused: invalid_payload: ",
+        ),
     ],
 )
 def test_a_usage_error_is_one_line_and_exit_2(

@@ -11,7 +11,9 @@ from pathlib import Path
 import click
 
 
-def _rates(text: str | None) -> tuple[float, ...] | None:
+def _rates(
+    ctx: click.Context, param: click.Parameter, text: str | None
+) -> tuple[float, ...] | None:
     if not text:
         return None
     try:
@@ -26,7 +28,9 @@ def _rates(text: str | None) -> tuple[float, ...] | None:
     is_flag=True,
     help="smoke run: 1 round at 200 msg/s, 20 conversations, 500 idle sockets",
 )
-@click.option("--rates", help="comma-separated offered rates in msg/s (default 200,1000)")
+@click.option(
+    "--rates", callback=_rates, help="comma-separated offered rates in msg/s (default 200,1000)"
+)
 @click.option("--seconds", type=float, help="measured seconds per step (default 20)")
 @click.option("--rounds", type=int, help="interleaved rounds (default 3)")
 @click.option("--conversations", type=int, help="concurrent conversations (default 200)")
@@ -43,7 +47,7 @@ def _rates(text: str | None) -> tuple[float, ...] | None:
 )
 def bench(
     quick: bool,
-    rates: str | None,
+    rates: tuple[float, ...] | None,
     output: Path | None,
     no_sustained: bool,
     no_peer: bool,
@@ -75,8 +79,8 @@ def bench(
     changes: dict[str, object] = {
         name: value for name, value in counts.items() if value is not None
     }
-    if (chosen := _rates(rates)) is not None:
-        changes["rates"] = chosen
+    if rates is not None:
+        changes["rates"] = rates
     if no_sustained:
         changes["sustained"] = False
     if no_peer:
