@@ -26,11 +26,11 @@ from pymongo.errors import ConnectionFailure
 
 from relaydesk.bus.rpc import RequestTimeout
 from relaydesk.logging import configure_logging
+from relaydesk.runtime import EXIT_CONFIG
 from relaydesk.settings import ConfigurationError, Settings, load_settings
 
-EXIT_OK = 0
-EXIT_PROBLEM = 1
-EXIT_UNUSABLE = 2
+# One code for usage, configuration and unreachable dependencies, the services' included.
+EXIT_UNUSABLE = EXIT_CONFIG
 
 _OS_ERROR = re.compile(r"\[Errno (-?\d+)\] ([^(,]+)")
 
@@ -87,6 +87,8 @@ def run_async(work: Coroutine[Any, Any, int], settings: Settings) -> int:
         raise _rabbitmq(settings, "user or password refused") from None
     except AMQPConnectionError as exc:
         raise _rabbitmq(settings, _reason(exc)) from None
+    except BrokenPipeError:  # stdout's reader left (`| head`): tools/cli.py ends quietly
+        raise
     except ConnectionError as exc:
         # relaydesk.bus names the stream endpoint it could not reach in its own message
         raise CommandFailed(_first_line(exc)) from None
