@@ -68,7 +68,7 @@ class RelaydeskGroup(click.Group):
             print(f"{prog_name}: {exc.format_message()}", file=sys.stderr)
             return exc.exit_code
         except click.Abort:
-            print(f"{prog_name}: interrupted", file=sys.stderr)
+            print(f"{prog_name}: aborted", file=sys.stderr)
             return INTERRUPTED
         except BrokenPipeError:  # `relaydesk replay | head`: the reader has what it wanted
             # (stdout goes to /dev/null so the interpreter's last flush does not fail again)

@@ -117,7 +117,13 @@ def admin() -> None:
 @admin.command("create-tenant", short_help="create an account")
 @TENANT
 @click.option("--name", required=True, help="the account's display name")
-@click.option("--mode", type=click.Choice(["tool", "saas"]), default="tool", show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["tool", "saas"]),
+    default="tool",
+    show_default=True,
+    help="tool: accounts made here; saas: plans and bills",
+)
 @click.option("--plan", help="SaaS: the starting plan (default: the catalogue's default)")
 @click.pass_context
 def create_tenant(ctx: click.Context, tenant: str, name: str, mode: str, plan: str | None) -> int:
@@ -140,9 +146,16 @@ def create_tenant(ctx: click.Context, tenant: str, name: str, mode: str, plan: s
     type=click.Choice(["owner", "admin", "supervisor", "agent"]),
     default="agent",
     show_default=True,
+    help="what they may do (docs/admin.md)",
 )
 @_password_option("password")
-@click.option("--max-chats", type=click.IntRange(1, 100), default=5, show_default=True)
+@click.option(
+    "--max-chats",
+    type=click.IntRange(1, 100),
+    default=5,
+    show_default=True,
+    help="conversations they hold at once",
+)
 @click.pass_context
 def create_agent(
     ctx: click.Context,
@@ -242,7 +255,7 @@ def close_period(ctx: click.Context, tenant: str, period: str) -> int:
 @admin.command("record-payment", short_help="SaaS: record a manual payment")
 @TENANT
 @click.option("--invoice", required=True, help="invoice number, e.g. ACME-0001")
-@click.option("--amount-cents", type=int, required=True)
+@click.option("--amount-cents", type=int, required=True, help="the amount paid, in cents")
 @click.option("--reference", help="bank transfer reference or similar")
 @click.pass_context
 def record_payment(
