@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
 from relaydesk.settings import Settings
 from tools.commands.admin import admin
@@ -54,6 +55,9 @@ class RelaydeskGroup(click.Group):
     ) -> int:
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:  # `relaydesk` or `relaydesk admin` alone: the help
+            print(exc.format_message(), file=sys.stderr)
+            return exc.exit_code
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx else prog_name
             print(

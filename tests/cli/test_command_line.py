@@ -246,7 +246,12 @@ def test_the_archive_commands_without_a_store_say_so_alike(
 
 @pytest.mark.parametrize(
     "argv",
-    [("admin", "list-agents", "--tenant", "acme"), ("replay", "--source", "stream"), ("history",)],
+    [
+        ("admin", "list-agents", "--tenant", "acme"),
+        ("replay", "--source", "stream"),
+        ("history",),
+        ("up",),
+    ],
 )
 def test_a_setting_that_cannot_be_read_is_one_line_naming_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
@@ -279,6 +284,7 @@ def test_reseal_without_its_key_is_a_configuration_error_before_connecting(
     [
         (("admin", "list-agents"), "relaydesk admin list-agents: Missing option '--tenant'."),
         (("nonsense",), "relaydesk: No such command 'nonsense'."),
+        (("up", "--verbose"), "relaydesk up: No such option '--verbose'."),
         (("replay", "--since", "yesterday"), "relaydesk replay: Invalid value for '--since'"),
         (("audit", "verify", "--conversation", "c1"), "relaydesk audit verify: --conversation"),
         (("import", "--input", "/nonexistent.jsonl"), "relaydesk import: Invalid value for"),
@@ -305,6 +311,15 @@ def test_a_usage_error_is_one_line_and_exit_2(
 ) -> None:
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == "" and one_line(err).startswith(says), err
+
+
+@pytest.mark.parametrize("argv", [(), ("admin",), ("audit",)])
+def test_a_group_alone_shows_its_commands_as_a_usage_error(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == "" and err.startswith(f"Usage: {' '.join(('relaydesk', *argv))}")
+    assert "Commands:" in err and "Traceback" not in err
 
 
 def test_a_bad_import_file_publishes_nothing_and_says_which_line(
