@@ -218,15 +218,18 @@ def test_an_unreachable_broker_is_one_line_and_exit_2(
 
 
 def test_an_unreachable_archive_is_one_line_and_exit_2(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """(One archive command: the store's client waits its 3 s server selection timeout.)"""
     port = unreachable(monkeypatch)
-    code, out, err = run(capsys, "replay", "--tenant", "acme")
+    output = tmp_path / "acme.jsonl"
+    code, out, err = run(capsys, "export", "--tenant", "acme", "--output", str(output))
     assert code == 2 and out == ""
     assert one_line(err) == (
-        f"relaydesk replay: cannot reach MongoDB at mongodb://app:***@127.0.0.1:{port}/"
+        f"relaydesk export: cannot reach MongoDB at mongodb://app:***@127.0.0.1:{port}/"
         " (connection refused)"
     )
+    assert not output.exists()  # no empty export left to mistake for a real one
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ consumer folds them like live events: the read models come out the same.
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
-from typing import TextIO
 
 import click
 
@@ -71,20 +71,20 @@ async def _export(
     settings: Settings, tenant: str, conversation: str | None, output: Path | None
 ) -> int:
     client = make_client(settings.mongo_url or "")
-    out: TextIO = output.open("w", encoding="utf-8") if output else sys.stdout
     count = 0
     try:
+        # The archive first: when it cannot be reached, no empty output file is left behind.
+        await client.admin.command("ping")
         e = await bound(database(client, settings.mongo_db), ArchivedEvent)
         query = e.find(e.tenant == tenant, batch_size=1000)
         if conversation:
             query = query.find(e.stream == f"conv:{conversation}")
-        async for document in stored_rows(query.sort(ascending(e.position))):
-            envelope = Envelope.model_validate(envelope_of(document))
-            out.write(json.dumps(envelope.model_dump(mode="json"), ensure_ascii=False) + "\n")
-            count += 1
+        with output.open("w", encoding="utf-8") if output else nullcontext(sys.stdout) as out:
+            async for document in stored_rows(query.sort(ascending(e.position))):
+                envelope = Envelope.model_validate(envelope_of(document))
+                out.write(json.dumps(envelope.model_dump(mode="json"), ensure_ascii=False) + "\n")
+                count += 1
     finally:
-        if output:
-            out.close()
         await client.close()
     print(f"[export] {count:,} events", file=sys.stderr)
     return 0 if count else 1
