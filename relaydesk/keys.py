@@ -95,7 +95,8 @@ def refusal(service: str, settings: Settings, names: tuple[SecretName, ...]) -> 
     found = problems(settings, names)
     if not found:
         return None
-    return f"relaydesk {service}: {'; '.join(found)} (generate a secret with: {GENERATE})"
+    why = "; ".join(found)
+    return f"relaydesk {service}: configuration: {why} (generate a secret with: {GENERATE})"
 
 
 def key_id(key: str) -> str:

@@ -11,20 +11,21 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
 import structlog
-from pydantic import ValidationError
 
-from relaydesk.keys import SERVICE_SECRETS, refusal, variable
+from relaydesk.keys import SERVICE_SECRETS, refusal
 from relaydesk.logging import configure_logging
 from relaydesk.memory_snapshots import dump_on_signal
-from relaydesk.settings import Settings
+from relaydesk.settings import ConfigurationError, Settings, load_settings
 from relaydesk.tracing import configure_tracing
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-# sysexits.h EX_CONFIG: a supervisor (systemd RestartPreventExitStatus=78) need not retry.
-EXIT_CONFIG = 78
+# A setting or secret a service cannot start with: the exit code of every relaydesk command's
+# usage and configuration errors (README "Exit codes"). Retrying cannot help, so a supervisor
+# should not (systemd: RestartPreventExitStatus=2).
+EXIT_CONFIG = 2
 
 ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
 
@@ -37,13 +38,13 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
     """Run ``main(settings, stop)`` on uvloop until SIGINT/SIGTERM sets ``stop``.
 
     A setting that cannot be read, or a secret the service needs that is missing or weak,
-    ends the process before anything starts: one line on stderr, exit code 78, no traceback.
+    ends the process before anything starts: one line on stderr naming it, exit code 2
+    (``EXIT_CONFIG``), no traceback.
     """
     try:
-        settings = settings or Settings()
-    except ValidationError as exc:
-        fields = ", ".join(sorted({variable(str(error["loc"][0])) for error in exc.errors()}))
-        _refuse(f"relaydesk {name}: invalid setting {fields} ({exc.errors()[0]['msg']})")
+        settings = settings or load_settings()
+    except ConfigurationError as exc:
+        _refuse(f"relaydesk {name}: configuration: {exc}")
     why = refusal(name, settings, SERVICE_SECRETS.get(name, ()))
     if why is not None:
         _refuse(why)

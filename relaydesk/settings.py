@@ -8,7 +8,7 @@ import ipaddress
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from relaydesk.net_guard import parse_networks
@@ -165,3 +165,28 @@ class Settings(BaseSettings):
 
 def _entries(value: str) -> list[str]:
     return [entry.strip() for entry in value.split(",") if entry.strip()]
+
+
+class ConfigurationError(Exception):
+    """A setting cannot be read. The message is one line naming the variable and why, never
+    its value (it may be a secret): ``RELAYDESK_GATEWAY_PORT: Input should be a valid integer``.
+    """
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; raises :class:`ConfigurationError` when one is bad."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(describe_invalid(exc)) from None
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """One line for a settings validation error: each bad variable and why.
+
+    Only pydantic's message is used, never the ``input`` it also carries (the value)."""
+    reasons: dict[str, str] = {}
+    for error in exc.errors(include_input=False, include_url=False):
+        name = ENV_PREFIX + str(error["loc"][0]).upper() if error["loc"] else "settings"
+        reasons.setdefault(name, error["msg"])
+    return "; ".join(f"{name}: {why}" for name, why in sorted(reasons.items()))

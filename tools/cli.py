@@ -1,69 +1,107 @@
-"""The ``relaydesk`` command line. Run ``relaydesk --help`` for the list of commands."""
+"""The ``relaydesk`` command line, on Click. ``relaydesk --help`` lists the commands.
 
-import argparse
-import asyncio
-import importlib
+Every command and subcommand answers ``--help`` without reading a setting, connecting to
+anything or starting anything: Click handles ``--help`` while parsing, before a command's
+callback runs, and the callbacks are the only place settings are read and servers reached
+(the group callbacks do nothing). Shell completion is Click's (``_RELAYDESK_COMPLETE``,
+README "Commands").
+
+Exit codes (tools/commands/outcomes.py, README "Exit codes"): 0 ok; 1 a check found a
+problem; 2 usage, configuration or an unreachable dependency, as one line on stderr.
+"""
+
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from click.exceptions import NoArgsIsHelpError
 
 from relaydesk.settings import Settings
+from tools.commands.admin import admin
+from tools.commands.audit import audit
+from tools.commands.bench import bench
+from tools.commands.export import export, import_
+from tools.commands.outcomes import CommandFailed
+from tools.commands.replay import replay
+from tools.commands.services import SERVICE_MODULES, SERVICES, up
 
-# service name -> module with ``main(settings, stop)``
-SERVICE_MODULES = {
-    "gateway": "gateway.main",
-    "agent": "agent_service.main",
-    "history": "history_service.main",
-    "billing": "billing_service.main",
-    "connectors": "connectors.main",
-}
+__all__ = ["SERVICE_MODULES", "cli", "main"]  # the service names: tests hold compose to them
 
-# extra command name -> "module:function" taking (argv) and returning an exit code.
-EXTRA_COMMANDS: dict[str, str] = {
-    "bench": "tools.commands.bench:main",
-    "replay": "tools.commands.replay:main",
-    "audit": "tools.commands.audit:main",
-    "admin": "tools.commands.admin:main",
-    "export": "tools.commands.export:main",
-    "import": "tools.commands.export:import_main",
-}
+PROG = "relaydesk"
+INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
-def _load(target: str) -> Callable[[Sequence[str]], int]:
-    module_name, _, func = target.partition(":")
-    command: Callable[[Sequence[str]], int] = getattr(importlib.import_module(module_name), func)
-    return command
+class RelaydeskGroup(click.Group):
+    """Click's group, ending every run the same way: the command's own exit code (callbacks
+    return it), or one line on stderr and its code for a usage error or a failure."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> int:
+        code = self._run(args, prog_name or PROG, complete_var, **extra)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _run(
+        self, args: Sequence[str] | None, prog_name: str, complete_var: str | None, **extra: Any
+    ) -> int:
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:  # `relaydesk` or `relaydesk admin` alone: the help
+            print(exc.format_message(), file=sys.stderr)
+            return exc.exit_code
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else prog_name
+            print(
+                f"{where}: {exc.format_message()} (see `{where} --help`)",
+                file=sys.stderr,
+            )
+            return exc.exit_code
+        except CommandFailed as exc:
+            print(f"{exc.where or prog_name}: {exc.format_message()}", file=sys.stderr)
+            return exc.exit_code
+        except click.ClickException as exc:  # e.g. a file Click could not open
+            print(f"{prog_name}: {exc.format_message()}", file=sys.stderr)
+            return exc.exit_code
+        except click.Abort:
+            print(f"{prog_name}: aborted", file=sys.stderr)
+            return INTERRUPTED
+        except BrokenPipeError:  # `relaydesk replay | head`: the reader has what it wanted
+            # (stdout goes to /dev/null so the interpreter's last flush does not fail again)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        return int(result or 0)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        prog="relaydesk", description="relaydesk live chat: services and tools"
-    )
-    parser.add_argument(
-        "command", choices=["up", *SERVICE_MODULES, *EXTRA_COMMANDS], help="what to run"
-    )
-    if not argv or argv[0] in ("-h", "--help"):
-        parser.print_help()
-        return 0
-    args, _ = parser.parse_known_args(argv[:1])
-    command = args.command
-    if command == "up":
-        from tools.supervisor import up
+@click.group(
+    cls=RelaydeskGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+def cli() -> None:
+    """relaydesk live chat: the services and the tools around them.
 
-        return asyncio.run(up(Settings()))
-    if command in SERVICE_MODULES:
-        from relaydesk.runtime import run_service
+    Settings come from the environment (RELAYDESK_*, MONGO_URL; README, Configuration).
+    Exit codes: 0 ok; 1 a check found a problem; 2 usage, configuration or an unreachable
+    dependency (one line on stderr).
+    """
 
-        module = importlib.import_module(SERVICE_MODULES[command])
-        run_service(command, module.main)
-        return 0
-    from relaydesk.logging import configure_logging
 
-    # Command-line tools print their results on stdout; their logs go to stderr, warnings only.
-    configure_logging(level="WARNING", fmt="console", service=command)
-    # No fallback for a module that cannot be imported: the traceback names it (a command's
-    # optional extra, e.g. relaydesk[bench], or a broken install).
-    return int(_load(EXTRA_COMMANDS[command])(argv[1:]) or 0)
+for command in (up, *SERVICES, admin, replay, audit, export, import_, bench):
+    cli.add_command(command)
+
+
+def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
+    """Run the command line; returns its exit code. ``settings``: given in-process (tests)
+    instead of read from the environment."""
+    return cli.main(args=argv, prog_name=PROG, obj=settings, standalone_mode=False)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import httpx
 
 from relaydesk.settings import Settings
 from tests.system import RunningSystem
-from tools.commands.admin import main as admin_main
+from tools.cli import main as relaydesk
 
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -37,10 +37,10 @@ async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
 
 
 async def admin_command(settings: Settings, *args: str) -> int:
-    """``relaydesk admin <args>`` in this process: the command's own ``main``, in a thread with
-    its own event loop as on the command line. Returns its exit code; what it prints goes to
-    the test's captured output."""
-    return await asyncio.to_thread(admin_main, list(args), settings)
+    """``relaydesk admin <args>`` in this process (``tools.cli.main``), in a thread with its own
+    event loop as on the command line. Returns its exit code; what it prints goes to the test's
+    captured output."""
+    return await asyncio.to_thread(relaydesk, ["admin", *args], settings)
 
 
 async def login(http: httpx.AsyncClient, tenant: str, email: str, password: str) -> httpx.Response:

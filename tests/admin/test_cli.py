@@ -1,8 +1,9 @@
 """``relaydesk admin`` as a real subprocess against the running admin service."""
 
 import httpx
+import pytest
 
-from tests.admin.helpers import cli, eventually, login, owner_session
+from tests.admin.helpers import admin_command, cli, eventually, login, owner_session
 from tests.system import RunningSystem
 
 
@@ -60,12 +61,14 @@ async def test_cli_manages_agents_and_logins_follow(system: RunningSystem) -> No
         assert (await login(http, "acme", "ann@acme.test", "second-password")).status_code == 401
 
 
-async def test_cli_refusals_are_reported_with_their_reason(system: RunningSystem) -> None:
+async def test_cli_refusals_are_reported_with_their_reason(
+    system: RunningSystem, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert (
         await cli(system.settings, "create-tenant", "--tenant", "acme", "--name", "Acme")
     ).returncode == 0
     again = await cli(system.settings, "create-tenant", "--tenant", "acme", "--name", "Acme")
-    assert again.returncode == 1 and "already_exists" in again.stderr
+    assert again.returncode == 2 and "already_exists" in again.stderr
     nowhere = await cli(
         system.settings,
         "create-agent",
@@ -78,8 +81,16 @@ async def test_cli_refusals_are_reported_with_their_reason(system: RunningSystem
         "--password",
         "a-strong-pass-1",
     )
-    assert nowhere.returncode == 1 and "not_found" in nowhere.stderr
+    assert nowhere.returncode == 2 and "not_found" in nowhere.stderr
     unknown = await cli(
         system.settings, "remove-agent", "--tenant", "acme", "--email", "ghost@acme.test"
     )
-    assert unknown.returncode == 1 and "not_found" in unknown.stderr
+    assert unknown.returncode == 2 and "no agent ghost@acme.test in tenant 'acme'" in unknown.stderr
+    capsys.readouterr()
+    # An unknown tenant is a wrong argument: said in one line, not an empty list and exit 0.
+    assert await admin_command(system.settings, "list-agents", "--tenant", "nowhere") == 2
+    # (stdout also holds this test process's own log lines: only agent rows have tabs)
+    out, err = capsys.readouterr()
+    assert "\t" not in out and err == "relaydesk admin list-agents: no tenant 'nowhere'\n"
+    assert await admin_command(system.settings, "list-agents", "--tenant", "acme") == 0
+    assert "\t" not in capsys.readouterr().out  # a tenant without agents: nothing to list

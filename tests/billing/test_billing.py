@@ -209,7 +209,7 @@ async def test_plan_change_limit_invoice_payment_and_identical_recompute_after_r
                 "--amount-cents",
                 str(invoice["total_cents"] + 1),
             )
-            assert too_much.returncode == 1 and "outstanding" in too_much.stderr
+            assert too_much.returncode == 2 and "outstanding" in too_much.stderr
             paid = await cli(
                 system.settings,
                 "record-payment",

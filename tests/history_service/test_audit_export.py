@@ -173,7 +173,7 @@ async def test_export_then_import_into_a_fresh_system_yields_the_same_read_model
         bad.write_text("\n".join(header_and_first) + '\n{"type": "nonsense"}\n')
         refused = await asyncio.to_thread(command, fresh_settings, "import", "--input", str(bad))
         assert (
-            refused.returncode == 1
+            refused.returncode == 2
             and "line 3" in refused.stderr
             and "nothing imported" in refused.stderr
         )

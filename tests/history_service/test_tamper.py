@@ -36,8 +36,7 @@ from tests.gateway.wsclient import Client
 from tests.history_service.flows import served_conversation
 from tests.servers import MongoServer, RabbitVhosts, stream_override
 from tests.shared_system import shared_system
-from tools.commands import audit
-from tools.commands import export as export_command
+from tools import cli
 from tools.replay import projections
 from tools.replay.export_file import read_export
 from tools.replay.sources import Progress, Slice, from_archive, from_stream
@@ -127,7 +126,7 @@ async def archived(
         log = await read_log(settings, up_to, TENANT)
         export = tmp_path_factory.mktemp("export") / "rep.jsonl"
         exported = ["--tenant", TENANT, "--output", str(export)]
-        assert await asyncio.to_thread(export_command.main, exported, settings) == 0
+        assert await asyncio.to_thread(cli.main, ["export", *exported], settings) == 0
         keys = Signer(key_ring(settings, "audit_signing_key")).public_keys
         message = next(
             d for d in docs if d["stream"] == f"conv:{resent}" and d["type"] == "message.sent"
@@ -373,9 +372,9 @@ async def test_an_export_verifies_offline_and_its_tampered_copies_do_not(
     # No system: nothing but the file and the public key (no database, no broker, no secret).
     offline = Settings(mongo_url=None, amqp_url="amqp://nobody@192.0.2.1:1/")
     args = ["verify", "--public-key", key, "--file"]
-    assert await asyncio.to_thread(audit.main, [*args, str(archived.export)], offline) == 0
+    assert await asyncio.to_thread(cli.main, ["audit", *args, str(archived.export)], offline) == 0
     assert "intact" in capsys.readouterr().out
-    assert await asyncio.to_thread(audit.main, [*args, str(cut)], offline) == 1
+    assert await asyncio.to_thread(cli.main, ["audit", *args, str(cut)], offline) == 1
     out = capsys.readouterr().out
     assert "checkpoint_mismatch" in out and f"conv:{archived.conversation}" in out
 
@@ -438,11 +437,11 @@ async def test_attachment_files_travel_with_their_hashes_checked_on_import(
     )
     client = make_client(target.mongo_url or "")
     try:
-        refused = await asyncio.to_thread(export_command.import_main, ["--input", str(bad)], target)
+        refused = await asyncio.to_thread(cli.main, ["import", "--input", str(bad)], target)
         err = capsys.readouterr().err
-        assert refused == 1 and "nothing imported" in err and "sha256" in err
+        assert refused == 2 and "nothing imported" in err and "sha256" in err
         done = ["--input", str(archived.export)]
-        assert await asyncio.to_thread(export_command.import_main, done, target) == 0
+        assert await asyncio.to_thread(cli.main, ["import", *done], target) == 0
         # the file is on the target system before its event: its link will not answer 404
         store = AttachmentStore(database(client, target.mongo_db))
         stored = await store.find(attachment.id)

@@ -135,7 +135,7 @@ async def test_the_cli_applies_the_same_rule(system: RunningSystem) -> None:
                 "--password",
                 password,
             )
-            assert refused.returncode == 1 and rule in refused.stderr, refused.stderr
+            assert refused.returncode == 2 and rule in refused.stderr, refused.stderr
         weak_change = await cli(
             system.settings,
             "set-password",
@@ -146,7 +146,7 @@ async def test_the_cli_applies_the_same_rule(system: RunningSystem) -> None:
             "--password",
             "12345678",
         )
-        assert weak_change.returncode == 1 and "at least 12" in weak_change.stderr
+        assert weak_change.returncode == 2 and "at least 12" in weak_change.stderr
         assert (await login(http, "acme", "boss@acme.test", "correct horse")).status_code == 200
         assert (await login(http, "acme", "bob@acme.test", "a")).status_code == 401
 

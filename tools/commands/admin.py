@@ -5,83 +5,28 @@ Every change is a command to the admin single writer (queue ``admin``), so it is
 and recorded on the log exactly like an edit made in the web console.
 """
 
-import argparse
-import asyncio
-import getpass
 import re
-import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+import click
 
 from contracts import Actor, Envelope, new_event_id
 from contracts.commands.admin import CreateAgent, CreateTenant, RemoveAgent, UpdateAgent
 from contracts.commands.billing import ClosePeriod, RecordPayment
 from contracts.envelope import ActorKind
-from contracts.queries.admin import AgentsListQuery
+from contracts.queries.admin import AgentsListQuery, TenantGetQuery
 from relaydesk.bus import Bus, RemoteError
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.emails import normalize_email
 from relaydesk.passwords import hash_password, password_problem
 from relaydesk.settings import Settings
-from tools.commands.reseal import reseal_connectors
+from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
+from tools.commands.reseal import current_box, reseal_connectors
 
 CLI_ACTOR = Actor(kind=ActorKind.admin, id="cli")
 
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="relaydesk admin",
-        description="administration commands (sent to the admin service over the bus)",
-    )
-    sub = parser.add_subparsers(dest="action", required=True)
-    tenant = sub.add_parser("create-tenant", help="create an account")
-    tenant.add_argument("--tenant", required=True, help="tenant id, e.g. acme")
-    tenant.add_argument("--name", required=True)
-    tenant.add_argument("--mode", choices=["tool", "saas"], default="tool")
-    tenant.add_argument("--plan", help="SaaS: the starting plan (default: the catalogue's default)")
-    agent = sub.add_parser("create-agent", help="create an agent or admin in a tenant")
-    agent.add_argument("--tenant", required=True)
-    agent.add_argument("--email", required=True)
-    agent.add_argument("--name", required=True)
-    agent.add_argument("--role", choices=["owner", "admin", "supervisor", "agent"], default="agent")
-    agent.add_argument("--password", help="prompted for when omitted")
-    agent.add_argument("--max-chats", type=int, default=5)
-    password = sub.add_parser(
-        "set-password", help="set an agent's password (their open sessions end)"
-    )
-    password.add_argument("--tenant", required=True)
-    password.add_argument("--email", required=True)
-    password.add_argument("--password", help="prompted for when omitted")
-    remove = sub.add_parser("remove-agent", help="remove an agent (their tokens stop working)")
-    remove.add_argument("--tenant", required=True)
-    remove.add_argument("--email", required=True)
-    listing = sub.add_parser("list-agents", help="list a tenant's agents")
-    listing.add_argument("--tenant", required=True)
-    close = sub.add_parser(
-        "close-period",
-        help=(
-            "SaaS: close a billing month now and issue its invoice"
-            " (the scheduler does this on the 1st)"
-        ),
-    )
-    close.add_argument("--tenant", required=True)
-    close.add_argument("--period", required=True, help="YYYY-MM")
-    payment = sub.add_parser(
-        "record-payment", help="SaaS: record a manual payment against an invoice"
-    )
-    payment.add_argument("--tenant", required=True)
-    payment.add_argument("--invoice", required=True, help="invoice number, e.g. ACME-0001")
-    payment.add_argument("--amount-cents", type=int, required=True)
-    payment.add_argument("--reference", help="bank transfer reference or similar")
-    sub.add_parser(
-        "reseal-connectors",
-        help=(
-            "after a RELAYDESK_SECRETS_KEY rotation: seal every connector's secrets again under"
-            " the current key (then the previous key can be removed); needs the connectors"
-            " service's RELAYDESK_SECRETS_KEY and RELAYDESK_SECRETS_PREVIOUS_KEYS"
-        ),
-    )
-    return parser
+Action = Callable[[Bus, RpcClient, Settings], Awaitable[int]]
 
 
 def _agent_id(email: str) -> str:
@@ -97,134 +42,254 @@ async def _send(
 ) -> int:
     reply = await rpc.command(service, envelope, timeout=settings.request_timeout_s)
     if not reply.ok:
-        print(f"refused: {reply.code}: {reply.message}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"refused: {reply.code}: {reply.message}")
     print(f"done: {done} ({len(reply.event_ids)} event(s) on the log)")
     return 0
 
 
-def _password_refused(password: str, *context: str) -> bool:
-    """The API's password rule (docs/security.md, 10); prints the reason when it is broken."""
+def _checked_password(password: str, *context: str) -> str:
+    """The API's password rule (docs/security.md, 10): a broken one is a usage error."""
     problem = password_problem(password, context=context)
     if problem is not None:
-        print(f"refused: invalid_payload: {problem}", file=sys.stderr)
-    return problem is not None
+        raise CommandFailed(f"refused: invalid_payload: {problem}")
+    return password
 
 
-async def _agent_id_by_email(
-    rpc: RpcClient, settings: Settings, tenant: str, email: str
-) -> str | None:
+async def _existing_tenant(rpc: RpcClient, settings: Settings, tenant: str) -> None:
+    """An unknown tenant is a wrong argument (exit 2), not an empty answer."""
+    try:
+        await rpc.ask(TenantGetQuery(tenant=tenant), timeout=settings.request_timeout_s)
+    except RemoteError as exc:
+        if exc.code == "not_found":
+            raise CommandFailed(f"no tenant {tenant!r}") from None
+        raise
+
+
+async def _agent_id_by_email(rpc: RpcClient, settings: Settings, tenant: str, email: str) -> str:
+    await _existing_tenant(rpc, settings, tenant)
     agents = await rpc.ask(AgentsListQuery(tenant=tenant), timeout=settings.request_timeout_s)
-    return next((a.agent_id for a in agents if a.email == normalize_email(email)), None)
+    found = next((a.agent_id for a in agents if a.email == normalize_email(email)), None)
+    if found is None:
+        raise CommandFailed(f"no agent {email} in tenant {tenant!r}")
+    return found
 
 
-async def _run(args: argparse.Namespace, settings: Settings, rpc: RpcClient) -> int:
-    if args.action == "create-tenant":
+def _connected(ctx: click.Context, action: Action) -> int:
+    """Run ``action`` with a bus connection; a refusal or an unreachable broker is one line."""
+    settings = settings_of(ctx)
+    tool_logging(ctx, "admin")
+
+    async def run() -> int:
+        bus = await Bus(
+            settings.amqp_url, service="admin-cli", stream_url=settings.stream_url
+        ).connect()
+        try:
+            return await action(bus, RpcClient(bus), settings)
+        except RemoteError as exc:
+            raise CommandFailed(f"refused: {exc.code}: {exc.message}") from None
+        finally:
+            await bus.close()
+
+    return run_async(run(), settings)
+
+
+TENANT = click.option("--tenant", required=True, help="tenant id, e.g. acme")
+EMAIL = click.option("--email", required=True, help="the agent's e-mail address")
+
+
+def _password_option(prompt: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    # Prompted for (hidden) when omitted, so it need not sit in the shell's history.
+    return click.option(
+        "--password", prompt=prompt, hide_input=True, help=f"{prompt} (prompted for when omitted)"
+    )
+
+
+@click.group(short_help="tenants, agents, passwords, SaaS billing, key rotation")
+def admin() -> None:
+    """Administration: tenants, agents, passwords, SaaS billing, re-sealing connector secrets.
+
+    Every change is a command to the service owning it over the bus, decided and recorded on
+    the log like an edit made in the web console. Needs a running system (relaydesk up, or
+    the agent and billing services) on RELAYDESK_AMQP_URL.
+    """
+
+
+@admin.command("create-tenant", short_help="create an account")
+@TENANT
+@click.option("--name", required=True, help="the account's display name")
+@click.option(
+    "--mode",
+    type=click.Choice(["tool", "saas"]),
+    default="tool",
+    show_default=True,
+    help="tool: accounts made here; saas: plans and bills",
+)
+@click.option("--plan", help="SaaS: the starting plan (default: the catalogue's default)")
+@click.pass_context
+def create_tenant(ctx: click.Context, tenant: str, name: str, mode: str, plan: str | None) -> int:
+    """Create an account."""
+    data = {"tenant_id": tenant, "name": name, "mode": mode, **({"plan": plan} if plan else {})}
+
+    async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
+        envelope = _command(tenant, CreateTenant.TYPE, "tenant", data)
+        return await _send(rpc, settings, envelope, f"tenant {tenant} created")
+
+    return _connected(ctx, action)
+
+
+@admin.command("create-agent", short_help="create an agent, supervisor, admin or owner")
+@TENANT
+@EMAIL
+@click.option("--name", required=True, help="the agent's display name")
+@click.option(
+    "--role",
+    type=click.Choice(["owner", "admin", "supervisor", "agent"]),
+    default="agent",
+    show_default=True,
+    help="what they may do (docs/admin.md)",
+)
+@_password_option("password")
+@click.option(
+    "--max-chats",
+    type=click.IntRange(1, 100),
+    default=5,
+    show_default=True,
+    help="conversations they hold at once",
+)
+@click.pass_context
+def create_agent(
+    ctx: click.Context,
+    tenant: str,
+    email: str,
+    name: str,
+    role: str,
+    password: str,
+    max_chats: int,
+) -> int:
+    """Create an agent (or an owner, admin, supervisor) in a tenant."""
+    _checked_password(password, email, name, tenant)
+
+    async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
         data = {
-            "tenant_id": args.tenant,
-            "name": args.name,
-            "mode": args.mode,
-            **({"plan": args.plan} if args.plan else {}),
-        }
-        return await _send(
-            rpc,
-            settings,
-            _command(args.tenant, CreateTenant.TYPE, "tenant", data),
-            f"tenant {args.tenant} created",
-        )
-    if args.action == "create-agent":
-        password = args.password or getpass.getpass("password: ")
-        if _password_refused(password, args.email, args.name, args.tenant):
-            return 1
-        data = {
-            "agent_id": _agent_id(args.email),
-            "email": args.email,
-            "name": args.name,
-            "role": args.role,
-            "max_chats": args.max_chats,
+            "agent_id": _agent_id(email),
+            "email": email,
+            "name": name,
+            "role": role,
+            "max_chats": max_chats,
             "password_hash": hash_password(password),
         }
-        envelope = _command(args.tenant, CreateAgent.TYPE, f"agent:{data['agent_id']}", data)
-        return await _send(
-            rpc,
-            settings,
-            envelope,
-            f"{args.role} {args.email} created in {args.tenant} as {data['agent_id']}",
-        )
-    if args.action == "close-period":
-        envelope = _command(
-            args.tenant, ClosePeriod.TYPE, f"billing:{args.tenant}", {"period": args.period}
-        )
-        return await _send(
-            rpc, settings, envelope, f"{args.period} closed for {args.tenant}", service="billing"
-        )
-    if args.action == "record-payment":
-        data = {
-            "number": args.invoice,
-            "amount_cents": args.amount_cents,
-            "method": "manual",
-            **({"reference": args.reference} if args.reference else {}),
-        }
-        envelope = _command(args.tenant, RecordPayment.TYPE, f"billing:{args.tenant}", data)
-        return await _send(
-            rpc,
-            settings,
-            envelope,
-            f"payment of {args.amount_cents} cents recorded on {args.invoice}",
-            service="billing",
-        )
-    if args.action == "list-agents":
-        for agent in await rpc.ask(
-            AgentsListQuery(tenant=args.tenant), timeout=settings.request_timeout_s
-        ):
+        envelope = _command(tenant, CreateAgent.TYPE, f"agent:{data['agent_id']}", data)
+        done = f"{role} {email} created in {tenant} as {data['agent_id']}"
+        return await _send(rpc, settings, envelope, done)
+
+    return _connected(ctx, action)
+
+
+@admin.command("set-password", short_help="set an agent's password (sessions end)")
+@TENANT
+@EMAIL
+@_password_option("new password")
+@click.pass_context
+def set_password(ctx: click.Context, tenant: str, email: str, password: str) -> int:
+    """Set an agent's password (their open sessions end)."""
+    _checked_password(password, email, tenant)
+
+    async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
+        agent_id = await _agent_id_by_email(rpc, settings, tenant, email)
+        changes = {"password_hash": hash_password(password)}
+        data = {"agent_id": agent_id, "changes": changes}
+        envelope = _command(tenant, UpdateAgent.TYPE, f"agent:{agent_id}", data)
+        return await _send(rpc, settings, envelope, f"password of {email} changed")
+
+    return _connected(ctx, action)
+
+
+@admin.command("remove-agent", short_help="remove an agent (tokens stop working)")
+@TENANT
+@EMAIL
+@click.pass_context
+def remove_agent(ctx: click.Context, tenant: str, email: str) -> int:
+    """Remove an agent (their tokens stop working)."""
+
+    async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
+        agent_id = await _agent_id_by_email(rpc, settings, tenant, email)
+        data = {"agent_id": agent_id}
+        envelope = _command(tenant, RemoveAgent.TYPE, f"agent:{agent_id}", data)
+        return await _send(rpc, settings, envelope, f"{email} removed")
+
+    return _connected(ctx, action)
+
+
+@admin.command("list-agents", short_help="list a tenant's agents")
+@TENANT
+@click.pass_context
+def list_agents(ctx: click.Context, tenant: str) -> int:
+    """List a tenant's agents: id, e-mail, role, name (tab-separated)."""
+
+    async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
+        await _existing_tenant(rpc, settings, tenant)
+        query = AgentsListQuery(tenant=tenant)
+        for agent in await rpc.ask(query, timeout=settings.request_timeout_s):
             print(f"{agent.agent_id}\t{agent.email}\t{agent.role}\t{agent.name}")
         return 0
-    agent_id = await _agent_id_by_email(rpc, settings, args.tenant, args.email)
-    if agent_id is None:
-        print(f"refused: not_found: no agent {args.email} in {args.tenant}", file=sys.stderr)
-        return 1
-    if args.action == "remove-agent":
-        return await _send(
-            rpc,
-            settings,
-            _command(args.tenant, RemoveAgent.TYPE, f"agent:{agent_id}", {"agent_id": agent_id}),
-            f"{args.email} removed",
-        )
-    password = args.password or getpass.getpass("new password: ")
-    if _password_refused(password, args.email, args.tenant):
-        return 1
-    changes = {"password_hash": hash_password(password)}
-    envelope = _command(
-        args.tenant,
-        UpdateAgent.TYPE,
-        f"agent:{agent_id}",
-        {"agent_id": agent_id, "changes": changes},
-    )
-    return await _send(rpc, settings, envelope, f"password of {args.email} changed")
+
+    return _connected(ctx, action)
 
 
-async def _connected(args: argparse.Namespace, settings: Settings) -> int:
-    bus = await Bus(
-        settings.amqp_url, service="admin-cli", stream_url=settings.stream_url
-    ).connect()
-    try:
-        if args.action == "reseal-connectors":
-            return await reseal_connectors(bus, settings)
-        return await _run(args, settings, RpcClient(bus))
-    except RemoteError as exc:
-        print(f"refused: {exc.code}: {exc.message}", file=sys.stderr)
-        return 1
-    finally:
-        await bus.close()
+@admin.command("close-period", short_help="SaaS: close a month now, issue its invoice")
+@TENANT
+@click.option("--period", required=True, help="the month, YYYY-MM")
+@click.pass_context
+def close_period(ctx: click.Context, tenant: str, period: str) -> int:
+    """SaaS: close a billing month now and issue its invoice (the scheduler does this on the
+    1st)."""
+
+    async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
+        envelope = _command(tenant, ClosePeriod.TYPE, f"billing:{tenant}", {"period": period})
+        done = f"{period} closed for {tenant}"
+        return await _send(rpc, settings, envelope, done, service="billing")
+
+    return _connected(ctx, action)
 
 
-def main(argv: Sequence[str], settings: Settings | None = None) -> int:
-    args = _parser().parse_args(list(argv))
-    try:
-        return asyncio.run(_connected(args, settings or Settings()))
-    except TimeoutError:
-        print(
-            "the admin service did not answer: is `relaydesk up` (or `relaydesk agent`) running?",
-            file=sys.stderr,
-        )
-        return 2
+@admin.command("record-payment", short_help="SaaS: record a manual payment")
+@TENANT
+@click.option("--invoice", required=True, help="invoice number, e.g. ACME-0001")
+@click.option("--amount-cents", type=int, required=True, help="the amount paid, in cents")
+@click.option("--reference", help="bank transfer reference or similar")
+@click.pass_context
+def record_payment(
+    ctx: click.Context, tenant: str, invoice: str, amount_cents: int, reference: str | None
+) -> int:
+    """SaaS: record a manual payment against an invoice."""
+    data = {
+        "number": invoice,
+        "amount_cents": amount_cents,
+        "method": "manual",
+        **({"reference": reference} if reference else {}),
+    }
+
+    async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
+        envelope = _command(tenant, RecordPayment.TYPE, f"billing:{tenant}", data)
+        done = f"payment of {amount_cents} cents recorded on {invoice}"
+        return await _send(rpc, settings, envelope, done, service="billing")
+
+    return _connected(ctx, action)
+
+
+@admin.command("reseal-connectors", short_help="re-seal connector secrets after a key rotation")
+@click.pass_context
+def reseal(ctx: click.Context) -> int:
+    """After a RELAYDESK_SECRETS_KEY rotation: seal every connector's secrets again under the
+    current key (then the previous key can be removed).
+
+    Needs the connectors service's RELAYDESK_SECRETS_KEY and RELAYDESK_SECRETS_PREVIOUS_KEYS.
+    Exit 1 when a connector could not be re-sealed.
+    """
+
+    box = current_box(settings_of(ctx))
+
+    async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
+        return await reseal_connectors(bus, box, settings)
+
+    return _connected(ctx, action)

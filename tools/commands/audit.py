@@ -6,63 +6,124 @@
     relaydesk audit public-key                          # the checkpoints' public keys
 
 Exit code 0: intact; 1: a problem found (each printed, the first bad position first);
-2: usage, configuration or connection error.
+2: usage, configuration, or the archive or the broker cannot be reached (one line).
 """
 
-import argparse
-import asyncio
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
+import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from relaydesk.keys import SecretNotUsable, key_ring
 from relaydesk.settings import Settings
 from relaydesk.signing import BadPublicKey, Signer, keys_by_id, parse_public_key, public_text
+from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
 from tools.replay.export_file import read_export
 from tools.replay.verify import Verdict, verify_file, verify_online
 
 
-class UsageError(Exception):
-    """Exit 2 with this message."""
+def archive_settings(ctx: click.Context) -> Settings:
+    """The settings of a command reading the MongoDB archive: MONGO_URL must be set."""
+    settings = settings_of(ctx)
+    if not settings.mongo_url:
+        raise CommandFailed(
+            "configuration: MONGO_URL: not set; point it at the archive's MongoDB"
+            " (relaydesk up prints it)"
+        )
+    return settings
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="relaydesk audit", description="tamper evidence for the event archive"
-    )
-    sub = parser.add_subparsers(dest="action", required=True)
-    verify = sub.add_parser(
-        "verify", help="hash chains, signed checkpoints and the log (or an export file)"
-    )
-    verify.add_argument("--tenant")
-    verify.add_argument("--conversation", help="needs --tenant")
-    verify.add_argument("--file", type=Path, help="an export to verify offline")
-    verify.add_argument(
-        "--public-key",
-        action="append",
-        default=[],
-        help="ed25519:… (repeatable); default: derived from RELAYDESK_AUDIT_SIGNING_KEY",
-    )
-    verify.add_argument(
-        "--no-log", action="store_true", help="check the archive against its checkpoints only"
-    )
-    sub.add_parser("public-key", help="print the public keys the checkpoints are signed with")
-    return parser
+@click.group(short_help="tamper evidence: audit verify, audit public-key")
+def audit() -> None:
+    """Tamper evidence for the event archive."""
 
 
-def public_keys(texts: list[str], settings: Settings) -> dict[str, Ed25519PublicKey]:
-    """The keys given, or those of the configured signing key ring."""
+@audit.command(short_help="hash chains, signed checkpoints and the log (or an export file)")
+@click.option("--tenant", help="one tenant (default: every tenant)")
+@click.option("--conversation", help="one conversation (needs --tenant)")
+@click.option(
+    "--file",
+    "export_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="an export to verify offline, with no access to the system",
+)
+@click.option(
+    "--public-key",
+    "public_key_texts",
+    multiple=True,
+    help="ed25519:… (repeatable); default: derived from RELAYDESK_AUDIT_SIGNING_KEY",
+)
+@click.option("--no-log", is_flag=True, help="check the archive against its checkpoints only")
+@click.pass_context
+def verify(
+    ctx: click.Context,
+    tenant: str | None,
+    conversation: str | None,
+    export_file: Path | None,
+    public_key_texts: tuple[str, ...],
+    no_log: bool,
+) -> int:
+    """Check the archive's hash chains, its signed checkpoints and the log; or an export.
+
+    Exit 0: intact; 1: a problem found (each printed, the first bad position first).
+    """
+    if conversation and not tenant and not export_file:
+        raise click.UsageError("--conversation needs --tenant")
+    if export_file is not None:
+        keys = _given_keys(public_key_texts) or _configured_keys(settings_of(ctx))
+        try:
+            export = read_export(export_file)
+        except (OSError, ValueError) as exc:
+            raise CommandFailed(f"{export_file}: {exc}") from None
+        if not export.verifiable:
+            raise CommandFailed(f"{export_file}: an export of the first format has no hash links")
+        return print_verdict(verify_file(export, keys))
+    settings = archive_settings(ctx)
+    keys = _given_keys(public_key_texts) or _configured_keys(settings)
+    tool_logging(ctx, "audit")
+
+    def progress(checked: int) -> None:
+        sys.stderr.write(f"\r[audit] {checked:,} events checked")
+        sys.stderr.flush()
+
+    verdict = run_async(
+        verify_online(
+            settings, tenant, conversation, keys, with_log=not no_log, on_progress=progress
+        ),
+        settings,
+    )
+    sys.stderr.write("\n")
+    return print_verdict(verdict)
+
+
+@audit.command("public-key", short_help="print the public keys the checkpoints are signed with")
+@click.pass_context
+def public_key(ctx: click.Context) -> int:
+    """Print the public keys (current and previous) that verify the signed checkpoints."""
     try:
-        if texts:
-            return keys_by_id(parse_public_key(text) for text in texts)
+        ring = key_ring(settings_of(ctx), "audit_signing_key")
+    except SecretNotUsable as exc:
+        raise CommandFailed(f"configuration: {exc}") from None
+    signer = Signer(ring)
+    for key_id, key in signer.public_keys.items():
+        label = "current" if key_id == signer.key_id else "previous"
+        print(f"{public_text(key)}  key id {key_id} ({label})")
+    return 0
+
+
+def _given_keys(texts: tuple[str, ...]) -> dict[str, Ed25519PublicKey]:
+    try:
+        return keys_by_id(parse_public_key(text) for text in texts) if texts else {}
     except BadPublicKey as exc:
-        raise UsageError(f"--public-key: {exc}") from None
+        raise click.BadParameter(str(exc), param_hint="--public-key") from None
+
+
+def _configured_keys(settings: Settings) -> dict[str, Ed25519PublicKey]:
     try:
         return Signer(key_ring(settings, "audit_signing_key")).public_keys
     except SecretNotUsable as exc:
-        raise UsageError(f"give --public-key, or configure the signing key: {exc}") from None
+        raise CommandFailed(f"give --public-key, or configure the signing key: {exc}") from None
 
 
 def print_verdict(verdict: Verdict) -> int:
@@ -82,63 +143,3 @@ def print_verdict(verdict: Verdict) -> int:
         print(f"  also: {finding.line()}")
     print(f"  ({scope})")
     return 1
-
-
-def _verify(args: argparse.Namespace, settings: Settings) -> int:
-    keys = public_keys(args.public_key, settings)
-    if args.file:
-        try:
-            export = read_export(args.file)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{args.file}: {exc}") from None
-        if not export.verifiable:
-            raise UsageError(f"{args.file}: an export of the first format has no hash links")
-        return print_verdict(verify_file(export, keys))
-    if not settings.mongo_url:
-        raise UsageError("set MONGO_URL to the archive's MongoDB (relaydesk up prints it)")
-
-    def progress(checked: int) -> None:
-        sys.stderr.write(f"\r[audit] {checked:,} events checked")
-        sys.stderr.flush()
-
-    verdict = asyncio.run(
-        verify_online(
-            settings,
-            args.tenant,
-            args.conversation,
-            keys,
-            with_log=not args.no_log,
-            on_progress=progress,
-        )
-    )
-    sys.stderr.write("\n")
-    return print_verdict(verdict)
-
-
-def _public_key(settings: Settings) -> int:
-    try:
-        ring = key_ring(settings, "audit_signing_key")
-    except SecretNotUsable as exc:
-        raise UsageError(str(exc)) from None
-    signer = Signer(ring)
-    for key_id, key in signer.public_keys.items():
-        label = "current" if key_id == signer.key_id else "previous"
-        print(f"{public_text(key)}  key id {key_id} ({label})")
-    return 0
-
-
-def main(argv: Sequence[str], settings: Settings | None = None) -> int:
-    args = _parser().parse_args(list(argv))
-    settings = settings or Settings()
-    try:
-        if args.action == "public-key":
-            return _public_key(settings)
-        if args.conversation and not args.tenant and not args.file:
-            raise UsageError("--conversation needs --tenant")
-        return _verify(args, settings)
-    except UsageError as exc:
-        print(f"relaydesk audit: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - a CLI reports any connection problem plainly
-        print(f"relaydesk audit: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2

@@ -4,75 +4,73 @@ relaydesk bench                 # the full protocol (about 15 minutes on 2 cores
 relaydesk bench --quick         # a short smoke run (about a minute): same steps, small numbers
 """
 
-import argparse
 import json
-import sys
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from relaydesk.runtime import run_loop
-from tools.bench.runner import Options, run, table
+import click
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="relaydesk bench",
-        description="benchmark the whole system against baselines run in the same session",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 1 round at 200 msg/s, 20 conversations, 500 idle sockets",
-    )
-    parser.add_argument(
-        "--rates", default=None, help="comma-separated offered rates in msg/s (default 200,1000)"
-    )
-    parser.add_argument(
-        "--seconds", type=float, default=None, help="measured seconds per step (default 20)"
-    )
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3)")
-    parser.add_argument(
-        "--conversations", type=int, default=None, help="concurrent conversations (default 200)"
-    )
-    parser.add_argument(
-        "--idle-sockets",
-        type=int,
-        default=None,
-        help="idle sockets to hold on one gateway (default 10000)",
-    )
-    parser.add_argument(
-        "--archive-events",
-        type=int,
-        default=None,
-        help="events for the archive-rate step (default 20000)",
-    )
-    parser.add_argument(
-        "--no-sustained", action="store_true", help="skip the maximum sustained rate search"
-    )
-    parser.add_argument(
-        "--no-peer", action="store_true", help="skip the chat-service peer (needs node and npm)"
-    )
-    parser.add_argument(
-        "--cluster",
-        type=int,
-        default=None,
-        help="run on a local RabbitMQ cluster of N nodes (tools/cluster.py) and report the"
-        " throughput ratio to one node and one gateway",
-    )
-    parser.add_argument(
-        "--gateways", type=int, default=None, help="gateway processes sharing the load (default 1)"
-    )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=None,
-        help="JSON report path (default benchmarks/results/bench-<time>.json)",
-    )
-    return parser
+def _rates(
+    ctx: click.Context, param: click.Parameter, text: str | None
+) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(float(rate) for rate in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: comma-separated numbers, e.g. 200,1000") from None
 
 
-def options_from(args: argparse.Namespace) -> Options:
+@click.command(short_help="benchmark the whole system (extra: bench)")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="smoke run: 1 round at 200 msg/s, 20 conversations, 500 idle sockets",
+)
+@click.option(
+    "--rates", callback=_rates, help="comma-separated offered rates in msg/s (default 200,1000)"
+)
+@click.option("--seconds", type=float, help="measured seconds per step (default 20)")
+@click.option("--rounds", type=int, help="interleaved rounds (default 3)")
+@click.option("--conversations", type=int, help="concurrent conversations (default 200)")
+@click.option(
+    "--idle-sockets", type=int, help="idle sockets to hold on one gateway (default 10000)"
+)
+@click.option("--archive-events", type=int, help="events for the archive-rate step (default 20000)")
+@click.option("--no-sustained", is_flag=True, help="skip the maximum sustained rate search")
+@click.option("--no-peer", is_flag=True, help="skip the chat-service peer (needs node and npm)")
+@click.option(
+    "--cluster",
+    type=click.IntRange(min=1),
+    help="run on a local RabbitMQ cluster of N nodes (tools/cluster.py) and report the"
+    " throughput ratio to one node and one gateway",
+)
+@click.option(
+    "--gateways", type=click.IntRange(min=1), help="gateway processes sharing the load (default 1)"
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON report path (default benchmarks/results/bench-<time>.json)",
+)
+def bench(
+    quick: bool,
+    rates: tuple[float, ...] | None,
+    output: Path | None,
+    no_sustained: bool,
+    no_peer: bool,
+    **counts: float | None,
+) -> int:
+    """Benchmark the whole system against baselines run in the same session (extra: bench).
+
+    Exit 1: a message was lost or duplicated.
+    """
+    # Imported here: the bench extra (hdrhistogram, psutil) is only needed to run it, not to
+    # list or describe the commands.
+    from relaydesk.runtime import run_loop
+    from tools.bench.runner import Options, run, table
+
     base = (
         Options(
             rates=(200.0,),
@@ -84,38 +82,21 @@ def options_from(args: argparse.Namespace) -> Options:
             archive_events=2000,
             sustained=False,
         )
-        if args.quick
+        if quick
         else Options()
     )
-    changes: dict[str, object] = {}
-    if args.rates:
-        changes["rates"] = tuple(float(r) for r in args.rates.split(","))
-    for name in (
-        "seconds",
-        "rounds",
-        "conversations",
-        "idle_sockets",
-        "archive_events",
-        "cluster",
-        "gateways",
-    ):
-        if getattr(args, name) is not None:
-            changes[name] = getattr(args, name)
-    if args.no_sustained:
+    changes: dict[str, object] = {
+        name: value for name, value in counts.items() if value is not None
+    }
+    if rates is not None:
+        changes["rates"] = rates
+    if no_sustained:
         changes["sustained"] = False
-    if args.no_peer:
+    if no_peer:
         changes["peer"] = False
-    return Options(**{**base.__dict__, **changes})
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    options = options_from(args)
-    report = run_loop(run(options))
-    output = (
-        args.output
-        or Path("benchmarks/results")
-        / f"bench-{datetime.now(UTC):%Y%m%d-%H%M%S}{'-quick' if args.quick else ''}.json"
+    report = run_loop(run(Options(**{**base.__dict__, **changes})))
+    output = output or Path("benchmarks/results") / (
+        f"bench-{datetime.now(UTC):%Y%m%d-%H%M%S}{'-quick' if quick else ''}.json"
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2, default=str))
@@ -123,7 +104,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nreport written to {output}")
     failed = report.get("verdict", {}).get("nothing_lost_or_duplicated", {}).get("met") is False
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

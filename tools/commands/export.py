@@ -14,11 +14,11 @@ live events: the read models come out the same. The source's checkpoints are not
 subscriptions and connectors start paused until an admin resumes them.
 """
 
-import argparse
-import asyncio
 import sys
-from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
+
+import click
 
 from contracts.events.audit import AuditCheckpoint
 from contracts.events.history import RetentionApplied
@@ -28,6 +28,8 @@ from history_service.documents import ArchivedEvent
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
 from relaydesk.store import ascending, bound, database, make_client, stored_rows
+from tools.commands.audit import archive_settings
+from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
 from tools.replay.export_file import (
     Attachment,
     ExportFile,
@@ -40,72 +42,100 @@ from tools.replay.export_file import (
 BATCH = 500
 
 
-def _export_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="relaydesk export", description="export archived events as JSON Lines"
-    )
-    parser.add_argument("--tenant", required=True)
-    parser.add_argument("--conversation")
-    parser.add_argument("--output", type=Path, help="file to write (default: stdout)")
-    return parser
+@click.command(short_help="archived events as JSON Lines")
+@click.option("--tenant", required=True, help="the tenant whose events to export")
+@click.option("--conversation", help="only this conversation")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="file to write (default: stdout)",
+)
+@click.pass_context
+def export(ctx: click.Context, tenant: str, conversation: str | None, output: Path | None) -> int:
+    """Export archived events, their hash links and checkpoints, and the attachment files, as
+    JSON Lines in log order (exit 1: none matched)."""
+    settings = archive_settings(ctx)
+    tool_logging(ctx, "export")
+    return run_async(_export(settings, tenant, conversation, output), settings)
 
 
-def _import_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="relaydesk import", description="publish exported JSON Lines onto this system's log"
-    )
-    parser.add_argument("--input", type=Path, required=True)
-    return parser
+@click.command("import", short_help="publish exported JSON Lines onto this log")
+@click.option(
+    "--input",
+    "source",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="a file written by relaydesk export",
+)
+@click.pass_context
+def import_(ctx: click.Context, source: Path) -> int:
+    """Publish exported JSON Lines onto this system's log and store its files; nothing is
+    stored or published if one line or file is bad."""
+    try:
+        export_file = read_export(source)
+        _check_attachments(export_file)
+    except (OSError, ValueError) as exc:
+        raise CommandFailed(f"nothing imported: {exc}") from None
+    settings = settings_of(ctx)
+    if export_file.attachments and not settings.mongo_url:
+        raise CommandFailed(
+            "nothing imported: the file carries attachment files;"
+            " set MONGO_URL to the target's MongoDB"
+        )
+    tool_logging(ctx, "import")
+    return run_async(_import(settings, export_file), settings)
 
 
-async def _export(args: argparse.Namespace, settings: Settings) -> int:
+async def _export(
+    settings: Settings, tenant: str, conversation: str | None, output: Path | None
+) -> int:
     client = make_client(settings.mongo_url or "")
-    out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
     count = files = 0
     try:
+        # The archive first: when it cannot be reached, no empty output file is left behind.
+        await client.admin.command("ping")
         db = database(client, settings.mongo_db)
         e = await bound(db, ArchivedEvent)
-        query = e.find(e.tenant == args.tenant, batch_size=1000)
-        if args.conversation:
+        query = e.find(e.tenant == tenant, batch_size=1000)
+        if conversation:
             # the conversation's chain, and what verifies it: the tenant's checkpoints and
             # retention records
             query = query.find(
                 {
                     "$or": [
-                        {"stream": f"conv:{args.conversation}"},
+                        {"stream": f"conv:{conversation}"},
                         {"type": {"$in": [AuditCheckpoint.TYPE, RetentionApplied.TYPE]}},
                     ]
                 }
             )
-        write_header(out, args.tenant, args.conversation)
-        attachments: list[str] = []
-        async for document in stored_rows(query.sort(ascending(e.position))):
-            write_event(out, document)
-            count += 1
-            if document["type"] == AttachmentSent.TYPE:
-                attachments.append(document["data"]["attachment_id"])
-        store = AttachmentStore(db)
-        for attachment_id in attachments:
-            found = await store.find(attachment_id)
-            if found is None:
-                print(f"[export] attachment {attachment_id}: no file stored", file=sys.stderr)
-                continue
-            content = await store.read(attachment_id)
-            write_attachment(
-                out,
-                Attachment(
-                    found.attachment_id,
-                    found.filename,
-                    found.content_type,
-                    found.conversation_id,
-                    found.tenant,
-                    content,
-                ),
-            )
-            files += 1
+        with output.open("w", encoding="utf-8") if output else nullcontext(sys.stdout) as out:
+            write_header(out, tenant, conversation)
+            attachments: list[str] = []
+            async for document in stored_rows(query.sort(ascending(e.position))):
+                write_event(out, document)
+                count += 1
+                if document["type"] == AttachmentSent.TYPE:
+                    attachments.append(document["data"]["attachment_id"])
+            store = AttachmentStore(db)
+            for attachment_id in attachments:
+                found = await store.find(attachment_id)
+                if found is None:
+                    print(f"[export] attachment {attachment_id}: no file stored", file=sys.stderr)
+                    continue
+                content = await store.read(attachment_id)
+                write_attachment(
+                    out,
+                    Attachment(
+                        found.attachment_id,
+                        found.filename,
+                        found.content_type,
+                        found.conversation_id,
+                        found.tenant,
+                        content,
+                    ),
+                )
+                files += 1
     finally:
-        if args.output:
-            out.close()
         await client.close()
     print(f"[export] {count:,} events, {files:,} attachment files", file=sys.stderr)
     return 0 if count else 1
@@ -123,20 +153,7 @@ def _check_attachments(export: ExportFile) -> None:
             raise ValueError(f"attachment {attachment.id}: no exported event of its size")
 
 
-async def _import(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        export = read_export(args.input)
-        _check_attachments(export)
-    except (OSError, ValueError) as exc:
-        print(f"relaydesk import: nothing imported: {exc}", file=sys.stderr)
-        return 1
-    if export.attachments and not settings.mongo_url:
-        print(
-            "relaydesk import: nothing imported: the file carries attachment files;"
-            " set MONGO_URL to the target's MongoDB",
-            file=sys.stderr,
-        )
-        return 2
+async def _import(settings: Settings, export: ExportFile) -> int:
     # the source's checkpoints sign the source's archive: the target signs its own
     envelopes = [e for e in export.envelopes if e.type != AuditCheckpoint.TYPE]
     if export.attachments:
@@ -176,19 +193,3 @@ async def _store_files(settings: Settings, attachments: list[Attachment]) -> Non
             )
     finally:
         await client.close()
-
-
-def main(argv: Sequence[str], settings: Settings | None = None) -> int:
-    args = _export_parser().parse_args(list(argv))
-    settings = settings or Settings()
-    if not settings.mongo_url:
-        print(
-            "relaydesk export: set MONGO_URL to the archive's MongoDB (relaydesk up prints it)",
-            file=sys.stderr,
-        )
-        return 2
-    return asyncio.run(_export(args, settings))
-
-
-def import_main(argv: Sequence[str], settings: Settings | None = None) -> int:
-    return asyncio.run(_import(_import_parser().parse_args(list(argv)), settings or Settings()))

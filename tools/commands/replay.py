@@ -12,61 +12,103 @@ scratch database, the routing state or the billing ledger in memory) and compare
 the live one; differences are printed and the exit code is 1 when there are any.
 """
 
-import argparse
-import asyncio
 import json
-import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import click
 
 from contracts.envelope import LoggedEvent
 from relaydesk.settings import Settings
+from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
 from tools.replay import projections
 from tools.replay.sources import Progress, Slice, from_archive, from_stream
 
 
-def _moment(text: str) -> datetime:
-    parsed = datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+class Moment(click.ParamType):
+    """An ISO 8601 date or time; UTC when it names no zone."""
+
+    name = "ISO-8601"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 date or time", param, ctx)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="relaydesk replay", description="replay the event log; rebuild and compare projections"
-    )
-    parser.add_argument("--tenant")
-    parser.add_argument("--conversation")
-    parser.add_argument("--since", type=_moment, help="ISO 8601 start (inclusive)")
-    parser.add_argument("--until", type=_moment, help="ISO 8601 end (inclusive)")
-    parser.add_argument("--source", choices=["archive", "stream"], default="archive")
-    parser.add_argument(
-        "--projection",
-        choices=["history", "agent", "billing"],
-        help="rebuild this projection and compare with the live one",
-    )
-    parser.add_argument(
-        "--scratch-db",
-        help="database for the rebuilt history read models (default: <db>_replay_<time>)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
-    parser.add_argument(
-        "--json", action="store_true", help="print envelopes as JSON Lines instead of a timeline"
-    )
-    return parser
+@click.command(short_help="replay the log; rebuild and compare projections")
+@click.option("--tenant", help="only this tenant")
+@click.option("--conversation", help="only this conversation")
+@click.option("--since", type=Moment(), help="ISO 8601 start (inclusive)")
+@click.option("--until", type=Moment(), help="ISO 8601 end (inclusive)")
+@click.option(
+    "--source",
+    type=click.Choice(["archive", "stream"]),
+    default="archive",
+    show_default=True,
+    help="archive: MongoDB, everything ever archived; stream: the RabbitMQ stream's retention",
+)
+@click.option(
+    "--projection",
+    type=click.Choice(["history", "agent", "billing"]),
+    help="rebuild this projection and compare it with the live one (exit 1: they differ)",
+)
+@click.option(
+    "--scratch-db",
+    help="database for the rebuilt history read models (default: <db>_replay_<time>)",
+)
+@click.option("--keep", is_flag=True, help="keep the scratch database")
+@click.option(
+    "--json", "as_json", is_flag=True, help="print envelopes as JSON Lines instead of a timeline"
+)
+@click.pass_context
+def replay(
+    ctx: click.Context,
+    tenant: str | None,
+    conversation: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    source: str,
+    projection: str | None,
+    scratch_db: str | None,
+    keep: bool,
+    as_json: bool,
+) -> int:
+    """Replay the event log: a conversation, a tenant or a time range; rebuild and compare
+    projections.
 
-
-def _events(
-    args: argparse.Namespace, settings: Settings, progress: Progress
-) -> AsyncIterator[LoggedEvent]:
-    selection = Slice(args.tenant, args.conversation, args.since, args.until)
-    if args.source == "stream":
-        return from_stream(settings.amqp_url, selection, progress)
-    if not settings.mongo_url:
-        raise SystemExit(
-            "relaydesk replay: --source archive needs MONGO_URL (or use --source stream)"
+    Exit 1: a rebuilt projection differs from the live one, or a --tenant/--conversation
+    selection matched no event.
+    """
+    settings = settings_of(ctx)
+    if source == "archive" and not settings.mongo_url:
+        raise CommandFailed(
+            "configuration: MONGO_URL: not set; --source archive reads the MongoDB archive"
+            " (or use --source stream)"
         )
-    return from_archive(settings.mongo_url, settings.mongo_db, selection, progress)
+    tool_logging(ctx, "replay")
+    request = Request(
+        Slice(tenant, conversation, since, until), source, projection, scratch_db, keep, as_json
+    )
+    return run_async(_run(request, settings), settings)
+
+
+@dataclass(frozen=True)
+class Request:
+    selection: Slice
+    source: str
+    projection: str | None
+    scratch_db: str | None
+    keep: bool
+    as_json: bool
 
 
 async def _print(events: AsyncIterator[LoggedEvent], as_json: bool) -> int:
@@ -95,17 +137,24 @@ async def _print(events: AsyncIterator[LoggedEvent], as_json: bool) -> int:
     return count
 
 
-async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    progress = Progress(args.source)
-    events = _events(args, settings, progress)
-    if args.projection is None:
-        count = await _print(events, args.json)
+def _events(request: Request, settings: Settings, progress: Progress) -> AsyncIterator[LoggedEvent]:
+    if request.source == "stream":
+        return from_stream(settings.amqp_url, request.selection, progress, settings.stream_url)
+    return from_archive(settings.mongo_url or "", settings.mongo_db, request.selection, progress)
+
+
+async def _run(request: Request, settings: Settings) -> int:
+    progress = Progress(request.source)
+    events = _events(request, settings, progress)
+    if request.projection is None:
+        count = await _print(events, request.as_json)
         progress.done()
-        return 0 if count or not (args.tenant or args.conversation) else 1
-    if args.projection == "history":
-        scratch = args.scratch_db or f"{settings.mongo_db}_replay_{int(time.time())}"
-        differences = await projections.history(settings, events, scratch, keep=args.keep)
-    elif args.projection == "agent":
+        selected = request.selection.tenant or request.selection.conversation
+        return 0 if count or not selected else 1
+    if request.projection == "history":
+        scratch = request.scratch_db or f"{settings.mongo_db}_replay_{int(time.time())}"
+        differences = await projections.history(settings, events, scratch, keep=request.keep)
+    elif request.projection == "agent":
         differences = await projections.routing(settings, events)
     else:
         differences = await projections.billing(settings, events)
@@ -115,14 +164,5 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     verdict = (
         f"{len(differences)} difference(s)" if differences else "identical to the live projection"
     )
-    print(f"{args.projection}: {verdict} ({progress.matched:,} events replayed)")
+    print(f"{request.projection}: {verdict} ({progress.matched:,} events replayed)")
     return 1 if differences else 0
-
-
-def main(argv: Sequence[str], settings: Settings | None = None) -> int:
-    args = _parser().parse_args(list(argv))
-    try:
-        return asyncio.run(_run(args, settings or Settings()))
-    except (ConnectionError, OSError) as exc:
-        print(f"relaydesk replay: cannot reach the servers: {exc}", file=sys.stderr)
-        return 2

@@ -21,19 +21,24 @@ from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.keys import SecretNotUsable
-from relaydesk.runtime import EXIT_CONFIG
 from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
+from tools.commands.outcomes import CommandFailed
 
 CLI_ACTOR = Actor(kind=ActorKind.admin, id="cli")
 
 
-async def reseal_connectors(bus: Bus, settings: Settings) -> int:
+def current_box(settings: Settings) -> SecretBox:
+    """The connectors' keys, checked before anything connects: unusable is a configuration
+    error (exit 2, one line naming the variable)."""
     try:
-        box = SecretBox.from_settings(settings)
+        return SecretBox.from_settings(settings)
     except SecretNotUsable as exc:
-        print(f"relaydesk admin reseal-connectors: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        raise CommandFailed(f"configuration: {exc}") from None
+
+
+async def reseal_connectors(bus: Bus, box: SecretBox, settings: Settings) -> int:
+    """Re-seal what a previous key sealed; 1 when a connector could not be re-sealed."""
     directory = ConnectorDirectory(box)
 
     async def fold(batch: list[LoggedEvent]) -> None:

@@ -103,7 +103,11 @@ async def from_archive(
 
 
 async def from_stream(
-    amqp_url: str, selection: Slice, progress: Progress, idle_timeout: float = 2.0
+    amqp_url: str,
+    selection: Slice,
+    progress: Progress,
+    stream_url: str | None = None,
+    idle_timeout: float = 2.0,
 ) -> AsyncIterator[LoggedEvent]:
     """Read the stream from its first retained offset until it is quiet for ``idle_timeout``.
 
@@ -111,7 +115,7 @@ async def from_stream(
     (``relaydesk.dedupe``): the archive holds first copies only, so both sources replay
     the same events, and so does every live projection.
     """
-    bus = await Bus(amqp_url, service="replay").connect()
+    bus = await Bus(amqp_url, service="replay", stream_url=stream_url).connect()
     seen = SeenIds(limit=None)
     try:
         async with LogReader(bus, start="first", prefetch=2000, name="replay") as reader:
