@@ -152,10 +152,11 @@ async def _authenticate(websocket: WebSocket, deps: GatewayDeps) -> Principal | 
 async def _read_loop(websocket: WebSocket, session: Session, deps: GatewayDeps) -> None:
     bucket = TokenBucket(deps.settings.ws_rate_per_s, deps.settings.ws_rate_burst)
     receive = asyncio.create_task(websocket.receive())
-    closed = asyncio.create_task(session.closed.wait())
+    closed: asyncio.Future[Any] = session.ended
     try:
         while True:
-            done, _ = await asyncio.wait({receive, closed}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {receive, closed}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if closed in done:
                 return
             message = receive.result()
@@ -185,7 +186,6 @@ async def _read_loop(websocket: WebSocket, session: Session, deps: GatewayDeps) 
         return
     finally:
         receive.cancel()
-        closed.cancel()
 
 
 async def _handle_frame(text: str, session: Session, deps: GatewayDeps) -> None:
