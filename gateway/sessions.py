@@ -47,7 +47,9 @@ class Session:
         self._queue: deque[bytes | _Replay | None] = deque()
         self._queue_limit = queue_limit
         self._wake: asyncio.Future[None] | None = None  # set while the writer waits
-        self.closed = asyncio.Event()
+        # A bare future, not an Event (a deque of waiters) and a task waiting on it: the
+        # reader waits on it and its receive together (gateway/ws.py).
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.close_code: int | None = None
         self.last_position = -1
         self.writer: asyncio.Task[None] | None = None
@@ -59,7 +61,7 @@ class Session:
         self.send_bytes(orjson.dumps(frame))
 
     def send_bytes(self, data: bytes | _Replay) -> None:
-        if self.closed.is_set():
+        if self.ended.done():
             return
         if len(self._queue) >= self._queue_limit:
             log.warning(
@@ -98,13 +100,17 @@ class Session:
     def close(self, code: int) -> None:
         if self.close_code is None:
             self.close_code = code
-        self.closed.set()
+        self._end()
         self._put(None)  # past the limit too: the writer must learn it is over
         if self._sending and self.writer is not None:
             # The peer stopped reading and the kernel buffer is full: a close frame cannot
             # get through either, so give up on this socket now (the client sees the
             # connection drop and resumes with resume_from).
             self.writer.cancel()
+
+    def _end(self) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)
 
     def _drain_backlog(self) -> Iterator[bytes]:
         while self._backlog:
@@ -133,7 +139,7 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - the peer went away; the reader notices too
             log.debug("ws_write_ended", error=type(exc).__name__)
         finally:
-            self.closed.set()
+            self._end()
             if (
                 self.close_code is not None
                 and self.websocket.application_state == WebSocketState.CONNECTED

@@ -157,10 +157,11 @@ async def _authenticate(websocket: WebSocket, deps: GatewayDeps) -> Principal | 
 async def _read_loop(websocket: WebSocket, session: Session, deps: GatewayDeps) -> None:
     budget = FrameBudget(deps.settings)
     receive = asyncio.create_task(websocket.receive())
-    closed = asyncio.create_task(session.closed.wait())
+    closed: asyncio.Future[Any] = session.ended
     try:
         while True:
-            done, _ = await asyncio.wait({receive, closed}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {receive, closed}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if closed in done:
                 return
             message = receive.result()
@@ -196,7 +197,6 @@ async def _read_loop(websocket: WebSocket, session: Session, deps: GatewayDeps) 
         return
     finally:
         receive.cancel()
-        closed.cancel()
 
 
 def _decode(text: str, max_bytes: int) -> dict[str, Any] | OpError:

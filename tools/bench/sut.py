@@ -153,6 +153,7 @@ class SystemUnderTest:
         assert self.running is not None, "start() first"
         env, mongo_url = self._env, self.running.mongo_url
         port = free_port()
+        log = self.data_dir / f"gateway-{port}.log"
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -166,8 +167,8 @@ class SystemUnderTest:
                 "RELAYDESK_HEALTH_PORT_BASE": str(random.randint(30000, 39000)),
                 **(extra_env or {}),
             },
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+            stdout=log.open("wb"),
+            stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
         self._extra_gateways.append(process)
@@ -175,7 +176,10 @@ class SystemUnderTest:
         async with asyncio.timeout(timeout), httpx.AsyncClient(timeout=2) as http:
             while True:
                 if process.returncode is not None:
-                    raise RuntimeError(f"an extra gateway exited with {process.returncode}")
+                    raise RuntimeError(
+                        f"an extra gateway exited with {process.returncode}:\n"
+                        + log.read_text(errors="replace")[-2000:]
+                    )
                 try:
                     if (await http.get(f"{url}/healthz")).status_code == 200:
                         return url, process.pid
