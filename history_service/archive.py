@@ -76,6 +76,10 @@ class Archive:
             self._heads[key] = (last[0]["hash"], count) if last else (GENESIS, 0)
         return self._heads[key]
 
+    def remember(self, tenant: str, stream: str, head: Head) -> Head:
+        """A chain's head found by a caller's own read of the archive (kept if none is known)."""
+        return self._heads.setdefault(f"{tenant}|{stream}", head)
+
     async def unseen(self, batch: list[LoggedEvent]) -> list[LoggedEvent]:
         """The events of ``batch`` not archived yet, first copy of each id only.
 
