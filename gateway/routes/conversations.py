@@ -5,7 +5,7 @@ from typing import Any, TypeVar, cast
 from fastapi import APIRouter, Depends, Query
 
 from contracts.queries import Query as BusQuery
-from contracts.queries.agent import QueueQuery
+from contracts.queries.agent import AgentWorkspaceQuery, QueueQuery
 from contracts.queries.history import (
     ConversationsListQuery,
     MessagesLastQuery,
@@ -106,6 +106,21 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         except (RemoteError, RequestTimeout):
             raise ApiError(503, "unavailable", "the routing service did not answer") from None
         return [listed_queue_item(agent, item.model_dump(mode="json")) for item in waiting]
+
+    @router.get("/workspace")
+    async def workspace(
+        agent: AgentPrincipal = Depends(require_agent()), deps: GatewayDeps = Depends(get_deps)
+    ) -> Any:
+        """The caller's console state from routing, the single writer: their offers, their
+        chats and the queue, with the log position it stands at (docs/protocol.md)."""
+        try:
+            answer = await deps.rpc.ask(
+                AgentWorkspaceQuery(tenant=agent.tenant, agent_id=agent.agent_id),
+                timeout=deps.settings.request_timeout_s,
+            )
+        except (RemoteError, RequestTimeout):
+            raise ApiError(503, "unavailable", "the routing service did not answer") from None
+        return answer.model_dump(mode="json")
 
     @router.get("/conversations/{conversation_id}/messages")
     async def messages(
