@@ -459,6 +459,33 @@ class TestDisconnectGrace:
         ]
         assert desk.of("agent.disconnected") == [{"agent_id": "a1", "grace_s": 30}]
 
+    async def test_offers_stand_through_the_grace_so_a_reload_finds_them(self) -> None:
+        desk = routing_desk().given(online("a1"), requested("c1"), offered("c1", "a1"))
+        await desk.when(command("agent.connection_lost", {"agent_id": "a1"}, actor=SYSTEM))
+        assert desk.types == ["agent.disconnected"]
+        reply = await desk.when(accept("c1", "a1"))  # the reloaded console accepts it
+        assert reply.ok and desk.types == ["conversation.accepted", "message.system"]
+
+    async def test_a_transfer_offered_to_an_agent_who_never_returns_goes_back_to_the_sender(
+        self,
+    ) -> None:
+        clock = Clock()
+        desk = routing_desk(clock).given(online("a1"), online("a2"), *engaged("c1", "a1"))
+        transfer = {"conversation_id": "c1", "from_agent_id": "a1", "to_agent_id": "a2"}
+        desk.given(
+            event("conversation.transfer_requested", transfer),
+            offered("c1", "a2", transfer_from="a1"),
+            event("agent.disconnected", {"agent_id": "a2", "grace_s": 30}, actor=SYSTEM),
+        )
+        clock.now = NOW + timedelta(seconds=31)
+        await desk.when(command("agent.expire_disconnect", {"agent_id": "a2"}, actor=SYSTEM))
+        assert desk.types == [
+            "agent.status_changed",
+            "conversation.offer_withdrawn",
+            "conversation.transfer_returned",
+        ]
+        assert desk.of("conversation.transfer_returned")[0]["reason"] == "agent_offline"
+
     async def test_after_the_grace_the_chats_go_back_to_routing(self) -> None:
         clock = Clock()
         desk = routing_desk(clock).given(online("a1"), *engaged("c1", "a1"))
