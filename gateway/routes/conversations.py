@@ -127,6 +127,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         conversation_id: str,
         limit: int | None = Query(None, ge=1, le=MAX_LIMIT),
         before: int | None = Query(None, ge=0),
+        upto: int | None = Query(None, ge=0),
         principal: Principal = Depends(require_principal()),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
@@ -139,6 +140,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
                 conversation_id=conversation_id,
                 limit=page,
                 before_position=before,
+                upto_position=upto,
             ),
         )
 

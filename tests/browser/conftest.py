@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from relaydesk.settings import Settings
+from tests.browser.load import background_load, requested_rate
 from tests.system import RunningSystem, running_system
 
 CHROMIUM = "/usr/bin/chromium"
@@ -28,7 +29,12 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 async def system(settings: Settings) -> AsyncIterator[RunningSystem]:
     async with running_system(settings) as running:
-        yield running
+        rate = requested_rate()  # RELAYDESK_BROWSER_LOAD: a busy system (tests/browser/load.py)
+        if not rate:
+            yield running
+            return
+        async with background_load(running, rate):
+            yield running
 
 
 @pytest.fixture

@@ -284,7 +284,10 @@ async function openConversation(id) {
   paintList();
   paintVisitor(known(id));
   try {
-    const items = await session.call(`/api/conversations/${encodeURIComponent(id)}/messages`);
+    // Up to what the socket has seen: history may lag behind the log, and a message it is
+    // missing would never show (only events after the socket's start arrive live).
+    const upto = state.socket.position;
+    const items = await session.call(`/api/conversations/${encodeURIComponent(id)}/messages` + (upto === null || upto === undefined ? "" : `?upto=${upto}`));
     if (state.openId !== id) return;
     if (items.length && (state.oldestPosition === null || items[0].position < state.oldestPosition)) state.oldestPosition = items[0].position;
     $("earlier").hidden = !items.length;
