@@ -83,7 +83,10 @@ class HistoryQueries:
             try:
                 await self._caught_up(p.upto_position, UPTO_WAIT_S)
             except TimeoutError:
-                pass  # still behind after the wait: what the read model holds now
+                # An answer without messages the asker knows exist would look complete.
+                raise RemoteError(
+                    "behind", f"history has not reached log position {p.upto_position} yet"
+                ) from None
         m = await bound(self._db, MessageView)
         query = m.find(m.tenant == p.tenant, m.conversation_id == p.conversation_id)
         if p.before_position is not None:

@@ -133,7 +133,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     ) -> Any:
         await readable_conversation(deps, principal, conversation_id)
         page = limit or await messages_on_enter(deps, principal.tenant)
-        return await ask_history(
+        return await ask(
             deps,
             MessagesLastQuery(
                 tenant=principal.tenant,
@@ -142,6 +142,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
                 before_position=before,
                 upto_position=upto,
             ),
+            {"not_found": 404, "behind": 503},
         )
 
     @router.get("/conversations/{conversation_id}/transcript")

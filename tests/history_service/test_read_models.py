@@ -164,6 +164,14 @@ async def test_messages_last_waits_for_the_position_the_asker_has_seen(
     )
     await bus.publish_many(events)
     assert [m["event"]["data"]["body"] for m in await asked] == [f"message {i}" for i in range(7)]
+    # Not there after the wait: "behind" (ask again), never an answer that looks complete.
+    with pytest.raises(RemoteError) as refused:
+        await rpc.query(
+            "history",
+            "messages.last",
+            {"tenant": "acme", "conversation_id": "c1", "upto_position": before + 1000},
+        )
+    assert refused.value.code == "behind"
 
 
 async def test_list_views_and_visitor_filter(

@@ -11,6 +11,7 @@ const $ = (id) => document.getElementById(id);
 const session = new AgentSession();
 const WORKSPACE_TRIES = 40; // a routing answer behind the socket's start is asked again
 const WORKSPACE_RETRY_MS = 250;
+const HISTORY_TRIES = 10; // each waits up to 3 s on the server for history to catch up
 
 const state = {
   view: "mine",
@@ -287,7 +288,7 @@ async function openConversation(id) {
     // Up to what the socket has seen: history may lag behind the log, and a message it is
     // missing would never show (only events after the socket's start arrive live).
     const upto = state.socket.position;
-    const items = await session.call(`/api/conversations/${encodeURIComponent(id)}/messages` + (upto === null || upto === undefined ? "" : `?upto=${upto}`));
+    const items = await readMessages(id, upto === null || upto === undefined ? "" : `?upto=${upto}`);
     if (state.openId !== id) return;
     if (items.length && (state.oldestPosition === null || items[0].position < state.oldestPosition)) state.oldestPosition = items[0].position;
     $("earlier").hidden = !items.length;
@@ -298,6 +299,17 @@ async function openConversation(id) {
   }
   markRead();
   if (!$("composer").hidden) $("input").focus();
+}
+
+async function readMessages(id, query) {
+  // "behind": history has not read the log that far yet; it catches up, so ask again.
+  for (let tries = 0; ; tries++) {
+    try {
+      return await session.call(`/api/conversations/${encodeURIComponent(id)}/messages${query}`);
+    } catch (error) {
+      if (error.code !== "behind" || tries >= HISTORY_TRIES || state.openId !== id) throw error;
+    }
+  }
 }
 
 function paintChat() {
