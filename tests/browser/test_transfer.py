@@ -80,21 +80,21 @@ async def test_transfer_to_a_colleague_and_to_nobody_available(system, browser) 
     await (
         alice.get_by_role("status")
         .filter(has_text="Transfer requested")
-        .wait_for(timeout=TIMEOUT_MS)
+        .last.wait_for(timeout=TIMEOUT_MS)
     )
     await card.filter(has_text="refund approved").wait_for(timeout=TIMEOUT_MS)
     await card.get_by_role("button", name="Accept").click()
+    await (
+        alice.get_by_role("status")
+        .filter(has_text="Bob accepted your transfer")
+        .wait_for(timeout=TIMEOUT_MS)
+    )
     bobs_log = bob.get_by_role("log", name="Messages")
     await bobs_log.get_by_text("My order never arrived").wait_for(timeout=TIMEOUT_MS)
     await bob.get_by_text("Note from Alice: refund approved, please confirm").wait_for(
         timeout=TIMEOUT_MS
     )
     await bob.get_by_label("Reply").wait_for(timeout=TIMEOUT_MS)
-    await (
-        alice.get_by_role("status")
-        .filter(has_text="Bob accepted your transfer")
-        .wait_for(timeout=TIMEOUT_MS)
-    )
     # The customer sees the handover, never the note meant for Bob.
     chat = widget(demo)
     await chat.get_by_text("transferred the chat to Bob").wait_for(timeout=TIMEOUT_MS)
