@@ -65,8 +65,9 @@ def connection_lost(d: Decision, cmd: commands.ReportAgentConnectionLost) -> Non
             actor=SYSTEM_ACTOR,
         )
         d.note(conversation_id, "notice", "Your agent lost their connection. Please hold on.")
-    _withdraw_offers_of(d, cmd.agent_id)
-    d.refresh_positions()
+    # Offers (a transfer's too) stand through the grace, like the chats: a reload is a lost
+    # connection, and the reloaded console must find its requests again. The agent gets no
+    # new offers meanwhile (not available while disconnected); the grace's end takes them back.
     return None
 
 
@@ -87,6 +88,7 @@ def expire_disconnect(d: Decision, cmd: routing_commands.ExpireAgentDisconnect) 
         actor=SYSTEM_ACTOR,
     )
     name = agent_name(d, cmd.agent_id)
+    _withdraw_offers_of(d, cmd.agent_id)
     for conversation in chats:
         d.queue(conversation, "agent_disconnected", actor=SYSTEM_ACTOR)
         d.note(conversation.conversation_id, "left", f"{name} left the chat")

@@ -153,7 +153,6 @@ def accept(d: Decision, cmd: commands.AcceptConversation) -> None:
     name = agent_name(d, cmd.agent_id)
     if conversation.status == TRANSFER_PENDING:
         from_agent = conversation.agent_id or conversation.transfer_from or cmd.agent_id
-        note = conversation.transfer_note  # read before the transfer folds it away
         d.emit(
             ConversationTransferred.TYPE,
             {
@@ -164,10 +163,12 @@ def accept(d: Decision, cmd: commands.AcceptConversation) -> None:
         )
         d.withdraw(conversation, others, "accepted_by_other")
         from_name = agent_name(d, from_agent)
+        # The transfer note is for the receiving agent (their offer card and the chat's
+        # handover line in the console), never the customer: the chat line leaves it out.
         d.note(
             conversation.conversation_id,
             "transferred",
-            f"{from_name} transferred the chat to {name}" + (f": {note}" if note else ""),
+            f"{from_name} transferred the chat to {name}",
         )
         d.note(conversation.conversation_id, "left", f"{from_name} left the chat")
         d.note(conversation.conversation_id, "joined", f"{name} has entered the chat")
@@ -192,10 +193,12 @@ def decline(d: Decision, cmd: commands.DeclineConversation) -> None:
         return None
     if cmd.agent_id not in conversation.offered_to:
         return d.reject("not_offered", "the conversation is not offered to you")
+    pending_from = d.pending_transfer_from(conversation)
     d.emit(
         OfferDeclined.TYPE,
         {"conversation_id": conversation.conversation_id, "agent_id": cmd.agent_id},
     )
+    d.transfer_returned(conversation, pending_from, "declined", by_agent_id=cmd.agent_id)
     if conversation.status == QUEUED:  # nobody else holds an offer: find someone else
         d.route(conversation, "declined")
     d.drain()  # the decliner has room for something else

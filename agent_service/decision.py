@@ -8,19 +8,28 @@ the same ids and every consumer's dedupe absorbs them.
 """
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from agent_service import hours, routing
 from agent_service.fold import SERVICE, apply
-from agent_service.state import MISSED, QUEUED, Conversation, RoutingState, Tenant
+from agent_service.state import (
+    ENGAGED,
+    MISSED,
+    QUEUED,
+    TRANSFER_PENDING,
+    Conversation,
+    RoutingState,
+    Tenant,
+)
 from contracts.envelope import Actor, ActorKind, Envelope
 from contracts.events.conversation import (
     ConversationMissed,
     ConversationOffered,
     ConversationQueued,
     OfferWithdrawn,
+    TransferReturned,
 )
 from contracts.events.message import SystemNote
 from contracts.ids import derive_event_id
@@ -122,6 +131,7 @@ class Decision(RuntimeDecision[RoutingState]):
         actor: Actor | None = None,
     ) -> None:
         if agent_ids:
+            pending_from = self.pending_transfer_from(conversation)
             self.emit(
                 OfferWithdrawn.TYPE,
                 {
@@ -131,6 +141,34 @@ class Decision(RuntimeDecision[RoutingState]):
                 },
                 actor=actor,
             )
+            if reason in ("expired", "agent_offline"):
+                self.transfer_returned(conversation, pending_from, reason, actor=actor)
+
+    @staticmethod
+    def pending_transfer_from(conversation: Conversation) -> str | None:
+        """Who asked for the pending transfer (read before a step that may end it)."""
+        return conversation.transfer_from if conversation.status == TRANSFER_PENDING else None
+
+    def transfer_returned(
+        self,
+        conversation: Conversation,
+        pending_from: str | None,
+        reason: str,
+        *,
+        by_agent_id: str | None = None,
+        actor: Actor | None = None,
+    ) -> None:
+        """Tell the agent who asked for a transfer that nobody is left to take it."""
+        if pending_from is None or conversation.status != ENGAGED:
+            return
+        data = {
+            "conversation_id": conversation.conversation_id,
+            "from_agent_id": pending_from,
+            "reason": reason,
+        }
+        if by_agent_id is not None:
+            data["by_agent_id"] = by_agent_id
+        self.emit(TransferReturned.TYPE, data, actor=actor)
 
     def route(
         self, conversation: Conversation, reason: str = "waiting", *, actor: Actor | None = None
@@ -170,8 +208,18 @@ class Decision(RuntimeDecision[RoutingState]):
         )
 
     def drain(self) -> None:
-        """Offer waiting conversations (queue order, then missed ones) to agents with room."""
+        """Offer waiting conversations (queue order, then missed ones) to agents with room.
+
+        A missed conversation is offered only while its customer may still be at the
+        widget (they wrote within the offer timeout); older ones stay listed for pick-up
+        rather than filling agents' chat limits with "live" requests nobody is behind.
+        """
+        recent = self.now - timedelta(seconds=self.offer_timeout_s())
         for conversation in self.tenant.waiting():
+            if conversation.status == MISSED and (
+                conversation.last_customer_at is None or conversation.last_customer_at < recent
+            ):
+                continue
             targets = routing.choose(self.tenant, conversation)
             if targets:
                 self.offer(conversation, targets, actor=SYSTEM_ACTOR)

@@ -55,6 +55,7 @@ from contracts.events.conversation import (
     OfferWithdrawn,
     TransferRequested,
 )
+from contracts.events.message import AttachmentSent, MessageRead, MessageSent
 from contracts.events.routing import AgentConnectionLost
 from contracts.plans import period_of
 from contracts.registry import EVENTS
@@ -226,6 +227,9 @@ def _requested(
         event.department,
         seq=tenant.next_seq,
         visitor_name=event.visitor.name,
+        topic=event.topic,
+        requested_at=envelope.occurred_at,
+        last_customer_at=envelope.occurred_at,
     )
     tenant.open_ids.add(event.conversation_id)
     tenant.next_seq += 1
@@ -328,6 +332,7 @@ def _accepted(tenant: Tenant, _: Envelope, event: conv_events.ConversationAccept
 
 
 def _engage(tenant: Tenant, conversation: Conversation, agent_id: str) -> None:
+    conversation.handover_from = conversation.handover_note = None
     _drop_offers(tenant, conversation, (agent_id,))
     conversation.status, conversation.agent_id = ENGAGED, agent_id
     conversation.position, conversation.transfer_from = None, None
@@ -346,9 +351,11 @@ def _transfer_requested(tenant: Tenant, _: Envelope, event: conv_events.Transfer
 def _transferred(tenant: Tenant, _: Envelope, event: conv_events.ConversationTransferred) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is None:
         return
+    note = conversation.transfer_note
     conversation.transfer_note = None
     _release_agent(tenant, conversation)
     _engage(tenant, conversation, event.to_agent_id)
+    conversation.handover_from, conversation.handover_note = event.from_agent_id, note
 
 
 @folds(ConversationClosed.TYPE)
@@ -377,3 +384,36 @@ def _missed(tenant: Tenant, _: Envelope, event: conv_events.ConversationMissed) 
 def _rated(tenant: Tenant, _: Envelope, event: conv_events.ConversationRated) -> None:
     if (conversation := _conversation(tenant, event.conversation_id)) is not None:
         conversation.rated = True
+
+
+# --- what the customer wrote and what agents read: unread counts on the console ---
+
+
+def _customer_wrote(
+    tenant: Tenant, envelope: Envelope, event: MessageSent | AttachmentSent
+) -> None:
+    if event.author_kind != "customer":
+        return
+    conversation = tenant.conversations.get(event.conversation_id)
+    if conversation is not None:
+        conversation.customer_messages += 1
+        conversation.last_customer_message_id = event.message_id
+        conversation.last_customer_at = envelope.occurred_at
+
+
+folds(MessageSent.TYPE)(_customer_wrote)
+folds(AttachmentSent.TYPE)(_customer_wrote)
+
+
+@folds(MessageRead.TYPE)
+def _read(tenant: Tenant, _: Envelope, event: MessageRead) -> None:
+    """An agent read up to a message. Only a read of the customer's latest message is known
+    to cover them all (the console always reads up to the latest); an earlier one leaves
+    the count as it was, so unread may show too many, never too few."""
+    conversation = tenant.conversations.get(event.conversation_id)
+    if (
+        event.reader_kind == "agent"
+        and conversation is not None
+        and event.message_id == conversation.last_customer_message_id
+    ):
+        conversation.read_by[event.reader_id] = conversation.customer_messages

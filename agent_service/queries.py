@@ -3,13 +3,16 @@
 from collections.abc import Callable
 
 from agent_service import routing
-from agent_service.state import Conversation, RoutingState, Tenant
+from agent_service.state import ENGAGED, TRANSFER_PENDING, Conversation, RoutingState, Tenant
 from contracts.queries.agent import (
     AgentsStatusQuery,
     AgentStatus,
+    AgentWorkspace,
+    AgentWorkspaceQuery,
     ConversationState,
     ConversationStateQuery,
     QueueQuery,
+    WorkspaceConversation,
 )
 from contracts.queries.base import TenantQuery
 from relaydesk.bus.rpc import RemoteError
@@ -27,6 +30,42 @@ def conversation_view(conversation: Conversation) -> ConversationState:
         department=conversation.department,
         queue_position=conversation.position,
         transfer_from=conversation.transfer_from,
+    )
+
+
+def workspace_view(
+    tenant: Tenant, conversation: Conversation, agent_id: str
+) -> WorkspaceConversation:
+    """``conversation`` as ``agent_id``'s console shows it."""
+
+    def name(of: str | None) -> str | None:
+        agent = tenant.agents.get(of) if of else None
+        return (agent.name if agent else None) or of
+
+    offered_here = agent_id in conversation.offered_to and conversation.transfer_from is not None
+    if offered_here:  # a transfer offered to this agent: who hands it over, and their note
+        handed_from, note = conversation.transfer_from, conversation.transfer_note
+    elif conversation.agent_id == agent_id:  # theirs: the note of the transfer that brought it
+        handed_from, note = conversation.handover_from, conversation.handover_note
+    else:
+        handed_from = note = None
+    sender = conversation.agent_id == agent_id and conversation.status == TRANSFER_PENDING
+    return WorkspaceConversation(
+        conversation_id=conversation.conversation_id,
+        status=conversation.status,  # type: ignore[arg-type]  # one of state.py's statuses
+        agent_id=conversation.agent_id,
+        visitor_name=conversation.visitor_name,
+        topic=conversation.topic,
+        channel=conversation.channel,
+        department=conversation.department,
+        requested_at=conversation.requested_at,
+        offer_expires_at=conversation.offer_expires_at if conversation.offered_to else None,
+        queue_position=conversation.position,
+        transfer_from=handed_from,
+        transfer_from_name=name(handed_from),
+        transfer_note=note,
+        transfer_to=sorted(conversation.offered_to) if sender else [],
+        unread=conversation.customer_messages - conversation.read_by.get(agent_id, 0),
     )
 
 
@@ -71,3 +110,32 @@ class Queries:
             for agent in sorted(tenant.agents.values(), key=lambda a: a.agent_id)
             if not agent.removed
         ]
+
+    @answers(AgentWorkspaceQuery)
+    def workspace(self, query: AgentWorkspaceQuery) -> AgentWorkspace:
+        state = self._state()
+        tenant = state.tenants.get(query.tenant)
+        if tenant is None:
+            return AgentWorkspace(position=state.position, offers=[], chats=[], queue=[])
+        agent = tenant.agents.get(query.agent_id)
+        known = tenant.conversations
+        offers = [known[c] for c in (agent.offers if agent else ()) if c in known]
+        chats = [
+            known[c]
+            for c in (agent.active if agent else ())
+            if c in known and known[c].status in (ENGAGED, TRANSFER_PENDING)
+        ]
+        return AgentWorkspace(
+            position=state.position,
+            offers=[
+                workspace_view(tenant, c, query.agent_id) for c in sorted(offers, key=_by_arrival)
+            ],
+            chats=[
+                workspace_view(tenant, c, query.agent_id) for c in sorted(chats, key=_by_arrival)
+            ],
+            queue=[workspace_view(tenant, c, query.agent_id) for c in tenant.waiting()],
+        )
+
+
+def _by_arrival(conversation: Conversation) -> int:
+    return conversation.seq

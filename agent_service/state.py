@@ -55,6 +55,16 @@ class Conversation:
         None  # the transferring agent's note, told in the chat when the transfer is accepted
     )
     visitor_name: str | None = None  # for "X left the chat" when the customer ends it
+    topic: str | None = None  # what the customer chose in the pre-chat form (console cards)
+    requested_at: datetime | None = None
+    last_customer_at: datetime | None = None  # the request or the customer's latest message
+    customer_messages: int = 0  # messages and attachments the customer sent
+    last_customer_message_id: str | None = None
+    read_by: dict[str, int] = field(
+        default_factory=dict
+    )  # agent id -> customer messages read (message.read): unread survives reloads and devices
+    handover_from: str | None = None  # the agent who transferred it to the current one
+    handover_note: str | None = None  # their note, for the receiving agent only
     position: int | None = None
     rated: bool = False
     closed_at: datetime | None = None

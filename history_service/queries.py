@@ -1,5 +1,6 @@
 """History queries (contracts/queries/history.py); every one is scoped by tenant."""
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from beanie.operators import In
@@ -62,15 +63,30 @@ def _entry(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# How long a read waits for the read model to reach the asker's position (under the
+# gateway's request timeout, 5 s by default).
+UPTO_WAIT_S = 3.0
+CaughtUp = Callable[[int, float], Awaitable[None]]
+
+
 class HistoryQueries:
     """Answers the ``history`` queries; a method called with a plain dict validates it into
     its request model first and answers JSON (relaydesk.queries.answers)."""
 
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, caught_up: CaughtUp | None = None) -> None:
         self._db = db
+        self._caught_up = caught_up
 
     @answers(MessagesLastQuery)
     async def messages_last(self, p: MessagesLastQuery) -> list[MessageEntry]:
+        if p.upto_position is not None and self._caught_up is not None:
+            try:
+                await self._caught_up(p.upto_position, UPTO_WAIT_S)
+            except TimeoutError:
+                # An answer without messages the asker knows exist would look complete.
+                raise RemoteError(
+                    "behind", f"history has not reached log position {p.upto_position} yet"
+                ) from None
         m = await bound(self._db, MessageView)
         query = m.find(m.tenant == p.tenant, m.conversation_id == p.conversation_id)
         if p.before_position is not None:

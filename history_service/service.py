@@ -86,7 +86,9 @@ class HistoryService:
         self._task.add_done_callback(self._report_end)
         self._anchor_task = asyncio.create_task(self._anchor_at_intervals())
         self._channel = await serve_queries(
-            self.bus, SERVICE, QueryAnswers(SERVICE, HistoryQueries(db)).handle
+            self.bus,
+            SERVICE,
+            QueryAnswers(SERVICE, HistoryQueries(db, self.wait_for_position)).handle,
         )
         log.info("history_service_started", position=self.position)
 
@@ -170,7 +172,11 @@ class HistoryService:
     async def wait_for_position(self, position: int, timeout: float = 10) -> None:
         async with self.caught_up:
             await asyncio.wait_for(
-                self.caught_up.wait_for(lambda: (self.position or -1) >= position), timeout
+                self.caught_up.wait_for(
+                    # "or -1" would read position 0 (the log's first event) as nothing yet
+                    lambda: self.position is not None and self.position >= position
+                ),
+                timeout,
             )
 
 

@@ -124,6 +124,21 @@ class TransferRequested(EventData):
     note: ShortText | None = None
 
 
+class TransferReturned(EventData):
+    """A pending transfer ended with nobody taking it: the chat stays with the agent who
+    asked, and they are told why (``declined`` by ``by_agent_id``, offer ``expired``, the
+    receiver went ``agent_offline``). An accepted one is ``conversation.transferred``."""
+
+    TYPE = "conversation.transfer_returned"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.NAMED_AGENTS, Audience.SUPERVISORS})
+    NAMED_AGENT_FIELDS = ("from_agent_id",)
+    conversation_id: Id
+    from_agent_id: Id
+    reason: Literal["declined", "expired", "agent_offline"]
+    by_agent_id: Id | None = None
+
+
 class ConversationTransferred(EventData):
     TYPE = "conversation.transferred"
     DECIDED_BY = "agent"
@@ -190,6 +205,7 @@ MODELS = (
     OfferDeclined,
     ConversationAccepted,
     TransferRequested,
+    TransferReturned,
     ConversationTransferred,
     ConversationClosed,
     ConversationMissed,

@@ -1,7 +1,9 @@
 """Queries answered by routing (service ``agent``): its folded state, read only."""
 
+from datetime import datetime
 from typing import Literal
 
+from contracts.base import Id
 from contracts.queries.base import Answer, TenantQuery
 
 SERVICE = "agent"
@@ -33,6 +35,45 @@ class AgentStatus(Answer):
     available: bool  # online, connected and with room: would be offered a chat now
 
 
+class WorkspaceConversation(Answer):
+    """A conversation on an agent's console: an offer, one of their chats, or a waiting one.
+
+    ``transfer_from`` / ``transfer_from_name`` / ``transfer_note``: on an offer, the agent
+    handing the chat over and their note (for the receiver, never the customer); on a chat
+    taken over by a transfer, the same, kept until it closes.
+    """
+
+    conversation_id: str
+    status: Status
+    agent_id: str | None
+    visitor_name: str | None
+    topic: str | None
+    channel: str
+    department: str | None
+    requested_at: datetime | None  # when the customer asked (the console's "waiting" clock)
+    offer_expires_at: datetime | None  # on an offer: when it is withdrawn unanswered
+    queue_position: int | None
+    transfer_from: str | None
+    transfer_from_name: str | None
+    transfer_note: str | None
+    transfer_to: list[str]  # on the sender's chat while its transfer is pending: offered to
+    unread: int  # customer messages after this agent's last read (message.read on the log)
+
+
+class AgentWorkspace(Answer):
+    """An agent's live console state as routing (the single writer) decided it.
+
+    ``position``: the log position folded so far. The console applies the events it
+    receives after this position on top (events up to it are already in the answer), so
+    the state at load and the live stream meet without a gap or a repeat.
+    """
+
+    position: int | None
+    offers: list[WorkspaceConversation]  # standing offers to this agent, oldest request first
+    chats: list[WorkspaceConversation]  # engaged with this agent (or transfer pending from them)
+    queue: list[WorkspaceConversation]  # waiting: queued in order, then missed
+
+
 class ConversationStateQuery(TenantQuery[ConversationState]):
     """One conversation; ``not_found`` when routing does not know it."""
 
@@ -55,4 +96,12 @@ class AgentsStatusQuery(TenantQuery[list[AgentStatus]]):
     SERVICE = SERVICE
 
 
-QUERIES = (ConversationStateQuery, QueueQuery, AgentsStatusQuery)
+class AgentWorkspaceQuery(TenantQuery[AgentWorkspace]):
+    """One agent's offers, chats and the tenant's queue, with the log position they stand at."""
+
+    NAME = "agent.workspace"
+    SERVICE = SERVICE
+    agent_id: Id
+
+
+QUERIES = (ConversationStateQuery, QueueQuery, AgentsStatusQuery, AgentWorkspaceQuery)

@@ -156,6 +156,11 @@ class MessagesLastQuery(TenantQuery[list[MessageEntry]]):
     conversation_id: str
     limit: Annotated[int, clamp(1, 500)] = 50
     before_position: int | None = None
+    # The asker has seen the log up to here (a console opening a chat: its socket's
+    # position): answer once the read model holds it, waiting a little, else error
+    # ``behind`` (ask again); the read model may lag behind the log, and a message missing
+    # from the answer would never be shown.
+    upto_position: int | None = None
 
 
 class ConversationsListQuery(TenantQuery[list[ConversationRecord]]):

@@ -5,7 +5,7 @@ from typing import Any, TypeVar, cast
 from fastapi import APIRouter, Depends, Query
 
 from contracts.queries import Query as BusQuery
-from contracts.queries.agent import QueueQuery
+from contracts.queries.agent import AgentWorkspaceQuery, QueueQuery
 from contracts.queries.history import (
     ConversationsListQuery,
     MessagesLastQuery,
@@ -107,24 +107,42 @@ def build_router(deps: GatewayDeps) -> APIRouter:
             raise ApiError(503, "unavailable", "the routing service did not answer") from None
         return [listed_queue_item(agent, item.model_dump(mode="json")) for item in waiting]
 
+    @router.get("/workspace")
+    async def workspace(
+        agent: AgentPrincipal = Depends(require_agent()), deps: GatewayDeps = Depends(get_deps)
+    ) -> Any:
+        """The caller's console state from routing, the single writer: their offers, their
+        chats and the queue, with the log position it stands at (docs/protocol.md)."""
+        try:
+            answer = await deps.rpc.ask(
+                AgentWorkspaceQuery(tenant=agent.tenant, agent_id=agent.agent_id),
+                timeout=deps.settings.request_timeout_s,
+            )
+        except (RemoteError, RequestTimeout):
+            raise ApiError(503, "unavailable", "the routing service did not answer") from None
+        return answer.model_dump(mode="json")
+
     @router.get("/conversations/{conversation_id}/messages")
     async def messages(
         conversation_id: str,
         limit: int | None = Query(None, ge=1, le=MAX_LIMIT),
         before: int | None = Query(None, ge=0),
+        upto: int | None = Query(None, ge=0),
         principal: Principal = Depends(require_principal()),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
         await readable_conversation(deps, principal, conversation_id)
         page = limit or await messages_on_enter(deps, principal.tenant)
-        return await ask_history(
+        return await ask(
             deps,
             MessagesLastQuery(
                 tenant=principal.tenant,
                 conversation_id=conversation_id,
                 limit=page,
                 before_position=before,
+                upto_position=upto,
             ),
+            {"not_found": 404, "behind": 503},
         )
 
     @router.get("/conversations/{conversation_id}/transcript")

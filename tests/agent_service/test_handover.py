@@ -151,7 +151,7 @@ def notes(watch: LogWatch, conversation_id: str) -> list[tuple[str, str]]:
     return [(e.data["kind"], e.data["text"]) for e in watch.of("message.system", conversation_id)]
 
 
-async def test_accepted_transfer_tells_the_chat_who_handed_over_with_the_note(
+async def test_accepted_transfer_tells_the_chat_who_handed_over_and_the_receiver_the_note(
     desk: Desk, watch: LogWatch
 ) -> None:
     await desk.publish_admin(
@@ -168,6 +168,9 @@ async def test_accepted_transfer_tells_the_chat_who_handed_over_with_the_note(
     await engaged(desk, "c1", "a1")
     await desk.online("a2")
     assert (await transfer(desk, "c1", "a1", to_agent_id="a2", note="wants a refund")).ok
+    # The receiver's console shows the offer with the sender and the note (from routing).
+    [offer] = (await desk.query("agent.workspace", agent_id="a2"))["offers"]
+    assert (offer["transfer_from_name"], offer["transfer_note"]) == ("Ann", "wants a refund")
     accept = desk.command(
         "conversation.accept", {"conversation_id": "c1", "agent_id": "a2"}, agent("a2")
     )
@@ -175,11 +178,13 @@ async def test_accepted_transfer_tells_the_chat_who_handed_over_with_the_note(
     assert accepted.ok
     await watch.wait_for("message.system", "c1", kind="joined", count=2)
     assert notes(watch, "c1")[-3:] == [
-        ("transferred", "Ann transferred the chat to Bob: wants a refund"),
+        ("transferred", "Ann transferred the chat to Bob"),  # the note is not for the customer
         ("left", "Ann left the chat"),
         ("joined", "Bob has entered the chat"),
     ]
     # the notes' ids come from the command: a redelivery answers with the same ids and adds nothing
+    [chat] = (await desk.query("agent.workspace", agent_id="a2"))["chats"]
+    assert (chat["conversation_id"], chat["transfer_note"]) == ("c1", "wants a refund")
     handover = [e for e in watch.caused_by(accept.id) if e.type == "message.system"]
     assert len(handover) == 3 and all(e.id in accepted.event_ids for e in handover)
     redelivered = await desk.send(accept)

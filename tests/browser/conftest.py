@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 
 from relaydesk.settings import Settings
+from tests.browser.load import background_load, requested_rate
 from tests.servers import MongoServer, RabbitVhosts
 from tests.shared_system import shared_system
 from tests.system import RunningSystem, running_system
@@ -35,8 +36,20 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 async def own_system(settings: Settings) -> AsyncIterator[RunningSystem]:
-    async with running_system(settings) as running:
+    async with running_system(settings) as running, loaded(running):
         yield running
+
+
+@contextlib.asynccontextmanager
+async def loaded(running: RunningSystem) -> AsyncIterator[None]:
+    """A background chat load on the system when RELAYDESK_BROWSER_LOAD asks for one (a
+    busy system: the read models lag, tests/browser/load.py)."""
+    rate = requested_rate()
+    if not rate:
+        yield
+        return
+    async with background_load(running, rate):
+        yield
 
 
 @pytest.fixture
@@ -100,7 +113,7 @@ class ContextsOfOneTest:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def module_system(vhosts: RabbitVhosts, mongo_server: MongoServer) -> AsyncIterator[Any]:
-    async with shared_system(vhosts, mongo_server) as running:
+    async with shared_system(vhosts, mongo_server) as running, loaded(running):
         yield running
 
 

@@ -7,6 +7,8 @@ its own tenants. The ordering test builds its own system: it needs a tighter rat
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncio
+
 import pytest
 import pytest_asyncio
 
@@ -50,11 +52,36 @@ async def test_whole_conversation_from_request_to_rating(system, browser, artifa
     request = console.locator(".request").filter(has_text="Dana")
     await request.wait_for(timeout=TIMEOUT_MS)
     assert "Returns" in await request.inner_text()
+
+    # The chat's history loads slowly (held here until a live message was drawn): the console
+    # still shows the conversation in log order, the live message last.
+    log = console.get_by_role("log", name="Messages")
+    live_drawn = asyncio.Event()
+
+    async def slow_history(route) -> None:  # type: ignore[no-untyped-def]
+        await live_drawn.wait()
+        await route.continue_()
+
+    await console.route("**/api/conversations/*/messages", slow_history)
     await request.get_by_role("button", name="Accept").click()
     await request.wait_for(state="detached", timeout=TIMEOUT_MS)
-
-    log = console.get_by_role("log", name="Messages")
+    await console.get_by_label("Reply").wait_for(timeout=TIMEOUT_MS)
+    await customer_says(demo, "Are you there?")
+    await log.get_by_text("Are you there?").wait_for(timeout=TIMEOUT_MS)
+    live_drawn.set()
     await log.get_by_text("Hello, my tent pole snapped").wait_for(timeout=TIMEOUT_MS)
+    await console.unroute("**/api/conversations/*/messages")
+    lines = await log.locator(".msg, .system-line").all_inner_texts()
+    order = [
+        next(i for i, line in enumerate(lines) if text in line)
+        for text in (
+            "How can we help",
+            "Hello, my tent pole snapped",
+            "has entered the chat",
+            "Are you there?",
+        )
+    ]
+    assert order == sorted(order), lines
     await chat.get_by_text("is here to help").wait_for(timeout=TIMEOUT_MS)
 
     # Typing shows on the other side, then the canned response goes out from "/".
@@ -92,6 +119,7 @@ async def test_whole_conversation_from_request_to_rating(system, browser, artifa
     # Every message appears exactly once on both sides.
     for text in (
         "Hello, my tent pole snapped",
+        "Are you there?",
         "Which model is it?",
         "The Alpine 2",
         "Thanks for reaching out! Happy to help.",
@@ -319,3 +347,20 @@ async def test_the_rating_card_keeps_the_agents_last_message_in_view(system, bro
     assert log["y"] <= message["y"], (log, message)
     assert message["y"] + message["height"] <= log["y"] + log["height"], (log, message)
     await agent.close()
+    # A second chat opens; the first one's new message counts as unread, also after a reload
+    # (the read position is on the log, not in the page).
+    other = await open_demo(await browser.new_context(), system, "xss")
+    await start_chat(other, "Lee")
+    await (
+        console.locator(".request")
+        .filter(has_text="Lee")
+        .get_by_role("button", name="Accept")
+        .click()
+    )
+    await console.locator("#chat-title").filter(has_text="Lee").wait_for(timeout=TIMEOUT_MS)
+    await customer_says(demo, "still waiting here")
+    first = console.locator("#conversations button").filter(has_text="onerror")
+    await first.get_by_label("1 unread").wait_for(timeout=TIMEOUT_MS)
+    await console.reload()
+    await console.get_by_role("status").filter(has_text="connected").wait_for(timeout=TIMEOUT_MS)
+    await first.get_by_label("1 unread").wait_for(timeout=TIMEOUT_MS)

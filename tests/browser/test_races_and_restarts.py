@@ -1,4 +1,5 @@
-"""Two agents racing for one request; the gateway restarting under a live conversation."""
+"""Two agents racing for one request (after one of them reloaded); the gateway restarting
+under a live conversation."""
 
 import asyncio
 
@@ -20,17 +21,58 @@ from tests.system import start_gateway
 pytestmark = pytest.mark.browser
 
 
+# Counts the chime's tones and records notifications (granted), before the console's scripts.
+# Audio stays suspended until resumed during a click or key press, as desktop browsers do
+# (headless Chromium lets any page play, and a reload after a click keeps that permission).
+ALERTS_PROBE = """
+window.tones = 0;
+const RealAudioContext = window.AudioContext;
+window.AudioContext = class extends RealAudioContext {
+  constructor() { super(); this.locked = true; }
+  get state() { return this.locked ? "suspended" : super.state; }
+  resume() {
+    if (navigator.userActivation.isActive && this.locked) {
+      this.locked = false;
+      this.dispatchEvent(new Event("statechange"));
+    }
+    return super.resume();
+  }
+  createOscillator() { window.tones += 1; return super.createOscillator(); }
+};
+window.notified = [];
+window.Notification = class {
+  static permission = "granted";
+  static requestPermission() { return Promise.resolve("granted"); }
+  constructor(title, options) { window.notified.push(`${title}: ${options && options.body}`); }
+  close() {}
+};
+"""
+
+
 async def test_two_agents_race_to_accept_and_exactly_one_wins(system, browser, artifacts) -> None:
     await make_tenant(system, "race", "alice", "bob")
+    alice_context = await browser.new_context()
+    await alice_context.add_init_script(ALERTS_PROBE)
     consoles = [
-        await console_login(await browser.new_context(), system, "race", name)
-        for name in ("alice", "bob")
+        await console_login(context, system, "race", name)
+        for context, name in ((alice_context, "alice"), (await browser.new_context(), "bob"))
     ]
     demo = await open_demo(await browser.new_context(), system, "race")
     await start_chat(demo, "Riley")
     requests = [page.locator(".request").filter(has_text="Riley") for page in consoles]
     for request in requests:
         await request.wait_for(timeout=TIMEOUT_MS)
+
+    # Alice reloads: the offer she holds is shown again (routing still counts it as hers).
+    await consoles[0].reload()
+    await (
+        consoles[0].get_by_role("status").filter(has_text="connected").wait_for(timeout=TIMEOUT_MS)
+    )
+    await requests[0].wait_for(timeout=TIMEOUT_MS)
+    # The reload lost the page's permission to play sound: the console offers to turn it on.
+    sound = consoles[0].get_by_role("button", name="Enable sound")
+    await sound.click()
+    await consoles[0].get_by_role("button", name="Sound on").wait_for(timeout=TIMEOUT_MS)
     await consoles[0].screenshot(path=str(artifacts / "console-incoming-request.png"))
 
     # Take both buttons first, then press them together: whichever card the first accept
@@ -55,6 +97,12 @@ async def test_two_agents_race_to_accept_and_exactly_one_wins(system, browser, a
     assert (
         await widget(demo).locator(".system").filter(has_text="has entered the chat").count() == 1
     )
+
+    # The next request chimes and notifies on the reloaded console (sound enabled above).
+    await start_chat(await open_demo(await browser.new_context(), system, "race"), "Sky")
+    await consoles[0].locator(".request").filter(has_text="Sky").wait_for(timeout=TIMEOUT_MS)
+    await consoles[0].wait_for_function("window.tones >= 2 && window.notified.length >= 1")
+    assert "Sky" in (await consoles[0].evaluate("window.notified"))[-1]
 
 
 async def first_showing(pages, selector: str, text: str):  # type: ignore[no-untyped-def]

@@ -1,5 +1,7 @@
-"""Transfer from the console: the request card reaches the colleague it is offered to, the
-note shows in the chat once they accept, and a transfer nobody can take says so."""
+"""Transfer from the console: the request card reaches the colleague it is offered to (and
+is still there after they reload), the sender hears whether it was declined or accepted,
+the note is for the receiving agent only (never the customer's chat), and a transfer
+nobody can take says so."""
 
 import pytest
 
@@ -10,6 +12,7 @@ from tests.browser.pages import (
     make_tenant,
     open_demo,
     start_chat,
+    widget,
 )
 
 pytestmark = pytest.mark.browser
@@ -51,17 +54,49 @@ async def test_transfer_to_a_colleague_and_to_nobody_available(system, browser) 
         alice.get_by_role("status").filter(has_text="Transfer failed").wait_for(timeout=TIMEOUT_MS)
     )
 
+    # Bob reloads with the transfer pending: the card comes back from routing, sender and note.
+    await transfer(alice, "Bob", "VIP, leaking tent")
+    card = bob.locator(".request")
+    await card.filter(has_text="Transfer from Alice: VIP, leaking tent").wait_for(
+        timeout=TIMEOUT_MS
+    )
+    await bob.reload()
+    await bob.get_by_role("status").filter(has_text="connected").wait_for(timeout=TIMEOUT_MS)
+    await card.filter(has_text="Transfer from Alice: VIP, leaking tent").wait_for(
+        timeout=TIMEOUT_MS
+    )
+    assert "Dana" in await card.inner_text()
+    assert await carol.locator(".request").count() == 0
+    # Bob declines: Alice is told, and the chat stays hers.
+    await card.get_by_role("button", name="Decline").click()
+    await (
+        alice.get_by_role("status")
+        .filter(has_text="Bob declined your transfer")
+        .wait_for(timeout=TIMEOUT_MS)
+    )
+    assert await alice.get_by_label("Reply").is_visible()
+
     await transfer(alice, "Bob", "refund approved, please confirm")
     await (
         alice.get_by_role("status")
         .filter(has_text="Transfer requested")
+        .last.wait_for(timeout=TIMEOUT_MS)
+    )
+    await card.filter(has_text="refund approved").wait_for(timeout=TIMEOUT_MS)
+    await card.get_by_role("button", name="Accept").click()
+    await (
+        alice.get_by_role("status")
+        .filter(has_text="Bob accepted your transfer")
         .wait_for(timeout=TIMEOUT_MS)
     )
-    card = bob.locator(".request")
-    await card.wait_for(timeout=TIMEOUT_MS)
-    assert await carol.locator(".request").count() == 0
-    await card.get_by_role("button", name="Accept").click()
     bobs_log = bob.get_by_role("log", name="Messages")
     await bobs_log.get_by_text("My order never arrived").wait_for(timeout=TIMEOUT_MS)
-    await bobs_log.get_by_text("refund approved, please confirm").wait_for(timeout=TIMEOUT_MS)
+    await bob.get_by_text("Note from Alice: refund approved, please confirm").wait_for(
+        timeout=TIMEOUT_MS
+    )
     await bob.get_by_label("Reply").wait_for(timeout=TIMEOUT_MS)
+    # The customer sees the handover, never the note meant for Bob.
+    chat = widget(demo)
+    await chat.get_by_text("transferred the chat to Bob").wait_for(timeout=TIMEOUT_MS)
+    shown = await chat.locator(".log").inner_text()
+    assert "refund approved" not in shown and "VIP" not in shown

@@ -39,6 +39,12 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "conversation.offer_declined": {"conversation_id": "c1", "agent_id": "a1"},
     "conversation.accepted": {"conversation_id": "c1", "agent_id": "a1"},
     "conversation.transfer_requested": {"conversation_id": "c1", "from_agent_id": "a1"},
+    "conversation.transfer_returned": {
+        "conversation_id": "c1",
+        "from_agent_id": "a1",
+        "reason": "declined",
+        "by_agent_id": "a2",
+    },
     "conversation.transferred": {
         "conversation_id": "c1",
         "from_agent_id": "a1",

@@ -251,8 +251,65 @@ class TestTransfer:
         reply = await desk.when(accept("c1", "a2"))
         assert desk.types == ["conversation.transferred", *["message.system"] * 3]
         assert notes(desk) == ["transferred", "left", "joined"]
-        assert "VIP" in desk.of("message.system")[0]["text"]
+        # the note is for the receiving agent: the chat lines (which the customer sees) omit it
+        assert all("VIP" not in data["text"] for data in desk.of("message.system"))
         assert reply.data["agent_id"] == "a2"
+
+    async def test_a_declined_transfer_is_returned_to_the_agent_who_asked(self) -> None:
+        desk = routing_desk().given(online("a1"), online("a2"), *engaged("c1", "a1"))
+        transfer = {"conversation_id": "c1", "from_agent_id": "a1", "to_agent_id": "a2"}
+        desk.given(
+            event("conversation.transfer_requested", transfer),
+            offered("c1", "a2", transfer_from="a1"),
+        )
+        reply = await desk.when(
+            command(
+                "conversation.decline",
+                {"conversation_id": "c1", "agent_id": "a2"},
+                actor=agent("a2"),
+            )
+        )
+        assert desk.types == ["conversation.offer_declined", "conversation.transfer_returned"]
+        assert desk.of("conversation.transfer_returned")[0] == {
+            "conversation_id": "c1",
+            "from_agent_id": "a1",
+            "reason": "declined",
+            "by_agent_id": "a2",
+        }
+        assert reply.data["status"] == "engaged" and reply.data["agent_id"] == "a1"
+
+    async def test_an_expired_transfer_is_returned_to_the_agent_who_asked(self) -> None:
+        clock = Clock()
+        desk = routing_desk(clock).given(online("a1"), online("a2"), *engaged("c1", "a1"))
+        transfer = {"conversation_id": "c1", "from_agent_id": "a1", "to_group": "g1"}
+        desk.given(
+            event("conversation.transfer_requested", transfer),
+            offered("c1", "a2", "a3", transfer_from="a1"),
+        )
+        clock.now = NOW + timedelta(seconds=61)
+        await desk.when(
+            command("conversation.expire_offers", {"conversation_id": "c1"}, actor=SYSTEM)
+        )
+        assert desk.types == ["conversation.offer_withdrawn", "conversation.transfer_returned"]
+        returned = desk.of("conversation.transfer_returned")[0]
+        assert (returned["from_agent_id"], returned["reason"]) == ("a1", "expired")
+
+    async def test_one_of_a_group_declining_leaves_the_transfer_pending(self) -> None:
+        desk = routing_desk().given(online("a1"), online("a2"), online("a3"), *engaged("c1", "a1"))
+        transfer = {"conversation_id": "c1", "from_agent_id": "a1", "to_group": "g1"}
+        desk.given(
+            event("conversation.transfer_requested", transfer),
+            offered("c1", "a2", "a3", transfer_from="a1"),
+        )
+        reply = await desk.when(
+            command(
+                "conversation.decline",
+                {"conversation_id": "c1", "agent_id": "a2"},
+                actor=agent("a2"),
+            )
+        )
+        assert desk.types == ["conversation.offer_declined"]
+        assert reply.data["status"] == "transfer_pending"
 
     async def test_nobody_with_room_to_take_it_is_unavailable(self) -> None:
         desk = routing_desk().given(online("a1"), *engaged("c1", "a1"))
@@ -321,6 +378,51 @@ class TestCloseAndRate:
 
 
 class TestAgentStatus:
+    async def test_coming_online_takes_a_chat_missed_moments_ago(self) -> None:
+        clock = Clock()
+        desk = routing_desk(clock).given(requested("c1"))
+        desk.given(event("conversation.missed", {"conversation_id": "c1"}))
+        clock.now = NOW + timedelta(seconds=30)
+        await desk.when(
+            command("agent.set_status", {"agent_id": "a1", "status": "online"}, actor=agent("a1"))
+        )
+        assert desk.types == ["agent.status_changed", "conversation.offered"]
+
+    async def test_a_chat_missed_long_ago_is_not_offered_as_a_live_request(self) -> None:
+        # Its customer wrote 5 minutes ago: offering it would read "waiting 5m" and take up
+        # a place of the agent's chat limit for somebody who is likely gone. It stays in
+        # the queue, where an agent may still pick it up.
+        clock = Clock()
+        desk = routing_desk(clock).given(requested("c1"))
+        desk.given(event("conversation.missed", {"conversation_id": "c1"}))
+        clock.now = NOW + timedelta(minutes=5)
+        await desk.when(
+            command("agent.set_status", {"agent_id": "a1", "status": "online"}, actor=agent("a1"))
+        )
+        assert desk.types == ["agent.status_changed"]
+        picked = await desk.when(accept("c1", "a1"))
+        assert picked.ok and desk.types == ["conversation.accepted", "message.system"]
+
+    async def test_a_customer_writing_again_brings_a_missed_chat_back_to_the_next_agent(
+        self,
+    ) -> None:
+        clock = Clock()
+        desk = routing_desk(clock).given(requested("c1"))
+        desk.given(event("conversation.missed", {"conversation_id": "c1"}))
+        said = {
+            "conversation_id": "c1",
+            "message_id": "m1",
+            "body": "still there?",
+            "author_kind": "customer",
+            "author_id": "v1",
+        }
+        desk.given(event("message.sent", said, actor=customer("v1"), at=NOW + timedelta(minutes=4)))
+        clock.now = NOW + timedelta(minutes=4, seconds=20)
+        await desk.when(
+            command("agent.set_status", {"agent_id": "a1", "status": "online"}, actor=agent("a1"))
+        )
+        assert desk.types == ["agent.status_changed", "conversation.offered"]
+
     async def test_coming_online_takes_the_queued_chat(self) -> None:
         desk = routing_desk().given(
             requested("c1"), event("conversation.queued", {"conversation_id": "c1", "position": 1})
@@ -356,6 +458,33 @@ class TestDisconnectGrace:
             "message.system",
         ]
         assert desk.of("agent.disconnected") == [{"agent_id": "a1", "grace_s": 30}]
+
+    async def test_offers_stand_through_the_grace_so_a_reload_finds_them(self) -> None:
+        desk = routing_desk().given(online("a1"), requested("c1"), offered("c1", "a1"))
+        await desk.when(command("agent.connection_lost", {"agent_id": "a1"}, actor=SYSTEM))
+        assert desk.types == ["agent.disconnected"]
+        reply = await desk.when(accept("c1", "a1"))  # the reloaded console accepts it
+        assert reply.ok and desk.types == ["conversation.accepted", "message.system"]
+
+    async def test_a_transfer_offered_to_an_agent_who_never_returns_goes_back_to_the_sender(
+        self,
+    ) -> None:
+        clock = Clock()
+        desk = routing_desk(clock).given(online("a1"), online("a2"), *engaged("c1", "a1"))
+        transfer = {"conversation_id": "c1", "from_agent_id": "a1", "to_agent_id": "a2"}
+        desk.given(
+            event("conversation.transfer_requested", transfer),
+            offered("c1", "a2", transfer_from="a1"),
+            event("agent.disconnected", {"agent_id": "a2", "grace_s": 30}, actor=SYSTEM),
+        )
+        clock.now = NOW + timedelta(seconds=31)
+        await desk.when(command("agent.expire_disconnect", {"agent_id": "a2"}, actor=SYSTEM))
+        assert desk.types == [
+            "agent.status_changed",
+            "conversation.offer_withdrawn",
+            "conversation.transfer_returned",
+        ]
+        assert desk.of("conversation.transfer_returned")[0]["reason"] == "agent_offline"
 
     async def test_after_the_grace_the_chats_go_back_to_routing(self) -> None:
         clock = Clock()

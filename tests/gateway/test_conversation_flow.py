@@ -22,6 +22,20 @@ async def test_customer_and_agent_chat_through_the_gateway(system: RunningSystem
     assert started["t"] == "ack", started
     conversation_id = started["conversation_id"]
     await agent.wait_event("conversation.offered", conversation_id=conversation_id)
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        ann = {"Authorization": f"Bearer {system.agent_token('acme', 'ann', name='Ann')}"}
+        # The console's state from routing: the offer, named, with the position it stands at.
+        workspace = (await http.get("/api/workspace", headers=ann)).json()
+        [offer] = workspace["offers"]
+        assert (offer["conversation_id"], offer["visitor_name"]) == (conversation_id, "Vic")
+        assert isinstance(workspace["position"], int) and workspace["chats"] == []
+        bob = {"Authorization": f"Bearer {system.agent_token('acme', 'bob')}"}
+        assert (await http.get("/api/workspace", headers=bob)).json()["offers"] == []
+        customer_token = {"Authorization": f"Bearer {system.visitor_token('acme', 'v1')}"}
+        assert (await http.get("/api/workspace", headers=customer_token)).status_code in (
+            401,
+            403,
+        )
     accepted = await agent.op("accept", conversation_id=conversation_id)
     assert accepted["t"] == "ack", accepted
     await customer.wait_event("conversation.accepted", conversation_id=conversation_id)

@@ -1,5 +1,6 @@
 """Read models and the queries the gateway asks."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -145,6 +146,32 @@ async def test_messages_last_and_scroll_back(
         },
     )
     assert [m["event"]["data"]["body"] for m in oldest] == ["message 0"]
+
+
+async def test_messages_last_waits_for_the_position_the_asker_has_seen(
+    history: HistoryService, bus: Bus, db: AsyncDatabase, rpc: RpcClient
+) -> None:
+    # A console opening a chat has seen the log up to its socket's position; the read model
+    # may be behind it. Asked "up to" a position, the answer comes once history holds it.
+    before = await settle(history, bus, db)
+    events = conversation("acme", "c1", 7)
+    asked = asyncio.create_task(
+        rpc.query(
+            "history",
+            "messages.last",
+            {"tenant": "acme", "conversation_id": "c1", "upto_position": before + len(events)},
+        )
+    )
+    await bus.publish_many(events)
+    assert [m["event"]["data"]["body"] for m in await asked] == [f"message {i}" for i in range(7)]
+    # Not there after the wait: "behind" (ask again), never an answer that looks complete.
+    with pytest.raises(RemoteError) as refused:
+        await rpc.query(
+            "history",
+            "messages.last",
+            {"tenant": "acme", "conversation_id": "c1", "upto_position": before + 1000},
+        )
+    assert refused.value.code == "behind"
 
 
 async def test_list_views_and_visitor_filter(

@@ -59,8 +59,12 @@ class ChatFleet:
         conversations: int,
         chats_per_agent: int = 20,
         gateway_urls: list[str] | None = None,
+        tenant: str = TENANT,
+        owner_email: str = "owner@demo.local",
     ) -> None:
         self.base_url = base_url
+        self.tenant = tenant
+        self.owner_email = owner_email
         self._ws_urls = [
             url.replace("http", "ws", 1) + "/ws" for url in (gateway_urls or [base_url])
         ]
@@ -82,7 +86,7 @@ class ChatFleet:
 
     async def open(self) -> None:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as http:
-            self.owner_token = await self._login(http, "owner@demo.local", self.owner_password)
+            self.owner_token = await self._login(http, self.owner_email, self.owner_password)
             owner = {"Authorization": f"Bearer {self.owner_token}"}
             # One agent per offer, offers that never time out during the run.
             changed = await http.patch(
@@ -98,7 +102,7 @@ class ChatFleet:
             agents = -(-self.size // self.chats_per_agent)
             tokens = []
             for index in range(agents):
-                email = f"bench-agent-{index}@demo.local"
+                email = f"bench-agent-{index}@{self.tenant}.local"
                 created = await http.post(
                     "/api/admin/agents",
                     headers=owner,
@@ -135,7 +139,9 @@ class ChatFleet:
                 )
             customers = []
             for _ in range(self.size):
-                session = (await http.post("/api/visitor/session", json={"tenant": TENANT})).json()
+                session = (
+                    await http.post("/api/visitor/session", json={"tenant": self.tenant})
+                ).json()
                 customer = await websockets.connect(
                     f"{self._ws_url()}?token={session['visitor_token']}",
                     origin=Origin("https://shop.example"),
@@ -166,7 +172,7 @@ class ChatFleet:
 
     async def _login(self, http: httpx.AsyncClient, email: str, password: str) -> str:
         response = await http.post(
-            "/api/auth/login", json={"tenant": TENANT, "email": email, "password": password}
+            "/api/auth/login", json={"tenant": self.tenant, "email": email, "password": password}
         )
         response.raise_for_status()
         return str(response.json()["access_token"])

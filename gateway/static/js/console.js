@@ -1,27 +1,39 @@
 // The agent console: requests, conversations, the chat view and the composer.
-// State comes from HTTP reads (history, routing queue) and is kept current by the
-// event stream; every chat text is rendered with textContent.
+// Who has which chat comes from routing (GET /api/workspace, then the event stream, merged
+// by log position: workspace.js); the history read model serves messages, the "All" list
+// and the visitor panel. Every chat text is rendered with textContent.
 import { RelaySocket, newKey } from "./socket.js";
 import { AgentSession, signIn, el, toast, ago } from "./session.js";
+import { Workspace } from "./workspace.js";
+import { Alerts } from "./alerts.js";
 
 const $ = (id) => document.getElementById(id);
 const session = new AgentSession();
+const WORKSPACE_TRIES = 40; // a routing answer behind the socket's start is asked again
+const WORKSPACE_RETRY_MS = 250;
+const HISTORY_TRIES = 10; // each waits up to 3 s on the server for history to catch up
 
 const state = {
   view: "mine",
-  conversations: new Map(), // id -> history conversation document (+ unread)
-  requests: new Map(), // id -> {conversation_id, since, visitor, topic, channel, seenAt}
-  requested: new Map(), // id -> the conversation.requested details (name, topic, channel): the request card's text
-  withdrawnAt: new Map(), // id -> when a live event took its card away (a slower queue load must not bring it back)
+  listed: new Map(), // id -> history conversation document (the "All" list)
   openId: null,
   shown: new Set(),
   oldestPosition: null,
+  lastCustomer: null, // {id, position}: the customer's latest message in the open chat
   cannedPick: null,
-  lastCustomerMessage: null,
+  agentNames: new Map(), // agent id -> name, from the transfer dialog's list
   delivery: new Map(), // message id -> {sent, text}: connector delivery results, which may arrive before the message is shown
+  socketStart: null, // the log position the socket started at: a workspace must reach it
+  loads: 0,
 };
 
 const PLATFORM_NAMES = { telegram: "Telegram", messenger: "Messenger", wechat: "WeChat" };
+const TRANSFER_OUTCOMES = {
+  accepted: (who) => `${who} accepted your transfer`,
+  declined: (who) => `${who} declined your transfer; the chat stays with you`,
+  expired: () => "Nobody took your transfer in time; the chat stays with you",
+  agent_offline: (who) => `${who} went offline; your transfer was returned`,
+};
 
 if (session.signedIn) {
   $("login").remove();
@@ -35,6 +47,8 @@ else {
 }
 
 function start() {
+  state.workspace = new Workspace(session.agent.id);
+  state.alerts = new Alerts($("sound"));
   $("app").hidden = false;
   $("me").textContent = session.agent.name || session.agent.id;
   $("admin-link").hidden = !["manage_agents", "manage_settings", "manage_connectors", "view_billing", "view_audit", "view_reports"].some((p) => session.can(p));
@@ -48,11 +62,10 @@ function start() {
     token: () => session.token,
     onEvent,
     onState: connectionState,
-    onResync: reloadAll,
+    onResync: () => { state.socketStart = null; reloadAll(); },
     onAuthExpired: () => session.refresh(),
   }).start();
-  reloadAll();
-  setInterval(paintRequests, 1000);
+  setInterval(tickWaits, 1000);
 }
 
 function bindControls() {
@@ -67,25 +80,37 @@ function bindControls() {
     state.socket.command("status", { status: $("status").value }).catch((e) => toast(e.message));
   });
   for (const tab of document.querySelectorAll(".tabs button")) {
-    tab.addEventListener("click", () => {
-      state.view = tab.dataset.view;
-      document.querySelectorAll(".tabs button").forEach((t) => t.setAttribute("aria-selected", String(t === tab)));
-      loadList();
-    });
+    tab.addEventListener("click", () => showView(tab.dataset.view));
   }
   $("composer").addEventListener("submit", (e) => { e.preventDefault(); sendReply(); });
   $("input").addEventListener("keydown", composerKeys);
   $("input").addEventListener("input", composerInput);
   $("close").addEventListener("click", closeConversation);
   $("transfer").addEventListener("click", openTransfer);
+  $("pickup").addEventListener("click", () => accept(state.openId));
   $("earlier").addEventListener("click", loadEarlier);
+}
+
+function showView(view) {
+  state.view = view;
+  document.querySelectorAll(".tabs button").forEach((t) => t.setAttribute("aria-selected", String(t.dataset.view === view)));
+  if (view === "all") loadList();
+  paintList();
 }
 
 function connectionState(kind) {
   const line = $("connection");
   line.classList.toggle("down", kind !== "online");
   line.textContent = { online: "connected", connecting: "connecting…", reconnecting: "reconnecting…", refused: "signed out", stopped: "offline" }[kind] || kind;
-  if (kind === "online") state.socket.command("status", { status: $("status").value }).catch((e) => toast(e.message));
+  if (kind === "online") {
+    state.socket.command("status", { status: $("status").value }).catch((e) => toast(e.message));
+    if (!state.loads++) {
+      // The first load waits for the socket: events after its start position arrive live,
+      // the workspace covers everything up to its own position.
+      state.socketStart = state.socket.position;
+      reloadAll();
+    }
+  }
   if (kind === "refused") { session.logout(); location.reload(); }
 }
 
@@ -94,180 +119,218 @@ function paintStatus() {
 }
 
 async function reloadAll() {
-  await Promise.all([loadList(), loadRequests()]);
-  if (state.openId) openConversation(state.openId, true);
+  await loadWorkspace();
+  if (state.view === "all") loadList();
+  if (state.openId) openConversation(state.openId);
 }
 
-// --- requests -------------------------------------------------------------------
+// --- the workspace: offers, my chats, the queue -------------------------------------
 
-async function loadRequests() {
-  // Offers keep arriving on the socket while the queue loads; the load must neither wipe a
-  // card a live event added meanwhile nor bring back one a live event took away.
-  const startedAt = performance.now();
+async function loadWorkspace() {
   try {
-    const [queue, queued] = await Promise.all([session.call("/api/queue"), session.call("/api/conversations?view=queued")]);
-    const docs = new Map(queued.map((c) => [c.conversation_id, c]));
-    for (const [id, request] of state.requests) if (!(request.seenAt >= startedAt)) state.requests.delete(id);
-    for (const item of queue) {
-      const id = item.conversation_id;
-      if (!item.offered_to_me || state.requests.has(id) || state.withdrawnAt.get(id) >= startedAt) continue;
-      const doc = docs.get(id) || {};
-      const told = state.requested.get(id) || {};
-      state.requests.set(id, { conversation_id: id, since: doc.created_at || told.since || new Date().toISOString(), visitor: doc.visitor || told.visitor || {}, topic: doc.topic || told.topic, channel: item.channel, seenAt: startedAt });
+    let answer;
+    for (let tries = 0; ; tries++) {
+      answer = await session.call("/api/workspace");
+      const behind = state.socketStart !== null && answer.position !== null && answer.position < state.socketStart;
+      if (!behind || tries >= WORKSPACE_TRIES) break;
+      await new Promise((resolve) => setTimeout(resolve, WORKSPACE_RETRY_MS));
     }
+    state.workspace.load(answer);
     paintRequests();
+    paintList();
+    if (state.openId) paintChat();
   } catch (error) {
-    toast(`Could not load the queue: ${error.message}`);
+    toast(`Could not load your requests: ${error.message}`);
   }
 }
 
-function dropRequest(id) {
-  state.withdrawnAt.set(id, performance.now());
-  if (state.requests.delete(id)) paintRequests();
-}
+const nameOf = (entry) => (entry && (entry.visitor_name || (entry.visitor && entry.visitor.name))) || "Visitor";
 
 function paintRequests() {
+  const offers = [...state.workspace.offers.values()];
   const box = $("requests");
-  $("request-count").textContent = String(state.requests.size);
-  document.title = state.requests.size ? `(${state.requests.size}) relaydesk console` : "relaydesk console";
-  if (!state.requests.size) {
-    if (!box.querySelector(".nobody")) box.replaceChildren(el("p", { class: "muted nobody", style: "margin:4px 14px" }, "No one is waiting."));
+  $("request-count").textContent = String(offers.length);
+  document.title = offers.length ? `(${offers.length}) relaydesk console` : "relaydesk console";
+  if (!offers.length) {
+    if (!box.querySelector(".nobody")) box.replaceChildren(el("p", { class: "muted nobody" }, "No one is waiting."));
     return;
   }
-  box.replaceChildren(...[...state.requests.values()].map((r) =>
-    el("div", { class: "request", "data-conversation": r.conversation_id },
-      el("div", { class: "who" }, r.visitor.name || "Visitor"),
-      el("div", { class: "muted" }, [r.topic, r.channel].filter(Boolean).join(" · ") || "web", ` · waiting ${ago(r.since)}`),
-      el("div", { class: "actions" },
-        el("button", { class: "btn primary small", type: "button", onclick: () => accept(r.conversation_id) }, "Accept"),
-        el("button", { class: "btn small", type: "button", onclick: () => decline(r.conversation_id) }, "Decline")))));
-}
-
-function addRequest(event) {
-  const id = event.data.conversation_id;
-  // The request event came just before the offer: its details name the card at once, even
-  // while the history read model (the conversation list) has not caught up yet.
-  const told = state.requested.get(id) || {};
-  const known = state.conversations.get(id) || {};
-  state.withdrawnAt.delete(id);
-  state.requests.set(id, { conversation_id: id, since: told.since || event.occurred_at, visitor: known.visitor || told.visitor || {}, topic: known.topic || told.topic, channel: known.channel || told.channel, seenAt: performance.now() });
-  paintRequests();
-  ring();
-  if (!known.visitor && !told.visitor) session.call(`/api/conversations?view=queued`).then((list) => {
-    const doc = list.find((c) => c.conversation_id === id);
-    const request = state.requests.get(id);
-    if (doc && request) Object.assign(request, { visitor: doc.visitor || {}, topic: doc.topic, channel: doc.channel, since: doc.created_at || request.since });
-    paintRequests();
-  }).catch(() => {});
-}
-
-function ring() {
-  // A short two-tone chime (no audio file to ship); browsers may mute it until the page was clicked.
-  try {
-    const audio = new AudioContext();
-    [660, 880].forEach((frequency, i) => {
-      const tone = audio.createOscillator();
-      const gain = audio.createGain();
-      tone.frequency.value = frequency;
-      gain.gain.value = 0.05;
-      tone.connect(gain).connect(audio.destination);
-      tone.start(audio.currentTime + i * 0.15);
-      tone.stop(audio.currentTime + i * 0.15 + 0.12);
-    });
-  } catch {
-    // no audio: the title counter still shows the request
+  box.querySelector(".nobody")?.remove();
+  // Cards are updated in place, never rebuilt: keyboard focus and a press in progress survive.
+  const cards = new Map([...box.querySelectorAll(".request")].map((card) => [card.dataset.conversation, card]));
+  let previous = null;
+  for (const offer of offers) {
+    const card = cards.get(offer.conversation_id) || requestCard(offer.conversation_id);
+    cards.delete(offer.conversation_id);
+    fillCard(card, offer);
+    const expected = previous ? previous.nextElementSibling : box.firstElementChild;
+    if (expected !== card) {
+      if (previous) previous.after(card);
+      else box.prepend(card);
+    }
+    previous = card;
   }
+  for (const stale of cards.values()) stale.remove();
+}
+
+function requestCard(id) {
+  return el("div", { class: "request", "data-conversation": id },
+    el("div", { class: "who" }),
+    el("div", { class: "muted" }, el("span", { class: "about" }), el("span", { class: "wait" })),
+    el("div", { class: "muted handover", hidden: true }),
+    el("div", { class: "actions" },
+      el("button", { class: "btn primary small", type: "button", onclick: () => accept(id) }, "Accept"),
+      el("button", { class: "btn small", type: "button", onclick: () => decline(id) }, "Decline")));
+}
+
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+function fillCard(card, offer) {
+  setText(card.querySelector(".who"), nameOf(offer));
+  setText(card.querySelector(".about"), [offer.topic, offer.channel].filter(Boolean).join(" · ") || "web");
+  card.querySelector(".wait").dataset.since = offer.requested_at || "";
+  setText(card.querySelector(".wait"), waiting(offer.requested_at));
+  const handover = card.querySelector(".handover");
+  handover.hidden = !offer.transfer_from;
+  if (offer.transfer_from) setText(handover, `Transfer from ${offer.transfer_from_name || offer.transfer_from}` + (offer.transfer_note ? `: ${offer.transfer_note}` : ""));
+}
+
+function waiting(since) {
+  return since ? ` · waiting ${ago(since)}` : "";
+}
+
+function tickWaits() {
+  for (const wait of $("requests").querySelectorAll(".wait")) setText(wait, waiting(wait.dataset.since));
 }
 
 async function accept(id) {
   try {
-    await state.socket.command("accept", { conversation_id: id });
-    state.requests.delete(id);
+    const ack = await state.socket.command("accept", { conversation_id: id });
+    state.workspace.acceptedByMe(id, ack.data || {});
     paintRequests();
-    await loadList();
+    if (state.view !== "mine") showView("mine");
     openConversation(id);
   } catch (error) {
-    state.requests.delete(id);
+    state.workspace.offers.delete(id);
     paintRequests();
     toast(error.code === "already_assigned" ? "Another agent accepted this chat first." : `Could not accept: ${error.message}`);
   }
 }
 
 async function decline(id) {
-  state.requests.delete(id);
+  state.workspace.offers.delete(id);
   paintRequests();
   await state.socket.command("decline", { conversation_id: id }).catch((e) => toast(e.message));
 }
 
-// --- conversation list -----------------------------------------------------------
+function tell(notice) {
+  if (notice.kind === "offer") {
+    const offer = state.workspace.offers.get(notice.id);
+    if (notice.transfer) loadWorkspace(); // the sender's name and the note for a group's members
+    if (offer) state.alerts.request(notice.transfer ? "Chat transferred to you" : "New chat request", [nameOf(offer), offer.topic].filter(Boolean).join(" · "), notice.id);
+  } else if (notice.kind === "transfer") {
+    const who = state.agentNames.get(notice.agent) || notice.agent || "The receiver";
+    toast(TRANSFER_OUTCOMES[notice.outcome](who));
+  }
+}
+
+// --- conversation lists -----------------------------------------------------------
 
 async function loadList() {
   try {
     const list = await session.call(`/api/conversations?view=${state.view}`);
-    const unread = new Map([...state.conversations].map(([id, c]) => [id, c.unread || 0]));
-    state.conversations = new Map(list.map((c) => [c.conversation_id, { ...c, unread: unread.get(c.conversation_id) || 0 }]));
+    state.listed = new Map(list.map((c) => [c.conversation_id, c]));
     paintList();
   } catch (error) {
     toast(`Could not load conversations: ${error.message}`);
   }
 }
 
-function paintList() {
-  const items = [...state.conversations.values()];
-  $("conversations").replaceChildren(...(items.length ? items.map((c) =>
-    el("li", {}, el("button", { type: "button", "aria-current": String(c.conversation_id === state.openId), "data-conversation": c.conversation_id, onclick: () => openConversation(c.conversation_id) },
-      el("strong", {}, (c.visitor && c.visitor.name) || "Visitor"),
-      c.unread ? el("span", { class: "unread", "aria-label": `${c.unread} unread` }, String(c.unread)) : el("span", { class: `pill ${c.status}` }, c.status),
-      el("span", { class: "muted" }, [c.channel, c.topic].filter(Boolean).join(" · "))))) : [el("li", { class: "muted", style: "padding:14px" }, "Nothing here yet.")]));
+function entries() {
+  const ws = state.workspace;
+  if (state.view === "mine") return [...ws.chats.values()];
+  if (state.view === "queued") return [...ws.queue.values()];
+  return [...state.listed.values()].map((c) => ws.chats.get(c.conversation_id) || c);
 }
 
-function bumpConversation(event) {
-  const id = event.data.conversation_id;
-  const conversation = state.conversations.get(id);
-  if (!conversation) return;
-  const status = { "conversation.accepted": "engaged", "conversation.transferred": "engaged", "conversation.closed": "closed", "conversation.missed": "missed", "conversation.queued": "queued" }[event.type];
-  if (status) conversation.status = status;
-  if (event.type === "message.sent" && event.data.author_kind !== "agent" && id !== state.openId) conversation.unread = (conversation.unread || 0) + 1;
-  paintList();
+function paintList() {
+  const items = entries();
+  $("conversations").replaceChildren(...(items.length ? items.map((c) =>
+    el("li", {}, el("button", { type: "button", "aria-current": String(c.conversation_id === state.openId), "data-conversation": c.conversation_id, onclick: () => openConversation(c.conversation_id) },
+      el("strong", {}, nameOf(c)),
+      c.unread ? el("span", { class: "unread", "aria-label": `${c.unread} unread` }, String(c.unread)) : el("span", { class: `pill ${c.status}` }, c.status),
+      el("span", { class: "muted" }, [c.channel, c.topic].filter(Boolean).join(" · "))))) : [el("li", { class: "muted nothing" }, "Nothing here yet.")]));
 }
 
 // --- the open conversation --------------------------------------------------------
 
-async function openConversation(id, keepScroll = false) {
-  state.openId = id;
-  const conversation = state.conversations.get(id) || {};
-  conversation.unread = 0;
-  paintList();
-  $("empty").hidden = true;
-  $("chat-head").hidden = $("messages").hidden = false;
-  $("chat-title").textContent = (conversation.visitor && conversation.visitor.name) || "Visitor";
-  paintChatStatus(conversation.status);
-  if (!keepScroll) {
+function known(id) {
+  const ws = state.workspace;
+  return ws.chats.get(id) || ws.offers.get(id) || ws.queue.get(id) || state.listed.get(id) || { conversation_id: id, ...ws.details(id) };
+}
+
+async function openConversation(id) {
+  if (state.openId !== id) {
+    state.openId = id;
     state.shown.clear();
+    state.lastCustomer = null;
+    state.oldestPosition = null;
     $("messages").replaceChildren($("earlier"));
   }
+  $("empty").hidden = true;
+  $("chat-head").hidden = $("messages").hidden = false;
+  paintChat();
+  paintList();
+  paintVisitor(known(id));
   try {
-    const items = await session.call(`/api/conversations/${encodeURIComponent(id)}/messages`);
-    state.oldestPosition = items.length ? items[0].position : null;
+    // Up to what the socket has seen: history may lag behind the log, and a message it is
+    // missing would never show (only events after the socket's start arrive live).
+    const upto = state.socket.position;
+    const items = await readMessages(id, upto === null || upto === undefined ? "" : `?upto=${upto}`);
+    if (state.openId !== id) return;
+    if (items.length && (state.oldestPosition === null || items[0].position < state.oldestPosition)) state.oldestPosition = items[0].position;
     $("earlier").hidden = !items.length;
-    for (const item of items) render(item.event, false);
+    for (const item of items) render(item.event, item.position);
     scrollToEnd();
   } catch (error) {
     toast(`Could not load messages: ${error.message}`);
   }
-  paintVisitor(conversation);
   markRead();
-  $("input").focus();
+  if (!$("composer").hidden) $("input").focus();
 }
 
-function paintChatStatus(status) {
+async function readMessages(id, query) {
+  // "behind": history has not read the log that far yet; it catches up, so ask again.
+  for (let tries = 0; ; tries++) {
+    try {
+      return await session.call(`/api/conversations/${encodeURIComponent(id)}/messages${query}`);
+    } catch (error) {
+      if (error.code !== "behind" || tries >= HISTORY_TRIES || state.openId !== id) throw error;
+    }
+  }
+}
+
+function paintChat() {
+  const id = state.openId;
+  const entry = known(id);
+  const chat = state.workspace.chats.get(id);
+  const status = entry.status || "";
+  setText($("chat-title"), nameOf(entry));
   const pill = $("chat-status");
-  pill.className = `pill ${status || ""}`;
-  pill.textContent = status || "";
-  const mine = status === "engaged" && state.conversations.get(state.openId)?.agent_id === session.agent.id;
+  pill.className = `pill ${status}`;
+  setText(pill, status.replace("_", " "));
+  const mine = Boolean(chat && chat.agent_id === session.agent.id && chat.status !== "closed");
   $("composer").hidden = !mine;
-  $("transfer").hidden = !mine || !session.can("transfer");
-  $("close").hidden = status === "closed";
+  $("transfer").hidden = !mine || chat.status !== "engaged" || !session.can("transfer");
+  $("close").hidden = status === "closed" || (!mine && !session.can("see_all_conversations"));
+  $("pickup").hidden = !["queued", "missed"].includes(status);
+  // The note of the transfer that brought the chat here: for this agent, never the customer.
+  const handover = $("handover");
+  handover.hidden = !(mine && chat.transfer_note);
+  if (!handover.hidden) setText(handover, `Note from ${chat.transfer_from_name || chat.transfer_from}: ${chat.transfer_note}`);
+  if (chat && chat.unread && document.hasFocus()) chat.unread = 0;
 }
 
 async function loadEarlier() {
@@ -278,11 +341,11 @@ async function loadEarlier() {
   const items = await session.call(`/api/conversations/${encodeURIComponent(state.openId)}/messages?before=${state.oldestPosition}`);
   if (!items.length) { $("earlier").hidden = true; return; }
   state.oldestPosition = items[0].position;
-  for (const item of items.reverse()) render(item.event, true);
+  for (const item of items) render(item.event, item.position);
   box.scrollTop = box.scrollHeight - before;
 }
 
-function render(event, prepend) {
+function render(event, position) {
   const data = event.data;
   const id = data.message_id;
   if (!id || state.shown.has(id)) return;
@@ -296,12 +359,21 @@ function render(event, prepend) {
       : data.body;
     const who = data.author_kind === "agent" ? (data.author_name || "Agent") : data.author_kind === "customer" ? "Visitor" : data.author_kind;
     node = el("div", { class: `msg ${data.author_kind}`, "data-id": id }, el("span", { class: "meta" }, who), body);
-    if (data.author_kind === "customer") state.lastCustomerMessage = id;
+    if (data.author_kind === "customer" && !(state.lastCustomer && state.lastCustomer.position > position)) state.lastCustomer = { id, position };
   }
   if (state.delivery.has(id)) paintDelivery(node, state.delivery.get(id));
-  const box = $("messages");
-  if (prepend) $("earlier").after(node);
-  else box.append(node);
+  place(node, position);
+}
+
+function place(node, position) {
+  // In log order, whatever order the history read and the live stream delivered them in.
+  node.dataset.position = String(position);
+  const earlier = $("earlier");
+  let after = earlier;
+  for (let child = $("messages").lastElementChild; child && child !== earlier; child = child.previousElementSibling) {
+    if (Number(child.dataset.position) < position) { after = child; break; }
+  }
+  after.after(node);
 }
 
 // --- connector delivery results ------------------------------------------------------
@@ -350,21 +422,36 @@ function scrollToEnd() {
 }
 
 function markRead() {
-  if (!state.openId || !state.lastCustomerMessage || state.readUpTo === state.lastCustomerMessage) return;
-  const conversation = state.conversations.get(state.openId);
-  if (!conversation || conversation.agent_id !== session.agent.id || conversation.status !== "engaged") return;
-  state.readUpTo = state.lastCustomerMessage;
-  state.socket.transient("read", { conversation_id: state.openId, message_id: state.lastCustomerMessage });
+  // A read of the customer's latest message is this agent's read position on the log:
+  // routing counts unread from it, so the count survives reloads and other devices.
+  const last = state.lastCustomer;
+  const chat = state.workspace.chats.get(state.openId);
+  if (!chat || !last || chat.agent_id !== session.agent.id || chat.status !== "engaged") return;
+  if (chat.unread) { chat.unread = 0; paintList(); }
+  if (state.readUpTo === last.id) return;
+  state.readUpTo = last.id;
+  state.socket.transient("read", { conversation_id: state.openId, message_id: last.id });
 }
 
-async function paintVisitor(conversation) {
+async function paintVisitor(entry) {
+  const id = entry.conversation_id;
+  let conversation = entry;
+  // Contact details and the start time come from the history document (informative only:
+  // it may lag; who has the chat never comes from it).
+  const view = state.workspace.chats.has(id) ? "mine" : state.listed.has(id) ? null : state.workspace.queue.has(id) ? "queued" : null;
+  if (view) {
+    const found = await session.call(`/api/conversations?view=${view}`).then((list) => list.find((c) => c.conversation_id === id)).catch(() => null);
+    if (state.openId !== id) return;
+    if (found) conversation = { ...found, ...entry, visitor: found.visitor };
+  } else if (state.listed.has(id)) conversation = { ...entry, ...state.listed.get(id) };
   const visitor = conversation.visitor || {};
-  const facts = [["Name", visitor.name], ["Email", visitor.email], ["Channel", conversation.channel], ["Topic", conversation.topic], ["Page", visitor.page_url], ["Started", conversation.created_at && new Date(conversation.created_at).toLocaleString()], ["Rating", conversation.rating && `${conversation.rating.score}/5`]];
+  const started = conversation.created_at || conversation.requested_at;
+  const facts = [["Name", visitor.name || conversation.visitor_name], ["Email", visitor.email], ["Channel", conversation.channel], ["Topic", conversation.topic], ["Page", visitor.page_url], ["Started", started && new Date(started).toLocaleString()], ["Rating", conversation.rating && `${conversation.rating.score}/5`]];
   const panel = $("visitor");
   panel.replaceChildren(el("h2", {}, "Visitor"), el("dl", {}, facts.filter(([, v]) => v).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
   if (!visitor.id || !session.can("see_history")) return;
   try {
-    const previous = (await session.call(`/api/conversations?view=all&visitor_id=${encodeURIComponent(visitor.id)}&limit=10`)).filter((c) => c.conversation_id !== conversation.conversation_id);
+    const previous = (await session.call(`/api/conversations?view=all&visitor_id=${encodeURIComponent(visitor.id)}&limit=10`)).filter((c) => c.conversation_id !== id);
     panel.append(el("h2", {}, "Previous conversations"), previous.length
       ? el("ul", {}, previous.map((c) => el("li", {}, `${new Date(c.created_at).toLocaleDateString()} · ${c.status} · ${c.message_count} messages`)))
       : el("p", { class: "muted" }, "First conversation."));
@@ -479,6 +566,7 @@ async function openTransfer() {
   const select = dialog.querySelector("select");
   try {
     const agents = await session.call("/api/admin/agents/status");
+    for (const a of agents) state.agentNames.set(a.agent_id, a.name || a.agent_id);
     select.replaceChildren(el("option", { value: "" }, "— choose —"), ...agents.filter((a) => a.agent_id !== session.agent.id).map((a) =>
       el("option", { value: a.agent_id }, `${a.name || a.agent_id} (${a.status}${a.available ? "" : ", busy"})`)));
   } catch {
@@ -504,50 +592,38 @@ async function openTransfer() {
 
 // --- the event stream --------------------------------------------------------------
 
-function onEvent(event) {
+function onEvent(event, position) {
   const data = event.data || {};
-  const me = session.agent.id;
+  for (const notice of state.workspace.receive(event, position)) tell(notice);
   switch (event.type) {
     case "conversation.offered":
-      if (data.agent_ids.includes(me)) addRequest(event);
-      break;
     case "conversation.offer_withdrawn":
-      if (data.agent_ids.includes(me)) dropRequest(data.conversation_id);
-      break;
+    case "conversation.offer_declined":
     case "conversation.accepted":
-    case "conversation.transferred": {
-      const agentId = data.agent_id || data.to_agent_id;
-      dropRequest(data.conversation_id);
-      const known = state.conversations.get(data.conversation_id);
-      if (known) known.agent_id = agentId;
-      if (agentId === me || known) loadList();
-      if (data.conversation_id === state.openId) paintChatStatus("engaged");
-      break;
-    }
-    case "conversation.requested":
-      state.requested.set(data.conversation_id, { visitor: data.visitor || {}, topic: data.topic, channel: data.channel, since: event.occurred_at });
-      if (state.view !== "mine") loadList();
-      break;
+    case "conversation.transferred":
+    case "conversation.transfer_returned":
     case "conversation.queued":
     case "conversation.missed":
-      if (state.view !== "mine") loadList();
-      break;
     case "conversation.closed":
-      dropRequest(data.conversation_id);
-      state.requested.delete(data.conversation_id);
-      if (data.conversation_id === state.openId) paintChatStatus("closed");
+      paintRequests();
+      paintList();
+      if (data.conversation_id === state.openId) paintChat();
       break;
     case "message.sent":
     case "message.attachment_sent":
     case "message.system":
       if (data.conversation_id === state.openId) {
-        render(event, false);
+        render(event, position);
         scrollToEnd();
         if (data.author_kind === "customer") {
           $("typing").textContent = "";
           if (document.hasFocus()) markRead();
         }
       }
+      if (data.author_kind === "customer") paintList();
+      break;
+    case "message.read":
+      paintList();
       break;
     case "connector.outbound_sent":
     case "connector.outbound_failed":
@@ -559,7 +635,6 @@ function onEvent(event) {
     default:
       break;
   }
-  bumpConversation(event);
 }
 
 window.addEventListener("focus", markRead);
