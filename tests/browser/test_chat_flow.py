@@ -4,10 +4,9 @@ The module shares one system and one Chromium (tests/browser/conftest.py); each 
 its own tenants. The ordering test builds its own system: it needs a tighter rate limit.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
-
-import asyncio
 
 import pytest
 import pytest_asyncio
@@ -148,6 +147,24 @@ async def test_script_in_a_message_shows_as_text(system, browser) -> None:
     assert await widget(demo).locator(".log script, .log b").count() == 0
     assert "<img src=x onerror=alert(1)>" in await console.locator("#chat-title").inner_text()
     assert alarms == []
+
+    # A second chat opens; the first one's new message counts as unread, also after a reload
+    # (the read position is on the log, not in the page).
+    other = await open_demo(await browser.new_context(), system, "xss")
+    await start_chat(other, "Lee")
+    await (
+        console.locator(".request")
+        .filter(has_text="Lee")
+        .get_by_role("button", name="Accept")
+        .click()
+    )
+    await console.locator("#chat-title").filter(has_text="Lee").wait_for(timeout=TIMEOUT_MS)
+    await customer_says(demo, "still waiting here")
+    first = console.locator("#conversations button").filter(has_text="onerror")
+    await first.get_by_label("1 unread").wait_for(timeout=TIMEOUT_MS)
+    await console.reload()
+    await console.get_by_role("status").filter(has_text="connected").wait_for(timeout=TIMEOUT_MS)
+    await first.get_by_label("1 unread").wait_for(timeout=TIMEOUT_MS)
 
 
 async def test_the_widget_has_no_serious_accessibility_violations(system, browser) -> None:
@@ -347,20 +364,3 @@ async def test_the_rating_card_keeps_the_agents_last_message_in_view(system, bro
     assert log["y"] <= message["y"], (log, message)
     assert message["y"] + message["height"] <= log["y"] + log["height"], (log, message)
     await agent.close()
-    # A second chat opens; the first one's new message counts as unread, also after a reload
-    # (the read position is on the log, not in the page).
-    other = await open_demo(await browser.new_context(), system, "xss")
-    await start_chat(other, "Lee")
-    await (
-        console.locator(".request")
-        .filter(has_text="Lee")
-        .get_by_role("button", name="Accept")
-        .click()
-    )
-    await console.locator("#chat-title").filter(has_text="Lee").wait_for(timeout=TIMEOUT_MS)
-    await customer_says(demo, "still waiting here")
-    first = console.locator("#conversations button").filter(has_text="onerror")
-    await first.get_by_label("1 unread").wait_for(timeout=TIMEOUT_MS)
-    await console.reload()
-    await console.get_by_role("status").filter(has_text="connected").wait_for(timeout=TIMEOUT_MS)
-    await first.get_by_label("1 unread").wait_for(timeout=TIMEOUT_MS)
