@@ -89,6 +89,36 @@ async def test_a_private_reply_goes_to_the_private_chat_and_a_group_reply_to_the
     assert texts(sent, -100777) == ["welcome, everyone"]
 
 
+async def test_two_pages_of_one_tenant_each_answer_their_own_chats(world: World) -> None:
+    tenant, fake = "two-pages", world.fakes.messenger
+    base = f"http://127.0.0.1:{world.service.port}/webhooks/messenger"
+    conversations = {}
+    for page in ("7001", "7002"):
+        fake.add_page(page, f"token-{page}")
+        secrets = {"app_secret": fake.app_secret, "page_token": f"token-{page}"}
+        reply = await configure(
+            world.bus,
+            world.service,
+            tenant,
+            f"fb-{page}",
+            "messenger",
+            {"page_id": page},
+            {**secrets, "verify_token": "v"},
+        )
+        assert reply.ok, reply
+        note = fake.notification("psid-both", f"hello page {page}", page_id=page)
+        assert (await fake.post_webhook(f"{base}/fb-{page}", note)).status_code == 200
+        said = await world.watch.wait_for("message.sent", body=f"hello page {page}")
+        conversations[page] = said[0].data["conversation_id"]
+    assert conversations["7001"] != conversations["7002"]
+    for page, conversation in conversations.items():
+        sent = await agent_reply(world.bus, tenant, conversation, f"answer from {page}")
+        await world.watch.wait_for("connector.outbound_sent", message_id=sent)
+    for page in ("7001", "7002"):
+        got = [m["message"]["text"] for m in fake.sent_by_page[page] if "message" in m]
+        assert got == [f"answer from {page}"]
+
+
 # --- 3: long replies split on word boundaries into ordered parts ----------------------------
 
 
