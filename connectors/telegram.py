@@ -36,10 +36,26 @@ def parse_update(update: dict[str, Any]) -> InboundMessage | None:
     return InboundMessage(
         str(update["update_id"]),
         str(user_id),
-        str(chat["id"]),
+        chat_ref(message),
         message["text"],
         sender.get("first_name"),
     )
+
+
+def chat_ref(message: dict[str, Any]) -> str:
+    """Where a conversation lives: the chat, and in a forum supergroup the topic (its
+    ``message_thread_id``), written ``chat:topic``; replies go back to the same place."""
+    chat_id = str((message.get("chat") or {}).get("id"))
+    topic = message.get("message_thread_id")
+    if message.get("is_topic_message") and isinstance(topic, int):
+        return f"{chat_id}:{topic}"
+    return chat_id
+
+
+def destination(ref: str) -> dict[str, int]:
+    """``chat_id`` (and ``message_thread_id``) for a send to the chat ``ref`` names."""
+    chat_id, _, topic = ref.partition(":")
+    return {"chat_id": int(chat_id), **({"message_thread_id": int(topic)} if topic else {})}
 
 
 class TelegramClient:
@@ -61,12 +77,12 @@ class TelegramClient:
         self, connector: Connector, chat_id: str, text: str, *, last_inbound: float | None = None
     ) -> str:
         result = await self.call(
-            connector, "sendMessage", {"chat_id": int(chat_id), "text": text}
+            connector, "sendMessage", {**destination(chat_id), "text": text}
         )  # at most 4096 characters: the deliverer splits longer replies (connectors/splitting.py)
         return str(result.get("message_id", ""))
 
     async def send_typing(self, connector: Connector, chat_id: str) -> None:
-        await self.call(connector, "sendChatAction", {"chat_id": int(chat_id), "action": "typing"})
+        await self.call(connector, "sendChatAction", {**destination(chat_id), "action": "typing"})
 
 
 def _result(response: httpx.Response) -> Any:

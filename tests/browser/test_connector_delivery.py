@@ -49,6 +49,18 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
             # each result sits under its own message only
             assert await delivered.locator(".delivery").inner_text() == "sent via Telegram"
             assert fake.sent == [{"chat_id": 91, "text": "On its way <b>today</b>"}]
+
+            # The refused reply is parked, not dropped: once the token works again, "retry"
+            # sends it.
+            fake.token_revoked = False
+            await refused.get_by_role("button", name="retry").click()
+            retried = log.locator(".msg.agent").filter(has_text="Tracking number follows")
+            await (
+                retried.locator(".delivery")
+                .filter(has_text="sent via Telegram")
+                .wait_for(timeout=TIMEOUT_MS)
+            )
+            assert [m["text"] for m in fake.sent][-1] == "Tracking number follows"
             assert await log.locator(".msg b").count() == 0  # the body is text, never HTML
             await console.screenshot(path=str(artifacts / "console-delivery-state.png"))
     finally:

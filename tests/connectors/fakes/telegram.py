@@ -69,24 +69,26 @@ class FakeTelegram(FakeServer):
         *,
         first_name: str = "Ann",
         group: int | None = None,
+        topic: int | None = None,
     ) -> dict[str, Any]:
         """A text message from ``user_id``: in their private chat, or in the supergroup
-        ``group`` (a negative chat id, as Telegram gives supergroups)."""
+        ``group`` (a negative chat id, as Telegram gives supergroups), in its forum ``topic``."""
         chat: dict[str, Any] = (
             {"id": user_id, "type": "private", "first_name": first_name}
             if group is None
             else {"id": group, "type": "supergroup", "title": "Customers"}
         )
-        update = {
-            "update_id": self.next_update_id,
-            "message": {
-                "message_id": self.next_update_id,
-                "date": int(time.time()),
-                "text": text,
-                "chat": chat,
-                "from": {"id": user_id, "is_bot": False, "first_name": first_name},
-            },
+        message: dict[str, Any] = {
+            "message_id": self.next_update_id,
+            "date": int(time.time()),
+            "text": text,
+            "chat": chat,
+            "from": {"id": user_id, "is_bot": False, "first_name": first_name},
         }
+        if topic is not None:
+            message.update(message_thread_id=topic, is_topic_message=True)
+            chat["is_forum"] = True
+        update = {"update_id": self.next_update_id, "message": message}
         self.next_update_id += 1
         return update
 
@@ -207,7 +209,10 @@ class FakeTelegram(FakeServer):
             return _error(400, "Bad Request: message text is empty")
         if len(text) > 4096:
             return _error(400, "Bad Request: message is too long")
-        self.sent.append({"chat_id": int(params["chat_id"]), "text": text})
+        sent = {"chat_id": int(params["chat_id"]), "text": text}
+        if "message_thread_id" in params:
+            sent["message_thread_id"] = int(params["message_thread_id"])
+        self.sent.append(sent)
         self.sent_by_bot.setdefault(bot, []).append(self.sent[-1])
         if self.lose_answers and self._losses.random() < self.lose_answers:
             self.lost_answers += 1
