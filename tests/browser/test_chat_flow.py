@@ -4,6 +4,7 @@ The module shares one system and one Chromium (tests/browser/conftest.py); each 
 its own tenants. The ordering test builds its own system: it needs a tighter rate limit.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -148,8 +149,8 @@ async def test_the_widget_has_no_serious_accessibility_violations(system, browse
 
 
 async def test_the_console_has_no_serious_accessibility_violations(system, browser) -> None:
-    """axe-core on the console with a request waiting and a chat open (status pills' contrast
-    and list items outside a list failed before)."""
+    """axe-core on the console with a request waiting, a chat open and the canned responses
+    menu (status pills' contrast and list items outside a list failed before)."""
     await make_tenant(system, "axeconsole", "alice")
     console = await console_login(await audit_context(browser), system, "axeconsole", "alice")
     demo = await open_demo(await browser.new_context(), system, "axeconsole")
@@ -166,6 +167,11 @@ async def test_the_console_has_no_serious_accessibility_violations(system, brows
         console.locator("#conversations button").filter(has_text="Ben").wait_for(timeout=TIMEOUT_MS)
     )
     found["chat open"] = await serious_violations(console)
+    await console.get_by_label("Reply").fill("/nothing-like-this")
+    await console.get_by_role("option", name="No canned response matches").wait_for(
+        timeout=TIMEOUT_MS
+    )
+    found["no canned response matches"] = await serious_violations(console)
     assert not any(found.values()), "\n".join(
         f"{step}:\n{describe(violations)}" for step, violations in found.items() if violations
     )
@@ -212,7 +218,7 @@ async def test_messages_typed_faster_than_the_rate_limit_are_stored_in_typed_ord
     )
     await start_chat(demo, "Tess")
     await accept_next(agent)
-    typed = [f"message {n:02d}" for n in range(1, 41)]
+    typed = [f"message {n:02d}" for n in range(1, 31)]
     await demo.evaluate(TYPE_ALL, typed)
 
     chat = widget(demo)
@@ -307,8 +313,9 @@ async def test_the_rating_card_keeps_the_agents_last_message_in_view(system, bro
     chat = widget(demo)
     await start_chat(demo, "Pia")
     conversation_id = await accept_next(agent)
-    for n in range(1, 13):  # more than the log shows at once
-        await agent.op("send", conversation_id=conversation_id, body=f"Step {n} of the fix")
+    await asyncio.gather(  # more than the log shows at once (their order does not matter)
+        *(agent.op("send", conversation_id=conversation_id, body=f"Step {n}") for n in range(10))
+    )
     await agent.op("send", conversation_id=conversation_id, body="Anything else I can do?")
     last = chat.locator(".msg.agent").filter(has_text="Anything else I can do?")
     await last.wait_for(timeout=TIMEOUT_MS)
