@@ -1,22 +1,28 @@
 """Two agents racing for one request (after one of them reloaded); the gateway restarting
-under a live conversation."""
+under a live conversation; a customer's messages racing the rate limit."""
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 
+from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
 from tests.browser.pages import (
     TIMEOUT_MS,
+    accept_next,
     agent_says,
     console_login,
     customer_says,
     make_tenant,
+    online_agent,
     open_demo,
     start_chat,
+    visitor_history,
     widget,
 )
-from tests.system import start_gateway
+from tests.system import RunningSystem, running_system, start_gateway
 
 pytestmark = pytest.mark.browser
 
@@ -153,3 +159,67 @@ async def test_widget_survives_a_gateway_restart_without_losing_or_repeating(
             assert await chat.locator(".msg").filter(has_text=text).count() == 1, text
     finally:
         await replacement.stop()
+
+
+# A tight op budget so that the messages below are certain to run into it: 5 at once, then 10
+# a second (the default 40 / 20 a second would take 200 messages to show the same thing).
+TIGHT = {"ws_rate_per_s": 10.0, "ws_rate_burst": 5}
+# Typed in one go, as fast as a script can: each one a keystroke (a typing signal) and Enter.
+TYPE_ALL = """(texts) => {
+  const root = document.querySelector("#relaydesk-widget").shadowRoot;
+  const box = root.querySelector(".composer textarea");
+  for (const text of texts) {
+    box.value = text;
+    box.dispatchEvent(new Event("input"));
+    box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+  }
+}"""
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def tight_system(settings: Settings) -> AsyncIterator[RunningSystem]:
+    async with running_system(settings.model_copy(update=TIGHT)) as running:
+        yield running
+
+
+async def test_messages_typed_faster_than_the_rate_limit_are_stored_in_typed_order(
+    tight_system, browser
+) -> None:
+    """Refused sends used to be retried one by one after random delays (and typing signals
+    used up the budget too): history held 4, 7, 5, 12… while the widget showed 1, 2, 3."""
+    system = tight_system
+    await make_tenant(system, "burst")
+    agent = await online_agent(system, "burst")
+    refusals: list[str] = []
+    demo = await open_demo(
+        await browser.new_context(),
+        system,
+        "burst",
+        on_socket=lambda socket: socket.on(
+            "framereceived",
+            lambda payload: refusals.append(payload) if "rate_limited" in str(payload) else None,
+        ),
+    )
+    await start_chat(demo, "Tess")
+    await accept_next(agent)
+    typed = [f"message {n:02d}" for n in range(1, 31)]
+    await demo.evaluate(TYPE_ALL, typed)
+
+    chat = widget(demo)
+    await eventually(
+        lambda: chat.locator(".msg.customer:not(.pending)").count(),
+        what="the first message to be confirmed",
+    )
+    await chat.locator(".msg.customer.pending").first.wait_for(
+        state="detached", timeout=4 * TIMEOUT_MS
+    )
+    shown = await chat.locator(".msg.customer").all_inner_texts()
+    stored = [
+        e["data"]["body"]
+        for e in await visitor_history(demo, system, "burst")
+        if e["type"] == "message.sent" and e["data"]["author_kind"] == "customer"
+    ]
+    assert refusals, "the rate limit was never hit: the test did not test the refusal path"
+    assert shown == typed
+    assert stored == typed
+    await agent.close()

@@ -513,7 +513,8 @@ async function composerInput() {
   if (query !== cannedQuery) return; // a newer keystroke asked again
   const menu = $("canned");
   if (!found.length) {
-    menu.replaceChildren(el("li", { class: "muted", "aria-disabled": "true" }, "No canned response matches"));
+    // An option like the others (a listbox holds options only: a bare <li> in it fails axe's listitem rule), one that cannot be picked.
+    menu.replaceChildren(el("li", { role: "option", class: "muted", "aria-disabled": "true", "aria-selected": "false" }, "No canned response matches"));
   } else {
     menu.replaceChildren(...found.map((canned, i) => el("li", { role: "option", "aria-selected": String(i === 0), onclick: () => pickCanned(canned) },
       el("span", { class: "shortcut" }, `/${canned.shortcut}`), el("span", {}, canned.text.length > 90 ? canned.text.slice(0, 90) + "…" : canned.text),
