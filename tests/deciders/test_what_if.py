@@ -34,9 +34,12 @@ def served(
     closed: float,
     offered_to: tuple[str, ...] | None = None,
 ) -> list[Envelope]:
-    """A conversation as the log recorded it: requested, offered, accepted, closed."""
+    """A conversation as the log recorded it: requested, offered, accepted (the others'
+    offers withdrawn), closed."""
     stream = f"conv:{conversation_id}"
     conv = {"conversation_id": conversation_id}
+    others = tuple(a for a in offered_to or () if a != agent_id)
+    withdrawn = {**conv, "agent_ids": others, "reason": "accepted_by_other"}
     return [
         event(
             "conversation.requested",
@@ -58,6 +61,11 @@ def served(
             actor=agent(agent_id),
             stream=stream,
             at=at(accepted),
+        ),
+        *(
+            [event("conversation.offer_withdrawn", withdrawn, stream=stream, at=at(accepted))]
+            if others
+            else []
         ),
         event(
             "conversation.closed",
@@ -155,8 +163,10 @@ class TestRoutingMode:
 
     def test_round_robin_gives_it_to_the_next_in_turn_even_while_busy(self) -> None:
         result = what_if(BROADCAST, "routing_mode=round_robin")
-        # a1 never saw c3 in reality: she accepts it after her own typical delay (1 s)
+        # a1 lost c3 to a2 in reality: she accepts it after her own typical delay (1 s),
+        # but no sooner than it stood for her without her acting (1 s, and a millisecond)
         assert loads(result.simulated) == {"a1": (2, 2), "a2": (1, 1)}
+        assert result.simulated.waits_s == [1.0, 1.0, 1.001]
         assert loads(result.actual) == {"a1": (1, 1), "a2": (2, 1)}
 
     def test_the_same_input_gives_the_same_simulated_log(self) -> None:
@@ -181,7 +191,7 @@ class TestChanges:
             parse_changes([pair])
 
     def test_an_agent_the_log_does_not_know_is_refused(self) -> None:
-        with pytest.raises(WhatIfRefused, match="max_chats.zed: no agent 'zed'"):
+        with pytest.raises(WhatIfRefused, match=r"max_chats\.zed: no agent 'zed'"):
             what_if(TWO_AT_ONCE, "max_chats.zed=2")
 
     def test_values_are_read_as_the_settings_page_reads_them(self) -> None:

@@ -84,7 +84,7 @@ def measure(start: RoutingState, tenant_id: str, log: Iterable[Envelope]) -> Out
         if event.tenant != tenant_id:
             continue
         apply(state, event)
-        conversation_id = event.data.get("conversation_id")
+        conversation_id = str(event.data.get("conversation_id"))
         taker: str | None = None
         if event.type == ConversationRequested.TYPE and conversation_id not in requested_at:
             requested_at[conversation_id] = event.occurred_at

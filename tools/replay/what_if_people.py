@@ -5,9 +5,11 @@ Agents, offered a conversation in the simulation:
 - an agent who in reality **accepted** (or **declined**) that conversation after an offer
   accepts (declines) the simulated offer after the same reaction delay;
 - an agent who in reality let that conversation's offer **time out** lets it time out again;
-- an agent who in reality never saw it (another agent had it) accepts after her own
-  typical delay: the median of her recorded accept delays, or everyone's when she has none;
-  when nobody accepted anything after an offer, she lets it time out;
+- an agent who in reality was not offered it, or lost it to a quicker colleague, accepts
+  after her own typical delay: the median of her recorded accept delays, or everyone's
+  when she has none; but never sooner than the offer stood for her in reality without her
+  acting (a millisecond later: the colleague was quicker). When nobody accepted anything
+  after an offer, she lets it time out;
 - an accept or decline that followed no offer in the range (a pick-up of a waiting chat,
   an offer made before ``--since``) is sent at its recorded time.
 
@@ -37,6 +39,7 @@ from contracts.events.conversation import (
 )
 
 ACCEPT, DECLINE, IGNORE = "accept", "decline", "ignore"
+LATER = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,9 @@ class People:
     """The recorded behaviour of a range's agents and customers (see the module's rules)."""
 
     reactions: dict[tuple[str, str], Reaction] = field(default_factory=dict)
+    stood: dict[tuple[str, str], timedelta] = field(
+        default_factory=dict
+    )  # offers withdrawn (taken by another, closed) before she acted: how long they stood
     typical: dict[str, timedelta] = field(default_factory=dict)  # agent -> median accept delay
     everyone: timedelta | None = None
     unprompted: list[Unprompted] = field(default_factory=list)
@@ -96,11 +102,14 @@ class People:
                     people.unprompted.append(Unprompted(at, kind, *key))
                 if kind == ACCEPT:
                     first_accept.setdefault(key[0], at)
-            elif event.type == OfferWithdrawn.TYPE and data["reason"] == "expired":
+            elif event.type == OfferWithdrawn.TYPE:
                 for agent_id in data["agent_ids"]:
                     key = (data["conversation_id"], agent_id)
-                    offered_at.pop(key, None)
-                    people.reactions.setdefault(key, Reaction(IGNORE))
+                    since = offered_at.pop(key, None)
+                    if data["reason"] == "expired":
+                        people.reactions.setdefault(key, Reaction(IGNORE))
+                    elif since is not None:
+                        people.stood[key] = max(at - since, people.stood.get(key, timedelta(0)))
             elif event.type == ConversationClosed.TYPE:
                 accepted = first_accept.get(data["conversation_id"])
                 people.endings[data["conversation_id"]] = Ending(
@@ -117,4 +126,7 @@ class People:
         if known is not None:
             return known
         typical = self.typical.get(agent_id, self.everyone)
-        return Reaction(IGNORE) if typical is None else Reaction(ACCEPT, typical)
+        if typical is None:
+            return Reaction(IGNORE)
+        stood = self.stood.get((conversation_id, agent_id))
+        return Reaction(ACCEPT, typical if stood is None else max(typical, stood + LATER))
