@@ -122,6 +122,46 @@ class TestChatLimits:
         ]
 
 
+class TestTheRangesStart:
+    def test_who_was_online_and_their_chats_in_progress_carry_into_the_range(self) -> None:
+        events = in_log_order(
+            [online("a1")],
+            served("c0", "a1", requested=1, accepted=2, closed=100),  # under way at 10 s
+            served("c1", "a1", requested=50, accepted=52, closed=90),
+        )
+        result = simulate(TENANT, events, at(10), UNTIL, parse_changes(["max_chats_default=1"]))
+        assert result.actual.as_json()["agents"] == {
+            "a1": {"conversations": 1, "peak_concurrent": 2}
+        }
+        # a1 is online and busy with c0 until 100 s; c1's customer left at 90 s, unanswered
+        assert (result.simulated.requests, result.simulated.missed) == (1, 1)
+        assert loads(result.simulated) == {"a1": (0, 1)}
+        closed = [
+            (e.data["conversation_id"], e.data["closed_by"], e.occurred_at)
+            for e in result.log
+            if e.type == "conversation.closed"
+        ]
+        assert closed == [("c1", "customer", at(90)), ("c0", "agent", at(100))]
+
+    def test_presence_changes_are_replayed_at_their_times(self) -> None:
+        away = event(
+            "agent.status_changed",
+            {"agent_id": "a2", "status": "away"},
+            actor=agent("a2"),
+            stream="agent:a2",
+            at=at(30),
+        )
+        events = in_log_order(
+            [online("a1"), online("a2"), away],
+            served("c0", "a1", requested=5, accepted=6, closed=200),
+            served("c1", "a1", requested=40, accepted=42, closed=90),
+        )
+        # least busy would give c1 to the idle a2, had she not gone away before it came
+        result = what_if(events, "routing_mode=least_busy")
+        assert loads(result.simulated) == {"a1": (2, 2)}
+        assert result.simulated.waits_s == [1.0, 2.0]
+
+
 class TestOfferTimeout:
     def test_a_shorter_offer_timeout_turns_a_slow_accept_into_a_missed_conversation(
         self,

@@ -25,7 +25,7 @@ Transfers are not replayed: a conversation stays with the agent who took it.
 
 import copy
 import heapq
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -141,6 +141,11 @@ def simulate(
     return Comparison(measure(start, tenant_id, inside), measure(start, tenant_id, log), log)
 
 
+def _fields_of(fields: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """The command an event recorded: its fields that the command has, unset ones left out."""
+    return {k: v for k, v in data.items() if k in fields and v is not None}
+
+
 @dataclass(order=True)
 class _Due:
     at: datetime
@@ -196,9 +201,11 @@ class _Simulation:
     def _input(self, event: Envelope) -> None:
         at, data, actor = event.occurred_at, event.data, event.actor
         if event.type == ConversationRequested.TYPE:
-            self.at(at, partial(self.decide, RequestConversation.TYPE, data, actor))
+            command = _fields_of(RequestConversation.model_fields, data)
+            self.at(at, partial(self.decide, RequestConversation.TYPE, command, actor))
         elif event.type == admin.AgentStatusChanged.TYPE and actor.kind != ActorKind.system:
-            self.at(at, partial(self.decide, SetAgentStatus.TYPE, data, actor))
+            command = _fields_of(SetAgentStatus.model_fields, data)
+            self.at(at, partial(self.decide, SetAgentStatus.TYPE, command, actor))
         elif event.type == AgentConnectionLost.TYPE:
             command = {"agent_id": data["agent_id"]}
             self.at(at, partial(self.decide, ReportAgentConnectionLost.TYPE, command, SYSTEM_ACTOR))
