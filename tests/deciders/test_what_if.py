@@ -243,3 +243,28 @@ class TestChanges:
             "routing_mode": "least_busy",
             "groups.a1": ["a", "b"],
         }
+
+
+def test_the_worked_example_of_docs_audit_md() -> None:
+    """docs/audit.md "What-if routing": Ana and Ben's morning, two chats each, 30 s offers."""
+    both = ("ana", "ben")
+    events = in_log_order(
+        [online("ana"), online("ben")],
+        served("c1", "ana", requested=10, accepted=14, closed=720, offered_to=both),
+        served("c2", "ben", requested=60, accepted=66, closed=300, offered_to=both),
+        served("c3", "ana", requested=120, accepted=123, closed=480, offered_to=both),
+        served("c4", "ana", requested=180, accepted=185, closed=600, offered_to=both),
+        served("c5", "ben", requested=240, accepted=280, closed=540, offered_to=both),
+    )
+    result = simulate(
+        TENANT,
+        events,
+        NOW,
+        NOW + timedelta(minutes=15),
+        parse_changes(["max_chats_default=2", "offer_timeout_s=30"]),
+    )
+    assert result.actual.as_json()["wait_s"] == {"p50": 5.0, "p90": 40.0, "p99": 40.0, "max": 40.0}
+    assert result.simulated.as_json()["wait_s"] == {"p50": 4.0, "p90": 6.0, "p99": 6.0, "max": 6.0}
+    assert (result.simulated.accepted, result.simulated.missed) == (4, 1)
+    assert loads(result.actual) == {"ana": (3, 3), "ben": (2, 2)}
+    assert loads(result.simulated) == {"ana": (2, 2), "ben": (2, 2)}
