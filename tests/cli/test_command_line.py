@@ -288,6 +288,15 @@ def test_reseal_without_its_key_is_a_configuration_error_before_connecting(
         (("nonsense",), "relaydesk: No such command 'nonsense'."),
         (("up", "--verbose"), "relaydesk up: No such option '--verbose'."),
         (("replay", "--since", "yesterday"), "relaydesk replay: Invalid value for '--since'"),
+        (
+            ("replay", "--tenant", "acme", "--what-if", "max_chat=1"),
+            "relaydesk replay: --what-if: unknown key 'max_chat': the keys are routing_mode,",
+        ),
+        (
+            ("replay", "--tenant", "acme", "--what-if", "offer_timeout_s=1"),
+            "relaydesk replay: --what-if: offer_timeout_s: Input should be greater than or equal",
+        ),
+        (("replay", "--what-if", "max_chats_default=1"), "relaydesk replay: --what-if replays one"),
         (("audit", "verify", "--conversation", "c1"), "relaydesk audit verify: --conversation"),
         (("import", "--input", "/nonexistent.jsonl"), "relaydesk import: Invalid value for"),
         (("bench", "--rates", "fast"), "relaydesk bench: Invalid value for '--rates'"),

@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from tools.replay.verify import LogRead, read_log, verify_file, verify_online
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 TENANT = "rep"
 Doc = dict[str, Any]
+ONE_AT_A_TIME = {"conversations": 1, "peak_concurrent": 1}
 
 
 @dataclass
@@ -452,3 +454,36 @@ async def test_attachment_files_travel_with_their_hashes_checked_on_import(
         await client.drop_database(target.mongo_db)
         await client.close()
         vhosts.delete(vhost)
+
+
+async def test_what_if_routing_reports_the_tenants_range_beside_what_happened(
+    archived: Archived, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A chat limit of 1 on two chats that never overlapped: the same waits and load."""
+    events = [envelope_of(d) for d in archived.docs if d["type"] != AuditCheckpoint.TYPE]
+    since, until = events[0]["occurred_at"], events[-1]["occurred_at"]
+    requested = {
+        e["data"]["conversation_id"]: datetime.fromisoformat(e["occurred_at"])
+        for e in events
+        if e["type"] == "conversation.requested"
+    }
+    accepted = [e for e in events if e["type"] == "conversation.accepted"]
+    waits = sorted(
+        round(
+            (
+                datetime.fromisoformat(e["occurred_at"]) - requested[e["data"]["conversation_id"]]
+            ).total_seconds(),
+            3,
+        )
+        for e in accepted
+    )
+    argv = ["replay", "--tenant", TENANT, "--since", since, "--until", until, "--json"]
+    argv += ["--what-if", "max_chats_default=1"]
+    assert await asyncio.to_thread(cli.main, argv, archived.settings) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["changes"] == {"max_chats_default": 1}
+    actual = report["actual"]
+    assert (actual["requests"], actual["accepted"], actual["missed"]) == (2, 2, 0)
+    assert (actual["wait_s"]["p50"], actual["wait_s"]["max"]) == (waits[0], waits[-1])
+    assert actual["agents"] == {e["data"]["agent_id"]: ONE_AT_A_TIME for e in accepted}
+    assert report["what_if"] == actual

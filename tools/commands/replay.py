@@ -4,12 +4,16 @@
     relaydesk replay --tenant acme --since 2026-11-01 --json    # JSON Lines of envelopes
     relaydesk replay --projection history                        # rebuild + compare with live
     relaydesk replay --projection billing --source stream
+    relaydesk replay --tenant acme --since 2026-11-02T09:00 --until 2026-11-02T17:00 \\
+        --what-if max_chats_default=2 --what-if routing_mode=least_busy
 
 ``--source archive`` (default) reads MongoDB, which holds everything ever archived;
 ``--source stream`` reads the RabbitMQ stream (its retention). With ``--projection`` the
 events are folded into a scratch copy of that projection (history read models in a
 scratch database, the routing state or the billing ledger in memory) and compared with
-the live one; differences are printed and the exit code is 1 when there are any.
+the live one; differences are printed and the exit code is 1 when there are any. With
+``--what-if`` the tenant's recorded range is decided again by the routing decider under
+the changed settings and compared with what happened (tools/commands/what_if_report.py).
 """
 
 import json
@@ -23,8 +27,10 @@ import click
 from contracts.envelope import LoggedEvent
 from relaydesk.settings import Settings
 from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
+from tools.commands.what_if_report import WhatIf, run_what_if
 from tools.replay import projections
 from tools.replay.sources import Progress, Slice, from_archive, from_stream
+from tools.replay.what_if_changes import KEYS, Changes, WhatIfRefused, parse_changes
 
 
 class Moment(click.ParamType):
@@ -67,6 +73,14 @@ class Moment(click.ParamType):
 )
 @click.option("--keep", is_flag=True, help="keep the scratch database")
 @click.option(
+    "--what-if",
+    "what_if",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="route the tenant's range again with this setting changed and compare (repeatable;"
+    f" keys: {', '.join(KEYS)})",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="print envelopes as JSON Lines instead of a timeline"
 )
 @click.pass_context
@@ -80,6 +94,7 @@ def replay(
     projection: str | None,
     scratch_db: str | None,
     keep: bool,
+    what_if: tuple[str, ...],
     as_json: bool,
 ) -> int:
     """Replay the event log: a conversation, a tenant or a time range; rebuild and compare
@@ -88,6 +103,7 @@ def replay(
     Exit 1: a rebuilt projection differs from the live one, or a --tenant/--conversation
     selection matched no event.
     """
+    changes = _what_if(what_if, tenant, conversation, projection)
     settings = settings_of(ctx)
     if source == "archive" and not settings.mongo_url:
         raise CommandFailed(
@@ -95,10 +111,34 @@ def replay(
             " (or use --source stream)"
         )
     tool_logging(ctx, "replay")
+    if changes is not None:
+        assert tenant is not None
+        asked = WhatIf(tenant, since, until, changes, as_json)
+        # the log before --since too: routing's state when the range begins
+        whole = Request(Slice(tenant, None, None, until), source, None, None, False, as_json)
+        progress = Progress(source)
+        events = _events(whole, settings, progress)
+        return run_async(run_what_if(asked, settings, events, progress), settings)
     request = Request(
         Slice(tenant, conversation, since, until), source, projection, scratch_db, keep, as_json
     )
     return run_async(_run(request, settings), settings)
+
+
+def _what_if(
+    pairs: tuple[str, ...], tenant: str | None, conversation: str | None, projection: str | None
+) -> Changes | None:
+    """The --what-if changes (None without any); a usage error names what is wrong."""
+    if not pairs:
+        return None
+    if tenant is None:
+        raise click.UsageError("--what-if replays one tenant: name it with --tenant")
+    if conversation or projection:
+        raise click.UsageError("--what-if goes without --conversation and --projection")
+    try:
+        return parse_changes(pairs)
+    except WhatIfRefused as exc:
+        raise click.UsageError(f"--what-if: {exc}") from None
 
 
 @dataclass(frozen=True)
