@@ -19,6 +19,7 @@ from history_service.queries import HistoryQueries
 from history_service.read_models import ReadModels
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.rpc import serve_queries
+from relaydesk.health import Readiness
 from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
 from relaydesk.store import (
@@ -54,6 +55,7 @@ class HistoryService:
         self._mongo: AsyncMongoClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._channel: AbstractChannel | None = None
+        self._reader: LogReader | None = None
         self.position: int | None = None
         self.caught_up = asyncio.Condition()
 
@@ -70,7 +72,7 @@ class HistoryService:
         self.bus = await Bus(
             self.settings.amqp_url, service=SERVICE, stream_url=self.settings.stream_url
         ).connect()
-        reader = await LogReader(
+        self._reader = reader = await LogReader(
             self.bus, start="first" if self.position is None else self.position + 1, name=SERVICE
         ).open()
         self._task = asyncio.create_task(self._follow(reader))
@@ -79,6 +81,14 @@ class HistoryService:
             self.bus, SERVICE, QueryAnswers(SERVICE, HistoryQueries(db)).handle
         )
         log.info("history_service_started", position=self.position)
+
+    def watch(self, readiness: Readiness) -> None:
+        """Ready: the broker, the store, and the archive keeping up with the log. Queries
+        are answered by any instance (no single-writer queue to check)."""
+        assert self.bus is not None and self._mongo is not None, "start() first"
+        readiness.broker(SERVICE, self.bus)
+        readiness.store(SERVICE, self._mongo)
+        readiness.reader(SERVICE, lambda: self._reader)
 
     async def stop(self) -> None:
         if self._task:
