@@ -18,6 +18,7 @@ import asyncio
 import os
 import signal
 import sys
+import urllib.parse
 from pathlib import Path
 
 import httpx
@@ -106,7 +107,9 @@ async def up(settings: Settings, services: tuple[str, ...] = SERVICES) -> int:
         _say(f"secrets from {secrets_path(settings.data_dir)}")
     env.update(generated)  # the children read them from their environment
     try:
-        ensure_rabbitmq()
+        broker = urllib.parse.urlsplit(settings.amqp_url)
+        if broker.hostname in ("127.0.0.1", "localhost", "::1"):  # a remote one is not ours
+            ensure_rabbitmq(broker.hostname, broker.port or 5672)
         store = (
             None if settings.mongo_url else EmbeddedMongo(str(Path(settings.data_dir) / "mongo"))
         )
@@ -161,7 +164,6 @@ async def _supervise(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    stopped = asyncio.create_task(stop.wait())
     store = [c for c in children if c.name == "store"]
     for child in store:  # the services connect to it: up before they start
         await child.start()
@@ -175,6 +177,7 @@ async def _supervise(
     for child in children:
         if child not in store:
             await child.start()
+    stopped = asyncio.create_task(stop.wait())
     watchers = [asyncio.create_task(child.run()) for child in children]
     # First readiness of each service; after a restart during start, run() polls it again.
     probes = [asyncio.create_task(c.wait_ready()) for c in children if c not in store]
