@@ -71,9 +71,12 @@ async def test_the_command_queue_check_needs_a_consumer(bus: Bus) -> None:
     channel = await serve_commands(bus, "ghost", decide)
     assert (await readiness.report())["t.commands"] == {"ok": True}
     await channel.close()
-    assert bus.connected
     readiness.broker("t", bus)
     assert (await readiness.report())["t.broker"] == {"ok": True}
+    assert bus.connection is not None
+    await bus.connection.close()
+    broker = (await readiness.report())["t.broker"]
+    assert broker == {"ok": False, "detail": "not connected to RabbitMQ (reconnecting)"}
 
 
 def probe(answer: str | None) -> Callable[[], "asyncio.Future[str | None]"]:
