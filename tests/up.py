@@ -117,6 +117,7 @@ class Up:
             mongo_url=self.store_url(),
             mongo_db="relaydesk",
             gateway_port=self.gateway_port,
+            request_timeout_s=float(self.env.get("RELAYDESK_REQUEST_TIMEOUT_S", "5")),
             jwt_secret=secrets["RELAYDESK_JWT_SECRET"],
             visitor_secret=secrets["RELAYDESK_VISITOR_SECRET"],
             secrets_key=secrets["RELAYDESK_SECRETS_KEY"],
