@@ -250,6 +250,8 @@ async def test_killing_up_itself_leaves_no_process_behind(up: Up) -> None:
     assert set(children) == set(CHILDREN)
     up.process.send_signal(signal.SIGKILL)
     up.process.wait(10)
-    await eventually(
-        lambda: not up.ours(), timeout=60, what="every child of the killed `up` to stop"
-    )
+    try:
+        await eventually(lambda: not up.ours(), timeout=60, what="every child to stop")
+    except AssertionError:
+        left = [(p.pid, p.status(), p.cmdline()[-1:]) for p in up.ours()]
+        raise AssertionError(f"still running after `up` was killed: {left}") from None
