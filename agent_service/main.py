@@ -9,7 +9,7 @@ from typing import Protocol
 
 from agent_service.admin.service import AdminService
 from agent_service.service import AgentService
-from relaydesk.runtime import announce_ready
+from relaydesk.health import Health, Readiness
 from relaydesk.settings import Settings
 
 SERVICE = "agent"
@@ -20,17 +20,20 @@ class Service(Protocol):
 
     async def stop(self) -> None: ...
 
+    def watch(self, readiness: Readiness) -> None: ...
+
 
 def services(settings: Settings) -> list[Service]:
     """Administration first: routing folds what administration publishes."""
     return [AdminService(settings), AgentService(settings)]
 
 
-async def main(settings: Settings, stop: asyncio.Event) -> None:
+async def main(settings: Settings, stop: asyncio.Event, health: Health) -> None:
     running = services(settings)
     for service in running:
         await service.start()
-    announce_ready(SERVICE)
+        service.watch(health.readiness)
+    health.serving()
     await stop.wait()
     for service in reversed(running):
         await service.stop()

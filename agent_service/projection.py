@@ -69,6 +69,11 @@ class Projection:
         self.stale = False
         log.info("routing_state_rebuilt", snapshot=self.restored_from, position=self.state.position)
 
+    @property
+    def reader(self) -> LogReader | None:
+        """The reader folding live events (a rebuild replaces it)."""
+        return self._reader
+
     async def stop(self) -> None:
         """Save a final snapshot when the state is settled, then stop following."""
         if self._snapshotter is not None and not self.stale and self._follow_task is not None:

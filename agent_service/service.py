@@ -35,6 +35,7 @@ from contracts.replies import CommandReply
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
+from relaydesk.health import Readiness
 from relaydesk.metrics import ROUTING_DECISIONS
 from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
@@ -115,6 +116,14 @@ class AgentService:
         log.info(
             "agent_service_started", position=self.state.position, tenants=len(self.state.tenants)
         )
+
+    def watch(self, readiness: Readiness) -> None:
+        assert self.bus is not None, "start() first"
+        readiness.broker(SERVICE, self.bus)
+        readiness.reader(SERVICE, lambda: self.projection.reader if self.projection else None)
+        readiness.command_queue(SERVICE, self.bus, SERVICE)
+        if self._mongo is not None:
+            readiness.store(SERVICE, self._mongo)
 
     def _snapshotter(self) -> Snapshotter | None:
         if not self.settings.mongo_url:

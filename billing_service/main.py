@@ -3,15 +3,16 @@
 import asyncio
 
 from billing_service.service import BillingService
-from relaydesk.runtime import announce_ready
+from relaydesk.health import Health
 from relaydesk.settings import Settings
 
 SERVICE = "billing"
 
 
-async def main(settings: Settings, stop: asyncio.Event) -> None:
+async def main(settings: Settings, stop: asyncio.Event, health: Health) -> None:
     service = BillingService(settings)
     await service.start()
-    announce_ready(SERVICE)
+    service.watch(health.readiness)
+    health.serving()
     await stop.wait()
     await service.stop()

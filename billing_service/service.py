@@ -29,6 +29,7 @@ from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
+from relaydesk.health import Readiness
 from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
 
@@ -74,12 +75,13 @@ class BillingService:
         self._tasks: list[asyncio.Task[None]] = []
         self._channels: list[AbstractChannel] = []
         self._issuing = asyncio.Lock()
+        self._reader: LogReader | None = None
 
     async def start(self) -> None:
         self.bus = await Bus(
             self.settings.amqp_url, service=SERVICE, stream_url=self.settings.stream_url
         ).connect()
-        reader = await LogReader(self.bus, start="first", name=SERVICE).open()
+        self._reader = reader = await LogReader(self.bus, start="first", name=SERVICE).open()
         position = await catch_up(self.bus, reader, self._apply, service=SERVICE)
         await self._issue_pending()
         self._tasks = [
@@ -97,6 +99,14 @@ class BillingService:
             ),
         ]
         log.info("billing_service_started", position=position, tenants=len(self.ledger.tenants))
+
+    def watch(self, readiness: Readiness) -> None:
+        """Ready: the broker, the ledger keeping up with the log, the command queue
+        consumed. Billing keeps no store of its own (the log is its record)."""
+        assert self.bus is not None, "start() first"
+        readiness.broker(SERVICE, self.bus)
+        readiness.reader(SERVICE, lambda: self._reader)
+        readiness.command_queue(SERVICE, self.bus, SERVICE)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -2,15 +2,16 @@
 
 import asyncio
 
-from connectors.service import SERVICE, ConnectorsService
-from relaydesk.runtime import announce_ready
+from connectors.service import ConnectorsService
+from relaydesk.health import Health
 from relaydesk.settings import Settings
 
 
-async def main(settings: Settings, stop: asyncio.Event) -> None:
+async def main(settings: Settings, stop: asyncio.Event, health: Health) -> None:
     service = ConnectorsService(settings)
     await service.start()
-    announce_ready(SERVICE, port=service.port)
+    service.watch(health.readiness)
+    health.serving(port=service.port)
     try:
         await stop.wait()
     finally:

@@ -33,6 +33,7 @@ from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.log_reader import LogReader
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
+from relaydesk.health import Readiness
 from relaydesk.queries import QueryAnswers
 from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
@@ -124,6 +125,13 @@ class ConnectorsService:
         )
         await self._serve_http(self._app)
         log.info("connectors_started", port=self.port, connectors=len(self.directory.all()))
+
+    def watch(self, readiness: Readiness) -> None:
+        assert self._bus is not None and self._mongo is not None, "start() first"
+        readiness.broker(SERVICE, self._bus)
+        readiness.store(SERVICE, self._mongo)
+        readiness.reader(SERVICE, lambda: self._reader)
+        readiness.command_queue(SERVICE, self._bus, SERVICE)
 
     def breaker_state(self, connector_id: str) -> str:
         """The connector's circuit breaker: ``closed``, ``open`` or ``half_open``."""

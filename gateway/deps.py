@@ -8,6 +8,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope
 from contracts.events.admin import TenantCreated, TenantSettingsChanged
+from contracts.events.system import SYSTEM_TENANT
+from contracts.queries.agent import QueueQuery
 from gateway.auth.group_permissions import GroupPermissions
 from gateway.auth.refresh_families import (
     MemoryRefreshFamilies,
@@ -27,7 +29,8 @@ from gateway.tenant_settings import TenantSettingsCache
 from gateway.tenants import TenantDirectory
 from gateway.ws_limits import WebsocketLimits
 from relaydesk.bus import Bus
-from relaydesk.bus.rpc import RpcClient
+from relaydesk.bus.rpc import RemoteError, RpcClient
+from relaydesk.health import CHECK_TIMEOUT_S, Readiness
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 
@@ -100,6 +103,24 @@ class GatewayDeps:
         tailer.listeners.append(deps._on_event)
         await tailer.start()
         return deps
+
+    def watch(self, readiness: Readiness) -> None:
+        """The gateway is ready when it reaches the broker, the store and the log, and
+        routing answers: without routing no chat can start and no agent can sign in."""
+        readiness.broker("gateway", self.bus)
+        if self.mongo is not None:
+            readiness.store("gateway", self.mongo)
+        readiness.reader("gateway", lambda: self.tailer.reader)
+        readiness.add("routing", self._routing_answers)
+
+    async def _routing_answers(self) -> str | None:
+        try:
+            await self.rpc.ask(QueueQuery(tenant=SYSTEM_TENANT), timeout=CHECK_TIMEOUT_S * 0.9)
+        except RemoteError:
+            return None  # an answer, even a refusal, is routing answering
+        except TimeoutError:
+            return "routing (agent service) does not answer queries"
+        return None
 
     def _on_event(self, event: Envelope) -> None:
         if event.type == TenantSettingsChanged.TYPE:

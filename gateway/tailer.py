@@ -89,6 +89,10 @@ class Tailer:
         async with self.progress:
             await asyncio.wait_for(self.progress.wait_for(lambda: self._marker_seen), 60)
 
+    @property
+    def reader(self) -> LogReader | None:
+        return self._reader
+
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()

@@ -20,6 +20,7 @@ from history_service.queries import HistoryQueries
 from history_service.read_models import ReadModels
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.rpc import serve_queries
+from relaydesk.health import Readiness
 from relaydesk.keys import key_ring
 from relaydesk.metrics import HISTORY_BATCH_EVENTS
 from relaydesk.queries import QueryAnswers
@@ -62,6 +63,7 @@ class HistoryService:
         self._task: asyncio.Task[None] | None = None
         self._anchor_task: asyncio.Task[None] | None = None
         self._channel: AbstractChannel | None = None
+        self._reader: LogReader | None = None
         self.position: int | None = None
         self.caught_up = asyncio.Condition()
 
@@ -79,7 +81,7 @@ class HistoryService:
         self.bus = await Bus(
             self.settings.amqp_url, service=SERVICE, stream_url=self.settings.stream_url
         ).connect()
-        reader = await LogReader(
+        self._reader = reader = await LogReader(
             self.bus, start="first" if self.position is None else self.position + 1, name=SERVICE
         ).open()
         self._task = asyncio.create_task(self._follow(reader))
@@ -91,6 +93,14 @@ class HistoryService:
             QueryAnswers(SERVICE, HistoryQueries(db, self.wait_for_position)).handle,
         )
         log.info("history_service_started", position=self.position)
+
+    def watch(self, readiness: Readiness) -> None:
+        """Ready: the broker, the store, and the archive keeping up with the log. Queries
+        are answered by any instance (no single-writer queue to check)."""
+        assert self.bus is not None and self._mongo is not None, "start() first"
+        readiness.broker(SERVICE, self.bus)
+        readiness.store(SERVICE, self._mongo)
+        readiness.reader(SERVICE, lambda: self._reader)
 
     async def stop(self) -> None:
         for task in (self._anchor_task, self._task):

@@ -1,17 +1,21 @@
-"""Process entry helpers: event loop choice, signal handling, readiness line.
+"""Process entry helpers: event loop choice, signal handling, the health server.
 
-Every service prints the structured log event ``service_ready`` once it serves;
-``relaydesk up`` waits for that line from each child.
+Every service process serves ``/healthz``, ``/readyz`` and ``/metrics`` from its start
+(relaydesk/health.py); ``main`` registers its readiness checks and calls
+``health.serving()`` once it does its job (which also logs ``service_ready`` for people
+reading the log; nothing waits on that line: ``relaydesk up`` polls ``/readyz``).
 """
 
 import asyncio
+import contextlib
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
 import structlog
 
+from relaydesk.health import Health
 from relaydesk.keys import SERVICE_SECRETS, refusal
 from relaydesk.logging import configure_logging
 from relaydesk.memory_snapshots import dump_on_signal
@@ -27,15 +31,14 @@ T = TypeVar("T")
 # should not (systemd: RestartPreventExitStatus=2).
 EXIT_CONFIG = 2
 
-ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
-
-
-def announce_ready(service: str, **fields: object) -> None:
-    log.info("service_ready", service=service, **fields)
+ServiceMain = Callable[[Settings, asyncio.Event, Health], Coroutine[Any, Any, None]]
 
 
 def run_service(name: str, main: ServiceMain, settings: Settings | None = None) -> None:
-    """Run ``main(settings, stop)`` on uvloop until SIGINT/SIGTERM sets ``stop``.
+    """Run ``main(settings, stop, health)`` on uvloop until SIGINT/SIGTERM sets ``stop``.
+
+    The health server listens before ``main`` starts (``/readyz`` says ``starting``) and
+    until it has returned.
 
     A setting that cannot be read, or a secret the service needs that is missing or weak,
     ends the process before anything starts: one line on stderr naming it, exit code 2
@@ -57,7 +60,24 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         dump_on_signal(loop, name, settings.data_dir)
-        await main(settings, stop)
+        health = Health(name, settings)
+        await health.start()
+        running = asyncio.create_task(main(settings, stop, health))
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([running, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if not running.done() and health.phase == "starting":
+                # Asked to stop while still starting (a catch-up may take long): nothing is
+                # served yet, so nothing to hand over; stop now instead of after the start.
+                running.cancel()
+                log.info("service_start_abandoned", service=name)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+            else:
+                await running
+        finally:
+            stopping.cancel()
+            await health.stop()
         log.info("service_stopped", service=name)
 
     run_loop(runner())

@@ -74,7 +74,19 @@ class Settings(BaseSettings):
     # Telegram webhooks are registered with setWebhook under it (docs/connectors.md).
     # Unset: public_url (the bundled nginx routes /webhooks/ from it to this service).
     connectors_public_url: str | None = None
-    health_port_base: int = 8100
+    # Every service process serves /healthz, /readyz and /metrics on its own port:
+    # health_port_base + its place in relaydesk.health.SERVICE_ORDER (docs/deployment.md).
+    health_port_base: int = Field(default=8100, ge=1, le=65535 - 8)
+    health_host: str = "127.0.0.1"
+    # /readyz: a log reader holding an entry appended longer ago than this is behind.
+    ready_max_lag_s: float = Field(default=30.0, gt=0)
+
+    # `relaydesk up`: readiness at start, restarts with backoff, crash-loop limit.
+    up_ready_timeout_s: float = Field(default=120.0, gt=0)
+    up_restart_backoff_s: float = Field(default=0.5, gt=0)  # first delay; doubles per restart
+    up_restart_backoff_max_s: float = Field(default=30.0, gt=0)
+    up_restart_limit: int = Field(default=5, ge=1)  # this many restarts of one child ...
+    up_restart_window_s: float = Field(default=120.0, gt=0)  # ... within this: stop everything
 
     # Work done before authentication, client addresses, health details (docs/security.md).
     # Proxies whose X-Forwarded-For/-Proto are believed: comma-separated addresses or networks.

@@ -24,8 +24,7 @@ from beanie import Document
 from beanie.odm.enums import SortDirection
 from beanie.odm.queries.find import FindMany
 from beanie.odm.utils.init import Initializer
-from beanie.operators import Max
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
 from tenacity import (
@@ -41,6 +40,7 @@ D = TypeVar("D", bound=Document)
 Row = dict[str, Any]  # a MongoDB document as PyMongo returns it
 
 TRANSIENT = (AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError)
+JOURNALED = WriteConcern(j=True)
 
 
 def make_client(mongo_url: str) -> AsyncMongoClient[Row]:
@@ -160,11 +160,20 @@ class Checkpoints:
         doc = await (await bound(self._db, self._document)).get(consumer)
         return None if doc is None else doc.position
 
-    async def save(self, consumer: str, position: int, session: Any = None) -> None:
+    async def save(self, consumer: str, position: int) -> None:
+        """Store ``position``, journaled (write concern ``j``) before it returns.
+
+        Journaled because the state a consumer derived is written before its position with
+        the default write concern, which a server killed at the wrong moment may lose even
+        though it acknowledged it (MongoDB and SecantusDB flush the journal on their own
+        schedule). The journal is one sequence: once this write is in it, everything the
+        consumer wrote before is too. Without it, a store restarted under a running
+        consumer could lose a batch the consumer had moved past (found by killing the
+        store of `relaydesk up` while messages flowed: archive positions went missing).
+        """
         model = await bound(self._db, self._document)
+        journaled = model.get_pymongo_collection().with_options(write_concern=JOURNALED)
         # $max with upsert: a stale save never moves an offset back, and the first creates it.
-        await model.find_one(model.id == consumer).update(
-            Max({model.position: position}),  # type: ignore[no-untyped-call]
-            upsert=True,
-            session=session,
+        await journaled.update_one(
+            {"_id": consumer}, {"$max": {str(model.position): position}}, upsert=True
         )

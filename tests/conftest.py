@@ -113,6 +113,7 @@ LONGEST_FIRST = (
     "tests/history_service/test_replay_slices.py",
     "tests/history_service/test_audit_export.py",
     "tests/foundation/test_up.py",
+    "tests/foundation/test_up_failures.py",
     "tests/history_service/test_replay.py",
     "tests/admin/test_cli.py",
     "tests/fault/test_faults.py",

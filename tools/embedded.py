@@ -76,7 +76,8 @@ class EmbeddedMongo:
     def url(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
-    def start(self, timeout: float = 60) -> "EmbeddedMongo":
+    def argv(self) -> list[str]:
+        """The server's command line (``relaydesk up`` runs it as a supervised child)."""
         binary = Path(sys.executable).with_name("secantusd-py")
         if not binary.exists():
             raise EmbeddedError(
@@ -84,18 +85,21 @@ class EmbeddedMongo:
             )
         if self.storage_path != ":memory:":
             os.makedirs(self.storage_path, exist_ok=True)
+        return [
+            str(binary),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--storage-path",
+            self.storage_path,
+            "--log-level",
+            "WARNING",
+        ]
+
+    def start(self, timeout: float = 60) -> "EmbeddedMongo":
         self.process = subprocess.Popen(
-            [
-                str(binary),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--storage-path",
-                self.storage_path,
-                "--log-level",
-                "WARNING",
-            ],
+            self.argv(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

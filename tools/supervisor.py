@@ -2,152 +2,231 @@
 
 Starts RabbitMQ (system package) if needed and the embedded MongoDB-protocol server when
 no MONGO_URL is set, then every service, with the secrets it generated on the first start
-(``tools.up_secrets``; the environment wins); prefixes their logs; waits until each printed
-``service_ready``; prints where to open the widget demo and the console; on Ctrl-C stops
-children in reverse order.
+(``tools.up_secrets``; the environment wins); prefixes their output; waits until each
+child's ``/readyz`` answers 200 (the store: a ping), whatever the log level; prints where
+to open the widget demo, the console and every service's health endpoints. From then on it
+supervises (tools/supervision.py): a child that dies is restarted with backoff and the
+others keep serving; a crash loop stops everything. Ctrl-C (or SIGTERM) stops children in
+reverse order.
+
+Exit codes: 0 stopped on request; 1 a child crash-looped or the system was not ready in
+``RELAYDESK_UP_READY_TIMEOUT_S``; 2 configuration or a dependency (an unreadable secrets
+file, a setting a service refused, RabbitMQ or SecantusDB missing).
 """
 
 import asyncio
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
+import urllib.parse
 from pathlib import Path
-from typing import Any
 
+import httpx
+import structlog
+from pymongo import AsyncMongoClient
+
+from relaydesk.health import SERVICE_ORDER, health_port
+from relaydesk.logging import configure_logging
 from relaydesk.settings import Settings
 from tools.demo import ensure_demo_workspace
-from tools.embedded import EmbeddedMongo, ensure_rabbitmq
+from tools.embedded import EmbeddedError, EmbeddedMongo, ensure_rabbitmq
+from tools.supervision import Child, Crashloop, ReadyProbe, RestartPolicy, stop_all
 from tools.up_secrets import SecretsFileError, secrets_path, up_secrets
 
-SERVICES = ("history", "agent", "billing", "connectors", "gateway")
-READY_MARK = '"service_ready"'
+log = structlog.get_logger(__name__)
+
+SERVICES = ("history", "agent", "billing", "connectors", "gateway")  # start order
 # On one machine every process competes for the same cores. The gateway and the routing
 # owner sit on the path a customer waits on; the archive, billing, the connectors' log
 # follower and the embedded store only have to keep up. Lowering their priority keeps the
 # chat path's tail latency down when the machine is busy, and costs them nothing when it
 # is not (docs/performance.md).
-BACKGROUND = frozenset({"history", "billing", "connectors"})
+BACKGROUND = frozenset({"history", "billing", "connectors", "store"})
+
+EXIT_STOPPED, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
-@dataclass
-class Child:
-    name: str
-    process: asyncio.subprocess.Process
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    pump: asyncio.Task[None] | None = None  # held here: the loop keeps tasks only weakly
+def _say(line: str) -> None:
+    print(f"[relaydesk] {line}", flush=True)
 
 
-async def _pump(child: Child, stream: asyncio.StreamReader) -> None:
-    while line := await stream.readline():
-        text = line.decode(errors="replace").rstrip()
-        if READY_MARK in text:
-            child.ready.set()
-        print(f"[{child.name:>10}] {text}", flush=True)
+def _probe_host(settings: Settings) -> str:
+    """Where to reach the health endpoints from here (a wildcard bind answers on loopback)."""
+    return "127.0.0.1" if settings.health_host in ("0.0.0.0", "::", "") else settings.health_host
 
 
-async def _spawn(name: str, env: dict[str, str], niceness: int) -> Child:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tools.cli",
-        name,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+def _readyz(http: httpx.AsyncClient, url: str) -> ReadyProbe:
+    async def probe() -> bool:
+        try:
+            return (await http.get(url)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return probe
+
+
+def _store_answers(client: AsyncMongoClient[dict[str, object]]) -> ReadyProbe:
+    async def probe() -> bool:
+        try:
+            await client.admin.command("ping")
+        except Exception:  # noqa: BLE001 - any failure is "not ready yet"
+            return False
+        return True
+
+    return probe
+
+
+def _policy(settings: Settings) -> RestartPolicy:
+    return RestartPolicy(
+        backoff_s=settings.up_restart_backoff_s,
+        backoff_max_s=settings.up_restart_backoff_max_s,
+        limit=settings.up_restart_limit,
+        window_s=settings.up_restart_window_s,
     )
-    if name in BACKGROUND:
-        _lower_priority(process.pid, niceness)
-    child = Child(name, process)
-    assert process.stdout is not None
-    child.pump = asyncio.create_task(_pump(child, process.stdout))
-    return child
 
 
-def _lower_priority(pid: int, niceness: int) -> None:
-    if niceness > 0:
-        try:
-            os.setpriority(os.PRIO_PROCESS, pid, niceness)
-        except OSError:  # not permitted here: run at normal priority
-            pass
+def _health_lines(settings: Settings, services: tuple[str, ...]) -> str:
+    host = _probe_host(settings)
+    rows = "".join(
+        f"    {name:<11} http://{host}:{health_port(settings, name)}/readyz\n"
+        for name in SERVICE_ORDER
+        if name in services
+    )
+    return f"  Health (/healthz, /readyz, /metrics on each):\n{rows}"
 
 
-async def _stop(children: list[Child]) -> None:
-    for child in reversed(children):
-        if child.process.returncode is None:
-            child.process.send_signal(signal.SIGTERM)
-    for child in reversed(children):
-        try:
-            await asyncio.wait_for(child.process.wait(), 15)
-        except TimeoutError:
-            child.process.kill()
-
-
-async def up(
-    settings: Settings, services: tuple[str, ...] = SERVICES, ready_timeout: float = 90
-) -> int:
+async def up(settings: Settings, services: tuple[str, ...] = SERVICES) -> int:
+    configure_logging(level=settings.log_level, fmt=settings.log_format, service="up")
     env = dict(os.environ)
     try:
         generated = up_secrets(settings.data_dir, env)
     except SecretsFileError as exc:
-        print(f"[relaydesk] {exc}", flush=True)
-        return 1
+        _say(str(exc))
+        return EXIT_CONFIG
     if generated:
-        print(f"[relaydesk] secrets from {secrets_path(settings.data_dir)}", flush=True)
+        _say(f"secrets from {secrets_path(settings.data_dir)}")
     env.update(generated)  # the children read them from their environment
-    ensure_rabbitmq()
-    mongo: EmbeddedMongo | None = None
-    if not settings.mongo_url:
-        mongo = EmbeddedMongo(str(Path(settings.data_dir) / "mongo")).start()
-        if mongo.process is not None:
-            _lower_priority(mongo.process.pid, settings.background_nice)
-        env["MONGO_URL"] = mongo.url
-        print(
-            f"[relaydesk] embedded MongoDB-protocol server (SecantusDB) at {mongo.url}", flush=True
+    try:
+        broker = urllib.parse.urlsplit(settings.amqp_url)
+        if broker.hostname in ("127.0.0.1", "localhost", "::1"):  # a remote one is not ours
+            ensure_rabbitmq(broker.hostname, broker.port or 5672)
+        store = (
+            None if settings.mongo_url else EmbeddedMongo(str(Path(settings.data_dir) / "mongo"))
         )
-    children = [await _spawn(name, env, settings.background_nice) for name in services]
+        store_argv = store.argv() if store else []
+    except EmbeddedError as exc:
+        _say(str(exc))
+        return EXIT_CONFIG
+    host = _probe_host(settings)
+    async with httpx.AsyncClient(timeout=3) as http:
+        children: list[Child] = []
+        mongo_client: AsyncMongoClient[dict[str, object]] | None = None
+        if store is not None:
+            env["MONGO_URL"] = store.url
+            mongo_client = AsyncMongoClient(store.url, serverSelectionTimeoutMS=1000)
+            children.append(
+                Child(
+                    "store",
+                    store_argv,
+                    env,
+                    _store_answers(mongo_client),
+                    _policy(settings),
+                    settings.background_nice,
+                )
+            )
+            _say(f"embedded MongoDB-protocol server (SecantusDB) at {store.url}")
+        for name in services:
+            url = f"http://{host}:{health_port(settings, name)}/readyz"
+            children.append(
+                Child(
+                    name,
+                    [sys.executable, "-m", "tools.cli", name],
+                    env,
+                    _readyz(http, url),
+                    _policy(settings),
+                    settings.background_nice if name in BACKGROUND else 0,
+                )
+            )
+        try:
+            return await _supervise(settings, services, env, children)
+        finally:
+            # The services first: they flush to the store as they stop (routing's snapshot).
+            await stop_all([c for c in children if c.name != "store"])
+            await stop_all([c for c in children if c.name == "store"])
+            if mongo_client is not None:
+                await mongo_client.close()
+
+
+async def _supervise(
+    settings: Settings, services: tuple[str, ...], env: dict[str, str], children: list[Child]
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    exits: dict[asyncio.Future[Any], Child] = {
-        asyncio.create_task(c.process.wait()): c for c in children
-    }
-    all_ready: asyncio.Future[Any] = asyncio.gather(*(c.ready.wait() for c in children))
-    # A child that exits while starting (e.g. it refused a missing secret, in one line its
-    # pump has printed) ends the wait at once rather than after the whole timeout.
-    done, _ = await asyncio.wait(
-        [all_ready, *exits], timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED
+    store = [c for c in children if c.name == "store"]
+    for child in store:  # the services connect to it: up before they start
+        await child.start()
+        try:
+            await asyncio.wait_for(child.wait_ready(), settings.up_ready_timeout_s)
+        except TimeoutError:
+            pass
+        if not child.ready.is_set():
+            _say("the embedded store did not start (is another `up` using its data directory?)")
+            return EXIT_FAILED
+    for child in children:
+        if child not in store:
+            await child.start()
+    stopped = asyncio.create_task(stop.wait())
+    watchers = [asyncio.create_task(child.run()) for child in children]
+    # First readiness of each service; after a restart during start, run() polls it again.
+    probes = [asyncio.create_task(c.wait_ready()) for c in children if c not in store]
+    all_ready = asyncio.ensure_future(
+        asyncio.wait_for(
+            asyncio.gather(*(c.ready.wait() for c in children)), settings.up_ready_timeout_s
+        )
     )
-    if all_ready not in done:
-        all_ready.cancel()
-        failed = [exits[task] for task in done if task in exits]
-        for child in failed:
-            if child.pump is not None:  # its last lines first
-                await asyncio.wait([child.pump], timeout=5)
-            code = child.process.returncode
-            print(f"[relaydesk] {child.name} exited (code {code}) before it was ready", flush=True)
-        if not failed:
+    try:
+        await asyncio.wait([all_ready, stopped, *watchers], return_when=asyncio.FIRST_COMPLETED)
+        if stopped.done():
+            return EXIT_STOPPED
+        failed = _failure(watchers)
+        if failed is not None:
+            return failed
+        try:
+            all_ready.result()
+        except TimeoutError:
             late = [c.name for c in children if not c.ready.is_set()]
-            print(
-                f"[relaydesk] not ready after {ready_timeout:.0f}s: {', '.join(late)}", flush=True
-            )
-        await _stop(children)
-        if mongo:
-            mongo.stop()
-        return 1
-    base = settings.gateway_url()
-    demo = await ensure_demo_workspace(env, settings.data_dir) if "agent" in services else ""
-    print(
-        f"\n  relaydesk is up.\n  Widget demo:   {base}/demo\n"
-        f"  Agent console: {base}/console?tenant=demo\n"
-        f"  Admin:         {base}/admin?tenant=demo\n{demo}\n  Ctrl-C stops everything.\n",
-        flush=True,
-    )
-    await asyncio.wait(
-        [asyncio.create_task(stop.wait()), *exits], return_when=asyncio.FIRST_COMPLETED
-    )
-    await _stop(children)
-    if mongo:
-        mongo.stop()
-    return 0
+            _say(f"not ready after {settings.up_ready_timeout_s:g}s: {', '.join(late)}")
+            return EXIT_FAILED
+        base = settings.gateway_url()
+        demo = await ensure_demo_workspace(env, settings.data_dir) if "agent" in services else ""
+        print(
+            f"\n  relaydesk is up.\n  Widget demo:   {base}/demo\n"
+            f"  Agent console: {base}/console?tenant=demo\n"
+            f"  Admin:         {base}/admin?tenant=demo\n{demo}\n"
+            f"{_health_lines(settings, services)}\n  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        await asyncio.wait([stopped, *watchers], return_when=asyncio.FIRST_COMPLETED)
+        if stopped.done():
+            return EXIT_STOPPED
+        return _failure(watchers) or EXIT_FAILED
+    finally:
+        tasks = [all_ready, stopped, *probes, *watchers]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _failure(watchers: list["asyncio.Task[None]"]) -> int | None:
+    """The exit code for the first watcher that gave up, after saying why; None if none did."""
+    for watcher in watchers:
+        if watcher.done() and not watcher.cancelled():
+            error = watcher.exception()
+            if isinstance(error, Crashloop):
+                _say(f"stopping everything: {error}")
+                return error.exit_code
+            if error is not None:
+                raise error
+    return None

@@ -26,6 +26,7 @@ from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
+from relaydesk.health import Readiness
 from relaydesk.keys import key_ring
 from relaydesk.net_guard import TargetPolicy
 from relaydesk.queries import QueryAnswers
@@ -105,6 +106,14 @@ class AdminService:
             )
         )
         log.info("admin_service_started", tenants=len(self.state.tenants))
+
+    def watch(self, readiness: Readiness) -> None:
+        assert self.bus is not None, "start() first"
+        readiness.broker(SERVICE, self.bus)
+        readiness.reader(SERVICE, lambda: self._reader)
+        readiness.command_queue(SERVICE, self.bus, SERVICE)
+        if self._mongo is not None:
+            readiness.store(SERVICE, self._mongo)
 
     def _start_webhooks(self) -> None:
         assert self.bus is not None

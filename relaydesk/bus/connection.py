@@ -118,6 +118,12 @@ class Bus:
         """Given several broker nodes: what the bus declares is replicated across them."""
         return len(split_urls(self.amqp_url)) > 1
 
+    @property
+    def connected(self) -> bool:
+        """The AMQP connection is up now (False while it reconnects). The stream publisher
+        connects again on the next publish, so it does not count here."""
+        return self.connection is not None and self.connection.connected.is_set()
+
     def close_later(self, closing: Coroutine[Any, Any, None]) -> None:
         """Finish closing a reader's connection in the background; ``close()`` waits for it.
 

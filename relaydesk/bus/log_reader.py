@@ -19,8 +19,10 @@ holds the broker back instead of buffering the whole log in memory.
 
 import asyncio
 import random
+import time
+from collections import deque
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 import structlog
@@ -41,6 +43,32 @@ Start = int | datetime | Literal["first", "last", "next"]
 INITIAL_CREDIT = 8  # chunks in flight towards this reader
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 3.0
 CLOSE_TIMEOUT_S = 3.0
+
+# (subscription generation, position, raw entry, chunk timestamp in ms)
+Entry = tuple[int, int, bytes, int]
+
+
+class _Inbox(asyncio.Queue[Entry]):
+    """The bounded queue of entries received ahead of the caller, oldest first.
+
+    Subclassed through asyncio.Queue's documented hooks (``_init``/``_put``/``_get``, as
+    LifoQueue does) so that the oldest waiting entry's append time can be read for the
+    reader's lag without taking it out.
+    """
+
+    _queue: deque[Entry]  # asyncio.Queue's own storage (its size, empty and full read it)
+
+    def _init(self, maxsize: int) -> None:
+        self._queue = deque()
+
+    def _put(self, item: Entry) -> None:
+        self._queue.append(item)
+
+    def _get(self) -> Entry:
+        return self._queue.popleft()
+
+    def oldest_timestamp(self) -> int | None:
+        return self._queue[0][3] if self._queue else None
 
 
 class LogReader:
@@ -71,7 +99,10 @@ class LogReader:
         self._measured = measured
         # Entries carry the subscription generation they came from: after a reconnect, an
         # entry the old subscription still had in hand must not be taken for a new one.
-        self._inbox: asyncio.Queue[tuple[int, int, bytes]] = asyncio.Queue(maxsize=prefetch)
+        self._inbox = _Inbox(maxsize=prefetch)
+        # When the oldest entry of the batch the caller is working on was appended (ms);
+        # None between batches. With the inbox's oldest it gives the reader's lag.
+        self._working_since: int | None = None
         self._generation = 0
         self._subscriptions = 0  # attempts so far, successful or not: picks the node
         self._consumer: Consumer | None = None
@@ -116,7 +147,7 @@ class LogReader:
 
         async def deliver(raw: bytes, context: MessageContext) -> None:
             if generation == self._generation:
-                await self._inbox.put((generation, context.offset, raw))
+                await self._inbox.put((generation, context.offset, raw, context.timestamp))
 
         try:
             await consumer.start()
@@ -164,6 +195,25 @@ class LogReader:
                 )  # full jitter: readers do not reconnect in lockstep
                 delay = min(RECONNECT_MAX_S, delay * 2)
 
+    @property
+    def subscribed(self) -> bool:
+        """Attached to the log now (False while it resubscribes after a connection loss)."""
+        return self._consumer is not None and not self._closed
+
+    def lag_s(self) -> float:
+        """How long ago the oldest entry this reader holds unfinished was appended to the log.
+
+        Unfinished: received and waiting in the inbox, or in the batch the caller is
+        working on. 0 when it holds nothing: a reader with nothing to do is not behind.
+        A reader catching up (after a restart, or stuck on its store) holds old entries, so
+        its lag is how far behind "now" it is. Time, not a count of entries: RabbitMQ 3.10
+        has no cheap "last offset" of a stream to subtract from (docs/architecture.md).
+        """
+        held = [t for t in (self._working_since, self._inbox.oldest_timestamp()) if t is not None]
+        if not held:
+            return 0.0
+        return max(0.0, time.time() - min(held) / 1000)
+
     async def close(self) -> None:
         """Stop delivering at once; the connection finishes closing with the bus."""
         self._closed = True
@@ -202,6 +252,7 @@ class LogReader:
         loop = asyncio.get_running_loop()
         busy, window_start, window_count = False, loop.time(), 0
         while True:
+            self._working_since = None  # the caller is back for more: its batch is done
             if idle_timeout is None:
                 first = await inbox.get()
             else:
@@ -231,6 +282,7 @@ class LogReader:
                 busy = True
             batch = [event for entry in raw if (event := await self._decode(entry)) is not None]
             if batch:
+                self._working_since = raw[0][3]
                 self._measure(batch[-1])
                 yield batch
 
@@ -239,11 +291,8 @@ class LogReader:
             return
         labels = (self._bus.service, self._name)
         LOG_READER_POSITION.labels(*labels).set(last.position)
-        occurred = last.envelope.occurred_at
-        if occurred.tzinfo is None:  # a tool that published a naive time meant UTC
-            occurred = occurred.replace(tzinfo=UTC)
-        lag = (datetime.now(UTC) - occurred).total_seconds()
-        LOG_READER_LAG_SECONDS.labels(*labels).set(max(0.0, lag))
+        # one definition of lag, the one /readyz judges by (lag_s)
+        LOG_READER_LAG_SECONDS.labels(*labels).set(self.lag_s())
         LOG_READER_BUFFERED.labels(*labels).set(self._inbox.qsize())
 
     async def events(self, idle_timeout: float | None = None) -> AsyncIterator[LoggedEvent]:
@@ -251,8 +300,8 @@ class LogReader:
             for event in batch:
                 yield event
 
-    async def _decode(self, entry: tuple[int, int, bytes]) -> LoggedEvent | None:
-        generation, position, raw = entry
+    async def _decode(self, entry: Entry) -> LoggedEvent | None:
+        generation, position, raw, _ = entry
         if generation != self._generation:
             return None  # delivered by a subscription that has since been replaced
         if self.last_position is not None and position <= self.last_position:

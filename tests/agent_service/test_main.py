@@ -4,6 +4,7 @@ import asyncio
 
 from agent_service.main import main
 from relaydesk.bus import Bus, RequestTimeout
+from relaydesk.health import Health
 from relaydesk.settings import Settings
 from tests.agent_service.helpers import Desk
 
@@ -22,7 +23,7 @@ async def serving(desk: Desk, timeout: float = 15.0) -> None:
 
 async def test_main_serves_commands_until_stopped(settings: Settings, bus: Bus) -> None:
     stop = asyncio.Event()
-    running = asyncio.create_task(main(settings, stop))
+    running = asyncio.create_task(main(settings, stop, Health("agent", settings)))
     desk = Desk(bus)
     try:
         await serving(desk)

@@ -5,7 +5,6 @@ its own tenants.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest

@@ -4,6 +4,7 @@
 own copy and the history archive; each must hold every acked message exactly once.
 """
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -44,6 +45,21 @@ async def chat(
         )
         assert reply["t"] == "ack", reply
         sent.append(body)
+
+
+async def chat_until(
+    stop: asyncio.Event, customer: ResilientClient, conversation_id: str, sent: list[str]
+) -> None:
+    """Keep the conversation going (one acked message after another) until ``stop`` is set."""
+    count = 0
+    while not stop.is_set():
+        await chat(customer, conversation_id, [f"m-{count}"], sent)
+        count += 1
+
+
+async def acked_more(sent: list[str], more: int) -> None:
+    target = len(sent) + more
+    await eventually(lambda: len(sent) >= target, timeout=60, what=f"{more} more messages acked")
 
 
 async def settle(

@@ -30,6 +30,7 @@ class ResilientClient:
         self.reconnects = 0
         self.retries = 0  # commands resent (same key) after a timeout, a drop or a retryable error
         self.resyncs = 0
+        self.close_codes: list[int | str | None] = []  # why each connection ended
         self._socket: Any = None
         self._connected = asyncio.Event()
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -61,8 +62,11 @@ class ResilientClient:
                     first = False
                     async for raw in socket:
                         self._receive(orjson.loads(raw))
-            except (OSError, websockets.WebSocketException, TimeoutError):
-                pass
+                    self.close_codes.append(socket.close_code)
+            except websockets.ConnectionClosed as exc:
+                self.close_codes.append(exc.rcvd.code if exc.rcvd else type(exc).__name__)
+            except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+                self.close_codes.append(type(exc).__name__)
             self._socket = None
             self._connected.clear()
             self._url_index += 1  # the next gateway, like a load balancer would pick

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import httpx
 
+from relaydesk.health import SERVICE_ORDER
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
 from tests.keys import secret_env
+from tests.up import free_port_block
 from tools.embedded import free_port
 
 
@@ -30,7 +32,8 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         "RELAYDESK_AMQP_URL": settings.amqp_url,
         "MONGO_URL": settings.mongo_url or "",
         "RELAYDESK_MONGO_DB": settings.mongo_db,
-        "RELAYDESK_HEALTH_PORT_BASE": str(free_port()),
+        # every service listens on base + n now: ports no outgoing connection may hold
+        "RELAYDESK_HEALTH_PORT_BASE": str(free_port_block(len(SERVICE_ORDER))),
         "RELAYDESK_LOG_FORMAT": "json",
         **secret_env(settings),
         **extra,

@@ -18,7 +18,7 @@ import pytest
 
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
-from tests.fault.conversation import chat, engaged, settle
+from tests.fault.conversation import acked_more, chat_until, engaged, settle
 from tests.fault.driver import ResilientClient, tally
 from tests.fault.processes import ServiceProcess, service_env
 from tests.system import running_system
@@ -41,21 +41,6 @@ async def relaydesk_tool(settings: Settings, *args: str) -> subprocess.Completed
         text=True,
         timeout=120,
     )
-
-
-async def chat_until(
-    stop: asyncio.Event, customer: ResilientClient, conversation_id: str, sent: list[str]
-) -> None:
-    """Keep the conversation going (one acked message after another) until ``stop`` is set."""
-    count = 0
-    while not stop.is_set():
-        await chat(customer, conversation_id, [f"m-{count}"], sent)
-        count += 1
-
-
-async def acked_more(sent: list[str], more: int) -> None:
-    target = len(sent) + more
-    await eventually(lambda: len(sent) >= target, timeout=60, what=f"{more} more messages acked")
 
 
 async def kill_and_restart(service: ServiceProcess, sent: list[str]) -> None:
