@@ -178,6 +178,9 @@ class WebsocketShortcut:
     def __init__(self, app: Any, path: str, endpoint: Any) -> None:
         self._app, self._path, self._endpoint = app, path, endpoint
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._app, name)  # the app's state, routes, ... as before the wrap
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket" and scope["path"] == self._path:
             scope["app"] = self._app  # what the endpoint reads its dependencies from

@@ -63,7 +63,7 @@ async def test_the_command_queue_check_needs_a_consumer(bus: Bus) -> None:
     assert not missing["ok"] and "ghost" in missing["detail"]  # no such queue
     await declare_command_queue(await bus.channel(), "ghost")
     idle = (await readiness.report())["t.commands"]
-    assert idle == {"ok": False, "detail": "nobody consumes tools.commands.ghost"}
+    assert idle == {"ok": False, "detail": "nobody consumes relaydesk.commands.ghost"}
 
     async def decide(_: Envelope) -> CommandReply:
         return CommandReply(ok=True)

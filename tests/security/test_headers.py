@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from relaydesk.settings import Settings
 from tests.admin.helpers import bearer, cli, eventually
-from tests.browser.conftest import browser  # noqa: F401 - the Chromium fixture, shared
+from tests.browser.conftest import browser, own_browser  # noqa: F401 - the Chromium fixtures
 from tests.browser.pages import TIMEOUT_MS
 from tests.system import RunningGateway, RunningSystem, running_system, start_gateway
 
