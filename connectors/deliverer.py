@@ -9,7 +9,7 @@ message id, so a republish is absorbed by consumers.
 import asyncio
 import random
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
@@ -17,6 +17,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from connectors.breaker import CircuitBreaker
 from connectors.config import Connector
 from connectors.delivery import DeliveryError
+from connectors.outbound_items import OutboundSender
 from connectors.store import ConnectorStore
 from contracts.envelope import Actor, ActorKind, Envelope
 from contracts.events.connector import OutboundFailed, OutboundSent
@@ -27,13 +28,6 @@ log = structlog.get_logger(__name__)
 
 ATTEMPTS_PER_ROUND = 3
 IDLE_RECHECK_S = 1.0
-
-
-class PlatformClient(Protocol):
-    async def send_text(
-        self, connector: Connector, chat_ref: str, text: str, *, last_inbound: float | None = None
-    ) -> str: ...
-    async def send_typing(self, connector: Connector, chat_ref: str) -> None: ...
 
 
 def _wait(retry_state: Any) -> float:
@@ -49,7 +43,7 @@ class Deliverer:
         self,
         bus: Bus,
         store: ConnectorStore,
-        clients: dict[str, PlatformClient],
+        sender: OutboundSender,
         lookup: Callable[[str], Connector | None],
         *,
         breaker_failures: int = 3,
@@ -59,7 +53,7 @@ class Deliverer:
         self._breaker_failures = breaker_failures
         self._breaker_open_s = breaker_open_s
         self._store = store
-        self._clients = clients
+        self._sender = sender
         self._lookup = lookup
         self._breakers: dict[str, CircuitBreaker] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -162,7 +156,6 @@ class Deliverer:
         breaker.succeeded()
 
     async def _send(self, connector: Connector, item: dict[str, Any]) -> str:
-        client = self._clients[connector.platform]
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, DeliveryError) and not e.permanent),
             wait=_wait,
@@ -170,9 +163,7 @@ class Deliverer:
             reraise=True,
         ):
             with attempt:
-                return await client.send_text(
-                    connector, item["chat_ref"], item["body"], last_inbound=item.get("last_inbound")
-                )
+                return await self._sender.send(connector, item)
         raise AssertionError("unreachable")
 
     async def _report(

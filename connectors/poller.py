@@ -12,7 +12,7 @@ import structlog
 from connectors.config import Connector, ConnectorDirectory
 from connectors.delivery import DeliveryError
 from connectors.inbound import InboundBridge
-from connectors.telegram import TelegramClient, parse_update
+from connectors.telegram import ALLOWED_UPDATES, TelegramClient, parse_update
 
 log = structlog.get_logger(__name__)
 
@@ -73,7 +73,8 @@ class TelegramPoller:
         await self._delete_webhook(connector)
         while True:
             try:
-                params = {"timeout": self._poll_timeout_s, "allowed_updates": ["message"]}
+                # edits, rating buttons and "blocked by the user" too, not just messages
+                params = {"timeout": self._poll_timeout_s, "allowed_updates": ALLOWED_UPDATES}
                 if offset is not None:
                     params["offset"] = offset
                 updates = await self._client.call(

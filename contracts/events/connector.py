@@ -59,4 +59,25 @@ class OutboundFailed(EventData):
     permanent: bool
 
 
-MODELS = (ConnectorConfigured, ConnectorRemoved, InboundReceived, OutboundSent, OutboundFailed)
+class UserBlocked(EventData):
+    """The platform user blocked the bot (``blocked``) or allowed it again (Telegram
+    ``my_chat_member``): replies cannot reach them while blocked."""
+
+    TYPE = "connector.user_blocked"
+    AUDIENCE = frozenset({Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
+    connector_id: Id
+    platform: Platform
+    conversation_id: Id
+    message_id: Id  # the console shows it as a line of the conversation
+    platform_user_id: ShortText
+    blocked: bool
+
+
+MODELS = (
+    ConnectorConfigured,
+    ConnectorRemoved,
+    InboundReceived,
+    OutboundSent,
+    OutboundFailed,
+    UserBlocked,
+)

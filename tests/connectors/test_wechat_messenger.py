@@ -201,7 +201,7 @@ async def test_messenger_outside_24h_window_uses_human_agent_tag(
         {"page_token": fake_messenger.page_token},
     )
     async with httpx.AsyncClient() as http:
-        client = MessengerClient(http, fake_messenger.base_url)
+        client = MessengerClient(http, fake_messenger.base_url, http)
         await client.send_text(
             connector, "psid-3", "late answer", last_inbound=time.time() - 25 * 3600
         )

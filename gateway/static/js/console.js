@@ -284,15 +284,21 @@ async function loadEarlier() {
 
 function render(event, prepend) {
   const data = event.data;
+  if (event.type === "message.edited") return renderEdit(data, prepend);
   const id = data.message_id;
   if (!id || state.shown.has(id)) return;
   state.shown.add(id);
   let node;
   if (event.type === "message.system") {
     node = el("div", { class: "system-line" }, data.text);
+  } else if (event.type === "connector.user_blocked") {
+    const platform = PLATFORM_NAMES[data.platform] || data.platform;
+    node = el("div", { class: "system-line" }, data.blocked
+      ? `The customer blocked us on ${platform}: replies cannot reach them`
+      : `The customer unblocked us on ${platform}`);
   } else {
     const body = event.type === "message.attachment_sent"
-      ? el("button", { class: "btn small", type: "button", onclick: () => openAttachment(data) }, `📎 ${data.filename}`)
+      ? el("span", {}, el("button", { class: "btn small", type: "button", onclick: () => openAttachment(data) }, `📎 ${data.filename}`), data.caption ? el("div", { class: "caption" }, data.caption) : "")
       : data.body;
     const who = data.author_kind === "agent" ? (data.author_name || "Agent") : data.author_kind === "customer" ? "Visitor" : data.author_kind;
     node = el("div", { class: `msg ${data.author_kind}`, "data-id": id }, el("span", { class: "meta" }, who), body);
@@ -302,6 +308,18 @@ function render(event, prepend) {
   const box = $("messages");
   if (prepend) $("earlier").after(node);
   else box.append(node);
+}
+
+function renderEdit(data, prepend) {
+  // A messaging-app user changed a message: the new text under the old one, marked edited.
+  if (state.shown.has(data.edit_id)) return;
+  state.shown.add(data.edit_id);
+  const line = el("div", { class: "edited" }, `edited: ${data.body}`);
+  const original = [...$("messages").querySelectorAll(".msg")].find((m) => m.dataset.id === data.message_id);
+  if (original) { original.append(line); return; }
+  const node = el("div", { class: "msg customer", "data-id": data.edit_id }, el("span", { class: "meta" }, "Visitor"), line);
+  if (prepend) $("earlier").after(node);
+  else $("messages").append(node);
 }
 
 // --- connector delivery results ------------------------------------------------------
@@ -349,11 +367,22 @@ function markRead() {
   state.socket.transient("read", { conversation_id: state.openId, message_id: state.lastCustomerMessage });
 }
 
+async function paintAvatar(panel, conversationId, attachmentId) {
+  // the platform's profile picture, stored as an attachment of the conversation (signed link)
+  try {
+    const link = await session.call(`/api/conversations/${encodeURIComponent(conversationId)}/attachments/${encodeURIComponent(attachmentId)}`);
+    panel.querySelector("h2").after(el("img", { class: "avatar", src: link.url, alt: "Profile picture", width: "64", height: "64" }));
+  } catch {
+    // the panel is informative only
+  }
+}
+
 async function paintVisitor(conversation) {
   const visitor = conversation.visitor || {};
   const facts = [["Name", visitor.name], ["Email", visitor.email], ["Channel", conversation.channel], ["Topic", conversation.topic], ["Page", visitor.page_url], ["Started", conversation.created_at && new Date(conversation.created_at).toLocaleString()], ["Rating", conversation.rating && `${conversation.rating.score}/5`]];
   const panel = $("visitor");
   panel.replaceChildren(el("h2", {}, "Visitor"), el("dl", {}, facts.filter(([, v]) => v).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
+  if (visitor.avatar_attachment_id) paintAvatar(panel, conversation.conversation_id, visitor.avatar_attachment_id);
   if (!visitor.id || !session.can("see_history")) return;
   try {
     const previous = (await session.call(`/api/conversations?view=all&visitor_id=${encodeURIComponent(visitor.id)}&limit=10`)).filter((c) => c.conversation_id !== conversation.conversation_id);
@@ -531,7 +560,9 @@ function onEvent(event) {
       break;
     case "message.sent":
     case "message.attachment_sent":
+    case "message.edited":
     case "message.system":
+    case "connector.user_blocked":
       if (data.conversation_id === state.openId) {
         render(event, false);
         scrollToEnd();
