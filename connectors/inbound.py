@@ -217,12 +217,13 @@ class InboundBridge:
         try:
             return await source.profile(connector, user_id)
         except DeliveryError as exc:
-            log.info(
-                "connector_profile_unavailable",
-                connector_id=connector.connector_id,
-                reason=exc.reason,
-            )
-            return Profile()
+            reason = exc.reason
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+            reason = "unexpected answer"
+        log.info(
+            "connector_profile_unavailable", connector_id=connector.connector_id, reason=reason
+        )
+        return Profile()
 
     async def _publish(
         self, connector: Connector, conv: PlatformConversation, message: InboundMessage
@@ -317,7 +318,11 @@ class InboundBridge:
         source = self._sources.get(connector.platform)
         if source is None or self._files is None:
             raise DeliveryError("files are not fetched here", permanent=True)
-        return await source.fetch_media(connector, media)
+        try:
+            return await source.fetch_media(connector, media)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+            # a platform answer of another shape: retrying would get the same answer
+            raise DeliveryError("unexpected answer from the platform", permanent=True) from None
 
     async def _store_file(
         self, connector: Connector, conversation_id: str, key: str, fetched: FetchedFile

@@ -123,15 +123,13 @@ def _event(psid: str, event: dict[str, Any]) -> Inbound | None:
 
 def _media(message: dict[str, Any]) -> tuple[InboundMedia, ...]:
     found = []
-    for attachment in message.get("attachments") or []:
-        if not isinstance(attachment, dict):
+    attachments = message.get("attachments")
+    for attachment in attachments if isinstance(attachments, list) else []:
+        payload = attachment.get("payload") if isinstance(attachment, dict) else None
+        if not isinstance(payload, dict):
             continue
-        url = (attachment.get("payload") or {}).get("url")
-        kind = (
-            "sticker"
-            if (attachment.get("payload") or {}).get("sticker_id")
-            else attachment.get("type")
-        )
+        url = payload.get("url")
+        kind = "sticker" if payload.get("sticker_id") else attachment.get("type")
         if isinstance(url, str) and kind in {"image", "video", "audio", "file", "sticker"}:
             name = urlsplit(url).path.rsplit("/", 1)[-1] or str(kind)
             found.append(InboundMedia(url, str(kind), name[:200]))

@@ -80,7 +80,7 @@ def _message(update_id: str, message: dict[str, Any]) -> InboundMessage | None:
     media = _media(message)
     if ids is None or not isinstance(text, str) or not (text or media):
         return None
-    sender = message.get("from") or {}
+    sender = _object(message.get("from"))
     name = " ".join(
         part
         for part in (sender.get("first_name"), sender.get("last_name"))
@@ -100,10 +100,10 @@ def _message(update_id: str, message: dict[str, Any]) -> InboundMessage | None:
 def _media(message: dict[str, Any]) -> tuple[InboundMedia, ...]:
     number = message.get("message_id")
     photo = message.get("photo")
-    if isinstance(photo, list) and photo and isinstance(photo[-1], dict):
-        # sizes come smallest first: the last is the original
+    largest = _object(photo[-1]) if isinstance(photo, list) and photo else {}
+    if largest.get("file_id"):  # sizes come smallest first: the last is the original
         return (
-            InboundMedia(str(photo[-1]["file_id"]), "photo", f"photo_{number}.jpg", "image/jpeg"),
+            InboundMedia(str(largest["file_id"]), "photo", f"photo_{number}.jpg", "image/jpeg"),
         )
     for kind in ("document", "video", "voice", "audio", "video_note", "animation"):
         item = message.get(kind)
@@ -150,8 +150,8 @@ def _callback(update_id: str, query: dict[str, Any]) -> InboundRating | None:
 
 
 def _member(update_id: str, change: dict[str, Any]) -> InboundBlocked | None:
-    chat, sender = change.get("chat") or {}, change.get("from") or {}
-    status = (change.get("new_chat_member") or {}).get("status")
+    chat, sender = _object(change.get("chat")), _object(change.get("from"))
+    status = _object(change.get("new_chat_member")).get("status")
     if chat.get("type") != "private" or sender.get("id") is None or status is None:
         return None  # groups: the bot was added or removed, not blocked by a customer
     return InboundBlocked(update_id, str(sender["id"]), str(chat["id"]), status == "kicked")
