@@ -304,7 +304,8 @@ function render(event, prepend) {
     node = el("div", { class: `msg ${data.author_kind}`, "data-id": id }, el("span", { class: "meta" }, who), body);
     if (data.author_kind === "customer") state.lastCustomerMessage = id;
   }
-  if (state.delivery.has(id)) paintDelivery(node, state.delivery.get(id));
+  // system lines reach platform users too, but their delivery is not the agent's concern
+  if (state.delivery.has(id) && node.classList.contains("msg")) paintDelivery(node, state.delivery.get(id));
   const box = $("messages");
   if (prepend) $("earlier").after(node);
   else box.append(node);
