@@ -3,12 +3,14 @@ update stops Telegram polling at that update for good (its offset never moves pa
 
 from typing import Any
 
+import httpx
 import pytest
 
 from connectors.inbound import InboundBlocked, InboundEdit, InboundMessage, InboundRating
 from connectors.messenger import parse_notification
 from connectors.telegram import parse_update
-from connectors.wechat import to_inbound
+from connectors.wechat import WeChatClient, to_inbound
+from relaydesk.net_guard import GuardedTransport, TargetPolicy
 
 ODD_TELEGRAM: list[dict[str, Any]] = [
     {"update_id": 1, "message": {"chat": "x", "from": 5, "photo": [{}]}},
@@ -92,3 +94,26 @@ def test_wechat_follow_events_and_media() -> None:
     assert isinstance(image, InboundMessage) and image.media[0].ref == "M"
     assert to_inbound({"MsgType": "image", "MsgId": "9", "FromUserName": "o1"}) is None
     assert to_inbound({"MsgType": "location", "MsgId": "9", "FromUserName": "o1"}) is None
+
+
+async def test_wechat_head_images_named_with_http_are_fetched_over_https() -> None:
+    """WeChat's user/info gives ``http://thirdwx.qlogo.cn/…``; the SSRF guard refuses plain
+    http to the internet, so the same URL is fetched over https (never over http)."""
+    seen: list[str] = []
+
+    def cdn(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.url.scheme}://{request.headers['host']}{request.url.path}")
+        return httpx.Response(
+            200, content=b"\xff\xd8\xff\xe0jpeg", headers={"content-type": "image/jpeg"}
+        )
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["203.0.114.7"]  # a public address: the guard checks it, then connects there
+
+    policy = TargetPolicy(resolver=resolver, https_only=False)
+    async with httpx.AsyncClient(
+        transport=GuardedTransport(policy, httpx.MockTransport(cdn))
+    ) as fetch:
+        client = WeChatClient(fetch, "https://api.weixin.qq.com", fetch)
+        content, _ = await client._head_image("http://thirdwx.qlogo.cn/mmopen/abc/132")
+    assert content.startswith(b"\xff\xd8") and seen == ["https://thirdwx.qlogo.cn/mmopen/abc/132"]
