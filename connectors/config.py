@@ -35,6 +35,19 @@ class Connector:
     sealed_with: Literal["current", "previous", "unknown"] = "current"
 
 
+def platform_identity(platform: str, public: dict[str, str], secrets: dict[str, str]) -> str | None:
+    """What a connector connects to on its platform: one bot, page or account may be served by
+    one connector only (two pollers of one bot token fight over getUpdates; two webhooks of one
+    page answer every message twice). A Telegram bot is the number before the token's colon,
+    the same for every token the bot ever had."""
+    if platform == "telegram":
+        token = secrets.get("bot_token", "")
+        return f"telegram:{token.split(':', 1)[0]}" if token else None
+    key = {"messenger": "page_id", "wechat": "app_id"}.get(platform)
+    value = public.get(key, "") if key else ""
+    return f"{platform}:{value}" if value else None
+
+
 class ConnectorDirectory:
     """Current connectors by (tenant, id) — also looked up by id alone for webhooks."""
 
@@ -107,6 +120,13 @@ class ConnectorDirectory:
     def configured(self) -> list[Connector]:
         """Every configured connector, whether its secrets open or not (re-sealing)."""
         return list(self._by_id.values())
+
+    def holder_of(self, identity: str) -> Connector | None:
+        """The configured connector (any tenant) serving this bot, page or account."""
+        for c in self._by_id.values():
+            if platform_identity(c.platform, c.public, c.secrets) == identity:
+                return c
+        return None
 
     def ids_of(self, tenant: str) -> set[str]:
         return {c.connector_id for c in self._by_id.values() if c.tenant == tenant}

@@ -6,14 +6,16 @@ decision then checks the connector id, the plan's ``connectors`` limit and that 
 secret the platform needs is set, and emits the already sealed configuration.
 """
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from secrets import token_urlsafe
 from typing import Any
 
 from cryptography.fernet import InvalidToken
 
-from connectors.config import SERVICE, ConnectorDirectory
+from connectors.config import SERVICE, ConnectorDirectory, platform_identity
 from connectors.plans import TenantPlans
 from contracts.commands import connector as commands
 from contracts.commands.connector import ConfigureConnector, RemoveConnector
@@ -31,6 +33,8 @@ REQUIRED_SECRETS = {
     "wechat": ("app_secret", "token"),
 }
 REQUIRED_PUBLIC = {"telegram": (), "messenger": ("page_id",), "wechat": ("app_id",)}
+IDENTITY_NAMES = {"telegram": "bot", "messenger": "page", "wechat": "account (app_id)"}
+MODES = ("webhook", "polling")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,12 @@ class SealedSecrets:
 
     names: frozenset[str]  # the secrets that have a value
     sealed: str
+    identity: str | None = None  # the bot, page or account (config.platform_identity)
+    webhook_secret_ok: bool = True  # Telegram's secret_token alphabet and length
+
+
+# Telegram's setWebhook secret_token: 1-256 characters, only A-Z, a-z, 0-9, _ and -.
+TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 ConnectorDecision = Decision[Connectors]
@@ -80,8 +90,21 @@ def configure(d: ConnectorDecision, cmd: commands.ConfigureConnector) -> None:
         and "encoding_aes_key" not in secrets.names
     ):
         missing.append("encoding_aes_key")
+    mode = cmd.public_config.get("mode", "webhook")
+    if cmd.platform == "telegram" and mode == "webhook" and "webhook_secret" not in secrets.names:
+        missing.append("webhook_secret")  # else anyone who learns the URL could post updates
     if missing:
         raise Rejected("invalid_payload", f"missing: {', '.join(sorted(missing))}")
+    if cmd.platform == "telegram" and mode not in MODES:
+        raise Rejected("invalid_payload", "mode: webhook or polling")
+    if not secrets.webhook_secret_ok:
+        raise Rejected(
+            "invalid_payload", "webhook_secret: 1-256 characters, only A-Z, a-z, 0-9, _ and -"
+        )
+    holder = None if secrets.identity is None else connectors.directory.holder_of(secrets.identity)
+    if holder is not None and holder.connector_id != cmd.connector_id:
+        # Never says which connector, nor whose: it may be another tenant's.
+        raise Rejected("conflict", f"this {IDENTITY_NAMES[cmd.platform]} is already connected")
     data = {
         "connector_id": cmd.connector_id,
         "platform": cmd.platform,
@@ -164,6 +187,17 @@ class ConnectorsDecider(Decider[ConnectorDecision]):
             else {}
         )
         merged = {**kept, **given}
+        webhook_mode = payload.public_config.get("mode", "webhook") == "webhook"
+        if payload.platform == "telegram" and webhook_mode and not merged.get("webhook_secret"):
+            # Webhook mode always has a secret: the service registers it with setWebhook itself,
+            # so nobody has to invent one (Telegram's alphabet: token_urlsafe's exactly).
+            merged["webhook_secret"] = token_urlsafe(32)
+        secret = merged.get("webhook_secret")
         return SealedSecrets(
-            names=frozenset(k for k, v in merged.items() if v), sealed=self._box.seal(merged)
+            names=frozenset(k for k, v in merged.items() if v),
+            sealed=self._box.seal(merged),
+            identity=platform_identity(payload.platform, payload.public_config, merged),
+            webhook_secret_ok=payload.platform != "telegram"
+            or not secret
+            or TELEGRAM_SECRET.fullmatch(secret) is not None,
         )

@@ -1,13 +1,18 @@
 """Sends queued agent replies, one worker per connector so a down platform blocks nobody else.
 
-Guarantee: each outbox item reaches the platform at least once and — unless the process dies
-between the platform's answer and the Mongo write — exactly once; its result is one
-``connector.outbound_sent`` / ``connector.outbound_failed`` event with an id derived from the
-message id, so a republish is absorbed by consumers.
+Guarantee: each part of each reply reaches the platform at least once, in order. It arrives
+twice in two cases only, which no Send API lets a sender prevent (none takes an idempotency
+key): the process dies between the platform's answer and the Mongo write, or the answer is
+lost after the platform processed the call (the retry is then a second copy; the rate equals
+the rate of such losses, measured in docs/connectors.md). A reply's result is one
+``connector.outbound_sent`` / ``connector.outbound_failed`` event per round with an id derived
+from the message id, so a republish is absorbed by consumers. A permanent failure parks the
+reply (and its conversation's later ones) instead of dropping it.
 """
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +23,7 @@ from connectors.breaker import CircuitBreaker
 from connectors.config import Connector
 from connectors.delivery import DeliveryError
 from connectors.outbound_items import OutboundSender
+from connectors.splitting import LIMITS, split_text
 from connectors.store import ConnectorStore
 from contracts.envelope import Actor, ActorKind, Envelope
 from contracts.events.connector import OutboundFailed, OutboundSent
@@ -57,9 +63,20 @@ class Deliverer:
         self._lookup = lookup
         self._breakers: dict[str, CircuitBreaker] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._deferred: dict[str, float] = {}  # connector → monotonic time its quota resets
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def deferred_s(self, connector_id: str) -> float:
+        """How long the connector sends nothing more because a quota ran out (0: it sends)."""
+        return max(0.0, self._deferred.get(connector_id, 0.0) - time.monotonic())
+
+    def resume(self, connector_id: str) -> None:
+        """The connector was reconfigured: a quota deferral ends now (the admin may have
+        cleared it) and its parked replies were unparked by the caller."""
+        self._deferred.pop(connector_id, None)
         self._wake.set()
 
     def breaker_state(self, connector_id: str) -> str:
@@ -103,51 +120,101 @@ class Deliverer:
         breaker = self._breaker(connector_id)
         # Until the outbox is empty: a reply queued while this worker was busy goes out now,
         # not at the next idle rescan.
-        while breaker.allows():
+        while breaker.allows() and time.monotonic() >= self._deferred.get(connector_id, 0.0):
             items = await self._store.pending(connector_id)
             if not items:
                 return
             if breaker.state == "half_open":
                 log.info("connector_breaker_half_open", connector_id=connector_id)
+            parked = await self._store.parked(connector_id)
             for item in items:
-                if not await self._deliver(item, breaker):
+                if not await self._deliver(item, breaker, parked):
                     return  # keep order: later replies wait behind the one that failed
 
-    async def _deliver(self, item: dict[str, Any], breaker: CircuitBreaker) -> bool:
+    async def _deliver(
+        self, item: dict[str, Any], breaker: CircuitBreaker, parked: dict[str, str]
+    ) -> bool:
+        """False: stop this round (a transient failure; order is kept behind it)."""
         connector = self._lookup(item["connector_id"])
         if connector is None:
             await self._report(item, None, DeliveryError("connector removed", permanent=True))
             return True
+        held = hold_reason(parked, item["conversation_id"])
+        if held is not None:  # behind a parked reply: parked too, in its turn
+            await self._park(item, connector, held)
+            return True
         if "platform_message_id" not in item:  # not yet sent (a crash after sending skips this)
             try:
-                item["platform_message_id"] = await self._send(connector, item)
+                await self._send_parts(connector, item)
             except DeliveryError as exc:
-                if exc.permanent:
-                    self._succeeded(
-                        breaker, connector
-                    )  # the platform answered; only this message is bad
+                if exc.unsendable:  # parking it would hold the chat for good
                     await self._report(item, connector, exc)
                     return True
-                breaker.failed()
-                log.warning(
-                    "connector_send_deferred",
-                    connector_id=connector.connector_id,
-                    reason=exc.reason,
-                    open_for=breaker.open_for,
-                )
-                if breaker.state == "open":
-                    log.warning(
-                        "connector_breaker_opened",
-                        connector_id=connector.connector_id,
-                        open_for=breaker.open_for,
-                    )
+                if exc.permanent:
+                    self._succeeded(breaker, connector)  # the platform answered
+                    kind = "credentials" if exc.credentials else "message"
+                    parked[item["conversation_id"]] = kind
+                    await self._park(item, connector, exc)
+                    return True
+                self._defer_or_count(connector, breaker, exc)
                 if not item.get("failure_reported"):
                     await self._report(item, connector, exc, finish=False)
                 return False
             self._succeeded(breaker, connector)
-            await self._store.mark(item["_id"], platform_message_id=item["platform_message_id"])
         await self._report(item, connector, None)
         return True
+
+    def _defer_or_count(
+        self, connector: Connector, breaker: CircuitBreaker, exc: DeliveryError
+    ) -> None:
+        if exc.defer_s is not None:  # a quota: nothing to learn from trying again before it resets
+            self._deferred[connector.connector_id] = time.monotonic() + exc.defer_s
+            log.warning(
+                "connector_quota_exhausted",
+                connector_id=connector.connector_id,
+                reason=exc.reason,
+                resumes_in_s=round(exc.defer_s),
+            )
+            return
+        breaker.failed()
+        log.warning(
+            "connector_send_deferred",
+            connector_id=connector.connector_id,
+            reason=exc.reason,
+            open_for=breaker.open_for,
+        )
+        if breaker.state == "open":
+            log.warning(
+                "connector_breaker_opened",
+                connector_id=connector.connector_id,
+                open_for=breaker.open_for,
+            )
+
+    async def _send_parts(self, connector: Connector, item: dict[str, Any]) -> None:
+        """Each part once, in order; each part's platform id is saved before the next is sent,
+        so a restart resumes at the first part not yet sent (the body splits the same way).
+        A file or a rating request is one part."""
+        text_item = (item.get("kind") or "text") == "text"
+        parts: list[str | None] = (
+            list(split_text(item["body"], LIMITS[connector.platform])) if text_item else [None]
+        )
+        sent: list[str] = list(item.get("parts_sent") or [])
+        if len(sent) >= len(parts):  # every part went out before a restart
+            await self._store.mark(item["_id"], platform_message_id=sent[0])
+        last_inbound = await self._store.last_inbound(item["tenant"], item["conversation_id"])
+        for part in parts[len(sent) :]:
+            sent.append(await self._send(connector, item, part, last_inbound))
+            # the last part's write also marks the reply sent: one write, not two
+            done = {"platform_message_id": sent[0]} if len(sent) == len(parts) else {}
+            await self._store.mark(item["_id"], parts_sent=sent, **done)
+        item["parts_sent"] = sent
+        item["platform_message_id"] = sent[0]
+
+    async def _park(self, item: dict[str, Any], connector: Connector, why: DeliveryError) -> None:
+        """Kept, not dropped: reported once, then it waits (docs/connectors.md, "Parked")."""
+        kind = "credentials" if why.credentials else "message"
+        await self._report(item, connector, why, finish=False, parked=True)
+        await self._store.mark(item["_id"], parked=True, parked_kind=kind)
 
     @staticmethod
     def _succeeded(breaker: CircuitBreaker, connector: Connector) -> None:
@@ -155,15 +222,23 @@ class Deliverer:
             log.info("connector_breaker_closed", connector_id=connector.connector_id)
         breaker.succeeded()
 
-    async def _send(self, connector: Connector, item: dict[str, Any]) -> str:
+    async def _send(
+        self,
+        connector: Connector,
+        item: dict[str, Any],
+        text: str | None,
+        last_inbound: float | None,
+    ) -> str:
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception(lambda e: isinstance(e, DeliveryError) and not e.permanent),
+            retry=retry_if_exception(_retry_within_round),
             wait=_wait,
             stop=stop_after_attempt(ATTEMPTS_PER_ROUND),
             reraise=True,
         ):
             with attempt:
-                return await self._sender.send(connector, item)
+                return await self._sender.send(
+                    connector, item, text=text, last_inbound=last_inbound
+                )
         raise AssertionError("unreachable")
 
     async def _report(
@@ -173,6 +248,7 @@ class Deliverer:
         error: DeliveryError | None,
         *,
         finish: bool = True,
+        parked: bool = False,
     ) -> None:
         data: dict[str, Any] = {
             "connector_id": item["connector_id"],
@@ -181,14 +257,19 @@ class Deliverer:
             "message_id": item["_id"],
         }
         if error is None:
-            kind, data["platform_message_id"] = (
-                OutboundSent.TYPE,
-                (item.get("platform_message_id") or None),
+            ids = [i for i in item.get("parts_sent") or [] if i]
+            kind = OutboundSent.TYPE
+            data.update(
+                platform_message_id=item.get("platform_message_id") or None,
+                parts=max(1, len(item.get("parts_sent") or [])),
+                platform_message_ids=ids,
             )
         else:
             kind = OutboundFailed.TYPE
-            data.update(reason=error.reason, permanent=error.permanent)
-        suffix = kind if finish else kind + ":transient"
+            data.update(reason=error.reason, permanent=error.permanent, parked=parked)
+        suffix = kind if finish else kind + (":parked" if parked else ":transient")
+        if item.get("round"):  # a retried reply reports again: new ids, not a replay
+            suffix += f":round{item['round']}"
         await self._bus.publish(
             Envelope(
                 id=derive_event_id(item["tenant"], item["connector_id"], f"{suffix}:{item['_id']}"),
@@ -208,4 +289,29 @@ class Deliverer:
             connector_id=item["connector_id"],
             result=kind,
             permanent=error.permanent if error else None,
+            parked=parked,
         )
+
+
+def hold_reason(parked: dict[str, str], conversation_id: str) -> DeliveryError | None:
+    """Why a reply must wait without being tried, or None: its connector's credentials were
+    refused, or an earlier reply of its conversation is parked (order is kept)."""
+    if "credentials" in parked.values():
+        return DeliveryError(
+            "held: the platform refused this connector's credentials; change them to resume",
+            permanent=True,
+            credentials=True,
+        )
+    kind = parked.get(conversation_id)
+    if kind is None:
+        return None
+    return DeliveryError(
+        "held: an earlier reply in this conversation failed; retry it to resume",
+        permanent=True,
+        credentials=kind == "credentials",
+    )
+
+
+def _retry_within_round(exc: BaseException) -> bool:
+    """Transient errors are retried at once — not a quota that resets hours from now."""
+    return isinstance(exc, DeliveryError) and not exc.permanent and exc.defer_s is None

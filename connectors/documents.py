@@ -4,13 +4,17 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from beanie import Document
+from pydantic import Field
 from pymongo import ASCENDING, IndexModel
 
 SEEN_TTL_S = 48 * 3600  # ≥ Telegram's 24 h retention; Meta retries for less
 
 
 class PlatformConversationDocument(Document):
-    """Which conversation a platform user is in (``_id`` = ``tenant|platform|user``)."""
+    """Which conversation a platform chat is in (``_id`` = ``tenant|connector|chat``).
+
+    ``platform_user_id`` is the user whose message opened it (in a group, others write too).
+    """
 
     id: str  # type: ignore[assignment]
     tenant: str
@@ -64,8 +68,17 @@ class OutboxItem(Document):
     queued_at: float | None = None
     last_inbound: float | None = None
     attempts: int = 0
-    platform_message_id: str | None = None
+    parts_sent: list[str] = Field(
+        default_factory=list
+    )  # platform ids of the parts already sent (a split reply)
+    platform_message_id: str | None = None  # set once every part was sent
     failure_reported: bool = False
+    # A permanent failure parks the reply and the conversation's later ones (never dropped):
+    # "credentials" (the connector was refused: all its replies wait for new credentials) or
+    # "message" (the agent retries). Each retry or unparking starts a new round.
+    parked: bool = False
+    parked_kind: str | None = None
+    round: int = 0
     done: bool = False
 
     class Settings:

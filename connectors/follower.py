@@ -12,7 +12,7 @@ from connectors.outbound_items import RATING_REQUEST, PlatformClient
 from connectors.plans import TenantPlans
 from connectors.store import ConnectorStore
 from contracts.envelope import LoggedEvent
-from contracts.events.connector import OutboundSent
+from contracts.events.connector import ConnectorConfigured, OutboundRetryRequested, OutboundSent
 from contracts.events.conversation import ConversationClosed
 from contracts.events.message import AttachmentSent, MessageSent, SystemNote, TypingChanged
 from contracts.ids import derive_event_id
@@ -90,6 +90,16 @@ class LogFollower:
             if queued and data.get("kind") == "closed":
                 await self._queue_rating_request(env.tenant, str(data.get("conversation_id")))
             return queued
+        if env.type == ConnectorConfigured.TYPE:
+            # New credentials: what the old ones had parked goes out again, in order.
+            connector_id = str(data.get("connector_id"))
+            if await self._store.unpark_connector(connector_id):
+                log.info("connector_outbox_resumed", connector_id=connector_id)
+            self._deliverer.resume(connector_id)
+            return True
+        if env.type == OutboundRetryRequested.TYPE:
+            await self._store.unpark_conversation(env.tenant, str(data.get("conversation_id")))
+            return True
         if env.type == OutboundSent.TYPE:
             await self._store.finish(
                 str(data.get("message_id"))
@@ -120,7 +130,6 @@ class LogFollower:
             "chat_ref": conv.chat_ref,
             "body": data.get("body"),
             "queued_at": time.time(),
-            "last_inbound": await self._store.last_inbound(conv),
             **({"kind": kind} if kind else {}),
             **extra,
         }

@@ -133,9 +133,7 @@ class InboundBridge:
     async def _message(self, connector: Connector, message: InboundMessage) -> None:
         score = _score(message.text) if not message.media else None
         if score is not None:
-            asked = await self._open_conversation(
-                connector, message.platform_user_id, closed_too=True
-            )
+            asked = await self._open_conversation(connector, message.chat_ref, closed_too=True)
             if asked is not None and asked.closed and asked.rating_pending:
                 # the answer to the rating request sent as text (WeChat has no buttons)
                 rating = InboundRating(
@@ -153,19 +151,23 @@ class InboundBridge:
     async def _conversation(
         self, connector: Connector, message: InboundMessage
     ) -> PlatformConversation:
-        conv = await self._store.conversation_for_user(
-            connector.tenant, connector.platform, message.platform_user_id
+        conv = await self._store.conversation_for_chat(
+            connector.tenant, connector.connector_id, connector.platform, message.chat_ref
         )
-        if conv is not None and conv.connector_id == connector.connector_id and not conv.closed:
+        if conv is not None and not conv.closed:
             return conv
         generation = (
             0 if conv is None else conv.generation + 1
         )  # a closed chat: the user starts a new one
         user_key = _user_key(connector, message.platform_user_id)
+        # Derived from the chat (for a private chat, its id is the user's: the ids conversations
+        # had when they were keyed by user stay the same).
         conversation_id = (
             "c"
             + derive_event_id(
-                connector.tenant, user_key, f"conv:{connector.connector_id}:{generation}"
+                connector.tenant,
+                _user_key(connector, message.chat_ref),
+                f"conv:{connector.connector_id}:{generation}",
             )[1:25]
         )
         conv = PlatformConversation(
@@ -345,17 +347,18 @@ class InboundBridge:
 
     # --- edits, ratings, blocks ------------------------------------------------------
     async def _open_conversation(
-        self, connector: Connector, user_id: str, *, closed_too: bool = False
+        self, connector: Connector, chat_ref: str, *, closed_too: bool = False
     ) -> PlatformConversation | None:
-        conv = await self._store.conversation_for_user(
-            connector.tenant, connector.platform, user_id
+        """The conversation of this connector's chat (closed ones too, when asked)."""
+        conv = await self._store.conversation_for_chat(
+            connector.tenant, connector.connector_id, connector.platform, chat_ref
         )
-        if conv is None or conv.connector_id != connector.connector_id:
+        if conv is None:
             return None
         return conv if closed_too or not conv.closed else None
 
     async def _edit(self, connector: Connector, edit: InboundEdit) -> None:
-        conv = await self._open_conversation(connector, edit.platform_user_id, closed_too=True)
+        conv = await self._open_conversation(connector, edit.chat_ref, closed_too=True)
         if conv is None:
             return  # an edit of a message from before we knew the user: nothing to attach it to
         tenant, key = connector.tenant, f"{connector.connector_id}:{edit.platform_message_id}"
@@ -378,7 +381,7 @@ class InboundBridge:
         await self._bus.publish_many([edited, self._received(connector, conv, edit)])
 
     async def _rating(self, connector: Connector, rating: InboundRating) -> None:
-        conv = await self._open_conversation(connector, rating.platform_user_id, closed_too=True)
+        conv = await self._open_conversation(connector, rating.chat_ref, closed_too=True)
         conversation_id = rating.conversation_id or (conv.conversation_id if conv else None)
         source = self._sources.get(connector.platform)
         if source is not None:
@@ -407,7 +410,7 @@ class InboundBridge:
             )
 
     async def _blocked(self, connector: Connector, blocked: InboundBlocked) -> None:
-        conv = await self._open_conversation(connector, blocked.platform_user_id, closed_too=True)
+        conv = await self._open_conversation(connector, blocked.chat_ref, closed_too=True)
         if conv is None:
             return  # never wrote to us: no conversation to show it in
         tenant, key = connector.tenant, f"{connector.connector_id}:{blocked.platform_message_id}"

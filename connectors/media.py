@@ -52,6 +52,7 @@ def too_large(platform: str, what: str, size: int, limit: int) -> DeliveryError:
     return DeliveryError(
         f"too large for {platform}: {what} up to {limit // MB} MB, this file is {size / MB:.1f} MB",
         permanent=True,
+        unsendable=True,
     )
 
 
@@ -59,6 +60,7 @@ def unsupported(platform: str, content_type: str, supported: str) -> DeliveryErr
     return DeliveryError(
         f"{platform} cannot send {content_type} files to its users (it sends {supported})",
         permanent=True,
+        unsendable=True,
     )
 
 

@@ -31,6 +31,9 @@ TRANSIENT_CODES = {1200, 2, 4, 613}  # Meta: temporary failure, unexpected, app/
 FILE_LIMIT = 25 * MB  # Send API attachments, any type
 RATE_PREFIX = "rate:"  # quick reply payload of the rating request: rate:<conversation_id>:<score>
 EVENT_OBJECTS = ("sender", "recipient", "message", "postback", "message_edit")
+# The page itself is refused: 190 invalid/expired access token, 200 missing permission
+# (pages_messaging), 10 with no subcode (the app lacks the permission).
+CREDENTIAL_CODES = {190, 200}
 
 
 def signature_ok(connector: Connector, raw_body: bytes, header_value: str | None) -> bool:
@@ -151,6 +154,21 @@ def attachment_type(content_type: str) -> str:
     return major if major in {"image", "video", "audio"} else "file"
 
 
+def messaging(connector: Connector, last_inbound: float | None, now: float) -> dict[str, str]:
+    """``messaging_type`` (and tag) for a reply: ``RESPONSE`` within 24 h of the user's last
+    message; after that only the ``HUMAN_AGENT`` tag, which Meta allows for pages approved for
+    it (7 days) — so only when the connector's ``human_agent_tag`` is ``"true"``; otherwise the
+    reply fails at once (the platform would refuse it: 10/2018278) and waits for the user."""
+    if last_inbound is not None and now - last_inbound < WINDOW_S:
+        return {"messaging_type": "RESPONSE"}
+    if connector.public.get("human_agent_tag") == "true":
+        return {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
+    raise DeliveryError(
+        "outside Messenger's 24-hour window (the HUMAN_AGENT tag is not enabled for this page)",
+        permanent=True,
+    )
+
+
 class MessengerClient:
     """Args:
     http: for the Graph API (the configured base).
@@ -166,8 +184,10 @@ class MessengerClient:
     async def send_text(
         self, connector: Connector, psid: str, text: str, *, last_inbound: float | None = None
     ) -> str:
-        payload: dict[str, Any] = {"recipient": {"id": psid}, "message": {"text": text[:2000]}}
-        result = await self._post(connector, {**payload, **_messaging_type(last_inbound)})
+        # at most 2000 characters: the deliverer splits longer replies (connectors/splitting.py)
+        payload: dict[str, Any] = {"recipient": {"id": psid}, "message": {"text": text}}
+        payload.update(messaging(connector, last_inbound, time.time()))
+        result = await self._post(connector, payload)
         return str(result.get("message_id", ""))
 
     def check_file(self, content_type: str, size: int) -> None:
@@ -187,7 +207,7 @@ class MessengerClient:
         form = {
             "recipient": json.dumps({"id": psid}),
             "message": json.dumps({"attachment": attachment}),
-            **_messaging_type(last_inbound),
+            **messaging(connector, last_inbound, time.time()),
         }
         result = await self._post(
             connector,
@@ -214,7 +234,9 @@ class MessengerClient:
             for score in range(1, 6)
         ]
         payload = {"recipient": {"id": psid}, "message": {"text": text, "quick_replies": replies}}
-        result = await self._post(connector, {**payload, **_messaging_type(last_inbound)})
+        result = await self._post(
+            connector, {**payload, **messaging(connector, last_inbound, time.time())}
+        )
         return str(result.get("message_id", ""))
 
     async def answer_rating(self, connector: Connector, rating: InboundRating) -> None:
@@ -276,13 +298,6 @@ class MessengerClient:
         return _graph_result(response)
 
 
-def _messaging_type(last_inbound: float | None) -> dict[str, str]:
-    if last_inbound is not None and time.time() - last_inbound < WINDOW_S:
-        return {"messaging_type": "RESPONSE"}
-    # outside the standard window a human agent may still answer for 7 days
-    return {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
-
-
 def _graph_result(response: httpx.Response) -> dict[str, Any]:
     """The Graph API's answer, or a DeliveryError from its error object."""
     try:
@@ -297,5 +312,7 @@ def _graph_result(response: httpx.Response) -> dict[str, Any]:
     code = int(error.get("code", 0))
     reason = f"{code}/{error.get('error_subcode', '')} {str(error.get('message', ''))[:150]}"
     raise DeliveryError(
-        reason, permanent=code not in TRANSIENT_CODES and response.status_code < 500
+        reason,
+        permanent=code not in TRANSIENT_CODES and response.status_code < 500,
+        credentials=code in CREDENTIAL_CODES,
     )

@@ -44,9 +44,18 @@ class OutboundSender:
         self._clients = clients
         self._files = files
 
-    async def send(self, connector: Connector, item: dict[str, Any]) -> str:
+    async def send(
+        self,
+        connector: Connector,
+        item: dict[str, Any],
+        *,
+        text: str | None = None,
+        last_inbound: float | None = None,
+    ) -> str:
+        """``text``: the part of a text item to send now (the deliverer splits long replies);
+        ``last_inbound``: the user's last message, read at send time."""
         client = self._clients[connector.platform]
-        chat_ref, last_inbound = item["chat_ref"], item.get("last_inbound")
+        chat_ref = item["chat_ref"]
         kind = item.get("kind") or "text"
         if kind == "attachment":
             file = await self._file(client, item["attachment"]["attachment_id"])
@@ -59,16 +68,19 @@ class OutboundSender:
                 item["conversation_id"],
                 last_inbound=last_inbound,
             )
-        return await client.send_text(connector, chat_ref, item["body"], last_inbound=last_inbound)
+        body = item["body"] if text is None else text
+        return await client.send_text(connector, chat_ref, body, last_inbound=last_inbound)
 
     async def _file(self, client: PlatformClient, attachment_id: str) -> OutboundFile:
         """The stored file, checked against the platform's limits before it is read."""
         found = await self._files.find(attachment_id)
         if found is None:
-            raise DeliveryError("the file is no longer stored", permanent=True)
+            raise DeliveryError("the file is no longer stored", permanent=True, unsendable=True)
         client.check_file(found.content_type, found.size)
         try:
             content = await self._files.read(attachment_id)
         except AttachmentRejected:
-            raise DeliveryError("the file is no longer stored", permanent=True) from None
+            raise DeliveryError(
+                "the file is no longer stored", permanent=True, unsendable=True
+            ) from None
         return OutboundFile(found.filename, found.content_type, content)

@@ -25,6 +25,7 @@ from connectors.poller import TelegramPoller
 from connectors.queries import ConnectorQueries
 from connectors.store import ConnectorStore
 from connectors.telegram import TelegramClient
+from connectors.telegram_webhook import TelegramWebhookRegistrar
 from connectors.webhooks import build_app
 from connectors.wechat import WeChatClient
 from contracts.plans import PlanCatalogue
@@ -64,6 +65,7 @@ class ConnectorsService:
         self._reader: LogReader | None = None
         self._deliverer: Deliverer | None = None
         self._poller: TelegramPoller | None = None
+        self._registrar: TelegramWebhookRegistrar | None = None
 
     async def start(self) -> None:
         assert self.settings.mongo_url, "connectors need MongoDB"
@@ -118,6 +120,13 @@ class ConnectorsService:
         )
         self._poller = TelegramPoller(telegram, bridge, self.directory)
         self._tasks.append(asyncio.create_task(self._poller.run()))
+        self._registrar = TelegramWebhookRegistrar(
+            telegram,
+            self.directory,
+            # the bundled nginx routes /webhooks/ from the public address to this service
+            self.settings.connectors_public_url or self.settings.public_url,
+        )
+        self._tasks.append(asyncio.create_task(self._registrar.run()))
         decider = ConnectorsDecider(
             self.directory, self.box, self.plans, PlanCatalogue.load(self.settings.plans_file)
         )
@@ -138,6 +147,11 @@ class ConnectorsService:
         """The connector's circuit breaker: ``closed``, ``open`` or ``half_open``."""
         assert self._deliverer is not None, "not started"
         return self._deliverer.breaker_state(connector_id)
+
+    def deferred_s(self, connector_id: str) -> float:
+        """Seconds the connector still waits for a platform quota to reset (0: none)."""
+        assert self._deliverer is not None, "not started"
+        return self._deliverer.deferred_s(connector_id)
 
     async def _follow(self, follower: LogFollower) -> None:
         assert self._reader is not None
@@ -179,6 +193,8 @@ class ConnectorsService:
             self._tasks.extend(self._app.state.background if self._app is not None else ())
         if self._poller is not None:
             await self._poller.stop()
+        if self._registrar is not None:
+            self._registrar.stop()
         if self._deliverer is not None:
             await self._deliverer.stop()
         for task in self._tasks:

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from beanie.operators import NE, Eq, Set, SetOnInsert
+from beanie.operators import NE, And, Eq, Inc, Set, SetOnInsert
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -25,6 +25,16 @@ class PlatformConversation:
     closed: bool = False
     rating_pending: bool = False  # asked to rate the closed conversation, no answer yet
 
+    @property
+    def key(self) -> str:
+        """One conversation per connector (bot, page, account) and platform chat: a user id is
+        the same for every bot of a platform, and one user writes in several chats."""
+        return chat_key(self.tenant, self.connector_id, self.chat_ref)
+
+
+def chat_key(tenant: str, connector_id: str, chat_ref: str) -> str:
+    return f"{tenant}|{connector_id}|{chat_ref}"
+
 
 class ConnectorStore:
     def __init__(self, db: AsyncDatabase) -> None:
@@ -37,17 +47,39 @@ class ConnectorStore:
         return await bound(self._db, OutboxItem)
 
     # --- conversations ---------------------------------------------------------
-    async def conversation_for_user(
-        self, tenant: str, platform: str, user: str
+    async def conversation_for_chat(
+        self, tenant: str, connector_id: str, platform: str, chat_ref: str
     ) -> PlatformConversation | None:
-        doc = await (await self._conversations()).get(f"{tenant}|{platform}|{user}")
+        c = await self._conversations()
+        doc = await c.get(chat_key(tenant, connector_id, chat_ref))
+        if doc is None:
+            # Mappings stored before chats were keyed by connector were keyed
+            # tenant|platform|user; one still names this connector's chat until it is saved again.
+            legacy = await c.get(f"{tenant}|{platform}|{chat_ref}")
+            if legacy is not None and (legacy.connector_id, legacy.chat_ref) == (
+                connector_id,
+                chat_ref,
+            ):
+                doc = await self._rekey(legacy, chat_key(tenant, connector_id, chat_ref))
         return None if doc is None else _conversation(doc)
+
+    async def _rekey(
+        self, legacy: PlatformConversationDocument, key: str
+    ) -> PlatformConversationDocument:
+        """Moves a legacy mapping to its chat key (one document per conversation, so a lookup
+        by conversation id never finds a stale copy)."""
+        c = await self._conversations()
+        fields = legacy.model_dump(exclude={"id", "revision_id"})
+        await c.find_one(c.id == key).update(SetOnInsert(fields), upsert=True)
+        await legacy.delete()
+        moved = await c.get(key)
+        assert moved is not None
+        return moved
 
     async def save_conversation(self, conv: PlatformConversation) -> None:
         c = await self._conversations()
-        key = f"{conv.tenant}|{conv.platform}|{conv.platform_user_id}"
-        # $set, not a replace: the user's last_inbound survives a reopened conversation.
-        await c.find_one(c.id == key).update(
+        # $set, not a replace: the chat's last_inbound survives a reopened conversation.
+        await c.find_one(c.id == conv.key).update(
             Set({**asdict(conv), "closed": False, "rating_pending": False, "at": time.time()}),
             upsert=True,
         )
@@ -81,13 +113,13 @@ class ConnectorStore:
     async def touch(self, conv: PlatformConversation) -> None:
         """The user wrote just now (Messenger's 24-hour window starts again)."""
         c = await self._conversations()
-        key = f"{conv.tenant}|{conv.platform}|{conv.platform_user_id}"
-        await c.find_one(c.id == key).update(Set({c.last_inbound: time.time()}))
+        await c.find_one(c.id == conv.key).update(Set({c.last_inbound: time.time()}))
 
-    async def last_inbound(self, conv: PlatformConversation) -> float | None:
-        doc = await (await self._conversations()).get(
-            f"{conv.tenant}|{conv.platform}|{conv.platform_user_id}"
-        )
+    async def last_inbound(self, tenant: str, conversation_id: str) -> float | None:
+        """When the user last wrote in this conversation's chat (read at send time: a user who
+        writes again while a reply waits opens Messenger's window for it)."""
+        c = await self._conversations()
+        doc = await c.find_one(c.tenant == tenant, c.conversation_id == conversation_id)
         return None if doc is None else doc.last_inbound
 
     # --- dedupe of platform ids (a TTL set, not a high-water mark) ---------------
@@ -114,15 +146,63 @@ class ConnectorStore:
 
     async def pending_connectors(self) -> list[str]:
         outbox = await self._outbox()
-        return list(await outbox.distinct(str(outbox.connector_id), NE(outbox.done, True)))
+        return list(
+            await outbox.distinct(
+                str(outbox.connector_id), And(NE(outbox.done, True), NE(outbox.parked, True))
+            )
+        )
 
     async def pending(self, connector_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The connector's replies to send, oldest first (parked ones wait apart)."""
         outbox = await self._outbox()
-        query = outbox.find(outbox.connector_id == connector_id, NE(outbox.done, True))
+        query = outbox.find(
+            outbox.connector_id == connector_id, NE(outbox.done, True), NE(outbox.parked, True)
+        )
         return [  # the stored fields only, as above
             item.model_dump(by_alias=True, exclude_unset=True, exclude={"revision_id"})
             async for item in query.sort(ascending(outbox.queued_at)).limit(limit)
         ]
+
+    async def parked(self, connector_id: str) -> dict[str, str]:
+        """The connector's parked conversations: conversation id → why (``credentials`` /
+        ``message``). A reply queued behind a parked one waits with it (order is kept)."""
+        outbox = await self._outbox()
+        query = outbox.find(
+            outbox.connector_id == connector_id, NE(outbox.done, True), Eq(outbox.parked, True)
+        )
+        return {str(item.conversation_id): item.parked_kind or "message" async for item in query}
+
+    async def unpark_conversation(self, tenant: str, conversation_id: str) -> int:
+        """An agent asked to retry: the conversation's parked replies go again, in order."""
+        outbox = await self._outbox()
+        return await self._unpark(
+            outbox.find(
+                outbox.tenant == tenant,
+                outbox.conversation_id == conversation_id,
+                Eq(outbox.parked, True),
+                NE(outbox.done, True),
+            )
+        )
+
+    async def unpark_connector(self, connector_id: str) -> int:
+        """The connector's credentials changed: what they had parked goes again, in order."""
+        outbox = await self._outbox()
+        return await self._unpark(
+            outbox.find(
+                outbox.connector_id == connector_id,
+                Eq(outbox.parked, True),
+                outbox.parked_kind == "credentials",
+                NE(outbox.done, True),
+            )
+        )
+
+    @staticmethod
+    async def _unpark(query: Any) -> int:
+        # A new round: its results are new events (their ids carry the round).
+        result = await query.update_many(
+            Set({"parked": False, "failure_reported": False}), Inc({"round": 1})
+        )
+        return int(getattr(result, "modified_count", 0) or 0)
 
     async def mark(self, message_id: str, **fields: Any) -> None:
         outbox = await self._outbox()

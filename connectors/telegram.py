@@ -28,7 +28,8 @@ from connectors.media import (
 from connectors.secret_compare import matches
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-# What getUpdates asks for (webhooks get what setWebhook subscribed: by default all but a few).
+CREDENTIAL_CODES = {401, 404}
+# The update types asked for, by getUpdates and by setWebhook alike.
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 RATE_PREFIX = "rate:"  # callback_data of the rating buttons: rate:<conversation_id>:<score>
 PHOTO_LIMIT, FILE_LIMIT = 10 * MB, 50 * MB  # multipart uploads (Bot API, "Sending files")
@@ -199,8 +200,8 @@ class TelegramClient:
         self, connector: Connector, chat_id: str, text: str, *, last_inbound: float | None = None
     ) -> str:
         result = await self.call(
-            connector, "sendMessage", {"chat_id": int(chat_id), "text": text[:4096]}
-        )
+            connector, "sendMessage", {"chat_id": int(chat_id), "text": text}
+        )  # at most 4096 characters: the deliverer splits longer replies (connectors/splitting.py)
         return str(result.get("message_id", ""))
 
     def check_file(self, content_type: str, size: int) -> None:
@@ -311,4 +312,9 @@ def _result(response: httpx.Response) -> Any:
             f"429 {description}", permanent=False, retry_after=float(retry_after or 1)
         )
     # 5xx are transient; 400/401/403/404 (blocked, bad chat, revoked token) do not heal by retrying.
-    raise DeliveryError(f"{code} {description}", permanent=code < 500 and code != 409)
+    # 401 Unauthorized and 404 Not Found (what a wrong bot token gets) refuse the bot itself.
+    raise DeliveryError(
+        f"{code} {description}",
+        permanent=code < 500 and code != 409,
+        credentials=code in CREDENTIAL_CODES,
+    )

@@ -63,6 +63,10 @@ class ReadFrame(ConversationFrame):
     message_id: Id
 
 
+class RetryDeliveryFrame(ConversationFrame):
+    message_id: Id
+
+
 class CloseFrame(ConversationFrame):
     reason: ShortText | None = None
 
@@ -99,6 +103,7 @@ FRAMES: dict[str, type[Frame]] = {
     "accept": ConversationFrame,
     "decline": ConversationFrame,
     "transfer": TransferFrame,
+    "retry_delivery": RetryDeliveryFrame,
 }
 
 

@@ -23,6 +23,7 @@ from contracts.commands.conversation import (
     SetAgentStatus,
     TransferConversation,
 )
+from contracts.events.connector import OutboundRetryRequested
 from contracts.events.conversation import ContactProvided
 from contracts.events.message import AttachmentSent, MessageRead, MessageSent, TypingChanged
 from contracts.queries.agent import ConversationStateQuery
@@ -38,6 +39,7 @@ from gateway.frames import (
     FrameError,
     RateFrame,
     ReadFrame,
+    RetryDeliveryFrame,
     SendFrame,
     StartFrame,
     StatusFrame,
@@ -96,6 +98,7 @@ class Operations:
             "accept": ("agent", self._accept),
             "decline": ("agent", self._decline),
             "transfer": ("agent", self._transfer),
+            "retry_delivery": ("agent", self._retry_delivery),
         }
 
     @property
@@ -303,6 +306,17 @@ class Operations:
         }
         return await self._publish_event(
             principal, key, TypingChanged.TYPE, 1, info.conversation_id, data
+        )
+
+    async def _retry_delivery(
+        self, principal: Principal, key: str, frame: RetryDeliveryFrame
+    ) -> dict[str, Any]:
+        """A reply a platform refused is parked, not dropped: the connectors service sends the
+        conversation's parked replies again, in order, when this event reaches it."""
+        info = await self._writable(principal, frame.conversation_id)
+        data = {"conversation_id": info.conversation_id, "message_id": frame.message_id}
+        return await self._publish_event(
+            principal, key, OutboundRetryRequested.TYPE, 1, info.conversation_id, data
         )
 
     async def _read(self, principal: Principal, key: str, frame: ReadFrame) -> dict[str, Any]:

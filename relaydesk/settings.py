@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     public_url: str | None = None
     connectors_host: str = "127.0.0.1"
     connectors_port: int = 8090
+    # The https address platforms reach the connectors' webhooks at (behind the proxy):
+    # Telegram webhooks are registered with setWebhook under it (docs/connectors.md).
+    # Unset: public_url (the bundled nginx routes /webhooks/ from it to this service).
+    connectors_public_url: str | None = None
     health_port_base: int = 8100
 
     # Work done before authentication, client addresses, health details (docs/security.md).

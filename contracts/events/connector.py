@@ -39,6 +39,10 @@ class InboundReceived(EventData):
 
 
 class OutboundSent(EventData):
+    """A reply reached the platform: in ``parts`` messages when it was longer than the
+    platform takes (split on word boundaries, sent in order; ``platform_message_ids`` in
+    that order, ``platform_message_id`` the first)."""
+
     TYPE = "connector.outbound_sent"
     AUDIENCE = frozenset({Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
     connector_id: Id
@@ -46,6 +50,8 @@ class OutboundSent(EventData):
     conversation_id: Id
     message_id: Id
     platform_message_id: ShortText | None = None
+    parts: int = Field(default=1, ge=1)
+    platform_message_ids: list[ShortText] = Field(default_factory=list, max_length=100)
 
 
 class OutboundFailed(EventData):
@@ -57,6 +63,9 @@ class OutboundFailed(EventData):
     message_id: Id
     reason: ShortText
     permanent: bool
+    # Kept, waiting: for an agent's retry (``connector.outbound_retry_requested``) or, when the
+    # platform refused the connector's credentials, for new ones.
+    parked: bool = False
 
 
 class UserBlocked(EventData):
@@ -73,6 +82,16 @@ class UserBlocked(EventData):
     blocked: bool
 
 
+class OutboundRetryRequested(EventData):
+    """An agent asked to send a parked reply again (op ``retry_delivery``): the conversation's
+    parked replies go out again, in order, each with a new result."""
+
+    TYPE = "connector.outbound_retry_requested"
+    AUDIENCE = frozenset({Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
+    conversation_id: Id
+    message_id: Id
+
+
 MODELS = (
     ConnectorConfigured,
     ConnectorRemoved,
@@ -80,4 +99,5 @@ MODELS = (
     OutboundSent,
     OutboundFailed,
     UserBlocked,
+    OutboundRetryRequested,
 )

@@ -188,6 +188,30 @@ async def test_see_history_opens_past_conversations_and_a_visitors_previous_ones
         assert "closed secret" in (await allowed(world, world.plain, path)).text
 
 
+async def test_retry_delivery_is_for_the_agent_writing_in_the_conversation(world: World) -> None:
+    """The console's "retry" under a parked platform reply (docs/connectors.md)."""
+    plain = await Client.connect(
+        world.system.gateway.ws_url, world.plain["Authorization"].split()[1]
+    )
+    try:
+        fields = {"conversation_id": world.live_id, "message_id": "m-parked-1"}
+        no = await plain.op("retry_delivery", **fields)
+        assert no["t"] == "error" and no["code"] == "forbidden", no
+        closed = await world.ann.op(
+            "retry_delivery", conversation_id=world.closed_id, message_id="m-parked-2"
+        )
+        assert closed["t"] == "error" and closed["code"] == "conversation_closed", closed
+        yes = await world.ann.op("retry_delivery", **fields)
+        assert yes["t"] == "ack", yes
+        got = await world.ann.wait_event(
+            "connector.outbound_retry_requested", conversation_id=world.live_id
+        )
+        assert got["event"]["id"] == yes["event_id"]
+        assert got["event"]["data"]["message_id"] == "m-parked-1"
+    finally:
+        await plain.close()
+
+
 async def test_transfer_over_the_websocket_needs_the_transfer_permission(world: World) -> None:
     bob_id, bob_auth = await new_agent(world.http, world.owner, TENANT, "bob")
     bob = await Client.connect(world.system.gateway.ws_url, bob_auth["Authorization"].split()[1])

@@ -21,6 +21,7 @@ from tests.connectors.helpers import LogWatch
 TENANT = "acme"
 TELEGRAM_TOKEN = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+PUBLIC_URL = "https://relaydesk.example/connectors"  # what Telegram is told to call (setWebhook)
 
 
 @dataclass
@@ -69,6 +70,7 @@ def connector_settings(
     return settings.model_copy(
         update={
             "connectors_port": 0,
+            "connectors_public_url": PUBLIC_URL,
             "telegram_api_base": fake_telegram.base_url,
             "messenger_api_base": fake_messenger.base_url,
             "wechat_api_base": fake_wechat.base_url,

@@ -78,26 +78,29 @@ class LogWatch:
         )
 
 
-async def agent_reply(bus: Bus, tenant: str, conversation_id: str, body: str) -> str:
-    """Publish what the gateway publishes when an agent sends a message."""
-    message_id = new_event_id()
-    await bus.publish(
-        Envelope(
-            type="message.sent",
-            v=2,
-            tenant=tenant,
-            stream=f"conv:{conversation_id}",
-            actor=Actor(kind="agent", id="agent-1"),
-            data={
-                "conversation_id": conversation_id,
-                "message_id": message_id,
-                "body": body,
-                "author_kind": "agent",
-                "author_id": "agent-1",
-            },
-        )
+def agent_message(tenant: str, conversation_id: str, body: str) -> Envelope:
+    """What the gateway publishes when an agent sends a message."""
+    return Envelope(
+        type="message.sent",
+        v=2,
+        tenant=tenant,
+        stream=f"conv:{conversation_id}",
+        actor=Actor(kind="agent", id="agent-1"),
+        data={
+            "conversation_id": conversation_id,
+            "message_id": new_event_id(),
+            "body": body,
+            "author_kind": "agent",
+            "author_id": "agent-1",
+        },
     )
-    return message_id
+
+
+async def agent_reply(bus: Bus, tenant: str, conversation_id: str, body: str) -> str:
+    """Publish an agent's message; its message id."""
+    message = agent_message(tenant, conversation_id, body)
+    await bus.publish(message)
+    return str(message.data["message_id"])
 
 
 async def agent_attachment(

@@ -109,7 +109,8 @@ async def test_wechat_signed_but_broken_xml_gets_400_and_publishes_nothing(
             TENANT,
             "wxplain",
             "wechat",
-            {"app_id": fake_wechat.app_id, "plaintext_allowed": "true"},
+            # another account: one account is one connector (plain mode checks no AppID)
+            {"app_id": "wx-plain-account", "plaintext_allowed": "true"},
             secrets,
         )
     ).ok

@@ -79,7 +79,7 @@ async def test_files_survive_a_killed_connectors_process_in_order(
         await eventually(lambda: fake_telegram.held == 1, timeout=30, what="a.png upload held")
         connectors.kill()  # mid-upload: the outbox has all four, none marked sent
         fake_telegram.cut_held = True
-        fake_telegram.release()
+        fake_telegram.release_files()
         await eventually(lambda: fake_telegram.held == 0, what="the dead upload answered")
         fake_telegram.cut_held = False
 

@@ -44,8 +44,18 @@ async def test_wechat_token_expiry_is_refreshed_transparently(
     second = await agent_reply(bus, TENANT, conversation_id, "two")
     await watch.wait_for("connector.outbound_sent", message_id=second)
     assert fake_wechat.token_fetches == 2
-    assert driver.delivered() == ["one", "two"]
-    assert watch.of("connector.outbound_failed") == []
+    # 42001 needs a normal fetch: forced refreshes are rationed (20 a day, 30 s apart)
+    assert fake_wechat.forced_refreshes == []
+    fake_wechat.refresh_elsewhere()  # 40001: only a forced refresh helps, and one is spent
+    third = await agent_reply(bus, TENANT, conversation_id, "three")
+    await watch.wait_for("connector.outbound_sent", message_id=third)
+    assert len(fake_wechat.forced_refreshes) == 1
+    fake_wechat.refresh_elsewhere()  # again within 30 s: no second forced refresh is asked for
+    fourth = await agent_reply(bus, TENANT, conversation_id, "four")
+    failed = await watch.wait_for("connector.outbound_failed", message_id=fourth)
+    assert failed[0].data["permanent"] is False and "rationed" in failed[0].data["reason"]
+    assert len(fake_wechat.forced_refreshes) == 1 and fake_wechat.forced_refused == 0
+    assert driver.delivered() == ["one", "two", "three"]
 
 
 async def test_wechat_url_verification_and_plaintext_refused_unless_allowed(
@@ -190,32 +200,33 @@ async def test_wechat_gets_success_within_5s_even_when_routing_is_down(
         await replacement.stop()
 
 
-async def test_messenger_outside_24h_window_uses_human_agent_tag(
+async def test_messenger_outside_24h_window_uses_human_agent_tag_only_when_enabled(
     fake_messenger: FakeMessenger,
 ) -> None:
-    connector = Connector(
-        "acme",
-        "fb1",
-        "messenger",
-        {"page_id": fake_messenger.page_id},
-        {"page_token": fake_messenger.page_token},
-    )
+    """Meta allows the HUMAN_AGENT tag for approved pages only: off unless the connector's
+    ``human_agent_tag`` says so; without it a late reply fails before any call."""
+    public = {"page_id": fake_messenger.page_id}
+    secrets = {"page_token": fake_messenger.page_token}
+    plain = Connector("acme", "fb1", "messenger", public, secrets)
+    approved = Connector("acme", "fb1", "messenger", {**public, "human_agent_tag": "true"}, secrets)
+    late = time.time() - 25 * 3600
     async with httpx.AsyncClient() as http:
         client = MessengerClient(http, fake_messenger.base_url, http)
-        await client.send_text(
-            connector, "psid-3", "late answer", last_inbound=time.time() - 25 * 3600
-        )
-        await client.send_text(connector, "psid-3", "no inbound known", last_inbound=None)
-        revoked = Connector(
-            "acme",
-            "fb1",
-            "messenger",
-            {"page_id": fake_messenger.page_id},
-            {"page_token": "revoked"},
-        )
+        for last_inbound in (late, None):
+            with pytest.raises(DeliveryError) as refused:
+                await client.send_text(plain, "psid-3", "late answer", last_inbound=last_inbound)
+            assert refused.value.permanent and "24-hour window" in refused.value.reason
+        assert fake_messenger.calls == []
+        await client.send_text(approved, "psid-3", "late answer", last_inbound=late)
+        await client.send_text(approved, "psid-3", "no inbound known", last_inbound=None)
+        await client.send_text(plain, "psid-3", "in time", last_inbound=time.time())
+        revoked = Connector("acme", "fb1", "messenger", public, {"page_token": "revoked"})
         with pytest.raises(DeliveryError) as failure:
             await client.send_text(revoked, "psid-3", "x", last_inbound=time.time())
         assert failure.value.permanent and failure.value.reason.startswith("190/")
+        assert failure.value.credentials
     assert [(m["messaging_type"], m.get("tag")) for m in fake_messenger.sent] == [
-        ("MESSAGE_TAG", "HUMAN_AGENT")
-    ] * 2
+        ("MESSAGE_TAG", "HUMAN_AGENT"),
+        ("MESSAGE_TAG", "HUMAN_AGENT"),
+        ("RESPONSE", None),
+    ]

@@ -1,7 +1,17 @@
 """Connector decisions, pure: given events on the log, when a command, then the outcome."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
+from connectors.config import Connector
+from connectors.decider import TELEGRAM_SECRET
+from connectors.deliverer import hold_reason
+from connectors.delivery import DeliveryError
+from connectors.messenger import messaging
+from connectors.splitting import LIMITS, split_text, utf8_bytes, utf16_units
+from connectors.wechat import ForcedRefreshBudget, until_quota_reset
 from contracts import Envelope
 from tests.deciders.harness import BOX, command, connectors_desk, event
 
@@ -36,7 +46,8 @@ class TestConfigure:
         reply = await desk.when(configure("tg1", sealed_secrets=sealed(bot_token="123:abc")))
         [made] = desk.published.events
         assert made.type == "connector.configured" and made.stream == "connector:tg1"
-        assert BOX.open(made.data["sealed_config"]) == {"bot_token": "123:abc"}
+        opened = BOX.open(made.data["sealed_config"])
+        assert opened["bot_token"] == "123:abc" and set(opened) == {"bot_token", "webhook_secret"}
         assert "123:abc" not in made.model_dump_json()
         assert reply.ok and reply.event_ids == (made.id,)
 
@@ -59,7 +70,7 @@ class TestConfigure:
         reply = await desk.when(configure("tg1", public_config={"greeting": "hi"}))
         assert reply.ok
         [made] = desk.published.events
-        assert BOX.open(made.data["sealed_config"]) == {"bot_token": "keep"}
+        assert BOX.open(made.data["sealed_config"])["bot_token"] == "keep"
 
     async def test_another_tenants_connector_id_is_taken(self) -> None:
         desk = connectors_desk().given(configured("tg1", tenant="globex"))
@@ -95,3 +106,156 @@ class TestRemove:
         desk = connectors_desk().given(configured("tg1", tenant="globex"))
         reply = await desk.when(command("connector.remove", {"connector_id": "tg1"}))
         assert desk.types == ["command.rejected"] and reply.code == "not_found"
+
+
+def configured_as(
+    connector_id: str, platform: str, public: dict[str, str], **secrets: str
+) -> Envelope:
+    data = {
+        "connector_id": connector_id,
+        "platform": platform,
+        "public_config": public,
+        "sealed_config": BOX.seal(secrets),
+    }
+    return event("connector.configured", data, stream=f"connector:{connector_id}", tenant="globex")
+
+
+class TestWebhookSecret:
+    async def test_webhook_mode_without_a_secret_gets_one_generated(self) -> None:
+        desk = connectors_desk().given(tenant_created())
+        reply = await desk.when(configure("tg1", sealed_secrets=sealed(bot_token="1:a")))
+        assert reply.ok
+        secret = BOX.open(desk.published.events[0].data["sealed_config"])["webhook_secret"]
+        assert TELEGRAM_SECRET.fullmatch(secret) and len(secret) >= 32
+
+    async def test_polling_mode_needs_no_secret(self) -> None:
+        desk = connectors_desk().given(tenant_created())
+        polling = configure(
+            "tg1", public_config={"mode": "polling"}, sealed_secrets=sealed(bot_token="1:a")
+        )
+        assert (await desk.when(polling)).ok
+        assert BOX.open(desk.published.events[0].data["sealed_config"]) == {"bot_token": "1:a"}
+
+    async def test_a_secret_telegram_would_refuse_is_refused(self) -> None:
+        desk = connectors_desk().given(tenant_created())
+        bad = sealed(bot_token="1:a", webhook_secret="has spaces/and slashes")
+        reply = await desk.when(configure("tg1", sealed_secrets=bad))
+        assert desk.types == ["command.rejected"] and reply.code == "invalid_payload"
+        assert reply.message is not None and reply.message.startswith("webhook_secret:")
+
+    async def test_an_unknown_mode_is_refused(self) -> None:
+        desk = connectors_desk().given(tenant_created())
+        odd = configure(
+            "tg1", public_config={"mode": "push"}, sealed_secrets=sealed(bot_token="1:a")
+        )
+        reply = await desk.when(odd)
+        assert desk.types == ["command.rejected"] and reply.message == "mode: webhook or polling"
+
+
+class TestDuplicateCredentials:
+    async def test_a_bot_already_connected_elsewhere_is_refused_even_with_a_new_token(
+        self,
+    ) -> None:
+        desk = connectors_desk().given(
+            tenant_created(), configured_as("tgx", "telegram", {}, bot_token="777:old")
+        )
+        for token in ("777:old", "777:regenerated"):
+            reply = await desk.when(configure("tg1", sealed_secrets=sealed(bot_token=token)))
+            assert reply.code == "conflict" and reply.message == "this bot is already connected"
+            assert desk.types == ["command.rejected"]
+
+    async def test_another_bot_and_the_same_connector_again_are_fine(self) -> None:
+        desk = connectors_desk().given(
+            tenant_created(plan="business"), configured("tg1", bot_token="1:a")
+        )
+        assert (await desk.when(configure("tg1", sealed_secrets=sealed(bot_token="1:b")))).ok
+        assert (await desk.when(configure("tg2", sealed_secrets=sealed(bot_token="2:a")))).ok
+
+    async def test_a_page_or_an_account_already_connected_is_refused(self) -> None:
+        desk = connectors_desk().given(
+            tenant_created(),
+            configured_as("fbx", "messenger", {"page_id": "55"}, page_token="t"),
+            configured_as("wxx", "wechat", {"app_id": "wx9"}, app_secret="s"),
+        )
+        page = configure(
+            "fb1",
+            "messenger",
+            public_config={"page_id": "55"},
+            sealed_secrets=sealed(app_secret="s", page_token="p", verify_token="v"),
+        )
+        account = configure(
+            "wx1",
+            "wechat",
+            public_config={"app_id": "wx9", "plaintext_allowed": "true"},
+            sealed_secrets=sealed(app_secret="s", token="t"),
+        )
+        assert (await desk.when(page)).message == "this page is already connected"
+        assert desk.types == ["command.rejected"]
+        assert (await desk.when(account)).message == "this account (app_id) is already connected"
+        assert desk.types == ["command.rejected"]
+
+
+class TestSplitting:
+    def test_a_reply_within_the_limit_is_one_part(self) -> None:
+        assert split_text("short", LIMITS["telegram"]) == ["short"]
+        assert split_text("", LIMITS["telegram"]) == [""]
+
+    def test_parts_break_between_words_and_keep_every_word_in_order(self) -> None:
+        text = " ".join(f"w{i}" for i in range(2000))
+        parts = split_text(text, LIMITS["messenger"])
+        assert len(parts) == 6 and " ".join(parts) == text
+        assert all(utf16_units(p) <= 2000 and not p.startswith(" ") for p in parts)
+
+    def test_a_paragraph_or_line_break_is_preferred_to_a_space(self) -> None:
+        text = "a" * 3000 + "\n\n" + "b " * 600
+        assert split_text(text, LIMITS["telegram"])[0] == "a" * 3000
+
+    def test_a_word_longer_than_the_limit_is_cut_inside(self) -> None:
+        assert split_text("x" * 5000, LIMITS["telegram"]) == ["x" * 4096, "x" * 904]
+
+    def test_limits_are_counted_the_way_each_platform_counts(self) -> None:
+        emoji = "😀" * 3000  # 6,000 UTF-16 units, 12,000 UTF-8 bytes
+        assert [utf16_units(p) for p in split_text(emoji, LIMITS["telegram"])] == [4096, 1904]
+        chinese = "你" * 1000  # 3,000 bytes
+        assert [utf8_bytes(p) for p in split_text(chinese, LIMITS["wechat"])] == [2046, 954]
+
+
+class TestHolding:
+    def test_a_conversation_behind_a_refused_reply_waits_and_others_go_on(self) -> None:
+        parked = {"c1": "message"}
+        held = hold_reason(parked, "c1")
+        assert held is not None and held.permanent and not held.credentials
+        assert hold_reason(parked, "c2") is None
+
+    def test_refused_credentials_hold_every_conversation_of_the_connector(self) -> None:
+        held = hold_reason({"c1": "credentials"}, "c2")
+        assert held is not None and held.credentials
+
+
+class TestPlatformRules:
+    def test_messenger_answers_within_24_hours_and_tags_only_when_enabled(self) -> None:
+        plain = Connector("acme", "fb1", "messenger", {"page_id": "1"})
+        tagged = Connector("acme", "fb1", "messenger", {"page_id": "1", "human_agent_tag": "true"})
+        now = 1_000_000.0
+        assert messaging(plain, now - 3600, now) == {"messaging_type": "RESPONSE"}
+        assert messaging(tagged, now - 25 * 3600, now)["tag"] == "HUMAN_AGENT"
+        with pytest.raises(DeliveryError) as refused:
+            messaging(plain, now - 25 * 3600, now)
+        assert refused.value.permanent and not refused.value.credentials
+
+    def test_wechat_quotas_reset_at_midnight_beijing_time(self) -> None:
+        assert until_quota_reset(datetime(2026, 12, 2, 15, 30, tzinfo=UTC)) == 30 * 60
+        assert until_quota_reset(datetime(2026, 12, 2, 16, 0, tzinfo=UTC)) == 24 * 3600
+
+    def test_wechat_forced_refreshes_are_rationed_30_s_apart_and_20_a_day(self) -> None:
+        now = [datetime(2026, 12, 2, 1, 0, tzinfo=UTC)]
+        budget = ForcedRefreshBudget(clock=lambda: now[0])
+        assert budget.take("wx1") and not budget.take("wx1")
+        assert budget.take("wx2")  # per account
+        granted = 1
+        for _ in range(40):
+            now[0] += timedelta(seconds=31)
+            granted += budget.take("wx1")
+        assert granted == 20
+        now[0] = datetime(2026, 12, 2, 16, 0, 1, tzinfo=UTC)  # the next day in Beijing
+        assert budget.take("wx1")

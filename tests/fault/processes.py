@@ -37,8 +37,11 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
 class ServiceProcess:
     """One ``relaydesk <command>`` child; each start logs to its own file (readiness per start)."""
 
-    def __init__(self, command: str, settings: Settings, log_dir: Path) -> None:
+    def __init__(
+        self, command: str, settings: Settings, log_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.command, self.settings, self.log_dir = command, settings, log_dir
+        self.env = env or {}  # more RELAYDESK_* variables for the child
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -53,7 +56,7 @@ class ServiceProcess:
             # with signals and poll(), which asyncio's Process would make async for no gain.
             self.process = subprocess.Popen(  # noqa: ASYNC220
                 [sys.executable, "-m", "tools.cli", self.command],
-                env=service_env(self.settings),
+                env=service_env(self.settings, **self.env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

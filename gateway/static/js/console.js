@@ -330,9 +330,11 @@ function noteDelivery(event) {
   const known = state.delivery.get(data.message_id);
   if (known && known.sent) return; // delivered is final: a late report of an earlier failed try changes nothing
   const platform = PLATFORM_NAMES[data.platform] || data.platform;
+  const parts = data.parts > 1 ? ` in ${data.parts} parts` : "";
   const result = event.type === "connector.outbound_sent"
-    ? { sent: true, text: `sent via ${platform}` }
+    ? { sent: true, text: `sent via ${platform}${parts}` }
     : { sent: false, text: data.permanent ? `failed: ${data.reason}` : `not delivered yet: ${data.reason} (retrying)` };
+  if (data.parked) result.retry = { conversation_id: data.conversation_id, message_id: data.message_id };
   state.delivery.set(data.message_id, result);
   const node = [...$("messages").querySelectorAll(".msg")].find((m) => m.dataset.id === data.message_id);
   if (node) paintDelivery(node, result);
@@ -343,6 +345,12 @@ function paintDelivery(node, result) {
   if (!line) node.append(line = el("span", { class: "delivery", role: "status" }));
   line.classList.toggle("failed", !result.sent);
   line.textContent = result.text; // the reason comes from the platform: text, never HTML
+  if (result.retry) line.append(" — ", el("button", { class: "btn small retry", type: "button", onclick: () => retryDelivery(result.retry) }, "retry"));
+}
+
+function retryDelivery(fields) {
+  // Parked replies are kept; this sends the conversation's parked ones again, in order.
+  state.socket.command("retry_delivery", fields, { id: newKey() }).catch((error) => toast(`Not retried: ${error.message}`));
 }
 
 async function openAttachment(data) {

@@ -4,21 +4,30 @@ Accepts JSON, form and query parameters on ``/bot<token>/<method>`` (methods cas
 answers ``{"ok":true,"result":..}`` or ``{"ok":false,"error_code":..,"description":..,
 "parameters":{"retry_after":..}}``. getUpdates confirms every update below ``offset`` and long
 polls up to ``timeout`` seconds, and returns only the update kinds ``allowed_updates`` names
-(by default every kind but a few; the list is remembered across calls, as Telegram does).
+(by default every kind but a few; the list is remembered across calls, as Telegram does);
+while a webhook is set it answers 409 ("can't use getUpdates method while webhook is
+active"). setWebhook takes an HTTPS ``url`` on port 443, 80, 88 or 8443 and a ``secret_token``
+of 1-256 characters ``A-Z a-z 0-9 _ -``; an empty ``url`` removes the webhook, as deleteWebhook
+does; getWebhookInfo reports it (never the secret). Several bots can be served at once
+(``add_bot``): a user's private chat with each has the user's id.
 
 Files ("Sending files"): sendPhoto / sendDocument / sendVideo / sendVoice / sendAudio /
 sendAnimation take a new file only as multipart/form-data, 10 MB for photos and 50 MB for
 the rest (413 beyond). getFile answers a ``File`` whose ``file_path`` downloads from
 ``/file/bot<token>/<file_path>``; files over 20 MB are refused ("file is too big").
 ``getUserProfilePhotos`` answers ``UserProfilePhotos``. ``sent`` records every successful
-send in order with its ``method``; ``hold_files`` makes file sends wait for ``release()``.
+send in order with its ``method``; ``hold_files`` makes file sends wait for
+``release_files()``.
 """
 
 import asyncio
 import itertools
 import json
+import random
+import re
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from fastapi import FastAPI, Request
@@ -44,7 +53,11 @@ DEFAULT_UPDATES = {"message", "edited_message", "callback_query", "my_chat_membe
 class FakeTelegram(FakeServer):
     def __init__(self, token: str) -> None:
         self.token = token
+        self.tokens = {token}
         self.sent: list[dict[str, Any]] = []
+        self.sent_by_bot: dict[int, list[dict[str, Any]]] = {}  # bot id → its sendMessage calls
+        self.webhooks: dict[int, dict[str, Any]] = {}  # bot id → setWebhook's parameters
+        self.webhook_calls: list[tuple[int, str, dict[str, Any]]] = []  # (bot, method, params)
         self.actions: list[dict[str, Any]] = []
         self.updates: list[dict[str, Any]] = []
         self.next_update_id = 100_000
@@ -58,10 +71,22 @@ class FakeTelegram(FakeServer):
         self.profile_photos: dict[int, list[str]] = {}  # user id -> file ids, newest first
         self.answered: list[dict[str, Any]] = []  # answerCallbackQuery calls
         self.allowed_updates: set[str] = set(DEFAULT_UPDATES)
-        self.hold_files = False  # file sends wait (received, not yet processed) until release()
+        self.hold_files = (
+            False  # file sends wait (received, not yet processed) until release_files()
+        )
         self.held = 0  # file sends waiting now
-        self._release = asyncio.Event()
+        self._files_released = asyncio.Event()
         self._ids = itertools.count(1)
+        # hold_send = n: the n-th sendMessage from now waits, unprocessed, until release()
+        self.hold_send: int | None = None
+        self.holding = False
+        self._release = asyncio.Event()
+        self._process_held = False
+        # The share of sendMessage answers lost after Telegram processed the call (a proxy in
+        # between answers 502 instead): the sender cannot tell it from a failed call.
+        self.lose_answers = 0.0
+        self.lost_answers = 0
+        self._losses = random.Random(17)  # seeded: the same run every time
         self._new_update = asyncio.Condition()
         app = FastAPI()
         app.add_api_route("/bot{token}/{method}", self._handle, methods=["GET", "POST"])
@@ -74,9 +99,9 @@ class FakeTelegram(FakeServer):
         self.files[file_id] = (content, path)
         return file_id
 
-    def release(self) -> None:
+    def release_files(self) -> None:
         self.hold_files = False
-        self._release.set()
+        self._files_released.set()
 
     def _message(self, user_id: int, first_name: str = "Ann", **fields: Any) -> dict[str, Any]:
         return {
@@ -143,14 +168,31 @@ class FakeTelegram(FakeServer):
     def api_base(self) -> str:
         return self.base_url
 
-    def update(self, user_id: int, text: str, *, first_name: str = "Ann") -> dict[str, Any]:
+    def add_bot(self, token: str) -> None:
+        self.tokens.add(token)
+
+    def update(
+        self,
+        user_id: int,
+        text: str,
+        *,
+        first_name: str = "Ann",
+        group: int | None = None,
+    ) -> dict[str, Any]:
+        """A text message from ``user_id``: in their private chat, or in the supergroup
+        ``group`` (a negative chat id, as Telegram gives supergroups)."""
+        chat: dict[str, Any] = (
+            {"id": user_id, "type": "private", "first_name": first_name}
+            if group is None
+            else {"id": group, "type": "supergroup", "title": "Customers"}
+        )
         update = {
             "update_id": self.next_update_id,
             "message": {
                 "message_id": self.next_update_id,
                 "date": int(time.time()),
                 "text": text,
-                "chat": {"id": user_id, "type": "private", "first_name": first_name},
+                "chat": chat,
                 "from": {"id": user_id, "is_bot": False, "first_name": first_name},
             },
         }
@@ -186,18 +228,27 @@ class FakeTelegram(FakeServer):
         return params
 
     async def _handle(self, token: str, method: str, request: Request) -> JSONResponse:
-        if token != self.token or self.token_revoked:
+        if token not in self.tokens or (self.token_revoked and token == self.token):
             return _error(401, "Unauthorized")
         if self.down:
             return _error(502, "Bad Gateway")
         params = await self._params(request)
+        bot = int(token.split(":")[0])
+        if method.lower() in {"setwebhook", "deletewebhook", "getwebhookinfo"}:
+            self.webhook_calls.append((bot, method, params))
+            return self._webhook(bot, method.lower(), params)
+        if method.lower() == "getupdates" and bot in self.webhooks:
+            return _error(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active;"
+                " use deleteWebhook to delete the webhook first",
+            )
         if method.lower() in FILE_METHODS:
             return await self._send_file(method, FILE_METHODS[method.lower()], params)
         handler = {
             "sendmessage": self._send_message,
             "sendchataction": self._chat_action,
             "getupdates": self._get_updates,
-            "deletewebhook": self._ok_true,
             "getme": self._get_me,
             "getfile": self._get_file,
             "getuserprofilephotos": self._profile_photos,
@@ -205,6 +256,8 @@ class FakeTelegram(FakeServer):
         }.get(method.lower())
         if handler is None:
             return _error(404, "Not Found")
+        if handler == self._send_message:
+            return await self._send_message(params, bot)
         return await handler(params)
 
     async def _send_file(self, method: str, field: str, params: dict[str, Any]) -> JSONResponse:
@@ -216,7 +269,7 @@ class FakeTelegram(FakeServer):
             return _error(413, "Request Entity Too Large")
         if self.hold_files:
             self.held += 1
-            await self._release.wait()
+            await self._files_released.wait()
             self.held -= 1
             if self.cut_held:
                 return _error(502, "Bad Gateway")  # the request died with its sender
@@ -244,7 +297,7 @@ class FakeTelegram(FakeServer):
         return JSONResponse({"ok": True, "result": {**result, "file_path": path}})
 
     async def _download(self, token: str, path: str) -> Response:
-        if token != self.token:
+        if token not in self.tokens:
             return _error(401, "Unauthorized")
         for content, file_path in self.files.values():
             if file_path == path:
@@ -262,7 +315,60 @@ class FakeTelegram(FakeServer):
         self.answered.append(params)
         return JSONResponse({"ok": True, "result": True})
 
-    async def _send_message(self, params: dict[str, Any]) -> JSONResponse:
+    def _webhook(self, bot: int, method: str, params: dict[str, Any]) -> JSONResponse:
+        if method == "getwebhookinfo":
+            info = self.webhooks.get(bot, {})
+            return JSONResponse(
+                {
+                    "ok": True,
+                    "result": {
+                        "url": info.get("url", ""),
+                        "has_custom_certificate": False,
+                        "pending_update_count": 0,
+                        "allowed_updates": info.get("allowed_updates", []),
+                    },
+                }
+            )
+        url = str(params.get("url", "")) if method == "setwebhook" else ""
+        if not url:
+            self.webhooks.pop(bot, None)
+            return JSONResponse({"ok": True, "result": True, "description": "Webhook was deleted"})
+        parts = urlsplit(url)
+        if parts.scheme != "https":
+            return _error(
+                400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+            )
+        if (parts.port or 443) not in {443, 80, 88, 8443}:
+            return _error(
+                400,
+                "Bad Request: bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443",
+            )
+        secret = params.get("secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
+            return _error(400, "Bad Request: secret token contains unallowed characters")
+        self.webhooks[bot] = {
+            "url": url,
+            "secret_token": secret,
+            "allowed_updates": params.get("allowed_updates", []),
+        }
+        return JSONResponse({"ok": True, "result": True, "description": "Webhook was set"})
+
+    def release(self, *, process: bool) -> None:
+        """Let the held sendMessage go on: processed (its answer then goes to whoever still
+        listens) or dropped unprocessed (as when the request never reached Telegram)."""
+        self._process_held = process
+        self._release.set()
+
+    async def _send_message(self, params: dict[str, Any], bot: int = 0) -> JSONResponse:
+        if self.hold_send is not None:
+            self.hold_send -= 1
+            if self.hold_send == 0:
+                self.hold_send, self.holding = None, True
+                await self._release.wait()
+                self.holding = False
+                self._release.clear()
+                if not self._process_held:
+                    return _error(502, "Bad Gateway")
         if self.rate_limited:
             retry_after = self.rate_limited.pop(0)
             return _error(
@@ -277,6 +383,10 @@ class FakeTelegram(FakeServer):
         if "reply_markup" in params:
             sent["reply_markup"] = params["reply_markup"]
         self.sent.append(sent)
+        self.sent_by_bot.setdefault(bot, []).append(sent)
+        if self.lose_answers and self._losses.random() < self.lose_answers:
+            self.lost_answers += 1
+            return _error(502, "Bad Gateway")
         return self._sent_message(params, text=text)
 
     def _sent_message(self, params: dict[str, Any], **content: Any) -> JSONResponse:
@@ -311,9 +421,6 @@ class FakeTelegram(FakeServer):
                     pass
         wanted = [u for u in self.updates if set(u) - {"update_id"} <= self.allowed_updates]
         return JSONResponse({"ok": True, "result": wanted[: int(params.get("limit", 100))]})
-
-    async def _ok_true(self, _: dict[str, Any]) -> JSONResponse:
-        return JSONResponse({"ok": True, "result": True})
 
     async def _get_me(self, _: dict[str, Any]) -> JSONResponse:
         return JSONResponse(

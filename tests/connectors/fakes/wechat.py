@@ -1,9 +1,14 @@
 """Fake WeChat Official Account API and push sender.
 
-API: ``POST /cgi-bin/stable_token`` → ``{"access_token","expires_in"}``; ``POST
-/cgi-bin/message/custom/send?access_token=`` → ``{"errcode":0,"errmsg":"ok"}`` or 40001 /
-42001 for unknown / expired tokens. Pushes are signed ``sha1(sorted(token, timestamp, nonce))``;
-safe mode adds ``encrypt_type=aes`` and ``msg_signature`` over the encrypted body.
+API: ``POST /cgi-bin/stable_token`` (getStableAccessToken) → ``{"access_token","expires_in"}``:
+the normal mode returns the current token while it is valid (a new one once it expired); the
+forced mode (``force_refresh``) invalidates it and issues another, at most 20 times a day and
+30 s apart (45009 / 45011 beyond); a wrong AppID or AppSecret gets 40013 / 40125.
+``POST /cgi-bin/message/custom/send?access_token=`` → ``{"errcode":0,"errmsg":"ok"}``, or 42001
+for an expired token, 40001 for one that is invalid or not the latest, 45002 for text over
+2048 bytes, 45009 once the daily quota (``daily_quota``) is used up. Pushes are signed
+``sha1(sorted(token, timestamp, nonce))``; safe mode adds ``encrypt_type=aes`` and
+``msg_signature`` over the encrypted body.
 
 Media: ``POST /cgi-bin/media/upload?access_token=&type=`` (multipart ``media``; image 10 MB
 PNG/JPEG/GIF, voice 2 MB AMR/MP3) → ``{"type","media_id","created_at"}`` or 40004 / 40005 /
@@ -74,6 +79,11 @@ class FakeWeChat(FakeServer):
         self.media: dict[str, tuple[bytes, str]] = {}  # media a user sent: id -> (bytes, type)
         self.users: dict[str, dict[str, str]] = {}  # openid -> nickname, headimg (name)
         self.headimgs: dict[str, bytes] = {}
+        self.forced_refreshes: list[float] = []  # time.monotonic() of each granted one
+        self.forced_refused = 0
+        self.daily_quota: int | None = None  # custom/send calls left today; None: unlimited
+        self.send_calls = 0
+        self._current: str | None = None
         app = FastAPI()
         app.add_api_route("/cgi-bin/media/upload", self._upload, methods=["POST"])
         app.add_api_route("/cgi-bin/media/get", self._media_get, methods=["GET"])
@@ -87,6 +97,12 @@ class FakeWeChat(FakeServer):
     def expire_tokens(self) -> None:
         self.expired_tokens |= self.valid_tokens
         self.valid_tokens.clear()
+        self._current = None
+
+    def refresh_elsewhere(self) -> None:
+        """Another client of the same app forced a refresh: our token is no longer the latest."""
+        self.valid_tokens.clear()
+        self._current = None
 
     async def push(
         self,
@@ -131,12 +147,26 @@ class FakeWeChat(FakeServer):
 
     async def _stable_token(self, request: Request) -> JSONResponse:
         body = await request.json()
-        if body.get("appid") != self.app_id or body.get("secret") != self.app_secret:
+        if body.get("appid") != self.app_id:
             return JSONResponse({"errcode": 40013, "errmsg": "invalid appid"})
+        if body.get("secret") != self.app_secret:
+            return JSONResponse({"errcode": 40125, "errmsg": "invalid appsecret"})
         self.token_fetches += 1
-        token = secrets.token_urlsafe(24)
-        self.valid_tokens.add(token)
-        return JSONResponse({"access_token": token, "expires_in": 7200})
+        if body.get("force_refresh") is True:
+            now = time.monotonic()
+            if self.forced_refreshes and now - self.forced_refreshes[-1] < 30:
+                self.forced_refused += 1
+                return JSONResponse({"errcode": 45011, "errmsg": "api minute-quota reach limit"})
+            if len(self.forced_refreshes) >= 20:
+                self.forced_refused += 1
+                return JSONResponse({"errcode": 45009, "errmsg": "reach max api daily quota limit"})
+            self.forced_refreshes.append(now)
+            self.valid_tokens.clear()
+            self._current = None
+        if self._current is None or self._current not in self.valid_tokens:
+            self._current = secrets.token_urlsafe(24)
+            self.valid_tokens.add(self._current)
+        return JSONResponse({"access_token": self._current, "expires_in": 7200})
 
     def _token_error(self, request: Request) -> JSONResponse | None:
         token = request.query_params.get("access_token", "")
@@ -152,12 +182,20 @@ class FakeWeChat(FakeServer):
         return None
 
     async def _custom_send(self, request: Request) -> JSONResponse:
+        self.send_calls += 1
         if (error := self._token_error(request)) is not None:
             return error
         body = await request.json()
         kind = body.get("msgtype")
         if kind in UPLOADS and (body.get(kind) or {}).get("media_id") not in self.uploads:
             return JSONResponse({"errcode": 40007, "errmsg": "invalid media_id"})
+        if self.daily_quota is not None:
+            if self.daily_quota <= 0:
+                return JSONResponse({"errcode": 45009, "errmsg": "reach max api daily quota limit"})
+            self.daily_quota -= 1
+        body = await request.json()
+        if len(str((body.get("text") or {}).get("content", "")).encode()) > 2048:
+            return JSONResponse({"errcode": 45002, "errmsg": "content size out of limit"})
         self.sent.append(body)
         return JSONResponse({"errcode": 0, "errmsg": "ok"})
 
