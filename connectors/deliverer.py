@@ -24,7 +24,7 @@ from connectors.config import Connector
 from connectors.delivery import DeliveryError
 from connectors.outbound_items import OutboundSender
 from connectors.splitting import LIMITS, split_text
-from connectors.store import ConnectorStore
+from connectors.store import ConnectorStore, Parked
 from contracts.envelope import Actor, ActorKind, Envelope
 from contracts.events.connector import OutboundFailed, OutboundSent
 from contracts.ids import derive_event_id
@@ -121,6 +121,7 @@ class Deliverer:
         # Until the outbox is empty: a reply queued while this worker was busy goes out now,
         # not at the next idle rescan.
         while breaker.allows() and time.monotonic() >= self._deferred.get(connector_id, 0.0):
+            await self._report_parked(connector_id)
             items = await self._store.pending(connector_id)
             if not items:
                 return
@@ -132,14 +133,14 @@ class Deliverer:
                     return  # keep order: later replies wait behind the one that failed
 
     async def _deliver(
-        self, item: dict[str, Any], breaker: CircuitBreaker, parked: dict[str, str]
+        self, item: dict[str, Any], breaker: CircuitBreaker, parked: dict[str, Parked]
     ) -> bool:
         """False: stop this round (a transient failure; order is kept behind it)."""
         connector = self._lookup(item["connector_id"])
         if connector is None:
             await self._report(item, None, DeliveryError("connector removed", permanent=True))
             return True
-        held = hold_reason(parked, item["conversation_id"])
+        held = hold_reason(parked, item["conversation_id"], item.get("queued_at") or 0.0)
         if held is not None:  # behind a parked reply: parked too, in its turn
             await self._park(item, connector, held)
             return True
@@ -153,7 +154,9 @@ class Deliverer:
                 if exc.permanent:
                     self._succeeded(breaker, connector)  # the platform answered
                     kind = "credentials" if exc.credentials else "message"
-                    parked[item["conversation_id"]] = kind
+                    parked.setdefault(
+                        item["conversation_id"], Parked(kind, item.get("queued_at") or 0.0)
+                    )
                     await self._park(item, connector, exc)
                     return True
                 self._defer_or_count(connector, breaker, exc)
@@ -211,10 +214,29 @@ class Deliverer:
         item["platform_message_id"] = sent[0]
 
     async def _park(self, item: dict[str, Any], connector: Connector, why: DeliveryError) -> None:
-        """Kept, not dropped: reported once, then it waits (docs/connectors.md, "Parked")."""
+        """Kept, not dropped: parked, then reported (docs/connectors.md, "Parked replies").
+
+        Parked first: a retry requested as soon as the report is seen must find it parked.
+        A report lost to a crash or an outage is made up by the next round (``_report_parked``).
+        """
         kind = "credentials" if why.credentials else "message"
+        await self._store.mark(
+            item["_id"],
+            parked=True,
+            parked_kind=kind,
+            parked_reason=why.reason,
+            failure_reported=False,
+        )
         await self._report(item, connector, why, finish=False, parked=True)
-        await self._store.mark(item["_id"], parked=True, parked_kind=kind)
+
+    async def _report_parked(self, connector_id: str) -> None:
+        for item in await self._store.parked_unreported(connector_id):
+            why = DeliveryError(
+                item.get("parked_reason") or "refused",
+                permanent=True,
+                credentials=item.get("parked_kind") == "credentials",
+            )
+            await self._report(item, self._lookup(connector_id), why, finish=False, parked=True)
 
     @staticmethod
     def _succeeded(breaker: CircuitBreaker, connector: Connector) -> None:
@@ -293,22 +315,24 @@ class Deliverer:
         )
 
 
-def hold_reason(parked: dict[str, str], conversation_id: str) -> DeliveryError | None:
+def hold_reason(
+    parked: dict[str, Parked], conversation_id: str, queued_at: float
+) -> DeliveryError | None:
     """Why a reply must wait without being tried, or None: its connector's credentials were
-    refused, or an earlier reply of its conversation is parked (order is kept)."""
-    if "credentials" in parked.values():
+    refused, or an earlier reply of its conversation is parked (order is kept; a reply queued
+    before the parked one — retried meanwhile — is not held behind it)."""
+    if any(p.kind == "credentials" for p in parked.values()):
         return DeliveryError(
             "held: the platform refused this connector's credentials; change them to resume",
             permanent=True,
             credentials=True,
         )
-    kind = parked.get(conversation_id)
-    if kind is None:
+    found = parked.get(conversation_id)
+    if found is None or found.since > queued_at:
         return None
     return DeliveryError(
         "held: an earlier reply in this conversation failed; retry it to resume",
         permanent=True,
-        credentials=kind == "credentials",
     )
 
 

@@ -78,6 +78,7 @@ class OutboxItem(Document):
     # "message" (the agent retries). Each retry or unparking starts a new round.
     parked: bool = False
     parked_kind: str | None = None
+    parked_reason: str | None = None
     round: int = 0
     done: bool = False
 

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from beanie.operators import NE, And, Eq, Inc, Set, SetOnInsert
+from beanie.operators import NE, And, Eq, Inc, Or, Set, SetOnInsert
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -34,6 +34,12 @@ class PlatformConversation:
 
 def chat_key(tenant: str, connector_id: str, chat_ref: str) -> str:
     return f"{tenant}|{connector_id}|{chat_ref}"
+
+
+@dataclass(frozen=True)
+class Parked:
+    kind: str  # "credentials" (the connector was refused) or "message"
+    since: float  # queued_at of the conversation's first parked reply
 
 
 class ConnectorStore:
@@ -148,7 +154,11 @@ class ConnectorStore:
         outbox = await self._outbox()
         return list(
             await outbox.distinct(
-                str(outbox.connector_id), And(NE(outbox.done, True), NE(outbox.parked, True))
+                str(outbox.connector_id),
+                And(
+                    NE(outbox.done, True),
+                    Or(NE(outbox.parked, True), NE(outbox.failure_reported, True)),
+                ),
             )
         )
 
@@ -163,14 +173,35 @@ class ConnectorStore:
             async for item in query.sort(ascending(outbox.queued_at)).limit(limit)
         ]
 
-    async def parked(self, connector_id: str) -> dict[str, str]:
+    async def parked(self, connector_id: str) -> dict[str, Parked]:
         """The connector's parked conversations: conversation id → why (``credentials`` /
-        ``message``). A reply queued behind a parked one waits with it (order is kept)."""
+        ``message``) and since which reply (its ``queued_at``). A reply queued behind a parked
+        one waits with it (order is kept)."""
         outbox = await self._outbox()
         query = outbox.find(
             outbox.connector_id == connector_id, NE(outbox.done, True), Eq(outbox.parked, True)
         )
-        return {str(item.conversation_id): item.parked_kind or "message" async for item in query}
+        found: dict[str, Parked] = {}
+        async for item in query.sort(ascending(outbox.queued_at)):
+            found.setdefault(
+                str(item.conversation_id),
+                Parked(item.parked_kind or "message", item.queued_at or 0.0),
+            )
+        return found
+
+    async def parked_unreported(self, connector_id: str) -> list[dict[str, Any]]:
+        """Parked replies whose report did not reach the log (a crash, an outage)."""
+        outbox = await self._outbox()
+        query = outbox.find(
+            outbox.connector_id == connector_id,
+            NE(outbox.done, True),
+            Eq(outbox.parked, True),
+            NE(outbox.failure_reported, True),
+        )
+        return [
+            item.model_dump(by_alias=True, exclude_unset=True, exclude={"revision_id"})
+            async for item in query.sort(ascending(outbox.queued_at))
+        ]
 
     async def unpark_conversation(self, tenant: str, conversation_id: str) -> int:
         """An agent asked to retry: the conversation's parked replies go again, in order."""

@@ -72,7 +72,7 @@ def _ids(message: dict[str, Any]) -> tuple[str, str] | None:
     user_id = sender.get("id", chat.get("id"))
     if user_id is None or chat.get("id") is None:
         return None
-    return str(user_id), str(chat["id"])
+    return str(user_id), chat_ref(message)  # a forum topic is a chat of its own
 
 
 def _message(update_id: str, message: dict[str, Any]) -> InboundMessage | None:
@@ -134,7 +134,12 @@ def _edit(update_id: str, message: dict[str, Any]) -> InboundEdit | None:
 
 def _callback(update_id: str, query: dict[str, Any]) -> InboundRating | None:
     data, sender = query.get("data"), _object(query.get("from"))
-    chat = _object(_object(query.get("message")).get("chat")).get("id", sender.get("id"))
+    message = _object(query.get("message"))
+    chat = (
+        chat_ref(message)
+        if _object(message.get("chat")).get("id") is not None
+        else sender.get("id")
+    )
     if not isinstance(data, str) or not data.startswith(RATE_PREFIX) or sender.get("id") is None:
         return None
     conversation_id, _, score = data.removeprefix(RATE_PREFIX).rpartition(":")
@@ -170,6 +175,22 @@ def send_method(content_type: str, size: int) -> tuple[str, str]:
     return method, field
 
 
+def chat_ref(message: dict[str, Any]) -> str:
+    """Where a conversation lives: the chat, and in a forum supergroup the topic (its
+    ``message_thread_id``), written ``chat:topic``; replies go back to the same place."""
+    chat_id = str(_object(message.get("chat")).get("id"))
+    topic = message.get("message_thread_id")
+    if message.get("is_topic_message") and isinstance(topic, int):
+        return f"{chat_id}:{topic}"
+    return chat_id
+
+
+def destination(ref: str) -> dict[str, int]:
+    """``chat_id`` (and ``message_thread_id``) for a send to the chat ``ref`` names."""
+    chat_id, _, topic = ref.partition(":")
+    return {"chat_id": int(chat_id), **({"message_thread_id": int(topic)} if topic else {})}
+
+
 class TelegramClient:
     def __init__(self, http: httpx.AsyncClient, api_base: str) -> None:
         self._http = http
@@ -200,7 +221,7 @@ class TelegramClient:
         self, connector: Connector, chat_id: str, text: str, *, last_inbound: float | None = None
     ) -> str:
         result = await self.call(
-            connector, "sendMessage", {"chat_id": int(chat_id), "text": text}
+            connector, "sendMessage", {**destination(chat_id), "text": text}
         )  # at most 4096 characters: the deliverer splits longer replies (connectors/splitting.py)
         return str(result.get("message_id", ""))
 
@@ -220,7 +241,7 @@ class TelegramClient:
         result = await self.call(
             connector,
             method,
-            {"chat_id": chat_id},
+            destination(chat_id),
             files={field: (file.filename, file.content, file.content_type)},
         )
         return str(result.get("message_id", ""))
@@ -239,7 +260,7 @@ class TelegramClient:
             for score in range(1, 6)
         ]
         params = {
-            "chat_id": int(chat_id),
+            **destination(chat_id),
             "text": text,
             "reply_markup": {"inline_keyboard": [buttons]},
         }
@@ -247,7 +268,7 @@ class TelegramClient:
         return str(result.get("message_id", ""))
 
     async def send_typing(self, connector: Connector, chat_id: str) -> None:
-        await self.call(connector, "sendChatAction", {"chat_id": int(chat_id), "action": "typing"})
+        await self.call(connector, "sendChatAction", {**destination(chat_id), "action": "typing"})
 
     async def answer_rating(self, connector: Connector, rating: InboundRating) -> None:
         if rating.callback_id:  # stops the button's spinner in the user's app

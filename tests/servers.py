@@ -38,7 +38,11 @@ class RabbitServer:
         url = os.environ.get("RELAYDESK_TEST_AMQP_URL")
         if url:
             self.vhosts = RabbitVhosts(
-                url, os.environ.get("RELAYDESK_TEST_RABBIT_MANAGEMENT", "http://127.0.0.1:15672")
+                url,
+                os.environ.get("RELAYDESK_TEST_RABBIT_MANAGEMENT", "http://127.0.0.1:15672"),
+                # a broker of one's own whose stream port is not 5552, e.g. rabbitmq-stream://
+                # guest:guest@127.0.0.1:5590
+                stream_base_url=os.environ.get("RELAYDESK_TEST_STREAM_URL"),
             )
         elif docker_engine_available():
             self.vhosts = self._start_container()

@@ -41,6 +41,11 @@ TELEGRAM = {
 }
 
 
+def telegram_bot(bot: int) -> dict[str, Any]:
+    """Another bot: one bot is one connector (a second connector of the same bot is refused)."""
+    return {**TELEGRAM, "secrets": {"bot_token": f"{bot}:abc"}}
+
+
 @pytest.fixture
 async def system(
     settings: Settings, tmp_path: Path
@@ -133,7 +138,7 @@ async def test_seats_and_connectors_are_refused_beyond_the_plan_and_freed_or_rai
                 json={**TELEGRAM, "public_config": {"mode": "polling"}},
             )
         ).status_code == 200
-        second = await http.put("/api/admin/connectors/tg-two", headers=owner, json=TELEGRAM)
+        second = await http.put("/api/admin/connectors/tg-two", headers=owner, json=telegram_bot(2))
         assert refused_for(second, "connectors"), second.text
         assert [
             c["connector_id"]
@@ -154,7 +159,7 @@ async def test_seats_and_connectors_are_refused_beyond_the_plan_and_freed_or_rai
         )  # Wide has 3
         connector = await eventually(
             lambda: _accepted(
-                http.put("/api/admin/connectors/tg-two", headers=owner, json=TELEGRAM)
+                http.put("/api/admin/connectors/tg-two", headers=owner, json=telegram_bot(2))
             ),
             what="unlimited connectors",
         )
@@ -169,10 +174,10 @@ async def test_tool_mode_tenants_have_no_seat_or_connector_limit(
         owner = await owner_session(running, http, "toolish")
         for name in ("ann", "bob", "cat"):  # beyond every plan's default of 2 seats
             assert (await add_agent(http, owner, "toolish", name)).status_code == 201
-        for connector_id in ("tg-a", "tg-b"):
+        for bot, connector_id in ((3, "tg-a"), (4, "tg-b")):
             assert (
                 await http.put(
-                    f"/api/admin/connectors/{connector_id}", headers=owner, json=TELEGRAM
+                    f"/api/admin/connectors/{connector_id}", headers=owner, json=telegram_bot(bot)
                 )
             ).status_code == 200
 

@@ -75,6 +75,18 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
             # the greeting and the join line went to the user before the reply
             texts = [m["text"] for m in fake.sent]
             assert texts[0] == "Hi! How can we help?" and texts[2:] == ["On its way <b>today</b>"]
+
+            # The refused reply is parked, not dropped: once the token works again, "retry"
+            # sends it.
+            fake.token_revoked = False
+            await refused.get_by_role("button", name="retry").click()
+            retried = log.locator(".msg.agent").filter(has_text="Tracking number follows")
+            await (
+                retried.locator(".delivery")
+                .filter(has_text="sent via Telegram")
+                .wait_for(timeout=TIMEOUT_MS)
+            )
+            assert [m["text"] for m in fake.sent][-1] == "Tracking number follows"
             assert await log.locator(".msg b").count() == 0  # the body is text, never HTML
             await console.screenshot(path=str(artifacts / "console-delivery-state.png"))
 

@@ -31,10 +31,16 @@ async def world(vhosts: RabbitVhosts, mongo_server: MongoServer) -> AsyncIterato
 
 
 async def telegram_says(
-    world: World, connector_id: str, user: int, text: str, *, group: int | None = None
+    world: World,
+    connector_id: str,
+    user: int,
+    text: str,
+    *,
+    group: int | None = None,
+    topic: int | None = None,
 ) -> str:
     """A Telegram update through the connector's webhook; the conversation it landed in."""
-    update = world.fakes.telegram.update(user, text, group=group)
+    update = world.fakes.telegram.update(user, text, group=group, topic=topic)
     url = f"http://127.0.0.1:{world.service.port}/webhooks/telegram/{connector_id}"
     response = await world.fakes.telegram.post_webhook(url, update, "s3cret_" + connector_id)
     assert response.status_code == 200, response.text
@@ -49,6 +55,7 @@ def bot_id(token: str) -> int:
 # the tests' tenants: their users get the agents' replies only (no greeting or offline line)
 QUIET = (
     "two-bots",
+    "two-pages",
     "group-private",
     "long-replies",
     "parked-credentials",
@@ -91,15 +98,52 @@ async def test_a_private_reply_goes_to_the_private_chat_and_a_group_reply_to_the
     token = await world.telegram(tenant, "tg-g")
     in_group = await telegram_says(world, "tg-g", 90, "hello from the group", group=-100777)
     private = await telegram_says(world, "tg-g", 90, "my order number is 12345")
-    assert in_group != private
+    in_topic = await telegram_says(
+        world, "tg-g", 90, "in the billing topic", group=-100777, topic=5
+    )
+    assert len({in_group, private, in_topic}) == 3
 
     secret = await agent_reply(world.bus, tenant, private, "order 12345 ships today")
     public = await agent_reply(world.bus, tenant, in_group, "welcome, everyone")
-    await world.watch.wait_for("connector.outbound_sent", message_id=secret)
-    await world.watch.wait_for("connector.outbound_sent", message_id=public)
+    billing = await agent_reply(world.bus, tenant, in_topic, "billing answers here")
+    for message_id in (secret, public, billing):
+        await world.watch.wait_for("connector.outbound_sent", message_id=message_id)
     sent = world.fakes.telegram.sent_by_bot[bot_id(token)]
     assert texts(sent, 90) == ["order 12345 ships today"]
-    assert texts(sent, -100777) == ["welcome, everyone"]
+    assert [(m["text"], m.get("message_thread_id")) for m in sent if m["chat_id"] < 0] == [
+        ("welcome, everyone", None),
+        ("billing answers here", 5),
+    ]
+
+
+async def test_two_pages_of_one_tenant_each_answer_their_own_chats(world: World) -> None:
+    tenant, fake = "two-pages", world.fakes.messenger
+    base = f"http://127.0.0.1:{world.service.port}/webhooks/messenger"
+    conversations = {}
+    for page in ("7001", "7002"):
+        fake.add_page(page, f"token-{page}")
+        secrets = {"app_secret": fake.app_secret, "page_token": f"token-{page}"}
+        reply = await configure(
+            world.bus,
+            world.service,
+            tenant,
+            f"fb-{page}",
+            "messenger",
+            {"page_id": page},
+            {**secrets, "verify_token": "v"},
+        )
+        assert reply.ok, reply
+        note = fake.notification("psid-both", f"hello page {page}", page_id=page)
+        assert (await fake.post_webhook(f"{base}/fb-{page}", note)).status_code == 200
+        said = await world.watch.wait_for("message.sent", body=f"hello page {page}")
+        conversations[page] = said[0].data["conversation_id"]
+    assert conversations["7001"] != conversations["7002"]
+    for page, conversation in conversations.items():
+        sent = await agent_reply(world.bus, tenant, conversation, f"answer from {page}")
+        await world.watch.wait_for("connector.outbound_sent", message_id=sent)
+    for page in ("7001", "7002"):
+        got = [m["message"]["text"] for m in fake.sent_by_page[page] if "message" in m]
+        assert got == [f"answer from {page}"]
 
 
 # --- 3: long replies split on word boundaries into ordered parts ----------------------------

@@ -11,6 +11,7 @@ from connectors.deliverer import hold_reason
 from connectors.delivery import DeliveryError
 from connectors.messenger import messaging
 from connectors.splitting import LIMITS, split_text, utf8_bytes, utf16_units
+from connectors.store import Parked
 from connectors.wechat import ForcedRefreshBudget, until_quota_reset
 from contracts import Envelope
 from tests.deciders.harness import BOX, command, connectors_desk, event
@@ -221,14 +222,15 @@ class TestSplitting:
 
 
 class TestHolding:
-    def test_a_conversation_behind_a_refused_reply_waits_and_others_go_on(self) -> None:
-        parked = {"c1": "message"}
-        held = hold_reason(parked, "c1")
+    def test_replies_after_a_refused_one_wait_and_others_go_on(self) -> None:
+        parked = {"c1": Parked("message", since=10.0)}
+        held = hold_reason(parked, "c1", 11.0)
         assert held is not None and held.permanent and not held.credentials
-        assert hold_reason(parked, "c2") is None
+        assert hold_reason(parked, "c2", 11.0) is None
+        assert hold_reason(parked, "c1", 9.0) is None  # queued before it: retried meanwhile
 
     def test_refused_credentials_hold_every_conversation_of_the_connector(self) -> None:
-        held = hold_reason({"c1": "credentials"}, "c2")
+        held = hold_reason({"c1": Parked("credentials", since=10.0)}, "c2", 1.0)
         assert held is not None and held.credentials
 
 

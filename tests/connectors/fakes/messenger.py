@@ -81,7 +81,9 @@ def meta_signature(app_secret: str, raw: bytes) -> str:
 class FakeMessenger(FakeServer):
     def __init__(self, page_id: str, page_token: str, app_secret: str) -> None:
         self.page_id, self.page_token, self.app_secret = page_id, page_token, app_secret
+        self.pages = {page_id: page_token}  # more pages of the same app: add_page
         self.sent: list[dict[str, Any]] = []
+        self.sent_by_page: dict[str, list[dict[str, Any]]] = {}
         self.down = False  # answer 500 with code 2 "unexpected error, retry later"
         self.fail_next: list[str] = []
         self.calls: list[float] = []
@@ -156,12 +158,22 @@ class FakeMessenger(FakeServer):
             answer["profile_pic"] = self.cdn_url(profile["pic"])
         return JSONResponse({**answer, "id": psid})
 
+    def add_page(self, page_id: str, page_token: str) -> None:
+        self.pages[page_id] = page_token
+
     def notification(
-        self, psid: str, text: str, *, mid: str | None = None, echo: bool = False
+        self,
+        psid: str,
+        text: str,
+        *,
+        mid: str | None = None,
+        echo: bool = False,
+        page_id: str | None = None,
     ) -> dict[str, Any]:
         self._mid += 1
         message: dict[str, Any] = {"mid": mid or f"m_{self._mid}_{time.time_ns()}", "text": text}
-        sender, recipient = (self.page_id, psid) if echo else (psid, self.page_id)
+        page = page_id or self.page_id
+        sender, recipient = (page, psid) if echo else (psid, page)
         if echo:
             message.update(is_echo=True, app_id=1234)
         now = int(time.time() * 1000)
@@ -169,7 +181,7 @@ class FakeMessenger(FakeServer):
             "object": "page",
             "entry": [
                 {
-                    "id": self.page_id,
+                    "id": page,
                     "time": now,
                     "messaging": [
                         {
@@ -214,7 +226,7 @@ class FakeMessenger(FakeServer):
                 status=GRAPH_ERRORS[scripted][3],
                 subcode=GRAPH_ERRORS[scripted][4],
             )
-        if request.query_params.get("access_token") != self.page_token:
+        if request.query_params.get("access_token") != self.pages.get(page_id):
             return _error(190, "Invalid OAuth access token.", "OAuthException", status=400)
         if self.down:
             return _error(
@@ -240,6 +252,7 @@ class FakeMessenger(FakeServer):
                 subcode=2018278,
             )
         self.sent.append(body)
+        self.sent_by_page.setdefault(page_id, []).append(body)
         self._mid += 1
         return JSONResponse(
             {"recipient_id": body["recipient"]["id"], "message_id": f"m_out_{self._mid}"}

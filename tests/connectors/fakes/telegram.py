@@ -178,24 +178,26 @@ class FakeTelegram(FakeServer):
         *,
         first_name: str = "Ann",
         group: int | None = None,
+        topic: int | None = None,
     ) -> dict[str, Any]:
         """A text message from ``user_id``: in their private chat, or in the supergroup
-        ``group`` (a negative chat id, as Telegram gives supergroups)."""
+        ``group`` (a negative chat id, as Telegram gives supergroups), in its forum ``topic``."""
         chat: dict[str, Any] = (
             {"id": user_id, "type": "private", "first_name": first_name}
             if group is None
             else {"id": group, "type": "supergroup", "title": "Customers"}
         )
-        update = {
-            "update_id": self.next_update_id,
-            "message": {
-                "message_id": self.next_update_id,
-                "date": int(time.time()),
-                "text": text,
-                "chat": chat,
-                "from": {"id": user_id, "is_bot": False, "first_name": first_name},
-            },
+        message: dict[str, Any] = {
+            "message_id": self.next_update_id,
+            "date": int(time.time()),
+            "text": text,
+            "chat": chat,
+            "from": {"id": user_id, "is_bot": False, "first_name": first_name},
         }
+        if topic is not None:
+            message.update(message_thread_id=topic, is_topic_message=True)
+            chat["is_forum"] = True
+        update = {"update_id": self.next_update_id, "message": message}
         self.next_update_id += 1
         return update
 
@@ -380,6 +382,8 @@ class FakeTelegram(FakeServer):
         if len(text) > 4096:
             return _error(400, "Bad Request: message is too long")
         sent = {"method": "sendMessage", "chat_id": int(params["chat_id"]), "text": text}
+        if "message_thread_id" in params:
+            sent["message_thread_id"] = int(params["message_thread_id"])
         if "reply_markup" in params:
             sent["reply_markup"] = params["reply_markup"]
         self.sent.append(sent)
