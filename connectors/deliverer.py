@@ -14,7 +14,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from connectors.breaker import CircuitBreaker
 from connectors.config import Connector
 from connectors.delivery import DeliveryError
+from connectors.outbound_items import OutboundSender
 from connectors.splitting import LIMITS, split_text
 from connectors.store import ConnectorStore, Parked
 from contracts.envelope import Actor, ActorKind, Envelope
@@ -34,13 +35,6 @@ log = structlog.get_logger(__name__)
 
 ATTEMPTS_PER_ROUND = 3
 IDLE_RECHECK_S = 1.0
-
-
-class PlatformClient(Protocol):
-    async def send_text(
-        self, connector: Connector, chat_ref: str, text: str, *, last_inbound: float | None = None
-    ) -> str: ...
-    async def send_typing(self, connector: Connector, chat_ref: str) -> None: ...
 
 
 def _wait(retry_state: Any) -> float:
@@ -56,7 +50,7 @@ class Deliverer:
         self,
         bus: Bus,
         store: ConnectorStore,
-        clients: dict[str, PlatformClient],
+        sender: OutboundSender,
         lookup: Callable[[str], Connector | None],
         *,
         breaker_failures: int = 3,
@@ -66,7 +60,7 @@ class Deliverer:
         self._breaker_failures = breaker_failures
         self._breaker_open_s = breaker_open_s
         self._store = store
-        self._clients = clients
+        self._sender = sender
         self._lookup = lookup
         self._breakers: dict[str, CircuitBreaker] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -158,6 +152,9 @@ class Deliverer:
                 CONNECTOR_SENDS.labels(
                     connector.platform, "failed" if exc.permanent else "deferred"
                 ).inc()
+                if exc.unsendable:  # parking it would hold the chat for good
+                    await self._report(item, connector, exc)
+                    return True
                 if exc.permanent:
                     self._succeeded(breaker, connector)  # the platform answered
                     kind = "credentials" if exc.credentials else "message"
@@ -203,8 +200,12 @@ class Deliverer:
 
     async def _send_parts(self, connector: Connector, item: dict[str, Any]) -> None:
         """Each part once, in order; each part's platform id is saved before the next is sent,
-        so a restart resumes at the first part not yet sent (the body splits the same way)."""
-        parts = split_text(item["body"], LIMITS[connector.platform])
+        so a restart resumes at the first part not yet sent (the body splits the same way).
+        A file or a rating request is one part."""
+        text_item = (item.get("kind") or "text") == "text"
+        parts: list[str | None] = (
+            list(split_text(item["body"], LIMITS[connector.platform])) if text_item else [None]
+        )
         sent: list[str] = list(item.get("parts_sent") or [])
         if len(sent) >= len(parts):  # every part went out before a restart
             await self._store.mark(item["_id"], platform_message_id=sent[0])
@@ -249,9 +250,12 @@ class Deliverer:
         breaker.succeeded()
 
     async def _send(
-        self, connector: Connector, item: dict[str, Any], text: str, last_inbound: float | None
+        self,
+        connector: Connector,
+        item: dict[str, Any],
+        text: str | None,
+        last_inbound: float | None,
     ) -> str:
-        client = self._clients[connector.platform]
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_retry_within_round),
             wait=_wait,
@@ -259,8 +263,8 @@ class Deliverer:
             reraise=True,
         ):
             with attempt:
-                return await client.send_text(
-                    connector, item["chat_ref"], text, last_inbound=last_inbound
+                return await self._sender.send(
+                    connector, item, text=text, last_inbound=last_inbound
                 )
         raise AssertionError("unreachable")
 

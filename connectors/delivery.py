@@ -10,6 +10,8 @@ class DeliveryError(Exception):
     so every reply of that connector waits until its credentials are changed.
     ``defer_s``: a quota that resets later (WeChat's daily 45009): the connector sends nothing
     for that long and the reply is not retried within the round.
+    ``unsendable``: no retry can ever send this one (a file over the platform's limit, of a
+    type it cannot send): reported and dropped, the conversation's next replies go on.
     """
 
     def __init__(
@@ -20,6 +22,7 @@ class DeliveryError(Exception):
         retry_after: float | None = None,
         credentials: bool = False,
         defer_s: float | None = None,
+        unsendable: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason[:200]
@@ -27,3 +30,4 @@ class DeliveryError(Exception):
         self.retry_after = retry_after
         self.credentials = credentials
         self.defer_s = defer_s
+        self.unsendable = unsendable

@@ -1,7 +1,7 @@
 """The connectors' MongoDB documents: platform conversations, seen platform ids, the outbox."""
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from beanie import Document
 from pydantic import Field
@@ -25,6 +25,7 @@ class PlatformConversationDocument(Document):
     chat_ref: str
     generation: int = 0
     closed: bool = False
+    rating_pending: bool = False  # asked to rate the closed conversation, no answer yet
     at: float | None = None  # when the mapping was last (re)opened, epoch seconds
     last_inbound: float | None = None  # the user's last message (Messenger's 24-hour window)
 
@@ -62,6 +63,8 @@ class OutboxItem(Document):
     conversation_id: str | None = None
     chat_ref: str | None = None
     body: str | None = None
+    kind: str | None = None  # None/"text": body; "attachment": the file; "rating": a rating request
+    attachment: dict[str, Any] | None = None  # attachment_id, filename, content_type, size
     queued_at: float | None = None
     last_inbound: float | None = None
     attempts: int = 0

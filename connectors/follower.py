@@ -6,20 +6,26 @@ import time
 import structlog
 
 from connectors.config import ConnectorDirectory
-from connectors.deliverer import Deliverer, PlatformClient
+from connectors.deliverer import Deliverer
 from connectors.delivery import DeliveryError
+from connectors.outbound_items import RATING_REQUEST, PlatformClient
 from connectors.plans import TenantPlans
 from connectors.store import ConnectorStore
 from contracts.envelope import LoggedEvent
 from contracts.events.connector import ConnectorConfigured, OutboundRetryRequested, OutboundSent
 from contracts.events.conversation import ConversationClosed
-from contracts.events.message import MessageSent, TypingChanged
+from contracts.events.message import AttachmentSent, MessageSent, SystemNote, TypingChanged
+from contracts.ids import derive_event_id
 from relaydesk.store import Checkpoints
 
 log = structlog.get_logger(__name__)
 
 CHECKPOINT = "connectors.outbound"
 CHECKPOINT_EVERY_S = 2.0  # when batches have no effect, still move the checkpoint this often
+# What a widget visitor sees that a platform user hears too: the greeting and other notices,
+# "no one is available", an agent joining, closing (and the rating request after it). Leaves
+# and transfer notes are agent-side bookkeeping: the join line that follows says it all.
+FORWARDED_NOTES = frozenset({"notice", "missed", "joined", "closed"})
 
 
 class LogFollower:
@@ -72,6 +78,18 @@ class LogFollower:
         env, data = event.envelope, event.envelope.data
         if env.type == MessageSent.TYPE and data.get("author_kind") == "agent":
             return await self._queue_reply(env.tenant, data)
+        if env.type == AttachmentSent.TYPE and data.get("author_kind") == "agent":
+            attachment = {
+                k: data.get(k) for k in ("attachment_id", "filename", "content_type", "size")
+            }
+            return await self._queue_reply(
+                env.tenant, data, kind="attachment", attachment=attachment
+            )
+        if env.type == SystemNote.TYPE and data.get("kind") in FORWARDED_NOTES:
+            queued = await self._queue_reply(env.tenant, {**data, "body": data.get("text", "")})
+            if queued and data.get("kind") == "closed":
+                await self._queue_rating_request(env.tenant, str(data.get("conversation_id")))
+            return queued
         if env.type == ConnectorConfigured.TYPE:
             # New credentials: what the old ones had parked goes out again, in order.
             connector_id = str(data.get("connector_id"))
@@ -98,7 +116,9 @@ class LogFollower:
             return None
         return False
 
-    async def _queue_reply(self, tenant: str, data: dict) -> bool | None:
+    async def _queue_reply(
+        self, tenant: str, data: dict, *, kind: str | None = None, **extra: object
+    ) -> bool | None:
         conv = await self._store.by_conversation_id(tenant, str(data.get("conversation_id")))
         if conv is None:
             return None  # a web conversation: not ours
@@ -108,11 +128,21 @@ class LogFollower:
             "platform": conv.platform,
             "conversation_id": conv.conversation_id,
             "chat_ref": conv.chat_ref,
-            "body": data["body"],
+            "body": data.get("body"),
             "queued_at": time.time(),
+            **({"kind": kind} if kind else {}),
+            **extra,
         }
         await self._store.enqueue(str(data["message_id"]), item)
         return True
+
+    async def _queue_rating_request(self, tenant: str, conversation_id: str) -> None:
+        """After the closing line: rating buttons (Telegram), quick replies (Messenger), a
+        "reply 1 to 5" text (WeChat). The answer becomes ``conversation.rate``."""
+        message_id = derive_event_id(tenant, "connectors", "rating-request:" + conversation_id)
+        data = {"conversation_id": conversation_id, "message_id": message_id}
+        if await self._queue_reply(tenant, {**data, "body": RATING_REQUEST}, kind="rating"):
+            await self._store.await_rating(tenant, conversation_id)
 
     async def _start_typing(self, tenant: str, conversation_id: str) -> None:
         conv = await self._store.by_conversation_id(tenant, conversation_id)

@@ -1,16 +1,26 @@
-"""Turns one verified platform message into the same events a widget message produces."""
+"""Turns one verified platform update into the events a widget visitor's action produces.
+
+A message (text, or files with their caption) → ``message.sent`` / ``message.attachment_sent``;
+an edit → ``message.edited``; a rating button or reply → the ``conversation.rate`` command;
+the user blocking the bot → ``connector.user_blocked``. Every event id derives from
+(tenant, connector, platform id), so a platform resend publishes the same ids.
+"""
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import structlog
 
 from connectors.config import Connector
+from connectors.delivery import DeliveryError
+from connectors.media import FetchedFile, InboundMedia
 from connectors.store import ConnectorStore, PlatformConversation
-from contracts.commands.conversation import RequestConversation
+from contracts.commands.conversation import RateConversation, RequestConversation
 from contracts.envelope import Actor, ActorKind, Envelope
-from contracts.events.connector import InboundReceived
-from contracts.events.message import MessageSent
+from contracts.events.connector import InboundReceived, UserBlocked
+from contracts.events.message import AttachmentSent, MessageEdited, MessageSent
 from contracts.ids import derive_event_id
+from relaydesk.attachments import AttachmentStore, StoredAttachment
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.metrics import MESSAGES
@@ -20,29 +30,88 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class InboundMessage:
-    platform_message_id: str  # Telegram update_id, Messenger mid, WeChat MsgId
+    platform_message_id: str  # the dedupe key: Telegram update_id, Messenger mid, WeChat MsgId
     platform_user_id: str
     chat_ref: str
     text: str
     user_name: str | None = None
+    media: tuple[InboundMedia, ...] = ()
+    # The platform's id of the message itself, which its edits name (Telegram chat:message_id,
+    # Messenger mid); None: the platform has no edits.
+    message_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class InboundEdit:
+    platform_message_id: str
+    platform_user_id: str
+    chat_ref: str
+    message_ref: str  # the edited message
+    text: str
+
+
+@dataclass(frozen=True)
+class InboundRating:
+    """A rating answer: a Telegram button, a Messenger quick reply, a WeChat "1"…"5" reply."""
+
+    platform_message_id: str
+    platform_user_id: str
+    chat_ref: str
+    score: int
+    conversation_id: str | None = None  # None: the conversation the user was last asked about
+    callback_id: str | None = None  # Telegram: the button press to answer
+
+
+@dataclass(frozen=True)
+class InboundBlocked:
+    platform_message_id: str
+    platform_user_id: str
+    chat_ref: str
+    blocked: bool
+
+
+Inbound = InboundMessage | InboundEdit | InboundRating | InboundBlocked
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str | None = None
+    avatar: FetchedFile | None = None
+
+
+class MediaSource(Protocol):
+    """What the bridge asks a platform client for (best effort for profiles)."""
+
+    async def fetch_media(self, connector: Connector, media: InboundMedia) -> FetchedFile: ...
+    async def profile(self, connector: Connector, user_id: str) -> Profile: ...
+    async def answer_rating(self, connector: Connector, rating: InboundRating) -> None: ...
 
 
 class InboundBridge:
     def __init__(
-        self, bus: Bus, rpc: RpcClient, store: ConnectorStore, *, request_timeout_s: float
+        self,
+        bus: Bus,
+        rpc: RpcClient,
+        store: ConnectorStore,
+        *,
+        request_timeout_s: float,
+        sources: dict[str, MediaSource] | None = None,
+        files: AttachmentStore | None = None,
     ) -> None:
         self._bus = bus
         self._rpc = rpc
         self._store = store
         self._timeout = request_timeout_s
+        self._sources = sources or {}
+        self._files = files
 
-    async def accept(self, connector: Connector, message: InboundMessage) -> bool:
-        """Publish the message once; returns False for a platform resend already accepted.
+    async def accept(self, connector: Connector, update: Inbound) -> bool:
+        """Publish the update once; returns False for a platform resend already accepted.
 
         Ids are derived from (tenant, connector, platform id), so even a resend racing the
         first copy publishes the same event ids and every consumer's dedupe absorbs it.
         """
-        seen_key = f"{connector.tenant}|{connector.connector_id}|{message.platform_message_id}"
+        seen_key = f"{connector.tenant}|{connector.connector_id}|{update.platform_message_id}"
         if await self._store.seen(seen_key):
             log.info(
                 "connector_inbound_duplicate",
@@ -50,11 +119,35 @@ class InboundBridge:
                 platform=connector.platform,
             )
             return False
+        if isinstance(update, InboundMessage):
+            await self._message(connector, update)
+        elif isinstance(update, InboundEdit):
+            await self._edit(connector, update)
+        elif isinstance(update, InboundRating):
+            await self._rating(connector, update)
+        else:
+            await self._blocked(connector, update)
+        await self._store.remember(seen_key)
+        return True
+
+    # --- messages --------------------------------------------------------------------
+    async def _message(self, connector: Connector, message: InboundMessage) -> None:
+        score = _score(message.text) if not message.media else None
+        if score is not None:
+            asked = await self._open_conversation(connector, message.chat_ref, closed_too=True)
+            if asked is not None and asked.closed and asked.rating_pending:
+                # the answer to the rating request sent as text (WeChat has no buttons)
+                rating = InboundRating(
+                    message.platform_message_id,
+                    message.platform_user_id,
+                    message.chat_ref,
+                    score,
+                    asked.conversation_id,
+                )
+                return await self._rating(connector, rating)
         conv = await self._conversation(connector, message)
         await self._publish(connector, conv, message)
         await self._store.touch(conv)
-        await self._store.remember(seen_key)
-        return True
 
     async def _conversation(
         self, connector: Connector, message: InboundMessage
@@ -87,9 +180,18 @@ class InboundBridge:
             message.chat_ref,
             generation,
         )
-        visitor = {"id": user_key, "platform_user_id": message.platform_user_id[:200]}
-        if message.user_name:
-            visitor["name"] = message.user_name[:200]
+        visitor: dict[str, Any] = {
+            "id": user_key,
+            "platform_user_id": message.platform_user_id[:200],
+        }
+        profile = await self._profile(connector, message.platform_user_id)
+        name = profile.name or message.user_name
+        if name:
+            visitor["name"] = name[:200]
+        if profile.avatar is not None:
+            visitor["avatar_attachment_id"] = await self._store_file(
+                connector, conversation_id, f"avatar:{conversation_id}", profile.avatar
+            )
         command = Envelope(
             id=derive_event_id(connector.tenant, user_key, "request:" + conversation_id),
             type=RequestConversation.TYPE,
@@ -109,44 +211,240 @@ class InboundBridge:
             raise RuntimeError(f"conversation.request refused: {reply.code}")
         return conv
 
+    async def _profile(self, connector: Connector, user_id: str) -> Profile:
+        """The platform's name and picture of the user; nothing when the platform will not say
+        (a profile is a courtesy: it never holds up the customer's message)."""
+        source = self._sources.get(connector.platform)
+        if source is None:
+            return Profile()
+        try:
+            return await source.profile(connector, user_id)
+        except DeliveryError as exc:
+            reason = exc.reason
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+            reason = "unexpected answer"
+        log.info(
+            "connector_profile_unavailable", connector_id=connector.connector_id, reason=reason
+        )
+        return Profile()
+
     async def _publish(
         self, connector: Connector, conv: PlatformConversation, message: InboundMessage
     ) -> None:
         tenant, key = connector.tenant, f"{connector.connector_id}:{message.platform_message_id}"
         user_key = _user_key(connector, message.platform_user_id)
         actor = Actor(kind=ActorKind.customer, id=user_key)
-        message_id = derive_event_id(tenant, connector.connector_id, "msg:" + key)
-        sent = Envelope(
-            id=derive_event_id(tenant, connector.connector_id, "sent:" + key),
-            type=MessageSent.TYPE,
-            v=2,
+        message_id = _message_id(connector, message.message_ref or message.platform_message_id)
+        events: list[Envelope] = []
+        text = message.text[:8000]
+        failures: list[str] = []
+        for index, media in enumerate(message.media):
+            try:
+                fetched = await self._fetch(connector, media)
+            except DeliveryError as exc:
+                if not exc.permanent:
+                    raise  # the platform resends (Telegram, Messenger) or the webhook retries
+                failures.append(f"[{media.kind} not received: {exc.reason}]")
+                continue
+            file_key = f"file:{key}:{index}"
+            attachment_id = await self._store_file(
+                connector, conv.conversation_id, file_key, fetched
+            )
+            data: dict[str, Any] = {
+                "conversation_id": conv.conversation_id,
+                "message_id": message_id
+                if index == 0
+                else derive_event_id(tenant, connector.connector_id, f"msg:{key}:{index}"),
+                "attachment_id": attachment_id,
+                "filename": fetched.filename[:200],
+                "content_type": fetched.content_type[:200],
+                "size": len(fetched.content),
+                "author_kind": "customer",
+                "author_id": user_key,
+            }
+            if text and not events:
+                data["caption"] = text
+            events.append(
+                Envelope(
+                    id=derive_event_id(tenant, connector.connector_id, f"sent:{key}:{index}"),
+                    type=AttachmentSent.TYPE,
+                    tenant=tenant,
+                    stream=f"conv:{conv.conversation_id}",
+                    actor=actor,
+                    data=data,
+                )
+            )
+        if not events or failures:
+            body = "\n".join(([text] if text and not events else []) + failures)
+            events.append(
+                Envelope(
+                    id=derive_event_id(tenant, connector.connector_id, "sent:" + key),
+                    type=MessageSent.TYPE,
+                    v=2,
+                    tenant=tenant,
+                    stream=f"conv:{conv.conversation_id}",
+                    actor=actor,
+                    data={
+                        "conversation_id": conv.conversation_id,
+                        "message_id": message_id
+                        if len(events) == 0
+                        else derive_event_id(tenant, connector.connector_id, "notes:" + key),
+                        "body": body[:8000],
+                        "author_kind": "customer",
+                        "author_id": user_key,
+                    },
+                )
+            )
+        events.append(self._received(connector, conv, message))
+        await self._bus.publish_many(events)
+        MESSAGES.labels(connector.platform, "in").inc()
+
+    def _received(
+        self, connector: Connector, conv: PlatformConversation, update: Inbound
+    ) -> Envelope:
+        key = f"{connector.connector_id}:{update.platform_message_id}"
+        return Envelope(
+            id=derive_event_id(connector.tenant, connector.connector_id, "inbound:" + key),
+            type=InboundReceived.TYPE,
+            tenant=connector.tenant,
+            stream=f"conv:{conv.conversation_id}",
+            actor=Actor(kind=ActorKind.connector, id=connector.connector_id),
+            data={
+                "connector_id": connector.connector_id,
+                "platform": connector.platform,
+                "platform_message_id": update.platform_message_id[:200],
+                "platform_user_id": update.platform_user_id[:200],
+                "conversation_id": conv.conversation_id,
+            },
+        )
+
+    async def _fetch(self, connector: Connector, media: InboundMedia) -> FetchedFile:
+        source = self._sources.get(connector.platform)
+        if source is None or self._files is None:
+            raise DeliveryError("files are not fetched here", permanent=True)
+        try:
+            return await source.fetch_media(connector, media)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+            # a platform answer of another shape: retrying would get the same answer
+            raise DeliveryError("unexpected answer from the platform", permanent=True) from None
+
+    async def _store_file(
+        self, connector: Connector, conversation_id: str, key: str, fetched: FetchedFile
+    ) -> str:
+        """Stored under an id derived from the platform's ids: a resend stores nothing twice."""
+        assert self._files is not None, "attachments need the attachment store"
+        attachment_id = "a" + derive_event_id(connector.tenant, connector.connector_id, key)[1:]
+        await self._files.save(
+            StoredAttachment(
+                attachment_id,
+                connector.tenant,
+                conversation_id,
+                fetched.filename[:200],
+                fetched.content_type,
+                len(fetched.content),
+            ),
+            fetched.content,
+        )
+        return attachment_id
+
+    # --- edits, ratings, blocks ------------------------------------------------------
+    async def _open_conversation(
+        self, connector: Connector, chat_ref: str, *, closed_too: bool = False
+    ) -> PlatformConversation | None:
+        """The conversation of this connector's chat (closed ones too, when asked)."""
+        conv = await self._store.conversation_for_chat(
+            connector.tenant, connector.connector_id, connector.platform, chat_ref
+        )
+        if conv is None:
+            return None
+        return conv if closed_too or not conv.closed else None
+
+    async def _edit(self, connector: Connector, edit: InboundEdit) -> None:
+        conv = await self._open_conversation(connector, edit.chat_ref, closed_too=True)
+        if conv is None:
+            return  # an edit of a message from before we knew the user: nothing to attach it to
+        tenant, key = connector.tenant, f"{connector.connector_id}:{edit.platform_message_id}"
+        user_key = _user_key(connector, edit.platform_user_id)
+        edited = Envelope(
+            id=derive_event_id(tenant, connector.connector_id, "edit:" + key),
+            type=MessageEdited.TYPE,
             tenant=tenant,
             stream=f"conv:{conv.conversation_id}",
-            actor=actor,
+            actor=Actor(kind=ActorKind.customer, id=user_key),
             data={
                 "conversation_id": conv.conversation_id,
-                "message_id": message_id,
-                "body": message.text[:8000],
+                "message_id": _message_id(connector, edit.message_ref),
+                "edit_id": derive_event_id(tenant, connector.connector_id, "edit-id:" + key),
+                "body": edit.text[:8000],
                 "author_kind": "customer",
                 "author_id": user_key,
             },
         )
-        received = Envelope(
-            id=derive_event_id(tenant, connector.connector_id, "inbound:" + key),
-            type=InboundReceived.TYPE,
+        await self._bus.publish_many([edited, self._received(connector, conv, edit)])
+
+    async def _rating(self, connector: Connector, rating: InboundRating) -> None:
+        conv = await self._open_conversation(connector, rating.chat_ref, closed_too=True)
+        conversation_id = rating.conversation_id or (conv.conversation_id if conv else None)
+        source = self._sources.get(connector.platform)
+        if source is not None:
+            try:
+                await source.answer_rating(connector, rating)
+            except DeliveryError as exc:  # the button's spinner only; the rating still counts
+                log.info("connector_rating_not_answered", reason=exc.reason)
+        if conversation_id is None:
+            return
+        await self._store.rating_answered(connector.tenant, conversation_id)
+        user_key = _user_key(connector, rating.platform_user_id)
+        command = Envelope(
+            id=derive_event_id(
+                connector.tenant, connector.connector_id, "rate:" + rating.platform_message_id
+            ),
+            type=RateConversation.TYPE,
+            tenant=connector.tenant,
+            stream=f"conv:{conversation_id}",
+            actor=Actor(kind=ActorKind.customer, id=user_key),
+            data={"conversation_id": conversation_id, "score": rating.score},
+        )
+        reply = await self._rpc.command("agent", command, timeout=self._timeout)
+        if not reply.ok:  # rated already, another user's conversation: nothing to record
+            log.info(
+                "connector_rating_refused", connector_id=connector.connector_id, code=reply.code
+            )
+
+    async def _blocked(self, connector: Connector, blocked: InboundBlocked) -> None:
+        conv = await self._open_conversation(connector, blocked.chat_ref, closed_too=True)
+        if conv is None:
+            return  # never wrote to us: no conversation to show it in
+        tenant, key = connector.tenant, f"{connector.connector_id}:{blocked.platform_message_id}"
+        event = Envelope(
+            id=derive_event_id(tenant, connector.connector_id, "blocked:" + key),
+            type=UserBlocked.TYPE,
             tenant=tenant,
             stream=f"conv:{conv.conversation_id}",
             actor=Actor(kind=ActorKind.connector, id=connector.connector_id),
             data={
                 "connector_id": connector.connector_id,
                 "platform": connector.platform,
-                "platform_message_id": message.platform_message_id[:200],
-                "platform_user_id": message.platform_user_id[:200],
                 "conversation_id": conv.conversation_id,
+                "message_id": derive_event_id(tenant, connector.connector_id, "block-id:" + key),
+                "platform_user_id": blocked.platform_user_id[:200],
+                "blocked": blocked.blocked,
             },
         )
-        await self._bus.publish_many([sent, received])
-        MESSAGES.labels(connector.platform, "in").inc()
+        await self._bus.publish_many([event, self._received(connector, conv, blocked)])
+
+
+def _score(text: str) -> int | None:
+    """A rating typed as a reply: one digit from 1 to 5, nothing else."""
+    text = text.strip()
+    return int(text) if len(text) == 1 and text in "12345" else None
+
+
+def _message_id(connector: Connector, ref: str) -> str:
+    """A platform message's id in relaydesk: its edits derive the same one."""
+    return derive_event_id(
+        connector.tenant, connector.connector_id, f"msg:{connector.connector_id}:{ref}"
+    )
 
 
 def _user_key(connector: Connector, platform_user_id: str) -> str:

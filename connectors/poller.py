@@ -73,6 +73,7 @@ class TelegramPoller:
         await self._delete_webhook(connector)
         while True:
             try:
+                # edits, rating buttons and "blocked by the user" too, not just messages
                 params = {"timeout": self._poll_timeout_s, "allowed_updates": ALLOWED_UPDATES}
                 if offset is not None:
                     params["offset"] = offset

@@ -14,11 +14,12 @@ from pymongo import AsyncMongoClient
 
 from connectors.config import SERVICE, ConnectorDirectory
 from connectors.decider import ConnectorsDecider
-from connectors.deliverer import Deliverer, PlatformClient
+from connectors.deliverer import Deliverer
 from connectors.documents import CONNECTOR_DOCUMENTS
 from connectors.follower import LogFollower
 from connectors.inbound import InboundBridge
 from connectors.messenger import MessengerClient
+from connectors.outbound_items import OutboundSender, PlatformClient
 from connectors.plans import TenantPlans
 from connectors.poller import TelegramPoller
 from connectors.queries import ConnectorQueries
@@ -28,12 +29,14 @@ from connectors.telegram_webhook import TelegramWebhookRegistrar
 from connectors.webhooks import build_app
 from connectors.wechat import WeChatClient
 from contracts.plans import PlanCatalogue
+from relaydesk.attachments import AttachmentStore
 from relaydesk.bus import Bus
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.log_reader import LogReader
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
 from relaydesk.health import Readiness
+from relaydesk.net_guard import GuardedTransport, TargetPolicy
 from relaydesk.queries import QueryAnswers
 from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
@@ -56,6 +59,7 @@ class ConnectorsService:
         self._bus: Bus | None = None
         self._mongo: AsyncMongoClient | None = None
         self._http: httpx.AsyncClient | None = None
+        self._fetch: httpx.AsyncClient | None = None
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._app: FastAPI | None = None
@@ -77,15 +81,24 @@ class ConnectorsService:
         await bind_documents(db, (*CONNECTOR_DOCUMENTS, Checkpoint))  # creates their indexes
         store = ConnectorStore(db)
         self._http = httpx.AsyncClient()
+        # URLs a platform's payload names (attachments, profile pictures) are a webhook
+        # body's choice: fetched only through the SSRF guard (docs/security.md).
+        self._fetch = httpx.AsyncClient(
+            transport=GuardedTransport(TargetPolicy.from_settings(self.settings))
+        )
+        files = AttachmentStore(db)
+        telegram = TelegramClient(self._http, self.settings.telegram_api_base)
+        messenger = MessengerClient(self._http, self.settings.messenger_api_base, self._fetch)
+        wechat = WeChatClient(self._http, self.settings.wechat_api_base, self._fetch)
         clients: dict[str, PlatformClient] = {
-            "telegram": TelegramClient(self._http, self.settings.telegram_api_base),
-            "messenger": MessengerClient(self._http, self.settings.messenger_api_base),
-            "wechat": WeChatClient(self._http, self.settings.wechat_api_base),
+            "telegram": telegram,
+            "messenger": messenger,
+            "wechat": wechat,
         }
         self._deliverer = Deliverer(
             bus,
             store,
-            clients,
+            OutboundSender(clients, files),
             self.directory.usable,
             breaker_failures=self.settings.connector_breaker_failures,
             breaker_open_s=self.settings.connector_breaker_open_s,
@@ -99,12 +112,17 @@ class ConnectorsService:
         self._tasks.append(asyncio.create_task(self._follow(follower)))
         self._tasks.append(asyncio.create_task(self._deliverer.run()))
         bridge = InboundBridge(
-            bus, RpcClient(bus), store, request_timeout_s=self.settings.request_timeout_s
+            bus,
+            RpcClient(bus),
+            store,
+            request_timeout_s=self.settings.request_timeout_s,
+            sources={"telegram": telegram, "messenger": messenger, "wechat": wechat},
+            files=files,
         )
-        self._poller = TelegramPoller(clients["telegram"], bridge, self.directory)  # type: ignore[arg-type]
+        self._poller = TelegramPoller(telegram, bridge, self.directory)
         self._tasks.append(asyncio.create_task(self._poller.run()))
         self._registrar = TelegramWebhookRegistrar(
-            clients["telegram"],  # type: ignore[arg-type]
+            telegram,
             self.directory,
             # the bundled nginx routes /webhooks/ from the public address to this service
             self.settings.connectors_public_url or self.settings.public_url,
@@ -200,6 +218,8 @@ class ConnectorsService:
             await self._reader.close()
         if self._http is not None:
             await self._http.aclose()
+        if self._fetch is not None:
+            await self._fetch.aclose()
         if self._bus is not None:
             await self._bus.close()
         if self._mongo is not None:

@@ -23,6 +23,7 @@ class PlatformConversation:
     chat_ref: str  # where replies go: Telegram chat id, Messenger PSID, WeChat OpenID
     generation: int = 0
     closed: bool = False
+    rating_pending: bool = False  # asked to rate the closed conversation, no answer yet
 
     @property
     def key(self) -> str:
@@ -85,7 +86,21 @@ class ConnectorStore:
         c = await self._conversations()
         # $set, not a replace: the chat's last_inbound survives a reopened conversation.
         await c.find_one(c.id == conv.key).update(
-            Set({**asdict(conv), "closed": False, "at": time.time()}), upsert=True
+            Set({**asdict(conv), "closed": False, "rating_pending": False, "at": time.time()}),
+            upsert=True,
+        )
+
+    async def await_rating(self, tenant: str, conversation_id: str) -> None:
+        """The user was asked to rate the conversation (a typed 1…5 is then the answer)."""
+        c = await self._conversations()
+        await c.find_one(c.tenant == tenant, c.conversation_id == conversation_id).update(
+            Set({c.rating_pending: True})
+        )
+
+    async def rating_answered(self, tenant: str, conversation_id: str) -> None:
+        c = await self._conversations()
+        await c.find_one(c.tenant == tenant, c.conversation_id == conversation_id).update(
+            Set({c.rating_pending: False})
         )
 
     async def mark_closed(self, tenant: str, conversation_id: str) -> None:
@@ -243,4 +258,5 @@ def _conversation(doc: PlatformConversationDocument) -> PlatformConversation:
         doc.chat_ref,
         doc.generation,
         doc.closed,
+        doc.rating_pending,
     )

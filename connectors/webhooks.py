@@ -12,7 +12,7 @@ from tenacity import AsyncRetrying, stop_after_delay, wait_exponential_jitter
 
 from connectors import messenger, telegram, wechat
 from connectors.config import Connector, ConnectorDirectory
-from connectors.inbound import InboundBridge, InboundMessage
+from connectors.inbound import Inbound, InboundBridge
 from connectors.wechat_crypto import WeChatCipher, WeChatCryptoError, signature_ok
 
 log = structlog.get_logger(__name__)
@@ -41,7 +41,7 @@ async def read_capped(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-Publisher = Callable[[Connector, list[InboundMessage]], Awaitable[Response]]
+Publisher = Callable[[Connector, list[Inbound]], Awaitable[Response]]
 
 
 def build_app(
@@ -66,7 +66,7 @@ def build_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    async def publish_all(connector: Connector, messages: list[InboundMessage]) -> Response:
+    async def publish_all(connector: Connector, messages: list[Inbound]) -> Response:
         try:
             for message in messages:
                 await bridge.accept(connector, message)
@@ -196,7 +196,7 @@ def _add_wechat(
             return _malformed("wechat", connector_id, "malformed xml")
         if connector is None or message is False:
             return _forbidden("wechat", connector_id)
-        if isinstance(message, InboundMessage):
+        if message is not None and not isinstance(message, bool):
             background: set[asyncio.Task[bool]] = app.state.background
             task = asyncio.create_task(_accept_with_retries(bridge, connector, message))
             background.add(task)
@@ -207,7 +207,7 @@ def _add_wechat(
 
 
 async def _accept_with_retries(
-    bridge: InboundBridge, connector: Connector, message: InboundMessage
+    bridge: InboundBridge, connector: Connector, message: Inbound
 ) -> bool:
     """WeChat never resends after our ``success``, so we keep trying ourselves for a while."""
     async for attempt in AsyncRetrying(
@@ -240,7 +240,7 @@ class MalformedXml(Exception):
 
 def _wechat_inbound(
     connector: Connector, query: dict[str, str], raw: bytes
-) -> InboundMessage | bool | None:
+) -> Inbound | bool | None:
     """The message, None for nothing to publish, False for a forged or undecryptable request.
 
     Raises ``MalformedXml`` for a correctly signed request whose XML is broken.

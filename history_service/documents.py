@@ -57,6 +57,7 @@ class ConversationVisitor(BaseModel):
     name: str | None = None
     email: str | None = None
     page_url: str | None = None
+    avatar_attachment_id: str | None = None  # a messaging platform's profile picture
 
 
 class ConversationRating(BaseModel):

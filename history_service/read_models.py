@@ -15,6 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope, LoggedEvent
 from contracts.errors import ContractError
+from contracts.events.connector import UserBlocked
 from contracts.events.conversation import (
     ContactProvided,
     ConversationAccepted,
@@ -26,7 +27,7 @@ from contracts.events.conversation import (
     ConversationRequested,
     ConversationTransferred,
 )
-from contracts.events.message import AttachmentSent, MessageSent, SystemNote
+from contracts.events.message import AttachmentSent, MessageEdited, MessageSent, SystemNote
 from contracts.registry import parse_event_data
 from history_service.archive import ignoring_duplicates
 from history_service.documents import (
@@ -39,7 +40,10 @@ from relaydesk.store import bound
 
 log = structlog.get_logger(__name__)
 
-MESSAGE_TYPES = frozenset({MessageSent.TYPE, AttachmentSent.TYPE, SystemNote.TYPE})
+# what a conversation's message list shows (the console draws edits and blocks as lines too)
+MESSAGE_TYPES = frozenset(
+    {MessageSent.TYPE, AttachmentSent.TYPE, MessageEdited.TYPE, SystemNote.TYPE, UserBlocked.TYPE}
+)
 COUNTED_MESSAGES = frozenset({MessageSent.TYPE, AttachmentSent.TYPE})
 STATUS_BY_TYPE = {
     ConversationQueued.TYPE: "queued",

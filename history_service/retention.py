@@ -36,7 +36,7 @@ from contracts import Actor, Envelope, derive_event_id
 from contracts.envelope import ActorKind
 from contracts.events.admin import TenantSettingsChanged
 from contracts.events.history import MAX_CONVERSATIONS, RetentionApplied
-from contracts.events.message import AttachmentSent, MessageSent
+from contracts.events.message import AttachmentSent, MessageEdited, MessageSent
 from contracts.settings import accepted_changes
 from history_service.documents import ArchivedEvent, ConversationView, MessageView, RetentionMark
 from history_service.hash_chain import envelope_of, link_hash
@@ -45,7 +45,11 @@ from relaydesk.store import ascending, bound, stored_rows
 log = structlog.get_logger(__name__)
 
 REDACTED = "[removed under the retention policy]"
-CONTENT_FIELDS = {MessageSent.TYPE: ("body",), AttachmentSent.TYPE: ("filename",)}
+CONTENT_FIELDS = {
+    MessageSent.TYPE: ("body",),
+    AttachmentSent.TYPE: ("filename", "caption"),
+    MessageEdited.TYPE: ("body",),
+}
 HISTORY_ACTOR = Actor(kind=ActorKind.system, id="history")
 Publish = Callable[[Envelope], Awaitable[Any]]
 Clock = Callable[[], datetime]

@@ -68,6 +68,20 @@ class OutboundFailed(EventData):
     parked: bool = False
 
 
+class UserBlocked(EventData):
+    """The platform user blocked the bot (``blocked``) or allowed it again (Telegram
+    ``my_chat_member``): replies cannot reach them while blocked."""
+
+    TYPE = "connector.user_blocked"
+    AUDIENCE = frozenset({Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
+    connector_id: Id
+    platform: Platform
+    conversation_id: Id
+    message_id: Id  # the console shows it as a line of the conversation
+    platform_user_id: ShortText
+    blocked: bool
+
+
 class OutboundRetryRequested(EventData):
     """An agent asked to send a parked reply again (op ``retry_delivery``): the conversation's
     parked replies go out again, in order, each with a new result."""
@@ -84,5 +98,6 @@ MODELS = (
     InboundReceived,
     OutboundSent,
     OutboundFailed,
+    UserBlocked,
     OutboundRetryRequested,
 )

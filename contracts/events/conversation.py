@@ -20,6 +20,8 @@ class VisitorInfo(BaseModel):
     email: ShortText | None = None
     page_url: str | None = Field(default=None, max_length=2000)
     platform_user_id: ShortText | None = None
+    # the profile picture a messaging platform gave, stored as an attachment of the conversation
+    avatar_attachment_id: Id | None = None
 
 
 class ConversationRequested(EventData):

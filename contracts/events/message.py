@@ -34,6 +34,8 @@ def upcast_message_sent_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class AttachmentSent(EventData):
+    """A file in a conversation; ``caption`` is the text a platform user sent with it."""
+
     TYPE = "message.attachment_sent"
     AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
     conversation_id: Id
@@ -43,6 +45,21 @@ class AttachmentSent(EventData):
     content_type: ShortText
     size: int = Field(ge=0)
     author_kind: Literal["customer", "agent", "connector"]
+    author_id: Id
+    caption: Body | None = None
+
+
+class MessageEdited(EventData):
+    """A platform user edited a message they sent (Telegram ``edited_message``, Messenger
+    ``message_edits``): ``message_id`` is the edited message, ``body`` its new text."""
+
+    TYPE = "message.edited"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
+    conversation_id: Id
+    message_id: Id
+    edit_id: Id
+    body: Body
+    author_kind: Literal["customer"]
     author_id: Id
 
 
@@ -80,5 +97,5 @@ class MessageRead(EventData):
     reader_id: Id
 
 
-MODELS = (MessageSent, AttachmentSent, SystemNote, TypingChanged, MessageRead)
+MODELS = (MessageSent, AttachmentSent, MessageEdited, SystemNote, TypingChanged, MessageRead)
 UPCASTERS = {("message.sent", 1): upcast_message_sent_v1_v2}

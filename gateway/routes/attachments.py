@@ -22,19 +22,19 @@ from starlette.datastructures import UploadFile
 from contracts import derive_event_id
 from contracts.queries.admin import TenantSettingsQuery
 from contracts.settings import DEFAULTS
-from gateway.attachments import (
-    AttachmentRejected,
-    AttachmentStore,
-    LinkSigner,
-    StoredAttachment,
-    check_content,
-)
+from gateway.attachments import LinkSigner
 from gateway.auth.http import ApiError, require_principal
 from gateway.auth.tokens import Principal
 from gateway.body_limits import MULTIPART_OVERHEAD, lower_body_limit
 from gateway.deps import GatewayDeps
 from gateway.ops import MAX_KEY_LENGTH, OpError
 from gateway.routes.conversations import readable_conversation
+from relaydesk.attachments import (
+    AttachmentRejected,
+    AttachmentStore,
+    StoredAttachment,
+    check_content,
+)
 from relaydesk.bus import RemoteError, RequestTimeout
 from relaydesk.keys import key_ring
 

@@ -1,4 +1,9 @@
-"""The console shows, under an agent's reply to a Telegram chat, whether Telegram took it."""
+"""The console shows, under an agent's reply to a Telegram chat, whether Telegram took it;
+and what the Telegram user sent besides text: a photo with its caption, an edit, a block,
+their profile picture."""
+
+import struct
+import zlib
 
 import pytest
 
@@ -9,6 +14,23 @@ from tests.connectors.harness import TelegramDriver, system_with_connectors
 
 pytestmark = pytest.mark.browser
 TELEGRAM_TOKEN = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
+
+
+def png(width: int, height: int) -> bytes:
+    """A valid PNG (grey pixels) the browser can draw."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 async def test_console_shows_sent_via_telegram_and_the_failure_reason(
@@ -25,7 +47,9 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
             driver = TelegramDriver(fake, connectors)
             assert (await driver.setup(bus, "tg")).ok
             console = await console_login(await browser.new_context(), system, "tg", "alice")
-            assert (await driver.send("91", "where is my parcel?")).status_code == 200
+            fake.profile_photos[91] = [fake.add_file(png(64, 64), "profile_photos/91.png")]
+            first = fake.update(91, "where is my parcel?")
+            assert (await fake.post_webhook(driver.url, first, driver.secret)).status_code == 200
             await console.locator(".request").get_by_role("button", name="Accept").click()
             log = console.get_by_role("log", name="Messages")
             await log.get_by_text("where is my parcel?").wait_for(timeout=TIMEOUT_MS)
@@ -48,7 +72,9 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
             await refused.filter(has_text="failed: 401").wait_for(timeout=TIMEOUT_MS)
             # each result sits under its own message only
             assert await delivered.locator(".delivery").inner_text() == "sent via Telegram"
-            assert fake.sent == [{"chat_id": 91, "text": "On its way <b>today</b>"}]
+            # the greeting and the join line went to the user before the reply
+            texts = [m["text"] for m in fake.sent]
+            assert texts[0] == "Hi! How can we help?" and texts[2:] == ["On its way <b>today</b>"]
 
             # The refused reply is parked, not dropped: once the token works again, "retry"
             # sends it.
@@ -63,5 +89,26 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
             assert [m["text"] for m in fake.sent][-1] == "Tracking number follows"
             assert await log.locator(".msg b").count() == 0  # the body is text, never HTML
             await console.screenshot(path=str(artifacts / "console-delivery-state.png"))
+
+            # what else the user does reaches the console: their picture, a photo with its
+            # caption, an edit of their first message, blocking the bot
+            fake.token_revoked = False  # the files are fetched with the bot token
+            avatar = console.locator("#visitor img.avatar")
+            await avatar.wait_for(timeout=TIMEOUT_MS)
+            photo = fake.photo_update(91, fake.add_file(png(8, 8), "photos/91.png"), "the box")
+            edit = fake.edit_update(91, first["message"]["message_id"], "where is my parcel #42?")
+            for update in (photo, edit, fake.member_update(91, "kicked")):
+                assert (
+                    await fake.post_webhook(driver.url, update, driver.secret)
+                ).status_code == 200
+            sent_photo = log.locator(".msg.customer").filter(has_text="the box")
+            await sent_photo.get_by_role("button", name="photo_").wait_for(timeout=TIMEOUT_MS)
+            original = log.locator(".msg.customer").filter(has_text="where is my parcel?")
+            await original.locator(".edited").filter(has_text="#42").wait_for(timeout=TIMEOUT_MS)
+            await log.get_by_text("The customer blocked us on Telegram").wait_for(
+                timeout=TIMEOUT_MS
+            )
+            assert await avatar.evaluate("img => img.complete && img.naturalWidth") == 64
+            await console.screenshot(path=str(artifacts / "console-telegram-media.png"))
     finally:
         await fake.stop()

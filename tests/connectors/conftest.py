@@ -9,6 +9,8 @@ import pytest
 
 from agent_service.service import AgentService
 from connectors.service import ConnectorsService
+from contracts.envelope import Actor, Envelope
+from contracts.events.admin import TenantSettingsChanged
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
 from tests.connectors.fakes.messenger import FakeMessenger
@@ -72,12 +74,30 @@ def connector_settings(
             "telegram_api_base": fake_telegram.base_url,
             "messenger_api_base": fake_messenger.base_url,
             "wechat_api_base": fake_wechat.base_url,
+            # the fakes serve "CDN" files and profile pictures on loopback, which the SSRF
+            # guard refuses unless the operator allows it
+            "webhook_allowed_networks": "127.0.0.1/32",
         }
     )
 
 
+async def quiet_tenant(bus: Bus, tenant: str) -> None:
+    """No greeting and no offline line for ``tenant``: what its platform users receive is the
+    agents' replies only (tests of the system lines use a tenant of their own)."""
+    await bus.publish(
+        Envelope(
+            type=TenantSettingsChanged.TYPE,
+            tenant=tenant,
+            stream=f"tenant:{tenant}",
+            actor=Actor(kind="admin", id="owner-1"),
+            data={"before": {}, "after": {"greeting": "", "offline_text": ""}},
+        )
+    )
+
+
 @pytest.fixture
-async def agent_service(connector_settings: Settings) -> AsyncIterator[AgentService]:
+async def agent_service(connector_settings: Settings, bus: Bus) -> AsyncIterator[AgentService]:
+    await quiet_tenant(bus, TENANT)
     service = AgentService(connector_settings)
     await service.start()
     yield service

@@ -91,7 +91,7 @@ class TelegramDriver:
         )
 
     def delivered(self) -> list[str]:
-        return [m["text"] for m in self.fake.sent]
+        return [m["text"] for m in self.fake.sent if m["method"] == "sendMessage"]
 
     async def set_down(self, down: bool) -> None:
         self.fake.down = down
@@ -129,7 +129,7 @@ class MessengerDriver:
         )
 
     def delivered(self) -> list[str]:
-        return [m["message"]["text"] for m in self.fake.sent if "message" in m]
+        return [m["message"]["text"] for m in self.fake.sent if "text" in m.get("message", {})]
 
     async def set_down(self, down: bool) -> None:
         self.fake.down = down
@@ -169,7 +169,7 @@ class WeChatDriver:
         )
 
     def delivered(self) -> list[str]:
-        return [m["text"]["content"] for m in self.fake.sent]
+        return [m["text"]["content"] for m in self.fake.sent if m["msgtype"] == "text"]
 
     async def set_down(self, down: bool) -> None:
         # WeChat "down": the API host stops listening (connections refused)

@@ -6,6 +6,7 @@ from typing import Any
 
 from contracts.envelope import Actor, Envelope
 from contracts.ids import new_event_id
+from relaydesk.attachments import AttachmentStore, StoredAttachment
 from relaydesk.bus import Bus
 from relaydesk.bus.log_reader import LogReader
 
@@ -100,3 +101,41 @@ async def agent_reply(bus: Bus, tenant: str, conversation_id: str, body: str) ->
     message = agent_message(tenant, conversation_id, body)
     await bus.publish(message)
     return str(message.data["message_id"])
+
+
+async def agent_attachment(
+    bus: Bus,
+    files: AttachmentStore,
+    tenant: str,
+    conversation_id: str,
+    filename: str,
+    content_type: str,
+    content: bytes,
+) -> str:
+    """What the gateway does when an agent uploads a file: store it, then publish
+    ``message.attachment_sent``. Returns the message id."""
+    message_id = new_event_id()
+    attachment_id = "a" + new_event_id()[1:]
+    stored = StoredAttachment(
+        attachment_id, tenant, conversation_id, filename, content_type, len(content)
+    )
+    await files.save(stored, content)
+    await bus.publish(
+        Envelope(
+            type="message.attachment_sent",
+            tenant=tenant,
+            stream=f"conv:{conversation_id}",
+            actor=Actor(kind="agent", id="agent-1"),
+            data={
+                "conversation_id": conversation_id,
+                "message_id": message_id,
+                "attachment_id": attachment_id,
+                "filename": filename,
+                "content_type": content_type,
+                "size": len(content),
+                "author_kind": "agent",
+                "author_id": "agent-1",
+            },
+        )
+    )
+    return message_id

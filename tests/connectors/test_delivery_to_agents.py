@@ -45,7 +45,10 @@ async def test_agent_socket_receives_delivery_results_for_its_replies(
         sent["event"]["data"]["platform"] == "telegram"
         and sent["event"]["data"]["conversation_id"] == conversation_id
     )
-    assert driver.delivered() == ["yes, yesterday"]
+    # the greeting and the join line reach the platform user too, before the reply
+    greeting, joined, answer = driver.delivered()
+    assert greeting == "Hi! How can we help?" and joined.endswith("has entered the chat")
+    assert answer == "yes, yesterday"
 
     fake_telegram.token_revoked = True  # the platform refuses from now on: a permanent failure
     lost = await agent.op("send", conversation_id=conversation_id, body="tracking number follows")

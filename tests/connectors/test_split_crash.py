@@ -16,7 +16,7 @@ from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
-from tests.connectors.conftest import PUBLIC_URL
+from tests.connectors.conftest import PUBLIC_URL, quiet_tenant
 from tests.connectors.fakes.telegram import FakeTelegram
 from tests.connectors.helpers import LogWatch, agent_reply, eventually
 from tests.fault.processes import ServiceProcess
@@ -51,9 +51,10 @@ async def test_a_kill_in_the_middle_of_a_split_reply_loses_no_part_and_keeps_the
             "RELAYDESK_TELEGRAM_API_BASE": fake.base_url,
         },
     )
+    bus = await Bus(settings.amqp_url, service="test", stream_url=settings.stream_url).connect()
+    await quiet_tenant(bus, TENANT)  # the user gets the reply's parts only, no greeting
     agent = AgentService(settings)
     await agent.start()
-    bus = await Bus(settings.amqp_url, service="test", stream_url=settings.stream_url).connect()
     watch = await LogWatch(bus).start()
     await child.start()
     try:

@@ -211,7 +211,7 @@ async def test_messenger_outside_24h_window_uses_human_agent_tag_only_when_enabl
     approved = Connector("acme", "fb1", "messenger", {**public, "human_agent_tag": "true"}, secrets)
     late = time.time() - 25 * 3600
     async with httpx.AsyncClient() as http:
-        client = MessengerClient(http, fake_messenger.base_url)
+        client = MessengerClient(http, fake_messenger.base_url, http)
         for last_inbound in (late, None):
             with pytest.raises(DeliveryError) as refused:
                 await client.send_text(plain, "psid-3", "late answer", last_inbound=last_inbound)

@@ -13,7 +13,13 @@ from agent_service.service import AgentService
 from connectors.service import ConnectorsService
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
-from tests.connectors.conftest import AES_KEY, PUBLIC_URL, TELEGRAM_TOKEN, FakePlatforms
+from tests.connectors.conftest import (
+    AES_KEY,
+    PUBLIC_URL,
+    TELEGRAM_TOKEN,
+    FakePlatforms,
+    quiet_tenant,
+)
 from tests.connectors.fakes.messenger import FakeMessenger
 from tests.connectors.fakes.telegram import FakeTelegram
 from tests.connectors.fakes.wechat import FakeWeChat
@@ -59,8 +65,13 @@ class World:
 
 @contextlib.asynccontextmanager
 async def shared_world(
-    vhosts: RabbitVhosts, mongo_server: MongoServer, **overrides: object
+    vhosts: RabbitVhosts,
+    mongo_server: MongoServer,
+    quiet: tuple[str, ...] = (),
+    **overrides: object,
 ) -> AsyncIterator[World]:
+    """``quiet``: tenants (besides the shared one) whose platform users get the agents' replies
+    only, no greeting or offline line (set before the agent service starts: no race)."""
     fakes = FakePlatforms(
         FakeTelegram(TELEGRAM_TOKEN),
         FakeMessenger("1122334455", "page-token-secret", "app-secret-äbc"),
@@ -80,13 +91,15 @@ async def shared_world(
             wechat_api_base=fakes.wechat.base_url,
             **overrides,
         ) as settings:
+            bus = await Bus(
+                settings.amqp_url, service="test", stream_url=settings.stream_url
+            ).connect()
+            for tenant in (SHARED_TENANT, *quiet):
+                await quiet_tenant(bus, tenant)
             agent = AgentService(settings)
             await agent.start()
             service = ConnectorsService(settings)
             await service.start()
-            bus = await Bus(
-                settings.amqp_url, service="test", stream_url=settings.stream_url
-            ).connect()
             watch = await LogWatch(bus).start()
             try:
                 messenger = MessengerDriver(fakes.messenger, service)

@@ -85,6 +85,7 @@ async def test_full_conversation_read_model(
         "name": "Vic",
         "email": "vic@example.com",
         "page_url": "https://shop.example/cart",
+        "avatar_attachment_id": None,  # a messaging platform's profile picture; none on the web
     }
     assert conv["message_count"] == 3 and conv["rating"] == {"score": 4, "comment": "quick"}
     assert conv["created_at"] <= conv["accepted_at"] <= conv["last_message_at"] <= conv["closed_at"]

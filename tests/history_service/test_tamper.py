@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts.events.audit import AuditCheckpoint
 from contracts.events.conversation import ConversationRated
-from gateway.attachments import AttachmentStore
 from history_service.hash_chain import envelope_of, link_hash
 from history_service.verification import ArchiveVerifier, Finding, compare_with_log
+from relaydesk.attachments import AttachmentStore
 from relaydesk.keys import key_ring
 from relaydesk.settings import Settings
 from relaydesk.signing import Signer, keys_by_id, private_key, public_text

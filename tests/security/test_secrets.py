@@ -24,9 +24,10 @@ from pydantic import SecretStr
 
 from connectors.service import ConnectorsService
 from contracts.events.connector import ConnectorConfigured, InboundReceived
-from gateway.attachments import AttachmentRejected, LinkSigner
+from gateway.attachments import LinkSigner
 from gateway.auth.tokens import AUDIENCES, ISSUER, AgentPrincipal, TokenService
 from gateway.auth.tokens import InvalidToken as InvalidJwt
+from relaydesk.attachments import AttachmentRejected
 from relaydesk.bus import Bus
 from relaydesk.keys import PUBLISHED, SERVICE_SECRETS, SecretNotUsable, key_id
 from relaydesk.runtime import EXIT_CONFIG

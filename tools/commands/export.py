@@ -23,8 +23,8 @@ import click
 from contracts.events.audit import AuditCheckpoint
 from contracts.events.history import RetentionApplied
 from contracts.events.message import AttachmentSent
-from gateway.attachments import AttachmentStore, StoredAttachment
 from history_service.documents import ArchivedEvent
+from relaydesk.attachments import AttachmentStore, StoredAttachment
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
 from relaydesk.store import ascending, bound, database, make_client, stored_rows

@@ -347,21 +347,28 @@ async function loadEarlier() {
 
 function render(event, position) {
   const data = event.data;
+  if (event.type === "message.edited") return renderEdit(data, position);
   const id = data.message_id;
   if (!id || state.shown.has(id)) return;
   state.shown.add(id);
   let node;
   if (event.type === "message.system") {
     node = el("div", { class: "system-line" }, data.text);
+  } else if (event.type === "connector.user_blocked") {
+    const platform = PLATFORM_NAMES[data.platform] || data.platform;
+    node = el("div", { class: "system-line" }, data.blocked
+      ? `The customer blocked us on ${platform}: replies cannot reach them`
+      : `The customer unblocked us on ${platform}`);
   } else {
     const body = event.type === "message.attachment_sent"
-      ? el("button", { class: "btn small", type: "button", onclick: () => openAttachment(data) }, `📎 ${data.filename}`)
+      ? el("span", {}, el("button", { class: "btn small", type: "button", onclick: () => openAttachment(data) }, `📎 ${data.filename}`), data.caption ? el("div", { class: "caption" }, data.caption) : "")
       : data.body;
     const who = data.author_kind === "agent" ? (data.author_name || "Agent") : data.author_kind === "customer" ? "Visitor" : data.author_kind;
     node = el("div", { class: `msg ${data.author_kind}`, "data-id": id }, el("span", { class: "meta" }, who), body);
     if (data.author_kind === "customer" && !(state.lastCustomer && state.lastCustomer.position > position)) state.lastCustomer = { id, position };
   }
-  if (state.delivery.has(id)) paintDelivery(node, state.delivery.get(id));
+  // system lines reach platform users too, but their delivery is not the agent's concern
+  if (state.delivery.has(id) && node.classList.contains("msg")) paintDelivery(node, state.delivery.get(id));
   place(node, position);
 }
 
@@ -374,6 +381,17 @@ function place(node, position) {
     if (Number(child.dataset.position) < position) { after = child; break; }
   }
   after.after(node);
+}
+
+function renderEdit(data, position) {
+  // A messaging-app user changed a message: the new text under the old one, marked edited.
+  if (state.shown.has(data.edit_id)) return;
+  state.shown.add(data.edit_id);
+  const line = el("div", { class: "edited" }, `edited: ${data.body}`);
+  const original = [...$("messages").querySelectorAll(".msg")].find((m) => m.dataset.id === data.message_id);
+  if (original) { original.append(line); return; }
+  const node = el("div", { class: "msg customer", "data-id": data.edit_id }, el("span", { class: "meta" }, "Visitor"), line);
+  place(node, position);
 }
 
 // --- connector delivery results ------------------------------------------------------
@@ -433,6 +451,16 @@ function markRead() {
   state.socket.transient("read", { conversation_id: state.openId, message_id: last.id });
 }
 
+async function paintAvatar(panel, conversationId, attachmentId) {
+  // the platform's profile picture, stored as an attachment of the conversation (signed link)
+  try {
+    const link = await session.call(`/api/conversations/${encodeURIComponent(conversationId)}/attachments/${encodeURIComponent(attachmentId)}`);
+    panel.querySelector("h2").after(el("img", { class: "avatar", src: link.url, alt: "Profile picture", width: "64", height: "64" }));
+  } catch {
+    // the panel is informative only
+  }
+}
+
 async function paintVisitor(entry) {
   const id = entry.conversation_id;
   let conversation = entry;
@@ -449,6 +477,7 @@ async function paintVisitor(entry) {
   const facts = [["Name", visitor.name || conversation.visitor_name], ["Email", visitor.email], ["Channel", conversation.channel], ["Topic", conversation.topic], ["Page", visitor.page_url], ["Started", started && new Date(started).toLocaleString()], ["Rating", conversation.rating && `${conversation.rating.score}/5`]];
   const panel = $("visitor");
   panel.replaceChildren(el("h2", {}, "Visitor"), el("dl", {}, facts.filter(([, v]) => v).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
+  if (visitor.avatar_attachment_id) paintAvatar(panel, conversation.conversation_id, visitor.avatar_attachment_id);
   if (!visitor.id || !session.can("see_history")) return;
   try {
     const previous = (await session.call(`/api/conversations?view=all&visitor_id=${encodeURIComponent(visitor.id)}&limit=10`)).filter((c) => c.conversation_id !== id);
@@ -612,7 +641,9 @@ function onEvent(event, position) {
       break;
     case "message.sent":
     case "message.attachment_sent":
+    case "message.edited":
     case "message.system":
+    case "connector.user_blocked":
       if (data.conversation_id === state.openId) {
         render(event, position);
         scrollToEnd();

@@ -7,6 +7,12 @@ Errors use the Graph error object
 ``fail_next`` scripts the answers to the next Send API calls: a key of ``GRAPH_ERRORS`` (the
 documented Send API errors) or ``"html 502"`` (a proxy's non-JSON 502). ``calls`` holds the
 ``time.monotonic()`` of every Send API request received, failed ones included.
+
+Files: the Send API takes an attachment uploaded with the message as multipart/form-data
+(``recipient`` and ``message`` as JSON strings, the file in ``filedata``), up to 25 MB.
+Files users send are served from ``/cdn/<name>`` (``cdn``), the URL a webhook names; the
+User Profile API answers ``GET /<PSID>?fields=first_name,last_name,profile_pic``
+(``profiles``). Webhook builders: attachments, quick replies, postbacks, ``message_edits``.
 """
 
 import hashlib
@@ -18,6 +24,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
 
 from tests.connectors.fakes.server import FakeServer
 
@@ -81,9 +88,75 @@ class FakeMessenger(FakeServer):
         self.fail_next: list[str] = []
         self.calls: list[float] = []
         self._mid = 0
+        self.cdn: dict[str, tuple[bytes, str]] = {}  # name -> (content, content type)
+        self.profiles: dict[str, dict[str, str]] = {}  # PSID -> first_name, last_name, pic name
         app = FastAPI()
         app.add_api_route("/{page_id}/messages", self._send, methods=["POST"])
+        app.add_api_route("/cdn/{name}", self._cdn, methods=["GET"])
+        app.add_api_route("/{psid}", self._profile, methods=["GET"])
         super().__init__(app)
+
+    def cdn_url(self, name: str) -> str:
+        return f"{self.base_url}/cdn/{name}"
+
+    def event(self, psid: str, **fields: Any) -> dict[str, Any]:
+        """One messaging event (a postback, an edit, a message) in a page notification."""
+        now = int(time.time() * 1000)
+        messaging = {"sender": {"id": psid}, "recipient": {"id": self.page_id}, "timestamp": now}
+        return {
+            "object": "page",
+            "entry": [{"id": self.page_id, "time": now, "messaging": [{**messaging, **fields}]}],
+        }
+
+    def attachment_notification(
+        self, psid: str, kind: str, name: str, *, sticker_id: int | None = None
+    ) -> dict[str, Any]:
+        self._mid += 1
+        payload: dict[str, Any] = {"url": self.cdn_url(name)}
+        if sticker_id is not None:
+            payload["sticker_id"] = sticker_id
+        message = {
+            "mid": f"m_{self._mid}_{time.time_ns()}",
+            "attachments": [{"type": kind, "payload": payload}],
+        }
+        return self.event(psid, message=message)
+
+    def quick_reply_notification(self, psid: str, title: str, payload: str) -> dict[str, Any]:
+        self._mid += 1
+        message = {"mid": f"m_{self._mid}", "text": title, "quick_reply": {"payload": payload}}
+        return self.event(psid, message=message)
+
+    def postback_notification(self, psid: str, title: str, payload: str) -> dict[str, Any]:
+        self._mid += 1
+        return self.event(
+            psid, postback={"title": title, "payload": payload, "mid": f"m_pb_{self._mid}"}
+        )
+
+    def edit_notification(
+        self, psid: str, mid: str, text: str, num_edit: int = 1
+    ) -> dict[str, Any]:
+        return self.event(psid, message_edit={"mid": mid, "text": text, "num_edit": num_edit})
+
+    async def _cdn(self, name: str) -> Response:
+        if name not in self.cdn:
+            return Response(status_code=404)
+        content, content_type = self.cdn[name]
+        return Response(content, media_type=content_type)
+
+    async def _profile(self, psid: str, request: Request) -> JSONResponse:
+        if request.query_params.get("access_token") != self.page_token:
+            return _error(190, "Invalid OAuth access token.", "OAuthException", status=400)
+        profile = self.profiles.get(psid)
+        if profile is None:
+            return _error(
+                100, "(#100) No profile available for this user.", "OAuthException", status=400
+            )
+        fields = request.query_params.get("fields", "").split(",")
+        found = {"first_name": profile["first_name"], "last_name": profile["last_name"]}
+        answer: dict[str, Any] = {k: v for k, v in found.items() if k in fields}
+        if "profile_pic" in fields and profile.get("pic"):
+            answer["profile_pic"] = self.cdn_url(profile["pic"])
+        return JSONResponse({**answer, "id": psid})
 
     def add_page(self, page_id: str, page_token: str) -> None:
         self.pages[page_id] = page_token
@@ -162,7 +235,12 @@ class FakeMessenger(FakeServer):
                 "OAuthException",
                 status=500,
             )
-        body = await request.json()
+        if "multipart/form-data" in request.headers.get("content-type", ""):
+            body = await _upload_form(request)
+            if isinstance(body, JSONResponse):
+                return body
+        else:
+            body = await request.json()
         if body.get("messaging_type") not in {"RESPONSE", "UPDATE", "MESSAGE_TAG", None}:
             return _error(100, "(#100) Invalid messaging_type", "OAuthException", status=400)
         if body.get("messaging_type") == "MESSAGE_TAG" and body.get("tag") != "HUMAN_AGENT":
@@ -179,6 +257,31 @@ class FakeMessenger(FakeServer):
         return JSONResponse(
             {"recipient_id": body["recipient"]["id"], "message_id": f"m_out_{self._mid}"}
         )
+
+
+async def _upload_form(request: Request) -> dict[str, Any] | JSONResponse:
+    form = await request.form()
+    upload = form.get("filedata")
+    try:
+        body = {k: json.loads(str(form[k])) for k in ("recipient", "message")}
+    except (KeyError, ValueError):
+        return _error(100, "(#100) Invalid parameter", "OAuthException", status=400)
+    if not isinstance(upload, UploadFile):
+        return _error(100, "(#100) Upload attachment failure.", "OAuthException", status=400)
+    content = await upload.read()
+    if len(content) > 25 * 1024 * 1024:
+        return _error(
+            100, "(#100) Upload attachment failure.", "OAuthException", status=400, subcode=2018047
+        )
+    for key in ("messaging_type", "tag"):
+        if key in form:
+            body[key] = str(form[key])
+    body["file"] = {
+        "filename": upload.filename,
+        "content_type": upload.content_type,
+        "content": content,
+    }
+    return body
 
 
 def _error(

@@ -3,14 +3,25 @@
 Accepts JSON, form and query parameters on ``/bot<token>/<method>`` (methods case-insensitive),
 answers ``{"ok":true,"result":..}`` or ``{"ok":false,"error_code":..,"description":..,
 "parameters":{"retry_after":..}}``. getUpdates confirms every update below ``offset`` and long
-polls up to ``timeout`` seconds; while a webhook is set it answers 409 ("can't use getUpdates
-method while webhook is active"). setWebhook takes an HTTPS ``url`` on port 443, 80, 88 or
-8443 and a ``secret_token`` of 1-256 characters ``A-Z a-z 0-9 _ -``; an empty ``url`` removes
-the webhook, as deleteWebhook does; getWebhookInfo reports it (never the secret). Several bots
-can be served at once (``add_bot``): a user's private chat with each has the user's id.
+polls up to ``timeout`` seconds, and returns only the update kinds ``allowed_updates`` names
+(by default every kind but a few; the list is remembered across calls, as Telegram does);
+while a webhook is set it answers 409 ("can't use getUpdates method while webhook is
+active"). setWebhook takes an HTTPS ``url`` on port 443, 80, 88 or 8443 and a ``secret_token``
+of 1-256 characters ``A-Z a-z 0-9 _ -``; an empty ``url`` removes the webhook, as deleteWebhook
+does; getWebhookInfo reports it (never the secret). Several bots can be served at once
+(``add_bot``): a user's private chat with each has the user's id.
+
+Files ("Sending files"): sendPhoto / sendDocument / sendVideo / sendVoice / sendAudio /
+sendAnimation take a new file only as multipart/form-data, 10 MB for photos and 50 MB for
+the rest (413 beyond). getFile answers a ``File`` whose ``file_path`` downloads from
+``/file/bot<token>/<file_path>``; files over 20 MB are refused ("file is too big").
+``getUserProfilePhotos`` answers ``UserProfilePhotos``. ``sent`` records every successful
+send in order with its ``method``; ``hold_files`` makes file sends wait for
+``release_files()``.
 """
 
 import asyncio
+import itertools
 import json
 import random
 import re
@@ -20,9 +31,23 @@ from urllib.parse import urlsplit
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
 
 from tests.connectors.fakes.server import FakeServer
+
+MB = 1024 * 1024
+FILE_METHODS = {  # method → its file field
+    "sendphoto": "photo",
+    "senddocument": "document",
+    "sendvideo": "video",
+    "sendvoice": "voice",
+    "sendaudio": "audio",
+    "sendanimation": "animation",
+}
+# The update kinds sent when allowed_updates was never given (the Bot API's default list
+# leaves out chat_member, message_reaction and message_reaction_count).
+DEFAULT_UPDATES = {"message", "edited_message", "callback_query", "my_chat_member"}
 
 
 class FakeTelegram(FakeServer):
@@ -41,6 +66,17 @@ class FakeTelegram(FakeServer):
         self.getupdates_calls = 0
         self.token_revoked = False  # answer 401 Unauthorized from now on
         self.other_poller = False  # getUpdates answers 409 as when a second bot instance polls
+        self.cut_held = False  # held file sends fail when released (their sender died)
+        self.files: dict[str, tuple[bytes, str]] = {}  # file_id -> (content, file_path)
+        self.profile_photos: dict[int, list[str]] = {}  # user id -> file ids, newest first
+        self.answered: list[dict[str, Any]] = []  # answerCallbackQuery calls
+        self.allowed_updates: set[str] = set(DEFAULT_UPDATES)
+        self.hold_files = (
+            False  # file sends wait (received, not yet processed) until release_files()
+        )
+        self.held = 0  # file sends waiting now
+        self._files_released = asyncio.Event()
+        self._ids = itertools.count(1)
         # hold_send = n: the n-th sendMessage from now waits, unprocessed, until release()
         self.hold_send: int | None = None
         self.holding = False
@@ -54,7 +90,80 @@ class FakeTelegram(FakeServer):
         self._new_update = asyncio.Condition()
         app = FastAPI()
         app.add_api_route("/bot{token}/{method}", self._handle, methods=["GET", "POST"])
+        app.add_api_route("/file/bot{token}/{path:path}", self._download, methods=["GET"])
         super().__init__(app)
+
+    def add_file(self, content: bytes, path: str) -> str:
+        """A file on Telegram's servers (what a user sent); returns its file_id."""
+        file_id = f"AgAD{next(self._ids)}"
+        self.files[file_id] = (content, path)
+        return file_id
+
+    def release_files(self) -> None:
+        self.hold_files = False
+        self._files_released.set()
+
+    def _message(self, user_id: int, first_name: str = "Ann", **fields: Any) -> dict[str, Any]:
+        return {
+            "message_id": self.next_update_id,
+            "date": int(time.time()),
+            "chat": {"id": user_id, "type": "private", "first_name": first_name},
+            "from": {"id": user_id, "is_bot": False, "first_name": first_name},
+            **fields,
+        }
+
+    def _next(self, **fields: Any) -> dict[str, Any]:
+        update = {"update_id": self.next_update_id, **fields}
+        self.next_update_id += 1
+        return update
+
+    def photo_update(
+        self, user_id: int, file_id: str, caption: str | None = None
+    ) -> dict[str, Any]:
+        """A photo message: PhotoSize objects smallest first, the original last."""
+        sizes = [
+            {"file_id": f"{file_id}-thumb", "file_unique_id": "t", "width": 90, "height": 90},
+            {"file_id": file_id, "file_unique_id": "o", "width": 1280, "height": 960},
+        ]
+        fields: dict[str, Any] = {"photo": sizes}
+        if caption is not None:
+            fields["caption"] = caption
+        return self._next(message=self._message(user_id, **fields))
+
+    def file_update(self, user_id: int, kind: str, file: dict[str, Any]) -> dict[str, Any]:
+        """A document / voice / video / sticker message (``file`` is that object)."""
+        return self._next(message=self._message(user_id, **{kind: file}))
+
+    def edit_update(self, user_id: int, message_id: int, text: str) -> dict[str, Any]:
+        edited = self._message(user_id, text=text, edit_date=int(time.time()))
+        edited["message_id"] = message_id
+        return self._next(edited_message=edited)
+
+    def callback_update(self, user_id: int, data: str) -> dict[str, Any]:
+        query = {
+            "id": f"cb{self.next_update_id}",
+            "from": {"id": user_id, "is_bot": False, "first_name": "Ann"},
+            "message": self._message(user_id, text="How would you rate this conversation?"),
+            "chat_instance": "-1",
+            "data": data,
+        }
+        return self._next(callback_query=query)
+
+    def member_update(self, user_id: int, status: str) -> dict[str, Any]:
+        """``kicked``: the user blocked the bot; ``member``: allowed it again."""
+        user = {"id": user_id, "is_bot": False, "first_name": "Ann"}
+        bot = {"id": int(self.token.split(":")[0]), "is_bot": True, "first_name": "relaydesk"}
+        change = {
+            "chat": {"id": user_id, "type": "private", "first_name": "Ann"},
+            "from": user,
+            "date": int(time.time()),
+            "old_chat_member": {
+                "status": "member" if status == "kicked" else "kicked",
+                "user": bot,
+            },
+            "new_chat_member": {"status": status, "user": bot},
+        }
+        return self._next(my_chat_member=change)
 
     def api_base(self) -> str:
         return self.base_url
@@ -111,6 +220,9 @@ class FakeTelegram(FakeServer):
             params.update(await request.json())
         elif "form" in content_type:
             for key, value in (await request.form()).items():
+                if isinstance(value, UploadFile):
+                    params[key] = value
+                    continue
                 try:
                     params[key] = json.loads(str(value)) if str(value)[:1] in "[{" else value
                 except ValueError:
@@ -133,17 +245,77 @@ class FakeTelegram(FakeServer):
                 "Conflict: can't use getUpdates method while webhook is active;"
                 " use deleteWebhook to delete the webhook first",
             )
+        if method.lower() in FILE_METHODS:
+            return await self._send_file(method, FILE_METHODS[method.lower()], params)
         handler = {
             "sendmessage": self._send_message,
             "sendchataction": self._chat_action,
             "getupdates": self._get_updates,
             "getme": self._get_me,
+            "getfile": self._get_file,
+            "getuserprofilephotos": self._profile_photos,
+            "answercallbackquery": self._answer_callback,
         }.get(method.lower())
         if handler is None:
             return _error(404, "Not Found")
         if handler == self._send_message:
             return await self._send_message(params, bot)
         return await handler(params)
+
+    async def _send_file(self, method: str, field: str, params: dict[str, Any]) -> JSONResponse:
+        upload = params.get(field)
+        if not isinstance(upload, UploadFile):
+            return _error(400, f"Bad Request: there is no {field} in the request")
+        content = await upload.read()
+        if len(content) > (10 * MB if field == "photo" else 50 * MB):
+            return _error(413, "Request Entity Too Large")
+        if self.hold_files:
+            self.held += 1
+            await self._files_released.wait()
+            self.held -= 1
+            if self.cut_held:
+                return _error(502, "Bad Gateway")  # the request died with its sender
+        self.sent.append(
+            {
+                "method": method,
+                "chat_id": int(params["chat_id"]),
+                "filename": upload.filename,
+                "content_type": upload.content_type,
+                "content": content,
+            }
+        )
+        file = {"file_id": f"BQAD{len(self.sent)}", "file_size": len(content)}
+        return self._sent_message(params, **{field: file})
+
+    async def _get_file(self, params: dict[str, Any]) -> JSONResponse:
+        found = self.files.get(str(params.get("file_id")))
+        if found is None:
+            return _error(400, "Bad Request: invalid file_id")
+        content, path = found
+        if len(content) > 20 * MB:
+            return _error(400, "Bad Request: file is too big")
+        file_id = str(params["file_id"])
+        result = {"file_id": file_id, "file_unique_id": file_id, "file_size": len(content)}
+        return JSONResponse({"ok": True, "result": {**result, "file_path": path}})
+
+    async def _download(self, token: str, path: str) -> Response:
+        if token not in self.tokens:
+            return _error(401, "Unauthorized")
+        for content, file_path in self.files.values():
+            if file_path == path:
+                return Response(content, media_type="application/octet-stream")
+        return _error(404, "Not Found")
+
+    async def _profile_photos(self, params: dict[str, Any]) -> JSONResponse:
+        photos = [
+            [{"file_id": file_id, "file_unique_id": file_id, "width": 640, "height": 640}]
+            for file_id in self.profile_photos.get(int(params["user_id"]), [])
+        ][: int(params.get("limit", 100))]
+        return JSONResponse({"ok": True, "result": {"total_count": len(photos), "photos": photos}})
+
+    async def _answer_callback(self, params: dict[str, Any]) -> JSONResponse:
+        self.answered.append(params)
+        return JSONResponse({"ok": True, "result": True})
 
     def _webhook(self, bot: int, method: str, params: dict[str, Any]) -> JSONResponse:
         if method == "getwebhookinfo":
@@ -209,25 +381,23 @@ class FakeTelegram(FakeServer):
             return _error(400, "Bad Request: message text is empty")
         if len(text) > 4096:
             return _error(400, "Bad Request: message is too long")
-        sent = {"chat_id": int(params["chat_id"]), "text": text}
+        sent = {"method": "sendMessage", "chat_id": int(params["chat_id"]), "text": text}
         if "message_thread_id" in params:
             sent["message_thread_id"] = int(params["message_thread_id"])
+        if "reply_markup" in params:
+            sent["reply_markup"] = params["reply_markup"]
         self.sent.append(sent)
-        self.sent_by_bot.setdefault(bot, []).append(self.sent[-1])
+        self.sent_by_bot.setdefault(bot, []).append(sent)
         if self.lose_answers and self._losses.random() < self.lose_answers:
             self.lost_answers += 1
             return _error(502, "Bad Gateway")
-        return JSONResponse(
-            {
-                "ok": True,
-                "result": {
-                    "message_id": len(self.sent),
-                    "date": int(time.time()),
-                    "chat": {"id": int(params["chat_id"]), "type": "private"},
-                    "text": text,
-                },
-            }
-        )
+        return self._sent_message(params, text=text)
+
+    def _sent_message(self, params: dict[str, Any], **content: Any) -> JSONResponse:
+        """The ``Message`` a send method answers with."""
+        chat = {"id": int(params["chat_id"]), "type": "private"}
+        message = {"message_id": len(self.sent), "date": int(time.time()), "chat": chat}
+        return JSONResponse({"ok": True, "result": {**message, **content}})
 
     async def _chat_action(self, params: dict[str, Any]) -> JSONResponse:
         self.actions.append({"chat_id": int(params["chat_id"]), "action": params.get("action")})
@@ -244,6 +414,8 @@ class FakeTelegram(FakeServer):
         offset = int(params.get("offset", 0))
         if offset:
             self.updates = [u for u in self.updates if u["update_id"] >= offset]  # confirmed
+        if "allowed_updates" in params:
+            self.allowed_updates = set(params["allowed_updates"]) or set(DEFAULT_UPDATES)
         timeout = float(params.get("timeout", 0))
         async with self._new_update:
             if not self.updates and timeout:
@@ -251,9 +423,8 @@ class FakeTelegram(FakeServer):
                     await asyncio.wait_for(self._new_update.wait(), timeout)
                 except TimeoutError:
                     pass
-        return JSONResponse(
-            {"ok": True, "result": list(self.updates[: int(params.get("limit", 100))])}
-        )
+        wanted = [u for u in self.updates if set(u) - {"update_id"} <= self.allowed_updates]
+        return JSONResponse({"ok": True, "result": wanted[: int(params.get("limit", 100))]})
 
     async def _get_me(self, _: dict[str, Any]) -> JSONResponse:
         return JSONResponse(

@@ -1,0 +1,107 @@
+"""Files to and from the platforms: what a client sends, what it fetches, and their limits.
+
+Outbound, an agent's attachment (stored in GridFS by the gateway) is read here and handed
+to the platform's media call; a file the platform would refuse (too large, a type it cannot
+send) is refused before any upload, with a reason the console shows. Inbound, a platform
+file is downloaded once, stored as an attachment of the conversation and published as
+``message.attachment_sent``.
+"""
+
+from dataclasses import dataclass
+
+import httpx
+
+from connectors.delivery import DeliveryError
+from relaydesk.attachments import AttachmentRejected, check_content
+from relaydesk.net_guard import RefusedTarget
+
+MB = 1024 * 1024
+MAX_INBOUND_BYTES = 20 * MB  # Telegram's getFile limit; larger platform files are not fetched
+OCTET_STREAM = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class OutboundFile:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class InboundMedia:
+    """A file a platform user sent, as the platform names it (fetched later, once).
+
+    ``ref``: Telegram ``file_id``, Messenger attachment URL, WeChat ``MediaId``;
+    ``kind``: what the platform calls it (photo, document, voice, video, sticker, image…).
+    """
+
+    ref: str
+    kind: str
+    filename: str | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+def too_large(platform: str, what: str, size: int, limit: int) -> DeliveryError:
+    return DeliveryError(
+        f"too large for {platform}: {what} up to {limit // MB} MB, this file is {size / MB:.1f} MB",
+        permanent=True,
+        unsendable=True,
+    )
+
+
+def unsupported(platform: str, content_type: str, supported: str) -> DeliveryError:
+    return DeliveryError(
+        f"{platform} cannot send {content_type} files to its users (it sends {supported})",
+        permanent=True,
+        unsendable=True,
+    )
+
+
+def checked_type(declared: str | None, content: bytes) -> str:
+    """The declared type when the bytes agree with it, else ``application/octet-stream``: a
+    platform file is served back to agents, and a page passed off as an image must not be."""
+    if not declared:
+        return OCTET_STREAM
+    declared = declared.split(";")[0].strip().lower()
+    try:
+        check_content(declared, content[:64], [declared])
+    except AttachmentRejected:
+        return OCTET_STREAM
+    return declared
+
+
+async def download(
+    http: httpx.AsyncClient, url: str, *, params: dict[str, str] | None = None
+) -> tuple[bytes, httpx.Headers]:
+    """GET a file, refusing it while reading once it passes MAX_INBOUND_BYTES.
+
+    Raises DeliveryError: transient for network errors and 5xx (the platform resends the
+    update), permanent for 4xx, a file too large, or an address the SSRF guard refuses.
+    """
+    refused = f"file larger than {MAX_INBOUND_BYTES // MB} MB"
+    try:
+        async with http.stream("GET", url, params=params, timeout=30.0) as response:
+            if response.status_code >= 400:
+                raise DeliveryError(
+                    f"download http {response.status_code}", permanent=response.status_code < 500
+                )
+            if int(response.headers.get("content-length") or 0) > MAX_INBOUND_BYTES:
+                raise DeliveryError(refused, permanent=True)
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_INBOUND_BYTES:
+                    raise DeliveryError(refused, permanent=True)
+                chunks.append(chunk)
+            return b"".join(chunks), response.headers
+    except RefusedTarget as exc:
+        raise DeliveryError(f"refused address: {exc}", permanent=True) from None
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"network: {type(exc).__name__}", permanent=False) from None

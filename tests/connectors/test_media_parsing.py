@@ -1,0 +1,119 @@
+"""Platform updates of unexpected shapes are ignored, never raised: a parser that raises on an
+update stops Telegram polling at that update for good (its offset never moves past it)."""
+
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.inbound import InboundBlocked, InboundEdit, InboundMessage, InboundRating
+from connectors.messenger import parse_notification
+from connectors.telegram import parse_update
+from connectors.wechat import WeChatClient, to_inbound
+from relaydesk.net_guard import GuardedTransport, TargetPolicy
+
+ODD_TELEGRAM: list[dict[str, Any]] = [
+    {"update_id": 1, "message": {"chat": "x", "from": 5, "photo": [{}]}},
+    {"update_id": 2, "message": {"chat": {"id": 1}, "photo": ["not a size"]}},
+    {"update_id": 3, "message": {"chat": {"id": 1}, "document": {"file_name": "no id"}}},
+    {"update_id": 4, "message": {"chat": {"id": 1}, "sticker": {"is_animated": True}}},
+    {"update_id": 5, "edited_message": {"chat": {"id": 1}}},
+    {"update_id": 6, "callback_query": {"from": {"id": 1}, "data": "rate:c1:9"}},
+    {"update_id": 7, "callback_query": {"from": "x", "message": 3, "data": "rate:c1:2"}},
+    {"update_id": 8, "my_chat_member": {"chat": [], "new_chat_member": "kicked"}},
+    {"update_id": 9, "my_chat_member": {"chat": {"id": -100, "type": "supergroup"}}},
+    {"update_id": "10", "message": {"chat": {"id": 1}, "text": "id is a string"}},
+]
+
+
+@pytest.mark.parametrize("update", ODD_TELEGRAM)
+def test_odd_telegram_updates_are_ignored(update: dict[str, Any]) -> None:
+    assert parse_update(update) is None
+
+
+def test_telegram_kinds_are_told_apart() -> None:
+    chat = {"id": 42, "type": "private"}
+    user = {"id": 42, "first_name": "Ann", "last_name": "Lee"}
+    photo = parse_update(
+        {
+            "update_id": 1,
+            "message": {
+                "message_id": 7,
+                "chat": chat,
+                "from": user,
+                "photo": [{"file_id": "small"}, {"file_id": "big"}],
+                "caption": "look",
+            },
+        }
+    )
+    assert isinstance(photo, InboundMessage) and photo.text == "look"
+    assert [m.ref for m in photo.media] == ["big"] and photo.user_name == "Ann Lee"
+    assert photo.message_ref == "42:7"
+    edit = parse_update(
+        {"update_id": 2, "edited_message": {"message_id": 7, "chat": chat, "text": "new"}}
+    )
+    assert isinstance(edit, InboundEdit) and edit.message_ref == "42:7"
+    press = parse_update(
+        {"update_id": 3, "callback_query": {"id": "q", "from": user, "data": "rate:c1:3"}}
+    )
+    assert isinstance(press, InboundRating) and (press.conversation_id, press.score) == ("c1", 3)
+    block = parse_update(
+        {
+            "update_id": 4,
+            "my_chat_member": {"chat": chat, "from": user, "new_chat_member": {"status": "kicked"}},
+        }
+    )
+    assert isinstance(block, InboundBlocked) and block.blocked
+
+
+def test_odd_messenger_attachments_are_skipped() -> None:
+    body = {
+        "object": "page",
+        "entry": [
+            {
+                "messaging": [
+                    {"sender": {"id": "p"}, "message": {"mid": "m1", "attachments": "x"}},
+                    {"sender": {"id": "p"}, "message": {"mid": "m2", "attachments": [1, {}]}},
+                    {
+                        "sender": {"id": "p"},
+                        "message": {"mid": "m3", "attachments": [{"payload": "url"}]},
+                    },
+                    {"sender": {"id": "p"}, "postback": {"payload": "rate:c:6"}},
+                    {"sender": {"id": "p"}, "message_edit": {"mid": "m1"}},
+                ]
+            }
+        ],
+    }
+    assert parse_notification(body) == []
+
+
+def test_wechat_follow_events_and_media() -> None:
+    gone = to_inbound({"MsgType": "event", "Event": "unsubscribe", "FromUserName": "o1"})
+    assert isinstance(gone, InboundBlocked) and gone.blocked
+    image = to_inbound({"MsgType": "image", "MsgId": "9", "FromUserName": "o1", "MediaId": "M"})
+    assert isinstance(image, InboundMessage) and image.media[0].ref == "M"
+    assert to_inbound({"MsgType": "image", "MsgId": "9", "FromUserName": "o1"}) is None
+    assert to_inbound({"MsgType": "location", "MsgId": "9", "FromUserName": "o1"}) is None
+
+
+async def test_wechat_head_images_named_with_http_are_fetched_over_https() -> None:
+    """WeChat's user/info gives ``http://thirdwx.qlogo.cn/…``; the SSRF guard refuses plain
+    http to the internet, so the same URL is fetched over https (never over http)."""
+    seen: list[str] = []
+
+    def cdn(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.url.scheme}://{request.headers['host']}{request.url.path}")
+        return httpx.Response(
+            200, content=b"\xff\xd8\xff\xe0jpeg", headers={"content-type": "image/jpeg"}
+        )
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["203.0.114.7"]  # a public address: the guard checks it, then connects there
+
+    policy = TargetPolicy(resolver=resolver, https_only=False)
+    async with httpx.AsyncClient(
+        transport=GuardedTransport(policy, httpx.MockTransport(cdn))
+    ) as fetch:
+        client = WeChatClient(fetch, "https://api.weixin.qq.com", fetch)
+        content, _ = await client._head_image("http://thirdwx.qlogo.cn/mmopen/abc/132")
+    assert content.startswith(b"\xff\xd8") and seen == ["https://thirdwx.qlogo.cn/mmopen/abc/132"]
