@@ -208,9 +208,10 @@ async def test_export_then_import_yields_the_same_read_models_with_hooks_and_bot
             running_system(fresh_settings) as fresh,
             httpx.AsyncClient(base_url=fresh.gateway.base_url) as http,
         ):
-            await connectors.start()
-            imported = await asyncio.to_thread(
-                command, fresh.settings, "import", "--input", str(exported)
+            # together: the connectors service folds the log from its start, whenever it comes
+            imported, _ = await asyncio.gather(
+                asyncio.to_thread(command, fresh.settings, "import", "--input", str(exported)),
+                connectors.start(),
             )
             assert imported.returncode == 0, imported.stderr
             # The accounts came along with the log: the same owner signs in on the fresh system.
@@ -266,7 +267,6 @@ async def test_export_then_import_yields_the_same_read_models_with_hooks_and_bot
             await eventually(lambda: polled_by(telegram, LIVE_BOT), what="the live bot polled")
             assert hook_receiver.received == [], "the imported subscription delivered"
             assert not polled_by(telegram, IMPORTED_BOT), "the imported bot was polled"
-            assert telegram.getupdates_calls > 0 and not telegram.sent
 
             for what, item in (
                 ("webhooks", hook["subscription_id"]),
