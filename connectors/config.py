@@ -5,14 +5,19 @@ The fold also records the replies to the connectors' own commands (``connector.c
 again (relaydesk/decider.py).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import structlog
 from cryptography.fernet import InvalidToken
 
 from contracts.envelope import LoggedEvent
-from contracts.events.connector import ConnectorConfigured, ConnectorRemoved
+from contracts.events.connector import (
+    ConnectorConfigured,
+    ConnectorPaused,
+    ConnectorRemoved,
+    ConnectorResumed,
+)
 from contracts.replies import CommandReply
 from relaydesk.decider import record_answer
 from relaydesk.sealing import SecretBox
@@ -33,6 +38,8 @@ class Connector:
     # `relaydesk admin reseal-connectors`); "unknown", a key no longer configured: the secrets
     # are lost and must be entered again.
     sealed_with: Literal["current", "previous", "unknown"] = "current"
+    # Paused by an admin, or imported: it polls and sends nothing (replies wait in the outbox).
+    paused: bool = False
 
 
 def platform_identity(platform: str, public: dict[str, str], secrets: dict[str, str]) -> str | None:
@@ -55,10 +62,28 @@ class ConnectorDirectory:
         self._box = box
         self._by_id: dict[str, Connector] = {}
         self.replies: dict[str, CommandReply] = {}  # connectors command id -> its reply
+        # (tenant, connector id) -> the pauses in force (event ids; a resume names those it
+        # ends). Kept apart from the connector: an import pauses one before configuring it.
+        self._pauses: dict[tuple[str, str], list[str]] = {}
+
+    def _pause(self, event: LoggedEvent) -> None:
+        env = event.envelope
+        key = (env.tenant, env.data["connector_id"])
+        pauses = self._pauses.get(key, [])
+        if env.type == ConnectorPaused.TYPE:
+            pauses = [*pauses, env.id] if env.id not in pauses else pauses
+        else:
+            pauses = [p for p in pauses if p not in env.data.get("pauses", ())]
+        self._pauses[key] = pauses
+        existing = self._by_id.get(key[1])
+        if existing is not None and existing.tenant == key[0]:
+            self._by_id[key[1]] = replace(existing, paused=bool(pauses))
 
     def apply(self, event: LoggedEvent) -> None:
         env = event.envelope
         record_answer(self.replies, env, SERVICE)
+        if env.type in (ConnectorPaused.TYPE, ConnectorResumed.TYPE):
+            self._pause(event)
         if env.type == ConnectorConfigured.TYPE:
             data = env.data
             sealed = data["sealed_config"]
@@ -83,12 +108,14 @@ class ConnectorDirectory:
                 dict(data.get("public_config", {})),
                 secrets,
                 key,
+                paused=bool(self._pauses.get((env.tenant, data["connector_id"]))),
             )
             self._by_id[connector.connector_id] = connector
         elif env.type == ConnectorRemoved.TYPE:
             existing = self._by_id.get(env.data["connector_id"])
             if existing is not None and existing.tenant == env.tenant:
                 del self._by_id[existing.connector_id]
+                self._pauses.pop((env.tenant, existing.connector_id), None)
 
     def get(self, connector_id: str, platform: str) -> Connector | None:
         """A connector that can verify and send: never one whose secrets are unreadable (an
@@ -112,6 +139,7 @@ class ConnectorDirectory:
                 "platform": c.platform,
                 "public_config": c.public,
                 "secrets_set": sorted(k for k, v in c.secrets.items() if v),
+                "paused": c.paused,
             }
             for c in self._by_id.values()
             if c.tenant == tenant

@@ -121,7 +121,11 @@ class Deliverer:
         breaker = self._breaker(connector_id)
         # Until the outbox is empty: a reply queued while this worker was busy goes out now,
         # not at the next idle rescan.
-        while breaker.allows() and time.monotonic() >= self._deferred.get(connector_id, 0.0):
+        while (
+            breaker.allows()
+            and time.monotonic() >= self._deferred.get(connector_id, 0.0)
+            and not self._paused(connector_id)  # replies wait in the outbox, in order
+        ):
             await self._report_parked(connector_id)
             items = await self._store.pending(connector_id)
             if not items:
@@ -133,6 +137,10 @@ class Deliverer:
                 if not await self._deliver(item, breaker, parked):
                     return  # keep order: later replies wait behind the one that failed
 
+    def _paused(self, connector_id: str) -> bool:
+        connector = self._lookup(connector_id)
+        return connector is not None and connector.paused
+
     async def _deliver(
         self, item: dict[str, Any], breaker: CircuitBreaker, parked: dict[str, Parked]
     ) -> bool:
@@ -141,6 +149,8 @@ class Deliverer:
         if connector is None:
             await self._report(item, None, DeliveryError("connector removed", permanent=True))
             return True
+        if connector.paused:  # paused during this round: the rest waits, in order
+            return False
         held = hold_reason(parked, item["conversation_id"], item.get("queued_at") or 0.0)
         if held is not None:  # behind a parked reply: parked too, in its turn
             await self._park(item, connector, held)

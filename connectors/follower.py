@@ -12,7 +12,12 @@ from connectors.outbound_items import RATING_REQUEST, PlatformClient
 from connectors.plans import TenantPlans
 from connectors.store import ConnectorStore
 from contracts.envelope import LoggedEvent
-from contracts.events.connector import ConnectorConfigured, OutboundRetryRequested, OutboundSent
+from contracts.events.connector import (
+    ConnectorConfigured,
+    ConnectorResumed,
+    OutboundRetryRequested,
+    OutboundSent,
+)
 from contracts.events.conversation import ConversationClosed
 from contracts.events.message import AttachmentSent, MessageSent, SystemNote, TypingChanged
 from contracts.ids import derive_event_id
@@ -97,6 +102,9 @@ class LogFollower:
                 log.info("connector_outbox_resumed", connector_id=connector_id)
             self._deliverer.resume(connector_id)
             return True
+        if env.type == ConnectorResumed.TYPE:
+            self._deliverer.wake()  # its queued replies go out now, in order
+            return True
         if env.type == OutboundRetryRequested.TYPE:
             await self._store.unpark_conversation(env.tenant, str(data.get("conversation_id")))
             return True
@@ -147,7 +155,7 @@ class LogFollower:
     async def _start_typing(self, tenant: str, conversation_id: str) -> None:
         conv = await self._store.by_conversation_id(tenant, conversation_id)
         connector = None if conv is None else self._directory.get(conv.connector_id, conv.platform)
-        if conv is None or connector is None:
+        if conv is None or connector is None or connector.paused:
             return
         task = asyncio.create_task(
             self._send_typing(connector, conv.chat_ref)

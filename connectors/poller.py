@@ -44,7 +44,7 @@ class TelegramPoller:
             wanted = {
                 c.connector_id: c
                 for c in self._directory.all()
-                if c.platform == "telegram" and c.public.get("mode") == "polling"
+                if c.platform == "telegram" and c.public.get("mode") == "polling" and not c.paused
             }
             for connector_id, (connector, task) in list(self._tasks.items()):
                 if wanted.get(connector_id) != connector or task.done():

@@ -64,7 +64,10 @@ class TelegramWebhookRegistrar:
         self._stopping.set()
 
     async def _round(self) -> None:
-        wanted = {c.connector_id: c for c in self._directory.all() if wants_webhook(c)}
+        # a paused connector is not registered (an imported bot stays with its old system)
+        wanted = {
+            c.connector_id: c for c in self._directory.all() if wants_webhook(c) and not c.paused
+        }
         for connector_id, registered in list(self._done.items()):
             if connector_id not in wanted:
                 del self._done[connector_id]

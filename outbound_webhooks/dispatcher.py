@@ -1,4 +1,9 @@
-"""Keeps one delivery worker running per webhook subscription in the admin state."""
+"""Keeps one delivery worker running per webhook subscription in the admin state.
+
+A paused subscription has no worker: pausing stops it (an attempt under way is cut off and
+made again later), resuming starts it again at its stored position, so what was published
+while it was paused is delivered then, in order (nothing is lost).
+"""
 
 import asyncio
 from typing import Any
@@ -49,8 +54,12 @@ class WebhookDispatcher:
         """Bind the delivery log and positions to the database (at the service's start)."""
         await with_store_retry(lambda: bind_documents(self._db, WEBHOOK_DOCUMENTS))
 
-    def sync(self, subscriptions: dict[Key, dict[str, Any]], start_hint: int | None = None) -> None:
-        """Start workers for new subscriptions, stop those of removed ones."""
+    def sync(self, subscriptions: dict[Key, dict[str, Any]]) -> None:
+        """Start workers for new or resumed subscriptions, stop those of removed or paused ones.
+
+        Each subscription's ``since`` is a log position at or before its creation (where its
+        worker starts when it has stored no position yet).
+        """
         for key in set(self._tasks) - set(subscriptions):
             self._tasks.pop(key).cancel()
             log.info("webhook_worker_stopped", tenant=key[0], subscription_id=key[1])
@@ -64,7 +73,7 @@ class WebhookDispatcher:
                     secret=subscription_secret(self._secrets_key, *key),
                 )
                 worker = WebhookWorker(
-                    self._bus, self._db, subscription, self._http, self._policy, start_hint
+                    self._bus, self._db, subscription, self._http, self._policy, sub["since"]
                 )
                 self._tasks[key] = asyncio.create_task(self._keep_running(worker))
 

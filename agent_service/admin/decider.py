@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from agent_service.admin import accounts, decisions
+from agent_service.admin import accounts, decisions, pauses
 from agent_service.admin.decisions import Emitted
 from agent_service.admin.grants import check_grants
 from agent_service.admin.seats import check_seats
@@ -23,7 +23,7 @@ from contracts.replies import CommandReply
 from relaydesk.decider import Decider, Decision, Handler, Rejected, utc_now
 from relaydesk.net_guard import RefusedTarget, TargetPolicy
 
-STREAM_KEYS = ("agent_id", "group_id", "canned_id", "subscription_id")
+STREAM_KEYS = ("agent_id", "group_id", "canned_id", "subscription_id", "connector_id")
 AdminDecision = Decision[AdminState]
 
 
@@ -67,6 +67,7 @@ class AdminDecider(Decider[AdminDecision]):
         self._on_folded = on_folded
         self.handlers: dict[str, Handler[AdminDecision]] = {
             **{name: self._emitting(h) for name, h in decisions.HANDLERS.items()},
+            **{name: self._emitting(h) for name, h in pauses.HANDLERS.items()},
             **{
                 name: self._emitting(h, clocked=name in accounts.CLOCKED)
                 for name, h in accounts.HANDLERS.items()

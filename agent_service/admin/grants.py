@@ -30,6 +30,8 @@ from contracts.envelope import Actor, ActorKind
 from contracts.permissions import (
     ALL_PERMISSIONS,
     MANAGE_AGENTS,
+    MANAGE_CONNECTORS,
+    MANAGE_SETTINGS,
     OWNERS_ONLY,
     RANK,
     effective_permissions,
@@ -156,6 +158,17 @@ def _delete_group(t: TenantAdmin, g: Granter, cmd: c.DeleteGroup) -> None:
     _manages_agents(g)
 
 
+def _holding(permission: str) -> Callable[[TenantAdmin, Granter, Any], None]:
+    """Pausing and resuming: the permission the gateway's route asks for, checked here too
+    so no client of the bus goes around it."""
+
+    def check(t: TenantAdmin, g: Granter, cmd: Any) -> None:
+        if permission not in g.permissions:
+            raise Rejected("forbidden", f"missing permission {permission}")
+
+    return check
+
+
 CHECKS: dict[type[Any], Callable[[TenantAdmin, Granter, Any], None]] = {
     c.CreateAgent: _create_agent,
     c.UpdateAgent: _update_agent,
@@ -163,6 +176,10 @@ CHECKS: dict[type[Any], Callable[[TenantAdmin, Granter, Any], None]] = {
     c.CreateGroup: _create_group,
     c.UpdateGroup: _update_group,
     c.DeleteGroup: _delete_group,
+    c.PauseWebhook: _holding(MANAGE_SETTINGS),
+    c.ResumeWebhook: _holding(MANAGE_SETTINGS),
+    c.PauseConnector: _holding(MANAGE_CONNECTORS),
+    c.ResumeConnector: _holding(MANAGE_CONNECTORS),
 }
 
 

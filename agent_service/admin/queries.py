@@ -130,7 +130,11 @@ class AdminQueries:
         subscriptions = sorted(
             tenant.webhooks.values() if tenant else (), key=lambda s: s["subscription_id"]
         )
-        return [WebhookSubscription(**s) for s in subscriptions]
+        paused = tenant.webhook_pauses if tenant else {}
+        return [
+            WebhookSubscription(**s, paused=bool(paused.get(s["subscription_id"])))
+            for s in subscriptions
+        ]
 
     @answers(WebhookDeliveriesQuery)
     async def webhook_deliveries(self, query: WebhookDeliveriesQuery) -> list[WebhookDelivery]:

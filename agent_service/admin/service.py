@@ -77,7 +77,7 @@ class AdminService:
             catalogue=self.catalogue,
             clock=clock,
             targets=self._targets,
-            on_folded=lambda: self._sync_webhooks(self.state.position),
+            on_folded=self._sync_webhooks,
         )
         self._runtime: DeciderRuntime | None = None
         self.lockout: Lockout | None = None
@@ -156,14 +156,13 @@ class AdminService:
             await self.bus.close()
 
     async def _fold(self, batch: list[LoggedEvent]) -> None:
-        before = self.state.position
         for logged in batch:
             self.state.apply(logged.envelope, logged.position)
-        self._sync_webhooks(before)
+        self._sync_webhooks()
 
-    def _sync_webhooks(self, start_hint: int) -> None:
+    def _sync_webhooks(self) -> None:
         if self.webhooks is not None:
-            self.webhooks.sync(self.state.webhook_subscriptions(), start_hint)
+            self.webhooks.sync(self.state.webhook_subscriptions())
 
     async def _follow(self) -> None:
         assert self._reader is not None

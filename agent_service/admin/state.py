@@ -21,10 +21,18 @@ from contracts.events.admin import (
     PermissionGroupUpdated,
     TenantCreated,
     TenantSettingsChanged,
+    WebhookPaused,
+    WebhookResumed,
     WebhookSubscribed,
     WebhookUnsubscribed,
 )
 from contracts.events.billing import SubscriptionChanged
+from contracts.events.connector import (
+    ConnectorConfigured,
+    ConnectorPaused,
+    ConnectorRemoved,
+    ConnectorResumed,
+)
 from contracts.events.message import MessageSent
 from contracts.events.signup import TenantSignedUp
 from contracts.plan_limits import TenantPlan
@@ -72,6 +80,12 @@ class TenantAdmin:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     canned: dict[str, dict[str, Any]] = field(default_factory=dict)
     webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    connectors: dict[str, str] = field(default_factory=dict)  # id -> platform: pause/resume
+    # The pauses in force (their event ids), by subscription / connector id: a resume ends
+    # those it names. A pause may come before its subscription or connector exists (an
+    # import pauses what it creates from its very first fold).
+    webhook_pauses: dict[str, list[str]] = field(default_factory=dict)
+    connector_pauses: dict[str, list[str]] = field(default_factory=dict)
     pending: dict[str, Any] | None = None  # a SaaS sign-up waiting for its e-mail confirmation
     plan: TenantPlan = field(
         default_factory=TenantPlan
@@ -97,6 +111,10 @@ class AdminState:
         self.position = -1
         self.seen: set[str] = set()
         self.replies: dict[str, CommandReply] = {}  # command id -> the reply the log gives
+        # A log position at or before each subscription's creation: where its worker starts
+        # reading when it has no stored position yet (a subscription resumed before it ever
+        # delivered). Not part of the snapshot: a decision folds its event before it has one.
+        self.webhook_since: dict[tuple[str, str], int] = {}
 
     def tenant(self, tenant_id: str) -> TenantAdmin:
         if tenant_id not in self.tenants:
@@ -111,8 +129,12 @@ class AdminState:
         }
 
     def webhook_subscriptions(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """The subscriptions that deliver now (paused ones do not), with ``since``."""
         return {
-            (tid, sid): sub for tid, t in self.tenants.items() for sid, sub in t.webhooks.items()
+            (tid, sid): {**sub, "since": self.webhook_since.get((tid, sid), -1)}
+            for tid, t in self.tenants.items()
+            for sid, sub in t.webhooks.items()
+            if not t.webhook_pauses.get(sid)
         }
 
     def apply(self, event: Envelope, position: int | None = None) -> None:
@@ -128,11 +150,15 @@ class AdminState:
         ):
             return
         self.seen.add(event.id)
-        data = (
-            {**event.data, "signed_up_at": event.occurred_at}
-            if event.type == TenantSignedUp.TYPE
-            else event.data
-        )
+        data = event.data
+        if event.type == TenantSignedUp.TYPE:
+            data = {**data, "signed_up_at": event.occurred_at}
+        elif event.type in (WebhookPaused.TYPE, ConnectorPaused.TYPE):
+            data = {**data, "pause_id": event.id}  # what a resume names to end it
+        elif event.type == WebhookSubscribed.TYPE:
+            # from the log: its own position; while deciding: the last one folded, before it
+            since = self.position if position is None else position
+            self.webhook_since[(event.tenant, data["subscription_id"])] = since
         fold(self.tenant(event.tenant), data)
 
 
@@ -210,6 +236,29 @@ def _message_sent(t: TenantAdmin, d: dict) -> None:
         _canned_used(t, {"canned_id": d["canned_response_id"]})
 
 
+def _paused(pauses: dict[str, list[str]], key: str, d: dict) -> None:
+    if d["pause_id"] not in pauses.setdefault(key, []):
+        pauses[key].append(d["pause_id"])
+
+
+def _resumed(pauses: dict[str, list[str]], key: str, d: dict) -> None:
+    left = [p for p in pauses.get(key, []) if p not in d["pauses"]]
+    if left:
+        pauses[key] = left
+    else:
+        pauses.pop(key, None)
+
+
+def _unsubscribed(t: TenantAdmin, d: dict) -> None:
+    t.webhooks.pop(d["subscription_id"], None)
+    t.webhook_pauses.pop(d["subscription_id"], None)
+
+
+def _connector_removed(t: TenantAdmin, d: dict) -> None:
+    t.connectors.pop(d["connector_id"], None)
+    t.connector_pauses.pop(d["connector_id"], None)
+
+
 _FOLDS = {
     TenantCreated.TYPE: _tenant_created,
     TenantSettingsChanged.TYPE: _settings,
@@ -228,5 +277,13 @@ _FOLDS = {
     WebhookSubscribed.TYPE: lambda t, d: t.webhooks.__setitem__(
         d["subscription_id"], {**d, "event_types": list(d["event_types"])}
     ),
-    WebhookUnsubscribed.TYPE: lambda t, d: t.webhooks.pop(d["subscription_id"], None),
+    WebhookUnsubscribed.TYPE: _unsubscribed,
+    WebhookPaused.TYPE: lambda t, d: _paused(t.webhook_pauses, d["subscription_id"], d),
+    WebhookResumed.TYPE: lambda t, d: _resumed(t.webhook_pauses, d["subscription_id"], d),
+    ConnectorConfigured.TYPE: lambda t, d: t.connectors.__setitem__(
+        d["connector_id"], d["platform"]
+    ),
+    ConnectorRemoved.TYPE: _connector_removed,
+    ConnectorPaused.TYPE: lambda t, d: _paused(t.connector_pauses, d["connector_id"], d),
+    ConnectorResumed.TYPE: lambda t, d: _resumed(t.connector_pauses, d["connector_id"], d),
 }

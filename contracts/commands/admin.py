@@ -143,6 +143,34 @@ class UnsubscribeWebhook(CommandData):
     subscription_id: Id
 
 
+class PauseWebhook(CommandData):
+    """No deliveries until resumed; events meanwhile are delivered after (nothing is lost)."""
+
+    TYPE = "webhook.pause"
+    SERVICE = "admin"
+    subscription_id: Id
+
+
+class ResumeWebhook(CommandData):
+    TYPE = "webhook.resume"
+    SERVICE = "admin"
+    subscription_id: Id
+
+
+class PauseConnector(CommandData):
+    """No polling or sending until resumed; replies wait in the outbox, in order."""
+
+    TYPE = "connector.pause"
+    SERVICE = "admin"
+    connector_id: Id
+
+
+class ResumeConnector(CommandData):
+    TYPE = "connector.resume"
+    SERVICE = "admin"
+    connector_id: Id
+
+
 MODELS = (
     CreateTenant,
     CreateAgent,
@@ -159,4 +187,8 @@ MODELS = (
     ConfirmSignUp,
     SubscribeWebhook,
     UnsubscribeWebhook,
+    PauseWebhook,
+    ResumeWebhook,
+    PauseConnector,
+    ResumeConnector,
 )

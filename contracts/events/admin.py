@@ -147,6 +147,33 @@ class WebhookUnsubscribed(EventData):
     subscription_id: Id
 
 
+PauseReason = Literal["admin", "imported"]
+
+
+class WebhookPaused(EventData):
+    """The subscription delivers nothing until a resume ends this pause (the event's id).
+
+    ``imported``: published by ``relaydesk import`` just before the imported
+    ``webhook.subscribed``, so the subscription is paused from its first fold; a pause for a
+    subscription not created yet holds it from its creation on.
+    """
+
+    TYPE = "webhook.paused"
+    DECIDED_BY = "admin"
+    subscription_id: Id
+    reason: PauseReason = "admin"
+
+
+class WebhookResumed(EventData):
+    """Ends the pauses named by their event ids (those in force when it was decided): an
+    imported resume names the source's pauses, never the import's own."""
+
+    TYPE = "webhook.resumed"
+    DECIDED_BY = "admin"
+    subscription_id: Id
+    pauses: tuple[Id, ...] = Field(min_length=1, max_length=1000)
+
+
 class CommandRejected(EventData):
     """A command's owner said no; ``reason`` is a stable code the client can show."""
 
@@ -174,5 +201,7 @@ MODELS = (
     CannedResponseUsed,
     WebhookSubscribed,
     WebhookUnsubscribed,
+    WebhookPaused,
+    WebhookResumed,
     CommandRejected,
 )

@@ -27,6 +27,28 @@ class ConnectorRemoved(EventData):
     connector_id: Id
 
 
+class ConnectorPaused(EventData):
+    """The connector polls and sends nothing until a resume ends this pause (the event's id);
+    replies wait in its outbox. Decided by the admin service (``connector.pause``), or
+    ``imported``: published by ``relaydesk import`` just before the imported
+    ``connector.configured`` (a pause of a connector not configured yet holds it from then on).
+    """
+
+    TYPE = "connector.paused"
+    DECIDED_BY = "admin"
+    connector_id: Id
+    reason: Literal["admin", "imported"] = "admin"
+
+
+class ConnectorResumed(EventData):
+    """Ends the pauses named by their event ids (those in force when it was decided)."""
+
+    TYPE = "connector.resumed"
+    DECIDED_BY = "admin"
+    connector_id: Id
+    pauses: tuple[Id, ...] = Field(min_length=1, max_length=1000)
+
+
 class InboundReceived(EventData):
     """A platform update was verified and accepted (dedupe key: platform_message_id)."""
 
@@ -95,6 +117,8 @@ class OutboundRetryRequested(EventData):
 MODELS = (
     ConnectorConfigured,
     ConnectorRemoved,
+    ConnectorPaused,
+    ConnectorResumed,
     InboundReceived,
     OutboundSent,
     OutboundFailed,

@@ -53,6 +53,7 @@ class WebhookSubscription(Answer):
     subscription_id: str
     url: str
     event_types: list[str]
+    paused: bool = False  # delivers nothing until resumed (imported subscriptions start so)
 
 
 class WebhookDelivery(Answer):

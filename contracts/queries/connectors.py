@@ -12,6 +12,7 @@ class ConnectorView(Answer):
     platform: str
     public_config: dict[str, str]
     secrets_set: list[str]  # names only, never values
+    paused: bool = False  # polls and sends nothing until resumed (imported ones start so)
 
 
 class ConnectorsListQuery(TenantQuery[list[ConnectorView]]):

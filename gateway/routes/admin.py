@@ -18,7 +18,9 @@ from contracts.commands.admin import (
     CreateGroup,
     DeleteCanned,
     DeleteGroup,
+    PauseWebhook,
     RemoveAgent,
+    ResumeWebhook,
     SubscribeWebhook,
     UnsubscribeWebhook,
     UpdateAgent,
@@ -57,6 +59,7 @@ Role = Literal["owner", "admin", "supervisor", "agent"]
 ERROR_STATUS = {
     "not_found": 404,
     "already_exists": 409,
+    "conflict": 409,
     "forbidden": 403,
     "invalid_payload": 400,
     "invalid_token": 400,
@@ -392,6 +395,22 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     return router
 
 
+def _pausing(command_type: str, permitted: Any) -> Any:
+    """A route pausing or resuming a subscription (the admin service decides)."""
+
+    async def route(
+        subscription_id: str,
+        agent: AgentPrincipal = Depends(permitted),
+        deps: GatewayDeps = Depends(get_deps),
+    ) -> Any:
+        data = {"subscription_id": subscription_id}
+        return await admin_command(
+            deps, agent, command_type, f"subscription:{subscription_id}", data
+        )
+
+    return route
+
+
 def _webhook_routes(router: APIRouter) -> None:
     settings_managers = require_agent(MANAGE_SETTINGS)
 
@@ -434,6 +453,14 @@ def _webhook_routes(router: APIRouter) -> None:
             UnsubscribeWebhook.TYPE,
             f"subscription:{subscription_id}",
             {"subscription_id": subscription_id},
+        )
+
+    for action, command_type in (("pause", PauseWebhook.TYPE), ("resume", ResumeWebhook.TYPE)):
+        router.add_api_route(
+            f"/admin/webhooks/{{subscription_id}}/{action}",
+            _pausing(command_type, settings_managers),
+            methods=["POST"],
+            name=f"{action}_webhook",
         )
 
     @router.get("/admin/webhooks/{subscription_id}/deliveries")

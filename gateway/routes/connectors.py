@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import Actor, Envelope, derive_event_id
+from contracts.commands.admin import PauseConnector, ResumeConnector
 from contracts.commands.connector import ConfigureConnector, RemoveConnector
 from contracts.envelope import ActorKind
 from contracts.queries.connectors import ConnectorsListQuery
@@ -18,6 +19,7 @@ from gateway.auth.http import ApiError, get_deps, require_agent
 from gateway.auth.permissions import MANAGE_CONNECTORS
 from gateway.auth.tokens import AgentPrincipal
 from gateway.deps import GatewayDeps
+from gateway.routes.admin import admin_command
 from relaydesk.bus import RemoteError, RequestTimeout
 from relaydesk.sealing import SecretBox
 
@@ -61,6 +63,18 @@ async def _command(
     return {"ok": True, "event_ids": list(reply.event_ids)}
 
 
+def _pausing(command_type: str, permitted: Any) -> Any:
+    async def route(
+        connector_id: str,
+        agent: AgentPrincipal = Depends(permitted),
+        deps: GatewayDeps = Depends(get_deps),
+    ) -> Any:
+        data = {"connector_id": connector_id}
+        return await admin_command(deps, agent, command_type, f"connector:{connector_id}", data)
+
+    return route
+
+
 def build_router(deps: GatewayDeps) -> APIRouter:
     router = APIRouter(prefix="/api/admin", tags=["connectors"])
     managers = require_agent(MANAGE_CONNECTORS)
@@ -102,4 +116,12 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     ) -> Any:
         return await _command(deps, agent, RemoveConnector.TYPE, connector_id, {})
 
+    # decided by the admin service (it keeps the pauses; the connectors service folds them)
+    for action, command_type in (("pause", PauseConnector.TYPE), ("resume", ResumeConnector.TYPE)):
+        router.add_api_route(
+            f"/connectors/{{connector_id}}/{action}",
+            _pausing(command_type, managers),
+            methods=["POST"],
+            name=f"{action}_connector",
+        )
     return router

@@ -63,6 +63,7 @@ async def test_configure_list_remove_without_leaking_secrets(
                 "platform": "messenger",
                 "public_config": {"page_id": "42"},
                 "secrets_set": ["app_secret", "page_token", "verify_token"],
+                "paused": False,
             }
         ]
         assert (await http.get("/api/admin/connectors", headers=other)).json() == []

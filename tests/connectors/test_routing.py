@@ -528,3 +528,45 @@ async def test_a_chat_keeps_its_conversation_until_it_is_closed(world: World) ->
     assert three != one
     requested = await world.watch.wait_for("conversation.requested", conversation_id=three)
     assert requested[0].data["channel"] == "telegram"
+
+
+# --- paused (by an admin, or imported): replies wait in the outbox -----------------------------
+
+
+def paused_event(tenant: str, connector_id: str, type_name: str, **data: Any) -> Envelope:
+    """What the admin service decides (``connector.pause`` / ``connector.resume``)."""
+    return Envelope(
+        type=type_name,
+        tenant=tenant,
+        stream=f"connector:{connector_id}",
+        actor=Actor(kind="admin", id="owner-1"),
+        data={"connector_id": connector_id, **data},
+    )
+
+
+async def test_a_paused_connector_sends_nothing_and_its_replies_go_out_in_order_on_resume(
+    world: World,
+) -> None:
+    tenant = "paused-bot"
+    paused_bot = await world.telegram(tenant, "tg-paused")
+    live_bot = await world.telegram(tenant, "tg-live")
+    held = await telegram_says(world, "tg-paused", 91, "hello, paused bot")
+    control = await telegram_says(world, "tg-live", 92, "hello, live bot")
+    pause = paused_event(tenant, "tg-paused", "connector.paused", reason="admin")
+    await world.bus.publish(pause)
+    for body in ("one", "two"):
+        await agent_reply(world.bus, tenant, held, body)
+    # After them on the log: once it is sent, the paused one's were queued and tried as early.
+    await agent_reply(world.bus, tenant, control, "control")
+    telegram = world.fakes.telegram
+    await eventually(
+        lambda: texts(telegram.sent_by_bot.get(bot_id(live_bot), []), 92) == ["control"]
+    )
+    assert texts(telegram.sent_by_bot.get(bot_id(paused_bot), []), 91) == []
+
+    await world.bus.publish(
+        paused_event(tenant, "tg-paused", "connector.resumed", pauses=[pause.id])
+    )
+    await eventually(
+        lambda: texts(telegram.sent_by_bot.get(bot_id(paused_bot), []), 91) == ["one", "two"]
+    )

@@ -3,7 +3,8 @@
 from typing import Any
 
 from contracts import Envelope
-from tests.deciders.harness import admin_desk, command, event
+from contracts.envelope import Actor
+from tests.deciders.harness import admin_desk, agent, command, event
 
 
 def tenant_created(mode: str = "saas", plan: str = "free") -> Envelope:
@@ -210,3 +211,131 @@ class TestWebhooks:
         desk = admin_desk().given(tenant_created())
         reply = await desk.when(command("webhook.unsubscribe", {"subscription_id": "nope"}))
         assert desk.types == ["command.rejected"] and reply.code == "not_found"
+
+
+def subscribed(subscription_id: str = "s1") -> Envelope:
+    data = {
+        "subscription_id": subscription_id,
+        "url": "https://h.acme.test/in",
+        "event_types": ["*"],
+    }
+    return event("webhook.subscribed", data, stream=f"subscription:{subscription_id}")
+
+
+def connector_configured(connector_id: str = "tg1") -> Envelope:
+    data = {"connector_id": connector_id, "platform": "telegram", "sealed_config": "sealed"}
+    return event("connector.configured", data, stream=f"connector:{connector_id}")
+
+
+def imported_pause(type_name: str, key: str, value: str) -> Envelope:
+    """What ``relaydesk import`` publishes just before the creation it pauses."""
+    data = {key: value, "reason": "imported"}
+    return event(type_name, data, actor=Actor(kind="system", id="import"), stream="import:x")
+
+
+class TestPauses:
+    """Webhook subscriptions and connectors are paused and resumed by the admin service."""
+
+    async def test_a_subscription_is_paused_then_resumed_and_stops_then_delivers(self) -> None:
+        desk = admin_desk().given(tenant_created(), subscribed())
+        state = desk.decider.state
+        assert ("acme", "s1") in state.webhook_subscriptions()
+        reply = await desk.when(command("webhook.pause", {"subscription_id": "s1"}))
+        assert reply.ok and desk.types == ["webhook.paused"]
+        [pause] = desk.published.events
+        assert pause.stream == "subscription:s1" and pause.data["reason"] == "admin"
+        assert ("acme", "s1") not in state.webhook_subscriptions()  # its worker stops
+        again = await desk.when(command("webhook.pause", {"subscription_id": "s1"}))
+        assert again.code == "conflict"
+        reply = await desk.when(command("webhook.resume", {"subscription_id": "s1"}))
+        assert reply.ok and desk.of("webhook.resumed") == [
+            {"subscription_id": "s1", "pauses": [pause.id]}
+        ]
+        assert ("acme", "s1") in state.webhook_subscriptions()
+        again = await desk.when(command("webhook.resume", {"subscription_id": "s1"}))
+        assert again.code == "conflict"
+
+    async def test_an_imported_subscription_is_paused_from_its_creation(self) -> None:
+        pause = imported_pause("webhook.paused", "subscription_id", "s1")
+        desk = admin_desk().given(tenant_created(), pause, subscribed())
+        assert desk.decider.state.webhook_subscriptions() == {}  # no worker ever starts
+        reply = await desk.when(command("webhook.resume", {"subscription_id": "s1"}))
+        assert reply.ok and desk.of("webhook.resumed")[0]["pauses"] == [pause.id]
+        assert ("acme", "s1") in desk.decider.state.webhook_subscriptions()
+
+    async def test_a_resume_carried_over_from_the_source_does_not_end_the_import_pause(
+        self,
+    ) -> None:
+        source_pause = event("webhook.paused", {"subscription_id": "s1"})
+        source_resume = event(
+            "webhook.resumed", {"subscription_id": "s1", "pauses": [source_pause.id]}
+        )
+        desk = admin_desk().given(
+            tenant_created(),
+            imported_pause("webhook.paused", "subscription_id", "s1"),
+            subscribed(),
+            source_pause,
+            source_resume,
+        )
+        assert desk.decider.state.webhook_subscriptions() == {}
+
+    async def test_a_connector_is_paused_and_resumed(self) -> None:
+        desk = admin_desk().given(tenant_created(), connector_configured())
+        reply = await desk.when(command("connector.pause", {"connector_id": "tg1"}))
+        assert reply.ok and desk.types == ["connector.paused"]
+        assert desk.published.events[0].stream == "connector:tg1"
+        reply = await desk.when(command("connector.resume", {"connector_id": "tg1"}))
+        assert reply.ok and desk.types == ["connector.resumed"]
+        again = await desk.when(command("connector.resume", {"connector_id": "tg1"}))
+        assert again.code == "conflict"
+
+    async def test_an_imported_connector_waits_for_a_resume(self) -> None:
+        pause = imported_pause("connector.paused", "connector_id", "tg1")
+        desk = admin_desk().given(tenant_created(), pause, connector_configured())
+        paused = await desk.when(command("connector.pause", {"connector_id": "tg1"}))
+        assert paused.code == "conflict"  # paused already: by the import
+        reply = await desk.when(command("connector.resume", {"connector_id": "tg1"}))
+        assert reply.ok and desk.of("connector.resumed")[0]["pauses"] == [pause.id]
+
+    async def test_unknown_or_removed_ones_are_not_found(self) -> None:
+        removed = event("connector.removed", {"connector_id": "tg1"}, stream="connector:tg1")
+        desk = admin_desk().given(tenant_created(), connector_configured(), removed)
+        for type_name, data in (
+            ("webhook.pause", {"subscription_id": "nope"}),
+            ("webhook.resume", {"subscription_id": "nope"}),
+            ("connector.pause", {"connector_id": "tg1"}),
+            ("connector.resume", {"connector_id": "tg1"}),
+        ):
+            reply = await desk.when(command(type_name, data))
+            assert reply.code == "not_found", type_name
+
+    async def test_pausing_needs_the_permission_of_the_route(self) -> None:
+        desk = admin_desk().given(
+            tenant_created(),
+            agent_created("ann"),  # a plain agent: neither manage_settings nor manage_connectors
+            group_created("ops"),
+            subscribed(),
+            connector_configured(),
+        )
+        for type_name, data, permission in (
+            ("webhook.pause", {"subscription_id": "s1"}, "manage_settings"),
+            ("connector.pause", {"connector_id": "tg1"}, "manage_connectors"),
+        ):
+            reply = await desk.when(command(type_name, data, actor=agent("ann")))
+            assert reply.code == "forbidden" and permission in (reply.message or ""), type_name
+        granted = event(
+            "permission_group.updated",
+            {"group_id": "ops", "before": {}, "after": {"permissions": ["manage_connectors"]}},
+        )
+        joined = event(
+            "agent.updated", {"agent_id": "ann", "before": {}, "after": {"groups": ["ops"]}}
+        )
+        desk.given(granted, joined)
+        reply = await desk.when(
+            command("connector.pause", {"connector_id": "tg1"}, actor=agent("ann"))
+        )
+        assert reply.ok and desk.types == ["connector.paused"]
+        stranger = await desk.when(
+            command("connector.resume", {"connector_id": "tg1"}, actor=agent("mallory"))
+        )
+        assert stranger.code == "forbidden"

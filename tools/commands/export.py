@@ -20,9 +20,13 @@ from pathlib import Path
 
 import click
 
+from contracts.envelope import Actor, ActorKind, Envelope
+from contracts.events.admin import WebhookPaused, WebhookSubscribed
 from contracts.events.audit import AuditCheckpoint
+from contracts.events.connector import ConnectorConfigured, ConnectorPaused
 from contracts.events.history import RetentionApplied
 from contracts.events.message import AttachmentSent
+from contracts.ids import derive_event_id
 from history_service.documents import ArchivedEvent
 from relaydesk.attachments import AttachmentStore, StoredAttachment
 from relaydesk.bus import Bus
@@ -153,9 +157,50 @@ def _check_attachments(export: ExportFile) -> None:
             raise ValueError(f"attachment {attachment.id}: no exported event of its size")
 
 
+# What an import creates that would act on the world: a subscription would post the new
+# system's events to its URL, a connector would poll its bot and send replies.
+PAUSED_ON_IMPORT = {
+    WebhookSubscribed.TYPE: (WebhookPaused.TYPE, "subscription_id"),
+    ConnectorConfigured.TYPE: (ConnectorPaused.TYPE, "connector_id"),
+}
+
+
+def paused_on_import(envelopes: list[Envelope]) -> list[Envelope]:
+    """The envelopes with an ``imported`` pause just before each subscription's and
+    connector's configuration, so each is paused until an admin resumes it.
+
+    Why a pause event *before* its creation, and not one after, nor the creation rewritten:
+    every consumer folds the log in order, so the admin service (webhook workers) and the
+    connectors service (pollers, senders) know it paused from the creation's first fold on
+    (a pause after it leaves a moment in which it would start); and the imported events
+    stay byte for byte the source's, so their hash chains are the source's (the pauses go
+    on a stream of their own). A resume carried over from the source names the source's
+    pauses, never this one. Ids are derived from the creation's: importing a file twice
+    pauses once.
+    """
+    out: list[Envelope] = []
+    for envelope in envelopes:
+        paused = PAUSED_ON_IMPORT.get(envelope.type)
+        if paused is not None:
+            pause_type, key = paused
+            out.append(
+                Envelope(
+                    id=derive_event_id(envelope.tenant, "import", f"pause:{envelope.id}"),
+                    type=pause_type,
+                    tenant=envelope.tenant,
+                    stream=f"import:{envelope.id}",
+                    actor=Actor(kind=ActorKind.system, id="import"),
+                    correlation_id=envelope.id,
+                    data={key: envelope.data[key], "reason": "imported"},
+                )
+            )
+        out.append(envelope)
+    return out
+
+
 async def _import(settings: Settings, export: ExportFile) -> int:
     # the source's checkpoints sign the source's archive: the target signs its own
-    envelopes = [e for e in export.envelopes if e.type != AuditCheckpoint.TYPE]
+    envelopes = paused_on_import([e for e in export.envelopes if e.type != AuditCheckpoint.TYPE])
     if export.attachments:
         await _store_files(settings, export.attachments)
     bus = await Bus(

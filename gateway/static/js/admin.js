@@ -12,6 +12,7 @@ const SECTIONS = [
   { id: "canned", title: "Canned responses", permission: null, render: cannedSection },
   { id: "settings", title: "Settings", permission: "manage_settings", render: settingsSection },
   { id: "connectors", title: "Connectors", permission: "manage_connectors", render: connectorsSection },
+  { id: "webhooks", title: "Webhooks", permission: "manage_settings", render: webhooksSection },
   { id: "billing", title: "Billing", permission: "view_billing", render: billingSection },
   { id: "reports", title: "Reports", permission: "view_reports", render: reportsSection },
   { id: "audit", title: "Audit", permission: "view_audit", render: auditSection },
@@ -215,8 +216,25 @@ async function connectorsSection(reload) {
       }
       return act(session.call(`/api/admin/connectors/${encodeURIComponent(data.get("connector_id"))}`, { method: "PUT", body }).then(() => node.reset()), "Connector saved", reload);
     }),
-    table(["Id", "Platform", "Settings", "Secrets set", "Status", ""], connectors.map((c) => [c.connector_id, c.platform, JSON.stringify(c.public_config || {}), (c.secrets_set || []).join(", ") || "—", c.status || "",
-      el("button", { class: "btn small danger", type: "button", onclick: () => act(session.call(`/api/admin/connectors/${c.connector_id}`, { method: "DELETE" }), "Connector removed", reload) }, "Remove")])),
+    table(["Id", "Platform", "Settings", "Secrets set", "Status", ""], connectors.map((c) => [c.connector_id, c.platform, JSON.stringify(c.public_config || {}), (c.secrets_set || []).join(", ") || "—", c.paused ? "paused" : c.status || "",
+      [pauseButton("connectors", c.connector_id, c.paused, "Connector", reload),
+        el("button", { class: "btn small danger", type: "button", onclick: () => act(session.call(`/api/admin/connectors/${c.connector_id}`, { method: "DELETE" }), "Connector removed", reload) }, "Remove")]])),
+  ];
+
+}
+
+/** Pause or resume a connector or webhook subscription (imported ones start paused). */
+function pauseButton(what, id, paused, noun, reload) {
+  const action = paused ? "resume" : "pause";
+  return el("button", { class: "btn small", type: "button", onclick: () => act(session.call(`/api/admin/${what}/${encodeURIComponent(id)}/${action}`, { method: "POST" }), `${noun} ${paused ? "resumed" : "paused"}`, reload) }, paused ? "Resume" : "Pause");
+}
+
+async function webhooksSection(reload) {
+  const hooks = await session.call("/api/admin/webhooks");
+  return [
+    el("p", { class: "muted" }, "A paused subscription delivers nothing; on resume it delivers what was published meanwhile, in order. Imported subscriptions start paused."),
+    table(["Id", "URL", "Event types", "Status", ""], hooks.map((h) => [h.subscription_id, h.url, h.event_types.join(", "), h.paused ? "paused" : "active",
+      [pauseButton("webhooks", h.subscription_id, h.paused, "Webhook", reload), el("button", { class: "btn small danger", type: "button", onclick: () => act(session.call(`/api/admin/webhooks/${encodeURIComponent(h.subscription_id)}`, { method: "DELETE" }), "Webhook removed", reload) }, "Remove")]])),
   ];
 }
 
