@@ -24,6 +24,8 @@ import statistics
 import time
 from typing import Any
 
+import psutil
+
 from tools.bench.chat_load import ChatFleet
 from tools.bench.processes import ProcessMeter
 from tools.bench.sut import SystemUnderTest
@@ -41,6 +43,17 @@ def _free_base_port() -> int:
         if not any(port_open("127.0.0.1", port) for port in ports):
             return base
     raise RuntimeError("no free base port for a broker node of our own")
+
+
+def _machine_busy_s() -> float:
+    times = psutil.cpu_times()
+    return float(times.user + times.nice + times.system + times.irq + times.softirq)
+
+
+def _own_cpu_s() -> float:
+    """This load generator's CPU (it runs on the machine too)."""
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
 
 
 def _broker_pid(cluster: LocalRabbitCluster) -> int:
@@ -75,12 +88,22 @@ async def measure(
             await _history_holds(fleet, sequence)
             results = []
             for number in range(1, rounds + 1):
-                before = meter.sample()
+                before, machine_before, own_before = meter.sample(), _machine_busy_s(), _own_cpu_s()
+                wall_before = time.monotonic()
                 outcome = await fleet.run(rate, seconds, sequence, measure=False)
                 sequence += outcome["sent"]
                 archived = await _history_holds(fleet, sequence)
-                cpu = meter.cpu_us_per(before, meter.sample(), outcome["sent"])
+                after, machine_after, own_after = meter.sample(), _machine_busy_s(), _own_cpu_s()
+                cpu = meter.cpu_us_per(before, after, outcome["sent"])
                 cpu["total"] = round(sum(cpu.values()), 1)
+                ours = sum(after.cpu_s.values()) - sum(before.cpu_s.values())
+                others = (machine_after - machine_before) - ours - (own_after - own_before)
+                cores = psutil.cpu_count() or 1
+                # What the rest of the machine used meanwhile: busy neighbours slow the
+                # consumers, whose batches then grow, and per-batch costs spread thinner.
+                cpu["others_busy_pct"] = round(
+                    100 * others / ((time.monotonic() - wall_before) * cores), 1
+                )
                 results.append(
                     {
                         "round": number,
@@ -109,12 +132,15 @@ async def measure(
 def _row(result: dict[str, Any]) -> str:
     cpu = result["cpu_us_per_message"]
     cells = "  ".join(f"{name} {cpu.get(name, 0):7.1f}" for name in (*ORDER, "total"))
-    return f"round {result['round']}: {cells}  (lost {result['lost']})"
+    return (
+        f"round {result['round']}: {cells}  (lost {result['lost']};"
+        f" rest of the machine {cpu['others_busy_pct']} % busy)"
+    )
 
 
 def _ranges(results: list[dict[str, Any]]) -> dict[str, str]:
     ranges = {}
-    for name in (*ORDER, "total"):
+    for name in (*ORDER, "total", "others_busy_pct"):
         values = [r["cpu_us_per_message"].get(name, 0.0) for r in results]
         ranges[name] = f"{statistics.median(values):.0f} ({min(values):.0f}–{max(values):.0f})"
     return ranges
