@@ -10,9 +10,12 @@ round sends ``rate × seconds`` customer messages, waits until every agent got t
 history's read model holds them, and prints the user + system CPU seconds each process
 spent in the round divided by the messages: microseconds per message.
 
-CPU time, not latency, because it hardly depends on what else the machine is doing: on a
-shared machine latency measures the neighbours, CPU seconds measure the work. What it
-still includes: each service's idle work during the round (timers, heartbeats), which is
+CPU time, not latency: on a shared machine latency measures the neighbours, CPU seconds
+measure the work. Not entirely, though: when neighbours load the machine the consumers
+fall behind, their batches grow and per-batch costs spread over more messages, so each
+round also prints how busy the rest of the machine was, and the store's operation
+counters per message (``serverStatus`` opcounters), which no load changes. The CPU
+figures include each service's idle work during the round (timers, heartbeats), which is
 why a round should be long enough for messages to dominate (20 s at 300 msg/s is).
 """
 
@@ -25,7 +28,9 @@ import time
 from typing import Any
 
 import psutil
+from pymongo import AsyncMongoClient
 
+from relaydesk.store import make_client
 from tools.bench.chat_load import ChatFleet
 from tools.bench.processes import ProcessMeter
 from tools.bench.sut import SystemUnderTest
@@ -56,6 +61,12 @@ def _own_cpu_s() -> float:
     return float(times.user + times.system)
 
 
+async def _store_ops(store: AsyncMongoClient) -> dict[str, int]:
+    status = await store.admin.command("serverStatus")
+    counters = status.get("opcounters") or {}
+    return {name: int(counters.get(name, 0)) for name in ("insert", "update", "query", "command")}
+
+
 def _broker_pid(cluster: LocalRabbitCluster) -> int:
     return int(cluster.nodes[0].pid_file.read_text().strip())
 
@@ -80,6 +91,7 @@ async def measure(
         running = await sut.start()
         meter = ProcessMeter(running.process.pid, _broker_pid(cluster) if cluster else None)
         fleet = ChatFleet(running.base_url, running.owner_password, conversations=conversations)
+        store = make_client(running.mongo_url)
         try:
             await fleet.open()
             sequence = 0
@@ -88,6 +100,7 @@ async def measure(
             await _history_holds(fleet, sequence)
             results = []
             for number in range(1, rounds + 1):
+                ops_before = await _store_ops(store)
                 before, machine_before, own_before = meter.sample(), _machine_busy_s(), _own_cpu_s()
                 wall_before = time.monotonic()
                 outcome = await fleet.run(rate, seconds, sequence, measure=False)
@@ -104,9 +117,17 @@ async def measure(
                 cpu["others_busy_pct"] = round(
                     100 * others / ((time.monotonic() - wall_before) * cores), 1
                 )
+                ops_after = await _store_ops(store)
                 results.append(
                     {
                         "round": number,
+                        # The store's operation counters (serverStatus opcounters) per
+                        # message: what a lever on the number of writes changes, whatever
+                        # the machine's load does to the CPU figures.
+                        "store_ops_per_message": {
+                            name: round((ops_after[name] - ops_before[name]) / outcome["sent"], 3)
+                            for name in ops_after
+                        },
                         "sent": outcome["sent"],
                         "lost": outcome["lost"],
                         "history_holds_all": archived,
@@ -116,6 +137,7 @@ async def measure(
                 print(_row(results[-1]), flush=True)
         finally:
             await fleet.close()
+            await store.close()
     finally:
         await sut.stop()
         if cluster is not None:
@@ -132,9 +154,10 @@ async def measure(
 def _row(result: dict[str, Any]) -> str:
     cpu = result["cpu_us_per_message"]
     cells = "  ".join(f"{name} {cpu.get(name, 0):7.1f}" for name in (*ORDER, "total"))
+    ops = " ".join(f"{k} {v}" for k, v in result["store_ops_per_message"].items())
     return (
         f"round {result['round']}: {cells}  (lost {result['lost']};"
-        f" rest of the machine {cpu['others_busy_pct']} % busy)"
+        f" rest of the machine {cpu['others_busy_pct']} % busy; store ops per message: {ops})"
     )
 
 
