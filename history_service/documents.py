@@ -1,4 +1,4 @@
-"""The history service's MongoDB documents: the archive, the read models, retention marks.
+"""The history service's MongoDB documents: the archive, the read model, retention marks.
 
 Field names are the stored names and the names the gateway and the console read, so
 they do not change; indexes are declared here, on the model, and created when the service
@@ -47,6 +47,8 @@ class ArchivedEvent(Document):
         name = "events"
         indexes: ClassVar[list[IndexModel]] = [
             IndexModel([("position", ASCENDING)]),
+            # A chain in order (audits, transcripts) and a conversation's messages newest
+            # first (``messages.last``, read from here: no per-message read-model row).
             IndexModel([("tenant", ASCENDING), ("stream", ASCENDING), ("position", ASCENDING)]),
             IndexModel([("tenant", ASCENDING), ("ts", ASCENDING)]),
         ]
@@ -104,37 +106,6 @@ class ConversationView(Document):
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()}
 
 
-class MessageView(Document):
-    """A message, attachment or system note of a conversation (collection ``messages``):
-    the envelope in JSON mode, keyed by event id, with its log position."""
-
-    id: str  # type: ignore[assignment]  # the event id
-    event_id: str
-    position: int
-    conversation_id: str
-    type: str
-    v: int
-    tenant: str
-    stream: str
-    actor: dict[str, Any]
-    occurred_at: str
-    correlation_id: str | None = None
-    causation_id: str | None = None
-    data: dict[str, Any]
-
-    class Settings:
-        name = "messages"
-        indexes: ClassVar[list[IndexModel]] = [
-            IndexModel(
-                [
-                    ("tenant", ASCENDING),
-                    ("conversation_id", ASCENDING),
-                    ("position", DESCENDING),
-                ]
-            )
-        ]
-
-
 class RetentionMark(Document):
     """A conversation whose contents retention has removed (collection ``retention``)."""
 
@@ -150,6 +121,5 @@ class RetentionMark(Document):
 HISTORY_DOCUMENTS: tuple[type[Document], ...] = (
     ArchivedEvent,
     ConversationView,
-    MessageView,
     RetentionMark,
 )

@@ -32,13 +32,13 @@ from contracts.queries.history import (
     TranscriptQuery,
 )
 from history_service import admin_audit, reports
-from history_service.documents import ArchivedEvent, ConversationView, MessageView
+from history_service.documents import ArchivedEvent, ConversationView
 from history_service.hash_chain import envelope_of, verify_chain
 from history_service.read_models import (
     MESSAGE_TYPES,
     conversation_key,
     fold_conversation,
-    message_event,
+    is_message,
     valid_data,
 )
 from relaydesk.bus.rpc import RemoteError
@@ -87,14 +87,22 @@ class HistoryQueries:
                 raise RemoteError(
                     "behind", f"history has not reached log position {p.upto_position} yet"
                 ) from None
-        m = await bound(self._db, MessageView)
-        query = m.find(m.tenant == p.tenant, m.conversation_id == p.conversation_id)
+        # From the archive: every message event is there once, and (tenant, stream,
+        # position) is its index, so a page is one index range read newest first.
+        e = await bound(self._db, ArchivedEvent)
+        query = e.find(
+            e.tenant == p.tenant,
+            e.stream == f"conv:{p.conversation_id}",
+            In(e.type, sorted(MESSAGE_TYPES)),
+        )
         if p.before_position is not None:
-            query = query.find(m.position < p.before_position)
-        docs = await query.sort(descending(m.position)).limit(p.limit).to_list()
+            query = query.find(e.position < p.before_position)
+        newest = query.sort(descending(e.position)).limit(p.limit)
+        docs = [d async for d in stored_rows(newest)]
         return [
-            MessageEntry(position=d.position, event=EventJson(**message_event(d)))
+            MessageEntry(position=d["position"], event=EventJson(**envelope))
             for d in reversed(docs)
+            if is_message(envelope := envelope_of(d))
         ]
 
     @answers(ConversationsListQuery)

@@ -1,9 +1,13 @@
-"""Read models for the console and the widget: ``conversations`` and ``messages``.
+"""The read model for the console and the widget: ``conversations``.
 
-Idempotent by construction: messages are keyed by event id; an event changes a
-conversation only when its position is newer than the conversation's ``last_position``,
-so replaying a batch after a crash changes nothing. One writer (the history consumer)
-owns these collections.
+Idempotent by construction: an event changes a conversation only when its position is
+newer than the conversation's ``last_position``, so replaying a batch after a crash
+changes nothing. One writer (the history consumer) owns the collection.
+
+A conversation's messages have no read model of their own: ``messages.last`` reads them
+from the archive, which holds every message event once already (keyed by event id, with
+the index a conversation's page needs). A ``messages`` row per message used to be a third
+document written per chat message, for the same envelope (docs/performance.md).
 """
 
 from typing import Any
@@ -11,6 +15,7 @@ from typing import Any
 import structlog
 from beanie import BulkWriter
 from beanie.operators import In
+from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope, LoggedEvent
@@ -29,12 +34,10 @@ from contracts.events.conversation import (
 )
 from contracts.events.message import AttachmentSent, MessageEdited, MessageSent, SystemNote
 from contracts.registry import parse_event_data
-from history_service.archive import ignoring_duplicates
 from history_service.documents import (
     ConversationRating,
     ConversationView,
     ConversationVisitor,
-    MessageView,
 )
 from relaydesk.store import bound
 
@@ -53,34 +56,6 @@ STATUS_BY_TYPE = {
     ConversationClosed.TYPE: "closed",
     ConversationMissed.TYPE: "missed",
 }
-MESSAGE_FIELDS = (
-    "type",
-    "v",
-    "tenant",
-    "stream",
-    "actor",
-    "occurred_at",
-    "correlation_id",
-    "causation_id",
-    "data",
-)
-
-
-def message_document(event: Envelope, position: int, conversation_id: str) -> dict[str, Any]:
-    """The stored form of a :class:`MessageView`, built as a plain dict (see ReadModels)."""
-    env = event.model_dump(mode="json")
-    return {
-        "_id": event.id,
-        "event_id": event.id,
-        "position": position,
-        "conversation_id": conversation_id,
-        **{k: env[k] for k in MESSAGE_FIELDS},
-    }
-
-
-def message_event(message: MessageView) -> dict[str, Any]:
-    """The envelope (JSON mode) a ``messages`` document was made from."""
-    return {"id": message.event_id, **{k: getattr(message, k) for k in MESSAGE_FIELDS}}
 
 
 def conversation_key(tenant: str, data: dict[str, Any]) -> str:
@@ -102,8 +77,19 @@ def valid_data(event: Envelope) -> dict[str, Any] | None:
         return None
 
 
+def is_message(envelope_json: dict[str, Any]) -> bool:
+    """An archived message event the registry accepts, with its conversation: what the
+    console shows as a message (an invalid one is archived, not shown; the consumer logged
+    it as ``history_event_skipped`` when it came)."""
+    try:
+        data = parse_event_data(Envelope.model_validate(envelope_json))
+    except (ContractError, ValidationError):
+        return False
+    return isinstance(getattr(data, "conversation_id", None), str)
+
+
 class ReadModels:
-    """The history consumer's writes to ``conversations`` and ``messages``."""
+    """The history consumer's writes to ``conversations``."""
 
     def __init__(self, db: AsyncDatabase) -> None:
         self._db = db
@@ -113,16 +99,10 @@ class ReadModels:
 
         The batch's conversations are loaded in one query, folded in memory (an event at
         or below a conversation's ``last_position`` was applied before a crash and is
-        skipped) and written back in one bulk write; messages go in one unordered insert
-        that ignores ids already stored. Three round trips per batch, whatever its size.
-
-        Messages are inserted as plain documents with PyMongo, like the archive's events in
-        the same batch: beanie's ``insert_many`` costs five times the client CPU per event
-        (docs/performance.md, "beanie on history's write path"); they are read back through
-        the :class:`MessageView` model.
+        skipped) and written back in one bulk write: one write per conversation the batch
+        touched, however many of its events it holds. Two round trips per batch.
         """
         conversation_model = await bound(self._db, ConversationView)
-        message_model = await bound(self._db, MessageView)
         folded = [
             (logged, data)
             for logged in batch
@@ -136,21 +116,13 @@ class ReadModels:
             else {}
         )
         touched: set[str] = set()
-        messages: list[dict[str, Any]] = []
         for logged, data in folded:
             if fold_conversation(logged, data, conversations, conversation_model):
                 touched.add(conversation_key(logged.envelope.tenant, data))
-            if logged.envelope.type in MESSAGE_TYPES:
-                messages.append(
-                    message_document(logged.envelope, logged.position, data["conversation_id"])
-                )
         if touched:
             async with BulkWriter(ordered=False, object_class=conversation_model) as writer:
                 for key in touched:
                     await conversations[key].save(bulk_writer=writer)
-        if messages:
-            rows = message_model.get_pymongo_collection()
-            await ignoring_duplicates(rows.insert_many(messages, ordered=False))
 
 
 def fold_conversation(

@@ -8,9 +8,9 @@ purged yet are taken in groups; for each group the job
 1. publishes ``history.retention_applied`` (id derived from the tenant and the group, so a
    rerun after a crash publishes the same event) — the record comes first, so nothing is
    ever redacted without one;
-2. redacts the archived message events and their ``messages`` read-model rows alike (the
-   body, an attachment's file name, become :data:`REDACTED`), so a rebuild of the read
-   models from the archive gives the same rows;
+2. redacts the archived message events (the body, an attachment's file name, become
+   :data:`REDACTED`); ``messages.last`` reads messages from the archive, so the console
+   shows the redacted text at once;
 3. remembers the conversations as done (collection ``retention``).
 
 The archive keeps every event, its ``hash`` and ``prev_hash``: the chain still links.
@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 from beanie import BulkWriter
-from beanie.operators import LT, In, Set
+from beanie.operators import LT, In
 from pydantic import BaseModel, Field
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -38,7 +38,7 @@ from contracts.events.admin import TenantSettingsChanged
 from contracts.events.history import MAX_CONVERSATIONS, RetentionApplied
 from contracts.events.message import AttachmentSent, MessageEdited, MessageSent
 from contracts.settings import accepted_changes
-from history_service.documents import ArchivedEvent, ConversationView, MessageView, RetentionMark
+from history_service.documents import ArchivedEvent, ConversationView, RetentionMark
 from history_service.hash_chain import envelope_of, link_hash
 from relaydesk.store import ascending, bound, stored_rows
 
@@ -156,8 +156,6 @@ class RetentionJob:
         )
         await self._publish(record)  # first: whatever is redacted below has its record
         archive_updates: list[UpdateOne] = []
-        messages = await bound(self._db, MessageView)
-        message_updates = BulkWriter(ordered=False, object_class=messages)
         for doc in archived:
             data = redacted_data(doc["type"], doc.get("data") or {})
             envelope = {**envelope_of(doc), "data": data}
@@ -175,14 +173,10 @@ class RetentionJob:
                     },
                 )
             )
-            await messages.find_one(messages.id == doc["_id"]).update(
-                Set({messages.data: data}), bulk_writer=message_updates
-            )
         if archive_updates:
             # The archive is written raw, like everywhere (see archive.py): the redaction
             # sets exactly the fields the chain verification reads back.
             await e.get_pymongo_collection().bulk_write(archive_updates, ordered=False)
-            await message_updates.commit()
         marks = await bound(self._db, RetentionMark)
         async with BulkWriter(ordered=False, object_class=marks) as done:
             for c in conversation_ids:

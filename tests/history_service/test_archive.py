@@ -7,6 +7,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from contracts import Envelope
 from contracts.events.audit import AuditCheckpoint
 from history_service.hash_chain import GENESIS, verify_chain
+from history_service.queries import HistoryQueries
 from history_service.service import HistoryService
 from relaydesk.bus import Bus
 from tests.history_service.helpers import SYSTEM, conversation, event, settle
@@ -83,14 +84,19 @@ async def test_unknown_and_invalid_events_are_archived_but_not_folded(
             "v": 9,
         }
     )
+    bodiless = event("acme", "c1", "message.sent", {"message_id": "m-x", "author_kind": "agent"})
     events = conversation("acme", "c1", 2)
-    await bus.publish_many([*events[:-1], unknown, invalid, newer, events[-1]])
+    await bus.publish_many([*events[:-1], unknown, invalid, bodiless, newer, events[-1]])
     await settle(history, bus, db)
-    assert (
-        await db["events"].count_documents({"_id": {"$in": [unknown.id, invalid.id, newer.id]}})
-        == 3
-    )
+    odd = [unknown.id, invalid.id, bodiless.id, newer.id]
+    assert await db["events"].count_documents({"_id": {"$in": odd}}) == 4
     conv = await db["conversations"].find_one({"conversation_id": "c1"})
     assert (
-        conv is not None and conv["status"] == "closed" and conv["rating"] is None
+        conv is not None
+        and conv["status"] == "closed"
+        and conv["rating"] is None
+        and conv["message_count"] == 2
     )  # later events still applied
+    # Messages are read from the archive: the invalid one is archived, never shown.
+    shown = await HistoryQueries(db).messages_last({"tenant": "acme", "conversation_id": "c1"})
+    assert [m["event"]["data"]["body"] for m in shown] == ["message 0", "message 1"]

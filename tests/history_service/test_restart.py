@@ -6,6 +6,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.events.audit import AuditCheckpoint
 from history_service.hash_chain import verify_chain
+from history_service.queries import HistoryQueries
 from history_service.service import HistoryService
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
@@ -20,7 +21,14 @@ async def snapshot(db: AsyncDatabase) -> tuple[list, list, list]:
     conversations = [
         d async for d in db["conversations"].find({}, VOLATILE).sort("conversation_id", 1)
     ]
-    messages = [d async for d in db["messages"].find({}).sort("position", 1)]
+    queries = HistoryQueries(db)
+    messages = [
+        message
+        for c in conversations
+        for message in await queries.messages_last(
+            {"tenant": "acme", "conversation_id": c["conversation_id"], "limit": 500}
+        )
+    ]
     archive = [
         (d["_id"], d["position"], d["hash"])
         # history's own checkpoints (their own chain) say when each run signed: not compared

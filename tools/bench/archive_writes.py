@@ -6,12 +6,12 @@
 
 For each way the same events (100 conversation requests, then chat messages spread over
 them) go from ``LoggedEvent`` to stored documents in batches of history's size (1,000):
-the archive (``events``: ``archive_document`` then one unordered ``insert_many``) and the
-``messages`` read model (``message_document`` then one unordered ``insert_many``). "raw"
+the archive (``events``: ``archive_document`` then one unordered ``insert_many``). "raw"
 inserts the plain dicts with PyMongo; "beanie" builds the documents' models and inserts
 them with ``Document.insert_many`` (validation, then beanie's encoder). "read_models" is
 history's whole read-model step as shipped (``ReadModels.apply``: conversations loaded,
-folded and saved through beanie, messages inserted raw). CPU is this process's user +
+folded and saved through beanie; messages have no read-model rows of their own since
+2026-12-02, docs/performance.md). CPU is this process's user +
 system time (``time.process_time``), reported as seconds per 10,000 events; the server's
 CPU is reported beside it (psutil, when the server is the embedded one this command
 started). Each round writes into fresh
@@ -41,8 +41,8 @@ from contracts.events.conversation import ConversationRequested
 from contracts.events.message import MessageSent
 from contracts.registry import EVENTS
 from history_service.archive import archive_document
-from history_service.documents import HISTORY_DOCUMENTS, ArchivedEvent, MessageView
-from history_service.read_models import ReadModels, message_document
+from history_service.documents import HISTORY_DOCUMENTS, ArchivedEvent
+from history_service.read_models import ReadModels
 from relaydesk.store import bind_documents, bound, make_client
 from tools.embedded import EmbeddedMongo
 
@@ -108,25 +108,6 @@ async def archive_beanie(db: AsyncDatabase, batch: list[LoggedEvent]) -> None:
     await model.insert_many(documents, ordered=False)
 
 
-async def messages_raw(db: AsyncDatabase, batch: list[LoggedEvent]) -> None:
-    messages = (await bound(db, MessageView)).get_pymongo_collection()
-    rows = [
-        message_document(e.envelope, e.position, e.envelope.data["conversation_id"]) for e in batch
-    ]
-    await messages.insert_many(rows, ordered=False)
-
-
-async def messages_beanie(db: AsyncDatabase, batch: list[LoggedEvent]) -> None:
-    model = await bound(db, MessageView)
-    documents = [
-        model.model_validate(
-            message_document(e.envelope, e.position, e.envelope.data["conversation_id"])
-        )
-        for e in batch
-    ]
-    await model.insert_many(documents, ordered=False)
-
-
 async def read_models(db: AsyncDatabase, batch: list[LoggedEvent]) -> None:
     """History's whole read-model step as shipped (conversations through beanie)."""
     await ReadModels(db).apply(batch)
@@ -135,8 +116,6 @@ async def read_models(db: AsyncDatabase, batch: list[LoggedEvent]) -> None:
 WAYS: dict[str, Write] = {
     "archive_raw": archive_raw,
     "archive_beanie": archive_beanie,
-    "messages_raw": messages_raw,
-    "messages_beanie": messages_beanie,
     "read_models": read_models,
 }
 
@@ -194,10 +173,9 @@ async def run(mongo_url: str, server: psutil.Process | None, events: int, rounds
     finally:
         await client.close()
     results: dict[str, Any] = {name: _summary(values) for name, values in samples.items()}
-    for what in ("archive", "messages"):
-        raw = results[f"{what}_raw"]["client_cpu_s"]["median"]
-        orm = results[f"{what}_beanie"]["client_cpu_s"]["median"]
-        results[f"{what}_beanie_over_raw"] = round(orm / raw, 2) if raw else None
+    raw = results["archive_raw"]["client_cpu_s"]["median"]
+    orm = results["archive_beanie"]["client_cpu_s"]["median"]
+    results["archive_beanie_over_raw"] = round(orm / raw, 2) if raw else None
     return results
 
 

@@ -12,9 +12,16 @@ class Sample:
 
 
 class ProcessMeter:
-    """Names the system's processes (``gateway``, ``agent``, ..., ``rabbitmq``) and samples them."""
+    """Names the system's processes (``gateway``, ``agent``, ..., ``rabbitmq``) and samples them.
 
-    def __init__(self, root_pid: int) -> None:
+    Args:
+        root_pid: ``relaydesk up``'s process; its children are the services.
+        broker_pid: the broker's Erlang VM when the system runs on a node of its own; unset,
+            the machine's ``beam.smp`` is taken (the system broker, shared with anything
+            else that uses it).
+    """
+
+    def __init__(self, root_pid: int, broker_pid: int | None = None) -> None:
         self._processes: dict[str, psutil.Process] = {}
         for child in psutil.Process(root_pid).children(recursive=True):
             try:
@@ -27,6 +34,9 @@ class ProcessMeter:
                 self._processes["mongodb"] = (
                     child  # the embedded server does real work per event too
                 )
+        if broker_pid is not None:
+            self._processes["rabbitmq"] = psutil.Process(broker_pid)
+            return
         for process in psutil.process_iter(["name"]):
             if process.info["name"] in ("beam.smp", "beam"):
                 self._processes["rabbitmq"] = process
