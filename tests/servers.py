@@ -51,6 +51,8 @@ class RabbitServer:
             self.vhosts = RabbitVhosts(
                 "amqp://guest:guest@127.0.0.1:5672", "http://127.0.0.1:15672"
             )
+            # The local broker outlives test runs: what crashed runs left is removed first.
+            self.vhosts.remove_abandoned()
 
     def _start_container(self) -> RabbitVhosts:
         from testcontainers.core.container import DockerContainer

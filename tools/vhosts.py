@@ -1,6 +1,7 @@
 """Throwaway RabbitMQ vhosts through the management API: for tests and `relaydesk bench`,
 so neither ever touches a real deployment's log."""
 
+import os
 import urllib.parse
 import uuid
 
@@ -29,7 +30,9 @@ class RabbitVhosts:
         self.http = httpx.Client(auth=(self.user, self.password), timeout=30)
 
     def create(self) -> str:
-        name = f"{self.prefix}-{uuid.uuid4().hex[:12]}"
+        # The creating process's id is in the name: a run that died before deleting its vhosts
+        # (a crashed worker, a killed session) leaves them to the next run's clean-up.
+        name = f"{self.prefix}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         quoted = urllib.parse.quote(name, safe="")
         self.http.put(f"{self.management_url}/api/vhosts/{quoted}").raise_for_status()
         self.http.put(
@@ -46,5 +49,32 @@ class RabbitVhosts:
             return None
         return f"{self.stream_base_url}/{urllib.parse.quote(vhost, safe='')}"
 
+    def remove_abandoned(self) -> int:
+        """Delete this prefix's vhosts whose creating process is gone (on this machine).
+
+        Each throwaway vhost holds a stream and quorum queues; a hundred left behind by
+        crashed runs made the broker's stream port time out for everyone.
+        """
+        listed = self.http.get(f"{self.management_url}/api/vhosts", params={"columns": "name"})
+        listed.raise_for_status()
+        removed = 0
+        for entry in listed.json():
+            parts = str(entry.get("name", "")).split("-")
+            if len(parts) == 3 and parts[0] == self.prefix and parts[1].isdigit():
+                if not _process_alive(int(parts[1])):
+                    self.delete(entry["name"])
+                    removed += 1
+        return removed
+
     def delete(self, vhost: str) -> None:
         self.http.delete(f"{self.management_url}/api/vhosts/{urllib.parse.quote(vhost, safe='')}")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True

@@ -1,5 +1,9 @@
 """Which RabbitMQ the tests use: the local broker by default, a container only if Docker answers."""
 
+import subprocess
+import urllib.parse
+import uuid
+
 import pytest
 
 from tests import servers
@@ -47,3 +51,26 @@ def test_the_container_enables_the_plugins_the_deployment_enables() -> None:
         "rabbitmq_stream" in servers.PLUGINS_FILE.read_text()
         and "rabbitmq_management" in servers.PLUGINS_FILE.read_text()
     )
+
+
+def test_vhosts_left_by_a_dead_run_are_removed_and_live_ones_kept(vhosts: RabbitVhosts) -> None:
+    # A run that crashed before deleting its vhosts: its process id names a process that is
+    # gone (a child that has exited and been reaped).
+    dead_pid = _reaped_pid()
+    abandoned = f"{vhosts.prefix}-{dead_pid}-{uuid.uuid4().hex[:12]}"
+    quoted = urllib.parse.quote(abandoned, safe="")
+    vhosts.http.put(f"{vhosts.management_url}/api/vhosts/{quoted}").raise_for_status()
+    live = vhosts.create()  # this process's: alive
+    try:
+        assert vhosts.remove_abandoned() >= 1
+        names = {v["name"] for v in vhosts.http.get(f"{vhosts.management_url}/api/vhosts").json()}
+        assert abandoned not in names and live in names
+    finally:
+        vhosts.delete(live)
+        vhosts.delete(abandoned)
+
+
+def _reaped_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid

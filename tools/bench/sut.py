@@ -69,6 +69,7 @@ class SystemUnderTest:
         self, extra_env: dict[str, str] | None = None, timeout: float = 120
     ) -> RunningSut:
         ensure_rabbitmq()
+        self._vhosts.remove_abandoned()
         self._vhost = self._vhosts.create()
         amqp_url = self._vhosts.url_for(self._vhost)
         stream_url = None
