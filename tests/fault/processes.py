@@ -5,6 +5,7 @@ a child process dies like a crashed host: no ``finally``, no acks, no checkpoint
 its broker connections reset.
 """
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -162,3 +163,15 @@ async def gateway_pair(settings: Settings) -> AsyncIterator[GatewayPair]:
             if process.poll() is None:
                 process.kill()
                 process.wait(10)
+
+
+async def relaydesk_tool(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``relaydesk replay`` / ``audit`` as an operator would run them against this system."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tools.cli", *args],
+        env=service_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

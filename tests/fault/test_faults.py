@@ -17,7 +17,7 @@ import pytest
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
 from tests.fault.conversation import chat, engaged, settle
-from tests.fault.processes import PUBLIC_URL, gateway_pair
+from tests.fault.processes import PUBLIC_URL, gateway_pair, relaydesk_tool
 from tests.servers import RabbitServer, RabbitVhosts
 from tests.system import running_system
 from tools.embedded import EmbeddedMongo
@@ -52,6 +52,19 @@ async def test_rabbitmq_stopped_and_restarted_mid_conversation(
         await settle(
             system, http, owner, customer, agent, conversation_id, sent, "rabbitmq restart"
         )
+        # Replay equals live after the restart (sends resent, publishes retried by id): every
+        # projection, rebuilt from the archive and from the stream, matches its live read model.
+        replays = await asyncio.gather(
+            *(
+                relaydesk_tool(
+                    system.settings, "replay", "--projection", projection, "--source", source
+                )
+                for projection in ("history", "agent", "billing")
+                for source in ("archive", "stream")
+            )
+        )
+        for replayed in replays:
+            assert replayed.returncode == 0, [*replayed.args[3:], replayed.stdout, replayed.stderr]
         await customer.stop()
         await agent.stop()
 

@@ -7,8 +7,6 @@ out exactly as the log says, and clients must see every message exactly once.
 """
 
 import asyncio
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
 from tests.fault.conversation import acked_more, chat_until, engaged, settle
 from tests.fault.driver import ResilientClient, tally
-from tests.fault.processes import ServiceProcess, service_env
+from tests.fault.processes import ServiceProcess, relaydesk_tool
 from tests.system import running_system
 
 # Alone: the chat runs flat out while a service process restarts; on a busy machine the restart
@@ -29,18 +27,6 @@ pytestmark = [pytest.mark.fault, pytest.mark.alone]
 NEWCOMERS = (
     8  # visitors who start a conversation as agent_service dies (alice gets room for all of them)
 )
-
-
-async def relaydesk_tool(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """``relaydesk replay`` / ``audit`` as an operator would run them against this system."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "tools.cli", *args],
-        env=service_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 async def kill_and_restart(service: ServiceProcess, sent: list[str]) -> None:
