@@ -201,8 +201,8 @@ async def test_agent_files_go_out_with_each_platforms_media_calls(media: Media) 
         await agent_attachment(media.bus, media.files, TENANT, fb, "shot.png", "image/png", PNG),
         await agent_attachment(media.bus, media.files, TENANT, wx, "shot.png", "image/png", PNG),
     ]
-    for message_id in sent:
-        await media.watch.wait_for("connector.outbound_sent", message_id=message_id)
+    for message_id in sent:  # uploads through three platforms' media calls: slow on a busy box
+        await media.watch.wait_for("connector.outbound_sent", message_id=message_id, timeout=30)
     assert [
         (m["method"], m["filename"], m["content_type"], m["content"])
         for m in media.telegram.sent

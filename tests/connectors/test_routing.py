@@ -63,6 +63,7 @@ QUIET = (
     "legacy-keys",
     "lost-answers",
     "until-closed",
+    "paused-bot",
 )
 
 

@@ -49,7 +49,7 @@ async def test_offers_transfer_notes_and_contact_details_reach_only_their_agents
     # Every agent learns of the request; its contact details only reach the supervisor
     # (and the visitor who gave them).
     [bobs] = about(bob, conversation_id, "conversation.requested")
-    assert bobs["data"]["visitor"] == {"id": "v1", "name": "Vera"}
+    assert bobs["data"]["visitor"] == {"id": "v1", "name": "Vera", "avatar_attachment_id": None}
     assert bobs["data"]["topic"] == "refund"
     [sues] = about(sue, conversation_id, "conversation.requested")
     assert sues["data"]["visitor"]["email"] == EMAIL

@@ -61,6 +61,7 @@ async def test_customer_leaves_an_email_on_a_missed_conversation(system: Running
         "name": "Nat",
         "email": "nat@example.com",
         "page_url": None,
+        "avatar_attachment_id": None,  # a platform user's picture; none from the widget
     }
     await agent.close()
     await customer.close()
