@@ -107,6 +107,7 @@ async def bus(settings: Settings) -> AsyncIterator[Bus]:
 # of them. Order within a module is kept; xdist is told not to reorder (--no-loadscope-reorder).
 LONGEST_FIRST = (
     "tests/bench/test_bench_smoke.py",
+    "tests/cluster/",
     "tests/browser/",
     "tests/security/test_fuzz.py",
     "tests/billing/test_billing.py",
