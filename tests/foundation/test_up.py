@@ -41,6 +41,10 @@ async def up(vhosts: RabbitVhosts, tmp_path_factory: pytest.TempPathFactory) -> 
         # A command or query may take longer than 5 s while children restart on a busy
         # machine (the demo workspace, the test's tenant): slow is not what is tested here.
         RELAYDESK_REQUEST_TIMEOUT_S="20",
+        # `up` lowers history's and the store's priority so a customer's gateway goes first;
+        # next to four test workers at normal priority that starved history's catch-up after
+        # its kill past the archive wait (seen in CI's parallel phase).
+        RELAYDESK_BACKGROUND_NICE="0",
     ).start()
     try:
         await running.wait_up()
