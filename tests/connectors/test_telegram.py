@@ -29,7 +29,6 @@ async def test_long_polling_survives_a_network_cut_and_loses_nothing(
     await watch.wait_for("message.sent", body="before the cut")
 
     await fake_telegram.cut()  # connections refused: the poller must back off and come back
-    calls_at_cut = fake_telegram.getupdates_calls
     queued = [fake_telegram.update(7001, f"during the cut {i}") for i in range(3)]
     fake_telegram.updates.extend(queued)
     await fake_telegram.restore()
@@ -38,7 +37,8 @@ async def test_long_polling_survives_a_network_cut_and_loses_nothing(
     # timeout (the poll's 25 s + 10): the wait covers that, not just the backoff.
     for i in range(3):
         await watch.wait_for("message.sent", body=f"during the cut {i}", timeout=45)
-    assert fake_telegram.getupdates_calls > calls_at_cut
+    # (Delivered at all means polled again: a cut drops the poll that was in flight, and
+    # updates only come in answers to getUpdates. Counting the calls raced the cut itself.)
     bodies = [e.data["body"] for e in watch.of("message.sent", author_kind="customer")]
     assert bodies == ["before the cut", "during the cut 0", "during the cut 1", "during the cut 2"]
     # confirmed only after the publish: the next poll drops them from the server's queue
