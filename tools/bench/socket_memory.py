@@ -28,7 +28,7 @@ WARM_UP_SOCKETS = 100
 
 async def attribute(sockets: int, frames: int, top: int) -> str:
     sut = SystemUnderTest()
-    running = await sut.start()
+    await sut.start()  # `relaydesk up`; the gateway measured is the one added below
     try:
         url, pid = await sut.add_gateway({"PYTHONTRACEMALLOC": str(frames)})
         process = psutil.Process(pid)
@@ -45,7 +45,6 @@ async def attribute(sockets: int, frames: int, top: int) -> str:
             f"{rss_per_socket / 1024:.1f} KiB per socket\n{report}"
         )
     finally:
-        del running
         await sut.stop()
 
 
