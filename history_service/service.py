@@ -12,12 +12,9 @@ from aio_pika.abc import AbstractChannel
 from pymongo import AsyncMongoClient
 
 from contracts.envelope import LoggedEvent
-from contracts.events.system import LogMarker
-from history_service.anchors import Anchoring
-from history_service.archive import Archive
 from history_service.documents import HISTORY_DOCUMENTS
 from history_service.queries import HistoryQueries
-from history_service.read_models import ReadModels
+from history_service.writer import CONSUMER, HistoryWriter
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.rpc import serve_queries
 from relaydesk.health import Readiness
@@ -28,7 +25,6 @@ from relaydesk.settings import Settings
 from relaydesk.signing import Signer
 from relaydesk.store import (
     Checkpoint,
-    Checkpoints,
     bind_documents,
     database,
     make_client,
@@ -38,7 +34,7 @@ from relaydesk.tracing import TRACEPARENT, span, tracing_enabled
 
 log = structlog.get_logger(__name__)
 
-SERVICE = "history"
+SERVICE = CONSUMER
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 30.0
 MAX_BATCH = 1000  # events archived per insert_many and per checkpoint
 # Under load a batch fills for up to this long: the store's cost is mostly per round trip
@@ -70,14 +66,10 @@ class HistoryService:
     async def start(self) -> None:
         self._mongo = make_client(self.settings.mongo_url or "")
         db = database(self._mongo, self.settings.mongo_db)
-        self._archive, self._models, self._checkpoints = (
-            Archive(db),
-            ReadModels(db),
-            Checkpoints(db),
-        )
-        self._anchoring = Anchoring(self._signer, self._archive, db)
+        self._writer = HistoryWriter(db, self._signer)
+        self._anchoring = self._writer.anchoring
         await bind_documents(db, (*HISTORY_DOCUMENTS, Checkpoint))  # creates their indexes
-        self.position = await self._checkpoints.load(SERVICE)
+        self.position = await self._writer.checkpoints.load(SERVICE)
         self.bus = await Bus(
             self.settings.amqp_url, service=SERVICE, stream_url=self.settings.stream_url
         ).connect()
@@ -134,7 +126,7 @@ class HistoryService:
         delay = RETRY_MIN_S
         while True:
             try:
-                await with_store_retry(functools.partial(self._apply, batch))
+                await with_store_retry(functools.partial(self._writer.apply, batch))
                 return
             except Exception as exc:  # noqa: BLE001 - logged and retried, see above
                 self._anchoring.resync()
@@ -168,16 +160,6 @@ class HistoryService:
     def _report_end(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error("history_follow_failed", error=repr(task.exception()))
-
-    async def _apply(self, batch: list[LoggedEvent]) -> None:
-        # Read models first, archive second: after a crash between the two the events
-        # are still "unseen" and are applied again, which the position guards absorb.
-        fresh = await self._archive.unseen(batch)
-        await self._anchoring.seed(e.envelope.tenant for e in fresh)
-        await self._models.apply([e for e in fresh if e.envelope.type != LogMarker.TYPE])
-        heads = await self._archive.write(fresh)
-        self._anchoring.archived(fresh, heads, batch[-1].position)
-        await self._checkpoints.save(SERVICE, batch[-1].position)
 
     async def wait_for_position(self, position: int, timeout: float = 10) -> None:
         async with self.caught_up:

@@ -65,11 +65,18 @@ def ensure_rabbitmq(host: str = "127.0.0.1", port: int = 5672) -> None:
 
 
 class EmbeddedMongo:
-    """A SecantusDB server (MongoDB wire protocol over WiredTiger) as a child process."""
+    """A SecantusDB server (MongoDB wire protocol over WiredTiger) as a child process.
 
-    def __init__(self, storage_path: str, port: int | None = None) -> None:
+    ``replica_set``: advertise a one-member replica set and keep an oplog (SecantusDB's
+    own default), for a comparison only (``python -m tools.bench.archive_writes --oplog``).
+    """
+
+    def __init__(
+        self, storage_path: str, port: int | None = None, *, replica_set: bool = False
+    ) -> None:
         self.storage_path = storage_path
         self.port = port or free_port()
+        self.replica_set = replica_set
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -95,6 +102,12 @@ class EmbeddedMongo:
             self.storage_path,
             "--log-level",
             "WARNING",
+            # Standalone, no oplog: SecantusDB's default advertises a one-member replica set
+            # and writes an oplog entry (the document again, or an update's diff) per write,
+            # for change streams. relaydesk uses none (nor transactions), and those entries
+            # were a fifth of the store's CPU per archived chat message (docs/performance.md).
+            # Durability is the journal's either way: a ``j: true`` write is synced.
+            *([] if self.replica_set else ["--standalone"]),
         ]
 
     def start(self, timeout: float = 60) -> "EmbeddedMongo":
