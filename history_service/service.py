@@ -37,11 +37,13 @@ log = structlog.get_logger(__name__)
 SERVICE = CONSUMER
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 30.0
 MAX_BATCH = 1000  # events archived per insert_many and per checkpoint
-# Under load a batch fills for up to this long: the store's cost is mostly per round trip
-# (five per batch): at 200 msg/s the embedded store spent ~3.9 ms of CPU per message on
-# one-event batches. A quiet log is archived at once (LogReader lingers only while the
-# log carries 50+ events/s), so a console reading right after an event finds it.
-BATCH_LINGER_S = 0.05
+# While the log is busy (50+ events/s; a quiet log is archived at once, so a console
+# reading right after an event finds it) a batch fills for up to this long. The store's
+# cost is per round trip and per conversation written, not per event: a batch makes five
+# round trips, one journaled checkpoint and one write per conversation it touched, however
+# many of that conversation's messages it holds (~0.55 ms of the embedded store's CPU each,
+# docs/performance.md). The linger bounds what it adds to a reader's wait (``upto=``).
+BATCH_LINGER_S = 0.25
 
 
 class HistoryService:
