@@ -126,7 +126,7 @@ async def test_two_pages_of_one_tenant_each_answer_their_own_chats(world: World)
         secrets = {"app_secret": fake.app_secret, "page_token": f"token-{page}"}
         reply = await configure(
             world.bus,
-            world.service,
+            world.service.box,
             tenant,
             f"fb-{page}",
             "messenger",
@@ -227,7 +227,7 @@ async def test_refused_credentials_park_the_replies_and_new_ones_send_them_in_or
     world.fakes.telegram.add_bot(new_token)
     reply = await configure(
         world.bus,
-        world.service,
+        world.service.box,
         tenant,
         "tg-park",
         "telegram",
@@ -289,7 +289,7 @@ async def test_the_service_registers_the_webhook_with_a_secret_and_removes_it_fo
     bot = bot_id(token)
     assert (
         await configure(
-            world.bus, world.service, tenant, "tg-hook", "telegram", {}, {"bot_token": token}
+            world.bus, world.service.box, tenant, "tg-hook", "telegram", {}, {"bot_token": token}
         )
     ).ok  # webhook mode, no secret given: one is made and registered
     registered = await eventually(lambda: fake.webhooks.get(bot), what="setWebhook")
@@ -305,7 +305,7 @@ async def test_the_service_registers_the_webhook_with_a_secret_and_removes_it_fo
     assert (await fake.post_webhook(url, forged, "not-the-secret")).status_code == 403
 
     polling = await configure(
-        world.bus, world.service, tenant, "tg-hook", "telegram", {"mode": "polling"}, {}
+        world.bus, world.service.box, tenant, "tg-hook", "telegram", {"mode": "polling"}, {}
     )
     assert polling.ok
     await eventually(lambda: bot not in fake.webhooks, what="deleteWebhook")
@@ -319,7 +319,7 @@ async def test_a_bot_page_or_account_already_connected_is_refused(world: World) 
     token = await world.telegram("dup-one", "tg-dup")
     again = await configure(
         world.bus,
-        world.service,
+        world.service.box,
         "dup-two",
         "tg-dup2",
         "telegram",
@@ -329,7 +329,7 @@ async def test_a_bot_page_or_account_already_connected_is_refused(world: World) 
     assert (again.ok, again.code) == (False, "conflict")
     page = await configure(
         world.bus,
-        world.service,
+        world.service.box,
         "dup-two",
         "fb-dup",
         "messenger",
