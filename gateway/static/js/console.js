@@ -2,7 +2,7 @@
 // Who has which chat comes from routing (GET /api/workspace, then the event stream, merged
 // by log position: workspace.js); the history read model serves messages, the "All" list
 // and the visitor panel. Every chat text is rendered with textContent.
-import { RelaySocket, newKey } from "./socket.js";
+import { RelaySocket, newKey, readMessagesUpTo } from "./socket.js";
 import { AgentSession, signIn, el, toast, ago } from "./session.js";
 import { Workspace } from "./workspace.js";
 import { Alerts } from "./alerts.js";
@@ -287,8 +287,11 @@ async function openConversation(id) {
   try {
     // Up to what the socket has seen: history may lag behind the log, and a message it is
     // missing would never show (only events after the socket's start arrive live).
-    const upto = state.socket.position;
-    const items = await readMessages(id, upto === null || upto === undefined ? "" : `?upto=${upto}`);
+    const items = await readMessagesUpTo(
+      (query) => session.call(`/api/conversations/${encodeURIComponent(id)}/messages${query}`),
+      state.socket.position,
+      { tries: HISTORY_TRIES, wanted: () => state.openId === id },
+    );
     if (state.openId !== id) return;
     if (items.length && (state.oldestPosition === null || items[0].position < state.oldestPosition)) state.oldestPosition = items[0].position;
     $("earlier").hidden = !items.length;
@@ -301,16 +304,6 @@ async function openConversation(id) {
   if (!$("composer").hidden) $("input").focus();
 }
 
-async function readMessages(id, query) {
-  // "behind": history has not read the log that far yet; it catches up, so ask again.
-  for (let tries = 0; ; tries++) {
-    try {
-      return await session.call(`/api/conversations/${encodeURIComponent(id)}/messages${query}`);
-    } catch (error) {
-      if (error.code !== "behind" || tries >= HISTORY_TRIES || state.openId !== id) throw error;
-    }
-  }
-}
 
 function paintChat() {
   const id = state.openId;
