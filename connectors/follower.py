@@ -5,7 +5,7 @@ import time
 
 import structlog
 
-from connectors.config import ConnectorDirectory
+from connectors.config import Connector, ConnectorDirectory
 from connectors.deliverer import Deliverer
 from connectors.delivery import DeliveryError
 from connectors.outbound_items import RATING_REQUEST, PlatformClient
@@ -61,12 +61,13 @@ class LogFollower:
     async def apply(self, batch: list[LoggedEvent]) -> None:
         queued = acted = False
         for event in batch:
+            before = self._configured_before(event)
             self._directory.apply(event)
             if self._plans is not None:
                 self._plans.apply(event)
             if self._position is not None and event.position <= self._position:
                 continue  # already handled before a restart
-            outcome = await self._handle(event)
+            outcome = await self._handle(event, self._credentials_changed(before, event))
             queued = queued or outcome is True
             acted = acted or outcome is not None
         self._position = batch[-1].position
@@ -78,7 +79,22 @@ class LogFollower:
         if queued:
             self._deliverer.wake()
 
-    async def _handle(self, event: LoggedEvent) -> bool | None:
+    def _configured_before(self, event: LoggedEvent) -> Connector | None:
+        """The connector as it was before a ``connector.configured`` (None otherwise)."""
+        if event.envelope.type != ConnectorConfigured.TYPE:
+            return None
+        return self._directory.find(str(event.envelope.data.get("connector_id")))
+
+    def _credentials_changed(self, before: Connector | None, event: LoggedEvent) -> bool:
+        """A ``connector.configured`` that changed its secrets (a new token): what the old
+        ones had parked may go now. Same secrets (other settings changed, a re-seal under a
+        new key): the platform would refuse them again."""
+        if event.envelope.type != ConnectorConfigured.TYPE:
+            return False
+        after = self._directory.find(str(event.envelope.data.get("connector_id")))
+        return before is None or after is None or before.secrets != after.secrets
+
+    async def _handle(self, event: LoggedEvent, credentials_changed: bool) -> bool | None:
         """True: a reply was queued; False: something else was done; None: nothing to do."""
         env, data = event.envelope, event.envelope.data
         if env.type == MessageSent.TYPE and data.get("author_kind") == "agent":
@@ -98,7 +114,7 @@ class LogFollower:
         if env.type == ConnectorConfigured.TYPE:
             # New credentials: what the old ones had parked goes out again, in order.
             connector_id = str(data.get("connector_id"))
-            if await self._store.unpark_connector(connector_id):
+            if credentials_changed and await self._store.unpark_connector(connector_id):
                 log.info("connector_outbox_resumed", connector_id=connector_id)
             self._deliverer.resume(connector_id)
             return True
@@ -106,7 +122,10 @@ class LogFollower:
             self._deliverer.wake()  # its queued replies go out now, in order
             return True
         if env.type == OutboundRetryRequested.TYPE:
-            await self._store.unpark_conversation(env.tenant, str(data.get("conversation_id")))
+            released = await self._store.release_from(
+                env.tenant, str(data.get("conversation_id")), str(data.get("message_id"))
+            )
+            log.info("connector_retry_released", replies=released)
             return True
         if env.type == OutboundSent.TYPE:
             await self._store.finish(

@@ -398,22 +398,39 @@ function noteDelivery(event) {
   const result = event.type === "connector.outbound_sent"
     ? { sent: true, text: `sent via ${platform}${parts}` }
     : { sent: false, text: data.permanent ? `failed: ${data.reason}` : `not delivered yet: ${data.reason} (retrying)` };
-  if (data.parked) result.retry = { conversation_id: data.conversation_id, message_id: data.message_id };
+  if (data.parked) {
+    // What a parked reply waits for (docs/connectors.md, "Parked replies"): a retry (its
+    // own, or new connector credentials), or an earlier parked reply of the conversation.
+    if (data.waits_for === "earlier_reply") {
+      result.behind = data.behind; // no retry of its own: it goes out after that one
+      result.text = "waiting behind an earlier reply that failed: it goes out after that one, once retried";
+    } else result.retry = { conversation_id: data.conversation_id, message_id: data.message_id };
+  }
   state.delivery.set(data.message_id, result);
-  const node = [...$("messages").querySelectorAll(".msg")].find((m) => m.dataset.id === data.message_id);
-  if (node) paintDelivery(node, result);
+  paintDeliveryOf(data.message_id);
+  if (result.behind) paintDeliveryOf(result.behind); // its retry button counts this one
 }
 
-function paintDelivery(node, result) {
+function paintDeliveryOf(messageId) {
+  const result = state.delivery.get(messageId);
+  const node = [...$("messages").querySelectorAll(".msg")].find((m) => m.dataset.id === messageId);
+  if (result && node) paintDelivery(node, result, messageId);
+}
+
+function paintDelivery(node, result, messageId = node.dataset.id) {
   let line = node.querySelector(".delivery");
   if (!line) node.append(line = el("span", { class: "delivery", role: "status" }));
   line.classList.toggle("failed", !result.sent);
   line.textContent = result.text; // the reason comes from the platform: text, never HTML
-  if (result.retry) line.append(" — ", el("button", { class: "btn small retry", type: "button", onclick: () => retryDelivery(result.retry) }, "retry"));
+  if (!result.retry) return;
+  // A retry sends this reply, then the ones waiting behind it (they keep their order).
+  const waiting = [...state.delivery.values()].filter((r) => !r.sent && r.behind === messageId).length;
+  const label = waiting ? `retry (and the ${waiting} waiting behind it)` : "retry";
+  line.append(" — ", el("button", { class: "btn small retry", type: "button", onclick: () => retryDelivery(result.retry) }, label));
 }
 
 function retryDelivery(fields) {
-  // Parked replies are kept; this sends the conversation's parked ones again, in order.
+  // This parked reply goes again, then the replies of the conversation waiting behind it.
   state.socket.command("retry_delivery", fields, { id: newKey() }).catch((error) => toast(`Not retried: ${error.message}`));
 }
 
