@@ -88,6 +88,7 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
             )
             assert [m["text"] for m in fake.sent][-1] == "Tracking number follows"
             assert await log.locator(".msg b").count() == 0  # the body is text, never HTML
+
             await console.screenshot(path=str(artifacts / "console-delivery-state.png"))
 
             # what else the user does reaches the console: their picture, a photo with its
@@ -95,6 +96,28 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
             fake.token_revoked = False  # the files are fetched with the bot token
             avatar = console.locator("#visitor img.avatar")
             await avatar.wait_for(timeout=TIMEOUT_MS)
+
+            # Telegram refuses one reply (not the bot): the reply after it waits behind it,
+            # without a retry of its own, and the refused one's retry says it sends both.
+            fake.refuse_sends = [(400, "Bad Request: chat not found")]
+            await agent_says(console, "Your parcel is at the depot")
+            await agent_says(console, "It leaves at noon")
+            replies = log.locator(".msg.agent")
+            head = replies.filter(has_text="at the depot").locator(".delivery")
+            behind = replies.filter(has_text="leaves at noon").locator(".delivery")
+            await behind.filter(has_text="waiting behind an earlier reply").wait_for(
+                timeout=TIMEOUT_MS
+            )
+            assert await behind.get_by_role("button").count() == 0
+            retry = head.get_by_role("button", name="retry (and the 1 waiting behind it)")
+            await retry.click()
+            await behind.filter(has_text="sent via Telegram").wait_for(timeout=TIMEOUT_MS)
+            assert await head.inner_text() == "sent via Telegram"
+            assert [m["text"] for m in fake.sent][-2:] == [
+                "Your parcel is at the depot",
+                "It leaves at noon",
+            ]
+
             photo = fake.photo_update(91, fake.add_file(png(8, 8), "photos/91.png"), "the box")
             edit = fake.edit_update(91, first["message"]["message_id"], "where is my parcel #42?")
             for update in (photo, edit, fake.member_update(91, "kicked")):
