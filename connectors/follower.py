@@ -5,7 +5,7 @@ import time
 
 import structlog
 
-from connectors.config import Connector, ConnectorDirectory
+from connectors.config import ConnectorDirectory
 from connectors.deliverer import Deliverer
 from connectors.delivery import DeliveryError
 from connectors.outbound_items import RATING_REQUEST, PlatformClient
@@ -14,6 +14,7 @@ from connectors.store import ConnectorStore
 from contracts.envelope import LoggedEvent
 from contracts.events.connector import (
     ConnectorConfigured,
+    ConnectorRemoved,
     ConnectorResumed,
     OutboundRetryRequested,
     OutboundSent,
@@ -54,6 +55,7 @@ class LogFollower:
         self._position: int | None = None
         self._typing: set[asyncio.Task[None]] = set()
         self._saved_at = 0.0
+        self._secrets: dict[str, dict[str, str]] = {}  # connector id -> its secrets, by the log
 
     async def load(self) -> None:
         self._position = await self._checkpoints.load(CHECKPOINT)
@@ -61,13 +63,13 @@ class LogFollower:
     async def apply(self, batch: list[LoggedEvent]) -> None:
         queued = acted = False
         for event in batch:
-            before = self._configured_before(event)
             self._directory.apply(event)
+            credentials_changed = self._note_credentials(event)
             if self._plans is not None:
                 self._plans.apply(event)
             if self._position is not None and event.position <= self._position:
                 continue  # already handled before a restart
-            outcome = await self._handle(event, self._credentials_changed(before, event))
+            outcome = await self._handle(event, credentials_changed)
             queued = queued or outcome is True
             acted = acted or outcome is not None
         self._position = batch[-1].position
@@ -79,20 +81,27 @@ class LogFollower:
         if queued:
             self._deliverer.wake()
 
-    def _configured_before(self, event: LoggedEvent) -> Connector | None:
-        """The connector as it was before a ``connector.configured`` (None otherwise)."""
-        if event.envelope.type != ConnectorConfigured.TYPE:
-            return None
-        return self._directory.find(str(event.envelope.data.get("connector_id")))
+    def _note_credentials(self, event: LoggedEvent) -> bool:
+        """True for a ``connector.configured`` whose secrets differ from the ones the log gave
+        that connector before (a new token): what the old ones had parked may go now. Same
+        secrets (other settings changed, a re-seal under a new key): the platform would
+        refuse them again.
 
-    def _credentials_changed(self, before: Connector | None, event: LoggedEvent) -> bool:
-        """A ``connector.configured`` that changed its secrets (a new token): what the old
-        ones had parked may go now. Same secrets (other settings changed, a re-seal under a
-        new key): the platform would refuse them again."""
-        if event.envelope.type != ConnectorConfigured.TYPE:
+        Called right after the directory folded ``event``, so it holds this event's
+        connector. The previous secrets are this follower's own record, in log order: the
+        decider folds its configurations into the same directory as soon as they are
+        published, before this follower reads them back from the log."""
+        env = event.envelope
+        if env.type == ConnectorRemoved.TYPE:
+            self._secrets.pop(str(env.data.get("connector_id")), None)
+        if env.type != ConnectorConfigured.TYPE:
             return False
-        after = self._directory.find(str(event.envelope.data.get("connector_id")))
-        return before is None or after is None or before.secrets != after.secrets
+        connector_id = str(env.data.get("connector_id"))
+        connector = self._directory.find(connector_id)
+        secrets = dict(connector.secrets) if connector is not None else {}
+        previous = self._secrets.get(connector_id)
+        self._secrets[connector_id] = secrets
+        return previous != secrets
 
     async def _handle(self, event: LoggedEvent, credentials_changed: bool) -> bool | None:
         """True: a reply was queued; False: something else was done; None: nothing to do."""
