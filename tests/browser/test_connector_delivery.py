@@ -2,11 +2,14 @@
 and what the Telegram user sent besides text: a photo with its caption, an edit, a block,
 their profile picture."""
 
+import asyncio
 import struct
 import zlib
+from typing import Any
 
 import pytest
 
+from history_service.service import HistoryService
 from relaydesk.bus import Bus
 from tests.browser.pages import TIMEOUT_MS, agent_says, console_login, make_tenant
 from tests.connectors.fakes.telegram import FakeTelegram
@@ -48,9 +51,27 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
             assert (await driver.setup(bus, "tg")).ok
             console = await console_login(await browser.new_context(), system, "tg", "alice")
             fake.profile_photos[91] = [fake.add_file(png(64, 64), "profile_photos/91.png")]
-            first = fake.update(91, "where is my parcel?")
-            assert (await fake.post_webhook(driver.url, first, driver.secret)).status_code == 200
-            await console.locator(".request").get_by_role("button", name="Accept").click()
+            # History's read models held behind the log while the chat is requested and
+            # accepted: the visitor panel, painted once when the chat opens, took the profile
+            # picture from history only, and under load it was missing for good.
+            history = next(s for s in system.services if isinstance(s, HistoryService))
+            held, apply = asyncio.Event(), history._apply
+
+            async def behind(batch: Any) -> None:
+                await held.wait()
+                await apply(batch)
+
+            history._apply = behind  # type: ignore[method-assign]
+            try:
+                first = fake.update(91, "where is my parcel?")
+                posted = await fake.post_webhook(driver.url, first, driver.secret)
+                assert posted.status_code == 200
+                await console.locator(".request").get_by_role("button", name="Accept").click()
+                avatar = console.locator("#visitor img.avatar")
+                await avatar.wait_for(timeout=TIMEOUT_MS)  # from the request the console saw
+            finally:
+                held.set()
+                history._apply = apply  # type: ignore[method-assign]
             log = console.get_by_role("log", name="Messages")
             await log.get_by_text("where is my parcel?").wait_for(timeout=TIMEOUT_MS)
 
@@ -91,11 +112,9 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
 
             await console.screenshot(path=str(artifacts / "console-delivery-state.png"))
 
-            # what else the user does reaches the console: their picture, a photo with its
-            # caption, an edit of their first message, blocking the bot
+            # what else the user does reaches the console: a photo with its caption, an edit
+            # of their first message, blocking the bot
             fake.token_revoked = False  # the files are fetched with the bot token
-            avatar = console.locator("#visitor img.avatar")
-            await avatar.wait_for(timeout=TIMEOUT_MS)
 
             # Telegram refuses one reply (not the bot): the reply after it waits behind it,
             # without a retry of its own, and the refused one's retry says it sends both.

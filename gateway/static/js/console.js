@@ -487,7 +487,10 @@ async function paintVisitor(entry) {
   const facts = [["Name", visitor.name || conversation.visitor_name], ["Email", visitor.email], ["Channel", conversation.channel], ["Topic", conversation.topic], ["Page", visitor.page_url], ["Started", started && new Date(started).toLocaleString()], ["Rating", conversation.rating && `${conversation.rating.score}/5`]];
   const panel = $("visitor");
   panel.replaceChildren(el("h2", {}, "Visitor"), el("dl", {}, facts.filter(([, v]) => v).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
-  if (visitor.avatar_attachment_id) paintAvatar(panel, conversation.conversation_id, visitor.avatar_attachment_id);
+  // The picture's id from history's document, or from the request event the console saw
+  // (history may lag: the panel is painted once, when the chat opens).
+  const avatar = visitor.avatar_attachment_id || entry.avatar_attachment_id;
+  if (avatar) paintAvatar(panel, conversation.conversation_id, avatar);
   if (!visitor.id || !session.can("see_history")) return;
   try {
     const previous = (await session.call(`/api/conversations?view=all&visitor_id=${encodeURIComponent(visitor.id)}&limit=10`)).filter((c) => c.conversation_id !== id);
