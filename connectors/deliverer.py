@@ -76,7 +76,7 @@ class Deliverer:
 
     def resume(self, connector_id: str) -> None:
         """The connector was reconfigured: a quota deferral ends now (the admin may have
-        cleared it) and its parked replies were unparked by the caller."""
+        cleared it); the caller unparked what its old credentials had parked, if they changed."""
         self._deferred.pop(connector_id, None)
         self._wake.set()
 
@@ -169,7 +169,8 @@ class Deliverer:
                     self._succeeded(breaker, connector)  # the platform answered
                     kind = "credentials" if exc.credentials else "message"
                     parked.setdefault(
-                        item["conversation_id"], Parked(kind, item.get("queued_at") or 0.0)
+                        item["conversation_id"],
+                        Parked(kind, item.get("queued_at") or 0.0, item["_id"]),
                     )
                     await self._park(item, connector, exc)
                     return True
@@ -240,6 +241,7 @@ class Deliverer:
             parked=True,
             parked_kind=kind,
             parked_reason=why.reason,
+            parked_behind=why.behind,
             failure_reported=False,
         )
         await self._report(item, connector, why, finish=False, parked=True)
@@ -250,6 +252,7 @@ class Deliverer:
                 item.get("parked_reason") or "refused",
                 permanent=True,
                 credentials=item.get("parked_kind") == "credentials",
+                behind=item.get("parked_behind"),
             )
             await self._report(item, self._lookup(connector_id), why, finish=False, parked=True)
 
@@ -304,6 +307,8 @@ class Deliverer:
         else:
             kind = OutboundFailed.TYPE
             data.update(reason=error.reason, permanent=error.permanent, parked=parked)
+            if parked:
+                data.update(waits_for=error.waits_for, behind=error.behind)
         suffix = kind if finish else kind + (":parked" if parked else ":transient")
         if item.get("round"):  # a retried reply reports again: new ids, not a replay
             suffix += f":round{item['round']}"
@@ -348,6 +353,7 @@ def hold_reason(
     return DeliveryError(
         "held: an earlier reply in this conversation failed; retry it to resume",
         permanent=True,
+        behind=found.message_id or None,
     )
 
 

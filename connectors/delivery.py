@@ -12,6 +12,7 @@ class DeliveryError(Exception):
     for that long and the reply is not retried within the round.
     ``unsendable``: no retry can ever send this one (a file over the platform's limit, of a
     type it cannot send): reported and dropped, the conversation's next replies go on.
+    ``behind``: not tried at all, it waits behind this earlier parked reply (a message id).
     """
 
     def __init__(
@@ -23,6 +24,7 @@ class DeliveryError(Exception):
         credentials: bool = False,
         defer_s: float | None = None,
         unsendable: bool = False,
+        behind: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason[:200]
@@ -31,3 +33,11 @@ class DeliveryError(Exception):
         self.credentials = credentials
         self.defer_s = defer_s
         self.unsendable = unsendable
+        self.behind = behind
+
+    @property
+    def waits_for(self) -> str:
+        """What a reply parked by this error waits for (``OutboundFailed.waits_for``)."""
+        if self.credentials:
+            return "credentials"
+        return "earlier_reply" if self.behind else "retry"

@@ -75,10 +75,12 @@ class OutboxItem(Document):
     failure_reported: bool = False
     # A permanent failure parks the reply and the conversation's later ones (never dropped):
     # "credentials" (the connector was refused: all its replies wait for new credentials) or
-    # "message" (the agent retries). Each retry or unparking starts a new round.
+    # "message" (the agent retries it; ``parked_behind``: held behind that earlier parked
+    # reply, released with it). Each retry or unparking starts a new round.
     parked: bool = False
     parked_kind: str | None = None
     parked_reason: str | None = None
+    parked_behind: str | None = None
     round: int = 0
     done: bool = False
 

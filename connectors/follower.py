@@ -14,6 +14,7 @@ from connectors.store import ConnectorStore
 from contracts.envelope import LoggedEvent
 from contracts.events.connector import (
     ConnectorConfigured,
+    ConnectorRemoved,
     ConnectorResumed,
     OutboundRetryRequested,
     OutboundSent,
@@ -54,6 +55,7 @@ class LogFollower:
         self._position: int | None = None
         self._typing: set[asyncio.Task[None]] = set()
         self._saved_at = 0.0
+        self._secrets: dict[str, dict[str, str]] = {}  # connector id -> its secrets, by the log
 
     async def load(self) -> None:
         self._position = await self._checkpoints.load(CHECKPOINT)
@@ -62,11 +64,12 @@ class LogFollower:
         queued = acted = False
         for event in batch:
             self._directory.apply(event)
+            credentials_changed = self._note_credentials(event)
             if self._plans is not None:
                 self._plans.apply(event)
             if self._position is not None and event.position <= self._position:
                 continue  # already handled before a restart
-            outcome = await self._handle(event)
+            outcome = await self._handle(event, credentials_changed)
             queued = queued or outcome is True
             acted = acted or outcome is not None
         self._position = batch[-1].position
@@ -78,7 +81,29 @@ class LogFollower:
         if queued:
             self._deliverer.wake()
 
-    async def _handle(self, event: LoggedEvent) -> bool | None:
+    def _note_credentials(self, event: LoggedEvent) -> bool:
+        """True for a ``connector.configured`` whose secrets differ from the ones the log gave
+        that connector before (a new token): what the old ones had parked may go now. Same
+        secrets (other settings changed, a re-seal under a new key): the platform would
+        refuse them again.
+
+        Called right after the directory folded ``event``, so it holds this event's
+        connector. The previous secrets are this follower's own record, in log order: the
+        decider folds its configurations into the same directory as soon as they are
+        published, before this follower reads them back from the log."""
+        env = event.envelope
+        if env.type == ConnectorRemoved.TYPE:
+            self._secrets.pop(str(env.data.get("connector_id")), None)
+        if env.type != ConnectorConfigured.TYPE:
+            return False
+        connector_id = str(env.data.get("connector_id"))
+        connector = self._directory.find(connector_id)
+        secrets = dict(connector.secrets) if connector is not None else {}
+        previous = self._secrets.get(connector_id)
+        self._secrets[connector_id] = secrets
+        return previous != secrets
+
+    async def _handle(self, event: LoggedEvent, credentials_changed: bool) -> bool | None:
         """True: a reply was queued; False: something else was done; None: nothing to do."""
         env, data = event.envelope, event.envelope.data
         if env.type == MessageSent.TYPE and data.get("author_kind") == "agent":
@@ -98,7 +123,7 @@ class LogFollower:
         if env.type == ConnectorConfigured.TYPE:
             # New credentials: what the old ones had parked goes out again, in order.
             connector_id = str(data.get("connector_id"))
-            if await self._store.unpark_connector(connector_id):
+            if credentials_changed and await self._store.unpark_connector(connector_id):
                 log.info("connector_outbox_resumed", connector_id=connector_id)
             self._deliverer.resume(connector_id)
             return True
@@ -106,7 +131,10 @@ class LogFollower:
             self._deliverer.wake()  # its queued replies go out now, in order
             return True
         if env.type == OutboundRetryRequested.TYPE:
-            await self._store.unpark_conversation(env.tenant, str(data.get("conversation_id")))
+            released = await self._store.release_from(
+                env.tenant, str(data.get("conversation_id")), str(data.get("message_id"))
+            )
+            log.info("connector_retry_released", replies=released)
             return True
         if env.type == OutboundSent.TYPE:
             await self._store.finish(

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from beanie.operators import NE, And, Eq, Inc, Or, Set, SetOnInsert
+from beanie.operators import GTE, NE, And, Eq, Inc, Or, Set, SetOnInsert
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -40,6 +40,7 @@ def chat_key(tenant: str, connector_id: str, chat_ref: str) -> str:
 class Parked:
     kind: str  # "credentials" (the connector was refused) or "message"
     since: float  # queued_at of the conversation's first parked reply
+    message_id: str = ""  # that reply: the later ones wait behind it
 
 
 class ConnectorStore:
@@ -185,7 +186,7 @@ class ConnectorStore:
         async for item in query.sort(ascending(outbox.queued_at)):
             found.setdefault(
                 str(item.conversation_id),
-                Parked(item.parked_kind or "message", item.queued_at or 0.0),
+                Parked(item.parked_kind or "message", item.queued_at or 0.0, str(item.id)),
             )
         return found
 
@@ -203,15 +204,28 @@ class ConnectorStore:
             async for item in query.sort(ascending(outbox.queued_at))
         ]
 
-    async def unpark_conversation(self, tenant: str, conversation_id: str) -> int:
-        """An agent asked to retry: the conversation's parked replies go again, in order."""
+    async def release_from(self, tenant: str, conversation_id: str, message_id: str) -> int:
+        """An agent retried ``message_id``: it goes again, then the replies of its conversation
+        parked behind it, in order (they wait for it: order is kept). Earlier parked replies
+        stay parked: they go first, on their own retry. Nothing when ``message_id`` is not
+        parked (sent meanwhile, or never a reply of this conversation)."""
         outbox = await self._outbox()
+        named = await outbox.find_one(
+            outbox.id == message_id,
+            outbox.tenant == tenant,
+            outbox.conversation_id == conversation_id,
+            Eq(outbox.parked, True),
+            NE(outbox.done, True),
+        )
+        if named is None:
+            return 0
         return await self._unpark(
             outbox.find(
                 outbox.tenant == tenant,
                 outbox.conversation_id == conversation_id,
                 Eq(outbox.parked, True),
                 NE(outbox.done, True),
+                GTE(outbox.queued_at, named.queued_at or 0.0),
             )
         )
 
@@ -231,7 +245,8 @@ class ConnectorStore:
     async def _unpark(query: Any) -> int:
         # A new round: its results are new events (their ids carry the round).
         result = await query.update_many(
-            Set({"parked": False, "failure_reported": False}), Inc({"round": 1})
+            Set({"parked": False, "failure_reported": False, "parked_behind": None}),
+            Inc({"round": 1}),
         )
         return int(getattr(result, "modified_count", 0) or 0)
 

@@ -1,7 +1,5 @@
 """The gateway application: HTTP API, websocket endpoint, static web assets."""
 
-import hmac
-import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +17,7 @@ from gateway.access_log import AccessLogMiddleware
 from gateway.auth.http import get_deps
 from gateway.body_limits import BodyLimitMiddleware
 from gateway.deps import GatewayDeps
+from gateway.public_health import CachedReadiness, may_see_details, ready_answer
 from gateway.routes import (
     admin,
     attachments,
@@ -58,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         deps = await GatewayDeps.start(settings)
         app.state.deps = deps
+        app.state.readiness = CachedReadiness(deps.readiness)
         _include_routers(app, deps)
         yield
         await deps.stop()
@@ -85,12 +85,17 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz(request: Request) -> dict[str, object]:
-        """Up or not, for anyone; the details only for loopback clients (the real client
-        address: proxies only when trusted) or with ``RELAYDESK_HEALTH_TOKEN``."""
+        """Alive: the process answers (gateway/public_health.py); the details only for
+        loopback clients or with ``RELAYDESK_HEALTH_TOKEN``."""
         deps = get_deps(request)
-        if not _may_see_health_details(request, settings):
-            return {"status": "ok"}
-        return {"status": "ok", "sockets": len(deps.sessions), "log_position": deps.tailer.head}
+        if not may_see_details(request, settings):
+            return {"status": "alive"}
+        return {"status": "alive", "sockets": len(deps.sessions), "log_position": deps.tailer.head}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready: 200 when broker, store, log reader and routing all answer, else 503."""
+        return await ready_answer(request, settings, request.app.state.readiness)
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
@@ -102,22 +107,6 @@ def create_app(settings: Settings) -> FastAPI:
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
-
-
-def _may_see_health_details(request: Request, settings: Settings) -> bool:
-    host = request.client.host if request.client else ""
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return True
-    except ValueError:
-        pass
-    token = settings.health_token.get_secret_value() if settings.health_token else ""
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    return (
-        bool(token)
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(given.strip().encode(), token.encode())
-    )
 
 
 def _page(name: str) -> Callable[[], Awaitable[FileResponse]]:

@@ -54,6 +54,9 @@ class GatewayDeps:
     group_permissions: GroupPermissions
     refresh_families: RefreshFamilies
     messages: MessageIndex
+    # What "ready" means for this gateway (watch()): its health port's /readyz and the
+    # public /readyz both answer from it.
+    readiness: Readiness
     mongo: AsyncMongoClient | None = None
     # One database object for the gateway's life: its beanie documents are bound to it
     # (on first use, so the gateway starts while MongoDB is away; see relaydesk/store.py).
@@ -97,11 +100,13 @@ class GatewayDeps:
                 MongoRefreshFamilies(db) if db is not None else MemoryRefreshFamilies()
             ),
             messages=messages,
+            readiness=Readiness(settings.ready_max_lag_s),
             mongo=mongo,
             db=db,
         )
         tailer.listeners.append(deps._on_event)
         await tailer.start()
+        deps.watch(deps.readiness)
         return deps
 
     def watch(self, readiness: Readiness) -> None:

@@ -23,7 +23,7 @@ async def main(settings: Settings, stop: asyncio.Event, health: Health) -> None:
     server = server_for(settings, app)
     task = await serve_started(server)  # raises (exit code 1) when it cannot: uvicorn logged why
     deps: GatewayDeps = app.state.deps
-    deps.watch(health.readiness)
+    health.readiness = deps.readiness  # one set of checks: the public /readyz asks them too
     health.serving(url=settings.gateway_url())
     await stop.wait()
     server.should_exit = True

@@ -312,8 +312,8 @@ class Operations:
     async def _retry_delivery(
         self, principal: Principal, key: str, frame: RetryDeliveryFrame
     ) -> dict[str, Any]:
-        """A reply a platform refused is parked, not dropped: the connectors service sends the
-        conversation's parked replies again, in order, when this event reaches it."""
+        """A reply a platform refused is parked, not dropped: the connectors service sends it
+        again, then the conversation's replies parked behind it, when this event reaches it."""
         info = await self._writable(principal, frame.conversation_id)
         data = {"conversation_id": info.conversation_id, "message_id": frame.message_id}
         return await self._publish_event(

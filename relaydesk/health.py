@@ -9,8 +9,10 @@ on a port of its own, ``RELAYDESK_HEALTH_PORT_BASE`` + its place in :data:`SERVI
 - ``GET /readyz`` — ready to do its job: 200 when every check passes, else 503; the body
   names each check (``{"service", "status", "checks": {name: {"ok", "detail"}}}``). Before
   the service has started, and once it is stopping, 503 with status ``starting`` /
-  ``stopping``. The checks each service registers (:class:`Readiness`): its broker
-  connection, its store answering a ping, each log reader within
+  ``stopping``; starting and waiting for its broker or store, the body says which
+  (``waiting_for``, ``attempt``, ``detail``: relaydesk/dependencies.py). The checks each
+  service registers (:class:`Readiness`): its broker connection, its store answering a
+  ping, each log reader within
   ``RELAYDESK_READY_MAX_LAG_S``, its command queue having a consumer, and for the gateway,
   routing answering a query.
 - ``GET /metrics`` — Prometheus text of prometheus_client's default registry.
@@ -166,6 +168,9 @@ class Health:
         self.settings = settings
         self.readiness = Readiness(settings.ready_max_lag_s)
         self.phase: Phase = "starting"
+        # While starting: what the process waits for before it can start (its broker, its
+        # store; relaydesk/dependencies.py), shown by /readyz.
+        self.waiting_for: dict[str, object] | None = None
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -194,9 +199,14 @@ class Health:
         self._server = QuietServer(config)
         self._task = await serve_started(self._server)
 
+    def waiting(self, what: str, attempt: int, why: str) -> None:
+        """Starting, and ``what`` (``broker``, ``store``) did not answer attempt ``attempt``."""
+        self.waiting_for = {"waiting_for": what, "attempt": attempt, "detail": why}
+
     def serving(self, **fields: object) -> None:
         """The service does its job now: readiness is its checks from here on."""
         self.phase = "serving"
+        self.waiting_for = None
         log.info("service_ready", service=self.service, health=self.url, **fields)
 
     async def stop(self) -> None:
@@ -210,7 +220,10 @@ class Health:
 
     async def _readyz(self, request: Request) -> Response:
         if self.phase != "serving":
-            return JSONResponse({"service": self.service, "status": self.phase}, status_code=503)
+            body: dict[str, object] = {"service": self.service, "status": self.phase}
+            if self.phase == "starting" and self.waiting_for:
+                body.update(self.waiting_for)
+            return JSONResponse(body, status_code=503)
         checks = await self.readiness.report()
         ready = all(check["ok"] for check in checks.values())
         return JSONResponse(

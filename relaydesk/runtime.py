@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TypeVar
 
 import structlog
 
+from relaydesk.dependencies import Misconfigured, wait_for_dependencies
 from relaydesk.health import Health
 from relaydesk.keys import SERVICE_SECRETS, refusal
 from relaydesk.logging import configure_logging
@@ -40,9 +41,12 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
     The health server listens before ``main`` starts (``/readyz`` says ``starting``) and
     until it has returned.
 
-    A setting that cannot be read, or a secret the service needs that is missing or weak,
-    ends the process before anything starts: one line on stderr naming it, exit code 2
-    (``EXIT_CONFIG``), no traceback.
+    Before ``main`` it waits for the broker (and the store) to answer, with backoff
+    (relaydesk/dependencies.py); ``/readyz`` says what it waits for meanwhile.
+
+    A setting that cannot be read, a secret the service needs that is missing or weak, or a
+    broker or store refusing its credentials or vhost ends the process before anything
+    starts: one line on stderr naming it, exit code 2 (``EXIT_CONFIG``), no traceback.
     """
     try:
         settings = settings or load_settings()
@@ -62,7 +66,13 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
         dump_on_signal(loop, name, settings.data_dir)
         health = Health(name, settings)
         await health.start()
-        running = asyncio.create_task(main(settings, stop, health))
+
+        async def start_when_reachable() -> None:
+            # Until the broker (and store) answer: a slow broker is waited for, not a crash.
+            await wait_for_dependencies(name, settings, health.waiting)
+            await main(settings, stop, health)
+
+        running = asyncio.create_task(start_when_reachable())
         stopping = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait([running, stopping], return_when=asyncio.FIRST_COMPLETED)
@@ -80,7 +90,10 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
             await health.stop()
         log.info("service_stopped", service=name)
 
-    run_loop(runner())
+    try:
+        run_loop(runner())
+    except Misconfigured as exc:  # what waiting cannot mend: bad credentials, a missing vhost
+        _refuse(f"relaydesk {name}: {exc}")
 
 
 def _refuse(line: str) -> NoReturn:

@@ -8,12 +8,26 @@ import ipaddress
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from relaydesk.net_guard import parse_networks
 
 ENV_PREFIX = "RELAYDESK_"
+
+# The schemes each connection URL may have (a comma-separated list: one URL per cluster node).
+URL_SCHEMES = {
+    "amqp_url": ("amqp://", "amqps://"),
+    "stream_url": ("rabbitmq-stream://", "rabbitmq-stream+tls://"),
+    "mongo_url": ("mongodb://", "mongodb+srv://"),
+}
 
 # Taken from the environment as written (NoDecode): a comma-separated list or a JSON list.
 PreviousKeys = Annotated[tuple[SecretStr, ...], NoDecode]
@@ -153,6 +167,19 @@ class Settings(BaseSettings):
         if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
             raise ValueError("a comma-separated list or a JSON list of strings")
         return tuple(item.strip() for item in items if item.strip())
+
+    @field_validator("amqp_url", "stream_url", "mongo_url")
+    @classmethod
+    def _url_schemes(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A URL of another scheme would be waited for forever as "not answering yet"
+        # (relaydesk/dependencies.py): refuse it now. The message never repeats the value.
+        if not value:  # unset (an empty MONGO_URL is unset too)
+            return value
+        schemes = URL_SCHEMES[info.field_name or ""]
+        for url in _entries(value) or [value]:
+            if not url.lower().startswith(schemes):
+                raise ValueError(f"each URL must start with {' or '.join(schemes)}")
+        return value
 
     @field_validator("webhook_allowed_networks")
     @classmethod

@@ -85,9 +85,17 @@ class OutboundFailed(EventData):
     message_id: Id
     reason: ShortText
     permanent: bool
-    # Kept, waiting: for an agent's retry (``connector.outbound_retry_requested``) or, when the
-    # platform refused the connector's credentials, for new ones.
+    # Kept, waiting (never dropped); ``waits_for`` says for what:
+    # - "retry": the platform refused this reply; an agent's retry
+    #   (``connector.outbound_retry_requested``) sends it, then the ones waiting behind it;
+    # - "earlier_reply": it waits behind ``behind``, an earlier parked reply of the
+    #   conversation (order is kept), and goes out after it once that one is retried;
+    # - "credentials": the platform refused the connector's credentials; saving new ones
+    #   sends every reply of the connector that waits for them, in order (a retry sends it
+    #   only once no other reply of the connector waits for credentials).
     parked: bool = False
+    waits_for: Literal["retry", "earlier_reply", "credentials"] | None = None
+    behind: Id | None = None
 
 
 class UserBlocked(EventData):
@@ -105,8 +113,9 @@ class UserBlocked(EventData):
 
 
 class OutboundRetryRequested(EventData):
-    """An agent asked to send a parked reply again (op ``retry_delivery``): the conversation's
-    parked replies go out again, in order, each with a new result."""
+    """An agent asked to send a parked reply again (op ``retry_delivery``): ``message_id``
+    goes out again, then the replies of the conversation parked behind it, in order, each
+    with a new result. Earlier parked replies of the conversation stay parked."""
 
     TYPE = "connector.outbound_retry_requested"
     AUDIENCE = frozenset({Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})

@@ -201,8 +201,17 @@
     }
 
     async loadHistory() {
-      if (!this.conversationId) return;
-      const items = await this.lib.api(this.base, `/api/conversations/${encodeURIComponent(this.conversationId)}/messages`, { token: this.token });
+      const id = this.conversationId;
+      if (!id) return;
+      // Up to what the socket has seen (its position survives the reload): history may lag
+      // behind the log, and a message it misses would never show, since the socket resumes
+      // after that position. The server waits for history; "behind", it is asked again.
+      const items = await this.lib.readMessagesUpTo(
+        (query) => this.lib.api(this.base, `/api/conversations/${encodeURIComponent(id)}/messages${query}`, { token: this.token }),
+        this.socket.position,
+        { wanted: () => this.conversationId === id },
+      );
+      if (this.conversationId !== id) return;
       for (const item of items) this.onEvent(item.event, true);
     }
 

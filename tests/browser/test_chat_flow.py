@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from history_service.service import HistoryService
 from tests.browser.axe import audit_context, describe, serious_violations
 from tests.browser.pages import (
     TIMEOUT_MS,
@@ -276,6 +277,44 @@ async def test_after_a_reload_the_widget_shows_its_status_and_escape_closes_it(
     await chat.get_by_role("dialog", name="Chat").wait_for(state="hidden", timeout=TIMEOUT_MS)
     open_button = chat.get_by_role("button", name="Open chat")
     assert await open_button.evaluate("button => button.getRootNode().activeElement === button")
+    await agent.close()
+
+
+async def test_a_reloaded_widget_reads_history_up_to_what_its_socket_saw(
+    system, browser, monkeypatch
+) -> None:
+    """The widget read its history without ``upto`` on a reload: with history's read model
+    behind the log, an agent's message the socket had shown before the reload was missing
+    from the answer, and the socket (resuming after it) never brought it again."""
+    await make_tenant(system, "laggingwidget")
+    agent = await online_agent(system, "laggingwidget", "Rita")
+    demo = await open_demo(await browser.new_context(), system, "laggingwidget")
+    chat = widget(demo)
+    await start_chat(demo, "Ola")
+    conversation_id = await accept_next(agent)
+
+    # History's read model stops following the log (it still answers queries).
+    history = next(s for s in system.services if isinstance(s, HistoryService))
+    held, apply = asyncio.Event(), history._apply
+
+    async def behind(batch: Any) -> None:
+        await held.wait()
+        await apply(batch)
+
+    monkeypatch.setattr(history, "_apply", behind)
+    try:
+        sent = await agent.op("send", conversation_id=conversation_id, body="sent while behind")
+        assert sent["t"] == "ack", sent
+        # Shown live: the socket's position (kept across the reload) is past it.
+        await chat.get_by_text("sent while behind").wait_for(timeout=TIMEOUT_MS)
+
+        async with demo.expect_request(lambda r: "/messages" in r.url) as reading:
+            await demo.reload()
+        assert "upto=" in (await reading.value).url  # "answer once you hold what I saw"
+    finally:
+        held.set()  # history catches up: the read waiting on it is answered
+    await chat.get_by_role("button", name="Open chat").click()
+    await chat.get_by_text("sent while behind").wait_for(timeout=TIMEOUT_MS)
     await agent.close()
 
 

@@ -2,11 +2,14 @@
 and what the Telegram user sent besides text: a photo with its caption, an edit, a block,
 their profile picture."""
 
+import asyncio
 import struct
 import zlib
+from typing import Any
 
 import pytest
 
+from history_service.service import HistoryService
 from relaydesk.bus import Bus
 from tests.browser.pages import TIMEOUT_MS, agent_says, console_login, make_tenant
 from tests.connectors.fakes.telegram import FakeTelegram
@@ -48,9 +51,27 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
             assert (await driver.setup(bus, "tg")).ok
             console = await console_login(await browser.new_context(), system, "tg", "alice")
             fake.profile_photos[91] = [fake.add_file(png(64, 64), "profile_photos/91.png")]
-            first = fake.update(91, "where is my parcel?")
-            assert (await fake.post_webhook(driver.url, first, driver.secret)).status_code == 200
-            await console.locator(".request").get_by_role("button", name="Accept").click()
+            # History's read models held behind the log while the chat is requested and
+            # accepted: the visitor panel, painted once when the chat opens, took the profile
+            # picture from history only, and under load it was missing for good.
+            history = next(s for s in system.services if isinstance(s, HistoryService))
+            held, apply = asyncio.Event(), history._apply
+
+            async def behind(batch: Any) -> None:
+                await held.wait()
+                await apply(batch)
+
+            history._apply = behind  # type: ignore[method-assign]
+            try:
+                first = fake.update(91, "where is my parcel?")
+                posted = await fake.post_webhook(driver.url, first, driver.secret)
+                assert posted.status_code == 200
+                await console.locator(".request").get_by_role("button", name="Accept").click()
+                avatar = console.locator("#visitor img.avatar")
+                await avatar.wait_for(timeout=TIMEOUT_MS)  # from the request the console saw
+            finally:
+                held.set()
+                history._apply = apply  # type: ignore[method-assign]
             log = console.get_by_role("log", name="Messages")
             await log.get_by_text("where is my parcel?").wait_for(timeout=TIMEOUT_MS)
 
@@ -88,13 +109,34 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
             )
             assert [m["text"] for m in fake.sent][-1] == "Tracking number follows"
             assert await log.locator(".msg b").count() == 0  # the body is text, never HTML
+
             await console.screenshot(path=str(artifacts / "console-delivery-state.png"))
 
-            # what else the user does reaches the console: their picture, a photo with its
-            # caption, an edit of their first message, blocking the bot
+            # what else the user does reaches the console: a photo with its caption, an edit
+            # of their first message, blocking the bot
             fake.token_revoked = False  # the files are fetched with the bot token
-            avatar = console.locator("#visitor img.avatar")
-            await avatar.wait_for(timeout=TIMEOUT_MS)
+
+            # Telegram refuses one reply (not the bot): the reply after it waits behind it,
+            # without a retry of its own, and the refused one's retry says it sends both.
+            fake.refuse_sends = [(400, "Bad Request: chat not found")]
+            await agent_says(console, "Your parcel is at the depot")
+            await agent_says(console, "It leaves at noon")
+            replies = log.locator(".msg.agent")
+            head = replies.filter(has_text="at the depot").locator(".delivery")
+            behind = replies.filter(has_text="leaves at noon").locator(".delivery")
+            await behind.filter(has_text="waiting behind an earlier reply").wait_for(
+                timeout=TIMEOUT_MS
+            )
+            assert await behind.get_by_role("button").count() == 0
+            retry = head.get_by_role("button", name="retry (and the 1 waiting behind it)")
+            await retry.click()
+            await behind.filter(has_text="sent via Telegram").wait_for(timeout=TIMEOUT_MS)
+            assert await head.inner_text() == "sent via Telegram"
+            assert [m["text"] for m in fake.sent][-2:] == [
+                "Your parcel is at the depot",
+                "It leaves at noon",
+            ]
+
             photo = fake.photo_update(91, fake.add_file(png(8, 8), "photos/91.png"), "the box")
             edit = fake.edit_update(91, first["message"]["message_id"], "where is my parcel #42?")
             for update in (photo, edit, fake.member_update(91, "kicked")):

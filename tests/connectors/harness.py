@@ -11,6 +11,7 @@ from contracts.envelope import Actor, Envelope
 from contracts.replies import CommandReply
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient
+from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
 from tests.connectors.fakes.messenger import FakeMessenger
 from tests.connectors.fakes.telegram import FakeTelegram
@@ -20,14 +21,18 @@ from tests.system import RunningSystem, running_system
 
 async def configure(
     bus: Bus,
-    service: ConnectorsService,
+    box: SecretBox,
     tenant: str,
     connector_id: str,
     platform: str,
     public: dict[str, str],
     secrets: dict[str, str],
+    *,
+    timeout: float = 5.0,
 ) -> CommandReply:
-    """What the admin API does: seal the secrets, send ``connector.configure`` to its owner."""
+    """What the admin API does: seal the secrets with the connectors' key (``box``: an
+    in-process service's ``service.box``, or ``SecretBox.from_settings`` for a child
+    process), send ``connector.configure`` to its owner and wait for the decision."""
     command = Envelope(
         type="connector.configure",
         tenant=tenant,
@@ -37,10 +42,10 @@ async def configure(
             "connector_id": connector_id,
             "platform": platform,
             "public_config": public,
-            "sealed_secrets": service.box.seal(secrets),
+            "sealed_secrets": box.seal(secrets),
         },
     )
-    return await RpcClient(bus).command("connectors", command)
+    return await RpcClient(bus).command("connectors", command, timeout=timeout)
 
 
 @contextlib.asynccontextmanager
@@ -69,7 +74,7 @@ class TelegramDriver:
     async def setup(self, bus: Bus, tenant: str) -> CommandReply:
         return await configure(
             bus,
-            self.service,
+            self.service.box,
             tenant,
             "tg1",
             "telegram",
@@ -112,7 +117,13 @@ class MessengerDriver:
             "verify_token": "verify-me",
         }
         return await configure(
-            bus, self.service, tenant, "fb1", "messenger", {"page_id": self.fake.page_id}, secrets
+            bus,
+            self.service.box,
+            tenant,
+            "fb1",
+            "messenger",
+            {"page_id": self.fake.page_id},
+            secrets,
         )
 
     async def send(self, user: str, text: str) -> httpx.Response:
@@ -151,7 +162,7 @@ class WeChatDriver:
             "encoding_aes_key": self.fake.aes_key,
         }
         return await configure(
-            bus, self.service, tenant, "wx1", "wechat", {"app_id": self.fake.app_id}, secrets
+            bus, self.service.box, tenant, "wx1", "wechat", {"app_id": self.fake.app_id}, secrets
         )
 
     async def send(self, user: str, text: str) -> httpx.Response:

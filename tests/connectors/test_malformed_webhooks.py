@@ -105,7 +105,7 @@ async def test_wechat_signed_but_broken_xml_gets_400_and_publishes_nothing(
     assert (
         await configure(
             bus,
-            connectors,
+            connectors.box,
             TENANT,
             "wxplain",
             "wechat",

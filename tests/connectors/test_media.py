@@ -165,7 +165,7 @@ async def media(vhosts: RabbitVhosts, mongo_server: MongoServer) -> AsyncIterato
                 ),
             ):
                 reply = await configure(
-                    bus, service, TENANT, connector_id, platform, public, secrets
+                    bus, service.box, TENANT, connector_id, platform, public, secrets
                 )
                 assert reply.ok, reply
             yield Media(

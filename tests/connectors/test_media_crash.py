@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 
 from connectors.service import ConnectorsService
-from contracts.envelope import Actor, Envelope
 from relaydesk.attachments import AttachmentStore
 from relaydesk.bus import Bus
-from relaydesk.bus.rpc import RpcClient
 from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 from tests.connectors.fakes.telegram import FakeTelegram
+from tests.connectors.harness import configure
 from tests.connectors.helpers import LogWatch, agent_attachment, agent_reply, eventually
 from tests.connectors.test_media import JPEG, PDF, PNG
 from tests.fault.processes import ServiceProcess
@@ -45,21 +44,19 @@ async def test_files_survive_a_killed_connectors_process_in_order(
     connectors = await ServiceProcess("connectors", connector_settings, tmp_path).start()
     mongo = make_client(connector_settings.mongo_url or "")
     try:
-        configure = Envelope(
-            type="connector.configure",
-            tenant=TENANT,
-            stream="connector:tg-crash",
-            actor=Actor(kind="admin", id="owner-1"),
-            data={
-                "connector_id": "tg-crash",
-                "platform": "telegram",
-                "public_config": {"mode": "polling"},
-                "sealed_secrets": SecretBox.from_settings(connector_settings).seal(
-                    {"bot_token": fake_telegram.token}
-                ),
-            },
-        )
-        assert (await RpcClient(bus).command("connectors", configure, timeout=30)).ok
+        box = SecretBox.from_settings(connector_settings)  # the child's key
+        assert (
+            await configure(
+                bus,
+                box,
+                TENANT,
+                "tg-crash",
+                "telegram",
+                {"mode": "polling"},
+                {"bot_token": fake_telegram.token},
+                timeout=30,
+            )
+        ).ok
         await fake_telegram.queue_update(fake_telegram.update(701, "please send the documents"))
         [received] = await watch.wait_for("connector.inbound_received", timeout=30)
         conversation_id = received.data["conversation_id"]

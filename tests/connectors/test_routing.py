@@ -126,7 +126,7 @@ async def test_two_pages_of_one_tenant_each_answer_their_own_chats(world: World)
         secrets = {"app_secret": fake.app_secret, "page_token": f"token-{page}"}
         reply = await configure(
             world.bus,
-            world.service,
+            world.service.box,
             tenant,
             f"fb-{page}",
             "messenger",
@@ -222,12 +222,34 @@ async def test_refused_credentials_park_the_replies_and_new_ones_send_them_in_or
         .data["reason"]
         .startswith("401")
     )
+    assert [
+        world.watch.of("connector.outbound_failed", message_id=m)[0].data["waits_for"]
+        for m in replies
+    ] == ["credentials"] * 3
+
+    # Saved again with the same token (its other settings, or a re-seal): the platform would
+    # refuse it again, so the replies stay parked. Every reconfiguration used to release them
+    # (each then reported as failed once more). The next reply shows the round that followed:
+    # it is held, and nothing was tried again before it.
+    assert (
+        await configure(
+            world.bus, world.service.box, tenant, "tg-park", "telegram", {"mode": "webhook"}, {}
+        )
+    ).ok
+    replies.append(await agent_reply(world.bus, tenant, conversation, "queued reply 3"))
+    await world.watch.wait_for("connector.outbound_failed", message_id=replies[-1])
+    assert [len(world.watch.of("connector.outbound_failed", message_id=m)) for m in replies] == [
+        1,
+        1,
+        1,
+        1,
+    ]
 
     new_token = f"{bot_id(old_token)}:regenerated-token_1"  # the same bot, a new token
     world.fakes.telegram.add_bot(new_token)
     reply = await configure(
         world.bus,
-        world.service,
+        world.service.box,
         tenant,
         "tg-park",
         "telegram",
@@ -238,7 +260,7 @@ async def test_refused_credentials_park_the_replies_and_new_ones_send_them_in_or
     for message_id in replies:
         await world.watch.wait_for("connector.outbound_sent", message_id=message_id)
     sent = world.fakes.telegram.sent_by_bot[bot_id(new_token)]
-    assert texts(sent, 92) == [f"queued reply {i}" for i in range(3)]  # each once, in order
+    assert texts(sent, 92) == [f"queued reply {i}" for i in range(4)]  # each once, in order
 
 
 async def test_a_refused_reply_waits_with_the_ones_behind_it_until_the_agent_retries(
@@ -256,17 +278,32 @@ async def test_a_refused_reply_waits_with_the_ones_behind_it_until_the_agent_ret
     held = await world.watch.wait_for("connector.outbound_failed", message_id=behind)
     assert head[0].data["parked"] and held[0].data["parked"]
     assert held[0].data["reason"].startswith("held")
+    assert head[0].data["waits_for"] == "retry" and head[0].data["behind"] is None
+    assert held[0].data["waits_for"] == "earlier_reply" and held[0].data["behind"] == refused
 
-    # What the console's "retry" sends (op retry_delivery; the gateway publishes this event).
-    await world.bus.publish(
-        Envelope(
-            type="connector.outbound_retry_requested",
-            tenant=SHARED_TENANT,
-            stream=f"conv:{conversation}",
-            actor=Actor(kind="agent", id="agent-1"),
-            data={"conversation_id": conversation, "message_id": refused},
+    async def retry(message_id: str) -> None:
+        """What the console's "retry" sends (op retry_delivery; the gateway publishes it)."""
+        await world.bus.publish(
+            Envelope(
+                type="connector.outbound_retry_requested",
+                tenant=SHARED_TENANT,
+                stream=f"conv:{conversation}",
+                actor=Actor(kind="agent", id="agent-1"),
+                data={"conversation_id": conversation, "message_id": message_id},
+            )
         )
-    )
+
+    # A retry of the reply behind releases that one only: the refused one stays parked, so
+    # the one behind it is parked again (reported again), and nothing was sent. It used to
+    # release every parked reply of the conversation.
+    await retry(behind)
+    again = await world.watch.wait_for("connector.outbound_failed", count=2, message_id=behind)
+    assert again[1].data["waits_for"] == "earlier_reply" and again[1].data["behind"] == refused
+    assert world.watch.of("connector.outbound_sent", conversation_id=conversation) == []
+    assert len(world.watch.of("connector.outbound_failed", message_id=refused)) == 1
+
+    # The refused one's retry sends it, then the one waiting behind it.
+    await retry(refused)
     await world.watch.wait_for("connector.outbound_sent", message_id=behind)
     got = [
         m["message"]["text"]
@@ -289,7 +326,7 @@ async def test_the_service_registers_the_webhook_with_a_secret_and_removes_it_fo
     bot = bot_id(token)
     assert (
         await configure(
-            world.bus, world.service, tenant, "tg-hook", "telegram", {}, {"bot_token": token}
+            world.bus, world.service.box, tenant, "tg-hook", "telegram", {}, {"bot_token": token}
         )
     ).ok  # webhook mode, no secret given: one is made and registered
     registered = await eventually(lambda: fake.webhooks.get(bot), what="setWebhook")
@@ -305,7 +342,7 @@ async def test_the_service_registers_the_webhook_with_a_secret_and_removes_it_fo
     assert (await fake.post_webhook(url, forged, "not-the-secret")).status_code == 403
 
     polling = await configure(
-        world.bus, world.service, tenant, "tg-hook", "telegram", {"mode": "polling"}, {}
+        world.bus, world.service.box, tenant, "tg-hook", "telegram", {"mode": "polling"}, {}
     )
     assert polling.ok
     await eventually(lambda: bot not in fake.webhooks, what="deleteWebhook")
@@ -319,7 +356,7 @@ async def test_a_bot_page_or_account_already_connected_is_refused(world: World) 
     token = await world.telegram("dup-one", "tg-dup")
     again = await configure(
         world.bus,
-        world.service,
+        world.service.box,
         "dup-two",
         "tg-dup2",
         "telegram",
@@ -329,7 +366,7 @@ async def test_a_bot_page_or_account_already_connected_is_refused(world: World) 
     assert (again.ok, again.code) == (False, "conflict")
     page = await configure(
         world.bus,
-        world.service,
+        world.service.box,
         "dup-two",
         "fb-dup",
         "messenger",

@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest_asyncio
 
 from agent_service.service import AgentService
-from contracts.envelope import Actor, Envelope
 from relaydesk.bus import Bus
-from relaydesk.bus.rpc import RpcClient
 from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
 from tests.connectors.conftest import PUBLIC_URL, quiet_tenant
 from tests.connectors.fakes.telegram import FakeTelegram
+from tests.connectors.harness import configure
 from tests.connectors.helpers import LogWatch, agent_reply, eventually
 from tests.fault.processes import ServiceProcess
 from tests.servers import MongoServer, RabbitVhosts
@@ -58,21 +57,18 @@ async def test_a_kill_in_the_middle_of_a_split_reply_loses_no_part_and_keeps_the
     watch = await LogWatch(bus).start()
     await child.start()
     try:
-        configure = Envelope(
-            type="connector.configure",
-            tenant=TENANT,
-            stream="connector:tg-crash",
-            actor=Actor(kind="admin", id="owner-1"),
-            data={
-                "connector_id": "tg-crash",
-                "platform": "telegram",
-                "public_config": {"mode": "webhook"},
-                "sealed_secrets": SecretBox.from_settings(settings).seal(
-                    {"bot_token": fake.token, "webhook_secret": SECRET}
-                ),
-            },
-        )
-        assert (await RpcClient(bus).command("connectors", configure)).ok
+        box = SecretBox.from_settings(settings)  # the child's key
+        assert (
+            await configure(
+                bus,
+                box,
+                TENANT,
+                "tg-crash",
+                "telegram",
+                {"mode": "webhook"},
+                {"bot_token": fake.token, "webhook_secret": SECRET},
+            )
+        ).ok
         url = f"http://127.0.0.1:{port}/webhooks/telegram/tg-crash"
         assert (
             await fake.post_webhook(url, fake.update(95, "long answer please"), SECRET)

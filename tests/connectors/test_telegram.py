@@ -17,7 +17,7 @@ async def test_long_polling_survives_a_network_cut_and_loses_nothing(
 ) -> None:
     reply = await configure(
         bus,
-        connectors,
+        connectors.box,
         TENANT,
         "tgpoll",
         "telegram",
@@ -123,7 +123,7 @@ async def test_polling_conflict_is_explained_and_polling_resumes(
         assert (
             await configure(
                 bus,
-                connectors,
+                connectors.box,
                 TENANT,
                 "tgpoll2",
                 "telegram",

@@ -158,7 +158,7 @@ async def test_unknown_connector_is_rejected(connectors: ConnectorsService, bus:
     assert response.status_code == 403
     reply = await configure(
         bus,
-        connectors,
+        connectors.box,
         TENANT,
         "bad",
         "wechat",

@@ -52,7 +52,7 @@ class World:
         token = self.new_bot()
         reply = await configure(
             self.bus,
-            self.service,
+            self.service.box,
             tenant,
             connector_id,
             "telegram",

@@ -223,15 +223,17 @@ class TestSplitting:
 
 class TestHolding:
     def test_replies_after_a_refused_one_wait_and_others_go_on(self) -> None:
-        parked = {"c1": Parked("message", since=10.0)}
+        parked = {"c1": Parked("message", since=10.0, message_id="m1")}
         held = hold_reason(parked, "c1", 11.0)
         assert held is not None and held.permanent and not held.credentials
+        assert held.behind == "m1" and held.waits_for == "earlier_reply"
+        assert DeliveryError("400 Bad Request", permanent=True).waits_for == "retry"
         assert hold_reason(parked, "c2", 11.0) is None
         assert hold_reason(parked, "c1", 9.0) is None  # queued before it: retried meanwhile
 
     def test_refused_credentials_hold_every_conversation_of_the_connector(self) -> None:
         held = hold_reason({"c1": Parked("credentials", since=10.0)}, "c2", 1.0)
-        assert held is not None and held.credentials
+        assert held is not None and held.credentials and held.waits_for == "credentials"
 
 
 class TestPlatformRules:

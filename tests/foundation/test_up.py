@@ -63,7 +63,9 @@ async def test_up_prints_every_url_and_each_serves(up: Up) -> None:
     assert "embedded MongoDB-protocol server" in output
     async with httpx.AsyncClient(base_url=up.base_url, timeout=10) as http:
         health = await http.get("/healthz")
-        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert health.status_code == 200 and health.json()["status"] == "alive"
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
         # The printed demo sign-in works in the console, and the pages it names are served.
         demo_line = next((line for line in output.splitlines() if "Demo sign-in" in line), None)
         assert demo_line is not None, output[-3000:]
@@ -110,8 +112,9 @@ async def test_every_service_is_alive_ready_and_measured_on_its_health_port(up: 
 
 
 async def test_readiness_fails_while_a_dependency_is_paused(up: Up) -> None:
-    """A paused routing service: the gateway is alive but not ready (chats would fail);
-    a paused store: every service that uses it says so. All ready again when resumed."""
+    """A paused routing service: the gateway is alive but not ready (chats would fail), on
+    its health port and on its public port (which used to say "ok" all along); a paused
+    store: every service that uses it says so. All ready again when resumed."""
     children = up.children()
     async with httpx.AsyncClient(timeout=10) as http:
 
@@ -144,6 +147,15 @@ async def test_readiness_fails_while_a_dependency_is_paused(up: Up) -> None:
                     assert body["status"] == "not_ready"
                     alive = await http.get(up.health_url(service, "/healthz"))
                     assert alive.status_code == 200
+                if paused == "agent":  # what a load balancer or a monitor sees
+                    public = await http.get(f"{up.base_url}/readyz")
+                    assert public.status_code == 503, public.text
+                    assert public.json()["checks"]["routing"] == {
+                        "ok": False,
+                        "detail": "routing (agent service) does not answer queries",
+                    }
+                    alive = await http.get(f"{up.base_url}/healthz")
+                    assert alive.status_code == 200 and alive.json()["status"] == "alive"
             finally:
                 children[paused].resume()
             for service in SERVICE_ORDER:  # everything ready again before the next test
@@ -152,6 +164,12 @@ async def test_readiness_fails_while_a_dependency_is_paused(up: Up) -> None:
                     timeout=30,
                     what=f"{service} ready again after {paused} resumed",
                 )
+
+            async def public_ready() -> bool:
+                answer = await http.get(f"{up.base_url}/readyz")
+                return answer.status_code == 200 and answer.json()["status"] == "ready"
+
+            await eventually(public_ready, timeout=30, what=f"public /readyz after {paused}")
 
 
 def supervised(up: Up) -> list[dict[str, object]]:

@@ -90,7 +90,7 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_budget(
         assert await login("203.0.113.8") == "invalid_credentials"  # another client
         # The health details are for loopback clients: a client forwarded from outside is not.
         outside = await http.get("/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
-        assert outside.json() == {"status": "ok"}
+        assert outside.json() == {"status": "alive"}
         local = await http.get("/healthz")
         assert {"sockets", "log_position"} <= set(local.json())
 

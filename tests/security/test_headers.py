@@ -100,14 +100,19 @@ async def test_health_details_only_for_loopback_clients_or_with_the_token(
 ) -> None:
     outside = {"X-Forwarded-For": "203.0.113.50"}  # through the trusted proxy, from afar
     async with httpx.AsyncClient(base_url=https_gateway.base_url) as http:
-        assert (await http.get("/healthz", headers=outside)).json() == {"status": "ok"}
+        assert (await http.get("/healthz", headers=outside)).json() == {"status": "alive"}
         wrong = {**outside, "Authorization": "Bearer not-the-token"}
-        assert (await http.get("/healthz", headers=wrong)).json() == {"status": "ok"}
+        assert (await http.get("/healthz", headers=wrong)).json() == {"status": "alive"}
         token = {**outside, "Authorization": "Bearer health-token-for-the-monitor"}
         assert {"sockets", "log_position"} <= set(
             (await http.get("/healthz", headers=token)).json()
         )
         assert {"sockets", "log_position"} <= set((await http.get("/healthz")).json())
+        # The same for readiness (this gateway runs without routing: not ready), whose
+        # checks say what the gateway depends on.
+        public = await http.get("/readyz", headers=outside)
+        assert public.status_code == 503 and public.json() == {"status": "not_ready"}
+        assert not (await http.get("/readyz", headers=token)).json()["checks"]["routing"]["ok"]
 
 
 def _inline_scripts(page: str) -> list[str]:

@@ -2,7 +2,7 @@
 // Who has which chat comes from routing (GET /api/workspace, then the event stream, merged
 // by log position: workspace.js); the history read model serves messages, the "All" list
 // and the visitor panel. Every chat text is rendered with textContent.
-import { RelaySocket, newKey } from "./socket.js";
+import { RelaySocket, newKey, readMessagesUpTo } from "./socket.js";
 import { AgentSession, signIn, el, toast, ago } from "./session.js";
 import { Workspace } from "./workspace.js";
 import { Alerts } from "./alerts.js";
@@ -287,8 +287,11 @@ async function openConversation(id) {
   try {
     // Up to what the socket has seen: history may lag behind the log, and a message it is
     // missing would never show (only events after the socket's start arrive live).
-    const upto = state.socket.position;
-    const items = await readMessages(id, upto === null || upto === undefined ? "" : `?upto=${upto}`);
+    const items = await readMessagesUpTo(
+      (query) => session.call(`/api/conversations/${encodeURIComponent(id)}/messages${query}`),
+      state.socket.position,
+      { tries: HISTORY_TRIES, wanted: () => state.openId === id },
+    );
     if (state.openId !== id) return;
     if (items.length && (state.oldestPosition === null || items[0].position < state.oldestPosition)) state.oldestPosition = items[0].position;
     $("earlier").hidden = !items.length;
@@ -301,16 +304,6 @@ async function openConversation(id) {
   if (!$("composer").hidden) $("input").focus();
 }
 
-async function readMessages(id, query) {
-  // "behind": history has not read the log that far yet; it catches up, so ask again.
-  for (let tries = 0; ; tries++) {
-    try {
-      return await session.call(`/api/conversations/${encodeURIComponent(id)}/messages${query}`);
-    } catch (error) {
-      if (error.code !== "behind" || tries >= HISTORY_TRIES || state.openId !== id) throw error;
-    }
-  }
-}
 
 function paintChat() {
   const id = state.openId;
@@ -405,22 +398,39 @@ function noteDelivery(event) {
   const result = event.type === "connector.outbound_sent"
     ? { sent: true, text: `sent via ${platform}${parts}` }
     : { sent: false, text: data.permanent ? `failed: ${data.reason}` : `not delivered yet: ${data.reason} (retrying)` };
-  if (data.parked) result.retry = { conversation_id: data.conversation_id, message_id: data.message_id };
+  if (data.parked) {
+    // What a parked reply waits for (docs/connectors.md, "Parked replies"): a retry (its
+    // own, or new connector credentials), or an earlier parked reply of the conversation.
+    if (data.waits_for === "earlier_reply") {
+      result.behind = data.behind; // no retry of its own: it goes out after that one
+      result.text = "waiting behind an earlier reply that failed: it goes out after that one, once retried";
+    } else result.retry = { conversation_id: data.conversation_id, message_id: data.message_id };
+  }
   state.delivery.set(data.message_id, result);
-  const node = [...$("messages").querySelectorAll(".msg")].find((m) => m.dataset.id === data.message_id);
-  if (node) paintDelivery(node, result);
+  paintDeliveryOf(data.message_id);
+  if (result.behind) paintDeliveryOf(result.behind); // its retry button counts this one
 }
 
-function paintDelivery(node, result) {
+function paintDeliveryOf(messageId) {
+  const result = state.delivery.get(messageId);
+  const node = [...$("messages").querySelectorAll(".msg")].find((m) => m.dataset.id === messageId);
+  if (result && node) paintDelivery(node, result, messageId);
+}
+
+function paintDelivery(node, result, messageId = node.dataset.id) {
   let line = node.querySelector(".delivery");
   if (!line) node.append(line = el("span", { class: "delivery", role: "status" }));
   line.classList.toggle("failed", !result.sent);
   line.textContent = result.text; // the reason comes from the platform: text, never HTML
-  if (result.retry) line.append(" — ", el("button", { class: "btn small retry", type: "button", onclick: () => retryDelivery(result.retry) }, "retry"));
+  if (!result.retry) return;
+  // A retry sends this reply, then the ones waiting behind it (they keep their order).
+  const waiting = [...state.delivery.values()].filter((r) => !r.sent && r.behind === messageId).length;
+  const label = waiting ? `retry (and the ${waiting} waiting behind it)` : "retry";
+  line.append(" — ", el("button", { class: "btn small retry", type: "button", onclick: () => retryDelivery(result.retry) }, label));
 }
 
 function retryDelivery(fields) {
-  // Parked replies are kept; this sends the conversation's parked ones again, in order.
+  // This parked reply goes again, then the replies of the conversation waiting behind it.
   state.socket.command("retry_delivery", fields, { id: newKey() }).catch((error) => toast(`Not retried: ${error.message}`));
 }
 
@@ -477,7 +487,10 @@ async function paintVisitor(entry) {
   const facts = [["Name", visitor.name || conversation.visitor_name], ["Email", visitor.email], ["Channel", conversation.channel], ["Topic", conversation.topic], ["Page", visitor.page_url], ["Started", started && new Date(started).toLocaleString()], ["Rating", conversation.rating && `${conversation.rating.score}/5`]];
   const panel = $("visitor");
   panel.replaceChildren(el("h2", {}, "Visitor"), el("dl", {}, facts.filter(([, v]) => v).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
-  if (visitor.avatar_attachment_id) paintAvatar(panel, conversation.conversation_id, visitor.avatar_attachment_id);
+  // The picture's id from history's document, or from the request event the console saw
+  // (history may lag: the panel is painted once, when the chat opens).
+  const avatar = visitor.avatar_attachment_id || entry.avatar_attachment_id;
+  if (avatar) paintAvatar(panel, conversation.conversation_id, avatar);
   if (!visitor.id || !session.can("see_history")) return;
   try {
     const previous = (await session.call(`/api/conversations?view=all&visitor_id=${encodeURIComponent(visitor.id)}&limit=10`)).filter((c) => c.conversation_id !== id);

@@ -248,3 +248,23 @@ export async function api(base, path, { method = "GET", token, body, headers = {
   }
   return data;
 }
+
+/**
+ * A conversation's messages as history holds them, up to what the socket has seen.
+ *
+ * History's read model may lag behind the log, and a message it is missing would never show:
+ * the socket only brings events after its position. `upto` (the socket's position) makes the
+ * server wait up to 3 s for history to get there; still behind, it answers `503 behind`, and
+ * this asks again, up to `tries` times, while `wanted()` (the reader still wants this
+ * conversation). `read(query)` does the request ("" or "?upto=<position>").
+ */
+export async function readMessagesUpTo(read, position, { tries = 10, wanted = () => true } = {}) {
+  const query = position === null || position === undefined ? "" : `?upto=${position}`;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await read(query);
+    } catch (error) {
+      if (error.code !== "behind" || attempt >= tries || !wanted()) throw error;
+    }
+  }
+}

@@ -41,13 +41,14 @@ export class Workspace {
     return this.after(position) ? this.apply(event) : [];
   }
 
-  /** What the console knows about a conversation: name, topic, channel, request time. */
+  /** What the console knows about a conversation: name, picture, topic, channel, request time. */
   details(id) {
     const known = this.offers.get(id) || this.chats.get(id) || this.queue.get(id) || {};
     const told = this.requested.get(id) || {};
     return {
       conversation_id: id,
       visitor_name: known.visitor_name || told.visitor_name || null,
+      avatar_attachment_id: known.avatar_attachment_id || told.avatar_attachment_id || null,
       topic: known.topic || told.topic || null,
       channel: known.channel || told.channel || "web",
       department: known.department || told.department || null,
@@ -76,7 +77,7 @@ export class Workspace {
     const me = this.me;
     switch (event.type) {
       case "conversation.requested":
-        this.requested.set(id, { visitor_name: (data.visitor && data.visitor.name) || null, topic: data.topic || null, channel: data.channel || "web", department: data.department || null, requested_at: event.occurred_at });
+        this.requested.set(id, { visitor_name: (data.visitor && data.visitor.name) || null, avatar_attachment_id: (data.visitor && data.visitor.avatar_attachment_id) || null, topic: data.topic || null, channel: data.channel || "web", department: data.department || null, requested_at: event.occurred_at });
         return [];
       case "conversation.transfer_requested":
         this.notes.set(id, { from: data.from_agent_id, note: data.note || null });

@@ -63,6 +63,9 @@ class FakeTelegram(FakeServer):
         self.next_update_id = 100_000
         self.down = False  # answer 502 Bad Gateway
         self.rate_limited: list[int] = []  # retry_after values for the next sendMessage calls
+        # (error_code, description) for the next sendMessage calls, e.g. (403, "Forbidden: bot
+        # was blocked by the user"): refused as Telegram refuses one message, not the bot
+        self.refuse_sends: list[tuple[int, str]] = []
         self.getupdates_calls = 0
         self.token_revoked = False  # answer 401 Unauthorized from now on
         self.other_poller = False  # getUpdates answers 409 as when a second bot instance polls
@@ -371,6 +374,8 @@ class FakeTelegram(FakeServer):
                 self._release.clear()
                 if not self._process_held:
                     return _error(502, "Bad Gateway")
+        if self.refuse_sends:
+            return _error(*self.refuse_sends.pop(0))
         if self.rate_limited:
             retry_after = self.rate_limited.pop(0)
             return _error(
