@@ -112,3 +112,19 @@ async def test_a_reader_that_stops_reading_holds_the_others_back_and_nothing_is_
     await fast.close()
     await slow.close()
     await shared.close()
+
+
+async def test_readers_opened_at_the_tail_both_read_what_is_appended_after(bus: Bus) -> None:
+    """The agent process at rest: both readers attached at the end, events arriving live."""
+    shared = SharedLog(bus.stream_endpoint, service="test")
+    first = await shared.reader(bus, start="next", name="first").open()
+    second = await shared.reader(bus, start="next", name="second").open()
+    sent = [message_event(i) for i in range(30)]
+    appending = asyncio.create_task(append(bus, sent, per_batch=3))
+    got_first, got_second = await asyncio.gather(read_n(first, 30), read_n(second, 30))
+    await appending
+    assert ids(got_first) == ids(got_second) == [e.id for e in sent]
+    await eventually(lambda: shared.joined(second), what="the second reader joining")
+    await second.close()
+    await first.close()
+    await shared.close()
