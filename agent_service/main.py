@@ -9,6 +9,7 @@ from typing import Protocol
 
 from agent_service.admin.service import AdminService
 from agent_service.service import AgentService
+from relaydesk.bus.shared_log import SharedLog
 from relaydesk.health import Health, Readiness
 from relaydesk.settings import Settings
 
@@ -23,13 +24,19 @@ class Service(Protocol):
     def watch(self, readiness: Readiness) -> None: ...
 
 
-def services(settings: Settings) -> list[Service]:
+def services(settings: Settings, shared_log: SharedLog | None = None) -> list[Service]:
     """Administration first: routing folds what administration publishes."""
-    return [AdminService(settings), AgentService(settings)]
+    return [
+        AdminService(settings, shared_log=shared_log),
+        AgentService(settings, shared_log=shared_log),
+    ]
 
 
 async def main(settings: Settings, stop: asyncio.Event, health: Health) -> None:
-    running = services(settings)
+    # One subscription to the log for both: administration starts it from the first entry,
+    # routing catches up from its snapshot and joins it (relaydesk/bus/shared_log.py).
+    shared_log = SharedLog.of(settings, service=SERVICE)
+    running = services(settings, shared_log)
     for service in running:
         await service.start()
         service.watch(health.readiness)
@@ -37,3 +44,4 @@ async def main(settings: Settings, stop: asyncio.Event, health: Health) -> None:
     await stop.wait()
     for service in reversed(running):
         await service.stop()
+    await shared_log.close()

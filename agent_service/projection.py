@@ -17,6 +17,7 @@ from contracts.envelope import LoggedEvent
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up, marker_event
 from relaydesk.bus.log_reader import Start
+from relaydesk.bus.shared_log import SharedLog
 from relaydesk.dedupe import SeenIds
 
 log = structlog.get_logger(__name__)
@@ -32,10 +33,20 @@ class Projection:
         bus: a connected bus.
         service: marker and reader name.
         snapshotter: optional; without it every start replays the whole log.
+        shared_log: read through the process's shared subscription (a rebuild catches up
+            from the snapshot's position on its own, then joins it); default: a reader of
+            its own.
     """
 
-    def __init__(self, bus: Bus, service: str, snapshotter: Snapshotter | None = None) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        service: str,
+        snapshotter: Snapshotter | None = None,
+        shared_log: SharedLog | None = None,
+    ) -> None:
         self._bus = bus
+        self._shared_log = shared_log
         self._service = service
         self._snapshotter = snapshotter
         self.state = RoutingState()
@@ -61,7 +72,7 @@ class Projection:
         self.restored_from = None if restored is None else self.state.position
         self._own_pending.clear()
         self._reader = await LogReader(
-            self._bus, start=start, name=f"{self._service}-routing"
+            self._bus, start=start, name=f"{self._service}-routing", shared=self._shared_log
         ).open()
         await catch_up(self._bus, self._reader, self._fold_batch, service=self._service)
         self._follow_task = asyncio.create_task(self._follow(self._reader))

@@ -34,6 +34,7 @@ from contracts.plans import PlanCatalogue
 from contracts.replies import CommandReply
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
+from relaydesk.bus.shared_log import SharedLog
 from relaydesk.decider import DeciderRuntime
 from relaydesk.health import Readiness
 from relaydesk.metrics import ROUTING_DECISIONS
@@ -64,10 +65,19 @@ class AgentService:
         settings: run-time settings; with ``mongo_url`` set, state snapshots are kept in
             MongoDB (collection ``agent_routing_snapshots``).
         snapshot_every: events folded between two snapshots.
+        shared_log: the process's one subscription to the log, shared with administration
+            (default: a reader of its own).
     """
 
-    def __init__(self, settings: Settings, *, snapshot_every: int = SNAPSHOT_EVERY) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        snapshot_every: int = SNAPSHOT_EVERY,
+        shared_log: SharedLog | None = None,
+    ) -> None:
         self.settings = settings
+        self._shared_log = shared_log
         self.bus: Bus | None = None
         self.projection: Projection | None = None
         self._snapshot_every = snapshot_every
@@ -95,7 +105,7 @@ class AgentService:
         snapshotter = self._snapshotter()
         if snapshotter is not None:
             await snapshotter.store.bind()  # init_beanie for routing's documents, once
-        self.projection = Projection(self.bus, SERVICE, snapshotter)
+        self.projection = Projection(self.bus, SERVICE, snapshotter, self._shared_log)
         decider = RoutingDecider(
             lambda: self.state,
             offer_timeout_s=self.settings.offer_timeout_s,

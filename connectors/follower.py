@@ -6,6 +6,7 @@ import time
 import structlog
 
 from connectors.config import ConnectorDirectory
+from connectors.conversations import ConnectorConversations
 from connectors.deliverer import Deliverer
 from connectors.delivery import DeliveryError
 from connectors.outbound_items import RATING_REQUEST, PlatformClient
@@ -32,6 +33,16 @@ CHECKPOINT_EVERY_S = 2.0  # when batches have no effect, still move the checkpoi
 # "no one is available", an agent joining, closing (and the rating request after it). Leaves
 # and transfer notes are agent-side bookkeeping: the join line that follows says it all.
 FORWARDED_NOTES = frozenset({"notice", "missed", "joined", "closed"})
+# What concerns a conversation's platform chat only: replies, notes, closes, typing.
+CONVERSATION_TYPES = frozenset(
+    {
+        MessageSent.TYPE,
+        AttachmentSent.TYPE,
+        SystemNote.TYPE,
+        ConversationClosed.TYPE,
+        TypingChanged.TYPE,
+    }
+)
 
 
 class LogFollower:
@@ -56,15 +67,20 @@ class LogFollower:
         self._typing: set[asyncio.Task[None]] = set()
         self._saved_at = 0.0
         self._secrets: dict[str, dict[str, str]] = {}  # connector id -> its secrets, by the log
+        self.conversations = ConnectorConversations()
 
     async def load(self) -> None:
         self._position = await self._checkpoints.load(CHECKPOINT)
+        # Those the log no longer holds (its retention) are in the store: it saves each one
+        # before its conversation is requested.
+        self.conversations.load(await self._store.conversation_ids())
 
     async def apply(self, batch: list[LoggedEvent]) -> None:
         queued = acted = False
         for event in batch:
             self._directory.apply(event)
             credentials_changed = self._note_credentials(event)
+            self.conversations.apply(event)
             if self._plans is not None:
                 self._plans.apply(event)
             if self._position is not None and event.position <= self._position:
@@ -106,6 +122,10 @@ class LogFollower:
     async def _handle(self, event: LoggedEvent, credentials_changed: bool) -> bool | None:
         """True: a reply was queued; False: something else was done; None: nothing to do."""
         env, data = event.envelope, event.envelope.data
+        if env.type in CONVERSATION_TYPES and not self.conversations.holds(
+            env.tenant, str(data.get("conversation_id"))
+        ):
+            return None  # a web conversation: nothing to look up in the store
         if env.type == MessageSent.TYPE and data.get("author_kind") == "agent":
             return await self._queue_reply(env.tenant, data)
         if env.type == AttachmentSent.TYPE and data.get("author_kind") == "agent":

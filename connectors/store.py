@@ -104,6 +104,12 @@ class ConnectorStore:
             Set({c.rating_pending: False})
         )
 
+    async def conversation_ids(self) -> list[tuple[str, str]]:
+        """(tenant, conversation id) of every platform chat's conversation, ids only."""
+        c = await self._conversations()
+        cursor = c.get_pymongo_collection().find({}, {"tenant": 1, "conversation_id": 1})
+        return [(doc["tenant"], doc["conversation_id"]) async for doc in cursor]
+
     async def mark_closed(self, tenant: str, conversation_id: str) -> None:
         c = await self._conversations()
         await c.find_one(c.tenant == tenant, c.conversation_id == conversation_id).update(

@@ -12,13 +12,13 @@ from typing import Any
 
 import uvicorn
 
-from agent_service.admin.service import AdminService
-from agent_service.service import AgentService
+from agent_service.main import services as agent_services
 from billing_service.service import BillingService
 from gateway.auth.permissions import effective_permissions
 from gateway.auth.tokens import AgentPrincipal, TokenService
 from gateway.main import server_for
 from history_service.service import HistoryService
+from relaydesk.bus.shared_log import SharedLog
 from relaydesk.settings import Settings
 from tools.embedded import free_port
 
@@ -88,11 +88,13 @@ async def running_system(
 ) -> AsyncIterator[RunningSystem]:
     """``with_history`` / ``with_agent`` False leave that service out, e.g. for a test that runs it
     as its own process."""
-    candidates: list[Any] = [AdminService, AgentService] if with_agent else []
+    # The agent process's wiring: administration and routing read the log through one
+    # shared subscription (agent_service/main.py).
+    shared_log = SharedLog.of(settings, service="agent")
+    services: list[Any] = agent_services(settings, shared_log) if with_agent else []
     if with_history:
-        candidates.append(HistoryService)
-    candidates.append(BillingService)
-    services = [service_class(settings) for service_class in candidates]
+        services.append(HistoryService(settings))
+    services.append(BillingService(settings))
     # The services start together: each folds the log up to its own marker and serves,
     # none needs another to start (they meet on the log and over requests). Mostly round
     # trips, so together they take about as long as the slowest. The gateway comes last:
@@ -104,6 +106,7 @@ async def running_system(
     if failed:
         # stop() undoes what a start() got done, whether it finished or not
         await asyncio.gather(*(service.stop() for service in services), return_exceptions=True)
+        await shared_log.close()
         raise failed[0]
     gateway = await start_gateway(settings)
     try:
@@ -112,3 +115,4 @@ async def running_system(
         await gateway.stop()
         # Each service closes its own connections; together they take as long as the slowest.
         await asyncio.gather(*(service.stop() for service in reversed(services)))
+        await shared_log.close()

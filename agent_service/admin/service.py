@@ -25,6 +25,7 @@ from outbound_webhooks.worker import RetryPolicy
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import serve_commands, serve_queries
+from relaydesk.bus.shared_log import SharedLog
 from relaydesk.decider import DeciderRuntime
 from relaydesk.health import Readiness
 from relaydesk.keys import key_ring
@@ -48,6 +49,8 @@ class AdminService:
             (default: now, UTC).
         targets: where webhooks may go (default: from the settings: public addresses, and
             the operator's ``webhook_allowed_networks``).
+        shared_log: the process's one subscription to the log, shared with routing
+            (default: a reader of its own).
     """
 
     def __init__(
@@ -58,11 +61,13 @@ class AdminService:
         catalogue: PlanCatalogue | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         targets: TargetPolicy | None = None,
+        shared_log: SharedLog | None = None,
     ) -> None:
         self.settings = settings
         self._targets = targets or TargetPolicy.from_settings(settings)
         self.catalogue = catalogue or PlanCatalogue.load(settings.plans_file)
         self._webhook_policy = webhook_policy
+        self._shared_log = shared_log
         self.webhooks: WebhookDispatcher | None = None
         self._mongo: AsyncMongoClient | None = None
         self.state = AdminState()
@@ -93,7 +98,9 @@ class AdminService:
         if self.webhooks is not None:
             await self.webhooks.bind()  # init_beanie for the webhook documents, once
         self._runtime = DeciderRuntime(self.decider, self._publish)
-        self._reader = await LogReader(self.bus, start="first", name="admin").open()
+        self._reader = await LogReader(
+            self.bus, start="first", name="admin", shared=self._shared_log
+        ).open()
         await catch_up(self.bus, self._reader, self._fold, service=SERVICE)
         self._task = asyncio.create_task(self._follow())
         self._channels.append(await serve_commands(self.bus, SERVICE, self.handle_command))

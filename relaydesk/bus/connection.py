@@ -26,7 +26,12 @@ from relaydesk.bus.endpoint import StreamEndpoint, split_urls
 from relaydesk.bus.failover import FailoverConnection
 from relaydesk.bus.stream_publisher import Entry, PublishRefused, StreamPublisher
 from relaydesk.bus.topology import declare_core
-from relaydesk.metrics import EVENTS_PUBLISHED, PUBLISH_CONFIRM_SECONDS, PUBLISH_FAILURES
+from relaydesk.metrics import (
+    EVENTS_PUBLISHED,
+    PUBLISH_CONFIRM_SECONDS,
+    PUBLISH_FAILURES,
+    series,
+)
 from relaydesk.tracing import current_traceparent
 
 log = structlog.get_logger(__name__)
@@ -180,10 +185,10 @@ class Bus:
         try:
             await self._append(pending, deadline=started + self.publish_timeout_s)
         except PublishFailed:
-            PUBLISH_FAILURES.labels(self.service).inc()
+            series(PUBLISH_FAILURES, self.service).inc()
             raise
-        PUBLISH_CONFIRM_SECONDS.labels(self.service).observe(loop.time() - started)
-        EVENTS_PUBLISHED.labels(self.service).inc(len(pending))
+        series(PUBLISH_CONFIRM_SECONDS, self.service).observe(loop.time() - started)
+        series(EVENTS_PUBLISHED, self.service).inc(len(pending))
 
     async def _append(self, pending: list[Entry], *, deadline: float) -> None:
         """Retry what was not confirmed, with the same ids, until ``deadline``."""

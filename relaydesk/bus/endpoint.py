@@ -10,7 +10,13 @@ from typing import Any, Protocol
 import structlog
 from rstream.recovery import BackOffRecoveryStrategy
 
+from relaydesk.bus import rstream_frames
+
 log = structlog.get_logger(__name__)
+
+# Every stream client of relaydesk is made with the options below: the frames each chunk
+# and each confirm cost are decoded without rstream's generic codec (rstream_frames.py).
+rstream_frames.install()
 
 
 @dataclass(frozen=True)

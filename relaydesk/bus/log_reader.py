@@ -8,6 +8,10 @@ cannot stall a consumer. Readers store their own offset together with the state 
 derive (the broker's offset tracking is not used: it could not be written atomically
 with that state).
 
+A reader has a subscription of its own (relaydesk/bus/log_subscription.py), or reads
+through the one its process shares between its readers (relaydesk/bus/shared_log.py);
+either way it hands out each position once, in order, from its own bounded inbox.
+
 Why the stream protocol and not AMQP 0-9-1 (which publishing still uses): over 0-9-1 the
 broker converts every entry into three frames per consumer and each client decodes a
 header table per message; the stream protocol hands out whole chunks. Measured here:
@@ -18,34 +22,48 @@ holds the broker back instead of buffering the whole log in memory.
 """
 
 import asyncio
-import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import structlog
 from pydantic import ValidationError
-from rstream import Consumer, ConsumerOffsetSpecification, MessageContext, OffsetType
+from rstream import ConsumerOffsetSpecification, OffsetType
 
-from contracts import topology as names
 from contracts.envelope import LoggedEvent
 from relaydesk.bus.amqp10 import NotAMessage, message_parts
 from relaydesk.bus.codec import decode_envelope
 from relaydesk.bus.connection import Bus
-from relaydesk.bus.endpoint import close_quietly
+from relaydesk.bus.log_subscription import Deliver, LogSubscription
 from relaydesk.metrics import LOG_READER_BUFFERED, LOG_READER_LAG_SECONDS, LOG_READER_POSITION
+
+if TYPE_CHECKING:
+    from relaydesk.bus.shared_log import SharedLog
 
 log = structlog.get_logger(__name__)
 
 Start = int | datetime | Literal["first", "last", "next"]
-INITIAL_CREDIT = 8  # chunks in flight towards this reader
-RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 3.0
-CLOSE_TIMEOUT_S = 3.0
 
-# (subscription generation, position, raw entry, chunk timestamp in ms)
+# (reader generation, position, raw entry, chunk timestamp in ms)
 Entry = tuple[int, int, bytes, int]
+
+
+class _Source(Protocol):
+    @property
+    def subscribed(self) -> bool: ...
+
+
+def offset_of(start: Start) -> ConsumerOffsetSpecification:
+    """The stream protocol's offset specification for a reader's start."""
+    if isinstance(start, datetime):
+        return ConsumerOffsetSpecification(OffsetType.TIMESTAMP, int(start.timestamp() * 1000))
+    if isinstance(start, int):
+        return ConsumerOffsetSpecification(OffsetType.OFFSET, start)
+    return ConsumerOffsetSpecification(
+        {"first": OffsetType.FIRST, "last": OffsetType.LAST, "next": OffsetType.NEXT}[start], None
+    )
 
 
 class _Inbox(asyncio.Queue[Entry]):
@@ -82,6 +100,8 @@ class LogReader:
             ``reader`` label of its metrics.
         measured: export the reader's position and lag (relaydesk/metrics.py); off for
             readers whose names are not a fixed few (one per webhook subscription).
+        shared: read through the process's one subscription to the log
+            (relaydesk/bus/shared_log.py) instead of a subscription of its own.
     """
 
     def __init__(
@@ -92,113 +112,91 @@ class LogReader:
         prefetch: int = 2000,
         name: str = "reader",
         measured: bool = True,
+        shared: "SharedLog | None" = None,
     ) -> None:
         self._bus = bus
-        self._start = start
-        self._name = name
-        self._measured = measured
-        # Entries carry the subscription generation they came from: after a reconnect, an
-        # entry the old subscription still had in hand must not be taken for a new one.
+        self.start = start
+        self.name = name
+        # Its metric series, looked up once: prometheus_client's labels() takes a lock and
+        # builds a key each call, which per batch cost more than the reader's own work.
+        labels = (bus.service, name)
+        self._gauges = (
+            (
+                LOG_READER_POSITION.labels(*labels),
+                LOG_READER_LAG_SECONDS.labels(*labels),
+                LOG_READER_BUFFERED.labels(*labels),
+            )
+            if measured
+            else None
+        )
+        self._shared = shared
+        # Entries carry the generation of the reader they were offered to: after a lost
+        # connection of its own subscription the inbox is emptied and the generation moves
+        # on, so an entry the old subscription still had in hand is not taken for a new one.
         self._inbox = _Inbox(maxsize=prefetch)
         # When the oldest entry of the batch the caller is working on was appended (ms);
         # None between batches. With the inbox's oldest it gives the reader's lag.
         self._working_since: int | None = None
         self._generation = 0
-        self._subscriptions = 0  # attempts so far, successful or not: picks the node
-        self._consumer: Consumer | None = None
-        self._reconnecting: asyncio.Task[None] | None = None
+        # Where entries come from now: a subscription of its own, or the shared one.
+        self.source: _Source | None = None
         self._closed = False
         self.last_position: int | None = None
+        # Entries at or below this are not handed out: the last one handed out, or the one
+        # before a numeric start (a shared subscription may still be behind it).
+        self._after = start - 1 if isinstance(start, int) else -1
         self.poison_count = 0
 
+    @property
+    def bus(self) -> Bus:
+        return self._bus
+
     async def open(self) -> "LogReader":
-        await self._subscribe()
+        if self._shared is not None:
+            await self._shared.attach(self)
+        else:
+            subscription = self.own_subscription()
+            await subscription.open()
+            self.source = subscription
         self._bus.reader_opened(self)
         return self
 
-    def _offset(self) -> ConsumerOffsetSpecification:
+    def own_subscription(self, deliver: Deliver | None = None) -> LogSubscription:
+        """A subscription from this reader's start (or after its last position handed out)."""
+        return LogSubscription(
+            self._bus.stream_endpoint,
+            connection_name=f"relaydesk-{self._bus.service}-{self.name}",
+            name=self.name,
+            offset=self.resume_offset,
+            deliver=deliver or self.offer,
+            on_lost=self._lost,
+        )
+
+    def resume_offset(self) -> ConsumerOffsetSpecification:
         if self.last_position is not None:
             return ConsumerOffsetSpecification(OffsetType.OFFSET, self.last_position + 1)
-        start = self._start
-        if isinstance(start, datetime):
-            return ConsumerOffsetSpecification(OffsetType.TIMESTAMP, int(start.timestamp() * 1000))
-        if isinstance(start, int):
-            return ConsumerOffsetSpecification(OffsetType.OFFSET, start)
-        return ConsumerOffsetSpecification(
-            {"first": OffsetType.FIRST, "last": OffsetType.LAST, "next": OffsetType.NEXT}[start],
-            None,
-        )
+        return offset_of(self.start)
 
-    async def _subscribe(self) -> None:
-        endpoint = self._bus.stream_endpoint
+    async def offer(self, position: int, raw: bytes, timestamp: int) -> None:
+        """Queue an entry for the caller; waits while the inbox is full (backpressure)."""
+        if not self._closed:
+            await self._inbox.put((self._generation, position, raw, timestamp))
+
+    def _lost(self) -> None:
+        """Our own subscription lost its connection: it resumes after the last handed out."""
         self._generation += 1
-        generation = self._generation
-        # Each new subscription asks the next node: the one this reader last used may be
-        # the one that went down.
-        host, port = endpoint.address(self._subscriptions)
-        self._subscriptions += 1
-        consumer = Consumer(
-            host,
-            port,
-            **endpoint.client_options(
-                f"relaydesk-{self._bus.service}-{self._name}", self._on_connection_closed
-            ),
-        )
-
-        async def deliver(raw: bytes, context: MessageContext) -> None:
-            if generation == self._generation:
-                await self._inbox.put((generation, context.offset, raw, context.timestamp))
-
-        try:
-            await consumer.start()
-            await consumer.subscribe(
-                names.LOG_STREAM,
-                deliver,
-                offset_specification=self._offset(),
-                initial_credit=INITIAL_CREDIT,
-            )
-        except BaseException:
-            await close_quietly(consumer, CLOSE_TIMEOUT_S)
-            raise
-        self._consumer = consumer
-
-    async def _on_connection_closed(self, info: object) -> None:
-        if self._closed or (self._reconnecting is not None and not self._reconnecting.done()):
-            return
-        log.info(
-            "log_reader_connection_lost",
-            reader=self._name,
-            after=self.last_position,
-            reason=str(getattr(info, "reason", ""))[:100],
-        )
-        self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
-
-    async def _reconnect(self) -> None:
-        old, self._consumer = self._consumer, None
-        self._generation += 1  # whatever the old subscription still delivers is dropped
         while not self._inbox.empty():
             self._inbox.get_nowait()
-        if old is not None:
-            await close_quietly(old, CLOSE_TIMEOUT_S)
-        delay = RECONNECT_MIN_S
-        while not self._closed:
-            try:
-                await self._subscribe()
-                log.info("log_reader_resubscribed", reader=self._name, after=self.last_position)
-                return
-            except Exception as exc:  # noqa: BLE001 - broker still down: keep trying, the log waits
-                log.warning(
-                    "log_reader_resubscribe_failed", reader=self._name, error=type(exc).__name__
-                )
-                await asyncio.sleep(
-                    random.uniform(0, delay)
-                )  # full jitter: readers do not reconnect in lockstep
-                delay = min(RECONNECT_MAX_S, delay * 2)
 
     @property
     def subscribed(self) -> bool:
         """Attached to the log now (False while it resubscribes after a connection loss)."""
-        return self._consumer is not None and not self._closed
+        return self.source is not None and self.source.subscribed and not self._closed
+
+    @property
+    def buffered(self) -> int:
+        """Entries received and waiting for the caller."""
+        return self._inbox.qsize()
 
     def lag_s(self) -> float:
         """How long ago the oldest entry this reader holds unfinished was appended to the log.
@@ -216,14 +214,20 @@ class LogReader:
 
     async def close(self) -> None:
         """Stop delivering at once; the connection finishes closing with the bus."""
+        if self._closed:
+            return
         self._closed = True
         self._bus.reader_closed(self)
-        if self._reconnecting is not None:
-            self._reconnecting.cancel()
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            self._generation += 1
-            self._bus.close_later(close_quietly(consumer, CLOSE_TIMEOUT_S))
+        self._generation += 1
+        if self._shared is not None:
+            self._shared.detach(self)
+        elif isinstance(self.source, LogSubscription):
+            closing = self.source.close()
+            if closing is not None:
+                self._bus.close_later(closing)
+        # A shared subscription waiting for room in this inbox goes on to the other readers.
+        while not self._inbox.empty():
+            self._inbox.get_nowait()
 
     async def __aenter__(self) -> "LogReader":
         return await self.open()
@@ -287,13 +291,12 @@ class LogReader:
                 yield batch
 
     def _measure(self, last: LoggedEvent) -> None:
-        if not self._measured:
+        if self._gauges is None:
             return
-        labels = (self._bus.service, self._name)
-        LOG_READER_POSITION.labels(*labels).set(last.position)
-        # one definition of lag, the one /readyz judges by (lag_s)
-        LOG_READER_LAG_SECONDS.labels(*labels).set(self.lag_s())
-        LOG_READER_BUFFERED.labels(*labels).set(self._inbox.qsize())
+        position, lag, buffered = self._gauges
+        position.set(last.position)
+        lag.set(self.lag_s())  # one definition of lag, the one /readyz judges by
+        buffered.set(self.buffered)
 
     async def events(self, idle_timeout: float | None = None) -> AsyncIterator[LoggedEvent]:
         async for batch in self.batches(idle_timeout=idle_timeout):
@@ -304,9 +307,9 @@ class LogReader:
         generation, position, raw, _ = entry
         if generation != self._generation:
             return None  # delivered by a subscription that has since been replaced
-        if self.last_position is not None and position <= self.last_position:
-            return None  # re-delivered after a reconnect: already handed out
-        self.last_position = position
+        if position <= self._after:
+            return None  # already handed out (re-delivered, or read by two subscriptions)
+        self._after = self.last_position = position
         try:
             body, traceparent = message_parts(raw)
         except NotAMessage as exc:
@@ -328,7 +331,7 @@ class LogReader:
         await self._bus.dead_letter(
             body,
             reason=f"undecodable log entry at {position}: {reason}"[:500],
-            source=self._name,
+            source=self.name,
             headers={"position": position},
         )
         return None

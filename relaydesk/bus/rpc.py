@@ -28,7 +28,7 @@ from relaydesk.bus.codec import decode_envelope, encode_envelope
 from relaydesk.bus.connection import Bus
 from relaydesk.bus.topology import declare_command_queue, declare_query_queue
 from relaydesk.logging import bind_correlation
-from relaydesk.metrics import REQUEST_SECONDS, REQUESTS
+from relaydesk.metrics import REQUEST_SECONDS, REQUESTS, series
 from relaydesk.tracing import inject, span
 
 log = structlog.get_logger(__name__)
@@ -90,7 +90,7 @@ class RpcClient:
         try:
             body = await self._call(exchange_name, routing_key, message, timeout)
         except RequestTimeout:
-            REQUESTS.labels(kind, routing_key, name, "timeout").inc()
+            series(REQUESTS, kind, routing_key, name, "timeout").inc()
             raise
         return body, asyncio.get_running_loop().time() - started
 
@@ -170,8 +170,8 @@ class RpcClient:
 
 
 def _measured(kind: str, target: str, name: str, took: float, outcome: str) -> None:
-    REQUEST_SECONDS.labels(kind, target, name).observe(took)
-    REQUESTS.labels(kind, target, name, outcome).inc()
+    series(REQUEST_SECONDS, kind, target, name).observe(took)
+    series(REQUESTS, kind, target, name, outcome).inc()
 
 
 async def _reply(channel: AbstractChannel, request: AbstractIncomingMessage, body: bytes) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from connectors.config import Connector
+from connectors.conversations import ConnectorConversations
 from connectors.decider import TELEGRAM_SECRET
 from connectors.deliverer import hold_reason
 from connectors.delivery import DeliveryError
@@ -14,6 +15,7 @@ from connectors.splitting import LIMITS, split_text, utf8_bytes, utf16_units
 from connectors.store import Parked
 from connectors.wechat import ForcedRefreshBudget, until_quota_reset
 from contracts import Envelope
+from contracts.envelope import LoggedEvent
 from tests.deciders.harness import BOX, command, connectors_desk, event
 
 
@@ -263,3 +265,30 @@ class TestPlatformRules:
         assert granted == 20
         now[0] = datetime(2026, 12, 2, 16, 0, 1, tzinfo=UTC)  # the next day in Beijing
         assert budget.take("wx1")
+
+
+class TestConnectorConversations:
+    """Which conversations the log follower looks up in its store (the rest are web's)."""
+
+    @staticmethod
+    def requested(conversation_id: str, channel: str, tenant: str = "acme") -> LoggedEvent:
+        data = {"conversation_id": conversation_id, "channel": channel, "visitor": {"id": "v"}}
+        envelope = event("conversation.requested", data, tenant=tenant)
+        return LoggedEvent(position=1, envelope=envelope)
+
+    def test_a_conversation_requested_through_a_platform_is_held_a_web_one_is_not(self) -> None:
+        conversations = ConnectorConversations()
+        for channel in ("telegram", "messenger", "wechat", "web", "api"):
+            conversations.apply(self.requested(f"c-{channel}", channel))
+        channels = ("telegram", "messenger", "wechat", "web", "api")
+        assert {c for c in channels if conversations.holds("acme", f"c-{c}")} == {
+            "telegram",
+            "messenger",
+            "wechat",
+        }
+        assert not conversations.holds("other", "c-telegram")  # per tenant
+
+    def test_conversations_the_store_holds_are_held_though_the_log_lost_them(self) -> None:
+        conversations = ConnectorConversations()
+        conversations.load([("acme", "older-than-the-log")])
+        assert conversations.holds("acme", "older-than-the-log")

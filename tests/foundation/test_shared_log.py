@@ -1,0 +1,130 @@
+"""One subscription to the log shared by a process's readers, against a real RabbitMQ.
+
+A reader opened behind the shared subscription catches up on a subscription of its own and
+hands over to the shared one; these tests check that each reader still gets every position
+once, in order, across the handover, a re-open at an earlier position (routing's rebuild),
+and a reader that stops reading (the slowest sets the pace, nothing is dropped).
+"""
+
+import asyncio
+import itertools
+
+from contracts import Envelope
+from contracts.envelope import LoggedEvent
+from relaydesk.bus import Bus, LogReader
+from relaydesk.bus.shared_log import SharedLog
+from tests.admin.helpers import eventually
+from tests.foundation.test_bus import message_event, read_n
+
+
+def ids(events: list[LoggedEvent]) -> list[str]:
+    return [event.envelope.id for event in events]
+
+
+def in_order_once(events: list[LoggedEvent]) -> bool:
+    positions = [event.position for event in events]
+    return all(a < b for a, b in itertools.pairwise(positions))
+
+
+async def append(bus: Bus, events: list[Envelope], per_batch: int = 20) -> None:
+    for start in range(0, len(events), per_batch):
+        await bus.publish_many(events[start : start + per_batch])
+
+
+async def test_a_reader_opened_behind_catches_up_and_joins_without_gap_or_repeat(
+    bus: Bus,
+) -> None:
+    shared = SharedLog(bus.stream_endpoint, service="test")
+    sent = [message_event(i) for i in range(600)]
+    await bus.publish_many(sent[:200])
+    first = await shared.reader(bus, start="first", name="first").open()
+    early = await read_n(first, 200)
+    # Appends go on while the second reader catches up from far behind the shared head.
+    appending = asyncio.create_task(append(bus, sent[200:]))
+    second = await shared.reader(bus, start=early[50].position, name="second").open()
+    got = await read_n(second, 550)
+    await appending
+    rest = await read_n(first, 400)
+
+    assert ids(got) == [e.id for e in sent[50:]] and in_order_once(got)
+    assert ids(early + rest) == [e.id for e in sent] and in_order_once(early + rest)
+    assert shared.joined(second)  # handed over: one subscription serves both now
+    await second.close()
+    await first.close()
+    await shared.close()
+
+
+async def test_a_reader_reopened_at_an_earlier_position_reads_from_there_and_joins_again(
+    bus: Bus,
+) -> None:
+    """Routing's rebuild: it closes its reader and opens one at its snapshot's position."""
+    shared = SharedLog(bus.stream_endpoint, service="test")
+    sent = [message_event(i) for i in range(150)]
+    await bus.publish_many(sent[:100])
+    admin = await shared.reader(bus, start="first", name="admin").open()
+    history = await read_n(admin, 100)
+    routing = await shared.reader(bus, start=history[80].position, name="routing").open()
+    assert ids(await read_n(routing, 20)) == [e.id for e in sent[80:100]]
+    await eventually(lambda: shared.joined(routing), what="routing joining the shared head")
+    await routing.close()
+
+    rebuilt = await shared.reader(bus, start=history[10].position, name="routing").open()
+    appending = asyncio.create_task(append(bus, sent[100:], per_batch=5))
+    got = await read_n(rebuilt, 140)
+    await appending
+    assert ids(got) == [e.id for e in sent[10:]] and in_order_once(got)
+    assert shared.joined(rebuilt)
+    assert ids(await read_n(admin, 50)) == [e.id for e in sent[100:]]
+    await rebuilt.close()
+    await admin.close()
+    await shared.close()
+
+
+async def test_a_reader_that_stops_reading_holds_the_others_back_and_nothing_is_dropped(
+    bus: Bus,
+) -> None:
+    shared = SharedLog(bus.stream_endpoint, service="test")
+    sent = [message_event(i) for i in range(100)]
+    await bus.publish_many(sent)
+    async with LogReader(bus, start="first", name="positions") as plain:
+        positions = [event.position for event in await read_n(plain, 100)]
+    slow = await shared.reader(bus, start="first", prefetch=5, name="slow").open()
+    # The slow reader holds 5 and the shared subscription waits with the sixth in hand.
+    await eventually(lambda: shared.head == positions[5], what="the slow reader's inbox full")
+    fast = await shared.reader(bus, start=positions[0], name="fast").open()
+    got: list[LoggedEvent] = []
+
+    async def collect(reader: LogReader, into: list[LoggedEvent]) -> None:
+        async for event in reader.events():
+            into.append(event)
+
+    collecting = asyncio.create_task(collect(fast, got))
+    # fast catches up to the shared head (the slow reader's 5, and the sixth in hand) and
+    # joins; then the shared subscription waits for room in the slow reader's inbox.
+    await eventually(lambda: shared.joined(fast) and len(got) == 6, what="fast joined")
+    assert shared.head == positions[5] and slow.buffered == 5
+
+    read_slowly = await read_n(slow, 100)
+    await eventually(lambda: len(got) == 100, what="fast reading on")
+    collecting.cancel()
+    assert ids(read_slowly) == ids(got) == [e.id for e in sent]
+    assert in_order_once(read_slowly) and in_order_once(got)
+    await fast.close()
+    await slow.close()
+    await shared.close()
+
+
+async def test_readers_opened_at_the_tail_both_read_what_is_appended_after(bus: Bus) -> None:
+    """The agent process at rest: both readers attached at the end, events arriving live."""
+    shared = SharedLog(bus.stream_endpoint, service="test")
+    first = await shared.reader(bus, start="next", name="first").open()
+    second = await shared.reader(bus, start="next", name="second").open()
+    sent = [message_event(i) for i in range(30)]
+    appending = asyncio.create_task(append(bus, sent, per_batch=3))
+    got_first, got_second = await asyncio.gather(read_n(first, 30), read_n(second, 30))
+    await appending
+    assert ids(got_first) == ids(got_second) == [e.id for e in sent]
+    await eventually(lambda: shared.joined(second), what="the second reader joining")
+    await second.close()
+    await first.close()
+    await shared.close()
