@@ -20,6 +20,7 @@ from relaydesk.keys import SERVICE_SECRETS, refusal
 from relaydesk.logging import configure_logging
 from relaydesk.memory_snapshots import dump_on_signal
 from relaydesk.settings import ConfigurationError, Settings, load_settings
+from relaydesk.stalls import StallProbe
 from relaydesk.tracing import configure_tracing
 
 log = structlog.get_logger(__name__)
@@ -62,6 +63,8 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
         dump_on_signal(loop, name, settings.data_dir)
         health = Health(name, settings)
         await health.start()
+        probe = StallProbe(name)
+        probe.start()
         running = asyncio.create_task(main(settings, stop, health))
         stopping = asyncio.create_task(stop.wait())
         try:
@@ -77,6 +80,7 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
                 await running
         finally:
             stopping.cancel()
+            probe.stop()
             await health.stop()
         log.info("service_stopped", service=name)
 
