@@ -26,6 +26,20 @@ TICK_S = 0.05
 LOG_LAG_S = 0.1
 
 
+def freeze_start_up() -> None:
+    """Move everything alive now out of the collector's reach (``gc.freeze``).
+
+    What a service built to start — imported modules, pydantic models and their
+    validators, the state it folded from the log — lives as long as the process. Left in
+    the oldest generation it is walked again by every full collection: 100,000–120,000
+    objects in each service, a 200–800 ms pause each time under load (measured). Frozen
+    objects are still freed by reference counting when they go; only a cycle among them
+    would stay, and start-up state is not garbage.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 class StallProbe:
     """Installed once per process by ``relaydesk.runtime.run_service``."""
 

@@ -6,6 +6,8 @@ import time
 
 from prometheus_client import REGISTRY
 
+from relaydesk.runtime import service_health
+from relaydesk.settings import Settings
 from relaydesk.stalls import LOG_LAG_S, StallProbe
 
 
@@ -40,3 +42,12 @@ async def test_a_blocked_loop_and_a_full_collection_are_both_measured() -> None:
     assert late >= late_before + 1
     assert _count("relaydesk_gc_pause_seconds_count", service=service, generation="2") >= 1
     assert probe._on_gc not in gc.callbacks
+
+
+def test_a_service_process_once_serving_leaves_its_start_up_heap_out_of_full_collections() -> None:
+    gc.unfreeze()
+    try:
+        service_health("billing", Settings()).serving()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # the test process goes on collecting as before
