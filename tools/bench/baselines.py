@@ -150,7 +150,16 @@ def _peer_source() -> Path | None:
 def prepare_peer() -> Path | None:
     """Copy the peer harness to a cache directory and `npm install` it once (not committed)."""
     source = _peer_source()
-    if source is None or shutil.which("node") is None or shutil.which("npm") is None:
+    if source is None:
+        # Said aloud: a report without the peer's column must not pass for one that has it.
+        print(
+            "[bench] chat-service peer unavailable: its harness was not found"
+            " (set RELAYDESK_PEER_DIR to the directory holding server.js)",
+            flush=True,
+        )
+        return None
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        print("[bench] chat-service peer unavailable: node and npm are needed", flush=True)
         return None
     PEER_CACHE.mkdir(parents=True, exist_ok=True)
     for name in ("server.js", "bench.js", "package.json"):
