@@ -6,6 +6,13 @@ the event in a bounded ring buffer for reconnect-and-resume, and hands it to eve
 session of the tenant that may see it. ``attach`` replays the buffer and registers the
 session with no await in between, so a resuming client gets no gap and no duplicate.
 
+The buffer holds each event as the log's JSON in a tuple of plain values, not as an
+``Envelope``: the garbage collector untracks such tuples, so a full buffer (50,000 events)
+costs a full collection nothing. Holding envelopes it was ~7 tracked objects an event, and
+every full collection walked 350,000 of them: 0.4–2 s with the whole gateway stopped,
+seen as p99 growing round after round under load (docs/performance.md). A resume decodes
+the buffered events of its tenant again, which is rare and proportionate to what it misses.
+
 The tail starts ``START_BACK_S`` before the gateway's start (an ``x-stream-offset``
 timestamp), so clients that were connected to a gateway that died can resume here.
 """
@@ -24,6 +31,7 @@ from gateway.sessions import Session, SessionRegistry
 from gateway.visibility import WHOLE, delivery
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import marker_event
+from relaydesk.bus.codec import decode_envelope
 from relaydesk.dedupe import SeenIds
 
 log = structlog.get_logger(__name__)
@@ -32,14 +40,15 @@ START_BACK_S = 15 * 60
 SEEN_IDS = 200_000  # dedupe window: publisher retries land within seconds of each other
 
 
-def event_frame(logged: LoggedEvent) -> bytes:
-    """The ``event`` frame of a log entry, built once and shared by every socket that sees it.
+def event_body(logged: LoggedEvent) -> bytes:
+    """The envelope's JSON as the log holds it (no second serialisation on the hot path); an
+    event not read from the log is serialised here."""
+    return logged.body if logged.body is not None else logged.envelope.model_dump_json().encode()
 
-    The envelope's JSON is forwarded as the log holds it (no second serialisation on the
-    hot path); an event not read from the log is serialised here.
-    """
-    body = logged.body if logged.body is not None else logged.envelope.model_dump_json().encode()
-    return b'{"t":"event","position":%d,"event":%b}' % (logged.position, body)
+
+def event_frame(position: int, body: bytes) -> bytes:
+    """The ``event`` frame of a log entry, built once and shared by every socket that sees it."""
+    return b'{"t":"event","position":%d,"event":%b}' % (position, body)
 
 
 def partial_frame(position: int, event: Envelope, withheld: frozenset[str]) -> bytes:
@@ -64,9 +73,8 @@ class Tailer:
         self._bus = bus
         self.directory = directory
         self.sessions = sessions
-        self._buffer: deque[tuple[int, Envelope, bytes]] = deque(
-            maxlen=buffer_size
-        )  # (position, event, frame)
+        # (position, tenant, envelope JSON): plain values only, see the module docstring
+        self._buffer: deque[tuple[int, str, bytes]] = deque(maxlen=buffer_size)
         self._seen = SeenIds(limit=SEEN_IDS)
         self._reader: LogReader | None = None
         self._task: asyncio.Task[None] | None = None
@@ -144,8 +152,9 @@ class Tailer:
         conversation = self.directory.apply(event)
         for listener in self.listeners:
             listener(event)
-        frame = event_frame(logged)
-        self._buffer.append((position, event, frame))
+        body = event_body(logged)
+        frame = event_frame(position, body)
+        self._buffer.append((position, event.tenant, body))
         frames = {WHOLE: frame}  # one encoding per distinct part delivered
         for session in self.sessions.candidates(
             event.tenant, conversation.visitor_id if conversation else None
@@ -175,9 +184,11 @@ class Tailer:
     def _missed(self, session: Session, resume_from: int) -> Iterator[tuple[int, bytes]]:
         """The buffered frames after ``resume_from`` that ``session`` may see, as it may see
         them (judged by what the directory knows now)."""
-        for position, event, frame in self._buffer:
-            if position <= resume_from:
+        tenant = session.principal.tenant
+        for position, event_tenant, body in self._buffer:
+            if position <= resume_from or event_tenant != tenant:
                 continue
+            event = decode_envelope(body)
             conversation_id = event.data.get("conversation_id")
             conversation = (
                 self.directory.get(event.tenant, conversation_id)
@@ -186,4 +197,9 @@ class Tailer:
             )
             withheld = delivery(session.principal, event, conversation)
             if withheld is not None:
-                yield position, frame if not withheld else partial_frame(position, event, withheld)
+                yield (
+                    position,
+                    partial_frame(position, event, withheld)
+                    if withheld
+                    else event_frame(position, body),
+                )

@@ -163,8 +163,11 @@ class Health:
     """One process's health server. ``start()`` listens; the service calls ``serving()``
     once it does its job and registers its checks on ``readiness``."""
 
-    def __init__(self, service: str, settings: Settings) -> None:
+    def __init__(
+        self, service: str, settings: Settings, on_serving: Callable[[], None] | None = None
+    ) -> None:
         self.service = service
+        self._on_serving = on_serving
         self.settings = settings
         self.readiness = Readiness(settings.ready_max_lag_s)
         self.phase: Phase = "starting"
@@ -207,6 +210,8 @@ class Health:
         """The service does its job now: readiness is its checks from here on."""
         self.phase = "serving"
         self.waiting_for = None
+        if self._on_serving is not None:
+            self._on_serving()
         log.info("service_ready", service=self.service, health=self.url, **fields)
 
     async def stop(self) -> None:

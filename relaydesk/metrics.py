@@ -156,3 +156,21 @@ HISTORY_BATCH_EVENTS = Histogram(
     "Events the history service archived in one database round trip.",
     buckets=BATCH_BUCKETS,
 )
+
+# --- the process ------------------------------------------------------------------------------
+
+# From a millisecond (a busy loop) to seconds (a stall every client notices).
+STALL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+EVENT_LOOP_LAG_SECONDS = Histogram(
+    "relaydesk_event_loop_lag_seconds",
+    "How late the process's event loop woke a periodic timer: the time it was busy elsewhere.",
+    ["service"],
+    buckets=STALL_BUCKETS,
+)
+GC_PAUSE_SECONDS = Histogram(
+    "relaydesk_gc_pause_seconds",
+    "Python garbage collections, by generation (2: full), and how long each held the process.",
+    ["service", "generation"],
+    buckets=STALL_BUCKETS,
+)

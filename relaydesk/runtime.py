@@ -21,6 +21,7 @@ from relaydesk.keys import SERVICE_SECRETS, refusal
 from relaydesk.logging import configure_logging
 from relaydesk.memory_snapshots import dump_on_signal
 from relaydesk.settings import ConfigurationError, Settings, load_settings
+from relaydesk.stalls import StallProbe, freeze_start_up
 from relaydesk.tracing import configure_tracing
 
 log = structlog.get_logger(__name__)
@@ -64,8 +65,10 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         dump_on_signal(loop, name, settings.data_dir)
-        health = Health(name, settings)
+        health = service_health(name, settings)
         await health.start()
+        probe = StallProbe(name)
+        probe.start()
 
         async def start_when_reachable() -> None:
             # Until the broker (and store) answer: a slow broker is waited for, not a crash.
@@ -87,6 +90,7 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
                 await running
         finally:
             stopping.cancel()
+            probe.stop()
             await health.stop()
         log.info("service_stopped", service=name)
 
@@ -94,6 +98,12 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
         run_loop(runner())
     except Misconfigured as exc:  # what waiting cannot mend: bad credentials, a missing vhost
         _refuse(f"relaydesk {name}: {exc}")
+
+
+def service_health(name: str, settings: Settings) -> Health:
+    """The health server of a service process. Once the service serves, what the process
+    built to start is frozen out of full collections (relaydesk/stalls.py)."""
+    return Health(name, settings, on_serving=freeze_start_up)
 
 
 def _refuse(line: str) -> NoReturn:

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from relaydesk.stalls import freeze_start_up
 from tools.bench import baselines, capacity
 from tools.bench.chat_load import ChatFleet
 from tools.bench.processes import ProcessMeter
+from tools.bench.stalls import StallMeter
 from tools.bench.stats import median_ratio
 from tools.bench.sut import SystemUnderTest
 from tools.cluster import LocalRabbitCluster
@@ -80,13 +82,17 @@ async def run(options: Options) -> dict[str, Any]:
         report["processes"] = meter.names
         progress(f"opening {options.conversations} conversations (customer + agent sockets)")
         await fleet.open()
+        # The load generator is a Python process too: its ~100,000 start-up objects walked
+        # by each of its full collections (~50 ms of CPU) would be measured as latency.
+        freeze_start_up()
         sequence = 0
         warm = await fleet.run(options.rates[0], options.warmup_s, sequence, measure=False)
         sequence += warm["sent"]
         peer_dir = await asyncio.to_thread(baselines.prepare_peer) if options.peer else None
         report["peer_available"] = peer_dir is not None
+        stalls = StallMeter(running.health_port_base)
         report["rounds"], sequence = await _rounds(
-            options, fleet, meter, running.amqp_url, peer_dir, sequence
+            options, fleet, meter, stalls, running.amqp_url, peer_dir, sequence
         )
         report["ratios"] = _ratios(report["rounds"], options.rates)
         report["history"] = await _history_check(fleet, sequence)
@@ -155,6 +161,7 @@ async def _rounds(
     options: Options,
     fleet: ChatFleet,
     meter: ProcessMeter,
+    stalls: StallMeter,
     amqp_url: str,
     peer_dir: Any,
     sequence: int,
@@ -171,11 +178,12 @@ async def _rounds(
             for name in order:
                 progress(f"round {number}/{options.rounds} · {rate:.0f} msg/s · {name}")
                 if name == "relaydesk":
-                    before = meter.sample()
+                    before, stalled = meter.sample(), await stalls.sample()
                     outcome = await fleet.run(rate, options.seconds, sequence)
                     outcome["cpu_us_per_message"] = meter.cpu_us_per(
                         before, meter.sample(), outcome["received"]
                     )
+                    outcome["stalls"] = stalls.between(stalled, await stalls.sample())
                     sequence += outcome["sent"]
                 elif name == "ws_relay":
                     outcome = await baselines.ws_relay(
@@ -333,6 +341,15 @@ def table(report: dict[str, Any]) -> str:
             + "  ".join(cells)
             + f"  lost {lost}"
         )
+        stalls = result["relaydesk"].get("stalls") or {}
+        if stalls:
+            lines.append(
+                "    loop lag max s / full GC ms: "
+                + "  ".join(
+                    f"{name} ≤{figures['max_loop_lag_s']}/{figures['full_collection_pause_ms']:.0f}"
+                    for name, figures in stalls.items()
+                )
+            )
     lines.append("-" * 78)
     for rate, ratios in report.get("ratios", {}).items():
         shown = ", ".join(

@@ -29,6 +29,7 @@ class RunningSut:
     output: list[str] = field(default_factory=list)
     gateway_urls: list[str] = field(default_factory=list)  # base_url first, then the extra ones
     stream_url: str | None = None
+    health_port_base: int = 0  # RELAYDESK_HEALTH_PORT_BASE of `up`'s services
 
     @property
     def ws_url(self) -> str:
@@ -139,6 +140,7 @@ class SystemUnderTest:
             lines,
             gateway_urls=[base_url],
             stream_url=stream_url,
+            health_port_base=int(env["RELAYDESK_HEALTH_PORT_BASE"]),
         )
         self._env = env
         for _ in range(self._gateways - 1):
