@@ -30,7 +30,8 @@ async def attribute(sockets: int, frames: int, top: int) -> str:
     sut = SystemUnderTest()
     await sut.start()  # `relaydesk up`; the gateway measured is the one added below
     try:
-        url, pid = await sut.add_gateway({"PYTHONTRACEMALLOC": str(frames)})
+        # tracing every allocation makes the gateway start slowly, more so on a busy machine
+        url, pid = await sut.add_gateway({"PYTHONTRACEMALLOC": str(frames)}, timeout=600)
         process = psutil.Process(pid)
         warm, _ = await open_idle_sockets(url, WARM_UP_SOCKETS)
         before_rss = process.memory_info().rss
