@@ -137,7 +137,7 @@ class Session:
         self.over = True
         reader, self._reader = self._reader, None
         if reader is not None:
-            reader.cancel()  # taken back by ``reading``: the reader is only waiting
+            reader.cancel()  # taken back by ``interrupted``: the reader is only waiting
 
     def reading(self) -> None:
         """The reader (the current task) is about to wait for a frame: if the session ends
