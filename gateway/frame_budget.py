@@ -13,6 +13,8 @@ from relaydesk.settings import Settings
 
 
 class FrameBudget:
+    __slots__ = ("_ops", "_typing")  # one per open websocket
+
     def __init__(self, settings: Settings) -> None:
         self._ops = TokenBucket(settings.ws_rate_per_s, settings.ws_rate_burst)
         self._typing = TokenBucket(settings.ws_typing_rate_per_s, settings.ws_typing_burst)

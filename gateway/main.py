@@ -1,6 +1,7 @@
 """gateway process: uvicorn serving :func:`gateway.app.create_app`."""
 
 import asyncio
+import gc
 
 import uvicorn
 from fastapi import FastAPI
@@ -22,6 +23,9 @@ async def main(settings: Settings, stop: asyncio.Event, health: Health) -> None:
     app = create_app(settings)
     server = server_for(settings, app)
     task = await serve_started(server)  # raises (exit code 1) when it cannot: uvicorn logged why
+    # What exists now (modules, the app, its routes, the caches' first entries) lives as
+    # long as the process: frozen, the collector's full passes no longer walk it.
+    gc.freeze()
     deps: GatewayDeps = app.state.deps
     health.readiness = deps.readiness  # one set of checks: the public /readyz asks them too
     health.serving(url=settings.gateway_url())

@@ -451,4 +451,11 @@ class Operations:
 def _count_message(principal: Principal, info: ConversationInfo) -> None:
     """A message on the log: ``in`` from the customer, ``out`` from an agent (a resend with the
     same key counts again: the metric counts publishes, the log dedupes them)."""
-    MESSAGES.labels(info.channel, "out" if principal.kind == "agent" else "in").inc()
+    key = (info.channel, "out" if principal.kind == "agent" else "in")
+    counter = _MESSAGE_COUNTERS.get(key)
+    if counter is None:  # a labels() lookup takes a lock and builds a key: once per pair
+        counter = _MESSAGE_COUNTERS[key] = MESSAGES.labels(*key)
+    counter.inc()
+
+
+_MESSAGE_COUNTERS: dict[tuple[str, str], Any] = {}  # (channel, direction) -> MESSAGES child

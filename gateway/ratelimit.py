@@ -7,6 +7,8 @@ MAX_ADDRESSES = 100_000  # least recently seen addresses are forgotten (their bu
 
 
 class TokenBucket:
+    __slots__ = ("_at", "_tokens", "burst", "rate", "refusals")  # two per open websocket
+
     def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate
         self.burst = burst

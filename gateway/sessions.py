@@ -33,35 +33,53 @@ _REPLAY = _Replay()
 
 
 class Session:
-    """One socket's outgoing side.
+    """One socket's outgoing side, and the end of its reading side.
 
-    Memory per idle socket matters (10,000 widgets on one gateway), so the send queue is a
-    plain deque with one future the writer waits on, not an ``asyncio.Queue`` (three deques
-    of its own, ~4.5 KiB empty), and the writer keeps no reference to the last frame it sent
-    while it waits (orjson's output is a 4 KiB allocation whatever its length).
+    Memory per idle socket matters (10,000 widgets on one gateway), so an idle session
+    holds no task of its own: a writer task runs only while frames are queued (started by
+    the first, gone when the queue is empty); the send queue is a plain list (short; an
+    empty ``asyncio.Queue`` is three deques, ~2.3 KiB), the replay backlog exists only
+    while a resume is replayed, the writer keeps no reference to the last frame it sent
+    while it waits (orjson's output is a 4 KiB allocation whatever its length), and the
+    object has slots. The socket's reader (gateway/ws.py) awaits its frames itself; when
+    the session ends while it waits, its task is cancelled and takes that back
+    (``interrupted``), instead of racing a receive task against an "ended" future for
+    every frame (a task, a wait and two callbacks per frame, and a task per idle socket).
     """
+
+    __slots__ = (
+        "_backlog",
+        "_queue",
+        "_queue_limit",
+        "_reader",
+        "_sending",
+        "close_code",
+        "last_position",
+        "over",
+        "principal",
+        "websocket",
+        "writer",
+    )
 
     def __init__(self, websocket: WebSocket, principal: Principal, queue_limit: int) -> None:
         self.websocket = websocket
         self.principal = principal
-        self._queue: deque[bytes | _Replay | None] = deque()
+        self._queue: list[bytes | _Replay | None] = []  # short: an empty deque is ~700 B
         self._queue_limit = queue_limit
-        self._wake: asyncio.Future[None] | None = None  # set while the writer waits
-        # A bare future, not an Event (a deque of waiters) and a task waiting on it: the
-        # reader waits on it and its receive together (gateway/ws.py).
-        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.over = False  # closed, or the peer went away: nothing more is sent or read
         self.close_code: int | None = None
         self.last_position = -1
-        self.writer: asyncio.Task[None] | None = None
+        self.writer: asyncio.Task[None] | None = None  # while frames are queued
         self._sending = False
-        self._backlog: deque[bytes] = deque()
+        self._backlog: deque[bytes] | None = None  # only while a resume is replayed
+        self._reader: asyncio.Task[Any] | None = None  # while the reader awaits a frame
 
     def send(self, frame: dict[str, Any]) -> None:
         """Queue a frame without waiting; on overflow close the socket as a slow consumer."""
         self.send_bytes(orjson.dumps(frame))
 
     def send_bytes(self, data: bytes | _Replay) -> None:
-        if self.ended.done():
+        if self.over:
             return
         if len(self._queue) >= self._queue_limit:
             log.warning(
@@ -73,8 +91,8 @@ class Session:
 
     def _put(self, item: bytes | _Replay | None) -> None:
         self._queue.append(item)
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+        if self.writer is None:
+            self.writer = asyncio.get_running_loop().create_task(self._write())
 
     def send_event(self, position: int, frame: bytes) -> None:
         """Queue an event frame, already serialised (one encoding shared by a whole fan-out)."""
@@ -94,27 +112,58 @@ class Session:
         if frames:
             self.last_position = max(self.last_position, frames[-1][0])
         if fresh:
+            if self._backlog is None:
+                self._backlog = deque()
             self._backlog.extend(fresh)
             self.send_bytes(_REPLAY)
 
     def close(self, code: int) -> None:
+        """End the session with ``code``: the writer sends what was queued before, then the
+        close frame; a reader waiting for a frame returns."""
         if self.close_code is None:
             self.close_code = code
-        self._end()
-        self._put(None)  # past the limit too: the writer must learn it is over
         if self._sending and self.writer is not None:
             # The peer stopped reading and the kernel buffer is full: a close frame cannot
             # get through either, so give up on this socket now (the client sees the
             # connection drop and resumes with resume_from).
+            self._end()
+            self._queue.clear()
             self.writer.cancel()
+        elif not self.over:
+            self._end()
+            self._put(None)  # past the limit too: the writer must learn it is over
 
     def _end(self) -> None:
-        if not self.ended.done():
-            self.ended.set_result(None)
+        self.over = True
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()  # taken back by ``interrupted``: the reader is only waiting
+
+    def reading(self) -> None:
+        """The reader (the current task) is about to wait for a frame: if the session ends
+        meanwhile, that task is cancelled; ``interrupted`` tells such a cancellation apart."""
+        self._reader = asyncio.current_task()
+
+    def read(self) -> None:
+        """The reader's wait is over (with a frame, or not)."""
+        self._reader = None
+
+    def interrupted(self, task: "asyncio.Task[Any]") -> bool:
+        """Whether ``task``'s cancellation was the session ending while it waited (then it
+        is taken back, and the reader just returns), not the server cancelling it."""
+        return self._reader is None and self.over and task.uncancel() == 0
+
+    async def wait_written(self, timeout: float) -> None:
+        """Wait (up to ``timeout``) for the writer to finish what it has: after ``close``,
+        until the close frame is out."""
+        writer = self.writer
+        if writer is not None:
+            await asyncio.wait({writer}, timeout=timeout)
 
     def _drain_backlog(self) -> Iterator[bytes]:
         while self._backlog:
             yield self._backlog.popleft()
+        self._backlog = None
 
     async def _send(self, item: bytes | _Replay) -> None:
         for frame in self._drain_backlog() if isinstance(item, _Replay) else (item,):
@@ -122,33 +171,34 @@ class Session:
             await self.websocket.send_text(frame.decode())
             self._sending = False
 
-    async def write_loop(self) -> None:
-        """Drain the queue to the socket until closed; then close the socket with our code."""
+    async def _write(self) -> None:
+        """Drain the queue to the socket; at the end marker close it with our code."""
         try:
-            while True:
-                if not self._queue:
-                    self._wake = asyncio.get_running_loop().create_future()
-                    await self._wake
-                    self._wake = None
-                    continue
-                item = self._queue.popleft()
+            while self._queue:
+                item = self._queue.pop(0)
                 if item is None:
-                    break
+                    self._queue.clear()
+                    await self._close_socket()
+                    return
                 await self._send(item)
                 item = None  # not held while waiting: see the class docstring
         except Exception as exc:  # noqa: BLE001 - the peer went away; the reader notices too
             log.debug("ws_write_ended", error=type(exc).__name__)
-        finally:
             self._end()
-            if (
-                self.close_code is not None
-                and self.websocket.application_state == WebSocketState.CONNECTED
-                and not self._sending
-            ):
-                try:
-                    await asyncio.wait_for(self.websocket.close(code=self.close_code), 2)
-                except Exception:  # noqa: BLE001 - already closing, or the peer is stuck
-                    pass
+            self._queue.clear()
+        finally:
+            self.writer = None
+
+    async def _close_socket(self) -> None:
+        if (
+            self.close_code is not None
+            and self.websocket.application_state == WebSocketState.CONNECTED
+            and not self._sending
+        ):
+            try:
+                await asyncio.wait_for(self.websocket.close(code=self.close_code), 2)
+            except Exception:  # noqa: BLE001 - already closing, or the peer is stuck
+                pass
 
 
 class SessionRegistry:

@@ -28,7 +28,7 @@ from contracts.audience import without
 from contracts.envelope import Envelope, LoggedEvent
 from gateway.directory import ConversationDirectory
 from gateway.sessions import Session, SessionRegistry
-from gateway.visibility import WHOLE, delivery
+from gateway.visibility import WHOLE, EventDelivery, delivery
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import marker_event
 from relaydesk.bus.codec import decode_envelope
@@ -155,11 +155,14 @@ class Tailer:
         body = event_body(logged)
         frame = event_frame(position, body)
         self._buffer.append((position, event.tenant, body))
+        deliver = EventDelivery(event, conversation)  # the type's audience, looked up once
+        if not deliver.anyone:
+            return
         frames = {WHOLE: frame}  # one encoding per distinct part delivered
         for session in self.sessions.candidates(
             event.tenant, conversation.visitor_id if conversation else None
         ):
-            withheld = delivery(session.principal, event, conversation)
+            withheld = deliver.to(session.principal)
             if withheld is None:
                 continue
             if withheld not in frames:

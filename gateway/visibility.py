@@ -27,55 +27,74 @@ WHOLE = frozenset[str]()  # nothing withheld
 CONTACT_DETAILS = ConversationRequested.WITHHELD_FROM[Audience.TENANT_AGENTS]
 
 
+class EventDelivery:
+    """What each principal's socket receives of one event.
+
+    The type's declarations and the event's own facts (its named agents, whether it is a
+    visitor's own typing) are looked up once per event, not once per socket: a fan-out
+    asks this for every agent of the tenant.
+    """
+
+    __slots__ = ("_audience", "_conversation", "_named", "_own_typing", "_tenant", "_withheld")
+
+    def __init__(self, event: Envelope, conversation: ConversationInfo | None) -> None:
+        self._tenant = event.tenant
+        self._conversation = conversation
+        self._audience = EVENTS.audience(event.type)
+        self._withheld = EVENTS.withheld_from(event.type)
+        self._named = named_agents(event) if Audience.NAMED_AGENTS in self._audience else set()
+        # the widget shows the agent typing; its own typing coming back is noise
+        self._own_typing = (
+            event.type == TypingChanged.TYPE and event.data.get("who_kind") == "customer"
+        )
+
+    @property
+    def anyone(self) -> bool:
+        """Whether the type declares any audience (else no socket gets the event)."""
+        return bool(self._audience)
+
+    def to(self, principal: Principal) -> frozenset[str] | None:
+        """None (nothing), or the fields withheld from ``principal`` (``WHOLE``: all of it)."""
+        if principal.tenant != self._tenant:
+            return None
+        return fields_withheld(self._withheld, self._memberships(principal))
+
+    def _memberships(self, principal: Principal) -> Iterator[Audience]:
+        for audience in self._audience:
+            if self._belongs(audience, principal):
+                yield audience
+
+    def _belongs(self, audience: Audience, principal: Principal) -> bool:
+        conversation = self._conversation
+        if not isinstance(principal, AgentPrincipal):
+            return (
+                audience is Audience.VISITOR
+                and conversation is not None
+                and conversation.visitor_id == principal.visitor_id
+                and not self._own_typing
+            )
+        if audience is Audience.TENANT_AGENTS:
+            return True
+        if audience is Audience.SUPERVISORS:
+            return principal.can(SEE_ALL)
+        if audience is Audience.CONVERSATION_AGENTS:
+            return is_conversation_agent(principal, conversation)
+        if audience is Audience.NAMED_AGENTS:
+            return principal.agent_id in self._named
+        return False
+
+
 def delivery(
     principal: Principal, event: Envelope, conversation: ConversationInfo | None
 ) -> frozenset[str] | None:
     """What ``principal``'s socket receives of ``event``: None (nothing), or the fields
     withheld from it (``WHOLE``: the event as it is on the log)."""
-    if event.tenant != principal.tenant:
-        return None
-    return fields_withheld(
-        EVENTS.withheld_from(event.type), memberships(principal, event, conversation)
-    )
+    return EventDelivery(event, conversation).to(principal)
 
 
 def visible(principal: Principal, event: Envelope, conversation: ConversationInfo | None) -> bool:
     """Whether ``principal``'s socket receives ``event`` at all (whole or in part)."""
     return delivery(principal, event, conversation) is not None
-
-
-def memberships(
-    principal: Principal, event: Envelope, conversation: ConversationInfo | None
-) -> Iterator[Audience]:
-    """The audiences declared for ``event``'s type that ``principal`` belongs to."""
-    for audience in EVENTS.audience(event.type):
-        if _belongs(audience, principal, event, conversation):
-            yield audience
-
-
-def _belongs(
-    audience: Audience,
-    principal: Principal,
-    event: Envelope,
-    conversation: ConversationInfo | None,
-) -> bool:
-    if not isinstance(principal, AgentPrincipal):
-        return (
-            audience is Audience.VISITOR
-            and conversation is not None
-            and conversation.visitor_id == principal.visitor_id
-            # the widget shows the agent typing; its own typing coming back is noise
-            and not (event.type == TypingChanged.TYPE and event.data.get("who_kind") == "customer")
-        )
-    if audience is Audience.TENANT_AGENTS:
-        return True
-    if audience is Audience.SUPERVISORS:
-        return principal.can(SEE_ALL)
-    if audience is Audience.CONVERSATION_AGENTS:
-        return is_conversation_agent(principal, conversation)
-    if audience is Audience.NAMED_AGENTS:
-        return principal.agent_id in named_agents(event)
-    return False
 
 
 def named_agents(event: Envelope) -> set[str]:

@@ -19,8 +19,9 @@ from typing import Any
 
 import orjson
 import structlog
-from fastapi import WebSocket, WebSocketDisconnect
+from fastapi import WebSocket
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive, Scope, Send
 
 from gateway.auth.tokens import AgentPrincipal, InvalidToken, Principal
@@ -83,17 +84,21 @@ async def websocket_asgi(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def _serve(websocket: WebSocket, deps: GatewayDeps) -> None:
-    principal = await _authenticate(websocket, deps)
+    # The query and headers are read into locals of the handshake, not through
+    # ``websocket.query_params`` / ``.headers``, which would keep parsed copies (the token
+    # among them) on the socket for its whole life.
+    query = QueryParams(websocket.scope["query_string"])
+    principal = await _authenticate(websocket, query.get("token", ""), deps)
     if principal is None:
         return
-    raw_resume = websocket.query_params.get("resume_from")
+    raw_resume = query.get("resume_from")
+    del query
     resume_from = await _resume_position(raw_resume, deps)
     await websocket.accept()
     if raw_resume not in (None, "") and resume_from is None:
         await _refuse_resume(websocket, raw_resume, deps)
         return
     session = Session(websocket, principal, deps.settings.ws_queue_limit)
-    writer = session.writer = asyncio.create_task(session.write_loop())
     expiry = asyncio.get_running_loop().call_later(
         max(0.0, principal.expires_at - time.time()), session.close, CLOSE_TOKEN_EXPIRED
     )
@@ -124,7 +129,7 @@ async def _serve(websocket: WebSocket, deps: GatewayDeps) -> None:
         expiry.cancel()
         deps.sessions.remove(session)
         session.close(session.close_code or 1000)
-        await asyncio.wait({writer}, timeout=2)
+        await session.wait_written(timeout=2)
         log.info("ws_closed", kind=principal.kind, tenant=principal.tenant, code=session.close_code)
         if isinstance(principal, AgentPrincipal) and not deps.sessions.agent_sessions(
             principal.tenant, principal.agent_id
@@ -132,8 +137,7 @@ async def _serve(websocket: WebSocket, deps: GatewayDeps) -> None:
             _in_background(deps.operations.connection_lost(principal))
 
 
-async def _authenticate(websocket: WebSocket, deps: GatewayDeps) -> Principal | None:
-    token = websocket.query_params.get("token", "")
+async def _authenticate(websocket: WebSocket, token: str, deps: GatewayDeps) -> Principal | None:
     try:
         principal = deps.tokens.verify_any(token)
     except InvalidToken as exc:
@@ -146,8 +150,8 @@ async def _authenticate(websocket: WebSocket, deps: GatewayDeps) -> Principal | 
         return None
     if isinstance(principal, AgentPrincipal):  # what its groups grant now, as over HTTP
         principal = await deps.group_permissions.current(principal)
-    origin = websocket.headers.get("origin")
-    if not await deps.origins.allowed(principal, origin, websocket.headers.get("host", "")):
+    headers = Headers(scope=websocket.scope)
+    if not await deps.origins.allowed(principal, headers.get("origin"), headers.get("host", "")):
         log.info("ws_refused", reason="origin", tenant=principal.tenant)
         await websocket.close(code=1008)
         return None
@@ -156,47 +160,47 @@ async def _authenticate(websocket: WebSocket, deps: GatewayDeps) -> Principal | 
 
 async def _read_loop(websocket: WebSocket, session: Session, deps: GatewayDeps) -> None:
     budget = FrameBudget(deps.settings)
-    receive = asyncio.create_task(websocket.receive())
-    closed: asyncio.Future[Any] = session.ended
-    try:
-        while True:
-            waiting: set[asyncio.Future[Any]] = {receive, closed}
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if closed in done:
+    max_bytes = deps.settings.ws_max_frame_bytes
+    receive = websocket.receive
+    task = asyncio.current_task()
+    assert task is not None
+    while not session.over:
+        session.reading()  # the session's end (slow consumer, expiry) interrupts the wait
+        try:
+            message = await receive()
+        except asyncio.CancelledError:
+            if session.interrupted(task):
                 return
-            message = receive.result()
-            if message["type"] == "websocket.disconnect":
-                return
-            text = message.get("text")
-            if text is None:
-                # JSON text frames only (docs/protocol.md): a binary frame is not executed.
-                log.info("ws_binary_frame_closed", tenant=session.principal.tenant)
-                session.close(CLOSE_UNSUPPORTED_DATA)
-                return
-            receive = asyncio.create_task(websocket.receive())
-            frame = _decode(text, deps.settings.ws_max_frame_bytes)
-            fields = frame if isinstance(frame, dict) else {}
-            wait_s = budget.take(fields.get("op"))
-            if wait_s is not None:
-                session.send(
-                    {
-                        "t": "error",
-                        "id": _frame_id(fields),
-                        "code": "rate_limited",
-                        "message": "slow down; resend later with the same id",
-                        # When a resend can succeed: a client that waits this long resends
-                        # once, in order, instead of guessing (and being refused again).
-                        "retry_after_ms": math.ceil(wait_s * 1000),
-                    }
-                )
-                if budget.refusals > RATE_VIOLATIONS_BEFORE_CLOSE:
-                    session.close(CLOSE_RATE_LIMITED)
-                continue
-            _in_background(_handle_frame(frame, session, deps))
-    except WebSocketDisconnect:
-        return
-    finally:
-        receive.cancel()
+            raise
+        finally:
+            session.read()
+        if session.over or message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            # JSON text frames only (docs/protocol.md): a binary frame is not executed.
+            log.info("ws_binary_frame_closed", tenant=session.principal.tenant)
+            session.close(CLOSE_UNSUPPORTED_DATA)
+            return
+        frame = _decode(text, max_bytes)
+        fields = frame if isinstance(frame, dict) else {}
+        wait_s = budget.take(fields.get("op"))
+        if wait_s is not None:
+            session.send(
+                {
+                    "t": "error",
+                    "id": _frame_id(fields),
+                    "code": "rate_limited",
+                    "message": "slow down; resend later with the same id",
+                    # When a resend can succeed: a client that waits this long resends
+                    # once, in order, instead of guessing (and being refused again).
+                    "retry_after_ms": math.ceil(wait_s * 1000),
+                }
+            )
+            if budget.refusals > RATE_VIOLATIONS_BEFORE_CLOSE:
+                session.close(CLOSE_RATE_LIMITED)
+            continue
+        _in_background(_handle_frame(frame, session, deps))
 
 
 def _decode(text: str, max_bytes: int) -> dict[str, Any] | OpError:

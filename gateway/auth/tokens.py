@@ -41,7 +41,7 @@ class InvalidToken(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per open websocket: no __dict__
 class AgentPrincipal:
     tenant: str
     agent_id: str
@@ -62,7 +62,7 @@ class AgentPrincipal:
         return permission in self.permissions
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VisitorPrincipal:
     tenant: str
     visitor_id: str

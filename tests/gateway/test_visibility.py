@@ -189,7 +189,7 @@ class _Socket:
 def _queued(session: Session) -> list[dict[str, Any]]:
     frames = []
     while session._queue:
-        frames.append(orjson.loads(session._queue.popleft()))  # type: ignore[arg-type]
+        frames.append(orjson.loads(session._queue.pop(0)))  # type: ignore[arg-type]
     return frames
 
 
@@ -209,7 +209,7 @@ async def test_the_tailer_sends_each_recipient_its_part_of_the_event(resume: boo
         for session in sessions.values():
             assert tailer.attach(session, 6)
         # The replay marker stands for the backlog: take it as the frames it holds.
-        got = {name: [orjson.loads(f) for f in s._backlog] for name, s in sessions.items()}
+        got = {name: [orjson.loads(f) for f in s._backlog or ()] for name, s in sessions.items()}
     else:
         got = {name: _queued(s) for name, s in sessions.items()}
     types = {name: [f["event"]["type"] for f in frames] for name, frames in got.items()}

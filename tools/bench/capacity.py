@@ -45,9 +45,13 @@ async def idle_sockets(
 
 
 async def open_idle_sockets(
-    base_url: str, count: int, concurrency: int = 100
+    base_url: str, count: int, concurrency: int = 100, compression: str | None = None
 ) -> tuple[list[Any], int]:
-    """``count`` authenticated customer sockets that say nothing; and how many failed."""
+    """``count`` authenticated customer sockets that say nothing; and how many failed.
+
+    ``compression="deflate"`` offers permessage-deflate as browsers do (the gateway
+    declines it, gateway/server.py); by default the sockets offer none.
+    """
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     count = min(count, max(0, soft - 1000))  # the generator holds one fd per socket too
     ws_url = base_url.replace("http", "ws", 1) + "/ws"
@@ -69,7 +73,7 @@ async def open_idle_sockets(
                 socket = await websockets.connect(
                     f"{ws_url}?token={tokens[index % len(tokens)]}",
                     origin=Origin("https://shop.example"),
-                    compression=None,
+                    compression=compression,
                     open_timeout=30,
                 )
                 await socket.recv()  # hello: authenticated and subscribed

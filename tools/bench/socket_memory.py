@@ -1,6 +1,7 @@
 """Where a gateway's memory per idle socket goes: tracemalloc at thousands of sockets.
 
     python -m tools.bench.socket_memory --sockets 3000 [--frames 12] [--top 25]
+    python -m tools.bench.socket_memory --rss --sockets 3000 --batches 2 [--deflate]
 
 Starts the system (`relaydesk up` on a scratch vhost) and one more gateway traced with
 ``PYTHONTRACEMALLOC``; opens a few sockets to warm it up (caches, first-use imports), takes a
@@ -9,6 +10,10 @@ sockets, takes another, and prints what grew, grouped by the allocating line and
 first frame inside the project or a named library, in bytes per socket. The process's RSS
 growth per socket is printed alongside: what tracemalloc does not see (C allocations of
 uvloop and the kernel's socket buffers are not in it) is the difference.
+
+``--rss`` measures without tracing, on `relaydesk up`'s own gateway: after the warm-up,
+``--batches`` times ``--sockets`` more, the RSS growth per socket of each batch (the
+figure of docs/performance.md). ``--deflate`` offers permessage-deflate, as browsers do.
 """
 
 import argparse
@@ -17,10 +22,13 @@ import signal
 import tracemalloc
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import psutil
 
+from relaydesk.runtime import run_loop
 from tools.bench.capacity import open_idle_sockets
+from tools.bench.processes import ProcessMeter
 from tools.bench.sut import SystemUnderTest
 
 WARM_UP_SOCKETS = 100
@@ -30,7 +38,8 @@ async def attribute(sockets: int, frames: int, top: int) -> str:
     sut = SystemUnderTest()
     await sut.start()  # `relaydesk up`; the gateway measured is the one added below
     try:
-        url, pid = await sut.add_gateway({"PYTHONTRACEMALLOC": str(frames)})
+        # tracing every allocation makes the gateway start slowly, more so on a busy machine
+        url, pid = await sut.add_gateway({"PYTHONTRACEMALLOC": str(frames)}, timeout=600)
         process = psutil.Process(pid)
         warm, _ = await open_idle_sockets(url, WARM_UP_SOCKETS)
         before_rss = process.memory_info().rss
@@ -64,6 +73,34 @@ async def _snapshot(pid: int, data_dir: Path) -> tracemalloc.Snapshot:
                     await asyncio.sleep(0.5)
                 return tracemalloc.Snapshot.load(str(path))
             await asyncio.sleep(0.2)
+
+
+async def rss_per_socket(sockets: int, batches: int, compression: str | None) -> str:
+    sut = SystemUnderTest()
+    running = await sut.start()
+    held: list[Any] = []
+    try:
+        gateway = psutil.Process(ProcessMeter(running.process.pid).pid("gateway"))
+        warm, _ = await open_idle_sockets(running.base_url, WARM_UP_SOCKETS)
+        held += warm
+        lines = []
+        for batch in range(1, batches + 1):
+            before = gateway.memory_info().rss
+            opened, failed = await open_idle_sockets(
+                running.base_url, sockets, compression=compression
+            )
+            held += opened
+            after = gateway.memory_info().rss
+            lines.append(
+                f"batch {batch}: {len(opened)} idle sockets more ({failed} failed): gateway RSS"
+                f" grew {(after - before) / 1024 / max(1, len(opened)):.1f} KiB per socket"
+                f" ({after / 2**20:.0f} MiB)"
+            )
+            print(lines[-1], flush=True)
+        return "\n".join(lines)
+    finally:
+        await asyncio.gather(*(s.close() for s in held), return_exceptions=True)
+        await sut.stop()
 
 
 def _report(
@@ -106,8 +143,15 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=3000)
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--rss", action="store_true", help="RSS growth only, no tracing")
+    parser.add_argument("--batches", type=int, default=2, help="with --rss")
+    parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
     args = parser.parse_args()
-    print(asyncio.run(attribute(args.sockets, args.frames, args.top)))
+    compression = "deflate" if args.deflate else None
+    if args.rss:
+        run_loop(rss_per_socket(args.sockets, args.batches, compression))
+        return
+    print(run_loop(attribute(args.sockets, args.frames, args.top)))
 
 
 if __name__ == "__main__":
