@@ -38,8 +38,6 @@ async def up(vhosts: RabbitVhosts, tmp_path_factory: pytest.TempPathFactory) -> 
         # shared broker slow to answer) and be retried: no crash loop here (it has its own
         # test, tests/foundation/test_up_failures.py).
         RELAYDESK_UP_RESTART_LIMIT="50",
-        # Each kill waits for the restart; the backoff before it is not what is tested here.
-        RELAYDESK_UP_RESTART_BACKOFF_S="0.1",
         # A command or query may take longer than 5 s while children restart on a busy
         # machine (the demo workspace, the test's tenant): slow is not what is tested here.
         RELAYDESK_REQUEST_TIMEOUT_S="20",
