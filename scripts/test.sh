@@ -5,8 +5,9 @@
 # sockets, not computing, so the tests not marked `alone` run in parallel worker processes
 # (pytest-xdist; RELAYDESK_TEST_WORKERS of them, default 4; a module's tests stay together on
 # one worker, so a system a module shares is built once). Then the `alone` tests run one
-# after another with nothing else running: they stop the broker every test shares
-# (rabbitmqctl stop_app), or hold a latency bound that a busy machine would break.
+# after another with nothing else running: they hold a latency bound that a busy machine
+# would break. (A test that stops its broker stops a node of its own, tests/conftest.py's
+# own_broker, and runs in the parallel phase.)
 #
 # Pytest arguments apply to both phases (`bash scripts/test.sh tests/foundation -q`); a phase
 # that selects no test is not a failure. With your own `-m` or `-n`, or with

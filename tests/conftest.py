@@ -11,7 +11,7 @@ from relaydesk import passwords
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
 from tests.keys import test_secrets
-from tests.servers import MongoServer, RabbitServer, RabbitVhosts, stream_override
+from tests.servers import MongoServer, OwnRabbitNode, RabbitServer, RabbitVhosts, stream_override
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,6 +48,17 @@ def broker() -> Iterator[RabbitServer]:
 @pytest.fixture(scope="session")
 def vhosts(broker: RabbitServer) -> RabbitVhosts:
     return broker.vhosts
+
+
+@pytest.fixture(scope="module")
+def own_broker() -> Iterator[OwnRabbitNode]:
+    """A broker node of the module's own, for a module whose tests stop their broker: such a
+    module overrides ``vhosts`` with ``own_broker.vhosts`` (its tests' vhosts, settings and
+    buses are on this node), and stopping it stops nobody else's broker, so those tests run
+    in the parallel phase of scripts/test.sh, not alone."""
+    node = OwnRabbitNode()
+    yield node
+    node.stop()
 
 
 @pytest.fixture(scope="session")
@@ -102,22 +113,35 @@ async def bus(settings: Settings) -> AsyncIterator[Bus]:
     await connected.close()
 
 
-# Modules that take longest (seconds of wall time each, on 2 cores): started first, so that
-# scripts/test.sh's parallel phase does not end with the other workers idle, waiting on one
-# of them. Order within a module is kept; xdist is told not to reorder (--no-loadscope-reorder).
+# Modules that take longest (wall time each in the parallel phase, on 2 cores; measured with
+# --durations=0 and per-worker timelines), longest first: xdist hands a module to the next free
+# worker in this order, so the long ones start at once and the short ones fill in at the end,
+# instead of one long module starting late and keeping the phase going while the other workers
+# sit idle. Order within a module is kept; xdist is told not to reorder
+# (--no-loadscope-reorder). The browser modules are one unit (ONE_WORKER, ~100 s together).
 LONGEST_FIRST = (
-    "tests/bench/test_bench_smoke.py",
-    "tests/cluster/",
     "tests/browser/",
-    "tests/security/test_fuzz.py",
+    "tests/foundation/test_up.py",  # six children killed and restarted: slowest when contended
+    "tests/fault/test_faults.py",  # starts a broker node of its own
     "tests/billing/test_billing.py",
-    "tests/history_service/test_replay_slices.py",
-    "tests/history_service/test_audit_export.py",
-    "tests/foundation/test_up.py",
-    "tests/foundation/test_up_failures.py",
-    "tests/history_service/test_replay.py",
     "tests/admin/test_cli.py",
-    "tests/fault/test_faults.py",
+    "tests/security/test_fuzz.py",
+    "tests/cluster/",
+    "tests/security/test_secrets.py",
+    "tests/history_service/test_audit_export.py",
+    "tests/history_service/test_replay.py",
+    "tests/history_service/test_replay_slices.py",
+    "tests/connectors/test_platforms.py",
+    "tests/bench/test_bench_smoke.py",
+    "tests/security/test_passwords.py",
+    "tests/security/test_headers.py",
+    "tests/admin/test_admin_api.py",
+    "tests/fault/test_service_crashes.py",
+    "tests/connectors/test_broker_outage.py",  # starts a broker node of its own
+    "tests/connectors/test_wechat_messenger.py",
+    "tests/connectors/test_routing.py",
+    "tests/admin/test_permission_matrix.py",
+    "tests/foundation/test_up_failures.py",
 )
 
 

@@ -10,6 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from tools.cluster import LocalRabbitCluster
 from tools.embedded import EmbeddedMongo, ensure_rabbitmq
 from tools.vhosts import RabbitVhosts
 
@@ -29,8 +30,8 @@ PLUGINS_FILE = (
 class RabbitServer:
     """The session's RabbitMQ: env URL, a container, or the system broker (the default here).
 
-    ``vhosts`` hands out throwaway vhosts; ``ctl`` runs ``rabbitmqctl`` where the broker
-    lives, so fault tests stop and start whichever broker the session uses.
+    ``vhosts`` hands out throwaway vhosts. Every test shares it: a test that stops a broker
+    stops one of its own (``OwnRabbitNode``).
     """
 
     def __init__(self) -> None:
@@ -76,19 +77,30 @@ class RabbitServer:
             stream_base_url=f"rabbitmq-stream://guest:guest@{host}:{container.get_exposed_port(5552)}",
         )
 
-    def ctl(self, *args: str) -> None:
-        if self._container is not None:
-            result = self._container.exec(["rabbitmqctl", *args])
-            if result.exit_code != 0:
-                raise RuntimeError(
-                    f"rabbitmqctl {' '.join(args)} failed in the container: {result.output!r}"
-                )
-            return
-        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
-
     def stop(self) -> None:
         if self._container is not None:
             self._container.stop()
+
+
+class OwnRabbitNode:
+    """A RabbitMQ node of one's own (tools/cluster.py, one node, the system's package): a
+    test that stops its broker stops only this one, so it runs next to the other tests
+    instead of after them. ``vhosts`` as ``RabbitServer``'s; ``ctl`` runs ``rabbitmqctl`` on it."""
+
+    def __init__(self) -> None:
+        self._cluster = LocalRabbitCluster(1).start()
+        node = self._cluster.nodes[0]
+        self.vhosts = RabbitVhosts(
+            f"amqp://guest:guest@127.0.0.1:{node.amqp_port}",
+            self._cluster.management_url(),
+            stream_base_url=f"rabbitmq-stream://guest:guest@127.0.0.1:{node.stream_port}",
+        )
+
+    def ctl(self, *args: str) -> None:
+        self._cluster.ctl(self._cluster.nodes[0], *args)
+
+    def stop(self) -> None:
+        self._cluster.stop()
 
 
 def stream_override(vhosts: RabbitVhosts, vhost: str) -> dict[str, str]:

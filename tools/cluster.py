@@ -2,18 +2,24 @@
 
 For the cluster tests and `relaydesk bench --cluster N`: each node has its own node name,
 ports and data directory; all share the rabbitmq user's Erlang cookie (they run as that
-user); nodes 2..N join node 1 with ``rabbitmqctl join_cluster``. Every node advertises its
+user). Node 1 boots, then nodes 2..N together, each joining node 1 as it boots (peer
+discovery, ``classic_config`` naming node 1): no node is stopped and started again to join,
+as ``rabbitmqctl join_cluster`` would need. Every node advertises its
 own stream port on 127.0.0.1, so stream clients can follow the log's leader and replicas
 (relaydesk/bus/endpoint.py). Nothing here touches the system broker (node ``rabbit``).
 
 Ports: node i (1-based) listens for AMQP on ``base_port + i``, for the stream protocol on
 ``base_port + 10 + i``, for the management API on ``base_port + 10_000 + i``, and for
-Erlang distribution on ``base_port + 20_000 + i``.
+Erlang distribution on ``base_port + 20_000 + i``. Without a ``base_port`` the cluster claims
+a free one (a lock file per base port, held until ``stop``), so clusters started at the same
+moment on one machine, e.g. by parallel test workers, never pick the same ports.
 """
 
+import fcntl
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
 import subprocess
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import structlog
 
 from tools.embedded import EmbeddedError, port_open, wait_for_port
@@ -33,6 +40,36 @@ log = structlog.get_logger(__name__)
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 RABBITMQ_USER = "rabbitmq"
 PLUGINS = "[rabbitmq_management,rabbitmq_stream]."
+GUEST = ("guest", "guest")  # the default user, allowed from loopback only
+# Base ports handed out by claim_base_port: node ports stay below 32768, where the kernel
+# picks the local ends of outgoing connections (ephemeral ports), and clear of the system
+# broker's (5672, 5552, 15672, 25672).
+CLAIM_RANGE = range(5700, 12_700, 50)
+PORT_LOCKS = Path(tempfile.gettempdir()) / "relaydesk-cluster-ports"
+
+
+def claim_base_port(size: int) -> tuple[int, int]:
+    """A base port whose node ports are all free, with the open lock file that claims it.
+
+    The lock (``flock``) is the machine-wide claim between the processes that use this
+    function; the port check covers everything else. Closing the descriptor releases it.
+    """
+    PORT_LOCKS.mkdir(mode=0o777, exist_ok=True)
+    candidates = list(CLAIM_RANGE)
+    random.shuffle(candidates)
+    for base in candidates:
+        lock = os.open(PORT_LOCKS / f"{base}.lock", os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            continue
+        offsets = [o + i for i in range(1, size + 1) for o in (0, 10, 10_000, 20_000)]
+        if any(port_open("127.0.0.1", base + offset) for offset in offsets):
+            os.close(lock)
+            continue
+        return base, lock
+    raise EmbeddedError(f"no free base port for a local cluster of {size} nodes")
 
 
 @dataclass(frozen=True)
@@ -54,18 +91,22 @@ class LocalRabbitCluster:
     """Starts, joins, kills and restarts the nodes of a local cluster.
 
     Args:
-        size: how many nodes.
-        base_port: see the module docstring; pick one no other cluster on the machine uses.
+        size: how many nodes (at most 9: see the port layout).
+        base_port: see the module docstring; one no other cluster on the machine uses, or
+            None to claim a free one.
         directory: where the nodes keep their data and logs (a fresh temporary one if unset;
             removed on ``stop`` only when it was created here).
     """
 
-    def __init__(self, size: int = 3, base_port: int = 5700, directory: Path | None = None):
+    def __init__(self, size: int = 3, base_port: int | None = None, directory: Path | None = None):
         if not (RABBITMQ_BIN / "rabbitmq-server").exists():
             raise EmbeddedError(
                 "RabbitMQ is not installed: run scripts/bootstrap.sh (apt-get install "
                 "rabbitmq-server)"
             )
+        self._port_claim: int | None = None
+        if base_port is None:
+            base_port, self._port_claim = claim_base_port(size)
         self._own_directory = directory is None
         self.directory = directory or Path(tempfile.mkdtemp(prefix="relaydesk-cluster-"))
         tag = f"rd{base_port}"
@@ -111,19 +152,26 @@ class LocalRabbitCluster:
             raise EmbeddedError(
                 f"port {busy[0].amqp_port} is taken: another cluster runs on this base port"
             )
+        try:
+            return self._form(timeout)
+        except BaseException:
+            self.stop()  # no node left running, no port claim held, by a start that failed
+            raise
+
+    def _form(self, timeout: float) -> "LocalRabbitCluster":
         for node in self.nodes:
             self._prepare(node)
+        # Node 1 first: nodes joining one that is still booting can wait on each other's
+        # tables. Then the others together, each joining node 1 as it boots.
+        first, others = self.nodes[0], self.nodes[1:]
+        self._launch(first)
+        self._serving(first, timeout)
+        for node in others:
             self._launch(node)
-        for node in self.nodes:
-            self._await(node, timeout)
-        first = self.nodes[0]
-        for node in self.nodes[1:]:
-            self.ctl(node, "stop_app")
-            self.ctl(node, "join_cluster", first.name)
-            self.ctl(node, "start_app")
-        for node in self.nodes:
-            wait_for_port("127.0.0.1", node.stream_port, timeout, f"node {node.name} stream")
-            wait_for_port("127.0.0.1", node.management_port, timeout, f"node {node.name} mgmt")
+        for node in others:
+            self._serving(node, timeout)
+        if len(self.nodes) > 1:
+            self._check_joined()
         log.info("cluster_started", nodes=[node.name for node in self.nodes])
         return self
 
@@ -145,7 +193,7 @@ class LocalRabbitCluster:
         """Start a killed node again; it rejoins the cluster from its data directory."""
         node.pid_file.unlink(missing_ok=True)
         self._launch(node)
-        self._await(node, timeout)
+        self._serving(node, timeout)
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -158,6 +206,9 @@ class LocalRabbitCluster:
                     os.kill(pid, signal.SIGKILL)
         if self._own_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
+        if self._port_claim is not None:
+            os.close(self._port_claim)
+            self._port_claim = None
 
     def __enter__(self) -> "LocalRabbitCluster":
         return self.start()
@@ -234,6 +285,7 @@ class LocalRabbitCluster:
                     "management.tcp.ip = 127.0.0.1",
                     # The management API is polled by tests; stats every second, not five.
                     "collect_statistics_interval = 1000",
+                    *self._peer_discovery(node),
                     "",
                 ]
             )
@@ -243,6 +295,19 @@ class LocalRabbitCluster:
             account = pwd.getpwnam(RABBITMQ_USER)
             for path in [self.directory, *self.directory.rglob("*")]:
                 os.chown(path, account.pw_uid, account.pw_gid)
+
+    def _peer_discovery(self, node: ClusterNode) -> list[str]:
+        """Node 1 forms the cluster; the others join it as they boot (retried every 0.5 s
+        should node 1 not answer at once)."""
+        first = self.nodes[0]
+        if node == first:
+            return []
+        return [
+            "cluster_formation.peer_discovery_backend = classic_config",
+            f"cluster_formation.classic_config.nodes.1 = {first.name}",
+            "cluster_formation.discovery_retry_interval = 500",
+            "cluster_formation.discovery_retry_limit = 240",
+        ]
 
     def _env(self, node: ClusterNode) -> dict[str, str]:
         home = pwd.getpwnam(RABBITMQ_USER).pw_dir if os.geteuid() == 0 else os.environ["HOME"]
@@ -259,10 +324,36 @@ class LocalRabbitCluster:
             "RABBITMQ_PID_FILE": str(node.pid_file),
         }
 
-    def _await(self, node: ClusterNode, timeout: float) -> None:
-        # `wait` waits for the pid file and then for the node to boot; `await_startup` fails at
-        # once while a just-detached node has not registered with epmd yet.
-        self.ctl(node, "wait", str(node.pid_file), "--timeout", str(int(timeout)))
+    def _serving(self, node: ClusterNode, timeout: float) -> None:
+        """Until the node serves: its AMQP listener opens last in a boot, after the stream
+        and management listeners (asked of the ports, not of a ``rabbitmqctl`` per node:
+        each such call starts an Erlang VM of its own)."""
+        try:
+            for port, what in (
+                (node.amqp_port, "amqp"),
+                (node.stream_port, "stream"),
+                (node.management_port, "mgmt"),
+            ):
+                wait_for_port("127.0.0.1", port, timeout, f"node {node.name} {what}")
+        except EmbeddedError as exc:
+            log_file = node.directory / "log" / f"{node.name}.log"
+            tail = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else ""
+            raise EmbeddedError(f"{exc}; the end of its log:\n{tail}") from None
+
+    def _check_joined(self, timeout: float = 30) -> None:
+        """Until node 1 lists every node as running. A node that found no peer in time boots
+        standalone: such a "cluster" is refused."""
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = httpx.get(f"{self.management_url()}/api/nodes", auth=GUEST, timeout=30)
+            listed.raise_for_status()
+            running = {entry["name"] for entry in listed.json() if entry.get("running")}
+            missing = [node.name for node in self.nodes if node.name not in running]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise EmbeddedError(f"nodes {missing} did not join {self.nodes[0].name}")
+            time.sleep(0.2)
 
     def _launch(self, node: ClusterNode) -> None:
         subprocess.run(

@@ -1,6 +1,6 @@
 """Past one machine: a three-node RabbitMQ cluster and two gateways, a node and a gateway lost.
 
-The cluster is real (Debian's RabbitMQ, three nodes joined with ``rabbitmqctl join_cluster``,
+The cluster is real (Debian's RabbitMQ, three nodes that form one cluster as they boot,
 tools/cluster.py); the log stream and the command and query queues are replicated on all
 three. A customer and an agent chat through two gateway processes while the node leading the
 log is SIGKILLed, then the gateway both clients are on: every acked message reaches the agent,
@@ -24,23 +24,13 @@ from tests.keys import test_secrets
 from tests.servers import MongoServer
 from tests.system import running_system
 from tools.cluster import LocalRabbitCluster
-from tools.embedded import port_open
 
 pytestmark = pytest.mark.fault
 
 
-def free_base_port() -> int:
-    """A base port whose node ports are all free (tools/cluster.py lays them out)."""
-    for base in range(5700, 6400, 37):
-        offsets = [i for n in (1, 2, 3) for i in (n, 10 + n, 10_000 + n, 20_000 + n)]
-        if not any(port_open("127.0.0.1", base + offset) for offset in offsets):
-            return base
-    raise RuntimeError("no free port range for a local cluster")
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalRabbitCluster]:
-    with LocalRabbitCluster(3, base_port=free_base_port()) as running:
+    with LocalRabbitCluster(3) as running:
         yield running
 
 

@@ -14,13 +14,20 @@ from tests.connectors.contract import TENANT
 from tests.connectors.fakes.messenger import FakeMessenger
 from tests.connectors.harness import MessengerDriver
 from tests.connectors.helpers import LogWatch, agent_reply, eventually
-from tests.servers import RabbitServer
+from tests.servers import OwnRabbitNode, RabbitVhosts
 
-pytestmark = [pytest.mark.fault, pytest.mark.alone]  # stops the broker every test shares
+# stop_app on a broker node of the module's own (own_broker, tests/conftest.py): nobody
+# else's broker stops, so this runs in the parallel phase.
+pytestmark = pytest.mark.fault
+
+
+@pytest.fixture(scope="module")
+def vhosts(own_broker: OwnRabbitNode) -> RabbitVhosts:
+    return own_broker.vhosts
 
 
 async def test_replies_queued_before_a_broker_outage_reach_the_platform_exactly_once(
-    broker: RabbitServer,
+    own_broker: OwnRabbitNode,
     fake_messenger: FakeMessenger,
     connectors: ConnectorsService,
     bus: Bus,
@@ -38,7 +45,7 @@ async def test_replies_queued_before_a_broker_outage_reach_the_platform_exactly_
     second = await agent_reply(bus, TENANT, conversation_id, "queued behind it")
     await watch.wait_for("connector.outbound_failed", message_id=first)
 
-    await asyncio.to_thread(broker.ctl, "stop_app")
+    await asyncio.to_thread(own_broker.ctl, "stop_app")
     try:
         fake_messenger.down = False
         # the platform gets the head of the queue while nothing can be published
@@ -49,8 +56,8 @@ async def test_replies_queued_before_a_broker_outage_reach_the_platform_exactly_
         )
         attempts_during_outage = len(fake_messenger.calls)
     finally:
-        await asyncio.to_thread(broker.ctl, "start_app")
-        await asyncio.to_thread(broker.ctl, "await_startup")
+        await asyncio.to_thread(own_broker.ctl, "start_app")
+        await asyncio.to_thread(own_broker.ctl, "await_startup")
 
     await watch.wait_for("connector.outbound_sent", message_id=second, timeout=30)
     after = await agent_reply(bus, TENANT, conversation_id, "after the outage")

@@ -18,17 +18,23 @@ from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
 from tests.fault.conversation import chat, engaged, settle
 from tests.fault.processes import PUBLIC_URL, gateway_pair
-from tests.servers import RabbitServer, RabbitVhosts
+from tests.servers import OwnRabbitNode, RabbitVhosts
 from tests.system import running_system
 from tools import cli
 from tools.embedded import EmbeddedMongo
 
+# The module runs on a broker node of its own (own_broker, tests/conftest.py): the RabbitMQ
+# restart and the connections cut below stop nobody else's broker, so it runs in parallel.
 pytestmark = pytest.mark.fault
 
 
-@pytest.mark.alone  # stops the broker every test shares
+@pytest.fixture(scope="module")
+def vhosts(own_broker: OwnRabbitNode) -> RabbitVhosts:
+    return own_broker.vhosts
+
+
 async def test_rabbitmq_stopped_and_restarted_mid_conversation(
-    settings: Settings, broker: RabbitServer
+    settings: Settings, own_broker: OwnRabbitNode
 ) -> None:
     async with (
         running_system(settings) as system,
@@ -40,14 +46,14 @@ async def test_rabbitmq_stopped_and_restarted_mid_conversation(
         sent: list[str] = []
         try:
             await chat(customer, conversation_id, [f"before-{i}" for i in range(5)], sent)
-            await asyncio.to_thread(broker.ctl, "stop_app")
+            await asyncio.to_thread(own_broker.ctl, "stop_app")
             during = asyncio.create_task(
                 chat(customer, conversation_id, [f"during-{i}" for i in range(5)], sent)
             )
             await asyncio.sleep(2)  # the outage lasts a while (a fault, not a wait for a condition)
         finally:
-            await asyncio.to_thread(broker.ctl, "start_app")
-            await asyncio.to_thread(broker.ctl, "await_startup")
+            await asyncio.to_thread(own_broker.ctl, "start_app")
+            await asyncio.to_thread(own_broker.ctl, "await_startup")
         await during
         await chat(customer, conversation_id, [f"after-{i}" for i in range(5)], sent)
         await settle(

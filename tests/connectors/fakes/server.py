@@ -1,7 +1,8 @@
 """A real loopback HTTP server for a fake platform: uvicorn in this event loop, on a free port.
 
-``cut()`` closes the listener (a network cut: connections are refused); ``restore()`` listens
-again on the same port.
+``cut()`` closes the listener (a network cut: connections are refused) and resets the
+connections still open, as when the platform's process is gone; ``restore()`` listens again
+on the same port.
 """
 
 import asyncio
@@ -51,6 +52,14 @@ class FakeServer:
             self._server.should_exit = True
             self._server.force_exit = True
             await self._task
+            # The listener is closed now. uvicorn's forced exit leaves the requests in flight
+            # running on their open connections: a held long poll would still be answered
+            # after the cut (up to its 25 s later), not reset like the rest of the platform.
+            state = self._server.server_state
+            for connection in list(state.connections):
+                connection.transport.abort()
+            for task in list(state.tasks):
+                task.cancel()
             self._server = None
 
     cut = stop
