@@ -295,13 +295,13 @@ async def test_a_reloaded_widget_reads_history_up_to_what_its_socket_saw(
 
     # History's read model stops following the log (it still answers queries).
     history = next(s for s in system.services if isinstance(s, HistoryService))
-    held, apply = asyncio.Event(), history._apply
+    held, apply = asyncio.Event(), history._writer.apply
 
     async def behind(batch: Any) -> None:
         await held.wait()
         await apply(batch)
 
-    monkeypatch.setattr(history, "_apply", behind)
+    monkeypatch.setattr(history._writer, "apply", behind)
     try:
         sent = await agent.op("send", conversation_id=conversation_id, body="sent while behind")
         assert sent["t"] == "ack", sent

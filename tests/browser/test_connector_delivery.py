@@ -55,13 +55,13 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
             # accepted: the visitor panel, painted once when the chat opens, took the profile
             # picture from history only, and under load it was missing for good.
             history = next(s for s in system.services if isinstance(s, HistoryService))
-            held, apply = asyncio.Event(), history._apply
+            held, apply = asyncio.Event(), history._writer.apply
 
             async def behind(batch: Any) -> None:
                 await held.wait()
                 await apply(batch)
 
-            history._apply = behind  # type: ignore[method-assign]
+            history._writer.apply = behind  # type: ignore[method-assign]
             try:
                 first = fake.update(91, "where is my parcel?")
                 posted = await fake.post_webhook(driver.url, first, driver.secret)
@@ -71,7 +71,7 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
                 await avatar.wait_for(timeout=TIMEOUT_MS)  # from the request the console saw
             finally:
                 held.set()
-                history._apply = apply  # type: ignore[method-assign]
+                history._writer.apply = apply  # type: ignore[method-assign]
             log = console.get_by_role("log", name="Messages")
             await log.get_by_text("where is my parcel?").wait_for(timeout=TIMEOUT_MS)
 

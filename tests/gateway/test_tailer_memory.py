@@ -68,7 +68,7 @@ class _Socket:
 
 def _frames(session: Session) -> list[Any]:
     queued = [item for item in session._queue if isinstance(item, bytes)]
-    return [orjson.loads(frame) for frame in (*queued, *session._backlog)]
+    return [orjson.loads(frame) for frame in (*queued, *(session._backlog or ()))]
 
 
 async def test_a_resume_replays_the_frames_the_live_fan_out_sent() -> None:
