@@ -3,8 +3,9 @@
 #
 # Two phases. Most of a test's time is spent waiting on the broker, the database and
 # sockets, not computing, so the tests not marked `alone` run in parallel worker processes
-# (pytest-xdist; RELAYDESK_TEST_WORKERS of them, default 6: with 4, the 2 cores were about half idle; a module's tests stay together on
-# one worker, so a system a module shares is built once). Then the `alone` tests run one
+# (pytest-xdist; RELAYDESK_TEST_WORKERS of them, default 6: with 4 the two cores were about
+# half idle; a module's tests stay together on one worker, so a system a module shares is
+# built once). Then the `alone` tests run one
 # after another with nothing else running: they hold a latency bound that a busy machine
 # would break. (A test that stops its broker stops a node of its own, tests/conftest.py's
 # own_broker, and runs in the parallel phase.)
