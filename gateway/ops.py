@@ -52,7 +52,7 @@ from gateway.visibility import may_read_conversation, may_write_conversation
 from relaydesk.bus import Bus, RemoteError, RequestTimeout
 from relaydesk.bus.connection import PublishFailed
 from relaydesk.bus.rpc import RpcClient
-from relaydesk.metrics import MESSAGES
+from relaydesk.metrics import MESSAGES, series
 from relaydesk.tracing import span
 
 log = structlog.get_logger(__name__)
@@ -451,11 +451,4 @@ class Operations:
 def _count_message(principal: Principal, info: ConversationInfo) -> None:
     """A message on the log: ``in`` from the customer, ``out`` from an agent (a resend with the
     same key counts again: the metric counts publishes, the log dedupes them)."""
-    key = (info.channel, "out" if principal.kind == "agent" else "in")
-    counter = _MESSAGE_COUNTERS.get(key)
-    if counter is None:  # a labels() lookup takes a lock and builds a key: once per pair
-        counter = _MESSAGE_COUNTERS[key] = MESSAGES.labels(*key)
-    counter.inc()
-
-
-_MESSAGE_COUNTERS: dict[tuple[str, str], Any] = {}  # (channel, direction) -> MESSAGES child
+    series(MESSAGES, info.channel, "out" if principal.kind == "agent" else "in").inc()

@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from relaydesk.metrics import EVENT_LOOP_LAG_SECONDS, GC_PAUSE_SECONDS
+from relaydesk.metrics import EVENT_LOOP_LAG_SECONDS, GC_PAUSE_SECONDS, series
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +66,7 @@ class StallProbe:
             return
         pause = time.perf_counter() - self._gc_started
         generation = info.get("generation", 0)
-        GC_PAUSE_SECONDS.labels(self._service, str(generation)).observe(pause)
+        series(GC_PAUSE_SECONDS, self._service, str(generation)).observe(pause)
         self._gc_s += pause
         if generation == 2:
             self._gc_full += 1
@@ -77,7 +77,7 @@ class StallProbe:
             asked = loop.time()
             await asyncio.sleep(TICK_S)
             lag = max(0.0, loop.time() - asked - TICK_S)
-            EVENT_LOOP_LAG_SECONDS.labels(self._service).observe(lag)
+            series(EVENT_LOOP_LAG_SECONDS, self._service).observe(lag)
             if lag > LOG_LAG_S:
                 log.warning(
                     "event_loop_late",
