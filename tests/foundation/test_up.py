@@ -116,7 +116,11 @@ async def test_readiness_fails_while_a_dependency_is_paused(up: Up) -> None:
     its health port and on its public port (which used to say "ok" all along); a paused
     store: every service that uses it says so. All ready again when resumed."""
     children = up.children()
-    async with httpx.AsyncClient(timeout=10) as http:
+    # A fresh connection per probe, as a monitor makes: a pooled one left idle while a
+    # readiness check waits can meet the server's keep-alive close ("Server disconnected
+    # without sending a response", seen once in CI), which says nothing about readiness.
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=10, limits=no_reuse) as http:
 
         async def check(service: str, name: str) -> dict[str, object] | None:
             response = await http.get(up.health_url(service))
