@@ -232,6 +232,7 @@ def _requested(
         last_customer_at=envelope.occurred_at,
     )
     tenant.open_ids.add(event.conversation_id)
+    tenant.latest_by_visitor[event.visitor.id] = event.conversation_id
     tenant.next_seq += 1
     period = period_of(envelope.occurred_at)
     tenant.requests_by_period[period] = tenant.requests_by_period.get(period, 0) + 1
@@ -248,7 +249,9 @@ def _forget_old_closed(tenant: Tenant, before: datetime) -> None:
         if c.closed_at is not None and c.closed_at < before
     ]
     for conversation_id in old:
-        del tenant.conversations[conversation_id]
+        forgotten = tenant.conversations.pop(conversation_id)
+        if tenant.latest_by_visitor.get(forgotten.visitor_id) == conversation_id:
+            del tenant.latest_by_visitor[forgotten.visitor_id]
 
 
 def _drop_offers(tenant: Tenant, conversation: Conversation, agent_ids: Iterable[str]) -> None:

@@ -3,7 +3,14 @@
 from collections.abc import Callable
 
 from agent_service import routing
-from agent_service.state import ENGAGED, TRANSFER_PENDING, Conversation, RoutingState, Tenant
+from agent_service.state import (
+    CLOSED,
+    ENGAGED,
+    TRANSFER_PENDING,
+    Conversation,
+    RoutingState,
+    Tenant,
+)
 from contracts.queries.agent import (
     AgentsStatusQuery,
     AgentStatus,
@@ -12,6 +19,7 @@ from contracts.queries.agent import (
     ConversationState,
     ConversationStateQuery,
     QueueQuery,
+    VisitorConversationQuery,
     WorkspaceConversation,
 )
 from contracts.queries.base import TenantQuery
@@ -84,6 +92,15 @@ class Queries:
         conversation = tenant.conversations.get(query.conversation_id) if tenant else None
         if conversation is None:
             raise RemoteError("not_found", "no such conversation")
+        return conversation_view(conversation)
+
+    @answers(VisitorConversationQuery)
+    def visitor_conversation(self, query: VisitorConversationQuery) -> ConversationState:
+        tenant = self._tenant(query)
+        latest = tenant.latest_by_visitor.get(query.visitor_id) if tenant else None
+        conversation = tenant.conversations.get(latest) if tenant and latest else None
+        if conversation is None or conversation.status == CLOSED:
+            raise RemoteError("not_found", "no open conversation for this visitor")
         return conversation_view(conversation)
 
     @answers(QueueQuery)

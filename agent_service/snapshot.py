@@ -107,6 +107,11 @@ def from_records(records: list[dict[str, Any]], position: int) -> RoutingState:
             )
             if conversation.status != CLOSED:
                 tenant.open_ids.add(conversation.conversation_id)
+            latest = tenant.conversations.get(
+                tenant.latest_by_visitor.get(conversation.visitor_id, "")
+            )
+            if latest is None or latest.seq < conversation.seq:
+                tenant.latest_by_visitor[conversation.visitor_id] = conversation.conversation_id
     return state
 
 

@@ -86,6 +86,9 @@ class Tenant:
     groups: dict[str, Group] = field(default_factory=dict)
     conversations: dict[str, Conversation] = field(default_factory=dict)
     open_ids: set[str] = field(default_factory=set)  # not closed: what queue scans look at
+    # visitor id -> their latest conversation: a reloaded widget resumes it (queries.py),
+    # from the decider's state rather than a read model that may lag behind the log
+    latest_by_visitor: dict[str, str] = field(default_factory=dict)
     next_seq: int = 0
     last_single_offer: str | None = None  # round-robin cursor: last agent offered alone
     mode: str = "tool"  # "saas" tenants have a plan whose conversation limit routing enforces

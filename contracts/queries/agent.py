@@ -82,6 +82,18 @@ class ConversationStateQuery(TenantQuery[ConversationState]):
     conversation_id: str
 
 
+class VisitorConversationQuery(TenantQuery[ConversationState]):
+    """The visitor's latest conversation unless it is closed; ``not_found`` otherwise.
+
+    Answered by routing, which decided it: a widget reloading right after a request or
+    accept finds its conversation even while history's read model lags behind the log.
+    """
+
+    NAME = "visitor.conversation"
+    SERVICE = SERVICE
+    visitor_id: str
+
+
 class QueueQuery(TenantQuery[list[ConversationState]]):
     """Queued conversations in order with their positions, then missed ones (no position)."""
 
@@ -104,4 +116,10 @@ class AgentWorkspaceQuery(TenantQuery[AgentWorkspace]):
     agent_id: Id
 
 
-QUERIES = (ConversationStateQuery, QueueQuery, AgentsStatusQuery, AgentWorkspaceQuery)
+QUERIES = (
+    ConversationStateQuery,
+    VisitorConversationQuery,
+    QueueQuery,
+    AgentsStatusQuery,
+    AgentWorkspaceQuery,
+)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.queries.admin import AgentAccount, AgentGetQuery, CheckPasswordQuery
-from contracts.queries.history import ConversationsListQuery
+from contracts.queries.agent import VisitorConversationQuery
 from gateway.auth.http import ApiError, get_deps
 from gateway.auth.permissions import effective_permissions
 from gateway.auth.refresh_families import Rotation
@@ -183,19 +183,21 @@ def build_router(deps: GatewayDeps) -> APIRouter:
             except InvalidToken:
                 visitor_id = None  # a stale token just starts a new visitor
         visitor_id = visitor_id or "v" + uuid.uuid4().hex[:20]
-        conversation_id = None
+        # Routing decided the visitor's conversations and knows the latest at once; history's
+        # read model can lag behind the log, and a "none" from it made a reloaded widget
+        # lose its live chat (or start a second one). Unanswered is an error, never "none".
         try:
-            recent = await deps.rpc.ask(
-                ConversationsListQuery(
-                    tenant=body.tenant, view="all", visitor_id=visitor_id, limit=5
-                ),
+            latest = await deps.rpc.ask(
+                VisitorConversationQuery(tenant=body.tenant, visitor_id=visitor_id),
                 timeout=deps.settings.request_timeout_s,
             )
-            conversation_id = next(
-                (c.conversation_id for c in recent if c.status != "closed"), None
-            )
-        except (RemoteError, RequestTimeout):
+            conversation_id: str | None = latest.conversation_id
+        except RemoteError as exc:
+            if exc.code != "not_found":
+                raise ApiError(503, "unavailable", "routing did not answer; retry") from exc
             conversation_id = None
+        except RequestTimeout as exc:
+            raise ApiError(503, "unavailable", "routing did not answer; retry") from exc
         return {
             "visitor_token": deps.tokens.issue_visitor(body.tenant, visitor_id),
             "visitor_id": visitor_id,

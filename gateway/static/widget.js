@@ -179,8 +179,22 @@
       else localStorage.setItem(`${this.storageKey}:${name}`, value);
     }
 
+    async openSession() {
+      // 503: the server could not learn whether this visitor has a live chat. Starting
+      // afresh would open a second conversation beside it, so ask again, backing off.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await this.lib.api(this.base, "/api/visitor/session", { method: "POST", body: { tenant: this.config.tenant, visitor_token: this.store("token") } });
+        } catch (error) {
+          if (error.status !== 503 || attempt >= 8) throw error;
+          this.setStatus("Connecting…");
+          await new Promise((resume) => setTimeout(resume, 250 + this.lib.fullJitterDelay(attempt, 500, 8000)));
+        }
+      }
+    }
+
     async startSession() {
-      const session = await this.lib.api(this.base, "/api/visitor/session", { method: "POST", body: { tenant: this.config.tenant, visitor_token: this.store("token") } });
+      const session = await this.openSession();
       this.token = session.visitor_token;
       this.store("token", this.token);
       this.conversationId = session.conversation_id || null;

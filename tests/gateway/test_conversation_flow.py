@@ -1,9 +1,12 @@
 """The gateway end to end with the real agent service: request, accept, chat, close."""
 
 import asyncio
+from typing import Any
 
 import httpx
+import pytest
 
+from history_service.service import HistoryService
 from tests.admin.helpers import cli
 from tests.gateway.wsclient import Client
 from tests.system import RunningSystem
@@ -106,3 +109,46 @@ async def test_two_agents_accepting_at_once_exactly_one_wins(system: RunningSyst
         assert loser["code"] == "already_assigned"
         winner = ann if results[0]["t"] == "ack" else bob
         assert (await winner.op("close", conversation_id=conversation_id))["t"] == "ack"
+
+
+async def test_a_returning_visitor_resumes_their_chat_while_history_lags(
+    system: RunningSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The visitor session named the visitor's open conversation from history's read model:
+    behind the log (under load it lags), it said "none", and a reloaded widget lost its live
+    chat or started a second one. Routing, which decided the request, knows it at once."""
+    created = await cli(system.settings, "create-tenant", "--tenant", "lag", "--name", "Lag")
+    assert created.returncode == 0, created.stderr
+    history = next(s for s in system.services if isinstance(s, HistoryService))
+    held, apply = asyncio.Event(), history._writer.apply
+
+    async def behind(batch: Any) -> None:
+        await held.wait()
+        await apply(batch)
+
+    monkeypatch.setattr(history._writer, "apply", behind)  # history stops following the log
+    try:
+        customer = await Client.connect(system.gateway.ws_url, system.visitor_token("lag", "v9"))
+        started = await customer.op("start", visitor={"name": "Vic"})
+        assert started["t"] == "ack", started
+        async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+            session = await http.post(
+                "/api/visitor/session",
+                json={"tenant": "lag", "visitor_token": system.visitor_token("lag", "v9")},
+            )
+            assert session.status_code == 200, session.text
+            assert session.json()["conversation_id"] == started["conversation_id"]
+            someone_else = await http.post("/api/visitor/session", json={"tenant": "lag"})
+            assert someone_else.json()["conversation_id"] is None
+        closed = await customer.op("close", conversation_id=started["conversation_id"])
+        assert closed["t"] == "ack", closed
+        await customer.wait_event("conversation.closed")
+        async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+            after = await http.post(
+                "/api/visitor/session",
+                json={"tenant": "lag", "visitor_token": system.visitor_token("lag", "v9")},
+            )
+        assert after.json()["conversation_id"] is None  # closed: the widget starts afresh
+        await customer.close()
+    finally:
+        held.set()
