@@ -27,7 +27,11 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
   for _ in $(seq 1 120); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 0.5; done
   $SUDO rabbitmqctl await_startup --timeout 60 >/dev/null 2>&1 || true
 fi
-$SUDO rabbitmq-plugins enable rabbitmq_stream rabbitmq_management >/dev/null 2>&1 || true
+# rabbitmq-plugins starts an Erlang VM (about 10 s): only when the stream (5552) or
+# management (15672) listener is missing, i.e. once per fresh node.
+if ! (exec 3<>/dev/tcp/127.0.0.1/5552) 2>/dev/null || ! (exec 3<>/dev/tcp/127.0.0.1/15672) 2>/dev/null; then
+  $SUDO rabbitmq-plugins enable rabbitmq_stream rabbitmq_management >/dev/null 2>&1 || true
+fi
 for _ in $(seq 1 120); do (exec 3<>/dev/tcp/127.0.0.1/15672) 2>/dev/null && break; sleep 0.5; done
 
 PY=${PYTHON:-python3.11}
