@@ -55,7 +55,7 @@ def own_broker() -> Iterator[OwnRabbitNode]:
     """A broker node of the module's own, for a module whose tests stop their broker: such a
     module overrides ``vhosts`` with ``own_broker.vhosts`` (its tests' vhosts, settings and
     buses are on this node), and stopping it stops nobody else's broker, so those tests run
-    in the parallel phase of scripts/test.sh, not alone."""
+    in parallel with the others (scripts/test.sh)."""
     node = OwnRabbitNode()
     yield node
     node.stop()

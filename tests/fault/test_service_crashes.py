@@ -21,8 +21,8 @@ from tests.fault.driver import ResilientClient, tally
 from tests.fault.processes import ServiceProcess, relaydesk_tool
 from tests.system import running_system
 
-# Not alone: only the test's own service process is killed (the shared broker keeps running),
-# and however many messages a slow restart lets through, the read model is read page by page.
+# Only the test's own service process is killed (the shared broker keeps running), and
+# however many messages a slow restart lets through, the read model is read page by page.
 pytestmark = pytest.mark.fault
 NEWCOMERS = (
     8  # visitors who start a conversation as agent_service dies (alice gets room for all of them)

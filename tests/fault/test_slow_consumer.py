@@ -12,7 +12,6 @@ import base64
 import os
 import socket
 import struct
-import time
 import urllib.parse
 from collections import Counter
 from typing import Any
@@ -23,18 +22,20 @@ import pytest
 
 from gateway.sessions import CLOSE_SLOW_CONSUMER
 from relaydesk.settings import Settings
-from tests.admin.helpers import eventually
 from tests.fault.conversation import engaged
 from tests.fault.driver import tally
 from tests.system import running_system
 
-# Alone: "unaffected" is a latency bound (SLOW_ALLOWED_S), which a busy machine would break.
-pytestmark = [pytest.mark.fault, pytest.mark.alone]
+pytestmark = pytest.mark.fault
 
 QUEUE_LIMIT = 16  # frames the gateway queues for one socket (production: 1000)
 BODY = "x" * 7000  # big frames fill the socket buffers in a few hundred messages
 MAX_MESSAGES = 1500  # the stalled socket must be closed long before this
-SLOW_ALLOWED_S = 2.0  # what "unaffected" means here: every message reaches the others within this
+# "Unaffected" is lockstep, not a latency bound a busy machine would break: each message
+# reaches the agent before the next is sent, while the stalled socket's buffers fill. A
+# gateway whose fan-out waited on the stalled socket would never deliver the next one (this
+# is only the guard against waiting forever).
+DELIVERY_GUARD_S = 20.0
 
 
 class StalledReader:
@@ -152,13 +153,20 @@ async def test_a_stalled_socket_is_closed_4409_resumes_exactly_once_and_others_k
         close_codes = system.gateway.server.config.app.state.deps.sessions.close_codes
 
         sent: list[str] = []
-        acked_at: dict[str, float] = {}
-        received_at: dict[str, float] = {}
+        received: set[str] = set()
+        arrived = asyncio.Event()
 
         def note_arrival(frame: dict[str, Any]) -> None:
             event = frame["event"]
             if event["type"] == "message.sent" and event["data"]["author_kind"] == "customer":
-                received_at.setdefault(event["data"]["body"], time.monotonic())
+                received.add(event["data"]["body"])
+                arrived.set()
+
+        async def delivered_to_agent(body: str) -> None:
+            async with asyncio.timeout(DELIVERY_GUARD_S):
+                while body not in received:
+                    arrived.clear()
+                    await arrived.wait()
 
         agent.on_event = note_arrival
         # Chat until the gateway gives up on the stalled socket, then a little more (missed by it).
@@ -172,8 +180,8 @@ async def test_a_stalled_socket_is_closed_4409_resumes_exactly_once_and_others_k
                     "send", key=f"send-{len(sent)}", conversation_id=conversation_id, body=body
                 )
             )["t"] == "ack"
-            acked_at[body] = time.monotonic()
             sent.append(body)
+            await delivered_to_agent(body)  # while the stalled socket is open and unread
         for _ in range(5):
             body = f"m-{len(sent)}-after"
             assert (
@@ -181,15 +189,10 @@ async def test_a_stalled_socket_is_closed_4409_resumes_exactly_once_and_others_k
                     "send", key=f"send-{len(sent)}", conversation_id=conversation_id, body=body
                 )
             )["t"] == "ack"
-            acked_at[body] = time.monotonic()
             sent.append(body)
+            await delivered_to_agent(body)
 
-        # The others: everything, once, and promptly while the socket was stuck.
-        await eventually(
-            lambda: all(b in received_at for b in sent),
-            timeout=30,
-            what="the agent to receive every message",
-        )
+        # The others: everything, once, while the socket was stuck.
         others = tally(
             "slow consumer (the agent, meanwhile)",
             sent,
@@ -204,10 +207,6 @@ async def test_a_stalled_socket_is_closed_4409_resumes_exactly_once_and_others_k
             customer.recovered,
         )
         assert echo.lost == 0 and echo.duplicated == 0, echo
-        worst = max(received_at[b] - acked_at[b] for b in sent)
-        assert worst < SLOW_ALLOWED_S, (
-            f"a message took {worst:.2f}s to reach the agent while one socket was stalled"
-        )
 
         # The stalled client reads again: what was buffered, then the close (4409, resumable).
         close_code = await asyncio.wait_for(stalled.read_until_closed(), 30)
