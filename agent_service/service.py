@@ -37,7 +37,7 @@ from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
 from relaydesk.bus.shared_log import SharedLog
 from relaydesk.decider import DeciderRuntime
 from relaydesk.health import Readiness
-from relaydesk.metrics import ROUTING_DECISIONS
+from relaydesk.metrics import ROUTING_DECISIONS, series
 from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
@@ -164,7 +164,7 @@ class AgentService:
         for event in events:
             decision = ROUTING_DECISION.get(event.type)
             if decision is not None:
-                ROUTING_DECISIONS.labels(decision).inc()
+                series(ROUTING_DECISIONS, decision).inc()
 
     async def handle_command(self, command: Envelope) -> CommandReply:
         """Decide one command: same answer for a redelivery, events published before replying."""

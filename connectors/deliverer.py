@@ -29,7 +29,7 @@ from contracts.envelope import Actor, ActorKind, Envelope
 from contracts.events.connector import OutboundFailed, OutboundSent
 from contracts.ids import derive_event_id
 from relaydesk.bus import Bus
-from relaydesk.metrics import CONNECTOR_SENDS
+from relaydesk.metrics import CONNECTOR_SENDS, series
 
 log = structlog.get_logger(__name__)
 
@@ -159,8 +159,8 @@ class Deliverer:
             try:
                 await self._send_parts(connector, item)
             except DeliveryError as exc:
-                CONNECTOR_SENDS.labels(
-                    connector.platform, "failed" if exc.permanent else "deferred"
+                series(
+                    CONNECTOR_SENDS, connector.platform, "failed" if exc.permanent else "deferred"
                 ).inc()
                 if exc.unsendable:  # parking it would hold the chat for good
                     await self._report(item, connector, exc)
@@ -178,7 +178,7 @@ class Deliverer:
                 if not item.get("failure_reported"):
                     await self._report(item, connector, exc, finish=False)
                 return False
-            CONNECTOR_SENDS.labels(connector.platform, "sent").inc()
+            series(CONNECTOR_SENDS, connector.platform, "sent").inc()
             self._succeeded(breaker, connector)
         await self._report(item, connector, None)
         return True

@@ -23,7 +23,7 @@ from contracts.ids import derive_event_id
 from relaydesk.attachments import AttachmentStore, StoredAttachment
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient
-from relaydesk.metrics import MESSAGES
+from relaydesk.metrics import MESSAGES, series
 
 log = structlog.get_logger(__name__)
 
@@ -297,7 +297,7 @@ class InboundBridge:
             )
         events.append(self._received(connector, conv, message))
         await self._bus.publish_many(events)
-        MESSAGES.labels(connector.platform, "in").inc()
+        series(MESSAGES, connector.platform, "in").inc()
 
     def _received(
         self, connector: Connector, conv: PlatformConversation, update: Inbound

@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from relaydesk.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
+from relaydesk.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, series
 from relaydesk.tracing import span
 
 log = structlog.get_logger("gateway.access")
@@ -75,8 +75,8 @@ class AccessLogMiddleware:
     def _record(scope: Scope, status: int, seconds: float, correlation_id: str) -> None:
         method = scope["method"]
         route = _route(scope)
-        HTTP_REQUESTS.labels(method, route, str(status)).inc()
-        HTTP_REQUEST_SECONDS.labels(method, route).observe(seconds)
+        series(HTTP_REQUESTS, method, route, str(status)).inc()
+        series(HTTP_REQUEST_SECONDS, method, route).observe(seconds)
         state: dict[str, Any] = scope.get("state") or {}
         log.info(
             "http_request",

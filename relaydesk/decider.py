@@ -36,7 +36,7 @@ from contracts.events.admin import CommandRejected
 from contracts.ids import derive_event_id
 from contracts.registry import EVENTS, parse_command_data
 from contracts.replies import CommandReply
-from relaydesk.metrics import COMMAND_DECIDE_SECONDS, COMMANDS_DECIDED
+from relaydesk.metrics import COMMAND_DECIDE_SECONDS, COMMANDS_DECIDED, series
 
 log = structlog.get_logger(__name__)
 
@@ -309,7 +309,7 @@ class DeciderRuntime(Generic[D]):
         recorded = decider.replies.get(command.id)
         if recorded is not None:
             log.info("command_redelivered", command_type=command.type, command_id=command.id)
-            COMMANDS_DECIDED.labels(self.service, command.type, "redelivered").inc()
+            series(COMMANDS_DECIDED, self.service, command.type, "redelivered").inc()
             return decider.reply(command, recorded, None)
         started = time.perf_counter()
         decision = await self._decided(command, payload, handler)
@@ -320,11 +320,11 @@ class DeciderRuntime(Generic[D]):
             record_answer(decider.replies, event, self.service)
         await decider.after(decision.events)
         reply = decider.replies.get(command.id) or CommandReply(ok=True)
-        COMMAND_DECIDE_SECONDS.labels(self.service, command.type).observe(
+        series(COMMAND_DECIDE_SECONDS, self.service, command.type).observe(
             time.perf_counter() - started
         )
         outcome = "accepted" if reply.ok else "rejected"
-        COMMANDS_DECIDED.labels(self.service, command.type, outcome).inc()
+        series(COMMANDS_DECIDED, self.service, command.type, outcome).inc()
         log.info(
             "command_decided",
             service=self.service,

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from contracts.queries import Query, describe
 from relaydesk.bus.rpc import RemoteError
-from relaydesk.metrics import QUERY_ANSWER_SECONDS
+from relaydesk.metrics import QUERY_ANSWER_SECONDS, series
 
 T = TypeVar("T")
 MARK = "__answers_query__"
@@ -99,4 +99,4 @@ class QueryAnswers:
             result = method(params)  # plain params: validated, answered as JSON
             return await result if inspect.isawaitable(result) else result
         finally:
-            QUERY_ANSWER_SECONDS.labels(self.service, name).observe(time.perf_counter() - started)
+            series(QUERY_ANSWER_SECONDS, self.service, name).observe(time.perf_counter() - started)
