@@ -71,6 +71,8 @@ class AdminService:
         self.webhooks: WebhookDispatcher | None = None
         self._mongo: AsyncMongoClient | None = None
         self.state = AdminState()
+        self._synced_webhook_version = -1  # the state's webhook_version the workers follow
+        self.webhook_syncs = 0  # how often the workers were synced (observable in tests)
         self.bus: Bus | None = None
         self._reader: LogReader | None = None
         self._task: asyncio.Task[None] | None = None
@@ -168,8 +170,13 @@ class AdminService:
         self._sync_webhooks()
 
     def _sync_webhooks(self) -> None:
-        if self.webhooks is not None:
-            self.webhooks.sync(self.state.webhook_subscriptions())
+        """Sync the workers with the subscriptions, only when a webhook fold changed them:
+        computing the subscriptions walks every tenant, and most batches are chat events."""
+        if self.webhooks is None or self.state.webhook_version == self._synced_webhook_version:
+            return
+        self._synced_webhook_version = self.state.webhook_version
+        self.webhook_syncs += 1
+        self.webhooks.sync(self.state.webhook_subscriptions())
 
     async def _follow(self) -> None:
         assert self._reader is not None

@@ -115,6 +115,9 @@ class AdminState:
         # reading when it has no stored position yet (a subscription resumed before it ever
         # delivered). Not part of the snapshot: a decision folds its event before it has one.
         self.webhook_since: dict[tuple[str, str], int] = {}
+        # Bumped by every fold that changes which webhooks deliver: the service syncs its
+        # workers only when it moved, not after every batch of chat events.
+        self.webhook_version = 0
 
     def tenant(self, tenant_id: str) -> TenantAdmin:
         if tenant_id not in self.tenants:
@@ -160,6 +163,8 @@ class AdminState:
             since = self.position if position is None else position
             self.webhook_since[(event.tenant, data["subscription_id"])] = since
         fold(self.tenant(event.tenant), data)
+        if event.type in _WEBHOOK_EVENTS:
+            self.webhook_version += 1
 
 
 def _tenant_created(t: TenantAdmin, d: dict) -> None:
@@ -258,6 +263,10 @@ def _connector_removed(t: TenantAdmin, d: dict) -> None:
     t.connectors.pop(d["connector_id"], None)
     t.connector_pauses.pop(d["connector_id"], None)
 
+
+_WEBHOOK_EVENTS = frozenset(
+    {WebhookSubscribed.TYPE, WebhookUnsubscribed.TYPE, WebhookPaused.TYPE, WebhookResumed.TYPE}
+)
 
 _FOLDS = {
     TenantCreated.TYPE: _tenant_created,

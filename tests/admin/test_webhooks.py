@@ -179,3 +179,32 @@ async def test_deliveries_resume_from_the_stored_position_after_a_restart_withou
     finally:
         await receiver.stop()
     assert [b["event"]["data"]["message_id"] for b in delivered(receiver)] == ["m1", "m2", "m4"]
+
+
+async def test_batches_of_chat_events_do_not_resync_the_webhook_workers(
+    system: RunningSystem, bus: Bus
+) -> None:
+    admin = next(s for s in system.services if isinstance(s, AdminService))
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        acme = await owner_session(system, http, "acme")
+        await subscribe(http, acme, "http://127.0.0.1:9/hook", ["message.sent"])
+        await eventually(
+            lambda: bool(admin.state.tenants["acme"].webhooks), what="the subscription folded"
+        )
+        syncs = admin.webhook_syncs
+        for n in range(20):
+            await bus.publish(chat_message("acme", n))
+        # folded after the chat messages (log order): once it is in the state, so are they
+        made = await http.post("/api/canned", headers=acme, json={"shortcut": "s", "text": "t"})
+        assert made.status_code < 300, made.text
+        await eventually(
+            lambda: bool(admin.state.tenants["acme"].canned), what="the canned response folded"
+        )
+        assert admin.webhook_syncs == syncs
+        await subscribe(http, acme, "http://127.0.0.1:9/other", ["message.sent"])
+        await eventually(
+            lambda: len(admin.state.tenants["acme"].webhooks) == 2, what="the second folded"
+        )
+        assert admin.webhook_syncs > syncs
+        assert admin.webhooks is not None
+        assert len(admin.webhooks._tasks) == 2
