@@ -37,7 +37,7 @@ from contracts.plans import PlanCatalogue, period_of
 from contracts.registry import EVENTS
 from contracts.replies import CommandReply
 from relaydesk.decider import record_answer
-from relaydesk.dedupe import SeenIds
+from relaydesk.dedupe import RECENT_IDS, SeenIds
 
 log = structlog.get_logger(__name__)
 
@@ -105,10 +105,13 @@ Handler = Callable[[TenantBilling, Envelope, Any], None]
 class Ledger:
     """Every tenant's billing state, folded from the log."""
 
-    def __init__(self, catalogue: PlanCatalogue) -> None:
+    def __init__(self, catalogue: PlanCatalogue, seen_limit: int = RECENT_IDS) -> None:
+        """``seen_limit``: how many recent event ids are remembered for dedupe. Bounded, as
+        every reader's (relaydesk/dedupe.py): copies land close together in the log, and the
+        window moves with log order only, so a rebuild or replay drops the same copies."""
         self.catalogue = catalogue
         self.tenants: dict[str, TenantBilling] = {}
-        self._seen = SeenIds(limit=None)  # billing folds the whole log: every id
+        self._seen = SeenIds(limit=seen_limit)
         self.position = -1
         self.replies: dict[str, CommandReply] = {}  # billing command id -> its reply
         self._handlers: dict[str, Handler] = {

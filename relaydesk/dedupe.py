@@ -30,6 +30,9 @@ class SeenIds:
         if self._limit is not None and len(self._recent) > self._limit:
             self._recent.popitem(last=False)
 
+    def __len__(self) -> int:
+        return len(self._recent)
+
     def __contains__(self, event_id: str) -> bool:
         return event_id in self._recent
 
