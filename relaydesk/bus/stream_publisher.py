@@ -32,6 +32,10 @@ log = structlog.get_logger(__name__)
 
 MAX_BATCH = 500
 CONNECT_TIMEOUT_S = 5.0
+# How long ``start`` keeps trying a broker that does not answer in time (the AMQP connection
+# is given 10 s too): rstream gives up on a TCP connect after 3 s, which a busy machine's
+# broker (its acceptor behind a vhost's deletion, say) or a starved client can take.
+START_DEADLINE_S = 10.0
 CLOSE_TIMEOUT_S = 2.0
 CONFIRM_TIMEOUT_S = 5.0  # a batch still unconfirmed after this is failed and the connection renewed
 RECONNECT_MAX_S = 2.0
@@ -72,8 +76,25 @@ class StreamPublisher:
         self._connects = 0
 
     async def start(self) -> None:
-        """Connect now: a missing stream plugin is reported at start, not at the first message."""
-        await self._connect()
+        """Connect now: a missing stream plugin is reported at start, not at the first message.
+
+        A refused connection (nothing listens: the plugin is off) is reported at once; one
+        that timed out is tried again until ``START_DEADLINE_S``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_DEADLINE_S
+        delay = 0.1
+        while True:
+            try:
+                await self._connect()
+                break
+            except (TimeoutError, ConnectionError) as exc:
+                refused = isinstance(exc, ConnectionRefusedError)
+                if refused or loop.time() + delay >= deadline:
+                    raise
+                log.info("stream_publisher_connect_retry", error=type(exc).__name__)
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                delay = min(RECONNECT_MAX_S, delay * 2)
         self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
     async def close(self) -> None:

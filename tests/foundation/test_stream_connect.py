@@ -1,0 +1,109 @@
+"""Connecting to the stream protocol on a broker that is slow to accept, or not there.
+
+Seen in the suite on a busy machine: `relaydesk admin create-tenant` failed with "cannot
+reach RabbitMQ's stream protocol" because the broker took longer than rstream's 3 s to
+accept one TCP connection. A broker slow to answer is tried again (the AMQP side is given
+10 s); a port nobody listens on is still reported at once.
+"""
+
+import asyncio
+import dataclasses
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from contracts import topology as names
+from relaydesk.bus import Bus
+from relaydesk.bus.endpoint import StreamEndpoint
+from relaydesk.bus.stream_publisher import StreamPublisher
+from relaydesk.settings import Settings
+
+HELD_S = 3.5  # past rstream's connect timeout (3 s)
+
+
+class SlowToAccept:
+    """A TCP relay to the broker's stream port whose listen queue is full for ``HELD_S``: the
+    kernel drops new connections' SYNs meanwhile, as for a broker whose acceptor is behind."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.listener.setblocking(False)
+        self.port = self.listener.getsockname()[1]
+        # fill the queue (Linux's backlog 0 holds one connection) with one never accepted
+        self.fillers = [socket.create_connection(("127.0.0.1", self.port), timeout=2)]
+        self.relays: set[asyncio.Task[None]] = set()
+
+    async def serve(self) -> None:
+        await asyncio.sleep(HELD_S)
+        for filler in self.fillers:
+            filler.close()
+        loop = asyncio.get_running_loop()
+        while True:
+            client, _ = await loop.sock_accept(self.listener)
+            task = loop.create_task(self._relay(client))
+            self.relays.add(task)
+            task.add_done_callback(self.relays.discard)
+
+    async def _relay(self, client: socket.socket) -> None:
+        try:
+            client_reader, client_writer = await asyncio.open_connection(sock=client)
+        except OSError:
+            return  # a filler, closed before it was accepted
+        broker_reader, broker_writer = await asyncio.open_connection(*self.target)
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        await asyncio.gather(
+            pipe(client_reader, broker_writer),
+            pipe(broker_reader, client_writer),
+            return_exceptions=True,
+        )
+
+
+@pytest.fixture
+async def slow_broker(bus: Bus) -> AsyncIterator[tuple[StreamEndpoint, SlowToAccept]]:
+    real = bus.stream_endpoint  # the bus declared the log stream in the test's vhost
+    relay = SlowToAccept(real.address(0))
+    serving = asyncio.create_task(relay.serve())
+    yield dataclasses.replace(real, addresses=(("127.0.0.1", relay.port),)), relay
+    serving.cancel()
+    for task in list(relay.relays):
+        task.cancel()
+    await asyncio.gather(serving, *relay.relays, return_exceptions=True)
+    relay.listener.close()
+
+
+async def test_a_broker_slow_to_accept_is_tried_again_and_the_publisher_starts(
+    slow_broker: tuple[StreamEndpoint, SlowToAccept],
+) -> None:
+    endpoint, _ = slow_broker
+    publisher = StreamPublisher(endpoint, names.LOG_STREAM, name="slow-accept-test")
+    started = time.monotonic()
+    try:
+        await publisher.start()
+        assert time.monotonic() - started >= 3, "the first connect should have timed out"
+        outcomes = await publisher.publish([(b'{"slow": "accept"}', "slow-accept-1", None)])
+        assert outcomes == [None]  # confirmed through the connection made on the retry
+    finally:
+        await publisher.close()
+
+
+async def test_nothing_listening_is_reported_at_once(settings: Settings) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # closed at once: nobody listens there
+    real = StreamEndpoint.from_urls(settings.amqp_url, settings.stream_url)
+    endpoint = dataclasses.replace(real, addresses=(("127.0.0.1", port),))
+    publisher = StreamPublisher(endpoint, names.LOG_STREAM, name="refused-test")
+    with pytest.raises(ConnectionRefusedError):
+        await publisher.start()
+    await publisher.close()
