@@ -26,9 +26,11 @@ DUPLICATE_KEY = 11000
 
 
 class EventId(BaseModel):
-    """Projection of an archived event to its id (which ids of a batch are stored)."""
+    """Projection of an archived event to its id and position (which ids of a batch are
+    stored, and where)."""
 
     id: str = Field(alias="_id")
+    position: int
 
 
 def archive_document(logged: LoggedEvent) -> dict[str, Any]:
@@ -81,23 +83,38 @@ class Archive:
         return self._heads.setdefault(f"{tenant}|{stream}", head)
 
     async def unseen(self, batch: list[LoggedEvent]) -> list[LoggedEvent]:
-        """The events of ``batch`` not archived yet, first copy of each id only.
+        """The events of ``batch`` not archived yet, first copy of each id only."""
+        return (await self.first_copies(batch))[0]
 
-        A publisher retry that landed twice, or a batch replayed after a crash, is
-        dropped here, so read models see every event id exactly once (the rule of
-        ``relaydesk.dedupe``, held against the archive, which keeps every first copy).
+    async def first_copies(
+        self, batch: list[LoggedEvent]
+    ) -> tuple[list[LoggedEvent], list[LoggedEvent]]:
+        """``(unseen, first)``: the events of ``batch`` not archived yet (first copy of each
+        id), and every event of ``batch`` that is its id's first copy in the log, archived or
+        not.
+
+        A publisher retry that landed twice is a later copy: dropped from both, so read
+        models see every event id once (the rule of ``relaydesk.dedupe``, held against the
+        archive, which keeps every first copy with its position). An event read again after
+        a crash is archived at its own position: not unseen, but still a first copy, which
+        the read models fold again where their own guard says it is missing.
         """
         ids = [e.envelope.id for e in batch]
         model = await bound(self._db, ArchivedEvent)
-        known = {
-            d["_id"] async for d in stored_rows(model.find(In(model.id, ids)).project(EventId))
+        archived_at = {
+            d["_id"]: d["position"]
+            async for d in stored_rows(model.find(In(model.id, ids)).project(EventId))
         }
-        fresh = []
+        unseen, first = [], []
         for logged in batch:
-            if logged.envelope.id not in known:
-                known.add(logged.envelope.id)
-                fresh.append(logged)
-        return fresh
+            at = archived_at.get(logged.envelope.id)
+            if at is None:
+                archived_at[logged.envelope.id] = logged.position
+                unseen.append(logged)
+                first.append(logged)
+            elif at == logged.position:
+                first.append(logged)
+        return unseen, first
 
     async def write(self, fresh: list[LoggedEvent]) -> dict[str, Head]:
         """Archive events returned by :meth:`unseen`, chaining each stream's hashes.

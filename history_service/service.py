@@ -44,6 +44,11 @@ MAX_BATCH = 1000  # events archived per insert_many and per checkpoint
 # many of that conversation's messages it holds (~0.55 ms of the embedded store's CPU each,
 # docs/performance.md). The linger bounds what it adds to a reader's wait (``upto=``).
 BATCH_LINGER_S = 0.25
+# A batch this large means a busy log (400+ events/s with the linger): conversations that
+# only took messages are then held and written at most once a second (ReadModels.HOLD_S);
+# a smaller batch writes everything at once, so a quiet system's read models are current.
+HOLD_FROM_EVENTS = 100
+STOP_FLUSH_S = 5.0
 
 
 class HistoryService:
@@ -64,6 +69,8 @@ class HistoryService:
         self._reader: LogReader | None = None
         self.position: int | None = None
         self.caught_up = asyncio.Condition()
+        self._writing = asyncio.Lock()  # a batch and a flush of held conversations: one at a time
+        self._flush_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._mongo = make_client(self.settings.mongo_url or "")
@@ -81,6 +88,7 @@ class HistoryService:
         self._task = asyncio.create_task(self._follow(reader))
         self._task.add_done_callback(self._report_end)
         self._anchor_task = asyncio.create_task(self._anchor_at_intervals())
+        self._flush_task = asyncio.create_task(self._flush_when_due())
         self._channel = await serve_queries(
             self.bus,
             SERVICE,
@@ -97,10 +105,11 @@ class HistoryService:
         readiness.reader(SERVICE, lambda: self._reader)
 
     async def stop(self) -> None:
-        for task in (self._anchor_task, self._task):
+        for task in (self._flush_task, self._anchor_task, self._task):
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        await self._write_held()
         if self.bus:
             await self.bus.close()
         if self._mongo:
@@ -125,10 +134,12 @@ class HistoryService:
         # Never skip a batch (that would lose history) and never let the follower die:
         # a long store outage or an unexpected error is retried with backoff, which is
         # safe because applying a batch is idempotent.
+        hold = len(batch) >= HOLD_FROM_EVENTS
         delay = RETRY_MIN_S
         while True:
             try:
-                await with_store_retry(functools.partial(self._writer.apply, batch))
+                async with self._writing:
+                    await with_store_retry(functools.partial(self._writer.apply, batch, hold=hold))
                 return
             except Exception as exc:  # noqa: BLE001 - logged and retried, see above
                 self._anchoring.resync()
@@ -141,6 +152,31 @@ class HistoryService:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _write_held(self) -> None:
+        """On a clean stop, what the read models hold goes to the store (after a crash the
+        checkpoint below it has them read again)."""
+        writer = getattr(self, "_writer", None)
+        if writer is None or self._mongo is None:
+            return
+        try:
+            await asyncio.wait_for(writer.flush(), STOP_FLUSH_S)
+        except Exception as exc:  # noqa: BLE001 - the checkpoint is below it: read again at start
+            log.warning("history_flush_failed", error=type(exc).__name__)
+
+    async def _flush_when_due(self) -> None:
+        """Held conversations are written within ``HOLD_S`` even when no batch comes after
+        them (the load stopped); a failed flush is tried again at the next tick."""
+        models = self._writer.models
+        while True:
+            await asyncio.sleep(models.HOLD_S / 4)
+            if not models.flush_due():
+                continue
+            try:
+                async with self._writing:
+                    await with_store_retry(self._writer.flush)
+            except Exception as exc:  # noqa: BLE001 - still held, written at the next tick
+                log.warning("history_flush_failed", error=type(exc).__name__)
 
     async def _anchor_at_intervals(self) -> None:
         while True:

@@ -26,14 +26,38 @@ class HistoryWriter:
         self.models = ReadModels(db)
         self.checkpoints = Checkpoints(db)
         self.anchoring = Anchoring(signer, self.archive, db)
+        self.saved: int | None = None  # the checkpoint as last saved
+        self._archived: int | None = None
 
-    async def apply(self, batch: list[LoggedEvent]) -> None:
+    async def apply(self, batch: list[LoggedEvent], *, hold: bool = False) -> None:
+        """``hold``: the log is busy, conversations that only took messages may be written
+        later (``ReadModels``); the checkpoint then stays below what is only in memory."""
         # Read models first, archive second: after a crash between the two the events
-        # are still "unseen" and are applied again, which the position guards absorb.
-        # The checkpoint last, journaled: once it is in the journal, so is the batch.
-        fresh = await self.archive.unseen(batch)
-        await self.anchoring.seed(e.envelope.tenant for e in fresh)
-        await self.models.apply([e for e in fresh if e.envelope.type != LogMarker.TYPE])
-        heads = await self.archive.write(fresh)
-        self.anchoring.archived(fresh, heads, batch[-1].position)
-        await self.checkpoints.save(CONSUMER, batch[-1].position)
+        # are archived or not, but still their ids' first copies, and are folded again,
+        # which the position guards absorb. The checkpoint last, journaled: once it is in
+        # the journal, so is everything up to it.
+        unseen, first = await self.archive.first_copies(batch)
+        await self.anchoring.seed(e.envelope.tenant for e in unseen)
+        await self.models.apply([e for e in first if e.envelope.type != LogMarker.TYPE], hold=hold)
+        heads = await self.archive.write(unseen)
+        self.anchoring.archived(unseen, heads, batch[-1].position)
+        await self._checkpoint(batch[-1].position)
+
+    async def flush(self) -> None:
+        """Write what the read models hold now, and move the checkpoint up to the archive."""
+        await self.models.flush()
+        if self.archived is not None:
+            await self._checkpoint(self.archived)
+
+    @property
+    def archived(self) -> int | None:
+        """The last position archived (every batch is archived whole)."""
+        return self._archived
+
+    async def _checkpoint(self, archived: int) -> None:
+        self._archived = archived
+        held = self.models.unwritten_from
+        through = archived if held is None else held - 1
+        if self.saved is None or through > self.saved:
+            await self.checkpoints.save(CONSUMER, through)
+            self.saved = through
