@@ -10,9 +10,12 @@ the old subscription still delivers after the loss is dropped before it reaches
 already inside ``deliver`` when the loss was noticed is the owner's to judge (``on_lost``
 is called first).
 
-Flow control is the protocol's credit: rstream returns one chunk's credit as it starts
-handing a chunk's entries to ``deliver``, and ``deliver`` awaits room downstream, so a slow
-owner holds the broker back instead of buffering the log in memory.
+Flow control is the protocol's credit: credit is returned as a chunk's entries start
+going to ``deliver``, and ``deliver`` awaits room downstream, so a slow owner holds the
+broker back instead of buffering the log in memory. rstream returns one chunk's credit per
+chunk, a frame each way for every chunk and reader, and under chat load a chunk holds one to
+a few entries; ``CreditInBatches`` returns it ``CREDIT_BATCH`` chunks at a time, so the
+broker still has at least ``INITIAL_CREDIT - CREDIT_BATCH`` chunks of credit at any moment.
 """
 
 import asyncio
@@ -21,7 +24,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import structlog
-from rstream import Consumer, ConsumerOffsetSpecification, MessageContext
+from rstream import Consumer, ConsumerOffsetSpecification, MessageContext, schema
 
 from contracts import topology as names
 from relaydesk.bus.endpoint import StreamEndpoint, close_quietly
@@ -29,11 +32,44 @@ from relaydesk.bus.endpoint import StreamEndpoint, close_quietly
 log = structlog.get_logger(__name__)
 
 INITIAL_CREDIT = 8  # chunks in flight towards this subscription
+CREDIT_BATCH = 4  # chunks whose credit is returned in one frame
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 3.0
 CLOSE_TIMEOUT_S = 3.0
 
 # position, the raw AMQP 1.0 message, the chunk's broker timestamp (ms)
 Deliver = Callable[[int, bytes, int], Awaitable[None]]
+
+
+class CreditInBatches(Consumer):
+    """rstream's ``Consumer`` with its per-chunk delivery (``_on_deliver``, rstream 1.1)
+    returning credit ``CREDIT_BATCH`` chunks at a time instead of one; entries go to the
+    callback exactly as rstream hands them (``_filter_messages``, ``MessageContext``).
+    ``tests/foundation/test_log_credit.py`` counts the frames."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._owed: dict[int, int] = {}  # subscription id -> chunks received, credit not returned
+
+    async def _on_deliver(self, frame: schema.Deliver, subscriber: Any, filter_value: Any) -> None:
+        if frame.subscription_id != subscriber.subscription_id:
+            return
+        owed = self._owed.get(frame.subscription_id, 0) + 1
+        if owed >= CREDIT_BATCH:
+            await subscriber.client.credit(subscriber.subscription_id, owed)
+            owed = 0
+        self._owed[frame.subscription_id] = owed
+        for offset, message in self._filter_messages(frame, subscriber, filter_value):
+            context = MessageContext(
+                self,
+                subscriber.stream,
+                subscriber.subscription_id,
+                subscriber.reference,
+                offset,
+                frame.timestamp,
+            )
+            delivered = subscriber.callback(subscriber.decoder(message), context)
+            if delivered is not None:
+                await delivered
 
 
 class LogSubscription:
@@ -91,7 +127,7 @@ class LogSubscription:
         # Each new subscription asks the next node: the one last used may be the one down.
         host, port = self._endpoint.address(self._attempts)
         self._attempts += 1
-        consumer = Consumer(
+        consumer = CreditInBatches(
             host,
             port,
             **self._endpoint.client_options(self._connection_name, self._on_connection_closed),
