@@ -3,6 +3,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from relaydesk.bus import Bus
 from relaydesk.settings import Settings
 from tests.servers import MongoServer, RabbitVhosts
 from tests.shared_system import shared_system
@@ -26,3 +27,15 @@ async def module_system(
     (tests/shared_system.py)."""
     async with shared_system(vhosts, mongo_server, with_history=False) as running:
         yield running
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_bus(module_system: RunningSystem) -> AsyncIterator[Bus]:
+    """A bus on ``module_system``'s vhost, for the tests of a module that share it."""
+    connected = await Bus(
+        module_system.settings.amqp_url,
+        service="test",
+        stream_url=module_system.settings.stream_url,
+    ).connect()
+    yield connected
+    await connected.close()
