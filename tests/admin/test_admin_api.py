@@ -1,6 +1,6 @@
 """Administration over the real system: CLI, login, permissions both ways, isolation, revocation.
 
-One system is shared by the module (tests/admin/conftest.py's ``module_system``); each test
+One system is shared by the module (tests/conftest.py's ``module_system``); each test
 has tenants of its own.
 """
 

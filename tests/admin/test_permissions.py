@@ -1,6 +1,6 @@
 """Every admin route checked both ways, permissions granted by groups, tenant isolation by id.
 
-One system is shared by the module (tests/admin/conftest.py's ``module_system``); each test
+One system is shared by the module (tests/conftest.py's ``module_system``); each test
 has tenants of its own.
 """
 

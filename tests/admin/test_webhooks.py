@@ -40,6 +40,7 @@ def settings(settings: Settings) -> Settings:
 async def module_system(
     vhosts: RabbitVhosts, mongo_server: MongoServer
 ) -> AsyncIterator[RunningSystem]:
+    """tests/conftest.py's ``module_system``, with the loopback receivers allowed."""
     async with shared_system(vhosts, mongo_server, with_history=False, **LOOPBACK) as running:
         yield running
 

@@ -1,6 +1,6 @@
 """Attachments over real HTTP: GridFS storage, events on the log, signed links, limits.
 
-One system is shared by the module (the gateway conftest's ``module_system``); each test has
+One system is shared by the module (tests/conftest.py's ``module_system``); each test has
 tenants of its own.
 """
 

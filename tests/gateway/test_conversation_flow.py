@@ -1,6 +1,6 @@
 """The gateway end to end with the real agent service: request, accept, chat, close.
 
-One system is shared by the module (the gateway conftest's ``module_system``); each test has
+One system is shared by the module (tests/conftest.py's ``module_system``); each test has
 a tenant of its own.
 """
 

@@ -1,6 +1,6 @@
 """Delivery guarantees over real websockets: acks, resends, resume, bad frames, limits.
 
-The tests share one system (the gateway conftest's ``module_system``) and the limit tests
+The tests share one system (tests/conftest.py's ``module_system``) and the limit tests
 another with tight limits; each test has a tenant of its own.
 """
 

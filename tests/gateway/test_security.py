@@ -1,6 +1,6 @@
 """Handshake refusals and tenant isolation on the websocket and the HTTP API.
 
-One system is shared by the module (the gateway conftest's ``module_system``); each test has
+One system is shared by the module (tests/conftest.py's ``module_system``); each test has
 tenants of its own.
 """
 
