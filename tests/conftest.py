@@ -1,4 +1,5 @@
-"""Shared fixtures: every test gets its own RabbitMQ vhost and MongoDB database."""
+"""Shared fixtures: every test gets its own RabbitMQ vhost and MongoDB database (a module's
+tests sharing ``module_system`` get one for the module)."""
 
 import contextlib
 import uuid
