@@ -45,11 +45,12 @@ SHARED_AUTH_BURST = 200
 
 @contextlib.asynccontextmanager
 async def shared_system(
-    vhosts: RabbitVhosts, mongo_server: MongoServer, **overrides: Any
+    vhosts: RabbitVhosts, mongo_server: MongoServer, with_history: bool = True, **overrides: Any
 ) -> AsyncIterator[RunningSystem]:
+    """``overrides`` are settings; ``with_history`` as for ``running_system``."""
     overrides = {"auth_rate_burst": SHARED_AUTH_BURST, **overrides}
     async with (
         throwaway_settings(vhosts, mongo_server, **overrides) as settings,
-        running_system(settings) as running,
+        running_system(settings, with_history=with_history) as running,
     ):
         yield running

@@ -11,3 +11,9 @@ async def system(settings: Settings) -> AsyncIterator[RunningSystem]:
     """Admin + routing services and a gateway (tool mode), on this test's vhost and database."""
     async with running_system(settings, with_history=False) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def module_system_history() -> bool:
+    """``module_system`` without the history service, as ``system`` here."""
+    return False

@@ -1,36 +1,44 @@
-"""Administration over the real system: CLI, login, permissions both ways, isolation, revocation."""
+"""Administration over the real system: CLI, login, permissions both ways, isolation, revocation.
+
+One system is shared by the module (tests/conftest.py's ``module_system``); each test
+has tenants of its own.
+"""
 
 import httpx
+import pytest
 from structlog.testing import capture_logs
 
 from tests.admin.helpers import eventually, login, owner_session
 from tests.gateway.wsclient import Client
 from tests.system import RunningSystem
 
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
 
 async def test_cli_created_owner_logs_in_and_wrong_password_is_refused(
-    system: RunningSystem,
+    module_system: RunningSystem,
 ) -> None:
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        await owner_session(system, http, "acme")
-        wrong = await login(http, "acme", "boss@acme.test", "nope")
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        await owner_session(module_system, http, "signin")
+        wrong = await login(http, "signin", "boss@signin.test", "nope")
         assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_credentials"
-        other_tenant = await login(http, "globex", "boss@acme.test", "correct horse")
+        # a tenant no test of the module creates
+        other_tenant = await login(http, "nosuchtenant", "boss@signin.test", "correct horse")
         assert other_tenant.status_code == 401
 
 
-async def test_permissions_are_enforced_both_ways(system: RunningSystem) -> None:
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        owner = await owner_session(system, http, "acme")
+async def test_permissions_are_enforced_both_ways(module_system: RunningSystem) -> None:
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        owner = await owner_session(module_system, http, "perms")
         created = await http.post(
             "/api/admin/agents",
             headers=owner,
-            json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"},
+            json={"email": "ann@perms.test", "name": "Ann", "password": "ann-password"},
         )
         assert created.status_code == 201, created.text
         ann = {
             "Authorization": "Bearer "
-            + (await login(http, "acme", "ann@acme.test", "ann-password")).json()["access_token"]
+            + (await login(http, "perms", "ann@perms.test", "ann-password")).json()["access_token"]
         }
         for method, path, body in [
             ("GET", "/api/admin/agents", None),
@@ -65,14 +73,14 @@ async def test_permissions_are_enforced_both_ways(system: RunningSystem) -> None
         assert settings["routing_mode"] == "round_robin"
 
 
-async def test_a_tenant_cannot_touch_another_tenants_data(system: RunningSystem) -> None:
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        acme = await owner_session(system, http, "acme")
-        globex = await owner_session(system, http, "globex")
+async def test_a_tenant_cannot_touch_another_tenants_data(module_system: RunningSystem) -> None:
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        acme = await owner_session(module_system, http, "isoacme")
+        globex = await owner_session(module_system, http, "isoglobex")
         created = await http.post(
             "/api/admin/agents",
             headers=acme,
-            json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"},
+            json={"email": "ann@isoacme.test", "name": "Ann", "password": "ann-password"},
         )
         ann_id = created.json()["agent_id"]
         assert (await http.delete(f"/api/admin/agents/{ann_id}", headers=globex)).status_code == 404
@@ -80,16 +88,16 @@ async def test_a_tenant_cannot_touch_another_tenants_data(system: RunningSystem)
             await http.patch(f"/api/admin/agents/{ann_id}", headers=globex, json={"role": "admin"})
         ).status_code == 404
         names = [a["email"] for a in (await http.get("/api/admin/agents", headers=globex)).json()]
-        assert "ann@acme.test" not in names
-        assert (await login(http, "acme", "ann@acme.test", "ann-password")).status_code == 200
+        assert "ann@isoacme.test" not in names
+        assert (await login(http, "isoacme", "ann@isoacme.test", "ann-password")).status_code == 200
 
 
-async def test_repeated_failed_logins_lock_the_account(system: RunningSystem) -> None:
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        await owner_session(system, http, "acme")
+async def test_repeated_failed_logins_lock_the_account(module_system: RunningSystem) -> None:
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        await owner_session(module_system, http, "lockout")
         with capture_logs() as logs:
             codes = [
-                (await login(http, "acme", "boss@acme.test", f"guess-{i}")).status_code
+                (await login(http, "lockout", "boss@lockout.test", f"guess-{i}")).status_code
                 for i in range(6)
             ]
         assert [e["event"] for e in logs if e["event"].startswith("login_")] == [
@@ -97,22 +105,24 @@ async def test_repeated_failed_logins_lock_the_account(system: RunningSystem) ->
         ] * 5 + ["login_locked"]
         assert not [e for e in logs if "guess-" in repr(e)]  # passwords are never logged
         assert codes[:5] == [401] * 5 and codes[5] == 429
-        locked = await login(http, "acme", "boss@acme.test", "correct horse")
+        locked = await login(http, "lockout", "boss@lockout.test", "correct horse")
         assert locked.status_code == 429 and locked.json()["error"]["code"] == "locked"
 
 
 async def test_removing_an_agent_revokes_their_token_and_closes_their_socket(
-    system: RunningSystem,
+    module_system: RunningSystem,
 ) -> None:
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        owner = await owner_session(system, http, "acme")
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        owner = await owner_session(module_system, http, "removal")
         created = await http.post(
             "/api/admin/agents",
             headers=owner,
-            json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"},
+            json={"email": "ann@removal.test", "name": "Ann", "password": "ann-password"},
         )
-        token = (await login(http, "acme", "ann@acme.test", "ann-password")).json()["access_token"]
-        socket = await Client.connect(system.gateway.ws_url, token)
+        token = (await login(http, "removal", "ann@removal.test", "ann-password")).json()[
+            "access_token"
+        ]
+        socket = await Client.connect(module_system.gateway.ws_url, token)
         assert (
             await http.delete(f"/api/admin/agents/{created.json()['agent_id']}", headers=owner)
         ).status_code == 200
@@ -122,18 +132,20 @@ async def test_removing_an_agent_revokes_their_token_and_closes_their_socket(
 
 
 async def test_a_role_change_revokes_old_tokens_and_a_new_login_carries_the_new_role(
-    system: RunningSystem,
+    module_system: RunningSystem,
 ) -> None:
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        owner = await owner_session(system, http, "acme")
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        owner = await owner_session(module_system, http, "promote")
         created = await http.post(
             "/api/admin/agents",
             headers=owner,
-            json={"email": "ann@acme.test", "name": "Ann", "password": "ann-password"},
+            json={"email": "ann@promote.test", "name": "Ann", "password": "ann-password"},
         )
         old = {
             "Authorization": "Bearer "
-            + (await login(http, "acme", "ann@acme.test", "ann-password")).json()["access_token"]
+            + (await login(http, "promote", "ann@promote.test", "ann-password")).json()[
+                "access_token"
+            ]
         }
         assert (await http.get("/api/canned", headers=old)).status_code == 200
         changed = await http.patch(
@@ -146,7 +158,7 @@ async def test_a_role_change_revokes_old_tokens_and_a_new_login_carries_the_new_
             return (await http.get("/api/canned", headers=old)).status_code == 401
 
         await eventually(refused, timeout=5, what="old token refused")
-        fresh = await login(http, "acme", "ann@acme.test", "ann-password")
+        fresh = await login(http, "promote", "ann@promote.test", "ann-password")
         assert fresh.json()["agent"]["role"] == "admin"
         assert (
             await http.get(
@@ -157,10 +169,10 @@ async def test_a_role_change_revokes_old_tokens_and_a_new_login_carries_the_new_
 
 
 async def test_nobody_grants_more_than_they_have_or_touches_someone_above_them(
-    system: RunningSystem,
+    module_system: RunningSystem,
 ) -> None:
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        owner = await owner_session(system, http, "acme")
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        owner = await owner_session(module_system, http, "ranks")
         group = (
             await http.post(
                 "/api/admin/groups",
@@ -172,7 +184,7 @@ async def test_nobody_grants_more_than_they_have_or_touches_someone_above_them(
             "/api/admin/agents",
             headers=owner,
             json={
-                "email": "sue@acme.test",
+                "email": "sue@ranks.test",
                 "name": "Sue",
                 "role": "supervisor",
                 "password": "sue-password",
@@ -181,13 +193,13 @@ async def test_nobody_grants_more_than_they_have_or_touches_someone_above_them(
         )
         sue = {
             "Authorization": "Bearer "
-            + (await login(http, "acme", "sue@acme.test", "sue-password")).json()["access_token"]
+            + (await login(http, "ranks", "sue@ranks.test", "sue-password")).json()["access_token"]
         }
         refused = await http.post(
             "/api/admin/agents",
             headers=sue,
             json={
-                "email": "eve@acme.test",
+                "email": "eve@ranks.test",
                 "name": "Eve",
                 "role": "admin",
                 "password": "eve-password",
@@ -198,7 +210,7 @@ async def test_nobody_grants_more_than_they_have_or_touches_someone_above_them(
             "/api/admin/agents",
             headers=sue,
             json={
-                "email": "eve@acme.test",
+                "email": "eve@ranks.test",
                 "name": "Eve",
                 "role": "agent",
                 "password": "eve-password",
@@ -254,10 +266,10 @@ async def test_nobody_grants_more_than_they_have_or_touches_someone_above_them(
 
 
 async def test_bad_settings_and_webhooks_are_refused_with_a_clear_error(
-    system: RunningSystem,
+    module_system: RunningSystem,
 ) -> None:
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        owner = await owner_session(system, http, "acme")
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        owner = await owner_session(module_system, http, "badsettings")
         for change, field in [
             ({"timezone": "Mars/Olympus"}, "timezone"),
             ({"offer_timeout_s": "soon"}, "offer_timeout_s"),

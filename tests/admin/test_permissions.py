@@ -1,6 +1,11 @@
-"""Every admin route checked both ways, permissions granted by groups, tenant isolation by id."""
+"""Every admin route checked both ways, permissions granted by groups, tenant isolation by id.
+
+One system is shared by the module (tests/conftest.py's ``module_system``); each test
+has tenants of its own.
+"""
 
 import httpx
+import pytest
 
 from contracts import Actor, Envelope
 from gateway.auth.permissions import EDIT_SHARED_CANNED, MANAGE_AGENTS, MANAGE_SETTINGS
@@ -8,6 +13,8 @@ from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient
 from tests.admin.helpers import new_agent, owner_session
 from tests.system import RunningSystem
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ROUTES = [
     (MANAGE_AGENTS, "GET", "/api/admin/agents", None),
@@ -38,11 +45,11 @@ ROUTES = [
 
 
 async def test_each_permission_refused_without_it_and_allowed_when_a_group_grants_it(
-    system: RunningSystem,
+    module_system: RunningSystem,
 ) -> None:
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        owner = await owner_session(system, http, "acme")
-        _, plain = await new_agent(http, owner, "acme", "plain")
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        owner = await owner_session(module_system, http, "grants")
+        _, plain = await new_agent(http, owner, "grants", "plain")
         for permission in (MANAGE_AGENTS, MANAGE_SETTINGS, EDIT_SHARED_CANNED):
             group = await http.post(
                 "/api/admin/groups",
@@ -50,13 +57,17 @@ async def test_each_permission_refused_without_it_and_allowed_when_a_group_grant
                 json={"name": permission, "permissions": [permission]},
             )
             _, granted = await new_agent(
-                http, owner, "acme", permission.replace("_", "-"), groups=[group.json()["group_id"]]
+                http,
+                owner,
+                "grants",
+                permission.replace("_", "-"),
+                groups=[group.json()["group_id"]],
             )
             for needed, method, path, body in ROUTES:
                 if needed != permission:
                     continue
                 if body and "email" in body:
-                    body = {**body, "email": f"{permission}@acme.test"}
+                    body = {**body, "email": f"{permission}@grants.test"}
                 refused = await http.request(method, path, headers=plain, json=body)
                 assert (
                     refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
@@ -66,11 +77,13 @@ async def test_each_permission_refused_without_it_and_allowed_when_a_group_grant
                 assert allowed.status_code in (200, 201), (permission, path, allowed.text)
 
 
-async def test_personal_canned_responses_belong_to_their_owner(system: RunningSystem) -> None:
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        owner = await owner_session(system, http, "acme")
-        _, ann = await new_agent(http, owner, "acme", "ann")
-        _, bob = await new_agent(http, owner, "acme", "bob")
+async def test_personal_canned_responses_belong_to_their_owner(
+    module_system: RunningSystem,
+) -> None:
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        owner = await owner_session(module_system, http, "canned")
+        _, ann = await new_agent(http, owner, "canned", "ann")
+        _, bob = await new_agent(http, owner, "canned", "bob")
         mine = (
             await http.post(
                 "/api/canned",
@@ -108,13 +121,15 @@ async def test_personal_canned_responses_belong_to_their_owner(system: RunningSy
         ]
 
 
-async def test_another_tenants_ids_are_refused_everywhere(system: RunningSystem, bus: Bus) -> None:
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+async def test_another_tenants_ids_are_refused_everywhere(
+    module_system: RunningSystem, module_bus: Bus
+) -> None:
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
         acme, globex = (
-            await owner_session(system, http, "acme"),
-            await owner_session(system, http, "globex"),
+            await owner_session(module_system, http, "isoacme"),
+            await owner_session(module_system, http, "isoglobex"),
         )
-        ann_id, _ = await new_agent(http, acme, "acme", "ann")
+        ann_id, _ = await new_agent(http, acme, "isoacme", "ann")
         group_id = (
             await http.post("/api/admin/groups", headers=acme, json={"name": "Sales"})
         ).json()["group_id"]
@@ -168,7 +183,7 @@ async def test_another_tenants_ids_are_refused_everywhere(system: RunningSystem,
             "text"
         ] == "secret sauce"
     # The admin commands themselves: globex naming acme's ids finds nothing.
-    rpc = RpcClient(bus)
+    rpc = RpcClient(module_bus)
     for type_name, data in [
         ("agent.remove", {"agent_id": ann_id}),
         ("permission_group.delete", {"group_id": group_id}),
@@ -177,7 +192,7 @@ async def test_another_tenants_ids_are_refused_everywhere(system: RunningSystem,
     ]:
         command = Envelope(
             type=type_name,
-            tenant="globex",
+            tenant="isoglobex",
             stream="tenant",
             actor=Actor(kind="admin", id="boss"),
             data=data,

@@ -1,14 +1,20 @@
-"""Attachments over real HTTP: GridFS storage, events on the log, signed links, limits."""
+"""Attachments over real HTTP: GridFS storage, events on the log, signed links, limits.
+
+One system is shared by the module (tests/conftest.py's ``module_system``); each test has
+tenants of its own.
+"""
 
 from typing import Any
 
 import httpx
+import pytest
 
 from gateway.attachments import LinkSigner
 from tests.admin.helpers import eventually, owner_session
 from tests.gateway.wsclient import Client
 from tests.system import RunningSystem
 
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
 
 
@@ -51,11 +57,11 @@ async def upload(
 
 
 async def test_customer_uploads_agent_sees_the_event_and_downloads_the_same_bytes(
-    system: RunningSystem,
+    module_system: RunningSystem,
 ) -> None:
-    agent, customer, conversation_id = await engaged_conversation(system, "acme", "v-att")
-    visitor = system.visitor_token("acme", "v-att")
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+    agent, customer, conversation_id = await engaged_conversation(module_system, "upload", "v-att")
+    visitor = module_system.visitor_token("upload", "v-att")
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
         first = await upload(
             http, visitor, conversation_id, "up-1", PNG, name="../../etc/screen shot é.png"
         )
@@ -75,7 +81,7 @@ async def test_customer_uploads_agent_sees_the_event_and_downloads_the_same_byte
 
         link = await http.get(
             f"/api/conversations/{conversation_id}/attachments/{attachment_id}",
-            headers=auth(system.agent_token("acme", "ann")),
+            headers=auth(module_system.agent_token("upload", "ann")),
         )
         assert link.status_code == 200, link.text
         downloaded = await http.get(link.json()["url"])
@@ -101,15 +107,15 @@ async def test_customer_uploads_agent_sees_the_event_and_downloads_the_same_byte
 
 
 async def test_links_are_only_for_participants_and_cannot_be_forged_or_reused_late(
-    system: RunningSystem,
+    module_system: RunningSystem,
 ) -> None:
-    agent, customer, conversation_id = await engaged_conversation(system, "acme", "v-owner")
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+    agent, customer, conversation_id = await engaged_conversation(module_system, "links", "v-owner")
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
         stored = await upload(
-            http, system.visitor_token("acme", "v-owner"), conversation_id, "k", PNG
+            http, module_system.visitor_token("links", "v-owner"), conversation_id, "k", PNG
         )
         attachment_id = stored.json()["attachment_id"]
-        stranger = system.visitor_token("acme", "v-stranger")
+        stranger = module_system.visitor_token("links", "v-stranger")
         assert (
             await http.get(
                 f"/api/conversations/{conversation_id}/attachments/{attachment_id}",
@@ -117,7 +123,7 @@ async def test_links_are_only_for_participants_and_cannot_be_forged_or_reused_la
             )
         ).status_code == 403
         assert (await upload(http, stranger, conversation_id, "k2", PNG)).status_code == 403
-        other_tenant = system.agent_token("globex", "ann", role="admin")
+        other_tenant = module_system.agent_token("linkglobex", "ann", role="admin")
         denied = await http.get(
             f"/api/conversations/{conversation_id}/attachments/{attachment_id}",
             headers=auth(other_tenant),
@@ -127,7 +133,7 @@ async def test_links_are_only_for_participants_and_cannot_be_forged_or_reused_la
         url = stored.json()["url"]
         forged = url[: url.index("sig=") + 4] + "A" * 43
         assert (await http.get(forged)).json()["error"]["code"] == "forbidden"
-        expired = LinkSigner(system.settings.jwt_secret.get_secret_value().encode()).link(
+        expired = LinkSigner(module_system.settings.jwt_secret.get_secret_value().encode()).link(
             attachment_id, now=0
         )
         late = await http.get(expired["url"])
@@ -138,18 +144,20 @@ async def test_links_are_only_for_participants_and_cannot_be_forged_or_reused_la
 
 
 async def test_tenant_limits_reject_oversized_and_disguised_files_with_nothing_published(
-    system: RunningSystem,
+    module_system: RunningSystem,
 ) -> None:
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        owner = await owner_session(system, http, "initech")
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        owner = await owner_session(module_system, http, "initech")
         changed = await http.patch(
             "/api/admin/settings",
             headers=owner,
             json={"attachment_max_bytes": 2048, "attachment_types": ["image/png", "text/plain"]},
         )
         assert changed.status_code == 200, changed.text
-        agent, customer, conversation_id = await engaged_conversation(system, "initech", "v-lim")
-        visitor = system.visitor_token("initech", "v-lim")
+        agent, customer, conversation_id = await engaged_conversation(
+            module_system, "initech", "v-lim"
+        )
+        visitor = module_system.visitor_token("initech", "v-lim")
 
         async def limit_applies() -> bool:
             return (

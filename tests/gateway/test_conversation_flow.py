@@ -1,4 +1,8 @@
-"""The gateway end to end with the real agent service: request, accept, chat, close."""
+"""The gateway end to end with the real agent service: request, accept, chat, close.
+
+One system is shared by the module (tests/conftest.py's ``module_system``); each test has
+a tenant of its own.
+"""
 
 import asyncio
 from typing import Any
@@ -11,30 +15,36 @@ from tests.admin.helpers import cli
 from tests.gateway.wsclient import Client
 from tests.system import RunningSystem
 
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-async def test_customer_and_agent_chat_through_the_gateway(system: RunningSystem) -> None:
+
+async def test_customer_and_agent_chat_through_the_gateway(module_system: RunningSystem) -> None:
     # Visitor sessions are only for tenants that exist (issue 14, item 11).
-    created = await cli(system.settings, "create-tenant", "--tenant", "acme", "--name", "Acme")
+    created = await cli(
+        module_system.settings, "create-tenant", "--tenant", "chat", "--name", "Chat"
+    )
     assert created.returncode == 0, created.stderr
     agent = await Client.connect(
-        system.gateway.ws_url, system.agent_token("acme", "ann", name="Ann")
+        module_system.gateway.ws_url, module_system.agent_token("chat", "ann", name="Ann")
     )
     assert (await agent.op("status", status="online"))["t"] == "ack"
-    customer = await Client.connect(system.gateway.ws_url, system.visitor_token("acme", "v1"))
+    customer = await Client.connect(
+        module_system.gateway.ws_url, module_system.visitor_token("chat", "v1")
+    )
     started = await customer.op("start", visitor={"name": "Vic"})
     assert started["t"] == "ack", started
     conversation_id = started["conversation_id"]
     await agent.wait_event("conversation.offered", conversation_id=conversation_id)
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        ann = {"Authorization": f"Bearer {system.agent_token('acme', 'ann', name='Ann')}"}
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        ann = {"Authorization": f"Bearer {module_system.agent_token('chat', 'ann', name='Ann')}"}
         # The console's state from routing: the offer, named, with the position it stands at.
         workspace = (await http.get("/api/workspace", headers=ann)).json()
         [offer] = workspace["offers"]
         assert (offer["conversation_id"], offer["visitor_name"]) == (conversation_id, "Vic")
         assert isinstance(workspace["position"], int) and workspace["chats"] == []
-        bob = {"Authorization": f"Bearer {system.agent_token('acme', 'bob')}"}
+        bob = {"Authorization": f"Bearer {module_system.agent_token('chat', 'bob')}"}
         assert (await http.get("/api/workspace", headers=bob)).json()["offers"] == []
-        customer_token = {"Authorization": f"Bearer {system.visitor_token('acme', 'v1')}"}
+        customer_token = {"Authorization": f"Bearer {module_system.visitor_token('chat', 'v1')}"}
         assert (await http.get("/api/workspace", headers=customer_token)).status_code in (
             401,
             403,
@@ -51,8 +61,8 @@ async def test_customer_and_agent_chat_through_the_gateway(system: RunningSystem
     assert reply["t"] == "ack"
     mine = await customer.wait_event("message.sent", author_kind="agent")
     assert mine["event"]["data"]["body"] == "happy to help"
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        headers = {"Authorization": f"Bearer {system.visitor_token('acme', 'v1')}"}
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        headers = {"Authorization": f"Bearer {module_system.visitor_token('chat', 'v1')}"}
         async with asyncio.timeout(10):  # history archives asynchronously: poll until it has both
             while (
                 len(
@@ -73,7 +83,7 @@ async def test_customer_and_agent_chat_through_the_gateway(system: RunningSystem
         session = (
             await http.post(
                 "/api/visitor/session",
-                json={"tenant": "acme", "visitor_token": system.visitor_token("acme", "v1")},
+                json={"tenant": "chat", "visitor_token": module_system.visitor_token("chat", "v1")},
             )
         ).json()
         assert session["visitor_id"] == "v1" and session["conversation_id"] == conversation_id
@@ -86,14 +96,20 @@ async def test_customer_and_agent_chat_through_the_gateway(system: RunningSystem
     await customer.close()
 
 
-async def test_two_agents_accepting_at_once_exactly_one_wins(system: RunningSystem) -> None:
+async def test_two_agents_accepting_at_once_exactly_one_wins(module_system: RunningSystem) -> None:
     import asyncio
 
-    ann = await Client.connect(system.gateway.ws_url, system.agent_token("acme", "ann"))
-    bob = await Client.connect(system.gateway.ws_url, system.agent_token("acme", "bob"))
+    ann = await Client.connect(
+        module_system.gateway.ws_url, module_system.agent_token("race", "ann")
+    )
+    bob = await Client.connect(
+        module_system.gateway.ws_url, module_system.agent_token("race", "bob")
+    )
     for agent in (ann, bob):
         assert (await agent.op("status", status="online"))["t"] == "ack"
-    customer = await Client.connect(system.gateway.ws_url, system.visitor_token("acme", "v2"))
+    customer = await Client.connect(
+        module_system.gateway.ws_url, module_system.visitor_token("race", "v2")
+    )
     for round_no in range(5):
         started = await customer.op("start", visitor={"name": f"round {round_no}"})
         conversation_id = started["conversation_id"]
@@ -112,29 +128,32 @@ async def test_two_agents_accepting_at_once_exactly_one_wins(system: RunningSyst
 
 
 async def test_a_returning_visitor_resumes_their_chat_while_history_lags(
-    system: RunningSystem, monkeypatch: pytest.MonkeyPatch
+    module_system: RunningSystem, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The visitor session named the visitor's open conversation from history's read model:
     behind the log (under load it lags), it said "none", and a reloaded widget lost its live
     chat or started a second one. Routing, which decided the request, knows it at once."""
-    created = await cli(system.settings, "create-tenant", "--tenant", "lag", "--name", "Lag")
+    created = await cli(module_system.settings, "create-tenant", "--tenant", "lag", "--name", "Lag")
     assert created.returncode == 0, created.stderr
-    history = next(s for s in system.services if isinstance(s, HistoryService))
+    history = next(s for s in module_system.services if isinstance(s, HistoryService))
     held, apply = asyncio.Event(), history._writer.apply
 
     async def behind(batch: Any) -> None:
         await held.wait()
         await apply(batch)
 
-    monkeypatch.setattr(history._writer, "apply", behind)  # history stops following the log
+    # history stops following the log; the shared system's history catches up once released
+    monkeypatch.setattr(history._writer, "apply", behind)
     try:
-        customer = await Client.connect(system.gateway.ws_url, system.visitor_token("lag", "v9"))
+        customer = await Client.connect(
+            module_system.gateway.ws_url, module_system.visitor_token("lag", "v9")
+        )
         started = await customer.op("start", visitor={"name": "Vic"})
         assert started["t"] == "ack", started
-        async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
             session = await http.post(
                 "/api/visitor/session",
-                json={"tenant": "lag", "visitor_token": system.visitor_token("lag", "v9")},
+                json={"tenant": "lag", "visitor_token": module_system.visitor_token("lag", "v9")},
             )
             assert session.status_code == 200, session.text
             assert session.json()["conversation_id"] == started["conversation_id"]
@@ -143,10 +162,10 @@ async def test_a_returning_visitor_resumes_their_chat_while_history_lags(
         closed = await customer.op("close", conversation_id=started["conversation_id"])
         assert closed["t"] == "ack", closed
         await customer.wait_event("conversation.closed")
-        async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
             after = await http.post(
                 "/api/visitor/session",
-                json={"tenant": "lag", "visitor_token": system.visitor_token("lag", "v9")},
+                json={"tenant": "lag", "visitor_token": module_system.visitor_token("lag", "v9")},
             )
         assert after.json()["conversation_id"] is None  # closed: the widget starts afresh
         await customer.close()

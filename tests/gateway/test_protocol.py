@@ -1,16 +1,26 @@
-"""Delivery guarantees over real websockets: acks, resends, resume, bad frames, limits."""
+"""Delivery guarantees over real websockets: acks, resends, resume, bad frames, limits.
+
+The tests share one system (tests/conftest.py's ``module_system``) and the limit tests
+another with tight limits; each test has a tenant of its own.
+"""
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
+import pytest_asyncio
 
 from relaydesk.settings import Settings
 from tests.gateway.wsclient import Client
+from tests.servers import MongoServer, RabbitVhosts
+from tests.shared_system import shared_system
 from tests.system import RunningSystem, running_system
 
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-async def engaged_pair(system: RunningSystem, tenant: str = "acme") -> tuple[Client, Client, str]:
+
+async def engaged_pair(system: RunningSystem, tenant: str) -> tuple[Client, Client, str]:
     agent = await Client.connect(
         system.gateway.ws_url, system.agent_token(tenant, "ann", name="Ann")
     )
@@ -23,15 +33,17 @@ async def engaged_pair(system: RunningSystem, tenant: str = "acme") -> tuple[Cli
     return agent, customer, conversation_id
 
 
-async def test_resend_after_a_lost_ack_yields_one_message(system: RunningSystem) -> None:
-    agent, customer, conversation_id = await engaged_pair(system)
+async def test_resend_after_a_lost_ack_yields_one_message(module_system: RunningSystem) -> None:
+    agent, customer, conversation_id = await engaged_pair(module_system, "resend")
     first = await customer.op(
         "send", key="same-key", conversation_id=conversation_id, body="only once"
     )
     await (
         customer.close()
     )  # the ack "was lost": the client reconnects and resends with the same key
-    again = await Client.connect(system.gateway.ws_url, system.visitor_token("acme", "v-pair"))
+    again = await Client.connect(
+        module_system.gateway.ws_url, module_system.visitor_token("resend", "v-pair")
+    )
     second = await again.op(
         "send", key="same-key", conversation_id=conversation_id, body="only once"
     )
@@ -43,9 +55,9 @@ async def test_resend_after_a_lost_ack_yields_one_message(system: RunningSystem)
 
 
 async def test_reconnect_from_a_position_gets_exactly_the_missed_events(
-    system: RunningSystem,
+    module_system: RunningSystem,
 ) -> None:
-    agent, customer, conversation_id = await engaged_pair(system)
+    agent, customer, conversation_id = await engaged_pair(module_system, "resume")
     seen = await customer.op("send", conversation_id=conversation_id, body="before drop")
     got = await customer.wait_for(
         lambda f: f["t"] == "event" and f["event"]["id"] == seen["event_id"]
@@ -58,7 +70,9 @@ async def test_reconnect_from_a_position_gets_exactly_the_missed_events(
     ]
     await agent.wait_for(lambda f: f["t"] == "event" and f["event"]["id"] == missed[-1])
     back = await Client.connect(
-        system.gateway.ws_url, system.visitor_token("acme", "v-pair"), resume_from=last_position
+        module_system.gateway.ws_url,
+        module_system.visitor_token("resume", "v-pair"),
+        resume_from=last_position,
     )
     live = await agent.op("send", conversation_id=conversation_id, body="live")
     await back.wait_for(lambda f: f["t"] == "event" and f["event"]["id"] == live["event_id"])
@@ -71,6 +85,7 @@ async def test_reconnect_from_a_position_gets_exactly_the_missed_events(
 
 @pytest.fixture
 async def short_buffer_system(settings: Settings):  # type: ignore[no-untyped-def]
+    """A system of its own: the resume buffer is the gateway's, over all tenants."""
     short = settings.model_copy(update={"resume_buffer_events": 3})
     async with running_system(short, with_history=False) as running:
         yield running
@@ -93,9 +108,9 @@ async def test_resume_from_before_the_gateway_buffer_asks_for_resync(
 
 
 async def test_bad_frames_get_clear_errors_and_the_socket_keeps_serving(
-    system: RunningSystem,
+    module_system: RunningSystem,
 ) -> None:
-    _agent, customer, conversation_id = await engaged_pair(system)
+    _agent, customer, conversation_id = await engaged_pair(module_system, "badframes")
     await customer.connection.send("{not json")
     await customer.wait_for(lambda f: f["t"] == "error" and f["code"] == "bad_frame")
     await customer.connection.send(orjson.dumps([1, 2]).decode())
@@ -111,8 +126,8 @@ async def test_bad_frames_get_clear_errors_and_the_socket_keeps_serving(
     assert still["t"] == "ack"
 
 
-async def test_oversized_frame_closes_only_that_socket(system: RunningSystem) -> None:
-    agent, customer, conversation_id = await engaged_pair(system)
+async def test_oversized_frame_closes_only_that_socket(module_system: RunningSystem) -> None:
+    agent, customer, conversation_id = await engaged_pair(module_system, "oversized")
     big = orjson.dumps(
         {"op": "send", "id": "big", "conversation_id": conversation_id, "body": "x" * 100_000}
     ).decode()
@@ -123,20 +138,27 @@ async def test_oversized_frame_closes_only_that_socket(system: RunningSystem) ->
     ] == "ack"
 
 
-async def test_script_tags_travel_as_plain_text(system: RunningSystem) -> None:
-    agent, customer, conversation_id = await engaged_pair(system)
+async def test_script_tags_travel_as_plain_text(module_system: RunningSystem) -> None:
+    agent, customer, conversation_id = await engaged_pair(module_system, "scripttags")
     payload = "<script>alert(1)</script>"
     await customer.op("send", conversation_id=conversation_id, body=payload)
     got = await agent.wait_event("message.sent", body=payload)
     assert got["event"]["data"]["body"] == payload
 
 
-@pytest.fixture
-async def tight_system(settings: Settings):  # type: ignore[no-untyped-def]
-    tight = settings.model_copy(
-        update={"ws_queue_limit": 600, "ws_rate_per_s": 2.0, "ws_rate_burst": 3}
-    )
-    async with running_system(tight, with_history=False) as running:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def tight_system(
+    vhosts: RabbitVhosts, mongo_server: MongoServer
+) -> AsyncIterator[RunningSystem]:
+    """Shared by the limit tests: the limits are per socket, each test has its own."""
+    async with shared_system(
+        vhosts,
+        mongo_server,
+        with_history=False,
+        ws_queue_limit=600,
+        ws_rate_per_s=2.0,
+        ws_rate_burst=3,
+    ) as running:
         yield running
 
 
@@ -144,7 +166,7 @@ async def test_rate_limit_answers_rate_limited_and_keeps_serving(
     tight_system: RunningSystem,
 ) -> None:
     agent = await Client.connect(
-        tight_system.gateway.ws_url, tight_system.agent_token("acme", "ann")
+        tight_system.gateway.ws_url, tight_system.agent_token("ratelimit", "ann")
     )
     results = await asyncio.gather(*(agent.op("status", status="online") for _ in range(8)))
     codes = sorted(r.get("code") or r["t"] for r in results)
@@ -158,7 +180,7 @@ async def test_typing_signals_do_not_use_up_the_message_budget(
 ) -> None:
     """The customer's ops may burst 3 frames; ``start`` took one. Typing next to each message
     used to draw on the same budget, and the message after three signals was refused."""
-    _, customer, conversation_id = await engaged_pair(tight_system)
+    _, customer, conversation_id = await engaged_pair(tight_system, "typing")
     signals = await asyncio.gather(
         *(customer.op("typing", conversation_id=conversation_id, typing=True) for _ in range(3))
     )

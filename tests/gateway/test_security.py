@@ -1,4 +1,8 @@
-"""Handshake refusals and tenant isolation on the websocket and the HTTP API."""
+"""Handshake refusals and tenant isolation on the websocket and the HTTP API.
+
+One system is shared by the module (tests/conftest.py's ``module_system``); each test has
+tenants of its own.
+"""
 
 import base64
 import time
@@ -12,6 +16,8 @@ import websockets
 from gateway.auth.tokens import AUDIENCES, ISSUER
 from tests.gateway.wsclient import Client
 from tests.system import RunningSystem
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 def _b64(data: dict) -> str:
@@ -37,7 +43,7 @@ def forged_tokens(system: RunningSystem) -> dict[str, str]:
     now = int(time.time())
     claims = {
         "sub": "ann",
-        "tenant": "acme",
+        "tenant": "forged",
         "role": "owner",
         "perms": ["see_all_conversations"],
         "typ": "access",
@@ -70,14 +76,14 @@ def forged_tokens(system: RunningSystem) -> dict[str, str]:
 
 
 async def test_forged_expired_and_wrong_kind_tokens_are_refused_at_the_handshake(
-    system: RunningSystem,
+    module_system: RunningSystem,
 ) -> None:
-    for name, token in forged_tokens(system).items():
+    for name, token in forged_tokens(module_system).items():
         with pytest.raises(websockets.InvalidStatus) as refused:
-            await websockets.connect(f"{system.gateway.ws_url}?token={token}")
+            await websockets.connect(f"{module_system.gateway.ws_url}?token={token}")
         assert refused.value.response.status_code == 403, name
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        for name, token in forged_tokens(system).items():
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        for name, token in forged_tokens(module_system).items():
             if not token:
                 continue  # an empty header value is refused by the HTTP client itself
             response = await http.get(
@@ -87,30 +93,38 @@ async def test_forged_expired_and_wrong_kind_tokens_are_refused_at_the_handshake
             assert response.json()["error"]["code"] == "unauthorized"
 
 
-async def test_agent_socket_from_a_foreign_site_is_refused(system: RunningSystem) -> None:
-    token = system.agent_token("acme", "ann")
+async def test_agent_socket_from_a_foreign_site_is_refused(module_system: RunningSystem) -> None:
+    token = module_system.agent_token("origin", "ann")
     with pytest.raises(websockets.InvalidStatus):
         await websockets.connect(
-            f"{system.gateway.ws_url}?token={token}",
+            f"{module_system.gateway.ws_url}?token={token}",
             additional_headers={"Origin": "https://evil.example"},
         )
-    ok = await Client.connect(system.gateway.ws_url, token, origin=system.gateway.base_url)
+    ok = await Client.connect(
+        module_system.gateway.ws_url, token, origin=module_system.gateway.base_url
+    )
     await ok.close()
 
 
-async def test_cross_tenant_access_is_refused_everywhere(system: RunningSystem) -> None:
-    ann = await Client.connect(system.gateway.ws_url, system.agent_token("acme", "ann"))
+async def test_cross_tenant_access_is_refused_everywhere(module_system: RunningSystem) -> None:
+    ann = await Client.connect(
+        module_system.gateway.ws_url, module_system.agent_token("isoacme", "ann")
+    )
     await ann.op("status", status="online")
-    customer = await Client.connect(system.gateway.ws_url, system.visitor_token("acme", "v1"))
+    customer = await Client.connect(
+        module_system.gateway.ws_url, module_system.visitor_token("isoacme", "v1")
+    )
     conversation_id = (await customer.op("start"))["conversation_id"]
     await ann.wait_event("conversation.offered", conversation_id=conversation_id)
     await ann.op("accept", conversation_id=conversation_id)
     await customer.op("send", conversation_id=conversation_id, body="acme secret")
 
     intruder = await Client.connect(
-        system.gateway.ws_url, system.agent_token("globex", "gus", role="owner")
+        module_system.gateway.ws_url, module_system.agent_token("isoglobex", "gus", role="owner")
     )
-    outsider = await Client.connect(system.gateway.ws_url, system.visitor_token("acme", "v-other"))
+    outsider = await Client.connect(
+        module_system.gateway.ws_url, module_system.visitor_token("isoacme", "v-other")
+    )
     for op, fields in [
         ("send", {"body": "hi"}),
         ("accept", {}),
@@ -131,10 +145,10 @@ async def test_cross_tenant_access_is_refused_everywhere(system: RunningSystem) 
         if f["t"] == "event" and f["event"]["data"].get("conversation_id") == conversation_id
     ]
     assert leaked == []
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
         for token in (
-            system.agent_token("globex", "gus", role="owner"),
-            system.visitor_token("acme", "v-other"),
+            module_system.agent_token("isoglobex", "gus", role="owner"),
+            module_system.visitor_token("isoacme", "v-other"),
         ):
             response = await http.get(
                 f"/api/conversations/{conversation_id}/messages",
@@ -143,7 +157,9 @@ async def test_cross_tenant_access_is_refused_everywhere(system: RunningSystem) 
             assert response.status_code in (403, 404), response.text
 
 
-async def test_query_operator_injection_in_ids_is_rejected(system: RunningSystem) -> None:
-    customer = await Client.connect(system.gateway.ws_url, system.visitor_token("acme", "v1"))
+async def test_query_operator_injection_in_ids_is_rejected(module_system: RunningSystem) -> None:
+    customer = await Client.connect(
+        module_system.gateway.ws_url, module_system.visitor_token("injection", "v1")
+    )
     answer = await customer.op("send", conversation_id={"$gt": ""}, body="x")
     assert answer["t"] == "error" and answer["code"] == "invalid_payload"
