@@ -178,7 +178,6 @@ LONGEST_FIRST = (
     "tests/bench/test_bench_smoke.py",
     "tests/security/test_passwords.py",
     "tests/security/test_headers.py",
-    "tests/admin/test_admin_api.py",
     "tests/fault/test_service_crashes.py",
     "tests/connectors/test_broker_outage.py",  # starts a broker node of its own
     "tests/connectors/test_wechat_messenger.py",

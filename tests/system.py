@@ -6,7 +6,7 @@ is a real uvicorn server on a free port, so clients are real websocket/HTTP clie
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,3 +116,23 @@ async def running_system(
         # Each service closes its own connections; together they take as long as the slowest.
         await asyncio.gather(*(service.stop() for service in reversed(services)))
         await shared_log.close()
+
+
+@contextlib.contextmanager
+def history_held(system: RunningSystem) -> Iterator[asyncio.Event]:
+    """History's writes stop following the log (it still answers queries, from what it has)
+    until the event yielded is set, and at the latest when the block ends: a read model
+    behind the log, as under load, made on purpose."""
+    history = next(s for s in system.services if isinstance(s, HistoryService))
+    release, apply = asyncio.Event(), history._writer.apply
+
+    async def behind(batch: Any, **options: Any) -> None:
+        await release.wait()
+        await apply(batch, **options)
+
+    history._writer.apply = behind  # type: ignore[method-assign]
+    try:
+        yield release
+    finally:
+        release.set()
+        history._writer.apply = apply  # type: ignore[method-assign]

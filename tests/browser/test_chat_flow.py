@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from history_service.service import HistoryService
 from tests.browser.axe import audit_context, describe, serious_violations
 from tests.browser.pages import (
     TIMEOUT_MS,
@@ -25,6 +24,7 @@ from tests.browser.pages import (
     start_chat,
     widget,
 )
+from tests.system import history_held
 from tools.embedded import free_port
 
 pytestmark = pytest.mark.browser
@@ -280,9 +280,7 @@ async def test_after_a_reload_the_widget_shows_its_status_and_escape_closes_it(
     await agent.close()
 
 
-async def test_a_reloaded_widget_reads_history_up_to_what_its_socket_saw(
-    system, browser, monkeypatch
-) -> None:
+async def test_a_reloaded_widget_reads_history_up_to_what_its_socket_saw(system, browser) -> None:
     """The widget read its history without ``upto`` on a reload: with history's read model
     behind the log, an agent's message the socket had shown before the reload was missing
     from the answer, and the socket (resuming after it) never brought it again."""
@@ -294,15 +292,8 @@ async def test_a_reloaded_widget_reads_history_up_to_what_its_socket_saw(
     conversation_id = await accept_next(agent)
 
     # History's read model stops following the log (it still answers queries).
-    history = next(s for s in system.services if isinstance(s, HistoryService))
-    held, apply = asyncio.Event(), history._writer.apply
-
-    async def behind(batch: Any) -> None:
-        await held.wait()
-        await apply(batch)
-
-    monkeypatch.setattr(history._writer, "apply", behind)
-    try:
+    # Released when the block ends: history catches up and the read waiting on it is answered.
+    with history_held(system):
         sent = await agent.op("send", conversation_id=conversation_id, body="sent while behind")
         assert sent["t"] == "ack", sent
         # Shown live: the socket's position (kept across the reload) is past it.
@@ -311,8 +302,6 @@ async def test_a_reloaded_widget_reads_history_up_to_what_its_socket_saw(
         async with demo.expect_request(lambda r: "/messages" in r.url) as reading:
             await demo.reload()
         assert "upto=" in (await reading.value).url  # "answer once you hold what I saw"
-    finally:
-        held.set()  # history catches up: the read waiting on it is answered
     await chat.get_by_role("button", name="Open chat").click()
     await chat.get_by_text("sent while behind").wait_for(timeout=TIMEOUT_MS)
     await agent.close()

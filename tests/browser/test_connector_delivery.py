@@ -2,18 +2,16 @@
 and what the Telegram user sent besides text: a photo with its caption, an edit, a block,
 their profile picture."""
 
-import asyncio
 import struct
 import zlib
-from typing import Any
 
 import pytest
 
-from history_service.service import HistoryService
 from relaydesk.bus import Bus
 from tests.browser.pages import TIMEOUT_MS, agent_says, console_login, make_tenant
 from tests.connectors.fakes.telegram import FakeTelegram
 from tests.connectors.harness import TelegramDriver, system_with_connectors
+from tests.system import history_held
 
 pytestmark = pytest.mark.browser
 TELEGRAM_TOKEN = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
@@ -54,24 +52,13 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
             # History's read models held behind the log while the chat is requested and
             # accepted: the visitor panel, painted once when the chat opens, took the profile
             # picture from history only, and under load it was missing for good.
-            history = next(s for s in system.services if isinstance(s, HistoryService))
-            held, apply = asyncio.Event(), history._writer.apply
-
-            async def behind(batch: Any) -> None:
-                await held.wait()
-                await apply(batch)
-
-            history._writer.apply = behind  # type: ignore[method-assign]
-            try:
+            with history_held(system):
                 first = fake.update(91, "where is my parcel?")
                 posted = await fake.post_webhook(driver.url, first, driver.secret)
                 assert posted.status_code == 200
                 await console.locator(".request").get_by_role("button", name="Accept").click()
                 avatar = console.locator("#visitor img.avatar")
                 await avatar.wait_for(timeout=TIMEOUT_MS)  # from the request the console saw
-            finally:
-                held.set()
-                history._writer.apply = apply  # type: ignore[method-assign]
             log = console.get_by_role("log", name="Messages")
             await log.get_by_text("where is my parcel?").wait_for(timeout=TIMEOUT_MS)
 

@@ -5,15 +5,13 @@ a tenant of its own.
 """
 
 import asyncio
-from typing import Any
 
 import httpx
 import pytest
 
-from history_service.service import HistoryService
 from tests.admin.helpers import cli
 from tests.gateway.wsclient import Client
-from tests.system import RunningSystem
+from tests.system import RunningSystem, history_held
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -128,23 +126,15 @@ async def test_two_agents_accepting_at_once_exactly_one_wins(module_system: Runn
 
 
 async def test_a_returning_visitor_resumes_their_chat_while_history_lags(
-    module_system: RunningSystem, monkeypatch: pytest.MonkeyPatch
+    module_system: RunningSystem,
 ) -> None:
     """The visitor session named the visitor's open conversation from history's read model:
     behind the log (under load it lags), it said "none", and a reloaded widget lost its live
     chat or started a second one. Routing, which decided the request, knows it at once."""
     created = await cli(module_system.settings, "create-tenant", "--tenant", "lag", "--name", "Lag")
     assert created.returncode == 0, created.stderr
-    history = next(s for s in module_system.services if isinstance(s, HistoryService))
-    held, apply = asyncio.Event(), history._writer.apply
-
-    async def behind(batch: Any) -> None:
-        await held.wait()
-        await apply(batch)
-
     # history stops following the log; the shared system's history catches up once released
-    monkeypatch.setattr(history._writer, "apply", behind)
-    try:
+    with history_held(module_system):
         customer = await Client.connect(
             module_system.gateway.ws_url, module_system.visitor_token("lag", "v9")
         )
@@ -169,5 +159,3 @@ async def test_a_returning_visitor_resumes_their_chat_while_history_lags(
             )
         assert after.json()["conversation_id"] is None  # closed: the widget starts afresh
         await customer.close()
-    finally:
-        held.set()
