@@ -122,6 +122,10 @@ class ReadModels:
         """The lowest log position folded into a held conversation, None when none is held."""
         return min(self._held_from.values()) if self._held_from else None
 
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
     def flush_due(self) -> bool:
         return self._held_since is not None and self._clock() - self._held_since >= self.HOLD_S
 

@@ -71,6 +71,7 @@ class HistoryService:
         self.caught_up = asyncio.Condition()
         self._writing = asyncio.Lock()  # a batch and a flush of held conversations: one at a time
         self._flush_task: asyncio.Task[None] | None = None
+        self._last_batch_at = 0.0
 
     async def start(self) -> None:
         self._mongo = make_client(self.settings.mongo_url or "")
@@ -135,6 +136,7 @@ class HistoryService:
         # a long store outage or an unexpected error is retried with backoff, which is
         # safe because applying a batch is idempotent.
         hold = len(batch) >= HOLD_FROM_EVENTS
+        self._last_batch_at = asyncio.get_running_loop().time()
         delay = RETRY_MIN_S
         while True:
             try:
@@ -165,12 +167,17 @@ class HistoryService:
             log.warning("history_flush_failed", error=type(exc).__name__)
 
     async def _flush_when_due(self) -> None:
-        """Held conversations are written within ``HOLD_S`` even when no batch comes after
-        them (the load stopped); a failed flush is tried again at the next tick."""
+        """Held conversations are written once ``HOLD_S`` has passed, or as soon as a tick
+        goes by without a batch (the load stopped: nothing is gained by holding them, and
+        a console reading counts then finds them current); a failed flush is tried again at
+        the next tick."""
         models = self._writer.models
+        tick = models.HOLD_S / 4
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(models.HOLD_S / 4)
-            if not models.flush_due():
+            await asyncio.sleep(tick)
+            quiet = loop.time() - self._last_batch_at >= tick
+            if not models.holding or not (quiet or models.flush_due()):
                 continue
             try:
                 async with self._writing:

@@ -31,8 +31,8 @@ from relaydesk.bus.endpoint import StreamEndpoint, close_quietly
 
 log = structlog.get_logger(__name__)
 
-INITIAL_CREDIT = 8  # chunks in flight towards this subscription
-CREDIT_BATCH = 4  # chunks whose credit is returned in one frame
+INITIAL_CREDIT = 12  # chunks in flight towards this subscription
+CREDIT_BATCH = 4  # chunks whose credit is returned in one frame (8+ stay in flight)
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 3.0
 CLOSE_TIMEOUT_S = 3.0
 
