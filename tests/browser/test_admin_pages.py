@@ -4,6 +4,7 @@ The module shares one system and one Chromium (tests/browser/conftest.py); each 
 its own tenant.
 """
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -149,6 +150,35 @@ async def rows_per_agent(system: RunningSystem, tenant: str) -> list[dict[str, A
     path = "/api/reports/summary?group_by=agent"
     rows: list[dict[str, Any]] = (await as_boss(system, tenant, "GET", path, None))["rows"]
     return rows
+
+
+async def test_a_section_still_loading_does_not_replace_the_one_picked_after_it(
+    system, browser
+) -> None:
+    """The first section (Agents) rendered when its data came back, over the section picked
+    meanwhile: under load the Audit section's form vanished (its test timed out on it)."""
+    await make_tenant(system, "slowfirst")
+    context = await browser.new_context()
+    agents_listed, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_agents(route) -> None:  # type: ignore[no-untyped-def]
+        agents_listed.set()
+        await release.wait()
+        await route.continue_()
+
+    await context.route("**/api/admin/agents", slow_agents)
+    page = await admin_login(context, system, "slowfirst", "boss")
+    await agents_listed.wait()
+    await page.get_by_role("button", name="Audit").click()
+    show = page.get_by_role("button", name="Show admin changes")
+    await show.wait_for(timeout=TIMEOUT_MS)
+    async with page.expect_response("**/api/admin/agents"):
+        release.set()
+    # One more round trip from the page, queued behind the Agents answer's handling: once
+    # it is back, the section that answer rendered has had its turn.
+    await page.evaluate("async () => { await (await fetch('/admin')).text(); }")
+    assert await show.is_visible()
+    assert await page.get_by_role("heading", level=1).inner_text() == "Audit"
 
 
 async def test_the_admin_changes_table_fits_its_card(system, browser) -> None:

@@ -6,6 +6,12 @@ const $ = (id) => document.getElementById(id);
 const session = new AgentSession();
 const PERMISSIONS = ["see_all_conversations", "see_history", "transfer", "edit_shared_canned", "manage_agents", "manage_settings", "manage_connectors", "view_billing", "view_audit", "view_reports"];
 
+// Which show() is the latest: a section whose data comes back after the person has moved on
+// to another one must not replace it (the first section, still loading, overwrote the one
+// picked meanwhile, under load).
+// Declared before anything that runs at load can call show().
+let showing = 0;
+
 const SECTIONS = [
   { id: "agents", title: "Agents", permission: "manage_agents", render: agentsSection },
   { id: "groups", title: "Permission groups", permission: "manage_agents", render: groupsSection },
@@ -38,14 +44,17 @@ function start() {
 }
 
 async function show(section) {
+  const mine = ++showing;
   history.replaceState(null, "", `#${section.id}`);
   document.querySelectorAll("#sections button").forEach((b) => (b.dataset.section === section.id ? b.setAttribute("aria-current", "page") : b.removeAttribute("aria-current")));
   const main = $("main");
   main.replaceChildren(el("h1", {}, section.title), el("p", { class: "muted" }, "Loading…"));
   try {
     const body = await section.render(() => show(section));
+    if (mine !== showing) return;
     main.replaceChildren(el("h1", {}, section.title), ...[body].flat());
   } catch (error) {
+    if (mine !== showing) return;
     const text = error.status === 404 ? "Not available on this installation." : `Could not load: ${error.message}`;
     main.replaceChildren(el("h1", {}, section.title), el("p", { class: "error", role: "alert" }, text));
   }
