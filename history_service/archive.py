@@ -82,10 +82,6 @@ class Archive:
         """A chain's head found by a caller's own read of the archive (kept if none is known)."""
         return self._heads.setdefault(f"{tenant}|{stream}", head)
 
-    async def unseen(self, batch: list[LoggedEvent]) -> list[LoggedEvent]:
-        """The events of ``batch`` not archived yet, first copy of each id only."""
-        return (await self.first_copies(batch))[0]
-
     async def first_copies(
         self, batch: list[LoggedEvent]
     ) -> tuple[list[LoggedEvent], list[LoggedEvent]]:
@@ -117,7 +113,7 @@ class Archive:
         return unseen, first
 
     async def write(self, fresh: list[LoggedEvent]) -> dict[str, Head]:
-        """Archive events returned by :meth:`unseen`, chaining each stream's hashes.
+        """Archive the unseen events :meth:`first_copies` returned, chaining each stream's hashes.
 
         Returns the heads of the chains it extended (``tenant|stream`` → hash, length):
         what the audit checkpoints sign, from this writer's memory, not a read of the store.

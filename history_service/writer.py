@@ -27,7 +27,7 @@ class HistoryWriter:
         self.checkpoints = Checkpoints(db)
         self.anchoring = Anchoring(signer, self.archive, db)
         self.saved: int | None = None  # the checkpoint as last saved
-        self._archived: int | None = None
+        self.archived: int | None = None  # the last position archived (batches go in whole)
 
     async def apply(self, batch: list[LoggedEvent], *, hold: bool = False) -> None:
         """``hold``: the log is busy, conversations that only took messages may be written
@@ -49,13 +49,8 @@ class HistoryWriter:
         if self.archived is not None:
             await self._checkpoint(self.archived)
 
-    @property
-    def archived(self) -> int | None:
-        """The last position archived (every batch is archived whole)."""
-        return self._archived
-
     async def _checkpoint(self, archived: int) -> None:
-        self._archived = archived
+        self.archived = archived
         held = self.models.unwritten_from
         through = archived if held is None else held - 1
         if self.saved is None or through > self.saved:
