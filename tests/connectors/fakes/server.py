@@ -3,6 +3,12 @@
 ``cut()`` closes the listener (a network cut: connections are refused) and resets the
 connections still open, as when the platform's process is gone; ``restore()`` listens again
 on the same port.
+
+The port stays bound by this server from construction on, listening or not: a port picked
+free and released until uvicorn binds it can meanwhile become the local end of someone
+else's outgoing connection (both are drawn from the ephemeral range), and then uvicorn
+failed with "address already in use". A bound socket that does not listen refuses
+connections, which is what a cut must look like.
 """
 
 import asyncio
@@ -12,16 +18,20 @@ import uvicorn
 from fastapi import FastAPI
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def bound_socket(port: int = 0) -> socket.socket:
+    """A loopback socket bound (not listening) to ``port``, or to a free one with 0."""
+    sock = socket.socket()
+    # Connections the last listener closed may still be in TIME_WAIT on this port.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
 
 
 class FakeServer:
     def __init__(self, app: FastAPI) -> None:
         self.app = app
-        self.port = free_port()
+        self._socket = bound_socket()
+        self.port = int(self._socket.getsockname()[1])
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -40,7 +50,8 @@ class FakeServer:
             timeout_graceful_shutdown=0,
         )
         self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
+        # uvicorn listens on the socket and closes it at shutdown.
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
         deadline = asyncio.get_running_loop().time() + 5
         while not self._server.started:
             if self._task.done() or asyncio.get_running_loop().time() > deadline:
@@ -61,6 +72,7 @@ class FakeServer:
             for task in list(state.tasks):
                 task.cancel()
             self._server = None
+            self._socket = bound_socket(self.port)  # held, not listening, until restore
 
     cut = stop
     restore = start
