@@ -7,10 +7,8 @@ that none is left without confusing them with another test's ``relaydesk`` proce
 
 import json
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,30 +20,10 @@ from gateway.auth.tokens import TokenService
 from relaydesk.health import SERVICE_ORDER
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
-from tools.embedded import free_port
+from tools.embedded import free_port, free_ports
 
 READY_LINE = "relaydesk is up."
 URLS_END = "Ctrl-C stops everything."
-
-
-def free_port_block(count: int) -> int:
-    """The first of ``count`` consecutive free ports, below the ephemeral range (32768+):
-    a port there may be taken at any moment as the local end of an outgoing connection."""
-    for _ in range(200):
-        base = random.randrange(20000, 32000 - count)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 class Up:
@@ -55,7 +33,7 @@ class Up:
         self.data_dir = data_dir
         self.log_path = data_dir / "up.log"
         self.gateway_port = free_port()
-        self.health_base = free_port_block(len(SERVICE_ORDER))
+        self.health_base = free_ports(len(SERVICE_ORDER))
         self.env = {
             **os.environ,
             "RELAYDESK_AMQP_URL": amqp_url,

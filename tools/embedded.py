@@ -4,6 +4,7 @@
 """
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -28,10 +29,33 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+# Ports handed out for listeners stay below the kernel's ephemeral range (32768+ on Linux):
+# a port picked there, free when checked and released until its server binds it, may be
+# taken meanwhile as the local end of some outgoing connection ("address already in use").
+LISTEN_PORTS = range(20000, 32000)
+
+
+def free_ports(count: int = 1) -> int:
+    """The first of ``count`` consecutive ports free to listen on, below the ephemeral range."""
+    for _ in range(200):
+        base = random.randrange(LISTEN_PORTS.start, LISTEN_PORTS.stop - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise EmbeddedError(f"no {count} consecutive free ports in {LISTEN_PORTS}")
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)
 
 
 def wait_for_port(host: str, port: int, timeout: float, what: str) -> None:

@@ -22,8 +22,7 @@ from relaydesk.health import SERVICE_ORDER
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
 from tests.keys import secret_env
-from tests.up import free_port_block
-from tools.embedded import free_port
+from tools.embedded import free_port, free_ports
 
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -34,7 +33,7 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         "MONGO_URL": settings.mongo_url or "",
         "RELAYDESK_MONGO_DB": settings.mongo_db,
         # every service listens on base + n now: ports no outgoing connection may hold
-        "RELAYDESK_HEALTH_PORT_BASE": str(free_port_block(len(SERVICE_ORDER))),
+        "RELAYDESK_HEALTH_PORT_BASE": str(free_ports(len(SERVICE_ORDER))),
         "RELAYDESK_LOG_FORMAT": "json",
         **secret_env(settings),
         **extra,
