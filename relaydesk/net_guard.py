@@ -18,7 +18,9 @@ TLS (server name indication and certificate check).
 """
 
 import asyncio
+import functools
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
@@ -255,6 +257,14 @@ class TargetPolicy:
         return target
 
 
+@functools.cache
+def tls_client_context() -> ssl.SSLContext:
+    """The TLS client context every guarded transport of this process shares: building one
+    reads and parses a whole CA bundle (tens of milliseconds of CPU), and each webhook
+    dispatcher and fetcher built its own, at every service start. Never modified after this."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class GuardedTransport(httpx.AsyncBaseTransport):
     """An httpx transport that reaches only what ``policy`` allows, at the address it checked.
 
@@ -271,7 +281,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, policy: TargetPolicy, inner: httpx.AsyncBaseTransport | None = None) -> None:
         self._policy = policy
-        self._inner = inner or httpx.AsyncHTTPTransport(trust_env=False)
+        self._inner = inner or httpx.AsyncHTTPTransport(
+            verify=tls_client_context(), trust_env=False
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.userinfo:

@@ -2,10 +2,13 @@
 tests sharing ``module_system`` get one for the module)."""
 
 import contextlib
+import functools
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+import httpx._transports.default
 import pytest
 import pytest_asyncio
 from passlib.context import CryptContext  # type: ignore[import-untyped]
@@ -41,6 +44,32 @@ def cheap_password_hashing() -> Iterator[None]:
                 argon2__parallelism=1,
             ),
         )
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_tls_context_per_kind() -> Iterator[None]:
+    """One TLS client context per kind (verify or not, environment or not) in the test process.
+
+    httpx builds a context for every client and transport, http or https, by parsing the
+    whole CA bundle: ~25 ms of CPU, and the suite makes thousands of clients of
+    http://127.0.0.1. A context is never modified after it is built, so clients built with
+    the same arguments can share one; anything else (a context or a certificate passed in)
+    is built as before.
+    """
+    build = httpx._transports.default.create_ssl_context
+
+    @functools.cache
+    def shared(verify: bool, trust_env: bool) -> ssl.SSLContext:
+        return build(verify=verify, trust_env=trust_env)
+
+    def create_ssl_context(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
+        if cert is None and isinstance(verify, bool):
+            return shared(verify, trust_env)
+        return build(verify=verify, cert=cert, trust_env=trust_env)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(httpx._transports.default, "create_ssl_context", create_ssl_context)
         yield
 
 
