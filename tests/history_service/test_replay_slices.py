@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from contracts.events.audit import CHECKPOINT_STREAM
+from agent_service.service import AgentService
 from history_service.service import HistoryService
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually, owner_session
@@ -59,8 +60,13 @@ async def test_replay_of_a_tenant_and_of_a_time_range_from_archive_and_stream(
         httpx.AsyncClient(base_url=system.gateway.base_url) as http,
     ):
         owner = await owner_session(system, http, "rep")
-        _, conversation_id = await served_conversation(system, http, owner)
+        agent_id, conversation_id = await served_conversation(system, http, owner)
         await owner_session(system, http, "other")  # another tenant's events must stay out
+        routing = next(s for s in system.services if isinstance(s, AgentService))
+        await eventually(  # the last event the flow causes: its agent's socket closed
+            lambda: routing.state.tenants["rep"].agents[agent_id].disconnected_at,
+            what="the agent's lost connection",
+        )
         await eventually(
             lambda: rated(http, owner, conversation_id), what="the archived conversation"
         )
@@ -72,7 +78,7 @@ async def test_replay_of_a_tenant_and_of_a_time_range_from_archive_and_stream(
         # window from both and reads the stream again: a round in which the log did not move
         # is compared; a round in which it moved is tried again.
         history = next(s for s in system.services if isinstance(s, HistoryService))
-        for _ in range(5):
+        for _ in range(3):
             streamed = await tenant_events(system, "stream")
             await history.wait_for_position(streamed[-1]["position"], timeout=30)
             tenant = await tenant_events(system, "archive")
