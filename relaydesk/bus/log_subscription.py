@@ -25,6 +25,7 @@ from typing import Any
 
 import structlog
 from rstream import Consumer, ConsumerOffsetSpecification, MessageContext, schema
+from rstream.exceptions import StreamNotAvailable
 
 from contracts import topology as names
 from relaydesk.bus.endpoint import StreamEndpoint, close_quietly
@@ -35,6 +36,9 @@ INITIAL_CREDIT = 12  # chunks in flight towards this subscription
 CREDIT_BATCH = 4  # chunks whose credit is returned in one frame (8+ stay in flight)
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 3.0
 CLOSE_TIMEOUT_S = 3.0
+# A stream declared a moment ago answers "not available" until its leader runs: waited out
+# at open, this long at most.
+NOT_AVAILABLE_WAIT_S = 15.0
 
 # position, the raw AMQP 1.0 message, the chunk's broker timestamp (ms)
 Deliver = Callable[[int, bytes, int], Awaitable[None]]
@@ -110,7 +114,22 @@ class LogSubscription:
         return self._consumer is not None and not self._closed
 
     async def open(self) -> None:
-        await self._subscribe()
+        """Subscribe. A stream that exists but whose leader has not started yet (just declared,
+        on a busy broker: seen at a service's start) is asked again with backoff for up to
+        ``NOT_AVAILABLE_WAIT_S``; any other refusal is raised at once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + NOT_AVAILABLE_WAIT_S
+        delay = RECONNECT_MIN_S
+        while True:
+            try:
+                await self._subscribe()
+                return
+            except StreamNotAvailable:
+                if self._closed or loop.time() + delay >= deadline:
+                    raise
+                log.info("log_reader_stream_not_available", reader=self._name)
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                delay = min(RECONNECT_MAX_S, delay * 2)
 
     def close(self) -> Coroutine[Any, Any, None] | None:
         """Stop delivering at once; returns the connection's closing for the owner to await."""
