@@ -27,7 +27,7 @@ class Query(BaseModel, Generic[R]):
     between several queries, and an older client may still send a field since dropped.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)  # as Payload's
     NAME: ClassVar[str]
     SERVICE: ClassVar[str]
 
@@ -65,7 +65,7 @@ class Answer(BaseModel):
     """Base of answer models: frozen; fields the model does not declare are dropped, so
     an answer carries exactly what its contract says."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)  # as Payload's
 
 
 def clamp(low: int, high: int) -> AfterValidator:
