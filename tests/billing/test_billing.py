@@ -18,7 +18,7 @@ from billing_service.service import BillingService
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.settings import Settings
-from tests.admin.helpers import bearer, cli, eventually
+from tests.admin.helpers import admin_command, bearer, cli, eventually
 from tests.gateway.wsclient import Client
 from tests.system import running_system
 
@@ -82,7 +82,7 @@ async def test_plan_change_limit_invoice_payment_and_identical_recompute_after_r
         try:
             created = datetime.now(UTC).date()
             assert (
-                await cli(
+                await admin_command(
                     system.settings,
                     "create-tenant",
                     "--tenant",
@@ -94,22 +94,25 @@ async def test_plan_change_limit_invoice_payment_and_identical_recompute_after_r
                     "--plan",
                     "tiny",
                 )
-            ).returncode == 0
-            done = await cli(
-                system.settings,
-                "create-agent",
-                "--tenant",
-                "paid",
-                "--email",
-                "boss@paid.test",
-                "--name",
-                "Boss",
-                "--role",
-                "owner",
-                "--password",
-                "correct horse",
+                == 0
             )
-            assert done.returncode == 0, done.stderr
+            assert (
+                await admin_command(
+                    system.settings,
+                    "create-agent",
+                    "--tenant",
+                    "paid",
+                    "--email",
+                    "boss@paid.test",
+                    "--name",
+                    "Boss",
+                    "--role",
+                    "owner",
+                    "--password",
+                    "correct horse",
+                )
+                == 0
+            )
             owner = await bearer(http, "paid", "boss@paid.test", "correct horse")
             start = await eventually(lambda: account(http, owner), what="the billing account")
             assert (
@@ -155,10 +158,12 @@ async def test_plan_change_limit_invoice_payment_and_identical_recompute_after_r
             billing = BillingService(billing_settings, close_check_s=3600)
             await billing.start()
             period = f"{created:%Y-%m}"
-            closed = await cli(
-                system.settings, "close-period", "--tenant", "paid", "--period", period
+            assert (
+                await admin_command(
+                    system.settings, "close-period", "--tenant", "paid", "--period", period
+                )
+                == 0
             )
-            assert closed.returncode == 0, closed.stderr
             issued = await eventually(lambda: _with_invoice(http, owner), what="the invoice")
             invoice = issued["invoices"][0]
 
@@ -210,19 +215,21 @@ async def test_plan_change_limit_invoice_payment_and_identical_recompute_after_r
                 str(invoice["total_cents"] + 1),
             )
             assert too_much.returncode == 2 and "outstanding" in too_much.stderr
-            paid = await cli(
-                system.settings,
-                "record-payment",
-                "--tenant",
-                "paid",
-                "--invoice",
-                invoice["number"],
-                "--amount-cents",
-                str(invoice["total_cents"]),
-                "--reference",
-                "bank-123",
+            assert (
+                await admin_command(
+                    system.settings,
+                    "record-payment",
+                    "--tenant",
+                    "paid",
+                    "--invoice",
+                    invoice["number"],
+                    "--amount-cents",
+                    str(invoice["total_cents"]),
+                    "--reference",
+                    "bank-123",
+                )
+                == 0
             )
-            assert paid.returncode == 0, paid.stderr
             settled = await eventually(lambda: _settled(http, owner), what="the payment")
             assert (
                 settled["balance_cents"] == 0
@@ -242,10 +249,13 @@ async def test_tool_mode_tenants_have_no_billing(billing_settings: Settings) -> 
         await billing.start()
         try:
             assert (
-                await cli(system.settings, "create-tenant", "--tenant", "tooly", "--name", "Tooly")
-            ).returncode == 0
+                await admin_command(
+                    system.settings, "create-tenant", "--tenant", "tooly", "--name", "Tooly"
+                )
+                == 0
+            )
             assert (
-                await cli(
+                await admin_command(
                     system.settings,
                     "create-agent",
                     "--tenant",
@@ -259,7 +269,8 @@ async def test_tool_mode_tenants_have_no_billing(billing_settings: Settings) -> 
                     "--password",
                     "correct horse",
                 )
-            ).returncode == 0
+                == 0
+            )
             owner = await bearer(http, "tooly", "boss@tooly.test", "correct horse")
             response = await http.get("/api/billing/account", headers=owner)
             assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"

@@ -9,7 +9,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.admin.helpers import cli
+from tests.admin.helpers import admin_command
 from tests.gateway.wsclient import Client
 from tests.system import RunningSystem, history_held
 
@@ -18,10 +18,12 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 async def test_customer_and_agent_chat_through_the_gateway(module_system: RunningSystem) -> None:
     # Visitor sessions are only for tenants that exist (issue 14, item 11).
-    created = await cli(
-        module_system.settings, "create-tenant", "--tenant", "chat", "--name", "Chat"
+    assert (
+        await admin_command(
+            module_system.settings, "create-tenant", "--tenant", "chat", "--name", "Chat"
+        )
+        == 0
     )
-    assert created.returncode == 0, created.stderr
     agent = await Client.connect(
         module_system.gateway.ws_url, module_system.agent_token("chat", "ann", name="Ann")
     )
@@ -131,8 +133,12 @@ async def test_a_returning_visitor_resumes_their_chat_while_history_lags(
     """The visitor session named the visitor's open conversation from history's read model:
     behind the log (under load it lags), it said "none", and a reloaded widget lost its live
     chat or started a second one. Routing, which decided the request, knows it at once."""
-    created = await cli(module_system.settings, "create-tenant", "--tenant", "lag", "--name", "Lag")
-    assert created.returncode == 0, created.stderr
+    assert (
+        await admin_command(
+            module_system.settings, "create-tenant", "--tenant", "lag", "--name", "Lag"
+        )
+        == 0
+    )
     # history stops following the log; the shared system's history catches up once released
     with history_held(module_system):
         customer = await Client.connect(

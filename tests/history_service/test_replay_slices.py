@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from contracts.events.audit import CHECKPOINT_STREAM
 from agent_service.service import AgentService
+from contracts.events.audit import CHECKPOINT_STREAM
 from history_service.service import HistoryService
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually, owner_session
@@ -84,9 +84,7 @@ async def test_replay_of_a_tenant_and_of_a_time_range_from_archive_and_stream(
             tenant = await tenant_events(system, "archive")
             since, until = tenant[2]["occurred_at"], tenant[-3]["occurred_at"]
             windows = {
-                source: await tenant_events(
-                    system, source, "--since", since, "--until", until
-                )
+                source: await tenant_events(system, source, "--since", since, "--until", until)
                 for source in ("archive", "stream")
             }
             if ids(await tenant_events(system, "stream")) == ids(streamed) == ids(tenant):

@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from relaydesk.settings import Settings
-from tests.admin.helpers import bearer, cli, eventually
+from tests.admin.helpers import admin_command, bearer, eventually
 from tests.browser.conftest import browser, own_browser  # noqa: F401 - the Chromium fixtures
 from tests.browser.pages import TIMEOUT_MS
 from tests.system import RunningGateway, RunningSystem, running_system, start_gateway
@@ -175,25 +175,29 @@ async def test_injected_script_runs_neither_in_the_console_nor_in_an_invoice_ope
 
 
 async def _saas_tenant_with_an_invoice(system: RunningSystem, tenant: str) -> None:
-    created = await cli(
-        system.settings, "create-tenant", "--tenant", tenant, "--name", "Inv", "--mode", "saas"
+    assert (
+        await admin_command(
+            system.settings, "create-tenant", "--tenant", tenant, "--name", "Inv", "--mode", "saas"
+        )
+        == 0
     )
-    assert created.returncode == 0, created.stderr
-    owner = await cli(
-        system.settings,
-        "create-agent",
-        "--tenant",
-        tenant,
-        "--email",
-        f"boss@{tenant}.test",
-        "--name",
-        "Boss",
-        "--role",
-        "owner",
-        "--password",
-        "boss-secret-pw",
+    assert (
+        await admin_command(
+            system.settings,
+            "create-agent",
+            "--tenant",
+            tenant,
+            "--email",
+            f"boss@{tenant}.test",
+            "--name",
+            "Boss",
+            "--role",
+            "owner",
+            "--password",
+            "boss-secret-pw",
+        )
+        == 0
     )
-    assert owner.returncode == 0, owner.stderr
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         headers = await bearer(http, tenant, f"boss@{tenant}.test", "boss-secret-pw")
 
@@ -203,8 +207,12 @@ async def _saas_tenant_with_an_invoice(system: RunningSystem, tenant: str) -> No
 
         await eventually(account, what="the billing account")
         period = f"{datetime.now(UTC):%Y-%m}"
-        closed = await cli(system.settings, "close-period", "--tenant", tenant, "--period", period)
-        assert closed.returncode == 0, closed.stderr
+        assert (
+            await admin_command(
+                system.settings, "close-period", "--tenant", tenant, "--period", period
+            )
+            == 0
+        )
 
         async def invoiced() -> bool:
             found = await account()
