@@ -19,6 +19,7 @@ from contracts.events.system import LogMarker
 from history_service.documents import ArchivedEvent
 from history_service.hash_chain import envelope_of
 from relaydesk.bus import Bus, LogReader
+from relaydesk.bus.log_head import log_head
 from relaydesk.dedupe import SeenIds, first_copies
 from relaydesk.store import ascending, bound, database, make_client, stored_rows
 
@@ -109,7 +110,11 @@ async def from_stream(
     stream_url: str | None = None,
     idle_timeout: float = 2.0,
 ) -> AsyncIterator[LoggedEvent]:
-    """Read the stream from its first retained offset until it is quiet for ``idle_timeout``.
+    """Read the stream from its first retained offset up to its head as of the start.
+
+    The head is taken when the read begins (``log_head``), so a replay of a live log ends
+    although events go on arriving; ``idle_timeout`` only ends a read whose last entries
+    before the head could not be decoded (they went to the dead letters).
 
     Second copies of an event id are dropped by the rule every live reader applies
     (``relaydesk.dedupe``): the archive holds first copies only, so both sources replay
@@ -118,14 +123,21 @@ async def from_stream(
     bus = await Bus(amqp_url, service="replay", stream_url=stream_url).connect()
     seen = SeenIds(limit=None)
     try:
+        head = await log_head(bus)
+        if head is None:
+            return
         async with LogReader(bus, start="first", prefetch=2000, name="replay") as reader:
             async for batch in reader.batches(max_batch=1000, idle_timeout=idle_timeout):
                 for event in first_copies(batch, seen):
+                    if event.position > head:
+                        return
                     matched = event.envelope.type != LogMarker.TYPE and selection.holds(
                         event.envelope
                     )
                     progress.tick(matched)
                     if matched:
                         yield event
+                if batch[-1].position >= head:
+                    return
     finally:
         await bus.close()
