@@ -11,7 +11,10 @@ SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 apt_packages=()
 command -v rabbitmq-server >/dev/null 2>&1 || apt_packages+=(rabbitmq-server)
-if [[ $WITH_TEST -eq 1 ]] && [[ ! -x /usr/bin/chromium ]]; then apt_packages+=(chromium); fi
+# The browser tests run Debian's headless shell of Chromium (tests/browser/conftest.py).
+if [[ $WITH_TEST -eq 1 ]] && [[ ! -x /usr/bin/chromium-headless-shell ]]; then
+  apt_packages+=(chromium-headless-shell)
+fi
 if [[ $WITH_TEST -eq 1 ]] && ! command -v npm >/dev/null 2>&1; then apt_packages+=(npm); fi
 python3 -m venv --help >/dev/null 2>&1 || apt_packages+=(python3-venv)
 if (( ${#apt_packages[@]} )); then
