@@ -22,7 +22,6 @@ why a round should be long enough for messages to dominate (20 s at 300 msg/s is
 import argparse
 import asyncio
 import json
-import random
 import statistics
 import time
 from typing import Any
@@ -36,19 +35,8 @@ from tools.bench.chat_load import ChatFleet
 from tools.bench.processes import ProcessMeter
 from tools.bench.sut import SystemUnderTest
 from tools.cluster import LocalRabbitCluster
-from tools.embedded import port_open
 
 ORDER = ("gateway", "agent", "history", "billing", "connectors", "mongodb", "rabbitmq")
-
-
-def _free_base_port() -> int:
-    """A base port whose node ports (tools/cluster.py's layout) are all free."""
-    for _ in range(50):
-        base = random.randrange(40_000, 44_000, 20)
-        ports = (base + 1, base + 11, base + 10_001, base + 20_001)
-        if not any(port_open("127.0.0.1", port) for port in ports):
-            return base
-    raise RuntimeError("no free base port for a broker node of our own")
 
 
 def _machine_busy_s() -> float:
@@ -86,7 +74,7 @@ async def measure(
 ) -> dict[str, Any]:
     cluster = None
     if own_broker:
-        cluster = await asyncio.to_thread(LocalRabbitCluster(1, base_port=_free_base_port()).start)
+        cluster = await asyncio.to_thread(LocalRabbitCluster(1).start)
     sut = SystemUnderTest(cluster=cluster)
     try:
         running = await sut.start()

@@ -38,7 +38,7 @@ from contracts import Actor, Envelope
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.shared_log import SharedLog
 from relaydesk.runtime import run_loop
-from tools.bench.cpu_per_message import _broker_pid, _free_base_port
+from tools.bench.cpu_per_message import _broker_pid
 from tools.cluster import LocalRabbitCluster
 
 VARIANTS = ("two readers, rstream codec", "two readers", "shared")
@@ -141,7 +141,7 @@ async def _round(
 
 
 async def measure(rate: float, seconds: float, rounds: int) -> dict[str, Any]:
-    cluster = await asyncio.to_thread(LocalRabbitCluster(1, base_port=_free_base_port()).start)
+    cluster = await asyncio.to_thread(LocalRabbitCluster(1).start)
     try:
         bus = await Bus(
             cluster.amqp_url(), service="bench", stream_url=cluster.stream_url()
