@@ -113,8 +113,9 @@ async def from_stream(
     """Read the stream from its first retained offset up to its head as of the start.
 
     The head is taken when the read begins (``log_head``), so a replay of a live log ends
-    although events go on arriving; ``idle_timeout`` only ends a read whose last entries
-    before the head could not be decoded (they went to the dead letters).
+    although events go on arriving. It is an entry that decodes (undecodable ones go to the
+    dead letters and are never a head), so the read always reaches it; ``idle_timeout`` is
+    only a guard against a log that stops delivering before it.
 
     Second copies of an event id are dropped by the rule every live reader applies
     (``relaydesk.dedupe``): the archive holds first copies only, so both sources replay
