@@ -93,12 +93,7 @@ class AgentService:
         return self.projection.state
 
     async def start(self) -> None:
-        self.bus = await Bus(
-            self.settings.amqp_url,
-            service=SERVICE,
-            publish_timeout_s=self.settings.publish_timeout_s,
-            stream_url=self.settings.stream_url,
-        ).connect()
+        self.bus = await Bus.from_settings(self.settings, service=SERVICE).connect()
         self._timers = Timers(
             RpcClient(self.bus), request_timeout_s=self.settings.request_timeout_s
         )

@@ -78,9 +78,7 @@ class BillingService:
         self._reader: LogReader | None = None
 
     async def start(self) -> None:
-        self.bus = await Bus(
-            self.settings.amqp_url, service=SERVICE, stream_url=self.settings.stream_url
-        ).connect()
+        self.bus = await Bus.from_settings(self.settings, service=SERVICE).connect()
         self._reader = reader = await LogReader(self.bus, start="first", name=SERVICE).open()
         position = await catch_up(self.bus, reader, self._apply, service=SERVICE)
         await self._issue_pending()

@@ -70,12 +70,7 @@ class ConnectorsService:
 
     async def start(self) -> None:
         assert self.settings.mongo_url, "connectors need MongoDB"
-        self._bus = bus = await Bus(
-            self.settings.amqp_url,
-            service=SERVICE,
-            publish_timeout_s=self.settings.publish_timeout_s,
-            stream_url=self.settings.stream_url,
-        ).connect()
+        self._bus = bus = await Bus.from_settings(self.settings, service=SERVICE).connect()
         self._mongo = make_client(self.settings.mongo_url)
         db = database(self._mongo, self.settings.mongo_db)
         await bind_documents(db, (*CONNECTOR_DOCUMENTS, Checkpoint))  # creates their indexes

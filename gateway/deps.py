@@ -64,12 +64,7 @@ class GatewayDeps:
 
     @classmethod
     async def start(cls, settings: Settings) -> "GatewayDeps":
-        bus = await Bus(
-            settings.amqp_url,
-            service="gateway",
-            publish_timeout_s=settings.publish_timeout_s,
-            stream_url=settings.stream_url,
-        ).connect()
+        bus = await Bus.from_settings(settings, service="gateway").connect()
         rpc = RpcClient(bus)
         directory, sessions = ConversationDirectory(), SessionRegistry()
         tailer = Tailer(bus, directory, sessions, buffer_size=settings.resume_buffer_events)

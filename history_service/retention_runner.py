@@ -37,11 +37,7 @@ class RetentionRunner:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._bus = await Bus(
-            self._settings.amqp_url,
-            service="history-retention",
-            stream_url=self._settings.stream_url,
-        ).connect()
+        self._bus = await Bus.from_settings(self._settings, service="history-retention").connect()
         self._mongo = make_client(self._settings.mongo_url or "")
         job = RetentionJob(
             database(self._mongo, self._settings.mongo_db), self._bus.publish, self._clock

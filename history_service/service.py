@@ -80,9 +80,7 @@ class HistoryService:
         self._anchoring = self._writer.anchoring
         await bind_documents(db, (*HISTORY_DOCUMENTS, Checkpoint))  # creates their indexes
         self.position = await self._writer.checkpoints.load(SERVICE)
-        self.bus = await Bus(
-            self.settings.amqp_url, service=SERVICE, stream_url=self.settings.stream_url
-        ).connect()
+        self.bus = await Bus.from_settings(self.settings, service=SERVICE).connect()
         self._reader = reader = await LogReader(
             self.bus, start="first" if self.position is None else self.position + 1, name=SERVICE
         ).open()

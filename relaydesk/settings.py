@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     resume_buffer_events: int = 50_000
 
     publish_timeout_s: float = 5.0
+    # From this many log entries a second, a process's publisher sends its batches at most
+    # this often (relaydesk/bus/publish_pacing.py: larger chunks for the broker and every
+    # reader, at up to this much latency); 0 ms: never wait.
+    publish_batch_interval_ms: float = Field(default=10.0, ge=0, le=1000)
+    publish_batching_from_per_s: float = Field(default=400.0, ge=0)
     request_timeout_s: float = 5.0
     offer_timeout_s: int = 60
     disconnect_grace_s: int = 30

@@ -90,12 +90,7 @@ class AdminService:
         self.lockout: Lockout | None = None
 
     async def start(self) -> None:
-        self.bus = await Bus(
-            self.settings.amqp_url,
-            service=SERVICE,
-            publish_timeout_s=self.settings.publish_timeout_s,
-            stream_url=self.settings.stream_url,
-        ).connect()
+        self.bus = await Bus.from_settings(self.settings, service=SERVICE).connect()
         self._start_webhooks()
         if self.webhooks is not None:
             await self.webhooks.bind()  # init_beanie for the webhook documents, once

@@ -24,6 +24,7 @@ from contracts.envelope import Envelope
 from relaydesk.bus.codec import envelope_body
 from relaydesk.bus.endpoint import StreamEndpoint, split_urls
 from relaydesk.bus.failover import FailoverConnection
+from relaydesk.bus.publish_pacing import BatchPacing
 from relaydesk.bus.stream_publisher import Entry, PublishRefused, StreamPublisher
 from relaydesk.bus.topology import declare_core
 from relaydesk.metrics import (
@@ -32,6 +33,7 @@ from relaydesk.metrics import (
     PUBLISH_FAILURES,
     series,
 )
+from relaydesk.settings import Settings
 from relaydesk.tracing import current_traceparent
 
 log = structlog.get_logger(__name__)
@@ -53,6 +55,7 @@ class Bus:
         service: name used in the connection name and logs.
         publish_timeout_s: how long ``publish`` keeps retrying before it gives up.
         stream_url: where the log is read and appended (default: the AMQP host on port 5552).
+        pacing: when the log publisher's batches leave (relaydesk/bus/publish_pacing.py).
     """
 
     def __init__(
@@ -62,8 +65,10 @@ class Bus:
         service: str,
         publish_timeout_s: float = 5.0,
         stream_url: str | None = None,
+        pacing: BatchPacing | None = None,
     ) -> None:
         self.amqp_url = amqp_url
+        self._pacing = pacing
         self.stream_endpoint = StreamEndpoint.from_urls(amqp_url, stream_url)
         self.service = service
         self.publish_timeout_s = publish_timeout_s
@@ -73,13 +78,28 @@ class Bus:
         self._closing: set[asyncio.Task[None]] = set()
         self._readers: set[_Reader] = set()  # open log readers on this bus; closed with it
 
+    @classmethod
+    def from_settings(cls, settings: Settings, *, service: str) -> "Bus":
+        """A service's bus as its settings describe it (not connected yet)."""
+        return cls(
+            settings.amqp_url,
+            service=service,
+            publish_timeout_s=settings.publish_timeout_s,
+            stream_url=settings.stream_url,
+            pacing=BatchPacing(
+                settings.publish_batch_interval_ms / 1000, settings.publish_batching_from_per_s
+            ),
+        )
+
     async def connect(self) -> "Bus":
         self.connection = await self._connect_any_node()
         setup = await self.connection.channel()
         await declare_core(setup)
         await setup.close()
         await self._open_publisher()
-        self._log = StreamPublisher(self.stream_endpoint, names.LOG_STREAM, name=self.service)
+        self._log = StreamPublisher(
+            self.stream_endpoint, names.LOG_STREAM, name=self.service, pacing=self._pacing
+        )
         try:
             await self._log.start()
         except Exception as exc:

@@ -99,7 +99,7 @@ async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
         for event in batch:
             ledger.apply(event.envelope, event.position)
     differences = ledger.differences()
-    bus = await Bus(settings.amqp_url, service="replay", stream_url=settings.stream_url).connect()
+    bus = await Bus.from_settings(settings, service="replay").connect()
     try:
         rpc = RpcClient(bus)
         for state in ledger.tenants.values():
@@ -140,7 +140,7 @@ async def _ask_each(
     settings: Settings, state: RoutingState, view: Callable[[str, Any], dict[str, Any]]
 ) -> list[str]:
     """Each replayed conversation's ``view`` against agent_service's ``conversation.state``."""
-    bus = await Bus(settings.amqp_url, service="replay", stream_url=settings.stream_url).connect()
+    bus = await Bus.from_settings(settings, service="replay").connect()
     differences = []
     try:
         rpc = RpcClient(bus)

@@ -132,7 +132,7 @@ async def read_log(settings: Settings, up_to: int, tenant: str | None) -> LogRea
     ``up_to``, of one tenant or all, and its checkpoints."""
     read = LogRead()
     seen = SeenIds(limit=None)
-    bus = await Bus(settings.amqp_url, service="audit", stream_url=settings.stream_url).connect()
+    bus = await Bus.from_settings(settings, service="audit").connect()
     try:
         async with LogReader(bus, start="first", prefetch=2000, name="audit") as reader:
             async for batch in reader.batches(max_batch=1000, idle_timeout=2.0):
