@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 from rstream import Consumer, ConsumerOffsetSpecification, MessageContext, schema
-from rstream.exceptions import StreamNotAvailable
+from rstream.exceptions import LeaderNotAvailable, StreamNotAvailable
 
 from contracts import topology as names
 from relaydesk.bus.endpoint import StreamEndpoint, close_quietly
@@ -36,8 +36,9 @@ INITIAL_CREDIT = 12  # chunks in flight towards this subscription
 CREDIT_BATCH = 4  # chunks whose credit is returned in one frame (8+ stay in flight)
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 3.0
 CLOSE_TIMEOUT_S = 3.0
-# A stream declared a moment ago answers "not available" until its leader runs: waited out
-# at open, this long at most.
+# A stream declared a moment ago answers "not available" (or its metadata names no leader
+# yet, which rstream raises as LeaderNotAvailable) until its leader runs: waited out at
+# open, this long at most.
 NOT_AVAILABLE_WAIT_S = 15.0
 
 # position, the raw AMQP 1.0 message, the chunk's broker timestamp (ms)
@@ -124,7 +125,7 @@ class LogSubscription:
             try:
                 await self._subscribe()
                 return
-            except StreamNotAvailable:
+            except (StreamNotAvailable, LeaderNotAvailable):
                 if self._closed or loop.time() + delay >= deadline:
                     raise
                 log.info("log_reader_stream_not_available", reader=self._name)
