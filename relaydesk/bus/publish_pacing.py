@@ -17,8 +17,12 @@ went quiet switches it off with its next entry.
 import time
 from collections.abc import Callable
 
-DEFAULT_INTERVAL_S = 0.010
-DEFAULT_FROM_PER_S = 400.0
+from relaydesk.settings import Settings
+
+# The defaults are the settings' (RELAYDESK_PUBLISH_BATCH_INTERVAL_MS, ..._BATCHING_FROM_PER_S),
+# for publishers made without settings (tools, tests): one place says what they are.
+DEFAULT_INTERVAL_S = Settings.model_fields["publish_batch_interval_ms"].default / 1000
+DEFAULT_FROM_PER_S = Settings.model_fields["publish_batching_from_per_s"].default
 WINDOW_S = 0.5
 
 
