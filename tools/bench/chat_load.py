@@ -6,27 +6,27 @@ rate and the latency is measured from the *scheduled* send time, so a stalled ge
 or server shows up as latency instead of hiding it (no coordinated omission). Every
 message carries its sequence number; the agents' side counts lost and duplicated ones.
 
-The generator shares the machine with the system it measures, so it is kept cheap:
-frames go out as the UTF-8 bytes orjson writes (sent as text frames, not decoded to str and
-encoded again), come in as bytes for orjson (``recv(decode=False)``), and the wait for a
-round's last messages counts arrivals as they come instead of rescanning every sequence.
+The generator shares the machine with the system it measures, so it is kept cheap: its
+sockets are picows clients (``tools/bench/ws_client.py``) that hand each frame to a function
+as it arrives, frames go out as the UTF-8 bytes orjson writes and come in as bytes for
+orjson, and the wait for a round's last messages counts arrivals as they come instead of
+rescanning every sequence.
 """
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import orjson
-import websockets
-from websockets.typing import Origin
 
 from contracts.events.conversation import ConversationAccepted, ConversationOffered
 from contracts.events.message import MessageSent
 from tools.bench.stats import Latencies
+from tools.bench.ws_client import BenchSocket, connect
 
 TENANT = "demo"
 RESEND_CODES = frozenset({"unavailable", "rate_limited"})
@@ -35,7 +35,7 @@ RESEND_AFTER_S = 0.2
 
 @dataclass
 class Conversation:
-    customer: Any
+    customer: BenchSocket
     conversation_id: str
 
 
@@ -84,16 +84,14 @@ class ChatFleet:
         self.size = conversations
         self.chats_per_agent = chats_per_agent
         self.conversations: list[Conversation] = []
-        self.sockets: list[Any] = []
+        self.sockets: list[BenchSocket] = []
         self.tally = Tally()
-        self._readers: list[asyncio.Task] = []
         self._accepted: asyncio.Queue[str] = asyncio.Queue()
         self.owner_token = ""
         # Sends not acknowledged yet, by idempotency key: like the widget's outbox, a send
         # the gateway answers "unavailable" (or "rate_limited") is resent with the same
         # key, so the count of lost messages means "acknowledged and never delivered".
-        self._unacked: dict[str, tuple[Any, bytes]] = {}
-        self._resends: set[asyncio.Task[None]] = set()  # held: the loop keeps tasks weakly
+        self._unacked: dict[str, tuple[BenchSocket, bytes]] = {}
 
     async def open(self) -> None:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as http:
@@ -127,18 +125,11 @@ class ChatFleet:
                 created.raise_for_status()
                 tokens.append(await self._login(http, email, "bench-password"))
             for token in tokens:
-                agent = await websockets.connect(
-                    f"{self._ws_url()}?token={token}",
-                    origin=Origin(self.base_url),
-                    max_queue=None,
-                    compression=None,
-                )
+                agent = await connect(f"{self._ws_url()}?token={token}", self.base_url)
                 hello = orjson.loads(await agent.recv())
                 self.sockets.append(agent)
-                self._readers.append(
-                    asyncio.create_task(self._agent_reader(agent, hello["session"]["id"]))
-                )
-                await agent.send(
+                agent.deliver_to(functools.partial(self._on_agent_frame, hello["session"]["id"]))
+                agent.send(
                     orjson.dumps(
                         {
                             "op": "status",
@@ -146,19 +137,15 @@ class ChatFleet:
                             "status": "online",
                             "max_chats": self.chats_per_agent,
                         }
-                    ),
-                    text=True,
+                    )
                 )
             customers = []
             for _ in range(self.size):
                 session = (
                     await http.post("/api/visitor/session", json={"tenant": self.tenant})
                 ).json()
-                customer = await websockets.connect(
-                    f"{self._ws_url()}?token={session['visitor_token']}",
-                    origin=Origin("https://shop.example"),
-                    max_queue=None,
-                    compression=None,
+                customer = await connect(
+                    f"{self._ws_url()}?token={session['visitor_token']}", "https://shop.example"
                 )
                 await customer.recv()
                 customers.append(customer)
@@ -175,7 +162,7 @@ class ChatFleet:
             while len(accepted) < self.size:
                 accepted.add(await self._accepted.get())
         for conversation in self.conversations:
-            self._readers.append(asyncio.create_task(self._customer_reader(conversation.customer)))
+            conversation.customer.deliver_to(self._on_customer_frame)
 
     def _ws_url(self) -> str:
         url = self._ws_urls[self._next_gateway % len(self._ws_urls)]
@@ -189,83 +176,75 @@ class ChatFleet:
         response.raise_for_status()
         return str(response.json()["access_token"])
 
-    async def _start(self, customer: Any, index: int) -> str:
-        await customer.send(
+    async def _start(self, customer: BenchSocket, index: int) -> str:
+        customer.send(
             orjson.dumps(
                 {"op": "start", "id": f"start-{index}", "visitor": {"name": f"Customer {index}"}}
-            ),
-            text=True,
+            )
         )
         while True:
-            frame = orjson.loads(await customer.recv(decode=False))
+            frame = orjson.loads(await customer.recv())
             if frame.get("t") == "ack" and frame.get("id") == f"start-{index}":
                 return str(frame["conversation_id"])
             if frame.get("t") == "error" and frame.get("id") == f"start-{index}":
                 raise RuntimeError(f"start refused: {frame}")
 
-    async def _agent_reader(self, agent: Any, agent_id: str) -> None:
+    def _on_agent_frame(self, agent_id: str, agent: BenchSocket, raw: bytes) -> None:
+        received = time.perf_counter_ns()
         tally = self.tally
-        async for raw in _frames(agent):
-            received = time.perf_counter_ns()
-            frame = orjson.loads(raw)
-            if frame.get("t") != "event":
-                continue
-            event = frame["event"]
-            kind, data = event["type"], event["data"]
-            if kind == MessageSent.TYPE and data.get("author_kind") == "customer":
-                sequence, scheduled = _parse(data["body"])
-                if sequence is None:
-                    continue
-                if sequence in tally.seen:
-                    tally.duplicates += 1
-                    continue
-                tally.seen.add(sequence)
-                if sequence in tally.round:
-                    tally.round_received += 1
-                    if tally.round_received == len(tally.round):
-                        tally.round_done.set()
-                if tally.measuring and scheduled is not None:
-                    tally.latencies.record_ns(received - scheduled)
-            elif kind == ConversationOffered.TYPE:
-                if agent_id in data["agent_ids"]:
-                    await agent.send(
-                        orjson.dumps(
-                            {
-                                "op": "accept",
-                                "id": f"accept-{data['conversation_id']}",
-                                "conversation_id": data["conversation_id"],
-                            }
-                        ),
-                        text=True,
+        frame = orjson.loads(raw)
+        if frame.get("t") != "event":
+            return
+        event = frame["event"]
+        kind, data = event["type"], event["data"]
+        if kind == MessageSent.TYPE and data.get("author_kind") == "customer":
+            sequence, scheduled = _parse(data["body"])
+            if sequence is None:
+                return
+            if sequence in tally.seen:
+                tally.duplicates += 1
+                return
+            tally.seen.add(sequence)
+            if sequence in tally.round:
+                tally.round_received += 1
+                if tally.round_received == len(tally.round):
+                    tally.round_done.set()
+            if tally.measuring and scheduled is not None:
+                tally.latencies.record_ns(received - scheduled)
+        elif kind == ConversationOffered.TYPE:
+            if agent_id in data["agent_ids"]:
+                agent.send(
+                    orjson.dumps(
+                        {
+                            "op": "accept",
+                            "id": f"accept-{data['conversation_id']}",
+                            "conversation_id": data["conversation_id"],
+                        }
                     )
-            elif kind == ConversationAccepted.TYPE:
-                self._accepted.put_nowait(data["conversation_id"])
+                )
+        elif kind == ConversationAccepted.TYPE:
+            self._accepted.put_nowait(data["conversation_id"])
 
-    def _resend(self, socket: Any, data: bytes) -> None:
-        task = asyncio.create_task(socket.send(data, text=True))
-        self._resends.add(task)
-        task.add_done_callback(self._resends.discard)
-
-    async def _customer_reader(self, customer: Any) -> None:
+    def _on_customer_frame(self, customer: BenchSocket, raw: bytes) -> None:
+        received = time.perf_counter_ns()
         tally = self.tally
-        async for raw in _frames(customer):
-            received = time.perf_counter_ns()
-            frame = orjson.loads(raw)
-            kind = frame.get("t")
-            if kind == "ack":
-                tally.acks += 1
-                self._unacked.pop(frame.get("id"), None)
-            elif kind == "error":
-                code = frame.get("code", "?")
-                tally.errors[code] = tally.errors.get(code, 0) + 1
-                unacked = self._unacked.get(frame.get("id"))
-                if unacked is not None and code in RESEND_CODES:
-                    tally.resent += 1
-                    asyncio.get_running_loop().call_later(RESEND_AFTER_S, self._resend, *unacked)
-            elif kind == "event" and frame["event"]["type"] == MessageSent.TYPE and tally.measuring:
-                _, scheduled = _parse(frame["event"]["data"]["body"])
-                if scheduled is not None:
-                    tally.echo.record_ns(received - scheduled)
+        frame = orjson.loads(raw)
+        kind = frame.get("t")
+        if kind == "ack":
+            tally.acks += 1
+            self._unacked.pop(frame.get("id"), None)
+        elif kind == "error":
+            code = frame.get("code", "?")
+            tally.errors[code] = tally.errors.get(code, 0) + 1
+            unacked = self._unacked.get(frame.get("id"))
+            if unacked is not None and code in RESEND_CODES:
+                tally.resent += 1
+                socket, data = unacked
+                asyncio.get_running_loop().call_later(RESEND_AFTER_S, socket.send, data)
+        elif kind == "event" and frame["event"]["type"] == MessageSent.TYPE and tally.measuring:
+            _, scheduled = _parse(frame["event"]["data"]["body"])
+            if scheduled is not None:
+                tally.echo.record_ns(received - scheduled)
 
     async def run(
         self,
@@ -307,7 +286,7 @@ class ChatFleet:
             }
             data = orjson.dumps(frame)
             self._unacked[frame["id"]] = (conversation.customer, data)
-            await conversation.customer.send(data, text=True)
+            conversation.customer.send(data)
         if tally.round_received < total:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(drain_s):
@@ -345,19 +324,7 @@ class ChatFleet:
             )
 
     async def close(self) -> None:
-        for reader in self._readers:
-            reader.cancel()
         await asyncio.gather(*(socket.close() for socket in self.sockets), return_exceptions=True)
-
-
-async def _frames(socket: Any) -> AsyncIterator[bytes]:
-    """The socket's frames as bytes (orjson reads them without a UTF-8 decode first), until
-    it closes."""
-    while True:
-        try:
-            yield await socket.recv(decode=False)
-        except websockets.ConnectionClosed:
-            return
 
 
 def _parse(body: str) -> tuple[int | None, int | None]:
