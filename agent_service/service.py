@@ -17,7 +17,7 @@ from agent_service.decider import RoutingDecider
 from agent_service.fold import SERVICE
 from agent_service.projection import Projection
 from agent_service.queries import Queries
-from agent_service.snapshot import SnapshotStore, Snapshotter
+from agent_service.snapshot import SnapshotSchedule, SnapshotStore, Snapshotter
 from agent_service.state import RoutingState
 from agent_service.timers import Timers
 from contracts.envelope import Envelope
@@ -56,6 +56,7 @@ ROUTING_DECISION = {
 }
 
 SNAPSHOT_EVERY = 1000  # events folded between snapshots
+SNAPSHOT_MIN_INTERVAL_S = 10.0  # and no sooner than this after the last one (SnapshotSchedule)
 
 
 class AgentService:
@@ -65,6 +66,7 @@ class AgentService:
         settings: run-time settings; with ``mongo_url`` set, state snapshots are kept in
             MongoDB (collection ``agent_routing_snapshots``).
         snapshot_every: events folded between two snapshots.
+        snapshot_min_interval_s: and the least time between two.
         shared_log: the process's one subscription to the log, shared with administration
             (default: a reader of its own).
     """
@@ -74,13 +76,14 @@ class AgentService:
         settings: Settings,
         *,
         snapshot_every: int = SNAPSHOT_EVERY,
+        snapshot_min_interval_s: float = SNAPSHOT_MIN_INTERVAL_S,
         shared_log: SharedLog | None = None,
     ) -> None:
         self.settings = settings
         self._shared_log = shared_log
         self.bus: Bus | None = None
         self.projection: Projection | None = None
-        self._snapshot_every = snapshot_every
+        self._snapshot_schedule = SnapshotSchedule(snapshot_every, snapshot_min_interval_s)
         self._mongo: AsyncMongoClient | None = None
         self._channels: list[AbstractChannel] = []
         self._timers: Timers | None = None
@@ -135,7 +138,7 @@ class AgentService:
             return None
         self._mongo = make_client(self.settings.mongo_url)
         return Snapshotter(
-            SnapshotStore(database(self._mongo, self.settings.mongo_db)), self._snapshot_every
+            SnapshotStore(database(self._mongo, self.settings.mongo_db)), self._snapshot_schedule
         )
 
     async def stop(self) -> None:

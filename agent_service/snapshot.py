@@ -11,6 +11,7 @@ current generation and its position. A save writes the new chunks first and swit
 """
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, fields
@@ -165,18 +166,50 @@ class SnapshotStore:
         return from_records(records, current.position), list(current.seen)
 
 
-class Snapshotter:
-    """When to snapshot: every ``every`` folded events, at a moment when the state is exactly
-    the log up to its position (none of our own decisions still on their way back)."""
+class SnapshotSchedule:
+    """When a snapshot is due: ``every`` folded events, and no sooner than ``min_interval_s``
+    after the last one.
 
-    def __init__(self, store: SnapshotStore, every: int) -> None:
-        self.store = store
+    The interval is why: a snapshot writes the whole state (thousands of records and the
+    recent command ids) however little changed, and at 1,000 events a second "every 1,000
+    events" was a snapshot a second, a twentieth of the embedded store's time
+    (docs/performance.md). A start folds at most the events of one interval more.
+    """
+
+    def __init__(
+        self, every: int, min_interval_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._every = every
+        self._min_interval_s = min_interval_s
+        self._clock = clock
         self._folded = 0
-        self._saving: asyncio.Task[None] | None = None
+        self._last_at: float | None = None
 
     def folded(self, count: int) -> None:
         self._folded += count
+
+    def due(self, *, force: bool = False) -> bool:
+        if force:
+            return True
+        recent = self._last_at is not None and self._clock() - self._last_at < self._min_interval_s
+        return self._folded >= self._every and not recent
+
+    def taken(self) -> None:
+        self._folded = 0
+        self._last_at = self._clock()
+
+
+class Snapshotter:
+    """When to snapshot (its :class:`SnapshotSchedule`), at a moment when the state is
+    exactly the log up to its position (none of our own decisions still on their way back)."""
+
+    def __init__(self, store: SnapshotStore, schedule: SnapshotSchedule) -> None:
+        self.store = store
+        self._schedule = schedule
+        self._saving: asyncio.Task[None] | None = None
+
+    def folded(self, count: int) -> None:
+        self._schedule.folded(count)
 
     def maybe_save(
         self,
@@ -188,18 +221,13 @@ class Snapshotter:
     ) -> asyncio.Task[None] | None:
         """``seen_ids`` is called only when a snapshot is due (it copies thousands of ids)."""
         busy = self._saving is not None and not self._saving.done()
-        if (
-            busy
-            or not settled
-            or state.position is None
-            or (self._folded < self._every and not force)
-        ):
+        if busy or not settled or state.position is None or not self._schedule.due(force=force):
             return None
         records, position = (
             to_records(state),
             state.position,
         )  # taken now, written in the background
-        self._folded = 0
+        self._schedule.taken()
         self._saving = asyncio.create_task(self._save(records, position, seen_ids()))
         return self._saving
 

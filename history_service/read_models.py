@@ -11,6 +11,7 @@ document written per chat message, for the same envelope (docs/performance.md).
 """
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,7 @@ from history_service.documents import (
     ConversationView,
     ConversationVisitor,
 )
-from relaydesk.store import bound
+from relaydesk.store import bound, id_chunks
 
 log = structlog.get_logger(__name__)
 
@@ -109,10 +110,16 @@ class ReadModels:
     """
 
     HOLD_S = 1.0
+    # Conversations kept as this writer last wrote them, so a batch need not load them again
+    # (docs/performance.md: loading a busy second's conversations was a tenth of the store's
+    # time). Safe because this consumer is the only writer of ``conversations``; a write that
+    # fails forgets what it tried to write, so the next batch loads those from the store.
+    KNOWN_MAX = 5_000
 
     def __init__(self, db: AsyncDatabase, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._db = db
         self._clock = clock
+        self._known: OrderedDict[str, ConversationView] = OrderedDict()
         self._held: dict[str, ConversationView] = {}
         self._held_from: dict[str, int] = {}  # key -> first position folded and not written
         self._held_since: float | None = None
@@ -171,16 +178,25 @@ class ReadModels:
         # ``fold`` nor held does not exist (a retried batch loads the ones its first try
         # stored).
         model = folded.model
-        async with BulkWriter(ordered=False, object_class=model) as writer:
+        written = {key: folded.conversations.get(key) or self._held[key] for key in keys}
+        try:
+            async with BulkWriter(ordered=False, object_class=model) as writer:
+                for key, conversation in written.items():
+                    if key in folded.stored or key in self._held:
+                        await conversation.replace(bulk_writer=writer)
+                    else:
+                        await model.insert_one(conversation, bulk_writer=writer)
+        except BaseException:
             for key in keys:
-                conversation = folded.conversations.get(key) or self._held[key]
-                if key in folded.stored or key in self._held:
-                    await conversation.replace(bulk_writer=writer)
-                else:
-                    await model.insert_one(conversation, bulk_writer=writer)
-        for key in keys:  # written: nothing of theirs is only in memory any more
+                self._known.pop(key, None)
+            raise
+        for key, conversation in written.items():  # nothing of theirs is only in memory now
             self._held.pop(key, None)
             self._held_from.pop(key, None)
+            self._known[key] = conversation
+            self._known.move_to_end(key)
+        while len(self._known) > self.KNOWN_MAX:
+            self._known.popitem(last=False)
         if not self._held:
             self._held_since = None
 
@@ -194,9 +210,13 @@ class ReadModels:
             and isinstance(data.get("conversation_id"), str)
         ]
         keys = list({conversation_key(logged.envelope.tenant, data) for logged, data in events})
-        wanted = [key for key in keys if key not in self._held]
-        conversations = {c.id: c async for c in model.find(In(model.id, wanted))} if wanted else {}
-        conversations.update({key: self._held[key] for key in keys if key in self._held})
+        wanted = [key for key in keys if key not in self._held and key not in self._known]
+        conversations = {
+            c.id: c for chunk in id_chunks(wanted) async for c in model.find(In(model.id, chunk))
+        }
+        for key in keys:
+            if (kept := self._held.get(key) or self._known.get(key)) is not None:
+                conversations[key] = kept
         folded = FoldedBatch(model, conversations, stored=frozenset(conversations))
         for logged, data in events:
             if fold_conversation(logged, data, conversations, model):

@@ -16,7 +16,7 @@ at start; a store given a database that nothing bound yet binds on first use.
 """
 
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import structlog
@@ -119,6 +119,20 @@ async def stored_rows(query: FindMany[Any]) -> AsyncIterator[Row]:
     assert cursor is not None  # None only for queries with links, which we do not declare
     async for row in cursor:
         yield row
+
+
+# Ids asked for per ``$in`` query when a caller looks many up at once. The embedded server
+# (SecantusDB) matches every document it finds against the whole ``$in`` list again, so one
+# query for n ids costs it ~n²/2 comparisons: history's fold of a busy second asked for ~200
+# conversations in one query, a tenth of the store's time (docs/performance.md). A real
+# MongoDB costs the same either way, less a few round trips.
+IDS_PER_QUERY = 32
+
+
+def id_chunks(ids: list[T]) -> Iterator[list[T]]:
+    """``ids`` in runs of :data:`IDS_PER_QUERY`, one ``$in`` query each."""
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        yield ids[start : start + IDS_PER_QUERY]
 
 
 async def with_store_retry(operation: Callable[[], Awaitable[T]], *, max_s: float = 60.0) -> T:

@@ -4,7 +4,7 @@ import json
 from datetime import datetime
 
 from agent_service.service import AgentService
-from agent_service.snapshot import COLLECTION, from_records, to_records
+from agent_service.snapshot import COLLECTION, SnapshotSchedule, from_records, to_records
 from agent_service.state import RoutingState
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
@@ -90,3 +90,23 @@ def test_records_round_trip_keeps_every_field() -> None:
     assert restored.tenants["acme"].agents["a1"] == agent
     assert restored.tenants["acme"].settings["routing_mode"] == "round_robin"
     assert restored.position == 41
+
+
+def test_a_snapshot_is_due_every_n_events_but_no_sooner_than_the_interval() -> None:
+    now = [100.0]
+    schedule = SnapshotSchedule(every=1000, min_interval_s=10, clock=lambda: now[0])
+    schedule.folded(999)
+    assert not schedule.due()
+    schedule.folded(1)
+    assert schedule.due()  # the first one: nothing taken yet
+    schedule.taken()
+    schedule.folded(5000)  # a busy log: 5,000 events within the next 9.9 s
+    now[0] += 9.9
+    assert not schedule.due()
+    assert schedule.due(force=True)  # stopping saves whatever the schedule says
+    now[0] += 0.1
+    assert schedule.due()
+    schedule.taken()
+    now[0] += 60
+    schedule.folded(999)  # a quiet log: the count still decides
+    assert not schedule.due()

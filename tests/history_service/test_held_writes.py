@@ -131,3 +131,43 @@ async def test_a_quiet_log_writes_every_batch_at_once(db: AsyncDatabase) -> None
     await writer.apply(log.append(message(TENANT, "a", 1)))  # quiet: held ones go too
     assert (await stored(db, "a"))["message_count"] == 2
     assert await writer.checkpoints.load(CONSUMER) == 2
+
+
+async def test_a_batch_of_many_conversations_and_ids_is_looked_up_whole(db: AsyncDatabase) -> None:
+    """Lookups of a batch's ids and conversations go in runs (relaydesk.store.id_chunks):
+    every run is asked, so copies and conversations past the first run are found too."""
+    clock, log = Clock(), Log()
+    writer = writer_on(db, clock)
+    names = [f"c{n:03}" for n in range(100)]
+    await writer.apply(log.append(*(requested(TENANT, name) for name in names)))
+    firsts = log.append(*(message(TENANT, name, 0) for name in names))
+    await writer.apply(firsts)
+    # later copies of messages from every part of the batch, then one new message each
+    copies = [firsts[n].envelope for n in (0, 40, 99)]
+    await writer.apply(log.append(*copies, *(message(TENANT, name, 1) for name in names)))
+    assert await db["events"].count_documents({}) == 300  # no copy archived
+    counts = {(await stored(db, name))["message_count"] for name in names}
+    assert counts == {2}  # every conversation loaded, folded once per message
+
+
+async def conversation_queries(db: AsyncDatabase) -> int:
+    top = await db.client.admin.command("top")
+    return int(top["totals"].get(f"{db.name}.conversations", {}).get("queries", {}).get("count", 0))
+
+
+async def test_conversations_it_wrote_are_folded_without_loading_them_again(
+    db: AsyncDatabase,
+) -> None:
+    clock, log = Clock(), Log()
+    writer = writer_on(db, clock)
+    await writer.apply(log.append(requested(TENANT, "a"), requested(TENANT, "b")))
+    before = await conversation_queries(db)
+    await writer.apply(log.append(message(TENANT, "a", 0), accepted(TENANT, "b")))
+    await writer.apply(log.append(message(TENANT, "b", 0), message(TENANT, "a", 1)))
+    assert await conversation_queries(db) == before  # both known as last written
+    assert [(await stored(db, cid))["message_count"] for cid in "ab"] == [2, 1]
+    # a writer that starts afresh knows nothing: it loads them, and counts on from the store
+    again, before = writer_on(db, clock), await conversation_queries(db)
+    await again.apply(log.append(message(TENANT, "a", 2)))
+    assert await conversation_queries(db) == before + 1
+    assert (await stored(db, "a"))["message_count"] == 3
