@@ -8,16 +8,17 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from beanie.odm.utils.dump import get_dict
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import Envelope
 from contracts.envelope import LoggedEvent
-from history_service.documents import HISTORY_DOCUMENTS
-from history_service.read_models import ReadModels
+from history_service.documents import HISTORY_DOCUMENTS, ConversationView
+from history_service.read_models import ReadModels, stored_form
 from history_service.writer import CONSUMER, HistoryWriter
 from relaydesk.keys import KeyRing
 from relaydesk.signing import Signer
-from relaydesk.store import Checkpoint, bind_documents, database, make_client
+from relaydesk.store import Checkpoint, bind_documents, bound, database, make_client
 from tests.history_service.helpers import accepted, message, requested
 from tests.servers import MongoServer
 
@@ -171,3 +172,19 @@ async def test_conversations_it_wrote_are_folded_without_loading_them_again(
     await again.apply(log.append(message(TENANT, "a", 2)))
     assert await conversation_queries(db) == before + 1
     assert (await stored(db, "a"))["message_count"] == 3
+
+
+async def test_conversations_are_stored_as_beanie_stores_them(db: AsyncDatabase) -> None:
+    """Written as raw requests (read_models.stored_form), read back through the model."""
+    clock, log = Clock(), Log()
+    writer = writer_on(db, clock)
+    await writer.apply(log.append(requested(TENANT, "a"), accepted(TENANT, "a")))
+    await writer.apply(log.append(message(TENANT, "a", 0)))
+    model = await bound(db, ConversationView)
+    loaded = await model.get(f"{TENANT}|a")
+    assert loaded is not None
+    assert (loaded.status, loaded.agent_id, loaded.message_count) == ("engaged", "ann", 1)
+    assert loaded.visitor.email == "vic@example.com" and loaded.rating is None
+    raw = await db["conversations"].find_one({"_id": f"{TENANT}|a"})
+    assert raw == get_dict(loaded, to_db=True, keep_nulls=True)
+    assert stored_form(loaded) == get_dict(loaded, to_db=True, keep_nulls=True)
