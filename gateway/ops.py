@@ -143,23 +143,30 @@ class Operations:
         self, principal: Principal, key: str, info: ConversationInfo, attachment: dict[str, Any]
     ) -> dict[str, Any]:
         """Publish ``message.attachment_sent`` for a file already stored; ids come from ``key``."""
+        message_id = derive_event_id(principal.tenant, principal.actor_id, key)
         data = {
             "conversation_id": info.conversation_id,
-            "message_id": derive_event_id(principal.tenant, principal.actor_id, key),
+            "message_id": message_id,
             "author_kind": "agent" if principal.kind == "agent" else "customer",
             "author_id": principal.actor_id,
             **attachment,
         }
         try:
             published = await self._publish_event(
-                principal, key, AttachmentSent.TYPE, 1, info.conversation_id, data
+                principal,
+                key,
+                AttachmentSent.TYPE,
+                1,
+                info.conversation_id,
+                data,
+                event_id=message_id,
             )
         except PublishFailed:
             raise OpError(
                 "unavailable", "the event log did not confirm; resend with the same key"
             ) from None
         _count_message(principal, info)
-        return {**published, "message_id": data["message_id"]}
+        return {**published, "message_id": message_id}
 
     # --- helpers -------------------------------------------------------------------
 
@@ -201,8 +208,10 @@ class Operations:
         v: int,
         conversation_id: str,
         data: dict[str, Any],
+        *,
+        event_id: str | None = None,
     ) -> dict[str, Any]:
-        event_id = derive_event_id(principal.tenant, principal.actor_id, key)
+        event_id = event_id or derive_event_id(principal.tenant, principal.actor_id, key)
         envelope = Envelope(
             id=event_id,
             type=type_name,
@@ -292,8 +301,8 @@ class Operations:
         if principal.kind == "agent" and frame.canned_response_id is not None:
             data["canned_response_id"] = frame.canned_response_id
         published = await self._publish_event(
-            principal, key, MessageSent.TYPE, 2, info.conversation_id, data
-        )
+            principal, key, MessageSent.TYPE, 2, info.conversation_id, data, event_id=message_id
+        )  # the message and its event share the id derived from the key
         _count_message(principal, info)
         return {**published, "message_id": message_id}
 

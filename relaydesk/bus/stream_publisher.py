@@ -129,6 +129,12 @@ class StreamPublisher:
             futures.append(future)
         self._pacing.arrived(len(entries))
         self._wake.set()
+        if len(futures) == 1:  # the gateway's case, once per chat message: no gather around it
+            try:
+                await futures[0]
+            except Exception as exc:  # noqa: BLE001 - an outcome, as gather(return_exceptions) has it
+                return [exc]
+            return [None]
         return list(await asyncio.gather(*futures, return_exceptions=True))
 
     # --- connection ---------------------------------------------------------------

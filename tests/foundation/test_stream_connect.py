@@ -11,11 +11,14 @@ import dataclasses
 import socket
 import time
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import pytest
 
 from contracts import topology as names
+from contracts.envelope import Actor, Envelope
 from relaydesk.bus import Bus
+from relaydesk.bus.connection import PublishFailed
 from relaydesk.bus.endpoint import StreamEndpoint
 from relaydesk.bus.stream_publisher import StreamPublisher
 from relaydesk.settings import Settings
@@ -107,3 +110,70 @@ async def test_nothing_listening_is_reported_at_once(settings: Settings) -> None
     with pytest.raises(ConnectionRefusedError):
         await publisher.start()
     await publisher.close()
+
+
+class GoesSilent:
+    """A TCP relay to the broker's stream port that, once ``silent`` is set, forwards nothing
+    more either way: a broker that stopped answering without closing the connection."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.silent = False
+        self.server: asyncio.Server | None = None
+        self.pipes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        broker_reader, broker_writer = await asyncio.open_connection(*self.target)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                if not self.silent:
+                    sink.write(data)
+                    await sink.drain()
+
+        for source, sink in ((reader, broker_writer), (broker_reader, writer)):
+            task = asyncio.create_task(pipe(source, sink))
+            self.pipes.add(task)
+
+    async def stop(self) -> None:
+        for task in self.pipes:
+            task.cancel()
+        await asyncio.gather(*self.pipes, return_exceptions=True)
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_a_publish_the_log_never_confirms_fails_at_its_deadline(
+    settings: Settings, bus: Bus
+) -> None:
+    relay = GoesSilent(bus.stream_endpoint.address(0))
+    port = await relay.start()
+    amqp = urlsplit(settings.amqp_url)
+    silent = Bus(
+        settings.amqp_url,
+        service="silent-test",
+        publish_timeout_s=1.0,
+        stream_url=f"rabbitmq-stream://{amqp.username}:{amqp.password}@127.0.0.1:{port}{amqp.path}",
+    )
+    await silent.connect()
+    try:
+        relay.silent = True
+        envelope = Envelope(
+            id="e-silent-1",
+            type="test.silent",
+            tenant="t",
+            stream="s",
+            actor=Actor(kind="system", id="test"),
+            data={},
+        )
+        started = time.monotonic()
+        with pytest.raises(PublishFailed, match="not confirmed within"):
+            await silent.publish(envelope)
+        assert 1.0 <= time.monotonic() - started < 5.0  # at the deadline, not the 10 s confirm wait
+    finally:
+        await relay.stop()
+        await silent.close()
