@@ -160,6 +160,11 @@ async def test_script_in_a_message_shows_as_text(system, browser) -> None:
     await console.reload()
     await console.get_by_role("status").filter(has_text="connected").wait_for(timeout=TIMEOUT_MS)
     await first.get_by_label("1 unread").wait_for(timeout=TIMEOUT_MS)
+    # and the chat that was open is open again, with its messages (the pane was empty before)
+    await console.locator("#chat-title").filter(has_text="Lee").wait_for(timeout=TIMEOUT_MS)
+    reopened = console.locator("#conversations button[aria-current=true]")
+    assert "Lee" in await reopened.inner_text()
+    await console.get_by_label("Reply").wait_for(timeout=TIMEOUT_MS)
 
 
 async def test_the_widget_has_no_serious_accessibility_violations(system, browser) -> None:
@@ -328,3 +333,18 @@ async def test_the_rating_card_keeps_the_agents_last_message_in_view(system, bro
     assert log["y"] <= message["y"], (log, message)
     assert message["y"] + message["height"] <= log["y"] + log["height"], (log, message)
     await agent.close()
+
+
+async def test_a_chat_kept_over_a_reload_that_cannot_be_opened_is_let_go(system, browser) -> None:
+    """The console reopens the chat of its tab after a reload; one it may no longer read (here
+    one that does not exist) leaves the empty pane, not an error."""
+    await make_tenant(system, "keptchat", "alice")
+    console = await console_login(await browser.new_context(), system, "keptchat", "alice")
+    await console.evaluate("sessionStorage.setItem('relaydesk:open', 'c-gone')")
+    await console.reload()
+    await console.get_by_role("status").filter(has_text="connected").wait_for(timeout=TIMEOUT_MS)
+    await console.wait_for_function("sessionStorage.getItem('relaydesk:open') === null")
+    assert await console.get_by_text(
+        "Pick a conversation, or accept an incoming request."
+    ).is_visible()
+    assert await console.locator(".toast").filter(has_text="Could not load").count() == 0

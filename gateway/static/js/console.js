@@ -12,6 +12,7 @@ const session = new AgentSession();
 const WORKSPACE_TRIES = 40; // a routing answer behind the socket's start is asked again
 const WORKSPACE_RETRY_MS = 250;
 const HISTORY_TRIES = 10; // each waits up to 3 s on the server for history to catch up
+const OPEN_KEY = "relaydesk:open"; // the chat open in this tab, opened again after a reload
 
 const state = {
   view: "mine",
@@ -55,6 +56,7 @@ function start() {
   $("tab-all").hidden = !session.can("see_all_conversations");
   $("reports-link").hidden = !session.can("view_reports");
   $("status").value = sessionStorage.getItem("relaydesk:status") || "online";
+  state.openId = sessionStorage.getItem(OPEN_KEY); // reloadAll opens it once connected
   paintStatus();
   bindControls();
   state.socket = new RelaySocket({
@@ -71,6 +73,7 @@ function start() {
 function bindControls() {
   $("logout").addEventListener("click", async () => {
     await state.socket.command("status", { status: "offline" }).catch(() => {});
+    sessionStorage.removeItem(OPEN_KEY);
     await session.logout();
     location.reload();
   });
@@ -274,6 +277,7 @@ function known(id) {
 async function openConversation(id) {
   if (state.openId !== id) {
     state.openId = id;
+    sessionStorage.setItem(OPEN_KEY, id);
     state.shown.clear();
     state.lastCustomer = null;
     state.oldestPosition = null;
@@ -298,12 +302,24 @@ async function openConversation(id) {
     for (const item of items) render(item.event, item.position);
     scrollToEnd();
   } catch (error) {
+    if ((error.status === 403 || error.status === 404) && state.openId === id) {
+      forgetOpen(); // e.g. the chat kept over a reload went to another agent meanwhile
+      return;
+    }
     toast(`Could not load messages: ${error.message}`);
   }
   markRead();
   if (!$("composer").hidden) $("input").focus();
 }
 
+function forgetOpen() {
+  state.openId = null;
+  sessionStorage.removeItem(OPEN_KEY);
+  $("chat-head").hidden = $("messages").hidden = $("composer").hidden = $("handover").hidden = true;
+  $("empty").hidden = false;
+  $("visitor").replaceChildren(el("h2", {}, "Visitor"), el("p", { class: "muted" }, "No conversation selected."));
+  paintList();
+}
 
 function paintChat() {
   const id = state.openId;
