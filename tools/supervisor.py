@@ -181,11 +181,7 @@ async def _supervise(
     watchers = [asyncio.create_task(child.run()) for child in children]
     # First readiness of each service; after a restart during start, run() polls it again.
     probes = [asyncio.create_task(c.wait_ready()) for c in children if c not in store]
-    all_ready = asyncio.ensure_future(
-        asyncio.wait_for(
-            asyncio.gather(*(c.ready.wait() for c in children)), settings.up_ready_timeout_s
-        )
-    )
+    all_ready = asyncio.create_task(_all_ready(children, settings.up_ready_timeout_s))
     try:
         await asyncio.wait([all_ready, stopped, *watchers], return_when=asyncio.FIRST_COMPLETED)
         if stopped.done():
@@ -217,6 +213,15 @@ async def _supervise(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _all_ready(children: list[Child], timeout_s: float) -> None:
+    """Every child ready once, within ``timeout_s`` (TimeoutError otherwise). Awaited one by
+    one, not gathered under wait_for: cancelling that left a gathering future whose
+    cancellation nobody read ("exception was never retrieved" on every early stop)."""
+    async with asyncio.timeout(timeout_s):
+        for child in children:
+            await child.ready.wait()
 
 
 def _failure(watchers: list["asyncio.Task[None]"]) -> int | None:
