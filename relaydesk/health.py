@@ -155,6 +155,13 @@ async def _run(probe: Probe) -> str | None:
             return await probe()
     except TimeoutError:
         return f"no answer within {CHECK_TIMEOUT_S:g}s"
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the request itself is being cancelled
+        # What the check awaited was cancelled under it (the broker connection closing as the
+        # service stops): a "not ready", not an error escaping /readyz with a traceback.
+        return "cancelled: the connection it checks is closing"
     except Exception as exc:  # noqa: BLE001 - a failing check is a "not ready", said in its detail
         return f"{type(exc).__name__}: {str(exc)[:200]}"
 

@@ -5,6 +5,7 @@ The checks against a real broker; the endpoints through their ASGI app; the poli
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -143,3 +144,40 @@ def test_an_exit_is_told_by_its_code_or_its_signal() -> None:
     assert describe_exit(-9) == {"signal": "SIGKILL"}
     assert describe_exit(-15) == {"signal": "SIGTERM"}
     assert describe_exit(3) == {"exit_code": 3}
+
+
+def probe_awaiting(answer: "asyncio.Future[None]", waiting: asyncio.Event) -> Any:
+    """A check that waits for ``answer``, as aiormq's wait for the broker's does."""
+
+    async def probe() -> str | None:
+        waiting.set()
+        await answer
+        return None
+
+    return probe
+
+
+async def test_a_check_whose_connection_closes_under_it_is_not_ready_not_an_error() -> None:
+    """Seen from `relaydesk up` stopping: a /readyz in flight while the broker connection
+    closed escaped with a CancelledError traceback in the service's log."""
+    loop, waiting = asyncio.get_running_loop(), asyncio.Event()
+    closing: asyncio.Future[None] = loop.create_future()
+    readiness = Readiness(max_lag_s=30)
+    readiness.add("t.broker", probe_awaiting(closing, waiting))
+    report = asyncio.create_task(readiness.report())
+    await waiting.wait()
+    closing.cancel()  # the connection closes under the check
+    assert (await report)["t.broker"] == {
+        "ok": False,
+        "detail": "cancelled: the connection it checks is closing",
+    }
+
+    # and a request that is itself cancelled still ends cancelled
+    waiting.clear()
+    other = Readiness(max_lag_s=30)
+    other.add("t.broker", probe_awaiting(loop.create_future(), waiting))
+    again = asyncio.create_task(other.report())
+    await waiting.wait()
+    again.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await again
