@@ -124,11 +124,9 @@ async def close_quietly(client: _Closable, timeout: float) -> None:
         stop = getattr(client, "stop", None)
         if callable(stop):
             stop()  # a consumer's run() returns
-        # Awaited under asyncio.timeout, not wait_for: a close cancelled midway (a service
-        # stopped during its start) left wait_for's gathering future with a cancellation
-        # nobody read ("_GatheringFuture exception was never retrieved" in the service's log).
-        async with asyncio.timeout(timeout):
-            await asyncio.gather(*(connection.close() for connection in connections))
+        await asyncio.wait_for(
+            asyncio.gather(*(connection.close() for connection in connections)), timeout
+        )
     except Exception as exc:  # noqa: BLE001 - see the docstring
         log.debug("stream_client_close_failed", error=type(exc).__name__)
 

@@ -116,8 +116,10 @@ class LogSubscription:
 
     async def open(self) -> None:
         """Subscribe. A stream that exists but whose leader has not started yet (just declared,
-        on a busy broker: seen at a service's start) is asked again with backoff for up to
-        ``NOT_AVAILABLE_WAIT_S``; any other refusal is raised at once."""
+        on a busy broker: seen at a service's start), or a broker slow to accept the connection
+        (rstream gives up after 3 s: seen in CI on the busy machine), is asked again with
+        backoff for up to ``NOT_AVAILABLE_WAIT_S``, as the publisher does at its start; a
+        refused connection (nothing listens) and any other refusal are raised at once."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + NOT_AVAILABLE_WAIT_S
         delay = RECONNECT_MIN_S
@@ -125,10 +127,13 @@ class LogSubscription:
             try:
                 await self._subscribe()
                 return
-            except (StreamNotAvailable, LeaderNotAvailable):
-                if self._closed or loop.time() + delay >= deadline:
+            except (StreamNotAvailable, LeaderNotAvailable, TimeoutError, ConnectionError) as exc:
+                refused = isinstance(exc, ConnectionRefusedError)
+                if refused or self._closed or loop.time() + delay >= deadline:
                     raise
-                log.info("log_reader_stream_not_available", reader=self._name)
+                log.info(
+                    "log_reader_stream_not_available", reader=self._name, error=type(exc).__name__
+                )
                 await asyncio.sleep(random.uniform(delay / 2, delay))
                 delay = min(RECONNECT_MAX_S, delay * 2)
 

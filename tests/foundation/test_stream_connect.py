@@ -14,12 +14,14 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
+from rstream import ConsumerOffsetSpecification, OffsetType
 
 from contracts import topology as names
 from contracts.envelope import Actor, Envelope
 from relaydesk.bus import Bus
 from relaydesk.bus.connection import PublishFailed
 from relaydesk.bus.endpoint import StreamEndpoint
+from relaydesk.bus.log_subscription import LogSubscription
 from relaydesk.bus.stream_publisher import StreamPublisher
 from relaydesk.settings import Settings
 
@@ -177,3 +179,32 @@ async def test_a_publish_the_log_never_confirms_fails_at_its_deadline(
     finally:
         await relay.stop()
         await silent.close()
+
+
+async def test_a_log_reader_on_a_broker_slow_to_accept_subscribes_on_the_retry(
+    slow_broker: tuple[StreamEndpoint, SlowToAccept], bus: Bus
+) -> None:
+    """Seen in CI: billing's start failed with "Could not connect to 127.0.0.1:5552" (rstream's
+    3 s connect timeout on the busy machine) where the publisher would have tried again."""
+    endpoint, _ = slow_broker
+    entries: list[int] = []
+    subscription = LogSubscription(
+        endpoint,
+        connection_name="slow-accept-reader",
+        name="slow-accept-reader",
+        offset=lambda: ConsumerOffsetSpecification(OffsetType.FIRST),
+        deliver=lambda position, raw, ts: _note(entries, position),
+    )
+    started = time.monotonic()
+    await subscription.open()
+    try:
+        assert time.monotonic() - started >= 3, "the first connect should have timed out"
+        assert subscription.subscribed
+    finally:
+        closing = subscription.close()
+        if closing is not None:
+            await closing
+
+
+async def _note(entries: list[int], position: int) -> None:
+    entries.append(position)
