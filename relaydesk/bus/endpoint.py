@@ -2,6 +2,7 @@
 and what both do alike with their rstream clients: how they are opened and closed."""
 
 import asyncio
+import random
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -103,6 +104,39 @@ DEFAULT_STREAM_PORT = 5552
 
 class _Closable(Protocol):
     async def close(self) -> None: ...
+
+
+async def open_with_retry(
+    attempt: Callable[[], Awaitable[object]],
+    *,
+    retryable: tuple[type[BaseException], ...],
+    within_s: float,
+    first_delay_s: float,
+    max_delay_s: float,
+    on_retry: Callable[[BaseException], None],
+    give_up: Callable[[], bool] = lambda: False,
+) -> None:
+    """Run ``attempt`` (a publisher's or a reader's first connection) until it succeeds.
+
+    A ``retryable`` failure (a broker slow to accept, a stream whose leader is not up yet) is
+    tried again with jittered, doubling backoff while ``within_s`` lasts and ``give_up()`` is
+    false, then raised. A refused connection is raised at once: nothing listens there (the
+    stream plugin is off), and waiting would only hide it.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    delay = first_delay_s
+    while True:
+        try:
+            await attempt()
+            return
+        except retryable as exc:
+            refused = isinstance(exc, ConnectionRefusedError)
+            if refused or give_up() or loop.time() + delay >= deadline:
+                raise
+            on_retry(exc)
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            delay = min(max_delay_s, delay * 2)
 
 
 async def close_quietly(client: _Closable, timeout: float) -> None:

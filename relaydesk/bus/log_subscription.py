@@ -28,7 +28,7 @@ from rstream import Consumer, ConsumerOffsetSpecification, MessageContext, schem
 from rstream.exceptions import LeaderNotAvailable, StreamNotAvailable
 
 from contracts import topology as names
-from relaydesk.bus.endpoint import StreamEndpoint, close_quietly
+from relaydesk.bus.endpoint import StreamEndpoint, close_quietly, open_with_retry
 
 log = structlog.get_logger(__name__)
 
@@ -120,22 +120,17 @@ class LogSubscription:
         (rstream gives up after 3 s: seen in CI on the busy machine), is asked again with
         backoff for up to ``NOT_AVAILABLE_WAIT_S``, as the publisher does at its start; a
         refused connection (nothing listens) and any other refusal are raised at once."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + NOT_AVAILABLE_WAIT_S
-        delay = RECONNECT_MIN_S
-        while True:
-            try:
-                await self._subscribe()
-                return
-            except (StreamNotAvailable, LeaderNotAvailable, TimeoutError, ConnectionError) as exc:
-                refused = isinstance(exc, ConnectionRefusedError)
-                if refused or self._closed or loop.time() + delay >= deadline:
-                    raise
-                log.info(
-                    "log_reader_stream_not_available", reader=self._name, error=type(exc).__name__
-                )
-                await asyncio.sleep(random.uniform(delay / 2, delay))
-                delay = min(RECONNECT_MAX_S, delay * 2)
+        await open_with_retry(
+            self._subscribe,
+            retryable=(StreamNotAvailable, LeaderNotAvailable, TimeoutError, ConnectionError),
+            within_s=NOT_AVAILABLE_WAIT_S,
+            first_delay_s=RECONNECT_MIN_S,
+            max_delay_s=RECONNECT_MAX_S,
+            on_retry=lambda exc: log.info(
+                "log_reader_stream_not_available", reader=self._name, error=type(exc).__name__
+            ),
+            give_up=lambda: self._closed,
+        )
 
     def close(self) -> Coroutine[Any, Any, None] | None:
         """Stop delivering at once; returns the connection's closing for the owner to await."""

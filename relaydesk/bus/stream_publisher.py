@@ -27,7 +27,7 @@ from rstream.producer import ConfirmationStatus
 from rstream.utils import RawMessage
 
 from relaydesk.bus.amqp10 import encode_message
-from relaydesk.bus.endpoint import StreamEndpoint, close_quietly
+from relaydesk.bus.endpoint import StreamEndpoint, close_quietly, open_with_retry
 from relaydesk.bus.publish_pacing import BatchPacing
 
 log = structlog.get_logger(__name__)
@@ -92,20 +92,16 @@ class StreamPublisher:
         A refused connection (nothing listens: the plugin is off) is reported at once; one
         that timed out is tried again until ``START_DEADLINE_S``.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_DEADLINE_S
-        delay = 0.1
-        while True:
-            try:
-                await self._connect()
-                break
-            except (TimeoutError, ConnectionError) as exc:
-                refused = isinstance(exc, ConnectionRefusedError)
-                if refused or loop.time() + delay >= deadline:
-                    raise
-                log.info("stream_publisher_connect_retry", error=type(exc).__name__)
-                await asyncio.sleep(random.uniform(delay / 2, delay))
-                delay = min(RECONNECT_MAX_S, delay * 2)
+        await open_with_retry(
+            self._connect,
+            retryable=(TimeoutError, ConnectionError),
+            within_s=START_DEADLINE_S,
+            first_delay_s=0.1,
+            max_delay_s=RECONNECT_MAX_S,
+            on_retry=lambda exc: log.info(
+                "stream_publisher_connect_retry", error=type(exc).__name__
+            ),
+        )
         self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
     async def close(self) -> None:
