@@ -343,7 +343,10 @@ async def test_a_chat_kept_over_a_reload_that_cannot_be_opened_is_let_go(system,
     await console.evaluate("sessionStorage.setItem('relaydesk:open', 'c-gone')")
     await console.reload()
     await console.get_by_role("status").filter(has_text="connected").wait_for(timeout=TIMEOUT_MS)
-    await console.wait_for_function("sessionStorage.getItem('relaydesk:open') === null")
+    # a function, not an expression: polling an expression needs eval, which the CSP refuses
+    await console.wait_for_function(
+        "() => sessionStorage.getItem('relaydesk:open') === null", timeout=TIMEOUT_MS
+    )
     assert await console.get_by_text(
         "Pick a conversation, or accept an incoming request."
     ).is_visible()

@@ -107,7 +107,10 @@ async def test_two_agents_race_to_accept_and_exactly_one_wins(system, browser, a
     # The next request chimes and notifies on the reloaded console (sound enabled above).
     await start_chat(await open_demo(await browser.new_context(), system, "race"), "Sky")
     await consoles[0].locator(".request").filter(has_text="Sky").wait_for(timeout=TIMEOUT_MS)
-    await consoles[0].wait_for_function("window.tones >= 2 && window.notified.length >= 1")
+    # a function, not an expression: polling an expression needs eval, which the CSP refuses
+    await consoles[0].wait_for_function(
+        "() => window.tones >= 2 && window.notified.length >= 1", timeout=TIMEOUT_MS
+    )
     assert "Sky" in (await consoles[0].evaluate("window.notified"))[-1]
 
 
