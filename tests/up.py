@@ -20,7 +20,7 @@ from gateway.auth.tokens import TokenService
 from relaydesk.health import SERVICE_ORDER
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
-from tools.embedded import free_port, free_ports
+from tools.embedded import STORE_MODULE, free_port, free_ports
 
 READY_LINE = "relaydesk is up."
 URLS_END = "Ctrl-C stops everything."
@@ -112,7 +112,7 @@ class Up:
                 continue
             if not command:  # exited, not yet reaped by `up`
                 continue
-            name = "store" if any("secantusd" in part for part in command) else command[-1]
+            name = "store" if STORE_MODULE in command else command[-1]
             found[name] = child
         return found
 

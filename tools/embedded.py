@@ -3,6 +3,7 @@
 ``relaydesk up`` and the test fixtures both use these, so a newcomer needs no Docker.
 """
 
+import importlib.util
 import os
 import random
 import shutil
@@ -10,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import structlog
 
@@ -88,6 +88,10 @@ def ensure_rabbitmq(host: str = "127.0.0.1", port: int = 5672) -> None:
     )
 
 
+# The module the embedded store runs as (process tables find it by this name).
+STORE_MODULE = "tools.embedded_store"
+
+
 class EmbeddedMongo:
     """A SecantusDB server (MongoDB wire protocol over WiredTiger) as a child process.
 
@@ -109,15 +113,18 @@ class EmbeddedMongo:
 
     def argv(self) -> list[str]:
         """The server's command line (``relaydesk up`` runs it as a supervised child)."""
-        binary = Path(sys.executable).with_name("secantusd-py")
-        if not binary.exists():
+        if importlib.util.find_spec("secantus") is None:
             raise EmbeddedError(
                 "SecantusDB is not installed: pip install 'relaydesk[embedded]' or set MONGO_URL"
             )
         if self.storage_path != ":memory:":
             os.makedirs(self.storage_path, exist_ok=True)
         return [
-            str(binary),
+            # SecantusDB's own server (``secantusd-py``'s arguments) with its index catalog
+            # read once per write transaction: tools/embedded_store.py says why.
+            sys.executable,
+            "-m",
+            STORE_MODULE,
             "--host",
             "127.0.0.1",
             "--port",

@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from tools.embedded import STORE_MODULE
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -30,7 +32,7 @@ class ProcessMeter:
                 continue
             if "tools.cli" in cmdline and cmdline.index("tools.cli") + 1 < len(cmdline):
                 self._processes[cmdline[cmdline.index("tools.cli") + 1]] = child
-            elif any("secantusd" in part for part in cmdline):
+            elif STORE_MODULE in cmdline:
                 self._processes["mongodb"] = (
                     child  # the embedded server does real work per event too
                 )

@@ -1,0 +1,162 @@
+"""The embedded SecantusDB server, with its index catalog read once per write transaction.
+
+    python -m tools.embedded_store --host 127.0.0.1 --port 27017 --storage-path DIR …
+
+The arguments are SecantusDB's own (``secantusd-py``); ``tools.embedded.EmbeddedMongo``
+starts the server this way.
+
+Why: SecantusDB 0.7.0b3 reads a collection's index catalog from WiredTiger and decodes
+every index's BSON spec several times per written document (``_iter_indexes`` behind the
+unique check, the geo check, the index writes and the multikey check). With the archive's
+three secondary indexes that was 42 % of the store's CPU under chat load, the largest
+single cost per chat message in the whole system (docs/performance.md, "The store's index
+catalog").
+
+What changes: inside one insert chunk or one single-document update (the two write paths
+the services use; each is one WiredTiger transaction under the collection's lock, which
+DDL on the collection also takes), the first catalog read of a collection is kept and
+handed to the later reads of the same transaction. Reads in one snapshot-isolated
+transaction see the same catalog anyway, except for the transaction's own catalog writes:
+marking an index multikey or creating the collection, after which the kept reads are
+dropped. A retried transaction (write conflict) starts with nothing kept. Every other
+path reads the catalog as before.
+
+The memo is applied only to the SecantusDB release it was written against, and only when
+the methods it wraps are there; otherwise the server runs unchanged and says so on stderr.
+"""
+
+import functools
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from importlib.metadata import version
+from typing import Any
+
+PATCHED_RELEASES = ("0.7.0b3",)
+_WRAPPED_WRITES = ("_insert_chunk", "_update_matching_single_txn")
+_CATALOG_WRITES = ("_maybe_mark_multikey", "_ensure_collection")
+
+CatalogRow = tuple[str, dict[str, Any], dict[str, Any]]
+
+
+class CatalogMemo:
+    """Per thread: the catalog rows read in the current write transaction, by collection."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def rows(
+        self, key: tuple[str, str], read: Callable[[], Iterable[CatalogRow]]
+    ) -> Iterator[CatalogRow]:
+        kept: dict[tuple[str, str], list[CatalogRow]] | None = getattr(self._local, "kept", None)
+        if kept is None:  # not inside a wrapped write: read as SecantusDB does
+            return iter(read())
+        if key not in kept:
+            kept[key] = list(read())
+        return iter(kept[key])
+
+    def forget(self) -> None:
+        kept = getattr(self._local, "kept", None)
+        if kept is not None:
+            kept.clear()
+
+    def write(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` (one transaction) keeps its catalog reads; nested calls share the outer's."""
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if getattr(self._local, "kept", None) is not None:
+                return fn(*args, **kwargs)
+            self._local.kept = {}
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._local.kept = None
+
+        return wrapper
+
+    def invalidating(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` may write the catalog: nothing kept before it is used after it."""
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.forget()
+
+        return wrapper
+
+    def multikey_marking(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``_maybe_mark_multikey(self, db, coll, doc, indexes, already_multikey)`` runs per
+        written document and writes the catalog only when it adds a name to
+        ``already_multikey`` (in place): only then is what was kept dropped."""
+
+        @functools.wraps(fn)
+        def wrapper(
+            storage: Any, db: str, coll: str, doc: Any, indexes: Any, already_multikey: set[str]
+        ) -> set[str]:
+            known = len(already_multikey)
+            try:
+                marked: set[str] = fn(storage, db, coll, doc, indexes, already_multikey)
+            except BaseException:
+                self.forget()
+                raise
+            if len(marked) != known:
+                self.forget()
+            return marked
+
+        return wrapper
+
+
+def install(storage_class: Any, release: str, memo: CatalogMemo) -> str | None:
+    """Wrap ``storage_class``'s catalog reads; the reason when it is left as it is."""
+    if release not in PATCHED_RELEASES:
+        return f"SecantusDB {release} is not a release the catalog memo was written for"
+    missing = [
+        name
+        for name in ("_iter_indexes", *_WRAPPED_WRITES, *_CATALOG_WRITES)
+        if not callable(getattr(storage_class, name, None))
+    ]
+    unwrapped = [
+        name
+        for name in _WRAPPED_WRITES
+        if not hasattr(getattr(storage_class, name, None), "__wrapped__")
+    ]
+    if missing or unwrapped:
+        return f"SecantusDB's storage has changed shape ({', '.join(missing + unwrapped)})"
+    read_catalog = storage_class._iter_indexes
+
+    def _iter_indexes(self: Any, db: str, coll: str) -> Iterator[CatalogRow]:
+        return memo.rows((db, coll), lambda: read_catalog(self, db, coll))
+
+    storage_class._iter_indexes = _iter_indexes
+    for name in _WRAPPED_WRITES:
+        # Beneath the write-conflict retry (``__wrapped__`` is the undecorated method), so a
+        # retried transaction starts with nothing kept from the rolled-back attempt.
+        retried = getattr(storage_class, name)
+        retry = _retry_decorator()
+        setattr(storage_class, name, retry(memo.write(retried.__wrapped__)))
+    storage_class._ensure_collection = memo.invalidating(storage_class._ensure_collection)
+    storage_class._maybe_mark_multikey = memo.multikey_marking(storage_class._maybe_mark_multikey)
+    return None
+
+
+def _retry_decorator() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    from secantus.storage import _retry_write_conflicts
+
+    return _retry_write_conflicts  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from secantus.cli import main as secantus_main
+    from secantus.storage import Storage
+
+    refused = install(Storage, version("SecantusDB"), CatalogMemo())
+    if refused is not None:
+        print(f"relaydesk: {refused}; the server runs unchanged", file=sys.stderr)
+    return int(secantus_main(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
