@@ -6,13 +6,14 @@ when it overflows the session is closed with 4409 (resumable with ``resume_from`
 
 import asyncio
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
 import structlog
 from starlette.websockets import WebSocket, WebSocketState
 
+from gateway.auth.permissions import SEE_ALL
 from gateway.auth.tokens import AgentPrincipal, Principal
 
 log = structlog.get_logger(__name__)
@@ -212,6 +213,11 @@ class SessionRegistry:
     def __init__(self) -> None:
         self._agents: dict[str, set[Session]] = defaultdict(set)
         self._customers: dict[tuple[str, str], set[Session]] = defaultdict(set)
+        # The same agent sockets again, by agent and for overseers: most events are for one
+        # conversation (its agents, the supervisors), and a tenant with hundreds of agents
+        # signed in must not cost hundreds of checks per chat message.
+        self._by_agent: dict[tuple[str, str], set[Session]] = defaultdict(set)
+        self._overseers: dict[str, set[Session]] = defaultdict(set)
         self._count = 0
         self.close_codes: Counter[int] = Counter()  # for health and tests: why sockets ended
 
@@ -221,25 +227,59 @@ class SessionRegistry:
             return self._agents, principal.tenant
         return self._customers, (principal.tenant, principal.actor_id)
 
+    def _agent_indexes(self, principal: AgentPrincipal) -> Iterator[tuple[dict, object]]:
+        yield self._by_agent, (principal.tenant, principal.agent_id)
+        if principal.can(SEE_ALL):
+            yield self._overseers, principal.tenant
+
     def add(self, session: Session) -> None:
         index, key = self._bucket(session)
-        if session not in index[key]:
-            index[key].add(session)
-            self._count += 1
+        if session in index[key]:
+            return
+        index[key].add(session)
+        self._count += 1
+        if isinstance(session.principal, AgentPrincipal):
+            for extra, extra_key in self._agent_indexes(session.principal):
+                extra[extra_key].add(session)
 
     def remove(self, session: Session) -> None:
         self.close_codes[session.close_code or 1000] += 1
         index, key = self._bucket(session)
-        sessions = index.get(key)
-        if sessions is not None and session in sessions:
+        if session not in index.get(key, ()):
+            return
+        self._count -= 1
+        places = [(index, key)]
+        if isinstance(session.principal, AgentPrincipal):
+            places.extend(self._agent_indexes(session.principal))
+        for where, where_key in places:
+            sessions = where[where_key]
             sessions.discard(session)
-            self._count -= 1
             if not sessions:
-                del index[key]
+                del where[where_key]
 
-    def candidates(self, tenant: str, visitor_id: str | None) -> list[Session]:
-        """Sockets that may see an event of ``tenant`` about ``visitor_id``'s conversation."""
-        found = list(self._agents.get(tenant, ()))
+    def candidates(
+        self,
+        tenant: str,
+        visitor_id: str | None,
+        *,
+        every_agent: bool = True,
+        agent_ids: Iterable[str] = (),
+        overseers: bool = False,
+    ) -> list[Session]:
+        """Sockets that may see an event of ``tenant`` about ``visitor_id``'s conversation.
+
+        ``every_agent`` False narrows the tenant's agents to those named in ``agent_ids``
+        and, with ``overseers``, those allowed to see every conversation: the fan-out still
+        judges each candidate (gateway/visibility.py); this only leaves out agents it would
+        refuse.
+        """
+        if every_agent:
+            found = list(self._agents.get(tenant, ()))
+        else:
+            chosen = set(self._overseers.get(tenant, ())) if overseers else set()
+            for agent_id in agent_ids:
+                chosen.update(self._by_agent.get((tenant, agent_id), ()))
+            found = list(chosen)
         if visitor_id:
             found.extend(self._customers.get((tenant, visitor_id), ()))
         return found
@@ -251,7 +291,7 @@ class SessionRegistry:
         return (*self._agents.get(tenant, ()), *customers)
 
     def agent_sessions(self, tenant: str, agent_id: str) -> list[Session]:
-        return [s for s in self._agents.get(tenant, ()) if s.principal.actor_id == agent_id]
+        return list(self._by_agent.get((tenant, agent_id), ()))
 
     def group_sessions(self, tenant: str, group_id: str) -> list[Session]:
         """Sockets of agents whose token names ``group_id`` among their groups."""

@@ -160,7 +160,11 @@ class Tailer:
             return
         frames = {WHOLE: frame}  # one encoding per distinct part delivered
         for session in self.sessions.candidates(
-            event.tenant, conversation.visitor_id if conversation else None
+            event.tenant,
+            conversation.visitor_id if conversation else None,
+            every_agent=deliver.every_agent,
+            agent_ids=() if deliver.every_agent else deliver.agent_ids(),
+            overseers=deliver.overseers,
         ):
             withheld = deliver.to(session.principal)
             if withheld is None:

@@ -53,6 +53,26 @@ class EventDelivery:
         """Whether the type declares any audience (else no socket gets the event)."""
         return bool(self._audience)
 
+    @property
+    def every_agent(self) -> bool:
+        """Whether every agent of the tenant may be a recipient (else only ``agent_ids``
+        and, with ``overseers``, the supervisors)."""
+        return Audience.TENANT_AGENTS in self._audience
+
+    @property
+    def overseers(self) -> bool:
+        return Audience.SUPERVISORS in self._audience
+
+    def agent_ids(self) -> set[str]:
+        """The agents this event may reach by name: its conversation's and those it names."""
+        ids = set(self._named)
+        conversation = self._conversation
+        if Audience.CONVERSATION_AGENTS in self._audience and conversation is not None:
+            if conversation.agent_id is not None:
+                ids.add(conversation.agent_id)
+            ids.update(conversation.offered_to)
+        return ids
+
     def to(self, principal: Principal) -> frozenset[str] | None:
         """None (nothing), or the fields withheld from ``principal`` (``WHOLE``: all of it)."""
         if principal.tenant != self._tenant:

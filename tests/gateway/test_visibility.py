@@ -23,6 +23,7 @@ from contracts.events.conversation import (
     TransferRequested,
 )
 from contracts.events.message import MessageSent, TypingChanged
+from contracts.registry import EVENTS
 from gateway.auth.permissions import effective_permissions
 from gateway.auth.tokens import AgentPrincipal, Principal, VisitorPrincipal
 from gateway.directory import ConversationDirectory, ConversationInfo
@@ -30,6 +31,7 @@ from gateway.sessions import Session, SessionRegistry
 from gateway.tailer import Tailer
 from gateway.visibility import (
     WHOLE,
+    EventDelivery,
     delivery,
     listed_conversation,
     listed_queue_item,
@@ -230,3 +232,61 @@ async def test_the_tailer_sends_each_recipient_its_part_of_the_event(resume: boo
     assert visitor_as_seen["olga"] == (VISITOR if resume else {"id": "v1", "name": "Vera"})
     assert visitor_as_seen["sue"] == visitor_as_seen["v1"] == VISITOR
     assert got["bob"][0]["position"] == 7 and got["bob"][0]["event"]["id"] == requested.id
+
+
+def _fan_out(envelope: Envelope, registry_sessions: dict[str, Session]) -> set[str]:
+    directory, registry = ConversationDirectory(), SessionRegistry()
+    directory.put(conversation())
+    tailer = Tailer(None, directory, registry, buffer_size=100)  # type: ignore[arg-type]
+    for session in registry_sessions.values():
+        tailer.attach(session, None)
+    tailer._dispatch(LoggedEvent(position=1, envelope=envelope))
+    return {name for name, session in registry_sessions.items() if _queued(session)}
+
+
+@pytest.mark.parametrize("type_name", [t for t in EVENTS.names() if EVENTS.audience(t)])
+async def test_the_narrowed_fan_out_reaches_exactly_whom_visibility_allows(type_name: str) -> None:
+    """The tailer offers a conversation's event to its agents, the supervisors and the
+    visitor only (not every agent of the tenant): for every declared type, the sockets
+    that get it are exactly the principals ``visible`` admits."""
+    data: dict[str, Any] = {"visitor": VISITOR}
+    for field in EVENTS.named_agent_fields(type_name):
+        data[field] = ["bob"] if field.endswith("s") else "bob"
+    envelope = event(type_name, **data)
+    sessions = {name: Session(_Socket(), p, 100) for name, p in EVERYONE.items()}  # type: ignore[arg-type]
+
+    assert _fan_out(envelope, sessions) == receivers(envelope)
+
+
+async def test_a_chat_message_is_judged_for_its_own_agents_not_every_agent_signed_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    judged: list[Principal] = []
+    judge = EventDelivery.to
+
+    def counting(self: EventDelivery, principal: Principal) -> frozenset[str] | None:
+        judged.append(principal)
+        return judge(self, principal)
+
+    monkeypatch.setattr(EventDelivery, "to", counting)
+    crowd = {f"agent{n}": agent(f"agent{n}") for n in range(50)}
+    everyone = {**EVERYONE, **crowd}
+    sessions = {name: Session(_Socket(), p, 100) for name, p in everyone.items()}  # type: ignore[arg-type]
+
+    reached = _fan_out(event(MessageSent.TYPE, body="hi"), sessions)
+
+    assert reached == {"ann", "olga", "sue", "v1"}
+    assert sorted(p.actor_id for p in judged) == ["ann", "olga", "sue", "v1"]  # was all 56
+
+
+def test_a_removed_agent_socket_leaves_every_index() -> None:
+    registry = SessionRegistry()
+    sessions = [Session(_Socket(), p, 100) for p in (ANN, ANN, SUE)]  # type: ignore[arg-type]
+    for session in sessions:
+        registry.add(session)
+    registry.remove(sessions[0])
+    registry.remove(sessions[2])
+
+    assert registry.agent_sessions("acme", "ann") == [sessions[1]]
+    assert registry.candidates("acme", None, every_agent=False, overseers=True) == []
+    assert len(registry) == 1
