@@ -1,4 +1,5 @@
-"""The embedded SecantusDB server, with its index catalog read once per write transaction.
+"""The embedded SecantusDB server, with two fixes to its query engine: the index catalog read
+once per write transaction, and ``$and`` filters planned like the flat filters they mean.
 
     python -m tools.embedded_store --host 127.0.0.1 --port 27017 --storage-path DIR …
 
@@ -21,8 +22,16 @@ marking an index multikey or creating the collection, after which the kept reads
 dropped. A retried transaction (write conflict) starts with nothing kept. Every other
 path reads the catalog as before.
 
-The memo is applied only to the SecantusDB release it was written against, and only when
-the methods it wraps are there; otherwise the server runs unchanged and says so on stderr.
+Second, filters: SecantusDB's planner picks an index only for a flat filter. Given the
+same conditions under a top-level ``$and`` (what beanie sends for ``find(a, b)``) it scans
+the whole collection: the archive's chain-head lookup for a new conversation
+(``{$and: [{tenant}, {stream}]}``, newest by position) took 2-4 s at 90,000 archived
+events, so a new tenant's first 200 conversations stopped history for minutes and the
+console's message loads answered 503 meanwhile. ``flat_filter`` rewrites such a filter into
+the equivalent flat one before the planner sees it (real MongoDB plans both the same).
+
+Both are applied only to the SecantusDB release they were written against, and only when
+the methods they wrap are there; otherwise the server runs unchanged and says so on stderr.
 """
 
 import functools
@@ -35,6 +44,14 @@ from typing import Any
 PATCHED_RELEASES = ("0.7.0b3",)
 _WRAPPED_WRITES = ("_insert_chunk", "_update_matching_single_txn")
 _CATALOG_WRITES = ("_maybe_mark_multikey", "_ensure_collection")
+# Storage methods taking a query filter as their third argument (after db and coll).
+_FILTERED = (
+    "find_matching",
+    "count_matching",
+    "update_matching",
+    "delete_matching",
+    "explain_plan",
+)
 
 CatalogRow = tuple[str, dict[str, Any], dict[str, Any]]
 
@@ -109,13 +126,64 @@ class CatalogMemo:
         return wrapper
 
 
+def _operators(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value) and all(str(k).startswith("$") for k in value)
+
+
+def flat_filter(query: Any) -> Any:
+    """``query`` with its top-level ``$and`` folded into plain fields where that means the
+    same: a field named by one clause only, or operator clauses on one field with no
+    operator in common (``{$gt: 1}`` and ``{$lt: 5}`` -> ``{$gt: 1, $lt: 5}``). Clauses that
+    cannot be folded (``$or``, a repeated equality) stay under ``$and``."""
+    if not isinstance(query, dict) or not isinstance(query.get("$and"), list):
+        return query
+    merged = {key: value for key, value in query.items() if key != "$and"}
+    kept: list[Any] = []
+    for clause in query["$and"]:
+        clause = flat_filter(clause)
+        if not isinstance(clause, dict):
+            kept.append(clause)
+            continue
+        for key, value in clause.items():
+            if key.startswith("$"):
+                kept.append({key: value})
+            elif key not in merged:
+                merged[key] = value
+            elif (
+                _operators(merged[key])
+                and _operators(value)
+                and not set(merged[key]) & set(value)
+                and "$not" not in value
+                and "$elemMatch" not in value
+            ):
+                merged[key] = {**merged[key], **value}
+            else:
+                kept.append({key: value})
+    if kept:
+        merged["$and"] = kept
+    return merged
+
+
+def _flattening(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(storage: Any, db: str, coll: str, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            args = (flat_filter(args[0]), *args[1:])
+        elif "filter" in kwargs:
+            kwargs["filter"] = flat_filter(kwargs["filter"])
+        return fn(storage, db, coll, *args, **kwargs)
+
+    return wrapper
+
+
 def install(storage_class: Any, release: str, memo: CatalogMemo) -> str | None:
-    """Wrap ``storage_class``'s catalog reads; the reason when it is left as it is."""
+    """Wrap ``storage_class``'s catalog reads and query filters; the reason when it is
+    left as it is."""
     if release not in PATCHED_RELEASES:
         return f"SecantusDB {release} is not a release the catalog memo was written for"
     missing = [
         name
-        for name in ("_iter_indexes", *_WRAPPED_WRITES, *_CATALOG_WRITES)
+        for name in ("_iter_indexes", *_WRAPPED_WRITES, *_CATALOG_WRITES, *_FILTERED)
         if not callable(getattr(storage_class, name, None))
     ]
     unwrapped = [
@@ -137,6 +205,8 @@ def install(storage_class: Any, release: str, memo: CatalogMemo) -> str | None:
         retried = getattr(storage_class, name)
         retry = _retry_decorator()
         setattr(storage_class, name, retry(memo.write(retried.__wrapped__)))
+    for name in _FILTERED:
+        setattr(storage_class, name, _flattening(getattr(storage_class, name)))
     storage_class._ensure_collection = memo.invalidating(storage_class._ensure_collection)
     storage_class._maybe_mark_multikey = memo.multikey_marking(storage_class._maybe_mark_multikey)
     return None
