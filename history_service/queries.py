@@ -87,23 +87,22 @@ class HistoryQueries:
                 raise RemoteError(
                     "behind", f"history has not reached log position {p.upto_position} yet"
                 ) from None
-        # From the archive: every message event is there once, and (tenant, stream,
-        # position) is its index, so a page is one index range read newest first.
+        # From the archive: every message event is there once. The filter names only the
+        # fields of the (tenant, stream, position) index and the message types are picked
+        # here, newest first, until the page is full: a filter on ``type`` as well is one
+        # no index covers, which the embedded server answered by scanning the whole archive
+        # (over a second per page at 190,000 events; docs/history.md).
         e = await bound(self._db, ArchivedEvent)
-        query = e.find(
-            e.tenant == p.tenant,
-            e.stream == f"conv:{p.conversation_id}",
-            In(e.type, sorted(MESSAGE_TYPES)),
-        )
+        query = e.find(e.tenant == p.tenant, e.stream == f"conv:{p.conversation_id}")
         if p.before_position is not None:
             query = query.find(e.position < p.before_position)
-        newest = query.sort(descending(e.position)).limit(p.limit)
-        docs = [d async for d in stored_rows(newest)]
-        return [
-            MessageEntry(position=d["position"], event=EventJson(**envelope))
-            for d in reversed(docs)
-            if is_message(envelope := envelope_of(d))
-        ]
+        page: list[MessageEntry] = []
+        async for d in stored_rows(query.sort(descending(e.position))):
+            if d.get("type") in MESSAGE_TYPES and is_message(envelope := envelope_of(d)):
+                page.append(MessageEntry(position=d["position"], event=EventJson(**envelope)))
+                if len(page) == p.limit:
+                    break
+        return page[::-1]
 
     @answers(ConversationsListQuery)
     async def conversations_list(self, p: ConversationsListQuery) -> list[ConversationRecord]:
@@ -188,8 +187,11 @@ class HistoryQueries:
         last_position = None
         e = await bound(self._db, ArchivedEvent)
         model = await bound(self._db, ConversationView)
-        query = e.find(e.tenant == p.tenant, e.stream == f"conv:{p.conversation_id}", e.ts <= p.at)
+        # (tenant, stream) only, the index's fields; ``ts`` is compared here (see messages_last)
+        query = e.find(e.tenant == p.tenant, e.stream == f"conv:{p.conversation_id}")
         async for doc in stored_rows(query.sort(ascending(e.position))):
+            if doc["ts"] > p.at:
+                continue
             envelope = Envelope.model_validate(envelope_of(doc))
             data = valid_data(envelope)
             if data is None or not isinstance(data.get("conversation_id"), str):
