@@ -14,6 +14,7 @@ log, so a checkpoint's own archiving is always covered by the next one.
 """
 
 from collections.abc import Iterable
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -126,10 +127,11 @@ class Anchoring:
                 descending(e.position)
             )
             last = []
-            async for doc in stored_rows(newest):
-                if doc.get("type") == AuditCheckpoint.TYPE:
-                    last.append(doc)
-                    break
+            async with aclosing(stored_rows(newest)) as checkpoints:
+                async for doc in checkpoints:
+                    if doc.get("type") == AuditCheckpoint.TYPE:
+                        last.append(doc)
+                        break
             changed = self._changed.setdefault(tenant, {})
             if last:
                 after = (last[0].get("data") or {}).get("position", -1)

@@ -1,6 +1,7 @@
 """History queries (contracts/queries/history.py); every one is scoped by tenant."""
 
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 from beanie.operators import In
@@ -97,11 +98,12 @@ class HistoryQueries:
         if p.before_position is not None:
             query = query.find(e.position < p.before_position)
         page: list[MessageEntry] = []
-        async for d in stored_rows(query.sort(descending(e.position))):
-            if d.get("type") in MESSAGE_TYPES and is_message(envelope := envelope_of(d)):
-                page.append(MessageEntry(position=d["position"], event=EventJson(**envelope)))
-                if len(page) == p.limit:
-                    break
+        async with aclosing(stored_rows(query.sort(descending(e.position)))) as newest_first:
+            async for d in newest_first:
+                if d.get("type") in MESSAGE_TYPES and is_message(envelope := envelope_of(d)):
+                    page.append(MessageEntry(position=d["position"], event=EventJson(**envelope)))
+                    if len(page) == p.limit:
+                        break  # aclosing: the cursor is closed now, not when collected
         return page[::-1]
 
     @answers(ConversationsListQuery)

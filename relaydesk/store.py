@@ -16,7 +16,7 @@ at start; a store given a database that nothing bound yet binds on first use.
 """
 
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import structlog
@@ -109,7 +109,7 @@ def descending(field: object) -> tuple[str, SortDirection]:
     return str(field), SortDirection.DESCENDING
 
 
-async def stored_rows(query: FindMany[Any]) -> AsyncIterator[Row]:
+async def stored_rows(query: FindMany[Any]) -> AsyncGenerator[Row, None]:
     """The stored documents a typed query finds, as PyMongo returns them (no model parse).
 
     For reads that must see exactly what is stored (the hash-chained archive) or that
