@@ -120,8 +120,8 @@ class EmbeddedMongo:
         if self.storage_path != ":memory:":
             os.makedirs(self.storage_path, exist_ok=True)
         return [
-            # SecantusDB's own server (``secantusd-py``'s arguments) with its index catalog
-            # read once per write transaction: tools/embedded_store.py says why.
+            # SecantusDB's own server (``secantusd-py``'s arguments) with two fixes to its
+            # query engine (catalog reads, ``$and`` planning): tools/embedded_store.py.
             sys.executable,
             "-m",
             STORE_MODULE,

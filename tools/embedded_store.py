@@ -180,7 +180,7 @@ def install(storage_class: Any, release: str, memo: CatalogMemo) -> str | None:
     """Wrap ``storage_class``'s catalog reads and query filters; the reason when it is
     left as it is."""
     if release not in PATCHED_RELEASES:
-        return f"SecantusDB {release} is not a release the catalog memo was written for"
+        return f"SecantusDB {release} is not a release these fixes were written for"
     missing = [
         name
         for name in ("_iter_indexes", *_WRAPPED_WRITES, *_CATALOG_WRITES, *_FILTERED)
@@ -193,6 +193,8 @@ def install(storage_class: Any, release: str, memo: CatalogMemo) -> str | None:
     ]
     if missing or unwrapped:
         return f"SecantusDB's storage has changed shape ({', '.join(missing + unwrapped)})"
+    from secantus.storage import _retry_write_conflicts  # the embedded extra is optional
+
     read_catalog = storage_class._iter_indexes
 
     def _iter_indexes(self: Any, db: str, coll: str) -> Iterator[CatalogRow]:
@@ -203,19 +205,12 @@ def install(storage_class: Any, release: str, memo: CatalogMemo) -> str | None:
         # Beneath the write-conflict retry (``__wrapped__`` is the undecorated method), so a
         # retried transaction starts with nothing kept from the rolled-back attempt.
         retried = getattr(storage_class, name)
-        retry = _retry_decorator()
-        setattr(storage_class, name, retry(memo.write(retried.__wrapped__)))
+        setattr(storage_class, name, _retry_write_conflicts(memo.write(retried.__wrapped__)))
     for name in _FILTERED:
         setattr(storage_class, name, _flattening(getattr(storage_class, name)))
     storage_class._ensure_collection = memo.invalidating(storage_class._ensure_collection)
     storage_class._maybe_mark_multikey = memo.multikey_marking(storage_class._maybe_mark_multikey)
     return None
-
-
-def _retry_decorator() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    from secantus.storage import _retry_write_conflicts
-
-    return _retry_write_conflicts  # type: ignore[no-any-return]
 
 
 def main(argv: list[str] | None = None) -> int:
