@@ -217,9 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     from secantus.cli import main as secantus_main
     from secantus.storage import Storage
 
+    from tools.wiredtiger_packing import install as install_compiled_packing
+
     refused = install(Storage, version("SecantusDB"), CatalogMemo())
     if refused is not None:
         print(f"relaydesk: {refused}; the server runs unchanged", file=sys.stderr)
+    refused = install_compiled_packing()
+    if refused is not None:
+        print(f"relaydesk: {refused}; WiredTiger's own packing is used", file=sys.stderr)
     return int(secantus_main(argv))
 
 
