@@ -6,12 +6,14 @@ idempotent, so a restart (clean or not) neither loses nor repeats anything.
 
 import asyncio
 import functools
+import time
 
 import structlog
 from aio_pika.abc import AbstractChannel
 from pymongo import AsyncMongoClient
 
 from contracts.envelope import LoggedEvent
+from history_service.batch_activity import BatchActivity
 from history_service.documents import HISTORY_DOCUMENTS
 from history_service.queries import HistoryQueries
 from history_service.writer import CONSUMER, HistoryWriter
@@ -71,7 +73,7 @@ class HistoryService:
         self.caught_up = asyncio.Condition()
         self._writing = asyncio.Lock()  # a batch and a flush of held conversations: one at a time
         self._flush_task: asyncio.Task[None] | None = None
-        self._last_batch_at = 0.0
+        self._activity = BatchActivity(time.monotonic)
 
     async def start(self) -> None:
         self._mongo = make_client(self.settings.mongo_url or "")
@@ -134,12 +136,14 @@ class HistoryService:
         # a long store outage or an unexpected error is retried with backoff, which is
         # safe because applying a batch is idempotent.
         hold = len(batch) >= HOLD_FROM_EVENTS
-        self._last_batch_at = asyncio.get_running_loop().time()
         delay = RETRY_MIN_S
         while True:
             try:
                 async with self._writing:
-                    await with_store_retry(functools.partial(self._writer.apply, batch, hold=hold))
+                    with self._activity.writing():
+                        await with_store_retry(
+                            functools.partial(self._writer.apply, batch, hold=hold)
+                        )
                 return
             except Exception as exc:  # noqa: BLE001 - logged and retried, see above
                 self._anchoring.resync()
@@ -166,15 +170,14 @@ class HistoryService:
 
     async def _flush_when_due(self) -> None:
         """Held conversations are written once ``HOLD_S`` has passed, or as soon as a tick
-        goes by without a batch (the load stopped: nothing is gained by holding them, and
-        a console reading counts then finds them current); a failed flush is tried again at
-        the next tick."""
+        goes by after the last batch was written without another one (the load stopped:
+        nothing is gained by holding them, and a console reading counts then finds them
+        current; batch_activity.py); a failed flush is tried again at the next tick."""
         models = self._writer.models
         tick = models.HOLD_S / 4
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(tick)
-            quiet = loop.time() - self._last_batch_at >= tick
+            quiet = self._activity.quiet_for(tick)  # judged from the last batch's end
             if not models.holding or not (quiet or models.flush_due()):
                 continue
             try:
