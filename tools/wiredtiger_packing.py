@@ -8,12 +8,12 @@ most one raw byte string or integer. Under chat load packing was about a sixth o
 embedded store's CPU (docs/performance.md, "WiredTiger's packing").
 
 For formats of that shape, ``CompiledPacking`` gives the same bytes and the same values
-4-5 times faster: the strings are joined and encoded at once, the integer goes through
-WiredTiger's own ``intpacking``. Anything else — another format character, a size, a type
-prefix, a value of another type, a string holding a NUL, a value count that does not match,
-a key without its terminators — is handed to the library's own function, so errors and odd
-cases stay exactly the library's (tests/foundation/test_wiredtiger_packing.py compares the
-two on random keys).
+2.5-4 times faster per key: the strings are joined and encoded at once, a non-negative
+integer is encoded directly (a negative one by WiredTiger's own ``intpacking``). Anything
+else — another format character, a size, a type prefix, a value of another type, a string
+holding a NUL, a value count that does not match, a key without its terminators — is
+handed to the library's own function, so errors and odd cases stay exactly the library's
+(tests/foundation/test_wiredtiger_packing.py compares the two on random keys).
 """
 
 import re
