@@ -17,11 +17,13 @@ from gateway.auth.refresh_families import (
     RefreshFamilies,
 )
 from gateway.auth.revocation import RevocationList
-from gateway.auth.tokens import TokenService
+from gateway.auth.tokens import AgentPrincipal, TokenService
+from gateway.background import in_background
 from gateway.directory import ConversationDirectory
 from gateway.message_index import MessageIndex
 from gateway.ops import Operations
 from gateway.origins import OriginPolicy
+from gateway.presence import AgentPresence
 from gateway.ratelimit import AddressThrottle
 from gateway.sessions import CLOSE_TOKEN_EXPIRED, SessionRegistry
 from gateway.tailer import Tailer
@@ -57,6 +59,7 @@ class GatewayDeps:
     # What "ready" means for this gateway (watch()): its health port's /readyz and the
     # public /readyz both answer from it.
     readiness: Readiness
+    presence: AgentPresence  # when an agent whose sockets all closed counts as gone
     mongo: AsyncMongoClient | None = None
     # One database object for the gateway's life: its beanie documents are bound to it
     # (on first use, so the gateway starts while MongoDB is away; see relaydesk/store.py).
@@ -72,6 +75,16 @@ class GatewayDeps:
         messages = MessageIndex(rpc, timeout_s=settings.request_timeout_s)
         mongo = make_client(settings.mongo_url) if settings.mongo_url else None
         db = database(mongo, settings.mongo_db) if mongo is not None else None
+        operations = Operations(
+            bus, rpc, directory, request_timeout_s=settings.request_timeout_s, messages=messages
+        )
+
+        def has_sockets(agent: AgentPrincipal) -> bool:
+            return bool(sessions.agent_sessions(agent.tenant, agent.agent_id))
+
+        def report_lost(agent: AgentPrincipal) -> None:
+            in_background(operations.connection_lost(agent))
+
         deps = cls(
             settings=settings,
             bus=bus,
@@ -79,9 +92,7 @@ class GatewayDeps:
             tokens=TokenService(settings),
             tailer=tailer,
             sessions=sessions,
-            operations=Operations(
-                bus, rpc, directory, request_timeout_s=settings.request_timeout_s, messages=messages
-            ),
+            operations=operations,
             origins=OriginPolicy(tenant_settings, settings.gateway_url()),
             tenant_settings=tenant_settings,
             revocations=RevocationList(),
@@ -96,6 +107,12 @@ class GatewayDeps:
             ),
             messages=messages,
             readiness=Readiness(settings.ready_max_lag_s),
+            presence=AgentPresence(
+                settings.agent_reconnect_window_s,
+                asyncio.get_running_loop().call_later,
+                has_sockets,
+                report_lost,
+            ),
             mongo=mongo,
             db=db,
         )

@@ -14,7 +14,6 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -25,6 +24,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive, Scope, Send
 
 from gateway.auth.tokens import AgentPrincipal, InvalidToken, Principal
+from gateway.background import in_background
 from gateway.deps import GatewayDeps
 from gateway.frame_budget import FrameBudget
 from gateway.ops import OpError
@@ -46,15 +46,6 @@ PROTOCOL_VERSION = 1
 # further: wait this long for the tail to get there before calling it past the end.
 RESUME_AHEAD_WAIT_S = 2.0
 POSITION = re.compile(r"[0-9]{1,18}")
-
-# The event loop holds tasks only weakly: keep each fire-and-forget task until it is done.
-_background: set[asyncio.Task[None]] = set()
-
-
-def _in_background(work: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.create_task(work)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
 
 
 async def websocket_endpoint(websocket: WebSocket, deps: GatewayDeps) -> None:
@@ -117,6 +108,8 @@ async def _serve(websocket: WebSocket, deps: GatewayDeps) -> None:
     if not deps.tailer.attach(session, resume_from):
         session.send({"t": "resync", "reason": "too_far_behind"})
         deps.tailer.attach(session, None)
+    if isinstance(principal, AgentPrincipal):
+        deps.presence.socket_opened(principal)
     log.info(
         "ws_opened", kind=principal.kind, tenant=principal.tenant, resumed=resume_from is not None
     )
@@ -131,10 +124,8 @@ async def _serve(websocket: WebSocket, deps: GatewayDeps) -> None:
         session.close(session.close_code or 1000)
         await session.wait_written(timeout=2)
         log.info("ws_closed", kind=principal.kind, tenant=principal.tenant, code=session.close_code)
-        if isinstance(principal, AgentPrincipal) and not deps.sessions.agent_sessions(
-            principal.tenant, principal.agent_id
-        ):
-            _in_background(deps.operations.connection_lost(principal))
+        if isinstance(principal, AgentPrincipal):  # reported if none opens soon (presence.py)
+            deps.presence.socket_closed(principal)
 
 
 async def _authenticate(websocket: WebSocket, token: str, deps: GatewayDeps) -> Principal | None:
@@ -200,7 +191,7 @@ async def _read_loop(websocket: WebSocket, session: Session, deps: GatewayDeps) 
             if budget.refusals > RATE_VIOLATIONS_BEFORE_CLOSE:
                 session.close(CLOSE_RATE_LIMITED)
             continue
-        _in_background(_handle_frame(frame, session, deps))
+        in_background(_handle_frame(frame, session, deps))
 
 
 def _decode(text: str, max_bytes: int) -> dict[str, Any] | OpError:

@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     request_timeout_s: float = 5.0
     offer_timeout_s: int = 60
     disconnect_grace_s: int = 30
+    # An agent whose last socket closed counts as gone only if none opens within this long (a
+    # console reload is not a lost connection: gateway/presence.py).
+    agent_reconnect_window_s: float = Field(default=5.0, ge=0, le=120)
 
     # Internal networks (comma-separated CIDRs) that tenants' outbound webhooks may reach,
     # e.g. an on-premises receiver; none by default: only public addresses (docs/security.md).

@@ -75,6 +75,7 @@
       this.lib = lib;
       this.storageKey = `relaydesk:${config.tenant}`;
       this.shown = new Set(); // message ids already on screen: history and live events meet here
+      this.agentAway = false; // the agent lost their connection and has not written since
       this.conversationId = null;
       this.status = "new";
       this.visitorEmail = null; // from the pre-chat form: the offline form asks only when we have none
@@ -348,6 +349,11 @@
       if (STATE_EVENTS.has(event.type) && data.conversation_id) this.rememberState(event);
       switch (event.type) {
         case "message.sent":
+          // An agent writing live is back, whatever the last state event said.
+          if (this.agentAway && data.author_kind === "agent" && !fromHistory) {
+            this.agentAway = false;
+            this.setStatus(`${data.author_name || "An agent"} is here to help`);
+          }
           return this.renderMessage(data, false, fromHistory);
         case "message.attachment_sent":
           return this.renderMessage({ ...data, body: `📎 ${data.filename}` }, false, fromHistory);
@@ -363,10 +369,12 @@
         case "conversation.accepted":
         case "conversation.transferred":
           this.status = "engaged";
+          this.agentAway = false;
           this.hideNotice();
           if (!this.el.offline.hidden) { this.el.offline.hidden = true; this.el.composer.hidden = false; } // picked up after all
           return this.setStatus(`${data.agent_name || "An agent"} is here to help`);
         case "conversation.agent_disconnected":
+          this.agentAway = true;
           return this.setStatus("The agent lost connection; please hold on");
         case "conversation.missed":
           this.status = "missed";
