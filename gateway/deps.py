@@ -156,6 +156,7 @@ class GatewayDeps:
                 session.close(CLOSE_TOKEN_EXPIRED)  # reconnects with a refreshed token
 
     async def stop(self) -> None:
+        self.presence.stop()
         for session in self.sessions.all():
             session.close(1012)
         await asyncio.gather(

@@ -39,6 +39,7 @@ class AgentPresence:
         self._has_sockets = has_sockets
         self._report_lost = report_lost
         self._pending: dict[AgentKey, Cancellable] = {}
+        self._stopped = False
 
     def socket_opened(self, agent: AgentPrincipal) -> None:
         """A socket of the agent opened: a loss waiting to be reported is not one."""
@@ -49,9 +50,18 @@ class AgentPresence:
     def socket_closed(self, agent: AgentPrincipal) -> None:
         """A socket of the agent closed: if it was their last, report them gone after the
         window unless one opens meanwhile."""
-        if self._has_sockets(agent) or _key(agent) in self._pending:
+        if self._stopped or self._has_sockets(agent) or _key(agent) in self._pending:
             return
         self._pending[_key(agent)] = self._schedule(self._window_s, lambda: self._expire(agent))
+
+    def stop(self) -> None:
+        """The gateway is stopping: its sockets are closed with 1012 and their agents
+        reconnect to another gateway (or this one restarted); nothing more is reported from
+        here, pending reports included (the bus they would go out on is closing)."""
+        self._stopped = True
+        for pending in self._pending.values():
+            pending.cancel()
+        self._pending.clear()
 
     def _expire(self, agent: AgentPrincipal) -> None:
         self._pending.pop(_key(agent), None)

@@ -113,3 +113,15 @@ def test_a_socket_opened_after_the_report_starts_afresh() -> None:
     desk.close(ann)
     desk.clock.run_due()
     assert desk.reported == ["acme/ann", "acme/ann"]
+
+
+def test_a_stopping_gateway_reports_nothing_more() -> None:
+    """Its sockets close with 1012 and their agents reconnect elsewhere: no notice for that."""
+    desk, ann, bob = Desk(), _agent("ann"), _agent("bob")
+    desk.open(ann)
+    desk.open(bob)
+    desk.close(ann)  # pending when the gateway stops
+    desk.presence.stop()
+    desk.close(bob)  # closed by the stop itself
+    desk.clock.run_due()
+    assert desk.reported == [] and desk.clock.timers == []
