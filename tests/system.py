@@ -43,7 +43,13 @@ class RunningGateway:
 
 
 async def start_gateway(settings: Settings, port: int | None = None) -> RunningGateway:
-    settings = settings.model_copy(update={"gateway_port": port or free_port()})
+    update: dict[str, object] = {"gateway_port": port or free_port()}
+    if "agent_reconnect_window_s" not in settings.model_fields_set:
+        # Agents' sockets close at the end of most flows: their lost connection is reported
+        # at once, as the tests' waits and their captured output assume, not 5 s later in the
+        # middle of another test (the window itself: tests/gateway/test_presence.py).
+        update["agent_reconnect_window_s"] = 0.0
+    settings = settings.model_copy(update=update)
     server = server_for(settings)  # the production server: same limits, proxies, timeouts
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(30):

@@ -55,9 +55,6 @@ async def tenant_events(system: Any, source: str, *window: str) -> list[dict]:
 async def test_replay_of_a_tenant_and_of_a_time_range_from_archive_and_stream(
     settings: Settings,
 ) -> None:
-    # The flow ends with the agent's socket closed: reported at once (no reconnect window,
-    # gateway/presence.py), so the lost connection and its grace come before the rounds below.
-    settings = settings.model_copy(update={"agent_reconnect_window_s": 0.0})
     async with (
         running_system(settings) as system,
         httpx.AsyncClient(base_url=system.gateway.base_url) as http,

@@ -480,7 +480,10 @@ async def test_what_if_routing_reports_the_tenants_range_beside_what_happened(
     argv = ["replay", "--tenant", TENANT, "--since", since, "--until", until, "--json"]
     argv += ["--what-if", "max_chats_default=1"]
     assert await asyncio.to_thread(cli.main, argv, archived.settings) == 0
-    report = json.loads(capsys.readouterr().out)
+    # stdout also holds the log lines of the system running in this process: the report is
+    # the one JSON line.
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    report = json.loads(line)
     assert report["changes"] == {"max_chats_default": 1}
     actual = report["actual"]
     assert (actual["requests"], actual["accepted"], actual["missed"]) == (2, 2, 0)
