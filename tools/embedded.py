@@ -121,7 +121,8 @@ class EmbeddedMongo:
             os.makedirs(self.storage_path, exist_ok=True)
         return [
             # SecantusDB's own server (``secantusd-py``'s arguments) with two fixes to its
-            # query engine (catalog reads, ``$and`` planning): tools/embedded_store.py.
+            # query engine (catalog reads, ``$and`` planning) and WiredTiger's packing
+            # compiled per format: tools/embedded_store.py.
             sys.executable,
             "-m",
             STORE_MODULE,

@@ -32,6 +32,11 @@ the equivalent flat one before the planner sees it (real MongoDB plans both the 
 
 Both are applied only to the SecantusDB release they were written against, and only when
 the methods they wrap are there; otherwise the server runs unchanged and says so on stderr.
+
+Third, beneath SecantusDB: WiredTiger's key and value packing, compiled per format
+(tools/wiredtiger_packing.py, the same bytes as the wiredtiger package's own). It is not
+tied to a SecantusDB release; it needs only the package's shape, and says so on stderr
+when that is not there.
 """
 
 import functools
