@@ -1,6 +1,7 @@
 """Shared steps for the admin tests: the CLI, logins over real HTTP.
 
-``cli`` runs the command line as a real subprocess, for tests of the command line itself.
+``cli`` runs the command line as a process of its own (forked from one that has imported it,
+tests/cli_process.py), for tests of the command line itself.
 ``admin_command`` runs the same command in this process, for steps that only set a tenant
 up with it: a subprocess costs about half a second of CPU before it does anything.
 """
@@ -9,27 +10,20 @@ import asyncio
 import inspect
 import os
 import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
 from relaydesk.settings import Settings
+from tests.cli_process import run_relaydesk
 from tests.system import RunningSystem
 from tools.cli import main as relaydesk
 
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RELAYDESK_AMQP_URL": settings.amqp_url}
-    return subprocess.run(
-        [sys.executable, "-m", "tools.cli", "admin", *args],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_relaydesk(["admin", *args], env, timeout=60)
 
 
 async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,6 @@ import calendar
 import json
 import os
 import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -19,6 +18,7 @@ from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.settings import Settings
 from tests.admin.helpers import admin_command, bearer, cli, eventually
+from tests.cli_process import run_relaydesk
 from tests.gateway.wsclient import Client
 from tests.system import running_system
 
@@ -321,10 +321,4 @@ def _replay_billing(settings: Settings) -> subprocess.CompletedProcess[str]:
         "RELAYDESK_MONGO_DB": settings.mongo_db,
         "RELAYDESK_PLANS_FILE": settings.plans_file or "",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "tools.cli", "replay", "--projection", "billing"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_relaydesk(["replay", "--projection", "billing"], env, timeout=120)

@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import httpx
 from relaydesk.health import SERVICE_ORDER
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
+from tests.cli_process import ForkedCommand, run_relaydesk, start_relaydesk
 from tests.keys import secret_env
 from tools.embedded import free_port, free_ports
 
@@ -51,7 +51,7 @@ class ServiceProcess:
     ) -> None:
         self.command, self.settings, self.log_dir = command, settings, log_dir
         self.env = env or {}  # more RELAYDESK_* variables for the child
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: ForkedCommand | None = None
         self.starts = 0
 
     @property
@@ -60,15 +60,11 @@ class ServiceProcess:
 
     async def start(self) -> "ServiceProcess":
         self.starts += 1
-        with self.log_path.open("wb") as log:
-            # Popen returns once the child is forked (no waiting on the loop); the test controls it
-            # with signals and poll(), which asyncio's Process would make async for no gain.
-            self.process = subprocess.Popen(  # noqa: ASYNC220
-                [sys.executable, "-m", "tools.cli", self.command],
-                env=service_env(self.settings, **self.env),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        # Returns once the child is forked (no waiting on the loop); the test controls it with
+        # signals and poll(), which asyncio's Process would make async for no gain.
+        self.process = start_relaydesk(
+            [self.command], service_env(self.settings, **self.env), self.log_path
+        )
         await eventually(
             self._ready,
             timeout=60,
@@ -105,17 +101,11 @@ class ServiceProcess:
 PUBLIC_URL = "https://support.example"  # both gateways sit behind one public name, as with nginx
 
 
-def gateway_process(settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
+def gateway_process(settings: Settings) -> tuple[ForkedCommand, str]:
     """A real gateway process (`relaydesk gateway`) that can be SIGKILLed like a crashed host."""
     port = free_port()
     env = service_env(settings, RELAYDESK_GATEWAY_PORT=str(port), RELAYDESK_PUBLIC_URL=PUBLIC_URL)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tools.cli", "gateway"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return process, f"http://127.0.0.1:{port}"
+    return start_relaydesk(["gateway"], env), f"http://127.0.0.1:{port}"
 
 
 async def healthy(base_url: str) -> bool:
@@ -130,8 +120,8 @@ async def healthy(base_url: str) -> bool:
 class GatewayPair:
     """Two gateway processes behind one public name; clients list ``ws_urls`` in that order."""
 
-    doomed: subprocess.Popen[bytes]  # the one the clients reach first
-    survivor: subprocess.Popen[bytes]
+    doomed: ForkedCommand  # the one the clients reach first
+    survivor: ForkedCommand
     doomed_url: str
     survivor_url: str
 
@@ -166,11 +156,4 @@ async def gateway_pair(settings: Settings) -> AsyncIterator[GatewayPair]:
 
 async def relaydesk_tool(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """``relaydesk replay`` / ``audit`` as an operator would run them against this system."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "tools.cli", *args],
-        env=service_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return await asyncio.to_thread(run_relaydesk, args, service_env(settings), timeout=120)

@@ -9,8 +9,6 @@ broker itself is never stopped). The process is ``relaydesk billing``: no store 
 import asyncio
 import contextlib
 import json
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,6 +22,7 @@ from relaydesk.health import SERVICE_ORDER
 from relaydesk.runtime import EXIT_CONFIG
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
+from tests.cli_process import ForkedCommand, start_relaydesk
 from tests.fault.processes import service_env
 from tests.servers import RabbitVhosts
 from tools.embedded import free_port
@@ -71,19 +70,13 @@ def moved(url: str, scheme: str, port: int) -> str:
     return f"{scheme}://{credentials}@127.0.0.1:{port}{parts.path}"
 
 
-def billing(settings: Settings, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+def billing(settings: Settings, log: Path, **env: str) -> tuple[ForkedCommand, str]:
     """``relaydesk billing`` as a child; its health URL."""
     environment = service_env(settings, **env)
     environment.pop("RELAYDESK_STREAM_URL", None)
     environment.update(env)
     base = int(environment["RELAYDESK_HEALTH_PORT_BASE"])
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tools.cli", "billing"],
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_relaydesk(["billing"], environment, log)
     return process, f"http://127.0.0.1:{base + SERVICE_ORDER.index('billing')}"
 
 

@@ -4,7 +4,6 @@ with the imported webhook subscriptions and connectors paused until an admin res
 import asyncio
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from relaydesk.store import database, make_client
 from tests.admin.helpers import eventually, owner_session
 from tests.admin.receiver import Receiver
 from tests.admin.test_webhooks import subscribe
+from tests.cli_process import run_relaydesk
 from tests.connectors.fakes.telegram import FakeTelegram
 from tests.history_service.flows import served_conversation
 from tests.keys import secret_env
@@ -40,13 +40,7 @@ def command(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         "RELAYDESK_MONGO_DB": settings.mongo_db,
         **secret_env(settings),  # the audit signing key: verify checks the signed checkpoints
     }
-    return subprocess.run(
-        [sys.executable, "-m", "tools.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_relaydesk(args, env, timeout=120)
 
 
 async def rated(http: httpx.AsyncClient, auth: dict[str, str], conversation_id: str) -> dict | None:

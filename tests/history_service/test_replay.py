@@ -4,7 +4,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 
 import httpx
 
@@ -12,6 +11,7 @@ from contracts.events.conversation import ConversationRated
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 from tests.admin.helpers import eventually, owner_session
+from tests.cli_process import run_relaydesk
 from tests.history_service.flows import served_conversation
 from tests.system import running_system
 
@@ -23,13 +23,7 @@ def replay(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         "MONGO_URL": settings.mongo_url or "",
         "RELAYDESK_MONGO_DB": settings.mongo_db,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "tools.cli", "replay", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_relaydesk(["replay", *args], env, timeout=120)
 
 
 async def test_replay_prints_a_conversation_and_rebuilt_projections_match_until_tampered(

@@ -10,7 +10,6 @@ import os
 import secrets
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from relaydesk.runtime import EXIT_CONFIG
 from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
 from tests.admin.helpers import owner_session
+from tests.cli_process import run_relaydesk
 from tests.connectors.fakes.telegram import FakeTelegram
 from tests.connectors.harness import TelegramDriver
 from tests.connectors.helpers import LogWatch
@@ -60,14 +60,7 @@ def clean_env(**variables: str) -> dict[str, str]:
 
 
 def start_service(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tools.cli", command],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_relaydesk([command], env, cwd=ROOT, timeout=60)
 
 
 def assert_refused_in_one_line(done: subprocess.CompletedProcess[str], *names: str) -> str:
@@ -415,14 +408,7 @@ async def reseal(settings: Settings) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RELAYDESK_AMQP_URL": settings.amqp_url, **secret_env(settings)}
     if settings.stream_url:
         env["RELAYDESK_STREAM_URL"] = settings.stream_url
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "tools.cli", "admin", "reseal-connectors"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return await asyncio.to_thread(run_relaydesk, ["admin", "reseal-connectors"], env, timeout=120)
 
 
 async def configure_telegram(system: RunningSystem, settings: Settings, bus: Bus) -> None:
@@ -510,13 +496,7 @@ def test_up_stops_at_once_when_a_service_refuses_the_secret_it_was_given(
     }
     env.pop("MONGO_URL", None)
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.cli", "up"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_relaydesk(["up"], env, timeout=120)
     assert done.returncode == EXIT_CONFIG, done.stdout[-3000:]  # a configuration refusal: 2
     assert "RELAYDESK_JWT_SECRET is too short" in done.stdout
     assert f"gateway refused its configuration (exit code {EXIT_CONFIG})" in done.stdout
