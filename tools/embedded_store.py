@@ -37,6 +37,11 @@ Third, beneath SecantusDB: WiredTiger's key and value packing, compiled per form
 (tools/wiredtiger_packing.py, the same bytes as the wiredtiger package's own). It is not
 tied to a SecantusDB release; it needs only the package's shape, and says so on stderr
 when that is not there.
+
+Fourth, index keys: for plain rows (top-level strings, integers, dates) each secondary
+index's keys are computed directly instead of through SecantusDB's general multikey path
+(tools/secantus_index_keys.py, the same keys as its own), for the same releases as the
+first two.
 """
 
 import functools
@@ -222,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     from secantus.cli import main as secantus_main
     from secantus.storage import Storage
 
+    from tools.secantus_index_keys import install as install_index_keys
     from tools.wiredtiger_packing import install as install_compiled_packing
 
     refused = install(Storage, version("SecantusDB"), CatalogMemo())
@@ -230,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     refused = install_compiled_packing()
     if refused is not None:
         print(f"relaydesk: {refused}; WiredTiger's own packing is used", file=sys.stderr)
+    refused = install_index_keys(version("SecantusDB"), PATCHED_RELEASES)
+    if refused is not None:
+        print(f"relaydesk: {refused}; SecantusDB's own index keys are used", file=sys.stderr)
     return int(secantus_main(argv))
 
 
