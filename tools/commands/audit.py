@@ -9,7 +9,6 @@ Exit code 0: intact; 1: a problem found (each printed, the first bad position fi
 2: usage, configuration, or the archive or the broker cannot be reached (one line).
 """
 
-import sys
 from pathlib import Path
 
 import click
@@ -19,6 +18,7 @@ from relaydesk.keys import SecretNotUsable, key_ring
 from relaydesk.settings import Settings
 from relaydesk.signing import BadPublicKey, Signer, keys_by_id, parse_public_key, public_text
 from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
+from tools.progress import ProgressLine
 from tools.replay.export_file import read_export
 from tools.replay.verify import Verdict, verify_file, verify_online
 
@@ -83,17 +83,20 @@ def verify(
     keys = _given_keys(public_key_texts) or _configured_keys(settings)
     tool_logging(ctx, "audit")
 
-    def progress(checked: int) -> None:
-        sys.stderr.write(f"\r[audit] {checked:,} events checked")
-        sys.stderr.flush()
+    line = ProgressLine()
 
-    verdict = run_async(
-        verify_online(
-            settings, tenant, conversation, keys, with_log=not no_log, on_progress=progress
-        ),
-        settings,
-    )
-    sys.stderr.write("\n")
+    def progress(checked: int) -> None:
+        line.show(f"[audit] {checked:,} events checked")
+
+    try:
+        verdict = run_async(
+            verify_online(
+                settings, tenant, conversation, keys, with_log=not no_log, on_progress=progress
+            ),
+            settings,
+        )
+    finally:
+        line.finish()
     return print_verdict(verdict)
 
 

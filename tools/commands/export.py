@@ -34,6 +34,7 @@ from relaydesk.settings import Settings
 from relaydesk.store import ascending, bound, database, make_client, stored_rows
 from tools.commands.audit import archive_settings
 from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
+from tools.progress import ProgressLine
 from tools.replay.export_file import (
     Attachment,
     ExportFile,
@@ -206,20 +207,16 @@ async def _import(settings: Settings, export: ExportFile) -> int:
     bus = await Bus(
         settings.amqp_url, service="import", publish_timeout_s=60, stream_url=settings.stream_url
     ).connect()
+    line = ProgressLine()
     try:
         for start in range(0, len(envelopes), BATCH):
             await bus.publish_many(envelopes[start : start + BATCH])  # in order, confirmed
-            print(
-                f"\r[import] {min(start + BATCH, len(envelopes)):,}/{len(envelopes):,} events",
-                end="",
-                file=sys.stderr,
-            )
+            line.show(f"[import] {min(start + BATCH, len(envelopes)):,}/{len(envelopes):,} events")
     finally:
         await bus.close()
-    print(
-        f"\n[import] {len(envelopes):,} events published,"
-        f" {len(export.attachments):,} attachment files stored",
-        file=sys.stderr,
+    line.finish(
+        f"[import] {len(envelopes):,} events published,"
+        f" {len(export.attachments):,} attachment files stored"
     )
     return 0
 

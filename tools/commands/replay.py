@@ -29,7 +29,7 @@ from relaydesk.settings import Settings
 from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
 from tools.commands.what_if_report import WhatIf, run_what_if
 from tools.replay import projections
-from tools.replay.sources import Progress, Slice, from_archive, from_stream
+from tools.replay.sources import Progress, Slice, from_archive, from_stream, head_of_log
 from tools.replay.what_if_changes import KEYS, Changes, WhatIfRefused, parse_changes
 
 
@@ -191,9 +191,17 @@ async def _run(request: Request, settings: Settings) -> int:
         progress.done()
         selected = request.selection.tenant or request.selection.conversation
         return 0 if count or not selected else 1
+    moved_on: list[str] = []
     if request.projection == "history":
         scratch = request.scratch_db or f"{settings.mongo_db}_replay_{int(time.time())}"
-        differences = await projections.history(settings, events, scratch, keep=request.keep)
+        compared = await projections.history(
+            settings,
+            events,
+            scratch,
+            keep=request.keep,
+            log_head=lambda: head_of_log(settings.amqp_url, settings.stream_url),
+        )
+        differences, moved_on = compared.differences, compared.moved_on
     elif request.projection == "agent":
         differences = await projections.routing(settings, events)
     else:
@@ -201,6 +209,11 @@ async def _run(request: Request, settings: Settings) -> int:
     progress.done()
     for line in differences:
         print(f"difference: {line}")
+    if moved_on:
+        print(
+            f"note: {len(moved_on):,} conversation(s) changed after the last replayed event"
+            " (the log went on meanwhile), not compared; replay again to include them"
+        )
     verdict = (
         f"{len(differences)} difference(s)" if differences else "identical to the live projection"
     )

@@ -4,7 +4,8 @@ Each function takes the replayed events (log order) and returns the differences 
 as readable lines; an empty list means the live projection is exactly what the log says.
 """
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent_service import fold as routing_fold
@@ -48,33 +49,69 @@ async def _batches(events: AsyncIterator[LoggedEvent]) -> AsyncIterator[list[Log
         yield batch
 
 
+@dataclass
+class HistoryComparison:
+    """``differences``: where the live read model disagrees with the log. ``moved_on``:
+    conversations the live system changed after the last replayed event (the log went on
+    while the replay read it), left out of the comparison: each would have shown as a
+    difference although nothing is wrong (run the replay again, or on a quiet system, to
+    include them)."""
+
+    differences: list[str] = field(default_factory=list)
+    moved_on: list[str] = field(default_factory=list)
+    replayed_to: int | None = None
+
+
 async def history(
-    settings: Settings, events: AsyncIterator[LoggedEvent], scratch_db: str, *, keep: bool = False
-) -> list[str]:
-    """Fold into read models in a scratch database; compare conversations with the live ones."""
+    settings: Settings,
+    events: AsyncIterator[LoggedEvent],
+    scratch_db: str,
+    *,
+    keep: bool = False,
+    log_head: Callable[[], Awaitable[int | None]] | None = None,
+) -> HistoryComparison:
+    """Fold into read models in a scratch database; compare conversations with the live ones.
+
+    A live conversation whose ``last_position`` is past the last replayed event has moved on
+    since; it is not compared, unless that position is past the log's head as well
+    (``log_head``, asked only then): no event is there, so the live row is wrong.
+    """
     client = make_client(settings.mongo_url or "")
     try:
         scratch, live = database(client, scratch_db), database(client, settings.mongo_db)
         await bind_documents(scratch, HISTORY_DOCUMENTS)
         models = ReadModels(scratch)
+        found = HistoryComparison()
         async for batch in _batches(events):
             await models.apply(batch)
-        differences = []
+            found.replayed_to = batch[-1].position
+        head: int | None = None
         live_conversations = await bound(live, ConversationView)
         async for rebuilt in (await bound(scratch, ConversationView)).find_all():
             current = await live_conversations.get(rebuilt.id)
             if current is None:
-                differences.append(
+                found.differences.append(
                     f"conversation {rebuilt.id}: in the log, missing from the live read model"
+                )
+                continue
+            if found.replayed_to is not None and current.last_position > found.replayed_to:
+                if head is None and log_head is not None:
+                    head = await log_head()
+                if head is None or current.last_position <= head:
+                    found.moved_on.append(rebuilt.id)
+                    continue
+                found.differences.append(
+                    f"conversation {rebuilt.id}: last_position live {current.last_position}"
+                    f" is past the log's head {head}"
                 )
                 continue
             for name in COMPARED_CONVERSATION_FIELDS:
                 now, replayed = getattr(current, name), getattr(rebuilt, name)
                 if _normal(now) != _normal(replayed):
-                    differences.append(
+                    found.differences.append(
                         f"conversation {rebuilt.id}: {name} live {now!r} != replayed {replayed!r}"
                     )
-        return differences
+        return found
     finally:
         if not keep:
             await client.drop_database(scratch_db)

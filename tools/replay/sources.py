@@ -22,6 +22,7 @@ from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.log_head import log_head
 from relaydesk.dedupe import SeenIds, first_copies
 from relaydesk.store import ascending, bound, database, make_client, stored_rows
+from tools.progress import ProgressLine
 
 
 @dataclass(frozen=True)
@@ -55,24 +56,21 @@ class Slice:
 
 
 class Progress:
-    """A one-line progress display on stderr: events read, matched, rate."""
+    """Replay's progress on stderr (``tools/progress.py``): events read, matched, rate."""
 
     def __init__(self, label: str, out: TextIO = sys.stderr, every_s: float = 0.5) -> None:
-        self.label, self.out, self.every_s = label, out, every_s
+        self.label = label
+        self.line = ProgressLine(out, every_s=every_s)
         self.read = self.matched = 0
-        self.started = self._shown = time.perf_counter()
+        self.started = time.perf_counter()
 
     def tick(self, matched: bool) -> None:
         self.read += 1
         self.matched += int(matched)
-        now = time.perf_counter()
-        if now - self._shown >= self.every_s:
-            self._shown = now
-            self.out.write(
-                f"\r[replay] {self.label}: {self.read:,} read, {self.matched:,} matched,"
-                f" {self.rate:,.0f} events/s "
-            )
-            self.out.flush()
+        self.line.show(
+            f"[replay] {self.label}: {self.read:,} read, {self.matched:,} matched,"
+            f" {self.rate:,.0f} events/s "
+        )
 
     @property
     def rate(self) -> float:
@@ -80,11 +78,19 @@ class Progress:
         return self.read / elapsed if elapsed > 0 else 0.0
 
     def done(self) -> None:
-        self.out.write(
-            f"\r[replay] {self.label}: {self.read:,} read, {self.matched:,} matched,"
-            f" {self.rate:,.0f} events/s, {time.perf_counter() - self.started:.1f}s\n"
+        self.line.finish(
+            f"[replay] {self.label}: {self.read:,} read, {self.matched:,} matched,"
+            f" {self.rate:,.0f} events/s, {time.perf_counter() - self.started:.1f}s"
         )
-        self.out.flush()
+
+
+async def head_of_log(amqp_url: str, stream_url: str | None) -> int | None:
+    """The log's head now (``relaydesk/bus/log_head.py``), on a connection of its own."""
+    bus = await Bus(amqp_url, service="replay", stream_url=stream_url).connect()
+    try:
+        return await log_head(bus)
+    finally:
+        await bus.close()
 
 
 async def from_archive(
