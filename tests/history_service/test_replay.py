@@ -31,6 +31,25 @@ def replay(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return run_relaydesk(["replay", *args], env, timeout=120)
 
 
+async def archived_and_rated(
+    http: httpx.AsyncClient, owner: dict[str, str], conversation_id: str
+) -> None:
+    """Waits for the served conversation's rating in the read model and in the archive."""
+
+    async def both() -> bool:
+        answer = await http.get(f"/api/conversations/{conversation_id}/transcript", headers=owner)
+        if answer.status_code == 404:
+            return False  # history has not archived the conversation yet
+        answer.raise_for_status()
+        # The read models are written before the archive: wait for the rated event itself.
+        found = answer.json()
+        return found["conversation"].get("rating") is not None and any(
+            event["type"] == ConversationRated.TYPE for event in found["events"]
+        )
+
+    await eventually(both, what="the rating in the read model and the archive")
+
+
 async def test_replay_prints_a_conversation_and_rebuilt_projections_match_until_tampered(
     settings: Settings,
 ) -> None:
@@ -41,20 +60,7 @@ async def test_replay_prints_a_conversation_and_rebuilt_projections_match_until_
         owner = await owner_session(system, http, "rep")
         _, conversation_id = await served_conversation(system, http, owner)
 
-        async def archived_and_rated() -> bool:
-            answer = await http.get(
-                f"/api/conversations/{conversation_id}/transcript", headers=owner
-            )
-            if answer.status_code == 404:
-                return False  # history has not archived the conversation yet
-            answer.raise_for_status()
-            # The read models are written before the archive: wait for the rated event itself.
-            found = answer.json()
-            return found["conversation"].get("rating") is not None and any(
-                event["type"] == ConversationRated.TYPE for event in found["events"]
-            )
-
-        await eventually(archived_and_rated, what="the rating in the read model and the archive")
+        await archived_and_rated(http, owner, conversation_id)
 
         timeline = await asyncio.to_thread(
             replay, system.settings, "--tenant", "rep", "--conversation", conversation_id
@@ -117,16 +123,7 @@ async def test_conversations_that_moved_on_after_the_replayed_events_are_not_dif
         owner = await owner_session(system, http, "rep")
         _, conversation_id = await served_conversation(system, http, owner)
 
-        async def rated() -> bool:
-            answer = await http.get(
-                f"/api/conversations/{conversation_id}/transcript", headers=owner
-            )
-            found = answer.json() if answer.status_code == 200 else None
-            return found is not None and any(
-                event["type"] == ConversationRated.TYPE for event in found["events"]
-            )
-
-        await eventually(rated, what="the rated event in the archive")
+        await archived_and_rated(http, owner, conversation_id)
         everything = Slice(conversation=conversation_id)
         archived = [
             event
