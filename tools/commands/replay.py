@@ -191,17 +191,17 @@ async def _run(request: Request, settings: Settings) -> int:
         progress.done()
         selected = request.selection.tenant or request.selection.conversation
         return 0 if count or not selected else 1
-    moved_on: list[str] = []
+    comparison: projections.HistoryComparison | None = None
     if request.projection == "history":
         scratch = request.scratch_db or f"{settings.mongo_db}_replay_{int(time.time())}"
-        compared = await projections.history(
+        comparison = await projections.history(
             settings,
             events,
             scratch,
             keep=request.keep,
             log_head=lambda: head_of_log(settings.amqp_url, settings.stream_url),
         )
-        differences, moved_on = compared.differences, compared.moved_on
+        differences = comparison.differences
     elif request.projection == "agent":
         differences = await projections.routing(settings, events)
     else:
@@ -209,13 +209,24 @@ async def _run(request: Request, settings: Settings) -> int:
     progress.done()
     for line in differences:
         print(f"difference: {line}")
-    if moved_on:
+    if comparison is not None and comparison.moved_on:
         print(
-            f"note: {len(moved_on):,} conversation(s) changed after the last replayed event"
-            " (the log went on meanwhile), not compared; replay again to include them"
+            f"note: {len(comparison.moved_on):,} conversation(s) changed after the last replayed"
+            " event (the log went on meanwhile), not compared; replay again to include them"
         )
-    verdict = (
-        f"{len(differences)} difference(s)" if differences else "identical to the live projection"
+    print(
+        f"{request.projection}: {_verdict(differences, comparison)}"
+        f" ({progress.matched:,} events replayed)"
     )
-    print(f"{request.projection}: {verdict} ({progress.matched:,} events replayed)")
     return 1 if differences else 0
+
+
+def _verdict(differences: list[str], comparison: projections.HistoryComparison | None) -> str:
+    if differences:
+        return f"{len(differences)} difference(s)"
+    if comparison is not None and comparison.moved_on:  # "identical" would claim those too
+        return (
+            f"identical in the {comparison.compared:,} conversation(s) compared,"
+            f" {len(comparison.moved_on):,} moved on"
+        )
+    return "identical to the live projection"

@@ -59,6 +59,7 @@ class HistoryComparison:
 
     differences: list[str] = field(default_factory=list)
     moved_on: list[str] = field(default_factory=list)
+    compared: int = 0  # conversations compared field by field
     replayed_to: int | None = None
 
 
@@ -105,6 +106,7 @@ async def history(
                     f" is past the log's head {head}"
                 )
                 continue
+            found.compared += 1
             for name in COMPARED_CONVERSATION_FIELDS:
                 now, replayed = getattr(current, name), getattr(rebuilt, name)
                 if _normal(now) != _normal(replayed):
