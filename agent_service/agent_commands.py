@@ -17,7 +17,7 @@ from contracts.commands import routing as routing_commands
 from contracts.commands.conversation import ReportAgentConnectionLost, SetAgentStatus
 from contracts.commands.routing import ExpireAgentDisconnect
 from contracts.events.admin import AgentStatusChanged
-from contracts.events.conversation import AgentDisconnected
+from contracts.events.conversation import AgentDisconnected, AgentReconnected
 from contracts.events.routing import AgentConnectionLost
 
 Handler = Callable[[Decision, Any], None]
@@ -35,14 +35,31 @@ def _withdraw_offers_of(d: Decision, agent_id: str) -> None:
 def set_status(d: Decision, cmd: commands.SetAgentStatus) -> None:
     if acting_for_someone_else(d, cmd.agent_id):
         return d.reject("forbidden", "agents set their own status only")
+    agent = d.tenant.agents.get(cmd.agent_id)
+    was_reported_lost = agent is not None and agent.disconnected_at is not None
     data = cmd.model_dump(mode="json", exclude_none=True)
-    d.emit(AgentStatusChanged.TYPE, data, stream=f"agent:{cmd.agent_id}")
+    d.emit(AgentStatusChanged.TYPE, data, stream=f"agent:{cmd.agent_id}")  # folds: ends the loss
+    if was_reported_lost and cmd.status != "offline":
+        _tell_customers_they_are_back(d, cmd.agent_id)
     if cmd.status == "online":
         d.drain()
     else:
         _withdraw_offers_of(d, cmd.agent_id)
     d.refresh_positions()
     return None
+
+
+def _tell_customers_they_are_back(d: Decision, agent_id: str) -> None:
+    """An agent whose lost connection their customers were told of sets a status again (their
+    console does on every connect): each chat they hold hears they are back, or its widget
+    would say "lost connection" until they next wrote."""
+    name = agent_name(d, agent_id)
+    for conversation_id in sorted(d.tenant.agent(agent_id).active):
+        d.emit(
+            AgentReconnected.TYPE,
+            {"conversation_id": conversation_id, "agent_id": agent_id, "agent_name": name},
+        )
+        d.note(conversation_id, "notice", f"{name} is back.")
 
 
 def connection_lost(d: Decision, cmd: commands.ReportAgentConnectionLost) -> None:

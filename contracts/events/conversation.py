@@ -199,6 +199,18 @@ class AgentDisconnected(EventData):
     grace_s: int = Field(ge=0)
 
 
+class AgentReconnected(EventData):
+    """The engaged agent whose lost connection was reported is back (their console set its
+    status again within the grace): the chat goes on with them."""
+
+    TYPE = "conversation.agent_reconnected"
+    DECIDED_BY = "agent"
+    AUDIENCE = frozenset({Audience.VISITOR, Audience.CONVERSATION_AGENTS, Audience.SUPERVISORS})
+    conversation_id: Id
+    agent_id: Id
+    agent_name: str | None = Field(default=None, max_length=200)
+
+
 MODELS = (
     ConversationRequested,
     ConversationQueued,
@@ -213,5 +225,6 @@ MODELS = (
     ConversationMissed,
     ConversationRated,
     AgentDisconnected,
+    AgentReconnected,
     ContactProvided,
 )

@@ -376,6 +376,9 @@
         case "conversation.agent_disconnected":
           this.agentAway = true;
           return this.setStatus("The agent lost connection; please hold on");
+        case "conversation.agent_reconnected":
+          this.agentAway = false;
+          return this.setStatus(`${data.agent_name || "Your agent"} is here to help`);
         case "conversation.missed":
           this.status = "missed";
           if (data.reason === "over_limit") {

@@ -110,6 +110,8 @@ async def test_agent_returning_within_grace_keeps_the_chat(
     await desk.do("agent.connection_lost", {"agent_id": "a1"}, agent("a1"))
     await watch.wait_for("conversation.agent_disconnected", "c1")
     assert (await desk.online("a1")).ok  # back before the grace period ends
+    [back] = await watch.wait_for("conversation.agent_reconnected", "c1")
+    assert back.data["agent_id"] == "a1"  # the widget stops saying "lost connection"
     deadline = datetime.now(UTC) + timedelta(seconds=1.2)
     await asyncio.sleep(
         (deadline - datetime.now(UTC)).total_seconds()

@@ -54,6 +54,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "conversation.missed": {"conversation_id": "c1"},
     "conversation.rated": {"conversation_id": "c1", "score": 5},
     "conversation.agent_disconnected": {"conversation_id": "c1", "agent_id": "a1", "grace_s": 30},
+    "conversation.agent_reconnected": {"conversation_id": "c1", "agent_id": "a1"},
     "message.system": {
         "conversation_id": "c1",
         "message_id": "m1",

@@ -459,6 +459,36 @@ class TestDisconnectGrace:
         ]
         assert desk.of("agent.disconnected") == [{"agent_id": "a1", "grace_s": 30}]
 
+    async def test_an_agent_back_within_the_grace_is_announced_to_their_chats(self) -> None:
+        desk = routing_desk().given(online("a1"), *engaged("c1", "a1"), *engaged("c2", "a1"))
+        desk.given(event("agent.disconnected", {"agent_id": "a1", "grace_s": 30}, actor=SYSTEM))
+        await desk.when(
+            command("agent.set_status", {"agent_id": "a1", "status": "online"}, actor=agent("a1"))
+        )
+        assert desk.types[0] == "agent.status_changed"
+        back = desk.of("conversation.agent_reconnected")
+        assert [b["conversation_id"] for b in back] == ["c1", "c2"]
+        assert all(b["agent_id"] == "a1" and b["agent_name"] for b in back)
+        notes = [n for n in desk.of("message.system") if n["kind"] == "notice"]
+        assert [n["conversation_id"] for n in notes] == ["c1", "c2"]
+        assert all(n["text"].endswith("is back.") for n in notes)
+
+    async def test_a_status_with_no_reported_loss_announces_nothing(self) -> None:
+        # a console reload within the gateway's reconnect window: the loss was never reported
+        desk = routing_desk().given(online("a1"), *engaged("c1", "a1"))
+        await desk.when(
+            command("agent.set_status", {"agent_id": "a1", "status": "online"}, actor=agent("a1"))
+        )
+        assert "conversation.agent_reconnected" not in desk.types
+
+    async def test_going_offline_after_a_lost_connection_is_no_return(self) -> None:
+        desk = routing_desk().given(online("a1"), *engaged("c1", "a1"))
+        desk.given(event("agent.disconnected", {"agent_id": "a1", "grace_s": 30}, actor=SYSTEM))
+        await desk.when(
+            command("agent.set_status", {"agent_id": "a1", "status": "offline"}, actor=agent("a1"))
+        )
+        assert "conversation.agent_reconnected" not in desk.types
+
     async def test_offers_stand_through_the_grace_so_a_reload_finds_them(self) -> None:
         desk = routing_desk().given(online("a1"), requested("c1"), offered("c1", "a1"))
         await desk.when(command("agent.connection_lost", {"agent_id": "a1"}, actor=SYSTEM))
