@@ -285,6 +285,27 @@ async def test_after_a_reload_the_widget_shows_its_status_and_escape_closes_it(
     await agent.close()
 
 
+async def test_an_agent_back_after_a_lost_connection_is_announced_before_writing(
+    system, browser
+) -> None:
+    """The widget said "lost connection" until the returning agent next wrote."""
+    await make_tenant(system, "comeback")
+    agent = await online_agent(system, "comeback", "Rita")
+    demo = await open_demo(await browser.new_context(), system, "comeback")
+    chat = widget(demo)
+    await start_chat(demo, "Ola")
+    await accept_next(agent)
+    status = chat.get_by_role("status")
+    await status.filter(has_text="Rita is here to help").wait_for(timeout=TIMEOUT_MS)
+
+    await agent.close()  # the test gateway reports a lost connection at once (no window)
+    await status.filter(has_text="lost connection").wait_for(timeout=TIMEOUT_MS)
+    back = await online_agent(system, "comeback", "Rita")  # their console connects again
+    await status.filter(has_text="Rita is here to help").wait_for(timeout=TIMEOUT_MS)
+    await chat.get_by_role("log").get_by_text("Rita is back.").wait_for(timeout=TIMEOUT_MS)
+    await back.close()
+
+
 async def test_a_reloaded_widget_reads_history_up_to_what_its_socket_saw(system, browser) -> None:
     """The widget read its history without ``upto`` on a reload: with history's read model
     behind the log, an agent's message the socket had shown before the reload was missing
