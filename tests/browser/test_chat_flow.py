@@ -259,19 +259,27 @@ async def test_a_site_the_tenant_did_not_allow_is_told_so_and_never_retried(
     await page.screenshot(path=str(artifacts / "widget-blocked-site.png"))
 
 
+async def chatting_with_rita(system, browser, tenant: str):  # type: ignore[no-untyped-def]
+    """A widget whose chat agent Rita (over the protocol) has accepted; her client and the
+    demo page."""
+    await make_tenant(system, tenant)
+    agent = await online_agent(system, tenant, "Rita")
+    demo = await open_demo(await browser.new_context(), system, tenant)
+    await start_chat(demo, "Ola")
+    await accept_next(agent)
+    status = widget(demo).get_by_role("status")
+    await status.filter(has_text="Rita is here to help").wait_for(timeout=TIMEOUT_MS)
+    return agent, demo
+
+
 async def test_after_a_reload_the_widget_shows_its_status_and_escape_closes_it(
     system, browser
 ) -> None:
     """The header status was blank after a reload (history holds messages, not the state),
     and Escape did nothing."""
-    await make_tenant(system, "reload")
-    agent = await online_agent(system, "reload", "Rita")
-    demo = await open_demo(await browser.new_context(), system, "reload")
+    agent, demo = await chatting_with_rita(system, browser, "reload")
     chat = widget(demo)
-    await start_chat(demo, "Ola")
-    await accept_next(agent)
     status = chat.get_by_role("status")
-    await status.filter(has_text="Rita is here to help").wait_for(timeout=TIMEOUT_MS)
 
     await demo.reload()
     await chat.get_by_role("button", name="Open chat").click()
@@ -289,14 +297,9 @@ async def test_an_agent_back_after_a_lost_connection_is_announced_before_writing
     system, browser
 ) -> None:
     """The widget said "lost connection" until the returning agent next wrote."""
-    await make_tenant(system, "comeback")
-    agent = await online_agent(system, "comeback", "Rita")
-    demo = await open_demo(await browser.new_context(), system, "comeback")
+    agent, demo = await chatting_with_rita(system, browser, "comeback")
     chat = widget(demo)
-    await start_chat(demo, "Ola")
-    await accept_next(agent)
     status = chat.get_by_role("status")
-    await status.filter(has_text="Rita is here to help").wait_for(timeout=TIMEOUT_MS)
 
     await agent.close()  # the test gateway reports a lost connection at once (no window)
     await status.filter(has_text="lost connection").wait_for(timeout=TIMEOUT_MS)
