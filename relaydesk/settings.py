@@ -97,6 +97,7 @@ class Settings(BaseSettings):
 
     # `relaydesk up`: readiness at start, restarts with backoff, crash-loop limit.
     up_ready_timeout_s: float = Field(default=120.0, gt=0)
+    up_waiting_every_s: float = Field(default=5.0, gt=0)  # "still waiting for …" at start
     up_restart_backoff_s: float = Field(default=0.5, gt=0)  # first delay; doubles per restart
     up_restart_backoff_max_s: float = Field(default=30.0, gt=0)
     up_restart_limit: int = Field(default=5, ge=1)  # this many restarts of one child ...

@@ -18,6 +18,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -182,6 +183,7 @@ async def _supervise(
     # First readiness of each service; after a restart during start, run() polls it again.
     probes = [asyncio.create_task(c.wait_ready()) for c in children if c not in store]
     all_ready = asyncio.create_task(_all_ready(children, settings.up_ready_timeout_s))
+    waiting = asyncio.create_task(_say_who_is_not_ready(children, settings.up_waiting_every_s))
     try:
         await asyncio.wait([all_ready, stopped, *watchers], return_when=asyncio.FIRST_COMPLETED)
         if stopped.done():
@@ -209,7 +211,7 @@ async def _supervise(
             return EXIT_STOPPED
         return _failure(watchers) or EXIT_FAILED
     finally:
-        tasks = [all_ready, stopped, *probes, *watchers]
+        tasks = [all_ready, waiting, stopped, *probes, *watchers]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -222,6 +224,21 @@ async def _all_ready(children: list[Child], timeout_s: float) -> None:
     async with asyncio.timeout(timeout_s):
         for child in children:
             await child.ready.wait()
+
+
+async def _say_who_is_not_ready(children: list[Child], every_s: float) -> None:
+    """Every ``every_s`` until all are ready, the services still starting: a start that
+    folds a long log takes tens of seconds, and silence looked like a hang."""
+    started = time.monotonic()
+    while True:
+        await asyncio.sleep(every_s)
+        late = [child.name for child in children if not child.ready.is_set()]
+        if not late:
+            return
+        _say(
+            f"waiting for {', '.join(late)} to answer ready"
+            f" ({time.monotonic() - started:.0f}s; a service catching up a long log takes a while)"
+        )
 
 
 def _failure(watchers: list["asyncio.Task[None]"]) -> int | None:

@@ -45,6 +45,8 @@ async def up(vhosts: RabbitVhosts, tmp_path_factory: pytest.TempPathFactory) -> 
         # next to four test workers at normal priority that starved history's catch-up after
         # its kill past the archive wait (seen in CI's parallel phase).
         RELAYDESK_BACKGROUND_NICE="0",
+        # the services take seconds to start here: `up` names those still starting meanwhile
+        RELAYDESK_UP_WAITING_EVERY_S="0.5",
     ).start()
     try:
         await running.wait_up()
@@ -61,6 +63,11 @@ async def test_up_prints_every_url_and_each_serves(up: Up) -> None:
     for service in SERVICE_ORDER:
         assert up.health_url(service) in output, output[-3000:]
     assert "embedded MongoDB-protocol server" in output
+    # Starting, it named who it was waiting for (silence looked like a hang), then stopped.
+    starting, _, after = output.partition("relaydesk is up.")
+    waiting = [line for line in starting.splitlines() if line.startswith("[relaydesk] waiting for")]
+    assert waiting and any(service in waiting[0] for service in SERVICE_ORDER), starting[-3000:]
+    assert "[relaydesk] waiting for" not in after
     async with httpx.AsyncClient(base_url=up.base_url, timeout=10) as http:
         health = await http.get("/healthz")
         assert health.status_code == 200 and health.json()["status"] == "alive"
