@@ -230,15 +230,15 @@ async def _say_who_is_not_ready(children: list[Child], every_s: float) -> None:
     """Every ``every_s`` until all are ready, the services still starting: a start that
     folds a long log takes tens of seconds, and silence looked like a hang."""
     started = time.monotonic()
+    hint = "; a service catching up a long log takes a while"  # said once
     while True:
         await asyncio.sleep(every_s)
         late = [child.name for child in children if not child.ready.is_set()]
         if not late:
             return
-        _say(
-            f"waiting for {', '.join(late)} to answer ready"
-            f" ({time.monotonic() - started:.0f}s; a service catching up a long log takes a while)"
-        )
+        elapsed = time.monotonic() - started
+        _say(f"waiting for {', '.join(late)} to answer ready ({elapsed:.0f}s{hint})")
+        hint = ""
 
 
 def _failure(watchers: list["asyncio.Task[None]"]) -> int | None:
