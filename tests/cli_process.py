@@ -67,41 +67,46 @@ def run_relaydesk(
     text=True, timeout=timeout)``, from the forkserver."""
     with tempfile.TemporaryDirectory(prefix="relaydesk-cli-") as scratch:
         out, err = Path(scratch, "stdout"), Path(scratch, "stderr")
-        out.touch()
-        err.touch()
-        child = _forkserver().Process(
-            target=_child,
-            args=(list(args), dict(env), None if cwd is None else str(cwd), str(out), str(err)),
-        )
-        child.start()
-        child.join(timeout)
-        if child.exitcode is None:
-            child.kill()
-            child.join()
+        command = ForkedCommand(args, env, out, err, cwd=cwd)
+        try:
+            code = command.wait(timeout)
+        except subprocess.TimeoutExpired:
+            command.kill()
+            command.wait()
             raise subprocess.TimeoutExpired(
-                [COMMAND_LINE, *args], timeout, out.read_text(), err.read_text()
-            )
+                command.args, timeout, out.read_text(), err.read_text()
+            ) from None
         return subprocess.CompletedProcess(
-            [sys.executable, "-m", COMMAND_LINE, *args],
-            child.exitcode,
-            out.read_text(),
-            err.read_text(),
+            [sys.executable, "-m", COMMAND_LINE, *args], code, out.read_text(), err.read_text()
         )
 
 
 class ForkedCommand:
     """A running ``relaydesk <args>`` child, driven like ``subprocess.Popen``: ``pid``,
-    ``poll``, ``wait``, ``send_signal``, ``terminate``, ``kill``. (Its ``os.environ`` is the
-    one given; its ``/proc/<pid>/environ`` is the forkserver's, so ``tests/up.py``, which
-    finds ``up``'s processes by their environment, still starts ``up`` with Popen.)"""
+    ``poll``, ``wait``, ``send_signal``, ``terminate``, ``kill``. Its stdout and stderr go to
+    the files given (None: discarded; the same file twice is ``stderr=STDOUT``). (Its
+    ``os.environ`` is the one given; its ``/proc/<pid>/environ`` is the forkserver's, so
+    ``tests/up.py``, which finds ``up``'s processes by their environment, still starts ``up``
+    with Popen.)"""
 
-    def __init__(self, args: Sequence[str], env: Mapping[str, str], output: Path | None) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        stdout: Path | None,
+        stderr: Path | None,
+        *,
+        cwd: str | Path | None = None,
+    ) -> None:
         self.args = [COMMAND_LINE, *args]
-        sink = str(output) if output is not None else os.devnull
-        if output is not None:
-            output.touch()
+        sinks = []
+        for path in (stdout, stderr):
+            if path is not None:
+                path.touch()
+            sinks.append(os.devnull if path is None else str(path))
+        directory = None if cwd is None else str(cwd)
         self._child = _forkserver().Process(
-            target=_child, args=(list(args), dict(env), None, sink, sink)
+            target=_child, args=(list(args), dict(env), directory, *sinks)
         )
         self._child.start()
 
@@ -140,4 +145,4 @@ def start_relaydesk(
 ) -> ForkedCommand:
     """``subprocess.Popen([python, -m, tools.cli, *args], env=env, stdout=output,
     stderr=STDOUT)`` (``output`` None: both discarded), from the forkserver."""
-    return ForkedCommand(args, env, output)
+    return ForkedCommand(args, env, output, output)
