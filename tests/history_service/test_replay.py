@@ -1,6 +1,7 @@
 """`relaydesk replay` over the real log: timelines, and projections rebuilt and compared."""
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -16,7 +17,7 @@ from relaydesk.store import database, make_client
 from tests.admin.helpers import eventually, owner_session
 from tests.cli_process import run_relaydesk
 from tests.history_service.flows import served_conversation
-from tests.system import running_system
+from tests.system import RunningSystem, running_system
 from tools.replay import projections
 from tools.replay.sources import Progress, Slice, from_archive
 
@@ -31,28 +32,12 @@ def replay(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return run_relaydesk(["replay", *args], env, timeout=120)
 
 
-async def archived_and_rated(
-    http: httpx.AsyncClient, owner: dict[str, str], conversation_id: str
-) -> None:
-    """Waits for the served conversation's rating in the read model and in the archive."""
-
-    async def both() -> bool:
-        answer = await http.get(f"/api/conversations/{conversation_id}/transcript", headers=owner)
-        if answer.status_code == 404:
-            return False  # history has not archived the conversation yet
-        answer.raise_for_status()
-        # The read models are written before the archive: wait for the rated event itself.
-        found = answer.json()
-        return found["conversation"].get("rating") is not None and any(
-            event["type"] == ConversationRated.TYPE for event in found["events"]
-        )
-
-    await eventually(both, what="the rating in the read model and the archive")
-
-
-async def test_replay_prints_a_conversation_and_rebuilt_projections_match_until_tampered(
+@contextlib.asynccontextmanager
+async def rated_conversation(
     settings: Settings,
-) -> None:
+) -> AsyncIterator[tuple[RunningSystem, str]]:
+    """A running system with one served conversation of tenant ``rep``, its rating in the read
+    model and in the archive: the system and the conversation's id."""
     async with (
         running_system(settings) as system,
         httpx.AsyncClient(base_url=system.gateway.base_url) as http,
@@ -60,8 +45,27 @@ async def test_replay_prints_a_conversation_and_rebuilt_projections_match_until_
         owner = await owner_session(system, http, "rep")
         _, conversation_id = await served_conversation(system, http, owner)
 
-        await archived_and_rated(http, owner, conversation_id)
+        async def archived_and_rated() -> bool:
+            answer = await http.get(
+                f"/api/conversations/{conversation_id}/transcript", headers=owner
+            )
+            if answer.status_code == 404:
+                return False  # history has not archived the conversation yet
+            answer.raise_for_status()
+            # The read models are written before the archive: wait for the rated event itself.
+            found = answer.json()
+            return found["conversation"].get("rating") is not None and any(
+                event["type"] == ConversationRated.TYPE for event in found["events"]
+            )
 
+        await eventually(archived_and_rated, what="the rating in the read model and the archive")
+        yield system, conversation_id
+
+
+async def test_replay_prints_a_conversation_and_rebuilt_projections_match_until_tampered(
+    settings: Settings,
+) -> None:
+    async with rated_conversation(settings) as (system, conversation_id):
         timeline = await asyncio.to_thread(
             replay, system.settings, "--tenant", "rep", "--conversation", conversation_id
         )
@@ -116,14 +120,7 @@ async def test_conversations_that_moved_on_after_the_replayed_events_are_not_dif
     has taken past the last replayed event is left out of the comparison (found under load:
     400 "differences" for customers' conversations that went on to "missed" meanwhile), but
     a live position past the log's head is a difference still (a read model edited ahead)."""
-    async with (
-        running_system(settings) as system,
-        httpx.AsyncClient(base_url=system.gateway.base_url) as http,
-    ):
-        owner = await owner_session(system, http, "rep")
-        _, conversation_id = await served_conversation(system, http, owner)
-
-        await archived_and_rated(http, owner, conversation_id)
+    async with rated_conversation(settings) as (_, conversation_id):
         everything = Slice(conversation=conversation_id)
         archived = [
             event
