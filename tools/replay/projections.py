@@ -60,7 +60,6 @@ class HistoryComparison:
     differences: list[str] = field(default_factory=list)
     moved_on: list[str] = field(default_factory=list)
     compared: int = 0  # conversations compared field by field
-    replayed_to: int | None = None
 
 
 async def history(
@@ -83,9 +82,10 @@ async def history(
         await bind_documents(scratch, HISTORY_DOCUMENTS)
         models = ReadModels(scratch)
         found = HistoryComparison()
+        replayed_to: int | None = None  # the last replayed event's position
         async for batch in _batches(events):
             await models.apply(batch)
-            found.replayed_to = batch[-1].position
+            replayed_to = batch[-1].position
         head: int | None = None
         live_conversations = await bound(live, ConversationView)
         async for rebuilt in (await bound(scratch, ConversationView)).find_all():
@@ -95,7 +95,7 @@ async def history(
                     f"conversation {rebuilt.id}: in the log, missing from the live read model"
                 )
                 continue
-            if found.replayed_to is not None and current.last_position > found.replayed_to:
+            if replayed_to is not None and current.last_position > replayed_to:
                 if head is None and log_head is not None:
                     head = await log_head()
                 if head is None or current.last_position <= head:
