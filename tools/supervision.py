@@ -81,6 +81,29 @@ def _die_with_parent() -> Callable[[], None] | None:
     return in_child
 
 
+def lower_priority(pid: int, niceness: int) -> None:
+    """Lower process ``pid``'s CPU priority by ``niceness``, in the way the scheduler weighs it.
+
+    Its nice value alone is not enough on Linux with autogroup scheduling (on by default in
+    Debian's and Ubuntu's kernels: /proc/sys/kernel/sched_autogroup_enabled): the CPU is
+    shared between autogroups, one per session, before the nice values of the processes
+    inside one are looked at, and every child of ``up`` has a session of its own. So the
+    embedded store at nice 5 had the gateway's share. The autogroup's own nice value
+    (``/proc/<pid>/autogroup``, sched(7)) weighs the child's session against the others.
+    Raising either is allowed to an unprivileged owner; where it is not, the child runs at
+    normal priority.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    except OSError:
+        pass
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as autogroup:
+            autogroup.write(str(niceness))
+    except OSError:  # not Linux, or a kernel without autogroup scheduling
+        pass
+
+
 class Crashloop(Exception):
     """The system cannot be kept running; ``exit_code`` is what ``up`` exits with."""
 
@@ -138,10 +161,7 @@ class Child:
             start_new_session=True,
         )
         if self._niceness > 0:
-            try:
-                os.setpriority(os.PRIO_PROCESS, self.process.pid, self._niceness)
-            except OSError:  # not permitted here: run at normal priority
-                pass
+            lower_priority(self.process.pid, self._niceness)
         assert self.process.stdout is not None
         self._pump = asyncio.create_task(self._print(self.process.stdout))
 
