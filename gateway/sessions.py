@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from gateway.auth.permissions import SEE_ALL
 from gateway.auth.tokens import AgentPrincipal, Principal
+from gateway.immediate_write import WebSocketsSansIOProtocol, write_now
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +51,7 @@ class Session:
 
     __slots__ = (
         "_backlog",
+        "_protocol",
         "_queue",
         "_queue_limit",
         "_reader",
@@ -62,8 +64,17 @@ class Session:
         "writer",
     )
 
-    def __init__(self, websocket: WebSocket, principal: Principal, queue_limit: int) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        principal: Principal,
+        queue_limit: int,
+        protocol: WebSocketsSansIOProtocol | None = None,
+    ) -> None:
         self.websocket = websocket
+        # uvicorn's protocol of the socket, to write a frame at once when nothing is queued
+        # (gateway/immediate_write.py); None: every frame goes through the writer task.
+        self._protocol = protocol
         self.principal = principal
         self._queue: list[bytes | _Replay | None] = []  # short: an empty deque is ~700 B
         self._queue_limit = queue_limit
@@ -91,9 +102,11 @@ class Session:
         self._put(data)
 
     def _put(self, item: bytes | _Replay | None) -> None:
-        self._queue.append(item)
-        if self.writer is None:
+        if self.writer is None:  # nothing queued: the frame may go out now, in order
+            if type(item) is bytes and self._protocol and write_now(self._protocol, item):
+                return
             self.writer = asyncio.get_running_loop().create_task(self._write())
+        self._queue.append(item)
 
     def send_event(self, position: int, frame: bytes) -> None:
         """Queue an event frame, already serialised (one encoding shared by a whole fan-out)."""

@@ -27,6 +27,7 @@ from gateway.auth.tokens import AgentPrincipal, InvalidToken, Principal
 from gateway.background import in_background
 from gateway.deps import GatewayDeps
 from gateway.frame_budget import FrameBudget
+from gateway.immediate_write import protocol_of
 from gateway.ops import OpError
 from gateway.sessions import (
     CLOSE_BAD_RESUME_FROM,
@@ -89,7 +90,9 @@ async def _serve(websocket: WebSocket, deps: GatewayDeps) -> None:
     if raw_resume not in (None, "") and resume_from is None:
         await _refuse_resume(websocket, raw_resume, deps)
         return
-    session = Session(websocket, principal, deps.settings.ws_queue_limit)
+    # Starlette keeps the ASGI send it was given as ``_send``: uvicorn's protocol is behind it.
+    protocol = protocol_of(websocket._send)
+    session = Session(websocket, principal, deps.settings.ws_queue_limit, protocol)
     expiry = asyncio.get_running_loop().call_later(
         max(0.0, principal.expires_at - time.time()), session.close, CLOSE_TOKEN_EXPIRED
     )
