@@ -77,59 +77,77 @@ class Tailer:
         self._buffer: deque[tuple[int, str, bytes]] = deque(maxlen=buffer_size)
         self._seen = SeenIds(limit=SEEN_IDS)
         self._reader: LogReader | None = None
-        self._task: asyncio.Task[None] | None = None
         self.first_position: int | None = None
         self.head = -1
         self.listeners: list = []  # callables(event) for in-process reactions (caches)
-        self.progress = asyncio.Condition()
+        # Callers waiting for the tail to reach a position: (position, woken when it has).
+        self._waiting: list[tuple[int, asyncio.Future[None]]] = []
         self._marker_id: str | None = None
-        self._marker_seen = False
+        self._marker_seen: asyncio.Future[None] | None = None  # while the start waits for it
 
     async def start(self, start_back_s: int = START_BACK_S) -> None:
         since = datetime.now(UTC) - timedelta(seconds=start_back_s)
-        self._reader = await LogReader(self._bus, start=since, name="gateway-tail").open()  # type: ignore[arg-type]
-        self._task = asyncio.create_task(self._run())
+        # Each event is fanned out as it arrives, in the task that reads the log (the
+        # reader's ``handle``): no queue and no second task between the broker and sockets.
+        self._reader = await LogReader(
+            self._bus,
+            start=since,  # type: ignore[arg-type]
+            name="gateway-tail",
+            handle=self._on_event,
+        ).open()
         # Serve only once everything published before our start is in the buffer, so a
         # resuming client can never fall into a gap between the tail's start and now.
         marker = marker_event("gateway")
         self._marker_id = marker.id  # before publishing: the tail may see it before publish returns
+        self._marker_seen = asyncio.get_running_loop().create_future()
         await self._bus.publish(marker)
-        async with self.progress:
-            await asyncio.wait_for(self.progress.wait_for(lambda: self._marker_seen), 60)
+        await asyncio.wait_for(self._marker_seen, 60)
 
     @property
     def reader(self) -> LogReader | None:
         return self._reader
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
         if self._reader:
             await self._reader.close()
 
-    async def _run(self) -> None:
-        assert self._reader is not None
-        async for batch in self._reader.batches():
-            for logged in batch:
-                try:
-                    self._dispatch(logged)
-                except Exception:  # one bad event must not stop fan-out for everyone
-                    log.exception(
-                        "tail_dispatch_failed",
-                        position=logged.position,
-                        event_type=logged.envelope.type,
-                    )
-            async with self.progress:
-                self.progress.notify_all()
+    def _on_event(self, logged: LoggedEvent) -> None:
+        try:
+            self._dispatch(logged)
+        except Exception:  # one bad event must not stop fan-out for everyone
+            log.exception(
+                "tail_dispatch_failed", position=logged.position, event_type=logged.envelope.type
+            )
+        if self._waiting:
+            self._wake()
+        seen = self._marker_seen
+        if seen is not None and logged.envelope.id == self._marker_id and not seen.done():
+            seen.set_result(None)
+
+    def _wake(self) -> None:
+        """Wake the waiters whose position the tail has reached; forget those gone."""
+        waiting = []
+        for position, future in self._waiting:
+            if future.done():
+                continue
+            if self.head >= position:
+                future.set_result(None)
+            else:
+                waiting.append((position, future))
+        self._waiting = waiting
 
     async def wait_for_position(self, position: int, timeout: float) -> bool:
-        async with self.progress:
-            try:
-                await asyncio.wait_for(
-                    self.progress.wait_for(lambda: self.head >= position), timeout
-                )
-            except TimeoutError:
-                return False
+        if self.head >= position:
+            return True
+        reached = asyncio.get_running_loop().create_future()
+        self._waiting.append((position, reached))
+        try:
+            await asyncio.wait_for(reached, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            if not reached.done():
+                reached.cancel()  # dropped from the list at the next event
         return True
 
     def _missing_before_buffer(self, resume_from: int) -> bool:
@@ -147,8 +165,6 @@ class Tailer:
             self.first_position = position
         if not self._seen.first(event.id):
             return
-        if event.id == self._marker_id:
-            self._marker_seen = True
         conversation = self.directory.apply(event)
         for listener in self.listeners:
             listener(event)

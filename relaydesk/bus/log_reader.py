@@ -10,7 +10,8 @@ with that state).
 
 A reader has a subscription of its own (relaydesk/bus/log_subscription.py), or reads
 through the one its process shares between its readers (relaydesk/bus/shared_log.py);
-either way it hands out each position once, in order, from its own bounded inbox.
+either way it hands out each position once, in order, from its own bounded inbox, or (with
+``handle``) to a function called as each entry arrives.
 
 Why the stream protocol and not AMQP 0-9-1 (which publishing still uses): over 0-9-1 the
 broker converts every entry into three frames per consumer and each client decodes a
@@ -24,7 +25,7 @@ holds the broker back instead of buffering the whole log in memory.
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -102,6 +103,11 @@ class LogReader:
             readers whose names are not a fixed few (one per webhook subscription).
         shared: read through the process's one subscription to the log
             (relaydesk/bus/shared_log.py) instead of a subscription of its own.
+        handle: called with each event as it arrives, instead of queueing it for
+            ``batches()``: for a reader whose work per event is short and never waits (the
+            gateway's fan-out). Queued, an event waited for the reading task's next turn
+            of the event loop, milliseconds on a busy gateway (docs/performance.md,
+            "Hand-offs in the gateway"). It must not raise.
     """
 
     def __init__(
@@ -113,8 +119,10 @@ class LogReader:
         name: str = "reader",
         measured: bool = True,
         shared: "SharedLog | None" = None,
+        handle: Callable[[LoggedEvent], None] | None = None,
     ) -> None:
         self._bus = bus
+        self._handle = handle
         self.start = start
         self.name = name
         # Its metric series, looked up once: prometheus_client's labels() takes a lock and
@@ -178,9 +186,17 @@ class LogReader:
         return offset_of(self.start)
 
     async def offer(self, position: int, raw: bytes, timestamp: int) -> None:
-        """Queue an entry for the caller; waits while the inbox is full (backpressure)."""
-        if not self._closed:
+        """Queue an entry for the caller; waits while the inbox is full (backpressure). With
+        ``handle``, decode it and hand it over now."""
+        if self._closed:
+            return
+        if self._handle is None:
             await self._inbox.put((self._generation, position, raw, timestamp))
+            return
+        event = await self._decode((self._generation, position, raw, timestamp))
+        if event is not None:
+            self._handle(event)
+            self._measure(event)
 
     def _lost(self) -> None:
         """Our own subscription lost its connection: it resumes after the last handed out."""

@@ -128,3 +128,24 @@ async def test_readers_opened_at_the_tail_both_read_what_is_appended_after(bus: 
     await second.close()
     await first.close()
     await shared.close()
+
+
+async def test_a_reader_with_a_handler_hands_each_event_over_as_it_arrives(bus: Bus) -> None:
+    """The gateway's tail: no inbox and no consuming task between the broker and its fan-out."""
+    handed: list[LoggedEvent] = []
+    queued_meanwhile: list[int] = []
+    reader: LogReader | None = None
+
+    def handle(event: LoggedEvent) -> None:
+        handed.append(event)
+        assert reader is not None
+        queued_meanwhile.append(reader.buffered)
+
+    reader = await LogReader(bus, start="next", name="handled", handle=handle).open()
+    sent = [message_event(i) for i in range(120)]
+    await append(bus, sent)
+    await eventually(lambda: len(handed) == len(sent), timeout=10, what="every event handed over")
+    assert ids(handed) == [e.id for e in sent] and in_order_once(handed)
+    assert set(queued_meanwhile) == {0}  # nothing waited in the inbox for a consumer
+    assert reader.last_position == handed[-1].position and reader.lag_s() == 0.0
+    await reader.close()
