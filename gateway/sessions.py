@@ -38,9 +38,11 @@ class Session:
     """One socket's outgoing side, and the end of its reading side.
 
     Memory per idle socket matters (10,000 widgets on one gateway), so an idle session
-    holds no task of its own: a writer task runs only while frames are queued (started by
-    the first, gone when the queue is empty); the send queue is a plain list (short; an
-    empty ``asyncio.Queue`` is three deques, ~2.3 KiB), the replay backlog exists only
+    holds no task of its own: a frame for a socket with nothing queued is written in the
+    call (gateway/immediate_write.py), and a writer task runs only while frames are queued
+    (started by the first that must wait, gone when the queue is empty); the send queue is
+    a plain list (short; an empty ``asyncio.Queue`` is three deques, ~2.3 KiB), the replay
+    backlog exists only
     while a resume is replayed, the writer keeps no reference to the last frame it sent
     while it waits (orjson's output is a 4 KiB allocation whatever its length), and the
     object has slots. The socket's reader (gateway/ws.py) awaits its frames itself; when
