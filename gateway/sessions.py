@@ -42,12 +42,11 @@ class Session:
     call (gateway/immediate_write.py), and a writer task runs only while frames are queued
     (started by the first that must wait, gone when the queue is empty); the send queue is
     a plain list (short; an empty ``asyncio.Queue`` is three deques, ~2.3 KiB), the replay
-    backlog exists only
-    while a resume is replayed, the writer keeps no reference to the last frame it sent
-    while it waits (orjson's output is a 4 KiB allocation whatever its length), and the
-    object has slots. The socket's reader (gateway/ws.py) awaits its frames itself; when
-    the session ends while it waits, its task is cancelled and takes that back
-    (``interrupted``), instead of racing a receive task against an "ended" future for
+    backlog exists only while a resume is replayed, the writer keeps no reference to the
+    last frame it sent while it waits (orjson's output is a 4 KiB allocation whatever its
+    length), and the object has slots. The socket's reader (gateway/ws.py) awaits its
+    frames itself; when the session ends while it waits, its task is cancelled and takes
+    that back (``interrupted``), instead of racing a receive task against an "ended" future for
     every frame (a task, a wait and two callbacks per frame, and a task per idle socket).
     """
 
