@@ -311,8 +311,9 @@ class LogReader:
             return
         position, lag, buffered = self._gauges
         position.set(last.position)
-        lag.set(self.lag_s())  # one definition of lag, the one /readyz judges by
-        buffered.set(self.buffered)
+        if self._handle is None:  # handed over on arrival, a reader holds nothing: both stay 0
+            lag.set(self.lag_s())  # one definition of lag, the one /readyz judges by
+            buffered.set(self.buffered)
 
     async def events(self, idle_timeout: float | None = None) -> AsyncIterator[LoggedEvent]:
         async for batch in self.batches(idle_timeout=idle_timeout):
