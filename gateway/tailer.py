@@ -100,8 +100,11 @@ class Tailer:
         marker = marker_event("gateway")
         self._marker_id = marker.id  # before publishing: the tail may see it before publish returns
         self._marker_seen = asyncio.get_running_loop().create_future()
-        await self._bus.publish(marker)
-        await asyncio.wait_for(self._marker_seen, 60)
+        try:
+            await self._bus.publish(marker)
+            await asyncio.wait_for(self._marker_seen, 60)
+        finally:
+            self._marker_seen = None  # started: no event is compared with the marker any more
 
     @property
     def reader(self) -> LogReader | None:
