@@ -31,12 +31,16 @@ class ProgressLine:
         self._shown_at = clock()
         self._pending = False  # a line rewritten in place is not yet ended
 
+    def due(self) -> bool:
+        """Whether a line given now would be shown: a caller that calls per item asks first,
+        and builds its text only then."""
+        return self.clock() - self._shown_at >= self.every_s
+
     def show(self, text: str) -> None:
         """``text`` as the current progress, if the last one was shown long enough ago."""
-        now = self.clock()
-        if now - self._shown_at < self.every_s:
+        if not self.due():
             return
-        self._shown_at = now
+        self._shown_at = self.clock()
         if self.in_place:
             self.out.write(f"\r{CLEAR_TO_END}{text}")
             self._pending = True

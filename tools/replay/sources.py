@@ -67,10 +67,11 @@ class Progress:
     def tick(self, matched: bool) -> None:
         self.read += 1
         self.matched += int(matched)
-        self.line.show(
-            f"[replay] {self.label}: {self.read:,} read, {self.matched:,} matched,"
-            f" {self.rate:,.0f} events/s "
-        )
+        if self.line.due():  # per event: the text is built only when it will be shown
+            self.line.show(
+                f"[replay] {self.label}: {self.read:,} read, {self.matched:,} matched,"
+                f" {self.rate:,.0f} events/s "
+            )
 
     @property
     def rate(self) -> float:
