@@ -48,6 +48,11 @@ async def bodies(queries: HistoryQueries, tenant: str, conversation_id: str) -> 
     return [m["event"]["data"]["body"] for m in found if m["event"]["type"] == "message.sent"]
 
 
+# A card number with spaces: no id, hash or timestamp in the archived transcript can hold it,
+# so finding it there means a leak ("4242" alone also turned up inside random hex ids).
+CARD = "4242 4242 4242 4242"
+
+
 async def test_retention_redacts_old_closed_conversations_on_the_record_and_the_chain_verifies(
     system: RunningSystem, db: Any, bus: Bus
 ) -> None:
@@ -58,7 +63,7 @@ async def test_retention_redacts_old_closed_conversations_on_the_record_and_the_
         assert (
             await http.patch("/api/admin/settings", headers=owner, json={"retention_days": 7})
         ).status_code == 200
-    closed = await chat(system, "keeper", "v-old", "my card is 4242", close=True)
+    closed = await chat(system, "keeper", "v-old", f"my card is {CARD}", close=True)
     still_open = await chat(system, "keeper", "v-open", "still talking", close=False)
     kept = await chat(system, "forever", "v-kept", "keep me", close=True)
     for tenant, conversation_id in (("keeper", closed), ("forever", kept)):
@@ -72,7 +77,7 @@ async def test_retention_redacts_old_closed_conversations_on_the_record_and_the_
     assert (
         await RetentionJob(db, bus.publish, clock=lambda: now + timedelta(days=6)).run_once() == []
     )
-    assert await bodies(queries, "keeper", closed) == ["my card is 4242"]
+    assert await bodies(queries, "keeper", closed) == [f"my card is {CARD}"]
 
     later = RetentionJob(db, bus.publish, clock=lambda: now + timedelta(days=8))
     [record] = await later.run_once()
@@ -87,7 +92,7 @@ async def test_retention_redacts_old_closed_conversations_on_the_record_and_the_
     assert await bodies(queries, "forever", kept) == ["keep me"]  # other tenant, no retention
     archived = await queries.transcript({"tenant": "keeper", "conversation_id": closed})
     assert (
-        "4242" not in str(archived) and archived["conversation"]["message_count"] == 1
+        CARD not in str(archived) and archived["conversation"]["message_count"] == 1
     )  # the conversation itself stays
     assert await later.run_once() == []  # done once
 
