@@ -91,10 +91,12 @@ def lower_priority(pid: int, niceness: int) -> None:
     embedded store at nice 5 had the gateway's share. The autogroup's own nice value
     (``/proc/<pid>/autogroup``, sched(7)) weighs the child's session against the others.
     Raising either is allowed to an unprivileged owner; where it is not, the child runs at
-    normal priority.
+    normal priority. The process's nice value is raised from the one it inherited (``up``
+    itself may run niced), the new session's autogroup starts at 0.
     """
     try:
-        os.setpriority(os.PRIO_PROCESS, pid, niceness)
+        inherited = os.getpriority(os.PRIO_PROCESS, pid)
+        os.setpriority(os.PRIO_PROCESS, pid, min(inherited + niceness, 19))
     except OSError:
         pass
     try:
