@@ -7,9 +7,11 @@ broker's CPU per event here and a third less of ours (docs/performance.md).
 
 Batching: the first event goes out at once; whatever arrives while a batch is on its way
 to its confirm is sent as the next batch, one frame. At low load nothing waits; from a few
-hundred entries a second ``BatchPacing`` also spaces batches ``interval_s`` apart, so they
+hundred entries a second ``BatchPacing`` spaces batches ``interval_s`` apart instead, so they
 hold ~10 entries instead of ~2 (every batch is a chunk, and a chunk costs the broker and
-each of the log's readers about as much as the entries in it: relaydesk/bus/publish_pacing.py).
+each of the log's readers about as much as the entries in it), and then a batch no longer
+waits for the previous one's confirm (a few may be unconfirmed at once:
+relaydesk/bus/publish_pacing.py).
 
 Guarantee: ``publish`` resolves each body as confirmed (durable in the stream), refused
 (the broker said no: the caller must not retry) or failed (connection trouble: the
@@ -83,6 +85,8 @@ class StreamPublisher:
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._ids = itertools.count(1)
         self._flusher: asyncio.Task[None] | None = None
+        self._confirm_waits: set[asyncio.Task[None]] = set()  # one per unconfirmed batch
+        self._batch_confirmed = asyncio.Event()
         self._closed = False
         self._connects = 0
 
@@ -109,6 +113,9 @@ class StreamPublisher:
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
+        for wait in self._confirm_waits:
+            wait.cancel()
+        await asyncio.gather(*self._confirm_waits, return_exceptions=True)
         self._fail_all(ConnectionError("publisher closed"))
         await self._drop_producer()
 
@@ -163,8 +170,7 @@ class StreamPublisher:
             unconfirmed=len(self._pending),
         )
         # No confirm can arrive for what was in flight: hand it back to the callers now.
-        self._fail_pending(ConnectionError("stream connection lost before the confirm"))
-        await self._drop_producer()
+        await self._give_up_connection(ConnectionError("stream connection lost before the confirm"))
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
@@ -182,18 +188,20 @@ class StreamPublisher:
             hold_s = self._pacing.wait_s()
             if hold_s > 0:
                 await asyncio.sleep(hold_s)  # gathering the next batch (see the module docstring)
+            while not self._pacing.may_send(len(self._confirm_waits)):
+                self._batch_confirmed.clear()
+                await self._batch_confirmed.wait()  # what arrives meanwhile joins this batch
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             try:
                 producer = self._producer or await self._connect()
                 await self._send(producer, batch)
                 delay = 0.1
             except Exception as exc:  # noqa: BLE001 - connection trouble: callers retry, we reconnect
+                error = ConnectionError(f"stream publish failed: {type(exc).__name__}")
                 for _, future in batch:
                     if not future.done():
-                        future.set_exception(
-                            ConnectionError(f"stream publish failed: {type(exc).__name__}")
-                        )
-                await self._drop_producer()
+                        future.set_exception(error)
+                await self._give_up_connection(error)  # and the batches still on their way
                 await asyncio.sleep(random.uniform(0, delay))
                 delay = min(RECONNECT_MAX_S, delay * 2)
 
@@ -218,14 +226,37 @@ class StreamPublisher:
             )
         await producer.send_batch(self._stream, messages, on_publish_confirm=self._on_confirm)
         self._pacing.sent()
-        # Wait for this batch's confirms before sending the next: what arrives meanwhile
-        # becomes one larger batch. A confirm that never comes is failed by the caller's
-        # deadline or by the connection-lost handler.
-        _, unconfirmed = await asyncio.wait(
-            [future for _, future in batch], timeout=CONFIRM_TIMEOUT_S
+        wait = asyncio.get_running_loop().create_task(
+            self._await_confirms(producer, [future for _, future in batch])
         )
-        if unconfirmed:
-            raise TimeoutError(f"{len(unconfirmed)} entries unconfirmed after {CONFIRM_TIMEOUT_S}s")
+        self._confirm_waits.add(wait)
+        wait.add_done_callback(self._batch_over)
+
+    async def _await_confirms(
+        self, producer: Producer, futures: list[asyncio.Future[None]]
+    ) -> None:
+        """Until a sent batch is confirmed; a confirm that never comes is failed here (or by
+        the connection-lost handler, or the caller's deadline) and the connection renewed."""
+        _, unconfirmed = await asyncio.wait(futures, timeout=CONFIRM_TIMEOUT_S)
+        if not unconfirmed:
+            return
+        log.warning("stream_publisher_confirm_timeout", timeout_s=CONFIRM_TIMEOUT_S)
+        error = ConnectionError("stream publish failed: confirm timed out")
+        for future in unconfirmed:
+            if not future.done():
+                future.set_exception(error)
+        if self._producer is producer:  # not replaced since: give it up
+            await self._give_up_connection(error)
+
+    async def _give_up_connection(self, error: BaseException) -> None:
+        """Every batch still on its way went over the connection dropped now: no confirm
+        can come for it any more."""
+        self._fail_pending(error)
+        await self._drop_producer()
+
+    def _batch_over(self, wait: "asyncio.Task[None]") -> None:
+        self._confirm_waits.discard(wait)
+        self._batch_confirmed.set()
 
     def _on_confirm(self, status: ConfirmationStatus) -> None:
         future = self._pending.pop(status.message_id, None)

@@ -3,9 +3,11 @@ batches at most every interval, so entries that arrive apart share a chunk; belo
 nothing waits. The decision is tested on a clock of its own; the publisher on the broker."""
 
 import asyncio
+import functools
 
 import pytest
 from rstream import schema
+from rstream.producer import ConfirmationStatus
 
 from contracts import topology as names
 from relaydesk.bus import Bus, LogReader
@@ -74,9 +76,39 @@ def test_an_interval_of_zero_turns_pacing_off() -> None:
     assert pacing.wait_s() == 0
 
 
+def test_a_batch_waits_for_the_last_confirm_unless_paced() -> None:
+    clock = Clock()
+    pacing = BatchPacing(0.010, 400, max_unconfirmed=3, clock=clock)
+    busy(pacing, clock, per_s=200, seconds=2)
+    assert pacing.may_send(0)
+    assert not pacing.may_send(1)  # quiet: what arrives during the confirm joins the next batch
+    busy(pacing, clock, per_s=1000, seconds=1)
+    assert pacing.may_send(1) and pacing.may_send(2)  # paced: the interval gathers the batch
+    assert not pacing.may_send(3)  # ... with at most max_unconfirmed batches on their way
+
+
 def test_settings_out_of_range_are_refused() -> None:
     with pytest.raises(ValueError):
         BatchPacing(-1, 400)
+    with pytest.raises(ValueError):
+        BatchPacing(0.010, 400, max_unconfirmed=0)
+
+
+async def paced_publisher(bus: Bus, interval_s: float) -> StreamPublisher:
+    """A started log publisher whose batches are paced at any rate."""
+    publisher = StreamPublisher(
+        bus.stream_endpoint,
+        names.LOG_STREAM,
+        name="pacing-test",
+        pacing=BatchPacing(interval_s=interval_s, from_per_s=0),
+    )
+    await publisher.start()
+    return publisher
+
+
+async def publish_message(publisher: StreamPublisher, n: int) -> list[BaseException | None]:
+    event = message_event(n)
+    return await publisher.publish([(event.model_dump_json().encode(), event.id, None)])
 
 
 async def test_entries_arriving_apart_while_paced_share_one_chunk(
@@ -94,19 +126,9 @@ async def test_entries_arriving_apart_while_paced_share_one_chunk(
         await on_deliver(self, frame, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(CreditInBatches, "_on_deliver", recorded)
-    publisher = StreamPublisher(
-        bus.stream_endpoint,
-        names.LOG_STREAM,
-        name="pacing-test",
-        pacing=BatchPacing(interval_s=0.5, from_per_s=0),  # paced at any rate
-    )
-    await publisher.start()
+    publisher = await paced_publisher(bus, interval_s=0.5)
+    publish = functools.partial(publish_message, publisher)
     try:
-
-        async def publish(n: int) -> list[BaseException | None]:
-            event = message_event(n)
-            return await publisher.publish([(event.model_dump_json().encode(), event.id, None)])
-
         assert await publish(0) == [None]  # the first batch leaves at once
         later = []
         for n in range(1, 6):
@@ -125,3 +147,39 @@ async def test_entries_arriving_apart_while_paced_share_one_chunk(
     assert first != positions["m0"]
     assert chunks[first] == 5  # m1..m5 in one chunk
     assert [positions[f"m{n}"] for n in range(1, 6)] == list(range(first, first + 5))
+
+
+async def test_a_paced_batch_leaves_while_the_last_one_awaits_its_confirm(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker's confirm for the first batch is held back in the client: paced, the second
+    batch is in the stream all the same, after the first; both resolve once confirms come."""
+    held: list[ConfirmationStatus] = []
+    holding = True
+    on_confirm = StreamPublisher._on_confirm
+
+    def hold_back(self: StreamPublisher, status: ConfirmationStatus) -> None:
+        if holding:
+            held.append(status)
+        else:
+            on_confirm(self, status)
+
+    monkeypatch.setattr(StreamPublisher, "_on_confirm", hold_back)
+    publisher = await paced_publisher(bus, interval_s=0.01)
+    publish = functools.partial(publish_message, publisher)
+    reader = await LogReader(bus, start="first", name="pacing-test").open()
+    try:
+        first = asyncio.create_task(publish(0))
+        (m0,) = await read_n(reader, 1)
+        second = asyncio.create_task(publish(1))
+        (m1,) = await read_n(reader, 1)  # sent with m0's confirm still held back
+        assert not first.done() and not second.done()
+        assert [m0.envelope.data["message_id"], m1.envelope.data["message_id"]] == ["m0", "m1"]
+        assert m1.position > m0.position
+        holding = False
+        for status in held:
+            on_confirm(publisher, status)
+        assert await first == [None] and await second == [None]
+    finally:
+        await reader.close()
+        await publisher.close()
