@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import os
@@ -19,7 +20,7 @@ from tests.cli_process import run_relaydesk
 from tests.history_service.flows import served_conversation
 from tests.system import RunningSystem, running_system
 from tools.replay import projections
-from tools.replay.sources import Progress, Slice, from_archive
+from tools.replay.sources import Progress, Slice, Touched, from_archive, touched_after
 
 
 def replay(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -145,6 +146,22 @@ async def test_conversations_that_moved_on_after_the_replayed_events_are_not_dif
             settings, first_half(), "rep_replay_moved", log_head=log_head
         )
         assert moved.differences == [] and moved.moved_on == [f"rep|{conversation_id}"], moved
+
+        # Routing's live state went on as well (closed, rated): the log after the replayed
+        # half names the conversation, so it is set aside, not reported.
+        since = functools.partial(touched_after, settings.amqp_url, settings.stream_url)
+        routed = await projections.routing(settings, first_half(), touched_after=since)
+        assert routed.differences == [] and routed.moved_on == [f"rep|{conversation_id}"], routed
+
+        async def nothing_after(position: int) -> Touched:  # a log that ended there
+            assert position == archived[len(archived) // 2 - 1].position
+            return Touched()
+
+        stale = await projections.routing(settings, first_half(), touched_after=nothing_after)
+        assert stale.moved_on == [] and any(
+            line.startswith(f"rep/{conversation_id}: status live 'closed' != replayed")
+            for line in stale.differences
+        ), stale
 
         client = make_client(settings.mongo_url or "")
         try:

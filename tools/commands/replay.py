@@ -16,6 +16,7 @@ the live one; differences are printed and the exit code is 1 when there are any.
 the changed settings and compared with what happened (tools/commands/what_if_report.py).
 """
 
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -29,7 +30,14 @@ from relaydesk.settings import Settings
 from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
 from tools.commands.what_if_report import WhatIf, run_what_if
 from tools.replay import projections
-from tools.replay.sources import Progress, Slice, from_archive, from_stream, head_of_log
+from tools.replay.sources import (
+    Progress,
+    Slice,
+    from_archive,
+    from_stream,
+    head_of_log,
+    touched_after,
+)
 from tools.replay.what_if_changes import KEYS, Changes, WhatIfRefused, parse_changes
 
 
@@ -191,7 +199,8 @@ async def _run(request: Request, settings: Settings) -> int:
         progress.done()
         selected = request.selection.tenant or request.selection.conversation
         return 0 if count or not selected else 1
-    comparison: projections.HistoryComparison | None = None
+    touched = functools.partial(touched_after, settings.amqp_url, settings.stream_url)
+    comparison: projections.Comparison
     if request.projection == "history":
         scratch = request.scratch_db or f"{settings.mongo_db}_replay_{int(time.time())}"
         comparison = await projections.history(
@@ -201,32 +210,29 @@ async def _run(request: Request, settings: Settings) -> int:
             keep=request.keep,
             log_head=lambda: head_of_log(settings.amqp_url, settings.stream_url),
         )
-        differences = comparison.differences
     elif request.projection == "agent":
-        differences = await projections.routing(settings, events)
+        comparison = await projections.routing(settings, events, touched_after=touched)
     else:
-        differences = await projections.billing(settings, events)
+        comparison = await projections.billing(settings, events, touched_after=touched)
     progress.done()
-    for line in differences:
+    for line in comparison.differences:
         print(f"difference: {line}")
-    if comparison is not None and comparison.moved_on:
+    if comparison.moved_on:
         print(
-            f"note: {len(comparison.moved_on):,} conversation(s) changed after the last replayed"
-            " event (the log went on meanwhile), not compared; replay again to include them"
+            f"note: {len(comparison.moved_on):,} {comparison.unit}(s) changed after the last"
+            " replayed event (the log went on meanwhile), not compared; replay again to"
+            " include them"
         )
-    print(
-        f"{request.projection}: {_verdict(differences, comparison)}"
-        f" ({progress.matched:,} events replayed)"
-    )
-    return 1 if differences else 0
+    print(f"{request.projection}: {_verdict(comparison)} ({progress.matched:,} events replayed)")
+    return 1 if comparison.differences else 0
 
 
-def _verdict(differences: list[str], comparison: projections.HistoryComparison | None) -> str:
-    if differences:
-        return f"{len(differences)} difference(s)"
-    if comparison is not None and comparison.moved_on:  # "identical" would claim those too
+def _verdict(comparison: projections.Comparison) -> str:
+    if comparison.differences:
+        return f"{len(comparison.differences)} difference(s)"
+    if comparison.moved_on:  # "identical" would claim those too
         return (
-            f"identical in the {comparison.compared:,} conversation(s) compared,"
+            f"identical in the {comparison.compared:,} {comparison.unit}(s) compared,"
             f" {len(comparison.moved_on):,} moved on"
         )
     return "identical to the live projection"

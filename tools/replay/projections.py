@@ -22,6 +22,7 @@ from relaydesk.bus import Bus, RemoteError, RequestTimeout
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.settings import Settings
 from relaydesk.store import bind_documents, bound, database, make_client
+from tools.replay.sources import Touched
 
 COMPARED_CONVERSATION_FIELDS = (
     "status",
@@ -50,16 +51,23 @@ async def _batches(events: AsyncIterator[LoggedEvent]) -> AsyncIterator[list[Log
 
 
 @dataclass
-class HistoryComparison:
-    """``differences``: where the live read model disagrees with the log. ``moved_on``:
-    conversations the live system changed after the last replayed event (the log went on
-    while the replay read it), left out of the comparison: each would have shown as a
-    difference although nothing is wrong (run the replay again, or on a quiet system, to
-    include them)."""
+class Comparison:
+    """``differences``: where the live projection disagrees with the log. ``moved_on``: what
+    the live system changed after the last replayed event (the log went on while the replay
+    read it; conversations as ``tenant|id``, accounts as their tenant), left out of the
+    comparison: each would have shown as a difference although nothing is wrong (run the
+    replay again, or on a quiet system, to include them). ``unit``: what ``moved_on`` counts.
+    """
 
     differences: list[str] = field(default_factory=list)
     moved_on: list[str] = field(default_factory=list)
-    compared: int = 0  # conversations compared field by field
+    compared: int = 0  # conversations (or accounts) compared field by field
+    unit: str = "conversation"
+
+
+# Which conversations and tenants the log holds events for after a position, up to its head
+# now (tools/replay/sources.py ``touched_after``).
+TouchedAfter = Callable[[int], Awaitable[Touched]]
 
 
 async def history(
@@ -69,7 +77,7 @@ async def history(
     *,
     keep: bool = False,
     log_head: Callable[[], Awaitable[int | None]] | None = None,
-) -> HistoryComparison:
+) -> Comparison:
     """Fold into read models in a scratch database; compare conversations with the live ones.
 
     A live conversation whose ``last_position`` is past the last replayed event has moved on
@@ -81,7 +89,7 @@ async def history(
         scratch, live = database(client, scratch_db), database(client, settings.mongo_db)
         await bind_documents(scratch, HISTORY_DOCUMENTS)
         models = ReadModels(scratch)
-        found = HistoryComparison()
+        found = Comparison()
         replayed_to: int | None = None  # the last replayed event's position
         async for batch in _batches(events):
             await models.apply(batch)
@@ -120,36 +128,68 @@ async def history(
         await client.close()
 
 
-async def routing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> list[str]:
-    """Fold the routing state from the log; compare each conversation with agent_service's."""
+async def routing(
+    settings: Settings,
+    events: AsyncIterator[LoggedEvent],
+    *,
+    touched_after: TouchedAfter | None = None,
+) -> Comparison:
+    """Fold the routing state from the log; compare each conversation with agent_service's.
+
+    A conversation that differs and has events in the log after the last replayed one
+    (``touched_after``, asked only then and after every live answer) has moved on since.
+    """
     state = RoutingState()
+    replayed_to: int | None = None
     async for batch in _batches(events):
         for event in batch:
             routing_fold.apply(state, event.envelope)
-    return await _ask_each(
+        replayed_to = batch[-1].position
+    found = Comparison()
+    differing = await _ask_each(
         settings, state, lambda tenant, c: {"status": c.status, "agent_id": c.agent_id}
     )
+    found.compared = sum(len(tenant.conversations) for tenant in state.tenants.values())
+    await _set_aside_moved_on(
+        found, differing, replayed_to, touched_after, lambda touched: touched.conversations
+    )
+    return found
 
 
-async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> list[str]:
-    """Fold the billing ledger from the log; compare usage and invoices with billing_service's."""
+async def billing(
+    settings: Settings,
+    events: AsyncIterator[LoggedEvent],
+    *,
+    touched_after: TouchedAfter | None = None,
+) -> Comparison:
+    """Fold the billing ledger from the log; compare usage and invoices with billing_service's.
+
+    An account that differs and whose tenant has events in the log after the last replayed
+    one (``touched_after``) has moved on since. The ledger's own consistency (``Ledger.
+    differences``) is always a difference.
+    """
     ledger = Ledger(PlanCatalogue.load(settings.plans_file))
+    replayed_to: int | None = None
     async for batch in _batches(events):
         for event in batch:
             ledger.apply(event.envelope, event.position)
-    differences = ledger.differences()
+        replayed_to = batch[-1].position
+    found = Comparison(differences=ledger.differences(), unit="account")
+    differing: dict[str, list[str]] = {}
     bus = await Bus.from_settings(settings, service="replay").connect()
     try:
         rpc = RpcClient(bus)
         for state in ledger.tenants.values():
             if state.mode != "saas":
                 continue
+            found.compared += 1
+            lines = differing.setdefault(state.tenant, [])
             try:
                 live = await rpc.ask(
                     AccountQuery(tenant=state.tenant), timeout=settings.request_timeout_s
                 )
             except (RemoteError, RequestTimeout) as exc:
-                differences.append(f"{state.tenant}: live billing unavailable ({exc})")
+                found.differences.append(f"{state.tenant}: live billing unavailable ({exc})")
                 continue
             replayed = {
                 i["number"]: (i["total_cents"], i["lines"]) for i in state.invoices.values()
@@ -159,33 +199,62 @@ async def billing(settings: Settings, events: AsyncIterator[LoggedEvent]) -> lis
                 for i in live.invoices
             }
             if replayed != current:
-                differences.append(
+                lines.append(
                     f"{state.tenant}: invoices live {sorted(current)}"
                     f" != replayed {sorted(replayed)} (or their lines differ)"
                 )
             usage = state.usage.get(live.period)
             if usage is not None and usage.public()["conversations"] != live.usage.conversations:
-                differences.append(
+                lines.append(
                     f"{state.tenant}: conversations this period"
                     f" live {live.usage.conversations}"
                     f" != replayed {usage.public()['conversations']}"
                 )
     finally:
         await bus.close()
-    return differences
+    await _set_aside_moved_on(
+        found, differing, replayed_to, touched_after, lambda touched: touched.tenants
+    )
+    return found
+
+
+async def _set_aside_moved_on(
+    found: Comparison,
+    differing: dict[str, list[str]],
+    replayed_to: int | None,
+    touched_after: TouchedAfter | None,
+    keys: Callable[[Touched], set[str]],
+) -> None:
+    """Add each key's differences to ``found``, or the key to ``found.moved_on`` when the log
+    has events for it after the last replayed one. The log is read after the live answers,
+    so whatever the live side had folded when it answered is in what is read."""
+    differing = {key: lines for key, lines in differing.items() if lines}
+    moved: set[str] = set()
+    if differing and touched_after is not None and replayed_to is not None:
+        moved = keys(await touched_after(replayed_to)) & differing.keys()
+    for key, lines in differing.items():
+        if key in moved:
+            found.moved_on.append(key)
+            found.compared -= 1
+        else:
+            found.differences += lines
 
 
 async def _ask_each(
     settings: Settings, state: RoutingState, view: Callable[[str, Any], dict[str, Any]]
-) -> list[str]:
-    """Each replayed conversation's ``view`` against agent_service's ``conversation.state``."""
+) -> dict[str, list[str]]:
+    """Each replayed conversation's ``view`` against agent_service's ``conversation.state``:
+    the differences by conversation (``tenant|id``)."""
     bus = await Bus.from_settings(settings, service="replay").connect()
-    differences = []
+    differing: dict[str, list[str]] = {}
     try:
         rpc = RpcClient(bus)
         for tenant in state.tenants.values():
             for conversation in tenant.conversations.values():
                 expected = view(tenant.tenant_id, conversation)
+                lines = differing.setdefault(
+                    f"{tenant.tenant_id}|{conversation.conversation_id}", []
+                )
                 try:
                     answer = await rpc.ask(
                         ConversationStateQuery(
@@ -194,7 +263,7 @@ async def _ask_each(
                         timeout=settings.request_timeout_s,
                     )
                 except RemoteError as exc:
-                    differences.append(
+                    lines.append(
                         f"{tenant.tenant_id}/{conversation.conversation_id}:"
                         f" live agent says {exc.code}"
                     )
@@ -202,13 +271,13 @@ async def _ask_each(
                 live = answer.model_dump()
                 for name, value in expected.items():
                     if live.get(name) != value:
-                        differences.append(
+                        lines.append(
                             f"{tenant.tenant_id}/{conversation.conversation_id}: {name}"
                             f" live {live.get(name)!r} != replayed {value!r}"
                         )
     finally:
         await bus.close()
-    return differences
+    return differing
 
 
 def _normal(value: Any) -> Any:

@@ -8,7 +8,7 @@ time range, and report progress (count and rate) while they read.
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
 
@@ -20,9 +20,12 @@ from history_service.documents import ArchivedEvent
 from history_service.hash_chain import envelope_of
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.log_head import log_head
+from relaydesk.bus.log_reader import Start
 from relaydesk.dedupe import SeenIds, first_copies
 from relaydesk.store import ascending, bound, database, make_client, stored_rows
 from tools.progress import ProgressLine
+
+CONVERSATION_STREAM = "conv:"  # an event's ``stream`` for a conversation: ``conv:<id>``
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class Slice:
     def holds(self, envelope: Envelope) -> bool:
         if self.tenant and envelope.tenant != self.tenant:
             return False
-        if self.conversation and envelope.stream != f"conv:{self.conversation}":
+        if self.conversation and envelope.stream != f"{CONVERSATION_STREAM}{self.conversation}":
             return False
         if self.since and envelope.occurred_at < self.since:
             return False
@@ -116,8 +119,11 @@ async def from_stream(
     progress: Progress,
     stream_url: str | None = None,
     idle_timeout: float = 2.0,
+    *,
+    after: int | None = None,
 ) -> AsyncIterator[LoggedEvent]:
-    """Read the stream from its first retained offset up to its head as of the start.
+    """Read the stream from its first retained offset (or from the entry after ``after``)
+    up to its head as of the start.
 
     The head is taken when the read begins (``log_head``), so a replay of a live log ends
     although events go on arriving. It is an entry that decodes (undecodable ones go to the
@@ -132,9 +138,10 @@ async def from_stream(
     seen = SeenIds(limit=None)
     try:
         head = await log_head(bus)
-        if head is None:
+        if head is None or (after is not None and head <= after):
             return
-        async with LogReader(bus, start="first", prefetch=2000, name="replay") as reader:
+        start: Start = "first" if after is None else after + 1
+        async with LogReader(bus, start=start, prefetch=2000, name="replay") as reader:
             async for batch in reader.batches(max_batch=1000, idle_timeout=idle_timeout):
                 for event in first_copies(batch, seen):
                     if event.position > head:
@@ -149,3 +156,29 @@ async def from_stream(
                     return
     finally:
         await bus.close()
+
+
+@dataclass
+class Touched:
+    """What the log holds events for after some position: conversations (``tenant|id``, the
+    read model's key) and tenants."""
+
+    conversations: set[str] = field(default_factory=set)
+    tenants: set[str] = field(default_factory=set)
+
+
+async def touched_after(amqp_url: str, stream_url: str | None, position: int) -> Touched:
+    """The conversations and tenants with events in the log after ``position``, up to its
+    head now. A replay compares with live projections that went on meanwhile: asked after
+    the live answers, this names what may have changed since the last replayed event."""
+    touched = Touched()
+    # Shown: from an old tenant's last event the rest of the log can be long.
+    progress = Progress("the log after the last replayed event")
+    async for event in from_stream(amqp_url, Slice(), progress, stream_url, after=position):
+        envelope = event.envelope
+        touched.tenants.add(envelope.tenant)
+        if envelope.stream.startswith(CONVERSATION_STREAM):
+            conversation = envelope.stream.removeprefix(CONVERSATION_STREAM)
+            touched.conversations.add(f"{envelope.tenant}|{conversation}")
+    progress.done()
+    return touched
