@@ -177,3 +177,22 @@ async def test_conversations_that_moved_on_after_the_replayed_events_are_not_dif
             f"conversation rep|{conversation_id}: last_position live {head + 1000}"
             f" is past the log's head {head}"
         ]
+
+
+async def test_a_live_row_is_judged_by_a_head_asked_after_it_was_read() -> None:
+    """Rows are compared one after another while the log goes on: a row past the head asked
+    for an earlier row asks again (found under load: 24 conversations "past the log's head"
+    that a head asked 10 s earlier did not hold yet)."""
+    answers = iter([120, 140, 145])
+    asked = []
+
+    async def log_head() -> int:
+        asked.append(True)
+        return next(answers)
+
+    heads = projections.LogHead(log_head)
+    assert await heads.holds(110)  # asks: 120
+    assert await heads.holds(115) and len(asked) == 1  # within the known head: not asked
+    assert await heads.holds(130)  # past 120: asked again, 140 holds it
+    assert not await heads.holds(150) and heads.known == 145  # past even a fresh head
+    assert await projections.LogHead(None).holds(10**9)  # nothing to judge by

@@ -65,6 +65,27 @@ class Comparison:
     unit: str = "conversation"
 
 
+class LogHead:
+    """Whether the log holds a position a live row names (``log_head``: the head now).
+
+    The head is asked again whenever a row names a position past the one last known: the
+    rows are read one after another while the system runs on, so a head asked for an
+    earlier row is older than the row read now (under load the first such head made every
+    later row look "past the log's head"). Without ``log_head`` every position is held.
+    """
+
+    def __init__(self, log_head: Callable[[], Awaitable[int | None]] | None) -> None:
+        self._ask = log_head
+        self.known: int | None = None  # the head as last asked
+
+    async def holds(self, position: int) -> bool:
+        if self._ask is None:
+            return True
+        if self.known is None or position > self.known:
+            self.known = await self._ask()
+        return self.known is None or position <= self.known  # no head to judge by: moved on
+
+
 # Which conversations and tenants the log holds events for after a position, up to its head
 # now (tools/replay/sources.py ``touched_after``).
 TouchedAfter = Callable[[int], Awaitable[Touched]]
@@ -94,7 +115,7 @@ async def history(
         async for batch in _batches(events):
             await models.apply(batch)
             replayed_to = batch[-1].position
-        head: int | None = None
+        heads = LogHead(log_head)
         live_conversations = await bound(live, ConversationView)
         async for rebuilt in (await bound(scratch, ConversationView)).find_all():
             current = await live_conversations.get(rebuilt.id)
@@ -104,14 +125,12 @@ async def history(
                 )
                 continue
             if replayed_to is not None and current.last_position > replayed_to:
-                if head is None and log_head is not None:
-                    head = await log_head()
-                if head is None or current.last_position <= head:
+                if await heads.holds(current.last_position):
                     found.moved_on.append(rebuilt.id)
                     continue
                 found.differences.append(
                     f"conversation {rebuilt.id}: last_position live {current.last_position}"
-                    f" is past the log's head {head}"
+                    f" is past the log's head {heads.known}"
                 )
                 continue
             found.compared += 1
