@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     from secantus.storage import Storage
 
     from tools.secantus_index_keys import install as install_index_keys
+    from tools.secantus_raw_reads import install as install_raw_reads
     from tools.wiredtiger_packing import install as install_compiled_packing
 
     refused = install(Storage, version("SecantusDB"), CatalogMemo())
@@ -239,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     refused = install_index_keys(version("SecantusDB"), PATCHED_RELEASES)
     if refused is not None:
         print(f"relaydesk: {refused}; SecantusDB's own index keys are used", file=sys.stderr)
+    refused = install_raw_reads(version("SecantusDB"), PATCHED_RELEASES)
+    if refused is not None:
+        print(f"relaydesk: {refused}; every find decodes its documents", file=sys.stderr)
     return int(secantus_main(argv))
 
 
