@@ -12,7 +12,7 @@ the reply as they are.
 
 Only then: the ``find`` command (aggregation stages, updates and deletes work on the
 documents' fields), on a collection that is not a view, with an empty filter, no
-projection, collation, ``min``/``max``, ``returnKey``, ``showRecordId`` or tailable
+projection, collation, ``min``/``max``, hint, ``returnKey``, ``showRecordId`` or tailable
 cursor, and only for the documents the index walk fetches: a find that falls back to
 sorting in Python reads fields, and gets dicts as before.
 """
@@ -33,7 +33,8 @@ _FIND_AS_STORED: contextvars.ContextVar[bool] = contextvars.ContextVar(
 _FETCH_AS_STORED: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "fetch_as_stored", default=False
 )
-_BARRED_OPTIONS = ("projection", "collation", "min", "max", "returnKey", "showRecordId")
+# A hint walks the hinted index and may then sort in Python by another field: fields read.
+_BARRED_OPTIONS = ("projection", "collation", "min", "max", "hint", "returnKey", "showRecordId")
 
 
 def answerable_as_stored(command: Mapping[str, Any]) -> bool:

@@ -98,6 +98,7 @@ def test_finds_that_read_fields_still_get_dicts(engine: Storage) -> None:
         ({"find": "events", "showRecordId": True}, False),
         ({"find": "events", "returnKey": True}, False),
         ({"find": "events", "tailable": True}, False),
+        ({"find": "events", "hint": "position_1", "sort": {"size": 1}}, False),
         ({"find": "events", "min": {"position": 2}, "hint": "position_1"}, False),
     ],
 )
