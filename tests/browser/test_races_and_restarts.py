@@ -2,7 +2,10 @@
 under a live conversation; a customer's messages racing the rate limit."""
 
 import asyncio
+import json
+from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -70,11 +73,21 @@ async def test_two_agents_race_to_accept_and_exactly_one_wins(system, browser, a
         await request.wait_for(timeout=TIMEOUT_MS)
 
     # Alice reloads: the offer she holds is shown again (routing still counts it as hers).
+    frames: dict[str, list[dict[str, Any]]] = {"sent": [], "received": []}
+    consoles[0].on("websocket", lambda socket: record_frames(socket, frames))
     await consoles[0].reload()
     await (
         consoles[0].get_by_role("status").filter(has_text="connected").wait_for(timeout=TIMEOUT_MS)
     )
     await requests[0].wait_for(timeout=TIMEOUT_MS)
+    # Each op goes out once on the new socket (its status was sent twice on every reconnect):
+    # counted once the status is acknowledged, so every frame sent before it was reported.
+    status_ids = [f["id"] for f in frames["sent"] if f.get("op") == "status"]
+    await eventually(
+        lambda: acknowledged(frames, status_ids), what="the reloaded console's status ack"
+    )
+    sent_ids = Counter(f["id"] for f in frames["sent"] if "op" in f)
+    assert set(sent_ids.values()) == {1}, sent_ids
     # The reload lost the page's permission to play sound: the console offers to turn it on.
     sound = consoles[0].get_by_role("button", name="Enable sound")
     await sound.click()
@@ -112,6 +125,17 @@ async def test_two_agents_race_to_accept_and_exactly_one_wins(system, browser, a
         "() => window.tones >= 2 && window.notified.length >= 1", timeout=TIMEOUT_MS
     )
     assert "Sky" in (await consoles[0].evaluate("window.notified"))[-1]
+
+
+def record_frames(socket: Any, frames: dict[str, list[dict[str, Any]]]) -> None:
+    """The JSON frames a page's websocket sends and receives, in order."""
+    socket.on("framesent", lambda payload: frames["sent"].append(json.loads(payload)))
+    socket.on("framereceived", lambda payload: frames["received"].append(json.loads(payload)))
+
+
+async def acknowledged(frames: dict[str, list[dict[str, Any]]], ids: list[str]) -> bool:
+    acked = {f.get("id") for f in frames["received"] if f.get("t") == "ack"}
+    return bool(ids) and all(op_id in acked for op_id in ids)
 
 
 async def first_showing(pages, selector: str, text: str):  # type: ignore[no-untyped-def]

@@ -122,8 +122,11 @@ export class RelaySocket {
       this.session = frame.session;
       this.attempt = 0;
       if (this.position === null || this.position === undefined) this._setPosition(frame.position);
+      // A new connection: everything in the outbox is unsent on it. Marked before the state
+      // callbacks run: a command they send now is sent once, not sent and then marked unsent
+      // and sent again by the flush below (the console's status did that on every reconnect).
+      for (const entry of this.outbox.values()) entry.sent = false;
       this._state("online", frame.session);
-      for (const entry of this.outbox.values()) entry.sent = false; // a new connection: all unsent
       this._flush();
     } else if (frame.t === "event") {
       if (this.position !== null && frame.position <= this.position) return; // seen already
