@@ -18,14 +18,13 @@ from contracts.envelope import Envelope, LoggedEvent
 from contracts.events.system import LogMarker
 from history_service.documents import ArchivedEvent
 from history_service.hash_chain import envelope_of
+from history_service.read_models import conversation_key
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.log_head import log_head
 from relaydesk.bus.log_reader import Start
 from relaydesk.dedupe import SeenIds, first_copies
 from relaydesk.store import ascending, bound, database, make_client, stored_rows
 from tools.progress import ProgressLine
-
-CONVERSATION_STREAM = "conv:"  # an event's ``stream`` for a conversation: ``conv:<id>``
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class Slice:
     def holds(self, envelope: Envelope) -> bool:
         if self.tenant and envelope.tenant != self.tenant:
             return False
-        if self.conversation and envelope.stream != f"{CONVERSATION_STREAM}{self.conversation}":
+        if self.conversation and envelope.stream != f"conv:{self.conversation}":
             return False
         if self.since and envelope.occurred_at < self.since:
             return False
@@ -177,8 +176,9 @@ async def touched_after(amqp_url: str, stream_url: str | None, position: int) ->
     async for event in from_stream(amqp_url, Slice(), progress, stream_url, after=position):
         envelope = event.envelope
         touched.tenants.add(envelope.tenant)
-        if envelope.stream.startswith(CONVERSATION_STREAM):
-            conversation = envelope.stream.removeprefix(CONVERSATION_STREAM)
-            touched.conversations.add(f"{envelope.tenant}|{conversation}")
+        # Named by its data, as the read model keys it (``conversation_key``), so an event on
+        # another stream whose data names the conversation counts too.
+        if isinstance(envelope.data.get("conversation_id"), str):
+            touched.conversations.add(conversation_key(envelope.tenant, envelope.data))
     progress.done()
     return touched
