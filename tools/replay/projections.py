@@ -4,6 +4,7 @@ Each function takes the replayed events (log order) and returns the differences 
 as readable lines; an empty list means the live projection is exactly what the log says.
 """
 
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,7 +195,7 @@ async def billing(
             ledger.apply(event.envelope, event.position)
         replayed_to = batch[-1].position
     found = Comparison(differences=ledger.differences(), unit="account")
-    differing: dict[str, list[str]] = {}
+    differing: defaultdict[str, list[str]] = defaultdict(list)  # by tenant, only what differs
     bus = await Bus.from_settings(settings, service="replay").connect()
     try:
         rpc = RpcClient(bus)
@@ -202,7 +203,6 @@ async def billing(
             if state.mode != "saas":
                 continue
             found.compared += 1
-            lines = differing.setdefault(state.tenant, [])
             try:
                 live = await rpc.ask(
                     AccountQuery(tenant=state.tenant), timeout=settings.request_timeout_s
@@ -218,13 +218,13 @@ async def billing(
                 for i in live.invoices
             }
             if replayed != current:
-                lines.append(
+                differing[state.tenant].append(
                     f"{state.tenant}: invoices live {sorted(current)}"
                     f" != replayed {sorted(replayed)} (or their lines differ)"
                 )
             usage = state.usage.get(live.period)
             if usage is not None and usage.public()["conversations"] != live.usage.conversations:
-                lines.append(
+                differing[state.tenant].append(
                     f"{state.tenant}: conversations this period"
                     f" live {live.usage.conversations}"
                     f" != replayed {usage.public()['conversations']}"
@@ -247,7 +247,6 @@ async def _set_aside_moved_on(
     """Add each key's differences to ``found``, or the key to ``found.moved_on`` when the log
     has events for it after the last replayed one. The log is read after the live answers,
     so whatever the live side had folded when it answered is in what is read."""
-    differing = {key: lines for key, lines in differing.items() if lines}
     moved: set[str] = set()
     if differing and touched_after is not None and replayed_to is not None:
         moved = keys(await touched_after(replayed_to)) & differing.keys()
@@ -263,17 +262,15 @@ async def _ask_each(
     settings: Settings, state: RoutingState, view: Callable[[str, Any], dict[str, Any]]
 ) -> dict[str, list[str]]:
     """Each replayed conversation's ``view`` against agent_service's ``conversation.state``:
-    the differences by conversation (``tenant|id``)."""
+    the differences of those that differ, by conversation (``tenant|id``)."""
     bus = await Bus.from_settings(settings, service="replay").connect()
-    differing: dict[str, list[str]] = {}
+    differing: defaultdict[str, list[str]] = defaultdict(list)
     try:
         rpc = RpcClient(bus)
         for tenant in state.tenants.values():
             for conversation in tenant.conversations.values():
                 expected = view(tenant.tenant_id, conversation)
-                lines = differing.setdefault(
-                    f"{tenant.tenant_id}|{conversation.conversation_id}", []
-                )
+                key = f"{tenant.tenant_id}|{conversation.conversation_id}"
                 try:
                     answer = await rpc.ask(
                         ConversationStateQuery(
@@ -282,7 +279,7 @@ async def _ask_each(
                         timeout=settings.request_timeout_s,
                     )
                 except RemoteError as exc:
-                    lines.append(
+                    differing[key].append(
                         f"{tenant.tenant_id}/{conversation.conversation_id}:"
                         f" live agent says {exc.code}"
                     )
@@ -290,7 +287,7 @@ async def _ask_each(
                 live = answer.model_dump()
                 for name, value in expected.items():
                     if live.get(name) != value:
-                        lines.append(
+                        differing[key].append(
                             f"{tenant.tenant_id}/{conversation.conversation_id}: {name}"
                             f" live {live.get(name)!r} != replayed {value!r}"
                         )
