@@ -29,6 +29,6 @@ def is_open(business_hours: Any, timezone: Any, now: datetime) -> bool:
         today = business_hours.get(WEEKDAYS[local.weekday()]) or []
         moment = local.time().replace(tzinfo=None)
         return any(start <= moment < end for start, end in _ranges(today))
-    except (AttributeError, TypeError, ValueError, ZoneInfoNotFoundError) as exc:
+    except (AttributeError, TypeError, ValueError, OSError, ZoneInfoNotFoundError) as exc:
         log.warning("business_hours_unreadable", error=type(exc).__name__)
         return True

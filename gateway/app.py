@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic_core import PydanticSerializationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.access_log import AccessLogMiddleware
@@ -143,10 +144,12 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"error": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
         )
 
-    @app.exception_handler(orjson.JSONEncodeError)
-    async def unencodable(request: Request, exc: orjson.JSONEncodeError) -> JSONResponse:
+    async def unencodable(request: Request, exc: Exception) -> JSONResponse:
         # JSON with lone surrogates parses in Python but cannot be put on the log: refused
-        # before anything is published, so nothing is half-applied.
+        # before anything is published, so nothing is half-applied. Envelopes are written by
+        # pydantic-core (relaydesk/bus/codec.py), other bodies by orjson.
+        if "surrogates not allowed" not in str(exc):
+            raise exc  # another failure to serialise is ours: the 500 handler's
         return JSONResponse(
             {
                 "error": {
@@ -156,6 +159,9 @@ def _install_error_handlers(app: FastAPI) -> None:
             },
             status_code=400,
         )
+
+    app.add_exception_handler(orjson.JSONEncodeError, unencodable)
+    app.add_exception_handler(PydanticSerializationError, unencodable)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

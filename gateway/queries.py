@@ -16,6 +16,14 @@ async def ask(deps: GatewayDeps, query: Query[R], statuses: dict[str, int] | Non
     try:
         return await deps.rpc.ask(query, timeout=deps.settings.request_timeout_s)
     except RemoteError as exc:
-        raise ApiError((statuses or {}).get(exc.code, 400), exc.code, exc.message) from None
+        raise api_error(exc, statuses) from None
     except RequestTimeout:
         raise ApiError(503, "unavailable", f"the {query.SERVICE} service did not answer") from None
+
+
+def api_error(exc: RemoteError, statuses: dict[str, int] | None = None) -> ApiError:
+    """A service's refusal as the API's error: 400 unless mapped. A query that failed in the
+    service (``internal``) is the server's fault, a 500 that names nothing of its inside."""
+    if exc.code == "internal":
+        return ApiError(500, "internal", "internal error")
+    return ApiError((statuses or {}).get(exc.code, 400), exc.code, exc.message)

@@ -18,7 +18,16 @@ GroupBy = Literal["day", "agent", "group", "channel"]
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+    """In UTC (without a zone: read as UTC). A moment that is no date in UTC (year 1 at
+    +14:00, year 9999 at -14:00) is refused here, not by the store's encoder later."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the moment is outside the years 1-9999 in UTC") from None
 
 
 Moment = Annotated[datetime, AfterValidator(_utc)]

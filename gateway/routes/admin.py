@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import Actor, Envelope, derive_event_id
+from contracts.base import Id  # path ids: what the commands accept, or a 400 before them
 from contracts.commands.admin import (
     CreateAgent,
     CreateCanned,
@@ -206,7 +207,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
 
     @router.patch("/admin/agents/{agent_id}")
     async def update_agent(
-        agent_id: str,
+        agent_id: Id,
         body: AgentChanges,
         agent: AgentPrincipal = Depends(managers),
         deps: GatewayDeps = Depends(get_deps),
@@ -228,7 +229,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
 
     @router.delete("/admin/agents/{agent_id}")
     async def remove_agent(
-        agent_id: str,
+        agent_id: Id,
         agent: AgentPrincipal = Depends(managers),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
@@ -273,7 +274,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
 
     @router.patch("/admin/groups/{group_id}")
     async def update_group(
-        group_id: str,
+        group_id: Id,
         body: GroupChanges,
         agent: AgentPrincipal = Depends(managers),
         deps: GatewayDeps = Depends(get_deps),
@@ -296,7 +297,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
 
     @router.delete("/admin/groups/{group_id}")
     async def delete_group(
-        group_id: str,
+        group_id: Id,
         agent: AgentPrincipal = Depends(managers),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
@@ -365,7 +366,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
 
     @router.patch("/canned/{canned_id}")
     async def update_canned(
-        canned_id: str,
+        canned_id: Id,
         body: CannedChanges,
         agent: AgentPrincipal = Depends(require_agent()),
         deps: GatewayDeps = Depends(get_deps),
@@ -379,7 +380,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
 
     @router.delete("/canned/{canned_id}")
     async def delete_canned(
-        canned_id: str,
+        canned_id: Id,
         agent: AgentPrincipal = Depends(require_agent()),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
@@ -399,7 +400,7 @@ def _pausing(command_type: str, permitted: Any) -> Any:
     """A route pausing or resuming a subscription (the admin service decides)."""
 
     async def route(
-        subscription_id: str,
+        subscription_id: Id,
         agent: AgentPrincipal = Depends(permitted),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
@@ -443,7 +444,7 @@ def _webhook_routes(router: APIRouter) -> None:
 
     @router.delete("/admin/webhooks/{subscription_id}")
     async def unsubscribe(
-        subscription_id: str,
+        subscription_id: Id,
         agent: AgentPrincipal = Depends(settings_managers),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
@@ -465,7 +466,7 @@ def _webhook_routes(router: APIRouter) -> None:
 
     @router.get("/admin/webhooks/{subscription_id}/deliveries")
     async def deliveries(
-        subscription_id: str,
+        subscription_id: Id,
         limit: int = Query(100, ge=1, le=500),
         agent: AgentPrincipal = Depends(settings_managers),
         deps: GatewayDeps = Depends(get_deps),

@@ -3,8 +3,7 @@ hash-chain verdict, time travel — a conversation or the tenant's settings as t
 at any moment, refolded from the archived log by history_service — and the listing of the
 tenant's administrative changes over a time range."""
 
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
@@ -12,6 +11,7 @@ from contracts.queries.history import (
     AuditAdminEventsQuery,
     AuditVerifyQuery,
     ConversationAtQuery,
+    Moment,
     SettingsAtQuery,
     TranscriptQuery,
 )
@@ -50,7 +50,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     @router.get("/conversations/{conversation_id}/state")
     async def state_at(
         conversation_id: str,
-        at: datetime = Query(...),
+        at: Annotated[Moment, Query()],  # not "= Query(...)": drops Moment's check
         agent: AgentPrincipal = Depends(auditors),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
@@ -60,7 +60,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
 
     @router.get("/settings")
     async def settings_at(
-        at: datetime = Query(...),
+        at: Annotated[Moment, Query()],  # not "= Query(...)": drops Moment's check
         agent: AgentPrincipal = Depends(auditors),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
@@ -73,8 +73,8 @@ def build_router(deps: GatewayDeps) -> APIRouter:
 
     @router.get("/admin-events")
     async def admin_events(
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Moment | None = None,
+        until: Moment | None = None,
         kind: str | None = None,
         limit: int = Query(200, ge=1, le=1000),
         agent: AgentPrincipal = Depends(auditors),

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import Actor, Envelope, derive_event_id
+from contracts.base import Id  # path ids: what the commands accept, or a 400 before them
 from contracts.commands.admin import PauseConnector, ResumeConnector
 from contracts.commands.connector import ConfigureConnector, RemoveConnector
 from contracts.envelope import ActorKind
@@ -19,6 +20,7 @@ from gateway.auth.http import ApiError, get_deps, require_agent
 from gateway.auth.permissions import MANAGE_CONNECTORS
 from gateway.auth.tokens import AgentPrincipal
 from gateway.deps import GatewayDeps
+from gateway.queries import api_error
 from gateway.routes.admin import admin_command
 from relaydesk.bus import RemoteError, RequestTimeout
 from relaydesk.sealing import SecretBox
@@ -65,7 +67,7 @@ async def _command(
 
 def _pausing(command_type: str, permitted: Any) -> Any:
     async def route(
-        connector_id: str,
+        connector_id: Id,
         agent: AgentPrincipal = Depends(permitted),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
@@ -89,13 +91,13 @@ def build_router(deps: GatewayDeps) -> APIRouter:
                 ConnectorsListQuery(tenant=agent.tenant), timeout=deps.settings.request_timeout_s
             )
         except RemoteError as exc:
-            raise ApiError(400, exc.code, exc.message) from None
+            raise api_error(exc) from None
         except RequestTimeout:
             raise ApiError(503, "unavailable", "the connectors service did not answer") from None
 
     @router.put("/connectors/{connector_id}")
     async def put_connector(
-        connector_id: str,
+        connector_id: Id,
         body: ConnectorConfig,
         agent: AgentPrincipal = Depends(managers),
         deps: GatewayDeps = Depends(get_deps),
@@ -110,7 +112,7 @@ def build_router(deps: GatewayDeps) -> APIRouter:
 
     @router.delete("/connectors/{connector_id}")
     async def delete_connector(
-        connector_id: str,
+        connector_id: Id,
         agent: AgentPrincipal = Depends(managers),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:

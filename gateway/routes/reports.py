@@ -1,13 +1,12 @@
 """Reports for permitted agents (``view_reports``): support metrics folded from the log by
 history_service, as JSON (for the charts) or CSV."""
 
-from datetime import datetime
 from typing import Any, cast
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from contracts.queries.history import GroupBy, Report, ReportsSummaryQuery
+from contracts.queries.history import GroupBy, Moment, Report, ReportsSummaryQuery
 from gateway.auth.http import get_deps, require_agent
 from gateway.auth.permissions import VIEW_REPORTS
 from gateway.auth.tokens import AgentPrincipal
@@ -25,8 +24,8 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal,
         deps: GatewayDeps,
         group_by: str,
-        since: datetime | None,
-        until: datetime | None,
+        since: Moment | None,
+        until: Moment | None,
     ) -> Report:
         query = ReportsSummaryQuery(
             tenant=agent.tenant, group_by=cast(GroupBy, group_by), since=since, until=until
@@ -36,8 +35,8 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     @router.get("/summary")
     async def summary(
         group_by: str = Query("day", pattern=GROUP_BY),
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Moment | None = None,
+        until: Moment | None = None,
         agent: AgentPrincipal = Depends(viewers),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
@@ -47,8 +46,8 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     @router.get("/summary.csv")
     async def summary_csv(
         group_by: str = Query("day", pattern=GROUP_BY),
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Moment | None = None,
+        until: Moment | None = None,
         agent: AgentPrincipal = Depends(viewers),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Response:

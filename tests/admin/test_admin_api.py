@@ -272,6 +272,7 @@ async def test_bad_settings_and_webhooks_are_refused_with_a_clear_error(
         owner = await owner_session(module_system, http, "badsettings")
         for change, field in [
             ({"timezone": "Mars/Olympus"}, "timezone"),
+            ({"timezone": "America"}, "timezone"),  # a folder of the zone database
             ({"offer_timeout_s": "soon"}, "offer_timeout_s"),
             ({"business_hours": {"mon": [["18:00", "09:00"]]}}, "business_hours"),
             ({"colour": "red"}, "colour"),
@@ -301,3 +302,40 @@ async def test_bad_settings_and_webhooks_are_refused_with_a_clear_error(
                 refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_payload"
             ), refused.text
         assert (await http.get("/api/admin/webhooks", headers=owner)).json() == []
+
+
+async def test_ids_text_and_moments_no_service_can_take_are_refused_on_a_connection_that_goes_on(
+    module_system: RunningSystem,
+) -> None:
+    """Each answered 500 (the Envelope or its encoding failed in the route; the store could
+    not encode the moment) or 400 "internal" with a class name, before; uvicorn then dropped
+    the keep-alive connection. Refused with the documented error now, and the next request
+    on the same connection is served."""
+    long_id = "a" * 300
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        owner = await owner_session(module_system, http, "badinput")
+        refusals = [
+            ("PATCH", f"/api/admin/agents/{long_id}", {"name": "x"}),
+            ("DELETE", f"/api/admin/groups/{long_id}", None),
+            ("PATCH", f"/api/canned/{long_id}", {"text": "x"}),
+            ("PUT", f"/api/admin/connectors/{long_id}", {"platform": "telegram"}),
+            ("POST", f"/api/admin/webhooks/{long_id}/pause", None),
+            ("GET", "/api/audit/admin-events?since=0001-01-01T00:00:00%2B14:00", None),
+            ("GET", "/api/audit/settings?at=9999-12-31T23:59:59-14:00", None),
+        ]
+        for method, path, body in refusals:
+            refused = await http.request(method, path, headers=owner, json=body)
+            assert refused.status_code == 400, (path, refused.text)
+            assert refused.json()["error"]["code"] == "invalid_payload", (path, refused.text)
+        # a lone surrogate: valid JSON, no valid text (written out: httpx would not encode it)
+        lone = await http.patch(
+            "/api/admin/settings",
+            headers={**owner, "Content-Type": "application/json"},
+            content=b'{"greeting": "\\ud800"}',
+        )
+        assert lone.status_code == 400 and lone.json()["error"] == {
+            "code": "invalid_payload",
+            "message": "text must be valid Unicode (no lone surrogates)",
+        }
+        settings = await http.get("/api/admin/settings", headers=owner)
+        assert settings.status_code == 200 and settings.json()["greeting"] != "\ud800"

@@ -54,6 +54,9 @@ def test_routing_and_administration_start_from_the_same_defaults() -> None:
     [
         ({"colour": "red"}, "cannot change colour"),
         ({"timezone": "Mars/Olympus"}, "timezone: unknown time zone 'Mars/Olympus'"),
+        # a folder of the zone database, and a name too long for a file: not zones either
+        ({"timezone": "America"}, "timezone: unknown time zone 'America'"),
+        ({"timezone": "a" * 300}, "timezone: unknown time zone 'aaaa"),
         ({"offer_timeout_s": 2}, "offer_timeout_s: Input should be greater than or equal to 5"),
         ({"business_hours": {"mon": [["18:00", "09:00"]]}}, "mon: 18:00 is not before 09:00"),
         ({"business_hours": {"monday": []}}, "business_hours days are mon, tue"),
