@@ -13,6 +13,9 @@ them. The rules:
 - nobody changes someone above them, or someone holding a permission they lack (their
   password, role, groups: taking over such an account would be a way up too); an owner only
   by an owner;
+- nor through a group: a group is changed or deleted only by someone who holds every
+  permission it has and may change every member of it (emptying a supervisor's group
+  takes their permissions as surely as editing them);
 - nobody changes their own role.
 
 The acting agent is the command's actor. An actor that is not an agent of the tenant is the
@@ -147,8 +150,25 @@ def _create_group(t: TenantAdmin, g: Granter, cmd: c.CreateGroup) -> None:
     _may_grant_permissions(g, cmd.permissions)
 
 
+def _may_change_group(t: TenantAdmin, g: Granter, group_id: str) -> None:
+    group = t.groups.get(group_id)
+    if group is None:
+        return  # the decision says not_found
+    beyond = set(group.get("permissions", ())) - g.permissions
+    if beyond:
+        raise Rejected(
+            "forbidden",
+            f"cannot change a group holding permissions you do not have: "
+            f"{', '.join(sorted(beyond))}",
+        )
+    for member in t.agents.values():
+        if group_id in member.groups and not member.removed:
+            _may_change(t, g, member)
+
+
 def _update_group(t: TenantAdmin, g: Granter, cmd: c.UpdateGroup) -> None:
     _manages_agents(g)
+    _may_change_group(t, g, cmd.group_id)
     permissions = cmd.changes.get("permissions")
     if permissions is not None:
         _may_grant_permissions(g, permissions)
@@ -156,6 +176,7 @@ def _update_group(t: TenantAdmin, g: Granter, cmd: c.UpdateGroup) -> None:
 
 def _delete_group(t: TenantAdmin, g: Granter, cmd: c.DeleteGroup) -> None:
     _manages_agents(g)
+    _may_change_group(t, g, cmd.group_id)
 
 
 def _holding(permission: str) -> Callable[[TenantAdmin, Granter, Any], None]:

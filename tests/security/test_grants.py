@@ -197,6 +197,21 @@ async def test_the_whole_grant_matrix(case: Case) -> None:
             "agent.remove",
             {"agent_id": "them"},
         )
+        if target_extras:  # through the group that gives them their extras (issue: a
+            # manager emptied a supervisor's group, which it could not have edited directly)
+            group = group_of(target_extras)
+            for what, type_name, data in [
+                ("rename", "permission_group.update", {"changes": {"name": "Renamed"}}),
+                ("empty", "permission_group.update", {"changes": {"permissions": []}}),
+                ("delete", "permission_group.delete", {}),
+            ]:
+                await expect(
+                    f"{what} the group of {target}",
+                    may_change,
+                    case.desk(target_role, target_extras),
+                    type_name,
+                    {"group_id": group, **data},
+                )
     for role in ROLES:
         await expect(
             f"change one's own role to {role}",
