@@ -36,6 +36,7 @@ from contracts.queries.admin import (
     AgentsListQuery,
     CannedSearchQuery,
     GroupsListQuery,
+    TenantGetQuery,
     TenantSettingsQuery,
     WebhookDeliveriesQuery,
     WebhooksListQuery,
@@ -193,7 +194,8 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(managers),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        password = allowed_password(body.password, body.email, body.name, agent.tenant)
+        tenant = await admin_query(deps, TenantGetQuery(tenant=agent.tenant))
+        password = allowed_password(body.password, body.email, body.name, agent.tenant, tenant.name)
         agent_id = "a" + uuid.uuid4().hex[:16]
         data = {
             **body.model_dump(exclude={"password"}),
@@ -215,7 +217,10 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         changes = body.model_dump(exclude_none=True, exclude={"password"})
         if body.password is not None:
             target = await admin_query(deps, AgentGetQuery(tenant=agent.tenant, agent_id=agent_id))
-            password = allowed_password(body.password, target.email, target.name, agent.tenant)
+            tenant = await admin_query(deps, TenantGetQuery(tenant=agent.tenant))
+            password = allowed_password(
+                body.password, target.email, target.name, agent.tenant, tenant.name
+            )
             changes["password_hash"] = hash_password(password)
         if not changes:
             raise ApiError(400, "invalid_payload", "nothing to change")

@@ -13,7 +13,7 @@ from relaydesk.passwords import (
     password_problem,
 )
 from relaydesk.settings import Settings
-from tests.admin.helpers import cli, login, owner_session
+from tests.admin.helpers import admin_command, cli, login, owner_session
 from tests.system import RunningSystem, running_system
 
 TOO_SHORT = ["", "a", "password", "12345678", "Tr0ub4dor&3", "ab cd ef gh"]
@@ -149,6 +149,53 @@ async def test_the_cli_applies_the_same_rule(system: RunningSystem) -> None:
         assert weak_change.returncode == 2 and "at least 12" in weak_change.stderr
         assert (await login(http, "acme", "boss@acme.test", "correct horse")).status_code == 200
         assert (await login(http, "acme", "bob@acme.test", "a")).status_code == 401
+
+
+async def test_the_tenants_name_is_refused_by_the_api_and_the_cli(system: RunningSystem) -> None:
+    """The tenant's display name, not only its id, and the agent's own name on set-password:
+    the API and the CLI checked only the id (and set-password not the name); sign-up did."""
+    name = "Globex Corporation"
+    assert (
+        await admin_command(system.settings, "create-tenant", "--tenant", "globex", "--name", name)
+        == 0
+    )
+    owner = ["--tenant", "globex", "--email", "hank@globex.test", "--name", "Hank Scorpio"]
+    refused = await cli(system.settings, "create-agent", *owner, "--password", name)
+    assert refused.returncode == 2 and "name, e-mail" in refused.stderr, refused.stderr
+    made = await admin_command(
+        system.settings, "create-agent", *owner, "--role", "owner", "--password", "volcano lair 7"
+    )
+    assert made == 0
+    for password in (name.upper(), "hank scorpio"):
+        refused = await cli(
+            system.settings,
+            "set-password",
+            "--tenant",
+            "globex",
+            "--email",
+            "hank@globex.test",
+            "--password",
+            password,
+        )
+        assert refused.returncode == 2 and "name, e-mail" in refused.stderr, refused.stderr
+    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
+        token = (await login(http, "globex", "hank@globex.test", "volcano lair 7")).json()
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        agent = {"email": "ann@globex.test", "name": "Ann"}
+        refused_new = await http.post(
+            "/api/admin/agents", headers=headers, json={**agent, "password": name.lower()}
+        )
+        assert refused_new.status_code == 400 and "name, e-mail" in refused_new.text
+        created = await http.post(
+            "/api/admin/agents", headers=headers, json={**agent, "password": "quiet harbour 9"}
+        )
+        assert created.status_code == 201, created.text
+        refused_change = await http.patch(
+            f"/api/admin/agents/{created.json()['agent_id']}",
+            headers=headers,
+            json={"password": name + "!"},
+        )
+        assert refused_change.status_code == 400 and "name, e-mail" in refused_change.text
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from contracts import Actor, Envelope, new_event_id
 from contracts.commands.admin import CreateAgent, CreateTenant, RemoveAgent, UpdateAgent
 from contracts.commands.billing import ClosePeriod, RecordPayment
 from contracts.envelope import ActorKind
-from contracts.queries.admin import AgentsListQuery, TenantGetQuery
+from contracts.queries.admin import AgentProfile, AgentsListQuery, TenantGetQuery, TenantInfo
 from relaydesk.bus import Bus, RemoteError
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.emails import normalize_email
@@ -55,20 +55,22 @@ def _checked_password(password: str, *context: str) -> str:
     return password
 
 
-async def _existing_tenant(rpc: RpcClient, settings: Settings, tenant: str) -> None:
+async def _existing_tenant(rpc: RpcClient, settings: Settings, tenant: str) -> TenantInfo:
     """An unknown tenant is a wrong argument (exit 2), not an empty answer."""
     try:
-        await rpc.ask(TenantGetQuery(tenant=tenant), timeout=settings.request_timeout_s)
+        return await rpc.ask(TenantGetQuery(tenant=tenant), timeout=settings.request_timeout_s)
     except RemoteError as exc:
         if exc.code == "not_found":
             raise CommandFailed(f"no tenant {tenant!r}") from None
         raise
 
 
-async def _agent_id_by_email(rpc: RpcClient, settings: Settings, tenant: str, email: str) -> str:
+async def _agent_by_email(
+    rpc: RpcClient, settings: Settings, tenant: str, email: str
+) -> AgentProfile:
     await _existing_tenant(rpc, settings, tenant)
     agents = await rpc.ask(AgentsListQuery(tenant=tenant), timeout=settings.request_timeout_s)
-    found = next((a.agent_id for a in agents if a.email == normalize_email(email)), None)
+    found = next((a for a in agents if a.email == normalize_email(email)), None)
     if found is None:
         raise CommandFailed(f"no agent {email} in tenant {tenant!r}")
     return found
@@ -167,9 +169,11 @@ def create_agent(
     max_chats: int,
 ) -> int:
     """Create an agent (or an owner, admin, supervisor) in a tenant."""
-    _checked_password(password, email, name, tenant)
+    _checked_password(password, email, name, tenant)  # before connecting: at once
 
     async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
+        # and with the tenant's name, as the API and sign-up check it
+        _checked_password(password, (await _existing_tenant(rpc, settings, tenant)).name)
         data = {
             "agent_id": _agent_id(email),
             "email": email,
@@ -192,10 +196,13 @@ def create_agent(
 @click.pass_context
 def set_password(ctx: click.Context, tenant: str, email: str, password: str) -> int:
     """Set an agent's password (their open sessions end)."""
-    _checked_password(password, email, tenant)
+    _checked_password(password, email, tenant)  # before connecting: at once
 
     async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
-        agent_id = await _agent_id_by_email(rpc, settings, tenant, email)
+        agent = await _agent_by_email(rpc, settings, tenant, email)
+        tenant_name = (await _existing_tenant(rpc, settings, tenant)).name
+        _checked_password(password, agent.name, tenant_name)  # as the API checks it
+        agent_id = agent.agent_id
         changes = {"password_hash": hash_password(password)}
         data = {"agent_id": agent_id, "changes": changes}
         envelope = _command(tenant, UpdateAgent.TYPE, f"agent:{agent_id}", data)
@@ -212,7 +219,7 @@ def remove_agent(ctx: click.Context, tenant: str, email: str) -> int:
     """Remove an agent (their tokens stop working)."""
 
     async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
-        agent_id = await _agent_id_by_email(rpc, settings, tenant, email)
+        agent_id = (await _agent_by_email(rpc, settings, tenant, email)).agent_id
         data = {"agent_id": agent_id}
         envelope = _command(tenant, RemoveAgent.TYPE, f"agent:{agent_id}", data)
         return await _send(rpc, settings, envelope, f"{email} removed")
