@@ -66,7 +66,7 @@
     [hidden] { display: none !important; }
   `;
 
-  const STATE_EVENTS = new Set(["conversation.queued", "conversation.accepted", "conversation.transferred", "conversation.agent_disconnected", "conversation.missed", "conversation.closed"]);
+  const STATE_EVENTS = new Set(["conversation.queued", "conversation.accepted", "conversation.transferred", "conversation.agent_disconnected", "conversation.agent_reconnected", "conversation.missed", "conversation.closed"]);
 
   class Widget {
     constructor(base, config, lib) {
@@ -122,7 +122,7 @@
           <div class="typing" aria-live="polite"></div>
           <div class="notice" hidden></div>
           <form class="card offline" hidden>
-            <label class="offline-email">Where can we reach you?<input name="email" type="email" autocomplete="email" maxlength="200"></label>
+            <label class="offline-email">Where can we reach you?<input name="email" type="email" autocomplete="email" maxlength="200" pattern="[^@\\s]+@[^@\\s]+\\.[^@\\s]+" title="An address like name@example.com"></label>
             <label>Message for us<textarea name="message" maxlength="8000" rows="3" required></textarea></label>
             <button class="primary" type="submit">Leave message</button></form>
           <form class="card rating" hidden>
@@ -554,7 +554,13 @@
       try {
         if (!this.visitorEmail) {
           const email = String(form.get("email") || "").trim();
-          await this.socket.command("contact", { conversation_id: this.conversationId, email });
+          try {
+            await this.socket.command("contact", { conversation_id: this.conversationId, email });
+          } catch (error) {
+            // the server's rule for an address, said as a person would (not its pattern)
+            if (error.code === "invalid_payload") throw new Error("please check the e-mail address (like name@example.com)");
+            throw error;
+          }
           this.visitorEmail = email;
         }
         this.sendBody(body);
@@ -612,6 +618,11 @@
       this.status = "new";
       this.shown.clear();
       this.el.log.replaceChildren();
+      // The rating card is the same element for the next chat: nothing of this one's rating stays.
+      this.score = null;
+      this.el.stars.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", "false"));
+      this.el.rating.querySelector("textarea").value = "";
+      this.el.rating.querySelector("[type=submit]").disabled = true;
       this.el.stars.hidden = false;
       this.el.rating.querySelector("label").hidden = false;
       this.el.rating.querySelector("[type=submit]").hidden = false;

@@ -306,6 +306,12 @@ async def test_an_agent_back_after_a_lost_connection_is_announced_before_writing
     back = await online_agent(system, "comeback", "Rita")  # their console connects again
     await status.filter(has_text="Rita is here to help").wait_for(timeout=TIMEOUT_MS)
     await chat.get_by_role("log").get_by_text("Rita is back.").wait_for(timeout=TIMEOUT_MS)
+    # A reload keeps it (the header came back as "lost connection": the return was not kept)
+    await demo.reload()
+    await chat.get_by_role("button", name="Open chat").click()
+    await chat.get_by_role("log").get_by_text("Rita is back.").wait_for(timeout=TIMEOUT_MS)
+    shown = (await status.inner_text()).lower()  # as styled
+    assert "lost connection" not in shown and "rita is here to help" in shown, shown
     await back.close()
 
 
@@ -356,6 +362,17 @@ async def test_the_rating_card_keeps_the_agents_last_message_in_view(system, bro
     log, message = await chat.get_by_role("log").bounding_box(), await last.bounding_box()
     assert log["y"] <= message["y"], (log, message)
     assert message["y"] + message["height"] <= log["y"] + log["height"], (log, message)
+
+    # Rated, then a new chat: its rating card (the same element) starts blank again.
+    await chat.get_by_role("button", name="4 stars").click()
+    await chat.get_by_label("Comment").fill("Pia was helped")
+    await chat.get_by_role("button", name="Send rating").click()
+    await chat.get_by_text("Thank you for your feedback!").wait_for(timeout=TIMEOUT_MS)
+    await chat.get_by_role("button", name="Start a new chat").click()
+    card = chat.locator(".rating")
+    assert await card.locator("[aria-pressed=true]").count() == 0
+    assert await card.locator("textarea").input_value() == ""
+    assert await card.locator("button[type=submit]").is_disabled()
     await agent.close()
 
 

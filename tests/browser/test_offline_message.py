@@ -31,6 +31,12 @@ async def test_offline_form_leaves_email_and_message_in_the_missed_conversation(
     assert await email.evaluate(
         "input => input.validity.valueMissing"
     )  # required: nothing sent without it
+    # "x@y" passes the browser's own e-mail check but not the server's: refused here, by the
+    # same rule, before anything is sent (the server's refusal read as a regex pattern)
+    await email.fill("dana@example")
+    await chat.get_by_role("button", name="Leave message").click()
+    assert await email.evaluate("input => input.validity.patternMismatch")
+    assert await chat.locator(".notice").filter(has_text="not sent").count() == 0
     await email.fill("dana@example.com")
     await chat.get_by_role("button", name="Leave message").click()
     await chat.get_by_text("Thanks! We will get back to you at dana@example.com.").wait_for(

@@ -23,6 +23,9 @@ async def transfer(console, colleague: str, note: str) -> None:  # type: ignore[
     dialog = console.get_by_role("dialog", name="Transfer conversation")
     option = dialog.locator("option").filter(has_text=colleague)
     await option.wait_for(state="attached", timeout=TIMEOUT_MS)
+    # Opened blank: the last transfer's note was about another customer (it used to stay)
+    assert await dialog.get_by_label("Note for the receiver").input_value() == ""
+    assert await dialog.get_by_label("Or to group").input_value() == ""
     await dialog.get_by_label("To agent").select_option(await option.get_attribute("value"))
     await dialog.get_by_label("Note for the receiver").fill(note)
     await dialog.get_by_role("button", name="Transfer").click()

@@ -22,6 +22,7 @@ const state = {
   oldestPosition: null,
   lastCustomer: null, // {id, position}: the customer's latest message in the open chat
   cannedPick: null,
+  drafts: new Map(), // conversation id -> what was typed there and not sent (kept while switching)
   agentNames: new Map(), // agent id -> name, from the transfer dialog's list
   delivery: new Map(), // message id -> {sent, text}: connector delivery results, which may arrive before the message is shown
   socketStart: null, // the log position the socket started at: a workspace must reach it
@@ -274,8 +275,24 @@ function known(id) {
   return ws.chats.get(id) || ws.offers.get(id) || ws.queue.get(id) || state.listed.get(id) || { conversation_id: id, ...ws.details(id) };
 }
 
+/** Leave the open conversation's composer: its typing notice ends (for that conversation,
+ * not the next one) and its draft is kept for it, so a reply typed for one customer is never
+ * sent to another. */
+function leaveComposer() {
+  if (!state.openId) return;
+  stopTyping();
+  const draft = $("input").value;
+  if (draft.trim()) state.drafts.set(state.openId, draft);
+  else state.drafts.delete(state.openId);
+  $("input").value = "";
+  state.cannedPick = null;
+  hideCanned();
+}
+
 async function openConversation(id) {
   if (state.openId !== id) {
+    leaveComposer();
+    $("input").value = state.drafts.get(id) || "";
     state.openId = id;
     sessionStorage.setItem(OPEN_KEY, id);
     state.shown.clear();
@@ -313,6 +330,7 @@ async function openConversation(id) {
 }
 
 function forgetOpen() {
+  leaveComposer();
   state.openId = null;
   sessionStorage.removeItem(OPEN_KEY);
   $("chat-head").hidden = $("messages").hidden = $("composer").hidden = $("handover").hidden = true;
@@ -528,6 +546,7 @@ function sendReply() {
   if (state.cannedPick && body.startsWith(state.cannedPick.text.slice(0, 20))) fields.canned_response_id = state.cannedPick.canned_id;
   $("input").value = "";
   state.cannedPick = null;
+  state.drafts.delete(conversationId);
   hideCanned();
   stopTyping();
   state.socket.command("send", fields, { persist: true, id: newKey() }).catch((error) => {
@@ -631,6 +650,7 @@ async function openTransfer() {
   } catch {
     // the group field still works
   }
+  dialog.querySelector("form").reset(); // nothing of the last transfer (its group, its note about another customer)
   dialog.showModal();
   dialog.addEventListener("close", async () => {
     if (dialog.returnValue !== "ok") return;
