@@ -15,7 +15,7 @@ from agent_service.state import QUEUED
 from contracts.commands import conversation as commands
 from contracts.commands import routing as routing_commands
 from contracts.commands.conversation import ReportAgentConnectionLost, SetAgentStatus
-from contracts.commands.routing import ExpireAgentDisconnect
+from contracts.commands.routing import ExpireAgentDisconnect, ReleaseRemovedAgent
 from contracts.events.admin import AgentStatusChanged
 from contracts.events.conversation import AgentDisconnected, AgentReconnected
 from contracts.events.routing import AgentConnectionLost
@@ -97,21 +97,36 @@ def expire_disconnect(d: Decision, cmd: routing_commands.ExpireAgentDisconnect) 
         return  # they came back (or never left)
     if d.now + EXPIRY_TOLERANCE < agent.disconnected_at + timedelta(seconds=agent.grace_s):
         return
-    chats = [d.tenant.conversations[c] for c in sorted(agent.active)]
     d.emit(
         AgentStatusChanged.TYPE,
         {"agent_id": cmd.agent_id, "status": "offline"},
         stream=f"agent:{cmd.agent_id}",
         actor=SYSTEM_ACTOR,
     )
-    name = agent_name(d, cmd.agent_id)
-    _withdraw_offers_of(d, cmd.agent_id)
+    _hand_back(d, cmd.agent_id, "agent_disconnected")
+
+
+def release_removed(d: Decision, cmd: routing_commands.ReleaseRemovedAgent) -> None:
+    """Timer, on the agent's removal: their chats and offers go to someone else."""
+    if not from_our_timer(d):
+        return
+    agent = d.tenant.agents.get(cmd.agent_id)
+    if agent is None or not agent.removed or not (agent.active or agent.offers):
+        return  # not removed, or nothing left to hand back (a resent command)
+    _hand_back(d, cmd.agent_id, "requeued")
+
+
+def _hand_back(d: Decision, agent_id: str, reason: str) -> None:
+    """The agent's offers are taken back and their chats queued and routed again."""
+    chats = [d.tenant.conversations[c] for c in sorted(d.tenant.agent(agent_id).active)]
+    name = agent_name(d, agent_id)
+    _withdraw_offers_of(d, agent_id)
     for conversation in chats:
-        d.queue(conversation, "agent_disconnected", actor=SYSTEM_ACTOR)
+        d.queue(conversation, reason, actor=SYSTEM_ACTOR)
         d.note(conversation.conversation_id, "left", f"{name} left the chat")
         d.note(conversation.conversation_id, "notice", "We are finding another agent for you.")
     for conversation in sorted(chats, key=lambda c: c.seq):
-        d.route(conversation, "agent_disconnected", actor=SYSTEM_ACTOR)
+        d.route(conversation, reason, actor=SYSTEM_ACTOR)
     d.refresh_positions()
 
 
@@ -119,4 +134,5 @@ HANDLERS: dict[str, Handler] = {
     SetAgentStatus.TYPE: set_status,
     ReportAgentConnectionLost.TYPE: connection_lost,
     ExpireAgentDisconnect.TYPE: expire_disconnect,
+    ReleaseRemovedAgent.TYPE: release_removed,
 }

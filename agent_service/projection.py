@@ -7,13 +7,14 @@ exactly "the log up to its position".
 """
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 
 from agent_service.fold import apply
 from agent_service.snapshot import Snapshotter
 from agent_service.state import RoutingState
-from contracts.envelope import LoggedEvent
+from contracts.envelope import Envelope, LoggedEvent
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up, marker_event
 from relaydesk.bus.log_reader import Start
@@ -44,8 +45,13 @@ class Projection:
         service: str,
         snapshotter: Snapshotter | None = None,
         shared_log: SharedLog | None = None,
+        on_live: Callable[[list[Envelope]], None] | None = None,
     ) -> None:
+        """``on_live`` sees the events folded while following (not a rebuild's catch-up: what
+        that leaves to do is read from the state afterwards): another decider's events that
+        call for a decision here."""
         self._bus = bus
+        self._on_live = on_live
         self._shared_log = shared_log
         self._service = service
         self._snapshotter = snapshotter
@@ -129,6 +135,8 @@ class Projection:
     async def _follow(self, reader: LogReader) -> None:
         async for batch in reader.batches():
             await self._fold_batch(batch)
+            if self._on_live is not None:
+                self._on_live([logged.envelope for logged in batch])
             if self._snapshotter is not None and not self.stale:
                 self._snapshotter.maybe_save(
                     self.state,

@@ -103,7 +103,9 @@ class AgentService:
         snapshotter = self._snapshotter()
         if snapshotter is not None:
             await snapshotter.store.bind()  # init_beanie for routing's documents, once
-        self.projection = Projection(self.bus, SERVICE, snapshotter, self._shared_log)
+        self.projection = Projection(
+            self.bus, SERVICE, snapshotter, self._shared_log, on_live=self._timers.after_folded
+        )
         decider = RoutingDecider(
             lambda: self.state,
             offer_timeout_s=self.settings.offer_timeout_s,

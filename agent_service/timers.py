@@ -14,8 +14,9 @@ import structlog
 from agent_service.decision import SYSTEM_ACTOR
 from agent_service.state import RoutingState
 from contracts.commands.conversation import ExpireOffers
-from contracts.commands.routing import ExpireAgentDisconnect
+from contracts.commands.routing import ExpireAgentDisconnect, ReleaseRemovedAgent
 from contracts.envelope import Envelope
+from contracts.events.admin import AgentRemoved
 from contracts.events.conversation import (
     ConversationAccepted,
     ConversationClosed,
@@ -109,6 +110,18 @@ class Timers:
                     due,
                 )
 
+    def after_folded(self, events: Iterable[Envelope]) -> None:
+        """Schedule what events of other deciders, read from the log, call for: a removed
+        agent's chats and offers are handed back (now: the command finds what is left)."""
+        for event in events:
+            if event.type == AgentRemoved.TYPE:
+                self.schedule(
+                    event.tenant,
+                    ReleaseRemovedAgent.TYPE,
+                    {"agent_id": event.data["agent_id"]},
+                    datetime.now(UTC),
+                )
+
     def from_state(self, state: RoutingState) -> None:
         """After a (re)build: every standing offer and running grace period gets its timer."""
         for tenant in state.tenants.values():
@@ -121,6 +134,13 @@ class Timers:
                         conversation.offer_expires_at,
                     )
             for agent in tenant.agents.values():
+                if agent.removed and (agent.active or agent.offers):  # removed while we were down
+                    self.schedule(
+                        tenant.tenant_id,
+                        ReleaseRemovedAgent.TYPE,
+                        {"agent_id": agent.agent_id},
+                        datetime.now(UTC),
+                    )
                 if agent.disconnected_at is not None:
                     due = agent.disconnected_at + timedelta(seconds=agent.grace_s)
                     self.schedule(

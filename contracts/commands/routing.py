@@ -11,4 +11,13 @@ class ExpireAgentDisconnect(CommandData):
     agent_id: Id
 
 
-MODELS = (ExpireAgentDisconnect,)
+class ReleaseRemovedAgent(CommandData):
+    """``agent_id`` was removed: their chats go back to the queue and their offers are taken
+    back (a removed agent's console is signed out; nobody would answer those customers)."""
+
+    TYPE = "agent.release_removed"
+    SERVICE = "agent"
+    agent_id: Id
+
+
+MODELS = (ExpireAgentDisconnect, ReleaseRemovedAgent)

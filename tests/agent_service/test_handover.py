@@ -245,3 +245,16 @@ async def test_customer_ending_the_chat_left_it_and_an_agent_closing_does_not_sa
     assert (await desk.close("c2", "a1")).ok
     await watch.wait_for("message.system", "c2", kind="closed")
     assert not watch.of("message.system", "c2", kind="left")
+
+
+async def test_a_removed_agents_chats_go_back_to_routing(desk: Desk, watch: LogWatch) -> None:
+    """Their removal (the admin side's event, read from the log) hands their chats on: they
+    stayed engaged with nobody (found using it: the customer read "Carol is here to help")."""
+    await desk.online("a1")
+    await engaged(desk, "c1", "a1")
+    await desk.online("a2")
+    await desk.publish_admin("agent.removed", {"agent_id": "a1"}, stream="agent:a1")
+    # once each: back in the queue, then offered to the one agent left
+    await watch.wait_for("conversation.queued", "c1", reason="requeued")
+    await watch.wait_for("conversation.offered", "c1", agent_ids=["a2"])
+    assert (await desk.accept("c1", "a2")).ok

@@ -545,3 +545,46 @@ class TestDisconnectGrace:
             command("agent.expire_disconnect", {"agent_id": "a1"}, actor=SYSTEM)
         )
         assert reply.ok and desk.types == []
+
+
+class TestRemovedAgent:
+    """Found using it: an agent removed while holding a chat left it engaged with nobody (the
+    customer read "Carol is here to help" for good) and their offers standing."""
+
+    @staticmethod
+    def removed(agent_id: str) -> Envelope:
+        return event("agent.removed", {"agent_id": agent_id}, stream=f"agent:{agent_id}")
+
+    async def test_their_chats_and_offers_go_to_someone_else(self) -> None:
+        desk = routing_desk().given(online("a1"), online("a2"), *engaged("c1", "a1"))
+        desk.given(requested("c2"), offered("c2", "a1"), self.removed("a1"))
+        reply = await desk.when(command("agent.release_removed", {"agent_id": "a1"}, actor=SYSTEM))
+        assert reply.ok and desk.types == [
+            "conversation.offer_withdrawn",  # c2: offered to a1 only, offered again below
+            "conversation.offered",
+            "conversation.queued",  # c1: back in the queue, said in the chat, offered again
+            "message.system",
+            "message.system",
+            "conversation.offered",
+        ]
+        assert desk.of("conversation.offer_withdrawn") == [
+            {"conversation_id": "c2", "agent_ids": ["a1"], "reason": "agent_offline"}
+        ]
+        assert desk.of("conversation.queued") == [
+            {"conversation_id": "c1", "position": 1, "reason": "requeued"}
+        ]
+        assert notes(desk) == ["left", "notice"]
+        offers = {o["conversation_id"]: o["agent_ids"] for o in desk.of("conversation.offered")}
+        assert offers == {"c1": ["a2"], "c2": ["a2"]}
+
+    async def test_only_our_timer_asks_and_only_for_a_removed_agent(self) -> None:
+        desk = routing_desk().given(online("a1"), online("a2"), *engaged("c1", "a1"))
+        not_removed = await desk.when(
+            command("agent.release_removed", {"agent_id": "a1"}, actor=SYSTEM)
+        )
+        assert not_removed.ok and desk.types == []
+        desk.given(self.removed("a1"))
+        from_an_agent = await desk.when(
+            command("agent.release_removed", {"agent_id": "a1"}, actor=agent("a2"))
+        )
+        assert from_an_agent.code == "forbidden" and desk.types == ["command.rejected"]
