@@ -14,6 +14,7 @@ the rest, so a log written under older rules stays readable.
 from collections.abc import Mapping
 from datetime import time
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -156,6 +157,8 @@ def edit_settings(
     if unknown:
         known = ", ".join(sorted(SETTING_KEYS))
         raise SettingsRefused(f"cannot change {', '.join(unknown)}: the settings are {known}")
+    if "allowed_origins" in changes:
+        _check_sites(changes["allowed_origins"])
     saved = {k: v for k, v in current.items() if k in SETTING_KEYS}
     try:
         merged = TenantSettings.model_validate({**saved, **changes}).as_json()
@@ -165,3 +168,27 @@ def edit_settings(
         reason = str(first["msg"]).removeprefix("Value error, ")
         raise SettingsRefused(f"{where}: {reason}") from None
     return {k: current.get(k) for k in changes}, {k: merged[k] for k in changes}
+
+
+def _check_sites(sites: Any) -> None:
+    """Each allowed site must be an origin as browsers send it (``https://shop.example``,
+    a port at most): anything else matches no page, and a list of such entries would shut
+    the widget out of every site (a name without its scheme was the easy mistake). Checked
+    when a change is decided only: a logged list stays readable as it was."""
+    if not isinstance(sites, list | tuple):
+        return  # the model's own check says what is wrong
+    for site in sites:
+        if not isinstance(site, str):
+            continue
+        parts = urlsplit(site.strip())
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise SettingsRefused(
+                f"allowed_origins: {site!r} is not a site address like https://www.example.com"
+            )

@@ -58,6 +58,10 @@ def test_routing_and_administration_start_from_the_same_defaults() -> None:
         ({"timezone": "America"}, "timezone: unknown time zone 'America'"),
         ({"timezone": "a" * 300}, "timezone: unknown time zone 'aaaa"),
         ({"offer_timeout_s": 2}, "offer_timeout_s: Input should be greater than or equal to 5"),
+        # a site the widget may run on is an origin: these match no page a browser shows
+        ({"allowed_origins": ["not a url"]}, "'not a url' is not a site address"),
+        ({"allowed_origins": ["www.shop.com"]}, "'www.shop.com' is not a site address"),
+        ({"allowed_origins": ["https://shop.com/cart"]}, "is not a site address"),
         ({"business_hours": {"mon": [["18:00", "09:00"]]}}, "mon: 18:00 is not before 09:00"),
         ({"business_hours": {"monday": []}}, "business_hours days are mon, tue"),
         ({"greeting": "x" * 201}, "greeting: String should have at most 200 characters"),
@@ -81,3 +85,9 @@ def test_folding_keeps_what_the_model_accepts_and_skips_the_rest() -> None:
     assert accepted_changes(logged) == {"greeting": "Hey", "retention_days": 7}
     folded = TenantSettings.from_saved(logged)
     assert (folded.greeting, folded.timezone, folded.retention_days) == ("Hey", "UTC", 7)
+
+
+def test_sites_written_as_browsers_send_them_are_taken() -> None:
+    sites = ["https://shop.example", "http://localhost:8080/", "https://xn--bcher-kva.example"]
+    _, after = edit_settings(default_settings(), {"allowed_origins": sites})
+    assert after == {"allowed_origins": sites}
