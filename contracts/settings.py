@@ -42,6 +42,15 @@ class SettingsRefused(ValueError):
     """A settings change that cannot be saved; the message names the setting and why."""
 
 
+def _clock_time(day: str, text: str) -> time:
+    """``"09:00"`` as a time; anything else said as the admin wrote it, not as the parser
+    found it ("Invalid isoformat string")."""
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{day}: {text!r} is not a time like 09:00 or 17:30") from None
+
+
 class TenantSettings(BaseModel):
     """Attributes:
     routing_mode: who is offered a new conversation: everyone eligible (``broadcast``),
@@ -99,8 +108,7 @@ class TenantSettings(BaseModel):
             if day not in WEEKDAYS:
                 raise ValueError(f"business_hours days are {', '.join(WEEKDAYS)}")
             for start, end in ranges:
-                # time.fromisoformat raises ValueError on a bad "HH:MM" too
-                if time.fromisoformat(start) >= time.fromisoformat(end):
+                if _clock_time(day, start) >= _clock_time(day, end):
                     raise ValueError(f"{day}: {start} is not before {end}")
         return value
 
