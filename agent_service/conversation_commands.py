@@ -159,6 +159,7 @@ def accept(d: Decision, cmd: commands.AcceptConversation) -> None:
                 "conversation_id": conversation.conversation_id,
                 "from_agent_id": from_agent,
                 "to_agent_id": cmd.agent_id,
+                "agent_name": name,
             },
         )
         d.withdraw(conversation, others, "accepted_by_other")

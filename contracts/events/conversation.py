@@ -148,6 +148,8 @@ class ConversationTransferred(EventData):
     conversation_id: Id
     from_agent_id: Id
     to_agent_id: Id
+    # the receiver's name, as on conversation.accepted: the widget's header names who helps
+    agent_name: ShortText | None = None
 
 
 class ConversationClosed(EventData):

@@ -250,6 +250,8 @@ class TestTransfer:
         )
         reply = await desk.when(accept("c1", "a2"))
         assert desk.types == ["conversation.transferred", *["message.system"] * 3]
+        # named, like an accept: the widget's header said "An agent is here to help" after it
+        assert desk.of("conversation.transferred")[0]["agent_name"] == "a2"
         assert notes(desk) == ["transferred", "left", "joined"]
         # the note is for the receiving agent: the chat lines (which the customer sees) omit it
         assert all("VIP" not in data["text"] for data in desk.of("message.system"))
