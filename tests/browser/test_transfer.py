@@ -102,8 +102,10 @@ async def test_transfer_to_a_colleague_and_to_nobody_available(system, browser) 
     chat = widget(demo)
     await chat.get_by_text("transferred the chat to Bob").wait_for(timeout=TIMEOUT_MS)
     # and its header names him (it said "An agent is here to help" after a transfer)
-    await chat.get_by_role("status").filter(has_text="Bob is here to help").wait_for(
-        timeout=TIMEOUT_MS
+    await (
+        chat.get_by_role("status")
+        .filter(has_text="Bob is here to help")
+        .wait_for(timeout=TIMEOUT_MS)
     )
     shown = await chat.locator(".log").inner_text()
     assert "refund approved" not in shown and "VIP" not in shown
