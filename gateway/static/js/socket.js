@@ -27,6 +27,15 @@ const AUTH_EXPIRED = 4401;
 // resume_from was refused (not a position of this log, e.g. after the system was reset):
 // forget it, reload state as on a resync, and reconnect for live events.
 const BAD_RESUME_FROM = 4400;
+// A connection can die without a close (a laptop lid, a dropped Wi-Fi, a NAT forgetting it):
+// nothing arrives and nothing says so. After HEARTBEAT_MS without a frame the client asks
+// (`ping`, answered with `pong`); a ping unanswered (no frame at all) for ANSWER_WITHIN_MS
+// gives the connection up and reconnects, so the page says "reconnecting" instead of
+// looking live. Judged by an unanswered ping, not by silence alone: a background tab's
+// timers may run once a minute, and a quiet healthy socket must not be dropped for it.
+export const HEARTBEAT_MS = 15000;
+export const ANSWER_WITHIN_MS = 15000;
+const WATCH_EVERY_MS = 5000;
 
 export class RelaySocket {
   /**
@@ -60,6 +69,8 @@ export class RelaySocket {
 
   start() {
     this.stopped = false;
+    clearInterval(this.watchdog);
+    this.watchdog = setInterval(() => this._checkAlive(), WATCH_EVERY_MS);
     this._connect();
     return this;
   }
@@ -67,7 +78,25 @@ export class RelaySocket {
   stop() {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearInterval(this.watchdog);
     if (this.ws) this.ws.close(1000);
+  }
+
+  /** Ping a quiet connection; give up one that stayed silent (see HEARTBEAT_MS). */
+  _checkAlive() {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    const now = Date.now();
+    const unanswered = this.pingedAt !== null && this.lastHeard < this.pingedAt;
+    if (unanswered && now - this.pingedAt >= ANSWER_WITHIN_MS) {
+      ws.onclose = null; // its own close may come much later, or never: this is it
+      ws.onmessage = null;
+      ws.close(4000);
+      this._closed(ws, 1006);
+    } else if (!unanswered && now - this.lastHeard >= HEARTBEAT_MS) {
+      this.pingedAt = now;
+      ws.send(JSON.stringify({ op: "ping" }));
+    }
   }
 
   get connected() {
@@ -107,7 +136,12 @@ export class RelaySocket {
     this._state("connecting");
     const ws = new WebSocket(`${this.options.url}?${params}`);
     this.ws = ws;
-    ws.onmessage = (message) => this._receive(message.data);
+    this.lastHeard = Date.now();
+    this.pingedAt = null;
+    ws.onmessage = (message) => {
+      this.lastHeard = Date.now();
+      this._receive(message.data);
+    };
     ws.onclose = (close) => this._closed(ws, close.code);
   }
 
