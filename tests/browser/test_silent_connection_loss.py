@@ -20,9 +20,7 @@ async def test_a_silently_dead_connection_is_noticed_and_replaced(system, browse
     await context.set_offline(True)  # the socket stays open, nothing gets through
     await console.clock.fast_forward(20_000)  # quiet for longer than the heartbeat: a ping
     await console.clock.fast_forward(20_000)  # and no answer to it
-    await console.get_by_role("status").filter(has_text="reconnecting").wait_for(
-        timeout=TIMEOUT_MS
-    )
+    await console.get_by_role("status").filter(has_text="reconnecting").wait_for(timeout=TIMEOUT_MS)
 
     await context.set_offline(False)
     await console.clock.fast_forward(15_000)  # past the reconnect's backoff
