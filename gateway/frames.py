@@ -87,7 +87,7 @@ class StatusFrame(Frame):
 
 class TransferFrame(ConversationFrame):
     to_agent_id: Id | None = None
-    to_group: Id | None = None
+    to_group: ShortText | None = None  # a group's id or its name (gateway/ops.py)
     note: ShortText | None = None
 
 

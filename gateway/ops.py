@@ -11,8 +11,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
+from pydantic import TypeAdapter, ValidationError
 
 from contracts import Actor, Envelope, InvalidPayload, UnknownType, derive_event_id
+from contracts.base import Id
 from contracts.commands.conversation import (
     AcceptConversation,
     CloseConversation,
@@ -26,6 +28,7 @@ from contracts.commands.conversation import (
 from contracts.events.connector import OutboundRetryRequested
 from contracts.events.conversation import ContactProvided
 from contracts.events.message import AttachmentSent, MessageRead, MessageSent, TypingChanged
+from contracts.queries.admin import GroupsListQuery
 from contracts.queries.agent import ConversationStateQuery
 from contracts.registry import COMMANDS, EVENTS
 from gateway.auth.permissions import TRANSFER
@@ -56,6 +59,7 @@ from relaydesk.metrics import MESSAGES, series
 from relaydesk.tracing import span
 
 log = structlog.get_logger(__name__)
+AN_ID: TypeAdapter[str] = TypeAdapter(Id)
 
 __all__ = ["MAX_KEY_LENGTH", "OpError", "Operations"]
 
@@ -434,13 +438,41 @@ class Operations:
             "conversation_id": info.conversation_id,
             "from_agent_id": principal.actor_id,
         }
-        for optional in ("to_agent_id", "to_group", "note"):
+        for optional in ("to_agent_id", "note"):
             value = getattr(frame, optional)
             if value is not None:
                 data[optional] = value
+        if frame.to_group is not None:
+            data["to_group"] = await self._group_id(principal, frame.to_group)
         return await self._command(
             principal, key, TransferConversation.TYPE, f"conv:{info.conversation_id}", data
         )
+
+    async def _group_id(self, principal: Principal, wanted: str) -> str:
+        """A group named as agents know it (its name, any case) as its id; an id, or a
+        department routing matches, as it is. Agents see groups by name only: the console's
+        "to group" field took only an id, which no page shows."""
+        try:
+            groups = await self._rpc.ask(
+                GroupsListQuery(tenant=principal.tenant), timeout=self._timeout
+            )
+        except RequestTimeout:
+            raise OpError("unavailable", "the groups could not be looked up; resend") from None
+        if any(group.group_id == wanted for group in groups):
+            return wanted
+        named = [g.group_id for g in groups if g.name.casefold() == wanted.strip().casefold()]
+        if len(named) > 1:
+            raise OpError(
+                "invalid_payload",
+                f"{len(named)} groups are named {wanted!r}: ask an admin to rename one",
+                "to_group",
+            )
+        if named:
+            return named[0]
+        try:
+            return AN_ID.validate_python(wanted)  # a department, or no one: routing says which
+        except ValidationError:
+            raise OpError("not_found", f"no group named {wanted!r}", "to_group") from None
 
     async def connection_lost(self, agent: AgentPrincipal) -> None:
         """The agent's last socket on this gateway closed: tell the owner (best effort)."""

@@ -7,6 +7,7 @@ import pytest
 
 from tests.browser.pages import (
     TIMEOUT_MS,
+    as_boss,
     console_login,
     customer_says,
     make_tenant,
@@ -109,3 +110,28 @@ async def test_transfer_to_a_colleague_and_to_nobody_available(system, browser) 
     )
     shown = await chat.locator(".log").inner_text()
     assert "refund approved" not in shown and "VIP" not in shown
+
+    # Bob hands it to a group by its name, as agents know groups (the field took only the
+    # group's id, which no page shows): Dave, in "Escalation", gets the card.
+    group = await as_boss(
+        system, "outfit", "POST", "/api/admin/groups", {"name": "Escalation"}, expect=201
+    )
+    dave = {"email": "dave@outfit.test", "name": "Dave", "password": "dave-secret-pw"}
+    await as_boss(
+        system,
+        "outfit",
+        "POST",
+        "/api/admin/agents",
+        {**dave, "groups": [group["group_id"]]},
+        expect=201,
+    )
+    dave_console = await console_login(await browser.new_context(), system, "outfit", "dave")
+    await bob.get_by_role("button", name="Transfer", exact=True).click()
+    dialog = bob.get_by_role("dialog", name="Transfer conversation")
+    await dialog.get_by_label("Or to group").fill("escalation")
+    await dialog.get_by_role("button", name="Transfer").click()
+    await (
+        dave_console.locator(".request")
+        .filter(has_text="Transfer from Bob")
+        .wait_for(timeout=TIMEOUT_MS)
+    )
