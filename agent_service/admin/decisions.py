@@ -124,10 +124,21 @@ def update_settings(state: AdminState, tenant: str, cmd: c.UpdateSettings) -> Em
     return [(TenantSettingsChanged.TYPE, {"before": before, "after": after})]
 
 
+def _name_free(t: TenantAdmin, name: object, group_id: str) -> None:
+    """Agents pick a group by its name (a transfer's target, the agent form): two groups of
+    one name could not be told apart."""
+    if not isinstance(name, str):
+        return  # the command's model says what is wrong
+    for other_id, group in t.groups.items():
+        if other_id != group_id and str(group.get("name", "")).casefold() == name.casefold():
+            raise Rejected("already_exists", f"a group named {group.get('name')!r} exists")
+
+
 def create_group(state: AdminState, tenant: str, cmd: c.CreateGroup) -> Emitted:
     t = existing_tenant(state, tenant)
     if cmd.group_id in t.groups:
         raise Rejected("already_exists", "group id taken")
+    _name_free(t, cmd.name, cmd.group_id)
     return [(PermissionGroupCreated.TYPE, cmd.model_dump())]
 
 
@@ -135,6 +146,8 @@ def update_group(state: AdminState, tenant: str, cmd: c.UpdateGroup) -> Emitted:
     t = existing_tenant(state, tenant)
     if cmd.group_id not in t.groups:
         raise Rejected("not_found", "no such group")
+    if "name" in cmd.changes:
+        _name_free(t, cmd.changes["name"], cmd.group_id)
     before, after = _edit(t.groups[cmd.group_id], cmd.changes, GROUP_EDITABLE)
     return [
         (PermissionGroupUpdated.TYPE, {"group_id": cmd.group_id, "before": before, "after": after})

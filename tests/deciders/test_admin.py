@@ -130,6 +130,21 @@ class TestGroupsAndCanned:
         again = await desk.when(command("permission_group.create", create))
         assert desk.types == ["command.rejected"] and again.code == "already_exists"
 
+    async def test_a_group_name_is_taken_too_whatever_its_case(self) -> None:
+        """Agents pick groups by name (a transfer's target): two "Escalation"s were allowed."""
+        desk = admin_desk().given(tenant_created(), group_created("sales"))
+        twin = {"group_id": "sales2", "name": "SALES"}
+        refused = await desk.when(command("permission_group.create", twin))
+        assert refused.code == "already_exists" and "Sales" in (refused.message or "")
+        made = await desk.when(command("permission_group.create", {**twin, "name": "Support"}))
+        assert made.ok
+        renamed = {"group_id": "sales2", "changes": {"name": "sales"}}
+        assert (await desk.when(command("permission_group.update", renamed))).code == (
+            "already_exists"
+        )
+        itself = {"group_id": "sales", "changes": {"name": "SALES"}}  # its own name, recased
+        assert (await desk.when(command("permission_group.update", itself))).ok
+
     async def test_a_canned_response_is_created_for_the_tenant(self) -> None:
         desk = admin_desk().given(tenant_created())
         canned = {"canned_id": "hi", "shortcut": "hi", "text": "Hello!"}
