@@ -317,6 +317,8 @@ async function openConversation(id) {
     if (items.length && (state.oldestPosition === null || items[0].position < state.oldestPosition)) state.oldestPosition = items[0].position;
     $("earlier").hidden = !items.length;
     for (const item of items) render(item.event, item.position);
+    // replies of this chat still in the outbox (typed while the connection was down)
+    for (const frame of state.socket.pendingFrames()) if (frame.op === "send" && frame.conversation_id === id) renderPending(frame);
     scrollToEnd();
   } catch (error) {
     if ((error.status === 403 || error.status === 404) && state.openId === id) {
@@ -378,6 +380,7 @@ function render(event, position) {
   const id = data.message_id;
   if (!id || state.shown.has(id)) return;
   state.shown.add(id);
+  if (data.author_kind === "agent") dropPending(data.client_ts_ms); // our reply, now on the log
   let node;
   if (event.type === "message.system") {
     node = el("div", { class: "system-line" }, data.text);
@@ -549,10 +552,28 @@ function sendReply() {
   state.drafts.delete(conversationId);
   hideCanned();
   stopTyping();
-  state.socket.command("send", fields, { persist: true, id: newKey() }).catch((error) => {
+  const key = newKey();
+  renderPending(fields);
+  state.socket.command("send", fields, { persist: true, id: key }).catch((error) => {
+    dropPending(fields.client_ts_ms);
     toast(`Not sent: ${error.message}`);
     if (state.openId === conversationId && !$("input").value) $("input").value = body;
   });
+}
+
+/** A reply shown at once, greyed until its event comes (while reconnecting it waits in the
+ * socket's outbox: without this line the text left the composer and showed nowhere, and it
+ * was easy to type and send it twice). Matched to its event by the client timestamp. */
+function renderPending(fields) {
+  if ($("messages").querySelector(`.pending[data-ts="${Number(fields.client_ts_ms)}"]`)) return;
+  $("messages").append(el("div", { class: "msg agent pending", "data-ts": String(fields.client_ts_ms), title: "Sending…" },
+    el("span", { class: "meta" }, "You · sending…"), fields.body));
+  scrollToEnd();
+}
+
+function dropPending(clientTs) {
+  const pending = clientTs && $("messages").querySelector(`.pending[data-ts="${Number(clientTs)}"]`);
+  if (pending) pending.remove();
 }
 
 function composerKeys(event) {
