@@ -395,6 +395,7 @@ function render(event, position) {
       : data.body;
     const who = data.author_kind === "agent" ? (data.author_name || "Agent") : data.author_kind === "customer" ? "Visitor" : data.author_kind;
     node = el("div", { class: `msg ${data.author_kind}`, "data-id": id }, el("span", { class: "meta" }, who), body);
+    if (data.client_ts_ms) node.dataset.ts = String(Number(data.client_ts_ms)); // a pending line of ours is matched to it
     if (data.author_kind === "customer" && !(state.lastCustomer && state.lastCustomer.position > position)) state.lastCustomer = { id, position };
   }
   // system lines reach platform users too, but their delivery is not the agent's concern
@@ -552,9 +553,8 @@ function sendReply() {
   state.drafts.delete(conversationId);
   hideCanned();
   stopTyping();
-  const key = newKey();
   renderPending(fields);
-  state.socket.command("send", fields, { persist: true, id: key }).catch((error) => {
+  state.socket.command("send", fields, { persist: true, id: newKey() }).catch((error) => {
     dropPending(fields.client_ts_ms);
     toast(`Not sent: ${error.message}`);
     if (state.openId === conversationId && !$("input").value) $("input").value = body;
@@ -565,7 +565,7 @@ function sendReply() {
  * socket's outbox: without this line the text left the composer and showed nowhere, and it
  * was easy to type and send it twice). Matched to its event by the client timestamp. */
 function renderPending(fields) {
-  if ($("messages").querySelector(`.pending[data-ts="${Number(fields.client_ts_ms)}"]`)) return;
+  if ($("messages").querySelector(`.msg[data-ts="${Number(fields.client_ts_ms)}"]`)) return; // pending already, or on the log
   $("messages").append(el("div", { class: "msg agent pending", "data-ts": String(fields.client_ts_ms), title: "Sending…" },
     el("span", { class: "meta" }, "You · sending…"), fields.body));
   scrollToEnd();
