@@ -50,6 +50,17 @@ async def test_owner_adds_an_agent_a_canned_response_and_changes_settings(
     await page.get_by_role("cell", name="carol@adm.test").wait_for(timeout=TIMEOUT_MS)
     await page.screenshot(path=str(artifacts / "admin-agents.png"))
 
+    # Edited in place (the page offered only Remove): her name and chat limit
+    await page.get_by_role("button", name="Edit Carol").click()
+    editor = page.locator("form").filter(has=page.get_by_role("button", name="Save agent"))
+    await editor.get_by_label("Name").fill("Carol Danvers")
+    await editor.get_by_label("Max chats").fill("8")
+    await editor.get_by_role("button", name="Save agent").click()
+    await page.get_by_role("cell", name="Carol Danvers", exact=True).wait_for(timeout=TIMEOUT_MS)
+    listed = await as_boss(system, "adm", "GET", "/api/admin/agents", None)
+    [carol] = [a for a in listed if a["email"] == "carol@adm.test"]
+    assert (carol["name"], carol["max_chats"], carol["role"]) == ("Carol Danvers", 8, "agent")
+
     await page.get_by_role("button", name="Canned responses").click()
     await page.get_by_label("Shortcut").fill("hours")
     await page.get_by_label("Text").fill("We are open 9 to 5, Monday to Friday.")
