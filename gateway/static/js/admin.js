@@ -120,7 +120,7 @@ async function agentsSection(reload) {
     "Add agent", (data, node) => act(session.call("/api/admin/agents", { method: "POST", body: { name: data.get("name"), email: data.get("email"), password: data.get("password"), role: data.get("role"), max_chats: Number(data.get("max_chats")), groups: data.getAll("groups") } }).then(() => node.reset()), "Agent added", reload)),
     editor,
     table(["Name", "Email", "Role", "Groups", "Status", ""], agents.map((a) => [a.name, a.email, a.role, (a.groups || []).map((g) => groupNames.get(g) || g).join(", "), live.get(a.agent_id)?.status || "offline",
-      el("span", {}, el("button", { class: "btn small", type: "button", "aria-label": `Edit ${a.name}`, onclick: () => editAgent(editor, a, groups, reload) }, "Edit"),
+      el("span", { style: "display:inline-flex;gap:6px" }, el("button", { class: "btn small", type: "button", "aria-label": `Edit ${a.name}`, onclick: () => editAgent(editor, a, groups, reload) }, "Edit"),
         a.role === "owner" ? "" : el("button", { class: "btn small danger", type: "button", onclick: () => confirm(`Remove ${a.name}?`) && act(session.call(`/api/admin/agents/${a.agent_id}`, { method: "DELETE" }), "Agent removed", reload) }, "Remove"))])),
   ];
 }
