@@ -115,12 +115,11 @@ class Timers:
         agent's chats and offers are handed back (now: the command finds what is left)."""
         for event in events:
             if event.type == AgentRemoved.TYPE:
-                self.schedule(
-                    event.tenant,
-                    ReleaseRemovedAgent.TYPE,
-                    {"agent_id": event.data["agent_id"]},
-                    datetime.now(UTC),
-                )
+                self._release_now(event.tenant, event.data["agent_id"])
+
+    def _release_now(self, tenant: str, agent_id: str) -> None:
+        """A removed agent's chats and offers to be handed back (the command checks)."""
+        self.schedule(tenant, ReleaseRemovedAgent.TYPE, {"agent_id": agent_id}, datetime.now(UTC))
 
     def from_state(self, state: RoutingState) -> None:
         """After a (re)build: every standing offer and running grace period gets its timer."""
@@ -135,12 +134,7 @@ class Timers:
                     )
             for agent in tenant.agents.values():
                 if agent.removed and (agent.active or agent.offers):  # removed while we were down
-                    self.schedule(
-                        tenant.tenant_id,
-                        ReleaseRemovedAgent.TYPE,
-                        {"agent_id": agent.agent_id},
-                        datetime.now(UTC),
-                    )
+                    self._release_now(tenant.tenant_id, agent.agent_id)
                 if agent.disconnected_at is not None:
                     due = agent.disconnected_at + timedelta(seconds=agent.grace_s)
                     self.schedule(

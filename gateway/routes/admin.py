@@ -165,6 +165,15 @@ async def admin_query(deps: GatewayDeps, query: BusQuery[R]) -> R:
     return await ask(deps, query, ERROR_STATUS)
 
 
+async def allowed_agent_password(
+    deps: GatewayDeps, tenant: str, password: str, *account: str
+) -> str:
+    """``password`` for an agent of ``tenant`` (``account``: their e-mail, name), checked with
+    the tenant's id and display name too, as sign-up and the CLI check it."""
+    name = (await admin_query(deps, TenantGetQuery(tenant=tenant))).name
+    return allowed_password(password, *account, tenant, name)
+
+
 def allowed_password(password: str, *context: str) -> str:
     """``password`` when the password rule (docs/security.md, 10) allows it, else a 400."""
     problem = password_problem(password, context=context)
@@ -194,8 +203,9 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(managers),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        tenant = await admin_query(deps, TenantGetQuery(tenant=agent.tenant))
-        password = allowed_password(body.password, body.email, body.name, agent.tenant, tenant.name)
+        password = await allowed_agent_password(
+            deps, agent.tenant, body.password, body.email, body.name
+        )
         agent_id = "a" + uuid.uuid4().hex[:16]
         data = {
             **body.model_dump(exclude={"password"}),
@@ -217,9 +227,8 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         changes = body.model_dump(exclude_none=True, exclude={"password"})
         if body.password is not None:
             target = await admin_query(deps, AgentGetQuery(tenant=agent.tenant, agent_id=agent_id))
-            tenant = await admin_query(deps, TenantGetQuery(tenant=agent.tenant))
-            password = allowed_password(
-                body.password, target.email, target.name, agent.tenant, tenant.name
+            password = await allowed_agent_password(
+                deps, agent.tenant, body.password, target.email, target.name
             )
             changes["password_hash"] = hash_password(password)
         if not changes:

@@ -66,13 +66,15 @@ async def _existing_tenant(rpc: RpcClient, settings: Settings, tenant: str) -> T
 
 
 async def _agent_by_email(
-    rpc: RpcClient, settings: Settings, tenant: str, email: str
+    rpc: RpcClient, settings: Settings, tenant: TenantInfo, email: str
 ) -> AgentProfile:
-    await _existing_tenant(rpc, settings, tenant)
-    agents = await rpc.ask(AgentsListQuery(tenant=tenant), timeout=settings.request_timeout_s)
+    """The agent of ``email`` in a tenant already looked up (``_existing_tenant``)."""
+    agents = await rpc.ask(
+        AgentsListQuery(tenant=tenant.tenant_id), timeout=settings.request_timeout_s
+    )
     found = next((a for a in agents if a.email == normalize_email(email)), None)
     if found is None:
-        raise CommandFailed(f"no agent {email} in tenant {tenant!r}")
+        raise CommandFailed(f"no agent {email} in tenant {tenant.tenant_id!r}")
     return found
 
 
@@ -199,9 +201,9 @@ def set_password(ctx: click.Context, tenant: str, email: str, password: str) -> 
     _checked_password(password, email, tenant)  # before connecting: at once
 
     async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
-        agent = await _agent_by_email(rpc, settings, tenant, email)
-        tenant_name = (await _existing_tenant(rpc, settings, tenant)).name
-        _checked_password(password, agent.name, tenant_name)  # as the API checks it
+        known = await _existing_tenant(rpc, settings, tenant)
+        agent = await _agent_by_email(rpc, settings, known, email)
+        _checked_password(password, agent.name, known.name)  # as the API checks it
         agent_id = agent.agent_id
         changes = {"password_hash": hash_password(password)}
         data = {"agent_id": agent_id, "changes": changes}
@@ -219,7 +221,8 @@ def remove_agent(ctx: click.Context, tenant: str, email: str) -> int:
     """Remove an agent (their tokens stop working)."""
 
     async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
-        agent_id = (await _agent_by_email(rpc, settings, tenant, email)).agent_id
+        known = await _existing_tenant(rpc, settings, tenant)
+        agent_id = (await _agent_by_email(rpc, settings, known, email)).agent_id
         data = {"agent_id": agent_id}
         envelope = _command(tenant, RemoveAgent.TYPE, f"agent:{agent_id}", data)
         return await _send(rpc, settings, envelope, f"{email} removed")
