@@ -112,11 +112,10 @@ async function agentsSection(reload) {
   const [agents, status, groups] = await Promise.all([session.call("/api/admin/agents"), session.call("/api/admin/agents/status").catch(() => []), session.call("/api/admin/groups").catch(() => [])]);
   const live = new Map(status.map((s) => [s.agent_id, s]));
   const groupNames = new Map(groups.map((g) => [g.group_id, g.name]));
-  const groupPicker = el("label", {}, "Groups", el("select", { name: "groups", multiple: true, size: String(Math.min(4, Math.max(2, groups.length))) }, groups.map((g) => el("option", { value: g.group_id }, g.name))));
   const editor = el("div", {}); // the agent being edited, when one is
   return [
     form([field("Name", "name", { required: true }), field("Email", "email", { type: "email", required: true }), field("Password", "password", { type: "password", minlength: "8", required: true }),
-      select("Role", "role", ["agent", "supervisor", "admin"], "agent"), field("Max chats", "max_chats", { type: "number", min: "1", max: "100", value: "5" }), groupPicker],
+      select("Role", "role", ["agent", "supervisor", "admin"], "agent"), field("Max chats", "max_chats", { type: "number", min: "1", max: "100", value: "5" }), groupPicker(groups)],
     "Add agent", (data, node) => act(session.call("/api/admin/agents", { method: "POST", body: { name: data.get("name"), email: data.get("email"), password: data.get("password"), role: data.get("role"), max_chats: Number(data.get("max_chats")), groups: data.getAll("groups") } }).then(() => node.reset()), "Agent added", reload)),
     editor,
     table(["Name", "Email", "Role", "Groups", "Status", ""], agents.map((a) => [a.name, a.email, a.role, (a.groups || []).map((g) => groupNames.get(g) || g).join(", "), live.get(a.agent_id)?.status || "offline",
@@ -125,25 +124,26 @@ async function agentsSection(reload) {
   ];
 }
 
+/** The permission groups to pick from (several), ``chosen`` selected. */
+function groupPicker(groups, chosen = []) {
+  return el("label", {}, "Groups", el("select", { name: "groups", multiple: true, size: String(Math.min(4, Math.max(2, groups.length))) },
+    groups.map((g) => el("option", { value: g.group_id, selected: chosen.includes(g.group_id) }, g.name))));
+}
+
 /** An agent's name, role, groups and chat limit, changed in place (the API had it; the page
  * offered only Remove). Only what changed is sent; the server decides who may change whom. */
 function editAgent(editor, agent, groups, reload) {
-  const picker = el("label", {}, "Groups", el("select", { name: "groups", multiple: true, size: String(Math.min(4, Math.max(2, groups.length))) },
-    groups.map((g) => el("option", { value: g.group_id, selected: (agent.groups || []).includes(g.group_id) }, g.name))));
   const node = form([
     el("h3", { style: "grid-column:1/-1;margin:0" }, `Edit ${agent.name} (${agent.email})`),
     field("Name", "name", { required: true, value: agent.name }),
     select("Role", "role", ["agent", "supervisor", "admin", "owner"], agent.role),
     field("Max chats", "max_chats", { type: "number", min: "1", max: "100", value: String(agent.max_chats ?? 5) }),
-    picker,
+    groupPicker(groups, agent.groups),
     el("button", { class: "btn", type: "button", onclick: () => editor.replaceChildren() }, "Cancel"),
   ], "Save agent", async (data) => {
     const wanted = { name: data.get("name"), role: data.get("role"), max_chats: Number(data.get("max_chats")), groups: data.getAll("groups") };
-    const changes = {};
-    for (const [key, value] of Object.entries(wanted)) {
-      const before = key === "groups" ? [...(agent.groups || [])].sort().join() : agent[key];
-      if ((key === "groups" ? [...value].sort().join() : value) !== before) changes[key] = value;
-    }
+    const comparable = (key, value) => (key === "groups" ? [...(value || [])].sort().join() : value); // groups: in any order
+    const changes = Object.fromEntries(Object.entries(wanted).filter(([key, value]) => comparable(key, value) !== comparable(key, agent[key])));
     if (!Object.keys(changes).length) return editor.replaceChildren();
     await act(session.call(`/api/admin/agents/${agent.agent_id}`, { method: "PATCH", body: changes }), "Agent updated", reload);
   });
