@@ -5,6 +5,7 @@ from typing import Any, TypeVar, cast
 from fastapi import APIRouter, Depends, Query
 
 from contracts.queries import Query as BusQuery
+from contracts.queries.admin import GroupsListQuery
 from contracts.queries.agent import AgentWorkspaceQuery, QueueQuery
 from contracts.queries.history import (
     ConversationsListQuery,
@@ -14,7 +15,7 @@ from contracts.queries.history import (
 )
 from contracts.settings import DEFAULTS
 from gateway.auth.http import ApiError, get_deps, require_agent, require_principal
-from gateway.auth.permissions import SEE_ALL, SEE_HISTORY
+from gateway.auth.permissions import SEE_ALL, SEE_HISTORY, TRANSFER
 from gateway.auth.tokens import AgentPrincipal, Principal
 from gateway.deps import GatewayDeps
 from gateway.ops import OpError
@@ -121,6 +122,17 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         except (RemoteError, RequestTimeout):
             raise ApiError(503, "unavailable", "the routing service did not answer") from None
         return answer.model_dump(mode="json")
+
+    @router.get("/transfer/groups")
+    async def transfer_groups(
+        agent: AgentPrincipal = Depends(require_agent(TRANSFER)),
+        deps: GatewayDeps = Depends(get_deps),
+    ) -> Any:
+        """The groups a chat can be transferred to, by name: the transfer dialog's choices.
+        Only ids and names: who is in a group and what it grants stay the managers'."""
+        groups = await ask(deps, GroupsListQuery(tenant=agent.tenant))
+        ordered = sorted(groups, key=lambda group: group.name.casefold())
+        return [{"group_id": group.group_id, "name": group.name} for group in ordered]
 
     @router.get("/conversations/{conversation_id}/messages")
     async def messages(

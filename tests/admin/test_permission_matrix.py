@@ -247,6 +247,24 @@ async def test_transfer_over_the_websocket_needs_the_transfer_permission(world: 
             await client.close()
 
 
+async def test_transfer_dialog_lists_group_names_to_agents_who_may_transfer(world: World) -> None:
+    # A plain agent cannot list groups as managers do, so the dialog's group field was free
+    # text: /api/transfer/groups gives names (and ids) only, to whoever may transfer.
+    made = await world.http.post(
+        "/api/admin/groups",
+        headers=world.owner,
+        json={"name": "Returns desk", "permissions": [VIEW_REPORTS]},
+    )
+    assert made.status_code == 201, made.text
+    await refused(world, world.plain, "/api/admin/groups", "manage_agents")
+    names = (await allowed(world, world.plain, "/api/transfer/groups")).json()
+    assert {"group_id": made.json()["group_id"], "name": "Returns desk"} in names
+    assert all(set(group) == {"group_id", "name"} for group in names)  # nothing it grants
+    assert [g["name"].casefold() for g in names] == sorted(g["name"].casefold() for g in names)
+    narrow = {"Authorization": f"Bearer {token_without(world.system, world.ann_id, TRANSFER)}"}
+    await refused(world, narrow, "/api/transfer/groups", TRANSFER)
+
+
 async def test_manage_connectors_view_billing_view_audit_and_view_reports(world: World) -> None:
     now = datetime.now(UTC).isoformat()
     routes = {

@@ -128,6 +128,10 @@ async def test_transfer_to_a_colleague_and_to_nobody_available(system, browser) 
     dave_console = await console_login(await browser.new_context(), system, "outfit", "dave")
     await bob.get_by_role("button", name="Transfer", exact=True).click()
     dialog = bob.get_by_role("dialog", name="Transfer conversation")
+    # the field offers the tenant's groups by name (Bob cannot list groups as an admin)
+    await dialog.locator("datalist option[value='Escalation']").wait_for(
+        state="attached", timeout=TIMEOUT_MS
+    )
     await dialog.get_by_label("Or to group").fill("escalation")
     await dialog.get_by_role("button", name="Transfer").click()
     await (

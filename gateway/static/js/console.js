@@ -671,6 +671,12 @@ async function openTransfer() {
   } catch {
     // the group field still works
   }
+  try {
+    const groups = await session.call("/api/transfer/groups");
+    $("transfer-groups").replaceChildren(...groups.map((g) => el("option", { value: g.name })));
+  } catch {
+    // a group's name can still be typed
+  }
   dialog.querySelector("form").reset(); // nothing of the last transfer (its group, its note about another customer)
   dialog.showModal();
   dialog.addEventListener("close", async () => {
