@@ -44,6 +44,7 @@
     header .status { font-size: 12px; display: block; font-weight: 400; }
     header button { background: rgba(0,0,0,.2); color: #fff; border: 0; border-radius: 6px; padding: 5px 9px; cursor: pointer; font: inherit; font-size: 12px; }
     .log { flex: 1; overflow-y: auto; padding: 14px; display: flex; flex-direction: column; gap: 6px; background: #f6f8fc; }
+    .earlier { align-self: center; background: #fff; border: 1px solid #c9d3e6; border-radius: 12px; padding: 4px 10px; cursor: pointer; font: inherit; font-size: 12px; color: #1f44c0; }
     .msg { max-width: 80%; padding: 8px 11px; border-radius: 12px; white-space: pre-wrap; word-wrap: break-word; }
     .msg.customer { align-self: flex-end; background: #2f5bea; color: #fff; border-bottom-right-radius: 4px; }
     .msg.agent, .msg.connector { align-self: flex-start; background: #fff; border: 1px solid #e3e8f2; border-bottom-left-radius: 4px; }
@@ -82,6 +83,8 @@
       this.unread = 0;
       this.lastOwnMessage = null;
       this.failedConnects = 0;
+      this.oldestPosition = null; // of the oldest message shown: where "Earlier messages" reads back from
+      this.earlierNodes = null; // while an earlier page is drawn: its nodes, to go above the rest
     }
 
     mount() {
@@ -93,7 +96,7 @@
       const $ = (sel) => this.root.querySelector(sel);
       this.el = {
         bubble: $(".bubble"), badge: $(".badge"), panel: $(".panel"), status: $(".status"), end: $(".end"), minimize: $(".minimize"),
-        log: $(".log"), typing: $(".typing"), notice: $(".notice"), prechat: $(".prechat"), rating: $(".rating"), offline: $(".offline"),
+        log: $(".log"), earlier: $(".earlier"), typing: $(".typing"), notice: $(".notice"), prechat: $(".prechat"), rating: $(".rating"), offline: $(".offline"),
         composer: $(".composer"), input: $(".composer textarea"), send: $(".composer .primary"), stars: $(".stars"),
       };
       this.bind();
@@ -118,7 +121,7 @@
             <label>Email<input name="email" type="email" autocomplete="email" maxlength="200"></label>
             ${topics}
             <button class="primary" type="submit">Start chat</button></form>
-          <div class="log" role="log" aria-live="polite" aria-label="Messages" tabindex="0"></div>
+          <div class="log" role="log" aria-live="polite" aria-label="Messages" tabindex="0"><button type="button" class="earlier" hidden>Earlier messages</button></div>
           <div class="typing" aria-live="polite"></div>
           <div class="notice" hidden></div>
           <form class="card offline" hidden>
@@ -143,6 +146,7 @@
       this.el.bubble.addEventListener("click", () => this.toggle());
       this.el.minimize.addEventListener("click", () => this.toggle(false));
       this.el.end.addEventListener("click", () => this.endChat());
+      this.el.earlier.addEventListener("click", () => this.loadEarlier());
       this.el.prechat.addEventListener("submit", (e) => { e.preventDefault(); this.start(new FormData(this.el.prechat)); });
       this.el.composer.addEventListener("submit", (e) => { e.preventDefault(); this.sendMessage(); });
       this.el.input.addEventListener("keydown", (e) => {
@@ -227,7 +231,35 @@
         { wanted: () => this.conversationId === id },
       );
       if (this.conversationId !== id) return;
+      if (items.length && (this.oldestPosition === null || items[0].position < this.oldestPosition)) this.oldestPosition = items[0].position;
+      this.el.earlier.hidden = this.oldestPosition === null;
       for (const item of items) this.onEvent(item.event, true);
+    }
+
+    // The page before the oldest message shown (the first read has the tenant's
+    // messages_on_enter, the latest ones): drawn above what is there, the view kept still.
+    async loadEarlier() {
+      const id = this.conversationId;
+      if (!id || this.oldestPosition === null) return;
+      const log = this.el.log;
+      const height = log.scrollHeight;
+      let items;
+      try {
+        items = await this.lib.api(this.base, `/api/conversations/${encodeURIComponent(id)}/messages?before=${this.oldestPosition}`, { token: this.token });
+      } catch {
+        return this.showNotice("Earlier messages could not be loaded; try again in a moment.");
+      }
+      if (this.conversationId !== id) return;
+      if (!items.length) { this.el.earlier.hidden = true; return; }
+      this.oldestPosition = items[0].position;
+      this.earlierNodes = [];
+      try {
+        for (const item of items) this.onEvent(item.event, true);
+      } finally {
+        this.el.earlier.after(...this.earlierNodes);
+        this.earlierNodes = null;
+      }
+      log.scrollTop = log.scrollHeight - height;
     }
 
     showPrechat() {
@@ -434,6 +466,7 @@
       }
       bubble.appendChild(document.createTextNode(data.body)); // text, never HTML
       this.append(bubble);
+      if (this.earlierNodes) return; // read receipts and the unread badge follow the latest messages only
       if (data.author_kind === "customer") this.lastOwnMessage = bubble;
       else {
         this.el.typing.textContent = "";
@@ -459,6 +492,7 @@
     }
 
     append(node) {
+      if (this.earlierNodes) return this.earlierNodes.push(node); // an earlier page, drawn above
       const log = this.el.log;
       const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
       log.appendChild(node);
@@ -617,7 +651,9 @@
       this.store("state", null);
       this.status = "new";
       this.shown.clear();
-      this.el.log.replaceChildren();
+      this.el.log.replaceChildren(this.el.earlier);
+      this.el.earlier.hidden = true;
+      this.oldestPosition = null;
       // The rating card is the same element for the next chat: nothing of this one's rating stays.
       this.score = null;
       this.el.stars.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", "false"));

@@ -392,3 +392,40 @@ async def test_a_chat_kept_over_a_reload_that_cannot_be_opened_is_let_go(system,
         "Pick a conversation, or accept an incoming request."
     ).is_visible()
     assert await console.locator(".toast").filter(has_text="Could not load").count() == 0
+
+
+async def test_a_reloaded_widget_pages_back_to_the_first_message(system, browser) -> None:
+    """After a reload the widget showed the latest ``messages_on_enter`` messages and no way
+    back to the ones before them; "Earlier messages" draws each page above, in order."""
+    await make_tenant(system, "pageback")
+    await as_boss(
+        system, "pageback", "PATCH", "/api/admin/settings", {"messages_on_enter": 3}, expect=200
+    )
+    agent = await online_agent(system, "pageback", "Rita")
+    demo = await open_demo(await browser.new_context(), system, "pageback")
+    chat = widget(demo)
+    await start_chat(demo, "Paula")
+    conversation_id = await accept_next(agent)
+    steps = [f"Step {n}" for n in range(1, 8)]
+    for step in steps:  # one after another: their order is the log's
+        assert (await agent.op("send", conversation_id=conversation_id, body=step))["t"] == "ack"
+    await chat.locator(".msg").filter(has_text="Step 7").wait_for(timeout=TIMEOUT_MS)
+
+    await demo.reload()
+    await chat.get_by_role("button", name="Open chat").click()
+    await chat.locator(".msg").filter(has_text="Step 7").wait_for(timeout=TIMEOUT_MS)
+    shown = chat.locator(".msg")
+    assert await shown.all_inner_texts() == [f"Rita\n{s}" for s in steps[-3:]]
+    earlier = chat.get_by_role("button", name="Earlier messages")
+    await earlier.click()
+    await shown.filter(has_text="Step 2").wait_for(timeout=TIMEOUT_MS)
+    assert await shown.all_inner_texts() == [f"Rita\n{s}" for s in steps[1:]]
+    await earlier.click()
+    await shown.filter(has_text="Step 1").wait_for(timeout=TIMEOUT_MS)
+    texts = await shown.all_inner_texts()
+    assert texts == [f"Rita\n{s}" for s in steps], texts  # the chat's first message
+    # Nothing before it: the button goes once an empty page says so.
+    await earlier.click()
+    await earlier.wait_for(state="hidden", timeout=TIMEOUT_MS)
+    assert await shown.all_inner_texts() == texts
+    await agent.close()
