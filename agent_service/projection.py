@@ -15,6 +15,7 @@ from agent_service.fold import apply
 from agent_service.snapshot import Snapshotter
 from agent_service.state import RoutingState
 from contracts.envelope import Envelope, LoggedEvent
+from relaydesk.archived import ArchivedLog
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up, marker_event
 from relaydesk.bus.log_reader import Start
@@ -46,12 +47,14 @@ class Projection:
         snapshotter: Snapshotter | None = None,
         shared_log: SharedLog | None = None,
         on_live: Callable[[list[Envelope]], None] | None = None,
+        archive: ArchivedLog | None = None,
     ) -> None:
         """``on_live`` sees the events folded while following (not a rebuild's catch-up: what
         that leaves to do is read from the state afterwards): another decider's events that
         call for a decision here."""
         self._bus = bus
         self._on_live = on_live
+        self._archive = archive
         self._shared_log = shared_log
         self._service = service
         self._snapshotter = snapshotter
@@ -80,7 +83,9 @@ class Projection:
         self._reader = await LogReader(
             self._bus, start=start, name=f"{self._service}-routing", shared=self._shared_log
         ).open()
-        await catch_up(self._bus, self._reader, self._fold_batch, service=self._service)
+        await catch_up(
+            self._bus, self._reader, self._fold_batch, service=self._service, archive=self._archive
+        )
         self._follow_task = asyncio.create_task(self._follow(self._reader))
         self._follow_task.add_done_callback(self._on_follow_end)
         self.stale = False

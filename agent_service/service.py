@@ -32,6 +32,7 @@ from contracts.events.conversation import (
 )
 from contracts.plans import PlanCatalogue
 from contracts.replies import CommandReply
+from relaydesk.archived import ArchivedLog
 from relaydesk.bus import Bus
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
 from relaydesk.bus.shared_log import SharedLog
@@ -104,7 +105,12 @@ class AgentService:
         if snapshotter is not None:
             await snapshotter.store.bind()  # init_beanie for routing's documents, once
         self.projection = Projection(
-            self.bus, SERVICE, snapshotter, self._shared_log, on_live=self._timers.after_folded
+            self.bus,
+            SERVICE,
+            snapshotter,
+            self._shared_log,
+            on_live=self._timers.after_folded,
+            archive=self._archive(),
         )
         decider = RoutingDecider(
             lambda: self.state,
@@ -134,6 +140,12 @@ class AgentService:
         readiness.command_queue(SERVICE, self.bus, SERVICE)
         if self._mongo is not None:
             readiness.store(SERVICE, self._mongo)
+
+    def _archive(self) -> ArchivedLog | None:
+        """What a snapshot older than the stream's retention needs (relaydesk/archived.py)."""
+        if self._mongo is None:
+            return None
+        return ArchivedLog(database(self._mongo, self.settings.mongo_db))
 
     def _snapshotter(self) -> Snapshotter | None:
         if not self.settings.mongo_url:

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from aio_pika.abc import AbstractChannel
+from pymongo import AsyncMongoClient
 
 from billing_service.decider import BILLING_ACTOR, SERVICE, BillingDecider, period_close_id
 from billing_service.ledger import Ledger
@@ -25,6 +26,7 @@ from contracts.envelope import LoggedEvent
 from contracts.events.billing import InvoiceIssued, PeriodClosed
 from contracts.plans import PlanCatalogue
 from contracts.replies import CommandReply
+from relaydesk.archived import ArchivedLog
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import serve_commands, serve_queries
@@ -32,6 +34,7 @@ from relaydesk.decider import DeciderRuntime
 from relaydesk.health import Readiness
 from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
+from relaydesk.store import database, make_client
 
 log = structlog.get_logger(__name__)
 
@@ -76,11 +79,23 @@ class BillingService:
         self._channels: list[AbstractChannel] = []
         self._issuing = asyncio.Lock()
         self._reader: LogReader | None = None
+        self._mongo: AsyncMongoClient | None = None
+
+    def _archive(self) -> ArchivedLog | None:
+        """Usage and bills older than the stream's retention are read from history's
+        archive (relaydesk/archived.py); without MongoDB, the stream's 30 days only."""
+        if not self.settings.mongo_url:
+            log.warning("billing_without_archive", reason="no MongoDB: the stream's 30 days only")
+            return None
+        self._mongo = make_client(self.settings.mongo_url)
+        return ArchivedLog(database(self._mongo, self.settings.mongo_db))
 
     async def start(self) -> None:
         self.bus = await Bus.from_settings(self.settings, service=SERVICE).connect()
         self._reader = reader = await LogReader(self.bus, start="first", name=SERVICE).open()
-        position = await catch_up(self.bus, reader, self._apply, service=SERVICE)
+        position = await catch_up(
+            self.bus, reader, self._apply, service=SERVICE, archive=self._archive()
+        )
         await self._issue_pending()
         self._tasks = [
             asyncio.create_task(self._follow(reader)),
@@ -112,6 +127,8 @@ class BillingService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.bus:
             await self.bus.close()
+        if self._mongo is not None:
+            await self._mongo.close()
 
     async def _apply(self, batch: list[LoggedEvent]) -> None:
         for event in batch:

@@ -29,6 +29,7 @@ from connectors.telegram_webhook import TelegramWebhookRegistrar
 from connectors.webhooks import build_app
 from connectors.wechat import WeChatClient
 from contracts.plans import PlanCatalogue
+from relaydesk.archived import ArchivedLog
 from relaydesk.attachments import AttachmentStore
 from relaydesk.bus import Bus
 from relaydesk.bus.catch_up import catch_up
@@ -103,7 +104,8 @@ class ConnectorsService:
         )
         await follower.load()
         self._reader = await LogReader(bus, start="first", name=SERVICE).open()
-        await catch_up(bus, self._reader, follower.apply, service=SERVICE)
+        # connectors configured longer ago than the stream's retention: from the archive
+        await catch_up(bus, self._reader, follower.apply, service=SERVICE, archive=ArchivedLog(db))
         self._tasks.append(asyncio.create_task(self._follow(follower)))
         self._tasks.append(asyncio.create_task(self._deliverer.run()))
         bridge = InboundBridge(

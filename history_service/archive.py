@@ -19,7 +19,8 @@ from pymongo.errors import BulkWriteError
 
 from contracts.envelope import LoggedEvent
 from history_service.documents import ArchivedEvent
-from history_service.hash_chain import GENESIS, chain_key, envelope_of, link_hash
+from history_service.hash_chain import GENESIS, chain_key, link_hash
+from relaydesk.archived import envelope_of
 from relaydesk.store import bound, descending, stored_rows
 
 DUPLICATE_KEY = 11000

@@ -12,6 +12,8 @@ from beanie import Document
 from pydantic import BaseModel, ConfigDict
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from relaydesk.archived import ARCHIVE_COLLECTION
+
 
 class ArchivedEvent(Document):
     """One log event in the archive (collection ``events``): the envelope in JSON mode as it
@@ -44,7 +46,7 @@ class ArchivedEvent(Document):
     redacted: dict[str, Any] | None = None  # retention's {by, hash}, see hash_chain.py
 
     class Settings:
-        name = "events"
+        name = ARCHIVE_COLLECTION
         indexes: ClassVar[list[IndexModel]] = [
             IndexModel([("position", ASCENDING)]),
             # A chain in order (audits, transcripts) and a conversation's messages newest

@@ -21,25 +21,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.events.history import RetentionApplied
 from history_service.documents import ArchivedEvent
+from relaydesk.archived import envelope_of
 from relaydesk.store import ascending, bound, stored_rows
 
 GENESIS = "0" * 64
-ENVELOPE_FIELDS = (
-    "type",
-    "v",
-    "tenant",
-    "stream",
-    "actor",
-    "occurred_at",
-    "correlation_id",
-    "causation_id",
-    "data",
-)
-
-
-def envelope_of(document: dict[str, Any]) -> dict[str, Any]:
-    """The envelope (JSON mode) an archive document was made from."""
-    return {"id": document.get("_id"), **{k: document.get(k) for k in ENVELOPE_FIELDS}}
 
 
 def link_hash(prev_hash: str, envelope_json: dict[str, Any]) -> str:

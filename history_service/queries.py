@@ -34,7 +34,7 @@ from contracts.queries.history import (
 )
 from history_service import admin_audit, reports
 from history_service.documents import ArchivedEvent, ConversationView
-from history_service.hash_chain import envelope_of, verify_chain
+from history_service.hash_chain import verify_chain
 from history_service.read_models import (
     MESSAGE_TYPES,
     conversation_key,
@@ -42,6 +42,7 @@ from history_service.read_models import (
     is_message,
     valid_data,
 )
+from relaydesk.archived import envelope_of
 from relaydesk.bus.rpc import RemoteError
 from relaydesk.queries import answers
 from relaydesk.store import ascending, bound, descending, stored_rows

@@ -39,7 +39,8 @@ from contracts.events.history import MAX_CONVERSATIONS, RetentionApplied
 from contracts.events.message import AttachmentSent, MessageEdited, MessageSent
 from contracts.settings import accepted_changes
 from history_service.documents import ArchivedEvent, ConversationView, RetentionMark
-from history_service.hash_chain import envelope_of, link_hash
+from history_service.hash_chain import link_hash
+from relaydesk.archived import envelope_of
 from relaydesk.store import ascending, bound, stored_rows
 
 log = structlog.get_logger(__name__)

@@ -22,6 +22,7 @@ from contracts.plans import PlanCatalogue
 from contracts.replies import CommandReply
 from outbound_webhooks.dispatcher import WebhookDispatcher
 from outbound_webhooks.worker import RetryPolicy
+from relaydesk.archived import ArchivedLog
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import serve_commands, serve_queries
@@ -98,7 +99,10 @@ class AdminService:
         self._reader = await LogReader(
             self.bus, start="first", name="admin", shared=self._shared_log
         ).open()
-        await catch_up(self.bus, self._reader, self._fold, service=SERVICE)
+        archive = (
+            ArchivedLog(database(self._mongo, self.settings.mongo_db)) if self._mongo else None
+        )  # agents, groups and settings older than the stream's retention
+        await catch_up(self.bus, self._reader, self._fold, service=SERVICE, archive=archive)
         self._task = asyncio.create_task(self._follow())
         self._channels.append(await serve_commands(self.bus, SERVICE, self.handle_command))
         self.lockout = await self._start_lockout()

@@ -34,7 +34,24 @@ async def declare_core(channel: AbstractChannel) -> None:
         names.DEAD_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
     )
     await dead_queue.bind(dead)
-    log = await channel.declare_queue(
+    log = await _log_stream(channel)
+    await log.bind(events, routing_key="#")
+
+
+async def _log_stream(channel: AbstractChannel) -> AbstractQueue:
+    """The log as it stands; created with the default retention when there is none.
+
+    Looked up first and created only when missing: a stream keeps the arguments it was
+    created with, and a declare naming others is refused (PRECONDITION_FAILED), so a log an
+    operator created with a retention of their own (or changed by policy,
+    docs/deployment.md) would stop every process from connecting.
+    """
+    try:
+        return await channel.declare_queue(names.LOG_STREAM, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        pass
+    await channel.reopen()  # a failed passive declare closes its channel
+    return await channel.declare_queue(
         names.LOG_STREAM,
         durable=True,
         arguments={
@@ -43,7 +60,6 @@ async def declare_core(channel: AbstractChannel) -> None:
             "x-stream-max-segment-size-bytes": LOG_SEGMENT_BYTES,
         },
     )
-    await log.bind(events, routing_key="#")
 
 
 async def declare_command_queue(channel: AbstractChannel, service: str) -> AbstractQueue:

@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts.events.audit import AuditCheckpoint
 from contracts.events.conversation import ConversationRated
-from history_service.hash_chain import envelope_of, link_hash
+from history_service.hash_chain import link_hash
 from history_service.verification import ArchiveVerifier, Finding, compare_with_log
+from relaydesk.archived import envelope_of
 from relaydesk.attachments import AttachmentStore
 from relaydesk.keys import key_ring
 from relaydesk.settings import Settings

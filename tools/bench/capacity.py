@@ -13,7 +13,7 @@ from websockets.typing import Origin
 from contracts import Actor, Envelope, new_event_id
 from contracts.envelope import ActorKind
 from contracts.events.message import MessageSent
-from history_service.hash_chain import envelope_of
+from relaydesk.archived import envelope_of
 from relaydesk.bus import Bus
 from relaydesk.bus.log_reader import LogReader
 from tools.bench.chat_load import TENANT, ChatFleet

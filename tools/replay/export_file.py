@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from contracts.envelope import Envelope
 from contracts.errors import ContractError
 from contracts.registry import EVENTS
-from history_service.hash_chain import ENVELOPE_FIELDS, envelope_of
+from relaydesk.archived import ENVELOPE_FIELDS, envelope_of
 
 FORMAT = 2
 LINK_FIELDS = ("position", "prev_hash", "hash", "redacted")

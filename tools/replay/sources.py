@@ -17,8 +17,8 @@ from beanie.odm.queries.find import FindMany
 from contracts.envelope import Envelope, LoggedEvent
 from contracts.events.system import LogMarker
 from history_service.documents import ArchivedEvent
-from history_service.hash_chain import envelope_of
 from history_service.read_models import conversation_key
+from relaydesk.archived import envelope_of
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.log_head import log_head
 from relaydesk.bus.log_reader import Start
