@@ -11,13 +11,15 @@ The archive holds the first copy of each event id (history drops second copies a
 reader does), so folding it gives what folding the log gave.
 """
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope, LoggedEvent
-from relaydesk.store import Row
+from relaydesk.settings import Settings
+from relaydesk.store import Row, database, make_client
 
 ARCHIVE_COLLECTION = "events"
 ENVELOPE_FIELDS = (
@@ -66,3 +68,17 @@ class ArchivedLog:
                 batch = []
         if batch:
             yield batch
+
+
+@contextlib.asynccontextmanager
+async def archive_of(settings: Settings) -> AsyncIterator[ArchivedLog | None]:
+    """The archive ``settings`` name, on a client of its own for the block (a tool's one
+    fold); None without MongoDB."""
+    if not settings.mongo_url:
+        yield None
+        return
+    client = make_client(settings.mongo_url)
+    try:
+        yield ArchivedLog(database(client, settings.mongo_db))
+    finally:
+        await client.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 import aio_pika
 import httpx
+import pytest
 
 from connectors.service import ConnectorsService
 from contracts import topology as names
@@ -23,7 +24,7 @@ from relaydesk.bus.catch_up import marker_event
 from relaydesk.bus.log_reader import LogReader
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
-from tests.admin.helpers import bearer, eventually, owner_session
+from tests.admin.helpers import admin_command, bearer, eventually, owner_session
 from tests.system import RunningSystem, running_system
 
 TENANT = "elder"
@@ -73,7 +74,7 @@ async def with_connectors(system: RunningSystem) -> ConnectorsService:
 
 
 async def test_an_account_older_than_the_streams_retention_is_whole_after_a_restart(
-    settings: Settings,
+    settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
@@ -131,5 +132,9 @@ async def test_an_account_older_than_the_streams_retention_is_whole_after_a_rest
         try:
             owner = await bearer(http, TENANT, f"boss@{TENANT}.test", "correct horse")
             assert await account_view(http, owner) == before
+            # A key rotation's re-seal folds the connectors as the service does: it found none.
+            capsys.readouterr()
+            assert await admin_command(settings, "reseal-connectors") == 0
+            assert "0 re-sealed, 1 already under the current key" in capsys.readouterr().out
         finally:
             await connectors.stop()

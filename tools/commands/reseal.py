@@ -17,6 +17,7 @@ from connectors.config import ConnectorDirectory
 from contracts import Actor, Envelope
 from contracts.commands.connector import ConfigureConnector
 from contracts.envelope import ActorKind, LoggedEvent
+from relaydesk.archived import archive_of
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.rpc import RpcClient
@@ -45,8 +46,11 @@ async def reseal_connectors(bus: Bus, box: SecretBox, settings: Settings) -> int
         for event in batch:
             directory.apply(event)
 
-    async with LogReader(bus, start="first", prefetch=2000, name="reseal-connectors") as reader:
-        await catch_up(bus, reader, fold, service="reseal-connectors")
+    async with (
+        LogReader(bus, start="first", prefetch=2000, name="reseal-connectors") as reader,
+        archive_of(settings) as archive,  # connectors older than the stream's retention
+    ):
+        await catch_up(bus, reader, fold, service="reseal-connectors", archive=archive)
     rpc = RpcClient(bus)
     resealed = current = lost = refused = 0
     for connector in directory.configured():
