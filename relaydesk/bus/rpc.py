@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import aio_pika
+import aiormq
 import orjson
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
@@ -34,6 +35,12 @@ from relaydesk.tracing import inject, span
 log = structlog.get_logger(__name__)
 
 REPLY_TO = "amq.rabbitmq.reply-to"
+# What aio-pika raises while its connection is down or being restored: "Connection was not
+# opened" (RuntimeError), a closed channel (aiormq's ChannelInvalidStateError, a
+# RuntimeError too), a connection error.
+BROKER_DOWN = (RuntimeError, ConnectionError, aiormq.exceptions.AMQPError)
+SEND_RETRY_FIRST_S = 0.05
+SEND_RETRY_MAX_S = 0.5
 R = TypeVar("R")
 
 
@@ -104,9 +111,7 @@ class RpcClient:
         self._waiting[message.correlation_id] = future
         try:
             async with asyncio.timeout(timeout):
-                channel = await self._ensure()
-                exchange = await channel.get_exchange(exchange_name, ensure=False)
-                await exchange.publish(message, routing_key=routing_key, mandatory=False)
+                await self._send(exchange_name, routing_key, message)
                 return await future
         except TimeoutError:
             await (
@@ -115,6 +120,25 @@ class RpcClient:
             raise RequestTimeout(f"no reply from {routing_key} within {timeout}s") from None
         finally:
             self._waiting.pop(message.correlation_id, None)
+
+    async def _send(self, exchange_name: str, routing_key: str, message: aio_pika.Message) -> None:
+        """Publish the request; while the broker connection is down, again and again until
+        the caller's deadline. aio-pika restores the connection every second; without the
+        retries a request in that window failed at once with "Connection was not opened"
+        (a 500 from the API), where a few hundred milliseconds later it would be answered.
+        A resent command is the same command (its id): its owner decides it once."""
+        backoff = SEND_RETRY_FIRST_S
+        while True:
+            try:
+                channel = await self._ensure()
+                exchange = await channel.get_exchange(exchange_name, ensure=False)
+                await exchange.publish(message, routing_key=routing_key, mandatory=False)
+                return
+            except BROKER_DOWN as exc:
+                log.info("request_waits_for_broker", error=type(exc).__name__)
+                await self._reset()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, SEND_RETRY_MAX_S)
 
     async def _reset(self) -> None:
         async with self._lock:

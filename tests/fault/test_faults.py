@@ -50,11 +50,19 @@ async def test_rabbitmq_stopped_and_restarted_mid_conversation(
             during = asyncio.create_task(
                 chat(customer, conversation_id, [f"during-{i}" for i in range(5)], sent)
             )
+            # Routes that ask a service (the agent list asks administration): during the
+            # outage one answered 500 "internal" at once (aio-pika: "Connection was not
+            # opened"); it waits for the broker within its deadline, or says unavailable.
+            asked = asyncio.create_task(http.get("/api/admin/agents", headers=owner))
             await asyncio.sleep(2)  # the outage lasts a while (a fault, not a wait for a condition)
         finally:
             await asyncio.to_thread(own_broker.ctl, "start_app")
             await asyncio.to_thread(own_broker.ctl, "await_startup")
         await during
+        answer = await asked
+        assert answer.status_code == 200 or (
+            answer.status_code == 503 and answer.json()["error"]["code"] == "unavailable"
+        ), answer.text
         await chat(customer, conversation_id, [f"after-{i}" for i in range(5)], sent)
         await settle(
             system, http, owner, customer, agent, conversation_id, sent, "rabbitmq restart"
