@@ -6,7 +6,7 @@ command, and checked against the state at that moment (a stale timer is a no-op)
 """
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -29,7 +29,7 @@ from relaydesk.bus.rpc import RequestTimeout, RpcClient
 log = structlog.get_logger(__name__)
 
 SERVICE = "agent"
-SEND_ATTEMPTS = 5
+MAX_RETRY_BACKOFF_S = 10
 SETTLED = frozenset(
     {ConversationAccepted.TYPE, ConversationTransferred.TYPE, ConversationClosed.TYPE}
 )
@@ -38,9 +38,18 @@ SETTLED = frozenset(
 class Timers:
     """One pending task per (tenant, kind, subject); scheduling again replaces the old one."""
 
-    def __init__(self, rpc: RpcClient, *, request_timeout_s: float) -> None:
+    def __init__(
+        self,
+        rpc: RpcClient,
+        *,
+        request_timeout_s: float,
+        backoff: Callable[[int], float] = lambda attempt: min(2**attempt, MAX_RETRY_BACKOFF_S),
+    ) -> None:
+        """``backoff``: seconds to wait before resending a timer command after ``attempt``
+        failed sends."""
         self._rpc = rpc
         self._request_timeout_s = request_timeout_s
+        self._backoff = backoff
         self._tasks: dict[tuple[str, str, str], asyncio.Task[None]] = {}
 
     def schedule(
@@ -71,13 +80,17 @@ class Timers:
         command = Envelope(
             type=command_type, tenant=tenant, stream=stream, actor=SYSTEM_ACTOR, data=subject
         )
-        for attempt in range(SEND_ATTEMPTS):
+        # Sent until it is decided (or the timer is cancelled): a decision that is due must
+        # be taken. Five tries (about 40 s) gave up during a longer broker outage, and the
+        # offer then stood unexpired, or the disconnected agent online, for good. Resending
+        # is safe: the same command id is answered once, and a timer command that finds
+        # nothing due changes nothing.
+        attempt = 0
+        while True:
             try:
                 await self._rpc.command(SERVICE, command, timeout=self._request_timeout_s)
                 return
             except (RequestTimeout, ConnectionError, RuntimeError) as exc:
-                # Resending is safe: the same command id is answered once, and a timer
-                # command that finds nothing due changes nothing.
                 log.warning(
                     "timer_command_retry",
                     command_type=command_type,
@@ -85,8 +98,8 @@ class Timers:
                     attempt=attempt,
                     error=type(exc).__name__,
                 )
-                await asyncio.sleep(min(2**attempt, 10))
-        log.error("timer_command_failed", command_type=command_type, tenant=tenant)
+                await asyncio.sleep(self._backoff(attempt))
+                attempt += 1
 
     def after_events(self, events: Iterable[Envelope]) -> None:
         """Schedule what the just-published events call for."""

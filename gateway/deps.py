@@ -83,7 +83,7 @@ class GatewayDeps:
             return bool(sessions.agent_sessions(agent.tenant, agent.agent_id))
 
         def report_lost(agent: AgentPrincipal) -> None:
-            in_background(operations.connection_lost(agent))
+            in_background(operations.connection_lost(agent, lambda: not has_sockets(agent)))
 
         deps = cls(
             settings=settings,

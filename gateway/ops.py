@@ -7,6 +7,7 @@ idempotency key, so a resend after a lost ack is the same event. The ack is sent
 after the broker confirmed (or the owner decided).
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -60,6 +61,7 @@ from relaydesk.tracing import span
 
 log = structlog.get_logger(__name__)
 AN_ID: TypeAdapter[str] = TypeAdapter(Id)
+MAX_REPORT_BACKOFF_S = 10.0
 
 __all__ = ["MAX_KEY_LENGTH", "OpError", "Operations"]
 
@@ -474,8 +476,20 @@ class Operations:
         except ValidationError:
             raise OpError("not_found", f"no group named {wanted!r}", "to_group") from None
 
-    async def connection_lost(self, agent: AgentPrincipal) -> None:
-        """The agent's last socket on this gateway closed: tell the owner (best effort)."""
+    async def connection_lost(
+        self,
+        agent: AgentPrincipal,
+        still_gone: Callable[[], bool] = lambda: True,
+        *,
+        first_backoff_s: float = 1.0,
+    ) -> None:
+        """The agent's last socket on this gateway closed: tell the owner, again until it
+        is told or the agent is back (``still_gone`` False).
+
+        Sent once, a report made while the broker was down was lost, and the agent stayed
+        online and offered chats for good with no socket to see them. A resend is the same
+        command (its id), decided once.
+        """
         envelope = Envelope(
             type=ReportAgentConnectionLost.TYPE,
             tenant=agent.tenant,
@@ -483,10 +497,15 @@ class Operations:
             actor=Actor(kind="system", id="gateway"),
             data={"agent_id": agent.agent_id},
         )
-        try:
-            await self._rpc.command("agent", envelope, timeout=self._timeout)
-        except Exception as exc:  # noqa: BLE001 - presence is folded again on the agent's next action
-            log.warning("connection_lost_not_sent", error=type(exc).__name__)
+        backoff = first_backoff_s
+        while still_gone():
+            try:
+                await self._rpc.command("agent", envelope, timeout=self._timeout)
+                return
+            except (RequestTimeout, ConnectionError, RuntimeError) as exc:
+                log.warning("connection_lost_not_sent", error=type(exc).__name__)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_REPORT_BACKOFF_S)
 
 
 def _count_message(principal: Principal, info: ConversationInfo) -> None:
