@@ -173,7 +173,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("http_request_failed", path=request.url.path)
+        # The route's template, never the path: ids stay out of logs (docs/observability.md).
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        log.exception("http_request_failed", route=route)
         return JSONResponse(
             {"error": {"code": "internal", "message": "internal error"}}, status_code=500
         )

@@ -52,21 +52,50 @@ def configure_logging(
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    _route_standard_logging(shared, renderer, level)
     if service:
         structlog.contextvars.bind_contextvars(service=service)
+
+
+def _route_standard_logging(shared: list[Any], renderer: Any, level: str) -> None:
+    """Libraries' own logs (aio-pika, aiormq, uvicorn, pymongo…) as the same one-line
+    events: left to the standard library they came out as plain text, tracebacks over many
+    lines, in the middle of the JSON stream (during a broker outage, aiormq's
+    "Unexpected connection close"). Their message becomes the event, the logger its field."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    root = logging.getLogger()
+    # Configured again (a command run in-process after another): ours is replaced, anyone
+    # else's handler (a test runner's capture) stays.
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StructuredHandler)]
+    handler = _StructuredHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    # Warnings and errors only: at INFO httpx logs every request's URL, and a Telegram URL
+    # holds its bot's token.
+    root.setLevel(max(logging.getLevelName(level.upper()), logging.WARNING))
+
+
+class _StructuredHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The standard library's records, rendered by structlog (``configure_logging``)."""
 
 
 def bind_correlation(correlation_id: str | None) -> None:
