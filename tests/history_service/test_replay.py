@@ -8,11 +8,13 @@ import json
 import os
 import subprocess
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 
 import httpx
 
 from contracts.envelope import LoggedEvent
 from contracts.events.conversation import ConversationRated
+from contracts.events.system import LogMarker
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 from tests.admin.helpers import eventually, owner_session
@@ -196,3 +198,40 @@ async def test_a_live_row_is_judged_by_a_head_asked_after_it_was_read() -> None:
     assert await heads.holds(130)  # past 120: asked again, 140 holds it
     assert not await heads.holds(150) and heads.known == 145  # past even a fresh head
     assert await projections.LogHead(None).holds(10**9)  # nothing to judge by
+
+
+async def test_archive_time_ranges_are_exact_to_the_microsecond(settings: Settings) -> None:
+    """The archive's ``ts`` keeps milliseconds, events microseconds: a range ending a
+    microsecond before an event of the same millisecond still had it, one starting at the
+    event did not (the stream's replay, exact, gave the other answer). Markers (service
+    starts) are not part of a replay from either source."""
+    async with rated_conversation(settings) as (_, conversation_id):
+
+        async def replayed(**bounds: datetime) -> list[str]:
+            selection = Slice(conversation=conversation_id, **bounds)
+            progress = Progress("t", io.StringIO())
+            source = from_archive(settings.mongo_url or "", settings.mongo_db, selection, progress)
+            return [event.envelope.id async for event in source]
+
+        everything = await replayed()
+        async for event in from_archive(
+            settings.mongo_url or "", settings.mongo_db, Slice(), Progress("t", io.StringIO())
+        ):
+            assert event.envelope.type != LogMarker.TYPE
+        archived = [
+            e
+            async for e in from_archive(
+                settings.mongo_url or "",
+                settings.mongo_db,
+                Slice(conversation=conversation_id),
+                Progress("t", io.StringIO()),
+            )
+        ]
+        inside = next(e for e in archived if e.envelope.occurred_at.microsecond % 1000)
+        at = inside.envelope.occurred_at
+        micro = timedelta(microseconds=1)
+        same_moment = [e.envelope.id for e in archived if e.envelope.occurred_at == at]
+        assert await replayed(since=at, until=at) == same_moment  # one decision's events
+        assert inside.envelope.id not in await replayed(until=at - micro)
+        assert inside.envelope.id not in await replayed(since=at + micro)
+        assert await replayed(since=at) == everything[everything.index(same_moment[0]) :]

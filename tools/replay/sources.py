@@ -50,11 +50,19 @@ class Slice:
             query = query.find(e.tenant == self.tenant)
         if self.conversation:
             query = query.find(e.stream == f"conv:{self.conversation}")
+        # ``ts`` is a BSON date, kept to the millisecond, ``occurred_at`` to the microsecond:
+        # the query takes whole milliseconds and ``holds`` decides exactly (an event of the
+        # same millisecond just before ``since`` or after ``until`` was in, or one just after
+        # ``since`` out, where the stream's replay gave the exact range).
         if self.since:
-            query = query.find(e.ts >= self.since)
+            query = query.find(e.ts >= _whole_millisecond(self.since))
         if self.until:
             query = query.find(e.ts <= self.until)
         return query.sort(ascending(e.position))
+
+
+def _whole_millisecond(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 class Progress:
@@ -103,11 +111,12 @@ async def from_archive(
     try:
         archive = await bound(database(client, db_name), ArchivedEvent)
         async for document in stored_rows(selection.archive_query(archive)):
-            progress.tick(True)
-            yield LoggedEvent(
-                position=document["position"],
-                envelope=Envelope.model_validate(envelope_of(document)),
-            )
+            envelope = Envelope.model_validate(envelope_of(document))
+            # as the stream's replay: the exact range, and no service's start markers
+            matched = envelope.type != LogMarker.TYPE and selection.holds(envelope)
+            progress.tick(matched)
+            if matched:
+                yield LoggedEvent(position=document["position"], envelope=envelope)
     finally:
         await client.close()
 
