@@ -77,7 +77,8 @@ class Moment(click.ParamType):
 )
 @click.option(
     "--scratch-db",
-    help="database for the rebuilt history read models (default: <db>_replay_<time>)",
+    help="a new database for the rebuilt history read models, dropped afterwards unless --keep"
+    " (default: <db>_replay_<time>; the live one or an existing one is refused)",
 )
 @click.option("--keep", is_flag=True, help="keep the scratch database")
 @click.option(
@@ -202,14 +203,7 @@ async def _run(request: Request, settings: Settings) -> int:
     touched = functools.partial(touched_after, settings.amqp_url, settings.stream_url)
     comparison: projections.Comparison
     if request.projection == "history":
-        scratch = request.scratch_db or f"{settings.mongo_db}_replay_{int(time.time())}"
-        comparison = await projections.history(
-            settings,
-            events,
-            scratch,
-            keep=request.keep,
-            log_head=lambda: head_of_log(settings.amqp_url, settings.stream_url),
-        )
+        comparison = await _history(request, settings, events)
     elif request.projection == "agent":
         comparison = await projections.routing(settings, events, touched_after=touched)
     else:
@@ -225,6 +219,22 @@ async def _run(request: Request, settings: Settings) -> int:
         )
     print(f"{request.projection}: {_verdict(comparison)} ({progress.matched:,} events replayed)")
     return 1 if comparison.differences else 0
+
+
+async def _history(
+    request: Request, settings: Settings, events: AsyncIterator[LoggedEvent]
+) -> projections.Comparison:
+    scratch = request.scratch_db or f"{settings.mongo_db}_replay_{int(time.time())}"
+    try:
+        return await projections.history(
+            settings,
+            events,
+            scratch,
+            keep=request.keep,
+            log_head=lambda: head_of_log(settings.amqp_url, settings.stream_url),
+        )
+    except projections.ScratchDatabaseRefused as exc:
+        raise CommandFailed(str(exc)) from None
 
 
 def _verdict(comparison: projections.Comparison) -> str:

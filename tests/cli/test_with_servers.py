@@ -1,0 +1,90 @@
+"""The command line against the suite's real RabbitMQ and MongoDB-protocol server: what an
+operator gets from ``relaydesk <command>`` (a process of its own, tests/cli_process.py) when
+the servers answer, but not as the command expects."""
+
+import asyncio
+import contextlib
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from relaydesk.settings import Settings
+from relaydesk.store import Row, database, make_client
+from tests.cli.test_command_line import one_line
+from tests.cli_process import run_relaydesk
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def relaydesk(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "RELAYDESK_AMQP_URL": settings.amqp_url,
+        "MONGO_URL": settings.mongo_url or "",
+        "RELAYDESK_MONGO_DB": settings.mongo_db,
+    }
+    if settings.stream_url:
+        env["RELAYDESK_STREAM_URL"] = settings.stream_url
+    return run_relaydesk(args, env, timeout=120, cwd=ROOT)
+
+
+@contextlib.asynccontextmanager
+async def store(settings: Settings) -> AsyncIterator[AsyncMongoClient[Row]]:
+    client = make_client(settings.mongo_url or "")
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def rows_in(settings: Settings, db_name: str) -> int:
+    async with store(settings) as client:
+        return await database(client, db_name)["kept"].count_documents({})
+
+
+async def put_a_row(settings: Settings, db_name: str) -> None:
+    async with store(settings) as client:
+        await database(client, db_name)["kept"].insert_one({"_id": "precious"})
+
+
+@pytest.fixture
+async def other_db(settings: Settings) -> AsyncIterator[str]:
+    """A database beside the live one; both dropped afterwards."""
+    name = f"{settings.mongo_db}_other"
+    yield name
+    async with store(settings) as client:
+        for db_name in (settings.mongo_db, name):
+            await client.drop_database(db_name)
+
+
+async def test_replay_refuses_a_scratch_database_it_did_not_make(
+    settings: Settings, other_db: str
+) -> None:
+    """`--scratch-db relaydesk` (the live database) replayed into it, said "identical", and
+    dropped it: the live archive, read models and positions. Any existing database is
+    refused; a new one is made, and dropped afterwards."""
+    for existing in (settings.mongo_db, other_db):
+        await put_a_row(settings, existing)
+    for existing, why in (
+        (settings.mongo_db, "is the live database (RELAYDESK_MONGO_DB)"),
+        (other_db, "already exists"),
+    ):
+        refused = await asyncio.to_thread(
+            relaydesk, settings, "replay", "--projection", "history", "--scratch-db", existing
+        )
+        assert refused.returncode == 2 and refused.stdout == "", refused
+        line = one_line(refused.stderr)
+        assert line.startswith(f"relaydesk replay: --scratch-db {existing!r} {why}: "), line
+        assert line.endswith("name one that does not exist"), line
+        assert await rows_in(settings, existing) == 1
+    fresh = f"{settings.mongo_db}_scratch"
+    rebuilt = await asyncio.to_thread(
+        relaydesk, settings, "replay", "--projection", "history", "--scratch-db", fresh
+    )
+    assert rebuilt.returncode == 0 and "identical" in rebuilt.stdout, rebuilt
+    async with store(settings) as client:
+        assert fresh not in await client.list_database_names()
