@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import subprocess
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from relaydesk.settings import Settings
 from relaydesk.store import Row, database, make_client
 from tests.cli.test_command_line import one_line
 from tests.cli_process import run_relaydesk
+from tests.keys import secret_env
+from tools.replay.verify import HISTORY
+from tools.vhosts import RabbitVhosts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +30,7 @@ def relaydesk(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
         "RELAYDESK_AMQP_URL": settings.amqp_url,
         "MONGO_URL": settings.mongo_url or "",
         "RELAYDESK_MONGO_DB": settings.mongo_db,
+        **secret_env(settings),
     }
     if settings.stream_url:
         env["RELAYDESK_STREAM_URL"] = settings.stream_url
@@ -88,3 +93,34 @@ async def test_replay_refuses_a_scratch_database_it_did_not_make(
     assert rebuilt.returncode == 0 and "identical" in rebuilt.stdout, rebuilt
     async with store(settings) as client:
         assert fresh not in await client.list_database_names()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("audit", "verify"),
+        ("replay", "--source", "stream"),
+        ("replay", "--projection", "agent"),
+        ("admin", "list-agents", "--tenant", "acme"),
+    ],
+)
+async def test_a_vhost_the_broker_refuses_is_one_line_and_exit_2(
+    settings: Settings, vhosts: RabbitVhosts, argv: tuple[str, ...]
+) -> None:
+    """RabbitMQ closes the connection in place of opening the vhost; aiormq reported that as
+    InvalidFrameError "Expected one of ['Connection.OpenOk']…", a traceback and exit 1."""
+    async with store(settings) as client:  # history archived up to 0: verify reads the log
+        await database(client, settings.mongo_db)["checkpoints"].insert_one(
+            {"_id": HISTORY, "position": 0}
+        )
+    missing = f"missing-{uuid.uuid4().hex[:8]}"
+    nowhere = settings.model_copy(
+        update={"amqp_url": vhosts.url_for(missing), "stream_url": vhosts.stream_url_for(missing)}
+    )
+    refused = await asyncio.to_thread(relaydesk, nowhere, *argv)
+    assert refused.returncode == 2 and refused.stdout == "", refused
+    where = " ".join(("relaydesk", *argv[: 1 if argv[0] == "replay" else 2]))
+    assert one_line(refused.stderr) == (
+        f"{where}: RabbitMQ refused the vhost {missing!r} to the user 'guest': it does not"
+        " exist, or the user may not use it (RELAYDESK_AMQP_URL)"
+    )
