@@ -22,6 +22,7 @@ from tools.replay.verify import HISTORY
 from tools.vhosts import RabbitVhosts
 
 ROOT = Path(__file__).resolve().parents[2]
+AGENT_PASSWORD = ("--password", "a-strong-pass-1")
 
 
 def relaydesk(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -123,4 +124,28 @@ async def test_a_vhost_the_broker_refuses_is_one_line_and_exit_2(
     assert one_line(refused.stderr) == (
         f"{where}: RabbitMQ refused the vhost {missing!r} to the user 'guest': it does not"
         " exist, or the user may not use it (RELAYDESK_AMQP_URL)"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("create-tenant", "--tenant", "bad id!", "--name", "X"),
+        ("create-tenant", "--tenant", "", "--name", "X"),
+        ("list-agents", "--tenant", "bad!"),
+        ("create-agent", "--tenant", "bad!", "--email", "a@b.c", "--name", "A", *AGENT_PASSWORD),
+    ],
+)
+async def test_an_invalid_tenant_id_is_one_line_saying_what_one_may_contain(
+    settings: Settings, argv: tuple[str, ...]
+) -> None:
+    """On a broker that answers, the command or query carrying it was refused by its own
+    model: a pydantic ValidationError traceback and exit 1."""
+    refused = await asyncio.to_thread(relaydesk, settings, "admin", *argv)
+    assert refused.returncode == 2 and refused.stdout == "", refused
+    tenant = argv[argv.index("--tenant") + 1]
+    assert one_line(refused.stderr) == (
+        f"relaydesk admin {argv[0]}: Invalid value for '--tenant': {tenant!r}: a tenant id is"
+        " 1 to 128 ASCII letters, digits or the characters _ . : - @"
+        f" (see `relaydesk admin {argv[0]} --help`)"
     )
