@@ -4,6 +4,7 @@ the servers answer, but not as the command expects."""
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import uuid
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 from pymongo import AsyncMongoClient
 
+from contracts.events.audit import CHECKPOINT_STREAM, AuditCheckpoint
+from relaydesk.archived import ARCHIVE_COLLECTION
 from relaydesk.settings import Settings
 from relaydesk.store import Row, database, make_client
 from tests.cli.test_command_line import one_line
@@ -149,3 +152,45 @@ async def test_an_invalid_tenant_id_is_one_line_saying_what_one_may_contain(
         " 1 to 128 ASCII letters, digits or the characters _ . : - @"
         f" (see `relaydesk admin {argv[0]} --help`)"
     )
+
+
+def archived(position: int, tenant: str, stream: str, type_name: str) -> dict[str, object]:
+    """An archive row, with what an export reads of it."""
+    return {
+        "_id": f"e{position}",
+        "position": position,
+        "type": type_name,
+        "tenant": tenant,
+        "stream": stream,
+    }
+
+
+@pytest.mark.parametrize(
+    ("conversation", "matched"), [("c1", True), ("doesnotexist", False), ("g1", False)]
+)
+async def test_export_of_a_conversation_the_tenant_does_not_have_matches_nothing(
+    settings: Settings, tmp_path: Path, conversation: str, matched: bool
+) -> None:
+    """An unknown conversation, or another tenant's (g1 is globex's), wrote the tenant's
+    checkpoints on their own and exited 0: as an export of that conversation."""
+    async with store(settings) as client:
+        await database(client, settings.mongo_db)[ARCHIVE_COLLECTION].insert_many(
+            [
+                archived(1, "acme", "conv:c1", "conversation.requested"),
+                archived(2, "acme", CHECKPOINT_STREAM, AuditCheckpoint.TYPE),
+                archived(3, "globex", "conv:g1", "conversation.requested"),
+            ]
+        )
+    output = tmp_path / "export.jsonl"
+    argv = ("export", "--tenant", "acme", "--conversation", conversation, "--output", str(output))
+    done = await asyncio.to_thread(relaydesk, settings, *argv)
+    if matched:
+        assert done.returncode == 0, done
+        header, *lines = output.read_text().splitlines()
+        assert [json.loads(line)["event"]["id"] for line in lines] == ["e1", "e2"], header
+        return
+    assert done.returncode == 1 and done.stdout == "", done
+    assert one_line(done.stderr) == (
+        f"[export] no archived event of conversation {conversation!r} of tenant 'acme'"
+    )
+    assert not output.exists()  # nothing to mistake for an export of it
