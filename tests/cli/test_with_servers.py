@@ -194,3 +194,31 @@ async def test_export_of_a_conversation_the_tenant_does_not_have_matches_nothing
         f"[export] no archived event of conversation {conversation!r} of tenant 'acme'"
     )
     assert not output.exists()  # nothing to mistake for an export of it
+
+
+@pytest.mark.parametrize("what_if", [(), ("--what-if", "max_chats_default=2")])
+async def test_replay_says_why_a_range_gives_nothing(
+    settings: Settings, what_if: tuple[str, ...]
+) -> None:
+    """Both exited 1 saying nothing: a range ending before it begins (now a usage error), and
+    a what-if range without the tenant's events (still exit 1: a selection matching none)."""
+    backwards = ("--since", "2026-03-02", "--until", "2026-03-01")
+    refused = await asyncio.to_thread(
+        relaydesk, settings, "replay", "--tenant", "acme", *backwards, *what_if
+    )
+    assert refused.returncode == 2 and refused.stdout == "", refused
+    assert one_line(refused.stderr) == (
+        "relaydesk replay: --since 2026-03-02T00:00:00+00:00 is after"
+        " --until 2026-03-01T00:00:00+00:00 (see `relaydesk replay --help`)"
+    )
+    if not what_if:
+        return
+    empty = ("--since", "2026-03-01", "--until", "2026-03-02")
+    nothing = await asyncio.to_thread(
+        relaydesk, settings, "replay", "--tenant", "acme", *empty, *what_if
+    )
+    assert nothing.returncode == 1 and nothing.stdout == "", nothing
+    assert nothing.stderr.splitlines()[-1] == (
+        "[replay] what-if: no event of tenant 'acme' in 2026-03-01T00:00:00+00:00 .."
+        " 2026-03-02T00:00:00+00:00: nothing to decide again"
+    )

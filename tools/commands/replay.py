@@ -112,6 +112,7 @@ def replay(
     Exit 1: a rebuilt projection differs from the live one, or a --tenant/--conversation
     selection matched no event.
     """
+    _check_range(since, until)
     changes = _what_if(what_if, tenant, conversation, projection)
     settings = settings_of(ctx)
     if source == "archive" and not settings.mongo_url:
@@ -132,6 +133,13 @@ def replay(
         Slice(tenant, conversation, since, until), source, projection, scratch_db, keep, as_json
     )
     return run_async(_run(request, settings), settings)
+
+
+def _check_range(since: datetime | None, until: datetime | None) -> None:
+    """A range that ends before it begins holds no event: it is a mistake in the command,
+    not an empty selection (which exits 1, as grep does)."""
+    if since is not None and until is not None and since > until:
+        raise click.UsageError(f"--since {since.isoformat()} is after --until {until.isoformat()}")
 
 
 def _what_if(
