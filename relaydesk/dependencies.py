@@ -72,11 +72,8 @@ async def broker_answers(settings: Settings, service: str) -> None:
                 "(RELAYDESK_AMQP_URL)"
             ) from None
         except aiormq.exceptions.AMQPError as exc:
-            if _vhost_refused(exc):
-                raise Misconfigured(
-                    f"RabbitMQ refused the vhost {_vhost(url)!r} to the user {_user(url)!r}: "
-                    "it does not exist, or the user may not use it (RELAYDESK_AMQP_URL)"
-                ) from None
+            if vhost_refused(exc):
+                raise Misconfigured(refused_vhost(url)) from None
             failures.append(_why(exc))
             continue
         except (OSError, TimeoutError) as exc:
@@ -177,7 +174,7 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}" if str(exc) else type(exc).__name__
 
 
-def _vhost_refused(exc: BaseException) -> bool:
+def vhost_refused(exc: BaseException) -> bool:
     """RabbitMQ answered the connection's open of the vhost by closing it: 530 NOT_ALLOWED
     (``vhost x not found``, ``access to vhost 'x' refused for user 'y'``). aiormq reports
     that Connection.Close in place of Connection.OpenOk as an InvalidFrameError that names
@@ -185,6 +182,15 @@ def _vhost_refused(exc: BaseException) -> bool:
     if isinstance(exc, aiormq.exceptions.ConnectionClosed):
         return exc.args[:1] == (530,)
     return isinstance(exc, aiormq.exceptions.InvalidFrameError) and "Connection.Close" in str(exc)
+
+
+def refused_vhost(url: str) -> str:
+    """The line saying RabbitMQ refused ``url``'s vhost (:func:`vhost_refused`), for a service
+    and for the command line alike."""
+    return (
+        f"RabbitMQ refused the vhost {_vhost(url)!r} to the user {_user(url)!r}: "
+        "it does not exist, or the user may not use it (RELAYDESK_AMQP_URL)"
+    )
 
 
 def _user(url: str) -> str:

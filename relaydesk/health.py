@@ -23,6 +23,10 @@ orchestrators can use the same endpoints (docker/Kubernetes probes, docs/deploym
 
 import asyncio
 import contextlib
+import errno
+import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Literal
 
@@ -41,6 +45,7 @@ from relaydesk.bus.log_reader import LogReader
 from relaydesk.settings import Settings
 
 log = structlog.get_logger(__name__)
+uvicorn_log = logging.getLogger("uvicorn.error")  # where uvicorn reports that it cannot bind
 
 # A service's health port is RELAYDESK_HEALTH_PORT_BASE + its index here. Fixed, and
 # independent of the order `relaydesk up` starts them in: operators configure probes by it.
@@ -60,13 +65,56 @@ def health_url(settings: Settings, service: str) -> str:
     return f"http://{settings.health_host}:{health_port(settings, service)}"
 
 
+class CannotListen(Exception):
+    """The server could not bind ``host:port``; ``error`` is the operating system's refusal."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        self.host, self.port, self.error = host, port, error
+        reason = os.strerror(error.errno).lower() if error.errno else str(error)
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+
+    @property
+    def address_in_use(self) -> bool:
+        return self.error.errno == errno.EADDRINUSE
+
+
+class _BindRefusal(logging.Filter):
+    """Holds back the OSError uvicorn logs when it cannot bind: it is raised instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.error: OSError | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, OSError):
+            self.error = record.msg
+            return False
+        return True
+
+
 class QuietServer(uvicorn.Server):
     """uvicorn without its own SIGINT/SIGTERM handlers: the runtime owns the signals
-    (``relaydesk.runtime.run_service`` sets ``stop``; the service then asks uvicorn to exit)."""
+    (``relaydesk.runtime.run_service`` sets ``stop``; the service then asks uvicorn to exit).
+
+    When it cannot bind, uvicorn logs the error and calls ``sys.exit(3)`` inside the event
+    loop: the process ended in a traceback with exit code 3, which a supervisor restarts
+    as a crash. Here that is :class:`CannotListen`, for the service to say in its words."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        refusal = _BindRefusal()
+        uvicorn_log.addFilter(refusal)
+        try:
+            await super().startup(sockets=sockets)
+        except SystemExit:
+            if refusal.error is None:
+                raise
+            raise CannotListen(self.config.host, self.config.port, refusal.error) from None
+        finally:
+            uvicorn_log.removeFilter(refusal)
 
 
 async def serve_started(server: uvicorn.Server) -> "asyncio.Task[None]":

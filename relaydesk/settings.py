@@ -29,6 +29,9 @@ URL_SCHEMES = {
     "mongo_url": ("mongodb://", "mongodb+srv://"),
 }
 
+# Other names the logging module knows for two of the levels.
+LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
+
 # Taken from the environment as written (NoDecode): a comma-separated list or a JSON list.
 PreviousKeys = Annotated[tuple[SecretStr, ...], NoDecode]
 
@@ -52,7 +55,7 @@ class Settings(BaseSettings):
     background_nice: int = Field(
         default=5, ge=0, le=19
     )  # `relaydesk up`: priority drop for history, billing, connectors, embedded store
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     # OTLP/HTTP traces endpoint (e.g. http://otel-collector:4318/v1/traces); unset: tracing off,
     # and nothing of OpenTelemetry is imported (relaydesk/tracing.py, docs/observability.md).
@@ -176,6 +179,16 @@ class Settings(BaseSettings):
         if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
             raise ValueError("a comma-separated list or a JSON list of strings")
         return tuple(item.strip() for item in items if item.strip())
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_name(cls, value: Any) -> Any:
+        # logging's own spellings are accepted as they always were (info, WARN, fatal); an
+        # unknown name is refused here, before it ends every process in a KeyError
+        if not isinstance(value, str):
+            return value
+        name = value.strip().upper()
+        return LOG_LEVEL_ALIASES.get(name, name)
 
     @field_validator("amqp_url", "stream_url", "mongo_url")
     @classmethod

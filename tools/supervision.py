@@ -140,6 +140,7 @@ class Child:
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self.ready = asyncio.Event()  # the current process answered ready
+        self.last_line = ""  # what it printed last: a refusal's one line, when it exits 2
         self._stopping = False
         # Held here: the loop keeps tasks only weakly.
         self._pump: asyncio.Task[None] | None = None
@@ -152,6 +153,7 @@ class Child:
 
     async def start(self) -> None:
         self.ready.clear()
+        self.last_line = ""
         self.process = await asyncio.create_subprocess_exec(
             *self.argv,
             env=self.env,
@@ -171,6 +173,7 @@ class Child:
         while line := await stream.readline():
             text = line.decode(errors="replace").rstrip()
             print(f"[{self.name:>10}] {text}", flush=True)
+            self.last_line = text
 
     async def wait_ready(self, poll_s: float = 0.2) -> None:
         """Until the current process answers ready (the caller bounds the time)."""
@@ -193,8 +196,10 @@ class Child:
             how = describe_exit(code)
             if code == EXIT_CONFIG:
                 log.error("child_refused_configuration", child=self.name, **how)
+                # its one line says what to fix: said again last, not lost in the output above
+                said = f": {self.last_line}" if self.last_line else ""
                 raise Crashloop(
-                    f"{self.name} refused its configuration (exit code {EXIT_CONFIG})", 2
+                    f"{self.name} refused its configuration (exit code {EXIT_CONFIG}){said}", 2
                 )
             delay = self._policy.record(time.monotonic())
             if delay is None:

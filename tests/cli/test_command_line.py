@@ -269,6 +269,25 @@ def test_a_setting_that_cannot_be_read_is_one_line_naming_it(
     assert "RELAYDESK_TRUSTED_PROXIES: " in line and "cannot reach" not in line
 
 
+@pytest.mark.parametrize("argv", [("up",), ("gateway",), ("history",), ("audit", "verify")])
+def test_an_unknown_log_level_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    """RELAYDESK_LOG_LEVEL=LOUD was read as it was, and `up` and every service ended in a
+    KeyError 'level loud' traceback configuring their logs."""
+    unreachable(monkeypatch)
+    for name, value in secret_env(Settings(**test_secrets())).items():  # not what stops them
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RELAYDESK_LOG_LEVEL", "LOUD")
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    where = " ".join(("relaydesk", *argv))
+    assert one_line(err) == (
+        f"{where}: configuration: RELAYDESK_LOG_LEVEL: Input should be 'DEBUG', 'INFO',"
+        " 'WARNING', 'ERROR' or 'CRITICAL'"
+    )
+
+
 def test_reseal_without_its_key_is_a_configuration_error_before_connecting(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -10,8 +10,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
+from pydantic import TypeAdapter, ValidationError
 
 from contracts import Actor, Envelope, new_event_id
+from contracts.base import Id
 from contracts.commands.admin import CreateAgent, CreateTenant, RemoveAgent, UpdateAgent
 from contracts.commands.billing import ClosePeriod, RecordPayment
 from contracts.envelope import ActorKind
@@ -97,7 +99,23 @@ def _connected(ctx: click.Context, action: Action) -> int:
     return run_async(run(), settings)
 
 
-TENANT = click.option("--tenant", required=True, help="tenant id, e.g. acme")
+TENANT_ID_RULE = "1 to 128 ASCII letters, digits or the characters _ . : - @"
+_TENANT_ID = TypeAdapter(Id)
+
+
+def _tenant_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A tenant id by the contracts' own rule (contracts/base.py ``Id``), checked before
+    anything connects: the command or query carrying another is refused by its model, which
+    ended the command in a pydantic traceback."""
+    try:
+        return _TENANT_ID.validate_python(value)
+    except ValidationError:
+        raise click.BadParameter(f"{value!r}: a tenant id is {TENANT_ID_RULE}") from None
+
+
+TENANT = click.option(
+    "--tenant", required=True, callback=_tenant_id, help=f"tenant id, e.g. acme ({TENANT_ID_RULE})"
+)
 EMAIL = click.option("--email", required=True, help="the agent's e-mail address")
 
 

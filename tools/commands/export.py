@@ -17,8 +17,11 @@ subscriptions and connectors start paused until an admin resumes them.
 import sys
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any, TextIO
 
 import click
+from beanie.odm.queries.find import FindMany
+from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Actor, ActorKind, Envelope
 from contracts.events.admin import WebhookPaused, WebhookSubscribed
@@ -31,7 +34,7 @@ from history_service.documents import ArchivedEvent
 from relaydesk.attachments import AttachmentStore, StoredAttachment
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
-from relaydesk.store import ascending, bound, database, make_client, stored_rows
+from relaydesk.store import Row, ascending, bound, database, make_client, stored_rows
 from tools.commands.audit import archive_settings
 from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
 from tools.progress import ProgressLine
@@ -95,55 +98,92 @@ async def _export(
     settings: Settings, tenant: str, conversation: str | None, output: Path | None
 ) -> int:
     client = make_client(settings.mongo_url or "")
-    count = files = 0
     try:
         # The archive first: when it cannot be reached, no empty output file is left behind.
         await client.admin.command("ping")
         db = database(client, settings.mongo_db)
         e = await bound(db, ArchivedEvent)
-        query = e.find(e.tenant == tenant, batch_size=1000)
-        if conversation:
-            # the conversation's chain, and what verifies it: the tenant's checkpoints and
-            # retention records
-            query = query.find(
-                {
-                    "$or": [
-                        {"stream": f"conv:{conversation}"},
-                        {"type": {"$in": [AuditCheckpoint.TYPE, RetentionApplied.TYPE]}},
-                    ]
-                }
-            )
+        if not await _any_selected(e, tenant, conversation):
+            # Not even the checkpoints: on their own they looked like an export of the
+            # conversation (another tenant's, or one that does not exist), and exit 0.
+            what = f"conversation {conversation!r} of " if conversation else ""
+            print(f"[export] no archived event of {what}tenant {tenant!r}", file=sys.stderr)
+            return 1
         with output.open("w", encoding="utf-8") if output else nullcontext(sys.stdout) as out:
-            write_header(out, tenant, conversation)
-            attachments: list[str] = []
-            async for document in stored_rows(query.sort(ascending(e.position))):
-                write_event(out, document)
-                count += 1
-                if document["type"] == AttachmentSent.TYPE:
-                    attachments.append(document["data"]["attachment_id"])
-            store = AttachmentStore(db)
-            for attachment_id in attachments:
-                found = await store.find(attachment_id)
-                if found is None:
-                    print(f"[export] attachment {attachment_id}: no file stored", file=sys.stderr)
-                    continue
-                content = await store.read(attachment_id)
-                write_attachment(
-                    out,
-                    Attachment(
-                        found.attachment_id,
-                        found.filename,
-                        found.content_type,
-                        found.conversation_id,
-                        found.tenant,
-                        content,
-                    ),
-                )
-                files += 1
+            count, files = await _write(out, db, e, tenant, conversation)
     finally:
         await client.close()
     print(f"[export] {count:,} events, {files:,} attachment files", file=sys.stderr)
-    return 0 if count else 1
+    return 0
+
+
+def _selected(e: type[ArchivedEvent], tenant: str, conversation: str | None) -> FindMany[Any]:
+    """The events asked for: the tenant's, or one conversation's of that tenant."""
+    query = e.find(e.tenant == tenant, batch_size=1000)
+    return query.find({"stream": f"conv:{conversation}"}) if conversation else query
+
+
+async def _any_selected(e: type[ArchivedEvent], tenant: str, conversation: str | None) -> bool:
+    return bool([row async for row in stored_rows(_selected(e, tenant, conversation).limit(1))])
+
+
+def _exported(e: type[ArchivedEvent], tenant: str, conversation: str | None) -> FindMany[Any]:
+    """The events asked for and, for one conversation, what verifies its chain: the
+    tenant's checkpoints and retention records."""
+    if not conversation:
+        return _selected(e, tenant, None)
+    return e.find(e.tenant == tenant, batch_size=1000).find(
+        {
+            "$or": [
+                {"stream": f"conv:{conversation}"},
+                {"type": {"$in": [AuditCheckpoint.TYPE, RetentionApplied.TYPE]}},
+            ]
+        }
+    )
+
+
+async def _write(
+    out: TextIO,
+    db: AsyncDatabase[Row],
+    e: type[ArchivedEvent],
+    tenant: str,
+    conversation: str | None,
+) -> tuple[int, int]:
+    """The export: its header, the events in log order, the attachment files. Returns how
+    many events and files were written."""
+    write_header(out, tenant, conversation)
+    exported = _exported(e, tenant, conversation).sort(ascending(e.position))
+    count = 0
+    attachments: list[str] = []
+    async for document in stored_rows(exported):
+        write_event(out, document)
+        count += 1
+        if document["type"] == AttachmentSent.TYPE:
+            attachments.append(document["data"]["attachment_id"])
+    return count, await _write_files(out, AttachmentStore(db), attachments)
+
+
+async def _write_files(out: TextIO, store: AttachmentStore, attachment_ids: list[str]) -> int:
+    files = 0
+    for attachment_id in attachment_ids:
+        found = await store.find(attachment_id)
+        if found is None:
+            print(f"[export] attachment {attachment_id}: no file stored", file=sys.stderr)
+            continue
+        content = await store.read(attachment_id)
+        write_attachment(
+            out,
+            Attachment(
+                found.attachment_id,
+                found.filename,
+                found.content_type,
+                found.conversation_id,
+                found.tenant,
+                content,
+            ),
+        )
+        files += 1
+    return files
 
 
 def _check_attachments(export: ExportFile) -> None:

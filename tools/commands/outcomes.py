@@ -21,10 +21,12 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import click
-from aiormq.exceptions import AMQPConnectionError, ProbableAuthenticationError
+from aiormq.exceptions import AMQPConnectionError, AMQPError, ProbableAuthenticationError
 from pymongo.errors import ConnectionFailure
 
+from relaydesk.bus.endpoint import split_urls
 from relaydesk.bus.rpc import RequestTimeout
+from relaydesk.dependencies import refused_vhost, vhost_refused
 from relaydesk.logging import configure_logging
 from relaydesk.runtime import EXIT_CONFIG
 from relaydesk.settings import ConfigurationError, Settings, load_settings
@@ -82,13 +84,20 @@ def tool_logging(ctx: click.Context, name: str) -> None:
 
 
 def run_async(work: Coroutine[Any, Any, T], settings: Settings) -> T:
-    """Run a tool's coroutine; an unreachable dependency becomes one line and exit 2."""
+    """Run a tool's coroutine; an unreachable dependency, or one refusing the command's
+    credentials or vhost, becomes one line and exit 2."""
     try:
         return asyncio.run(work)
     except ProbableAuthenticationError:
         raise _rabbitmq(settings, "user or password refused") from None
-    except AMQPConnectionError as exc:
-        raise _rabbitmq(settings, _reason(exc)) from None
+    except AMQPError as exc:
+        # aiormq reports a refused vhost as a frame it did not expect, not as a failed
+        # connection: waiting or retrying cannot mend it, the URL must change
+        if vhost_refused(exc):
+            raise CommandFailed(refused_vhost(split_urls(settings.amqp_url)[0])) from None
+        if isinstance(exc, AMQPConnectionError):
+            raise _rabbitmq(settings, _reason(exc)) from None
+        raise
     except BrokenPipeError:  # stdout's reader left (`| head`): tools/cli.py ends quietly
         raise
     except ConnectionError as exc:

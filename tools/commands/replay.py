@@ -77,7 +77,8 @@ class Moment(click.ParamType):
 )
 @click.option(
     "--scratch-db",
-    help="database for the rebuilt history read models (default: <db>_replay_<time>)",
+    help="a new database for the rebuilt history read models, dropped afterwards unless --keep"
+    " (default: <db>_replay_<time>; the live one or an existing one is refused)",
 )
 @click.option("--keep", is_flag=True, help="keep the scratch database")
 @click.option(
@@ -111,6 +112,7 @@ def replay(
     Exit 1: a rebuilt projection differs from the live one, or a --tenant/--conversation
     selection matched no event.
     """
+    _check_range(since, until)
     changes = _what_if(what_if, tenant, conversation, projection)
     settings = settings_of(ctx)
     if source == "archive" and not settings.mongo_url:
@@ -131,6 +133,13 @@ def replay(
         Slice(tenant, conversation, since, until), source, projection, scratch_db, keep, as_json
     )
     return run_async(_run(request, settings), settings)
+
+
+def _check_range(since: datetime | None, until: datetime | None) -> None:
+    """A range that ends before it begins holds no event: it is a mistake in the command,
+    not an empty selection (which exits 1, as grep does)."""
+    if since is not None and until is not None and since > until:
+        raise click.UsageError(f"--since {since.isoformat()} is after --until {until.isoformat()}")
 
 
 def _what_if(
@@ -202,14 +211,7 @@ async def _run(request: Request, settings: Settings) -> int:
     touched = functools.partial(touched_after, settings.amqp_url, settings.stream_url)
     comparison: projections.Comparison
     if request.projection == "history":
-        scratch = request.scratch_db or f"{settings.mongo_db}_replay_{int(time.time())}"
-        comparison = await projections.history(
-            settings,
-            events,
-            scratch,
-            keep=request.keep,
-            log_head=lambda: head_of_log(settings.amqp_url, settings.stream_url),
-        )
+        comparison = await _history(request, settings, events)
     elif request.projection == "agent":
         comparison = await projections.routing(settings, events, touched_after=touched)
     else:
@@ -225,6 +227,22 @@ async def _run(request: Request, settings: Settings) -> int:
         )
     print(f"{request.projection}: {_verdict(comparison)} ({progress.matched:,} events replayed)")
     return 1 if comparison.differences else 0
+
+
+async def _history(
+    request: Request, settings: Settings, events: AsyncIterator[LoggedEvent]
+) -> projections.Comparison:
+    scratch = request.scratch_db or f"{settings.mongo_db}_replay_{int(time.time())}"
+    try:
+        return await projections.history(
+            settings,
+            events,
+            scratch,
+            keep=request.keep,
+            log_head=lambda: head_of_log(settings.amqp_url, settings.stream_url),
+        )
+    except projections.ScratchDatabaseRefused as exc:
+        raise CommandFailed(str(exc)) from None
 
 
 def _verdict(comparison: projections.Comparison) -> str:

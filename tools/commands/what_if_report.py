@@ -5,6 +5,7 @@ them over with the deployment's defaults, and prints the comparison as a table o
 """
 
 import json
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,11 @@ async def run_what_if(
     logged: list[Envelope] = [event.envelope async for event in events]
     progress.done()
     if not split(logged, request.since, request.until)[1]:
+        print(
+            f"[replay] what-if: no event of tenant {request.tenant!r} in"
+            f" {_span(_iso(request.since), _iso(request.until))}: nothing to decide again",
+            file=sys.stderr,
+        )
         return 1
     deployment = Deployment(
         offer_timeout_s=settings.offer_timeout_s,
@@ -56,12 +62,20 @@ async def run_what_if(
 def _report(request: WhatIf, comparison: Comparison) -> dict[str, Any]:
     return {
         "tenant": request.tenant,
-        "since": request.since.isoformat() if request.since else None,
-        "until": request.until.isoformat() if request.until else None,
+        "since": _iso(request.since),
+        "until": _iso(request.until),
         "changes": request.changes.described(),
         "actual": comparison.actual.as_json(),
         "what_if": comparison.simulated.as_json(),
     }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _span(since: str | None, until: str | None) -> str:
+    return f"{since or 'the beginning'} .. {until or 'the end'}"
 
 
 def _seconds(value: float | None) -> str:
@@ -72,8 +86,8 @@ def _table(report: dict[str, Any]) -> str:
     actual, simulated = report["actual"], report["what_if"]
     changed = ", ".join(f"{k}={_value(v)}" for k, v in report["changes"].items()) or "nothing"
     lines = [
-        f"what-if for tenant {report['tenant']}, {report['since'] or 'the beginning'}"
-        f" .. {report['until'] or 'the end'}; changed: {changed}",
+        f"what-if for tenant {report['tenant']}, {_span(report['since'], report['until'])};"
+        f" changed: {changed}",
         f"{'':<22}{'actual':>10}{'what-if':>10}",
     ]
     for name in ("requests", "accepted", "missed"):

@@ -9,6 +9,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
 from agent_service import fold as routing_fold
 from agent_service.state import RoutingState
 from billing_service.ledger import Ledger
@@ -22,7 +25,7 @@ from history_service.read_models import ReadModels
 from relaydesk.bus import Bus, RemoteError, RequestTimeout
 from relaydesk.bus.rpc import RpcClient
 from relaydesk.settings import Settings
-from relaydesk.store import bind_documents, bound, database, make_client
+from relaydesk.store import Row, bind_documents, bound, database, make_client
 from tools.replay.sources import Touched
 
 COMPARED_CONVERSATION_FIELDS = (
@@ -92,6 +95,28 @@ class LogHead:
 TouchedAfter = Callable[[int], Awaitable[Touched]]
 
 
+class ScratchDatabaseRefused(Exception):
+    """The scratch database named is the live one or exists already: the replay fills its
+    scratch database and drops it afterwards, which would mix the rebuilt read models with
+    what it holds and then delete all of it (the live archive, read models and positions)."""
+
+
+async def _claim_scratch(client: AsyncMongoClient[Row], scratch_db: str, live_db: str) -> None:
+    """Refuse a scratch database this replay did not make. MongoDB refuses two names that
+    differ only in case, so they are compared as one."""
+    wanted = scratch_db.casefold()
+    if wanted == live_db.casefold():
+        raise ScratchDatabaseRefused(
+            f"--scratch-db {scratch_db!r} is the live database (RELAYDESK_MONGO_DB): the"
+            " replay drops its scratch database afterwards; name one that does not exist"
+        )
+    if any(name.casefold() == wanted for name in await client.list_database_names()):
+        raise ScratchDatabaseRefused(
+            f"--scratch-db {scratch_db!r} already exists: the replay fills a new database and"
+            " drops it afterwards; name one that does not exist"
+        )
+
+
 async def history(
     settings: Settings,
     events: AsyncIterator[LoggedEvent],
@@ -102,50 +127,67 @@ async def history(
 ) -> Comparison:
     """Fold into read models in a scratch database; compare conversations with the live ones.
 
-    A live conversation whose ``last_position`` is past the last replayed event has moved on
-    since; it is not compared, unless that position is past the log's head as well
-    (``log_head``, asked only then): no event is there, so the live row is wrong.
+    The scratch database must not exist (:class:`ScratchDatabaseRefused`); it is dropped
+    afterwards unless ``keep``. A live conversation whose ``last_position`` is past the last
+    replayed event has moved on since; it is not compared, unless that position is past the
+    log's head as well (``log_head``, asked only then): no event is there, so the live row is
+    wrong.
     """
     client = make_client(settings.mongo_url or "")
     try:
-        scratch, live = database(client, scratch_db), database(client, settings.mongo_db)
-        await bind_documents(scratch, HISTORY_DOCUMENTS)
-        models = ReadModels(scratch)
-        found = Comparison()
-        replayed_to: int | None = None  # the last replayed event's position
-        async for batch in _batches(events):
-            await models.apply(batch)
-            replayed_to = batch[-1].position
-        heads = LogHead(log_head)
-        live_conversations = await bound(live, ConversationView)
-        async for rebuilt in (await bound(scratch, ConversationView)).find_all():
-            current = await live_conversations.get(rebuilt.id)
-            if current is None:
-                found.differences.append(
-                    f"conversation {rebuilt.id}: in the log, missing from the live read model"
-                )
-                continue
-            if replayed_to is not None and current.last_position > replayed_to:
-                if await heads.holds(current.last_position):
-                    found.moved_on.append(rebuilt.id)
-                    continue
-                found.differences.append(
-                    f"conversation {rebuilt.id}: last_position live {current.last_position}"
-                    f" is past the log's head {heads.known}"
-                )
-                continue
-            found.compared += 1
-            for name in COMPARED_CONVERSATION_FIELDS:
-                now, replayed = getattr(current, name), getattr(rebuilt, name)
-                if _normal(now) != _normal(replayed):
-                    found.differences.append(
-                        f"conversation {rebuilt.id}: {name} live {now!r} != replayed {replayed!r}"
-                    )
-        return found
+        await _claim_scratch(client, scratch_db, settings.mongo_db)
+        try:
+            return await _compare_history(
+                database(client, scratch_db),
+                database(client, settings.mongo_db),
+                events,
+                LogHead(log_head),
+            )
+        finally:
+            if not keep:
+                await client.drop_database(scratch_db)
     finally:
-        if not keep:
-            await client.drop_database(scratch_db)
         await client.close()
+
+
+async def _compare_history(
+    scratch: AsyncDatabase[Row],
+    live: AsyncDatabase[Row],
+    events: AsyncIterator[LoggedEvent],
+    heads: LogHead,
+) -> Comparison:
+    await bind_documents(scratch, HISTORY_DOCUMENTS)
+    models = ReadModels(scratch)
+    found = Comparison()
+    replayed_to: int | None = None  # the last replayed event's position
+    async for batch in _batches(events):
+        await models.apply(batch)
+        replayed_to = batch[-1].position
+    live_conversations = await bound(live, ConversationView)
+    async for rebuilt in (await bound(scratch, ConversationView)).find_all():
+        current = await live_conversations.get(rebuilt.id)
+        if current is None:
+            found.differences.append(
+                f"conversation {rebuilt.id}: in the log, missing from the live read model"
+            )
+            continue
+        if replayed_to is not None and current.last_position > replayed_to:
+            if await heads.holds(current.last_position):
+                found.moved_on.append(rebuilt.id)
+                continue
+            found.differences.append(
+                f"conversation {rebuilt.id}: last_position live {current.last_position}"
+                f" is past the log's head {heads.known}"
+            )
+            continue
+        found.compared += 1
+        for name in COMPARED_CONVERSATION_FIELDS:
+            now, replayed = getattr(current, name), getattr(rebuilt, name)
+            if _normal(now) != _normal(replayed):
+                found.differences.append(
+                    f"conversation {rebuilt.id}: {name} live {now!r} != replayed {replayed!r}"
+                )
+    return found
 
 
 async def routing(
