@@ -103,8 +103,16 @@ async def test_replay_prints_a_conversation_and_rebuilt_projections_match_until_
 
         client = make_client(system.settings.mongo_url or "")
         try:
-            await database(client, system.settings.mongo_db)["conversations"].update_one(
-                {"conversation_id": conversation_id}, {"$set": {"status": "queued"}}
+            conversations = database(client, system.settings.mongo_db)["conversations"]
+            row = await conversations.find_one({"conversation_id": conversation_id})
+            assert row is not None
+            await conversations.update_one(
+                {"conversation_id": conversation_id},
+                {"$set": {"status": "queued", "visitor.name": "Mallory", "topic": "refund"}},
+            )
+            # a row no event made (it passed as identical, as did fields left uncompared)
+            await conversations.insert_one(
+                {**row, "_id": "rep|cphantom", "conversation_id": "cphantom"}
             )
         finally:
             await client.close()
@@ -113,6 +121,10 @@ async def test_replay_prints_a_conversation_and_rebuilt_projections_match_until_
         assert (
             "status live 'queued' != replayed 'closed'" in tampered.stdout
             and conversation_id in tampered.stdout
+        )
+        assert "'Mallory'" in tampered.stdout and "topic live 'refund'" in tampered.stdout
+        assert "conversation rep|cphantom: in the live read model, made by no event" in (
+            tampered.stdout
         )
 
 

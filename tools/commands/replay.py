@@ -19,13 +19,14 @@ the changed settings and compared with what happened (tools/commands/what_if_rep
 import functools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import click
 
 from contracts.envelope import LoggedEvent
+from history_service.documents import ConversationView
 from relaydesk.settings import Settings
 from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
 from tools.commands.what_if_report import WhatIf, run_what_if
@@ -240,6 +241,7 @@ async def _history(
             scratch,
             keep=request.keep,
             log_head=lambda: head_of_log(settings.amqp_url, settings.stream_url),
+            scope=_whole_conversations(request.selection),
         )
     except projections.ScratchDatabaseRefused as exc:
         raise CommandFailed(str(exc)) from None
@@ -254,3 +256,16 @@ def _verdict(comparison: projections.Comparison) -> str:
             f" {len(comparison.moved_on):,} moved on"
         )
     return "identical to the live projection"
+
+
+def _whole_conversations(
+    selection: Slice,
+) -> Callable[[ConversationView], bool] | None:
+    """The live rows a replay of ``selection`` must have made, when it read every event of
+    them (no time bounds); None with a time range (it saw a part of each)."""
+    if selection.since is not None or selection.until is not None:
+        return None
+    return lambda row: (
+        (selection.tenant is None or row.tenant == selection.tenant)
+        and (selection.conversation is None or row.conversation_id == selection.conversation)
+    )

@@ -28,16 +28,9 @@ from relaydesk.settings import Settings
 from relaydesk.store import Row, bind_documents, bound, database, make_client
 from tools.replay.sources import Touched
 
-COMPARED_CONVERSATION_FIELDS = (
-    "status",
-    "agent_id",
-    "channel",
-    "message_count",
-    "rating",
-    "last_position",
-    "closed_at",
-    "accepted_at",
-)
+# Every stored field of a conversation row but its key: the visitor's name, the topic, the
+# department were not compared, and a live row edited there passed as identical.
+NOT_COMPARED = frozenset({"id", "revision_id"})
 BATCH = 500
 
 
@@ -124,8 +117,12 @@ async def history(
     *,
     keep: bool = False,
     log_head: Callable[[], Awaitable[int | None]] | None = None,
+    scope: Callable[[ConversationView], bool] | None = None,
 ) -> Comparison:
     """Fold into read models in a scratch database; compare conversations with the live ones.
+
+    With ``scope`` (the replay read every event of the conversations it admits: no time
+    bounds), a live row in scope that the log never made is a difference too.
 
     The scratch database must not exist (:class:`ScratchDatabaseRefused`); it is dropped
     afterwards unless ``keep``. A live conversation whose ``last_position`` is past the last
@@ -142,6 +139,7 @@ async def history(
                 database(client, settings.mongo_db),
                 events,
                 LogHead(log_head),
+                scope,
             )
         finally:
             if not keep:
@@ -155,6 +153,7 @@ async def _compare_history(
     live: AsyncDatabase[Row],
     events: AsyncIterator[LoggedEvent],
     heads: LogHead,
+    scope: Callable[[ConversationView], bool] | None,
 ) -> Comparison:
     await bind_documents(scratch, HISTORY_DOCUMENTS)
     models = ReadModels(scratch)
@@ -164,7 +163,9 @@ async def _compare_history(
         await models.apply(batch)
         replayed_to = batch[-1].position
     live_conversations = await bound(live, ConversationView)
+    rebuilt_ids: set[str] = set()
     async for rebuilt in (await bound(scratch, ConversationView)).find_all():
+        rebuilt_ids.add(rebuilt.id)
         current = await live_conversations.get(rebuilt.id)
         if current is None:
             found.differences.append(
@@ -181,13 +182,38 @@ async def _compare_history(
             )
             continue
         found.compared += 1
-        for name in COMPARED_CONVERSATION_FIELDS:
-            now, replayed = getattr(current, name), getattr(rebuilt, name)
+        now_fields = current.model_dump(exclude=set(NOT_COMPARED))
+        for name, replayed in rebuilt.model_dump(exclude=set(NOT_COMPARED)).items():
+            now = now_fields.get(name)
             if _normal(now) != _normal(replayed):
                 found.differences.append(
                     f"conversation {rebuilt.id}: {name} live {now!r} != replayed {replayed!r}"
                 )
+    if scope is not None:
+        await _live_only(live_conversations, rebuilt_ids, replayed_to, heads, scope, found)
     return found
+
+
+async def _live_only(
+    live_conversations: type[ConversationView],
+    rebuilt_ids: set[str],
+    replayed_to: int | None,
+    heads: LogHead,
+    scope: Callable[[ConversationView], bool],
+    found: Comparison,
+) -> None:
+    """Live rows in scope the replay did not make: begun after the last replayed event
+    (moved on), or made by no event of the log (a difference)."""
+    async for current in live_conversations.find_all():
+        if current.id in rebuilt_ids or not scope(current):
+            continue
+        begun_later = replayed_to is None or current.last_position > replayed_to
+        if begun_later and await heads.holds(current.last_position):
+            found.moved_on.append(current.id)
+            continue
+        found.differences.append(
+            f"conversation {current.id}: in the live read model, made by no event of the log"
+        )
 
 
 async def routing(
