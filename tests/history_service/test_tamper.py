@@ -12,6 +12,7 @@ import copy
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -333,30 +334,81 @@ async def test_a_checkpoint_altered_or_signed_by_another_key_is_refused(
     assert "unknown key" in found[0].detail
 
 
-async def test_deleting_a_tail_from_the_live_archive_is_reported_by_verify(
-    archived: Archived,
-) -> None:
-    """Online: a copy of the tenant's archive in a scratch database, its rating deleted."""
+@asynccontextmanager
+async def scratch_archive(archived: Archived, docs: list[Doc]) -> AsyncIterator[Settings]:
+    """The settings of a scratch database holding ``docs`` as its archive, with history's
+    checkpoint copied from the system's (the live system's log stays the log)."""
     scratch = f"{archived.settings.mongo_db}_tampered"
     client = make_client(archived.settings.mongo_url or "")
     try:
         db = database(client, scratch)
-        rating = chain(archived)[-1]
-        await db["events"].insert_many([d for d in archived.docs if d["_id"] != rating["_id"]])
+        await db["events"].insert_many(docs)
         source = database(client, archived.settings.mongo_db)["checkpoints"]
         await db["checkpoints"].insert_one(await source.find_one({"_id": "history"}))
-        verdict = await verify_online(
-            archived.settings.model_copy(update={"mongo_db": scratch}), TENANT, None, archived.keys
-        )
+        yield archived.settings.model_copy(update={"mongo_db": scratch})
     finally:
         await client.drop_database(scratch)
         await client.close()
+
+
+async def test_deleting_a_tail_from_the_live_archive_is_reported_by_verify(
+    archived: Archived,
+) -> None:
+    """Online: a copy of the tenant's archive in a scratch database, its rating deleted."""
+    rating = chain(archived)[-1]
+    kept = [d for d in archived.docs if d["_id"] != rating["_id"]]
+    async with scratch_archive(archived, kept) as settings:
+        verdict = await verify_online(settings, TENANT, None, archived.keys)
     first = verdict.findings[0]
     assert (first.kind, first.position, first.event_id) == (
         "missing",
         rating["position"],
         rating["_id"],
     )
+
+
+FAR_PAST_THE_HEAD = 900_000_000
+
+
+def appended_far_ahead(archived: Archived) -> Doc:
+    """A message appended to the rated conversation's chain, its links right, at a position
+    the log will not reach for years: as a forger with write access to MongoDB adds one."""
+    last = chain(archived)[-1]
+    model = next(d for d in chain(archived) if d["type"] == "message.sent")
+    forged = {
+        **copy.deepcopy(model),
+        "_id": uuid.uuid4().hex,
+        "position": FAR_PAST_THE_HEAD,
+        "prev_hash": last["hash"],
+    }
+    forged["data"]["body"] = "FORGED: refund approved"
+    forged["hash"] = link_hash(last["hash"], envelope_of(forged))
+    return forged
+
+
+@pytest.mark.parametrize(
+    ("with_log", "one_conversation", "kind"),
+    [
+        (True, False, "extra"),
+        (True, True, "extra"),
+        (False, False, "ahead_of_history"),
+        (False, True, "ahead_of_history"),
+    ],
+)
+async def test_an_event_archived_past_the_logs_head_is_reported_by_verify(
+    archived: Archived, with_log: bool, one_conversation: bool, kind: str
+) -> None:
+    """Past every signed checkpoint its chain is only unsigned yet; but no event is archived
+    where the log has none, nor (but for a batch being written) past history's checkpoint."""
+    forged = appended_far_ahead(archived)
+    conversation = archived.conversation if one_conversation else None
+    async with scratch_archive(archived, [*archived.docs, forged]) as settings:
+        verdict = await verify_online(
+            settings, TENANT, conversation, archived.keys, with_log=with_log
+        )
+    assert [(f.kind, f.position, f.event_id) for f in verdict.findings] == [
+        (kind, FAR_PAST_THE_HEAD, forged["_id"])
+    ]
 
 
 async def test_an_export_verifies_offline_and_its_tampered_copies_do_not(
