@@ -335,7 +335,9 @@ async def test_a_checkpoint_altered_or_signed_by_another_key_is_refused(
 
 
 @asynccontextmanager
-async def scratch_archive(archived: Archived, docs: list[Doc]) -> AsyncIterator[Settings]:
+async def scratch_archive(
+    archived: Archived, docs: list[Doc], *, history_checkpoint: bool = True
+) -> AsyncIterator[Settings]:
     """The settings of a scratch database holding ``docs`` as its archive, with history's
     checkpoint copied from the system's (the live system's log stays the log)."""
     scratch = f"{archived.settings.mongo_db}_tampered"
@@ -344,7 +346,8 @@ async def scratch_archive(archived: Archived, docs: list[Doc]) -> AsyncIterator[
         db = database(client, scratch)
         await db["events"].insert_many(docs)
         source = database(client, archived.settings.mongo_db)["checkpoints"]
-        await db["checkpoints"].insert_one(await source.find_one({"_id": "history"}))
+        if history_checkpoint:
+            await db["checkpoints"].insert_one(await source.find_one({"_id": "history"}))
         yield archived.settings.model_copy(update={"mongo_db": scratch})
     finally:
         await client.drop_database(scratch)
@@ -365,6 +368,56 @@ async def test_deleting_a_tail_from_the_live_archive_is_reported_by_verify(
         rating["position"],
         rating["_id"],
     )
+
+
+async def test_without_historys_checkpoint_the_archive_is_still_compared_with_the_log(
+    archived: Archived, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """History's stored position removed as well as the rating: the log still finds it."""
+    rating = chain(archived)[-1]
+    kept = [d for d in archived.docs if d["_id"] != rating["_id"]]
+    async with scratch_archive(archived, kept, history_checkpoint=False) as settings:
+        verdict = await verify_online(settings, TENANT, None, archived.keys)
+        assert await asyncio.to_thread(cli.main, ["audit", "verify"], settings) == 1
+    first = verdict.findings[0]
+    assert (first.kind, first.position) == ("missing", rating["position"])
+    assert verdict.log_range is not None
+    out = capsys.readouterr().out
+    assert "note: history's checkpoint is missing" in out and "missing at position" in out
+
+
+@pytest.mark.parametrize(
+    ("selection", "code", "said"),
+    [
+        pytest.param(["--tenant", "nosuch"], 2, "no tenant 'nosuch'", id="unknown tenant"),
+        pytest.param(
+            ["--tenant", TENANT.upper()], 2, f"no tenant {TENANT.upper()!r}", id="tenant typo"
+        ),
+        pytest.param(
+            ["--tenant", "nosuch", "--no-log"], 2, "no tenant 'nosuch'", id="unknown, no log"
+        ),
+        pytest.param(
+            ["--tenant", TENANT, "--conversation", "nosuch"],
+            1,
+            "no match: conversation nosuch",
+            id="unknown conversation",
+        ),
+    ],
+)
+async def test_a_selection_that_matches_nothing_is_not_reported_intact(
+    archived: Archived,
+    capsys: pytest.CaptureFixture[str],
+    selection: list[str],
+    code: int,
+    said: str,
+) -> None:
+    assert (
+        await asyncio.to_thread(cli.main, ["audit", "verify", *selection], archived.settings)
+        == code
+    )
+    captured = capsys.readouterr()
+    assert "intact" not in captured.out
+    assert said in (captured.err if code == 2 else captured.out)
 
 
 FAR_PAST_THE_HEAD = 900_000_000

@@ -50,11 +50,21 @@ HISTORY = "history"  # history_service's consumer name in the store's checkpoint
 HISTORY_CATCH_UP_S = 5.0
 
 
+class UnknownTenant(LookupError):
+    """A tenant with no event in the archive, nor on the log when it is read."""
+
+
 @dataclass
 class Verdict:
     report: Report
     log_findings: list[Finding] = field(default_factory=list)
     log_range: tuple[int, int] | None = None  # positions compared with the log
+    notes: list[str] = field(default_factory=list)  # what could not be checked, and why
+
+    @property
+    def checked_nothing(self) -> bool:
+        """No event in scope anywhere: archive, log and checkpoints had none to verify."""
+        return self.report.checked == 0 and not self.findings
 
     @property
     def findings(self) -> list[Finding]:
@@ -101,9 +111,14 @@ async def verify_online(
         tenant_only = (e.tenant == tenant,) if tenant else ()
         # Before the log's head is asked: every event archived honestly up to here is on it.
         top = await highest_position(e, *tenant_only)
+        # Without history's checkpoint (removed, or nothing archived yet) the archive's own
+        # positions are compared: a forger who deletes it must not silence the log.
+        settled_up_to = top if archived_up_to is None else archived_up_to
         log = LogRead()
-        if with_log and archived_up_to is not None:
-            log = await read_log(settings, max(archived_up_to, top or -1), tenant)
+        if with_log and settled_up_to is not None:
+            log = await read_log(settings, max(settled_up_to, top or -1), tenant)
+        if tenant is not None and top is None and not log.events:
+            raise UnknownTenant(tenant)
         special = e.find(*tenant_only).find(
             {"type": {"$in": [AuditCheckpoint.TYPE, RetentionApplied.TYPE]}}
         )
@@ -114,7 +129,7 @@ async def verify_online(
             [r for r in rows if is_retention_record(r)],
             scope,
         )
-        split = ArchiveSplit(archived_up_to, top, log.first)
+        split = ArchiveSplit(settled_up_to, top, log.first)
         query = e.find(*tenant_only, batch_size=1000)
         if conversation:
             query = query.find(e.stream == f"conv:{conversation}")
@@ -129,17 +144,36 @@ async def verify_online(
     finally:
         await client.close()
     report = verifier.finish()
-    if log.first is None or archived_up_to is None:
-        return Verdict(report)
+    notes = missing_checkpoint_notes(archived_up_to, top, with_log)
+    if log.first is None or settled_up_to is None:
+        return Verdict(report, notes=notes)
     in_scope = [(p, env) for p, env in log.events if scope(env["tenant"], env["stream"])]
-    return Verdict(report, split.compared(in_scope, log.last), (log.first, archived_up_to))
+    compared = (log.first, min(settled_up_to, log.last))
+    return Verdict(report, split.compared(in_scope, log.last), compared, notes)
+
+
+def missing_checkpoint_notes(
+    archived_up_to: int | None, top: int | None, with_log: bool
+) -> list[str]:
+    """Said when history's checkpoint is missing: what the log was compared over instead."""
+    if archived_up_to is not None:
+        return []
+    if top is None:
+        instead = "the archive is empty too: nothing compared with the log"
+    elif with_log:
+        instead = f"compared with the log over the archive's positions, up to {top:,}"
+    else:
+        instead = "events archived past it cannot be told from history's (verify with the log)"
+    return ["history's checkpoint is missing (nothing archived yet, or it was removed): " + instead]
 
 
 @dataclass
 class ArchiveSplit:
     """The archived events in scope, by how the log checks them."""
 
-    archived_up_to: int | None  # history's checkpoint
+    # history's checkpoint (without one, the archive's highest position): up to it the log
+    # and the archive hold the same events
+    settled_up_to: int | None
     top: int | None  # the highest position archived when the check began
     log_from: int | None  # the log's first retained position
     settled: list[dict[str, Any]] = field(default_factory=list)  # in the log's range
@@ -147,9 +181,9 @@ class ArchiveSplit:
 
     def add(self, doc: dict[str, Any]) -> None:
         position = doc["position"]
-        if self.archived_up_to is None or self.top is None or position > self.top:
+        if self.settled_up_to is None or self.top is None or position > self.top:
             return  # archived after the check began: the log read may not reach it
-        if position > self.archived_up_to:
+        if position > self.settled_up_to:
             self.ahead.append(doc)
         elif self.log_from is not None and position >= self.log_from:
             self.settled.append(doc)
@@ -162,7 +196,7 @@ class ArchiveSplit:
         history is writing them (its inserts are unordered, and its checkpoint stays behind
         the read models it holds under load).
         """
-        up_to = self.archived_up_to if self.archived_up_to is not None else -1
+        up_to = self.settled_up_to if self.settled_up_to is not None else -1
         found = compare_with_log([(p, env) for p, env in logged if p <= up_to], self.settled)
         positions = {doc["position"] for doc in self.ahead}
         on_the_log = [doc for doc in self.ahead if doc["position"] <= log_last]
