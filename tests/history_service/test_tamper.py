@@ -42,7 +42,7 @@ from tests.shared_system import shared_system
 from tools import cli
 from tools.replay import projections
 from tools.replay.export_file import read_export
-from tools.replay.sources import Progress, Slice, from_archive, from_stream
+from tools.replay.sources import Progress, Slice, from_archive, from_stream, head_of_log
 from tools.replay.verify import LogRead, read_log, verify_file, verify_online
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -522,6 +522,26 @@ async def test_replay_from_either_source_equals_every_live_projection(archived: 
     assert [r.differences for r in results] == [[]] * 6, results
 
 
+@asynccontextmanager
+async def import_target(archived: Archived, vhosts: RabbitVhosts) -> AsyncIterator[Settings]:
+    """The settings of a fresh system to import into: a vhost and a database of its own."""
+    vhost = vhosts.create()
+    target = archived.settings.model_copy(
+        update={
+            "amqp_url": vhosts.url_for(vhost),
+            "mongo_db": f"t_{uuid.uuid4().hex[:12]}",
+            **stream_override(vhosts, vhost),
+        }
+    )
+    client = make_client(target.mongo_url or "")
+    try:
+        yield target
+    finally:
+        await client.drop_database(target.mongo_db)
+        await client.close()
+        vhosts.delete(vhost)
+
+
 async def test_attachment_files_travel_with_their_hashes_checked_on_import(
     archived: Archived, vhosts: RabbitVhosts, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -536,31 +556,46 @@ async def test_attachment_files_travel_with_their_hashes_checked_on_import(
     ]
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join(swapped) + "\n")
-    vhost = vhosts.create()
-    target = archived.settings.model_copy(
-        update={
-            "amqp_url": vhosts.url_for(vhost),
-            "mongo_db": f"t_{uuid.uuid4().hex[:12]}",
-            **stream_override(vhosts, vhost),
-        }
-    )
-    client = make_client(target.mongo_url or "")
-    try:
+    async with import_target(archived, vhosts) as target:
         refused = await asyncio.to_thread(cli.main, ["import", "--input", str(bad)], target)
         err = capsys.readouterr().err
         assert refused == 2 and "nothing imported" in err and "sha256" in err
         done = ["--input", str(archived.export)]
         assert await asyncio.to_thread(cli.main, ["import", *done], target) == 0
         # the file is on the target system before its event: its link will not answer 404
-        store = AttachmentStore(database(client, target.mongo_db))
-        stored = await store.find(attachment.id)
+        client = make_client(target.mongo_url or "")
+        try:
+            store = AttachmentStore(database(client, target.mongo_db))
+            stored = await store.find(attachment.id)
+            content = await store.read(attachment.id)
+        finally:
+            await client.close()
         assert stored is not None and stored.tenant == TENANT
         assert stored.conversation_id == attachment.conversation_id
-        assert await store.read(attachment.id) == PNG
-    finally:
-        await client.drop_database(target.mongo_db)
-        await client.close()
-        vhosts.delete(vhost)
+        assert content == PNG
+
+
+async def test_an_export_whose_hash_chain_is_broken_is_not_imported(
+    archived: Archived, vhosts: RabbitVhosts, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A body edited in the file, its hash left alone: the target would sign the forgery into
+    an archive of its own, where every chain links."""
+    records = [json.loads(line) for line in archived.export.read_text().splitlines()]
+    victim = next(
+        r
+        for r in records
+        if r.get("event", {}).get("type") == "message.sent"
+        and r["event"]["stream"] == f"conv:{archived.conversation}"
+    )
+    victim["event"]["data"]["body"] = "I never said that"
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text("".join(json.dumps(r) + "\n" for r in records))
+    async with import_target(archived, vhosts) as target:
+        refused = await asyncio.to_thread(cli.main, ["import", "--input", str(edited)], target)
+        err = capsys.readouterr().err
+        assert refused == 2 and "nothing imported" in err, err
+        assert f"hash chain broken at position {victim['position']}" in err, err
+        assert await head_of_log(target.amqp_url, target.stream_url) is None  # nothing published
 
 
 async def test_what_if_routing_reports_the_tenants_range_beside_what_happened(

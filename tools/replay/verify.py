@@ -82,15 +82,31 @@ def scope_of(tenant: str | None, conversation: str | None) -> Callable[[str, str
 
 def verify_file(export: ExportFile, public_keys: Mapping[str, Ed25519PublicKey]) -> Verdict:
     """An export on its own: its chains against the checkpoints it carries."""
+    return Verdict(
+        _file_report(export, [r for r in export.records if is_checkpoint(r)], public_keys)
+    )
+
+
+def first_broken_link(export: ExportFile) -> Finding | None:
+    """The first hash link of an export that does not hold: the links alone, which need no
+    key (an edit left unhashed; a consistent rewrite needs the signer's key to be seen)."""
+    return _file_report(export, [], {}).first
+
+
+def _file_report(
+    export: ExportFile,
+    checkpoints: list[dict[str, Any]],
+    public_keys: Mapping[str, Ed25519PublicKey],
+) -> Report:
     verifier = ArchiveVerifier(
-        [r for r in export.records if is_checkpoint(r)],
+        checkpoints,
         public_keys,
         [r for r in export.records if is_retention_record(r)],
         scope_of(export.tenant, export.conversation),
     )
     for record in sorted(export.records, key=lambda r: r["position"]):
         verifier.feed(record)
-    return Verdict(verifier.finish())
+    return verifier.finish()
 
 
 async def verify_online(
