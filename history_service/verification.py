@@ -45,7 +45,7 @@ Scope = Callable[[str, str], bool]  # (tenant, stream) → verified here
 class Finding:
     position: int
     # broken_link | edited | missing | extra | moved | checkpoint_mismatch | unsigned_chain |
-    # bad_signature | ahead_of_history
+    # bad_signature | ahead_of_history | no_checkpoint
     kind: str
     tenant: str
     stream: str
@@ -136,12 +136,7 @@ class ArchiveVerifier:
             if event_id in seen or not any(self._scope(event["tenant"], s) for s in listed):
                 continue
             seen.add(event_id)
-            if not signature_holds(
-                public_keys,
-                data.get("key_id", ""),
-                checkpoint_message(dict(event)),
-                data.get("signature", ""),
-            ):
+            if not checkpoint_signed(event, public_keys):
                 known = data.get("key_id") in public_keys
                 self._find(
                     Finding(
@@ -362,6 +357,37 @@ def _differs(doc: Mapping[str, Any], envelope: Mapping[str, Any]) -> bool:
 def _id_of(row: Mapping[str, Any]) -> str:
     """An event's id: ``_id`` in the archive, ``id`` in an envelope."""
     return str(row.get("_id") or row.get("id"))
+
+
+def checkpoint_signed(
+    event: Mapping[str, Any], public_keys: Mapping[str, Ed25519PublicKey]
+) -> bool:
+    """The checkpoint's signature holds under one of ``public_keys`` (the one it names)."""
+    data = event.get("data") or {}
+    return signature_holds(
+        public_keys,
+        data.get("key_id", ""),
+        checkpoint_message(dict(event)),
+        data.get("signature", ""),
+    )
+
+
+def nothing_signed(first: Mapping[str, Any], checked: int) -> Finding:
+    """Events that no valid checkpoint signs at all, ``first`` the first of them.
+
+    Their links prove nothing: whoever wrote them can recompute every hash. (Events after a
+    tenant's last checkpoint are different: only unsigned yet, the rest is anchored.)
+    """
+    return Finding(
+        int(first["position"]),
+        "no_checkpoint",
+        first["tenant"],
+        first["stream"],
+        None,
+        f"{checked} events and no checkpoint signed by the given key: nothing can be verified"
+        " against the signer (history signs a tenant's events within"
+        " RELAYDESK_AUDIT_CHECKPOINT_INTERVAL_S: export again)",
+    )
 
 
 def is_checkpoint(doc: Mapping[str, Any]) -> bool:

@@ -40,6 +40,7 @@ from tests.history_service.flows import served_conversation
 from tests.servers import MongoServer, RabbitVhosts, stream_override
 from tests.shared_system import shared_system
 from tools import cli
+from tools.commands.audit import print_verdict
 from tools.replay import projections
 from tools.replay.export_file import read_export
 from tools.replay.sources import Progress, Slice, from_archive, from_stream, head_of_log
@@ -495,6 +496,40 @@ async def test_a_tampered_export_is_reported(archived: Archived, how: str, tmp_p
     export.records = records
     found = verify_file(export, archived.keys).findings
     assert found and min(found).position <= broken_at
+
+
+async def test_an_export_without_a_signed_checkpoint_is_not_intact(
+    archived: Archived, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A body edited, every later hash recomputed and every checkpoint line dropped: the links
+    alone prove nothing (whoever edits the file recomputes them), so nothing is verified."""
+    export = read_export(archived.export)
+    records = copy.deepcopy(export.records)
+    REWRITES["a body edited, later hashes recomputed"](archived)(records)
+    export.records = [r for r in records if r["type"] != AuditCheckpoint.TYPE]
+    verdict = verify_file(export, archived.keys)
+    assert [f.kind for f in verdict.findings] == ["no_checkpoint"], verdict.findings
+    assert print_verdict(verdict) == 1
+    assert "BROKEN: no_checkpoint" in capsys.readouterr().out
+
+
+async def test_an_export_whose_last_events_are_not_signed_yet_verifies_with_a_note(
+    archived: Archived,
+) -> None:
+    """An export made before history signed its newest events (cut here before the last
+    checkpoint of the rated conversation) is honest: its tail is only unsigned yet."""
+    export = read_export(archived.export)
+    stream = f"conv:{archived.conversation}"
+    last_signing = max(
+        r["position"]
+        for r in export.records
+        if r["type"] == AuditCheckpoint.TYPE
+        and any(head["stream"] == stream for head in r["data"]["heads"])
+    )
+    export.records = [r for r in export.records if r["position"] < last_signing]
+    verdict = verify_file(export, archived.keys)
+    assert verdict.findings == [] and verdict.report.checkpoints > 0
+    assert verdict.report.unanchored.get(TENANT, 0) >= 1
 
 
 async def test_replay_from_either_source_equals_every_live_projection(archived: Archived) -> None:

@@ -24,9 +24,11 @@ from history_service.verification import (
     Finding,
     Report,
     ahead_of_history,
+    checkpoint_signed,
     compare_with_log,
     is_checkpoint,
     is_retention_record,
+    nothing_signed,
     past_the_log,
 )
 from relaydesk.bus import Bus, LogReader
@@ -81,10 +83,24 @@ def scope_of(tenant: str | None, conversation: str | None) -> Callable[[str, str
 
 
 def verify_file(export: ExportFile, public_keys: Mapping[str, Ed25519PublicKey]) -> Verdict:
-    """An export on its own: its chains against the checkpoints it carries."""
-    return Verdict(
-        _file_report(export, [r for r in export.records if is_checkpoint(r)], public_keys)
-    )
+    """An export on its own: its chains against the checkpoints it carries.
+
+    An export carries every checkpoint of its tenant: one with events and no checkpoint
+    that verifies has nothing anchoring it (its checkpoint lines removed, or signed by
+    another key), where one whose newest events follow its last checkpoint is only
+    unsigned there yet (a note).
+    """
+    checkpoints = [r for r in export.records if is_checkpoint(r)]
+    report = _file_report(export, checkpoints, public_keys)
+    if report.checked and not any(checkpoint_signed(c, public_keys) for c in checkpoints):
+        scope = scope_of(export.tenant, export.conversation)
+        first = min(
+            (r for r in export.records if scope(r["tenant"], r["stream"])),
+            key=lambda r: r["position"],
+        )
+        report.findings.append(nothing_signed(first, report.checked))
+        report.unanchored.clear()  # not "after its last checkpoint": there is none
+    return Verdict(report)
 
 
 def first_broken_link(export: ExportFile) -> Finding | None:
