@@ -11,6 +11,8 @@ Pure: the callers read the archive, the log or a file and feed rows here, in log
   removed or inserted: a head or a length that differs, or a chain never signed.
 - **The log** (:func:`compare_with_log`), for the range the stream still holds: every
   first copy of an event on the log must be archived at its position with its content.
+  An event archived past the log's head (:func:`past_the_log`), or without the log past
+  history's own checkpoint (:func:`ahead_of_history`), was never logged there.
 
 Each problem is a :class:`Finding` with the first position known bad; with the log that is
 exact, with checkpoints alone it is a lower bound: the position after the last checkpoint
@@ -43,7 +45,7 @@ Scope = Callable[[str, str], bool]  # (tenant, stream) → verified here
 class Finding:
     position: int
     # broken_link | edited | missing | extra | moved | checkpoint_mismatch | unsigned_chain |
-    # bad_signature
+    # bad_signature | ahead_of_history | no_checkpoint
     kind: str
     tenant: str
     stream: str
@@ -134,12 +136,7 @@ class ArchiveVerifier:
             if event_id in seen or not any(self._scope(event["tenant"], s) for s in listed):
                 continue
             seen.add(event_id)
-            if not signature_holds(
-                public_keys,
-                data.get("key_id", ""),
-                checkpoint_message(dict(event)),
-                data.get("signature", ""),
-            ):
+            if not checkpoint_signed(event, public_keys):
                 known = data.get("key_id") in public_keys
                 self._find(
                     Finding(
@@ -319,6 +316,37 @@ def compare_with_log(
     return sorted(found)
 
 
+def past_the_log(archived: Iterable[Mapping[str, Any]], head: int) -> list[Finding]:
+    """Archived events at positions the log has not reached (``head``: its newest entry,
+    asked after the archive's highest position was read): nothing was ever logged there."""
+    detail = f"in the archive past the log's head at position {head}: never on the log"
+    return _archived_past(archived, head, "extra", detail)
+
+
+def ahead_of_history(archived: Iterable[Mapping[str, Any]], archived_up_to: int) -> list[Finding]:
+    """Archived events past the position history's checkpoint says it archived up to.
+
+    History writes a batch's events before it moves its checkpoint past them, so an event
+    stays there only while its batch is written (or if history stopped in the middle of
+    one: it writes the same events again when it starts); anything else put it there.
+    """
+    detail = (
+        f"history has archived up to position {archived_up_to} only: not written by history"
+        " (or by a batch it never finished; compare with the log)"
+    )
+    return _archived_past(archived, archived_up_to, "ahead_of_history", detail)
+
+
+def _archived_past(
+    archived: Iterable[Mapping[str, Any]], limit: int, kind: str, detail: str
+) -> list[Finding]:
+    return [
+        Finding(int(doc["position"]), kind, doc["tenant"], doc["stream"], _id_of(doc), detail)
+        for doc in archived
+        if int(doc["position"]) > limit
+    ]
+
+
 def _differs(doc: Mapping[str, Any], envelope: Mapping[str, Any]) -> bool:
     """The archived copy is not the logged event (a redacted copy keeps the original's hash)."""
     if link_hash(str(doc.get("prev_hash")), dict(envelope)) != doc.get("hash"):
@@ -329,6 +357,37 @@ def _differs(doc: Mapping[str, Any], envelope: Mapping[str, Any]) -> bool:
 def _id_of(row: Mapping[str, Any]) -> str:
     """An event's id: ``_id`` in the archive, ``id`` in an envelope."""
     return str(row.get("_id") or row.get("id"))
+
+
+def checkpoint_signed(
+    event: Mapping[str, Any], public_keys: Mapping[str, Ed25519PublicKey]
+) -> bool:
+    """The checkpoint's signature holds under one of ``public_keys`` (the one it names)."""
+    data = event.get("data") or {}
+    return signature_holds(
+        public_keys,
+        data.get("key_id", ""),
+        checkpoint_message(dict(event)),
+        data.get("signature", ""),
+    )
+
+
+def nothing_signed(first: Mapping[str, Any], checked: int) -> Finding:
+    """Events that no valid checkpoint signs at all, ``first`` the first of them.
+
+    Their links prove nothing: whoever wrote them can recompute every hash. (Events after a
+    tenant's last checkpoint are different: only unsigned yet, the rest is anchored.)
+    """
+    return Finding(
+        int(first["position"]),
+        "no_checkpoint",
+        first["tenant"],
+        first["stream"],
+        None,
+        f"{checked} events and no checkpoint signed by the given key: nothing can be verified"
+        " against the signer (history signs a tenant's events within"
+        " RELAYDESK_AUDIT_CHECKPOINT_INTERVAL_S: export again)",
+    )
 
 
 def is_checkpoint(doc: Mapping[str, Any]) -> bool:

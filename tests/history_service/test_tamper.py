@@ -12,6 +12,7 @@ import copy
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,9 +40,10 @@ from tests.history_service.flows import served_conversation
 from tests.servers import MongoServer, RabbitVhosts, stream_override
 from tests.shared_system import shared_system
 from tools import cli
+from tools.commands.audit import print_verdict
 from tools.replay import projections
 from tools.replay.export_file import read_export
-from tools.replay.sources import Progress, Slice, from_archive, from_stream
+from tools.replay.sources import Progress, Slice, from_archive, from_stream, head_of_log
 from tools.replay.verify import LogRead, read_log, verify_file, verify_online
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -333,30 +335,134 @@ async def test_a_checkpoint_altered_or_signed_by_another_key_is_refused(
     assert "unknown key" in found[0].detail
 
 
-async def test_deleting_a_tail_from_the_live_archive_is_reported_by_verify(
-    archived: Archived,
-) -> None:
-    """Online: a copy of the tenant's archive in a scratch database, its rating deleted."""
+@asynccontextmanager
+async def scratch_archive(
+    archived: Archived, docs: list[Doc], *, history_checkpoint: bool = True
+) -> AsyncIterator[Settings]:
+    """The settings of a scratch database holding ``docs`` as its archive, with history's
+    checkpoint copied from the system's (the live system's log stays the log)."""
     scratch = f"{archived.settings.mongo_db}_tampered"
     client = make_client(archived.settings.mongo_url or "")
     try:
         db = database(client, scratch)
-        rating = chain(archived)[-1]
-        await db["events"].insert_many([d for d in archived.docs if d["_id"] != rating["_id"]])
+        await db["events"].insert_many(docs)
         source = database(client, archived.settings.mongo_db)["checkpoints"]
-        await db["checkpoints"].insert_one(await source.find_one({"_id": "history"}))
-        verdict = await verify_online(
-            archived.settings.model_copy(update={"mongo_db": scratch}), TENANT, None, archived.keys
-        )
+        if history_checkpoint:
+            await db["checkpoints"].insert_one(await source.find_one({"_id": "history"}))
+        yield archived.settings.model_copy(update={"mongo_db": scratch})
     finally:
         await client.drop_database(scratch)
         await client.close()
+
+
+async def test_deleting_a_tail_from_the_live_archive_is_reported_by_verify(
+    archived: Archived,
+) -> None:
+    """Online: a copy of the tenant's archive in a scratch database, its rating deleted."""
+    rating = chain(archived)[-1]
+    kept = [d for d in archived.docs if d["_id"] != rating["_id"]]
+    async with scratch_archive(archived, kept) as settings:
+        verdict = await verify_online(settings, TENANT, None, archived.keys)
     first = verdict.findings[0]
     assert (first.kind, first.position, first.event_id) == (
         "missing",
         rating["position"],
         rating["_id"],
     )
+
+
+async def test_without_historys_checkpoint_the_archive_is_still_compared_with_the_log(
+    archived: Archived, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """History's stored position removed as well as the rating: the log still finds it."""
+    rating = chain(archived)[-1]
+    kept = [d for d in archived.docs if d["_id"] != rating["_id"]]
+    async with scratch_archive(archived, kept, history_checkpoint=False) as settings:
+        verdict = await verify_online(settings, TENANT, None, archived.keys)
+        assert await asyncio.to_thread(cli.main, ["audit", "verify"], settings) == 1
+    first = verdict.findings[0]
+    assert (first.kind, first.position) == ("missing", rating["position"])
+    assert verdict.log_range is not None
+    out = capsys.readouterr().out
+    assert "note: history's checkpoint is missing" in out and "missing at position" in out
+
+
+@pytest.mark.parametrize(
+    ("selection", "code", "said"),
+    [
+        pytest.param(["--tenant", "nosuch"], 2, "no tenant 'nosuch'", id="unknown tenant"),
+        pytest.param(
+            ["--tenant", TENANT.upper()], 2, f"no tenant {TENANT.upper()!r}", id="tenant typo"
+        ),
+        pytest.param(
+            ["--tenant", "nosuch", "--no-log"], 2, "no tenant 'nosuch'", id="unknown, no log"
+        ),
+        pytest.param(
+            ["--tenant", TENANT, "--conversation", "nosuch"],
+            1,
+            "no match: conversation nosuch",
+            id="unknown conversation",
+        ),
+    ],
+)
+async def test_a_selection_that_matches_nothing_is_not_reported_intact(
+    archived: Archived,
+    capsys: pytest.CaptureFixture[str],
+    selection: list[str],
+    code: int,
+    said: str,
+) -> None:
+    assert (
+        await asyncio.to_thread(cli.main, ["audit", "verify", *selection], archived.settings)
+        == code
+    )
+    captured = capsys.readouterr()
+    assert "intact" not in captured.out
+    assert said in (captured.err if code == 2 else captured.out)
+
+
+FAR_PAST_THE_HEAD = 900_000_000
+
+
+def appended_far_ahead(archived: Archived) -> Doc:
+    """A message appended to the rated conversation's chain, its links right, at a position
+    the log will not reach for years: as a forger with write access to MongoDB adds one."""
+    last = chain(archived)[-1]
+    model = next(d for d in chain(archived) if d["type"] == "message.sent")
+    forged = {
+        **copy.deepcopy(model),
+        "_id": uuid.uuid4().hex,
+        "position": FAR_PAST_THE_HEAD,
+        "prev_hash": last["hash"],
+    }
+    forged["data"]["body"] = "FORGED: refund approved"
+    forged["hash"] = link_hash(last["hash"], envelope_of(forged))
+    return forged
+
+
+@pytest.mark.parametrize(
+    ("with_log", "one_conversation", "kind"),
+    [
+        (True, False, "extra"),
+        (True, True, "extra"),
+        (False, False, "ahead_of_history"),
+        (False, True, "ahead_of_history"),
+    ],
+)
+async def test_an_event_archived_past_the_logs_head_is_reported_by_verify(
+    archived: Archived, with_log: bool, one_conversation: bool, kind: str
+) -> None:
+    """Past every signed checkpoint its chain is only unsigned yet; but no event is archived
+    where the log has none, nor (but for a batch being written) past history's checkpoint."""
+    forged = appended_far_ahead(archived)
+    conversation = archived.conversation if one_conversation else None
+    async with scratch_archive(archived, [*archived.docs, forged]) as settings:
+        verdict = await verify_online(
+            settings, TENANT, conversation, archived.keys, with_log=with_log
+        )
+    assert [(f.kind, f.position, f.event_id) for f in verdict.findings] == [
+        (kind, FAR_PAST_THE_HEAD, forged["_id"])
+    ]
 
 
 async def test_an_export_verifies_offline_and_its_tampered_copies_do_not(
@@ -392,6 +498,40 @@ async def test_a_tampered_export_is_reported(archived: Archived, how: str, tmp_p
     assert found and min(found).position <= broken_at
 
 
+async def test_an_export_without_a_signed_checkpoint_is_not_intact(
+    archived: Archived, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A body edited, every later hash recomputed and every checkpoint line dropped: the links
+    alone prove nothing (whoever edits the file recomputes them), so nothing is verified."""
+    export = read_export(archived.export)
+    records = copy.deepcopy(export.records)
+    REWRITES["a body edited, later hashes recomputed"](archived)(records)
+    export.records = [r for r in records if r["type"] != AuditCheckpoint.TYPE]
+    verdict = verify_file(export, archived.keys)
+    assert [f.kind for f in verdict.findings] == ["no_checkpoint"], verdict.findings
+    assert print_verdict(verdict) == 1
+    assert "BROKEN: no_checkpoint" in capsys.readouterr().out
+
+
+async def test_an_export_whose_last_events_are_not_signed_yet_verifies_with_a_note(
+    archived: Archived,
+) -> None:
+    """An export made before history signed its newest events (cut here before the last
+    checkpoint of the rated conversation) is honest: its tail is only unsigned yet."""
+    export = read_export(archived.export)
+    stream = f"conv:{archived.conversation}"
+    last_signing = max(
+        r["position"]
+        for r in export.records
+        if r["type"] == AuditCheckpoint.TYPE
+        and any(head["stream"] == stream for head in r["data"]["heads"])
+    )
+    export.records = [r for r in export.records if r["position"] < last_signing]
+    verdict = verify_file(export, archived.keys)
+    assert verdict.findings == [] and verdict.report.checkpoints > 0
+    assert verdict.report.unanchored.get(TENANT, 0) >= 1
+
+
 async def test_replay_from_either_source_equals_every_live_projection(archived: Archived) -> None:
     """The log holds the resent message twice; live services and replay count it once."""
     settings = archived.settings
@@ -417,6 +557,26 @@ async def test_replay_from_either_source_equals_every_live_projection(archived: 
     assert [r.differences for r in results] == [[]] * 6, results
 
 
+@asynccontextmanager
+async def import_target(archived: Archived, vhosts: RabbitVhosts) -> AsyncIterator[Settings]:
+    """The settings of a fresh system to import into: a vhost and a database of its own."""
+    vhost = vhosts.create()
+    target = archived.settings.model_copy(
+        update={
+            "amqp_url": vhosts.url_for(vhost),
+            "mongo_db": f"t_{uuid.uuid4().hex[:12]}",
+            **stream_override(vhosts, vhost),
+        }
+    )
+    client = make_client(target.mongo_url or "")
+    try:
+        yield target
+    finally:
+        await client.drop_database(target.mongo_db)
+        await client.close()
+        vhosts.delete(vhost)
+
+
 async def test_attachment_files_travel_with_their_hashes_checked_on_import(
     archived: Archived, vhosts: RabbitVhosts, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -431,31 +591,46 @@ async def test_attachment_files_travel_with_their_hashes_checked_on_import(
     ]
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join(swapped) + "\n")
-    vhost = vhosts.create()
-    target = archived.settings.model_copy(
-        update={
-            "amqp_url": vhosts.url_for(vhost),
-            "mongo_db": f"t_{uuid.uuid4().hex[:12]}",
-            **stream_override(vhosts, vhost),
-        }
-    )
-    client = make_client(target.mongo_url or "")
-    try:
+    async with import_target(archived, vhosts) as target:
         refused = await asyncio.to_thread(cli.main, ["import", "--input", str(bad)], target)
         err = capsys.readouterr().err
         assert refused == 2 and "nothing imported" in err and "sha256" in err
         done = ["--input", str(archived.export)]
         assert await asyncio.to_thread(cli.main, ["import", *done], target) == 0
         # the file is on the target system before its event: its link will not answer 404
-        store = AttachmentStore(database(client, target.mongo_db))
-        stored = await store.find(attachment.id)
+        client = make_client(target.mongo_url or "")
+        try:
+            store = AttachmentStore(database(client, target.mongo_db))
+            stored = await store.find(attachment.id)
+            content = await store.read(attachment.id)
+        finally:
+            await client.close()
         assert stored is not None and stored.tenant == TENANT
         assert stored.conversation_id == attachment.conversation_id
-        assert await store.read(attachment.id) == PNG
-    finally:
-        await client.drop_database(target.mongo_db)
-        await client.close()
-        vhosts.delete(vhost)
+        assert content == PNG
+
+
+async def test_an_export_whose_hash_chain_is_broken_is_not_imported(
+    archived: Archived, vhosts: RabbitVhosts, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A body edited in the file, its hash left alone: the target would sign the forgery into
+    an archive of its own, where every chain links."""
+    records = [json.loads(line) for line in archived.export.read_text().splitlines()]
+    victim = next(
+        r
+        for r in records
+        if r.get("event", {}).get("type") == "message.sent"
+        and r["event"]["stream"] == f"conv:{archived.conversation}"
+    )
+    victim["event"]["data"]["body"] = "I never said that"
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text("".join(json.dumps(r) + "\n" for r in records))
+    async with import_target(archived, vhosts) as target:
+        refused = await asyncio.to_thread(cli.main, ["import", "--input", str(edited)], target)
+        err = capsys.readouterr().err
+        assert refused == 2 and "nothing imported" in err, err
+        assert f"hash chain broken at position {victim['position']}" in err, err
+        assert await head_of_log(target.amqp_url, target.stream_url) is None  # nothing published
 
 
 async def test_what_if_routing_reports_the_tenants_range_beside_what_happened(

@@ -20,7 +20,7 @@ from relaydesk.signing import BadPublicKey, Signer, keys_by_id, parse_public_key
 from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
 from tools.progress import ProgressLine
 from tools.replay.export_file import read_export
-from tools.replay.verify import Verdict, verify_file, verify_online
+from tools.replay.verify import UnknownTenant, Verdict, verify_file, verify_online
 
 
 def archive_settings(ctx: click.Context) -> Settings:
@@ -95,8 +95,17 @@ def verify(
             ),
             settings,
         )
+    except UnknownTenant:
+        raise CommandFailed(f"no tenant {tenant!r}: no event of it {_looked_in(no_log)}") from None
     finally:
         line.finish()
+    if conversation and verdict.checked_nothing:
+        # as replay and export say a selection matched nothing (README "Exit codes")
+        print(
+            f"no match: conversation {conversation} of tenant {tenant} has no event"
+            f" {_looked_in(no_log)} or in a signed checkpoint; nothing verified"
+        )
+        return 1
     return print_verdict(verdict)
 
 
@@ -113,6 +122,10 @@ def public_key(ctx: click.Context) -> int:
         label = "current" if key_id == signer.key_id else "previous"
         print(f"{public_text(key)}  key id {key_id} ({label})")
     return 0
+
+
+def _looked_in(no_log: bool) -> str:
+    return "in the archive" if no_log else "in the archive or on the log"
 
 
 def _given_keys(texts: tuple[str, ...]) -> dict[str, Ed25519PublicKey]:
@@ -135,6 +148,8 @@ def print_verdict(verdict: Verdict) -> int:
     if verdict.log_range:
         first, last = verdict.log_range
         scope += f", compared with the log from position {first:,} to {last:,}"
+    for note in verdict.notes:
+        print(f"note: {note}")
     for tenant, chains in sorted(report.unanchored.items()):
         print(f"note: tenant {tenant}: {chains} chain(s) changed after its last checkpoint")
     findings = verdict.findings

@@ -6,12 +6,12 @@
 Export writes a header, then every archived event with its position and hash links, in
 log order, with the tenant's signed audit checkpoints (a conversation's export too), then
 each attachment file with its SHA-256 (tools/replay/export_file.py): an auditor verifies it
-offline (``relaydesk audit verify --file``). Import validates every line and every file's
-hash first (nothing is stored or published if one is bad), stores the files, then publishes
-the events in order onto the target system's log, where every consumer folds them like
-live events: the read models come out the same. The source's checkpoints are not imported
-(they sign the source's archive; the target signs its own), and imported webhook
-subscriptions and connectors start paused until an admin resumes them.
+offline (``relaydesk audit verify --file``). Import validates every line, every hash link
+and every file's hash first (nothing is stored or published if one is bad), stores the
+files, then publishes the events in order onto the target system's log, where every
+consumer folds them like live events: the read models come out the same. The source's
+checkpoints are not imported (they sign the source's archive; the target signs its own),
+and imported webhook subscriptions and connectors start paused until an admin resumes them.
 """
 
 import sys
@@ -46,6 +46,7 @@ from tools.replay.export_file import (
     write_event,
     write_header,
 )
+from tools.replay.verify import first_broken_link
 
 BATCH = 500
 
@@ -81,6 +82,7 @@ def import_(ctx: click.Context, source: Path) -> int:
     stored or published if one line or file is bad."""
     try:
         export_file = read_export(source)
+        _check_chains(export_file)
         _check_attachments(export_file)
     except (OSError, ValueError) as exc:
         raise CommandFailed(f"nothing imported: {exc}") from None
@@ -184,6 +186,18 @@ async def _write_files(out: TextIO, store: AttachmentStore, attachment_ids: list
         )
         files += 1
     return files
+
+
+def _check_chains(export: ExportFile) -> None:
+    """Every hash chain of the file links: the target signs what it imports into an archive
+    of its own, so an event edited in the file would come out of it as the record."""
+    broken = first_broken_link(export) if export.verifiable else None
+    if broken is not None:
+        raise ValueError(
+            f"hash chain broken at position {broken.position} (tenant {broken.tenant},"
+            f" {broken.stream}, event {broken.event_id}): the file was altered;"
+            " `relaydesk audit verify --file` lists every problem"
+        )
 
 
 def _check_attachments(export: ExportFile) -> None:

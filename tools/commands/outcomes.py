@@ -5,7 +5,8 @@ Exit codes (README "Exit codes"):
 - 0: done; a check found nothing wrong.
 - 1: a check found a problem (``audit verify`` a broken link, ``replay --projection`` a
   difference, ``reseal-connectors`` a connector it could not re-seal), or the selection of
-  ``replay`` / ``export`` matched no event (as ``grep`` does).
+  ``replay`` / ``export`` (the conversation of ``audit verify``) matched no event (as
+  ``grep`` does).
 - 2: the command could not do its job: a usage error (an unknown option, a missing argument,
   a tenant or agent that does not exist, a command the service refused), a configuration
   error (a setting that cannot be read, a missing secret), or a dependency it cannot reach
