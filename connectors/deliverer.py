@@ -137,6 +137,17 @@ class Deliverer:
                 if not await self._deliver(item, breaker, parked):
                     return  # keep order: later replies wait behind the one that failed
 
+    def _connector_for(self, item: dict[str, Any]) -> Connector | None:
+        """The connector that may send this reply: the one it was queued for, of the same
+        tenant and platform. Connector ids are global, so after a removal the id may belong to
+        another tenant's bot: that one must never carry this tenant's replies."""
+        connector = self._lookup(item["connector_id"])
+        if connector is None:
+            return None
+        if (connector.tenant, connector.platform) != (item["tenant"], item["platform"]):
+            return None
+        return connector
+
     def _paused(self, connector_id: str) -> bool:
         connector = self._lookup(connector_id)
         return connector is not None and connector.paused
@@ -145,8 +156,8 @@ class Deliverer:
         self, item: dict[str, Any], breaker: CircuitBreaker, parked: dict[str, Parked]
     ) -> bool:
         """False: stop this round (a transient failure; order is kept behind it)."""
-        connector = self._lookup(item["connector_id"])
-        if connector is None:
+        connector = self._connector_for(item)
+        if connector is None or item.get("connector_removed"):
             await self._report(item, None, DeliveryError("connector removed", permanent=True))
             return True
         if connector.paused:  # paused during this round: the rest waits, in order

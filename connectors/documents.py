@@ -82,6 +82,8 @@ class OutboxItem(Document):
     parked_reason: str | None = None
     parked_behind: str | None = None
     round: int = 0
+    # The connector was removed: reported as failed, never sent (its id may be another's next).
+    connector_removed: bool = False
     done: bool = False
 
     class Settings:

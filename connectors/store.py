@@ -235,17 +235,31 @@ class ConnectorStore:
             )
         )
 
-    async def unpark_connector(self, connector_id: str) -> int:
+    async def unpark_connector(self, tenant: str, connector_id: str) -> int:
         """The connector's credentials changed: what they had parked goes again, in order."""
         outbox = await self._outbox()
         return await self._unpark(
             outbox.find(
+                outbox.tenant == tenant,
                 outbox.connector_id == connector_id,
                 Eq(outbox.parked, True),
                 outbox.parked_kind == "credentials",
                 NE(outbox.done, True),
             )
         )
+
+    async def abandon_connector(self, tenant: str, connector_id: str) -> int:
+        """The tenant removed the connector: its unsent replies, parked or queued, are handed
+        to the deliverer to be reported as failed ("connector removed"), never sent — its id
+        may be taken next by another tenant's bot."""
+        outbox = await self._outbox()
+        result = await outbox.find(
+            outbox.tenant == tenant, outbox.connector_id == connector_id, NE(outbox.done, True)
+        ).update_many(
+            Set({"connector_removed": True, "parked": False, "failure_reported": False}),
+            Inc({"round": 1}),
+        )
+        return int(getattr(result, "modified_count", 0) or 0)
 
     @staticmethod
     async def _unpark(query: Any) -> int:

@@ -16,7 +16,7 @@ from relaydesk.bus.rpc import RpcClient
 from relaydesk.store import database, make_client
 from tests.connectors.conftest import PUBLIC_URL
 from tests.connectors.fakes.messenger import GRAPH_ERRORS
-from tests.connectors.harness import configure
+from tests.connectors.harness import configure, remove
 from tests.connectors.helpers import agent_message, agent_reply, eventually, eventually_async
 from tests.connectors.world import SHARED_TENANT, World, shared_world
 from tests.servers import MongoServer, RabbitVhosts
@@ -64,6 +64,8 @@ QUIET = (
     "lost-answers",
     "until-closed",
     "paused-bot",
+    "removed-first",
+    "removed-next",
 )
 
 
@@ -312,6 +314,36 @@ async def test_a_refused_reply_waits_with_the_ones_behind_it_until_the_agent_ret
     ]
     assert got == ["first answer", "second answer"]
     assert len(world.watch.of("connector.outbound_sent", message_id=refused)) == 1
+
+
+async def test_a_removed_connectors_replies_fail_and_never_go_out_through_its_ids_next_owner(
+    world: World,
+) -> None:
+    """Connector ids are global: once removed, another tenant may take one. The first
+    tenant's parked replies used to go out through the new tenant's bot (its token counted as
+    new credentials for them), and so did its later replies (looked up by id alone)."""
+    first, next_owner = "removed-first", "removed-next"
+    old_token = await world.telegram(first, "tg-reused")
+    conversation = await telegram_says(world, "tg-reused", 97, "hello before the removal")
+    world.fakes.telegram.tokens.discard(old_token)  # revoked: the reply waits for credentials
+    parked = await agent_reply(world.bus, first, conversation, "confidential, parked")
+    held = await world.watch.wait_for("connector.outbound_failed", message_id=parked)
+    assert held[0].data["waits_for"] == "credentials"
+
+    assert (await remove(world.bus, first, "tg-reused")).ok
+    new_token = await world.telegram(next_owner, "tg-reused")  # another tenant takes the id
+    later = await agent_reply(world.bus, first, conversation, "confidential, after the removal")
+    theirs = await telegram_says(world, "tg-reused", 98, "hello to the id's next owner")
+    answer = await agent_reply(world.bus, next_owner, theirs, "answer of the next owner")
+    await world.watch.wait_for("connector.outbound_sent", message_id=answer)
+
+    assert texts(world.fakes.telegram.sent_by_bot[bot_id(new_token)], 97) == []
+    for message_id in (parked, later):
+        failed = await world.watch.wait_for(
+            "connector.outbound_failed", message_id=message_id, reason="connector removed"
+        )
+        assert failed[0].data["permanent"] is True and failed[0].data["parked"] is False
+        assert world.watch.of("connector.outbound_sent", message_id=message_id) == []
 
 
 # --- 6: Telegram webhooks registered by the service; duplicate credentials refused -----------
