@@ -66,6 +66,7 @@ QUIET = (
     "paused-bot",
     "removed-first",
     "removed-next",
+    "one-app",
 )
 
 
@@ -119,23 +120,29 @@ async def test_a_private_reply_goes_to_the_private_chat_and_a_group_reply_to_the
     ]
 
 
+async def messenger_page(world: World, tenant: str, page: str) -> None:
+    """Connector ``fb-{page}`` for another page of the fake's one app (its app secret)."""
+    fake = world.fakes.messenger
+    fake.add_page(page, f"token-{page}")
+    secrets = {"app_secret": fake.app_secret, "page_token": f"token-{page}"}
+    reply = await configure(
+        world.bus,
+        world.service.box,
+        tenant,
+        f"fb-{page}",
+        "messenger",
+        {"page_id": page},
+        {**secrets, "verify_token": "v"},
+    )
+    assert reply.ok, reply
+
+
 async def test_two_pages_of_one_tenant_each_answer_their_own_chats(world: World) -> None:
     tenant, fake = "two-pages", world.fakes.messenger
     base = f"http://127.0.0.1:{world.service.port}/webhooks/messenger"
     conversations = {}
     for page in ("7001", "7002"):
-        fake.add_page(page, f"token-{page}")
-        secrets = {"app_secret": fake.app_secret, "page_token": f"token-{page}"}
-        reply = await configure(
-            world.bus,
-            world.service.box,
-            tenant,
-            f"fb-{page}",
-            "messenger",
-            {"page_id": page},
-            {**secrets, "verify_token": "v"},
-        )
-        assert reply.ok, reply
+        await messenger_page(world, tenant, page)
         note = fake.notification("psid-both", f"hello page {page}", page_id=page)
         assert (await fake.post_webhook(f"{base}/fb-{page}", note)).status_code == 200
         said = await world.watch.wait_for("message.sent", body=f"hello page {page}")
@@ -147,6 +154,35 @@ async def test_two_pages_of_one_tenant_each_answer_their_own_chats(world: World)
     for page in ("7001", "7002"):
         got = [m["message"]["text"] for m in fake.sent_by_page[page] if "message" in m]
         assert got == [f"answer from {page}"]
+
+
+async def test_meta_posts_every_page_of_an_app_to_one_url_and_each_entry_goes_to_its_page(
+    world: World,
+) -> None:
+    """Meta calls one URL per app for all its pages: an entry for a sibling page posted to
+    this page's URL used to be taken as this page's (its conversation, its token)."""
+    tenant, fake = "one-app", world.fakes.messenger
+    base = f"http://127.0.0.1:{world.service.port}/webhooks/messenger"
+    for page in ("7101", "7102"):
+        await messenger_page(world, tenant, page)
+    # Another tenant's page in the same app (the shared page signs with the same app secret):
+    # never taken in through this tenant's URL.
+    stranger = fake.notification("psid-app", "to a page of another tenant", page_id=fake.page_id)
+    assert (await fake.post_webhook(f"{base}/fb-7101", stranger)).status_code == 200
+    sibling = fake.notification("psid-app", "to the sibling page", page_id="7102")
+    assert (await fake.post_webhook(f"{base}/fb-7101", sibling)).status_code == 200
+    said = await world.watch.wait_for("message.sent", body="to the sibling page")
+    assert world.watch.of("message.sent", body="to a page of another tenant") == []
+
+    conversation = str(said[0].data["conversation_id"])
+    requested = await world.watch.wait_for("conversation.requested", conversation_id=conversation)
+    assert requested[0].tenant == tenant
+    answer = await agent_reply(world.bus, tenant, conversation, "answer from the sibling page")
+    await world.watch.wait_for("connector.outbound_sent", message_id=answer)
+    assert [m["message"]["text"] for m in fake.sent_by_page["7102"] if "message" in m] == [
+        "answer from the sibling page"
+    ]
+    assert "7101" not in fake.sent_by_page
 
 
 # --- 3: long replies split on word boundaries into ordered parts ----------------------------
