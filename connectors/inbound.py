@@ -27,6 +27,10 @@ from relaydesk.metrics import MESSAGES, series
 
 log = structlog.get_logger(__name__)
 
+# Where a rating is answered by typing 1…5 (WeChat has no buttons); Telegram and Messenger
+# rate with buttons, so a typed digit there is a message (docs/connectors.md).
+TYPED_RATINGS = frozenset({"wechat"})
+
 
 @dataclass(frozen=True)
 class InboundMessage:
@@ -132,22 +136,34 @@ class InboundBridge:
 
     # --- messages --------------------------------------------------------------------
     async def _message(self, connector: Connector, message: InboundMessage) -> None:
-        score = _score(message.text) if not message.media else None
-        if score is not None:
-            asked = await self._open_conversation(connector, message.chat_ref, closed_too=True)
-            if asked is not None and asked.closed and asked.rating_pending:
-                # the answer to the rating request sent as text (WeChat has no buttons)
-                rating = InboundRating(
-                    message.platform_message_id,
-                    message.platform_user_id,
-                    message.chat_ref,
-                    score,
-                    asked.conversation_id,
-                )
-                return await self._rating(connector, rating)
+        if await self._typed_rating(connector, message):
+            return
         conv = await self._conversation(connector, message)
         await self._publish(connector, conv, message)
         await self._store.touch(conv)
+
+    async def _typed_rating(self, connector: Connector, message: InboundMessage) -> bool:
+        """True when the message was a typed answer to the rating request, and recorded.
+
+        Only where ratings are typed (WeChat has no buttons): on Telegram and Messenger a
+        "3" is a message — in a group it may well be another member's. A rating the agent
+        service refuses is a message too: the user's words are never dropped."""
+        if connector.platform not in TYPED_RATINGS or message.media:
+            return False
+        score = _score(message.text)
+        if score is None:
+            return False
+        asked = await self._open_conversation(connector, message.chat_ref, closed_too=True)
+        if asked is None or not (asked.closed and asked.rating_pending):
+            return False
+        rating = InboundRating(
+            message.platform_message_id,
+            message.platform_user_id,
+            message.chat_ref,
+            score,
+            asked.conversation_id,
+        )
+        return await self._rating(connector, rating)
 
     async def _conversation(
         self, connector: Connector, message: InboundMessage
@@ -382,7 +398,8 @@ class InboundBridge:
         )
         await self._bus.publish_many([edited, self._received(connector, conv, edit)])
 
-    async def _rating(self, connector: Connector, rating: InboundRating) -> None:
+    async def _rating(self, connector: Connector, rating: InboundRating) -> bool:
+        """Sends ``conversation.rate``; True when the agent service recorded it."""
         conv = await self._open_conversation(connector, rating.chat_ref, closed_too=True)
         conversation_id = rating.conversation_id or (conv.conversation_id if conv else None)
         source = self._sources.get(connector.platform)
@@ -392,8 +409,7 @@ class InboundBridge:
             except DeliveryError as exc:  # the button's spinner only; the rating still counts
                 log.info("connector_rating_not_answered", reason=exc.reason)
         if conversation_id is None:
-            return
-        await self._store.rating_answered(connector.tenant, conversation_id)
+            return False
         user_key = _user_key(connector, rating.platform_user_id)
         command = Envelope(
             id=derive_event_id(
@@ -410,6 +426,11 @@ class InboundBridge:
             log.info(
                 "connector_rating_refused", connector_id=connector.connector_id, code=reply.code
             )
+            return False
+        # Only now: a refused answer (another group member's) leaves the request open for
+        # the one it was asked of.
+        await self._store.rating_answered(connector.tenant, conversation_id)
+        return True
 
     async def _blocked(self, connector: Connector, blocked: InboundBlocked) -> None:
         conv = await self._open_conversation(connector, blocked.chat_ref, closed_too=True)
