@@ -482,6 +482,42 @@ async def test_a_platform_url_to_an_internal_address_is_never_fetched(media: Med
     assert media.watch.of("message.attachment_sent", author_id="messenger:psid-609") == []
 
 
+async def test_attachment_urls_that_redirect_are_followed_through_the_guard(media: Media) -> None:
+    """Meta's attachment URLs redirect to its CDN. A 302 used to be stored as the file (an
+    empty octet-stream named after the URL); each hop is now followed, and checked like the
+    first, up to a few."""
+    fb = media.messenger
+    fb.cdn["img610.png"] = (PNG, "image/png")
+    fb.redirects["img610.png"] = fb.cdn_url("img610.png")
+    fb.redirects["pic610.png"] = fb.cdn_url("img610.png")
+    fb.redirects["metadata.png"] = "http://169.254.169.254/latest/meta-data/iam"
+    fb.redirects["loop.png"] = fb.redirect_url("loop.png")
+    fb.profiles["psid-610"] = {"first_name": "Lou", "last_name": "Pe", "pic": "pic610.png"}
+    for psid, name in (
+        ("psid-610", "img610.png"),
+        ("psid-611", "metadata.png"),
+        ("psid-612", "loop.png"),
+    ):
+        notification = fb.attachment_notification(psid, "image", name)
+        attachment = notification["entry"][0]["messaging"][0]["message"]["attachments"][0]
+        attachment["payload"]["url"] = fb.redirect_url(name)
+        assert (await fb.post_webhook(media.messenger_url, notification)).status_code == 200
+
+    [file] = await media.watch.wait_for("message.attachment_sent", author_id="messenger:psid-610")
+    assert (file.data["filename"], file.data["content_type"]) == ("img610.png", "image/png")
+    assert await media.stored(file.data["attachment_id"]) == PNG
+    [requested] = [
+        e
+        for e in media.watch.of("conversation.requested")
+        if e.data["visitor"]["id"] == "messenger:psid-610"
+    ]
+    assert await media.stored(requested.data["visitor"]["avatar_attachment_id"]) == PNG
+    for psid, reason in (("psid-611", "refused address"), ("psid-612", "too many redirects")):
+        [note] = await media.watch.wait_for("message.sent", author_id=f"messenger:{psid}")
+        assert note.data["body"].startswith(f"[image not received: {reason}"), note.data["body"]
+        assert media.watch.of("message.attachment_sent", author_id=f"messenger:{psid}") == []
+
+
 async def test_edits_and_blocks_are_recorded(media: Media) -> None:
     original = media.telegram.update(607, "I ordered 3 boxes")
     await media.telegram.queue_update(original)
