@@ -67,6 +67,7 @@ QUIET = (
     "removed-first",
     "removed-next",
     "one-app",
+    "spaced",
 )
 
 
@@ -442,6 +443,55 @@ async def test_a_bot_page_or_account_already_connected_is_refused(world: World) 
         {"app_secret": "a", "page_token": "p", "verify_token": "v"},
     )
     assert (page.ok, page.code) == (False, "conflict")
+
+
+async def test_spaces_around_a_bot_token_page_or_account_make_it_no_other_one(
+    world: World,
+) -> None:
+    """A pasted " 5001" used to pass the duplicate check for page 5001 (and " 7001:tok" for
+    bot 7001): identifying values are stripped when configured."""
+    token = await world.telegram("spaced-one", "tg-spaced")
+    meta, wechat = world.fakes.messenger, world.fakes.wechat
+    attempts = {
+        "telegram": ({"mode": "polling"}, {"bot_token": f" {token}\n"}),
+        "messenger": (
+            {"page_id": f" {meta.page_id} "},
+            {"app_secret": "a", "page_token": "p", "verify_token": "v"},
+        ),
+        "wechat": (
+            {"app_id": f"{wechat.app_id}\t", "plaintext_allowed": "true"},
+            {"app_secret": "a", "token": "t"},
+        ),
+    }
+    for platform, (public, secrets) in attempts.items():
+        again = await configure(
+            world.bus, world.service.box, "spaced", f"{platform}-spaced", platform, public, secrets
+        )
+        assert (again.ok, again.code) == (False, "conflict"), platform
+
+    # A new page entered with spaces is that page: its id is stored bare, and its users' messages
+    # (Meta names the page bare) are its own.
+    meta.add_page("7301", "token-7301")
+    secrets = {"app_secret": meta.app_secret, "page_token": "token-7301", "verify_token": "v"}
+    reply = await configure(
+        world.bus,
+        world.service.box,
+        "spaced",
+        "fb-7301",
+        "messenger",
+        {"page_id": " 7301 "},
+        secrets,
+    )
+    assert reply.ok, reply
+    [view] = world.service.directory.public_view("spaced")
+    assert view["public_config"] == {"page_id": "7301"}
+    note = meta.notification("psid-spaced", "to the spaced page", page_id="7301")
+    url = f"http://127.0.0.1:{world.service.port}/webhooks/messenger/fb-7301"
+    assert (await meta.post_webhook(url, note)).status_code == 200
+    said = await world.watch.wait_for("message.sent", body="to the spaced page")
+    answer = await agent_reply(world.bus, "spaced", str(said[0].data["conversation_id"]), "ok")
+    await world.watch.wait_for("connector.outbound_sent", message_id=answer)
+    assert [m["message"]["text"] for m in meta.sent_by_page["7301"]] == ["ok"]
 
 
 # --- 10: WeChat's daily quota -----------------------------------------------------------------
