@@ -250,6 +250,7 @@ class InboundBridge:
         tenant, key = connector.tenant, f"{connector.connector_id}:{message.platform_message_id}"
         user_key = _user_key(connector, message.platform_user_id)
         actor = Actor(kind=ActorKind.customer, id=user_key)
+        author = _author(user_key, message.user_name)
         message_id = _message_id(connector, message.message_ref or message.platform_message_id)
         events: list[Envelope] = []
         text = message.text[:8000]
@@ -275,8 +276,7 @@ class InboundBridge:
                 "filename": fetched.filename[:200],
                 "content_type": fetched.content_type[:200],
                 "size": len(fetched.content),
-                "author_kind": "customer",
-                "author_id": user_key,
+                **author,
             }
             if text and not events:
                 data["caption"] = text
@@ -306,8 +306,7 @@ class InboundBridge:
                         if len(events) == 0
                         else derive_event_id(tenant, connector.connector_id, "notes:" + key),
                         "body": body[:8000],
-                        "author_kind": "customer",
-                        "author_id": user_key,
+                        **author,
                     },
                 )
             )
@@ -459,6 +458,15 @@ def _score(text: str) -> int | None:
     """A rating typed as a reply: one digit from 1 to 5, nothing else."""
     text = text.strip()
     return int(text) if len(text) == 1 and text in "12345" else None
+
+
+def _author(user_key: str, user_name: str | None) -> dict[str, str]:
+    """Who wrote a message, named as the platform names them: in a Telegram group several
+    members write in one conversation, and the agent must tell them apart."""
+    author = {"author_kind": "customer", "author_id": user_key}
+    if user_name and user_name.strip():
+        author["author_name"] = user_name.strip()[:200]
+    return author
 
 
 def _message_id(connector: Connector, ref: str) -> str:

@@ -68,6 +68,7 @@ QUIET = (
     "removed-next",
     "one-app",
     "spaced",
+    "group-names",
 )
 
 
@@ -119,6 +120,26 @@ async def test_a_private_reply_goes_to_the_private_chat_and_a_group_reply_to_the
         ("welcome, everyone", None),
         ("billing answers here", 5),
     ]
+
+
+async def test_each_group_members_message_carries_their_name(world: World) -> None:
+    """Members of a Telegram group share one conversation: the agent told them apart by
+    author_id only (the console labelled every one "Visitor")."""
+    await world.telegram("group-names", "tg-names")
+    url = f"http://127.0.0.1:{world.service.port}/webhooks/telegram/tg-names"
+    fake = world.fakes.telegram
+    for user, name, text in ((501, "Gus", "we both need help"), (502, "Hal", "yes, both of us")):
+        update = fake.update(user, text, first_name=name, group=-100501)
+        assert (await fake.post_webhook(url, update, "s3cret_tg-names")).status_code == 200
+    said = [
+        (await world.watch.wait_for("message.sent", body=text))[0].data
+        for text in ("we both need help", "yes, both of us")
+    ]
+    assert [(d["author_id"], d.get("author_name")) for d in said] == [
+        ("telegram:501", "Gus"),
+        ("telegram:502", "Hal"),
+    ]
+    assert said[0]["conversation_id"] == said[1]["conversation_id"]
 
 
 async def messenger_page(world: World, tenant: str, page: str) -> None:
