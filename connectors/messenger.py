@@ -26,6 +26,7 @@ from connectors.media import (
     too_large,
 )
 from connectors.secret_compare import matches
+from connectors.shared_lines import link_line, location_line
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 WINDOW_S = 24 * 3600
@@ -159,6 +160,7 @@ def _event(psid: str, event: dict[str, Any]) -> Inbound | None:
     if isinstance(quick, dict) and (rating := _rating(mid, psid, quick.get("payload"))):
         return rating
     text = message["text"] if isinstance(message.get("text"), str) else ""
+    text = "\n".join(part for part in (text, *_shared(message)) if part)
     media = _media(message)
     if not (text or media):
         return None
@@ -178,6 +180,29 @@ def _media(message: dict[str, Any]) -> tuple[InboundMedia, ...]:
             name = urlsplit(url).path.rsplit("/", 1)[-1] or str(kind)
             found.append(InboundMedia(url, str(kind), name[:200]))
     return tuple(found)
+
+
+def _shared(message: dict[str, Any]) -> list[str]:
+    """Locations and shared links (``fallback`` attachments), each as a line."""
+    attachments = message.get("attachments")
+    found = (_shared_line(_dict(a)) for a in (attachments if isinstance(attachments, list) else []))
+    return [line for line in found if line]
+
+
+def _shared_line(attachment: dict[str, Any]) -> str | None:
+    payload = _dict(attachment.get("payload"))
+    if attachment.get("type") == "location":
+        at = _dict(payload.get("coordinates"))
+        return location_line(at.get("lat"), at.get("long"), attachment.get("title"))
+    if attachment.get("type") == "fallback":
+        # Meta has sent the link as "url", "URL" and inside the payload
+        url = attachment.get("url") or attachment.get("URL") or payload.get("url")
+        return link_line(attachment.get("title") or payload.get("title"), url)
+    return None
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _rating(key: str, psid: str, payload: object) -> InboundRating | None:

@@ -26,6 +26,7 @@ from connectors.media import (
     too_large,
 )
 from connectors.secret_compare import matches
+from connectors.shared_lines import contact_line, location_line
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 CREDENTIAL_CODES = {401, 404}
@@ -78,24 +79,43 @@ def _ids(message: dict[str, Any]) -> tuple[str, str] | None:
 def _message(update_id: str, message: dict[str, Any]) -> InboundMessage | None:
     ids = _ids(message)
     text = message.get("text", message.get("caption", ""))
-    media = _media(message)
-    if ids is None or not isinstance(text, str) or not (text or media):
+    if ids is None or not isinstance(text, str):
         return None
-    sender = _object(message.get("from"))
-    name = " ".join(
-        part
-        for part in (sender.get("first_name"), sender.get("last_name"))
-        if isinstance(part, str)
-    )
+    text = "\n".join(part for part in (text, _shared(message)) if part)
+    media = _media(message)
+    if not (text or media):
+        return None
     return InboundMessage(
         update_id,
         ids[0],
         ids[1],
         text,
-        name or None,
+        _full_name(_object(message.get("from"))) or None,
         media,
         message_ref=f"{ids[1]}:{message.get('message_id')}",
     )
+
+
+def _full_name(person: dict[str, Any]) -> str:
+    parts = (person.get("first_name"), person.get("last_name"))
+    return " ".join(part for part in parts if isinstance(part, str))
+
+
+def _shared(message: dict[str, Any]) -> str | None:
+    """A location (a venue is one with a name and an address) or a contact, as a line."""
+    venue = _object(message.get("venue"))
+    location = _object(venue.get("location") or message.get("location"))
+    if location:
+        return location_line(
+            location.get("latitude"),
+            location.get("longitude"),
+            venue.get("title"),
+            venue.get("address"),
+        )
+    contact = _object(message.get("contact"))
+    if contact:
+        return contact_line(_full_name(contact), contact.get("phone_number"))
+    return None
 
 
 def _media(message: dict[str, Any]) -> tuple[InboundMedia, ...]:
