@@ -310,26 +310,28 @@ class InboundBridge:
                     },
                 )
             )
-        events.append(self._received(connector, conv, message))
+        events.append(self._received(connector, conv.conversation_id, message))
+        if message.message_ref:  # its edits go where it went
+            await self._store.place_message(
+                connector.tenant, connector.connector_id, message.message_ref, conv.conversation_id
+            )
         await self._bus.publish_many(events)
         series(MESSAGES, connector.platform, "in").inc()
 
-    def _received(
-        self, connector: Connector, conv: PlatformConversation, update: Inbound
-    ) -> Envelope:
+    def _received(self, connector: Connector, conversation_id: str, update: Inbound) -> Envelope:
         key = f"{connector.connector_id}:{update.platform_message_id}"
         return Envelope(
             id=derive_event_id(connector.tenant, connector.connector_id, "inbound:" + key),
             type=InboundReceived.TYPE,
             tenant=connector.tenant,
-            stream=f"conv:{conv.conversation_id}",
+            stream=f"conv:{conversation_id}",
             actor=Actor(kind=ActorKind.connector, id=connector.connector_id),
             data={
                 "connector_id": connector.connector_id,
                 "platform": connector.platform,
                 "platform_message_id": update.platform_message_id[:200],
                 "platform_user_id": update.platform_user_id[:200],
-                "conversation_id": conv.conversation_id,
+                "conversation_id": conversation_id,
             },
         )
 
@@ -375,8 +377,8 @@ class InboundBridge:
         return conv if closed_too or not conv.closed else None
 
     async def _edit(self, connector: Connector, edit: InboundEdit) -> None:
-        conv = await self._open_conversation(connector, edit.chat_ref, closed_too=True)
-        if conv is None:
+        conversation_id = await self._conversation_of_edit(connector, edit)
+        if conversation_id is None:
             return  # an edit of a message from before we knew the user: nothing to attach it to
         tenant, key = connector.tenant, f"{connector.connector_id}:{edit.platform_message_id}"
         user_key = _user_key(connector, edit.platform_user_id)
@@ -384,10 +386,10 @@ class InboundBridge:
             id=derive_event_id(tenant, connector.connector_id, "edit:" + key),
             type=MessageEdited.TYPE,
             tenant=tenant,
-            stream=f"conv:{conv.conversation_id}",
+            stream=f"conv:{conversation_id}",
             actor=Actor(kind=ActorKind.customer, id=user_key),
             data={
-                "conversation_id": conv.conversation_id,
+                "conversation_id": conversation_id,
                 "message_id": _message_id(connector, edit.message_ref),
                 "edit_id": derive_event_id(tenant, connector.connector_id, "edit-id:" + key),
                 "body": edit.text[:8000],
@@ -395,7 +397,18 @@ class InboundBridge:
                 "author_id": user_key,
             },
         )
-        await self._bus.publish_many([edited, self._received(connector, conv, edit)])
+        await self._bus.publish_many([edited, self._received(connector, conversation_id, edit)])
+
+    async def _conversation_of_edit(self, connector: Connector, edit: InboundEdit) -> str | None:
+        """The conversation the edited message went into — not the chat's current one, which
+        may have opened since — else, for a message older than that record, the chat's."""
+        placed = await self._store.conversation_of_message(
+            connector.tenant, connector.connector_id, edit.message_ref
+        )
+        if placed is not None:
+            return placed
+        conv = await self._open_conversation(connector, edit.chat_ref, closed_too=True)
+        return None if conv is None else conv.conversation_id
 
     async def _rating(self, connector: Connector, rating: InboundRating) -> bool:
         """Sends ``conversation.rate``; True when the agent service recorded it."""
@@ -451,7 +464,9 @@ class InboundBridge:
                 "blocked": blocked.blocked,
             },
         )
-        await self._bus.publish_many([event, self._received(connector, conv, blocked)])
+        await self._bus.publish_many(
+            [event, self._received(connector, conv.conversation_id, blocked)]
+        )
 
 
 def _score(text: str) -> int | None:

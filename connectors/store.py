@@ -9,7 +9,12 @@ from beanie.operators import GTE, NE, And, Eq, Inc, Or, Set, SetOnInsert
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from connectors.documents import OutboxItem, PlatformConversationDocument, SeenPlatformId
+from connectors.documents import (
+    OutboxItem,
+    PlatformConversationDocument,
+    PlatformMessage,
+    SeenPlatformId,
+)
 from relaydesk.store import ascending, bound
 
 
@@ -145,6 +150,24 @@ class ConnectorStore:
             await seen(id=key, at=datetime.now(UTC)).insert()
         except DuplicateKeyError:
             pass
+
+    # --- which conversation a platform message went into (for its edits) -----------
+    async def place_message(
+        self, tenant: str, connector_id: str, message_ref: str, conversation_id: str
+    ) -> None:
+        messages = await bound(self._db, PlatformMessage)
+        key = chat_key(tenant, connector_id, message_ref)
+        await messages.find_one(messages.id == key).update(
+            SetOnInsert({"conversation_id": conversation_id, "at": datetime.now(UTC)}),
+            upsert=True,
+        )
+
+    async def conversation_of_message(
+        self, tenant: str, connector_id: str, message_ref: str
+    ) -> str | None:
+        messages = await bound(self._db, PlatformMessage)
+        found = await messages.get(chat_key(tenant, connector_id, message_ref))
+        return None if found is None else found.conversation_id
 
     # --- outbox ----------------------------------------------------------------
     async def enqueue(self, message_id: str, item: dict[str, Any]) -> None:

@@ -69,6 +69,7 @@ QUIET = (
     "one-app",
     "spaced",
     "group-names",
+    "edit-old",
 )
 
 
@@ -683,28 +684,55 @@ async def test_a_chat_keeps_its_conversation_until_it_is_closed(world: World) ->
     assert await telegram_says(world, "tg-close", 81, "two") == one
     assert await telegram_says(world, "tg-close", 82, "other user") != one
 
-    close = Envelope(
-        type="conversation.close",
-        tenant=tenant,
-        stream=f"conv:{one}",
-        actor=Actor(kind="agent", id="agent-1"),
-        data={"conversation_id": one, "closed_by": "agent"},
-    )
-    assert (await RpcClient(world.bus).command("agent", close)).ok
-    await world.watch.wait_for("conversation.closed", conversation_id=one)
-    mongo = make_client(world.settings.mongo_url or "")
-    try:
-        mapping = ConnectorStore(database(mongo, world.settings.mongo_db))
-        await eventually_async(
-            lambda: mapping.conversation_for_chat(tenant, "tg-close", "telegram", "81"),
-            lambda c: c is not None and c.closed,
-        )
-    finally:
-        await mongo.close()
+    await closed(world, tenant, one)
     three = await telegram_says(world, "tg-close", 81, "three")
     assert three != one
     requested = await world.watch.wait_for("conversation.requested", conversation_id=three)
     assert requested[0].data["channel"] == "telegram"
+
+
+async def closed(world: World, tenant: str, conversation_id: str) -> None:
+    """The agent closes the conversation; returns once the connectors' mapping says so."""
+    close = Envelope(
+        type="conversation.close",
+        tenant=tenant,
+        stream=f"conv:{conversation_id}",
+        actor=Actor(kind="agent", id="agent-1"),
+        data={"conversation_id": conversation_id, "closed_by": "agent"},
+    )
+    assert (await RpcClient(world.bus).command("agent", close)).ok
+    mongo = make_client(world.settings.mongo_url or "")
+    try:
+        mapping = ConnectorStore(database(mongo, world.settings.mongo_db))
+        await eventually_async(
+            lambda: mapping.by_conversation_id(tenant, conversation_id),
+            lambda c: c is not None and c.closed,
+        )
+    finally:
+        await mongo.close()
+
+
+async def test_an_edit_goes_to_the_conversation_of_the_message_it_edits(world: World) -> None:
+    """The chat's current conversation used to get it, though the message was in an earlier
+    one, closed since."""
+    tenant = "edit-old"
+    await world.telegram(tenant, "tg-edit")
+    fake = world.fakes.telegram
+    original = fake.update(83, "about order 1")
+    url = f"http://127.0.0.1:{world.service.port}/webhooks/telegram/tg-edit"
+    assert (await fake.post_webhook(url, original, "s3cret_tg-edit")).status_code == 200
+    [first] = await world.watch.wait_for("message.sent", body="about order 1")
+    earlier = str(first.data["conversation_id"])
+    await closed(world, tenant, earlier)
+    later = await telegram_says(world, "tg-edit", 83, "a new question")
+    assert later != earlier
+
+    message_id = original["message"]["message_id"]
+    edit = fake.edit_update(83, message_id, "about order 2")
+    assert (await fake.post_webhook(url, edit, "s3cret_tg-edit")).status_code == 200
+    [edited] = await world.watch.wait_for("message.edited", body="about order 2")
+    assert edited.data["message_id"] == first.data["message_id"]
+    assert edited.data["conversation_id"] == earlier
 
 
 # --- paused (by an admin, or imported): replies wait in the outbox -----------------------------
