@@ -74,7 +74,18 @@ class InboundBlocked:
     blocked: bool
 
 
-Inbound = InboundMessage | InboundEdit | InboundRating | InboundBlocked
+@dataclass(frozen=True)
+class InboundMoved:
+    """The chat has a new id (a Telegram group upgraded to a supergroup): its conversation
+    goes on there."""
+
+    platform_message_id: str
+    platform_user_id: str
+    chat_ref: str
+    new_chat_ref: str
+
+
+Inbound = InboundMessage | InboundEdit | InboundRating | InboundBlocked | InboundMoved
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,10 @@ class InboundBridge:
             await self._edit(connector, update)
         elif isinstance(update, InboundRating):
             await self._rating(connector, update)
+        elif isinstance(update, InboundMoved):
+            await self._store.move_chat(
+                connector.tenant, connector.connector_id, update.chat_ref, update.new_chat_ref
+            )
         else:
             await self._blocked(connector, update)
         await self._store.remember(seen_key)

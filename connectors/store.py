@@ -76,17 +76,33 @@ class ConnectorStore:
         return None if doc is None else _conversation(doc)
 
     async def _rekey(
-        self, legacy: PlatformConversationDocument, key: str
+        self, legacy: PlatformConversationDocument, key: str, **changes: str
     ) -> PlatformConversationDocument:
-        """Moves a legacy mapping to its chat key (one document per conversation, so a lookup
-        by conversation id never finds a stale copy)."""
+        """Moves a mapping to another key (one document per conversation, so a lookup by
+        conversation id never finds a stale copy): a legacy one to its chat key, a moved
+        chat's to its new id."""
         c = await self._conversations()
-        fields = legacy.model_dump(exclude={"id", "revision_id"})
+        fields = {**legacy.model_dump(exclude={"id", "revision_id"}), **changes}
         await c.find_one(c.id == key).update(SetOnInsert(fields), upsert=True)
         await legacy.delete()
         moved = await c.get(key)
         assert moved is not None
         return moved
+
+    async def move_chat(self, tenant: str, connector_id: str, old_ref: str, new_ref: str) -> None:
+        """The chat has a new id (a Telegram group upgraded to a supergroup): its conversation
+        and its unsent replies go on there."""
+        c = await self._conversations()
+        mapping = await c.get(chat_key(tenant, connector_id, old_ref))
+        if mapping is not None:
+            await self._rekey(mapping, chat_key(tenant, connector_id, new_ref), chat_ref=new_ref)
+        outbox = await self._outbox()
+        await outbox.find(
+            outbox.tenant == tenant,
+            outbox.connector_id == connector_id,
+            outbox.chat_ref == old_ref,
+            NE(outbox.done, True),
+        ).update_many(Set({"chat_ref": new_ref}))
 
     async def save_conversation(self, conv: PlatformConversation) -> None:
         c = await self._conversations()

@@ -12,6 +12,7 @@ from connectors.inbound import (
     InboundBlocked,
     InboundEdit,
     InboundMessage,
+    InboundMoved,
     InboundRating,
     Profile,
 )
@@ -52,8 +53,9 @@ def secret_token_ok(connector: Connector, header_value: str | None) -> bool:
 
 
 def parse_update(update: dict[str, Any]) -> Inbound | None:
-    """A message (text, or files with a caption), an edit, a rating button press, or the user
-    blocking the bot; anything else is acknowledged and ignored."""
+    """A message (text, or files with a caption), an edit, a rating button press, the user
+    blocking the bot, or a group's upgrade to a supergroup; anything else is acknowledged and
+    ignored."""
     update_id = update.get("update_id")
     if not isinstance(update_id, int):
         return None
@@ -76,8 +78,11 @@ def _ids(message: dict[str, Any]) -> tuple[str, str] | None:
     return str(user_id), chat_ref(message)  # a forum topic is a chat of its own
 
 
-def _message(update_id: str, message: dict[str, Any]) -> InboundMessage | None:
+def _message(update_id: str, message: dict[str, Any]) -> InboundMessage | InboundMoved | None:
     ids = _ids(message)
+    moved_to = message.get("migrate_to_chat_id")
+    if ids is not None and isinstance(moved_to, int):  # the group became a supergroup
+        return InboundMoved(update_id, ids[0], ids[1], str(moved_to))
     text = message.get("text", message.get("caption", ""))
     if ids is None or not isinstance(text, str):
         return None
@@ -347,7 +352,9 @@ def _result(response: httpx.Response) -> Any:
         return body.get("result")
     code = int(body.get("error_code", response.status_code))
     description = str(body.get("description", ""))[:150]
-    retry_after = (body.get("parameters") or {}).get("retry_after")
+    parameters = _object(body.get("parameters"))
+    retry_after = parameters.get("retry_after")
+    moved_to = parameters.get("migrate_to_chat_id")
     if code == 429:
         raise DeliveryError(
             f"429 {description}", permanent=False, retry_after=float(retry_after or 1)
@@ -358,4 +365,6 @@ def _result(response: httpx.Response) -> Any:
         f"{code} {description}",
         permanent=code < 500 and code != 409,
         credentials=code in CREDENTIAL_CODES,
+        # a group upgraded to a supergroup: the same chat under a new id
+        moved_to=str(moved_to) if isinstance(moved_to, int) else None,
     )

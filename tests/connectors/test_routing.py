@@ -70,6 +70,7 @@ QUIET = (
     "spaced",
     "group-names",
     "edit-old",
+    "upgraded",
 )
 
 
@@ -733,6 +734,35 @@ async def test_an_edit_goes_to_the_conversation_of_the_message_it_edits(world: W
     [edited] = await world.watch.wait_for("message.edited", body="about order 2")
     assert edited.data["message_id"] == first.data["message_id"]
     assert edited.data["conversation_id"] == earlier
+
+
+async def test_a_group_upgraded_to_a_supergroup_keeps_its_conversation_and_its_replies(
+    world: World,
+) -> None:
+    """Telegram gives a group upgraded to a supergroup a new chat id and refuses sends to the
+    old one (400 with migrate_to_chat_id): the reply used to be parked for good, and the
+    group's next message opened another conversation."""
+    tenant, fake = "upgraded", world.fakes.telegram
+    token = await world.telegram(tenant, "tg-upgrade")
+    group, supergroup = -5550001, -1005550001
+    conversation = await telegram_says(world, "tg-upgrade", 84, "asked in the group", group=group)
+    fake.migrated[group] = supergroup  # upgraded before the answer: Telegram refuses the group
+    answer = await agent_reply(world.bus, tenant, conversation, "answer after the upgrade")
+    await world.watch.wait_for("connector.outbound_sent", message_id=answer)
+    assert texts(fake.sent_by_bot[bot_id(token)], supergroup) == ["answer after the upgrade"]
+    assert world.watch.of("connector.outbound_failed", message_id=answer) == []
+    again = await telegram_says(world, "tg-upgrade", 84, "asked again", group=supergroup)
+    assert again == conversation
+
+    # Upgraded while nothing was being sent: the service message moves the chat at once.
+    other, other_super = -5550002, -1005550002
+    second = await telegram_says(world, "tg-upgrade", 85, "another group", group=other)
+    url = f"http://127.0.0.1:{world.service.port}/webhooks/telegram/tg-upgrade"
+    moved = fake.migration_update(85, other, other_super)
+    assert (await fake.post_webhook(url, moved, "s3cret_tg-upgrade")).status_code == 200
+    assert await telegram_says(
+        world, "tg-upgrade", 85, "from the supergroup", group=other_super
+    ) == (second)
 
 
 # --- paused (by an admin, or imported): replies wait in the outbox -----------------------------
