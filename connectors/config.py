@@ -42,6 +42,20 @@ class Connector:
     paused: bool = False
 
 
+# The fields that name a connector's bot, page or account: compared to refuse a second
+# connector of one bot, and used in the platform's API paths.
+IDENTIFYING_FIELDS = ("bot_token", "page_id", "app_id")
+
+
+def identifying_stripped(fields: dict[str, str]) -> dict[str, str]:
+    """``fields`` with the identifying values stripped: " 5001" pasted into a form is page
+    5001, not another page the duplicate check would let through."""
+    return {
+        k: v.strip() if k in IDENTIFYING_FIELDS and isinstance(v, str) else v
+        for k, v in fields.items()
+    }
+
+
 def platform_identity(platform: str, public: dict[str, str], secrets: dict[str, str]) -> str | None:
     """What a connector connects to on its platform: one bot, page or account may be served by
     one connector only (two pollers of one bot token fight over getUpdates; two webhooks of one
@@ -105,8 +119,9 @@ class ConnectorDirectory:
                 env.tenant,
                 data["connector_id"],
                 data["platform"],
-                dict(data.get("public_config", {})),
-                secrets,
+                # stripped here too: configurations logged before the decider stripped them
+                identifying_stripped(dict(data.get("public_config", {}))),
+                identifying_stripped(secrets),
                 key,
                 paused=bool(self._pauses.get((env.tenant, data["connector_id"]))),
             )

@@ -15,7 +15,12 @@ from typing import Any
 
 from cryptography.fernet import InvalidToken
 
-from connectors.config import SERVICE, ConnectorDirectory, platform_identity
+from connectors.config import (
+    SERVICE,
+    ConnectorDirectory,
+    identifying_stripped,
+    platform_identity,
+)
 from connectors.plans import TenantPlans
 from contracts.commands import connector as commands
 from contracts.commands.connector import ConfigureConnector, RemoveConnector
@@ -69,6 +74,7 @@ def stream_for(data: Mapping[str, Any]) -> str:
 
 def configure(d: ConnectorDecision, cmd: commands.ConfigureConnector) -> None:
     tenant, connectors = d.command.tenant, d.state
+    public = identifying_stripped(cmd.public_config)
     existing = connectors.directory.find(cmd.connector_id)
     if existing is not None and (existing.tenant != tenant or existing.platform != cmd.platform):
         raise Rejected("conflict", "this connector id is taken")
@@ -82,15 +88,15 @@ def configure(d: ConnectorDecision, cmd: commands.ConfigureConnector) -> None:
     if not isinstance(secrets, SealedSecrets):  # prepare() could not open them
         raise Rejected("invalid_payload", "sealed_secrets cannot be opened")
     missing = [k for k in REQUIRED_SECRETS[cmd.platform] if k not in secrets.names] + [
-        k for k in REQUIRED_PUBLIC[cmd.platform] if not cmd.public_config.get(k)
+        k for k in REQUIRED_PUBLIC[cmd.platform] if not public.get(k)
     ]
     if (
         cmd.platform == "wechat"
-        and cmd.public_config.get("plaintext_allowed") != "true"
+        and public.get("plaintext_allowed") != "true"
         and "encoding_aes_key" not in secrets.names
     ):
         missing.append("encoding_aes_key")
-    mode = cmd.public_config.get("mode", "webhook")
+    mode = public.get("mode", "webhook")
     if cmd.platform == "telegram" and mode == "webhook" and "webhook_secret" not in secrets.names:
         missing.append("webhook_secret")  # else anyone who learns the URL could post updates
     if missing:
@@ -108,7 +114,7 @@ def configure(d: ConnectorDecision, cmd: commands.ConfigureConnector) -> None:
     data = {
         "connector_id": cmd.connector_id,
         "platform": cmd.platform,
-        "public_config": cmd.public_config,
+        "public_config": public,
         "sealed_config": secrets.sealed,
     }
     d.emit(ConnectorConfigured.TYPE, data)
@@ -186,7 +192,8 @@ class ConnectorsDecider(Decider[ConnectorDecision]):
             and existing.platform == payload.platform
             else {}
         )
-        merged = {**kept, **given}
+        merged = identifying_stripped({**kept, **given})
+        public = identifying_stripped(payload.public_config)
         webhook_mode = payload.public_config.get("mode", "webhook") == "webhook"
         if payload.platform == "telegram" and webhook_mode and not merged.get("webhook_secret"):
             # Webhook mode always has a secret: the service registers it with setWebhook itself,
@@ -196,7 +203,7 @@ class ConnectorsDecider(Decider[ConnectorDecision]):
         return SealedSecrets(
             names=frozenset(k for k, v in merged.items() if v),
             sealed=self._box.seal(merged),
-            identity=platform_identity(payload.platform, payload.public_config, merged),
+            identity=platform_identity(payload.platform, public, merged),
             webhook_secret_ok=payload.platform != "telegram"
             or not secret
             or TELEGRAM_SECRET.fullmatch(secret) is not None,

@@ -13,7 +13,8 @@ reply (and its conversation's later ones) instead of dropping it.
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import structlog
@@ -137,6 +138,17 @@ class Deliverer:
                 if not await self._deliver(item, breaker, parked):
                     return  # keep order: later replies wait behind the one that failed
 
+    def _connector_for(self, item: dict[str, Any]) -> Connector | None:
+        """The connector that may send this reply: the one it was queued for, of the same
+        tenant and platform. Connector ids are global, so after a removal the id may belong to
+        another tenant's bot: that one must never carry this tenant's replies."""
+        connector = self._lookup(item["connector_id"])
+        if connector is None:
+            return None
+        if (connector.tenant, connector.platform) != (item["tenant"], item["platform"]):
+            return None
+        return connector
+
     def _paused(self, connector_id: str) -> bool:
         connector = self._lookup(connector_id)
         return connector is not None and connector.paused
@@ -145,8 +157,8 @@ class Deliverer:
         self, item: dict[str, Any], breaker: CircuitBreaker, parked: dict[str, Parked]
     ) -> bool:
         """False: stop this round (a transient failure; order is kept behind it)."""
-        connector = self._lookup(item["connector_id"])
-        if connector is None:
+        connector = self._connector_for(item)
+        if connector is None or item.get("connector_removed"):
             await self._report(item, None, DeliveryError("connector removed", permanent=True))
             return True
         if connector.paused:  # paused during this round: the rest waits, in order
@@ -222,12 +234,29 @@ class Deliverer:
             await self._store.mark(item["_id"], platform_message_id=sent[0])
         last_inbound = await self._store.last_inbound(item["tenant"], item["conversation_id"])
         for part in parts[len(sent) :]:
-            sent.append(await self._send(connector, item, part, last_inbound))
+            send = partial(self._send, connector, item, part, last_inbound)
+            sent.append(await self._send_to_chat(item, send))
             # the last part's write also marks the reply sent: one write, not two
             done = {"platform_message_id": sent[0]} if len(sent) == len(parts) else {}
             await self._store.mark(item["_id"], parts_sent=sent, **done)
         item["parts_sent"] = sent
         item["platform_message_id"] = sent[0]
+
+    async def _send_to_chat(self, item: dict[str, Any], send: Callable[[], Awaitable[str]]) -> str:
+        """``send()`` one part; where the platform says the chat has a new id (a Telegram group
+        upgraded to a supergroup refuses sends to the old one), the conversation moves there
+        with its queued replies and the part is sent there, once."""
+        try:
+            return await send()
+        except DeliveryError as exc:
+            if exc.moved_to is None or exc.moved_to == item["chat_ref"]:
+                raise
+            await self._store.move_chat(
+                item["tenant"], item["connector_id"], item["chat_ref"], exc.moved_to
+            )
+            item["chat_ref"] = exc.moved_to  # what send() reads
+            log.info("connector_chat_moved", connector_id=item["connector_id"])
+            return await send()
 
     async def _park(self, item: dict[str, Any], connector: Connector, why: DeliveryError) -> None:
         """Kept, not dropped: parked, then reported (docs/connectors.md, "Parked replies").

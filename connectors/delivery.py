@@ -13,6 +13,8 @@ class DeliveryError(Exception):
     ``unsendable``: no retry can ever send this one (a file over the platform's limit, of a
     type it cannot send): reported and dropped, the conversation's next replies go on.
     ``behind``: not tried at all, it waits behind this earlier parked reply (a message id).
+    ``moved_to``: the chat has a new id (a Telegram group upgraded to a supergroup): the
+    conversation moves there and the reply is sent there.
     """
 
     def __init__(
@@ -25,6 +27,7 @@ class DeliveryError(Exception):
         defer_s: float | None = None,
         unsendable: bool = False,
         behind: str | None = None,
+        moved_to: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason[:200]
@@ -34,6 +37,7 @@ class DeliveryError(Exception):
         self.defer_s = defer_s
         self.unsendable = unsendable
         self.behind = behind
+        self.moved_to = moved_to
 
     @property
     def waits_for(self) -> str:

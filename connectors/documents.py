@@ -8,6 +8,9 @@ from pydantic import Field
 from pymongo import ASCENDING, IndexModel
 
 SEEN_TTL_S = 48 * 3600  # ≥ Telegram's 24 h retention; Meta retries for less
+# An edit of an older message goes to the chat's current conversation (as before this was
+# kept): platforms let users edit for long, but edits of month-old messages are rare.
+MESSAGE_TTL_S = 30 * 24 * 3600
 
 
 class PlatformConversationDocument(Document):
@@ -48,6 +51,22 @@ class SeenPlatformId(Document):
         ]
 
 
+class PlatformMessage(Document):
+    """Which conversation a platform user's message went into (``_id`` =
+    ``tenant|connector|message ref``, the ref its edits name): an edit goes there, even once
+    the chat has moved on to another conversation. Forgotten after :data:`MESSAGE_TTL_S`."""
+
+    id: str  # type: ignore[assignment]
+    conversation_id: str
+    at: datetime
+
+    class Settings:
+        name = "connector_messages"
+        indexes: ClassVar[list[IndexModel]] = [
+            IndexModel([("at", ASCENDING)], expireAfterSeconds=MESSAGE_TTL_S)
+        ]
+
+
 class OutboxItem(Document):
     """A reply to send to a platform (``_id`` = the message id: queued once per message).
 
@@ -82,6 +101,8 @@ class OutboxItem(Document):
     parked_reason: str | None = None
     parked_behind: str | None = None
     round: int = 0
+    # The connector was removed: reported as failed, never sent (its id may be another's next).
+    connector_removed: bool = False
     done: bool = False
 
     class Settings:
@@ -92,5 +113,6 @@ class OutboxItem(Document):
 CONNECTOR_DOCUMENTS: tuple[type[Document], ...] = (
     PlatformConversationDocument,
     SeenPlatformId,
+    PlatformMessage,
     OutboxItem,
 )

@@ -66,7 +66,8 @@ class LogFollower:
         self._position: int | None = None
         self._typing: set[asyncio.Task[None]] = set()
         self._saved_at = 0.0
-        self._secrets: dict[str, dict[str, str]] = {}  # connector id -> its secrets, by the log
+        # (tenant, connector id) -> its secrets, by the log
+        self._secrets: dict[tuple[str, str], dict[str, str]] = {}
         self.conversations = ConnectorConversations()
 
     async def load(self) -> None:
@@ -108,16 +109,18 @@ class LogFollower:
         decider folds its configurations into the same directory as soon as they are
         published, before this follower reads them back from the log."""
         env = event.envelope
+        key = (env.tenant, str(env.data.get("connector_id")))
         if env.type == ConnectorRemoved.TYPE:
-            self._secrets.pop(str(env.data.get("connector_id")), None)
+            self._secrets.pop(key, None)
         if env.type != ConnectorConfigured.TYPE:
             return False
-        connector_id = str(env.data.get("connector_id"))
-        connector = self._directory.find(connector_id)
+        connector = self._directory.find(key[1])
         secrets = dict(connector.secrets) if connector is not None else {}
-        previous = self._secrets.get(connector_id)
-        self._secrets[connector_id] = secrets
-        return previous != secrets
+        previous = self._secrets.get(key)
+        self._secrets[key] = secrets
+        # A first configuration (or one after a removal, perhaps by another tenant: ids are
+        # global) had no earlier credentials, so nothing of its own waits for new ones.
+        return previous is not None and previous != secrets
 
     async def _handle(self, event: LoggedEvent, credentials_changed: bool) -> bool | None:
         """True: a reply was queued; False: something else was done; None: nothing to do."""
@@ -143,10 +146,12 @@ class LogFollower:
         if env.type == ConnectorConfigured.TYPE:
             # New credentials: what the old ones had parked goes out again, in order.
             connector_id = str(data.get("connector_id"))
-            if credentials_changed and await self._store.unpark_connector(connector_id):
+            if credentials_changed and await self._store.unpark_connector(env.tenant, connector_id):
                 log.info("connector_outbox_resumed", connector_id=connector_id)
             self._deliverer.resume(connector_id)
             return True
+        if env.type == ConnectorRemoved.TYPE:
+            return await self._abandon_outbox(env.tenant, str(data.get("connector_id")))
         if env.type == ConnectorResumed.TYPE:
             self._deliverer.wake()  # its queued replies go out now, in order
             return True
@@ -171,6 +176,13 @@ class LogFollower:
         else:
             return None
         return False
+
+    async def _abandon_outbox(self, tenant: str, connector_id: str) -> bool:
+        """A removed connector's unsent replies are reported failed by the deliverer, never
+        sent: the id may be taken next by another tenant, whose bot must not carry them."""
+        abandoned = await self._store.abandon_connector(tenant, connector_id)
+        log.info("connector_outbox_abandoned", connector_id=connector_id, replies=abandoned)
+        return True  # wakes the deliverer
 
     async def _queue_reply(
         self, tenant: str, data: dict, *, kind: str | None = None, **extra: object
@@ -203,7 +215,7 @@ class LogFollower:
     async def _start_typing(self, tenant: str, conversation_id: str) -> None:
         conv = await self._store.by_conversation_id(tenant, conversation_id)
         connector = None if conv is None else self._directory.get(conv.connector_id, conv.platform)
-        if conv is None or connector is None or connector.paused:
+        if conv is None or connector is None or connector.paused or connector.tenant != tenant:
             return
         task = asyncio.create_task(
             self._send_typing(connector, conv.chat_ref)

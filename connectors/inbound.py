@@ -27,6 +27,10 @@ from relaydesk.metrics import MESSAGES, series
 
 log = structlog.get_logger(__name__)
 
+# Where a rating is answered by typing 1…5 (WeChat has no buttons); Telegram and Messenger
+# rate with buttons, so a typed digit there is a message (docs/connectors.md).
+TYPED_RATINGS = frozenset({"wechat"})
+
 
 @dataclass(frozen=True)
 class InboundMessage:
@@ -70,7 +74,18 @@ class InboundBlocked:
     blocked: bool
 
 
-Inbound = InboundMessage | InboundEdit | InboundRating | InboundBlocked
+@dataclass(frozen=True)
+class InboundMoved:
+    """The chat has a new id (a Telegram group upgraded to a supergroup): its conversation
+    goes on there."""
+
+    platform_message_id: str
+    platform_user_id: str
+    chat_ref: str
+    new_chat_ref: str
+
+
+Inbound = InboundMessage | InboundEdit | InboundRating | InboundBlocked | InboundMoved
 
 
 @dataclass(frozen=True)
@@ -125,6 +140,10 @@ class InboundBridge:
             await self._edit(connector, update)
         elif isinstance(update, InboundRating):
             await self._rating(connector, update)
+        elif isinstance(update, InboundMoved):
+            await self._store.move_chat(
+                connector.tenant, connector.connector_id, update.chat_ref, update.new_chat_ref
+            )
         else:
             await self._blocked(connector, update)
         await self._store.remember(seen_key)
@@ -132,22 +151,34 @@ class InboundBridge:
 
     # --- messages --------------------------------------------------------------------
     async def _message(self, connector: Connector, message: InboundMessage) -> None:
-        score = _score(message.text) if not message.media else None
-        if score is not None:
-            asked = await self._open_conversation(connector, message.chat_ref, closed_too=True)
-            if asked is not None and asked.closed and asked.rating_pending:
-                # the answer to the rating request sent as text (WeChat has no buttons)
-                rating = InboundRating(
-                    message.platform_message_id,
-                    message.platform_user_id,
-                    message.chat_ref,
-                    score,
-                    asked.conversation_id,
-                )
-                return await self._rating(connector, rating)
+        if await self._typed_rating(connector, message):
+            return
         conv = await self._conversation(connector, message)
         await self._publish(connector, conv, message)
         await self._store.touch(conv)
+
+    async def _typed_rating(self, connector: Connector, message: InboundMessage) -> bool:
+        """True when the message was a typed answer to the rating request, and recorded.
+
+        Only where ratings are typed (WeChat has no buttons): on Telegram and Messenger a
+        "3" is a message — in a group it may well be another member's. A rating the agent
+        service refuses is a message too: the user's words are never dropped."""
+        if connector.platform not in TYPED_RATINGS or message.media:
+            return False
+        score = _score(message.text)
+        if score is None:
+            return False
+        asked = await self._open_conversation(connector, message.chat_ref, closed_too=True)
+        if asked is None or not (asked.closed and asked.rating_pending):
+            return False
+        rating = InboundRating(
+            message.platform_message_id,
+            message.platform_user_id,
+            message.chat_ref,
+            score,
+            asked.conversation_id,
+        )
+        return await self._rating(connector, rating)
 
     async def _conversation(
         self, connector: Connector, message: InboundMessage
@@ -234,6 +265,7 @@ class InboundBridge:
         tenant, key = connector.tenant, f"{connector.connector_id}:{message.platform_message_id}"
         user_key = _user_key(connector, message.platform_user_id)
         actor = Actor(kind=ActorKind.customer, id=user_key)
+        author = _author(user_key, message.user_name)
         message_id = _message_id(connector, message.message_ref or message.platform_message_id)
         events: list[Envelope] = []
         text = message.text[:8000]
@@ -259,8 +291,7 @@ class InboundBridge:
                 "filename": fetched.filename[:200],
                 "content_type": fetched.content_type[:200],
                 "size": len(fetched.content),
-                "author_kind": "customer",
-                "author_id": user_key,
+                **author,
             }
             if text and not events:
                 data["caption"] = text
@@ -290,31 +321,32 @@ class InboundBridge:
                         if len(events) == 0
                         else derive_event_id(tenant, connector.connector_id, "notes:" + key),
                         "body": body[:8000],
-                        "author_kind": "customer",
-                        "author_id": user_key,
+                        **author,
                     },
                 )
             )
-        events.append(self._received(connector, conv, message))
+        events.append(self._received(connector, conv.conversation_id, message))
+        if message.message_ref:  # its edits go where it went
+            await self._store.place_message(
+                connector.tenant, connector.connector_id, message.message_ref, conv.conversation_id
+            )
         await self._bus.publish_many(events)
         series(MESSAGES, connector.platform, "in").inc()
 
-    def _received(
-        self, connector: Connector, conv: PlatformConversation, update: Inbound
-    ) -> Envelope:
+    def _received(self, connector: Connector, conversation_id: str, update: Inbound) -> Envelope:
         key = f"{connector.connector_id}:{update.platform_message_id}"
         return Envelope(
             id=derive_event_id(connector.tenant, connector.connector_id, "inbound:" + key),
             type=InboundReceived.TYPE,
             tenant=connector.tenant,
-            stream=f"conv:{conv.conversation_id}",
+            stream=f"conv:{conversation_id}",
             actor=Actor(kind=ActorKind.connector, id=connector.connector_id),
             data={
                 "connector_id": connector.connector_id,
                 "platform": connector.platform,
                 "platform_message_id": update.platform_message_id[:200],
                 "platform_user_id": update.platform_user_id[:200],
-                "conversation_id": conv.conversation_id,
+                "conversation_id": conversation_id,
             },
         )
 
@@ -360,8 +392,8 @@ class InboundBridge:
         return conv if closed_too or not conv.closed else None
 
     async def _edit(self, connector: Connector, edit: InboundEdit) -> None:
-        conv = await self._open_conversation(connector, edit.chat_ref, closed_too=True)
-        if conv is None:
+        conversation_id = await self._conversation_of_edit(connector, edit)
+        if conversation_id is None:
             return  # an edit of a message from before we knew the user: nothing to attach it to
         tenant, key = connector.tenant, f"{connector.connector_id}:{edit.platform_message_id}"
         user_key = _user_key(connector, edit.platform_user_id)
@@ -369,10 +401,10 @@ class InboundBridge:
             id=derive_event_id(tenant, connector.connector_id, "edit:" + key),
             type=MessageEdited.TYPE,
             tenant=tenant,
-            stream=f"conv:{conv.conversation_id}",
+            stream=f"conv:{conversation_id}",
             actor=Actor(kind=ActorKind.customer, id=user_key),
             data={
-                "conversation_id": conv.conversation_id,
+                "conversation_id": conversation_id,
                 "message_id": _message_id(connector, edit.message_ref),
                 "edit_id": derive_event_id(tenant, connector.connector_id, "edit-id:" + key),
                 "body": edit.text[:8000],
@@ -380,9 +412,21 @@ class InboundBridge:
                 "author_id": user_key,
             },
         )
-        await self._bus.publish_many([edited, self._received(connector, conv, edit)])
+        await self._bus.publish_many([edited, self._received(connector, conversation_id, edit)])
 
-    async def _rating(self, connector: Connector, rating: InboundRating) -> None:
+    async def _conversation_of_edit(self, connector: Connector, edit: InboundEdit) -> str | None:
+        """The conversation the edited message went into — not the chat's current one, which
+        may have opened since — else, for a message older than that record, the chat's."""
+        placed = await self._store.conversation_of_message(
+            connector.tenant, connector.connector_id, edit.message_ref
+        )
+        if placed is not None:
+            return placed
+        conv = await self._open_conversation(connector, edit.chat_ref, closed_too=True)
+        return None if conv is None else conv.conversation_id
+
+    async def _rating(self, connector: Connector, rating: InboundRating) -> bool:
+        """Sends ``conversation.rate``; True when the agent service recorded it."""
         conv = await self._open_conversation(connector, rating.chat_ref, closed_too=True)
         conversation_id = rating.conversation_id or (conv.conversation_id if conv else None)
         source = self._sources.get(connector.platform)
@@ -392,8 +436,7 @@ class InboundBridge:
             except DeliveryError as exc:  # the button's spinner only; the rating still counts
                 log.info("connector_rating_not_answered", reason=exc.reason)
         if conversation_id is None:
-            return
-        await self._store.rating_answered(connector.tenant, conversation_id)
+            return False
         user_key = _user_key(connector, rating.platform_user_id)
         command = Envelope(
             id=derive_event_id(
@@ -410,6 +453,11 @@ class InboundBridge:
             log.info(
                 "connector_rating_refused", connector_id=connector.connector_id, code=reply.code
             )
+            return False
+        # Only now: a refused answer (another group member's) leaves the request open for
+        # the one it was asked of.
+        await self._store.rating_answered(connector.tenant, conversation_id)
+        return True
 
     async def _blocked(self, connector: Connector, blocked: InboundBlocked) -> None:
         conv = await self._open_conversation(connector, blocked.chat_ref, closed_too=True)
@@ -431,13 +479,24 @@ class InboundBridge:
                 "blocked": blocked.blocked,
             },
         )
-        await self._bus.publish_many([event, self._received(connector, conv, blocked)])
+        await self._bus.publish_many(
+            [event, self._received(connector, conv.conversation_id, blocked)]
+        )
 
 
 def _score(text: str) -> int | None:
     """A rating typed as a reply: one digit from 1 to 5, nothing else."""
     text = text.strip()
     return int(text) if len(text) == 1 and text in "12345" else None
+
+
+def _author(user_key: str, user_name: str | None) -> dict[str, str]:
+    """Who wrote a message, named as the platform names them: in a Telegram group several
+    members write in one conversation, and the agent must tell them apart."""
+    author = {"author_kind": "customer", "author_id": user_key}
+    if user_name and user_name.strip():
+        author["author_name"] = user_name.strip()[:200]
+    return author
 
 
 def _message_id(connector: Connector, ref: str) -> str:

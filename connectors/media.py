@@ -18,6 +18,7 @@ from relaydesk.net_guard import RefusedTarget
 MB = 1024 * 1024
 MAX_INBOUND_BYTES = 20 * MB  # Telegram's getFile limit; larger platform files are not fetched
 OCTET_STREAM = "application/octet-stream"
+MAX_REDIRECTS = 5  # a CDN redirects once or twice; more is a loop or a detour
 
 
 @dataclass(frozen=True)
@@ -80,28 +81,52 @@ def checked_type(declared: str | None, content: bytes) -> str:
 async def download(
     http: httpx.AsyncClient, url: str, *, params: dict[str, str] | None = None
 ) -> tuple[bytes, httpx.Headers]:
-    """GET a file, refusing it while reading once it passes MAX_INBOUND_BYTES.
+    """GET a file, following up to MAX_REDIRECTS redirects, refusing it while reading once it
+    passes MAX_INBOUND_BYTES.
+
+    Each hop is a request of its own through ``http``'s transport, so the SSRF guard checks
+    every address a redirect names, as it checked the first (relaydesk/net_guard.py): a
+    platform's CDN redirects, and a redirect is as much the payload's choice as the URL.
 
     Raises DeliveryError: transient for network errors and 5xx (the platform resends the
-    update), permanent for 4xx, a file too large, or an address the SSRF guard refuses.
+    update), permanent for 4xx, a file too large, a redirect without a target or one too
+    many, or an address the SSRF guard refuses.
     """
-    refused = f"file larger than {MAX_INBOUND_BYTES // MB} MB"
     try:
-        async with http.stream("GET", url, params=params, timeout=30.0) as response:
-            if response.status_code >= 400:
-                raise DeliveryError(
-                    f"download http {response.status_code}", permanent=response.status_code < 500
-                )
-            if int(response.headers.get("content-length") or 0) > MAX_INBOUND_BYTES:
-                raise DeliveryError(refused, permanent=True)
-            chunks, size = [], 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_INBOUND_BYTES:
-                    raise DeliveryError(refused, permanent=True)
-                chunks.append(chunk)
-            return b"".join(chunks), response.headers
+        for _ in range(MAX_REDIRECTS + 1):
+            async with http.stream("GET", url, params=params, timeout=30.0) as response:
+                if not response.is_redirect:
+                    return await _read_file(response)
+                url, params = _redirect_target(response), None  # the Location is the whole URL
+        raise DeliveryError(f"too many redirects (more than {MAX_REDIRECTS})", permanent=True)
     except RefusedTarget as exc:
         raise DeliveryError(f"refused address: {exc}", permanent=True) from None
     except httpx.HTTPError as exc:
         raise DeliveryError(f"network: {type(exc).__name__}", permanent=False) from None
+
+
+def _redirect_target(response: httpx.Response) -> str:
+    location = response.headers.get("location")
+    if not location:
+        raise DeliveryError(
+            f"download http {response.status_code} without a Location", permanent=True
+        )
+    return str(response.url.join(location))  # a relative Location is relative to this hop
+
+
+async def _read_file(response: httpx.Response) -> tuple[bytes, httpx.Headers]:
+    """The body of a final answer (never a 3xx: that is no file)."""
+    if response.status_code >= 300:
+        raise DeliveryError(
+            f"download http {response.status_code}", permanent=response.status_code < 500
+        )
+    refused = f"file larger than {MAX_INBOUND_BYTES // MB} MB"
+    if int(response.headers.get("content-length") or 0) > MAX_INBOUND_BYTES:
+        raise DeliveryError(refused, permanent=True)
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_INBOUND_BYTES:
+            raise DeliveryError(refused, permanent=True)
+        chunks.append(chunk)
+    return b"".join(chunks), response.headers

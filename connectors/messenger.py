@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +26,7 @@ from connectors.media import (
     too_large,
 )
 from connectors.secret_compare import matches
+from connectors.shared_lines import link_line, location_line
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 WINDOW_S = 24 * 3600
@@ -74,9 +77,17 @@ def _check_shape(body: Any) -> None:
                 raise MalformedNotification(f"{', '.join(EVENT_OBJECTS)} must be objects")
 
 
-def parse_notification(body: Any) -> list[Inbound]:
-    """Every message, quick reply, postback and edit in every entry; echoes of our own sends
-    are dropped (no loops).
+@dataclass(frozen=True)
+class PageInbound:
+    """One update and the page it was sent to (None: the notification does not say)."""
+
+    page_id: str | None
+    inbound: Inbound
+
+
+def parse_notification(body: Any) -> list[PageInbound]:
+    """Every message, quick reply, postback and edit in every entry, with its page; echoes of
+    our own sends are dropped (no loops).
 
     Raises ``MalformedNotification`` for a body that is not the documented shape: a type the
     code would trip over is refused as a whole (400), never half published.
@@ -90,8 +101,39 @@ def parse_notification(body: Any) -> list[Inbound]:
             sender = (event.get("sender") or {}).get("id")
             parsed = _event(str(sender), event) if sender else None
             if parsed is not None:
-                found.append(parsed)
+                found.append(PageInbound(_page_of(entry, event), parsed))
     return found
+
+
+def _page_of(entry: dict[str, Any], event: dict[str, Any]) -> str | None:
+    """The entry's id is its page (Meta); a message's recipient is the page too."""
+    page = entry.get("id") or (event.get("recipient") or {}).get("id")
+    return str(page) if isinstance(page, str | int) and page != "" else None
+
+
+def connector_for_page(
+    received_by: Connector,
+    page_id: str | None,
+    connectors: Iterable[Connector],
+    raw_body: bytes,
+    signature: str | None,
+) -> Connector | None:
+    """Whose update this is. Meta posts every page of an app to the app's one callback URL,
+    so an entry reaching one page's connector may be for a sibling page: it is that page's
+    connector's when that connector is of the same tenant and the body's signature checks
+    with its app secret too (the same app). None: no such connector — not this one's either
+    (its conversation and its token would answer another page's user)."""
+    if page_id is None or page_id == received_by.public.get("page_id"):
+        return received_by
+    for candidate in connectors:
+        if (
+            candidate.platform == "messenger"
+            and candidate.tenant == received_by.tenant
+            and candidate.public.get("page_id") == page_id
+            and signature_ok(candidate, raw_body, signature)
+        ):
+            return candidate
+    return None
 
 
 def _event(psid: str, event: dict[str, Any]) -> Inbound | None:
@@ -118,6 +160,7 @@ def _event(psid: str, event: dict[str, Any]) -> Inbound | None:
     if isinstance(quick, dict) and (rating := _rating(mid, psid, quick.get("payload"))):
         return rating
     text = message["text"] if isinstance(message.get("text"), str) else ""
+    text = "\n".join(part for part in (text, *_shared(message)) if part)
     media = _media(message)
     if not (text or media):
         return None
@@ -137,6 +180,29 @@ def _media(message: dict[str, Any]) -> tuple[InboundMedia, ...]:
             name = urlsplit(url).path.rsplit("/", 1)[-1] or str(kind)
             found.append(InboundMedia(url, str(kind), name[:200]))
     return tuple(found)
+
+
+def _shared(message: dict[str, Any]) -> list[str]:
+    """Locations and shared links (``fallback`` attachments), each as a line."""
+    attachments = message.get("attachments")
+    found = (_shared_line(_dict(a)) for a in (attachments if isinstance(attachments, list) else []))
+    return [line for line in found if line]
+
+
+def _shared_line(attachment: dict[str, Any]) -> str | None:
+    payload = _dict(attachment.get("payload"))
+    if attachment.get("type") == "location":
+        at = _dict(payload.get("coordinates"))
+        return location_line(at.get("lat"), at.get("long"), attachment.get("title"))
+    if attachment.get("type") == "fallback":
+        # Meta has sent the link as "url", "URL" and inside the payload
+        url = attachment.get("url") or attachment.get("URL") or payload.get("url")
+        return link_line(attachment.get("title") or payload.get("title"), url)
+    return None
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _rating(key: str, psid: str, payload: object) -> InboundRating | None:

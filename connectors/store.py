@@ -9,7 +9,12 @@ from beanie.operators import GTE, NE, And, Eq, Inc, Or, Set, SetOnInsert
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from connectors.documents import OutboxItem, PlatformConversationDocument, SeenPlatformId
+from connectors.documents import (
+    OutboxItem,
+    PlatformConversationDocument,
+    PlatformMessage,
+    SeenPlatformId,
+)
 from relaydesk.store import ascending, bound
 
 
@@ -71,17 +76,33 @@ class ConnectorStore:
         return None if doc is None else _conversation(doc)
 
     async def _rekey(
-        self, legacy: PlatformConversationDocument, key: str
+        self, legacy: PlatformConversationDocument, key: str, **changes: str
     ) -> PlatformConversationDocument:
-        """Moves a legacy mapping to its chat key (one document per conversation, so a lookup
-        by conversation id never finds a stale copy)."""
+        """Moves a mapping to another key (one document per conversation, so a lookup by
+        conversation id never finds a stale copy): a legacy one to its chat key, a moved
+        chat's to its new id."""
         c = await self._conversations()
-        fields = legacy.model_dump(exclude={"id", "revision_id"})
+        fields = {**legacy.model_dump(exclude={"id", "revision_id"}), **changes}
         await c.find_one(c.id == key).update(SetOnInsert(fields), upsert=True)
         await legacy.delete()
         moved = await c.get(key)
         assert moved is not None
         return moved
+
+    async def move_chat(self, tenant: str, connector_id: str, old_ref: str, new_ref: str) -> None:
+        """The chat has a new id (a Telegram group upgraded to a supergroup): its conversation
+        and its unsent replies go on there."""
+        c = await self._conversations()
+        mapping = await c.get(chat_key(tenant, connector_id, old_ref))
+        if mapping is not None:
+            await self._rekey(mapping, chat_key(tenant, connector_id, new_ref), chat_ref=new_ref)
+        outbox = await self._outbox()
+        await outbox.find(
+            outbox.tenant == tenant,
+            outbox.connector_id == connector_id,
+            outbox.chat_ref == old_ref,
+            NE(outbox.done, True),
+        ).update_many(Set({"chat_ref": new_ref}))
 
     async def save_conversation(self, conv: PlatformConversation) -> None:
         c = await self._conversations()
@@ -145,6 +166,24 @@ class ConnectorStore:
             await seen(id=key, at=datetime.now(UTC)).insert()
         except DuplicateKeyError:
             pass
+
+    # --- which conversation a platform message went into (for its edits) -----------
+    async def place_message(
+        self, tenant: str, connector_id: str, message_ref: str, conversation_id: str
+    ) -> None:
+        messages = await bound(self._db, PlatformMessage)
+        key = chat_key(tenant, connector_id, message_ref)
+        await messages.find_one(messages.id == key).update(
+            SetOnInsert({"conversation_id": conversation_id, "at": datetime.now(UTC)}),
+            upsert=True,
+        )
+
+    async def conversation_of_message(
+        self, tenant: str, connector_id: str, message_ref: str
+    ) -> str | None:
+        messages = await bound(self._db, PlatformMessage)
+        found = await messages.get(chat_key(tenant, connector_id, message_ref))
+        return None if found is None else found.conversation_id
 
     # --- outbox ----------------------------------------------------------------
     async def enqueue(self, message_id: str, item: dict[str, Any]) -> None:
@@ -235,17 +274,31 @@ class ConnectorStore:
             )
         )
 
-    async def unpark_connector(self, connector_id: str) -> int:
+    async def unpark_connector(self, tenant: str, connector_id: str) -> int:
         """The connector's credentials changed: what they had parked goes again, in order."""
         outbox = await self._outbox()
         return await self._unpark(
             outbox.find(
+                outbox.tenant == tenant,
                 outbox.connector_id == connector_id,
                 Eq(outbox.parked, True),
                 outbox.parked_kind == "credentials",
                 NE(outbox.done, True),
             )
         )
+
+    async def abandon_connector(self, tenant: str, connector_id: str) -> int:
+        """The tenant removed the connector: its unsent replies, parked or queued, are handed
+        to the deliverer to be reported as failed ("connector removed"), never sent — its id
+        may be taken next by another tenant's bot."""
+        outbox = await self._outbox()
+        result = await outbox.find(
+            outbox.tenant == tenant, outbox.connector_id == connector_id, NE(outbox.done, True)
+        ).update_many(
+            Set({"connector_removed": True, "parked": False, "failure_reported": False}),
+            Inc({"round": 1}),
+        )
+        return int(getattr(result, "modified_count", 0) or 0)
 
     @staticmethod
     async def _unpark(query: Any) -> int:

@@ -12,6 +12,7 @@ from connectors.inbound import (
     InboundBlocked,
     InboundEdit,
     InboundMessage,
+    InboundMoved,
     InboundRating,
     Profile,
 )
@@ -26,6 +27,7 @@ from connectors.media import (
     too_large,
 )
 from connectors.secret_compare import matches
+from connectors.shared_lines import contact_line, location_line
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 CREDENTIAL_CODES = {401, 404}
@@ -51,8 +53,9 @@ def secret_token_ok(connector: Connector, header_value: str | None) -> bool:
 
 
 def parse_update(update: dict[str, Any]) -> Inbound | None:
-    """A message (text, or files with a caption), an edit, a rating button press, or the user
-    blocking the bot; anything else is acknowledged and ignored."""
+    """A message (text, or files with a caption), an edit, a rating button press, the user
+    blocking the bot, or a group's upgrade to a supergroup; anything else is acknowledged and
+    ignored."""
     update_id = update.get("update_id")
     if not isinstance(update_id, int):
         return None
@@ -75,27 +78,49 @@ def _ids(message: dict[str, Any]) -> tuple[str, str] | None:
     return str(user_id), chat_ref(message)  # a forum topic is a chat of its own
 
 
-def _message(update_id: str, message: dict[str, Any]) -> InboundMessage | None:
+def _message(update_id: str, message: dict[str, Any]) -> InboundMessage | InboundMoved | None:
     ids = _ids(message)
+    moved_to = message.get("migrate_to_chat_id")
+    if ids is not None and isinstance(moved_to, int):  # the group became a supergroup
+        return InboundMoved(update_id, ids[0], ids[1], str(moved_to))
     text = message.get("text", message.get("caption", ""))
-    media = _media(message)
-    if ids is None or not isinstance(text, str) or not (text or media):
+    if ids is None or not isinstance(text, str):
         return None
-    sender = _object(message.get("from"))
-    name = " ".join(
-        part
-        for part in (sender.get("first_name"), sender.get("last_name"))
-        if isinstance(part, str)
-    )
+    text = "\n".join(part for part in (text, _shared(message)) if part)
+    media = _media(message)
+    if not (text or media):
+        return None
     return InboundMessage(
         update_id,
         ids[0],
         ids[1],
         text,
-        name or None,
+        _full_name(_object(message.get("from"))) or None,
         media,
         message_ref=f"{ids[1]}:{message.get('message_id')}",
     )
+
+
+def _full_name(person: dict[str, Any]) -> str:
+    parts = (person.get("first_name"), person.get("last_name"))
+    return " ".join(part for part in parts if isinstance(part, str))
+
+
+def _shared(message: dict[str, Any]) -> str | None:
+    """A location (a venue is one with a name and an address) or a contact, as a line."""
+    venue = _object(message.get("venue"))
+    location = _object(venue.get("location") or message.get("location"))
+    if location:
+        return location_line(
+            location.get("latitude"),
+            location.get("longitude"),
+            venue.get("title"),
+            venue.get("address"),
+        )
+    contact = _object(message.get("contact"))
+    if contact:
+        return contact_line(_full_name(contact), contact.get("phone_number"))
+    return None
 
 
 def _media(message: dict[str, Any]) -> tuple[InboundMedia, ...]:
@@ -327,7 +352,9 @@ def _result(response: httpx.Response) -> Any:
         return body.get("result")
     code = int(body.get("error_code", response.status_code))
     description = str(body.get("description", ""))[:150]
-    retry_after = (body.get("parameters") or {}).get("retry_after")
+    parameters = _object(body.get("parameters"))
+    retry_after = parameters.get("retry_after")
+    moved_to = parameters.get("migrate_to_chat_id")
     if code == 429:
         raise DeliveryError(
             f"429 {description}", permanent=False, retry_after=float(retry_after or 1)
@@ -338,4 +365,6 @@ def _result(response: httpx.Response) -> Any:
         f"{code} {description}",
         permanent=code < 500 and code != 409,
         credentials=code in CREDENTIAL_CODES,
+        # a group upgraded to a supergroup: the same chat under a new id
+        moved_to=str(moved_to) if isinstance(moved_to, int) else None,
     )

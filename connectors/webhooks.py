@@ -41,7 +41,7 @@ async def read_capped(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-Publisher = Callable[[Connector, list[Inbound]], Awaitable[Response]]
+Publisher = Callable[[list[tuple[Connector, Inbound]]], Awaitable[Response]]
 
 
 def build_app(
@@ -66,15 +66,17 @@ def build_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    async def publish_all(connector: Connector, messages: list[Inbound]) -> Response:
-        try:
-            for message in messages:
+    async def publish_all(updates: list[tuple[Connector, Inbound]]) -> Response:
+        """Each update as its connector's, in order; 503 if one fails (the platform resends
+        the whole body, and the ones already published are absorbed by the dedupe)."""
+        for connector, message in updates:
+            try:
                 await bridge.accept(connector, message)
-        except Exception:
-            log.exception("connector_inbound_failed", connector_id=connector.connector_id)
-            return JSONResponse(
-                {"error": "temporarily unavailable"}, status_code=503
-            )  # the platform retries
+            except Exception:
+                log.exception("connector_inbound_failed", connector_id=connector.connector_id)
+                return JSONResponse(
+                    {"error": "temporarily unavailable"}, status_code=503
+                )  # the platform retries
         return JSONResponse({"ok": True})
 
     _add_telegram(app, directory, publish_all)
@@ -112,7 +114,7 @@ def _add_telegram(app: FastAPI, directory: ConnectorDirectory, publish_all: Publ
         except ValueError:
             return JSONResponse({"error": "invalid json"}, status_code=400)
         message = telegram.parse_update(update) if isinstance(update, dict) else None
-        return await publish_all(connector, [message] if message else [])
+        return await publish_all([(connector, message)] if message else [])
 
 
 def _add_messenger(app: FastAPI, directory: ConnectorDirectory, publish_all: Publisher) -> None:
@@ -130,17 +132,43 @@ def _add_messenger(app: FastAPI, directory: ConnectorDirectory, publish_all: Pub
     async def messenger_event(connector_id: str, request: Request) -> Response:
         connector = directory.get(connector_id, "messenger")
         raw = await read_capped(request)  # verified over these exact bytes, before parsing
-        if connector is None or not messenger.signature_ok(
-            connector, raw, request.headers.get(messenger.SIGNATURE_HEADER)
-        ):
+        signature = request.headers.get(messenger.SIGNATURE_HEADER)
+        if connector is None or not messenger.signature_ok(connector, raw, signature):
             return _forbidden("messenger", connector_id)
         try:
-            messages = messenger.parse_notification(json.loads(raw))
+            found = messenger.parse_notification(json.loads(raw))
         except messenger.MalformedNotification as exc:
             return _malformed("messenger", connector_id, str(exc))
         except ValueError:
             return _malformed("messenger", connector_id, "invalid json")
-        return await publish_all(connector, messages)
+        return await publish_all(_by_page(directory, connector, raw, signature, found))
+
+
+def _by_page(
+    directory: ConnectorDirectory,
+    received_by: Connector,
+    raw: bytes,
+    signature: str | None,
+    found: list[messenger.PageInbound],
+) -> list[tuple[Connector, Inbound]]:
+    """Each update with the connector of the page it was sent to (Meta posts all pages of an
+    app to one URL); one for a page no connector of this tenant serves is left out, and 200
+    still answers it (Meta would resend anything else)."""
+    routed = []
+    for update in found:
+        owner = messenger.connector_for_page(
+            received_by, update.page_id, directory.all(), raw, signature
+        )
+        if owner is None:
+            log.warning(
+                "connector_webhook_other_page",
+                platform="messenger",
+                connector_id=received_by.connector_id,
+                page_id=(update.page_id or "")[:64],
+            )
+            continue
+        routed.append((owner, update.inbound))
+    return routed
 
 
 class WeChatClock:

@@ -26,6 +26,7 @@ from connectors.media import (
     too_large,
     unsupported,
 )
+from connectors.shared_lines import link_line, location_line
 
 # An access token the platform no longer takes: 42001 expired (a normal fetch gets the current
 # one); 40001 / 40014 invalid or not the latest (another client force-refreshed it: only a
@@ -116,6 +117,18 @@ def to_inbound(fields: dict[str, str]) -> Inbound | None:
             fields["MediaId"], kind, f"{kind}_{fields['MsgId']}{suffix}", content_type
         )
         return InboundMessage(fields["MsgId"], user, user, "", media=(media,))
+    line = _shared(kind, fields)
+    return InboundMessage(fields["MsgId"], user, user, line) if line else None
+
+
+def _shared(kind: str | None, fields: dict[str, str]) -> str | None:
+    """A location or a link the user sent, as a line (WeChat sends contacts as neither)."""
+    if kind == "location":
+        return location_line(
+            fields.get("Location_X"), fields.get("Location_Y"), fields.get("Label")
+        )
+    if kind == "link":
+        return link_line(fields.get("Title"), fields.get("Url"))
     return None
 
 

@@ -46,6 +46,8 @@ class AttachmentSent(EventData):
     size: int = Field(ge=0)
     author_kind: Literal["customer", "agent", "connector"]
     author_id: Id
+    # As the platform names the sender (Telegram groups: one conversation, several members).
+    author_name: ShortText | None = None
     caption: Body | None = None
 
 

@@ -61,6 +61,10 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
                 await avatar.wait_for(timeout=TIMEOUT_MS)  # from the request the console saw
             log = console.get_by_role("log", name="Messages")
             await log.get_by_text("where is my parcel?").wait_for(timeout=TIMEOUT_MS)
+            # labelled with the name Telegram gives with the message (in a group, each
+            # member's own), not "Visitor" for everyone
+            asked = log.locator(".msg.customer").filter(has_text="where is my parcel?")
+            assert await asked.locator(".meta").inner_text() == "Ann"
 
             await agent_says(console, "On its way <b>today</b>")
             delivered = log.locator(".msg.agent").filter(has_text="On its way")

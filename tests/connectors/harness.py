@@ -48,6 +48,18 @@ async def configure(
     return await RpcClient(bus).command("connectors", command, timeout=timeout)
 
 
+async def remove(bus: Bus, tenant: str, connector_id: str) -> CommandReply:
+    """What the admin API's DELETE does: ``connector.remove`` to its owner, and its decision."""
+    command = Envelope(
+        type="connector.remove",
+        tenant=tenant,
+        stream=f"connector:{connector_id}",
+        actor=Actor(kind="admin", id="owner-1"),
+        data={"connector_id": connector_id},
+    )
+    return await RpcClient(bus).command("connectors", command)
+
+
 @contextlib.asynccontextmanager
 async def system_with_connectors(
     settings: Settings,

@@ -311,6 +311,72 @@ async def test_messenger_rates_with_quick_replies_and_wechat_with_a_typed_number
     assert len(media.watch.of("connector.inbound_received", platform_user_id="openid_604")) == 1
 
 
+async def test_a_number_typed_after_a_close_is_a_message_where_ratings_are_buttons(
+    media: Media,
+) -> None:
+    """Telegram and Messenger rate with buttons: a "3" typed there after a close used to be
+    taken as a rating — in a group, another member's was refused and lost, and the rater's
+    buttons no longer counted as an answer."""
+    group = -100605
+    await media.telegram.queue_update(
+        media.telegram.update(605, "our team needs help", group=group)
+    )
+    in_group = await media.conversation_of("605")
+    fb = await media.messenger_chat("psid-605", "hello")
+    await media.close(in_group)
+    await media.close(fb)
+    await eventually(
+        lambda: telegram_texts(media.telegram, group)[-1:] == [RATING_REQUEST],
+        what="the group's rating request",
+    )
+    await eventually(
+        lambda: messenger_to(media.messenger, "psid-605")[-1]["message"].get("quick_replies"),
+        what="the Messenger rating request",
+    )
+
+    await media.telegram.queue_update(media.telegram.update(606, "3", group=group))
+    typed = await media.messenger.post_webhook(
+        media.messenger_url, media.messenger.notification("psid-605", "3")
+    )
+    assert typed.status_code == 200
+    await media.watch.wait_for("message.sent", body="3", author_id="telegram:606")
+    await media.watch.wait_for("message.sent", body="3", author_id="messenger:psid-605")
+    assert media.watch.of("conversation.rated", conversation_id=fb) == []
+
+    [request] = [m for m in media.telegram.sent if m["chat_id"] == group and "reply_markup" in m]
+    [buttons] = request["reply_markup"]["inline_keyboard"]
+    await media.telegram.queue_update(
+        media.telegram.callback_update(605, buttons[3]["callback_data"])
+    )
+    rated = await media.watch.wait_for("conversation.rated", conversation_id=in_group)
+    assert rated[0].data["score"] == 4 and rated[0].actor.id == "telegram:605"
+
+
+async def test_a_typed_rating_refused_on_wechat_still_arrives_as_a_message(media: Media) -> None:
+    """A "4" the agent service refuses as a rating (rated already) used to be dropped."""
+    wx = await media.wechat_chat("openid_607", "hi", 6070)
+    await media.close(wx)
+    await eventually(
+        lambda: (
+            f"{RATING_REQUEST}\n{RATING_HINT}"
+            in [m["text"]["content"] for m in wechat_to(media.wechat, "openid_607")]
+        ),
+        what="WeChat rating request",
+    )
+    rate = Envelope(  # rated meanwhile, as the customer: the typed answer comes too late
+        type="conversation.rate",
+        tenant=TENANT,
+        stream=f"conv:{wx}",
+        actor=Actor(kind="customer", id="wechat:openid_607"),
+        data={"conversation_id": wx, "score": 2},
+    )
+    assert (await RpcClient(media.bus).command("agent", rate)).ok
+    await media.wechat_push(text_xml("gh_fake", "openid_607", "4", 6071))
+    await media.watch.wait_for("message.sent", body="4", author_id="wechat:openid_607")
+    rated = media.watch.of("conversation.rated", conversation_id=wx)
+    assert [r.data["score"] for r in rated] == [2]
+
+
 # --- what customers send ---------------------------------------------------------------------
 
 
@@ -414,6 +480,42 @@ async def test_a_platform_url_to_an_internal_address_is_never_fetched(media: Med
     [note] = await media.watch.wait_for("message.sent", author_id="messenger:psid-609")
     assert note.data["body"].startswith("[image not received: refused address")
     assert media.watch.of("message.attachment_sent", author_id="messenger:psid-609") == []
+
+
+async def test_attachment_urls_that_redirect_are_followed_through_the_guard(media: Media) -> None:
+    """Meta's attachment URLs redirect to its CDN. A 302 used to be stored as the file (an
+    empty octet-stream named after the URL); each hop is now followed, and checked like the
+    first, up to a few."""
+    fb = media.messenger
+    fb.cdn["img610.png"] = (PNG, "image/png")
+    fb.redirects["img610.png"] = fb.cdn_url("img610.png")
+    fb.redirects["pic610.png"] = fb.cdn_url("img610.png")
+    fb.redirects["metadata.png"] = "http://169.254.169.254/latest/meta-data/iam"
+    fb.redirects["loop.png"] = fb.redirect_url("loop.png")
+    fb.profiles["psid-610"] = {"first_name": "Lou", "last_name": "Pe", "pic": "pic610.png"}
+    for psid, name in (
+        ("psid-610", "img610.png"),
+        ("psid-611", "metadata.png"),
+        ("psid-612", "loop.png"),
+    ):
+        notification = fb.attachment_notification(psid, "image", name)
+        attachment = notification["entry"][0]["messaging"][0]["message"]["attachments"][0]
+        attachment["payload"]["url"] = fb.redirect_url(name)
+        assert (await fb.post_webhook(media.messenger_url, notification)).status_code == 200
+
+    [file] = await media.watch.wait_for("message.attachment_sent", author_id="messenger:psid-610")
+    assert (file.data["filename"], file.data["content_type"]) == ("img610.png", "image/png")
+    assert await media.stored(file.data["attachment_id"]) == PNG
+    [requested] = [
+        e
+        for e in media.watch.of("conversation.requested")
+        if e.data["visitor"]["id"] == "messenger:psid-610"
+    ]
+    assert await media.stored(requested.data["visitor"]["avatar_attachment_id"]) == PNG
+    for psid, reason in (("psid-611", "refused address"), ("psid-612", "too many redirects")):
+        [note] = await media.watch.wait_for("message.sent", author_id=f"messenger:{psid}")
+        assert note.data["body"].startswith(f"[image not received: {reason}"), note.data["body"]
+        assert media.watch.of("message.attachment_sent", author_id=f"messenger:{psid}") == []
 
 
 async def test_edits_and_blocks_are_recorded(media: Media) -> None:

@@ -93,6 +93,7 @@ def test_wechat_follow_events_and_media() -> None:
     image = to_inbound({"MsgType": "image", "MsgId": "9", "FromUserName": "o1", "MediaId": "M"})
     assert isinstance(image, InboundMessage) and image.media[0].ref == "M"
     assert to_inbound({"MsgType": "image", "MsgId": "9", "FromUserName": "o1"}) is None
+    # a location without its coordinates says nothing readable
     assert to_inbound({"MsgType": "location", "MsgId": "9", "FromUserName": "o1"}) is None
 
 
@@ -117,3 +118,64 @@ async def test_wechat_head_images_named_with_http_are_fetched_over_https() -> No
         client = WeChatClient(fetch, "https://api.weixin.qq.com", fetch)
         content, _ = await client._head_image("http://thirdwx.qlogo.cn/mmopen/abc/132")
     assert content.startswith(b"\xff\xd8") and seen == ["https://thirdwx.qlogo.cn/mmopen/abc/132"]
+
+
+# --- locations, venues, contacts and links: a readable line, never dropped --------------------
+
+
+def telegram_text(message: dict[str, Any]) -> str:
+    chat, user = {"id": 42, "type": "private"}, {"id": 42, "first_name": "Ann"}
+    parsed = parse_update(
+        {"update_id": 1, "message": {"message_id": 7, "chat": chat, "from": user, **message}}
+    )
+    assert isinstance(parsed, InboundMessage), message
+    return parsed.text
+
+
+def test_telegram_locations_venues_and_contacts_arrive_as_lines() -> None:
+    berlin = {"latitude": 52.520008, "longitude": 13.404954}
+    assert telegram_text({"location": berlin}) == "📍 Location: 52.520008, 13.404954"
+    venue = {"location": berlin, "title": "Café Eins", "address": "Unter den Linden 1"}
+    assert telegram_text({"location": berlin, "venue": venue}) == (
+        "📍 Location: 52.520008, 13.404954 (Café Eins, Unter den Linden 1)"
+    )
+    contact = {"phone_number": "+49 30 1234567", "first_name": "Ann", "last_name": "Lee"}
+    assert telegram_text({"contact": contact}) == "👤 Contact: Ann Lee, +49 30 1234567"
+    odd = {"location": {"latitude": "north", "longitude": None}}
+    assert parse_update({"update_id": 2, "message": {"chat": {"id": 1}, **odd}}) is None
+
+
+def messenger_texts(message: dict[str, Any]) -> list[str]:
+    event = {"sender": {"id": "p"}, "recipient": {"id": "page"}, "message": {"mid": "m", **message}}
+    found = parse_notification({"object": "page", "entry": [{"id": "page", "messaging": [event]}]})
+    return [f.inbound.text for f in found if isinstance(f.inbound, InboundMessage)]
+
+
+def test_messenger_locations_and_shared_links_arrive_as_lines() -> None:
+    location = {
+        "type": "location",
+        "title": "Pinned location",
+        "payload": {"coordinates": {"lat": 52.52, "long": 13.405}},
+    }
+    assert messenger_texts({"attachments": [location]}) == [
+        "📍 Location: 52.52, 13.405 (Pinned location)"
+    ]
+    link = {"type": "fallback", "title": "Our order page", "url": "https://shop.example/o/42"}
+    assert messenger_texts({"text": "look", "attachments": [link]}) == [
+        "look\n🔗 Our order page https://shop.example/o/42"
+    ]
+
+
+def wechat_text(kind: str, **fields: str) -> str:
+    parsed = to_inbound({"MsgId": "9", "FromUserName": "o1", "MsgType": kind, **fields})
+    assert isinstance(parsed, InboundMessage), fields
+    return parsed.text
+
+
+def test_wechat_locations_and_links_arrive_as_lines() -> None:
+    place = {"Location_X": "23.134521", "Location_Y": "113.358803", "Label": "广州市天河区"}
+    assert wechat_text("location", Scale="20", **place) == (
+        "📍 Location: 23.134521, 113.358803 (广州市天河区)"
+    )
+    link = {"Title": "订单", "Description": "第42号", "Url": "https://shop.example/o/42"}
+    assert wechat_text("link", **link) == "🔗 订单 https://shop.example/o/42"

@@ -16,7 +16,7 @@ from relaydesk.bus.rpc import RpcClient
 from relaydesk.store import database, make_client
 from tests.connectors.conftest import PUBLIC_URL
 from tests.connectors.fakes.messenger import GRAPH_ERRORS
-from tests.connectors.harness import configure
+from tests.connectors.harness import configure, remove
 from tests.connectors.helpers import agent_message, agent_reply, eventually, eventually_async
 from tests.connectors.world import SHARED_TENANT, World, shared_world
 from tests.servers import MongoServer, RabbitVhosts
@@ -64,6 +64,13 @@ QUIET = (
     "lost-answers",
     "until-closed",
     "paused-bot",
+    "removed-first",
+    "removed-next",
+    "one-app",
+    "spaced",
+    "group-names",
+    "edit-old",
+    "upgraded",
 )
 
 
@@ -117,23 +124,49 @@ async def test_a_private_reply_goes_to_the_private_chat_and_a_group_reply_to_the
     ]
 
 
+async def test_each_group_members_message_carries_their_name(world: World) -> None:
+    """Members of a Telegram group share one conversation: the agent told them apart by
+    author_id only (the console labelled every one "Visitor")."""
+    await world.telegram("group-names", "tg-names")
+    url = f"http://127.0.0.1:{world.service.port}/webhooks/telegram/tg-names"
+    fake = world.fakes.telegram
+    for user, name, text in ((501, "Gus", "we both need help"), (502, "Hal", "yes, both of us")):
+        update = fake.update(user, text, first_name=name, group=-100501)
+        assert (await fake.post_webhook(url, update, "s3cret_tg-names")).status_code == 200
+    said = [
+        (await world.watch.wait_for("message.sent", body=text))[0].data
+        for text in ("we both need help", "yes, both of us")
+    ]
+    assert [(d["author_id"], d.get("author_name")) for d in said] == [
+        ("telegram:501", "Gus"),
+        ("telegram:502", "Hal"),
+    ]
+    assert said[0]["conversation_id"] == said[1]["conversation_id"]
+
+
+async def messenger_page(world: World, tenant: str, page: str) -> None:
+    """Connector ``fb-{page}`` for another page of the fake's one app (its app secret)."""
+    fake = world.fakes.messenger
+    fake.add_page(page, f"token-{page}")
+    secrets = {"app_secret": fake.app_secret, "page_token": f"token-{page}"}
+    reply = await configure(
+        world.bus,
+        world.service.box,
+        tenant,
+        f"fb-{page}",
+        "messenger",
+        {"page_id": page},
+        {**secrets, "verify_token": "v"},
+    )
+    assert reply.ok, reply
+
+
 async def test_two_pages_of_one_tenant_each_answer_their_own_chats(world: World) -> None:
     tenant, fake = "two-pages", world.fakes.messenger
     base = f"http://127.0.0.1:{world.service.port}/webhooks/messenger"
     conversations = {}
     for page in ("7001", "7002"):
-        fake.add_page(page, f"token-{page}")
-        secrets = {"app_secret": fake.app_secret, "page_token": f"token-{page}"}
-        reply = await configure(
-            world.bus,
-            world.service.box,
-            tenant,
-            f"fb-{page}",
-            "messenger",
-            {"page_id": page},
-            {**secrets, "verify_token": "v"},
-        )
-        assert reply.ok, reply
+        await messenger_page(world, tenant, page)
         note = fake.notification("psid-both", f"hello page {page}", page_id=page)
         assert (await fake.post_webhook(f"{base}/fb-{page}", note)).status_code == 200
         said = await world.watch.wait_for("message.sent", body=f"hello page {page}")
@@ -145,6 +178,35 @@ async def test_two_pages_of_one_tenant_each_answer_their_own_chats(world: World)
     for page in ("7001", "7002"):
         got = [m["message"]["text"] for m in fake.sent_by_page[page] if "message" in m]
         assert got == [f"answer from {page}"]
+
+
+async def test_meta_posts_every_page_of_an_app_to_one_url_and_each_entry_goes_to_its_page(
+    world: World,
+) -> None:
+    """Meta calls one URL per app for all its pages: an entry for a sibling page posted to
+    this page's URL used to be taken as this page's (its conversation, its token)."""
+    tenant, fake = "one-app", world.fakes.messenger
+    base = f"http://127.0.0.1:{world.service.port}/webhooks/messenger"
+    for page in ("7101", "7102"):
+        await messenger_page(world, tenant, page)
+    # Another tenant's page in the same app (the shared page signs with the same app secret):
+    # never taken in through this tenant's URL.
+    stranger = fake.notification("psid-app", "to a page of another tenant", page_id=fake.page_id)
+    assert (await fake.post_webhook(f"{base}/fb-7101", stranger)).status_code == 200
+    sibling = fake.notification("psid-app", "to the sibling page", page_id="7102")
+    assert (await fake.post_webhook(f"{base}/fb-7101", sibling)).status_code == 200
+    said = await world.watch.wait_for("message.sent", body="to the sibling page")
+    assert world.watch.of("message.sent", body="to a page of another tenant") == []
+
+    conversation = str(said[0].data["conversation_id"])
+    requested = await world.watch.wait_for("conversation.requested", conversation_id=conversation)
+    assert requested[0].tenant == tenant
+    answer = await agent_reply(world.bus, tenant, conversation, "answer from the sibling page")
+    await world.watch.wait_for("connector.outbound_sent", message_id=answer)
+    assert [m["message"]["text"] for m in fake.sent_by_page["7102"] if "message" in m] == [
+        "answer from the sibling page"
+    ]
+    assert "7101" not in fake.sent_by_page
 
 
 # --- 3: long replies split on word boundaries into ordered parts ----------------------------
@@ -314,6 +376,36 @@ async def test_a_refused_reply_waits_with_the_ones_behind_it_until_the_agent_ret
     assert len(world.watch.of("connector.outbound_sent", message_id=refused)) == 1
 
 
+async def test_a_removed_connectors_replies_fail_and_never_go_out_through_its_ids_next_owner(
+    world: World,
+) -> None:
+    """Connector ids are global: once removed, another tenant may take one. The first
+    tenant's parked replies used to go out through the new tenant's bot (its token counted as
+    new credentials for them), and so did its later replies (looked up by id alone)."""
+    first, next_owner = "removed-first", "removed-next"
+    old_token = await world.telegram(first, "tg-reused")
+    conversation = await telegram_says(world, "tg-reused", 97, "hello before the removal")
+    world.fakes.telegram.tokens.discard(old_token)  # revoked: the reply waits for credentials
+    parked = await agent_reply(world.bus, first, conversation, "confidential, parked")
+    held = await world.watch.wait_for("connector.outbound_failed", message_id=parked)
+    assert held[0].data["waits_for"] == "credentials"
+
+    assert (await remove(world.bus, first, "tg-reused")).ok
+    new_token = await world.telegram(next_owner, "tg-reused")  # another tenant takes the id
+    later = await agent_reply(world.bus, first, conversation, "confidential, after the removal")
+    theirs = await telegram_says(world, "tg-reused", 98, "hello to the id's next owner")
+    answer = await agent_reply(world.bus, next_owner, theirs, "answer of the next owner")
+    await world.watch.wait_for("connector.outbound_sent", message_id=answer)
+
+    assert texts(world.fakes.telegram.sent_by_bot[bot_id(new_token)], 97) == []
+    for message_id in (parked, later):
+        failed = await world.watch.wait_for(
+            "connector.outbound_failed", message_id=message_id, reason="connector removed"
+        )
+        assert failed[0].data["permanent"] is True and failed[0].data["parked"] is False
+        assert world.watch.of("connector.outbound_sent", message_id=message_id) == []
+
+
 # --- 6: Telegram webhooks registered by the service; duplicate credentials refused -----------
 
 
@@ -374,6 +466,55 @@ async def test_a_bot_page_or_account_already_connected_is_refused(world: World) 
         {"app_secret": "a", "page_token": "p", "verify_token": "v"},
     )
     assert (page.ok, page.code) == (False, "conflict")
+
+
+async def test_spaces_around_a_bot_token_page_or_account_make_it_no_other_one(
+    world: World,
+) -> None:
+    """A pasted " 5001" used to pass the duplicate check for page 5001 (and " 7001:tok" for
+    bot 7001): identifying values are stripped when configured."""
+    token = await world.telegram("spaced-one", "tg-spaced")
+    meta, wechat = world.fakes.messenger, world.fakes.wechat
+    attempts = {
+        "telegram": ({"mode": "polling"}, {"bot_token": f" {token}\n"}),
+        "messenger": (
+            {"page_id": f" {meta.page_id} "},
+            {"app_secret": "a", "page_token": "p", "verify_token": "v"},
+        ),
+        "wechat": (
+            {"app_id": f"{wechat.app_id}\t", "plaintext_allowed": "true"},
+            {"app_secret": "a", "token": "t"},
+        ),
+    }
+    for platform, (public, secrets) in attempts.items():
+        again = await configure(
+            world.bus, world.service.box, "spaced", f"{platform}-spaced", platform, public, secrets
+        )
+        assert (again.ok, again.code) == (False, "conflict"), platform
+
+    # A new page entered with spaces is that page: its id is stored bare, and its users' messages
+    # (Meta names the page bare) are its own.
+    meta.add_page("7301", "token-7301")
+    secrets = {"app_secret": meta.app_secret, "page_token": "token-7301", "verify_token": "v"}
+    reply = await configure(
+        world.bus,
+        world.service.box,
+        "spaced",
+        "fb-7301",
+        "messenger",
+        {"page_id": " 7301 "},
+        secrets,
+    )
+    assert reply.ok, reply
+    [view] = world.service.directory.public_view("spaced")
+    assert view["public_config"] == {"page_id": "7301"}
+    note = meta.notification("psid-spaced", "to the spaced page", page_id="7301")
+    url = f"http://127.0.0.1:{world.service.port}/webhooks/messenger/fb-7301"
+    assert (await meta.post_webhook(url, note)).status_code == 200
+    said = await world.watch.wait_for("message.sent", body="to the spaced page")
+    answer = await agent_reply(world.bus, "spaced", str(said[0].data["conversation_id"]), "ok")
+    await world.watch.wait_for("connector.outbound_sent", message_id=answer)
+    assert [m["message"]["text"] for m in meta.sent_by_page["7301"]] == ["ok"]
 
 
 # --- 10: WeChat's daily quota -----------------------------------------------------------------
@@ -544,28 +685,84 @@ async def test_a_chat_keeps_its_conversation_until_it_is_closed(world: World) ->
     assert await telegram_says(world, "tg-close", 81, "two") == one
     assert await telegram_says(world, "tg-close", 82, "other user") != one
 
-    close = Envelope(
-        type="conversation.close",
-        tenant=tenant,
-        stream=f"conv:{one}",
-        actor=Actor(kind="agent", id="agent-1"),
-        data={"conversation_id": one, "closed_by": "agent"},
-    )
-    assert (await RpcClient(world.bus).command("agent", close)).ok
-    await world.watch.wait_for("conversation.closed", conversation_id=one)
-    mongo = make_client(world.settings.mongo_url or "")
-    try:
-        mapping = ConnectorStore(database(mongo, world.settings.mongo_db))
-        await eventually_async(
-            lambda: mapping.conversation_for_chat(tenant, "tg-close", "telegram", "81"),
-            lambda c: c is not None and c.closed,
-        )
-    finally:
-        await mongo.close()
+    await closed(world, tenant, one)
     three = await telegram_says(world, "tg-close", 81, "three")
     assert three != one
     requested = await world.watch.wait_for("conversation.requested", conversation_id=three)
     assert requested[0].data["channel"] == "telegram"
+
+
+async def closed(world: World, tenant: str, conversation_id: str) -> None:
+    """The agent closes the conversation; returns once the connectors' mapping says so."""
+    close = Envelope(
+        type="conversation.close",
+        tenant=tenant,
+        stream=f"conv:{conversation_id}",
+        actor=Actor(kind="agent", id="agent-1"),
+        data={"conversation_id": conversation_id, "closed_by": "agent"},
+    )
+    assert (await RpcClient(world.bus).command("agent", close)).ok
+    mongo = make_client(world.settings.mongo_url or "")
+    try:
+        mapping = ConnectorStore(database(mongo, world.settings.mongo_db))
+        await eventually_async(
+            lambda: mapping.by_conversation_id(tenant, conversation_id),
+            lambda c: c is not None and c.closed,
+        )
+    finally:
+        await mongo.close()
+
+
+async def test_an_edit_goes_to_the_conversation_of_the_message_it_edits(world: World) -> None:
+    """The chat's current conversation used to get it, though the message was in an earlier
+    one, closed since."""
+    tenant = "edit-old"
+    await world.telegram(tenant, "tg-edit")
+    fake = world.fakes.telegram
+    original = fake.update(83, "about order 1")
+    url = f"http://127.0.0.1:{world.service.port}/webhooks/telegram/tg-edit"
+    assert (await fake.post_webhook(url, original, "s3cret_tg-edit")).status_code == 200
+    [first] = await world.watch.wait_for("message.sent", body="about order 1")
+    earlier = str(first.data["conversation_id"])
+    await closed(world, tenant, earlier)
+    later = await telegram_says(world, "tg-edit", 83, "a new question")
+    assert later != earlier
+
+    message_id = original["message"]["message_id"]
+    edit = fake.edit_update(83, message_id, "about order 2")
+    assert (await fake.post_webhook(url, edit, "s3cret_tg-edit")).status_code == 200
+    [edited] = await world.watch.wait_for("message.edited", body="about order 2")
+    assert edited.data["message_id"] == first.data["message_id"]
+    assert edited.data["conversation_id"] == earlier
+
+
+async def test_a_group_upgraded_to_a_supergroup_keeps_its_conversation_and_its_replies(
+    world: World,
+) -> None:
+    """Telegram gives a group upgraded to a supergroup a new chat id and refuses sends to the
+    old one (400 with migrate_to_chat_id): the reply used to be parked for good, and the
+    group's next message opened another conversation."""
+    tenant, fake = "upgraded", world.fakes.telegram
+    token = await world.telegram(tenant, "tg-upgrade")
+    group, supergroup = -5550001, -1005550001
+    conversation = await telegram_says(world, "tg-upgrade", 84, "asked in the group", group=group)
+    fake.migrated[group] = supergroup  # upgraded before the answer: Telegram refuses the group
+    answer = await agent_reply(world.bus, tenant, conversation, "answer after the upgrade")
+    await world.watch.wait_for("connector.outbound_sent", message_id=answer)
+    assert texts(fake.sent_by_bot[bot_id(token)], supergroup) == ["answer after the upgrade"]
+    assert world.watch.of("connector.outbound_failed", message_id=answer) == []
+    again = await telegram_says(world, "tg-upgrade", 84, "asked again", group=supergroup)
+    assert again == conversation
+
+    # Upgraded while nothing was being sent: the service message moves the chat at once.
+    other, other_super = -5550002, -1005550002
+    second = await telegram_says(world, "tg-upgrade", 85, "another group", group=other)
+    url = f"http://127.0.0.1:{world.service.port}/webhooks/telegram/tg-upgrade"
+    moved = fake.migration_update(85, other, other_super)
+    assert (await fake.post_webhook(url, moved, "s3cret_tg-upgrade")).status_code == 200
+    assert await telegram_says(
+        world, "tg-upgrade", 85, "from the supergroup", group=other_super
+    ) == (second)
 
 
 # --- paused (by an admin, or imported): replies wait in the outbox -----------------------------

@@ -393,7 +393,9 @@ function render(event, position) {
     const body = event.type === "message.attachment_sent"
       ? el("span", {}, el("button", { class: "btn small", type: "button", onclick: () => openAttachment(data) }, `📎 ${data.filename}`), data.caption ? el("div", { class: "caption" }, data.caption) : "")
       : data.body;
-    const who = data.author_kind === "agent" ? (data.author_name || "Agent") : data.author_kind === "customer" ? "Visitor" : data.author_kind;
+    // A customer's name when the platform gives one with each message: in a Telegram group
+    // several members write in one conversation.
+    const who = data.author_kind === "agent" ? (data.author_name || "Agent") : data.author_kind === "customer" ? (data.author_name || "Visitor") : data.author_kind;
     node = el("div", { class: `msg ${data.author_kind}`, "data-id": id }, el("span", { class: "meta" }, who), body);
     if (data.client_ts_ms) node.dataset.ts = String(Number(data.client_ts_ms)); // a pending line of ours is matched to it
     if (data.author_kind === "customer" && !(state.lastCustomer && state.lastCustomer.position > position)) state.lastCustomer = { id, position };

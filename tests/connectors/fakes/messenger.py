@@ -10,7 +10,9 @@ documented Send API errors) or ``"html 502"`` (a proxy's non-JSON 502). ``calls`
 
 Files: the Send API takes an attachment uploaded with the message as multipart/form-data
 (``recipient`` and ``message`` as JSON strings, the file in ``filedata``), up to 25 MB.
-Files users send are served from ``/cdn/<name>`` (``cdn``), the URL a webhook names; the
+Files users send are served from ``/cdn/<name>`` (``cdn``), the URL a webhook names, or
+from ``/r/<name>``, a 302 to the address ``redirects`` gives (Meta's attachment URLs
+redirect to its CDN); the
 User Profile API answers ``GET /<PSID>?fields=first_name,last_name,profile_pic``
 (``profiles``). Webhook builders: attachments, quick replies, postbacks, ``message_edits``.
 """
@@ -89,10 +91,12 @@ class FakeMessenger(FakeServer):
         self.calls: list[float] = []
         self._mid = 0
         self.cdn: dict[str, tuple[bytes, str]] = {}  # name -> (content, content type)
+        self.redirects: dict[str, str] = {}  # name -> where /r/<name> redirects (Location)
         self.profiles: dict[str, dict[str, str]] = {}  # PSID -> first_name, last_name, pic name
         app = FastAPI()
         app.add_api_route("/{page_id}/messages", self._send, methods=["POST"])
         app.add_api_route("/cdn/{name}", self._cdn, methods=["GET"])
+        app.add_api_route("/r/{name}", self._redirect, methods=["GET"])
         app.add_api_route("/{psid}", self._profile, methods=["GET"])
         super().__init__(app)
 
@@ -137,6 +141,14 @@ class FakeMessenger(FakeServer):
     ) -> dict[str, Any]:
         return self.event(psid, message_edit={"mid": mid, "text": text, "num_edit": num_edit})
 
+    def redirect_url(self, name: str) -> str:
+        return f"{self.base_url}/r/{name}"
+
+    async def _redirect(self, name: str) -> Response:
+        if name not in self.redirects:
+            return Response(status_code=404)
+        return Response(status_code=302, headers={"Location": self.redirects[name]})
+
     async def _cdn(self, name: str) -> Response:
         if name not in self.cdn:
             return Response(status_code=404)
@@ -155,7 +167,10 @@ class FakeMessenger(FakeServer):
         found = {"first_name": profile["first_name"], "last_name": profile["last_name"]}
         answer: dict[str, Any] = {k: v for k, v in found.items() if k in fields}
         if "profile_pic" in fields and profile.get("pic"):
-            answer["profile_pic"] = self.cdn_url(profile["pic"])
+            pic = profile["pic"]  # Meta's picture URLs redirect to its CDN too
+            answer["profile_pic"] = (
+                self.redirect_url(pic) if pic in self.redirects else self.cdn_url(pic)
+            )
         return JSONResponse({**answer, "id": psid})
 
     def add_page(self, page_id: str, page_token: str) -> None:

@@ -66,6 +66,9 @@ class FakeTelegram(FakeServer):
         # (error_code, description) for the next sendMessage calls, e.g. (403, "Forbidden: bot
         # was blocked by the user"): refused as Telegram refuses one message, not the bot
         self.refuse_sends: list[tuple[int, str]] = []
+        # group chat id -> the supergroup it was upgraded to: a sendMessage to the group is
+        # refused with 400 and parameters.migrate_to_chat_id, as Telegram refuses it
+        self.migrated: dict[int, int] = {}
         self.getupdates_calls = 0
         self.token_revoked = False  # answer 401 Unauthorized from now on
         self.other_poller = False  # getUpdates answers 409 as when a second bot instance polls
@@ -141,6 +144,13 @@ class FakeTelegram(FakeServer):
         edited = self._message(user_id, text=text, edit_date=int(time.time()))
         edited["message_id"] = message_id
         return self._next(edited_message=edited)
+
+    def migration_update(self, user_id: int, group: int, supergroup: int) -> dict[str, Any]:
+        """The service message Telegram sends in a group upgraded to a supergroup (the
+        supergroup gets one with ``migrate_from_chat_id``)."""
+        message = self._message(user_id, migrate_to_chat_id=supergroup)
+        message["chat"] = {"id": group, "type": "group", "title": "Customers"}
+        return self._next(message=message)
 
     def callback_update(self, user_id: int, data: str) -> dict[str, Any]:
         query = {
@@ -376,6 +386,12 @@ class FakeTelegram(FakeServer):
                     return _error(502, "Bad Gateway")
         if self.refuse_sends:
             return _error(*self.refuse_sends.pop(0))
+        if (moved := self.migrated.get(int(params["chat_id"]))) is not None:
+            return _error(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                migrate_to_chat_id=moved,
+            )
         if self.rate_limited:
             retry_after = self.rate_limited.pop(0)
             return _error(
@@ -444,8 +460,11 @@ class FakeTelegram(FakeServer):
         )
 
 
-def _error(code: int, description: str, *, retry_after: int | None = None) -> JSONResponse:
+def _error(code: int, description: str, **parameters: int | None) -> JSONResponse:
+    """Telegram's error answer; ``parameters`` (``retry_after``, ``migrate_to_chat_id``) as
+    its ``ResponseParameters``."""
     body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
-    if retry_after is not None:
-        body["parameters"] = {"retry_after": retry_after}
+    given = {k: v for k, v in parameters.items() if v is not None}
+    if given:
+        body["parameters"] = given
     return JSONResponse(body, status_code=code)
