@@ -86,7 +86,7 @@ def _route_standard_logging(shared: list[Any], renderer: Any, level: str) -> Non
     # Configured again (a command run in-process after another): ours is replaced, anyone
     # else's handler (a test runner's capture) stays.
     root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StructuredHandler)]
-    handler = _StructuredHandler(sys.stderr)
+    handler = _StructuredHandler()
     handler.setFormatter(formatter)
     root.addHandler(handler)
     # Warnings and errors only: at INFO httpx logs every request's URL, and a Telegram URL
@@ -95,7 +95,17 @@ def _route_standard_logging(shared: list[Any], renderer: Any, level: str) -> Non
 
 
 class _StructuredHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The standard library's records, rendered by structlog (``configure_logging``)."""
+    """The standard library's records, rendered by structlog (``configure_logging``), on
+    whatever ``sys.stderr`` is when each is written: one taken at configuration may be
+    closed since (a test runner swaps it per test; structlog's own lines look it up too)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        """``StreamHandler.__init__`` sets one: the current one is used instead."""
 
 
 def bind_correlation(correlation_id: str | None) -> None:

@@ -4,33 +4,36 @@ aiormq, aio-pika, uvicorn and pymongo log through the standard library; left alo
 lines came out as plain text, a traceback over many lines, in the middle of the JSON
 stream (during a broker outage: aiormq's "Unexpected connection close", aio-pika's
 reconnect tracebacks), which a log pipeline reading JSON lines cannot parse.
+
+The process is one of its own: logging is configured once per process, and loggers keep
+the stream they were first used with.
 """
 
 import json
-import logging
+import subprocess
+import sys
 
-import pytest
-import structlog
-
+PROCESS = """
+import logging, structlog
 from relaydesk.logging import configure_logging
+configure_logging(level="INFO", fmt="json", service="gateway")
+try:
+    raise ConnectionResetError("peer went away")
+except ConnectionResetError:
+    logging.getLogger("aiormq.connection").exception("Unexpected connection close")
+logging.getLogger("aio_pika.robust_connection").warning("Reconnecting after %s s", 1)
+logging.getLogger("pymongo.topology").debug("below the level: not written")
+# httpx logs each request's URL at INFO, and a Telegram URL holds the bot's token
+logging.getLogger("httpx").info("HTTP Request: POST https://api.telegram.org/bot1:tok/x")
+structlog.get_logger().info("own_event", token="t0p-secret")
+"""
 
 
-def test_library_logs_are_json_lines_with_their_logger_and_one_line_tracebacks(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    configure_logging(level="INFO", fmt="json", service="gateway")
-    capsys.readouterr()
-    try:
-        raise ConnectionResetError("peer went away")
-    except ConnectionResetError:
-        logging.getLogger("aiormq.connection").exception("Unexpected connection close")
-    logging.getLogger("aio_pika.robust_connection").warning("Reconnecting after %s s", 1)
-    logging.getLogger("pymongo.topology").debug("below the level: not written")
-    # httpx logs each request's URL at INFO, and a Telegram URL holds the bot's token
-    logging.getLogger("httpx").info("HTTP Request: POST https://api.telegram.org/bot1:tok/x")
-    structlog.get_logger().info("own_event", token="t0p-secret")
-    lines = capsys.readouterr().err.splitlines()
-    events = [json.loads(line) for line in lines]  # every line parses
+def test_library_logs_are_json_lines_with_their_logger_and_one_line_tracebacks() -> None:
+    ran = subprocess.run(
+        [sys.executable, "-c", PROCESS], capture_output=True, text=True, timeout=60, check=True
+    )
+    events = [json.loads(line) for line in ran.stderr.splitlines()]  # every line parses
     assert [e["event"] for e in events] == [
         "Unexpected connection close",
         "Reconnecting after 1 s",
