@@ -7,13 +7,17 @@ file is downloaded once, stored as an attachment of the conversation and publish
 ``message.attachment_sent``.
 """
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
+import structlog
 
 from connectors.delivery import DeliveryError
 from relaydesk.attachments import AttachmentRejected, check_content
 from relaydesk.net_guard import RefusedTarget
+
+log = structlog.get_logger(__name__)
 
 MB = 1024 * 1024
 MAX_INBOUND_BYTES = 20 * MB  # Telegram's getFile limit; larger platform files are not fetched
@@ -130,3 +134,17 @@ async def _read_file(response: httpx.Response) -> tuple[bytes, httpx.Headers]:
             raise DeliveryError(refused, permanent=True)
         chunks.append(chunk)
     return b"".join(chunks), response.headers
+
+
+async def profile_picture(
+    fetch: Callable[[], Awaitable[tuple[bytes, httpx.Headers]]],
+) -> FetchedFile | None:
+    """A user's profile picture, or None when it cannot be fetched (gone, refused by the
+    guard, a redirect loop): a picture is a courtesy, and failing, it took the user's name
+    down with it (the whole profile was dropped)."""
+    try:
+        content, headers = await fetch()
+    except DeliveryError as exc:
+        log.info("connector_profile_picture_unavailable", reason=exc.reason)
+        return None
+    return FetchedFile("avatar", checked_type(headers.get("content-type"), content), content)

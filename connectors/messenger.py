@@ -23,6 +23,7 @@ from connectors.media import (
     OutboundFile,
     checked_type,
     download,
+    profile_picture,
     too_large,
 )
 from connectors.secret_compare import matches
@@ -330,12 +331,10 @@ class MessengerClient:
         name = " ".join(
             str(found[k]) for k in ("first_name", "last_name") if isinstance(found.get(k), str)
         )
+        picture = found.get("profile_pic")
         avatar = None
-        if isinstance(found.get("profile_pic"), str):
-            content, headers = await download(self._fetch, found["profile_pic"])
-            avatar = FetchedFile(
-                "avatar", checked_type(headers.get("content-type"), content), content
-            )
+        if isinstance(picture, str):
+            avatar = await profile_picture(lambda: download(self._fetch, picture))
         return Profile(name or None, avatar)
 
     async def send_typing(self, connector: Connector, psid: str) -> None:

@@ -23,6 +23,7 @@ from connectors.media import (
     OutboundFile,
     checked_type,
     download,
+    profile_picture,
     too_large,
     unsupported,
 )
@@ -229,12 +230,10 @@ class WeChatClient:
         found = await self._api(
             connector, "user/info", query={"openid": openid, "lang": "en"}, method="GET"
         )
+        picture = found.get("headimgurl")
         avatar = None
-        if isinstance(found.get("headimgurl"), str) and found["headimgurl"]:
-            content, headers = await self._head_image(found["headimgurl"])
-            avatar = FetchedFile(
-                "avatar", checked_type(headers.get("content-type"), content), content
-            )
+        if isinstance(picture, str) and picture:
+            avatar = await profile_picture(lambda: self._head_image(picture))
         nickname = found.get("nickname")
         return Profile(nickname if isinstance(nickname, str) and nickname else None, avatar)
 

@@ -493,6 +493,8 @@ async def test_attachment_urls_that_redirect_are_followed_through_the_guard(medi
     fb.redirects["metadata.png"] = "http://169.254.169.254/latest/meta-data/iam"
     fb.redirects["loop.png"] = fb.redirect_url("loop.png")
     fb.profiles["psid-610"] = {"first_name": "Lou", "last_name": "Pe", "pic": "pic610.png"}
+    # a picture that cannot be fetched (a loop) took the name down with it
+    fb.profiles["psid-612"] = {"first_name": "Mo", "last_name": "Ri", "pic": "loop.png"}
     for psid, name in (
         ("psid-610", "img610.png"),
         ("psid-611", "metadata.png"),
@@ -516,6 +518,13 @@ async def test_attachment_urls_that_redirect_are_followed_through_the_guard(medi
         [note] = await media.watch.wait_for("message.sent", author_id=f"messenger:{psid}")
         assert note.data["body"].startswith(f"[image not received: {reason}"), note.data["body"]
         assert media.watch.of("message.attachment_sent", author_id=f"messenger:{psid}") == []
+    [looped] = [  # requested before its message (awaited above) was sent
+        e
+        for e in media.watch.of("conversation.requested")
+        if e.data["visitor"]["id"] == "messenger:psid-612"
+    ]
+    assert looped.data["visitor"]["name"] == "Mo Ri"
+    assert looped.data["visitor"].get("avatar_attachment_id") is None
 
 
 async def test_edits_and_blocks_are_recorded(media: Media) -> None:
