@@ -36,7 +36,7 @@ from relaydesk.bus.catch_up import catch_up
 from relaydesk.bus.log_reader import LogReader
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
-from relaydesk.health import Readiness
+from relaydesk.health import CannotListen, QuietServer, Readiness, serve_started
 from relaydesk.net_guard import GuardedTransport, TargetPolicy
 from relaydesk.queries import QueryAnswers
 from relaydesk.sealing import SecretBox
@@ -181,13 +181,11 @@ class ConnectorsService:
             access_log=False,
             lifespan="off",
         )
-        self._server = uvicorn.Server(config)
-        self._server_task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._server_task.done():
-                self._server_task.result()  # bind failed: raise it here
-                raise RuntimeError("webhook server stopped while starting")
-            await asyncio.sleep(0.01)
+        self._server = QuietServer(config)
+        try:
+            self._server_task = await serve_started(self._server)
+        except CannotListen as exc:  # one line and exit 2, not uvicorn's traceback and exit 3
+            raise exc.as_configuration("RELAYDESK_CONNECTORS") from None
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

@@ -42,6 +42,7 @@ from starlette.routing import Route
 from contracts import topology as names
 from relaydesk.bus.connection import Bus
 from relaydesk.bus.log_reader import LogReader
+from relaydesk.dependencies import Misconfigured
 from relaydesk.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -76,6 +77,17 @@ class CannotListen(Exception):
     @property
     def address_in_use(self) -> bool:
         return self.error.errno == errno.EADDRINUSE
+
+    def as_configuration(self, prefix: str) -> Misconfigured:
+        """An address a service cannot listen on is configuration (exit 2): restarting it
+        would meet the same address, so a supervisor must not (relaydesk up stops at once).
+        ``prefix`` names the variables (``RELAYDESK_GATEWAY`` → ``…_HOST``, ``…_PORT``)."""
+        if self.address_in_use:
+            return Misconfigured(
+                f"{self}: another process listens there; stop it or set {prefix}_PORT"
+                " to a free port"
+            )
+        return Misconfigured(f"{self} ({prefix}_HOST, {prefix}_PORT)")
 
 
 class _BindRefusal(logging.Filter):
