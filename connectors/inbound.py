@@ -32,6 +32,10 @@ log = structlog.get_logger(__name__)
 TYPED_RATINGS = frozenset({"wechat"})
 
 
+# What the console shows as the topic of a group chat's conversation: replies go to all.
+GROUP_CHAT_TOPIC = "Group chat: replies go to every member"
+
+
 @dataclass(frozen=True)
 class InboundMessage:
     platform_message_id: str  # the dedupe key: Telegram update_id, Messenger mid, WeChat MsgId
@@ -43,6 +47,9 @@ class InboundMessage:
     # The platform's id of the message itself, which its edits name (Telegram chat:message_id,
     # Messenger mid); None: the platform has no edits.
     message_ref: str | None = None
+    # A group chat's title (Telegram groups): the conversation is with the group, and a
+    # reply goes to every member, which the agent must see before writing.
+    group_title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,10 +223,10 @@ class InboundBridge:
             "platform_user_id": message.platform_user_id[:200],
         }
         profile = await self._profile(connector, message.platform_user_id)
-        name = profile.name or message.user_name
+        name = message.group_title or profile.name or message.user_name
         if name:
             visitor["name"] = name[:200]
-        if profile.avatar is not None:
+        if profile.avatar is not None and message.group_title is None:
             visitor["avatar_attachment_id"] = await self._store_file(
                 connector, conversation_id, f"avatar:{conversation_id}", profile.avatar
             )
@@ -233,6 +240,7 @@ class InboundBridge:
                 "conversation_id": conversation_id,
                 "channel": connector.platform,
                 "visitor": visitor,
+                **({"topic": GROUP_CHAT_TOPIC} if message.group_title is not None else {}),
             },
         )
         # Stored first: an agent reply can then always be routed back to the platform.

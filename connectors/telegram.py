@@ -98,7 +98,17 @@ def _message(update_id: str, message: dict[str, Any]) -> InboundMessage | Inboun
         _full_name(_object(message.get("from"))) or None,
         media,
         message_ref=f"{ids[1]}:{message.get('message_id')}",
+        group_title=_group_title(_object(message.get("chat"))),
     )
+
+
+def _group_title(chat: dict[str, Any]) -> str | None:
+    """A group's or supergroup's title (the name its members know it by); None for a
+    private chat."""
+    if chat.get("type") not in ("group", "supergroup"):
+        return None
+    title = chat.get("title")
+    return title if isinstance(title, str) and title.strip() else "Telegram group"
 
 
 def _full_name(person: dict[str, Any]) -> str:

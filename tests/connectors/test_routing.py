@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from connectors.inbound import GROUP_CHAT_TOPIC
 from connectors.store import ConnectorStore
 from contracts.envelope import Actor, Envelope
 from relaydesk.bus.rpc import RpcClient
@@ -142,6 +143,15 @@ async def test_each_group_members_message_carries_their_name(world: World) -> No
         ("telegram:502", "Hal"),
     ]
     assert said[0]["conversation_id"] == said[1]["conversation_id"]
+    # The conversation is the group's (a reply reaches every member): named after the group
+    # and marked so; it was named after the first writer, like a private chat with him.
+    [requested] = [
+        e
+        for e in world.watch.of("conversation.requested")
+        if e.data["conversation_id"] == said[0]["conversation_id"]
+    ]
+    assert requested.data["visitor"]["name"] == "Customers"
+    assert requested.data["topic"] == GROUP_CHAT_TOPIC
 
 
 async def messenger_page(world: World, tenant: str, page: str) -> None:
