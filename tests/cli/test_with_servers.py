@@ -154,6 +154,29 @@ async def test_an_invalid_tenant_id_is_one_line_saying_what_one_may_contain(
     )
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("replay", "--tenant", "bad!"),
+        ("export", "--tenant", "bad id", "--output", "x.jsonl"),
+        ("audit", "verify", "--tenant", "bad!"),
+    ],
+)
+async def test_the_audit_commands_refuse_an_invalid_tenant_id_too(
+    settings: Settings, argv: tuple[str, ...]
+) -> None:
+    """They took it and matched nothing (replay's "no match", verify's "no tenant")."""
+    refused = await asyncio.to_thread(relaydesk, settings, *argv)
+    assert refused.returncode == 2 and refused.stdout == "", refused
+    tenant = argv[argv.index("--tenant") + 1]
+    command = " ".join(argv[: 2 if argv[0] == "audit" else 1])
+    assert one_line(refused.stderr) == (
+        f"relaydesk {command}: Invalid value for '--tenant': {tenant!r}: a tenant id is"
+        " 1 to 128 ASCII letters, digits or the characters _ . : - @"
+        f" (see `relaydesk {command} --help`)"
+    )
+
+
 def archived(position: int, tenant: str, stream: str, type_name: str) -> dict[str, object]:
     """An archive row, with what an export reads of it."""
     return {

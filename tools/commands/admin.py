@@ -10,10 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
-from pydantic import TypeAdapter, ValidationError
 
 from contracts import Actor, Envelope, new_event_id
-from contracts.base import Id
 from contracts.commands.admin import CreateAgent, CreateTenant, RemoveAgent, UpdateAgent
 from contracts.commands.billing import ClosePeriod, RecordPayment
 from contracts.envelope import ActorKind
@@ -25,6 +23,7 @@ from relaydesk.passwords import hash_password, password_problem
 from relaydesk.settings import Settings
 from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
 from tools.commands.reseal import current_box, reseal_connectors
+from tools.commands.tenant_option import TENANT_ID_RULE, tenant_id
 
 CLI_ACTOR = Actor(kind=ActorKind.admin, id="cli")
 
@@ -99,22 +98,8 @@ def _connected(ctx: click.Context, action: Action) -> int:
     return run_async(run(), settings)
 
 
-TENANT_ID_RULE = "1 to 128 ASCII letters, digits or the characters _ . : - @"
-_TENANT_ID = TypeAdapter(Id)
-
-
-def _tenant_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """A tenant id by the contracts' own rule (contracts/base.py ``Id``), checked before
-    anything connects: the command or query carrying another is refused by its model, which
-    ended the command in a pydantic traceback."""
-    try:
-        return _TENANT_ID.validate_python(value)
-    except ValidationError:
-        raise click.BadParameter(f"{value!r}: a tenant id is {TENANT_ID_RULE}") from None
-
-
 TENANT = click.option(
-    "--tenant", required=True, callback=_tenant_id, help=f"tenant id, e.g. acme ({TENANT_ID_RULE})"
+    "--tenant", required=True, callback=tenant_id, help=f"tenant id, e.g. acme ({TENANT_ID_RULE})"
 )
 EMAIL = click.option("--email", required=True, help="the agent's e-mail address")
 

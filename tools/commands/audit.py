@@ -18,6 +18,7 @@ from relaydesk.keys import SecretNotUsable, key_ring
 from relaydesk.settings import Settings
 from relaydesk.signing import BadPublicKey, Signer, keys_by_id, parse_public_key, public_text
 from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
+from tools.commands.tenant_option import tenant_id
 from tools.progress import ProgressLine
 from tools.replay.export_file import read_export
 from tools.replay.verify import UnknownTenant, Verdict, verify_file, verify_online
@@ -40,7 +41,7 @@ def audit() -> None:
 
 
 @audit.command(short_help="hash chains, signed checkpoints and the log (or an export file)")
-@click.option("--tenant", help="one tenant (default: every tenant)")
+@click.option("--tenant", callback=tenant_id, help="one tenant (default: every tenant)")
 @click.option("--conversation", help="one conversation (needs --tenant)")
 @click.option(
     "--file",

@@ -37,6 +37,7 @@ from relaydesk.settings import Settings
 from relaydesk.store import Row, ascending, bound, database, make_client, stored_rows
 from tools.commands.audit import archive_settings
 from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
+from tools.commands.tenant_option import tenant_id
 from tools.progress import ProgressLine
 from tools.replay.export_file import (
     Attachment,
@@ -52,7 +53,9 @@ BATCH = 500
 
 
 @click.command(short_help="archived events as JSON Lines")
-@click.option("--tenant", required=True, help="the tenant whose events to export")
+@click.option(
+    "--tenant", required=True, callback=tenant_id, help="the tenant whose events to export"
+)
 @click.option("--conversation", help="only this conversation")
 @click.option(
     "--output",

@@ -29,6 +29,7 @@ from contracts.envelope import LoggedEvent
 from history_service.documents import ConversationView
 from relaydesk.settings import Settings
 from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
+from tools.commands.tenant_option import tenant_id
 from tools.commands.what_if_report import WhatIf, run_what_if
 from tools.replay import projections
 from tools.replay.sources import (
@@ -60,7 +61,7 @@ class Moment(click.ParamType):
 
 
 @click.command(short_help="replay the log; rebuild and compare projections")
-@click.option("--tenant", help="only this tenant")
+@click.option("--tenant", callback=tenant_id, help="only this tenant")
 @click.option("--conversation", help="only this conversation")
 @click.option("--since", type=Moment(), help="ISO 8601 start (inclusive)")
 @click.option("--until", type=Moment(), help="ISO 8601 end (inclusive)")
