@@ -161,8 +161,12 @@ class InboundBridge:
         if await self._typed_rating(connector, message):
             return
         conv = await self._conversation(connector, message)
-        await self._publish(connector, conv, message)
+        # Before the message is published: a reply to it (the agent's, or the greeting and
+        # notices a new conversation gets at once) must find the user's 24-hour Messenger
+        # window open. Touched after, a quick reply raced it, was judged outside the window
+        # and parked for good.
         await self._store.touch(conv)
+        await self._publish(connector, conv, message)
 
     async def _typed_rating(self, connector: Connector, message: InboundMessage) -> bool:
         """True when the message was a typed answer to the rating request, and recorded.
@@ -243,8 +247,10 @@ class InboundBridge:
                 **({"topic": GROUP_CHAT_TOPIC} if message.group_title is not None else {}),
             },
         )
-        # Stored first: an agent reply can then always be routed back to the platform.
+        # Stored first: an agent reply can then always be routed back to the platform; and
+        # the user's message opens the reply window before anything can be replied.
         await self._store.save_conversation(conv)
+        await self._store.touch(conv)
         reply = await self._rpc.command("agent", command, timeout=self._timeout)
         if not reply.ok:
             raise RuntimeError(f"conversation.request refused: {reply.code}")
