@@ -161,11 +161,6 @@ class InboundBridge:
         if await self._typed_rating(connector, message):
             return
         conv = await self._conversation(connector, message)
-        # Before the message is published: a reply to it (the agent's, or the greeting and
-        # notices a new conversation gets at once) must find the user's 24-hour Messenger
-        # window open. Touched after, a quick reply raced it, was judged outside the window
-        # and parked for good.
-        await self._store.touch(conv)
         await self._publish(connector, conv, message)
 
     async def _typed_rating(self, connector: Connector, message: InboundMessage) -> bool:
@@ -194,10 +189,18 @@ class InboundBridge:
     async def _conversation(
         self, connector: Connector, message: InboundMessage
     ) -> PlatformConversation:
+        """The conversation ``message`` belongs to (a new one when its chat has none open),
+        with the user's reply window opened by it.
+
+        Opened before the message is published, and a new conversation's before it is
+        requested: a reply to it (the agent's, or the greeting and notices a new
+        conversation gets at once) must find the 24-hour Messenger window open. Opened
+        after, a quick reply raced it, was judged outside the window and parked for good."""
         conv = await self._store.conversation_for_chat(
             connector.tenant, connector.connector_id, connector.platform, message.chat_ref
         )
         if conv is not None and not conv.closed:
+            await self._store.touch(conv)
             return conv
         generation = (
             0 if conv is None else conv.generation + 1
@@ -247,8 +250,7 @@ class InboundBridge:
                 **({"topic": GROUP_CHAT_TOPIC} if message.group_title is not None else {}),
             },
         )
-        # Stored first: an agent reply can then always be routed back to the platform; and
-        # the user's message opens the reply window before anything can be replied.
+        # Stored first: an agent reply can then always be routed back to the platform.
         await self._store.save_conversation(conv)
         await self._store.touch(conv)
         reply = await self._rpc.command("agent", command, timeout=self._timeout)
