@@ -19,14 +19,13 @@ the changed settings and compared with what happened (tools/commands/what_if_rep
 import functools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import click
 
 from contracts.envelope import LoggedEvent
-from history_service.documents import ConversationView
 from relaydesk.settings import Settings
 from tools.commands.outcomes import CommandFailed, run_async, settings_of, tool_logging
 from tools.commands.tenant_option import tenant_id
@@ -259,14 +258,11 @@ def _verdict(comparison: projections.Comparison) -> str:
     return "identical to the live projection"
 
 
-def _whole_conversations(
-    selection: Slice,
-) -> Callable[[ConversationView], bool] | None:
-    """The live rows a replay of ``selection`` must have made, when it read every event of
-    them (no time bounds); None with a time range (it saw a part of each)."""
+def _whole_conversations(selection: Slice) -> dict[str, str] | None:
+    """The live rows a replay of ``selection`` must have made, as a filter of the read
+    model, when it read every event of them (no time bounds); None with a time range (it
+    saw a part of each)."""
     if selection.since is not None or selection.until is not None:
         return None
-    return lambda row: (
-        (selection.tenant is None or row.tenant == selection.tenant)
-        and (selection.conversation is None or row.conversation_id == selection.conversation)
-    )
+    fields = {"tenant": selection.tenant, "conversation_id": selection.conversation}
+    return {name: value for name, value in fields.items() if value is not None}

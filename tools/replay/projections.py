@@ -5,7 +5,7 @@ as readable lines; an empty list means the live projection is exactly what the l
 """
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,12 +117,13 @@ async def history(
     *,
     keep: bool = False,
     log_head: Callable[[], Awaitable[int | None]] | None = None,
-    scope: Callable[[ConversationView], bool] | None = None,
+    scope: Mapping[str, str] | None = None,
 ) -> Comparison:
     """Fold into read models in a scratch database; compare conversations with the live ones.
 
-    With ``scope`` (the replay read every event of the conversations it admits: no time
-    bounds), a live row in scope that the log never made is a difference too.
+    With ``scope`` (a filter of the read model: the replay read every event of the
+    conversations it admits, no time bounds), a live row in scope that the log never made is
+    a difference too.
 
     The scratch database must not exist (:class:`ScratchDatabaseRefused`); it is dropped
     afterwards unless ``keep``. A live conversation whose ``last_position`` is past the last
@@ -153,7 +154,7 @@ async def _compare_history(
     live: AsyncDatabase[Row],
     events: AsyncIterator[LoggedEvent],
     heads: LogHead,
-    scope: Callable[[ConversationView], bool] | None,
+    scope: Mapping[str, str] | None,
 ) -> Comparison:
     await bind_documents(scratch, HISTORY_DOCUMENTS)
     models = ReadModels(scratch)
@@ -199,13 +200,13 @@ async def _live_only(
     rebuilt_ids: set[str],
     replayed_to: int | None,
     heads: LogHead,
-    scope: Callable[[ConversationView], bool],
+    scope: Mapping[str, str],
     found: Comparison,
 ) -> None:
     """Live rows in scope the replay did not make: begun after the last replayed event
     (moved on), or made by no event of the log (a difference)."""
-    async for current in live_conversations.find_all():
-        if current.id in rebuilt_ids or not scope(current):
+    async for current in live_conversations.find(dict(scope)):
+        if current.id in rebuilt_ids:
             continue
         begun_later = replayed_to is None or current.last_position > replayed_to
         if begun_later and await heads.holds(current.last_position):
