@@ -14,6 +14,7 @@ import uvicorn
 
 from agent_service.main import services as agent_services
 from billing_service.service import BillingService
+from connectors.service import ConnectorsService
 from gateway.auth.permissions import effective_permissions
 from gateway.auth.tokens import AgentPrincipal, TokenService
 from gateway.main import server_for
@@ -142,3 +143,18 @@ def history_held(system: RunningSystem) -> Iterator[asyncio.Event]:
     finally:
         release.set()
         history._writer.apply = apply  # type: ignore[method-assign]
+
+
+class ConnectorsRunning:
+    """The connectors service for the block (``running_system`` leaves it out: most tests
+    need no webhook server)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.service = ConnectorsService(settings)
+
+    async def __aenter__(self) -> ConnectorsService:
+        await self.service.start()
+        return self.service
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.service.stop()

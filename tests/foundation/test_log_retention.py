@@ -17,7 +17,6 @@ import aio_pika
 import httpx
 import pytest
 
-from connectors.service import ConnectorsService
 from contracts import topology as names
 from relaydesk.bus import Bus
 from relaydesk.bus.catch_up import marker_event
@@ -25,7 +24,7 @@ from relaydesk.bus.log_reader import LogReader
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
 from tests.admin.helpers import admin_command, bearer, eventually, owner_session
-from tests.system import RunningSystem, running_system
+from tests.system import ConnectorsRunning, running_system
 
 TENANT = "elder"
 
@@ -67,12 +66,6 @@ async def account_view(http: httpx.AsyncClient, owner: dict[str, str]) -> dict[s
     return views
 
 
-async def with_connectors(system: RunningSystem) -> ConnectorsService:
-    connectors = ConnectorsService(system.settings)
-    await connectors.start()
-    return connectors
-
-
 async def test_an_account_older_than_the_streams_retention_is_whole_after_a_restart(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -91,50 +84,44 @@ async def test_an_account_older_than_the_streams_retention_is_whole_after_a_rest
 
     async with (
         running_system(settings) as system,
+        ConnectorsRunning(system.settings),
         httpx.AsyncClient(base_url=system.gateway.base_url) as http,
     ):
-        connectors = await with_connectors(system)
+        owner = await owner_session(system, http, TENANT, "saas", plan="business")
+        configured = await http.put(
+            "/api/admin/connectors/elder-page",
+            headers=owner,
+            json={
+                "platform": "messenger",
+                "public_config": {"page_id": "4242"},
+                "secrets": {"app_secret": "s" * 32, "page_token": "t", "verify_token": "v"},
+            },
+        )
+        assert configured.status_code == 200, configured.text
+        before = await account_view(http, owner)
+        bus = await Bus.from_settings(settings, service="filler").connect()
         try:
-            owner = await owner_session(system, http, TENANT, "saas", plan="business")
-            configured = await http.put(
-                "/api/admin/connectors/elder-page",
-                headers=owner,
-                json={
-                    "platform": "messenger",
-                    "public_config": {"page_id": "4242"},
-                    "secrets": {"app_secret": "s" * 32, "page_token": "t", "verify_token": "v"},
-                },
-            )
-            assert configured.status_code == 200, configured.text
-            before = await account_view(http, owner)
-            bus = await Bus.from_settings(settings, service="filler").connect()
-            try:
-                account_end = await published_and_archived(bus, settings)
+            account_end = await published_and_archived(bus, settings)
 
-                # Filler until the stream no longer holds anything of the account (each new
-                # segment lets the broker drop those older than the retention).
-                async def aged_out() -> bool:
-                    await bus.publish(marker_event("filler"))
-                    return await first_retained(bus) > account_end
+            # Filler until the stream no longer holds anything of the account (each new
+            # segment lets the broker drop those older than the retention).
+            async def aged_out() -> bool:
+                await bus.publish(marker_event("filler"))
+                return await first_retained(bus) > account_end
 
-                await eventually(aged_out, timeout=60, what="the account aged out of the stream")
-                await published_and_archived(bus, settings)  # history holds all of it
-            finally:
-                await bus.close()
+            await eventually(aged_out, timeout=60, what="the account aged out of the stream")
+            await published_and_archived(bus, settings)  # history holds all of it
         finally:
-            await connectors.stop()
+            await bus.close()
 
     async with (
         running_system(settings) as system,
+        ConnectorsRunning(system.settings),
         httpx.AsyncClient(base_url=system.gateway.base_url) as http,
     ):
-        connectors = await with_connectors(system)
-        try:
-            owner = await bearer(http, TENANT, f"boss@{TENANT}.test", "correct horse")
-            assert await account_view(http, owner) == before
-            # A key rotation's re-seal folds the connectors as the service does: it found none.
-            capsys.readouterr()
-            assert await admin_command(settings, "reseal-connectors") == 0
-            assert "0 re-sealed, 1 already under the current key" in capsys.readouterr().out
-        finally:
-            await connectors.stop()
+        owner = await bearer(http, TENANT, f"boss@{TENANT}.test", "correct horse")
+        assert await account_view(http, owner) == before
+        # A key rotation's re-seal folds the connectors as the service does: it found none.
+        capsys.readouterr()
+        assert await admin_command(settings, "reseal-connectors") == 0
+        assert "0 re-sealed, 1 already under the current key" in capsys.readouterr().out

@@ -21,7 +21,6 @@ import websockets
 from cryptography.fernet import InvalidToken
 from pydantic import SecretStr
 
-from connectors.service import ConnectorsService
 from contracts.events.connector import ConnectorConfigured, InboundReceived
 from gateway.attachments import LinkSigner
 from gateway.auth.tokens import AUDIENCES, ISSUER, AgentPrincipal, TokenService
@@ -38,7 +37,7 @@ from tests.connectors.fakes.telegram import FakeTelegram
 from tests.connectors.harness import TelegramDriver
 from tests.connectors.helpers import LogWatch
 from tests.keys import secret_env
-from tests.system import RunningSystem, running_system, start_gateway
+from tests.system import ConnectorsRunning, RunningSystem, running_system, start_gateway
 from tools.cli import SERVICE_MODULES
 from tools.embedded import free_port
 from tools.up_secrets import SecretsFileError, secrets_path, up_secrets
@@ -344,18 +343,6 @@ async def test_a_gateway_accepts_previous_key_tokens_while_configured_and_refuse
 # --- connector secrets: re-sealing under a new key -------------------------------------------
 
 TELEGRAM_TOKEN = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
-
-
-class ConnectorsRunning:
-    def __init__(self, settings: Settings) -> None:
-        self.service = ConnectorsService(settings)
-
-    async def __aenter__(self) -> ConnectorsService:
-        await self.service.start()
-        return self.service
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.service.stop()
 
 
 async def test_reseal_connectors_lets_the_previous_secrets_key_go(
