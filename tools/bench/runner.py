@@ -41,6 +41,10 @@ class Options:
     idle_sockets: int = 10_000
     archive_events: int = 20_000
     sustained: bool = True
+    # The benchmark protocol's M2 holds each step for 60 s (performance-anchors.md §4.1):
+    # long enough that one slow second cannot decide a step alone, and that a consumer
+    # falling slowly behind shows.
+    sustained_seconds: float = 60.0
     sustained_start: float = 500.0
     sustained_max: float = 3000.0
     peer: bool = True
@@ -238,12 +242,13 @@ async def _history_check(fleet: ChatFleet, sent: int, timeout: float = 60) -> di
 async def _sustained(
     options: Options, fleet: ChatFleet, sequence: int
 ) -> tuple[dict[str, Any], int]:
-    """Raise the rate in steps of 250 msg/s until p99 > 50 ms, a loss, or history falls behind."""
+    """Raise the rate in steps of 250 msg/s, each held ``sustained_seconds``, until p99 > 50 ms,
+    a loss, or history falls behind."""
     steps, best = [], None
     rate = options.sustained_start
     while rate <= options.sustained_max:
         progress(f"sustained: {rate:.0f} msg/s")
-        outcome = await fleet.run(rate, options.seconds, sequence)
+        outcome = await fleet.run(rate, options.sustained_seconds, sequence)
         sequence += outcome["sent"]
         history = await _history_check(fleet, sequence, timeout=10)
         p99 = outcome["customer_to_agent"].get("p99_ms")

@@ -38,6 +38,11 @@ def _rates(
     "--idle-sockets", type=int, help="idle sockets to hold on one gateway (default 10000)"
 )
 @click.option("--archive-events", type=int, help="events for the archive-rate step (default 20000)")
+@click.option(
+    "--sustained-seconds",
+    type=float,
+    help="seconds each step of the sustained search is held (default 60)",
+)
 @click.option("--no-sustained", is_flag=True, help="skip the maximum sustained rate search")
 @click.option("--no-peer", is_flag=True, help="skip the chat-service peer (needs node and npm)")
 @click.option(
