@@ -14,8 +14,8 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, fields
-from typing import Any
+from dataclasses import fields
+from typing import Any, get_origin
 
 import structlog
 from beanie.operators import NE
@@ -42,13 +42,39 @@ SET_FIELDS = frozenset({"active", "offers", "offered_to", "declined_by", "expire
 TUPLE_FIELDS = frozenset({"groups", "departments", "channels"})
 
 
+def _copier(cls: type) -> Callable[[Any], dict[str, Any]]:
+    """A function that copies one ``cls`` object's fields into a record's data.
+
+    Not ``dataclasses.asdict``: that deep-copies every value through a recursive walk,
+    ~60 µs per conversation, and a snapshot is taken synchronously so that it is exactly
+    the log up to its position: 10,000 conversations stalled routing's loop for ~0.6 s.
+    The fields are flat (strings, numbers, datetimes, which are immutable) except sets and
+    tuples, written as lists, and ``dict[str, int]`` ones, copied: the records are written
+    in the background while the state goes on changing.
+    """
+    names = [f.name for f in fields(cls)]
+    dicts = [f.name for f in fields(cls) if get_origin(f.type) is dict or f.type is dict]
+    sets, tuples = SET_FIELDS.intersection(names), TUPLE_FIELDS.intersection(names)
+    plain = [name for name in names if name not in {*sets, *tuples, *dicts}]
+
+    def copy(obj: Any) -> dict[str, Any]:
+        data = {name: getattr(obj, name) for name in plain}
+        for name in sets:
+            data[name] = sorted(getattr(obj, name))
+        for name in tuples:
+            data[name] = list(getattr(obj, name))
+        for name in dicts:
+            data[name] = dict(getattr(obj, name))
+        return data
+
+    return copy
+
+
+_COPIERS = {cls: _copier(cls) for cls in (Agent, Conversation, Group)}
+
+
 def _record(kind: str, tenant_id: str, obj: Any) -> dict[str, Any]:
-    data = asdict(obj)
-    for name in SET_FIELDS & data.keys():
-        data[name] = sorted(data[name])
-    for name in TUPLE_FIELDS & data.keys():
-        data[name] = list(data[name])
-    return {"k": kind, "t": tenant_id, "d": data}
+    return {"k": kind, "t": tenant_id, "d": _COPIERS[type(obj)](obj)}
 
 
 def _restore(cls: type, data: dict[str, Any]) -> Any:
@@ -61,7 +87,31 @@ def _restore(cls: type, data: dict[str, Any]) -> Any:
     return cls(**values)
 
 
-def to_records(state: RoutingState) -> list[dict[str, Any]]:
+class ReplyRecords:
+    """The recent command outcomes as records, each dumped once.
+
+    A snapshot holds up to ``KEEP_REPLIES`` outcomes and is taken synchronously; dumping all
+    20,000 again every time stalled routing's loop ~70 ms per snapshot. An outcome never
+    changes once decided, so its record is kept (by the reply object it was made from, in
+    case one is ever replaced) for as long as the outcome is among the recent ones.
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[str, tuple[CommandReply, dict[str, Any]]] = {}
+
+    def of(self, recent: list[tuple[str, CommandReply]]) -> list[dict[str, Any]]:
+        made, records = {}, []
+        for command_id, reply in recent:
+            known = self._made.get(command_id)
+            if known is None or known[0] is not reply:
+                known = (reply, {"k": "reply", "t": command_id, "d": reply.model_dump(mode="json")})
+            made[command_id] = known
+            records.append(known[1])
+        self._made = made
+        return records
+
+
+def to_records(state: RoutingState, replies: ReplyRecords | None = None) -> list[dict[str, Any]]:
     """The state as flat records (synchronous: call it while nothing else changes state)."""
     records: list[dict[str, Any]] = []
     for tenant in state.tenants.values():
@@ -78,10 +128,7 @@ def to_records(state: RoutingState) -> list[dict[str, Any]]:
         records += [_record("group", tenant.tenant_id, g) for g in tenant.groups.values()]
         records += [_record("conv", tenant.tenant_id, c) for c in tenant.conversations.values()]
     recent = list(state.replies.items())[-KEEP_REPLIES:]
-    records += [
-        {"k": "reply", "t": command_id, "d": reply.model_dump(mode="json")}
-        for command_id, reply in recent
-    ]
+    records += (replies or ReplyRecords()).of(recent)
     return records
 
 
@@ -207,6 +254,7 @@ class Snapshotter:
         self.store = store
         self._schedule = schedule
         self._saving: asyncio.Task[None] | None = None
+        self._replies = ReplyRecords()
 
     def folded(self, count: int) -> None:
         self._schedule.folded(count)
@@ -224,7 +272,7 @@ class Snapshotter:
         if busy or not settled or state.position is None or not self._schedule.due(force=force):
             return None
         records, position = (
-            to_records(state),
+            to_records(state, self._replies),
             state.position,
         )  # taken now, written in the background
         self._schedule.taken()

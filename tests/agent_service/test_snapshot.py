@@ -4,8 +4,15 @@ import json
 from datetime import datetime
 
 from agent_service.service import AgentService
-from agent_service.snapshot import COLLECTION, SnapshotSchedule, from_records, to_records
-from agent_service.state import RoutingState
+from agent_service.snapshot import (
+    COLLECTION,
+    ReplyRecords,
+    SnapshotSchedule,
+    from_records,
+    to_records,
+)
+from agent_service.state import Conversation, RoutingState
+from contracts.replies import CommandReply
 from relaydesk.bus import Bus
 from relaydesk.settings import Settings
 from relaydesk.store import database, make_client
@@ -90,6 +97,38 @@ def test_records_round_trip_keeps_every_field() -> None:
     assert restored.tenants["acme"].agents["a1"] == agent
     assert restored.tenants["acme"].settings["routing_mode"] == "round_robin"
     assert restored.position == 41
+
+
+def test_records_are_the_state_when_taken_not_what_it_becomes_while_they_are_written() -> None:
+    # A snapshot's records are written in the background while routing goes on folding:
+    # nothing in them may be shared with the live state.
+    state = RoutingState(position=7)
+    tenant = state.tenant("acme")
+    conversation = Conversation("c1", "v1", "web", None, seq=1, offered_to={"a1"})
+    conversation.read_by["a1"] = 2
+    tenant.conversations["c1"] = conversation
+    tenant.agent("a1").offers.add("c1")
+    records = to_records(state)
+    conversation.read_by["a1"] = 5
+    conversation.offered_to.add("a2")
+    tenant.agents["a1"].offers.add("c2")
+    restored = from_records(records, 7).tenants["acme"]
+    assert restored.conversations["c1"].read_by == {"a1": 2}
+    assert restored.conversations["c1"].offered_to == {"a1"}
+    assert restored.agents["a1"].offers == {"c1"}
+
+
+def test_reply_records_are_made_once_and_follow_a_replaced_outcome() -> None:
+    replies = ReplyRecords()
+    first = CommandReply(ok=True, event_ids=("e1",), data={"status": "engaged"})
+    made = replies.of([("cmd-1", first)])
+    assert made == [{"k": "reply", "t": "cmd-1", "d": first.model_dump(mode="json")}]
+    assert replies.of([("cmd-1", first)])[0] is made[0]  # not dumped again
+    rejected = CommandReply(ok=False, code="conflict")
+    assert replies.of([("cmd-1", rejected)])[0]["d"]["code"] == "conflict"
+    state = RoutingState(position=3)
+    state.replies["cmd-1"] = rejected
+    assert from_records(to_records(state, replies), 3).replies == {"cmd-1": rejected}
 
 
 def test_a_snapshot_is_due_every_n_events_but_no_sooner_than_the_interval() -> None:
