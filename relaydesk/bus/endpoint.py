@@ -158,9 +158,11 @@ async def close_quietly(client: _Closable, timeout: float) -> None:
         stop = getattr(client, "stop", None)
         if callable(stop):
             stop()  # a consumer's run() returns
-        await asyncio.wait_for(
-            asyncio.gather(*(connection.close() for connection in connections)), timeout
-        )
+        # A timeout around the gather, not wait_for(gather): cancelled midway (a service
+        # stopped while it starts), wait_for cancels the gathered future and leaves its
+        # CancelledError unretrieved, an "exception was never retrieved" error in the log.
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*(connection.close() for connection in connections))
     except Exception as exc:  # noqa: BLE001 - see the docstring
         log.debug("stream_client_close_failed", error=type(exc).__name__)
 
