@@ -16,7 +16,7 @@ from agent_service.admin.decisions import Emitted
 from agent_service.admin.grants import check_grants
 from agent_service.admin.seats import check_seats
 from agent_service.admin.state import SERVICE, AdminState
-from contracts.commands.admin import SubscribeWebhook
+from contracts.commands.admin import CreateTenant, SubscribeWebhook
 from contracts.envelope import Envelope
 from contracts.plans import PlanCatalogue
 from contracts.replies import CommandReply
@@ -106,6 +106,15 @@ class AdminDecider(Decider[AdminDecision]):
     async def prepare(self, command: Envelope, payload: Any) -> object:
         if command.type in accounts.SAAS_ONLY and self._mode != "saas":
             raise Rejected("forbidden", "sign-up is only open in SaaS mode")
+        if isinstance(payload, CreateTenant) and payload.plan is not None:
+            # billing reads an unknown plan as the catalogue's default: say so instead
+            if payload.mode != "saas":
+                raise Rejected("invalid_payload", "plan: only a SaaS tenant has a plan")
+            if payload.plan not in self._catalogue.plans:
+                known = ", ".join(sorted(self._catalogue.plans))
+                raise Rejected(
+                    "invalid_payload", f"plan: no plan {payload.plan!r} (the plans are {known})"
+                )
         if isinstance(payload, SubscribeWebhook):
             # the address rules need the operator's settings and a DNS lookup: here, not in the
             # pure handler (which checks the URL's form); every delivery checks again

@@ -5,6 +5,7 @@ Each handler is pure: it returns a list of ``(event_type, data)`` or raises
 Edits carry before/after so the audit view shows exactly what changed.
 """
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,9 @@ Emitted = list[tuple[str, dict[str, Any]]]
 AGENT_EDITABLE = frozenset({"name", "role", "groups", "max_chats", "password_hash"})
 GROUP_EDITABLE = frozenset({"name", "permissions", "departments", "channels"})
 CANNED_EDITABLE = frozenset({"shortcut", "text", "language", "scope", "group_id"})
+# An address as sign-up takes it (gateway/routes/signup.py): something, one @, something. A
+# login compares the typed address with this one, so anything else could never sign in.
+EMAIL_FORM = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
 def existing_tenant(state: AdminState, tenant: str) -> TenantAdmin:
@@ -69,7 +73,35 @@ def create_tenant(state: AdminState, tenant: str, cmd: c.CreateTenant) -> Emitte
         raise Rejected("forbidden", "a tenant is created in its own name")
     if tenant in state.tenants and (state.tenants[tenant].exists or state.tenants[tenant].pending):
         raise Rejected("already_exists", f"tenant {tenant!r} exists")
+    _check_name(cmd.name)
     return [(TenantCreated.TYPE, cmd.model_dump(exclude_none=True))]
+
+
+def _check_email(email: str) -> str:
+    """The stored form of a new agent's address, or ``invalid_payload``."""
+    normalized = normalize_email(email)
+    if not EMAIL_FORM.match(normalized):
+        raise Rejected("invalid_payload", f"email: {email!r} is not an e-mail address")
+    return normalized
+
+
+def _check_name(name: object) -> None:
+    if isinstance(name, str) and not name.strip():
+        raise Rejected("invalid_payload", "name: a name cannot be empty")
+
+
+def _check_owner_left(t: TenantAdmin, agent_id: str) -> None:
+    """A tenant keeps an owner: only an owner grants admin or owner, so a tenant without one
+    could never get one back (in SaaS mode nobody else can)."""
+    target = t.agents[agent_id]
+    if target.role != "owner":
+        return
+    others = [a for a in t.agents.values() if a.role == "owner" and not a.removed]
+    if [a.agent_id for a in others] == [agent_id]:
+        raise Rejected(
+            "conflict",
+            f"{target.email} is the tenant's last owner: make another agent owner first",
+        )
 
 
 def _check_groups(t: TenantAdmin, groups: Any) -> None:
@@ -82,11 +114,13 @@ def create_agent(state: AdminState, tenant: str, cmd: c.CreateAgent) -> Emitted:
     t = existing_tenant(state, tenant)
     if cmd.agent_id in t.agents and not t.agents[cmd.agent_id].removed:
         raise Rejected("already_exists", "agent id taken")
-    if t.agent_by_email(cmd.email):
+    email = _check_email(cmd.email)  # the form lookup and lockout use
+    _check_name(cmd.name)
+    if t.agent_by_email(email):
         raise Rejected("already_exists", "email taken")
     _check_groups(t, cmd.groups)
     data = cmd.model_dump()
-    data["email"] = normalize_email(cmd.email)  # the form lookup and lockout use
+    data["email"] = email
     data["groups"] = list(cmd.groups)
     return [(AgentCreated.TYPE, data)]
 
@@ -100,6 +134,9 @@ def update_agent(state: AdminState, tenant: str, cmd: c.UpdateAgent) -> Emitted:
         {**agent.public(), "password_hash": agent.password_hash}, cmd.changes, AGENT_EDITABLE
     )
     _check_groups(t, after.get("groups"))
+    _check_name(after.get("name"))
+    if after.get("role", "owner") != "owner":
+        _check_owner_left(t, cmd.agent_id)
     if any(k in after for k in ("role", "groups", "password_hash")):
         after["token_version"] = agent.token_version + 1  # old tokens stop working everywhere
         before["token_version"] = agent.token_version
@@ -112,6 +149,7 @@ def remove_agent(state: AdminState, tenant: str, cmd: c.RemoveAgent) -> Emitted:
     t = existing_tenant(state, tenant)
     if cmd.agent_id not in t.agents or t.agents[cmd.agent_id].removed:
         raise Rejected("not_found", "no such agent")
+    _check_owner_left(t, cmd.agent_id)
     return [(AgentRemoved.TYPE, {"agent_id": cmd.agent_id})]
 
 

@@ -339,3 +339,35 @@ async def test_ids_text_and_moments_no_service_can_take_are_refused_on_a_connect
         }
         settings = await http.get("/api/admin/settings", headers=owner)
         assert settings.status_code == 200 and settings.json()["greeting"] != "\ud800"
+
+
+async def test_the_last_owner_cannot_remove_themselves(module_system: RunningSystem) -> None:
+    """The owner's DELETE of their own account was accepted: the tenant had nobody who could
+    ever make an owner or an admin again. Now 409 until another owner stands beside them."""
+    async with httpx.AsyncClient(base_url=module_system.gateway.base_url) as http:
+        owner = await owner_session(module_system, http, "lastowner")
+        [me] = (await http.get("/api/admin/agents", headers=owner)).json()
+        refused = await http.delete(f"/api/admin/agents/{me['agent_id']}", headers=owner)
+        assert refused.status_code == 409, refused.text
+        assert refused.json() == {
+            "error": {
+                "code": "conflict",
+                "message": "boss@lastowner.test is the tenant's last owner: "
+                "make another agent owner first",
+            }
+        }
+        assert (await login(http, "lastowner", "boss@lastowner.test", "correct horse")).is_success
+        co = await http.post(
+            "/api/admin/agents",
+            headers=owner,
+            json={
+                "email": "co@lastowner.test",
+                "name": "Co",
+                "password": "co-password-1",
+                "role": "owner",
+            },
+        )
+        assert co.status_code == 201, co.text
+        gone = await http.delete(f"/api/admin/agents/{me['agent_id']}", headers=owner)
+        assert gone.status_code == 200, gone.text
+        assert (await login(http, "lastowner", "co@lastowner.test", "co-password-1")).is_success

@@ -4,7 +4,7 @@ from typing import Any
 
 from contracts import Envelope
 from contracts.envelope import Actor
-from tests.deciders.harness import admin_desk, agent, command, event
+from tests.deciders.harness import OPERATOR, admin_desk, agent, command, event
 
 
 def tenant_created(mode: str = "saas", plan: str = "free") -> Envelope:
@@ -16,6 +16,11 @@ def tenant_created(mode: str = "saas", plan: str = "free") -> Envelope:
 def agent_created(agent_id: str, email: str | None = None) -> Envelope:
     data = {"agent_id": agent_id, "email": email or f"{agent_id}@acme.test", "name": agent_id}
     return event("agent.created", data, stream=f"agent:{agent_id}")
+
+
+def owner_created(agent_id: str) -> Envelope:
+    data = {"agent_id": agent_id, "email": f"{agent_id}@acme.test", "name": agent_id}
+    return event("agent.created", {**data, "role": "owner"}, stream=f"agent:{agent_id}")
 
 
 def group_created(group_id: str) -> Envelope:
@@ -69,6 +74,32 @@ class TestTenant:
         reply = await desk.when(command("tenant.sign_up", sign_up))
         assert desk.types == ["command.rejected"] and reply.code == "forbidden"
 
+    async def test_a_plan_the_catalogue_does_not_have_is_refused(self) -> None:
+        # billing read "gold" as the default plan: the operator was told it was created
+        desk = admin_desk()
+        data = {"tenant_id": "acme", "name": "Acme", "mode": "saas", "plan": "gold"}
+        reply = await desk.when(command("tenant.create", data))
+        assert desk.types == ["command.rejected"] and reply.code == "invalid_payload"
+        assert reply.message == "plan: no plan 'gold' (the plans are business, free, team)"
+
+    async def test_a_plan_for_a_tool_mode_tenant_is_refused(self) -> None:
+        desk = admin_desk()
+        data = {"tenant_id": "acme", "name": "Acme", "mode": "tool", "plan": "team"}
+        reply = await desk.when(command("tenant.create", data))
+        assert desk.types == ["command.rejected"] and reply.code == "invalid_payload"
+        assert reply.message == "plan: only a SaaS tenant has a plan"
+
+    async def test_a_plan_of_the_catalogue_is_taken(self) -> None:
+        desk = admin_desk()
+        data = {"tenant_id": "acme", "name": "Acme", "mode": "saas", "plan": "team"}
+        assert (await desk.when(command("tenant.create", data))).ok
+        assert [e["plan"] for e in desk.of("tenant.created")] == ["team"]
+
+    async def test_a_blank_name_is_refused(self) -> None:
+        desk = admin_desk()
+        reply = await desk.when(command("tenant.create", {"tenant_id": "acme", "name": "  "}))
+        assert desk.types == ["command.rejected"] and reply.code == "invalid_payload"
+
 
 class TestAgents:
     async def test_an_agent_is_created_with_a_normalised_email(self) -> None:
@@ -114,6 +145,50 @@ class TestAgents:
                 "after": {"role": "supervisor", "token_version": 1},
             }
         ]
+
+    async def test_an_address_that_is_not_an_e_mail_is_refused(self) -> None:
+        # it was stored, and nobody could ever sign in with it
+        desk = admin_desk().given(tenant_created())
+        for email in ("notanemail", "ann@", "@acme.test", "ann@acme@test"):
+            reply = await desk.when(create_agent("ann", email=email))
+            assert reply.code == "invalid_payload", email
+            assert reply.message == f"email: {email!r} is not an e-mail address"
+            assert desk.types == ["command.rejected"]
+
+    async def test_a_blank_name_is_refused_on_creation_and_on_change(self) -> None:
+        desk = admin_desk().given(tenant_created(), agent_created("bob"))
+        created = await desk.when(create_agent("ann", name=" "))
+        assert desk.types == ["command.rejected"]
+        renamed = await desk.when(
+            command("agent.update", {"agent_id": "bob", "changes": {"name": ""}})
+        )
+        assert desk.types == ["command.rejected"]
+        assert (created.code, renamed.code) == ("invalid_payload", "invalid_payload")
+        assert created.message == renamed.message == "name: a name cannot be empty"
+
+    async def test_the_last_owner_is_not_removed_even_by_themselves(self) -> None:
+        # the tenant was left with nobody who could ever grant owner or admin again
+        desk = admin_desk().given(tenant_created(), owner_created("boss"))
+        for actor in (agent("boss"), OPERATOR):
+            reply = await desk.when(command("agent.remove", {"agent_id": "boss"}, actor=actor))
+            assert reply.code == "conflict" and desk.types == ["command.rejected"]
+            assert reply.message == (
+                "boss@acme.test is the tenant's last owner: make another agent owner first"
+            )
+
+    async def test_an_owner_with_another_owner_beside_them_may_go(self) -> None:
+        desk = admin_desk().given(tenant_created(), owner_created("boss"), owner_created("co"))
+        reply = await desk.when(command("agent.remove", {"agent_id": "boss"}, actor=agent("co")))
+        assert reply.ok and desk.types == ["agent.removed"]
+        again = await desk.when(command("agent.remove", {"agent_id": "co"}, actor=agent("co")))
+        assert again.code == "conflict"
+
+    async def test_the_last_owner_is_not_demoted(self) -> None:
+        # an owner removed, the other demoted by the operator's command: nobody owns it
+        desk = admin_desk().given(tenant_created(), owner_created("boss"))
+        changes = {"agent_id": "boss", "changes": {"role": "admin"}}
+        reply = await desk.when(command("agent.update", changes))
+        assert reply.code == "conflict" and desk.types == ["command.rejected"]
 
     async def test_removing_an_unknown_agent_is_not_found(self) -> None:
         desk = admin_desk().given(tenant_created())
