@@ -20,7 +20,7 @@ from contracts.commands.billing import ChangePlan, ClosePeriod, RecordPayment
 from contracts.envelope import Actor, ActorKind, Envelope
 from contracts.events.billing import PaymentRecorded, PeriodClosed, SubscriptionChanged
 from contracts.ids import derive_event_id
-from contracts.plans import PlanCatalogue
+from contracts.plans import PlanCatalogue, period_of
 from contracts.replies import CommandReply
 from relaydesk.decider import Decider, Decision, Handler, Rejected, utc_now
 
@@ -47,7 +47,16 @@ def change_plan(d: BillingDecision, cmd: commands.ChangePlan) -> None:
     catalogue = d.state.catalogue
     if cmd.plan not in catalogue.plans:
         raise Rejected("invalid_payload", f"unknown plan {cmd.plan!r}")
-    effective = cmd.effective or d.now.date()
+    today = d.now.date()
+    effective = cmd.effective or today
+    if effective < today:
+        # The days gone by were had on the plan of their day: a change dated back would
+        # rewrite what they cost (a downgrade dated to the 1st made a month on Business free).
+        raise Rejected(
+            "invalid_payload",
+            f"effective: {effective.isoformat()} has passed; a plan change takes effect "
+            f"today ({today.isoformat()}) or later",
+        )
     data = {
         "plan": cmd.plan,
         "previous_plan": state.plan_on(effective, catalogue),
@@ -61,6 +70,13 @@ def close_period(d: BillingDecision, cmd: commands.ClosePeriod) -> None:
     if cmd.period in state.closed:
         d.reply_data["already_closed"] = True
         return
+    if cmd.period > period_of(d.now):
+        # its invoice would charge a month nobody has had yet, and the month itself could
+        # never be closed again when it ends
+        raise Rejected(
+            "invalid_payload",
+            f"period: {cmd.period} has not begun (this month is {period_of(d.now)})",
+        )
     d.emit(
         PeriodClosed.TYPE,
         {"period": cmd.period},

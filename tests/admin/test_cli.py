@@ -95,3 +95,84 @@ async def test_cli_refusals_are_reported_with_their_reason(
     assert "\t" not in out and err == "relaydesk admin list-agents: no tenant 'nowhere'\n"
     assert await admin_command(system.settings, "list-agents", "--tenant", "acme") == 0
     assert "\t" not in capsys.readouterr().out  # a tenant without agents: nothing to list
+
+
+async def test_cli_says_what_is_wrong_with_a_plan_an_address_a_month_or_a_tenant(
+    system: RunningSystem,
+) -> None:
+    """Each was taken (an unknown plan silently became the free one, a word without an @
+    became an account nobody could sign in to, next month got its invoice now), or refused
+    with a message about something else ("billing applies to SaaS accounts only" for a
+    tenant that does not exist, a pydantic pattern for a month)."""
+
+    async def refused(*args: str) -> str:
+        done = await cli(system.settings, *args)
+        assert done.returncode == 2 and done.stdout == "", (args, done.stdout, done.stderr)
+        [line] = done.stderr.splitlines()  # one line, no traceback
+        return line
+
+    gold = await refused(
+        "create-tenant", "--tenant", "cli-saas", "--name", "S", "--mode", "saas", "--plan", "gold"
+    )
+    assert gold == (
+        "relaydesk admin create-tenant: refused: invalid_payload: "
+        "plan: no plan 'gold' (the plans are business, free, team)"
+    )
+    tool = await refused("create-tenant", "--tenant", "cli-tool", "--name", "T", "--plan", "team")
+    assert tool.endswith("refused: invalid_payload: plan: only a SaaS tenant has a plan")
+    made = await cli(
+        system.settings,
+        "create-tenant",
+        "--tenant",
+        "cli-saas",
+        "--name",
+        "S",
+        "--mode",
+        "saas",
+        "--plan",
+        "team",
+    )
+    assert made.returncode == 0, made.stderr
+
+    address = await refused(
+        "create-agent",
+        "--tenant",
+        "cli-saas",
+        "--email",
+        "notanemail",
+        "--name",
+        "N",
+        "--password",
+        "a-strong-pass-1",
+    )
+    assert address.endswith(
+        "refused: invalid_payload: email: 'notanemail' is not an e-mail address"
+    )
+
+    later = await refused("close-period", "--tenant", "cli-saas", "--period", "2999-01")
+    assert "refused: invalid_payload: period: 2999-01 has not begun" in later
+    month = await refused("close-period", "--tenant", "cli-saas", "--period", "2026-13")
+    assert "Invalid value for '--period': '2026-13': a month is YYYY-MM, e.g. 2026-11" in month
+    for command in (
+        ("close-period", "--tenant", "nowhere", "--period", "2026-01"),
+        (
+            "record-payment",
+            "--tenant",
+            "nowhere",
+            "--invoice",
+            "NOWHERE-0001",
+            "--amount-cents",
+            "100",
+        ),
+    ):
+        assert await refused(*command) == f"relaydesk admin {command[0]}: no tenant 'nowhere'"
+    zero = await refused(
+        "record-payment",
+        "--tenant",
+        "cli-saas",
+        "--invoice",
+        "CLI-SAAS-0001",
+        "--amount-cents",
+        "0",
+    )
+    assert "Invalid value for '--amount-cents': 0 is not in the range x>=1" in zero

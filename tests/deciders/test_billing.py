@@ -50,6 +50,23 @@ class TestChangePlan:
         reply = await desk.when(command("billing.change_plan", {"plan": "business"}))
         assert desk.types == ["command.rejected"] and reply.code == "not_found"
 
+    async def test_a_change_dated_before_today_is_refused(self) -> None:
+        # a downgrade dated back to the 1st made the days already had on Business free
+        desk = billing_desk().given(tenant_created(plan="business"))
+        data = {"plan": "free", "effective": "2026-03-01"}
+        reply = await desk.when(command("billing.change_plan", data))
+        assert desk.types == ["command.rejected"] and reply.code == "invalid_payload"
+        assert reply.message == (
+            "effective: 2026-03-01 has passed; a plan change takes effect today (2026-03-02)"
+            " or later"
+        )
+
+    async def test_a_change_from_a_later_day_is_taken(self) -> None:
+        desk = billing_desk().given(tenant_created(plan="business"))
+        data = {"plan": "free", "effective": "2026-03-15"}
+        assert (await desk.when(command("billing.change_plan", data))).ok
+        assert [e["effective"] for e in desk.of("billing.subscription_changed")] == ["2026-03-15"]
+
 
 class TestClosePeriod:
     async def test_closing_a_period_uses_the_id_the_periodic_closer_uses(self) -> None:
@@ -64,6 +81,18 @@ class TestClosePeriod:
         desk = billing_desk().given(tenant_created(), period_closed("2026-02"))
         reply = await desk.when(command("billing.close_period", {"period": "2026-02"}))
         assert desk.types == [] and reply.ok and reply.data == {"already_closed": True}
+
+    async def test_a_month_that_has_not_begun_is_not_closed(self) -> None:
+        # its invoice charged a month ahead, and that month could not be closed when it ended
+        desk = billing_desk().given(tenant_created())
+        reply = await desk.when(command("billing.close_period", {"period": "2026-04"}))
+        assert desk.types == ["command.rejected"] and reply.code == "invalid_payload"
+        assert reply.message == "period: 2026-04 has not begun (this month is 2026-03)"
+
+    async def test_the_month_under_way_may_be_closed_by_hand(self) -> None:
+        desk = billing_desk().given(tenant_created())
+        assert (await desk.when(command("billing.close_period", {"period": "2026-03"}))).ok
+        assert desk.types == ["billing.period_closed"]
 
 
 class TestRecordPayment:

@@ -249,15 +249,23 @@ def list_agents(ctx: click.Context, tenant: str) -> int:
     return _connected(ctx, action)
 
 
+def _month(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A click callback: ``--period`` as the billing command's model takes it, said plainly."""
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
+        raise click.BadParameter(f"{value!r}: a month is YYYY-MM, e.g. 2026-11")
+    return value
+
+
 @admin.command("close-period", short_help="SaaS: close a month now, issue its invoice")
 @TENANT
-@click.option("--period", required=True, help="the month, YYYY-MM")
+@click.option("--period", required=True, callback=_month, help="the month, YYYY-MM")
 @click.pass_context
 def close_period(ctx: click.Context, tenant: str, period: str) -> int:
     """SaaS: close a billing month now and issue its invoice (the scheduler does this on the
     1st)."""
 
     async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
+        await _existing_tenant(rpc, settings, tenant)  # not "billing applies to SaaS only"
         envelope = _command(tenant, ClosePeriod.TYPE, f"billing:{tenant}", {"period": period})
         done = f"{period} closed for {tenant}"
         return await _send(rpc, settings, envelope, done, service="billing")
@@ -268,7 +276,9 @@ def close_period(ctx: click.Context, tenant: str, period: str) -> int:
 @admin.command("record-payment", short_help="SaaS: record a manual payment")
 @TENANT
 @click.option("--invoice", required=True, help="invoice number, e.g. ACME-0001")
-@click.option("--amount-cents", type=int, required=True, help="the amount paid, in cents")
+@click.option(
+    "--amount-cents", type=click.IntRange(min=1), required=True, help="the amount paid, in cents"
+)
 @click.option("--reference", help="bank transfer reference or similar")
 @click.pass_context
 def record_payment(
@@ -283,6 +293,7 @@ def record_payment(
     }
 
     async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
+        await _existing_tenant(rpc, settings, tenant)
         envelope = _command(tenant, RecordPayment.TYPE, f"billing:{tenant}", data)
         done = f"payment of {amount_cents} cents recorded on {invoice}"
         return await _send(rpc, settings, envelope, done, service="billing")
