@@ -14,7 +14,7 @@ the rest, so a log written under older rules stays readable.
 from collections.abc import Mapping
 from datetime import time
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -88,6 +88,21 @@ class TenantSettings(BaseModel):
     attachment_types: tuple[MediaType, ...] = Field(
         default=DEFAULT_ATTACHMENT_TYPES, max_length=100
     )
+
+    @field_validator(
+        "offer_timeout_s",
+        "max_chats_default",
+        "messages_on_enter",
+        "retention_days",
+        "attachment_max_bytes",
+        mode="before",
+    )
+    @classmethod
+    def _not_a_switch(cls, value: Any) -> Any:
+        # pydantic takes true as 1: "max_chats_default": true saved a limit of one chat
+        if isinstance(value, bool):
+            raise ValueError("Input should be a number, not true or false")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -178,6 +193,14 @@ def edit_settings(
     return {k: current.get(k) for k in changes}, {k: merged[k] for k in changes}
 
 
+def _valid_port(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 - reading it checks it (0 to 65535)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_sites(sites: Any) -> None:
     """Each allowed site must be an origin as browsers send it (``https://shop.example``,
     a port at most): anything else matches no page, and a list of such entries would shut
@@ -193,6 +216,7 @@ def _check_sites(sites: Any) -> None:
             parts.scheme not in ("http", "https")
             or not parts.hostname
             or parts.username is not None
+            or not _valid_port(parts)
             or parts.path not in ("", "/")
             or parts.query
             or parts.fragment

@@ -263,6 +263,23 @@ class TestSettings:
         assert desk.types == ["command.rejected"] and reply.code == "invalid_payload"
         assert "Mars/Olympus" in (reply.message or "")
 
+    async def test_true_or_false_is_not_a_number(self) -> None:
+        # "max_chats_default": true was saved as a limit of 1 chat
+        desk = admin_desk().given(tenant_created())
+        for key in ("max_chats_default", "offer_timeout_s", "retention_days"):
+            reply = await desk.when(command("tenant.update_settings", {"changes": {key: True}}))
+            assert reply.code == "invalid_payload" and desk.types == ["command.rejected"]
+            assert reply.message == f"{key}: Input should be a number, not true or false"
+
+    async def test_a_site_with_a_port_out_of_range_is_refused(self) -> None:
+        desk = admin_desk().given(tenant_created())
+        changes = {"allowed_origins": ["https://shop.example:99999"]}
+        reply = await desk.when(command("tenant.update_settings", {"changes": changes}))
+        assert reply.code == "invalid_payload" and desk.types == ["command.rejected"]
+        ok = {"allowed_origins": ["https://shop.example:8443"], "max_chats_default": "7"}
+        assert (await desk.when(command("tenant.update_settings", {"changes": ok}))).ok
+        assert desk.of("tenant.settings_changed")[0]["after"]["max_chats_default"] == 7
+
     async def test_an_unknown_setting_is_refused(self) -> None:
         desk = admin_desk().given(tenant_created())
         reply = await desk.when(command("tenant.update_settings", {"changes": {"colour": "red"}}))
