@@ -182,6 +182,14 @@ def edit_settings(
         raise SettingsRefused(f"cannot change {', '.join(unknown)}: the settings are {known}")
     if "allowed_origins" in changes:
         _check_sites(changes["allowed_origins"])
+        if isinstance(changes["allowed_origins"], list | tuple):
+            changes = {
+                **changes,
+                "allowed_origins": [
+                    site_origin(site) if isinstance(site, str) else site
+                    for site in changes["allowed_origins"]
+                ],
+            }
     saved = {k: v for k, v in current.items() if k in SETTING_KEYS}
     try:
         merged = TenantSettings.model_validate({**saved, **changes}).as_json()
@@ -191,6 +199,15 @@ def edit_settings(
         reason = str(first["msg"]).removeprefix("Value error, ")
         raise SettingsRefused(f"{where}: {reason}") from None
     return {k: current.get(k) for k in changes}, {k: merged[k] for k in changes}
+
+
+def site_origin(site: str) -> str:
+    """A site as browsers send it in ``Origin``: scheme and host in lower case, no trailing
+    slash. ``HTTPS://Shop.Example/`` was saved as typed and compared as it stood, so a
+    widget on https://shop.example was refused although its site was listed."""
+    site = site.strip().rstrip("/")
+    scheme, separator, rest = site.partition("://")
+    return f"{scheme.lower()}{separator}{rest.lower()}" if separator else site.lower()
 
 
 def _valid_port(parts: SplitResult) -> bool:

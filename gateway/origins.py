@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 import structlog
 
+from contracts.settings import site_origin
 from gateway.auth.tokens import AgentPrincipal, Principal
 from gateway.tenant_settings import TenantSettingsCache
 
@@ -45,12 +46,14 @@ class OriginPolicy:
         if not origin:
             # Restricted to named sites: a socket that names no site is not one of them.
             return False
-        return origin.rstrip("/") in allowed or urlparse(origin).netloc == host
+        return site_origin(origin) in allowed or urlparse(origin).netloc == host
 
     async def _allowed_origins(self, tenant: str) -> tuple[str, ...]:
         settings = await self._tenant_settings.get(tenant)
         if settings is not None:
-            allowed = tuple(o.rstrip("/") for o in settings.allowed_origins)
+            # compared as browsers send them (a list saved before sites were normalised may
+            # hold capitals)
+            allowed = tuple(site_origin(o) for o in settings.allowed_origins)
             self._last_known[tenant] = allowed
             return allowed
         if tenant in self._last_known:

@@ -91,4 +91,19 @@ def test_folding_keeps_what_the_model_accepts_and_skips_the_rest() -> None:
 def test_sites_written_as_browsers_send_them_are_taken() -> None:
     sites = ["https://shop.example", "http://localhost:8080/", "https://xn--bcher-kva.example"]
     _, after = edit_settings(default_settings(), {"allowed_origins": sites})
-    assert after == {"allowed_origins": sites}
+    assert after == {
+        "allowed_origins": [
+            "https://shop.example",
+            "http://localhost:8080",
+            "https://xn--bcher-kva.example",
+        ]
+    }
+
+
+def test_sites_are_kept_as_browsers_send_them_whatever_their_capitals() -> None:
+    # Browsers send Origin in lower case: a site saved as typed never matched it.
+    _, after = edit_settings(
+        default_settings(),
+        {"allowed_origins": [" HTTPS://Shop.Example/ ", "http://LOCALHOST:8080"]},
+    )
+    assert after == {"allowed_origins": ["https://shop.example", "http://localhost:8080"]}
