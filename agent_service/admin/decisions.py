@@ -206,7 +206,39 @@ def create_canned(state: AdminState, tenant: str, cmd: c.CreateCanned) -> Emitte
         raise Rejected("not_found", "a group canned response needs an existing group_id")
     if cmd.scope == "personal" and not cmd.owner_id:
         raise Rejected("invalid_payload", "a personal canned response needs its owner_id")
-    return [(CannedResponseCreated.TYPE, cmd.model_dump(exclude_none=True))]
+    created = cmd.model_dump(exclude_none=True)
+    _check_canned(t, created, cmd.canned_id)
+    return [(CannedResponseCreated.TYPE, created)]
+
+
+def _shelf(canned: dict[str, Any]) -> tuple[str, str | None]:
+    """Where a canned response is offered: the tenant's, one group's, or one agent's own."""
+    scope = str(canned.get("scope", "tenant"))
+    if scope == "group":
+        return scope, canned.get("group_id")
+    if scope == "personal":
+        return scope, canned.get("owner_id")
+    return scope, None
+
+
+def _check_canned(t: TenantAdmin, canned: dict[str, Any], canned_id: str) -> None:
+    """A canned response says something, and its shortcut picks one response where it is
+    offered: two "hello"s (or "hello" and "HELLO") on one shelf made the composer's pick a
+    guess."""
+    for name in ("shortcut", "text"):
+        if not str(canned.get(name, "")).strip():
+            raise Rejected("invalid_payload", f"{name}: a canned response's {name} cannot be empty")
+    shortcut = str(canned["shortcut"]).strip().casefold()
+    for other_id, other in t.canned.items():
+        if (
+            other_id != canned_id
+            and _shelf(other) == _shelf(canned)
+            and str(other.get("shortcut", "")).strip().casefold() == shortcut
+        ):
+            raise Rejected(
+                "already_exists",
+                f"shortcut: {canned['shortcut']!r} is already a canned response here",
+            )
 
 
 def _editable_canned(
@@ -230,6 +262,7 @@ def _editable_canned(
 def update_canned(state: AdminState, tenant: str, cmd: c.UpdateCanned) -> Emitted:
     t = _editable_canned(state, tenant, cmd)
     before, after = _edit(t.canned[cmd.canned_id], cmd.changes, CANNED_EDITABLE)
+    _check_canned(t, {**t.canned[cmd.canned_id], **after}, cmd.canned_id)
     return [
         (CannedResponseUpdated.TYPE, {"canned_id": cmd.canned_id, "before": before, "after": after})
     ]

@@ -227,6 +227,34 @@ class TestGroupsAndCanned:
         assert desk.types == ["canned_response.created"]
         assert desk.published.events[0].stream == "canned:hi"
 
+    async def test_a_shortcut_picks_one_canned_response_where_it_is_offered(self) -> None:
+        """Two "hello"s (or "hello" and "HELLO") on one shelf were both taken."""
+        desk = admin_desk().given(tenant_created(), group_created("sales"))
+        hello = {"canned_id": "h1", "shortcut": "hello", "text": "Hello!"}
+        assert (await desk.when(command("canned_response.create", hello))).ok
+        twin = {**hello, "canned_id": "h2", "shortcut": "HELLO"}
+        refused = await desk.when(command("canned_response.create", twin))
+        assert refused.code == "already_exists" and "HELLO" in (refused.message or "")
+        in_a_group = {**twin, "scope": "group", "group_id": "sales"}  # another shelf
+        assert (await desk.when(command("canned_response.create", in_a_group))).ok
+        other = {"canned_id": "h3", "shortcut": "bye", "text": "Bye!"}
+        assert (await desk.when(command("canned_response.create", other))).ok
+        renamed = {"canned_id": "h3", "changes": {"shortcut": "Hello"}}
+        assert (await desk.when(command("canned_response.update", renamed))).code == (
+            "already_exists"
+        )
+
+    async def test_a_canned_response_says_something(self) -> None:
+        desk = admin_desk().given(tenant_created())
+        blank = {"canned_id": "b", "shortcut": "b", "text": "   "}
+        refused = await desk.when(command("canned_response.create", blank))
+        assert refused.code == "invalid_payload" and "text" in (refused.message or "")
+        assert (await desk.when(command("canned_response.create", {**blank, "text": "Hi"}))).ok
+        emptied = {"canned_id": "b", "changes": {"text": ""}}
+        assert (await desk.when(command("canned_response.update", emptied))).code == (
+            "invalid_payload"
+        )
+
     async def test_a_group_canned_response_needs_an_existing_group(self) -> None:
         desk = admin_desk().given(tenant_created(), group_created("sales"))
         canned = {"canned_id": "hi", "shortcut": "hi", "text": "Hi", "scope": "group"}
