@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from contracts.settings import TenantSettings
+from relaydesk.passwords import MIN_LENGTH
 from tests.admin.helpers import eventually
 from tests.browser.axe import audit_context, describe, serious_violations
 from tests.browser.pages import (
@@ -125,6 +127,32 @@ async def test_business_hours_in_the_wrong_form_get_a_clear_error(system, browse
     assert await hours.get_attribute("aria-invalid") == "true"
     settings = await as_boss(system, "hours", "GET", "/api/admin/settings", None)
     assert settings["business_hours"] is None  # nothing was sent
+
+
+async def test_the_forms_take_what_the_server_takes(system, browser) -> None:
+    """The new agent's password field let 8 characters through (the rule is 12), and
+    "Messages loaded on entering" refused 0 and 501-1000, which the setting allows."""
+    await make_tenant(system, "bounds")
+    page = await admin_login(await browser.new_context(), system, "bounds", "boss")
+    await page.get_by_role("button", name="Agents").click()
+    password = page.get_by_label("Password", exact=True)
+    assert await password.get_attribute("minlength") == str(MIN_LENGTH)
+    await page.get_by_role("button", name="Settings").click()
+    for label, name in (
+        ("Messages loaded on entering", "messages_on_enter"),
+        ("Offer timeout", "offer_timeout_s"),
+        ("Default max chats", "max_chats_default"),
+    ):
+        box = page.get_by_label(label)
+        await box.wait_for(timeout=TIMEOUT_MS)
+        bounds = {
+            key: value
+            for meta in TenantSettings.model_fields[name].metadata
+            for key in ("ge", "le")
+            if (value := getattr(meta, key, None)) is not None
+        }
+        shown = (await box.get_attribute("min"), await box.get_attribute("max"))
+        assert shown == (str(bounds["ge"]), str(bounds["le"])), (label, shown, bounds)
 
 
 async def test_an_agent_is_offered_delete_only_where_they_may_delete(system, browser) -> None:

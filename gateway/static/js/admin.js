@@ -114,7 +114,7 @@ async function agentsSection(reload) {
   const groupNames = new Map(groups.map((g) => [g.group_id, g.name]));
   const editor = el("div", {}); // the agent being edited, when one is
   return [
-    form([field("Name", "name", { required: true }), field("Email", "email", { type: "email", required: true }), field("Password", "password", { type: "password", minlength: "8", required: true }),
+    form([field("Name", "name", { required: true }), field("Email", "email", { type: "email", required: true }), field("Password", "password", { type: "password", minlength: "12", required: true }),
       select("Role", "role", ["agent", "supervisor", "admin"], "agent"), field("Max chats", "max_chats", { type: "number", min: "1", max: "100", value: "5" }), groupPicker(groups)],
     "Add agent", (data, node) => act(session.call("/api/admin/agents", { method: "POST", body: { name: data.get("name"), email: data.get("email"), password: data.get("password"), role: data.get("role"), max_chats: Number(data.get("max_chats")), groups: data.getAll("groups") } }).then(() => node.reset()), "Agent added", reload)),
     editor,
@@ -182,10 +182,10 @@ async function settingsSection(reload) {
   const s = await session.call("/api/admin/settings");
   return form([
     select("Routing mode", "routing_mode", ["broadcast", "round_robin", "least_busy"], s.routing_mode),
-    field("Messages loaded on entering", "messages_on_enter", { type: "number", min: "1", max: "500", value: String(s.messages_on_enter) }),
+    field("Messages loaded on entering", "messages_on_enter", { type: "number", min: "0", max: "1000", value: String(s.messages_on_enter) }),
     // Empty: the installation's default offer timeout (RELAYDESK_OFFER_TIMEOUT_S).
     field("Offer timeout (s; empty = installation default)", "offer_timeout_s", { type: "number", min: "5", max: "3600", value: s.offer_timeout_s ? String(s.offer_timeout_s) : "" }),
-    field("Default max chats", "max_chats_default", { type: "number", min: "1", value: String(s.max_chats_default) }),
+    field("Default max chats", "max_chats_default", { type: "number", min: "1", max: "100", value: String(s.max_chats_default) }),
     field("Allowed sites (comma separated origins)", "allowed_origins", { value: (s.allowed_origins || []).join(", "), placeholder: "https://www.example.com" }),
     field("Time zone", "timezone", { value: s.timezone }),
     // Empty keeps messages for ever; otherwise closed conversations lose their message contents after this many days.
