@@ -62,6 +62,9 @@ def build_router(deps: GatewayDeps) -> APIRouter:
     async def plans(
         agent: AgentPrincipal = Depends(viewers), deps: GatewayDeps = Depends(get_deps)
     ) -> Any:
+        # A tool-mode tenant has no billing at all (docs/billing.md): its account's 404
+        # answers here too, rather than a price list it can never be charged by.
+        await ask_billing(deps, AccountQuery(tenant=agent.tenant))
         return await ask_billing(deps, PlansQuery())
 
     @router.get("/account")

@@ -272,8 +272,10 @@ async def test_tool_mode_tenants_have_no_billing(billing_settings: Settings) -> 
                 == 0
             )
             owner = await bearer(http, "tooly", "boss@tooly.test", "correct horse")
-            response = await http.get("/api/billing/account", headers=owner)
-            assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+            for route in ("/api/billing/account", "/api/billing/plans"):
+                response = await http.get(route, headers=owner)
+                assert response.status_code == 404, route
+                assert response.json()["error"]["code"] == "not_found"
             # No limit applies either: many conversations are routed normally.
             for index in range(4):
                 customer, ack = await new_visitor(system, "tooly", f"t{index}")
