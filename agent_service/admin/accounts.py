@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent_service.admin.decisions import Emitted, existing_tenant
+from agent_service.admin.decisions import Emitted, check_name, existing_tenant
 from agent_service.admin.state import AdminState
 from contracts.commands import admin as c
 from contracts.commands.admin import ConfirmSignUp, SignUp, SubscribeWebhook, UnsubscribeWebhook
@@ -43,6 +43,8 @@ def sign_up(state: AdminState, tenant: str, cmd: c.SignUp, now: datetime | None 
         existing.exists or (existing.pending and not _expired(existing.pending, now))
     ):
         raise Rejected("already_exists", f"tenant {tenant!r} is taken")
+    check_name(cmd.name)  # as tenant.create and agent.create check theirs
+    check_name(cmd.owner_name)
     data = cmd.model_dump()
     data["owner_email"] = normalize_email(cmd.owner_email)
     return [(TenantSignedUp.TYPE, data)]

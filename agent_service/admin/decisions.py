@@ -73,7 +73,7 @@ def create_tenant(state: AdminState, tenant: str, cmd: c.CreateTenant) -> Emitte
         raise Rejected("forbidden", "a tenant is created in its own name")
     if tenant in state.tenants and (state.tenants[tenant].exists or state.tenants[tenant].pending):
         raise Rejected("already_exists", f"tenant {tenant!r} exists")
-    _check_name(cmd.name)
+    check_name(cmd.name)
     return [(TenantCreated.TYPE, cmd.model_dump(exclude_none=True))]
 
 
@@ -85,7 +85,7 @@ def _check_email(email: str) -> str:
     return normalized
 
 
-def _check_name(name: object) -> None:
+def check_name(name: object) -> None:
     if isinstance(name, str) and not name.strip():
         raise Rejected("invalid_payload", "name: a name cannot be empty")
 
@@ -115,7 +115,7 @@ def create_agent(state: AdminState, tenant: str, cmd: c.CreateAgent) -> Emitted:
     if cmd.agent_id in t.agents and not t.agents[cmd.agent_id].removed:
         raise Rejected("already_exists", "agent id taken")
     email = _check_email(cmd.email)  # the form lookup and lockout use
-    _check_name(cmd.name)
+    check_name(cmd.name)
     if t.agent_by_email(email):
         raise Rejected("already_exists", "email taken")
     _check_groups(t, cmd.groups)
@@ -134,7 +134,7 @@ def update_agent(state: AdminState, tenant: str, cmd: c.UpdateAgent) -> Emitted:
         {**agent.public(), "password_hash": agent.password_hash}, cmd.changes, AGENT_EDITABLE
     )
     _check_groups(t, after.get("groups"))
-    _check_name(after.get("name"))
+    check_name(after.get("name"))
     if after.get("role", "owner") != "owner":
         _check_owner_left(t, cmd.agent_id)
     if any(k in after for k in ("role", "groups", "password_hash")):

@@ -74,6 +74,20 @@ class TestTenant:
         reply = await desk.when(command("tenant.sign_up", sign_up))
         assert desk.types == ["command.rejected"] and reply.code == "forbidden"
 
+    async def test_a_sign_up_with_a_blank_name_is_refused(self) -> None:
+        sign_up = {
+            "tenant_id": "acme",
+            "name": "   ",
+            "owner_email": "o@acme.test",
+            "owner_name": "O",
+            "password_hash": "h",
+            "token_hash": "t",
+        }
+        for blank in (sign_up, {**sign_up, "name": "Acme", "owner_name": " "}):
+            desk = admin_desk(mode="saas")
+            reply = await desk.when(command("tenant.sign_up", blank))
+            assert desk.types == ["command.rejected"] and reply.code == "invalid_payload"
+
     async def test_a_plan_the_catalogue_does_not_have_is_refused(self) -> None:
         # billing read "gold" as the default plan: the operator was told it was created
         desk = admin_desk()
