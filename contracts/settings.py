@@ -13,6 +13,7 @@ the rest, so a log written under older rules stays readable.
 
 from collections.abc import Mapping
 from datetime import time
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -198,7 +199,22 @@ def edit_settings(
         where = ".".join(str(part) for part in first["loc"])
         reason = str(first["msg"]).removeprefix("Value error, ")
         raise SettingsRefused(f"{where}: {reason}") from None
+    if "business_hours" in changes:
+        _check_no_overlap(merged["business_hours"])
     return {k: current.get(k) for k in changes}, {k: merged[k] for k in changes}
+
+
+def _check_no_overlap(hours: Mapping[str, Any] | None) -> None:
+    """A day's opening ranges do not overlap: 09:00-12:00 and 11:00-13:00 on one day is a
+    typing mistake the console's "open now" would hide. Checked when a change is decided
+    only (like the sites): hours already on the log stay readable as they were."""
+    for day, ranges in (hours or {}).items():
+        ordered = sorted((start, end) for start, end in ranges)  # "HH:MM" sorts as time
+        for (start, end), (next_start, next_end) in pairwise(ordered):
+            if next_start < end:
+                raise SettingsRefused(
+                    f"business_hours: {day}: {start}-{end} overlaps {next_start}-{next_end}"
+                )
 
 
 def site_origin(site: str) -> str:

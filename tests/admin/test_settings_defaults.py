@@ -64,6 +64,10 @@ def test_routing_and_administration_start_from_the_same_defaults() -> None:
         ({"allowed_origins": ["https://shop.com/cart"]}, "is not a site address"),
         ({"business_hours": {"mon": [["18:00", "09:00"]]}}, "mon: 18:00 is not before 09:00"),
         ({"business_hours": {"monday": []}}, "business_hours days are mon, tue"),
+        (
+            {"business_hours": {"mon": [["11:00", "13:00"], ["09:00", "12:00"]]}},
+            "business_hours: mon: 09:00-12:00 overlaps 11:00-13:00",
+        ),
         ({"business_hours": {"mon": [["9am", "5pm"]]}}, "mon: '9am' is not a time like 09:00"),
         ({"greeting": "x" * 201}, "greeting: String should have at most 200 characters"),
     ],
