@@ -31,6 +31,7 @@ from rstream.exceptions import AuthenticationFailure, SASLError, VirtualHostAcce
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from relaydesk.bus.endpoint import StreamEndpoint, close_quietly, split_urls
+from relaydesk.cancellation import raise_if_cancel_requested
 from relaydesk.settings import Settings
 from relaydesk.store import make_client
 
@@ -139,6 +140,8 @@ async def wait_for_dependencies(service: str, settings: Settings, progress: Prog
     await _until("broker", lambda: broker_answers(settings, service), service, progress)
     if service in NEEDS_STORE and settings.mongo_url:
         await _until("store", lambda: store_answers(settings), service, progress)
+    # A cancel lost by a library's wait_for is one still (relaydesk/cancellation.py).
+    raise_if_cancel_requested()
 
 
 async def _until(
@@ -158,7 +161,7 @@ async def _until(
 
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(Unreachable),
-        wait=wait_exponential_jitter(initial=FIRST_WAIT_S, max=LONGEST_WAIT_S),
+        wait=wait_exponential_jitter(multiplier=FIRST_WAIT_S, max=LONGEST_WAIT_S),
         before_sleep=waiting,
         reraise=True,
     )

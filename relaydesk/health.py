@@ -42,6 +42,7 @@ from starlette.routing import Route
 from contracts import topology as names
 from relaydesk.bus.connection import Bus
 from relaydesk.bus.log_reader import LogReader
+from relaydesk.cancellation import raise_if_cancel_requested
 from relaydesk.dependencies import Misconfigured
 from relaydesk.settings import Settings
 
@@ -274,7 +275,11 @@ class Health:
         self.waiting_for = {"waiting_for": what, "attempt": attempt, "detail": why}
 
     def serving(self, **fields: object) -> None:
-        """The service does its job now: readiness is its checks from here on."""
+        """The service does its job now: readiness is its checks from here on.
+
+        Not when its start was asked to stop and a library's wait lost the cancel on the
+        way (relaydesk/cancellation.py): that start ends here instead of serving."""
+        raise_if_cancel_requested()
         self.phase = "serving"
         self.waiting_for = None
         if self._on_serving is not None:

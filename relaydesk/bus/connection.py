@@ -27,6 +27,7 @@ from relaydesk.bus.failover import FailoverConnection
 from relaydesk.bus.publish_pacing import BatchPacing
 from relaydesk.bus.stream_publisher import Entry, PublishRefused, StreamPublisher
 from relaydesk.bus.topology import declare_core
+from relaydesk.cancellation import raise_if_cancel_requested
 from relaydesk.metrics import (
     EVENTS_PUBLISHED,
     PUBLISH_CONFIRM_SECONDS,
@@ -93,6 +94,20 @@ class Bus:
 
     async def connect(self) -> "Bus":
         self.connection = await self._connect_any_node()
+        try:
+            await self._set_up()
+            # A cancel lost by a library's wait_for (relaydesk/cancellation.py) is one still.
+            raise_if_cancel_requested()
+        except asyncio.CancelledError:
+            # Closed, or its connections go on reconnecting for a start nobody wants.
+            await asyncio.shield(self.close())
+            raise
+        log.info("bus_connected", service=self.service)
+        return self
+
+    async def _set_up(self) -> None:
+        """The core topology, the publisher's channel and the log's stream publisher."""
+        assert self.connection is not None
         setup = await self.connection.channel()
         await declare_core(setup)
         await setup.close()
@@ -109,8 +124,6 @@ class Bus:
                 f"cannot reach RabbitMQ's stream protocol at {endpoint.host}:{endpoint.port} "
                 f"(is the rabbitmq_stream plugin enabled?): {type(exc).__name__}: {exc}"
             ) from exc
-        log.info("bus_connected", service=self.service)
-        return self
 
     async def _connect_any_node(self) -> AbstractRobustConnection:
         """The first node of the list that answers; later reconnects move on by themselves."""
@@ -130,6 +143,10 @@ class Bus:
                 if node == len(urls) - 1:
                     raise
                 log.warning("broker_node_unreachable", node=node, error=type(exc).__name__)
+            except asyncio.CancelledError:
+                # Closed, or the robust connection goes on reconnecting for nobody.
+                await asyncio.shield(connection.close())
+                raise
         raise AssertionError("unreachable: split_urls returns at least one URL")
 
     async def _open_publisher(self) -> None:
