@@ -12,12 +12,17 @@ import structlog
 from aio_pika.abc import AbstractChannel
 from pymongo import AsyncMongoClient
 
-from contracts.envelope import LoggedEvent
+from contracts import derive_event_id
+from contracts.envelope import Envelope, LoggedEvent
+from contracts.events.history import EventsExpired
+from contracts.events.system import SYSTEM_TENANT
 from history_service.batch_activity import BatchActivity
 from history_service.documents import HISTORY_DOCUMENTS
 from history_service.queries import HistoryQueries
+from history_service.retention import HISTORY_ACTOR
 from history_service.writer import CONSUMER, HistoryWriter
 from relaydesk.bus import Bus, LogReader
+from relaydesk.bus.connection import PublishFailed
 from relaydesk.bus.rpc import serve_queries
 from relaydesk.health import Readiness
 from relaydesk.keys import key_ring
@@ -118,6 +123,10 @@ class HistoryService:
 
     async def _follow(self, reader: LogReader) -> None:
         async for batch in reader.batches(max_batch=self._batch_size, linger_s=BATCH_LINGER_S):
+            for first, last in reader.take_expired():
+                # Recorded before the batch after the gap is archived: once the checkpoint
+                # is past it, a restart would not see the gap again.
+                await self._record_expired(first, last)
             with span(
                 "history archive",
                 parent=_trace_of(batch),
@@ -130,6 +139,29 @@ class HistoryService:
             await self._anchor(everyone=False)  # a conversation closed: sign its end now
             async with self.caught_up:
                 self.caught_up.notify_all()
+
+    async def _record_expired(self, first: int, last: int) -> None:
+        """Positions the stream deleted before history read them: their events are in no
+        archive. Said once to whoever watches the log (error line), and for good in the
+        archive itself, where ``relaydesk audit verify`` reports them."""
+        log.error(
+            "history_events_expired",
+            first_position=first,
+            last_position=last,
+            count=last - first + 1,
+            why="history was behind by more than the log stream's retention",
+        )
+        assert self.bus is not None
+        record = expired_record(first, last)
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                await self.bus.publish(record)
+                return
+            except PublishFailed:
+                log.warning("history_expired_record_unpublished", retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
 
     async def _apply_until_done(self, batch: list[LoggedEvent]) -> None:
         # Never skip a batch (that would lose history) and never let the follower die:
@@ -226,3 +258,16 @@ def _trace_of(batch: list[LoggedEvent]) -> dict[str, str] | None:
         return None
     traceparent = next((e.traceparent for e in reversed(batch) if e.traceparent), None)
     return {TRACEPARENT: traceparent} if traceparent else None
+
+
+def expired_record(first: int, last: int) -> Envelope:
+    """The archive's record of positions gone from the log before history read them; the
+    same id for the same range, so a restart that finds the gap again records it once."""
+    return Envelope(
+        id=derive_event_id(SYSTEM_TENANT, "history.expired", f"{first}-{last}"),
+        type=EventsExpired.TYPE,
+        tenant=SYSTEM_TENANT,
+        stream="history:expired",
+        actor=HISTORY_ACTOR,
+        data={"first_position": first, "last_position": last},
+    )

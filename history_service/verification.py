@@ -26,7 +26,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts.events.audit import AuditCheckpoint
-from contracts.events.history import RetentionApplied
+from contracts.events.history import EventsExpired, RetentionApplied
 from contracts.events.system import SYSTEM_TENANT
 from history_service.anchors import checkpoint_message
 from history_service.hash_chain import (
@@ -45,7 +45,7 @@ Scope = Callable[[str, str], bool]  # (tenant, stream) → verified here
 class Finding:
     position: int
     # broken_link | edited | missing | extra | moved | checkpoint_mismatch | unsigned_chain |
-    # bad_signature | ahead_of_history | no_checkpoint
+    # bad_signature | ahead_of_history | no_checkpoint | expired
     kind: str
     tenant: str
     stream: str
@@ -106,6 +106,8 @@ class ArchiveVerifier:
         public_keys: key id → Ed25519 public key (current and previous keys).
         retention: archived ``history.retention_applied`` records (their purges verify).
         scope: which chains are verified (a tenant, a conversation); others are skipped.
+        expired: archived ``history.events_expired`` records: each range is a finding
+            whatever the scope (whose events the deleted positions held is unknown).
     """
 
     def __init__(
@@ -114,8 +116,11 @@ class ArchiveVerifier:
         public_keys: Mapping[str, Ed25519PublicKey],
         retention: Iterable[Mapping[str, Any]] = (),
         scope: Scope = _every,
+        expired: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         self.report = Report()
+        for record in expired:
+            self._expired(record)
         self._scope = scope
         self._retained = {_id_of(doc): retention_record(dict(doc)) for doc in retention}
         self._chains: dict[tuple[str, str], Chain] = {}
@@ -239,6 +244,24 @@ class ArchiveVerifier:
                     )
                 )
             chain.changed_from = None
+
+    def _expired(self, doc: Mapping[str, Any]) -> None:
+        """History's record of positions the log's retention deleted before it read them:
+        each range is a finding of its own (a gap, not a broken chain)."""
+        data = doc.get("data") or {}
+        first, last = int(data["first_position"]), int(data["last_position"])
+        self.report.findings.append(
+            Finding(
+                first,
+                "expired",
+                doc["tenant"],
+                doc["stream"],
+                _id_of(doc),
+                f"positions {first} to {last} ({last - first + 1}) were deleted by the log"
+                " stream's retention before history archived them (history was behind by"
+                " more than the retention): what they held is in no archive",
+            )
+        )
 
     def _find(self, finding: Finding) -> None:
         key = (finding.tenant, finding.stream)
@@ -392,6 +415,10 @@ def nothing_signed(first: Mapping[str, Any], checked: int) -> Finding:
 
 def is_checkpoint(doc: Mapping[str, Any]) -> bool:
     return doc.get("type") == AuditCheckpoint.TYPE
+
+
+def is_expired_record(doc: Mapping[str, Any]) -> bool:
+    return doc.get("type") == EventsExpired.TYPE
 
 
 def is_retention_record(doc: Mapping[str, Any]) -> bool:

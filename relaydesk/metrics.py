@@ -51,6 +51,11 @@ LOG_READER_BUFFERED = Gauge(
     "Entries received from the broker that the reader's service has not taken yet.",
     ["service", "reader"],
 )
+LOG_ENTRIES_EXPIRED = Counter(
+    "relaydesk_log_entries_expired_total",
+    "Log positions a reader came to after the stream's retention had deleted them.",
+    ["service", "reader"],
+)
 PUBLISH_CONFIRM_SECONDS = Histogram(
     "relaydesk_publish_confirm_seconds",
     "From appending a batch of events to the log until the broker confirmed all of them.",

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from contracts.base import EventData, Id
 
@@ -24,4 +24,22 @@ class RetentionApplied(EventData):
     messages: int = Field(ge=0)  # message events whose content is removed
 
 
-MODELS = (RetentionApplied,)
+class EventsExpired(EventData):
+    """Log positions ``first_position``..``last_position`` were gone from the log stream when
+    history came to archive them: it was behind by more than the stream's retention (30 days
+    by default). Whatever they held is in no archive; ``relaydesk audit verify`` reports the
+    range as ``expired`` for every scope, since it cannot know whose events they were.
+    """
+
+    TYPE = "history.events_expired"
+    first_position: int = Field(ge=0)
+    last_position: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _a_range(self) -> "EventsExpired":
+        if self.last_position < self.first_position:
+            raise ValueError("last_position must not be before first_position")
+        return self
+
+
+MODELS = (RetentionApplied, EventsExpired)

@@ -2,7 +2,11 @@
 
 Guarantees: every event at or after ``start`` is yielded once per reader, in log order,
 with its position; after a broker reconnect the reader re-attaches at the position after
-the last one it yielded (never from its original start, never skipping). Bodies that are
+the last one it yielded (never from its original start, never skipping). What the reader
+cannot have is what the stream no longer holds: a reader behind by more than the stream's
+retention (30 days) is handed the oldest entry left, and the positions in between are
+reported (``log_entries_expired``, an error line and a counter) and kept in ``expired`` for
+its owner (history records them in the archive, history_service/service.py). Bodies that are
 not valid envelopes are dead-lettered with a reason and skipped, so one poison event
 cannot stall a consumer. Readers store their own offset together with the state they
 derive (the broker's offset tracking is not used: it could not be written atomically
@@ -38,7 +42,12 @@ from relaydesk.bus.amqp10 import NotAMessage, message_parts
 from relaydesk.bus.codec import decode_envelope
 from relaydesk.bus.connection import Bus
 from relaydesk.bus.log_subscription import Deliver, LogSubscription
-from relaydesk.metrics import LOG_READER_BUFFERED, LOG_READER_LAG_SECONDS, LOG_READER_POSITION
+from relaydesk.metrics import (
+    LOG_ENTRIES_EXPIRED,
+    LOG_READER_BUFFERED,
+    LOG_READER_LAG_SECONDS,
+    LOG_READER_POSITION,
+)
 
 if TYPE_CHECKING:
     from relaydesk.bus.shared_log import SharedLog
@@ -153,6 +162,10 @@ class LogReader:
         # Entries at or below this are not handed out: the last one handed out, or the one
         # before a numeric start (a shared subscription may still be behind it).
         self._after = start - 1 if isinstance(start, int) else -1
+        # Whether the next entry must be ``_after + 1``: from a numeric start, and once one
+        # entry was handed out (a start at "first" or a time takes whatever comes first).
+        self._contiguous = isinstance(start, int)
+        self.expired: list[tuple[int, int]] = []  # (first, last) positions gone from the log
         self.poison_count = 0
 
     @property
@@ -326,6 +339,9 @@ class LogReader:
             return None  # delivered by a subscription that has since been replaced
         if position <= self._after:
             return None  # already handed out (re-delivered, or read by two subscriptions)
+        if self._contiguous and position > self._after + 1:
+            self._expire(self._after + 1, position - 1)
+        self._contiguous = True
         self._after = self.last_position = position
         try:
             body, traceparent = message_parts(raw)
@@ -342,6 +358,25 @@ class LogReader:
         except (ValueError, ValidationError) as exc:
             await self._poison(body, position, str(exc))
             return None
+
+    def _expire(self, first: int, last: int) -> None:
+        """Stream offsets are consecutive: a jump is entries the broker no longer held (its
+        retention deleted their segments before this reader came to them)."""
+        self.expired.append((first, last))
+        count = last - first + 1
+        LOG_ENTRIES_EXPIRED.labels(self._bus.service, self.name).inc(count)
+        log.error(
+            "log_entries_expired",
+            reader=self.name,
+            first_position=first,
+            last_position=last,
+            count=count,
+        )
+
+    def take_expired(self) -> list[tuple[int, int]]:
+        """The ranges found gone since the last call (each reported once)."""
+        taken, self.expired = self.expired, []
+        return taken
 
     async def _poison(self, body: bytes, position: int, reason: str) -> None:
         self.poison_count += 1

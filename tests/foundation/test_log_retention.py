@@ -29,6 +29,22 @@ from tests.system import ConnectorsRunning, running_system
 TENANT = "elder"
 
 
+async def short_lived_log(settings: Settings) -> None:
+    """The log created ahead of the services with a retention of seconds and tiny segments."""
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(
+            names.LOG_STREAM,
+            durable=True,
+            arguments={
+                "x-queue-type": "stream",
+                "x-max-age": "2s",
+                "x-stream-max-segment-size-bytes": 2000,
+            },
+        )
+
+
 async def first_retained(bus: Bus) -> int:
     """The position of the oldest entry the stream still holds."""
     async with LogReader(bus, start="first", name="probe", measured=False) as reader:
@@ -69,19 +85,7 @@ async def account_view(http: httpx.AsyncClient, owner: dict[str, str]) -> dict[s
 async def test_an_account_older_than_the_streams_retention_is_whole_after_a_restart(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        await channel.declare_queue(
-            names.LOG_STREAM,
-            durable=True,
-            arguments={
-                "x-queue-type": "stream",
-                "x-max-age": "2s",
-                "x-stream-max-segment-size-bytes": 2000,
-            },
-        )
-
+    await short_lived_log(settings)
     async with (
         running_system(settings) as system,
         ConnectorsRunning(system.settings),

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.events.audit import AuditCheckpoint
-from contracts.events.history import RetentionApplied
+from contracts.events.history import EventsExpired, RetentionApplied
 from history_service.documents import ArchivedEvent
 from history_service.verification import (
     ArchiveVerifier,
@@ -27,6 +27,7 @@ from history_service.verification import (
     checkpoint_signed,
     compare_with_log,
     is_checkpoint,
+    is_expired_record,
     is_retention_record,
     nothing_signed,
     past_the_log,
@@ -119,6 +120,7 @@ def _file_report(
         public_keys,
         [r for r in export.records if is_retention_record(r)],
         scope_of(export.tenant, export.conversation),
+        [r for r in export.records if is_expired_record(r)],
     )
     for record in sorted(export.records, key=lambda r: r["position"]):
         verifier.feed(record)
@@ -155,11 +157,14 @@ async def verify_online(
             {"type": {"$in": [AuditCheckpoint.TYPE, RetentionApplied.TYPE]}}
         )
         rows = [row async for row in stored_rows(special)] + log.checkpoints
+        # Not only the tenant's: a range the log deleted unread may have held its events.
+        expired = e.find(e.type == EventsExpired.TYPE)
         verifier = ArchiveVerifier(
             [r for r in rows if is_checkpoint(r)],
             public_keys,
             [r for r in rows if is_retention_record(r)],
             scope,
+            [row async for row in stored_rows(expired)],
         )
         split = ArchiveSplit(settled_up_to, top, log.first)
         query = e.find(*tenant_only, batch_size=1000)
