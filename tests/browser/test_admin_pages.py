@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import expect
 
 from contracts.settings import TenantSettings
 from relaydesk.passwords import MIN_LENGTH
@@ -272,3 +273,99 @@ async def test_the_admin_pages_have_no_serious_accessibility_violations(system, 
     assert not any(found.values()), "\n".join(
         f"{section}:\n{describe(violations)}" for section, violations in found.items() if violations
     )
+
+
+async def group_named(system: RunningSystem, tenant: str, name: str) -> list[dict[str, Any]]:
+    groups = await as_boss(system, tenant, "GET", "/api/admin/groups", None)
+    return [g for g in groups if g["name"] == name]
+
+
+async def test_deleting_a_group_asks_first_naming_the_group_and_its_members(
+    system, browser
+) -> None:
+    """Delete removed the group at once, on one click, its members' permissions with it."""
+    await make_tenant(system, "delgroup", "dave")
+    made = await as_boss(
+        system,
+        "delgroup",
+        "POST",
+        "/api/admin/groups",
+        {"name": "Night shift", "permissions": ["see_history"]},
+        expect=201,
+    )
+    agents = await as_boss(system, "delgroup", "GET", "/api/admin/agents", None)
+    [dave] = [a for a in agents if a["email"] == "dave@delgroup.test"]
+    await as_boss(
+        system,
+        "delgroup",
+        "PATCH",
+        f"/api/admin/agents/{dave['agent_id']}",
+        {"groups": [made["group_id"]]},
+    )
+    page = await admin_login(await browser.new_context(), system, "delgroup", "boss")
+    await page.get_by_role("button", name="Permission groups").click()
+    row = page.get_by_role("row").filter(has_text="Night shift")
+    await row.get_by_role("button", name="Delete").click()
+
+    dialog = page.get_by_role("dialog", name="Delete group “Night shift”?")
+    await expect(dialog).to_be_visible(timeout=TIMEOUT_MS)
+    await expect(dialog).to_contain_text("1 member")
+    await expect(dialog).to_contain_text("lose")
+    await expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    await dialog.get_by_role("button", name="Cancel").click()
+    await expect(dialog).to_be_hidden()
+    await expect(row.get_by_role("button", name="Delete")).to_be_focused()
+    assert await group_named(system, "delgroup", "Night shift")
+    await expect(row).to_be_visible()
+
+    await row.get_by_role("button", name="Delete").click()
+    await dialog.get_by_role("button", name="Delete group").click()
+    await expect(row).to_have_count(0, timeout=TIMEOUT_MS)
+    assert not await group_named(system, "delgroup", "Night shift")
+
+
+async def test_every_destructive_admin_action_asks_first(system, browser) -> None:
+    """Removing an agent asked with the browser's own confirm(); deleting a canned response
+    or a webhook did not ask at all. Each now asks in the page's dialog, Cancel keeping it."""
+    await make_tenant(system, "asks", "dave")
+    await add_canned(system, "asks", "hours", "We are open 9 to 5.")
+    await as_boss(
+        system,
+        "asks",
+        "POST",
+        "/api/admin/webhooks",
+        {"url": "https://hooks.example.com/relaydesk", "event_types": ["message.sent"]},
+        expect=201,
+    )
+    context = await browser.new_context()
+    page = await admin_login(context, system, "asks", "boss")
+    native: list[str] = []
+
+    async def dismiss(asked) -> None:  # type: ignore[no-untyped-def]
+        native.append(asked.message)  # the browser's own confirm(): counted, and answered No
+        await asked.dismiss()
+
+    page.on("dialog", dismiss)
+    for section, row_text, button, question in (
+        ("Agents", "dave@asks.test", "Remove", "Remove Dave?"),
+        ("Canned responses", "/hours", "Delete", "Delete canned response /hours?"),
+        ("Webhooks", "hooks.example.com", "Remove", "Remove webhook"),
+    ):
+        await page.get_by_role("button", name=section, exact=True).click()
+        row = page.get_by_role("row").filter(has_text=row_text)
+        await row.get_by_role("button", name=button).click()
+        dialog = page.get_by_role("dialog", name=question)
+        await expect(dialog).to_be_visible(timeout=TIMEOUT_MS)
+        await dialog.get_by_role("button", name="Cancel").click()
+        await expect(dialog).to_be_hidden()
+        await expect(row).to_be_visible()
+    assert native == []
+    assert any(a["email"] == "dave@asks.test" for a in await agents_of(system, "asks"))
+    assert await as_boss(system, "asks", "GET", "/api/admin/webhooks", None)
+    canned = await as_boss(system, "asks", "GET", "/api/canned", None)
+    assert [c["shortcut"] for c in canned] == ["hours"]
+
+
+async def agents_of(system: RunningSystem, tenant: str) -> list[dict[str, Any]]:
+    agents: list[dict[str, Any]] = await as_boss(system, tenant, "GET", "/api/admin/agents", None)
+    return agents

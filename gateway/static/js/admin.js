@@ -106,6 +106,24 @@ async function act(promise, message, reload) {
   reload();
 }
 
+/** Asks ``question`` in the page's dialog (admin.html), saying what follows, before anything
+ * is deleted or removed: resolves true only for the confirm button. A modal <dialog> keeps
+ * focus inside, Escape cancels, and focus goes back to the button that asked. */
+function confirmed(question, consequence, confirmLabel) {
+  const dialog = $("confirm-dialog");
+  $("confirm-title").textContent = question;
+  $("confirm-text").textContent = consequence;
+  dialog.querySelector("button[value=ok]").textContent = confirmLabel;
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true }));
+}
+
+/** A Delete/Remove button that runs ``action`` only once the person confirms (see confirmed). */
+function dangerButton(label, question, consequence, confirmLabel, action) {
+  return el("button", { class: "btn small danger", type: "button", onclick: async () => (await confirmed(question, consequence, confirmLabel)) && action() }, label);
+}
+
 // --- sections ----------------------------------------------------------------------
 
 async function agentsSection(reload) {
@@ -120,7 +138,8 @@ async function agentsSection(reload) {
     editor,
     table(["Name", "Email", "Role", "Groups", "Status", ""], agents.map((a) => [a.name, a.email, a.role, (a.groups || []).map((g) => groupNames.get(g) || g).join(", "), live.get(a.agent_id)?.status || "offline",
       el("span", { style: "display:inline-flex;gap:6px" }, el("button", { class: "btn small", type: "button", "aria-label": `Edit ${a.name}`, onclick: () => editAgent(editor, a, groups, reload) }, "Edit"),
-        a.role === "owner" ? "" : el("button", { class: "btn small danger", type: "button", onclick: () => confirm(`Remove ${a.name}?`) && act(session.call(`/api/admin/agents/${a.agent_id}`, { method: "DELETE" }), "Agent removed", reload) }, "Remove"))])),
+        a.role === "owner" ? "" : dangerButton("Remove", `Remove ${a.name}?`, `${a.name} (${a.email}) is signed out and can no longer sign in.`, "Remove agent",
+          () => act(session.call(`/api/admin/agents/${a.agent_id}`, { method: "DELETE" }), "Agent removed", reload)))])),
   ];
 }
 
@@ -152,14 +171,22 @@ function editAgent(editor, agent, groups, reload) {
 }
 
 async function groupsSection(reload) {
-  const groups = await session.call("/api/admin/groups");
+  const [groups, agents] = await Promise.all([session.call("/api/admin/groups"), session.call("/api/admin/agents").catch(() => null)]);
+  // What deleting a group does to the agents in it, said before it is done.
+  const whatHappens = (g) => {
+    if (!agents) return "Its members lose the permissions it gives them.";
+    const members = agents.filter((a) => (a.groups || []).includes(g.group_id)).map((a) => a.name);
+    if (!members.length) return "No agent is in this group.";
+    return `Its ${members.length} ${members.length === 1 ? "member" : "members"} (${members.join(", ")}) stay agents but lose the permissions it gives them.`;
+  };
   const boxes = el("fieldset", { class: "card", style: "grid-column:1/-1" }, el("legend", {}, "Permissions"),
     PERMISSIONS.map((p) => el("label", { style: "flex-direction:row;align-items:center;display:inline-flex;margin-right:14px" }, el("input", { type: "checkbox", name: "permissions", value: p }), p)));
   return [
     form([field("Group name", "name", { required: true }), boxes], "Create group",
       (data, node) => act(session.call("/api/admin/groups", { method: "POST", body: { name: data.get("name"), permissions: data.getAll("permissions") } }).then(() => node.reset()), "Group created", reload)),
     table(["Name", "Permissions", ""], groups.map((g) => [g.name, (g.permissions || []).join(", ") || "—",
-      el("button", { class: "btn small danger", type: "button", onclick: () => act(session.call(`/api/admin/groups/${g.group_id}`, { method: "DELETE" }), "Group deleted", reload) }, "Delete")])),
+      dangerButton("Delete", `Delete group “${g.name}”?`, whatHappens(g), "Delete group",
+        () => act(session.call(`/api/admin/groups/${g.group_id}`, { method: "DELETE" }), "Group deleted", reload))])),
   ];
 }
 
@@ -173,7 +200,8 @@ async function cannedSection(reload) {
     // listed), shared ones with edit_shared_canned.
     table(["Shortcut", "Text", "Scope", "Used", ""], canned.map((c) => [`/${c.shortcut}`, c.text, c.scope, String(c.uses ?? 0),
       c.scope === "personal" || session.can("edit_shared_canned")
-        ? el("button", { class: "btn small danger", type: "button", onclick: () => act(session.call(`/api/canned/${c.canned_id}`, { method: "DELETE" }), "Deleted", reload) }, "Delete")
+        ? dangerButton("Delete", `Delete canned response /${c.shortcut}?`, c.scope === "personal" ? "You can no longer insert it." : "Nobody can insert it any more.", "Delete response",
+          () => act(session.call(`/api/canned/${c.canned_id}`, { method: "DELETE" }), "Deleted", reload))
         : ""])),
   ];
 }
@@ -256,7 +284,8 @@ async function connectorsSection(reload) {
     }),
     table(["Id", "Platform", "Settings", "Secrets set", "Status", ""], connectors.map((c) => [c.connector_id, c.platform, JSON.stringify(c.public_config || {}), (c.secrets_set || []).join(", ") || "—", c.paused ? "paused" : c.status || "",
       [pauseButton("connectors", c.connector_id, c.paused, "Connector", reload),
-        el("button", { class: "btn small danger", type: "button", onclick: () => act(session.call(`/api/admin/connectors/${c.connector_id}`, { method: "DELETE" }), "Connector removed", reload) }, "Remove")]])),
+        dangerButton("Remove", `Remove connector ${c.connector_id}?`, "Replies not yet sent through it are never sent.", "Remove connector",
+          () => act(session.call(`/api/admin/connectors/${c.connector_id}`, { method: "DELETE" }), "Connector removed", reload))]])),
   ];
 
 }
@@ -272,7 +301,8 @@ async function webhooksSection(reload) {
   return [
     el("p", { class: "muted" }, "A paused subscription delivers nothing; on resume it delivers what was published meanwhile, in order. Imported subscriptions start paused."),
     table(["Id", "URL", "Event types", "Status", ""], hooks.map((h) => [h.subscription_id, h.url, h.event_types.join(", "), h.paused ? "paused" : "active",
-      [pauseButton("webhooks", h.subscription_id, h.paused, "Webhook", reload), el("button", { class: "btn small danger", type: "button", onclick: () => act(session.call(`/api/admin/webhooks/${encodeURIComponent(h.subscription_id)}`, { method: "DELETE" }), "Webhook removed", reload) }, "Remove")]])),
+      [pauseButton("webhooks", h.subscription_id, h.paused, "Webhook", reload), dangerButton("Remove", `Remove webhook ${h.url}?`, "Events are no longer delivered to it.", "Remove webhook",
+        () => act(session.call(`/api/admin/webhooks/${encodeURIComponent(h.subscription_id)}`, { method: "DELETE" }), "Webhook removed", reload))]])),
   ];
 }
 
