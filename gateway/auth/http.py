@@ -1,6 +1,7 @@
 """FastAPI dependencies: who is calling, and may they do this.
 
-Errors are JSON ``{"error": {"code", "message"}}`` with 401 (no/invalid token) or 403.
+Errors are JSON ``{"error": {"code", "message"}}`` with 401 (no/invalid token) or 403;
+``field`` too where one field of the body is at fault.
 """
 
 from collections.abc import Awaitable, Callable
@@ -13,12 +14,21 @@ from gateway.deps import GatewayDeps
 
 
 class ApiError(HTTPException):
+    """``field``: the body field at fault, when one is (a form shows the message next to it)."""
+
     def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        field: str | None = None,
     ) -> None:
-        super().__init__(
-            status_code=status, detail={"code": code, "message": message}, headers=headers
-        )
+        detail = {"code": code, "message": message}
+        if field is not None:
+            detail["field"] = field
+        super().__init__(status_code=status, detail=detail, headers=headers)
+        self.code, self.message = code, message
 
 
 def get_deps(request: Request) -> GatewayDeps:

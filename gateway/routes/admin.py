@@ -42,6 +42,7 @@ from contracts.queries.admin import (
     WebhooksListQuery,
 )
 from contracts.queries.agent import AgentsStatusQuery
+from contracts.settings import SETTING_KEYS
 from gateway.auth.http import ApiError, get_deps, require_agent
 from gateway.auth.permissions import (
     EDIT_SHARED_CANNED,
@@ -178,8 +179,16 @@ def allowed_password(password: str, *context: str) -> str:
     """``password`` when the password rule (docs/security.md, 10) allows it, else a 400."""
     problem = password_problem(password, context=context)
     if problem is not None:
-        raise ApiError(400, "invalid_payload", problem)
+        raise ApiError(400, "invalid_payload", problem, field="password")
     return password
+
+
+def setting_at_fault(message: str) -> str | None:
+    """The setting a refused settings change names first: contracts/settings.py says
+    ``"timezone: unknown time zone 'Mars'"`` (or ``business_hours.mon.0: …``); ``None`` for a
+    refusal about no one setting (``cannot change colour: …``)."""
+    name = message.partition(":")[0].partition(".")[0]
+    return name if name in SETTING_KEYS else None
 
 
 # Who may grant which role or permission, and change whom, is decided by the admin service
@@ -334,9 +343,20 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        result = await admin_command(
-            deps, agent, UpdateSettings.TYPE, "tenant", {"changes": changes}
-        )
+        try:
+            result = await admin_command(
+                deps, agent, UpdateSettings.TYPE, "tenant", {"changes": changes}
+            )
+        except ApiError as refused:
+            # The admin service's refusal is its message only: name the setting for the form.
+            at_fault = (
+                setting_at_fault(refused.message) if refused.code == "invalid_payload" else None
+            )
+            if at_fault is None:
+                raise
+            raise ApiError(
+                refused.status_code, refused.code, refused.message, field=at_fault
+            ) from None
         # The log will tell every gateway; this one forgets at once so its next read is fresh.
         deps.tenant_settings.forget(agent.tenant)
         return result

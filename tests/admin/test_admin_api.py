@@ -283,6 +283,8 @@ async def test_bad_settings_and_webhooks_are_refused_with_a_clear_error(
                 refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_payload"
             ), refused.text
             assert field in refused.json()["error"]["message"]
+            # The form shows it next to the setting; "colour" is none of them.
+            assert refused.json()["error"].get("field") == (None if field == "colour" else field)
         good = {
             "timezone": "Europe/Paris",
             "business_hours": {"mon": [["09:00", "17:30"]]},

@@ -5,6 +5,7 @@ its own tenant.
 """
 
 import asyncio
+import re
 from typing import Any
 
 import httpx
@@ -120,12 +121,13 @@ async def test_business_hours_in_the_wrong_form_get_a_clear_error(system, browse
     hours = page.get_by_label("Business hours")
     await hours.fill("mon 9-17")
     await page.get_by_role("button", name="Save settings").click()
-    error = page.get_by_role("alert").filter(has_text="Business hours")
-    await error.wait_for(timeout=TIMEOUT_MS)
-    text = await error.inner_text()
+    # Next to the field, as its description (besides the hint it already had)
+    await expect(hours).to_have_attribute("aria-invalid", "true", timeout=TIMEOUT_MS)
+    await expect(hours).to_be_focused()
+    text = await field_error(hours)
     assert "not in the expected form" in text and '{"mon": [["09:00", "17:00"]]' in text, text
     assert "JSON" not in text and "token" not in text, text
-    assert await hours.get_attribute("aria-invalid") == "true"
+    await expect(hours).to_have_accessible_description(re.compile("^Days mon … sun.*expected form"))
     settings = await as_boss(system, "hours", "GET", "/api/admin/settings", None)
     assert settings["business_hours"] is None  # nothing was sent
 
@@ -273,6 +275,55 @@ async def test_the_admin_pages_have_no_serious_accessibility_violations(system, 
     assert not any(found.values()), "\n".join(
         f"{section}:\n{describe(violations)}" for section, violations in found.items() if violations
     )
+
+
+async def field_error(control: Any) -> str:
+    """The error shown for a form field: the element its aria-describedby names last, which
+    must sit inside the field's own label (next to the field, not at the top of the form)."""
+    described_by = (await control.get_attribute("aria-describedby") or "").split()
+    assert described_by, "the field names no description"
+    message = control.page.locator(f"[id='{described_by[-1]}']")
+    label = control.locator("xpath=ancestor::label")
+    assert await label.locator(f"[id='{described_by[-1]}']").count() == 1, "not next to the field"
+    text: str = await message.inner_text()
+    return text
+
+
+async def test_a_setting_the_server_refuses_is_shown_next_to_its_field(system, browser) -> None:
+    """The server's refusal ("timezone: unknown time zone ...") was shown in the alert at the
+    foot of the form, far from the field it is about, and nothing marked the field."""
+    await make_tenant(system, "badzone")
+    page = await admin_login(await browser.new_context(), system, "badzone", "boss")
+    await page.get_by_role("button", name="Settings").click()
+    zone = page.get_by_label("Time zone")
+    await zone.fill("Mars/Olympus")
+    await page.get_by_role("button", name="Save settings").click()
+    await expect(zone).to_have_attribute("aria-invalid", "true", timeout=TIMEOUT_MS)
+    await expect(zone).to_be_focused()
+    assert "unknown time zone" in await field_error(zone)
+    await expect(zone).to_have_accessible_name("Time zone")  # the message is not its name
+    await expect(zone).to_have_accessible_description(re.compile("unknown time zone"))
+    await expect(page.get_by_role("alert").filter(has_text="time zone")).to_have_count(0)
+    # Editing the field clears its error; the corrected value saves.
+    await zone.fill("Europe/Paris")
+    await expect(zone).not_to_have_attribute("aria-invalid", "true")
+    await expect(zone).to_have_accessible_description("")
+    await page.get_by_role("button", name="Save settings").click()
+    await page.get_by_role("status").filter(has_text="Settings saved").wait_for(timeout=TIMEOUT_MS)
+    settings = await as_boss(system, "badzone", "GET", "/api/admin/settings", None)
+    assert settings["timezone"] == "Europe/Paris"
+
+
+async def test_a_refusal_about_no_one_field_stays_in_the_form_alert(system, browser) -> None:
+    await make_tenant(system, "dupgroup")
+    await as_boss(system, "dupgroup", "POST", "/api/admin/groups", {"name": "Support"}, expect=201)
+    page = await admin_login(await browser.new_context(), system, "dupgroup", "boss")
+    await page.get_by_role("button", name="Permission groups").click()
+    await page.get_by_label("Group name").fill("support")
+    await page.get_by_role("button", name="Create group").click()
+    form = page.locator("form").filter(has=page.get_by_role("button", name="Create group"))
+    await expect(form.get_by_role("alert")).to_contain_text("exists", timeout=TIMEOUT_MS)
+    await expect(form.locator("[aria-invalid]")).to_have_count(0)
 
 
 async def group_named(system: RunningSystem, tenant: str, name: str) -> list[dict[str, Any]]:

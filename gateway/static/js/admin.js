@@ -75,26 +75,53 @@ class FieldError extends Error {
 }
 
 function form(fields, submitLabel, onSubmit) {
-  // Errors stay in the form (an alert next to the button, the field marked invalid) until the
-  // next try, rather than in a toast that is gone before it is read.
+  // Errors stay in the form until the next try, rather than in a toast that is gone before it
+  // is read: next to the field they are about when one is named (a FieldError here, `field`
+  // in the server's answer), else in the alert by the button.
   const problem = el("p", { class: "error form-error", role: "alert" });
   const node = el("form", { class: "card form-grid" }, fields, el("button", { class: "btn primary", type: "submit" }, submitLabel), problem);
+  let clearFieldError = () => {};
   node.addEventListener("submit", async (event) => {
     event.preventDefault();
     problem.textContent = "";
-    node.querySelectorAll("[aria-invalid]").forEach((f) => f.removeAttribute("aria-invalid"));
+    clearFieldError();
     try {
       await onSubmit(new FormData(node), node);
     } catch (error) {
-      problem.textContent = error.message;
       const culprit = error.field && node.elements.namedItem(error.field);
-      if (culprit) {
-        culprit.setAttribute("aria-invalid", "true");
-        culprit.focus();
-      }
+      if (culprit instanceof HTMLElement) clearFieldError = showFieldError(culprit, error.message);
+      else problem.textContent = error.message;
     }
   });
   return node;
+}
+
+let fieldErrors = 0; // for ids unique in the page
+
+/** Shows ``message`` under ``control`` (inside its label), marks the control invalid and
+ * described by the message, and moves focus to it, where a screen reader reads both. Returns
+ * the undo, also run when the person edits the field. */
+function showFieldError(control, message) {
+  const id = `field-error-${++fieldErrors}`;
+  // aria-hidden: inside the label it would otherwise become part of the field's name; it
+  // still reaches assistive technology, as the field's description (aria-describedby).
+  const note = el("span", { class: "error field-error", id, "aria-hidden": "true" }, message);
+  const hint = control.getAttribute("aria-describedby"); // a help text the field already has
+  const label = control.closest("label");
+  if (label) label.append(note);
+  else control.after(note);
+  control.setAttribute("aria-invalid", "true");
+  control.setAttribute("aria-describedby", hint ? `${hint} ${id}` : id);
+  const clear = () => {
+    note.remove();
+    control.removeAttribute("aria-invalid");
+    if (hint) control.setAttribute("aria-describedby", hint);
+    else control.removeAttribute("aria-describedby");
+    control.removeEventListener("input", clear);
+  };
+  control.addEventListener("input", clear);
+  control.focus();
+  return clear;
 }
 
 const field = (label, name, attributes = {}) => el("label", {}, label, el("input", { name, ...attributes }));

@@ -281,7 +281,8 @@ export async function api(base, path, { method = "GET", token, body, headers = {
   const data = text ? JSON.parse(text) : null;
   if (!response.ok) {
     const error = (data && data.error) || { code: "http_" + response.status, message: response.statusText };
-    throw Object.assign(new Error(error.message), { code: error.code, status: response.status });
+    // field: the body field at fault, when the server names one (a form shows it there).
+    throw Object.assign(new Error(error.message), { code: error.code, status: response.status, field: error.field });
   }
   return data;
 }
