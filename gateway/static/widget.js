@@ -205,7 +205,7 @@
       this.conversationId = session.conversation_id || null;
       this.socket = new this.lib.RelaySocket({
         url: this.base.replace(/^http/, "ws") + "/ws", token: () => this.token, storage: localStorage, storageKey: this.storageKey,
-        onEvent: (event) => this.onEvent(event), onState: (state, detail) => this.onSocketState(state, detail), onResync: () => this.loadHistory(),
+        onEvent: (event, position) => this.onEvent(event, false, position), onState: (state, detail) => this.onSocketState(state, detail), onResync: () => this.loadHistory(),
       }).start();
       if (this.conversationId) {
         this.showConversation();
@@ -233,7 +233,7 @@
       if (this.conversationId !== id) return;
       if (items.length && (this.oldestPosition === null || items[0].position < this.oldestPosition)) this.oldestPosition = items[0].position;
       this.el.earlier.hidden = this.oldestPosition === null;
-      for (const item of items) this.onEvent(item.event, true);
+      for (const item of items) this.onEvent(item.event, true, item.position);
     }
 
     // The page before the oldest message shown (the first read has the tenant's
@@ -254,7 +254,7 @@
       this.oldestPosition = items[0].position;
       this.earlierNodes = [];
       try {
-        for (const item of items) this.onEvent(item.event, true);
+        for (const item of items) this.onEvent(item.event, true, item.position);
       } finally {
         this.el.earlier.after(...this.earlierNodes);
         this.earlierNodes = null;
@@ -375,7 +375,9 @@
       }
     }
 
-    onEvent(event, fromHistory = false) {
+    // `position`: the event's place in the log (the socket frame's, or the history item's);
+    // messages are drawn in that order whichever of the two brought them first.
+    onEvent(event, fromHistory = false, position = null) {
       const data = event.data || {};
       if (data.conversation_id && this.conversationId && data.conversation_id !== this.conversationId) return;
       if (STATE_EVENTS.has(event.type) && data.conversation_id) this.rememberState(event);
@@ -386,11 +388,11 @@
             this.agentAway = false;
             this.setStatus(`${data.author_name || "An agent"} is here to help`);
           }
-          return this.renderMessage(data, false, fromHistory);
+          return this.renderMessage(data, false, fromHistory, position);
         case "message.attachment_sent":
-          return this.renderMessage({ ...data, body: `📎 ${data.filename}` }, false, fromHistory);
+          return this.renderMessage({ ...data, body: `📎 ${data.filename}` }, false, fromHistory, position);
         case "message.system":
-          if (!this.shown.has(data.message_id)) { this.shown.add(data.message_id); this.renderSystem(data.text); }
+          if (!this.shown.has(data.message_id)) { this.shown.add(data.message_id); this.renderSystem(data.text, position); }
           return;
         case "conversation.requested":
           if (!this.conversationId) this.conversationId = data.conversation_id;
@@ -437,9 +439,14 @@
       }
     }
 
-    renderMessage(data, pending = false, fromHistory = false) {
+    renderMessage(data, pending = false, fromHistory = false, position = null) {
       if (!pending) {
-        if (this.shown.has(data.message_id)) return;
+        if (this.shown.has(data.message_id)) {
+          // Our own message, confirmed by its ack before its event came: it learns its place now.
+          const confirmed = this.root.querySelector(`.msg[data-id="${CSS.escape(data.message_id)}"]`);
+          if (confirmed && !confirmed.dataset.position && position !== null) confirmed.dataset.position = String(position);
+          return;
+        }
         this.shown.add(data.message_id);
         // Our own message, shown as pending when typed: the event (which may come before
         // the ack) adopts that bubble, matched by the client timestamp it carries.
@@ -447,6 +454,7 @@
         if (mine) {
           mine.classList.remove("pending");
           mine.dataset.id = data.message_id;
+          if (position !== null) mine.dataset.position = String(position);
           return;
         }
       }
@@ -465,21 +473,23 @@
         bubble.appendChild(who);
       }
       bubble.appendChild(document.createTextNode(data.body)); // text, never HTML
-      this.append(bubble);
+      this.place(bubble, position);
       if (this.earlierNodes) return; // read receipts and the unread badge follow the latest messages only
-      if (data.author_kind === "customer") this.lastOwnMessage = bubble;
-      else {
+      // A history item drawn under a message that came live is not the latest one of its kind.
+      if (data.author_kind === "customer") {
+        if (this.latestOfItsKind(bubble, ".msg.customer")) this.lastOwnMessage = bubble;
+      } else if (this.latestOfItsKind(bubble, ".msg:not(.customer)")) {
         this.el.typing.textContent = "";
         this.lastAgentMessageId = data.message_id;
         if (!fromHistory) this.notifyIncoming();
       }
     }
 
-    renderSystem(text) {
+    renderSystem(text, position = null) {
       const line = document.createElement("div");
       line.className = "system";
       line.textContent = text;
-      this.append(line);
+      this.place(line, position);
     }
 
     renderReceipt() {
@@ -488,15 +498,35 @@
       const receipt = document.createElement("div");
       receipt.className = "receipt";
       receipt.textContent = "Read";
+      // at its message's place: a message after it in the log goes below the receipt
+      if (this.lastOwnMessage.dataset.position) receipt.dataset.position = this.lastOwnMessage.dataset.position;
       this.lastOwnMessage.after(receipt);
     }
 
-    append(node) {
+    // In log order, not in the order they arrived: after a reload the socket resumes at
+    // once and a live message can come before the history answer, whose messages belong
+    // above it. A node without a position (a message of ours not on the log yet) goes last,
+    // since whatever it becomes on the log comes after every event seen so far.
+    place(node, position) {
+      if (position !== null && position !== undefined) node.dataset.position = String(position);
       if (this.earlierNodes) return this.earlierNodes.push(node); // an earlier page, drawn above
       const log = this.el.log;
       const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
-      log.appendChild(node);
+      if (!node.dataset.position) log.appendChild(node);
+      else {
+        // after the last node placed before it (nodes without a position are passed over)
+        let after = this.el.earlier;
+        for (let child = log.lastElementChild; child && child !== this.el.earlier; child = child.previousElementSibling) {
+          if (child.dataset.position && Number(child.dataset.position) < position) { after = child; break; }
+        }
+        after.after(node);
+      }
       if (atBottom || node.classList.contains("customer")) log.scrollTop = log.scrollHeight;
+    }
+
+    latestOfItsKind(node, selector) {
+      for (let next = node.nextElementSibling; next; next = next.nextElementSibling) if (next.matches(selector)) return false;
+      return true;
     }
 
     notifyIncoming() {

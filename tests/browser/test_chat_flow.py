@@ -429,3 +429,51 @@ async def test_a_reloaded_widget_pages_back_to_the_first_message(system, browser
     await earlier.wait_for(state="hidden", timeout=TIMEOUT_MS)
     assert await shown.all_inner_texts() == texts
     await agent.close()
+
+
+async def test_a_message_arriving_while_a_reloaded_widget_reads_history_is_drawn_last(
+    system, browser
+) -> None:
+    """After a reload mid-chat, a message that came over the socket before the history answer
+    was drawn above the whole restored conversation (each was appended as it arrived); the
+    widget places messages by their log position."""
+    await make_tenant(system, "reloadrace")
+    agent = await online_agent(system, "reloadrace", "Rita")
+    demo = await open_demo(await browser.new_context(), system, "reloadrace")
+    chat = widget(demo)
+    await start_chat(demo, "Ola")
+    conversation_id = await accept_next(agent)
+    await customer_says(demo, "My order is late")
+    await chat.locator(".msg.customer:not(.pending)").wait_for(timeout=TIMEOUT_MS)
+    steps = [f"Step {n}" for n in range(1, 4)]
+    for step in steps:  # one after another: their order is the log's
+        assert (await agent.op("send", conversation_id=conversation_id, body=step))["t"] == "ack"
+    await chat.locator(".msg").filter(has_text="Step 3").wait_for(timeout=TIMEOUT_MS)
+
+    # The reloaded widget's history read is held until the agent's next message was drawn.
+    asked, release = asyncio.Event(), asyncio.Event()
+
+    async def held_history(route) -> None:  # type: ignore[no-untyped-def]
+        asked.set()
+        await release.wait()
+        await route.continue_()
+
+    await demo.route(lambda url: "/messages" in url, held_history)
+    await demo.reload()
+    await chat.get_by_role("button", name="Open chat").click()
+    await asyncio.wait_for(asked.wait(), timeout=TIMEOUT_MS / 1000)
+    sent = await agent.op("send", conversation_id=conversation_id, body="Sent during the reload")
+    assert sent["t"] == "ack", sent
+    shown = chat.locator(".msg")
+    await shown.filter(has_text="Sent during the reload").wait_for(timeout=TIMEOUT_MS)
+    assert await shown.count() == 1  # the history answer is still held
+    release.set()
+    await shown.filter(has_text="Step 1").wait_for(timeout=TIMEOUT_MS)
+    await demo.unroute(lambda url: "/messages" in url, held_history)
+
+    texts = await shown.all_inner_texts()
+    expected = ["My order is late", *(f"Rita\n{s}" for s in steps), "Rita\nSent during the reload"]
+    assert texts == expected, texts
+    lines = await chat.locator(".msg, .system").all_inner_texts()
+    assert lines[-1] == "Rita\nSent during the reload", lines
+    await agent.close()
