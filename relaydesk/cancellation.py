@@ -15,7 +15,10 @@ import asyncio
 
 def cancel_requested() -> bool:
     """True when the running task was asked to stop, whether or not a wait noticed."""
-    task = asyncio.current_task()
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # called outside a running loop: no task to have been cancelled
+        return False
     return task is not None and task.cancelling() > 0
 
 
