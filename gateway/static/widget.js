@@ -100,7 +100,10 @@
         composer: $(".composer"), input: $(".composer textarea"), send: $(".composer .primary"), stars: $(".stars"),
       };
       this.bind();
-      if (this.config.open) this.toggle(true);
+      // Open as the customer left it: a reload or the shop's next page mid-chat must not fold
+      // the conversation away behind the bubble (data-open="true" opens it the first time).
+      const left = this.store("open");
+      if (left === "1" || (left === null && this.config.open)) this.toggle(true, { restoring: true });
       this.startSession().catch((error) => (error.status === 403 ? this.showBlocked() : this.setStatus(`Chat unavailable: ${error.message}`)));
     }
 
@@ -166,15 +169,18 @@
       });
     }
 
-    toggle(open = this.el.panel.hidden) {
+    // `restoring`: opened by the page's load, not by the customer: focus stays where the page
+    // puts it (a field of the shop's own must not lose it to the chat on every page).
+    toggle(open = this.el.panel.hidden, { restoring = false } = {}) {
       this.el.panel.hidden = !open;
+      this.store("open", open ? "1" : "0");
       this.el.bubble.setAttribute("aria-expanded", String(open));
       this.el.bubble.setAttribute("aria-label", open ? "Close chat" : "Open chat");
       if (open) {
         this.unread = 0;
         this.renderBadge();
         this.markRead();
-        (this.el.composer.hidden ? this.el.prechat.querySelector("input") : this.el.input)?.focus();
+        if (!restoring) (this.el.composer.hidden ? this.el.prechat.querySelector("input") : this.el.input)?.focus();
       }
     }
 

@@ -282,7 +282,6 @@ async def test_after_a_reload_the_widget_shows_its_status_and_escape_closes_it(
     status = chat.get_by_role("status")
 
     await demo.reload()
-    await chat.get_by_role("button", name="Open chat").click()
     await chat.get_by_label("Your message").wait_for(timeout=TIMEOUT_MS)
     await status.filter(has_text="Rita is here to help").wait_for(timeout=TIMEOUT_MS)
 
@@ -308,7 +307,6 @@ async def test_an_agent_back_after_a_lost_connection_is_announced_before_writing
     await chat.get_by_role("log").get_by_text("Rita is back.").wait_for(timeout=TIMEOUT_MS)
     # A reload keeps it (the header came back as "lost connection": the return was not kept)
     await demo.reload()
-    await chat.get_by_role("button", name="Open chat").click()
     await chat.get_by_role("log").get_by_text("Rita is back.").wait_for(timeout=TIMEOUT_MS)
     shown = (await status.inner_text()).lower()  # as styled
     assert "lost connection" not in shown and "rita is here to help" in shown, shown
@@ -337,7 +335,6 @@ async def test_a_reloaded_widget_reads_history_up_to_what_its_socket_saw(system,
         async with demo.expect_request(lambda r: "/messages" in r.url) as reading:
             await demo.reload()
         assert "upto=" in (await reading.value).url  # "answer once you hold what I saw"
-    await chat.get_by_role("button", name="Open chat").click()
     await chat.get_by_text("sent while behind").wait_for(timeout=TIMEOUT_MS)
     await agent.close()
 
@@ -412,7 +409,6 @@ async def test_a_reloaded_widget_pages_back_to_the_first_message(system, browser
     await chat.locator(".msg").filter(has_text="Step 7").wait_for(timeout=TIMEOUT_MS)
 
     await demo.reload()
-    await chat.get_by_role("button", name="Open chat").click()
     await chat.locator(".msg").filter(has_text="Step 7").wait_for(timeout=TIMEOUT_MS)
     shown = chat.locator(".msg")
     assert await shown.all_inner_texts() == [f"Rita\n{s}" for s in steps[-3:]]
@@ -460,7 +456,6 @@ async def test_a_message_arriving_while_a_reloaded_widget_reads_history_is_drawn
 
     await demo.route(lambda url: "/messages" in url, held_history)
     await demo.reload()
-    await chat.get_by_role("button", name="Open chat").click()
     await asyncio.wait_for(asked.wait(), timeout=TIMEOUT_MS / 1000)
     sent = await agent.op("send", conversation_id=conversation_id, body="Sent during the reload")
     assert sent["t"] == "ack", sent
@@ -476,4 +471,31 @@ async def test_a_message_arriving_while_a_reloaded_widget_reads_history_is_drawn
     assert texts == expected, texts
     lines = await chat.locator(".msg, .system").all_inner_texts()
     assert lines[-1] == "Rita\nSent during the reload", lines
+    await agent.close()
+
+
+async def test_the_chat_stays_open_or_closed_across_a_reload_and_another_page(
+    system, browser
+) -> None:
+    """A customer mid-chat who reloaded the page, or went on to another page of the shop,
+    found the chat folded away behind the bubble (found using it under load: the agent's
+    answers were there, hidden). The widget keeps the panel as the customer left it."""
+    agent, demo = await chatting_with_rita(system, browser, "staysopen")
+    chat = widget(demo)
+    await customer_says(demo, "Still there?")
+    await chat.locator(".msg.customer:not(.pending)").wait_for(timeout=TIMEOUT_MS)
+
+    await demo.reload()
+    await chat.get_by_role("log").get_by_text("Still there?").wait_for(timeout=TIMEOUT_MS)
+    assert await chat.get_by_role("button", name="Close chat").count() == 1
+    await chat.get_by_label("Your message").wait_for(timeout=TIMEOUT_MS)
+
+    # Folded by the customer: it stays folded on the next page, and opens when asked.
+    await chat.get_by_role("button", name="Close chat").click()
+    await demo.goto(demo.url)
+    bubble = chat.get_by_role("button", name="Open chat")
+    await bubble.wait_for(timeout=TIMEOUT_MS)
+    assert not await chat.get_by_role("log").get_by_text("Still there?").is_visible()
+    await bubble.click()
+    await chat.get_by_role("log").get_by_text("Still there?").wait_for(timeout=TIMEOUT_MS)
     await agent.close()

@@ -180,7 +180,6 @@ async def test_widget_survives_a_gateway_restart_without_losing_or_repeating(
             assert await log.locator(".msg").filter(has_text=text).count() == 1, text
         # A reload is a returning visitor: the same conversation, each message once.
         await demo.reload()
-        await chat.get_by_role("button", name="Open chat").click()
         await chat.get_by_text("after the restart").wait_for(timeout=TIMEOUT_MS)
         for text in ("before the restart", "typed while the gateway was down", "after the restart"):
             assert await chat.locator(".msg").filter(has_text=text).count() == 1, text
