@@ -11,6 +11,7 @@ folding a logged change (:func:`accepted_changes`) keeps what this model accepts
 the rest, so a log written under older rules stays readable.
 """
 
+import re
 from collections.abc import Mapping
 from datetime import time
 from itertools import pairwise
@@ -27,6 +28,8 @@ RoutingMode = Literal["broadcast", "round_robin", "least_busy"]
 NoteText = Annotated[str, Field(max_length=200)]
 Origin = Annotated[str, Field(max_length=300)]
 MediaType = Annotated[str, Field(max_length=100)]
+# type/subtype as RFC 6838 names them, in the lower case browsers send (no wildcards)
+MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,62}")
 Range = tuple[str, str]
 
 DEFAULT_ATTACHMENT_TYPES = (
@@ -115,6 +118,21 @@ class TenantSettings(BaseModel):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
+    @field_validator("attachment_types")
+    @classmethod
+    def _media_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Uploads are matched exactly against these (relaydesk/attachments.py): "pdf",
+        # "image/*" or "Image/PNG" would never match a file, an upload refused with a list
+        # naming them.
+        seen: set[str] = set()
+        for media_type in value:
+            if not MEDIA_TYPE.fullmatch(media_type):
+                raise ValueError(f"{media_type!r} is not a media type like image/png")
+            if media_type in seen:
+                raise ValueError(f"{media_type} is named twice")
+            seen.add(media_type)
+        return value
+
     @field_validator("business_hours")
     @classmethod
     def _hours(
@@ -177,9 +195,11 @@ def edit_settings(
     ``after`` holds the changed settings as the model reads them (``"60"`` becomes ``60``),
     so what reaches the log is what every reader understands.
     """
+    known = ", ".join(sorted(SETTING_KEYS))
+    if not changes:  # an empty edit would be logged as a change of nothing
+        raise SettingsRefused(f"name at least one setting to change: the settings are {known}")
     unknown = sorted(set(changes) - SETTING_KEYS)
     if unknown:
-        known = ", ".join(sorted(SETTING_KEYS))
         raise SettingsRefused(f"cannot change {', '.join(unknown)}: the settings are {known}")
     if "allowed_origins" in changes:
         _check_sites(changes["allowed_origins"])

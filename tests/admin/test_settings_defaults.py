@@ -70,6 +70,15 @@ def test_routing_and_administration_start_from_the_same_defaults() -> None:
         ),
         ({"business_hours": {"mon": [["9am", "5pm"]]}}, "mon: '9am' is not a time like 09:00"),
         ({"greeting": "x" * 201}, "greeting: String should have at most 200 characters"),
+        ({}, "name at least one setting to change"),
+        ({"attachment_types": ["image/png", ""]}, "attachment_types: '' is not a media type"),
+        ({"attachment_types": ["pdf"]}, "attachment_types: 'pdf' is not a media type"),
+        ({"attachment_types": ["image/*"]}, "attachment_types: 'image/*' is not a media type"),
+        ({"attachment_types": ["Image/PNG"]}, "'Image/PNG' is not a media type like image/png"),
+        (
+            {"attachment_types": ["image/png", "image/png"]},
+            "attachment_types: image/png is named twice",
+        ),
     ],
 )
 def test_a_bad_change_is_refused_naming_the_setting(changes: dict, said: str) -> None:
