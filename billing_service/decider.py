@@ -77,6 +77,13 @@ def close_period(d: BillingDecision, cmd: commands.ClosePeriod) -> None:
             "invalid_payload",
             f"period: {cmd.period} has not begun (this month is {period_of(d.now)})",
         )
+    if state.created is not None and cmd.period < period_of(state.created):
+        # an invoice of nothing, numbered ahead of the account's real first one
+        raise Rejected(
+            "invalid_payload",
+            f"period: {cmd.period} is before the account existed"
+            f" (it began on {state.created.isoformat()})",
+        )
     d.emit(
         PeriodClosed.TYPE,
         {"period": cmd.period},

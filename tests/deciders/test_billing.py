@@ -1,12 +1,16 @@
 """Billing decisions, pure: given events on the log, when a command, then events or a rejection."""
 
+from datetime import UTC, datetime
+
 from contracts import Actor, Envelope, derive_event_id
 from tests.deciders.harness import NOW, billing_desk, command, event
 
+SIGNED_UP = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)  # the account's first month: 2026-01
 
-def tenant_created(mode: str = "saas", plan: str = "team") -> Envelope:
+
+def tenant_created(mode: str = "saas", plan: str = "team", at: datetime = SIGNED_UP) -> Envelope:
     data = {"tenant_id": "acme", "name": "Acme", "mode": mode, "plan": plan}
-    return event("tenant.created", data)
+    return event("tenant.created", data, at=at)
 
 
 def period_closed(period: str) -> Envelope:
@@ -88,6 +92,16 @@ class TestClosePeriod:
         reply = await desk.when(command("billing.close_period", {"period": "2026-04"}))
         assert desk.types == ["command.rejected"] and reply.code == "invalid_payload"
         assert reply.message == "period: 2026-04 has not begun (this month is 2026-03)"
+
+    async def test_a_month_before_the_account_existed_is_not_closed(self) -> None:
+        # it issued an invoice of nothing, numbered before the account's real first one
+        desk = billing_desk().given(tenant_created())
+        reply = await desk.when(command("billing.close_period", {"period": "2025-12"}))
+        assert desk.types == ["command.rejected"] and reply.code == "invalid_payload"
+        assert reply.message == (
+            "period: 2025-12 is before the account existed (it began on 2026-01-15)"
+        )
+        assert (await desk.when(command("billing.close_period", {"period": "2026-01"}))).ok
 
     async def test_the_month_under_way_may_be_closed_by_hand(self) -> None:
         desk = billing_desk().given(tenant_created())
