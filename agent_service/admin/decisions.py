@@ -57,9 +57,17 @@ def existing_tenant(state: AdminState, tenant: str) -> TenantAdmin:
     return t
 
 
+def _something_to_change(changes: dict[str, Any]) -> None:
+    """An edit changes something: an empty one put an update with no change on the log (and
+    in the audit), as if someone had edited nothing."""
+    if not changes:
+        raise Rejected("invalid_payload", "nothing to change")
+
+
 def _edit(
     current: dict[str, Any], changes: dict[str, Any], editable: frozenset[str]
 ) -> tuple[dict, dict]:
+    _something_to_change(changes)
     unknown = set(changes) - editable
     if unknown:
         raise Rejected("invalid_payload", f"cannot change {', '.join(sorted(unknown))}")
@@ -155,6 +163,7 @@ def remove_agent(state: AdminState, tenant: str, cmd: c.RemoveAgent) -> Emitted:
 
 def update_settings(state: AdminState, tenant: str, cmd: c.UpdateSettings) -> Emitted:
     t = existing_tenant(state, tenant)
+    _something_to_change(cmd.changes)
     try:
         before, after = edit_settings(t.settings, cmd.changes)
     except SettingsRefused as refused:

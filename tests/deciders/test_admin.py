@@ -334,6 +334,31 @@ class TestSettings:
         assert desk.types == ["command.rejected"] and reply.code == "not_found"
         assert desk.published.events[0].stream == "tenant"
 
+    async def test_an_empty_change_is_refused_and_nothing_is_recorded(self) -> None:
+        # PATCH /api/admin/settings with {} put a tenant.settings_changed with no change on the log
+        desk = admin_desk().given(tenant_created())
+        reply = await desk.when(command("tenant.update_settings", {"changes": {}}))
+        assert desk.types == ["command.rejected"] and reply.code == "invalid_payload"
+        assert reply.message == "nothing to change"
+
+
+class TestEmptyEdits:
+    async def test_an_empty_change_of_an_agent_group_or_canned_response_is_refused(
+        self,
+    ) -> None:
+        # PATCH /api/canned/{id} with {} recorded canned_response.updated with no change
+        desk = admin_desk().given(tenant_created(), agent_created("ann"), group_created("sales"))
+        canned = {"canned_id": "hi", "shortcut": "hi", "text": "Hello!"}
+        assert (await desk.when(command("canned_response.create", canned))).ok
+        for type_name, data in (
+            ("agent.update", {"agent_id": "ann"}),
+            ("permission_group.update", {"group_id": "sales"}),
+            ("canned_response.update", {"canned_id": "hi"}),
+        ):
+            reply = await desk.when(command(type_name, {**data, "changes": {}}))
+            assert desk.types == ["command.rejected"], type_name
+            assert (reply.code, reply.message) == ("invalid_payload", "nothing to change")
+
 
 class TestWebhooks:
     async def test_a_webhook_is_subscribed_to_known_event_types(self) -> None:
