@@ -330,6 +330,14 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         deps.group_permissions.changed(agent.tenant, group_id)  # as in update_group
         return done
 
+    @router.get("/account")
+    async def get_account(
+        agent: AgentPrincipal = Depends(require_agent()), deps: GatewayDeps = Depends(get_deps)
+    ) -> Any:
+        # Any agent may know which account they work in and its mode: the admin pages offer
+        # billing only where there are bills (SaaS), not a page that can only say "no".
+        return await admin_query(deps, TenantGetQuery(tenant=agent.tenant))
+
     @router.get("/admin/settings")
     async def get_settings(
         agent: AgentPrincipal = Depends(require_agent(MANAGE_SETTINGS)),

@@ -49,14 +49,10 @@ async def bearer(http: httpx.AsyncClient, tenant: str, email: str, password: str
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
-async def owner_session(
-    system: RunningSystem,
-    http: httpx.AsyncClient,
-    tenant: str,
-    mode: str = "tool",
-    plan: str | None = None,
-) -> dict[str, str]:
-    """A tenant made by the CLI (tool mode unless ``mode="saas"``, ``plan`` if given), owner in."""
+async def create_tenant(
+    system: RunningSystem, tenant: str, mode: str = "tool", plan: str | None = None
+) -> None:
+    """``relaydesk admin create-tenant``: named after its id, tool mode unless said."""
     chosen = ("--plan", plan) if plan else ()
     created = await admin_command(
         system.settings,
@@ -70,6 +66,17 @@ async def owner_session(
         *chosen,
     )
     assert created == 0, "relaydesk admin create-tenant failed (its output is captured above)"
+
+
+async def owner_session(
+    system: RunningSystem,
+    http: httpx.AsyncClient,
+    tenant: str,
+    mode: str = "tool",
+    plan: str | None = None,
+) -> dict[str, str]:
+    """A tenant made by the CLI (tool mode unless ``mode="saas"``, ``plan`` if given), owner in."""
+    await create_tenant(system, tenant, mode, plan)
     done = await admin_command(
         system.settings,
         "create-agent",

@@ -8,20 +8,19 @@ from typing import Any
 
 import httpx
 
-from tests.admin.helpers import admin_command
+from tests.admin.helpers import admin_command, create_tenant
 from tests.gateway.wsclient import Client
 from tests.system import RunningSystem
 
 TIMEOUT_MS = 15_000
 
 
-async def make_tenant(system: RunningSystem, tenant: str, *agents: str) -> dict[str, str]:
-    """A tool-mode tenant with one owner and the named agents; returns name -> password."""
-    assert (
-        await admin_command(
-            system.settings, "create-tenant", "--tenant", tenant, "--name", tenant.title()
-        )
-    ) == 0
+async def make_tenant(
+    system: RunningSystem, tenant: str, *agents: str, mode: str = "tool"
+) -> dict[str, str]:
+    """A tenant (tool mode unless said) with one owner and the named agents; returns name ->
+    password."""
+    await create_tenant(system, tenant, mode)
     passwords = {}
     for name in ("boss", *agents):
         role = "owner" if name == "boss" else "agent"

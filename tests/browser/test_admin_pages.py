@@ -113,6 +113,33 @@ async def test_a_plain_agent_sees_only_what_their_permissions_allow(system, brow
     await page.get_by_role("heading", name="Canned responses").wait_for(timeout=TIMEOUT_MS)
 
 
+async def test_billing_is_offered_to_saas_accounts_only(system, browser) -> None:
+    # A tool-mode owner was offered "Billing", which could only answer "Not available on
+    # this installation" after two 404s in the browser's console.
+    await make_tenant(system, "toolco")
+    await make_tenant(system, "saasco", mode="saas")
+    context = await browser.new_context()
+    failures: list[str] = []
+    context.on("response", lambda r: failures.append(r.url) if "/api/billing" in r.url else None)
+
+    tool = await admin_login(context, system, "toolco", "boss")
+    nav = tool.get_by_role("navigation", name="Admin sections")
+    await expect(nav.get_by_role("button", name="Audit")).to_be_visible(timeout=TIMEOUT_MS)
+    await expect(nav.get_by_role("button", name="Billing")).to_have_count(0)
+    await tool.goto(f"{system.gateway.base_url}/admin?tenant=toolco#billing")
+    await expect(tool.get_by_role("heading", name="Agents")).to_be_visible(timeout=TIMEOUT_MS)
+    assert failures == []  # the page never asked for a bill
+
+    saas = await admin_login(await browser.new_context(), system, "saasco", "boss")
+    nav = saas.get_by_role("navigation", name="Admin sections")
+    await nav.get_by_role("button", name="Billing").click()
+    await expect(saas.get_by_role("heading", name="Plan: Free")).to_be_visible(timeout=TIMEOUT_MS)
+
+    for tenant, mode in (("toolco", "tool"), ("saasco", "saas")):
+        account = await as_boss(system, tenant, "GET", "/api/account", None)
+        assert (account["tenant_id"], account["mode"]) == (tenant, mode)
+
+
 async def test_business_hours_in_the_wrong_form_get_a_clear_error(system, browser) -> None:
     """Used to toast JSON.parse's "Unexpected token 'm', "mon 9-17" is not valid JSON"."""
     await make_tenant(system, "hours")

@@ -19,7 +19,8 @@ const SECTIONS = [
   { id: "settings", title: "Settings", permission: "manage_settings", render: settingsSection },
   { id: "connectors", title: "Connectors", permission: "manage_connectors", render: connectorsSection },
   { id: "webhooks", title: "Webhooks", permission: "manage_settings", render: webhooksSection },
-  { id: "billing", title: "Billing", permission: "view_billing", render: billingSection },
+  // Only a SaaS account has plans and bills; a tool-mode one has no billing page at all.
+  { id: "billing", title: "Billing", permission: "view_billing", render: billingSection, when: (account) => account?.mode === "saas" },
   { id: "reports", title: "Reports", permission: "view_reports", render: reportsSection },
   { id: "audit", title: "Audit", permission: "view_audit", render: auditSection },
 ];
@@ -33,11 +34,14 @@ else {
   signIn(session, $("login"), start);
 }
 
-function start() {
+async function start() {
   $("app").hidden = false;
   $("me").textContent = `${session.agent.name} · ${session.agent.role}`;
   $("logout").addEventListener("click", async () => { await session.logout(); location.reload(); });
-  const allowed = SECTIONS.filter((s) => !s.permission || session.can(s.permission));
+  // The account's mode decides which sections exist; if it cannot be read now, every section
+  // the permissions allow is offered and says for itself what it cannot load.
+  const account = await session.call("/api/account").catch(() => null);
+  const allowed = SECTIONS.filter((s) => (!s.permission || session.can(s.permission)) && (!s.when || !account || s.when(account)));
   $("sections").replaceChildren(...allowed.map((s) => el("button", { type: "button", "data-section": s.id, onclick: () => show(s) }, s.title)));
   const wanted = allowed.find((s) => s.id === location.hash.slice(1)) || allowed[0];
   show(wanted);
