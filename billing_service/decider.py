@@ -8,7 +8,7 @@ pure decision checks what the provider confirmed against what is outstanding.
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import structlog
@@ -33,6 +33,12 @@ BillingDecision = Decision[Ledger]
 def period_close_id(tenant: str, period: str) -> str:
     """One id per (tenant, period), shared by the close command and the periodic closer."""
     return derive_event_id(tenant, "billing", f"close:{period}")
+
+
+def period_end(period: str) -> date:
+    """The day after a period (``YYYY-MM``): the 1st of the next month, when it is over."""
+    year, month = (int(part) for part in period.split("-"))
+    return date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
 
 
 def saas_account(d: BillingDecision) -> TenantBilling:
@@ -76,6 +82,16 @@ def close_period(d: BillingDecision, cmd: commands.ClosePeriod) -> None:
         raise Rejected(
             "invalid_payload",
             f"period: {cmd.period} has not begun (this month is {period_of(d.now)})",
+        )
+    if cmd.period == period_of(d.now):
+        # its invoice would charge the usage so far; what the rest of the month used (and a
+        # plan change later in it) would fall in no invoice: the month is closed, and the
+        # periodic closer leaves closed months alone
+        ends = period_end(cmd.period)
+        raise Rejected(
+            "invalid_payload",
+            f"period: {cmd.period} has not ended (it ends on {ends.isoformat()});"
+            " a month is closed once it is over",
         )
     if state.created is not None and cmd.period < period_of(state.created):
         # an invoice of nothing, numbered ahead of the account's real first one

@@ -8,7 +8,8 @@ servers. Tests sharing it must use their own tenants (names unique to the test).
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
 
 from relaydesk.settings import Settings
@@ -45,12 +46,17 @@ SHARED_AUTH_BURST = 200
 
 @contextlib.asynccontextmanager
 async def shared_system(
-    vhosts: RabbitVhosts, mongo_server: MongoServer, with_history: bool = True, **overrides: Any
+    vhosts: RabbitVhosts,
+    mongo_server: MongoServer,
+    with_history: bool = True,
+    billing_clock: Callable[[], datetime] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[RunningSystem]:
-    """``overrides`` are settings; ``with_history`` as for ``running_system``."""
+    """``overrides`` are settings; ``with_history`` and ``billing_clock`` as for
+    ``running_system``."""
     overrides = {"auth_rate_burst": SHARED_AUTH_BURST, **overrides}
     async with (
         throwaway_settings(vhosts, mongo_server, **overrides) as settings,
-        running_system(settings, with_history=with_history) as running,
+        running_system(settings, with_history=with_history, billing_clock=billing_clock) as running,
     ):
         yield running

@@ -6,8 +6,9 @@ is a real uvicorn server on a free port, so clients are real websocket/HTTP clie
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
@@ -89,19 +90,37 @@ class RunningSystem:
         return TokenService(self.settings).issue_visitor(tenant, visitor_id)
 
 
+def next_month_start() -> datetime:
+    """00:00 UTC on the 1st of the month after this one: billing's now for a test that needs
+    the invoice of the month its usage fell in. A month is closed once it is over (a month
+    under way is refused: billing_service/decider.py), as billing does on the 1st."""
+    now = datetime.now(UTC)
+    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
+    return datetime(year, month, 1, tzinfo=UTC)
+
+
 @contextlib.asynccontextmanager
 async def running_system(
-    settings: Settings, *, with_history: bool = True, with_agent: bool = True
+    settings: Settings,
+    *,
+    with_history: bool = True,
+    with_agent: bool = True,
+    with_billing: bool = True,
+    billing_clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[RunningSystem]:
-    """``with_history`` / ``with_agent`` False leave that service out, e.g. for a test that runs it
-    as its own process."""
+    """``with_history`` / ``with_agent`` / ``with_billing`` False leave that service out, e.g.
+    for a test that runs it as its own process or with clocks of its own. ``billing_clock``:
+    billing's now (e.g. :func:`next_month_start`, to close the month the test used); the
+    other services keep the real one."""
     # The agent process's wiring: administration and routing read the log through one
     # shared subscription (agent_service/main.py).
     shared_log = SharedLog.of(settings, service="agent")
     services: list[Any] = agent_services(settings, shared_log) if with_agent else []
     if with_history:
         services.append(HistoryService(settings))
-    services.append(BillingService(settings))
+    if with_billing:
+        clock = {"clock": billing_clock} if billing_clock is not None else {}
+        services.append(BillingService(settings, **clock))
     # The services start together: each folds the log up to its own marker and serves,
     # none needs another to start (they meet on the log and over requests). Mostly round
     # trips, so together they take about as long as the slowest. The gateway comes last:

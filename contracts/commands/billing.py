@@ -15,7 +15,9 @@ class ChangePlan(CommandData):
 
 
 class ClosePeriod(CommandData):
-    """Close a month now (the scheduler does this on the 1st; operators may close by hand)."""
+    """Close an ended month (the scheduler does this on the 1st; operators may close by hand).
+
+    The month under way is refused: its invoice would miss the rest of the month."""
 
     TYPE = "billing.close_period"
     SERVICE = "billing"

@@ -1,5 +1,7 @@
 """``relaydesk admin`` as a real subprocess against the running admin service."""
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 
@@ -101,9 +103,10 @@ async def test_cli_says_what_is_wrong_with_a_plan_an_address_a_month_or_a_tenant
     system: RunningSystem,
 ) -> None:
     """Each was taken (an unknown plan silently became the free one, a word without an @
-    became an account nobody could sign in to, next month got its invoice now), or refused
-    with a message about something else ("billing applies to SaaS accounts only" for a
-    tenant that does not exist, a pydantic pattern for a month)."""
+    became an account nobody could sign in to, next month got its invoice now, this month got
+    one of its usage so far), or refused with a message about something else ("billing
+    applies to SaaS accounts only" for a tenant that does not exist, a pydantic pattern for a
+    month)."""
 
     async def refused(*args: str) -> str:
         done = await cli(system.settings, *args)
@@ -151,6 +154,15 @@ async def test_cli_says_what_is_wrong_with_a_plan_an_address_a_month_or_a_tenant
 
     later = await refused("close-period", "--tenant", "cli-saas", "--period", "2999-01")
     assert "refused: invalid_payload: period: 2999-01 has not begun" in later
+    this_month = datetime.now(UTC)
+    ends = (this_month.replace(day=1) + timedelta(days=32)).replace(day=1)
+    under_way = await refused(
+        "close-period", "--tenant", "cli-saas", "--period", f"{this_month:%Y-%m}"
+    )
+    assert under_way == (
+        f"relaydesk admin close-period: refused: invalid_payload: period: {this_month:%Y-%m}"
+        f" has not ended (it ends on {ends:%Y-%m-%d}); a month is closed once it is over"
+    )
     month = await refused("close-period", "--tenant", "cli-saas", "--period", "2026-13")
     assert "Invalid value for '--period': '2026-13': a month is YYYY-MM, e.g. 2026-11" in month
     for command in (

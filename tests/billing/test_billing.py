@@ -20,7 +20,7 @@ from relaydesk.settings import Settings
 from tests.admin.helpers import admin_command, bearer, cli, eventually
 from tests.cli_process import run_relaydesk
 from tests.gateway.wsclient import Client
-from tests.system import running_system
+from tests.system import next_month_start, running_system
 
 PLANS = {
     "default": "tiny",
@@ -73,14 +73,16 @@ async def new_visitor(system: Any, tenant: str, name: str) -> tuple[Client, dict
 async def test_plan_change_limit_invoice_payment_and_identical_recompute_after_restarts(
     billing_settings: Settings,
 ) -> None:
+    # The test's billing is the system's only one: its restarts below are billing's restarts.
     billing = BillingService(billing_settings, close_check_s=3600)
     async with (
-        running_system(billing_settings) as system,
+        running_system(billing_settings, with_billing=False) as system,
         httpx.AsyncClient(base_url=system.gateway.base_url) as http,
     ):
         await billing.start()
         try:
             created = datetime.now(UTC).date()
+            period = f"{created:%Y-%m}"
             assert (
                 await admin_command(
                     system.settings,
@@ -139,6 +141,13 @@ async def test_plan_change_limit_invoice_payment_and_identical_recompute_after_r
                 and blocked["usage"]["conversations"] == 2
             )
 
+            # The month under way is not closed: the upgrade below and the rest of the month
+            # would fall in no invoice.
+            early = await cli(
+                system.settings, "close-period", "--tenant", "paid", "--period", period
+            )
+            assert early.returncode == 2 and "has not ended" in early.stderr, early.stderr
+
             # Upgrade mid-period (effective a few days after the account was opened).
             month_days = calendar.monthrange(created.year, created.month)[1]
             last_day = date(created.year, created.month, month_days)
@@ -153,19 +162,19 @@ async def test_plan_change_limit_invoice_payment_and_identical_recompute_after_r
                 await http.post("/api/billing/plan", headers=owner, json={"plan": "gold"})
             ).status_code == 400
 
-            # billing_service crashes mid-period and comes back: it rebuilds from the log.
+            # billing_service goes down mid-period and comes back on the 1st of next month: it
+            # rebuilds from the log and closes the month that ended (its periodic closer).
             await billing.stop()
-            billing = BillingService(billing_settings, close_check_s=3600)
+            billing = BillingService(billing_settings, close_check_s=3600, clock=next_month_start)
             await billing.start()
-            period = f"{created:%Y-%m}"
-            assert (
-                await admin_command(
-                    system.settings, "close-period", "--tenant", "paid", "--period", period
-                )
-                == 0
-            )
             issued = await eventually(lambda: _with_invoice(http, owner), what="the invoice")
-            invoice = issued["invoices"][0]
+            [invoice] = issued["invoices"]
+            # Closing it by hand as well changes nothing: one close, one invoice.
+            again_closed = await cli(
+                system.settings, "close-period", "--tenant", "paid", "--period", period
+            )
+            assert again_closed.returncode == 0, again_closed.stderr
+            assert f"done: {period} closed for paid (0 event(s) on the log)" in again_closed.stdout
 
             tiny_days = (effective - created).days
             big_days = month_days - created.day + 1 - tiny_days
@@ -190,7 +199,7 @@ async def test_plan_change_limit_invoice_payment_and_identical_recompute_after_r
 
             # Recomputed from the log after another restart: identical to the cent.
             await billing.stop()
-            billing = BillingService(billing_settings, close_check_s=3600)
+            billing = BillingService(billing_settings, close_check_s=3600, clock=next_month_start)
             await billing.start()
             again = await account(http, owner)
             assert again["invoices"] == issued["invoices"]

@@ -1,7 +1,8 @@
 """The payment-provider boundary: providers confirm payments, billing_service records them.
 
 billing_service runs alone on the test's real log; the tenant's creation is published as
-the admin service would, and every payment is checked on the log and in the balance.
+the admin service would have published it last month (a month is invoiced once it is over),
+and every payment is checked on the log and in the balance.
 """
 
 from collections.abc import AsyncIterator
@@ -73,16 +74,23 @@ async def test_manual_and_injected_providers_record_payments_on_the_log_and_chan
     billing: tuple[BillingService, LogWatch], bus: Bus
 ) -> None:
     service, watch = billing
+    now = datetime.now(UTC)
+    last_month = (
+        datetime(now.year - 1, 12, 1, tzinfo=UTC)
+        if now.month == 1
+        else datetime(now.year, now.month - 1, 1, tzinfo=UTC)
+    )
     await bus.publish(
         Envelope(
             type="tenant.created",
             tenant="payer",
             stream="tenant",
             actor=OPERATOR,
+            occurred_at=last_month,  # signed up on the 1st of last month, an ended month
             data={"tenant_id": "payer", "name": "Payer", "mode": "saas", "plan": "team"},
         )
     )
-    period = f"{datetime.now(UTC):%Y-%m}"
+    period = f"{last_month:%Y-%m}"
     await eventually(
         lambda: (
             "payer" in service.ledger.tenants and service.ledger.tenants["payer"].mode == "saas"
@@ -93,10 +101,11 @@ async def test_manual_and_injected_providers_record_payments_on_the_log_and_chan
     opened = await eventually(lambda: _with_invoice(bus), what="the invoice")
     invoice = opened["invoices"][0]
     total = invoice["total_cents"]
-    assert total > 0 and opened["balance_cents"] == total
+    assert invoice["period"] == period and opened["balance_cents"] == total
+    assert total == service.catalogue.get("team").price_cents  # the whole month on Team
 
     # Manual: an operator's payment lands as an event and lowers the balance.
-    manual = total - 10  # the plan is prorated by the days left: keep the amounts below any total
+    manual = total - 10  # keep the amounts below the total (the month's plan price)
     paid = await send(
         bus,
         "payer",

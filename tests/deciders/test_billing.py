@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 from contracts import Actor, Envelope, derive_event_id
-from tests.deciders.harness import NOW, billing_desk, command, event
+from tests.deciders.harness import NOW, Clock, billing_desk, command, event
 
 SIGNED_UP = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)  # the account's first month: 2026-01
 
@@ -103,10 +103,31 @@ class TestClosePeriod:
         )
         assert (await desk.when(command("billing.close_period", {"period": "2026-01"}))).ok
 
-    async def test_the_month_under_way_may_be_closed_by_hand(self) -> None:
+    async def test_the_month_under_way_is_not_closed(self) -> None:
+        # its invoice charged the usage so far; the rest of the month (and a plan change later
+        # in it) fell in no invoice, as the periodic closer skips a closed month
         desk = billing_desk().given(tenant_created())
+        reply = await desk.when(command("billing.close_period", {"period": "2026-03"}))
+        assert desk.types == ["command.rejected"] and reply.code == "invalid_payload"
+        assert reply.message == (
+            "period: 2026-03 has not ended (it ends on 2026-04-01); a month is closed once it"
+            " is over"
+        )
+
+    async def test_december_ends_on_the_first_of_january(self) -> None:
+        clock = Clock(datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC))
+        desk = billing_desk(clock).given(tenant_created())
+        reply = await desk.when(command("billing.close_period", {"period": "2026-12"}))
+        assert reply.code == "invalid_payload" and reply.message == (
+            "period: 2026-12 has not ended (it ends on 2027-01-01); a month is closed once it"
+            " is over"
+        )
+
+    async def test_a_month_is_closed_from_the_first_instant_after_it(self) -> None:
+        clock = Clock(datetime(2026, 4, 1, 0, 0, tzinfo=UTC))
+        desk = billing_desk(clock).given(tenant_created())
         assert (await desk.when(command("billing.close_period", {"period": "2026-03"}))).ok
-        assert desk.types == ["billing.period_closed"]
+        assert desk.of("billing.period_closed") == [{"period": "2026-03"}]
 
 
 class TestRecordPayment:

@@ -1,7 +1,9 @@
 """Another tenant's ids, on the routes and ops not covered elsewhere: refused, nothing leaked.
 
 Acme has a served and closed conversation and an invoice; Globex's owner (every
-permission) and a Globex visitor try them by id. One system is shared by the module.
+permission) and a Globex visitor try them by id. One system is shared by the module; its
+billing runs on the 1st of next month, so this month (the one acme used) has ended and is
+closed, as billing closes a month once it is over.
 """
 
 from collections.abc import AsyncIterator
@@ -16,7 +18,7 @@ from tests.admin.helpers import admin_command, eventually, new_agent, owner_sess
 from tests.gateway.wsclient import Client
 from tests.servers import MongoServer, RabbitVhosts
 from tests.shared_system import shared_system
-from tests.system import RunningSystem
+from tests.system import RunningSystem, next_month_start
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SECRET = "acme-only secret"
@@ -38,7 +40,7 @@ class Acme:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def acme(vhosts: RabbitVhosts, mongo_server: MongoServer) -> AsyncIterator[Acme]:
     async with (
-        shared_system(vhosts, mongo_server) as system,
+        shared_system(vhosts, mongo_server, billing_clock=next_month_start) as system,
         httpx.AsyncClient(base_url=system.gateway.base_url) as http,
     ):
         owner, globex = (
@@ -64,7 +66,7 @@ async def acme(vhosts: RabbitVhosts, mongo_server: MongoServer) -> AsyncIterator
                 "--tenant",
                 "acme",
                 "--period",
-                f"{datetime.now(UTC):%Y-%m}",
+                f"{datetime.now(UTC):%Y-%m}",  # the month acme used, ended for billing
             )
             == 0
         )

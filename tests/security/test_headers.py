@@ -19,7 +19,13 @@ from relaydesk.settings import Settings
 from tests.admin.helpers import admin_command, bearer, eventually
 from tests.browser.conftest import browser, own_browser  # noqa: F401 - the Chromium fixtures
 from tests.browser.pages import TIMEOUT_MS
-from tests.system import RunningGateway, RunningSystem, running_system, start_gateway
+from tests.system import (
+    RunningGateway,
+    RunningSystem,
+    next_month_start,
+    running_system,
+    start_gateway,
+)
 
 PAGES = ("/console", "/admin", "/demo")
 INJECTED = """() => {
@@ -136,7 +142,9 @@ def _inline_scripts(page: str) -> list[str]:
 
 @pytest.fixture
 async def system(settings: Settings) -> AsyncIterator[RunningSystem]:
-    async with running_system(settings) as running:
+    """Billing on the 1st of next month: the month the test's tenant began is over, and its
+    invoice can be issued."""
+    async with running_system(settings, billing_clock=next_month_start) as running:
         yield running
 
 
@@ -206,7 +214,7 @@ async def _saas_tenant_with_an_invoice(system: RunningSystem, tenant: str) -> No
             return answer.json() if answer.status_code == 200 else None
 
         await eventually(account, what="the billing account")
-        period = f"{datetime.now(UTC):%Y-%m}"
+        period = f"{datetime.now(UTC):%Y-%m}"  # the tenant's first month, over for billing
         assert (
             await admin_command(
                 system.settings, "close-period", "--tenant", tenant, "--period", period

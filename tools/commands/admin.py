@@ -256,13 +256,14 @@ def _month(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
-@admin.command("close-period", short_help="SaaS: close a month now, issue its invoice")
+@admin.command("close-period", short_help="SaaS: close an ended month, issue its invoice")
 @TENANT
-@click.option("--period", required=True, callback=_month, help="the month, YYYY-MM")
+@click.option("--period", required=True, callback=_month, help="an ended month, YYYY-MM")
 @click.pass_context
 def close_period(ctx: click.Context, tenant: str, period: str) -> int:
-    """SaaS: close a billing month now and issue its invoice (the scheduler does this on the
-    1st)."""
+    """SaaS: close an ended billing month now and issue its invoice (billing does this itself
+    on the 1st). The month under way is refused: its invoice would miss the rest of the
+    month. Closing a closed month again changes nothing."""
 
     async def action(bus: Bus, rpc: RpcClient, settings: Settings) -> int:
         await _existing_tenant(rpc, settings, tenant)  # not "billing applies to SaaS only"
