@@ -84,6 +84,7 @@
       this.lastOwnMessage = null;
       this.failedConnects = 0;
       this.oldestPosition = null; // of the oldest message shown: where "Earlier messages" reads back from
+      this.pageSize = 0; // the first page's length (messages_on_enter): "Earlier messages" reads pages of it
       this.earlierNodes = null; // while an earlier page is drawn: its nodes, to go above the rest
     }
 
@@ -231,32 +232,55 @@
       // Up to what the socket has seen (its position survives the reload): history may lag
       // behind the log, and a message it misses would never show, since the socket resumes
       // after that position. The server waits for history; "behind", it is asked again.
-      const items = await this.lib.readMessagesUpTo(
-        (query) => this.lib.api(this.base, `/api/conversations/${encodeURIComponent(id)}/messages${query}`, { token: this.token }),
-        this.socket.position,
-        { wanted: () => this.conversationId === id },
-      );
+      const read = this.messagesOf(id);
+      const items = await this.lib.readMessagesUpTo(read, this.socket.position, { wanted: () => this.conversationId === id });
       if (this.conversationId !== id) return;
-      if (items.length && (this.oldestPosition === null || items[0].position < this.oldestPosition)) this.oldestPosition = items[0].position;
-      this.el.earlier.hidden = this.oldestPosition === null;
+      // "Earlier messages" only when there are some before the oldest shown (a page does not
+      // say so: a chat of two messages answers one too), asked before drawing, so the chat
+      // and the button appear together. A chat paged back further keeps what it knows.
+      const oldest = items.length > 0 && (this.oldestPosition === null || items[0].position < this.oldestPosition);
+      const more = oldest && (await this.earlierExists(read, items[0].position));
+      if (this.conversationId !== id) return;
+      if (oldest && (this.oldestPosition === null || items[0].position < this.oldestPosition)) {
+        this.oldestPosition = items[0].position;
+        this.pageSize = items.length;
+        this.el.earlier.hidden = !more;
+      }
       for (const item of items) this.onEvent(item.event, true, item.position);
+    }
+
+    /** `read(query)` of a conversation's messages (socket.js readMessagesUpTo). */
+    messagesOf(id) {
+      return (query) => this.lib.api(this.base, `/api/conversations/${encodeURIComponent(id)}/messages${query}`, { token: this.token });
+    }
+
+    async earlierExists(read, position) {
+      try {
+        return await this.lib.hasMessagesBefore(read, position);
+      } catch {
+        return true; // not known: the button, and an empty page read with it removes it
+      }
     }
 
     // The page before the oldest message shown (the first read has the tenant's
     // messages_on_enter, the latest ones): drawn above what is there, the view kept still.
+    // One more is asked for, to learn whether the page reaches the chat's first message.
     async loadEarlier() {
       const id = this.conversationId;
-      if (!id || this.oldestPosition === null) return;
+      const position = this.oldestPosition;
+      if (!id || position === null) return;
       const log = this.el.log;
       const height = log.scrollHeight;
-      let items;
+      let page;
       try {
-        items = await this.lib.api(this.base, `/api/conversations/${encodeURIComponent(id)}/messages?before=${this.oldestPosition}`, { token: this.token });
+        page = await this.lib.readPageBefore(this.messagesOf(id), position, this.pageSize);
       } catch {
         return this.showNotice("Earlier messages could not be loaded; try again in a moment.");
       }
-      if (this.conversationId !== id) return;
-      if (!items.length) { this.el.earlier.hidden = true; return; }
+      if (this.conversationId !== id || this.oldestPosition !== position) return; // a new chat, or a page drawn meanwhile
+      const { items, more } = page;
+      this.el.earlier.hidden = !more;
+      if (!items.length) return;
       this.oldestPosition = items[0].position;
       this.earlierNodes = [];
       try {
@@ -690,6 +714,7 @@
       this.el.log.replaceChildren(this.el.earlier);
       this.el.earlier.hidden = true;
       this.oldestPosition = null;
+      this.pageSize = 0;
       // The rating card is the same element for the next chat: nothing of this one's rating stays.
       this.score = null;
       this.el.stars.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", "false"));

@@ -2,7 +2,7 @@
 // Who has which chat comes from routing (GET /api/workspace, then the event stream, merged
 // by log position: workspace.js); the history read model serves messages, the "All" list
 // and the visitor panel. Every chat text is rendered with textContent.
-import { RelaySocket, newKey, readMessagesUpTo } from "./socket.js";
+import { RelaySocket, newKey, readMessagesUpTo, hasMessagesBefore, readPageBefore } from "./socket.js";
 import { AgentSession, signIn, el, toast, ago } from "./session.js";
 import { Workspace } from "./workspace.js";
 import { Alerts } from "./alerts.js";
@@ -20,6 +20,7 @@ const state = {
   openId: null,
   shown: new Set(),
   oldestPosition: null,
+  pageSize: 0, // the first page's length: "Load earlier messages" reads pages of it
   lastCustomer: null, // {id, position}: the customer's latest message in the open chat
   cannedPick: null,
   drafts: new Map(), // conversation id -> what was typed there and not sent (kept while switching)
@@ -299,6 +300,7 @@ async function openConversation(id) {
     state.lastCustomer = null;
     state.oldestPosition = null;
     $("messages").replaceChildren($("earlier"));
+    $("earlier").hidden = true; // until a read says this chat has earlier messages
   }
   $("empty").hidden = true;
   $("chat-head").hidden = $("messages").hidden = false;
@@ -308,14 +310,20 @@ async function openConversation(id) {
   try {
     // Up to what the socket has seen: history may lag behind the log, and a message it is
     // missing would never show (only events after the socket's start arrive live).
-    const items = await readMessagesUpTo(
-      (query) => session.call(`/api/conversations/${encodeURIComponent(id)}/messages${query}`),
-      state.socket.position,
-      { tries: HISTORY_TRIES, wanted: () => state.openId === id },
-    );
+    const read = messagesOf(id);
+    const items = await readMessagesUpTo(read, state.socket.position, { tries: HISTORY_TRIES, wanted: () => state.openId === id });
     if (state.openId !== id) return;
-    if (items.length && (state.oldestPosition === null || items[0].position < state.oldestPosition)) state.oldestPosition = items[0].position;
-    $("earlier").hidden = !items.length;
+    // The button only when there are messages before the oldest shown (the page does not
+    // say so: a chat of two messages answers one too), asked before drawing, so the chat
+    // and its button appear together. A chat paged back further keeps what it knows.
+    const oldest = items.length > 0 && (state.oldestPosition === null || items[0].position < state.oldestPosition);
+    const more = oldest && (await earlierExists(read, items[0].position));
+    if (state.openId !== id) return;
+    if (oldest && (state.oldestPosition === null || items[0].position < state.oldestPosition)) {
+      state.oldestPosition = items[0].position;
+      state.pageSize = items.length;
+      $("earlier").hidden = !more;
+    }
     for (const item of items) render(item.event, item.position);
     // replies of this chat still in the outbox (typed while the connection was down)
     for (const frame of state.socket.pendingFrames()) if (frame.op === "send" && frame.conversation_id === id) renderPending(frame);
@@ -362,13 +370,38 @@ function paintChat() {
   if (chat && chat.unread && document.hasFocus()) chat.unread = 0;
 }
 
+/** `read(query)` of the messages of conversation `id` (socket.js readMessagesUpTo). */
+function messagesOf(id) {
+  return (query) => session.call(`/api/conversations/${encodeURIComponent(id)}/messages${query}`);
+}
+
+async function earlierExists(read, position) {
+  try {
+    return await hasMessagesBefore(read, position);
+  } catch {
+    return true; // not known: the button, and an empty page read with it removes it
+  }
+}
+
 async function loadEarlier() {
-  if (state.oldestPosition === null) return;
+  const id = state.openId;
+  const position = state.oldestPosition;
+  if (position === null) return;
   const box = $("messages");
   const before = box.scrollHeight;
-  // no limit: the server pages by the tenant's messages_on_enter, like the first read
-  const items = await session.call(`/api/conversations/${encodeURIComponent(state.openId)}/messages?before=${state.oldestPosition}`);
-  if (!items.length) { $("earlier").hidden = true; return; }
+  // Pages of the first page's length (the tenant's messages_on_enter), one more asked for
+  // to learn whether this page reaches the chat's first message.
+  let page;
+  try {
+    page = await readPageBefore(messagesOf(id), position, state.pageSize);
+  } catch (error) {
+    toast(`Could not load messages: ${error.message}`);
+    return;
+  }
+  if (state.openId !== id || state.oldestPosition !== position) return; // another chat, or a page drawn meanwhile
+  const { items, more } = page;
+  $("earlier").hidden = !more;
+  if (!items.length) return;
   state.oldestPosition = items[0].position;
   for (const item of items) render(item.event, item.position);
   box.scrollTop = box.scrollHeight - before;

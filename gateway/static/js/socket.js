@@ -306,3 +306,33 @@ export async function readMessagesUpTo(read, position, { tries = 10, wanted = ()
     }
   }
 }
+
+// The largest page the gateway reads (`limit`, 1–500).
+export const MAX_PAGE = 500;
+
+/**
+ * Whether a conversation has messages before `position` (the oldest one shown). A page of
+ * messages says nothing of what is before it: a chat of two messages answers a full-looking
+ * page too. So one more is read: `read(query)` as for readMessagesUpTo.
+ */
+export async function hasMessagesBefore(read, position) {
+  return (await read(`?before=${position}&limit=1`)).length > 0;
+}
+
+/**
+ * The page of `size` messages before `position`, and whether there are more before it
+ * (`{items, more}`): `size + 1` are asked for and the oldest is kept back, so `more` needs
+ * no second read (but at the gateway's largest page, which has no room for one more).
+ * `size` is the first page's length, the tenant's `messages_on_enter` whenever earlier
+ * messages exist (the gateway filled the page).
+ */
+export async function readPageBefore(read, position, size) {
+  size = Math.max(1, size || 0);
+  if (size >= MAX_PAGE) {
+    const items = await read(`?before=${position}&limit=${MAX_PAGE}`);
+    return { items, more: items.length > 0 && (await hasMessagesBefore(read, items[0].position)) };
+  }
+  const items = await read(`?before=${position}&limit=${size + 1}`);
+  const more = items.length > size;
+  return { items: more ? items.slice(1) : items, more };
+}
