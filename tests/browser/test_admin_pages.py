@@ -24,6 +24,7 @@ from tests.browser.pages import (
     make_tenant,
     served_conversation,
 )
+from tests.gateway.wsclient import Client
 from tests.system import RunningSystem
 
 pytestmark = pytest.mark.browser
@@ -447,3 +448,39 @@ async def test_every_destructive_admin_action_asks_first(system, browser) -> Non
 async def agents_of(system: RunningSystem, tenant: str) -> list[dict[str, Any]]:
     agents: list[dict[str, Any]] = await as_boss(system, tenant, "GET", "/api/admin/agents", None)
     return agents
+
+
+async def test_the_console_leads_an_auditor_to_the_conversations_timeline(system, browser) -> None:
+    # The audit page asked for a conversation id that no page showed anywhere.
+    await make_tenant(system, "trail", "dave")
+    # Both online before any request: broadcast offers each chat to both of them.
+    console = await console_login(await browser.new_context(), system, "trail", "boss")
+    agent = await console_login(await browser.new_context(), system, "trail", "dave")
+    customer = await Client.connect(system.gateway.ws_url, system.visitor_token("trail", "v-1"))
+    second = await Client.connect(system.gateway.ws_url, system.visitor_token("trail", "v-2"))
+    try:
+        started = await customer.op("start", visitor={"name": "Nora"})
+        conversation_id = started["conversation_id"]
+        assert (await customer.op("send", conversation_id=conversation_id, body="Hi"))["t"] == "ack"
+        offer = console.locator(".request").filter(has_text="Nora")
+        await offer.get_by_role("button", name="Accept").click(timeout=TIMEOUT_MS)
+        panel = console.locator("#visitor")
+        await expect(panel.locator("code")).to_have_text(conversation_id, timeout=TIMEOUT_MS)
+        await panel.get_by_role("link", name="Audit trail").click()
+
+        timeline = console.get_by_role("list", name="Event timeline")
+        await expect(timeline).to_contain_text("conversation.requested", timeout=TIMEOUT_MS)
+        await expect(timeline).to_contain_text("conversation.accepted")
+        await expect(console.get_by_text("Hash chain intact.")).to_be_visible()
+        await expect(console.get_by_label("Conversation id")).to_have_value(conversation_id)
+
+        # Without view_audit the id is shown (to quote it to someone who has it), no link.
+        other = (await second.op("start", visitor={"name": "Omar"}))["conversation_id"]
+        offer = agent.locator(".request").filter(has_text="Omar")
+        await offer.get_by_role("button", name="Accept").click(timeout=TIMEOUT_MS)
+        panel = agent.locator("#visitor")
+        await expect(panel.locator("code")).to_have_text(other, timeout=TIMEOUT_MS)
+        await expect(panel.get_by_role("link", name="Audit trail")).to_have_count(0)
+    finally:
+        await customer.close()
+        await second.close()

@@ -12,6 +12,13 @@ const PERMISSIONS = ["see_all_conversations", "see_history", "transfer", "edit_s
 // Declared before anything that runs at load can call show().
 let showing = 0;
 
+// The section the address names: "#agents", or "#audit=<conversation id>" (the console's
+// "Audit trail" link), which opens that conversation's timeline at once.
+const linked = (() => {
+  const [section, argument] = location.hash.slice(1).split("=", 2);
+  return { section, conversation: argument ? decodeURIComponent(argument) : null };
+})();
+
 const SECTIONS = [
   { id: "agents", title: "Agents", permission: "manage_agents", render: agentsSection },
   { id: "groups", title: "Permission groups", permission: "manage_agents", render: groupsSection },
@@ -43,7 +50,7 @@ async function start() {
   const account = await session.call("/api/account").catch(() => null);
   const allowed = SECTIONS.filter((s) => (!s.permission || session.can(s.permission)) && (!s.when || !account || s.when(account)));
   $("sections").replaceChildren(...allowed.map((s) => el("button", { type: "button", "data-section": s.id, onclick: () => show(s) }, s.title)));
-  const wanted = allowed.find((s) => s.id === location.hash.slice(1)) || allowed[0];
+  const wanted = allowed.find((s) => s.id === linked.section) || allowed[0];
   show(wanted);
 }
 
@@ -403,11 +410,18 @@ async function download(path, name) {
 
 async function auditSection() {
   const output = el("div");
-  const search = form([field("Conversation id", "conversation_id", { required: true })], "Show timeline", async (data) => {
-    const id = String(data.get("conversation_id")).trim();
-    const timeline = await session.call(`/api/audit/conversations/${encodeURIComponent(id)}/timeline`);
-    output.replaceChildren(timelineView(id, timeline));
-  });
+  const showTimeline = async (id) => output.replaceChildren(timelineView(id, await session.call(`/api/audit/conversations/${encodeURIComponent(id)}/timeline`)));
+  const search = form([field("Conversation id", "conversation_id", { required: true })], "Show timeline", (data) => showTimeline(String(data.get("conversation_id")).trim()));
+  const opened = linked.conversation;
+  linked.conversation = null; // once: coming back to the section starts empty
+  if (opened) {
+    search.querySelector('[name="conversation_id"]').value = opened;
+    try {
+      await showTimeline(opened);
+    } catch (error) {
+      output.replaceChildren(el("p", { class: "error", role: "alert" }, error.status === 404 ? "No such conversation in this account." : `Could not load: ${error.message}`));
+    }
+  }
   // A <pre> may not carry a name (axe: aria-prohibited-attr); the figure around it does.
   const settingsOutput = el("pre");
   const settingsForm = form([field("Tenant settings as they were at", "at", { type: "datetime-local", required: true })], "Show settings", async (data) => {

@@ -560,6 +560,10 @@ async function paintVisitor(entry) {
   const facts = [["Name", visitor.name || conversation.visitor_name], ["Email", visitor.email], ["Channel", conversation.channel], ["Topic", conversation.topic], ["Page", visitor.page_url], ["Started", started && new Date(started).toLocaleString()], ["Rating", conversation.rating && `${conversation.rating.score}/5`]];
   const panel = $("visitor");
   panel.replaceChildren(el("h2", {}, "Visitor"), el("dl", {}, facts.filter(([, v]) => v).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
+  // The id is what an auditor looks a conversation up by (admin pages, `relaydesk replay
+  // --conversation`); with view_audit the timeline is one click away.
+  panel.append(el("p", { class: "muted" }, "Conversation ", el("code", {}, id)));
+  if (session.can("view_audit")) panel.append(el("p", {}, el("a", { href: `/admin#audit=${encodeURIComponent(id)}` }, "Audit trail")));
   // The picture's id from history's document, or from the request event the console saw
   // (history may lag: the panel is painted once, when the chat opens).
   const avatar = visitor.avatar_attachment_id || entry.avatar_attachment_id;
