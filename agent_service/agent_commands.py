@@ -43,6 +43,7 @@ def set_status(d: Decision, cmd: commands.SetAgentStatus) -> None:
         _tell_customers_they_are_back(d, cmd.agent_id)
     if cmd.status == "online":
         d.drain()
+        d.join_standing_offers(cmd.agent_id)
     else:
         _withdraw_offers_of(d, cmd.agent_id)
     d.refresh_positions()

@@ -224,6 +224,29 @@ class Decision(RuntimeDecision[RoutingState]):
             if targets:
                 self.offer(conversation, targets, actor=SYSTEM_ACTOR)
 
+    def join_standing_offers(self, agent_id: str) -> None:
+        """Broadcast: an agent who comes online is also offered the requests standing for
+        others, for the time those offers have left. Every eligible agent gets a broadcast
+        offer; one made before this agent came online kept them from it until it expired
+        (a request offered to an agent away from the desk waited out the whole timeout
+        while a colleague who had just signed in saw "No one is waiting")."""
+        agent = self.tenant.agents.get(agent_id)
+        if agent is None or self.setting("routing_mode") != "broadcast":
+            return
+        for conversation in self.tenant.offered():
+            asked = conversation.offered_to | conversation.declined_by | conversation.expired_for
+            if agent_id in asked or conversation.offer_expires_at is None:
+                continue
+            left_s = int((conversation.offer_expires_at - self.now).total_seconds())
+            if left_s < 1 or not routing.may_be_offered(self.tenant, agent, conversation):
+                continue
+            data = {
+                "conversation_id": conversation.conversation_id,
+                "agent_ids": (agent_id,),
+                "expires_in_s": left_s,
+            }
+            self.emit(ConversationOffered.TYPE, data, actor=SYSTEM_ACTOR)
+
     def refresh_positions(self) -> None:
         """Tell every queued customer whose place changed their new place."""
         for index, conversation in enumerate(self.tenant.queued()):

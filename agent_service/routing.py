@@ -52,15 +52,17 @@ def anyone_online_for(tenant: Tenant, conversation: Conversation) -> bool:
     return any(is_available(a) and covers(tenant, a, conversation) for a in tenant.agents.values())
 
 
+def may_be_offered(tenant: Tenant, agent: Agent, conversation: Conversation) -> bool:
+    """Eligible for ``conversation`` and with room for one more."""
+    return is_available(agent) and has_room(tenant, agent) and covers(tenant, agent, conversation)
+
+
 def candidates(tenant: Tenant, conversation: Conversation, exclude: set[str]) -> list[Agent]:
     """Eligible agents with room, sorted by id."""
     found = [
         agent
         for agent in tenant.agents.values()
-        if agent.agent_id not in exclude
-        and is_available(agent)
-        and has_room(tenant, agent)
-        and covers(tenant, agent, conversation)
+        if agent.agent_id not in exclude and may_be_offered(tenant, agent, conversation)
     ]
     return sorted(found, key=lambda a: a.agent_id)
 

@@ -115,6 +115,10 @@ class Tenant:
         found = (self.conversations[c] for c in self.open_ids)
         return sorted((c for c in found if c.status == status), key=lambda c: c.seq)
 
+    def offered(self) -> list[Conversation]:
+        """Conversations with a standing offer (not transfers), in arrival order."""
+        return self._open_with(OFFERED)
+
     def waiting(self) -> list[Conversation]:
         """Queued first, then missed ones (they can still be picked up), each in arrival order."""
         return self._open_with(QUEUED) + self._open_with(MISSED)

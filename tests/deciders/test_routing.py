@@ -442,6 +442,58 @@ class TestAgentStatus:
         assert desk.types[:2] == ["agent.status_changed", "conversation.offer_withdrawn"]
         assert desk.of("conversation.offer_withdrawn")[0]["reason"] == "agent_offline"
 
+    async def test_coming_online_joins_a_broadcast_offer_standing_for_others(self) -> None:
+        # a2 signed in 20 s after c1 was offered to a1 (away from the desk): a2 saw "No one
+        # is waiting" until a1's offer ran out. Now a2 is offered it for the 40 s it has left,
+        # and the first accept still wins.
+        clock = Clock()
+        desk = routing_desk(clock).given(online("a1"), requested("c1"), offered("c1", "a1"))
+        clock.now = NOW + timedelta(seconds=20)
+        await desk.when(
+            command("agent.set_status", {"agent_id": "a2", "status": "online"}, actor=agent("a2"))
+        )
+        assert desk.types == ["agent.status_changed", "conversation.offered"]
+        assert desk.of("conversation.offered")[0] == {
+            "conversation_id": "c1",
+            "agent_ids": ["a2"],
+            "expires_in_s": 40,
+            "transfer_from": None,
+        }
+        won = await desk.when(accept("c1", "a2"))
+        assert won.ok and desk.of("conversation.offer_withdrawn")[0]["agent_ids"] == ["a1"]
+        lost = await desk.when(accept("c1", "a1"))
+        assert not lost.ok
+
+    async def test_a_standing_offer_is_not_joined_by_who_declined_it_or_has_no_room(
+        self,
+    ) -> None:
+        desk = routing_desk().given(online("a1"), online("a2"), requested("c1"))
+        desk.given(offered("c1", "a1", "a2"))
+        desk.given(
+            event("conversation.offer_declined", {"conversation_id": "c1", "agent_id": "a2"})
+        )
+        desk.given(event("agent.status_changed", {"agent_id": "a2", "status": "away"}))
+        desk.given(online("a3", max_chats=1), *engaged("c0", "a3"))
+        desk.given(event("agent.status_changed", {"agent_id": "a3", "status": "away"}))
+        for agent_id in ("a2", "a3"):
+            await desk.when(
+                command(
+                    "agent.set_status",
+                    {"agent_id": agent_id, "status": "online"},
+                    actor=agent(agent_id),
+                )
+            )
+            assert desk.types == ["agent.status_changed"]
+
+    async def test_an_offer_made_to_one_agent_is_not_joined(self) -> None:
+        # round_robin and least_busy offer a chat to one agent on purpose
+        desk = routing_desk().given(settings(routing_mode="round_robin"), online("a1"))
+        desk.given(requested("c1"), offered("c1", "a1"))
+        await desk.when(
+            command("agent.set_status", {"agent_id": "a2", "status": "online"}, actor=agent("a2"))
+        )
+        assert desk.types == ["agent.status_changed"]
+
     async def test_an_agent_sets_their_own_status_only(self) -> None:
         desk = routing_desk()
         reply = await desk.when(
