@@ -79,16 +79,20 @@ class HistoryQueries:
         self._db = db
         self._caught_up = caught_up
 
+    async def _reached(self, upto_position: int | None) -> None:
+        """Wait (a little) until the read models hold the log up to ``upto_position``."""
+        if upto_position is not None and self._caught_up is not None:
+            try:
+                await self._caught_up(upto_position, UPTO_WAIT_S)
+            except TimeoutError:
+                # An answer without events the asker knows exist would look complete.
+                raise RemoteError(
+                    "behind", f"history has not reached log position {upto_position} yet"
+                ) from None
+
     @answers(MessagesLastQuery)
     async def messages_last(self, p: MessagesLastQuery) -> list[MessageEntry]:
-        if p.upto_position is not None and self._caught_up is not None:
-            try:
-                await self._caught_up(p.upto_position, UPTO_WAIT_S)
-            except TimeoutError:
-                # An answer without messages the asker knows exist would look complete.
-                raise RemoteError(
-                    "behind", f"history has not reached log position {p.upto_position} yet"
-                ) from None
+        await self._reached(p.upto_position)
         # From the archive: every message event is there once. The filter names only the
         # fields of the (tenant, stream, position) index and the message types are picked
         # here, newest first, until the page is full: a filter on ``type`` as well is one
@@ -131,6 +135,7 @@ class HistoryQueries:
 
     @answers(TranscriptQuery)
     async def transcript(self, p: TranscriptQuery) -> Transcript:
+        await self._reached(p.upto_position)
         conversation = await self.conversation_get(
             ConversationGetQuery(tenant=p.tenant, conversation_id=p.conversation_id)
         )

@@ -197,6 +197,9 @@ class TranscriptQuery(TenantQuery[Transcript]):
     NAME = "transcript"
     SERVICE = SERVICE
     conversation_id: str
+    # As for messages.last: answer once the archive holds the log up to here (else error
+    # ``behind``), so a timeline asked for right after an accept shows that accept.
+    upto_position: int | None = None
 
 
 class EventsRangeQuery(TenantQuery[list[ArchiveEntry]]):

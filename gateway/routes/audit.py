@@ -20,6 +20,7 @@ from gateway.auth.http import get_deps, require_agent
 from gateway.auth.permissions import VIEW_AUDIT
 from gateway.auth.tokens import AgentPrincipal
 from gateway.deps import GatewayDeps
+from gateway.queries import ask
 from gateway.routes.conversations import ask_history
 
 
@@ -33,8 +34,15 @@ def build_router(deps: GatewayDeps) -> APIRouter:
         agent: AgentPrincipal = Depends(auditors),
         deps: GatewayDeps = Depends(get_deps),
     ) -> Any:
-        transcript = await ask_history(
-            deps, TranscriptQuery(tenant=agent.tenant, conversation_id=conversation_id)
+        # Up to what this gateway has seen of the log: the archive may lag behind it, and a
+        # timeline opened from the console right after an accept lacked that accept.
+        seen = deps.tailer.head if deps.tailer.head >= 0 else None
+        transcript = await ask(
+            deps,
+            TranscriptQuery(
+                tenant=agent.tenant, conversation_id=conversation_id, upto_position=seen
+            ),
+            {"not_found": 404, "behind": 503},
         )
         verdict = await ask_history(
             deps, AuditVerifyQuery(tenant=agent.tenant, conversation_id=conversation_id)

@@ -171,6 +171,31 @@ async def test_messages_last_waits_for_the_position_the_asker_has_seen(
     assert refused.value.code == "behind"
 
 
+async def test_a_transcript_waits_for_the_position_the_asker_has_seen(
+    history: HistoryService, bus: Bus, db: AsyncDatabase, rpc: RpcClient
+) -> None:
+    # An auditor's timeline opened right after an accept lacked the accept: the archive lags
+    # the log. Asked "up to" what the gateway has seen, it answers once the archive has it.
+    before = await settle(history, bus, db)
+    events = conversation("acme", "c1", 3)
+    asked = asyncio.create_task(
+        rpc.query(
+            "history",
+            "transcript",
+            {"tenant": "acme", "conversation_id": "c1", "upto_position": before + len(events)},
+        )
+    )
+    await bus.publish_many(events)
+    assert [e["id"] for e in (await asked)["events"]] == [e.id for e in events]
+    with pytest.raises(RemoteError) as refused:
+        await rpc.query(
+            "history",
+            "transcript",
+            {"tenant": "acme", "conversation_id": "c1", "upto_position": before + 1000},
+        )
+    assert refused.value.code == "behind"
+
+
 async def test_list_views_and_visitor_filter(
     history: HistoryService, bus: Bus, db: AsyncDatabase, rpc: RpcClient
 ) -> None:
