@@ -10,7 +10,8 @@ on a port of its own, ``RELAYDESK_HEALTH_PORT_BASE`` + its place in :data:`SERVI
   names each check (``{"service", "status", "checks": {name: {"ok", "detail"}}}``). Before
   the service has started, and once it is stopping, 503 with status ``starting`` /
   ``stopping``; starting and waiting for its broker or store, the body says which
-  (``waiting_for``, ``attempt``, ``detail``: relaydesk/dependencies.py). The checks each
+  (``waiting_for``, ``attempt``, ``detail``: relaydesk/dependencies.py); folding the log
+  before it serves, how far (``catching_up``: relaydesk/bus/catch_up.py). The checks each
   service registers (:class:`Readiness`): its broker connection, its store answering a
   ping, each log reader within
   ``RELAYDESK_READY_MAX_LAG_S``, its command queue having a consumer, and for the gateway,
@@ -40,6 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from contracts import topology as names
+from relaydesk.bus.catch_up import CATCHING_UP
 from relaydesk.bus.connection import Bus
 from relaydesk.bus.log_reader import LogReader
 from relaydesk.cancellation import raise_if_cancel_requested
@@ -300,6 +302,12 @@ class Health:
             body: dict[str, object] = {"service": self.service, "status": self.phase}
             if self.phase == "starting" and self.waiting_for:
                 body.update(self.waiting_for)
+            if self.phase == "starting" and CATCHING_UP:
+                # folding the log before serving: how far, so a long start shows it moves
+                body["catching_up"] = {
+                    name: {"position": progress.position, "head": progress.head}
+                    for name, progress in CATCHING_UP.items()
+                }
             return JSONResponse(body, status_code=503)
         checks = await self.readiness.report()
         ready = all(check["ok"] for check in checks.values())

@@ -9,18 +9,21 @@ supervises (tools/supervision.py): a child that dies is restarted with backoff a
 others keep serving; a crash loop stops everything. Ctrl-C (or SIGTERM) stops children in
 reverse order.
 
-Exit codes: 0 stopped on request; 1 a child crash-looped or the system was not ready in
-``RELAYDESK_UP_READY_TIMEOUT_S``; 2 configuration or a dependency (an unreadable secrets
+Exit codes: 0 stopped on request; 1 a child crash-looped or the system was not ready, with
+nothing still starting moving on (a catch-up of the log) for ``RELAYDESK_UP_READY_TIMEOUT_S``; 2 configuration or a dependency (an unreadable secrets
 file, a setting a service refused, RabbitMQ or SecantusDB missing).
 """
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import structlog
@@ -56,12 +59,55 @@ def _probe_host(settings: Settings) -> str:
     return "127.0.0.1" if settings.health_host in ("0.0.0.0", "::", "") else settings.health_host
 
 
-def _readyz(http: httpx.AsyncClient, url: str) -> ReadyProbe:
+class StartProgress:
+    """What the services still starting say of their catch-up of the log (``catching_up`` in
+    their /readyz, relaydesk/bus/catch_up.py), and when any of it last moved on.
+
+    A fixed time to be ready stopped a system whose log had grown long (660,000 entries:
+    billing and connectors were still folding, steadily, at 120 s). The start is given up
+    only once nothing still starting has moved on for that long.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.catching_up: dict[str, dict[str, dict[str, Any]]] = {}
+        self.moved_at = clock()
+
+    def seen(self, child: str, catching_up: dict[str, dict[str, Any]]) -> None:
+        before = self.catching_up.get(child, {})
+        for reader, now in catching_up.items():
+            if now.get("position", -1) > before.get(reader, {}).get("position", -1):
+                self.moved_at = self._clock()
+        self.catching_up[child] = catching_up
+
+    def still_for(self) -> float:
+        """Seconds since anything still starting moved on."""
+        return self._clock() - self.moved_at
+
+    def describe(self, child: str) -> str:
+        """``billing (log 412,000 of 661,000)``: the child and how far its catch-up is."""
+        parts = []
+        for reader, at in self.catching_up.get(child, {}).items():
+            head = at.get("head")
+            done = f"{at.get('position', -1) + 1:,}"
+            if head is not None:
+                done += f" of {head + 1:,}"
+            parts.append(done if reader == child else f"{reader} {done}")
+        return f"{child} (log {', '.join(parts)})" if parts else child
+
+
+def _readyz(http: httpx.AsyncClient, url: str, name: str, progress: StartProgress) -> ReadyProbe:
     async def probe() -> bool:
         try:
-            return (await http.get(url)).status_code == 200
+            answer = await http.get(url)
         except httpx.HTTPError:
             return False
+        if answer.status_code == 200:
+            return True
+        with contextlib.suppress(ValueError, AttributeError):
+            if catching_up := answer.json().get("catching_up"):
+                progress.seen(name, catching_up)
+        return False
 
     return probe
 
@@ -119,6 +165,7 @@ async def up(settings: Settings, services: tuple[str, ...] = SERVICES) -> int:
         _say(str(exc))
         return EXIT_CONFIG
     host = _probe_host(settings)
+    progress = StartProgress()
     async with httpx.AsyncClient(timeout=3) as http:
         children: list[Child] = []
         mongo_client: AsyncMongoClient[dict[str, object]] | None = None
@@ -143,13 +190,13 @@ async def up(settings: Settings, services: tuple[str, ...] = SERVICES) -> int:
                     name,
                     [sys.executable, "-m", "tools.cli", name],
                     env,
-                    _readyz(http, url),
+                    _readyz(http, url, name, progress),
                     _policy(settings),
                     settings.background_nice if name in BACKGROUND else 0,
                 )
             )
         try:
-            return await _supervise(settings, services, env, children)
+            return await _supervise(settings, services, env, children, progress)
         finally:
             # The services first: they flush to the store as they stop (routing's snapshot).
             await stop_all([c for c in children if c.name != "store"])
@@ -159,7 +206,11 @@ async def up(settings: Settings, services: tuple[str, ...] = SERVICES) -> int:
 
 
 async def _supervise(
-    settings: Settings, services: tuple[str, ...], env: dict[str, str], children: list[Child]
+    settings: Settings,
+    services: tuple[str, ...],
+    env: dict[str, str],
+    children: list[Child],
+    progress: StartProgress,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -182,8 +233,10 @@ async def _supervise(
     watchers = [asyncio.create_task(child.run()) for child in children]
     # First readiness of each service; after a restart during start, run() polls it again.
     probes = [asyncio.create_task(c.wait_ready()) for c in children if c not in store]
-    all_ready = asyncio.create_task(_all_ready(children, settings.up_ready_timeout_s))
-    waiting = asyncio.create_task(_say_who_is_not_ready(children, settings.up_waiting_every_s))
+    all_ready = asyncio.create_task(_all_ready(children, settings.up_ready_timeout_s, progress))
+    waiting = asyncio.create_task(
+        _say_who_is_not_ready(children, settings.up_waiting_every_s, progress)
+    )
     try:
         await asyncio.wait([all_ready, stopped, *watchers], return_when=asyncio.FIRST_COMPLETED)
         if stopped.done():
@@ -194,8 +247,11 @@ async def _supervise(
         try:
             all_ready.result()
         except TimeoutError:
-            late = [c.name for c in children if not c.ready.is_set()]
-            _say(f"not ready after {settings.up_ready_timeout_s:g}s: {', '.join(late)}")
+            late = [progress.describe(c.name) for c in children if not c.ready.is_set()]
+            _say(
+                f"not ready, and nothing moved on for {settings.up_ready_timeout_s:g}s:"
+                f" {', '.join(late)}"
+            )
             return EXIT_FAILED
         base = settings.gateway_url()
         demo = await ensure_demo_workspace(env, settings.data_dir) if "agent" in services else ""
@@ -217,23 +273,28 @@ async def _supervise(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _all_ready(children: list[Child], timeout_s: float) -> None:
-    """Every child ready once, within ``timeout_s`` (TimeoutError otherwise). Awaited one by
-    one, not gathered under wait_for: cancelling that left a gathering future whose
-    cancellation nobody read ("exception was never retrieved" on every early stop)."""
-    async with asyncio.timeout(timeout_s):
-        for child in children:
-            await child.ready.wait()
+async def _all_ready(
+    children: list[Child], timeout_s: float, progress: StartProgress, poll_s: float = 0.5
+) -> None:
+    """Every child ready once; TimeoutError when those still starting have not moved on (a
+    catch-up of the log advancing) for ``timeout_s``. Polled: the children's readiness is
+    itself polled (their /readyz), and a long start's deadline moves with its progress."""
+    while not all(child.ready.is_set() for child in children):
+        if progress.still_for() > timeout_s:
+            raise TimeoutError
+        await asyncio.sleep(poll_s)
 
 
-async def _say_who_is_not_ready(children: list[Child], every_s: float) -> None:
+async def _say_who_is_not_ready(
+    children: list[Child], every_s: float, progress: StartProgress
+) -> None:
     """Every ``every_s`` until all are ready, the services still starting: a start that
     folds a long log takes tens of seconds, and silence looked like a hang."""
     started = time.monotonic()
     hint = "; a service catching up a long log takes a while"  # said once
     while True:
         await asyncio.sleep(every_s)
-        late = [child.name for child in children if not child.ready.is_set()]
+        late = [progress.describe(child.name) for child in children if not child.ready.is_set()]
         if not late:
             return
         elapsed = time.monotonic() - started

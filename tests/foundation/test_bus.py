@@ -13,6 +13,7 @@ from relaydesk.bus import Bus, LogReader, RemoteError, RequestTimeout
 from relaydesk.bus.endpoint import StreamEndpoint
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
 from relaydesk.bus.topology import declare_command_queue, declare_core, declare_query_queue
+from tests.admin.helpers import eventually
 from tests.servers import RabbitVhosts
 
 
@@ -188,6 +189,37 @@ async def test_catch_up_folds_everything_published_before_start(bus: Bus) -> Non
         position = await catch_up(bus, reader, apply, service="t")
     assert folded == [e.id for e in before]
     assert position >= 30
+
+
+async def test_a_catch_up_under_way_says_how_far_it_has_folded(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `relaydesk up` gave up on a system whose log had grown long while billing and
+    # connectors were still folding it, steadily: nothing said they were moving on.
+    from relaydesk.bus import catch_up as module
+
+    monkeypatch.setattr(module, "HEAD_AFTER_S", 0.0)  # look the head up at once
+    before = [message_event(i) for i in range(30)]
+    await bus.publish_many(before)
+    first_batch = asyncio.Event()
+    go_on = asyncio.Event()
+    seen: list[module.CatchUpProgress] = []
+
+    async def apply(batch: list) -> None:
+        if not first_batch.is_set():
+            first_batch.set()
+            await go_on.wait()  # held: the catch-up is under way
+
+    async with LogReader(bus, start="first", prefetch=5) as reader:
+        folding = asyncio.create_task(module.catch_up(bus, reader, apply, service="slow"))
+        await first_batch.wait()
+        progress = module.CATCHING_UP["slow"]
+        await eventually(lambda: progress.head is not None)
+        seen.append(module.CatchUpProgress(progress.position, progress.head))
+        go_on.set()
+        position = await folding
+    assert seen[0].position == -1 and seen[0].head is not None and seen[0].head >= 29
+    assert progress.position == position and "slow" not in module.CATCHING_UP
 
 
 async def test_query_queue_of_the_other_setup_is_replaced_and_queries_flow(

@@ -20,6 +20,7 @@ from relaydesk.health import Health, Readiness
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
 from tools.supervision import RestartPolicy, describe_exit
+from tools.supervisor import StartProgress
 
 
 def marker(n: int) -> Envelope:
@@ -181,3 +182,41 @@ async def test_a_check_whose_connection_closes_under_it_is_not_ready_not_an_erro
     again.cancel()
     with pytest.raises(asyncio.CancelledError):
         await again
+
+
+async def test_readyz_while_starting_says_how_far_each_catch_up_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from relaydesk.bus import catch_up
+
+    monkeypatch.setattr(
+        catch_up,
+        "CATCHING_UP",
+        {"admin": catch_up.CatchUpProgress(411_999, 660_999), "agent": catch_up.CatchUpProgress()},
+    )
+    monkeypatch.setattr(health, "CATCHING_UP", catch_up.CATCHING_UP)
+    service = Health("agent", Settings())
+    transport = httpx.ASGITransport(app=service.app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://health") as http:
+        answer = await http.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["catching_up"] == {
+        "admin": {"position": 411_999, "head": 660_999},
+        "agent": {"position": -1, "head": None},
+    }
+
+
+def test_up_waits_on_while_a_catch_up_moves_on_and_names_how_far() -> None:
+    now = [100.0]
+    progress = StartProgress(clock=lambda: now[0])
+    now[0] = 190.0
+    progress.seen("billing", {"billing": {"position": 10, "head": None}})
+    now[0] = 300.0
+    assert progress.still_for() == 110.0  # since billing last moved, not since the start
+    progress.seen("billing", {"billing": {"position": 10, "head": 660_999}})
+    assert progress.still_for() == 110.0  # the same position again is no progress
+    progress.seen("agent", {"admin": {"position": 411_999, "head": 660_999}})
+    assert progress.still_for() == 0.0
+    assert progress.describe("billing") == "billing (log 11 of 661,000)"
+    assert progress.describe("agent") == "agent (log admin 412,000 of 661,000)"
+    assert progress.describe("gateway") == "gateway"
