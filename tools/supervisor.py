@@ -10,7 +10,8 @@ others keep serving; a crash loop stops everything. Ctrl-C (or SIGTERM) stops ch
 reverse order.
 
 Exit codes: 0 stopped on request; 1 a child crash-looped or the system was not ready, with
-nothing still starting moving on (a catch-up of the log) for ``RELAYDESK_UP_READY_TIMEOUT_S``; 2 configuration or a dependency (an unreadable secrets
+nothing still starting moving on (a catch-up of the log) for
+``RELAYDESK_UP_READY_TIMEOUT_S``; 2 configuration or a dependency (an unreadable secrets
 file, a setting a service refused, RabbitMQ or SecantusDB missing).
 """
 
