@@ -33,6 +33,7 @@ from gateway.routes import (
 from gateway.security_headers import SecurityHeadersMiddleware
 from gateway.ws import websocket_endpoint
 from relaydesk.settings import Settings
+from relaydesk.store import TRANSIENT
 
 log = structlog.get_logger(__name__)
 
@@ -170,6 +171,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"error": {"code": "invalid_payload", "message": message}}, status_code=400
         )
+
+    async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The store down, restarting, or a connection of it cut: unavailable, like any other
+        # dependency that does not answer (ask again), not a bug's 500.
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        log.warning("store_unavailable", route=route, error=type(exc).__name__)
+        return JSONResponse(
+            {"error": {"code": "unavailable", "message": "the database did not answer; retry"}},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    for transient in TRANSIENT:
+        app.add_exception_handler(transient, store_unavailable)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

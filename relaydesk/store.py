@@ -43,9 +43,22 @@ TRANSIENT = (AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError)
 JOURNALED = WriteConcern(j=True)
 
 
+# A pooled connection unused this long is dropped, not reused. The embedded store closes a
+# client connection idle for 5 minutes (SecantusDB's client idle timeout; firewalls and load
+# balancers in front of a real MongoDB do the like), and the driver learned of it only by
+# using it: the first sign-in after five quiet minutes answered 500 (AutoReconnect, and a
+# standalone server takes no retried write).
+MAX_IDLE_MS = 60_000
+
+
 def make_client(mongo_url: str) -> AsyncMongoClient[Row]:
     return AsyncMongoClient(
-        mongo_url, serverSelectionTimeoutMS=3000, retryWrites=True, retryReads=True, tz_aware=True
+        mongo_url,
+        serverSelectionTimeoutMS=3000,
+        retryWrites=True,
+        retryReads=True,
+        tz_aware=True,
+        maxIdleTimeMS=MAX_IDLE_MS,
     )
 
 

@@ -4,6 +4,8 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import pytest
+
 from history_service.documents import ConversationView
 from relaydesk.store import (
     Checkpoint,
@@ -14,6 +16,7 @@ from relaydesk.store import (
     make_client,
     with_store_retry,
 )
+from tests.admin.helpers import eventually
 from tools.embedded import EmbeddedMongo
 
 
@@ -82,3 +85,34 @@ async def test_a_model_binding_creates_the_indexes_it_declares(mongo_url: str) -
     finally:
         await client.drop_database(name)
         await client.close()
+
+
+async def test_a_connection_the_store_closed_for_idling_is_not_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first sign-in after five quiet minutes answered 500: the embedded store had closed
+    # the pooled connection (its client idle timeout) and the driver wrote on it anyway.
+    from secantus.server import SecantusDBServer
+
+    from relaydesk import store
+
+    server = SecantusDBServer(
+        port=0, storage_path=":memory:", replica_set_name=None, client_idle_timeout_s=0.5
+    )
+    server.start()
+    monkeypatch.setattr(store, "MAX_IDLE_MS", 200)  # below the server's idle timeout
+    client = store.make_client(f"mongodb://127.0.0.1:{server.port}/?directConnection=true")
+    try:
+        rows = client["idle"]["rows"]
+        await rows.insert_one({"n": 1})
+        # until the server has closed connections for idling (no time is assumed; the
+        # driver's monitors reconnect on their own schedule, so fewer, not none)
+        open_after_insert = server._active_conns
+        await eventually(
+            lambda: server._active_conns < open_after_insert, what="an idle connection closed"
+        )
+        await rows.insert_one({"n": 2})
+        assert await rows.count_documents({}) == 2
+    finally:
+        await client.close()
+        server.stop()
