@@ -6,6 +6,7 @@ import struct
 import zlib
 
 import pytest
+from playwright.async_api import expect
 
 from relaydesk.bus import Bus
 from tests.browser.pages import TIMEOUT_MS, agent_says, console_login, make_tenant
@@ -143,5 +144,46 @@ async def test_console_shows_sent_via_telegram_and_the_failure_reason(
             )
             assert await avatar.evaluate("img => img.complete && img.naturalWidth") == 64
             await console.screenshot(path=str(artifacts / "console-telegram-media.png"))
+    finally:
+        await fake.stop()
+
+
+async def test_an_owner_connects_a_telegram_bot_by_polling_from_the_admin_page(
+    settings, browser
+) -> None:
+    # The form offered only webhook mode (a bare "bot_token (secret)" field and no mode), so
+    # an installation without a public https address could not connect a bot from its pages.
+    fake = FakeTelegram(TELEGRAM_TOKEN)
+    await fake.start()
+    try:
+        connected = settings.model_copy(
+            update={"connectors_port": 0, "telegram_api_base": fake.base_url}
+        )
+        async with system_with_connectors(connected) as (system, _):
+            await make_tenant(system, "poll", "alice")
+            context = await browser.new_context()
+            admin = await context.new_page()
+            await admin.goto(f"{system.gateway.base_url}/admin?tenant=poll#connectors")
+            await admin.get_by_label("Email").fill("boss@poll.test")
+            await admin.get_by_label("Password").fill("boss-secret-pw")
+            await admin.get_by_role("button", name="Sign in").click()
+            await admin.get_by_label("Connector id").fill("poll-bot")
+            await expect(admin.locator("#connector-hint")).to_contain_text("choose polling")
+            await admin.get_by_label("Updates by").select_option("polling")
+            await admin.get_by_label("Bot token (from @BotFather)").fill(TELEGRAM_TOKEN)
+            await admin.get_by_role("button", name="Save connector").click()
+            await expect(admin.get_by_role("cell", name="poll-bot")).to_be_visible(
+                timeout=TIMEOUT_MS
+            )
+
+            console = await console_login(await browser.new_context(), system, "poll", "alice")
+            await fake.queue_update(fake.update(77, "do you ship to Oslo?", first_name="Ola"))
+            offer = console.locator(".request").filter(has_text="Ola")
+            await offer.get_by_role("button", name="Accept").click(timeout=TIMEOUT_MS)
+            log = console.get_by_role("log", name="Messages")
+            await expect(log.get_by_text("do you ship to Oslo?")).to_be_visible(timeout=TIMEOUT_MS)
+            # polled, with no webhook set (a polling bot's is deleted before its first poll)
+            assert fake.getupdates_calls > 0
+            assert [method for _, method, _ in fake.webhook_calls] == ["deleteWebhook"]
     finally:
         await fake.stop()

@@ -294,19 +294,42 @@ function parseHours(text) {
   return value;
 }
 
+// Each platform's settings (docs/connectors.md): [name, label]; `choices` are selects. What
+// the platform's own console needs from us is said under the form (`hint`).
 const CONNECTOR_FIELDS = {
-  telegram: { public: [], secrets: ["bot_token", "webhook_secret"] },
-  messenger: { public: ["page_id"], secrets: ["page_token", "app_secret", "verify_token"] },
-  wechat: { public: ["app_id"], secrets: ["app_secret", "token", "encoding_aes_key"] },
+  telegram: {
+    choices: [["mode", "Updates by", [["webhook", "webhook (needs a public https address)"], ["polling", "polling (no public address needed)"]]]],
+    public: [],
+    secrets: [["bot_token", "Bot token (from @BotFather)"], ["webhook_secret", "Webhook secret (webhook mode; generated when empty)"]],
+    hint: "Webhook mode registers the bot's webhook itself, at the connectors service's public https address; choose polling when this installation has none.",
+  },
+  messenger: {
+    choices: [],
+    public: [["page_id", "Page id"]],
+    secrets: [["page_token", "Page access token"], ["app_secret", "App secret"], ["verify_token", "Verify token"]],
+    hint: "In Meta's app dashboard, set the callback URL to <connectors public address>/webhooks/messenger/<connector id> and the same verify token.",
+  },
+  wechat: {
+    choices: [],
+    public: [["app_id", "AppID"]],
+    secrets: [["app_secret", "AppSecret"], ["token", "Token"], ["encoding_aes_key", "EncodingAESKey"]],
+    hint: "In the WeChat Official Account console, set the server URL to <connectors public address>/webhooks/wechat/<connector id> with the same Token and EncodingAESKey.",
+  },
 };
 
 async function connectorsSection(reload) {
   const connectors = await session.call("/api/admin/connectors");
   const platform = el("select", { name: "platform" }, Object.keys(CONNECTOR_FIELDS).map((p) => el("option", { value: p }, p)));
   const extra = el("div", { style: "display:contents" });
+  const hint = el("p", { class: "muted", id: "connector-hint" });
   const paint = () => {
     const spec = CONNECTOR_FIELDS[platform.value];
-    extra.replaceChildren(...spec.public.map((f) => field(f, `public:${f}`, { required: true })), ...spec.secrets.map((f) => field(`${f} (secret)`, `secret:${f}`, { type: "password", autocomplete: "off" })));
+    extra.replaceChildren(
+      ...spec.choices.map(([name, label, options]) => el("label", {}, label, el("select", { name: `public:${name}` }, options.map(([value, text]) => el("option", { value }, text))))),
+      ...spec.public.map(([name, label]) => field(label, `public:${name}`, { required: true })),
+      ...spec.secrets.map(([name, label]) => field(label, `secret:${name}`, { type: "password", autocomplete: "off" })),
+    );
+    hint.textContent = spec.hint;
   };
   platform.addEventListener("change", paint);
   paint();
@@ -320,6 +343,7 @@ async function connectorsSection(reload) {
       }
       return act(session.call(`/api/admin/connectors/${encodeURIComponent(data.get("connector_id"))}`, { method: "PUT", body }).then(() => node.reset()), "Connector saved", reload);
     }),
+    hint,
     table(["Id", "Platform", "Settings", "Secrets set", "Status", ""], connectors.map((c) => [c.connector_id, c.platform, JSON.stringify(c.public_config || {}), (c.secrets_set || []).join(", ") || "—", c.paused ? "paused" : c.status || "",
       [pauseButton("connectors", c.connector_id, c.paused, "Connector", reload),
         dangerButton("Remove", `Remove connector ${c.connector_id}?`, "Replies not yet sent through it are never sent.", "Remove connector",
