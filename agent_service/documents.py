@@ -1,36 +1,23 @@
 """Routing's MongoDB documents: the snapshot of its state (collection
 ``agent_routing_snapshots``), as chunks of records tagged with a generation plus one
-``_meta`` document naming the current generation; see agent_service/snapshot.py."""
-
-from typing import Any
+``_meta`` document naming the current generation; see relaydesk/snapshots.py."""
 
 from beanie import Document
-from pydantic import Field
+
+from relaydesk.snapshots import SnapshotChunk, SnapshotMeta
 
 SNAPSHOTS = "agent_routing_snapshots"
-META_ID = "_meta"
 
 
-class RoutingSnapshotChunk(Document):
-    """Records ``n*RECORDS_PER_CHUNK…`` of one generation's state (``_id`` = ``gen:n``)."""
-
-    id: str  # type: ignore[assignment]
-    gen: str
-    records: list[dict[str, Any]]
+class RoutingSnapshotChunk(SnapshotChunk):
+    """A chunk of routing's records (relaydesk.snapshots.SnapshotChunk)."""
 
     class Settings:
         name = SNAPSHOTS
 
 
-class RoutingSnapshotMeta(Document):
-    """The current snapshot: its generation, the log position it stands for, how many
-    chunks it has, and the command ids seen (``_id`` = :data:`META_ID`)."""
-
-    id: str = META_ID  # type: ignore[assignment]
-    gen: str
-    position: int
-    chunks: int
-    seen: list[str] = Field(default_factory=list)
+class RoutingSnapshotMeta(SnapshotMeta):
+    """Routing's current snapshot (relaydesk.snapshots.SnapshotMeta)."""
 
     class Settings:
         name = SNAPSHOTS
