@@ -2,25 +2,8 @@
 ``agent_routing_snapshots``), as chunks of records tagged with a generation plus one
 ``_meta`` document naming the current generation; see relaydesk/snapshots.py."""
 
-from beanie import Document
-
-from relaydesk.snapshots import SnapshotChunk, SnapshotMeta
+from relaydesk.snapshots import snapshot_documents
 
 SNAPSHOTS = "agent_routing_snapshots"
 
-
-class RoutingSnapshotChunk(SnapshotChunk):
-    """A chunk of routing's records (relaydesk.snapshots.SnapshotChunk)."""
-
-    class Settings:
-        name = SNAPSHOTS
-
-
-class RoutingSnapshotMeta(SnapshotMeta):
-    """Routing's current snapshot (relaydesk.snapshots.SnapshotMeta)."""
-
-    class Settings:
-        name = SNAPSHOTS
-
-
-ROUTING_DOCUMENTS: tuple[type[Document], ...] = (RoutingSnapshotChunk, RoutingSnapshotMeta)
+RoutingSnapshotChunk, RoutingSnapshotMeta = snapshot_documents(SNAPSHOTS, "Routing", __name__)

@@ -33,6 +33,7 @@ from relaydesk.store import Row, bind_documents, bound, with_store_retry
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+D = TypeVar("D", bound=Document)
 Record = dict[str, Any]
 
 META_ID = "_meta"
@@ -58,6 +59,28 @@ class SnapshotMeta(Document):
     chunks: int
     seen: list[str] = Field(default_factory=list)
     version: int = FORMAT_VERSION
+
+
+def snapshot_documents(
+    collection: str, prefix: str, module: str
+) -> tuple[type[SnapshotChunk], type[SnapshotMeta]]:
+    """A service's two snapshot document classes, ``<prefix>SnapshotChunk`` and
+    ``<prefix>SnapshotMeta``, of ``collection`` (defined in ``module``)."""
+
+    def document(base: type[D]) -> type[D]:
+        name = f"{prefix}{base.__name__}"
+        # a nested ``Settings`` as a class statement makes it (pydantic tells it from a field
+        # by its module and qualified name)
+        settings = type(
+            "Settings",
+            (),
+            {"name": collection, "__module__": module, "__qualname__": f"{name}.Settings"},
+        )
+        namespace = {"Settings": settings, "__module__": module, "__qualname__": name}
+        namespace["__doc__"] = base.__doc__
+        return type(name, (base,), namespace)
+
+    return document(SnapshotChunk), document(SnapshotMeta)
 
 
 @dataclass
