@@ -172,6 +172,7 @@ class BillingService:
         following = bool(self._tasks)
         self._tasks = []
         if self.snapshotter is not None:
+            await self.snapshotter.wait()  # one under way first: the final one is not skipped
             if following:  # between two batches: the ledger is the log up to its position
                 self._maybe_snapshot(force=True)
             await self.snapshotter.wait()
