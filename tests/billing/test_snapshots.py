@@ -1,8 +1,9 @@
 """Billing starts from its ledger's snapshot and folds only the log after it (real broker,
 real store); the state is then exactly what a fold of the whole log gives."""
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +62,24 @@ async def meta_of(settings: Settings) -> dict[str, Any]:
     return dict(meta)
 
 
+@contextlib.asynccontextmanager
+async def restarted_beside_a_whole_fold(
+    settings: Settings,
+) -> AsyncIterator[tuple[BillingService, BillingService, list[dict[str, Any]]]]:
+    """Billing restarted on ``settings`` (its start's log lines captured), then one that
+    folds the whole log, for comparison."""
+    with capture_logs() as logs:
+        restarted = billing(settings)
+        await restarted.start()
+    full = billing(without_store(settings))
+    await full.start()
+    try:
+        yield restarted, full, logs
+    finally:
+        await full.stop()
+        await restarted.stop()
+
+
 async def a_billed_month(settings: Settings, bus: Bus) -> tuple[list[Envelope], Envelope]:
     """The account's month on the log, decided by a billing that then stops (its final
     snapshot); returns the log published and billing's accepted command."""
@@ -95,12 +114,7 @@ async def test_a_restart_folds_only_the_log_after_the_snapshot_and_ends_as_a_who
     tail = later(first_copy=head[-1])  # a publisher's copy of a message before the snapshot
     await bus.publish_many(tail)
 
-    with capture_logs() as logs:
-        second = billing(settings)
-        await second.start()
-    full = billing(without_store(settings))
-    await full.start()
-    try:
+    async with restarted_beside_a_whole_fold(settings) as (second, full, logs):
         assert second.restored_from == meta["position"]
         assert second.folded_at_start == len(tail) + 1  # the tail and its own marker, no more
         [restored] = [e for e in logs if e["event"] == "billing_ledger_restored"]
@@ -115,9 +129,6 @@ async def test_a_restart_folds_only_the_log_after_the_snapshot_and_ends_as_a_who
         first_answer = second.ledger.replies[accepted.id]
         again = await RpcClient(bus).command("billing", accepted)
         assert again.ok and again.event_ids == first_answer.event_ids
-    finally:
-        await full.stop()
-        await second.stop()
 
 
 async def test_a_crash_between_the_chunks_and_meta_keeps_the_previous_snapshot(
@@ -153,16 +164,9 @@ async def test_a_crash_between_the_chunks_and_meta_keeps_the_previous_snapshot(
     assert await meta_of(settings) == before
 
     monkeypatch.undo()
-    third = billing(settings)
-    await third.start()
-    full = billing(without_store(settings))
-    await full.start()
-    try:
+    async with restarted_beside_a_whole_fold(settings) as (third, full, _):
         assert third.restored_from == before["position"]
         assert public(third) == public(full)
-    finally:
-        await full.stop()
-        await third.stop()
 
 
 async def corrupt_records(chunks: Any) -> None:
@@ -185,18 +189,10 @@ async def test_a_snapshot_it_cannot_use_is_ignored_and_the_whole_log_folded(
 ) -> None:
     await a_billed_month(settings, bus)
     await snapshot_collection(settings, spoil)
-    with capture_logs() as logs:
-        restarted = billing(settings)
-        await restarted.start()
-    full = billing(without_store(settings))
-    await full.start()
-    try:
+    async with restarted_beside_a_whole_fold(settings) as (restarted, full, logs):
         [ignored] = [e for e in logs if e["event"] == "billing_snapshot_ignored"]
         assert ignored["reason"] == reason
         assert restarted.restored_from is None
         assert restarted.folded_at_start == full.folded_at_start - 1  # full's marker is later
         assert public(restarted) == public(full)
-    finally:
-        await full.stop()
-        await restarted.stop()
     assert (await meta_of(settings))["version"] == FORMAT_VERSION  # replaced at the stop
