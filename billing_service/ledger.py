@@ -8,7 +8,7 @@ depends only on the log up to the close, recomputing from the log later yields t
 invoice to the cent, whether or not the service crashed in between.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -105,13 +105,16 @@ Handler = Callable[[TenantBilling, Envelope, Any], None]
 class Ledger:
     """Every tenant's billing state, folded from the log."""
 
-    def __init__(self, catalogue: PlanCatalogue, seen_limit: int = RECENT_IDS) -> None:
+    def __init__(
+        self, catalogue: PlanCatalogue, seen_limit: int = RECENT_IDS, seen: Iterable[str] = ()
+    ) -> None:
         """``seen_limit``: how many recent event ids are remembered for dedupe. Bounded, as
         every reader's (relaydesk/dedupe.py): copies land close together in the log, and the
-        window moves with log order only, so a rebuild or replay drops the same copies."""
+        window moves with log order only, so a rebuild or replay drops the same copies.
+        ``seen``: the window's ids, oldest first (a ledger restored from its snapshot)."""
         self.catalogue = catalogue
         self.tenants: dict[str, TenantBilling] = {}
-        self._seen = SeenIds(limit=seen_limit)
+        self._seen = SeenIds(seen, limit=seen_limit)
         self.position = -1
         self.replies: dict[str, CommandReply] = {}  # billing command id -> its reply
         self._handlers: dict[str, Handler] = {
@@ -131,6 +134,10 @@ class Ledger:
 
     def tenant(self, tenant_id: str) -> TenantBilling:
         return self.tenants.setdefault(tenant_id, TenantBilling(tenant_id))
+
+    def seen_ids(self) -> list[str]:
+        """The dedupe window's ids, oldest first (what a snapshot keeps)."""
+        return self._seen.latest(len(self._seen))
 
     def apply(self, envelope: Envelope, position: int) -> None:
         """Fold one event; a repeated event id (a publisher's retry) is counted once."""

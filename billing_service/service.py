@@ -1,7 +1,9 @@
 """BillingService: folds the log into the ledger, closes periods, issues invoices, answers.
 
-The ledger lives in memory and is rebuilt from the log on every start (the log is the
-record; nothing else is needed to bill). Invoices are computed by the fold when a
+The ledger lives in memory and is folded from the log (the log is the record; nothing
+else is needed to bill). With MongoDB, a snapshot of it is kept (billing_service/snapshot.py)
+and a start folds only the log after the snapshot's position; without one (or with one
+it cannot use) it folds the whole log. Invoices are computed by the fold when a
 ``billing.period_closed`` event is applied and published with an id derived from tenant and
 period, so issuing twice (a crash between compute and publish) is one invoice. Commands
 are decided by the decider runtime (relaydesk/decider.py) with billing's decider
@@ -21,6 +23,7 @@ from billing_service.decider import BILLING_ACTOR, SERVICE, BillingDecider, peri
 from billing_service.ledger import Ledger
 from billing_service.payments import ManualProvider, PaymentProvider
 from billing_service.queries import BillingQueries
+from billing_service.snapshot import LedgerSnapshots, LedgerSnapshotter
 from contracts import Envelope
 from contracts.envelope import LoggedEvent
 from contracts.events.billing import InvoiceIssued, PeriodClosed
@@ -29,16 +32,21 @@ from contracts.replies import CommandReply
 from relaydesk.archived import ArchivedLog
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
+from relaydesk.bus.log_reader import Start
 from relaydesk.bus.rpc import serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
 from relaydesk.health import Readiness
 from relaydesk.queries import QueryAnswers
 from relaydesk.settings import Settings
+from relaydesk.snapshots import SnapshotSchedule
 from relaydesk.store import database, make_client
 
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
+
+SNAPSHOT_EVERY = 1000  # events folded between snapshots (as routing's)
+SNAPSHOT_MIN_INTERVAL_S = 10.0  # and no sooner than this after the last one
 
 
 def _previous_periods(since: date, today: date) -> list[str]:
@@ -55,6 +63,8 @@ class BillingService:
     clock: now (UTC), for period closes, due dates and plan changes.
     close_check_s: how often ended months are looked for.
     payments: the payment providers, by their ``method`` (default: the manual one only).
+    snapshot_every, snapshot_min_interval_s: when a snapshot of the ledger is due (with
+        ``mongo_url`` set; relaydesk/snapshots.py SnapshotSchedule).
     """
 
     def __init__(
@@ -64,15 +74,18 @@ class BillingService:
         clock: Clock = lambda: datetime.now(UTC),
         close_check_s: float = 60.0,
         payments: Sequence[PaymentProvider] = (ManualProvider(),),
+        snapshot_every: int = SNAPSHOT_EVERY,
+        snapshot_min_interval_s: float = SNAPSHOT_MIN_INTERVAL_S,
     ) -> None:
         self.settings = settings
         self.catalogue = PlanCatalogue.load(settings.plans_file)
-        self.ledger = Ledger(self.catalogue)
         self._clock = clock
-        self.decider = BillingDecider(
-            self.ledger, {provider.method: provider for provider in payments}, clock=clock
-        )
-        self._runtime = DeciderRuntime(self.decider, self._publish_decision)
+        self._payments = {provider.method: provider for provider in payments}
+        self._use(Ledger(self.catalogue))
+        self._schedule = SnapshotSchedule(snapshot_every, snapshot_min_interval_s)
+        self.snapshotter: LedgerSnapshotter | None = None
+        self.restored_from: int | None = None  # the snapshot position of the last start
+        self.folded_at_start = 0  # log entries the last start folded (after the snapshot)
         self._close_check_s = close_check_s
         self.bus: Bus | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -80,22 +93,52 @@ class BillingService:
         self._issuing = asyncio.Lock()
         self._reader: LogReader | None = None
         self._mongo: AsyncMongoClient | None = None
+        self._folded = 0  # log entries folded since the start
+
+    def _use(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.decider = BillingDecider(ledger, self._payments, clock=self._clock)
+        self._runtime = DeciderRuntime(self.decider, self._publish_decision)
 
     def _archive(self) -> ArchivedLog | None:
         """Usage and bills older than the stream's retention are read from history's
         archive (relaydesk/archived.py); without MongoDB, the stream's 30 days only."""
-        if not self.settings.mongo_url:
+        if self._mongo is None:
             log.warning("billing_without_archive", reason="no MongoDB: the stream's 30 days only")
             return None
-        self._mongo = make_client(self.settings.mongo_url)
         return ArchivedLog(database(self._mongo, self.settings.mongo_db))
+
+    async def _restore(self) -> Start:
+        """The ledger of the latest snapshot (if any), and where the log is read from."""
+        if not self.settings.mongo_url:
+            return "first"
+        self._mongo = make_client(self.settings.mongo_url)
+        store = LedgerSnapshots(database(self._mongo, self.settings.mongo_db), self.catalogue)
+        await store.bind()
+        self.snapshotter = LedgerSnapshotter(store, self._schedule)
+        restored = await store.load()
+        if restored is None:
+            return "first"
+        self._use(restored[0])
+        self.restored_from = self.ledger.position
+        return self.ledger.position + 1
 
     async def start(self) -> None:
         self.bus = await Bus.from_settings(self.settings, service=SERVICE).connect()
-        self._reader = reader = await LogReader(self.bus, start="first", name=SERVICE).open()
+        self._use(Ledger(self.catalogue))
+        self.restored_from, self.folded_at_start, self._folded = None, 0, 0
+        start = await self._restore()
+        self._reader = reader = await LogReader(self.bus, start=start, name=SERVICE).open()
         position = await catch_up(
             self.bus, reader, self._apply, service=SERVICE, archive=self._archive()
         )
+        self.folded_at_start = self._folded
+        log.info(
+            "billing_ledger_restored",
+            snapshot_position=self.restored_from,
+            folded=self.folded_at_start,
+        )
+        self._maybe_snapshot()
         await self._issue_pending()
         self._tasks = [
             asyncio.create_task(self._follow(reader)),
@@ -115,7 +158,8 @@ class BillingService:
 
     def watch(self, readiness: Readiness) -> None:
         """Ready: the broker, the ledger keeping up with the log, the command queue
-        consumed. Billing keeps no store of its own (the log is its record)."""
+        consumed. Not the store: the log is billing's record, its snapshots an optimisation
+        (a failed write is retried later)."""
         assert self.bus is not None, "start() first"
         readiness.broker(SERVICE, self.bus)
         readiness.reader(SERVICE, lambda: self._reader)
@@ -125,18 +169,34 @@ class BillingService:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        following = bool(self._tasks)
+        self._tasks = []
+        if self.snapshotter is not None:
+            await self.snapshotter.wait()  # one under way first: the final one is not skipped
+            if following:  # between two batches: the ledger is the log up to its position
+                self._maybe_snapshot(force=True)
+            await self.snapshotter.wait()
         if self.bus:
             await self.bus.close()
         if self._mongo is not None:
             await self._mongo.close()
+            self._mongo = None
 
     async def _apply(self, batch: list[LoggedEvent]) -> None:
         for event in batch:
             self.ledger.apply(event.envelope, event.position)
+        self._folded += len(batch)
+        if self.snapshotter is not None:
+            self.snapshotter.folded(len(batch))
+
+    def _maybe_snapshot(self, *, force: bool = False) -> None:
+        if self.snapshotter is not None:
+            self.snapshotter.maybe_save(self.ledger, force=force)
 
     async def _follow(self, reader: LogReader) -> None:
         async for batch in reader.batches():
             await self._apply(batch)
+            self._maybe_snapshot()
             if any(e.envelope.type == PeriodClosed.TYPE for e in batch):
                 await self._issue_pending()
 
