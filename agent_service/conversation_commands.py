@@ -174,6 +174,7 @@ def accept(d: Decision, cmd: commands.AcceptConversation) -> None:
         d.note(conversation.conversation_id, "left", f"{from_name} left the chat")
         d.note(conversation.conversation_id, "joined", f"{name} has entered the chat")
         d.drain()  # the previous agent has room again
+        d.join_standing_offers(from_agent)
     else:
         d.emit(
             ConversationAccepted.TYPE,
@@ -203,6 +204,7 @@ def decline(d: Decision, cmd: commands.DeclineConversation) -> None:
     if conversation.status == QUEUED:  # nobody else holds an offer: find someone else
         d.route(conversation, "declined")
     d.drain()  # the decliner has room for something else
+    d.join_standing_offers(cmd.agent_id)
     d.refresh_positions()
     return None
 
@@ -270,6 +272,8 @@ def close(d: Decision, cmd: commands.CloseConversation) -> None:
         f"The conversation was closed by the {cmd.closed_by}",
     )
     d.drain()  # the agent has room again
+    if conversation.agent_id is not None:
+        d.join_standing_offers(conversation.agent_id)
     d.refresh_positions()
     return None
 

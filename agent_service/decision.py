@@ -225,11 +225,12 @@ class Decision(RuntimeDecision[RoutingState]):
                 self.offer(conversation, targets, actor=SYSTEM_ACTOR)
 
     def join_standing_offers(self, agent_id: str) -> None:
-        """Broadcast: an agent who comes online is also offered the requests standing for
-        others, for the time those offers have left. Every eligible agent gets a broadcast
-        offer; one made before this agent came online kept them from it until it expired
-        (a request offered to an agent away from the desk waited out the whole timeout
-        while a colleague who had just signed in saw "No one is waiting")."""
+        """Broadcast: an agent who comes online, or has room again (a close, a decline, a
+        chat handed on), is also offered the requests standing for others, for the time
+        those offers have left. Every eligible agent with room gets a broadcast offer; one
+        made before this agent could take it kept them from it until it expired (a request
+        offered to an agent away from the desk waited out the whole timeout while a
+        colleague who had just signed in, or just finished a chat, saw "No one is waiting")."""
         agent = self.tenant.agents.get(agent_id)
         if agent is None or self.setting("routing_mode") != "broadcast":
             return

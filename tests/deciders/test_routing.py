@@ -347,6 +347,26 @@ class TestCloseAndRate:
             "transfer_from": None,
         }
 
+    async def test_closing_a_chat_joins_the_broadcast_offer_made_while_the_agent_was_full(
+        self,
+    ) -> None:
+        # c2 came while a1 was at their limit, so it was offered to a2 alone; a1 closing c1
+        # has room again and is offered c2 too, for the time left, rather than seeing nothing
+        clock = Clock()
+        desk = routing_desk(clock).given(online("a1", max_chats=1), online("a2"))
+        desk.given(*engaged("c1", "a1"), requested("c2", "v2"), offered("c2", "a2"))
+        clock.now = NOW + timedelta(seconds=15)
+        await desk.when(
+            command(
+                "conversation.close",
+                {"conversation_id": "c1", "closed_by": "agent"},
+                actor=agent("a1"),
+            )
+        )
+        assert desk.types == ["conversation.closed", "message.system", "conversation.offered"]
+        assert desk.of("conversation.offered")[0]["agent_ids"] == ["a1"]
+        assert desk.of("conversation.offered")[0]["expires_in_s"] == 45
+
     async def test_a_customer_closes_their_own_chat_only(self) -> None:
         desk = routing_desk().given(online("a1"), *engaged("c1", "a1"))
         reply = await desk.when(
