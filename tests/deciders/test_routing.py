@@ -67,6 +67,11 @@ def engaged(conversation_id: str, agent_id: str) -> tuple[Envelope, ...]:
     )
 
 
+def agent_closes(conversation_id: str, agent_id: str) -> Envelope:
+    data = {"conversation_id": conversation_id, "closed_by": "agent"}
+    return command("conversation.close", data, actor=agent(agent_id))
+
+
 def notes(desk: Any) -> list[str]:
     return [data["kind"] for data in desk.of("message.system")]
 
@@ -332,13 +337,7 @@ class TestCloseAndRate:
             requested("c2", "v2"),
             event("conversation.queued", {"conversation_id": "c2", "position": 1}),
         )
-        await desk.when(
-            command(
-                "conversation.close",
-                {"conversation_id": "c1", "closed_by": "agent"},
-                actor=agent("a1"),
-            )
-        )
+        await desk.when(agent_closes("c1", "a1"))
         assert desk.types == ["conversation.closed", "message.system", "conversation.offered"]
         assert desk.of("conversation.offered")[0] == {
             "conversation_id": "c2",
@@ -356,13 +355,7 @@ class TestCloseAndRate:
         desk = routing_desk(clock).given(online("a1", max_chats=1), online("a2"))
         desk.given(*engaged("c1", "a1"), requested("c2", "v2"), offered("c2", "a2"))
         clock.now = NOW + timedelta(seconds=15)
-        await desk.when(
-            command(
-                "conversation.close",
-                {"conversation_id": "c1", "closed_by": "agent"},
-                actor=agent("a1"),
-            )
-        )
+        await desk.when(agent_closes("c1", "a1"))
         assert desk.types == ["conversation.closed", "message.system", "conversation.offered"]
         assert desk.of("conversation.offered")[0]["agent_ids"] == ["a1"]
         assert desk.of("conversation.offered")[0]["expires_in_s"] == 45
