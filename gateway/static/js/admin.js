@@ -298,7 +298,7 @@ function parseHours(text) {
 // the platform's own console needs from us is said under the form (`hint`).
 const CONNECTOR_FIELDS = {
   telegram: {
-    choices: [["mode", "Updates by", [["webhook", "webhook (needs a public https address)"], ["polling", "polling (no public address needed)"]]]],
+    choices: [["mode", "Updates by", [["webhook", "webhook (public https)"], ["polling", "polling (no public address)"]]]],
     public: [],
     secrets: [["bot_token", "Bot token (from @BotFather)"], ["webhook_secret", "Webhook secret (webhook mode; generated when empty)"]],
     hint: "Webhook mode registers the bot's webhook itself, at the connectors service's public https address; choose polling when this installation has none.",
