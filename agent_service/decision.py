@@ -112,11 +112,14 @@ class Decision(RuntimeDecision[RoutingState]):
         *,
         transfer_from: str | None = None,
         actor: Actor | None = None,
+        expires_in_s: int | None = None,
     ) -> None:
+        """``expires_in_s``: the tenant's offer timeout unless given (joining an offer that
+        already stands gets the time it has left)."""
         data: dict[str, Any] = {
             "conversation_id": conversation.conversation_id,
             "agent_ids": agent_ids,
-            "expires_in_s": self.offer_timeout_s(),
+            "expires_in_s": self.offer_timeout_s() if expires_in_s is None else expires_in_s,
         }
         if transfer_from:
             data["transfer_from"] = transfer_from
@@ -241,12 +244,7 @@ class Decision(RuntimeDecision[RoutingState]):
             left_s = int((conversation.offer_expires_at - self.now).total_seconds())
             if left_s < 1 or not routing.may_be_offered(self.tenant, agent, conversation):
                 continue
-            data = {
-                "conversation_id": conversation.conversation_id,
-                "agent_ids": (agent_id,),
-                "expires_in_s": left_s,
-            }
-            self.emit(ConversationOffered.TYPE, data, actor=SYSTEM_ACTOR)
+            self.offer(conversation, (agent_id,), expires_in_s=left_s, actor=SYSTEM_ACTOR)
 
     def refresh_positions(self) -> None:
         """Tell every queued customer whose place changed their new place."""

@@ -6,7 +6,6 @@ from history's archive first (relaydesk/archived.py), then the stream's.
 """
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -94,8 +93,9 @@ async def catch_up(
         raise RuntimeError("log reader ended before the marker arrived")
     finally:
         head.cancel()
-        with contextlib.suppress(BaseException):
-            await head
+        # gathered, not awaited under suppress(BaseException): that would also have taken
+        # a cancel of this start itself arriving meanwhile
+        await asyncio.gather(head, return_exceptions=True)
         CATCHING_UP.pop(service, None)
 
 

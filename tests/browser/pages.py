@@ -138,9 +138,13 @@ async def accept_next(agent: Client) -> str:
     return conversation_id
 
 
-async def visitor_history(page: Any, system: RunningSystem, tenant: str) -> list[dict[str, Any]]:
-    """The stored messages of the widget's conversation, as the history query answers them."""
+async def visitor_messages(
+    page: Any, system: RunningSystem, tenant: str, upto: int | None = None
+) -> list[dict[str, Any]]:
+    """The stored messages of the widget's conversation (``{position, event}``), as the
+    history query answers them; with ``upto``, once history holds the log up to there."""
     token = await page.evaluate(f"() => localStorage.getItem('relaydesk:{tenant}:token')")
+    params: dict[str, int] = {"limit": 500} if upto is None else {"limit": 500, "upto": upto}
     async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
         session = await http.post(
             "/api/visitor/session", json={"tenant": tenant, "visitor_token": token}
@@ -148,11 +152,17 @@ async def visitor_history(page: Any, system: RunningSystem, tenant: str) -> list
         conversation_id = session.json()["conversation_id"]
         answer = await http.get(
             f"/api/conversations/{conversation_id}/messages",
-            params={"limit": 500},
+            params=params,
             headers={"Authorization": f"Bearer {token}"},
         )
     assert answer.status_code == 200, answer.text
-    return [item["event"] for item in answer.json()]
+    items: list[dict[str, Any]] = answer.json()
+    return items
+
+
+async def visitor_history(page: Any, system: RunningSystem, tenant: str) -> list[dict[str, Any]]:
+    """The stored messages' events of the widget's conversation."""
+    return [item["event"] for item in await visitor_messages(page, system, tenant)]
 
 
 async def served_conversation(system: RunningSystem, tenant: str, agent: str) -> str:

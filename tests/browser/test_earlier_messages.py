@@ -9,7 +9,6 @@ full one.
 
 from typing import Any
 
-import httpx
 import pytest
 from playwright.async_api import expect
 
@@ -21,6 +20,7 @@ from tests.browser.pages import (
     make_tenant,
     open_demo,
     start_chat,
+    visitor_messages,
     widget,
 )
 
@@ -34,19 +34,7 @@ PAGE = 3  # the tenant's messages_on_enter in the paging test
 async def stored_positions(page: Any, system: Any, tenant: str, upto: int) -> list[int]:
     """The log positions of the messages of the widget's conversation, as history answers
     them once it holds the log up to ``upto``."""
-    token = await page.evaluate(f"() => localStorage.getItem('relaydesk:{tenant}:token')")
-    async with httpx.AsyncClient(base_url=system.gateway.base_url) as http:
-        session = await http.post(
-            "/api/visitor/session", json={"tenant": tenant, "visitor_token": token}
-        )
-        conversation_id = session.json()["conversation_id"]
-        answer = await http.get(
-            f"/api/conversations/{conversation_id}/messages",
-            params={"limit": 500, "upto": upto},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-    assert answer.status_code == 200, answer.text
-    return [item["position"] for item in answer.json()]
+    return [item["position"] for item in await visitor_messages(page, system, tenant, upto)]
 
 
 async def drawn_positions(lines: Any) -> list[int]:
