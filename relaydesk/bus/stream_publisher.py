@@ -89,6 +89,7 @@ class StreamPublisher:
         self._batch_confirmed = asyncio.Event()
         self._closed = False
         self._connects = 0
+        self._closing: set[asyncio.Task[None]] = set()  # connections lost, being closed
 
     async def start(self) -> None:
         """Connect now: a missing stream plugin is reported at start, not at the first message.
@@ -118,6 +119,7 @@ class StreamPublisher:
         await asyncio.gather(*self._confirm_waits, return_exceptions=True)
         self._fail_all(ConnectionError("publisher closed"))
         await self._drop_producer()
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def publish(self, entries: list[Entry]) -> list[BaseException | None]:
         """Append ``(body, message id, traceparent)`` entries; one outcome per entry, ``None`` =
@@ -170,7 +172,17 @@ class StreamPublisher:
             unconfirmed=len(self._pending),
         )
         # No confirm can arrive for what was in flight: hand it back to the callers now.
-        await self._give_up_connection(ConnectionError("stream connection lost before the confirm"))
+        self._fail_pending(ConnectionError("stream connection lost before the confirm"))
+        # rstream runs this handler in the lost connection's listener task, and closing a
+        # connection stops its listener and waits for it: closed from here, the listener
+        # and the close would wait on each other for ever. Closed beside it instead.
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            closing = asyncio.get_running_loop().create_task(
+                close_quietly(producer, CLOSE_TIMEOUT_S)
+            )
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None

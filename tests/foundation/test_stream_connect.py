@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from rstream import ConsumerOffsetSpecification, OffsetType
+from structlog.testing import capture_logs
 
 from contracts import topology as names
 from contracts.envelope import Actor, Envelope
@@ -24,6 +25,7 @@ from relaydesk.bus.endpoint import StreamEndpoint
 from relaydesk.bus.log_subscription import LogSubscription
 from relaydesk.bus.stream_publisher import StreamPublisher
 from relaydesk.settings import Settings
+from tests.admin.helpers import eventually
 
 HELD_S = 3.5  # past rstream's connect timeout (3 s)
 
@@ -114,14 +116,16 @@ async def test_nothing_listening_is_reported_at_once(settings: Settings) -> None
     await publisher.close()
 
 
-class GoesSilent:
-    """A TCP relay to the broker's stream port that, once ``silent`` is set, forwards nothing
-    more either way: a broker that stopped answering without closing the connection."""
+class BrokerRelay:
+    """A TCP relay to the broker's stream port. Once ``silent`` is set it forwards nothing more
+    either way (a broker that stopped answering without closing the connection); ``cut()``
+    drops every connection at once (a broker node going away)."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.silent = False
         self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
         self.pipes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
@@ -130,6 +134,7 @@ class GoesSilent:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         broker_reader, broker_writer = await asyncio.open_connection(*self.target)
+        self.writers += [writer, broker_writer]
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             while data := await source.read(65536):
@@ -141,7 +146,13 @@ class GoesSilent:
             task = asyncio.create_task(pipe(source, sink))
             self.pipes.add(task)
 
+    def cut(self) -> None:
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+
     async def stop(self) -> None:
+        self.cut()
         for task in self.pipes:
             task.cancel()
         await asyncio.gather(*self.pipes, return_exceptions=True)
@@ -152,7 +163,7 @@ class GoesSilent:
 async def test_a_publish_the_log_never_confirms_fails_at_its_deadline(
     settings: Settings, bus: Bus
 ) -> None:
-    relay = GoesSilent(bus.stream_endpoint.address(0))
+    relay = BrokerRelay(bus.stream_endpoint.address(0))
     port = await relay.start()
     amqp = urlsplit(settings.amqp_url)
     silent = Bus(
@@ -208,3 +219,46 @@ async def test_a_log_reader_on_a_broker_slow_to_accept_subscribes_on_the_retry(
 
 async def _note(entries: list[int], position: int) -> None:
     entries.append(position)
+
+
+def connection_listeners() -> set[asyncio.Task[object]]:
+    """rstream's listener tasks, one per open connection."""
+    return {
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == "BaseClient._listener"
+    }
+
+
+async def test_a_cut_connection_is_dropped_and_the_next_publish_goes_through(bus: Bus) -> None:
+    """Seen at the end of the suite's broker-outage tests: "RecursionError: maximum recursion
+    depth exceeded" while the loop cancelled what was left. rstream calls the connection-closed
+    handler from the connection's own listener task; the publisher's handler closed that
+    connection there and then, and a connection's close stops (and waits for) its listener:
+    the two waited on each other for ever (a leak per outage), and cancelling either one
+    recursed around the loop."""
+    relay = BrokerRelay(bus.stream_endpoint.address(0))
+    port = await relay.start()
+    endpoint = dataclasses.replace(bus.stream_endpoint, addresses=(("127.0.0.1", port),))
+    publisher = StreamPublisher(endpoint, names.LOG_STREAM, name="cut-test")
+    listening_before = connection_listeners()  # the bus's own connections
+    await publisher.start()
+    try:
+        assert await publisher.publish([(b'{"cut": "before"}', "cut-before", None)]) == [None]
+        cut_off = connection_listeners() - listening_before
+        assert cut_off, "the publisher's connection should have a listener"
+        with capture_logs() as logs:
+            relay.cut()
+            await eventually(
+                lambda: any(e["event"] == "stream_publisher_connection_lost" for e in logs),
+                what="the publisher to notice the cut",
+            )
+        await eventually(
+            lambda: all(listener.done() for listener in cut_off),
+            timeout=10,
+            what="the lost connection's listener to finish",
+        )
+        assert await publisher.publish([(b'{"cut": "after"}', "cut-after", None)]) == [None]
+    finally:
+        await publisher.close()
+        await relay.stop()
