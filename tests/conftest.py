@@ -217,10 +217,13 @@ LONGEST_FIRST = (
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
+    def rank(item: pytest.Item) -> tuple[int, bool]:
         path = item.nodeid.split("::", 1)[0]
         first = [i for i, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)]
-        return first[0] if first else len(LONGEST_FIRST)
+        # Within a directory, modules sharing its one system come after those that start their
+        # own (tests/browser/conftest.py): the shared one starts late and stops at once.
+        shares = bool(getattr(getattr(item, "module", None), "SHARES_ONE_SYSTEM", False))
+        return (first[0] if first else len(LONGEST_FIRST), shares)
 
     items.sort(key=rank)  # stable: the rest keep their order
 

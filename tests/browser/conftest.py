@@ -1,11 +1,16 @@
 """Browser fixtures: Debian's Chromium driven by Playwright against the real system.
 
 By default each test gets the whole system (agent, history services and a real uvicorn
-gateway on its own vhost and database) and a headless Chromium. A module whose tests leave
-the system running as they found it (each with its own tenants) shares one system and one
-Chromium instead (it sets ``SHARES_ONE_SYSTEM = True``: a system start and a browser launch
-per module, not per test); each test still gets fresh browser contexts, closed when it
-ends. Screenshots go to ``test-artifacts/screenshots`` (kept by CI as artifacts).
+gateway on its own vhost and database) and a headless Chromium. The modules whose tests
+leave the system running as they found it (each with its own tenants) share one system and
+one Chromium instead, all of them together: they set ``SHARES_ONE_SYSTEM = True`` and run
+on the package's event loop (``pytest.mark.asyncio(loop_scope="package")``), one system
+start and one browser launch for the whole directory, not one per module or test (~10 s
+each on the suite's busy machine). Each test still gets fresh browser contexts, closed
+when it ends. They run after the modules that start their own (tests/conftest.py), so the
+shared system starts once and stops as soon as the last of them is done, never left frozen
+on an idle loop while other modules run. Screenshots go to ``test-artifacts/screenshots``
+(kept by CI as artifacts).
 """
 
 import contextlib
@@ -117,19 +122,19 @@ class ContextsOfOneTest:
             await context.close()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
+@pytest_asyncio.fixture(scope="package", loop_scope="package")
 async def module_system(vhosts: RabbitVhosts, mongo_server: MongoServer) -> AsyncIterator[Any]:
     async with shared_system(vhosts, mongo_server) as running, loaded(running):
         yield running
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
+@pytest_asyncio.fixture(scope="package", loop_scope="package")
 async def module_chromium() -> AsyncIterator[Any]:
     async with chromium() as launched:
         yield launched
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="package")
 async def module_browser(module_chromium: Any) -> AsyncIterator[ContextsOfOneTest]:
     contexts = ContextsOfOneTest(module_chromium)
     yield contexts

@@ -27,7 +27,7 @@ from tests.browser.pages import (
 from tests.gateway.wsclient import Client
 from tests.system import RunningSystem
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="package")]
 
 SHARES_ONE_SYSTEM = True  # tests/browser/conftest.py
 

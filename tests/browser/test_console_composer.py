@@ -15,7 +15,9 @@ from tests.browser.pages import (
     widget,
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="package")]
+
+SHARES_ONE_SYSTEM = True  # tests/browser/conftest.py
 
 
 async def test_a_draft_stays_with_its_conversation_and_leaving_ends_typing(system, browser) -> None:  # type: ignore[no-untyped-def]

@@ -24,7 +24,7 @@ from tests.browser.pages import (
     widget,
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="package")]
 
 SHARES_ONE_SYSTEM = True  # tests/browser/conftest.py
 

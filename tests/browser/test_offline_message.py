@@ -7,7 +7,9 @@ import pytest
 from tests.admin.helpers import bearer, eventually
 from tests.browser.pages import TIMEOUT_MS, make_tenant, open_demo, widget
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="package")]
+
+SHARES_ONE_SYSTEM = True  # tests/browser/conftest.py
 
 
 async def test_offline_form_leaves_email_and_message_in_the_missed_conversation(

@@ -17,7 +17,9 @@ from tests.browser.pages import (
     widget,
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="package")]
+
+SHARES_ONE_SYSTEM = True  # tests/browser/conftest.py
 
 
 async def test_a_silently_dead_connection_is_noticed_and_what_was_sent_arrives_once(  # type: ignore[no-untyped-def]

@@ -16,7 +16,9 @@ from tests.browser.pages import (
     widget,
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="package")]
+
+SHARES_ONE_SYSTEM = True  # tests/browser/conftest.py
 
 
 async def transfer(console, colleague: str, note: str) -> None:  # type: ignore[no-untyped-def]
