@@ -1,6 +1,7 @@
 """Fuzzing: the websocket protocol (hypothesis) and the HTTP API (schemathesis, from the OpenAPI).
 
-Every input must get a clear, documented answer, and the system must keep serving.
+Every input must get a clear, documented answer, and the system must keep serving. Both fuzz
+one system (the module's: a system start less), each in a tenant of its own.
 """
 
 import asyncio
@@ -9,17 +10,20 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 
 import httpx
 import orjson
+import pytest_asyncio
 import websockets
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from relaydesk.settings import Settings
 from tests.admin.helpers import owner_session
-from tests.system import running_system
+from tests.servers import MongoServer, RabbitVhosts
+from tests.shared_system import shared_system
+from tests.system import RunningSystem
 
 STABLE_CODES = {
     "bad_frame",
@@ -121,42 +125,47 @@ def _encodable(value: object) -> bool:
         return False
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def system(vhosts: RabbitVhosts, mongo_server: MongoServer) -> AsyncIterator[RunningSystem]:
+    """One system for both fuzzers; its socket rate limit generous enough for 250 frames sent
+    back to back (the limit itself is tested in tests/gateway)."""
+    async with shared_system(
+        vhosts, mongo_server, ws_rate_per_s=100_000.0, ws_rate_burst=100_000
+    ) as running:
+        yield running
+
+
 async def test_fuzzed_websocket_frames_each_get_a_documented_answer_and_the_socket_keeps_serving(
-    settings: Settings,
+    system: RunningSystem,
 ) -> None:
-    generous = settings.model_copy(update={"ws_rate_per_s": 100_000.0, "ws_rate_burst": 100_000})
-    async with running_system(generous) as system:
-        frames = generated_frames(250)
-        for token, origin in (
-            (system.visitor_token("fuzz", "v1"), "https://shop.example"),
-            (system.agent_token("fuzz", "a1", role="owner"), system.gateway.base_url),
-        ):
-            async with websockets.connect(
-                f"{system.gateway.ws_url}?token={token}", origin=origin
-            ) as socket:
-                assert orjson.loads(await socket.recv())["t"] == "hello"
-                for frame in frames:
-                    await socket.send(frame)
-                    while True:  # events may interleave; wait for this frame's answer
-                        answer = orjson.loads(await asyncio.wait_for(socket.recv(), 10))
-                        if answer["t"] in ("ack", "error", "pong"):
-                            break
-                    assert answer["t"] != "error" or answer["code"] in STABLE_CODES, (frame, answer)
-                    assert answer["t"] != "error" or answer["code"] != "internal", (frame, answer)
-                await socket.send(orjson.dumps({"op": "ping", "id": "still-there"}).decode())
-                assert orjson.loads(await asyncio.wait_for(socket.recv(), 10)) == {
-                    "t": "pong",
-                    "id": "still-there",
-                }
+    frames = generated_frames(250)
+    for token, origin in (
+        (system.visitor_token("fuzzws", "v1"), "https://shop.example"),
+        (system.agent_token("fuzzws", "a1", role="owner"), system.gateway.base_url),
+    ):
+        async with websockets.connect(
+            f"{system.gateway.ws_url}?token={token}", origin=origin
+        ) as socket:
+            assert orjson.loads(await socket.recv())["t"] == "hello"
+            for frame in frames:
+                await socket.send(frame)
+                while True:  # events may interleave; wait for this frame's answer
+                    answer = orjson.loads(await asyncio.wait_for(socket.recv(), 10))
+                    if answer["t"] in ("ack", "error", "pong"):
+                        break
+                assert answer["t"] != "error" or answer["code"] in STABLE_CODES, (frame, answer)
+                assert answer["t"] != "error" or answer["code"] != "internal", (frame, answer)
+            await socket.send(orjson.dumps({"op": "ping", "id": "still-there"}).decode())
+            assert orjson.loads(await asyncio.wait_for(socket.recv(), 10)) == {
+                "t": "pong",
+                "id": "still-there",
+            }
 
 
-async def test_fuzzed_http_api_never_answers_with_a_server_error(settings: Settings) -> None:
+async def test_fuzzed_http_api_never_answers_with_a_server_error(system: RunningSystem) -> None:
     schemathesis = shutil.which("st", path=os.path.dirname(sys.executable))
     assert schemathesis, "schemathesis is a test dependency (pip install -e .[test])"
-    async with (
-        running_system(settings) as system,
-        httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
-    ):
+    async with httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http:
         owner = await owner_session(system, http, "fuzz")
         schema = (await http.get("/openapi.json")).json()
         assert {

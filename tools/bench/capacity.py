@@ -15,6 +15,7 @@ from contracts.envelope import ActorKind
 from contracts.events.message import MessageSent
 from relaydesk.archived import envelope_of
 from relaydesk.bus import Bus
+from relaydesk.bus.log_head import log_head
 from relaydesk.bus.log_reader import LogReader
 from tools.bench.chat_load import TENANT, ChatFleet
 from tools.bench.processes import ProcessMeter
@@ -138,12 +139,16 @@ async def replay_from_stream(amqp_url: str, stream_url: str | None = None) -> di
     bus = await Bus(amqp_url, service="bench-replay", stream_url=stream_url).connect()
     count, first, last = 0, None, None
     try:
+        # Up to the head as it is now: the end is known, not waited for (an idle timeout).
+        head = await log_head(bus)
         async with LogReader(bus, start="first", prefetch=2000, name="bench-replay") as reader:
             async for batch in reader.batches(max_batch=1000, idle_timeout=2.0):
                 now = time.perf_counter()
                 first = first or now
                 last = now
                 count += len(batch)
+                if head is None or batch[-1].position >= head:
+                    break
     finally:
         await bus.close()
     seconds = (last - first) if first and last and last > first else None
