@@ -128,7 +128,9 @@ class BillingService:
         self._use(Ledger(self.catalogue))
         self.restored_from, self.folded_at_start, self._folded = None, 0, 0
         start = await self._restore()
-        self._reader = reader = await LogReader(self.bus, start=start, name=SERVICE).open()
+        self._reader = reader = await LogReader(
+            self.bus, start=start, name=SERVICE, gulp_s=self.settings.reader_gulp_s
+        ).open()
         position = await catch_up(
             self.bus, reader, self._apply, service=SERVICE, archive=self._archive()
         )

@@ -103,7 +103,9 @@ class ConnectorsService:
             self.directory, store, Checkpoints(db), self._deliverer, clients, self.plans
         )
         await follower.load()
-        self._reader = await LogReader(bus, start="first", name=SERVICE).open()
+        self._reader = await LogReader(
+            bus, start="first", name=SERVICE, gulp_s=self.settings.reader_gulp_s
+        ).open()
         # connectors configured longer ago than the stream's retention: from the archive
         await catch_up(bus, self._reader, follower.apply, service=SERVICE, archive=ArchivedLog(db))
         self._tasks.append(asyncio.create_task(self._follow(follower)))

@@ -89,7 +89,10 @@ class HistoryService:
         self.position = await self._writer.checkpoints.load(SERVICE)
         self.bus = await Bus.from_settings(self.settings, service=SERVICE).connect()
         self._reader = reader = await LogReader(
-            self.bus, start="first" if self.position is None else self.position + 1, name=SERVICE
+            self.bus,
+            start="first" if self.position is None else self.position + 1,
+            name=SERVICE,
+            gulp_s=self.settings.reader_gulp_s,
         ).open()
         self._task = asyncio.create_task(self._follow(reader))
         self._task.add_done_callback(self._report_end)

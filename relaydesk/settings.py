@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     health_host: str = "127.0.0.1"
     # /readyz: a log reader holding an entry appended longer ago than this is behind.
     ready_max_lag_s: float = Field(default=30.0, gt=0)
+    # History, billing and connectors, once up to date, read the log in gulps this far apart
+    # (0: as each chunk comes); relaydesk/bus/log_subscription.py.
+    reader_gulp_s: float = Field(default=0.1, ge=0, le=1)
 
     # `relaydesk up`: readiness at start, restarts with backoff, crash-loop limit.
     up_ready_timeout_s: float = Field(default=120.0, gt=0)

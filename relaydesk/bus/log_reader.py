@@ -117,6 +117,9 @@ class LogReader:
             gateway's fan-out). Queued, an event waited for the reading task's next turn
             of the event loop, milliseconds on a busy gateway (docs/performance.md,
             "Hand-offs in the gateway"). It must not raise.
+        gulp_s: once up to date, read the log in gulps this far apart (log_subscription.py):
+            for a reader off the chat's path, whose wake-ups per chunk cost more than its
+            work. Not for a shared subscription (its readers decide for themselves).
     """
 
     def __init__(
@@ -129,8 +132,10 @@ class LogReader:
         measured: bool = True,
         shared: "SharedLog | None" = None,
         handle: Callable[[LoggedEvent], None] | None = None,
+        gulp_s: float = 0.0,
     ) -> None:
         self._bus = bus
+        self._gulp_s = gulp_s
         self._handle = handle
         self.start = start
         self.name = name
@@ -191,6 +196,7 @@ class LogReader:
             offset=self.resume_offset,
             deliver=deliver or self.offer,
             on_lost=self._lost,
+            gulp_s=self._gulp_s,
         )
 
     def resume_offset(self) -> ConsumerOffsetSpecification:

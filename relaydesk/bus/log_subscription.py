@@ -16,10 +16,20 @@ broker back instead of buffering the log in memory. rstream returns one chunk's 
 chunk, a frame each way for every chunk and reader, and under chat load a chunk holds one to
 a few entries; ``CreditInBatches`` returns it ``CREDIT_BATCH`` chunks at a time, so the
 broker still has at least ``INITIAL_CREDIT - CREDIT_BATCH`` chunks of credit at any moment.
+
+A reader off the chat's path (history, billing, connectors: nobody waits on it within a
+tenth of a second) may read in gulps (``gulp_s``): once it is up to date (the chunk it was
+handed is younger than ``CAUGHT_UP_MS``), it stops reading its socket for ``gulp_s`` and
+then takes what came meanwhile in one read, several chunks per wake-up of its event loop
+instead of one. Most of such a reader's CPU under chat load was the loop's own work per
+chunk (the wake-up, the socket read, two task hand-offs; docs/performance.md, "Readers in
+gulps"). Behind (catching up), it reads as fast as the broker sends; its credit is larger
+(``GULP_CREDIT``) so that a gulp's worth of chunks is never held back by credit.
 """
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -34,6 +44,8 @@ log = structlog.get_logger(__name__)
 
 INITIAL_CREDIT = 12  # chunks in flight towards this subscription
 CREDIT_BATCH = 4  # chunks whose credit is returned in one frame (8+ stay in flight)
+GULP_CREDIT = 64  # in flight towards a reader in gulps: ~0.3 s of chunks at 2,000 msg/s
+CAUGHT_UP_MS = 1000  # a chunk younger than this: the reader is up to date, it may pause
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 3.0
 CLOSE_TIMEOUT_S = 3.0
 # A stream declared a moment ago answers "not available" (or its metadata names no leader
@@ -51,9 +63,11 @@ class CreditInBatches(Consumer):
     callback exactly as rstream hands them (``_filter_messages``, ``MessageContext``).
     ``tests/foundation/test_log_credit.py`` counts the frames."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, gulp_s: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._owed: dict[int, int] = {}  # subscription id -> chunks received, credit not returned
+        self._gulp_s = gulp_s
+        self._paused: Any = None  # the transport not being read from until the gulp is due
 
     async def _on_deliver(self, frame: schema.Deliver, subscriber: Any, filter_value: Any) -> None:
         if frame.subscription_id != subscriber.subscription_id:
@@ -75,6 +89,25 @@ class CreditInBatches(Consumer):
             delivered = subscriber.callback(subscriber.decoder(message), context)
             if delivered is not None:
                 await delivered
+        if self._gulp_s and time.time() * 1000 - frame.timestamp < CAUGHT_UP_MS:
+            self._pause_reading(subscriber.client)
+
+    def _pause_reading(self, client: Any) -> None:
+        """Leave the socket unread for ``gulp_s`` (what is already buffered is still handled):
+        the chunks of that time then come in one read."""
+        connection = getattr(client, "_conn", None)
+        writer = getattr(connection, "_writer", None)
+        transport = getattr(writer, "transport", None)
+        if self._paused is not None or transport is None or transport.is_closing():
+            return
+        transport.pause_reading()
+        self._paused = transport
+        asyncio.get_running_loop().call_later(self._gulp_s, self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        transport, self._paused = self._paused, None
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
 
 class LogSubscription:
@@ -85,6 +118,7 @@ class LogSubscription:
     offset: where to (re)subscribe, asked at every subscription.
     deliver: receives each entry; awaiting it holds the broker back.
     on_lost: called when the connection is lost, before anything is resubscribed.
+    gulp_s: read in gulps this far apart once up to date (off the chat's path only).
     """
 
     def __init__(
@@ -96,8 +130,10 @@ class LogSubscription:
         offset: Callable[[], ConsumerOffsetSpecification],
         deliver: Deliver,
         on_lost: Callable[[], None] = lambda: None,
+        gulp_s: float = 0.0,
     ) -> None:
         self._endpoint = endpoint
+        self._gulp_s = gulp_s
         self._connection_name = connection_name
         self._name = name
         self._offset = offset
@@ -150,6 +186,7 @@ class LogSubscription:
         consumer = CreditInBatches(
             host,
             port,
+            gulp_s=self._gulp_s,
             **self._endpoint.client_options(self._connection_name, self._on_connection_closed),
         )
         deliver = self._deliver
@@ -164,7 +201,7 @@ class LogSubscription:
                 names.LOG_STREAM,
                 on_entry,
                 offset_specification=self._offset(),
-                initial_credit=INITIAL_CREDIT,
+                initial_credit=GULP_CREDIT if self._gulp_s else INITIAL_CREDIT,
             )
         except BaseException:
             await close_quietly(consumer, CLOSE_TIMEOUT_S)

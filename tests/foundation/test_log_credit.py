@@ -1,6 +1,7 @@
 """A log reader returns the broker's credit several chunks at a time (CreditInBatches in
 relaydesk/bus/log_subscription.py), and still reads every entry once, in order; it waits
-out a stream that is not available yet instead of failing its service's start."""
+out a stream that is not available yet instead of failing its service's start. A reader in
+gulps pauses its socket only once up to date, and loses or repeats nothing for it."""
 
 from collections.abc import Callable
 
@@ -8,7 +9,7 @@ import pytest
 from rstream.client import Client
 from rstream.exceptions import LeaderNotAvailable, StreamNotAvailable
 
-from relaydesk.bus import Bus, LogReader
+from relaydesk.bus import Bus, LogReader, log_subscription
 from relaydesk.bus.log_subscription import CREDIT_BATCH, INITIAL_CREDIT, CreditInBatches
 from tests.foundation.test_bus import message_event, read_n
 
@@ -72,3 +73,49 @@ async def test_a_stream_not_available_yet_is_waited_for_at_open(
         await reader.close()
     assert refusals == 0
     assert events[0].envelope.data["message_id"] == "m0"
+
+
+async def _read_counting_gulps(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch, gulp_s: float
+) -> tuple[list[str], int]:
+    """40 chunks published before the reader opens, 20 more one by one once it has read
+    them: the message ids read, and how many times the reader paused its socket."""
+    for i in range(CHUNKS):
+        await bus.publish(message_event(i))
+    pauses = 0
+    pause = CreditInBatches._pause_reading
+
+    def counted(self: CreditInBatches, client: object) -> None:
+        nonlocal pauses
+        paused_before = self._paused
+        pause(self, client)
+        pauses += paused_before is None and self._paused is not None
+
+    monkeypatch.setattr(CreditInBatches, "_pause_reading", counted)
+    reader = await LogReader(bus, start="first", name="gulp-test", gulp_s=gulp_s).open()
+    try:
+        events = await read_n(reader, CHUNKS)
+        for i in range(CHUNKS, CHUNKS + 20):
+            await bus.publish(message_event(i))
+        events += await read_n(reader, 20)
+    finally:
+        await reader.close()
+    return [e.envelope.data["message_id"] for e in events], pauses
+
+
+async def test_a_reader_in_gulps_pauses_once_up_to_date_and_reads_every_entry_once_in_order(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids, pauses = await _read_counting_gulps(bus, monkeypatch, gulp_s=0.05)
+    assert ids == [f"m{i}" for i in range(CHUNKS + 20)]
+    assert pauses > 0
+
+
+async def test_a_reader_behind_the_log_never_pauses(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every chunk taken as old (catching up): read as fast as the broker sends."""
+    monkeypatch.setattr(log_subscription, "CAUGHT_UP_MS", 0)
+    ids, pauses = await _read_counting_gulps(bus, monkeypatch, gulp_s=0.05)
+    assert ids == [f"m{i}" for i in range(CHUNKS + 20)]
+    assert pauses == 0
