@@ -54,6 +54,14 @@ def test_quick_bench_runs_every_step_and_loses_nothing(tmp_path: Path) -> None:
     assert report["replay_stream"]["events"] >= report["history"]["sent"]
     assert report["replay_archive"]["events"] >= report["history"]["sent"]
     assert "gateway" in report["processes"] and measured["cpu_us_per_message"]["gateway"] > 0
-    assert set(measured["stalls"]) == {"gateway", "agent", "history", "billing", "connectors"}
+    assert set(measured["stalls"]) == {
+        "gateway",
+        "agent",
+        "history",
+        "billing",
+        "connectors",
+        "generator",  # the load generator's own collections
+    }
     assert measured["stalls"]["gateway"]["max_loop_lag_s"] is not None
+    assert measured["stalls"]["generator"]["gc_pause_ms"] > 0
     assert "relaydesk bench" in done.stdout and "nothing_lost_or_duplicated" in done.stdout

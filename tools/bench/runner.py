@@ -13,7 +13,7 @@ from relaydesk.stalls import freeze_start_up
 from tools.bench import baselines, capacity
 from tools.bench.chat_load import ChatFleet
 from tools.bench.processes import ProcessMeter
-from tools.bench.stalls import StallMeter
+from tools.bench.stalls import OwnCollections, StallMeter
 from tools.bench.stats import median_ratio
 from tools.bench.sut import SystemUnderTest
 from tools.cluster import LocalRabbitCluster
@@ -94,14 +94,14 @@ async def run(options: Options) -> dict[str, Any]:
         sequence += warm["sent"]
         peer_dir = await asyncio.to_thread(baselines.prepare_peer) if options.peer else None
         report["peer_available"] = peer_dir is not None
-        stalls = StallMeter(running.health_port_base)
+        meters = Meters(meter, StallMeter(running.health_port_base), OwnCollections())
         report["rounds"], sequence = await _rounds(
-            options, fleet, meter, stalls, running.amqp_url, peer_dir, sequence
+            options, fleet, meters, running.amqp_url, peer_dir, sequence
         )
         report["ratios"] = _ratios(report["rounds"], options.rates)
         report["history"] = await _history_check(fleet, sequence)
         if options.sustained:
-            report["sustained"], sequence = await _sustained(options, fleet, sequence)
+            report["sustained"], sequence = await _sustained(options, fleet, meters, sequence)
         progress(f"opening {options.idle_sockets} idle sockets on the gateway")
         report["idle_sockets"], held = await capacity.idle_sockets(
             running.base_url, meter, options.idle_sockets
@@ -145,7 +145,12 @@ async def _scaling(options: Options, report: dict[str, Any]) -> dict[str, Any]:
     fleet = ChatFleet(running.base_url, running.owner_password, conversations=options.conversations)
     try:
         await fleet.open()
-        single, _ = await _sustained(options, fleet, 0)
+        meters = Meters(
+            ProcessMeter(running.process.pid),
+            StallMeter(running.health_port_base),
+            OwnCollections(),
+        )
+        single, _ = await _sustained(options, fleet, meters, 0)
     finally:
         await fleet.close()
         await sut.stop()
@@ -161,11 +166,36 @@ async def _scaling(options: Options, report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Meters:
+    """What is read before and after every measured run: CPU per process, each service's
+    stalls, and the load generator's own collections."""
+
+    cpu: ProcessMeter
+    stalls: StallMeter
+    own: OwnCollections
+
+
+async def _measured(
+    fleet: ChatFleet, meters: Meters, rate: float, seconds: float, sequence: int
+) -> dict[str, Any]:
+    before, stalled = meters.cpu.sample(), await meters.stalls.sample()
+    collected = meters.own.sample()
+    outcome = await fleet.run(rate, seconds, sequence)
+    outcome["cpu_us_per_message"] = meters.cpu.cpu_us_per(
+        before, meters.cpu.sample(), outcome["received"]
+    )
+    outcome["stalls"] = {
+        **meters.stalls.between(stalled, await meters.stalls.sample()),
+        "generator": meters.own.between(collected, meters.own.sample()),
+    }
+    return outcome
+
+
 async def _rounds(
     options: Options,
     fleet: ChatFleet,
-    meter: ProcessMeter,
-    stalls: StallMeter,
+    meters: Meters,
     amqp_url: str,
     peer_dir: Any,
     sequence: int,
@@ -182,12 +212,7 @@ async def _rounds(
             for name in order:
                 progress(f"round {number}/{options.rounds} · {rate:.0f} msg/s · {name}")
                 if name == "relaydesk":
-                    before, stalled = meter.sample(), await stalls.sample()
-                    outcome = await fleet.run(rate, options.seconds, sequence)
-                    outcome["cpu_us_per_message"] = meter.cpu_us_per(
-                        before, meter.sample(), outcome["received"]
-                    )
-                    outcome["stalls"] = stalls.between(stalled, await stalls.sample())
+                    outcome = await _measured(fleet, meters, rate, options.seconds, sequence)
                     sequence += outcome["sent"]
                 elif name == "ws_relay":
                     outcome = await baselines.ws_relay(
@@ -240,7 +265,7 @@ async def _history_check(fleet: ChatFleet, sent: int, timeout: float = 60) -> di
 
 
 async def _sustained(
-    options: Options, fleet: ChatFleet, sequence: int
+    options: Options, fleet: ChatFleet, meters: Meters, sequence: int
 ) -> tuple[dict[str, Any], int]:
     """Raise the rate in steps of 250 msg/s, each held ``sustained_seconds``, until p99 > 50 ms,
     a loss, or history falls behind."""
@@ -248,7 +273,7 @@ async def _sustained(
     rate = options.sustained_start
     while rate <= options.sustained_max:
         progress(f"sustained: {rate:.0f} msg/s")
-        outcome = await fleet.run(rate, options.sustained_seconds, sequence)
+        outcome = await _measured(fleet, meters, rate, options.sustained_seconds, sequence)
         sequence += outcome["sent"]
         history = await _history_check(fleet, sequence, timeout=10)
         p99 = outcome["customer_to_agent"].get("p99_ms")
@@ -267,6 +292,9 @@ async def _sustained(
                 "lost": outcome["lost"],
                 "history_behind": sequence - history["archived"],
                 "generator_behind_max_ms": outcome["generator_behind_max_ms"],
+                # which process stalled, and what each cost, when a step misses
+                "stalls": outcome["stalls"],
+                "cpu_us_per_message": outcome["cpu_us_per_message"],
             }
         )
         if not ok:
@@ -331,6 +359,16 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _stalls_line(stalls: dict[str, Any]) -> str:
+    def lag(figures: dict[str, Any]) -> str:
+        return "-" if figures["max_loop_lag_s"] is None else f"≤{figures['max_loop_lag_s']}"
+
+    return "    loop lag max s / full GC ms: " + "  ".join(
+        f"{name} {lag(figures)}/{figures['full_collection_pause_ms']:.0f}"
+        for name, figures in stalls.items()
+    )
+
+
 def table(report: dict[str, Any]) -> str:
     """A readable summary of the report."""
     lines = ["", "relaydesk bench", "=" * 78]
@@ -348,13 +386,7 @@ def table(report: dict[str, Any]) -> str:
         )
         stalls = result["relaydesk"].get("stalls") or {}
         if stalls:
-            lines.append(
-                "    loop lag max s / full GC ms: "
-                + "  ".join(
-                    f"{name} ≤{figures['max_loop_lag_s']}/{figures['full_collection_pause_ms']:.0f}"
-                    for name, figures in stalls.items()
-                )
-            )
+            lines.append(_stalls_line(stalls))
     lines.append("-" * 78)
     for rate, ratios in report.get("ratios", {}).items():
         shown = ", ".join(
@@ -369,6 +401,10 @@ def table(report: dict[str, Any]) -> str:
         sustained = report["sustained"]
         steps = [(s["rate"], s["ok"]) for s in sustained["steps"]]
         lines.append(f"sustained end to end: {sustained['max_msgs_per_s']} msg/s (steps: {steps})")
+        for step in sustained["steps"]:
+            lines.append(f"  step {step['rate']:.0f} msg/s: p99 {step['p99_ms']} ms")
+            if step.get("stalls"):
+                lines.append(_stalls_line(step["stalls"]))
     idle = report.get("idle_sockets", {})
     lines.append(
         f"idle sockets: {idle.get('held')} held, {idle.get('kib_per_socket')} KiB each,"

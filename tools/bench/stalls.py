@@ -6,6 +6,8 @@ round (the upper bound of the histogram bucket it fell in), how many 50 ms ticks
 over 100 ms late, and the full garbage collections with their total pause.
 """
 
+import gc
+import time
 from typing import Any
 
 import httpx
@@ -77,3 +79,42 @@ class StallMeter:
 
 def _key(sample: str, labels: dict[str, str]) -> tuple[str, str, str]:
     return sample, labels.get("generation", ""), labels.get("le", "")
+
+
+class OwnCollections:
+    """The load generator's own garbage collections: it is a Python process too, and while it
+    collects, the messages it receives wait and are measured as latency. Counted from
+    ``gc.callbacks``; ``between`` gives a round's figures in the shape of a service's."""
+
+    def __init__(self) -> None:
+        self._count = [0, 0, 0]
+        self._pause_s = [0.0, 0.0, 0.0]
+        self._started = 0.0
+        gc.callbacks.append(self._on_collection)
+
+    def _on_collection(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self._count[generation] += 1
+        self._pause_s[generation] += time.perf_counter() - self._started
+
+    def sample(self) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        return tuple(self._count), tuple(self._pause_s)
+
+    @staticmethod
+    def between(
+        before: tuple[tuple[int, ...], tuple[float, ...]],
+        after: tuple[tuple[int, ...], tuple[float, ...]],
+    ) -> dict[str, Any]:
+        (count_then, pause_then), (count_now, pause_now) = before, after
+        return {
+            "max_loop_lag_s": None,  # the generator's own lateness is generator_behind_max_ms
+            "full_collections": count_now[2] - count_then[2],
+            "full_collection_pause_ms": round((pause_now[2] - pause_then[2]) * 1000, 1),
+            "gc_pause_ms": round((sum(pause_now) - sum(pause_then)) * 1000, 1),
+        }
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._on_collection)
