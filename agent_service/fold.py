@@ -117,7 +117,7 @@ def _note_agent_return(tenant: Tenant, envelope: Envelope) -> None:
     if envelope.actor.kind == "agent" and envelope.type not in NOT_A_RETURN:
         agent = tenant.agents.get(envelope.actor.id)
         if agent is not None:
-            agent.disconnected_at = None
+            agent.disconnected_at, agent.connected = None, True
 
 
 # --- tenants, agents, groups (published by the admin side and by agent_service) ---
@@ -154,7 +154,7 @@ def _agent_updated(tenant: Tenant, _: Envelope, event: admin.AgentUpdated) -> No
 @folds(AgentRemoved.TYPE)
 def _agent_removed(tenant: Tenant, _: Envelope, event: admin.AgentRemoved) -> None:
     agent = tenant.agent(event.agent_id)
-    agent.removed, agent.status = True, "offline"
+    agent.removed, agent.status, agent.connected = True, "offline", False
 
 
 @folds(AgentStatusChanged.TYPE)
@@ -173,6 +173,7 @@ def _agent_disconnected(
 ) -> None:
     agent = tenant.agent(event.agent_id)
     agent.disconnected_at, agent.grace_s = envelope.occurred_at, event.grace_s
+    agent.connected = False
 
 
 @folds(PermissionGroupCreated.TYPE)

@@ -118,7 +118,7 @@ class Queries:
                 agent_id=agent.agent_id,
                 name=agent.name,
                 status=agent.status,
-                connected=agent.disconnected_at is None,
+                connected=agent.connected,
                 active_chats=len(agent.active),
                 pending_offers=len(agent.offers),
                 max_chats=tenant.capacity(agent),

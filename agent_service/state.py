@@ -35,6 +35,10 @@ class Agent:
     disconnected_at: datetime | None = None
     grace_s: int = 0
     removed: bool = False
+    # Their console is connected: they acted themselves (a console sets its status when it
+    # connects) since their last lost connection. Not the status: a grace that runs out sets
+    # them offline, and an agent may choose "offline" with the console open.
+    connected: bool = False
 
 
 @dataclass

@@ -28,7 +28,7 @@ class AgentStatus(Answer):
     agent_id: str
     name: str | None
     status: str  # online / away / offline
-    connected: bool  # False while a disconnect grace period runs
+    connected: bool  # their console is connected (False after a lost connection, until back)
     active_chats: int
     pending_offers: int
     max_chats: int  # their own limit, else the tenant's max_chats_default

@@ -3,10 +3,15 @@
 from datetime import timedelta
 from typing import Any
 
+from agent_service import fold
+from agent_service.queries import Queries
+from agent_service.state import RoutingState
 from contracts import Envelope
+from contracts.queries.agent import AgentsStatusQuery
 from tests.deciders.harness import (
     NOW,
     SYSTEM,
+    TENANT,
     Clock,
     agent,
     command,
@@ -655,3 +660,33 @@ class TestRemovedAgent:
             command("agent.release_removed", {"agent_id": "a1"}, actor=agent("a2"))
         )
         assert from_an_agent.code == "forbidden" and desk.types == ["command.rejected"]
+
+
+class TestConnectedInTheAgentsStatus:
+    """``GET /api/admin/agents/status`` said ``connected: true`` for an agent whose grace had
+    run out (offline, their console long gone) and for one who had never signed in."""
+
+    @staticmethod
+    def connected(*events: Envelope) -> dict[str, bool]:
+        state = RoutingState()
+        for logged in events:
+            fold.apply(state, logged)
+        answer = Queries(lambda: state).agents_status(AgentsStatusQuery(tenant=TENANT))
+        return {status.agent_id: status.connected for status in answer}
+
+    def test_connected_from_their_console_until_the_connection_is_lost(self) -> None:
+        created = event("agent.created", {"agent_id": "a2", "email": "bo@acme.test", "name": "Bo"})
+        lost = event("agent.disconnected", {"agent_id": "a1", "grace_s": 30}, actor=SYSTEM)
+        expired = event(
+            "agent.status_changed", {"agent_id": "a1", "status": "offline"}, actor=SYSTEM
+        )
+        assert self.connected(online("a1"), created) == {"a1": True, "a2": False}
+        assert self.connected(online("a1"), lost) == {"a1": False}
+        assert self.connected(online("a1"), lost, expired) == {"a1": False}
+        assert self.connected(online("a1"), lost, expired, online("a1")) == {"a1": True}
+
+    def test_an_agent_who_chose_offline_with_the_console_open_is_still_connected(self) -> None:
+        away = event(
+            "agent.status_changed", {"agent_id": "a1", "status": "offline"}, actor=agent("a1")
+        )
+        assert self.connected(online("a1"), away) == {"a1": True}
