@@ -151,7 +151,7 @@ class ConnectorDirectory:
         )
         self._by_id[connector.connector_id] = connector
         kept = ("connector_id", "platform", "public_config", "sealed_config")
-        self._configured[connector.connector_id] = (tenant, {k: data.get(k) for k in kept})
+        self._configured[connector.connector_id] = (tenant, {k: data[k] for k in kept if k in data})
 
     def state(self) -> dict[str, Any]:
         """What the fold holds, as plain data (secrets sealed): a snapshot's."""

@@ -51,7 +51,10 @@ def opening() -> list[Envelope]:
         event("canned_response.created", {"canned_id": "hi", "shortcut": "hi", "text": "Hello"}),
         event("tenant.signed_up", sign_up, tenant="globex"),
         event("webhook.subscribed", hook, stream="subscription:s1"),
-        event("connector.configured", {"connector_id": "tg", "platform": "telegram"}),
+        event(
+            "connector.configured",
+            {"connector_id": "tg", "platform": "telegram", "sealed_config": "sealed"},
+        ),
         event("connector.paused", {"connector_id": "tg"}),
         *(chat(n) for n in range(3)),
         used(1),

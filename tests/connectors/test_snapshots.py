@@ -14,11 +14,12 @@ from connectors.documents import CONNECTOR_DOCUMENTS, SNAPSHOTS
 from connectors.follower import LogFollower
 from connectors.plans import TenantPlans
 from connectors.service import ConnectorsService
-from connectors.snapshot import FORMAT_VERSION, ConnectorSnapshots
+from connectors.snapshot import FORMAT_VERSION, ConnectorSnapshots, from_records, to_records
 from connectors.store import ConnectorStore
-from contracts import Envelope
+from contracts import Envelope, LoggedEvent
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.catch_up import catch_up
+from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
 from relaydesk.store import Checkpoint, Checkpoints, bind_documents, database, make_client
 from tests.connectors.contract import TENANT
@@ -33,12 +34,25 @@ from tests.snapshot_store import (
     meta_of,
     publish_until_a_save_fails,
     snapshot_collection,
+    stored,
 )
 
 
 def plan_changed(plan: str) -> Envelope:
     data = {"plan": plan, "effective": "2026-03-01"}
     return event("billing.subscription_changed", data, stream=f"billing:{TENANT}", tenant=TENANT)
+
+
+async def test_records_round_trip_a_connector_logged_without_public_fields() -> None:
+    """Configurations logged before public fields existed restore as they fold."""
+    box = SecretBox("test-secrets-key")
+    directory, plans = ConnectorDirectory(box), TenantPlans()
+    data = {"connector_id": "tg", "platform": "telegram", "sealed_config": box.seal({"a": "b"})}
+    directory.apply(LoggedEvent(position=3, envelope=event("connector.configured", data)))
+    follower = LogFollower(directory, Any, Any, Any, {}, plans)  # type: ignore[arg-type]
+    follower.folded_to = 3
+    restored = from_records(stored(to_records(directory, plans, follower)), 3, box)
+    assert restored.directory.configured() == directory.configured()
 
 
 def everything(directory: ConnectorDirectory, plans: TenantPlans, follower: LogFollower) -> Any:
