@@ -33,8 +33,8 @@ def services(settings: Settings, shared_log: SharedLog | None = None) -> list[Se
 
 
 async def main(settings: Settings, stop: asyncio.Event, health: Health) -> None:
-    # One subscription to the log for both: administration starts it from the first entry,
-    # routing catches up from its snapshot and joins it (relaydesk/bus/shared_log.py).
+    # One subscription to the log for both: administration starts it after its snapshot,
+    # routing catches up from its own and joins it (relaydesk/bus/shared_log.py).
     shared_log = SharedLog.of(settings, service=SERVICE)
     running = services(settings, shared_log)
     for service in running:

@@ -22,11 +22,17 @@ from billing_service.documents import LedgerSnapshotChunk, LedgerSnapshotMeta
 from billing_service.ledger import Ledger, PeriodUsage, TenantBilling
 from contracts.plans import PlanCatalogue
 from relaydesk import snapshots
-from relaydesk.snapshots import Record, ReplyRecords, Snapshot, SnapshotSchedule, reply_of
+from relaydesk.snapshots import (
+    Record,
+    ReplyRecords,
+    Snapshot,
+    SnapshotSchedule,
+    id_records,
+    reply_of,
+)
 from relaydesk.store import Row
 
 FORMAT_VERSION = 1  # bump when the records below change shape: an older snapshot is ignored
-SEEN_PER_RECORD = 1000
 
 
 def _date(value: str | None) -> date | None:
@@ -67,11 +73,7 @@ def to_records(ledger: Ledger, replies: ReplyRecords | None = None) -> list[Reco
     for state in ledger.tenants.values():
         records.append(_tenant_record(state))
         records += [_usage_record(state.tenant, p, u) for p, u in state.usage.items()]
-    seen = ledger.seen_ids()
-    records += [
-        {"k": "seen", "t": "", "d": {"ids": seen[i : i + SEEN_PER_RECORD]}}
-        for i in range(0, len(seen), SEEN_PER_RECORD)
-    ]
+    records += id_records("seen", ledger.seen_ids())
     records += (replies or ReplyRecords()).of(list(ledger.replies.items()))
     return records
 

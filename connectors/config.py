@@ -6,7 +6,7 @@ again (relaydesk/decider.py).
 """
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 from cryptography.fernet import InvalidToken
@@ -21,6 +21,7 @@ from contracts.events.connector import (
 from contracts.replies import CommandReply
 from relaydesk.decider import record_answer
 from relaydesk.sealing import SecretBox
+from relaydesk.snapshots import AheadOfLog
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +80,11 @@ class ConnectorDirectory:
         # (tenant, connector id) -> the pauses in force (event ids; a resume names those it
         # ends). Kept apart from the connector: an import pauses one before configuring it.
         self._pauses: dict[tuple[str, str], list[str]] = {}
+        # connector id -> (tenant, its configuration as logged: sealed secrets): what a
+        # snapshot keeps (never the opened secrets) and a start opens again
+        self._configured: dict[str, tuple[str, dict[str, object]]] = {}
+        # Our decided events not yet read back: a snapshot waits for them.
+        self.ahead = AheadOfLog(SERVICE)
 
     def _pause(self, event: LoggedEvent) -> None:
         env = event.envelope
@@ -95,42 +101,70 @@ class ConnectorDirectory:
 
     def apply(self, event: LoggedEvent) -> None:
         env = event.envelope
+        if event.position < 0:  # folded from our own decision
+            self.ahead.decided(env, self.replies)
+        else:
+            self.ahead.logged(env.id)
         record_answer(self.replies, env, SERVICE)
         if env.type in (ConnectorPaused.TYPE, ConnectorResumed.TYPE):
             self._pause(event)
         if env.type == ConnectorConfigured.TYPE:
-            data = env.data
-            sealed = data["sealed_config"]
-            key: Literal["current", "previous", "unknown"]
-            try:
-                secrets = self._box.open(sealed)
-                key = "current" if self._box.sealed_under_current_key(sealed) else "previous"
-            except InvalidToken:
-                # A later event sealed under a current key (reconfiguration, re-sealing) takes
-                # its place; until then the connector has no secrets and cannot deliver.
-                secrets, key = {}, "unknown"
-                log.warning(
-                    "connector_secrets_unreadable",
-                    tenant=env.tenant,
-                    connector_id=data["connector_id"],
-                    position=event.position,
-                )
-            connector = Connector(
-                env.tenant,
-                data["connector_id"],
-                data["platform"],
-                # stripped here too: configurations logged before the decider stripped them
-                identifying_stripped(dict(data.get("public_config", {}))),
-                identifying_stripped(secrets),
-                key,
-                paused=bool(self._pauses.get((env.tenant, data["connector_id"]))),
-            )
-            self._by_id[connector.connector_id] = connector
+            self._configure(env.tenant, env.data, event.position)
         elif env.type == ConnectorRemoved.TYPE:
             existing = self._by_id.get(env.data["connector_id"])
             if existing is not None and existing.tenant == env.tenant:
                 del self._by_id[existing.connector_id]
+                self._configured.pop(existing.connector_id, None)
                 self._pauses.pop((env.tenant, existing.connector_id), None)
+
+    def opened(
+        self, sealed: str, tenant: str, connector_id: str, position: int
+    ) -> tuple[dict[str, str], Literal["current", "previous", "unknown"]]:
+        """Secrets sealed by this service, stripped, and which key sealed them."""
+        key: Literal["current", "previous", "unknown"]
+        try:
+            secrets = self._box.open(sealed)
+            key = "current" if self._box.sealed_under_current_key(sealed) else "previous"
+        except InvalidToken:
+            # A later event sealed under a current key (reconfiguration, re-sealing) takes
+            # its place; until then the connector has no secrets and cannot deliver.
+            log.warning(
+                "connector_secrets_unreadable",
+                tenant=tenant,
+                connector_id=connector_id,
+                position=position,
+            )
+            return {}, "unknown"
+        return identifying_stripped(secrets), key
+
+    def _configure(self, tenant: str, data: dict[str, Any], position: int) -> None:
+        secrets, key = self.opened(data["sealed_config"], tenant, data["connector_id"], position)
+        connector = Connector(
+            tenant,
+            data["connector_id"],
+            data["platform"],
+            # stripped here too: configurations logged before the decider stripped them
+            identifying_stripped(dict(data.get("public_config", {}))),
+            secrets,
+            key,
+            paused=bool(self._pauses.get((tenant, data["connector_id"]))),
+        )
+        self._by_id[connector.connector_id] = connector
+        kept = ("connector_id", "platform", "public_config", "sealed_config")
+        self._configured[connector.connector_id] = (tenant, {k: data[k] for k in kept if k in data})
+
+    def state(self) -> dict[str, Any]:
+        """What the fold holds, as plain data (secrets sealed): a snapshot's."""
+        return {
+            "configured": [[tenant, data] for tenant, data in self._configured.values()],
+            "pauses": [[tenant, cid, list(p)] for (tenant, cid), p in self._pauses.items()],
+        }
+
+    def restore(self, state: dict[str, Any], position: int) -> None:
+        """The fold :meth:`state` was taken of, at log ``position`` (secrets opened again)."""
+        self._pauses = {(tenant, cid): list(p) for tenant, cid, p in state["pauses"]}
+        for tenant, data in state["configured"]:
+            self._configure(tenant, data, position)
 
     def get(self, connector_id: str, platform: str) -> Connector | None:
         """A connector that can verify and send: never one whose secrets are unreadable (an

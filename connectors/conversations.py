@@ -29,5 +29,8 @@ class ConnectorConversations:
         if env.type == ConversationRequested.TYPE and env.data.get("channel") in PLATFORM_CHANNELS:
             self._ids.add((env.tenant, str(env.data.get("conversation_id"))))
 
+    def ids(self) -> list[list[str]]:
+        return [[tenant, conversation_id] for tenant, conversation_id in sorted(self._ids)]
+
     def holds(self, tenant: str, conversation_id: str) -> bool:
         return (tenant, conversation_id) in self._ids

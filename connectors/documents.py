@@ -1,4 +1,6 @@
-"""The connectors' MongoDB documents: platform conversations, seen platform ids, the outbox."""
+"""The connectors' MongoDB documents: platform conversations, seen platform ids, the outbox,
+and the snapshot of their fold of the log (collection ``connectors_state_snapshots``,
+relaydesk/snapshots.py and connectors/snapshot.py)."""
 
 from datetime import datetime
 from typing import Any, ClassVar
@@ -6,6 +8,8 @@ from typing import Any, ClassVar
 from beanie import Document
 from pydantic import Field
 from pymongo import ASCENDING, IndexModel
+
+from relaydesk.snapshots import snapshot_documents
 
 SEEN_TTL_S = 48 * 3600  # ≥ Telegram's 24 h retention; Meta retries for less
 # An edit of an older message goes to the chat's current conversation (as before this was
@@ -115,4 +119,10 @@ CONNECTOR_DOCUMENTS: tuple[type[Document], ...] = (
     SeenPlatformId,
     PlatformMessage,
     OutboxItem,
+)
+
+SNAPSHOTS = "connectors_state_snapshots"
+
+ConnectorsSnapshotChunk, ConnectorsSnapshotMeta = snapshot_documents(
+    SNAPSHOTS, "Connectors", __name__
 )

@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from typing import Any
 
 import structlog
 
@@ -66,9 +67,28 @@ class LogFollower:
         self._position: int | None = None
         self._typing: set[asyncio.Task[None]] = set()
         self._saved_at = 0.0
-        # (tenant, connector id) -> its secrets, by the log
+        # (tenant, connector id) -> its secrets, by the log, and as logged (sealed: what a
+        # snapshot keeps)
         self._secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self._sealed: dict[tuple[str, str], str] = {}
         self.conversations = ConnectorConversations()
+        self.folded_to = -1  # the last log position folded
+
+    def state(self) -> dict[str, Any]:
+        """The log's secrets of each connector, sealed, and the platform conversations."""
+        return {
+            "sealed": [[tenant, cid, sealed] for (tenant, cid), sealed in self._sealed.items()],
+            "conversations": self.conversations.ids(),
+        }
+
+    def restore(self, state: dict[str, Any], position: int) -> None:
+        """The fold :meth:`state` was taken of, at log ``position`` (its directory restored)."""
+        for tenant, connector_id, sealed in state["sealed"]:
+            self._sealed[(tenant, connector_id)] = sealed
+            secrets, _ = self._directory.opened(sealed, tenant, connector_id, position)
+            self._secrets[(tenant, connector_id)] = secrets
+        self.conversations.load([(tenant, cid) for tenant, cid in state["conversations"]])
+        self.folded_to = position
 
     async def load(self) -> None:
         self._position = await self._checkpoints.load(CHECKPOINT)
@@ -89,7 +109,7 @@ class LogFollower:
             outcome = await self._handle(event, credentials_changed)
             queued = queued or outcome is True
             acted = acted or outcome is not None
-        self._position = batch[-1].position
+        self._position = self.folded_to = batch[-1].position
         # Every effect is idempotent by message id, so a batch with none needs no checkpoint
         # of its own (at worst a restart re-reads it); a web-only log costs no write per event.
         if acted or time.monotonic() - self._saved_at >= CHECKPOINT_EVERY_S:
@@ -112,8 +132,10 @@ class LogFollower:
         key = (env.tenant, str(env.data.get("connector_id")))
         if env.type == ConnectorRemoved.TYPE:
             self._secrets.pop(key, None)
+            self._sealed.pop(key, None)
         if env.type != ConnectorConfigured.TYPE:
             return False
+        self._sealed[key] = str(env.data.get("sealed_config"))
         connector = self._directory.find(key[1])
         secrets = dict(connector.secrets) if connector is not None else {}
         previous = self._secrets.get(key)

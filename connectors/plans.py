@@ -4,6 +4,9 @@ This service is the single writer of ``connector.configured``, so the plan's
 ``connectors`` limit is checked here against a fold it keeps itself.
 """
 
+from datetime import date
+from typing import Any
+
 from contracts.envelope import LoggedEvent
 from contracts.plan_limits import PLAN_EVENTS, TenantPlan
 
@@ -19,6 +22,20 @@ class TenantPlans:
             return
         self._seen.add(env.id)
         self._by_tenant.setdefault(env.tenant, TenantPlan()).apply(env.type, env.data)
+
+    def state(self) -> dict[str, Any]:
+        """The plans and the plan events' ids seen, as plain data (a snapshot's)."""
+        plans = [
+            [tenant, plan.mode, [[day.isoformat(), plan_id] for day, plan_id in plan.subscriptions]]
+            for tenant, plan in self._by_tenant.items()
+        ]
+        return {"plans": plans, "seen": sorted(self._seen)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for tenant, mode, subscriptions in state["plans"]:
+            days = [(date.fromisoformat(day), plan_id) for day, plan_id in subscriptions]
+            self._by_tenant[tenant] = TenantPlan(mode=mode, subscriptions=days)
+        self._seen = set(state["seen"])
 
     def get(self, tenant: str) -> TenantPlan | None:
         return self._by_tenant.get(tenant)

@@ -1,4 +1,8 @@
-"""ConnectorsService: webhook endpoint, log follower, outbound deliverer, commands, queries."""
+"""ConnectorsService: webhook endpoint, log follower, outbound deliverer, commands, queries.
+
+A snapshot of what the follower folds in memory is kept (``snapshot.py``) and a start folds
+only the log after its position; without one (or with one it cannot use) the whole log.
+"""
 
 import asyncio
 import contextlib
@@ -23,17 +27,19 @@ from connectors.outbound_items import OutboundSender, PlatformClient
 from connectors.plans import TenantPlans
 from connectors.poller import TelegramPoller
 from connectors.queries import ConnectorQueries
+from connectors.snapshot import ConnectorSnapshots, ConnectorSnapshotter
 from connectors.store import ConnectorStore
 from connectors.telegram import TelegramClient
 from connectors.telegram_webhook import TelegramWebhookRegistrar
 from connectors.webhooks import build_app
 from connectors.wechat import WeChatClient
+from contracts.envelope import LoggedEvent
 from contracts.plans import PlanCatalogue
 from relaydesk.archived import ArchivedLog
 from relaydesk.attachments import AttachmentStore
 from relaydesk.bus import Bus
 from relaydesk.bus.catch_up import catch_up
-from relaydesk.bus.log_reader import LogReader
+from relaydesk.bus.log_reader import LogReader, Start
 from relaydesk.bus.rpc import RpcClient, serve_commands, serve_queries
 from relaydesk.decider import DeciderRuntime
 from relaydesk.health import CannotListen, QuietServer, Readiness, serve_started
@@ -41,16 +47,37 @@ from relaydesk.net_guard import GuardedTransport, TargetPolicy
 from relaydesk.queries import QueryAnswers
 from relaydesk.sealing import SecretBox
 from relaydesk.settings import Settings
+from relaydesk.snapshots import SnapshotSchedule
 from relaydesk.store import Checkpoint, Checkpoints, bind_documents, database, make_client
 
 log = structlog.get_logger(__name__)
 
+SNAPSHOT_EVERY = 1000  # events folded between snapshots (as routing's and billing's)
+SNAPSHOT_MIN_INTERVAL_S = 10.0  # and no sooner than this after the last one
+
 
 class ConnectorsService:
-    """Start it with ``await start()``; ``port`` is the bound webhook port (useful with port 0)."""
+    """Start it with ``await start()``; ``port`` is the bound webhook port (useful with port 0).
 
-    def __init__(self, settings: Settings) -> None:
+    ``snapshot_every``, ``snapshot_min_interval_s``: when a snapshot of the fold is due
+    (relaydesk/snapshots.py SnapshotSchedule).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        snapshot_every: int = SNAPSHOT_EVERY,
+        snapshot_min_interval_s: float = SNAPSHOT_MIN_INTERVAL_S,
+    ) -> None:
         self.settings = settings
+        self._schedule = SnapshotSchedule(snapshot_every, snapshot_min_interval_s)
+        self.snapshotter: ConnectorSnapshotter | None = None
+        self.follower: LogFollower | None = None
+        self.restored_from: int | None = None  # the snapshot position of the last start
+        self.folded_at_start = 0  # log entries the last start folded (after the snapshot)
+        self._folded = 0
+        self._mid_batch = False
         self.box = SecretBox.from_settings(settings)
         self.directory = ConnectorDirectory(self.box)
         self.plans = TenantPlans()  # for the plan's connectors limit
@@ -76,6 +103,12 @@ class ConnectorsService:
         db = database(self._mongo, self.settings.mongo_db)
         await bind_documents(db, (*CONNECTOR_DOCUMENTS, Checkpoint))  # creates their indexes
         store = ConnectorStore(db)
+        snapshots = ConnectorSnapshots(db, self.box)
+        await snapshots.bind()
+        self.snapshotter = ConnectorSnapshotter(snapshots, self._schedule)
+        restored = await snapshots.load()
+        if restored is not None:  # before anything holds the directory or the plans
+            self.directory, self.plans = restored[0].directory, restored[0].plans
         self._http = httpx.AsyncClient()
         # URLs a platform's payload names (attachments, profile pictures) are a webhook
         # body's choice: fetched only through the SSRF guard (docs/security.md).
@@ -99,15 +132,28 @@ class ConnectorsService:
             breaker_failures=self.settings.connector_breaker_failures,
             breaker_open_s=self.settings.connector_breaker_open_s,
         )
-        follower = LogFollower(
+        self.follower = follower = LogFollower(
             self.directory, store, Checkpoints(db), self._deliverer, clients, self.plans
         )
         await follower.load()
+        start: Start = "first"
+        self.restored_from, self._folded = None, 0
+        if restored is not None:
+            follower.restore(restored[0].follower, restored[0].position)
+            self.restored_from = restored[0].position
+            start = restored[0].position + 1
         self._reader = await LogReader(
-            bus, start="first", name=SERVICE, gulp_s=self.settings.reader_gulp_s
+            bus, start=start, name=SERVICE, gulp_s=self.settings.reader_gulp_s
         ).open()
         # connectors configured longer ago than the stream's retention: from the archive
-        await catch_up(bus, self._reader, follower.apply, service=SERVICE, archive=ArchivedLog(db))
+        await catch_up(bus, self._reader, self._apply, service=SERVICE, archive=ArchivedLog(db))
+        self.folded_at_start = self._folded
+        log.info(
+            "connectors_state_restored",
+            snapshot_position=self.restored_from,
+            folded=self.folded_at_start,
+        )
+        self._maybe_snapshot()
         self._tasks.append(asyncio.create_task(self._follow(follower)))
         self._tasks.append(asyncio.create_task(self._deliverer.run()))
         bridge = InboundBridge(
@@ -160,13 +206,30 @@ class ConnectorsService:
         assert self._deliverer is not None, "not started"
         return self._deliverer.deferred_s(connector_id)
 
+    async def _apply(self, batch: list[LoggedEvent]) -> None:
+        assert self.follower is not None
+        # Set until a batch is applied whole: one cut short (a failure, a stop) has folded
+        # part of it, and a snapshot then would not be the log up to its position.
+        self._mid_batch = True
+        await self.follower.apply(batch)
+        self._mid_batch = False
+        self._folded += len(batch)
+        if self.snapshotter is not None:
+            self.snapshotter.folded(len(batch))
+
+    def _maybe_snapshot(self, *, force: bool = False) -> None:
+        """Between two batches, each one's effects done (its replies are in the outbox)."""
+        if self.snapshotter is not None and self.follower is not None and not self._mid_batch:
+            self.snapshotter.maybe_save(self.directory, self.plans, self.follower, force=force)
+
     async def _follow(self, follower: LogFollower) -> None:
         assert self._reader is not None
         async for batch in self._reader.batches():
             # A batch is applied before the next is read: skipping one would lose its replies.
             for attempt in itertools.count(1):
                 try:
-                    await follower.apply(batch)
+                    await self._apply(batch)
+                    self._maybe_snapshot()
                     break
                 except Exception:
                     log.exception(
@@ -207,7 +270,12 @@ class ConnectorsService:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        following = bool(self._tasks)
         self._tasks.clear()
+        if self.snapshotter is not None:
+            if following:
+                self._maybe_snapshot(force=True)
+            await self.snapshotter.wait()
         for channel in self._channels:
             if not channel.is_closed:
                 await channel.close()

@@ -1,7 +1,8 @@
 """Snapshots of a service's folded state in MongoDB, with the log position they stand for.
 
 A start then loads the latest snapshot and folds only the log after its position
-(routing, agent_service/snapshot.py; billing's ledger, billing_service/snapshot.py). The
+(routing, agent_service/snapshot.py; billing's ledger, billing_service/snapshot.py;
+administration, agent_service/admin/snapshot.py; the connectors, connectors/snapshot.py). The
 service turns its state into a flat list of records and back; this module keeps them.
 
 Layout (one collection a service, its two document classes subclassing
@@ -17,7 +18,7 @@ log instead (never a crash loop on a bad snapshot).
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -27,6 +28,8 @@ from beanie.operators import NE
 from pydantic import Field
 from pymongo.asynchronous.database import AsyncDatabase
 
+from contracts.decisions import answered_command
+from contracts.envelope import Envelope
 from contracts.replies import CommandReply
 from relaydesk.store import Row, bind_documents, bound, with_store_retry
 
@@ -222,9 +225,55 @@ class ReplyRecords:
         return records
 
 
+IDS_PER_RECORD = 1000
+
+
+def id_records(kind: str, ids: list[Any]) -> list[Record]:
+    """``ids`` (event ids, id pairs) as ``kind`` records of 1,000 each: one record a list
+    would make a document too large for a long log."""
+    return [
+        {"k": kind, "t": "", "d": {"ids": ids[i : i + IDS_PER_RECORD]}}
+        for i in range(0, len(ids), IDS_PER_RECORD)
+    ]
+
+
 def reply_of(record: Record) -> tuple[str, CommandReply]:
     """The command id and outcome a ``reply`` record (:class:`ReplyRecords`) holds."""
     return record["t"], CommandReply.model_validate(record["d"])
+
+
+class AheadOfLog:
+    """A service's own decided events folded before the log handed them back.
+
+    Administration and the connectors fold their decisions once published, ahead of their
+    log reader: until the reader reads them back, the state is not the log up to its
+    position, and a snapshot then would hold an event before the events the log puts ahead
+    of it. A snapshot is taken only when none is ahead (``settled``).
+    """
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+        self._ids: set[str] = set()
+
+    def decided(self, event: Envelope, replies: Mapping[str, CommandReply]) -> None:
+        """``event`` was folded from a decision (call it before recording its answer)."""
+        command_id = answered_command(event, self._service)
+        reply = replies.get(command_id) if command_id is not None else None
+        # Already among its command's answer: the reader handed it back first (it races
+        # the publish's confirm).
+        if reply is None or event.id not in reply.event_ids:
+            self._ids.add(event.id)
+
+    def logged(self, event_id: str) -> bool:
+        """The log handed ``event_id`` back; True when it was ahead."""
+        if event_id not in self._ids:
+            return False
+        self._ids.discard(event_id)
+        return True
+
+    @property
+    def settled(self) -> bool:
+        return not self._ids
 
 
 class SnapshotSchedule:

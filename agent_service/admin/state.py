@@ -40,6 +40,7 @@ from contracts.replies import CommandReply
 from contracts.settings import accepted_changes, default_settings
 from relaydesk.decider import record_answer
 from relaydesk.emails import normalize_email
+from relaydesk.snapshots import AheadOfLog
 
 SERVICE = "admin"
 
@@ -113,8 +114,11 @@ class AdminState:
         self.replies: dict[str, CommandReply] = {}  # command id -> the reply the log gives
         # A log position at or before each subscription's creation: where its worker starts
         # reading when it has no stored position yet (a subscription resumed before it ever
-        # delivered). Not part of the snapshot: a decision folds its event before it has one.
+        # delivered). Not in ``snapshot()``: a decision folds its event before it has one
+        # (the position before; its own once the log hands it back).
         self.webhook_since: dict[tuple[str, str], int] = {}
+        # Our decided events not yet read back: a snapshot of the state waits for them.
+        self.ahead = AheadOfLog(SERVICE)
         # Bumped by every fold that changes which webhooks deliver: the service syncs its
         # workers only when it moved, not after every batch of chat events.
         self.webhook_version = 0
@@ -141,8 +145,14 @@ class AdminState:
         }
 
     def apply(self, event: Envelope, position: int | None = None) -> None:
-        if position is not None:
+        if position is None:
+            self.ahead.decided(event, self.replies)
+        else:
             self.position = max(self.position, position)
+            if self.ahead.logged(event.id) and event.type == WebhookSubscribed.TYPE:
+                # its own position, as a fold of the log gives it (and a restart from a
+                # snapshot): still at or before the subscription's creation
+                self.webhook_since[(event.tenant, event.data["subscription_id"])] = position
         record_answer(self.replies, event, SERVICE)
         fold = _FOLDS.get(event.type)
         # Only what changes admin state is remembered: the log also carries every chat event.

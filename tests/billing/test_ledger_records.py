@@ -1,9 +1,6 @@
 """The ledger as a snapshot's records and back, without a broker: what a start restores is
 what the fold had, and folding the log's tail onto it gives what a whole fold gives."""
 
-from typing import Any
-
-import bson
 import pytest
 
 from billing_service.ledger import Ledger
@@ -13,11 +10,7 @@ from contracts.plans import PlanCatalogue
 from relaydesk.snapshots import ReplyRecords
 from tests.billing.ledger_log import change_plan, close_january, later, message, opening
 from tests.deciders.harness import Desk, billing_desk, event
-
-
-def stored(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records as MongoDB gives them back (BSON: tuples become lists, and so on)."""
-    return list(bson.decode(bson.encode({"records": records}))["records"])
+from tests.snapshot_store import stored
 
 
 def restored(ledger: Ledger) -> Ledger:
