@@ -39,6 +39,7 @@ from rstream.exceptions import LeaderNotAvailable, StreamNotAvailable
 
 from contracts import topology as names
 from relaydesk.bus.endpoint import StreamEndpoint, close_quietly, open_with_retry
+from relaydesk.cancellation import raise_if_cancel_requested
 
 log = structlog.get_logger(__name__)
 
@@ -203,6 +204,11 @@ class LogSubscription:
                 offset_specification=self._offset(),
                 initial_credit=GULP_CREDIT if self._gulp_s else INITIAL_CREDIT,
             )
+            # Each step of the subscribe is an rstream request awaited through 3.11's wait_for,
+            # which loses a cancel that comes in the same turn as the answer
+            # (relaydesk/cancellation.py): a webhook worker stopped while it subscribed then
+            # went on reading, and the admin service's stop waited for it for ever.
+            raise_if_cancel_requested()
         except BaseException:
             await close_quietly(consumer, CLOSE_TIMEOUT_S)
             raise
