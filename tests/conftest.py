@@ -200,6 +200,7 @@ LONGEST_FIRST = (
     "tests/security/test_fuzz.py",
     "tests/cluster/",
     "tests/security/test_secrets.py",
+    "tests/foundation/test_cancelled_start.py",  # a reader opened and cancelled ~150 times
     "tests/history_service/test_audit_export.py",
     "tests/history_service/test_replay.py",
     "tests/history_service/test_replay_slices.py",

@@ -27,7 +27,7 @@ from relaydesk.bus.failover import FailoverConnection
 from relaydesk.bus.publish_pacing import BatchPacing
 from relaydesk.bus.stream_publisher import Entry, PublishRefused, StreamPublisher
 from relaydesk.bus.topology import declare_core
-from relaydesk.cancellation import raise_if_cancel_requested
+from relaydesk.cancellation import cancel_requested, raise_if_cancel_requested
 from relaydesk.metrics import (
     EVENTS_PUBLISHED,
     PUBLISH_CONFIRM_SECONDS,
@@ -98,10 +98,17 @@ class Bus:
             await self._set_up()
             # A cancel lost by a library's wait_for (relaydesk/cancellation.py) is one still.
             raise_if_cancel_requested()
-        except asyncio.CancelledError:
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError) and not cancel_requested():
+                raise
             # Closed, or its connections go on reconnecting for a start nobody wants.
             await asyncio.shield(self.close())
-            raise
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            # Asked to stop, and a step failed on what the cancel left half done (seen in the
+            # suite: a channel whose open was cancelled made the next open fail with aiormq's
+            # "CHANNEL_ERROR - expected 'channel.open'"): the caller asked for a stop, not this.
+            raise asyncio.CancelledError from exc
         log.info("bus_connected", service=self.service)
         return self
 
