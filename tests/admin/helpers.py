@@ -112,8 +112,13 @@ async def new_agent(
 async def eventually(
     check: Callable[[], Any | Awaitable[Any]], timeout: float = 15.0, what: str = "condition"
 ) -> Any:
-    """Poll ``check()`` (plain or async) until it returns truthy; fail after ``timeout``."""
+    """Poll ``check()`` (plain or async) until it returns truthy; fail after ``timeout``.
+
+    The pause between checks grows from 20 ms to 200 ms: a check is often a request through
+    the whole system, and the suite's workers share two cores (polled every 50 ms for
+    seconds, a wait cost more CPU than the work it waited for)."""
     deadline = asyncio.get_running_loop().time() + timeout
+    pause = 0.02
     while True:
         result = check()
         if inspect.isawaitable(result):
@@ -122,4 +127,5 @@ async def eventually(
             return result
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, 0.2)

@@ -28,10 +28,12 @@ async def eventually_async(
     fetch: Callable[[], Awaitable[Any]], accept: Callable[[Any], bool], *, timeout: float = 10.0
 ) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
+    pause = 0.02  # growing to 200 ms: a fetch is a request (tests/admin/helpers.py eventually)
     while not accept(value := await fetch()):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out; last value {value!r}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, 0.2)
     return value
 
 
