@@ -12,18 +12,29 @@ import structlog
 from cryptography.fernet import InvalidToken
 
 from contracts.envelope import LoggedEvent
+from contracts.errors import ContractError
 from contracts.events.connector import (
     ConnectorConfigured,
     ConnectorPaused,
     ConnectorRemoved,
     ConnectorResumed,
 )
+from contracts.registry import EVENTS
 from contracts.replies import CommandReply
 from relaydesk.decider import record_answer
 from relaydesk.sealing import SecretBox
 from relaydesk.snapshots import AheadOfLog
 
 log = structlog.get_logger(__name__)
+# The events this directory folds (each checked against its contract first, ``_valid``).
+FOLDED = frozenset(
+    {
+        ConnectorConfigured.TYPE,
+        ConnectorRemoved.TYPE,
+        ConnectorPaused.TYPE,
+        ConnectorResumed.TYPE,
+    }
+)
 
 SERVICE = "connectors"
 
@@ -99,13 +110,16 @@ class ConnectorDirectory:
         if existing is not None and existing.tenant == key[0]:
             self._by_id[key[1]] = replace(existing, paused=bool(pauses))
 
-    def apply(self, event: LoggedEvent) -> None:
+    def apply(self, event: LoggedEvent) -> bool:
+        """Fold one event; False for one of ours that does not match its contract (skipped)."""
         env = event.envelope
         if event.position < 0:  # folded from our own decision
             self.ahead.decided(env, self.replies)
         else:
             self.ahead.logged(env.id)
         record_answer(self.replies, env, SERVICE)
+        if env.type in FOLDED and not self._valid(event):
+            return False
         if env.type in (ConnectorPaused.TYPE, ConnectorResumed.TYPE):
             self._pause(event)
         if env.type == ConnectorConfigured.TYPE:
@@ -116,6 +130,25 @@ class ConnectorDirectory:
                 del self._by_id[existing.connector_id]
                 self._configured.pop(existing.connector_id, None)
                 self._pauses.pop((env.tenant, existing.connector_id), None)
+        return True
+
+    @staticmethod
+    def _valid(event: LoggedEvent) -> bool:
+        """An event of ours as its contract has it. The fold reads its fields as they are,
+        and one that raised there would stop the connectors following the log: skipped
+        (logged), never half-applied; what comes after it is folded."""
+        try:
+            EVENTS.parse_envelope(event.envelope)
+        except ContractError as exc:
+            log.warning(
+                "fold_skipped_invalid_event",
+                event_id=event.envelope.id,
+                event_type=event.envelope.type,
+                position=event.position,
+                code=exc.code,
+            )
+            return False
+        return True
 
     def opened(
         self, sealed: str, tenant: str, connector_id: str, position: int

@@ -99,8 +99,8 @@ class LogFollower:
     async def apply(self, batch: list[LoggedEvent]) -> None:
         queued = acted = False
         for event in batch:
-            self._directory.apply(event)
-            credentials_changed = self._note_credentials(event)
+            usable = self._directory.apply(event)
+            credentials_changed = usable and self._note_credentials(event)
             self.conversations.apply(event)
             if self._plans is not None:
                 self._plans.apply(event)

@@ -292,3 +292,30 @@ class TestConnectorConversations:
         conversations = ConnectorConversations()
         conversations.load([("acme", "older-than-the-log")])
         assert conversations.holds("acme", "older-than-the-log")
+
+
+class TestInvalidEventsOnTheLog:
+    """The connectors' fold read ``connector.*`` events' fields unchecked: one on the log
+    without ``sealed_config`` (or ``connector_id``) raised in the fold, and a reader that
+    raises stops following the log. Such an event is skipped (logged), never half-applied,
+    and what comes after it is folded."""
+
+    @pytest.mark.parametrize(
+        ("type_name", "data"),
+        [
+            ("connector.configured", {"connector_id": "tg1", "platform": "telegram"}),
+            ("connector.configured", {"platform": "telegram", "sealed_config": "x"}),
+            ("connector.removed", {}),
+            ("connector.paused", {"reason": "x"}),
+        ],
+        ids=["configured without secrets", "configured without id", "removed", "paused"],
+    )
+    async def test_an_invalid_connector_event_is_skipped_and_the_next_one_folds(
+        self, type_name: str, data: dict[str, Any]
+    ) -> None:
+        desk = connectors_desk().given(tenant_created(plan="business"))
+        invalid = event(type_name, data, stream="connector:tg1")
+        desk.given(invalid, configured("tg2", bot_token="7:a"))
+        # tg2, folded after the invalid event, holds its bot: another connector may not
+        reply = await desk.when(configure("tg3", sealed_secrets=sealed(bot_token="7:a")))
+        assert reply.code == "conflict"
