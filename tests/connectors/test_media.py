@@ -330,7 +330,11 @@ async def test_a_number_typed_after_a_close_is_a_message_where_ratings_are_butto
         what="the group's rating request",
     )
     await eventually(
-        lambda: messenger_to(media.messenger, "psid-605")[-1]["message"].get("quick_replies"),
+        # nothing sent to the chat yet is "not yet", not an IndexError out of the wait
+        lambda: any(
+            sent["message"].get("quick_replies")
+            for sent in messenger_to(media.messenger, "psid-605")[-1:]
+        ),
         what="the Messenger rating request",
     )
 
