@@ -13,12 +13,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
-import httpx
 import pytest
 
 from contracts import topology as names
 from relaydesk.settings import Settings
-from tests.fault.conversation import chat, engaged, settle
+from tests.fault.conversation import chat, engaged, gateway_client, settle
 from tests.fault.processes import PUBLIC_URL, gateway_pair
 from tests.keys import test_secrets
 from tests.servers import MongoServer
@@ -59,7 +58,7 @@ async def test_a_node_then_a_gateway_killed_nothing_lost_or_doubled(
             assert len(await asyncio.to_thread(cluster.members_of, queue)) == 3, queue
         async with (
             gateway_pair(system.settings) as gateways,
-            httpx.AsyncClient(base_url=gateways.survivor_url, timeout=30) as http,
+            gateway_client(gateways.survivor_url, timeout=30) as http,
         ):
             customer, agent, conversation_id, owner = await engaged(
                 system, http, gateways.ws_urls, console_origin=PUBLIC_URL

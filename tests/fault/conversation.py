@@ -14,6 +14,16 @@ from tests.admin.helpers import eventually, new_agent, owner_session
 from tests.fault.driver import ResilientClient, tally
 
 
+def gateway_client(base_url: str, timeout: float = 20) -> httpx.AsyncClient:
+    """An HTTP client for a gateway under faults. Its idle connections are dropped after 2 s,
+    before the gateway's own keep-alive timeout (5 s) closes them: a request sent on a
+    connection the server is closing at that moment fails with "Server disconnected without
+    sending a response" (seen in the cluster test, after a kill left the client idle)."""
+    return httpx.AsyncClient(
+        base_url=base_url, timeout=timeout, limits=httpx.Limits(keepalive_expiry=2.0)
+    )
+
+
 async def engaged(
     system: Any,
     http: httpx.AsyncClient,

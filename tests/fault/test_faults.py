@@ -16,7 +16,7 @@ import pytest
 
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
-from tests.fault.conversation import chat, engaged, settle
+from tests.fault.conversation import chat, engaged, gateway_client, settle
 from tests.fault.processes import PUBLIC_URL, gateway_pair
 from tests.servers import OwnRabbitNode, RabbitVhosts
 from tests.system import running_system
@@ -38,7 +38,7 @@ async def test_rabbitmq_stopped_and_restarted_mid_conversation(
 ) -> None:
     async with (
         running_system(settings) as system,
-        httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+        gateway_client(system.gateway.base_url, timeout=20) as http,
     ):
         customer, agent, conversation_id, owner = await engaged(
             system, http, [system.gateway.ws_url]
@@ -84,7 +84,7 @@ async def test_broker_connections_cut_mid_conversation(
     vhost = urllib.parse.unquote(settings.amqp_url.rsplit("/", 1)[1])
     async with (
         running_system(settings) as system,
-        httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+        gateway_client(system.gateway.base_url, timeout=20) as http,
     ):
         customer, agent, conversation_id, owner = await engaged(
             system, http, [system.gateway.ws_url]
@@ -131,7 +131,7 @@ async def test_a_gateway_killed_under_its_clients_they_resume_on_another(
 ) -> None:
     async with (
         running_system(settings) as system,
-        httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+        gateway_client(system.gateway.base_url, timeout=20) as http,
     ):
         async with gateway_pair(system.settings) as gateways:
             customer, agent, conversation_id, owner = await engaged(
@@ -162,7 +162,7 @@ async def test_mongodb_unavailable_then_back(settings: Settings, tmp_path: Path)
         local = settings.model_copy(update={"mongo_url": mongo.url})
         async with (
             running_system(local) as system,
-            httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+            gateway_client(system.gateway.base_url, timeout=20) as http,
         ):
             customer, agent, conversation_id, owner = await engaged(
                 system, http, [system.gateway.ws_url]
@@ -194,7 +194,7 @@ async def test_a_poison_event_on_the_log_does_not_stop_anyone(settings: Settings
 
     async with (
         running_system(settings) as system,
-        httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+        gateway_client(system.gateway.base_url, timeout=20) as http,
     ):
         customer, agent, conversation_id, owner = await engaged(
             system, http, [system.gateway.ws_url]

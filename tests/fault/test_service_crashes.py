@@ -11,12 +11,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from relaydesk.settings import Settings
 from tests.admin.helpers import eventually
-from tests.fault.conversation import acked_more, chat_until, engaged, settle
+from tests.fault.conversation import acked_more, chat_until, engaged, gateway_client, settle
 from tests.fault.driver import ResilientClient, tally
 from tests.fault.processes import ServiceProcess, relaydesk_tool
 from tests.system import running_system
@@ -50,7 +49,7 @@ async def test_history_service_killed_twice_mid_batch_every_message_archived_onc
 ) -> None:
     async with (
         running_system(settings, with_history=False) as system,
-        httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+        gateway_client(system.gateway.base_url, timeout=20) as http,
     ):
         history = await ServiceProcess("history", system.settings, tmp_path).start()
         try:
@@ -126,7 +125,7 @@ async def test_agent_service_killed_while_routing_state_intact_after_restart(
 ) -> None:
     async with (
         running_system(settings, with_agent=False) as system,
-        httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+        gateway_client(system.gateway.base_url, timeout=20) as http,
     ):
         routing = await ServiceProcess("agent", system.settings, tmp_path).start()
         newcomers: list[ResilientClient] = []

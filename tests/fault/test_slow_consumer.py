@@ -16,13 +16,12 @@ import urllib.parse
 from collections import Counter
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
 from gateway.sessions import CLOSE_SLOW_CONSUMER
 from relaydesk.settings import Settings
-from tests.fault.conversation import engaged
+from tests.fault.conversation import engaged, gateway_client
 from tests.fault.driver import tally
 from tests.system import running_system
 
@@ -142,7 +141,7 @@ async def test_a_stalled_socket_is_closed_4409_resumes_exactly_once_and_others_k
     )
     async with (
         running_system(slow_gateway) as system,
-        httpx.AsyncClient(base_url=system.gateway.base_url, timeout=20) as http,
+        gateway_client(system.gateway.base_url, timeout=20) as http,
     ):
         customer, agent, conversation_id, owner = await engaged(
             system, http, [system.gateway.ws_url]
