@@ -90,6 +90,8 @@ class StartProgress:
         parts = []
         for reader, at in self.catching_up.get(child, {}).items():
             head = at.get("head")
+            if at.get("position", -1) < 0 and head is None:
+                continue  # nothing folded, nothing known: "log 0" would read as an empty log
             done = f"{at.get('position', -1) + 1:,}"
             if head is not None:
                 done += f" of {head + 1:,}"

@@ -220,3 +220,8 @@ def test_up_waits_on_while_a_catch_up_moves_on_and_names_how_far() -> None:
     assert progress.describe("billing") == "billing (log 11 of 661,000)"
     assert progress.describe("agent") == "agent (log admin 412,000 of 661,000)"
     assert progress.describe("gateway") == "gateway"
+    # Seen on a restart from snapshots: "waiting for billing (log 0)" read as a log of nothing,
+    # while billing was about to fold five events after its snapshot. Nothing folded yet and
+    # no head known says nothing.
+    progress.seen("connectors", {"connectors": {"position": -1, "head": None}})
+    assert progress.describe("connectors") == "connectors"
