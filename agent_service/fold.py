@@ -24,7 +24,6 @@ from agent_service.state import (
     Tenant,
 )
 from contracts.envelope import Envelope
-from contracts.errors import ContractError
 from contracts.events import admin
 from contracts.events import billing as billing_events
 from contracts.events import conversation as conv_events
@@ -58,10 +57,9 @@ from contracts.events.conversation import (
 from contracts.events.message import AttachmentSent, MessageRead, MessageSent
 from contracts.events.routing import AgentConnectionLost
 from contracts.plans import period_of
-from contracts.registry import EVENTS
 from contracts.settings import accepted_changes
 from relaydesk.decider import MAX_REPLIES as RUNTIME_MAX_REPLIES
-from relaydesk.decider import record_answer
+from relaydesk.decider import parsed_or_skipped, record_answer
 
 log = structlog.get_logger(__name__)
 
@@ -99,15 +97,8 @@ def apply(state: RoutingState, envelope: Envelope) -> None:
 
 def _fold(tenant: Tenant, folder: Folder | None, envelope: Envelope) -> None:
     if folder is not None:
-        try:
-            payload = EVENTS.parse_envelope(envelope)
-        except ContractError as exc:
-            log.warning(
-                "fold_skipped_invalid_event",
-                event_id=envelope.id,
-                event_type=envelope.type,
-                code=exc.code,
-            )
+        payload = parsed_or_skipped(envelope)
+        if payload is None:
             return
         folder(tenant, envelope, payload)
     _note_agent_return(tenant, envelope)

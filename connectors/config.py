@@ -12,21 +12,19 @@ import structlog
 from cryptography.fernet import InvalidToken
 
 from contracts.envelope import LoggedEvent
-from contracts.errors import ContractError
 from contracts.events.connector import (
     ConnectorConfigured,
     ConnectorPaused,
     ConnectorRemoved,
     ConnectorResumed,
 )
-from contracts.registry import EVENTS
 from contracts.replies import CommandReply
-from relaydesk.decider import record_answer
+from relaydesk.decider import parsed_or_skipped, record_answer
 from relaydesk.sealing import SecretBox
 from relaydesk.snapshots import AheadOfLog
 
 log = structlog.get_logger(__name__)
-# The events this directory folds (each checked against its contract first, ``_valid``).
+# The events this directory folds (each checked against its contract first).
 FOLDED = frozenset(
     {
         ConnectorConfigured.TYPE,
@@ -118,7 +116,7 @@ class ConnectorDirectory:
         else:
             self.ahead.logged(env.id)
         record_answer(self.replies, env, SERVICE)
-        if env.type in FOLDED and not self._valid(event):
+        if env.type in FOLDED and parsed_or_skipped(env, event.position) is None:
             return False
         if env.type in (ConnectorPaused.TYPE, ConnectorResumed.TYPE):
             self._pause(event)
@@ -130,24 +128,6 @@ class ConnectorDirectory:
                 del self._by_id[existing.connector_id]
                 self._configured.pop(existing.connector_id, None)
                 self._pauses.pop((env.tenant, existing.connector_id), None)
-        return True
-
-    @staticmethod
-    def _valid(event: LoggedEvent) -> bool:
-        """An event of ours as its contract has it. The fold reads its fields as they are,
-        and one that raised there would stop the connectors following the log: skipped
-        (logged), never half-applied; what comes after it is folded."""
-        try:
-            EVENTS.parse_envelope(event.envelope)
-        except ContractError as exc:
-            log.warning(
-                "fold_skipped_invalid_event",
-                event_id=event.envelope.id,
-                event_type=event.envelope.type,
-                position=event.position,
-                code=exc.code,
-            )
-            return False
         return True
 
     def opened(

@@ -31,7 +31,7 @@ import structlog
 
 from contracts.decisions import answered_command, command_service, decided_by
 from contracts.envelope import Actor, Envelope
-from contracts.errors import UnknownType
+from contracts.errors import ContractError, UnknownType
 from contracts.events.admin import CommandRejected
 from contracts.ids import derive_event_id
 from contracts.registry import EVENTS, parse_command_data
@@ -97,6 +97,23 @@ def record_answer(
     replies[command_id] = reply.model_copy(update=update)
     while len(replies) > limit:
         del replies[next(iter(replies))]
+
+
+def parsed_or_skipped(envelope: Envelope, position: int | None = None) -> Any | None:
+    """A logged event's payload as its contract has it, or None (logged as skipped) for one
+    that does not match: a fold that read its fields unchecked would raise on a missing one
+    and stop following the log; skipped, it is never half-applied and the next one folds."""
+    try:
+        return EVENTS.parse_envelope(envelope)
+    except ContractError as exc:
+        log.warning(
+            "fold_skipped_invalid_event",
+            event_id=envelope.id,
+            event_type=envelope.type,
+            position=position,
+            code=exc.code,
+        )
+        return None
 
 
 def conversation_or_tenant_stream(data: Mapping[str, Any]) -> str:
