@@ -57,6 +57,15 @@ def progress(text: str) -> None:
 
 
 async def run(options: Options) -> dict[str, Any]:
+    # The generator's collections are this process's, counted once for the whole run.
+    own = OwnCollections()
+    try:
+        return await _run(options, own)
+    finally:
+        own.close()
+
+
+async def _run(options: Options, own: OwnCollections) -> dict[str, Any]:
     report: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(),
         "machine": _machine(),
@@ -94,7 +103,7 @@ async def run(options: Options) -> dict[str, Any]:
         sequence += warm["sent"]
         peer_dir = await asyncio.to_thread(baselines.prepare_peer) if options.peer else None
         report["peer_available"] = peer_dir is not None
-        meters = Meters(meter, StallMeter(running.health_port_base), OwnCollections())
+        meters = Meters(meter, StallMeter(running.health_port_base), own)
         report["rounds"], sequence = await _rounds(
             options, fleet, meters, running.amqp_url, peer_dir, sequence
         )
@@ -132,12 +141,12 @@ async def run(options: Options) -> dict[str, Any]:
         if cluster is not None:
             await asyncio.to_thread(cluster.stop)
     if (options.cluster or options.gateways > 1) and options.sustained:
-        report["scaling"] = await _scaling(options, report)
+        report["scaling"] = await _scaling(options, report, own)
     report["finished_at"] = datetime.now(UTC).isoformat()
     return report
 
 
-async def _scaling(options: Options, report: dict[str, Any]) -> dict[str, Any]:
+async def _scaling(options: Options, report: dict[str, Any], own: OwnCollections) -> dict[str, Any]:
     """The sustained rate on one node and one gateway, on the same machine, for the ratio."""
     progress("scaling: the sustained search again on one broker node and one gateway")
     sut = SystemUnderTest()
@@ -148,7 +157,7 @@ async def _scaling(options: Options, report: dict[str, Any]) -> dict[str, Any]:
         meters = Meters(
             ProcessMeter(running.process.pid),
             StallMeter(running.health_port_base),
-            OwnCollections(),
+            own,
         )
         single, _ = await _sustained(options, fleet, meters, 0)
     finally:
