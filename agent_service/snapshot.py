@@ -144,10 +144,6 @@ class Snapshotter(snapshots.Snapshotter[RoutingState]):
     """When to snapshot (its :class:`SnapshotSchedule`), at a moment when the state is
     exactly the log up to its position (none of our own decisions still on their way back)."""
 
-    def __init__(self, store: SnapshotStore, schedule: SnapshotSchedule) -> None:
-        super().__init__(store, schedule)
-        self._replies = ReplyRecords()
-
     def maybe_save(
         self,
         state: RoutingState,
@@ -161,7 +157,7 @@ class Snapshotter(snapshots.Snapshotter[RoutingState]):
         if position is None:
             return None
         return self.save_if_due(
-            lambda: Snapshot(to_records(state, self._replies), position, seen_ids()),
+            lambda: Snapshot(to_records(state, self.replies), position, seen_ids()),
             settled=settled,
             force=force,
         )

@@ -26,7 +26,6 @@ from relaydesk.snapshots import (
     Record,
     ReplyRecords,
     Snapshot,
-    SnapshotSchedule,
     id_records,
     reply_of,
 )
@@ -136,14 +135,10 @@ class LedgerSnapshotter(snapshots.Snapshotter[Ledger]):
     position (billing's own events are folded only when the log hands them back), so any
     moment between two folded batches will do."""
 
-    def __init__(self, store: LedgerSnapshots, schedule: SnapshotSchedule) -> None:
-        super().__init__(store, schedule)
-        self._replies = ReplyRecords()
-
     def maybe_save(self, ledger: Ledger, *, force: bool = False) -> None:
         if ledger.position < 0:
             return
         self.save_if_due(
-            lambda: Snapshot(to_records(ledger, self._replies), ledger.position, []),
+            lambda: Snapshot(to_records(ledger, self.replies), ledger.position, []),
             force=force,
         )

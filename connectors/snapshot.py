@@ -31,7 +31,6 @@ from relaydesk.snapshots import (
     Record,
     ReplyRecords,
     Snapshot,
-    SnapshotSchedule,
     id_records,
     reply_of,
 )
@@ -120,10 +119,6 @@ class ConnectorSnapshotter(snapshots.Snapshotter[ConnectorsFold]):
     outbox holds its replies), and only when every decision folded ahead of the log has
     been read back (``ConnectorDirectory.ahead``)."""
 
-    def __init__(self, store: ConnectorSnapshots, schedule: SnapshotSchedule) -> None:
-        super().__init__(store, schedule)
-        self._replies = ReplyRecords()
-
     def maybe_save(
         self,
         directory: ConnectorDirectory,
@@ -136,7 +131,7 @@ class ConnectorSnapshotter(snapshots.Snapshotter[ConnectorsFold]):
         if position < 0:
             return
         self.save_if_due(
-            lambda: Snapshot(to_records(directory, plans, follower, self._replies), position, []),
+            lambda: Snapshot(to_records(directory, plans, follower, self.replies), position, []),
             settled=directory.ahead.settled,
             force=force,
         )

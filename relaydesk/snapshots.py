@@ -319,6 +319,8 @@ class Snapshotter(Generic[T]):
         self.store = store
         self._schedule = schedule
         self._saving: asyncio.Task[None] | None = None
+        # Every service's state carries its recorded command outcomes: each dumped once.
+        self.replies = ReplyRecords()
 
     def folded(self, count: int) -> None:
         self._schedule.folded(count)

@@ -30,7 +30,6 @@ from relaydesk.snapshots import (
     Record,
     ReplyRecords,
     Snapshot,
-    SnapshotSchedule,
     id_records,
     reply_of,
 )
@@ -117,15 +116,11 @@ class AdminSnapshotter(snapshots.Snapshotter[AdminState]):
     decision it folded has been read back from the log (``AdminState.ahead``): the state is
     then exactly the log up to its position."""
 
-    def __init__(self, store: AdminSnapshots, schedule: SnapshotSchedule) -> None:
-        super().__init__(store, schedule)
-        self._replies = ReplyRecords()
-
     def maybe_save(self, state: AdminState, *, force: bool = False) -> None:
         if state.position < 0:
             return
         self.save_if_due(
-            lambda: Snapshot(to_records(state, self._replies), state.position, []),
+            lambda: Snapshot(to_records(state, self.replies), state.position, []),
             settled=state.ahead.settled,
             force=force,
         )
