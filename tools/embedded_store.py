@@ -42,11 +42,21 @@ Fourth, index keys: for plain rows (top-level strings, integers, dates) each sec
 index's keys are computed directly instead of through SecantusDB's general multikey path
 (tools/secantus_index_keys.py, the same keys as its own), for the same releases as the
 first two.
+
+Beside the fixes: ``--parent-pid PID`` (ours, not passed on to SecantusDB) makes the server stop
+itself, as ``kill`` would (SIGTERM: SecantusDB's own stop, WiredTiger closed), once PID is no
+longer its parent. ``tools.embedded.EmbeddedMongo`` passes its own process: a store whose
+starter died, even by SIGKILL (a killed pytest run), does not live on holding its port and
+data directory.
+
 """
 
 import functools
+import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import version
 from typing import Any
@@ -223,6 +233,52 @@ def install(storage_class: Any, release: str, memo: CatalogMemo) -> str | None:
     return None
 
 
+PARENT_OPTION = "--parent-pid"
+# How often the watcher looks at its parent: an orphan lives at most this long before stopping.
+PARENT_POLL_S = 0.25
+
+
+def parent_option(argv: list[str]) -> tuple[int | None, list[str]]:
+    """``--parent-pid PID`` (or ``--parent-pid=PID``) taken out of ``argv``: PID and the rest,
+    SecantusDB's own arguments."""
+    rest: list[str] = []
+    parent: int | None = None
+    args = iter(argv)
+    for arg in args:
+        if arg == PARENT_OPTION:
+            parent = int(next(args))
+        elif arg.startswith(PARENT_OPTION + "="):
+            parent = int(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    return parent, rest
+
+
+def stop_when_orphaned(parent: int, poll_s: float = PARENT_POLL_S) -> threading.Thread:
+    """A daemon thread sending SIGTERM to this process once ``parent`` is no longer its parent.
+
+    The parent's exit is seen as a changed ``getppid()`` (the orphan is adopted by init or a
+    subreaper), which works however the parent died and on any POSIX system; Linux's
+    ``PR_SET_PDEATHSIG`` follows the thread that started the child rather than the process,
+    and is set only by ``relaydesk up``. The stop is SIGTERM to itself, not an exit from this
+    thread: SecantusDB's handler stops the server in the main thread and closes WiredTiger.
+    Before that handler is installed (the server is still opening its storage) SIGTERM would
+    end the process at once, so the watcher waits for it."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        # SecantusDB's handler is a Python function; SIG_DFL would end the process at once,
+        # and SIG_IGN (inherited) would drop the signal.
+        while not callable(signal.getsignal(signal.SIGTERM)):
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = threading.Thread(target=watch, name="relaydesk-parent-watch", daemon=True)
+    watcher.start()
+    return watcher
+
+
 def main(argv: list[str] | None = None) -> int:
     from secantus.cli import main as secantus_main
     from secantus.storage import Storage
@@ -243,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     refused = install_raw_reads(version("SecantusDB"), PATCHED_RELEASES)
     if refused is not None:
         print(f"relaydesk: {refused}; every find decodes its documents", file=sys.stderr)
-    return int(secantus_main(argv))
+    parent, secantus_argv = parent_option(sys.argv[1:] if argv is None else argv)
+    if parent is not None:
+        stop_when_orphaned(parent)
+    return int(secantus_main(secantus_argv))
 
 
 if __name__ == "__main__":
