@@ -49,6 +49,11 @@ longer its parent. ``tools.embedded.EmbeddedMongo`` passes its own process: a st
 starter died, even by SIGKILL (a killed pytest run), does not live on holding its port and
 data directory.
 
+And one stop: SecantusDB's SIGTERM/SIGINT handler stops the server and closes WiredTiger
+each time a signal arrives, so a second signal during the stop (a repeated ``kill``, the
+parent-death SIGTERM beside ``relaydesk up``'s own) ran a second stop inside the first and
+exited from it, abandoning the first one's WiredTiger close half done. ``stop_once`` makes
+the signals ignored from the moment the stop starts; the stop itself is bounded (seconds).
 """
 
 import functools
@@ -269,7 +274,7 @@ def stop_when_orphaned(parent: int, poll_s: float = PARENT_POLL_S) -> threading.
         while os.getppid() == parent:
             time.sleep(poll_s)
         # SecantusDB's handler is a Python function; SIG_DFL would end the process at once,
-        # and SIG_IGN (inherited) would drop the signal.
+        # and SIG_IGN (inherited, or stop_once's) would drop the signal.
         while not callable(signal.getsignal(signal.SIGTERM)):
             time.sleep(poll_s)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -279,8 +284,38 @@ def stop_when_orphaned(parent: int, poll_s: float = PARENT_POLL_S) -> threading.
     return watcher
 
 
+def stop_once(server_class: Any) -> str | None:
+    """Wrap ``server_class.stop`` so SIGINT and SIGTERM are ignored once it runs; the reason
+    when it is left as it is.
+
+    SecantusDB's handler (``secantus.cli.main``) calls ``server.stop()`` then
+    ``sys.exit(0)``. Python runs a signal handler between two bytecodes of whatever the main
+    thread is doing, so a signal arriving during ``stop()``, which is itself run by the
+    handler, started a nested stop; its ``sys.exit`` then unwound the outer one wherever it
+    was, in the middle of ``Storage.close()`` (the final checkpoint taken, WiredTiger's
+    connection not closed), or inside a non-reentrant lock it took again. Ignored
+    rather than handled: the stop already under way is what the signal asks for, and
+    SIG_IGN also holds while the interpreter shuts down after it (where Python puts its own
+    handlers back to the default action, and a late SIGTERM killed the process instead of
+    it exiting 0)."""
+    stop = getattr(server_class, "stop", None)
+    if not callable(stop):
+        return "SecantusDB's server has no stop()"
+
+    @functools.wraps(stop)
+    def stopping_once(server: Any, *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is threading.main_thread():  # signal.signal's rule
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
+        return stop(server, *args, **kwargs)
+
+    server_class.stop = stopping_once
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from secantus.cli import main as secantus_main
+    from secantus.server import SecantusDBServer
     from secantus.storage import Storage
 
     from tools.secantus_index_keys import install as install_index_keys
@@ -299,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     refused = install_raw_reads(version("SecantusDB"), PATCHED_RELEASES)
     if refused is not None:
         print(f"relaydesk: {refused}; every find decodes its documents", file=sys.stderr)
+    refused = stop_once(SecantusDBServer)
+    if refused is not None:
+        print(f"relaydesk: {refused}; a signal during the stop stops it again", file=sys.stderr)
     parent, secantus_argv = parent_option(sys.argv[1:] if argv is None else argv)
     if parent is not None:
         stop_when_orphaned(parent)

@@ -1,7 +1,7 @@
 """The embedded store (tools/embedded_store.py) stops, and closes WiredTiger so the data
 written before is there at the next start: as an orphan (its starter SIGKILLed, as a killed
-pytest run or `relaydesk up` is), by itself or on SIGTERM. Real processes and real
-signals.
+pytest run or `relaydesk up` is), by itself or on SIGTERM, and when signalled again and
+again while it stops. Real processes and real signals.
 """
 
 import os
@@ -150,3 +150,26 @@ def test_parent_pid_is_ours_and_not_passed_on() -> None:
     )
     assert parent_option(["--parent-pid=7"]) == (7, [])
     assert parent_option(["--port", "1"]) == (None, ["--port", "1"])
+
+
+def test_signals_during_the_stop_do_not_cut_it_short(tmp_path: Path) -> None:
+    """SIGTERM after SIGTERM while the store stops (a repeated `kill`, the parent-death signal
+    beside `up`'s own): one stop runs to its end and the process exits 0. SecantusDB's handler
+    ran a second stop inside the first, whose exit unwound the first mid-close, or the
+    interpreter's shutdown put the default action back and a late SIGTERM killed it."""
+    data = tmp_path / "mongo"
+    store = EmbeddedMongo(str(data)).start()
+    assert store.process is not None
+    try:
+        client: MongoClient[dict[str, Any]] = MongoClient(store.url)
+        with client:
+            client.orphan.items.insert_one({"_id": "before"})
+        start = time.monotonic()
+        while store.process.poll() is None and time.monotonic() - start < STOP_DEADLINE_S:
+            store.process.send_signal(signal.SIGTERM)
+            time.sleep(0.005)  # the pause between signals, not a wait
+        assert store.process.poll() is not None, "the store did not stop under SIGTERMs"
+        assert store.process.returncode == 0
+    finally:
+        store.kill()
+    _kept_its_data(data)
