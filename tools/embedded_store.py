@@ -3,8 +3,8 @@ once per write transaction, and ``$and`` filters planned like the flat filters t
 
     python -m tools.embedded_store --host 127.0.0.1 --port 27017 --storage-path DIR …
 
-The arguments are SecantusDB's own (``secantusd-py``); ``tools.embedded.EmbeddedMongo``
-starts the server this way.
+The arguments are SecantusDB's own (``secantusd-py``) and ``--parent-pid`` (below);
+``tools.embedded.EmbeddedMongo`` starts the server this way.
 
 Why: SecantusDB 0.7.0b3 reads a collection's index catalog from WiredTiger and decodes
 every index's BSON spec several times per written document (``_iter_indexes`` behind the
