@@ -140,6 +140,11 @@ class EmbeddedMongo:
             # were a fifth of the store's CPU per archived chat message (docs/performance.md).
             # Durability is the journal's either way: a ``j: true`` write is synced.
             *([] if self.replica_set else ["--standalone"]),
+            # Ours, not SecantusDB's: the server stops itself (cleanly, as on SIGTERM) once
+            # this process is no longer its parent, so a killed starter (a pytest run,
+            # `relaydesk up`) leaves no store holding the port and data directory.
+            "--parent-pid",
+            str(os.getpid()),
         ]
 
     def start(self, timeout: float = 60) -> "EmbeddedMongo":

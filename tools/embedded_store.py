@@ -3,8 +3,8 @@ once per write transaction, and ``$and`` filters planned like the flat filters t
 
     python -m tools.embedded_store --host 127.0.0.1 --port 27017 --storage-path DIR …
 
-The arguments are SecantusDB's own (``secantusd-py``); ``tools.embedded.EmbeddedMongo``
-starts the server this way.
+The arguments are SecantusDB's own (``secantusd-py``) and ``--parent-pid`` (below);
+``tools.embedded.EmbeddedMongo`` starts the server this way.
 
 Why: SecantusDB 0.7.0b3 reads a collection's index catalog from WiredTiger and decodes
 every index's BSON spec several times per written document (``_iter_indexes`` behind the
@@ -42,11 +42,26 @@ Fourth, index keys: for plain rows (top-level strings, integers, dates) each sec
 index's keys are computed directly instead of through SecantusDB's general multikey path
 (tools/secantus_index_keys.py, the same keys as its own), for the same releases as the
 first two.
+
+Beside the fixes: ``--parent-pid PID`` (ours, not passed on to SecantusDB) makes the server stop
+itself, as ``kill`` would (SIGTERM: SecantusDB's own stop, WiredTiger closed), once PID is no
+longer its parent. ``tools.embedded.EmbeddedMongo`` passes its own process: a store whose
+starter died, even by SIGKILL (a killed pytest run), does not live on holding its port and
+data directory.
+
+And one stop: SecantusDB's SIGTERM/SIGINT handler stops the server and closes WiredTiger
+each time a signal arrives, so a second signal during the stop (a repeated ``kill``, the
+parent-death SIGTERM beside ``relaydesk up``'s own) ran a second stop inside the first and
+exited from it, abandoning the first one's WiredTiger close half done. ``stop_once`` makes
+the signals ignored from the moment the stop starts; the stop itself is bounded (seconds).
 """
 
 import functools
+import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import version
 from typing import Any
@@ -223,8 +238,84 @@ def install(storage_class: Any, release: str, memo: CatalogMemo) -> str | None:
     return None
 
 
+PARENT_OPTION = "--parent-pid"
+# How often the watcher looks at its parent: an orphan lives at most this long before stopping.
+PARENT_POLL_S = 0.25
+
+
+def parent_option(argv: list[str]) -> tuple[int | None, list[str]]:
+    """``--parent-pid PID`` (or ``--parent-pid=PID``) taken out of ``argv``: PID and the rest,
+    SecantusDB's own arguments."""
+    rest: list[str] = []
+    parent: int | None = None
+    args = iter(argv)
+    for arg in args:
+        if arg == PARENT_OPTION:
+            parent = int(next(args))
+        elif arg.startswith(PARENT_OPTION + "="):
+            parent = int(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    return parent, rest
+
+
+def stop_when_orphaned(parent: int, poll_s: float = PARENT_POLL_S) -> threading.Thread:
+    """A daemon thread sending SIGTERM to this process once ``parent`` is no longer its parent.
+
+    The parent's exit is seen as a changed ``getppid()`` (the orphan is adopted by init or a
+    subreaper), which works however the parent died and on any POSIX system; Linux's
+    ``PR_SET_PDEATHSIG`` follows the thread that started the child rather than the process,
+    and is set only by ``relaydesk up``. The stop is SIGTERM to itself, not an exit from this
+    thread: SecantusDB's handler stops the server in the main thread and closes WiredTiger.
+    Before that handler is installed (the server is still opening its storage) SIGTERM would
+    end the process at once, so the watcher waits for it."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        # SecantusDB's handler is a Python function; SIG_DFL would end the process at once,
+        # and SIG_IGN (inherited, or stop_once's) would drop the signal.
+        while not callable(signal.getsignal(signal.SIGTERM)):
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = threading.Thread(target=watch, name="relaydesk-parent-watch", daemon=True)
+    watcher.start()
+    return watcher
+
+
+def stop_once(server_class: Any) -> str | None:
+    """Wrap ``server_class.stop`` so SIGINT and SIGTERM are ignored once it runs; the reason
+    when it is left as it is.
+
+    SecantusDB's handler (``secantus.cli.main``) calls ``server.stop()`` then
+    ``sys.exit(0)``. Python runs a signal handler between two bytecodes of whatever the main
+    thread is doing, so a signal arriving during ``stop()``, which is itself run by the
+    handler, started a nested stop; its ``sys.exit`` then unwound the outer one wherever it
+    was, in the middle of ``Storage.close()`` (the final checkpoint taken, WiredTiger's
+    connection not closed), or inside a non-reentrant lock it took again. Ignored
+    rather than handled: the stop already under way is what the signal asks for, and
+    SIG_IGN also holds while the interpreter shuts down after it (where Python puts its own
+    handlers back to the default action, and a late SIGTERM killed the process instead of
+    it exiting 0)."""
+    stop = getattr(server_class, "stop", None)
+    if not callable(stop):
+        return "SecantusDB's server has no stop()"
+
+    @functools.wraps(stop)
+    def stopping_once(server: Any, *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is threading.main_thread():  # signal.signal's rule
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
+        return stop(server, *args, **kwargs)
+
+    server_class.stop = stopping_once
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from secantus.cli import main as secantus_main
+    from secantus.server import SecantusDBServer
     from secantus.storage import Storage
 
     from tools.secantus_index_keys import install as install_index_keys
@@ -243,7 +334,13 @@ def main(argv: list[str] | None = None) -> int:
     refused = install_raw_reads(version("SecantusDB"), PATCHED_RELEASES)
     if refused is not None:
         print(f"relaydesk: {refused}; every find decodes its documents", file=sys.stderr)
-    return int(secantus_main(argv))
+    refused = stop_once(SecantusDBServer)
+    if refused is not None:
+        print(f"relaydesk: {refused}; a signal during the stop stops it again", file=sys.stderr)
+    parent, secantus_argv = parent_option(sys.argv[1:] if argv is None else argv)
+    if parent is not None:
+        stop_when_orphaned(parent)
+    return int(secantus_main(secantus_argv))
 
 
 if __name__ == "__main__":

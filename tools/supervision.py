@@ -11,7 +11,8 @@ restarted: the same configuration would be refused again.
 No orphans: on Linux each child is started with ``prctl(PR_SET_PDEATHSIG, SIGTERM)``, so
 the kernel stops it when ``up`` dies however it dies (SIGKILL included); a child whose
 parent died while it was being started stops itself at once. Elsewhere children are only
-stopped when ``up`` exits normally.
+stopped when ``up`` exits normally, except the embedded store, which watches its parent
+itself (``--parent-pid``, tools/embedded_store.py).
 """
 
 import asyncio
