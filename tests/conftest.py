@@ -201,6 +201,7 @@ LONGEST_FIRST = (
     "tests/cluster/",
     "tests/security/test_secrets.py",
     "tests/foundation/test_cancelled_start.py",  # a reader opened and cancelled ~150 times
+    "tests/foundation/test_closed_while_opening.py",  # readers opened and closed ~2 x 100 times
     "tests/history_service/test_audit_export.py",
     "tests/history_service/test_replay.py",
     "tests/history_service/test_replay_slices.py",

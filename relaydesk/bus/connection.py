@@ -77,7 +77,7 @@ class Bus:
         self._publish_channel: AbstractChannel | None = None
         self._log: StreamPublisher | None = None
         self._closing: set[asyncio.Task[None]] = set()
-        self._readers: set[_Reader] = set()  # open log readers on this bus; closed with it
+        self._readers: set[_Reader] = set()  # log readers open or opening on it; closed with it
 
     @classmethod
     def from_settings(cls, settings: Settings, *, service: str) -> "Bus":

@@ -152,6 +152,11 @@ async def close_quietly(client: _Closable, timeout: float) -> None:
     """
     connections = _connections_of(client)
     try:
+        # rstream's Client.close() awaits its Close request inside ``except BaseException``
+        # and goes on: a cancel of the task running it is swallowed there. It is never run in
+        # the caller's task here: wait_for and gather each run it in a task of their own and,
+        # cancelled, raise CancelledError in ours once it is done, whatever it did with the
+        # cancel (tests/foundation/test_close_quietly.py). Awaited directly, it would lose it.
         if connections is None:
             await asyncio.wait_for(client.close(), timeout)
             return

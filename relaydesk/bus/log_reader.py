@@ -41,7 +41,7 @@ from contracts.envelope import LoggedEvent
 from relaydesk.bus.amqp10 import NotAMessage, message_parts
 from relaydesk.bus.codec import decode_envelope
 from relaydesk.bus.connection import Bus
-from relaydesk.bus.log_subscription import Deliver, LogSubscription
+from relaydesk.bus.log_subscription import Deliver, LogSubscription, ReaderClosed
 from relaydesk.metrics import (
     LOG_ENTRIES_EXPIRED,
     LOG_READER_BUFFERED,
@@ -162,6 +162,8 @@ class LogReader:
         self._generation = 0
         # Where entries come from now: a subscription of its own, or the shared one.
         self.source: _Source | None = None
+        # Its own subscription (not shared) from the moment its open starts.
+        self._own: LogSubscription | None = None
         self._closed = False
         self.last_position: int | None = None
         # Entries at or below this are not handed out: the last one handed out, or the one
@@ -178,14 +180,33 @@ class LogReader:
         return self._bus
 
     async def open(self) -> "LogReader":
+        """Subscribe (or join the shared subscription); returns the reader.
+
+        A reader closed before its open returns (``close()`` from another task, or the bus's
+        ``close()``) ends the open with :class:`ReaderClosed`, its connection closed and
+        nothing left on the bus; a reader already closed is not opened again. Cancelled, the
+        open ends with ``CancelledError``, its connection closed too.
+        """
+        if self._closed:
+            raise ReaderClosed(f"log reader {self.name} is closed")
+        # On the bus from the start: closing the bus closes an opening reader too.
+        self._bus.reader_opened(self)
+        try:
+            await self._subscribe()
+        except BaseException:
+            self._bus.reader_closed(self)
+            raise
+        if self._closed:  # a shared subscription others still use finished opening meanwhile
+            raise ReaderClosed(f"log reader {self.name} was closed while it opened")
+        return self
+
+    async def _subscribe(self) -> None:
         if self._shared is not None:
             await self._shared.attach(self)
-        else:
-            subscription = self.own_subscription()
-            await subscription.open()
-            self.source = subscription
-        self._bus.reader_opened(self)
-        return self
+            return
+        subscription = self._own = self.own_subscription()
+        await subscription.open()
+        self.source = subscription
 
     def own_subscription(self, deliver: Deliver | None = None) -> LogSubscription:
         """A subscription from this reader's start (or after its last position handed out)."""
@@ -248,7 +269,8 @@ class LogReader:
         return max(0.0, time.time() - min(held) / 1000)
 
     async def close(self) -> None:
-        """Stop delivering at once; the connection finishes closing with the bus."""
+        """Stop delivering at once; the connection finishes closing with the bus. An
+        ``open()`` under way in another task ends with :class:`ReaderClosed`."""
         if self._closed:
             return
         self._closed = True
@@ -256,8 +278,8 @@ class LogReader:
         self._generation += 1
         if self._shared is not None:
             self._shared.detach(self)
-        elif isinstance(self.source, LogSubscription):
-            closing = self.source.close()
+        elif self._own is not None:  # opened, or still opening: its close ends the open
+            closing = self._own.close()
             if closing is not None:
                 self._bus.close_later(closing)
         # A shared subscription waiting for room in this inbox goes on to the other readers.

@@ -39,7 +39,7 @@ from rstream.exceptions import LeaderNotAvailable, StreamNotAvailable
 
 from contracts import topology as names
 from relaydesk.bus.endpoint import StreamEndpoint, close_quietly, open_with_retry
-from relaydesk.cancellation import raise_if_cancel_requested
+from relaydesk.cancellation import cancel_requested, raise_if_cancel_requested
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +56,10 @@ NOT_AVAILABLE_WAIT_S = 15.0
 
 # position, the raw AMQP 1.0 message, the chunk's broker timestamp (ms)
 Deliver = Callable[[int, bytes, int], Awaitable[None]]
+
+
+class ReaderClosed(RuntimeError):
+    """The reader (or its subscription) was closed while it opened."""
 
 
 class CreditInBatches(Consumer):
@@ -144,6 +148,7 @@ class LogSubscription:
         self._attempts = 0  # subscriptions so far, successful or not: picks the node
         self._consumer: Consumer | None = None
         self._reconnecting: asyncio.Task[None] | None = None
+        self._opening: asyncio.Task[None] | None = None
         self._closed = False
 
     @property
@@ -156,7 +161,33 @@ class LogSubscription:
         on a busy broker: seen at a service's start), or a broker slow to accept the connection
         (rstream gives up after 3 s: seen in CI on the busy machine), is asked again with
         backoff for up to ``NOT_AVAILABLE_WAIT_S``, as the publisher does at its start; a
-        refused connection (nothing listens) and any other refusal are raised at once."""
+        refused connection (nothing listens) and any other refusal are raised at once.
+
+        ``close()`` from another task ends an open in flight: it raises :class:`ReaderClosed`
+        once what it had opened is closed, as it does when called after ``close()``. A cancel
+        of the caller ends it with ``CancelledError``, also after closing what it opened.
+        """
+        if self._closed:
+            raise self._closed_error()
+        # The subscribe runs in a task of its own so that close() can cancel it: the caller's
+        # task is not close()'s to cancel (the caller was not asked to stop, only its reader).
+        opening = self._opening = asyncio.get_running_loop().create_task(self._open_with_retry())
+        try:
+            await opening
+            # A cancel the opening task swallowed (3.11's wait_for) is still the caller's.
+            raise_if_cancel_requested()
+        except asyncio.CancelledError:
+            if self._closed and not cancel_requested():
+                raise self._closed_error() from None
+            await self._abandon()
+            raise
+        if self._closed:  # subscribed, but closed before this task was back: close() took it
+            raise self._closed_error()
+
+    def _closed_error(self) -> ReaderClosed:
+        return ReaderClosed(f"log reader {self._name} was closed (before its open returned)")
+
+    async def _open_with_retry(self) -> None:
         await open_with_retry(
             self._subscribe,
             retryable=(StreamNotAvailable, LeaderNotAvailable, TimeoutError, ConnectionError),
@@ -169,14 +200,28 @@ class LogSubscription:
             give_up=lambda: self._closed,
         )
 
+    async def _abandon(self) -> None:
+        """The caller of ``open()`` was cancelled: close whatever the open got to."""
+        closing = self.close()
+        if closing is not None:
+            await closing
+
     def close(self) -> Coroutine[Any, Any, None] | None:
-        """Stop delivering at once; returns the connection's closing for the owner to await."""
+        """Stop delivering at once; returns the connection's closing for the owner to await.
+
+        An open or a resubscription under way is cancelled; the closing returned also waits
+        for it to close what it had opened."""
         self._closed = True
         self._generation += 1
-        if self._reconnecting is not None:
-            self._reconnecting.cancel()
+        stopping = [
+            t for t in (self._opening, self._reconnecting) if t is not None and not t.done()
+        ]
+        for task in stopping:
+            task.cancel()
         consumer, self._consumer = self._consumer, None
-        return None if consumer is None else close_quietly(consumer, CLOSE_TIMEOUT_S)
+        if consumer is None and not stopping:
+            return None
+        return _finish_closing(consumer, stopping)
 
     async def _subscribe(self) -> None:
         self._generation += 1
@@ -246,3 +291,12 @@ class LogSubscription:
                 # full jitter: readers do not reconnect in lockstep
                 await asyncio.sleep(random.uniform(0, delay))
                 delay = min(RECONNECT_MAX_S, delay * 2)
+
+
+async def _finish_closing(consumer: Consumer | None, stopping: list[asyncio.Task[None]]) -> None:
+    """Close the subscription's consumer, and wait for the tasks ``close()`` cancelled: each
+    closes what it had opened itself (``_subscribe``) before it ends."""
+    if consumer is not None:
+        await close_quietly(consumer, CLOSE_TIMEOUT_S)
+    if stopping:
+        await asyncio.wait(stopping)

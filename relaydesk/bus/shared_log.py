@@ -34,7 +34,7 @@ from rstream import ConsumerOffsetSpecification, OffsetType
 from relaydesk.bus.connection import Bus
 from relaydesk.bus.endpoint import StreamEndpoint
 from relaydesk.bus.log_reader import LogReader, Start, offset_of
-from relaydesk.bus.log_subscription import LogSubscription
+from relaydesk.bus.log_subscription import LogSubscription, ReaderClosed
 from relaydesk.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -103,6 +103,12 @@ class SharedLog:
         reader.source = subscription
         try:
             await subscription.open()
+        except ReaderClosed:
+            if not self.joined(reader):
+                raise  # closed with its reader
+            # Caught up before its own subscription's open returned (a reader just behind the
+            # head): _catch_up closed that subscription, and the reader reads the shared one.
+            return
         except BaseException:
             self._catching_up.pop(reader, None)
             raise
@@ -139,8 +145,12 @@ class SharedLog:
         try:
             await subscription.open()
         except BaseException:
-            self._joined.remove(reader)
-            self._subscription = None
+            # The reader's close() may have detached it already, and another reader may have
+            # started the next shared subscription since: only what is still this open's.
+            if reader in self._joined:
+                self._joined.remove(reader)
+            if self._subscription is subscription:
+                self._subscription = None
             raise
 
     def _resume_offset(self) -> ConsumerOffsetSpecification:

@@ -9,9 +9,12 @@ and a reader that stops reading (the slowest sets the pace, nothing is dropped).
 import asyncio
 import itertools
 
+import pytest
+
 from contracts import Envelope
 from contracts.envelope import LoggedEvent
 from relaydesk.bus import Bus, LogReader
+from relaydesk.bus.log_subscription import LogSubscription
 from relaydesk.bus.shared_log import SharedLog
 from tests.admin.helpers import eventually
 from tests.foundation.test_bus import message_event, read_n
@@ -149,3 +152,33 @@ async def test_a_reader_with_a_handler_hands_each_event_over_as_it_arrives(bus: 
     assert set(queued_meanwhile) == {0}  # nothing waited in the inbox for a consumer
     assert reader.last_position == handed[-1].position and reader.lag_s() == 0.0
     await reader.close()
+
+
+async def test_a_reader_that_catches_up_before_its_open_returns_is_open_on_the_shared_one(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader just behind the head may reach it while its own subscription's open is still
+    returning: the handover closes that subscription, which is not the reader closed (seen
+    once an open's subscribe ran in a task of its own: its caller is back a turn later).
+    Here the catch-up's open returns only once the handover has closed it."""
+    shared = SharedLog(bus.stream_endpoint, service="test")
+    sent = [message_event(i) for i in range(5)]
+    await bus.publish_many(sent)
+    first = await shared.reader(bus, start="first", name="first").open()
+    early = await read_n(first, 5)
+    subscribe = LogSubscription._open_with_retry
+
+    async def returns_after_the_handover(subscription: LogSubscription) -> None:
+        await subscribe(subscription)
+        await eventually(lambda: not subscription.subscribed, what="the handover")
+
+    monkeypatch.setattr(LogSubscription, "_open_with_retry", returns_after_the_handover)
+    second = await shared.reader(bus, start=early[3].position, name="second").open()
+    monkeypatch.undo()
+    assert shared.joined(second)
+    more = [message_event(i) for i in range(5, 8)]
+    await bus.publish_many(more)
+    assert ids(await read_n(second, 5)) == [e.id for e in sent[3:] + more]
+    await second.close()
+    await first.close()
+    await shared.close()
