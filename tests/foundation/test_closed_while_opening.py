@@ -40,6 +40,15 @@ def stream_sockets(endpoint: StreamEndpoint) -> set[tuple[str, int]]:
     }
 
 
+def connecting_to(endpoint: StreamEndpoint) -> bool:
+    """Whether this process has a connection to ``endpoint`` waiting to be accepted."""
+    ports = {port for _, port in endpoint.addresses}
+    return any(
+        c.raddr and c.raddr.port in ports and c.status == psutil.CONN_SYN_SENT
+        for c in psutil.Process().net_connections(kind="tcp")
+    )
+
+
 class Leftovers:
     """What a test's readers left open: stream connections and rstream listener tasks beyond
     those there were when it started (the bus's own)."""
@@ -119,8 +128,8 @@ async def test_a_reader_closed_while_the_broker_is_slow_to_accept_stops_at_once(
     left = Leftovers(endpoint)
     reader = LogReader(bus, start="first", name="closed-while-connecting", measured=False)
     opening = asyncio.ensure_future(reader.open())
-    # A moment into the broker's hold, not a wait for something: the connect is under way.
-    await asyncio.sleep(0.3)
+    # Closed once the connect is under way: its SYN sent, held in the broker's full queue.
+    await eventually(lambda: connecting_to(endpoint), timeout=HELD_S / 2, what="the connect")
     started = time.monotonic()
     await reader.close()
     with pytest.raises(ReaderClosed):
