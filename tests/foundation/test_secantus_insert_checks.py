@@ -22,7 +22,7 @@ from secantus.storage import Storage
 
 from tools.embedded_store import PATCHED_RELEASES, CatalogMemo
 from tools.embedded_store import install as install_memo
-from tools.secantus_insert_checks import install
+from tools.secantus_insert_checks import InsertChecks, install
 
 RELEASE = version("SecantusDB")
 WHEN = datetime.datetime(2026, 12, 5, 12, 0, tzinfo=datetime.UTC).replace(tzinfo=None)
@@ -242,6 +242,8 @@ def test_any_other_index_is_written_as_the_library_writes_it(
     engines: dict[str, Counted], index: tuple[str, dict[str, Any], dict[str, Any]]
 ) -> None:
     rows = [_event(n) | {"v": n % 3} for n in range(30)]
+    for row in rows[::4]:
+        del row["actor"]  # neither field of the sparse index: no entry
     _same_as_library(engines, lambda storage: _archive(storage, index), [(rows, False)])
     plain = not index[2] or index[2] == {"sparse": True}
     assert bool(engines["checked"].calls.get("_write_index_entries")) is not plain
@@ -273,6 +275,32 @@ def test_updates_and_deletes_after_a_checked_insert_are_the_library_s(
 
     _same_as_library(engines, _archive, [([_event(n) for n in range(30)], False)], then)
     assert engines["checked"].calls["_write_index_entries"] > 0  # the library's own path
+
+
+def test_only_the_chunk_s_own_index_list_takes_the_fast_path() -> None:
+    """Another list (another path's, or an equal copy) and any call outside an insert chunk
+    go to the library's method."""
+    library: list[str] = []
+    checks = InsertChecks(storage_module)
+    unique_conflict = checks.unique_conflict(lambda *_, **__: library.append("probe"))
+    read = checks.all_indexes(
+        lambda _storage, _db, _coll: [("position_1", {"position": 1}, False, False)]
+    )
+
+    class Catalog:
+        def _index_options_map(self, db: str, coll: str) -> dict[str, dict[str, Any]]:
+            return {"position_1": {}}
+
+    def chunk(storage: Catalog) -> list[Any]:
+        indexes = read(storage, "db", "events")
+        for given in (indexes, list(indexes)):
+            unique_conflict(storage, "db", "events", {}, given, exclude_recordid=None, partials={})
+        return indexes  # type: ignore[no-any-return]
+
+    indexes = checks.insert_chunk(chunk)(Catalog())
+    assert library == ["probe"]  # the copy's
+    unique_conflict(Catalog(), "db", "events", {}, indexes, exclude_recordid=None, partials={})
+    assert library == ["probe", "probe"]  # after the chunk
 
 
 def test_either_install_order_keeps_the_memo_and_the_checks() -> None:
