@@ -43,6 +43,10 @@ index's keys are computed directly instead of through SecantusDB's general multi
 (tools/secantus_index_keys.py, the same keys as its own), for the same releases as the
 first two.
 
+Fifth, the per-row index checks of an insert chunk (unique probe, geo validation, the
+options looked up per index, the multikey cursor) are decided once per chunk when every
+secondary index is plain (tools/secantus_insert_checks.py), for the same releases.
+
 Beside the fixes: ``--parent-pid PID`` (ours, not passed on to SecantusDB) makes the server stop
 itself, as ``kill`` would (SIGTERM: SecantusDB's own stop, WiredTiger closed), once PID is no
 longer its parent. ``tools.embedded.EmbeddedMongo`` passes its own process: a store whose
@@ -319,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     from secantus.storage import Storage
 
     from tools.secantus_index_keys import install as install_index_keys
+    from tools.secantus_insert_checks import install as install_insert_checks
     from tools.secantus_raw_reads import install as install_raw_reads
     from tools.wiredtiger_packing import install as install_compiled_packing
 
@@ -331,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     refused = install_index_keys(version("SecantusDB"), PATCHED_RELEASES)
     if refused is not None:
         print(f"relaydesk: {refused}; SecantusDB's own index keys are used", file=sys.stderr)
+    refused = install_insert_checks(version("SecantusDB"), PATCHED_RELEASES)
+    if refused is not None:
+        print(f"relaydesk: {refused}; every row is checked against every index", file=sys.stderr)
     refused = install_raw_reads(version("SecantusDB"), PATCHED_RELEASES)
     if refused is not None:
         print(f"relaydesk: {refused}; every find decodes its documents", file=sys.stderr)

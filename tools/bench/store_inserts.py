@@ -1,4 +1,4 @@
-"""CPU per archived event inside the embedded store, with and without its index-key path.
+"""CPU per archived event inside the embedded store, with and without its insert paths.
 
     python -m tools.bench.store_inserts                 # 20,000 events, 4 rounds a side
     python -m tools.bench.store_inserts --events 5000 --rounds 2
@@ -6,8 +6,9 @@
 Each round runs in a fresh child process: an in-memory SecantusDB ``Storage`` with the
 embedded store's catalog memo and compiled packing (as ``relaydesk up`` runs it), the
 archive's three secondary indexes (docs/history.md), then the events inserted in batches
-of 1,000 as history writes them. ``library`` leaves SecantusDB's own index keys;
-``written_out`` installs tools/secantus_index_keys.py. The sides alternate, so a machine
+of 1,000 as history writes them. The sides add one change each: ``library`` leaves
+SecantusDB's own index keys; ``written_out`` installs tools/secantus_index_keys.py;
+``checks_once`` also tools/secantus_insert_checks.py. The sides alternate, so a machine
 whose speed drifts (a shared VM's does, by tens of percent within minutes) weighs on both;
 the report gives each side's median and range of µs of CPU (``time.process_time``) per event.
 No server, no socket: what is measured is the store's own work per row.
@@ -22,7 +23,7 @@ import sys
 import time
 from importlib.metadata import version
 
-SIDES = ("library", "written_out")
+SIDES = ("library", "written_out", "checks_once")
 BATCH = 1_000
 
 
@@ -49,13 +50,16 @@ def one_round(side: str, events: int) -> float:
 
     from tools.embedded_store import PATCHED_RELEASES, CatalogMemo, install
     from tools.secantus_index_keys import install as install_index_keys
+    from tools.secantus_insert_checks import install as install_insert_checks
     from tools.wiredtiger_packing import install as install_packing
 
     release = version("SecantusDB")
     if install(Storage, release, CatalogMemo()) or install_packing():
         raise SystemExit("the embedded store's changes do not apply to this SecantusDB")
-    if side == "written_out" and install_index_keys(release, PATCHED_RELEASES):
+    if side != "library" and install_index_keys(release, PATCHED_RELEASES):
         raise SystemExit("the index-key path does not apply to this SecantusDB")
+    if side == "checks_once" and install_insert_checks(release, PATCHED_RELEASES):
+        raise SystemExit("the insert checks do not apply to this SecantusDB")
     store = Storage(":memory:", enable_oplog=False)
     try:
         store.create_index("db", "events", "position_1", {"position": 1})
