@@ -106,15 +106,22 @@ async def settle(
     )
     assert echo.lost == 0 and echo.duplicated == 0, echo
 
+    last: list[str] = ["no answer yet"]  # what the transcript said last, for a failure's message
+
     async def archived() -> list[str] | None:
         response = await http.get(f"/api/conversations/{conversation_id}/transcript", headers=owner)
         if response.status_code != 200:
+            last[0] = f"HTTP {response.status_code}: {response.text[:300]}"
             return None
         bodies = [
             e["data"]["body"] for e in response.json()["events"] if e["type"] == "message.sent"
         ]
+        last[0] = f"{len(set(sent) - set(bodies))} of {len(sent)} sent not in the transcript"
         return bodies if set(sent) <= set(bodies) else None
 
-    stored = await eventually(archived, timeout=90, what="history to archive every message")
+    try:
+        stored = await eventually(archived, timeout=90, what="history to archive every message")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc} (last: {last[0]})") from None
     history = tally(f"{scenario} (history)", sent, Counter(stored), 0)
     assert history.lost == 0 and history.duplicated == 0, history
