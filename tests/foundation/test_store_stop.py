@@ -97,6 +97,16 @@ def _orphaned_store(data: Path, port: int, how: str) -> int:
     return pid
 
 
+def _assert_stops(pid: int, failure: str) -> None:
+    """Fail with ``failure`` unless ``pid`` ends within ``STOP_DEADLINE_S``; a store still
+    running then is SIGKILLed, so a failing test leaves no orphan of its own."""
+    try:
+        assert _stopped_within(pid, STOP_DEADLINE_S) is not None, failure
+    finally:
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _kept_its_data(data: Path) -> None:
     """A store started again on ``data`` reads the document written before the stop."""
     again = EmbeddedMongo(str(data)).start()
@@ -115,12 +125,7 @@ def test_a_store_whose_starter_is_killed_stops_by_itself_and_keeps_its_data(
     data directory until someone SIGKILLed it too (nothing told it its starter was gone)."""
     data = tmp_path / "mongo"
     pid = _orphaned_store(data, free_port(), "embedded")
-    try:
-        took = _stopped_within(pid, STOP_DEADLINE_S)
-        assert took is not None, f"the orphaned store still runs {STOP_DEADLINE_S:.0f}s on"
-    finally:
-        if _running(pid):
-            os.kill(pid, signal.SIGKILL)
+    _assert_stops(pid, f"the orphaned store still runs {STOP_DEADLINE_S:.0f}s on")
     _kept_its_data(data)
 
 
@@ -131,13 +136,8 @@ def test_an_orphaned_store_with_its_pipes_closed_stops_on_sigterm_and_keeps_its_
     of its pipes closed with the starter), and WiredTiger is closed, not abandoned."""
     data = tmp_path / "mongo"
     pid = _orphaned_store(data, free_port(), "bare")  # no --parent-pid: it does not stop itself
-    try:
-        os.kill(pid, signal.SIGTERM)
-        took = _stopped_within(pid, STOP_DEADLINE_S)
-        assert took is not None, f"the orphaned store ignored SIGTERM for {STOP_DEADLINE_S:.0f}s"
-    finally:
-        if _running(pid):
-            os.kill(pid, signal.SIGKILL)
+    os.kill(pid, signal.SIGTERM)
+    _assert_stops(pid, f"the orphaned store ignored SIGTERM for {STOP_DEADLINE_S:.0f}s")
     _kept_its_data(data)
 
 
