@@ -30,23 +30,22 @@ ENDED_S = 5.0  # the open ends once it has closed what it opened (~0.2 s, 3 s at
 GONE_S = 10.0  # the bus closes a reader's connection in the background (~0.2 s, 3 s at most)
 
 
-def stream_sockets(endpoint: StreamEndpoint) -> set[tuple[str, int]]:
-    """This process's open TCP connections to the broker's stream port, by local address."""
+def stream_sockets(
+    endpoint: StreamEndpoint, status: str = psutil.CONN_ESTABLISHED
+) -> set[tuple[str, int]]:
+    """This process's TCP connections to the broker's stream port in ``status`` (open, by
+    default), by local address."""
     ports = {port for _, port in endpoint.addresses}
     return {
         (c.laddr.ip, c.laddr.port)
         for c in psutil.Process().net_connections(kind="tcp")
-        if c.raddr and c.raddr.port in ports and c.status == psutil.CONN_ESTABLISHED
+        if c.raddr and c.raddr.port in ports and c.status == status
     }
 
 
 def connecting_to(endpoint: StreamEndpoint) -> bool:
     """Whether this process has a connection to ``endpoint`` waiting to be accepted."""
-    ports = {port for _, port in endpoint.addresses}
-    return any(
-        c.raddr and c.raddr.port in ports and c.status == psutil.CONN_SYN_SENT
-        for c in psutil.Process().net_connections(kind="tcp")
-    )
+    return bool(stream_sockets(endpoint, psutil.CONN_SYN_SENT))
 
 
 class Leftovers:
