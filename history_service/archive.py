@@ -83,6 +83,14 @@ class Archive:
         """A chain's head found by a caller's own read of the archive (kept if none is known)."""
         return self._heads.setdefault(f"{tenant}|{stream}", head)
 
+    async def last_position_within(self, first: int, last: int) -> int | None:
+        """The highest log position archived in ``first..last``, if any."""
+        model = await bound(self._db, ArchivedEvent)
+        within = model.find(model.position >= first, model.position <= last)
+        newest = within.sort(descending(model.position)).limit(1).project(EventId)
+        found = [d["position"] async for d in stored_rows(newest)]
+        return found[0] if found else None
+
     async def first_copies(
         self, batch: list[LoggedEvent]
     ) -> tuple[list[LoggedEvent], list[LoggedEvent]]:

@@ -147,6 +147,17 @@ class HistoryService:
         """Positions the stream deleted before history read them: their events are in no
         archive. Said once to whoever watches the log (error line), and for good in the
         archive itself, where ``relaydesk audit verify`` reports them."""
+        # The reader reports from the checkpoint on, and the checkpoint is saved after a
+        # batch's archive: a stop between the two leaves that batch archived above it. Batches
+        # are archived whole and in order, so everything up to the highest position archived
+        # in the range was read; only what follows it is lost.
+        archived = await with_store_retry(
+            functools.partial(self._writer.archive.last_position_within, first, last)
+        )
+        if archived is not None:
+            first = archived + 1
+            if first > last:
+                return
         log.error(
             "history_events_expired",
             first_position=first,
