@@ -3,6 +3,7 @@
 ``relaydesk up`` and the test fixtures both use these, so a newcomer needs no Docker.
 """
 
+import fcntl
 import importlib.util
 import os
 import random
@@ -10,7 +11,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from pathlib import Path
 
 import structlog
 
@@ -35,23 +39,86 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 LISTEN_PORTS = range(20000, 32000)
 
 
+class PortReservations:
+    """Ports handed out to listen on later, reserved on this machine until this process ends.
+
+    A port checked free is released again until its server binds it, seconds later for a
+    whole ``relaydesk up``; meanwhile another process checking the same port finds it free
+    too (two test workers did, and the second ``up``'s gateway could not listen). Each
+    handed-out range is a POSIX record lock on the bytes at its port numbers in one file per
+    user: other processes skip it, the kernel drops it when this process exits (no stale
+    reservation after a crash), and a forked child does not inherit it. The same process
+    would be granted its own lock again, hence the set.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._file: int | None = None
+        self._pid = 0
+        self._mine: set[int] = set()
+        self._guard = threading.Lock()
+
+    def reserve(self, ports: range) -> bool:
+        """True if ``ports`` are now reserved by this process; False if any is taken."""
+        with self._guard:
+            lock_file = self._lock_file()
+            if self._mine.intersection(ports):
+                return False
+            if lock_file is not None:
+                try:
+                    fcntl.lockf(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB, len(ports), ports.start)
+                except OSError:  # another process holds one of them
+                    return False
+            self._mine.update(ports)
+            return True
+
+    def held_here(self, ports: range) -> bool:
+        """True if this process holds any of ``ports``."""
+        with self._guard:
+            return bool(self._mine.intersection(ports)) and self._pid == os.getpid()
+
+    def _lock_file(self) -> int | None:
+        """The lock file, opened once per process; None where it cannot be (reservations
+        are then this process's own only)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._mine = set()  # a forked child holds none of its parent's locks
+            try:
+                self._file = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                log.warning("port_reservations_unshared", path=str(self._path), error=str(exc))
+                self._file = None
+        return self._file
+
+
+PORTS = PortReservations(Path(tempfile.gettempdir()) / f"relaydesk-ports-{os.getuid()}.lock")
+
+
 def free_ports(count: int = 1) -> int:
-    """The first of ``count`` consecutive ports free to listen on, below the ephemeral range."""
+    """The first of ``count`` consecutive ports free to listen on, below the ephemeral range,
+    reserved for this process (:class:`PortReservations`)."""
     for _ in range(200):
         base = random.randrange(LISTEN_PORTS.start, LISTEN_PORTS.stop - count)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
+        ports = range(base, base + count)
+        if not bindable(ports) or not PORTS.reserve(ports):
             continue
-        finally:
-            for sock in sockets:
-                sock.close()
+        return base
     raise EmbeddedError(f"no {count} consecutive free ports in {LISTEN_PORTS}")
+
+
+def bindable(ports: range) -> bool:
+    sockets = []
+    try:
+        for port in ports:
+            sock = socket.socket()
+            sockets.append(sock)
+            sock.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def free_port() -> int:

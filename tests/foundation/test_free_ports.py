@@ -2,13 +2,19 @@
 
 A port drawn from the ephemeral range, free when checked, can become the local end of an
 outgoing connection before its server binds it; that failed a test run with "address
-already in use".
+already in use". And a port handed out is reserved until its process ends, so no other
+process (another test worker) is handed it before its server binds it.
 """
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
-from tools.embedded import free_port, free_ports
+import pytest
+
+from tools import embedded
+from tools.embedded import LISTEN_PORTS, bindable, free_port, free_ports
 
 
 def ephemeral_range() -> range:
@@ -36,3 +42,63 @@ def test_a_block_of_ports_is_consecutive_and_free() -> None:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def bindable_base(count: int, avoid: range = range(0)) -> int:
+    """A base of ``count`` ports free right now, nowhere near ``avoid``, not reserved here."""
+    for base in range(LISTEN_PORTS.start + 500, LISTEN_PORTS.stop, 97):
+        ports = range(base, base + count)
+        near = set(ports) & set(range(avoid.start - count, avoid.stop))
+        if bindable(ports) and not near and not embedded.PORTS.held_here(ports):
+            return base
+    raise AssertionError("no free ports to test with")
+
+
+def drawing(monkeypatch: pytest.MonkeyPatch, bases: list[int]) -> None:
+    """The random draws of free_ports come out as ``bases``, in order."""
+    draws = iter(bases)
+    monkeypatch.setattr(embedded.random, "randrange", lambda *_: next(draws))
+
+
+def test_a_port_handed_out_is_not_handed_out_again_before_it_is_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = bindable_base(3)
+    other = bindable_base(3, avoid=range(first, first + 3))
+    drawing(monkeypatch, [first, first + 1, other])
+    assert free_ports(3) == first
+    assert free_ports(3) == other  # first + 1 overlaps the block still unbound
+
+
+def test_a_port_another_process_holds_is_skipped_until_that_process_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two test workers each picked a free port and the second `up` found it taken when its
+    gateway bound it, seconds later: a reservation is seen across processes."""
+    held = bindable_base(6)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import random, sys\n"
+            "from tools import embedded\n"
+            f"random.randrange = lambda *_: {held}\n"
+            "print(embedded.free_ports(6), flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        printed = holder.stdout.readline()
+        assert printed.strip() == str(held), holder.communicate(timeout=30)
+        other = bindable_base(1, avoid=range(held, held + 6))
+        drawing(monkeypatch, [held + 5, other])
+        assert free_ports(1) == other
+    finally:
+        holder.communicate(timeout=30)  # stdin closed: it exits, and its locks go with it
+    drawing(monkeypatch, [held + 2])
+    assert free_ports(1) == held + 2
