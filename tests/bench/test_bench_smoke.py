@@ -28,6 +28,13 @@ def test_quick_bench_runs_every_step_and_loses_nothing(tmp_path: Path) -> None:
             "100",
             "--archive-events",
             "500",
+            # the fleet's sockets spread over up's gateway and a second one, as `--cluster`
+            # runs do, two agents so that one is on each (the second gateway refused the
+            # console's Origin, up's address: 403)
+            "--gateways",
+            "2",
+            "--conversations",
+            "40",
             "--output",
             str(output),
         ],

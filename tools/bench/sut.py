@@ -2,7 +2,6 @@
 
 import asyncio
 import os
-import random
 import signal
 import sys
 import tempfile
@@ -11,8 +10,9 @@ from pathlib import Path
 
 import httpx
 
+from relaydesk.health import SERVICE_ORDER
 from tools.cluster import LocalRabbitCluster
-from tools.embedded import ensure_rabbitmq, free_port
+from tools.embedded import ensure_rabbitmq, free_port, free_ports
 from tools.up_secrets import up_secrets
 from tools.vhosts import RabbitVhosts
 
@@ -85,7 +85,7 @@ class SystemUnderTest:
             "RELAYDESK_DATA_DIR": self._data.name,
             "RELAYDESK_GATEWAY_PORT": str(port),
             "RELAYDESK_CONNECTORS_PORT": str(free_port()),
-            "RELAYDESK_HEALTH_PORT_BASE": str(random.randint(20000, 29000)),
+            "RELAYDESK_HEALTH_PORT_BASE": str(free_ports(len(SERVICE_ORDER))),
             # Thousands of simulated clients share this machine's one address: the
             # per-address limits (docs/security.md) would stop the load at its first step.
             "RELAYDESK_WS_MAX_PER_ADDRESS": "1000000",
@@ -167,7 +167,10 @@ class SystemUnderTest:
                 **up_secrets(self._data.name, env),
                 "MONGO_URL": mongo_url,
                 "RELAYDESK_GATEWAY_PORT": str(port),
-                "RELAYDESK_HEALTH_PORT_BASE": str(random.randint(30000, 39000)),
+                # Both gateways serve one system, as behind a load balancer: the console's
+                # Origin is the system's address (up's gateway), which each must take as its own.
+                "RELAYDESK_PUBLIC_URL": env.get("RELAYDESK_PUBLIC_URL", self.running.base_url),
+                "RELAYDESK_HEALTH_PORT_BASE": str(free_ports(len(SERVICE_ORDER))),
                 **(extra_env or {}),
             },
             stdout=log.open("wb"),
