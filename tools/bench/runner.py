@@ -277,10 +277,10 @@ async def _sustained(
     options: Options, fleet: ChatFleet, meters: Meters, sequence: int
 ) -> tuple[dict[str, Any], int]:
     """Raise the rate in steps of 250 msg/s, each held ``sustained_seconds``, until p99 > 50 ms,
-    a loss, or history falls behind."""
+    a loss, or history falls behind (below the first step, halve it: ``next_sustained_rate``)."""
     steps, best = [], None
-    rate = options.sustained_start
-    while rate <= options.sustained_max:
+    rate: float | None = options.sustained_start
+    while rate is not None:
         progress(f"sustained: {rate:.0f} msg/s")
         outcome = await _measured(fleet, meters, rate, options.sustained_seconds, sequence)
         sequence += outcome["sent"]
@@ -306,11 +306,31 @@ async def _sustained(
                 "cpu_us_per_message": outcome["cpu_us_per_message"],
             }
         )
-        if not ok:
-            break
-        best = rate
-        rate += 250
+        if ok:
+            best = rate
+        rate = next_sustained_rate(rate, ok, options.sustained_start, options.sustained_max)
     return {"max_msgs_per_s": best, "steps": steps}, sequence
+
+
+SUSTAINED_STEP = 250.0
+SUSTAINED_FLOOR = 50.0  # below this a system is broken, not slow: the search stops
+
+
+def next_sustained_rate(rate: float, ok: bool, start: float, ceiling: float) -> float | None:
+    """The sustained search's next step after one at ``rate`` (None: the search is over).
+
+    Up by 250 msg/s while steps hold. A first step that does not hold is halved until one
+    does, down to ``SUSTAINED_FLOOR``: a three-node cluster on two cores missed the 500 msg/s
+    step, and "no figure" gave the scaling run no ratio to report."""
+    if ok:
+        if rate < start:  # came down to it: the step above it already failed
+            return None
+        up = rate + SUSTAINED_STEP
+        return up if up <= ceiling else None
+    if rate <= start:  # nothing held yet
+        down = rate / 2
+        return down if down >= SUSTAINED_FLOOR else None
+    return None
 
 
 def _verdict(report: dict[str, Any]) -> dict[str, Any]:
