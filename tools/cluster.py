@@ -175,6 +175,10 @@ class LocalRabbitCluster:
         log.info("cluster_started", nodes=[node.name for node in self.nodes])
         return self
 
+    def pids(self) -> list[int]:
+        """The nodes' Erlang VMs."""
+        return [int(node.pid_file.read_text().strip()) for node in self.nodes]
+
     def kill(self, node: ClusterNode) -> float:
         """SIGKILL the node's Erlang VM: no goodbyes, its sockets reset, like a lost host.
 

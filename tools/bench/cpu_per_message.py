@@ -56,10 +56,6 @@ async def _store_ops(store: AsyncMongoClient) -> dict[str, int]:
     return {name: int(counters.get(name, 0)) for name in ("insert", "update", "query", "command")}
 
 
-def _broker_pid(cluster: LocalRabbitCluster) -> int:
-    return int(cluster.nodes[0].pid_file.read_text().strip())
-
-
 async def _history_holds(fleet: ChatFleet, count: int, timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -78,7 +74,7 @@ async def measure(
     sut = SystemUnderTest(cluster=cluster)
     try:
         running = await sut.start()
-        meter = ProcessMeter(running.process.pid, _broker_pid(cluster) if cluster else None)
+        meter = ProcessMeter(running.process.pid, cluster.pids() if cluster else ())
         fleet = ChatFleet(running.base_url, running.owner_password, conversations=conversations)
         store = make_client(running.mongo_url)
         try:

@@ -38,7 +38,6 @@ from contracts import Actor, Envelope
 from relaydesk.bus import Bus, LogReader
 from relaydesk.bus.shared_log import SharedLog
 from relaydesk.runtime import run_loop
-from tools.bench.cpu_per_message import _broker_pid
 from tools.cluster import LocalRabbitCluster
 
 VARIANTS = ("two readers, rstream codec", "two readers", "shared")
@@ -125,7 +124,7 @@ async def _round(
         raise RuntimeError(f"the reader process of {variant!r} ended early")
 
     await line_starting(b"ready")
-    broker = psutil.Process(_broker_pid(cluster))
+    broker = psutil.Process(cluster.pids()[0])
     broker_before = sum(broker.cpu_times()[:2])
     started = time.monotonic()
     for n in range(count):  # open loop: each event at its scheduled time

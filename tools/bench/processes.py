@@ -1,5 +1,6 @@
 """CPU time and memory of the processes under test, read from procfs through psutil."""
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import psutil
@@ -16,49 +17,70 @@ class Sample:
 class ProcessMeter:
     """Names the system's processes (``gateway``, ``agent``, ..., ``rabbitmq``) and samples them.
 
+    A name may stand for several processes, whose CPU and memory are then summed: every node
+    of a local RabbitMQ cluster is ``rabbitmq``, and the gateways started beside ``up``'s are
+    ``gateway`` with it (a cluster run counted one node, whichever ``beam.smp`` came last,
+    and none of the extra gateways).
+
     Args:
         root_pid: ``relaydesk up``'s process; its children are the services.
-        broker_pid: the broker's Erlang VM when the system runs on a node of its own; unset,
+        broker_pids: the broker's Erlang VMs when the system runs on nodes of its own; empty,
             the machine's ``beam.smp`` is taken (the system broker, shared with anything
             else that uses it).
+        also: more processes by name, counted with the ones of that name found under
+            ``root_pid``.
     """
 
-    def __init__(self, root_pid: int, broker_pid: int | None = None) -> None:
-        self._processes: dict[str, psutil.Process] = {}
+    def __init__(
+        self,
+        root_pid: int,
+        broker_pids: Sequence[int] = (),
+        also: Mapping[str, Sequence[int]] | None = None,
+    ) -> None:
+        self._processes: dict[str, list[psutil.Process]] = {}
         for child in psutil.Process(root_pid).children(recursive=True):
             try:
                 cmdline = child.cmdline()
             except psutil.Error:
                 continue
             if "tools.cli" in cmdline and cmdline.index("tools.cli") + 1 < len(cmdline):
-                self._processes[cmdline[cmdline.index("tools.cli") + 1]] = child
+                self._add(cmdline[cmdline.index("tools.cli") + 1], child)
             elif STORE_MODULE in cmdline:
-                self._processes["mongodb"] = (
-                    child  # the embedded server does real work per event too
-                )
-        if broker_pid is not None:
-            self._processes["rabbitmq"] = psutil.Process(broker_pid)
+                self._add("mongodb", child)  # the embedded server does real work per event too
+        for name, pids in (also or {}).items():
+            for pid in pids:
+                self._add(name, psutil.Process(pid))
+        for pid in broker_pids:
+            self._add("rabbitmq", psutil.Process(pid))
+        if broker_pids:
             return
         for process in psutil.process_iter(["name"]):
             if process.info["name"] in ("beam.smp", "beam"):
-                self._processes["rabbitmq"] = process
+                self._processes["rabbitmq"] = [process]
+
+    def _add(self, name: str, process: psutil.Process) -> None:
+        self._processes.setdefault(name, []).append(process)
 
     @property
     def names(self) -> list[str]:
         return sorted(self._processes)
 
     def pid(self, name: str) -> int:
-        return self._processes[name].pid
+        """The process of ``name`` (the first, for a name that stands for several)."""
+        return self._processes[name][0].pid
 
     def sample(self) -> Sample:
-        cpu, rss = {}, {}
-        for name, process in self._processes.items():
-            try:
-                times = process.cpu_times()
-                cpu[name] = times.user + times.system
-                rss[name] = process.memory_info().rss
-            except psutil.Error:
-                continue
+        cpu: dict[str, float] = {}
+        rss: dict[str, int] = {}
+        for name, processes in self._processes.items():
+            for process in processes:
+                try:
+                    times = process.cpu_times()
+                    memory = process.memory_info().rss
+                except psutil.Error:
+                    continue
+                cpu[name] = cpu.get(name, 0.0) + times.user + times.system
+                rss[name] = rss.get(name, 0) + memory
         return Sample(cpu, rss)
 
     @staticmethod

@@ -91,7 +91,11 @@ async def _run(options: Options, own: OwnCollections) -> dict[str, Any]:
         gateway_urls=running.gateway_urls,
     )
     try:
-        meter = ProcessMeter(running.process.pid)
+        meter = ProcessMeter(
+            running.process.pid,
+            running.broker_pids,
+            also={"gateway": running.extra_gateway_pids},
+        )
         report["processes"] = meter.names
         progress(f"opening {options.conversations} conversations (customer + agent sockets)")
         await fleet.open()

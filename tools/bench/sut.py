@@ -30,6 +30,8 @@ class RunningSut:
     gateway_urls: list[str] = field(default_factory=list)  # base_url first, then the extra ones
     stream_url: str | None = None
     health_port_base: int = 0  # RELAYDESK_HEALTH_PORT_BASE of `up`'s services
+    extra_gateway_pids: list[int] = field(default_factory=list)  # beside `up`'s, not its children
+    broker_pids: list[int] = field(default_factory=list)  # a local cluster's; empty: the system's
 
     @property
     def ws_url(self) -> str:
@@ -141,11 +143,13 @@ class SystemUnderTest:
             gateway_urls=[base_url],
             stream_url=stream_url,
             health_port_base=int(env["RELAYDESK_HEALTH_PORT_BASE"]),
+            broker_pids=self._cluster.pids() if self._cluster is not None else [],
         )
         self._env = env
         for _ in range(self._gateways - 1):
-            url, _pid = await self.add_gateway()
+            url, pid = await self.add_gateway()
             self.running.gateway_urls.append(url)
+            self.running.extra_gateway_pids.append(pid)
         return self.running
 
     async def add_gateway(
