@@ -3,6 +3,7 @@
 import asyncio
 import platform
 import random
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -56,13 +57,28 @@ def progress(text: str) -> None:
     print(f"[bench {datetime.now(UTC):%H:%M:%S}] {text}", flush=True)
 
 
+# Signals that end a run as Ctrl-C does. Python's default for them ends the process at once:
+# `relaydesk up` (in a session of its own), the extra gateways and a local cluster's nodes
+# were left running, with their ports, data directories and CPU.
+STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 async def run(options: Options) -> dict[str, Any]:
+    """The whole protocol. SIGTERM or SIGHUP cancel it like Ctrl-C: every step's cleanup
+    stops what it started, then the cancellation reaches the caller."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    for stopping in STOPPING_SIGNALS:
+        loop.add_signal_handler(stopping, main.cancel)
     # The generator's collections are this process's, counted once for the whole run.
     own = OwnCollections()
     try:
         return await _run(options, own)
     finally:
         own.close()
+        for stopping in STOPPING_SIGNALS:
+            loop.remove_signal_handler(stopping)
 
 
 async def _run(options: Options, own: OwnCollections) -> dict[str, Any]:

@@ -4,6 +4,7 @@ relaydesk bench                 # the full protocol (about 15 minutes on 2 cores
 relaydesk bench --quick         # a short smoke run (about a minute): same steps, small numbers
 """
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,7 +100,11 @@ def bench(
         changes["sustained"] = False
     if no_peer:
         changes["peer"] = False
-    report = run_loop(run(Options(**{**base.__dict__, **changes})))
+    try:
+        report = run_loop(run(Options(**{**base.__dict__, **changes})))
+    except asyncio.CancelledError:  # SIGTERM or SIGHUP, as Ctrl-C: what it started is stopped
+        click.echo("relaydesk bench: stopped by a signal; what it started was stopped", err=True)
+        raise click.Abort() from None
     output = output or Path("benchmarks/results") / (
         f"bench-{datetime.now(UTC):%Y%m%d-%H%M%S}{'-quick' if quick else ''}.json"
     )
