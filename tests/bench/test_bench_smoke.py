@@ -7,20 +7,16 @@ that the harness measures what it claims: every message sent arrives once and is
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.bench import QUICK_BENCH
 
 
 def test_quick_bench_runs_every_step_and_loses_nothing(tmp_path: Path) -> None:
     output = tmp_path / "report.json"
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "tools.cli",
-            "bench",
-            "--quick",
-            "--no-peer",
+            *QUICK_BENCH,
             # smaller than --quick's own numbers: every step still runs, in less of the suite
             "--seconds",
             "2",

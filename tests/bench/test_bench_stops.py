@@ -8,10 +8,11 @@ the extra gateways (and a local cluster's nodes) running, with their ports and d
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import psutil
+
+from tests.bench import QUICK_BENCH
 
 SYSTEM_STARTED = "opening 40 conversations"
 
@@ -20,12 +21,7 @@ def test_sigterm_stops_the_system_the_bench_started(tmp_path: Path) -> None:
     started: list[psutil.Process] = []
     bench = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "tools.cli",
-            "bench",
-            "--quick",
-            "--no-peer",
+            *QUICK_BENCH,
             "--gateways",
             "2",
             "--conversations",
