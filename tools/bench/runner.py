@@ -6,9 +6,10 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from relaydesk.stalls import freeze_start_up
 from tools.bench import baselines, capacity
@@ -53,6 +54,23 @@ class Options:
     gateways: int = 1
 
 
+T = TypeVar("T")
+
+
+async def uninterrupted(work: Awaitable[T]) -> T:
+    """Await ``work`` to its end even when cancelled meanwhile, then raise the cancel.
+
+    For a start that runs in a thread (a cluster's nodes): cancelling the await does not stop
+    the thread, so stopping what it starts must wait until it is done starting it.
+    """
+    running = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        await asyncio.gather(running, return_exceptions=True)
+        raise
+
+
 def progress(text: str) -> None:
     print(f"[bench {datetime.now(UTC):%H:%M:%S}] {text}", flush=True)
 
@@ -90,23 +108,27 @@ async def _run(options: Options, own: OwnCollections) -> dict[str, Any]:
     }
     cluster = None
     if options.cluster:
-        progress(f"starting a local RabbitMQ cluster of {options.cluster} nodes")
-        cluster = await asyncio.to_thread(
-            LocalRabbitCluster(options.cluster, base_port=CLUSTER_BASE_PORT).start
-        )
+        cluster = LocalRabbitCluster(options.cluster, base_port=CLUSTER_BASE_PORT)
     sut = SystemUnderTest(cluster=cluster, gateways=options.gateways)
-    progress(
-        f"starting relaydesk (relaydesk up on a scratch vhost and data directory, "
-        f"{options.gateways} gateway(s), {options.cluster or 'the system'} broker node(s))"
-    )
-    running = await sut.start()
-    fleet = ChatFleet(
-        running.base_url,
-        running.owner_password,
-        conversations=options.conversations,
-        gateway_urls=running.gateway_urls,
-    )
+    fleet: ChatFleet | None = None
+    # Everything from the cluster's start on is undone in the finally, whatever ends the run
+    # (an error, Ctrl-C, SIGTERM) and wherever: a start interrupted half-way left the cluster's
+    # nodes or `up` running.
     try:
+        if cluster is not None:
+            progress(f"starting a local RabbitMQ cluster of {options.cluster} nodes")
+            await uninterrupted(asyncio.to_thread(cluster.start))
+        progress(
+            f"starting relaydesk (relaydesk up on a scratch vhost and data directory, "
+            f"{options.gateways} gateway(s), {options.cluster or 'the system'} broker node(s))"
+        )
+        running = await sut.start()
+        fleet = ChatFleet(
+            running.base_url,
+            running.owner_password,
+            conversations=options.conversations,
+            gateway_urls=running.gateway_urls,
+        )
         meter = ProcessMeter(
             running.process.pid,
             running.broker_pids,
@@ -156,7 +178,8 @@ async def _run(options: Options, own: OwnCollections) -> dict[str, Any]:
         report["replay_archive"] = await capacity.replay_from_archive(running.mongo_url)
         report["verdict"] = _verdict(report)
     finally:
-        await fleet.close()
+        if fleet is not None:
+            await fleet.close()
         await sut.stop()
         if cluster is not None:
             await asyncio.to_thread(cluster.stop)
@@ -170,9 +193,12 @@ async def _scaling(options: Options, report: dict[str, Any], own: OwnCollections
     """The sustained rate on one node and one gateway, on the same machine, for the ratio."""
     progress("scaling: the sustained search again on one broker node and one gateway")
     sut = SystemUnderTest()
-    running = await sut.start()
-    fleet = ChatFleet(running.base_url, running.owner_password, conversations=options.conversations)
+    fleet: ChatFleet | None = None
     try:
+        running = await sut.start()
+        fleet = ChatFleet(
+            running.base_url, running.owner_password, conversations=options.conversations
+        )
         await fleet.open()
         meters = Meters(
             ProcessMeter(running.process.pid),
@@ -181,7 +207,8 @@ async def _scaling(options: Options, report: dict[str, Any], own: OwnCollections
         )
         single, _ = await _sustained(options, fleet, meters, 0)
     finally:
-        await fleet.close()
+        if fleet is not None:
+            await fleet.close()
         await sut.stop()
     scaled = (report.get("sustained") or {}).get("max_msgs_per_s")
     baseline = single.get("max_msgs_per_s")

@@ -66,6 +66,7 @@ class SystemUnderTest:
         self._extra_gateways: list[asyncio.subprocess.Process] = []
         self._env: dict[str, str] = {}
         self._data = tempfile.TemporaryDirectory(prefix="relaydesk-bench-")
+        self._up: asyncio.subprocess.Process | None = None  # from its spawn: stop() ends it
         self.running: RunningSut | None = None
 
     async def start(
@@ -98,7 +99,7 @@ class SystemUnderTest:
         }
         env.pop("MONGO_URL", None)
         env.pop("RELAYDESK_MONGO_URL", None)
-        process = await asyncio.create_subprocess_exec(
+        self._up = process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "tools.cli",
@@ -209,12 +210,13 @@ class SystemUnderTest:
             if gateway.returncode is None:
                 gateway.kill()
                 await gateway.wait()
-        if self.running and self.running.process.returncode is None:
-            os.killpg(self.running.process.pid, signal.SIGINT)
+        up, self._up = self._up, None
+        if up is not None and up.returncode is None:  # started, ready or not
+            os.killpg(up.pid, signal.SIGINT)
             try:
-                await asyncio.wait_for(self.running.process.wait(), 60)
+                await asyncio.wait_for(up.wait(), 60)
             except TimeoutError:
-                os.killpg(self.running.process.pid, signal.SIGKILL)
+                os.killpg(up.pid, signal.SIGKILL)
         if self._vhost:
             self._vhosts.delete(self._vhost)
             self._vhost = None
