@@ -6,6 +6,7 @@ is a real uvicorn server on a free port, so clients are real websocket/HTTP clie
 
 import asyncio
 import contextlib
+import io
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -140,8 +141,33 @@ async def running_system(
     finally:
         await gateway.stop()
         # Each service closes its own connections; together they take as long as the slowest.
-        await asyncio.gather(*(service.stop() for service in reversed(services)))
+        await stopped_within(STOP_S, [service.stop() for service in reversed(services)])
         await shared_log.close()
+
+
+STOP_S = 60.0  # far above a stop's few seconds even on a loaded machine
+
+
+async def stopped_within(seconds: float, stops: list[Any]) -> None:
+    """Await the stops; one still running after ``seconds`` fails the test naming it, with
+    the stack of every task left, instead of hanging until the test's timeout (a browser
+    test's teardown once waited 170 s after the services' snapshots, with no trace of what
+    it waited for)."""
+    tasks = [asyncio.ensure_future(stop) for stop in stops]
+    done, pending = await asyncio.wait(tasks, timeout=seconds)
+    if pending:
+        report = io.StringIO()
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.print_stack(limit=12, file=report)
+        for task in pending:
+            task.cancel()
+        raise AssertionError(
+            f"{len(pending)} service stop(s) still running after {seconds:.0f} s; tasks:\n"
+            + report.getvalue()
+        )
+    for task in done:
+        task.result()  # a stop that failed fails the test, as the gather did
 
 
 @contextlib.contextmanager
