@@ -142,7 +142,7 @@ async def running_system(
         await gateway.stop()
         # Each service closes its own connections; together they take as long as the slowest.
         await stopped_within(STOP_S, [service.stop() for service in reversed(services)])
-        await shared_log.close()
+        await stopped_within(STOP_S, [shared_log.close()])
 
 
 STOP_S = 60.0  # far above a stop's few seconds even on a loaded machine
