@@ -207,7 +207,6 @@ LONGEST_FIRST = (
     "tests/history_service/test_replay_slices.py",
     "tests/connectors/test_platforms.py",
     "tests/bench/test_bench_smoke.py",
-    "tests/bench/test_bench_stops.py",
     "tests/security/test_passwords.py",
     "tests/security/test_headers.py",
     "tests/fault/test_service_crashes.py",
