@@ -15,7 +15,6 @@ a free one (a lock file per base port, held until ``stop``), so clusters started
 moment on one machine, e.g. by parallel test workers, never pick the same ports.
 """
 
-import fcntl
 import json
 import os
 import pwd
@@ -33,7 +32,7 @@ from typing import Any
 import httpx
 import structlog
 
-from tools.embedded import EmbeddedError, port_open, wait_for_port
+from tools.embedded import PORTS, EmbeddedError, port_open, wait_for_port
 
 log = structlog.get_logger(__name__)
 
@@ -45,30 +44,36 @@ GUEST = ("guest", "guest")  # the default user, allowed from loopback only
 # picks the local ends of outgoing connections (ephemeral ports), and clear of the system
 # broker's (5672, 5552, 15672, 25672).
 CLAIM_RANGE = range(5700, 12_700, 50)
-PORT_LOCKS = Path(tempfile.gettempdir()) / "relaydesk-cluster-ports"
+# A node's ports, as offsets from the base: AMQP, stream, management, Erlang distribution.
+NODE_PORT_OFFSETS = (0, 10, 10_000, 20_000)
 
 
-def claim_base_port(size: int) -> tuple[int, int]:
-    """A base port whose node ports are all free, with the open lock file that claims it.
+def node_port_ranges(base: int, size: int) -> list[range]:
+    """The ports the nodes of a cluster on ``base`` listen on, one range per kind."""
+    return [range(base + offset + 1, base + offset + size + 1) for offset in NODE_PORT_OFFSETS]
 
-    The lock (``flock``) is the machine-wide claim between the processes that use this
-    function; the port check covers everything else. Closing the descriptor releases it.
+
+def claim_base_port(size: int) -> tuple[int, list[range]]:
+    """A base port whose node ports are all free, and the port ranges reserved for it.
+
+    The reservation is the one every port handed out on this machine goes through
+    (``tools.embedded.PORTS``: its management and distribution ports lie where
+    ``free_ports`` draws from, so two pickers of their own could hand out the same port);
+    the port check covers everything else. ``PORTS.release`` gives them back.
     """
-    PORT_LOCKS.mkdir(mode=0o777, exist_ok=True)
     candidates = list(CLAIM_RANGE)
     random.shuffle(candidates)
     for base in candidates:
-        lock = os.open(PORT_LOCKS / f"{base}.lock", os.O_CREAT | os.O_RDWR, 0o666)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(lock)
-            continue
-        offsets = [o + i for i in range(1, size + 1) for o in (0, 10, 10_000, 20_000)]
-        if any(port_open("127.0.0.1", base + offset) for offset in offsets):
-            os.close(lock)
-            continue
-        return base, lock
+        reserved: list[range] = []
+        for ports in node_port_ranges(base, size):
+            if not PORTS.reserve(ports):
+                break
+            reserved.append(ports)
+        else:
+            if not any(port_open("127.0.0.1", port) for ports in reserved for port in ports):
+                return base, reserved
+        for ports in reserved:
+            PORTS.release(ports)
     raise EmbeddedError(f"no free base port for a local cluster of {size} nodes")
 
 
@@ -104,7 +109,7 @@ class LocalRabbitCluster:
                 "RabbitMQ is not installed: run scripts/bootstrap.sh (apt-get install "
                 "rabbitmq-server)"
             )
-        self._port_claim: int | None = None
+        self._port_claim: list[range] = []  # reserved by claim_base_port, released by stop()
         if base_port is None:
             base_port, self._port_claim = claim_base_port(size)
         self._own_directory = directory is None
@@ -210,9 +215,9 @@ class LocalRabbitCluster:
                     os.kill(pid, signal.SIGKILL)
         if self._own_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
-        if self._port_claim is not None:
-            os.close(self._port_claim)
-            self._port_claim = None
+        for ports in self._port_claim:
+            PORTS.release(ports)
+        self._port_claim = []
 
     def __enter__(self) -> "LocalRabbitCluster":
         return self.start()

@@ -72,6 +72,14 @@ class PortReservations:
             self._mine.update(ports)
             return True
 
+    def release(self, ports: range) -> None:
+        """Give back ``ports`` reserved by this process (a cluster stopped, say)."""
+        with self._guard:
+            lock_file = self._lock_file()
+            if lock_file is not None:
+                fcntl.lockf(lock_file, fcntl.LOCK_UN, len(ports), ports.start)
+            self._mine.difference_update(ports)
+
     def held_here(self, ports: range) -> bool:
         """True if this process holds any of ``ports``."""
         with self._guard:

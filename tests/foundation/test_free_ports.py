@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tools import embedded
-from tools.embedded import LISTEN_PORTS, bindable, free_port, free_ports
+from tools.cluster import claim_base_port
+from tools.embedded import LISTEN_PORTS, PORTS, bindable, free_port, free_ports
 
 
 def ephemeral_range() -> range:
@@ -102,3 +103,23 @@ def test_a_port_another_process_holds_is_skipped_until_that_process_ends(
         holder.communicate(timeout=30)  # stdin closed: it exits, and its locks go with it
     drawing(monkeypatch, [held + 2])
     assert free_ports(1) == held + 2
+
+
+def test_a_clusters_ports_are_reserved_like_any_other_and_given_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A local cluster's management and distribution ports lie where free_ports draws from;
+    with a picker of its own (lock files per base) the two could hand out the same port."""
+    base, claimed = claim_base_port(3)
+    try:
+        distribution = claimed[-1]
+        assert distribution == range(base + 20_001, base + 20_004)
+        other = bindable_base(1, avoid=distribution)
+        drawing(monkeypatch, [distribution.start, other])
+        assert free_ports(1) == other  # the cluster's port is skipped
+    finally:
+        for ports in claimed:
+            PORTS.release(ports)
+    assert not PORTS.held_here(distribution)
+    drawing(monkeypatch, [distribution.start])
+    assert free_ports(1) == distribution.start  # given back: free to hand out again
