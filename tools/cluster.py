@@ -11,7 +11,8 @@ own stream port on 127.0.0.1, so stream clients can follow the log's leader and 
 Ports: node i (1-based) listens for AMQP on ``base_port + i``, for the stream protocol on
 ``base_port + 10 + i``, for the management API on ``base_port + 10_000 + i``, and for
 Erlang distribution on ``base_port + 20_000 + i``. Without a ``base_port`` the cluster claims
-a free one (a lock file per base port, held until ``stop``), so clusters started at the same
+a free one (its ports reserved machine-wide like every port handed out here,
+``tools.embedded.PORTS``, until ``stop``), so clusters and other servers started at the same
 moment on one machine, e.g. by parallel test workers, never pick the same ports.
 """
 
