@@ -104,12 +104,10 @@ async def test_owner_adds_an_agent_a_canned_response_and_changes_settings(
 async def test_a_plain_agent_sees_only_what_their_permissions_allow(system, browser) -> None:
     await make_tenant(system, "perm", "dave")
     page = await admin_login(await browser.new_context(), system, "perm", "dave")
-    sections = (
-        await page.get_by_role("navigation", name="Admin sections")
-        .get_by_role("button")
-        .all_inner_texts()
-    )
-    assert sections == ["Canned responses"]
+    # the same exact list, waited for: the sections render after sign-in, and a snapshot taken
+    # before that read none (a CI failure: [] == ['Canned responses'])
+    sections = page.get_by_role("navigation", name="Admin sections").get_by_role("button")
+    await expect(sections).to_have_text(["Canned responses"], timeout=TIMEOUT_MS)
     await page.goto(f"{system.gateway.base_url}/admin#agents")
     await page.get_by_role("heading", name="Canned responses").wait_for(timeout=TIMEOUT_MS)
 
