@@ -15,7 +15,7 @@ import pytest
 
 from tools import embedded
 from tools.cluster import claim_base_port
-from tools.embedded import LISTEN_PORTS, PORTS, bindable, free_port, free_ports
+from tools.embedded import PORTS, free_port, free_ports
 
 
 def ephemeral_range() -> range:
@@ -46,11 +46,14 @@ def test_a_block_of_ports_is_consecutive_and_free() -> None:
 
 
 def bindable_base(count: int, avoid: range = range(0)) -> int:
-    """A base of ``count`` ports free right now, nowhere near ``avoid``, not reserved here."""
-    for base in range(LISTEN_PORTS.start + 500, LISTEN_PORTS.stop, 97):
+    """A base of ``count`` ports free right now and reserved by no process (other test
+    workers hold reservations of their own), nowhere near ``avoid``: drawn by free_ports
+    itself, then given back for the test to hand out."""
+    for _ in range(50):
+        base = free_ports(count)
         ports = range(base, base + count)
-        near = set(ports) & set(range(avoid.start - count, avoid.stop))
-        if bindable(ports) and not near and not embedded.PORTS.held_here(ports):
+        PORTS.release(ports)
+        if not set(ports) & set(range(avoid.start - count, avoid.stop)):
             return base
     raise AssertionError("no free ports to test with")
 
@@ -76,15 +79,13 @@ def test_a_port_another_process_holds_is_skipped_until_that_process_ends(
 ) -> None:
     """Two test workers each picked a free port and the second `up` found it taken when its
     gateway bound it, seconds later: a reservation is seen across processes."""
-    held = bindable_base(6)
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import random, sys\n"
+            "import sys\n"
             "from tools import embedded\n"
-            f"random.randrange = lambda *_: {held}\n"
-            "print(embedded.free_ports(6), flush=True)\n"
+            "print(embedded.free_ports(6), flush=True)\n"  # reserved there, as a worker would
             "sys.stdin.read()\n",
         ],
         stdin=subprocess.PIPE,
@@ -95,7 +96,8 @@ def test_a_port_another_process_holds_is_skipped_until_that_process_ends(
     try:
         assert holder.stdout is not None
         printed = holder.stdout.readline()
-        assert printed.strip() == str(held), holder.communicate(timeout=30)
+        assert printed.strip().isdigit(), holder.communicate(timeout=30)
+        held = int(printed)
         other = bindable_base(1, avoid=range(held, held + 6))
         drawing(monkeypatch, [held + 5, other])
         assert free_ports(1) == other
