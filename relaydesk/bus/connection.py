@@ -244,12 +244,10 @@ class Bus:
                 raise PublishFailed(
                     f"{len(pending)} event(s) not confirmed within {self.publish_timeout_s}s"
                 )
-            try:
-                # asyncio.timeout, not wait_for: no task per publish (wait_for wraps the
-                # coroutine in one, a measurable share of the gateway's CPU per message).
-                async with asyncio.timeout(remaining):
-                    outcomes = await self._log.publish(pending)
-            except TimeoutError:
+            # The publisher fails what is unconfirmed at the deadline (one sweep for every
+            # caller, relaydesk/bus/deadline_sweep.py): no timer per publish.
+            outcomes = await self._log.publish(pending, deadline=deadline)
+            if any(isinstance(outcome, TimeoutError) for outcome in outcomes):
                 continue  # the deadline check above reports it
             retry = []
             for entry, outcome in zip(pending, outcomes, strict=True):

@@ -29,6 +29,7 @@ from rstream.producer import ConfirmationStatus
 from rstream.utils import RawMessage
 
 from relaydesk.bus.amqp10 import encode_message
+from relaydesk.bus.deadline_sweep import DeadlineSweep
 from relaydesk.bus.endpoint import StreamEndpoint, close_quietly, open_with_retry
 from relaydesk.bus.publish_pacing import BatchPacing
 
@@ -90,6 +91,7 @@ class StreamPublisher:
         self._closed = False
         self._connects = 0
         self._closing: set[asyncio.Task[None]] = set()  # connections lost, being closed
+        self._deadlines = DeadlineSweep()
 
     async def start(self) -> None:
         """Connect now: a missing stream plugin is reported at start, not at the first message.
@@ -118,12 +120,16 @@ class StreamPublisher:
             wait.cancel()
         await asyncio.gather(*self._confirm_waits, return_exceptions=True)
         self._fail_all(ConnectionError("publisher closed"))
+        self._deadlines.close()
         await self._drop_producer()
         await asyncio.gather(*self._closing, return_exceptions=True)
 
-    async def publish(self, entries: list[Entry]) -> list[BaseException | None]:
+    async def publish(
+        self, entries: list[Entry], *, deadline: float | None = None
+    ) -> list[BaseException | None]:
         """Append ``(body, message id, traceparent)`` entries; one outcome per entry, ``None`` =
-        confirmed."""
+        confirmed. An entry still unconfirmed at ``deadline`` (the loop's clock) has the
+        outcome ``TimeoutError``, and is not sent if it has not been yet."""
         if self._closed:
             raise ConnectionError("publisher closed")
         loop = asyncio.get_running_loop()
@@ -132,6 +138,8 @@ class StreamPublisher:
             future: asyncio.Future[None] = loop.create_future()
             self._queue.append((entry, future))
             futures.append(future)
+        if deadline is not None:
+            self._deadlines.watch(deadline, futures)
         self._pacing.arrived(len(entries))
         self._wake.set()
         if len(futures) == 1:  # the gateway's case, once per chat message: no gather around it
