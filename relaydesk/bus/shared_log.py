@@ -33,7 +33,7 @@ from rstream import ConsumerOffsetSpecification, OffsetType
 
 from relaydesk.bus.connection import Bus
 from relaydesk.bus.endpoint import StreamEndpoint
-from relaydesk.bus.log_reader import LogReader, Start, offset_of
+from relaydesk.bus.log_reader import LogReader, Start, decoded, offset_of
 from relaydesk.bus.log_subscription import LogSubscription, ReaderClosed
 from relaydesk.settings import Settings
 
@@ -163,9 +163,13 @@ class SharedLog:
             if self.head is not None and position <= self.head:
                 return  # the old subscription's last entry, delivered again by the new one
             self.head = position
+            joined = tuple(self._joined)
+            # Decoded once for all of them when several read it (an entry that does not
+            # decode goes to each as it came: each reports it as its own reader would).
+            entry = (decoded(raw) or raw) if len(joined) > 1 else raw
             # Readers joining from here on hold this position already (see _catch_up).
-            for reader in tuple(self._joined):
-                await reader.offer(position, raw, timestamp)
+            for reader in joined:
+                await reader.offer(position, entry, timestamp)
 
     async def _catch_up(self, reader: LogReader, position: int, raw: bytes, timestamp: int) -> None:
         await reader.offer(position, raw, timestamp)

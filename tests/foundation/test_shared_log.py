@@ -9,11 +9,13 @@ and a reader that stops reading (the slowest sets the pace, nothing is dropped).
 import asyncio
 import itertools
 
+import aio_pika
 import pytest
 
 from contracts import Envelope
+from contracts import topology as names
 from contracts.envelope import LoggedEvent
-from relaydesk.bus import Bus, LogReader
+from relaydesk.bus import Bus, LogReader, log_reader
 from relaydesk.bus.log_subscription import LogSubscription
 from relaydesk.bus.shared_log import SharedLog
 from tests.admin.helpers import eventually
@@ -128,6 +130,47 @@ async def test_readers_opened_at_the_tail_both_read_what_is_appended_after(bus: 
     await appending
     assert ids(got_first) == ids(got_second) == [e.id for e in sent]
     await eventually(lambda: shared.joined(second), what="the second reader joining")
+    await second.close()
+    await first.close()
+    await shared.close()
+
+
+async def test_joined_readers_share_one_decode_and_each_reports_a_poison_entry(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent process's two readers: an entry is decoded once for both (it was decoded
+    by each), and one that does not decode is still each reader's own poison."""
+    shared = SharedLog(bus.stream_endpoint, service="test")
+    first = await shared.reader(bus, start="next", name="first").open()
+    second = await shared.reader(bus, start="next", name="second").open()
+    for n in range(100, 200):  # until the second's own subscription has handed over
+        await bus.publish(message_event(n))
+        await asyncio.gather(read_n(first, 1), read_n(second, 1))
+        if shared.joined(second):
+            break
+    assert shared.joined(second)
+    decodes: list[bytes] = []
+    real = log_reader.decode_envelope
+
+    def counted(body: bytes) -> Envelope:
+        decodes.append(body)
+        return real(body)
+
+    monkeypatch.setattr(log_reader, "decode_envelope", counted)
+    sent = [message_event(i) for i in range(10)]
+    await append(bus, sent[:5])
+    channel = await bus.channel(confirms=True)
+    exchange = await channel.get_exchange(names.EVENTS_EXCHANGE)
+    await exchange.publish(aio_pika.Message(body=b"{not json"), routing_key="acme.garbage")
+    await append(bus, sent[5:])
+
+    got_first, got_second = await asyncio.gather(read_n(first, 10), read_n(second, 10))
+    assert ids(got_first) == ids(got_second) == [e.id for e in sent]
+    assert [e.position for e in got_first] == [e.position for e in got_second]
+    # Once per event. The poison entry: tried once for both, then by each reader, whose own
+    # to report it is (a dead letter from each, as two readers of their own sent).
+    assert len(decodes) == 10 + 1 + 2
+    assert (first.poison_count, second.poison_count) == (1, 1)
     await second.close()
     await first.close()
     await shared.close()
