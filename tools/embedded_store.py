@@ -47,6 +47,9 @@ Fifth, the per-row index checks of an insert chunk (unique probe, geo validation
 options looked up per index, the multikey cursor) are decided once per chunk when every
 secondary index is plain (tools/secantus_insert_checks.py), for the same releases.
 
+Sixth, an update rewrites only the index entries whose keys changed, when every secondary
+index is plain (tools/secantus_replace_entries.py), for the same releases.
+
 Beside the fixes: ``--parent-pid PID`` (ours, not passed on to SecantusDB) makes the server stop
 itself, as ``kill`` would (SIGTERM: SecantusDB's own stop, WiredTiger closed), once PID is no
 longer its parent. ``tools.embedded.EmbeddedMongo`` passes its own process: a store whose
@@ -325,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     from tools.secantus_index_keys import install as install_index_keys
     from tools.secantus_insert_checks import install as install_insert_checks
     from tools.secantus_raw_reads import install as install_raw_reads
+    from tools.secantus_replace_entries import install as install_replace_entries
     from tools.wiredtiger_packing import install as install_compiled_packing
 
     refused = install(Storage, version("SecantusDB"), CatalogMemo())
@@ -339,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     refused = install_insert_checks(version("SecantusDB"), PATCHED_RELEASES)
     if refused is not None:
         print(f"relaydesk: {refused}; every row is checked against every index", file=sys.stderr)
+    refused = install_replace_entries(version("SecantusDB"), PATCHED_RELEASES)
+    if refused is not None:
+        print(f"relaydesk: {refused}; an update rewrites every index entry", file=sys.stderr)
     refused = install_raw_reads(version("SecantusDB"), PATCHED_RELEASES)
     if refused is not None:
         print(f"relaydesk: {refused}; every find decodes its documents", file=sys.stderr)

@@ -30,6 +30,8 @@ import threading
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from tools.secantus_patching import missing_parts, scoped
+
 IndexRow = tuple[str, dict[str, Any], bool, bool]  # (name, key spec, sparse, unique)
 # Index options that make a row's index work more than "write its keys".
 _NOT_PLAIN_OPTIONS = ("unique", "prepareUnique", "partialFilterExpression", "collation")
@@ -75,19 +77,7 @@ class InsertChecks:
 
     def insert_chunk(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """One insert chunk (one attempt of it): its index list may be planned."""
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            outer = getattr(self._local, "in_chunk", False)
-            self._local.in_chunk = True
-            self._local.indexes = None
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self._local.in_chunk = outer
-                self._local.indexes = None
-
-        return wrapper
+        return scoped(self._local, "in_chunk", "indexes")(fn)
 
     def all_indexes(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
@@ -193,9 +183,7 @@ def install(release: str, written_for: Collection[str], *, engine: Any = None) -
     import secantus.storage as storage
 
     engine = storage.Storage if engine is None else engine
-    missing = [name for name in _METHODS if not callable(getattr(engine, name, None))]
-    missing += [name for name in _FUNCTIONS if not callable(getattr(storage, name, None))]
-    missing += [name for name in _TABLES if not isinstance(getattr(storage, name, None), str)]
+    missing = missing_parts(engine, storage, _METHODS, _FUNCTIONS, _TABLES)
     if not hasattr(getattr(engine, "_insert_chunk", None), "__wrapped__"):
         missing.append("_insert_chunk.__wrapped__")
     if missing:

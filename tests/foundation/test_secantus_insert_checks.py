@@ -20,6 +20,7 @@ import pytest
 import secantus.storage as storage_module
 from secantus.storage import Storage
 
+from tests.foundation.secantus_tables import table_rows
 from tools.embedded_store import PATCHED_RELEASES, CatalogMemo
 from tools.embedded_store import install as install_memo
 from tools.secantus_insert_checks import InsertChecks, install
@@ -107,18 +108,7 @@ def _archive(storage: Storage, *extra: tuple[str, dict[str, Any], dict[str, Any]
 
 def _rows(storage: Storage) -> dict[str, list[tuple[Any, Any]]]:
     """Every row of the tables an insert writes."""
-    rows: dict[str, list[tuple[Any, Any]]] = {}
-    for table in TABLES:
-        cursor = storage._cursor_optional(table)
-        found: list[tuple[Any, Any]] = []
-        if cursor is not None:
-            cursor.reset()
-            while cursor.next() == 0:
-                key, value = cursor.get_key(), cursor.get_value()
-                found.append((key, bytes(value) if isinstance(value, bytes | bytearray) else value))
-            cursor.reset()
-        rows[table] = found
-    return rows
+    return table_rows(storage, TABLES)
 
 
 def _through_each_index(storage: Storage) -> dict[str, list[Any]]:
