@@ -21,7 +21,7 @@ from relaydesk.keys import SERVICE_SECRETS, refusal
 from relaydesk.logging import configure_logging
 from relaydesk.memory_snapshots import dump_on_signal
 from relaydesk.settings import ConfigurationError, Settings, load_settings
-from relaydesk.stalls import StallProbe, freeze_start_up
+from relaydesk.stalls import StallProbe, collect_young_less_often, freeze_start_up
 from relaydesk.tracing import configure_tracing
 
 log = structlog.get_logger(__name__)
@@ -102,8 +102,14 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
 
 def service_health(name: str, settings: Settings) -> Health:
     """The health server of a service process. Once the service serves, what the process
-    built to start is frozen out of full collections (relaydesk/stalls.py)."""
-    return Health(name, settings, on_serving=freeze_start_up)
+    built to start is frozen out of full collections, and young collections run less often
+    (relaydesk/stalls.py)."""
+    return Health(name, settings, on_serving=_serving)
+
+
+def _serving() -> None:
+    freeze_start_up()
+    collect_young_less_often()
 
 
 def _refuse(line: str) -> NoReturn:
