@@ -24,6 +24,20 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def background_at_the_workers_priority() -> Iterator[None]:
+    """Every ``relaydesk up`` a test starts keeps its background children at its own
+    priority (``RELAYDESK_BACKGROUND_NICE=0``; a test asking for another sets its own).
+
+    The default, 19, puts the archive behind the chat of the *same* system; in the suite six
+    workers' systems share the two cores, and a store at 19 would wait on the other workers'
+    tests instead, which no test is about (tests/foundation/test_child_priority.py tests the
+    priority itself)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RELAYDESK_BACKGROUND_NICE", "0")
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def cheap_password_hashing() -> Iterator[None]:
     """argon2id at its lowest cost for passwords hashed and checked in the test process.
 
