@@ -15,7 +15,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from gateway.auth.permissions import SEE_ALL
 from gateway.auth.tokens import AgentPrincipal, Principal
-from gateway.immediate_write import WebSocketsSansIOProtocol, write_now
+from gateway.immediate_write import WebSocketsSansIOProtocol, WriteBatch, write_now
 
 log = structlog.get_logger(__name__)
 
@@ -91,7 +91,7 @@ class Session:
         """Queue a frame without waiting; on overflow close the socket as a slow consumer."""
         self.send_bytes(orjson.dumps(frame))
 
-    def send_bytes(self, data: bytes | _Replay) -> None:
+    def send_bytes(self, data: bytes | _Replay, batch: WriteBatch | None = None) -> None:
         if self.over:
             return
         if len(self._queue) >= self._queue_limit:
@@ -100,21 +100,24 @@ class Session:
             )
             self.close(CLOSE_SLOW_CONSUMER)
             return
-        self._put(data)
+        self._put(data, batch)
 
-    def _put(self, item: bytes | _Replay | None) -> None:
+    def _put(self, item: bytes | _Replay | None, batch: WriteBatch | None = None) -> None:
         if self.writer is None:  # nothing queued: the frame may go out now, in order
-            if type(item) is bytes and self._protocol and write_now(self._protocol, item):
-                return
+            protocol = self._protocol
+            if type(item) is bytes and protocol is not None:
+                if batch.add(protocol, item) if batch is not None else write_now(protocol, item):
+                    return
             self.writer = asyncio.get_running_loop().create_task(self._write())
         self._queue.append(item)
 
-    def send_event(self, position: int, frame: bytes) -> None:
-        """Queue an event frame, already serialised (one encoding shared by a whole fan-out)."""
+    def send_event(self, position: int, frame: bytes, batch: WriteBatch | None = None) -> None:
+        """Queue an event frame, already serialised (one encoding shared by a whole fan-out);
+        with ``batch``, a frame that can go out now is written at the batch's flush."""
         if position <= self.last_position:
             return  # already delivered (resume buffer and live fan-out overlap)
         self.last_position = position
-        self.send_bytes(frame)
+        self.send_bytes(frame, batch)
 
     def replay(self, frames: list[tuple[int, bytes]]) -> None:
         """Queue what a resuming client missed, whatever its length.

@@ -27,6 +27,7 @@ import structlog
 from contracts.audience import without
 from contracts.envelope import Envelope, LoggedEvent
 from gateway.directory import ConversationDirectory
+from gateway.immediate_write import WriteBatch
 from gateway.sessions import Session, SessionRegistry
 from gateway.visibility import WHOLE, EventDelivery, delivery
 from relaydesk.bus import Bus, LogReader
@@ -84,6 +85,8 @@ class Tailer:
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []
         self._marker_id: str | None = None
         self._marker_seen: asyncio.Future[None] | None = None  # while the start waits for it
+        # A chunk's frames, each socket's written at once when the chunk is fanned out.
+        self._writes = WriteBatch()
 
     async def start(self, start_back_s: int = START_BACK_S) -> None:
         since = datetime.now(UTC) - timedelta(seconds=start_back_s)
@@ -94,6 +97,7 @@ class Tailer:
             start=since,  # type: ignore[arg-type]
             name="gateway-tail",
             handle=self._on_event,
+            handled_chunk=self._writes.flush,
         ).open()
         # Serve only once everything published before our start is in the buffer, so a
         # resuming client can never fall into a gap between the tail's start and now.
@@ -190,7 +194,7 @@ class Tailer:
                 continue
             if withheld not in frames:
                 frames[withheld] = partial_frame(position, event, withheld)
-            session.send_event(position, frames[withheld])
+            session.send_event(position, frames[withheld], self._writes)
 
     def attach(self, session: Session, resume_from: int | None) -> bool:
         """Register ``session``; with ``resume_from`` first queue what it missed.

@@ -137,6 +137,8 @@ class LogReader:
             gateway's fan-out). Queued, an event waited for the reading task's next turn
             of the event loop, milliseconds on a busy gateway (docs/performance.md,
             "Hand-offs in the gateway"). It must not raise.
+        handled_chunk: with ``handle``, called once the events of a chunk of the log were
+            handed over (the gateway writes each socket's frames of the chunk at once).
         gulp_s: once up to date, read the log in gulps this far apart (log_subscription.py):
             for a reader off the chat's path, whose wake-ups per chunk cost more than its
             work. Not for a shared subscription (its readers decide for themselves).
@@ -152,11 +154,13 @@ class LogReader:
         measured: bool = True,
         shared: "SharedLog | None" = None,
         handle: Callable[[LoggedEvent], None] | None = None,
+        handled_chunk: Callable[[], None] | None = None,
         gulp_s: float = 0.0,
     ) -> None:
         self._bus = bus
         self._gulp_s = gulp_s
         self._handle = handle
+        self._handled_chunk = handled_chunk if handle is not None else None
         self.start = start
         self.name = name
         # Its metric series, looked up once: prometheus_client's labels() takes a lock and
@@ -238,6 +242,7 @@ class LogReader:
             deliver=deliver or self.offer,
             on_lost=self._lost,
             gulp_s=self._gulp_s,
+            chunk_done=self._handled_chunk,
         )
 
     def resume_offset(self) -> ConsumerOffsetSpecification:

@@ -68,10 +68,17 @@ class CreditInBatches(Consumer):
     callback exactly as rstream hands them (``_filter_messages``, ``MessageContext``).
     ``tests/foundation/test_log_credit.py`` counts the frames."""
 
-    def __init__(self, *args: Any, gulp_s: float = 0.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        gulp_s: float = 0.0,
+        chunk_done: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._owed: dict[int, int] = {}  # subscription id -> chunks received, credit not returned
         self._gulp_s = gulp_s
+        self._chunk_done = chunk_done
         self._paused: Any = None  # the transport not being read from until the gulp is due
 
     async def _on_deliver(self, frame: schema.Deliver, subscriber: Any, filter_value: Any) -> None:
@@ -82,18 +89,22 @@ class CreditInBatches(Consumer):
             await subscriber.client.credit(subscriber.subscription_id, owed)
             owed = 0
         self._owed[frame.subscription_id] = owed
-        for offset, message in self._filter_messages(frame, subscriber, filter_value):
-            context = MessageContext(
-                self,
-                subscriber.stream,
-                subscriber.subscription_id,
-                subscriber.reference,
-                offset,
-                frame.timestamp,
-            )
-            delivered = subscriber.callback(subscriber.decoder(message), context)
-            if delivered is not None:
-                await delivered
+        try:
+            for offset, message in self._filter_messages(frame, subscriber, filter_value):
+                context = MessageContext(
+                    self,
+                    subscriber.stream,
+                    subscriber.subscription_id,
+                    subscriber.reference,
+                    offset,
+                    frame.timestamp,
+                )
+                delivered = subscriber.callback(subscriber.decoder(message), context)
+                if delivered is not None:
+                    await delivered
+        finally:  # also when the chunk's delivery ends early: what it gathered goes out
+            if self._chunk_done is not None:
+                self._chunk_done()
         if self._gulp_s and time.time() * 1000 - frame.timestamp < CAUGHT_UP_MS:
             self._pause_reading(subscriber.client)
 
@@ -124,6 +135,7 @@ class LogSubscription:
     deliver: receives each entry; awaiting it holds the broker back.
     on_lost: called when the connection is lost, before anything is resubscribed.
     gulp_s: read in gulps this far apart once up to date (off the chat's path only).
+    chunk_done: called once the entries of a chunk were delivered.
     """
 
     def __init__(
@@ -136,9 +148,11 @@ class LogSubscription:
         deliver: Deliver,
         on_lost: Callable[[], None] = lambda: None,
         gulp_s: float = 0.0,
+        chunk_done: Callable[[], None] | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._gulp_s = gulp_s
+        self._chunk_done = chunk_done
         self._connection_name = connection_name
         self._name = name
         self._offset = offset
@@ -233,6 +247,7 @@ class LogSubscription:
             host,
             port,
             gulp_s=self._gulp_s,
+            chunk_done=self._chunk_done,
             **self._endpoint.client_options(self._connection_name, self._on_connection_closed),
         )
         deliver = self._deliver

@@ -187,10 +187,22 @@ async def test_a_reader_with_a_handler_hands_each_event_over_as_it_arrives(bus: 
         assert reader is not None
         queued_meanwhile.append(reader.buffered)
 
-    reader = await LogReader(bus, start="next", name="handled", handle=handle).open()
+    chunks_done: list[int] = []  # events handed over when each chunk was done
+    reader = await LogReader(
+        bus,
+        start="next",
+        name="handled",
+        handle=handle,
+        handled_chunk=lambda: chunks_done.append(len(handed)),
+    ).open()
     sent = [message_event(i) for i in range(120)]
     await append(bus, sent)
-    await eventually(lambda: len(handed) == len(sent), timeout=10, what="every event handed over")
+    await eventually(
+        lambda: chunks_done and chunks_done[-1] == len(sent),
+        timeout=10,
+        what="every event handed over, and its chunk done",
+    )
+    assert chunks_done == sorted(chunks_done)  # each after its chunk's events
     assert ids(handed) == [e.id for e in sent] and in_order_once(handed)
     assert set(queued_meanwhile) == {0}  # nothing waited in the inbox for a consumer
     assert reader.last_position == handed[-1].position and reader.lag_s() == 0.0

@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket
 from websockets.asyncio.client import ClientConnection, connect
 
 from gateway.auth.tokens import VisitorPrincipal
-from gateway.immediate_write import protocol_of
+from gateway.immediate_write import WriteBatch, protocol_of
 from gateway.server import WS_BACKEND
 from gateway.sessions import Session
 from tests.admin.helpers import eventually
@@ -87,3 +87,55 @@ async def test_frames_wait_in_order_while_the_peer_is_not_read_and_go_direct_aft
         session.send_bytes(b'{"n":3}')
         assert session.writer is None
         assert await received(client, 4) == [f'{{"n":{n}}}' for n in range(4)]
+
+
+async def test_a_batch_writes_a_sockets_frames_in_one_write_at_its_flush_in_order() -> None:
+    server = OneSocketServer()
+    async with server.running() as client:
+        session, protocol = await server.sessions.get()
+        writes: list[bytes] = []
+        transport_write = protocol.transport.write
+
+        def counted(data: bytes) -> None:
+            writes.append(data)
+            transport_write(data)
+
+        protocol.transport.write = counted  # type: ignore[method-assign]
+        batch = WriteBatch()
+        for n in range(3):
+            session.send_event(n, b'{"n":%d}' % n, batch)
+        assert session.writer is None and writes == []  # framed, not written yet
+        batch.flush()
+        assert len(writes) == 1  # the three frames, one write
+        batch.flush()
+        assert len(writes) == 1  # nothing left for a second one
+        assert await received(client, 3) == ['{"n":0}', '{"n":1}', '{"n":2}']
+
+
+async def test_a_frame_written_before_the_flush_takes_the_batched_ones_first() -> None:
+    """An ack sent while the chunk's frames wait keeps its place after them."""
+    server = OneSocketServer()
+    async with server.running() as client:
+        session, _ = await server.sessions.get()
+        batch = WriteBatch()
+        session.send_event(0, b'{"n":0}', batch)
+        session.send_bytes(b'{"ack":1}')
+        session.send_event(1, b'{"n":1}', batch)
+        batch.flush()
+        assert await received(client, 3) == ['{"n":0}', '{"ack":1}', '{"n":1}']
+
+
+async def test_a_batched_frame_for_a_paused_socket_waits_for_the_writer_in_order() -> None:
+    server = OneSocketServer()
+    async with server.running() as client:
+        session, protocol = await server.sessions.get()
+        batch = WriteBatch()
+        session.send_event(0, b'{"n":0}', batch)
+        protocol.pause_writing()
+        session.send_event(1, b'{"n":1}', batch)  # cannot go now: the writer task takes it
+        writer = session.writer
+        assert writer is not None
+        batch.flush()
+        protocol.resume_writing()
+        await asyncio.wait_for(writer, 5)
+        assert await received(client, 2) == ['{"n":0}', '{"n":1}']
