@@ -325,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     from secantus.server import SecantusDBServer
     from secantus.storage import Storage
 
+    from relaydesk.stalls import collect_young_less_often
     from tools.secantus_index_keys import install as install_index_keys
     from tools.secantus_insert_checks import install as install_insert_checks
     from tools.secantus_raw_reads import install as install_raw_reads
@@ -352,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     refused = stop_once(SecantusDBServer)
     if refused is not None:
         print(f"relaydesk: {refused}; a signal during the stop stops it again", file=sys.stderr)
+    # Its insert batches (up to 1,000 decoded documents alive at once) set off the young
+    # collection as a service's batches did (relaydesk/stalls.py).
+    collect_young_less_often()
     parent, secantus_argv = parent_option(sys.argv[1:] if argv is None else argv)
     if parent is not None:
         stop_when_orphaned(parent)
