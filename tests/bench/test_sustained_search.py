@@ -33,3 +33,10 @@ def test_below_the_floor_the_search_gives_up() -> None:
     tried = search(holds_up_to=10)
     assert tried == [500, 250, 125, 62.5]
     assert tried[-1] / 2 < SUSTAINED_FLOOR
+
+
+def test_one_rate_is_held_alone_when_the_search_starts_and_ends_there() -> None:
+    """``relaydesk bench --sustained-start 1500 --sustained-max 1500``: one 60 s step, the
+    way a change is tried at the rate it is about."""
+    assert search(holds_up_to=2000, start=1500, ceiling=1500) == [1500]
+    assert search(holds_up_to=1000, start=1500, ceiling=1500) == [1500, 750]

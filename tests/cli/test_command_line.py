@@ -320,6 +320,10 @@ def test_reseal_without_its_key_is_a_configuration_error_before_connecting(
         (("import", "--input", "/nonexistent.jsonl"), "relaydesk import: Invalid value for"),
         (("bench", "--rates", "fast"), "relaydesk bench: Invalid value for '--rates'"),
         (
+            ("bench", "--sustained-start", "10"),
+            "relaydesk bench: Invalid value for '--sustained-start': 10.0 is not in the range",
+        ),
+        (
             (
                 "admin",
                 "create-agent",

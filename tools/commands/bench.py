@@ -44,6 +44,17 @@ def _rates(
     type=float,
     help="seconds each step of the sustained search is held (default 60)",
 )
+@click.option(
+    "--sustained-start",
+    type=click.FloatRange(min=50, min_open=False),
+    help="the sustained search's first step in msg/s (default 500)",
+)
+@click.option(
+    "--sustained-max",
+    type=click.FloatRange(min=50, min_open=False),
+    help="the sustained search's last step in msg/s (default 3000): with --sustained-start,"
+    " one rate held alone (e.g. 1500 and 1500)",
+)
 @click.option("--no-sustained", is_flag=True, help="skip the maximum sustained rate search")
 @click.option("--no-peer", is_flag=True, help="skip the chat-service peer (needs node and npm)")
 @click.option(
