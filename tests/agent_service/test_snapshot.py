@@ -133,7 +133,9 @@ def test_reply_records_are_made_once_and_follow_a_replaced_outcome() -> None:
 
 def test_a_snapshot_is_due_every_n_events_but_no_sooner_than_the_interval() -> None:
     now = [100.0]
-    schedule = SnapshotSchedule(every=1000, min_interval_s=10, clock=lambda: now[0])
+    schedule = SnapshotSchedule(
+        every=1000, min_interval_s=10, clock=lambda: now[0], spread=lambda: 0.0
+    )
     schedule.folded(999)
     assert not schedule.due()
     schedule.folded(1)
@@ -149,3 +151,20 @@ def test_a_snapshot_is_due_every_n_events_but_no_sooner_than_the_interval() -> N
     now[0] += 60
     schedule.folded(999)  # a quiet log: the count still decides
     assert not schedule.due()
+
+
+def test_schedules_started_together_drift_apart_by_their_spread() -> None:
+    """Four services' schedules start together; their snapshots must not stay together."""
+    now = [0.0]
+    early = SnapshotSchedule(1, 10, clock=lambda: now[0], spread=lambda: 0.0)
+    late = SnapshotSchedule(1, 10, clock=lambda: now[0], spread=lambda: 1.0)
+    taken: dict[str, list[float]] = {"early": [], "late": []}
+    while now[0] < 60:
+        for name, schedule in (("early", early), ("late", late)):
+            schedule.folded(1)
+            if schedule.due():
+                schedule.taken()
+                taken[name].append(now[0])
+        now[0] += 0.5
+    assert taken["early"] == [0, 10, 20, 30, 40, 50]
+    assert taken["late"] == [0, 15, 30, 45]  # up to half the interval more, drawn each time
