@@ -42,7 +42,7 @@ class WriteBatch:
     An agent's console gets the frames of all its conversations: at 1,500 chat messages a
     second a chunk of the log (10 ms of it) held ~1.5 frames per agent socket, each its own
     write syscall (the gateway's largest single cost under load, docs/performance.md,
-    "A chunk's frames in one write"). A frame is framed at once into the connection's
+    "What was taken out per message"). A frame is framed at once into the connection's
     outgoing buffer, in order; whatever writes to the same socket before the flush (an ack)
     sends it along, in the same order, and the flush then has nothing left for it.
     """

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     data_dir: str = ".relaydesk"
     # `relaydesk up`: priority drop for history, billing, connectors, embedded store. 19: on
     # a saturated machine the chat's path goes first and the archive catches up after (the
-    # 1,500 msg/s step's p99 fell ~15 ms against 5; docs/performance.md "Background at 19").
+    # 1,500 msg/s step's p99 fell ~15 ms against 5; docs/performance.md "Background at nice 19").
     background_nice: int = Field(default=19, ge=0, le=19)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"

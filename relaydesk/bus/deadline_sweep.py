@@ -3,7 +3,7 @@
 The publisher's callers each have a deadline (``RELAYDESK_PUBLISH_TIMEOUT_S``). Held by an
 ``asyncio.timeout`` around every publish, that was a timer handle scheduled and cancelled,
 and a context manager entered and left, per chat message: ~4 % of the gateway's CPU under
-load (docs/performance.md, "One deadline sweep"). Deadlines are seconds long and only
+load (docs/performance.md, "What was taken out per message"). Deadlines are seconds long and only
 matter when the broker is gone, so one timer that looks every ``every_s`` while anything is
 watched keeps them within ``every_s`` of exact, at the cost of a list append per publish.
 """
